@@ -1,0 +1,60 @@
+//! Local identity provider for the dev stack.
+//!
+//! `devtoken init DIR` creates `DIR/dev-key.p8` (kept if it exists) and `DIR/jwks.json`.
+//! `devtoken mint DIR SUB [TTL_SECONDS]` prints a token for SUB signed by that key.
+//! Issuer and audience come from `AUTH_ISSUER` / `AUTH_AUDIENCE` (defaults: the dev stack's).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use matbakh_api::dev_keys::DevKey;
+
+const DEFAULT_ISSUER: &str = "https://auth.matbakh.local";
+const DEFAULT_AUDIENCE: &str = "matbakh-files";
+const DEFAULT_TTL_SECONDS: i64 = 12 * 60 * 60;
+
+fn run(args: &[String]) -> Result<(), String> {
+    let usage = "usage: devtoken init DIR | devtoken mint DIR SUB [TTL_SECONDS]";
+    let dir = Path::new(args.get(1).ok_or(usage)?);
+    let key_path = dir.join("dev-key.p8");
+    match args.first().map(String::as_str) {
+        Some("init") => {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let key = match std::fs::read(&key_path) {
+                Ok(der) => DevKey::from_pkcs8(&der)?,
+                Err(_) => {
+                    let key = DevKey::generate()?;
+                    std::fs::write(&key_path, key.pkcs8()).map_err(|e| format!("{}: {e}", key_path.display()))?;
+                    key
+                }
+            };
+            std::fs::write(dir.join("jwks.json"), key.jwks()).map_err(|e| format!("jwks.json: {e}"))?;
+            Ok(())
+        }
+        Some("mint") => {
+            let sub = args.get(2).ok_or(usage)?;
+            let ttl = match args.get(3) {
+                Some(t) => t.parse().map_err(|_| format!("TTL_SECONDS {t:?} is not a number"))?,
+                None => DEFAULT_TTL_SECONDS,
+            };
+            let der = std::fs::read(&key_path)
+                .map_err(|e| format!("{}: {e} (run `devtoken init` first)", key_path.display()))?;
+            let issuer = std::env::var("AUTH_ISSUER").unwrap_or_else(|_| DEFAULT_ISSUER.to_owned());
+            let audience = std::env::var("AUTH_AUDIENCE").unwrap_or_else(|_| DEFAULT_AUDIENCE.to_owned());
+            println!("{}", DevKey::from_pkcs8(&der)?.mint(sub, &issuer, &audience, ttl)?);
+            Ok(())
+        }
+        _ => Err(usage.to_owned()),
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("devtoken: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! Strict JSON request bodies: every problem is a 400 that names the field.
+
+use axum::body::Bytes;
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+
+/// A JSON object body with only the `allowed` keys.
+pub struct JsonObject(Map<String, Value>);
+
+impl JsonObject {
+    pub fn parse(bytes: &Bytes, allowed: &[&'static str]) -> Result<Self, ApiError> {
+        let value: Value = serde_json::from_slice(bytes)
+            .map_err(|e| ApiError::bad_field("body", format!("body: not valid JSON ({e})")))?;
+        let Value::Object(map) = value else {
+            return Err(ApiError::bad_field("body", "body: must be a JSON object"));
+        };
+        if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+            let shown: String = unknown.chars().take(40).collect();
+            return Err(ApiError::bad_field("body", format!("body: unknown field {shown:?}")));
+        }
+        Ok(JsonObject(map))
+    }
+
+    pub fn str(&self, field: &'static str) -> Result<&str, ApiError> {
+        self.opt_str(field)?.ok_or_else(|| ApiError::bad_field(field, format!("{field}: is required")))
+    }
+
+    pub fn opt_str(&self, field: &'static str) -> Result<Option<&str>, ApiError> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(ApiError::bad_field(field, format!("{field}: must be a string"))),
+        }
+    }
+
+    pub fn u64(&self, field: &'static str) -> Result<u64, ApiError> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Err(ApiError::bad_field(field, format!("{field}: is required"))),
+            Some(v) => v
+                .as_u64()
+                .ok_or_else(|| ApiError::bad_field(field, format!("{field}: must be a whole number of bytes"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<JsonObject, ApiError> {
+        JsonObject::parse(&Bytes::from(s.to_owned()), &["name", "size"])
+    }
+
+    #[test]
+    fn every_problem_names_its_field() {
+        assert_eq!(parse("{").err().unwrap().field, Some("body"));
+        assert_eq!(parse("[]").err().unwrap().field, Some("body"));
+        assert!(parse(r#"{"evil": 1}"#).err().unwrap().message.contains("evil"));
+        let o = parse(r#"{"name": 3, "size": -1}"#).unwrap();
+        assert_eq!(o.str("name").err().unwrap().field, Some("name"));
+        assert_eq!(o.u64("size").err().unwrap().field, Some("size"));
+        let o = parse(r#"{"size": 1.5}"#).unwrap();
+        assert_eq!(o.u64("size").err().unwrap().field, Some("size"));
+        assert_eq!(o.str("name").err().unwrap().message, "name: is required");
+        let o = parse(r#"{"name": "a", "size": 7}"#).unwrap();
+        assert_eq!((o.str("name").unwrap(), o.u64("size").unwrap()), ("a", 7));
+    }
+}

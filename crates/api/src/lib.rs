@@ -1,0 +1,22 @@
+//! What every HTTP function shares: who the caller is ([`auth`]), the JSON error body
+//! ([`error`]), strict request-body parsing ([`body`]), and the dev key pair that stands in
+//! for the identity provider locally ([`dev_keys`]).
+
+pub mod auth;
+pub mod body;
+pub mod dev_keys;
+pub mod error;
+
+pub use auth::{AuthState, Authenticator, Caller};
+
+use matbakh_core::ids::FileId;
+use time::OffsetDateTime;
+
+/// A fresh file id for a file created at `now` (UUIDv7: time-ordered, 74 random bits).
+pub fn new_file_id(now: OffsetDateTime) -> Result<FileId, ApiError> {
+    let mut random = [0u8; 10];
+    aws_lc_rs::rand::fill(&mut random).map_err(|e| ApiError::internal(&e))?;
+    let ms = u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    Ok(FileId::new(ms, random))
+}
+pub use error::ApiError;

@@ -1,0 +1,60 @@
+//! The one error type of the adapters, classed retryable or permanent.
+
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AwsError {
+    /// The user's quota has no room for the reservation.
+    #[error("quota exceeded")]
+    QuotaExceeded,
+    /// A conditional write found the item already there.
+    #[error("already exists")]
+    AlreadyExists,
+    /// An AWS call failed.
+    #[error("{operation} failed: {message}")]
+    Service { operation: &'static str, message: String, retryable: bool },
+    /// An item read back does not have the shape we write.
+    #[error("stored item is malformed: {0}")]
+    Corrupt(String),
+    /// A required setting is missing or wrong.
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+impl AwsError {
+    /// Whether the same call may succeed later (throttling, timeouts, 5xx).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, AwsError::Service { retryable: true, .. })
+    }
+
+    /// Classifies any SDK error by its kind and error code.
+    pub fn from_sdk<E, R>(operation: &'static str, err: SdkError<E, R>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        let retryable = match &err {
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
+            SdkError::ServiceError(e) => matches!(
+                e.err().code(),
+                Some(
+                    "ThrottlingException"
+                        | "Throttling"
+                        | "ProvisionedThroughputExceededException"
+                        | "RequestLimitExceeded"
+                        | "InternalServerError"
+                        | "InternalError"
+                        | "ServiceUnavailable"
+                        | "SlowDown"
+                        | "RequestTimeout"
+                )
+            ),
+            _ => false,
+        };
+        let message = match err.as_service_error() {
+            Some(e) => format!("{}: {}", e.code().unwrap_or("error"), e.message().unwrap_or("")),
+            None => format!("{}", aws_sdk_s3::error::DisplayErrorContext(&err)),
+        };
+        AwsError::Service { operation, message, retryable }
+    }
+}

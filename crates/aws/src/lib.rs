@@ -1,0 +1,15 @@
+//! Adapters between the domain and AWS: S3 (presigned uploads and downloads, object checks)
+//! and DynamoDB (file metadata, usage counters), configured from the environment.
+//!
+//! `AWS_ENDPOINT_URL` (and the per-service `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL_DYNAMODB`)
+//! point the clients at local servers (moto, Garage); S3 then uses path-style addressing.
+
+pub mod config;
+pub mod error;
+pub mod s3;
+pub mod table;
+
+pub use config::Settings;
+pub use error::AwsError;
+pub use s3::S3Store;
+pub use table::FileTable;

@@ -1,0 +1,176 @@
+//! Identifiers: parsed once at the edge, trusted everywhere after.
+
+use std::fmt;
+
+use crate::error::CoreError;
+use crate::names::SafeName;
+
+/// The caller's identity: the `sub` claim the authorizer vouched for.
+///
+/// It becomes a key segment, so it is restricted to characters that are safe in an S3 key
+/// and in a DynamoDB key: letters, digits and `- _ . : | @ +` (Cognito subs are UUIDs,
+/// Auth0 subs look like `auth0|abc`), 1 to 128 characters, and never `.` or `..`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId(String);
+
+impl UserId {
+    pub const MAX_LEN: usize = 128;
+
+    pub fn parse(raw: &str) -> Result<Self, CoreError> {
+        let ok_char = |c: char| c.is_ascii_alphanumeric() || "-_.:|@+".contains(c);
+        if raw.is_empty() || raw.len() > Self::MAX_LEN {
+            return Err(CoreError::invalid("sub", "must be 1 to 128 characters"));
+        }
+        if !raw.chars().all(ok_char) || raw == "." || raw == ".." {
+            return Err(CoreError::invalid("sub", "contains characters not allowed in a user id"));
+        }
+        Ok(UserId(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A file's id: a UUIDv7, so ids sort by creation time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FileId(uuid::Uuid);
+
+impl FileId {
+    /// A new id for a file created at `unix_ms` with `random` bits (UUIDv7 layout).
+    pub fn new(unix_ms: u64, random: [u8; 10]) -> Self {
+        FileId(uuid::Builder::from_unix_timestamp_millis(unix_ms, &random).into_uuid())
+    }
+
+    /// Parses the canonical hyphenated lower-case form only, so one file has one spelling.
+    pub fn parse(raw: &str) -> Result<Self, CoreError> {
+        let id = uuid::Uuid::try_parse(raw).map_err(|_| CoreError::invalid("fileId", "is not a file id"))?;
+        if id.hyphenated().to_string() != raw || id.get_version_num() != 7 {
+            return Err(CoreError::invalid("fileId", "is not a file id"));
+        }
+        Ok(FileId(id))
+    }
+}
+
+impl fmt::Display for FileId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// A key in the platform bucket. Only built from parsed parts, so it never holds `..`,
+/// an empty segment or a control character.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ObjectKey(String);
+
+impl ObjectKey {
+    /// `users/{sub}/{fileId}/{safeName}`: where a user's original lives.
+    pub fn original(user: &UserId, file: FileId, name: &SafeName) -> Self {
+        ObjectKey(format!("users/{user}/{file}/{}", name.as_str()))
+    }
+
+    /// The prefix under which every object of `user` lives.
+    pub fn user_prefix(user: &UserId) -> String {
+        format!("users/{user}/")
+    }
+
+    /// Trusts a key read back from our own metadata table.
+    pub fn from_stored(raw: String) -> Self {
+        ObjectKey(raw)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A SHA-256 digest; accepted as 64 hex digits or as standard Base64 (S3's form).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Sha256([u8; 32]);
+
+impl Sha256 {
+    pub fn parse(raw: &str) -> Result<Self, CoreError> {
+        use base64::Engine as _;
+        let bad = || CoreError::invalid("sha256", "must be 64 hex digits or the Base64 of 32 bytes");
+        let bytes = if raw.len() == 64 {
+            hex::decode(raw).map_err(|_| bad())?
+        } else {
+            base64::engine::general_purpose::STANDARD.decode(raw).map_err(|_| bad())?
+        };
+        let arr: [u8; 32] = bytes.try_into().map_err(|_| bad())?;
+        Ok(Sha256(arr))
+    }
+
+    pub fn of(bytes: &[u8]) -> Self {
+        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(d.as_ref());
+        Sha256(out)
+    }
+
+    /// The form S3 wants in `x-amz-checksum-sha256`.
+    pub fn to_base64(&self) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(self.0)
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_ids_refuse_path_tricks() {
+        for bad in ["", ".", "..", "a/b", "a b", "ä", "a\u{0}b", &"x".repeat(129)] {
+            assert!(UserId::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        for good in ["demo-user", "auth0|abc", "4f1c2d3e-aaaa-bbbb-cccc-123456789012", "a.b@c"] {
+            assert_eq!(UserId::parse(good).unwrap().as_str(), good);
+        }
+    }
+
+    #[test]
+    fn file_ids_round_trip_and_reject_other_spellings() {
+        let id = FileId::new(1_700_000_000_000, [7; 10]);
+        let text = id.to_string();
+        assert_eq!(FileId::parse(&text).unwrap(), id);
+        assert!(FileId::parse(&text.to_uppercase()).is_err());
+        assert!(FileId::parse(&text.replace('-', "")).is_err());
+        assert!(FileId::parse("../../etc/passwd").is_err());
+        // a v4 UUID is not one of ours
+        assert!(FileId::parse("9b2f0b7e-3c1a-4d5e-8f60-1a2b3c4d5e6f").is_err());
+    }
+
+    #[test]
+    fn file_ids_sort_by_time() {
+        let a = FileId::new(1_000, [255; 10]);
+        let b = FileId::new(2_000, [0; 10]);
+        assert!(a.to_string() < b.to_string());
+    }
+
+    #[test]
+    fn sha256_accepts_hex_and_base64_of_the_same_digest() {
+        let d = Sha256::of(b"abc");
+        assert_eq!(d.to_hex(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(Sha256::parse(&d.to_hex()).unwrap(), d);
+        assert_eq!(Sha256::parse(&d.to_base64()).unwrap(), d);
+        assert!(Sha256::parse("abc").is_err());
+        assert!(Sha256::parse(&"g".repeat(64)).is_err());
+    }
+}

@@ -1,0 +1,18 @@
+//! Domain rules of matbakh-files: identifiers, object keys, file names, the type allow-list
+//! and its limits, quota arithmetic, the S3 POST policy and SigV4 signing.
+//!
+//! Pure: no AWS SDK, no network, no file system, no clock reads (time comes in through
+//! [`clock::Clock`]). Every function crate calls these rules, so they are tested here once.
+
+pub mod clock;
+pub mod error;
+pub mod ids;
+pub mod limits;
+pub mod metadata;
+pub mod names;
+pub mod post_policy;
+pub mod quota;
+pub mod sigv4;
+pub mod types;
+
+pub use error::CoreError;

@@ -1,0 +1,110 @@
+//! Every limit with its named default, and how a deployment overrides it.
+
+use std::time::Duration;
+
+use crate::error::CoreError;
+use crate::types::ContentType;
+
+const GIB: u64 = 1024 * 1024 * 1024;
+
+/// Storage each user may fill, unless overridden (`USER_QUOTA_BYTES`).
+pub const DEFAULT_USER_QUOTA_BYTES: u64 = 10 * GIB;
+/// S3's own ceiling for one PUT or POST; larger files go through multipart.
+pub const MAX_SINGLE_UPLOAD_BYTES: u64 = 5 * GIB;
+/// How long a presigned upload stays usable (`UPLOAD_URL_TTL_SECONDS`).
+pub const DEFAULT_UPLOAD_URL_TTL: Duration = Duration::from_secs(15 * 60);
+/// How long a presigned download stays usable (`DOWNLOAD_URL_TTL_SECONDS`).
+pub const DEFAULT_DOWNLOAD_URL_TTL: Duration = Duration::from_secs(5 * 60);
+/// How long a PENDING metadata row waits for its object before its reservation lapses
+/// (`PENDING_TTL_SECONDS`).
+pub const DEFAULT_PENDING_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The limits one function runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub user_quota_bytes: u64,
+    pub upload_url_ttl: Duration,
+    pub download_url_ttl: Duration,
+    pub pending_ttl: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            user_quota_bytes: DEFAULT_USER_QUOTA_BYTES,
+            upload_url_ttl: DEFAULT_UPLOAD_URL_TTL,
+            download_url_ttl: DEFAULT_DOWNLOAD_URL_TTL,
+            pending_ttl: DEFAULT_PENDING_TTL,
+        }
+    }
+}
+
+impl Limits {
+    /// Defaults, overridden by whichever settings `lookup` knows (the environment, in Lambda).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, CoreError> {
+        let number = |name: &'static str| -> Result<Option<u64>, CoreError> {
+            lookup(name)
+                .map(|v| {
+                    v.trim()
+                        .parse::<u64>()
+                        .map_err(|_| CoreError::invalid(name, format!("{v:?} is not a whole number")))
+                })
+                .transpose()
+        };
+        let seconds = |name: &'static str, default: Duration| -> Result<Duration, CoreError> {
+            Ok(number(name)?.map(Duration::from_secs).unwrap_or(default))
+        };
+        let d = Limits::default();
+        Ok(Limits {
+            user_quota_bytes: number("USER_QUOTA_BYTES")?.unwrap_or(d.user_quota_bytes),
+            upload_url_ttl: seconds("UPLOAD_URL_TTL_SECONDS", d.upload_url_ttl)?,
+            download_url_ttl: seconds("DOWNLOAD_URL_TTL_SECONDS", d.download_url_ttl)?,
+            pending_ttl: seconds("PENDING_TTL_SECONDS", d.pending_ttl)?,
+        })
+    }
+
+    /// Checks a declared size for a single (non-multipart) upload of `content_type`.
+    pub fn check_single_upload(&self, content_type: ContentType, size: u64) -> Result<(), CoreError> {
+        if size == 0 {
+            return Err(CoreError::invalid("size", "must be at least 1 byte"));
+        }
+        let limit = content_type.max_bytes().min(MAX_SINGLE_UPLOAD_BYTES);
+        if size > limit {
+            return Err(CoreError::TooLarge { size, limit, content_type: content_type.as_str().to_owned() });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::MAX_IMAGE_BYTES;
+
+    #[test]
+    fn settings_override_defaults_and_bad_values_are_named() {
+        let l = Limits::from_lookup(|k| (k == "USER_QUOTA_BYTES").then(|| "1000".to_owned())).unwrap();
+        assert_eq!(l.user_quota_bytes, 1000);
+        assert_eq!(l.upload_url_ttl, DEFAULT_UPLOAD_URL_TTL);
+        let err = Limits::from_lookup(|k| (k == "PENDING_TTL_SECONDS").then(|| "soon".to_owned())).unwrap_err();
+        assert!(matches!(err, CoreError::Invalid { field: "PENDING_TTL_SECONDS", .. }));
+    }
+
+    #[test]
+    fn sizes_are_checked_per_type_and_against_the_single_upload_ceiling() {
+        let l = Limits::default();
+        let jpeg = ContentType::parse("image/jpeg").unwrap();
+        let mp4 = ContentType::parse("video/mp4").unwrap();
+        assert!(l.check_single_upload(jpeg, 1).is_ok());
+        assert!(l.check_single_upload(jpeg, MAX_IMAGE_BYTES).is_ok());
+        assert!(matches!(
+            l.check_single_upload(jpeg, MAX_IMAGE_BYTES + 1),
+            Err(CoreError::TooLarge { limit: MAX_IMAGE_BYTES, .. })
+        ));
+        assert!(matches!(l.check_single_upload(jpeg, 0), Err(CoreError::Invalid { field: "size", .. })));
+        assert!(matches!(
+            l.check_single_upload(mp4, MAX_SINGLE_UPLOAD_BYTES + 1),
+            Err(CoreError::TooLarge { limit: MAX_SINGLE_UPLOAD_BYTES, .. })
+        ));
+    }
+}

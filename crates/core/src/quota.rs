@@ -1,0 +1,27 @@
+//! Quota arithmetic for reserve-then-settle (see DECISIONS 12).
+//!
+//! The usage record keeps `charged` = bytes stored + bytes reserved by open uploads. DynamoDB
+//! conditions cannot add, so the check is phrased as one comparison against a ceiling
+//! computed here: the reservation succeeds iff `charged <= quota - size`.
+
+use crate::error::CoreError;
+
+/// The largest `charged` value that still leaves room for `size` more bytes.
+pub fn reservation_ceiling(quota: u64, size: u64) -> Result<u64, CoreError> {
+    quota.checked_sub(size).ok_or(CoreError::QuotaExceeded { requested: size, available: quota })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ceiling_leaves_exactly_room_for_the_upload() {
+        assert_eq!(reservation_ceiling(100, 30).unwrap(), 70);
+        assert_eq!(reservation_ceiling(100, 100).unwrap(), 0);
+        assert!(matches!(
+            reservation_ceiling(100, 101),
+            Err(CoreError::QuotaExceeded { requested: 101, available: 100 })
+        ));
+    }
+}

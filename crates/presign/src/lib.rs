@@ -1,0 +1,173 @@
+//! `presign`: single-file uploads and downloads, straight between the browser and S3.
+//!
+//! Triggered by API Gateway (HTTP API, JWT authorizer):
+//! - `POST /v1/uploads {filename, contentType, size, sha256?}` checks the type allow-list, the
+//!   size limit and the caller's quota, reserves the size and writes a PENDING row (one
+//!   DynamoDB transaction), and answers with a presigned POST pinned to one key, type and size.
+//! - `GET /v1/files/{fileId}/download[?inline=1]` answers the owner with a short-lived
+//!   presigned GET that names the file (RFC 6266).
+//!
+//! Reads and writes: the metadata table (file rows, usage counters); signs for the bucket
+//! but never touches object bytes.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use matbakh_api::body::JsonObject;
+use matbakh_api::{ApiError, AuthState, Authenticator, Caller, new_file_id};
+use matbakh_aws::{FileTable, S3Store, Settings};
+use matbakh_core::clock::{Clock, SystemClock};
+use matbakh_core::ids::{FileId, ObjectKey, Sha256};
+use matbakh_core::limits::Limits;
+use matbakh_core::metadata::{FileRecord, FileStatus};
+use matbakh_core::names::{DisplayName, SafeName, content_disposition};
+use matbakh_core::types::ContentType;
+use serde_json::{Value, json};
+use time::format_description::well_known::Rfc3339;
+
+/// Everything a request needs, built once per Lambda instance.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: S3Store,
+    pub table: FileTable,
+    pub auth: Arc<Authenticator>,
+    pub limits: Limits,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl AuthState for AppState {
+    fn authenticator(&self) -> &Authenticator {
+        &self.auth
+    }
+}
+
+impl AppState {
+    /// Builds the state from the environment the SAM template (or `scripts/dev`) sets.
+    pub async fn from_env() -> Result<Self, String> {
+        let env = |k: &str| std::env::var(k).ok();
+        let settings = Settings::from_env().map_err(|e| e.to_string())?;
+        let limits = Limits::from_lookup(env).map_err(|e| e.to_string())?;
+        let auth = Authenticator::from_lookup(env)?;
+        let sdk = matbakh_aws::config::load_sdk_config().await;
+        Ok(AppState {
+            store: S3Store::new(&sdk, &settings.bucket, settings.s3_public_endpoint.as_deref())
+                .map_err(|e| e.to_string())?,
+            table: FileTable::new(&sdk, &settings.table),
+            auth: Arc::new(auth),
+            limits,
+            clock: Arc::new(SystemClock),
+        })
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/uploads", post(create_upload))
+        .route("/v1/files/{fileId}/download", get(download))
+        .fallback(|| async { ApiError::not_found("route") })
+        .with_state(state)
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+#[tracing::instrument(name = "create_upload", skip_all, fields(user = %caller.user, file_id = tracing::field::Empty))]
+async fn create_upload(
+    State(st): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let req = JsonObject::parse(&body, &["filename", "contentType", "size", "sha256"])?;
+    let filename = DisplayName::parse(req.str("filename")?)?;
+    let content_type = ContentType::parse(req.str("contentType")?)?;
+    let size = req.u64("size")?;
+    let sha256 = req.opt_str("sha256")?.map(Sha256::parse).transpose()?;
+    st.limits.check_single_upload(content_type, size)?;
+
+    let now = st.clock.now();
+    let file_id = new_file_id(now)?;
+    tracing::Span::current().record("file_id", tracing::field::display(file_id));
+    let key = ObjectKey::original(&caller.user, file_id, &SafeName::from_display(&filename));
+    // Sign first: if signing fails, nothing has been written.
+    let post = st.store.presign_upload(&key, content_type, size, sha256, now, st.limits.upload_url_ttl).await?;
+    let record = FileRecord {
+        file_id,
+        owner: caller.user,
+        key: key.clone(),
+        filename,
+        content_type,
+        size,
+        sha256,
+        status: FileStatus::Pending,
+        created_at: now,
+        expires_at: Some(now + st.limits.pending_ttl),
+    };
+    st.table.reserve_upload(&record, st.limits.user_quota_bytes).await?;
+    tracing::info!(size, content_type = content_type.as_str(), "upload granted");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "fileId": file_id.to_string(),
+            "key": key.as_str(),
+            "upload": { "url": post.url, "fields": post.fields },
+            "expiresAt": rfc3339(post.expires_at),
+        })),
+    ))
+}
+
+#[tracing::instrument(name = "download", skip_all, fields(user = %caller.user, file_id = %raw_id))]
+async fn download(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(raw_id): Path<String>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let inline = match query.get("inline").map(String::as_str) {
+        None | Some("0") | Some("false") => false,
+        Some("1") | Some("true") => true,
+        Some(_) => return Err(ApiError::bad_field("inline", "inline: must be 1 or 0")),
+    };
+    let id = FileId::parse(&raw_id).map_err(|_| ApiError::not_found("file"))?;
+    // Someone else's file answers exactly like a missing one.
+    let record =
+        st.table.get_file(id).await?.filter(|r| r.owner == caller.user).ok_or_else(|| ApiError::not_found("file"))?;
+    match record.status {
+        FileStatus::Ready => {}
+        FileStatus::Deleted => return Err(ApiError::not_found("file")),
+        FileStatus::Quarantined => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "quarantined",
+                "this file failed its checks and cannot be downloaded",
+            ));
+        }
+        FileStatus::Pending => {
+            if st.store.object_size(&record.key).await?.is_none() {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "upload_incomplete",
+                    "the file has not been uploaded yet",
+                ));
+            }
+        }
+    }
+    let disposition = content_disposition(&record.filename, inline);
+    let now = st.clock.now();
+    let get = st
+        .store
+        .presign_download(&record.key, record.content_type.as_str(), &disposition, now, st.limits.download_url_ttl)
+        .await?;
+    tracing::info!("download granted");
+    Ok(Json(json!({
+        "url": get.url,
+        "expiresAt": rfc3339(get.expires_at),
+        "filename": record.filename.as_str(),
+        "contentType": record.content_type.as_str(),
+        "size": record.size,
+    })))
+}

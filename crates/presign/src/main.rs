@@ -1,0 +1,8 @@
+//! Lambda entry point of `presign`: wiring only.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    lambda_http::tracing::init_default_subscriber();
+    let state = presign::AppState::from_env().await?;
+    lambda_http::run(presign::router(state)).await
+}

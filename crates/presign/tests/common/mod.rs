@@ -1,0 +1,203 @@
+//! Test harness: the function's router wired to the local servers `scripts/test` starts
+//! (moto for DynamoDB and S3, Garage for the S3 that enforces signatures).
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use axum::body::Body;
+use http::{Method, Request, StatusCode};
+use matbakh_api::Authenticator;
+use matbakh_api::auth::JwtVerifier;
+use matbakh_api::dev_keys::DevKey;
+use matbakh_aws::{FileTable, S3Store};
+use matbakh_core::clock::{Clock, SystemClock};
+use matbakh_core::limits::Limits;
+use presign::AppState;
+use serde_json::Value;
+use tower::ServiceExt;
+
+pub const ISSUER: &str = "https://auth.matbakh.local";
+pub const AUDIENCE: &str = "matbakh-files";
+
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run these tests through scripts/test, which starts moto and Garage")
+    })
+}
+
+/// A file from the shared image corpus (`../shared/corpus` beside the repository).
+pub fn corpus(rel: &str) -> (String, Vec<u8>) {
+    let root = std::env::var("MATBAKH_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus"));
+    let path = root.join(rel);
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (path.file_name().unwrap().to_string_lossy().into_owned(), bytes)
+}
+
+/// A user id no other test uses.
+pub fn unique_user(tag: &str) -> String {
+    format!("{tag}-{}", uuid::Uuid::now_v7().simple())
+}
+
+pub async fn moto_sdk() -> SdkConfig {
+    env("AWS_ENDPOINT_URL");
+    matbakh_aws::config::load_sdk_config().await
+}
+
+pub async fn garage_sdk() -> SdkConfig {
+    let creds = aws_sdk_s3::config::Credentials::new(
+        env("GARAGE_ACCESS_KEY_ID"),
+        env("GARAGE_SECRET_ACCESS_KEY"),
+        None,
+        None,
+        "garage",
+    );
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(env("GARAGE_ENDPOINT"))
+        .region(Region::new(env("GARAGE_REGION")))
+        .credentials_provider(creds)
+        .load()
+        .await
+}
+
+/// One function instance as Lambda would run it, with a key pair standing in for the
+/// identity provider.
+pub struct Harness {
+    pub state: AppState,
+    pub key: DevKey,
+    pub dynamo: aws_sdk_dynamodb::Client,
+    pub table_name: String,
+}
+
+pub struct Options {
+    pub s3_on_garage: bool,
+    pub limits: Limits,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { s3_on_garage: false, limits: Limits::default(), clock: Arc::new(SystemClock) }
+    }
+}
+
+impl Harness {
+    pub async fn new(opts: Options) -> Self {
+        let moto = moto_sdk().await;
+        let store = if opts.s3_on_garage {
+            S3Store::new(&garage_sdk().await, env("GARAGE_BUCKET"), None).unwrap()
+        } else {
+            S3Store::new(&moto, env("BUCKET_NAME"), Some(&env("AWS_ENDPOINT_URL"))).unwrap()
+        };
+        let key = DevKey::generate().unwrap();
+        let verifier = JwtVerifier::new(&key.jwks(), ISSUER, AUDIENCE).unwrap();
+        let table_name = env("TABLE_NAME");
+        let state = AppState {
+            store,
+            table: FileTable::new(&moto, &table_name),
+            auth: Arc::new(Authenticator::Jwks(verifier)),
+            limits: opts.limits,
+            clock: opts.clock,
+        };
+        Harness { state, key, dynamo: aws_sdk_dynamodb::Client::new(&moto), table_name }
+    }
+
+    pub fn token(&self, sub: &str) -> String {
+        self.key.mint(sub, ISSUER, AUDIENCE, 600).unwrap()
+    }
+
+    /// Calls the router in-process, as `lambda_http` would.
+    pub async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let body = match body {
+            Some(v) => Body::from(v.to_string()),
+            None => Body::empty(),
+        };
+        call_router(presign::router(self.state.clone()), req.body(body).unwrap()).await
+    }
+
+    /// The caller asks for an upload grant.
+    pub async fn grant(&self, user: &str, filename: &str, content_type: &str, size: usize) -> (StatusCode, Value) {
+        let body = serde_json::json!({"filename": filename, "contentType": content_type, "size": size});
+        self.call(Method::POST, "/v1/uploads", Some(&self.token(user)), Some(body)).await
+    }
+
+    /// How many file rows the user has (GSI1), read straight from DynamoDB.
+    pub async fn file_rows(&self, user: &str) -> usize {
+        let out = self
+            .dynamo
+            .query()
+            .table_name(&self.table_name)
+            .index_name("gsi1-user-files")
+            .key_condition_expression("gsi1pk = :u")
+            .expression_attribute_values(":u", aws_sdk_dynamodb::types::AttributeValue::S(format!("USER#{user}")))
+            .send()
+            .await
+            .unwrap();
+        out.count as usize
+    }
+
+    pub async fn usage(&self, user: &str) -> matbakh_aws::table::Usage {
+        self.state.table.usage(&matbakh_core::ids::UserId::parse(user).unwrap()).await.unwrap()
+    }
+}
+
+pub async fn call_router(router: axum::Router, req: Request<Body>) -> (StatusCode, Value) {
+    let resp = router.oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    let value =
+        if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("every answer is JSON") };
+    (status, value)
+}
+
+/// Posts `bytes` with the grant's form fields, exactly as a browser form would: every field,
+/// then the file as the last part. `tweak` may change fields first.
+///
+/// An S3 that refuses a request early may close the connection before the body is sent;
+/// that arrives as an `Err` and counts as a refusal (see [`refused`]).
+pub async fn browser_upload(
+    grant: &Value,
+    filename: &str,
+    bytes: Vec<u8>,
+    tweak: impl FnOnce(&mut serde_json::Map<String, Value>),
+) -> Result<reqwest::Response, reqwest::Error> {
+    let mut fields = grant["upload"]["fields"].as_object().unwrap().clone();
+    tweak(&mut fields);
+    let mut form = reqwest::multipart::Form::new();
+    for (k, v) in fields {
+        form = form.text(k, v.as_str().unwrap().to_owned());
+    }
+    form = form.part("file", reqwest::multipart::Part::bytes(bytes).file_name(filename.to_owned()));
+    http_client().post(grant["upload"]["url"].as_str().unwrap()).multipart(form).send().await
+}
+
+/// Whether S3 refused an upload: a 4xx answer, or the connection closed on the request.
+pub fn refused(outcome: &Result<reqwest::Response, reqwest::Error>) -> bool {
+    match outcome {
+        Ok(resp) => resp.status().is_client_error(),
+        Err(e) => e.is_request() && !e.is_connect(),
+    }
+}
+
+/// Whether S3 stored an upload.
+pub fn accepted(outcome: &Result<reqwest::Response, reqwest::Error>) -> bool {
+    outcome.as_ref().is_ok_and(|r| r.status().is_success())
+}
+
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(60)).build().unwrap()
+}

@@ -1,0 +1,148 @@
+# Shared by scripts/dev and scripts/test: tool installation, free ports, starting and
+# stopping local servers. Source it; do not run it.
+#
+# Tools are cached outside the clone (DECISIONS 5), so a fresh clone on a used machine
+# starts in seconds: ${XDG_CACHE_HOME:-$HOME/.cache}/matbakh-files/{venv,garage}.
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CACHE=${MATBAKH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/matbakh-files}
+VENV=$CACHE/venv
+GARAGE_VERSION=2.5.0
+GARAGE_BIN=$CACHE/garage-$GARAGE_VERSION/bin/garage
+REGION=${AWS_REGION:-eu-central-1}
+
+# Local servers must never be reached through a proxy, and the SDK must not probe EC2 metadata.
+export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
+export AWS_EC2_METADATA_DISABLED=true
+
+STARTED_PIDS=()
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# The Python tools (moto, cargo-lambda, cfn-lint) in a cached venv, reinstalled when
+# scripts/tools.txt changes.
+ensure_python_tools() {
+  local stamp=$VENV/.tools-$(sha256sum "$ROOT/scripts/tools.txt" | cut -c1-16)
+  if [[ ! -f $stamp ]]; then
+    log "installing moto, cargo-lambda, cfn-lint into $VENV"
+    command -v python3 >/dev/null || die "python3 is required"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --upgrade pip
+    "$VENV/bin/pip" install --quiet -r "$ROOT/scripts/tools.txt"
+    touch "$stamp"
+  fi
+  export PATH=$VENV/bin:$PATH
+}
+
+# Garage, the S3 server that enforces signatures and POST policies (moto does not).
+# Building it takes 12-25 minutes on 2 cores, once per machine.
+ensure_garage() {
+  if [[ ! -x $GARAGE_BIN ]]; then
+    log "building garage $GARAGE_VERSION (once per machine, 12-25 minutes on 2 cores)"
+    cargo install garage --version "$GARAGE_VERSION" --locked --root "$CACHE/garage-$GARAGE_VERSION"
+  fi
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+port_in_use() {
+  python3 -c 'import socket, sys; s = socket.socket(); sys.exit(0 if s.connect_ex(("127.0.0.1", int(sys.argv[1]))) == 0 else 1)' "$1"
+}
+
+# wait_for_http URL SECONDS PID: polls until URL answers or PID dies.
+wait_for_http() {
+  local url=$1 deadline=$((SECONDS + $2)) pid=$3
+  until curl -s -o /dev/null --max-time 2 "$url"; do
+    kill -0 "$pid" 2>/dev/null || die "process $pid serving $url exited; see its log"
+    ((SECONDS < deadline)) || die "$url did not answer within $2 s"
+    sleep 0.2
+  done
+}
+
+# start_bg LOGFILE CMD...: runs CMD in its own process group, remembers its PID.
+start_bg() {
+  local logfile=$1; shift
+  setsid "$@" >"$logfile" 2>&1 &
+  STARTED_PIDS+=($!)
+  echo $!
+}
+
+stop_started() {
+  local pid
+  for pid in "${STARTED_PIDS[@]}"; do
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${STARTED_PIDS[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  STARTED_PIDS=()
+}
+
+# start_moto PORT LOGFILE: moto's server on 127.0.0.1 (never `localhost`: the Rust S3
+# client would switch to virtual-hosted addressing).
+start_moto() {
+  local port=$1 logfile=$2 pid
+  pid=$(start_bg "$logfile" "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port")
+  wait_for_http "http://127.0.0.1:$port/moto-api/" 30 "$pid"
+}
+
+# start_garage DIR: a single-node Garage in DIR with one bucket and one key; exports
+# GARAGE_ENDPOINT, GARAGE_REGION, GARAGE_BUCKET, GARAGE_ACCESS_KEY_ID, GARAGE_SECRET_ACCESS_KEY.
+start_garage() {
+  local dir=$1 s3_port rpc_port pid node key_out
+  s3_port=$(free_port); rpc_port=$(free_port)
+  mkdir -p "$dir/meta" "$dir/data"
+  cat >"$dir/garage.toml" <<TOML
+metadata_dir = "$dir/meta"
+data_dir = "$dir/data"
+db_engine = "sqlite"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:$rpc_port"
+rpc_public_addr = "127.0.0.1:$rpc_port"
+rpc_secret = "$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
+
+[s3_api]
+s3_region = "garage"
+api_bind_addr = "127.0.0.1:$s3_port"
+root_domain = ".s3.garage.localhost"
+TOML
+  local g=("$GARAGE_BIN" -c "$dir/garage.toml")
+  pid=$(start_bg "$dir/garage.log" "${g[@]}" server)
+  wait_for_http "http://127.0.0.1:$s3_port/" 30 "$pid"
+  local deadline=$((SECONDS + 30))
+  until node=$("${g[@]}" node id -q 2>/dev/null); do
+    ((SECONDS < deadline)) || die "garage did not come up; see $dir/garage.log"
+    sleep 0.2
+  done
+  "${g[@]}" layout assign -z dc1 -c 1G "${node%%@*}" >/dev/null
+  "${g[@]}" layout apply --version 1 >/dev/null
+  "${g[@]}" bucket create enforcing >/dev/null
+  key_out=$("${g[@]}" key create tests)
+  "${g[@]}" bucket allow --read --write --owner enforcing --key tests >/dev/null
+  export GARAGE_ENDPOINT=http://127.0.0.1:$s3_port GARAGE_REGION=garage GARAGE_BUCKET=enforcing
+  GARAGE_ACCESS_KEY_ID=$(awk '/Key ID:/ {print $3}' <<<"$key_out")
+  GARAGE_SECRET_ACCESS_KEY=$(awk '/Secret key:/ {print $3}' <<<"$key_out")
+  export GARAGE_ACCESS_KEY_ID GARAGE_SECRET_ACCESS_KEY
+  [[ -n $GARAGE_ACCESS_KEY_ID && -n $GARAGE_SECRET_ACCESS_KEY ]] || die "could not read garage's key: $key_out"
+}
+
+# local_aws_env PORT: the environment that points the AWS SDKs at moto on PORT.
+local_aws_env() {
+  export AWS_ENDPOINT_URL=http://127.0.0.1:$1
+  export AWS_REGION=$REGION AWS_DEFAULT_REGION=$REGION
+  export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
+}
+
+# export_env_file FILE: exports every NAME=VALUE line of FILE.
+export_env_file() {
+  local line
+  while IFS= read -r line; do
+    [[ -z $line || $line == \#* ]] && continue
+    export "${line?}"
+  done <"$1"
+}

@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Create in a local AWS endpoint (moto) the resources template.yaml declares, and write the
+environment each function gets, resolved the way CloudFormation would resolve it.
+
+    local_resources.py --endpoint http://127.0.0.1:5050 --prefix dev --env-out .local/dev/functions.env
+
+Buckets get their versioning, tables their keys, indexes and TTL, queues their redrive
+settings. Function environments come from Globals plus the function's own Variables, with
+`!Ref` to a resource replaced by its local name and `!Ref` to a parameter by its default (or a
+--param NAME=VALUE override). Safe to run twice: existing resources are kept.
+"""
+
+import argparse
+import json
+import sys
+
+import boto3
+import botocore.exceptions
+from cfnlint.decode import cfn_yaml
+
+
+def local_name(prefix, logical_id):
+    return f"{prefix}-{logical_id.lower()}"
+
+
+def resolve(value, template, names, params):
+    """Resolve the intrinsic functions a function environment uses."""
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    if isinstance(value, dict) and len(value) == 1:
+        (fn, arg), = value.items()
+        if fn == "Ref":
+            if arg in names:
+                return names[arg]
+            if arg in params:
+                return params[arg]
+            default = template.get("Parameters", {}).get(arg, {}).get("Default")
+            if default is None:
+                sys.exit(f"local_resources: parameter {arg} has no default; pass --param {arg}=VALUE")
+            return str(default)
+        if fn == "Fn::GetAtt":
+            logical, attr = arg if isinstance(arg, list) else arg.split(".", 1)
+            if attr == "Arn":
+                return f"arn:aws:local:::{names[logical]}"
+        if fn == "Fn::Sub" and isinstance(arg, str):
+            out = arg
+            for k, v in {**names, **params}.items():
+                out = out.replace("${" + k + "}", v)
+            return out
+    sys.exit(f"local_resources: cannot resolve {value!r} locally")
+
+
+def create_bucket(s3, name, props):
+    region = s3.meta.region_name
+    location = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+    try:
+        s3.create_bucket(Bucket=name, **location)
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    if props.get("VersioningConfiguration", {}).get("Status") == "Enabled":
+        s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+
+
+def create_table(ddb, name, props):
+    args = {
+        "TableName": name,
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "KeySchema": props["KeySchema"],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    if props.get("GlobalSecondaryIndexes"):
+        args["GlobalSecondaryIndexes"] = [
+            {k: v for k, v in gsi.items() if k in ("IndexName", "KeySchema", "Projection")}
+            for gsi in props["GlobalSecondaryIndexes"]
+        ]
+    try:
+        ddb.create_table(**args)
+    except ddb.exceptions.ResourceInUseException:
+        return
+    ttl = props.get("TimeToLiveSpecification")
+    if ttl and ttl.get("Enabled"):
+        ddb.update_time_to_live(
+            TableName=name,
+            TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
+        )
+
+
+def create_queue(sqs, name, props, names):
+    attrs = {}
+    if "VisibilityTimeout" in props:
+        attrs["VisibilityTimeout"] = str(props["VisibilityTimeout"])
+    redrive = props.get("RedrivePolicy")
+    if redrive:
+        target = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        dlq_url = sqs.get_queue_url(QueueName=names[target])["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        attrs["RedrivePolicy"] = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(redrive["maxReceiveCount"])})
+    sqs.create_queue(QueueName=name, Attributes=attrs)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--template", default="template.yaml")
+    ap.add_argument("--endpoint", required=True)
+    ap.add_argument("--region", default="eu-central-1")
+    ap.add_argument("--prefix", required=True)
+    ap.add_argument("--env-out", required=True, help="file to write the merged function environment to")
+    ap.add_argument("--param", action="append", default=[], help="NAME=VALUE template parameter override")
+    ap.add_argument("--extra", action="append", default=[], help="NAME=VALUE added to the environment")
+    args = ap.parse_args()
+
+    template = cfn_yaml.load(args.template)
+    params = dict(p.split("=", 1) for p in args.param)
+    resources = template.get("Resources", {})
+    names = {lid: local_name(args.prefix, lid) for lid in resources}
+
+    session = boto3.session.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name=args.region)
+    clients = {svc: session.client(svc, endpoint_url=args.endpoint) for svc in ("s3", "dynamodb", "sqs")}
+
+    # Dead-letter queues first, so redrive policies can point at them.
+    order = sorted(resources.items(), key=lambda kv: "RedrivePolicy" in kv[1].get("Properties", {}))
+    created = []
+    try:
+        for lid, res in order:
+            props = res.get("Properties", {}) or {}
+            kind = res["Type"]
+            if kind == "AWS::S3::Bucket":
+                create_bucket(clients["s3"], names[lid], props)
+            elif kind == "AWS::DynamoDB::Table":
+                create_table(clients["dynamodb"], names[lid], props)
+            elif kind == "AWS::SQS::Queue":
+                create_queue(clients["sqs"], names[lid], props, names)
+            else:
+                continue
+            created.append(f"{kind} {names[lid]}")
+    except botocore.exceptions.EndpointConnectionError as e:
+        sys.exit(f"local_resources: {e}")
+
+    env = {}
+    globals_env = template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+    for lid, res in resources.items():
+        if res["Type"] != "AWS::Serverless::Function":
+            continue
+        variables = {**globals_env, **(res.get("Properties", {}).get("Environment", {}) or {}).get("Variables", {})}
+        for k, v in variables.items():
+            env[k] = resolve(v, template, names, params)
+    env.update(dict(e.split("=", 1) for e in args.extra))
+    with open(args.env_out, "w") as f:
+        for k, v in sorted(env.items()):
+            f.write(f"{k}={v}\n")
+    for line in created:
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
