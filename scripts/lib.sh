@@ -64,12 +64,13 @@ wait_for_http() {
   done
 }
 
-# start_bg LOGFILE CMD...: runs CMD in its own process group, remembers its PID.
+# start_bg LOGFILE CMD...: runs CMD in its own process group and remembers its PID (in
+# STARTED_PIDS, and in LAST_PID). Call it directly, not in $(...): a subshell's memory is lost.
 start_bg() {
   local logfile=$1; shift
-  setsid "$@" >"$logfile" 2>&1 &
-  STARTED_PIDS+=($!)
-  echo $!
+  setsid "$@" >"$logfile" 2>&1 </dev/null &
+  LAST_PID=$!
+  STARTED_PIDS+=("$LAST_PID")
 }
 
 stop_started() {
@@ -86,15 +87,15 @@ stop_started() {
 # start_moto PORT LOGFILE: moto's server on 127.0.0.1 (never `localhost`: the Rust S3
 # client would switch to virtual-hosted addressing).
 start_moto() {
-  local port=$1 logfile=$2 pid
-  pid=$(start_bg "$logfile" "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port")
-  wait_for_http "http://127.0.0.1:$port/moto-api/" 30 "$pid"
+  local port=$1 logfile=$2
+  start_bg "$logfile" "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port"
+  wait_for_http "http://127.0.0.1:$port/moto-api/" 30 "$LAST_PID"
 }
 
 # start_garage DIR: a single-node Garage in DIR with one bucket and one key; exports
 # GARAGE_ENDPOINT, GARAGE_REGION, GARAGE_BUCKET, GARAGE_ACCESS_KEY_ID, GARAGE_SECRET_ACCESS_KEY.
 start_garage() {
-  local dir=$1 s3_port rpc_port pid node key_out
+  local dir=$1 s3_port rpc_port node key_out
   s3_port=$(free_port); rpc_port=$(free_port)
   mkdir -p "$dir/meta" "$dir/data"
   cat >"$dir/garage.toml" <<TOML
@@ -112,8 +113,8 @@ api_bind_addr = "127.0.0.1:$s3_port"
 root_domain = ".s3.garage.localhost"
 TOML
   local g=("$GARAGE_BIN" -c "$dir/garage.toml")
-  pid=$(start_bg "$dir/garage.log" "${g[@]}" server)
-  wait_for_http "http://127.0.0.1:$s3_port/" 30 "$pid"
+  start_bg "$dir/garage.log" "${g[@]}" server
+  wait_for_http "http://127.0.0.1:$s3_port/" 30 "$LAST_PID"
   local deadline=$((SECONDS + 30))
   until node=$("${g[@]}" node id -q 2>/dev/null); do
     ((SECONDS < deadline)) || die "garage did not come up; see $dir/garage.log"

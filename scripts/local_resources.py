@@ -98,6 +98,28 @@ def create_queue(sqs, name, props, names):
     sqs.create_queue(QueueName=name, Attributes=attrs)
 
 
+def http_routes(resources):
+    """Every HttpApi event of every function: method, path, the binary that serves it, and
+    whether the JWT authorizer guards it (`Auth: {Authorizer: NONE}` opts a route out)."""
+    routes = []
+    for lid, res in resources.items():
+        if res["Type"] != "AWS::Serverless::Function":
+            continue
+        binary = res.get("Metadata", {}).get("BuildProperties", {}).get("Binary", lid)
+        for event in (res.get("Properties", {}).get("Events") or {}).values():
+            if event.get("Type") != "HttpApi":
+                continue
+            props = event.get("Properties", {})
+            authorizer = props.get("Auth", {}).get("Authorizer", "JwtAuthorizer")
+            routes.append({
+                "method": props["Method"].upper(),
+                "path": props["Path"],
+                "function": binary,
+                "auth": "NONE" if authorizer == "NONE" else "JWT",
+            })
+    return routes
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--template", default="template.yaml")
@@ -105,6 +127,7 @@ def main():
     ap.add_argument("--region", default="eu-central-1")
     ap.add_argument("--prefix", required=True)
     ap.add_argument("--env-out", required=True, help="file to write the merged function environment to")
+    ap.add_argument("--routes-out", help="file to write the HTTP API routes to (JSON), for the local gateway")
     ap.add_argument("--param", action="append", default=[], help="NAME=VALUE template parameter override")
     ap.add_argument("--extra", action="append", default=[], help="NAME=VALUE added to the environment")
     args = ap.parse_args()
@@ -145,6 +168,10 @@ def main():
         for k, v in variables.items():
             env[k] = resolve(v, template, names, params)
     env.update(dict(e.split("=", 1) for e in args.extra))
+
+    if args.routes_out:
+        with open(args.routes_out, "w") as f:
+            json.dump(http_routes(resources), f, indent=2)
     with open(args.env_out, "w") as f:
         for k, v in sorted(env.items()):
             f.write(f"{k}={v}\n")

@@ -13,7 +13,6 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use lambda_http::request::RequestContext;
 use matbakh_core::ids::UserId;
-use serde::Deserialize;
 
 use crate::error::ApiError;
 
@@ -30,11 +29,6 @@ pub struct JwtVerifier {
     keys: Vec<(Option<String>, DecodingKey, Algorithm)>,
     validation_issuer: String,
     validation_audience: String,
-}
-
-#[derive(Deserialize)]
-struct Claims {
-    sub: String,
 }
 
 impl JwtVerifier {
@@ -59,6 +53,15 @@ impl JwtVerifier {
 
     /// The verified `sub` of `token`.
     pub fn verify(&self, token: &str) -> Result<String, ApiError> {
+        let claims = self.verify_claims(token)?;
+        match claims.get("sub") {
+            Some(serde_json::Value::String(sub)) => Ok(sub.clone()),
+            _ => Err(ApiError::unauthorized("the token has no subject")),
+        }
+    }
+
+    /// All claims of a verified `token` (signature, issuer, audience and expiry checked).
+    pub fn verify_claims(&self, token: &str) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|_| ApiError::unauthorized("the token is malformed"))?;
         for (kid, key, alg) in &self.keys {
@@ -70,8 +73,8 @@ impl JwtVerifier {
             validation.set_audience(&[&self.validation_audience]);
             validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
             validation.leeway = 30;
-            return match jsonwebtoken::decode::<Claims>(token, key, &validation) {
-                Ok(data) => Ok(data.claims.sub),
+            return match jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, key, &validation) {
+                Ok(data) => Ok(data.claims),
                 Err(e) => Err(ApiError::unauthorized(format!("the token is not valid ({:?})", e.kind()))),
             };
         }

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use matbakh_core::clock::iso_millis;
 use matbakh_core::ids::{FileId, ObjectKey, Sha256, UserId};
 use matbakh_core::metadata::FileRecord;
 use matbakh_core::names::DisplayName;
@@ -51,10 +52,6 @@ fn file_pk(id: FileId) -> String {
 
 fn user_pk(user: &UserId) -> String {
     format!("USER#{user}")
-}
-
-fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_default()
 }
 
 impl FileTable {
@@ -145,7 +142,7 @@ impl FileTable {
 }
 
 fn file_item(r: &FileRecord) -> HashMap<String, AttributeValue> {
-    let created = rfc3339(r.created_at);
+    let created = iso_millis(r.created_at);
     let sort = format!("{created}#{}", r.file_id);
     let mut item = HashMap::from([
         ("pk".to_owned(), s(file_pk(r.file_id))),

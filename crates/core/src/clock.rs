@@ -25,3 +25,32 @@ impl Clock for FixedClock {
         self.0
     }
 }
+
+/// `2026-03-01T12:15:00Z`: what APIs show (whole seconds, UTC).
+pub fn iso_seconds(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    t.format(time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z")).unwrap_or_default()
+}
+
+/// `2026-03-01T12:15:00.123Z`: what is stored. Fixed width, so it sorts as text.
+pub fn iso_millis(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    t.format(time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_timestamps_sort_as_text() {
+        let a = time::macros::datetime!(2026-03-01 12:15:00 UTC);
+        let b = a + time::Duration::milliseconds(5);
+        let c = a + time::Duration::seconds(1);
+        assert_eq!(iso_millis(a), "2026-03-01T12:15:00.000Z");
+        assert!(iso_millis(a) < iso_millis(b) && iso_millis(b) < iso_millis(c));
+        assert_eq!(iso_seconds(b), "2026-03-01T12:15:00Z");
+        assert_eq!(iso_seconds(time::macros::datetime!(2026-03-01 13:15:00 +01:00)), "2026-03-01T12:15:00Z");
+    }
+}

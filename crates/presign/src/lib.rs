@@ -20,14 +20,13 @@ use axum::{Json, Router};
 use matbakh_api::body::JsonObject;
 use matbakh_api::{ApiError, AuthState, Authenticator, Caller, new_file_id};
 use matbakh_aws::{FileTable, S3Store, Settings};
-use matbakh_core::clock::{Clock, SystemClock};
+use matbakh_core::clock::{Clock, SystemClock, iso_seconds};
 use matbakh_core::ids::{FileId, ObjectKey, Sha256};
 use matbakh_core::limits::Limits;
 use matbakh_core::metadata::{FileRecord, FileStatus};
 use matbakh_core::names::{DisplayName, SafeName, content_disposition};
 use matbakh_core::types::ContentType;
 use serde_json::{Value, json};
-use time::format_description::well_known::Rfc3339;
 
 /// Everything a request needs, built once per Lambda instance.
 #[derive(Clone)]
@@ -72,10 +71,6 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&Rfc3339).unwrap_or_default()
-}
-
 #[tracing::instrument(name = "create_upload", skip_all, fields(user = %caller.user, file_id = tracing::field::Empty))]
 async fn create_upload(
     State(st): State<AppState>,
@@ -115,7 +110,7 @@ async fn create_upload(
             "fileId": file_id.to_string(),
             "key": key.as_str(),
             "upload": { "url": post.url, "fields": post.fields },
-            "expiresAt": rfc3339(post.expires_at),
+            "expiresAt": iso_seconds(post.expires_at),
         })),
     ))
 }
@@ -165,7 +160,7 @@ async fn download(
     tracing::info!("download granted");
     Ok(Json(json!({
         "url": get.url,
-        "expiresAt": rfc3339(get.expires_at),
+        "expiresAt": iso_seconds(get.expires_at),
         "filename": record.filename.as_str(),
         "contentType": record.content_type.as_str(),
         "size": record.size,

@@ -1,0 +1,55 @@
+//! Runs the local API Gateway stand-in. Settings (environment):
+//! `GATEWAY_ADDR` (127.0.0.1:3000), `LAMBDA_ENDPOINT` (http://127.0.0.1:9000), `ROUTES_FILE`,
+//! `AUTH_JWKS_FILE`, `AUTH_ISSUER`, `AUTH_AUDIENCE`, `WEB_ORIGINS` (comma-separated).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use local_gateway::{Gateway, Route, router};
+use matbakh_api::auth::JwtVerifier;
+
+fn setting(name: &str, default: Option<&str>) -> Result<String, String> {
+    std::env::var(name).ok().or(default.map(str::to_owned)).ok_or_else(|| format!("{name} is not set"))
+}
+
+async fn run() -> Result<(), String> {
+    let addr: SocketAddr =
+        setting("GATEWAY_ADDR", Some("127.0.0.1:3000"))?.parse().map_err(|e| format!("GATEWAY_ADDR: {e}"))?;
+    let routes_file = setting("ROUTES_FILE", None)?;
+    let routes: Vec<Route> =
+        serde_json::from_str(&std::fs::read_to_string(&routes_file).map_err(|e| format!("{routes_file}: {e}"))?)
+            .map_err(|e| format!("{routes_file}: {e}"))?;
+    let jwks_file = setting("AUTH_JWKS_FILE", None)?;
+    let jwks = std::fs::read_to_string(&jwks_file).map_err(|e| format!("{jwks_file}: {e}"))?;
+    let verifier = JwtVerifier::new(&jwks, &setting("AUTH_ISSUER", None)?, &setting("AUTH_AUDIENCE", None)?)?;
+    let gateway = Gateway {
+        routes,
+        verifier,
+        lambda_endpoint: setting("LAMBDA_ENDPOINT", Some("http://127.0.0.1:9000"))?,
+        web_origins: setting("WEB_ORIGINS", Some("http://127.0.0.1:3000,http://localhost:3000"))?
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .collect(),
+        client: reqwest::Client::builder().no_proxy().build().map_err(|e| e.to_string())?,
+    };
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("{addr}: {e}"))?;
+    tracing::info!(%addr, "local gateway listening");
+    axum::serve(listener, router(Arc::new(gateway)).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    lambda_http::tracing::init_default_subscriber();
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("local-gateway: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! The gateway in front of a stand-in Lambda invoke API: it authorizes like API Gateway,
+//! passes only verified claims on, and answers CORS for the web origin.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use http::{Request, StatusCode};
+use local_gateway::{Gateway, Route, router};
+use matbakh_api::auth::JwtVerifier;
+use matbakh_api::dev_keys::DevKey;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+type Seen = Arc<Mutex<Vec<(String, Value)>>>;
+
+/// A Lambda invoke API that records each event and answers like `presign` would.
+async fn fake_lambda() -> (String, Seen) {
+    let seen: Seen = Arc::default();
+    let app = Router::new()
+        .route(
+            "/2015-03-31/functions/{name}/invocations",
+            axum::routing::post(
+                |State(seen): State<Seen>, Path(name): Path<String>, axum::Json(event): axum::Json<Value>| async move {
+                    seen.lock().unwrap().push((name.clone(), event.clone()));
+                    if name == "broken" {
+                        return axum::Json(json!({"errorType": "Panic", "errorMessage": "boom"}));
+                    }
+                    let sub = event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"].clone();
+                    axum::Json(json!({
+                        "statusCode": 201,
+                        "headers": {"content-type": "application/json", "x-fn": name},
+                        "body": json!({"sub": sub, "path": event["rawPath"]}).to_string(),
+                        "isBase64Encoded": false
+                    }))
+                },
+            ),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), seen)
+}
+
+async fn gateway(key: &DevKey) -> (Router, Seen) {
+    let (endpoint, seen) = fake_lambda().await;
+    let route = |m: &str, p: &str, f: &str, auth: &str| Route {
+        method: m.into(),
+        path: p.into(),
+        function: f.into(),
+        auth: auth.into(),
+    };
+    let gw = Gateway {
+        routes: vec![
+            route("POST", "/v1/uploads", "presign", "JWT"),
+            route("GET", "/v1/shares/{token}", "presign", "NONE"),
+            route("GET", "/v1/broken", "broken", "JWT"),
+        ],
+        verifier: JwtVerifier::new(&key.jwks(), "iss", "aud").unwrap(),
+        lambda_endpoint: endpoint,
+        web_origins: vec!["http://127.0.0.1:3000".into()],
+        client: reqwest::Client::builder().no_proxy().build().unwrap(),
+    };
+    (router(Arc::new(gw)), seen)
+}
+
+async fn send(app: &Router, req: Request<Body>) -> (StatusCode, http::HeaderMap, Value) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    (status, headers, if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() })
+}
+
+#[tokio::test]
+async fn guarded_routes_need_a_valid_token_and_pass_only_its_claims() {
+    let key = DevKey::generate().unwrap();
+    let (app, seen) = gateway(&key).await;
+
+    let bad = [
+        None,
+        Some("Bearer nope".to_owned()),
+        Some(format!("Bearer {}", DevKey::generate().unwrap().mint("alice", "iss", "aud", 60).unwrap())),
+    ];
+    for auth in bad {
+        let mut req = Request::post("/v1/uploads");
+        if let Some(a) = &auth {
+            req = req.header("authorization", a);
+        }
+        let (status, headers, body) = send(&app, req.body(Body::from("{}")).unwrap()).await;
+        assert_eq!((status, body), (StatusCode::UNAUTHORIZED, json!({"message": "Unauthorized"})), "{auth:?}");
+        assert_eq!(headers["www-authenticate"], "Bearer");
+    }
+    assert!(seen.lock().unwrap().is_empty(), "an unauthorized request reached the function");
+
+    let token = key.mint("alice", "iss", "aud", 60).unwrap();
+    let req = Request::post("/v1/uploads")
+        .header("authorization", format!("Bearer {token}"))
+        .header("x-user-id", "bob")
+        .body(Body::from(r#"{"sub": "bob"}"#))
+        .unwrap();
+    let (status, headers, body) = send(&app, req).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(headers["x-fn"], "presign");
+    assert_eq!(body, json!({"sub": "alice", "path": "/v1/uploads"}));
+    let (name, event) = seen.lock().unwrap()[0].clone();
+    assert_eq!(name, "presign");
+    assert_eq!(event["routeKey"], "POST /v1/uploads");
+    assert_eq!(event["body"], r#"{"sub": "bob"}"#);
+}
+
+#[tokio::test]
+async fn open_routes_carry_no_identity_even_with_a_token() {
+    let key = DevKey::generate().unwrap();
+    let (app, seen) = gateway(&key).await;
+    let req = Request::get("/v1/shares/abc").body(Body::empty()).unwrap();
+    let (status, _, body) = send(&app, req).await;
+    assert_eq!((status, &body["sub"]), (StatusCode::CREATED, &Value::Null));
+    assert_eq!(seen.lock().unwrap()[0].1["pathParameters"]["token"], "abc");
+}
+
+#[tokio::test]
+async fn unknown_routes_and_failed_functions_answer_like_api_gateway() {
+    let key = DevKey::generate().unwrap();
+    let (app, _) = gateway(&key).await;
+    let (status, _, body) = send(&app, Request::get("/v1/nothing").body(Body::empty()).unwrap()).await;
+    assert_eq!((status, body), (StatusCode::NOT_FOUND, json!({"message": "Not Found"})));
+    let token = key.mint("alice", "iss", "aud", 60).unwrap();
+    let req =
+        Request::get("/v1/broken").header("authorization", format!("Bearer {token}")).body(Body::empty()).unwrap();
+    let (status, _, body) = send(&app, req).await;
+    assert_eq!((status, body), (StatusCode::INTERNAL_SERVER_ERROR, json!({"message": "Internal Server Error"})));
+}
+
+#[tokio::test]
+async fn cors_answers_the_web_origin_only() {
+    let key = DevKey::generate().unwrap();
+    let (app, seen) = gateway(&key).await;
+    let preflight = |origin: &str| {
+        Request::options("/v1/uploads")
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization, content-type")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (status, headers, _) = send(&app, preflight("http://127.0.0.1:3000")).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(headers["access-control-allow-origin"], "http://127.0.0.1:3000");
+    assert!(headers["access-control-allow-headers"].to_str().unwrap().contains("authorization"));
+    let (_, headers, _) = send(&app, preflight("https://evil.example")).await;
+    assert!(!headers.contains_key("access-control-allow-origin"));
+    assert!(seen.lock().unwrap().is_empty(), "a preflight reached the function");
+}
