@@ -85,10 +85,10 @@ stop_started() {
 }
 
 # start_moto PORT LOGFILE: moto's server on 127.0.0.1 (never `localhost`: the Rust S3
-# client would switch to virtual-hosted addressing).
+# client would switch to virtual-hosted addressing), with scripts/moto_server.py's fixes.
 start_moto() {
   local port=$1 logfile=$2
-  start_bg "$logfile" "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port"
+  start_bg "$logfile" "$VENV/bin/python3" "$ROOT/scripts/moto_server.py" -H 127.0.0.1 -p "$port"
   wait_for_http "http://127.0.0.1:$port/moto-api/" 30 "$LAST_PID"
 }
 

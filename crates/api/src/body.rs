@@ -34,6 +34,14 @@ impl JsonObject {
         }
     }
 
+    pub fn array(&self, field: &'static str) -> Result<&[Value], ApiError> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Err(ApiError::bad_field(field, format!("{field}: is required"))),
+            Some(Value::Array(items)) => Ok(items),
+            Some(_) => Err(ApiError::bad_field(field, format!("{field}: must be an array"))),
+        }
+    }
+
     pub fn u64(&self, field: &'static str) -> Result<u64, ApiError> {
         match self.0.get(field) {
             None | Some(Value::Null) => Err(ApiError::bad_field(field, format!("{field}: is required"))),

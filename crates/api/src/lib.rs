@@ -6,6 +6,7 @@ pub mod auth;
 pub mod body;
 pub mod dev_keys;
 pub mod error;
+pub mod services;
 
 pub use auth::{AuthState, Authenticator, Caller};
 
@@ -20,3 +21,4 @@ pub fn new_file_id(now: OffsetDateTime) -> Result<FileId, ApiError> {
     Ok(FileId::new(ms, random))
 }
 pub use error::ApiError;
+pub use services::Services;

@@ -1,11 +1,13 @@
-//! S3: presigned POST uploads, presigned GET downloads, and object existence checks.
+//! S3: presigned POST uploads, presigned GET downloads, multipart uploads, and object checks.
 
 use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use matbakh_core::ids::{ObjectKey, Sha256};
+use matbakh_core::multipart::{PartNumber, UploadId, UploadedPart};
 use matbakh_core::post_policy::{PresignedPost, UploadGrant, presign_post};
 use matbakh_core::sigv4::Credentials;
 use matbakh_core::types::ContentType;
@@ -23,7 +25,7 @@ pub struct S3Store {
     post_url: String,
 }
 
-/// A presigned GET.
+/// A presigned request (GET of an object, PUT of a part).
 #[derive(Debug, Clone)]
 pub struct PresignedGet {
     pub url: String,
@@ -98,11 +100,7 @@ impl S3Store {
         now: OffsetDateTime,
         expires_in: Duration,
     ) -> Result<PresignedGet, AwsError> {
-        let config = PresigningConfig::builder()
-            .start_time(SystemTime::from(now))
-            .expires_in(expires_in)
-            .build()
-            .map_err(|e| AwsError::Config(format!("presigning: {e}")))?;
+        let config = presigning(now, expires_in)?;
         let req = self
             .client
             .get_object()
@@ -124,4 +122,141 @@ impl S3Store {
             Err(e) => Err(AwsError::from_sdk("HeadObject", e)),
         }
     }
+
+    /// Starts a multipart upload of one object.
+    pub async fn create_multipart(&self, key: &ObjectKey, content_type: &str) -> Result<UploadId, AwsError> {
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("CreateMultipartUpload", e))?;
+        let id = out.upload_id().unwrap_or_default();
+        UploadId::parse(id).map_err(|_| AwsError::Corrupt(format!("S3 returned an unusable upload id {id:?}")))
+    }
+
+    /// A PUT URL for one part, signed for exactly `content_length` bytes.
+    pub async fn presign_part(
+        &self,
+        key: &ObjectKey,
+        upload_id: &UploadId,
+        part: PartNumber,
+        content_length: u64,
+        now: OffsetDateTime,
+        expires_in: Duration,
+    ) -> Result<PresignedGet, AwsError> {
+        let config = presigning(now, expires_in)?;
+        let req = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .upload_id(upload_id.as_str())
+            .part_number(part.get() as i32)
+            .content_length(content_length as i64)
+            .presigned(config)
+            .await
+            .map_err(|e| AwsError::from_sdk("PresignUploadPart", e))?;
+        Ok(PresignedGet { url: req.uri().to_owned(), expires_at: now + expires_in })
+    }
+
+    /// Every part S3 holds for the upload (all pages of ListParts); `None` if S3 knows no
+    /// such upload (completed or aborted).
+    pub async fn list_parts(
+        &self,
+        key: &ObjectKey,
+        upload_id: &UploadId,
+    ) -> Result<Option<Vec<UploadedPart>>, AwsError> {
+        let mut parts = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(key.as_str())
+                .upload_id(upload_id.as_str())
+                .set_part_number_marker(marker.take())
+                .send()
+                .await;
+            let out = match out {
+                Ok(out) => out,
+                Err(e) if e.as_service_error().and_then(|s| s.meta().code()) == Some("NoSuchUpload") => {
+                    return Ok(None);
+                }
+                Err(e) => return Err(AwsError::from_sdk("ListParts", e)),
+            };
+            for p in out.parts() {
+                let number = PartNumber::new(p.part_number().unwrap_or(0).max(0) as u64)
+                    .map_err(|_| AwsError::Corrupt("S3 listed a part without a valid number".into()))?;
+                let size = p.size().unwrap_or(0).max(0) as u64;
+                parts.push(UploadedPart { number, size, etag: p.e_tag().unwrap_or_default().to_owned() });
+            }
+            match (out.is_truncated(), out.next_part_number_marker()) {
+                (Some(true), Some(next)) if !next.is_empty() => marker = Some(next.to_owned()),
+                _ => return Ok(Some(parts)),
+            }
+        }
+    }
+
+    /// Completes the upload with `parts`, never overwriting an existing object; answers the
+    /// object's ETag.
+    pub async fn complete_multipart(
+        &self,
+        key: &ObjectKey,
+        upload_id: &UploadId,
+        parts: &[UploadedPart],
+    ) -> Result<String, AwsError> {
+        let completed = CompletedMultipartUpload::builder()
+            .set_parts(Some(
+                parts
+                    .iter()
+                    .map(|p| CompletedPart::builder().part_number(p.number.get() as i32).e_tag(&p.etag).build())
+                    .collect(),
+            ))
+            .build();
+        let out = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .upload_id(upload_id.as_str())
+            .multipart_upload(completed)
+            .if_none_match("*")
+            .send()
+            .await;
+        match out {
+            Ok(out) => Ok(out.e_tag().unwrap_or_default().to_owned()),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => Err(AwsError::AlreadyExists),
+            Err(e) => Err(AwsError::from_sdk("CompleteMultipartUpload", e)),
+        }
+    }
+
+    /// Aborts the upload; an upload S3 no longer knows is already gone, which is fine.
+    pub async fn abort_multipart(&self, key: &ObjectKey, upload_id: &UploadId) -> Result<(), AwsError> {
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .upload_id(upload_id.as_str())
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().and_then(|s| s.meta().code()) == Some("NoSuchUpload") => Ok(()),
+            Err(e) => Err(AwsError::from_sdk("AbortMultipartUpload", e)),
+        }
+    }
+}
+
+fn presigning(now: OffsetDateTime, expires_in: Duration) -> Result<PresigningConfig, AwsError> {
+    PresigningConfig::builder()
+        .start_time(SystemTime::from(now))
+        .expires_in(expires_in)
+        .build()
+        .map_err(|e| AwsError::Config(format!("presigning: {e}")))
 }

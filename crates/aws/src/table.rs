@@ -15,6 +15,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use matbakh_core::clock::iso_millis;
 use matbakh_core::ids::{FileId, ObjectKey, Sha256, UserId};
 use matbakh_core::metadata::FileRecord;
+use matbakh_core::multipart::{PartPlan, SessionState, UploadId, UploadSession};
 use matbakh_core::names::DisplayName;
 use matbakh_core::quota::reservation_ceiling;
 use matbakh_core::types::ContentType;
@@ -31,6 +32,9 @@ pub struct Usage {
     /// Bytes reserved by uploads that have not arrived yet.
     pub reserved: u64,
 }
+
+/// The index of a user's items, newest first (files; open upload sessions).
+pub const GSI_USER: &str = "gsi1-user-files";
 
 #[derive(Clone, Debug)]
 pub struct FileTable {
@@ -62,6 +66,26 @@ impl FileTable {
     /// Reserves `record.size` bytes of the owner's quota and writes the PENDING row, in one
     /// transaction: either both happen or neither.
     pub async fn reserve_upload(&self, record: &FileRecord, quota: u64) -> Result<(), AwsError> {
+        self.reserve(record, quota, None).await
+    }
+
+    /// Like [`Self::reserve_upload`], and writes the multipart session in the same transaction.
+    pub async fn reserve_multipart(
+        &self,
+        record: &FileRecord,
+        session: &UploadSession,
+        quota: u64,
+    ) -> Result<(), AwsError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(session_item(session)))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| AwsError::Config(e.to_string()))?;
+        self.reserve(record, quota, Some(put)).await
+    }
+
+    async fn reserve(&self, record: &FileRecord, quota: u64, extra: Option<Put>) -> Result<(), AwsError> {
         let ceiling = reservation_ceiling(quota, record.size).map_err(|_| AwsError::QuotaExceeded)?;
         let usage = Update::builder()
             .table_name(&self.table)
@@ -79,28 +103,16 @@ impl FileTable {
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(|e| AwsError::Config(e.to_string()))?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(usage).build())
-            .transact_items(TransactWriteItem::builder().put(row).build())
-            .send()
-            .await;
-        match result {
+        let mut items =
+            vec![TransactWriteItem::builder().update(usage).build(), TransactWriteItem::builder().put(row).build()];
+        items.extend(extra.map(|p| TransactWriteItem::builder().put(p).build()));
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(()),
             Err(err) => {
-                let reasons: Vec<Option<String>> = err
-                    .as_service_error()
-                    .and_then(|e| match e {
-                        TransactWriteItemsError::TransactionCanceledException(c) => Some(c),
-                        _ => None,
-                    })
-                    .map(|e| e.cancellation_reasons().iter().map(|r| r.code().map(str::to_owned)).collect())
-                    .unwrap_or_default();
-                let failed = |i: usize| reasons.get(i).and_then(|c| c.as_deref()) == Some("ConditionalCheckFailed");
-                if failed(0) {
+                let failed = cancelled_by_condition(&err);
+                if failed.first() == Some(&true) {
                     Err(AwsError::QuotaExceeded)
-                } else if failed(1) {
+                } else if failed.iter().skip(1).any(|f| *f) {
                     Err(AwsError::AlreadyExists)
                 } else {
                     Err(AwsError::from_sdk("TransactWriteItems", err))
@@ -109,36 +121,201 @@ impl FileTable {
         }
     }
 
-    /// The file row, if there is one.
-    pub async fn get_file(&self, id: FileId) -> Result<Option<FileRecord>, AwsError> {
+    /// The multipart session, if there is one.
+    pub async fn get_session(&self, id: &UploadId) -> Result<Option<UploadSession>, AwsError> {
+        self.get_item(session_pk(id), "SESSION").await?.as_ref().map(parse_session_item).transpose()
+    }
+
+    /// The owner's open multipart sessions, newest first.
+    pub async fn open_sessions(&self, owner: &UserId) -> Result<Vec<UploadSession>, AwsError> {
+        let mut sessions = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(GSI_USER)
+                .key_condition_expression("gsi1pk = :pk")
+                .expression_attribute_values(":pk", s(format!("UPLOADS#{owner}")))
+                .scan_index_forward(false)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("Query", e))?;
+            for item in out.items() {
+                sessions.push(parse_session_item(item)?);
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(sessions),
+            }
+        }
+    }
+
+    /// Marks an open session completed (it leaves the owner's list of unfinished uploads).
+    /// Answers `false` if it was no longer open.
+    pub async fn complete_session(&self, id: &UploadId, etag: &str) -> Result<bool, AwsError> {
         let out = self
             .client
-            .get_item()
+            .update_item()
             .table_name(&self.table)
-            .key("pk", s(file_pk(id)))
-            .key("sk", s("FILE"))
-            .consistent_read(true)
+            .key("pk", s(session_pk(id)))
+            .key("sk", s("SESSION"))
+            .update_expression("SET #state = :done, etag = :etag REMOVE gsi1pk, gsi1sk")
+            .condition_expression("#state = :open")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":done", s("COMPLETED"))
+            .expression_attribute_values(":open", s("OPEN"))
+            .expression_attribute_values(":etag", s(etag))
             .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("GetItem", e))?;
-        out.item.as_ref().map(parse_file_item).transpose()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(AwsError::from_sdk("UpdateItem", e)),
+        }
+    }
+
+    /// Aborts an open session: releases its reservation, removes its PENDING file row and
+    /// marks it aborted, in one transaction. Answers `false` if it was no longer open.
+    pub async fn abort_session(&self, session: &UploadSession) -> Result<bool, AwsError> {
+        let size = session.plan.size;
+        let usage = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(user_pk(&session.owner)))
+            .key("sk", s("USAGE"))
+            .update_expression("ADD charged :minus, reserved :minus")
+            .expression_attribute_values(":minus", AttributeValue::N(format!("-{size}")))
+            .build()
+            .map_err(|e| AwsError::Config(e.to_string()))?;
+        let row = aws_sdk_dynamodb::types::Delete::builder()
+            .table_name(&self.table)
+            .key("pk", s(file_pk(session.file_id)))
+            .key("sk", s("FILE"))
+            .build()
+            .map_err(|e| AwsError::Config(e.to_string()))?;
+        let state = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(session_pk(&session.upload_id)))
+            .key("sk", s("SESSION"))
+            .update_expression("SET #state = :aborted REMOVE gsi1pk, gsi1sk")
+            .condition_expression("#state = :open")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":aborted", s("ABORTED"))
+            .expression_attribute_values(":open", s("OPEN"))
+            .build()
+            .map_err(|e| AwsError::Config(e.to_string()))?;
+        let items = vec![
+            TransactWriteItem::builder().update(usage).build(),
+            TransactWriteItem::builder().delete(row).build(),
+            TransactWriteItem::builder().update(state).build(),
+        ];
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(true),
+            Err(err) if cancelled_by_condition(&err).get(2) == Some(&true) => Ok(false),
+            Err(err) => Err(AwsError::from_sdk("TransactWriteItems", err)),
+        }
+    }
+
+    /// The file row, if there is one.
+    pub async fn get_file(&self, id: FileId) -> Result<Option<FileRecord>, AwsError> {
+        self.get_item(file_pk(id), "FILE").await?.as_ref().map(parse_file_item).transpose()
     }
 
     /// The owner's usage counter (zero if they never uploaded).
     pub async fn usage(&self, user: &UserId) -> Result<Usage, AwsError> {
+        let item = self.get_item(user_pk(user), "USAGE").await?.unwrap_or_default();
+        Ok(Usage { charged: get_u64(&item, "charged").unwrap_or(0), reserved: get_u64(&item, "reserved").unwrap_or(0) })
+    }
+
+    /// One item by its keys, read consistently.
+    async fn get_item(&self, pk: String, sk: &str) -> Result<Option<HashMap<String, AttributeValue>>, AwsError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", s(user_pk(user)))
-            .key("sk", s("USAGE"))
+            .key("pk", s(pk))
+            .key("sk", s(sk))
             .consistent_read(true)
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("GetItem", e))?;
-        let item = out.item.unwrap_or_default();
-        Ok(Usage { charged: get_u64(&item, "charged").unwrap_or(0), reserved: get_u64(&item, "reserved").unwrap_or(0) })
+        Ok(out.item)
     }
+}
+
+/// For each item of a cancelled transaction, whether its condition failed.
+fn cancelled_by_condition<R>(err: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError, R>) -> Vec<bool> {
+    match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+            c.cancellation_reasons().iter().map(|r| r.code() == Some("ConditionalCheckFailed")).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn session_pk(id: &UploadId) -> String {
+    format!("UPLOAD#{id}")
+}
+
+fn session_item(x: &UploadSession) -> HashMap<String, AttributeValue> {
+    let created = iso_millis(x.created_at);
+    let mut item = HashMap::from([
+        ("pk".to_owned(), s(session_pk(&x.upload_id))),
+        ("sk".to_owned(), s("SESSION")),
+        ("uploadId".to_owned(), s(x.upload_id.as_str())),
+        ("fileId".to_owned(), s(x.file_id.to_string())),
+        ("owner".to_owned(), s(x.owner.as_str())),
+        ("key".to_owned(), s(x.key.as_str())),
+        ("filename".to_owned(), s(x.filename.as_str())),
+        ("contentType".to_owned(), s(x.content_type.as_str())),
+        ("size".to_owned(), n(x.plan.size)),
+        ("partSize".to_owned(), n(x.plan.part_size)),
+        ("partCount".to_owned(), n(x.plan.part_count)),
+        ("createdAt".to_owned(), s(created.clone())),
+        ("expiresAt".to_owned(), s(iso_millis(x.expires_at))),
+        ("ttl".to_owned(), n(x.expires_at.unix_timestamp())),
+        ("state".to_owned(), s(x.state.name())),
+    ]);
+    match &x.state {
+        SessionState::Open => {
+            item.insert("gsi1pk".to_owned(), s(format!("UPLOADS#{}", x.owner)));
+            item.insert("gsi1sk".to_owned(), s(format!("{created}#{}", x.upload_id)));
+        }
+        SessionState::Completed { etag } => {
+            item.insert("etag".to_owned(), s(etag.as_str()));
+        }
+        SessionState::Aborted => {}
+    }
+    item
+}
+
+fn parse_session_item(item: &HashMap<String, AttributeValue>) -> Result<UploadSession, AwsError> {
+    let corrupt = |what: &str| AwsError::Corrupt(format!("session {what}"));
+    let time = |name: &str| OffsetDateTime::parse(get_str(item, name)?, &Rfc3339).map_err(|_| corrupt(name));
+    let size = get_u64(item, "size").ok_or_else(|| corrupt("size"))?;
+    let plan = PartPlan::for_size(size).map_err(|_| corrupt("size"))?;
+    if Some(plan.part_size) != get_u64(item, "partSize") {
+        return Err(corrupt("partSize"));
+    }
+    Ok(UploadSession {
+        upload_id: UploadId::parse(get_str(item, "uploadId")?).map_err(|_| corrupt("uploadId"))?,
+        file_id: FileId::parse(get_str(item, "fileId")?).map_err(|_| corrupt("fileId"))?,
+        owner: UserId::parse(get_str(item, "owner")?).map_err(|_| corrupt("owner"))?,
+        key: ObjectKey::from_stored(get_str(item, "key")?.to_owned()),
+        filename: DisplayName::from_stored(get_str(item, "filename")?.to_owned()),
+        content_type: ContentType::parse(get_str(item, "contentType")?).map_err(|_| corrupt("contentType"))?,
+        plan,
+        created_at: time("createdAt")?,
+        expires_at: time("expiresAt")?,
+        state: match get_str(item, "state")? {
+            "OPEN" => SessionState::Open,
+            "COMPLETED" => SessionState::Completed { etag: get_str(item, "etag")?.to_owned() },
+            "ABORTED" => SessionState::Aborted,
+            other => return Err(corrupt(other)),
+        },
+    })
 }
 
 fn file_item(r: &FileRecord) -> HashMap<String, AttributeValue> {

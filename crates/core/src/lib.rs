@@ -9,6 +9,7 @@ pub mod error;
 pub mod ids;
 pub mod limits;
 pub mod metadata;
+pub mod multipart;
 pub mod names;
 pub mod post_policy;
 pub mod quota;

@@ -19,6 +19,13 @@ pub const DEFAULT_DOWNLOAD_URL_TTL: Duration = Duration::from_secs(5 * 60);
 /// (`PENDING_TTL_SECONDS`).
 pub const DEFAULT_PENDING_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// How long a presigned part URL stays usable (`PART_URL_TTL_SECONDS`).
+pub const DEFAULT_PART_URL_TTL: Duration = Duration::from_secs(15 * 60);
+/// How long a multipart session accepts parts (`UPLOAD_SESSION_TTL_SECONDS`). The bucket's
+/// lifecycle rule aborts incomplete uploads after one day, so a session never outlives its
+/// upload.
+pub const DEFAULT_UPLOAD_SESSION_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// The limits one function runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -26,6 +33,8 @@ pub struct Limits {
     pub upload_url_ttl: Duration,
     pub download_url_ttl: Duration,
     pub pending_ttl: Duration,
+    pub part_url_ttl: Duration,
+    pub upload_session_ttl: Duration,
 }
 
 impl Default for Limits {
@@ -35,6 +44,8 @@ impl Default for Limits {
             upload_url_ttl: DEFAULT_UPLOAD_URL_TTL,
             download_url_ttl: DEFAULT_DOWNLOAD_URL_TTL,
             pending_ttl: DEFAULT_PENDING_TTL,
+            part_url_ttl: DEFAULT_PART_URL_TTL,
+            upload_session_ttl: DEFAULT_UPLOAD_SESSION_TTL,
         }
     }
 }
@@ -60,20 +71,30 @@ impl Limits {
             upload_url_ttl: seconds("UPLOAD_URL_TTL_SECONDS", d.upload_url_ttl)?,
             download_url_ttl: seconds("DOWNLOAD_URL_TTL_SECONDS", d.download_url_ttl)?,
             pending_ttl: seconds("PENDING_TTL_SECONDS", d.pending_ttl)?,
+            part_url_ttl: seconds("PART_URL_TTL_SECONDS", d.part_url_ttl)?,
+            upload_session_ttl: seconds("UPLOAD_SESSION_TTL_SECONDS", d.upload_session_ttl)?,
         })
+    }
+
+    /// Checks a declared size for a multipart upload of `content_type`.
+    pub fn check_multipart_upload(&self, content_type: ContentType, size: u64) -> Result<(), CoreError> {
+        check_size(content_type, size, content_type.max_bytes())
     }
 
     /// Checks a declared size for a single (non-multipart) upload of `content_type`.
     pub fn check_single_upload(&self, content_type: ContentType, size: u64) -> Result<(), CoreError> {
-        if size == 0 {
-            return Err(CoreError::invalid("size", "must be at least 1 byte"));
-        }
-        let limit = content_type.max_bytes().min(MAX_SINGLE_UPLOAD_BYTES);
-        if size > limit {
-            return Err(CoreError::TooLarge { size, limit, content_type: content_type.as_str().to_owned() });
-        }
-        Ok(())
+        check_size(content_type, size, content_type.max_bytes().min(MAX_SINGLE_UPLOAD_BYTES))
     }
+}
+
+fn check_size(content_type: ContentType, size: u64, limit: u64) -> Result<(), CoreError> {
+    if size == 0 {
+        return Err(CoreError::invalid("size", "must be at least 1 byte"));
+    }
+    if size > limit {
+        return Err(CoreError::TooLarge { size, limit, content_type: content_type.as_str().to_owned() });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -106,5 +127,9 @@ mod tests {
             l.check_single_upload(mp4, MAX_SINGLE_UPLOAD_BYTES + 1),
             Err(CoreError::TooLarge { limit: MAX_SINGLE_UPLOAD_BYTES, .. })
         ));
+        // multipart lifts the single-request ceiling, not the per-type limit
+        assert!(l.check_multipart_upload(mp4, MAX_SINGLE_UPLOAD_BYTES + 1).is_ok());
+        assert!(matches!(l.check_multipart_upload(jpeg, MAX_IMAGE_BYTES + 1), Err(CoreError::TooLarge { .. })));
+        assert!(l.check_multipart_upload(jpeg, 0).is_err());
     }
 }

@@ -10,70 +10,31 @@
 //! Reads and writes: the metadata table (file rows, usage counters); signs for the bucket
 //! but never touches object bytes.
 
-use std::sync::Arc;
-
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use matbakh_api::body::JsonObject;
-use matbakh_api::{ApiError, AuthState, Authenticator, Caller, new_file_id};
-use matbakh_aws::{FileTable, S3Store, Settings};
-use matbakh_core::clock::{Clock, SystemClock, iso_seconds};
+use matbakh_api::{ApiError, Caller, Services, new_file_id};
+use matbakh_core::clock::iso_seconds;
 use matbakh_core::ids::{FileId, ObjectKey, Sha256};
-use matbakh_core::limits::Limits;
 use matbakh_core::metadata::{FileRecord, FileStatus};
 use matbakh_core::names::{DisplayName, SafeName, content_disposition};
 use matbakh_core::types::ContentType;
 use serde_json::{Value, json};
 
-/// Everything a request needs, built once per Lambda instance.
-#[derive(Clone)]
-pub struct AppState {
-    pub store: S3Store,
-    pub table: FileTable,
-    pub auth: Arc<Authenticator>,
-    pub limits: Limits,
-    pub clock: Arc<dyn Clock>,
-}
-
-impl AuthState for AppState {
-    fn authenticator(&self) -> &Authenticator {
-        &self.auth
-    }
-}
-
-impl AppState {
-    /// Builds the state from the environment the SAM template (or `scripts/dev`) sets.
-    pub async fn from_env() -> Result<Self, String> {
-        let env = |k: &str| std::env::var(k).ok();
-        let settings = Settings::from_env().map_err(|e| e.to_string())?;
-        let limits = Limits::from_lookup(env).map_err(|e| e.to_string())?;
-        let auth = Authenticator::from_lookup(env)?;
-        let sdk = matbakh_aws::config::load_sdk_config().await;
-        Ok(AppState {
-            store: S3Store::new(&sdk, &settings.bucket, settings.s3_public_endpoint.as_deref())
-                .map_err(|e| e.to_string())?,
-            table: FileTable::new(&sdk, &settings.table),
-            auth: Arc::new(auth),
-            limits,
-            clock: Arc::new(SystemClock),
-        })
-    }
-}
-
-pub fn router(state: AppState) -> Router {
+pub fn router(services: Services) -> Router {
     Router::new()
         .route("/v1/uploads", post(create_upload))
         .route("/v1/files/{fileId}/download", get(download))
         .fallback(|| async { ApiError::not_found("route") })
-        .with_state(state)
+        .with_state(services)
 }
 
 #[tracing::instrument(name = "create_upload", skip_all, fields(user = %caller.user, file_id = tracing::field::Empty))]
 async fn create_upload(
-    State(st): State<AppState>,
+    State(st): State<Services>,
     caller: Caller,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -117,7 +78,7 @@ async fn create_upload(
 
 #[tracing::instrument(name = "download", skip_all, fields(user = %caller.user, file_id = %raw_id))]
 async fn download(
-    State(st): State<AppState>,
+    State(st): State<Services>,
     caller: Caller,
     Path(raw_id): Path<String>,
     Query(query): Query<std::collections::HashMap<String, String>>,

@@ -3,6 +3,6 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
-    let state = presign::AppState::from_env().await?;
-    lambda_http::run(presign::router(state)).await
+    let services = matbakh_api::Services::from_env().await?;
+    lambda_http::run(presign::router(services)).await
 }

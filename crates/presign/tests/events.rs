@@ -1,13 +1,11 @@
 //! The sample API Gateway events in `events/` (also used with `cargo lambda invoke`) go
 //! through the router as Lambda would deliver them, with identity from the authorizer.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::{Harness, Options, call_router};
 use http::StatusCode;
 use matbakh_api::Authenticator;
+use testkit::{Harness, Options, call_router};
 
 fn event(name: &str) -> lambda_http::Request {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events").join(name);
@@ -25,7 +23,7 @@ async fn call(h: &Harness, req: lambda_http::Request) -> (StatusCode, serde_json
 
 #[tokio::test]
 async fn sample_upload_event_is_granted_to_the_authorizers_subject() {
-    let h = Harness::new(Options::default()).await;
+    let h = Harness::new(presign::router, Options::default()).await;
     let (status, grant) = call(&h, event("presign-create-upload.json")).await;
     assert_eq!(status, StatusCode::CREATED, "{grant}");
     assert!(grant["key"].as_str().unwrap().starts_with("users/demo-user/"));
@@ -34,14 +32,14 @@ async fn sample_upload_event_is_granted_to_the_authorizers_subject() {
 
 #[tokio::test]
 async fn sample_download_event_for_an_unknown_file_is_a_json_404() {
-    let h = Harness::new(Options::default()).await;
+    let h = Harness::new(presign::router, Options::default()).await;
     let (status, err) = call(&h, event("presign-download.json")).await;
     assert_eq!((status, err["error"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
 }
 
 #[tokio::test]
 async fn sample_event_without_authorizer_claims_is_401() {
-    let h = Harness::new(Options::default()).await;
+    let h = Harness::new(presign::router, Options::default()).await;
     let (status, _) = call(&h, event("presign-create-upload-unauthenticated.json")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }

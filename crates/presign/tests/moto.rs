@@ -1,21 +1,19 @@
 //! The upload and download flow end to end against moto: a real photo goes up with a plain
 //! browser-style form POST and comes back byte for byte; quotas, owners and bad input hold.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::{Harness, Options, browser_upload, corpus, http_client, unique_user};
 use http::{Method, StatusCode};
 use matbakh_core::clock::FixedClock;
 use matbakh_core::ids::{FileId, UserId};
 use matbakh_core::limits::Limits;
 use matbakh_core::metadata::FileStatus;
 use serde_json::{Value, json};
+use testkit::{Harness, Options, browser_upload, corpus, http_client, unique_user};
 
 #[tokio::test]
 async fn a_real_photo_goes_up_and_comes_back_byte_for_byte() {
-    let h = Harness::new(Options::default()).await;
+    let h = Harness::new(presign::router, Options::default()).await;
     let user = unique_user("alice");
     let (name, photo) = corpus("photos/ladybird.jpg");
 
@@ -66,11 +64,11 @@ async fn a_real_photo_goes_up_and_comes_back_byte_for_byte() {
 
 #[tokio::test]
 async fn someone_elses_file_is_indistinguishable_from_a_missing_one() {
-    let h = Harness::new(Options::default()).await;
+    let h = Harness::new(presign::router, Options::default()).await;
     let (alice, mallory) = (unique_user("alice"), unique_user("mallory"));
     let (name, photo) = corpus("photos/panasonic-orientation6.jpg");
     let (_, grant) = h.grant(&alice, &name, "image/jpeg", photo.len()).await;
-    assert!(common::accepted(&browser_upload(&grant, &name, photo, |_| {}).await));
+    assert!(testkit::accepted(&browser_upload(&grant, &name, photo, |_| {}).await));
     let file_id = grant["fileId"].as_str().unwrap();
 
     let (status, theirs) =
@@ -92,12 +90,14 @@ async fn someone_elses_file_is_indistinguishable_from_a_missing_one() {
 
 #[tokio::test]
 async fn without_a_valid_token_nothing_happens() {
-    let h = Harness::new(Options::default()).await;
+    let h = Harness::new(presign::router, Options::default()).await;
     let user = unique_user("anon");
     let body = json!({"filename": "a.jpg", "contentType": "image/jpeg", "size": 10});
-    let stranger =
-        matbakh_api::dev_keys::DevKey::generate().unwrap().mint(&user, common::ISSUER, common::AUDIENCE, 600).unwrap();
-    let expired = h.key.mint(&user, common::ISSUER, common::AUDIENCE, -600).unwrap();
+    let stranger = matbakh_api::dev_keys::DevKey::generate()
+        .unwrap()
+        .mint(&user, testkit::ISSUER, testkit::AUDIENCE, 600)
+        .unwrap();
+    let expired = h.key.mint(&user, testkit::ISSUER, testkit::AUDIENCE, -600).unwrap();
     for token in [None, Some("garbage"), Some(stranger.as_str()), Some(expired.as_str())] {
         let (status, err) = h.call(Method::POST, "/v1/uploads", token, Some(body.clone())).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{token:?}");
@@ -109,7 +109,7 @@ async fn without_a_valid_token_nothing_happens() {
 
 #[tokio::test]
 async fn bad_requests_get_a_clear_error_and_change_nothing() {
-    let h = Harness::new(Options::default()).await;
+    let h = Harness::new(presign::router, Options::default()).await;
     let user = unique_user("careless");
     let token = h.token(&user);
     let ok = json!({"filename": "a.jpg", "contentType": "image/jpeg", "size": 10});
@@ -150,7 +150,7 @@ async fn bad_requests_get_a_clear_error_and_change_nothing() {
         .header("authorization", format!("Bearer {token}"))
         .body(axum::body::Body::from("{oops"))
         .unwrap();
-    let (got, err) = common::call_router(presign::router(h.state.clone()), req).await;
+    let (got, err) = testkit::call_router((h.router)(h.state.clone()), req).await;
     assert_eq!((got, err["field"].as_str()), (StatusCode::BAD_REQUEST, Some("body")));
 
     assert_eq!(h.file_rows(&user).await, 0, "an error path wrote a row");
@@ -164,7 +164,7 @@ async fn bad_requests_get_a_clear_error_and_change_nothing() {
 #[tokio::test]
 async fn the_quota_is_reserved_up_front_and_never_exceeded() {
     let limits = Limits { user_quota_bytes: 1000, ..Limits::default() };
-    let h = Harness::new(Options { limits, ..Options::default() }).await;
+    let h = Harness::new(presign::router, Options { limits, ..Options::default() }).await;
     let user = unique_user("hoarder");
 
     let (status, _) = h.grant(&user, "a.png", "image/png", 600).await;
@@ -184,7 +184,7 @@ async fn the_quota_is_reserved_up_front_and_never_exceeded() {
 
 #[tokio::test]
 async fn a_download_before_the_upload_arrived_is_refused() {
-    let h = Harness::new(Options::default()).await;
+    let h = Harness::new(presign::router, Options::default()).await;
     let user = unique_user("eager");
     let (_, grant) = h.grant(&user, "later.pdf", "application/pdf", 1234).await;
     let file_id = grant["fileId"].as_str().unwrap();
@@ -199,7 +199,7 @@ async fn a_download_before_the_upload_arrived_is_refused() {
 #[tokio::test]
 async fn grants_expire_when_the_clock_says_so() {
     let now = time::macros::datetime!(2026-03-01 12:00:00 UTC);
-    let h = Harness::new(Options { clock: Arc::new(FixedClock(now)), ..Options::default() }).await;
+    let h = Harness::new(presign::router, Options { clock: Arc::new(FixedClock(now)), ..Options::default() }).await;
     let user = unique_user("timely");
     let (status, grant) = h.grant(&user, "a.jpg", "image/jpeg", 10).await;
     assert_eq!(status, StatusCode::CREATED);

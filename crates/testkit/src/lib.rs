@@ -1,6 +1,7 @@
-//! Test harness: the function's router wired to the local servers `scripts/test` starts
-//! (moto for DynamoDB and S3, Garage for the S3 that enforces signatures).
-#![allow(dead_code)]
+//! Test harness for the HTTP functions: their routers wired to the local servers
+//! `scripts/test` starts (moto for DynamoDB and S3, Garage for the S3 that enforces
+//! signatures), a key pair standing in for the identity provider, real corpus files, and a
+//! browser-style form upload.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,13 +10,12 @@ use std::time::Duration;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use axum::body::Body;
 use http::{Method, Request, StatusCode};
-use matbakh_api::Authenticator;
 use matbakh_api::auth::JwtVerifier;
 use matbakh_api::dev_keys::DevKey;
+use matbakh_api::{Authenticator, Services};
 use matbakh_aws::{FileTable, S3Store};
 use matbakh_core::clock::{Clock, SystemClock};
 use matbakh_core::limits::Limits;
-use presign::AppState;
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -67,7 +67,8 @@ pub async fn garage_sdk() -> SdkConfig {
 /// One function instance as Lambda would run it, with a key pair standing in for the
 /// identity provider.
 pub struct Harness {
-    pub state: AppState,
+    pub state: Services,
+    pub router: fn(Services) -> axum::Router,
     pub key: DevKey,
     pub dynamo: aws_sdk_dynamodb::Client,
     pub table_name: String,
@@ -86,7 +87,8 @@ impl Default for Options {
 }
 
 impl Harness {
-    pub async fn new(opts: Options) -> Self {
+    /// `router` is the function under test (`presign::router`, ...).
+    pub async fn new(router: fn(Services) -> axum::Router, opts: Options) -> Self {
         let moto = moto_sdk().await;
         let store = if opts.s3_on_garage {
             S3Store::new(&garage_sdk().await, env("GARAGE_BUCKET"), None).unwrap()
@@ -96,14 +98,14 @@ impl Harness {
         let key = DevKey::generate().unwrap();
         let verifier = JwtVerifier::new(&key.jwks(), ISSUER, AUDIENCE).unwrap();
         let table_name = env("TABLE_NAME");
-        let state = AppState {
+        let state = Services {
             store,
             table: FileTable::new(&moto, &table_name),
             auth: Arc::new(Authenticator::Jwks(verifier)),
             limits: opts.limits,
             clock: opts.clock,
         };
-        Harness { state, key, dynamo: aws_sdk_dynamodb::Client::new(&moto), table_name }
+        Harness { state, router, key, dynamo: aws_sdk_dynamodb::Client::new(&moto), table_name }
     }
 
     pub fn token(&self, sub: &str) -> String {
@@ -126,7 +128,7 @@ impl Harness {
             Some(v) => Body::from(v.to_string()),
             None => Body::empty(),
         };
-        call_router(presign::router(self.state.clone()), req.body(body).unwrap()).await
+        call_router((self.router)(self.state.clone()), req.body(body).unwrap()).await
     }
 
     /// The caller asks for an upload grant.

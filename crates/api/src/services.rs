@@ -1,0 +1,45 @@
+//! The clients and settings every HTTP function shares, built once per Lambda instance.
+
+use std::sync::Arc;
+
+use matbakh_aws::{FileTable, S3Store, Settings};
+use matbakh_core::clock::{Clock, SystemClock};
+use matbakh_core::limits::Limits;
+
+use crate::auth::{AuthState, Authenticator};
+
+/// What a request handler may use: the bucket, the table, who the caller is, the limits and
+/// the clock (injected, so expiry is tested without sleeping).
+#[derive(Clone)]
+pub struct Services {
+    pub store: S3Store,
+    pub table: FileTable,
+    pub auth: Arc<Authenticator>,
+    pub limits: Limits,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl AuthState for Services {
+    fn authenticator(&self) -> &Authenticator {
+        &self.auth
+    }
+}
+
+impl Services {
+    /// Builds everything from the environment the SAM template (or `scripts/dev`) sets.
+    pub async fn from_env() -> Result<Self, String> {
+        let env = |k: &str| std::env::var(k).ok();
+        let settings = Settings::from_env().map_err(|e| e.to_string())?;
+        let limits = Limits::from_lookup(env).map_err(|e| e.to_string())?;
+        let auth = Authenticator::from_lookup(env)?;
+        let sdk = matbakh_aws::config::load_sdk_config().await;
+        Ok(Services {
+            store: S3Store::new(&sdk, &settings.bucket, settings.s3_public_endpoint.as_deref())
+                .map_err(|e| e.to_string())?,
+            table: FileTable::new(&sdk, &settings.table),
+            auth: Arc::new(auth),
+            limits,
+            clock: Arc::new(SystemClock),
+        })
+    }
+}

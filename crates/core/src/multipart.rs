@@ -1,0 +1,259 @@
+//! Multipart uploads: how a declared size is cut into parts, and the ids S3 hands out.
+//!
+//! S3's rules: every part but the last is 5 MiB to 5 GiB, at most 10,000 parts, and the
+//! whole object at most 5 TiB. The server picks the part size, so it can sign each part URL
+//! with its exact length and no part carries more than planned.
+
+use std::fmt;
+
+use crate::error::CoreError;
+
+const MIB: u64 = 1024 * 1024;
+
+/// S3's smallest part (except the last).
+pub const MIN_PART_SIZE: u64 = 5 * MIB;
+/// S3's largest part.
+pub const MAX_PART_SIZE: u64 = 5 * 1024 * MIB;
+/// S3's largest part number.
+pub const MAX_PARTS: u32 = 10_000;
+/// The part size used unless the file is so large that 10,000 parts would not hold it:
+/// small enough that a lost part is cheap to resend, large enough to keep request counts low.
+pub const DEFAULT_PART_SIZE: u64 = 8 * MIB;
+/// How many part URLs one request may ask for.
+pub const MAX_PARTS_PER_SIGN_REQUEST: usize = 100;
+
+/// A part number, 1 to 10,000.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PartNumber(u32);
+
+impl PartNumber {
+    pub fn new(n: u64) -> Result<Self, CoreError> {
+        match u32::try_from(n) {
+            Ok(n) if (1..=MAX_PARTS).contains(&n) => Ok(PartNumber(n)),
+            _ => Err(CoreError::invalid("partNumbers", format!("{n} is not a part number (1 to {MAX_PARTS})"))),
+        }
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Display for PartNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// An upload id as S3 issued it. Opaque, but bounded and free of characters that would let
+/// it escape a URL path segment or a key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UploadId(String);
+
+impl UploadId {
+    pub const MAX_LEN: usize = 1024;
+
+    pub fn parse(raw: &str) -> Result<Self, CoreError> {
+        let ok = |c: char| c.is_ascii_alphanumeric() || "-_.~+=".contains(c);
+        if raw.is_empty() || raw.len() > Self::MAX_LEN || !raw.chars().all(ok) {
+            return Err(CoreError::invalid("uploadId", "is not an upload id"));
+        }
+        Ok(UploadId(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UploadId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How a file of `size` bytes is cut into parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartPlan {
+    pub size: u64,
+    pub part_size: u64,
+    pub part_count: u32,
+}
+
+impl PartPlan {
+    /// The plan for `size` bytes: [`DEFAULT_PART_SIZE`] parts, or larger (whole MiB) ones when
+    /// that would need more than 10,000.
+    pub fn for_size(size: u64) -> Result<Self, CoreError> {
+        if size == 0 {
+            return Err(CoreError::invalid("size", "must be at least 1 byte"));
+        }
+        let needed = size.div_ceil(u64::from(MAX_PARTS)).div_ceil(MIB) * MIB;
+        let part_size = needed.max(DEFAULT_PART_SIZE);
+        if part_size > MAX_PART_SIZE {
+            return Err(CoreError::invalid("size", "is larger than S3 can store in one object"));
+        }
+        let part_count =
+            u32::try_from(size.div_ceil(part_size)).map_err(|_| CoreError::invalid("size", "is too large"))?;
+        Ok(PartPlan { size, part_size, part_count })
+    }
+
+    /// The exact length of part `n`, or an error if the plan has no such part.
+    pub fn part_len(&self, n: PartNumber) -> Result<u64, CoreError> {
+        if n.get() > self.part_count {
+            return Err(CoreError::invalid(
+                "partNumbers",
+                format!("this upload has {} parts; there is no part {n}", self.part_count),
+            ));
+        }
+        let start = u64::from(n.get() - 1) * self.part_size;
+        Ok(self.part_size.min(self.size - start))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_cover_the_size_exactly_within_s3_rules() {
+        for size in [
+            1,
+            MIN_PART_SIZE,
+            DEFAULT_PART_SIZE,
+            DEFAULT_PART_SIZE + 1,
+            24 * MIB + 3,
+            1 << 30,
+            80 * (1 << 30),
+            5 * (1u64 << 40),
+        ] {
+            let plan = PartPlan::for_size(size).unwrap();
+            assert!(plan.part_count >= 1 && plan.part_count <= MAX_PARTS, "{size}");
+            assert!(plan.part_size >= MIN_PART_SIZE && plan.part_size <= MAX_PART_SIZE, "{size}");
+            let total: u64 =
+                (1..=plan.part_count).map(|n| plan.part_len(PartNumber::new(n.into()).unwrap()).unwrap()).sum();
+            assert_eq!(total, size);
+            let last = plan.part_len(PartNumber::new(plan.part_count.into()).unwrap()).unwrap();
+            assert!(last >= 1 && last <= plan.part_size);
+        }
+        assert_eq!(PartPlan::for_size(24 * MIB + 3).unwrap().part_count, 4);
+        assert_eq!(PartPlan::for_size(80 * (1 << 30)).unwrap().part_size, 9 * MIB);
+    }
+
+    #[test]
+    fn impossible_sizes_and_parts_are_refused() {
+        assert!(PartPlan::for_size(0).is_err());
+        assert!(PartPlan::for_size(u64::MAX).is_err());
+        let plan = PartPlan::for_size(20 * MIB).unwrap();
+        assert!(plan.part_len(PartNumber::new(4).unwrap()).is_err());
+        for bad in [0, 10_001, u64::MAX] {
+            assert!(matches!(PartNumber::new(bad), Err(CoreError::Invalid { field: "partNumbers", .. })));
+        }
+    }
+
+    #[test]
+    fn upload_ids_cannot_escape_a_path() {
+        assert!(UploadId::parse("VXBsb2FkIElEIGZvciA2aWWpbmcncyBteS1tb3ZpZS5tMnRzIHVwbG9hZA").is_ok());
+        for bad in ["", "a/b", "../x", "a b", "a%2Fb", "a?b", &"x".repeat(1025)] {
+            assert!(UploadId::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
+
+/// Where a multipart session is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionState {
+    /// Parts may be signed and uploaded.
+    Open,
+    /// The server completed the upload; `etag` is the object's.
+    Completed { etag: String },
+    /// Aborted by its owner or for breaking a limit; its reservation is released.
+    Aborted,
+}
+
+impl SessionState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            SessionState::Open => "OPEN",
+            SessionState::Completed { .. } => "COMPLETED",
+            SessionState::Aborted => "ABORTED",
+        }
+    }
+}
+
+/// A multipart upload the server owns: who may continue it, where it goes, how it is cut.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadSession {
+    pub upload_id: UploadId,
+    pub file_id: crate::ids::FileId,
+    pub owner: crate::ids::UserId,
+    pub key: crate::ids::ObjectKey,
+    pub filename: crate::names::DisplayName,
+    pub content_type: crate::types::ContentType,
+    pub plan: PartPlan,
+    pub created_at: time::OffsetDateTime,
+    /// After this, no more parts are signed; S3's lifecycle rule aborts the upload.
+    pub expires_at: time::OffsetDateTime,
+    pub state: SessionState,
+}
+
+/// One part S3 holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadedPart {
+    pub number: PartNumber,
+    pub size: u64,
+    pub etag: String,
+}
+
+/// What the parts S3 holds mean for completing the upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completion {
+    /// Every planned part is there and the sizes add up: complete with these parts.
+    Ready(Vec<UploadedPart>),
+    /// Parts are missing; nothing is wrong yet.
+    Missing(Vec<PartNumber>),
+    /// More bytes than declared, or a part of the wrong size: the upload must be aborted.
+    Oversize { received: u64 },
+}
+
+/// Checks the parts S3 reports against the plan (the server's check before completing).
+pub fn check_parts(plan: &PartPlan, parts: &[UploadedPart]) -> Completion {
+    let received: u64 = parts.iter().map(|p| p.size).sum();
+    let wrong_size = parts.iter().any(|p| !plan.part_len(p.number).is_ok_and(|len| len == p.size));
+    if received > plan.size || wrong_size {
+        return Completion::Oversize { received };
+    }
+    let missing: Vec<PartNumber> = (1..=plan.part_count)
+        .filter_map(|n| PartNumber::new(n.into()).ok())
+        .filter(|n| !parts.iter().any(|p| p.number == *n))
+        .collect();
+    if missing.is_empty() {
+        let mut ready = parts.to_vec();
+        ready.sort_by_key(|p| p.number);
+        Completion::Ready(ready)
+    } else {
+        Completion::Missing(missing)
+    }
+}
+
+#[cfg(test)]
+mod completion_tests {
+    use super::*;
+
+    fn part(n: u32, size: u64) -> UploadedPart {
+        UploadedPart { number: PartNumber::new(n.into()).unwrap(), size, etag: format!("\"e{n}\"") }
+    }
+
+    #[test]
+    fn complete_only_when_every_part_has_its_planned_size() {
+        let plan = PartPlan::for_size(2 * DEFAULT_PART_SIZE + 10).unwrap();
+        let full = [part(3, 10), part(1, DEFAULT_PART_SIZE), part(2, DEFAULT_PART_SIZE)];
+        match check_parts(&plan, &full) {
+            Completion::Ready(parts) => assert_eq!(parts.iter().map(|p| p.number.get()).collect::<Vec<_>>(), [1, 2, 3]),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(check_parts(&plan, &full[1..]), Completion::Missing(vec![PartNumber::new(3).unwrap()]));
+        assert_eq!(check_parts(&plan, &[part(3, 11)]), Completion::Oversize { received: 11 });
+        assert!(matches!(check_parts(&plan, &[part(1, DEFAULT_PART_SIZE - 1)]), Completion::Oversize { .. }));
+        assert!(matches!(check_parts(&plan, &[part(4, 1)]), Completion::Oversize { .. }));
+    }
+}

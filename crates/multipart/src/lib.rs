@@ -1,0 +1,267 @@
+//! `multipart`: large uploads straight to S3 in parts, in sessions the server owns.
+//!
+//! Triggered by API Gateway (HTTP API, JWT authorizer):
+//! - `POST /v1/uploads/multipart {filename, contentType, size}` checks type, size and quota
+//!   like a single upload, starts the S3 multipart upload, plans its parts, and reserves the
+//!   size, writes the PENDING file row and the session in one transaction.
+//! - `POST /v1/uploads/{uploadId}/parts {partNumbers}` signs one PUT URL per part, each for
+//!   its exact length, so no part can carry more than planned.
+//! - `GET /v1/uploads/{uploadId}` answers the session and the parts S3 holds (for resume).
+//! - `POST /v1/uploads/{uploadId}/complete` checks the parts against the plan and completes
+//!   the upload itself (never overwriting an object); too many bytes abort it.
+//! - `DELETE /v1/uploads/{uploadId}` aborts and releases the reservation.
+//! - `GET /v1/uploads` lists the caller's unfinished uploads, newest first.
+//!
+//! Complete and abort are idempotent. Someone else's upload answers like a missing one.
+//! Reads and writes: the metadata table (sessions, file rows, usage) and the bucket's
+//! multipart API.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use matbakh_api::body::JsonObject;
+use matbakh_api::{ApiError, Caller, Services, new_file_id};
+use matbakh_core::clock::iso_seconds;
+use matbakh_core::ids::ObjectKey;
+use matbakh_core::metadata::{FileRecord, FileStatus};
+use matbakh_core::multipart::{
+    Completion, MAX_PARTS_PER_SIGN_REQUEST, PartNumber, PartPlan, SessionState, UploadId, UploadSession, UploadedPart,
+    check_parts,
+};
+use matbakh_core::names::{DisplayName, SafeName};
+use matbakh_core::types::ContentType;
+use serde_json::{Value, json};
+
+pub fn router(services: Services) -> Router {
+    Router::new()
+        .route("/v1/uploads/multipart", post(create))
+        .route("/v1/uploads", get(list_open))
+        .route("/v1/uploads/{uploadId}", get(show).delete(abort))
+        .route("/v1/uploads/{uploadId}/parts", post(sign_parts))
+        .route("/v1/uploads/{uploadId}/complete", post(complete))
+        .fallback(|| async { ApiError::not_found("route") })
+        .with_state(services)
+}
+
+fn session_json(x: &UploadSession) -> Value {
+    json!({
+        "uploadId": x.upload_id.as_str(),
+        "fileId": x.file_id.to_string(),
+        "key": x.key.as_str(),
+        "filename": x.filename.as_str(),
+        "contentType": x.content_type.as_str(),
+        "size": x.plan.size,
+        "partSize": x.plan.part_size,
+        "partCount": x.plan.part_count,
+        "createdAt": iso_seconds(x.created_at),
+        "expiresAt": iso_seconds(x.expires_at),
+        "state": x.state.name(),
+    })
+}
+
+fn parts_json(parts: &[UploadedPart]) -> Value {
+    parts.iter().map(|p| json!({"partNumber": p.number.get(), "size": p.size, "etag": p.etag})).collect()
+}
+
+/// The caller's session `raw`, or 404 (someone else's session is as missing as an unknown one).
+async fn own_session(st: &Services, caller: &Caller, raw: &str) -> Result<UploadSession, ApiError> {
+    let id = UploadId::parse(raw).map_err(|_| ApiError::not_found("upload"))?;
+    st.table.get_session(&id).await?.filter(|x| x.owner == caller.user).ok_or_else(|| ApiError::not_found("upload"))
+}
+
+fn not_open(x: &UploadSession) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "upload_finished", format!("this upload is {}", x.state.name().to_lowercase()))
+}
+
+#[tracing::instrument(name = "create_multipart", skip_all, fields(user = %caller.user, file_id = tracing::field::Empty))]
+async fn create(
+    State(st): State<Services>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let req = JsonObject::parse(&body, &["filename", "contentType", "size"])?;
+    let filename = DisplayName::parse(req.str("filename")?)?;
+    let content_type = ContentType::parse(req.str("contentType")?)?;
+    let size = req.u64("size")?;
+    st.limits.check_multipart_upload(content_type, size)?;
+    let plan = PartPlan::for_size(size)?;
+
+    let now = st.clock.now();
+    let file_id = new_file_id(now)?;
+    tracing::Span::current().record("file_id", tracing::field::display(file_id));
+    let key = ObjectKey::original(&caller.user, file_id, &SafeName::from_display(&filename));
+    let upload_id = st.store.create_multipart(&key, content_type.as_str()).await?;
+    let session = UploadSession {
+        upload_id: upload_id.clone(),
+        file_id,
+        owner: caller.user.clone(),
+        key: key.clone(),
+        filename: filename.clone(),
+        content_type,
+        plan,
+        created_at: now,
+        expires_at: now + st.limits.upload_session_ttl,
+        state: SessionState::Open,
+    };
+    let record = FileRecord {
+        file_id,
+        owner: caller.user,
+        key: key.clone(),
+        filename,
+        content_type,
+        size,
+        sha256: None,
+        status: FileStatus::Pending,
+        created_at: now,
+        expires_at: Some(session.expires_at),
+    };
+    if let Err(e) = st.table.reserve_multipart(&record, &session, st.limits.user_quota_bytes).await {
+        // Nothing may stay behind: the S3 upload goes too.
+        if let Err(abort) = st.store.abort_multipart(&key, &upload_id).await {
+            tracing::warn!(error = %abort, "could not abort the refused upload; the lifecycle rule will");
+        }
+        return Err(e.into());
+    }
+    tracing::info!(size, parts = plan.part_count, "multipart upload started");
+    Ok((StatusCode::CREATED, Json(session_json(&session))))
+}
+
+#[tracing::instrument(name = "sign_parts", skip_all, fields(user = %caller.user))]
+async fn sign_parts(
+    State(st): State<Services>,
+    caller: Caller,
+    Path(raw_id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let req = JsonObject::parse(&body, &["partNumbers"])?;
+    let session = own_session(&st, &caller, &raw_id).await?;
+    let numbers = req.array("partNumbers")?;
+    if numbers.is_empty() || numbers.len() > MAX_PARTS_PER_SIGN_REQUEST {
+        return Err(ApiError::bad_field(
+            "partNumbers",
+            format!("partNumbers: ask for 1 to {MAX_PARTS_PER_SIGN_REQUEST} parts at a time"),
+        ));
+    }
+    let mut planned = Vec::with_capacity(numbers.len());
+    for n in numbers {
+        let n = n.as_u64().ok_or_else(|| ApiError::bad_field("partNumbers", "partNumbers: must be whole numbers"))?;
+        let part = PartNumber::new(n)?;
+        planned.push((part, session.plan.part_len(part)?));
+    }
+    if session.state != SessionState::Open {
+        return Err(not_open(&session));
+    }
+    let now = st.clock.now();
+    if now >= session.expires_at {
+        return Err(ApiError::new(StatusCode::GONE, "upload_expired", "this upload expired; start a new one"));
+    }
+    let ttl = st.limits.part_url_ttl.min((session.expires_at - now).unsigned_abs());
+    let mut parts = Vec::with_capacity(planned.len());
+    for (part, len) in planned {
+        let url = st.store.presign_part(&session.key, &session.upload_id, part, len, now, ttl).await?;
+        parts.push(
+            json!({"partNumber": part.get(), "size": len, "url": url.url, "expiresAt": iso_seconds(url.expires_at)}),
+        );
+    }
+    Ok(Json(json!({ "uploadId": session.upload_id.as_str(), "parts": parts })))
+}
+
+#[tracing::instrument(name = "show_upload", skip_all, fields(user = %caller.user))]
+async fn show(State(st): State<Services>, caller: Caller, Path(raw_id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let session = own_session(&st, &caller, &raw_id).await?;
+    let parts = match session.state {
+        SessionState::Open => st.store.list_parts(&session.key, &session.upload_id).await?.unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let mut body = session_json(&session);
+    body["parts"] = parts_json(&parts);
+    Ok(Json(body))
+}
+
+#[tracing::instrument(name = "list_uploads", skip_all, fields(user = %caller.user))]
+async fn list_open(State(st): State<Services>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    let now = st.clock.now();
+    let sessions = st.table.open_sessions(&caller.user).await?;
+    let uploads: Vec<Value> = sessions.iter().filter(|x| x.expires_at > now).map(session_json).collect();
+    Ok(Json(json!({ "uploads": uploads })))
+}
+
+#[tracing::instrument(name = "complete_upload", skip_all, fields(user = %caller.user, file_id = tracing::field::Empty))]
+async fn complete(
+    State(st): State<Services>,
+    caller: Caller,
+    Path(raw_id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    if !body.is_empty() {
+        // `parts` may be sent (Uppy does); the server trusts only what S3 lists.
+        JsonObject::parse(&body, &["parts"])?;
+    }
+    let session = own_session(&st, &caller, &raw_id).await?;
+    tracing::Span::current().record("file_id", tracing::field::display(session.file_id));
+    match &session.state {
+        SessionState::Completed { etag } => return Ok(Json(completed_json(&session, etag))),
+        SessionState::Aborted => return Err(not_open(&session)),
+        SessionState::Open => {}
+    }
+    let parts = st.store.list_parts(&session.key, &session.upload_id).await?.unwrap_or_default();
+    match check_parts(&session.plan, &parts) {
+        Completion::Missing(missing) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "parts_missing",
+            format!(
+                "{} of {} parts are missing (first: {})",
+                missing.len(),
+                session.plan.part_count,
+                missing.first().map(|n| n.get()).unwrap_or(0)
+            ),
+        )),
+        Completion::Oversize { received } => {
+            st.store.abort_multipart(&session.key, &session.upload_id).await?;
+            st.table.abort_session(&session).await?;
+            tracing::warn!(received, declared = session.plan.size, "parts do not match the plan; upload aborted");
+            Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "upload_oversize",
+                format!(
+                    "the parts hold {received} bytes in the wrong shape for the declared {}; the upload was aborted",
+                    session.plan.size
+                ),
+            ))
+        }
+        Completion::Ready(parts) => {
+            let etag = st.store.complete_multipart(&session.key, &session.upload_id, &parts).await?;
+            st.table.complete_session(&session.upload_id, &etag).await?;
+            tracing::info!(size = session.plan.size, "multipart upload completed");
+            Ok(Json(completed_json(&session, &etag)))
+        }
+    }
+}
+
+fn completed_json(session: &UploadSession, etag: &str) -> Value {
+    json!({
+        "uploadId": session.upload_id.as_str(),
+        "fileId": session.file_id.to_string(),
+        "key": session.key.as_str(),
+        "size": session.plan.size,
+        "etag": etag,
+        "location": format!("/v1/files/{}", session.file_id),
+    })
+}
+
+#[tracing::instrument(name = "abort_upload", skip_all, fields(user = %caller.user))]
+async fn abort(State(st): State<Services>, caller: Caller, Path(raw_id): Path<String>) -> Result<StatusCode, ApiError> {
+    let session = own_session(&st, &caller, &raw_id).await?;
+    match session.state {
+        SessionState::Aborted => Ok(StatusCode::NO_CONTENT),
+        SessionState::Completed { .. } => Err(not_open(&session)),
+        SessionState::Open => {
+            st.store.abort_multipart(&session.key, &session.upload_id).await?;
+            st.table.abort_session(&session).await?;
+            tracing::info!("multipart upload aborted");
+            Ok(StatusCode::NO_CONTENT)
+        }
+    }
+}
