@@ -35,19 +35,28 @@ impl JsonObject {
     }
 
     pub fn array(&self, field: &'static str) -> Result<&[Value], ApiError> {
+        self.opt_array(field)?.ok_or_else(|| ApiError::bad_field(field, format!("{field}: is required")))
+    }
+
+    pub fn opt_array(&self, field: &'static str) -> Result<Option<&[Value]>, ApiError> {
         match self.0.get(field) {
-            None | Some(Value::Null) => Err(ApiError::bad_field(field, format!("{field}: is required"))),
-            Some(Value::Array(items)) => Ok(items),
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Array(items)) => Ok(Some(items)),
             Some(_) => Err(ApiError::bad_field(field, format!("{field}: must be an array"))),
         }
     }
 
     pub fn u64(&self, field: &'static str) -> Result<u64, ApiError> {
+        self.opt_u64(field)?.ok_or_else(|| ApiError::bad_field(field, format!("{field}: is required")))
+    }
+
+    pub fn opt_u64(&self, field: &'static str) -> Result<Option<u64>, ApiError> {
         match self.0.get(field) {
-            None | Some(Value::Null) => Err(ApiError::bad_field(field, format!("{field}: is required"))),
+            None | Some(Value::Null) => Ok(None),
             Some(v) => v
                 .as_u64()
-                .ok_or_else(|| ApiError::bad_field(field, format!("{field}: must be a whole number of bytes"))),
+                .map(Some)
+                .ok_or_else(|| ApiError::bad_field(field, format!("{field}: must be a whole number"))),
         }
     }
 }

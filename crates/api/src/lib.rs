@@ -13,12 +13,17 @@ pub use auth::{AuthState, Authenticator, Caller};
 use matbakh_core::ids::FileId;
 use time::OffsetDateTime;
 
+/// `N` bytes from the system's secure random source.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], ApiError> {
+    let mut bytes = [0u8; N];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|e| ApiError::internal(&e))?;
+    Ok(bytes)
+}
+
 /// A fresh file id for a file created at `now` (UUIDv7: time-ordered, 74 random bits).
 pub fn new_file_id(now: OffsetDateTime) -> Result<FileId, ApiError> {
-    let mut random = [0u8; 10];
-    aws_lc_rs::rand::fill(&mut random).map_err(|e| ApiError::internal(&e))?;
     let ms = u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-    Ok(FileId::new(ms, random))
+    Ok(FileId::new(ms, random_bytes()?))
 }
 pub use error::ApiError;
 pub use services::Services;

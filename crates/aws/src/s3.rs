@@ -58,12 +58,12 @@ impl S3Store {
         &self.client
     }
 
-    /// A browser form upload of exactly one object: key, type and size pinned by the policy.
+    /// A browser form upload of exactly one object: key, type and size range pinned by the policy.
     pub async fn presign_upload(
         &self,
         key: &ObjectKey,
         content_type: ContentType,
-        size: u64,
+        size: std::ops::RangeInclusive<u64>,
         sha256: Option<Sha256>,
         now: OffsetDateTime,
         expires_in: Duration,
@@ -138,13 +138,13 @@ impl S3Store {
         UploadId::parse(id).map_err(|_| AwsError::Corrupt(format!("S3 returned an unusable upload id {id:?}")))
     }
 
-    /// A PUT URL for one part, signed for exactly `content_length` bytes.
+    /// A PUT URL for one part, signed for exactly `content_length` bytes when it is known.
     pub async fn presign_part(
         &self,
         key: &ObjectKey,
         upload_id: &UploadId,
         part: PartNumber,
-        content_length: u64,
+        content_length: Option<u64>,
         now: OffsetDateTime,
         expires_in: Duration,
     ) -> Result<PresignedGet, AwsError> {
@@ -156,7 +156,7 @@ impl S3Store {
             .key(key.as_str())
             .upload_id(upload_id.as_str())
             .part_number(part.get() as i32)
-            .content_length(content_length as i64)
+            .set_content_length(content_length.map(|l| l as i64))
             .presigned(config)
             .await
             .map_err(|e| AwsError::from_sdk("PresignUploadPart", e))?;

@@ -15,9 +15,10 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use matbakh_core::clock::iso_millis;
 use matbakh_core::ids::{FileId, ObjectKey, Sha256, UserId};
 use matbakh_core::metadata::FileRecord;
-use matbakh_core::multipart::{PartPlan, SessionState, UploadId, UploadSession};
+use matbakh_core::multipart::{PartPlan, SessionLimit, SessionState, UploadId, UploadSession};
 use matbakh_core::names::DisplayName;
 use matbakh_core::quota::reservation_ceiling;
+use matbakh_core::tokens::TokenGrant;
 use matbakh_core::types::ContentType;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -121,6 +122,153 @@ impl FileTable {
         }
     }
 
+    /// Stores a new upload token's grant (under its digest, never the token).
+    pub async fn put_token(&self, grant: &TokenGrant) -> Result<(), AwsError> {
+        let mut item = HashMap::from([
+            ("pk".to_owned(), s(format!("TOKEN#{}", grant.digest))),
+            ("sk".to_owned(), s("TOKEN")),
+            ("owner".to_owned(), s(grant.owner.as_str())),
+            ("maxBytes".to_owned(), n(grant.max_bytes)),
+            ("usedBytes".to_owned(), n(grant.used_bytes)),
+            ("expiresAt".to_owned(), s(iso_millis(grant.expires_at))),
+            ("ttl".to_owned(), n(grant.expires_at.unix_timestamp())),
+            ("revoked".to_owned(), AttributeValue::Bool(grant.revoked)),
+        ]);
+        if !grant.types.is_empty() {
+            item.insert(
+                "types".to_owned(),
+                AttributeValue::Ss(grant.types.iter().map(|t| t.as_str().to_owned()).collect()),
+            );
+        }
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("PutItem", e))?;
+        Ok(())
+    }
+
+    /// The grant of the token with this digest, if there is one.
+    pub async fn get_token(&self, digest: &str) -> Result<Option<TokenGrant>, AwsError> {
+        let Some(item) = self.get_item(format!("TOKEN#{digest}"), "TOKEN").await? else {
+            return Ok(None);
+        };
+        let corrupt = |what: &str| AwsError::Corrupt(format!("token {what}"));
+        let types = match item.get("types") {
+            Some(AttributeValue::Ss(list)) => {
+                list.iter().map(|t| ContentType::parse(t).map_err(|_| corrupt("types"))).collect::<Result<_, _>>()?
+            }
+            _ => Vec::new(),
+        };
+        Ok(Some(TokenGrant {
+            digest: digest.to_owned(),
+            owner: UserId::parse(get_str(&item, "owner")?).map_err(|_| corrupt("owner"))?,
+            max_bytes: get_u64(&item, "maxBytes").ok_or_else(|| corrupt("maxBytes"))?,
+            used_bytes: get_u64(&item, "usedBytes").unwrap_or(0),
+            types,
+            expires_at: OffsetDateTime::parse(get_str(&item, "expiresAt")?, &Rfc3339)
+                .map_err(|_| corrupt("expiresAt"))?,
+            revoked: matches!(item.get("revoked"), Some(AttributeValue::Bool(true))),
+        }))
+    }
+
+    /// Revokes the owner's token at once. Answers `false` if they have no such token.
+    pub async fn revoke_token(&self, digest: &str, owner: &UserId) -> Result<bool, AwsError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("TOKEN#{digest}")))
+            .key("sk", s("TOKEN"))
+            .update_expression("SET revoked = :t")
+            .condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .expression_attribute_values(":owner", s(owner.as_str()))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(AwsError::from_sdk("UpdateItem", e)),
+        }
+    }
+
+    /// Charges a finished upload of `record.size` bytes to the token's allowance and the
+    /// owner's quota and writes its PENDING file row, in one transaction. `QuotaExceeded` if
+    /// either has no room (nothing is written then).
+    pub async fn charge_token_upload(
+        &self,
+        token: &TokenGrant,
+        record: &FileRecord,
+        quota: u64,
+    ) -> Result<(), AwsError> {
+        let quota_ceiling = reservation_ceiling(quota, record.size).map_err(|_| AwsError::QuotaExceeded)?;
+        let token_ceiling = reservation_ceiling(token.max_bytes, record.size).map_err(|_| AwsError::QuotaExceeded)?;
+        let build = |e: aws_sdk_dynamodb::error::BuildError| AwsError::Config(e.to_string());
+        let allowance = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(format!("TOKEN#{}", token.digest)))
+            .key("sk", s("TOKEN"))
+            .update_expression("ADD usedBytes :size")
+            .condition_expression("usedBytes <= :ceiling AND revoked = :f")
+            .expression_attribute_values(":size", n(record.size))
+            .expression_attribute_values(":ceiling", n(token_ceiling))
+            .expression_attribute_values(":f", AttributeValue::Bool(false))
+            .build()
+            .map_err(build)?;
+        let usage = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(user_pk(&record.owner)))
+            .key("sk", s("USAGE"))
+            .update_expression("ADD charged :size")
+            .condition_expression("attribute_not_exists(charged) OR charged <= :ceiling")
+            .expression_attribute_values(":size", n(record.size))
+            .expression_attribute_values(":ceiling", n(quota_ceiling))
+            .build()
+            .map_err(build)?;
+        let row = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(file_item(record)))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(build)?;
+        let items = vec![
+            TransactWriteItem::builder().update(allowance).build(),
+            TransactWriteItem::builder().update(usage).build(),
+            TransactWriteItem::builder().put(row).build(),
+        ];
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                let failed = cancelled_by_condition(&err);
+                if failed.first() == Some(&true) || failed.get(1) == Some(&true) {
+                    Err(AwsError::QuotaExceeded)
+                } else if failed.get(2) == Some(&true) {
+                    Err(AwsError::AlreadyExists)
+                } else {
+                    Err(AwsError::from_sdk("TransactWriteItems", err))
+                }
+            }
+        }
+    }
+
+    /// Writes a session that reserves nothing up front (an upload token's).
+    pub async fn put_session(&self, session: &UploadSession) -> Result<(), AwsError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(session_item(session)))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("PutItem", e))?;
+        Ok(())
+    }
+
     /// The multipart session, if there is one.
     pub async fn get_session(&self, id: &UploadId) -> Result<Option<UploadSession>, AwsError> {
         self.get_item(session_pk(id), "SESSION").await?.as_ref().map(parse_session_item).transpose()
@@ -180,7 +328,7 @@ impl FileTable {
     /// Aborts an open session: releases its reservation, removes its PENDING file row and
     /// marks it aborted, in one transaction. Answers `false` if it was no longer open.
     pub async fn abort_session(&self, session: &UploadSession) -> Result<bool, AwsError> {
-        let size = session.plan.size;
+        let size = session.reserved_bytes();
         let usage = Update::builder()
             .table_name(&self.table)
             .key("pk", s(user_pk(&session.owner)))
@@ -270,14 +418,24 @@ fn session_item(x: &UploadSession) -> HashMap<String, AttributeValue> {
         ("key".to_owned(), s(x.key.as_str())),
         ("filename".to_owned(), s(x.filename.as_str())),
         ("contentType".to_owned(), s(x.content_type.as_str())),
-        ("size".to_owned(), n(x.plan.size)),
-        ("partSize".to_owned(), n(x.plan.part_size)),
-        ("partCount".to_owned(), n(x.plan.part_count)),
         ("createdAt".to_owned(), s(created.clone())),
         ("expiresAt".to_owned(), s(iso_millis(x.expires_at))),
         ("ttl".to_owned(), n(x.expires_at.unix_timestamp())),
         ("state".to_owned(), s(x.state.name())),
     ]);
+    match x.limit {
+        SessionLimit::Planned(plan) => {
+            item.insert("size".to_owned(), n(plan.size));
+            item.insert("partSize".to_owned(), n(plan.part_size));
+            item.insert("partCount".to_owned(), n(plan.part_count));
+        }
+        SessionLimit::Allowance(max) => {
+            item.insert("allowance".to_owned(), n(max));
+        }
+    }
+    if let Some(token) = &x.token {
+        item.insert("token".to_owned(), s(token.as_str()));
+    }
     match &x.state {
         SessionState::Open => {
             item.insert("gsi1pk".to_owned(), s(format!("UPLOADS#{}", x.owner)));
@@ -294,11 +452,17 @@ fn session_item(x: &UploadSession) -> HashMap<String, AttributeValue> {
 fn parse_session_item(item: &HashMap<String, AttributeValue>) -> Result<UploadSession, AwsError> {
     let corrupt = |what: &str| AwsError::Corrupt(format!("session {what}"));
     let time = |name: &str| OffsetDateTime::parse(get_str(item, name)?, &Rfc3339).map_err(|_| corrupt(name));
-    let size = get_u64(item, "size").ok_or_else(|| corrupt("size"))?;
-    let plan = PartPlan::for_size(size).map_err(|_| corrupt("size"))?;
-    if Some(plan.part_size) != get_u64(item, "partSize") {
-        return Err(corrupt("partSize"));
-    }
+    let limit = match (get_u64(item, "size"), get_u64(item, "allowance")) {
+        (Some(size), None) => {
+            let plan = PartPlan::for_size(size).map_err(|_| corrupt("size"))?;
+            if Some(plan.part_size) != get_u64(item, "partSize") {
+                return Err(corrupt("partSize"));
+            }
+            SessionLimit::Planned(plan)
+        }
+        (None, Some(max)) => SessionLimit::Allowance(max),
+        _ => return Err(corrupt("size")),
+    };
     Ok(UploadSession {
         upload_id: UploadId::parse(get_str(item, "uploadId")?).map_err(|_| corrupt("uploadId"))?,
         file_id: FileId::parse(get_str(item, "fileId")?).map_err(|_| corrupt("fileId"))?,
@@ -306,7 +470,8 @@ fn parse_session_item(item: &HashMap<String, AttributeValue>) -> Result<UploadSe
         key: ObjectKey::from_stored(get_str(item, "key")?.to_owned()),
         filename: DisplayName::from_stored(get_str(item, "filename")?.to_owned()),
         content_type: ContentType::parse(get_str(item, "contentType")?).map_err(|_| corrupt("contentType"))?,
-        plan,
+        limit,
+        token: item.get("token").and_then(|v| v.as_s().ok()).cloned(),
         created_at: time("createdAt")?,
         expires_at: time("expiresAt")?,
         state: match get_str(item, "state")? {

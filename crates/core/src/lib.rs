@@ -14,6 +14,7 @@ pub mod names;
 pub mod post_policy;
 pub mod quota;
 pub mod sigv4;
+pub mod tokens;
 pub mod types;
 
 pub use error::CoreError;

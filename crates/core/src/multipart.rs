@@ -180,6 +180,16 @@ impl SessionState {
     }
 }
 
+/// What bounds a session's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionLimit {
+    /// The size was declared; the server cut it into parts and signs each part's length.
+    Planned(PartPlan),
+    /// Uploads under an upload token (Uppy's Companion mode) declare no size: the client picks
+    /// its part sizes and the total is checked against this allowance at completion.
+    Allowance(u64),
+}
+
 /// A multipart upload the server owns: who may continue it, where it goes, how it is cut.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadSession {
@@ -189,11 +199,24 @@ pub struct UploadSession {
     pub key: crate::ids::ObjectKey,
     pub filename: crate::names::DisplayName,
     pub content_type: crate::types::ContentType,
-    pub plan: PartPlan,
+    pub limit: SessionLimit,
+    /// The digest of the upload token the session was started with, if any.
+    pub token: Option<String>,
     pub created_at: time::OffsetDateTime,
     /// After this, no more parts are signed; S3's lifecycle rule aborts the upload.
     pub expires_at: time::OffsetDateTime,
     pub state: SessionState,
+}
+
+impl UploadSession {
+    /// Bytes of quota reserved when the session started (released if it is aborted).
+    /// Allowance sessions reserve nothing up front; they are charged at completion.
+    pub fn reserved_bytes(&self) -> u64 {
+        match self.limit {
+            SessionLimit::Planned(plan) => plan.size,
+            SessionLimit::Allowance(_) => 0,
+        }
+    }
 }
 
 /// One part S3 holds.
@@ -215,8 +238,31 @@ pub enum Completion {
     Oversize { received: u64 },
 }
 
-/// Checks the parts S3 reports against the plan (the server's check before completing).
-pub fn check_parts(plan: &PartPlan, parts: &[UploadedPart]) -> Completion {
+/// Checks the parts S3 reports against the session's limit (the server's check before
+/// completing).
+pub fn check_parts(limit: &SessionLimit, parts: &[UploadedPart]) -> Completion {
+    match limit {
+        SessionLimit::Planned(plan) => check_planned(plan, parts),
+        SessionLimit::Allowance(max) => check_allowance(*max, parts),
+    }
+}
+
+fn check_allowance(max: u64, parts: &[UploadedPart]) -> Completion {
+    let received: u64 = parts.iter().map(|p| p.size).sum();
+    if received > max {
+        return Completion::Oversize { received };
+    }
+    let mut ready = parts.to_vec();
+    ready.sort_by_key(|p| p.number);
+    let last = ready.last().map_or(0, |p| p.number.get());
+    let missing: Vec<PartNumber> = (1..=last.max(1))
+        .filter_map(|n| PartNumber::new(n.into()).ok())
+        .filter(|n| !ready.iter().any(|p| p.number == *n))
+        .collect();
+    if missing.is_empty() { Completion::Ready(ready) } else { Completion::Missing(missing) }
+}
+
+fn check_planned(plan: &PartPlan, parts: &[UploadedPart]) -> Completion {
     let received: u64 = parts.iter().map(|p| p.size).sum();
     let wrong_size = parts.iter().any(|p| !plan.part_len(p.number).is_ok_and(|len| len == p.size));
     if received > plan.size || wrong_size {
@@ -247,13 +293,27 @@ mod completion_tests {
     fn complete_only_when_every_part_has_its_planned_size() {
         let plan = PartPlan::for_size(2 * DEFAULT_PART_SIZE + 10).unwrap();
         let full = [part(3, 10), part(1, DEFAULT_PART_SIZE), part(2, DEFAULT_PART_SIZE)];
-        match check_parts(&plan, &full) {
+        match check_parts(&SessionLimit::Planned(plan), &full) {
             Completion::Ready(parts) => assert_eq!(parts.iter().map(|p| p.number.get()).collect::<Vec<_>>(), [1, 2, 3]),
             other => panic!("{other:?}"),
         }
-        assert_eq!(check_parts(&plan, &full[1..]), Completion::Missing(vec![PartNumber::new(3).unwrap()]));
-        assert_eq!(check_parts(&plan, &[part(3, 11)]), Completion::Oversize { received: 11 });
-        assert!(matches!(check_parts(&plan, &[part(1, DEFAULT_PART_SIZE - 1)]), Completion::Oversize { .. }));
-        assert!(matches!(check_parts(&plan, &[part(4, 1)]), Completion::Oversize { .. }));
+        let planned = SessionLimit::Planned(plan);
+        assert_eq!(check_parts(&planned, &full[1..]), Completion::Missing(vec![PartNumber::new(3).unwrap()]));
+        assert_eq!(check_parts(&planned, &[part(3, 11)]), Completion::Oversize { received: 11 });
+        assert!(matches!(check_parts(&planned, &[part(1, DEFAULT_PART_SIZE - 1)]), Completion::Oversize { .. }));
+        assert!(matches!(check_parts(&planned, &[part(4, 1)]), Completion::Oversize { .. }));
+    }
+
+    #[test]
+    fn allowance_sessions_complete_any_contiguous_parts_within_the_allowance() {
+        let limit = SessionLimit::Allowance(11 << 20);
+        let five = 5 << 20;
+        assert!(matches!(check_parts(&limit, &[part(2, 1), part(1, five)]), Completion::Ready(p) if p.len() == 2));
+        assert_eq!(check_parts(&limit, &[part(2, 1)]), Completion::Missing(vec![PartNumber::new(1).unwrap()]));
+        assert_eq!(check_parts(&limit, &[]), Completion::Missing(vec![PartNumber::new(1).unwrap()]));
+        assert!(matches!(
+            check_parts(&limit, &[part(1, five), part(2, five), part(3, five)]),
+            Completion::Oversize { .. }
+        ));
     }
 }

@@ -24,7 +24,8 @@ pub struct UploadGrant<'a> {
     pub bucket: &'a str,
     pub key: &'a ObjectKey,
     pub content_type: ContentType,
-    pub size: u64,
+    /// Smallest and largest size S3 accepts (equal when the size was declared).
+    pub size: std::ops::RangeInclusive<u64>,
     pub sha256: Option<Sha256>,
     pub region: &'a str,
     pub now: OffsetDateTime,
@@ -63,7 +64,7 @@ pub fn presign_post(grant: &UploadGrant<'_>, creds: &Credentials, url: String) -
 
     let mut conditions = vec![json!({ "bucket": grant.bucket })];
     conditions.extend(fields.iter().map(|(k, v)| json!({ k: v })));
-    conditions.push(json!(["content-length-range", grant.size, grant.size]));
+    conditions.push(json!(["content-length-range", grant.size.start(), grant.size.end()]));
     let expiration = expires_at
         .to_offset(time::UtcOffset::UTC)
         .replace_nanosecond(0)
@@ -117,7 +118,7 @@ mod tests {
             bucket: "b",
             key: &key,
             content_type: ContentType::parse("image/jpeg").unwrap(),
-            size: 1234,
+            size: 1234..=1234,
             sha256: Some(sha),
             region: "eu-central-1",
             now,
@@ -153,7 +154,7 @@ mod tests {
             bucket: "b",
             key: &key,
             content_type: ContentType::parse("image/png").unwrap(),
-            size: 1,
+            size: 1..=1,
             sha256: None,
             region: "us-east-1",
             now: time::macros::datetime!(2015-12-29 00:00:00 UTC),

@@ -140,8 +140,12 @@ async fn forward(gw: &Gateway, req: Request) -> Response {
         .map(|c| c.0.ip().to_string())
         .unwrap_or_else(|| "127.0.0.1".into());
     let (parts, body) = req.into_parts();
-    let Some((route, params)) =
-        gw.routes.iter().find_map(|r| r.matches(&parts.method, parts.uri.path()).map(|p| (r, p)))
+    // Like API Gateway, the most specific route wins: the one with the fewest parameters.
+    let Some((route, params)) = gw
+        .routes
+        .iter()
+        .filter_map(|r| r.matches(&parts.method, parts.uri.path()).map(|p| (r, p)))
+        .min_by_key(|(_, p)| p.len())
     else {
         return message(StatusCode::NOT_FOUND, "Not Found");
     };

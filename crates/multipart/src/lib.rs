@@ -16,6 +16,8 @@
 //! Reads and writes: the metadata table (sessions, file rows, usage) and the bucket's
 //! multipart API.
 
+pub mod companion;
+
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -27,8 +29,8 @@ use matbakh_core::clock::iso_seconds;
 use matbakh_core::ids::ObjectKey;
 use matbakh_core::metadata::{FileRecord, FileStatus};
 use matbakh_core::multipart::{
-    Completion, MAX_PARTS_PER_SIGN_REQUEST, PartNumber, PartPlan, SessionState, UploadId, UploadSession, UploadedPart,
-    check_parts,
+    Completion, MAX_PARTS_PER_SIGN_REQUEST, PartNumber, PartPlan, SessionLimit, SessionState, UploadId, UploadSession,
+    UploadedPart, check_parts,
 };
 use matbakh_core::names::{DisplayName, SafeName};
 use matbakh_core::types::ContentType;
@@ -41,24 +43,31 @@ pub fn router(services: Services) -> Router {
         .route("/v1/uploads/{uploadId}", get(show).delete(abort))
         .route("/v1/uploads/{uploadId}/parts", post(sign_parts))
         .route("/v1/uploads/{uploadId}/complete", post(complete))
+        .merge(companion::routes())
         .fallback(|| async { ApiError::not_found("route") })
         .with_state(services)
 }
 
 fn session_json(x: &UploadSession) -> Value {
-    json!({
+    let mut body = json!({
         "uploadId": x.upload_id.as_str(),
         "fileId": x.file_id.to_string(),
         "key": x.key.as_str(),
         "filename": x.filename.as_str(),
         "contentType": x.content_type.as_str(),
-        "size": x.plan.size,
-        "partSize": x.plan.part_size,
-        "partCount": x.plan.part_count,
         "createdAt": iso_seconds(x.created_at),
         "expiresAt": iso_seconds(x.expires_at),
         "state": x.state.name(),
-    })
+    });
+    match x.limit {
+        SessionLimit::Planned(plan) => {
+            body["size"] = json!(plan.size);
+            body["partSize"] = json!(plan.part_size);
+            body["partCount"] = json!(plan.part_count);
+        }
+        SessionLimit::Allowance(max) => body["maxBytes"] = json!(max),
+    }
+    body
 }
 
 fn parts_json(parts: &[UploadedPart]) -> Value {
@@ -100,7 +109,8 @@ async fn create(
         key: key.clone(),
         filename: filename.clone(),
         content_type,
-        plan,
+        limit: SessionLimit::Planned(plan),
+        token: None,
         created_at: now,
         expires_at: now + st.limits.upload_session_ttl,
         state: SessionState::Open,
@@ -148,7 +158,11 @@ async fn sign_parts(
     for n in numbers {
         let n = n.as_u64().ok_or_else(|| ApiError::bad_field("partNumbers", "partNumbers: must be whole numbers"))?;
         let part = PartNumber::new(n)?;
-        planned.push((part, session.plan.part_len(part)?));
+        let len = match session.limit {
+            SessionLimit::Planned(plan) => plan.part_len(part)?,
+            SessionLimit::Allowance(_) => return Err(ApiError::not_found("upload")),
+        };
+        planned.push((part, len));
     }
     if session.state != SessionState::Open {
         return Err(not_open(&session));
@@ -160,7 +174,7 @@ async fn sign_parts(
     let ttl = st.limits.part_url_ttl.min((session.expires_at - now).unsigned_abs());
     let mut parts = Vec::with_capacity(planned.len());
     for (part, len) in planned {
-        let url = st.store.presign_part(&session.key, &session.upload_id, part, len, now, ttl).await?;
+        let url = st.store.presign_part(&session.key, &session.upload_id, part, Some(len), now, ttl).await?;
         parts.push(
             json!({"partNumber": part.get(), "size": len, "url": url.url, "expiresAt": iso_seconds(url.expires_at)}),
         );
@@ -207,34 +221,37 @@ async fn complete(
         SessionState::Open => {}
     }
     let parts = st.store.list_parts(&session.key, &session.upload_id).await?.unwrap_or_default();
-    match check_parts(&session.plan, &parts) {
+    let SessionLimit::Planned(plan) = session.limit else {
+        return Err(ApiError::not_found("upload"));
+    };
+    match check_parts(&session.limit, &parts) {
         Completion::Missing(missing) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "parts_missing",
             format!(
                 "{} of {} parts are missing (first: {})",
                 missing.len(),
-                session.plan.part_count,
+                plan.part_count,
                 missing.first().map(|n| n.get()).unwrap_or(0)
             ),
         )),
         Completion::Oversize { received } => {
             st.store.abort_multipart(&session.key, &session.upload_id).await?;
             st.table.abort_session(&session).await?;
-            tracing::warn!(received, declared = session.plan.size, "parts do not match the plan; upload aborted");
+            tracing::warn!(received, declared = plan.size, "parts do not match the plan; upload aborted");
             Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "upload_oversize",
                 format!(
                     "the parts hold {received} bytes in the wrong shape for the declared {}; the upload was aborted",
-                    session.plan.size
+                    plan.size
                 ),
             ))
         }
         Completion::Ready(parts) => {
             let etag = st.store.complete_multipart(&session.key, &session.upload_id, &parts).await?;
             st.table.complete_session(&session.upload_id, &etag).await?;
-            tracing::info!(size = session.plan.size, "multipart upload completed");
+            tracing::info!(size = plan.size, "multipart upload completed");
             Ok(Json(completed_json(&session, &etag)))
         }
     }
@@ -245,7 +262,6 @@ fn completed_json(session: &UploadSession, etag: &str) -> Value {
         "uploadId": session.upload_id.as_str(),
         "fileId": session.file_id.to_string(),
         "key": session.key.as_str(),
-        "size": session.plan.size,
         "etag": etag,
         "location": format!("/v1/files/{}", session.file_id),
     })

@@ -50,7 +50,7 @@ async fn create_upload(
     tracing::Span::current().record("file_id", tracing::field::display(file_id));
     let key = ObjectKey::original(&caller.user, file_id, &SafeName::from_display(&filename));
     // Sign first: if signing fails, nothing has been written.
-    let post = st.store.presign_upload(&key, content_type, size, sha256, now, st.limits.upload_url_ttl).await?;
+    let post = st.store.presign_upload(&key, content_type, size..=size, sha256, now, st.limits.upload_url_ttl).await?;
     let record = FileRecord {
         file_id,
         owner: caller.user,

@@ -1,0 +1,119 @@
+//! Upload tokens: short-lived, revocable capabilities that let an uploader without an
+//! `Authorization` header (Uppy's Companion mode) upload for one user, within a byte
+//! allowance and a list of types.
+//!
+//! The token is 32 random bytes, Base64url. Only its SHA-256 is stored and logged, so the
+//! table and the logs never hold a usable token.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+
+use crate::error::CoreError;
+use crate::ids::Sha256;
+
+/// How long an upload token works (`UPLOAD_TOKEN_TTL_SECONDS`).
+pub const DEFAULT_UPLOAD_TOKEN_TTL: Duration = Duration::from_secs(60 * 60);
+/// The allowance of a token minted without `maxBytes`.
+pub const DEFAULT_UPLOAD_TOKEN_MAX_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+/// Longest lifetime a caller may ask for.
+pub const MAX_UPLOAD_TOKEN_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A token as the uploader presents it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UploadToken(String);
+
+impl std::fmt::Debug for UploadToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "UploadToken({})", &self.digest()[..12])
+    }
+}
+
+impl UploadToken {
+    /// A new token from 32 random bytes.
+    pub fn from_random(bytes: [u8; 32]) -> Self {
+        UploadToken(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// Parses a presented token: exactly 43 Base64url characters.
+    pub fn parse(raw: &str) -> Result<Self, CoreError> {
+        let bad = || CoreError::invalid("token", "is not an upload token");
+        if raw.len() != 43 {
+            return Err(bad());
+        }
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw).map_err(|_| bad())?;
+        if bytes.len() != 32 {
+            return Err(bad());
+        }
+        Ok(UploadToken(raw.to_owned()))
+    }
+
+    /// The secret itself: only for handing to the uploader, never for storing or logging.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// What is stored and logged instead of the token (hex SHA-256).
+    pub fn digest(&self) -> String {
+        Sha256::of(self.0.as_bytes()).to_hex()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_never_show_themselves() {
+        let t = UploadToken::from_random([7; 32]);
+        assert_eq!(t.expose().len(), 43);
+        assert_eq!(UploadToken::parse(t.expose()).unwrap(), t);
+        let shown = format!("{t:?}");
+        assert!(!shown.contains(t.expose()) && shown.contains(&t.digest()[..12]));
+        assert_ne!(t.digest(), UploadToken::from_random([8; 32]).digest());
+        for bad in [
+            "",
+            "short",
+            &"a".repeat(44),
+            &format!("{}=", &t.expose()[..42]),
+            "../../../../../../../../../../../../../../etc",
+        ] {
+            assert!(UploadToken::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
+
+/// What a token allows, as stored (under the token's digest).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenGrant {
+    pub digest: String,
+    pub owner: crate::ids::UserId,
+    /// Bytes the token may upload in all.
+    pub max_bytes: u64,
+    /// Bytes completed uploads have charged to it.
+    pub used_bytes: u64,
+    /// Content types it may upload; empty means every allowed type.
+    pub types: Vec<crate::types::ContentType>,
+    pub expires_at: time::OffsetDateTime,
+    pub revoked: bool,
+}
+
+impl TokenGrant {
+    /// Whether the token may be used at `now`.
+    pub fn usable(&self, now: time::OffsetDateTime) -> bool {
+        !self.revoked && now < self.expires_at
+    }
+
+    pub fn remaining(&self) -> u64 {
+        self.max_bytes.saturating_sub(self.used_bytes)
+    }
+
+    /// Checks a content type against the token's list.
+    pub fn check_type(&self, content_type: crate::types::ContentType) -> Result<(), CoreError> {
+        if self.types.is_empty() || self.types.contains(&content_type) {
+            Ok(())
+        } else {
+            Err(CoreError::TypeNotAllowed(content_type.as_str().to_owned()))
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! Upload tokens and the Companion-shaped routes Uppy's `@uppy/aws-s3` (v6) calls in
+//! `companionEndpoint` mode, which sends no `Authorization` header and no file size.
+//!
+//! - `POST /v1/upload-tokens {maxBytes?, types?, expiresIn?}` (JWT): mints a token and answers
+//!   `{token, endpoint, expiresAt, maxBytes, types}`; `endpoint` is what the web app gives
+//!   Uppy as `companionEndpoint`. `DELETE /v1/upload-tokens/{token}` revokes it at once.
+//! - Under `/v1/uppy/{token}` (no login; the token is the capability), for the token's owner
+//!   only: `GET /s3/params` (single upload: a POST policy whose size range is the token's
+//!   remaining allowance), `POST /s3/multipart`, `GET /s3/multipart/{uploadId}/{partNumber}`,
+//!   `GET /s3/multipart/{uploadId}` (parts), `POST /s3/multipart/{uploadId}/complete`,
+//!   `DELETE /s3/multipart/{uploadId}`.
+//!
+//! Uppy picks its own part sizes, so parts are signed without a length; the server completes
+//! the upload itself after summing ListParts, and charges the total to the token's allowance
+//! and the user's quota in one transaction, or aborts. An unknown, expired or revoked token,
+//! and a session or key that is not the token's, all answer alike.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::{Json, Router};
+use matbakh_api::body::JsonObject;
+use matbakh_api::{ApiError, Caller, Services, new_file_id};
+use matbakh_aws::AwsError;
+use matbakh_core::clock::iso_seconds;
+use matbakh_core::ids::ObjectKey;
+use matbakh_core::limits::MAX_SINGLE_UPLOAD_BYTES;
+use matbakh_core::metadata::{FileRecord, FileStatus};
+use matbakh_core::multipart::{
+    Completion, PartNumber, SessionLimit, SessionState, UploadId, UploadSession, UploadedPart, check_parts,
+};
+use matbakh_core::names::{DisplayName, SafeName};
+use matbakh_core::tokens::{
+    DEFAULT_UPLOAD_TOKEN_MAX_BYTES, DEFAULT_UPLOAD_TOKEN_TTL, MAX_UPLOAD_TOKEN_TTL, TokenGrant, UploadToken,
+};
+use matbakh_core::types::ContentType;
+use serde_json::{Value, json};
+
+pub fn routes() -> Router<Services> {
+    use axum::routing::{delete, get, post};
+    Router::new()
+        .route("/v1/upload-tokens", post(mint))
+        .route("/v1/upload-tokens/{token}", delete(revoke))
+        .route("/v1/uppy/{token}/s3/params", get(params))
+        .route("/v1/uppy/{token}/s3/multipart", post(create))
+        .route("/v1/uppy/{token}/s3/multipart/{uploadId}", get(list_parts).delete(abort))
+        .route("/v1/uppy/{token}/s3/multipart/{uploadId}/{partNumber}", get(sign_part))
+        .route("/v1/uppy/{token}/s3/multipart/{uploadId}/complete", post(complete))
+}
+
+fn invalid_token() -> ApiError {
+    ApiError::unauthorized("this upload link is not valid (unknown, expired or revoked)")
+}
+
+/// The grant behind a presented token, if it is usable now.
+async fn grant(st: &Services, raw: &str) -> Result<TokenGrant, ApiError> {
+    let token = UploadToken::parse(raw).map_err(|_| invalid_token())?;
+    let grant = st.table.get_token(&token.digest()).await?.ok_or_else(invalid_token)?;
+    if !grant.usable(st.clock.now()) {
+        return Err(invalid_token());
+    }
+    tracing::Span::current().record("token", tracing::field::display(&grant.digest[..12]));
+    tracing::Span::current().record("user", tracing::field::display(&grant.owner));
+    Ok(grant)
+}
+
+/// The token's open session `raw_id` for object `key`, or 404.
+async fn token_session(
+    st: &Services,
+    grant: &TokenGrant,
+    raw_id: &str,
+    key: Option<&String>,
+) -> Result<UploadSession, ApiError> {
+    let id = UploadId::parse(raw_id).map_err(|_| ApiError::not_found("upload"))?;
+    st.table
+        .get_session(&id)
+        .await?
+        .filter(|x| x.token.as_deref() == Some(grant.digest.as_str()) && key.is_some_and(|k| k == x.key.as_str()))
+        .ok_or_else(|| ApiError::not_found("upload"))
+}
+
+#[tracing::instrument(name = "mint_upload_token", skip_all, fields(user = %caller.user))]
+async fn mint(State(st): State<Services>, caller: Caller, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let req = if body.is_empty() { None } else { Some(JsonObject::parse(&body, &["maxBytes", "types", "expiresIn"])?) };
+    let max_bytes = match req.as_ref().map(|r| r.opt_u64("maxBytes")).transpose()?.flatten() {
+        Some(0) => return Err(ApiError::bad_field("maxBytes", "maxBytes: must be at least 1")),
+        Some(n) => n.min(st.limits.user_quota_bytes),
+        None => DEFAULT_UPLOAD_TOKEN_MAX_BYTES.min(st.limits.user_quota_bytes),
+    };
+    let types = match req.as_ref().map(|r| r.opt_array("types")).transpose()?.flatten() {
+        None => Vec::new(),
+        Some(list) => list
+            .iter()
+            .map(|t| {
+                t.as_str()
+                    .ok_or_else(|| ApiError::bad_field("types", "types: must be strings"))
+                    .and_then(|t| Ok(ContentType::parse(t)?))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    let ttl = match req.as_ref().map(|r| r.opt_u64("expiresIn")).transpose()?.flatten() {
+        None => DEFAULT_UPLOAD_TOKEN_TTL,
+        Some(s) if s >= 60 && Duration::from_secs(s) <= MAX_UPLOAD_TOKEN_TTL => Duration::from_secs(s),
+        Some(_) => return Err(ApiError::bad_field("expiresIn", "expiresIn: must be 60 seconds to 24 hours")),
+    };
+    let token = UploadToken::from_random(matbakh_api::random_bytes()?);
+    let grant = TokenGrant {
+        digest: token.digest(),
+        owner: caller.user,
+        max_bytes,
+        used_bytes: 0,
+        types,
+        expires_at: st.clock.now() + ttl,
+        revoked: false,
+    };
+    st.table.put_token(&grant).await?;
+    tracing::info!(token = &grant.digest[..12], max_bytes, "upload token minted");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "token": token.expose(),
+            "endpoint": format!("/v1/uppy/{}", token.expose()),
+            "expiresAt": iso_seconds(grant.expires_at),
+            "maxBytes": max_bytes,
+            "types": grant.types.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+        })),
+    ))
+}
+
+#[tracing::instrument(name = "revoke_upload_token", skip_all, fields(user = %caller.user))]
+async fn revoke(State(st): State<Services>, caller: Caller, Path(raw): Path<String>) -> Result<StatusCode, ApiError> {
+    let token = UploadToken::parse(&raw).map_err(|_| ApiError::not_found("upload token"))?;
+    if st.table.revoke_token(&token.digest(), &caller.user).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("upload token"))
+    }
+}
+
+fn filename_and_type(
+    grant: &TokenGrant,
+    filename: Option<&str>,
+    content_type: Option<&str>,
+) -> Result<(DisplayName, ContentType), ApiError> {
+    let name = DisplayName::parse(filename.ok_or_else(|| ApiError::bad_field("filename", "filename: is required"))?)?;
+    let content_type =
+        ContentType::parse(content_type.ok_or_else(|| ApiError::bad_field("type", "type: is required"))?)?;
+    grant.check_type(content_type)?;
+    Ok((name, content_type))
+}
+
+/// Single upload: a POST policy for one key, sized 1 byte to what the token and the quota
+/// still allow. Uppy reads `url` and `fields`.
+#[tracing::instrument(name = "uppy_params", skip_all, fields(token = tracing::field::Empty, user = tracing::field::Empty))]
+async fn params(
+    State(st): State<Services>,
+    Path(raw): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let grant = grant(&st, &raw).await?;
+    let (name, content_type) =
+        filename_and_type(&grant, q.get("filename").map(String::as_str), q.get("type").map(String::as_str))?;
+    let usage = st.table.usage(&grant.owner).await?;
+    let room = st.limits.user_quota_bytes.saturating_sub(usage.charged);
+    let max = grant.remaining().min(room).min(content_type.max_bytes()).min(MAX_SINGLE_UPLOAD_BYTES);
+    if max == 0 {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "quota_exceeded",
+            "this upload link or your storage has no room left",
+        ));
+    }
+    let now = st.clock.now();
+    let key = ObjectKey::original(&grant.owner, new_file_id(now)?, &SafeName::from_display(&name));
+    let post = st.store.presign_upload(&key, content_type, 1..=max, None, now, st.limits.upload_url_ttl).await?;
+    Ok(Json(json!({ "method": "POST", "url": post.url, "fields": post.fields, "headers": {} })))
+}
+
+#[tracing::instrument(name = "uppy_create", skip_all, fields(token = tracing::field::Empty, user = tracing::field::Empty))]
+async fn create(State(st): State<Services>, Path(raw): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let grant = grant(&st, &raw).await?;
+    let req = JsonObject::parse(&body, &["filename", "type", "metadata"])?;
+    let (filename, content_type) = filename_and_type(&grant, req.opt_str("filename")?, req.opt_str("type")?)?;
+    let now = st.clock.now();
+    let file_id = new_file_id(now)?;
+    let key = ObjectKey::original(&grant.owner, file_id, &SafeName::from_display(&filename));
+    let upload_id = st.store.create_multipart(&key, content_type.as_str()).await?;
+    let session = UploadSession {
+        upload_id: upload_id.clone(),
+        file_id,
+        owner: grant.owner.clone(),
+        key: key.clone(),
+        filename,
+        content_type,
+        limit: SessionLimit::Allowance(grant.remaining().min(content_type.max_bytes())),
+        token: Some(grant.digest.clone()),
+        created_at: now,
+        expires_at: (now + st.limits.upload_session_ttl).min(grant.expires_at),
+        state: SessionState::Open,
+    };
+    if let Err(e) = st.table.put_session(&session).await {
+        st.store.abort_multipart(&key, &upload_id).await.ok();
+        return Err(e.into());
+    }
+    Ok(Json(json!({ "key": key.as_str(), "uploadId": upload_id.as_str() })))
+}
+
+#[tracing::instrument(name = "uppy_sign_part", skip_all, fields(token = tracing::field::Empty, user = tracing::field::Empty))]
+async fn sign_part(
+    State(st): State<Services>,
+    Path((raw, raw_id, raw_part)): Path<(String, String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let grant = grant(&st, &raw).await?;
+    let part =
+        raw_part.parse::<u64>().map_err(|_| ApiError::bad_field("partNumber", "partNumber: must be a number"))?;
+    let part = PartNumber::new(part)?;
+    let session = token_session(&st, &grant, &raw_id, q.get("key")).await?;
+    let now = st.clock.now();
+    if session.state != SessionState::Open || now >= session.expires_at {
+        return Err(ApiError::new(StatusCode::CONFLICT, "upload_finished", "this upload no longer takes parts"));
+    }
+    let ttl = st.limits.part_url_ttl.min((session.expires_at - now).unsigned_abs());
+    let url = st.store.presign_part(&session.key, &session.upload_id, part, None, now, ttl).await?;
+    Ok(Json(json!({ "url": url.url, "expires": ttl.as_secs() })))
+}
+
+#[tracing::instrument(name = "uppy_list_parts", skip_all, fields(token = tracing::field::Empty, user = tracing::field::Empty))]
+async fn list_parts(
+    State(st): State<Services>,
+    Path((raw, raw_id)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let grant = grant(&st, &raw).await?;
+    let session = token_session(&st, &grant, &raw_id, q.get("key")).await?;
+    let parts = st.store.list_parts(&session.key, &session.upload_id).await?.unwrap_or_default();
+    Ok(Json(parts.iter().map(|p| json!({"PartNumber": p.number.get(), "Size": p.size, "ETag": p.etag})).collect()))
+}
+
+#[tracing::instrument(name = "uppy_complete", skip_all, fields(token = tracing::field::Empty, user = tracing::field::Empty))]
+async fn complete(
+    State(st): State<Services>,
+    Path((raw, raw_id)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let grant = grant(&st, &raw).await?;
+    let session = token_session(&st, &grant, &raw_id, q.get("key")).await?;
+    let done = |etag: &str| {
+        Json(json!({ "location": format!("/v1/files/{}", session.file_id), "key": session.key.as_str(), "etag": etag }))
+    };
+    match &session.state {
+        SessionState::Completed { etag } => return Ok(done(etag)),
+        SessionState::Aborted => {
+            return Err(ApiError::new(StatusCode::CONFLICT, "upload_finished", "this upload was aborted"));
+        }
+        SessionState::Open => {}
+    }
+    // The server trusts what S3 lists, not the parts the client sends.
+    let parts: Vec<UploadedPart> = st.store.list_parts(&session.key, &session.upload_id).await?.unwrap_or_default();
+    let ready = match check_parts(&session.limit, &parts) {
+        Completion::Ready(ready) => ready,
+        Completion::Missing(_) => {
+            return Err(ApiError::new(StatusCode::CONFLICT, "parts_missing", "no parts, or a gap in the part numbers"));
+        }
+        Completion::Oversize { received } => {
+            return Err(refuse(&st, &session, received, "is more than this upload link allows").await);
+        }
+    };
+    let total: u64 = ready.iter().map(|p| p.size).sum();
+    let record = FileRecord {
+        file_id: session.file_id,
+        owner: session.owner.clone(),
+        key: session.key.clone(),
+        filename: session.filename.clone(),
+        content_type: session.content_type,
+        size: total,
+        sha256: None,
+        status: FileStatus::Pending,
+        created_at: session.created_at,
+        expires_at: None,
+    };
+    match st.table.charge_token_upload(&grant, &record, st.limits.user_quota_bytes).await {
+        Ok(()) => {}
+        Err(AwsError::QuotaExceeded) => {
+            return Err(refuse(&st, &session, total, "is more than the upload link or your storage has room for").await);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let etag = st.store.complete_multipart(&session.key, &session.upload_id, &ready).await?;
+    st.table.complete_session(&session.upload_id, &etag).await?;
+    tracing::info!(size = total, "uppy multipart upload completed");
+    Ok(done(&etag))
+}
+
+/// Aborts an upload that broke its limits and answers why.
+async fn refuse(st: &Services, session: &UploadSession, bytes: u64, why: &str) -> ApiError {
+    if let Err(e) = st.store.abort_multipart(&session.key, &session.upload_id).await {
+        return e.into();
+    }
+    if let Err(e) = st.table.abort_session(session).await {
+        return e.into();
+    }
+    tracing::warn!(bytes, "uppy upload over its limits; aborted");
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "upload_oversize",
+        format!("{bytes} bytes {why}; the upload was aborted"),
+    )
+}
+
+#[tracing::instrument(name = "uppy_abort", skip_all, fields(token = tracing::field::Empty, user = tracing::field::Empty))]
+async fn abort(
+    State(st): State<Services>,
+    Path((raw, raw_id)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let grant = grant(&st, &raw).await?;
+    let session = token_session(&st, &grant, &raw_id, q.get("key")).await?;
+    if session.state == SessionState::Open {
+        st.store.abort_multipart(&session.key, &session.upload_id).await?;
+        st.table.abort_session(&session).await?;
+    }
+    Ok(Json(json!({})))
+}

@@ -1,0 +1,256 @@
+//! Uppy's Companion mode against moto: an upload token is the only credential; it works for
+//! its owner only, within its allowance and types, until it expires or is revoked.
+
+use std::sync::Arc;
+
+use http::{Method, StatusCode};
+use matbakh_core::clock::FixedClock;
+use serde_json::{Value, json};
+use testkit::{Harness, Options, accepted, browser_upload, corpus, http_client, unique_user};
+
+const MIB: usize = 1 << 20;
+
+async fn mint(h: &Harness, user: &str, body: Value) -> Value {
+    let (status, minted) = h.call(Method::POST, "/v1/upload-tokens", Some(&h.token(user)), Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{minted}");
+    minted
+}
+
+/// What Uppy does in Companion mode for a multipart upload, with its 5 MiB parts.
+async fn uppy_multipart(
+    h: &Harness,
+    endpoint: &str,
+    name: &str,
+    content_type: &str,
+    bytes: &[u8],
+) -> (StatusCode, Value, Value) {
+    let (status, created) = h
+        .call(
+            Method::POST,
+            &format!("{endpoint}/s3/multipart"),
+            None,
+            Some(json!({"filename": name, "type": content_type, "metadata": {}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let (id, key) = (created["uploadId"].as_str().unwrap(), created["key"].as_str().unwrap());
+    let q = format!("key={}", urlencode(key));
+    let mut parts = Vec::new();
+    for (i, chunk) in bytes.chunks(5 * MIB).enumerate() {
+        let (status, signed) =
+            h.call(Method::GET, &format!("{endpoint}/s3/multipart/{id}/{}?{q}", i + 1), None, None).await;
+        assert_eq!(status, StatusCode::OK, "{signed}");
+        let resp = http_client().put(signed["url"].as_str().unwrap()).body(chunk.to_vec()).send().await.unwrap();
+        assert!(resp.status().is_success());
+        let etag = resp.headers()["etag"].to_str().unwrap().trim_matches('"').to_owned();
+        parts.push(json!({"PartNumber": i + 1, "ETag": etag}));
+    }
+    let (status, listed) = h.call(Method::GET, &format!("{endpoint}/s3/multipart/{id}?{q}"), None, None).await;
+    assert_eq!((status, listed.as_array().map(Vec::len)), (StatusCode::OK, Some(parts.len())));
+    let (status, done) = h
+        .call(Method::POST, &format!("{endpoint}/s3/multipart/{id}/complete?{q}"), None, Some(json!({"parts": parts})))
+        .await;
+    (status, created, done)
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+async fn stored(h: &Harness, key: &str) -> Option<Vec<u8>> {
+    let out = h.state.store.client().get_object().bucket(h.state.store.bucket()).key(key).send().await.ok()?;
+    Some(out.body.collect().await.unwrap().into_bytes().to_vec())
+}
+
+fn twelve_mib_of_photos() -> Vec<u8> {
+    let mut bytes = corpus("photos/sony-18mp-progressive.jpg").1;
+    bytes.truncate(12 * MIB + 12345);
+    bytes
+}
+
+#[tokio::test]
+async fn uppy_uploads_in_parts_with_nothing_but_the_token() {
+    let h = Harness::new(multipart::router, Options::default()).await;
+    let user = unique_user("uppy");
+    let token = mint(&h, &user, json!({})).await;
+    let endpoint = token["endpoint"].as_str().unwrap();
+    let bytes = twelve_mib_of_photos();
+    let (status, created, done) = uppy_multipart(&h, endpoint, "big.jpg", "image/jpeg", &bytes).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["key"], created["key"]);
+    assert!(done["location"].is_string());
+    let key = created["key"].as_str().unwrap();
+    assert!(key.starts_with(&format!("users/{user}/")));
+    assert_eq!(stored(&h, key).await.as_deref(), Some(bytes.as_slice()));
+    assert_eq!(h.usage(&user).await.charged, bytes.len() as u64);
+    assert_eq!(h.file_rows(&user).await, 1);
+    // Completing again (Uppy retries) answers the same and charges nothing more.
+    let id = created["uploadId"].as_str().unwrap();
+    let (status, again) = h
+        .call(
+            Method::POST,
+            &format!("{endpoint}/s3/multipart/{id}/complete?key={}", urlencode(key)),
+            None,
+            Some(json!({"parts": []})),
+        )
+        .await;
+    assert_eq!((status, again["etag"].clone()), (StatusCode::OK, done["etag"].clone()));
+    assert_eq!(h.usage(&user).await.charged, bytes.len() as u64);
+}
+
+#[tokio::test]
+async fn a_single_upload_through_params_stays_within_the_allowance() {
+    let h = Harness::new(multipart::router, Options::default()).await;
+    let user = unique_user("single");
+    let (name, photo) = corpus("photos/ladybird.jpg");
+    let token = mint(&h, &user, json!({"maxBytes": photo.len(), "types": ["image/jpeg", "image/png"]})).await;
+    let endpoint = token["endpoint"].as_str().unwrap();
+    let (status, params) =
+        h.call(Method::GET, &format!("{endpoint}/s3/params?filename={name}&type=image/jpeg"), None, None).await;
+    assert_eq!(status, StatusCode::OK, "{params}");
+    assert_eq!(params["method"], "POST");
+    let grant = json!({"upload": {"url": params["url"], "fields": params["fields"]}});
+    assert!(accepted(&browser_upload(&grant, &name, photo.clone(), |_| {}).await));
+    use base64::Engine as _;
+    let policy =
+        base64::engine::general_purpose::STANDARD.decode(params["fields"]["policy"].as_str().unwrap()).unwrap();
+    let policy: Value = serde_json::from_slice(&policy).unwrap();
+    assert!(
+        policy["conditions"].as_array().unwrap().contains(&json!(["content-length-range", 1, photo.len()])),
+        "{policy}"
+    );
+    // Types outside the token's list are refused.
+    let (status, _) =
+        h.call(Method::GET, &format!("{endpoint}/s3/params?filename=a.mp4&type=video/mp4"), None, None).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (status, _) = h
+        .call(
+            Method::POST,
+            &format!("{endpoint}/s3/multipart"),
+            None,
+            Some(json!({"filename": "a.mp4", "type": "video/mp4"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
+
+#[tokio::test]
+async fn more_than_the_allowance_is_aborted_and_charged_nothing() {
+    let h = Harness::new(multipart::router, Options::default()).await;
+    let user = unique_user("greedy");
+    let token = mint(&h, &user, json!({"maxBytes": 8 * MIB})).await;
+    let bytes = twelve_mib_of_photos();
+    let (status, created, err) =
+        uppy_multipart(&h, token["endpoint"].as_str().unwrap(), "big.jpg", "image/jpeg", &bytes).await;
+    assert_eq!((status, err["error"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("upload_oversize")));
+    assert_eq!(stored(&h, created["key"].as_str().unwrap()).await, None);
+    assert_eq!(h.usage(&user).await.charged, 0);
+    assert_eq!(h.file_rows(&user).await, 0);
+}
+
+#[tokio::test]
+async fn the_users_quota_binds_token_uploads_too() {
+    let limits = matbakh_core::limits::Limits { user_quota_bytes: 10 * MIB as u64, ..Default::default() };
+    let h = Harness::new(multipart::router, Options { limits, ..Options::default() }).await;
+    let user = unique_user("quota");
+    let token = mint(&h, &user, json!({"maxBytes": 100 * MIB})).await;
+    assert_eq!(token["maxBytes"], 10 * MIB, "a token never allows more than the quota");
+    let bytes = twelve_mib_of_photos();
+    let (status, _, _) = uppy_multipart(&h, token["endpoint"].as_str().unwrap(), "big.jpg", "image/jpeg", &bytes).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(h.usage(&user).await.charged, 0);
+}
+
+#[tokio::test]
+async fn revoked_expired_unknown_and_foreign_tokens_open_nothing() {
+    let h = Harness::new(multipart::router, Options::default()).await;
+    let (alice, mallory) = (unique_user("alice"), unique_user("mallory"));
+    let a = mint(&h, &alice, json!({})).await;
+    let m = mint(&h, &mallory, json!({})).await;
+    let (a_end, m_end) = (a["endpoint"].as_str().unwrap(), m["endpoint"].as_str().unwrap());
+    let (_, created) = h
+        .call(
+            Method::POST,
+            &format!("{a_end}/s3/multipart"),
+            None,
+            Some(json!({"filename": "a.jpg", "type": "image/jpeg"})),
+        )
+        .await;
+    let (id, key) = (created["uploadId"].as_str().unwrap(), urlencode(created["key"].as_str().unwrap()));
+
+    // Mallory's token does not reach Alice's upload, whatever she sends.
+    for (method, uri) in [
+        (Method::GET, format!("{m_end}/s3/multipart/{id}/1?key={key}")),
+        (Method::GET, format!("{m_end}/s3/multipart/{id}?key={key}")),
+        (Method::POST, format!("{m_end}/s3/multipart/{id}/complete?key={key}")),
+        (Method::DELETE, format!("{m_end}/s3/multipart/{id}?key={key}")),
+        // Alice's own token with a key outside the session
+        (Method::GET, format!("{a_end}/s3/multipart/{id}/1?key=users%2F{mallory}%2Fx%2Fy.jpg")),
+        (Method::GET, format!("{a_end}/s3/multipart/{id}/1")),
+    ] {
+        let (status, _) = h.call(method.clone(), &uri, None, Some(json!({"parts": []}))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {uri}");
+    }
+    // Only the owner revokes, and then the token opens nothing.
+    let a_token = a["token"].as_str().unwrap();
+    let (status, _) =
+        h.call(Method::DELETE, &format!("/v1/upload-tokens/{a_token}"), Some(&h.token(&mallory)), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) =
+        h.call(Method::DELETE, &format!("/v1/upload-tokens/{a_token}"), Some(&h.token(&alice)), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let garbage = "A".repeat(43);
+    for endpoint in [a_end.to_owned(), format!("/v1/uppy/{garbage}"), "/v1/uppy/short".to_owned()] {
+        let (status, err) =
+            h.call(Method::GET, &format!("{endpoint}/s3/params?filename=a.jpg&type=image/jpeg"), None, None).await;
+        assert_eq!((status, err["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")), "{endpoint}");
+        let (status, _) = h.call(Method::GET, &format!("{endpoint}/s3/multipart/{id}/1?key={key}"), None, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    // Minting needs a login.
+    let (status, _) = h.call(Method::POST, "/v1/upload-tokens", None, Some(json!({}))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // A token minted an hour ago with the default lifetime has expired.
+    let past = time::OffsetDateTime::now_utc() - time::Duration::hours(2);
+    let old =
+        Harness::new(multipart::router, Options { clock: Arc::new(FixedClock(past)), ..Options::default() }).await;
+    let stale = mint(&old, &alice, json!({})).await;
+    let (status, _) = h
+        .call(
+            Method::GET,
+            &format!("{}/s3/params?filename=a.jpg&type=image/jpeg", stale["endpoint"].as_str().unwrap()),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn bad_token_requests_are_named() {
+    let h = Harness::new(multipart::router, Options::default()).await;
+    let user = unique_user("bad");
+    for (body, field) in [
+        (json!({"maxBytes": 0}), "maxBytes"),
+        (json!({"maxBytes": -1}), "maxBytes"),
+        (json!({"types": "image/jpeg"}), "types"),
+        (json!({"expiresIn": 5}), "expiresIn"),
+        (json!({"expiresIn": 10_000_000}), "expiresIn"),
+        (json!({"owner": "x"}), "body"),
+    ] {
+        let (status, err) = h.call(Method::POST, "/v1/upload-tokens", Some(&h.token(&user)), Some(body.clone())).await;
+        assert_eq!((status, err["field"].as_str()), (StatusCode::BAD_REQUEST, Some(field)), "{body}");
+    }
+    let (status, _) =
+        h.call(Method::POST, "/v1/upload-tokens", Some(&h.token(&user)), Some(json!({"types": ["text/html"]}))).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
