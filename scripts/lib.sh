@@ -46,6 +46,14 @@ ensure_garage() {
   fi
 }
 
+# Real Uppy (npm @uppy/core + @uppy/aws-s3, pinned in tests/uppy/package-lock.json) for the
+# client test; npm keeps its own download cache outside the clone.
+ensure_uppy_client() {
+  command -v node >/dev/null || die "node (20.10 or later) is required for the Uppy client test"
+  [[ -d $ROOT/tests/uppy/node_modules/@uppy/aws-s3 ]] ||
+    (cd "$ROOT/tests/uppy" && npm ci --no-audit --no-fund --silent) || die "npm ci in tests/uppy failed"
+}
+
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }

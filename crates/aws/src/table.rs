@@ -256,6 +256,21 @@ impl FileTable {
         }
     }
 
+    /// Writes a PENDING file row without reserving quota: for uploads whose size is not known
+    /// when they are granted (an upload token's single POST); the object-created event settles
+    /// them.
+    pub async fn put_unreserved_file(&self, record: &FileRecord) -> Result<(), AwsError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(file_item(record)))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("PutItem", e))?;
+        Ok(())
+    }
+
     /// Writes a session that reserves nothing up front (an upload token's).
     pub async fn put_session(&self, session: &UploadSession) -> Result<(), AwsError> {
         self.client

@@ -174,8 +174,24 @@ async fn params(
         ));
     }
     let now = st.clock.now();
-    let key = ObjectKey::original(&grant.owner, new_file_id(now)?, &SafeName::from_display(&name));
+    let file_id = new_file_id(now)?;
+    let key = ObjectKey::original(&grant.owner, file_id, &SafeName::from_display(&name));
     let post = st.store.presign_upload(&key, content_type, 1..=max, None, now, st.limits.upload_url_ttl).await?;
+    // The size is not known yet: the row holds the most the policy allows, and reserves nothing;
+    // the object-created event settles size and quota.
+    let record = FileRecord {
+        file_id,
+        owner: grant.owner.clone(),
+        key,
+        filename: name,
+        content_type,
+        size: max,
+        sha256: None,
+        status: FileStatus::Pending,
+        created_at: now,
+        expires_at: Some(now + st.limits.pending_ttl),
+    };
+    st.table.put_unreserved_file(&record).await?;
     Ok(Json(json!({ "method": "POST", "url": post.url, "fields": post.fields, "headers": {} })))
 }
 
