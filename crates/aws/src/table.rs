@@ -140,15 +140,7 @@ impl FileTable {
                 AttributeValue::Ss(grant.types.iter().map(|t| t.as_str().to_owned()).collect()),
             );
         }
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("PutItem", e))?;
-        Ok(())
+        self.put_new(item).await
     }
 
     /// The grant of the token with this digest, if there is one.
@@ -260,28 +252,31 @@ impl FileTable {
     /// when they are granted (an upload token's single POST); the object-created event settles
     /// them.
     pub async fn put_unreserved_file(&self, record: &FileRecord) -> Result<(), AwsError> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(file_item(record)))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("PutItem", e))?;
-        Ok(())
+        self.put_new(file_item(record)).await
     }
 
     /// Writes a session that reserves nothing up front (an upload token's).
     pub async fn put_session(&self, session: &UploadSession) -> Result<(), AwsError> {
-        self.client
+        self.put_new(session_item(session)).await
+    }
+
+    /// Writes an item that must not exist yet (`AlreadyExists` if it does).
+    async fn put_new(&self, item: HashMap<String, AttributeValue>) -> Result<(), AwsError> {
+        let out = self
+            .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(session_item(session)))
+            .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk)")
             .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("PutItem", e))?;
-        Ok(())
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                Err(AwsError::AlreadyExists)
+            }
+            Err(e) => Err(AwsError::from_sdk("PutItem", e)),
+        }
     }
 
     /// The multipart session, if there is one.
