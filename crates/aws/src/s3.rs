@@ -23,6 +23,9 @@ pub struct S3Store {
     region: String,
     bucket: String,
     post_url: String,
+    /// Scheme and host of object URLs, and the path before the key (`/bucket` path-style).
+    object_base: String,
+    object_prefix: String,
 }
 
 /// A presigned request (GET of an object, PUT of a part).
@@ -43,11 +46,21 @@ impl S3Store {
             sdk.credentials_provider().ok_or_else(|| AwsError::Config("no AWS credentials provider".into()))?;
         let local = public_endpoint.is_some() || sdk.endpoint_url().is_some();
         let conf = aws_sdk_s3::config::Builder::from(sdk).force_path_style(local).build();
-        let post_url = match public_endpoint.or(sdk.endpoint_url()) {
-            Some(endpoint) => format!("{}/{bucket}", endpoint.trim_end_matches('/')),
-            None => format!("https://{bucket}.s3.{region}.amazonaws.com/"),
+        let (object_base, object_prefix) = match public_endpoint.or(sdk.endpoint_url()) {
+            Some(endpoint) => (endpoint.trim_end_matches('/').to_owned(), format!("/{bucket}")),
+            None => (format!("https://{bucket}.s3.{region}.amazonaws.com"), String::new()),
         };
-        Ok(S3Store { client: aws_sdk_s3::Client::from_conf(conf), credentials, region, bucket, post_url })
+        let post_url =
+            if object_prefix.is_empty() { format!("{object_base}/") } else { format!("{object_base}{object_prefix}") };
+        Ok(S3Store {
+            client: aws_sdk_s3::Client::from_conf(conf),
+            credentials,
+            region,
+            bucket,
+            post_url,
+            object_base,
+            object_prefix,
+        })
     }
 
     pub fn bucket(&self) -> &str {
@@ -89,6 +102,45 @@ impl S3Store {
             expires_in,
         };
         Ok(presign_post(&grant, &creds, self.post_url.clone()))
+    }
+
+    async fn credentials(&self) -> Result<Credentials, AwsError> {
+        let c = self.credentials.provide_credentials().await.map_err(|e| AwsError::Service {
+            operation: "ProvideCredentials",
+            message: e.to_string(),
+            retryable: true,
+        })?;
+        Ok(Credentials {
+            access_key_id: c.access_key_id().to_owned(),
+            secret_access_key: c.secret_access_key().to_owned(),
+            session_token: c.session_token().map(str::to_owned),
+        })
+    }
+
+    /// A presigned URL for an operation on `key` that the SDK cannot presign (multipart create,
+    /// list parts, complete, abort): `query` names the operation, e.g. `[("uploads", "")]`.
+    pub async fn presign_operation(
+        &self,
+        method: &str,
+        key: &ObjectKey,
+        query: Vec<(&str, String)>,
+        now: OffsetDateTime,
+        expires_in: Duration,
+    ) -> Result<PresignedGet, AwsError> {
+        let path = format!("{}/{}", self.object_prefix, key.as_str());
+        let req = matbakh_core::sigv4::PresignRequest {
+            method,
+            base: &self.object_base,
+            path: &path,
+            query,
+            region: &self.region,
+            now,
+            expires_in_secs: expires_in.as_secs(),
+        };
+        Ok(PresignedGet {
+            url: matbakh_core::sigv4::presign_url(&req, &self.credentials().await?),
+            expires_at: now + expires_in,
+        })
     }
 
     /// A GET that answers with the given `Content-Disposition` and `Content-Type`.

@@ -50,6 +50,55 @@ pub fn sign(signing_key: &[u8], string_to_sign: &str) -> String {
     hex::encode(hmac_sha256(signing_key, string_to_sign.as_bytes()))
 }
 
+/// RFC 3986 unreserved characters stay; everything else is percent-encoded (SigV4's rule).
+const SIGV4_ESCAPES: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+fn uri_encode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, SIGV4_ESCAPES).to_string()
+}
+
+/// A request to presign: `base` is scheme and host (`https://bucket.s3.eu-central-1.amazonaws.com`),
+/// `path` the unencoded object path (`/bucket/key` path-style, `/key` virtual-hosted).
+#[derive(Debug, Clone)]
+pub struct PresignRequest<'a> {
+    pub method: &'a str,
+    pub base: &'a str,
+    pub path: &'a str,
+    /// Operation parameters (`uploads`, `uploadId`, `partNumber`, ...); `""` for a bare flag.
+    pub query: Vec<(&'a str, String)>,
+    pub region: &'a str,
+    pub now: OffsetDateTime,
+    pub expires_in_secs: u64,
+}
+
+/// A SigV4 query-string presigned URL for S3, signing only `host` with an unsigned payload:
+/// what the SDK cannot presign (CreateMultipartUpload, ListParts, Complete, Abort).
+pub fn presign_url(req: &PresignRequest<'_>, creds: &Credentials) -> String {
+    let host = req.base.split_once("://").map_or(req.base, |(_, rest)| rest).trim_end_matches('/');
+    let date = short_date(req.now);
+    let amz_date = amz_date(req.now);
+    let scope = format!("{date}/{}/s3/aws4_request", req.region);
+    let mut query: Vec<(String, String)> = req.query.iter().map(|(k, v)| (uri_encode(k), uri_encode(v))).collect();
+    query.push(("X-Amz-Algorithm".into(), "AWS4-HMAC-SHA256".into()));
+    query.push(("X-Amz-Credential".into(), uri_encode(&format!("{}/{scope}", creds.access_key_id))));
+    query.push(("X-Amz-Date".into(), amz_date.clone()));
+    query.push(("X-Amz-Expires".into(), req.expires_in_secs.to_string()));
+    if let Some(token) = &creds.session_token {
+        query.push(("X-Amz-Security-Token".into(), uri_encode(token)));
+    }
+    query.push(("X-Amz-SignedHeaders".into(), "host".into()));
+    query.sort();
+    let canonical_query = query.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
+    let canonical_path = req.path.split('/').map(uri_encode).collect::<Vec<_>>().join("/");
+    let canonical_request =
+        format!("{}\n{canonical_path}\n{canonical_query}\nhost:{host}\n\nhost\nUNSIGNED-PAYLOAD", req.method);
+    let hashed = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical_request.as_bytes()));
+    let string_to_sign = format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{hashed}");
+    let signature = sign(&signing_key(&creds.secret_access_key, &date, req.region, "s3"), &string_to_sign);
+    format!("{}{canonical_path}?{canonical_query}&X-Amz-Signature={signature}", req.base.trim_end_matches('/'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,6 +108,31 @@ mod tests {
     fn signing_key_matches_the_documented_example() {
         let key = signing_key("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "20120215", "us-east-1", "iam");
         assert_eq!(hex::encode(key), "f4780e2d9f65fa895f9c67b32ce1baf0b0d8a43505a000a1a9e090d414db404d");
+    }
+
+    /// The worked example of AWS's "Authenticating Requests: Using Query Parameters" page.
+    #[test]
+    fn presigned_url_matches_the_documented_example() {
+        let creds = Credentials {
+            access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+            secret_access_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
+            session_token: None,
+        };
+        let req = PresignRequest {
+            method: "GET",
+            base: "https://examplebucket.s3.amazonaws.com",
+            path: "/test.txt",
+            query: vec![],
+            region: "us-east-1",
+            now: time::macros::datetime!(2013-05-24 00:00:00 UTC),
+            expires_in_secs: 86400,
+        };
+        let url = presign_url(&req, &creds);
+        assert!(
+            url.ends_with("X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404"),
+            "{url}"
+        );
+        assert!(url.starts_with("https://examplebucket.s3.amazonaws.com/test.txt?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host&"));
     }
 
     #[test]

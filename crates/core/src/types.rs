@@ -79,6 +79,27 @@ impl ContentType {
     pub fn max_bytes(&self) -> u64 {
         self.0.max_bytes
     }
+
+    /// The allowed type a file name's extension stands for, if any (`photo.JPG` → JPEG).
+    pub fn from_file_name(name: &str) -> Option<Self> {
+        let ext = name.rsplit_once('.')?.1.to_ascii_lowercase();
+        let mime = match ext.as_str() {
+            "jpg" | "jpeg" => "image/jpeg",
+            "png" => "image/png",
+            "webp" => "image/webp",
+            "gif" => "image/gif",
+            "avif" => "image/avif",
+            "heic" => "image/heic",
+            "heif" => "image/heif",
+            "pdf" => "application/pdf",
+            "mp4" | "m4v" => "video/mp4",
+            "mov" => "video/quicktime",
+            "webm" => "video/webm",
+            "zip" => "application/zip",
+            _ => return None,
+        };
+        ContentType::parse(mime).ok()
+    }
 }
 
 #[cfg(test)]
@@ -92,6 +113,18 @@ mod tests {
         assert!(matches!(ContentType::parse("text/html"), Err(CoreError::TypeNotAllowed(t)) if t == "text/html"));
         assert!(matches!(ContentType::parse("image/svg+xml"), Err(CoreError::TypeNotAllowed(_))));
         assert!(matches!(ContentType::parse(" ; x"), Err(CoreError::Invalid { field: "contentType", .. })));
+    }
+
+    #[test]
+    fn extensions_name_allowed_types_only() {
+        assert_eq!(ContentType::from_file_name("IMG_0001.JPG").unwrap().as_str(), "image/jpeg");
+        assert_eq!(ContentType::from_file_name("a.b.mov").unwrap().as_str(), "video/quicktime");
+        assert!(ContentType::from_file_name("page.html").is_none());
+        assert!(ContentType::from_file_name("noext").is_none());
+        for t in ALLOWED_TYPES {
+            let ext = t.mime.rsplit('/').next().unwrap().replace("quicktime", "mov").replace("jpeg", "jpg");
+            assert_eq!(ContentType::from_file_name(&format!("x.{ext}")).map(|c| c.as_str()), Some(t.mime), "{ext}");
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! multipart API.
 
 pub mod companion;
+pub mod sign;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -43,6 +44,7 @@ pub fn router(services: Services) -> Router {
         .route("/v1/uploads/{uploadId}", get(show).delete(abort))
         .route("/v1/uploads/{uploadId}/parts", post(sign_parts))
         .route("/v1/uploads/{uploadId}/complete", post(complete))
+        .route("/v1/uploads/sign", post(sign::sign))
         .merge(companion::routes())
         .fallback(|| async { ApiError::not_found("route") })
         .with_state(services)

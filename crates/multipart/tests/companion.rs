@@ -219,11 +219,21 @@ async fn revoked_expired_unknown_and_foreign_tokens_open_nothing() {
     let (status, _) = h.call(Method::POST, "/v1/upload-tokens", None, Some(json!({}))).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
-    // A token minted an hour ago with the default lifetime has expired.
+    // A token minted two hours ago with the default one-hour lifetime has expired.
     let past = time::OffsetDateTime::now_utc() - time::Duration::hours(2);
-    let old =
-        Harness::new(multipart::router, Options { clock: Arc::new(FixedClock(past)), ..Options::default() }).await;
+    let opts = Options { clock: Arc::new(FixedClock(past)), table: Some(h.table_name.clone()), ..Options::default() };
+    let old = Harness::new(multipart::router, opts).await;
     let stale = mint(&old, &alice, json!({})).await;
+    // The same token, a moment after it was minted, still works: the refusal below is expiry.
+    let (status, _) = old
+        .call(
+            Method::GET,
+            &format!("{}/s3/params?filename=a.jpg&type=image/jpeg", stale["endpoint"].as_str().unwrap()),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
     let (status, _) = h
         .call(
             Method::GET,

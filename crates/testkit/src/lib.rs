@@ -78,11 +78,14 @@ pub struct Options {
     pub s3_on_garage: bool,
     pub limits: Limits,
     pub clock: Arc<dyn Clock>,
+    /// Share another harness's table (two function instances, one database) instead of a
+    /// private one.
+    pub table: Option<String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { s3_on_garage: false, limits: Limits::default(), clock: Arc::new(SystemClock) }
+        Options { s3_on_garage: false, limits: Limits::default(), clock: Arc::new(SystemClock), table: None }
     }
 }
 
@@ -97,7 +100,10 @@ impl Harness {
         };
         let key = DevKey::generate().unwrap();
         let verifier = JwtVerifier::new(&key.jwks(), ISSUER, AUDIENCE).unwrap();
-        let table_name = env("TABLE_NAME");
+        let table_name = match opts.table {
+            Some(shared) => shared,
+            None => private_table(&moto).await,
+        };
         let state = Services {
             store,
             table: FileTable::new(&moto, &table_name),
@@ -155,6 +161,40 @@ impl Harness {
     pub async fn usage(&self, user: &str) -> matbakh_aws::table::Usage {
         self.state.table.usage(&matbakh_core::ids::UserId::parse(user).unwrap()).await.unwrap()
     }
+}
+
+/// A table of its own for one test, shaped like the one `scripts/test` created from the
+/// template. moto restores a whole table from a snapshot when a transaction fails, which
+/// would undo other tests' writes to a shared table.
+async fn private_table(moto: &SdkConfig) -> String {
+    use aws_sdk_dynamodb::types::{BillingMode, GlobalSecondaryIndex};
+    let client = aws_sdk_dynamodb::Client::new(moto);
+    let shape = env("TABLE_NAME");
+    let desc = client.describe_table().table_name(&shape).send().await.unwrap().table.unwrap();
+    let name = format!("{shape}-{}", uuid::Uuid::now_v7().simple());
+    let indexes = desc
+        .global_secondary_indexes()
+        .iter()
+        .map(|g| {
+            GlobalSecondaryIndex::builder()
+                .index_name(g.index_name().unwrap())
+                .set_key_schema(Some(g.key_schema().to_vec()))
+                .set_projection(g.projection().cloned())
+                .build()
+                .unwrap()
+        })
+        .collect();
+    client
+        .create_table()
+        .table_name(&name)
+        .set_attribute_definitions(Some(desc.attribute_definitions().to_vec()))
+        .set_key_schema(Some(desc.key_schema().to_vec()))
+        .set_global_secondary_indexes(Some(indexes))
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+    name
 }
 
 pub async fn call_router(router: axum::Router, req: Request<Body>) -> (StatusCode, Value) {

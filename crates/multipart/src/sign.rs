@@ -1,0 +1,228 @@
+//! `POST /v1/uploads/sign` (JWT): Uppy's `signRequest` mode. The web app's `signRequest`
+//! callback forwards each request Uppy wants to send to S3, `{method, key, uploadId?,
+//! partNumber?, contentType?, filename?, size?}`, and gets back `{url, key?, fields?}`.
+//!
+//! The server chooses every key (`users/{sub}/{fileId}/{safeName}`, returned as Uppy's `key`
+//! override) and signs only requests about its own keys and sessions:
+//! - PutObject → a POST policy (`fields`), exact when the app sends `size`, else 1 byte to
+//!   what the quota still allows;
+//! - CreateMultipartUpload → a new key and its PENDING row;
+//! - UploadPart → binds the upload id S3 gave to that key (checked with S3) on first use;
+//! - ListParts, CompleteMultipartUpload, AbortMultipartUpload → only for a bound session.
+//!
+//! The client completes the upload itself in this mode, so its size is settled when the
+//! object-created event arrives.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use matbakh_api::body::JsonObject;
+use matbakh_api::{ApiError, Caller, Services, new_file_id};
+use matbakh_core::ids::{FileId, ObjectKey};
+use matbakh_core::limits::MAX_SINGLE_UPLOAD_BYTES;
+use matbakh_core::metadata::{FileRecord, FileStatus};
+use matbakh_core::multipart::{PartNumber, SessionLimit, SessionState, UploadId, UploadSession};
+use matbakh_core::names::{DisplayName, SafeName};
+use matbakh_core::types::ContentType;
+use serde_json::{Value, json};
+
+/// The S3 operation a `signRequest` request stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    PutObject,
+    CreateMultipartUpload,
+    UploadPart(PartNumber),
+    ListParts,
+    CompleteMultipartUpload,
+    AbortMultipartUpload,
+}
+
+fn operation(method: &str, upload_id: bool, part: Option<u64>) -> Result<Operation, ApiError> {
+    Ok(match (method, upload_id, part) {
+        ("PUT", false, None) => Operation::PutObject,
+        ("POST", false, None) => Operation::CreateMultipartUpload,
+        ("PUT", true, Some(n)) => Operation::UploadPart(PartNumber::new(n)?),
+        ("GET", true, None) => Operation::ListParts,
+        ("POST", true, None) => Operation::CompleteMultipartUpload,
+        ("DELETE", true, None) => Operation::AbortMultipartUpload,
+        _ => {
+            return Err(ApiError::bad_field(
+                "method",
+                "method: not a request Uppy makes (with these uploadId/partNumber)",
+            ));
+        }
+    })
+}
+
+/// Uppy proposes keys like `{randomId}-{filename}`; only the name is kept.
+fn proposed_name(key: &str) -> &str {
+    let last = key.rsplit('/').next().unwrap_or(key);
+    match last.split_once('-') {
+        Some((_, rest)) if !rest.is_empty() => rest,
+        _ => last,
+    }
+}
+
+#[tracing::instrument(name = "sign_request", skip_all, fields(user = %caller.user, op = tracing::field::Empty))]
+pub async fn sign(State(st): State<Services>, caller: Caller, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let req = JsonObject::parse(
+        &body,
+        &["method", "key", "uploadId", "partNumber", "contentType", "filename", "size", "expiresIn"],
+    )?;
+    let method = req.str("method")?.to_ascii_uppercase();
+    let key = req.str("key")?;
+    let upload_id = req.opt_str("uploadId")?.map(UploadId::parse).transpose()?;
+    let op = operation(&method, upload_id.is_some(), req.opt_u64("partNumber")?)?;
+    tracing::Span::current().record("op", tracing::field::debug(op));
+    let now = st.clock.now();
+    let ttl = st.limits.part_url_ttl;
+
+    let Some(upload_id) = upload_id else {
+        // A new object: the server picks the key.
+        let filename = DisplayName::parse(req.opt_str("filename")?.unwrap_or(proposed_name(key)))?;
+        let content_type = match req.opt_str("contentType")? {
+            Some(t) => ContentType::parse(t)?,
+            None => ContentType::from_file_name(filename.as_str()).ok_or_else(|| {
+                ApiError::bad_field("contentType", "contentType: is required when the name has no known extension")
+            })?,
+        };
+        let room = st.limits.user_quota_bytes.saturating_sub(st.table.usage(&caller.user).await?.charged);
+        let file_id = new_file_id(now)?;
+        let key = ObjectKey::original(&caller.user, file_id, &SafeName::from_display(&filename));
+        let mut record = FileRecord {
+            file_id,
+            owner: caller.user.clone(),
+            key: key.clone(),
+            filename,
+            content_type,
+            size: 0,
+            sha256: None,
+            status: FileStatus::Pending,
+            created_at: now,
+            expires_at: Some(now + st.limits.upload_session_ttl),
+        };
+        return match op {
+            Operation::PutObject => {
+                let declared = req.opt_u64("size")?;
+                let range = match declared {
+                    Some(size) => {
+                        st.limits.check_single_upload(content_type, size)?;
+                        size..=size
+                    }
+                    None if room == 0 => return Err(ApiError::from(matbakh_aws::AwsError::QuotaExceeded)),
+                    None => 1..=room.min(content_type.max_bytes()).min(MAX_SINGLE_UPLOAD_BYTES),
+                };
+                let post = st
+                    .store
+                    .presign_upload(&key, content_type, range.clone(), None, now, st.limits.upload_url_ttl)
+                    .await?;
+                record.size = *range.end();
+                match declared {
+                    Some(_) => st.table.reserve_upload(&record, st.limits.user_quota_bytes).await?,
+                    None => st.table.put_unreserved_file(&record).await?,
+                }
+                Ok(Json(json!({ "url": post.url, "fields": post.fields, "key": key.as_str() })))
+            }
+            _ => {
+                record.size = room.min(content_type.max_bytes());
+                let url = st.store.presign_operation("POST", &key, vec![("uploads", String::new())], now, ttl).await?;
+                st.table.put_unreserved_file(&record).await?;
+                Ok(Json(json!({ "url": url.url, "key": key.as_str() })))
+            }
+        };
+    };
+
+    // An existing upload: only for a key the server issued to this caller.
+    let key = ObjectKey::from_stored(key.to_owned());
+    let session = bound_session(&st, &caller, &key, &upload_id, matches!(op, Operation::UploadPart(_))).await?;
+    let id = || ("uploadId", session.upload_id.as_str().to_owned());
+    let url = match op {
+        Operation::UploadPart(n) => st.store.presign_part(&session.key, &session.upload_id, n, None, now, ttl).await?,
+        Operation::ListParts => st.store.presign_operation("GET", &session.key, vec![id()], now, ttl).await?,
+        Operation::CompleteMultipartUpload => {
+            st.store.presign_operation("POST", &session.key, vec![id()], now, ttl).await?
+        }
+        Operation::AbortMultipartUpload => {
+            st.store.presign_operation("DELETE", &session.key, vec![id()], now, ttl).await?
+        }
+        Operation::PutObject | Operation::CreateMultipartUpload => {
+            return Err(ApiError::bad_field("uploadId", "uploadId: not expected for this request"));
+        }
+    };
+    Ok(Json(json!({ "url": url.url })))
+}
+
+/// The session for `upload_id` on `key`, which must be the caller's. On the first part
+/// request the upload id is bound to the key the server issued, once S3 confirms the upload
+/// exists for that key.
+async fn bound_session(
+    st: &Services,
+    caller: &Caller,
+    key: &ObjectKey,
+    upload_id: &UploadId,
+    may_bind: bool,
+) -> Result<UploadSession, ApiError> {
+    let missing = || ApiError::not_found("upload");
+    if let Some(session) = st.table.get_session(upload_id).await? {
+        return if session.owner == caller.user && &session.key == key && session.state == SessionState::Open {
+            Ok(session)
+        } else {
+            Err(missing())
+        };
+    }
+    if !may_bind {
+        return Err(missing());
+    }
+    let file_id = key.as_str().split('/').nth(2).and_then(|id| FileId::parse(id).ok()).ok_or_else(missing)?;
+    let record =
+        st.table.get_file(file_id).await?.filter(|r| r.owner == caller.user && &r.key == key).ok_or_else(missing)?;
+    if record.status != FileStatus::Pending || st.store.list_parts(key, upload_id).await?.is_none() {
+        return Err(missing());
+    }
+    let now = st.clock.now();
+    let session = UploadSession {
+        upload_id: upload_id.clone(),
+        file_id,
+        owner: caller.user.clone(),
+        key: key.clone(),
+        filename: record.filename,
+        content_type: record.content_type,
+        limit: SessionLimit::Allowance(record.size),
+        token: None,
+        created_at: now,
+        expires_at: now + st.limits.upload_session_ttl,
+        state: SessionState::Open,
+    };
+    match st.table.put_session(&session).await {
+        Ok(()) => Ok(session),
+        // Two parts signed at once: the other request bound it first.
+        Err(matbakh_aws::AwsError::AlreadyExists) => Box::pin(bound_session(st, caller, key, upload_id, false)).await,
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uppy_requests_map_to_operations() {
+        assert_eq!(operation("PUT", false, None).unwrap(), Operation::PutObject);
+        assert_eq!(operation("POST", false, None).unwrap(), Operation::CreateMultipartUpload);
+        assert!(matches!(operation("PUT", true, Some(3)).unwrap(), Operation::UploadPart(n) if n.get() == 3));
+        assert_eq!(operation("GET", true, None).unwrap(), Operation::ListParts);
+        assert_eq!(operation("POST", true, None).unwrap(), Operation::CompleteMultipartUpload);
+        assert_eq!(operation("DELETE", true, None).unwrap(), Operation::AbortMultipartUpload);
+        for (m, u, p) in [("GET", false, None), ("PUT", true, None), ("PUT", false, Some(1)), ("PATCH", true, None)] {
+            assert!(operation(m, u, p).is_err(), "{m} {u} {p:?}");
+        }
+        assert!(operation("PUT", true, Some(0)).is_err());
+    }
+
+    #[test]
+    fn proposed_keys_give_their_file_name() {
+        assert_eq!(proposed_name("k3j2h1-holiday video.mov"), "holiday video.mov");
+        assert_eq!(proposed_name("prefix/abc-x.jpg"), "x.jpg");
+        assert_eq!(proposed_name("plain.jpg"), "plain.jpg");
+    }
+}
