@@ -1,10 +1,14 @@
-// Uploads files with real Uppy in Companion mode against the platform, then downloads each
-// through the API and compares bytes. Exits non-zero on any failure.
+// Uploads files with real Uppy against the platform, then downloads each through the API and
+// compares bytes. Exits non-zero on any failure.
 //
-//   node upload.mjs API_BASE BEARER_TOKEN FILE...
+//   node upload.mjs companion|sign API_BASE BEARER_TOKEN FILE...
 //
+// companion: Uppy's `companionEndpoint` mode; the only credential Uppy holds is an upload
+//            token minted here.
+// sign:      Uppy's `signRequest` mode; each S3 request is presigned by POST /v1/uploads/sign
+//            (with the Bearer token), and the server chooses every key.
 // Files over 10 MiB go multipart (Uppy's default threshold is 100 MiB); the rest as a single
-// form POST. The only credential Uppy holds is the upload token minted here.
+// form POST.
 
 import './xhr-shim.mjs';
 import { readFileSync } from 'node:fs';
@@ -12,21 +16,40 @@ import { basename, extname } from 'node:path';
 import Uppy from '@uppy/core';
 import AwsS3 from '@uppy/aws-s3';
 
-const [api, bearer, ...paths] = process.argv.slice(2);
+const [mode, api, bearer, ...paths] = process.argv.slice(2);
 const types = { '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.png': 'image/png', '.gif': 'image/gif' };
 const MiB = 1024 * 1024;
 const auth = { authorization: `Bearer ${bearer}` };
 
-const minted = await fetch(`${api}/v1/upload-tokens`, {
-  method: 'POST',
-  headers: { ...auth, 'content-type': 'application/json' },
-  body: JSON.stringify({ types: ['image/jpeg', 'image/png'] }),
-});
-if (minted.status !== 201) throw new Error(`minting an upload token: ${minted.status} ${await minted.text()}`);
-const { endpoint } = await minted.json();
+async function companionOptions() {
+  const minted = await fetch(`${api}/v1/upload-tokens`, {
+    method: 'POST',
+    headers: { ...auth, 'content-type': 'application/json' },
+    body: JSON.stringify({ types: ['image/jpeg', 'image/png'] }),
+  });
+  if (minted.status !== 201) throw new Error(`minting an upload token: ${minted.status} ${await minted.text()}`);
+  const { endpoint } = await minted.json();
+  return { companionEndpoint: `${api}${endpoint}` };
+}
 
+function signOptions() {
+  return {
+    signRequest: async (request) => {
+      const resp = await fetch(`${api}/v1/uploads/sign`, {
+        method: 'POST',
+        headers: { ...auth, 'content-type': 'application/json' },
+        body: JSON.stringify(request),
+      });
+      if (resp.status !== 200) throw new Error(`signing ${request.method} ${request.key}: ${resp.status} ${await resp.text()}`);
+      return resp.json();
+    },
+  };
+}
+
+const modeOptions = { companion: companionOptions, sign: signOptions }[mode];
+if (!modeOptions) throw new Error(`mode must be companion or sign, not ${mode}`);
 const uppy = new Uppy({ autoProceed: false }).use(AwsS3, {
-  companionEndpoint: `${api}${endpoint}`,
+  ...(await modeOptions()),
   shouldUseMultipart: (file) => file.size > 10 * MiB,
 });
 const sources = new Map();
@@ -52,5 +75,5 @@ for (const file of result.successful) {
   const back = Buffer.from(await (await fetch((await grant.json()).url)).arrayBuffer());
   if (!back.equals(sources.get(file.id))) throw new Error(`${file.name} came back different`);
   const how = file.size > 10 * MiB ? 'multipart' : 'single POST';
-  console.log(JSON.stringify({ name: file.name, bytes: back.length, how, key }));
+  console.log(JSON.stringify({ mode, name: file.name, bytes: back.length, how, key }));
 }
