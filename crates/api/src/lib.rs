@@ -6,6 +6,7 @@ pub mod auth;
 pub mod body;
 pub mod dev_keys;
 pub mod error;
+pub mod metrics;
 pub mod services;
 
 pub use auth::{AuthState, Authenticator, Caller};

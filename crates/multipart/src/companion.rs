@@ -23,6 +23,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Json, Router};
 use matbakh_api::body::JsonObject;
+use matbakh_api::metrics::{self, Unit};
 use matbakh_api::{ApiError, Caller, Services, new_file_id};
 use matbakh_aws::AwsError;
 use matbakh_core::clock::iso_seconds;
@@ -308,6 +309,10 @@ async fn complete(
     let etag = st.store.complete_multipart(&session.key, &session.upload_id, &ready).await?;
     st.table.complete_session(&session.upload_id, &etag).await?;
     tracing::info!(size = total, "uppy multipart upload completed");
+    metrics::emit(
+        "uppy_complete",
+        &[("MultipartUploadsCompleted", 1, Unit::Count), ("UploadBytes", total, Unit::Bytes)],
+    );
     Ok(done(&etag))
 }
 
@@ -320,6 +325,7 @@ async fn refuse(st: &Services, session: &UploadSession, bytes: u64, why: &str) -
         return e.into();
     }
     tracing::warn!(bytes, "uppy upload over its limits; aborted");
+    metrics::emit("uppy_complete", &[("UploadsRefusedOversize", 1, Unit::Count)]);
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "upload_oversize",

@@ -25,6 +25,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use matbakh_api::body::JsonObject;
+use matbakh_api::metrics::{self, Unit};
 use matbakh_api::{ApiError, Caller, Services, new_file_id};
 use matbakh_core::clock::iso_seconds;
 use matbakh_core::ids::ObjectKey;
@@ -137,6 +138,10 @@ async fn create(
         return Err(e.into());
     }
     tracing::info!(size, parts = plan.part_count, "multipart upload started");
+    metrics::emit(
+        "create_multipart",
+        &[("MultipartUploadsStarted", 1, Unit::Count), ("UploadBytesGranted", size, Unit::Bytes)],
+    );
     Ok((StatusCode::CREATED, Json(session_json(&session))))
 }
 
@@ -241,6 +246,7 @@ async fn complete(
             st.store.abort_multipart(&session.key, &session.upload_id).await?;
             st.table.abort_session(&session).await?;
             tracing::warn!(received, declared = plan.size, "parts do not match the plan; upload aborted");
+            metrics::emit("complete_multipart", &[("UploadsRefusedOversize", 1, Unit::Count)]);
             Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "upload_oversize",
@@ -254,6 +260,10 @@ async fn complete(
             let etag = st.store.complete_multipart(&session.key, &session.upload_id, &parts).await?;
             st.table.complete_session(&session.upload_id, &etag).await?;
             tracing::info!(size = plan.size, "multipart upload completed");
+            metrics::emit(
+                "complete_multipart",
+                &[("MultipartUploadsCompleted", 1, Unit::Count), ("UploadBytes", plan.size, Unit::Bytes)],
+            );
             Ok(Json(completed_json(&session, &etag)))
         }
     }

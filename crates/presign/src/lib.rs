@@ -16,6 +16,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use matbakh_api::body::JsonObject;
+use matbakh_api::metrics::{self, Unit};
 use matbakh_api::{ApiError, Caller, Services, new_file_id};
 use matbakh_core::clock::iso_seconds;
 use matbakh_core::ids::{FileId, ObjectKey, Sha256};
@@ -65,6 +66,7 @@ async fn create_upload(
     };
     st.table.reserve_upload(&record, st.limits.user_quota_bytes).await?;
     tracing::info!(size, content_type = content_type.as_str(), "upload granted");
+    metrics::emit("create_upload", &[("UploadsGranted", 1, Unit::Count), ("UploadBytesGranted", size, Unit::Bytes)]);
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -119,6 +121,7 @@ async fn download(
         .presign_download(&record.key, record.content_type.as_str(), &disposition, now, st.limits.download_url_ttl)
         .await?;
     tracing::info!("download granted");
+    metrics::emit("download", &[("DownloadsGranted", 1, Unit::Count)]);
     Ok(Json(json!({
         "url": get.url,
         "expiresAt": iso_seconds(get.expires_at),
