@@ -4,8 +4,8 @@ environment each function gets, resolved the way CloudFormation would resolve it
 
     local_resources.py --endpoint http://127.0.0.1:5050 --prefix dev --env-out .local/dev/functions.env
 
-Buckets get their versioning, tables their keys, indexes and TTL, queues their redrive
-settings. Function environments come from Globals plus the function's own Variables, with
+Buckets get their versioning and SNS notifications, tables their keys, indexes and TTL,
+queues their redrive settings, topics their SQS subscriptions. Function environments come from Globals plus the function's own Variables, with
 `!Ref` to a resource replaced by its local name and `!Ref` to a parameter by its default (or a
 --param NAME=VALUE override). Safe to run twice: existing resources are kept.
 """
@@ -59,6 +59,18 @@ def create_bucket(s3, name, props):
         pass
     if props.get("VersioningConfiguration", {}).get("Status") == "Enabled":
         s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+
+
+def put_notifications(s3, bucket, config, arns):
+    """The bucket's SNS notifications, with the template's event types and key filters."""
+    topics = []
+    for t in config.get("TopicConfigurations", []):
+        entry = {"TopicArn": arns[t["Topic"]["Ref"]], "Events": [t["Event"]]}
+        rules = t.get("Filter", {}).get("S3Key", {}).get("Rules")
+        if rules:
+            entry["Filter"] = {"Key": {"FilterRules": rules}}
+        topics.append(entry)
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"TopicConfigurations": topics})
 
 
 def create_table(ddb, name, props):
@@ -138,13 +150,19 @@ def main():
     names = {lid: local_name(args.prefix, lid) for lid in resources}
 
     session = boto3.session.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name=args.region)
-    clients = {svc: session.client(svc, endpoint_url=args.endpoint) for svc in ("s3", "dynamodb", "sqs")}
+    clients = {svc: session.client(svc, endpoint_url=args.endpoint) for svc in ("s3", "dynamodb", "sqs", "sns")}
 
-    # Dead-letter queues first, so redrive policies can point at them.
-    order = sorted(resources.items(), key=lambda kv: "RedrivePolicy" in kv[1].get("Properties", {}))
+    # Dead-letter queues first, so redrive policies can point at them; topics before the
+    # subscriptions and bucket notifications that name them.
+    def rank(kv):
+        res = kv[1]
+        kind = res["Type"]
+        return (kind == "AWS::SNS::Subscription", "RedrivePolicy" in (res.get("Properties") or {}))
+
     created = []
+    arns = {}
     try:
-        for lid, res in order:
+        for lid, res in sorted(resources.items(), key=rank):
             props = res.get("Properties", {}) or {}
             kind = res["Type"]
             if kind == "AWS::S3::Bucket":
@@ -153,9 +171,21 @@ def main():
                 create_table(clients["dynamodb"], names[lid], props)
             elif kind == "AWS::SQS::Queue":
                 create_queue(clients["sqs"], names[lid], props, names)
+                url = clients["sqs"].get_queue_url(QueueName=names[lid])["QueueUrl"]
+                arns[lid] = clients["sqs"].get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            elif kind == "AWS::SNS::Topic":
+                arns[lid] = clients["sns"].create_topic(Name=names[lid])["TopicArn"]
+            elif kind == "AWS::SNS::Subscription":
+                topic = props["TopicArn"]["Ref"]
+                endpoint = props["Endpoint"]["Fn::GetAtt"][0]
+                clients["sns"].subscribe(TopicArn=arns[topic], Protocol=props["Protocol"], Endpoint=arns[endpoint])
             else:
                 continue
             created.append(f"{kind} {names[lid]}")
+        for lid, res in resources.items():
+            notifications = (res.get("Properties") or {}).get("NotificationConfiguration")
+            if res["Type"] == "AWS::S3::Bucket" and notifications:
+                put_notifications(clients["s3"], names[lid], notifications, arns)
     except botocore.exceptions.EndpointConnectionError as e:
         sys.exit(f"local_resources: {e}")
 

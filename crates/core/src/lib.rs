@@ -6,6 +6,7 @@
 
 pub mod clock;
 pub mod error;
+pub mod events;
 pub mod ids;
 pub mod limits;
 pub mod metadata;

@@ -1,0 +1,183 @@
+//! Object events as they reach a consumer: S3 event records, inside an SNS notification,
+//! inside an SQS message body.
+//!
+//! Parsed leniently, because the two producers differ: AWS sends `userIdentity`,
+//! `requestParameters`, `responseElements`, `sequencer` and `versionId`; moto sends none of
+//! them. Keys arrive form-encoded (`+` is a space, `/` may be `%2F`). `s3:TestEvent` (sent when
+//! notifications are configured) carries no records.
+
+use serde::Deserialize;
+
+use crate::error::CoreError;
+
+/// What happened to an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectChange {
+    Created,
+    /// A permanent delete of a version.
+    Removed,
+    /// A delete marker on a versioned bucket (a soft delete).
+    DeleteMarkerCreated,
+}
+
+/// One object event, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectEvent {
+    pub change: ObjectChange,
+    /// The full event name, e.g. `ObjectCreated:CompleteMultipartUpload`.
+    pub name: String,
+    pub bucket: String,
+    /// The key, URL-decoded.
+    pub key: String,
+    pub size: Option<u64>,
+    pub version_id: Option<String>,
+    /// Orders events for one key (AWS only).
+    pub sequencer: Option<String>,
+    pub event_time: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SnsEnvelope {
+    #[serde(rename = "Type")]
+    kind: Option<String>,
+    #[serde(rename = "Message")]
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct S3Notification {
+    #[serde(rename = "Records", default)]
+    records: Vec<Record>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Record {
+    event_name: String,
+    event_time: Option<String>,
+    s3: S3Entity,
+}
+
+#[derive(Deserialize)]
+struct S3Entity {
+    bucket: Bucket,
+    object: Object,
+}
+
+#[derive(Deserialize)]
+struct Bucket {
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Object {
+    key: String,
+    size: Option<u64>,
+    version_id: Option<String>,
+    sequencer: Option<String>,
+}
+
+/// Decodes an S3 event key: `+` is a space, then percent-decoding.
+pub fn decode_key(raw: &str) -> Result<String, CoreError> {
+    let spaced = raw.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(|k| k.into_owned())
+        .map_err(|_| CoreError::invalid("key", "is not UTF-8 after decoding"))
+}
+
+/// The object events in one SQS message body (an SNS notification, or a raw S3 notification
+/// when the subscription delivers raw). A test event gives none.
+pub fn parse_sqs_body(body: &str) -> Result<Vec<ObjectEvent>, CoreError> {
+    let bad = |what: &str, e: serde_json::Error| CoreError::invalid("body", format!("{what}: {e}"));
+    let value: serde_json::Value = serde_json::from_str(body).map_err(|e| bad("not JSON", e))?;
+    let inner = if value.get("Type").is_some() && value.get("Message").is_some() {
+        let envelope: SnsEnvelope = serde_json::from_value(value).map_err(|e| bad("SNS envelope", e))?;
+        if envelope.kind.as_deref() != Some("Notification") {
+            return Ok(Vec::new());
+        }
+        serde_json::from_str(&envelope.message).map_err(|e| bad("SNS message", e))?
+    } else {
+        value
+    };
+    if inner.get("Event").and_then(|e| e.as_str()) == Some("s3:TestEvent") {
+        return Ok(Vec::new());
+    }
+    let notification: S3Notification = serde_json::from_value(inner).map_err(|e| bad("S3 notification", e))?;
+    notification
+        .records
+        .into_iter()
+        .map(|r| {
+            let change = if r.event_name.starts_with("ObjectCreated:") {
+                ObjectChange::Created
+            } else if r.event_name == "ObjectRemoved:DeleteMarkerCreated" {
+                ObjectChange::DeleteMarkerCreated
+            } else if r.event_name.starts_with("ObjectRemoved:") {
+                ObjectChange::Removed
+            } else {
+                return Err(CoreError::invalid("eventName", format!("{} is not an object event", r.event_name)));
+            };
+            Ok(ObjectEvent {
+                change,
+                name: r.event_name,
+                bucket: r.s3.bucket.name,
+                key: decode_key(&r.s3.object.key)?,
+                size: r.s3.object.size,
+                version_id: r.s3.object.version_id.filter(|v| !v.is_empty()),
+                sequencer: r.s3.object.sequencer,
+                event_time: r.event_time,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqs_body(fixture: &str) -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events").join(fixture);
+        let event: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        event["Records"][0]["body"].as_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn moto_records_parse_without_the_fields_moto_leaves_out() {
+        let events = parse_sqs_body(&sqs_body("sqs-object-created-moto.json")).unwrap();
+        assert_eq!(events.len(), 1);
+        let e = &events[0];
+        assert_eq!(e.change, ObjectChange::Created);
+        assert_eq!(e.key, "users/u 1/f+x/a b.jpg");
+        assert_eq!((e.size, e.version_id.as_deref(), e.sequencer.as_deref()), (Some(5), None, None));
+    }
+
+    #[test]
+    fn aws_records_parse_with_version_and_sequencer() {
+        let events = parse_sqs_body(&sqs_body("sqs-object-created-aws.json")).unwrap();
+        let e = &events[0];
+        assert_eq!(e.name, "ObjectCreated:CompleteMultipartUpload");
+        assert_eq!(e.key, "users/demo-user/0193a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b/Marienkäfer im Gras.jpg");
+        assert_eq!(e.version_id.as_deref(), Some("3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"));
+        assert_eq!(e.sequencer.as_deref(), Some("0055AED6DCD90281E5"));
+        assert_eq!(e.size, Some(351588));
+    }
+
+    #[test]
+    fn test_events_and_deletes() {
+        let test = r#"{"Type": "Notification", "Message": "{\"Service\": \"Amazon S3\", \"Event\": \"s3:TestEvent\", \"Bucket\": \"b\"}"}"#;
+        assert!(parse_sqs_body(test).unwrap().is_empty());
+        let raw = r#"{"Records": [{"eventName": "ObjectRemoved:DeleteMarkerCreated", "s3": {"bucket": {"name": "b"}, "object": {"key": "users%2Fa%2Fb"}}}]}"#;
+        assert_eq!(parse_sqs_body(raw).unwrap()[0].change, ObjectChange::DeleteMarkerCreated);
+        let raw = raw.replace("DeleteMarkerCreated", "Delete");
+        assert_eq!(parse_sqs_body(&raw).unwrap()[0].change, ObjectChange::Removed);
+        for bad in [
+            "",
+            "{",
+            r#"{"Records": [{"eventName": "Other", "s3": {"bucket": {"name": "b"}, "object": {"key": "k"}}}]}"#,
+        ] {
+            assert!(parse_sqs_body(bad).is_err(), "{bad}");
+        }
+        assert!(decode_key("%FF").is_err());
+    }
+}
