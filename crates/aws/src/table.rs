@@ -87,17 +87,7 @@ impl FileTable {
     }
 
     async fn reserve(&self, record: &FileRecord, quota: u64, extra: Option<Put>) -> Result<(), AwsError> {
-        let ceiling = reservation_ceiling(quota, record.size).map_err(|_| AwsError::QuotaExceeded)?;
-        let usage = Update::builder()
-            .table_name(&self.table)
-            .key("pk", s(user_pk(&record.owner)))
-            .key("sk", s("USAGE"))
-            .update_expression("ADD charged :size, reserved :size")
-            .condition_expression("attribute_not_exists(charged) OR charged <= :ceiling")
-            .expression_attribute_values(":size", n(record.size))
-            .expression_attribute_values(":ceiling", n(ceiling))
-            .build()
-            .map_err(|e| AwsError::Config(e.to_string()))?;
+        let usage = self.charge_usage(&record.owner, record.size, quota, true)?;
         let row = Put::builder()
             .table_name(&self.table)
             .set_item(Some(file_item(record)))
@@ -198,7 +188,6 @@ impl FileTable {
         record: &FileRecord,
         quota: u64,
     ) -> Result<(), AwsError> {
-        let quota_ceiling = reservation_ceiling(quota, record.size).map_err(|_| AwsError::QuotaExceeded)?;
         let token_ceiling = reservation_ceiling(token.max_bytes, record.size).map_err(|_| AwsError::QuotaExceeded)?;
         let build = |e: aws_sdk_dynamodb::error::BuildError| AwsError::Config(e.to_string());
         let allowance = Update::builder()
@@ -212,16 +201,7 @@ impl FileTable {
             .expression_attribute_values(":f", AttributeValue::Bool(false))
             .build()
             .map_err(build)?;
-        let usage = Update::builder()
-            .table_name(&self.table)
-            .key("pk", s(user_pk(&record.owner)))
-            .key("sk", s("USAGE"))
-            .update_expression("ADD charged :size")
-            .condition_expression("attribute_not_exists(charged) OR charged <= :ceiling")
-            .expression_attribute_values(":size", n(record.size))
-            .expression_attribute_values(":ceiling", n(quota_ceiling))
-            .build()
-            .map_err(build)?;
+        let usage = self.charge_usage(&record.owner, record.size, quota, false)?;
         let row = Put::builder()
             .table_name(&self.table)
             .set_item(Some(file_item(record)))
@@ -277,6 +257,22 @@ impl FileTable {
             }
             Err(e) => Err(AwsError::from_sdk("PutItem", e)),
         }
+    }
+
+    /// The update that adds `size` bytes to the owner's usage (and to its reserved part when
+    /// `reserve`), on condition the quota still has room: the one place the quota is enforced.
+    fn charge_usage(&self, owner: &UserId, size: u64, quota: u64, reserve: bool) -> Result<Update, AwsError> {
+        let ceiling = reservation_ceiling(quota, size).map_err(|_| AwsError::QuotaExceeded)?;
+        Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(user_pk(owner)))
+            .key("sk", s("USAGE"))
+            .update_expression(if reserve { "ADD charged :size, reserved :size" } else { "ADD charged :size" })
+            .condition_expression("attribute_not_exists(charged) OR charged <= :ceiling")
+            .expression_attribute_values(":size", n(size))
+            .expression_attribute_values(":ceiling", n(ceiling))
+            .build()
+            .map_err(|e| AwsError::Config(e.to_string()))
     }
 
     /// The multipart session, if there is one.
