@@ -166,6 +166,29 @@ impl S3Store {
         Ok(PresignedGet { url: req.uri().to_owned(), expires_at: now + expires_in })
     }
 
+    /// The current version's size and version id (`None` without versioning), or `None` if
+    /// there is no such object.
+    pub async fn head_version(&self, key: &str) -> Result<Option<(u64, Option<String>)>, AwsError> {
+        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+            Ok(out) => Ok(Some((out.content_length().unwrap_or(0).max(0) as u64, out.version_id().map(str::to_owned)))),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(AwsError::from_sdk("HeadObject", e)),
+        }
+    }
+
+    /// Deletes one version for good (or, without a version id, the object itself).
+    pub async fn delete_version(&self, key: &str, version_id: Option<&str>) -> Result<(), AwsError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_version_id(version_id.map(str::to_owned))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("DeleteObject", e))?;
+        Ok(())
+    }
+
     /// The object's size, or `None` if there is no such object.
     pub async fn object_size(&self, key: &ObjectKey) -> Result<Option<u64>, AwsError> {
         match self.client.head_object().bucket(&self.bucket).key(key.as_str()).send().await {

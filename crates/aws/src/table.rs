@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use matbakh_core::clock::iso_millis;
 use matbakh_core::ids::{FileId, ObjectKey, Sha256, UserId};
-use matbakh_core::metadata::FileRecord;
+use matbakh_core::metadata::{FileRecord, FileStatus};
 use matbakh_core::multipart::{PartPlan, SessionLimit, SessionState, UploadId, UploadSession};
 use matbakh_core::names::DisplayName;
 use matbakh_core::quota::reservation_ceiling;
@@ -24,6 +24,19 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::error::AwsError;
+
+/// What settling an arrived upload did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// Size and usage now count the real bytes.
+    Accepted,
+    /// An earlier delivery of the same event settled it.
+    AlreadySettled,
+    /// The object may not stay; the reason is for the row and the log.
+    Refused(&'static str),
+    /// No row was granted for this key (not uploaded through the API).
+    Unknown,
+}
 
 /// A user's storage account.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -90,7 +103,7 @@ impl FileTable {
         let usage = self.charge_usage(&record.owner, record.size, quota, true)?;
         let row = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(file_item(record)))
+            .set_item(Some(accounted_file_item(record, record.size, record.size)))
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(|e| AwsError::Config(e.to_string()))?;
@@ -204,7 +217,7 @@ impl FileTable {
         let usage = self.charge_usage(&record.owner, record.size, quota, false)?;
         let row = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(file_item(record)))
+            .set_item(Some(accounted_file_item(record, record.size, 0)))
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(build)?;
@@ -232,7 +245,128 @@ impl FileTable {
     /// when they are granted (an upload token's single POST); the object-created event settles
     /// them.
     pub async fn put_unreserved_file(&self, record: &FileRecord) -> Result<(), AwsError> {
-        self.put_new(file_item(record)).await
+        self.put_new(accounted_file_item(record, 0, 0)).await
+    }
+
+    /// Settles an upload that arrived with `actual` bytes (DECISIONS 12): the row takes the real
+    /// size and the owner's usage moves from what the row counted to `actual`, its reservation
+    /// released, in one transaction. Refused (nothing written) when the object is larger than
+    /// the row granted or the quota has no room for it; the caller then removes the object and
+    /// calls [`Self::reject_upload`]. Idempotent: a second event finds the row settled.
+    pub async fn settle_upload(
+        &self,
+        file_id: FileId,
+        key: &str,
+        actual: u64,
+        quota: u64,
+    ) -> Result<Settlement, AwsError> {
+        let Some(item) = self.get_item(file_pk(file_id), "FILE").await? else {
+            return Ok(Settlement::Unknown);
+        };
+        if get_str(&item, "key")? != key {
+            return Ok(Settlement::Unknown);
+        }
+        if item.contains_key("settled") {
+            return Ok(Settlement::AlreadySettled);
+        }
+        let granted = get_u64(&item, "size").ok_or_else(|| AwsError::Corrupt("size".into()))?;
+        if actual > granted {
+            return Ok(Settlement::Refused("larger than the upload was granted"));
+        }
+        let (charged, reserved) = (get_u64(&item, "charged").unwrap_or(0), get_u64(&item, "reserved").unwrap_or(0));
+        let owner = UserId::parse(get_str(&item, "owner")?).map_err(|_| AwsError::Corrupt("owner".into()))?;
+        let mut usage = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(user_pk(&owner)))
+            .key("sk", s("USAGE"))
+            .update_expression("ADD charged :delta, #reserved :release")
+            .expression_attribute_names("#reserved", "reserved")
+            .expression_attribute_values(
+                ":delta",
+                AttributeValue::N((i128::from(actual) - i128::from(charged)).to_string()),
+            )
+            .expression_attribute_values(":release", AttributeValue::N(format!("-{reserved}")));
+        if actual > charged {
+            let ceiling = reservation_ceiling(quota, actual - charged).map_err(|_| AwsError::QuotaExceeded)?;
+            usage = usage
+                .condition_expression("attribute_not_exists(charged) OR charged <= :ceiling")
+                .expression_attribute_values(":ceiling", n(ceiling));
+        }
+        let row = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(file_pk(file_id)))
+            .key("sk", s("FILE"))
+            .update_expression("SET #size = :actual, charged = :actual, #reserved = :zero, settled = :t REMOVE #ttl")
+            .expression_attribute_names("#size", "size")
+            .expression_attribute_names("#reserved", "reserved")
+            .expression_attribute_names("#ttl", "ttl")
+            .condition_expression("attribute_not_exists(settled)")
+            .expression_attribute_values(":actual", n(actual))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .build()
+            .map_err(|e| AwsError::Config(e.to_string()))?;
+        let usage = usage.build().map_err(|e| AwsError::Config(e.to_string()))?;
+        let items =
+            vec![TransactWriteItem::builder().update(usage).build(), TransactWriteItem::builder().update(row).build()];
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(Settlement::Accepted),
+            Err(err) => match cancelled_by_condition(&err).as_slice() {
+                [_, true] => Ok(Settlement::AlreadySettled),
+                [true, _] => Ok(Settlement::Refused("over the owner's storage quota")),
+                _ => Err(AwsError::from_sdk("TransactWriteItems", err)),
+            },
+        }
+    }
+
+    /// Marks a refused upload QUARANTINED with its reason and gives back everything its row
+    /// counted in the owner's usage. Idempotent.
+    pub async fn reject_upload(&self, file_id: FileId, reason: &str) -> Result<(), AwsError> {
+        let Some(item) = self.get_item(file_pk(file_id), "FILE").await? else {
+            return Ok(());
+        };
+        if item.contains_key("settled") {
+            return Ok(());
+        }
+        let (charged, reserved) = (get_u64(&item, "charged").unwrap_or(0), get_u64(&item, "reserved").unwrap_or(0));
+        let owner = UserId::parse(get_str(&item, "owner")?).map_err(|_| AwsError::Corrupt("owner".into()))?;
+        let build = |e: aws_sdk_dynamodb::error::BuildError| AwsError::Config(e.to_string());
+        let usage = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(user_pk(&owner)))
+            .key("sk", s("USAGE"))
+            .update_expression("ADD charged :c, #reserved :r")
+            .expression_attribute_names("#reserved", "reserved")
+            .expression_attribute_values(":c", AttributeValue::N(format!("-{charged}")))
+            .expression_attribute_values(":r", AttributeValue::N(format!("-{reserved}")))
+            .build()
+            .map_err(build)?;
+        let row = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(file_pk(file_id)))
+            .key("sk", s("FILE"))
+            .update_expression(
+                "SET #status = :q, gsi2pk = :g, #reason = :why, charged = :zero, #reserved = :zero, settled = :t REMOVE #ttl",
+            )
+            .expression_attribute_names("#reason", "reason")
+            .expression_attribute_names("#reserved", "reserved")
+            .expression_attribute_names("#ttl", "ttl")
+            .condition_expression("attribute_not_exists(settled)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":q", s(FileStatus::Quarantined.as_str()))
+            .expression_attribute_values(":g", s(format!("STATUS#{}", FileStatus::Quarantined)))
+            .expression_attribute_values(":why", s(reason))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .build()
+            .map_err(build)?;
+        let items =
+            vec![TransactWriteItem::builder().update(usage).build(), TransactWriteItem::builder().update(row).build()];
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(()),
+            Err(err) if cancelled_by_condition(&err).get(1) == Some(&true) => Ok(()),
+            Err(err) => Err(AwsError::from_sdk("TransactWriteItems", err)),
+        }
     }
 
     /// Writes a session that reserves nothing up front (an upload token's).
@@ -267,7 +401,10 @@ impl FileTable {
             .table_name(&self.table)
             .key("pk", s(user_pk(owner)))
             .key("sk", s("USAGE"))
-            .update_expression(if reserve { "ADD charged :size, reserved :size" } else { "ADD charged :size" })
+            .update_expression(if reserve { "ADD charged :size, #reserved :size" } else { "ADD charged :size" })
+            .set_expression_attribute_names(
+                reserve.then(|| HashMap::from([("#reserved".to_owned(), "reserved".to_owned())])),
+            )
             .condition_expression("attribute_not_exists(charged) OR charged <= :ceiling")
             .expression_attribute_values(":size", n(size))
             .expression_attribute_values(":ceiling", n(ceiling))
@@ -339,7 +476,8 @@ impl FileTable {
             .table_name(&self.table)
             .key("pk", s(user_pk(&session.owner)))
             .key("sk", s("USAGE"))
-            .update_expression("ADD charged :minus, reserved :minus")
+            .update_expression("ADD charged :minus, #reserved :minus")
+            .expression_attribute_names("#reserved", "reserved")
             .expression_attribute_values(":minus", AttributeValue::N(format!("-{size}")))
             .build()
             .map_err(|e| AwsError::Config(e.to_string()))?;
@@ -489,6 +627,15 @@ fn parse_session_item(item: &HashMap<String, AttributeValue>) -> Result<UploadSe
     })
 }
 
+/// A file row with how many of its bytes the owner's usage counts now (`charged`) and how many
+/// of those are only reserved (`reserved`): what settling or rejecting it must move.
+fn accounted_file_item(r: &FileRecord, charged: u64, reserved: u64) -> HashMap<String, AttributeValue> {
+    let mut item = file_item(r);
+    item.insert("charged".to_owned(), n(charged));
+    item.insert("reserved".to_owned(), n(reserved));
+    item
+}
+
 fn file_item(r: &FileRecord) -> HashMap<String, AttributeValue> {
     let created = iso_millis(r.created_at);
     let sort = format!("{created}#{}", r.file_id);
@@ -552,7 +699,6 @@ fn parse_file_item(item: &HashMap<String, AttributeValue>) -> Result<FileRecord,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use matbakh_core::metadata::FileStatus;
     use matbakh_core::names::SafeName;
 
     #[test]
