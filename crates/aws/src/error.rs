@@ -21,6 +21,13 @@ pub enum AwsError {
     Config(String),
 }
 
+/// A request that could not be built (a required field missing) is a bug of ours, not of AWS.
+impl From<aws_sdk_dynamodb::error::BuildError> for AwsError {
+    fn from(e: aws_sdk_dynamodb::error::BuildError) -> Self {
+        AwsError::Config(e.to_string())
+    }
+}
+
 impl AwsError {
     /// Whether the same call may succeed later (throttling, timeouts, 5xx).
     pub fn is_retryable(&self) -> bool {

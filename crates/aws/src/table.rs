@@ -94,8 +94,7 @@ impl FileTable {
             .table_name(&self.table)
             .set_item(Some(session_item(session)))
             .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|e| AwsError::Config(e.to_string()))?;
+            .build()?;
         self.reserve(record, quota, Some(put)).await
     }
 
@@ -105,8 +104,7 @@ impl FileTable {
             .table_name(&self.table)
             .set_item(Some(accounted_file_item(record, record.size, record.size)))
             .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|e| AwsError::Config(e.to_string()))?;
+            .build()?;
         let mut items =
             vec![TransactWriteItem::builder().update(usage).build(), TransactWriteItem::builder().put(row).build()];
         items.extend(extra.map(|p| TransactWriteItem::builder().put(p).build()));
@@ -202,7 +200,6 @@ impl FileTable {
         quota: u64,
     ) -> Result<(), AwsError> {
         let token_ceiling = reservation_ceiling(token.max_bytes, record.size).map_err(|_| AwsError::QuotaExceeded)?;
-        let build = |e: aws_sdk_dynamodb::error::BuildError| AwsError::Config(e.to_string());
         let allowance = Update::builder()
             .table_name(&self.table)
             .key("pk", s(format!("TOKEN#{}", token.digest)))
@@ -212,15 +209,13 @@ impl FileTable {
             .expression_attribute_values(":size", n(record.size))
             .expression_attribute_values(":ceiling", n(token_ceiling))
             .expression_attribute_values(":f", AttributeValue::Bool(false))
-            .build()
-            .map_err(build)?;
+            .build()?;
         let usage = self.charge_usage(&record.owner, record.size, quota, false)?;
         let row = Put::builder()
             .table_name(&self.table)
             .set_item(Some(accounted_file_item(record, record.size, 0)))
             .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(build)?;
+            .build()?;
         let items = vec![
             TransactWriteItem::builder().update(allowance).build(),
             TransactWriteItem::builder().update(usage).build(),
@@ -304,9 +299,8 @@ impl FileTable {
             .expression_attribute_values(":actual", n(actual))
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":t", AttributeValue::Bool(true))
-            .build()
-            .map_err(|e| AwsError::Config(e.to_string()))?;
-        let usage = usage.build().map_err(|e| AwsError::Config(e.to_string()))?;
+            .build()?;
+        let usage = usage.build()?;
         let items =
             vec![TransactWriteItem::builder().update(usage).build(), TransactWriteItem::builder().update(row).build()];
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
@@ -330,17 +324,7 @@ impl FileTable {
         }
         let (charged, reserved) = (get_u64(&item, "charged").unwrap_or(0), get_u64(&item, "reserved").unwrap_or(0));
         let owner = UserId::parse(get_str(&item, "owner")?).map_err(|_| AwsError::Corrupt("owner".into()))?;
-        let build = |e: aws_sdk_dynamodb::error::BuildError| AwsError::Config(e.to_string());
-        let usage = Update::builder()
-            .table_name(&self.table)
-            .key("pk", s(user_pk(&owner)))
-            .key("sk", s("USAGE"))
-            .update_expression("ADD charged :c, #reserved :r")
-            .expression_attribute_names("#reserved", "reserved")
-            .expression_attribute_values(":c", AttributeValue::N(format!("-{charged}")))
-            .expression_attribute_values(":r", AttributeValue::N(format!("-{reserved}")))
-            .build()
-            .map_err(build)?;
+        let usage = self.release_usage(&owner, charged, reserved)?;
         let row = Update::builder()
             .table_name(&self.table)
             .key("pk", s(file_pk(file_id)))
@@ -359,7 +343,7 @@ impl FileTable {
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":t", AttributeValue::Bool(true))
             .build()
-            .map_err(build)?;
+            ?;
         let items =
             vec![TransactWriteItem::builder().update(usage).build(), TransactWriteItem::builder().update(row).build()];
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
@@ -409,7 +393,21 @@ impl FileTable {
             .expression_attribute_values(":size", n(size))
             .expression_attribute_values(":ceiling", n(ceiling))
             .build()
-            .map_err(|e| AwsError::Config(e.to_string()))
+            .map_err(AwsError::from)
+    }
+
+    /// The update that gives `charged` bytes (of which `reserved` are only reserved) back to
+    /// the owner's usage: an aborted session, a refused upload.
+    fn release_usage(&self, owner: &UserId, charged: u64, reserved: u64) -> Result<Update, AwsError> {
+        Ok(Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(user_pk(owner)))
+            .key("sk", s("USAGE"))
+            .update_expression("ADD charged :c, #reserved :r")
+            .expression_attribute_names("#reserved", "reserved")
+            .expression_attribute_values(":c", AttributeValue::N(format!("-{charged}")))
+            .expression_attribute_values(":r", AttributeValue::N(format!("-{reserved}")))
+            .build()?)
     }
 
     /// The multipart session, if there is one.
@@ -472,21 +470,12 @@ impl FileTable {
     /// marks it aborted, in one transaction. Answers `false` if it was no longer open.
     pub async fn abort_session(&self, session: &UploadSession) -> Result<bool, AwsError> {
         let size = session.reserved_bytes();
-        let usage = Update::builder()
-            .table_name(&self.table)
-            .key("pk", s(user_pk(&session.owner)))
-            .key("sk", s("USAGE"))
-            .update_expression("ADD charged :minus, #reserved :minus")
-            .expression_attribute_names("#reserved", "reserved")
-            .expression_attribute_values(":minus", AttributeValue::N(format!("-{size}")))
-            .build()
-            .map_err(|e| AwsError::Config(e.to_string()))?;
+        let usage = self.release_usage(&session.owner, size, size)?;
         let row = aws_sdk_dynamodb::types::Delete::builder()
             .table_name(&self.table)
             .key("pk", s(file_pk(session.file_id)))
             .key("sk", s("FILE"))
-            .build()
-            .map_err(|e| AwsError::Config(e.to_string()))?;
+            .build()?;
         let state = Update::builder()
             .table_name(&self.table)
             .key("pk", s(session_pk(&session.upload_id)))
@@ -496,8 +485,7 @@ impl FileTable {
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":aborted", s("ABORTED"))
             .expression_attribute_values(":open", s("OPEN"))
-            .build()
-            .map_err(|e| AwsError::Config(e.to_string()))?;
+            .build()?;
         let items = vec![
             TransactWriteItem::builder().update(usage).build(),
             TransactWriteItem::builder().delete(row).build(),
