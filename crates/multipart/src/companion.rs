@@ -219,7 +219,10 @@ async fn create(State(st): State<Services>, Path(raw): Path<String>, body: Bytes
         state: SessionState::Open,
     };
     if let Err(e) = st.table.put_session(&session).await {
-        st.store.abort_multipart(&key, &upload_id).await.ok();
+        // Nothing may stay behind: the S3 upload goes too.
+        if let Err(abort) = st.store.abort_multipart(&key, &upload_id).await {
+            tracing::warn!(error = %abort, "could not abort the refused upload; the lifecycle rule will");
+        }
         return Err(e.into());
     }
     Ok(Json(json!({ "key": key.as_str(), "uploadId": upload_id.as_str() })))
@@ -318,11 +321,8 @@ async fn complete(
 
 /// Aborts an upload that broke its limits and answers why.
 async fn refuse(st: &Services, session: &UploadSession, bytes: u64, why: &str) -> ApiError {
-    if let Err(e) = st.store.abort_multipart(&session.key, &session.upload_id).await {
-        return e.into();
-    }
-    if let Err(e) = st.table.abort_session(session).await {
-        return e.into();
+    if let Err(e) = crate::abort_upload(st, session).await {
+        return e;
     }
     tracing::warn!(bytes, "uppy upload over its limits; aborted");
     metrics::emit("uppy_complete", &[("UploadsRefusedOversize", 1, Unit::Count)]);
@@ -342,8 +342,7 @@ async fn abort(
     let grant = grant(&st, &raw).await?;
     let session = token_session(&st, &grant, &raw_id, q.get("key")).await?;
     if session.state == SessionState::Open {
-        st.store.abort_multipart(&session.key, &session.upload_id).await?;
-        st.table.abort_session(&session).await?;
+        crate::abort_upload(&st, &session).await?;
     }
     Ok(Json(json!({})))
 }

@@ -83,6 +83,14 @@ async fn own_session(st: &Services, caller: &Caller, raw: &str) -> Result<Upload
     st.table.get_session(&id).await?.filter(|x| x.owner == caller.user).ok_or_else(|| ApiError::not_found("upload"))
 }
 
+/// Aborts the upload in S3, then the session (releasing its reservation). In this order, so a
+/// failure leaves the session open and the abort can simply be repeated.
+pub(crate) async fn abort_upload(st: &Services, session: &UploadSession) -> Result<(), ApiError> {
+    st.store.abort_multipart(&session.key, &session.upload_id).await?;
+    st.table.abort_session(session).await?;
+    Ok(())
+}
+
 fn not_open(x: &UploadSession) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, "upload_finished", format!("this upload is {}", x.state.name().to_lowercase()))
 }
@@ -243,8 +251,7 @@ async fn complete(
             ),
         )),
         Completion::Oversize { received } => {
-            st.store.abort_multipart(&session.key, &session.upload_id).await?;
-            st.table.abort_session(&session).await?;
+            abort_upload(&st, &session).await?;
             tracing::warn!(received, declared = plan.size, "parts do not match the plan; upload aborted");
             metrics::emit("complete_multipart", &[("UploadsRefusedOversize", 1, Unit::Count)]);
             Err(ApiError::new(
@@ -286,8 +293,7 @@ async fn abort(State(st): State<Services>, caller: Caller, Path(raw_id): Path<St
         SessionState::Aborted => Ok(StatusCode::NO_CONTENT),
         SessionState::Completed { .. } => Err(not_open(&session)),
         SessionState::Open => {
-            st.store.abort_multipart(&session.key, &session.upload_id).await?;
-            st.table.abort_session(&session).await?;
+            abort_upload(&st, &session).await?;
             tracing::info!("multipart upload aborted");
             Ok(StatusCode::NO_CONTENT)
         }
