@@ -46,6 +46,42 @@ impl JsonObject {
         }
     }
 
+    /// A nested object with only the `allowed` keys.
+    pub fn opt_object(&self, field: &'static str, allowed: &[&'static str]) -> Result<Option<JsonObject>, ApiError> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Object(map)) => {
+                if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+                    let shown: String = unknown.chars().take(40).collect();
+                    return Err(ApiError::bad_field(field, format!("{field}: unknown field {shown:?}")));
+                }
+                Ok(Some(JsonObject(map.clone())))
+            }
+            Some(_) => Err(ApiError::bad_field(field, format!("{field}: must be an object"))),
+        }
+    }
+
+    /// A nested object of any keys, each a string (e.g. part number → checksum).
+    pub fn opt_string_map(&self, field: &'static str) -> Result<Option<Vec<(&str, &str)>>, ApiError> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Object(map)) => map
+                .iter()
+                .map(|(k, v)| match v {
+                    Value::String(v) => Ok((k.as_str(), v.as_str())),
+                    _ => Err(ApiError::bad_field(field, format!("{field}: values must be strings"))),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(_) => Err(ApiError::bad_field(field, format!("{field}: must be an object"))),
+        }
+    }
+
+    /// Whether the body has `field` at all (for fields that are refused with a reason).
+    pub fn has(&self, field: &str) -> bool {
+        self.0.contains_key(field)
+    }
+
     pub fn u64(&self, field: &'static str) -> Result<u64, ApiError> {
         self.opt_u64(field)?.ok_or_else(|| ApiError::bad_field(field, format!("{field}: is required")))
     }

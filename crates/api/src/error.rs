@@ -72,6 +72,13 @@ impl From<AwsError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "quota_exceeded", "this upload would exceed your storage quota")
             }
             AwsError::AlreadyExists => ApiError::new(StatusCode::CONFLICT, "conflict", "the resource already exists"),
+            AwsError::ChecksumMismatch(detail) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "checksum_mismatch",
+                format!(
+                    "the uploaded bytes do not match the declared checksum ({detail}); re-upload the parts or abort"
+                ),
+            ),
             e if e.is_retryable() => {
                 tracing::warn!(error = %e, "dependency unavailable");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "please try again shortly")

@@ -10,6 +10,9 @@ pub enum AwsError {
     /// A conditional write found the item already there.
     #[error("already exists")]
     AlreadyExists,
+    /// S3 found the bytes do not match the checksum the client declared.
+    #[error("checksum mismatch: {0}")]
+    ChecksumMismatch(String),
     /// An AWS call failed.
     #[error("{operation} failed: {message}")]
     Service { operation: &'static str, message: String, retryable: bool },

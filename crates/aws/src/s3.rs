@@ -6,6 +6,7 @@ use aws_config::SdkConfig;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use matbakh_core::checksum::{Checksum, ChecksumAlgorithm, Integrity};
 use matbakh_core::ids::{ObjectKey, Sha256};
 use matbakh_core::multipart::{PartNumber, UploadId, UploadedPart};
 use matbakh_core::post_policy::{PresignedPost, UploadGrant, presign_post};
@@ -117,13 +118,16 @@ impl S3Store {
         })
     }
 
-    /// A presigned URL for an operation on `key` that the SDK cannot presign (multipart create,
-    /// list parts, complete, abort): `query` names the operation, e.g. `[("uploads", "")]`.
+    /// A presigned URL for an operation on `key`: `query` names the operation (e.g.
+    /// `[("uploads", "")]`), `headers` must be sent with exactly these values (they are signed).
+    /// Our own SigV4, because the SDK cannot presign multipart create, list, complete and abort,
+    /// and hoists checksum headers into the query string, where S3 ignores them.
     pub async fn presign_operation(
         &self,
         method: &str,
         key: &ObjectKey,
         query: Vec<(&str, String)>,
+        headers: Vec<(&str, String)>,
         now: OffsetDateTime,
         expires_in: Duration,
     ) -> Result<PresignedGet, AwsError> {
@@ -133,6 +137,7 @@ impl S3Store {
             base: &self.object_base,
             path: &path,
             query,
+            headers,
             region: &self.region,
             now,
             expires_in_secs: expires_in.as_secs(),
@@ -198,14 +203,22 @@ impl S3Store {
         }
     }
 
-    /// Starts a multipart upload of one object.
-    pub async fn create_multipart(&self, key: &ObjectKey, content_type: &str) -> Result<UploadId, AwsError> {
+    /// Starts a multipart upload of one object; with `checksum`, S3 keeps a full-object
+    /// checksum of that algorithm (each part's checked on arrival, the whole at completion).
+    pub async fn create_multipart(
+        &self,
+        key: &ObjectKey,
+        content_type: &str,
+        checksum: Option<ChecksumAlgorithm>,
+    ) -> Result<UploadId, AwsError> {
         let out = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key.as_str())
             .content_type(content_type)
+            .set_checksum_algorithm(checksum.map(|a| aws_sdk_s3::types::ChecksumAlgorithm::from(a.as_str())))
+            .set_checksum_type(checksum.map(|_| aws_sdk_s3::types::ChecksumType::FullObject))
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("CreateMultipartUpload", e))?;
@@ -213,29 +226,28 @@ impl S3Store {
         UploadId::parse(id).map_err(|_| AwsError::Corrupt(format!("S3 returned an unusable upload id {id:?}")))
     }
 
-    /// A PUT URL for one part, signed for exactly `content_length` bytes when it is known.
+    /// A PUT URL for one part, signed for exactly `content_length` bytes when it is known and
+    /// for the part's `checksum` when the client declared one (S3 then refuses other bytes).
+    #[allow(clippy::too_many_arguments)]
     pub async fn presign_part(
         &self,
         key: &ObjectKey,
         upload_id: &UploadId,
         part: PartNumber,
         content_length: Option<u64>,
+        checksum: Option<&Checksum>,
         now: OffsetDateTime,
         expires_in: Duration,
     ) -> Result<PresignedGet, AwsError> {
-        let config = presigning(now, expires_in)?;
-        let req = self
-            .client
-            .upload_part()
-            .bucket(&self.bucket)
-            .key(key.as_str())
-            .upload_id(upload_id.as_str())
-            .part_number(part.get() as i32)
-            .set_content_length(content_length.map(|l| l as i64))
-            .presigned(config)
-            .await
-            .map_err(|e| AwsError::from_sdk("PresignUploadPart", e))?;
-        Ok(PresignedGet { url: req.uri().to_owned(), expires_at: now + expires_in })
+        let query = vec![("partNumber", part.get().to_string()), ("uploadId", upload_id.as_str().to_owned())];
+        let mut headers = Vec::new();
+        if let Some(len) = content_length {
+            headers.push(("content-length", len.to_string()));
+        }
+        if let Some(c) = checksum {
+            headers.push((c.algorithm().header(), c.value().to_owned()));
+        }
+        self.presign_operation("PUT", key, query, headers, now, expires_in).await
     }
 
     /// Every part S3 holds for the upload (all pages of ListParts); `None` if S3 knows no
@@ -268,7 +280,8 @@ impl S3Store {
                 let number = PartNumber::new(p.part_number().unwrap_or(0).max(0) as u64)
                     .map_err(|_| AwsError::Corrupt("S3 listed a part without a valid number".into()))?;
                 let size = p.size().unwrap_or(0).max(0) as u64;
-                parts.push(UploadedPart { number, size, etag: p.e_tag().unwrap_or_default().to_owned() });
+                let checksum = p.checksum_crc64_nvme().or(p.checksum_crc32_c()).map(str::to_owned);
+                parts.push(UploadedPart { number, size, etag: p.e_tag().unwrap_or_default().to_owned(), checksum });
             }
             match (out.is_truncated(), out.next_part_number_marker()) {
                 (Some(true), Some(next)) if !next.is_empty() => marker = Some(next.to_owned()),
@@ -278,34 +291,60 @@ impl S3Store {
     }
 
     /// Completes the upload with `parts`, never overwriting an existing object; answers the
-    /// object's ETag.
+    /// object's ETag. With `integrity`, the parts carry their checksums and S3 checks the
+    /// combined full-object checksum against the declared one (if any).
     pub async fn complete_multipart(
         &self,
         key: &ObjectKey,
         upload_id: &UploadId,
         parts: &[UploadedPart],
+        integrity: Option<&Integrity>,
     ) -> Result<String, AwsError> {
+        let algorithm = integrity.map(|i| i.algorithm);
         let completed = CompletedMultipartUpload::builder()
             .set_parts(Some(
                 parts
                     .iter()
-                    .map(|p| CompletedPart::builder().part_number(p.number.get() as i32).e_tag(&p.etag).build())
+                    .map(|p| {
+                        let part = CompletedPart::builder().part_number(p.number.get() as i32).e_tag(&p.etag);
+                        match (algorithm, p.checksum.clone()) {
+                            (Some(ChecksumAlgorithm::Crc32c), c) => part.set_checksum_crc32_c(c),
+                            (Some(ChecksumAlgorithm::Crc64Nvme), c) => part.set_checksum_crc64_nvme(c),
+                            (None, _) => part,
+                        }
+                        .build()
+                    })
                     .collect(),
             ))
             .build();
-        let out = self
+        let mut request = self
             .client
             .complete_multipart_upload()
             .bucket(&self.bucket)
             .key(key.as_str())
             .upload_id(upload_id.as_str())
             .multipart_upload(completed)
-            .if_none_match("*")
-            .send()
-            .await;
-        match out {
+            .if_none_match("*");
+        if let Some(expected) = integrity.and_then(|i| i.full_object.as_ref()) {
+            request = request.checksum_type(aws_sdk_s3::types::ChecksumType::FullObject);
+            request = match expected.algorithm() {
+                ChecksumAlgorithm::Crc32c => request.checksum_crc32_c(expected.value()),
+                ChecksumAlgorithm::Crc64Nvme => request.checksum_crc64_nvme(expected.value()),
+            };
+        }
+        match request.send().await {
             Ok(out) => Ok(out.e_tag().unwrap_or_default().to_owned()),
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => Err(AwsError::AlreadyExists),
+            Err(e)
+                if e.as_service_error()
+                    .and_then(|s| s.meta().code())
+                    .is_some_and(|c| matches!(c, "BadDigest" | "InvalidDigest" | "InvalidRequest"))
+                    && integrity.is_some() =>
+            {
+                Err(AwsError::ChecksumMismatch(
+                    e.as_service_error().and_then(|s| s.meta().message()).unwrap_or("checksum mismatch").to_owned(),
+                ))
+            }
             Err(e) => Err(AwsError::from_sdk("CompleteMultipartUpload", e)),
         }
     }

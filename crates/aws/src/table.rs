@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use matbakh_core::checksum::Integrity;
 use matbakh_core::clock::iso_millis;
 use matbakh_core::ids::{FileId, ObjectKey, Sha256, UserId};
 use matbakh_core::metadata::{FileRecord, FileStatus};
@@ -568,6 +569,12 @@ fn session_item(x: &UploadSession) -> HashMap<String, AttributeValue> {
     if let Some(token) = &x.token {
         item.insert("token".to_owned(), s(token.as_str()));
     }
+    if let Some(integrity) = &x.integrity {
+        item.insert("checksumAlgorithm".to_owned(), s(integrity.algorithm.as_str()));
+        if let Some(full) = &integrity.full_object {
+            item.insert("checksum".to_owned(), s(full.value()));
+        }
+    }
     match &x.state {
         SessionState::Open => {
             item.insert("gsi1pk".to_owned(), s(format!("UPLOADS#{}", x.owner)));
@@ -603,6 +610,13 @@ fn parse_session_item(item: &HashMap<String, AttributeValue>) -> Result<UploadSe
         filename: DisplayName::from_stored(get_str(item, "filename")?.to_owned()),
         content_type: ContentType::parse(get_str(item, "contentType")?).map_err(|_| corrupt("contentType"))?,
         limit,
+        integrity: match item.get("checksumAlgorithm").and_then(|v| v.as_s().ok()) {
+            Some(algorithm) => Some(
+                Integrity::parse(algorithm, item.get("checksum").and_then(|v| v.as_s().ok()).map(String::as_str))
+                    .map_err(|_| corrupt("checksum"))?,
+            ),
+            None => None,
+        },
         token: item.get("token").and_then(|v| v.as_s().ok()).cloned(),
         created_at: time("createdAt")?,
         expires_at: time("expiresAt")?,

@@ -200,6 +200,8 @@ pub struct UploadSession {
     pub filename: crate::names::DisplayName,
     pub content_type: crate::types::ContentType,
     pub limit: SessionLimit,
+    /// The checksum S3 keeps for the object, if the client asked for one at creation.
+    pub integrity: Option<crate::checksum::Integrity>,
     /// The digest of the upload token the session was started with, if any.
     pub token: Option<String>,
     pub created_at: time::OffsetDateTime,
@@ -225,6 +227,8 @@ pub struct UploadedPart {
     pub number: PartNumber,
     pub size: u64,
     pub etag: String,
+    /// The part's checksum (Base64), when the upload keeps one.
+    pub checksum: Option<String>,
 }
 
 /// What the parts S3 holds mean for completing the upload.
@@ -286,7 +290,7 @@ mod completion_tests {
     use super::*;
 
     fn part(n: u32, size: u64) -> UploadedPart {
-        UploadedPart { number: PartNumber::new(n.into()).unwrap(), size, etag: format!("\"e{n}\"") }
+        UploadedPart { number: PartNumber::new(n.into()).unwrap(), size, etag: format!("\"e{n}\""), checksum: None }
     }
 
     #[test]

@@ -67,15 +67,25 @@ pub struct PresignRequest<'a> {
     pub path: &'a str,
     /// Operation parameters (`uploads`, `uploadId`, `partNumber`, ...); `""` for a bare flag.
     pub query: Vec<(&'a str, String)>,
+    /// Headers besides `host` the request must carry with exactly these values (lowercase
+    /// names): `content-length`, `x-amz-checksum-crc32c`, ... They are signed as headers, not
+    /// hoisted into the query string, where S3 would ignore a checksum.
+    pub headers: Vec<(&'a str, String)>,
     pub region: &'a str,
     pub now: OffsetDateTime,
     pub expires_in_secs: u64,
 }
 
-/// A SigV4 query-string presigned URL for S3, signing only `host` with an unsigned payload:
-/// what the SDK cannot presign (CreateMultipartUpload, ListParts, Complete, Abort).
+/// A SigV4 query-string presigned URL for S3 with an unsigned payload, signing `host` and
+/// `req.headers`.
 pub fn presign_url(req: &PresignRequest<'_>, creds: &Credentials) -> String {
     let host = req.base.split_once("://").map_or(req.base, |(_, rest)| rest).trim_end_matches('/');
+    let mut headers: Vec<(String, String)> =
+        req.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_owned())).collect();
+    headers.push(("host".into(), host.to_owned()));
+    headers.sort();
+    let signed_headers = headers.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(";");
+    let canonical_headers: String = headers.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
     let date = short_date(req.now);
     let amz_date = amz_date(req.now);
     let scope = format!("{date}/{}/s3/aws4_request", req.region);
@@ -87,12 +97,14 @@ pub fn presign_url(req: &PresignRequest<'_>, creds: &Credentials) -> String {
     if let Some(token) = &creds.session_token {
         query.push(("X-Amz-Security-Token".into(), uri_encode(token)));
     }
-    query.push(("X-Amz-SignedHeaders".into(), "host".into()));
+    query.push(("X-Amz-SignedHeaders".into(), uri_encode(&signed_headers)));
     query.sort();
     let canonical_query = query.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
     let canonical_path = req.path.split('/').map(uri_encode).collect::<Vec<_>>().join("/");
-    let canonical_request =
-        format!("{}\n{canonical_path}\n{canonical_query}\nhost:{host}\n\nhost\nUNSIGNED-PAYLOAD", req.method);
+    let canonical_request = format!(
+        "{}\n{canonical_path}\n{canonical_query}\n{canonical_headers}\n{signed_headers}\nUNSIGNED-PAYLOAD",
+        req.method
+    );
     let hashed = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical_request.as_bytes()));
     let string_to_sign = format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{hashed}");
     let signature = sign(&signing_key(&creds.secret_access_key, &date, req.region, "s3"), &string_to_sign);
@@ -123,6 +135,7 @@ mod tests {
             base: "https://examplebucket.s3.amazonaws.com",
             path: "/test.txt",
             query: vec![],
+            headers: vec![],
             region: "us-east-1",
             now: time::macros::datetime!(2013-05-24 00:00:00 UTC),
             expires_in_secs: 86400,

@@ -204,7 +204,7 @@ async fn create(State(st): State<Services>, Path(raw): Path<String>, body: Bytes
     let now = st.clock.now();
     let file_id = new_file_id(now)?;
     let key = ObjectKey::original(&grant.owner, file_id, &SafeName::from_display(&filename));
-    let upload_id = st.store.create_multipart(&key, content_type.as_str()).await?;
+    let upload_id = st.store.create_multipart(&key, content_type.as_str(), None).await?;
     let session = UploadSession {
         upload_id: upload_id.clone(),
         file_id,
@@ -212,6 +212,7 @@ async fn create(State(st): State<Services>, Path(raw): Path<String>, body: Bytes
         key: key.clone(),
         filename,
         content_type,
+        integrity: None,
         limit: SessionLimit::Allowance(grant.remaining().min(content_type.max_bytes())),
         token: Some(grant.digest.clone()),
         created_at: now,
@@ -244,7 +245,7 @@ async fn sign_part(
         return Err(ApiError::new(StatusCode::CONFLICT, "upload_finished", "this upload no longer takes parts"));
     }
     let ttl = st.limits.part_url_ttl.min((session.expires_at - now).unsigned_abs());
-    let url = st.store.presign_part(&session.key, &session.upload_id, part, None, now, ttl).await?;
+    let url = st.store.presign_part(&session.key, &session.upload_id, part, None, None, now, ttl).await?;
     Ok(Json(json!({ "url": url.url, "expires": ttl.as_secs() })))
 }
 
@@ -309,7 +310,8 @@ async fn complete(
         }
         Err(e) => return Err(e.into()),
     }
-    let etag = st.store.complete_multipart(&session.key, &session.upload_id, &ready).await?;
+    let etag =
+        st.store.complete_multipart(&session.key, &session.upload_id, &ready, session.integrity.as_ref()).await?;
     st.table.complete_session(&session.upload_id, &etag).await?;
     tracing::info!(size = total, "uppy multipart upload completed");
     metrics::emit(

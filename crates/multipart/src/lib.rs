@@ -1,11 +1,12 @@
 //! `multipart`: large uploads straight to S3 in parts, in sessions the server owns.
 //!
 //! Triggered by API Gateway (HTTP API, JWT authorizer):
-//! - `POST /v1/uploads/multipart {filename, contentType, size}` checks type, size and quota
-//!   like a single upload, starts the S3 multipart upload, plans its parts, and reserves the
-//!   size, writes the PENDING file row and the session in one transaction.
-//! - `POST /v1/uploads/{uploadId}/parts {partNumbers}` signs one PUT URL per part, each for
-//!   its exact length, so no part can carry more than planned.
+//! - `POST /v1/uploads/multipart {filename, contentType, size, checksum?}` checks type, size
+//!   and quota like a single upload, starts the S3 multipart upload (with a full-object CRC if
+//!   asked), plans its parts, and reserves the size, writes the PENDING file row and the
+//!   session in one transaction.
+//! - `POST /v1/uploads/{uploadId}/parts {partNumbers, checksums?}` signs one PUT URL per part,
+//!   each for its exact length (and checksum), so no part can carry other bytes than planned.
 //! - `GET /v1/uploads/{uploadId}` answers the session and the parts S3 holds (for resume).
 //! - `POST /v1/uploads/{uploadId}/complete` checks the parts against the plan and completes
 //!   the upload itself (never overwriting an object); too many bytes abort it.
@@ -27,6 +28,9 @@ use axum::{Json, Router};
 use matbakh_api::body::JsonObject;
 use matbakh_api::metrics::{self, Unit};
 use matbakh_api::{ApiError, Caller, Services, new_file_id};
+use std::collections::HashMap;
+
+use matbakh_core::checksum::{Checksum, Integrity};
 use matbakh_core::clock::iso_seconds;
 use matbakh_core::ids::ObjectKey;
 use matbakh_core::metadata::{FileRecord, FileStatus};
@@ -53,6 +57,10 @@ pub fn router(services: Services) -> Router {
 
 fn session_json(x: &UploadSession) -> Value {
     let mut body = json!({
+        "checksum": x.integrity.as_ref().map(|i| json!({
+            "algorithm": i.algorithm.as_str(),
+            "value": i.full_object.as_ref().map(|c| c.value()),
+        })),
         "uploadId": x.upload_id.as_str(),
         "fileId": x.file_id.to_string(),
         "key": x.key.as_str(),
@@ -74,7 +82,10 @@ fn session_json(x: &UploadSession) -> Value {
 }
 
 fn parts_json(parts: &[UploadedPart]) -> Value {
-    parts.iter().map(|p| json!({"partNumber": p.number.get(), "size": p.size, "etag": p.etag})).collect()
+    parts
+        .iter()
+        .map(|p| json!({"partNumber": p.number.get(), "size": p.size, "etag": p.etag, "checksum": p.checksum}))
+        .collect()
 }
 
 /// The caller's session `raw`, or 404 (someone else's session is as missing as an unknown one).
@@ -101,10 +112,20 @@ async fn create(
     caller: Caller,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let req = JsonObject::parse(&body, &["filename", "contentType", "size"])?;
+    let req = JsonObject::parse(&body, &["filename", "contentType", "size", "checksum", "sha256"])?;
+    if req.has("sha256") {
+        return Err(ApiError::bad_field(
+            "sha256",
+            "sha256: S3 cannot check a SHA-256 of a multipart object; send checksum {algorithm: CRC64NVME or CRC32C, value}",
+        ));
+    }
     let filename = DisplayName::parse(req.str("filename")?)?;
     let content_type = ContentType::parse(req.str("contentType")?)?;
     let size = req.u64("size")?;
+    let integrity = match req.opt_object("checksum", &["algorithm", "value"])? {
+        Some(c) => Some(Integrity::parse(c.str("algorithm")?, c.opt_str("value")?)?),
+        None => None,
+    };
     st.limits.check_multipart_upload(content_type, size)?;
     let plan = PartPlan::for_size(size)?;
 
@@ -112,8 +133,10 @@ async fn create(
     let file_id = new_file_id(now)?;
     tracing::Span::current().record("file_id", tracing::field::display(file_id));
     let key = ObjectKey::original(&caller.user, file_id, &SafeName::from_display(&filename));
-    let upload_id = st.store.create_multipart(&key, content_type.as_str()).await?;
+    let upload_id =
+        st.store.create_multipart(&key, content_type.as_str(), integrity.as_ref().map(|i| i.algorithm)).await?;
     let session = UploadSession {
+        integrity,
         upload_id: upload_id.clone(),
         file_id,
         owner: caller.user.clone(),
@@ -160,8 +183,9 @@ async fn sign_parts(
     Path(raw_id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let req = JsonObject::parse(&body, &["partNumbers"])?;
+    let req = JsonObject::parse(&body, &["partNumbers", "checksums"])?;
     let session = own_session(&st, &caller, &raw_id).await?;
+    let checksums = part_checksums(&session, req.opt_string_map("checksums")?)?;
     let numbers = req.array("partNumbers")?;
     if numbers.is_empty() || numbers.len() > MAX_PARTS_PER_SIGN_REQUEST {
         return Err(ApiError::bad_field(
@@ -189,12 +213,50 @@ async fn sign_parts(
     let ttl = st.limits.part_url_ttl.min((session.expires_at - now).unsigned_abs());
     let mut parts = Vec::with_capacity(planned.len());
     for (part, len) in planned {
-        let url = st.store.presign_part(&session.key, &session.upload_id, part, Some(len), now, ttl).await?;
-        parts.push(
-            json!({"partNumber": part.get(), "size": len, "url": url.url, "expiresAt": iso_seconds(url.expires_at)}),
-        );
+        let checksum = checksums.get(&part);
+        if let (Some(integrity), None) = (&session.integrity, checksum) {
+            return Err(ApiError::bad_field(
+                "checksums",
+                format!("checksums: this upload keeps a {} checksum, so part {part} needs one", integrity.algorithm),
+            ));
+        }
+        let url = st.store.presign_part(&session.key, &session.upload_id, part, Some(len), checksum, now, ttl).await?;
+        let mut headers = json!({ "content-length": len.to_string() });
+        if let Some(c) = checksum {
+            headers[c.algorithm().header()] = json!(c.value());
+        }
+        parts.push(json!({
+            "partNumber": part.get(),
+            "size": len,
+            "url": url.url,
+            "headers": headers,
+            "expiresAt": iso_seconds(url.expires_at),
+        }));
     }
     Ok(Json(json!({ "uploadId": session.upload_id.as_str(), "parts": parts })))
+}
+
+/// The per-part checksums a sign request declares (`{"1": "<base64>", ...}`), in the algorithm
+/// the upload was created with: each becomes a signed header of its part's URL.
+fn part_checksums(
+    session: &UploadSession,
+    raw: Option<Vec<(&str, &str)>>,
+) -> Result<HashMap<PartNumber, Checksum>, ApiError> {
+    let Some(raw) = raw else { return Ok(HashMap::new()) };
+    let Some(integrity) = &session.integrity else {
+        return Err(ApiError::bad_field(
+            "checksums",
+            "checksums: this upload was created without checksum.algorithm, so its parts cannot carry checksums",
+        ));
+    };
+    raw.into_iter()
+        .map(|(n, value)| {
+            let part = n.parse::<u64>().ok().and_then(|n| PartNumber::new(n).ok()).ok_or_else(|| {
+                ApiError::bad_field("checksums", format!("checksums: {n:?} is not a part number (1 to 10000)"))
+            })?;
+            Ok((part, Checksum::parse(integrity.algorithm, value, "checksums")?))
+        })
+        .collect()
 }
 
 #[tracing::instrument(name = "show_upload", skip_all, fields(user = %caller.user))]
@@ -264,7 +326,10 @@ async fn complete(
             ))
         }
         Completion::Ready(parts) => {
-            let etag = st.store.complete_multipart(&session.key, &session.upload_id, &parts).await?;
+            let etag = st
+                .store
+                .complete_multipart(&session.key, &session.upload_id, &parts, session.integrity.as_ref())
+                .await?;
             st.table.complete_session(&session.upload_id, &etag).await?;
             tracing::info!(size = plan.size, "multipart upload completed");
             metrics::emit(

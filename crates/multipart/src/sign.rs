@@ -125,7 +125,10 @@ pub async fn sign(State(st): State<Services>, caller: Caller, body: Bytes) -> Re
             }
             _ => {
                 record.size = room.min(content_type.max_bytes());
-                let url = st.store.presign_operation("POST", &key, vec![("uploads", String::new())], now, ttl).await?;
+                let url = st
+                    .store
+                    .presign_operation("POST", &key, vec![("uploads", String::new())], vec![], now, ttl)
+                    .await?;
                 st.table.put_unreserved_file(&record).await?;
                 Ok(Json(json!({ "url": url.url, "key": key.as_str() })))
             }
@@ -137,13 +140,15 @@ pub async fn sign(State(st): State<Services>, caller: Caller, body: Bytes) -> Re
     let session = bound_session(&st, &caller, &key, &upload_id, matches!(op, Operation::UploadPart(_))).await?;
     let id = || ("uploadId", session.upload_id.as_str().to_owned());
     let url = match op {
-        Operation::UploadPart(n) => st.store.presign_part(&session.key, &session.upload_id, n, None, now, ttl).await?,
-        Operation::ListParts => st.store.presign_operation("GET", &session.key, vec![id()], now, ttl).await?,
+        Operation::UploadPart(n) => {
+            st.store.presign_part(&session.key, &session.upload_id, n, None, None, now, ttl).await?
+        }
+        Operation::ListParts => st.store.presign_operation("GET", &session.key, vec![id()], vec![], now, ttl).await?,
         Operation::CompleteMultipartUpload => {
-            st.store.presign_operation("POST", &session.key, vec![id()], now, ttl).await?
+            st.store.presign_operation("POST", &session.key, vec![id()], vec![], now, ttl).await?
         }
         Operation::AbortMultipartUpload => {
-            st.store.presign_operation("DELETE", &session.key, vec![id()], now, ttl).await?
+            st.store.presign_operation("DELETE", &session.key, vec![id()], vec![], now, ttl).await?
         }
         Operation::PutObject | Operation::CreateMultipartUpload => {
             return Err(ApiError::bad_field("uploadId", "uploadId: not expected for this request"));
@@ -187,6 +192,7 @@ async fn bound_session(
         key: key.clone(),
         filename: record.filename,
         content_type: record.content_type,
+        integrity: None,
         limit: SessionLimit::Allowance(record.size),
         token: None,
         created_at: now,

@@ -232,6 +232,29 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ),
         (json!({"filename": "a.mov", "size": 10}), StatusCode::BAD_REQUEST),
+        // S3 cannot combine SHA-256 across parts; the checksum must be a CRC of the right width.
+        (
+            json!({"filename": "a.mov", "contentType": "video/quicktime", "size": 10, "sha256": "ab"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"filename": "a.mov", "contentType": "video/quicktime", "size": 10, "checksum": {"algorithm": "SHA256"}}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"filename": "a.mov", "contentType": "video/quicktime", "size": 10,
+                   "checksum": {"algorithm": "CRC32C", "value": "AAAAAAAAAAA="}}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"filename": "a.mov", "contentType": "video/quicktime", "size": 10, "checksum": {"value": "AAAAAA=="}}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"filename": "a.mov", "contentType": "video/quicktime", "size": 10,
+                   "checksum": {"algorithm": "CRC32C", "extra": 1}}),
+            StatusCode::BAD_REQUEST,
+        ),
     ];
     for (body, want) in creates {
         let (status, err) = h.call(Method::POST, "/v1/uploads/multipart", Some(&t), Some(body.clone())).await;
@@ -253,6 +276,8 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         json!({"partNumbers": "1"}),
         json!({"partNumbers": [1.5]}),
         json!({"parts": [1]}),
+        // This session was created without a checksum algorithm.
+        json!({"partNumbers": [1], "checksums": {"1": "AAAAAA=="}}),
     ];
     for body in signs {
         let (status, err) =
@@ -272,6 +297,46 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let (_, shown) = h.call(Method::GET, &format!("/v1/uploads/{id}"), Some(&t), None).await;
     assert_eq!((shown["state"].as_str(), shown["parts"].as_array().map(Vec::len)), (Some("OPEN"), Some(0)));
     assert_eq!(h.usage(&user).await.charged, 20 << 20);
+}
+
+#[tokio::test]
+async fn part_checksums_must_match_the_uploads_algorithm() {
+    let h = harness().await;
+    let user = unique_user("crc");
+    let t = h.token(&user);
+    let body = json!({"filename": "a.mov", "contentType": "video/quicktime", "size": 12 << 20,
+                      "checksum": {"algorithm": "crc32c"}});
+    let (status, session) = h.call(Method::POST, "/v1/uploads/multipart", Some(&t), Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{session}");
+    assert_eq!(session["checksum"], json!({"algorithm": "CRC32C", "value": null}));
+    let id = session["uploadId"].as_str().unwrap();
+    let uri = format!("/v1/uploads/{id}/parts");
+    let sign = |checksums: serde_json::Value| {
+        let body = json!({"partNumbers": [1, 2], "checksums": checksums});
+        h.call(Method::POST, &uri, Some(&t), Some(body))
+    };
+    for bad in
+        [json!({"1": "AAAAAAAAAAA="}), json!({"x": "AAAAAA=="}), json!({"0": "AAAAAA=="}), json!({"1": 7}), json!([])]
+    {
+        let (status, err) = sign(bad.clone()).await;
+        assert_eq!((status, err["field"].as_str()), (StatusCode::BAD_REQUEST, Some("checksums")), "{bad}: {err}");
+    }
+    // S3 wants every part of such an upload to carry its checksum.
+    let (status, err) = sign(json!({"1": "yZRlqg=="})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
+    assert!(err["message"].as_str().unwrap().contains("part 2 needs one"), "{err}");
+    // Each part gets its checksum as a signed header beside its length.
+    let (status, signed) = sign(json!({"1": "yZRlqg==", "2": "AAAAAA=="})).await;
+    assert_eq!(status, StatusCode::OK, "{signed}");
+    assert_eq!(signed["parts"][0]["headers"]["x-amz-checksum-crc32c"], "yZRlqg==");
+    assert!(signed["parts"][0]["url"].as_str().unwrap().contains("content-length%3Bhost%3Bx-amz-checksum-crc32c"));
+    assert_eq!(
+        signed["parts"][1]["headers"],
+        json!({"content-length": (4u64 << 20).to_string(), "x-amz-checksum-crc32c": "AAAAAA=="})
+    );
+    // A resumed client sees the algorithm again.
+    let (_, shown) = h.call(Method::GET, &format!("/v1/uploads/{id}"), Some(&t), None).await;
+    assert_eq!(shown["checksum"]["algorithm"], "CRC32C");
 }
 
 fn axum_body(s: &str) -> axum::body::Body {
