@@ -6,6 +6,9 @@
 //! | usage counter | `USER#{sub}`    | `USAGE`   |                                     |                         |
 //!
 //! The usage counter holds `charged` (stored + reserved bytes), `reserved` and `files`.
+//! Sessions are `UPLOAD#{uploadId}` / `SESSION` (GSI1 `UPLOADS#{sub}` while open), upload
+//! tokens `TOKEN#{digest}` / `TOKEN`; both expire by DynamoDB TTL (`ttl`). An unsettled file row
+//! carries `pendingUntil` instead, which only the sweeper acts on.
 
 use std::collections::HashMap;
 
@@ -50,6 +53,21 @@ pub struct Usage {
 
 /// The index of a user's items, newest first (files; open upload sessions).
 pub const GSI_USER: &str = "gsi1-user-files";
+/// The index of file rows by status, oldest first.
+pub const GSI_STATUS: &str = "gsi2-status";
+
+/// An unsettled PENDING row: what the sweeper needs to give its grant back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRow {
+    pub file_id: FileId,
+    pub owner: UserId,
+    pub key: ObjectKey,
+    /// The multipart upload, for rows a REST multipart session reserved.
+    pub upload_id: Option<UploadId>,
+    /// Bytes the owner's usage counts for the row, and how many of those are only reserved.
+    pub charged: u64,
+    pub reserved: u64,
+}
 
 #[derive(Clone, Debug)]
 pub struct FileTable {
@@ -96,14 +114,25 @@ impl FileTable {
             .set_item(Some(session_item(session)))
             .condition_expression("attribute_not_exists(pk)")
             .build()?;
-        self.reserve(record, quota, Some(put)).await
+        self.reserve(record, quota, Some((put, &session.upload_id))).await
     }
 
-    async fn reserve(&self, record: &FileRecord, quota: u64, extra: Option<Put>) -> Result<(), AwsError> {
+    async fn reserve(
+        &self,
+        record: &FileRecord,
+        quota: u64,
+        session: Option<(Put, &UploadId)>,
+    ) -> Result<(), AwsError> {
         let usage = self.charge_usage(&record.owner, record.size, quota, true)?;
+        let mut item = accounted_file_item(record, record.size, record.size);
+        if let Some((_, id)) = &session {
+            // So the sweeper can abort the S3 upload with nothing but the row.
+            item.insert("uploadId".to_owned(), s(id.as_str()));
+        }
+        let extra = session.map(|(put, _)| put);
         let row = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(accounted_file_item(record, record.size, record.size)))
+            .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk)")
             .build()?;
         let mut items =
@@ -292,10 +321,11 @@ impl FileTable {
             .table_name(&self.table)
             .key("pk", s(file_pk(file_id)))
             .key("sk", s("FILE"))
-            .update_expression("SET #size = :actual, charged = :actual, #reserved = :zero, settled = :t REMOVE #ttl")
+            .update_expression(
+                "SET #size = :actual, charged = :actual, #reserved = :zero, settled = :t REMOVE pendingUntil",
+            )
             .expression_attribute_names("#size", "size")
             .expression_attribute_names("#reserved", "reserved")
-            .expression_attribute_names("#ttl", "ttl")
             .condition_expression("attribute_not_exists(settled)")
             .expression_attribute_values(":actual", n(actual))
             .expression_attribute_values(":zero", n(0))
@@ -331,11 +361,10 @@ impl FileTable {
             .key("pk", s(file_pk(file_id)))
             .key("sk", s("FILE"))
             .update_expression(
-                "SET #status = :q, gsi2pk = :g, #reason = :why, charged = :zero, #reserved = :zero, settled = :t REMOVE #ttl",
+                "SET #status = :q, gsi2pk = :g, #reason = :why, charged = :zero, #reserved = :zero, settled = :t REMOVE pendingUntil",
             )
             .expression_attribute_names("#reason", "reason")
             .expression_attribute_names("#reserved", "reserved")
-            .expression_attribute_names("#ttl", "ttl")
             .condition_expression("attribute_not_exists(settled)")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":q", s(FileStatus::Quarantined.as_str()))
@@ -499,6 +528,82 @@ impl FileTable {
         }
     }
 
+    /// Unsettled PENDING rows whose grant ended before `cutoff`, oldest first, at most `limit`:
+    /// uploads that never arrived, or whose event has not been processed.
+    pub async fn expired_pending(&self, cutoff: OffsetDateTime, limit: usize) -> Result<Vec<PendingRow>, AwsError> {
+        let mut rows = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(GSI_STATUS)
+                .key_condition_expression("gsi2pk = :pending")
+                .filter_expression("attribute_not_exists(settled) AND pendingUntil < :cutoff")
+                .expression_attribute_values(":pending", s(format!("STATUS#{}", FileStatus::Pending)))
+                .expression_attribute_values(":cutoff", n(cutoff.unix_timestamp()))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("Query", e))?;
+            for item in out.items() {
+                rows.push(parse_pending_row(item)?);
+                if rows.len() == limit {
+                    return Ok(rows);
+                }
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(rows),
+            }
+        }
+    }
+
+    /// Gives an expired, unfulfilled grant back: its bytes leave the owner's usage and the row
+    /// goes, in one transaction, only if the row is still unsettled (an event that arrived
+    /// meanwhile wins). Then marks its multipart session aborted, if it had one and it is still
+    /// open. Answers whether this call released it.
+    pub async fn release_pending(&self, row: &PendingRow) -> Result<bool, AwsError> {
+        let usage = self.release_usage(&row.owner, row.charged, row.reserved)?;
+        let delete = aws_sdk_dynamodb::types::Delete::builder()
+            .table_name(&self.table)
+            .key("pk", s(file_pk(row.file_id)))
+            .key("sk", s("FILE"))
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(settled)")
+            .build()?;
+        let items = vec![
+            TransactWriteItem::builder().update(usage).build(),
+            TransactWriteItem::builder().delete(delete).build(),
+        ];
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => {}
+            Err(err) if cancelled_by_condition(&err).get(1) == Some(&true) => return Ok(false),
+            Err(err) => return Err(AwsError::from_sdk("TransactWriteItems", err)),
+        }
+        if let Some(id) = &row.upload_id {
+            let out = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(session_pk(id)))
+                .key("sk", s("SESSION"))
+                .update_expression("SET #state = :aborted REMOVE gsi1pk, gsi1sk")
+                .condition_expression("#state = :open")
+                .expression_attribute_names("#state", "state")
+                .expression_attribute_values(":aborted", s("ABORTED"))
+                .expression_attribute_values(":open", s("OPEN"))
+                .send()
+                .await;
+            match out {
+                Ok(_) => {}
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
+                Err(e) => return Err(AwsError::from_sdk("UpdateItem", e)),
+            }
+        }
+        Ok(true)
+    }
+
     /// The file row, if there is one.
     pub async fn get_file(&self, id: FileId) -> Result<Option<FileRecord>, AwsError> {
         self.get_item(file_pk(id), "FILE").await?.as_ref().map(parse_file_item).transpose()
@@ -629,6 +734,21 @@ fn parse_session_item(item: &HashMap<String, AttributeValue>) -> Result<UploadSe
     })
 }
 
+fn parse_pending_row(item: &HashMap<String, AttributeValue>) -> Result<PendingRow, AwsError> {
+    let corrupt = |what: &str| AwsError::Corrupt(format!("pending row {what}"));
+    Ok(PendingRow {
+        file_id: FileId::parse(get_str(item, "fileId")?).map_err(|_| corrupt("fileId"))?,
+        owner: UserId::parse(get_str(item, "owner")?).map_err(|_| corrupt("owner"))?,
+        key: ObjectKey::from_stored(get_str(item, "key")?.to_owned()),
+        upload_id: match item.get("uploadId").and_then(|v| v.as_s().ok()) {
+            Some(id) => Some(UploadId::parse(id).map_err(|_| corrupt("uploadId"))?),
+            None => None,
+        },
+        charged: get_u64(item, "charged").unwrap_or(0),
+        reserved: get_u64(item, "reserved").unwrap_or(0),
+    })
+}
+
 /// A file row with how many of its bytes the owner's usage counts now (`charged`) and how many
 /// of those are only reserved (`reserved`): what settling or rejecting it must move.
 fn accounted_file_item(r: &FileRecord, charged: u64, reserved: u64) -> HashMap<String, AttributeValue> {
@@ -661,7 +781,9 @@ fn file_item(r: &FileRecord) -> HashMap<String, AttributeValue> {
         item.insert("sha256".to_owned(), s(sha.to_hex()));
     }
     if let Some(exp) = r.expires_at {
-        item.insert("ttl".to_owned(), n(exp.unix_timestamp()));
+        // Not a DynamoDB TTL: a row that expired unfulfilled still counts in its owner's usage,
+        // so the sweeper, not TTL, removes it (DECISIONS 12).
+        item.insert("pendingUntil".to_owned(), n(exp.unix_timestamp()));
     }
     item
 }
@@ -694,7 +816,7 @@ fn parse_file_item(item: &HashMap<String, AttributeValue>) -> Result<FileRecord,
             .map_err(|_| corrupt("sha256"))?,
         status: get_str(item, "status")?.parse().map_err(|e: String| AwsError::Corrupt(e))?,
         created_at: OffsetDateTime::parse(get_str(item, "createdAt")?, &Rfc3339).map_err(|_| corrupt("createdAt"))?,
-        expires_at: get_u64(item, "ttl").and_then(|t| OffsetDateTime::from_unix_timestamp(t as i64).ok()),
+        expires_at: get_u64(item, "pendingUntil").and_then(|t| OffsetDateTime::from_unix_timestamp(t as i64).ok()),
     })
 }
 

@@ -26,6 +26,13 @@ pub const DEFAULT_PART_URL_TTL: Duration = Duration::from_secs(15 * 60);
 /// upload.
 pub const DEFAULT_UPLOAD_SESSION_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// How long after its grant ended the sweeper leaves an unfulfilled PENDING row alone, so an
+/// upload or event still in flight settles it first (`SWEEP_GRACE_SECONDS`).
+pub const DEFAULT_SWEEP_GRACE: Duration = Duration::from_secs(60 * 60);
+/// How many expired rows one sweeper run releases at most; the next run takes the rest
+/// (`SWEEP_MAX_ROWS`).
+pub const DEFAULT_SWEEP_MAX_ROWS: u64 = 1_000;
+
 /// The limits one function runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -35,6 +42,8 @@ pub struct Limits {
     pub pending_ttl: Duration,
     pub part_url_ttl: Duration,
     pub upload_session_ttl: Duration,
+    pub sweep_grace: Duration,
+    pub sweep_max_rows: u64,
 }
 
 impl Default for Limits {
@@ -46,6 +55,8 @@ impl Default for Limits {
             pending_ttl: DEFAULT_PENDING_TTL,
             part_url_ttl: DEFAULT_PART_URL_TTL,
             upload_session_ttl: DEFAULT_UPLOAD_SESSION_TTL,
+            sweep_grace: DEFAULT_SWEEP_GRACE,
+            sweep_max_rows: DEFAULT_SWEEP_MAX_ROWS,
         }
     }
 }
@@ -73,6 +84,8 @@ impl Limits {
             pending_ttl: seconds("PENDING_TTL_SECONDS", d.pending_ttl)?,
             part_url_ttl: seconds("PART_URL_TTL_SECONDS", d.part_url_ttl)?,
             upload_session_ttl: seconds("UPLOAD_SESSION_TTL_SECONDS", d.upload_session_ttl)?,
+            sweep_grace: seconds("SWEEP_GRACE_SECONDS", d.sweep_grace)?,
+            sweep_max_rows: number("SWEEP_MAX_ROWS")?.unwrap_or(d.sweep_max_rows),
         })
     }
 

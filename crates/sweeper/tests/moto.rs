@@ -1,0 +1,88 @@
+//! The sweeper against moto: uploads that never arrived give their quota back once their grant
+//! has lapsed (plus the grace period); arrived and fresh uploads are left alone.
+
+use std::sync::Arc;
+
+use http::{Method, StatusCode};
+use matbakh_api::Services;
+use matbakh_core::clock::FixedClock;
+use matbakh_core::ids::FileId;
+use matbakh_core::multipart::UploadId;
+use serde_json::json;
+use sweeper::{SweepReport, sweep};
+use testkit::{Harness, Options, browser_upload, corpus, http_client, unique_user};
+use time::{Duration, OffsetDateTime};
+
+fn at(t: OffsetDateTime) -> Arc<FixedClock> {
+    Arc::new(FixedClock(t))
+}
+
+fn as_of(h: &Harness, t: OffsetDateTime) -> Services {
+    Services { clock: at(t), ..h.state.clone() }
+}
+
+#[tokio::test]
+async fn lapsed_uploads_give_their_quota_back_and_nothing_else_moves() {
+    let now = OffsetDateTime::now_utc();
+    let then = now - Duration::days(3);
+    let single = Harness::new(presign::router, Options { clock: at(then), ..Options::default() }).await;
+    let table = Some(single.table_name.clone());
+    let multi = Harness::new(multipart::router, Options { clock: at(then), table, ..Options::default() }).await;
+    let user = unique_user("lapsed");
+    let t = multi.token(&user);
+    let (name, photo) = corpus("photos/ladybird.jpg");
+
+    // Three days ago: a single upload granted and never sent,
+    let (status, never) = single.grant(&user, "never.jpg", "image/jpeg", photo.len()).await;
+    assert_eq!(status, StatusCode::CREATED, "{never}");
+    // one sent, whose event was never processed,
+    let (_, arrived) = single.grant(&user, "arrived.jpg", "image/jpeg", photo.len()).await;
+    let sent = browser_upload(&arrived, &name, photo.clone(), |_| {}).await.unwrap();
+    assert!(sent.status().is_success());
+    // and a multipart upload with one part of three sent, never completed.
+    let body = json!({"filename": "clip.mov", "contentType": "video/quicktime", "size": 20 << 20});
+    let (status, session) = multi.call(Method::POST, "/v1/uploads/multipart", Some(&t), Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{session}");
+    let upload_id = session["uploadId"].as_str().unwrap().to_owned();
+    let (_, signed) = multi
+        .call(Method::POST, &format!("/v1/uploads/{upload_id}/parts"), Some(&t), Some(json!({"partNumbers": [1]})))
+        .await;
+    let part = vec![7u8; 8 << 20];
+    let put = http_client().put(signed["parts"][0]["url"].as_str().unwrap()).body(part).send().await.unwrap();
+    assert!(put.status().is_success());
+    // Today: a fresh grant, still valid.
+    let fresh_h =
+        Harness::new(presign::router, Options { table: Some(single.table_name.clone()), ..Options::default() }).await;
+    let (_, fresh) = fresh_h.grant(&user, "fresh.jpg", "image/jpeg", 1000).await;
+    let all = 2 * photo.len() as u64 + (20 << 20) + 1000;
+    assert_eq!(single.usage(&user).await.charged, all);
+
+    // Within the grace period after the grants lapsed, nothing is touched.
+    let lapse = then + single.state.limits.pending_ttl;
+    let early = sweep(&as_of(&single, lapse + Duration::minutes(30))).await.unwrap();
+    assert_eq!(early, SweepReport::default());
+
+    let report = sweep(&as_of(&single, now)).await.unwrap();
+    let released = photo.len() as u64 + (20 << 20);
+    assert_eq!(report, SweepReport { examined: 3, released: 2, released_bytes: released, awaiting_event: 1 });
+
+    let usage = single.usage(&user).await;
+    assert_eq!((usage.charged, usage.reserved), (all - released, all - released));
+    let row = |g: &serde_json::Value| FileId::parse(g["fileId"].as_str().unwrap()).unwrap();
+    let table = &single.state.table;
+    assert!(table.get_file(row(&never)).await.unwrap().is_none(), "the unsent upload's row stayed");
+    assert!(table.get_file(row(&session)).await.unwrap().is_none(), "the multipart row stayed");
+    assert!(table.get_file(row(&arrived)).await.unwrap().is_some(), "the arrived upload lost its row");
+    assert!(table.get_file(row(&fresh)).await.unwrap().is_some(), "the fresh upload lost its row");
+    // The S3 upload is gone and the session says so; the owner no longer sees it as unfinished.
+    let key = matbakh_core::ids::ObjectKey::from_stored(session["key"].as_str().unwrap().to_owned());
+    let id = UploadId::parse(&upload_id).unwrap();
+    assert_eq!(single.state.store.list_parts(&key, &id).await.unwrap(), None);
+    let (_, shown) = multi.call(Method::GET, &format!("/v1/uploads/{upload_id}"), Some(&t), None).await;
+    assert_eq!(shown["state"], "ABORTED");
+
+    // A second run (or two at once) finds nothing more to give back.
+    let again = sweep(&as_of(&single, now)).await.unwrap();
+    assert_eq!(again, SweepReport { examined: 1, released: 0, released_bytes: 0, awaiting_event: 1 });
+    assert_eq!(single.usage(&user).await.charged, all - released);
+}
