@@ -37,6 +37,20 @@ ensure_python_tools() {
   export PATH=$VENV/bin:$PATH
 }
 
+# cmake and nasm build libjpeg-turbo (turbojpeg) and rav1e's assembly; Debian packages.
+ensure_native_tools() {
+  local missing=()
+  command -v cmake >/dev/null || missing+=(cmake)
+  command -v nasm >/dev/null || missing+=(nasm)
+  ((${#missing[@]} == 0)) && return
+  log "installing ${missing[*]} (Debian packages, for the image codecs)"
+  local sudo=()
+  ((EUID == 0)) || sudo=(sudo)
+  "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null ||
+    { "${sudo[@]}" apt-get update >/dev/null && "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null; } ||
+    die "could not install ${missing[*]}; install them and run again"
+}
+
 # Garage, the S3 server that enforces signatures and POST policies (moto does not).
 # Building it takes 12-25 minutes on 2 cores, once per machine.
 ensure_garage() {

@@ -16,6 +16,7 @@ pub mod names;
 pub mod post_policy;
 pub mod quota;
 pub mod sigv4;
+pub mod sniff;
 pub mod tokens;
 pub mod types;
 

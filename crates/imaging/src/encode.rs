@@ -1,0 +1,98 @@
+//! Encoders for the variants: progressive JPEG (libjpeg-turbo), WebP (libwebp), AVIF (rav1e
+//! through ravif). None of them is given any metadata, so variants carry no EXIF, GPS or
+//! comments; colours are sRGB already.
+
+use ravif::Img;
+use rgb::FromSlice;
+
+use crate::ImageError;
+use crate::pixels::Pixels;
+
+/// An output format of the variants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutputFormat {
+    Avif,
+    WebP,
+    Jpeg,
+}
+
+impl OutputFormat {
+    pub const ALL: [OutputFormat; 3] = [OutputFormat::Avif, OutputFormat::WebP, OutputFormat::Jpeg];
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            OutputFormat::Avif => "avif",
+            OutputFormat::WebP => "webp",
+            OutputFormat::Jpeg => "jpg",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            OutputFormat::Avif => "image/avif",
+            OutputFormat::WebP => "image/webp",
+            OutputFormat::Jpeg => "image/jpeg",
+        }
+    }
+}
+
+/// Encoder settings, named once. Quality numbers of different encoders do not correspond; the
+/// benchmark calibrates them by SSIM against sharp's defaults.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quality {
+    pub jpeg: u8,
+    pub webp: f32,
+    /// libwebp's method, 0 (fast) to 6 (small); sharp's default effort is 4.
+    pub webp_method: u8,
+    pub avif: f32,
+    /// rav1e's speed, 1 (slow, small) to 10 (fast).
+    pub avif_speed: u8,
+}
+
+pub const DEFAULT_QUALITY: Quality = Quality { jpeg: 80, webp: 80.0, webp_method: 4, avif: 60.0, avif_speed: 8 };
+
+pub fn encode(p: &Pixels, format: OutputFormat, q: &Quality) -> Result<Vec<u8>, ImageError> {
+    match format {
+        OutputFormat::Jpeg => jpeg(&p.flatten(), q.jpeg),
+        OutputFormat::WebP => webp(p, q),
+        OutputFormat::Avif => avif(p, q),
+    }
+}
+
+fn jpeg(p: &Pixels, quality: u8) -> Result<Vec<u8>, ImageError> {
+    let err = |e: turbojpeg::Error| ImageError::Encode(format!("JPEG: {e}"));
+    let mut c = turbojpeg::Compressor::new().map_err(err)?;
+    c.set_quality(i32::from(quality)).map_err(err)?;
+    c.set_subsamp(turbojpeg::Subsamp::Sub2x2).map_err(err)?;
+    c.set_progressive(true).map_err(err)?;
+    let image = turbojpeg::Image {
+        pixels: p.data.as_slice(),
+        width: p.width as usize,
+        pitch: p.width as usize * 3,
+        height: p.height as usize,
+        format: turbojpeg::PixelFormat::RGB,
+    };
+    c.compress_to_vec(image).map_err(err)
+}
+
+fn webp(p: &Pixels, q: &Quality) -> Result<Vec<u8>, ImageError> {
+    let layout = if p.has_alpha() { webp::PixelLayout::Rgba } else { webp::PixelLayout::Rgb };
+    let mut config = webp::WebPConfig::new().map_err(|_| ImageError::Encode("WebP: no config".into()))?;
+    config.quality = q.webp;
+    config.method = i32::from(q.webp_method);
+    let out = webp::Encoder::new(&p.data, layout, p.width, p.height)
+        .encode_advanced(&config)
+        .map_err(|e| ImageError::Encode(format!("WebP: {e:?}")))?;
+    Ok(out.to_vec())
+}
+
+fn avif(p: &Pixels, q: &Quality) -> Result<Vec<u8>, ImageError> {
+    let encoder = ravif::Encoder::new().with_quality(q.avif).with_alpha_quality(q.avif).with_speed(q.avif_speed);
+    let (w, h) = (p.width as usize, p.height as usize);
+    let out = if p.has_alpha() {
+        encoder.encode_rgba(Img::new(p.data.as_rgba(), w, h))
+    } else {
+        encoder.encode_rgb(Img::new(p.data.as_rgb(), w, h))
+    };
+    out.map(|e| e.avif_file).map_err(|e| ImageError::Encode(format!("AVIF: {e}")))
+}

@@ -1,0 +1,256 @@
+//! Image headers read without decoding: the format, the dimensions, the frame count, and the
+//! pieces of metadata the pipeline needs (EXIF, ICC). Checked against the limits before any
+//! decoder allocates a pixel (DECISIONS 10): a 1 KB file declaring 64250x64250 pixels stops here.
+
+use crate::ImageError;
+
+/// The image formats this crate decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Jpeg,
+    Png,
+    Gif,
+    WebP,
+}
+
+/// What the header says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    pub format: Format,
+    /// As stored, before EXIF orientation.
+    pub width: u32,
+    pub height: u32,
+    /// 1 for a still image.
+    pub frames: u32,
+    /// The largest frame of an animation, in pixels (the canvas for a still image).
+    pub largest_frame_pixels: u64,
+    /// The ICC profile, if the file embeds one (JPEG APP2, reassembled from its chunks).
+    pub icc: Option<Vec<u8>>,
+}
+
+impl Probe {
+    pub fn pixels(&self) -> u64 {
+        u64::from(self.width) * u64::from(self.height)
+    }
+}
+
+fn be16(b: &[u8], at: usize) -> Option<u32> {
+    b.get(at..at + 2).map(|x| u32::from(u16::from_be_bytes([x[0], x[1]])))
+}
+
+fn le16(b: &[u8], at: usize) -> Option<u32> {
+    b.get(at..at + 2).map(|x| u32::from(u16::from_le_bytes([x[0], x[1]])))
+}
+
+fn le24(b: &[u8], at: usize) -> Option<u32> {
+    b.get(at..at + 3).map(|x| u32::from(x[0]) | u32::from(x[1]) << 8 | u32::from(x[2]) << 16)
+}
+
+fn le32(b: &[u8], at: usize) -> Option<u32> {
+    b.get(at..at + 4).map(|x| u32::from_le_bytes([x[0], x[1], x[2], x[3]]))
+}
+
+fn malformed(what: &str) -> ImageError {
+    ImageError::Malformed(what.to_owned())
+}
+
+/// Reads the header of `bytes` as `format`.
+pub fn probe(format: Format, bytes: &[u8]) -> Result<Probe, ImageError> {
+    let probe = match format {
+        Format::Jpeg => jpeg(bytes)?,
+        Format::Png => png(bytes)?,
+        Format::Gif => gif(bytes)?,
+        Format::WebP => webp(bytes)?,
+    };
+    if probe.width == 0 || probe.height == 0 {
+        return Err(malformed("the header declares an empty image"));
+    }
+    Ok(probe)
+}
+
+fn jpeg(b: &[u8]) -> Result<Probe, ImageError> {
+    let mut at = 2;
+    let mut size = None;
+    let mut icc_chunks: Vec<(u8, &[u8])> = Vec::new();
+    loop {
+        // Markers may be padded with any number of 0xFF fill bytes.
+        while b.get(at) == Some(&0xFF) && b.get(at + 1) == Some(&0xFF) {
+            at += 1;
+        }
+        let (Some(0xFF), Some(&marker)) = (b.get(at), b.get(at + 1)) else {
+            return Err(malformed("JPEG marker expected"));
+        };
+        at += 2;
+        if marker == 0xD8 || marker == 0x01 || (0xD0..=0xD7).contains(&marker) {
+            continue; // no length
+        }
+        if marker == 0xD9 {
+            return Err(malformed("JPEG ends before its image data"));
+        }
+        let len = be16(b, at).ok_or_else(|| malformed("JPEG segment cut short"))? as usize;
+        let body = b.get(at + 2..at + len).ok_or_else(|| malformed("JPEG segment cut short"))?;
+        match marker {
+            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
+                let height = be16(body, 1).ok_or_else(|| malformed("JPEG frame header cut short"))?;
+                let width = be16(body, 3).ok_or_else(|| malformed("JPEG frame header cut short"))?;
+                size = Some((width, height));
+            }
+            0xE2 if body.starts_with(b"ICC_PROFILE\0") && body.len() > 14 => icc_chunks.push((body[12], &body[14..])),
+            0xDA => break,
+            _ => {}
+        }
+        at += len;
+    }
+    let (width, height) = size.ok_or_else(|| malformed("JPEG without a frame header"))?;
+    // The entropy-coded data must end in an end-of-image marker: a cut-off file does not, and
+    // libjpeg would "decode" it with a grey lower part.
+    if !b[at..].windows(2).any(|w| w == [0xFF, 0xD9]) {
+        return Err(ImageError::Truncated);
+    }
+    icc_chunks.sort_by_key(|(seq, _)| *seq);
+    let icc = (!icc_chunks.is_empty()).then(|| icc_chunks.iter().flat_map(|(_, c)| c.iter().copied()).collect());
+    Ok(Probe { format: Format::Jpeg, width, height, frames: 1, largest_frame_pixels: pixels(width, height), icc })
+}
+
+fn pixels(w: u32, h: u32) -> u64 {
+    u64::from(w) * u64::from(h)
+}
+
+fn png(b: &[u8]) -> Result<Probe, ImageError> {
+    if b.get(12..16) != Some(b"IHDR") {
+        return Err(malformed("PNG without IHDR"));
+    }
+    let dim = |at| b.get(at..at + 4).map(|x| u32::from_be_bytes([x[0], x[1], x[2], x[3]]));
+    let (width, height) = (dim(16).ok_or_else(|| malformed("PNG header cut short"))?, dim(20).unwrap_or(0));
+    // An animated PNG says how many frames it has in acTL, before the first image data.
+    let mut frames = 1;
+    let mut at = 8;
+    while let Some(len) = dim(at) {
+        let kind = b.get(at + 4..at + 8).unwrap_or_default();
+        if kind == b"acTL" {
+            frames = dim(at + 8).unwrap_or(1).max(1);
+        }
+        if kind == b"IDAT" || kind == b"IEND" {
+            break;
+        }
+        at = at.saturating_add(12).saturating_add(len as usize);
+    }
+    Ok(Probe { format: Format::Png, width, height, frames, largest_frame_pixels: pixels(width, height), icc: None })
+}
+
+fn gif(b: &[u8]) -> Result<Probe, ImageError> {
+    let width = le16(b, 6).ok_or_else(|| malformed("GIF header cut short"))?;
+    let height = le16(b, 8).ok_or_else(|| malformed("GIF header cut short"))?;
+    let flags = *b.get(10).ok_or_else(|| malformed("GIF header cut short"))?;
+    let mut at = 13;
+    if flags & 0x80 != 0 {
+        at += 3 << ((flags & 0x07) + 1);
+    }
+    let mut frames = 0u32;
+    let mut largest = 0;
+    // Walk the blocks (no decoding): count image descriptors, note the largest frame.
+    let skip_sub_blocks = |mut at: usize| -> usize {
+        while let Some(&n) = b.get(at) {
+            at += 1;
+            if n == 0 {
+                break;
+            }
+            at += n as usize;
+        }
+        at
+    };
+    while let Some(&block) = b.get(at) {
+        match block {
+            0x21 => at = skip_sub_blocks(at + 2),
+            0x2C => {
+                let (w, h) = (le16(b, at + 5).unwrap_or(0), le16(b, at + 7).unwrap_or(0));
+                largest = largest.max(pixels(w, h));
+                frames = frames.saturating_add(1);
+                let local = *b.get(at + 9).unwrap_or(&0);
+                at += 10;
+                if local & 0x80 != 0 {
+                    at += 3 << ((local & 0x07) + 1);
+                }
+                at = skip_sub_blocks(at + 1); // after the LZW minimum code size
+            }
+            _ => break, // 0x3B trailer, or garbage: stop counting
+        }
+    }
+    if frames == 0 {
+        return Err(malformed("GIF without an image"));
+    }
+    Ok(Probe {
+        format: Format::Gif,
+        width,
+        height,
+        frames,
+        largest_frame_pixels: largest.max(pixels(width, height)),
+        icc: None,
+    })
+}
+
+fn webp(b: &[u8]) -> Result<Probe, ImageError> {
+    let chunk = b.get(12..16).ok_or_else(|| malformed("WebP header cut short"))?;
+    let cut = || malformed("WebP header cut short");
+    let (width, height, mut frames) = match chunk {
+        b"VP8 " => {
+            if b.get(23..26) != Some(&[0x9D, 0x01, 0x2A]) {
+                return Err(malformed("VP8 frame without its start code"));
+            }
+            (le16(b, 26).ok_or_else(cut)? & 0x3FFF, le16(b, 28).ok_or_else(cut)? & 0x3FFF, 1)
+        }
+        b"VP8L" => {
+            if b.get(20) != Some(&0x2F) {
+                return Err(malformed("VP8L without its signature"));
+            }
+            let bits = le32(b, 21).ok_or_else(cut)?;
+            ((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1, 1)
+        }
+        b"VP8X" => (le24(b, 24).ok_or_else(cut)? + 1, le24(b, 27).ok_or_else(cut)? + 1, 0),
+        _ => return Err(malformed("WebP of an unknown kind")),
+    };
+    if chunk == b"VP8X" {
+        // Count animation frames by walking the chunks.
+        let mut at = 12;
+        while let Some(len) = le32(b, at) {
+            if b.get(at..at + 4) == Some(b"ANMF") {
+                frames += 1;
+            }
+            at = at.saturating_add(8).saturating_add(len as usize + (len as usize & 1));
+        }
+        frames = frames.max(1);
+    }
+    Ok(Probe { format: Format::WebP, width, height, frames, largest_frame_pixels: pixels(width, height), icc: None })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_jpeg_frame_header_gives_the_size_without_decoding() {
+        // SOI, SOF0 (8 bit, 3000x4000, 3 components), SOS, data, EOI
+        let mut b = vec![0xFF, 0xD8, 0xFF, 0xC0, 0, 17, 8, 0x0F, 0xA0, 0x0B, 0xB8, 3];
+        b.extend([1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1]);
+        b.extend([0xFF, 0xDA, 0, 2, 0x12, 0x34, 0xFF, 0xD9]);
+        let p = probe(Format::Jpeg, &b).unwrap();
+        assert_eq!((p.width, p.height, p.frames), (3000, 4000, 1));
+        // Without its end marker it is truncated.
+        assert!(matches!(probe(Format::Jpeg, &b[..b.len() - 2]), Err(ImageError::Truncated)));
+        // Cut inside the frame header: malformed, no panic.
+        for n in 0..b.len() - 2 {
+            assert!(probe(Format::Jpeg, &b[..n]).is_err(), "{n}");
+        }
+    }
+
+    #[test]
+    fn webp_and_gif_headers_are_read_to_the_bit() {
+        let mut vp8l = b"RIFF\0\0\0\0WEBPVP8L\0\0\0\0\x2f".to_vec();
+        vp8l.extend(((639u32) | (427u32 << 14)).to_le_bytes());
+        let p = probe(Format::WebP, &vp8l).unwrap();
+        assert_eq!((p.width, p.height), (640, 428));
+        let gif = b"GIF89a\x10\x00\x08\x00\x00\x00\x00\x2c\0\0\0\0\x10\0\x08\0\0\x02\x02\x44\x01\0\x3b";
+        let p = probe(Format::Gif, gif).unwrap();
+        assert_eq!((p.width, p.height, p.frames), (16, 8, 1));
+    }
+}
