@@ -11,6 +11,7 @@ pub const NAMESPACE: &str = "matbakh-files";
 pub enum Unit {
     Count,
     Bytes,
+    Milliseconds,
 }
 
 impl Unit {
@@ -18,6 +19,7 @@ impl Unit {
         match self {
             Unit::Count => "Count",
             Unit::Bytes => "Bytes",
+            Unit::Milliseconds => "Milliseconds",
         }
     }
 }

@@ -203,6 +203,104 @@ impl S3Store {
         }
     }
 
+    /// The first `len` bytes of the object (fewer if it is shorter), or `None` if it is gone.
+    pub async fn get_head(&self, key: &str, len: usize) -> Result<Option<Vec<u8>>, AwsError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes=0-{}", len.saturating_sub(1)))
+            .send()
+            .await;
+        match out {
+            Ok(out) => Ok(Some(read_body(out.body).await?)),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            // An empty object has no byte 0: S3 answers 416.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => Ok(Some(Vec::new())),
+            Err(e) => Err(AwsError::from_sdk("GetObject", e)),
+        }
+    }
+
+    /// The whole object and its version id, or `None` if it is gone. The caller checks its size
+    /// first (this reads it all into memory).
+    pub async fn get_object(&self, key: &str) -> Result<Option<(Vec<u8>, Option<String>)>, AwsError> {
+        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+            Ok(out) => {
+                let version = out.version_id().map(str::to_owned);
+                Ok(Some((read_body(out.body).await?, version)))
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) => Err(AwsError::from_sdk("GetObject", e)),
+        }
+    }
+
+    /// Writes a derived object (a variant): immutable, cacheable for a year.
+    pub async fn put_derived(&self, key: &ObjectKey, bytes: Vec<u8>, content_type: &str) -> Result<(), AwsError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .content_type(content_type)
+            .cache_control("public, max-age=31536000, immutable")
+            .body(bytes.into())
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("PutObject", e))?;
+        Ok(())
+    }
+
+    /// Copies one version of `from` to `to` (same bucket), keeping its metadata.
+    pub async fn copy_version(&self, from: &str, version_id: Option<&str>, to: &ObjectKey) -> Result<(), AwsError> {
+        let encoded: String = percent_encoding::utf8_percent_encode(from, KEY_ESCAPES).to_string();
+        let mut source = format!("{}/{encoded}", self.bucket);
+        if let Some(v) = version_id {
+            source.push_str(&format!("?versionId={v}"));
+        }
+        self.client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(to.as_str())
+            .copy_source(source)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("CopyObject", e))?;
+        Ok(())
+    }
+
+    /// Deletes every object under `prefix` for good (all versions where the bucket keeps them).
+    /// Answers how many it removed.
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<usize, AwsError> {
+        let mut removed = 0;
+        let mut key_marker: Option<String> = None;
+        let mut version_marker: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("ListObjectVersions", e))?;
+            let versions = out.versions().iter().map(|v| (v.key(), v.version_id()));
+            let markers = out.delete_markers().iter().map(|m| (m.key(), m.version_id()));
+            for (key, version) in versions.chain(markers) {
+                if let Some(key) = key {
+                    self.delete_version(key, version.filter(|v| *v != "null")).await?;
+                    removed += 1;
+                }
+            }
+            if out.is_truncated() != Some(true) {
+                return Ok(removed);
+            }
+            key_marker = out.next_key_marker().map(str::to_owned);
+            version_marker = out.next_version_id_marker().map(str::to_owned);
+        }
+    }
+
     /// Starts a multipart upload of one object; with `checksum`, S3 keeps a full-object
     /// checksum of that algorithm (each part's checked on arrival, the whole at completion).
     pub async fn create_multipart(
@@ -365,6 +463,18 @@ impl S3Store {
             Err(e) => Err(AwsError::from_sdk("AbortMultipartUpload", e)),
         }
     }
+}
+
+/// Characters escaped in a `CopySource` key: everything but unreserved characters and `/`.
+const KEY_ESCAPES: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b'/');
+
+async fn read_body(body: aws_sdk_s3::primitives::ByteStream) -> Result<Vec<u8>, AwsError> {
+    body.collect().await.map(|b| b.into_bytes().to_vec()).map_err(|e| AwsError::Service {
+        operation: "GetObject",
+        message: format!("reading the body: {e}"),
+        retryable: true,
+    })
 }
 
 fn presigning(now: OffsetDateTime, expires_in: Duration) -> Result<PresigningConfig, AwsError> {

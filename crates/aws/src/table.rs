@@ -18,7 +18,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use matbakh_core::checksum::Integrity;
 use matbakh_core::clock::iso_millis;
 use matbakh_core::ids::{FileId, ObjectKey, Sha256, UserId};
-use matbakh_core::metadata::{FileRecord, FileStatus};
+use matbakh_core::metadata::{FileRecord, FileStatus, ImageInfo, VariantInfo};
 use matbakh_core::multipart::{PartPlan, SessionLimit, SessionState, UploadId, UploadSession};
 use matbakh_core::names::DisplayName;
 use matbakh_core::quota::reservation_ceiling;
@@ -347,40 +347,126 @@ impl FileTable {
     /// Marks a refused upload QUARANTINED with its reason and gives back everything its row
     /// counted in the owner's usage. Idempotent.
     pub async fn reject_upload(&self, file_id: FileId, reason: &str) -> Result<(), AwsError> {
-        let Some(item) = self.get_item(file_pk(file_id), "FILE").await? else {
-            return Ok(());
-        };
-        if item.contains_key("settled") {
-            return Ok(());
+        self.quarantine(file_id, reason).await.map(|_| ())
+    }
+
+    /// Marks a file QUARANTINED with `reason` and gives back whatever its row counts in the
+    /// owner's usage (stored or reserved), in one transaction guarded by what was read, so a
+    /// concurrent settlement cannot be counted twice. Answers `false` if the row is missing or
+    /// already QUARANTINED or DELETED (DECISIONS 13: a system move is not a user delete).
+    pub async fn quarantine(&self, file_id: FileId, reason: &str) -> Result<bool, AwsError> {
+        for _ in 0..3 {
+            let Some(item) = self.get_item(file_pk(file_id), "FILE").await? else {
+                return Ok(false);
+            };
+            let status = get_str(&item, "status")?.to_owned();
+            if status == FileStatus::Quarantined.as_str() || status == FileStatus::Deleted.as_str() {
+                return Ok(false);
+            }
+            let (charged, reserved) = (get_u64(&item, "charged").unwrap_or(0), get_u64(&item, "reserved").unwrap_or(0));
+            let owner = UserId::parse(get_str(&item, "owner")?).map_err(|_| AwsError::Corrupt("owner".into()))?;
+            let usage = self.release_usage(&owner, charged, reserved)?;
+            let row = Update::builder()
+                .table_name(&self.table)
+                .key("pk", s(file_pk(file_id)))
+                .key("sk", s("FILE"))
+                .update_expression(
+                    "SET #status = :q, gsi2pk = :g, #reason = :why, charged = :zero, #reserved = :zero, settled = :t REMOVE pendingUntil",
+                )
+                .condition_expression("#status = :seen AND charged = :charged AND #reserved = :reserved")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_names("#reason", "reason")
+                .expression_attribute_names("#reserved", "reserved")
+                .expression_attribute_values(":q", s(FileStatus::Quarantined.as_str()))
+                .expression_attribute_values(":g", s(format!("STATUS#{}", FileStatus::Quarantined)))
+                .expression_attribute_values(":why", s(reason))
+                .expression_attribute_values(":zero", n(0))
+                .expression_attribute_values(":t", AttributeValue::Bool(true))
+                .expression_attribute_values(":seen", s(status))
+                .expression_attribute_values(":charged", n(charged))
+                .expression_attribute_values(":reserved", n(reserved))
+                .build()?;
+            let items = vec![
+                TransactWriteItem::builder().update(usage).build(),
+                TransactWriteItem::builder().update(row).build(),
+            ];
+            match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+                Ok(_) => return Ok(true),
+                // Settled or processed meanwhile: read again and retry with what is there now.
+                Err(err) if cancelled_by_condition(&err).get(1) == Some(&true) => continue,
+                Err(err) => return Err(AwsError::from_sdk("TransactWriteItems", err)),
+            }
         }
-        let (charged, reserved) = (get_u64(&item, "charged").unwrap_or(0), get_u64(&item, "reserved").unwrap_or(0));
-        let owner = UserId::parse(get_str(&item, "owner")?).map_err(|_| AwsError::Corrupt("owner".into()))?;
-        let usage = self.release_usage(&owner, charged, reserved)?;
-        let row = Update::builder()
+        Err(AwsError::Service {
+            operation: "TransactWriteItems",
+            message: "the row kept changing while being quarantined".into(),
+            retryable: true,
+        })
+    }
+
+    /// PENDING → READY, with what the thumbnailer made (none for files without variants) and
+    /// an optional note. Answers `false` if the row is not PENDING (done before, or refused).
+    pub async fn mark_ready(
+        &self,
+        file_id: FileId,
+        image: Option<&ImageInfo>,
+        note: Option<&str>,
+    ) -> Result<bool, AwsError> {
+        let mut sets = vec!["#status = :status", "gsi2pk = :g"];
+        let mut update = self
+            .client
+            .update_item()
             .table_name(&self.table)
             .key("pk", s(file_pk(file_id)))
             .key("sk", s("FILE"))
-            .update_expression(
-                "SET #status = :q, gsi2pk = :g, #reason = :why, charged = :zero, #reserved = :zero, settled = :t REMOVE pendingUntil",
-            )
-            .expression_attribute_names("#reason", "reason")
-            .expression_attribute_names("#reserved", "reserved")
-            .condition_expression("attribute_not_exists(settled)")
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":q", s(FileStatus::Quarantined.as_str()))
-            .expression_attribute_values(":g", s(format!("STATUS#{}", FileStatus::Quarantined)))
-            .expression_attribute_values(":why", s(reason))
-            .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":t", AttributeValue::Bool(true))
-            .build()
-            ?;
-        let items =
-            vec![TransactWriteItem::builder().update(usage).build(), TransactWriteItem::builder().update(row).build()];
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
-            Ok(_) => Ok(()),
-            Err(err) if cancelled_by_condition(&err).get(1) == Some(&true) => Ok(()),
-            Err(err) => Err(AwsError::from_sdk("TransactWriteItems", err)),
+            .expression_attribute_values(":status", s(FileStatus::Ready.as_str()))
+            .expression_attribute_values(":g", s(format!("STATUS#{}", FileStatus::Ready)))
+            .expression_attribute_values(":pending", s(FileStatus::Pending.as_str()));
+        if let Some(img) = image {
+            sets.extend(["#width = :w", "#height = :h", "frames = :f", "placeholder = :p", "variants = :v"]);
+            update = update
+                .expression_attribute_names("#width", "width")
+                .expression_attribute_names("#height", "height")
+                .expression_attribute_values(":w", n(img.width))
+                .expression_attribute_values(":h", n(img.height))
+                .expression_attribute_values(":f", n(img.frames))
+                .expression_attribute_values(":p", s(&img.placeholder))
+                .expression_attribute_values(":v", AttributeValue::L(img.variants.iter().map(variant_item).collect()));
         }
+        if let Some(note) = note {
+            sets.push("#reason = :why");
+            update =
+                update.expression_attribute_names("#reason", "reason").expression_attribute_values(":why", s(note));
+        }
+        let out = update
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .condition_expression("#status = :pending")
+            .send()
+            .await;
+        conditional(out, "UpdateItem")
+    }
+
+    /// PENDING → FAILED with the reason (the file stays, without variants). Answers `false` if
+    /// the row is not PENDING.
+    pub async fn mark_failed(&self, file_id: FileId, reason: &str) -> Result<bool, AwsError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(file_pk(file_id)))
+            .key("sk", s("FILE"))
+            .update_expression("SET #status = :failed, gsi2pk = :g, #reason = :why")
+            .condition_expression("#status = :pending")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#reason", "reason")
+            .expression_attribute_values(":failed", s(FileStatus::Failed.as_str()))
+            .expression_attribute_values(":g", s(format!("STATUS#{}", FileStatus::Failed)))
+            .expression_attribute_values(":why", s(reason))
+            .expression_attribute_values(":pending", s(FileStatus::Pending.as_str()))
+            .send()
+            .await;
+        conditional(out, "UpdateItem")
     }
 
     /// Writes a session that reserves nothing up front (an upload token's).
@@ -629,6 +715,27 @@ impl FileTable {
             .map_err(|e| AwsError::from_sdk("GetItem", e))?;
         Ok(out.item)
     }
+}
+
+/// An update's answer: done (`true`), its condition not met (`false`), or an error.
+fn conditional<T, R: std::fmt::Debug>(
+    out: Result<T, aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::update_item::UpdateItemError, R>>,
+    operation: &'static str,
+) -> Result<bool, AwsError> {
+    match out {
+        Ok(_) => Ok(true),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
+        Err(e) => Err(AwsError::from_sdk(operation, e)),
+    }
+}
+
+fn variant_item(v: &VariantInfo) -> AttributeValue {
+    AttributeValue::M(HashMap::from([
+        ("width".to_owned(), n(v.width)),
+        ("height".to_owned(), n(v.height)),
+        ("contentType".to_owned(), s(&v.content_type)),
+        ("key".to_owned(), s(v.key.as_str())),
+    ]))
 }
 
 /// For each item of a cancelled transaction, whether its condition failed.

@@ -85,6 +85,31 @@ impl ObjectKey {
         ObjectKey(raw)
     }
 
+    /// The file id in a key of the shape `users/{sub}/{fileId}/{name}`, if it has that shape.
+    pub fn file_id_of(key: &str) -> Option<FileId> {
+        let mut parts = key.splitn(4, '/');
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some("users"), Some(_), Some(id), Some(name)) if !name.is_empty() => FileId::parse(id).ok(),
+            _ => None,
+        }
+    }
+
+    /// `derived/{fileId}/`: where the thumbnailer writes a file's variants.
+    pub fn derived_prefix(file: FileId) -> String {
+        format!("derived/{file}/")
+    }
+
+    /// `derived/{fileId}/{width}.{ext}`: one variant.
+    pub fn variant(file: FileId, width: u32, extension: &str) -> Self {
+        ObjectKey(format!("derived/{file}/{width}.{extension}"))
+    }
+
+    /// `quarantine/{original key}`: where a file that is not what it claims is kept, out of
+    /// its owner's and the CDN's reach.
+    pub fn quarantined(original: &str) -> Self {
+        ObjectKey(format!("quarantine/{original}"))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

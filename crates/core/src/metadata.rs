@@ -18,6 +18,9 @@ pub enum FileStatus {
     Ready,
     /// The bytes are not what was declared, or not allowed; moved to `quarantine/`.
     Quarantined,
+    /// An allowed image that could not be processed (broken, or the pipeline failed); kept,
+    /// without variants, with the reason.
+    Failed,
     /// Soft-deleted by its owner.
     Deleted,
 }
@@ -28,6 +31,7 @@ impl FileStatus {
             FileStatus::Pending => "PENDING",
             FileStatus::Ready => "READY",
             FileStatus::Quarantined => "QUARANTINED",
+            FileStatus::Failed => "FAILED",
             FileStatus::Deleted => "DELETED",
         }
     }
@@ -46,6 +50,7 @@ impl FromStr for FileStatus {
             "PENDING" => Ok(FileStatus::Pending),
             "READY" => Ok(FileStatus::Ready),
             "QUARANTINED" => Ok(FileStatus::Quarantined),
+            "FAILED" => Ok(FileStatus::Failed),
             "DELETED" => Ok(FileStatus::Deleted),
             other => Err(format!("unknown file status {other:?}")),
         }
@@ -64,6 +69,27 @@ pub struct FileRecord {
     pub sha256: Option<Sha256>,
     pub status: FileStatus,
     pub created_at: OffsetDateTime,
-    /// When a PENDING row lapses (its DynamoDB TTL); `None` once the file is READY.
+    /// When a PENDING row's grant lapses (the sweeper then releases it); `None` once settled.
     pub expires_at: Option<OffsetDateTime>,
+}
+
+/// One responsive variant of an image, as the metadata lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VariantInfo {
+    pub width: u32,
+    pub height: u32,
+    pub content_type: String,
+    pub key: ObjectKey,
+}
+
+/// What the thumbnailer learnt about an image and made of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// As displayed (after EXIF orientation).
+    pub width: u32,
+    pub height: u32,
+    pub frames: u32,
+    /// Base64 ThumbHash.
+    pub placeholder: String,
+    pub variants: Vec<VariantInfo>,
 }

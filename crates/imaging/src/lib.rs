@@ -53,7 +53,32 @@ impl Default for ImageLimits {
     }
 }
 
+/// A setting that is not a whole number.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{name}: {value:?} is not a whole number")]
+pub struct BadSetting {
+    pub name: &'static str,
+    pub value: String,
+}
+
 impl ImageLimits {
+    /// Defaults, overridden by `MAX_SOURCE_PIXELS`, `MAX_ANIMATION_FRAMES`, `MAX_SOURCE_BYTES`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, BadSetting> {
+        let number = |name: &'static str, default: u64| -> Result<u64, BadSetting> {
+            match lookup(name) {
+                None => Ok(default),
+                Some(v) => v.trim().parse().map_err(|_| BadSetting { name, value: v }),
+            }
+        };
+        let d = ImageLimits::default();
+        Ok(ImageLimits {
+            max_pixels: number("MAX_SOURCE_PIXELS", d.max_pixels)?,
+            max_frames: u32::try_from(number("MAX_ANIMATION_FRAMES", u64::from(d.max_frames))?)
+                .map_err(|_| BadSetting { name: "MAX_ANIMATION_FRAMES", value: "too large".into() })?,
+            max_bytes: number("MAX_SOURCE_BYTES", d.max_bytes)?,
+        })
+    }
+
     /// Bytes a decoder may allocate: the largest allowed frame in RGBA, with room for one copy.
     fn max_alloc(&self) -> u64 {
         self.max_pixels.saturating_mul(8)

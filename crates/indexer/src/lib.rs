@@ -19,7 +19,7 @@ use matbakh_api::metrics::{self, Unit};
 use matbakh_aws::AwsError;
 use matbakh_aws::table::Settlement;
 use matbakh_core::events::{ObjectChange, ObjectEvent, parse_sqs_body};
-use matbakh_core::ids::FileId;
+use matbakh_core::ids::{FileId, ObjectKey};
 
 /// Why one record failed. Either way the record is reported, so it is delivered again and,
 /// after five failures, lands in the DLQ with its alarm: nothing is logged and dropped.
@@ -71,11 +71,7 @@ async fn handle_events(services: &Services, events: &[ObjectEvent]) -> Result<()
 
 /// The file id in `users/{sub}/{fileId}/{name}`, if the key has that shape.
 pub fn file_id_of(key: &str) -> Option<FileId> {
-    let mut parts = key.splitn(4, '/');
-    match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some("users"), Some(_), Some(id), Some(name)) if !name.is_empty() => FileId::parse(id).ok(),
-        _ => None,
-    }
+    ObjectKey::file_id_of(key)
 }
 
 async fn settle(services: &Services, event: &ObjectEvent) -> Result<(), AwsError> {
@@ -97,6 +93,8 @@ async fn settle(services: &Services, event: &ObjectEvent) -> Result<(), AwsError
         Settlement::Refused(reason) => {
             services.store.delete_version(&event.key, version.as_deref()).await?;
             services.table.reject_upload(file_id, reason).await?;
+            // The thumbnailer may have made variants already; they go with the original.
+            services.store.delete_prefix(&ObjectKey::derived_prefix(file_id)).await?;
             tracing::warn!(%file_id, actual, reason, "upload refused and removed");
             metrics::emit("settle", &[("UploadsRefused", 1, Unit::Count), ("RefusedBytes", actual, Unit::Bytes)]);
         }

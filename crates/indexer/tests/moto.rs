@@ -5,32 +5,10 @@ use http::StatusCode;
 use matbakh_core::ids::FileId;
 use matbakh_core::limits::Limits;
 use matbakh_core::metadata::FileStatus;
-use serde_json::{Value, json};
-use testkit::{Harness, Options, accepted, browser_upload, corpus, unique_user};
-
-/// An SQS batch as Lambda delivers it: an SNS notification wrapping an S3 event for `key`,
-/// in the shape moto sends (no versionId, no sequencer, the key form-encoded).
-fn event(messages: &[(&str, String)]) -> aws_lambda_events::event::sqs::SqsEvent {
-    let records: Vec<Value> = messages
-        .iter()
-        .map(|(id, body)| json!({"messageId": id, "receiptHandle": "r", "body": body, "eventSource": "aws:sqs"}))
-        .collect();
-    serde_json::from_value(json!({ "Records": records })).unwrap()
-}
-
-fn created(key: &str, size: usize) -> String {
-    let encoded: String = key
-        .bytes()
-        .map(|b| match b {
-            b' ' => "+".to_owned(),
-            b if b.is_ascii_alphanumeric() || b"-_.".contains(&b) => (b as char).to_string(),
-            b => format!("%{b:02X}"),
-        })
-        .collect();
-    let s3 = json!({"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Post",
-        "s3": {"bucket": {"name": "b"}, "object": {"key": encoded, "size": size}}}]});
-    json!({"Type": "Notification", "Message": s3.to_string()}).to_string()
-}
+use serde_json::json;
+use testkit::{
+    Harness, Options, accepted, browser_upload, corpus, object_created as created, sqs_batch as event, unique_user,
+};
 
 /// Asks for a single upload through the sign route (declared size: reserved; without: a policy
 /// range, nothing reserved) and posts `bytes` with it.

@@ -95,7 +95,8 @@ async fn download(
     let record =
         st.table.get_file(id).await?.filter(|r| r.owner == caller.user).ok_or_else(|| ApiError::not_found("file"))?;
     match record.status {
-        FileStatus::Ready => {}
+        // A FAILED image is the owner's file all the same, only without variants.
+        FileStatus::Ready | FileStatus::Failed => {}
         FileStatus::Deleted => return Err(ApiError::not_found("file")),
         FileStatus::Quarantined => {
             return Err(ApiError::new(

@@ -243,3 +243,28 @@ pub fn accepted(outcome: &Result<reqwest::Response, reqwest::Error>) -> bool {
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(60)).build().unwrap()
 }
+
+/// An SQS batch as Lambda delivers it, from `(messageId, body)` pairs.
+pub fn sqs_batch(messages: &[(&str, String)]) -> aws_lambda_events::event::sqs::SqsEvent {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|(id, body)| serde_json::json!({"messageId": id, "receiptHandle": "r", "body": body, "eventSource": "aws:sqs"}))
+        .collect();
+    serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
+}
+
+/// The body of an SQS message carrying an SNS notification of an S3 ObjectCreated event for
+/// `key`, in the shape moto sends (no versionId, no sequencer, the key form-encoded).
+pub fn object_created(key: &str, size: usize) -> String {
+    let encoded: String = key
+        .bytes()
+        .map(|b| match b {
+            b' ' => "+".to_owned(),
+            b if b.is_ascii_alphanumeric() || b"-_.".contains(&b) => (b as char).to_string(),
+            b => format!("%{b:02X}"),
+        })
+        .collect();
+    let s3 = serde_json::json!({"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Post",
+        "s3": {"bucket": {"name": "b"}, "object": {"key": encoded, "size": size}}}]});
+    serde_json::json!({"Type": "Notification", "Message": s3.to_string()}).to_string()
+}

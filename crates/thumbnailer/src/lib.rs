@@ -1,0 +1,218 @@
+//! `thumbnailer`: makes responsive variants of uploaded images, and quarantines files that are
+//! not what they claim to be.
+//!
+//! Triggered by SQS (the thumbnailer queue, fed by the bucket's SNS topic beside the indexer's),
+//! with partial batch responses. For each object created under `users/{sub}/{fileId}/` whose
+//! row is PENDING, it sniffs the first bytes:
+//! - not on the allow-list, or contradicting the declared type: the row is marked QUARANTINED
+//!   with the reason (and its bytes leave the owner's quota), then the object is copied to
+//!   `quarantine/{key}` and that version deleted (DECISIONS 13, in that order);
+//! - an allowed non-image (PDF, video, ZIP): READY, no variants (DECISIONS 11);
+//! - an image: the `imaging` pipeline (bounded decode, orientation, sRGB) writes
+//!   `derived/{fileId}/{width}.{avif,webp,jpg}` (immutable, metadata-free) and the row becomes
+//!   READY with dimensions, placeholder and the variant list; a broken image becomes FAILED, a
+//!   decompression bomb QUARANTINED, an AVIF/HEIC (no decoder here) READY without variants.
+//!
+//! A record fails (and comes back, then goes to the DLQ) only when retrying can help: AWS errors
+//! and malformed messages. Everything about the file itself is recorded on its row instead.
+//! Redelivered events find the row no longer PENDING and change nothing.
+//!
+//! Reads: the object (a range first), the file row. Writes: variants, the row, the usage
+//! counter (quarantine), `quarantine/` copies and deletes of quarantined versions.
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use matbakh_api::Services;
+use matbakh_api::metrics::{self, Unit};
+use matbakh_aws::AwsError;
+use matbakh_core::events::{ObjectChange, ObjectEvent, parse_sqs_body};
+use matbakh_core::ids::{FileId, ObjectKey};
+use matbakh_core::metadata::{FileRecord, FileStatus, ImageInfo, VariantInfo};
+use matbakh_core::sniff::{SNIFF_LEN, Sniffed, agrees, sniff};
+use matbakh_core::types::TypeClass;
+use matbakh_imaging::{Disposition, ImageError, ImageLimits, Quality, Rendered};
+
+/// The function's state: the shared services plus the image settings.
+#[derive(Clone)]
+pub struct Thumbnailer {
+    pub services: Services,
+    pub limits: ImageLimits,
+    pub quality: Quality,
+}
+
+/// Why one record failed; both kinds are reported so the record comes back (or, after five
+/// tries, waits in the DLQ with its alarm).
+#[derive(Debug, thiserror::Error)]
+pub enum ThumbnailError {
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+}
+
+/// What became of one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Ready {
+        variants: usize,
+    },
+    /// Allowed and checked, but no variants (a document, a video, an image without decoder).
+    ReadyWithoutVariants,
+    Quarantined(String),
+    Failed(String),
+    /// Nothing to do (not a user original, no row, already processed, gone).
+    Skipped(&'static str),
+}
+
+/// Handles one batch; the answer names the records to deliver again.
+pub async fn handle(t: &Thumbnailer, event: SqsEvent) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for record in event.records {
+        let id = record.message_id.clone().unwrap_or_default();
+        let span = tracing::info_span!("object_event", message_id = %id);
+        let _entered = span.enter();
+        let result = match parse_sqs_body(record.body.as_deref().unwrap_or_default()) {
+            Ok(events) => handle_events(t, &events).await,
+            Err(e) => Err(ThumbnailError::Malformed(e.to_string())),
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "object event failed; it will be delivered again");
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            response.batch_item_failures.push(failure);
+        }
+    }
+    response
+}
+
+async fn handle_events(t: &Thumbnailer, events: &[ObjectEvent]) -> Result<(), ThumbnailError> {
+    for event in events.iter().filter(|e| e.change == ObjectChange::Created) {
+        let outcome = process(t, &event.key).await?;
+        tracing::info!(key_len = event.key.len(), ?outcome, "object processed");
+    }
+    Ok(())
+}
+
+/// Processes the object at `key` (public for tests and the local tools).
+pub async fn process(t: &Thumbnailer, key: &str) -> Result<Outcome, AwsError> {
+    let st = &t.services;
+    let Some(file_id) = ObjectKey::file_id_of(key) else {
+        return Ok(Outcome::Skipped("not a user original"));
+    };
+    let span = tracing::info_span!("thumbnail", %file_id);
+    let _entered = span.enter();
+    let Some(row) = st.table.get_file(file_id).await?.filter(|r| r.key.as_str() == key) else {
+        return Ok(Outcome::Skipped("no row for this key"));
+    };
+    match row.status {
+        FileStatus::Pending => {}
+        // An earlier attempt marked it but may have failed before moving the object.
+        FileStatus::Quarantined => {
+            move_to_quarantine(t, key).await?;
+            return Ok(Outcome::Skipped("already quarantined"));
+        }
+        _ => return Ok(Outcome::Skipped("already processed")),
+    }
+    let Some(head) = st.store.get_head(key, SNIFF_LEN).await? else {
+        return Ok(Outcome::Skipped("object gone"));
+    };
+    let actual = match sniff(&head) {
+        Sniffed::Allowed(actual) if agrees(row.content_type, actual) => actual,
+        Sniffed::Allowed(actual) => {
+            let why = format!("declared {}, but the bytes are {}", row.content_type.as_str(), actual.as_str());
+            return quarantine(t, file_id, key, why).await;
+        }
+        other => {
+            let why = format!("the bytes are {}, which is not allowed", other.describe());
+            return quarantine(t, file_id, key, why).await;
+        }
+    };
+    if actual.class() != TypeClass::Image {
+        st.table.mark_ready(file_id, None, None).await?;
+        metrics::emit("thumbnail", &[("FilesCheckedWithoutVariants", 1, Unit::Count)]);
+        return Ok(Outcome::ReadyWithoutVariants);
+    }
+    render_and_store(t, &row, key).await
+}
+
+async fn render_and_store(t: &Thumbnailer, row: &FileRecord, key: &str) -> Result<Outcome, AwsError> {
+    let st = &t.services;
+    let file_id = row.file_id;
+    // Refuse an oversized source before reading it into memory.
+    let Some((size, _)) = st.store.head_version(key).await? else {
+        return Ok(Outcome::Skipped("object gone"));
+    };
+    let rendered = if size > t.limits.max_bytes {
+        Err(ImageError::TooManyBytes { size, limit: t.limits.max_bytes })
+    } else {
+        let Some((bytes, _)) = st.store.get_object(key).await? else {
+            return Ok(Outcome::Skipped("object gone"));
+        };
+        let (limits, quality) = (t.limits, t.quality);
+        let started = std::time::Instant::now();
+        let rendered = tokio::task::spawn_blocking(move || matbakh_imaging::render(&bytes, &limits, &quality))
+            .await
+            .unwrap_or_else(|e| Err(ImageError::Encode(format!("the render task ended: {e}"))));
+        let millis = started.elapsed().as_millis() as u64;
+        metrics::emit("thumbnail", &[("RenderMilliseconds", millis, Unit::Milliseconds)]);
+        rendered
+    };
+    match rendered {
+        Ok(rendered) => store_variants(t, file_id, rendered).await,
+        Err(e) => match e.disposition() {
+            Disposition::Quarantine => quarantine(t, file_id, key, e.to_string()).await,
+            Disposition::Fail => {
+                st.table.mark_failed(file_id, &e.to_string()).await?;
+                tracing::warn!(reason = %e, "image failed");
+                metrics::emit("thumbnail", &[("ImagesFailed", 1, Unit::Count)]);
+                Ok(Outcome::Failed(e.to_string()))
+            }
+            Disposition::KeepWithoutVariants => {
+                st.table.mark_ready(file_id, None, Some(&e.to_string())).await?;
+                Ok(Outcome::ReadyWithoutVariants)
+            }
+        },
+    }
+}
+
+async fn store_variants(t: &Thumbnailer, file_id: FileId, r: Rendered) -> Result<Outcome, AwsError> {
+    let st = &t.services;
+    let mut variants = Vec::with_capacity(r.variants.len());
+    for v in r.variants {
+        let key = ObjectKey::variant(file_id, v.width, v.format.extension());
+        st.store.put_derived(&key, v.bytes, v.format.content_type()).await?;
+        variants.push(VariantInfo {
+            width: v.width,
+            height: v.height,
+            content_type: v.format.content_type().to_owned(),
+            key,
+        });
+    }
+    let count = variants.len();
+    let info = ImageInfo { width: r.width, height: r.height, frames: r.frames, placeholder: r.placeholder, variants };
+    if !st.table.mark_ready(file_id, Some(&info), None).await? {
+        // Refused meanwhile (over quota, quarantined): its variants must not stay behind.
+        st.store.delete_prefix(&ObjectKey::derived_prefix(file_id)).await?;
+        return Ok(Outcome::Skipped("refused while rendering"));
+    }
+    metrics::emit("thumbnail", &[("ImagesReady", 1, Unit::Count), ("VariantsWritten", count as u64, Unit::Count)]);
+    Ok(Outcome::Ready { variants: count })
+}
+
+/// DECISIONS 13: the row is marked first (so the ObjectRemoved event of the move is known as a
+/// system move), then the object is copied to `quarantine/` and the original version deleted.
+async fn quarantine(t: &Thumbnailer, file_id: FileId, key: &str, reason: String) -> Result<Outcome, AwsError> {
+    t.services.table.quarantine(file_id, &reason).await?;
+    move_to_quarantine(t, key).await?;
+    tracing::warn!(%reason, "file quarantined");
+    metrics::emit("thumbnail", &[("FilesQuarantined", 1, Unit::Count)]);
+    Ok(Outcome::Quarantined(reason))
+}
+
+async fn move_to_quarantine(t: &Thumbnailer, key: &str) -> Result<(), AwsError> {
+    let store = &t.services.store;
+    if let Some((_, version)) = store.head_version(key).await? {
+        store.copy_version(key, version.as_deref(), &ObjectKey::quarantined(key)).await?;
+        store.delete_version(key, version.as_deref()).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! The thumbnailer on real object events (moto): corpus photos uploaded through the API become
+//! READY with upright, metadata-free variants; hostile and mislabelled files are quarantined or
+//! failed with a reason, without stopping the batch.
+
+use http::StatusCode;
+use matbakh_core::ids::{FileId, ObjectKey};
+use matbakh_core::metadata::FileStatus;
+use matbakh_imaging::{DEFAULT_QUALITY, ImageLimits, Quality};
+use serde_json::Value;
+use testkit::{Harness, Options, accepted, browser_upload, corpus, object_created, sqs_batch, unique_user};
+use thumbnailer::Thumbnailer;
+
+/// rav1e's fastest speed: these tests check what is made, not how small (the benchmark does).
+const FAST: Quality = Quality { avif_speed: 10, ..DEFAULT_QUALITY };
+
+async fn setup() -> (Harness, Thumbnailer) {
+    let h = Harness::new(presign::router, Options::default()).await;
+    let t = Thumbnailer { services: h.state.clone(), limits: ImageLimits::default(), quality: FAST };
+    (h, t)
+}
+
+/// Uploads `bytes` as `name` declared as `content_type` through the presign API.
+async fn upload(h: &Harness, user: &str, name: &str, content_type: &str, bytes: Vec<u8>) -> (String, FileId) {
+    let (status, grant) = h.grant(user, name, content_type, bytes.len()).await;
+    assert_eq!(status, StatusCode::CREATED, "{grant}");
+    assert!(accepted(&browser_upload(&grant, name, bytes, |_| {}).await));
+    let key = grant["key"].as_str().unwrap().to_owned();
+    (key.clone(), ObjectKey::file_id_of(&key).unwrap())
+}
+
+async fn row(h: &Harness, id: FileId) -> (FileStatus, Value) {
+    let item = h
+        .dynamo
+        .get_item()
+        .table_name(&h.table_name)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("FILE#{id}")))
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("FILE".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let record = h.state.table.get_file(id).await.unwrap().unwrap();
+    let reason = item.get("reason").and_then(|v| v.as_s().ok()).cloned();
+    let mut extra = serde_json::json!({ "reason": reason });
+    for name in ["width", "height"] {
+        extra[name] = item.get(name).and_then(|v| v.as_n().ok()).map(|n| n.parse::<u64>().unwrap()).into();
+    }
+    extra["variants"] = item.get("variants").and_then(|v| v.as_l().ok()).map(|l| l.len()).into();
+    extra["placeholder"] = item.get("placeholder").and_then(|v| v.as_s().ok()).cloned().into();
+    (record.status, extra)
+}
+
+async fn get(h: &Harness, key: &str) -> Option<(Vec<u8>, Option<String>, Option<String>)> {
+    let out = h.state.store.client().get_object().bucket(h.state.store.bucket()).key(key).send().await.ok()?;
+    let (ct, cc) = (out.content_type().map(str::to_owned), out.cache_control().map(str::to_owned));
+    Some((out.body.collect().await.unwrap().into_bytes().to_vec(), ct, cc))
+}
+
+fn dimensions(content_type: &str, bytes: &[u8]) -> (u32, u32) {
+    match content_type {
+        "image/jpeg" => {
+            let h = turbojpeg::read_header(bytes).unwrap();
+            (h.width as u32, h.height as u32)
+        }
+        "image/webp" => {
+            let i = image::load_from_memory(bytes).unwrap();
+            (i.width(), i.height())
+        }
+        "image/avif" => {
+            let at = bytes.windows(4).position(|w| w == b"ispe").unwrap() + 8;
+            let n = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().unwrap());
+            (n(at), n(at + 4))
+        }
+        other => panic!("unexpected variant type {other}"),
+    }
+}
+
+#[tokio::test]
+async fn corpus_photos_become_ready_with_upright_metadata_free_variants() {
+    let (h, t) = setup().await;
+    let user = unique_user("photos");
+    let photos = [
+        ("phone-13mp.jpg", (3120, 4208), vec![320, 640, 1280, 1920]),
+        ("panasonic-orientation6.jpg", (428, 640), vec![320]),
+        ("dune.jpg", (1680, 1050), vec![320, 640, 1280]),
+        ("olympus-4mp-icc.jpg", (2560, 1600), vec![320, 640, 1280, 1920]),
+    ];
+    let mut uploaded = Vec::new();
+    for (name, _, _) in &photos {
+        let (_, bytes) = corpus(&format!("photos/{name}"));
+        uploaded.push(upload(&h, &user, name, "image/jpeg", bytes).await);
+    }
+    let batch: Vec<(String, String)> =
+        uploaded.iter().enumerate().map(|(i, (key, _))| (format!("m{i}"), object_created(key, 0))).collect();
+    let batch: Vec<(&str, String)> = batch.iter().map(|(id, body)| (id.as_str(), body.clone())).collect();
+    let response = thumbnailer::handle(&t, sqs_batch(&batch)).await;
+    assert!(response.batch_item_failures.is_empty());
+
+    for ((name, (w, hgt), widths), (_, id)) in photos.iter().zip(&uploaded) {
+        let (status, info) = row(&h, *id).await;
+        assert_eq!(status, FileStatus::Ready, "{name}: {info}");
+        assert_eq!((info["width"].as_u64(), info["height"].as_u64()), (Some(*w), Some(*hgt)), "{name}");
+        assert_eq!(info["variants"].as_u64(), Some(widths.len() as u64 * 3), "{name}");
+        assert!(info["placeholder"].as_str().is_some_and(|p| p.len() > 10), "{name}");
+        for width in widths {
+            let expected_h = ((*hgt * u64::from(*width) + *w / 2) / *w) as u32;
+            for (ext, ct) in [("avif", "image/avif"), ("webp", "image/webp"), ("jpg", "image/jpeg")] {
+                let key = format!("derived/{id}/{width}.{ext}");
+                let (bytes, content_type, cache) = get(&h, &key).await.unwrap_or_else(|| panic!("{name}: no {key}"));
+                assert_eq!(content_type.as_deref(), Some(ct), "{key}");
+                assert_eq!(cache.as_deref(), Some("public, max-age=31536000, immutable"), "{key}");
+                assert_eq!(dimensions(ct, &bytes), (*width, expected_h), "{name} {key}");
+                let exif = matbakh_imaging::exif::read(&bytes);
+                assert!(!exif.has_gps && exif.camera_make.is_none(), "{key} carries metadata");
+            }
+        }
+    }
+    // The portrait photo (EXIF orientation 6) is portrait in its variants.
+    let (_, panasonic) = &uploaded[1];
+    let (bytes, _, _) = get(&h, &format!("derived/{panasonic}/320.jpg")).await.unwrap();
+    assert_eq!(dimensions("image/jpeg", &bytes), (320, 479));
+
+    // A redelivery changes nothing.
+    let again = thumbnailer::handle(&t, sqs_batch(&batch[..1])).await;
+    assert!(again.batch_item_failures.is_empty());
+    assert_eq!(
+        thumbnailer::process(&t, &uploaded[0].0).await.unwrap(),
+        thumbnailer::Outcome::Skipped("already processed")
+    );
+}
+
+#[tokio::test]
+async fn hostile_and_mislabelled_files_are_refused_with_a_reason_and_the_batch_goes_on() {
+    let (h, t) = setup().await;
+    let user = unique_user("hostile");
+    let files = [
+        ("hostile/bomb-header-64250x64250.jpg", "image/jpeg"),
+        ("hostile/cve-2015-4491.bmp", "image/jpeg"),
+        ("hostile/truncated.jpg", "image/jpeg"),
+        ("hostile/bomb-22500x33300-progressive.jpg", "image/jpeg"),
+        ("photos/ladybird.jpg", "application/pdf"),
+        ("photos/ladybird.jpg", "image/jpeg"),
+    ];
+    let mut uploaded = Vec::new();
+    for (rel, ct) in files {
+        let (name, bytes) = corpus(rel);
+        let name = if ct == "application/pdf" { "invoice.pdf".to_owned() } else { name.replace(".bmp", ".jpg") };
+        uploaded.push((upload(&h, &user, &name, ct, bytes.clone()).await, bytes.len() as u64));
+    }
+    let mut batch: Vec<(String, String)> =
+        uploaded.iter().enumerate().map(|(i, ((key, _), _))| (format!("m{i}"), object_created(key, 0))).collect();
+    batch.insert(2, ("garbage".into(), "not an event".into()));
+    let batch: Vec<(&str, String)> = batch.iter().map(|(id, body)| (id.as_str(), body.clone())).collect();
+    let response = thumbnailer::handle(&t, sqs_batch(&batch)).await;
+    // Only the message nothing can be done with comes back; the files' fates are on their rows.
+    let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(failed, ["garbage"]);
+
+    let expect = [
+        (FileStatus::Quarantined, "64250x64250 pixels"),
+        (FileStatus::Quarantined, "BMP image"),
+        (FileStatus::Failed, "truncated"),
+        (FileStatus::Quarantined, "22500x33300 pixels"),
+        (FileStatus::Quarantined, "declared application/pdf, but the bytes are image/jpeg"),
+        (FileStatus::Ready, ""),
+    ];
+    for ((((key, id), _), (status, reason)), (rel, _)) in uploaded.iter().zip(expect).zip(files) {
+        let (got, info) = row(&h, *id).await;
+        assert_eq!(got, status, "{rel}: {info}");
+        assert!(info["reason"].as_str().unwrap_or_default().contains(reason), "{rel}: {info}");
+        let original = get(&h, key).await;
+        let moved = get(&h, &format!("quarantine/{key}")).await;
+        if status == FileStatus::Quarantined {
+            assert!(original.is_none(), "{rel}: the original stayed in the user's space");
+            assert!(moved.is_some(), "{rel}: nothing in quarantine/");
+        } else {
+            assert!(original.is_some() && moved.is_none(), "{rel}");
+        }
+    }
+    // Quarantined files leave the owner's usage; the failed and the good one still count.
+    let kept: u64 =
+        uploaded.iter().zip(expect).filter(|(_, (s, _))| *s != FileStatus::Quarantined).map(|((_, n), _)| *n).sum();
+    assert_eq!(h.usage(&user).await.charged, kept);
+}
