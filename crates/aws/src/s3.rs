@@ -29,6 +29,16 @@ pub struct S3Store {
     object_prefix: String,
 }
 
+/// One object read through: see [`S3Store::read_digest`].
+#[derive(Debug, Clone)]
+pub struct ObjectDigest {
+    pub sha256: Sha256,
+    pub prefix: Vec<u8>,
+    pub etag: Option<String>,
+    pub version_id: Option<String>,
+    pub size: u64,
+}
+
 /// A presigned request (GET of an object, PUT of a part).
 #[derive(Debug, Clone)]
 pub struct PresignedGet {
@@ -233,6 +243,36 @@ impl S3Store {
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
             Err(e) => Err(AwsError::from_sdk("GetObject", e)),
         }
+    }
+
+    /// Reads the object once, streaming: its SHA-256, its first `keep` bytes (for sniffing and
+    /// EXIF), ETag and version id. `None` if it is gone. Memory stays at one chunk plus `keep`.
+    pub async fn read_digest(&self, key: &str, keep: usize) -> Result<Option<ObjectDigest>, AwsError> {
+        let out = match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) => return Err(AwsError::from_sdk("GetObject", e)),
+        };
+        let etag = out.e_tag().map(|t| t.trim_matches('"').to_owned());
+        let version_id = out.version_id().map(str::to_owned);
+        let mut body = out.body;
+        let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        let mut prefix = Vec::with_capacity(keep.min(1 << 20));
+        let mut size = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| AwsError::Service {
+                operation: "GetObject",
+                message: format!("reading the body: {e}"),
+                retryable: true,
+            })?;
+            digest.update(&chunk);
+            size += chunk.len() as u64;
+            let room = keep.saturating_sub(prefix.len());
+            prefix.extend_from_slice(&chunk[..room.min(chunk.len())]);
+        }
+        let mut sha = [0u8; 32];
+        sha.copy_from_slice(digest.finish().as_ref());
+        Ok(Some(ObjectDigest { sha256: Sha256::from_bytes(sha), prefix, etag, version_id, size }))
     }
 
     /// Writes a derived object (a variant): immutable, cacheable for a year.

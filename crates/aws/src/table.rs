@@ -18,7 +18,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use matbakh_core::checksum::Integrity;
 use matbakh_core::clock::iso_millis;
 use matbakh_core::ids::{FileId, ObjectKey, Sha256, UserId};
-use matbakh_core::metadata::{FileRecord, FileStatus, ImageInfo, VariantInfo};
+use matbakh_core::metadata::{ContentFacts, FileRecord, FileStatus, ImageInfo, VariantInfo};
 use matbakh_core::multipart::{PartPlan, SessionLimit, SessionState, UploadId, UploadSession};
 use matbakh_core::names::DisplayName;
 use matbakh_core::quota::reservation_ceiling;
@@ -55,6 +55,8 @@ pub struct Usage {
 pub const GSI_USER: &str = "gsi1-user-files";
 /// The index of file rows by status, oldest first.
 pub const GSI_STATUS: &str = "gsi2-status";
+/// The index of file rows by content SHA-256 (dedup).
+pub const GSI_CONTENT_HASH: &str = "gsi3-content-hash";
 
 /// An unsettled PENDING row: what the sweeper needs to give its grant back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -351,10 +353,29 @@ impl FileTable {
     }
 
     /// Marks a file QUARANTINED with `reason` and gives back whatever its row counts in the
-    /// owner's usage (stored or reserved), in one transaction guarded by what was read, so a
-    /// concurrent settlement cannot be counted twice. Answers `false` if the row is missing or
-    /// already QUARANTINED or DELETED (DECISIONS 13: a system move is not a user delete).
+    /// owner's usage (stored or reserved). Answers `false` if the row is missing or already
+    /// QUARANTINED or DELETED (DECISIONS 13: a system move is not a user delete).
     pub async fn quarantine(&self, file_id: FileId, reason: &str) -> Result<bool, AwsError> {
+        self.retire(file_id, FileStatus::Quarantined, Some(reason), None).await
+    }
+
+    /// An object-removed event for the file's key (DECISIONS 14): the row becomes DELETED and
+    /// its bytes leave the owner's usage. Ignored (`false`) for a row already QUARANTINED or
+    /// DELETED, and for an event older than the row's last one (`order`, see
+    /// `ObjectEvent::order`).
+    pub async fn mark_deleted(&self, file_id: FileId, order: Option<&str>) -> Result<bool, AwsError> {
+        self.retire(file_id, FileStatus::Deleted, None, order).await
+    }
+
+    /// Moves a row to `to` (QUARANTINED or DELETED), releasing what it counts, in one
+    /// transaction guarded by what was read, so a concurrent settlement cannot be counted twice.
+    async fn retire(
+        &self,
+        file_id: FileId,
+        to: FileStatus,
+        reason: Option<&str>,
+        order: Option<&str>,
+    ) -> Result<bool, AwsError> {
         for _ in 0..3 {
             let Some(item) = self.get_item(file_pk(file_id), "FILE").await? else {
                 return Ok(false);
@@ -363,29 +384,40 @@ impl FileTable {
             if status == FileStatus::Quarantined.as_str() || status == FileStatus::Deleted.as_str() {
                 return Ok(false);
             }
+            let seen_order = item.get("eventOrder").and_then(|v| v.as_s().ok());
+            if let (Some(seen), Some(new)) = (seen_order, order)
+                && seen.as_str() > new
+            {
+                return Ok(false);
+            }
             let (charged, reserved) = (get_u64(&item, "charged").unwrap_or(0), get_u64(&item, "reserved").unwrap_or(0));
             let owner = UserId::parse(get_str(&item, "owner")?).map_err(|_| AwsError::Corrupt("owner".into()))?;
             let usage = self.release_usage(&owner, charged, reserved)?;
-            let row = Update::builder()
+            let mut sets = vec!["#status = :to", "gsi2pk = :g", "charged = :zero", "#reserved = :zero", "settled = :t"];
+            let mut row = Update::builder()
                 .table_name(&self.table)
                 .key("pk", s(file_pk(file_id)))
                 .key("sk", s("FILE"))
-                .update_expression(
-                    "SET #status = :q, gsi2pk = :g, #reason = :why, charged = :zero, #reserved = :zero, settled = :t REMOVE pendingUntil",
-                )
                 .condition_expression("#status = :seen AND charged = :charged AND #reserved = :reserved")
                 .expression_attribute_names("#status", "status")
-                .expression_attribute_names("#reason", "reason")
                 .expression_attribute_names("#reserved", "reserved")
-                .expression_attribute_values(":q", s(FileStatus::Quarantined.as_str()))
-                .expression_attribute_values(":g", s(format!("STATUS#{}", FileStatus::Quarantined)))
-                .expression_attribute_values(":why", s(reason))
+                .expression_attribute_values(":to", s(to.as_str()))
+                .expression_attribute_values(":g", s(format!("STATUS#{to}")))
                 .expression_attribute_values(":zero", n(0))
                 .expression_attribute_values(":t", AttributeValue::Bool(true))
                 .expression_attribute_values(":seen", s(status))
                 .expression_attribute_values(":charged", n(charged))
-                .expression_attribute_values(":reserved", n(reserved))
-                .build()?;
+                .expression_attribute_values(":reserved", n(reserved));
+            if let Some(reason) = reason {
+                sets.push("#reason = :why");
+                row =
+                    row.expression_attribute_names("#reason", "reason").expression_attribute_values(":why", s(reason));
+            }
+            if let Some(order) = order {
+                sets.push("eventOrder = :order");
+                row = row.expression_attribute_values(":order", s(order));
+            }
+            let row = row.update_expression(format!("SET {} REMOVE pendingUntil", sets.join(", "))).build()?;
             let items = vec![
                 TransactWriteItem::builder().update(usage).build(),
                 TransactWriteItem::builder().update(row).build(),
@@ -399,9 +431,111 @@ impl FileTable {
         }
         Err(AwsError::Service {
             operation: "TransactWriteItems",
-            message: "the row kept changing while being quarantined".into(),
+            message: "the row kept changing while being retired".into(),
             retryable: true,
         })
+    }
+
+    /// Records what reading the object taught (checksum, EXIF, tokens, duplicate), unless the
+    /// row has seen a newer event. Answers `false` if nothing was written (no row, or older).
+    pub async fn record_content(
+        &self,
+        file_id: FileId,
+        facts: &ContentFacts,
+        order: Option<&str>,
+    ) -> Result<bool, AwsError> {
+        let mut values: Vec<(&str, &str, AttributeValue)> = vec![("sha256 = :sha", ":sha", s(facts.sha256.to_hex()))];
+        if let Some(etag) = &facts.etag {
+            values.push(("etag = :etag", ":etag", s(etag)));
+        }
+        if let Some(v) = &facts.version_id {
+            values.push(("versionId = :version", ":version", s(v)));
+        }
+        if let Some(t) = &facts.sniffed_type {
+            values.push(("sniffedType = :sniffed", ":sniffed", s(t)));
+        }
+        if !facts.tokens.is_empty() {
+            values.push(("tokens = :tokens", ":tokens", AttributeValue::Ss(facts.tokens.clone())));
+        }
+        if let Some(dup) = facts.duplicate_of {
+            values.push(("duplicateOf = :dup", ":dup", s(dup.to_string())));
+        }
+        if let Some(e) = &facts.exif {
+            let mut m = HashMap::from([
+                ("orientation".to_owned(), n(e.orientation)),
+                ("hadGps".to_owned(), AttributeValue::Bool(e.had_gps)),
+            ]);
+            for (name, value) in [
+                ("cameraMake", &e.camera_make),
+                ("cameraModel", &e.camera_model),
+                ("lens", &e.lens),
+                ("takenAt", &e.taken_at),
+            ] {
+                if let Some(v) = value {
+                    m.insert(name.to_owned(), s(v));
+                }
+            }
+            values.push(("exif = :exif", ":exif", AttributeValue::M(m)));
+        }
+        let mut sets: Vec<&str> = values.iter().map(|(set, _, _)| *set).collect();
+        let mut update =
+            self.client.update_item().table_name(&self.table).key("pk", s(file_pk(file_id))).key("sk", s("FILE"));
+        for (_, placeholder, value) in values {
+            update = update.expression_attribute_values(placeholder, value);
+        }
+        let mut condition = "attribute_exists(pk)".to_owned();
+        if let Some(order) = order {
+            sets.push("eventOrder = :order");
+            update = update.expression_attribute_values(":order", s(order));
+            condition.push_str(" AND (attribute_not_exists(eventOrder) OR eventOrder <= :order)");
+        }
+        let out =
+            update.update_expression(format!("SET {}", sets.join(", "))).condition_expression(condition).send().await;
+        conditional(out, "UpdateItem")
+    }
+
+    /// The oldest other live file of `owner` with the same bytes, if any.
+    pub async fn find_duplicate(
+        &self,
+        owner: &UserId,
+        sha: &Sha256,
+        besides: FileId,
+    ) -> Result<Option<FileId>, AwsError> {
+        let mut best: Option<(String, FileId)> = None;
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(GSI_CONTENT_HASH)
+                .key_condition_expression("sha256 = :sha")
+                .expression_attribute_values(":sha", s(sha.to_hex()))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("Query", e))?;
+            for item in out.items() {
+                let live = !matches!(
+                    item.get("status").and_then(|v| v.as_s().ok()).map(String::as_str),
+                    Some("DELETED" | "QUARANTINED")
+                );
+                let same_owner =
+                    item.get("owner").and_then(|v| v.as_s().ok()).map(String::as_str) == Some(owner.as_str());
+                let id = item.get("fileId").and_then(|v| v.as_s().ok()).and_then(|v| FileId::parse(v).ok());
+                let created = item.get("createdAt").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+                if let (true, true, Some(id)) = (live, same_owner, id)
+                    && id != besides
+                    && best.as_ref().is_none_or(|(c, _)| created < *c)
+                {
+                    best = Some((created, id));
+                }
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(best.map(|(_, id)| id)),
+            }
+        }
     }
 
     /// PENDING → READY, with what the thumbnailer made (none for files without variants) and

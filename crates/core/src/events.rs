@@ -36,6 +36,19 @@ pub struct ObjectEvent {
     pub event_time: Option<String>,
 }
 
+impl ObjectEvent {
+    /// A string that sorts like the events for one key happened (DECISIONS 15), stored on the
+    /// row so an older event never overwrites newer state. S3's `sequencer` is a hex number
+    /// whose strings may differ in length: the shorter is padded with zeros on the right
+    /// before comparing. Without one (moto), the event time decides; without both, `None`.
+    pub fn order(&self) -> Option<String> {
+        if let Some(seq) = self.sequencer.as_deref().filter(|s| !s.is_empty() && s.len() <= 64) {
+            return Some(format!("s:{:0<64}", seq.to_ascii_uppercase()));
+        }
+        self.event_time.as_deref().filter(|t| !t.is_empty()).map(|t| format!("t:{t}"))
+    }
+}
+
 #[derive(Deserialize)]
 struct SnsEnvelope {
     #[serde(rename = "Type")]
@@ -161,6 +174,33 @@ mod tests {
         assert_eq!(e.version_id.as_deref(), Some("3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"));
         assert_eq!(e.sequencer.as_deref(), Some("0055AED6DCD90281E5"));
         assert_eq!(e.size, Some(351588));
+    }
+
+    fn at(sequencer: Option<&str>, time: Option<&str>) -> ObjectEvent {
+        ObjectEvent {
+            change: ObjectChange::Created,
+            name: "ObjectCreated:Put".into(),
+            bucket: "b".into(),
+            key: "k".into(),
+            size: None,
+            version_id: None,
+            sequencer: sequencer.map(str::to_owned),
+            event_time: time.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn events_order_by_sequencer_then_by_time() {
+        // Greater hex value = later, also when the strings differ in length.
+        let (a, b) = (at(Some("0055AED6DCD90281E5"), None), at(Some("0055AED6DCD90281E6"), None));
+        assert!(a.order() < b.order());
+        let (short, long) = (at(Some("0055AED6DCD9028"), None), at(Some("0055AED6DCD90281E5"), None));
+        assert!(short.order() < long.order());
+        assert!(at(Some("00a1"), None).order() == at(Some("00A1"), None).order());
+        // Without a sequencer (moto) the event time decides.
+        let (early, late) = (at(None, Some("2026-11-28T10:00:00.000Z")), at(None, Some("2026-11-28T10:00:00.001Z")));
+        assert!(early.order() < late.order());
+        assert_eq!(at(None, None).order(), None);
     }
 
     #[test]

@@ -138,6 +138,11 @@ impl Sha256 {
         Ok(Sha256(arr))
     }
 
+    /// A digest computed elsewhere (e.g. incrementally while streaming).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Sha256(bytes)
+    }
+
     pub fn of(bytes: &[u8]) -> Self {
         let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
         let mut out = [0u8; 32];

@@ -93,3 +93,28 @@ pub struct ImageInfo {
     pub placeholder: String,
     pub variants: Vec<VariantInfo>,
 }
+
+/// The EXIF facts the platform keeps (GPS never: it is only noted that the file had some).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExifFacts {
+    pub camera_make: Option<String>,
+    pub camera_model: Option<String>,
+    pub lens: Option<String>,
+    pub taken_at: Option<String>,
+    pub orientation: u8,
+    pub had_gps: bool,
+}
+
+/// What the indexer learnt by reading an object once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentFacts {
+    pub sha256: Sha256,
+    pub etag: Option<String>,
+    pub version_id: Option<String>,
+    /// The type the bytes really are (`core::sniff`), when recognised.
+    pub sniffed_type: Option<String>,
+    pub exif: Option<ExifFacts>,
+    pub tokens: Vec<String>,
+    /// An older live file of the same owner with the same bytes.
+    pub duplicate_of: Option<FileId>,
+}

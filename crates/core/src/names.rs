@@ -146,6 +146,29 @@ const ATTR_CHAR_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::NON_AL
 
 /// `attachment` (or `inline`) with an ASCII fallback `filename` and the exact name in
 /// `filename*` (RFC 6266, RFC 5987), so every browser saves it under the user's name.
+/// The search tokens of a file name (DECISIONS: name search by token prefix, case- and
+/// accent-insensitive): lower case, accents removed, split at anything not a letter or digit,
+/// each at most 32 characters, at most 20 distinct tokens, in order of first appearance.
+pub fn search_tokens(name: &str) -> Vec<String> {
+    let folded: String = name
+        .nfkd()
+        .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
+        .flat_map(char::to_lowercase)
+        .collect::<String>()
+        .replace('ß', "ss");
+    let mut tokens: Vec<String> = Vec::new();
+    for t in folded.split(|c: char| !c.is_alphanumeric()).filter(|t| !t.is_empty()) {
+        let t: String = t.chars().take(32).collect();
+        if !tokens.contains(&t) {
+            tokens.push(t);
+        }
+        if tokens.len() == 20 {
+            break;
+        }
+    }
+    tokens
+}
+
 pub fn content_disposition(name: &DisplayName, inline: bool) -> String {
     let kind = if inline { "inline" } else { "attachment" };
     let fallback: String = name
@@ -163,6 +186,20 @@ pub fn content_disposition(name: &DisplayName, inline: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn search_tokens_ignore_case_accents_and_punctuation() {
+        assert_eq!(search_tokens("Marienkäfer im Gras.JPG"), ["marienkafer", "im", "gras", "jpg"]);
+        assert_eq!(search_tokens("Straße"), search_tokens("STRASSE"));
+        assert_eq!(search_tokens("Crème_brûlée (2) - crème.png"), ["creme", "brulee", "2", "png"]);
+        // Arabic too; the hamza is a combining mark after decomposition, so it folds away
+        // (a query typed with or without it finds the file).
+        assert_eq!(search_tokens("فطور-عائلي.jpg"), search_tokens("فطور عايلي JPG"));
+        assert_eq!(search_tokens("فطور-عائلي.jpg").len(), 3);
+        assert!(search_tokens("...").is_empty());
+        assert_eq!(search_tokens(&"a ".repeat(100)).len(), 1);
+        assert!(search_tokens(&"x".repeat(100))[0].len() == 32);
+    }
 
     fn safe(raw: &str) -> String {
         SafeName::from_display(&DisplayName::parse(raw).unwrap()).as_str().to_owned()

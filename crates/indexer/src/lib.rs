@@ -4,7 +4,7 @@
 //! responses: a record whose handling failed is reported and comes back later (after five
 //! failures it goes to the DLQ); the others are done.
 //!
-//! This first slice settles uploads (DECISIONS 12): when an object under
+//! It settles uploads (DECISIONS 12): when an object under
 //! `users/{sub}/{fileId}/` arrives, its row takes the real size and the owner's usage moves
 //! from what was reserved or granted to the real bytes. An object larger than its grant, or
 //! past the quota (uploads the client completed itself, or sized only by a policy range), is
@@ -12,6 +12,12 @@
 //!
 //! Reads: the object's HEAD. Writes: the file row, the usage counter, and (for refused
 //! uploads) a permanent delete of that object version.
+//!
+//! Then it reads each new object once (streaming): SHA-256, the sniffed type, EXIF for images
+//! (camera, lens, taken-at, orientation; GPS only noted as present, never stored), search tokens
+//! of the name, and `duplicateOf` when the owner already has the same bytes. Removal events
+//! make the row DELETED and give the bytes back (DECISIONS 13-15); events are ordered by S3's
+//! sequencer (else event time), so an older event never overwrites newer state.
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use matbakh_api::Services;
@@ -20,6 +26,10 @@ use matbakh_aws::AwsError;
 use matbakh_aws::table::Settlement;
 use matbakh_core::events::{ObjectChange, ObjectEvent, parse_sqs_body};
 use matbakh_core::ids::{FileId, ObjectKey};
+use matbakh_core::metadata::{ContentFacts, ExifFacts, FileStatus};
+use matbakh_core::names::search_tokens;
+use matbakh_core::sniff::{Sniffed, sniff};
+use matbakh_core::types::TypeClass;
 
 /// Why one record failed. Either way the record is reported, so it is delivered again and,
 /// after five failures, lands in the DLQ with its alarm: nothing is logged and dropped.
@@ -62,8 +72,96 @@ pub async fn handle(services: &Services, event: SqsEvent) -> SqsBatchResponse {
 
 async fn handle_events(services: &Services, events: &[ObjectEvent]) -> Result<(), IndexError> {
     for event in events {
-        if event.change == ObjectChange::Created {
-            settle(services, event).await?;
+        match event.change {
+            ObjectChange::Created => {
+                settle(services, event).await?;
+                index_content(services, event).await?;
+            }
+            ObjectChange::DeleteMarkerCreated | ObjectChange::Removed => removed(services, event).await?,
+        }
+    }
+    Ok(())
+}
+
+/// Bytes kept from the start of each object while hashing it, for sniffing and EXIF (a JPEG's
+/// EXIF block is at most 64 KiB and comes first).
+pub const PREFIX_BYTES: usize = 256 * 1024;
+
+/// Reads a settled object once: SHA-256, the sniffed type, EXIF (images), search tokens of its
+/// name, and whether its owner already has the same bytes. Done once per row.
+async fn index_content(services: &Services, event: &ObjectEvent) -> Result<(), AwsError> {
+    let Some(file_id) = file_id_of(&event.key) else { return Ok(()) };
+    let Some(row) = services.table.get_file(file_id).await?.filter(|r| r.key.as_str() == event.key) else {
+        return Ok(());
+    };
+    if row.sha256.is_some() || matches!(row.status, FileStatus::Quarantined | FileStatus::Deleted) {
+        return Ok(());
+    }
+    let Some(read) = services.store.read_digest(&event.key, PREFIX_BYTES).await? else {
+        return Ok(());
+    };
+    let exif = (row.content_type.class() == TypeClass::Image).then(|| {
+        let e = matbakh_imaging::exif::read(&read.prefix);
+        ExifFacts {
+            camera_make: e.camera_make,
+            camera_model: e.camera_model,
+            lens: e.lens,
+            taken_at: e.taken_at,
+            orientation: e.orientation,
+            had_gps: e.has_gps,
+        }
+    });
+    let facts = ContentFacts {
+        sha256: read.sha256,
+        etag: read.etag,
+        version_id: read.version_id,
+        sniffed_type: match sniff(&read.prefix) {
+            Sniffed::Allowed(t) => Some(t.as_str().to_owned()),
+            _ => None,
+        },
+        exif,
+        tokens: search_tokens(row.filename.as_str()),
+        duplicate_of: services.table.find_duplicate(&row.owner, &read.sha256, file_id).await?,
+    };
+    if services.table.record_content(file_id, &facts, event.order().as_deref()).await? {
+        tracing::info!(%file_id, bytes = read.size, duplicate = facts.duplicate_of.is_some(), "content indexed");
+        metrics::emit("index", &[("FilesIndexed", 1, Unit::Count), ("BytesHashed", read.size, Unit::Bytes)]);
+    }
+    Ok(())
+}
+
+/// An object left its key (DECISIONS 13-15). The current state decides: if the key still has
+/// a current version (an older version was removed, or the delete marker is gone again), nothing
+/// changed for the owner. Otherwise the row becomes DELETED and its bytes leave the quota; a
+/// permanent delete also removes the variants. Rows QUARANTINED or DELETED by us are left as they
+/// are (a system move is not a user delete).
+async fn removed(services: &Services, event: &ObjectEvent) -> Result<(), AwsError> {
+    let Some(file_id) = file_id_of(&event.key) else { return Ok(()) };
+    let Some(row) = services.table.get_file(file_id).await?.filter(|r| r.key.as_str() == event.key) else {
+        return Ok(());
+    };
+    let permanent = event.change == ObjectChange::Removed;
+    match row.status {
+        FileStatus::Quarantined => {
+            tracing::info!(%file_id, "removal of a quarantined file (a system move); nothing to do");
+        }
+        FileStatus::Deleted if permanent => {
+            // The retention window ended (or the owner erased it): the variants go too.
+            services.store.delete_prefix(&ObjectKey::derived_prefix(file_id)).await?;
+        }
+        FileStatus::Deleted => {}
+        _ => {
+            if services.store.head_version(&event.key).await?.is_some() {
+                tracing::info!(%file_id, "the key still has a current version; nothing changed");
+                return Ok(());
+            }
+            if services.table.mark_deleted(file_id, event.order().as_deref()).await? {
+                tracing::info!(%file_id, permanent, "file deleted");
+                metrics::emit("remove", &[("FilesDeleted", 1, Unit::Count)]);
+            }
+            if permanent {
+                services.store.delete_prefix(&ObjectKey::derived_prefix(file_id)).await?;
+            }
         }
     }
     Ok(())

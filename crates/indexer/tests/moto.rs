@@ -107,3 +107,112 @@ async fn a_bad_message_is_reported_and_the_rest_of_the_batch_is_done() {
     assert_eq!(failed, ["bad"]);
     assert_eq!(h.usage(&user).await.reserved, 0, "the good record in the same batch was settled");
 }
+
+/// A single upload through the presign API (declared size, reserved) of `bytes` as `name`.
+async fn presigned(h: &Harness, user: &str, name: &str, bytes: Vec<u8>) -> String {
+    let (status, grant) = h.grant(user, name, "image/jpeg", bytes.len()).await;
+    assert_eq!(status, StatusCode::CREATED, "{grant}");
+    assert!(accepted(&browser_upload(&grant, name, bytes, |_| {}).await));
+    grant["key"].as_str().unwrap().to_owned()
+}
+
+async fn attr(h: &Harness, key: &str, name: &str) -> Option<testkit::AttributeValue> {
+    h.file_item(file_id(key)).await?.get(name).cloned()
+}
+
+#[tokio::test]
+async fn content_is_hashed_once_with_exif_tokens_and_duplicates() {
+    let h = Harness::new(presign::router, Options::default()).await;
+    let (alice, bob) = (unique_user("exif"), unique_user("other"));
+    let (_, phone) = corpus("photos/phone-13mp.jpg");
+    let first = presigned(&h, &alice, "Urlaub Straße 1.jpg", phone.clone()).await;
+    let again = presigned(&h, &alice, "copy of it.jpg", phone.clone()).await;
+    let bobs = presigned(&h, &bob, "same bytes.jpg", phone.clone()).await;
+    for (i, key) in [&first, &again, &bobs].into_iter().enumerate() {
+        let response = indexer::handle(&h.state, event(&[("m", created(key, phone.len()))])).await;
+        assert!(response.batch_item_failures.is_empty(), "{i}");
+    }
+    let row = h.state.table.get_file(file_id(&first)).await.unwrap().unwrap();
+    assert_eq!(row.sha256, Some(matbakh_core::ids::Sha256::of(&phone)));
+    let exif = attr(&h, &first, "exif").await.unwrap();
+    let exif = exif.as_m().unwrap();
+    assert!(exif["cameraMake"].as_s().is_ok_and(|m| !m.is_empty()), "{exif:?}");
+    assert_eq!(exif["hadGps"].as_bool().ok(), Some(&true));
+    assert!(!exif.keys().any(|k| k.to_lowercase().contains("lat")), "coordinates stored: {exif:?}");
+    let tokens = attr(&h, &first, "tokens").await.unwrap();
+    let mut tokens = tokens.as_ss().unwrap().clone();
+    tokens.sort();
+    assert_eq!(tokens, ["1", "jpg", "strasse", "urlaub"]);
+    assert_eq!(attr(&h, &first, "sniffedType").await.unwrap().as_s().unwrap(), "image/jpeg");
+    // Alice's second copy points at her first; Bob's identical bytes are his own business.
+    assert_eq!(attr(&h, &first, "duplicateOf").await, None);
+    let dup = attr(&h, &again, "duplicateOf").await.unwrap();
+    assert_eq!(dup.as_s().unwrap(), &file_id(&first).to_string());
+    assert_eq!(attr(&h, &bobs, "duplicateOf").await, None);
+    // An older event never overwrites what a newer one wrote.
+    let facts = matbakh_core::metadata::ContentFacts {
+        sha256: matbakh_core::ids::Sha256::of(b"stale"),
+        etag: None,
+        version_id: None,
+        sniffed_type: None,
+        exif: None,
+        tokens: vec![],
+        duplicate_of: None,
+    };
+    let id = file_id(&first);
+    assert!(h.state.table.record_content(id, &facts, Some("t:2026-11-28T10:00:00.000Z")).await.unwrap());
+    assert!(!h.state.table.record_content(id, &facts, Some("t:2026-11-28T09:59:59.999Z")).await.unwrap());
+}
+
+fn removed(key: &str, name: &str) -> String {
+    let s3 = json!({"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "eventName": name,
+        "eventTime": "2026-11-28T12:00:00.000Z",
+        "s3": {"bucket": {"name": "b"}, "object": {"key": key.replace('/', "%2F").replace(' ', "+")}}}]});
+    json!({"Type": "Notification", "Message": s3.to_string()}).to_string()
+}
+
+#[tokio::test]
+async fn deletes_give_the_bytes_back_and_a_permanent_one_takes_the_variants() {
+    let h = Harness::new(presign::router, Options::default()).await;
+    let user = unique_user("deleter");
+    let (name, photo) = corpus("photos/ladybird.jpg");
+    let key = presigned(&h, &user, &name, photo.clone()).await;
+    indexer::handle(&h.state, event(&[("c", created(&key, photo.len()))])).await;
+    assert_eq!(h.usage(&user).await.charged, photo.len() as u64);
+    let id = file_id(&key);
+    let variant = matbakh_core::ids::ObjectKey::variant(id, 320, "webp");
+    h.state.store.put_derived(&variant, b"fake".to_vec(), "image/webp").await.unwrap();
+
+    // A delete event while the object is still there (e.g. an older version removed): nothing.
+    indexer::handle(&h.state, event(&[("r0", removed(&key, "ObjectRemoved:Delete"))])).await;
+    assert_eq!(h.state.table.get_file(id).await.unwrap().unwrap().status, FileStatus::Pending);
+
+    // The owner deletes it: a delete marker on the versioned bucket.
+    h.state.store.delete_version(&key, None).await.unwrap();
+    let response =
+        indexer::handle(&h.state, event(&[("r1", removed(&key, "ObjectRemoved:DeleteMarkerCreated"))])).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(h.state.table.get_file(id).await.unwrap().unwrap().status, FileStatus::Deleted);
+    assert_eq!(h.usage(&user).await.charged, 0, "the bytes were not given back");
+    assert!(h.state.store.head_version(variant.as_str()).await.unwrap().is_some(), "variants stay while restorable");
+
+    // The retention window ends: the versions go for good, and the variants with them.
+    indexer::handle(&h.state, event(&[("r2", removed(&key, "ObjectRemoved:Delete"))])).await;
+    assert!(h.state.store.head_version(variant.as_str()).await.unwrap().is_none());
+    assert_eq!(h.usage(&user).await.charged, 0, "given back twice");
+}
+
+#[tokio::test]
+async fn removing_a_quarantined_file_is_a_system_move_not_a_delete() {
+    let h = Harness::new(presign::router, Options::default()).await;
+    let user = unique_user("moved");
+    let (name, photo) = corpus("photos/dune.jpg");
+    let key = presigned(&h, &user, &name, photo.clone()).await;
+    let id = file_id(&key);
+    assert!(h.state.table.quarantine(id, "declared image/jpeg, but the bytes are a test").await.unwrap());
+    h.state.store.delete_version(&key, None).await.unwrap();
+    indexer::handle(&h.state, event(&[("r", removed(&key, "ObjectRemoved:Delete"))])).await;
+    let row = h.state.table.get_file(id).await.unwrap().unwrap();
+    assert_eq!(row.status, FileStatus::Quarantined);
+    assert_eq!(h.usage(&user).await.charged, 0);
+}

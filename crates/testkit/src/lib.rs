@@ -19,6 +19,8 @@ use matbakh_core::limits::Limits;
 use serde_json::Value;
 use tower::ServiceExt;
 
+pub use aws_sdk_dynamodb::types::AttributeValue;
+
 pub const ISSUER: &str = "https://auth.matbakh.local";
 pub const AUDIENCE: &str = "matbakh-files";
 
@@ -156,6 +158,23 @@ impl Harness {
             .await
             .unwrap();
         out.count as usize
+    }
+
+    /// A file row as stored, every attribute (read consistently).
+    pub async fn file_item(
+        &self,
+        id: matbakh_core::ids::FileId,
+    ) -> Option<std::collections::HashMap<String, AttributeValue>> {
+        self.dynamo
+            .get_item()
+            .table_name(&self.table_name)
+            .key("pk", AttributeValue::S(format!("FILE#{id}")))
+            .key("sk", AttributeValue::S("FILE".into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
     }
 
     pub async fn usage(&self, user: &str) -> matbakh_aws::table::Usage {

@@ -29,17 +29,7 @@ async fn upload(h: &Harness, user: &str, name: &str, content_type: &str, bytes: 
 }
 
 async fn row(h: &Harness, id: FileId) -> (FileStatus, Value) {
-    let item = h
-        .dynamo
-        .get_item()
-        .table_name(&h.table_name)
-        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("FILE#{id}")))
-        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("FILE".into()))
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let item = h.file_item(id).await.unwrap();
     let record = h.state.table.get_file(id).await.unwrap().unwrap();
     let reason = item.get("reason").and_then(|v| v.as_s().ok()).cloned();
     let mut extra = serde_json::json!({ "reason": reason });
