@@ -239,6 +239,16 @@ pub fn load(bytes: &[u8], limits: &ImageLimits, min_width: u32) -> Result<Source
 
 /// The whole pipeline for one source; see the crate documentation.
 pub fn render(bytes: &[u8], limits: &ImageLimits, quality: &Quality) -> Result<Rendered, ImageError> {
+    render_formats(bytes, limits, quality, &OutputFormat::ALL)
+}
+
+/// [`render`] for some output formats only (the benchmark times format groups separately).
+pub fn render_formats(
+    bytes: &[u8],
+    limits: &ImageLimits,
+    quality: &Quality,
+    formats: &[OutputFormat],
+) -> Result<Rendered, ImageError> {
     let widest = VARIANT_WIDTHS[VARIANT_WIDTHS.len() - 1];
     let Source { probe, exif, pixels: source, width, height } = load(bytes, limits, widest)?;
     let widths = widths_for(width);
@@ -253,7 +263,7 @@ pub fn render(bytes: &[u8], limits: &ImageLimits, quality: &Quality) -> Result<R
                     let h = scaled_height(width, height, w);
                     let sized =
                         if (w, h) == (source.width, source.height) { source.clone() } else { source.resize(w, h)? };
-                    OutputFormat::ALL
+                    formats
                         .iter()
                         .map(|&format| {
                             Ok(Variant { width: w, height: h, format, bytes: encode::encode(&sized, format, quality)? })

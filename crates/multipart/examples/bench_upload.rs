@@ -69,31 +69,42 @@ async fn main() {
     let client = reqwest::Client::builder().no_proxy().build().expect("client");
 
     let started = Instant::now();
-    let body = json!({"filename": "bench.mp4", "contentType": "video/mp4", "size": bytes.len()});
+    // Like `aws s3 cp`, every byte is checksummed: CRC64NVME per part (signed into its URL, so
+    // S3 checks it on arrival) and for the whole object (checked at completion).
+    let crc = |b: &[u8]| {
+        use base64::Engine;
+        let v = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, b);
+        base64::engine::general_purpose::STANDARD.encode(v.to_be_bytes())
+    };
+    let body = json!({"filename": "bench.mp4", "contentType": "video/mp4", "size": bytes.len(),
+                      "checksum": {"algorithm": "CRC64NVME", "value": crc(&bytes)}});
     let session = call(&services, &token, "POST", "/v1/uploads/multipart", body).await;
     let id = session["uploadId"].as_str().expect("uploadId").to_owned();
     let part_size = session["partSize"].as_u64().expect("partSize") as usize;
     let part_count = session["partCount"].as_u64().expect("partCount");
     let mut urls = Vec::new();
-    for chunk in (1..=part_count).collect::<Vec<_>>().chunks(100) {
-        let signed =
-            call(&services, &token, "POST", &format!("/v1/uploads/{id}/parts"), json!({"partNumbers": chunk})).await;
-        urls.extend(
-            signed["parts"]
-                .as_array()
-                .expect("parts")
-                .iter()
-                .map(|p| (p["partNumber"].as_u64().expect("n") as usize, p["url"].as_str().expect("url").to_owned())),
-        );
+    for chunk in (1..=part_count as usize).collect::<Vec<_>>().chunks(100) {
+        let checksums: serde_json::Map<String, serde_json::Value> = chunk
+            .iter()
+            .map(|&n| (n.to_string(), json!(crc(&bytes[(n - 1) * part_size..(n * part_size).min(bytes.len())]))))
+            .collect();
+        let body = json!({"partNumbers": chunk, "checksums": checksums});
+        let signed = call(&services, &token, "POST", &format!("/v1/uploads/{id}/parts"), body).await;
+        urls.extend(signed["parts"].as_array().expect("parts").iter().map(|p| {
+            let n = p["partNumber"].as_u64().expect("n") as usize;
+            let header = p["headers"]["x-amz-checksum-crc64nvme"].as_str().expect("checksum header").to_owned();
+            (n, p["url"].as_str().expect("url").to_owned(), header)
+        }));
     }
     let semaphore = Arc::new(tokio::sync::Semaphore::new(in_flight));
     let mut tasks = tokio::task::JoinSet::new();
-    for (n, url) in urls {
+    for (n, url, checksum) in urls {
         let (client, bytes, permit) =
             (client.clone(), bytes.clone(), semaphore.clone().acquire_owned().await.expect("permit"));
         tasks.spawn(async move {
             let part = bytes[(n - 1) * part_size..(n * part_size).min(bytes.len())].to_vec();
-            let resp = client.put(url).body(part).send().await.expect("PUT");
+            let resp =
+                client.put(url).header("x-amz-checksum-crc64nvme", checksum).body(part).send().await.expect("PUT");
             assert!(resp.status().is_success(), "part {n}: {}", resp.status());
             drop(permit);
         });
