@@ -4,7 +4,7 @@
 // auto-rotated by EXIF, metadata stripped (sharp's default); one JSON line with the median
 // wall milliseconds. Settings as ours: WebP q80 effort 4, JPEG q80 progressive 4:2:0 (libjpeg-
 // turbo, not mozjpeg), AVIF at sharp's defaults (q50, effort 4). Writes each file's 640 px
-// AVIF to OUT_DIR for the SSIM comparison; a last line gives the process's CPU seconds.
+// AVIF (and the pixels it encoded, as PNG) to OUT_DIR for the SSIM comparison; a last line gives the process's CPU seconds.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import sharp from 'sharp';
@@ -39,7 +39,11 @@ for (const file of files) {
     times.push(performance.now() - started);
     avif640 = group === 'avif' ? outputs.find((o) => o.w === 640)?.buf : undefined;
   }
-  if (avif640) writeFileSync(join(out, `${basename(file)}.640.avif`), avif640);
+  if (avif640) {
+    writeFileSync(join(out, `${basename(file)}.640.avif`), avif640);
+    // The pixels before encoding, as the SSIM reference.
+    await sharp(input).rotate().resize({ width: 640 }).png().toFile(join(out, `${basename(file)}.640.ref.png`));
+  }
   times.sort((a, b) => a - b);
   console.log(JSON.stringify({ file: basename(file), median_ms: Number(times[times.length >> 1].toFixed(1)), runs }));
 }

@@ -1,14 +1,15 @@
-// Mean SSIM (luma, 8x8 windows, stride 4) of AVIF files against the source resized to the
-// same size by sharp (lanczos3, rotated, in sRGB): node ssim.mjs SOURCE_DIR AVIF_DIR
+// Mean SSIM (luma, 8x8 windows, stride 4) of AVIF files against the pixels each encoder was
+// given (`X.640.ref.png` beside `X.640.avif`), so each tool's encoder is measured against its
+// own resize: node ssim.mjs AVIF_DIR
 // Prints one JSON line per file and the mean. Used to put two AVIF encoders at equal quality.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 
-const [sources, dir] = process.argv.slice(2);
+const [dir] = process.argv.slice(2);
 
 async function luma(input, width) {
-  const { data, info } = await sharp(input).rotate().resize({ width }).greyscale().raw()
+  const { data, info } = await sharp(input).resize({ width }).greyscale().raw()
     .toBuffer({ resolveWithObject: true });
   return { data, width: info.width, height: info.height };
 }
@@ -40,10 +41,10 @@ function ssim(a, b) {
 
 const scores = [];
 for (const name of readdirSync(dir).filter((f) => f.endsWith('.640.avif')).sort()) {
-  const source = join(sources, name.replace(/\.640\.avif$/, ''));
+  const reference = join(dir, name.replace(/\.avif$/, '.ref.png'));
   const encoded = readFileSync(join(dir, name));
   const { width } = await sharp(encoded).metadata();
-  const [a, b] = [await luma(readFileSync(source), width), await luma(encoded, width)];
+  const [a, b] = [await luma(readFileSync(reference), width), await luma(encoded, width)];
   if (a.width !== b.width || a.height !== b.height) throw new Error(`${name}: size differs`);
   const s = ssim(a, b);
   scores.push(s);

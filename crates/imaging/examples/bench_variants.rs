@@ -10,7 +10,8 @@
 //!
 //!     bench_variants calibrate - AVIF_QUALITY OUT_DIR FILE...
 //!
-//! only writes each file's 640 px AVIF at that quality (the SSIM calibration).
+//! only writes each file's 640 px AVIF at that quality, and the pixels it encoded as PNG (the
+//! SSIM calibration measures each encoder against its own input).
 
 use std::time::Instant;
 
@@ -39,7 +40,19 @@ fn main() {
             let small = source.pixels.resize(640, h as u32).expect("resizes");
             let avif = matbakh_imaging::encode::encode(&small, OutputFormat::Avif, &quality).expect("encodes");
             let name = std::path::Path::new(path).file_name().unwrap_or_default().to_string_lossy().into_owned();
-            std::fs::write(std::path::Path::new(&args[4]).join(format!("{name}.640.avif")), avif).expect("writes");
+            let dir = std::path::Path::new(&args[4]);
+            std::fs::write(dir.join(format!("{name}.640.avif")), avif).expect("writes");
+            // The pixels before encoding: what the AVIF is measured against.
+            let kind = if small.has_alpha() { image::ExtendedColorType::Rgba8 } else { image::ExtendedColorType::Rgb8 };
+            image::save_buffer_with_format(
+                dir.join(format!("{name}.640.ref.png")),
+                &small.data,
+                small.width,
+                small.height,
+                kind,
+                image::ImageFormat::Png,
+            )
+            .expect("writes the reference");
         }
         return;
     }

@@ -32,6 +32,9 @@ pub const DEFAULT_MAX_SOURCE_PIXELS: u64 = 50_000_000;
 pub const DEFAULT_MAX_FRAMES: u32 = 500;
 /// Largest source file, in bytes (the allow-list's image limit).
 pub const DEFAULT_MAX_SOURCE_BYTES: u64 = MAX_IMAGE_BYTES;
+/// Encoder threads per render: a 2 GB Lambda has two vCPUs, and each AVIF encoder of a 1920 px
+/// variant holds tens of MB, so more threads would only add memory.
+pub const ENCODER_THREADS: usize = 2;
 /// The placeholder's longest side before hashing (ThumbHash takes at most 100).
 const PLACEHOLDER_SIDE: u32 = 100;
 
@@ -252,23 +255,32 @@ pub fn render_formats(
     let widest = VARIANT_WIDTHS[VARIANT_WIDTHS.len() - 1];
     let Source { probe, exif, pixels: source, width, height } = load(bytes, limits, widest)?;
     let widths = widths_for(width);
-    // One worker per width (a Lambda with 2 GB has two cores; AVIF dominates), all reading the
-    // one decoded source.
-    let per_width = std::thread::scope(|scope| {
-        let workers: Vec<_> = widths
-            .iter()
-            .map(|&w| {
-                let source = &source;
-                scope.spawn(move || -> Result<Vec<Variant>, ImageError> {
-                    let h = scaled_height(width, height, w);
-                    let sized =
-                        if (w, h) == (source.width, source.height) { source.clone() } else { source.resize(w, h)? };
-                    formats
-                        .iter()
-                        .map(|&format| {
-                            Ok(Variant { width: w, height: h, format, bytes: encode::encode(&sized, format, quality)? })
-                        })
-                        .collect()
+    // Every size is resized once from the one decode; then the encodes (AVIF of the widest first:
+    // it dominates) are shared by ENCODER_THREADS workers, so two cores stay busy while at most
+    // two encoders hold their working memory at once.
+    let sized: Vec<Pixels> = widths
+        .iter()
+        .map(|&w| {
+            let h = scaled_height(width, height, w);
+            if (w, h) == (source.width, source.height) { Ok(source.clone()) } else { source.resize(w, h) }
+        })
+        .collect::<Result<_, _>>()?;
+    let mut jobs: Vec<(usize, OutputFormat)> =
+        (0..sized.len()).flat_map(|i| formats.iter().map(move |&f| (i, f))).collect();
+    jobs.sort_by_key(|&(i, f)| std::cmp::Reverse((f == OutputFormat::Avif, sized[i].width)));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..ENCODER_THREADS.min(jobs.len()).max(1))
+            .map(|_| {
+                scope.spawn(|| -> Result<Vec<(usize, Variant)>, ImageError> {
+                    let mut done = Vec::new();
+                    loop {
+                        let j = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&(i, format)) = jobs.get(j) else { return Ok(done) };
+                        let p = &sized[i];
+                        let bytes = encode::encode(p, format, quality)?;
+                        done.push((j, Variant { width: p.width, height: p.height, format, bytes }));
+                    }
                 })
             })
             .collect();
@@ -277,7 +289,10 @@ pub fn render_formats(
             .map(|w| w.join().unwrap_or_else(|_| Err(ImageError::Encode("an encoder thread panicked".into()))))
             .collect::<Result<Vec<_>, _>>()
     })?;
-    let variants: Vec<Variant> = per_width.into_iter().flatten().collect();
+    let mut variants: Vec<Variant> = results.into_iter().flatten().map(|(_, v)| v).collect();
+    // Narrowest first; per width in the order of `formats`.
+    let rank = |f: OutputFormat| formats.iter().position(|x| *x == f).unwrap_or(usize::MAX);
+    variants.sort_by_key(|v| (v.width, rank(v.format)));
     Ok(Rendered {
         format: probe.format,
         width,
