@@ -695,25 +695,29 @@ impl FileTable {
     /// Marks an open session completed (it leaves the owner's list of unfinished uploads).
     /// Answers `false` if it was no longer open.
     pub async fn complete_session(&self, id: &UploadId, etag: &str) -> Result<bool, AwsError> {
-        let out = self
+        self.close_session(id, "COMPLETED", Some(etag)).await
+    }
+
+    /// Moves an OPEN session to `state` (it leaves the owner's list of unfinished uploads).
+    /// Answers `false` if it was no longer open (or is gone).
+    async fn close_session(&self, id: &UploadId, state: &str, etag: Option<&str>) -> Result<bool, AwsError> {
+        let mut update = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(session_pk(id)))
             .key("sk", s("SESSION"))
-            .update_expression("SET #state = :done, etag = :etag REMOVE gsi1pk, gsi1sk")
             .condition_expression("#state = :open")
             .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":done", s("COMPLETED"))
-            .expression_attribute_values(":open", s("OPEN"))
-            .expression_attribute_values(":etag", s(etag))
-            .send()
-            .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
-            Err(e) => Err(AwsError::from_sdk("UpdateItem", e)),
-        }
+            .expression_attribute_values(":to", s(state))
+            .expression_attribute_values(":open", s("OPEN"));
+        update = match etag {
+            Some(etag) => update
+                .update_expression("SET #state = :to, etag = :etag REMOVE gsi1pk, gsi1sk")
+                .expression_attribute_values(":etag", s(etag)),
+            None => update.update_expression("SET #state = :to REMOVE gsi1pk, gsi1sk"),
+        };
+        conditional(update.send().await, "UpdateItem")
     }
 
     /// Aborts an open session: releases its reservation, removes its PENDING file row and
@@ -802,24 +806,7 @@ impl FileTable {
             Err(err) => return Err(AwsError::from_sdk("TransactWriteItems", err)),
         }
         if let Some(id) = &row.upload_id {
-            let out = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .key("pk", s(session_pk(id)))
-                .key("sk", s("SESSION"))
-                .update_expression("SET #state = :aborted REMOVE gsi1pk, gsi1sk")
-                .condition_expression("#state = :open")
-                .expression_attribute_names("#state", "state")
-                .expression_attribute_values(":aborted", s("ABORTED"))
-                .expression_attribute_values(":open", s("OPEN"))
-                .send()
-                .await;
-            match out {
-                Ok(_) => {}
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
-                Err(e) => return Err(AwsError::from_sdk("UpdateItem", e)),
-            }
+            self.close_session(id, "ABORTED", None).await?;
         }
         Ok(true)
     }

@@ -19,25 +19,22 @@
 //! make the row DELETED and give the bytes back (DECISIONS 13-15); events are ordered by S3's
 //! sequencer (else event time), so an older event never overwrites newer state.
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use matbakh_api::Services;
 use matbakh_api::metrics::{self, Unit};
 use matbakh_aws::AwsError;
 use matbakh_aws::table::Settlement;
-use matbakh_core::events::{ObjectChange, ObjectEvent, parse_sqs_body};
+use matbakh_core::events::{ObjectChange, ObjectEvent};
 use matbakh_core::ids::{FileId, ObjectKey};
 use matbakh_core::metadata::{ContentFacts, ExifFacts, FileStatus};
 use matbakh_core::names::search_tokens;
 use matbakh_core::sniff::{Sniffed, sniff};
 use matbakh_core::types::TypeClass;
 
-/// Why one record failed. Either way the record is reported, so it is delivered again and,
-/// after five failures, lands in the DLQ with its alarm: nothing is logged and dropped.
+/// Why one record failed: it is reported, so it is delivered again and, after five failures,
+/// lands in the DLQ with its alarm (malformed messages too: `matbakh_api::sqs`).
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
-    /// The message is not an object event; it will never parse.
-    #[error("malformed message: {0}")]
-    Malformed(String),
     /// A dependency failed; a later delivery may succeed.
     #[error(transparent)]
     Aws(#[from] AwsError),
@@ -51,23 +48,7 @@ impl IndexError {
 
 /// Handles one batch; the answer names the records to deliver again.
 pub async fn handle(services: &Services, event: SqsEvent) -> SqsBatchResponse {
-    let mut response = SqsBatchResponse::default();
-    for record in event.records {
-        let id = record.message_id.clone().unwrap_or_default();
-        let span = tracing::info_span!("object_event", message_id = %id);
-        let _entered = span.enter();
-        let result = match parse_sqs_body(record.body.as_deref().unwrap_or_default()) {
-            Ok(events) => handle_events(services, &events).await,
-            Err(e) => Err(IndexError::Malformed(e.to_string())),
-        };
-        if let Err(e) = result {
-            tracing::error!(error = %e, retryable = e.is_retryable(), "object event failed; it will be delivered again");
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
-            response.batch_item_failures.push(failure);
-        }
-    }
-    response
+    matbakh_api::sqs::for_each_record(event, |events| async move { handle_events(services, &events).await }).await
 }
 
 async fn handle_events(services: &Services, events: &[ObjectEvent]) -> Result<(), IndexError> {

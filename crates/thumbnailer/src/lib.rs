@@ -20,11 +20,11 @@
 //! Reads: the object (a range first), the file row. Writes: variants, the row, the usage
 //! counter (quarantine), `quarantine/` copies and deletes of quarantined versions.
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use matbakh_api::Services;
 use matbakh_api::metrics::{self, Unit};
 use matbakh_aws::AwsError;
-use matbakh_core::events::{ObjectChange, ObjectEvent, parse_sqs_body};
+use matbakh_core::events::{ObjectChange, ObjectEvent};
 use matbakh_core::ids::{FileId, ObjectKey};
 use matbakh_core::metadata::{FileRecord, FileStatus, ImageInfo, VariantInfo};
 use matbakh_core::sniff::{SNIFF_LEN, Sniffed, agrees, sniff};
@@ -39,12 +39,10 @@ pub struct Thumbnailer {
     pub quality: Quality,
 }
 
-/// Why one record failed; both kinds are reported so the record comes back (or, after five
-/// tries, waits in the DLQ with its alarm).
+/// Why one record failed: it is reported so the record comes back (or, after five tries, waits
+/// in the DLQ with its alarm; malformed messages too: `matbakh_api::sqs`).
 #[derive(Debug, thiserror::Error)]
 pub enum ThumbnailError {
-    #[error("malformed message: {0}")]
-    Malformed(String),
     #[error(transparent)]
     Aws(#[from] AwsError),
 }
@@ -65,23 +63,7 @@ pub enum Outcome {
 
 /// Handles one batch; the answer names the records to deliver again.
 pub async fn handle(t: &Thumbnailer, event: SqsEvent) -> SqsBatchResponse {
-    let mut response = SqsBatchResponse::default();
-    for record in event.records {
-        let id = record.message_id.clone().unwrap_or_default();
-        let span = tracing::info_span!("object_event", message_id = %id);
-        let _entered = span.enter();
-        let result = match parse_sqs_body(record.body.as_deref().unwrap_or_default()) {
-            Ok(events) => handle_events(t, &events).await,
-            Err(e) => Err(ThumbnailError::Malformed(e.to_string())),
-        };
-        if let Err(e) = result {
-            tracing::error!(error = %e, "object event failed; it will be delivered again");
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
-            response.batch_item_failures.push(failure);
-        }
-    }
-    response
+    matbakh_api::sqs::for_each_record(event, |events| async move { handle_events(t, &events).await }).await
 }
 
 async fn handle_events(t: &Thumbnailer, events: &[ObjectEvent]) -> Result<(), ThumbnailError> {
