@@ -173,3 +173,86 @@ async fn hostile_and_mislabelled_files_are_refused_with_a_reason_and_the_batch_g
         uploaded.iter().zip(expect).filter(|(_, (s, _))| *s != FileStatus::Quarantined).map(|((_, n), _)| *n).sum();
     assert_eq!(h.usage(&user).await.charged, kept);
 }
+
+/// moto's SQS through its JSON protocol (no SDK crate just for a test).
+async fn sqs(action: &str, body: Value) -> Value {
+    let endpoint = testkit::env("AWS_ENDPOINT_URL");
+    // moto reads the region from the credential scope; it does not check the signature.
+    let scope = format!("Credential=test/20260101/{}/sqs/aws4_request", testkit::env("AWS_REGION"));
+    let resp = testkit::http_client()
+        .post(&endpoint)
+        .header("authorization", format!("AWS4-HMAC-SHA256 {scope}, SignedHeaders=host, Signature=0"))
+        .header("content-type", "application/x-amz-json-1.0")
+        .header("x-amz-target", format!("AmazonSQS.{action}"))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{action}: {}", resp.status());
+    resp.json().await.unwrap()
+}
+
+/// Every corpus photo through the real event path: presigned upload → moto's bucket
+/// notification → SNS → the thumbnailer's SQS queue → this test as the event source mapping
+/// (receive, invoke the handler in-process, delete what it did not report) → READY.
+#[tokio::test]
+async fn every_corpus_photo_goes_through_the_real_event_path() {
+    let (h, t) = setup().await;
+    let user = unique_user("e2e");
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/photos");
+    let mut names: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    let mut ids = Vec::new();
+    for name in &names {
+        let (_, bytes) = corpus(&format!("photos/{name}"));
+        ids.push((name.clone(), upload(&h, &user, name, "image/jpeg", bytes).await.1));
+    }
+    let queue = sqs("GetQueueUrl", serde_json::json!({"QueueName": "test-thumbnailerqueue"})).await;
+    let queue = queue["QueueUrl"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        let mut pending = 0;
+        for (_, id) in &ids {
+            if h.state.table.get_file(*id).await.unwrap().unwrap().status == FileStatus::Pending {
+                pending += 1;
+            }
+        }
+        if pending == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{pending} photos still PENDING");
+        // Long poll (the wait is the queue's, not a sleep); other tests' events find no row here.
+        let got = sqs(
+            "ReceiveMessage",
+            serde_json::json!({"QueueUrl": queue, "MaxNumberOfMessages": 10, "WaitTimeSeconds": 1}),
+        )
+        .await;
+        let messages = got["Messages"].as_array().cloned().unwrap_or_default();
+        let batch: Vec<(String, String)> = messages
+            .iter()
+            .map(|m| (m["MessageId"].as_str().unwrap().to_owned(), m["Body"].as_str().unwrap().to_owned()))
+            .collect();
+        let batch: Vec<(&str, String)> = batch.iter().map(|(id, body)| (id.as_str(), body.clone())).collect();
+        let response = thumbnailer::handle(&t, sqs_batch(&batch)).await;
+        let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+        for m in &messages {
+            if !failed.contains(&m["MessageId"].as_str().unwrap()) {
+                sqs("DeleteMessage", serde_json::json!({"QueueUrl": queue, "ReceiptHandle": m["ReceiptHandle"]})).await;
+            }
+        }
+    }
+    for (name, id) in &ids {
+        let (status, info) = row(&h, *id).await;
+        assert_eq!(status, FileStatus::Ready, "{name}: {info}");
+        let (w, hgt) = (info["width"].as_u64().unwrap() as u32, info["height"].as_u64().unwrap() as u32);
+        for width in matbakh_imaging::widths_for(w) {
+            let (bytes, _, _) = get(&h, &format!("derived/{id}/{width}.jpg")).await.unwrap();
+            let expected = ((u64::from(hgt) * u64::from(width) + u64::from(w) / 2) / u64::from(w)) as u32;
+            assert_eq!(dimensions("image/jpeg", &bytes), (width, expected), "{name}");
+            assert!(!matbakh_imaging::exif::read(&bytes).has_gps, "{name}: GPS in a variant");
+        }
+    }
+    let portrait = ids.iter().find(|(n, _)| n.starts_with("panasonic")).unwrap().1;
+    assert_eq!(row(&h, portrait).await.1["width"].as_u64(), Some(428), "orientation applied");
+}
