@@ -92,16 +92,7 @@ impl S3Store {
         now: OffsetDateTime,
         expires_in: Duration,
     ) -> Result<PresignedPost, AwsError> {
-        let c = self.credentials.provide_credentials().await.map_err(|e| AwsError::Service {
-            operation: "ProvideCredentials",
-            message: e.to_string(),
-            retryable: true,
-        })?;
-        let creds = Credentials {
-            access_key_id: c.access_key_id().to_owned(),
-            secret_access_key: c.secret_access_key().to_owned(),
-            session_token: c.session_token().map(str::to_owned),
-        };
+        let creds = self.credentials().await?;
         let grant = UploadGrant {
             bucket: &self.bucket,
             key,
@@ -206,11 +197,7 @@ impl S3Store {
 
     /// The object's size, or `None` if there is no such object.
     pub async fn object_size(&self, key: &ObjectKey) -> Result<Option<u64>, AwsError> {
-        match self.client.head_object().bucket(&self.bucket).key(key.as_str()).send().await {
-            Ok(out) => Ok(Some(out.content_length().unwrap_or(0).max(0) as u64)),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
-            Err(e) => Err(AwsError::from_sdk("HeadObject", e)),
-        }
+        Ok(self.head_version(key.as_str()).await?.map(|(size, _)| size))
     }
 
     /// The first `len` bytes of the object (fewer if it is shorter), or `None` if it is gone.
