@@ -42,13 +42,32 @@ ensure_native_tools() {
   local missing=()
   command -v cmake >/dev/null || missing+=(cmake)
   command -v nasm >/dev/null || missing+=(nasm)
-  ((${#missing[@]} == 0)) && return
-  log "installing ${missing[*]} (Debian packages, for the image codecs)"
+  # dav1d (the AVIF decoder) builds with meson + ninja.
+  command -v meson >/dev/null || missing+=(meson)
+  command -v ninja >/dev/null || missing+=(ninja-build)
+  apt_install "for the image codecs" "${missing[@]}"
+}
+
+# The arm64 release build (what `sam build` deploys): dav1d's build calls the GNU cross compiler
+# by name (zig, which cargo-lambda uses for Rust and the cc crate, is not asked).
+ensure_arm64_cross_tools() {
+  local missing=()
+  command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(gcc-aarch64-linux-gnu)
+  [[ -e /usr/aarch64-linux-gnu/include/stdio.h ]] || missing+=(libc6-dev-arm64-cross)
+  apt_install "for the arm64 build of dav1d" "${missing[@]}"
+}
+
+# apt_install WHY PACKAGE...: installs the Debian packages given, if any.
+apt_install() {
+  local why=$1
+  shift
+  (($# == 0)) && return
+  log "installing $* (Debian packages, $why)"
   local sudo=()
   ((EUID == 0)) || sudo=(sudo)
-  "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null ||
-    { "${sudo[@]}" apt-get update >/dev/null && "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null; } ||
-    die "could not install ${missing[*]}; install them and run again"
+  "${sudo[@]}" apt-get install -y --no-install-recommends "$@" >/dev/null ||
+    { "${sudo[@]}" apt-get update >/dev/null && "${sudo[@]}" apt-get install -y --no-install-recommends "$@" >/dev/null; } ||
+    die "could not install $*; install them and run again"
 }
 
 # Garage, the S3 server that enforces signatures and POST policies (moto does not).

@@ -1,7 +1,7 @@
 //! Decoding, after the header passed the limits. JPEG goes through libjpeg-turbo with DCT
 //! scaling: an 18 MP photo whose largest variant is 1920 px wide is decoded at 1/2 scale,
 //! a quarter of the pixels and memory. PNG, GIF (first frame) and WebP go through `image`
-//! with an allocation limit.
+//! with an allocation limit; AVIF through `rav1d` (`crate::avif`).
 
 use std::io::Cursor;
 
@@ -36,6 +36,8 @@ pub fn decode(
             let decoder = image::codecs::webp::WebPDecoder::new(Cursor::new(bytes)).map_err(corrupt)?;
             generic(decoder, max_alloc)
         }
+        // `max_alloc` is eight bytes per allowed pixel (see `ImageLimits`).
+        Format::Avif => crate::avif::decode(bytes, max_alloc / 8).map(|p| (p, None)),
     }
 }
 

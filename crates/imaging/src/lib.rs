@@ -8,6 +8,7 @@
 //! placeholder. Every failure is an [`ImageError`] with a reason and a [`Disposition`]; no
 //! input panics (a property test and a fuzz target hold it to that).
 
+mod avif;
 pub mod decode;
 pub mod encode;
 pub mod exif;
@@ -95,7 +96,7 @@ pub enum Disposition {
     Quarantine,
     /// An image that could not be processed (broken, or our encoder failed): kept, no variants.
     Fail,
-    /// An allowed image type this pipeline has no decoder for (AVIF, HEIC): kept, no variants.
+    /// An allowed image type this pipeline has no decoder for (HEIC): kept, no variants.
     KeepWithoutVariants,
 }
 
@@ -179,7 +180,7 @@ pub fn format_of(bytes: &[u8]) -> Result<Format, ImageError> {
             "image/png" => Ok(Format::Png),
             "image/gif" => Ok(Format::Gif),
             "image/webp" => Ok(Format::WebP),
-            "image/avif" => Err(ImageError::Unsupported("AVIF")),
+            "image/avif" => Ok(Format::Avif),
             "image/heic" | "image/heif" => Err(ImageError::Unsupported("HEIC")),
             other => Err(ImageError::NotAnImage(if other.starts_with("video/") { "a video" } else { "a document" })),
         },
@@ -223,6 +224,13 @@ pub struct Source {
     /// The displayed size of the whole source (after orientation, before any decode scaling).
     pub width: u32,
     pub height: u32,
+}
+
+impl Source {
+    /// The pixels resized to `width` (aspect kept): what a variant of that width is made from.
+    pub fn resized_to(&self, width: u32) -> Result<Pixels, ImageError> {
+        self.pixels.resize(width, scaled_height(self.pixels.width, self.pixels.height, width))
+    }
 }
 
 /// Checks, decodes (large enough for a variant `min_width` wide) and orients one source: the

@@ -11,6 +11,7 @@ pub enum Format {
     Png,
     Gif,
     WebP,
+    Avif,
 }
 
 /// What the header says.
@@ -61,6 +62,10 @@ pub fn probe(format: Format, bytes: &[u8]) -> Result<Probe, ImageError> {
         Format::Png => png(bytes)?,
         Format::Gif => gif(bytes)?,
         Format::WebP => webp(bytes)?,
+        Format::Avif => {
+            let (width, height, _) = crate::avif::probe(bytes)?;
+            Probe { format, width, height, frames: 1, largest_frame_pixels: pixels(width, height), icc: None }
+        }
     };
     if probe.width == 0 || probe.height == 0 {
         return Err(malformed("the header declares an empty image"));

@@ -13,19 +13,25 @@ fn corpus(rel: &str) -> Vec<u8> {
     std::fs::read(root.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
+/// AVIF files written by libavif (`tests/fixtures/README.md`).
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)).unwrap()
+}
+
 fn exercise(bytes: &[u8]) {
     // Either answer is fine; a panic fails the test.
     let _ = inspect(bytes, &LIMITS);
     let _ = load(bytes, &LIMITS, 320);
 }
 
-const MAGICS: [&[u8]; 6] = [
+const MAGICS: [&[u8]; 7] = [
     b"\xFF\xD8\xFF",
     b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR",
     b"GIF89a",
     b"RIFF\0\0\0\0WEBPVP8 ",
     b"RIFF\0\0\0\0WEBPVP8L",
     b"RIFF\0\0\0\0WEBPVP8X",
+    b"\0\0\0\x1cftypavif\0\0\0\0avifmif1miaf",
 ];
 
 proptest! {
@@ -40,12 +46,14 @@ proptest! {
 
     #[test]
     fn real_files_with_damage(
-        which in 0..4usize,
+        which in 0..6usize,
         flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
         cut in any::<prop::sample::Index>(),
     ) {
-        let file = ["photos/panasonic-orientation6.jpg", "other/icc-profile.png", "other/icc-profile.jpeg", "other/anim-45-frames.gif"][which];
-        let mut bytes = corpus(file);
+        let mut bytes = match which {
+            0..4 => corpus(["photos/panasonic-orientation6.jpg", "other/icc-profile.png", "other/icc-profile.jpeg", "other/anim-45-frames.gif"][which]),
+            _ => fixture(["dune-420-bt709-limited.avif", "alpha-444-premultiplied.avif"][which - 4]),
+        };
         for (at, value) in flips {
             let i = at.index(bytes.len());
             bytes[i] = value;

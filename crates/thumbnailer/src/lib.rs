@@ -11,7 +11,7 @@
 //! - an image: the `imaging` pipeline (bounded decode, orientation, sRGB) writes
 //!   `derived/{fileId}/{width}.{avif,webp,jpg}` (immutable, metadata-free) and the row becomes
 //!   READY with dimensions, placeholder and the variant list; a broken image becomes FAILED, a
-//!   decompression bomb QUARANTINED, an AVIF/HEIC (no decoder here) READY without variants.
+//!   decompression bomb QUARANTINED, a HEIC (no decoder here) READY without variants.
 //!
 //! A record fails (and comes back, then goes to the DLQ) only when retrying can help: AWS errors
 //! and malformed messages. Everything about the file itself is recorded on its row instead.
