@@ -465,6 +465,14 @@ impl FileTable {
                 ("orientation".to_owned(), n(e.orientation)),
                 ("hadGps".to_owned(), AttributeValue::Bool(e.had_gps)),
             ]);
+            if let Some(at) = e.location {
+                // Six decimals: about 0.1 m, more than any phone measures.
+                let point = HashMap::from([
+                    ("lat".to_owned(), AttributeValue::N(format!("{:.6}", at.latitude))),
+                    ("lon".to_owned(), AttributeValue::N(format!("{:.6}", at.longitude))),
+                ]);
+                m.insert("location".to_owned(), AttributeValue::M(point));
+            }
             for (name, value) in [
                 ("cameraMake", &e.camera_make),
                 ("cameraModel", &e.camera_model),

@@ -94,8 +94,16 @@ pub struct ImageInfo {
     pub variants: Vec<VariantInfo>,
 }
 
-/// The EXIF facts the platform keeps (GPS never: it is only noted that the file had some).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A position in decimal degrees (WGS 84; north and east positive).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GeoPoint {
+    pub latitude: f64,
+    pub longitude: f64,
+}
+
+/// The EXIF facts the platform keeps. The GPS position only where the deployment opted in
+/// (`STORE_GPS_LOCATION`); otherwise only that the file had one.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ExifFacts {
     pub camera_make: Option<String>,
     pub camera_model: Option<String>,
@@ -103,10 +111,11 @@ pub struct ExifFacts {
     pub taken_at: Option<String>,
     pub orientation: u8,
     pub had_gps: bool,
+    pub location: Option<GeoPoint>,
 }
 
 /// What the indexer learnt by reading an object once.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ContentFacts {
     pub sha256: Sha256,
     pub etag: Option<String>,

@@ -1,13 +1,21 @@
 //! EXIF: the orientation the pipeline must apply, and the summary the metadata keeps.
 //!
 //! Parsed with `kamadak-exif`, which reads the orientation whether it is stored as a 16-bit or
-//! a 32-bit value (`panasonic-orientation6.jpg` uses the latter; some readers miss it). GPS is
-//! only ever reported as present, never copied: variants carry no metadata at all.
+//! a 32-bit value (`panasonic-orientation6.jpg` uses the latter; some readers miss it). The GPS
+//! position is read so that a deployment that opts in can keep it; variants never carry any
+//! metadata at all.
 
 use exif::{In, Tag, Value};
 
-/// What a photo's EXIF says that the platform keeps.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Where a photo was taken, in decimal degrees (WGS 84; north and east positive).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GpsPosition {
+    pub latitude: f64,
+    pub longitude: f64,
+}
+
+/// What a photo's EXIF says that the platform may keep.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ExifSummary {
     /// 1 to 8 as EXIF defines it; 1 when absent or invalid.
     pub orientation: u8,
@@ -16,8 +24,11 @@ pub struct ExifSummary {
     pub lens: Option<String>,
     /// `DateTimeOriginal` as written (`2019:07:14 16:03:12`), local time of the camera.
     pub taken_at: Option<String>,
-    /// Whether the file carries GPS coordinates (they are never stored or copied).
+    /// Whether the file carries GPS tags.
     pub has_gps: bool,
+    /// The position those tags give, when they are complete and in range. Stored only where the
+    /// deployment allows it (the indexer's `STORE_GPS_LOCATION`), never copied into a variant.
+    pub gps: Option<GpsPosition>,
 }
 
 fn text(exif: &exif::Exif, tag: Tag) -> Option<String> {
@@ -54,7 +65,32 @@ pub fn read(bytes: &[u8]) -> ExifSummary {
         lens: text(&exif, Tag::LensModel),
         taken_at: text(&exif, Tag::DateTimeOriginal),
         has_gps: exif.fields().any(|f| f.ifd_num == In::PRIMARY && f.tag.context() == exif::Context::Gps),
+        gps: gps(&exif),
     }
+}
+
+/// Degrees, minutes, seconds (three rationals) and the hemisphere letter that makes it negative.
+fn coordinate(exif: &exif::Exif, value: Tag, hemisphere: Tag, negative: u8, limit: f64) -> Option<f64> {
+    let Value::Rational(dms) = &exif.get_field(value, In::PRIMARY)?.value else { return None };
+    if dms.len() != 3 || dms.iter().any(|r| r.denom == 0) {
+        return None;
+    }
+    let degrees = dms[0].to_f64() + dms[1].to_f64() / 60.0 + dms[2].to_f64() / 3600.0;
+    let sign = match &exif.get_field(hemisphere, In::PRIMARY)?.value {
+        Value::Ascii(parts) => match parts.first()?.first()? {
+            c if *c == negative => -1.0,
+            _ => 1.0,
+        },
+        _ => return None,
+    };
+    (degrees <= limit).then_some(sign * degrees)
+}
+
+fn gps(exif: &exif::Exif) -> Option<GpsPosition> {
+    Some(GpsPosition {
+        latitude: coordinate(exif, Tag::GPSLatitude, Tag::GPSLatitudeRef, b'S', 90.0)?,
+        longitude: coordinate(exif, Tag::GPSLongitude, Tag::GPSLongitudeRef, b'W', 180.0)?,
+    })
 }
 
 #[cfg(test)]

@@ -14,7 +14,8 @@
 //! uploads) a permanent delete of that object version.
 //!
 //! Then it reads each new object once (streaming): SHA-256, the sniffed type, EXIF for images
-//! (camera, lens, taken-at, orientation; GPS only noted as present, never stored), search tokens
+//! (camera, lens, taken-at, orientation; the GPS position only noted as present, unless the
+//! deployment sets `STORE_GPS_LOCATION=true`), search tokens
 //! of the name, and `duplicateOf` when the owner already has the same bytes. Removal events
 //! make the row DELETED and give the bytes back (DECISIONS 13-15); events are ordered by S3's
 //! sequencer (else event time), so an older event never overwrites newer state.
@@ -26,7 +27,7 @@ use matbakh_aws::AwsError;
 use matbakh_aws::table::Settlement;
 use matbakh_core::events::{ObjectChange, ObjectEvent};
 use matbakh_core::ids::{FileId, ObjectKey};
-use matbakh_core::metadata::{ContentFacts, ExifFacts, FileStatus};
+use matbakh_core::metadata::{ContentFacts, ExifFacts, FileStatus, GeoPoint};
 use matbakh_core::names::search_tokens;
 use matbakh_core::sniff::{Sniffed, sniff};
 use matbakh_core::types::TypeClass;
@@ -46,17 +47,43 @@ impl IndexError {
     }
 }
 
-/// Handles one batch; the answer names the records to deliver again.
-pub async fn handle(services: &Services, event: SqsEvent) -> SqsBatchResponse {
-    matbakh_api::sqs::for_each_record(event, |events| async move { handle_events(services, &events).await }).await
+/// Whether photo positions are kept, by default: no. A position is personal data that says
+/// where someone lives; a deployment whose users want a map view opts in.
+pub const DEFAULT_STORE_GPS_LOCATION: bool = false;
+
+/// The function's state: the shared services plus its one setting.
+#[derive(Clone)]
+pub struct Indexer {
+    pub services: Services,
+    /// `STORE_GPS_LOCATION`: keep the EXIF GPS position on the row (else only `hadGps`).
+    pub store_gps_location: bool,
 }
 
-async fn handle_events(services: &Services, events: &[ObjectEvent]) -> Result<(), IndexError> {
+impl Indexer {
+    /// `services` with the setting read from `lookup` (`true` or `false`; absent: the default).
+    pub fn new(services: Services, lookup: impl Fn(&str) -> Option<String>) -> Result<Indexer, String> {
+        let store_gps_location = match lookup("STORE_GPS_LOCATION").as_deref().map(str::trim) {
+            None | Some("") => DEFAULT_STORE_GPS_LOCATION,
+            Some("true") => true,
+            Some("false") => false,
+            Some(other) => return Err(format!("STORE_GPS_LOCATION must be true or false, not {other:?}")),
+        };
+        Ok(Indexer { services, store_gps_location })
+    }
+}
+
+/// Handles one batch; the answer names the records to deliver again.
+pub async fn handle(ix: &Indexer, event: SqsEvent) -> SqsBatchResponse {
+    matbakh_api::sqs::for_each_record(event, |events| async move { handle_events(ix, &events).await }).await
+}
+
+async fn handle_events(ix: &Indexer, events: &[ObjectEvent]) -> Result<(), IndexError> {
+    let services = &ix.services;
     for event in events {
         match event.change {
             ObjectChange::Created => {
                 settle(services, event).await?;
-                index_content(services, event).await?;
+                index_content(ix, event).await?;
             }
             ObjectChange::DeleteMarkerCreated | ObjectChange::Removed => removed(services, event).await?,
         }
@@ -70,7 +97,8 @@ pub const PREFIX_BYTES: usize = 256 * 1024;
 
 /// Reads a settled object once: SHA-256, the sniffed type, EXIF (images), search tokens of its
 /// name, and whether its owner already has the same bytes. Done once per row.
-async fn index_content(services: &Services, event: &ObjectEvent) -> Result<(), AwsError> {
+async fn index_content(ix: &Indexer, event: &ObjectEvent) -> Result<(), AwsError> {
+    let services = &ix.services;
     let Some(file_id) = file_id_of(&event.key) else { return Ok(()) };
     let Some(row) = services.table.get_file(file_id).await?.filter(|r| r.key.as_str() == event.key) else {
         return Ok(());
@@ -90,6 +118,10 @@ async fn index_content(services: &Services, event: &ObjectEvent) -> Result<(), A
             taken_at: e.taken_at,
             orientation: e.orientation,
             had_gps: e.has_gps,
+            location: e
+                .gps
+                .filter(|_| ix.store_gps_location)
+                .map(|p| GeoPoint { latitude: p.latitude, longitude: p.longitude }),
         }
     });
     let facts = ContentFacts {

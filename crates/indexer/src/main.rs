@@ -6,9 +6,10 @@ use lambda_runtime::{LambdaEvent, service_fn};
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let services = matbakh_api::Services::from_env().await?;
-    let services = &services;
+    let ix = indexer::Indexer::new(services, |name| std::env::var(name).ok())?;
+    let ix = &ix;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
-        Ok::<_, lambda_runtime::Error>(indexer::handle(services, event.payload).await)
+        Ok::<_, lambda_runtime::Error>(indexer::handle(ix, event.payload).await)
     }))
     .await
 }

@@ -36,6 +36,11 @@ fn axum_body(s: &str) -> axum::body::Body {
     axum::body::Body::from(s.to_owned())
 }
 
+/// The indexer with the default settings.
+fn ix(h: &Harness) -> indexer::Indexer {
+    indexer::Indexer::new(h.state.clone(), |_| None).unwrap()
+}
+
 fn file_id(key: &str) -> FileId {
     indexer::file_id_of(key).unwrap()
 }
@@ -50,7 +55,7 @@ async fn a_declared_upload_settles_once() {
     assert_eq!((before.charged, before.reserved), (photo.len() as u64, photo.len() as u64));
 
     for _ in 0..2 {
-        let response = indexer::handle(&h.state, event(&[("m1", created(&key, photo.len()))])).await;
+        let response = indexer::handle(&ix(&h), event(&[("m1", created(&key, photo.len()))])).await;
         assert!(response.batch_item_failures.is_empty());
         let after = h.usage(&user).await;
         assert_eq!((after.charged, after.reserved), (photo.len() as u64, 0), "settled, and only once");
@@ -66,7 +71,7 @@ async fn an_unreserved_upload_is_charged_what_arrived() {
     let (name, photo) = corpus("photos/panasonic-orientation6.jpg");
     let key = upload(&h, &user, &name, None, photo.clone()).await;
     assert_eq!(h.usage(&user).await.charged, 0, "a ranged grant reserves nothing");
-    let response = indexer::handle(&h.state, event(&[("m1", created(&key, photo.len()))])).await;
+    let response = indexer::handle(&ix(&h), event(&[("m1", created(&key, photo.len()))])).await;
     assert!(response.batch_item_failures.is_empty());
     let usage = h.usage(&user).await;
     assert_eq!((usage.charged, usage.reserved), (photo.len() as u64, 0));
@@ -81,14 +86,14 @@ async fn an_upload_past_its_grant_is_removed_and_quarantined() {
     let h = Harness::new(multipart::router, Options { limits, ..Options::default() }).await;
     let user = unique_user("greedy");
     let key = upload(&h, &user, &name, None, photo.clone()).await;
-    let response = indexer::handle(&h.state, event(&[("m1", created(&key, photo.len()))])).await;
+    let response = indexer::handle(&ix(&h), event(&[("m1", created(&key, photo.len()))])).await;
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(h.state.store.head_version(&key).await.unwrap(), None, "the object stayed");
     let row = h.state.table.get_file(file_id(&key)).await.unwrap().unwrap();
     assert_eq!(row.status, FileStatus::Quarantined);
     assert_eq!(h.usage(&user).await.charged, 0);
     // A redelivery finds nothing left to do.
-    let response = indexer::handle(&h.state, event(&[("m1", created(&key, photo.len()))])).await;
+    let response = indexer::handle(&ix(&h), event(&[("m1", created(&key, photo.len()))])).await;
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(h.usage(&user).await.charged, 0);
 }
@@ -102,7 +107,7 @@ async fn a_bad_message_is_reported_and_the_rest_of_the_batch_is_done() {
     let test_event =
         json!({"Type": "Notification", "Message": json!({"Event": "s3:TestEvent"}).to_string()}).to_string();
     let batch = event(&[("bad", "not json".to_owned()), ("good", created(&key, photo.len())), ("test", test_event)]);
-    let response = indexer::handle(&h.state, batch).await;
+    let response = indexer::handle(&ix(&h), batch).await;
     let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     assert_eq!(failed, ["bad"]);
     assert_eq!(h.usage(&user).await.reserved, 0, "the good record in the same batch was settled");
@@ -129,7 +134,7 @@ async fn content_is_hashed_once_with_exif_tokens_and_duplicates() {
     let again = presigned(&h, &alice, "copy of it.jpg", phone.clone()).await;
     let bobs = presigned(&h, &bob, "same bytes.jpg", phone.clone()).await;
     for (i, key) in [&first, &again, &bobs].into_iter().enumerate() {
-        let response = indexer::handle(&h.state, event(&[("m", created(key, phone.len()))])).await;
+        let response = indexer::handle(&ix(&h), event(&[("m", created(key, phone.len()))])).await;
         assert!(response.batch_item_failures.is_empty(), "{i}");
     }
     let row = h.state.table.get_file(file_id(&first)).await.unwrap().unwrap();
@@ -138,7 +143,7 @@ async fn content_is_hashed_once_with_exif_tokens_and_duplicates() {
     let exif = exif.as_m().unwrap();
     assert!(exif["cameraMake"].as_s().is_ok_and(|m| !m.is_empty()), "{exif:?}");
     assert_eq!(exif["hadGps"].as_bool().ok(), Some(&true));
-    assert!(!exif.keys().any(|k| k.to_lowercase().contains("lat")), "coordinates stored: {exif:?}");
+    assert!(!exif.contains_key("location"), "a position stored without the setting: {exif:?}");
     let tokens = attr(&h, &first, "tokens").await.unwrap();
     let mut tokens = tokens.as_ss().unwrap().clone();
     tokens.sort();
@@ -164,6 +169,34 @@ async fn content_is_hashed_once_with_exif_tokens_and_duplicates() {
     assert!(!h.state.table.record_content(id, &facts, Some("t:2026-11-28T09:59:59.999Z")).await.unwrap());
 }
 
+#[tokio::test]
+async fn a_gps_position_is_kept_only_where_the_deployment_opts_in() {
+    let h = Harness::new(presign::router, Options::default()).await;
+    let user = unique_user("gps");
+    let (_, photo) = corpus("photos/ladybird.jpg");
+    // Sydney Opera House, south and east: both signs matter.
+    let tagged = testkit::with_gps_position(&photo, -33.856_784, 151.215_297);
+    let default = presigned(&h, &user, "kept private.jpg", tagged.clone()).await;
+    let opted_in = presigned(&h, &user, "on the map.jpg", tagged.clone()).await;
+    indexer::handle(&ix(&h), event(&[("a", created(&default, tagged.len()))])).await;
+    let map = indexer::Indexer::new(h.state.clone(), |name| (name == "STORE_GPS_LOCATION").then(|| "true".into()));
+    indexer::handle(&map.unwrap(), event(&[("b", created(&opted_in, tagged.len()))])).await;
+
+    let exif = attr(&h, &default, "exif").await.unwrap();
+    let exif = exif.as_m().unwrap();
+    assert_eq!(exif["hadGps"].as_bool().ok(), Some(&true));
+    assert!(!exif.contains_key("location"), "{exif:?}");
+
+    let exif = attr(&h, &opted_in, "exif").await.unwrap();
+    let exif = exif.as_m().unwrap();
+    let at = exif["location"].as_m().unwrap();
+    let deg = |k: &str| at[k].as_n().unwrap().parse::<f64>().unwrap();
+    assert!((deg("lat") + 33.856_784).abs() < 1e-6 && (deg("lon") - 151.215_297).abs() < 1e-6, "{at:?}");
+
+    let bad = indexer::Indexer::new(h.state.clone(), |_| Some("yes".into()));
+    assert!(bad.is_err_and(|e| e.contains("STORE_GPS_LOCATION")));
+}
+
 fn removed(key: &str, name: &str) -> String {
     let s3 = json!({"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "eventName": name,
         "eventTime": "2026-11-28T12:00:00.000Z",
@@ -177,27 +210,26 @@ async fn deletes_give_the_bytes_back_and_a_permanent_one_takes_the_variants() {
     let user = unique_user("deleter");
     let (name, photo) = corpus("photos/ladybird.jpg");
     let key = presigned(&h, &user, &name, photo.clone()).await;
-    indexer::handle(&h.state, event(&[("c", created(&key, photo.len()))])).await;
+    indexer::handle(&ix(&h), event(&[("c", created(&key, photo.len()))])).await;
     assert_eq!(h.usage(&user).await.charged, photo.len() as u64);
     let id = file_id(&key);
     let variant = matbakh_core::ids::ObjectKey::variant(id, 320, "webp");
     h.state.store.put_derived(&variant, b"fake".to_vec(), "image/webp").await.unwrap();
 
     // A delete event while the object is still there (e.g. an older version removed): nothing.
-    indexer::handle(&h.state, event(&[("r0", removed(&key, "ObjectRemoved:Delete"))])).await;
+    indexer::handle(&ix(&h), event(&[("r0", removed(&key, "ObjectRemoved:Delete"))])).await;
     assert_eq!(h.state.table.get_file(id).await.unwrap().unwrap().status, FileStatus::Pending);
 
     // The owner deletes it: a delete marker on the versioned bucket.
     h.state.store.delete_version(&key, None).await.unwrap();
-    let response =
-        indexer::handle(&h.state, event(&[("r1", removed(&key, "ObjectRemoved:DeleteMarkerCreated"))])).await;
+    let response = indexer::handle(&ix(&h), event(&[("r1", removed(&key, "ObjectRemoved:DeleteMarkerCreated"))])).await;
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(h.state.table.get_file(id).await.unwrap().unwrap().status, FileStatus::Deleted);
     assert_eq!(h.usage(&user).await.charged, 0, "the bytes were not given back");
     assert!(h.state.store.head_version(variant.as_str()).await.unwrap().is_some(), "variants stay while restorable");
 
     // The retention window ends: the versions go for good, and the variants with them.
-    indexer::handle(&h.state, event(&[("r2", removed(&key, "ObjectRemoved:Delete"))])).await;
+    indexer::handle(&ix(&h), event(&[("r2", removed(&key, "ObjectRemoved:Delete"))])).await;
     assert!(h.state.store.head_version(variant.as_str()).await.unwrap().is_none());
     assert_eq!(h.usage(&user).await.charged, 0, "given back twice");
 }
@@ -211,7 +243,7 @@ async fn removing_a_quarantined_file_is_a_system_move_not_a_delete() {
     let id = file_id(&key);
     assert!(h.state.table.quarantine(id, "declared image/jpeg, but the bytes are a test").await.unwrap());
     h.state.store.delete_version(&key, None).await.unwrap();
-    indexer::handle(&h.state, event(&[("r", removed(&key, "ObjectRemoved:Delete"))])).await;
+    indexer::handle(&ix(&h), event(&[("r", removed(&key, "ObjectRemoved:Delete"))])).await;
     let row = h.state.table.get_file(id).await.unwrap().unwrap();
     assert_eq!(row.status, FileStatus::Quarantined);
     assert_eq!(h.usage(&user).await.charged, 0);

@@ -41,6 +41,66 @@ pub fn corpus(rel: &str) -> (String, Vec<u8>) {
 }
 
 /// A user id no other test uses.
+/// `jpeg` with an EXIF block (APP1, right after SOI) holding only a GPS position, as a phone
+/// writes it: degrees, minutes and seconds as rationals, hemispheres as letters. The corpus
+/// photo with GPS tags (`phone-13mp.jpg`) has a direction but no position.
+pub fn with_gps_position(jpeg: &[u8], latitude: f64, longitude: f64) -> Vec<u8> {
+    fn dms(v: f64) -> [(u32, u32); 3] {
+        let v = v.abs();
+        let (d, m) = (v.trunc(), (v.fract() * 60.0).trunc());
+        let s = ((v - d - m / 60.0) * 3600.0 * 1000.0).round();
+        [(d as u32, 1), (m as u32, 1), (s as u32, 1000)]
+    }
+    let mut t = Vec::new();
+    let (u16le, u32le) =
+        (|t: &mut Vec<u8>, v: u16| t.extend(v.to_le_bytes()), |t: &mut Vec<u8>, v: u32| t.extend(v.to_le_bytes()));
+    t.extend(b"II*\0");
+    u32le(&mut t, 8);
+    // IFD0 at 8: one entry, GPSInfo (0x8825, LONG) -> the GPS IFD at 26.
+    u16le(&mut t, 1);
+    for v in [0x8825u16, 4] {
+        u16le(&mut t, v);
+    }
+    u32le(&mut t, 1);
+    u32le(&mut t, 26);
+    u32le(&mut t, 0);
+    // GPS IFD at 26: four entries (12 bytes each) + next-IFD; the rationals follow at 26+2+48+4.
+    let data = 26 + 2 + 4 * 12 + 4;
+    u16le(&mut t, 4);
+    let lat_ref = if latitude < 0.0 { b'S' } else { b'N' };
+    let lon_ref = if longitude < 0.0 { b'W' } else { b'E' };
+    for (tag, letter, offset) in
+        [(1u16, lat_ref, None), (2, 0, Some(data)), (3, lon_ref, None), (4, 0, Some(data + 24))]
+    {
+        u16le(&mut t, tag);
+        match offset {
+            None => {
+                u16le(&mut t, 2); // ASCII
+                u32le(&mut t, 2);
+                t.extend([letter, 0, 0, 0]);
+            }
+            Some(at) => {
+                u16le(&mut t, 5); // RATIONAL
+                u32le(&mut t, 3);
+                u32le(&mut t, at);
+            }
+        }
+    }
+    u32le(&mut t, 0);
+    for (n, d) in dms(latitude).into_iter().chain(dms(longitude)) {
+        u32le(&mut t, n);
+        u32le(&mut t, d);
+    }
+    let mut app1 = b"Exif\0\0".to_vec();
+    app1.extend(t);
+    let len = u16::try_from(app1.len() + 2).unwrap();
+    let mut out = vec![0xFF, 0xD8, 0xFF, 0xE1];
+    out.extend(len.to_be_bytes());
+    out.extend(app1);
+    out.extend(&jpeg[2..]);
+    out
+}
+
 pub fn unique_user(tag: &str) -> String {
     format!("{tag}-{}", uuid::Uuid::now_v7().simple())
 }
