@@ -70,6 +70,44 @@ apt_install() {
     die "could not install $*; install them and run again"
 }
 
+# clamd (Debian's clamav-daemon) for the thumbnailer's virus-scan test.
+ensure_clamd() {
+  [[ -x /usr/sbin/clamd ]] || apt_install "for the virus-scan test" clamav-daemon
+}
+
+# start_clamd DIR: clamd on a free port with only the test signatures (scripts/clamd; no
+# download); exports CLAMD_TEST_ADDR once it answers PING.
+start_clamd() {
+  local dir=$1 port deadline
+  port=$(free_port)
+  mkdir -p "$dir/db"
+  cp "$ROOT/scripts/clamd/test-signatures.hdb" "$dir/db/"
+  cat >"$dir/clamd.conf" <<CONF
+Foreground yes
+DatabaseDirectory $dir/db
+TCPAddr 127.0.0.1
+TCPSocket $port
+StreamMaxLength 100M
+PidFile $dir/clamd.pid
+CONF
+  start_bg "$dir/clamd.log" /usr/sbin/clamd -c "$dir/clamd.conf"
+  deadline=$((SECONDS + 60))
+  until clamd_ping "$port"; do
+    kill -0 "$LAST_PID" 2>/dev/null || die "clamd exited; see $dir/clamd.log"
+    ((SECONDS < deadline)) || die "clamd did not answer within 60 s; see $dir/clamd.log"
+    sleep 0.2
+  done
+  export CLAMD_TEST_ADDR=127.0.0.1:$port
+}
+
+clamd_ping() (
+  local reply=
+  exec 3<>"/dev/tcp/127.0.0.1/$1" 2>/dev/null || exit 1
+  printf 'zPING\0' >&3
+  IFS= read -r -d '' -t 2 reply <&3
+  [[ $reply == PONG ]]
+)
+
 # Garage, the S3 server that enforces signatures and POST policies (moto does not).
 # Building it takes 12-25 minutes on 2 cores, once per machine.
 ensure_garage() {

@@ -39,6 +39,27 @@ pub struct ObjectDigest {
     pub size: u64,
 }
 
+/// An object being read in chunks: see [`S3Store::open_object`].
+#[derive(Debug)]
+pub struct ObjectReader {
+    /// As S3 reported it when the read began.
+    pub size: u64,
+    pub etag: Option<String>,
+    pub version_id: Option<String>,
+    body: aws_sdk_s3::primitives::ByteStream,
+}
+
+impl ObjectReader {
+    /// The next chunk of the body, `None` at the end. A broken connection is retryable.
+    pub async fn next_chunk(&mut self) -> Result<Option<impl AsRef<[u8]> + use<>>, AwsError> {
+        self.body.next().await.transpose().map_err(|e| AwsError::Service {
+            operation: "GetObject",
+            message: format!("reading the body: {e}"),
+            retryable: true,
+        })
+    }
+}
+
 /// A presigned request (GET of an object, PUT of a part).
 #[derive(Debug, Clone)]
 pub struct PresignedGet {
@@ -232,33 +253,37 @@ impl S3Store {
         }
     }
 
+    /// Opens the object for reading in chunks, or `None` if it is gone.
+    pub async fn open_object(&self, key: &str) -> Result<Option<ObjectReader>, AwsError> {
+        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+            Ok(out) => Ok(Some(ObjectReader {
+                size: out.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+                etag: out.e_tag().map(|t| t.trim_matches('"').to_owned()),
+                version_id: out.version_id().map(str::to_owned),
+                body: out.body,
+            })),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) => Err(AwsError::from_sdk("GetObject", e)),
+        }
+    }
+
     /// Reads the object once, streaming: its SHA-256, its first `keep` bytes (for sniffing and
     /// EXIF), ETag and version id. `None` if it is gone. Memory stays at one chunk plus `keep`.
     pub async fn read_digest(&self, key: &str, keep: usize) -> Result<Option<ObjectDigest>, AwsError> {
-        let out = match self.client.get_object().bucket(&self.bucket).key(key).send().await {
-            Ok(out) => out,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
-            Err(e) => return Err(AwsError::from_sdk("GetObject", e)),
-        };
-        let etag = out.e_tag().map(|t| t.trim_matches('"').to_owned());
-        let version_id = out.version_id().map(str::to_owned);
-        let mut body = out.body;
+        let Some(mut reader) = self.open_object(key).await? else { return Ok(None) };
         let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
         let mut prefix = Vec::with_capacity(keep.min(1 << 20));
         let mut size = 0u64;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| AwsError::Service {
-                operation: "GetObject",
-                message: format!("reading the body: {e}"),
-                retryable: true,
-            })?;
-            digest.update(&chunk);
+        while let Some(chunk) = reader.next_chunk().await? {
+            let chunk = chunk.as_ref();
+            digest.update(chunk);
             size += chunk.len() as u64;
             let room = keep.saturating_sub(prefix.len());
             prefix.extend_from_slice(&chunk[..room.min(chunk.len())]);
         }
         let mut sha = [0u8; 32];
         sha.copy_from_slice(digest.finish().as_ref());
+        let ObjectReader { etag, version_id, .. } = reader;
         Ok(Some(ObjectDigest { sha256: Sha256::from_bytes(sha), prefix, etag, version_id, size }))
     }
 

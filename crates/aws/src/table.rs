@@ -71,6 +71,17 @@ pub struct PendingRow {
     pub reserved: u64,
 }
 
+/// What a READY row records besides its status (see [`FileTable::mark_ready`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ready<'a> {
+    /// The image facts and variants, for an image that got them.
+    pub image: Option<&'a ImageInfo>,
+    /// Why there are no variants, when an image has none.
+    pub note: Option<&'a str>,
+    /// What the virus scan said (`clean`, or why it did not run), when one is configured.
+    pub virus_scan: Option<&'a str>,
+}
+
 #[derive(Clone, Debug)]
 pub struct FileTable {
     client: aws_sdk_dynamodb::Client,
@@ -548,12 +559,8 @@ impl FileTable {
 
     /// PENDING → READY, with what the thumbnailer made (none for files without variants) and
     /// an optional note. Answers `false` if the row is not PENDING (done before, or refused).
-    pub async fn mark_ready(
-        &self,
-        file_id: FileId,
-        image: Option<&ImageInfo>,
-        note: Option<&str>,
-    ) -> Result<bool, AwsError> {
+    pub async fn mark_ready(&self, file_id: FileId, ready: &Ready<'_>) -> Result<bool, AwsError> {
+        let Ready { image, note, virus_scan } = *ready;
         let mut sets = vec!["#status = :status", "gsi2pk = :g"];
         let mut update = self
             .client
@@ -580,6 +587,10 @@ impl FileTable {
             sets.push("#reason = :why");
             update =
                 update.expression_attribute_names("#reason", "reason").expression_attribute_values(":why", s(note));
+        }
+        if let Some(scan) = virus_scan {
+            sets.push("virusScan = :scan");
+            update = update.expression_attribute_values(":scan", s(scan));
         }
         let out = update
             .update_expression(format!("SET {}", sets.join(", ")))

@@ -13,17 +13,24 @@
 //!   READY with dimensions, placeholder and the variant list; a broken image becomes FAILED, a
 //!   decompression bomb QUARANTINED, a HEIC (no decoder here) READY without variants.
 //!
-//! A record fails (and comes back, then goes to the DLQ) only when retrying can help: AWS errors
-//! and malformed messages. Everything about the file itself is recorded on its row instead.
+//! With `CLAMD_ADDR` set, every allowed file is first streamed to ClamAV's clamd (`clamd`); a
+//! match is quarantined with the signature's name, and the row records `virusScan`.
+//!
+//! A record fails (and comes back, then goes to the DLQ) only when retrying can help: AWS errors,
+//! a scanner that gave no verdict, and malformed messages. Everything about the file itself is recorded on its row instead.
 //! Redelivered events find the row no longer PENDING and change nothing.
 //!
 //! Reads: the object (a range first), the file row. Writes: variants, the row, the usage
 //! counter (quarantine), `quarantine/` copies and deletes of quarantined versions.
 
+pub mod clamd;
+
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use clamd::{Clamd, ScanError, Verdict};
 use matbakh_api::Services;
 use matbakh_api::metrics::{self, Unit};
 use matbakh_aws::AwsError;
+use matbakh_aws::table::Ready;
 use matbakh_core::events::{ObjectChange, ObjectEvent};
 use matbakh_core::ids::{FileId, ObjectKey};
 use matbakh_core::metadata::{FileRecord, FileStatus, ImageInfo, VariantInfo};
@@ -37,6 +44,8 @@ pub struct Thumbnailer {
     pub services: Services,
     pub limits: ImageLimits,
     pub quality: Quality,
+    /// ClamAV, when configured (`CLAMD_ADDR`).
+    pub scanner: Option<Clamd>,
 }
 
 /// Why one record failed: it is reported so the record comes back (or, after five tries, waits
@@ -45,6 +54,8 @@ pub struct Thumbnailer {
 pub enum ThumbnailError {
     #[error(transparent)]
     Aws(#[from] AwsError),
+    #[error("virus scan: {0}")]
+    Scan(#[from] ScanError),
 }
 
 /// What became of one object.
@@ -75,7 +86,7 @@ async fn handle_events(t: &Thumbnailer, events: &[ObjectEvent]) -> Result<(), Th
 }
 
 /// Processes the object at `key` (public for tests and the local tools).
-pub async fn process(t: &Thumbnailer, key: &str) -> Result<Outcome, AwsError> {
+pub async fn process(t: &Thumbnailer, key: &str) -> Result<Outcome, ThumbnailError> {
     let st = &t.services;
     let Some(file_id) = ObjectKey::file_id_of(key) else {
         return Ok(Outcome::Skipped("not a user original"));
@@ -101,22 +112,60 @@ pub async fn process(t: &Thumbnailer, key: &str) -> Result<Outcome, AwsError> {
         Sniffed::Allowed(actual) if agrees(row.content_type, actual) => actual,
         Sniffed::Allowed(actual) => {
             let why = format!("declared {}, but the bytes are {}", row.content_type.as_str(), actual.as_str());
-            return quarantine(t, file_id, key, why).await;
+            return Ok(quarantine(t, file_id, key, why).await?);
         }
         other => {
             let why = format!("the bytes are {}, which is not allowed", other.describe());
-            return quarantine(t, file_id, key, why).await;
+            return Ok(quarantine(t, file_id, key, why).await?);
         }
     };
+    let virus_scan = match &t.scanner {
+        None => None,
+        Some(scanner) => match scan(t, scanner, key).await? {
+            Scanned::Infected(name) => return Ok(quarantine(t, file_id, key, format!("ClamAV found {name}")).await?),
+            Scanned::Gone => return Ok(Outcome::Skipped("object gone")),
+            Scanned::Note(note) => Some(note),
+        },
+    };
+    let virus_scan = virus_scan.as_deref();
     if actual.class() != TypeClass::Image {
-        st.table.mark_ready(file_id, None, None).await?;
+        st.table.mark_ready(file_id, &Ready { virus_scan, ..Ready::default() }).await?;
         metrics::emit("thumbnail", &[("FilesCheckedWithoutVariants", 1, Unit::Count)]);
         return Ok(Outcome::ReadyWithoutVariants);
     }
-    render_and_store(t, &row, key).await
+    Ok(render_and_store(t, &row, key, virus_scan).await?)
 }
 
-async fn render_and_store(t: &Thumbnailer, row: &FileRecord, key: &str) -> Result<Outcome, AwsError> {
+enum Scanned {
+    Infected(String),
+    Gone,
+    /// What the row records: `clean`, or why the object was not sent.
+    Note(String),
+}
+
+async fn scan(t: &Thumbnailer, scanner: &Clamd, key: &str) -> Result<Scanned, ThumbnailError> {
+    let started = std::time::Instant::now();
+    let Some(mut object) = t.services.store.open_object(key).await? else { return Ok(Scanned::Gone) };
+    if object.size > scanner.max_bytes {
+        tracing::warn!(size = object.size, limit = scanner.max_bytes, "too large for the virus scan");
+        metrics::emit("thumbnail", &[("ScansSkippedTooLarge", 1, Unit::Count)]);
+        return Ok(Scanned::Note(format!("not scanned: over CLAMD_MAX_BYTES ({} bytes)", scanner.max_bytes)));
+    }
+    let verdict = scanner.scan(&mut object).await?;
+    let millis = started.elapsed().as_millis() as u64;
+    metrics::emit("thumbnail", &[("ScanMilliseconds", millis, Unit::Milliseconds)]);
+    Ok(match verdict {
+        Verdict::Clean => Scanned::Note("clean".into()),
+        Verdict::Infected(name) => Scanned::Infected(name),
+    })
+}
+
+async fn render_and_store(
+    t: &Thumbnailer,
+    row: &FileRecord,
+    key: &str,
+    virus_scan: Option<&str>,
+) -> Result<Outcome, AwsError> {
     let st = &t.services;
     let file_id = row.file_id;
     // Refuse an oversized source before reading it into memory.
@@ -139,7 +188,7 @@ async fn render_and_store(t: &Thumbnailer, row: &FileRecord, key: &str) -> Resul
         rendered
     };
     match rendered {
-        Ok(rendered) => store_variants(t, file_id, rendered).await,
+        Ok(rendered) => store_variants(t, file_id, rendered, virus_scan).await,
         Err(e) => match e.disposition() {
             Disposition::Quarantine => quarantine(t, file_id, key, e.to_string()).await,
             Disposition::Fail => {
@@ -149,14 +198,20 @@ async fn render_and_store(t: &Thumbnailer, row: &FileRecord, key: &str) -> Resul
                 Ok(Outcome::Failed(e.to_string()))
             }
             Disposition::KeepWithoutVariants => {
-                st.table.mark_ready(file_id, None, Some(&e.to_string())).await?;
+                let note = e.to_string();
+                st.table.mark_ready(file_id, &Ready { note: Some(&note), virus_scan, ..Ready::default() }).await?;
                 Ok(Outcome::ReadyWithoutVariants)
             }
         },
     }
 }
 
-async fn store_variants(t: &Thumbnailer, file_id: FileId, r: Rendered) -> Result<Outcome, AwsError> {
+async fn store_variants(
+    t: &Thumbnailer,
+    file_id: FileId,
+    r: Rendered,
+    virus_scan: Option<&str>,
+) -> Result<Outcome, AwsError> {
     let st = &t.services;
     let mut variants = Vec::with_capacity(r.variants.len());
     for v in r.variants {
@@ -171,7 +226,7 @@ async fn store_variants(t: &Thumbnailer, file_id: FileId, r: Rendered) -> Result
     }
     let count = variants.len();
     let info = ImageInfo { width: r.width, height: r.height, frames: r.frames, placeholder: r.placeholder, variants };
-    if !st.table.mark_ready(file_id, Some(&info), None).await? {
+    if !st.table.mark_ready(file_id, &Ready { image: Some(&info), virus_scan, ..Ready::default() }).await? {
         // Refused meanwhile (over quota, quarantined): its variants must not stay behind.
         st.store.delete_prefix(&ObjectKey::derived_prefix(file_id)).await?;
         return Ok(Outcome::Skipped("refused while rendering"));

@@ -9,7 +9,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let services = matbakh_api::Services::from_env().await?;
     let limits = ImageLimits::from_lookup(|name| std::env::var(name).ok())?;
-    let t = Thumbnailer { services, limits, quality: DEFAULT_QUALITY };
+    let scanner = thumbnailer::clamd::Clamd::from_lookup(|name| std::env::var(name).ok())?;
+    let t = Thumbnailer { services, limits, quality: DEFAULT_QUALITY, scanner };
     let t = &t;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
         Ok::<_, lambda_runtime::Error>(thumbnailer::handle(t, event.payload).await)

@@ -15,7 +15,7 @@ const FAST: Quality = Quality { avif_speed: 10, ..DEFAULT_QUALITY };
 
 async fn setup() -> (Harness, Thumbnailer) {
     let h = Harness::new(presign::router, Options::default()).await;
-    let t = Thumbnailer { services: h.state.clone(), limits: ImageLimits::default(), quality: FAST };
+    let t = Thumbnailer { services: h.state.clone(), limits: ImageLimits::default(), quality: FAST, scanner: None };
     (h, t)
 }
 
@@ -255,4 +255,64 @@ async fn every_corpus_photo_goes_through_the_real_event_path() {
     }
     let portrait = ids.iter().find(|(n, _)| n.starts_with("panasonic")).unwrap().1;
     assert_eq!(row(&h, portrait).await.1["width"].as_u64(), Some(428), "orientation applied");
+}
+
+async fn virus_scan(h: &Harness, id: FileId) -> Option<String> {
+    h.file_item(id).await.unwrap().get("virusScan").and_then(|v| v.as_s().ok()).cloned()
+}
+
+/// With clamd configured (`scripts/test` runs one with test signatures: `scripts/clamd`), every
+/// allowed file is scanned first: a match is quarantined under the signature's name, a clean file
+/// records it, a file over the scan limit says it was not scanned, and a scanner that cannot be
+/// reached leaves the row untouched and the record failed, to be delivered again.
+#[tokio::test]
+async fn clamd_scans_every_file_and_a_match_is_quarantined() {
+    let (h, t) = setup().await;
+    let addr = std::env::var("CLAMD_TEST_ADDR").expect("CLAMD_TEST_ADDR: run through scripts/test");
+    let clamd = |addr: &str, max_bytes| thumbnailer::clamd::Clamd {
+        addr: addr.to_owned(),
+        max_bytes,
+        timeout: thumbnailer::clamd::DEFAULT_CLAMD_TIMEOUT,
+    };
+    let scanning =
+        Thumbnailer { scanner: Some(clamd(&addr, thumbnailer::clamd::DEFAULT_CLAMD_MAX_BYTES)), ..t.clone() };
+    let user = unique_user("clamd");
+    let (_, known_bad) = corpus("photos/dune.jpg");
+    let (_, clean) = corpus("photos/ladybird.jpg");
+    let (bad_key, bad_id) = upload(&h, &user, "holiday.jpg", "image/jpeg", known_bad).await;
+    let (clean_key, clean_id) = upload(&h, &user, "ladybird.jpg", "image/jpeg", clean.clone()).await;
+    let batch = [("bad", object_created(&bad_key, 0)), ("clean", object_created(&clean_key, 0))];
+    let response = thumbnailer::handle(&scanning, sqs_batch(&batch)).await;
+    assert!(response.batch_item_failures.is_empty());
+
+    let (status, info) = row(&h, bad_id).await;
+    assert_eq!(status, FileStatus::Quarantined, "{info}");
+    assert_eq!(info["reason"], "ClamAV found Matbakh.Test.KnownBadPhoto.UNOFFICIAL");
+    assert!(get(&h, &bad_key).await.is_none(), "the original left its key");
+    assert!(get(&h, &format!("quarantine/{bad_key}")).await.is_some());
+    let (status, info) = row(&h, clean_id).await;
+    assert_eq!(status, FileStatus::Ready, "{info}");
+    assert_eq!(virus_scan(&h, clean_id).await.as_deref(), Some("clean"));
+
+    // Over the scan limit: kept, with the reason it was not scanned.
+    let small_limit = Thumbnailer { scanner: Some(clamd(&addr, clean.len() as u64 - 1)), ..t.clone() };
+    let (big_key, big_id) = upload(&h, &user, "big.jpg", "image/jpeg", clean.clone()).await;
+    assert!(
+        thumbnailer::handle(&small_limit, sqs_batch(&[("big", object_created(&big_key, 0))]))
+            .await
+            .batch_item_failures
+            .is_empty()
+    );
+    assert_eq!(row(&h, big_id).await.0, FileStatus::Ready);
+    assert!(virus_scan(&h, big_id).await.is_some_and(|s| s.starts_with("not scanned: over CLAMD_MAX_BYTES")));
+
+    // No scanner there: no verdict, no change; the record comes back.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let unreachable = Thumbnailer { scanner: Some(clamd(&closed, thumbnailer::clamd::DEFAULT_CLAMD_MAX_BYTES)), ..t };
+    let (key, id) = upload(&h, &user, "later.jpg", "image/jpeg", clean).await;
+    let response = thumbnailer::handle(&unreachable, sqs_batch(&[("later", object_created(&key, 0))])).await;
+    let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(failed, ["later"]);
+    assert_eq!(row(&h, id).await.0, FileStatus::Pending);
+    assert!(get(&h, &key).await.is_some());
 }
