@@ -316,3 +316,35 @@ async fn clamd_scans_every_file_and_a_match_is_quarantined() {
     assert_eq!(row(&h, id).await.0, FileStatus::Pending);
     assert!(get(&h, &key).await.is_some());
 }
+
+/// An AVIF upload (written by libavif: `crates/imaging/tests/fixtures`) gets variants like any
+/// photo; a HEIC is checked and kept, without variants, with the reason on its row.
+#[tokio::test]
+async fn avif_sources_get_variants_and_heic_is_kept_without() {
+    let (h, t) = setup().await;
+    let user = unique_user("avif");
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../imaging/tests/fixtures/dune-420-bt709-limited.avif");
+    let avif = std::fs::read(fixture).unwrap();
+    let (avif_key, avif_id) = upload(&h, &user, "dune.avif", "image/avif", avif).await;
+    // The smallest HEIC header: an `ftyp` box with the `heic` brand.
+    let heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic".to_vec();
+    let (heic_key, heic_id) = upload(&h, &user, "IMG_0001.HEIC", "image/heic", heic).await;
+    let batch = [("a", object_created(&avif_key, 0)), ("h", object_created(&heic_key, 0))];
+    assert!(thumbnailer::handle(&t, sqs_batch(&batch)).await.batch_item_failures.is_empty());
+
+    let (status, info) = row(&h, avif_id).await;
+    assert_eq!(status, FileStatus::Ready, "{info}");
+    assert_eq!(
+        (info["width"].as_u64(), info["height"].as_u64(), info["variants"].as_u64()),
+        (Some(320), Some(200), Some(3))
+    );
+    for (ext, ct) in [("avif", "image/avif"), ("webp", "image/webp"), ("jpg", "image/jpeg")] {
+        let (bytes, content_type, _) = get(&h, &format!("derived/{avif_id}/320.{ext}")).await.unwrap();
+        assert_eq!((content_type.as_deref(), dimensions(ct, &bytes)), (Some(ct), (320, 200)));
+    }
+    let (status, info) = row(&h, heic_id).await;
+    assert_eq!(status, FileStatus::Ready, "{info}");
+    assert_eq!(info["variants"], Value::Null);
+    assert!(info["reason"].as_str().is_some_and(|r| r.contains("HEIC")), "{info}");
+}
