@@ -9,6 +9,7 @@ pub mod clock;
 pub mod error;
 pub mod events;
 pub mod ids;
+pub mod imgproxy;
 pub mod limits;
 pub mod metadata;
 pub mod multipart;

@@ -1,0 +1,204 @@
+//! imgproxy-compatible transform URLs (issue 4), pure: the path is split into signature,
+//! processing options and source; options are parsed with imgproxy's names and aliases, presets
+//! expanded, and the result reduced to one canonical form, so that equivalent URLs (option
+//! order, aliases, defaults spelled out or not) name one cached result (DECISIONS 18).
+//!
+//! Where this differs from imgproxy on purpose: a bad option is 400 (imgproxy: 404), an expired
+//! URL 403 (imgproxy: 404), `f:auto` (or no format) negotiates from `Accept`, and results never
+//! carry metadata (`sm:0` is accepted and changes nothing).
+
+mod options;
+mod signature;
+
+pub use options::{Crop, Format, Gravity, GravityKind, Options, Presets, ResizeType, Watermark};
+pub use signature::SigningKeys;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+/// Why a transform URL was refused; [`UrlError::status`] is the HTTP answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("the signature does not match this URL")]
+    BadSignature,
+    #[error("the URL expired at {0} (unix seconds)")]
+    Expired(i64),
+    #[error("unknown processing option {0:?}")]
+    UnknownOption(String),
+    #[error("bad argument for {option}: {reason}")]
+    BadArgument { option: &'static str, reason: String },
+    #[error("unknown preset {0:?}")]
+    UnknownPreset(String),
+    #[error("malformed URL: {0}")]
+    Malformed(String),
+    #[error("source not allowed: {0}")]
+    ForbiddenSource(String),
+}
+
+impl UrlError {
+    /// 403 for signatures, expiry and sources outside the allow-list; 400 for the rest.
+    pub fn status(&self) -> u16 {
+        match self {
+            UrlError::BadSignature | UrlError::Expired(_) | UrlError::ForbiddenSource(_) => 403,
+            _ => 400,
+        }
+    }
+
+    /// A short machine-readable reason (`X-Error-Reason`, the JSON body's `error`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            UrlError::BadSignature => "bad_signature",
+            UrlError::Expired(_) => "expired",
+            UrlError::UnknownOption(_) => "unknown_option",
+            UrlError::BadArgument { .. } => "bad_argument",
+            UrlError::UnknownPreset(_) => "unknown_preset",
+            UrlError::Malformed(_) => "malformed_url",
+            UrlError::ForbiddenSource(_) => "forbidden_source",
+        }
+    }
+}
+
+/// Where transform sources may come from: a bucket and key prefixes within it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcePolicy {
+    /// The bucket a plain key refers to.
+    pub default_bucket: String,
+    /// `(bucket, key prefix)` pairs a source must fall under.
+    pub allowed: Vec<(String, String)>,
+}
+
+/// An object a transform reads.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SourceRef {
+    pub bucket: String,
+    pub key: String,
+}
+
+/// A parsed, checked transform request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransformUrl {
+    pub options: Options,
+    pub source: SourceRef,
+}
+
+impl TransformUrl {
+    /// Parses a request path (`/{signature}/{options...}/{source}`, still percent-encoded, query
+    /// removed). `keys` empty means signatures are not checked (local development only: the
+    /// caller decides). `now` is unix seconds, for `exp`.
+    pub fn parse(
+        path: &str,
+        keys: &SigningKeys,
+        presets: &Presets,
+        sources: &SourcePolicy,
+        now: i64,
+    ) -> Result<TransformUrl, UrlError> {
+        let rest = path.strip_prefix('/').ok_or_else(|| UrlError::Malformed("the path must start with /".into()))?;
+        let (signature, signed) = match rest.find('/') {
+            Some(i) if i > 0 => (&rest[..i], &rest[i..]),
+            _ => return Err(UrlError::Malformed("no signature segment".into())),
+        };
+        if !keys.is_empty() {
+            keys.verify(signature, signed)?;
+        }
+        let segments: Vec<&str> = signed[1..].split('/').collect();
+        let first_source = segments
+            .iter()
+            .position(|s| !s.contains(':'))
+            .ok_or_else(|| UrlError::Malformed("no source after the options".into()))?;
+        let (option_segments, source_segments) = segments.split_at(first_source);
+        let mut options = presets.defaults()?;
+        for segment in option_segments {
+            options.apply(segment, presets)?;
+        }
+        let (source, extension) = decode_source(source_segments)?;
+        if let Some(ext) = extension {
+            options.format = Some(Format::parse(&ext)?);
+        }
+        if let Some(at) = options.expires
+            && at > 0
+            && at < now
+        {
+            return Err(UrlError::Expired(at));
+        }
+        let source = resolve_source(&source, sources)?;
+        Ok(TransformUrl { options, source })
+    }
+
+    /// Where the result for `format` is stored: `results/{source key}/{version}/{canonical}.{ext}`
+    /// (DECISIONS 18). `version` names the encoder build, so a new encoder never serves old bytes;
+    /// every result of one source shares the prefix `results/{source key}/` (purge on overwrite).
+    pub fn result_key(&self, version: &str, format: Format) -> String {
+        format!("{}{version}/{}.{}", result_prefix(&self.source.key), self.options.canonical(), format.extension())
+    }
+}
+
+/// The prefix under which every result of the source `key` is stored.
+pub fn result_prefix(key: &str) -> String {
+    format!("results/{key}/")
+}
+
+fn malformed(why: &str) -> UrlError {
+    UrlError::Malformed(why.to_owned())
+}
+
+/// The source URL and the extension, from the segments after the options: `plain/{url}@{ext}`
+/// (percent-encoded) or `{base64url}.{ext}` (possibly split by `/`).
+fn decode_source(segments: &[&str]) -> Result<(String, Option<String>), UrlError> {
+    let (url, ext) = if segments.first() == Some(&"plain") {
+        let joined = segments[1..].join("/");
+        let mut pieces = joined.split('@');
+        let url = pieces.next().unwrap_or_default();
+        let ext = pieces.next();
+        if pieces.next().is_some() {
+            return Err(malformed("more than one @extension (escape @ in the source as %40)"));
+        }
+        let url = percent_encoding::percent_decode_str(url)
+            .decode_utf8()
+            .map_err(|_| malformed("the source is not UTF-8 once unescaped"))?
+            .into_owned();
+        (url, ext.map(str::to_owned))
+    } else if segments.first() == Some(&"enc") {
+        return Err(malformed("encrypted sources are not supported"));
+    } else {
+        let joined = segments.concat();
+        let mut pieces = joined.split('.');
+        let encoded = pieces.next().unwrap_or_default().trim_end_matches('=');
+        let ext = pieces.next();
+        if pieces.next().is_some() {
+            return Err(malformed("more than one .extension after the base64 source"));
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(encoded).map_err(|_| malformed("the source is not URL-safe base64"))?;
+        let url = String::from_utf8(bytes).map_err(|_| malformed("the base64 source is not UTF-8"))?;
+        (url, ext.map(str::to_owned))
+    };
+    if url.is_empty() {
+        return Err(malformed("empty source"));
+    }
+    Ok((url, ext.filter(|e| !e.is_empty())))
+}
+
+/// `s3://bucket/key` or a key in the default bucket, checked against the allow-list. Anything
+/// else (`http://...`, `file://`, `..` segments) is refused: the transformer fetches nothing
+/// but allowed objects (no SSRF).
+fn resolve_source(url: &str, policy: &SourcePolicy) -> Result<SourceRef, UrlError> {
+    let (bucket, key) = if let Some(rest) = url.strip_prefix("s3://") {
+        let (bucket, key) = rest.split_once('/').ok_or_else(|| malformed("s3:// source without a key"))?;
+        (bucket.to_owned(), key.to_owned())
+    } else if url.contains("://") {
+        return Err(UrlError::ForbiddenSource("only s3:// sources and keys are fetched".into()));
+    } else {
+        (policy.default_bucket.clone(), url.to_owned())
+    };
+    let traverses = key.split('/').any(|part| part == ".." || part == ".") || key.starts_with('/');
+    if key.is_empty() || traverses || key.chars().any(char::is_control) {
+        return Err(UrlError::ForbiddenSource("the key is not a plain object key".into()));
+    }
+    let allowed = policy.allowed.iter().any(|(b, prefix)| *b == bucket && key.starts_with(prefix.as_str()));
+    if !allowed {
+        return Err(UrlError::ForbiddenSource(format!("{bucket} is not an allowed source for this key")));
+    }
+    Ok(SourceRef { bucket, key })
+}
+
+#[cfg(test)]
+mod tests;
