@@ -38,7 +38,48 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, ImageError>) -> Result<T, ImageError
         .unwrap_or_else(|_| Err(ImageError::Malformed("AVIF: the container or bitstream is inconsistent".into())))
 }
 
+/// Every box's declared size fits inside its parent (recursively for the containers an AVIF
+/// uses). `avif-parse` sizes some buffers from these fields before reading them: a 14 KB file
+/// declaring a 4 GB `ftyp` must stop here, not at the allocator (found by the fuzzer).
+fn boxes_fit(mut b: &[u8], depth: u8) -> bool {
+    while !b.is_empty() {
+        let Some(size) = b.get(..4).map(|s| u64::from(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))) else {
+            return false;
+        };
+        let Some(kind) = b.get(4..8) else { return false };
+        let (header, size) = match size {
+            0 => (8, b.len() as u64),
+            1 => match b.get(8..16).and_then(|l| <[u8; 8]>::try_from(l).ok()) {
+                Some(l) => (16, u64::from_be_bytes(l)),
+                None => return false,
+            },
+            n => (8, n),
+        };
+        if size < header || size > b.len() as u64 {
+            return false;
+        }
+        let body = &b[header as usize..size as usize];
+        // Containers, with the bytes before their children (full-box version/flags, counts).
+        let children = match kind {
+            b"meta" | b"iref" => Some(4),
+            b"iinf" => Some(if body.first() == Some(&0) { 6 } else { 8 }),
+            b"iprp" | b"ipco" | b"dinf" | b"moov" | b"trak" | b"mdia" | b"minf" | b"stbl" => Some(0),
+            _ => None,
+        };
+        if let Some(skip) = children
+            && (depth >= 8 || body.len() < skip || !boxes_fit(&body[skip..], depth + 1))
+        {
+            return false;
+        }
+        b = &b[size as usize..];
+    }
+    true
+}
+
 fn parse(bytes: &[u8]) -> Result<avif_parse::AvifData, ImageError> {
+    if !boxes_fit(bytes, 0) {
+        return Err(ImageError::Malformed("AVIF: a box is larger than the data around it".into()));
+    }
     guarded(|| avif_parse::read_avif(&mut Cursor::new(bytes)).map_err(|e| ImageError::Malformed(format!("AVIF: {e}"))))
 }
 
@@ -371,4 +412,28 @@ fn unpremultiply(mut p: Pixels) -> Pixels {
         }
     }
     p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_box_larger_than_the_file_stops_before_the_parser() {
+        let fixture =
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/dune-420-bt709-limited.avif")).unwrap();
+        assert!(boxes_fit(&fixture, 0), "a real file fits");
+        // The fuzzer's find: `ftyp` declaring 0xFFFF0020 bytes.
+        let mut big = fixture.clone();
+        big[..4].copy_from_slice(&0xFFFF_0020u32.to_be_bytes());
+        assert!(matches!(parse(&big), Err(ImageError::Malformed(m)) if m.contains("larger than")));
+        // A child of `meta` reaching past its parent.
+        let meta = fixture.windows(4).position(|w| w == b"meta").unwrap() - 4;
+        let child = meta + 12;
+        let mut nested = fixture.clone();
+        nested[child..child + 4].copy_from_slice(&0x7FFF_FFFFu32.to_be_bytes());
+        assert!(!boxes_fit(&nested, 0));
+        // Cut inside `meta`: its declared size no longer fits.
+        assert!(!boxes_fit(&fixture[..meta + 20], 0));
+    }
 }
