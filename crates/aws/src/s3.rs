@@ -39,6 +39,17 @@ pub struct ObjectDigest {
     pub size: u64,
 }
 
+/// What HEAD says of an object.
+#[derive(Debug, Clone, Default)]
+pub struct ObjectHead {
+    pub size: u64,
+    pub etag: Option<String>,
+    pub version_id: Option<String>,
+    pub content_type: Option<String>,
+    /// `x-amz-meta-*`, names lower case.
+    pub metadata: std::collections::HashMap<String, String>,
+}
+
 /// An object being read in chunks: see [`S3Store::open_object`].
 #[derive(Debug)]
 pub struct ObjectReader {
@@ -201,6 +212,62 @@ impl S3Store {
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
             Err(e) => Err(AwsError::from_sdk("HeadObject", e)),
         }
+    }
+
+    /// The current object's HEAD (size, ETag, version, type, user metadata), or `None` if gone.
+    pub async fn head_object(&self, key: &str) -> Result<Option<ObjectHead>, AwsError> {
+        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+            Ok(out) => Ok(Some(ObjectHead {
+                size: out.content_length().unwrap_or(0).max(0) as u64,
+                etag: out.e_tag().map(|t| t.trim_matches('"').to_owned()),
+                version_id: out.version_id().map(str::to_owned),
+                content_type: out.content_type().map(str::to_owned),
+                metadata: out.metadata().cloned().unwrap_or_default(),
+            })),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(AwsError::from_sdk("HeadObject", e)),
+        }
+    }
+
+    /// Writes a transform result: its type, user metadata (what it was made from) and the
+    /// immutable cache header.
+    pub async fn put_result(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+        metadata: &[(&str, &str)],
+    ) -> Result<(), AwsError> {
+        let mut put = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .cache_control("public, max-age=31536000, immutable");
+        for (name, value) in metadata {
+            put = put.metadata(*name, *value);
+        }
+        put.body(bytes.into()).send().await.map_err(|e| AwsError::from_sdk("PutObject", e))?;
+        Ok(())
+    }
+
+    /// A presigned GET of any key of the bucket (a stored result too large to answer inline).
+    pub async fn presign_get(
+        &self,
+        key: &str,
+        now: OffsetDateTime,
+        expires_in: Duration,
+    ) -> Result<PresignedGet, AwsError> {
+        let req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(presigning(now, expires_in)?)
+            .await
+            .map_err(|e| AwsError::from_sdk("PresignGetObject", e))?;
+        Ok(PresignedGet { url: req.uri().to_owned(), expires_at: now + expires_in })
     }
 
     /// Deletes one version for good (or, without a version id, the object itself).

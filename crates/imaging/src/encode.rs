@@ -14,6 +14,8 @@ pub enum OutputFormat {
     Avif,
     WebP,
     Jpeg,
+    /// Lossless, for transform results with alpha where neither modern format is accepted.
+    Png,
 }
 
 impl OutputFormat {
@@ -24,6 +26,7 @@ impl OutputFormat {
             OutputFormat::Avif => "avif",
             OutputFormat::WebP => "webp",
             OutputFormat::Jpeg => "jpg",
+            OutputFormat::Png => "png",
         }
     }
 
@@ -32,6 +35,7 @@ impl OutputFormat {
             OutputFormat::Avif => "image/avif",
             OutputFormat::WebP => "image/webp",
             OutputFormat::Jpeg => "image/jpeg",
+            OutputFormat::Png => "image/png",
         }
     }
 }
@@ -58,7 +62,18 @@ pub fn encode(p: &Pixels, format: OutputFormat, q: &Quality) -> Result<Vec<u8>, 
         OutputFormat::Jpeg => jpeg(&p.flatten(), q.jpeg),
         OutputFormat::WebP => webp(p, q),
         OutputFormat::Avif => avif(p, q),
+        OutputFormat::Png => png(p),
     }
+}
+
+fn png(p: &Pixels) -> Result<Vec<u8>, ImageError> {
+    use image::ImageEncoder;
+    let color = if p.has_alpha() { image::ExtendedColorType::Rgba8 } else { image::ExtendedColorType::Rgb8 };
+    let mut out = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut out)
+        .write_image(&p.data, p.width, p.height, color)
+        .map_err(|e| ImageError::Encode(format!("PNG: {e}")))?;
+    Ok(out)
 }
 
 fn jpeg(p: &Pixels, quality: u8) -> Result<Vec<u8>, ImageError> {

@@ -14,6 +14,7 @@ pub mod encode;
 pub mod exif;
 pub mod pixels;
 pub mod probe;
+pub mod transform;
 
 use base64::Engine;
 use matbakh_core::sniff::{Sniffed, sniff};
@@ -113,6 +114,8 @@ pub enum ImageError {
     TooManyPixels { width: u32, height: u32, limit: u64 },
     #[error("has {frames} frames, over the {limit}-frame limit")]
     TooManyFrames { frames: u32, limit: u32 },
+    #[error("the result would be {width}x{height} pixels, over the {limit}-pixel side limit")]
+    TooLargeOutput { width: u32, height: u32, limit: u32 },
     #[error("malformed header: {0}")]
     Malformed(String),
     #[error("truncated: the image data ends early")]
@@ -134,9 +137,11 @@ impl ImageError {
             | ImageError::TooManyFrames { .. }
             | ImageError::Malformed(_) => Disposition::Quarantine,
             ImageError::Unsupported(_) => Disposition::KeepWithoutVariants,
-            ImageError::Truncated | ImageError::Corrupt(_) | ImageError::Resize(_) | ImageError::Encode(_) => {
-                Disposition::Fail
-            }
+            ImageError::Truncated
+            | ImageError::Corrupt(_)
+            | ImageError::Resize(_)
+            | ImageError::Encode(_)
+            | ImageError::TooLargeOutput { .. } => Disposition::Fail,
         }
     }
 }
@@ -236,8 +241,22 @@ impl Source {
 /// Checks, decodes (large enough for a variant `min_width` wide) and orients one source: the
 /// decode entry point the fuzz target and the property test drive.
 pub fn load(bytes: &[u8], limits: &ImageLimits, min_width: u32) -> Result<Source, ImageError> {
+    load_oriented(bytes, limits, min_width, true)
+}
+
+/// [`load`], applying the EXIF orientation only if `auto_rotate` (imgproxy's `ar:0` keeps the
+/// pixels as stored).
+pub fn load_oriented(
+    bytes: &[u8],
+    limits: &ImageLimits,
+    min_width: u32,
+    auto_rotate: bool,
+) -> Result<Source, ImageError> {
     let probe = inspect(bytes, limits)?;
-    let exif = exif::read(bytes);
+    let mut exif = exif::read(bytes);
+    if !auto_rotate {
+        exif.orientation = 1;
+    }
     let transposed = exif.orientation >= 5;
     let (width, height) = if transposed { (probe.height, probe.width) } else { (probe.width, probe.height) };
     // The stored side that becomes the displayed width must cover the widest variant.

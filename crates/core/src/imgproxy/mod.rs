@@ -127,8 +127,69 @@ impl TransformUrl {
     /// Where the result for `format` is stored: `results/{source key}/{version}/{canonical}.{ext}`
     /// (DECISIONS 18). `version` names the encoder build, so a new encoder never serves old bytes;
     /// every result of one source shares the prefix `results/{source key}/` (purge on overwrite).
-    pub fn result_key(&self, version: &str, format: Format) -> String {
-        format!("{}{version}/{}.{}", result_prefix(&self.source.key), self.options.canonical(), format.extension())
+    pub fn result_key(&self, version: &str, output: OutputChoice) -> String {
+        format!("{}{version}/{}.{}", result_prefix(&self.source.key), self.options.canonical(), output.key_extension())
+    }
+}
+
+/// What a browser accepts, reduced to what changes the answer (the CloudFront Function reduces
+/// `Accept` to the same three before the cache key, so the cache is not fragmented).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcceptClass {
+    Avif,
+    WebP,
+    /// Neither: JPEG, or PNG for an image with alpha.
+    Legacy,
+}
+
+impl AcceptClass {
+    /// AVIF > WebP > the rest, from an `Accept` header (q-values are not weighed, as imgproxy).
+    pub fn from_accept(accept: &str) -> AcceptClass {
+        if accept.contains("image/avif") {
+            AcceptClass::Avif
+        } else if accept.contains("image/webp") {
+            AcceptClass::WebP
+        } else {
+            AcceptClass::Legacy
+        }
+    }
+}
+
+/// The output format a request asks for: named by the URL, or left to `Accept`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputChoice {
+    Explicit(Format),
+    Negotiated(AcceptClass),
+}
+
+impl OutputChoice {
+    pub fn new(url: &TransformUrl, accept: &str) -> OutputChoice {
+        match url.options.format {
+            Some(f) => OutputChoice::Explicit(f),
+            None => OutputChoice::Negotiated(AcceptClass::from_accept(accept)),
+        }
+    }
+
+    /// The result key's extension: the format's, or `legacy` for JPEG-or-PNG (decided by the
+    /// image's alpha, which only the transform knows; the stored object carries its type).
+    pub fn key_extension(self) -> &'static str {
+        match self {
+            OutputChoice::Explicit(f) => f.extension(),
+            OutputChoice::Negotiated(AcceptClass::Avif) => Format::Avif.extension(),
+            OutputChoice::Negotiated(AcceptClass::WebP) => Format::WebP.extension(),
+            OutputChoice::Negotiated(AcceptClass::Legacy) => "legacy",
+        }
+    }
+
+    /// The format for an image with or without alpha.
+    pub fn format(self, has_alpha: bool) -> Format {
+        match self {
+            OutputChoice::Explicit(f) => f,
+            OutputChoice::Negotiated(AcceptClass::Avif) => Format::Avif,
+            OutputChoice::Negotiated(AcceptClass::WebP) => Format::WebP,
+            OutputChoice::Negotiated(AcceptClass::Legacy) if has_alpha => Format::Png,
+            OutputChoice::Negotiated(AcceptClass::Legacy) => Format::Jpeg,
+        }
     }
 }
 

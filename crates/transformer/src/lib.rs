@@ -1,0 +1,327 @@
+//! `transformer`: imgproxy-compatible, signed image URLs, computed once and kept in S3.
+//!
+//! Triggered by HTTP (a Lambda function URL behind CloudFront; the results prefix in S3 is the
+//! origin CloudFront tries first). `GET /{signature}/{options}/{source}`:
+//! 1. the URL is parsed and its signature checked (`core::imgproxy`): 400 bad options, 403 bad
+//!    or expired signature or a source outside the allow-list;
+//! 2. the source's HEAD gives its ETag (404 if it is gone);
+//! 3. the output format is the URL's, or chosen from `Accept` (AVIF > WebP > JPEG, PNG for
+//!    alpha); the result key is `results/{source key}/{encoder}/{canonical options}.{ext}`;
+//! 4. `If-None-Match` with the result's ETag (derived from that key and the source's ETag) is a
+//!    304; a stored result made from the current source is served; otherwise the source is
+//!    read, transformed (`imaging::transform`), stored with the source ETag it was made from,
+//!    and served. A result over `TRANSFORM_MAX_INLINE_BYTES` (Lambda's 6 MB response limit,
+//!    less base64) is answered with a redirect to a short-lived presigned GET of it: never 413.
+//!
+//! Reads: sources under the allowed prefixes, results. Writes: results. Errors are JSON with an
+//! `X-Error-Reason` header and `Cache-Control: no-store`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use matbakh_api::metrics::{self, Unit};
+use matbakh_aws::AwsError;
+use matbakh_aws::s3::{ObjectHead, S3Store};
+use matbakh_core::clock::{Clock, SystemClock};
+use matbakh_core::imgproxy::{OutputChoice, Presets, SigningKeys, SourcePolicy, TransformUrl, UrlError};
+use matbakh_imaging::transform::{DEFAULT_MAX_DPR, DEFAULT_MAX_OUTPUT_SIDE, ENCODER_VERSION};
+use matbakh_imaging::{DEFAULT_QUALITY, ImageError, ImageLimits, Quality};
+use serde_json::json;
+
+/// Largest result answered in the response body (`TRANSFORM_MAX_INLINE_BYTES`): Lambda's 6 MB
+/// buffered response, less base64's third and the headers. Larger results are redirected.
+pub const DEFAULT_MAX_INLINE_BYTES: u64 = 4 * 1024 * 1024;
+/// How long a redirect to a large result stays valid (`TRANSFORM_REDIRECT_TTL_SECONDS`).
+pub const DEFAULT_REDIRECT_TTL: Duration = Duration::from_secs(300);
+/// Key prefixes of the platform bucket that may be transformed (`TRANSFORM_SOURCE_PREFIXES`).
+pub const DEFAULT_SOURCE_PREFIXES: &str = "users/";
+
+/// Settings with named defaults.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub max_output_side: u32,
+    pub max_dpr: f64,
+    pub max_inline_bytes: u64,
+    pub redirect_ttl: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_output_side: DEFAULT_MAX_OUTPUT_SIDE,
+            max_dpr: DEFAULT_MAX_DPR,
+            max_inline_bytes: DEFAULT_MAX_INLINE_BYTES,
+            redirect_ttl: DEFAULT_REDIRECT_TTL,
+        }
+    }
+}
+
+/// The function's state, built once.
+pub struct Transformer {
+    pub store: S3Store,
+    /// Empty only when unsigned URLs are allowed (local development).
+    pub keys: SigningKeys,
+    pub presets: Presets,
+    pub sources: SourcePolicy,
+    pub limits: ImageLimits,
+    pub quality: Quality,
+    pub settings: Settings,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Transformer {
+    /// From the environment: `BUCKET_NAME`, `TRANSFORM_KEYS` + `TRANSFORM_SALTS` (hex,
+    /// comma-separated pairs; required unless `TRANSFORM_ALLOW_UNSIGNED=true`),
+    /// `TRANSFORM_PRESETS`, `TRANSFORM_SOURCE_PREFIXES`, the image limits, and the settings above.
+    pub async fn from_env() -> Result<Transformer, String> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let settings = matbakh_aws::Settings::from_lookup(|k| {
+            // The transformer has no table; only the bucket matters.
+            if k == "TABLE_NAME" { Some(env(k).unwrap_or_else(|| "-".into())) } else { env(k) }
+        })
+        .map_err(|e| e.to_string())?;
+        let sdk = matbakh_aws::config::load_sdk_config().await;
+        let store =
+            S3Store::new(&sdk, &settings.bucket, settings.s3_public_endpoint.as_deref()).map_err(|e| e.to_string())?;
+        Transformer::from_lookup(store, env)
+    }
+
+    pub fn from_lookup(store: S3Store, env: impl Fn(&str) -> Option<String>) -> Result<Transformer, String> {
+        let keys = SigningKeys::from_hex(
+            &env("TRANSFORM_KEYS").unwrap_or_default(),
+            &env("TRANSFORM_SALTS").unwrap_or_default(),
+        )?;
+        let unsigned = env("TRANSFORM_ALLOW_UNSIGNED").as_deref() == Some("true");
+        if keys.is_empty() && !unsigned {
+            return Err(
+                "TRANSFORM_KEYS and TRANSFORM_SALTS are required (TRANSFORM_ALLOW_UNSIGNED=true only locally)".into()
+            );
+        }
+        if !keys.is_empty() && unsigned {
+            return Err("TRANSFORM_ALLOW_UNSIGNED=true with signing keys: pick one".into());
+        }
+        let presets = Presets::parse(&env("TRANSFORM_PRESETS").unwrap_or_default())?;
+        let prefixes = env("TRANSFORM_SOURCE_PREFIXES").unwrap_or_else(|| DEFAULT_SOURCE_PREFIXES.into());
+        let bucket = store.bucket().to_owned();
+        let allowed =
+            prefixes.split(',').map(str::trim).filter(|p| !p.is_empty()).map(|p| (bucket.clone(), p.to_owned()));
+        let sources = SourcePolicy { default_bucket: bucket.clone(), allowed: allowed.collect() };
+        let limits = ImageLimits::from_lookup(&env).map_err(|e| e.to_string())?;
+        let number = |name: &str, default: u64| -> Result<u64, String> {
+            env(name).map_or(Ok(default), |v| v.trim().parse().map_err(|_| format!("{name} must be a whole number")))
+        };
+        let d = Settings::default();
+        let settings = Settings {
+            max_output_side: u32::try_from(number("TRANSFORM_MAX_OUTPUT_SIDE", u64::from(d.max_output_side))?)
+                .map_err(|_| "TRANSFORM_MAX_OUTPUT_SIDE is too large".to_owned())?,
+            max_dpr: env("TRANSFORM_MAX_DPR").map_or(Ok(d.max_dpr), |v| {
+                v.trim().parse().map_err(|_| "TRANSFORM_MAX_DPR must be a number".to_owned())
+            })?,
+            max_inline_bytes: number("TRANSFORM_MAX_INLINE_BYTES", d.max_inline_bytes)?,
+            redirect_ttl: Duration::from_secs(number("TRANSFORM_REDIRECT_TTL_SECONDS", d.redirect_ttl.as_secs())?),
+        };
+        Ok(Transformer {
+            store,
+            keys,
+            presets,
+            sources,
+            limits,
+            quality: DEFAULT_QUALITY,
+            settings,
+            clock: Arc::new(SystemClock),
+        })
+    }
+}
+
+/// Why a request got no image.
+#[derive(Debug, thiserror::Error)]
+pub enum TransformError {
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    #[error("no such source image")]
+    SourceMissing,
+    #[error("dpr {0} is over the limit of {1}")]
+    DprTooLarge(f64, f64),
+    #[error("{0}")]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+}
+
+impl TransformError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            TransformError::Url(e) => (StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST), e.code()),
+            TransformError::SourceMissing => (StatusCode::NOT_FOUND, "source_not_found"),
+            TransformError::DprTooLarge(..) => (StatusCode::UNPROCESSABLE_ENTITY, "over_limit"),
+            TransformError::Image(ImageError::Resize(_) | ImageError::Encode(_)) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "transform_failed")
+            }
+            TransformError::Image(ImageError::Unsupported(_)) => (StatusCode::UNPROCESSABLE_ENTITY, "unsupported"),
+            TransformError::Image(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable_image"),
+            TransformError::Aws(e) if e.is_retryable() => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            TransformError::Aws(_) => (StatusCode::BAD_GATEWAY, "storage_error"),
+        }
+    }
+}
+
+impl IntoResponse for TransformError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let message = if status.is_server_error() {
+            tracing::error!(error = %self, "transform failed");
+            "something went wrong on our side".to_owned()
+        } else {
+            tracing::info!(reason = code, error = %self, "refused");
+            self.to_string()
+        };
+        let mut r = (status, axum::Json(json!({ "error": code, "message": message }))).into_response();
+        let h = r.headers_mut();
+        h.insert("x-error-reason", HeaderValue::from_static(code));
+        // Never cached long: the fix (a new signature, a smaller dpr, the source uploaded) must show.
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        r
+    }
+}
+
+/// The HTTP surface: every path is a transform URL.
+pub fn router(t: Arc<Transformer>) -> Router {
+    Router::new().fallback(serve).with_state(t)
+}
+
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+async fn serve(State(t): State<Arc<Transformer>>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    if method != Method::GET && method != Method::HEAD {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            axum::Json(json!({"error": "method_not_allowed", "message": "GET only"})),
+        )
+            .into_response();
+    }
+    let started = std::time::Instant::now();
+    let span = tracing::info_span!("transform", path_len = uri.path().len(), outcome = tracing::field::Empty);
+    let _entered = span.enter();
+    let answer = match transform(&t, uri.path(), &headers).await {
+        Ok(answer) => answer,
+        Err(e) => return e.into_response(),
+    };
+    span.record("outcome", answer.outcome);
+    metrics::emit(
+        "transform",
+        &[(answer.outcome, 1, Unit::Count), ("Milliseconds", started.elapsed().as_millis() as u64, Unit::Milliseconds)],
+    );
+    answer.response
+}
+
+struct Answer {
+    response: Response,
+    /// `NotModified`, `Stored`, `Computed`, `Redirected`.
+    outcome: &'static str,
+}
+
+async fn transform(t: &Transformer, path: &str, headers: &HeaderMap) -> Result<Answer, TransformError> {
+    let now = t.clock.now();
+    let url = TransformUrl::parse(path, &t.keys, &t.presets, &t.sources, now.unix_timestamp())?;
+    if url.options.dpr > t.settings.max_dpr {
+        return Err(TransformError::DprTooLarge(url.options.dpr, t.settings.max_dpr));
+    }
+    let source = t.store.head_object(&url.source.key).await?.ok_or(TransformError::SourceMissing)?;
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let output = OutputChoice::new(&url, accept);
+    let key = url.result_key(ENCODER_VERSION, output);
+    let etag = result_etag(&key, &source);
+    if if_none_match(headers, &etag) {
+        let mut r = StatusCode::NOT_MODIFIED.into_response();
+        image_headers(r.headers_mut(), &etag, None);
+        return Ok(Answer { response: r, outcome: "NotModified" });
+    }
+    let stored = t.store.head_object(&key).await?;
+    if let Some(stored) = stored.filter(|s| s.metadata.get("source-etag") == Some(&tag(&source))) {
+        if stored.size > t.settings.max_inline_bytes {
+            return redirect(t, &key, now).await;
+        }
+        if let Some((bytes, _)) = t.store.get_object(&key).await? {
+            let ct = stored.content_type.unwrap_or_else(|| "application/octet-stream".into());
+            return Ok(Answer { response: image(bytes, &ct, &etag, "stored"), outcome: "Stored" });
+        }
+    }
+    if source.size > t.limits.max_bytes {
+        return Err(ImageError::TooManyBytes { size: source.size, limit: t.limits.max_bytes }.into());
+    }
+    let (bytes, _) = t.store.get_object(&url.source.key).await?.ok_or(TransformError::SourceMissing)?;
+    let (options, limits, quality, side) = (url.options.clone(), t.limits, t.quality, t.settings.max_output_side);
+    let result = tokio::task::spawn_blocking(move || {
+        matbakh_imaging::transform::run(&bytes, &options, output, &limits, side, &quality)
+    })
+    .await
+    .unwrap_or_else(|e| Err(ImageError::Encode(format!("the transform task ended: {e}"))))?;
+    let ct = result.format.content_type();
+    let size = result.bytes.len() as u64;
+    let version = source.version_id.clone().unwrap_or_default();
+    t.store
+        .put_result(&key, result.bytes.clone(), ct, &[("source-etag", &tag(&source)), ("source-version", &version)])
+        .await?;
+    tracing::info!(width = result.width, height = result.height, bytes = size, "computed");
+    if size > t.settings.max_inline_bytes {
+        return redirect(t, &key, now).await;
+    }
+    Ok(Answer { response: image(result.bytes, ct, &etag, "computed"), outcome: "Computed" })
+}
+
+/// The source's ETag, or its version id, or nothing (then results are never reused).
+fn tag(source: &ObjectHead) -> String {
+    source.etag.clone().or_else(|| source.version_id.clone()).unwrap_or_default()
+}
+
+/// A strong ETag naming the result of `key` made from this version of the source.
+fn result_etag(key: &str, source: &ObjectHead) -> String {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for part in [key, "\n", &tag(source), "\n", source.version_id.as_deref().unwrap_or("")] {
+        ctx.update(part.as_bytes());
+    }
+    format!("\"{}\"", hex::encode(&ctx.finish().as_ref()[..16]))
+}
+
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers.get_all(header::IF_NONE_MATCH).iter().filter_map(|v| v.to_str().ok()).any(|v| {
+        v.split(',').map(str::trim).any(|candidate| candidate == "*" || candidate.trim_start_matches("W/") == etag)
+    })
+}
+
+fn image_headers(h: &mut HeaderMap, etag: &str, content_type: Option<&str>) {
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+    h.insert(header::VARY, HeaderValue::from_static("Accept"));
+    if let Some(ct) = content_type.and_then(|ct| HeaderValue::from_str(ct).ok()) {
+        h.insert(header::CONTENT_TYPE, ct);
+    }
+}
+
+fn image(bytes: Vec<u8>, content_type: &str, etag: &str, from: &'static str) -> Response {
+    let mut r = Response::new(Body::from(bytes));
+    image_headers(r.headers_mut(), etag, Some(content_type));
+    r.headers_mut().insert("x-result", HeaderValue::from_static(from));
+    r
+}
+
+/// A result too large for a buffered Lambda response: a short-lived presigned GET of it.
+async fn redirect(t: &Transformer, key: &str, now: time::OffsetDateTime) -> Result<Answer, TransformError> {
+    let signed = t.store.presign_get(key, now, t.settings.redirect_ttl).await?;
+    let mut r = StatusCode::TEMPORARY_REDIRECT.into_response();
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&signed.url) {
+        h.insert(header::LOCATION, v);
+    }
+    // The presigned URL expires: the redirect itself must not be kept.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::VARY, HeaderValue::from_static("Accept"));
+    Ok(Answer { response: r, outcome: "Redirected" })
+}
