@@ -125,6 +125,14 @@ ensure_uppy_client() {
     (cd "$ROOT/tests/uppy" && npm ci --no-audit --no-fund --silent) || die "npm ci in tests/uppy failed"
 }
 
+# imgproxy's official Node client (pinned in tests/imgproxy/package-lock.json) for the
+# transformer's URL test.
+ensure_imgproxy_client() {
+  command -v node >/dev/null || die "node (20.10 or later) is required for the imgproxy client test"
+  [[ -d $ROOT/tests/imgproxy/node_modules/@imgproxy/imgproxy-node ]] ||
+    (cd "$ROOT/tests/imgproxy" && npm ci --no-audit --no-fund --silent) || die "npm ci in tests/imgproxy failed"
+}
+
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }

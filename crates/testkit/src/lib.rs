@@ -40,7 +40,6 @@ pub fn corpus(rel: &str) -> (String, Vec<u8>) {
     (path.file_name().unwrap().to_string_lossy().into_owned(), bytes)
 }
 
-/// A user id no other test uses.
 /// `jpeg` with an EXIF block (APP1, right after SOI) holding only a GPS position, as a phone
 /// writes it: degrees, minutes and seconds as rationals, hemispheres as letters. The corpus
 /// photo with GPS tags (`phone-13mp.jpg`) has a direction but no position.
@@ -101,6 +100,7 @@ pub fn with_gps_position(jpeg: &[u8], latitude: f64, longitude: f64) -> Vec<u8> 
     out
 }
 
+/// A user id no other test uses.
 pub fn unique_user(tag: &str) -> String {
     format!("{tag}-{}", uuid::Uuid::now_v7().simple())
 }
@@ -276,10 +276,16 @@ async fn private_table(moto: &SdkConfig) -> String {
     name
 }
 
-pub async fn call_router(router: axum::Router, req: Request<Body>) -> (StatusCode, Value) {
+/// Calls `router` in-process: status, headers and the body's bytes (up to 64 MiB).
+pub async fn call_router_raw(router: axum::Router, req: Request<Body>) -> (StatusCode, http::HeaderMap, Vec<u8>) {
     let resp = router.oneshot(req).await.unwrap();
-    let status = resp.status();
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 << 20).await.unwrap();
+    (parts.status, parts.headers, bytes.to_vec())
+}
+
+pub async fn call_router(router: axum::Router, req: Request<Body>) -> (StatusCode, Value) {
+    let (status, _, bytes) = call_router_raw(router, req).await;
     let value =
         if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("every answer is JSON") };
     (status, value)

@@ -1,0 +1,261 @@
+//! The transformer in-process against moto's S3: signed URLs become images of the sizes
+//! imgproxy gives, in the format `Accept` allows; results are stored and served again, revalidated
+//! with ETags, recomputed when the source changes; bad URLs and hostile sources get JSON errors.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use http::{HeaderMap, Request, StatusCode};
+use matbakh_aws::S3Store;
+use matbakh_core::imgproxy::SigningKeys;
+use matbakh_imaging::{ImageLimits, inspect};
+use testkit::{call_router_raw, corpus, env, moto_sdk, unique_user};
+use transformer::Transformer;
+
+const KEY: &str = "943b421c9eb07c830af81030552c86009268de4e532ba2ee2eab8247c6da0881";
+const SALT: &str = "520f986b998545b4785e0defbc4f3c1203f22de2374a3d53cb7a7fe9fea309c5";
+
+async fn store() -> S3Store {
+    S3Store::new(&moto_sdk().await, env("BUCKET_NAME"), Some(&env("AWS_ENDPOINT_URL"))).unwrap()
+}
+
+async fn transformer(extra: &[(&str, &str)]) -> Arc<Transformer> {
+    let extra: Vec<(String, String)> = extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let lookup = move |name: &str| match name {
+        "TRANSFORM_KEYS" => Some(KEY.to_owned()),
+        "TRANSFORM_SALTS" => Some(SALT.to_owned()),
+        other => extra.iter().find(|(k, _)| k == other).map(|(_, v)| v.clone()),
+    };
+    Arc::new(Transformer::from_lookup(store().await, lookup).unwrap())
+}
+
+/// Puts a corpus file at a fresh `users/...` key; answers the key.
+async fn source(rel: &str) -> String {
+    let (name, bytes) = corpus(rel);
+    let key = format!("users/{}/f/{name}", unique_user("t"));
+    put(&key, bytes).await;
+    key
+}
+
+async fn put(key: &str, bytes: Vec<u8>) {
+    let s = store().await;
+    s.client().put_object().bucket(s.bucket()).key(key).body(bytes.into()).send().await.unwrap();
+}
+
+fn signed(path: &str) -> String {
+    let keys = SigningKeys::from_hex(KEY, SALT).unwrap();
+    format!("/{}{path}", keys.sign(path).unwrap())
+}
+
+async fn get(t: &Arc<Transformer>, uri: &str, headers: &[(&str, &str)]) -> (StatusCode, HeaderMap, Vec<u8>) {
+    let mut req = Request::get(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    call_router_raw(transformer::router(t.clone()), req.body(Body::empty()).unwrap()).await
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
+    h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+/// Type and size, read back from the bytes.
+fn shape(bytes: &[u8]) -> (matbakh_imaging::Format, u32, u32) {
+    let p = inspect(bytes, &ImageLimits::default()).unwrap();
+    (p.format, p.width, p.height)
+}
+
+#[tokio::test]
+async fn signed_urls_give_imgproxys_sizes_in_the_accepted_format() {
+    use matbakh_imaging::Format as F;
+    let t = transformer(&[]).await;
+    let dune = source("photos/dune.jpg").await; // 1680x1050
+    let url = signed(&format!("/rs:fill:300:200/g:sm/plain/{dune}"));
+    for (accept, format, ct) in [
+        ("image/avif,image/webp,*/*", F::Avif, "image/avif"),
+        ("image/webp,*/*", F::WebP, "image/webp"),
+        ("*/*", F::Jpeg, "image/jpeg"),
+    ] {
+        let (status, h, body) = get(&t, &url, &[("accept", accept)]).await;
+        assert_eq!(status, StatusCode::OK, "{accept}: {}", String::from_utf8_lossy(&body));
+        assert_eq!((header(&h, "content-type"), shape(&body)), (ct, (format, 300, 200)), "{accept}");
+        assert_eq!(header(&h, "vary"), "Accept");
+        assert_eq!(header(&h, "cache-control"), "public, max-age=31536000, immutable");
+    }
+    // Explicit formats win over Accept; fit keeps the aspect; dpr doubles (never past the source).
+    for (path, want) in [
+        (format!("/rs:fit:300:300/plain/{dune}@webp"), (F::WebP, 300, 188)),
+        (format!("/w:400/dpr:2/f:jpg/plain/{dune}"), (F::Jpeg, 800, 500)),
+        (format!("/w:1000/dpr:3/f:jpg/plain/{dune}"), (F::Jpeg, 1680, 1050)),
+        (format!("/c:0.5:0.5/rs:force:100:100/f:png/plain/{dune}"), (F::Png, 100, 100)),
+    ] {
+        let (status, _, body) = get(&t, &signed(&path), &[("accept", "image/avif")]).await;
+        assert_eq!((status, shape(&body)), (StatusCode::OK, want), "{path}");
+    }
+    // The portrait photo stands up, and nothing of the camera's metadata comes along.
+    let pana = source("photos/panasonic-orientation6.jpg").await;
+    let (_, _, body) = get(&t, &signed(&format!("/w:200/plain/{pana}@jpg")), &[]).await;
+    assert_eq!(shape(&body), (F::Jpeg, 200, 299));
+    let phone = source("photos/phone-13mp.jpg").await;
+    let (_, _, body) = get(&t, &signed(&format!("/w:320/plain/{phone}@jpg")), &[]).await;
+    let exif = matbakh_imaging::exif::read(&body);
+    assert!(!exif.has_gps && exif.camera_make.is_none(), "metadata leaked: {exif:?}");
+    // Transparency: PNG for a browser that takes neither modern format.
+    let alpha = source("other/alpha.png").await;
+    let (_, h, body) = get(&t, &signed(&format!("/w:100/plain/{alpha}")), &[("accept", "image/png,*/*")]).await;
+    assert_eq!((header(&h, "content-type"), shape(&body).0), ("image/png", F::Png));
+}
+
+#[tokio::test]
+async fn results_are_stored_revalidated_and_recomputed_when_the_source_changes() {
+    let t = transformer(&[]).await;
+    let key = source("photos/ladybird.jpg").await;
+    let url = signed(&format!("/rs:fill:200:200/plain/{key}"));
+    let webp = [("accept", "image/webp")];
+    let (s1, h1, b1) = get(&t, &url, &webp).await;
+    assert_eq!((s1, header(&h1, "x-result")), (StatusCode::OK, "computed"));
+    let etag = header(&h1, "etag").to_owned();
+    assert!(etag.starts_with('"') && etag.len() > 10, "{etag}");
+    let (s2, h2, b2) = get(&t, &url, &webp).await;
+    assert_eq!((s2, header(&h2, "x-result"), header(&h2, "etag")), (StatusCode::OK, "stored", etag.as_str()));
+    assert_eq!(b1, b2);
+    // An equivalent URL (aliases, defaults spelled out, other order) is the same result.
+    let same = signed(&format!("/resizing_type:fill/h:200/width:200/dpr:1/g:ce:0:0/plain/{key}"));
+    let (_, h3, _) = get(&t, &same, &webp).await;
+    assert_eq!((header(&h3, "x-result"), header(&h3, "etag")), ("stored", etag.as_str()));
+    let (s4, h4, b4) = get(&t, &url, &[("accept", "image/webp"), ("if-none-match", &etag)]).await;
+    assert_eq!(
+        (s4, b4.len(), header(&h4, "etag"), header(&h4, "vary")),
+        (StatusCode::NOT_MODIFIED, 0, etag.as_str(), "Accept")
+    );
+
+    // The original is overwritten: a new ETag, a new result, the old validator no longer matches.
+    put(&key, corpus("photos/dune.jpg").1).await;
+    let (s5, h5, b5) = get(&t, &url, &[("accept", "image/webp"), ("if-none-match", &etag)]).await;
+    assert_eq!((s5, header(&h5, "x-result")), (StatusCode::OK, "computed"));
+    assert_ne!(header(&h5, "etag"), etag);
+    assert_ne!(b5, b1);
+}
+
+#[tokio::test]
+async fn a_result_too_large_for_a_lambda_response_is_a_redirect_not_a_413() {
+    let t = transformer(&[("TRANSFORM_MAX_INLINE_BYTES", "20000")]).await;
+    let key = source("photos/dune.jpg").await;
+    let url = signed(&format!("/w:1600/q:95/plain/{key}@png"));
+    for round in ["computed", "stored"] {
+        let (status, h, body) = get(&t, &url, &[]).await;
+        assert_eq!((status, body.len()), (StatusCode::TEMPORARY_REDIRECT, 0), "{round}");
+        assert_eq!(header(&h, "cache-control"), "no-store");
+        let location = header(&h, "location").to_owned();
+        let fetched = reqwest::get(&location).await.unwrap();
+        assert_eq!(fetched.status(), 200, "{round}: {location}");
+        let bytes = fetched.bytes().await.unwrap();
+        assert!(bytes.len() > 20000);
+        assert_eq!(shape(&bytes), (matbakh_imaging::Format::Png, 1600, 1000));
+    }
+}
+
+#[tokio::test]
+async fn bad_urls_and_hostile_sources_get_json_errors_that_are_not_cached() {
+    let t = transformer(&[]).await;
+    let key = source("photos/ladybird.jpg").await;
+    let bomb = source("hostile/bomb-header-64250x64250.jpg").await;
+    let truncated = source("hostile/truncated.jpg").await;
+    let good = signed(&format!("/w:100/plain/{key}"));
+    let cases = [
+        (good.replace("w:100", "w:101"), 403, "bad_signature"),
+        (format!("/unsigned/w:100/plain/{key}"), 403, "bad_signature"),
+        (signed(&format!("/w:100/exp:1000/plain/{key}")), 403, "expired"),
+        (signed(&format!("/w:100/explode:1/plain/{key}")), 400, "unknown_option"),
+        (signed(&format!("/w:big/plain/{key}")), 400, "bad_argument"),
+        (signed("/w:100/plain/s3://another-bucket/users/x.jpg"), 403, "forbidden_source"),
+        (signed("/w:100/plain/https://example.com/cat.jpg"), 403, "forbidden_source"),
+        (signed(&format!("/w:100/plain/{key}/../../secret.jpg")), 403, "forbidden_source"),
+        (signed("/w:100/plain/users/nobody/nothing.jpg"), 404, "source_not_found"),
+        (signed(&format!("/w:100/dpr:9/plain/{key}")), 422, "over_limit"),
+        (signed(&format!("/w:100/plain/{bomb}")), 422, "unprocessable_image"),
+        (signed(&format!("/w:100/plain/{truncated}")), 422, "unprocessable_image"),
+        (signed(&format!("/w:100000/el:1/plain/{key}")), 422, "unprocessable_image"),
+        (signed(&format!("/w:100/wm:0.5/plain/{key}")), 422, "unsupported"),
+    ];
+    for (uri, status, reason) in cases {
+        let (got, h, body) = get(&t, &uri, &[]).await;
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_else(|_| panic!("{uri}: not JSON"));
+        assert_eq!(
+            (got.as_u16(), json["error"].as_str(), header(&h, "x-error-reason")),
+            (status, Some(reason), reason),
+            "{uri}: {json}"
+        );
+        assert!(json["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert_eq!(header(&h, "cache-control"), "no-store", "{uri}");
+    }
+    let (status, _, body) = get(&t, &good, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+}
+
+#[tokio::test]
+async fn unsigned_urls_only_where_the_deployment_allows_them() {
+    let s = store().await;
+    let lookup = |name: &str| (name == "TRANSFORM_ALLOW_UNSIGNED").then(|| "true".to_owned());
+    let t = Arc::new(Transformer::from_lookup(s.clone(), lookup).unwrap());
+    let key = source("photos/ladybird.jpg").await;
+    let (status, _, _) = get(&t, &format!("/insecure/w:50/plain/{key}"), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let refused = Transformer::from_lookup(s.clone(), |_| None).err().unwrap();
+    assert!(refused.contains("TRANSFORM_KEYS"), "{refused}");
+    let both = Transformer::from_lookup(s, |name| match name {
+        "TRANSFORM_KEYS" => Some(KEY.into()),
+        "TRANSFORM_SALTS" => Some(SALT.into()),
+        "TRANSFORM_ALLOW_UNSIGNED" => Some("true".into()),
+        _ => None,
+    });
+    assert!(both.err().unwrap().contains("pick one"));
+}
+
+/// URLs built and signed by imgproxy's official Node client (`@imgproxy/imgproxy-node` 1.1.0,
+/// `tests/imgproxy`): accepted, and the images have the sizes and formats asked for.
+#[tokio::test]
+async fn urls_from_imgproxys_own_node_client_are_accepted() {
+    use matbakh_imaging::Format as F;
+    let t = transformer(&[]).await;
+    let dune = source("photos/dune.jpg").await; // 1680x1050
+    let cases = serde_json::json!({"key": KEY, "salt": SALT, "cases": [
+        {"source": dune, "options": {"resizing_type": "fill", "width": 300, "height": 200, "gravity": {"type": "sm"}, "format": "webp"}},
+        {"source": dune, "displayAs": "plain", "options": {"width": 500, "format": "jpg"}},
+        {"source": dune, "options": {"resize": {"resizing_type": "fit", "width": 400, "height": 400}, "dpr": 2, "format": "avif"}},
+        {"source": dune, "options": {"crop": {"width": 0.5, "height": 0.5, "gravity": {"type": "nowe"}}, "size": {"width": 200, "height": 100}, "resizing_type": "force", "quality": 60, "format": "png"}},
+        {"source": format!("s3://{}/{dune}", env("BUCKET_NAME")), "options": {"height": 105, "gravity": {"type": "fp", "x": 0.3, "y": 0.7}, "format": "jpg"}},
+        {"source": dune, "options": {"width": 100, "format": "jpg", "cachebuster": "v2", "expires": 4_102_444_800_u64, "blur": 1, "sharpen": 0.5, "strip_metadata": true, "auto_rotate": true}},
+    ]});
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/imgproxy/sign.mjs");
+    let mut child = std::process::Command::new("node")
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("node (scripts/test installs the client)");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(cases.to_string().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let paths: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    let want = [
+        (F::WebP, 300, 200),
+        (F::Jpeg, 500, 313),
+        (F::Avif, 800, 500),
+        (F::Png, 200, 100),
+        (F::Jpeg, 168, 105),
+        (F::Jpeg, 100, 63),
+    ];
+    assert_eq!(paths.len(), want.len());
+    for (path, want) in paths.iter().zip(want) {
+        let (status, _, body) = get(&t, path, &[]).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {}", String::from_utf8_lossy(&body));
+        assert_eq!(shape(&body), want, "{path}");
+        // The same URL with one option changed keeps the old signature: refused.
+        let tampered = path.replacen("/w:", "/w:1", 1).replacen("/h:", "/h:1", 1);
+        if tampered != *path {
+            assert_eq!(get(&t, &tampered, &[]).await.0, StatusCode::FORBIDDEN, "{tampered}");
+        }
+    }
+}
