@@ -18,7 +18,8 @@
 //! deployment sets `STORE_GPS_LOCATION=true`), search tokens
 //! of the name, and `duplicateOf` when the owner already has the same bytes. Removal events
 //! make the row DELETED and give the bytes back (DECISIONS 13-15); events are ordered by S3's
-//! sequencer (else event time), so an older event never overwrites newer state.
+//! sequencer (else event time), so an older event never overwrites newer state. Any change to
+//! an original (a new version, a delete) removes the transformer's results made from it.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use matbakh_api::Services;
@@ -84,6 +85,7 @@ async fn handle_events(ix: &Indexer, events: &[ObjectEvent]) -> Result<(), Index
             ObjectChange::Created => {
                 settle(services, event).await?;
                 index_content(ix, event).await?;
+                purge_results(services, &event.key).await?;
             }
             ObjectChange::DeleteMarkerCreated | ObjectChange::Removed => removed(services, event).await?,
         }
@@ -154,6 +156,8 @@ async fn removed(services: &Services, event: &ObjectEvent) -> Result<(), AwsErro
         return Ok(());
     };
     let permanent = event.change == ObjectChange::Removed;
+    // Transform results are a cache: a deleted original must not stay visible through them.
+    purge_results(services, &event.key).await?;
     match row.status {
         FileStatus::Quarantined => {
             tracing::info!(%file_id, "removal of a quarantined file (a system move); nothing to do");
@@ -176,6 +180,18 @@ async fn removed(services: &Services, event: &ObjectEvent) -> Result<(), AwsErro
                 services.store.delete_prefix(&ObjectKey::derived_prefix(file_id)).await?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Removes the transformer's results made from `key` (`results/{key}/`): after an overwrite
+/// the CDN's S3-first origin would otherwise serve them for the new bytes (DECISIONS 18). A new
+/// upload has none; the listing finds nothing and costs one request.
+async fn purge_results(services: &Services, key: &str) -> Result<(), AwsError> {
+    let removed = services.store.delete_prefix(&matbakh_core::imgproxy::result_prefix(key)).await?;
+    if removed > 0 {
+        tracing::info!(removed, "transform results of a changed original removed");
+        metrics::emit("index", &[("ResultsPurged", removed as u64, Unit::Count)]);
     }
     Ok(())
 }

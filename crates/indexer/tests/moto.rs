@@ -248,3 +248,32 @@ async fn removing_a_quarantined_file_is_a_system_move_not_a_delete() {
     assert_eq!(row.status, FileStatus::Quarantined);
     assert_eq!(h.usage(&user).await.charged, 0);
 }
+
+/// Transform results made from an original leave when it changes (a new version) or goes, so the
+/// CDN's S3-first origin never serves them for other bytes; other originals' results stay.
+#[tokio::test]
+async fn a_changed_or_deleted_original_takes_its_transform_results_along() {
+    let h = Harness::new(presign::router, Options::default()).await;
+    let user = unique_user("results");
+    let (_, photo) = corpus("photos/ladybird.jpg");
+    let key = presigned(&h, &user, "a.jpg", photo.clone()).await;
+    let other = presigned(&h, &user, "b.jpg", photo.clone()).await;
+    let s3 = h.state.store.client();
+    let bucket = h.state.store.bucket();
+    let result = |k: &str, name: &str| format!("results/{k}/e1/{name}");
+    let put = |k: String| async move {
+        s3.put_object().bucket(bucket).key(k).body(b"x".to_vec().into()).send().await.unwrap()
+    };
+    let exists = |k: String| async move { s3.head_object().bucket(bucket).key(k).send().await.is_ok() };
+    for k in [result(&key, "w:100.webp"), result(&key, "_.avif"), result(&other, "w:100.webp")] {
+        put(k).await;
+    }
+    // A new version of the original arrives (an overwrite).
+    indexer::handle(&ix(&h), event(&[("c", created(&key, photo.len()))])).await;
+    assert!(!exists(result(&key, "w:100.webp")).await && !exists(result(&key, "_.avif")).await);
+    assert!(exists(result(&other, "w:100.webp")).await, "another original's results stay");
+    // Made again, then the original is deleted (a delete marker): gone again.
+    put(result(&key, "w:100.webp")).await;
+    indexer::handle(&ix(&h), event(&[("d", removed(&key, "ObjectRemoved:DeleteMarkerCreated"))])).await;
+    assert!(!exists(result(&key, "w:100.webp")).await);
+}

@@ -1,7 +1,8 @@
 //! `transformer`: imgproxy-compatible, signed image URLs, computed once and kept in S3.
 //!
 //! Triggered by HTTP (a Lambda function URL behind CloudFront; the results prefix in S3 is the
-//! origin CloudFront tries first). `GET /{signature}/{options}/{source}`:
+//! origin CloudFront tries first, at the key the CloudFront Function in `template.yaml` computed;
+//! the signed path then arrives in `x-transform-path`). `GET /{signature}/{options}/{source}`:
 //! 1. the URL is parsed and its signature checked (`core::imgproxy`): 400 bad options, 403 bad
 //!    or expired signature or a source outside the allow-list;
 //! 2. the source's HEAD gives its ETag (404 if it is gone);
@@ -207,7 +208,13 @@ async fn serve(State(t): State<Arc<Transformer>>, method: Method, uri: Uri, head
     let started = std::time::Instant::now();
     let span = tracing::info_span!("transform", path_len = uri.path().len(), outcome = tracing::field::Empty);
     let _entered = span.enter();
-    let answer = match transform(&t, uri.path(), &headers).await {
+    // Behind CloudFront the function rewrote the path to the result key it tried in S3 first; the
+    // signed path it kept is the request (its signature is checked like any other).
+    let path = match headers.get("x-transform-path").and_then(|v| v.to_str().ok()) {
+        Some(signed) if uri.path().starts_with("/results/") => signed.to_owned(),
+        _ => uri.path().to_owned(),
+    };
+    let answer = match transform(&t, &path, &headers).await {
         Ok(answer) => answer,
         Err(e) => return e.into_response(),
     };

@@ -259,3 +259,20 @@ async fn urls_from_imgproxys_own_node_client_are_accepted() {
         }
     }
 }
+
+/// Behind CloudFront the request path is the result key the CloudFront Function tried in S3;
+/// the signed path comes in `x-transform-path` and is checked like any URL.
+#[tokio::test]
+async fn behind_cloudfront_the_signed_path_comes_in_a_header() {
+    let t = transformer(&[]).await;
+    let key = source("photos/ladybird.jpg").await;
+    let signed_path = signed(&format!("/w:120/plain/{key}@webp"));
+    let from_edge = format!("/results/{key}/e1/w:120.webp");
+    let (status, _, body) = get(&t, &from_edge, &[("x-transform-path", &signed_path)]).await;
+    assert_eq!((status, shape(&body).1), (StatusCode::OK, 120));
+    let forged = signed_path.replace("w:120", "w:121");
+    assert_eq!(get(&t, &from_edge, &[("x-transform-path", &forged)]).await.0, StatusCode::FORBIDDEN);
+    // Elsewhere the header means nothing: the path is the URL.
+    let unsigned = format!("/nosig/w:120/plain/{key}");
+    assert_eq!(get(&t, &unsigned, &[("x-transform-path", &signed_path)]).await.0, StatusCode::FORBIDDEN);
+}
