@@ -229,6 +229,8 @@ pub struct Source {
     /// The displayed size of the whole source (after orientation, before any decode scaling).
     pub width: u32,
     pub height: u32,
+    /// The colour profile still to apply ([`load_deferred`] only; [`load`] has applied it).
+    pub icc: Option<Vec<u8>>,
 }
 
 impl Source {
@@ -252,6 +254,18 @@ pub fn load_oriented(
     min_width: u32,
     auto_rotate: bool,
 ) -> Result<Source, ImageError> {
+    let Source { probe, exif, pixels, width, height, icc } = load_deferred(bytes, limits, min_width, auto_rotate)?;
+    Ok(Source { probe, exif, pixels: pixels.to_srgb(icc.as_deref()), width, height, icc: None })
+}
+
+/// [`load_oriented`] without the conversion to sRGB: the profile is left in `icc` for the caller
+/// to apply once the pixels are cut and resized (far fewer pixels to convert, as libvips does).
+pub fn load_deferred(
+    bytes: &[u8],
+    limits: &ImageLimits,
+    min_width: u32,
+    auto_rotate: bool,
+) -> Result<Source, ImageError> {
     let probe = inspect(bytes, limits)?;
     let mut exif = exif::read(bytes);
     if !auto_rotate {
@@ -263,8 +277,8 @@ pub fn load_oriented(
     let need = min_width.min(width);
     let min_stored = if transposed { (0, need) } else { (need, 0) };
     let (decoded, icc) = decode::decode(bytes, &probe, min_stored, limits.max_alloc())?;
-    let pixels = decoded.to_srgb(icc.as_deref()).orient(exif.orientation);
-    Ok(Source { probe, exif, pixels, width, height })
+    let pixels = decoded.orient(exif.orientation);
+    Ok(Source { probe, exif, pixels, width, height, icc })
 }
 
 /// The whole pipeline for one source; see the crate documentation.
@@ -280,7 +294,7 @@ pub fn render_formats(
     formats: &[OutputFormat],
 ) -> Result<Rendered, ImageError> {
     let widest = VARIANT_WIDTHS[VARIANT_WIDTHS.len() - 1];
-    let Source { probe, exif, pixels: source, width, height } = load(bytes, limits, widest)?;
+    let Source { probe, exif, pixels: source, width, height, .. } = load(bytes, limits, widest)?;
     let widths = widths_for(width);
     // Every size is resized once from the one decode; then the encodes (AVIF of the widest first:
     // it dominates) are shared by ENCODER_THREADS workers, so two cores stay busy while at most

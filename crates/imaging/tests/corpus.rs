@@ -133,3 +133,35 @@ fn jpeg_is_decoded_at_the_smallest_scale_that_covers_the_widest_variant() {
     assert_eq!((source.pixels.width, source.pixels.height), (2115, 1190));
     assert_eq!((source.width, source.height), (5640, 3172));
 }
+
+/// The transform converts a profile to sRGB after cutting and resizing (fewer pixels): the colours
+/// match the convert-then-resize pipeline.
+#[test]
+fn transforms_convert_colour_profiles_after_resizing() {
+    use matbakh_core::imgproxy::{Format as Out, Options, OutputChoice};
+    let mean_diff = |a: &[u8], b: &[u8]| {
+        assert_eq!(a.len(), b.len());
+        a.iter().zip(b).map(|(x, y)| f64::from(x.abs_diff(*y))).sum::<f64>() / a.len() as f64
+    };
+    for rel in ["photos/olympus-4mp-icc.jpg", "other/icc-profile.jpeg"] {
+        let bytes = corpus(rel);
+        let o = Options { width: 200, ..Options::default() };
+        let t = matbakh_imaging::transform::run(
+            &bytes,
+            &o,
+            OutputChoice::Explicit(Out::Png),
+            &ImageLimits::default(),
+            4096,
+            &FAST,
+        )
+        .unwrap();
+        let got = image::load_from_memory(&t.bytes).unwrap().to_rgb8().into_raw();
+        // Never enlarged: a 48 px source stays 48 px.
+        let converted = load(&bytes, &ImageLimits::default(), 200).unwrap().resized_to(t.width).unwrap();
+        assert_eq!((t.width, t.height), (converted.width, converted.height), "{rel}");
+        let near = mean_diff(&got, &converted.data);
+        // Neither corpus profile moves a pixel (littlecms agrees: mean difference 0.0), so this
+        // cannot yet show that converting matters; a wide-gamut (Display P3) photo would.
+        assert!(near < 1.5, "{rel}: {near:.2} from the converted pixels");
+    }
+}

@@ -62,9 +62,53 @@ impl Default for Settings {
     }
 }
 
+/// What the transformer needs of the bucket: the S3 adapter in Lambda, anything else in a
+/// benchmark (which measures the origin without S3's latency).
+pub trait Store: Send + Sync + 'static {
+    fn bucket_name(&self) -> &str;
+    fn head(&self, key: &str) -> impl Future<Output = Result<Option<ObjectHead>, AwsError>> + Send;
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>, AwsError>> + Send;
+    fn put_result(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+        metadata: &[(&str, &str)],
+    ) -> impl Future<Output = Result<(), AwsError>> + Send;
+    /// A short-lived URL that serves `key` (a result too large to answer inline).
+    fn presign_get(
+        &self,
+        key: &str,
+        now: time::OffsetDateTime,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<String, AwsError>> + Send;
+}
+
+impl Store for S3Store {
+    fn bucket_name(&self) -> &str {
+        self.bucket()
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectHead>, AwsError> {
+        self.head_object(key).await
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, AwsError> {
+        Ok(self.get_object(key).await?.map(|(bytes, _)| bytes))
+    }
+
+    async fn put_result(&self, key: &str, bytes: Vec<u8>, ct: &str, meta: &[(&str, &str)]) -> Result<(), AwsError> {
+        S3Store::put_result(self, key, bytes, ct, meta).await
+    }
+
+    async fn presign_get(&self, key: &str, now: time::OffsetDateTime, ttl: Duration) -> Result<String, AwsError> {
+        Ok(S3Store::presign_get(self, key, now, ttl).await?.url)
+    }
+}
+
 /// The function's state, built once.
-pub struct Transformer {
-    pub store: S3Store,
+pub struct Transformer<S: Store = S3Store> {
+    pub store: S,
     /// Empty only when unsigned URLs are allowed (local development).
     pub keys: SigningKeys,
     pub presets: Presets,
@@ -75,7 +119,7 @@ pub struct Transformer {
     pub clock: Arc<dyn Clock>,
 }
 
-impl Transformer {
+impl Transformer<S3Store> {
     /// From the environment: `BUCKET_NAME`, `TRANSFORM_KEYS` + `TRANSFORM_SALTS` (hex,
     /// comma-separated pairs; required unless `TRANSFORM_ALLOW_UNSIGNED=true`),
     /// `TRANSFORM_PRESETS`, `TRANSFORM_SOURCE_PREFIXES`, the image limits, and the settings above.
@@ -91,8 +135,11 @@ impl Transformer {
             S3Store::new(&sdk, &settings.bucket, settings.s3_public_endpoint.as_deref()).map_err(|e| e.to_string())?;
         Transformer::from_lookup(store, env)
     }
+}
 
-    pub fn from_lookup(store: S3Store, env: impl Fn(&str) -> Option<String>) -> Result<Transformer, String> {
+impl<S: Store> Transformer<S> {
+    /// `store` with the settings read from `env` (see [`Transformer::from_env`]).
+    pub fn from_lookup(store: S, env: impl Fn(&str) -> Option<String>) -> Result<Transformer<S>, String> {
         let keys = SigningKeys::from_hex(
             &env("TRANSFORM_KEYS").unwrap_or_default(),
             &env("TRANSFORM_SALTS").unwrap_or_default(),
@@ -108,7 +155,7 @@ impl Transformer {
         }
         let presets = Presets::parse(&env("TRANSFORM_PRESETS").unwrap_or_default())?;
         let prefixes = env("TRANSFORM_SOURCE_PREFIXES").unwrap_or_else(|| DEFAULT_SOURCE_PREFIXES.into());
-        let bucket = store.bucket().to_owned();
+        let bucket = store.bucket_name().to_owned();
         let allowed =
             prefixes.split(',').map(str::trim).filter(|p| !p.is_empty()).map(|p| (bucket.clone(), p.to_owned()));
         let sources = SourcePolicy { default_bucket: bucket.clone(), allowed: allowed.collect() };
@@ -191,13 +238,18 @@ impl IntoResponse for TransformError {
 }
 
 /// The HTTP surface: every path is a transform URL.
-pub fn router(t: Arc<Transformer>) -> Router {
-    Router::new().fallback(serve).with_state(t)
+pub fn router<S: Store>(t: Arc<Transformer<S>>) -> Router {
+    Router::new().fallback(serve::<S>).with_state(t)
 }
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
-async fn serve(State(t): State<Arc<Transformer>>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+async fn serve<S: Store>(
+    State(t): State<Arc<Transformer<S>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     if method != Method::GET && method != Method::HEAD {
         return (
             StatusCode::METHOD_NOT_ALLOWED,
@@ -232,13 +284,13 @@ struct Answer {
     outcome: &'static str,
 }
 
-async fn transform(t: &Transformer, path: &str, headers: &HeaderMap) -> Result<Answer, TransformError> {
+async fn transform<S: Store>(t: &Transformer<S>, path: &str, headers: &HeaderMap) -> Result<Answer, TransformError> {
     let now = t.clock.now();
     let url = TransformUrl::parse(path, &t.keys, &t.presets, &t.sources, now.unix_timestamp())?;
     if url.options.dpr > t.settings.max_dpr {
         return Err(TransformError::DprTooLarge(url.options.dpr, t.settings.max_dpr));
     }
-    let source = t.store.head_object(&url.source.key).await?.ok_or(TransformError::SourceMissing)?;
+    let source = t.store.head(&url.source.key).await?.ok_or(TransformError::SourceMissing)?;
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     let output = OutputChoice::new(&url, accept);
     let key = url.result_key(ENCODER_VERSION, output);
@@ -248,12 +300,12 @@ async fn transform(t: &Transformer, path: &str, headers: &HeaderMap) -> Result<A
         image_headers(r.headers_mut(), &etag, None);
         return Ok(Answer { response: r, outcome: "NotModified" });
     }
-    let stored = t.store.head_object(&key).await?;
+    let stored = t.store.head(&key).await?;
     if let Some(stored) = stored.filter(|s| s.metadata.get("source-etag") == Some(&tag(&source))) {
         if stored.size > t.settings.max_inline_bytes {
             return redirect(t, &key, now).await;
         }
-        if let Some((bytes, _)) = t.store.get_object(&key).await? {
+        if let Some(bytes) = t.store.get(&key).await? {
             let ct = stored.content_type.unwrap_or_else(|| "application/octet-stream".into());
             return Ok(Answer { response: image(bytes, &ct, &etag, "stored"), outcome: "Stored" });
         }
@@ -261,7 +313,7 @@ async fn transform(t: &Transformer, path: &str, headers: &HeaderMap) -> Result<A
     if source.size > t.limits.max_bytes {
         return Err(ImageError::TooManyBytes { size: source.size, limit: t.limits.max_bytes }.into());
     }
-    let (bytes, _) = t.store.get_object(&url.source.key).await?.ok_or(TransformError::SourceMissing)?;
+    let bytes = t.store.get(&url.source.key).await?.ok_or(TransformError::SourceMissing)?;
     let (options, limits, quality, side) = (url.options.clone(), t.limits, t.quality, t.settings.max_output_side);
     let result = tokio::task::spawn_blocking(move || {
         matbakh_imaging::transform::run(&bytes, &options, output, &limits, side, &quality)
@@ -320,11 +372,15 @@ fn image(bytes: Vec<u8>, content_type: &str, etag: &str, from: &'static str) -> 
 }
 
 /// A result too large for a buffered Lambda response: a short-lived presigned GET of it.
-async fn redirect(t: &Transformer, key: &str, now: time::OffsetDateTime) -> Result<Answer, TransformError> {
+async fn redirect<S: Store>(
+    t: &Transformer<S>,
+    key: &str,
+    now: time::OffsetDateTime,
+) -> Result<Answer, TransformError> {
     let signed = t.store.presign_get(key, now, t.settings.redirect_ttl).await?;
     let mut r = StatusCode::TEMPORARY_REDIRECT.into_response();
     let h = r.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&signed.url) {
+    if let Ok(v) = HeaderValue::from_str(&signed) {
         h.insert(header::LOCATION, v);
     }
     // The presigned URL expires: the redirect itself must not be kept.
