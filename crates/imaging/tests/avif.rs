@@ -2,20 +2,11 @@
 //! every layout (4:2:0, 4:2:2, 4:4:4, monochrome), depth (8, 10, 12 bits), range, matrix and
 //! premultiplied alpha decodes to the photo it was made from, and becomes variants.
 
+mod common;
+use common::{corpus, fixture};
 use matbakh_imaging::{
     DEFAULT_QUALITY, Disposition, Format, ImageError, ImageLimits, OutputFormat, Pixels, Quality, inspect, load, render,
 };
-
-fn corpus(rel: &str) -> Vec<u8> {
-    let root = std::env::var("MATBAKH_CORPUS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus"));
-    std::fs::read(root.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
-}
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)).unwrap()
-}
 
 /// The photo as the fixture's encoder got it (see the fixtures' README).
 fn reference(photo: &str) -> Pixels {

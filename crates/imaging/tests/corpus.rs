@@ -1,16 +1,11 @@
 //! The pipeline on the real corpus (`../shared/corpus`): photos become upright, metadata-free
 //! variants of the right sizes; hostile files are refused with a reason before decoding.
 
+mod common;
+use common::corpus;
 use matbakh_imaging::{
     DEFAULT_QUALITY, Disposition, ImageError, ImageLimits, OutputFormat, Quality, Rendered, exif, inspect, load, render,
 };
-
-fn corpus(rel: &str) -> Vec<u8> {
-    let root = std::env::var("MATBAKH_CORPUS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus"));
-    std::fs::read(root.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
-}
 
 /// Width and height a variant really has, read back from its bytes (our own header reader,
 /// which knows every output format).

@@ -2,21 +2,13 @@
 //! format's magic, and real files with bytes flipped, cut or spliced. Plus every input the
 //! fuzzer kept (`fuzz/corpus/decode`), so CI replays what `cargo fuzz` found.
 
+mod common;
+use common::{corpus, fixture};
 use matbakh_imaging::{ImageLimits, inspect, load};
 use proptest::prelude::*;
 
 /// Small limits keep each case cheap; the checks are the same code paths.
 const LIMITS: ImageLimits = ImageLimits { max_pixels: 4_000_000, max_frames: 50, max_bytes: 1 << 20 };
-
-fn corpus(rel: &str) -> Vec<u8> {
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
-    std::fs::read(root.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
-}
-
-/// AVIF files written by libavif (`tests/fixtures/README.md`).
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)).unwrap()
-}
 
 fn exercise(bytes: &[u8]) {
     // Either answer is fine; a panic fails the test.
