@@ -2,7 +2,7 @@
 //! applied to one decode. [`plan`] is the arithmetic alone (imgproxy's `calcScale`, without
 //! zoom, min sizes and extend), so the sizes a URL gives are testable without pixels.
 
-use matbakh_core::imgproxy::{Format, Gravity, GravityKind, Options, OutputChoice, ResizeType};
+use matbakh_core::imgproxy::{Format, Gravity, GravityKind, Options, OutputChoice, ResizeType, Watermark};
 
 use crate::encode::{OutputFormat, Quality, encode};
 use crate::pixels::Pixels;
@@ -37,6 +37,7 @@ fn output_format(f: Format) -> OutputFormat {
 
 /// Decodes `bytes` once (no larger than the result needs), cuts, resizes, filters and encodes
 /// as the options say. Metadata never reaches the result.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     bytes: &[u8],
     o: &Options,
@@ -44,10 +45,13 @@ pub fn run(
     limits: &ImageLimits,
     max_side: u32,
     quality: &Quality,
+    watermark: Option<&Pixels>,
 ) -> Result<Transformed, ImageError> {
-    if o.watermark.is_some() {
-        return Err(ImageError::Unsupported("watermarks (no watermark image is configured)"));
-    }
+    let watermark = match (&o.watermark, watermark) {
+        (None, _) => None,
+        (Some(w), Some(image)) => Some((w, image)),
+        (Some(_), None) => return Err(ImageError::Unsupported("watermarks (no watermark image is configured)")),
+    };
     let probe = inspect(bytes, limits)?;
     let orientation = if o.auto_rotate { crate::exif::read(bytes).orientation } else { 1 };
     let (w, h) = if orientation >= 5 { (probe.height, probe.width) } else { (probe.width, probe.height) };
@@ -88,6 +92,9 @@ pub fn run(
     }
     if o.sharpen > 0.0 {
         px = px.sharpen(o.sharpen);
+    }
+    if let Some((w, image)) = watermark {
+        px = overlay(px, image, w, plan.offset_scale)?;
     }
     let format = output.format(px.has_alpha());
     let mut q = *quality;
@@ -285,6 +292,43 @@ pub fn smart_offset(p: &Pixels, inner: (u32, u32)) -> Result<(u32, u32), ImageEr
     Ok((to_full(best.1, w, inner.0.min(w)), to_full(best.2, h, inner.1.min(h))))
 }
 
+/// Lays `mark` over `px` as imgproxy's `wm` says: opacity, a compass position with offsets (or
+/// tiled, `re`, the offsets then the spacing), scaled to `scale` of the image's width if > 0.
+pub fn overlay(mut px: Pixels, mark: &Pixels, w: &Watermark, offset_scale: f64) -> Result<Pixels, ImageError> {
+    let mark = if w.scale > 0.0 {
+        let mw = round(f64::from(px.width) * w.scale).clamp(1, px.width);
+        let mh = round(f64::from(mark.height) * f64::from(mw) / f64::from(mark.width)).clamp(1, px.height);
+        mark.resize(mw, mh)?
+    } else {
+        mark.clone()
+    };
+    let (mw, mh) = (mark.width.min(px.width), mark.height.min(px.height));
+    let places: Vec<(u32, u32)> = match w.position {
+        Some(kind) => vec![position((px.width, px.height), (mw, mh), &Gravity { kind, x: w.x, y: w.y }, offset_scale)],
+        None => {
+            let step_x = mw + round(w.x.max(0.0) * offset_scale);
+            let step_y = mh + round(w.y.max(0.0) * offset_scale);
+            let xs = (0..px.width).step_by(step_x.max(1) as usize);
+            xs.flat_map(|x| (0..px.height).step_by(step_y.max(1) as usize).map(move |y| (x, y))).collect()
+        }
+    };
+    let (pc, mc) = (usize::from(px.channels), usize::from(mark.channels));
+    for (left, top) in places {
+        for y in 0..mh.min(px.height - top) {
+            for x in 0..mw.min(px.width - left) {
+                let m = ((y * mark.width + x) as usize) * mc;
+                let alpha = if mc == 4 { f64::from(mark.data[m + 3]) / 255.0 } else { 1.0 } * w.opacity;
+                let p = (((top + y) * px.width + left + x) as usize) * pc;
+                for c in 0..3 {
+                    let (under, over) = (f64::from(px.data[p + c]), f64::from(mark.data[m + c]));
+                    px.data[p + c] = (under + (over - under) * alpha).round() as u8;
+                }
+            }
+        }
+    }
+    Ok(px)
+}
+
 impl Pixels {
     /// The `r` rectangle of these pixels.
     pub fn crop(&self, r: Rect) -> Pixels {
@@ -475,6 +519,24 @@ mod tests {
         let p = Pixels { width: w, height: h, channels: 3, data };
         let (x, _) = smart_offset(&p, (100, 100)).unwrap();
         assert!((260..=300).contains(&x), "{x}");
+    }
+
+    #[test]
+    fn a_watermark_sits_where_and_as_strongly_as_asked() {
+        let grey = Pixels { width: 100, height: 50, channels: 3, data: vec![100; 100 * 50 * 3] };
+        let red = Pixels { width: 10, height: 10, channels: 4, data: [255, 0, 0, 255].repeat(100) };
+        let at = |p: &Pixels, x: u32, y: u32| p.data[((y * p.width + x) * 3) as usize];
+        let wm = |opacity, position, x, y, scale| Watermark { opacity, position, x, y, scale };
+        let p = overlay(grey.clone(), &red, &wm(1.0, Some(GravityKind::SouthEast), 5.0, 5.0, 0.0), 1.0).unwrap();
+        assert_eq!((at(&p, 85, 35), at(&p, 84, 35), at(&p, 94, 44), at(&p, 95, 45)), (255, 100, 255, 100));
+        let half = overlay(grey.clone(), &red, &wm(0.5, Some(GravityKind::NorthWest), 0.0, 0.0, 0.0), 1.0).unwrap();
+        assert_eq!((at(&half, 0, 0), half.data[1]), (178, 50), "half way from grey to red");
+        let scaled = overlay(grey.clone(), &red, &wm(1.0, Some(GravityKind::NorthWest), 0.0, 0.0, 0.5), 1.0).unwrap();
+        assert_eq!((at(&scaled, 49, 49), at(&scaled, 50, 0)), (255, 100), "half the width: 50 px");
+        let tiled = overlay(grey, &red, &wm(1.0, None, 10.0, 15.0, 0.0), 1.0).unwrap();
+        let reds =
+            (0..100).flat_map(|x| (0..50).map(move |y| (x, y))).filter(|&(x, y)| at(&tiled, x, y) == 255).count();
+        assert_eq!(reds, 5 * 2 * 100, "5 columns x 2 rows of 10x10 tiles");
     }
 
     #[test]

@@ -148,6 +148,7 @@ fn transforms_convert_colour_profiles_after_resizing() {
             &ImageLimits::default(),
             4096,
             &FAST,
+            None,
         )
         .unwrap();
         let got = image::load_from_memory(&t.bytes).unwrap().to_rgb8().into_raw();

@@ -31,7 +31,7 @@ use matbakh_aws::s3::{ObjectHead, S3Store};
 use matbakh_core::clock::{Clock, SystemClock};
 use matbakh_core::imgproxy::{OutputChoice, Presets, SigningKeys, SourcePolicy, TransformUrl, UrlError};
 use matbakh_imaging::transform::{DEFAULT_MAX_DPR, DEFAULT_MAX_OUTPUT_SIDE, ENCODER_VERSION};
-use matbakh_imaging::{DEFAULT_QUALITY, ImageError, ImageLimits, Quality};
+use matbakh_imaging::{DEFAULT_QUALITY, ImageError, ImageLimits, Pixels, Quality};
 use serde_json::json;
 
 /// Largest result answered in the response body (`TRANSFORM_MAX_INLINE_BYTES`): Lambda's 6 MB
@@ -117,12 +117,15 @@ pub struct Transformer<S: Store = S3Store> {
     pub quality: Quality,
     pub settings: Settings,
     pub clock: Arc<dyn Clock>,
+    /// The image `wm` lays over results (`TRANSFORM_WATERMARK_KEY`, read once at start).
+    pub watermark: Option<Arc<Pixels>>,
 }
 
 impl Transformer<S3Store> {
     /// From the environment: `BUCKET_NAME`, `TRANSFORM_KEYS` + `TRANSFORM_SALTS` (hex,
     /// comma-separated pairs; required unless `TRANSFORM_ALLOW_UNSIGNED=true`),
-    /// `TRANSFORM_PRESETS`, `TRANSFORM_SOURCE_PREFIXES`, the image limits, and the settings above.
+    /// `TRANSFORM_PRESETS`, `TRANSFORM_SOURCE_PREFIXES`, `TRANSFORM_WATERMARK_KEY` (an image in the
+    /// bucket), the image limits, and the settings above.
     pub async fn from_env() -> Result<Transformer, String> {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let settings = matbakh_aws::Settings::from_lookup(|k| {
@@ -133,7 +136,18 @@ impl Transformer<S3Store> {
         let sdk = matbakh_aws::config::load_sdk_config().await;
         let store =
             S3Store::new(&sdk, &settings.bucket, settings.s3_public_endpoint.as_deref()).map_err(|e| e.to_string())?;
-        Transformer::from_lookup(store, env)
+        let watermark = match env("TRANSFORM_WATERMARK_KEY") {
+            Some(key) => {
+                let bytes = Store::get(&store, &key).await.map_err(|e| e.to_string())?;
+                Some(bytes.ok_or_else(|| format!("TRANSFORM_WATERMARK_KEY: no object {key}"))?)
+            }
+            None => None,
+        };
+        let t = Transformer::from_lookup(store, env)?;
+        match watermark {
+            Some(bytes) => t.with_watermark(&bytes),
+            None => Ok(t),
+        }
     }
 }
 
@@ -182,7 +196,16 @@ impl<S: Store> Transformer<S> {
             quality: DEFAULT_QUALITY,
             settings,
             clock: Arc::new(SystemClock),
+            watermark: None,
         })
+    }
+
+    /// Uses the image in `bytes` (any format the pipeline reads; PNG keeps its transparency) as
+    /// the watermark `wm` lays over results.
+    pub fn with_watermark(mut self, bytes: &[u8]) -> Result<Transformer<S>, String> {
+        let image = matbakh_imaging::load(bytes, &self.limits, u32::MAX).map_err(|e| format!("the watermark: {e}"))?;
+        self.watermark = Some(Arc::new(image.pixels));
+        Ok(self)
     }
 }
 
@@ -315,8 +338,9 @@ async fn transform<S: Store>(t: &Transformer<S>, path: &str, headers: &HeaderMap
     }
     let bytes = t.store.get(&url.source.key).await?.ok_or(TransformError::SourceMissing)?;
     let (options, limits, quality, side) = (url.options.clone(), t.limits, t.quality, t.settings.max_output_side);
+    let watermark = t.watermark.clone();
     let result = tokio::task::spawn_blocking(move || {
-        matbakh_imaging::transform::run(&bytes, &options, output, &limits, side, &quality)
+        matbakh_imaging::transform::run(&bytes, &options, output, &limits, side, &quality, watermark.as_deref())
     })
     .await
     .unwrap_or_else(|e| Err(ImageError::Encode(format!("the transform task ended: {e}"))))?;

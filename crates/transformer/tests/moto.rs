@@ -176,6 +176,7 @@ async fn bad_urls_and_hostile_sources_get_json_errors_that_are_not_cached() {
         (signed(&format!("/w:100/plain/{bomb}")), 422, "unprocessable_image"),
         (signed(&format!("/w:100/plain/{truncated}")), 422, "unprocessable_image"),
         (signed(&format!("/w:100000/el:1/plain/{key}")), 422, "unprocessable_image"),
+        // No watermark image configured here.
         (signed(&format!("/w:100/wm:0.5/plain/{key}")), 422, "unsupported"),
     ];
     for (uri, status, reason) in cases {
@@ -275,4 +276,47 @@ async fn behind_cloudfront_the_signed_path_comes_in_a_header() {
     // Elsewhere the header means nothing: the path is the URL.
     let unsigned = format!("/nosig/w:120/plain/{key}");
     assert_eq!(get(&t, &unsigned, &[("x-transform-path", &signed_path)]).await.0, StatusCode::FORBIDDEN);
+}
+
+/// `wm` lays the configured image (here the corpus PNG with transparency) over the result: the
+/// corner it names changes, the rest of the picture does not.
+#[tokio::test]
+async fn a_configured_watermark_is_laid_over_the_corner_it_names() {
+    let lookup = |name: &str| match name {
+        "TRANSFORM_KEYS" => Some(KEY.to_owned()),
+        "TRANSFORM_SALTS" => Some(SALT.to_owned()),
+        _ => None,
+    };
+    let mark = corpus("other/alpha.png").1;
+    let t = Arc::new(Transformer::from_lookup(store().await, lookup).unwrap().with_watermark(&mark).unwrap());
+    let key = source("photos/dune.jpg").await;
+    let rgb = |b: &[u8]| image::load_from_memory(b).unwrap().to_rgb8();
+    let (s1, _, plain) = get(&t, &signed(&format!("/w:400/plain/{key}@png")), &[]).await;
+    let (s2, _, marked) = get(&t, &signed(&format!("/w:400/wm:1:soea:0:0:0.5/plain/{key}@png")), &[]).await;
+    assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK), "{}", String::from_utf8_lossy(&marked));
+    let (a, b) = (rgb(&plain), rgb(&marked));
+    assert_eq!((b.width(), b.height()), (400, 250));
+    // The watermark is 200 px wide (half the result) in the south-east corner, 112 px high.
+    let differs = |x0: u32, x1: u32, y0: u32, y1: u32| {
+        (x0..x1)
+            .flat_map(|x| (y0..y1).map(move |y| (x, y)))
+            .filter(|&(x, y)| a.get_pixel(x, y) != b.get_pixel(x, y))
+            .count()
+    };
+    assert_eq!(differs(0, 400, 0, 138) + differs(0, 200, 138, 250), 0, "outside the corner nothing changed");
+    assert!(differs(200, 400, 138, 250) > 1000, "the corner carries the watermark");
+}
+
+/// A real result too large for a buffered Lambda response (the default 4 MiB limit): the 18 MP
+/// photo as a 4096 px PNG is a redirect to the stored result, never a 413.
+#[tokio::test]
+async fn a_large_output_at_the_default_limit_is_redirected() {
+    let t = transformer(&[]).await;
+    let key = source("photos/sony-18mp-progressive.jpg").await;
+    let (status, h, body) = get(&t, &signed(&format!("/w:4096/plain/{key}@png")), &[]).await;
+    assert_eq!((status, body.len()), (StatusCode::TEMPORARY_REDIRECT, 0));
+    let fetched = reqwest::get(header(&h, "location")).await.unwrap().bytes().await.unwrap();
+    assert!(fetched.len() as u64 > transformer::DEFAULT_MAX_INLINE_BYTES, "{} bytes", fetched.len());
+    assert_eq!(shape(&fetched).0, matbakh_imaging::Format::Png);
+    assert_eq!(shape(&fetched).1, 4096);
 }
