@@ -207,11 +207,7 @@ impl S3Store {
     /// The current version's size and version id (`None` without versioning), or `None` if
     /// there is no such object.
     pub async fn head_version(&self, key: &str) -> Result<Option<(u64, Option<String>)>, AwsError> {
-        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
-            Ok(out) => Ok(Some((out.content_length().unwrap_or(0).max(0) as u64, out.version_id().map(str::to_owned)))),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
-            Err(e) => Err(AwsError::from_sdk("HeadObject", e)),
-        }
+        Ok(self.head_object(key).await?.map(|h| (h.size, h.version_id)))
     }
 
     /// The current object's HEAD (size, ETag, version, type, user metadata), or `None` if gone.
@@ -229,8 +225,8 @@ impl S3Store {
         }
     }
 
-    /// Writes a transform result: its type, user metadata (what it was made from) and the
-    /// immutable cache header.
+    /// Writes a derived object that never changes under its key (a transform result, a variant):
+    /// its type, user metadata (what it was made from) and the immutable cache header.
     pub async fn put_result(
         &self,
         key: &str,
@@ -310,14 +306,8 @@ impl S3Store {
     /// The whole object and its version id, or `None` if it is gone. The caller checks its size
     /// first (this reads it all into memory).
     pub async fn get_object(&self, key: &str) -> Result<Option<(Vec<u8>, Option<String>)>, AwsError> {
-        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
-            Ok(out) => {
-                let version = out.version_id().map(str::to_owned);
-                Ok(Some((read_body(out.body).await?, version)))
-            }
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-            Err(e) => Err(AwsError::from_sdk("GetObject", e)),
-        }
+        let Some(reader) = self.open_object(key).await? else { return Ok(None) };
+        Ok(Some((read_body(reader.body).await?, reader.version_id)))
     }
 
     /// Opens the object for reading in chunks, or `None` if it is gone.
@@ -356,17 +346,7 @@ impl S3Store {
 
     /// Writes a derived object (a variant): immutable, cacheable for a year.
     pub async fn put_derived(&self, key: &ObjectKey, bytes: Vec<u8>, content_type: &str) -> Result<(), AwsError> {
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key.as_str())
-            .content_type(content_type)
-            .cache_control("public, max-age=31536000, immutable")
-            .body(bytes.into())
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("PutObject", e))?;
-        Ok(())
+        self.put_result(key.as_str(), bytes, content_type, &[]).await
     }
 
     /// Copies one version of `from` to `to` (same bucket), keeping its metadata.

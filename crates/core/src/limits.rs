@@ -110,6 +110,19 @@ fn check_size(content_type: ContentType, size: u64, limit: u64) -> Result<(), Co
     Ok(())
 }
 
+/// The setting `name` from `lookup`, parsed, or `default` when it is absent; a value that does
+/// not parse is an error naming the setting.
+pub fn setting<T: std::str::FromStr>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: T,
+) -> Result<T, String> {
+    match lookup(name) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|_| format!("{name}: {v:?} is not a valid value")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use matbakh_aws::AwsError;
 use matbakh_aws::s3::ObjectReader;
+use matbakh_core::limits::setting;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -59,14 +60,10 @@ impl Clamd {
         let Some(addr) = lookup("CLAMD_ADDR").map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()) else {
             return Ok(None);
         };
-        let number = |name: &str, default: u64| match lookup(name) {
-            None => Ok(default),
-            Some(v) => v.trim().parse::<u64>().map_err(|_| format!("{name} must be a whole number, not {v:?}")),
-        };
         Ok(Some(Clamd {
             addr,
-            max_bytes: number("CLAMD_MAX_BYTES", DEFAULT_CLAMD_MAX_BYTES)?,
-            timeout: Duration::from_secs(number("CLAMD_TIMEOUT_SECONDS", DEFAULT_CLAMD_TIMEOUT.as_secs())?),
+            max_bytes: setting(&lookup, "CLAMD_MAX_BYTES", DEFAULT_CLAMD_MAX_BYTES)?,
+            timeout: Duration::from_secs(setting(&lookup, "CLAMD_TIMEOUT_SECONDS", DEFAULT_CLAMD_TIMEOUT.as_secs())?),
         }))
     }
 

@@ -30,6 +30,7 @@ use matbakh_aws::AwsError;
 use matbakh_aws::s3::{ObjectHead, S3Store};
 use matbakh_core::clock::{Clock, SystemClock};
 use matbakh_core::imgproxy::{OutputChoice, Presets, SigningKeys, SourcePolicy, TransformUrl, UrlError};
+use matbakh_core::limits::setting;
 use matbakh_imaging::transform::{DEFAULT_MAX_DPR, DEFAULT_MAX_OUTPUT_SIDE, ENCODER_VERSION};
 use matbakh_imaging::{DEFAULT_QUALITY, ImageError, ImageLimits, Pixels, Quality};
 use serde_json::json;
@@ -174,18 +175,16 @@ impl<S: Store> Transformer<S> {
             prefixes.split(',').map(str::trim).filter(|p| !p.is_empty()).map(|p| (bucket.clone(), p.to_owned()));
         let sources = SourcePolicy { default_bucket: bucket.clone(), allowed: allowed.collect() };
         let limits = ImageLimits::from_lookup(&env).map_err(|e| e.to_string())?;
-        let number = |name: &str, default: u64| -> Result<u64, String> {
-            env(name).map_or(Ok(default), |v| v.trim().parse().map_err(|_| format!("{name} must be a whole number")))
-        };
         let d = Settings::default();
         let settings = Settings {
-            max_output_side: u32::try_from(number("TRANSFORM_MAX_OUTPUT_SIDE", u64::from(d.max_output_side))?)
-                .map_err(|_| "TRANSFORM_MAX_OUTPUT_SIDE is too large".to_owned())?,
-            max_dpr: env("TRANSFORM_MAX_DPR").map_or(Ok(d.max_dpr), |v| {
-                v.trim().parse().map_err(|_| "TRANSFORM_MAX_DPR must be a number".to_owned())
-            })?,
-            max_inline_bytes: number("TRANSFORM_MAX_INLINE_BYTES", d.max_inline_bytes)?,
-            redirect_ttl: Duration::from_secs(number("TRANSFORM_REDIRECT_TTL_SECONDS", d.redirect_ttl.as_secs())?),
+            max_output_side: setting(&env, "TRANSFORM_MAX_OUTPUT_SIDE", d.max_output_side)?,
+            max_dpr: setting(&env, "TRANSFORM_MAX_DPR", d.max_dpr)?,
+            max_inline_bytes: setting(&env, "TRANSFORM_MAX_INLINE_BYTES", d.max_inline_bytes)?,
+            redirect_ttl: Duration::from_secs(setting(
+                &env,
+                "TRANSFORM_REDIRECT_TTL_SECONDS",
+                d.redirect_ttl.as_secs(),
+            )?),
         };
         Ok(Transformer {
             store,

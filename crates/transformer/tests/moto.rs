@@ -19,14 +19,18 @@ async fn store() -> S3Store {
     S3Store::new(&moto_sdk().await, env("BUCKET_NAME"), Some(&env("AWS_ENDPOINT_URL"))).unwrap()
 }
 
-async fn transformer(extra: &[(&str, &str)]) -> Arc<Transformer> {
+/// The settings: the test key pair plus `extra`.
+fn signed_settings(extra: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
     let extra: Vec<(String, String)> = extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let lookup = move |name: &str| match name {
+    move |name: &str| match name {
         "TRANSFORM_KEYS" => Some(KEY.to_owned()),
         "TRANSFORM_SALTS" => Some(SALT.to_owned()),
         other => extra.iter().find(|(k, _)| k == other).map(|(_, v)| v.clone()),
-    };
-    Arc::new(Transformer::from_lookup(store().await, lookup).unwrap())
+    }
+}
+
+async fn transformer(extra: &[(&str, &str)]) -> Arc<Transformer> {
+    Arc::new(Transformer::from_lookup(store().await, signed_settings(extra)).unwrap())
 }
 
 /// Puts a corpus file at a fresh `users/...` key; answers the key.
@@ -204,12 +208,7 @@ async fn unsigned_urls_only_where_the_deployment_allows_them() {
     assert_eq!(status, StatusCode::OK);
     let refused = Transformer::from_lookup(s.clone(), |_| None).err().unwrap();
     assert!(refused.contains("TRANSFORM_KEYS"), "{refused}");
-    let both = Transformer::from_lookup(s, |name| match name {
-        "TRANSFORM_KEYS" => Some(KEY.into()),
-        "TRANSFORM_SALTS" => Some(SALT.into()),
-        "TRANSFORM_ALLOW_UNSIGNED" => Some("true".into()),
-        _ => None,
-    });
+    let both = Transformer::from_lookup(s, signed_settings(&[("TRANSFORM_ALLOW_UNSIGNED", "true")]));
     assert!(both.err().unwrap().contains("pick one"));
 }
 
@@ -282,13 +281,9 @@ async fn behind_cloudfront_the_signed_path_comes_in_a_header() {
 /// corner it names changes, the rest of the picture does not.
 #[tokio::test]
 async fn a_configured_watermark_is_laid_over_the_corner_it_names() {
-    let lookup = |name: &str| match name {
-        "TRANSFORM_KEYS" => Some(KEY.to_owned()),
-        "TRANSFORM_SALTS" => Some(SALT.to_owned()),
-        _ => None,
-    };
     let mark = corpus("other/alpha.png").1;
-    let t = Arc::new(Transformer::from_lookup(store().await, lookup).unwrap().with_watermark(&mark).unwrap());
+    let t = Transformer::from_lookup(store().await, signed_settings(&[])).unwrap();
+    let t = Arc::new(t.with_watermark(&mark).unwrap());
     let key = source("photos/dune.jpg").await;
     let rgb = |b: &[u8]| image::load_from_memory(b).unwrap().to_rgb8();
     let (s1, _, plain) = get(&t, &signed(&format!("/w:400/plain/{key}@png")), &[]).await;
