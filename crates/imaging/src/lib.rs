@@ -266,19 +266,44 @@ pub fn load_deferred(
     min_width: u32,
     auto_rotate: bool,
 ) -> Result<Source, ImageError> {
+    read_header(bytes, limits, auto_rotate)?.decode(bytes, limits, min_width)
+}
+
+/// What is known before decoding: the header (checked against the limits), EXIF, and the size
+/// as displayed. The transformer plans its geometry from it, then decodes just large enough.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Header {
+    pub probe: Probe,
+    /// Orientation 1 when `auto_rotate` was false.
+    pub exif: ExifSummary,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Reads and checks the header and EXIF of `bytes` (no pixel decoded).
+pub fn read_header(bytes: &[u8], limits: &ImageLimits, auto_rotate: bool) -> Result<Header, ImageError> {
     let probe = inspect(bytes, limits)?;
     let mut exif = exif::read(bytes);
     if !auto_rotate {
         exif.orientation = 1;
     }
-    let transposed = exif.orientation >= 5;
-    let (width, height) = if transposed { (probe.height, probe.width) } else { (probe.width, probe.height) };
-    // The stored side that becomes the displayed width must cover the widest variant.
-    let need = min_width.min(width);
-    let min_stored = if transposed { (0, need) } else { (need, 0) };
-    let (decoded, icc) = decode::decode(bytes, &probe, min_stored, limits.max_alloc())?;
-    let pixels = decoded.orient(exif.orientation);
-    Ok(Source { probe, exif, pixels, width, height, icc })
+    let (width, height) = if exif.orientation >= 5 { (probe.height, probe.width) } else { (probe.width, probe.height) };
+    Ok(Header { probe, exif, width, height })
+}
+
+impl Header {
+    /// Decodes (at least `min_width` wide as displayed, where the format can decode smaller) and
+    /// orients; the colour profile is left in [`Source::icc`].
+    pub fn decode(self, bytes: &[u8], limits: &ImageLimits, min_width: u32) -> Result<Source, ImageError> {
+        let Header { probe, exif, width, height } = self;
+        let transposed = exif.orientation >= 5;
+        // The stored side that becomes the displayed width must cover the widest variant.
+        let need = min_width.min(width);
+        let min_stored = if transposed { (0, need) } else { (need, 0) };
+        let (decoded, icc) = decode::decode(bytes, &probe, min_stored, limits.max_alloc())?;
+        let pixels = decoded.orient(exif.orientation);
+        Ok(Source { probe, exif, pixels, width, height, icc })
+    }
 }
 
 /// The whole pipeline for one source; see the crate documentation.

@@ -6,7 +6,7 @@ use matbakh_core::imgproxy::{Format, Gravity, GravityKind, Options, OutputChoice
 
 use crate::encode::{OutputFormat, Quality, encode};
 use crate::pixels::Pixels;
-use crate::{ImageError, ImageLimits, inspect, load_deferred};
+use crate::{ImageError, ImageLimits, read_header};
 
 /// Names the encoders and pipeline in result keys: change it whenever the same URL would give
 /// different bytes, so a deploy never serves results of the old code as new.
@@ -52,15 +52,15 @@ pub fn run(
         (Some(w), Some(image)) => Some((w, image)),
         (Some(_), None) => return Err(ImageError::Unsupported("watermarks (no watermark image is configured)")),
     };
-    let probe = inspect(bytes, limits)?;
-    let orientation = if o.auto_rotate { crate::exif::read(bytes).orientation } else { 1 };
-    let (w, h) = if orientation >= 5 { (probe.height, probe.width) } else { (probe.width, probe.height) };
+    // The header and EXIF once: the plan comes from them, then the decode uses them.
+    let header = read_header(bytes, limits, o.auto_rotate)?;
+    let (w, h) = (header.width, header.height);
     let plan = plan(w, h, o);
     check_output(&plan, limits, max_side)?;
     // Decode just large enough that the cut region still covers the scaled size.
     let (cw, ch) = plan.crop.map_or((w, h), |(cw, ch)| (if cw == 0 { w } else { cw }, if ch == 0 { h } else { ch }));
     let need = (f64::from(plan.scaled.0) * f64::from(w) / f64::from(cw)).ceil() as u32;
-    let source = load_deferred(bytes, limits, need.min(w), o.auto_rotate)?;
+    let source = header.decode(bytes, limits, need.min(w))?;
     let (mut px, icc) = (source.pixels, source.icc);
     let k = f64::from(px.width) / f64::from(w);
     if plan.crop.is_some() {
