@@ -12,6 +12,7 @@ pub mod ids;
 pub mod imgproxy;
 pub mod limits;
 pub mod metadata;
+pub mod migration;
 pub mod multipart;
 pub mod names;
 pub mod post_policy;

@@ -1,0 +1,397 @@
+//! Migration rules (pure): run ids and states, the manifest line, the per-file ledger status,
+//! key mapping with collision detection, batching, the ETA model, throttles, retry backoff
+//! and the cost estimate. The `migrate` CLI and the `migration-worker` function share them.
+
+pub mod backoff;
+pub mod cost;
+pub mod eta;
+pub mod mapping;
+pub mod throttle;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::CoreError;
+
+/// Files at or above this size are copied as S3 multipart uploads.
+pub const DEFAULT_MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;
+/// Size of each part of a multipart copy (S3's minimum is 5 MiB, its maximum part count 10,000).
+pub const DEFAULT_PART_SIZE: u64 = 8 * 1024 * 1024;
+/// Concurrent transfers of a local run. Memory is bounded by transfers x part size.
+pub const DEFAULT_TRANSFERS: usize = 16;
+/// A batch (one unit of work for a worker) holds at most this many files...
+pub const DEFAULT_BATCH_FILES: usize = 100;
+/// ...and at most this many bytes (a file above it is a batch of its own).
+pub const DEFAULT_BATCH_BYTES: u64 = 64 * 1024 * 1024;
+/// Attempts per file for retryable errors (throttling, timeouts, 5xx, connection refused).
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+/// Metadata key every migrated object carries (`x-amz-meta-migration-run`).
+pub const RUN_METADATA_KEY: &str = "migration-run";
+/// Metadata key with the legacy path the object was copied from.
+pub const SOURCE_METADATA_KEY: &str = "migration-source";
+
+/// A run's id: `r` + UTC time of planning + random hex, so ids sort by creation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RunId(String);
+
+impl RunId {
+    pub fn new(created: time::OffsetDateTime, random: u32) -> Self {
+        let t = created.to_offset(time::UtcOffset::UTC);
+        let stamp = t
+            .format(time::macros::format_description!("[year][month][day]t[hour][minute][second]"))
+            .unwrap_or_default();
+        RunId(format!("r{stamp}-{random:08x}"))
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, CoreError> {
+        let ok = !raw.is_empty()
+            && raw.len() <= 64
+            && raw.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if ok { Ok(RunId(raw.to_owned())) } else { Err(CoreError::invalid("run", format!("{raw:?} is not a run id"))) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for RunId {
+    type Error = CoreError;
+    fn try_from(raw: String) -> Result<Self, CoreError> {
+        RunId::parse(&raw)
+    }
+}
+
+impl From<RunId> for String {
+    fn from(id: RunId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a run is. Workers take new work only while it is `Running` (or `Planned`, which the
+/// first `run` or `enqueue` moves to `Running`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RunState {
+    Planned,
+    Running,
+    Paused,
+    Aborted,
+    Done,
+}
+
+/// What an engineer asks of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Start,
+    Pause,
+    Resume,
+    Abort,
+    Finish,
+}
+
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Planned => "PLANNED",
+            RunState::Running => "RUNNING",
+            RunState::Paused => "PAUSED",
+            RunState::Aborted => "ABORTED",
+            RunState::Done => "DONE",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, CoreError> {
+        Ok(match raw {
+            "PLANNED" => RunState::Planned,
+            "RUNNING" => RunState::Running,
+            "PAUSED" => RunState::Paused,
+            "ABORTED" => RunState::Aborted,
+            "DONE" => RunState::Done,
+            _ => return Err(CoreError::invalid("state", format!("{raw:?} is not a run state"))),
+        })
+    }
+
+    /// Whether workers may start new copies.
+    pub fn takes_work(self) -> bool {
+        matches!(self, RunState::Planned | RunState::Running)
+    }
+
+    /// The state after `control`, or why it cannot apply. Pausing a paused run and resuming a
+    /// running one are no-ops (so a retried command is harmless); an aborted run stays aborted.
+    pub fn apply(self, control: Control) -> Result<RunState, CoreError> {
+        use {Control::*, RunState::*};
+        let refuse = |why: &str| Err(CoreError::invalid("state", format!("the run is {}: {why}", self.as_str())));
+        match (self, control) {
+            (Aborted, Abort) => Ok(Aborted),
+            (Aborted, _) => refuse("an aborted run cannot continue; rollback or plan a new run"),
+            (Done, Finish | Start) => Ok(Done),
+            (Done, Abort) => Ok(Aborted),
+            (Done, _) => refuse("it has finished"),
+            (Planned | Running, Start) => Ok(Running),
+            (Paused, Start) => refuse("resume it first"),
+            (Planned | Running | Paused, Pause) => Ok(Paused),
+            (Paused | Running, Resume) => Ok(Running),
+            (Planned, Resume) => Ok(Planned),
+            (_, Abort) => Ok(Aborted),
+            (Running, Finish) => Ok(Done),
+            (_, Finish) => Ok(self),
+        }
+    }
+}
+
+impl fmt::Display for RunState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A ledger row's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RowStatus {
+    /// Not copied yet.
+    Pending,
+    /// S3 holds the object with the manifest's checksum; `versionId` is the version this run made.
+    Copied,
+    /// Not copied, for the reason on the row; a later `run` tries again if it is retryable.
+    Failed,
+}
+
+impl RowStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RowStatus::Pending => "PENDING",
+            RowStatus::Copied => "COPIED",
+            RowStatus::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, CoreError> {
+        Ok(match raw {
+            "PENDING" => RowStatus::Pending,
+            "COPIED" => RowStatus::Copied,
+            "FAILED" => RowStatus::Failed,
+            _ => return Err(CoreError::invalid("status", format!("{raw:?} is not a ledger status"))),
+        })
+    }
+}
+
+/// Why a file was not copied. Each is reported by name; `retryable` ones are tried again by
+/// the next `run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureReason {
+    /// The source's bytes no longer match the checksum taken at `plan`.
+    SourceChanged,
+    /// The source could not be read (permissions, gone, I/O error).
+    SourceUnreadable,
+    /// The target key changed since `plan` (an application write): it is never overwritten.
+    TargetChanged,
+    /// S3 received bytes that do not match the checksum sent with them.
+    TransferCorrupted,
+    /// A retryable error outlasted every attempt.
+    RetriesExhausted,
+    /// S3 refused the request for good (permissions, bad request).
+    Refused,
+}
+
+impl FailureReason {
+    pub const ALL: [FailureReason; 6] = [
+        FailureReason::SourceChanged,
+        FailureReason::SourceUnreadable,
+        FailureReason::TargetChanged,
+        FailureReason::TransferCorrupted,
+        FailureReason::RetriesExhausted,
+        FailureReason::Refused,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::SourceChanged => "source_changed",
+            FailureReason::SourceUnreadable => "source_unreadable",
+            FailureReason::TargetChanged => "target_changed",
+            FailureReason::TransferCorrupted => "transfer_corrupted",
+            FailureReason::RetriesExhausted => "retries_exhausted",
+            FailureReason::Refused => "refused",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, CoreError> {
+        FailureReason::ALL
+            .into_iter()
+            .find(|r| r.as_str() == raw)
+            .ok_or_else(|| CoreError::invalid("reason", format!("{raw:?} is not a failure reason")))
+    }
+
+    /// Whether another attempt in a later `run` may succeed without anyone changing anything.
+    pub fn retryable(self) -> bool {
+        matches!(self, FailureReason::TransferCorrupted | FailureReason::RetriesExhausted)
+    }
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the target key held when the run was planned: a later write there is an application
+/// write, and the copy refuses to overwrite it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Prior {
+    pub etag: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+}
+
+/// One line of the manifest: a source file, where it goes, and what its bytes are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestEntry {
+    /// Position in the manifest; the ledger row's sort key.
+    pub seq: u64,
+    /// Path relative to the source root, `/`-separated.
+    pub source: String,
+    /// Target object key.
+    pub key: String,
+    pub size: u64,
+    /// Source modification time, Unix milliseconds.
+    pub mtime_ms: i64,
+    pub content_type: String,
+    /// Full-object CRC64NVME, Base64 as S3 spells it: sent with the bytes, checked by S3.
+    pub crc64nvme: String,
+    /// SHA-256, hex: the platform's content hash (dedup, audit).
+    pub sha256: String,
+    /// Lower goes first.
+    pub priority: u32,
+    pub batch: u32,
+    /// The target key's object at plan time, if there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prior: Option<Prior>,
+}
+
+impl ManifestEntry {
+    /// Whether the file is copied as a multipart upload of `part_size` parts.
+    pub fn is_multipart(&self, threshold: u64) -> bool {
+        self.size >= threshold
+    }
+}
+
+/// Byte ranges `(offset, len)` of the parts of a `size`-byte object, in order.
+pub fn part_ranges(size: u64, part_size: u64) -> Vec<(u64, u64)> {
+    let part_size = part_size.max(1);
+    (0..size.div_ceil(part_size)).map(|i| (i * part_size, part_size.min(size - i * part_size))).collect()
+}
+
+/// The part size for a `size`-byte object: `preferred`, grown so the object needs at most
+/// S3's 10,000 parts.
+pub fn part_size_for(size: u64, preferred: u64) -> u64 {
+    const MAX_PARTS: u64 = 10_000;
+    const MIN_PART: u64 = 5 * 1024 * 1024;
+    let needed = size.div_ceil(MAX_PARTS);
+    preferred.max(needed).max(MIN_PART)
+}
+
+/// How plan orders the work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// Recently modified files first: the ones users open soonest.
+    Newest,
+    Oldest,
+    /// Small files first: the most files done early.
+    Smallest,
+    /// Source path order.
+    Path,
+}
+
+impl Priority {
+    pub fn parse(raw: &str) -> Result<Self, CoreError> {
+        Ok(match raw {
+            "newest" => Priority::Newest,
+            "oldest" => Priority::Oldest,
+            "smallest" => Priority::Smallest,
+            "path" => Priority::Path,
+            _ => {
+                return Err(CoreError::invalid("priority", format!("{raw:?}: use newest, oldest, smallest or path")));
+            }
+        })
+    }
+}
+
+/// Orders `entries` by `priority` (ties by source path), then numbers them (`seq`), gives
+/// each its priority rank and packs them into batches of at most `max_files` files and
+/// `max_bytes` bytes; a file over `max_bytes` is a batch of its own.
+pub fn order_and_batch(entries: &mut [ManifestEntry], priority: Priority, max_files: usize, max_bytes: u64) {
+    entries.sort_by(|a, b| {
+        let by = match priority {
+            Priority::Newest => b.mtime_ms.cmp(&a.mtime_ms),
+            Priority::Oldest => a.mtime_ms.cmp(&b.mtime_ms),
+            Priority::Smallest => a.size.cmp(&b.size),
+            Priority::Path => std::cmp::Ordering::Equal,
+        };
+        by.then_with(|| a.source.cmp(&b.source))
+    });
+    let (mut batch, mut files, mut bytes) = (0u32, 0usize, 0u64);
+    for (i, e) in entries.iter_mut().enumerate() {
+        if files > 0 && (files >= max_files.max(1) || bytes + e.size > max_bytes) {
+            batch += 1;
+            files = 0;
+            bytes = 0;
+        }
+        files += 1;
+        bytes += e.size;
+        e.seq = i as u64;
+        e.priority = u32::try_from(i).unwrap_or(u32::MAX);
+        e.batch = batch;
+    }
+}
+
+/// A small deterministic generator (SplitMix64) for jitter and samples: seeded, so a test
+/// or a `--sample` rerun sees the same choices.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next_u64()) * u128::from(n.max(1))) >> 64) as u64
+    }
+
+    /// `k` distinct indexes of `0..n`, in increasing order.
+    pub fn sample(&mut self, n: usize, k: usize) -> Vec<usize> {
+        let mut all: Vec<usize> = (0..n).collect();
+        let k = k.min(n);
+        for i in 0..k {
+            let j = i + self.below((n - i) as u64) as usize;
+            all.swap(i, j);
+        }
+        let mut chosen = all[..k].to_vec();
+        chosen.sort_unstable();
+        chosen
+    }
+}
+
+#[cfg(test)]
+mod tests;

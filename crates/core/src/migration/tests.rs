@@ -1,0 +1,174 @@
+use std::collections::HashMap;
+
+use super::mapping::{KeyRule, Mapper, check_key, collisions};
+use super::*;
+
+fn entry(source: &str, size: u64, mtime_ms: i64) -> ManifestEntry {
+    ManifestEntry {
+        seq: 0,
+        source: source.into(),
+        key: source.into(),
+        size,
+        mtime_ms,
+        content_type: "image/jpeg".into(),
+        crc64nvme: "AAAAAAAAAAA=".into(),
+        sha256: "00".repeat(32),
+        priority: 0,
+        batch: 0,
+        prior: None,
+    }
+}
+
+fn mapper(rule: &str) -> Mapper {
+    Mapper {
+        rule: KeyRule::parse(rule).unwrap(),
+        prefix: String::new(),
+        owner_segment: 2,
+        owners: HashMap::from([("42".to_owned(), "user-42".to_owned())]),
+        source_id: "file:///legacy".into(),
+    }
+}
+
+#[test]
+fn run_ids_sort_by_creation_and_parse_back() {
+    let a = RunId::new(time::macros::datetime!(2026-11-28 07:00:00 UTC), 0xffff_ffff);
+    let b = RunId::new(time::macros::datetime!(2026-11-28 07:00:01 UTC), 0);
+    assert_eq!(a.as_str(), "r20261128t070000-ffffffff");
+    assert!(a < b);
+    assert_eq!(RunId::parse(a.as_str()).unwrap(), a);
+    for bad in ["", "R1", "a/b", "run 1", &"x".repeat(65)] {
+        assert!(RunId::parse(bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn run_states_follow_pause_resume_abort() {
+    use Control::*;
+    let running = RunState::Planned.apply(Start).unwrap();
+    assert_eq!(running, RunState::Running);
+    let paused = running.apply(Pause).unwrap();
+    assert!(!paused.takes_work());
+    assert!(paused.apply(Start).is_err(), "a paused run starts only after resume");
+    assert_eq!(paused.apply(Pause).unwrap(), RunState::Paused, "pausing twice is harmless");
+    assert_eq!(paused.apply(Resume).unwrap(), RunState::Running);
+    let aborted = running.apply(Abort).unwrap();
+    for c in [Start, Pause, Resume, Finish] {
+        assert!(aborted.apply(c).is_err(), "{c:?} after abort");
+    }
+    assert_eq!(aborted.apply(Abort).unwrap(), RunState::Aborted);
+    assert_eq!(running.apply(Finish).unwrap(), RunState::Done);
+    assert_eq!(paused.apply(Finish).unwrap(), RunState::Paused, "a paused run is not done");
+    for s in [RunState::Planned, RunState::Running, RunState::Paused, RunState::Aborted, RunState::Done] {
+        assert_eq!(RunState::parse(s.as_str()).unwrap(), s);
+    }
+}
+
+#[test]
+fn parts_cover_the_object_exactly_within_s3s_limits() {
+    let mib = 1024 * 1024;
+    assert_eq!(part_ranges(20 * mib, 8 * mib), vec![(0, 8 * mib), (8 * mib, 8 * mib), (16 * mib, 4 * mib)]);
+    assert_eq!(part_ranges(0, 8 * mib), vec![]);
+    // A 200 GiB object needs parts over 8 MiB to stay within 10,000.
+    let size = 200 * 1024 * mib;
+    let part = part_size_for(size, 8 * mib);
+    assert!(part_ranges(size, part).len() <= 10_000);
+    assert_eq!(part_size_for(10 * mib, 1), 5 * mib, "never below S3's 5 MiB minimum");
+}
+
+#[test]
+fn plan_orders_by_priority_and_packs_batches() {
+    let mib = 1024 * 1024;
+    let mut entries = vec![entry("a", 10, 1), entry("b", 70 * mib, 3), entry("c", 10, 2), entry("d", 30 * mib, 4)];
+    order_and_batch(&mut entries, Priority::Newest, 2, 64 * mib);
+    let order: Vec<_> = entries.iter().map(|e| (e.source.as_str(), e.seq, e.batch)).collect();
+    // Newest first; d (30 MiB) and b (70 MiB) cannot share a 64 MiB batch; c and a can.
+    assert_eq!(order, vec![("d", 0, 0), ("b", 1, 1), ("c", 2, 2), ("a", 3, 2)]);
+    order_and_batch(&mut entries, Priority::Smallest, 100, 64 * mib);
+    assert_eq!(entries.iter().map(|e| e.source.as_str()).collect::<Vec<_>>(), ["a", "c", "d", "b"]);
+    assert_eq!(Priority::parse("oldest").unwrap(), Priority::Oldest);
+    assert!(Priority::parse("random").is_err());
+}
+
+#[test]
+fn key_rules_keep_lowercase_and_fill_the_platform_template() {
+    let mtime = 1_700_000_000_000; // 2023-11-14
+    assert_eq!(mapper("keep").key("users/42/2023/a.JPG", mtime).unwrap(), "users/42/2023/a.JPG");
+    assert_eq!(mapper("lowercase").key("users/42/2023/a.JPG", mtime).unwrap(), "users/42/2023/a.jpg");
+    let m = mapper("platform");
+    let key = m.key("users/42/2023/Holiday: day 1.JPG", mtime).unwrap();
+    let id = m.file_id("users/42/2023/Holiday: day 1.JPG", mtime);
+    assert_eq!(key, format!("users/user-42/{id}/Holiday_ day 1.JPG"));
+    // Stable across plans, different for another path or another source.
+    assert_eq!(m.file_id("users/42/2023/Holiday: day 1.JPG", mtime), id);
+    assert_ne!(m.file_id("users/42/2023/other.jpg", mtime), id);
+    let mut other = mapper("platform");
+    other.source_id = "s3://legacy".into();
+    assert_ne!(other.file_id("users/42/2023/Holiday: day 1.JPG", mtime), id);
+    // An owner not in the table keeps the legacy id; the date variables use the mtime.
+    let t = mapper("template:archive/{owner}/{yyyy}/{mm}/{name}");
+    assert_eq!(t.key("users/7/x/y.png", mtime).unwrap(), "archive/7/2023/11/y.png");
+    let mut prefixed = mapper("keep");
+    prefixed.prefix = "legacy/".into();
+    assert_eq!(prefixed.key("a/b.txt", mtime).unwrap(), "legacy/a/b.txt");
+}
+
+#[test]
+fn bad_rules_and_keys_are_refused_with_the_reason() {
+    for bad in ["", "copy", "template:{nope}/{name}", "template:{name"] {
+        assert!(KeyRule::parse(bad).is_err(), "{bad:?}");
+    }
+    // A path without the owner segment, an owner that is no user id.
+    assert!(mapper("platform").key("top.jpg", 0).is_err());
+    assert!(mapper("platform").key("users/bad owner/x.jpg", 0).is_err());
+    for bad in ["", "/abs", "a//b", "a/../b", "a/./b", "tab\there", &"k".repeat(1025)] {
+        assert!(check_key(bad).is_err(), "{bad:?}");
+    }
+    // `template:{dir}` of a file at the top makes an empty key.
+    assert!(mapper("template:{dir}").key("top.jpg", 0).is_err());
+}
+
+#[test]
+fn collisions_name_every_source_of_a_shared_key() {
+    let m = mapper("lowercase");
+    let sources = ["Photos/A.jpg", "photos/a.jpg", "photos/b.jpg", "PHOTOS/A.JPG"];
+    let keys: Vec<String> = sources.iter().map(|s| m.key(s, 0).unwrap()).collect();
+    let found = collisions(sources.iter().copied().zip(keys.iter().map(String::as_str)));
+    assert_eq!(
+        found,
+        vec![(
+            "photos/a.jpg".to_owned(),
+            vec!["PHOTOS/A.JPG".to_owned(), "Photos/A.jpg".to_owned(), "photos/a.jpg".to_owned()]
+        )]
+    );
+    assert!(collisions([("a", "x"), ("b", "y")]).is_empty());
+}
+
+#[test]
+fn failure_reasons_round_trip_and_only_transient_ones_retry() {
+    for r in FailureReason::ALL {
+        assert_eq!(FailureReason::parse(r.as_str()).unwrap(), r);
+    }
+    assert!(FailureReason::RetriesExhausted.retryable());
+    assert!(!FailureReason::SourceChanged.retryable());
+    assert!(!FailureReason::TargetChanged.retryable());
+}
+
+#[test]
+fn samples_are_distinct_sorted_and_seeded() {
+    let a = SplitMix64::new(42).sample(1000, 10);
+    assert_eq!(a, SplitMix64::new(42).sample(1000, 10));
+    assert_ne!(a, SplitMix64::new(43).sample(1000, 10));
+    assert!(a.windows(2).all(|w| w[0] < w[1]) && a.len() == 10 && a[9] < 1000);
+    assert_eq!(SplitMix64::new(1).sample(3, 10), vec![0, 1, 2]);
+}
+
+#[test]
+fn manifest_lines_round_trip_as_camel_case_json() {
+    let mut e = entry("users/42/a.jpg", 5, 7);
+    e.prior = Some(Prior { etag: "\"abc\"".into(), version_id: Some("v1".into()) });
+    let line = serde_json::to_string(&e).unwrap();
+    assert!(
+        line.contains("\"mtimeMs\":7") && line.contains("\"contentType\"") && line.contains("\"versionId\":\"v1\"")
+    );
+    assert_eq!(serde_json::from_str::<ManifestEntry>(&line).unwrap(), e);
+}
