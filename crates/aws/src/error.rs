@@ -10,6 +10,9 @@ pub enum AwsError {
     /// A conditional write found the item already there.
     #[error("already exists")]
     AlreadyExists,
+    /// A conditional write found the target not as required (S3 412).
+    #[error("the target is not as the write required (precondition failed)")]
+    ConditionFailed,
     /// S3 found the bytes do not match the checksum the client declared.
     #[error("checksum mismatch: {0}")]
     ChecksumMismatch(String),

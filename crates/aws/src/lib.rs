@@ -6,8 +6,10 @@
 
 pub mod config;
 pub mod error;
+pub mod ledger;
 pub mod s3;
 pub mod table;
+pub mod transfer;
 
 pub use config::Settings;
 pub use error::AwsError;

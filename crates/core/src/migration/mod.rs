@@ -86,6 +86,8 @@ pub enum RunState {
     Paused,
     Aborted,
     Done,
+    /// `rollback` removed what the run wrote; the run is over.
+    RolledBack,
 }
 
 /// What an engineer asks of a run.
@@ -96,6 +98,7 @@ pub enum Control {
     Resume,
     Abort,
     Finish,
+    RollBack,
 }
 
 impl RunState {
@@ -106,6 +109,7 @@ impl RunState {
             RunState::Paused => "PAUSED",
             RunState::Aborted => "ABORTED",
             RunState::Done => "DONE",
+            RunState::RolledBack => "ROLLED_BACK",
         }
     }
 
@@ -116,6 +120,7 @@ impl RunState {
             "PAUSED" => RunState::Paused,
             "ABORTED" => RunState::Aborted,
             "DONE" => RunState::Done,
+            "ROLLED_BACK" => RunState::RolledBack,
             _ => return Err(CoreError::invalid("state", format!("{raw:?} is not a run state"))),
         })
     }
@@ -131,6 +136,10 @@ impl RunState {
         use {Control::*, RunState::*};
         let refuse = |why: &str| Err(CoreError::invalid("state", format!("the run is {}: {why}", self.as_str())));
         match (self, control) {
+            (RolledBack, Abort | RollBack) => Ok(RolledBack),
+            (RolledBack, _) => refuse("it was rolled back; plan a new run"),
+            (Running, RollBack) => refuse("abort or pause it first, so no worker writes while it is rolled back"),
+            (_, RollBack) => Ok(RolledBack),
             (Aborted, Abort) => Ok(Aborted),
             (Aborted, _) => refuse("an aborted run cannot continue; rollback or plan a new run"),
             (Done, Finish | Start) => Ok(Done),

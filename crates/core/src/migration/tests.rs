@@ -58,7 +58,19 @@ fn run_states_follow_pause_resume_abort() {
     assert_eq!(aborted.apply(Abort).unwrap(), RunState::Aborted);
     assert_eq!(running.apply(Finish).unwrap(), RunState::Done);
     assert_eq!(paused.apply(Finish).unwrap(), RunState::Paused, "a paused run is not done");
-    for s in [RunState::Planned, RunState::Running, RunState::Paused, RunState::Aborted, RunState::Done] {
+    assert!(running.apply(RollBack).is_err(), "a running run is not rolled back under its workers");
+    let rolled = aborted.apply(RollBack).unwrap();
+    assert_eq!(rolled, RunState::RolledBack);
+    assert!(rolled.apply(Start).is_err() && rolled.apply(Resume).is_err());
+    assert_eq!(paused.apply(RollBack).unwrap(), RunState::RolledBack);
+    for s in [
+        RunState::Planned,
+        RunState::Running,
+        RunState::Paused,
+        RunState::Aborted,
+        RunState::Done,
+        RunState::RolledBack,
+    ] {
         assert_eq!(RunState::parse(s.as_str()).unwrap(), s);
     }
 }

@@ -1,0 +1,489 @@
+//! The migration ledger (DynamoDB, its own table): one item per run (state, totals, live
+//! counters) under `pk = RUNS`, and one row per file under `pk = RUN#{id}`, sorted by the
+//! manifest's sequence. Rows are written in batches of 25 (BatchWriteItem, DECISIONS 23);
+//! counters are added atomically (`ADD`), so several workers can report into one run.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, ReturnValue, WriteRequest};
+use matbakh_core::migration::eta::Tally;
+use matbakh_core::migration::{Control, FailureReason, ManifestEntry, Prior, RowStatus, RunId, RunState};
+
+use crate::error::AwsError;
+
+const RUNS_PK: &str = "RUNS";
+const BATCH: usize = 25;
+
+/// A run as the run item holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    pub id: RunId,
+    pub state: RunState,
+    /// `file:///...`, `s3://...`, `https-list:...`
+    pub source: String,
+    /// `s3://bucket/prefix`
+    pub target: String,
+    pub rule: String,
+    pub created_at: String,
+    pub total_files: u64,
+    pub total_bytes: u64,
+    pub manifest_key: String,
+    /// The plan's copy settings as JSON (part size, threshold, ...), so every worker copies alike.
+    pub settings: String,
+    pub counters: Counters,
+}
+
+/// What the workers report into the run item.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Counters {
+    pub copied: Tally,
+    pub failed_files: u64,
+    pub retries: u64,
+    /// Wall time spent copying, milliseconds (all sessions of the run).
+    pub active_ms: u64,
+    pub failures: BTreeMap<FailureReason, i64>,
+}
+
+/// One file's row: its manifest line and what happened to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerRow {
+    pub entry: ManifestEntry,
+    pub status: RowStatus,
+    pub attempts: u32,
+    /// The version this run wrote (with versioning on).
+    pub version_id: Option<String>,
+    pub reason: Option<FailureReason>,
+    pub message: Option<String>,
+    pub updated_at: String,
+}
+
+impl LedgerRow {
+    pub fn pending(entry: ManifestEntry, now: &str) -> Self {
+        LedgerRow {
+            entry,
+            status: RowStatus::Pending,
+            attempts: 0,
+            version_id: None,
+            reason: None,
+            message: None,
+            updated_at: now.to_owned(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Ledger {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn run_sk(id: &RunId) -> String {
+    format!("RUN#{id}")
+}
+
+fn rows_pk(id: &RunId) -> String {
+    format!("RUN#{id}")
+}
+
+fn get_s(item: &HashMap<String, AttributeValue>, name: &str) -> Result<String, AwsError> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .ok_or_else(|| AwsError::Corrupt(format!("ledger item without {name}")))
+}
+
+fn opt_s(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+}
+
+fn get_f(item: &HashMap<String, AttributeValue>, name: &str) -> f64 {
+    item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+}
+
+fn get_u(item: &HashMap<String, AttributeValue>, name: &str) -> u64 {
+    get_f(item, name).max(0.0) as u64
+}
+
+fn fail_attr(r: FailureReason) -> String {
+    format!("fail_{}", r.as_str())
+}
+
+fn row_item(run: &RunId, row: &LedgerRow) -> HashMap<String, AttributeValue> {
+    let e = &row.entry;
+    let mut item = HashMap::from([
+        ("pk".to_owned(), s(rows_pk(run))),
+        ("sk".to_owned(), s(format!("F#{:010}", e.seq))),
+        ("seq".to_owned(), n(e.seq)),
+        ("source".to_owned(), s(&e.source)),
+        ("key".to_owned(), s(&e.key)),
+        ("size".to_owned(), n(e.size)),
+        ("mtimeMs".to_owned(), n(e.mtime_ms)),
+        ("contentType".to_owned(), s(&e.content_type)),
+        ("crc64nvme".to_owned(), s(&e.crc64nvme)),
+        ("sha256".to_owned(), s(&e.sha256)),
+        ("priority".to_owned(), n(e.priority)),
+        ("batch".to_owned(), n(e.batch)),
+        ("status".to_owned(), s(row.status.as_str())),
+        ("attempts".to_owned(), n(row.attempts)),
+        ("updatedAt".to_owned(), s(&row.updated_at)),
+    ]);
+    if let Some(p) = &e.prior {
+        item.insert("priorEtag".into(), s(&p.etag));
+        if let Some(v) = &p.version_id {
+            item.insert("priorVersionId".into(), s(v));
+        }
+    }
+    for (name, value) in [
+        ("versionId", &row.version_id),
+        ("message", &row.message),
+        ("reason", &row.reason.map(|r| r.as_str().to_owned())),
+    ] {
+        if let Some(v) = value {
+            item.insert(name.to_owned(), s(v));
+        }
+    }
+    item
+}
+
+fn parse_row(item: &HashMap<String, AttributeValue>) -> Result<LedgerRow, AwsError> {
+    let corrupt = |e: matbakh_core::CoreError| AwsError::Corrupt(e.to_string());
+    let prior = opt_s(item, "priorEtag").map(|etag| Prior { etag, version_id: opt_s(item, "priorVersionId") });
+    Ok(LedgerRow {
+        entry: ManifestEntry {
+            seq: get_u(item, "seq"),
+            source: get_s(item, "source")?,
+            key: get_s(item, "key")?,
+            size: get_u(item, "size"),
+            mtime_ms: get_f(item, "mtimeMs") as i64,
+            content_type: get_s(item, "contentType")?,
+            crc64nvme: get_s(item, "crc64nvme")?,
+            sha256: get_s(item, "sha256")?,
+            priority: get_u(item, "priority") as u32,
+            batch: get_u(item, "batch") as u32,
+            prior,
+        },
+        status: RowStatus::parse(&get_s(item, "status")?).map_err(corrupt)?,
+        attempts: get_u(item, "attempts") as u32,
+        version_id: opt_s(item, "versionId"),
+        reason: opt_s(item, "reason").map(|r| FailureReason::parse(&r)).transpose().map_err(corrupt)?,
+        message: opt_s(item, "message"),
+        updated_at: get_s(item, "updatedAt")?,
+    })
+}
+
+fn parse_run(item: &HashMap<String, AttributeValue>) -> Result<RunRecord, AwsError> {
+    let corrupt = |e: matbakh_core::CoreError| AwsError::Corrupt(e.to_string());
+    let failures = FailureReason::ALL
+        .into_iter()
+        .filter_map(|r| item.get(&fail_attr(r)).map(|_| (r, get_f(item, &fail_attr(r)) as i64)))
+        .filter(|(_, c)| *c != 0)
+        .collect();
+    Ok(RunRecord {
+        id: RunId::parse(&get_s(item, "id")?).map_err(corrupt)?,
+        state: RunState::parse(&get_s(item, "state")?).map_err(corrupt)?,
+        source: get_s(item, "source")?,
+        target: get_s(item, "target")?,
+        rule: get_s(item, "rule")?,
+        created_at: get_s(item, "createdAt")?,
+        total_files: get_u(item, "totalFiles"),
+        total_bytes: get_u(item, "totalBytes"),
+        manifest_key: get_s(item, "manifestKey")?,
+        settings: get_s(item, "settings")?,
+        counters: Counters {
+            copied: Tally {
+                files: get_u(item, "copiedFiles"),
+                bytes: get_u(item, "copiedBytes"),
+                ms: get_f(item, "tMs"),
+                kib: get_f(item, "tKib"),
+                kib2: get_f(item, "tKib2"),
+                kib_ms: get_f(item, "tKibMs"),
+            },
+            failed_files: get_u(item, "failedFiles"),
+            retries: get_u(item, "retries"),
+            active_ms: get_u(item, "activeMs"),
+            failures,
+        },
+    })
+}
+
+/// Counter changes one flush reports (negative where a failed row was copied later).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Delta {
+    pub copied: Tally,
+    pub failed_files: i64,
+    pub retries: u64,
+    pub active_ms: u64,
+    pub failures: BTreeMap<FailureReason, i64>,
+}
+
+impl Delta {
+    pub fn is_empty(&self) -> bool {
+        *self == Delta::default()
+    }
+}
+
+impl Ledger {
+    pub fn new(sdk: &SdkConfig, table: impl Into<String>) -> Self {
+        Ledger { client: aws_sdk_dynamodb::Client::new(sdk), table: table.into() }
+    }
+
+    /// Writes a new run item; refuses if the id exists.
+    pub async fn create_run(&self, run: &RunRecord) -> Result<(), AwsError> {
+        let item = HashMap::from([
+            ("pk".to_owned(), s(RUNS_PK)),
+            ("sk".to_owned(), s(run_sk(&run.id))),
+            ("id".to_owned(), s(run.id.as_str())),
+            ("state".to_owned(), s(run.state.as_str())),
+            ("source".to_owned(), s(&run.source)),
+            ("target".to_owned(), s(&run.target)),
+            ("rule".to_owned(), s(&run.rule)),
+            ("createdAt".to_owned(), s(&run.created_at)),
+            ("updatedAt".to_owned(), s(&run.created_at)),
+            ("totalFiles".to_owned(), n(run.total_files)),
+            ("totalBytes".to_owned(), n(run.total_bytes)),
+            ("manifestKey".to_owned(), s(&run.manifest_key)),
+            ("settings".to_owned(), s(&run.settings)),
+        ]);
+        match self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                Err(AwsError::AlreadyExists)
+            }
+            Err(e) => Err(AwsError::from_sdk("PutItem", e)),
+        }
+    }
+
+    pub async fn get_run(&self, id: &RunId) -> Result<Option<RunRecord>, AwsError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(RUNS_PK))
+            .key("sk", s(run_sk(id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("GetItem", e))?;
+        out.item().map(parse_run).transpose()
+    }
+
+    /// The run's state alone (a consistent read): what a worker asks before each file.
+    pub async fn state(&self, id: &RunId) -> Result<Option<RunState>, AwsError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(RUNS_PK))
+            .key("sk", s(run_sk(id)))
+            .projection_expression("#s")
+            .expression_attribute_names("#s", "state")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("GetItem", e))?;
+        out.item()
+            .map(|i| get_s(i, "state").and_then(|v| RunState::parse(&v).map_err(|e| AwsError::Corrupt(e.to_string()))))
+            .transpose()
+    }
+
+    /// Every run, newest first.
+    pub async fn list_runs(&self) -> Result<Vec<RunRecord>, AwsError> {
+        let items = self.query_all(RUNS_PK, false).await?;
+        items.iter().map(parse_run).collect()
+    }
+
+    /// Applies `control` to the run's state (read, check, conditional write on the old state,
+    /// so two engineers' commands cannot interleave); answers the new state.
+    pub async fn control(&self, id: &RunId, control: Control, now: &str) -> Result<RunState, AwsError> {
+        for _ in 0..5 {
+            let run = self.get_run(id).await?.ok_or_else(|| AwsError::Config(format!("no run {id}")))?;
+            let next = run.state.apply(control).map_err(|e| AwsError::Config(e.to_string()))?;
+            if next == run.state {
+                return Ok(next);
+            }
+            let out = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(RUNS_PK))
+                .key("sk", s(run_sk(id)))
+                .update_expression("SET #s = :next, updatedAt = :now")
+                .condition_expression("#s = :old")
+                .expression_attribute_names("#s", "state")
+                .expression_attribute_values(":next", s(next.as_str()))
+                .expression_attribute_values(":old", s(run.state.as_str()))
+                .expression_attribute_values(":now", s(now))
+                .send()
+                .await;
+            match out {
+                Ok(_) => return Ok(next),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => continue,
+                Err(e) => return Err(AwsError::from_sdk("UpdateItem", e)),
+            }
+        }
+        Err(AwsError::Service {
+            operation: "UpdateItem",
+            message: "the run state kept changing".into(),
+            retryable: true,
+        })
+    }
+
+    /// Writes rows, 25 a call, retrying what DynamoDB leaves unprocessed.
+    pub async fn put_rows(&self, run: &RunId, rows: &[LedgerRow]) -> Result<(), AwsError> {
+        for chunk in rows.chunks(BATCH) {
+            let mut requests: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|r| {
+                    PutRequest::builder()
+                        .set_item(Some(row_item(run, r)))
+                        .build()
+                        .map(|p| WriteRequest::builder().put_request(p).build())
+                })
+                .collect::<Result<_, _>>()?;
+            let mut delay = Duration::from_millis(50);
+            while !requests.is_empty() {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::from_sdk("BatchWriteItem", e))?;
+                requests = out.unprocessed_items().and_then(|m| m.get(&self.table)).cloned().unwrap_or_default();
+                if !requests.is_empty() {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every row of the run, in manifest order.
+    pub async fn rows(&self, run: &RunId) -> Result<Vec<LedgerRow>, AwsError> {
+        let items = self.query_all(&rows_pk(run), true).await?;
+        items.iter().map(parse_row).collect()
+    }
+
+    /// Adds a flush's counters to the run item.
+    pub async fn add(&self, run: &RunId, d: &Delta, now: &str) -> Result<(), AwsError> {
+        if d.is_empty() {
+            return Ok(());
+        }
+        let mut adds = vec![
+            ("copiedFiles", n(d.copied.files)),
+            ("copiedBytes", n(d.copied.bytes)),
+            ("tMs", n(d.copied.ms)),
+            ("tKib", n(d.copied.kib)),
+            ("tKib2", n(d.copied.kib2)),
+            ("tKibMs", n(d.copied.kib_ms)),
+            ("failedFiles", n(d.failed_files)),
+            ("retries", n(d.retries)),
+            ("activeMs", n(d.active_ms)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect::<Vec<_>>();
+        for (r, c) in &d.failures {
+            adds.push((fail_attr(*r), n(c)));
+        }
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(RUNS_PK))
+            .key("sk", s(run_sk(run)))
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":now", s(now))
+            .return_values(ReturnValue::None);
+        let mut parts = Vec::new();
+        for (i, (name, value)) in adds.into_iter().enumerate() {
+            parts.push(format!("#a{i} :a{i}"));
+            update = update
+                .expression_attribute_names(format!("#a{i}"), name)
+                .expression_attribute_values(format!(":a{i}"), value);
+        }
+        update
+            .update_expression(format!("SET updatedAt = :now ADD {}", parts.join(", ")))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| AwsError::from_sdk("UpdateItem", e))
+    }
+
+    /// Replaces the counters with values recomputed from the rows (each `run` starts so,
+    /// which repairs what a killed process added or did not add).
+    pub async fn reset_counters(&self, run: &RunId, c: &Counters, now: &str) -> Result<(), AwsError> {
+        let mut sets = vec![
+            ("copiedFiles".to_owned(), n(c.copied.files)),
+            ("copiedBytes".to_owned(), n(c.copied.bytes)),
+            ("failedFiles".to_owned(), n(c.failed_files)),
+        ];
+        for r in FailureReason::ALL {
+            sets.push((fail_attr(r), n(c.failures.get(&r).copied().unwrap_or(0))));
+        }
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(RUNS_PK))
+            .key("sk", s(run_sk(run)))
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":now", s(now));
+        let mut parts = vec!["updatedAt = :now".to_owned()];
+        for (i, (name, value)) in sets.into_iter().enumerate() {
+            parts.push(format!("#a{i} = :a{i}"));
+            update = update
+                .expression_attribute_names(format!("#a{i}"), name)
+                .expression_attribute_values(format!(":a{i}"), value);
+        }
+        update
+            .update_expression(format!("SET {}", parts.join(", ")))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| AwsError::from_sdk("UpdateItem", e))
+    }
+
+    async fn query_all(&self, pk: &str, forward: bool) -> Result<Vec<HashMap<String, AttributeValue>>, AwsError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(pk))
+                .scan_index_forward(forward)
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("Query", e))?;
+            items.extend(out.items().iter().cloned());
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(items),
+            }
+        }
+    }
+}

@@ -1,0 +1,405 @@
+//! Copying one ledger row: the code local runs and the `migration-worker` function share.
+//!
+//! The manifest's CRC64NVME is checked twice: here, on the bytes read (a source changed since
+//! plan is caught before anything is written), and by S3, which receives it with the bytes
+//! (`x-amz-checksum-crc64nvme`; per part and for the whole object on multipart) and refuses
+//! bytes that do not match. Writes are conditional on what the key held at plan time, so an
+//! application write made since is never overwritten, and a retried write never makes a
+//! second version: the retry meets the first one, recognises it by the run id in its
+//! metadata and checksum, and adopts it.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use matbakh_aws::AwsError;
+use matbakh_aws::ledger::LedgerRow;
+use matbakh_aws::transfer::{SentPart, Target, WriteCondition, Written};
+use matbakh_core::migration::backoff::Backoff;
+use matbakh_core::migration::throttle::TokenBucket;
+use matbakh_core::migration::{
+    FailureReason, ManifestEntry, RUN_METADATA_KEY, RunId, SOURCE_METADATA_KEY, SplitMix64, part_ranges, part_size_for,
+};
+use tokio::sync::Semaphore;
+
+use crate::crc64_base64;
+use crate::plan::CopySettings;
+use crate::source::{ReadError, Source};
+
+/// Bytes of file data held in memory at once by all transfers together.
+pub const DEFAULT_BUFFER_BYTES: u64 = 160 * 1024 * 1024;
+/// Parts of one large file in flight at once.
+pub const PART_CONCURRENCY: usize = 4;
+
+/// Limits shared by every transfer of a process: bandwidth (bytes/s) and request rate.
+pub struct Throttle {
+    start: Instant,
+    bandwidth: Option<Mutex<TokenBucket>>,
+    requests: Option<Mutex<TokenBucket>>,
+}
+
+impl Throttle {
+    /// `bytes_per_second` with one second of burst; `requests_per_second` likewise.
+    pub fn new(bytes_per_second: Option<u64>, requests_per_second: Option<f64>) -> Self {
+        Throttle {
+            start: Instant::now(),
+            bandwidth: bytes_per_second.map(|r| Mutex::new(TokenBucket::new(r as f64, r as f64, 0.0))),
+            requests: requests_per_second.map(|r| Mutex::new(TokenBucket::new(r, r.max(1.0), 0.0))),
+        }
+    }
+
+    async fn take(&self, bucket: &Option<Mutex<TokenBucket>>, n: f64) {
+        let wait = match bucket {
+            Some(b) => match b.lock() {
+                Ok(mut b) => b.take(n, self.start.elapsed().as_secs_f64()),
+                Err(_) => 0.0,
+            },
+            None => 0.0,
+        };
+        if wait > 0.0 {
+            tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+        }
+    }
+
+    /// Waits until one request carrying `bytes` may go.
+    pub async fn request(&self, bytes: u64) {
+        self.take(&self.requests, 1.0).await;
+        self.take(&self.bandwidth, bytes as f64).await;
+    }
+}
+
+/// How a copy ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The target holds the file's bytes, S3-checked. `adopted`: an earlier attempt (perhaps
+    /// of a process that was killed) had written it; this one only recognised it.
+    Copied {
+        version_id: Option<String>,
+        adopted: bool,
+    },
+    Failed {
+        reason: FailureReason,
+        message: String,
+    },
+}
+
+/// One copy's result and cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Copy {
+    pub outcome: Outcome,
+    /// Attempts made (requests that were retried count once per try).
+    pub attempts: u32,
+    pub retries: u32,
+    pub ms: f64,
+}
+
+#[derive(Clone)]
+pub struct Copier {
+    pub target: Target,
+    pub source: Arc<dyn Source>,
+    pub run: RunId,
+    pub settings: CopySettings,
+    pub backoff: Backoff,
+    pub throttle: Arc<Throttle>,
+    memory: Arc<Semaphore>,
+    memory_kib: u32,
+}
+
+/// Why one attempt failed: retry it, or stop with a reason.
+enum Attempt {
+    Retry(String),
+    Stop(FailureReason, String),
+}
+
+impl From<AwsError> for Attempt {
+    fn from(e: AwsError) -> Self {
+        match e {
+            AwsError::ChecksumMismatch(m) => Attempt::Retry(format!("S3 refused the bytes: {m}")),
+            e if e.is_retryable() => Attempt::Retry(e.to_string()),
+            e => Attempt::Stop(FailureReason::Refused, e.to_string()),
+        }
+    }
+}
+
+impl From<ReadError> for Attempt {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Unreadable(m) => Attempt::Stop(FailureReason::SourceUnreadable, m),
+            ReadError::Changed(m) => Attempt::Stop(FailureReason::SourceChanged, m),
+            ReadError::Transient(m) => Attempt::Retry(m),
+        }
+    }
+}
+
+fn crc64(bytes: &[u8]) -> u64 {
+    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, bytes)
+}
+
+/// Metadata values must be ASCII in headers: the legacy path is percent-encoded.
+fn encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        if b.is_ascii_alphanumeric() || b"/-_.~ ".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Copier {
+    pub fn new(
+        target: Target,
+        source: Arc<dyn Source>,
+        run: RunId,
+        settings: CopySettings,
+        backoff: Backoff,
+        throttle: Arc<Throttle>,
+        buffer_bytes: u64,
+    ) -> Self {
+        let memory_kib = u32::try_from(buffer_bytes / 1024).unwrap_or(u32::MAX).max(1);
+        Copier {
+            target,
+            source,
+            run,
+            settings,
+            backoff,
+            throttle,
+            memory: Arc::new(Semaphore::new(memory_kib as usize)),
+            memory_kib,
+        }
+    }
+
+    /// Copies the row's file; never panics, never leaves a half-written object.
+    pub async fn copy(&self, row: &LedgerRow, seed: u64) -> Copy {
+        let started = Instant::now();
+        let mut rng = SplitMix64::new(seed ^ row.entry.seq);
+        let e = &row.entry;
+        let (mut attempts, mut retries) = (0u32, 0u32);
+        let outcome = loop {
+            attempts += 1;
+            let attempt = if e.is_multipart(self.settings.multipart_threshold) {
+                self.multipart(e, &mut rng, &mut retries).await
+            } else {
+                self.single(e).await
+            };
+            match attempt {
+                Ok(outcome) => break outcome,
+                Err(Attempt::Stop(reason, message)) => break Outcome::Failed { reason, message },
+                Err(Attempt::Retry(message)) => match self.backoff.delay(attempts, &mut rng) {
+                    Some(wait) => {
+                        retries += 1;
+                        tracing::debug!(key = %e.key, attempts, %message, "retrying");
+                        tokio::time::sleep(wait).await;
+                    }
+                    None => {
+                        let reason = if message.starts_with("S3 refused the bytes") {
+                            FailureReason::TransferCorrupted
+                        } else {
+                            FailureReason::RetriesExhausted
+                        };
+                        break Outcome::Failed { reason, message: format!("after {attempts} attempts: {message}") };
+                    }
+                },
+            }
+        };
+        Copy { outcome, attempts, retries, ms: started.elapsed().as_secs_f64() * 1000.0 }
+    }
+
+    fn condition(e: &ManifestEntry) -> WriteCondition {
+        match &e.prior {
+            Some(p) => WriteCondition::Matches(p.etag.clone()),
+            None => WriteCondition::Absent,
+        }
+    }
+
+    async fn reserve(&self, len: u64) -> Result<tokio::sync::SemaphorePermit<'_>, Attempt> {
+        let kib = u32::try_from(len.div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, self.memory_kib);
+        self.memory.acquire_many(kib).await.map_err(|e| Attempt::Retry(e.to_string()))
+    }
+
+    async fn single(&self, e: &ManifestEntry) -> Result<Outcome, Attempt> {
+        let _held = self.reserve(e.size).await?;
+        let bytes = self.source.read(&e.source, 0, e.size).await?;
+        let crc = crc64_base64(crc64(&bytes));
+        if crc != e.crc64nvme {
+            return Err(Attempt::Stop(
+                FailureReason::SourceChanged,
+                format!("CRC64NVME is {crc} now, {} at plan", e.crc64nvme),
+            ));
+        }
+        self.throttle.request(e.size).await;
+        let source = encode_path(&e.source);
+        let metadata = [(RUN_METADATA_KEY, self.run.as_str()), (SOURCE_METADATA_KEY, &source), ("sha256", &e.sha256)];
+        match self.target.put(&e.key, bytes, &crc, &e.content_type, &metadata, &Self::condition(e)).await {
+            Ok(w) => Ok(copied(w)),
+            Err(AwsError::ConditionFailed) => self.adopt(e).await,
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// The key did not hold what the plan saw: either an earlier attempt of this run wrote
+    /// it (adopt that version) or someone else did (refuse, never overwrite).
+    async fn adopt(&self, e: &ManifestEntry) -> Result<Outcome, Attempt> {
+        let head = self.target.head(&e.key, None).await?;
+        match head {
+            Some(h)
+                if h.metadata.get(RUN_METADATA_KEY).map(String::as_str) == Some(self.run.as_str())
+                    && h.size == e.size
+                    && h.crc64nvme.as_deref().is_none_or(|c| c == e.crc64nvme) =>
+            {
+                Ok(Outcome::Copied { version_id: h.version_id, adopted: true })
+            }
+            Some(h) => Err(Attempt::Stop(
+                FailureReason::TargetChanged,
+                format!("{} was written by someone else since plan (ETag {}); not overwritten", e.key, h.etag),
+            )),
+            None => Err(Attempt::Stop(
+                FailureReason::TargetChanged,
+                format!("{} was deleted since plan; not written", e.key),
+            )),
+        }
+    }
+
+    async fn multipart(&self, e: &ManifestEntry, rng: &mut SplitMix64, retries: &mut u32) -> Result<Outcome, Attempt> {
+        let source = encode_path(&e.source);
+        let metadata = [(RUN_METADATA_KEY, self.run.as_str()), (SOURCE_METADATA_KEY, &source), ("sha256", &e.sha256)];
+        self.throttle.request(0).await;
+        let upload_id = self.target.create_multipart(&e.key, &e.content_type, &metadata).await?;
+        let result = self.parts_and_complete(e, &upload_id, rng, retries).await;
+        if !matches!(result, Ok(Outcome::Copied { adopted: false, .. })) {
+            // Best effort: the bucket's lifecycle rule aborts what this cannot.
+            let _ = self.target.abort_multipart(&e.key, &upload_id).await;
+        }
+        result
+    }
+
+    async fn parts_and_complete(
+        &self,
+        e: &ManifestEntry,
+        upload_id: &str,
+        rng: &mut SplitMix64,
+        retries: &mut u32,
+    ) -> Result<Outcome, Attempt> {
+        let ranges = part_ranges(e.size, part_size_for(e.size, self.settings.part_size));
+        let mut sent: Vec<(SentPart, u64, u64)> = Vec::with_capacity(ranges.len());
+        for (chunk_index, chunk) in ranges.chunks(PART_CONCURRENCY).enumerate() {
+            let mut tasks = tokio::task::JoinSet::new();
+            for (i, &(offset, len)) in chunk.iter().enumerate() {
+                let number = (chunk_index * PART_CONCURRENCY + i + 1) as i32;
+                let (me, e, upload_id, seed) = (self.clone(), e.clone(), upload_id.to_owned(), rng.next_u64());
+                tasks.spawn(async move { me.part(&e, &upload_id, number, offset, len, seed).await });
+            }
+            while let Some(done) = tasks.join_next().await {
+                let (part, crc, len, part_retries) =
+                    done.map_err(|err| Attempt::Retry(format!("part task: {err}")))??;
+                *retries += part_retries;
+                sent.push((part, crc, len));
+            }
+        }
+        sent.sort_by_key(|(p, _, _)| p.number);
+        let whole = sent
+            .iter()
+            .map(|(_, crc, len)| (*crc, *len))
+            .reduce(|(a, _), (b, len)| (crc_fast::checksum_combine(crc_fast::CrcAlgorithm::Crc64Nvme, a, b, len), len))
+            .map(|(c, _)| crc64_base64(c))
+            .unwrap_or_default();
+        if whole != e.crc64nvme {
+            return Err(Attempt::Stop(
+                FailureReason::SourceChanged,
+                format!("CRC64NVME is {whole} now, {} at plan", e.crc64nvme),
+            ));
+        }
+        let parts: Vec<SentPart> = sent.into_iter().map(|(p, _, _)| p).collect();
+        self.throttle.request(0).await;
+        match self.target.complete_multipart(&e.key, upload_id, &parts, &e.crc64nvme, &Self::condition(e)).await {
+            Ok(w) => Ok(copied(w)),
+            Err(AwsError::ConditionFailed) => self.adopt(e).await,
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// One part: read, checksum, send, retrying transient failures on its own.
+    async fn part(
+        &self,
+        e: &ManifestEntry,
+        upload_id: &str,
+        number: i32,
+        offset: u64,
+        len: u64,
+        seed: u64,
+    ) -> Result<(SentPart, u64, u64, u32), Attempt> {
+        let mut rng = SplitMix64::new(seed);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let result = async {
+                let _held = self.reserve(len).await?;
+                let bytes = self.source.read(&e.source, offset, len).await?;
+                let crc = crc64(&bytes);
+                self.throttle.request(len).await;
+                let part = self.target.upload_part(&e.key, upload_id, number, bytes, &crc64_base64(crc)).await?;
+                Ok::<_, Attempt>((part, crc))
+            }
+            .await;
+            match result {
+                Ok((part, crc)) => return Ok((part, crc, len, attempts - 1)),
+                Err(Attempt::Retry(m)) => match self.backoff.delay(attempts, &mut rng) {
+                    Some(wait) => tokio::time::sleep(wait).await,
+                    None => return Err(Attempt::Stop(FailureReason::RetriesExhausted, format!("part {number}: {m}"))),
+                },
+                Err(stop) => return Err(stop),
+            }
+        }
+    }
+}
+
+fn copied(w: Written) -> Outcome {
+    Outcome::Copied { version_id: w.version_id, adopted: false }
+}
+
+/// The row after `copy`.
+pub fn updated_row(row: &LedgerRow, copy: &Copy, now: &str) -> LedgerRow {
+    let mut next = row.clone();
+    next.attempts = row.attempts + copy.attempts;
+    next.updated_at = now.to_owned();
+    match &copy.outcome {
+        Outcome::Copied { version_id, .. } => {
+            next.status = matbakh_core::migration::RowStatus::Copied;
+            next.version_id = version_id.clone();
+            next.reason = None;
+            next.message = None;
+        }
+        Outcome::Failed { reason, message } => {
+            next.status = matbakh_core::migration::RowStatus::Failed;
+            next.reason = Some(*reason);
+            next.message = Some(message.clone());
+        }
+    }
+    next
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_paths_become_ascii_metadata() {
+        assert_eq!(encode_path("users/42/Café 1.jpg"), "users/42/Caf%C3%A9 1.jpg");
+        assert_eq!(encode_path("a%b"), "a%25b");
+    }
+
+    #[test]
+    fn part_checksums_combine_into_the_whole_files() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let whole = crc64(&data);
+        let parts = part_ranges(data.len() as u64, 1_000_003);
+        let combined = parts
+            .iter()
+            .map(|&(o, l)| (crc64(&data[o as usize..(o + l) as usize]), l))
+            .reduce(|(a, _), (b, l)| (crc_fast::checksum_combine(crc_fast::CrcAlgorithm::Crc64Nvme, a, b, l), l))
+            .unwrap()
+            .0;
+        assert_eq!(combined, whole);
+    }
+}

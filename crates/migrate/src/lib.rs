@@ -1,0 +1,108 @@
+//! Migration of legacy files into the platform bucket, for the `migrate` CLI and the
+//! `migration-worker` function (which run the same copy code, [`copy`]).
+//!
+//! Reads a source tree (`file://`), writes objects to the target bucket (S3, checksummed and
+//! conditional), the manifest to `migration/{run}/manifest.jsonl` in that bucket, and the run
+//! and its per-file ledger to the migration table (DynamoDB).
+
+pub mod control;
+pub mod copy;
+pub mod error;
+pub mod plan;
+pub mod report;
+pub mod rollback;
+pub mod run;
+pub mod source;
+pub mod verify;
+
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use matbakh_aws::ledger::{Ledger, RunRecord};
+use matbakh_aws::transfer::Target;
+use matbakh_core::clock::Clock;
+use matbakh_core::migration::RunId;
+
+pub use error::MigrateError;
+
+/// `s3://bucket/prefix` split into its bucket and key prefix (empty, or ending in `/`).
+pub fn parse_target(url: &str) -> Result<(String, String), MigrateError> {
+    let rest = url
+        .strip_prefix("s3://")
+        .ok_or_else(|| MigrateError::Usage(format!("target {url:?}: use s3://bucket/prefix")))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let bucket_ok = (3..=63).contains(&bucket.len())
+        && bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+    if !bucket_ok {
+        return Err(MigrateError::Usage(format!("target {url:?}: {bucket:?} is not a bucket name")));
+    }
+    let prefix = prefix.trim_matches('/');
+    Ok((bucket.to_owned(), if prefix.is_empty() { String::new() } else { format!("{prefix}/") }))
+}
+
+/// What every command works with: the target bucket, the ledger table, the clock.
+#[derive(Clone)]
+pub struct Context {
+    pub ledger: Ledger,
+    sdk: SdkConfig,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Context {
+    pub fn new(sdk: &SdkConfig, table: &str, clock: Arc<dyn Clock>) -> Self {
+        Context { ledger: Ledger::new(sdk, table), sdk: sdk.clone(), clock }
+    }
+
+    /// A client for the bucket of `target_url`; SDK retries off (the copy code retries and
+    /// counts attempts itself).
+    pub fn target(&self, target_url: &str) -> Result<(Target, String), MigrateError> {
+        let (bucket, prefix) = parse_target(target_url)?;
+        Ok((Target::new(&self.sdk, bucket, false), prefix))
+    }
+
+    pub fn now(&self) -> String {
+        matbakh_core::clock::iso_millis(self.clock.now())
+    }
+
+    pub async fn run(&self, id: &str) -> Result<RunRecord, MigrateError> {
+        let id = RunId::parse(id)?;
+        self.ledger.get_run(&id).await?.ok_or_else(|| MigrateError::Usage(format!("there is no run {id}")))
+    }
+}
+
+/// The key the manifest of `run` is stored under, in the target bucket.
+pub fn manifest_key(run: &RunId) -> String {
+    format!("migration/{run}/manifest.jsonl")
+}
+
+/// S3's Base64 of a CRC64NVME (big-endian bytes).
+pub fn crc64_base64(crc: u64) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_to_bucket_and_prefix() {
+        assert_eq!(parse_target("s3://files-bucket").unwrap(), ("files-bucket".into(), String::new()));
+        assert_eq!(parse_target("s3://files-bucket/").unwrap(), ("files-bucket".into(), String::new()));
+        assert_eq!(
+            parse_target("s3://files-bucket/legacy/2024").unwrap(),
+            ("files-bucket".into(), "legacy/2024/".into())
+        );
+        for bad in ["files-bucket", "s3://", "s3://UPPER/x", "https://x/y"] {
+            assert!(matches!(parse_target(bad), Err(MigrateError::Usage(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn crc64nvme_is_spelt_as_s3_spells_it() {
+        // S3's documented CRC64NVME of "123456789" is 0xAE8B14860A799888.
+        let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, b"123456789");
+        assert_eq!(crc, 0xAE8B_1486_0A79_9888);
+        assert_eq!(crc64_base64(crc), "rosUhgp5mIg=");
+    }
+}

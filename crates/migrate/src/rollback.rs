@@ -1,0 +1,102 @@
+//! `migrate rollback`: puts the target back exactly as it was before the run, with the
+//! ledger and S3 versioning. Each version the run created is deleted for good, so whatever
+//! was current before (an older version, a delete marker, or nothing) is current again.
+//! Rows the ledger does not show as copied (a killed or aborted run) are looked up in the
+//! key's history: a version carrying this run's id in its metadata is removed too.
+
+use matbakh_aws::ledger::LedgerRow;
+use matbakh_aws::transfer::Target;
+use matbakh_core::migration::{Control, RUN_METADATA_KEY, RowStatus, RunId, RunState};
+use serde::Serialize;
+
+use crate::run::counters_of;
+use crate::{Context, MigrateError};
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolledBack {
+    pub run: String,
+    pub dry_run: bool,
+    /// `key@version` removed (or, dry, to remove).
+    pub removed: Vec<String>,
+    pub rows: u64,
+}
+
+/// The versions of `row.key` this run wrote.
+async fn written_by(target: &Target, run: &RunId, row: &LedgerRow) -> Result<Vec<String>, MigrateError> {
+    if row.status == RowStatus::Copied
+        && let Some(v) = &row.version_id
+    {
+        return Ok(vec![v.clone()]);
+    }
+    let mut ours = Vec::new();
+    for v in target.versions(&row.entry.key).await? {
+        if v.delete_marker || row.entry.prior.as_ref().and_then(|p| p.version_id.as_ref()) == Some(&v.version_id) {
+            continue;
+        }
+        if let Some(h) = target.head(&row.entry.key, Some(&v.version_id)).await?
+            && h.metadata.get(RUN_METADATA_KEY).map(String::as_str) == Some(run.as_str())
+        {
+            ours.push(v.version_id);
+        }
+    }
+    Ok(ours)
+}
+
+pub async fn rollback(ctx: &Context, id: &str, dry_run: bool) -> Result<RolledBack, MigrateError> {
+    let record = ctx.run(id).await?;
+    // Checked before anything is touched: a running run would keep writing.
+    record.state.apply(Control::RollBack).map_err(|e| MigrateError::Usage(e.to_string()))?;
+    let (target, _) = ctx.target(&record.target)?;
+    if !target.versioning_enabled().await? {
+        return Err(MigrateError::Usage(format!(
+            "bucket {} is not versioned: an exact rollback needs S3 versioning (the run's writes cannot be told apart from what they replaced); nothing was changed",
+            target.bucket()
+        )));
+    }
+    let rows = ctx.ledger.rows(&record.id).await?;
+    let mut removed = Vec::new();
+    let mut reset = Vec::new();
+    for chunk in rows.chunks(16) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for row in chunk.iter().cloned() {
+            let (target, run) = (target.clone(), record.id.clone());
+            tasks.spawn(async move {
+                let versions = written_by(&target, &run, &row).await?;
+                if !dry_run {
+                    for v in &versions {
+                        target.delete_version(&row.entry.key, v).await?;
+                    }
+                }
+                Ok::<_, MigrateError>((row, versions))
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            let (row, versions) = done.map_err(|e| MigrateError::Check(format!("rollback task: {e}")))??;
+            removed.extend(versions.iter().map(|v| format!("{}@{v}", row.entry.key)));
+            if row.status != RowStatus::Pending || !versions.is_empty() {
+                let mut next = row.clone();
+                next.status = RowStatus::Pending;
+                next.version_id = None;
+                next.reason = None;
+                next.message = Some("rolled back".into());
+                next.updated_at = ctx.now();
+                reset.push(next);
+            }
+        }
+    }
+    removed.sort();
+    if !dry_run {
+        ctx.ledger.put_rows(&record.id, &reset).await?;
+        let mut after = rows.clone();
+        for r in &mut after {
+            if let Some(n) = reset.iter().find(|n| n.entry.seq == r.entry.seq) {
+                *r = n.clone();
+            }
+        }
+        ctx.ledger.reset_counters(&record.id, &counters_of(&after), &ctx.now()).await?;
+        let state = ctx.ledger.control(&record.id, Control::RollBack, &ctx.now()).await?;
+        debug_assert_eq!(state, RunState::RolledBack);
+    }
+    Ok(RolledBack { run: record.id.to_string(), dry_run, removed, rows: rows.len() as u64 })
+}

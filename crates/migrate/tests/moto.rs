@@ -1,0 +1,438 @@
+//! The migration against moto (DynamoDB ledger, versioned S3): plan, run, verify, report,
+//! reruns, changed and unreadable sources, application writes, pause/resume/abort, and exact
+//! rollback after full and partial runs. Run through `scripts/test`.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use common::*;
+use matbakh_core::migration::{Control, FailureReason, ManifestEntry, RowStatus, RunState};
+use migrate::run::{Event, RunOptions};
+use migrate::source::{ReadError, Source, SourceFile};
+use migrate::verify::VerifyOptions;
+use migrate::{Context, MigrateError};
+
+fn opts(transfers: usize) -> RunOptions {
+    RunOptions { transfers, ..RunOptions::default() }
+}
+
+async fn object(sdk: &aws_config::SdkConfig, bucket: &str, key: &str) -> Option<(Vec<u8>, HashMap<String, String>)> {
+    match s3(sdk).get_object().bucket(bucket).key(key).send().await {
+        Ok(o) => {
+            let meta = o.metadata().cloned().unwrap_or_default();
+            Some((o.body.collect().await.unwrap().into_bytes().to_vec(), meta))
+        }
+        Err(_) => None,
+    }
+}
+
+#[tokio::test]
+async fn plan_run_verify_and_report_then_a_rerun_writes_nothing() {
+    let sdk = moto().await;
+    let ctx = context(&sdk);
+    let bucket = bucket(&sdk, true).await;
+    let t = photo_tree();
+    let target = format!("s3://{bucket}");
+    let owners = HashMap::from([("42".to_owned(), "user-42".to_owned())]);
+    let mut o = options(&target, "platform", owners, &t.url());
+
+    // A dry run counts and prices, and writes nothing.
+    o.dry_run = true;
+    let dry = plan(&ctx, &t, &o).await.unwrap();
+    assert!(dry.run.is_none());
+    assert_eq!(dry.files, 8);
+    let bytes: u64 = [
+        "dune.jpg",
+        "ladybird.jpg",
+        "olympus-4mp-icc.jpg",
+        "panasonic-orientation6.jpg",
+        "phone-13mp.jpg",
+        "sony-18mp-progressive.jpg",
+    ]
+    .iter()
+    .map(|f| testkit::corpus(&format!("photos/{f}")).1.len() as u64)
+    .sum::<u64>()
+        + testkit::corpus("other/alpha.png").1.len() as u64
+        + testkit::corpus("other/anim-45-frames.gif").1.len() as u64;
+    assert_eq!(dry.bytes, bytes);
+    // 7 single PUTs, the 16 MB photo as create + 4 parts of 5 MiB + complete, the manifest.
+    assert_eq!(dry.estimate.s3_requests, 7 + 6 + 1);
+    assert!(snapshot(&sdk, &bucket, "").await.is_empty());
+
+    o.dry_run = false;
+    let planned = plan(&ctx, &t, &o).await.unwrap();
+    let run = planned.run.clone().unwrap();
+    assert_eq!(ctx.run(&run).await.unwrap().state, RunState::Planned);
+
+    // The manifest in S3: one line per file, keys in the platform layout, real digests.
+    let (manifest, _) = object(&sdk, &bucket, &format!("migration/{run}/manifest.jsonl")).await.unwrap();
+    let entries: Vec<ManifestEntry> =
+        String::from_utf8(manifest).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(entries.len(), 8);
+    // Newest first.
+    assert_eq!(entries[0].source, "users/99/2025/11/anim.gif");
+    assert_eq!(entries[7].source, "users/42/2024/01/dune.jpg");
+    for e in &entries {
+        let bytes = read_all(&t.path(&e.source));
+        assert_eq!(e.sha256, hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes)));
+        assert_eq!(e.size, bytes.len() as u64);
+        let parts: Vec<&str> = e.key.split('/').collect();
+        let user = if e.source.starts_with("users/42/") { "user-42" } else { e.source.split('/').nth(1).unwrap() };
+        assert_eq!((parts.len(), parts[0], parts[1]), (4, "users", user), "{}", e.key);
+        matbakh_core::ids::FileId::parse(parts[2]).unwrap();
+    }
+    let by_source: HashMap<_, _> = entries.iter().map(|e| (e.source.as_str(), e)).collect();
+    assert_eq!(by_source["users/7/2025/09/sony.jpg"].content_type, "image/jpeg");
+    assert_eq!(by_source["users/99/2025/11/alpha.png"].content_type, "image/png");
+    assert!(by_source["users/42/2025/07/Olympus 4mp (ICC).jpg"].key.ends_with("/Olympus 4mp (ICC).jpg"));
+
+    let summary = migrate::run::run(&ctx, &run, source(&t), &opts(4), quiet()).await.unwrap();
+    assert_eq!((summary.state, summary.copied, summary.failed, summary.remaining), (RunState::Done, 8, 0, 0));
+    assert_eq!(summary.bytes, bytes);
+    for e in &entries {
+        let (body, meta) = object(&sdk, &bucket, &e.key).await.unwrap();
+        assert_eq!(body, read_all(&t.path(&e.source)), "{}", e.key);
+        assert_eq!(meta.get("migration-run"), Some(&run));
+        assert_eq!(meta.get("sha256"), Some(&e.sha256));
+    }
+
+    let v = migrate::verify::verify(&ctx, &run, &VerifyOptions::default()).await.unwrap();
+    assert!(v.passed(), "{v:?}");
+    assert_eq!((v.checked, v.matched), (8, 8));
+    let deep = migrate::verify::verify(&ctx, &run, &VerifyOptions { deep: true, ..Default::default() }).await.unwrap();
+    assert!(deep.passed() && deep.deep && deep.checked == 8, "{deep:?}");
+    let sample = migrate::verify::verify(&ctx, &run, &VerifyOptions { sample: Some(3), seed: 9, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(sample.checked, 3);
+
+    let (report, rows) = migrate::report::report(&ctx, &run).await.unwrap();
+    assert_eq!((report.copied_files, report.failed_files, report.pending_files), (8, 0, 0));
+    assert_eq!((report.copied_bytes, report.checksum_coverage), (bytes, 1.0));
+    assert!(report.failures_by_reason.is_empty());
+    assert!(rows.iter().all(|r| r.status == RowStatus::Copied && r.version_id.is_some()));
+    let status = migrate::control::status(&ctx, &run).await.unwrap();
+    assert_eq!((status.copied_files, status.copied_bytes, status.eta_seconds), (8, bytes, Some(0.0)));
+
+    // A rerun finds nothing to do in the ledger and sends no request to S3.
+    let before = snapshot(&sdk, &bucket, "").await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let again = migrate::run::run(
+        &ctx,
+        &run,
+        source(&t),
+        &opts(4),
+        Arc::new(move |e: &Event| log.lock().unwrap().push(format!("{e:?}"))),
+    )
+    .await
+    .unwrap();
+    assert_eq!((again.copied, again.failed, again.state), (0, 0, RunState::Done));
+    assert!(seen.lock().unwrap()[0].contains("todo_files: 0"), "{:?}", seen.lock().unwrap());
+    assert_eq!(snapshot(&sdk, &bucket, "").await, before);
+}
+
+#[tokio::test]
+async fn collisions_and_keys_a_rule_cannot_make_are_refused_before_anything_is_written() {
+    let sdk = moto().await;
+    let ctx = context(&sdk);
+    let bucket = bucket(&sdk, true).await;
+    let t = tree(&[
+        ("users/1/A.jpg", "photos/ladybird.jpg", 1),
+        ("users/1/a.jpg", "photos/panasonic-orientation6.jpg", 1),
+        ("users/1/b.jpg", "photos/dune.jpg", 1),
+    ]);
+    let target = format!("s3://{bucket}/legacy");
+    let err = plan(&ctx, &t, &options(&target, "lowercase", HashMap::new(), &t.url())).await.unwrap_err();
+    let MigrateError::Check(message) = &err else { panic!("{err:?}") };
+    assert!(message.contains("legacy/users/1/a.jpg <- users/1/A.jpg, users/1/a.jpg"), "{message}");
+    // `keep` keeps them apart.
+    plan(&ctx, &t, &options(&target, "keep", HashMap::new(), &t.url())).await.unwrap();
+
+    let top = tree(&[("top.jpg", "photos/dune.jpg", 1)]);
+    let err = plan(&ctx, &top, &options(&format!("s3://{bucket}"), "platform", HashMap::new(), &top.url()))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("top.jpg") && err.to_string().contains("owner"), "{err}");
+    // Only the one good plan's manifest was written.
+    assert_eq!(snapshot(&sdk, &bucket, "").await.len(), 1);
+}
+
+#[tokio::test]
+async fn changed_unreadable_and_overwritten_files_are_reported_and_the_others_copied() {
+    let sdk = moto().await;
+    let ctx = context(&sdk);
+    let bucket = bucket(&sdk, true).await;
+    let t = photo_tree();
+    let target = format!("s3://{bucket}/legacy");
+    let planned = plan(&ctx, &t, &options(&target, "keep", HashMap::new(), &t.url())).await.unwrap();
+    let run = planned.run.unwrap();
+
+    // Same size, one byte different: a small file, and the last part of the multipart one.
+    for rel in ["users/42/2024/01/dune.jpg", "users/7/2025/09/sony.jpg"] {
+        let mut bytes = read_all(&t.path(rel));
+        let at = bytes.len() - 100;
+        bytes[at] ^= 0x55;
+        std::fs::write(t.path(rel), bytes).unwrap();
+    }
+    std::fs::remove_file(t.path("users/7/2025/03/phone.jpg")).unwrap();
+    // The application writes a key after the plan: the migration must not overwrite it.
+    let app_key = "legacy/users/99/2025/11/alpha.png";
+    s3(&sdk)
+        .put_object()
+        .bucket(&bucket)
+        .key(app_key)
+        .body(b"written by the app".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+
+    let summary = migrate::run::run(&ctx, &run, source(&t), &opts(3), quiet()).await.unwrap();
+    assert_eq!((summary.copied, summary.failed), (4, 4));
+    let (report, rows) = migrate::report::report(&ctx, &run).await.unwrap();
+    let by: HashMap<_, _> = rows.iter().map(|r| (r.entry.source.as_str(), r)).collect();
+    let reason = |s: &str| by[s].reason;
+    assert_eq!(reason("users/42/2024/01/dune.jpg"), Some(FailureReason::SourceChanged));
+    assert_eq!(reason("users/7/2025/09/sony.jpg"), Some(FailureReason::SourceChanged));
+    assert_eq!(reason("users/7/2025/03/phone.jpg"), Some(FailureReason::SourceUnreadable));
+    assert_eq!(reason("users/99/2025/11/alpha.png"), Some(FailureReason::TargetChanged));
+    for s in ["users/42/2024/01/dune.jpg", "users/7/2025/09/sony.jpg", "users/7/2025/03/phone.jpg"] {
+        assert!(object(&sdk, &bucket, &format!("legacy/{s}")).await.is_none(), "{s} was written");
+    }
+    assert_eq!(object(&sdk, &bucket, app_key).await.unwrap().0, b"written by the app");
+    let uploads = s3(&sdk).list_multipart_uploads().bucket(&bucket).send().await.unwrap();
+    assert!(uploads.uploads().is_empty(), "the refused multipart upload was aborted");
+    assert_eq!(
+        report.failures_by_reason,
+        [("source_changed".to_owned(), 2), ("source_unreadable".to_owned(), 1), ("target_changed".to_owned(), 1)]
+            .into()
+    );
+    let csv = migrate::report::failures_csv(&rows);
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+    assert!(csv.contains("users/7/2025/03/phone.jpg,legacy/users/7/2025/03/phone.jpg,3396162,source_unreadable,1,"));
+    let status = migrate::control::status(&ctx, &run).await.unwrap();
+    assert_eq!((status.copied_files, status.failed_files), (4, 4));
+    assert_eq!(status.failures.get("source_changed"), Some(&2));
+
+    let v = migrate::verify::verify(&ctx, &run, &VerifyOptions::default()).await.unwrap();
+    assert!(!v.passed());
+    assert_eq!((v.checked, v.mismatches.len(), v.not_copied.len()), (4, 0, 4));
+    // None of these reasons heals by retrying: a rerun leaves them for an engineer.
+    let again = migrate::run::run(&ctx, &run, source(&t), &opts(3), quiet()).await.unwrap();
+    assert_eq!((again.copied, again.failed), (0, 0));
+}
+
+/// Reads through to the tree; when the `k`-th file starts, applies `control` to the run
+/// before handing out the bytes, and counts files started after it.
+struct Interrupting {
+    inner: Arc<dyn Source>,
+    ctx: Context,
+    run: String,
+    k: usize,
+    control: Control,
+    files: AtomicUsize,
+    done: AtomicBool,
+    started_after: AtomicUsize,
+}
+
+#[async_trait]
+impl Source for Interrupting {
+    fn url(&self) -> &str {
+        self.inner.url()
+    }
+    async fn list(&self) -> Result<Vec<SourceFile>, MigrateError> {
+        self.inner.list().await
+    }
+    async fn read(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>, ReadError> {
+        if offset == 0 {
+            if self.done.load(Ordering::SeqCst) {
+                self.started_after.fetch_add(1, Ordering::SeqCst);
+            }
+            if self.files.fetch_add(1, Ordering::SeqCst) + 1 == self.k {
+                migrate::control::apply(&self.ctx, &self.run, self.control).await.unwrap();
+                self.done.store(true, Ordering::SeqCst);
+            }
+        }
+        self.inner.read(path, offset, len).await
+    }
+}
+
+fn interrupting(ctx: &Context, t: &Tree, run: &str, k: usize, control: Control) -> Arc<Interrupting> {
+    Arc::new(Interrupting {
+        inner: source(t),
+        ctx: ctx.clone(),
+        run: run.to_owned(),
+        k,
+        control,
+        files: AtomicUsize::new(0),
+        done: AtomicBool::new(false),
+        started_after: AtomicUsize::new(0),
+    })
+}
+
+async fn latest_objects(sdk: &aws_config::SdkConfig, bucket: &str, prefix: &str) -> usize {
+    snapshot(sdk, bucket, prefix).await.iter().filter(|(_, _, latest, marker)| *latest && !marker).count()
+}
+
+#[tokio::test]
+async fn pause_stops_new_copies_resume_completes_and_abort_keeps_the_ledger() {
+    let sdk = moto().await;
+    let ctx = context(&sdk);
+    let bucket = bucket(&sdk, true).await;
+    let t = photo_tree();
+    let target = format!("s3://{bucket}/p");
+    let run = plan(&ctx, &t, &options(&target, "keep", HashMap::new(), &t.url())).await.unwrap().run.unwrap();
+
+    // Paused while the 3rd file is read: that copy finishes, no other starts.
+    let src = interrupting(&ctx, &t, &run, 3, Control::Pause);
+    let summary = migrate::run::run(&ctx, &run, src.clone(), &opts(1), quiet()).await.unwrap();
+    assert_eq!((summary.state, summary.copied, summary.remaining), (RunState::Paused, 3, 5));
+    assert_eq!(src.started_after.load(Ordering::SeqCst), 0);
+    assert_eq!(latest_objects(&sdk, &bucket, "p/").await, 3);
+    // A paused run does not start again until resumed.
+    let err = migrate::run::run(&ctx, &run, source(&t), &opts(4), quiet()).await.unwrap_err();
+    assert!(matches!(&err, MigrateError::Usage(m) if m.contains("resume")), "{err:?}");
+    assert_eq!(latest_objects(&sdk, &bucket, "p/").await, 3);
+    assert_eq!(migrate::control::apply(&ctx, &run, Control::Resume).await.unwrap(), RunState::Running);
+    let rest = migrate::run::run(&ctx, &run, source(&t), &opts(4), quiet()).await.unwrap();
+    assert_eq!((rest.state, rest.copied, rest.adopted), (RunState::Done, 5, 0));
+    assert!(migrate::verify::verify(&ctx, &run, &VerifyOptions::default()).await.unwrap().passed());
+
+    // With several transfers, a pause stops new copies too; those in flight finish.
+    let run2 = plan(&ctx, &t, &options(&format!("s3://{bucket}/p2"), "keep", HashMap::new(), &t.url()))
+        .await
+        .unwrap()
+        .run
+        .unwrap();
+    let src = interrupting(&ctx, &t, &run2, 2, Control::Pause);
+    let paused = migrate::run::run(&ctx, &run2, src.clone(), &opts(3), quiet()).await.unwrap();
+    assert_eq!(paused.state, RunState::Paused);
+    assert!(paused.copied >= 2 && paused.copied <= 2 + 2, "{paused:?}");
+    assert_eq!(latest_objects(&sdk, &bucket, "p2/").await as u64, paused.copied);
+
+    // Abort: the ledger shows exactly what was done, and the run cannot be started again.
+    let run3 = plan(&ctx, &t, &options(&format!("s3://{bucket}/p3"), "keep", HashMap::new(), &t.url()))
+        .await
+        .unwrap()
+        .run
+        .unwrap();
+    let src = interrupting(&ctx, &t, &run3, 2, Control::Abort);
+    let aborted = migrate::run::run(&ctx, &run3, src, &opts(1), quiet()).await.unwrap();
+    assert_eq!((aborted.state, aborted.copied, aborted.remaining), (RunState::Aborted, 2, 6));
+    let (report, rows) = migrate::report::report(&ctx, &run3).await.unwrap();
+    assert_eq!((report.copied_files, report.pending_files, report.state.as_str()), (2, 6, "ABORTED"));
+    let versions = snapshot(&sdk, &bucket, "p3/").await;
+    for r in rows.iter().filter(|r| r.status == RowStatus::Copied) {
+        assert!(versions.iter().any(|(k, v, _, _)| *k == r.entry.key && Some(v) == r.version_id.as_ref()));
+    }
+    assert!(migrate::run::run(&ctx, &run3, source(&t), &opts(2), quiet()).await.is_err());
+}
+
+#[tokio::test]
+async fn rollback_restores_the_exact_versions_after_a_full_and_after_a_partial_run() {
+    let sdk = moto().await;
+    let ctx = context(&sdk);
+    let bucket = bucket(&sdk, true).await;
+    let client = s3(&sdk);
+    let t = photo_tree();
+    // Before the migration: a key with two versions, a key whose object was deleted (a delete
+    // marker is current), and an unrelated object.
+    for body in [&b"old v1"[..], b"old v2"] {
+        client
+            .put_object()
+            .bucket(&bucket)
+            .key("users/42/2024/01/dune.jpg")
+            .body(body.to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    }
+    client
+        .put_object()
+        .bucket(&bucket)
+        .key("users/7/2025/03/phone.jpg")
+        .body(b"gone".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    client.delete_object().bucket(&bucket).key("users/7/2025/03/phone.jpg").send().await.unwrap();
+    client.put_object().bucket(&bucket).key("other/keep.txt").body(b"keep".to_vec().into()).send().await.unwrap();
+    let before = snapshot(&sdk, &bucket, "users/").await;
+    assert_eq!(before.len(), 4);
+
+    let target = format!("s3://{bucket}");
+    let planned = plan(&ctx, &t, &options(&target, "keep", HashMap::new(), &t.url())).await.unwrap();
+    assert_eq!(planned.existing_targets, 1, "dune.jpg exists; phone.jpg is deleted");
+    let run = planned.run.unwrap();
+    let done = migrate::run::run(&ctx, &run, source(&t), &opts(4), quiet()).await.unwrap();
+    assert_eq!((done.copied, done.failed), (8, 0));
+    assert_eq!(
+        object(&sdk, &bucket, "users/42/2024/01/dune.jpg").await.unwrap().0,
+        read_all(&t.path("users/42/2024/01/dune.jpg"))
+    );
+    assert_eq!(snapshot(&sdk, &bucket, "users/").await.len(), 4 + 8);
+
+    let dry = migrate::rollback::rollback(&ctx, &run, true).await.unwrap();
+    assert_eq!(dry.removed.len(), 8);
+    assert_eq!(snapshot(&sdk, &bucket, "users/").await.len(), 12, "a dry rollback changes nothing");
+    let rolled = migrate::rollback::rollback(&ctx, &run, false).await.unwrap();
+    assert_eq!(rolled.removed.len(), 8);
+    assert_eq!(snapshot(&sdk, &bucket, "users/").await, before);
+    assert_eq!(object(&sdk, &bucket, "users/42/2024/01/dune.jpg").await.unwrap().0, b"old v2");
+    assert!(object(&sdk, &bucket, "users/7/2025/03/phone.jpg").await.is_none());
+    assert_eq!(ctx.run(&run).await.unwrap().state, RunState::RolledBack);
+    assert!(migrate::run::run(&ctx, &run, source(&t), &opts(2), quiet()).await.is_err());
+
+    // A partial run (aborted after 3 files), rolled back: the same exact state.
+    let run2 = plan(&ctx, &t, &options(&target, "keep", HashMap::new(), &t.url())).await.unwrap().run.unwrap();
+    let src = interrupting(&ctx, &t, &run2, 3, Control::Abort);
+    let partial = migrate::run::run(&ctx, &run2, src, &opts(1), quiet()).await.unwrap();
+    assert_eq!((partial.state, partial.copied), (RunState::Aborted, 3));
+    assert_ne!(snapshot(&sdk, &bucket, "users/").await, before);
+    let rolled = migrate::rollback::rollback(&ctx, &run2, false).await.unwrap();
+    assert_eq!(rolled.removed.len(), 3);
+    assert_eq!(snapshot(&sdk, &bucket, "users/").await, before);
+}
+
+#[tokio::test]
+async fn rollback_refuses_a_running_run_and_an_unversioned_bucket_changing_nothing() {
+    let sdk = moto().await;
+    let ctx = context(&sdk);
+    let t = tree(&[("users/1/a.jpg", "photos/ladybird.jpg", 1)]);
+    let plain = bucket(&sdk, false).await;
+    let run = plan(&ctx, &t, &options(&format!("s3://{plain}"), "keep", HashMap::new(), &t.url()))
+        .await
+        .unwrap()
+        .run
+        .unwrap();
+    migrate::run::run(&ctx, &run, source(&t), &opts(1), quiet()).await.unwrap();
+    let before = snapshot(&sdk, &plain, "").await;
+    let err = migrate::rollback::rollback(&ctx, &run, false).await.unwrap_err();
+    assert!(matches!(&err, MigrateError::Usage(m) if m.contains("not versioned")), "{err:?}");
+    assert_eq!(snapshot(&sdk, &plain, "").await, before);
+    assert_eq!(ctx.run(&run).await.unwrap().state, RunState::Done);
+    // Verify catches an object changed behind the ledger's back.
+    assert!(migrate::verify::verify(&ctx, &run, &VerifyOptions::default()).await.unwrap().passed());
+    s3(&sdk).put_object().bucket(&plain).key("users/1/a.jpg").body(b"tampered".to_vec().into()).send().await.unwrap();
+    let v = migrate::verify::verify(&ctx, &run, &VerifyOptions::default()).await.unwrap();
+    assert_eq!(v.mismatches.len(), 1, "{v:?}");
+    assert!(v.mismatches[0].problem.starts_with("size 8 in S3"), "{v:?}");
+
+    let versioned = bucket(&sdk, true).await;
+    let run = plan(&ctx, &t, &options(&format!("s3://{versioned}"), "keep", HashMap::new(), &t.url()))
+        .await
+        .unwrap()
+        .run
+        .unwrap();
+    ctx.ledger
+        .control(&matbakh_core::migration::RunId::parse(&run).unwrap(), Control::Start, &ctx.now())
+        .await
+        .unwrap();
+    let err = migrate::rollback::rollback(&ctx, &run, false).await.unwrap_err();
+    assert!(err.to_string().contains("abort or pause it first"), "{err}");
+    assert!(matches!(migrate::rollback::rollback(&ctx, "r-nope", false).await, Err(MigrateError::Usage(_))));
+}
