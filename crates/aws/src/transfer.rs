@@ -106,15 +106,13 @@ impl Target {
         &self.bucket
     }
 
+    /// Whether the bucket keeps versions (a server without versioning says NotImplemented).
     pub async fn versioning_enabled(&self) -> Result<bool, AwsError> {
-        let out = self
-            .client
-            .get_bucket_versioning()
-            .bucket(&self.bucket)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("GetBucketVersioning", e))?;
-        Ok(out.status() == Some(&BucketVersioningStatus::Enabled))
+        match self.client.get_bucket_versioning().bucket(&self.bucket).send().await {
+            Ok(out) => Ok(out.status() == Some(&BucketVersioningStatus::Enabled)),
+            Err(e) if code(&e) == Some("NotImplemented") => Ok(false),
+            Err(e) => Err(AwsError::from_sdk("GetBucketVersioning", e)),
+        }
     }
 
     /// The object (a given version, or the current one), or `None` if there is none.

@@ -50,7 +50,13 @@ pub struct Context {
 
 impl Context {
     pub fn new(sdk: &SdkConfig, table: &str, clock: Arc<dyn Clock>) -> Self {
-        Context { ledger: Ledger::new(sdk, table), sdk: sdk.clone(), clock }
+        Self::split(sdk, sdk, table, clock)
+    }
+
+    /// The ledger through `dynamodb`, the buckets through `s3` (another endpoint, such as an
+    /// enforcing local S3 while DynamoDB stays on moto).
+    pub fn split(dynamodb: &SdkConfig, s3: &SdkConfig, table: &str, clock: Arc<dyn Clock>) -> Self {
+        Context { ledger: Ledger::new(dynamodb, table), sdk: s3.clone(), clock }
     }
 
     /// A client for the bucket of `target_url`; SDK retries off (the copy code retries and
