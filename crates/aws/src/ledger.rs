@@ -12,6 +12,7 @@ use matbakh_core::migration::eta::Tally;
 use matbakh_core::migration::{Control, FailureReason, ManifestEntry, Prior, RowStatus, RunId, RunState};
 
 use crate::error::AwsError;
+use crate::table::{n, s};
 
 const RUNS_PK: &str = "RUNS";
 const BATCH: usize = 25;
@@ -77,14 +78,6 @@ impl LedgerRow {
 pub struct Ledger {
     client: aws_sdk_dynamodb::Client,
     table: String,
-}
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
 }
 
 fn run_sk(id: &RunId) -> String {
@@ -405,28 +398,7 @@ impl Ledger {
         for (r, c) in &d.failures {
             adds.push((fail_attr(*r), n(c)));
         }
-        let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(RUNS_PK))
-            .key("sk", s(run_sk(run)))
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":now", s(now))
-            .return_values(ReturnValue::None);
-        let mut parts = Vec::new();
-        for (i, (name, value)) in adds.into_iter().enumerate() {
-            parts.push(format!("#a{i} :a{i}"));
-            update = update
-                .expression_attribute_names(format!("#a{i}"), name)
-                .expression_attribute_values(format!(":a{i}"), value);
-        }
-        update
-            .update_expression(format!("SET updatedAt = :now ADD {}", parts.join(", ")))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| AwsError::from_sdk("UpdateItem", e))
+        self.update_run(run, "ADD", adds, now).await
     }
 
     /// Replaces the counters with values recomputed from the rows (each `run` starts so,
@@ -440,6 +412,17 @@ impl Ledger {
         for r in FailureReason::ALL {
             sets.push((fail_attr(r), n(c.failures.get(&r).copied().unwrap_or(0))));
         }
+        self.update_run(run, "SET", sets, now).await
+    }
+
+    /// `SET updatedAt = :now` and `clause` (`ADD` or `SET`) over `pairs`, on an existing run.
+    async fn update_run(
+        &self,
+        run: &RunId,
+        clause: &str,
+        pairs: Vec<(String, AttributeValue)>,
+        now: &str,
+    ) -> Result<(), AwsError> {
         let mut update = self
             .client
             .update_item()
@@ -447,20 +430,22 @@ impl Ledger {
             .key("pk", s(RUNS_PK))
             .key("sk", s(run_sk(run)))
             .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":now", s(now));
-        let mut parts = vec!["updatedAt = :now".to_owned()];
-        for (i, (name, value)) in sets.into_iter().enumerate() {
-            parts.push(format!("#a{i} = :a{i}"));
+            .expression_attribute_values(":now", s(now))
+            .return_values(ReturnValue::None);
+        let operator = if clause == "SET" { " = " } else { " " };
+        let mut parts = Vec::new();
+        for (i, (name, value)) in pairs.into_iter().enumerate() {
+            parts.push(format!("#a{i}{operator}:a{i}"));
             update = update
                 .expression_attribute_names(format!("#a{i}"), name)
                 .expression_attribute_values(format!(":a{i}"), value);
         }
-        update
-            .update_expression(format!("SET {}", parts.join(", ")))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| AwsError::from_sdk("UpdateItem", e))
+        let expression = if clause == "SET" {
+            format!("SET updatedAt = :now, {}", parts.join(", "))
+        } else {
+            format!("SET updatedAt = :now {clause} {}", parts.join(", "))
+        };
+        update.update_expression(expression).send().await.map(|_| ()).map_err(|e| AwsError::from_sdk("UpdateItem", e))
     }
 
     async fn query_all(&self, pk: &str, forward: bool) -> Result<Vec<HashMap<String, AttributeValue>>, AwsError> {
