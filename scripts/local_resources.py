@@ -161,6 +161,8 @@ def main():
 
     created = []
     arns = {}
+    # What `!Ref` gives in a function's environment: the name, or a queue's URL (as in CloudFormation).
+    refs = dict(names)
     try:
         for lid, res in sorted(resources.items(), key=rank):
             props = res.get("Properties", {}) or {}
@@ -172,6 +174,7 @@ def main():
             elif kind == "AWS::SQS::Queue":
                 create_queue(clients["sqs"], names[lid], props, names)
                 url = clients["sqs"].get_queue_url(QueueName=names[lid])["QueueUrl"]
+                refs[lid] = url
                 arns[lid] = clients["sqs"].get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
             elif kind == "AWS::SNS::Topic":
                 arns[lid] = clients["sns"].create_topic(Name=names[lid])["TopicArn"]
@@ -196,7 +199,7 @@ def main():
             continue
         variables = {**globals_env, **(res.get("Properties", {}).get("Environment", {}) or {}).get("Variables", {})}
         for k, v in variables.items():
-            env[k] = resolve(v, template, names, params)
+            env[k] = resolve(v, template, refs, params)
     env.update(dict(e.split("=", 1) for e in args.extra))
 
     if args.routes_out:

@@ -58,6 +58,8 @@ pub struct LedgerRow {
     pub reason: Option<FailureReason>,
     pub message: Option<String>,
     pub updated_at: String,
+    /// The multipart upload an `enqueue` started for the file (SQS workers share it).
+    pub upload_id: Option<String>,
 }
 
 impl LedgerRow {
@@ -70,6 +72,7 @@ impl LedgerRow {
             reason: None,
             message: None,
             updated_at: now.to_owned(),
+            upload_id: None,
         }
     }
 }
@@ -86,6 +89,21 @@ fn run_sk(id: &RunId) -> String {
 
 fn rows_pk(id: &RunId) -> String {
     format!("RUN#{id}")
+}
+
+fn row_sk(seq: u64) -> String {
+    format!("F#{seq:010}")
+}
+
+/// A number set attribute as sorted numbers (absent: none).
+fn numbers(item: Option<&HashMap<String, AttributeValue>>, name: &str) -> Vec<i32> {
+    let mut out: Vec<i32> = item
+        .and_then(|a| a.get(name))
+        .and_then(|v| v.as_ns().ok())
+        .map(|ns| ns.iter().filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_default();
+    out.sort_unstable();
+    out
 }
 
 fn get_s(item: &HashMap<String, AttributeValue>, name: &str) -> Result<String, AwsError> {
@@ -115,7 +133,7 @@ fn row_item(run: &RunId, row: &LedgerRow) -> HashMap<String, AttributeValue> {
     let e = &row.entry;
     let mut item = HashMap::from([
         ("pk".to_owned(), s(rows_pk(run))),
-        ("sk".to_owned(), s(format!("F#{:010}", e.seq))),
+        ("sk".to_owned(), s(row_sk(e.seq))),
         ("seq".to_owned(), n(e.seq)),
         ("source".to_owned(), s(&e.source)),
         ("key".to_owned(), s(&e.key)),
@@ -140,6 +158,7 @@ fn row_item(run: &RunId, row: &LedgerRow) -> HashMap<String, AttributeValue> {
         ("versionId", &row.version_id),
         ("message", &row.message),
         ("reason", &row.reason.map(|r| r.as_str().to_owned())),
+        ("uploadId", &row.upload_id),
     ] {
         if let Some(v) = value {
             item.insert(name.to_owned(), s(v));
@@ -171,6 +190,7 @@ fn parse_row(item: &HashMap<String, AttributeValue>) -> Result<LedgerRow, AwsErr
         reason: opt_s(item, "reason").map(|r| FailureReason::parse(&r)).transpose().map_err(corrupt)?,
         message: opt_s(item, "message"),
         updated_at: get_s(item, "updatedAt")?,
+        upload_id: opt_s(item, "uploadId"),
     })
 }
 
@@ -376,10 +396,80 @@ impl Ledger {
         items.iter().map(parse_row).collect()
     }
 
-    /// Adds a flush's counters to the run item.
-    pub async fn add(&self, run: &RunId, d: &Delta, now: &str) -> Result<(), AwsError> {
+    /// One row, by its manifest sequence number.
+    pub async fn row(&self, run: &RunId, seq: u64) -> Result<Option<LedgerRow>, AwsError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(rows_pk(run)))
+            .key("sk", s(row_sk(seq)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("GetItem", e))?;
+        out.item().map(parse_row).transpose()
+    }
+
+    /// Records the multipart upload an `enqueue` started for a pending row; answers the upload
+    /// already recorded instead, if there is one (a second `enqueue` reuses it).
+    pub async fn set_upload(&self, run: &RunId, seq: u64, upload_id: &str) -> Result<String, AwsError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(rows_pk(run)))
+            .key("sk", s(row_sk(seq)))
+            .update_expression("SET uploadId = if_not_exists(uploadId, :u)")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":u", s(upload_id))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("UpdateItem", e))?;
+        Ok(out.attributes().and_then(|a| opt_s(a, "uploadId")).unwrap_or_else(|| upload_id.to_owned()))
+    }
+
+    /// Adds part numbers to the row's set of uploaded parts; answers the set after the add.
+    /// Idempotent: a redelivered part message adds nothing new.
+    pub async fn parts_done(&self, run: &RunId, seq: u64, parts: &[i32]) -> Result<Vec<i32>, AwsError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(rows_pk(run)))
+            .key("sk", s(row_sk(seq)))
+            .update_expression("ADD partsDone :p")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":p", AttributeValue::Ns(parts.iter().map(|p| p.to_string()).collect()))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("UpdateItem", e))?;
+        Ok(numbers(out.attributes(), "partsDone"))
+    }
+
+    /// The part numbers recorded as uploaded for a row.
+    pub async fn parts_of(&self, run: &RunId, seq: u64) -> Result<Vec<i32>, AwsError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(rows_pk(run)))
+            .key("sk", s(row_sk(seq)))
+            .projection_expression("partsDone")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("GetItem", e))?;
+        Ok(numbers(out.item(), "partsDone"))
+    }
+
+    /// Adds a flush's counters to the run item; answers the run as it is after the add
+    /// (`None` if there was nothing to add).
+    pub async fn add(&self, run: &RunId, d: &Delta, now: &str) -> Result<Option<RunRecord>, AwsError> {
         if d.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let mut adds = vec![
             ("copiedFiles", n(d.copied.files)),
@@ -398,7 +488,8 @@ impl Ledger {
         for (r, c) in &d.failures {
             adds.push((fail_attr(*r), n(c)));
         }
-        self.update_run(run, "ADD", adds, now).await
+        let after = self.update_run(run, "ADD", adds, now).await?;
+        after.as_ref().map(parse_run).transpose()
     }
 
     /// Replaces the counters with values recomputed from the rows (each `run` starts so,
@@ -412,7 +503,7 @@ impl Ledger {
         for r in FailureReason::ALL {
             sets.push((fail_attr(r), n(c.failures.get(&r).copied().unwrap_or(0))));
         }
-        self.update_run(run, "SET", sets, now).await
+        self.update_run(run, "SET", sets, now).await.map(|_| ())
     }
 
     /// `SET updatedAt = :now` and `clause` (`ADD` or `SET`) over `pairs`, on an existing run.
@@ -422,7 +513,7 @@ impl Ledger {
         clause: &str,
         pairs: Vec<(String, AttributeValue)>,
         now: &str,
-    ) -> Result<(), AwsError> {
+    ) -> Result<Option<HashMap<String, AttributeValue>>, AwsError> {
         let mut update = self
             .client
             .update_item()
@@ -431,7 +522,7 @@ impl Ledger {
             .key("sk", s(run_sk(run)))
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":now", s(now))
-            .return_values(ReturnValue::None);
+            .return_values(ReturnValue::AllNew);
         let operator = if clause == "SET" { " = " } else { " " };
         let mut parts = Vec::new();
         for (i, (name, value)) in pairs.into_iter().enumerate() {
@@ -445,7 +536,12 @@ impl Ledger {
         } else {
             format!("SET updatedAt = :now {clause} {}", parts.join(", "))
         };
-        update.update_expression(expression).send().await.map(|_| ()).map_err(|e| AwsError::from_sdk("UpdateItem", e))
+        update
+            .update_expression(expression)
+            .send()
+            .await
+            .map(|out| out.attributes)
+            .map_err(|e| AwsError::from_sdk("UpdateItem", e))
     }
 
     async fn query_all(&self, pk: &str, forward: bool) -> Result<Vec<HashMap<String, AttributeValue>>, AwsError> {

@@ -7,6 +7,7 @@
 pub mod config;
 pub mod error;
 pub mod ledger;
+pub mod queue;
 pub mod s3;
 pub mod table;
 pub mod transfer;

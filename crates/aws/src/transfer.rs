@@ -274,6 +274,46 @@ impl Target {
         }
     }
 
+    /// The parts S3 holds for an upload (number, ETag, CRC64NVME) with their sizes, in order;
+    /// `None` if the upload is gone (completed or aborted).
+    pub async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Option<Vec<(SentPart, u64)>>, AwsError> {
+        let mut parts = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .set_part_number_marker(marker.take())
+                .send()
+                .await;
+            let out = match out {
+                Ok(out) => out,
+                Err(e) if code(&e) == Some("NoSuchUpload") => return Ok(None),
+                Err(e) => return Err(AwsError::from_sdk("ListParts", e)),
+            };
+            for p in out.parts() {
+                parts.push((
+                    SentPart {
+                        number: p.part_number().unwrap_or(0),
+                        etag: p.e_tag().unwrap_or_default().to_owned(),
+                        crc64nvme: p.checksum_crc64_nvme().unwrap_or_default().to_owned(),
+                    },
+                    p.size().unwrap_or(0).max(0) as u64,
+                ));
+            }
+            match (out.is_truncated(), out.next_part_number_marker()) {
+                (Some(true), Some(next)) if !next.is_empty() => marker = Some(next.to_owned()),
+                _ => {
+                    parts.sort_by_key(|(p, _)| p.number);
+                    return Ok(Some(parts));
+                }
+            }
+        }
+    }
+
     pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), AwsError> {
         match self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(upload_id).send().await {
             Ok(_) => Ok(()),

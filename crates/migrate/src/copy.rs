@@ -281,30 +281,57 @@ impl Copier {
         rng: &mut SplitMix64,
         retries: &mut u32,
     ) -> Result<Outcome, Attempt> {
-        let ranges = part_ranges(e.size, part_size_for(e.size, self.settings.part_size));
-        let mut sent: Vec<(SentPart, u64, u64)> = Vec::with_capacity(ranges.len());
-        for (chunk_index, chunk) in ranges.chunks(PART_CONCURRENCY).enumerate() {
+        let (sent, part_retries) = self.send_parts(e, upload_id, &parts_of(e, &self.settings), rng.next_u64()).await?;
+        *retries += part_retries;
+        self.finish_parts(e, upload_id, sent).await
+    }
+
+    /// Sends `parts` (number, offset, length) of the file, [`PART_CONCURRENCY`] at once, each
+    /// retried on its own; answers them with their CRCs and lengths, and the retries spent.
+    async fn send_parts(
+        &self,
+        e: &ManifestEntry,
+        upload_id: &str,
+        parts: &[(i32, u64, u64)],
+        seed: u64,
+    ) -> Result<(Vec<(SentPart, Option<u64>, u64)>, u32), Attempt> {
+        let mut rng = SplitMix64::new(seed);
+        let mut sent = Vec::with_capacity(parts.len());
+        let mut retries = 0;
+        for chunk in parts.chunks(PART_CONCURRENCY) {
             let mut tasks = tokio::task::JoinSet::new();
-            for (i, &(offset, len)) in chunk.iter().enumerate() {
-                let number = (chunk_index * PART_CONCURRENCY + i + 1) as i32;
+            for &(number, offset, len) in chunk {
                 let (me, e, upload_id, seed) = (self.clone(), e.clone(), upload_id.to_owned(), rng.next_u64());
                 tasks.spawn(async move { me.part(&e, &upload_id, number, offset, len, seed).await });
             }
             while let Some(done) = tasks.join_next().await {
                 let (part, crc, len, part_retries) =
                     done.map_err(|err| Attempt::Retry(format!("part task: {err}")))??;
-                *retries += part_retries;
-                sent.push((part, crc, len));
+                retries += part_retries;
+                sent.push((part, Some(crc), len));
             }
         }
+        Ok((sent, retries))
+    }
+
+    /// Completes the upload from its parts: their CRCs combined must give the manifest's
+    /// (else the source changed while it was read), and S3 checks the same value again.
+    async fn finish_parts(
+        &self,
+        e: &ManifestEntry,
+        upload_id: &str,
+        mut sent: Vec<(SentPart, Option<u64>, u64)>,
+    ) -> Result<Outcome, Attempt> {
         sent.sort_by_key(|(p, _, _)| p.number);
-        let whole = sent
-            .iter()
-            .map(|(_, crc, len)| (*crc, *len))
-            .reduce(|(a, _), (b, len)| (crc_fast::checksum_combine(crc_fast::CrcAlgorithm::Crc64Nvme, a, b, len), len))
-            .map(|(c, _)| crc64_base64(c))
-            .unwrap_or_default();
-        if whole != e.crc64nvme {
+        let crcs: Option<Vec<(u64, u64)>> = sent.iter().map(|(_, crc, len)| crc.map(|c| (c, *len))).collect();
+        if let Some(whole) = crcs.and_then(|c| {
+            c.into_iter()
+                .reduce(|(a, _), (b, len)| {
+                    (crc_fast::checksum_combine(crc_fast::CrcAlgorithm::Crc64Nvme, a, b, len), len)
+                })
+                .map(|(c, _)| crc64_base64(c))
+        }) && whole != e.crc64nvme
+        {
             return Err(Attempt::Stop(
                 FailureReason::SourceChanged,
                 format!("CRC64NVME is {whole} now, {} at plan", e.crc64nvme),
@@ -317,6 +344,77 @@ impl Copier {
             Err(AwsError::ConditionFailed) => self.adopt(e).await,
             Err(err) => Err(err.into()),
         }
+    }
+
+    /// Starts the multipart upload of a row's file (the `enqueue` side of the SQS path).
+    pub async fn start_upload(&self, e: &ManifestEntry) -> Result<String, AwsError> {
+        let source = encode_path(&e.source);
+        let metadata = [(RUN_METADATA_KEY, self.run.as_str()), (SOURCE_METADATA_KEY, &source), ("sha256", &e.sha256)];
+        self.target.create_multipart(&e.key, &e.content_type, &metadata).await
+    }
+
+    /// Sends some parts of an upload `enqueue` started (one SQS part message). `Err` carries
+    /// the reason, and whether a redelivery may succeed.
+    pub async fn copy_parts(
+        &self,
+        e: &ManifestEntry,
+        upload_id: &str,
+        parts: &[(i32, u64, u64)],
+        seed: u64,
+    ) -> Result<u32, (FailureReason, String, bool)> {
+        match self.send_parts(e, upload_id, parts, seed).await {
+            Ok((_, retries)) => Ok(retries),
+            Err(Attempt::Retry(m)) => Err((FailureReason::RetriesExhausted, m, true)),
+            Err(Attempt::Stop(r, m)) => Err((r, m, r.retryable())),
+        }
+    }
+
+    /// The completion step of the SQS path: the parts S3 holds, checked and completed. The
+    /// upload is aborted if the file cannot be completed for good.
+    pub async fn complete_upload(&self, e: &ManifestEntry, upload_id: &str) -> Copy {
+        let started = Instant::now();
+        let listed = match self.target.list_parts(&e.key, upload_id).await {
+            Ok(Some(parts)) => parts,
+            // Completed already (a redelivered completion message) or aborted: look at the key.
+            Ok(None) => {
+                let outcome = match self.adopt(e).await {
+                    Ok(o) => o,
+                    Err(Attempt::Stop(reason, message)) => Outcome::Failed { reason, message },
+                    Err(Attempt::Retry(message)) => {
+                        Outcome::Failed { reason: FailureReason::RetriesExhausted, message }
+                    }
+                };
+                return Copy { outcome, attempts: 1, retries: 0, ms: started.elapsed().as_secs_f64() * 1000.0 };
+            }
+            Err(err) => {
+                let outcome = Outcome::Failed { reason: FailureReason::RetriesExhausted, message: err.to_string() };
+                return Copy { outcome, attempts: 1, retries: 0, ms: started.elapsed().as_secs_f64() * 1000.0 };
+            }
+        };
+        let expected = parts_of(e, &self.settings).len();
+        let sent: Vec<(SentPart, Option<u64>, u64)> = listed
+            .into_iter()
+            .map(|(p, len)| {
+                let crc = crc64_of_base64(&p.crc64nvme);
+                (p, crc, len)
+            })
+            .collect();
+        let outcome = if sent.len() != expected {
+            Outcome::Failed {
+                reason: FailureReason::RetriesExhausted,
+                message: format!("{} of {expected} parts uploaded", sent.len()),
+            }
+        } else {
+            match self.finish_parts(e, upload_id, sent).await {
+                Ok(o) => o,
+                Err(Attempt::Stop(reason, message)) => {
+                    let _ = self.target.abort_multipart(&e.key, upload_id).await;
+                    Outcome::Failed { reason, message }
+                }
+                Err(Attempt::Retry(message)) => Outcome::Failed { reason: FailureReason::RetriesExhausted, message },
+            }
+        };
+        Copy { outcome, attempts: 1, retries: 0, ms: started.elapsed().as_secs_f64() * 1000.0 }
     }
 
     /// One part: read, checksum, send, retrying transient failures on its own.
@@ -352,6 +450,21 @@ impl Copier {
             }
         }
     }
+}
+
+/// The parts of a file as (number, offset, length).
+pub fn parts_of(e: &ManifestEntry, settings: &CopySettings) -> Vec<(i32, u64, u64)> {
+    part_ranges(e.size, part_size_for(e.size, settings.part_size))
+        .into_iter()
+        .enumerate()
+        .map(|(i, (offset, len))| (i as i32 + 1, offset, len))
+        .collect()
+}
+
+fn crc64_of_base64(value: &str) -> Option<u64> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(value).ok()?;
+    Some(u64::from_be_bytes(bytes.try_into().ok()?))
 }
 
 fn copied(w: Written) -> Outcome {

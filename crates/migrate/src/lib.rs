@@ -14,6 +14,7 @@ pub mod rollback;
 pub mod run;
 pub mod source;
 pub mod verify;
+pub mod work;
 
 use std::sync::Arc;
 

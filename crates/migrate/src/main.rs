@@ -82,6 +82,13 @@ enum Command {
         #[arg(long, default_value = "160MiB", value_parser = parse_bytes)]
         buffer: u64,
     },
+    /// Send the run's pending work to the migration queue for the migration-worker function.
+    Enqueue {
+        run: String,
+        /// The queue's URL.
+        #[arg(long, env = "MIGRATION_QUEUE_URL")]
+        queue: String,
+    },
     /// Progress: files, bytes, rate, ETA, failures by reason.
     Status {
         run: String,
@@ -178,8 +185,7 @@ async fn execute(cli: Cli) -> Result<ExitCode, MigrateError> {
             transfers,
             dry_run,
         } => {
-            let src = migrate::source::open(&source)?;
-            let root = src.url().strip_prefix("file://").map(std::path::PathBuf::from);
+            let src = migrate::source::open(&source, &sdk)?;
             let (_, prefix) = migrate::parse_target(&target)?;
             let mapper = Mapper {
                 rule: KeyRule::parse(&map)?,
@@ -199,7 +205,7 @@ async fn execute(cli: Cli) -> Result<ExitCode, MigrateError> {
                 hash_parallelism: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
                 dry_run,
             };
-            let planned = migrate::plan::plan(&ctx, src, root, &opts).await?;
+            let planned = migrate::plan::plan(&ctx, src, &opts).await?;
             if json {
                 print_json(&planned);
             } else {
@@ -231,7 +237,7 @@ async fn execute(cli: Cli) -> Result<ExitCode, MigrateError> {
         }
         Command::Run { run, transfers, bandwidth, rate, buffer } => {
             let record = ctx.run(&run).await?;
-            let source = migrate::source::open(&record.source)?;
+            let source = migrate::source::open(&record.source, &sdk)?;
             let opts =
                 RunOptions { transfers, bandwidth, request_rate: rate, buffer_bytes: buffer, ..RunOptions::default() };
             let tty = !json && std::io::stderr().is_terminal();
@@ -286,6 +292,19 @@ async fn execute(cli: Cli) -> Result<ExitCode, MigrateError> {
                 );
             }
             Ok(if summary.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Command::Enqueue { run, queue } => {
+            let queue = matbakh_aws::queue::Queue::new(&sdk, queue);
+            let sent = migrate::work::enqueue(&ctx, &run, &queue, &sdk).await?;
+            if json {
+                print_json(&sent);
+            } else {
+                println!(
+                    "run {}: {} messages sent ({} files in batches, {} large files as {} parts)",
+                    sent.run, sent.messages, sent.files, sent.multipart_files, sent.parts
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Status { run, watch } => loop {
             let s = status_of(&ctx.run(&run).await?);

@@ -4,7 +4,6 @@
 //! writing and prints counts, bytes, an estimated duration and cost.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::sync::Arc;
 
 use matbakh_aws::ledger::{Counters, LedgerRow, RunRecord};
@@ -16,8 +15,8 @@ use matbakh_core::migration::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
-use crate::source::{Source, SourceFile};
-use crate::{Context, MigrateError, crc64_base64, manifest_key};
+use crate::source::{Digests, Source, SourceFile};
+use crate::{Context, MigrateError, manifest_key};
 
 /// How files are copied; stored on the run, so every worker of the run copies alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,41 +86,6 @@ impl From<Estimate> for EstimateView {
     }
 }
 
-/// A file's digests and the type its first bytes show.
-struct Hashed {
-    size: u64,
-    crc64nvme: String,
-    sha256: String,
-    content_type: String,
-}
-
-/// Reads `path` once, in 1 MiB chunks: CRC64NVME and SHA-256 together, type from the magic bytes.
-fn hash_file(path: &std::path::Path, name: &str) -> std::io::Result<Hashed> {
-    let mut file = std::fs::File::open(path)?;
-    let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme);
-    let mut sha = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    let mut buf = vec![0u8; 1 << 20];
-    let (mut size, mut content_type) = (0u64, None);
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        if content_type.is_none() {
-            content_type = Some(content_type_of(&buf[..n], name));
-        }
-        crc.update(&buf[..n]);
-        sha.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok(Hashed {
-        size,
-        crc64nvme: crc64_base64(crc.finalize()),
-        sha256: hex::encode(sha.finish().as_ref()),
-        content_type: content_type.unwrap_or_else(|| content_type_of(&[], name)),
-    })
-}
-
 /// The magic bytes decide; the name's extension only when the bytes say nothing.
 fn content_type_of(head: &[u8], name: &str) -> String {
     use matbakh_core::sniff::{Sniffed, sniff};
@@ -133,27 +97,20 @@ fn content_type_of(head: &[u8], name: &str) -> String {
     }
 }
 
-/// Hashes every file, `parallelism` at once. Unreadable files come back as errors by path.
+/// Reads every file once, `parallelism` at once. Unreadable files come back as errors.
 async fn hash_all(
-    root: Option<std::path::PathBuf>,
     source: &Arc<dyn Source>,
     files: &[SourceFile],
     parallelism: usize,
-) -> Result<Vec<Result<Hashed, String>>, MigrateError> {
-    let Some(root) = root else {
-        return Err(MigrateError::Usage(format!(
-            "hashing is implemented for file:// sources only, not {}",
-            source.url()
-        )));
-    };
+) -> Result<Vec<Result<Digests, String>>, MigrateError> {
     let permits = Arc::new(Semaphore::new(parallelism.max(1)));
     let mut tasks = Vec::with_capacity(files.len());
     for f in files {
         let permit = permits.clone().acquire_owned().await.map_err(|e| MigrateError::Source(e.to_string()))?;
-        let (path, name) = (root.join(&f.path), f.path.clone());
-        tasks.push(tokio::task::spawn_blocking(move || {
+        let (source, path) = (source.clone(), f.path.clone());
+        tasks.push(tokio::spawn(async move {
             let _permit = permit;
-            hash_file(&path, &name).map_err(|e| format!("{name}: {e}"))
+            source.digest(&path).await.map_err(|e| format!("{path}: {e}"))
         }));
     }
     let mut out = Vec::with_capacity(tasks.len());
@@ -185,12 +142,7 @@ async fn priors(
     Ok(out)
 }
 
-pub async fn plan(
-    ctx: &Context,
-    source: Arc<dyn Source>,
-    root: Option<std::path::PathBuf>,
-    opts: &PlanOptions,
-) -> Result<Planned, MigrateError> {
+pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) -> Result<Planned, MigrateError> {
     let (target, _prefix) = ctx.target(&opts.target)?;
     let files = source.list().await?;
     if files.is_empty() {
@@ -239,13 +191,13 @@ pub async fn plan(
         });
     }
 
-    let hashed = hash_all(root, &source, &files, opts.hash_parallelism).await?;
+    let hashed = hash_all(&source, &files, opts.hash_parallelism).await?;
     let prior = priors(&target, keys.clone()).await?;
     let mut entries = Vec::with_capacity(files.len());
     let mut unreadable = HashMap::new();
     for ((f, key), h) in files.iter().zip(keys).zip(hashed) {
         let (size, crc64nvme, sha256, content_type) = match h {
-            Ok(h) => (h.size, h.crc64nvme, h.sha256, h.content_type),
+            Ok(h) => (h.size, h.crc64nvme, h.sha256, content_type_of(&h.head, &f.path)),
             Err(message) => {
                 unreadable.insert(f.path.clone(), message);
                 (f.size, String::new(), String::new(), "application/octet-stream".to_owned())

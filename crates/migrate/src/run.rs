@@ -111,7 +111,8 @@ pub fn is_todo(row: &LedgerRow) -> bool {
     }
 }
 
-fn delta_of(before: &LedgerRow, copy: &Copy) -> Delta {
+/// The counter changes one copy makes (a failed row copied later un-counts its failure).
+pub fn delta_of(before: &LedgerRow, copy: &Copy) -> Delta {
     let mut d = Delta { retries: u64::from(copy.retries), ..Delta::default() };
     if before.status == RowStatus::Failed {
         d.failed_files -= 1;

@@ -42,19 +42,73 @@ pub trait Source: Send + Sync {
 
     /// Exactly `len` bytes of `path` from `offset`.
     async fn read(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>, ReadError>;
+
+    /// Reads `path` once, streaming: size, CRC64NVME, SHA-256 and its first bytes.
+    async fn digest(&self, path: &str) -> Result<Digests, ReadError>;
 }
 
-/// Parses a source URL: `file:///abs/path` (or a plain path).
-pub fn open(url: &str) -> Result<Arc<dyn Source>, MigrateError> {
+/// What `plan` learns from reading a file once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digests {
+    pub size: u64,
+    pub crc64nvme: String,
+    pub sha256: String,
+    /// The first bytes (up to [`matbakh_core::sniff::SNIFF_LEN`]), for the type.
+    pub head: Vec<u8>,
+}
+
+/// Running digests over a stream of chunks.
+pub struct Hasher {
+    crc: crc_fast::Digest,
+    sha: aws_lc_rs::digest::Context,
+    size: u64,
+    head: Vec<u8>,
+}
+
+impl Default for Hasher {
+    fn default() -> Self {
+        Hasher {
+            crc: crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme),
+            sha: aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256),
+            size: 0,
+            head: Vec::new(),
+        }
+    }
+}
+
+impl Hasher {
+    pub fn update(&mut self, chunk: &[u8]) {
+        let room = matbakh_core::sniff::SNIFF_LEN.saturating_sub(self.head.len());
+        self.head.extend_from_slice(&chunk[..room.min(chunk.len())]);
+        self.crc.update(chunk);
+        self.sha.update(chunk);
+        self.size += chunk.len() as u64;
+    }
+
+    pub fn finish(self) -> Digests {
+        Digests {
+            size: self.size,
+            crc64nvme: crate::crc64_base64(self.crc.finalize()),
+            sha256: hex::encode(self.sha.finish().as_ref()),
+            head: self.head,
+        }
+    }
+}
+
+/// Opens a source URL: `file:///abs/path` (or a plain path), or
+/// `s3://bucket/prefix[?endpoint=URL&region=R]` (another S3-compatible store; credentials from
+/// `MIGRATE_SOURCE_ACCESS_KEY_ID` / `MIGRATE_SOURCE_SECRET_ACCESS_KEY` when set, else `sdk`'s).
+pub fn open(url: &str, sdk: &aws_config::SdkConfig) -> Result<Arc<dyn Source>, MigrateError> {
     if let Some(path) = url.strip_prefix("file://") {
         return Ok(Arc::new(FileSource::new(path)?));
     }
     if url.starts_with('/') || url.starts_with('.') {
         return Ok(Arc::new(FileSource::new(url)?));
     }
-    Err(MigrateError::Usage(format!(
-        "source {url:?}: use file:///path (s3:// and https lists are not implemented yet)"
-    )))
+    if url.starts_with("s3://") {
+        return Ok(Arc::new(S3Source::new(url, sdk, |k| std::env::var(k).ok())?));
+    }
+    Err(MigrateError::Usage(format!("source {url:?}: use file:///path or s3://bucket/prefix")))
 }
 
 /// A directory tree on this machine.
@@ -137,6 +191,26 @@ impl Source for FileSource {
         Ok(files)
     }
 
+    async fn digest(&self, path: &str) -> Result<Digests, ReadError> {
+        use std::io::Read;
+        let full = self.resolve(path)?;
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut file = std::fs::File::open(&full).map_err(|e| classify(&path, e))?;
+            let mut hasher = Hasher::default();
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = file.read(&mut buf).map_err(|e| classify(&path, e))?;
+                if n == 0 {
+                    return Ok(hasher.finish());
+                }
+                hasher.update(&buf[..n]);
+            }
+        })
+        .await
+        .map_err(|e| ReadError::Transient(format!("hash task: {e}")))?
+    }
+
     async fn read(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>, ReadError> {
         let full = self.resolve(path)?;
         let path = path.to_owned();
@@ -161,5 +235,151 @@ fn classify(path: &str, e: std::io::Error) -> ReadError {
     match e.kind() {
         NotFound | PermissionDenied | IsADirectory | InvalidInput => ReadError::Unreadable(format!("{path}: {e}")),
         _ => ReadError::Transient(format!("{path}: {e}")),
+    }
+}
+
+/// A bucket of another S3-compatible store (or of AWS): the legacy files are its objects
+/// under a prefix.
+pub struct S3Source {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    prefix: String,
+    url: String,
+}
+
+impl S3Source {
+    pub fn new(
+        url: &str,
+        sdk: &aws_config::SdkConfig,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, MigrateError> {
+        let (location, query) = url.split_once('?').unwrap_or((url, ""));
+        let (bucket, prefix) = crate::parse_target(location)?;
+        let mut conf = aws_sdk_s3::config::Builder::from(sdk);
+        let mut local = sdk.endpoint_url().is_some();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("endpoint", v)) => {
+                    conf = conf.endpoint_url(v);
+                    local = true;
+                }
+                Some(("region", v)) => conf = conf.region(aws_config::Region::new(v.to_owned())),
+                _ => return Err(MigrateError::Usage(format!("source {url:?}: unknown parameter {pair:?}"))),
+            }
+        }
+        if let (Some(id), Some(secret)) =
+            (lookup("MIGRATE_SOURCE_ACCESS_KEY_ID"), lookup("MIGRATE_SOURCE_SECRET_ACCESS_KEY"))
+        {
+            conf = conf.credentials_provider(aws_sdk_s3::config::Credentials::new(
+                id,
+                secret,
+                None,
+                None,
+                "migrate-source",
+            ));
+        }
+        Ok(S3Source {
+            client: aws_sdk_s3::Client::from_conf(conf.force_path_style(local).build()),
+            bucket,
+            prefix,
+            url: url.to_owned(),
+        })
+    }
+
+    fn key(&self, path: &str) -> String {
+        format!("{}{path}", self.prefix)
+    }
+}
+
+fn s3_read_error<E, R>(path: &str, e: aws_sdk_s3::error::SdkError<E, R>) -> ReadError
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match e.as_service_error().and_then(|s| s.code()) {
+        Some("NoSuchKey" | "AccessDenied" | "NotFound") => {
+            ReadError::Unreadable(format!("{path}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)))
+        }
+        Some("InvalidRange") => ReadError::Changed(format!("{path} is shorter than planned")),
+        _ => ReadError::Transient(format!("{path}: {}", aws_sdk_s3::error::DisplayErrorContext(&e))),
+    }
+}
+
+#[async_trait]
+impl Source for S3Source {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    async fn list(&self) -> Result<Vec<SourceFile>, MigrateError> {
+        let mut files = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&self.prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| {
+                    MigrateError::Source(format!("{}: {}", self.url, aws_sdk_s3::error::DisplayErrorContext(&e)))
+                })?;
+            for o in page.contents() {
+                let Some(key) = o.key() else { continue };
+                let Some(path) = key.strip_prefix(&self.prefix) else { continue };
+                // Folder markers are not files.
+                if path.is_empty() || path.ends_with('/') {
+                    continue;
+                }
+                files.push(SourceFile {
+                    path: path.to_owned(),
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                    mtime_ms: o.last_modified().and_then(|t| t.to_millis().ok()).unwrap_or(0),
+                });
+            }
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
+                _ => return Ok(files),
+            }
+        }
+    }
+
+    async fn read(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>, ReadError> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.key(path))
+            .range(format!("bytes={offset}-{}", offset + len - 1))
+            .send()
+            .await
+            .map_err(|e| s3_read_error(path, e))?;
+        let bytes = out.body.collect().await.map_err(|e| ReadError::Transient(format!("{path}: {e}")))?.to_vec();
+        if (bytes.len() as u64) < len {
+            return Err(ReadError::Changed(format!("{path} is shorter than planned")));
+        }
+        Ok(bytes)
+    }
+
+    async fn digest(&self, path: &str) -> Result<Digests, ReadError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.key(path))
+            .send()
+            .await
+            .map_err(|e| s3_read_error(path, e))?;
+        let mut body = out.body;
+        let mut hasher = Hasher::default();
+        while let Some(chunk) = body.try_next().await.map_err(|e| ReadError::Transient(format!("{path}: {e}")))? {
+            hasher.update(&chunk);
+        }
+        Ok(hasher.finish())
     }
 }

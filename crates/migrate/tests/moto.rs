@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use common::*;
 use matbakh_core::migration::{Control, FailureReason, ManifestEntry, RowStatus, RunState};
 use migrate::run::{Event, RunOptions};
-use migrate::source::{ReadError, Source, SourceFile};
+use migrate::source::{Digests, ReadError, Source, SourceFile};
 use migrate::verify::VerifyOptions;
 use migrate::{Context, MigrateError};
 
@@ -246,6 +246,9 @@ impl Source for Interrupting {
     }
     async fn list(&self) -> Result<Vec<SourceFile>, MigrateError> {
         self.inner.list().await
+    }
+    async fn digest(&self, path: &str) -> Result<Digests, ReadError> {
+        self.inner.digest(path).await
     }
     async fn read(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>, ReadError> {
         if offset == 0 {

@@ -160,7 +160,7 @@ pub fn options(target: &str, rule: &str, owners: HashMap<String, String>, source
 
 pub async fn plan(ctx: &Context, tree: &Tree, opts: &PlanOptions) -> Result<Planned, MigrateError> {
     let source = Arc::new(FileSource::new(&tree.0)?);
-    migrate::plan::plan(ctx, source, Some(std::fs::canonicalize(&tree.0).unwrap()), opts).await
+    migrate::plan::plan(ctx, source, opts).await
 }
 
 pub fn source(tree: &Tree) -> Arc<dyn migrate::source::Source> {

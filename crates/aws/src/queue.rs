@@ -1,0 +1,93 @@
+//! SQS: sending work in batches (10 a call, failed entries sent again) and keeping a message
+//! invisible while a long copy holds it.
+
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+
+use crate::error::AwsError;
+
+#[derive(Clone, Debug)]
+pub struct Queue {
+    client: aws_sdk_sqs::Client,
+    url: String,
+}
+
+impl Queue {
+    pub fn new(sdk: &SdkConfig, url: impl Into<String>) -> Self {
+        Queue { client: aws_sdk_sqs::Client::new(sdk), url: url.into() }
+    }
+
+    /// The queue named `name` (its URL looked up).
+    pub async fn named(sdk: &SdkConfig, name: &str) -> Result<Self, AwsError> {
+        let client = aws_sdk_sqs::Client::new(sdk);
+        let out =
+            client.get_queue_url().queue_name(name).send().await.map_err(|e| AwsError::from_sdk("GetQueueUrl", e))?;
+        let url = out.queue_url().ok_or_else(|| AwsError::Corrupt(format!("no URL for queue {name}")))?.to_owned();
+        Ok(Queue { client, url })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Sends every body; entries SQS refuses for a passing reason are sent again (5 tries).
+    pub async fn send_all(&self, bodies: &[String]) -> Result<(), AwsError> {
+        for chunk in bodies.chunks(10) {
+            let mut pending: Vec<(String, &String)> =
+                chunk.iter().enumerate().map(|(i, b)| (i.to_string(), b)).collect();
+            let mut delay = Duration::from_millis(100);
+            for attempt in 1..=5 {
+                let entries = pending
+                    .iter()
+                    .map(|(id, body)| SendMessageBatchRequestEntry::builder().id(id).message_body(*body).build())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| AwsError::Config(e.to_string()))?;
+                let out = self
+                    .client
+                    .send_message_batch()
+                    .queue_url(&self.url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::from_sdk("SendMessageBatch", e))?;
+                if let Some(bad) = out.failed().iter().find(|f| f.sender_fault()) {
+                    return Err(AwsError::Service {
+                        operation: "SendMessageBatch",
+                        message: format!("{}: {}", bad.code(), bad.message().unwrap_or("")),
+                        retryable: false,
+                    });
+                }
+                let failed: Vec<&str> = out.failed().iter().map(|f| f.id()).collect();
+                pending.retain(|(id, _)| failed.contains(&id.as_str()));
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt == 5 {
+                    return Err(AwsError::Service {
+                        operation: "SendMessageBatch",
+                        message: format!("{} messages not accepted after 5 tries", pending.len()),
+                        retryable: true,
+                    });
+                }
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps the message invisible for another `seconds` (a long copy still holds it).
+    pub async fn extend(&self, receipt_handle: &str, seconds: i32) -> Result<(), AwsError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(seconds)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| AwsError::from_sdk("ChangeMessageVisibility", e))
+    }
+}

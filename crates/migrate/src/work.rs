@@ -1,0 +1,329 @@
+//! The SQS path: `migrate enqueue` turns a run's pending rows into messages, and the
+//! `migration-worker` function processes them with the same copy code as a local run.
+//!
+//! Small files travel as batches (the plan's batches, pending rows only). A file from the
+//! multipart threshold becomes part-range messages of one upload that `enqueue` starts; each
+//! part message records its parts on the row (a set, so a redelivery adds nothing), and the
+//! one that completes the set sends the completion step, which checks the parts' CRCs
+//! against the manifest and completes the upload conditionally. Messages of a paused or
+//! aborted run are dropped unprocessed: their rows stay pending, and `enqueue` after `resume`
+//! sends them again.
+
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use matbakh_aws::ledger::{Delta, LedgerRow, RunRecord};
+use matbakh_aws::queue::Queue;
+use matbakh_core::migration::backoff::DEFAULT_BACKOFF;
+use matbakh_core::migration::{Control, RowStatus, RunId, RunState};
+use serde::{Deserialize, Serialize};
+
+use crate::copy::{Copier, Copy, DEFAULT_BUFFER_BYTES, Outcome, Throttle, parts_of, updated_row};
+use crate::plan::CopySettings;
+use crate::run::{counters_of, is_todo};
+use crate::{Context, MigrateError};
+
+/// Parts per part message: 4 x 8 MiB keeps a message's work well inside a Lambda timeout.
+pub const PARTS_PER_MESSAGE: usize = 4;
+
+/// One message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum Work {
+    /// Copy these rows (single PUTs).
+    Files { run: String, seqs: Vec<u64> },
+    /// Send these parts (number, offset, length) of one row's upload; `total` parts in all.
+    #[serde(rename_all = "camelCase")]
+    Parts { run: String, seq: u64, upload_id: String, parts: Vec<(i32, u64, u64)>, total: usize },
+    /// Complete the row's upload.
+    #[serde(rename_all = "camelCase")]
+    Complete { run: String, seq: u64, upload_id: String },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Enqueued {
+    pub run: String,
+    pub messages: usize,
+    pub files: usize,
+    pub multipart_files: usize,
+    pub parts: usize,
+}
+
+fn usage(e: matbakh_aws::AwsError) -> MigrateError {
+    match e {
+        matbakh_aws::AwsError::Config(m) => MigrateError::Usage(m),
+        e => e.into(),
+    }
+}
+
+fn copier(ctx: &Context, record: &RunRecord, sdk: &SdkConfig) -> Result<Copier, MigrateError> {
+    let settings: CopySettings = serde_json::from_str(&record.settings)
+        .map_err(|e| MigrateError::Check(format!("run {} has unreadable settings: {e}", record.id)))?;
+    let (target, _) = ctx.target(&record.target)?;
+    let source = crate::source::open(&record.source, sdk)?;
+    Ok(Copier::new(
+        target,
+        source,
+        record.id.clone(),
+        settings,
+        DEFAULT_BACKOFF,
+        Arc::new(Throttle::new(None, None)),
+        DEFAULT_BUFFER_BYTES,
+    ))
+}
+
+/// Sends the run's pending work to `queue`.
+pub async fn enqueue(ctx: &Context, id: &str, queue: &Queue, sdk: &SdkConfig) -> Result<Enqueued, MigrateError> {
+    let record = ctx.run(id).await?;
+    ctx.ledger.control(&record.id, Control::Start, &ctx.now()).await.map_err(usage)?;
+    let copier = copier(ctx, &record, sdk)?;
+    let rows = ctx.ledger.rows(&record.id).await?;
+    ctx.ledger.reset_counters(&record.id, &counters_of(&rows), &ctx.now()).await?;
+    let run = record.id.to_string();
+    let mut out = Enqueued { run: run.clone(), ..Enqueued::default() };
+    let mut bodies = Vec::new();
+    let mut batch: Option<(u32, Vec<u64>)> = None;
+    let push = |w: &Work, bodies: &mut Vec<String>| -> Result<(), MigrateError> {
+        bodies.push(serde_json::to_string(w).map_err(|e| MigrateError::Check(e.to_string()))?);
+        Ok(())
+    };
+    for row in rows.iter().filter(|r| is_todo(r)) {
+        let e = &row.entry;
+        if e.is_multipart(copier.settings.multipart_threshold) {
+            out.multipart_files += 1;
+            let upload_id = match &row.upload_id {
+                Some(u) => u.clone(),
+                None => {
+                    let mine = copier.start_upload(e).await?;
+                    let kept = ctx.ledger.set_upload(&record.id, e.seq, &mine).await?;
+                    if kept != mine {
+                        copier.target.abort_multipart(&e.key, &mine).await?;
+                    }
+                    kept
+                }
+            };
+            let done = ctx.ledger.parts_of(&record.id, e.seq).await?;
+            let all = parts_of(e, &copier.settings);
+            let missing: Vec<(i32, u64, u64)> = all.iter().filter(|p| !done.contains(&p.0)).copied().collect();
+            if missing.is_empty() {
+                push(&Work::Complete { run: run.clone(), seq: e.seq, upload_id }, &mut bodies)?;
+            } else {
+                for chunk in missing.chunks(PARTS_PER_MESSAGE) {
+                    out.parts += chunk.len();
+                    let parts = chunk.to_vec();
+                    push(
+                        &Work::Parts {
+                            run: run.clone(),
+                            seq: e.seq,
+                            upload_id: upload_id.clone(),
+                            parts,
+                            total: all.len(),
+                        },
+                        &mut bodies,
+                    )?;
+                }
+            }
+        } else {
+            out.files += 1;
+            match &mut batch {
+                Some((b, seqs)) if *b == e.batch => seqs.push(e.seq),
+                _ => {
+                    if let Some((_, seqs)) = batch.take() {
+                        push(&Work::Files { run: run.clone(), seqs }, &mut bodies)?;
+                    }
+                    batch = Some((e.batch, vec![e.seq]));
+                }
+            }
+        }
+    }
+    if let Some((_, seqs)) = batch.take() {
+        push(&Work::Files { run: run.clone(), seqs }, &mut bodies)?;
+    }
+    queue.send_all(&bodies).await?;
+    out.messages = bodies.len();
+    Ok(out)
+}
+
+/// Why a message failed: `retryable` ones are left for SQS to deliver again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct WorkFailure {
+    pub message: String,
+    pub retryable: bool,
+}
+
+impl From<MigrateError> for WorkFailure {
+    fn from(e: MigrateError) -> Self {
+        WorkFailure { retryable: e.is_retryable(), message: e.to_string() }
+    }
+}
+
+impl From<matbakh_aws::AwsError> for WorkFailure {
+    fn from(e: matbakh_aws::AwsError) -> Self {
+        MigrateError::from(e).into()
+    }
+}
+
+/// Parses one message body; a body that is not work is a permanent failure (a poison message).
+pub fn parse(body: &str) -> Result<Work, WorkFailure> {
+    serde_json::from_str(body)
+        .map_err(|e| WorkFailure { message: format!("not a migration message: {e}"), retryable: false })
+}
+
+/// What processing a message did (for the log line).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Processed {
+    pub copied: usize,
+    pub failed: usize,
+    /// The run was not taking work: the message was dropped.
+    pub dropped: bool,
+}
+
+async fn record_rows(ctx: &Context, run: &RunId, updates: Vec<(LedgerRow, Copy)>) -> Result<(), MigrateError> {
+    if updates.is_empty() {
+        return Ok(());
+    }
+    let mut delta = Delta::default();
+    let mut rows = Vec::with_capacity(updates.len());
+    for (before, copy) in &updates {
+        let d = crate::run::delta_of(before, copy);
+        delta.copied.merge(&d.copied);
+        delta.failed_files += d.failed_files;
+        delta.retries += d.retries;
+        for (r, c) in d.failures {
+            *delta.failures.entry(r).or_default() += c;
+        }
+        rows.push(updated_row(before, copy, &ctx.now()));
+    }
+    ctx.ledger.put_rows(run, &rows).await?;
+    if let Some(after) = ctx.ledger.add(run, &delta, &ctx.now()).await?
+        && after.state == RunState::Running
+        && after.counters.copied.files + after.counters.failed_files >= after.total_files
+    {
+        ctx.ledger.control(run, Control::Finish, &ctx.now()).await?;
+    }
+    Ok(())
+}
+
+fn retry_if_transient(updates: &[(LedgerRow, Copy)]) -> Result<(), WorkFailure> {
+    let transient = updates
+        .iter()
+        .filter(|(_, c)| matches!(&c.outcome, Outcome::Failed { reason, .. } if reason.retryable()))
+        .count();
+    if transient > 0 {
+        return Err(WorkFailure {
+            message: format!("{transient} file(s) failed for a passing reason"),
+            retryable: true,
+        });
+    }
+    Ok(())
+}
+
+/// Processes one message. `queue` receives the completion step a last part message sends.
+pub async fn process(
+    ctx: &Context,
+    sdk: &SdkConfig,
+    queue: &Queue,
+    work: &Work,
+    seed: u64,
+) -> Result<Processed, WorkFailure> {
+    let run = match work {
+        Work::Files { run, .. } | Work::Parts { run, .. } | Work::Complete { run, .. } => run,
+    };
+    let record = ctx.run(run).await?;
+    let takes = |s: RunState| s.takes_work() || s == RunState::Done;
+    if !takes(record.state) {
+        tracing::info!(run = %record.id, state = %record.state, "run not taking work: message dropped");
+        return Ok(Processed { dropped: true, ..Processed::default() });
+    }
+    let copier = copier(ctx, &record, sdk)?;
+    let id = record.id.clone();
+    match work {
+        Work::Files { seqs, .. } => {
+            let mut updates = Vec::new();
+            let mut dropped = false;
+            for &seq in seqs {
+                // As a local worker does: a pause stops new copies at once.
+                if !ctx.ledger.state(&id).await?.is_some_and(takes) {
+                    dropped = true;
+                    break;
+                }
+                let Some(row) = ctx.ledger.row(&id, seq).await? else { continue };
+                if !is_todo(&row) {
+                    continue;
+                }
+                let copy = copier.copy(&row, seed).await;
+                updates.push((row, copy));
+            }
+            let copied = updates.iter().filter(|(_, c)| matches!(c.outcome, Outcome::Copied { .. })).count();
+            let processed = Processed { copied, failed: updates.len() - copied, dropped };
+            record_rows(ctx, &id, updates.clone()).await?;
+            retry_if_transient(&updates)?;
+            Ok(processed)
+        }
+        Work::Parts { seq, upload_id, parts, total, .. } => {
+            let Some(row) = ctx.ledger.row(&id, *seq).await? else { return Ok(Processed::default()) };
+            if row.status == RowStatus::Copied {
+                return Ok(Processed::default());
+            }
+            match copier.copy_parts(&row.entry, upload_id, parts, seed).await {
+                Ok(_) => {
+                    let numbers: Vec<i32> = parts.iter().map(|p| p.0).collect();
+                    let done = ctx.ledger.parts_done(&id, *seq, &numbers).await?;
+                    if done.len() >= *total {
+                        let body = serde_json::to_string(&Work::Complete {
+                            run: id.to_string(),
+                            seq: *seq,
+                            upload_id: upload_id.clone(),
+                        })
+                        .map_err(|e| WorkFailure { message: e.to_string(), retryable: false })?;
+                        queue.send_all(&[body]).await?;
+                    }
+                    Ok(Processed::default())
+                }
+                Err((_, message, true)) => Err(WorkFailure { message, retryable: true }),
+                Err((reason, message, false)) => {
+                    copier.target.abort_multipart(&row.entry.key, upload_id).await?;
+                    let copy = Copy { outcome: Outcome::Failed { reason, message }, attempts: 1, retries: 0, ms: 0.0 };
+                    record_rows(ctx, &id, vec![(row, copy)]).await?;
+                    Ok(Processed { failed: 1, ..Processed::default() })
+                }
+            }
+        }
+        Work::Complete { seq, upload_id, .. } => {
+            let Some(row) = ctx.ledger.row(&id, *seq).await? else { return Ok(Processed::default()) };
+            if row.status == RowStatus::Copied {
+                return Ok(Processed::default());
+            }
+            let copy = copier.complete_upload(&row.entry, upload_id).await;
+            let copied = matches!(copy.outcome, Outcome::Copied { .. });
+            let updates = vec![(row, copy)];
+            record_rows(ctx, &id, updates.clone()).await?;
+            retry_if_transient(&updates)?;
+            Ok(Processed { copied: usize::from(copied), failed: usize::from(!copied), dropped: false })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_and_garbage_is_a_permanent_failure() {
+        let w = Work::Parts {
+            run: "r1".into(),
+            seq: 3,
+            upload_id: "u".into(),
+            parts: vec![(1, 0, 5), (2, 5, 5)],
+            total: 4,
+        };
+        let body = serde_json::to_string(&w).unwrap();
+        assert!(body.contains(r#""kind":"parts""#) && body.contains(r#""uploadId":"u""#), "{body}");
+        assert_eq!(parse(&body).unwrap(), w);
+        let failure = parse("{\"kind\":\"nope\"}").unwrap_err();
+        assert!(!failure.retryable);
+        assert!(!parse("not json").unwrap_err().retryable);
+    }
+}

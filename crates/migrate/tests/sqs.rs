@@ -1,0 +1,183 @@
+//! The SQS path end to end on moto: `enqueue` sends a run's work to a queue, the
+//! `migration-worker` handler copies it (files in batches; the large file as part messages
+//! and a completion step the last part sends), a pause drops messages without losing work,
+//! and a poison message ends in the DLQ after its receives. The pump here plays Lambda's event
+//! source mapping (as `scripts/event_pump.py` does for `scripts/dev`), except that a failed
+//! message is made visible again at once instead of after the visibility timeout.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::QueueAttributeName;
+use common::*;
+use matbakh_aws::queue::Queue;
+use matbakh_core::migration::{Control, RowStatus, RunId, RunState};
+use migrate::verify::VerifyOptions;
+use migration_worker::Worker;
+
+/// A queue with a DLQ after `receives` receives; answers (queue URL, DLQ URL).
+async fn queues(sdk: &aws_config::SdkConfig, receives: u32) -> (String, String) {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let name = format!("mig-{}", &uuid_like()[..24]);
+    let dlq =
+        sqs.create_queue().queue_name(format!("{name}-dlq")).send().await.unwrap().queue_url().unwrap().to_owned();
+    let dlq_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dlq)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone();
+    let redrive = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": receives}).to_string();
+    let url = sqs
+        .create_queue()
+        .queue_name(&name)
+        .attributes(QueueAttributeName::RedrivePolicy, redrive)
+        .attributes(QueueAttributeName::VisibilityTimeout, "300")
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    (url, dlq)
+}
+
+/// Feeds the queue to the handler until it is empty: deletes what succeeded, makes what
+/// failed visible again. Answers how many deliveries failed.
+async fn pump(worker: &Worker, sdk: &aws_config::SdkConfig, url: &str) -> usize {
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let mut failed = 0;
+    for _ in 0..200 {
+        let out =
+            sqs.receive_message().queue_url(url).max_number_of_messages(10).wait_time_seconds(1).send().await.unwrap();
+        let messages = out.messages();
+        if messages.is_empty() {
+            return failed;
+        }
+        let mut event = SqsEvent::default();
+        for m in messages {
+            let mut record = SqsMessage::default();
+            record.message_id = m.message_id().map(str::to_owned);
+            record.receipt_handle = m.receipt_handle().map(str::to_owned);
+            record.body = m.body().map(str::to_owned);
+            event.records.push(record);
+        }
+        let response = migration_worker::handle(worker, event).await;
+        let bad: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+        failed += bad.len();
+        for m in messages {
+            let receipt = m.receipt_handle().unwrap();
+            if bad.contains(&m.message_id().unwrap()) {
+                sqs.change_message_visibility()
+                    .queue_url(url)
+                    .receipt_handle(receipt)
+                    .visibility_timeout(0)
+                    .send()
+                    .await
+                    .unwrap();
+            } else {
+                sqs.delete_message().queue_url(url).receipt_handle(receipt).send().await.unwrap();
+            }
+        }
+    }
+    panic!("the queue did not drain in 200 rounds");
+}
+
+fn worker(sdk: &aws_config::SdkConfig, url: &str) -> Worker {
+    Worker {
+        ctx: context(sdk),
+        sdk: sdk.clone(),
+        queue: Queue::new(sdk, url),
+        // Extended every 50 ms while a message is worked on: the heartbeat runs in every test.
+        heartbeat: Duration::from_millis(50),
+        extend_seconds: 300,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueued_work_is_copied_by_the_worker_and_a_poison_message_ends_in_the_dlq() {
+    let sdk = moto().await;
+    let ctx = context(&sdk);
+    let bucket = bucket(&sdk, true).await;
+    let (url, dlq) = queues(&sdk, 3).await;
+    let t = photo_tree();
+    let run = plan(&ctx, &t, &options(&format!("s3://{bucket}"), "platform", HashMap::new(), &t.url()))
+        .await
+        .unwrap()
+        .run
+        .unwrap();
+
+    let queue = Queue::new(&sdk, &url);
+    let sent = migrate::work::enqueue(&ctx, &run, &queue, &sdk).await.unwrap();
+    // 7 single files (one plan batch: 64 MiB, 100 files) and the 16 MB photo in 4 parts of 5 MiB,
+    // one part message (4 parts a message).
+    assert_eq!((sent.files, sent.multipart_files, sent.parts, sent.messages), (7, 1, 4, 2), "{sent:?}");
+    assert_eq!(ctx.run(&run).await.unwrap().state, RunState::Running);
+    let poison = r#"{"kind":"files","run":"#;
+    aws_sdk_sqs::Client::new(&sdk).send_message().queue_url(&url).message_body(poison).send().await.unwrap();
+
+    let w = worker(&sdk, &url);
+    let failed = pump(&w, &sdk, &url).await;
+    assert_eq!(failed, 3, "the poison message failed on each of its 3 receives");
+    assert_eq!(ctx.run(&run).await.unwrap().state, RunState::Done);
+    let v = migrate::verify::verify(&ctx, &run, &VerifyOptions { deep: true, ..Default::default() }).await.unwrap();
+    assert!(v.passed() && v.checked == 8, "{v:?}");
+    let rows = ctx.ledger.rows(&RunId::parse(&run).unwrap()).await.unwrap();
+    let sony = rows.iter().find(|r| r.entry.source.ends_with("sony.jpg")).unwrap();
+    assert!(sony.upload_id.is_some() && sony.status == RowStatus::Copied, "{sony:?}");
+    let status = migrate::control::status(&ctx, &run).await.unwrap();
+    assert_eq!((status.copied_files, status.failed_files), (8, 0));
+
+    let in_dlq = aws_sdk_sqs::Client::new(&sdk)
+        .receive_message()
+        .queue_url(&dlq)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
+    let bodies: Vec<&str> = in_dlq.messages().iter().filter_map(|m| m.body()).collect();
+    assert_eq!(bodies, vec![poison]);
+    // A second enqueue of a finished run sends nothing.
+    assert_eq!(migrate::work::enqueue(&ctx, &run, &queue, &sdk).await.unwrap().messages, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_run_drops_its_messages_and_resume_plus_enqueue_finishes_it() {
+    let sdk = moto().await;
+    let ctx = context(&sdk);
+    let bucket = bucket(&sdk, true).await;
+    let (url, _) = queues(&sdk, 3).await;
+    let t = photo_tree();
+    let run = plan(&ctx, &t, &options(&format!("s3://{bucket}/q"), "keep", HashMap::new(), &t.url()))
+        .await
+        .unwrap()
+        .run
+        .unwrap();
+    let queue = Queue::new(&sdk, &url);
+    migrate::work::enqueue(&ctx, &run, &queue, &sdk).await.unwrap();
+    migrate::control::apply(&ctx, &run, Control::Pause).await.unwrap();
+
+    let w = worker(&sdk, &url);
+    assert_eq!(pump(&w, &sdk, &url).await, 0);
+    assert_eq!(snapshot(&sdk, &bucket, "q/").await.len(), 0, "nothing copied while paused");
+    let (report, _) = migrate::report::report(&ctx, &run).await.unwrap();
+    assert_eq!(report.pending_files, 8);
+    // Enqueue refuses a paused run; after resume it sends the pending work again, reusing the
+    // multipart upload it started the first time.
+    assert!(migrate::work::enqueue(&ctx, &run, &queue, &sdk).await.is_err());
+    migrate::control::apply(&ctx, &run, Control::Resume).await.unwrap();
+    let again = migrate::work::enqueue(&ctx, &run, &queue, &sdk).await.unwrap();
+    assert_eq!((again.files, again.multipart_files), (7, 1));
+    let uploads = s3(&sdk).list_multipart_uploads().bucket(&bucket).send().await.unwrap();
+    assert_eq!(uploads.uploads().len(), 1);
+    pump(&w, &sdk, &url).await;
+    assert_eq!(ctx.run(&run).await.unwrap().state, RunState::Done);
+    assert!(migrate::verify::verify(&ctx, &run, &VerifyOptions::default()).await.unwrap().passed());
+}

@@ -1,0 +1,15 @@
+//! Lambda entry point of `migration-worker`: wiring only.
+
+use lambda_runtime::{LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let sdk = matbakh_aws::config::load_sdk_config().await;
+    let worker = migration_worker::Worker::from_env(&sdk, |k| std::env::var(k).ok())?;
+    let worker = &worker;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
+        Ok::<_, lambda_runtime::Error>(migration_worker::handle(worker, event.payload).await)
+    }))
+    .await
+}
