@@ -286,6 +286,27 @@ impl FileTable {
         self.put_new(accounted_file_item(record, 0, 0)).await
     }
 
+    /// Registers a file a migration run is about to write, as an upload grant would: a PENDING
+    /// row (nothing reserved; the object-created event settles it and the thumbnailer makes
+    /// its variants), marked with the run. Answers false if the row exists already (a retry).
+    pub async fn register_migrated(&self, record: &FileRecord, run: &str) -> Result<bool, AwsError> {
+        let mut item = accounted_file_item(record, 0, 0);
+        item.insert("migrationRun".to_owned(), s(run));
+        match self.put_new(item).await {
+            Ok(()) => Ok(true),
+            Err(AwsError::AlreadyExists) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The migration run that registered a file, if one did.
+    pub async fn migration_run_of(&self, id: FileId) -> Result<Option<String>, AwsError> {
+        Ok(self
+            .get_item(file_pk(id), "FILE")
+            .await?
+            .and_then(|item| item.get("migrationRun").and_then(|v| v.as_s().ok()).cloned()))
+    }
+
     /// Settles an upload that arrived with `actual` bytes (DECISIONS 12): the row takes the real
     /// size and the owner's usage moves from what the row counted to `actual`, its reservation
     /// released, in one transaction. Refused (nothing written) when the object is larger than
@@ -313,6 +334,8 @@ impl FileTable {
         }
         let (charged, reserved) = (get_u64(&item, "charged").unwrap_or(0), get_u64(&item, "reserved").unwrap_or(0));
         let owner = UserId::parse(get_str(&item, "owner")?).map_err(|_| AwsError::Corrupt("owner".into()))?;
+        // Legacy files a migration brings are counted, never refused: the quota governs new uploads.
+        let migrated = item.contains_key("migrationRun");
         let mut usage = Update::builder()
             .table_name(&self.table)
             .key("pk", s(user_pk(&owner)))
@@ -324,7 +347,7 @@ impl FileTable {
                 AttributeValue::N((i128::from(actual) - i128::from(charged)).to_string()),
             )
             .expression_attribute_values(":release", AttributeValue::N(format!("-{reserved}")));
-        if actual > charged {
+        if actual > charged && !migrated {
             let ceiling = reservation_ceiling(quota, actual - charged).map_err(|_| AwsError::QuotaExceeded)?;
             usage = usage
                 .condition_expression("attribute_not_exists(charged) OR charged <= :ceiling")

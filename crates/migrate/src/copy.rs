@@ -11,14 +11,18 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use matbakh_aws::AwsError;
 use matbakh_aws::ledger::LedgerRow;
 use matbakh_aws::transfer::{SentPart, Target, WriteCondition, Written};
+use matbakh_aws::{AwsError, FileTable};
+use matbakh_core::ids::{FileId, ObjectKey, Sha256, UserId};
+use matbakh_core::metadata::{FileRecord, FileStatus};
 use matbakh_core::migration::backoff::Backoff;
 use matbakh_core::migration::throttle::TokenBucket;
 use matbakh_core::migration::{
     FailureReason, ManifestEntry, RUN_METADATA_KEY, RunId, SOURCE_METADATA_KEY, SplitMix64, part_ranges, part_size_for,
 };
+use matbakh_core::names::DisplayName;
+use matbakh_core::types::ContentType;
 use tokio::sync::Semaphore;
 
 use crate::crc64_base64;
@@ -100,6 +104,8 @@ pub struct Copier {
     pub settings: CopySettings,
     pub backoff: Backoff,
     pub throttle: Arc<Throttle>,
+    /// The platform's files table: files in the user layout get their row before their object.
+    pub files: Option<FileTable>,
     memory: Arc<Semaphore>,
     memory_kib: u32,
 }
@@ -165,6 +171,7 @@ impl Copier {
             settings,
             backoff,
             throttle,
+            files: None,
             memory: Arc::new(Semaphore::new(memory_kib as usize)),
             memory_kib,
         }
@@ -206,6 +213,16 @@ impl Copier {
         Copy { outcome, attempts, retries, ms: started.elapsed().as_secs_f64() * 1000.0 }
     }
 
+    /// Registers the file in the files table before its object exists, so the event pipeline
+    /// treats it as an arrived upload (settled, thumbnailed). Keys outside the user layout and
+    /// types off the allow-list are copied without a row (`verify` reports them).
+    async fn register(&self, e: &ManifestEntry) -> Result<(), Attempt> {
+        let Some(files) = &self.files else { return Ok(()) };
+        let Some(record) = file_record(e) else { return Ok(()) };
+        files.register_migrated(&record, self.run.as_str()).await?;
+        Ok(())
+    }
+
     fn condition(e: &ManifestEntry) -> WriteCondition {
         match &e.prior {
             Some(p) => WriteCondition::Matches(p.etag.clone()),
@@ -228,6 +245,7 @@ impl Copier {
                 format!("CRC64NVME is {crc} now, {} at plan", e.crc64nvme),
             ));
         }
+        self.register(e).await?;
         self.throttle.request(e.size).await;
         let source = encode_path(&e.source);
         let metadata = [(RUN_METADATA_KEY, self.run.as_str()), (SOURCE_METADATA_KEY, &source), ("sha256", &e.sha256)];
@@ -338,6 +356,7 @@ impl Copier {
             ));
         }
         let parts: Vec<SentPart> = sent.into_iter().map(|(p, _, _)| p).collect();
+        self.register(e).await?;
         self.throttle.request(0).await;
         match self.target.complete_multipart(&e.key, upload_id, &parts, &e.crc64nvme, &Self::condition(e)).await {
             Ok(w) => Ok(copied(w)),
@@ -450,6 +469,31 @@ impl Copier {
             }
         }
     }
+}
+
+/// The files-table row of a migrated file in the user layout (`users/{sub}/{fileId}/{name}`)
+/// of an allowed type: its legacy name, its mtime as creation time, its SHA-256.
+pub fn file_record(e: &ManifestEntry) -> Option<FileRecord> {
+    let mut segments = e.key.split('/');
+    let (Some("users"), Some(owner), Some(id), Some(_), None) =
+        (segments.next(), segments.next(), segments.next(), segments.next(), segments.next())
+    else {
+        return None;
+    };
+    let name = e.source.rsplit('/').next().unwrap_or(&e.source);
+    Some(FileRecord {
+        file_id: FileId::parse(id).ok()?,
+        owner: UserId::parse(owner).ok()?,
+        key: ObjectKey::from_stored(e.key.clone()),
+        filename: DisplayName::parse(name)
+            .unwrap_or_else(|_| DisplayName::from_stored(e.key.rsplit('/').next().unwrap_or("file").to_owned())),
+        content_type: ContentType::parse(&e.content_type).ok()?,
+        size: e.size,
+        sha256: Sha256::parse(&e.sha256).ok(),
+        status: FileStatus::Pending,
+        created_at: time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(e.mtime_ms) * 1_000_000).ok()?,
+        expires_at: None,
+    })
 }
 
 /// The parts of a file as (number, offset, length).

@@ -45,6 +45,8 @@ pub fn parse_target(url: &str) -> Result<(String, String), MigrateError> {
 #[derive(Clone)]
 pub struct Context {
     pub ledger: Ledger,
+    /// The platform's files table: migrated files get their rows there (and `verify` checks them).
+    pub files: Option<matbakh_aws::FileTable>,
     sdk: SdkConfig,
     pub clock: Arc<dyn Clock>,
 }
@@ -57,7 +59,13 @@ impl Context {
     /// The ledger through `dynamodb`, the buckets through `s3` (another endpoint, such as an
     /// enforcing local S3 while DynamoDB stays on moto).
     pub fn split(dynamodb: &SdkConfig, s3: &SdkConfig, table: &str, clock: Arc<dyn Clock>) -> Self {
-        Context { ledger: Ledger::new(dynamodb, table), sdk: s3.clone(), clock }
+        Context { ledger: Ledger::new(dynamodb, table), files: None, sdk: s3.clone(), clock }
+    }
+
+    /// Registers migrated files in the files table `table` (`TABLE_NAME` of the functions).
+    pub fn with_files(mut self, dynamodb: &SdkConfig, table: &str) -> Self {
+        self.files = Some(matbakh_aws::FileTable::new(dynamodb, table));
+        self
     }
 
     /// A client for the bucket of `target_url`; SDK retries off (the copy code retries and

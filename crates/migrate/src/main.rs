@@ -26,6 +26,10 @@ struct Cli {
     /// The migration table (DynamoDB).
     #[arg(long, env = "MIGRATION_TABLE", global = true)]
     table: Option<String>,
+    /// The platform's files table: migrated files in the user layout are registered there, and
+    /// `verify` checks their rows. Without it, files are copied without rows.
+    #[arg(long, env = "TABLE_NAME", global = true)]
+    files_table: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -168,7 +172,10 @@ fn owners_table(path: &std::path::Path) -> Result<HashMap<String, String>, Migra
 async fn execute(cli: Cli) -> Result<ExitCode, MigrateError> {
     let table = cli.table.clone().ok_or_else(|| MigrateError::Usage("set --table or MIGRATION_TABLE".into()))?;
     let sdk = matbakh_aws::config::load_sdk_config().await;
-    let ctx = Context::new(&sdk, &table, Arc::new(SystemClock));
+    let mut ctx = Context::new(&sdk, &table, Arc::new(SystemClock));
+    if let Some(files) = &cli.files_table {
+        ctx = ctx.with_files(&sdk, files);
+    }
     let json = cli.json;
     match cli.command {
         Command::Plan {
@@ -345,14 +352,15 @@ async fn execute(cli: Cli) -> Result<ExitCode, MigrateError> {
                 print_json(&v);
             } else {
                 println!(
-                    "run {}: {} rows, {} checked{}, {} match, {} mismatch, {} not copied",
+                    "run {}: {} rows, {} checked{}, {} mismatch, {} not copied; {} files-table rows checked ({} files without one by design)",
                     v.run,
                     v.rows,
                     v.checked,
                     if v.deep { " (read back and hashed)" } else { " (size + stored CRC64NVME)" },
-                    v.matched,
                     v.mismatches.len(),
-                    v.not_copied.len()
+                    v.not_copied.len(),
+                    v.rows_checked,
+                    v.unregistered
                 );
                 for p in v.mismatches.iter().chain(&v.not_copied).take(50) {
                     println!("  {} {}: {}", p.seq, p.key, p.problem);

@@ -183,6 +183,8 @@ pub async fn run(
         Arc::new(Throttle::new(opts.bandwidth, opts.request_rate)),
         opts.buffer_bytes,
     );
+    let mut copier = copier;
+    copier.files = ctx.files.clone();
     let queue = Arc::new(Mutex::new(todo));
     let (tx, mut rx) = mpsc::channel::<(LedgerRow, Copy)>(opts.transfers.max(1) * 2);
     let mut workers = tokio::task::JoinSet::new();

@@ -36,6 +36,10 @@ pub struct Verified {
     pub matched: u64,
     pub mismatches: Vec<Problem>,
     pub not_copied: Vec<Problem>,
+    /// Copied files checked against the files table (with `TABLE_NAME`): each must have its row.
+    pub rows_checked: u64,
+    /// Copied files that get no row by design (outside the user layout, type off the allow-list).
+    pub unregistered: u64,
 }
 
 impl Verified {
@@ -120,6 +124,29 @@ pub async fn verify(ctx: &Context, id: &str, opts: &VerifyOptions) -> Result<Ver
             }
         }
     }
+    // Reconciliation with the files table: every registrable copied file has its row, and the
+    // pipeline did not reject it.
+    let (mut rows_checked, mut unregistered) = (0, 0);
+    if let Some(files) = &ctx.files {
+        for row in &to_check {
+            let Some(record) = crate::copy::file_record(&row.entry) else {
+                unregistered += 1;
+                continue;
+            };
+            rows_checked += 1;
+            let problem = match files.get_file(record.file_id).await? {
+                None => Some("no row in the files table".to_owned()),
+                Some(r) if r.key.as_str() != row.entry.key => Some(format!("the files table row is for {}", r.key)),
+                Some(r) if r.status == matbakh_core::metadata::FileStatus::Quarantined => {
+                    Some("the processing pipeline quarantined it".to_owned())
+                }
+                Some(_) => None,
+            };
+            if let Some(problem) = problem {
+                mismatches.push(Problem { seq: row.entry.seq, key: row.entry.key.clone(), problem });
+            }
+        }
+    }
     mismatches.sort_by_key(|p| p.seq);
     Ok(Verified {
         run: record.id.to_string(),
@@ -129,5 +156,7 @@ pub async fn verify(ctx: &Context, id: &str, opts: &VerifyOptions) -> Result<Ver
         matched: checked - mismatches.len() as u64,
         mismatches,
         not_copied,
+        rows_checked,
+        unregistered,
     })
 }

@@ -62,7 +62,7 @@ fn copier(ctx: &Context, record: &RunRecord, sdk: &SdkConfig) -> Result<Copier, 
         .map_err(|e| MigrateError::Check(format!("run {} has unreadable settings: {e}", record.id)))?;
     let (target, _) = ctx.target(&record.target)?;
     let source = crate::source::open(&record.source, sdk)?;
-    Ok(Copier::new(
+    let mut copier = Copier::new(
         target,
         source,
         record.id.clone(),
@@ -70,7 +70,9 @@ fn copier(ctx: &Context, record: &RunRecord, sdk: &SdkConfig) -> Result<Copier, 
         DEFAULT_BACKOFF,
         Arc::new(Throttle::new(None, None)),
         DEFAULT_BUFFER_BYTES,
-    ))
+    );
+    copier.files = ctx.files.clone();
+    Ok(copier)
 }
 
 /// Sends the run's pending work to `queue`.

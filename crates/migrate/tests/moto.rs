@@ -110,6 +110,22 @@ async fn plan_run_verify_and_report_then_a_rerun_writes_nothing() {
         .unwrap();
     assert_eq!(sample.checked, 3);
 
+    // Every file has its row in the files table before its object arrived: PENDING for the
+    // event pipeline, with its legacy name, its date, its hash and the run that brought it.
+    assert_eq!((v.rows_checked, v.unregistered), (8, 0));
+    let files = matbakh_aws::FileTable::new(&sdk, testkit::env("TABLE_NAME"));
+    let olympus = by_source["users/42/2025/07/Olympus 4mp (ICC).jpg"];
+    let id = matbakh_core::ids::FileId::parse(olympus.key.split('/').nth(2).unwrap()).unwrap();
+    let row = files.get_file(id).await.unwrap().unwrap();
+    assert_eq!(
+        (row.owner.as_str(), row.filename.as_str(), row.size),
+        ("user-42", "Olympus 4mp (ICC).jpg", olympus.size)
+    );
+    assert_eq!(row.status, matbakh_core::metadata::FileStatus::Pending);
+    assert_eq!(row.created_at.unix_timestamp() * 1000, olympus.mtime_ms / 1000 * 1000);
+    assert_eq!(row.sha256.map(|s| s.to_hex()), Some(olympus.sha256.clone()));
+    assert_eq!(files.migration_run_of(id).await.unwrap(), Some(run.clone()));
+
     let (report, rows) = migrate::report::report(&ctx, &run).await.unwrap();
     assert_eq!((report.copied_files, report.failed_files, report.pending_files), (8, 0, 0));
     assert_eq!((report.copied_bytes, report.checksum_coverage), (bytes, 1.0));
@@ -117,6 +133,23 @@ async fn plan_run_verify_and_report_then_a_rerun_writes_nothing() {
     assert!(rows.iter().all(|r| r.status == RowStatus::Copied && r.version_id.is_some()));
     let status = migrate::control::status(&ctx, &run).await.unwrap();
     assert_eq!((status.copied_files, status.copied_bytes, status.eta_seconds), (8, bytes, Some(0.0)));
+
+    // Reconciliation: a file whose row went missing is reported.
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    dynamo
+        .delete_item()
+        .table_name(testkit::env("TABLE_NAME"))
+        .key("pk", testkit::AttributeValue::S(format!("FILE#{id}")))
+        .key("sk", testkit::AttributeValue::S("FILE".into()))
+        .send()
+        .await
+        .unwrap();
+    let v = migrate::verify::verify(&ctx, &run, &VerifyOptions::default()).await.unwrap();
+    assert_eq!(v.mismatches.len(), 1, "{v:?}");
+    assert_eq!(
+        (v.mismatches[0].key.as_str(), v.mismatches[0].problem.as_str()),
+        (olympus.key.as_str(), "no row in the files table")
+    );
 
     // A rerun finds nothing to do in the ledger and sends no request to S3.
     let before = snapshot(&sdk, &bucket, "").await;

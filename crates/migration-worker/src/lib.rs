@@ -26,13 +26,15 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// From the function's environment: `MIGRATION_TABLE`, `MIGRATION_QUEUE_URL`.
+    /// From the function's environment: `MIGRATION_TABLE`, `MIGRATION_QUEUE_URL`, `TABLE_NAME`.
     pub fn from_env(sdk: &SdkConfig, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let required = |k: &str| lookup(k).filter(|v| !v.is_empty()).ok_or_else(|| format!("{k} is not set"));
         let table = required("MIGRATION_TABLE")?;
         let queue = required("MIGRATION_QUEUE_URL")?;
+        let files = required("TABLE_NAME")?;
         Ok(Worker {
-            ctx: Context::new(sdk, &table, std::sync::Arc::new(matbakh_core::clock::SystemClock)),
+            ctx: Context::new(sdk, &table, std::sync::Arc::new(matbakh_core::clock::SystemClock))
+                .with_files(sdk, &files),
             sdk: sdk.clone(),
             queue: Queue::new(sdk, queue),
             heartbeat: DEFAULT_HEARTBEAT,

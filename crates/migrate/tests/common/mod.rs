@@ -75,6 +75,7 @@ pub async fn moto() -> SdkConfig {
 
 pub fn context(sdk: &SdkConfig) -> Context {
     Context::new(sdk, &testkit::env("MIGRATION_TABLE"), Arc::new(SystemClock))
+        .with_files(sdk, &testkit::env("TABLE_NAME"))
 }
 
 pub fn s3(sdk: &SdkConfig) -> aws_sdk_s3::Client {
