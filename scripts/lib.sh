@@ -117,6 +117,17 @@ ensure_garage() {
   fi
 }
 
+# s3s-fs, a fast S3 server over a directory that checks signatures: the migration benchmark's
+# target (LOCAL-STACK.md; 0.17 needs a newer rustc). About 4 minutes to build, once.
+S3S_FS_VERSION=0.14.1
+S3S_FS_BIN=$CACHE/s3s-fs-$S3S_FS_VERSION/bin/s3s-fs
+ensure_s3s_fs() {
+  if [[ ! -x $S3S_FS_BIN ]]; then
+    log "building s3s-fs $S3S_FS_VERSION (once per machine, about 4 minutes)"
+    cargo install "s3s-fs@$S3S_FS_VERSION" --locked --features binary --root "$CACHE/s3s-fs-$S3S_FS_VERSION"
+  fi
+}
+
 # Real Uppy (npm @uppy/core + @uppy/aws-s3, pinned in tests/uppy/package-lock.json) for the
 # client test; npm keeps its own download cache outside the clone.
 ensure_uppy_client() {

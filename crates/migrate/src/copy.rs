@@ -30,7 +30,7 @@ use crate::plan::CopySettings;
 use crate::source::{ReadError, Source};
 
 /// Bytes of file data held in memory at once by all transfers together.
-pub const DEFAULT_BUFFER_BYTES: u64 = 160 * 1024 * 1024;
+pub const DEFAULT_BUFFER_BYTES: u64 = 128 * 1024 * 1024;
 /// Parts of one large file in flight at once.
 pub const PART_CONCURRENCY: usize = 4;
 

@@ -35,7 +35,14 @@ pub struct RunOptions {
     pub backoff: Backoff,
     pub buffer_bytes: u64,
     pub seed: u64,
+    /// How old the run state a worker acts on may be: a pause or abort stops new copies
+    /// within this time (0: the state is read before every file).
+    pub state_refresh: Duration,
 }
+
+/// A pause or an abort reaches local workers within this time. Reading the state before
+/// every file costs one DynamoDB read per file, which on 5,000 small files is most of a run.
+pub const DEFAULT_STATE_REFRESH: Duration = Duration::from_millis(500);
 
 impl Default for RunOptions {
     fn default() -> Self {
@@ -46,6 +53,7 @@ impl Default for RunOptions {
             backoff: DEFAULT_BACKOFF,
             buffer_bytes: DEFAULT_BUFFER_BYTES,
             seed: 0x006d_6174_6261_6b68,
+            state_refresh: DEFAULT_STATE_REFRESH,
         }
     }
 }
@@ -100,6 +108,47 @@ pub fn counters_of(rows: &[LedgerRow]) -> Counters {
         }
     }
     c
+}
+
+/// The rows `plan` wrote, rebuilt from the manifest it stored beside them.
+async fn rows_from_manifest(
+    target: &matbakh_aws::transfer::Target,
+    record: &matbakh_aws::ledger::RunRecord,
+    now: &str,
+) -> Result<Vec<LedgerRow>, MigrateError> {
+    let mut text = Vec::new();
+    target
+        .read(&record.manifest_key, None, |chunk| text.extend_from_slice(chunk))
+        .await?
+        .ok_or_else(|| MigrateError::Check(format!("the manifest {} is missing", record.manifest_key)))?;
+    let text = String::from_utf8(text).map_err(|_| MigrateError::Check("the manifest is not UTF-8".into()))?;
+    let mut rows = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let entry: matbakh_core::migration::ManifestEntry =
+            serde_json::from_str(line).map_err(|e| MigrateError::Check(format!("manifest line: {e}")))?;
+        let mut row = LedgerRow::pending(entry, now);
+        if row.entry.crc64nvme.is_empty() {
+            row.status = RowStatus::Failed;
+            row.reason = Some(matbakh_core::migration::FailureReason::SourceUnreadable);
+        }
+        rows.push(row);
+    }
+    if rows.len() as u64 != record.total_files {
+        return Err(MigrateError::Check(format!(
+            "the manifest lists {} files, the run {}",
+            rows.len(),
+            record.total_files
+        )));
+    }
+    Ok(rows)
+}
+
+/// Whether the run's counters account for every file as copied or failed for good (counters
+/// are recomputed from the rows when a session starts and complete when it finishes).
+fn settled(record: &matbakh_aws::ledger::RunRecord) -> bool {
+    let c = &record.counters;
+    let retryable: i64 = c.failures.iter().filter(|(r, _)| r.retryable()).map(|(_, n)| *n).sum();
+    c.copied.files + c.failed_files == record.total_files && retryable == 0
 }
 
 /// Whether a `run` takes the row: pending, or failed for a reason another attempt may fix.
@@ -163,7 +212,35 @@ pub async fn run(
     })?;
     let settings: CopySettings = serde_json::from_str(&record.settings)
         .map_err(|e| MigrateError::Check(format!("run {run_id} has unreadable settings: {e}")))?;
-    let rows = ctx.ledger.rows(&run_id).await?;
+    // A finished run whose counters account for every file has nothing left: its rows are not
+    // read again (each was recorded once S3 had checked its bytes against the manifest).
+    if record.state == RunState::Done && settled(&record) {
+        events(&Event::Started {
+            run: run_id.to_string(),
+            todo_files: 0,
+            todo_bytes: 0,
+            done_files: record.counters.copied.files,
+        });
+        return Ok(RunSummary {
+            run: run_id.to_string(),
+            state: RunState::Done,
+            copied: 0,
+            adopted: 0,
+            failed: 0,
+            remaining: 0,
+            bytes: 0,
+            retries: 0,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    let (target, _) = ctx.target(&record.target)?;
+    // A run never started has the manifest's rows as plan wrote them: read the manifest (one
+    // object) instead of the ledger (a query of every row).
+    let rows = if record.state == RunState::Planned {
+        rows_from_manifest(&target, &record, &ctx.now()).await?
+    } else {
+        ctx.ledger.rows(&run_id).await?
+    };
     ctx.ledger.reset_counters(&run_id, &counters_of(&rows), &ctx.now()).await?;
     let todo: VecDeque<LedgerRow> = rows.iter().filter(|r| is_todo(r)).cloned().collect();
     events(&Event::Started {
@@ -173,7 +250,6 @@ pub async fn run(
         done_files: rows.iter().filter(|r| r.status == RowStatus::Copied).count() as u64,
     });
 
-    let (target, _) = ctx.target(&record.target)?;
     let copier = Copier::new(
         target,
         source,
@@ -186,51 +262,50 @@ pub async fn run(
     let mut copier = copier;
     copier.files = ctx.files.clone();
     let queue = Arc::new(Mutex::new(todo));
+    let state = StateCache::start(ctx, &run_id, opts.state_refresh).await?;
     let (tx, mut rx) = mpsc::channel::<(LedgerRow, Copy)>(opts.transfers.max(1) * 2);
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..opts.transfers.max(1) {
-        let (ctx, copier, queue, tx, run_id, seed) =
-            (ctx.clone(), copier.clone(), queue.clone(), tx.clone(), run_id.clone(), opts.seed);
-        workers.spawn(async move { worker(&ctx, &run_id, &copier, &queue, &tx, seed).await });
+        let (ctx, copier, queue, tx, run_id, seed, state) =
+            (ctx.clone(), copier.clone(), queue.clone(), tx.clone(), run_id.clone(), opts.seed, state.clone());
+        workers.spawn(async move { worker(&ctx, &run_id, &copier, &queue, &tx, seed, &state).await });
     }
     drop(tx);
 
     let (mut summary_copied, mut adopted, mut failed, mut bytes, mut retries) = (0u64, 0u64, 0u64, 0u64, 0u64);
-    let mut pending_rows: Vec<LedgerRow> = Vec::new();
-    let mut delta = Delta::default();
-    let mut last_flush = Instant::now();
-    let mut tick = tokio::time::interval(FLUSH_INTERVAL);
-    loop {
-        tokio::select! {
-            got = rx.recv() => {
-                let Some((before, copy)) = got else { break };
-                retries += u64::from(copy.retries);
-                match &copy.outcome {
-                    Outcome::Copied { adopted: a, .. } => {
-                        summary_copied += 1;
-                        bytes += before.entry.size;
-                        adopted += u64::from(*a);
-                        events(&Event::Copied { seq: before.entry.seq, key: before.entry.key.clone(), size: before.entry.size, adopted: *a, attempts: copy.attempts });
-                    }
-                    Outcome::Failed { reason, message } => {
-                        failed += 1;
-                        events(&Event::Failed { seq: before.entry.seq, source: before.entry.source.clone(), reason: reason.to_string(), message: message.clone() });
-                    }
-                }
-                merge(&mut delta, delta_of(&before, &copy));
-                pending_rows.push(updated_row(&before, &copy, &ctx.now()));
-                if pending_rows.len() >= FLUSH_ROWS {
-                    flush(ctx, &run_id, &mut pending_rows, &mut delta, &mut last_flush, &events).await?;
-                }
+    // The ledger is written by its own task, so results never wait for DynamoDB.
+    let (ledger_tx, ledger_rx) = mpsc::unbounded_channel::<(LedgerRow, Delta)>();
+    let recorder = tokio::spawn(write_ledger(ctx.clone(), run_id.clone(), ledger_rx, events.clone()));
+    while let Some((before, copy)) = rx.recv().await {
+        retries += u64::from(copy.retries);
+        match &copy.outcome {
+            Outcome::Copied { adopted: a, .. } => {
+                summary_copied += 1;
+                bytes += before.entry.size;
+                adopted += u64::from(*a);
+                events(&Event::Copied {
+                    seq: before.entry.seq,
+                    key: before.entry.key.clone(),
+                    size: before.entry.size,
+                    adopted: *a,
+                    attempts: copy.attempts,
+                });
             }
-            _ = tick.tick() => {
-                if !pending_rows.is_empty() {
-                    flush(ctx, &run_id, &mut pending_rows, &mut delta, &mut last_flush, &events).await?;
-                }
+            Outcome::Failed { reason, message } => {
+                failed += 1;
+                events(&Event::Failed {
+                    seq: before.entry.seq,
+                    source: before.entry.source.clone(),
+                    reason: reason.to_string(),
+                    message: message.clone(),
+                });
             }
         }
+        let delta = delta_of(&before, &copy);
+        let _ = ledger_tx.send((updated_row(&before, &copy, &ctx.now()), delta));
     }
-    flush(ctx, &run_id, &mut pending_rows, &mut delta, &mut last_flush, &events).await?;
+    drop(ledger_tx);
+    recorder.await.map_err(|e| MigrateError::Check(format!("ledger task: {e}")))??;
     while let Some(done) = workers.join_next().await {
         done.map_err(|e| MigrateError::Check(format!("worker: {e}")))??;
     }
@@ -252,24 +327,102 @@ pub async fn run(
     })
 }
 
-async fn flush(
-    ctx: &Context,
-    run: &RunId,
-    rows: &mut Vec<LedgerRow>,
-    delta: &mut Delta,
-    last: &mut Instant,
-    events: &Events,
+/// Ledger writes in flight at once (each one BatchWriteItem of up to 25 rows).
+const LEDGER_WRITES_IN_FLIGHT: usize = 4;
+
+/// Writes result rows 25 at a time (several batches in flight) and adds the counters once per
+/// [`FLUSH_INTERVAL`], until the results end; then writes what is left.
+async fn write_ledger(
+    ctx: Context,
+    run: RunId,
+    mut rx: mpsc::UnboundedReceiver<(LedgerRow, Delta)>,
+    events: Events,
 ) -> Result<(), MigrateError> {
-    delta.active_ms += last.elapsed().as_millis() as u64;
-    *last = Instant::now();
-    if !rows.is_empty() {
-        ctx.ledger.put_rows(run, rows).await?;
-        events(&Event::Flushed { rows: rows.len() });
+    let mut rows: Vec<LedgerRow> = Vec::new();
+    let mut delta = Delta::default();
+    let mut last = Instant::now();
+    let mut writes: tokio::task::JoinSet<Result<usize, MigrateError>> = tokio::task::JoinSet::new();
+    let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+    let write = |writes: &mut tokio::task::JoinSet<_>, batch: Vec<LedgerRow>| {
+        let (ctx, run) = (ctx.clone(), run.clone());
+        writes.spawn(async move {
+            ctx.ledger.put_rows(&run, &batch).await?;
+            Ok(batch.len())
+        });
+    };
+    let mut open = true;
+    while open || !rows.is_empty() {
+        tokio::select! {
+            got = rx.recv(), if open => match got {
+                Some((row, d)) => {
+                    rows.push(row);
+                    merge(&mut delta, d);
+                }
+                None => open = false,
+            },
+            _ = tick.tick() => {
+                delta.active_ms += last.elapsed().as_millis() as u64;
+                last = Instant::now();
+                ctx.ledger.add(&run, &delta, &ctx.now()).await?;
+                delta = Delta::default();
+            }
+        }
+        while rows.len() >= FLUSH_ROWS || (!open && !rows.is_empty()) {
+            while writes.len() >= LEDGER_WRITES_IN_FLIGHT {
+                if let Some(done) = writes.join_next().await {
+                    let n = done.map_err(|e| MigrateError::Check(format!("ledger write: {e}")))??;
+                    events(&Event::Flushed { rows: n });
+                }
+            }
+            let batch: Vec<LedgerRow> = rows.drain(..rows.len().min(FLUSH_ROWS)).collect();
+            write(&mut writes, batch);
+        }
     }
-    ctx.ledger.add(run, delta, &ctx.now()).await?;
-    rows.clear();
-    *delta = Delta::default();
+    while let Some(done) = writes.join_next().await {
+        let n = done.map_err(|e| MigrateError::Check(format!("ledger write: {e}")))??;
+        events(&Event::Flushed { rows: n });
+    }
+    delta.active_ms += last.elapsed().as_millis() as u64;
+    ctx.ledger.add(&run, &delta, &ctx.now()).await?;
     Ok(())
+}
+
+/// The run's state as the workers of one process share it. With a refresh period, a
+/// background task reads it that often and workers never wait for DynamoDB; with zero, every
+/// file reads it (a pause then stops the very next file).
+struct StateCache {
+    refresh: Duration,
+    latest: std::sync::RwLock<Option<RunState>>,
+}
+
+impl StateCache {
+    async fn start(ctx: &Context, run: &RunId, refresh: Duration) -> Result<Arc<Self>, MigrateError> {
+        let cache = Arc::new(StateCache { refresh, latest: std::sync::RwLock::new(ctx.ledger.state(run).await?) });
+        if !refresh.is_zero() {
+            let (weak, ctx, run) = (Arc::downgrade(&cache), ctx.clone(), run.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(refresh);
+                loop {
+                    tick.tick().await;
+                    let Some(cache) = weak.upgrade() else { return };
+                    // A failed read keeps the last state; the next tick tries again.
+                    if let Ok(state) = ctx.ledger.state(&run).await
+                        && let Ok(mut latest) = cache.latest.write()
+                    {
+                        *latest = state;
+                    }
+                }
+            });
+        }
+        Ok(cache)
+    }
+
+    async fn get(&self, ctx: &Context, run: &RunId) -> Result<Option<RunState>, MigrateError> {
+        if self.refresh.is_zero() {
+            return Ok(ctx.ledger.state(run).await?);
+        }
+        Ok(self.latest.read().map(|s| *s).unwrap_or(None))
+    }
 }
 
 async fn worker(
@@ -279,10 +432,11 @@ async fn worker(
     queue: &Mutex<VecDeque<LedgerRow>>,
     tx: &mpsc::Sender<(LedgerRow, Copy)>,
     seed: u64,
+    state: &StateCache,
 ) -> Result<(), MigrateError> {
     loop {
-        // Asked before every file: a pause stops new copies at once.
-        match ctx.ledger.state(run).await? {
+        // Asked before every file (through the shared cache): a pause stops new copies.
+        match state.get(ctx, run).await? {
             Some(s) if s.takes_work() || s == RunState::Done => {}
             _ => return Ok(()),
         }

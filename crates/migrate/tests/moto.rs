@@ -16,8 +16,9 @@ use migrate::source::{Digests, ReadError, Source, SourceFile};
 use migrate::verify::VerifyOptions;
 use migrate::{Context, MigrateError};
 
+/// The state is read before every file, so a pause is seen by the very next file.
 fn opts(transfers: usize) -> RunOptions {
-    RunOptions { transfers, ..RunOptions::default() }
+    RunOptions { transfers, state_refresh: std::time::Duration::ZERO, ..RunOptions::default() }
 }
 
 async fn object(sdk: &aws_config::SdkConfig, bucket: &str, key: &str) -> Option<(Vec<u8>, HashMap<String, String>)> {

@@ -14,8 +14,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::CoreError;
 
-/// Files at or above this size are copied as S3 multipart uploads.
-pub const DEFAULT_MULTIPART_THRESHOLD: u64 = 16 * 1024 * 1024;
+/// Files at or above this size are copied as S3 multipart uploads. Below it one PUT is
+/// cheaper for every server (no part bookkeeping, no reassembly); rclone's cutoff is 200 MiB.
+/// A file held whole for its PUT counts against the transfer buffer like a part.
+pub const DEFAULT_MULTIPART_THRESHOLD: u64 = 64 * 1024 * 1024;
 /// Size of each part of a multipart copy (S3's minimum is 5 MiB, its maximum part count 10,000).
 pub const DEFAULT_PART_SIZE: u64 = 8 * 1024 * 1024;
 /// Concurrent transfers of a local run. Memory is bounded by transfers x part size.
