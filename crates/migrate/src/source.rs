@@ -95,7 +95,8 @@ impl Hasher {
     }
 }
 
-/// Opens a source URL: `file:///abs/path` (or a plain path), or
+/// Opens a source URL: `file:///abs/path` (or a plain path), `https-list:///path/urls.txt`
+/// (a legacy web server: one URL per line; `http-list://` for plain HTTP), or
 /// `s3://bucket/prefix[?endpoint=URL&region=R]` (another S3-compatible store; credentials from
 /// `MIGRATE_SOURCE_ACCESS_KEY_ID` / `MIGRATE_SOURCE_SECRET_ACCESS_KEY` when set, else `sdk`'s).
 pub fn open(url: &str, sdk: &aws_config::SdkConfig) -> Result<Arc<dyn Source>, MigrateError> {
@@ -108,7 +109,12 @@ pub fn open(url: &str, sdk: &aws_config::SdkConfig) -> Result<Arc<dyn Source>, M
     if url.starts_with("s3://") {
         return Ok(Arc::new(S3Source::new(url, sdk, |k| std::env::var(k).ok())?));
     }
-    Err(MigrateError::Usage(format!("source {url:?}: use file:///path or s3://bucket/prefix")))
+    if url.starts_with("https-list://") || url.starts_with("http-list://") {
+        return Ok(Arc::new(HttpSource::new(url)?));
+    }
+    Err(MigrateError::Usage(format!(
+        "source {url:?}: use file:///path, s3://bucket/prefix or https-list:///path/to/urls.txt"
+    )))
 }
 
 /// A directory tree on this machine.
@@ -378,6 +384,161 @@ impl Source for S3Source {
         let mut body = out.body;
         let mut hasher = Hasher::default();
         while let Some(chunk) = body.try_next().await.map_err(|e| ReadError::Transient(format!("{path}: {e}")))? {
+            hasher.update(&chunk);
+        }
+        Ok(hasher.finish())
+    }
+}
+
+/// Files on a legacy web server, named by a list of URLs (one per line). A file's path is its
+/// URL without the scheme (`host/dir/name`), so the list is needed only to plan: a worker
+/// reads `https://{path}` with range requests.
+pub struct HttpSource {
+    client: reqwest::Client,
+    scheme: &'static str,
+    list: std::path::PathBuf,
+    url: String,
+}
+
+/// Requests to the legacy server in flight while planning.
+const HTTP_HEADS_IN_FLIGHT: usize = 16;
+
+impl HttpSource {
+    pub fn new(url: &str) -> Result<Self, MigrateError> {
+        let (scheme, list) = match url.split_once("-list://") {
+            Some(("https", list)) => ("https", list),
+            Some(("http", list)) => ("http", list),
+            _ => return Err(MigrateError::Usage(format!("source {url:?}: use https-list:///path/to/urls.txt"))),
+        };
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(120))
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| MigrateError::Usage(format!("HTTP client: {e}")))?;
+        Ok(HttpSource { client, scheme, list: std::path::PathBuf::from(list), url: url.to_owned() })
+    }
+
+    fn target(&self, path: &str) -> String {
+        format!("{}://{path}", self.scheme)
+    }
+
+    async fn get(&self, path: &str, range: Option<(u64, u64)>) -> Result<reqwest::Response, ReadError> {
+        let mut request = self.client.get(self.target(path));
+        if let Some((offset, len)) = range {
+            request = request.header("range", format!("bytes={offset}-{}", offset + len - 1));
+        }
+        let response = request.send().await.map_err(|e| ReadError::Transient(format!("{path}: {e}")))?;
+        let status = response.status().as_u16();
+        match status {
+            200 | 206 => Ok(response),
+            416 => Err(ReadError::Changed(format!("{path} is shorter than planned"))),
+            400..=499 if status != 408 && status != 429 => {
+                Err(ReadError::Unreadable(format!("{path}: the server answered {status}")))
+            }
+            _ => Err(ReadError::Transient(format!("{path}: the server answered {status}"))),
+        }
+    }
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT` (an HTTP date) as Unix milliseconds.
+fn http_date_ms(raw: &str) -> Option<i64> {
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let t = time::PrimitiveDateTime::parse(raw.trim(), format).ok()?.assume_utc();
+    Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+#[async_trait]
+impl Source for HttpSource {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    async fn list(&self) -> Result<Vec<SourceFile>, MigrateError> {
+        let text = tokio::fs::read_to_string(&self.list)
+            .await
+            .map_err(|e| MigrateError::Usage(format!("{}: {e}", self.list.display())))?;
+        let prefix = format!("{}://", self.scheme);
+        let mut paths = Vec::new();
+        for (i, line) in text.lines().map(str::trim).enumerate().filter(|(_, l)| !l.is_empty() && !l.starts_with('#')) {
+            let path = line.strip_prefix(&prefix).filter(|p| !p.contains(['?', '#'])).ok_or_else(|| {
+                MigrateError::Usage(format!(
+                    "{}:{}: {line:?} is not a {prefix} URL without query",
+                    self.list.display(),
+                    i + 1
+                ))
+            })?;
+            if path.split('/').any(|s| s.is_empty() || s == "." || s == "..") || !path.contains('/') {
+                return Err(MigrateError::Usage(format!(
+                    "{}:{}: {line:?} has no file path",
+                    self.list.display(),
+                    i + 1
+                )));
+            }
+            paths.push(path.to_owned());
+        }
+        let mut files = Vec::with_capacity(paths.len());
+        let mut problems = Vec::new();
+        for chunk in paths.chunks(HTTP_HEADS_IN_FLIGHT) {
+            let mut heads = tokio::task::JoinSet::new();
+            for path in chunk {
+                let (client, url, path) = (self.client.clone(), self.target(path), path.clone());
+                heads.spawn(async move { (client.head(&url).send().await, path) });
+            }
+            while let Some(done) = heads.join_next().await {
+                let (response, path) = done.map_err(|e| MigrateError::Source(format!("HEAD task: {e}")))?;
+                let response = match response {
+                    Ok(r) if r.status().is_success() => r,
+                    Ok(r) => {
+                        problems.push(format!("{path}: {}", r.status()));
+                        continue;
+                    }
+                    Err(e) => {
+                        problems.push(format!("{path}: {e}"));
+                        continue;
+                    }
+                };
+                let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
+                let Some(size) = header("content-length").and_then(|v| v.parse().ok()) else {
+                    problems.push(format!("{path}: no Content-Length"));
+                    continue;
+                };
+                let mtime_ms = header("last-modified").and_then(http_date_ms).unwrap_or(0);
+                files.push(SourceFile { path, size, mtime_ms });
+            }
+        }
+        if !problems.is_empty() {
+            problems.sort();
+            problems.truncate(20);
+            return Err(MigrateError::Source(format!("cannot plan these URLs:\n  {}", problems.join("\n  "))));
+        }
+        Ok(files)
+    }
+
+    async fn read(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>, ReadError> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let mut response = self.get(path, Some((offset, len))).await?;
+        if response.status().as_u16() == 200 && offset > 0 {
+            return Err(ReadError::Unreadable(format!("{path}: the server does not answer range requests")));
+        }
+        let mut out = Vec::with_capacity(len as usize);
+        while let Some(chunk) = response.chunk().await.map_err(|e| ReadError::Transient(format!("{path}: {e}")))? {
+            let room = (len as usize).saturating_sub(out.len());
+            out.extend_from_slice(&chunk[..room.min(chunk.len())]);
+        }
+        if (out.len() as u64) < len {
+            return Err(ReadError::Changed(format!("{path} is shorter than planned")));
+        }
+        Ok(out)
+    }
+
+    async fn digest(&self, path: &str) -> Result<Digests, ReadError> {
+        let mut response = self.get(path, None).await?;
+        let mut hasher = Hasher::default();
+        while let Some(chunk) = response.chunk().await.map_err(|e| ReadError::Transient(format!("{path}: {e}")))? {
             hasher.update(&chunk);
         }
         Ok(hasher.finish())

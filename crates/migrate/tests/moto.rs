@@ -477,3 +477,46 @@ async fn rollback_refuses_a_running_run_and_an_unversioned_bucket_changing_nothi
     assert!(err.to_string().contains("abort or pause it first"), "{err}");
     assert!(matches!(migrate::rollback::rollback(&ctx, "r-nope", false).await, Err(MigrateError::Usage(_))));
 }
+
+#[tokio::test]
+async fn a_legacy_s3_bucket_is_a_source_too() {
+    let sdk = moto().await;
+    let ctx = context(&sdk);
+    let (legacy, target) = (bucket(&sdk, false).await, bucket(&sdk, true).await);
+    let client = s3(&sdk);
+    let files = [("users/42/2024/a.jpg", "photos/ladybird.jpg"), ("users/7/b.png", "other/alpha.png")];
+    for (key, corpus) in files {
+        let body = testkit::corpus(corpus).1;
+        client.put_object().bucket(&legacy).key(format!("old/{key}")).body(body.into()).send().await.unwrap();
+    }
+    // A folder marker is not a file.
+    client.put_object().bucket(&legacy).key("old/users/").body(Vec::new().into()).send().await.unwrap();
+    let url = format!("s3://{legacy}/old");
+    let source: Arc<dyn Source> = Arc::new(migrate::source::S3Source::new(&url, &sdk, |_| None).unwrap());
+    let o = options(&format!("s3://{target}"), "keep", HashMap::new(), &url);
+    let planned = migrate::plan::plan(&ctx, source.clone(), &o).await.unwrap();
+    assert_eq!(planned.files, 2);
+    let run = planned.run.unwrap();
+    let done = migrate::run::run(&ctx, &run, source, &opts(2), quiet()).await.unwrap();
+    assert_eq!((done.copied, done.failed), (2, 0));
+    for (key, corpus) in files {
+        assert_eq!(object(&sdk, &target, key).await.unwrap().0, testkit::corpus(corpus).1, "{key}");
+    }
+    assert!(
+        migrate::verify::verify(&ctx, &run, &VerifyOptions { deep: true, ..Default::default() })
+            .await
+            .unwrap()
+            .passed()
+    );
+    // A source key that vanished after plan is reported, the run goes on.
+    let again = options(&format!("s3://{target}/again"), "keep", HashMap::new(), &url);
+    let src: Arc<dyn Source> = Arc::new(migrate::source::S3Source::new(&url, &sdk, |_| None).unwrap());
+    let planned = migrate::plan::plan(&ctx, src, &again).await.unwrap();
+    client.delete_object().bucket(&legacy).key("old/users/7/b.png").send().await.unwrap();
+    let run = planned.run.unwrap();
+    let src: Arc<dyn Source> = Arc::new(migrate::source::S3Source::new(&url, &sdk, |_| None).unwrap());
+    let done = migrate::run::run(&ctx, &run, src, &opts(2), quiet()).await.unwrap();
+    assert_eq!((done.copied, done.failed), (1, 1));
+    let (report, _) = migrate::report::report(&ctx, &run).await.unwrap();
+    assert_eq!(report.failures_by_reason, [("source_unreadable".to_owned(), 1)].into());
+}
