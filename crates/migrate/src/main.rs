@@ -70,6 +70,9 @@ enum Command {
         /// Print counts, bytes, duration and cost; write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Also write the manifest (JSONL) here.
+        #[arg(long)]
+        manifest_out: Option<std::path::PathBuf>,
     },
     /// Copy the run's pending files with local workers.
     Run {
@@ -191,6 +194,7 @@ async fn execute(cli: Cli) -> Result<ExitCode, MigrateError> {
             part_size,
             transfers,
             dry_run,
+            manifest_out,
         } => {
             let src = migrate::source::open(&source, &sdk)?;
             let (_, prefix) = migrate::parse_target(&target)?;
@@ -211,6 +215,7 @@ async fn execute(cli: Cli) -> Result<ExitCode, MigrateError> {
                 transfers,
                 hash_parallelism: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
                 dry_run,
+                manifest_out,
             };
             let planned = migrate::plan::plan(&ctx, src, &opts).await?;
             if json {

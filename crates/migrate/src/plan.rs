@@ -47,6 +47,8 @@ pub struct PlanOptions {
     /// Files hashed at once.
     pub hash_parallelism: usize,
     pub dry_run: bool,
+    /// A local copy of the manifest (it is always stored in the target bucket too).
+    pub manifest_out: Option<std::path::PathBuf>,
 }
 
 /// What a plan found (and, unless dry, wrote).
@@ -228,6 +230,9 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
         .collect::<Result<_, _>>()
         .map_err(|e| MigrateError::Check(format!("manifest: {e}")))?;
     let mkey = manifest_key(&id);
+    if let Some(path) = &opts.manifest_out {
+        std::fs::write(path, &manifest).map_err(|e| MigrateError::Usage(format!("{}: {e}", path.display())))?;
+    }
     target.put_plain(&mkey, manifest.into_bytes(), "application/x-ndjson").await?;
     let rows: Vec<LedgerRow> = entries
         .iter()

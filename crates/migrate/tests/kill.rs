@@ -77,3 +77,30 @@ async fn a_run_killed_at_random_points_and_rerun_copies_every_file_exactly_once(
     let status = migrate::control::status(&ctx, &run).await.unwrap();
     assert_eq!(status.copied_files as usize, total, "the counters agree with the ledger");
 }
+
+#[test]
+fn bad_input_gets_a_clear_message_a_usage_exit_code_and_changes_nothing() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_migrate")).args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, err, _) = run(&["plan", "--source", "/no/such/tree", "--target", "s3://bucket"]);
+    assert_eq!(code, Some(2));
+    assert!(err.starts_with("migrate: source /no/such/tree:"), "{err}");
+    let (code, err, _) = run(&["plan", "--source", "ftp://legacy", "--target", "s3://bucket"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("use file:///path, s3://bucket/prefix or https-list"), "{err}");
+    let (code, err, _) = run(&["status", "r-no-such-run"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("there is no run r-no-such-run"), "{err}");
+    let (code, _, out) = run(&["--json", "pause", "NOT A RUN"]);
+    assert_eq!(code, Some(2));
+    assert!(out.contains(r#""error""#) && out.contains("is not a run id"), "{out}");
+    let (code, err, _) = run(&["run"]);
+    assert_eq!(code, Some(2), "clap's own usage error");
+    assert!(err.contains("<RUN>"), "{err}");
+}

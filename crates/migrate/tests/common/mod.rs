@@ -156,6 +156,7 @@ pub fn options(target: &str, rule: &str, owners: HashMap<String, String>, source
         transfers: 4,
         hash_parallelism: 2,
         dry_run: false,
+        manifest_out: None,
     }
 }
 
