@@ -1,0 +1,188 @@
+//! The S3 server restarted in the middle of a run (DECISIONS 24): s3s-fs, its data on disk, is
+//! killed and started again while the run copies. A gate in front of it cuts every connection
+//! when the restart begins and refuses new ones until the new process accepts them, so the
+//! client meets the restart at a chosen point (half of the bytes sent) and for exactly as long
+//! as the server is down. Needs `S3S_FS_BIN` (scripts/test builds s3s-fs once and sets it).
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use aws_config::{BehaviorVersion, Region};
+use common::*;
+use matbakh_core::clock::SystemClock;
+use matbakh_core::migration::RunState;
+use migrate::run::RunOptions;
+use migrate::verify::VerifyOptions;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
+
+const ACCESS_KEY: &str = "restart-test";
+const SECRET_KEY: &str = "restart-test-secret";
+
+fn start_s3s(dir: &Path, port: u16) -> Child {
+    Command::new(testkit::env("S3S_FS_BIN"))
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--access-key",
+            ACCESS_KEY,
+            "--secret-key",
+            SECRET_KEY,
+        ])
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until something accepts connections on `port` (a readiness check, 10 s at most).
+async fn accepting(port: u16) {
+    for _ in 0..500 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("nothing accepts connections on {port}");
+}
+
+struct Gate {
+    endpoint: String,
+    down: Arc<AtomicBool>,
+    tripped: Arc<Notify>,
+}
+
+/// Forwards to `upstream_port`; once `after_bytes` of requests went through, cuts every
+/// connection, refuses new ones until `down` is cleared, and notifies `tripped`.
+async fn gate(upstream_port: u16, after_bytes: u64) -> Gate {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let (down, tripped) = (Arc::new(AtomicBool::new(false)), Arc::new(Notify::new()));
+    let sent = Arc::new(AtomicU64::new(0));
+    let live: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+    let (d, t) = (down.clone(), tripped.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut client, _)) = listener.accept().await else { return };
+            if d.load(Ordering::SeqCst) {
+                drop(client);
+                continue;
+            }
+            let (sent, down, tripped, live2) = (sent.clone(), d.clone(), t.clone(), live.clone());
+            let task = tokio::spawn(async move {
+                let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream_port)).await else { return };
+                let (mut cr, mut cw) = client.split();
+                let (mut sr, mut sw) = server.split();
+                let up = async {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = cr.read(&mut buf).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        let before = sent.fetch_add(n as u64, Ordering::SeqCst);
+                        if before < after_bytes && before + n as u64 >= after_bytes {
+                            down.store(true, Ordering::SeqCst);
+                            tripped.notify_one();
+                            for h in live2.lock().unwrap().drain(..) {
+                                h.abort();
+                            }
+                            return;
+                        }
+                        if sw.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                };
+                tokio::select! { _ = up => {}, _ = tokio::io::copy(&mut sr, &mut cw) => {} }
+            });
+            live.lock().unwrap().push(task.abort_handle());
+        }
+    });
+    Gate { endpoint, down, tripped }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn s3_sdk(endpoint: &str) -> aws_config::SdkConfig {
+    let creds = aws_sdk_s3::config::Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "restart-test");
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(creds)
+        .load()
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_s3_server_restarting_mid_run_costs_retries_not_files() {
+    let moto = moto().await;
+    let t = photo_tree();
+    let data: PathBuf = std::env::temp_dir().join(format!("s3s-{}", uuid_like()));
+    std::fs::create_dir_all(data.join("legacy-target")).unwrap();
+    let port = free_port();
+    let mut server = start_s3s(&data, port);
+    accepting(port).await;
+    let total = dir_size(&t.0);
+    let gate = gate(port, total / 2).await;
+
+    // The restart: when the gate trips, kill the server, start it again on the same data, and
+    // open the gate once the new process accepts connections.
+    let restarted = Arc::new(AtomicBool::new(false));
+    let (down, tripped, r, data2) = (gate.down.clone(), gate.tripped.clone(), restarted.clone(), data.clone());
+    let restarter = tokio::spawn(async move {
+        tripped.notified().await;
+        server.kill().unwrap();
+        server.wait().unwrap();
+        let server = start_s3s(&data2, port);
+        accepting(port).await;
+        r.store(true, Ordering::SeqCst);
+        down.store(false, Ordering::SeqCst);
+        server
+    });
+
+    let through_gate = s3_sdk(&gate.endpoint).await;
+    let ctx = migrate::Context::split(&moto, &through_gate, &testkit::env("MIGRATION_TABLE"), Arc::new(SystemClock));
+    let run = plan(&ctx, &t, &options("s3://legacy-target/restart", "keep", HashMap::new(), &t.url()))
+        .await
+        .unwrap()
+        .run
+        .unwrap();
+    let summary =
+        migrate::run::run(&ctx, &run, source(&t), &RunOptions { transfers: 4, ..Default::default() }, quiet())
+            .await
+            .unwrap();
+    let mut server = restarter.await.unwrap();
+    assert!(restarted.load(Ordering::SeqCst), "the server was restarted during the run");
+    assert_eq!((summary.state, summary.copied, summary.failed), (RunState::Done, 8, 0), "{summary:?}");
+    assert!(summary.retries > 0, "{summary:?}");
+
+    // Read back from the restarted server directly: every file, byte for byte.
+    let direct = s3_sdk(&format!("http://127.0.0.1:{port}")).await;
+    let check = migrate::Context::split(&moto, &direct, &testkit::env("MIGRATION_TABLE"), Arc::new(SystemClock));
+    let v = migrate::verify::verify(&check, &run, &VerifyOptions { deep: true, ..Default::default() }).await.unwrap();
+    assert!(v.passed() && v.checked == 8, "{v:?}");
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() { dir_size(&e.path()) } else { e.metadata().unwrap().len() }
+        })
+        .sum()
+}
