@@ -34,6 +34,10 @@ pub struct RunRecord {
     /// The plan's copy settings as JSON (part size, threshold, ...), so every worker copies alike.
     pub settings: String,
     pub counters: Counters,
+    /// When the run first started copying (`run` or `enqueue`), and when its item last changed:
+    /// the wall time of a run whose workers are Lambda functions.
+    pub started_at: Option<String>,
+    pub updated_at: Option<String>,
 }
 
 /// What the workers report into the run item.
@@ -226,6 +230,8 @@ fn parse_run(item: &HashMap<String, AttributeValue>) -> Result<RunRecord, AwsErr
             active_ms: get_u(item, "activeMs"),
             failures,
         },
+        started_at: opt_s(item, "startedAt"),
+        updated_at: opt_s(item, "updatedAt"),
     })
 }
 
@@ -338,7 +344,11 @@ impl Ledger {
                 .table_name(&self.table)
                 .key("pk", s(RUNS_PK))
                 .key("sk", s(run_sk(id)))
-                .update_expression("SET #s = :next, updatedAt = :now")
+                .update_expression(if next == RunState::Running {
+                    "SET #s = :next, updatedAt = :now, startedAt = if_not_exists(startedAt, :now)"
+                } else {
+                    "SET #s = :next, updatedAt = :now"
+                })
                 .condition_expression("#s = :old")
                 .expression_attribute_names("#s", "state")
                 .expression_attribute_values(":next", s(next.as_str()))

@@ -30,9 +30,25 @@ pub struct Status {
     pub eta_seconds: Option<f64>,
 }
 
+/// Seconds between two stored timestamps (`2026-03-01T12:15:00.123Z`).
+fn seconds_between(from: &str, to: &str) -> Option<f64> {
+    use time::format_description::well_known::Rfc3339;
+    let (a, b) = (time::OffsetDateTime::parse(from, &Rfc3339).ok()?, time::OffsetDateTime::parse(to, &Rfc3339).ok()?);
+    Some((b - a).as_seconds_f64().max(0.0))
+}
+
 pub fn status_of(r: &RunRecord) -> Status {
     let c = &r.counters;
-    let active = c.active_ms as f64 / 1000.0;
+    // Local runs add the time they spent copying; a run copied by Lambda workers has the wall
+    // time from its first start to its last update instead.
+    let active = if c.active_ms > 0 {
+        c.active_ms as f64 / 1000.0
+    } else {
+        match (&r.started_at, &r.updated_at) {
+            (Some(s), Some(u)) => seconds_between(s, u).unwrap_or(0.0),
+            _ => 0.0,
+        }
+    };
     // Failed files count as left: a retryable one is tried again, and their sizes are not
     // in the counters to take them out of the bytes.
     let files_left = r.total_files.saturating_sub(c.copied.files);
@@ -160,6 +176,8 @@ mod tests {
                 active_ms: 5000,
                 failures: [(FailureReason::SourceChanged, 2)].into(),
             },
+            started_at: None,
+            updated_at: None,
         };
         let s = status_of(&record);
         assert_eq!(s.bytes_per_second, 10.0 * 1024.0 * 1024.0);
@@ -173,5 +191,14 @@ mod tests {
             "{line}"
         );
         assert!(line.ends_with("failed 2 (source_changed 2)"), "{line}");
+
+        // Copied by Lambda workers: no local copying time, the wall time from start to update.
+        let mut sqs = record.clone();
+        sqs.counters.active_ms = 0;
+        sqs.started_at = Some("2026-11-28T07:00:00.000Z".into());
+        sqs.updated_at = Some("2026-11-28T07:00:10.000Z".into());
+        let s = status_of(&sqs);
+        assert_eq!((s.active_seconds, s.bytes_per_second), (10.0, 5.0 * 1024.0 * 1024.0));
+        assert!(s.eta_seconds.is_some());
     }
 }

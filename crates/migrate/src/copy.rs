@@ -268,6 +268,14 @@ impl Copier {
             {
                 Ok(Outcome::Copied { version_id: h.version_id, adopted: true })
             }
+            // No metadata at all: a server that lost it in a crash after storing the bytes
+            // (s3s-fs killed mid-write does). The bytes decide: ours if they hash to the manifest.
+            Some(h)
+                if h.metadata.is_empty() && h.size == e.size && self.same_bytes(e, h.version_id.as_deref()).await? =>
+            {
+                tracing::warn!(key = %e.key, "object without metadata holds this file's bytes; adopted");
+                Ok(Outcome::Copied { version_id: h.version_id, adopted: true })
+            }
             Some(h) => Err(Attempt::Stop(
                 FailureReason::TargetChanged,
                 format!("{} was written by someone else since plan (ETag {}); not overwritten", e.key, h.etag),
@@ -277,6 +285,13 @@ impl Copier {
                 format!("{} was deleted since plan; not written", e.key),
             )),
         }
+    }
+
+    /// Whether the object (version) holds exactly the manifest's bytes (read back, CRC64NVME).
+    async fn same_bytes(&self, e: &ManifestEntry, version_id: Option<&str>) -> Result<bool, Attempt> {
+        let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme);
+        let read = self.target.read(&e.key, version_id, |chunk| crc.update(chunk)).await?;
+        Ok(read == Some(e.size) && crc64_base64(crc.finalize()) == e.crc64nvme)
     }
 
     async fn multipart(&self, e: &ManifestEntry, rng: &mut SplitMix64, retries: &mut u32) -> Result<Outcome, Attempt> {

@@ -264,6 +264,8 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
         manifest_key: mkey.clone(),
         settings: serde_json::to_string(&opts.copy).map_err(|e| MigrateError::Check(e.to_string()))?,
         counters: Counters::default(),
+        started_at: None,
+        updated_at: None,
     };
     ctx.ledger.create_run(&run).await?;
     ctx.ledger.reset_counters(&id, &counters, &now).await?;

@@ -164,7 +164,10 @@ async fn the_s3_server_restarting_mid_run_costs_retries_not_files() {
             .unwrap();
     let mut server = restarter.await.unwrap();
     assert!(restarted.load(Ordering::SeqCst), "the server was restarted during the run");
-    assert_eq!((summary.state, summary.copied, summary.failed), (RunState::Done, 8, 0), "{summary:?}");
+    let (_, rows) = migrate::report::report(&ctx, &run).await.unwrap();
+    let failures: Vec<_> =
+        rows.iter().filter_map(|r| r.message.as_ref().map(|m| (&r.entry.source, r.reason, m))).collect();
+    assert_eq!((summary.state, summary.copied, summary.failed), (RunState::Done, 8, 0), "{summary:?} {failures:?}");
     assert!(summary.retries > 0, "{summary:?}");
 
     // Read back from the restarted server directly: every file, byte for byte.

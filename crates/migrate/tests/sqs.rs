@@ -134,6 +134,8 @@ async fn enqueued_work_is_copied_by_the_worker_and_a_poison_message_ends_in_the_
     assert!(sony.upload_id.is_some() && sony.status == RowStatus::Copied, "{sony:?}");
     let status = migrate::control::status(&ctx, &run).await.unwrap();
     assert_eq!((status.copied_files, status.failed_files), (8, 0));
+    // Copied by workers: the rate comes from the run's wall time, from first start to last update.
+    assert!(status.active_seconds > 0.0 && status.bytes_per_second > 0.0, "{status:?}");
 
     let in_dlq = aws_sdk_sqs::Client::new(&sdk)
         .receive_message()
