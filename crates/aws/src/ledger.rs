@@ -291,35 +291,14 @@ impl Ledger {
     }
 
     pub async fn get_run(&self, id: &RunId) -> Result<Option<RunRecord>, AwsError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(RUNS_PK))
-            .key("sk", s(run_sk(id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("GetItem", e))?;
-        out.item().map(parse_run).transpose()
+        self.get(RUNS_PK.to_owned(), run_sk(id), None).await?.as_ref().map(parse_run).transpose()
     }
 
     /// The run's state alone (a consistent read): what a worker asks before each file.
     pub async fn state(&self, id: &RunId) -> Result<Option<RunState>, AwsError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(RUNS_PK))
-            .key("sk", s(run_sk(id)))
-            .projection_expression("#s")
-            .expression_attribute_names("#s", "state")
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("GetItem", e))?;
-        out.item()
-            .map(|i| get_s(i, "state").and_then(|v| RunState::parse(&v).map_err(|e| AwsError::Corrupt(e.to_string()))))
+        self.get(RUNS_PK.to_owned(), run_sk(id), Some("state"))
+            .await?
+            .map(|i| get_s(&i, "state").and_then(|v| RunState::parse(&v).map_err(|e| AwsError::Corrupt(e.to_string()))))
             .transpose()
     }
 
@@ -408,30 +387,15 @@ impl Ledger {
 
     /// One row, by its manifest sequence number.
     pub async fn row(&self, run: &RunId, seq: u64) -> Result<Option<LedgerRow>, AwsError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(rows_pk(run)))
-            .key("sk", s(row_sk(seq)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("GetItem", e))?;
-        out.item().map(parse_row).transpose()
+        self.get(rows_pk(run), row_sk(seq), None).await?.as_ref().map(parse_row).transpose()
     }
 
     /// Records the multipart upload an `enqueue` started for a pending row; answers the upload
     /// already recorded instead, if there is one (a second `enqueue` reuses it).
     pub async fn set_upload(&self, run: &RunId, seq: u64, upload_id: &str) -> Result<String, AwsError> {
         let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(rows_pk(run)))
-            .key("sk", s(row_sk(seq)))
+            .update_row(run, seq)
             .update_expression("SET uploadId = if_not_exists(uploadId, :u)")
-            .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":u", s(upload_id))
             .return_values(ReturnValue::AllNew)
             .send()
@@ -444,13 +408,8 @@ impl Ledger {
     /// Idempotent: a redelivered part message adds nothing new.
     pub async fn parts_done(&self, run: &RunId, seq: u64, parts: &[i32]) -> Result<Vec<i32>, AwsError> {
         let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(rows_pk(run)))
-            .key("sk", s(row_sk(seq)))
+            .update_row(run, seq)
             .update_expression("ADD partsDone :p")
-            .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":p", AttributeValue::Ns(parts.iter().map(|p| p.to_string()).collect()))
             .return_values(ReturnValue::UpdatedNew)
             .send()
@@ -461,18 +420,36 @@ impl Ledger {
 
     /// The part numbers recorded as uploaded for a row.
     pub async fn parts_of(&self, run: &RunId, seq: u64) -> Result<Vec<i32>, AwsError> {
-        let out = self
-            .client
-            .get_item()
+        Ok(numbers(self.get(rows_pk(run), row_sk(seq), Some("partsDone")).await?.as_ref(), "partsDone"))
+    }
+
+    /// One item, read consistently; with `projection`, that attribute only.
+    async fn get(
+        &self,
+        pk: String,
+        sk: String,
+        projection: Option<&str>,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, AwsError> {
+        let mut get =
+            self.client.get_item().table_name(&self.table).key("pk", s(pk)).key("sk", s(sk)).consistent_read(true);
+        if let Some(name) = projection {
+            get = get.projection_expression("#p").expression_attribute_names("#p", name);
+        }
+        Ok(get.send().await.map_err(|e| AwsError::from_sdk("GetItem", e))?.item)
+    }
+
+    /// An update of one existing row.
+    fn update_row(
+        &self,
+        run: &RunId,
+        seq: u64,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
             .table_name(&self.table)
             .key("pk", s(rows_pk(run)))
             .key("sk", s(row_sk(seq)))
-            .projection_expression("partsDone")
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("GetItem", e))?;
-        Ok(numbers(out.item(), "partsDone"))
+            .condition_expression("attribute_exists(pk)")
     }
 
     /// Adds a flush's counters to the run item; answers the run as it is after the add
