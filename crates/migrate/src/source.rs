@@ -117,6 +117,9 @@ pub fn open(url: &str, sdk: &aws_config::SdkConfig) -> Result<Arc<dyn Source>, M
     )))
 }
 
+/// Threads listing a directory tree at once.
+pub const WALK_THREADS: usize = 8;
+
 /// A directory tree on this machine.
 pub struct FileSource {
     root: PathBuf,
@@ -142,7 +145,8 @@ impl FileSource {
     }
 }
 
-fn walk(root: &Path, dir: &Path, out: &mut Vec<SourceFile>, errors: &mut Vec<String>) {
+/// One directory's entries: its subdirectories, and its files as relative paths.
+fn list_dir(root: &Path, dir: &Path, subdirs: &mut Vec<PathBuf>, out: &mut Vec<SourceFile>, errors: &mut Vec<String>) {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => return errors.push(format!("{}: {e}", dir.display())),
@@ -152,7 +156,7 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<SourceFile>, errors: &mut Vec<Str
         let path = entry.path();
         let Ok(kind) = entry.file_type() else { continue };
         if kind.is_dir() {
-            walk(root, &path, out, errors);
+            subdirs.push(path);
         } else if kind.is_file() {
             let Some(rel) = path.strip_prefix(root).ok().and_then(|p| p.to_str()) else {
                 errors.push(format!("{}: the name is not UTF-8", path.display()));
@@ -176,6 +180,52 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<SourceFile>, errors: &mut Vec<Str
     }
 }
 
+/// Walks the tree with `threads` threads taking directories from one shared stack (a deep or
+/// wide tree on a slow disk or network file system lists in parallel).
+fn walk(root: &Path, threads: usize) -> (Vec<SourceFile>, Vec<String>) {
+    use std::sync::{Condvar, Mutex, PoisonError};
+    struct Shared {
+        dirs: Vec<PathBuf>,
+        busy: usize,
+        files: Vec<SourceFile>,
+        errors: Vec<String>,
+    }
+    let shared = Mutex::new(Shared { dirs: vec![root.to_path_buf()], busy: 0, files: Vec::new(), errors: Vec::new() });
+    let wake = Condvar::new();
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1) {
+            scope.spawn(|| {
+                loop {
+                    let dir = {
+                        let mut s = shared.lock().unwrap_or_else(PoisonError::into_inner);
+                        loop {
+                            if let Some(dir) = s.dirs.pop() {
+                                s.busy += 1;
+                                break dir;
+                            }
+                            if s.busy == 0 {
+                                wake.notify_all();
+                                return;
+                            }
+                            s = wake.wait(s).unwrap_or_else(PoisonError::into_inner);
+                        }
+                    };
+                    let (mut subdirs, mut files, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+                    list_dir(root, &dir, &mut subdirs, &mut files, &mut errors);
+                    let mut s = shared.lock().unwrap_or_else(PoisonError::into_inner);
+                    s.dirs.extend(subdirs);
+                    s.files.extend(files);
+                    s.errors.extend(errors);
+                    s.busy -= 1;
+                    wake.notify_all();
+                }
+            });
+        }
+    });
+    let s = shared.into_inner().unwrap_or_else(PoisonError::into_inner);
+    (s.files, s.errors)
+}
+
 #[async_trait]
 impl Source for FileSource {
     fn url(&self) -> &str {
@@ -184,13 +234,9 @@ impl Source for FileSource {
 
     async fn list(&self) -> Result<Vec<SourceFile>, MigrateError> {
         let root = self.root.clone();
-        let (files, errors) = tokio::task::spawn_blocking(move || {
-            let (mut files, mut errors) = (Vec::new(), Vec::new());
-            walk(&root, &root, &mut files, &mut errors);
-            (files, errors)
-        })
-        .await
-        .map_err(|e| MigrateError::Source(format!("walk: {e}")))?;
+        let (files, errors) = tokio::task::spawn_blocking(move || walk(&root, WALK_THREADS))
+            .await
+            .map_err(|e| MigrateError::Source(format!("walk: {e}")))?;
         if !errors.is_empty() {
             return Err(MigrateError::Source(format!("cannot list: {}", errors.join("; "))));
         }
