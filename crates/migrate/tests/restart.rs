@@ -24,23 +24,35 @@ use tokio::sync::Notify;
 const ACCESS_KEY: &str = "restart-test";
 const SECRET_KEY: &str = "restart-test-secret";
 
-fn start_s3s(dir: &Path, port: u16) -> Child {
-    Command::new(testkit::env("S3S_FS_BIN"))
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--access-key",
-            ACCESS_KEY,
-            "--secret-key",
-            SECRET_KEY,
-        ])
-        .arg(dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap()
+/// The server process, killed when dropped (also when an assertion fails).
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_s3s(dir: &Path, port: u16) -> Server {
+    Server(
+        Command::new(testkit::env("S3S_FS_BIN"))
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--access-key",
+                ACCESS_KEY,
+                "--secret-key",
+                SECRET_KEY,
+            ])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 /// Waits until something accepts connections on `port` (a readiness check, 10 s at most).
@@ -131,7 +143,7 @@ async fn the_s3_server_restarting_mid_run_costs_retries_not_files() {
     let data: PathBuf = std::env::temp_dir().join(format!("s3s-{}", uuid_like()));
     std::fs::create_dir_all(data.join("legacy-target")).unwrap();
     let port = free_port();
-    let mut server = start_s3s(&data, port);
+    let server = start_s3s(&data, port);
     accepting(port).await;
     let total = dir_size(&t.0);
     let gate = gate(port, total / 2).await;
@@ -142,8 +154,7 @@ async fn the_s3_server_restarting_mid_run_costs_retries_not_files() {
     let (down, tripped, r, data2) = (gate.down.clone(), gate.tripped.clone(), restarted.clone(), data.clone());
     let restarter = tokio::spawn(async move {
         tripped.notified().await;
-        server.kill().unwrap();
-        server.wait().unwrap();
+        drop(server);
         let server = start_s3s(&data2, port);
         accepting(port).await;
         r.store(true, Ordering::SeqCst);
@@ -162,7 +173,7 @@ async fn the_s3_server_restarting_mid_run_costs_retries_not_files() {
         migrate::run::run(&ctx, &run, source(&t), &RunOptions { transfers: 4, ..Default::default() }, quiet())
             .await
             .unwrap();
-    let mut server = restarter.await.unwrap();
+    let server = restarter.await.unwrap();
     assert!(restarted.load(Ordering::SeqCst), "the server was restarted during the run");
     let (_, rows) = migrate::report::report(&ctx, &run).await.unwrap();
     let failures: Vec<_> =
@@ -175,8 +186,7 @@ async fn the_s3_server_restarting_mid_run_costs_retries_not_files() {
     let check = migrate::Context::split(&moto, &direct, &testkit::env("MIGRATION_TABLE"), Arc::new(SystemClock));
     let v = migrate::verify::verify(&check, &run, &VerifyOptions { deep: true, ..Default::default() }).await.unwrap();
     assert!(v.passed() && v.checked == 8, "{v:?}");
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server);
     let _ = std::fs::remove_dir_all(&data);
 }
 
