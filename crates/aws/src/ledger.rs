@@ -249,6 +249,17 @@ impl Delta {
     pub fn is_empty(&self) -> bool {
         *self == Delta::default()
     }
+
+    /// Adds `other`'s changes to these (one flush reports many copies).
+    pub fn merge(&mut self, other: Delta) {
+        self.copied.merge(&other.copied);
+        self.failed_files += other.failed_files;
+        self.retries += other.retries;
+        self.active_ms += other.active_ms;
+        for (r, c) in other.failures {
+            *self.failures.entry(r).or_default() += c;
+        }
+    }
 }
 
 impl Ledger {

@@ -179,16 +179,6 @@ pub fn delta_of(before: &LedgerRow, copy: &Copy) -> Delta {
     d
 }
 
-fn merge(into: &mut Delta, d: Delta) {
-    into.copied.merge(&d.copied);
-    into.failed_files += d.failed_files;
-    into.retries += d.retries;
-    into.active_ms += d.active_ms;
-    for (r, c) in d.failures {
-        *into.failures.entry(r).or_default() += c;
-    }
-}
-
 pub async fn run(
     ctx: &Context,
     id: &str,
@@ -356,7 +346,7 @@ async fn write_ledger(
             got = rx.recv(), if open => match got {
                 Some((row, d)) => {
                     rows.push(row);
-                    merge(&mut delta, d);
+                    delta.merge(d);
                 }
                 None => open = false,
             },

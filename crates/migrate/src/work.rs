@@ -189,13 +189,7 @@ async fn record_rows(ctx: &Context, run: &RunId, updates: Vec<(LedgerRow, Copy)>
     let mut delta = Delta::default();
     let mut rows = Vec::with_capacity(updates.len());
     for (before, copy) in &updates {
-        let d = crate::run::delta_of(before, copy);
-        delta.copied.merge(&d.copied);
-        delta.failed_files += d.failed_files;
-        delta.retries += d.retries;
-        for (r, c) in d.failures {
-            *delta.failures.entry(r).or_default() += c;
-        }
+        delta.merge(crate::run::delta_of(before, copy));
         rows.push(updated_row(before, copy, &ctx.now()));
     }
     ctx.ledger.put_rows(run, &rows).await?;
