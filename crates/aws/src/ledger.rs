@@ -390,10 +390,40 @@ impl Ledger {
         Ok(())
     }
 
-    /// Every row of the run, in manifest order.
+    /// Every row of the run, in manifest order (tests and small runs; a command that walks a
+    /// whole run reads it a page at a time with [`Ledger::rows_page`]).
     pub async fn rows(&self, run: &RunId) -> Result<Vec<LedgerRow>, AwsError> {
         let items = self.query_all(&rows_pk(run), true).await?;
         items.iter().map(parse_row).collect()
+    }
+
+    /// One page of the run's rows in manifest order (at most `limit` rows and DynamoDB's 1 MB),
+    /// those after sequence number `after`; the page's last `seq` comes back as the cursor while
+    /// more follow.
+    pub async fn rows_page(
+        &self,
+        run: &RunId,
+        after: Option<u64>,
+        limit: i32,
+    ) -> Result<(Vec<LedgerRow>, Option<u64>), AwsError> {
+        let start =
+            after.map(|seq| HashMap::from([("pk".to_owned(), s(rows_pk(run))), ("sk".to_owned(), s(row_sk(seq)))]));
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(rows_pk(run)))
+            .consistent_read(true)
+            .limit(limit.max(1))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("Query", e))?;
+        let rows: Vec<LedgerRow> = out.items().iter().map(parse_row).collect::<Result<_, _>>()?;
+        let more = out.last_evaluated_key().is_some_and(|k| !k.is_empty());
+        let next = if more { rows.last().map(|r| r.entry.seq) } else { None };
+        Ok((rows, next))
     }
 
     /// One row, by its manifest sequence number.

@@ -404,6 +404,42 @@ impl Target {
         Ok(Some(total))
     }
 
+    /// An object's body to read chunk by chunk (the manifest, line by line); `None` if gone.
+    pub async fn open(&self, key: &str) -> Result<Option<Body>, AwsError> {
+        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+            Ok(out) => Ok(Some(Body(out.body))),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) => Err(AwsError::from_sdk("GetObject", e)),
+        }
+    }
+
+    /// A plain object (the manifest) from a local file, streamed (never read whole); S3 checks
+    /// the bytes against `crc64nvme`.
+    pub async fn put_file(
+        &self,
+        key: &str,
+        path: &std::path::Path,
+        crc64nvme: &str,
+        content_type: &str,
+    ) -> Result<(), AwsError> {
+        let body =
+            ByteStream::from_path(path).await.map_err(|e| AwsError::Config(format!("{}: {e}", path.display())))?;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
+            .checksum_crc64_nvme(crc64nvme)
+            .body(body)
+            .customize()
+            .disable_payload_signing()
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| AwsError::from_sdk("PutObject", e))
+    }
+
     /// A plain object (the manifest, a report), not checked against a condition.
     pub async fn put_plain(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), AwsError> {
         self.client
@@ -416,5 +452,20 @@ impl Target {
             .await
             .map(|_| ())
             .map_err(|e| AwsError::from_sdk("PutObject", e))
+    }
+}
+
+/// An object body being read ([`Target::open`]).
+pub struct Body(ByteStream);
+
+impl Body {
+    /// The next chunk S3 sends; `None` at the end.
+    pub async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, AwsError> {
+        let chunk = self.0.try_next().await.map_err(|e| AwsError::Service {
+            operation: "GetObject",
+            message: format!("reading the body: {e}"),
+            retryable: true,
+        })?;
+        Ok(chunk.map(|c| c.to_vec()))
     }
 }

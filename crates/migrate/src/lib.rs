@@ -11,6 +11,7 @@ pub mod error;
 pub mod plan;
 pub mod report;
 pub mod rollback;
+pub mod rows;
 pub mod run;
 pub mod source;
 pub mod verify;
@@ -49,7 +50,12 @@ pub struct Context {
     pub files: Option<matbakh_aws::FileTable>,
     sdk: SdkConfig,
     pub clock: Arc<dyn Clock>,
+    /// Ledger rows read a page ([`PAGE_ROWS`]).
+    pub page_rows: i32,
 }
+
+/// Ledger rows a command reads at once (a page of a Query; about 0.5 MB).
+pub const PAGE_ROWS: i32 = 1000;
 
 impl Context {
     pub fn new(sdk: &SdkConfig, table: &str, clock: Arc<dyn Clock>) -> Self {
@@ -59,7 +65,13 @@ impl Context {
     /// The ledger through `dynamodb`, the buckets through `s3` (another endpoint, such as an
     /// enforcing local S3 while DynamoDB stays on moto).
     pub fn split(dynamodb: &SdkConfig, s3: &SdkConfig, table: &str, clock: Arc<dyn Clock>) -> Self {
-        Context { ledger: Ledger::new(dynamodb, table), files: None, sdk: s3.clone(), clock }
+        Context { ledger: Ledger::new(dynamodb, table), files: None, sdk: s3.clone(), clock, page_rows: PAGE_ROWS }
+    }
+
+    /// Reads ledger rows `n` a page (tests use small pages to cross page boundaries).
+    pub fn with_page_rows(mut self, n: i32) -> Self {
+        self.page_rows = n;
+        self
     }
 
     /// Registers migrated files in the files table `table` (`TABLE_NAME` of the functions).

@@ -214,6 +214,7 @@ async fn execute(cli: Cli) -> Result<ExitCode, MigrateError> {
                 copy: CopySettings { multipart_threshold, part_size },
                 transfers,
                 hash_parallelism: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+                chunk_files: migrate::plan::PLAN_CHUNK,
                 dry_run,
                 manifest_out,
             };

@@ -36,37 +36,65 @@ pub struct Report {
     pub checksum_coverage: f64,
 }
 
-pub fn report_of(record: &matbakh_aws::ledger::RunRecord, rows: &[LedgerRow]) -> Report {
-    let count = |s: RowStatus| rows.iter().filter(|r| r.status == s).count() as u64;
-    let mut failures = BTreeMap::new();
-    for r in rows.iter().filter(|r| r.status == RowStatus::Failed) {
-        *failures.entry(r.reason.map(|r| r.to_string()).unwrap_or_else(|| "unknown".into())).or_default() += 1;
+/// Counts over a run's rows, added a page at a time.
+#[derive(Debug, Clone, Default)]
+pub struct Counts {
+    files: u64,
+    bytes: u64,
+    copied: u64,
+    copied_bytes: u64,
+    pending: u64,
+    failed: u64,
+    failures: BTreeMap<String, u64>,
+    retries: u64,
+    with_checksums: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, rows: &[LedgerRow]) {
+        for r in rows {
+            self.files += 1;
+            self.bytes += r.entry.size;
+            self.retries += u64::from(r.attempts.saturating_sub(1));
+            self.with_checksums += u64::from(!r.entry.crc64nvme.is_empty() && !r.entry.sha256.is_empty());
+            match r.status {
+                RowStatus::Copied => {
+                    self.copied += 1;
+                    self.copied_bytes += r.entry.size;
+                }
+                RowStatus::Pending => self.pending += 1,
+                RowStatus::Failed => {
+                    self.failed += 1;
+                    let reason = r.reason.map(|r| r.to_string()).unwrap_or_else(|| "unknown".into());
+                    *self.failures.entry(reason).or_default() += 1;
+                }
+            }
+        }
     }
-    let copied_bytes = rows.iter().filter(|r| r.status == RowStatus::Copied).map(|r| r.entry.size).sum();
-    let with_checksums =
-        rows.iter().filter(|r| !r.entry.crc64nvme.is_empty() && !r.entry.sha256.is_empty()).count() as u64;
-    let active = record.counters.active_ms as f64 / 1000.0;
-    let copied = count(RowStatus::Copied);
-    Report {
-        run: record.id.to_string(),
-        state: record.state.to_string(),
-        source: record.source.clone(),
-        target: record.target.clone(),
-        rule: record.rule.clone(),
-        created_at: record.created_at.clone(),
-        files: rows.len() as u64,
-        bytes: rows.iter().map(|r| r.entry.size).sum(),
-        copied_files: copied,
-        copied_bytes,
-        pending_files: count(RowStatus::Pending),
-        failed_files: count(RowStatus::Failed),
-        failures_by_reason: failures,
-        retries: rows.iter().map(|r| u64::from(r.attempts.saturating_sub(1))).sum(),
-        active_seconds: active,
-        bytes_per_second: if active > 0.0 { copied_bytes as f64 / active } else { 0.0 },
-        rows_with_checksums: with_checksums,
-        copied_s3_checked: copied,
-        checksum_coverage: if rows.is_empty() { 1.0 } else { with_checksums as f64 / rows.len() as f64 },
+
+    pub fn report(self, record: &matbakh_aws::ledger::RunRecord) -> Report {
+        let active = record.counters.active_ms as f64 / 1000.0;
+        Report {
+            run: record.id.to_string(),
+            state: record.state.to_string(),
+            source: record.source.clone(),
+            target: record.target.clone(),
+            rule: record.rule.clone(),
+            created_at: record.created_at.clone(),
+            files: self.files,
+            bytes: self.bytes,
+            copied_files: self.copied,
+            copied_bytes: self.copied_bytes,
+            pending_files: self.pending,
+            failed_files: self.failed,
+            failures_by_reason: self.failures,
+            retries: self.retries,
+            active_seconds: active,
+            bytes_per_second: if active > 0.0 { self.copied_bytes as f64 / active } else { 0.0 },
+            rows_with_checksums: self.with_checksums,
+            copied_s3_checked: self.copied,
+            checksum_coverage: if self.files == 0 { 1.0 } else { self.with_checksums as f64 / self.files as f64 },
+        }
     }
 }
 
@@ -121,10 +149,16 @@ pub fn human(r: &Report) -> String {
     out
 }
 
+/// The report and the failed rows (for the CSV), reading the ledger a page at a time.
 pub async fn report(ctx: &Context, id: &str) -> Result<(Report, Vec<LedgerRow>), MigrateError> {
     let record = ctx.run(id).await?;
-    let rows = ctx.ledger.rows(&record.id).await?;
-    Ok((report_of(&record, &rows), rows))
+    let (mut counts, mut failed) = (Counts::default(), Vec::new());
+    let mut rows = crate::rows::Rows::ledger(&record.id);
+    while let Some(page) = rows.next_page(ctx).await? {
+        counts.add(&page);
+        failed.extend(page.into_iter().filter(|r| r.status == RowStatus::Failed));
+    }
+    Ok((counts.report(&record), failed))
 }
 
 #[cfg(test)]

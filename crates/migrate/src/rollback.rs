@@ -9,7 +9,7 @@ use matbakh_aws::transfer::Target;
 use matbakh_core::migration::{Control, RUN_METADATA_KEY, RowStatus, RunId, RunState};
 use serde::Serialize;
 
-use crate::run::counters_of;
+use crate::rows::{Rows, Tally};
 use crate::{Context, MigrateError};
 
 #[derive(Debug, Clone, Serialize)]
@@ -54,49 +54,49 @@ pub async fn rollback(ctx: &Context, id: &str, dry_run: bool) -> Result<RolledBa
             target.bucket()
         )));
     }
-    let rows = ctx.ledger.rows(&record.id).await?;
-    let mut removed = Vec::new();
-    let mut reset = Vec::new();
-    for chunk in rows.chunks(16) {
-        let mut tasks = tokio::task::JoinSet::new();
-        for row in chunk.iter().cloned() {
-            let (target, run) = (target.clone(), record.id.clone());
-            tasks.spawn(async move {
-                let versions = written_by(&target, &run, &row).await?;
-                if !dry_run {
-                    for v in &versions {
-                        target.delete_version(&row.entry.key, v).await?;
+    let mut rows = Rows::open(ctx, &target, &record).await?;
+    let (mut removed, mut total) = (Vec::new(), 0u64);
+    while let Some(page) = rows.next_page(ctx).await? {
+        total += page.len() as u64;
+        let mut reset = Vec::new();
+        for chunk in page.chunks(16) {
+            let mut tasks = tokio::task::JoinSet::new();
+            for row in chunk.iter().cloned() {
+                let (target, run) = (target.clone(), record.id.clone());
+                tasks.spawn(async move {
+                    let versions = written_by(&target, &run, &row).await?;
+                    if !dry_run {
+                        for v in &versions {
+                            target.delete_version(&row.entry.key, v).await?;
+                        }
                     }
-                }
-                Ok::<_, MigrateError>((row, versions))
-            });
-        }
-        while let Some(done) = tasks.join_next().await {
-            let (row, versions) = done.map_err(|e| MigrateError::Check(format!("rollback task: {e}")))??;
-            removed.extend(versions.iter().map(|v| format!("{}@{v}", row.entry.key)));
-            if row.status != RowStatus::Pending || !versions.is_empty() {
-                let mut next = row.clone();
-                next.status = RowStatus::Pending;
-                next.version_id = None;
-                next.reason = None;
-                next.message = Some("rolled back".into());
-                next.updated_at = ctx.now();
-                reset.push(next);
+                    Ok::<_, MigrateError>((row, versions))
+                });
             }
+            while let Some(done) = tasks.join_next().await {
+                let (row, versions) = done.map_err(|e| MigrateError::Check(format!("rollback task: {e}")))??;
+                removed.extend(versions.iter().map(|v| format!("{}@{v}", row.entry.key)));
+                if row.status != RowStatus::Pending || !versions.is_empty() {
+                    let mut next = row.clone();
+                    next.status = RowStatus::Pending;
+                    next.version_id = None;
+                    next.reason = None;
+                    next.message = Some("rolled back".into());
+                    next.updated_at = ctx.now();
+                    reset.push(next);
+                }
+            }
+        }
+        if !dry_run {
+            ctx.ledger.put_rows(&record.id, &reset).await?;
         }
     }
     removed.sort();
     if !dry_run {
-        ctx.ledger.put_rows(&record.id, &reset).await?;
-        let mut after = rows.clone();
-        for r in &mut after {
-            if let Some(n) = reset.iter().find(|n| n.entry.seq == r.entry.seq) {
-                *r = n.clone();
-            }
-        }
-        ctx.ledger.reset_counters(&record.id, &counters_of(&after), &ctx.now()).await?;
+        // The counters as the rows now say.
+        Tally::take(ctx, &target, &record).await?;
         let state = ctx.ledger.control(&record.id, Control::RollBack, &ctx.now()).await?;
         debug_assert_eq!(state, RunState::RolledBack);
     }
-    Ok(RolledBack { run: record.id.to_string(), dry_run, removed, rows: rows.len() as u64 })
+    Ok(RolledBack { run: record.id.to_string(), dry_run, removed, rows: total })
 }

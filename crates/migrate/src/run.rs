@@ -5,11 +5,10 @@
 //! without a request, and a copy a killed process made but never recorded is recognised by
 //! its conditional write and adopted, never written twice.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use matbakh_aws::ledger::{Counters, Delta, LedgerRow};
+use matbakh_aws::ledger::{Delta, LedgerRow};
 use matbakh_core::migration::backoff::{Backoff, DEFAULT_BACKOFF};
 use matbakh_core::migration::{Control, RowStatus, RunId, RunState};
 use serde::Serialize;
@@ -17,11 +16,14 @@ use tokio::sync::mpsc;
 
 use crate::copy::{Copier, Copy, DEFAULT_BUFFER_BYTES, Outcome, Throttle, updated_row};
 use crate::plan::CopySettings;
+use crate::rows::{Rows, Tally, is_todo};
 use crate::source::Source;
 use crate::{Context, MigrateError};
 
 /// Ledger rows written per flush (one BatchWriteItem).
 pub const FLUSH_ROWS: usize = 25;
+/// Rows read ahead of the workers (a page of the ledger is about 2,000).
+pub const QUEUE_AHEAD: usize = 1024;
 /// Longest a result waits for its flush.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -89,75 +91,12 @@ pub struct RunSummary {
     pub seconds: f64,
 }
 
-/// Counters recomputed from the rows: what the run item must say at the start of a session.
-pub fn counters_of(rows: &[LedgerRow]) -> Counters {
-    let mut c = Counters::default();
-    for r in rows {
-        match r.status {
-            RowStatus::Copied => {
-                c.copied.files += 1;
-                c.copied.bytes += r.entry.size;
-            }
-            RowStatus::Failed => {
-                c.failed_files += 1;
-                if let Some(reason) = r.reason {
-                    *c.failures.entry(reason).or_default() += 1;
-                }
-            }
-            RowStatus::Pending => {}
-        }
-    }
-    c
-}
-
-/// The rows `plan` wrote, rebuilt from the manifest it stored beside them.
-async fn rows_from_manifest(
-    target: &matbakh_aws::transfer::Target,
-    record: &matbakh_aws::ledger::RunRecord,
-    now: &str,
-) -> Result<Vec<LedgerRow>, MigrateError> {
-    let mut text = Vec::new();
-    target
-        .read(&record.manifest_key, None, |chunk| text.extend_from_slice(chunk))
-        .await?
-        .ok_or_else(|| MigrateError::Check(format!("the manifest {} is missing", record.manifest_key)))?;
-    let text = String::from_utf8(text).map_err(|_| MigrateError::Check("the manifest is not UTF-8".into()))?;
-    let mut rows = Vec::new();
-    for line in text.lines().filter(|l| !l.is_empty()) {
-        let entry: matbakh_core::migration::ManifestEntry =
-            serde_json::from_str(line).map_err(|e| MigrateError::Check(format!("manifest line: {e}")))?;
-        let mut row = LedgerRow::pending(entry, now);
-        if row.entry.crc64nvme.is_empty() {
-            row.status = RowStatus::Failed;
-            row.reason = Some(matbakh_core::migration::FailureReason::SourceUnreadable);
-        }
-        rows.push(row);
-    }
-    if rows.len() as u64 != record.total_files {
-        return Err(MigrateError::Check(format!(
-            "the manifest lists {} files, the run {}",
-            rows.len(),
-            record.total_files
-        )));
-    }
-    Ok(rows)
-}
-
 /// Whether the run's counters account for every file as copied or failed for good (counters
 /// are recomputed from the rows when a session starts and complete when it finishes).
 fn settled(record: &matbakh_aws::ledger::RunRecord) -> bool {
     let c = &record.counters;
     let retryable: i64 = c.failures.iter().filter(|(r, _)| r.retryable()).map(|(_, n)| *n).sum();
     c.copied.files + c.failed_files == record.total_files && retryable == 0
-}
-
-/// Whether a `run` takes the row: pending, or failed for a reason another attempt may fix.
-pub fn is_todo(row: &LedgerRow) -> bool {
-    match row.status {
-        RowStatus::Pending => true,
-        RowStatus::Failed => row.reason.is_some_and(|r| r.retryable()),
-        RowStatus::Copied => false,
-    }
 }
 
 /// The counter changes one copy makes (a failed row copied later un-counts its failure).
@@ -224,21 +163,29 @@ pub async fn run(
         });
     }
     let (target, _) = ctx.target(&record.target)?;
-    // A run never started has the manifest's rows as plan wrote them: read the manifest (one
-    // object) instead of the ledger (a query of every row).
-    let rows = if record.state == RunState::Planned {
-        rows_from_manifest(&target, &record, &ctx.now()).await?
-    } else {
-        ctx.ledger.rows(&run_id).await?
-    };
-    ctx.ledger.reset_counters(&run_id, &counters_of(&rows), &ctx.now()).await?;
-    let todo: VecDeque<LedgerRow> = rows.iter().filter(|r| is_todo(r)).cloned().collect();
+    // Two passes over the rows, a page at a time: the first sets the counters and sizes the
+    // work, the second feeds the workers (so a run of any size holds only a page in memory).
+    let tally = Tally::take(ctx, &target, &record).await?;
     events(&Event::Started {
         run: run_id.to_string(),
-        todo_files: todo.len() as u64,
-        todo_bytes: todo.iter().map(|r| r.entry.size).sum(),
-        done_files: rows.iter().filter(|r| r.status == RowStatus::Copied).count() as u64,
+        todo_files: tally.todo_files,
+        todo_bytes: tally.todo_bytes,
+        done_files: tally.done_files,
     });
+    let (todo_tx, todo_rx) = mpsc::channel::<LedgerRow>(QUEUE_AHEAD);
+    let producer = {
+        let (ctx, mut rows) = (ctx.clone(), Rows::open(ctx, &target, &record).await?);
+        tokio::spawn(async move {
+            while let Some(page) = rows.next_page(&ctx).await? {
+                for row in page.into_iter().filter(is_todo) {
+                    if todo_tx.send(row).await.is_err() {
+                        return Ok::<bool, MigrateError>(false);
+                    }
+                }
+            }
+            Ok(true)
+        })
+    };
 
     let copier = Copier::new(
         target,
@@ -251,7 +198,7 @@ pub async fn run(
     );
     let mut copier = copier;
     copier.files = ctx.files.clone();
-    let queue = Arc::new(Mutex::new(todo));
+    let queue = Arc::new(tokio::sync::Mutex::new(todo_rx));
     let state = StateCache::start(ctx, &run_id, opts.state_refresh).await?;
     let (tx, mut rx) = mpsc::channel::<(LedgerRow, Copy)>(opts.transfers.max(1) * 2);
     let mut workers = tokio::task::JoinSet::new();
@@ -299,7 +246,13 @@ pub async fn run(
     while let Some(done) = workers.join_next().await {
         done.map_err(|e| MigrateError::Check(format!("worker: {e}")))??;
     }
-    let remaining = queue.lock().map(|q| q.len() as u64).unwrap_or(0);
+    // Rows the workers did not take: those still queued, plus, when the feeder could not hand
+    // over everything (a pause or abort stopped the workers), the ones it never read.
+    let queued = queue.lock().await.len() as u64;
+    drop(queue);
+    let fed_all = producer.await.map_err(|e| MigrateError::Check(format!("row feeder: {e}")))??;
+    let remaining =
+        if fed_all { queued } else { tally.todo_files.saturating_sub(summary_copied + failed).max(queued + 1) };
     let mut state = ctx.ledger.state(&run_id).await?.unwrap_or(RunState::Running);
     if state == RunState::Running && remaining == 0 {
         state = ctx.ledger.control(&run_id, Control::Finish, &ctx.now()).await?;
@@ -419,7 +372,7 @@ async fn worker(
     ctx: &Context,
     run: &RunId,
     copier: &Copier,
-    queue: &Mutex<VecDeque<LedgerRow>>,
+    queue: &tokio::sync::Mutex<mpsc::Receiver<LedgerRow>>,
     tx: &mpsc::Sender<(LedgerRow, Copy)>,
     seed: u64,
     state: &StateCache,
@@ -430,7 +383,7 @@ async fn worker(
             Some(s) if s.takes_work() || s == RunState::Done => {}
             _ => return Ok(()),
         }
-        let Some(row) = queue.lock().ok().and_then(|mut q| q.pop_front()) else { return Ok(()) };
+        let Some(row) = queue.lock().await.recv().await else { return Ok(()) };
         let copy = copier.copy(&row, seed).await;
         if tx.send((row, copy)).await.is_err() {
             return Ok(());

@@ -91,33 +91,20 @@ async fn check(target: &Target, row: &LedgerRow, deep: bool) -> Result<Option<St
     Ok(None)
 }
 
-pub async fn verify(ctx: &Context, id: &str, opts: &VerifyOptions) -> Result<Verified, MigrateError> {
-    let record = ctx.run(id).await?;
-    let (target, _) = ctx.target(&record.target)?;
-    let rows = ctx.ledger.rows(&record.id).await?;
-    let chosen: Vec<&LedgerRow> = match opts.sample {
-        Some(n) => SplitMix64::new(opts.seed).sample(rows.len(), n).into_iter().map(|i| &rows[i]).collect(),
-        None => rows.iter().collect(),
-    };
-    let mut not_copied = Vec::new();
-    let mut to_check = Vec::new();
-    for row in chosen {
-        if row.status == RowStatus::Copied {
-            to_check.push(row.clone());
-        } else {
-            let why = match (&row.reason, &row.message) {
-                (Some(r), Some(m)) => format!("{} ({r}: {m})", row.status.as_str()),
-                _ => row.status.as_str().to_owned(),
-            };
-            not_copied.push(Problem { seq: row.entry.seq, key: row.entry.key.clone(), problem: why });
-        }
-    }
-    let checked = to_check.len() as u64;
-    let mut mismatches = Vec::new();
+/// Checks one page's copied rows against the target (32 at once) and the files table.
+async fn check_page(
+    ctx: &Context,
+    target: &matbakh_aws::transfer::Target,
+    to_check: &[LedgerRow],
+    deep: bool,
+    mismatches: &mut Vec<Problem>,
+    rows_checked: &mut u64,
+    unregistered: &mut u64,
+) -> Result<(), MigrateError> {
     for chunk in to_check.chunks(32) {
         let mut tasks = tokio::task::JoinSet::new();
         for row in chunk.iter().cloned() {
-            let (target, deep) = (target.clone(), opts.deep);
+            let target = target.clone();
             tasks.spawn(async move { (check(&target, &row, deep).await, row) });
         }
         while let Some(done) = tasks.join_next().await {
@@ -129,32 +116,62 @@ pub async fn verify(ctx: &Context, id: &str, opts: &VerifyOptions) -> Result<Ver
     }
     // Reconciliation with the files table: every registrable copied file has its row, and the
     // pipeline did not reject it.
-    let (mut rows_checked, mut unregistered) = (0, 0);
-    if let Some(files) = &ctx.files {
-        for row in &to_check {
-            let Some(record) = crate::copy::file_record(&row.entry) else {
-                unregistered += 1;
+    let Some(files) = &ctx.files else { return Ok(()) };
+    for row in to_check {
+        let Some(record) = crate::copy::file_record(&row.entry) else {
+            *unregistered += 1;
+            continue;
+        };
+        *rows_checked += 1;
+        let problem = match files.get_file(record.file_id).await? {
+            None => Some("no row in the files table".to_owned()),
+            Some(r) if r.key.as_str() != row.entry.key => Some(format!("the files table row is for {}", r.key)),
+            Some(r) if r.status == matbakh_core::metadata::FileStatus::Quarantined => {
+                Some("the processing pipeline quarantined it".to_owned())
+            }
+            Some(_) => None,
+        };
+        if let Some(problem) = problem {
+            mismatches.push(Problem { seq: row.entry.seq, key: row.entry.key.clone(), problem });
+        }
+    }
+    Ok(())
+}
+
+pub async fn verify(ctx: &Context, id: &str, opts: &VerifyOptions) -> Result<Verified, MigrateError> {
+    let record = ctx.run(id).await?;
+    let (target, _) = ctx.target(&record.target)?;
+    // A page of rows at a time; `--sample` picks positions among the run's files up front.
+    let sample = opts.sample.map(|n| SplitMix64::new(opts.seed).sample(record.total_files as usize, n));
+    let (mut total, mut checked, mut rows_checked, mut unregistered) = (0u64, 0u64, 0u64, 0u64);
+    let (mut not_copied, mut mismatches) = (Vec::new(), Vec::new());
+    let mut rows = crate::rows::Rows::ledger(&record.id);
+    while let Some(page) = rows.next_page(ctx).await? {
+        let first = total as usize;
+        total += page.len() as u64;
+        let mut to_check = Vec::new();
+        for (i, row) in page.into_iter().enumerate() {
+            if sample.as_ref().is_some_and(|s| s.binary_search(&(first + i)).is_err()) {
                 continue;
-            };
-            rows_checked += 1;
-            let problem = match files.get_file(record.file_id).await? {
-                None => Some("no row in the files table".to_owned()),
-                Some(r) if r.key.as_str() != row.entry.key => Some(format!("the files table row is for {}", r.key)),
-                Some(r) if r.status == matbakh_core::metadata::FileStatus::Quarantined => {
-                    Some("the processing pipeline quarantined it".to_owned())
-                }
-                Some(_) => None,
-            };
-            if let Some(problem) = problem {
-                mismatches.push(Problem { seq: row.entry.seq, key: row.entry.key.clone(), problem });
+            }
+            if row.status == RowStatus::Copied {
+                to_check.push(row);
+            } else {
+                let why = match (&row.reason, &row.message) {
+                    (Some(r), Some(m)) => format!("{} ({r}: {m})", row.status.as_str()),
+                    _ => row.status.as_str().to_owned(),
+                };
+                not_copied.push(Problem { seq: row.entry.seq, key: row.entry.key.clone(), problem: why });
             }
         }
+        checked += to_check.len() as u64;
+        check_page(ctx, &target, &to_check, opts.deep, &mut mismatches, &mut rows_checked, &mut unregistered).await?;
     }
     mismatches.sort_by_key(|p| p.seq);
     Ok(Verified {
         run: record.id.to_string(),
         deep: opts.deep,
-        rows: rows.len() as u64,
+        rows: total,
         checked,
         matched: checked - mismatches.len() as u64,
         mismatches,

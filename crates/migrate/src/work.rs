@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::copy::{Copier, Copy, DEFAULT_BUFFER_BYTES, Outcome, Throttle, parts_of, updated_row};
 use crate::plan::CopySettings;
-use crate::run::{counters_of, is_todo};
+use crate::rows::{Rows, Tally, is_todo};
 use crate::{Context, MigrateError};
 
 /// Parts per part message: 4 x 8 MiB keeps a message's work well inside a Lambda timeout.
@@ -80,8 +80,8 @@ pub async fn enqueue(ctx: &Context, id: &str, queue: &Queue, sdk: &SdkConfig) ->
     let record = ctx.run(id).await?;
     ctx.ledger.control(&record.id, Control::Start, &ctx.now()).await.map_err(usage)?;
     let copier = copier(ctx, &record, sdk)?;
-    let rows = ctx.ledger.rows(&record.id).await?;
-    ctx.ledger.reset_counters(&record.id, &counters_of(&rows), &ctx.now()).await?;
+    Tally::take(ctx, &copier.target, &record).await?;
+    let mut rows = Rows::open(ctx, &copier.target, &record).await?;
     let run = record.id.to_string();
     let mut out = Enqueued { run: run.clone(), ..Enqueued::default() };
     let mut bodies = Vec::new();
@@ -90,60 +90,66 @@ pub async fn enqueue(ctx: &Context, id: &str, queue: &Queue, sdk: &SdkConfig) ->
         bodies.push(serde_json::to_string(w).map_err(|e| MigrateError::Check(e.to_string()))?);
         Ok(())
     };
-    for row in rows.iter().filter(|r| is_todo(r)) {
-        let e = &row.entry;
-        if e.is_multipart(copier.settings.multipart_threshold) {
-            out.multipart_files += 1;
-            let upload_id = match &row.upload_id {
-                Some(u) => u.clone(),
-                None => {
-                    let mine = copier.start_upload(e).await?;
-                    let kept = ctx.ledger.set_upload(&record.id, e.seq, &mine).await?;
-                    if kept != mine {
-                        copier.target.abort_multipart(&e.key, &mine).await?;
+    // A page of rows at a time: its messages are sent before the next page is read.
+    while let Some(page) = rows.next_page(ctx).await? {
+        for row in page.iter().filter(|r| is_todo(r)) {
+            let e = &row.entry;
+            if e.is_multipart(copier.settings.multipart_threshold) {
+                out.multipart_files += 1;
+                let upload_id = match &row.upload_id {
+                    Some(u) => u.clone(),
+                    None => {
+                        let mine = copier.start_upload(e).await?;
+                        let kept = ctx.ledger.set_upload(&record.id, e.seq, &mine).await?;
+                        if kept != mine {
+                            copier.target.abort_multipart(&e.key, &mine).await?;
+                        }
+                        kept
                     }
-                    kept
+                };
+                let done = ctx.ledger.parts_of(&record.id, e.seq).await?;
+                let all = parts_of(e, &copier.settings);
+                let missing: Vec<(i32, u64, u64)> = all.iter().filter(|p| !done.contains(&p.0)).copied().collect();
+                if missing.is_empty() {
+                    push(&Work::Complete { run: run.clone(), seq: e.seq, upload_id }, &mut bodies)?;
+                } else {
+                    for chunk in missing.chunks(PARTS_PER_MESSAGE) {
+                        out.parts += chunk.len();
+                        let parts = chunk.to_vec();
+                        push(
+                            &Work::Parts {
+                                run: run.clone(),
+                                seq: e.seq,
+                                upload_id: upload_id.clone(),
+                                parts,
+                                total: all.len(),
+                            },
+                            &mut bodies,
+                        )?;
+                    }
                 }
-            };
-            let done = ctx.ledger.parts_of(&record.id, e.seq).await?;
-            let all = parts_of(e, &copier.settings);
-            let missing: Vec<(i32, u64, u64)> = all.iter().filter(|p| !done.contains(&p.0)).copied().collect();
-            if missing.is_empty() {
-                push(&Work::Complete { run: run.clone(), seq: e.seq, upload_id }, &mut bodies)?;
             } else {
-                for chunk in missing.chunks(PARTS_PER_MESSAGE) {
-                    out.parts += chunk.len();
-                    let parts = chunk.to_vec();
-                    push(
-                        &Work::Parts {
-                            run: run.clone(),
-                            seq: e.seq,
-                            upload_id: upload_id.clone(),
-                            parts,
-                            total: all.len(),
-                        },
-                        &mut bodies,
-                    )?;
-                }
-            }
-        } else {
-            out.files += 1;
-            match &mut batch {
-                Some((b, seqs)) if *b == e.batch => seqs.push(e.seq),
-                _ => {
-                    if let Some((_, seqs)) = batch.take() {
-                        push(&Work::Files { run: run.clone(), seqs }, &mut bodies)?;
+                out.files += 1;
+                match &mut batch {
+                    Some((b, seqs)) if *b == e.batch => seqs.push(e.seq),
+                    _ => {
+                        if let Some((_, seqs)) = batch.take() {
+                            push(&Work::Files { run: run.clone(), seqs }, &mut bodies)?;
+                        }
+                        batch = Some((e.batch, vec![e.seq]));
                     }
-                    batch = Some((e.batch, vec![e.seq]));
                 }
             }
         }
+        queue.send_all(&bodies).await?;
+        out.messages += bodies.len();
+        bodies.clear();
     }
     if let Some((_, seqs)) = batch.take() {
         push(&Work::Files { run: run.clone(), seqs }, &mut bodies)?;
     }
     queue.send_all(&bodies).await?;
-    out.messages = bodies.len();
+    out.messages += bodies.len();
     Ok(out)
 }
 

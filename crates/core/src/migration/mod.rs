@@ -339,31 +339,63 @@ impl Priority {
     }
 }
 
-/// Orders `entries` by `priority` (ties by source path), then numbers them (`seq`), gives
-/// each its priority rank and packs them into batches of at most `max_files` files and
-/// `max_bytes` bytes; a file over `max_bytes` is a batch of its own.
+impl Priority {
+    /// Where a file goes in the order (lower first); ties go by source path.
+    pub fn rank(self, mtime_ms: i64, size: u64) -> u64 {
+        // Unix milliseconds as an order-preserving unsigned number (negative times sort first).
+        let time = (mtime_ms as u64) ^ (1 << 63);
+        match self {
+            Priority::Newest => u64::MAX - time,
+            Priority::Oldest => time,
+            Priority::Smallest => size,
+            Priority::Path => 0,
+        }
+    }
+}
+
+/// Numbers entries in their final order (`seq`, priority rank) and packs them into batches of
+/// at most `max_files` files and `max_bytes` bytes; a file over `max_bytes` is a batch of its
+/// own. Fed one entry at a time, so a plan need not hold its entries together.
+#[derive(Debug, Clone)]
+pub struct Batcher {
+    max_files: usize,
+    max_bytes: u64,
+    next: u64,
+    batch: u32,
+    files: usize,
+    bytes: u64,
+}
+
+impl Batcher {
+    pub fn new(max_files: usize, max_bytes: u64) -> Self {
+        Batcher { max_files: max_files.max(1), max_bytes, next: 0, batch: 0, files: 0, bytes: 0 }
+    }
+
+    /// Places the next entry in order.
+    pub fn place(&mut self, e: &mut ManifestEntry) {
+        if self.files > 0 && (self.files >= self.max_files || self.bytes + e.size > self.max_bytes) {
+            self.batch += 1;
+            self.files = 0;
+            self.bytes = 0;
+        }
+        self.files += 1;
+        self.bytes += e.size;
+        e.seq = self.next;
+        e.priority = u32::try_from(self.next).unwrap_or(u32::MAX);
+        e.batch = self.batch;
+        self.next += 1;
+    }
+}
+
+/// Orders `entries` by `priority` (ties by source path), then numbers and batches them
+/// ([`Batcher`]).
 pub fn order_and_batch(entries: &mut [ManifestEntry], priority: Priority, max_files: usize, max_bytes: u64) {
     entries.sort_by(|a, b| {
-        let by = match priority {
-            Priority::Newest => b.mtime_ms.cmp(&a.mtime_ms),
-            Priority::Oldest => a.mtime_ms.cmp(&b.mtime_ms),
-            Priority::Smallest => a.size.cmp(&b.size),
-            Priority::Path => std::cmp::Ordering::Equal,
-        };
-        by.then_with(|| a.source.cmp(&b.source))
+        priority.rank(a.mtime_ms, a.size).cmp(&priority.rank(b.mtime_ms, b.size)).then_with(|| a.source.cmp(&b.source))
     });
-    let (mut batch, mut files, mut bytes) = (0u32, 0usize, 0u64);
-    for (i, e) in entries.iter_mut().enumerate() {
-        if files > 0 && (files >= max_files.max(1) || bytes + e.size > max_bytes) {
-            batch += 1;
-            files = 0;
-            bytes = 0;
-        }
-        files += 1;
-        bytes += e.size;
-        e.seq = i as u64;
-        e.priority = u32::try_from(i).unwrap_or(u32::MAX);
-        e.batch = batch;
+    let mut batcher = Batcher::new(max_files, max_bytes);
+    for e in entries.iter_mut() {
+        batcher.place(e);
     }
 }
 
@@ -391,16 +423,16 @@ impl SplitMix64 {
     }
 
     /// `k` distinct indexes of `0..n`, in increasing order.
+    /// Floyd's algorithm: memory for the `k` chosen, not for all `n`.
     pub fn sample(&mut self, n: usize, k: usize) -> Vec<usize> {
-        let mut all: Vec<usize> = (0..n).collect();
-        let k = k.min(n);
-        for i in 0..k {
-            let j = i + self.below((n - i) as u64) as usize;
-            all.swap(i, j);
+        let mut chosen = std::collections::BTreeSet::new();
+        for j in n - k.min(n)..n {
+            let t = self.below(j as u64 + 1) as usize;
+            if !chosen.insert(t) {
+                chosen.insert(j);
+            }
         }
-        let mut chosen = all[..k].to_vec();
-        chosen.sort_unstable();
-        chosen
+        chosen.into_iter().collect()
     }
 }
 

@@ -74,7 +74,9 @@ pub async fn moto() -> SdkConfig {
 }
 
 pub fn context(sdk: &SdkConfig) -> Context {
+    // Pages of 3 rows: every command crosses page boundaries even on a small tree.
     Context::new(sdk, &testkit::env("MIGRATION_TABLE"), Arc::new(SystemClock))
+        .with_page_rows(3)
         .with_files(sdk, &testkit::env("TABLE_NAME"))
 }
 
@@ -155,6 +157,8 @@ pub fn options(target: &str, rule: &str, owners: HashMap<String, String>, source
         copy: CopySettings { multipart_threshold: 6 * MIB, part_size: 5 * MIB },
         transfers: 4,
         hash_parallelism: 2,
+        // Steps of 3 files: the plan's chunking is crossed even on a small tree.
+        chunk_files: 3,
         dry_run: false,
         manifest_out: None,
     }
@@ -175,4 +179,9 @@ pub fn quiet() -> migrate::run::Events {
 
 pub fn read_all(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap()
+}
+
+/// Every ledger row of the run.
+pub async fn all_rows(ctx: &migrate::Context, run: &str) -> Vec<matbakh_aws::ledger::LedgerRow> {
+    ctx.ledger.rows(&matbakh_core::migration::RunId::parse(run).unwrap()).await.unwrap()
 }
