@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """A legacy tree for the migration benchmark, the same for a given seed:
 
-    generate.py OUT [--seed 1] [--files 5000]
+    generate.py OUT [--seed 1] [--files 5000] [--tiny]
 
 5,000 files, about 2.7 GiB: 4,200 of 20-200 KiB, 775 of 0.5-5 MiB, 25 of 20-60 MiB (sizes
 log-uniform within each band), owned by 250 users with a Zipf-like spread (user k owns a share
 proportional to 1/k), in users/<id>/<yyyy>/<mm>/ folders whose dates are the files' mtimes.
 Contents are pseudo-random bytes from the seed (incompressible, no two files alike).
+--tiny makes every file 1-8 KiB instead (the scale benchmark: many files, few bytes).
 """
 
 import argparse
@@ -24,11 +25,13 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--files", type=int, default=5000, help="scales the bands' counts")
+    ap.add_argument("--tiny", action="store_true", help="files of 1-8 KiB")
     args = ap.parse_args()
     rng = random.Random(args.seed)
-    scale = args.files / sum(n for n, _, _ in BANDS)
+    bands = [(args.files, KIB, 8 * KIB)] if args.tiny else BANDS
+    scale = args.files / sum(n for n, _, _ in bands)
     sizes = []
-    for n, lo, hi in BANDS:
+    for n, lo, hi in bands:
         for _ in range(max(1, round(n * scale))):
             sizes.append(int(math.exp(rng.uniform(math.log(lo), math.log(hi)))))
     rng.shuffle(sizes)

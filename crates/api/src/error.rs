@@ -72,6 +72,7 @@ impl From<AwsError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "quota_exceeded", "this upload would exceed your storage quota")
             }
             AwsError::AlreadyExists => ApiError::new(StatusCode::CONFLICT, "conflict", "the resource already exists"),
+            AwsError::Invalid(message) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message),
             AwsError::ChecksumMismatch(detail) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "checksum_mismatch",

@@ -17,6 +17,9 @@ pub struct Services {
     pub auth: Arc<Authenticator>,
     pub limits: Limits,
     pub clock: Arc<dyn Clock>,
+    /// Where the CDN serves `derived/*` (`CDN_BASE_URL`, deployed); without it, variant URLs
+    /// are presigned GETs of the bucket.
+    pub cdn_base_url: Option<String>,
 }
 
 impl AuthState for Services {
@@ -40,6 +43,7 @@ impl Services {
             auth: Arc::new(auth),
             limits,
             clock: Arc::new(SystemClock),
+            cdn_base_url: env("CDN_BASE_URL").filter(|v| !v.is_empty()).map(|v| v.trim_end_matches('/').to_owned()),
         })
     }
 }

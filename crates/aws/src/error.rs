@@ -22,6 +22,9 @@ pub enum AwsError {
     /// An item read back does not have the shape we write.
     #[error("stored item is malformed: {0}")]
     Corrupt(String),
+    /// The request cannot be served as asked (a cursor of another listing): the caller's mistake.
+    #[error("{0}")]
+    Invalid(&'static str),
     /// A required setting is missing or wrong.
     #[error("configuration: {0}")]
     Config(String),

@@ -4,10 +4,9 @@
 //! counters are added atomically (`ADD`), so several workers can report into one run.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
 
 use aws_config::SdkConfig;
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, ReturnValue, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use matbakh_core::migration::eta::Tally;
 use matbakh_core::migration::{Control, FailureReason, ManifestEntry, Prior, RowStatus, RunId, RunState};
 
@@ -15,7 +14,6 @@ use crate::error::AwsError;
 use crate::table::{n, s};
 
 const RUNS_PK: &str = "RUNS";
-const BATCH: usize = 25;
 
 /// A run as the run item holds it.
 #[derive(Debug, Clone, PartialEq)]
@@ -361,33 +359,7 @@ impl Ledger {
 
     /// Writes rows, 25 a call, retrying what DynamoDB leaves unprocessed.
     pub async fn put_rows(&self, run: &RunId, rows: &[LedgerRow]) -> Result<(), AwsError> {
-        for chunk in rows.chunks(BATCH) {
-            let mut requests: Vec<WriteRequest> = chunk
-                .iter()
-                .map(|r| {
-                    PutRequest::builder()
-                        .set_item(Some(row_item(run, r)))
-                        .build()
-                        .map(|p| WriteRequest::builder().put_request(p).build())
-                })
-                .collect::<Result<_, _>>()?;
-            let mut delay = Duration::from_millis(50);
-            while !requests.is_empty() {
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, requests)
-                    .send()
-                    .await
-                    .map_err(|e| AwsError::from_sdk("BatchWriteItem", e))?;
-                requests = out.unprocessed_items().and_then(|m| m.get(&self.table)).cloned().unwrap_or_default();
-                if !requests.is_empty() {
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
-        Ok(())
+        crate::table::batch_put(&self.client, &self.table, rows.iter().map(|r| row_item(run, r)).collect()).await
     }
 
     /// Every row of the run, in manifest order (tests and small runs; a command that walks a

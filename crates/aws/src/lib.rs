@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod error;
+pub mod files;
 pub mod ledger;
 pub mod queue;
 pub mod s3;

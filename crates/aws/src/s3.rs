@@ -279,6 +279,24 @@ impl S3Store {
         Ok(())
     }
 
+    /// The version id of the delete marker that hides `key` now, if one does (a soft delete).
+    pub async fn current_delete_marker(&self, key: &str) -> Result<Option<String>, AwsError> {
+        let out = self
+            .client
+            .list_object_versions()
+            .bucket(&self.bucket)
+            .prefix(key)
+            .max_keys(50)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ListObjectVersions", e))?;
+        Ok(out
+            .delete_markers()
+            .iter()
+            .find(|m| m.key() == Some(key) && m.is_latest() == Some(true))
+            .and_then(|m| m.version_id().map(str::to_owned)))
+    }
+
     /// The object's size, or `None` if there is no such object.
     pub async fn object_size(&self, key: &ObjectKey) -> Result<Option<u64>, AwsError> {
         Ok(self.head_version(key.as_str()).await?.map(|(size, _)| size))

@@ -84,8 +84,8 @@ pub struct Ready<'a> {
 
 #[derive(Clone, Debug)]
 pub struct FileTable {
-    client: aws_sdk_dynamodb::Client,
-    table: String,
+    pub(crate) client: aws_sdk_dynamodb::Client,
+    pub(crate) table: String,
 }
 
 pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
@@ -358,8 +358,9 @@ impl FileTable {
             .key("pk", s(file_pk(file_id)))
             .key("sk", s("FILE"))
             .update_expression(
-                "SET #size = :actual, charged = :actual, #reserved = :zero, settled = :t REMOVE pendingUntil",
+                "SET #size = :actual, sizeKey = :sizekey, charged = :actual, #reserved = :zero, settled = :t REMOVE pendingUntil",
             )
+            .expression_attribute_values(":sizekey", s(crate::files::size_key(actual, file_id)))
             .expression_attribute_names("#size", "size")
             .expression_attribute_names("#reserved", "reserved")
             .condition_expression("attribute_not_exists(settled)")
@@ -671,7 +672,13 @@ impl FileTable {
 
     /// The update that adds `size` bytes to the owner's usage (and to its reserved part when
     /// `reserve`), on condition the quota still has room: the one place the quota is enforced.
-    fn charge_usage(&self, owner: &UserId, size: u64, quota: u64, reserve: bool) -> Result<Update, AwsError> {
+    pub(crate) fn charge_usage(
+        &self,
+        owner: &UserId,
+        size: u64,
+        quota: u64,
+        reserve: bool,
+    ) -> Result<Update, AwsError> {
         let ceiling = reservation_ceiling(quota, size).map_err(|_| AwsError::QuotaExceeded)?;
         Update::builder()
             .table_name(&self.table)
@@ -865,7 +872,11 @@ impl FileTable {
     }
 
     /// One item by its keys, read consistently.
-    async fn get_item(&self, pk: String, sk: &str) -> Result<Option<HashMap<String, AttributeValue>>, AwsError> {
+    pub(crate) async fn get_item(
+        &self,
+        pk: String,
+        sk: &str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, AwsError> {
         let out = self
             .client
             .get_item()
@@ -902,7 +913,9 @@ fn variant_item(v: &VariantInfo) -> AttributeValue {
 }
 
 /// For each item of a cancelled transaction, whether its condition failed.
-fn cancelled_by_condition<R>(err: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError, R>) -> Vec<bool> {
+pub(crate) fn cancelled_by_condition<R>(
+    err: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError, R>,
+) -> Vec<bool> {
     match err.as_service_error() {
         Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
             c.cancellation_reasons().iter().map(|r| r.code() == Some("ConditionalCheckFailed")).collect()
@@ -1047,6 +1060,7 @@ fn file_item(r: &FileRecord) -> HashMap<String, AttributeValue> {
         ("gsi2pk".to_owned(), s(format!("STATUS#{}", r.status))),
         ("gsi2sk".to_owned(), s(sort)),
     ]);
+    item.extend(crate::files::sort_keys(r));
     if let Some(sha) = r.sha256 {
         item.insert("sha256".to_owned(), s(sha.to_hex()));
     }
@@ -1056,6 +1070,41 @@ fn file_item(r: &FileRecord) -> HashMap<String, AttributeValue> {
         item.insert("pendingUntil".to_owned(), n(exp.unix_timestamp()));
     }
     item
+}
+
+/// Puts items, 25 a call (BatchWriteItem), retrying what DynamoDB leaves unprocessed.
+pub(crate) async fn batch_put(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    items: Vec<HashMap<String, AttributeValue>>,
+) -> Result<(), AwsError> {
+    use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+    for chunk in items.chunks(25) {
+        let mut requests: Vec<WriteRequest> = chunk
+            .iter()
+            .map(|i| {
+                PutRequest::builder()
+                    .set_item(Some(i.clone()))
+                    .build()
+                    .map(|p| WriteRequest::builder().put_request(p).build())
+            })
+            .collect::<Result<_, _>>()?;
+        let mut delay = std::time::Duration::from_millis(50);
+        while !requests.is_empty() {
+            let out = client
+                .batch_write_item()
+                .request_items(table, requests)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("BatchWriteItem", e))?;
+            requests = out.unprocessed_items().and_then(|m| m.get(table)).cloned().unwrap_or_default();
+            if !requests.is_empty() {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn get_str<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Result<&'a str, AwsError> {
@@ -1069,7 +1118,7 @@ fn get_u64(item: &HashMap<String, AttributeValue>, name: &str) -> Option<u64> {
     item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
 }
 
-fn parse_file_item(item: &HashMap<String, AttributeValue>) -> Result<FileRecord, AwsError> {
+pub(crate) fn parse_file_item(item: &HashMap<String, AttributeValue>) -> Result<FileRecord, AwsError> {
     let corrupt = |what: &str| AwsError::Corrupt(what.to_owned());
     Ok(FileRecord {
         file_id: FileId::parse(get_str(item, "fileId")?).map_err(|_| corrupt("fileId"))?,

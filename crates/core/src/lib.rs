@@ -11,6 +11,7 @@ pub mod events;
 pub mod ids;
 pub mod imgproxy;
 pub mod limits;
+pub mod listing;
 pub mod metadata;
 pub mod migration;
 pub mod multipart;

@@ -33,6 +33,13 @@ pub const DEFAULT_SWEEP_GRACE: Duration = Duration::from_secs(60 * 60);
 /// (`SWEEP_MAX_ROWS`).
 pub const DEFAULT_SWEEP_MAX_ROWS: u64 = 1_000;
 
+/// How long a soft-deleted file can be restored (`RESTORE_WINDOW_DAYS`, in days); the bucket's
+/// lifecycle removes its versions after the same time.
+pub const DEFAULT_RESTORE_WINDOW: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+/// How long the presigned variant URLs a listing hands out stay usable when no CDN serves them
+/// (`IMAGE_URL_TTL_SECONDS`).
+pub const DEFAULT_IMAGE_URL_TTL: Duration = Duration::from_secs(60 * 60);
+
 /// The limits one function runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -44,6 +51,8 @@ pub struct Limits {
     pub upload_session_ttl: Duration,
     pub sweep_grace: Duration,
     pub sweep_max_rows: u64,
+    pub restore_window: Duration,
+    pub image_url_ttl: Duration,
 }
 
 impl Default for Limits {
@@ -57,6 +66,8 @@ impl Default for Limits {
             upload_session_ttl: DEFAULT_UPLOAD_SESSION_TTL,
             sweep_grace: DEFAULT_SWEEP_GRACE,
             sweep_max_rows: DEFAULT_SWEEP_MAX_ROWS,
+            restore_window: DEFAULT_RESTORE_WINDOW,
+            image_url_ttl: DEFAULT_IMAGE_URL_TTL,
         }
     }
 }
@@ -86,6 +97,10 @@ impl Limits {
             upload_session_ttl: seconds("UPLOAD_SESSION_TTL_SECONDS", d.upload_session_ttl)?,
             sweep_grace: seconds("SWEEP_GRACE_SECONDS", d.sweep_grace)?,
             sweep_max_rows: number("SWEEP_MAX_ROWS")?.unwrap_or(d.sweep_max_rows),
+            restore_window: number("RESTORE_WINDOW_DAYS")?
+                .map(|days| Duration::from_secs(days * 24 * 60 * 60))
+                .unwrap_or(d.restore_window),
+            image_url_ttl: seconds("IMAGE_URL_TTL_SECONDS", d.image_url_ttl)?,
         })
     }
 

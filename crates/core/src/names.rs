@@ -144,18 +144,21 @@ const ATTR_CHAR_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::NON_AL
     .remove(b'|')
     .remove(b'~');
 
-/// `attachment` (or `inline`) with an ASCII fallback `filename` and the exact name in
-/// `filename*` (RFC 6266, RFC 5987), so every browser saves it under the user's name.
-/// The search tokens of a file name (DECISIONS: name search by token prefix, case- and
-/// accent-insensitive): lower case, accents removed, split at anything not a letter or digit,
-/// each at most 32 characters, at most 20 distinct tokens, in order of first appearance.
-pub fn search_tokens(name: &str) -> Vec<String> {
-    let folded: String = name
-        .nfkd()
+/// What search and tags compare: lower case, compatibility forms and accents (combining
+/// marks, Arabic vowel marks among them) removed, `ß` as `ss`.
+pub fn fold(s: &str) -> String {
+    s.nfkd()
         .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
         .flat_map(char::to_lowercase)
         .collect::<String>()
-        .replace('ß', "ss");
+        .replace('ß', "ss")
+}
+
+/// The search tokens of a file name (DECISIONS: name search by token prefix, case- and
+/// accent-insensitive): [`fold`]ed, split at anything not a letter or digit, each at most 32
+/// characters, at most 20 distinct tokens, in order of first appearance.
+pub fn search_tokens(name: &str) -> Vec<String> {
+    let folded = fold(name);
     let mut tokens: Vec<String> = Vec::new();
     for t in folded.split(|c: char| !c.is_alphanumeric()).filter(|t| !t.is_empty()) {
         let t: String = t.chars().take(32).collect();
@@ -169,6 +172,8 @@ pub fn search_tokens(name: &str) -> Vec<String> {
     tokens
 }
 
+/// `attachment` (or `inline`) with an ASCII fallback `filename` and the exact name in
+/// `filename*` (RFC 6266, RFC 5987), so every browser saves it under the user's name.
 pub fn content_disposition(name: &DisplayName, inline: bool) -> String {
     let kind = if inline { "inline" } else { "attachment" };
     let fallback: String = name

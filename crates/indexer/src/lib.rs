@@ -139,6 +139,8 @@ async fn index_content(ix: &Indexer, event: &ObjectEvent) -> Result<(), AwsError
         duplicate_of: services.table.find_duplicate(&row.owner, &read.sha256, file_id).await?,
     };
     if services.table.record_content(file_id, &facts, event.order().as_deref()).await? {
+        // The name's search words, in the owner's word index (GET /v1/files?q=).
+        services.table.index_words(&row).await?;
         tracing::info!(%file_id, bytes = read.size, duplicate = facts.duplicate_of.is_some(), "content indexed");
         metrics::emit("index", &[("FilesIndexed", 1, Unit::Count), ("BytesHashed", read.size, Unit::Bytes)]);
     }

@@ -148,6 +148,13 @@ async fn content_is_hashed_once_with_exif_tokens_and_duplicates() {
     let mut tokens = tokens.as_ss().unwrap().clone();
     tokens.sort();
     assert_eq!(tokens, ["1", "jpg", "strasse", "urlaub"]);
+    // The words are in the owner's search index: a prefix finds the file, for her only.
+    let search = |q: &str| matbakh_core::listing::ListQuery::parse(&[("q".to_owned(), q.to_owned())]).unwrap();
+    let owner = matbakh_core::ids::UserId::parse(&alice).unwrap();
+    let (found, _) = h.state.table.list_files(&owner, &search("STRAS")).await.unwrap();
+    assert_eq!(found.iter().map(|d| d.record.file_id).collect::<Vec<_>>(), [file_id(&first)]);
+    let bob_id = matbakh_core::ids::UserId::parse(&bob).unwrap();
+    assert!(h.state.table.list_files(&bob_id, &search("urlaub")).await.unwrap().0.is_empty());
     assert_eq!(attr(&h, &first, "sniffedType").await.unwrap().as_s().unwrap(), "image/jpeg");
     // Alice's second copy points at her first; Bob's identical bytes are his own business.
     assert_eq!(attr(&h, &first, "duplicateOf").await, None);

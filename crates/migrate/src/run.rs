@@ -24,6 +24,8 @@ use crate::{Context, MigrateError};
 pub const FLUSH_ROWS: usize = 25;
 /// Rows read ahead of the workers (a page of the ledger is about 2,000).
 pub const QUEUE_AHEAD: usize = 1024;
+/// Results waiting for the ledger writer before the copies wait for it.
+pub const LEDGER_AHEAD: usize = 1024;
 /// Longest a result waits for its flush.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -210,8 +212,9 @@ pub async fn run(
     drop(tx);
 
     let (mut summary_copied, mut adopted, mut failed, mut bytes, mut retries) = (0u64, 0u64, 0u64, 0u64, 0u64);
-    // The ledger is written by its own task, so results never wait for DynamoDB.
-    let (ledger_tx, ledger_rx) = mpsc::unbounded_channel::<(LedgerRow, Delta)>();
+    // The ledger is written by its own task, so results wait for DynamoDB only when it falls
+    // [`LEDGER_AHEAD`] rows behind (then the copies slow down to its pace, memory stays put).
+    let (ledger_tx, ledger_rx) = mpsc::channel::<(LedgerRow, Delta)>(LEDGER_AHEAD);
     let recorder = tokio::spawn(write_ledger(ctx.clone(), run_id.clone(), ledger_rx, events.clone()));
     while let Some((before, copy)) = rx.recv().await {
         retries += u64::from(copy.retries);
@@ -239,7 +242,7 @@ pub async fn run(
             }
         }
         let delta = delta_of(&before, &copy);
-        let _ = ledger_tx.send((updated_row(&before, &copy, &ctx.now()), delta));
+        let _ = ledger_tx.send((updated_row(&before, &copy, &ctx.now()), delta)).await;
     }
     drop(ledger_tx);
     recorder.await.map_err(|e| MigrateError::Check(format!("ledger task: {e}")))??;
@@ -278,7 +281,7 @@ const LEDGER_WRITES_IN_FLIGHT: usize = 4;
 async fn write_ledger(
     ctx: Context,
     run: RunId,
-    mut rx: mpsc::UnboundedReceiver<(LedgerRow, Delta)>,
+    mut rx: mpsc::Receiver<(LedgerRow, Delta)>,
     events: Events,
 ) -> Result<(), MigrateError> {
     let mut rows: Vec<LedgerRow> = Vec::new();

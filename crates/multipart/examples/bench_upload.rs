@@ -63,6 +63,7 @@ async fn main() {
         auth: Arc::new(Authenticator::Jwks(JwtVerifier::new(&key.jwks(), "bench", "bench").expect("verifier"))),
         limits: Limits { user_quota_bytes: u64::MAX / 2, ..Limits::default() },
         clock: Arc::new(SystemClock),
+        cdn_base_url: None,
     };
     let user = format!("bench-{}", std::process::id());
     let token = key.mint(&user, "bench", "bench", 3600).expect("token");

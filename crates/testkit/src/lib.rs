@@ -172,6 +172,7 @@ impl Harness {
             auth: Arc::new(Authenticator::Jwks(verifier)),
             limits: opts.limits,
             clock: opts.clock,
+            cdn_base_url: None,
         };
         Harness { state, router, key, dynamo: aws_sdk_dynamodb::Client::new(&moto), table_name }
     }

@@ -1,0 +1,496 @@
+//! The files API's side of the metadata table: a user's files listed from indexes (never a
+//! scan), one file's details, renames and tags, soft delete and restore.
+//!
+//! | item        | pk              | sk            | GSI1 pk / sk                                    |
+//! |-------------|-----------------|---------------|-------------------------------------------------|
+//! | tag         | `FILE#{fileId}` | `TAG#{tag}`   | `TAG#{sub}#{tag}` / `{createdAt}#{fileId}`      |
+//! | search word | `FILE#{fileId}` | `WORD#{word}` | `WORDS#{sub}` / `{word}#{createdAt}#{fileId}`   |
+//!
+//! File rows also carry `nameKey` (folded name) and `sizeKey` (zero-padded size), the sort keys
+//! of the by-name and by-size indexes, which share GSI1's partition `USER#{sub}`. A file's
+//! items all share its `pk`, so one Query finds everything of a file.
+
+use std::collections::{BTreeSet, HashMap};
+
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem, Update};
+use matbakh_core::clock::iso_millis;
+use matbakh_core::ids::{FileId, ObjectKey, UserId};
+use matbakh_core::listing::{Cursor, ListQuery, SortBy, Tag};
+use matbakh_core::metadata::{ExifFacts, FileRecord, FileStatus, GeoPoint, ImageInfo, VariantInfo};
+use matbakh_core::names::{DisplayName, fold, search_tokens};
+use time::OffsetDateTime;
+
+use crate::error::AwsError;
+use crate::table::{FileTable, GSI_USER, n, parse_file_item, s};
+
+/// Files by folded display name (partition `gsi1pk`, sort `nameKey`).
+pub const GSI_NAMES: &str = "gsi4-user-names";
+/// Files by size (partition `gsi1pk`, sort `sizeKey`).
+pub const GSI_SIZES: &str = "gsi5-user-sizes";
+
+/// A file as the API shows it: the row and what processing and its owner added.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileDetails {
+    pub record: FileRecord,
+    pub tags: Vec<String>,
+    pub image: Option<ImageInfo>,
+    /// Why a file has no variants, or why it was refused.
+    pub reason: Option<String>,
+    pub exif: Option<ExifFacts>,
+    pub deleted_at: Option<OffsetDateTime>,
+    /// Bumped by every owner change (optimistic concurrency).
+    pub revision: u64,
+}
+
+/// The sort keys a file row carries for the by-name and by-size indexes.
+pub(crate) fn sort_keys(r: &FileRecord) -> [(String, AttributeValue); 2] {
+    [
+        ("nameKey".to_owned(), s(name_key(&r.filename, r.file_id))),
+        ("sizeKey".to_owned(), s(size_key(r.size, r.file_id))),
+    ]
+}
+
+fn name_key(name: &DisplayName, id: FileId) -> String {
+    format!("{}#{id}", fold(name.as_str()))
+}
+
+pub(crate) fn size_key(size: u64, id: FileId) -> String {
+    format!("{size:020}#{id}")
+}
+
+fn file_pk(id: FileId) -> String {
+    format!("FILE#{id}")
+}
+
+fn str_of<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a str> {
+    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+fn num_of(item: &HashMap<String, AttributeValue>, name: &str) -> Option<u64> {
+    item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+}
+
+fn parse_details(item: &HashMap<String, AttributeValue>) -> Result<FileDetails, AwsError> {
+    let record = parse_file_item(item)?;
+    let mut tags: Vec<String> = item.get("tags").and_then(|v| v.as_ss().ok()).cloned().unwrap_or_default();
+    tags.sort();
+    let variants = item
+        .get("variants")
+        .and_then(|v| v.as_l().ok())
+        .map(|l| {
+            l.iter()
+                .filter_map(|v| v.as_m().ok())
+                .filter_map(|m| {
+                    Some(VariantInfo {
+                        width: u32::try_from(num_of(m, "width")?).ok()?,
+                        height: u32::try_from(num_of(m, "height")?).ok()?,
+                        content_type: str_of(m, "contentType")?.to_owned(),
+                        key: ObjectKey::from_stored(str_of(m, "key")?.to_owned()),
+                    })
+                })
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let image = match (num_of(item, "width"), num_of(item, "height")) {
+        (Some(w), Some(h)) => Some(ImageInfo {
+            width: u32::try_from(w).unwrap_or(0),
+            height: u32::try_from(h).unwrap_or(0),
+            frames: num_of(item, "frames").and_then(|f| u32::try_from(f).ok()).unwrap_or(1),
+            placeholder: str_of(item, "placeholder").unwrap_or_default().to_owned(),
+            variants,
+        }),
+        _ => None,
+    };
+    let exif = item.get("exif").and_then(|v| v.as_m().ok()).map(|m| ExifFacts {
+        camera_make: str_of(m, "cameraMake").map(str::to_owned),
+        camera_model: str_of(m, "cameraModel").map(str::to_owned),
+        lens: str_of(m, "lens").map(str::to_owned),
+        taken_at: str_of(m, "takenAt").map(str::to_owned),
+        orientation: num_of(m, "orientation").and_then(|o| u8::try_from(o).ok()).unwrap_or(1),
+        had_gps: m.get("hadGps").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
+        location: m.get("location").and_then(|v| v.as_m().ok()).and_then(|p| {
+            let num = |k: &str| p.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<f64>().ok());
+            Some(GeoPoint { latitude: num("lat")?, longitude: num("lon")? })
+        }),
+    });
+    let deleted_at = num_of(item, "deletedAt").and_then(|t| OffsetDateTime::from_unix_timestamp(t as i64).ok());
+    Ok(FileDetails {
+        record,
+        tags,
+        image,
+        reason: str_of(item, "reason").map(str::to_owned),
+        exif,
+        deleted_at,
+        revision: num_of(item, "rev").unwrap_or(0),
+    })
+}
+
+/// Which index a listing reads, its partition, and the sort key attribute.
+struct Plan {
+    index: &'static str,
+    kind: &'static str,
+    partition: String,
+    sort_attr: &'static str,
+    /// The index holds tag or word items, not file rows.
+    via_items: bool,
+}
+
+fn plan_for(owner: &UserId, q: &ListQuery) -> Plan {
+    let user = format!("USER#{owner}");
+    if let Some(tag) = &q.tag {
+        return Plan {
+            index: GSI_USER,
+            kind: "tag",
+            partition: format!("TAG#{owner}#{tag}"),
+            sort_attr: "gsi1sk",
+            via_items: true,
+        };
+    }
+    if !q.words.is_empty() {
+        return Plan {
+            index: GSI_USER,
+            kind: "words",
+            partition: format!("WORDS#{owner}"),
+            sort_attr: "gsi1sk",
+            via_items: true,
+        };
+    }
+    match q.sort {
+        SortBy::Date => Plan { index: GSI_USER, kind: "date", partition: user, sort_attr: "gsi1sk", via_items: false },
+        SortBy::Name => {
+            Plan { index: GSI_NAMES, kind: "name", partition: user, sort_attr: "nameKey", via_items: false }
+        }
+        SortBy::Size => {
+            Plan { index: GSI_SIZES, kind: "size", partition: user, sort_attr: "sizeKey", via_items: false }
+        }
+    }
+}
+
+/// A tag's item, in the tag's index by upload time.
+fn tag_item(r: &FileRecord, tag: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("pk".to_owned(), s(file_pk(r.file_id))),
+        ("sk".to_owned(), s(format!("TAG#{tag}"))),
+        ("gsi1pk".to_owned(), s(format!("TAG#{}#{tag}", r.owner))),
+        ("gsi1sk".to_owned(), s(format!("{}#{}", iso_millis(r.created_at), r.file_id))),
+    ])
+}
+
+/// A search word's item, in the owner's word index by word, then upload time.
+fn word_item(r: &FileRecord, word: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("pk".to_owned(), s(file_pk(r.file_id))),
+        ("sk".to_owned(), s(format!("WORD#{word}"))),
+        ("gsi1pk".to_owned(), s(format!("WORDS#{}", r.owner))),
+        ("gsi1sk".to_owned(), s(format!("{word}#{}#{}", iso_millis(r.created_at), r.file_id))),
+    ])
+}
+
+impl FileTable {
+    /// A file with everything the API shows of it.
+    pub async fn file_details(&self, id: FileId) -> Result<Option<FileDetails>, AwsError> {
+        self.get_item(file_pk(id), "FILE").await?.as_ref().map(parse_details).transpose()
+    }
+
+    /// A page of `owner`'s files as `q` asks, and where the next page starts. Reads one index
+    /// (dates, names, sizes, a tag's items or the owner's search words), a page at a time,
+    /// until `q.limit` files pass the filters or the index ends.
+    pub async fn list_files(
+        &self,
+        owner: &UserId,
+        q: &ListQuery,
+    ) -> Result<(Vec<FileDetails>, Option<Cursor>), AwsError> {
+        let plan = plan_for(owner, q);
+        let mut start = match &q.cursor {
+            Some(c) if c.kind != plan.kind => {
+                return Err(AwsError::Invalid("cursor: it belongs to another listing"));
+            }
+            Some(c) => Some(HashMap::from([
+                ("pk".to_owned(), s(&c.pk)),
+                ("sk".to_owned(), s(&c.sk)),
+                ("gsi1pk".to_owned(), s(&plan.partition)),
+                (plan.sort_attr.to_owned(), s(&c.index_sk)),
+            ])),
+            None => None,
+        };
+        let mut files: Vec<FileDetails> = Vec::new();
+        let mut seen = BTreeSet::new();
+        loop {
+            let want = q.limit as usize - files.len();
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(plan.index)
+                .expression_attribute_names("#p", "gsi1pk")
+                .expression_attribute_values(":p", s(&plan.partition))
+                .scan_index_forward(!q.descending)
+                .limit(i32::try_from(want).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take());
+            let mut condition = "#p = :p".to_owned();
+            if plan.kind == "words" {
+                // The longest word narrows most; the others are checked on the name.
+                let word = q.words.iter().max_by_key(|w| w.len()).cloned().unwrap_or_default();
+                condition.push_str(" AND begins_with(#s, :w)");
+                query =
+                    query.expression_attribute_names("#s", plan.sort_attr).expression_attribute_values(":w", s(word));
+            } else if plan.kind != "name" && plan.kind != "size" {
+                // Dates: the range is the key condition (`to` is exclusive; the filter checks it).
+                match (q.from, q.to) {
+                    (Some(f), Some(t)) => {
+                        condition.push_str(" AND #s BETWEEN :f AND :t");
+                        query = query
+                            .expression_attribute_values(":f", s(iso_millis(f)))
+                            .expression_attribute_values(":t", s(iso_millis(t)));
+                    }
+                    (Some(f), None) => {
+                        condition.push_str(" AND #s >= :f");
+                        query = query.expression_attribute_values(":f", s(iso_millis(f)));
+                    }
+                    (None, Some(t)) => {
+                        condition.push_str(" AND #s < :t");
+                        query = query.expression_attribute_values(":t", s(iso_millis(t)));
+                    }
+                    (None, None) => {}
+                }
+                if q.from.is_some() || q.to.is_some() {
+                    query = query.expression_attribute_names("#s", plan.sort_attr);
+                }
+            }
+            let out =
+                query.key_condition_expression(condition).send().await.map_err(|e| AwsError::from_sdk("Query", e))?;
+            let rows: Vec<HashMap<String, AttributeValue>> = if plan.via_items {
+                let ids: Vec<String> = out
+                    .items()
+                    .iter()
+                    .filter_map(|i| str_of(i, "pk").map(str::to_owned))
+                    .filter(|pk| seen.insert(pk.clone()))
+                    .collect();
+                self.rows_by_pk(&ids).await?
+            } else {
+                out.items().to_vec()
+            };
+            for item in &rows {
+                let d = parse_details(item)?;
+                let r = &d.record;
+                // An index item of someone else's file never lists (belt and braces: the
+                // partition is the owner's).
+                if r.owner == *owner && q.keeps(r.status, r.content_type.as_str(), r.created_at, r.filename.as_str()) {
+                    files.push(d);
+                }
+            }
+            let last = out.last_evaluated_key().filter(|k| !k.is_empty()).cloned();
+            match last {
+                Some(k) if files.len() < q.limit as usize => start = Some(k),
+                Some(k) => {
+                    let cursor = Cursor {
+                        kind: plan.kind.to_owned(),
+                        pk: str_of(&k, "pk").unwrap_or_default().to_owned(),
+                        sk: str_of(&k, "sk").unwrap_or_default().to_owned(),
+                        index_sk: str_of(&k, plan.sort_attr).unwrap_or_default().to_owned(),
+                    };
+                    return Ok((files, Some(cursor)));
+                }
+                None => return Ok((files, None)),
+            }
+        }
+    }
+
+    /// File rows by `pk`, in the order asked (BatchGetItem, 100 a call, consistent).
+    async fn rows_by_pk(&self, pks: &[String]) -> Result<Vec<HashMap<String, AttributeValue>>, AwsError> {
+        let mut found: HashMap<String, HashMap<String, AttributeValue>> = HashMap::new();
+        for chunk in pks.chunks(100) {
+            let keys = chunk
+                .iter()
+                .map(|pk| HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s("FILE"))]))
+                .collect::<Vec<_>>();
+            let mut request = Some(KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true).build()?);
+            while let Some(req) = request.take() {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, req)
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::from_sdk("BatchGetItem", e))?;
+                for item in out.responses().and_then(|r| r.get(&self.table)).into_iter().flatten() {
+                    if let Some(pk) = str_of(item, "pk") {
+                        found.insert(pk.to_owned(), item.clone());
+                    }
+                }
+                request = out.unprocessed_keys().and_then(|u| u.get(&self.table)).cloned();
+            }
+        }
+        Ok(pks.iter().filter_map(|pk| found.remove(pk)).collect())
+    }
+
+    /// Renames and retags a file the owner sees as `before`, if nobody changed it meanwhile
+    /// (`false`: it changed or went away; read it again). Keeps its tag and word items in step,
+    /// in one transaction.
+    pub async fn update_file(
+        &self,
+        before: &FileDetails,
+        name: Option<&DisplayName>,
+        tags: &BTreeSet<Tag>,
+    ) -> Result<bool, AwsError> {
+        let r = &before.record;
+        let mut items = Vec::new();
+        let mut row = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(file_pk(r.file_id)))
+            .key("sk", s("FILE"))
+            .condition_expression(
+                "#owner = :owner AND #status <> :deleted AND (attribute_not_exists(rev) OR rev = :rev)",
+            )
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":owner", s(r.owner.as_str()))
+            .expression_attribute_values(":deleted", s(FileStatus::Deleted.as_str()))
+            .expression_attribute_values(":rev", n(before.revision))
+            .expression_attribute_values(":next", n(before.revision + 1));
+        let mut sets = vec!["rev = :next".to_owned()];
+        let mut removes = Vec::new();
+        if let Some(name) = name {
+            sets.push("filename = :name, nameKey = :nk".into());
+            row = row
+                .expression_attribute_values(":name", s(name.as_str()))
+                .expression_attribute_values(":nk", s(name_key(name, r.file_id)));
+            let (old, new): (BTreeSet<String>, BTreeSet<String>) = (
+                search_tokens(r.filename.as_str()).into_iter().collect(),
+                search_tokens(name.as_str()).into_iter().collect(),
+            );
+            for w in old.difference(&new) {
+                items.push(delete_item(&self.table, r.file_id, &format!("WORD#{w}"))?);
+            }
+            for w in new.difference(&old) {
+                items.push(put_item(&self.table, word_item(r, w))?);
+            }
+            if new.is_empty() {
+                removes.push("tokens");
+            } else {
+                sets.push("tokens = :tokens".into());
+                row = row.expression_attribute_values(":tokens", AttributeValue::Ss(new.into_iter().collect()));
+            }
+        }
+        let old: BTreeSet<String> = before.tags.iter().cloned().collect();
+        let new: BTreeSet<String> = tags.iter().map(|t| t.as_str().to_owned()).collect();
+        for t in old.difference(&new) {
+            items.push(delete_item(&self.table, r.file_id, &format!("TAG#{t}"))?);
+        }
+        for t in new.difference(&old) {
+            items.push(put_item(&self.table, tag_item(r, t))?);
+        }
+        if new.is_empty() {
+            removes.push("tags");
+        } else {
+            sets.push("tags = :tags".into());
+            row = row.expression_attribute_values(":tags", AttributeValue::Ss(new.into_iter().collect()));
+        }
+        let mut expression = format!("SET {}", sets.join(", "));
+        if !removes.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
+        }
+        items.insert(0, TransactWriteItem::builder().update(row.update_expression(expression).build()?).build());
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if crate::table::cancelled_by_condition(&e).first() == Some(&true) => Ok(false),
+            Err(e) => Err(AwsError::from_sdk("TransactWriteItems", e)),
+        }
+    }
+
+    /// Puts the search word items of a file's name (idempotent; the indexer calls it when a
+    /// file arrives).
+    pub async fn index_words(&self, r: &FileRecord) -> Result<(), AwsError> {
+        let items: Vec<_> = search_tokens(r.filename.as_str()).iter().map(|w| word_item(r, w)).collect();
+        crate::table::batch_put(&self.client, &self.table, items).await
+    }
+
+    /// Marks an owner's soft delete on the row (when, for the restore window); the status
+    /// change itself is [`FileTable::mark_deleted`].
+    pub async fn note_deleted(&self, id: FileId, at: OffsetDateTime) -> Result<(), AwsError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(file_pk(id)))
+            .key("sk", s("FILE"))
+            .update_expression("SET deletedAt = if_not_exists(deletedAt, :at)")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":at", n(at.unix_timestamp()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| AwsError::from_sdk("UpdateItem", e))
+    }
+
+    /// DELETED → READY, counting the file's bytes in its owner's usage again (refused above
+    /// `quota`). Answers `false` if the row is not DELETED.
+    pub async fn restore(&self, r: &FileRecord, quota: u64) -> Result<bool, AwsError> {
+        let usage = self.charge_usage(&r.owner, r.size, quota, false)?;
+        let row = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(file_pk(r.file_id)))
+            .key("sk", s("FILE"))
+            .update_expression("SET #status = :ready, gsi2pk = :g, charged = :size REMOVE deletedAt")
+            .condition_expression("#status = :deleted AND #owner = :owner")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":ready", s(FileStatus::Ready.as_str()))
+            .expression_attribute_values(":g", s(format!("STATUS#{}", FileStatus::Ready)))
+            .expression_attribute_values(":size", n(r.size))
+            .expression_attribute_values(":deleted", s(FileStatus::Deleted.as_str()))
+            .expression_attribute_values(":owner", s(r.owner.as_str()))
+            .build()?;
+        let items =
+            vec![TransactWriteItem::builder().update(usage).build(), TransactWriteItem::builder().update(row).build()];
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                let failed = crate::table::cancelled_by_condition(&e);
+                if failed.first() == Some(&true) {
+                    Err(AwsError::QuotaExceeded)
+                } else if failed.get(1) == Some(&true) {
+                    Ok(false)
+                } else {
+                    Err(AwsError::from_sdk("TransactWriteItems", e))
+                }
+            }
+        }
+    }
+
+    /// How many of `owner`'s files are not deleted (a count over their index, no items read
+    /// back).
+    pub async fn count_files(&self, owner: &UserId) -> Result<u64, AwsError> {
+        let (mut count, mut start) = (0u64, None);
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(GSI_USER)
+                .key_condition_expression("gsi1pk = :p")
+                .filter_expression("#status <> :deleted")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":p", s(format!("USER#{owner}")))
+                .expression_attribute_values(":deleted", s(FileStatus::Deleted.as_str()))
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("Query", e))?;
+            count += u64::try_from(out.count()).unwrap_or(0);
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(count),
+            }
+        }
+    }
+}
+
+fn put_item(table: &str, item: HashMap<String, AttributeValue>) -> Result<TransactWriteItem, AwsError> {
+    Ok(TransactWriteItem::builder().put(Put::builder().table_name(table).set_item(Some(item)).build()?).build())
+}
+
+fn delete_item(table: &str, id: FileId, sk: &str) -> Result<TransactWriteItem, AwsError> {
+    let delete = Delete::builder().table_name(table).key("pk", s(file_pk(id))).key("sk", s(sk)).build()?;
+    Ok(TransactWriteItem::builder().delete(delete).build())
+}

@@ -1,0 +1,489 @@
+//! The files API against moto (DynamoDB with its indexes, a versioned bucket): listing order,
+//! paging, sorts, filters, search and tags; rename; soft delete and restore with usage; and
+//! that nobody reaches someone else's file on any route.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use http::{Method, StatusCode};
+use matbakh_aws::table::Ready;
+use matbakh_core::clock::FixedClock;
+use matbakh_core::ids::{FileId, ObjectKey, UserId};
+use matbakh_core::limits::Limits;
+use matbakh_core::metadata::{FileRecord, FileStatus};
+use matbakh_core::names::{DisplayName, SafeName};
+use matbakh_core::types::ContentType;
+use serde_json::{Value, json};
+use testkit::{Harness, Options, unique_user};
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+const QUOTA: u64 = 1 << 30;
+
+/// A file as an upload leaves it: granted, arrived (its bytes in the bucket), settled, READY,
+/// its name's words indexed.
+async fn uploaded(h: &Harness, user: &str, name: &str, content_type: &str, size: usize, at: OffsetDateTime) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed).to_be_bytes();
+    let owner = UserId::parse(user).unwrap();
+    let id =
+        FileId::new((at.unix_timestamp_nanos() / 1_000_000) as u64, [n[2], n[3], n[4], n[5], n[6], n[7], 7, 7, 7, 7]);
+    let filename = DisplayName::parse(name).unwrap();
+    let record = FileRecord {
+        file_id: id,
+        key: ObjectKey::original(&owner, id, &SafeName::from_display(&filename)),
+        owner,
+        filename,
+        content_type: ContentType::parse(content_type).unwrap(),
+        size: size as u64,
+        sha256: None,
+        status: FileStatus::Pending,
+        created_at: at,
+        expires_at: Some(at + time::Duration::days(1)),
+    };
+    let t = &h.state.table;
+    t.reserve_upload(&record, QUOTA).await.unwrap();
+    let s3 = h.state.store.client();
+    let body = (0..size).map(|i| (i % 251) as u8).collect::<Vec<u8>>();
+    s3.put_object().bucket(h.state.store.bucket()).key(record.key.as_str()).body(body.into()).send().await.unwrap();
+    t.settle_upload(id, record.key.as_str(), size as u64, QUOTA).await.unwrap();
+    assert!(t.mark_ready(id, &Ready::default()).await.unwrap());
+    t.index_words(&record).await.unwrap();
+    id.to_string()
+}
+
+async fn get(h: &Harness, user: &str, uri: &str) -> (StatusCode, Value) {
+    h.call(Method::GET, uri, Some(&h.token(user)), None).await
+}
+
+/// Calls the function as `user`, with other settings (a smaller quota, a later clock).
+async fn call_as(
+    h: &Harness,
+    state: matbakh_api::Services,
+    method: Method,
+    uri: &str,
+    user: &str,
+) -> (StatusCode, Value) {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {}", h.token(user)))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    testkit::call_router(files_api::router(state), req).await
+}
+
+fn names(v: &Value) -> Vec<String> {
+    v["files"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap().to_owned()).collect()
+}
+
+/// Every page of a listing, following the cursor.
+async fn all_pages(h: &Harness, user: &str, uri: &str) -> (Vec<String>, usize) {
+    let (mut out, mut pages, mut cursor): (Vec<String>, usize, Option<String>) = (Vec::new(), 0, None);
+    loop {
+        let sep = if uri.contains('?') { '&' } else { '?' };
+        let page_uri = match &cursor {
+            Some(c) => format!("{uri}{sep}cursor={c}"),
+            None => uri.to_owned(),
+        };
+        let (status, page) = get(h, user, &page_uri).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        out.extend(names(&page));
+        pages += 1;
+        match page["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return (out, pages),
+        }
+    }
+}
+
+struct Tree {
+    h: Harness,
+    alice: String,
+    bob: String,
+    ids: Vec<String>,
+}
+
+/// Alice's seven files (names, types, sizes and dates all different) and Bob's two.
+async fn tree() -> Tree {
+    let h = Harness::new(files_api::router, Options::default()).await;
+    let (alice, bob) = (unique_user("alice"), unique_user("bob"));
+    let mut ids = Vec::new();
+    for (name, ct, size, at) in [
+        ("Été à Marseille.jpg", "image/jpeg", 3000, datetime!(2024-07-14 10:00 UTC)),
+        ("breakfast.png", "image/png", 1200, datetime!(2024-09-01 08:00 UTC)),
+        ("Invoice 2024-11.pdf", "application/pdf", 800, datetime!(2024-11-30 18:00 UTC)),
+        ("zebra.webp", "image/webp", 5000, datetime!(2025-01-05 12:00 UTC)),
+        ("Apfelkuchen.jpg", "image/jpeg", 4000, datetime!(2025-03-02 16:00 UTC)),
+        ("مطبخ.jpg", "image/jpeg", 2500, datetime!(2025-05-20 09:00 UTC)),
+        ("clip.mp4", "video/mp4", 6000, datetime!(2025-06-01 20:00 UTC)),
+    ] {
+        ids.push(uploaded(&h, &alice, name, ct, size, at).await);
+    }
+    for (name, at) in
+        [("bob-marseille.jpg", datetime!(2025-02-01 10:00 UTC)), ("bob.png", datetime!(2024-08-01 10:00 UTC))]
+    {
+        uploaded(&h, &bob, name, "image/jpeg", 100, at).await;
+    }
+    Tree { h, alice, bob, ids }
+}
+
+#[tokio::test]
+async fn a_users_files_list_newest_first_in_pages_by_name_size_type_and_date() {
+    let Tree { h, alice, bob, .. } = tree().await;
+    let newest_first = [
+        "clip.mp4",
+        "مطبخ.jpg",
+        "Apfelkuchen.jpg",
+        "zebra.webp",
+        "Invoice 2024-11.pdf",
+        "breakfast.png",
+        "Été à Marseille.jpg",
+    ];
+    let (status, page) = get(&h, &alice, "/v1/files").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(names(&page), newest_first);
+    assert!(page["nextCursor"].is_null());
+    let first = &page["files"][0];
+    assert_eq!(
+        (first["contentType"].as_str(), first["size"].as_u64(), first["status"].as_str()),
+        (Some("video/mp4"), Some(6000), Some("READY"))
+    );
+    assert_eq!(first["createdAt"], "2025-06-01T20:00:00Z");
+
+    // Pages of 3 follow each other without gaps or repeats.
+    let (paged, pages) = all_pages(&h, &alice, "/v1/files?limit=3").await;
+    assert_eq!((paged, pages), (newest_first.map(String::from).to_vec(), 3));
+    let (oldest, _) = all_pages(&h, &alice, "/v1/files?limit=2&order=asc").await;
+    assert_eq!(oldest, newest_first.iter().rev().map(|s| s.to_string()).collect::<Vec<_>>());
+
+    // By name (folded: accents and case do not move a file), A to Z; by size, largest first.
+    let (by_name, _) = all_pages(&h, &alice, "/v1/files?sort=name&limit=4").await;
+    assert_eq!(
+        by_name,
+        [
+            "Apfelkuchen.jpg",
+            "breakfast.png",
+            "clip.mp4",
+            "Été à Marseille.jpg",
+            "Invoice 2024-11.pdf",
+            "zebra.webp",
+            "مطبخ.jpg"
+        ]
+    );
+    let (by_size, _) = all_pages(&h, &alice, "/v1/files?sort=size&limit=5").await;
+    assert_eq!(by_size[..3], ["clip.mp4", "zebra.webp", "Apfelkuchen.jpg"]);
+    let (smallest, _) = all_pages(&h, &alice, "/v1/files?sort=size&order=asc&limit=5").await;
+    assert_eq!(smallest[..2], ["Invoice 2024-11.pdf", "breakfast.png"]);
+
+    // Filters: a type family, an exact type, a date range (to is exclusive), in pages too.
+    let (images, _) = all_pages(&h, &alice, "/v1/files?contentType=image/&limit=2").await;
+    assert_eq!(images, ["مطبخ.jpg", "Apfelkuchen.jpg", "zebra.webp", "breakfast.png", "Été à Marseille.jpg"]);
+    let (pdfs, _) = all_pages(&h, &alice, "/v1/files?contentType=application/pdf").await;
+    assert_eq!(pdfs, ["Invoice 2024-11.pdf"]);
+    let (in_2024, _) = all_pages(&h, &alice, "/v1/files?from=2024-09-01&to=2025-01-05T12:00:00Z").await;
+    assert_eq!(in_2024, ["Invoice 2024-11.pdf", "breakfast.png"]);
+
+    // Bob sees only his own, and Alice's cursor in Bob's hands moves only within his listing.
+    let (_, bobs) = get(&h, &bob, "/v1/files").await;
+    assert_eq!(names(&bobs), ["bob-marseille.jpg", "bob.png"]);
+    let (_, alice_page) = get(&h, &alice, "/v1/files?limit=1").await;
+    let cursor = alice_page["nextCursor"].as_str().unwrap();
+    let (status, with_hers) = get(&h, &bob, &format!("/v1/files?cursor={cursor}")).await;
+    assert_eq!(status, StatusCode::OK, "{with_hers}");
+    assert!(names(&with_hers).iter().all(|n| n.starts_with("bob")), "{with_hers}");
+
+    // Nonsense is a 400 with a JSON body, never a wider listing.
+    for bad in [
+        "/v1/files?limit=0",
+        "/v1/files?limit=1000",
+        "/v1/files?sort=colour",
+        "/v1/files?status=lost",
+        "/v1/files?from=yesterday",
+        "/v1/files?owner=someone",
+        "/v1/files?cursor=not-a-cursor",
+        "/v1/files?q=a&tag=b",
+    ] {
+        let (status, body) = get(&h, &alice, bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert!(body["error"].is_string() && body["message"].is_string(), "{bad}: {body}");
+    }
+    let (status, body) = get(&h, &alice, &format!("/v1/files?sort=name&cursor={cursor}")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a date cursor in a name listing: {body}");
+    let (status, _) = h.call(Method::GET, "/v1/files", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn search_finds_word_prefixes_and_tags_list_what_carries_them() {
+    let Tree { h, alice, ids, .. } = tree().await;
+    let search = |q: &str| format!("/v1/files?q={q}");
+    for (q, want) in [
+        ("ete", vec!["Été à Marseille.jpg"]),
+        ("MARS", vec!["Été à Marseille.jpg"]),
+        ("marseille%20%C3%A9t%C3%A9", vec!["Été à Marseille.jpg"]),
+        ("apfel", vec!["Apfelkuchen.jpg"]),
+        ("%D9%85%D8%B7%D8%A8%D8%AE", vec!["مطبخ.jpg"]),
+        ("2024", vec!["Invoice 2024-11.pdf"]),
+        ("jpg", vec!["مطبخ.jpg", "Apfelkuchen.jpg", "Été à Marseille.jpg"]),
+        ("hiver", vec![]),
+        ("arseille", vec![]),
+    ] {
+        let (status, page) = get(&h, &alice, &search(q)).await;
+        assert_eq!(status, StatusCode::OK, "{q}: {page}");
+        assert_eq!(names(&page), want, "q={q}");
+    }
+    // Another user's words never answer.
+    let (_, none) = get(&h, &alice, &search("bob")).await;
+    assert!(names(&none).is_empty());
+
+    // Rename: the old words stop finding it, the new ones do, and the name sort follows.
+    let summer = &ids[0];
+    let (status, renamed) = h
+        .call(
+            Method::PATCH,
+            &format!("/v1/files/{summer}"),
+            Some(&h.token(&alice)),
+            Some(json!({"name": "Winter in Berlin.jpg"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{renamed}");
+    assert_eq!(renamed["name"], "Winter in Berlin.jpg");
+    assert!(names(&get(&h, &alice, &search("ete")).await.1).is_empty());
+    assert_eq!(names(&get(&h, &alice, &search("berl")).await.1), ["Winter in Berlin.jpg"]);
+    let (by_name, _) = all_pages(&h, &alice, "/v1/files?sort=name").await;
+    assert_eq!(
+        by_name,
+        [
+            "Apfelkuchen.jpg",
+            "breakfast.png",
+            "clip.mp4",
+            "Invoice 2024-11.pdf",
+            "Winter in Berlin.jpg",
+            "zebra.webp",
+            "مطبخ.jpg"
+        ]
+    );
+
+    // Tags: added folded, listed by tag newest first, removed again.
+    let apple = &ids[4];
+    for id in [summer, apple] {
+        let (status, tagged) = h
+            .call(
+                Method::PATCH,
+                &format!("/v1/files/{id}"),
+                Some(&h.token(&alice)),
+                Some(json!({"addTags": ["Holiday", "family"]})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{tagged}");
+        assert_eq!(tagged["tags"], json!(["family", "holiday"]));
+    }
+    assert_eq!(names(&get(&h, &alice, "/v1/files?tag=HOLIDAY").await.1), ["Apfelkuchen.jpg", "Winter in Berlin.jpg"]);
+    assert_eq!(names(&get(&h, &alice, "/v1/files?tag=holiday&limit=1").await.1), ["Apfelkuchen.jpg"]);
+    let (_, untagged) = h
+        .call(
+            Method::PATCH,
+            &format!("/v1/files/{apple}"),
+            Some(&h.token(&alice)),
+            Some(json!({"removeTags": ["holiday"]})),
+        )
+        .await;
+    assert_eq!(untagged["tags"], json!(["family"]));
+    assert_eq!(names(&get(&h, &alice, "/v1/files?tag=holiday").await.1), ["Winter in Berlin.jpg"]);
+    assert_eq!(names(&get(&h, &alice, "/v1/files?tag=family").await.1), ["Apfelkuchen.jpg", "Winter in Berlin.jpg"]);
+
+    // Bad changes are refused whole: the file is as it was.
+    let too_many: Vec<String> = (0..21).map(|i| format!("t{i}")).collect();
+    for body in [
+        json!({"addTags": too_many}),
+        json!({"addTags": ["two words"]}),
+        json!({"addTags": [7]}),
+        json!({"name": ""}),
+        json!({"name": "ok.jpg", "owner": "someone"}),
+        json!({}),
+    ] {
+        let (status, answer) =
+            h.call(Method::PATCH, &format!("/v1/files/{apple}"), Some(&h.token(&alice)), Some(body.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+    }
+    let (_, apple_now) = get(&h, &alice, &format!("/v1/files/{apple}")).await;
+    assert_eq!((apple_now["name"].as_str(), &apple_now["tags"]), (Some("Apfelkuchen.jpg"), &json!(["family"])));
+}
+
+#[tokio::test]
+async fn nobody_reaches_someone_elses_file_on_any_route() {
+    let Tree { h, alice, ids, .. } = tree().await;
+    let mallory = unique_user("mallory");
+    let id = &ids[1];
+    let missing = FileId::new(1_700_000_000_000, [9; 10]).to_string();
+    let tries: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, format!("/v1/files/{id}"), None),
+        (Method::PATCH, format!("/v1/files/{id}"), Some(json!({"name": "mine.png", "addTags": ["stolen"]}))),
+        (Method::DELETE, format!("/v1/files/{id}"), None),
+        (Method::POST, format!("/v1/files/{id}/restore"), None),
+    ];
+    for (method, uri, body) in tries {
+        let (status, answer) = h.call(method.clone(), &uri, Some(&h.token(&mallory)), body.clone()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method} {uri}: {answer}");
+        // The same answer as for a file that does not exist.
+        let (status_missing, answer_missing) =
+            h.call(method.clone(), &uri.replace(id.as_str(), &missing), Some(&h.token(&mallory)), body).await;
+        assert_eq!((status_missing, &answer_missing), (status, &answer), "{method} {uri}");
+    }
+    let (_, mine) = get(&h, &mallory, "/v1/files?q=breakfast").await;
+    assert!(names(&mine).is_empty());
+    // Alice's file is untouched: name, tags, status, its object current.
+    let (_, file) = get(&h, &alice, &format!("/v1/files/{id}")).await;
+    assert_eq!(
+        (file["name"].as_str(), &file["tags"], file["status"].as_str()),
+        (Some("breakfast.png"), &json!([]), Some("READY"))
+    );
+    let row = h.state.table.get_file(FileId::parse(id).unwrap()).await.unwrap().unwrap();
+    assert!(h.state.store.head_object(row.key.as_str()).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn delete_hides_a_file_and_restore_brings_it_back_within_the_window() {
+    let now = datetime!(2026-03-01 12:00 UTC);
+    let h = Harness::new(files_api::router, Options { clock: Arc::new(FixedClock(now)), ..Options::default() }).await;
+    let alice = unique_user("alice");
+    let id = uploaded(&h, &alice, "keep me.png", "image/png", 4096, datetime!(2026-02-01 10:00 UTC)).await;
+    let other = uploaded(&h, &alice, "other.png", "image/png", 1000, datetime!(2026-02-02 10:00 UTC)).await;
+    let row = h.state.table.get_file(FileId::parse(&id).unwrap()).await.unwrap().unwrap();
+    let original = h.state.store.get_object(row.key.as_str()).await.unwrap().unwrap().0;
+    let (_, usage) = get(&h, &alice, "/v1/me/usage").await;
+    assert_eq!(
+        usage,
+        json!({"bytesUsed": 5096, "bytesReserved": 0, "quotaBytes": Limits::default().user_quota_bytes, "files": 2})
+    );
+
+    let (status, deleted) = h.call(Method::DELETE, &format!("/v1/files/{id}"), Some(&h.token(&alice)), None).await;
+    assert_eq!(status, StatusCode::OK, "{deleted}");
+    assert_eq!(deleted["status"], "DELETED");
+    assert_eq!(deleted["restorableUntil"], "2026-03-31T12:00:00Z");
+    assert!(h.state.store.head_object(row.key.as_str()).await.unwrap().is_none(), "a delete marker hides it");
+    assert!(h.state.store.current_delete_marker(row.key.as_str()).await.unwrap().is_some());
+    assert_eq!(names(&get(&h, &alice, "/v1/files").await.1), ["other.png"]);
+    assert_eq!(names(&get(&h, &alice, "/v1/files?status=deleted").await.1), ["keep me.png"]);
+    assert_eq!(get(&h, &alice, "/v1/me/usage").await.1["bytesUsed"], 1000);
+    // A retried DELETE changes nothing.
+    let (status, again) = h.call(Method::DELETE, &format!("/v1/files/{id}"), Some(&h.token(&alice)), None).await;
+    assert_eq!((status, again["status"].as_str()), (StatusCode::OK, Some("DELETED")));
+    assert_eq!(get(&h, &alice, "/v1/me/usage").await.1["bytesUsed"], 1000);
+    let (status, _) =
+        h.call(Method::PATCH, &format!("/v1/files/{id}"), Some(&h.token(&alice)), Some(json!({"name": "x.png"}))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "a deleted file is restored before it changes");
+
+    // Restore with no room in the quota: refused, nothing changes.
+    let tight =
+        matbakh_api::Services { limits: Limits { user_quota_bytes: 2000, ..Limits::default() }, ..h.state.clone() };
+    let (status, refused) = call_as(&h, tight, Method::POST, &format!("/v1/files/{id}/restore"), &alice).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(refused["error"], "quota_exceeded");
+    assert!(h.state.store.head_object(row.key.as_str()).await.unwrap().is_none());
+    assert_eq!(get(&h, &alice, &format!("/v1/files/{id}")).await.1["status"], "DELETED");
+
+    // Restore: the same bytes are current again, the usage counts them, the listing shows it.
+    let (status, restored) =
+        h.call(Method::POST, &format!("/v1/files/{id}/restore"), Some(&h.token(&alice)), None).await;
+    assert_eq!(status, StatusCode::OK, "{restored}");
+    assert_eq!(restored["status"], "READY");
+    assert!(restored.get("deletedAt").is_none());
+    assert_eq!(h.state.store.get_object(row.key.as_str()).await.unwrap().unwrap().0, original);
+    assert_eq!(get(&h, &alice, "/v1/me/usage").await.1["bytesUsed"], 5096);
+    assert_eq!(names(&get(&h, &alice, "/v1/files").await.1), ["other.png", "keep me.png"]);
+    let (status, _) = h.call(Method::POST, &format!("/v1/files/{id}/restore"), Some(&h.token(&alice)), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "restoring a live file");
+
+    // After the window, a deleted file stays deleted.
+    let (status, _) = h.call(Method::DELETE, &format!("/v1/files/{other}"), Some(&h.token(&alice)), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let later = matbakh_api::Services {
+        clock: Arc::new(FixedClock(now + Limits::default().restore_window)),
+        ..h.state.clone()
+    };
+    let (status, gone) = call_as(&h, later, Method::POST, &format!("/v1/files/{other}/restore"), &alice).await;
+    assert_eq!(status, StatusCode::GONE, "{gone}");
+    assert_eq!(gone["error"], "restore_window_passed");
+}
+
+#[tokio::test]
+async fn one_file_shows_its_variants_placeholder_and_exif() {
+    use matbakh_core::metadata::{ContentFacts, ExifFacts, ImageInfo, VariantInfo};
+    let h = Harness::new(files_api::router, Options::default()).await;
+    let alice = unique_user("alice");
+    let (name, photo) = testkit::corpus("photos/ladybird.jpg");
+    let owner = UserId::parse(&alice).unwrap();
+    let id = FileId::new(1_767_000_000_000, [5; 10]);
+    let filename = DisplayName::parse(&name).unwrap();
+    let record = FileRecord {
+        file_id: id,
+        key: ObjectKey::original(&owner, id, &SafeName::from_display(&filename)),
+        owner,
+        filename,
+        content_type: ContentType::parse("image/jpeg").unwrap(),
+        size: photo.len() as u64,
+        sha256: None,
+        status: FileStatus::Pending,
+        created_at: datetime!(2026-01-01 10:00 UTC),
+        expires_at: None,
+    };
+    let t = &h.state.table;
+    t.reserve_upload(&record, QUOTA).await.unwrap();
+    // What the thumbnailer and the indexer would have written (their own tests make them).
+    let variant_key = format!("derived/{id}/w320.webp");
+    let variant_bytes = b"RIFF....WEBPVP8 a variant".to_vec();
+    h.state
+        .store
+        .put_derived(&ObjectKey::from_stored(variant_key.clone()), variant_bytes.clone(), "image/webp")
+        .await
+        .unwrap();
+    let image = ImageInfo {
+        width: 1600,
+        height: 1067,
+        frames: 1,
+        placeholder: "1QcSHQRnh493V4dIh4eXh1h4kJUI".into(),
+        variants: vec![VariantInfo {
+            width: 320,
+            height: 213,
+            content_type: "image/webp".into(),
+            key: ObjectKey::from_stored(variant_key),
+        }],
+    };
+    assert!(t.mark_ready(id, &Ready { image: Some(&image), ..Ready::default() }).await.unwrap());
+    let facts = ContentFacts {
+        sha256: matbakh_core::ids::Sha256::of(&photo),
+        etag: None,
+        version_id: None,
+        sniffed_type: Some("image/jpeg".into()),
+        exif: Some(ExifFacts {
+            camera_make: Some("Panasonic".into()),
+            camera_model: Some("DMC-G3".into()),
+            lens: None,
+            taken_at: Some("2012-06-03T14:21:07".into()),
+            orientation: 1,
+            had_gps: false,
+            location: None,
+        }),
+        tokens: Vec::new(),
+        duplicate_of: None,
+    };
+    assert!(t.record_content(id, &facts, None).await.unwrap());
+
+    let (status, file) = get(&h, &alice, &format!("/v1/files/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{file}");
+    assert_eq!((file["width"].as_u64(), file["height"].as_u64()), (Some(1600), Some(1067)));
+    assert_eq!(file["placeholder"], "1QcSHQRnh493V4dIh4eXh1h4kJUI");
+    assert_eq!(file["exif"]["cameraModel"], "DMC-G3");
+    assert_eq!(file["exif"]["takenAt"], "2012-06-03T14:21:07");
+    assert!(file["exif"].get("location").is_none());
+    let variant = &file["variants"][0];
+    assert_eq!((variant["width"].as_u64(), variant["contentType"].as_str()), (Some(320), Some("image/webp")));
+    let got = testkit::http_client().get(variant["url"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.bytes().await.unwrap().as_ref(), variant_bytes.as_slice());
+    // The listing carries the same view.
+    let (_, page) = get(&h, &alice, "/v1/files").await;
+    assert_eq!(page["files"][0]["variants"][0]["width"], 320);
+}
