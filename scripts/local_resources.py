@@ -11,7 +11,9 @@ queues their redrive settings, topics their SQS subscriptions. Function environm
 """
 
 import argparse
+import base64
 import json
+import secrets
 import sys
 
 import boto3
@@ -46,6 +48,10 @@ def resolve(value, template, names, params):
             out = arg
             for k, v in {**names, **params}.items():
                 out = out.replace("${" + k + "}", v)
+            # A generated secret (`{{resolve:secretsmanager:...}}`): a fresh random key each time
+            # the local stack is made, never written anywhere but the stack's own state.
+            if out.startswith("{{resolve:secretsmanager:") and out.endswith("}}"):
+                return base64.b64encode(secrets.token_bytes(48)).decode()
             return out
     sys.exit(f"local_resources: cannot resolve {value!r} locally")
 

@@ -10,6 +10,7 @@ pub mod files;
 pub mod ledger;
 pub mod queue;
 pub mod s3;
+pub mod shares;
 pub mod table;
 pub mod transfer;
 

@@ -892,7 +892,7 @@ impl FileTable {
 }
 
 /// An update's answer: done (`true`), its condition not met (`false`), or an error.
-fn conditional<T, R: std::fmt::Debug>(
+pub(crate) fn conditional<T, R: std::fmt::Debug>(
     out: Result<T, aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::update_item::UpdateItemError, R>>,
     operation: &'static str,
 ) -> Result<bool, AwsError> {

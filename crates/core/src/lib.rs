@@ -18,6 +18,7 @@ pub mod multipart;
 pub mod names;
 pub mod post_policy;
 pub mod quota;
+pub mod shares;
 pub mod sigv4;
 pub mod sniff;
 pub mod tokens;

@@ -3,7 +3,6 @@
 //! that nobody reaches someone else's file on any route.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::{Method, StatusCode};
 use matbakh_aws::table::Ready;
@@ -20,36 +19,9 @@ use time::macros::datetime;
 
 const QUOTA: u64 = 1 << 30;
 
-/// A file as an upload leaves it: granted, arrived (its bytes in the bucket), settled, READY,
-/// its name's words indexed.
 async fn uploaded(h: &Harness, user: &str, name: &str, content_type: &str, size: usize, at: OffsetDateTime) -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed).to_be_bytes();
-    let owner = UserId::parse(user).unwrap();
-    let id =
-        FileId::new((at.unix_timestamp_nanos() / 1_000_000) as u64, [n[2], n[3], n[4], n[5], n[6], n[7], 7, 7, 7, 7]);
-    let filename = DisplayName::parse(name).unwrap();
-    let record = FileRecord {
-        file_id: id,
-        key: ObjectKey::original(&owner, id, &SafeName::from_display(&filename)),
-        owner,
-        filename,
-        content_type: ContentType::parse(content_type).unwrap(),
-        size: size as u64,
-        sha256: None,
-        status: FileStatus::Pending,
-        created_at: at,
-        expires_at: Some(at + time::Duration::days(1)),
-    };
-    let t = &h.state.table;
-    t.reserve_upload(&record, QUOTA).await.unwrap();
-    let s3 = h.state.store.client();
-    let body = (0..size).map(|i| (i % 251) as u8).collect::<Vec<u8>>();
-    s3.put_object().bucket(h.state.store.bucket()).key(record.key.as_str()).body(body.into()).send().await.unwrap();
-    t.settle_upload(id, record.key.as_str(), size as u64, QUOTA).await.unwrap();
-    assert!(t.mark_ready(id, &Ready::default()).await.unwrap());
-    t.index_words(&record).await.unwrap();
-    id.to_string()
+    let bytes = (0..size).map(|i| (i % 251) as u8).collect::<Vec<u8>>();
+    h.stored_file(user, name, content_type, bytes, at).await.to_string()
 }
 
 async fn get(h: &Harness, user: &str, uri: &str) -> (StatusCode, Value) {

@@ -101,6 +101,11 @@ pub fn with_gps_position(jpeg: &[u8], latitude: f64, longitude: f64) -> Vec<u8> 
 }
 
 /// A user id no other test uses.
+/// 32 fresh random bytes (a test's signing key).
+pub fn rand32() -> [u8; 32] {
+    matbakh_api::random_bytes().unwrap()
+}
+
 pub fn unique_user(tag: &str) -> String {
     format!("{tag}-{}", uuid::Uuid::now_v7().simple())
 }
@@ -173,6 +178,8 @@ impl Harness {
             limits: opts.limits,
             clock: opts.clock,
             cdn_base_url: None,
+            share_key: Some(matbakh_core::shares::ShareKey::from_bytes(&rand32()).unwrap()),
+            public_api_url: Some("https://files.test".into()),
         };
         Harness { state, router, key, dynamo: aws_sdk_dynamodb::Client::new(&moto), table_name }
     }
@@ -236,6 +243,51 @@ impl Harness {
             .await
             .unwrap()
             .item
+    }
+
+    /// A file as an upload leaves it: granted, its bytes in the bucket, settled, READY (no
+    /// variants), its name's words indexed. Answers its id.
+    pub async fn stored_file(
+        &self,
+        user: &str,
+        name: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+        at: time::OffsetDateTime,
+    ) -> matbakh_core::ids::FileId {
+        use matbakh_core::ids::{FileId, ObjectKey, UserId};
+        use matbakh_core::metadata::{FileRecord, FileStatus};
+        use matbakh_core::names::{DisplayName, SafeName};
+        let owner = UserId::parse(user).unwrap();
+        let ms = (at.unix_timestamp_nanos() / 1_000_000) as u64;
+        let id = FileId::new(ms, matbakh_api::random_bytes().unwrap());
+        let filename = DisplayName::parse(name).unwrap();
+        let record = FileRecord {
+            file_id: id,
+            key: ObjectKey::original(&owner, id, &SafeName::from_display(&filename)),
+            owner,
+            filename,
+            content_type: matbakh_core::types::ContentType::parse(content_type).unwrap(),
+            size: bytes.len() as u64,
+            sha256: None,
+            status: FileStatus::Pending,
+            created_at: at,
+            expires_at: Some(at + Duration::from_secs(86_400)),
+        };
+        let (t, quota) = (&self.state.table, self.state.limits.user_quota_bytes);
+        t.reserve_upload(&record, quota).await.unwrap();
+        let s3 = self.state.store.client();
+        s3.put_object()
+            .bucket(self.state.store.bucket())
+            .key(record.key.as_str())
+            .body(bytes.into())
+            .send()
+            .await
+            .unwrap();
+        t.settle_upload(id, record.key.as_str(), record.size, quota).await.unwrap();
+        assert!(t.mark_ready(id, &matbakh_aws::table::Ready::default()).await.unwrap());
+        t.index_words(&record).await.unwrap();
+        id
     }
 
     pub async fn usage(&self, user: &str) -> matbakh_aws::table::Usage {

@@ -1,0 +1,177 @@
+//! `shares`: links that let anyone download one file, for a while, a number of times.
+//!
+//! Triggered by API Gateway (HTTP API):
+//! - `POST /v1/files/{fileId}/shares {expiresIn?, maxDownloads?}` (JWT): a signed, expiring
+//!   link to the caller's file.
+//! - `GET /v1/shares` (JWT): the caller's links, newest first, with their state and downloads.
+//! - `DELETE /v1/shares/{token}` (JWT): revokes the caller's link at once.
+//! - `GET /v1/shares/{token}` (no login: `Auth: NONE`): counts a download and redirects to a
+//!   presigned GET of the file, valid [`DOWNLOAD_URL_TTL`](matbakh_core::limits) seconds. An
+//!   expired, revoked or used-up link answers 410; anything else that is not a live link 404,
+//!   revealing nothing about the file or its owner.
+//!
+//! Reads and writes: share rows and file rows in the metadata table; signs GETs of `users/*`.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use matbakh_api::body::JsonObject;
+use matbakh_api::metrics::{self, Unit};
+use matbakh_api::{ApiError, Caller, Services, random_bytes};
+use matbakh_aws::shares::Share;
+use matbakh_core::clock::iso_seconds;
+use matbakh_core::ids::FileId;
+use matbakh_core::metadata::FileStatus;
+use matbakh_core::names::content_disposition;
+use matbakh_core::shares::{ShareId, ShareKey, ShareRefusal, share_terms};
+use serde_json::{Value, json};
+
+/// Links the owner's list shows at most.
+pub const SHARES_LISTED: i32 = 100;
+
+pub fn router(services: Services) -> Router {
+    Router::new()
+        .route("/v1/files/{fileId}/shares", post(create))
+        .route("/v1/shares", get(list))
+        .route("/v1/shares/{token}", get(open).delete(revoke))
+        .fallback(|| async { ApiError::not_found("route") })
+        .with_state(services)
+}
+
+fn key(st: &Services) -> Result<&ShareKey, ApiError> {
+    st.share_key.as_ref().ok_or_else(|| ApiError::internal(&"SHARE_SIGNING_KEY is not set"))
+}
+
+fn link(st: &Services, token: &str) -> String {
+    format!("{}/v1/shares/{token}", st.public_api_url.as_deref().unwrap_or(""))
+}
+
+fn view(st: &Services, x: &Share) -> Result<Value, ApiError> {
+    let now = st.clock.now();
+    let state = if x.revoked {
+        "revoked"
+    } else if now >= x.expires_at {
+        "expired"
+    } else if x.max_downloads.is_some_and(|m| x.downloads >= m) {
+        "used_up"
+    } else {
+        "active"
+    };
+    let token = key(st)?.token(&x.id, x.expires_at);
+    Ok(json!({
+        "token": token,
+        "url": link(st, &token),
+        "fileId": x.file_id.to_string(),
+        "createdAt": iso_seconds(x.created_at),
+        "expiresAt": iso_seconds(x.expires_at),
+        "maxDownloads": x.max_downloads,
+        "downloads": x.downloads,
+        "state": state,
+    }))
+}
+
+#[tracing::instrument(name = "create_share", skip_all, fields(user = %caller.user, file_id = %raw_id))]
+async fn create(
+    State(st): State<Services>,
+    caller: Caller,
+    Path(raw_id): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    // No body: the default terms.
+    let body = if body.is_empty() { Bytes::from_static(b"{}") } else { body };
+    let req = JsonObject::parse(&body, &["expiresIn", "maxDownloads"])?;
+    let (ttl, max_downloads) = share_terms(req.opt_u64("expiresIn")?, req.opt_u64("maxDownloads")?)?;
+    let id = FileId::parse(&raw_id).map_err(|_| ApiError::not_found("file"))?;
+    let file =
+        st.table.get_file(id).await?.filter(|r| r.owner == caller.user).ok_or_else(|| ApiError::not_found("file"))?;
+    if !matches!(file.status, FileStatus::Ready | FileStatus::Failed) {
+        return Err(ApiError::new(StatusCode::CONFLICT, "not_shareable", "only a stored, checked file can be shared"));
+    }
+    let now = st.clock.now();
+    let share = Share {
+        id: ShareId::from_random(random_bytes()?),
+        file_id: id,
+        owner: caller.user.clone(),
+        created_at: now,
+        // Whole seconds: what the token carries.
+        expires_at: (now + ttl).replace_nanosecond(0).unwrap_or(now + ttl),
+        max_downloads,
+        downloads: 0,
+        revoked: false,
+    };
+    st.table.put_share(&share).await?;
+    tracing::info!(share = %share.id, ttl = ttl.as_secs(), "share created");
+    metrics::emit("create_share", &[("SharesCreated", 1, Unit::Count)]);
+    Ok((StatusCode::CREATED, Json(view(&st, &share)?)))
+}
+
+#[tracing::instrument(name = "list_shares", skip_all, fields(user = %caller.user))]
+async fn list(State(st): State<Services>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    let shares = st.table.list_shares(&caller.user, SHARES_LISTED).await?;
+    let views = shares.iter().map(|x| view(&st, x)).collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(json!({ "shares": views })))
+}
+
+#[tracing::instrument(name = "revoke_share", skip_all, fields(user = %caller.user))]
+async fn revoke(State(st): State<Services>, caller: Caller, Path(token): Path<String>) -> Result<StatusCode, ApiError> {
+    // An expired link can still be revoked (it then stays dead if its row outlived the expiry).
+    let (id, _) = key(&st)?.open(&token).map_err(|_| ApiError::not_found("share"))?;
+    if !st.table.revoke_share(&id, &caller.user).await? {
+        return Err(ApiError::not_found("share"));
+    }
+    tracing::info!(share = %id, "share revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn refused(why: ShareRefusal) -> ApiError {
+    match why {
+        ShareRefusal::Unknown => ApiError::not_found("share"),
+        ShareRefusal::Expired => ApiError::new(StatusCode::GONE, "share_expired", "this link has expired"),
+        ShareRefusal::Revoked => ApiError::new(StatusCode::GONE, "share_revoked", "this link was revoked"),
+        ShareRefusal::Exhausted => {
+            ApiError::new(StatusCode::GONE, "share_used_up", "this link has been used as often as it allows")
+        }
+        ShareRefusal::FileGone => ApiError::new(StatusCode::GONE, "file_gone", "the shared file was deleted"),
+    }
+}
+
+#[tracing::instrument(name = "open_share", skip_all, fields(share = tracing::field::Empty))]
+async fn open(State(st): State<Services>, Path(token): Path<String>) -> Result<Response, ApiError> {
+    let now = st.clock.now();
+    let id = key(&st)?.open_live(&token, now).map_err(refused)?;
+    tracing::Span::current().record("share", tracing::field::display(id));
+    // The file first: a deleted file's link does not spend a download.
+    let share = st.table.get_share(&id).await?.ok_or_else(|| refused(ShareRefusal::Unknown))?;
+    let file = st
+        .table
+        .get_file(share.file_id)
+        .await?
+        .filter(|r| r.owner == share.owner && matches!(r.status, FileStatus::Ready | FileStatus::Failed))
+        .ok_or_else(|| refused(ShareRefusal::FileGone))?;
+    let share = st.table.use_share(&id, now).await?.map_err(refused)?;
+    let get = st
+        .store
+        .presign_download(
+            &file.key,
+            file.content_type.as_str(),
+            &content_disposition(&file.filename, false),
+            now,
+            st.limits.download_url_ttl,
+        )
+        .await?;
+    tracing::info!(downloads = share.downloads, "share used");
+    metrics::emit("open_share", &[("ShareDownloads", 1, Unit::Count)]);
+    let location = HeaderValue::from_str(&get.url).map_err(|e| ApiError::internal(&e))?;
+    Ok((
+        StatusCode::FOUND,
+        [
+            (header::LOCATION, location),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+        ],
+    )
+        .into_response())
+}

@@ -1,0 +1,146 @@
+//! Share links against moto: a link opened without login downloads the same bytes and counts;
+//! an expired, revoked or used-up link is refused (410), a forged one reveals nothing (404);
+//! nobody shares or revokes someone else's file or link.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use http::{Method, Request, StatusCode};
+use matbakh_core::clock::FixedClock;
+use serde_json::{Value, json};
+use testkit::{Harness, Options, call_router_raw, corpus, http_client, unique_user};
+use time::macros::datetime;
+
+const NOW: time::OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
+
+async fn harness() -> Harness {
+    Harness::new(shares::router, Options { clock: Arc::new(FixedClock(NOW)), ..Options::default() }).await
+}
+
+/// Opens a link as a stranger would: no login. Answers the status, the redirect target and the
+/// JSON body (if any).
+async fn open_link(state: matbakh_api::Services, url: &str) -> (StatusCode, Option<String>, Value) {
+    let path = url.strip_prefix("https://files.test").unwrap_or(url);
+    let req = Request::builder().method(Method::GET).uri(path).body(Body::empty()).unwrap();
+    let (status, headers, body) = call_router_raw(shares::router(state), req).await;
+    let location = headers.get("location").map(|v| v.to_str().unwrap().to_owned());
+    if status == StatusCode::FOUND {
+        assert_eq!(headers["cache-control"], "no-store");
+    }
+    (status, location, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+async fn share(h: &Harness, user: &str, file: &str, body: Value) -> (StatusCode, Value) {
+    h.call(Method::POST, &format!("/v1/files/{file}/shares"), Some(&h.token(user)), Some(body)).await
+}
+
+#[tokio::test]
+async fn a_link_downloads_the_same_bytes_counts_and_stops_when_used_up() {
+    let h = harness().await;
+    let alice = unique_user("alice");
+    let (name, photo) = corpus("photos/ladybird.jpg");
+    let id = h.stored_file(&alice, &name, "image/jpeg", photo.clone(), NOW).await.to_string();
+
+    let (status, link) = share(&h, &alice, &id, json!({"expiresIn": 3600, "maxDownloads": 2})).await;
+    assert_eq!(status, StatusCode::CREATED, "{link}");
+    let url = link["url"].as_str().unwrap();
+    assert!(url.starts_with("https://files.test/v1/shares/"), "{url}");
+    assert_eq!((link["expiresAt"].as_str(), link["state"].as_str()), (Some("2026-03-01T13:00:00Z"), Some("active")));
+
+    for n in 1..=2 {
+        let (status, location, body) = open_link(h.state.clone(), url).await;
+        assert_eq!(status, StatusCode::FOUND, "download {n}: {body}");
+        let got = http_client().get(location.unwrap()).send().await.unwrap();
+        assert_eq!(got.status(), 200);
+        assert!(got.headers()["content-disposition"].to_str().unwrap().contains("ladybird.jpg"));
+        assert_eq!(got.bytes().await.unwrap().as_ref(), photo.as_slice(), "download {n}");
+    }
+    let (status, _, body) = open_link(h.state.clone(), url).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::GONE, Some("share_used_up")));
+
+    let (_, listed) = h.call(Method::GET, "/v1/shares", Some(&h.token(&alice)), None).await;
+    let mine = &listed["shares"][0];
+    assert_eq!((mine["downloads"].as_u64(), mine["state"].as_str()), (Some(2), Some("used_up")));
+    assert_eq!(mine["url"], url, "the owner's list shows the same link");
+}
+
+#[tokio::test]
+async fn revoked_expired_forged_and_deleted_links_are_refused() {
+    let h = harness().await;
+    let (alice, mallory) = (unique_user("alice"), unique_user("mallory"));
+    let id = h.stored_file(&alice, "plan.pdf", "application/pdf", b"%PDF-1.7 a plan".to_vec(), NOW).await;
+    let id = id.to_string();
+    let make =
+        || async { share(&h, &alice, &id, json!({"expiresIn": 600})).await.1["url"].as_str().unwrap().to_owned() };
+
+    // Revoked: at once, only by its owner, twice is fine.
+    let url = make().await;
+    let token = url.rsplit('/').next().unwrap().to_owned();
+    let (status, _) = h.call(Method::DELETE, &format!("/v1/shares/{token}"), Some(&h.token(&mallory)), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "someone else's link");
+    assert_eq!(open_link(h.state.clone(), &url).await.0, StatusCode::FOUND, "still works");
+    for _ in 0..2 {
+        let (status, _) = h.call(Method::DELETE, &format!("/v1/shares/{token}"), Some(&h.token(&alice)), None).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
+    let (status, _, body) = open_link(h.state.clone(), &url).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::GONE, Some("share_revoked")));
+
+    // Expired: the clock moves past the link's end (no sleeping).
+    let url = make().await;
+    let later =
+        matbakh_api::Services { clock: Arc::new(FixedClock(NOW + time::Duration::seconds(600))), ..h.state.clone() };
+    let (status, _, body) = open_link(later, &url).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::GONE, Some("share_expired")));
+
+    // Forged or altered tokens, or one signed with another key: 404, nothing revealed.
+    let mut altered = url.clone();
+    let last = altered.pop().unwrap();
+    altered.push(if last == 'A' { 'B' } else { 'A' });
+    let other_key = matbakh_core::shares::ShareKey::from_bytes(&testkit::rand32()).unwrap();
+    let foreign = format!(
+        "/v1/shares/{}",
+        other_key.token(&matbakh_core::shares::ShareId::from_random([1; 16]), NOW + time::Duration::hours(1))
+    );
+    for bad in [altered.as_str(), "/v1/shares/nonsense", foreign.as_str()] {
+        let (status, location, body) = open_link(h.state.clone(), bad).await;
+        assert_eq!((status, location), (StatusCode::NOT_FOUND, None), "{bad}");
+        assert_eq!(body["error"], "not_found", "{bad}: {body}");
+    }
+
+    // A deleted file's link stops working and spends no download.
+    let url = make().await;
+    h.state.table.mark_deleted(matbakh_core::ids::FileId::parse(&id).unwrap(), None).await.unwrap();
+    let (status, _, body) = open_link(h.state.clone(), &url).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::GONE, Some("file_gone")));
+    let (_, listed) = h.call(Method::GET, "/v1/shares", Some(&h.token(&alice)), None).await;
+    assert_eq!(listed["shares"][0]["downloads"], 0);
+}
+
+#[tokio::test]
+async fn nobody_shares_someone_elses_file_and_bad_terms_are_refused() {
+    let h = harness().await;
+    let (alice, mallory) = (unique_user("alice"), unique_user("mallory"));
+    let id = h.stored_file(&alice, "a.png", "image/png", vec![1, 2, 3], NOW).await.to_string();
+    let (status, body) = share(&h, &mallory, &id, json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let missing = matbakh_core::ids::FileId::new(1_700_000_000_000, [9; 10]);
+    assert_eq!(share(&h, &mallory, &missing.to_string(), json!({})).await, (status, body));
+    let (_, theirs) = h.call(Method::GET, "/v1/shares", Some(&h.token(&mallory)), None).await;
+    assert_eq!(theirs["shares"], json!([]));
+
+    for terms in
+        [json!({"expiresIn": 10}), json!({"expiresIn": 100_000_000}), json!({"maxDownloads": 0}), json!({"owner": "x"})]
+    {
+        let (status, body) = share(&h, &alice, &id, terms.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{terms}: {body}");
+    }
+    let (_, none) = h.call(Method::GET, "/v1/shares", Some(&h.token(&alice)), None).await;
+    assert_eq!(none["shares"], json!([]), "a refused request made no link");
+    // Default terms: a week, unlimited.
+    let (status, link) = h.call(Method::POST, &format!("/v1/files/{id}/shares"), Some(&h.token(&alice)), None).await;
+    assert_eq!(status, StatusCode::CREATED, "{link}");
+    assert_eq!((link["expiresAt"].as_str(), &link["maxDownloads"]), (Some("2026-03-08T12:00:00Z"), &Value::Null));
+    let (status, _) = h.call(Method::POST, &format!("/v1/files/{id}/shares"), None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
