@@ -2,6 +2,7 @@
 //! ([`error`]), strict request-body parsing ([`body`]), and the dev key pair that stands in
 //! for the identity provider locally ([`dev_keys`]).
 
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod dev_keys;

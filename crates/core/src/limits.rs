@@ -53,6 +53,7 @@ pub struct Limits {
     pub sweep_max_rows: u64,
     pub restore_window: Duration,
     pub image_url_ttl: Duration,
+    pub audit_retention: Duration,
 }
 
 impl Default for Limits {
@@ -68,6 +69,7 @@ impl Default for Limits {
             sweep_max_rows: DEFAULT_SWEEP_MAX_ROWS,
             restore_window: DEFAULT_RESTORE_WINDOW,
             image_url_ttl: DEFAULT_IMAGE_URL_TTL,
+            audit_retention: crate::audit::DEFAULT_AUDIT_RETENTION,
         }
     }
 }
@@ -101,6 +103,9 @@ impl Limits {
                 .map(|days| Duration::from_secs(days * 24 * 60 * 60))
                 .unwrap_or(d.restore_window),
             image_url_ttl: seconds("IMAGE_URL_TTL_SECONDS", d.image_url_ttl)?,
+            audit_retention: number("AUDIT_RETENTION_DAYS")?
+                .map(|days| Duration::from_secs(days * 24 * 60 * 60))
+                .unwrap_or(d.audit_retention),
         })
     }
 

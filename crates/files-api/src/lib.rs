@@ -23,10 +23,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use matbakh_api::audit::{self, Access, Client};
 use matbakh_api::body::JsonObject;
 use matbakh_api::metrics::{self, Unit};
 use matbakh_api::{ApiError, Caller, Services};
 use matbakh_aws::files::FileDetails;
+use matbakh_core::audit::{AuditAction, DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE};
 use matbakh_core::clock::iso_seconds;
 use matbakh_core::ids::FileId;
 use matbakh_core::listing::{ListQuery, Tag, retag};
@@ -40,6 +42,7 @@ pub fn router(services: Services) -> Router {
         .route("/v1/files/{fileId}", get(show).patch(update).delete(remove))
         .route("/v1/files/{fileId}/restore", post(restore))
         .route("/v1/me/usage", get(usage))
+        .route("/v1/me/audit", get(audit_trail))
         .fallback(|| async { ApiError::not_found("route") })
         .with_state(services)
 }
@@ -148,6 +151,7 @@ fn tags_of(req: &JsonObject, field: &'static str) -> Result<Vec<Tag>, ApiError> 
 async fn update(
     State(st): State<Services>,
     caller: Caller,
+    client: Client,
     Path(raw_id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
@@ -172,6 +176,14 @@ async fn update(
         let current: BTreeSet<Tag> = before.tags.iter().cloned().map(Tag::from_stored).collect();
         let tags = retag(&current, &add, &remove)?;
         if st.table.update_file(&before, name.as_ref(), &tags).await? {
+            let access = Access {
+                owner: &caller.user,
+                action: AuditAction::Update,
+                file_id: Some(before.record.file_id),
+                actor: None,
+                result: "ok",
+            };
+            audit::record(&st, &client, access).await?;
             let after = own_file(&st, &caller, &raw_id).await?;
             tracing::info!(renamed = name.is_some(), tags = tags.len(), "file updated");
             return Ok(Json(view(&st, &after).await?));
@@ -184,6 +196,7 @@ async fn update(
 async fn remove(
     State(st): State<Services>,
     caller: Caller,
+    client: Client,
     Path(raw_id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let d = own_file(&st, &caller, &raw_id).await?;
@@ -202,6 +215,14 @@ async fn remove(
             st.store.delete_version(r.key.as_str(), None).await?;
             st.table.note_deleted(r.file_id, st.clock.now()).await?;
             st.table.mark_deleted(r.file_id, None).await?;
+            let access = Access {
+                owner: &caller.user,
+                action: AuditAction::Delete,
+                file_id: Some(r.file_id),
+                actor: None,
+                result: "ok",
+            };
+            audit::record(&st, &client, access).await?;
             metrics::emit("delete_file", &[("FilesDeleted", 1, Unit::Count)]);
         }
     }
@@ -214,6 +235,7 @@ async fn remove(
 async fn restore(
     State(st): State<Services>,
     caller: Caller,
+    client: Client,
     Path(raw_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let d = own_file(&st, &caller, &raw_id).await?;
@@ -233,6 +255,14 @@ async fn restore(
     if let Some(marker) = st.store.current_delete_marker(r.key.as_str()).await? {
         st.store.delete_version(r.key.as_str(), Some(&marker)).await?;
     }
+    let access = Access {
+        owner: &caller.user,
+        action: AuditAction::Restore,
+        file_id: Some(r.file_id),
+        actor: None,
+        result: "ok",
+    };
+    audit::record(&st, &client, access).await?;
     metrics::emit("restore_file", &[("FilesRestored", 1, Unit::Count)]);
     let after = own_file(&st, &caller, &raw_id).await?;
     tracing::info!("file restored");
@@ -249,4 +279,59 @@ async fn usage(State(st): State<Services>, caller: Caller) -> Result<Json<Value>
         "quotaBytes": st.limits.user_quota_bytes,
         "files": files,
     })))
+}
+
+/// `GET /v1/me/audit[?limit=N&cursor=C]`: the caller's own trail, newest first.
+#[tracing::instrument(name = "audit_trail", skip_all, fields(user = %caller.user))]
+async fn audit_trail(
+    State(st): State<Services>,
+    caller: Caller,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let (mut limit, mut after) = (DEFAULT_AUDIT_PAGE, None);
+    for (k, v) in &pairs {
+        match k.as_str() {
+            "limit" => {
+                limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_AUDIT_PAGE).contains(n))
+                    .ok_or_else(|| ApiError::bad_field("limit", format!("limit: use 1 to {MAX_AUDIT_PAGE}")))?;
+            }
+            "cursor" => after = Some(audit_cursor(v)?),
+            _ => return Err(ApiError::bad_field("query", format!("{k} is not a parameter of the audit trail"))),
+        }
+    }
+    let (items, next) = st.table.audit_page(&caller.user, limit, after.as_deref()).await?;
+    let records: Vec<Value> = items
+        .iter()
+        .map(|r| {
+            json!({
+                "at": r.at,
+                "action": r.action,
+                "actor": r.actor,
+                "fileId": r.file_id,
+                "result": r.result,
+                "ip": r.ip,
+                "userAgent": r.user_agent,
+            })
+        })
+        .collect();
+    let next = next.map(|sk| base64_url(sk.as_bytes()));
+    Ok(Json(json!({ "records": records, "nextCursor": next })))
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A trail cursor: the sort key of the last record shown (a time and a nonce, nothing else).
+fn audit_cursor(raw: &str) -> Result<String, ApiError> {
+    use base64::Engine as _;
+    let bad = || ApiError::bad_field("cursor", "cursor: not a cursor of this trail");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw).map_err(|_| bad())?;
+    let sk = String::from_utf8(bytes).map_err(|_| bad())?;
+    let ok = sk.len() <= 64 && sk.chars().all(|c| c.is_ascii_alphanumeric() || "-:.#TZ".contains(c));
+    if ok { Ok(sk) } else { Err(bad()) }
 }

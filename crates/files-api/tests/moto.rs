@@ -459,3 +459,95 @@ async fn one_file_shows_its_variants_placeholder_and_exif() {
     let (_, page) = get(&h, &alice, "/v1/files").await;
     assert_eq!(page["files"][0]["variants"][0]["width"], 320);
 }
+
+/// Calls as `user` through API Gateway's context (source IP) with a user agent.
+async fn call_from(
+    h: &Harness,
+    at: OffsetDateTime,
+    method: Method,
+    uri: &str,
+    user: &str,
+    ip: &str,
+) -> (StatusCode, Value) {
+    let ctx = json!({
+        "accountId": "123456789012", "apiId": "api", "domainName": "files.test", "domainPrefix": "files",
+        "requestId": "r", "routeKey": "$default", "stage": "$default", "time": "01/Mar/2026:12:00:00 +0000",
+        "timeEpoch": 0,
+        "http": {"method": method.as_str(), "path": uri, "protocol": "HTTP/1.1", "sourceIp": ip, "userAgent": "matbakh-test/1.0"},
+    });
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {}", h.token(user)))
+        .header("user-agent", "matbakh-test/1.0")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    req.extensions_mut()
+        .insert(lambda_http::request::RequestContext::ApiGatewayV2(serde_json::from_value(ctx).unwrap()));
+    let state = matbakh_api::Services { clock: Arc::new(FixedClock(at)), ..h.state.clone() };
+    testkit::call_router(files_api::router(state), req).await
+}
+
+#[tokio::test]
+async fn every_change_is_in_the_owners_audit_trail_with_where_it_came_from() {
+    let now = datetime!(2026-03-01 12:00 UTC);
+    let h = Harness::new(files_api::router, Options { clock: Arc::new(FixedClock(now)), ..Options::default() }).await;
+    let (alice, mallory) = (unique_user("alice"), unique_user("mallory"));
+    let id = uploaded(&h, &alice, "notes.pdf", "application/pdf", 100, datetime!(2026-02-01 10:00 UTC)).await;
+    for (minute, method, uri) in
+        [(1, Method::DELETE, format!("/v1/files/{id}")), (2, Method::POST, format!("/v1/files/{id}/restore"))]
+    {
+        let at = now + time::Duration::minutes(minute);
+        let (status, body) = call_from(&h, at, method, &uri, &alice, "203.0.113.7").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let later =
+        matbakh_api::Services { clock: Arc::new(FixedClock(now + time::Duration::minutes(3))), ..h.state.clone() };
+    let req = http::Request::builder()
+        .method(Method::PATCH)
+        .uri(format!("/v1/files/{id}"))
+        .header("authorization", format!("Bearer {}", h.token(&alice)))
+        .body(axum::body::Body::from(json!({"addTags": ["work"]}).to_string()))
+        .unwrap();
+    assert_eq!(testkit::call_router(files_api::router(later), req).await.0, StatusCode::OK);
+    // Mallory's attempt changes nothing and is not in Alice's trail.
+    let (status, _) = call_from(&h, now, Method::DELETE, &format!("/v1/files/{id}"), &mallory, "198.51.100.9").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, page) = get(&h, &alice, "/v1/me/audit?limit=2").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let records = page["records"].as_array().unwrap();
+    let actions: Vec<&str> = records.iter().map(|r| r["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["update", "restore"], "newest first");
+    assert_eq!(records[1]["ip"], "203.0.113.7");
+    assert_eq!(records[1]["userAgent"], "matbakh-test/1.0");
+    assert_eq!((records[1]["fileId"].as_str(), records[1]["result"].as_str()), (Some(id.as_str()), Some("ok")));
+    assert_eq!(records[0]["ip"], "unknown", "no gateway context: no address is made up");
+    let cursor = page["nextCursor"].as_str().unwrap();
+    let (_, rest) = get(&h, &alice, &format!("/v1/me/audit?cursor={cursor}")).await;
+    let rest: Vec<&str> = rest["records"].as_array().unwrap().iter().map(|r| r["action"].as_str().unwrap()).collect();
+    assert_eq!(rest, ["delete"]);
+    let (_, theirs) = get(&h, &mallory, "/v1/me/audit").await;
+    assert_eq!(theirs["records"], json!([]), "a refused change is no access to record");
+    for bad in ["/v1/me/audit?limit=0", "/v1/me/audit?cursor=%25%25", "/v1/me/audit?user=someone"] {
+        assert_eq!(get(&h, &alice, bad).await.0, StatusCode::BAD_REQUEST, "{bad}");
+    }
+
+    // Each record expires with the retention (DynamoDB TTL).
+    let out = h
+        .dynamo
+        .query()
+        .table_name(&h.table_name)
+        .key_condition_expression("pk = :p")
+        .expression_attribute_values(":p", testkit::AttributeValue::S(format!("AUDIT#{alice}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.items().len(), 3);
+    for i in out.items() {
+        let at =
+            OffsetDateTime::parse(i["at"].as_s().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
+        let ttl = i["ttl"].as_n().unwrap().parse::<i64>().unwrap();
+        assert_eq!(ttl, (at + Limits::default().audit_retention).unix_timestamp());
+    }
+}

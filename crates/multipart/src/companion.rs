@@ -22,10 +22,12 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Json, Router};
+use matbakh_api::audit::{self, Access, Client};
 use matbakh_api::body::JsonObject;
 use matbakh_api::metrics::{self, Unit};
 use matbakh_api::{ApiError, Caller, Services, new_file_id};
 use matbakh_aws::AwsError;
+use matbakh_core::audit::AuditAction;
 use matbakh_core::clock::iso_seconds;
 use matbakh_core::ids::ObjectKey;
 use matbakh_core::limits::MAX_SINGLE_UPLOAD_BYTES;
@@ -158,6 +160,7 @@ fn filename_and_type(
 #[tracing::instrument(name = "uppy_params", skip_all, fields(token = tracing::field::Empty, user = tracing::field::Empty))]
 async fn params(
     State(st): State<Services>,
+    client: Client,
     Path(raw): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
@@ -193,11 +196,24 @@ async fn params(
         expires_at: Some(now + st.limits.pending_ttl),
     };
     st.table.put_unreserved_file(&record).await?;
+    let access = Access {
+        owner: &grant.owner,
+        action: AuditAction::Upload,
+        file_id: Some(file_id),
+        actor: Some("upload-token".into()),
+        result: "ok",
+    };
+    audit::record(&st, &client, access).await?;
     Ok(Json(json!({ "method": "POST", "url": post.url, "fields": post.fields, "headers": {} })))
 }
 
 #[tracing::instrument(name = "uppy_create", skip_all, fields(token = tracing::field::Empty, user = tracing::field::Empty))]
-async fn create(State(st): State<Services>, Path(raw): Path<String>, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn create(
+    State(st): State<Services>,
+    client: Client,
+    Path(raw): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let grant = grant(&st, &raw).await?;
     let req = JsonObject::parse(&body, &["filename", "type", "metadata"])?;
     let (filename, content_type) = filename_and_type(&grant, req.opt_str("filename")?, req.opt_str("type")?)?;
@@ -226,6 +242,14 @@ async fn create(State(st): State<Services>, Path(raw): Path<String>, body: Bytes
         }
         return Err(e.into());
     }
+    let access = Access {
+        owner: &grant.owner,
+        action: AuditAction::Upload,
+        file_id: Some(file_id),
+        actor: Some("upload-token".into()),
+        result: "ok",
+    };
+    audit::record(&st, &client, access).await?;
     Ok(Json(json!({ "key": key.as_str(), "uploadId": upload_id.as_str() })))
 }
 

@@ -25,9 +25,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use matbakh_api::audit::{self, Access, Client};
 use matbakh_api::body::JsonObject;
 use matbakh_api::metrics::{self, Unit};
 use matbakh_api::{ApiError, Caller, Services, new_file_id};
+use matbakh_core::audit::AuditAction;
 use std::collections::HashMap;
 
 use matbakh_core::checksum::{Checksum, Integrity};
@@ -110,6 +112,7 @@ fn not_open(x: &UploadSession) -> ApiError {
 async fn create(
     State(st): State<Services>,
     caller: Caller,
+    client: Client,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let req = JsonObject::parse(&body, &["filename", "contentType", "size", "checksum", "sha256"])?;
@@ -151,7 +154,7 @@ async fn create(
     };
     let record = FileRecord {
         file_id,
-        owner: caller.user,
+        owner: caller.user.clone(),
         key: key.clone(),
         filename,
         content_type,
@@ -168,6 +171,9 @@ async fn create(
         }
         return Err(e.into());
     }
+    let access =
+        Access { owner: &caller.user, action: AuditAction::Upload, file_id: Some(file_id), actor: None, result: "ok" };
+    audit::record(&st, &client, access).await?;
     tracing::info!(size, parts = plan.part_count, "multipart upload started");
     metrics::emit(
         "create_multipart",

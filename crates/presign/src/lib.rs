@@ -15,9 +15,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use matbakh_api::audit::{self, Access, Client};
 use matbakh_api::body::JsonObject;
 use matbakh_api::metrics::{self, Unit};
 use matbakh_api::{ApiError, Caller, Services, new_file_id};
+use matbakh_core::audit::AuditAction;
 use matbakh_core::clock::iso_seconds;
 use matbakh_core::ids::{FileId, ObjectKey, Sha256};
 use matbakh_core::metadata::{FileRecord, FileStatus};
@@ -37,6 +39,7 @@ pub fn router(services: Services) -> Router {
 async fn create_upload(
     State(st): State<Services>,
     caller: Caller,
+    client: Client,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let req = JsonObject::parse(&body, &["filename", "contentType", "size", "sha256"])?;
@@ -54,7 +57,7 @@ async fn create_upload(
     let post = st.store.presign_upload(&key, content_type, size..=size, sha256, now, st.limits.upload_url_ttl).await?;
     let record = FileRecord {
         file_id,
-        owner: caller.user,
+        owner: caller.user.clone(),
         key: key.clone(),
         filename,
         content_type,
@@ -65,6 +68,9 @@ async fn create_upload(
         expires_at: Some(now + st.limits.pending_ttl),
     };
     st.table.reserve_upload(&record, st.limits.user_quota_bytes).await?;
+    let access =
+        Access { owner: &caller.user, action: AuditAction::Upload, file_id: Some(file_id), actor: None, result: "ok" };
+    audit::record(&st, &client, access).await?;
     tracing::info!(size, content_type = content_type.as_str(), "upload granted");
     metrics::emit("create_upload", &[("UploadsGranted", 1, Unit::Count), ("UploadBytesGranted", size, Unit::Bytes)]);
     Ok((
@@ -82,6 +88,7 @@ async fn create_upload(
 async fn download(
     State(st): State<Services>,
     caller: Caller,
+    client: Client,
     Path(raw_id): Path<String>,
     Query(query): Query<std::collections::HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
@@ -91,9 +98,18 @@ async fn download(
         Some(_) => return Err(ApiError::bad_field("inline", "inline: must be 1 or 0")),
     };
     let id = FileId::parse(&raw_id).map_err(|_| ApiError::not_found("file"))?;
-    // Someone else's file answers exactly like a missing one.
-    let record =
-        st.table.get_file(id).await?.filter(|r| r.owner == caller.user).ok_or_else(|| ApiError::not_found("file"))?;
+    // Someone else's file answers exactly like a missing one (the attempt is in the caller's trail).
+    let Some(record) = st.table.get_file(id).await?.filter(|r| r.owner == caller.user) else {
+        let access = Access {
+            owner: &caller.user,
+            action: AuditAction::Download,
+            file_id: Some(id),
+            actor: None,
+            result: "not_found",
+        };
+        audit::record(&st, &client, access).await?;
+        return Err(ApiError::not_found("file"));
+    };
     match record.status {
         // A FAILED image is the owner's file all the same, only without variants.
         FileStatus::Ready | FileStatus::Failed => {}
@@ -121,6 +137,9 @@ async fn download(
         .store
         .presign_download(&record.key, record.content_type.as_str(), &disposition, now, st.limits.download_url_ttl)
         .await?;
+    let access =
+        Access { owner: &caller.user, action: AuditAction::Download, file_id: Some(id), actor: None, result: "ok" };
+    audit::record(&st, &client, access).await?;
     tracing::info!("download granted");
     metrics::emit("download", &[("DownloadsGranted", 1, Unit::Count)]);
     Ok(Json(json!({

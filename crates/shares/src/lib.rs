@@ -18,10 +18,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use matbakh_api::audit::{self, Access, Client};
 use matbakh_api::body::JsonObject;
 use matbakh_api::metrics::{self, Unit};
 use matbakh_api::{ApiError, Caller, Services, random_bytes};
 use matbakh_aws::shares::Share;
+use matbakh_core::audit::AuditAction;
 use matbakh_core::clock::iso_seconds;
 use matbakh_core::ids::FileId;
 use matbakh_core::metadata::FileStatus;
@@ -77,6 +79,7 @@ fn view(st: &Services, x: &Share) -> Result<Value, ApiError> {
 async fn create(
     State(st): State<Services>,
     caller: Caller,
+    client: Client,
     Path(raw_id): Path<String>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -103,6 +106,9 @@ async fn create(
         revoked: false,
     };
     st.table.put_share(&share).await?;
+    let access =
+        Access { owner: &caller.user, action: AuditAction::ShareCreate, file_id: Some(id), actor: None, result: "ok" };
+    audit::record(&st, &client, access).await?;
     tracing::info!(share = %share.id, ttl = ttl.as_secs(), "share created");
     metrics::emit("create_share", &[("SharesCreated", 1, Unit::Count)]);
     Ok((StatusCode::CREATED, Json(view(&st, &share)?)))
@@ -116,12 +122,20 @@ async fn list(State(st): State<Services>, caller: Caller) -> Result<Json<Value>,
 }
 
 #[tracing::instrument(name = "revoke_share", skip_all, fields(user = %caller.user))]
-async fn revoke(State(st): State<Services>, caller: Caller, Path(token): Path<String>) -> Result<StatusCode, ApiError> {
+async fn revoke(
+    State(st): State<Services>,
+    caller: Caller,
+    client: Client,
+    Path(token): Path<String>,
+) -> Result<StatusCode, ApiError> {
     // An expired link can still be revoked (it then stays dead if its row outlived the expiry).
     let (id, _) = key(&st)?.open(&token).map_err(|_| ApiError::not_found("share"))?;
     if !st.table.revoke_share(&id, &caller.user).await? {
         return Err(ApiError::not_found("share"));
     }
+    let file_id = st.table.get_share(&id).await?.map(|x| x.file_id);
+    let access = Access { owner: &caller.user, action: AuditAction::ShareRevoke, file_id, actor: None, result: "ok" };
+    audit::record(&st, &client, access).await?;
     tracing::info!(share = %id, "share revoked");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -139,19 +153,61 @@ fn refused(why: ShareRefusal) -> ApiError {
 }
 
 #[tracing::instrument(name = "open_share", skip_all, fields(share = tracing::field::Empty))]
-async fn open(State(st): State<Services>, Path(token): Path<String>) -> Result<Response, ApiError> {
+async fn open(State(st): State<Services>, client: Client, Path(token): Path<String>) -> Result<Response, ApiError> {
     let now = st.clock.now();
-    let id = key(&st)?.open_live(&token, now).map_err(refused)?;
+    // A token this platform did not sign names no share: nothing to record, nothing revealed.
+    let (id, expires_at) = key(&st)?.open(&token).map_err(refused)?;
     tracing::Span::current().record("share", tracing::field::display(id));
-    // The file first: a deleted file's link does not spend a download.
     let share = st.table.get_share(&id).await?.ok_or_else(|| refused(ShareRefusal::Unknown))?;
+    // From here on the owner's trail records the attempt, whatever its outcome.
+    let outcome = if now >= expires_at { Err(ShareRefusal::Expired) } else { download(&st, &share, now).await? };
+    let result = match outcome {
+        Ok(_) => "ok",
+        Err(ShareRefusal::Expired) => "expired",
+        Err(ShareRefusal::Revoked) => "revoked",
+        Err(ShareRefusal::Exhausted) => "used_up",
+        Err(ShareRefusal::FileGone) => "file_gone",
+        Err(ShareRefusal::Unknown) => "unknown",
+    };
+    let access = Access {
+        owner: &share.owner,
+        action: AuditAction::ShareDownload,
+        file_id: Some(share.file_id),
+        actor: Some(format!("share:{id}")),
+        result,
+    };
+    audit::record(&st, &client, access).await?;
+    let url = outcome.map_err(refused)?;
+    metrics::emit("open_share", &[("ShareDownloads", 1, Unit::Count)]);
+    let location = HeaderValue::from_str(&url).map_err(|e| ApiError::internal(&e))?;
+    Ok((
+        StatusCode::FOUND,
+        [
+            (header::LOCATION, location),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+        ],
+    )
+        .into_response())
+}
+
+/// Spends one download of a live share of a live file: the presigned GET, or why not. The file
+/// is checked first, so a deleted file's link spends nothing.
+async fn download(
+    st: &Services,
+    share: &Share,
+    now: time::OffsetDateTime,
+) -> Result<Result<String, ShareRefusal>, ApiError> {
     let file = st
         .table
         .get_file(share.file_id)
         .await?
-        .filter(|r| r.owner == share.owner && matches!(r.status, FileStatus::Ready | FileStatus::Failed))
-        .ok_or_else(|| refused(ShareRefusal::FileGone))?;
-    let share = st.table.use_share(&id, now).await?.map_err(refused)?;
+        .filter(|r| r.owner == share.owner && matches!(r.status, FileStatus::Ready | FileStatus::Failed));
+    let Some(file) = file else { return Ok(Err(ShareRefusal::FileGone)) };
+    let used = match st.table.use_share(&share.id, now).await? {
+        Ok(used) => used,
+        Err(why) => return Ok(Err(why)),
+    };
     let get = st
         .store
         .presign_download(
@@ -162,16 +218,6 @@ async fn open(State(st): State<Services>, Path(token): Path<String>) -> Result<R
             st.limits.download_url_ttl,
         )
         .await?;
-    tracing::info!(downloads = share.downloads, "share used");
-    metrics::emit("open_share", &[("ShareDownloads", 1, Unit::Count)]);
-    let location = HeaderValue::from_str(&get.url).map_err(|e| ApiError::internal(&e))?;
-    Ok((
-        StatusCode::FOUND,
-        [
-            (header::LOCATION, location),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-            (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
-        ],
-    )
-        .into_response())
+    tracing::info!(downloads = used.downloads, "share used");
+    Ok(Ok(get.url))
 }

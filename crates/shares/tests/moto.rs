@@ -62,6 +62,18 @@ async fn a_link_downloads_the_same_bytes_counts_and_stops_when_used_up() {
     let mine = &listed["shares"][0];
     assert_eq!((mine["downloads"].as_u64(), mine["state"].as_str()), (Some(2), Some("used_up")));
     assert_eq!(mine["url"], url, "the owner's list shows the same link");
+
+    // Alice's trail holds the link and every use of it, by whom (the link), with the outcome.
+    let owner = matbakh_core::ids::UserId::parse(&alice).unwrap();
+    let (records, _) = h.state.table.audit_page(&owner, 50, None).await.unwrap();
+    let mut seen: Vec<(&str, &str)> = records.iter().map(|r| (r.action.as_str(), r.result.as_str())).collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [("share_create", "ok"), ("share_download", "ok"), ("share_download", "ok"), ("share_download", "used_up")]
+    );
+    let share_id = link["token"].as_str().map(|t| h.state.share_key.as_ref().unwrap().open(t).unwrap().0).unwrap();
+    assert!(records.iter().filter(|r| r.action == "share_download").all(|r| r.actor == format!("share:{share_id}")));
 }
 
 #[tokio::test]
