@@ -34,6 +34,14 @@ impl JsonObject {
         }
     }
 
+    pub fn opt_bool(&self, field: &'static str) -> Result<Option<bool>, ApiError> {
+        match self.0.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(ApiError::bad_field(field, format!("{field}: must be true or false"))),
+        }
+    }
+
     pub fn array(&self, field: &'static str) -> Result<&[Value], ApiError> {
         self.opt_array(field)?.ok_or_else(|| ApiError::bad_field(field, format!("{field}: is required")))
     }

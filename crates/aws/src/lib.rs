@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod config;
+pub mod erase;
 pub mod error;
 pub mod files;
 pub mod ledger;

@@ -418,6 +418,39 @@ impl S3Store {
         }
     }
 
+    /// Aborts every incomplete multipart upload under `prefix`; answers their upload ids.
+    pub async fn abort_uploads_under(&self, prefix: &str) -> Result<Vec<String>, AwsError> {
+        let (mut aborted, mut key_marker, mut id_marker) = (Vec::new(), None, None);
+        loop {
+            let out = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("ListMultipartUploads", e))?;
+            for u in out.uploads() {
+                if let (Some(key), Some(id)) = (u.key(), u.upload_id()) {
+                    match self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(id).send().await
+                    {
+                        Ok(_) => {}
+                        Err(e) if e.as_service_error().and_then(|s| s.meta().code()) == Some("NoSuchUpload") => {}
+                        Err(e) => return Err(AwsError::from_sdk("AbortMultipartUpload", e)),
+                    }
+                    aborted.push(id.to_owned());
+                }
+            }
+            if out.is_truncated() != Some(true) {
+                return Ok(aborted);
+            }
+            key_marker = out.next_key_marker().map(str::to_owned);
+            id_marker = out.next_upload_id_marker().map(str::to_owned);
+        }
+    }
+
     /// Starts a multipart upload of one object; with `checksum`, S3 keeps a full-object
     /// checksum of that algorithm (each part's checked on arrival, the whole at completion).
     pub async fn create_multipart(

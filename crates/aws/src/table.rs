@@ -177,6 +177,9 @@ impl FileTable {
             ("expiresAt".to_owned(), s(iso_millis(grant.expires_at))),
             ("ttl".to_owned(), n(grant.expires_at.unix_timestamp())),
             ("revoked".to_owned(), AttributeValue::Bool(grant.revoked)),
+            // The owner's tokens, for an erase to find.
+            ("gsi1pk".to_owned(), s(format!("TOKENS#{}", grant.owner))),
+            ("gsi1sk".to_owned(), s(format!("{}#{}", iso_millis(grant.expires_at), grant.digest))),
         ]);
         if !grant.types.is_empty() {
             item.insert(
@@ -1079,26 +1082,33 @@ pub(crate) async fn batch_put(
     items: Vec<HashMap<String, AttributeValue>>,
 ) -> Result<(), AwsError> {
     use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
-    for chunk in items.chunks(25) {
-        let mut requests: Vec<WriteRequest> = chunk
-            .iter()
-            .map(|i| {
-                PutRequest::builder()
-                    .set_item(Some(i.clone()))
-                    .build()
-                    .map(|p| WriteRequest::builder().put_request(p).build())
-            })
-            .collect::<Result<_, _>>()?;
+    let requests = items
+        .into_iter()
+        .map(|i| {
+            PutRequest::builder().set_item(Some(i)).build().map(|p| WriteRequest::builder().put_request(p).build())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    batch_write(client, table, requests).await
+}
+
+/// Writes (puts or deletes), 25 a call, retrying what DynamoDB leaves unprocessed.
+pub(crate) async fn batch_write(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    requests: Vec<aws_sdk_dynamodb::types::WriteRequest>,
+) -> Result<(), AwsError> {
+    for chunk in requests.chunks(25) {
+        let mut pending = chunk.to_vec();
         let mut delay = std::time::Duration::from_millis(50);
-        while !requests.is_empty() {
+        while !pending.is_empty() {
             let out = client
                 .batch_write_item()
-                .request_items(table, requests)
+                .request_items(table, pending)
                 .send()
                 .await
                 .map_err(|e| AwsError::from_sdk("BatchWriteItem", e))?;
-            requests = out.unprocessed_items().and_then(|m| m.get(table)).cloned().unwrap_or_default();
-            if !requests.is_empty() {
+            pending = out.unprocessed_items().and_then(|m| m.get(table)).cloned().unwrap_or_default();
+            if !pending.is_empty() {
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(std::time::Duration::from_secs(5));
             }

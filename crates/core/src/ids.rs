@@ -30,6 +30,11 @@ impl UserId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// An id this crate built from allowed characters only.
+    pub(crate) fn from_trusted(raw: String) -> Self {
+        UserId(raw)
+    }
 }
 
 impl fmt::Display for UserId {

@@ -1,0 +1,182 @@
+//! GDPR erase against moto: after `DELETE /v1/me`, nothing of the user is left in the bucket
+//! (no version, no marker, no upload) or in the table (no item mentions them), someone else's
+//! data is untouched, and a second erase removes nothing.
+
+use std::collections::{BTreeSet, HashMap};
+
+use http::{Method, StatusCode};
+use matbakh_aws::audit::AuditEntry;
+use matbakh_aws::shares::Share;
+use matbakh_core::audit::{AuditAction, pseudonym};
+use matbakh_core::ids::{FileId, ObjectKey, UserId};
+use matbakh_core::listing::Tag;
+use matbakh_core::shares::ShareId;
+use matbakh_core::tokens::TokenGrant;
+use serde_json::json;
+use testkit::{AttributeValue, Harness, Options, corpus, unique_user};
+use time::macros::datetime;
+
+const AT: time::OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
+
+/// Everything a user accumulates: files (one with an older version, one soft-deleted),
+/// variants, a transform result, a quarantined copy, tags and words, a share, an open
+/// upload, an upload token, usage, audit records.
+async fn a_full_account(h: &Harness, user: &str) -> Vec<FileId> {
+    let owner = UserId::parse(user).unwrap();
+    let (name, photo) = corpus("photos/ladybird.jpg");
+    let kept = h.stored_file(user, &name, "image/jpeg", photo.clone(), AT).await;
+    let gone = h.stored_file(user, "old plan.pdf", "application/pdf", b"%PDF-1.4 old".to_vec(), AT).await;
+    let (t, store, s3) = (&h.state.table, &h.state.store, h.state.store.client());
+    let bucket = store.bucket();
+    let kept_row = t.file_details(kept).await.unwrap().unwrap();
+    // An older version under the same key, and a soft delete (a marker over a version).
+    s3.put_object().bucket(bucket).key(kept_row.record.key.as_str()).body(photo.into()).send().await.unwrap();
+    let gone_key = t.get_file(gone).await.unwrap().unwrap().key;
+    store.delete_version(gone_key.as_str(), None).await.unwrap();
+    t.mark_deleted(gone, None).await.unwrap();
+    store
+        .put_derived(&ObjectKey::from_stored(format!("derived/{kept}/320.webp")), b"variant".to_vec(), "image/webp")
+        .await
+        .unwrap();
+    let result_key = format!("results/{}/e1/rt:fit,w:100.webp", kept_row.record.key);
+    s3.put_object().bucket(bucket).key(&result_key).body(b"result".to_vec().into()).send().await.unwrap();
+    let quarantined = format!("quarantine/users/{user}/{kept}/evil.exe");
+    s3.put_object().bucket(bucket).key(&quarantined).body(b"MZ".to_vec().into()).send().await.unwrap();
+    let tags: BTreeSet<Tag> = [Tag::parse("family").unwrap()].into();
+    assert!(t.update_file(&kept_row, None, &tags).await.unwrap());
+    let share = Share {
+        id: ShareId::from_random(testkit::rand32()[..16].try_into().unwrap()),
+        file_id: kept,
+        owner: owner.clone(),
+        created_at: AT,
+        expires_at: AT + time::Duration::days(1),
+        max_downloads: None,
+        downloads: 0,
+        revoked: false,
+    };
+    t.put_share(&share).await.unwrap();
+    s3.create_multipart_upload().bucket(bucket).key(format!("users/{user}/upload/big.bin")).send().await.unwrap();
+    let grant = TokenGrant {
+        digest: format!("{:x}", u128::from_be_bytes(testkit::rand32()[..16].try_into().unwrap())),
+        owner: owner.clone(),
+        max_bytes: 1 << 20,
+        used_bytes: 0,
+        types: Vec::new(),
+        expires_at: AT + time::Duration::hours(1),
+        revoked: false,
+    };
+    t.put_token(&grant).await.unwrap();
+    let entry = AuditEntry {
+        user: owner.clone(),
+        action: AuditAction::Download,
+        actor: "owner".into(),
+        file_id: Some(kept),
+        result: "ok".into(),
+        ip: "203.0.113.7".into(),
+        user_agent: "test".into(),
+        at: AT,
+    };
+    t.put_audit(&entry, std::time::Duration::from_secs(3600), 1).await.unwrap();
+    vec![kept, gone]
+}
+
+/// Every string in an item (through maps, lists and sets).
+fn strings(v: &AttributeValue, out: &mut Vec<String>) {
+    match v {
+        AttributeValue::S(s) | AttributeValue::N(s) => out.push(s.clone()),
+        AttributeValue::Ss(ss) => out.extend(ss.iter().cloned()),
+        AttributeValue::L(l) => l.iter().for_each(|x| strings(x, out)),
+        AttributeValue::M(m) => m.values().for_each(|x| strings(x, out)),
+        _ => {}
+    }
+}
+
+/// Items of the table that mention `needle` anywhere, and how many items there are.
+async fn items_mentioning(h: &Harness, needles: &[String]) -> (Vec<HashMap<String, AttributeValue>>, usize) {
+    let out = h.dynamo.scan().table_name(&h.table_name).send().await.unwrap();
+    let items = out.items().to_vec();
+    let hits = items
+        .iter()
+        .filter(|i| {
+            let mut all = Vec::new();
+            i.values().for_each(|v| strings(v, &mut all));
+            all.iter().any(|s| needles.iter().any(|n| s.contains(n.as_str())))
+        })
+        .cloned()
+        .collect();
+    (hits, items.len())
+}
+
+/// Object versions, delete markers and open uploads under the user's prefixes (the bucket is
+/// shared with other tests, so only these prefixes are listed).
+async fn objects_of(h: &Harness, user: &str, files: &[FileId]) -> Vec<String> {
+    let s3 = h.state.store.client();
+    let bucket = h.state.store.bucket();
+    let mut prefixes: Vec<String> = account::user_prefixes(user).into_iter().collect();
+    prefixes.extend(files.iter().map(|f| ObjectKey::derived_prefix(*f)));
+    let mut keys = Vec::new();
+    for prefix in prefixes {
+        let page = s3.list_object_versions().bucket(bucket).prefix(&prefix).send().await.unwrap();
+        assert_ne!(page.is_truncated(), Some(true), "one page holds a user's few objects");
+        keys.extend(page.versions().iter().filter_map(|v| v.key().map(str::to_owned)));
+        keys.extend(page.delete_markers().iter().filter_map(|m| m.key().map(str::to_owned)));
+        let uploads = s3.list_multipart_uploads().bucket(bucket).prefix(&prefix).send().await.unwrap();
+        keys.extend(uploads.uploads().iter().filter_map(|u| u.key().map(str::to_owned)));
+    }
+    keys.sort();
+    keys
+}
+
+#[tokio::test]
+async fn erase_leaves_nothing_of_the_user_and_nothing_else_is_touched() {
+    let h = Harness::new(account::router, Options::default()).await;
+    let (alice, bob) = (unique_user("alice"), unique_user("bob"));
+    let files = a_full_account(&h, &alice).await;
+    let bobs = a_full_account(&h, &bob).await;
+    let alice_marks: Vec<String> = std::iter::once(alice.clone()).chain(files.iter().map(|f| f.to_string())).collect();
+    let bob_marks: Vec<String> = std::iter::once(bob.clone()).chain(bobs.iter().map(|f| f.to_string())).collect();
+    assert_eq!(objects_of(&h, &alice, &files).await.len(), 8, "4 versions and markers, 3 derived, 1 upload");
+    let (before, _) = items_mentioning(&h, &alice_marks).await;
+    assert!(before.len() >= 10, "{} items", before.len());
+    let (bob_before, _) = items_mentioning(&h, &bob_marks).await;
+    let bob_objects = objects_of(&h, &bob, &bobs).await;
+
+    // Without an explicit confirmation nothing happens.
+    for body in [None, Some(json!({})), Some(json!({"confirm": "yes"})), Some(json!({"confirm": false}))] {
+        let (status, answer) = h.call(Method::DELETE, "/v1/me", Some(&h.token(&alice)), body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    }
+    assert_eq!(items_mentioning(&h, &alice_marks).await.0.len(), before.len());
+
+    let (status, report) =
+        h.call(Method::DELETE, "/v1/me", Some(&h.token(&alice)), Some(json!({"confirm": true}))).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let erased = &report["erased"];
+    assert_eq!(erased["files"], 2);
+    assert_eq!(erased["uploadsAborted"], 1);
+    assert_eq!(erased["objectVersions"], 4, "two versions of one file, one of the other and its marker: {report}");
+    assert_eq!(erased["derivedObjects"], 3, "{report}");
+    assert_eq!(erased["items"].as_u64().unwrap() as usize, before.len(), "{report}");
+
+    assert_eq!(objects_of(&h, &alice, &files).await, Vec::<String>::new());
+    let (left, _) = items_mentioning(&h, &alice_marks).await;
+    assert!(left.is_empty(), "left in the table: {left:?}");
+    // Bob's data is as it was.
+    assert_eq!(items_mentioning(&h, &bob_marks).await.0.len(), bob_before.len());
+    assert_eq!(objects_of(&h, &bob, &bobs).await, bob_objects);
+    // The erase itself is on record, under a pseudonym that does not name Alice.
+    let stand_in = pseudonym(&UserId::parse(&alice).unwrap());
+    let (trail, _) = h.state.table.audit_page(&stand_in, 10, None).await.unwrap();
+    assert_eq!(trail.len(), 1);
+    assert_eq!(trail[0].action, "erase");
+    assert!(trail[0].result.starts_with("ok: 2 files"), "{}", trail[0].result);
+
+    // Again: nothing left to remove, and it says so.
+    let (status, again) =
+        h.call(Method::DELETE, "/v1/me", Some(&h.token(&alice)), Some(json!({"confirm": true}))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        again["erased"],
+        json!({"objectVersions": 0, "derivedObjects": 0, "uploadsAborted": 0, "files": 0, "items": 0})
+    );
+}
