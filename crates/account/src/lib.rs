@@ -8,18 +8,27 @@
 //!   erase removes nothing. The erase itself is recorded under a one-way pseudonym
 //!   (DECISIONS 17).
 //!
+//! - `POST /v1/me/export`: queues an export of all the caller's files and their metadata as
+//!   one ZIP (built by the `exporter` function, streamed to S3, never held in memory); answers
+//!   202 with the job. While one is pending or running, asking again answers that one.
+//! - `GET /v1/me/exports/{exportId}`: the job's state, and when READY a download link
+//!   (presigned, [`DOWNLOAD_URL_TTL`](matbakh_core::limits)).
+//!
 //! Reads and deletes: `users/{sub}/`, `derived/{fileId}/`, `results/users/{sub}/`,
 //! `quarantine/users/{sub}/`, `exports/{sub}/` in the bucket; the caller's items in the table.
 
 use axum::body::Bytes;
+use axum::extract::Path;
 use axum::extract::State;
-use axum::routing::delete;
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use matbakh_api::audit::{self, Access, Client};
 use matbakh_api::body::JsonObject;
 use matbakh_api::metrics::{self, Unit};
 use matbakh_api::{ApiError, Caller, Services};
 use matbakh_aws::erase::Erased;
+use matbakh_aws::export::{ExportJob, ExportState};
 use matbakh_core::audit::{AuditAction, pseudonym};
 use matbakh_core::ids::ObjectKey;
 use serde_json::{Value, json};
@@ -27,6 +36,8 @@ use serde_json::{Value, json};
 pub fn router(services: Services) -> Router {
     Router::new()
         .route("/v1/me", delete(erase))
+        .route("/v1/me/export", post(start_export))
+        .route("/v1/me/exports/{exportId}", get(export_status))
         .fallback(|| async { ApiError::not_found("route") })
         .with_state(services)
 }
@@ -88,4 +99,82 @@ async fn erase(
     tracing::info!(files = erased.files, items = erased.items, "account erased");
     metrics::emit("erase_account", &[("AccountsErased", 1, Unit::Count)]);
     Ok(Json(json!({ "erased": report })))
+}
+
+/// A pending or running export older than this is taken for dead (its messages went to the
+/// DLQ): asking again starts a new one.
+pub const EXPORT_STALE_AFTER: time::Duration = time::Duration::hours(1);
+
+async fn job_view(st: &Services, job: &ExportJob) -> Result<Value, ApiError> {
+    let mut v = json!({
+        "exportId": job.id,
+        "status": job.state.as_str(),
+        "createdAt": matbakh_core::clock::iso_seconds(job.created_at),
+        "statusUrl": format!("/v1/me/exports/{}", job.id),
+    });
+    if let (ExportState::Ready, Some(key)) = (job.state, &job.key) {
+        let name = format!("matbakh-export-{}.zip", job.created_at.date());
+        let disposition = format!("attachment; filename=\"{name}\"");
+        let now = st.clock.now();
+        let get = st
+            .store
+            .presign_download(
+                &ObjectKey::from_stored(key.clone()),
+                "application/zip",
+                &disposition,
+                now,
+                st.limits.download_url_ttl,
+            )
+            .await?;
+        v["url"] = json!(get.url);
+        v["expiresAt"] = json!(matbakh_core::clock::iso_seconds(get.expires_at));
+        v["size"] = json!(job.size);
+        v["files"] = json!(job.files);
+    }
+    Ok(v)
+}
+
+#[tracing::instrument(name = "start_export", skip_all, fields(user = %caller.user))]
+async fn start_export(
+    State(st): State<Services>,
+    caller: Caller,
+    client: Client,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let now = st.clock.now();
+    if let Some(job) = st.table.latest_export(&caller.user).await?
+        && matches!(job.state, ExportState::Pending | ExportState::Running)
+        && now - job.created_at < EXPORT_STALE_AFTER
+    {
+        return Ok((StatusCode::ACCEPTED, Json(job_view(&st, &job).await?)));
+    }
+    let queue = st.export_queue.as_ref().ok_or_else(|| ApiError::internal(&"EXPORT_QUEUE_URL is not set"))?;
+    let id: [u8; 16] = matbakh_api::random_bytes()?;
+    let job = ExportJob {
+        id: id.iter().map(|b| format!("{b:02x}")).collect(),
+        owner: caller.user.clone(),
+        state: ExportState::Pending,
+        created_at: now,
+        key: None,
+        size: None,
+        files: None,
+    };
+    st.table.put_export(&job).await?;
+    queue.send_all(&[json!({"exportId": job.id}).to_string()]).await?;
+    let access =
+        Access { owner: &caller.user, action: AuditAction::Export, file_id: None, actor: None, result: "queued" };
+    audit::record(&st, &client, access).await?;
+    tracing::info!(export = %job.id, "export queued");
+    Ok((StatusCode::ACCEPTED, Json(job_view(&st, &job).await?)))
+}
+
+#[tracing::instrument(name = "export_status", skip_all, fields(user = %caller.user))]
+async fn export_status(
+    State(st): State<Services>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let valid = id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit());
+    let job = if valid { st.table.get_export(&id).await? } else { None };
+    let job = job.filter(|j| j.owner == caller.user).ok_or_else(|| ApiError::not_found("export"))?;
+    Ok(Json(job_view(&st, &job).await?))
 }

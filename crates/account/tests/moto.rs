@@ -180,3 +180,105 @@ async fn erase_leaves_nothing_of_the_user_and_nothing_else_is_touched() {
         json!({"objectVersions": 0, "derivedObjects": 0, "uploadsAborted": 0, "files": 0, "items": 0})
     );
 }
+
+/// Takes the export queue's message for `export_id` (as Lambda's event source would).
+async fn export_message(h: &Harness, export_id: &str) -> String {
+    let sqs = aws_sdk_sqs::Client::new(&testkit::moto_sdk().await);
+    let url = h.state.export_queue.as_ref().unwrap().url().to_owned();
+    for _ in 0..10 {
+        let out =
+            sqs.receive_message().queue_url(&url).max_number_of_messages(10).wait_time_seconds(1).send().await.unwrap();
+        for m in out.messages() {
+            let body = m.body().unwrap_or_default().to_owned();
+            if body.contains(export_id) {
+                sqs.delete_message().queue_url(&url).receipt_handle(m.receipt_handle().unwrap()).send().await.unwrap();
+                return body;
+            }
+        }
+    }
+    panic!("no message for export {export_id}");
+}
+
+/// Every entry of a ZIP as Python's zipfile reads it (an independent reader; `testzip`
+/// checks each entry's CRC-32): name -> SHA-256 hex.
+fn entries_of(zip: &[u8]) -> HashMap<String, String> {
+    let path = std::env::temp_dir().join(format!("export-{}.zip", unique_user("z")));
+    std::fs::write(&path, zip).unwrap();
+    let script = "import hashlib, json, sys, zipfile\n\
+                  z = zipfile.ZipFile(sys.argv[1])\n\
+                  assert z.testzip() is None, z.testzip()\n\
+                  print(json.dumps({n: hashlib.sha256(z.read(n)).hexdigest() for n in z.namelist()}))";
+    let out = std::process::Command::new("python3").arg("-c").arg(script).arg(&path).output().unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn read_entry(zip: &[u8], name: &str) -> Vec<u8> {
+    let path = std::env::temp_dir().join(format!("export-{}.zip", unique_user("z")));
+    std::fs::write(&path, zip).unwrap();
+    let script = "import sys, zipfile\nsys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))";
+    let out = std::process::Command::new("python3").arg("-c").arg(script).arg(&path).arg(name).output().unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+#[tokio::test]
+async fn export_streams_every_stored_file_byte_identical_into_one_zip() {
+    let h = Harness::new(account::router, Options::default()).await;
+    let (alice, mallory) = (unique_user("alice"), unique_user("mallory"));
+    let (photo_name, photo) = corpus("photos/ladybird.jpg");
+    let (_, big) = corpus("photos/sony-18mp-progressive.jpg");
+    let photo_id = h.stored_file(&alice, &photo_name, "image/jpeg", photo.clone(), AT).await;
+    let big_id = h.stored_file(&alice, "Straße 1.jpg", "image/jpeg", big.clone(), AT + time::Duration::hours(1)).await;
+    let gone = h.stored_file(&alice, "gone.pdf", "application/pdf", b"%PDF-1.4".to_vec(), AT).await;
+    h.state.table.mark_deleted(gone, None).await.unwrap();
+    let row = h.state.table.file_details(photo_id).await.unwrap().unwrap();
+    assert!(h.state.table.update_file(&row, None, &[Tag::parse("garden").unwrap()].into()).await.unwrap());
+
+    let (status, job) = h.call(Method::POST, "/v1/me/export", Some(&h.token(&alice)), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    assert_eq!(job["status"], "PENDING");
+    let export_id = job["exportId"].as_str().unwrap().to_owned();
+    let (status, again) = h.call(Method::POST, "/v1/me/export", Some(&h.token(&alice)), None).await;
+    assert_eq!((status, again["exportId"].as_str()), (StatusCode::ACCEPTED, Some(export_id.as_str())), "one at a time");
+    let status_url = format!("/v1/me/exports/{export_id}");
+    assert_eq!(h.call(Method::GET, &status_url, Some(&h.token(&mallory)), None).await.0, StatusCode::NOT_FOUND);
+
+    let body = export_message(&h, &export_id).await;
+    let done = exporter::handle(&h.state, testkit::sqs_batch(&[("m1", body.clone())])).await;
+    assert!(done.batch_item_failures.is_empty());
+    let (status, ready) = h.call(Method::GET, &status_url, Some(&h.token(&alice)), None).await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+    assert_eq!((ready["status"].as_str(), ready["files"].as_u64()), (Some("READY"), Some(2)));
+    let zip = testkit::http_client().get(ready["url"].as_str().unwrap()).send().await.unwrap();
+    let disposition = zip.headers()["content-disposition"].to_str().unwrap().to_owned();
+    let created = job["createdAt"].as_str().unwrap();
+    assert!(disposition.contains(&format!("matbakh-export-{}.zip", &created[..10])), "{disposition}");
+    let zip = zip.bytes().await.unwrap().to_vec();
+    assert_eq!(ready["size"].as_u64(), Some(zip.len() as u64));
+
+    let entries = entries_of(&zip);
+    let sha = |b: &[u8]| matbakh_core::ids::Sha256::of(b).to_hex();
+    let photo_path = format!("files/{photo_id}/ladybird.jpg");
+    let big_path = format!("files/{big_id}/Straße 1.jpg");
+    assert_eq!(entries.len(), 3, "{entries:?}");
+    assert_eq!(entries[&photo_path], sha(&photo));
+    assert_eq!(entries[&big_path], sha(&big));
+    let metadata: serde_json::Value = serde_json::from_slice(&read_entry(&zip, "metadata.json")).unwrap();
+    let described = metadata["files"].as_array().unwrap();
+    assert_eq!(described.len(), 2);
+    assert_eq!(described[0]["path"], photo_path);
+    assert_eq!(described[0]["tags"], json!(["garden"]));
+    assert_eq!(described[1]["name"], "Straße 1.jpg");
+
+    // A redelivered message of a finished export changes nothing.
+    let again = exporter::handle(&h.state, testkit::sqs_batch(&[("m1", body)])).await;
+    assert!(again.batch_item_failures.is_empty());
+    let (_, still) = h.call(Method::GET, &status_url, Some(&h.token(&alice)), None).await;
+    assert_eq!(still["size"], ready["size"]);
+    // And garbage is reported back for the DLQ, not dropped.
+    let poison = exporter::handle(&h.state, testkit::sqs_batch(&[("m2", "not json".into())])).await;
+    assert_eq!(poison.batch_item_failures.len(), 1);
+}

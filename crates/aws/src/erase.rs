@@ -67,7 +67,13 @@ impl FileTable {
                 keys.push((format!("UPLOAD#{upload}"), "SESSION".into()));
             }
         }
-        for partition in [format!("SHARES#{owner}"), format!("UPLOADS#{owner}"), format!("TOKENS#{owner}")] {
+        let partitions = [
+            format!("SHARES#{owner}"),
+            format!("UPLOADS#{owner}"),
+            format!("TOKENS#{owner}"),
+            format!("EXPORTS#{owner}"),
+        ];
+        for partition in partitions {
             keys.extend(self.keys_where(Some(GSI_USER), "gsi1pk", &partition).await?);
         }
         if self.get_item(format!("USER#{owner}"), "USAGE").await?.is_some() {

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod config;
 pub mod erase;
 pub mod error;
+pub mod export;
 pub mod files;
 pub mod ledger;
 pub mod queue;

@@ -330,16 +330,7 @@ impl S3Store {
 
     /// Opens the object for reading in chunks, or `None` if it is gone.
     pub async fn open_object(&self, key: &str) -> Result<Option<ObjectReader>, AwsError> {
-        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
-            Ok(out) => Ok(Some(ObjectReader {
-                size: out.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
-                etag: out.e_tag().map(|t| t.trim_matches('"').to_owned()),
-                version_id: out.version_id().map(str::to_owned),
-                body: out.body,
-            })),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-            Err(e) => Err(AwsError::from_sdk("GetObject", e)),
-        }
+        open_with(&self.client, &self.bucket, key).await
     }
 
     /// Reads the object once, streaming: its SHA-256, its first `keep` bytes (for sniffing and
@@ -633,4 +624,22 @@ fn presigning(now: OffsetDateTime, expires_in: Duration) -> Result<PresigningCon
         .expires_in(expires_in)
         .build()
         .map_err(|e| AwsError::Config(format!("presigning: {e}")))
+}
+
+/// Starts reading `key` of `bucket` through `client`; `None` if there is no such object.
+pub(crate) async fn open_with(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<ObjectReader>, AwsError> {
+    match client.get_object().bucket(bucket).key(key).send().await {
+        Ok(out) => Ok(Some(ObjectReader {
+            size: out.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+            etag: out.e_tag().map(|t| t.trim_matches('"').to_owned()),
+            version_id: out.version_id().map(str::to_owned),
+            body: out.body,
+        })),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+        Err(e) => Err(AwsError::from_sdk("GetObject", e)),
+    }
 }

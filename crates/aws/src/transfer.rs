@@ -405,12 +405,8 @@ impl Target {
     }
 
     /// An object's body to read chunk by chunk (the manifest, line by line); `None` if gone.
-    pub async fn open(&self, key: &str) -> Result<Option<Body>, AwsError> {
-        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
-            Ok(out) => Ok(Some(Body(out.body))),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-            Err(e) => Err(AwsError::from_sdk("GetObject", e)),
-        }
+    pub async fn open(&self, key: &str) -> Result<Option<crate::s3::ObjectReader>, AwsError> {
+        crate::s3::open_with(&self.client, &self.bucket, key).await
     }
 
     /// A plain object (the manifest) from a local file, streamed (never read whole); S3 checks
@@ -452,20 +448,5 @@ impl Target {
             .await
             .map(|_| ())
             .map_err(|e| AwsError::from_sdk("PutObject", e))
-    }
-}
-
-/// An object body being read ([`Target::open`]).
-pub struct Body(ByteStream);
-
-impl Body {
-    /// The next chunk S3 sends; `None` at the end.
-    pub async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, AwsError> {
-        let chunk = self.0.try_next().await.map_err(|e| AwsError::Service {
-            operation: "GetObject",
-            message: format!("reading the body: {e}"),
-            retryable: true,
-        })?;
-        Ok(chunk.map(|c| c.to_vec()))
     }
 }

@@ -24,5 +24,6 @@ pub mod sigv4;
 pub mod sniff;
 pub mod tokens;
 pub mod types;
+pub mod zip;
 
 pub use error::CoreError;

@@ -3,14 +3,15 @@
 //! holds a whole run in memory: a page is at most DynamoDB's 1 MB or one body chunk of lines.
 
 use matbakh_aws::ledger::{Counters, LedgerRow, RunRecord};
-use matbakh_aws::transfer::{Body, Target};
+use matbakh_aws::s3::ObjectReader;
+use matbakh_aws::transfer::Target;
 use matbakh_core::migration::{FailureReason, ManifestEntry, RowStatus, RunId, RunState};
 
 use crate::{Context, MigrateError};
 
 pub enum Rows {
     Ledger { run: RunId, after: Option<u64>, ended: bool },
-    Manifest { body: Option<Body>, carry: Vec<u8>, now: String, seen: u64, total: u64, key: String },
+    Manifest { body: Option<ObjectReader>, carry: Vec<u8>, now: String, seen: u64, total: u64, key: String },
 }
 
 impl Rows {
@@ -56,7 +57,7 @@ impl Rows {
                 if chunk.is_none() {
                     *body = None;
                 }
-                let Some(lines) = whole_lines(carry, chunk.as_deref()) else { continue };
+                let Some(lines) = whole_lines(carry, chunk.as_ref().map(|c| c.as_ref())) else { continue };
                 let rows = manifest_rows(&lines, now)?;
                 *seen += rows.len() as u64;
                 if body.is_none() && *seen != *total {

@@ -180,6 +180,7 @@ impl Harness {
             cdn_base_url: None,
             share_key: Some(matbakh_core::shares::ShareKey::from_bytes(&rand32()).unwrap()),
             public_api_url: Some("https://files.test".into()),
+            export_queue: std::env::var("EXPORT_QUEUE_URL").ok().map(|u| matbakh_aws::queue::Queue::new(&moto, u)),
         };
         Harness { state, router, key, dynamo: aws_sdk_dynamodb::Client::new(&moto), table_name }
     }

@@ -1,0 +1,259 @@
+//! GDPR export: the job rows (`EXPORT#{id}` / `EXPORT`, in the owner's list through GSI1
+//! `EXPORTS#{sub}`, removed by TTL a week after they were made) and a writer that streams an
+//! object of unknown length into S3 as a multipart upload, one part buffer at a time.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use matbakh_core::clock::iso_millis;
+use matbakh_core::ids::UserId;
+use time::OffsetDateTime;
+
+use crate::error::AwsError;
+use crate::table::{FileTable, GSI_USER, n, s};
+
+/// Bytes a part of a streamed object holds (the last one fewer).
+pub const EXPORT_PART_BYTES: usize = 8 * 1024 * 1024;
+/// How long an export (its row and, by the bucket's lifecycle, its archive) is kept.
+pub const EXPORT_KEPT: time::Duration = time::Duration::days(7);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportState {
+    Pending,
+    Running,
+    Ready,
+    Failed,
+}
+
+impl ExportState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportState::Pending => "PENDING",
+            ExportState::Running => "RUNNING",
+            ExportState::Ready => "READY",
+            ExportState::Failed => "FAILED",
+        }
+    }
+
+    fn parse(raw: &str) -> Option<Self> {
+        Some(match raw {
+            "PENDING" => ExportState::Pending,
+            "RUNNING" => ExportState::Running,
+            "READY" => ExportState::Ready,
+            "FAILED" => ExportState::Failed,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportJob {
+    pub id: String,
+    pub owner: UserId,
+    pub state: ExportState,
+    pub created_at: OffsetDateTime,
+    /// The archive's key, once READY.
+    pub key: Option<String>,
+    pub size: Option<u64>,
+    pub files: Option<u64>,
+}
+
+fn export_pk(id: &str) -> String {
+    format!("EXPORT#{id}")
+}
+
+fn parse_job(item: &HashMap<String, AttributeValue>) -> Result<ExportJob, AwsError> {
+    let corrupt = |w: &str| AwsError::Corrupt(format!("export {w}"));
+    let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+    let num = |k: &str| item.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<u64>().ok());
+    Ok(ExportJob {
+        id: text("exportId").ok_or_else(|| corrupt("exportId"))?,
+        owner: UserId::parse(&text("owner").ok_or_else(|| corrupt("owner"))?).map_err(|_| corrupt("owner"))?,
+        state: text("state").and_then(|s| ExportState::parse(&s)).ok_or_else(|| corrupt("state"))?,
+        created_at: text("createdAt")
+            .and_then(|t| OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339).ok())
+            .ok_or_else(|| corrupt("createdAt"))?,
+        key: text("archiveKey"),
+        size: num("archiveSize"),
+        files: num("files"),
+    })
+}
+
+impl FileTable {
+    pub async fn put_export(&self, job: &ExportJob) -> Result<(), AwsError> {
+        let item = HashMap::from([
+            ("pk".to_owned(), s(export_pk(&job.id))),
+            ("sk".to_owned(), s("EXPORT")),
+            ("exportId".to_owned(), s(&job.id)),
+            ("owner".to_owned(), s(job.owner.as_str())),
+            ("state".to_owned(), s(job.state.as_str())),
+            ("createdAt".to_owned(), s(iso_millis(job.created_at))),
+            ("ttl".to_owned(), n((job.created_at + EXPORT_KEPT).unix_timestamp())),
+            ("gsi1pk".to_owned(), s(format!("EXPORTS#{}", job.owner))),
+            ("gsi1sk".to_owned(), s(format!("{}#{}", iso_millis(job.created_at), job.id))),
+        ]);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| AwsError::from_sdk("PutItem", e))
+    }
+
+    pub async fn get_export(&self, id: &str) -> Result<Option<ExportJob>, AwsError> {
+        self.get_item(export_pk(id), "EXPORT").await?.as_ref().map(parse_job).transpose()
+    }
+
+    /// The owner's newest export, if any.
+    pub async fn latest_export(&self, owner: &UserId) -> Result<Option<ExportJob>, AwsError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI_USER)
+            .key_condition_expression("gsi1pk = :p")
+            .expression_attribute_values(":p", s(format!("EXPORTS#{owner}")))
+            .scan_index_forward(false)
+            .limit(1)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("Query", e))?;
+        out.items().first().map(parse_job).transpose()
+    }
+
+    /// Moves a job to `state` (with the archive's facts once READY).
+    pub async fn set_export(
+        &self,
+        id: &str,
+        state: ExportState,
+        archive: Option<(&str, u64, u64)>,
+    ) -> Result<(), AwsError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(export_pk(id)))
+            .key("sk", s("EXPORT"))
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":state", s(state.as_str()));
+        let expression = match archive {
+            Some((key, size, files)) => {
+                update = update
+                    .expression_attribute_values(":key", s(key))
+                    .expression_attribute_values(":size", n(size))
+                    .expression_attribute_values(":files", n(files));
+                "SET #state = :state, archiveKey = :key, archiveSize = :size, files = :files"
+            }
+            None => "SET #state = :state",
+        };
+        update.update_expression(expression).send().await.map(|_| ()).map_err(|e| AwsError::from_sdk("UpdateItem", e))
+    }
+}
+
+/// An object written as a stream of bytes of unknown total length (multipart upload, parts of
+/// [`EXPORT_PART_BYTES`]). Memory: one part. Dropped without [`StreamedObject::finish`], the
+/// upload is left for [`StreamedObject::abort`] or the bucket's lifecycle rule.
+pub struct StreamedObject {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    key: String,
+    upload_id: String,
+    buffer: Vec<u8>,
+    parts: Vec<CompletedPart>,
+    written: u64,
+}
+
+impl StreamedObject {
+    pub async fn start(store: &crate::S3Store, key: &str, content_type: &str) -> Result<Self, AwsError> {
+        let out = store
+            .client()
+            .create_multipart_upload()
+            .bucket(store.bucket())
+            .key(key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("CreateMultipartUpload", e))?;
+        Ok(StreamedObject {
+            client: store.client().clone(),
+            bucket: store.bucket().to_owned(),
+            key: key.to_owned(),
+            upload_id: out.upload_id().unwrap_or_default().to_owned(),
+            buffer: Vec::with_capacity(EXPORT_PART_BYTES),
+            parts: Vec::new(),
+            written: 0,
+        })
+    }
+
+    /// Bytes written so far (the offset of the next byte).
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    pub async fn write(&mut self, mut bytes: &[u8]) -> Result<(), AwsError> {
+        self.written += bytes.len() as u64;
+        while !bytes.is_empty() {
+            let room = EXPORT_PART_BYTES - self.buffer.len();
+            let take = room.min(bytes.len());
+            self.buffer.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.buffer.len() == EXPORT_PART_BYTES {
+                self.send_part().await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_part(&mut self) -> Result<(), AwsError> {
+        let number = self.parts.len() as i32 + 1;
+        let body = std::mem::replace(&mut self.buffer, Vec::with_capacity(EXPORT_PART_BYTES));
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .part_number(number)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("UploadPart", e))?;
+        self.parts.push(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag().map(str::to_owned)).build());
+        Ok(())
+    }
+
+    /// Sends the last part and completes the object; answers its size.
+    pub async fn finish(mut self) -> Result<u64, AwsError> {
+        if !self.buffer.is_empty() || self.parts.is_empty() {
+            self.send_part().await?;
+        }
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(self.parts)).build())
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("CompleteMultipartUpload", e))?;
+        Ok(self.written)
+    }
+
+    pub async fn abort(self) -> Result<(), AwsError> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&self.upload_id)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| AwsError::from_sdk("AbortMultipartUpload", e))
+    }
+}
