@@ -11,7 +11,7 @@ use crate::{Context, MigrateError};
 
 pub enum Rows {
     Ledger { run: RunId, after: Option<u64>, ended: bool },
-    Manifest { body: Option<ObjectReader>, carry: Vec<u8>, now: String, seen: u64, total: u64, key: String },
+    Manifest { body: Option<Box<ObjectReader>>, carry: Vec<u8>, now: String, seen: u64, total: u64, key: String },
 }
 
 impl Rows {
@@ -26,7 +26,7 @@ impl Rows {
             .await?
             .ok_or_else(|| MigrateError::Check(format!("the manifest {} is missing", record.manifest_key)))?;
         Ok(Rows::Manifest {
-            body: Some(body),
+            body: Some(Box::new(body)),
             carry: Vec::new(),
             now: ctx.now(),
             seen: 0,
