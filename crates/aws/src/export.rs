@@ -12,7 +12,7 @@ use matbakh_core::ids::UserId;
 use time::OffsetDateTime;
 
 use crate::error::AwsError;
-use crate::table::{FileTable, GSI_USER, n, s};
+use crate::table::{FileTable, n, s};
 
 /// Bytes a part of a streamed object holds (the last one fewer).
 pub const EXPORT_PART_BYTES: usize = 8 * 1024 * 1024;
@@ -94,15 +94,7 @@ impl FileTable {
             ("gsi1pk".to_owned(), s(format!("EXPORTS#{}", job.owner))),
             ("gsi1sk".to_owned(), s(format!("{}#{}", iso_millis(job.created_at), job.id))),
         ]);
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| AwsError::from_sdk("PutItem", e))
+        self.put_new(item).await
     }
 
     pub async fn get_export(&self, id: &str) -> Result<Option<ExportJob>, AwsError> {
@@ -112,12 +104,7 @@ impl FileTable {
     /// The owner's newest export, if any.
     pub async fn latest_export(&self, owner: &UserId) -> Result<Option<ExportJob>, AwsError> {
         let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(GSI_USER)
-            .key_condition_expression("gsi1pk = :p")
-            .expression_attribute_values(":p", s(format!("EXPORTS#{owner}")))
+            .user_index(format!("EXPORTS#{owner}"))
             .scan_index_forward(false)
             .limit(1)
             .send()

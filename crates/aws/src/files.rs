@@ -463,14 +463,9 @@ impl FileTable {
         let (mut count, mut start) = (0u64, None);
         loop {
             let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(GSI_USER)
-                .key_condition_expression("gsi1pk = :p")
+                .user_index(format!("USER#{owner}"))
                 .filter_expression("#status <> :deleted")
                 .expression_attribute_names("#status", "status")
-                .expression_attribute_values(":p", s(format!("USER#{owner}")))
                 .expression_attribute_values(":deleted", s(FileStatus::Deleted.as_str()))
                 .select(aws_sdk_dynamodb::types::Select::Count)
                 .set_exclusive_start_key(start.take())

@@ -10,7 +10,7 @@ use matbakh_core::shares::{ShareId, ShareRefusal};
 use time::OffsetDateTime;
 
 use crate::error::AwsError;
-use crate::table::{FileTable, GSI_USER, n, s};
+use crate::table::{FileTable, n, s};
 
 /// How long an expired share stays in its owner's list before TTL removes it.
 pub const SHARE_KEPT_AFTER_EXPIRY: time::Duration = time::Duration::days(7);
@@ -74,15 +74,7 @@ fn parse_share(item: &HashMap<String, AttributeValue>) -> Result<Share, AwsError
 
 impl FileTable {
     pub async fn put_share(&self, share: &Share) -> Result<(), AwsError> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(share_item(share)))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| AwsError::from_sdk("PutItem", e))
+        self.put_new(share_item(share)).await
     }
 
     pub async fn get_share(&self, id: &ShareId) -> Result<Option<Share>, AwsError> {
@@ -92,12 +84,7 @@ impl FileTable {
     /// The owner's shares, newest first (at most `limit`).
     pub async fn list_shares(&self, owner: &UserId, limit: i32) -> Result<Vec<Share>, AwsError> {
         let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(GSI_USER)
-            .key_condition_expression("gsi1pk = :p")
-            .expression_attribute_values(":p", s(format!("SHARES#{owner}")))
+            .user_index(format!("SHARES#{owner}"))
             .scan_index_forward(false)
             .limit(limit)
             .send()

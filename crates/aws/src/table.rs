@@ -655,7 +655,7 @@ impl FileTable {
     }
 
     /// Writes an item that must not exist yet (`AlreadyExists` if it does).
-    async fn put_new(&self, item: HashMap<String, AttributeValue>) -> Result<(), AwsError> {
+    pub(crate) async fn put_new(&self, item: HashMap<String, AttributeValue>) -> Result<(), AwsError> {
         let out = self
             .client
             .put_item()
@@ -710,6 +710,19 @@ impl FileTable {
             .expression_attribute_values(":c", AttributeValue::N(format!("-{charged}")))
             .expression_attribute_values(":r", AttributeValue::N(format!("-{reserved}")))
             .build()?)
+    }
+
+    /// A query of one GSI1 partition (`gsi1pk = partition`), for a caller to finish.
+    pub(crate) fn user_index(
+        &self,
+        partition: impl Into<String>,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI_USER)
+            .key_condition_expression("gsi1pk = :p")
+            .expression_attribute_values(":p", s(partition))
     }
 
     /// The multipart session, if there is one.

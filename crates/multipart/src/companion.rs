@@ -29,7 +29,7 @@ use matbakh_api::{ApiError, Caller, Services, new_file_id};
 use matbakh_aws::AwsError;
 use matbakh_core::audit::AuditAction;
 use matbakh_core::clock::iso_seconds;
-use matbakh_core::ids::ObjectKey;
+use matbakh_core::ids::{FileId, ObjectKey, UserId};
 use matbakh_core::limits::MAX_SINGLE_UPLOAD_BYTES;
 use matbakh_core::metadata::{FileRecord, FileStatus};
 use matbakh_core::multipart::{
@@ -196,14 +196,7 @@ async fn params(
         expires_at: Some(now + st.limits.pending_ttl),
     };
     st.table.put_unreserved_file(&record).await?;
-    let access = Access {
-        owner: &grant.owner,
-        action: AuditAction::Upload,
-        file_id: Some(file_id),
-        actor: Some("upload-token".into()),
-        result: "ok",
-    };
-    audit::record(&st, &client, access).await?;
+    record_upload(&st, &client, &grant.owner, file_id).await?;
     Ok(Json(json!({ "method": "POST", "url": post.url, "fields": post.fields, "headers": {} })))
 }
 
@@ -242,14 +235,7 @@ async fn create(
         }
         return Err(e.into());
     }
-    let access = Access {
-        owner: &grant.owner,
-        action: AuditAction::Upload,
-        file_id: Some(file_id),
-        actor: Some("upload-token".into()),
-        result: "ok",
-    };
-    audit::record(&st, &client, access).await?;
+    record_upload(&st, &client, &grant.owner, file_id).await?;
     Ok(Json(json!({ "key": key.as_str(), "uploadId": upload_id.as_str() })))
 }
 
@@ -371,4 +357,16 @@ async fn abort(
         crate::abort_upload(&st, &session).await?;
     }
     Ok(Json(json!({})))
+}
+
+/// An upload granted through a token, in the owner's audit trail.
+async fn record_upload(st: &Services, client: &Client, owner: &UserId, file_id: FileId) -> Result<(), ApiError> {
+    let access = Access {
+        owner,
+        action: AuditAction::Upload,
+        file_id: Some(file_id),
+        actor: Some("upload-token".into()),
+        result: "ok",
+    };
+    audit::record(st, client, access).await
 }
