@@ -8,6 +8,7 @@
 pub mod control;
 pub mod copy;
 pub mod error;
+pub mod extsort;
 pub mod plan;
 pub mod report;
 pub mod rollback;

@@ -215,6 +215,7 @@ async fn execute(cli: Cli) -> Result<ExitCode, MigrateError> {
                 transfers,
                 hash_parallelism: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
                 chunk_files: migrate::plan::PLAN_CHUNK,
+                sort_bytes: migrate::extsort::DEFAULT_SORT_BYTES,
                 dry_run,
                 manifest_out,
             };

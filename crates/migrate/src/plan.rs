@@ -2,17 +2,21 @@
 //! key, refuse collisions, note what each key holds now, order and batch the work, and write
 //! the manifest (S3) and the run with its ledger rows (DynamoDB). `--dry-run` stops before
 //! writing and prints counts, bytes, an estimated duration and cost.
+//!
+//! Memory does not grow with the tree: the listing streams into two external sorts (copy
+//! order; target keys, where collisions meet), and the files are then hashed, HEADed and
+//! written out a step at a time in order.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use matbakh_aws::ledger::{Counters, LedgerRow, RunRecord};
-use matbakh_core::migration::cost::{Estimate, estimate};
+use matbakh_core::migration::cost::{Estimate, Estimator};
 use matbakh_core::migration::mapping::{Mapper, collisions};
 use matbakh_core::migration::{Batcher, FailureReason, ManifestEntry, Prior, Priority, RowStatus, RunId, RunState};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
+use crate::extsort::{ExtSort, Sorted};
 use crate::source::{Digests, Source, SourceFile};
 use crate::{Context, MigrateError, manifest_key};
 
@@ -46,6 +50,9 @@ pub struct PlanOptions {
     pub hash_parallelism: usize,
     /// Files mapped, hashed and HEADed per step ([`PLAN_CHUNK`]).
     pub chunk_files: usize,
+    /// Memory each of the plan's two sorts may hold before it spills a run to disk
+    /// ([`DEFAULT_SORT_BYTES`](crate::extsort::DEFAULT_SORT_BYTES)).
+    pub sort_bytes: usize,
     pub dry_run: bool,
     /// A local copy of the manifest (it is always stored in the target bucket too).
     pub manifest_out: Option<std::path::PathBuf>,
@@ -143,43 +150,67 @@ async fn priors(target: &matbakh_aws::transfer::Target, keys: &[String]) -> Resu
 /// requests does not grow with the tree.
 pub const PLAN_CHUNK: usize = 2048;
 
-fn key_hash(key: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    key.hash(&mut h);
-    h.finish()
+/// A file in the order it is copied: (priority rank, path) sorts it; size and time ride along.
+fn order_record(f: &SourceFile, priority: Priority) -> Vec<u8> {
+    let mut r = Vec::with_capacity(8 + f.path.len() + 17);
+    r.extend_from_slice(&priority.rank(f.mtime_ms, f.size).to_be_bytes());
+    r.extend_from_slice(f.path.as_bytes());
+    r.push(0);
+    r.extend_from_slice(&f.size.to_be_bytes());
+    r.extend_from_slice(&f.mtime_ms.to_be_bytes());
+    r
 }
 
-/// Refuses a key rule that fails for some file, or that sends two files to one key. Holds 12
-/// bytes a file (a hash of its key), and the real keys only of files whose hashes meet.
-fn check_keys(files: &[SourceFile], mapper: &Mapper) -> Result<(), MigrateError> {
-    let mut bad = Vec::new();
-    let mut hashes: Vec<(u64, u32)> = Vec::with_capacity(files.len());
-    for (i, f) in files.iter().enumerate() {
-        match mapper.key(&f.path, f.mtime_ms) {
-            Ok(k) => hashes.push((key_hash(&k), i as u32)),
-            Err(e) if bad.len() < 20 => bad.push(format!("{}: {e}", f.path)),
-            Err(_) => {}
+fn file_of(record: &[u8]) -> Result<SourceFile, MigrateError> {
+    let bad = || MigrateError::Check("a scratch record is damaged".into());
+    if record.len() < 8 + 17 {
+        return Err(bad());
+    }
+    let (body, tail) = record.split_at(record.len() - 16);
+    let path = std::str::from_utf8(&body[8..body.len() - 1]).map_err(|_| bad())?.to_owned();
+    let size = u64::from_be_bytes(tail[..8].try_into().map_err(|_| bad())?);
+    let mtime_ms = i64::from_be_bytes(tail[8..].try_into().map_err(|_| bad())?);
+    Ok(SourceFile { path, size, mtime_ms })
+}
+
+/// A file under its target key: sorted, equal keys meet (a collision).
+fn key_record(key: &str, path: &str) -> Vec<u8> {
+    let mut r = Vec::with_capacity(key.len() + 1 + path.len());
+    r.extend_from_slice(key.as_bytes());
+    r.push(0);
+    r.extend_from_slice(path.as_bytes());
+    r
+}
+
+/// Refuses keys more than one file would get, reading the files sorted by key (`by_key`).
+fn check_collisions(by_key: ExtSort) -> Result<(), MigrateError> {
+    let (mut found, mut shown): (usize, Vec<String>) = (0, Vec::new());
+    let mut group: Vec<(String, String)> = Vec::new();
+    let mut close = |group: &mut Vec<(String, String)>| {
+        if group.len() > 1 {
+            found += 1;
+            if shown.len() < 20 {
+                let pairs = group.iter().map(|(s, k)| (s.as_str(), k.as_str()));
+                shown.extend(collisions(pairs).iter().map(|(k, s)| format!("{k} <- {}", s.join(", "))));
+            }
         }
-    }
-    if !bad.is_empty() {
-        return Err(MigrateError::Check(format!("the key rule fails for some files:\n  {}", bad.join("\n  "))));
-    }
-    hashes.sort_unstable();
-    let mut suspects = Vec::new();
-    for group in hashes.chunk_by(|a, b| a.0 == b.0).filter(|g| g.len() > 1) {
-        for &(_, i) in group {
-            let f = &files[i as usize];
-            suspects.push((f.path.as_str(), mapper.key(&f.path, f.mtime_ms).unwrap_or_default()));
+        group.clear();
+    };
+    for record in by_key.sorted()? {
+        let record = record?;
+        let split = record.iter().position(|b| *b == 0).unwrap_or(record.len());
+        let key = String::from_utf8_lossy(&record[..split]).into_owned();
+        let path = String::from_utf8_lossy(record.get(split + 1..).unwrap_or_default()).into_owned();
+        if group.last().is_some_and(|(_, k)| *k != key) {
+            close(&mut group);
         }
+        group.push((path, key));
     }
-    let found = collisions(suspects.iter().map(|(s, k)| (*s, k.as_str())));
-    if !found.is_empty() {
-        let lines: Vec<String> = found.iter().take(20).map(|(k, s)| format!("{k} <- {}", s.join(", "))).collect();
+    close(&mut group);
+    if found > 0 {
         return Err(MigrateError::Check(format!(
-            "{} target key(s) would receive more than one file; change the rule:\n  {}",
-            found.len(),
-            lines.join("\n  ")
+            "{found} target key(s) would receive more than one file; change the rule:\n  {}",
+            shown.join("\n  ")
         )));
     }
     Ok(())
@@ -204,45 +235,83 @@ fn io(path: &std::path::Path) -> impl Fn(std::io::Error) -> MigrateError + '_ {
     move |e| MigrateError::Usage(format!("{}: {e}", path.display()))
 }
 
-/// Where a file's entry lies in the scratch file, and where it goes in the order.
-struct Spilled {
-    rank: u64,
-    index: u32,
-    offset: u64,
-    len: u32,
+/// The listing, sorted twice in bounded memory: in copy order, and by target key.
+struct Inventory {
+    by_order: ExtSort,
+    estimate: Estimator,
+}
+
+/// Lists the source into two external sorts, checking every key as it comes; refuses a rule
+/// that fails for some file or sends two files to one key before any file is read.
+async fn inventory(source: &Arc<dyn Source>, opts: &PlanOptions) -> Result<Inventory, MigrateError> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<SourceFile>(4096);
+    let lister = {
+        let source = source.clone();
+        tokio::spawn(async move { source.list(tx).await })
+    };
+    let mut by_order = ExtSort::new("order", opts.sort_bytes);
+    let mut by_key = ExtSort::new("keys", opts.sort_bytes);
+    let mut estimate = Estimator::new(opts.copy.multipart_threshold, opts.copy.part_size);
+    let mut bad = Vec::new();
+    while let Some(f) = rx.recv().await {
+        estimate.add(f.size);
+        if f.path.contains('\0') {
+            bad.push(format!("{:?}: a path with a NUL character", f.path));
+            continue;
+        }
+        match opts.mapper.key(&f.path, f.mtime_ms) {
+            Ok(k) => by_key.push(key_record(&k, &f.path))?,
+            Err(e) if bad.len() < 20 => bad.push(format!("{}: {e}", f.path)),
+            Err(_) => {}
+        }
+        by_order.push(order_record(&f, opts.priority))?;
+    }
+    lister.await.map_err(|e| MigrateError::Source(format!("listing: {e}")))??;
+    if by_order.count == 0 && bad.is_empty() {
+        return Err(MigrateError::Usage(format!("source {} has no files", source.url())));
+    }
+    if !bad.is_empty() {
+        return Err(MigrateError::Check(format!("the key rule fails for some files:\n  {}", bad.join("\n  "))));
+    }
+    check_collisions(by_key)?;
+    Ok(Inventory { by_order, estimate })
+}
+
+/// The next `n` files of the order.
+fn next_files(sorted: &mut Sorted, n: usize) -> Result<Vec<SourceFile>, MigrateError> {
+    let mut out = Vec::with_capacity(n);
+    for record in sorted.by_ref().take(n) {
+        out.push(file_of(&record?)?);
+    }
+    Ok(out)
 }
 
 pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) -> Result<Planned, MigrateError> {
     use std::io::Write;
-    use std::os::unix::fs::FileExt;
 
     let (target, _prefix) = ctx.target(&opts.target)?;
-    let mut files = source.list().await?;
-    if files.is_empty() {
-        return Err(MigrateError::Usage(format!("source {} has no files", source.url())));
-    }
-    // Path order, so a file's index breaks ties in the priority order as its path would.
-    files.sort_unstable_by(|a, b| a.path.cmp(&b.path));
-    // Keys first: a bad rule or a collision is found before any file is read.
-    check_keys(&files, &opts.mapper)?;
-    let sizes: Vec<u64> = files.iter().map(|f| f.size).collect();
-    let est = estimate(&sizes, opts.transfers, opts.copy.multipart_threshold, opts.copy.part_size);
-    let bytes: u64 = sizes.iter().sum();
-    drop(sizes);
+    let Inventory { by_order, estimate: estimator } = inventory(&source, opts).await?;
+    let est = estimator.finish(opts.transfers);
+    let step = opts.chunk_files.max(1);
     let keys_of = |chunk: &[SourceFile]| -> Vec<String> {
         chunk.iter().map(|f| opts.mapper.key(&f.path, f.mtime_ms).unwrap_or_default()).collect()
     };
+    let mut files = by_order.sorted()?;
     if opts.dry_run {
         let mut existing = 0u64;
-        for chunk in files.chunks(opts.chunk_files.max(1)) {
-            existing += priors(&target, &keys_of(chunk)).await?.iter().filter(|p| p.is_some()).count() as u64;
+        loop {
+            let chunk = next_files(&mut files, step)?;
+            if chunk.is_empty() {
+                break;
+            }
+            existing += priors(&target, &keys_of(&chunk)).await?.iter().filter(|p| p.is_some()).count() as u64;
         }
         return Ok(Planned {
             run: None,
             source: source.url().to_owned(),
             target: opts.target.clone(),
-            files: files.len() as u64,
-            bytes,
+            files: est.files,
+            bytes: est.bytes,
             unreadable: Vec::new(),
             existing_targets: existing,
             manifest_key: None,
@@ -250,27 +319,35 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
         });
     }
 
-    // Phase 1, a chunk at a time: hash, HEAD, and spill each entry to a scratch file; keep
-    // only where it lies and where it goes (24 bytes a file).
-    let spill = Scratch::new("entries.jsonl");
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&spill.0).map_err(io(&spill.0))?);
-    let mut spilled: Vec<Spilled> = Vec::with_capacity(files.len());
-    let mut unreadable: HashMap<u32, String> = HashMap::new();
-    let mut offset = 0u64;
-    for (c, chunk) in files.chunks(opts.chunk_files.max(1)).enumerate() {
-        let keys = keys_of(chunk);
-        let hashed = hash_all(&source, chunk, opts.hash_parallelism).await?;
-        let prior = priors(&target, &keys).await?;
-        for (i, ((f, key), (h, prior))) in chunk.iter().zip(keys).zip(hashed.into_iter().zip(prior)).enumerate() {
-            let index = (c * opts.chunk_files.max(1) + i) as u32;
-            let (size, crc64nvme, sha256, content_type) = match h {
-                Ok(h) => (h.size, h.crc64nvme, h.sha256, content_type_of(&h.head, &f.path)),
+    // In order, a step of files at a time: hash them and HEAD their keys, then number and
+    // batch each, write its manifest line and its ledger row (a few hundred rows at once).
+    let now_t = ctx.clock.now();
+    let now = ctx.now();
+    let id = RunId::new(now_t, random_u32());
+    let manifest_tmp = Scratch::new("manifest.jsonl");
+    let manifest_path = opts.manifest_out.clone().unwrap_or_else(|| manifest_tmp.0.clone());
+    let mut manifest = std::io::BufWriter::new(std::fs::File::create(&manifest_path).map_err(io(&manifest_path))?);
+    let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme);
+    let mut batcher = Batcher::new(opts.batch_files, opts.batch_bytes);
+    let (mut total_files, mut total_bytes, mut existing) = (0u64, 0u64, 0u64);
+    let mut unreadable = Vec::new();
+    let mut rows: Vec<LedgerRow> = Vec::with_capacity(ROWS_AT_ONCE);
+    let mut line = Vec::new();
+    loop {
+        let chunk = next_files(&mut files, step)?;
+        if chunk.is_empty() {
+            break;
+        }
+        let keys = keys_of(&chunk);
+        let (hashed, prior) = tokio::join!(hash_all(&source, &chunk, opts.hash_parallelism), priors(&target, &keys));
+        for ((f, key), (h, prior)) in chunk.iter().zip(keys).zip(hashed?.into_iter().zip(prior?)) {
+            let (size, crc64nvme, sha256, content_type, failed) = match h {
+                Ok(h) => (h.size, h.crc64nvme, h.sha256, content_type_of(&h.head, &f.path), None),
                 Err(message) => {
-                    unreadable.insert(index, message);
-                    (f.size, String::new(), String::new(), "application/octet-stream".to_owned())
+                    (f.size, String::new(), String::new(), "application/octet-stream".to_owned(), Some(message))
                 }
             };
-            let entry = ManifestEntry {
+            let mut entry = ManifestEntry {
                 seq: 0,
                 source: f.path.clone(),
                 prior,
@@ -283,56 +360,27 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
                 priority: 0,
                 batch: 0,
             };
-            let line = serde_json::to_vec(&entry).map_err(|e| MigrateError::Check(format!("manifest: {e}")))?;
-            out.write_all(&line).map_err(io(&spill.0))?;
-            let len = line.len() as u32;
-            spilled.push(Spilled { rank: opts.priority.rank(entry.mtime_ms, entry.size), index, offset, len });
-            offset += u64::from(len);
-        }
-    }
-    out.flush().map_err(io(&spill.0))?;
-    drop(out);
-    drop(files);
-    spilled.sort_unstable_by_key(|s| (s.rank, s.index));
-
-    // Phase 2, in order: number and batch each entry, write the manifest line and the ledger
-    // row (25 a call, a few hundred rows held at once).
-    let now_t = ctx.clock.now();
-    let now = ctx.now();
-    let id = RunId::new(now_t, random_u32());
-    let manifest_tmp = Scratch::new("manifest.jsonl");
-    let manifest_path = opts.manifest_out.clone().unwrap_or_else(|| manifest_tmp.0.clone());
-    let entries_file = std::fs::File::open(&spill.0).map_err(io(&spill.0))?;
-    let mut manifest = std::io::BufWriter::new(std::fs::File::create(&manifest_path).map_err(io(&manifest_path))?);
-    let mut batcher = Batcher::new(opts.batch_files, opts.batch_bytes);
-    let (mut total_files, mut total_bytes, mut existing) = (0u64, 0u64, 0u64);
-    let mut rows: Vec<LedgerRow> = Vec::with_capacity(ROWS_AT_ONCE);
-    let mut line = Vec::new();
-    let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme);
-    for s in &spilled {
-        line.resize(s.len as usize, 0);
-        entries_file.read_exact_at(&mut line, s.offset).map_err(io(&spill.0))?;
-        let mut entry: ManifestEntry =
-            serde_json::from_slice(&line).map_err(|e| MigrateError::Check(format!("scratch entry: {e}")))?;
-        batcher.place(&mut entry);
-        line.clear();
-        serde_json::to_writer(&mut line, &entry).map_err(|e| MigrateError::Check(format!("manifest: {e}")))?;
-        line.push(b'\n');
-        crc.update(&line);
-        manifest.write_all(&line).map_err(io(&manifest_path))?;
-        total_files += 1;
-        total_bytes += entry.size;
-        existing += u64::from(entry.prior.is_some());
-        let mut row = LedgerRow::pending(entry, &now);
-        if let Some(message) = unreadable.get(&s.index) {
-            row.status = RowStatus::Failed;
-            row.reason = Some(FailureReason::SourceUnreadable);
-            row.message = Some(message.clone());
-        }
-        rows.push(row);
-        if rows.len() == ROWS_AT_ONCE {
-            ctx.ledger.put_rows(&id, &rows).await?;
-            rows.clear();
+            batcher.place(&mut entry);
+            line.clear();
+            serde_json::to_writer(&mut line, &entry).map_err(|e| MigrateError::Check(format!("manifest: {e}")))?;
+            line.push(b'\n');
+            crc.update(&line);
+            manifest.write_all(&line).map_err(io(&manifest_path))?;
+            total_files += 1;
+            total_bytes += entry.size;
+            existing += u64::from(entry.prior.is_some());
+            let mut row = LedgerRow::pending(entry, &now);
+            if let Some(message) = failed {
+                row.status = RowStatus::Failed;
+                row.reason = Some(FailureReason::SourceUnreadable);
+                row.message = Some(message.clone());
+                unreadable.push(message);
+            }
+            rows.push(row);
+            if rows.len() >= ROWS_AT_ONCE {
+                ctx.ledger.put_rows(&id, &rows).await?;
+                rows.clear();
+            }
         }
     }
     ctx.ledger.put_rows(&id, &rows).await?;
@@ -364,7 +412,6 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
     };
     ctx.ledger.create_run(&run).await?;
     ctx.ledger.reset_counters(&id, &counters, &now).await?;
-    let mut unreadable: Vec<String> = unreadable.into_values().collect();
     unreadable.sort();
     Ok(Planned {
         run: Some(id.to_string()),
@@ -382,7 +429,7 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
 /// Ledger rows handed to DynamoDB at once during a plan (written 25 a call).
 const ROWS_AT_ONCE: usize = 500;
 
-fn random_u32() -> u32 {
+pub(crate) fn random_u32() -> u32 {
     let mut b = [0u8; 4];
     // aws-lc's generator; a failure here would mean no entropy at all.
     let _ = aws_lc_rs::rand::fill(&mut b);

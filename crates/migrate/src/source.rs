@@ -37,8 +37,9 @@ pub trait Source: Send + Sync {
     /// The source's URL (`file:///legacy`), stored on the run.
     fn url(&self) -> &str;
 
-    /// Every file, in no particular order.
-    async fn list(&self) -> Result<Vec<SourceFile>, MigrateError>;
+    /// Sends every file to `out`, in no particular order, as it finds them (a plan never holds
+    /// the listing). A source that cannot list everything fails after sending what it found.
+    async fn list(&self, out: Lister) -> Result<(), MigrateError>;
 
     /// Exactly `len` bytes of `path` from `offset`.
     async fn read(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>, ReadError>;
@@ -46,6 +47,9 @@ pub trait Source: Send + Sync {
     /// Reads `path` once, streaming: size, CRC64NVME, SHA-256 and its first bytes.
     async fn digest(&self, path: &str) -> Result<Digests, ReadError>;
 }
+
+/// Where a listing goes.
+pub type Lister = tokio::sync::mpsc::Sender<SourceFile>;
 
 /// What `plan` learns from reading a file once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,15 +186,14 @@ fn list_dir(root: &Path, dir: &Path, subdirs: &mut Vec<PathBuf>, out: &mut Vec<S
 
 /// Walks the tree with `threads` threads taking directories from one shared stack (a deep or
 /// wide tree on a slow disk or network file system lists in parallel).
-fn walk(root: &Path, threads: usize) -> (Vec<SourceFile>, Vec<String>) {
+fn walk(root: &Path, threads: usize, out: &Lister) -> Vec<String> {
     use std::sync::{Condvar, Mutex, PoisonError};
     struct Shared {
         dirs: Vec<PathBuf>,
         busy: usize,
-        files: Vec<SourceFile>,
         errors: Vec<String>,
     }
-    let shared = Mutex::new(Shared { dirs: vec![root.to_path_buf()], busy: 0, files: Vec::new(), errors: Vec::new() });
+    let shared = Mutex::new(Shared { dirs: vec![root.to_path_buf()], busy: 0, errors: Vec::new() });
     let wake = Condvar::new();
     std::thread::scope(|scope| {
         for _ in 0..threads.max(1) {
@@ -212,9 +215,12 @@ fn walk(root: &Path, threads: usize) -> (Vec<SourceFile>, Vec<String>) {
                     };
                     let (mut subdirs, mut files, mut errors) = (Vec::new(), Vec::new(), Vec::new());
                     list_dir(root, &dir, &mut subdirs, &mut files, &mut errors);
+                    for f in files {
+                        // The receiver gone: the plan stopped; finish the walk quietly.
+                        let _ = out.blocking_send(f);
+                    }
                     let mut s = shared.lock().unwrap_or_else(PoisonError::into_inner);
                     s.dirs.extend(subdirs);
-                    s.files.extend(files);
                     s.errors.extend(errors);
                     s.busy -= 1;
                     wake.notify_all();
@@ -222,8 +228,7 @@ fn walk(root: &Path, threads: usize) -> (Vec<SourceFile>, Vec<String>) {
             });
         }
     });
-    let s = shared.into_inner().unwrap_or_else(PoisonError::into_inner);
-    (s.files, s.errors)
+    shared.into_inner().unwrap_or_else(PoisonError::into_inner).errors
 }
 
 #[async_trait]
@@ -232,15 +237,15 @@ impl Source for FileSource {
         &self.url
     }
 
-    async fn list(&self) -> Result<Vec<SourceFile>, MigrateError> {
+    async fn list(&self, out: Lister) -> Result<(), MigrateError> {
         let root = self.root.clone();
-        let (files, errors) = tokio::task::spawn_blocking(move || walk(&root, WALK_THREADS))
+        let errors = tokio::task::spawn_blocking(move || walk(&root, WALK_THREADS, &out))
             .await
             .map_err(|e| MigrateError::Source(format!("walk: {e}")))?;
         if !errors.is_empty() {
             return Err(MigrateError::Source(format!("cannot list: {}", errors.join("; "))));
         }
-        Ok(files)
+        Ok(())
     }
 
     async fn digest(&self, path: &str) -> Result<Digests, ReadError> {
@@ -363,8 +368,7 @@ impl Source for S3Source {
         &self.url
     }
 
-    async fn list(&self) -> Result<Vec<SourceFile>, MigrateError> {
-        let mut files = Vec::new();
+    async fn list(&self, out: Lister) -> Result<(), MigrateError> {
         let mut token = None;
         loop {
             let page = self
@@ -385,15 +389,18 @@ impl Source for S3Source {
                 if path.is_empty() || path.ends_with('/') {
                     continue;
                 }
-                files.push(SourceFile {
+                let file = SourceFile {
                     path: path.to_owned(),
                     size: o.size().unwrap_or(0).max(0) as u64,
                     mtime_ms: o.last_modified().and_then(|t| t.to_millis().ok()).unwrap_or(0),
-                });
+                };
+                if out.send(file).await.is_err() {
+                    return Ok(());
+                }
             }
             match page.next_continuation_token() {
                 Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
-                _ => return Ok(files),
+                _ => return Ok(()),
             }
         }
     }
@@ -501,7 +508,7 @@ impl Source for HttpSource {
         &self.url
     }
 
-    async fn list(&self) -> Result<Vec<SourceFile>, MigrateError> {
+    async fn list(&self, out: Lister) -> Result<(), MigrateError> {
         let text = tokio::fs::read_to_string(&self.list)
             .await
             .map_err(|e| MigrateError::Usage(format!("{}: {e}", self.list.display())))?;
@@ -524,7 +531,6 @@ impl Source for HttpSource {
             }
             paths.push(path.to_owned());
         }
-        let mut files = Vec::with_capacity(paths.len());
         let mut problems = Vec::new();
         for chunk in paths.chunks(HTTP_HEADS_IN_FLIGHT) {
             let mut heads = tokio::task::JoinSet::new();
@@ -551,7 +557,9 @@ impl Source for HttpSource {
                     continue;
                 };
                 let mtime_ms = header("last-modified").and_then(http_date_ms).unwrap_or(0);
-                files.push(SourceFile { path, size, mtime_ms });
+                if out.send(SourceFile { path, size, mtime_ms }).await.is_err() {
+                    return Ok(());
+                }
             }
         }
         if !problems.is_empty() {
@@ -559,7 +567,7 @@ impl Source for HttpSource {
             problems.truncate(20);
             return Err(MigrateError::Source(format!("cannot plan these URLs:\n  {}", problems.join("\n  "))));
         }
-        Ok(files)
+        Ok(())
     }
 
     async fn read(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>, ReadError> {

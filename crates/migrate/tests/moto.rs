@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use common::*;
 use matbakh_core::migration::{Control, FailureReason, ManifestEntry, RowStatus, RunState};
 use migrate::run::{Event, RunOptions};
-use migrate::source::{Digests, ReadError, Source, SourceFile};
+use migrate::source::{Digests, ReadError, Source};
 use migrate::verify::VerifyOptions;
 use migrate::{Context, MigrateError};
 
@@ -280,8 +280,8 @@ impl Source for Interrupting {
     fn url(&self) -> &str {
         self.inner.url()
     }
-    async fn list(&self) -> Result<Vec<SourceFile>, MigrateError> {
-        self.inner.list().await
+    async fn list(&self, out: migrate::source::Lister) -> Result<(), MigrateError> {
+        self.inner.list(out).await
     }
     async fn digest(&self, path: &str) -> Result<Digests, ReadError> {
         self.inner.digest(path).await

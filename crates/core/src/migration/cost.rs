@@ -27,29 +27,54 @@ pub struct Estimate {
 /// The estimate for `sizes` copied with `transfers` at once, files from `threshold` bytes on
 /// as multipart uploads of `part_size` parts.
 pub fn estimate(sizes: &[u64], transfers: usize, threshold: u64, part_size: u64) -> Estimate {
-    let files = sizes.len() as u64;
-    let bytes: u64 = sizes.iter().sum();
-    let s3_requests: u64 = sizes
-        .iter()
-        .map(|&s| {
-            if s >= threshold { 2 + super::part_ranges(s, super::part_size_for(s, part_size)).len() as u64 } else { 1 }
-        })
-        .sum();
-    // One write at plan, one when copied; rows are under 1 KB. Plus the manifest's PUT.
-    let ledger_writes = files * 2;
-    let gb = bytes as f64 / 1e9;
-    let usd_requests = (s3_requests + 1) as f64 / 1000.0 * S3_PUT_USD_PER_1000
-        + ledger_writes as f64 / 1e6 * DYNAMODB_WRITE_USD_PER_MILLION;
-    let seconds = files as f64 * ASSUMED_PER_FILE_MS / 1000.0 / transfers.max(1) as f64
-        + bytes as f64 / (1024.0 * 1024.0) / ASSUMED_MIB_PER_SECOND;
-    Estimate {
-        files,
-        bytes,
-        s3_requests: s3_requests + 1,
-        ledger_writes,
-        usd_requests,
-        usd_storage_per_month: gb * S3_STANDARD_USD_PER_GB_MONTH,
-        seconds,
+    let mut e = Estimator::new(threshold, part_size);
+    sizes.iter().for_each(|&s| e.add(s));
+    e.finish(transfers)
+}
+
+/// An [`estimate`] made one file at a time (a plan streams its files).
+#[derive(Debug, Clone, Copy)]
+pub struct Estimator {
+    threshold: u64,
+    part_size: u64,
+    files: u64,
+    bytes: u64,
+    s3_requests: u64,
+}
+
+impl Estimator {
+    pub fn new(threshold: u64, part_size: u64) -> Self {
+        Estimator { threshold, part_size, files: 0, bytes: 0, s3_requests: 0 }
+    }
+
+    pub fn add(&mut self, size: u64) {
+        self.files += 1;
+        self.bytes += size;
+        self.s3_requests += if size >= self.threshold {
+            2 + super::part_ranges(size, super::part_size_for(size, self.part_size)).len() as u64
+        } else {
+            1
+        };
+    }
+
+    pub fn finish(&self, transfers: usize) -> Estimate {
+        let (files, bytes, s3_requests) = (self.files, self.bytes, self.s3_requests);
+        // One write at plan, one when copied; rows are under 1 KB. Plus the manifest's PUT.
+        let ledger_writes = files * 2;
+        let gb = bytes as f64 / 1e9;
+        let usd_requests = (s3_requests + 1) as f64 / 1000.0 * S3_PUT_USD_PER_1000
+            + ledger_writes as f64 / 1e6 * DYNAMODB_WRITE_USD_PER_MILLION;
+        let seconds = files as f64 * ASSUMED_PER_FILE_MS / 1000.0 / transfers.max(1) as f64
+            + bytes as f64 / (1024.0 * 1024.0) / ASSUMED_MIB_PER_SECOND;
+        Estimate {
+            files,
+            bytes,
+            s3_requests: s3_requests + 1,
+            ledger_writes,
+            usd_requests,
+            usd_storage_per_month: gb * S3_STANDARD_USD_PER_GB_MONTH,
+            seconds,
+        }
     }
 }
 

@@ -159,6 +159,8 @@ pub fn options(target: &str, rule: &str, owners: HashMap<String, String>, source
         hash_parallelism: 2,
         // Steps of 3 files: the plan's chunking is crossed even on a small tree.
         chunk_files: 3,
+        // A few records a run: the plan's sorts spill and merge even on a small tree.
+        sort_bytes: 256,
         dry_run: false,
         manifest_out: None,
     }

@@ -1,0 +1,196 @@
+//! An external merge sort of byte records: records are held until a memory budget is used,
+//! then sorted and written to a run file in the scratch directory; reading back merges the
+//! runs. So `plan` orders and checks any number of files in bounded memory.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::PathBuf;
+
+use crate::MigrateError;
+
+/// Memory a sorter may hold before it writes a run (records and their bookkeeping).
+pub const DEFAULT_SORT_BYTES: usize = 32 * 1024 * 1024;
+/// Bytes of bookkeeping counted per record besides its own (the `Vec` and the allocator's).
+const PER_RECORD: usize = 40;
+
+fn io(path: &std::path::Path) -> impl Fn(std::io::Error) -> MigrateError + '_ {
+    move |e| MigrateError::Usage(format!("{}: {e}", path.display()))
+}
+
+/// Records pushed in any order, read back sorted (byte order of the whole record).
+pub struct ExtSort {
+    name: String,
+    budget: usize,
+    held: Vec<Vec<u8>>,
+    held_bytes: usize,
+    runs: Vec<PathBuf>,
+    pub count: u64,
+}
+
+impl ExtSort {
+    /// A sorter whose run files are named after `name` (in the system's temporary directory).
+    pub fn new(name: &str, budget: usize) -> Self {
+        ExtSort {
+            name: name.to_owned(),
+            budget: budget.max(1),
+            held: Vec::new(),
+            held_bytes: 0,
+            runs: Vec::new(),
+            count: 0,
+        }
+    }
+
+    pub fn push(&mut self, record: Vec<u8>) -> Result<(), MigrateError> {
+        self.held_bytes += record.len() + PER_RECORD;
+        self.held.push(record);
+        self.count += 1;
+        if self.held_bytes >= self.budget {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    fn spill(&mut self) -> Result<(), MigrateError> {
+        self.held.sort_unstable();
+        let path = std::env::temp_dir().join(format!(
+            "migrate-{}-{}-{}-{}.run",
+            std::process::id(),
+            self.name,
+            self.runs.len(),
+            crate::plan::random_u32()
+        ));
+        let mut out = BufWriter::new(File::create(&path).map_err(io(&path))?);
+        for r in self.held.drain(..) {
+            out.write_all(&(r.len() as u32).to_le_bytes()).map_err(io(&path))?;
+            out.write_all(&r).map_err(io(&path))?;
+        }
+        out.flush().map_err(io(&path))?;
+        self.held_bytes = 0;
+        self.runs.push(path);
+        Ok(())
+    }
+
+    /// Every record in order.
+    pub fn sorted(mut self) -> Result<Sorted, MigrateError> {
+        if self.runs.is_empty() {
+            self.held.sort_unstable();
+            return Ok(Sorted {
+                held: std::mem::take(&mut self.held).into_iter(),
+                runs: Vec::new(),
+                heap: BinaryHeap::new(),
+            });
+        }
+        if !self.held.is_empty() {
+            self.spill()?;
+        }
+        let mut runs = Vec::with_capacity(self.runs.len());
+        let mut heap = BinaryHeap::new();
+        for (i, path) in std::mem::take(&mut self.runs).into_iter().enumerate() {
+            let mut reader = BufReader::with_capacity(64 * 1024, File::open(&path).map_err(io(&path))?);
+            if let Some(first) = next_record(&mut reader, &path)? {
+                heap.push(Reverse((first, i)));
+            }
+            runs.push(Run { reader, path });
+        }
+        Ok(Sorted { held: Vec::new().into_iter(), runs, heap })
+    }
+}
+
+impl Drop for ExtSort {
+    fn drop(&mut self) {
+        for path in &self.runs {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+struct Run {
+    reader: BufReader<File>,
+    path: PathBuf,
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn next_record(reader: &mut BufReader<File>, path: &std::path::Path) -> Result<Option<Vec<u8>>, MigrateError> {
+    let mut len = [0u8; 4];
+    match reader.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(io(path)(e)),
+    }
+    let mut record = vec![0u8; u32::from_le_bytes(len) as usize];
+    reader.read_exact(&mut record).map_err(io(path))?;
+    Ok(Some(record))
+}
+
+/// The records of an [`ExtSort`] in order (merging its runs; their files go when it is dropped).
+pub struct Sorted {
+    held: std::vec::IntoIter<Vec<u8>>,
+    runs: Vec<Run>,
+    heap: BinaryHeap<Reverse<(Vec<u8>, usize)>>,
+}
+
+impl Iterator for Sorted {
+    type Item = Result<Vec<u8>, MigrateError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.runs.is_empty() {
+            return self.held.next().map(Ok);
+        }
+        let Reverse((record, i)) = self.heap.pop()?;
+        let run = &mut self.runs[i];
+        match next_record(&mut run.reader, &run.path) {
+            Ok(Some(next)) => self.heap.push(Reverse((next, i))),
+            Ok(None) => {}
+            Err(e) => return Some(Err(e)),
+        }
+        Some(Ok(record))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use matbakh_core::migration::SplitMix64;
+
+    #[test]
+    fn records_come_back_in_order_from_memory_and_from_many_runs() {
+        // One run in memory; about 40 runs; a run per record (200 open runs merged at once).
+        for (budget, records) in [(1 << 30, 2_000), (4_000, 2_000), (1, 200)] {
+            let mut rng = SplitMix64::new(7);
+            let mut sorter = ExtSort::new("test", budget);
+            let mut expected = Vec::new();
+            for _ in 0..records {
+                let len = rng.below(12) as usize;
+                let record: Vec<u8> = (0..len).map(|_| rng.below(4) as u8).collect();
+                expected.push(record.clone());
+                sorter.push(record).unwrap();
+            }
+            expected.sort();
+            let runs = sorter.runs.len();
+            assert_eq!(budget == 1 << 30, runs == 0, "budget {budget}: {runs} runs");
+            let got: Vec<Vec<u8>> = sorter.sorted().unwrap().map(Result::unwrap).collect();
+            assert_eq!(got, expected, "budget {budget}");
+        }
+    }
+
+    #[test]
+    fn run_files_are_removed() {
+        let mut sorter = ExtSort::new("cleanup", 1);
+        for i in 0..10u8 {
+            sorter.push(vec![9 - i]).unwrap();
+        }
+        let paths = sorter.runs.clone();
+        assert!(paths.iter().all(|p| p.exists()));
+        let mut sorted = sorter.sorted().unwrap();
+        assert_eq!(sorted.next().unwrap().unwrap(), vec![0]);
+        drop(sorted);
+        assert!(paths.iter().all(|p| !p.exists()));
+    }
+}
