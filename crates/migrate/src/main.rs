@@ -73,6 +73,9 @@ enum Command {
         /// Also write the manifest (JSONL) here.
         #[arg(long)]
         manifest_out: Option<std::path::PathBuf>,
+        /// Memory each of plan's two sorts holds before it spills a sorted run to disk.
+        #[arg(long, default_value = "32MiB", value_parser = parse_bytes)]
+        sort_memory: u64,
     },
     /// Copy the run's pending files with local workers.
     Run {
@@ -195,6 +198,7 @@ async fn execute(cli: Cli) -> Result<ExitCode, MigrateError> {
             transfers,
             dry_run,
             manifest_out,
+            sort_memory,
         } => {
             let src = migrate::source::open(&source, &sdk)?;
             let (_, prefix) = migrate::parse_target(&target)?;
@@ -215,7 +219,7 @@ async fn execute(cli: Cli) -> Result<ExitCode, MigrateError> {
                 transfers,
                 hash_parallelism: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
                 chunk_files: migrate::plan::PLAN_CHUNK,
-                sort_bytes: migrate::extsort::DEFAULT_SORT_BYTES,
+                sort_bytes: usize::try_from(sort_memory).unwrap_or(usize::MAX),
                 dry_run,
                 manifest_out,
             };
