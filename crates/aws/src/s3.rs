@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 use aws_config::SdkConfig;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_s3::presigning::PresigningConfig;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use matbakh_core::checksum::{Checksum, ChecksumAlgorithm, Integrity};
 use matbakh_core::ids::{ObjectKey, Sha256};
 use matbakh_core::multipart::{PartNumber, UploadId, UploadedPart};
@@ -395,10 +395,38 @@ impl S3Store {
                 .map_err(|e| AwsError::from_sdk("ListObjectVersions", e))?;
             let versions = out.versions().iter().map(|v| (v.key(), v.version_id()));
             let markers = out.delete_markers().iter().map(|m| (m.key(), m.version_id()));
-            for (key, version) in versions.chain(markers) {
-                if let Some(key) = key {
-                    self.delete_version(key, version.filter(|v| *v != "null")).await?;
-                    removed += 1;
+            let page: Vec<ObjectIdentifier> = versions
+                .chain(markers)
+                .filter_map(|(key, version)| {
+                    ObjectIdentifier::builder()
+                        .key(key?)
+                        .set_version_id(version.filter(|v| *v != "null").map(str::to_owned))
+                        .build()
+                        .ok()
+                })
+                .collect();
+            // One DeleteObjects a page (up to 1,000 versions), not a request a version.
+            if !page.is_empty() {
+                removed += page.len();
+                let delete = Delete::builder()
+                    .set_objects(Some(page))
+                    .quiet(true)
+                    .build()
+                    .map_err(|e| AwsError::Config(e.to_string()))?;
+                let done = self
+                    .client
+                    .delete_objects()
+                    .bucket(&self.bucket)
+                    .delete(delete)
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::from_sdk("DeleteObjects", e))?;
+                if let Some(e) = done.errors().first() {
+                    return Err(AwsError::Service {
+                        operation: "DeleteObjects",
+                        message: format!("{}: {}", e.key().unwrap_or_default(), e.message().unwrap_or_default()),
+                        retryable: true,
+                    });
                 }
             }
             if out.is_truncated() != Some(true) {
