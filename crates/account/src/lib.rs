@@ -77,10 +77,8 @@ async fn erase(
     for f in &files {
         erased.derived_objects += st.store.delete_prefix(&ObjectKey::derived_prefix(*f)).await?;
     }
-    let mut uploads: Vec<String> = st.table.upload_ids_of(owner, &files).await?.into_iter().map(|(_, id)| id).collect();
-    uploads.extend(aborted);
     erased.files = files.len();
-    erased.items = st.table.erase_items(owner, &files, &uploads).await?;
+    erased.items = st.table.erase_items(owner, &files, &aborted).await?;
 
     let report = json!({
         "objectVersions": erased.object_versions,

@@ -11,7 +11,7 @@ use matbakh_core::ids::{FileId, UserId};
 use time::OffsetDateTime;
 
 use crate::error::AwsError;
-use crate::table::{FileTable, n, s};
+use crate::table::{FileTable, n, opt_str, s};
 
 /// One access, as recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +42,7 @@ pub struct AuditRecord {
 }
 
 fn record_of(item: &HashMap<String, AttributeValue>) -> AuditRecord {
-    let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+    let text = |k: &str| opt_str(item, k).map(str::to_owned);
     AuditRecord {
         at: text("at").unwrap_or_default(),
         action: text("action").unwrap_or_default(),

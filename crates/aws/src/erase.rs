@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
 use matbakh_core::ids::{FileId, UserId};
 
 use crate::error::AwsError;
-use crate::table::{FileTable, GSI_USER, s};
+use crate::table::{FileTable, GSI_USER, file_pk, opt_str, s};
 
 /// What an erase removed (a second erase reports zeros).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -32,37 +32,31 @@ type Key = (String, String);
 impl FileTable {
     /// The ids of every file row of `owner`, whatever its status.
     pub async fn all_file_ids(&self, owner: &UserId) -> Result<Vec<FileId>, AwsError> {
-        let keys = self.keys_where(Some(GSI_USER), "gsi1pk", &format!("USER#{owner}")).await?;
-        Ok(keys.iter().filter_map(|(pk, _)| pk.strip_prefix("FILE#")).filter_map(|id| FileId::parse(id).ok()).collect())
+        let items = self.items_where(Some(GSI_USER), "gsi1pk", &format!("USER#{owner}")).await?;
+        Ok(items
+            .iter()
+            .filter_map(|i| opt_str(i, "pk")?.strip_prefix("FILE#"))
+            .filter_map(|id| FileId::parse(id).ok())
+            .collect())
     }
 
-    /// The open multipart uploads of `owner` (key, upload id) that sessions know of.
-    pub async fn upload_ids_of(&self, owner: &UserId, files: &[FileId]) -> Result<Vec<(String, String)>, AwsError> {
-        let mut out = Vec::new();
-        for s in self.open_sessions(owner).await? {
-            out.push((s.key.as_str().to_owned(), s.upload_id.as_str().to_owned()));
-        }
-        for id in files {
-            if let Some(item) = self.get_item(format!("FILE#{id}"), "FILE").await?
-                && let (Some(key), Some(upload)) = (text(&item, "key"), text(&item, "uploadId"))
-            {
-                out.push((key, upload));
-            }
-        }
-        out.sort();
-        out.dedup();
-        Ok(out)
-    }
-
-    /// Deletes every item that holds `owner`'s data (their files' items, the sessions of
-    /// `uploads`, shares, open sessions, tokens, usage, audit trail); answers how many.
+    /// Deletes every item that holds `owner`'s data: their files' items (and the upload
+    /// sessions the file rows name), the sessions of `uploads` (those the bucket still had
+    /// open), shares, open sessions, tokens, exports, usage, audit trail. Answers how many.
     pub async fn erase_items(&self, owner: &UserId, files: &[FileId], uploads: &[String]) -> Result<usize, AwsError> {
         let mut keys: Vec<Key> = Vec::new();
+        let mut sessions: Vec<String> = uploads.to_vec();
         for id in files {
-            // The file row and its tag and word items share its pk.
-            keys.extend(self.keys_where(None, "pk", &format!("FILE#{id}")).await?);
+            // The file row and its tag and word items share its pk; a multipart row names its
+            // session.
+            for item in self.items_where(None, "pk", &file_pk(*id)).await? {
+                keys.extend(key_of(&item));
+                sessions.extend(opt_str(&item, "uploadId").map(str::to_owned));
+            }
         }
-        for upload in uploads {
+        sessions.sort();
+        sessions.dedup();
+        for upload in sessions {
             if self.get_item(format!("UPLOAD#{upload}"), "SESSION").await?.is_some() {
                 keys.push((format!("UPLOAD#{upload}"), "SESSION".into()));
             }
@@ -74,12 +68,12 @@ impl FileTable {
             format!("EXPORTS#{owner}"),
         ];
         for partition in partitions {
-            keys.extend(self.keys_where(Some(GSI_USER), "gsi1pk", &partition).await?);
+            keys.extend(self.items_where(Some(GSI_USER), "gsi1pk", &partition).await?.iter().filter_map(key_of));
         }
         if self.get_item(format!("USER#{owner}"), "USAGE").await?.is_some() {
             keys.push((format!("USER#{owner}"), "USAGE".into()));
         }
-        keys.extend(self.keys_where(None, "pk", &format!("AUDIT#{owner}")).await?);
+        keys.extend(self.items_where(None, "pk", &format!("AUDIT#{owner}")).await?.iter().filter_map(key_of));
         keys.sort();
         keys.dedup();
         let requests = keys
@@ -96,9 +90,15 @@ impl FileTable {
         Ok(keys.len())
     }
 
-    /// The table keys (pk, sk) of every item whose `attr` is `value`, in the table or an index.
-    async fn keys_where(&self, index: Option<&str>, attr: &str, value: &str) -> Result<Vec<Key>, AwsError> {
-        let (mut keys, mut start) = (Vec::new(), None);
+    /// Every item whose `attr` is `value` (in the table or an index), with its keys and the
+    /// upload session it names, if any.
+    async fn items_where(
+        &self,
+        index: Option<&str>,
+        attr: &str,
+        value: &str,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, AwsError> {
+        let (mut items, mut start) = (Vec::new(), None);
         loop {
             let out = self
                 .client
@@ -108,20 +108,20 @@ impl FileTable {
                 .key_condition_expression("#a = :v")
                 .expression_attribute_names("#a", attr)
                 .expression_attribute_values(":v", s(value))
-                .projection_expression("pk, sk")
+                .projection_expression("pk, sk, uploadId")
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
                 .map_err(|e| AwsError::from_sdk("Query", e))?;
-            keys.extend(out.items().iter().filter_map(|i| Some((text(i, "pk")?, text(i, "sk")?))));
+            items.extend(out.items().iter().cloned());
             match out.last_evaluated_key() {
                 Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(keys),
+                _ => return Ok(items),
             }
         }
     }
 }
 
-fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
-    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+fn key_of(item: &HashMap<String, AttributeValue>) -> Option<Key> {
+    Some((opt_str(item, "pk")?.to_owned(), opt_str(item, "sk")?.to_owned()))
 }

@@ -12,7 +12,7 @@ use matbakh_core::ids::UserId;
 use time::OffsetDateTime;
 
 use crate::error::AwsError;
-use crate::table::{FileTable, n, s};
+use crate::table::{FileTable, get_u64, n, opt_str, s};
 
 /// Bytes a part of a streamed object holds (the last one fewer).
 pub const EXPORT_PART_BYTES: usize = 8 * 1024 * 1024;
@@ -66,8 +66,8 @@ fn export_pk(id: &str) -> String {
 
 fn parse_job(item: &HashMap<String, AttributeValue>) -> Result<ExportJob, AwsError> {
     let corrupt = |w: &str| AwsError::Corrupt(format!("export {w}"));
-    let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
-    let num = |k: &str| item.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<u64>().ok());
+    let text = |k: &str| opt_str(item, k).map(str::to_owned);
+    let num = |k: &str| get_u64(item, k);
     Ok(ExportJob {
         id: text("exportId").ok_or_else(|| corrupt("exportId"))?,
         owner: UserId::parse(&text("owner").ok_or_else(|| corrupt("owner"))?).map_err(|_| corrupt("owner"))?,

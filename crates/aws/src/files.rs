@@ -21,7 +21,7 @@ use matbakh_core::names::{DisplayName, fold, search_tokens};
 use time::OffsetDateTime;
 
 use crate::error::AwsError;
-use crate::table::{FileTable, GSI_USER, n, parse_file_item, s};
+use crate::table::{FileTable, GSI_USER, file_pk, get_u64, n, opt_str, parse_file_item, s};
 
 /// Files by folded display name (partition `gsi1pk`, sort `nameKey`).
 pub const GSI_NAMES: &str = "gsi4-user-names";
@@ -58,18 +58,6 @@ pub(crate) fn size_key(size: u64, id: FileId) -> String {
     format!("{size:020}#{id}")
 }
 
-fn file_pk(id: FileId) -> String {
-    format!("FILE#{id}")
-}
-
-fn str_of<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a str> {
-    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
-}
-
-fn num_of(item: &HashMap<String, AttributeValue>, name: &str) -> Option<u64> {
-    item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
-}
-
 fn parse_details(item: &HashMap<String, AttributeValue>) -> Result<FileDetails, AwsError> {
     let record = parse_file_item(item)?;
     let mut tags: Vec<String> = item.get("tags").and_then(|v| v.as_ss().ok()).cloned().unwrap_or_default();
@@ -82,46 +70,46 @@ fn parse_details(item: &HashMap<String, AttributeValue>) -> Result<FileDetails, 
                 .filter_map(|v| v.as_m().ok())
                 .filter_map(|m| {
                     Some(VariantInfo {
-                        width: u32::try_from(num_of(m, "width")?).ok()?,
-                        height: u32::try_from(num_of(m, "height")?).ok()?,
-                        content_type: str_of(m, "contentType")?.to_owned(),
-                        key: ObjectKey::from_stored(str_of(m, "key")?.to_owned()),
+                        width: u32::try_from(get_u64(m, "width")?).ok()?,
+                        height: u32::try_from(get_u64(m, "height")?).ok()?,
+                        content_type: opt_str(m, "contentType")?.to_owned(),
+                        key: ObjectKey::from_stored(opt_str(m, "key")?.to_owned()),
                     })
                 })
                 .collect::<Vec<_>>()
         })
         .unwrap_or_default();
-    let image = match (num_of(item, "width"), num_of(item, "height")) {
+    let image = match (get_u64(item, "width"), get_u64(item, "height")) {
         (Some(w), Some(h)) => Some(ImageInfo {
             width: u32::try_from(w).unwrap_or(0),
             height: u32::try_from(h).unwrap_or(0),
-            frames: num_of(item, "frames").and_then(|f| u32::try_from(f).ok()).unwrap_or(1),
-            placeholder: str_of(item, "placeholder").unwrap_or_default().to_owned(),
+            frames: get_u64(item, "frames").and_then(|f| u32::try_from(f).ok()).unwrap_or(1),
+            placeholder: opt_str(item, "placeholder").unwrap_or_default().to_owned(),
             variants,
         }),
         _ => None,
     };
     let exif = item.get("exif").and_then(|v| v.as_m().ok()).map(|m| ExifFacts {
-        camera_make: str_of(m, "cameraMake").map(str::to_owned),
-        camera_model: str_of(m, "cameraModel").map(str::to_owned),
-        lens: str_of(m, "lens").map(str::to_owned),
-        taken_at: str_of(m, "takenAt").map(str::to_owned),
-        orientation: num_of(m, "orientation").and_then(|o| u8::try_from(o).ok()).unwrap_or(1),
+        camera_make: opt_str(m, "cameraMake").map(str::to_owned),
+        camera_model: opt_str(m, "cameraModel").map(str::to_owned),
+        lens: opt_str(m, "lens").map(str::to_owned),
+        taken_at: opt_str(m, "takenAt").map(str::to_owned),
+        orientation: get_u64(m, "orientation").and_then(|o| u8::try_from(o).ok()).unwrap_or(1),
         had_gps: m.get("hadGps").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
         location: m.get("location").and_then(|v| v.as_m().ok()).and_then(|p| {
             let num = |k: &str| p.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<f64>().ok());
             Some(GeoPoint { latitude: num("lat")?, longitude: num("lon")? })
         }),
     });
-    let deleted_at = num_of(item, "deletedAt").and_then(|t| OffsetDateTime::from_unix_timestamp(t as i64).ok());
+    let deleted_at = get_u64(item, "deletedAt").and_then(|t| OffsetDateTime::from_unix_timestamp(t as i64).ok());
     Ok(FileDetails {
         record,
         tags,
         image,
-        reason: str_of(item, "reason").map(str::to_owned),
+        reason: opt_str(item, "reason").map(str::to_owned),
         exif,
         deleted_at,
-        revision: num_of(item, "rev").unwrap_or(0),
+        revision: get_u64(item, "rev").unwrap_or(0),
     })
 }
 
@@ -190,6 +178,27 @@ impl FileTable {
     /// A file with everything the API shows of it.
     pub async fn file_details(&self, id: FileId) -> Result<Option<FileDetails>, AwsError> {
         self.get_item(file_pk(id), "FILE").await?.as_ref().map(parse_details).transpose()
+    }
+
+    /// Every file of `owner` with its details, oldest first (GSI1 holds the whole rows: no read
+    /// a file).
+    pub async fn all_files(&self, owner: &UserId) -> Result<Vec<FileDetails>, AwsError> {
+        let (mut files, mut start) = (Vec::new(), None);
+        loop {
+            let out = self
+                .user_index(format!("USER#{owner}"))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("Query", e))?;
+            for item in out.items() {
+                files.push(parse_details(item)?);
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(files),
+            }
+        }
     }
 
     /// A page of `owner`'s files as `q` asks, and where the next page starts. Reads one index
@@ -263,7 +272,7 @@ impl FileTable {
                 let ids: Vec<String> = out
                     .items()
                     .iter()
-                    .filter_map(|i| str_of(i, "pk").map(str::to_owned))
+                    .filter_map(|i| opt_str(i, "pk").map(str::to_owned))
                     .filter(|pk| seen.insert(pk.clone()))
                     .collect();
                 self.rows_by_pk(&ids).await?
@@ -285,9 +294,9 @@ impl FileTable {
                 Some(k) => {
                     let cursor = Cursor {
                         kind: plan.kind.to_owned(),
-                        pk: str_of(&k, "pk").unwrap_or_default().to_owned(),
-                        sk: str_of(&k, "sk").unwrap_or_default().to_owned(),
-                        index_sk: str_of(&k, plan.sort_attr).unwrap_or_default().to_owned(),
+                        pk: opt_str(&k, "pk").unwrap_or_default().to_owned(),
+                        sk: opt_str(&k, "sk").unwrap_or_default().to_owned(),
+                        index_sk: opt_str(&k, plan.sort_attr).unwrap_or_default().to_owned(),
                     };
                     return Ok((files, Some(cursor)));
                 }
@@ -314,7 +323,7 @@ impl FileTable {
                     .await
                     .map_err(|e| AwsError::from_sdk("BatchGetItem", e))?;
                 for item in out.responses().and_then(|r| r.get(&self.table)).into_iter().flatten() {
-                    if let Some(pk) = str_of(item, "pk") {
+                    if let Some(pk) = opt_str(item, "pk") {
                         found.insert(pk.to_owned(), item.clone());
                     }
                 }

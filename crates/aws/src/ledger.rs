@@ -116,7 +116,7 @@ fn get_s(item: &HashMap<String, AttributeValue>, name: &str) -> Result<String, A
 }
 
 fn opt_s(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
-    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+    crate::table::opt_str(item, name).map(str::to_owned)
 }
 
 fn get_f(item: &HashMap<String, AttributeValue>, name: &str) -> f64 {

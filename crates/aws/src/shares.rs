@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use matbakh_core::clock::iso_millis;
 use matbakh_core::ids::{FileId, UserId};
-use matbakh_core::shares::{ShareId, ShareRefusal};
+use matbakh_core::shares::{ShareId, ShareRefusal, is_expired};
 use time::OffsetDateTime;
 
 use crate::error::AwsError;
-use crate::table::{FileTable, n, s};
+use crate::table::{FileTable, get_u64, n, opt_str, s};
 
 /// How long an expired share stays in its owner's list before TTL removes it.
 pub const SHARE_KEPT_AFTER_EXPIRY: time::Duration = time::Duration::days(7);
@@ -54,8 +54,8 @@ fn share_item(x: &Share) -> HashMap<String, AttributeValue> {
 
 fn parse_share(item: &HashMap<String, AttributeValue>) -> Result<Share, AwsError> {
     let corrupt = |what: &str| AwsError::Corrupt(format!("share {what}"));
-    let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).ok_or_else(|| corrupt(k));
-    let num = |k: &str| item.get(k).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<i64>().ok());
+    let text = |k: &str| opt_str(item, k).ok_or_else(|| corrupt(k));
+    let num = |k: &str| get_u64(item, k);
     let created = text("createdAt")?;
     Ok(Share {
         id: ShareId::parse(text("shareId")?).map_err(|_| corrupt("shareId"))?,
@@ -64,10 +64,10 @@ fn parse_share(item: &HashMap<String, AttributeValue>) -> Result<Share, AwsError
         created_at: OffsetDateTime::parse(created, &time::format_description::well_known::Rfc3339)
             .map_err(|_| corrupt("createdAt"))?,
         expires_at: num("expiresAt")
-            .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
+            .and_then(|t| OffsetDateTime::from_unix_timestamp(i64::try_from(t).ok()?).ok())
             .ok_or_else(|| corrupt("expiresAt"))?,
-        max_downloads: num("maxDownloads").map(|v| v.max(0) as u64),
-        downloads: num("downloads").unwrap_or(0).max(0) as u64,
+        max_downloads: num("maxDownloads"),
+        downloads: num("downloads").unwrap_or(0),
         revoked: item.get("revoked").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
     })
 }
@@ -93,9 +93,9 @@ impl FileTable {
         out.items().iter().map(parse_share).collect()
     }
 
-    /// Revokes `owner`'s share at once; `false` if it is not theirs (or does not exist).
-    /// Revoking twice is fine.
-    pub async fn revoke_share(&self, id: &ShareId, owner: &UserId) -> Result<bool, AwsError> {
+    /// Revokes `owner`'s share at once and answers it; `None` if it is not theirs (or does not
+    /// exist). Revoking twice is fine.
+    pub async fn revoke_share(&self, id: &ShareId, owner: &UserId) -> Result<Option<Share>, AwsError> {
         let out = self
             .client
             .update_item()
@@ -107,9 +107,14 @@ impl FileTable {
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_values(":owner", s(owner.as_str()))
             .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
             .send()
             .await;
-        crate::table::conditional(out, "UpdateItem")
+        match out {
+            Ok(out) => out.attributes().map(parse_share).transpose(),
+            Err(e) if e.as_service_error().is_some_and(|x| x.is_conditional_check_failed_exception()) => Ok(None),
+            Err(e) => Err(AwsError::from_sdk("UpdateItem", e)),
+        }
     }
 
     /// Counts one download through the share, if it still allows one at `now`; else why not.
@@ -138,7 +143,7 @@ impl FileTable {
                 Ok(Err(match self.get_share(id).await? {
                     None => ShareRefusal::Unknown,
                     Some(x) if x.revoked => ShareRefusal::Revoked,
-                    Some(x) if now >= x.expires_at => ShareRefusal::Expired,
+                    Some(x) if is_expired(x.expires_at, now) => ShareRefusal::Expired,
                     Some(_) => ShareRefusal::Exhausted,
                 }))
             }

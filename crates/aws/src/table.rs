@@ -96,7 +96,7 @@ pub(crate) fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-fn file_pk(id: FileId) -> String {
+pub(crate) fn file_pk(id: FileId) -> String {
     format!("FILE#{id}")
 }
 
@@ -1137,7 +1137,13 @@ fn get_str<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Result<
         .ok_or_else(|| AwsError::Corrupt(format!("missing {name}")))
 }
 
-fn get_u64(item: &HashMap<String, AttributeValue>, name: &str) -> Option<u64> {
+/// A string attribute, if the item has one.
+pub(crate) fn opt_str<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a str> {
+    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+/// A whole-number attribute, if the item has one.
+pub(crate) fn get_u64(item: &HashMap<String, AttributeValue>, name: &str) -> Option<u64> {
     item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
 }
 

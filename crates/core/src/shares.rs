@@ -121,15 +121,12 @@ impl ShareKey {
         let at = OffsetDateTime::from_unix_timestamp(expires).map_err(|_| ShareRefusal::Unknown)?;
         Ok((id, at))
     }
+}
 
-    /// Like [`ShareKey::open`], and refused once expired (`now` at or after the expiry).
-    pub fn open_live(&self, token: &str, now: OffsetDateTime) -> Result<ShareId, ShareRefusal> {
-        let (id, expires_at) = self.open(token)?;
-        if now >= expires_at {
-            return Err(ShareRefusal::Expired);
-        }
-        Ok(id)
-    }
+/// Whether a link that works until `expires_at` has expired at `now` (at the instant itself, it
+/// has).
+pub fn is_expired(expires_at: OffsetDateTime, now: OffsetDateTime) -> bool {
+    now >= expires_at
 }
 
 /// Why a share link does not download.
@@ -177,8 +174,8 @@ mod tests {
         let exp = datetime!(2026-03-01 12:00 UTC);
         let token = key(1).token(&id, exp);
         assert_eq!(key(1).open(&token), Ok((id, exp)));
-        assert_eq!(key(1).open_live(&token, exp - time::Duration::seconds(1)), Ok(id));
-        assert_eq!(key(1).open_live(&token, exp), Err(ShareRefusal::Expired));
+        assert!(!is_expired(exp, exp - time::Duration::seconds(1)));
+        assert!(is_expired(exp, exp));
         assert_eq!(key(2).open(&token), Err(ShareRefusal::Unknown), "another key");
         assert_eq!(key(1).token(&id, exp), token, "the owner's list can show the same link again");
     }

@@ -80,15 +80,8 @@ pub async fn export(st: &Services, export_id: &str) -> Result<(), ApiError> {
         return Ok(());
     }
     st.table.set_export(&job.id, ExportState::Running, None).await?;
-    let mut files = Vec::new();
-    for id in st.table.all_file_ids(&job.owner).await? {
-        if let Some(d) = st.table.file_details(id).await?
-            && matches!(d.record.status, FileStatus::Ready | FileStatus::Failed)
-        {
-            files.push(d);
-        }
-    }
-    files.sort_by_key(|d| d.record.created_at);
+    let mut files = st.table.all_files(&job.owner).await?;
+    files.retain(|d| matches!(d.record.status, FileStatus::Ready | FileStatus::Failed));
     let key = format!("exports/{}/{}.zip", job.owner, job.id);
     let mut out = StreamedObject::start(&st.store, &key, "application/zip").await?;
     match write_archive(st, &mut out, &files).await {

@@ -28,7 +28,7 @@ use matbakh_core::clock::iso_seconds;
 use matbakh_core::ids::FileId;
 use matbakh_core::metadata::FileStatus;
 use matbakh_core::names::content_disposition;
-use matbakh_core::shares::{ShareId, ShareKey, ShareRefusal, share_terms};
+use matbakh_core::shares::{ShareId, ShareKey, ShareRefusal, is_expired, share_terms};
 use serde_json::{Value, json};
 
 /// Links the owner's list shows at most.
@@ -55,7 +55,7 @@ fn view(st: &Services, x: &Share) -> Result<Value, ApiError> {
     let now = st.clock.now();
     let state = if x.revoked {
         "revoked"
-    } else if now >= x.expires_at {
+    } else if is_expired(x.expires_at, now) {
         "expired"
     } else if x.max_downloads.is_some_and(|m| x.downloads >= m) {
         "used_up"
@@ -130,10 +130,8 @@ async fn revoke(
 ) -> Result<StatusCode, ApiError> {
     // An expired link can still be revoked (it then stays dead if its row outlived the expiry).
     let (id, _) = key(&st)?.open(&token).map_err(|_| ApiError::not_found("share"))?;
-    if !st.table.revoke_share(&id, &caller.user).await? {
-        return Err(ApiError::not_found("share"));
-    }
-    let file_id = st.table.get_share(&id).await?.map(|x| x.file_id);
+    let share = st.table.revoke_share(&id, &caller.user).await?.ok_or_else(|| ApiError::not_found("share"))?;
+    let file_id = Some(share.file_id);
     let access = Access { owner: &caller.user, action: AuditAction::ShareRevoke, file_id, actor: None, result: "ok" };
     audit::record(&st, &client, access).await?;
     tracing::info!(share = %id, "share revoked");
@@ -160,7 +158,8 @@ async fn open(State(st): State<Services>, client: Client, Path(token): Path<Stri
     tracing::Span::current().record("share", tracing::field::display(id));
     let share = st.table.get_share(&id).await?.ok_or_else(|| refused(ShareRefusal::Unknown))?;
     // From here on the owner's trail records the attempt, whatever its outcome.
-    let outcome = if now >= expires_at { Err(ShareRefusal::Expired) } else { download(&st, &share, now).await? };
+    let outcome =
+        if is_expired(expires_at, now) { Err(ShareRefusal::Expired) } else { download(&st, &share, now).await? };
     let result = match outcome {
         Ok(_) => "ok",
         Err(ShareRefusal::Expired) => "expired",
