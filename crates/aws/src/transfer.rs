@@ -435,18 +435,4 @@ impl Target {
             .map(|_| ())
             .map_err(|e| AwsError::from_sdk("PutObject", e))
     }
-
-    /// A plain object (the manifest, a report), not checked against a condition.
-    pub async fn put_plain(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), AwsError> {
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type(content_type)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| AwsError::from_sdk("PutObject", e))
-    }
 }

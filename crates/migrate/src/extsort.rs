@@ -15,8 +15,26 @@ pub const DEFAULT_SORT_BYTES: usize = 32 * 1024 * 1024;
 /// Bytes of bookkeeping counted per record besides its own (the `Vec` and the allocator's).
 const PER_RECORD: usize = 40;
 
-fn io(path: &std::path::Path) -> impl Fn(std::io::Error) -> MigrateError + '_ {
+/// The error of an I/O step on `path`.
+pub(crate) fn io(path: &std::path::Path) -> impl Fn(std::io::Error) -> MigrateError + '_ {
     move |e| MigrateError::Usage(format!("{}: {e}", path.display()))
+}
+
+/// A file in the system's temporary directory, removed when dropped (a sort run, a manifest
+/// being written).
+pub(crate) struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub(crate) fn new(name: &str) -> Self {
+        let unique = format!("migrate-{}-{:08x}-{name}", std::process::id(), crate::plan::random_u32());
+        Scratch(std::env::temp_dir().join(unique))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// Records pushed in any order, read back sorted (byte order of the whole record).
@@ -25,7 +43,7 @@ pub struct ExtSort {
     budget: usize,
     held: Vec<Vec<u8>>,
     held_bytes: usize,
-    runs: Vec<PathBuf>,
+    runs: Vec<Scratch>,
     pub count: u64,
 }
 
@@ -54,21 +72,17 @@ impl ExtSort {
 
     fn spill(&mut self) -> Result<(), MigrateError> {
         self.held.sort_unstable();
-        let path = std::env::temp_dir().join(format!(
-            "migrate-{}-{}-{}-{}.run",
-            std::process::id(),
-            self.name,
-            self.runs.len(),
-            crate::plan::random_u32()
-        ));
-        let mut out = BufWriter::new(File::create(&path).map_err(io(&path))?);
+        let run = Scratch::new(&format!("{}-{}.run", self.name, self.runs.len()));
+        let path = &run.0;
+        let mut out = BufWriter::new(File::create(path).map_err(io(path))?);
         for r in self.held.drain(..) {
-            out.write_all(&(r.len() as u32).to_le_bytes()).map_err(io(&path))?;
-            out.write_all(&r).map_err(io(&path))?;
+            out.write_all(&(r.len() as u32).to_le_bytes()).map_err(io(path))?;
+            out.write_all(&r).map_err(io(path))?;
         }
-        out.flush().map_err(io(&path))?;
+        out.flush().map_err(io(path))?;
+        drop(out);
         self.held_bytes = 0;
-        self.runs.push(path);
+        self.runs.push(run);
         Ok(())
     }
 
@@ -87,34 +101,21 @@ impl ExtSort {
         }
         let mut runs = Vec::with_capacity(self.runs.len());
         let mut heap = BinaryHeap::new();
-        for (i, path) in std::mem::take(&mut self.runs).into_iter().enumerate() {
-            let mut reader = BufReader::with_capacity(64 * 1024, File::open(&path).map_err(io(&path))?);
-            if let Some(first) = next_record(&mut reader, &path)? {
+        for (i, file) in std::mem::take(&mut self.runs).into_iter().enumerate() {
+            let mut reader = BufReader::with_capacity(64 * 1024, File::open(&file.0).map_err(io(&file.0))?);
+            if let Some(first) = next_record(&mut reader, &file.0)? {
                 heap.push(Reverse((first, i)));
             }
-            runs.push(Run { reader, path });
+            runs.push(Run { reader, file });
         }
         Ok(Sorted { held: Vec::new().into_iter(), runs, heap })
     }
 }
 
-impl Drop for ExtSort {
-    fn drop(&mut self) {
-        for path in &self.runs {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
+/// A run being merged; its file goes with it.
 struct Run {
     reader: BufReader<File>,
-    path: PathBuf,
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
+    file: Scratch,
 }
 
 fn next_record(reader: &mut BufReader<File>, path: &std::path::Path) -> Result<Option<Vec<u8>>, MigrateError> {
@@ -145,7 +146,7 @@ impl Iterator for Sorted {
         }
         let Reverse((record, i)) = self.heap.pop()?;
         let run = &mut self.runs[i];
-        match next_record(&mut run.reader, &run.path) {
+        match next_record(&mut run.reader, &run.file.0) {
             Ok(Some(next)) => self.heap.push(Reverse((next, i))),
             Ok(None) => {}
             Err(e) => return Some(Err(e)),
@@ -186,7 +187,7 @@ mod tests {
         for i in 0..10u8 {
             sorter.push(vec![9 - i]).unwrap();
         }
-        let paths = sorter.runs.clone();
+        let paths: Vec<PathBuf> = sorter.runs.iter().map(|r| r.0.clone()).collect();
         assert!(paths.iter().all(|p| p.exists()));
         let mut sorted = sorter.sorted().unwrap();
         assert_eq!(sorted.next().unwrap().unwrap(), vec![0]);

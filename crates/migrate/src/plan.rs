@@ -16,7 +16,7 @@ use matbakh_core::migration::{Batcher, FailureReason, ManifestEntry, Prior, Prio
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
-use crate::extsort::{ExtSort, Sorted};
+use crate::extsort::{ExtSort, Scratch, Sorted, io};
 use crate::source::{Digests, Source, SourceFile};
 use crate::{Context, MigrateError, manifest_key};
 
@@ -152,9 +152,7 @@ pub const PLAN_CHUNK: usize = 2048;
 
 /// A file in the order it is copied: (priority rank, path) sorts it; size and time ride along.
 fn order_record(f: &SourceFile, priority: Priority) -> Vec<u8> {
-    let mut r = Vec::with_capacity(8 + f.path.len() + 17);
-    r.extend_from_slice(&priority.rank(f.mtime_ms, f.size).to_be_bytes());
-    r.extend_from_slice(f.path.as_bytes());
+    let mut r = priority.order_key(&f.path, f.mtime_ms, f.size);
     r.push(0);
     r.extend_from_slice(&f.size.to_be_bytes());
     r.extend_from_slice(&f.mtime_ms.to_be_bytes());
@@ -214,25 +212,6 @@ fn check_collisions(by_key: ExtSort) -> Result<(), MigrateError> {
         )));
     }
     Ok(())
-}
-
-/// A file in the plan's scratch directory, removed when dropped.
-struct Scratch(std::path::PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        Scratch(std::env::temp_dir().join(format!("migrate-{}-{:08x}-{name}", std::process::id(), random_u32())))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-fn io(path: &std::path::Path) -> impl Fn(std::io::Error) -> MigrateError + '_ {
-    move |e| MigrateError::Usage(format!("{}: {e}", path.display()))
 }
 
 /// The listing, sorted twice in bounded memory: in copy order, and by target key.

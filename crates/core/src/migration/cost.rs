@@ -24,15 +24,8 @@ pub struct Estimate {
     pub seconds: f64,
 }
 
-/// The estimate for `sizes` copied with `transfers` at once, files from `threshold` bytes on
-/// as multipart uploads of `part_size` parts.
-pub fn estimate(sizes: &[u64], transfers: usize, threshold: u64, part_size: u64) -> Estimate {
-    let mut e = Estimator::new(threshold, part_size);
-    sizes.iter().for_each(|&s| e.add(s));
-    e.finish(transfers)
-}
-
-/// An [`estimate`] made one file at a time (a plan streams its files).
+/// The estimate for files copied with `transfers` at once, those from `threshold` bytes on as
+/// multipart uploads of `part_size` parts; made one file at a time (a plan streams its files).
 #[derive(Debug, Clone, Copy)]
 pub struct Estimator {
     threshold: u64,
@@ -81,6 +74,12 @@ impl Estimator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn estimate(sizes: &[u64], transfers: usize, threshold: u64, part_size: u64) -> Estimate {
+        let mut e = Estimator::new(threshold, part_size);
+        sizes.iter().for_each(|&s| e.add(s));
+        e.finish(transfers)
+    }
 
     #[test]
     fn requests_count_parts_of_large_files_and_prices_follow() {

@@ -337,9 +337,7 @@ impl Priority {
             }
         })
     }
-}
 
-impl Priority {
     /// Where a file goes in the order (lower first); ties go by source path.
     pub fn rank(self, mtime_ms: i64, size: u64) -> u64 {
         // Unix milliseconds as an order-preserving unsigned number (negative times sort first).
@@ -350,6 +348,15 @@ impl Priority {
             Priority::Smallest => size,
             Priority::Path => 0,
         }
+    }
+
+    /// The bytes a file sorts by in the copy order: its [`Priority::rank`], then its source
+    /// path (byte order, as `str` compares).
+    pub fn order_key(self, source: &str, mtime_ms: i64, size: u64) -> Vec<u8> {
+        let mut key = Vec::with_capacity(8 + source.len());
+        key.extend_from_slice(&self.rank(mtime_ms, size).to_be_bytes());
+        key.extend_from_slice(source.as_bytes());
+        key
     }
 }
 
@@ -384,18 +391,6 @@ impl Batcher {
         e.priority = u32::try_from(self.next).unwrap_or(u32::MAX);
         e.batch = self.batch;
         self.next += 1;
-    }
-}
-
-/// Orders `entries` by `priority` (ties by source path), then numbers and batches them
-/// ([`Batcher`]).
-pub fn order_and_batch(entries: &mut [ManifestEntry], priority: Priority, max_files: usize, max_bytes: u64) {
-    entries.sort_by(|a, b| {
-        priority.rank(a.mtime_ms, a.size).cmp(&priority.rank(b.mtime_ms, b.size)).then_with(|| a.source.cmp(&b.source))
-    });
-    let mut batcher = Batcher::new(max_files, max_bytes);
-    for e in entries.iter_mut() {
-        batcher.place(e);
     }
 }
 

@@ -90,6 +90,12 @@ fn parts_cover_the_object_exactly_within_s3s_limits() {
 #[test]
 fn plan_orders_by_priority_and_packs_batches() {
     let mib = 1024 * 1024;
+    // What `plan` does with its sorted stream: order by the key, then place each in turn.
+    let order_and_batch = |entries: &mut Vec<ManifestEntry>, priority: Priority, files: usize, bytes: u64| {
+        entries.sort_by_key(|e| priority.order_key(&e.source, e.mtime_ms, e.size));
+        let mut batcher = Batcher::new(files, bytes);
+        entries.iter_mut().for_each(|e| batcher.place(e));
+    };
     let mut entries = vec![entry("a", 10, 1), entry("b", 70 * mib, 3), entry("c", 10, 2), entry("d", 30 * mib, 4)];
     order_and_batch(&mut entries, Priority::Newest, 2, 64 * mib);
     let order: Vec<_> = entries.iter().map(|e| (e.source.as_str(), e.seq, e.batch)).collect();
