@@ -8,7 +8,13 @@
 //! function's answer back into HTTP. The functions therefore run locally exactly as deployed:
 //! identity comes only from the authorizer's claims.
 //!
+//! In the dev stack it also serves the web app at `/` ([`web`]) and plays the identity
+//! provider ([`dev_idp`]); neither exists when deployed (CloudFront and Cognito do that).
+//!
 //! Reads: the routes file `scripts/local_resources.py` writes from `template.yaml`.
+
+pub mod dev_idp;
+pub mod web;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -93,7 +99,14 @@ pub struct Gateway {
     /// Origins allowed by CORS (the template's `WebOrigin`).
     pub web_origins: Vec<String>,
     pub client: reqwest::Client,
+    /// The web app, served at `/` (dev stack).
+    pub web: Option<web::WebApp>,
+    /// The identity provider at `/dev/oidc/*` (dev stack).
+    pub idp: Option<dev_idp::DevIdp>,
 }
+
+/// The API's own prefixes: never answered by the web app.
+const API_PREFIXES: [&str; 3] = ["/v1/", "/s3/", "/img/"];
 
 pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new().fallback(handle).with_state(gateway)
@@ -109,6 +122,10 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     let mut resp =
         if req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
             preflight(allowed_origin.is_some())
+        } else if let Some(resp) = dev_stack(&gw, req.method(), req.uri()).await {
+            resp
+        } else if req.method() == Method::POST && gw.idp.is_some() && req.uri().path().starts_with("/dev/oidc/") {
+            idp_post(&gw, req).await
         } else {
             forward(&gw, req).await
         };
@@ -120,6 +137,38 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         h.append(header::VARY, HeaderValue::from_static("Origin"));
     }
     resp
+}
+
+/// The web app's files and the sign-in page (GET only); `None` leaves the request to the API.
+async fn dev_stack(gw: &Gateway, method: &Method, uri: &http::Uri) -> Option<Response> {
+    if method != Method::GET {
+        return None;
+    }
+    let path = uri.path();
+    if let (Some(idp), "/dev/oidc/authorize") = (&gw.idp, path) {
+        let params = serde_urlencoded::from_str(uri.query().unwrap_or(""));
+        return Some(match params {
+            Ok(p) => idp.authorize_page(&p, &gw.web_origins),
+            Err(_) => message(StatusCode::BAD_REQUEST, "bad authorization request"),
+        });
+    }
+    if API_PREFIXES.iter().any(|p| path.starts_with(p)) {
+        return None;
+    }
+    gw.web.as_ref()?.serve(path).await
+}
+
+async fn idp_post(gw: &Gateway, req: Request) -> Response {
+    let Some(idp) = &gw.idp else { return message(StatusCode::NOT_FOUND, "Not Found") };
+    let path = req.uri().path().to_owned();
+    let Ok(body) = axum::body::to_bytes(req.into_body(), 64 * 1024).await else {
+        return message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
+    };
+    match path.as_str() {
+        "/dev/oidc/authorize" => idp.authorize(&body, &gw.web_origins),
+        "/dev/oidc/token" => idp.token(&body),
+        _ => message(StatusCode::NOT_FOUND, "Not Found"),
+    }
 }
 
 fn preflight(allowed: bool) -> Response {

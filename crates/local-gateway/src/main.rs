@@ -1,12 +1,18 @@
 //! Runs the local API Gateway stand-in. Settings (environment):
 //! `GATEWAY_ADDR` (127.0.0.1:3000), `LAMBDA_ENDPOINT` (http://127.0.0.1:9000), `ROUTES_FILE`,
 //! `AUTH_JWKS_FILE`, `AUTH_ISSUER`, `AUTH_AUDIENCE`, `WEB_ORIGINS` (comma-separated).
+//! Dev stack only: `WEB_ROOT` and `WEB_CONFIG` (a JSON document) serve the web app at `/`;
+//! `DEV_KEY_FILE` (the dev key, PKCS#8), `DEV_USERS` (comma-separated) and `DEV_CLIENT_ID`
+//! (`matbakh-web`) switch on the identity provider at `/dev/oidc/*`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use local_gateway::dev_idp::DevIdp;
+use local_gateway::web::WebApp;
 use local_gateway::{Gateway, Route, router};
 use matbakh_api::auth::JwtVerifier;
+use matbakh_api::dev_keys::DevKey;
 
 fn setting(name: &str, default: Option<&str>) -> Result<String, String> {
     std::env::var(name).ok().or(default.map(str::to_owned)).ok_or_else(|| format!("{name} is not set"))
@@ -31,6 +37,23 @@ async fn run() -> Result<(), String> {
             .map(|s| s.trim().to_owned())
             .collect(),
         client: reqwest::Client::builder().no_proxy().build().map_err(|e| e.to_string())?,
+        web: match std::env::var("WEB_ROOT") {
+            Ok(root) => Some(WebApp { root: root.into(), config: setting("WEB_CONFIG", Some("{}"))? }),
+            Err(_) => None,
+        },
+        idp: match std::env::var("DEV_KEY_FILE") {
+            Ok(path) => {
+                let der = std::fs::read(&path).map_err(|e| format!("{path}: {e}"))?;
+                Some(DevIdp::new(
+                    DevKey::from_pkcs8(&der)?,
+                    setting("AUTH_ISSUER", None)?,
+                    setting("AUTH_AUDIENCE", None)?,
+                    setting("DEV_CLIENT_ID", Some("matbakh-web"))?,
+                    setting("DEV_USERS", Some("demo-user"))?.split(',').map(|s| s.trim().to_owned()).collect(),
+                ))
+            }
+            Err(_) => None,
+        },
     };
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("{addr}: {e}"))?;
     tracing::info!(%addr, "local gateway listening");

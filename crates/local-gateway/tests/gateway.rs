@@ -63,6 +63,8 @@ async fn gateway(key: &DevKey) -> (Router, Seen) {
         lambda_endpoint: endpoint,
         web_origins: vec!["http://127.0.0.1:3000".into()],
         client: reqwest::Client::builder().no_proxy().build().unwrap(),
+        web: None,
+        idp: None,
     };
     (router(Arc::new(gw)), seen)
 }

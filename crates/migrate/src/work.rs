@@ -38,6 +38,9 @@ pub enum Work {
     /// Complete the row's upload.
     #[serde(rename_all = "camelCase")]
     Complete { run: String, seq: u64, upload_id: String },
+    /// Send the run's pending files as messages (what `migrate enqueue` does); the dashboard's
+    /// `resume` asks for it, since the workers dropped the messages of the paused run.
+    Enqueue { run: String },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -231,13 +234,18 @@ pub async fn process(
     seed: u64,
 ) -> Result<Processed, WorkFailure> {
     let run = match work {
-        Work::Files { run, .. } | Work::Parts { run, .. } | Work::Complete { run, .. } => run,
+        Work::Files { run, .. } | Work::Parts { run, .. } | Work::Complete { run, .. } | Work::Enqueue { run } => run,
     };
     let record = ctx.run(run).await?;
     let takes = |s: RunState| s.takes_work() || s == RunState::Done;
     if !takes(record.state) {
         tracing::info!(run = %record.id, state = %record.state, "run not taking work: message dropped");
         return Ok(Processed { dropped: true, ..Processed::default() });
+    }
+    if let Work::Enqueue { run } = work {
+        let sent = enqueue(ctx, run, queue, sdk).await?;
+        tracing::info!(run = %record.id, messages = sent.messages, files = sent.files, "pending files enqueued");
+        return Ok(Processed::default());
     }
     let copier = copier(ctx, &record, sdk)?;
     let id = record.id.clone();
@@ -305,6 +313,8 @@ pub async fn process(
             retry_if_transient(&updates)?;
             Ok(Processed { copied: usize::from(copied), failed: usize::from(!copied), dropped: false })
         }
+        // Answered before the copier was made.
+        Work::Enqueue { .. } => Ok(Processed::default()),
     }
 }
 

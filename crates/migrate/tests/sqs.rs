@@ -183,3 +183,35 @@ async fn a_paused_run_drops_its_messages_and_resume_plus_enqueue_finishes_it() {
     assert_eq!(ctx.run(&run).await.unwrap().state, RunState::Done);
     assert!(migrate::verify::verify(&ctx, &run, &VerifyOptions::default()).await.unwrap().passed());
 }
+
+/// The dashboard's resume: one `enqueue` message, which the worker turns into the run's work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enqueue_message_hands_a_resumed_run_back_to_the_workers() {
+    let sdk = moto().await;
+    let ctx = context(&sdk);
+    let bucket = bucket(&sdk, true).await;
+    let (url, _) = queues(&sdk, 3).await;
+    let t = photo_tree();
+    let run = plan(&ctx, &t, &options(&format!("s3://{bucket}/e"), "keep", HashMap::new(), &t.url()))
+        .await
+        .unwrap()
+        .run
+        .unwrap();
+    let queue = Queue::new(&sdk, &url);
+    let ask = || serde_json::to_string(&migrate::work::Work::Enqueue { run: run.clone() }).unwrap();
+    let w = worker(&sdk, &url);
+
+    // Asked while paused, the worker drops it: nothing is sent, nothing copied.
+    migrate::control::apply(&ctx, &run, Control::Pause).await.unwrap();
+    queue.send_all(&[ask()]).await.unwrap();
+    assert_eq!(pump(&w, &sdk, &url).await, 0);
+    assert_eq!(snapshot(&sdk, &bucket, "e/").await.len(), 0);
+    assert_eq!(migrate::report::report(&ctx, &run).await.unwrap().0.pending_files, 8);
+
+    migrate::control::apply(&ctx, &run, Control::Resume).await.unwrap();
+    queue.send_all(&[ask()]).await.unwrap();
+    assert_eq!(pump(&w, &sdk, &url).await, 0);
+    assert_eq!(ctx.run(&run).await.unwrap().state, RunState::Done);
+    assert_eq!(snapshot(&sdk, &bucket, "e/").await.len(), 8);
+    assert!(migrate::verify::verify(&ctx, &run, &VerifyOptions::default()).await.unwrap().passed());
+}

@@ -1,0 +1,179 @@
+//! What the gateway does only in the dev stack: the web app's files at `/`, and the identity
+//! provider's authorization code flow with PKCE.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use http::{Request, StatusCode, header};
+use local_gateway::dev_idp::{DevIdp, s256};
+use local_gateway::web::{WebApp, resolve};
+use local_gateway::{Gateway, router};
+use matbakh_api::auth::JwtVerifier;
+use matbakh_api::dev_keys::DevKey;
+use serde_json::Value;
+use tower::ServiceExt;
+
+const ORIGIN: &str = "http://127.0.0.1:3000";
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk-a-long-enough-verifier";
+
+fn web_root() -> std::path::PathBuf {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let root = std::env::temp_dir().join(format!("gateway-web-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(root.join("js")).unwrap();
+    std::fs::write(root.join("index.html"), "<!doctype html><title>app</title>").unwrap();
+    std::fs::write(root.join("js/app.js"), "export {}").unwrap();
+    std::fs::write(root.join(".env"), "SECRET=1").unwrap();
+    std::fs::write(root.join("notes.txt"), "not part of the app").unwrap();
+    root
+}
+
+fn app(key: &DevKey) -> (Router, JwtVerifier) {
+    let key_copy = DevKey::from_pkcs8(key.pkcs8()).unwrap();
+    let gw = Gateway {
+        routes: vec![],
+        verifier: JwtVerifier::new(&key.jwks(), "iss", "aud").unwrap(),
+        lambda_endpoint: "http://127.0.0.1:9".into(),
+        web_origins: vec![ORIGIN.into()],
+        client: reqwest::Client::builder().no_proxy().build().unwrap(),
+        web: Some(WebApp { root: web_root(), config: r#"{"auth":{"mode":"oidc"}}"#.into() }),
+        idp: Some(DevIdp::new(key_copy, "iss".into(), "aud".into(), "web".into(), vec!["demo-user".into()])),
+    };
+    (router(Arc::new(gw)), JwtVerifier::new(&key.jwks(), "iss", "aud").unwrap())
+}
+
+async fn send(app: &Router, req: Request<Body>) -> (StatusCode, http::HeaderMap, Vec<u8>) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    (status, headers, axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap().to_vec())
+}
+
+fn form(path: &str, pairs: &[(&str, &str)]) -> Request<Body> {
+    Request::post(path)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(serde_urlencoded::to_string(pairs).unwrap()))
+        .unwrap()
+}
+
+fn authorize_form<'a>(challenge: &'a str, redirect: &'a str, user: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("response_type", "code"),
+        ("client_id", "web"),
+        ("redirect_uri", redirect),
+        ("state", "s t&8"),
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256"),
+        ("user", user),
+    ]
+}
+
+/// Signs in as the form would; answers the code sent back to the app.
+async fn code_for(app: &Router, challenge: &str) -> String {
+    let redirect = format!("{ORIGIN}/");
+    let (status, headers, _) =
+        send(app, form("/dev/oidc/authorize", &authorize_form(challenge, &redirect, "demo-user"))).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let location = headers[header::LOCATION].to_str().unwrap().to_owned();
+    assert!(location.starts_with(&format!("{ORIGIN}/?code=")) && location.ends_with("&state=s%20t%268"), "{location}");
+    let query = location.split_once('?').unwrap().1;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap();
+    pairs.into_iter().find(|(k, _)| k == "code").unwrap().1
+}
+
+async fn exchange(app: &Router, code: &str, verifier: &str) -> (StatusCode, Value) {
+    let redirect = format!("{ORIGIN}/");
+    let pairs = [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", redirect.as_str()),
+        ("client_id", "web"),
+        ("code_verifier", verifier),
+    ];
+    let (status, _, body) = send(app, form("/dev/oidc/token", &pairs)).await;
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+#[test]
+fn the_s256_challenge_is_rfc_7636s() {
+    // RFC 7636, appendix B.
+    assert_eq!(s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+}
+
+#[tokio::test]
+async fn a_pkce_sign_in_yields_a_token_the_authorizer_accepts_once() {
+    let key = DevKey::generate().unwrap();
+    let (app, verifier) = app(&key);
+    let challenge = s256(VERIFIER);
+
+    let page = format!(
+        "/dev/oidc/authorize?response_type=code&client_id=web&redirect_uri={ORIGIN}/&state=x&code_challenge={challenge}&code_challenge_method=S256"
+    );
+    let (status, _, body) = send(&app, Request::get(page).body(Body::empty()).unwrap()).await;
+    let html = String::from_utf8(body).unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains(r#"<option value="demo-user">"#) && html.contains(r#"<label for="user">"#), "{html}");
+
+    // A wrong verifier burns the code: the right one cannot use it afterwards.
+    let code = code_for(&app, &challenge).await;
+    let (status, body) = exchange(&app, &code, "another-verifier-of-forty-three-characters-xx").await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+    let (status, _) = exchange(&app, &code, VERIFIER).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let code = code_for(&app, &challenge).await;
+    let (status, body) = exchange(&app, &code, VERIFIER).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(verifier.verify(body["access_token"].as_str().unwrap()).unwrap(), "demo-user");
+    let (status, _) = exchange(&app, &code, VERIFIER).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a code is good for one exchange");
+}
+
+#[tokio::test]
+async fn sign_in_refuses_foreign_redirects_unknown_users_and_plain_challenges() {
+    let key = DevKey::generate().unwrap();
+    let (app, _) = app(&key);
+    let challenge = s256(VERIFIER);
+    let cases = [
+        authorize_form(&challenge, "https://evil.example/", "demo-user"),
+        authorize_form(&challenge, "http://127.0.0.1:3000.evil.example/", "demo-user"),
+        authorize_form(&challenge, "http://127.0.0.1:3000/", "root"),
+        authorize_form("short", "http://127.0.0.1:3000/", "demo-user"),
+    ];
+    for case in cases {
+        let (status, headers, body) = send(&app, form("/dev/oidc/authorize", &case)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{case:?}: {}", String::from_utf8_lossy(&body));
+        assert!(!headers.contains_key(header::LOCATION));
+    }
+    let mut plain = authorize_form(&challenge, "http://127.0.0.1:3000/", "demo-user");
+    plain[5].1 = "plain";
+    assert_eq!(send(&app, form("/dev/oidc/authorize", &plain)).await.0, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_web_app_is_served_but_nothing_else_from_its_folder() {
+    let key = DevKey::generate().unwrap();
+    let (app, _) = app(&key);
+    let get = |p: &str| Request::get(p).body(Body::empty()).unwrap();
+    let (status, headers, body) = send(&app, get("/")).await;
+    assert_eq!((status, body.as_slice()), (StatusCode::OK, b"<!doctype html><title>app</title>".as_slice()));
+    assert_eq!(headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
+    let (status, headers, _) = send(&app, get("/js/app.js")).await;
+    assert_eq!(
+        (status, headers[header::CONTENT_TYPE].to_str().unwrap()),
+        (StatusCode::OK, "text/javascript; charset=utf-8")
+    );
+    let (status, _, body) = send(&app, get("/config.json")).await;
+    assert_eq!(
+        (status, serde_json::from_slice::<Value>(&body).unwrap()["auth"]["mode"].as_str()),
+        (StatusCode::OK, Some("oidc"))
+    );
+    for path in ["/.env", "/notes.txt", "/js/../.env", "/js/%2e%2e/.env", "/missing.js", "/v1/files"] {
+        let (status, _, _) = send(&app, get(path)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let root = std::path::Path::new("/srv/web");
+    assert_eq!(resolve(root, "/a/b.css"), Some(root.join("a/b.css")));
+    assert_eq!(resolve(root, "/a/"), Some(root.join("a/index.html")));
+    assert_eq!(resolve(root, "/a/%2E%2E/b.css"), None);
+    assert_eq!(resolve(root, "/a//b.css"), None);
+}

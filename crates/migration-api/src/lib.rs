@@ -1,0 +1,137 @@
+//! `migration-api`: the migration dashboard's view of the runs the `migrate` CLI writes.
+//!
+//! Triggered by API Gateway (HTTP API, JWT authorizer), for administrators only (the subjects
+//! in `ADMIN_USERS`; anyone else gets 403 on every route, before anything is read):
+//! - `GET /v1/admin/migrations`: every run, newest first, with progress, rate, ETA and
+//!   failures by reason (the same numbers as `migrate status`).
+//! - `GET /v1/admin/migrations/{runId}`: one run.
+//! - `POST /v1/admin/migrations/{runId}/{action}` with `pause`, `resume` or `abort`: the same
+//!   state change as the CLI's command (a conditional write, so two admins cannot interleave).
+//!   `resume` also asks the migration workers to send the run's pending files again (one
+//!   `enqueue` message; paused workers dropped theirs).
+//!
+//! Reads and writes: the run items of the migration table; sends to the migration queue.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use matbakh_api::auth::{AuthState, Authenticator};
+use matbakh_api::{ApiError, Caller};
+use matbakh_aws::AwsError;
+use matbakh_aws::ledger::Ledger;
+use matbakh_aws::queue::Queue;
+use matbakh_core::clock::{Clock, SystemClock, iso_millis};
+use matbakh_core::migration::{Control, RunId};
+use migrate::control::status_of;
+use migrate::work::Work;
+use serde_json::{Value, json};
+
+/// What the routes need.
+#[derive(Clone)]
+pub struct Admin {
+    pub auth: Arc<Authenticator>,
+    pub ledger: Ledger,
+    /// The migration queue `resume` sends the run's `enqueue` message to.
+    pub queue: Option<Queue>,
+    /// Subjects allowed here (`ADMIN_USERS`, comma-separated; empty: nobody).
+    pub admins: Arc<BTreeSet<String>>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl AuthState for Admin {
+    fn authenticator(&self) -> &Authenticator {
+        &self.auth
+    }
+}
+
+/// The subjects of a comma-separated `ADMIN_USERS` (blanks ignored).
+pub fn parse_admins(list: &str) -> BTreeSet<String> {
+    list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+impl Admin {
+    /// Settings: `MIGRATION_TABLE`, `MIGRATION_QUEUE_URL`, `ADMIN_USERS`, and the
+    /// authenticator's (`AUTH_JWKS_FILE`... locally; the authorizer's claims when deployed).
+    pub fn from_env(sdk: &aws_config::SdkConfig, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let table = lookup("MIGRATION_TABLE").ok_or("MIGRATION_TABLE is not set")?;
+        Ok(Admin {
+            auth: Arc::new(Authenticator::from_lookup(&lookup)?),
+            ledger: Ledger::new(sdk, table),
+            queue: lookup("MIGRATION_QUEUE_URL").filter(|u| !u.is_empty()).map(|u| Queue::new(sdk, u)),
+            admins: Arc::new(parse_admins(&lookup("ADMIN_USERS").unwrap_or_default())),
+            clock: Arc::new(SystemClock),
+        })
+    }
+}
+
+pub fn router(admin: Admin) -> Router {
+    Router::new()
+        .route("/v1/admin/migrations", get(runs))
+        .route("/v1/admin/migrations/{runId}", get(run))
+        .route("/v1/admin/migrations/{runId}/{action}", post(control))
+        .fallback(|| async { ApiError::not_found("route") })
+        .with_state(admin)
+}
+
+/// The caller if they are an administrator, else 403.
+fn admin_only(st: &Admin, caller: &Caller) -> Result<(), ApiError> {
+    if st.admins.contains(caller.user.as_str()) {
+        Ok(())
+    } else {
+        tracing::warn!(user = %caller.user, "not an administrator: migration routes refused");
+        Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "only administrators see migrations"))
+    }
+}
+
+fn run_id(raw: &str) -> Result<RunId, ApiError> {
+    RunId::parse(raw).map_err(|_| ApiError::not_found("run"))
+}
+
+#[tracing::instrument(name = "migration_runs", skip_all, fields(user = %caller.user))]
+async fn runs(State(st): State<Admin>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    admin_only(&st, &caller)?;
+    let runs: Vec<_> = st.ledger.list_runs().await?.iter().map(status_of).collect();
+    Ok(Json(json!({ "runs": runs })))
+}
+
+#[tracing::instrument(name = "migration_run", skip_all, fields(user = %caller.user, run = %raw))]
+async fn run(State(st): State<Admin>, caller: Caller, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
+    admin_only(&st, &caller)?;
+    let record = st.ledger.get_run(&run_id(&raw)?).await?.ok_or_else(|| ApiError::not_found("run"))?;
+    Ok(Json(json!(status_of(&record))))
+}
+
+#[tracing::instrument(name = "migration_control", skip_all, fields(user = %caller.user, run = %raw, action = %action))]
+async fn control(
+    State(st): State<Admin>,
+    caller: Caller,
+    Path((raw, action)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    admin_only(&st, &caller)?;
+    let control = match action.as_str() {
+        "pause" => Control::Pause,
+        "resume" => Control::Resume,
+        "abort" => Control::Abort,
+        _ => return Err(ApiError::not_found("action")),
+    };
+    let id = run_id(&raw)?;
+    if st.ledger.get_run(&id).await?.is_none() {
+        return Err(ApiError::not_found("run"));
+    }
+    let state = st.ledger.control(&id, control, &iso_millis(st.clock.now())).await.map_err(|e| match e {
+        AwsError::Config(m) => ApiError::new(StatusCode::CONFLICT, "invalid_state", m),
+        e => e.into(),
+    })?;
+    let queue = st.queue.as_ref().filter(|_| control == Control::Resume);
+    if let Some(queue) = queue {
+        let body = serde_json::to_string(&Work::Enqueue { run: id.to_string() }).map_err(|e| ApiError::internal(&e))?;
+        queue.send_all(&[body]).await?;
+    }
+    let enqueued = queue.is_some();
+    tracing::info!(user = %caller.user, run = %id, %state, enqueued, "migration control applied");
+    Ok(Json(json!({ "run": id.to_string(), "state": state, "enqueued": enqueued })))
+}
