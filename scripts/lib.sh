@@ -136,6 +136,33 @@ ensure_uppy_client() {
     (cd "$ROOT/tests/uppy" && npm ci --no-audit --no-fund --silent) || die "npm ci in tests/uppy failed"
 }
 
+# The web app's Uppy packages (pinned in web/package-lock.json), bundled by esbuild into
+# web/vendor/ (a quarter of a second); rebuilt when the lock file changes.
+ensure_web_app() {
+  command -v node >/dev/null || die "node (20.10 or later) is required for the web app"
+  [[ -d $ROOT/web/node_modules/@uppy/core && $ROOT/web/node_modules/.package-lock.json -nt $ROOT/web/package-lock.json ]] ||
+    (cd "$ROOT/web" && npm ci --no-audit --no-fund --silent) || die "npm ci in web failed"
+  [[ -f $ROOT/web/vendor/uppy.mjs && $ROOT/web/vendor/uppy.mjs -nt $ROOT/web/package-lock.json ]] ||
+    (cd "$ROOT/web" && npm run build --silent >/dev/null) || die "bundling Uppy for the web app failed"
+}
+
+# The browser test: playwright-core (tests/web/package-lock.json) driving Debian's Chromium.
+ensure_browser_test() {
+  ensure_web_app
+  [[ -d $ROOT/tests/web/node_modules/playwright-core ]] ||
+    (cd "$ROOT/tests/web" && npm ci --no-audit --no-fund --silent) || die "npm ci in tests/web failed"
+  if ! command -v chromium >/dev/null; then
+    log "installing Debian's chromium (browser tests)"
+    local sudo=""
+    ((EUID == 0)) || sudo=sudo
+    $sudo apt-get install -y -qq chromium >/dev/null 2>&1 ||
+      { $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium >/dev/null; } ||
+      die "could not install chromium (apt-get install chromium)"
+  fi
+  CHROMIUM_BIN=${CHROMIUM_BIN:-$(command -v chromium)}
+  export CHROMIUM_BIN
+}
+
 # imgproxy's official Node client (pinned in tests/imgproxy/package-lock.json) for the
 # transformer's URL test.
 ensure_imgproxy_client() {

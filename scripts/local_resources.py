@@ -56,7 +56,7 @@ def resolve(value, template, names, params):
     sys.exit(f"local_resources: cannot resolve {value!r} locally")
 
 
-def create_bucket(s3, name, props):
+def create_bucket(s3, name, props, resolve_value):
     region = s3.meta.region_name
     location = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
     try:
@@ -65,6 +65,14 @@ def create_bucket(s3, name, props):
         pass
     if props.get("VersioningConfiguration", {}).get("Status") == "Enabled":
         s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    # The web app uploads straight to the bucket: its CORS rules, as the template sets them.
+    rules = props.get("CorsConfiguration", {}).get("CorsRules", [])
+    if rules:
+        keys = {"AllowedOrigins": "AllowedOrigins", "AllowedMethods": "AllowedMethods", "AllowedHeaders": "AllowedHeaders",
+                "ExposedHeaders": "ExposeHeaders", "MaxAge": "MaxAgeSeconds"}
+        value = lambda v: [resolve_value(x) for x in v] if isinstance(v, list) else int(resolve_value(v))
+        cors = [{keys[k]: value(v) for k, v in rule.items() if k in keys} for rule in rules]
+        s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": cors})
 
 
 def put_notifications(s3, bucket, config, arns):
@@ -174,7 +182,7 @@ def main():
             props = res.get("Properties", {}) or {}
             kind = res["Type"]
             if kind == "AWS::S3::Bucket":
-                create_bucket(clients["s3"], names[lid], props)
+                create_bucket(clients["s3"], names[lid], props, lambda v: resolve(v, template, refs, params))
             elif kind == "AWS::DynamoDB::Table":
                 create_table(clients["dynamodb"], names[lid], props)
             elif kind == "AWS::SQS::Queue":

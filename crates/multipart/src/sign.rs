@@ -54,11 +54,17 @@ fn operation(method: &str, upload_id: bool, part: Option<u64>) -> Result<Operati
     })
 }
 
-/// Uppy proposes keys like `{randomId}-{filename}`; only the name is kept.
+/// Uppy proposes keys like `{uuid}-{filename}` (its default) or what the app's
+/// `generateObjectKey` makes (ours: the name alone); only the name is kept. A name that
+/// merely contains a hyphen keeps it.
 fn proposed_name(key: &str) -> &str {
     let last = key.rsplit('/').next().unwrap_or(key);
-    match last.split_once('-') {
-        Some((_, rest)) if !rest.is_empty() => rest,
+    let is_uuid = |s: &str| {
+        s.len() == 36
+            && s.char_indices().all(|(i, c)| if [8, 13, 18, 23].contains(&i) { c == '-' } else { c.is_ascii_hexdigit() })
+    };
+    match (last.get(..36), last.get(36..)) {
+        (Some(id), Some(rest)) if is_uuid(id) && rest.len() > 1 && rest.starts_with('-') => &rest[1..],
         _ => last,
     }
 }
@@ -227,8 +233,10 @@ mod tests {
 
     #[test]
     fn proposed_keys_give_their_file_name() {
-        assert_eq!(proposed_name("k3j2h1-holiday video.mov"), "holiday video.mov");
-        assert_eq!(proposed_name("prefix/abc-x.jpg"), "x.jpg");
+        assert_eq!(proposed_name("0f8fad5b-d9cb-469f-a165-70867728950e-holiday video.mov"), "holiday video.mov");
+        assert_eq!(proposed_name("prefix/0f8fad5b-d9cb-469f-a165-70867728950e-x-ray.jpg"), "x-ray.jpg");
+        assert_eq!(proposed_name("dune-44194a3f.jpg"), "dune-44194a3f.jpg");
+        assert_eq!(proposed_name("0f8fad5b-d9cb-469f-a165-70867728950e-"), "0f8fad5b-d9cb-469f-a165-70867728950e-");
         assert_eq!(proposed_name("plain.jpg"), "plain.jpg");
     }
 }

@@ -1,0 +1,190 @@
+// The web app in real headless Chromium (Debian's), driven by playwright-core, against the
+// running dev stack: sign in through the OIDC (PKCE) page -> upload a corpus photo through
+// Uppy's Dashboard -> its thumbnail appears in the gallery -> search finds it by name -> a
+// share link opened in a fresh browser context downloads the same bytes -> delete and
+// restore. Another user sees none of it and no migration dashboard. Screenshots of the
+// gallery (desktop and phone) and of the migration dashboard are saved to WEB_ARTIFACTS.
+//
+//   WEB_URL=http://127.0.0.1:3000 MATBAKH_CORPUS=../shared/corpus WEB_ARTIFACTS=out \
+//   CHROMIUM_BIN=/usr/bin/chromium node --test tests/web/
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { chromium } from 'playwright-core';
+
+const WEB = process.env.WEB_URL;
+const CORPUS = process.env.MATBAKH_CORPUS;
+const ARTIFACTS = process.env.WEB_ARTIFACTS;
+if (!WEB || !CORPUS || !ARTIFACTS) throw new Error('set WEB_URL, MATBAKH_CORPUS and WEB_ARTIFACTS (scripts/dev --smoke does)');
+mkdirSync(ARTIFACTS, { recursive: true });
+
+// Generous: the first requests may compile a function under `cargo lambda watch`, and the
+// thumbnailer encodes AVIF. These bound waits on conditions; nothing sleeps.
+const SLOW = 180_000;
+const PHOTO = readFileSync(join(CORPUS, 'photos', 'dune.jpg'));
+const NAME = `dune-${randomBytes(4).toString('hex')}.jpg`;
+
+let browser;
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM_BIN || '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  });
+});
+after(async () => browser?.close());
+
+/** A fresh context signed in as `user` through the identity provider's page. */
+async function signedIn(user, viewport = { width: 1280, height: 900 }) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => console.error(`[${user}] page error: ${e.message}`));
+  await page.goto(`${WEB}/`);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByLabel('User').selectOption(user);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForSelector('body[data-ready="true"]', { timeout: SLOW });
+  assert.equal(await page.locator('#who-name').textContent(), user);
+  return { context, page };
+}
+
+/** Waits until every gallery image in the viewport has loaded (lazy ones below it need not). */
+async function allVisibleImagesLoaded(page) {
+  await page.waitForFunction(() =>
+    [...document.querySelectorAll('#gallery img')]
+      .filter((i) => i.getBoundingClientRect().top < innerHeight)
+      .every((i) => i.complete && i.naturalWidth > 0), null, { timeout: SLOW });
+}
+
+const card = (page, name) => page.locator('li.card', { has: page.locator('.name', { hasText: name }) });
+
+test('sign in, upload, see the thumbnail, search, share, delete and restore', { timeout: 600_000 }, async () => {
+  const { context, page } = await signedIn('demo-user');
+  // The tokens stay out of the address bar and history.
+  assert.equal(new URL(page.url()).search, '');
+
+  // Upload through Uppy's Dashboard.
+  await page.locator('.uppy-Dashboard-input').first().setInputFiles({ name: NAME, mimeType: 'image/jpeg', buffer: PHOTO });
+  await page.locator('.uppy-StatusBar-actionBtn--upload').click();
+  await page.locator('.uppy-StatusBar.is-complete').waitFor({ timeout: SLOW });
+
+  // The gallery shows it at once, then its thumbnail once the thumbnailer made the variants:
+  // a responsive, lazy image over the ThumbHash placeholder.
+  const mine = card(page, NAME);
+  await mine.waitFor({ timeout: SLOW });
+  await page.locator(`li.card[data-status="READY"]`, { has: page.locator('.name', { hasText: NAME }) }).waitFor({ timeout: SLOW });
+  const img = mine.locator('img');
+  await mine.locator('.thumb.loaded').waitFor({ timeout: SLOW });
+  assert.ok((await img.evaluate((i) => i.naturalWidth)) > 0, 'the thumbnail decoded');
+  assert.equal(await img.getAttribute('loading'), 'lazy');
+  assert.equal(await img.getAttribute('alt'), NAME);
+  const srcset = await img.getAttribute('srcset');
+  assert.match(srcset, /\d+w,/, `srcset lists widths: ${srcset}`);
+  assert.ok((await mine.locator('source[type="image/webp"]').count()) === 1, 'a WebP source');
+  assert.equal(await mine.locator('.thumb').getAttribute('data-placeholder'), 'thumbhash');
+  assert.match(await mine.locator('.thumb').evaluate((t) => t.style.backgroundImage), /^url\("data:image\/png;base64,/);
+  assert.match(await page.locator('#usage-text').textContent(), /of 10\.0 GiB/);
+
+  // Search by a word of its name: only it.
+  await page.getByLabel('Search by name').fill(NAME.split('.')[0].toUpperCase());
+  await page
+    .waitForFunction((n) => {
+      const names = [...document.querySelectorAll('#gallery .name')].map((e) => e.textContent);
+      return names.length === 1 && names[0] === n;
+    }, NAME, { timeout: 30_000 })
+    .catch(async (e) => {
+      const names = await page.locator('#gallery .name').allTextContents();
+      throw new Error(`search for ${NAME} shows ${JSON.stringify(names)} (${await page.locator('#files-status').textContent()}): ${e.message}`);
+    });
+  await page.getByLabel('Search by name').fill('');
+  await page.waitForFunction(() => document.querySelectorAll('#gallery li.card').length > 1, null, { timeout: 30_000 });
+  await page.locator('#gallery').scrollIntoViewIfNeeded();
+  await allVisibleImagesLoaded(page);
+  await page.screenshot({ path: join(ARTIFACTS, 'gallery.png') });
+
+  // Share it: the link, opened in a fresh context (no session), downloads the same bytes.
+  await mine.getByRole('button', { name: `Share ${NAME}` }).click();
+  await page.getByRole('button', { name: 'Create link' }).click();
+  const link = await page.locator('#share-list li.fresh input.link').inputValue({ timeout: 30_000 });
+  assert.match(link, /\/v1\/shares\//);
+  const stranger = await browser.newContext({ acceptDownloads: true });
+  const strangerPage = await stranger.newPage();
+  // The link is a download (Content-Disposition: attachment): the browser saves the file.
+  const [download] = await Promise.all([
+    strangerPage.waitForEvent('download', { timeout: 30_000 }),
+    strangerPage.goto(link).catch((e) => assert.match(e.message, /Download is starting/)),
+  ]);
+  assert.equal(download.suggestedFilename(), NAME);
+  assert.ok(readFileSync(await download.path()).equals(PHOTO), 'the shared download is byte-identical');
+  await stranger.close();
+  // Revoke it: the link stops working at once.
+  await page.locator('#share-list li.fresh').getByRole('button', { name: 'Revoke' }).click();
+  await page.locator('#share-list li[data-state="revoked"]').waitFor();
+  const late = await browser.newContext();
+  const refused = await (await late.newPage()).goto(link);
+  assert.ok([403, 410].includes(refused.status()), `a revoked link answers ${refused.status()}`);
+  await late.close();
+  await page.getByRole('button', { name: 'Close' }).click();
+
+  // Delete, find it among the deleted files, restore it.
+  await mine.getByRole('button', { name: `Delete ${NAME}` }).click();
+  await mine.waitFor({ state: 'detached' });
+  await page.getByText('More filters').click();
+  await page.getByLabel('Deleted files').check();
+  await card(page, NAME).getByRole('button', { name: `Restore ${NAME}` }).click();
+  await card(page, NAME).waitFor({ state: 'detached' });
+  await page.getByLabel('Deleted files').uncheck();
+  await page.locator(`li.card[data-status="READY"]`, { has: page.locator('.name', { hasText: NAME }) }).waitFor({ timeout: 30_000 });
+
+  // Another user sees none of it, and no migration dashboard.
+  const guest = await signedIn('guest-user');
+  await guest.page.getByLabel('Search by name').fill(NAME.split('.')[0]);
+  await guest.page.waitForFunction(() => document.getElementById('files-status').textContent === 'No files match.', null, { timeout: 30_000 });
+  assert.equal(await guest.page.locator('#tab-migrations').isVisible(), false);
+  await guest.context.close();
+
+  // The migration dashboard (demo-user is the dev stack's administrator): the demo run that
+  // went through SQS is done; the second one waits, planned. Pause it, then resume it: the
+  // workers copy it to the end.
+  await page.getByRole('link', { name: 'Migrations' }).click();
+  const done = page.locator('article.run[data-state="DONE"]').first();
+  await done.waitFor({ timeout: 30_000 });
+  assert.match(await done.locator('label').textContent(), /100% copied/);
+  assert.equal(await done.getByRole('button', { name: /^Pause/ }).isDisabled(), true);
+  const waiting = page.locator('article.run[data-state="PLANNED"]');
+  const id = await waiting.getAttribute('data-run', { timeout: 30_000 });
+  const run = page.locator(`article.run[data-run="${id}"]`);
+  await run.getByRole('button', { name: /^Pause/ }).click();
+  await page.locator(`article.run[data-run="${id}"][data-state="PAUSED"]`).waitFor({ timeout: 30_000 });
+  assert.equal(await run.getByRole('button', { name: /^Pause/ }).isDisabled(), true);
+  await page.screenshot({ path: join(ARTIFACTS, 'migrations-paused.png') });
+  await run.getByRole('button', { name: /^Resume/ }).click();
+  await page.locator(`article.run[data-run="${id}"][data-state="DONE"]`).waitFor({ timeout: SLOW });
+  assert.match(await run.locator('label').textContent(), /100% copied/);
+  await page.screenshot({ path: join(ARTIFACTS, 'migrations.png'), fullPage: true });
+  await context.close();
+});
+
+test('the gallery works on a phone-sized viewport', { timeout: 300_000 }, async () => {
+  const { context, page } = await signedIn('demo-user', { width: 390, height: 844 });
+  await page.locator('#gallery li.card .thumb.loaded').first().waitFor({ timeout: SLOW });
+  await page.locator('#gallery').scrollIntoViewIfNeeded();
+  await allVisibleImagesLoaded(page);
+  // Nothing wider than the screen: no sideways scrolling.
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `the page is ${overflow}px wider than the phone`);
+  await page.screenshot({ path: join(ARTIFACTS, 'gallery-phone.png') });
+  // Keyboard: from the top of the page, Tab reaches the search field, and typing searches.
+  await page.evaluate(() => document.activeElement?.blur());
+  for (let i = 0; i < 40 && (await page.evaluate(() => document.activeElement?.id)) !== 'q'; i++) await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement?.id), 'q', 'the search field is reachable by Tab');
+  await page.keyboard.type('ladybird');
+  await page.waitForFunction(() => {
+    const names = [...document.querySelectorAll('#gallery .name')].map((e) => e.textContent);
+    return names.length > 0 && names.every((n) => n.startsWith('ladybird'));
+  }, null, { timeout: 30_000 });
+  await context.close();
+});

@@ -1,0 +1,318 @@
+// The file view: one gallery that is also the file list. Filters, search and sort go to
+// GET /v1/files (DynamoDB indexes; the cursor pages). Images load responsively from their
+// variants (AVIF, WebP, JPEG by width) with the ThumbHash placeholder painted until they
+// arrive, and lazily below the fold. Each card renames and retags, shares, deletes and
+// restores through the API.
+
+import { ApiError } from './api.js';
+import { bytes, date, el, toast } from './format.js';
+import { placeholderUrl } from './thumbhash.js';
+
+const PAGE = 24;
+/** How often a file still being processed is asked about again. */
+const PENDING_POLL_MS = 1500;
+const SIZES = '(max-width: 520px) 50vw, (max-width: 900px) 33vw, 260px';
+
+export class FilesView {
+  constructor(api) {
+    this.api = api;
+    this.gallery = document.getElementById('gallery');
+    this.status = document.getElementById('files-status');
+    this.more = document.getElementById('more');
+    this.form = document.getElementById('filters');
+    this.cursor = null;
+    this.generation = 0;
+    this.polling = new Map();
+    let typing;
+    this.form.addEventListener('input', (e) => {
+      clearTimeout(typing);
+      typing = setTimeout(() => this.reload(), e.target.type === 'search' || e.target.type === 'text' ? 250 : 0);
+    });
+    this.form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      this.reload();
+    });
+    this.more.addEventListener('click', () => this.load());
+    this.editDialog = new EditDialog(api, (f) => this.replace(f));
+    this.shareDialog = new ShareDialog(api);
+  }
+
+  query() {
+    const f = new FormData(this.form);
+    const p = new URLSearchParams({ limit: String(PAGE) });
+    const [sort, order] = String(f.get('sort')).split(':');
+    p.set('sort', sort);
+    p.set('order', order);
+    for (const name of ['q', 'tag', 'contentType', 'from', 'to']) {
+      const v = String(f.get(name) || '').trim();
+      if (v) p.set(name, name === 'tag' ? v.toLowerCase() : v);
+    }
+    if (f.get('deleted')) p.set('status', 'deleted');
+    if (this.cursor) p.set('cursor', this.cursor);
+    return p;
+  }
+
+  async reload() {
+    this.cursor = null;
+    this.generation++;
+    this.gallery.replaceChildren();
+    await this.load();
+  }
+
+  async load() {
+    const generation = this.generation;
+    this.status.textContent = 'Loading...';
+    try {
+      const page = await this.api.get(`/v1/files?${this.query()}`);
+      if (generation !== this.generation) return;
+      for (const f of page.files) this.gallery.append(this.card(f));
+      this.cursor = page.nextCursor;
+      this.more.hidden = !this.cursor;
+      const n = this.gallery.children.length;
+      this.status.textContent = n === 0 ? 'No files match.' : `${n} file${n === 1 ? '' : 's'}${this.cursor ? ' (more below)' : ''}`;
+    } catch (e) {
+      if (generation === this.generation) this.status.textContent = `Could not list files: ${e.message}`;
+    }
+  }
+
+  /** A new upload: shown at once, and followed until the thumbnailer is done with it. */
+  async added(fileId) {
+    try {
+      const f = await this.api.get(`/v1/files/${fileId}`);
+      const old = this.find(fileId);
+      if (old) old.replaceWith(this.card(f));
+      else this.gallery.prepend(this.card(f));
+    } catch (e) {
+      toast(`Uploaded, but not listed yet: ${e.message}`);
+    }
+  }
+
+  find(fileId) {
+    return this.gallery.querySelector(`[data-file-id="${CSS.escape(fileId)}"]`);
+  }
+
+  replace(f) {
+    this.find(f.fileId)?.replaceWith(this.card(f));
+  }
+
+  follow(fileId) {
+    if (this.polling.has(fileId)) return;
+    const tick = async () => {
+      try {
+        const f = await this.api.get(`/v1/files/${fileId}`);
+        if (f.status === 'PENDING') {
+          this.polling.set(fileId, setTimeout(tick, PENDING_POLL_MS));
+          return;
+        }
+        this.polling.delete(fileId);
+        this.replace(f);
+      } catch {
+        this.polling.delete(fileId);
+      }
+    };
+    this.polling.set(fileId, setTimeout(tick, PENDING_POLL_MS));
+  }
+
+  picture(f) {
+    const variants = f.variants || [];
+    const byType = (type) =>
+      variants
+        .filter((v) => v.contentType === type)
+        .sort((a, b) => a.width - b.width)
+        .map((v) => `${v.url} ${v.width}w`)
+        .join(', ');
+    const jpeg = variants.filter((v) => v.contentType === 'image/jpeg').sort((a, b) => a.width - b.width);
+    const fallback = jpeg[0] || variants[0];
+    if (!fallback) return null;
+    const img = el('img', {
+      src: fallback.url,
+      srcset: byType('image/jpeg') || null,
+      sizes: SIZES,
+      alt: f.name,
+      loading: 'lazy',
+      decoding: 'async',
+      width: f.width,
+      height: f.height,
+    });
+    img.addEventListener('load', () => img.closest('.thumb')?.classList.add('loaded'));
+    const sources = ['image/avif', 'image/webp']
+      .map((type) => [type, byType(type)])
+      .filter(([, set]) => set)
+      .map(([type, srcset]) => el('source', { type, srcset, sizes: SIZES }));
+    return el('picture', {}, sources, img);
+  }
+
+  card(f) {
+    const deleted = f.status === 'DELETED';
+    const ph = placeholderUrl(f.placeholder);
+    const picture = f.status === 'READY' ? this.picture(f) : null;
+    const thumb = el(
+      'div',
+      {
+        class: `thumb${picture ? '' : ' empty'}`,
+        style: ph ? { backgroundImage: `url("${ph}")` } : null,
+        'data-placeholder': ph ? 'thumbhash' : null,
+      },
+      picture || el('span', { class: 'kind' }, f.status === 'PENDING' ? 'Processing...' : f.contentType),
+    );
+    if (f.status === 'PENDING') this.follow(f.fileId);
+    const badge = f.status !== 'READY' ? el('span', { class: `badge ${f.status.toLowerCase()}` }, f.status.toLowerCase()) : null;
+    const tags = (f.tags || []).map((t) => el('li', {}, t));
+    const action = (label, onclick, extra = {}) =>
+      el('button', { type: 'button', onclick, 'aria-label': `${label} ${f.name}`, ...extra }, label);
+    const actions = deleted
+      ? [action('Restore', () => this.restore(f))]
+      : [
+          action('Download', () => this.download(f)),
+          action('Edit', () => this.editDialog.open(f)),
+          action('Share', () => this.shareDialog.open(f)),
+          action('Delete', () => this.remove(f), { class: 'danger' }),
+        ];
+    const meta = deleted && f.restorableUntil ? `deleted; restorable until ${date(f.restorableUntil)}` : `${bytes(f.size)} - ${date(f.createdAt)}`;
+    return el(
+      'li',
+      { class: 'card', 'data-file-id': f.fileId, 'data-status': f.status },
+      el('figure', {}, thumb, el('figcaption', {}, el('span', { class: 'name', title: f.name }, f.name), badge, el('span', { class: 'meta' }, meta))),
+      tags.length ? el('ul', { class: 'tags', 'aria-label': 'Tags' }, tags) : null,
+      el('div', { class: 'actions' }, actions),
+    );
+  }
+
+  async download(f) {
+    try {
+      const grant = await this.api.get(`/v1/files/${f.fileId}/download`);
+      location.assign(grant.url);
+    } catch (e) {
+      toast(`Download failed: ${e.message}`);
+    }
+  }
+
+  async remove(f) {
+    try {
+      await this.api.delete(`/v1/files/${f.fileId}`);
+      this.find(f.fileId)?.remove();
+      toast(`${f.name} deleted. Tick "Deleted files" to restore it.`);
+      this.onChange?.();
+    } catch (e) {
+      toast(`Delete failed: ${e.message}`);
+    }
+  }
+
+  async restore(f) {
+    try {
+      await this.api.post(`/v1/files/${f.fileId}/restore`);
+      this.find(f.fileId)?.remove();
+      toast(`${f.name} restored.`);
+      this.onChange?.();
+    } catch (e) {
+      toast(`Restore failed: ${e instanceof ApiError && e.status === 410 ? 'the restore window has passed' : e.message}`);
+    }
+  }
+}
+
+/** Rename and retag. */
+class EditDialog {
+  constructor(api, onSaved) {
+    this.api = api;
+    this.dialog = document.getElementById('edit-dialog');
+    this.form = document.getElementById('edit-form');
+    this.error = document.getElementById('edit-error');
+    document.getElementById('edit-cancel').addEventListener('click', () => this.dialog.close());
+    this.form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const name = this.form.elements.name.value.trim();
+      const want = new Set(this.form.elements.tags.value.split(',').map((t) => t.trim().toLowerCase()).filter(Boolean));
+      const had = new Set(this.file.tags || []);
+      const body = {
+        addTags: [...want].filter((t) => !had.has(t)),
+        removeTags: [...had].filter((t) => !want.has(t)),
+      };
+      if (name !== this.file.name) body.name = name;
+      if (!body.name && !body.addTags.length && !body.removeTags.length) return this.dialog.close();
+      try {
+        onSaved(await this.api.patch(`/v1/files/${this.file.fileId}`, body));
+        this.dialog.close();
+        toast('Saved.');
+      } catch (err) {
+        this.error.textContent = err.message;
+      }
+    });
+  }
+
+  open(f) {
+    this.file = f;
+    this.error.textContent = '';
+    this.form.elements.name.value = f.name;
+    this.form.elements.tags.value = (f.tags || []).join(', ');
+    this.dialog.showModal();
+    this.form.elements.name.focus();
+  }
+}
+
+/** Share links: create (expiry, download limit), copy, list, revoke. */
+class ShareDialog {
+  constructor(api) {
+    this.api = api;
+    this.dialog = document.getElementById('share-dialog');
+    this.form = document.getElementById('share-form');
+    this.list = document.getElementById('share-list');
+    this.error = document.getElementById('share-error');
+    document.getElementById('share-close').addEventListener('click', () => this.dialog.close());
+    this.form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const body = { expiresIn: Number(this.form.elements.expiresIn.value) };
+      const max = this.form.elements.maxDownloads.value;
+      if (max) body.maxDownloads = Number(max);
+      try {
+        const share = await this.api.post(`/v1/files/${this.file.fileId}/shares`, body);
+        this.error.textContent = '';
+        await this.refresh(share.token);
+      } catch (err) {
+        this.error.textContent = err.message;
+      }
+    });
+  }
+
+  async open(f) {
+    this.file = f;
+    this.error.textContent = '';
+    document.getElementById('share-file').textContent = f.name;
+    this.list.replaceChildren();
+    this.dialog.showModal();
+    await this.refresh();
+  }
+
+  async refresh(fresh) {
+    const { shares } = await this.api.get('/v1/shares');
+    const mine = shares.filter((s) => s.fileId === this.file.fileId);
+    this.list.replaceChildren(
+      ...mine.map((s) => {
+        const live = s.state === 'active';
+        const link = el('input', { type: 'text', readonly: true, value: s.url, 'aria-label': 'Share link', class: 'link' });
+        return el(
+          'li',
+          { class: s.token === fresh ? 'fresh' : null, 'data-state': s.state },
+          link,
+          el('span', { class: 'meta' }, `${s.state}; ${s.downloads}${s.maxDownloads ? ` of ${s.maxDownloads}` : ''} downloads; until ${date(s.expiresAt)}`),
+          live
+            ? el('button', { type: 'button', onclick: () => navigator.clipboard?.writeText(s.url).then(() => toast('Link copied.')) }, 'Copy')
+            : null,
+          live
+            ? el('button', { type: 'button', class: 'danger', onclick: () => this.revoke(s) }, 'Revoke')
+            : null,
+        );
+      }),
+    );
+    if (mine.length === 0) this.list.append(el('li', { class: 'muted' }, 'No links yet.'));
+  }
+
+  async revoke(s) {
+    try {
+      await this.api.delete(`/v1/shares/${s.token}`);
+      toast('Link revoked.');
+      await this.refresh();
+    } catch (e) {
+      this.error.textContent = e.message;
+    }
+  }
+}

@@ -1,0 +1,87 @@
+// The app's entry: reads /config.json, signs in (OIDC, PKCE), then shows the file view
+// (uploader, gallery, list) or, for administrators, the migration dashboard.
+
+import { Api } from './api.js';
+import { completeSignIn, currentSession, signIn, signOut } from './auth.js';
+import { bytes } from './format.js';
+import { FilesView } from './files.js';
+import { MigrationsView } from './migrations.js';
+import { mountUploader } from './upload.js';
+
+const $ = (id) => document.getElementById(id);
+
+function showView(name) {
+  for (const v of ['signin', 'files', 'migrations']) $(`${v}-view`).hidden = v !== name;
+  for (const t of ['files', 'migrations']) {
+    const tab = $(`tab-${t}`);
+    if (t === name) tab.setAttribute('aria-current', 'page');
+    else tab.removeAttribute('aria-current');
+  }
+}
+
+async function refreshUsage(api) {
+  try {
+    const u = await api.get('/v1/me/usage');
+    const bar = $('usage-bar');
+    bar.max = u.quotaBytes;
+    bar.value = u.bytesUsed + u.bytesReserved;
+    $('usage-text').textContent = `${bytes(u.bytesUsed)} of ${bytes(u.quotaBytes)}, ${u.files} file${u.files === 1 ? '' : 's'}`;
+    $('usage').hidden = false;
+  } catch {
+    $('usage').hidden = true;
+  }
+}
+
+async function start(config, session) {
+  const api = new Api(config.api || '', session.token, () => {
+    sessionStorage.removeItem('matbakh.token');
+    location.reload();
+  });
+  $('who-name').textContent = session.sub;
+  $('who').hidden = false;
+  $('tabs').hidden = false;
+  $('sign-out').addEventListener('click', () => signOut(config.auth));
+
+  const files = new FilesView(api);
+  files.onChange = () => refreshUsage(api);
+  mountUploader('#uppy', api, async (fileId) => {
+    await files.added(fileId);
+    refreshUsage(api);
+  });
+  const migrations = new MigrationsView(api);
+  $('tab-migrations').hidden = !(await migrations.allowed());
+
+  const route = () => {
+    const view = location.hash === '#migrations' && !$('tab-migrations').hidden ? 'migrations' : 'files';
+    showView(view);
+    if (view === 'migrations') migrations.show();
+    else migrations.hide();
+  };
+  window.addEventListener('hashchange', route);
+  route();
+  await Promise.all([files.reload(), refreshUsage(api)]);
+  document.body.dataset.ready = 'true';
+}
+
+async function main() {
+  const config = await fetch('/config.json').then((r) => r.json());
+  let session = currentSession();
+  try {
+    session = (await completeSignIn(config.auth)) || session;
+  } catch (e) {
+    $('signin-error').textContent = e.message;
+  }
+  if (!session) {
+    showView('signin');
+    $('sign-in').addEventListener('click', () => signIn(config.auth));
+    document.body.dataset.ready = 'true';
+    return;
+  }
+  await start(config, session);
+}
+
+main().catch((e) => {
+  document.body.dataset.ready = 'error';
+  $('signin-error').textContent = `The app could not start: ${e.message}`;
+  showView('signin');
+});

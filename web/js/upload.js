@@ -1,0 +1,45 @@
+// The uploader: Uppy's Dashboard with @uppy/aws-s3 in signRequest mode. Every S3 request
+// (a single PUT, or CreateMultipartUpload, UploadPart, ListParts, Complete, Abort) is presigned
+// by POST /v1/uploads/sign; the server chooses the key and checks type and quota. Files above
+// MULTIPART_THRESHOLD go in parts. Golden Retriever keeps the queue (and the parts already
+// sent) across a page reload, so an interrupted upload resumes where it stopped.
+
+import { AwsS3, Dashboard, GoldenRetriever, Uppy } from '/vendor/uppy.mjs';
+
+export const MULTIPART_THRESHOLD = 10 * 1024 * 1024;
+/** What the platform accepts (core's allow-list); the server checks the bytes again. */
+const ALLOWED = [
+  'image/jpeg', 'image/png', 'image/webp', 'image/gif', 'image/avif', 'image/heic',
+  'application/pdf', 'video/mp4', 'video/quicktime', 'video/webm', 'application/zip',
+];
+
+/** Mounts the uploader in `target`; `onUploaded(fileId, name)` runs for each stored file. */
+export function mountUploader(target, api, onUploaded) {
+  const uppy = new Uppy({ id: 'matbakh', autoProceed: false, restrictions: { allowedFileTypes: ALLOWED } })
+    .use(Dashboard, {
+      inline: true,
+      target,
+      width: '100%',
+      height: matchMedia('(max-width: 520px)').matches ? 180 : 300,
+      theme: 'auto',
+      showProgressDetails: true,
+      proudlyDisplayPoweredByUppy: false,
+      note: 'Photos, PDF, video and ZIP. Large files go in parts and resume after a reload.',
+    })
+    .use(AwsS3, {
+      shouldUseMultipart: (file) => file.size > MULTIPART_THRESHOLD,
+      // The server picks the key (users/{sub}/{fileId}/{name}); it only needs the name.
+      generateObjectKey: (file) => file.name,
+      signRequest: (request) => api.post('/v1/uploads/sign', request),
+    })
+    .use(GoldenRetriever, { serviceWorker: false });
+
+  uppy.on('upload-success', (file, response) => {
+    // The key is users/{sub}/{fileId}/{name}; a path-style URL has the bucket before it.
+    const key = response?.body?.key || decodeURIComponent(new URL(response?.uploadURL || 'http://x/').pathname);
+    const segs = key.split('/').filter(Boolean);
+    const at = segs.indexOf('users');
+    if (at >= 0 && segs[at + 2]) onUploaded(segs[at + 2], file.name);
+  });
+  return uppy;
+}
