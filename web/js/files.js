@@ -9,8 +9,9 @@ import { bytes, date, el, toast } from './format.js';
 import { placeholderUrl } from './thumbhash.js';
 
 const PAGE = 24;
-/** How often a file still being processed is asked about again. */
+/** How often a file still being processed is asked about again, and for how long. */
 const PENDING_POLL_MS = 1500;
+const PENDING_FOLLOW_MS = 10 * 60 * 1000;
 const SIZES = '(max-width: 520px) 50vw, (max-width: 900px) 33vw, 260px';
 
 export class FilesView {
@@ -97,10 +98,11 @@ export class FilesView {
 
   follow(fileId) {
     if (this.polling.has(fileId)) return;
+    const until = Date.now() + PENDING_FOLLOW_MS;
     const tick = async () => {
       try {
         const f = await this.api.get(`/v1/files/${fileId}`);
-        if (f.status === 'PENDING') {
+        if (f.status === 'PENDING' && Date.now() < until) {
           this.polling.set(fileId, setTimeout(tick, PENDING_POLL_MS));
           return;
         }

@@ -6,7 +6,14 @@
 
 import { AwsS3, Dashboard, GoldenRetriever, Uppy } from '/vendor/uppy.mjs';
 
-export const MULTIPART_THRESHOLD = 10 * 1024 * 1024;
+const MiB = 1024 * 1024;
+export const MULTIPART_THRESHOLD = 10 * MiB;
+/**
+ * Files up to this size are kept in IndexedDB while they upload, so a reload resumes them
+ * on its own; a larger one comes back as a "ghost" that resumes once it is picked again.
+ */
+export const RESUME_STORE_MAX_FILE = 512 * MiB;
+export const RESUME_STORE_MAX_TOTAL = 2048 * MiB;
 /** What the platform accepts (core's allow-list); the server checks the bytes again. */
 const ALLOWED = [
   'image/jpeg', 'image/png', 'image/webp', 'image/gif', 'image/avif', 'image/heic',
@@ -32,7 +39,10 @@ export function mountUploader(target, api, onUploaded) {
       generateObjectKey: (file) => file.name,
       signRequest: (request) => api.post('/v1/uploads/sign', request),
     })
-    .use(GoldenRetriever, { serviceWorker: false });
+    .use(GoldenRetriever, {
+      serviceWorker: false,
+      indexedDB: { maxFileSize: RESUME_STORE_MAX_FILE, maxTotalSize: RESUME_STORE_MAX_TOTAL },
+    });
 
   uppy.on('upload-success', (file, response) => {
     // The key is users/{sub}/{fileId}/{name}; a path-style URL has the bucket before it.

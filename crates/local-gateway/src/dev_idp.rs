@@ -118,7 +118,7 @@ impl DevIdp {
             self.users.iter().map(|u| format!(r#"<option value="{0}">{0}</option>"#, escape(u))).collect::<String>();
         Html(format!(
             r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Sign in - local identity provider</title>
+<title>Sign in - local identity provider</title><link rel="icon" href="data:,">
 <style>body{{font:16px system-ui,sans-serif;max-width:24rem;margin:3rem auto;padding:0 1rem}}label,select,button{{display:block;width:100%;margin:.5rem 0;font:inherit;padding:.5rem}}</style></head>
 <body><main><h1>Sign in</h1><p>The dev stack's identity provider (stands in for Cognito's hosted UI).</p>
 <form method="post" action="/dev/oidc/authorize">{hidden}<label for="user">User</label><select id="user" name="user">{options}</select>

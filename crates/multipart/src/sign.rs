@@ -61,7 +61,8 @@ fn proposed_name(key: &str) -> &str {
     let last = key.rsplit('/').next().unwrap_or(key);
     let is_uuid = |s: &str| {
         s.len() == 36
-            && s.char_indices().all(|(i, c)| if [8, 13, 18, 23].contains(&i) { c == '-' } else { c.is_ascii_hexdigit() })
+            && s.char_indices()
+                .all(|(i, c)| if [8, 13, 18, 23].contains(&i) { c == '-' } else { c.is_ascii_hexdigit() })
     };
     match (last.get(..36), last.get(36..)) {
         (Some(id), Some(rest)) if is_uuid(id) && rest.len() > 1 && rest.starts_with('-') => &rest[1..],
