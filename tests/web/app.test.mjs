@@ -160,9 +160,30 @@ test('sign in, upload, see the thumbnail, search, share, delete and restore', { 
   await page.getByLabel('Deleted files').uncheck();
   await page.locator(`li.card[data-status="READY"]`, { has: page.locator('.name', { hasText: NAME }) }).waitFor({ timeout: 30_000 });
 
+  // Rename and tag it: the card shows both, and the tag filter finds it alone.
+  const RENAMED = `renamed-${NAME}`;
+  await card(page, NAME).getByRole('button', { name: `Edit ${NAME}` }).click();
+  await page.getByLabel('Name', { exact: true }).fill(RENAMED);
+  await page.getByLabel('Tags, separated by commas').fill('Été, holiday');
+  await page.getByRole('button', { name: 'Save' }).click();
+  const renamed = card(page, RENAMED);
+  await renamed.waitFor({ timeout: 30_000 });
+  assert.deepEqual((await renamed.locator('.tags li').allTextContents()).sort(), ['ete', 'holiday']);
+  const tag = `t${randomBytes(3).toString('hex')}`;
+  await renamed.getByRole('button', { name: `Edit ${RENAMED}` }).click();
+  await page.getByLabel('Tags, separated by commas').fill(`ete, holiday, ${tag}`);
+  await page.getByRole('button', { name: 'Save' }).click();
+  await renamed.locator('.tags li', { hasText: tag }).waitFor({ timeout: 30_000 });
+  await page.getByLabel('Tag', { exact: true }).fill(tag);
+  await page.waitForFunction((n) => {
+    const names = [...document.querySelectorAll('#gallery .name')].map((e) => e.textContent);
+    return names.length === 1 && names[0] === n;
+  }, RENAMED, { timeout: 30_000 });
+  await page.getByLabel('Tag', { exact: true }).fill('');
+
   // Another user sees none of it, and no migration dashboard.
   const guest = await signedIn('guest-user');
-  await guest.page.getByLabel('Search by name').fill(NAME.split('.')[0]);
+  await guest.page.getByLabel('Search by name').fill('renamed');
   await guest.page.waitForFunction(() => document.getElementById('files-status').textContent === 'No files match.', null, { timeout: 30_000 });
   assert.equal(await guest.page.locator('#tab-migrations').isVisible(), false);
   await guest.context.close();
