@@ -8,12 +8,14 @@ For each queue: long-poll up to 10 messages, invoke the function once with them 
 event (through `cargo lambda watch`'s invoke API), delete the messages the function did not
 report in `batchItemFailures`, and leave those to become visible again (after five receives
 the queue's redrive policy moves them to the DLQ). If the invocation itself fails, nothing is
-deleted. Runs until stopped.
+deleted. Each queue has its own thread, as each event source mapping is independent: a slow
+thumbnail never holds up the indexer. Runs until stopped.
 """
 
 import argparse
 import json
 import sys
+import threading
 import time
 
 import boto3
@@ -64,22 +66,30 @@ def main():
     ap.add_argument("--region", default="eu-central-1")
     ap.add_argument("--queue", action="append", required=True, help="QUEUE_NAME=FUNCTION")
     args = ap.parse_args()
-    sqs = boto3.client("sqs", endpoint_url=args.endpoint, region_name=args.region)
-    http = requests.Session()
-    http.trust_env = False
-    queues = []
-    for spec in args.queue:
-        name, function = spec.split("=", 1)
+    def pump(name, function):
+        # A boto3 session, client and HTTP session per thread (none is shared across threads).
+        sqs = boto3.session.Session().client("sqs", endpoint_url=args.endpoint, region_name=args.region)
+        http = requests.Session()
+        http.trust_env = False
         url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        queues.append((url, arn, function))
-    while True:
-        for url, arn, function in queues:
+        while True:
             try:
                 pump_once(sqs, http, args.lambda_url, url, arn, function, args.region)
             except (requests.RequestException, boto3.exceptions.Boto3Error) as e:
                 print(f"event_pump: {function}: {e}", file=sys.stderr, flush=True)
                 time.sleep(1)
+
+    threads = []
+    for spec in args.queue:
+        name, function = spec.split("=", 1)
+        threads.append(threading.Thread(target=pump, args=(name, function), name=function, daemon=True))
+    for t in threads:
+        t.start()
+    # Until stopped; a thread that died (its queue is gone) stops the pump, loudly.
+    while all(t.is_alive() for t in threads):
+        time.sleep(1)
+    sys.exit("event_pump: a queue's pump stopped")
 
 
 if __name__ == "__main__":
