@@ -136,6 +136,37 @@ ensure_uppy_client() {
     (cd "$ROOT/tests/uppy" && npm ci --no-audit --no-fund --silent) || die "npm ci in tests/uppy failed"
 }
 
+# The field's own template checkers, pinned: aws-sam-cli (`sam validate --lint`, `sam build`)
+# and checkov, in their own venv (their dependencies clash with moto's).
+SAM_VERSION=1.170.0 CHECKOV_VERSION=3.2.459
+DEPLOY_VENV=$CACHE/venv-deploy
+ensure_deploy_tools() {
+  if [[ ! -f $DEPLOY_VENV/.sam-$SAM_VERSION-checkov-$CHECKOV_VERSION ]]; then
+    log "installing aws-sam-cli $SAM_VERSION and checkov $CHECKOV_VERSION into $DEPLOY_VENV"
+    python3 -m venv "$DEPLOY_VENV"
+    "$DEPLOY_VENV/bin/pip" install --quiet "aws-sam-cli==$SAM_VERSION" "checkov==$CHECKOV_VERSION" ||
+      die "pip install aws-sam-cli checkov failed"
+    touch "$DEPLOY_VENV/.sam-$SAM_VERSION-checkov-$CHECKOV_VERSION"
+  fi
+  export SAM_CLI_TELEMETRY=0
+}
+
+# Every template check but `sam build`: cfn-lint, `sam validate --lint`, checkov (strict: a
+# finding fails unless the template skips it with a reason), and the least-privilege test.
+# Appends what failed to the caller's `failed` array.
+check_template() {
+  ensure_deploy_tools
+  log "cfn-lint template.yaml"
+  cfn-lint template.yaml || failed+=("cfn-lint")
+  log "sam validate --lint"
+  "$DEPLOY_VENV/bin/sam" validate --lint --region "$REGION" || failed+=("sam validate")
+  log "checkov (every finding fixed, or skipped in the template with its reason)"
+  BC_SKIP_MAPPING=TRUE "$DEPLOY_VENV/bin/checkov" -f template.yaml --framework cloudformation --compact --quiet \
+    --skip-download || failed+=("checkov")
+  log "least privilege in template.yaml (scripts/iam_check.py, and its own tests)"
+  python3 -m unittest discover -s tests/iam || failed+=("iam check")
+}
+
 # The web app's Uppy packages (pinned in web/package-lock.json), bundled by esbuild into
 # web/vendor/ (a quarter of a second); rebuilt when the lock file changes.
 ensure_web_app() {

@@ -192,6 +192,8 @@ def main():
                 arns[lid] = clients["sqs"].get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
             elif kind == "AWS::SNS::Topic":
                 arns[lid] = clients["sns"].create_topic(Name=names[lid])["TopicArn"]
+            elif kind == "AWS::SNS::Subscription" and props.get("Protocol") != "sqs":
+                continue  # an email subscription (alerts): nothing to deliver locally
             elif kind == "AWS::SNS::Subscription":
                 topic = props["TopicArn"]["Ref"]
                 endpoint = props["Endpoint"]["Fn::GetAtt"][0]
