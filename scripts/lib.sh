@@ -163,8 +163,8 @@ check_template() {
   log "checkov (every finding fixed, or skipped in the template with its reason)"
   BC_SKIP_MAPPING=TRUE "$DEPLOY_VENV/bin/checkov" -f template.yaml --framework cloudformation --compact --quiet \
     --skip-download || failed+=("checkov")
-  log "least privilege in template.yaml (scripts/iam_check.py, and its own tests)"
-  python3 -m unittest discover -s tests/iam || failed+=("iam check")
+  log "template rules: least privilege (scripts/iam_check.py), queues, alarms, logs, functions, EU regions"
+  python3 -m unittest discover -s tests/template || failed+=("template rules")
 }
 
 # The web app's Uppy packages (pinned in web/package-lock.json), bundled by esbuild into

@@ -1,0 +1,118 @@
+"""What the template must hold for operations, checked on template.yaml itself: queues,
+alarms, logs, functions and the region rule (issue 7). cfn-lint and checkov check the
+schema and common rules; these are ours."""
+
+import os
+import unittest
+
+from cfnlint.decode import cfn_yaml
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+T = cfn_yaml.load(os.path.join(ROOT, "template.yaml"))
+RES = T["Resources"]
+GLOBAL_FN = T["Globals"]["Function"]
+
+
+def of_type(kind):
+    return {k: v for k, v in RES.items() if v["Type"] == kind}
+
+
+def ref(v):
+    """The logical id a `!Ref X` or `!GetAtt X.Attr` names."""
+    if isinstance(v, dict):
+        if "Ref" in v:
+            return v["Ref"]
+        if "Fn::GetAtt" in v:
+            a = v["Fn::GetAtt"]
+            return a[0] if isinstance(a, list) else a.split(".")[0]
+    return None
+
+
+FUNCTIONS = of_type("AWS::Serverless::Function")
+QUEUES = of_type("AWS::SQS::Queue")
+ALARMS = of_type("AWS::CloudWatch::Alarm")
+
+
+def consumers():
+    """(queue, function) for every SQS event source."""
+    for name, fn in FUNCTIONS.items():
+        for ev in (fn["Properties"].get("Events") or {}).values():
+            if ev["Type"] == "SQS":
+                yield ref(ev["Properties"]["Queue"]), name
+
+
+def alarmed_queues():
+    out = set()
+    for a in ALARMS.values():
+        for d in a["Properties"].get("Dimensions", []):
+            if d["Name"] == "QueueName":
+                out.add(ref(d["Value"]))
+    return out
+
+
+class Rules(unittest.TestCase):
+    def test_visibility_timeout_is_at_least_six_times_the_consumers_timeout(self):
+        pairs = list(consumers())
+        self.assertTrue(pairs)
+        for queue, fn in pairs:
+            timeout = FUNCTIONS[fn]["Properties"].get("Timeout", GLOBAL_FN["Timeout"])
+            visibility = QUEUES[queue]["Properties"].get("VisibilityTimeout", 30)
+            self.assertGreaterEqual(int(visibility), 6 * int(timeout), f"{queue} (consumed by {fn})")
+
+    def test_every_consumed_queue_has_a_dlq_and_every_dlq_an_alarm(self):
+        consumed = {q for q, _ in consumers()}
+        for q in consumed:
+            redrive = QUEUES[q]["Properties"].get("RedrivePolicy")
+            self.assertIsNotNone(redrive, f"{q} has no dead-letter queue")
+            self.assertLessEqual(int(redrive["maxReceiveCount"]), 10, q)
+        dlqs = set(QUEUES) - consumed
+        self.assertTrue(dlqs)
+        self.assertEqual(dlqs - alarmed_queues(), set(), "dead-letter queues without an alarm on their depth")
+
+    def test_every_queue_is_encrypted(self):
+        for name, q in QUEUES.items():
+            p = q["Properties"]
+            self.assertTrue(p.get("SqsManagedSseEnabled") or p.get("KmsMasterKeyId"), name)
+
+    def test_every_alarm_tells_someone(self):
+        for name, a in ALARMS.items():
+            self.assertEqual([ref(x) for x in a["Properties"].get("AlarmActions", [])], ["AlertsTopic"], name)
+
+    def test_every_function_fails_loudly_and_logs_to_its_own_encrypted_group(self):
+        alarmed = set()
+        for a in ALARMS.values():
+            for m in a["Properties"].get("Metrics", []):
+                for d in m.get("MetricStat", {}).get("Metric", {}).get("Dimensions", []):
+                    if d["Name"] == "FunctionName":
+                        alarmed.add(ref(d["Value"]))
+        self.assertEqual(set(FUNCTIONS) - alarmed, set(), "functions without an errors/throttles alarm")
+        groups = set()
+        for name, fn in FUNCTIONS.items():
+            group = ref(fn["Properties"]["LoggingConfig"]["LogGroup"])
+            self.assertNotIn(group, groups, f"{name} shares a log group")
+            groups.add(group)
+            props = RES[group]["Properties"]
+            self.assertIn("RetentionInDays", props, group)
+            self.assertIn("KmsKeyId", props, group)
+
+    def test_functions_are_arm64_al2023_traced_with_an_async_dlq(self):
+        self.assertEqual(GLOBAL_FN["Runtime"], "provided.al2023")
+        self.assertEqual(ref(GLOBAL_FN["Architectures"][0]), "Arch")
+        self.assertEqual(T["Parameters"]["Arch"]["Default"], "arm64")
+        self.assertEqual(GLOBAL_FN["Tracing"], "Active")
+        self.assertEqual(ref(GLOBAL_FN["DeadLetterQueue"]["TargetArn"]), "AsyncFailuresQueue")
+        for name, fn in FUNCTIONS.items():
+            for key in ("Runtime", "Architectures", "Tracing", "DeadLetterQueue"):
+                self.assertNotIn(key, fn["Properties"], f"{name} overrides {key}")
+
+    def test_the_stack_refuses_regions_outside_the_eu(self):
+        assertion = T["Rules"]["EuRegionsOnly"]["Assertions"][0]["Assert"]["Fn::Contains"]
+        allowed, region = assertion
+        self.assertEqual(region, {"Ref": "AWS::Region"})
+        self.assertIn("eu-central-1", allowed)
+        self.assertTrue(all(r.startswith("eu-") for r in allowed), allowed)
+        self.assertNotIn("eu-west-2", allowed, "London is not in the EU")
+
+
+if __name__ == "__main__":
+    unittest.main()
