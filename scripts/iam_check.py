@@ -36,6 +36,11 @@ def as_list(v):
     return v if isinstance(v, list) else [v]
 
 
+def text(v):
+    """A value's text: a `!Sub` template as written, anything else as a string."""
+    return v["Fn::Sub"] if isinstance(v, dict) and isinstance(v.get("Fn::Sub"), str) else str(v)
+
+
 def statements(doc):
     return as_list((doc or {}).get("Statement")) if isinstance(doc, dict) else []
 
@@ -56,7 +61,9 @@ def identity_findings(where, doc):
     return out
 
 
-def key_policy_findings(where, doc):
+def resource_policy_findings(where, doc, root_may_hold_all=False):
+    """A key, bucket, queue or topic policy: no wildcard action (but the account root's
+    `kms:*` in a key policy, `root_may_hold_all`), no Allow to any principal."""
     out = []
     for i, st in enumerate(statements(doc)):
         if not isinstance(st, dict) or st.get("Effect") != "Allow":
@@ -64,26 +71,11 @@ def key_policy_findings(where, doc):
         sid = st.get("Sid", f"#{i}")
         principal = st.get("Principal", {})
         aws = as_list(principal.get("AWS")) if isinstance(principal, dict) else as_list(principal)
-        is_root = len(aws) == 1 and ":root" in str(aws[0])
+        exempt = root_may_hold_all and len(aws) == 1 and text(aws[0]).endswith(":root")
         for action in as_list(st.get("Action")):
-            if isinstance(action, str) and "*" in action and not is_root:
-                out.append(f"{where} {sid}: wildcard action {action!r} for someone other than the account root")
-        if principal == "*" or "*" in aws:
-            out.append(f"{where} {sid}: Allow to any principal")
-    return out
-
-
-def resource_policy_findings(where, doc):
-    out = []
-    for i, st in enumerate(statements(doc)):
-        if not isinstance(st, dict) or st.get("Effect") != "Allow":
-            continue
-        sid = st.get("Sid", f"#{i}")
-        for action in as_list(st.get("Action")):
-            if isinstance(action, str) and "*" in action:
+            if isinstance(action, str) and "*" in action and not exempt:
                 out.append(f"{where} {sid}: wildcard action {action!r}")
-        principal = st.get("Principal")
-        if principal == "*" or (isinstance(principal, dict) and "*" in as_list(principal.get("AWS"))):
+        if "*" in aws:
             out.append(f"{where} {sid}: Allow to any principal")
     return out
 
@@ -109,7 +101,7 @@ def findings(template):
             for arn in as_list(props.get("ManagedPolicyArns")):
                 out.append(f"{name}: managed policy {arn!r} (write the statements out, scoped)")
         elif kind == "AWS::KMS::Key":
-            out += key_policy_findings(name, props.get("KeyPolicy"))
+            out += resource_policy_findings(name, props.get("KeyPolicy"), root_may_hold_all=True)
         elif kind in RESOURCE_POLICY_TYPES:
             out += resource_policy_findings(name, props.get(RESOURCE_POLICY_TYPES[kind]))
     return out
