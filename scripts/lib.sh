@@ -156,13 +156,13 @@ ensure_deploy_tools() {
 # Appends what failed to the caller's `failed` array.
 check_template() {
   ensure_deploy_tools
-  log "cfn-lint template.yaml"
-  cfn-lint template.yaml || failed+=("cfn-lint")
+  log "cfn-lint template.yaml template-replica.yaml"
+  cfn-lint template.yaml template-replica.yaml || failed+=("cfn-lint")
   log "sam validate --lint"
   "$DEPLOY_VENV/bin/sam" validate --lint --region "$REGION" || failed+=("sam validate")
   log "checkov (every finding fixed, or skipped in the template with its reason)"
-  BC_SKIP_MAPPING=TRUE "$DEPLOY_VENV/bin/checkov" -f template.yaml --framework cloudformation --compact --quiet \
-    --skip-download || failed+=("checkov")
+  BC_SKIP_MAPPING=TRUE "$DEPLOY_VENV/bin/checkov" -f template.yaml -f template-replica.yaml --framework cloudformation \
+    --compact --quiet --skip-download || failed+=("checkov")
   log "template rules: least privilege (scripts/iam_check.py), queues, alarms, logs, functions, EU regions"
   python3 -m unittest discover -s tests/template || failed+=("template rules")
 }

@@ -21,8 +21,9 @@ def allow(action, resource, sid="S"):
 
 
 class IamCheck(unittest.TestCase):
-    def test_the_template_holds(self):
-        self.assertEqual(iam_check.findings(cfn_yaml.load(os.path.join(ROOT, "template.yaml"))), [])
+    def test_the_templates_hold(self):
+        for name in ("template.yaml", "template-replica.yaml"):
+            self.assertEqual(iam_check.findings(cfn_yaml.load(os.path.join(ROOT, name))), [], name)
 
     def test_scoped_statements_pass(self):
         self.assertEqual(iam_check.findings(function(allow(["s3:GetObject"], {"Fn::Sub": "${B.Arn}/users/*"}))), [])

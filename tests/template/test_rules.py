@@ -114,5 +114,29 @@ class Rules(unittest.TestCase):
         self.assertNotIn("eu-west-2", allowed, "London is not in the EU")
 
 
+class Replica(unittest.TestCase):
+    def test_every_version_and_delete_marker_replicates_re_encrypted(self):
+        config = RES["FilesBucket"]["Properties"]["ReplicationConfiguration"]["Fn::If"]
+        self.assertEqual(config[0], "HasReplica")
+        rule, = config[1]["Rules"]
+        self.assertEqual((rule["Status"], rule["Filter"]["Prefix"]), ("Enabled", ""))
+        self.assertEqual(rule["DeleteMarkerReplication"]["Status"], "Enabled")
+        self.assertEqual(rule["SourceSelectionCriteria"]["SseKmsEncryptedObjects"]["Status"], "Enabled")
+        self.assertIn("ReplicaKmsKeyID", rule["Destination"]["EncryptionConfiguration"])
+        self.assertEqual(T["Parameters"]["ReplicaRegion"]["Default"], "eu-west-1")
+        self.assertEqual(RES["ReplicationRole"]["Condition"], "HasReplica")
+
+    def test_the_replica_is_versioned_encrypted_private_and_in_the_eu(self):
+        r = cfn_yaml.load(os.path.join(ROOT, "template-replica.yaml"))
+        bucket = r["Resources"]["ReplicaBucket"]["Properties"]
+        self.assertEqual(bucket["VersioningConfiguration"]["Status"], "Enabled")
+        self.assertEqual(bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]["SSEAlgorithm"], "aws:kms")
+        self.assertTrue(all(bucket["PublicAccessBlockConfiguration"].values()))
+        self.assertTrue(r["Resources"]["ReplicaKey"]["Properties"]["EnableKeyRotation"])
+        regions = lambda t: t["Rules"]["EuRegionsOnly"]["Assertions"][0]["Assert"]["Fn::Contains"]
+        self.assertEqual(regions(r), regions(T), "the replica allows the same EU regions")
+        self.assertEqual(set(r["Outputs"]), {"ReplicaBucketArn", "ReplicaKmsKeyId", "ReplicaRegion"})
+
+
 if __name__ == "__main__":
     unittest.main()
