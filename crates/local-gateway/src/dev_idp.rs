@@ -38,16 +38,16 @@ pub struct DevIdp {
     codes: Mutex<HashMap<String, Grant>>,
 }
 
+/// What a code was issued for (always to [`DevIdp::client_id`], the one client).
 struct Grant {
     user: String,
-    client_id: String,
     redirect_uri: String,
     challenge: String,
     issued: Instant,
 }
 
 #[derive(Deserialize)]
-pub struct AuthorizeParams {
+struct AuthorizeParams {
     response_type: Option<String>,
     client_id: Option<String>,
     redirect_uri: Option<String>,
@@ -73,6 +73,26 @@ pub fn s256(verifier: &str) -> String {
 }
 
 impl DevIdp {
+    /// Answers a request to `/dev/oidc/*` (`path`, the query, the body).
+    pub fn route(
+        &self,
+        method: &http::Method,
+        path: &str,
+        query: &str,
+        body: &Bytes,
+        web_origins: &[String],
+    ) -> Response {
+        match (method.as_str(), path) {
+            ("GET", "/dev/oidc/authorize") => match serde_urlencoded::from_str(query) {
+                Ok(p) => self.authorize_page(&p, web_origins),
+                Err(_) => oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "not an authorization request"),
+            },
+            ("POST", "/dev/oidc/authorize") => self.authorize(body, web_origins),
+            ("POST", "/dev/oidc/token") => self.token(body),
+            _ => oauth_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint of the dev identity provider"),
+        }
+    }
+
     pub fn new(key: DevKey, issuer: String, audience: String, client_id: String, users: Vec<String>) -> Self {
         DevIdp { key, issuer, audience, client_id, users, codes: Mutex::new(HashMap::new()) }
     }
@@ -99,7 +119,7 @@ impl DevIdp {
     }
 
     /// `GET /dev/oidc/authorize`: the sign-in page.
-    pub fn authorize_page(&self, p: &AuthorizeParams, web_origins: &[String]) -> Response {
+    fn authorize_page(&self, p: &AuthorizeParams, web_origins: &[String]) -> Response {
         if let Err(why) = self.check(p, web_origins) {
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", why);
         }
@@ -128,7 +148,7 @@ impl DevIdp {
     }
 
     /// `POST /dev/oidc/authorize`: a code for the chosen user, back to the app.
-    pub fn authorize(&self, body: &Bytes, web_origins: &[String]) -> Response {
+    fn authorize(&self, body: &Bytes, web_origins: &[String]) -> Response {
         let Ok(p) = serde_urlencoded::from_bytes::<AuthorizeParams>(body) else {
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "not a form");
         };
@@ -143,13 +163,7 @@ impl DevIdp {
             return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "no randomness");
         };
         let code = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random);
-        let grant = Grant {
-            user,
-            client_id: self.client_id.clone(),
-            redirect_uri: redirect.clone(),
-            challenge,
-            issued: Instant::now(),
-        };
+        let grant = Grant { user, redirect_uri: redirect.clone(), challenge, issued: Instant::now() };
         if let Ok(mut codes) = self.codes.lock() {
             codes.retain(|_, g| g.issued.elapsed() < CODE_TTL);
             codes.insert(code.clone(), grant);
@@ -165,7 +179,7 @@ impl DevIdp {
     }
 
     /// `POST /dev/oidc/token`: the code exchanged for tokens, once.
-    pub fn token(&self, body: &Bytes) -> Response {
+    fn token(&self, body: &Bytes) -> Response {
         #[derive(Deserialize)]
         struct Form {
             grant_type: String,
@@ -189,7 +203,7 @@ impl DevIdp {
         let Some(g) = grant.filter(|g| g.issued.elapsed() < CODE_TTL) else {
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "unknown, used or expired code");
         };
-        if g.client_id != f.client_id || g.redirect_uri != f.redirect_uri || s256(&f.code_verifier) != g.challenge {
+        if f.client_id != self.client_id || g.redirect_uri != f.redirect_uri || s256(&f.code_verifier) != g.challenge {
             return oauth_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_grant",

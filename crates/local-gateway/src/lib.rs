@@ -122,10 +122,10 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     let mut resp =
         if req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
             preflight(allowed_origin.is_some())
-        } else if let Some(resp) = dev_stack(&gw, req.method(), req.uri()).await {
+        } else if let (Some(idp), true) = (&gw.idp, req.uri().path().starts_with("/dev/oidc/")) {
+            idp_request(idp, &gw.web_origins, req).await
+        } else if let Some(resp) = web_file(&gw, req.method(), req.uri().path()).await {
             resp
-        } else if req.method() == Method::POST && gw.idp.is_some() && req.uri().path().starts_with("/dev/oidc/") {
-            idp_post(&gw, req).await
         } else {
             forward(&gw, req).await
         };
@@ -139,36 +139,22 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     resp
 }
 
-/// The web app's files and the sign-in page (GET only); `None` leaves the request to the API.
-async fn dev_stack(gw: &Gateway, method: &Method, uri: &http::Uri) -> Option<Response> {
-    if method != Method::GET {
-        return None;
-    }
-    let path = uri.path();
-    if let (Some(idp), "/dev/oidc/authorize") = (&gw.idp, path) {
-        let params = serde_urlencoded::from_str(uri.query().unwrap_or(""));
-        return Some(match params {
-            Ok(p) => idp.authorize_page(&p, &gw.web_origins),
-            Err(_) => message(StatusCode::BAD_REQUEST, "bad authorization request"),
-        });
-    }
-    if API_PREFIXES.iter().any(|p| path.starts_with(p)) {
+/// A file of the web app (GET only, never under the API's prefixes); `None` leaves the request
+/// to the API.
+async fn web_file(gw: &Gateway, method: &Method, path: &str) -> Option<Response> {
+    if method != Method::GET || API_PREFIXES.iter().any(|p| path.starts_with(p)) {
         return None;
     }
     gw.web.as_ref()?.serve(path).await
 }
 
-async fn idp_post(gw: &Gateway, req: Request) -> Response {
-    let Some(idp) = &gw.idp else { return message(StatusCode::NOT_FOUND, "Not Found") };
-    let path = req.uri().path().to_owned();
-    let Ok(body) = axum::body::to_bytes(req.into_body(), 64 * 1024).await else {
+/// The dev identity provider's endpoints (`/dev/oidc/*`).
+async fn idp_request(idp: &dev_idp::DevIdp, web_origins: &[String], req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, 64 * 1024).await else {
         return message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
     };
-    match path.as_str() {
-        "/dev/oidc/authorize" => idp.authorize(&body, &gw.web_origins),
-        "/dev/oidc/token" => idp.token(&body),
-        _ => message(StatusCode::NOT_FOUND, "Not Found"),
-    }
+    idp.route(&parts.method, parts.uri.path(), parts.uri.query().unwrap_or(""), &body, web_origins)
 }
 
 fn preflight(allowed: bool) -> Response {
