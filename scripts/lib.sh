@@ -156,14 +156,14 @@ ensure_deploy_tools() {
 # Appends what failed to the caller's `failed` array.
 check_template() {
   ensure_deploy_tools
-  log "cfn-lint template.yaml template-replica.yaml"
-  cfn-lint template.yaml template-replica.yaml || failed+=("cfn-lint")
+  log "cfn-lint template.yaml template-replica.yaml template-edge.yaml"
+  cfn-lint template.yaml template-replica.yaml template-edge.yaml || failed+=("cfn-lint")
   log "sam validate --lint"
   "$DEPLOY_VENV/bin/sam" validate --lint --region "$REGION" || failed+=("sam validate")
   log "checkov (every finding fixed, or skipped in the template with its reason)"
-  BC_SKIP_MAPPING=TRUE "$DEPLOY_VENV/bin/checkov" -f template.yaml -f template-replica.yaml --framework cloudformation \
+  BC_SKIP_MAPPING=TRUE "$DEPLOY_VENV/bin/checkov" -f template.yaml -f template-replica.yaml -f template-edge.yaml --framework cloudformation \
     --compact --quiet --skip-download || failed+=("checkov")
-  log "template rules: least privilege (scripts/iam_check.py), queues, alarms, logs, functions, EU regions"
+  log "template rules: least privilege (scripts/iam_check.py), queues, alarms, logs, functions, EU regions, CDN caching, edge alarms; scripts/deploy_web.py against moto"
   python3 -m unittest discover -s tests/template || failed+=("template rules")
 }
 

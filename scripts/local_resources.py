@@ -13,6 +13,7 @@ queues their redrive settings, topics their SQS subscriptions. Function environm
 import argparse
 import base64
 import json
+import re
 import secrets
 import sys
 
@@ -25,8 +26,23 @@ def local_name(prefix, logical_id):
     return f"{prefix}-{logical_id.lower()}"
 
 
+def holds(condition, template, names, params):
+    """A template condition of the shapes it uses: Not, Equals, Ref (and named conditions)."""
+    if isinstance(condition, str):
+        return holds(template["Conditions"][condition], template, names, params)
+    (fn, arg), = condition.items()
+    if fn == "Fn::Not":
+        return not holds(arg[0], template, names, params)
+    if fn == "Fn::Equals":
+        return resolve(arg[0], template, names, params) == resolve(arg[1], template, names, params)
+    if fn == "Condition":
+        return holds(arg, template, names, params)
+    sys.exit(f"local_resources: cannot evaluate condition {condition!r} locally")
+
+
 def resolve(value, template, names, params):
-    """Resolve the intrinsic functions a function environment uses."""
+    """Resolve the intrinsic functions a function environment uses. None: a value that exists
+    only deployed (an attribute of a resource the local stack does not make, e.g. a CDN's domain)."""
     if isinstance(value, (str, int, float)):
         return str(value)
     if isinstance(value, dict) and len(value) == 1:
@@ -44,6 +60,9 @@ def resolve(value, template, names, params):
             logical, attr = arg if isinstance(arg, list) else arg.split(".", 1)
             if attr == "Arn":
                 return f"arn:aws:local:::{names[logical]}"
+        if fn == "Fn::If":
+            condition, yes, no = arg
+            return resolve(yes if holds(condition, template, names, params) else no, template, names, params)
         if fn == "Fn::Sub" and isinstance(arg, str):
             out = arg
             for k, v in {**names, **params}.items():
@@ -52,7 +71,7 @@ def resolve(value, template, names, params):
             # the local stack is made, never written anywhere but the stack's own state.
             if out.startswith("{{resolve:secretsmanager:") and out.endswith("}}"):
                 return base64.b64encode(secrets.token_bytes(48)).decode()
-            return out
+            return None if re.search(r"\$\{\w+\.\w+\}", out) else out
     sys.exit(f"local_resources: cannot resolve {value!r} locally")
 
 
@@ -70,7 +89,7 @@ def create_bucket(s3, name, props, resolve_value):
     if rules:
         keys = {"AllowedOrigins": "AllowedOrigins", "AllowedMethods": "AllowedMethods", "AllowedHeaders": "AllowedHeaders",
                 "ExposedHeaders": "ExposeHeaders", "MaxAge": "MaxAgeSeconds"}
-        value = lambda v: [resolve_value(x) for x in v] if isinstance(v, list) else int(resolve_value(v))
+        value = lambda v: [r for r in map(resolve_value, v) if r is not None] if isinstance(v, list) else int(resolve_value(v))
         cors = [{keys[k]: value(v) for k, v in rule.items() if k in keys} for rule in rules]
         s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": cors})
 

@@ -22,7 +22,7 @@ def allow(action, resource, sid="S"):
 
 class IamCheck(unittest.TestCase):
     def test_the_templates_hold(self):
-        for name in ("template.yaml", "template-replica.yaml"):
+        for name in ("template.yaml", "template-replica.yaml", "template-edge.yaml"):
             self.assertEqual(iam_check.findings(cfn_yaml.load(os.path.join(ROOT, name))), [], name)
 
     def test_scoped_statements_pass(self):

@@ -138,5 +138,59 @@ class Replica(unittest.TestCase):
         self.assertEqual(set(r["Outputs"]), {"ReplicaBucketArn", "ReplicaKmsKeyId", "ReplicaRegion"})
 
 
+class Edge(unittest.TestCase):
+    """template-edge.yaml: CloudFront's error rates, alarmed where its metrics are (us-east-1)."""
+
+    E = cfn_yaml.load(os.path.join(ROOT, "template-edge.yaml"))
+
+    def test_both_distributions_alarm_on_4xx_and_5xx_rates_to_the_edge_topic(self):
+        seen = set()
+        for name, a in self.E["Resources"].items():
+            if a["Type"] != "AWS::CloudWatch::Alarm":
+                continue
+            p = a["Properties"]
+            self.assertEqual([ref(x) for x in p["AlarmActions"]], ["EdgeAlertsTopic"], name)
+            stats = {m["Id"]: m["MetricStat"]["Metric"] for m in p["Metrics"] if "MetricStat" in m}
+            dims = {d["Name"]: d["Value"] for d in stats["rate"]["Dimensions"]}
+            self.assertEqual(dims["Region"], "Global", name)
+            self.assertEqual(stats["requests"]["Dimensions"], stats["rate"]["Dimensions"], name)
+            self.assertIn("requests >=", [m for m in p["Metrics"] if m.get("ReturnData")][0]["Expression"]["Fn::Sub"])
+            seen.add((ref(dims["DistributionId"]), stats["rate"]["MetricName"]))
+        want = {(d, m) for d in ("ImagesDistributionId", "WebDistributionId") for m in ("4xxErrorRate", "5xxErrorRate")}
+        self.assertEqual(seen, want)
+
+    def test_it_takes_the_main_stacks_outputs_and_deploys_only_to_us_east_1(self):
+        for name in ("ImagesDistributionId", "WebDistributionId"):
+            self.assertIn(name, self.E["Parameters"])
+            self.assertEqual(ref(T["Outputs"][name]["Value"]), name.replace("Id", ""))
+        assertion = self.E["Rules"]["OnlyWhereCloudFrontMetricsAre"]["Assertions"][0]["Assert"]["Fn::Equals"]
+        self.assertEqual(assertion, [{"Ref": "AWS::Region"}, "us-east-1"])
+
+
+class WebApp(unittest.TestCase):
+    def test_html_and_json_are_cached_briefly_and_code_longer(self):
+        cfg = RES["WebDistribution"]["Properties"]["DistributionConfig"]
+        policy = lambda b: RES[ref(b["CachePolicyId"])]["Properties"]["CachePolicyConfig"]
+        self.assertEqual(cfg["DefaultRootObject"], "index.html")
+        self.assertLessEqual(policy(cfg["DefaultCacheBehavior"])["MaxTTL"], 300, "index.html")
+        by_pattern = {b["PathPattern"]: policy(b) for b in cfg["CacheBehaviors"]}
+        self.assertLessEqual(by_pattern["*.json"]["MaxTTL"], 300)
+        for code in ("*.js", "*.mjs", "*.css"):
+            self.assertGreater(by_pattern[code]["DefaultTTL"], by_pattern["*.json"]["MaxTTL"], code)
+        images = RES["TransformCachePolicy"]["Properties"]["CachePolicyConfig"]
+        self.assertEqual(images["MaxTTL"], 31536000, "transformed images: a year")
+        for b in [cfg["DefaultCacheBehavior"], *cfg["CacheBehaviors"]]:
+            self.assertEqual(b["ViewerProtocolPolicy"], "redirect-to-https")
+            self.assertIn("ResponseHeadersPolicyId", b)
+
+    def test_the_web_bucket_is_private_and_read_only_by_its_distribution(self):
+        bucket = RES["WebBucket"]["Properties"]
+        self.assertTrue(all(bucket["PublicAccessBlockConfiguration"].values()))
+        allows = [s for s in RES["WebBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+        self.assertEqual(len(allows), 1)
+        self.assertEqual((allows[0]["Principal"], allows[0]["Action"]), ({"Service": "cloudfront.amazonaws.com"}, "s3:GetObject"))
+        self.assertIn("${WebDistribution}", allows[0]["Condition"]["StringEquals"]["AWS:SourceArn"]["Fn::Sub"])
+
+
 if __name__ == "__main__":
     unittest.main()
