@@ -114,6 +114,24 @@ class Rules(unittest.TestCase):
         self.assertNotIn("eu-west-2", allowed, "London is not in the EU")
 
 
+class FilesBucket(unittest.TestCase):
+    def test_only_tls_and_only_the_stacks_key(self):
+        bucket = RES["FilesBucket"]["Properties"]
+        default, = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        self.assertEqual(default["ServerSideEncryptionByDefault"]["SSEAlgorithm"], "aws:kms")
+        self.assertEqual(ref(default["ServerSideEncryptionByDefault"]["KMSMasterKeyID"]), "FilesKey")
+        self.assertTrue(default["BucketKeyEnabled"])
+        self.assertTrue(RES["FilesKey"]["Properties"]["EnableKeyRotation"])
+        denies = [s for s in RES["FilesBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
+        conditions = [(k, v) for s in denies for c in s["Condition"].values() for k, v in c.items()]
+        self.assertIn(("aws:SecureTransport", "false"), conditions)
+        self.assertIn(("s3:x-amz-server-side-encryption", "aws:kms"), conditions)
+        self.assertIn(("s3:x-amz-server-side-encryption-customer-algorithm", "false"), conditions)
+        key_rule = dict(conditions)["s3:x-amz-server-side-encryption-aws-kms-key-id"]
+        self.assertEqual(ref(key_rule), "FilesKey")
+        self.assertTrue(all(s["Principal"] == "*" for s in denies))
+
+
 class Replica(unittest.TestCase):
     def test_every_version_and_delete_marker_replicates_re_encrypted(self):
         config = RES["FilesBucket"]["Properties"]["ReplicationConfiguration"]["Fn::If"]
