@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
 use matbakh_core::ids::{FileId, UserId};
 
 use crate::error::AwsError;
-use crate::table::{FileTable, GSI_USER, file_pk, opt_str, s};
+use crate::table::{FileTable, GSI_USER, file_pk, opt_str, query_all, s};
 
 /// What an erase removed (a second erase reports zeros).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -98,27 +98,16 @@ impl FileTable {
         attr: &str,
         value: &str,
     ) -> Result<Vec<HashMap<String, AttributeValue>>, AwsError> {
-        let (mut items, mut start) = (Vec::new(), None);
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .set_index_name(index.map(str::to_owned))
-                .key_condition_expression("#a = :v")
-                .expression_attribute_names("#a", attr)
-                .expression_attribute_values(":v", s(value))
-                .projection_expression("pk, sk, uploadId")
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("Query", e))?;
-            items.extend(out.items().iter().cloned());
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(items),
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .set_index_name(index.map(str::to_owned))
+            .key_condition_expression("#a = :v")
+            .expression_attribute_names("#a", attr)
+            .expression_attribute_values(":v", s(value))
+            .projection_expression("pk, sk, uploadId");
+        query_all(query).await
     }
 }
 

@@ -21,7 +21,7 @@ use matbakh_core::names::{DisplayName, fold, search_tokens};
 use time::OffsetDateTime;
 
 use crate::error::AwsError;
-use crate::table::{FileTable, GSI_USER, file_pk, get_u64, n, opt_str, parse_file_item, s};
+use crate::table::{FileTable, GSI_USER, file_pk, get_u64, n, opt_str, parse_file_item, query_all, s};
 
 /// Files by folded display name (partition `gsi1pk`, sort `nameKey`).
 pub const GSI_NAMES: &str = "gsi4-user-names";
@@ -183,22 +183,7 @@ impl FileTable {
     /// Every file of `owner` with its details, oldest first (GSI1 holds the whole rows: no read
     /// a file).
     pub async fn all_files(&self, owner: &UserId) -> Result<Vec<FileDetails>, AwsError> {
-        let (mut files, mut start) = (Vec::new(), None);
-        loop {
-            let out = self
-                .user_index(format!("USER#{owner}"))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("Query", e))?;
-            for item in out.items() {
-                files.push(parse_details(item)?);
-            }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(files),
-            }
-        }
+        query_all(self.user_index(format!("USER#{owner}"))).await?.iter().map(parse_details).collect()
     }
 
     /// A page of `owner`'s files as `q` asks, and where the next page starts. Reads one index

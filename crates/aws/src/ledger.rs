@@ -313,7 +313,7 @@ impl Ledger {
 
     /// Every run, newest first.
     pub async fn list_runs(&self) -> Result<Vec<RunRecord>, AwsError> {
-        let items = self.query_all(RUNS_PK, false).await?;
+        let items = self.query_pk(RUNS_PK, false).await?;
         items.iter().map(parse_run).collect()
     }
 
@@ -365,7 +365,7 @@ impl Ledger {
     /// Every row of the run, in manifest order (tests and small runs; a command that walks a
     /// whole run reads it a page at a time with [`Ledger::rows_page`]).
     pub async fn rows(&self, run: &RunId) -> Result<Vec<LedgerRow>, AwsError> {
-        let items = self.query_all(&rows_pk(run), true).await?;
+        let items = self.query_pk(&rows_pk(run), true).await?;
         items.iter().map(parse_row).collect()
     }
 
@@ -544,27 +544,15 @@ impl Ledger {
             .map_err(|e| AwsError::from_sdk("UpdateItem", e))
     }
 
-    async fn query_all(&self, pk: &str, forward: bool) -> Result<Vec<HashMap<String, AttributeValue>>, AwsError> {
-        let mut items = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(pk))
-                .scan_index_forward(forward)
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("Query", e))?;
-            items.extend(out.items().iter().cloned());
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(items),
-            }
-        }
+    async fn query_pk(&self, pk: &str, forward: bool) -> Result<Vec<HashMap<String, AttributeValue>>, AwsError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(pk))
+            .scan_index_forward(forward)
+            .consistent_read(true);
+        crate::table::query_all(query).await
     }
 }

@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 
 use aws_config::SdkConfig;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use matbakh_core::checksum::Integrity;
@@ -94,6 +95,17 @@ pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
 
 pub(crate) fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
+}
+
+/// Every item a query yields, across all its pages (the SDK's paginator).
+pub(crate) async fn query_all(query: QueryFluentBuilder) -> Result<Vec<HashMap<String, AttributeValue>>, AwsError> {
+    query
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(|e| AwsError::from_sdk("Query", e))
 }
 
 pub(crate) fn file_pk(id: FileId) -> String {
@@ -732,29 +744,15 @@ impl FileTable {
 
     /// The owner's open multipart sessions, newest first.
     pub async fn open_sessions(&self, owner: &UserId) -> Result<Vec<UploadSession>, AwsError> {
-        let mut sessions = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(GSI_USER)
-                .key_condition_expression("gsi1pk = :pk")
-                .expression_attribute_values(":pk", s(format!("UPLOADS#{owner}")))
-                .scan_index_forward(false)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("Query", e))?;
-            for item in out.items() {
-                sessions.push(parse_session_item(item)?);
-            }
-            match out.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(sessions),
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI_USER)
+            .key_condition_expression("gsi1pk = :pk")
+            .expression_attribute_values(":pk", s(format!("UPLOADS#{owner}")))
+            .scan_index_forward(false);
+        query_all(query).await?.iter().map(parse_session_item).collect()
     }
 
     /// Marks an open session completed (it leaves the owner's list of unfinished uploads).

@@ -26,6 +26,15 @@ impl Clock for FixedClock {
     }
 }
 
+/// The start of the window of length `len` that holds `t` (windows counted from the Unix
+/// epoch; whole seconds). A link signed as of its window's start is the same for every request
+/// in the window, so a browser's cache keeps what it points to.
+pub fn window_start(t: OffsetDateTime, len: std::time::Duration) -> OffsetDateTime {
+    let len = i64::try_from(len.as_secs()).unwrap_or(i64::MAX).max(1);
+    let secs = t.unix_timestamp();
+    OffsetDateTime::from_unix_timestamp(secs - secs.rem_euclid(len)).unwrap_or(t)
+}
+
 /// `2026-03-01T12:15:00Z`: what APIs show (whole seconds, UTC).
 pub fn iso_seconds(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
@@ -52,5 +61,21 @@ mod tests {
         assert!(iso_millis(a) < iso_millis(b) && iso_millis(b) < iso_millis(c));
         assert_eq!(iso_seconds(b), "2026-03-01T12:15:00Z");
         assert_eq!(iso_seconds(time::macros::datetime!(2026-03-01 13:15:00 +01:00)), "2026-03-01T12:15:00Z");
+    }
+
+    #[test]
+    fn windows_start_on_their_boundary_and_hold_every_instant_until_the_next() {
+        let hour = std::time::Duration::from_secs(3600);
+        let start = time::macros::datetime!(2026-03-01 12:00:00 UTC);
+        for t in [start, start + time::Duration::milliseconds(1), start + time::Duration::seconds(3599)] {
+            assert_eq!(window_start(t, hour), start, "{t}");
+        }
+        assert_eq!(window_start(start + time::Duration::seconds(3600), hour), start + time::Duration::hours(1));
+        assert_eq!(
+            window_start(time::macros::datetime!(1969-12-31 23:30:00 UTC), hour),
+            time::macros::datetime!(1969-12-31 23:00:00 UTC)
+        );
+        let t = time::macros::datetime!(2026-03-01 12:34:56 UTC);
+        assert_eq!(window_start(t, std::time::Duration::ZERO), t, "a zero window is one second");
     }
 }

@@ -17,6 +17,7 @@
 //! delete markers of `users/*` and presigned GETs of variants when no CDN serves them.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -29,7 +30,7 @@ use matbakh_api::metrics::{self, Unit};
 use matbakh_api::{ApiError, Caller, Services};
 use matbakh_aws::files::FileDetails;
 use matbakh_core::audit::{AuditAction, DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE};
-use matbakh_core::clock::iso_seconds;
+use matbakh_core::clock::{iso_seconds, window_start};
 use matbakh_core::ids::FileId;
 use matbakh_core::listing::{ListQuery, Tag, retag};
 use matbakh_core::metadata::FileStatus;
@@ -57,11 +58,19 @@ async fn own_file(st: &Services, caller: &Caller, raw_id: &str) -> Result<FileDe
         .ok_or_else(|| ApiError::not_found("file"))
 }
 
-/// A variant's URL: on the CDN when one serves `derived/*`, else a presigned GET.
+/// A variant's URL: on the CDN when one serves `derived/*`, else a presigned GET. Signed as of
+/// the start of the current `image_url_ttl` window and valid for two, so every listing in a
+/// window hands out the same URL (the browser's cache of an immutable variant keeps working)
+/// and a URL is good for at least `image_url_ttl` after it is handed out.
 async fn variant_url(st: &Services, key: &str) -> Result<String, ApiError> {
     match &st.cdn_base_url {
         Some(base) => Ok(format!("{base}/{key}")),
-        None => Ok(st.store.presign_get(key, st.clock.now(), st.limits.image_url_ttl).await?.url),
+        None => {
+            // S3 takes presigned URLs of at most 7 days, so a window is at most half of that.
+            let window = st.limits.image_url_ttl.min(Duration::from_secs(7 * 24 * 3600 / 2));
+            let signed_at = window_start(st.clock.now(), window);
+            Ok(st.store.presign_get(key, signed_at, window * 2).await?.url)
+        }
     }
 }
 

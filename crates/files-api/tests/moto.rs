@@ -458,6 +458,24 @@ async fn one_file_shows_its_variants_placeholder_and_exif() {
     // The listing carries the same view.
     let (_, page) = get(&h, &alice, "/v1/files").await;
     assert_eq!(page["files"][0]["variants"][0]["width"], 320);
+
+    // Within one URL window (IMAGE_URL_TTL, an hour) every request gets the same variant URL,
+    // so the browser's cache keeps the image; the next window signs a new one, good for as long.
+    let hour = datetime!(2026-03-01 12:00 UTC);
+    let url_at = |t: OffsetDateTime| variant_url_at(&h, id, &alice, t);
+    let first = url_at(hour + time::Duration::seconds(1)).await;
+    assert_eq!(url_at(hour + time::Duration::minutes(59)).await, first);
+    assert!(first.contains("X-Amz-Date=20260301T120000Z") && first.contains("X-Amz-Expires=7200"), "{first}");
+    let next = url_at(hour + time::Duration::minutes(61)).await;
+    assert_ne!(next, first);
+    assert!(next.contains("X-Amz-Date=20260301T130000Z"), "{next}");
+}
+
+async fn variant_url_at(h: &Harness, id: FileId, user: &str, t: OffsetDateTime) -> String {
+    let state = matbakh_api::Services { clock: Arc::new(FixedClock(t)), ..h.state.clone() };
+    let (status, file) = call_as(h, state, Method::GET, &format!("/v1/files/{id}"), user).await;
+    assert_eq!(status, StatusCode::OK, "{file}");
+    file["variants"][0]["url"].as_str().unwrap().to_owned()
 }
 
 /// Calls as `user` through API Gateway's context (source IP) with a user agent.
