@@ -108,15 +108,12 @@ def existing_keys(s3, bucket):
 
 
 def publish(s3, bucket, files, config):
-    """Uploads in order, config.json with the pages; returns the keys written."""
-    written = []
-    for key, path in files:
-        s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes(), ContentType=content_type(key),
+    """Uploads in order, config.json last (with the pages); returns the keys written."""
+    bodies = [(key, path.read_bytes()) for key, path in files] + [("config.json", json.dumps(config, indent=2).encode())]
+    for key, body in bodies:
+        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type(key),
                       CacheControl=CACHE_CONTROL[KIND[Path(key).suffix]])
-        written.append(key)
-    s3.put_object(Bucket=bucket, Key="config.json", Body=json.dumps(config, indent=2).encode(),
-                  ContentType=content_type("config.json"), CacheControl=CACHE_CONTROL["pages"])
-    return written + ["config.json"]
+    return [key for key, _ in bodies]
 
 
 def main(argv=None):

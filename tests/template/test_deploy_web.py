@@ -91,7 +91,7 @@ class DeployWeb(unittest.TestCase):
         got = self.objects()
         self.assertEqual(set(got), PUBLISHED, "the app's files, and the old release's file is gone")
         for key, head in got.items():
-            if key.endswith((".html", ".json")) and not key.endswith(".map"):
+            if key.endswith((".html", ".json")):
                 self.assertEqual(head["CacheControl"], "public, max-age=0, must-revalidate, s-maxage=60", key)
             else:
                 self.assertEqual(head["CacheControl"], "public, max-age=0, must-revalidate, s-maxage=86400", key)
