@@ -5,8 +5,10 @@
 //! conditional), the manifest to `migration/{run}/manifest.jsonl` in that bucket, and the run
 //! and its per-file ledger to the migration table (DynamoDB).
 
+pub mod beneath;
 pub mod control;
 pub mod copy;
+pub mod egress;
 pub mod error;
 pub mod extsort;
 pub mod plan;

@@ -12,6 +12,7 @@ use matbakh_core::clock::SystemClock;
 use matbakh_core::migration::mapping::{KeyRule, Mapper};
 use matbakh_core::migration::{Control, Priority, RunState};
 use migrate::control::{progress_line, status_of};
+use migrate::egress::{HttpPolicy, Redirects};
 use migrate::plan::{CopySettings, PlanOptions};
 use migrate::run::{Event, RunOptions};
 use migrate::verify::VerifyOptions;
@@ -38,7 +39,8 @@ struct Cli {
 enum Command {
     /// Inventory the source, write the manifest and the run's ledger.
     Plan {
-        /// `file:///path` of the legacy tree.
+        /// `file:///path` of the legacy tree, `https-list:///path/urls.txt` (a web server's
+        /// files), or `s3://bucket/prefix`.
         #[arg(long)]
         source: String,
         /// `s3://bucket/prefix` in the platform bucket.
@@ -76,6 +78,14 @@ enum Command {
         /// Memory each of plan's two sorts holds before it spills a sorted run to disk.
         #[arg(long, default_value = "32MiB", value_parser = parse_bytes)]
         sort_memory: u64,
+        /// Web server sources: `none` (a redirect fails the file) or `same-origin` (same
+        /// scheme, host and port, a few hops). Stored with the run for every worker.
+        #[arg(long, default_value = "none", value_parser = Redirects::parse)]
+        follow_redirects: Redirects,
+        /// Web server sources: also connect to loopback, link-local and private addresses
+        /// (refused by default). Stored with the run for every worker.
+        #[arg(long)]
+        allow_private_addresses: bool,
     },
     /// Copy the run's pending files with local workers.
     Run {
@@ -199,8 +209,11 @@ async fn execute(cli: Cli) -> Result<ExitCode, MigrateError> {
             dry_run,
             manifest_out,
             sort_memory,
+            follow_redirects,
+            allow_private_addresses,
         } => {
-            let src = migrate::source::open(&source, &sdk)?;
+            let http = HttpPolicy { redirects: follow_redirects, allow_private_addresses };
+            let src = migrate::source::open(&source, &sdk, http)?;
             let (_, prefix) = migrate::parse_target(&target)?;
             let mapper = Mapper {
                 rule: KeyRule::parse(&map)?,
@@ -215,7 +228,7 @@ async fn execute(cli: Cli) -> Result<ExitCode, MigrateError> {
                 priority: Priority::parse(&priority)?,
                 batch_files,
                 batch_bytes,
-                copy: CopySettings { multipart_threshold, part_size },
+                copy: CopySettings { multipart_threshold, part_size, http },
                 transfers,
                 hash_parallelism: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
                 chunk_files: migrate::plan::PLAN_CHUNK,
@@ -255,7 +268,7 @@ async fn execute(cli: Cli) -> Result<ExitCode, MigrateError> {
         }
         Command::Run { run, transfers, bandwidth, rate, buffer } => {
             let record = ctx.run(&run).await?;
-            let source = migrate::source::open(&record.source, &sdk)?;
+            let source = migrate::source::open(&record.source, &sdk, CopySettings::of(&record)?.http)?;
             let opts =
                 RunOptions { transfers, bandwidth, request_rate: rate, buffer_bytes: buffer, ..RunOptions::default() };
             let tty = !json && std::io::stderr().is_terminal();

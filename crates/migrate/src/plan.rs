@@ -16,6 +16,7 @@ use matbakh_core::migration::{Batcher, FailureReason, ManifestEntry, Prior, Prio
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
+use crate::egress::HttpPolicy;
 use crate::extsort::{ExtSort, Scratch, Sorted, io};
 use crate::source::{Digests, Source, SourceFile};
 use crate::{Context, MigrateError, manifest_key};
@@ -26,6 +27,10 @@ use crate::{Context, MigrateError, manifest_key};
 pub struct CopySettings {
     pub multipart_threshold: u64,
     pub part_size: u64,
+    /// Where a web server's files may be fetched from (runs planned without it: the default,
+    /// no redirects and public addresses only).
+    #[serde(default)]
+    pub http: HttpPolicy,
 }
 
 impl Default for CopySettings {
@@ -33,7 +38,16 @@ impl Default for CopySettings {
         CopySettings {
             multipart_threshold: matbakh_core::migration::DEFAULT_MULTIPART_THRESHOLD,
             part_size: matbakh_core::migration::DEFAULT_PART_SIZE,
+            http: HttpPolicy::default(),
         }
+    }
+}
+
+impl CopySettings {
+    /// The settings `record` was planned with.
+    pub fn of(record: &RunRecord) -> Result<Self, MigrateError> {
+        serde_json::from_str(&record.settings)
+            .map_err(|e| MigrateError::Check(format!("run {} has unreadable settings: {e}", record.id)))
     }
 }
 

@@ -141,8 +141,7 @@ pub async fn run(
         matbakh_aws::AwsError::Config(m) => MigrateError::Usage(m),
         e => e.into(),
     })?;
-    let settings: CopySettings = serde_json::from_str(&record.settings)
-        .map_err(|e| MigrateError::Check(format!("run {run_id} has unreadable settings: {e}")))?;
+    let settings = CopySettings::of(&record)?;
     // A finished run whose counters account for every file has nothing left: its rows are not
     // read again (each was recorded once S3 had checked its bytes against the manifest).
     if record.state == RunState::Done && settled(&record) {

@@ -1,12 +1,15 @@
 //! Where legacy files come from. A source lists its files and reads byte ranges; the copy
 //! code never holds more than one part of a file.
 
+use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::beneath;
+use crate::egress::{self, HttpPolicy};
 use crate::error::MigrateError;
 
 /// A file as the source lists it.
@@ -30,6 +33,15 @@ pub enum ReadError {
     /// May work on another attempt (I/O hiccup, network).
     #[error("transient: {0}")]
     Transient(String),
+}
+
+impl ReadError {
+    /// What happened, without the class.
+    pub fn message(&self) -> &str {
+        match self {
+            ReadError::Unreadable(m) | ReadError::Changed(m) | ReadError::Transient(m) => m,
+        }
+    }
 }
 
 #[async_trait]
@@ -103,7 +115,8 @@ impl Hasher {
 /// (a legacy web server: one URL per line; `http-list://` for plain HTTP), or
 /// `s3://bucket/prefix[?endpoint=URL&region=R]` (another S3-compatible store; credentials from
 /// `MIGRATE_SOURCE_ACCESS_KEY_ID` / `MIGRATE_SOURCE_SECRET_ACCESS_KEY` when set, else `sdk`'s).
-pub fn open(url: &str, sdk: &aws_config::SdkConfig) -> Result<Arc<dyn Source>, MigrateError> {
+/// `http` says where a web server's files may be fetched from (the run's copy settings).
+pub fn open(url: &str, sdk: &aws_config::SdkConfig, http: HttpPolicy) -> Result<Arc<dyn Source>, MigrateError> {
     if let Some(path) = url.strip_prefix("file://") {
         return Ok(Arc::new(FileSource::new(path)?));
     }
@@ -114,7 +127,7 @@ pub fn open(url: &str, sdk: &aws_config::SdkConfig) -> Result<Arc<dyn Source>, M
         return Ok(Arc::new(S3Source::new(url, sdk, |k| std::env::var(k).ok())?));
     }
     if url.starts_with("https-list://") || url.starts_with("http-list://") {
-        return Ok(Arc::new(HttpSource::new(url)?));
+        return Ok(Arc::new(HttpSource::new(url, http)?));
     }
     Err(MigrateError::Usage(format!(
         "source {url:?}: use file:///path, s3://bucket/prefix or https-list:///path/to/urls.txt"
@@ -124,9 +137,10 @@ pub fn open(url: &str, sdk: &aws_config::SdkConfig) -> Result<Arc<dyn Source>, M
 /// Threads listing a directory tree at once.
 pub const WALK_THREADS: usize = 8;
 
-/// A directory tree on this machine.
+/// A directory tree on this machine, read only beneath its root ([`beneath`]): a symbolic link
+/// is neither listed nor followed, also one swapped in after the listing.
 pub struct FileSource {
-    root: PathBuf,
+    root: Arc<File>,
     url: String,
 }
 
@@ -138,62 +152,51 @@ impl FileSource {
             return Err(MigrateError::Usage(format!("source {}: not a directory", root.display())));
         }
         let url = format!("file://{}", root.display());
-        Ok(FileSource { root, url })
-    }
-
-    fn resolve(&self, path: &str) -> Result<PathBuf, ReadError> {
-        if path.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
-            return Err(ReadError::Unreadable(format!("{path:?} is not a relative path")));
-        }
-        Ok(self.root.join(path))
+        let dir = File::open(&root).map_err(|e| MigrateError::Usage(format!("source {}: {e}", root.display())))?;
+        Ok(FileSource { root: Arc::new(dir), url })
     }
 }
 
-/// One directory's entries: its subdirectories, and its files as relative paths.
-fn list_dir(root: &Path, dir: &Path, subdirs: &mut Vec<PathBuf>, out: &mut Vec<SourceFile>, errors: &mut Vec<String>) {
-    let entries = match std::fs::read_dir(dir) {
+/// One directory's entries (`dir` relative to the root, `""` for the root): its
+/// subdirectories, and its files as relative paths.
+fn list_dir(root: &File, dir: &str, subdirs: &mut Vec<String>, out: &mut Vec<SourceFile>, errors: &mut Vec<String>) {
+    let shown = if dir.is_empty() { "." } else { dir };
+    let entries = match beneath::entries(root, dir) {
         Ok(e) => e,
-        Err(e) => return errors.push(format!("{}: {e}", dir.display())),
+        Err(e) => return errors.push(classify(shown, e).message().to_owned()),
     };
-    for entry in entries {
-        let Ok(entry) = entry else { continue };
-        let path = entry.path();
-        let Ok(kind) = entry.file_type() else { continue };
-        if kind.is_dir() {
-            subdirs.push(path);
-        } else if kind.is_file() {
-            let Some(rel) = path.strip_prefix(root).ok().and_then(|p| p.to_str()) else {
-                errors.push(format!("{}: the name is not UTF-8", path.display()));
+    for (name, status) in entries {
+        let rel = |name: &str| if dir.is_empty() { name.to_owned() } else { format!("{dir}/{name}") };
+        let status = match status {
+            // Symlinks and special files are not followed: a link could lead outside the tree.
+            Ok(s) if s.kind == beneath::Kind::Other => continue,
+            Ok(s) => s,
+            Err(e) => {
+                errors.push(format!("{}: {e}", rel(&name.to_string_lossy())));
                 continue;
-            };
-            match entry.metadata() {
-                Ok(m) => out.push(SourceFile {
-                    path: rel.replace(std::path::MAIN_SEPARATOR, "/"),
-                    size: m.len(),
-                    mtime_ms: m
-                        .modified()
-                        .ok()
-                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                        .map(|d| d.as_millis() as i64)
-                        .unwrap_or(0),
-                }),
-                Err(e) => errors.push(format!("{}: {e}", path.display())),
             }
+        };
+        let Some(path) = name.to_str().map(rel) else {
+            errors.push(format!("{}: the name is not UTF-8", rel(&name.to_string_lossy())));
+            continue;
+        };
+        match status.kind {
+            beneath::Kind::Dir => subdirs.push(path),
+            _ => out.push(SourceFile { path, size: status.size, mtime_ms: status.mtime_ms }),
         }
-        // Symlinks and special files are not followed: a link could lead outside the tree.
     }
 }
 
 /// Walks the tree with `threads` threads taking directories from one shared stack (a deep or
 /// wide tree on a slow disk or network file system lists in parallel).
-fn walk(root: &Path, threads: usize, out: &Lister) -> Vec<String> {
+fn walk(root: &File, threads: usize, out: &Lister) -> Vec<String> {
     use std::sync::{Condvar, Mutex, PoisonError};
     struct Shared {
-        dirs: Vec<PathBuf>,
+        dirs: Vec<String>,
         busy: usize,
         errors: Vec<String>,
     }
-    let shared = Mutex::new(Shared { dirs: vec![root.to_path_buf()], busy: 0, errors: Vec::new() });
+    let shared = Mutex::new(Shared { dirs: vec![String::new()], busy: 0, errors: Vec::new() });
     let wake = Condvar::new();
     std::thread::scope(|scope| {
         for _ in 0..threads.max(1) {
@@ -250,10 +253,9 @@ impl Source for FileSource {
 
     async fn digest(&self, path: &str) -> Result<Digests, ReadError> {
         use std::io::Read;
-        let full = self.resolve(path)?;
-        let path = path.to_owned();
+        let (root, path) = (self.root.clone(), path.to_owned());
         tokio::task::spawn_blocking(move || {
-            let mut file = std::fs::File::open(&full).map_err(|e| classify(&path, e))?;
+            let mut file = beneath::open_file(&root, &path).map_err(|e| classify(&path, e))?;
             let mut hasher = Hasher::default();
             let mut buf = vec![0u8; 1 << 20];
             loop {
@@ -269,10 +271,9 @@ impl Source for FileSource {
     }
 
     async fn read(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>, ReadError> {
-        let full = self.resolve(path)?;
-        let path = path.to_owned();
+        let (root, path) = (self.root.clone(), path.to_owned());
         tokio::task::spawn_blocking(move || {
-            let file = std::fs::File::open(&full).map_err(|e| classify(&path, e))?;
+            let file = beneath::open_file(&root, &path).map_err(|e| classify(&path, e))?;
             let mut buf = vec![0u8; len as usize];
             match file.read_exact_at(&mut buf, offset) {
                 Ok(()) => Ok(buf),
@@ -289,8 +290,15 @@ impl Source for FileSource {
 
 fn classify(path: &str, e: std::io::Error) -> ReadError {
     use std::io::ErrorKind::*;
+    if beneath::is_link(&e) {
+        return ReadError::Unreadable(format!(
+            "{path}: a symbolic link is on the way; links are not followed, they could lead out of the source"
+        ));
+    }
     match e.kind() {
-        NotFound | PermissionDenied | IsADirectory | InvalidInput => ReadError::Unreadable(format!("{path}: {e}")),
+        NotFound | PermissionDenied | IsADirectory | NotADirectory | InvalidInput => {
+            ReadError::Unreadable(format!("{path}: {e}"))
+        }
         _ => ReadError::Transient(format!("{path}: {e}")),
     }
 }
@@ -445,9 +453,11 @@ impl Source for S3Source {
 
 /// Files on a legacy web server, named by a list of URLs (one per line). A file's path is its
 /// URL without the scheme (`host/dir/name`), so the list is needed only to plan: a worker
-/// reads `https://{path}` with range requests.
+/// reads `https://{path}` with range requests. Where it may connect and which redirects it
+/// follows is the run's [`HttpPolicy`] ([`egress`]).
 pub struct HttpSource {
     client: reqwest::Client,
+    policy: HttpPolicy,
     scheme: &'static str,
     list: std::path::PathBuf,
     url: String,
@@ -457,30 +467,37 @@ pub struct HttpSource {
 const HTTP_HEADS_IN_FLIGHT: usize = 16;
 
 impl HttpSource {
-    pub fn new(url: &str) -> Result<Self, MigrateError> {
+    pub fn new(url: &str, policy: HttpPolicy) -> Result<Self, MigrateError> {
         let (scheme, list) = match url.split_once("-list://") {
             Some(("https", list)) => ("https", list),
             Some(("http", list)) => ("http", list),
             _ => return Err(MigrateError::Usage(format!("source {url:?}: use https-list:///path/to/urls.txt"))),
         };
-        let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(120))
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .build()
-            .map_err(|e| MigrateError::Usage(format!("HTTP client: {e}")))?;
-        Ok(HttpSource { client, scheme, list: std::path::PathBuf::from(list), url: url.to_owned() })
+        let client = egress::client(&policy)?;
+        Ok(HttpSource { client, policy, scheme, list: std::path::PathBuf::from(list), url: url.to_owned() })
     }
 
     fn target(&self, path: &str) -> String {
         format!("{}://{path}", self.scheme)
     }
 
+    /// A request for `path`; refused before it is sent if its host is written as an address
+    /// the policy does not allow (names are checked when they are resolved).
+    fn request(&self, method: reqwest::Method, path: &str) -> Result<reqwest::RequestBuilder, ReadError> {
+        let url = reqwest::Url::parse(&self.target(path)).map_err(|e| ReadError::Unreadable(format!("{path}: {e}")))?;
+        egress::check_url(&url, &self.policy).map_err(|why| ReadError::Unreadable(format!("{path}: {why}")))?;
+        Ok(self.client.request(method, url))
+    }
+
     async fn get(&self, path: &str, range: Option<(u64, u64)>) -> Result<reqwest::Response, ReadError> {
-        let mut request = self.client.get(self.target(path));
+        let mut request = self.request(reqwest::Method::GET, path)?;
         if let Some((offset, len)) = range {
             request = request.header("range", format!("bytes={offset}-{}", offset + len - 1));
         }
-        let response = request.send().await.map_err(|e| ReadError::Transient(format!("{path}: {e}")))?;
+        let response = request.send().await.map_err(|e| egress::request_error(path, &e))?;
+        if let Some(why) = egress::unfollowed_redirect(&response, &self.policy) {
+            return Err(ReadError::Unreadable(format!("{path}: {why}")));
+        }
         let status = response.status().as_u16();
         match status {
             200 | 206 => Ok(response),
@@ -535,19 +552,28 @@ impl Source for HttpSource {
         for chunk in paths.chunks(HTTP_HEADS_IN_FLIGHT) {
             let mut heads = tokio::task::JoinSet::new();
             for path in chunk {
-                let (client, url, path) = (self.client.clone(), self.target(path), path.clone());
-                heads.spawn(async move { (client.head(&url).send().await, path) });
+                let request = self.request(reqwest::Method::HEAD, path);
+                let path = path.clone();
+                heads.spawn(async move {
+                    let response = match request {
+                        Ok(r) => r.send().await.map_err(|e| egress::request_error(&path, &e)),
+                        Err(e) => Err(e),
+                    };
+                    (response, path)
+                });
             }
             while let Some(done) = heads.join_next().await {
                 let (response, path) = done.map_err(|e| MigrateError::Source(format!("HEAD task: {e}")))?;
                 let response = match response {
                     Ok(r) if r.status().is_success() => r,
                     Ok(r) => {
-                        problems.push(format!("{path}: {}", r.status()));
+                        let why =
+                            egress::unfollowed_redirect(&r, &self.policy).unwrap_or_else(|| r.status().to_string());
+                        problems.push(format!("{path}: {why}"));
                         continue;
                     }
                     Err(e) => {
-                        problems.push(format!("{path}: {e}"));
+                        problems.push(e.message().to_owned());
                         continue;
                     }
                 };

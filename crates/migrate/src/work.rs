@@ -61,10 +61,9 @@ fn usage(e: matbakh_aws::AwsError) -> MigrateError {
 }
 
 fn copier(ctx: &Context, record: &RunRecord, sdk: &SdkConfig) -> Result<Copier, MigrateError> {
-    let settings: CopySettings = serde_json::from_str(&record.settings)
-        .map_err(|e| MigrateError::Check(format!("run {} has unreadable settings: {e}", record.id)))?;
+    let settings = CopySettings::of(record)?;
     let (target, _) = ctx.target(&record.target)?;
-    let source = crate::source::open(&record.source, sdk)?;
+    let source = crate::source::open(&record.source, sdk, settings.http)?;
     let mut copier = Copier::new(
         target,
         source,

@@ -154,7 +154,7 @@ pub fn options(target: &str, rule: &str, owners: HashMap<String, String>, source
         batch_files: DEFAULT_BATCH_FILES,
         batch_bytes: DEFAULT_BATCH_BYTES,
         // 6 MiB: the 16 MB photo goes as multipart in 5 MiB parts (S3's minimum).
-        copy: CopySettings { multipart_threshold: 6 * MIB, part_size: 5 * MIB },
+        copy: CopySettings { multipart_threshold: 6 * MIB, part_size: 5 * MIB, ..CopySettings::default() },
         transfers: 4,
         hash_parallelism: 2,
         // Steps of 3 files: the plan's chunking is crossed even on a small tree.
