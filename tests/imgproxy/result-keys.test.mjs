@@ -1,9 +1,13 @@
 // The CloudFront Function in template.yaml, run in Node on the shared vectors
-// (result-keys.json): it must compute the same result keys as core::imgproxy, normalise Accept
-// to three values, keep the signed path for the transformer, and refuse expired URLs.
+// (result-keys.json): it must verify the imgproxy signature and `exp` before anything else, compute
+// the same result keys as core::imgproxy, refuse with the same status and reason whatever the
+// transformer refuses (and nothing it accepts), normalise Accept to three values and keep the
+// signed path for the transformer. Its `cloudfront` KeyValueStore is a stub holding the vectors'
+// test key/salt pairs; `crypto` is Node's (the runtime's behaves as Node's); the clock is injected.
 // Run: node --test tests/imgproxy/
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import crypto from "node:crypto";
 import { readFileSync } from "node:fs";
 
 const root = new URL("../../", import.meta.url);
@@ -13,41 +17,108 @@ const end = template.indexOf("// END transform-request");
 assert.ok(begin > 0 && end > begin, "the function's markers are in template.yaml");
 const code = template.slice(begin, end).split("\n").map((l) => l.replace(/^ {8}/, "")).join("\n");
 assert.ok(code.length < 10240, `CloudFront Functions take at most 10 KB of code (this is ${code.length} B)`);
-const fn = new Function(`${code}; return { handler, resultKey };`)();
-const { now, vectors } = JSON.parse(readFileSync(new URL("tests/imgproxy/result-keys.json", root), "utf8"));
+const { now, keys, salts, vectors } = JSON.parse(readFileSync(new URL("tests/imgproxy/result-keys.json", root), "utf8"));
+const KEYS = keys.split(","), SALTS = salts.split(",");
 
-const cls = (accept) => (accept.includes("image/avif") ? "avif" : accept.includes("image/webp") ? "webp" : "jpeg");
+/** The function with its modules and clock supplied: `store` is the KeyValueStore's content. */
+function load(store, at = now) {
+  const kvs = { get: async (k) => { if (!(k in store)) throw new Error(`key ${k} not found`); return store[k]; } };
+  const cf = { kvs: () => kvs };
+  const FakeDate = { now: () => at * 1000 };
+  // The runtime's module imports become parameters; the bucket the template substitutes is the vectors'.
+  const body = code.replace(/^import .*$/gm, "").replaceAll("${FilesBucket}", "files");
+  return new Function("cf", "crypto", "Date", `${body}; return handler;`)(cf, crypto, FakeDate);
+}
 
-test("result keys agree with the Rust canonicaliser", () => {
+/** The KeyValueStore entry scripts/transform-keys writes: `key:salt` pairs, comma-separated. */
+const PAIRS = { pairs: KEYS.map((k, i) => `${k}:${SALTS[i]}`).join(",") };
+const handler = load(PAIRS);
+const sign = (path, i = 0) =>
+  crypto.createHmac("sha256", Buffer.from(KEYS[i], "hex")).update(Buffer.from(SALTS[i], "hex")).update(path).digest("base64url");
+const signed = (path, i = 0) => `/${sign(path, i)}${path}`;
+const request = (uri, accept) => ({ request: { uri, headers: accept === undefined ? {} : { accept: { value: accept } } } });
+const encodeKey = (key) => "/" + key.split("/").map((s) => encodeURIComponent(s).replace(/[!'()*]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase())).join("/");
+
+/** Asserts the answer is a refusal made at the edge: never a request sent on, never cached. */
+function refused(out, status, reason, what) {
+  assert.equal(out.uri, undefined, `${what}: refused at the edge, not sent on as ${out.uri}`);
+  assert.equal(out.statusCode, status, what);
+  assert.equal(out.headers["cache-control"].value, "no-store", what);
+  if (reason) assert.equal(out.headers["x-error-reason"].value, reason, what);
+}
+
+test("every vector: the same result key as the Rust side, or the same refusal", async () => {
   for (const v of vectors) {
-    let got;
-    try {
-      got = fn.resultKey(v.path, cls(v.accept), now);
-    } catch (e) {
-      got = e;
+    const out = await handler(request(v.path, v.accept));
+    if (v.key) {
+      assert.equal(out.statusCode, undefined, `${v.path}: ${out.headers?.["x-error-reason"]?.value}`);
+      assert.equal(out.uri, encodeKey(v.key), v.path);
+      assert.equal(decodeURIComponent(out.uri), `/${v.key}`, v.path);
+    } else {
+      refused(out, v.status, v.error, `${v.path} (${v.why})`);
     }
-    assert.equal(got, v.key, v.path);
   }
 });
 
-test("the viewer request is rewritten to the result key, with the signed path kept", () => {
-  const event = { request: { uri: "/sig/rs:fill:300:200/g:sm/plain/users/u/f/a%20b.jpg",
-    headers: { accept: { value: "image/avif,image/webp,image/apng,*/*;q=0.8" }, "x-transform-path": { value: "/forged" } } } };
-  const req = fn.handler(event);
+test("the viewer request is rewritten to the result key, with the signed path kept", async () => {
+  const uri = signed("/rs:fill:300:200/g:sm/plain/users/u/f/a%20b.jpg");
+  const event = request(uri, "image/avif,image/webp,image/apng,*/*;q=0.8");
+  event.request.headers["x-transform-path"] = { value: "/forged" };
+  const req = await handler(event);
   assert.equal(req.headers.accept.value, "image/avif");
-  assert.equal(req.headers["x-transform-path"].value, "/sig/rs:fill:300:200/g:sm/plain/users/u/f/a%20b.jpg");
+  assert.equal(req.headers["x-transform-path"].value, uri);
   assert.equal(req.uri, "/results/users/u/f/a%20b.jpg/e1/rt%3Afill%2Cw%3A300%2Ch%3A200%2Cg%3Asm.avif");
-  assert.equal(decodeURIComponent(req.uri), "/results/users/u/f/a b.jpg/e1/rt:fill,w:300,h:200,g:sm.avif");
   for (const [accept, want] of [["image/webp,*/*", "image/webp"], ["*/*", "image/jpeg"], [undefined, "image/jpeg"]]) {
-    const headers = accept ? { accept: { value: accept } } : {};
-    assert.equal(fn.handler({ request: { uri: "/s/w:1/plain/users/a.jpg", headers } }).headers.accept.value, want);
+    const out = await handler(request(signed("/w:1/plain/users/a.jpg"), accept));
+    assert.equal(out.headers.accept.value, want);
   }
-  const unmapped = fn.handler({ request: { uri: "/s/pr:x/plain/users/a.jpg", headers: {} } });
-  assert.equal(unmapped.uri, "/results/_unmapped");
 });
 
-test("an expired URL is refused at the edge", () => {
-  const r = fn.handler({ request: { uri: "/s/w:1/exp:1000/plain/users/a.jpg", headers: {} } });
-  assert.equal(r.statusCode, 403);
-  assert.equal(r.headers["x-error-reason"].value, "expired");
+test("forged, tampered and un-expired URLs are refused before any result is looked up", async () => {
+  const path = "/w:300/plain/users/u/f/a.jpg@webp";
+  const good = await handler(request(signed(path)));
+  assert.equal(good.uri, encodeKey("results/users/u/f/a.jpg/e1/w:300.webp"));
+  // Any signature, no signature, a signature of another path.
+  refused(await handler(request(`/anything${path}`)), 403, "bad_signature", "a made-up signature");
+  refused(await handler(request(`/_${path}`)), 403, "bad_signature", "unsigned");
+  refused(await handler(request(`/${sign(path)}${path.replace("300", "3000")}`)), 403, "bad_signature", "w changed");
+  refused(await handler(request(`/${sign(path)}/w:300/bl:0/plain/users/u/f/a.jpg@webp`)), 403, "bad_signature", "an option added");
+  // An expired URL, and the same URL with its exp: removed.
+  const expiring = `/w:300/exp:${now - 60}/plain/users/u/f/a.jpg@webp`;
+  refused(await handler(request(signed(expiring))), 403, "expired", "expired");
+  refused(await handler(request(`/${sign(expiring)}${path}`)), 403, "bad_signature", "exp removed");
+  // The same URL is fine until it expires (the clock is the function's, injected).
+  const before = load(PAIRS, now - 61);
+  assert.equal((await before(request(signed(expiring)))).uri, encodeKey("results/users/u/f/a.jpg/e1/w:300.webp"));
+  // Rotation: a URL signed with the second pair is accepted; with a pair not in the store, not.
+  assert.equal((await handler(request(signed(path, 1)))).uri, good.uri);
+  const onlyFirst = load({ pairs: `${KEYS[0]}:${SALTS[0]}` });
+  refused(await onlyFirst(request(signed(path, 1))), 403, "bad_signature", "a retired pair");
+});
+
+test("without keys in the store the edge refuses everything (never accepts unsigned)", async () => {
+  const path = "/w:300/plain/users/u/f/a.jpg@webp";
+  for (const store of [{}, { pairs: "" }, { pairs: ":" }, { pairs: `:${SALTS[0]}` }]) {
+    const edge = load(store);
+    refused(await edge(request(signed(path))), 503, "no_keys", JSON.stringify(store));
+    // An empty key would make the HMAC anyone's: never used.
+    const emptyKey = crypto.createHmac("sha256", Buffer.alloc(0)).update(Buffer.from(SALTS[0], "hex")).update(path).digest("base64url");
+    refused(await edge(request(`/${emptyKey}${path}`)), 503, "no_keys", `empty key, ${JSON.stringify(store)}`);
+  }
+});
+
+test("URLs the edge cannot map never share a cache key: each is refused there (400, no-store)", async () => {
+  const unmapped = [
+    "/pr:thumb/plain/users/u/f/a.jpg", "/pr:other/plain/users/v/g/b.jpg", "/w:100/explode:1/plain/users/u/f/a.jpg",
+    "/w:+300/plain/users/u/f/a.jpg", "/bl:.5/plain/users/v/g/b.jpg", "/dpr:1e0/plain/users/u/f/a.jpg",
+    "/exp:+4102444800/plain/users/u/f/a.jpg", "/bl:1000000000/plain/users/u/f/a.jpg", "/sh:11/plain/users/u/f/a.jpg",
+  ];
+  const seen = new Set();
+  for (const path of unmapped) {
+    const out = await handler(request(signed(path), "image/webp"));
+    if (out.uri) seen.add(out.uri);
+    refused(out, 400, null, path);
+  }
+  assert.equal(seen.size, 0, `sent on to cache keys: ${[...seen]}`);
+  assert.ok(!code.includes("_unmapped"), "no shared key for what cannot be mapped");
 });

@@ -16,10 +16,15 @@
 //!
 //! Reads: sources under the allowed prefixes, results. Writes: results. Errors are JSON with an
 //! `X-Error-Reason` header and `Cache-Control: no-store`.
+//!
+//! Deployed, the signing key/salt pairs come from the Secrets Manager secret `TRANSFORM_SECRET_ID`
+//! (read at start and again every `TRANSFORM_SECRET_REFRESH_SECONDS`, so a rotation reaches running
+//! instances); `TRANSFORM_KEYS`/`TRANSFORM_SALTS` in the environment are for local use only.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use aws_config::SdkConfig;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
@@ -42,6 +47,9 @@ pub const DEFAULT_MAX_INLINE_BYTES: u64 = 4 * 1024 * 1024;
 pub const DEFAULT_REDIRECT_TTL: Duration = Duration::from_secs(300);
 /// Key prefixes of the platform bucket that may be transformed (`TRANSFORM_SOURCE_PREFIXES`).
 pub const DEFAULT_SOURCE_PREFIXES: &str = "users/";
+/// How long key/salt pairs read from Secrets Manager are used before the secret is read again
+/// (`TRANSFORM_SECRET_REFRESH_SECONDS`): the longest a running instance refuses a new pair.
+pub const DEFAULT_SECRET_REFRESH: Duration = Duration::from_secs(300);
 
 /// Settings with named defaults.
 #[derive(Debug, Clone)]
@@ -91,11 +99,11 @@ impl Store for S3Store {
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectHead>, AwsError> {
-        self.head_object(key).await
+        self.head_object(key, None).await
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, AwsError> {
-        Ok(self.get_object(key).await?.map(|(bytes, _)| bytes))
+        Ok(self.get_object(key, None).await?.map(|(bytes, _)| bytes))
     }
 
     async fn put_result(&self, key: &str, bytes: Vec<u8>, ct: &str, meta: &[(&str, &str)]) -> Result<(), AwsError> {
@@ -107,11 +115,73 @@ impl Store for S3Store {
     }
 }
 
+/// The key/salt pairs URLs are checked against: fixed (from the environment, local use), or from
+/// a Secrets Manager secret, read again once `refresh` has passed since the last read.
+pub struct Keys {
+    /// The pairs and when they were read (unix seconds; `None` until the first request).
+    current: RwLock<(Arc<SigningKeys>, Option<i64>)>,
+    secret: Option<(SdkConfig, String, Duration)>,
+}
+
+impl Keys {
+    pub fn fixed(keys: SigningKeys) -> Keys {
+        Keys { current: RwLock::new((Arc::new(keys), None)), secret: None }
+    }
+
+    /// The pairs in secret `id`, read now (an error if it cannot be read or holds none).
+    pub async fn from_secret(sdk: SdkConfig, id: &str, refresh: Duration) -> Result<Keys, String> {
+        let keys = read_secret(&sdk, id).await?;
+        Ok(Keys { current: RwLock::new((Arc::new(keys), None)), secret: Some((sdk, id.to_owned(), refresh)) })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.current.read().unwrap_or_else(PoisonError::into_inner).0.is_empty()
+    }
+
+    /// The pairs to check a request of `now` (unix seconds) with. A secret that cannot be read
+    /// again, or holds no pair, leaves the last pairs in use (never none: that would be unsigned).
+    pub async fn at(&self, now: i64) -> Arc<SigningKeys> {
+        let (keys, read_at) = self.current.read().unwrap_or_else(PoisonError::into_inner).clone();
+        let due = |(_, _, refresh): &(SdkConfig, String, Duration)| {
+            read_at.is_some_and(|t| now.saturating_sub(t) >= i64::try_from(refresh.as_secs()).unwrap_or(i64::MAX))
+        };
+        let keys = match &self.secret {
+            Some(secret @ (sdk, id, _)) if due(secret) => match read_secret(sdk, id).await {
+                Ok(fresh) => Arc::new(fresh),
+                Err(e) => {
+                    tracing::error!(error = %e, "reading the signing keys again failed; the last ones stay");
+                    keys
+                }
+            },
+            _ if read_at.is_some() => return keys,
+            _ => keys,
+        };
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = (keys.clone(), Some(now));
+        keys
+    }
+}
+
+/// Secret `id`'s pairs: JSON `{"keys": "hex,...", "salts": "hex,..."}` (as `TRANSFORM_KEYS` and
+/// `TRANSFORM_SALTS`), at least one pair.
+async fn read_secret(sdk: &SdkConfig, id: &str) -> Result<SigningKeys, String> {
+    let text =
+        matbakh_aws::secrets::secret_string(sdk, id).await.map_err(|e| format!("TRANSFORM_SECRET_ID {id}: {e}"))?;
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let (Some(keys), Some(salts)) = (json["keys"].as_str(), json["salts"].as_str()) else {
+        return Err(format!("TRANSFORM_SECRET_ID {id}: not JSON with \"keys\" and \"salts\""));
+    };
+    let keys = SigningKeys::from_hex(keys, salts).map_err(|e| format!("TRANSFORM_SECRET_ID {id}: {e}"))?;
+    if keys.is_empty() {
+        return Err(format!("TRANSFORM_SECRET_ID {id}: no key/salt pair"));
+    }
+    Ok(keys)
+}
+
 /// The function's state, built once.
 pub struct Transformer<S: Store = S3Store> {
     pub store: S,
     /// Empty only when unsigned URLs are allowed (local development).
-    pub keys: SigningKeys,
+    pub keys: Keys,
     pub presets: Presets,
     pub sources: SourcePolicy,
     pub limits: ImageLimits,
@@ -123,10 +193,11 @@ pub struct Transformer<S: Store = S3Store> {
 }
 
 impl Transformer<S3Store> {
-    /// From the environment: `BUCKET_NAME`, `TRANSFORM_KEYS` + `TRANSFORM_SALTS` (hex,
-    /// comma-separated pairs; required unless `TRANSFORM_ALLOW_UNSIGNED=true`),
-    /// `TRANSFORM_PRESETS`, `TRANSFORM_SOURCE_PREFIXES`, `TRANSFORM_WATERMARK_KEY` (an image in the
-    /// bucket), the image limits, and the settings above.
+    /// From the environment: `BUCKET_NAME`, the signing pairs from the secret `TRANSFORM_SECRET_ID`
+    /// (deployed) or `TRANSFORM_KEYS` + `TRANSFORM_SALTS` (hex, comma-separated; local use), one
+    /// of them required unless `TRANSFORM_ALLOW_UNSIGNED=true`, `TRANSFORM_PRESETS` (unsigned
+    /// only), `TRANSFORM_SOURCE_PREFIXES`, `TRANSFORM_WATERMARK_KEY` (an image in the bucket), the
+    /// image limits, and the settings above.
     pub async fn from_env() -> Result<Transformer, String> {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let settings = matbakh_aws::Settings::from_lookup(|k| {
@@ -144,7 +215,10 @@ impl Transformer<S3Store> {
             }
             None => None,
         };
-        let t = Transformer::from_lookup(store, env)?;
+        let t = match env("TRANSFORM_SECRET_ID") {
+            Some(_) => Transformer::from_secret(store, sdk, env).await?,
+            None => Transformer::from_lookup(store, env)?,
+        };
         match watermark {
             Some(bytes) => t.with_watermark(&bytes),
             None => Ok(t),
@@ -153,22 +227,55 @@ impl Transformer<S3Store> {
 }
 
 impl<S: Store> Transformer<S> {
-    /// `store` with the settings read from `env` (see [`Transformer::from_env`]).
+    /// `store` with the settings and the signing pairs (`TRANSFORM_KEYS`, `TRANSFORM_SALTS`) read
+    /// from `env` (see [`Transformer::from_env`]).
     pub fn from_lookup(store: S, env: impl Fn(&str) -> Option<String>) -> Result<Transformer<S>, String> {
+        if env("TRANSFORM_SECRET_ID").is_some() {
+            return Err(
+                "TRANSFORM_SECRET_ID: the signing keys are in Secrets Manager (Transformer::from_secret)".into()
+            );
+        }
         let keys = SigningKeys::from_hex(
             &env("TRANSFORM_KEYS").unwrap_or_default(),
             &env("TRANSFORM_SALTS").unwrap_or_default(),
         )?;
+        Transformer::build(store, Keys::fixed(keys), env)
+    }
+
+    /// `store` with the settings read from `env` and the signing pairs from the secret
+    /// `TRANSFORM_SECRET_ID` (read through `sdk` now, and again every
+    /// `TRANSFORM_SECRET_REFRESH_SECONDS`).
+    pub async fn from_secret(
+        store: S,
+        sdk: SdkConfig,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Transformer<S>, String> {
+        let id = env("TRANSFORM_SECRET_ID").ok_or("TRANSFORM_SECRET_ID is required")?;
+        if env("TRANSFORM_KEYS").is_some() || env("TRANSFORM_SALTS").is_some() {
+            return Err("TRANSFORM_SECRET_ID with TRANSFORM_KEYS/TRANSFORM_SALTS: pick one".into());
+        }
+        let refresh = setting(&env, "TRANSFORM_SECRET_REFRESH_SECONDS", DEFAULT_SECRET_REFRESH.as_secs())?;
+        let keys = Keys::from_secret(sdk, &id, Duration::from_secs(refresh)).await?;
+        Transformer::build(store, keys, env)
+    }
+
+    fn build(store: S, keys: Keys, env: impl Fn(&str) -> Option<String>) -> Result<Transformer<S>, String> {
         let unsigned = env("TRANSFORM_ALLOW_UNSIGNED").as_deref() == Some("true");
         if keys.is_empty() && !unsigned {
             return Err(
-                "TRANSFORM_KEYS and TRANSFORM_SALTS are required (TRANSFORM_ALLOW_UNSIGNED=true only locally)".into()
+                "TRANSFORM_SECRET_ID (or TRANSFORM_KEYS and TRANSFORM_SALTS) required (TRANSFORM_ALLOW_UNSIGNED=true only locally)"
+                    .into(),
             );
         }
         if !keys.is_empty() && unsigned {
             return Err("TRANSFORM_ALLOW_UNSIGNED=true with signing keys: pick one".into());
         }
         let presets = Presets::parse(&env("TRANSFORM_PRESETS").unwrap_or_default())?;
+        // The CDN cannot expand presets (its function refuses `pr:` like any unknown option), and a
+        // `default` preset would change every result key: behind it, one grammar means none.
+        if !presets.is_empty() && !keys.is_empty() {
+            return Err("TRANSFORM_PRESETS: presets work only unsigned, without the CDN (which refuses pr:)".into());
+        }
         let prefixes = env("TRANSFORM_SOURCE_PREFIXES").unwrap_or_else(|| DEFAULT_SOURCE_PREFIXES.into());
         let bucket = store.bucket_name().to_owned();
         let allowed =
@@ -308,7 +415,8 @@ struct Answer {
 
 async fn transform<S: Store>(t: &Transformer<S>, path: &str, headers: &HeaderMap) -> Result<Answer, TransformError> {
     let now = t.clock.now();
-    let url = TransformUrl::parse(path, &t.keys, &t.presets, &t.sources, now.unix_timestamp())?;
+    let keys = t.keys.at(now.unix_timestamp()).await;
+    let url = TransformUrl::parse(path, &keys, &t.presets, &t.sources, now.unix_timestamp())?;
     if url.options.dpr > t.settings.max_dpr {
         return Err(TransformError::DprTooLarge(url.options.dpr, t.settings.max_dpr));
     }

@@ -212,6 +212,103 @@ async fn unsigned_urls_only_where_the_deployment_allows_them() {
     assert!(both.err().unwrap().contains("pick one"));
 }
 
+/// A second pair, as a rotation adds it.
+const KEY2: &str = "6753c1ab91a39883f11dfd9b42ef701d2913430b1012bff1c190ad751ac8d02a";
+const SALT2: &str = "58de17dd9eb80c84ec0b1a1f418b75e22f7fb40be9f77515057d5be9a839e558";
+
+/// A clock the test moves.
+struct TestClock(std::sync::atomic::AtomicI64);
+
+impl matbakh_core::clock::Clock for TestClock {
+    fn now(&self) -> time::OffsetDateTime {
+        time::OffsetDateTime::from_unix_timestamp(self.0.load(std::sync::atomic::Ordering::SeqCst)).unwrap()
+    }
+}
+
+async fn secrets() -> aws_sdk_secretsmanager::Client {
+    aws_sdk_secretsmanager::Client::new(&moto_sdk().await)
+}
+
+/// A new secret holding `{"keys", "salts"}`, as the stack's TransformSigningSecret; its name.
+async fn signing_secret(keys: &str, salts: &str) -> String {
+    let name = unique_user("transform-keys");
+    let value = serde_json::json!({"keys": keys, "salts": salts}).to_string();
+    secrets().await.create_secret().name(&name).secret_string(value).send().await.unwrap();
+    name
+}
+
+fn secret_settings(id: &str) -> impl Fn(&str) -> Option<String> + use<> {
+    let id = id.to_owned();
+    move |name: &str| (name == "TRANSFORM_SECRET_ID").then(|| id.clone())
+}
+
+/// Deployed, the pairs come from Secrets Manager (never the environment); a rotation written to
+/// the secret reaches a running instance once TRANSFORM_SECRET_REFRESH_SECONDS have passed, and a
+/// secret emptied by mistake never turns signature checks off.
+#[tokio::test]
+async fn signing_pairs_come_from_secrets_manager_and_rotations_reach_running_instances() {
+    let id = signing_secret(KEY, SALT).await;
+    let clock = Arc::new(TestClock(1_800_000_000.into()));
+    let mut t = Transformer::from_secret(store().await, moto_sdk().await, secret_settings(&id)).await.unwrap();
+    t.clock = clock.clone();
+    let t = Arc::new(t);
+    let key = source("photos/ladybird.jpg").await;
+    let path = format!("/w:60/plain/{key}@webp");
+    let second = SigningKeys::from_hex(KEY2, SALT2).unwrap();
+    let by_second = format!("/{}{path}", second.sign(&path).unwrap());
+    assert_eq!(get(&t, &signed(&path), &[]).await.0, StatusCode::OK);
+    assert_eq!(get(&t, &by_second, &[]).await.0, StatusCode::FORBIDDEN);
+
+    let rotated = serde_json::json!({"keys": format!("{KEY2},{KEY}"), "salts": format!("{SALT2},{SALT}")});
+    secrets().await.put_secret_value().secret_id(&id).secret_string(rotated.to_string()).send().await.unwrap();
+    let refresh = transformer::DEFAULT_SECRET_REFRESH.as_secs() as i64;
+    clock.0.fetch_add(refresh - 1, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(get(&t, &by_second, &[]).await.0, StatusCode::FORBIDDEN, "read again only after the refresh time");
+    clock.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(get(&t, &by_second, &[]).await.0, StatusCode::OK);
+    assert_eq!(get(&t, &signed(&path), &[]).await.0, StatusCode::OK, "the old pair still works");
+
+    let emptied = serde_json::json!({"keys": "", "salts": ""}).to_string();
+    secrets().await.put_secret_value().secret_id(&id).secret_string(emptied).send().await.unwrap();
+    clock.0.fetch_add(refresh, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(get(&t, &format!("/insecure{path}"), &[]).await.0, StatusCode::FORBIDDEN, "never unsigned");
+    assert_eq!(get(&t, &by_second, &[]).await.0, StatusCode::OK, "the last pairs stay");
+}
+
+#[tokio::test]
+async fn a_missing_bad_or_doubled_signing_configuration_stops_the_transformer_at_start() {
+    let sdk = moto_sdk().await;
+    type Env = Box<dyn Fn(&str) -> Option<String>>;
+    let start = |env: Env| {
+        let sdk = sdk.clone();
+        async move { Transformer::from_secret(store().await, sdk, env).await.err().unwrap() }
+    };
+    let missing = unique_user("no-such-secret");
+    assert!(start(Box::new(secret_settings(&missing))).await.contains(&missing));
+    for (keys, salts, why) in [("zz", "00", "not hex"), ("", "", "no key/salt pair"), (KEY, "", "pair up")] {
+        let id = signing_secret(keys, salts).await;
+        let e = start(Box::new(secret_settings(&id))).await;
+        assert!(e.contains(why), "{e}");
+    }
+    let id = signing_secret(KEY, SALT).await;
+    secrets().await.put_secret_value().secret_id(&id).secret_string("not json").send().await.unwrap();
+    assert!(start(Box::new(secret_settings(&id))).await.contains("not JSON"));
+    let id = signing_secret(KEY, SALT).await;
+    for (name, value) in
+        [("TRANSFORM_KEYS", KEY), ("TRANSFORM_ALLOW_UNSIGNED", "true"), ("TRANSFORM_PRESETS", "thumb=w:100")]
+    {
+        let (id, value) = (id.clone(), value.to_owned());
+        let env = move |n: &str| if n == name { Some(value.clone()) } else { secret_settings(&id)(n) };
+        let e = start(Box::new(env)).await;
+        assert!(e.contains("pick one") || e.contains("presets work only unsigned"), "{name}: {e}");
+    }
+    // The environment's own keys never mix with a secret, and presets need unsigned URLs.
+    let e = Transformer::from_lookup(store().await, secret_settings(&id)).err().unwrap();
+    assert!(e.contains("Secrets Manager"), "{e}");
+    let e = Transformer::from_lookup(store().await, signed_settings(&[("TRANSFORM_PRESETS", "thumb=w:100")]));
+    assert!(e.err().unwrap().contains("presets work only unsigned"));
+}
+
 /// URLs built and signed by imgproxy's official Node client (`@imgproxy/imgproxy-node` 1.1.0,
 /// `tests/imgproxy`): accepted, and the images have the sizes and formats asked for.
 #[tokio::test]

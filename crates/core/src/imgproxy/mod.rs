@@ -4,13 +4,18 @@
 //! order, aliases, defaults spelled out or not) name one cached result (DECISIONS 18).
 //!
 //! Where this differs from imgproxy on purpose: a bad option is 400 (imgproxy: 404), an expired
-//! URL 403 (imgproxy: 404), `f:auto` (or no format) negotiates from `Accept`, and results never
-//! carry metadata (`sm:0` is accepted and changes nothing).
+//! URL 403 (imgproxy: 404), `f:auto` (or no format) negotiates from `Accept`, results never
+//! carry metadata (`sm:0` is accepted and changes nothing), numbers are plain decimals (no `+`,
+//! exponent or bare `.`) and `bl`/`sh` are capped. The CloudFront Function in `template.yaml`
+//! parses the same grammar and refuses what this refuses, with the same status and reason
+//! (`tests/imgproxy/result-keys.json` holds both sides to it; DECISIONS 29).
 
 mod options;
 mod signature;
 
-pub use options::{Crop, Format, Gravity, GravityKind, Options, Presets, ResizeType, Watermark};
+pub use options::{
+    Crop, Format, Gravity, GravityKind, MAX_BLUR_SIGMA, MAX_SHARPEN_SIGMA, Options, Presets, ResizeType, Watermark,
+};
 pub use signature::SigningKeys;
 
 use base64::Engine;
@@ -212,6 +217,10 @@ fn decode_source(segments: &[&str]) -> Result<(String, Option<String>), UrlError
         let ext = pieces.next();
         if pieces.next().is_some() {
             return Err(malformed("more than one @extension (escape @ in the source as %40)"));
+        }
+        // Every % starts an escape (JavaScript's decodeURIComponent, at the edge, refuses the rest).
+        if url.split('%').skip(1).any(|s| s.len() < 2 || !s.as_bytes()[..2].iter().all(u8::is_ascii_hexdigit)) {
+            return Err(malformed("a % that is not an escape (write %25)"));
         }
         let url = percent_encoding::percent_decode_str(url)
             .decode_utf8()

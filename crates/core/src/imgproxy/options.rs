@@ -209,9 +209,9 @@ pub struct Options {
     pub quality: u8,
     /// `None`: negotiated from `Accept` (no extension, or `f:auto`).
     pub format: Option<Format>,
-    /// Gaussian blur sigma; 0: none.
+    /// Gaussian blur sigma; 0: none; at most [`MAX_BLUR_SIGMA`].
     pub blur: f64,
-    /// Sharpen sigma; 0: none.
+    /// Sharpen sigma; 0: none; at most [`MAX_SHARPEN_SIGMA`].
     pub sharpen: f64,
     pub auto_rotate: bool,
     /// Accepted for compatibility: results never carry metadata.
@@ -249,8 +249,36 @@ fn bad(option: &'static str, reason: String) -> UrlError {
     UrlError::BadArgument { option, reason }
 }
 
+/// Strongest blur (`bl`, a Gaussian sigma) a URL may ask for: its cost grows with the sigma, and
+/// beyond this every result is a flat colour anyway. The CloudFront Function holds the same cap.
+pub const MAX_BLUR_SIGMA: f64 = 100.0;
+/// Strongest sharpen (`sh`, the unsharp mask's sigma): beyond this it draws halos, not detail.
+/// The CloudFront Function holds the same cap.
+pub const MAX_SHARPEN_SIGMA: f64 = 10.0;
+/// Largest `exp` magnitude: 2^53 - 1, the largest integer the CloudFront Function's numbers hold.
+const MAX_EXPIRES: i64 = (1 << 53) - 1;
+
+/// `digits` or `-digits` (with `signed`), optionally `.digits`: the one number grammar both this
+/// parser and the CloudFront Function accept (no `+`, exponent, `inf`, or bare `.5` / `1.`).
+fn decimal(s: &str, signed: bool, fraction: bool) -> bool {
+    let s = if signed { s.strip_prefix('-').unwrap_or(s) } else { s };
+    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    match s.split_once('.') {
+        Some((int, frac)) => fraction && digits(int) && digits(frac),
+        None => digits(s),
+    }
+}
+
+/// A decimal number whose shortest form needs no exponent (0, or 1e-6 <= |v| < 1e21), so that its
+/// canonical text is the same here and in JavaScript; `-0` is 0.
 fn number(option: &'static str, s: &str) -> Result<f64, UrlError> {
-    s.parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| bad(option, format!("{s:?} is not a number")))
+    let v = s.parse::<f64>().ok().filter(|_| decimal(s, true, true)).map(|v| v + 0.0);
+    v.filter(|v| *v == 0.0 || (1e-6..1e21).contains(&v.abs()))
+        .ok_or_else(|| bad(option, format!("{s:?} is not a decimal number (digits, optional - and .digits)")))
+}
+
+fn at_most(option: &'static str, s: &str, max: f64) -> Result<f64, UrlError> {
+    non_negative(option, s).and_then(|v| if v <= max { Ok(v) } else { Err(bad(option, format!("at most {max}"))) })
 }
 
 fn non_negative(option: &'static str, s: &str) -> Result<f64, UrlError> {
@@ -258,7 +286,10 @@ fn non_negative(option: &'static str, s: &str) -> Result<f64, UrlError> {
 }
 
 fn size(option: &'static str, s: &str) -> Result<u32, UrlError> {
-    s.parse::<u32>().map_err(|_| bad(option, format!("{s:?} is not a whole number of pixels")))
+    s.parse::<u32>()
+        .ok()
+        .filter(|_| decimal(s, false, false))
+        .ok_or_else(|| bad(option, format!("{s:?} is not a whole number of pixels")))
 }
 
 fn boolean(option: &'static str, s: &str) -> Result<bool, UrlError> {
@@ -331,8 +362,8 @@ impl Options {
                     other => Some(Format::parse(other)?),
                 }
             }
-            "blur" | "bl" => self.blur = non_negative("blur", one("blur", &args)?)?,
-            "sharpen" | "sh" => self.sharpen = non_negative("sharpen", one("sharpen", &args)?)?,
+            "blur" | "bl" => self.blur = at_most("blur", one("blur", &args)?, MAX_BLUR_SIGMA)?,
+            "sharpen" | "sh" => self.sharpen = at_most("sharpen", one("sharpen", &args)?, MAX_SHARPEN_SIGMA)?,
             "auto_rotate" | "ar" => self.auto_rotate = boolean("auto_rotate", one("auto_rotate", &args)?)?,
             "strip_metadata" | "sm" => self.strip_metadata = boolean("strip_metadata", one("strip_metadata", &args)?)?,
             "watermark" | "wm" => self.watermark = watermark(&args)?,
@@ -348,7 +379,8 @@ impl Options {
             }
             "expires" | "exp" => {
                 let at = one("expires", &args)?;
-                self.expires = Some(at.parse().map_err(|_| bad("expires", format!("{at:?} is not unix seconds")))?);
+                let secs = at.parse::<i64>().ok().filter(|v| decimal(at, true, false) && v.abs() <= MAX_EXPIRES);
+                self.expires = Some(secs.ok_or_else(|| bad("expires", format!("{at:?} is not unix seconds")))?);
             }
             "cachebuster" | "cb" => {
                 if args.len() != 1 {
@@ -510,6 +542,11 @@ impl Presets {
             }
         }
         Ok(presets)
+    }
+
+    /// No presets configured (the CloudFront Function knows none: the CDN path refuses `pr:`).
+    pub fn is_empty(&self) -> bool {
+        self.named.is_empty()
     }
 
     fn get(&self, name: &str) -> Result<&[String], UrlError> {

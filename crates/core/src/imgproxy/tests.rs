@@ -88,9 +88,17 @@ fn both_source_forms_and_their_extensions() {
     // The extension overrides f:, and f:auto means "negotiate".
     assert_eq!(unsigned("/_/f:png/plain/users/u/f/a.jpg@jpg").unwrap().options.format, Some(Format::Jpeg));
     assert_eq!(unsigned("/_/f:auto/plain/users/u/f/a.jpg").unwrap().options.format, None);
-    for bad in
-        ["/_/w:10/plain/users/a@b@png", "/_/w:10/%%%.png", "/_/w:10/plain/", "/_/w:10", "nosig", "/_/w:10/enc/xyz"]
-    {
+    for bad in [
+        "/_/w:10/plain/users/a@b@png",
+        "/_/w:10/%%%.png",
+        "/_/w:10/plain/",
+        "/_/w:10",
+        "nosig",
+        "/_/w:10/enc/xyz",
+        "/_/w:10/plain/users/u/f/%zz.jpg",
+        "/_/w:10/plain/users/u/f/a%2",
+        "/_/w:10/plain/users/u/f/%C0%AF.jpg",
+    ] {
         let e = unsigned(bad).unwrap_err();
         assert_eq!(e.status(), 400, "{bad}: {e}");
     }
@@ -174,10 +182,42 @@ fn bad_options_are_400_naming_them() {
         "wm:2",
         "exp:soon",
         "pr:nope",
+        // One number grammar with the CloudFront Function: digits, optional - and .digits.
+        "w:+300",
+        "q:+5",
+        "w:0x10",
+        "bl:.5",
+        "c:1.",
+        "dpr:1e0",
+        "dpr:inf",
+        "g:no:+1",
+        "exp:+4102444800",
+        "exp:99999999999999999999",
+        "exp:9007199254740992",
+        // Numbers JavaScript would print with an exponent.
+        "c:0.0000001",
+        "g:no:1000000000000000000000",
+        // Over the caps.
+        "bl:100.5",
+        "bl:1000000000",
+        "sh:10.01",
     ] {
         let e = unsigned(&format!("/_/{bad}/plain/users/u/f/a.jpg")).unwrap_err();
         assert_eq!(e.status(), 400, "{bad}: {e}");
     }
+}
+
+#[test]
+fn numbers_print_alike_here_and_at_the_edge_and_strengths_are_capped() {
+    assert_eq!(canonical("rs:fill:10:10/g:no:-0:0.000001"), "rt:fill,w:10,h:10,g:no:0:0.000001");
+    assert_eq!(canonical("w:0010/g:no/c:123456789012345678901"), "c:123456789012345680000:0:no:0:0,w:10");
+    assert_eq!(
+        canonical(&format!("bl:{MAX_BLUR_SIGMA}/sh:{MAX_SHARPEN_SIGMA}")),
+        format!("bl:{MAX_BLUR_SIGMA},sh:{MAX_SHARPEN_SIGMA}")
+    );
+    assert!(unsigned("/_/exp:-9007199254740991/plain/users/u/f/a.jpg").is_ok());
+    let e = unsigned("/_/bl:101/plain/users/u/f/a.jpg").unwrap_err();
+    assert_eq!((e.status(), e.to_string()), (400, "bad argument for blur: at most 100".to_owned()));
 }
 
 #[test]

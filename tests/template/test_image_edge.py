@@ -1,0 +1,87 @@
+"""The image CDN's signing keys in template.yaml (issue 16, DECISIONS 29): the transformer reads
+them from a Secrets Manager secret under the stack's key (none in its environment), it alone may
+read that secret, and the CloudFront Function gets its copy from a KeyValueStore it is
+associated with. The function's code itself is tested in Node (tests/imgproxy)."""
+
+import os
+import re
+import string
+import unittest
+
+from cfnlint.decode import cfn_yaml
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+T = cfn_yaml.load(os.path.join(ROOT, "template.yaml"))
+RES = T["Resources"]
+
+
+def names(v):
+    """Logical ids a `!Ref`/`!GetAtt` (or a list of them) names."""
+    if isinstance(v, list):
+        return {n for x in v for n in names(x)}
+    if isinstance(v, dict) and "Ref" in v:
+        return {v["Ref"]}
+    if isinstance(v, dict) and "Fn::GetAtt" in v:
+        a = v["Fn::GetAtt"]
+        return {a[0] if isinstance(a, list) else a.split(".")[0]}
+    return set()
+
+
+def statements(props):
+    """Every statement of a function's `Policies`, a role's inline policies or a policy."""
+    docs = [p.get("PolicyDocument", p) for p in props.get("Policies") or [] if isinstance(p, dict)]
+    docs += [props["PolicyDocument"]] if isinstance(props.get("PolicyDocument"), dict) else []
+    for doc in docs:
+        st = doc.get("Statement", [])
+        yield from st if isinstance(st, list) else [st]
+
+
+class ImageEdge(unittest.TestCase):
+    def test_the_transformer_reads_its_keys_from_a_secret_not_its_environment(self):
+        env = RES["TransformerFunction"]["Properties"]["Environment"]["Variables"]
+        self.assertNotIn("TRANSFORM_KEYS", env)
+        self.assertNotIn("TRANSFORM_SALTS", env)
+        self.assertEqual(names(env["TRANSFORM_SECRET_ID"]), {"TransformSigningSecret"})
+        self.assertFalse({"TransformKeys", "TransformSalts"} & set(T.get("Parameters", {})))
+
+    def test_the_secret_is_generated_as_a_hex_pair_under_the_stacks_key(self):
+        props = RES["TransformSigningSecret"]["Properties"]
+        self.assertEqual(names(props["KmsKeyId"]), {"FilesKey"})
+        gen = props["GenerateSecretString"]
+        self.assertNotIn("SecretString", props)
+        allowed = set(string.ascii_lowercase + string.digits) - set(gen["ExcludeCharacters"])
+        self.assertTrue(gen["ExcludeUppercase"] and gen["ExcludePunctuation"])
+        self.assertEqual(allowed, set("0123456789abcdef"), "every generated character is a hex digit")
+        self.assertEqual(gen["PasswordLength"] % 2, 0)
+        self.assertGreaterEqual(gen["PasswordLength"], 64, "a key of at least 32 bytes")
+        self.assertEqual(gen["GenerateStringKey"], "keys")
+        self.assertRegex(gen["SecretStringTemplate"], r'^\{"salts": "([0-9a-f]{2})+"\}$')
+
+    def test_only_the_transformer_may_read_the_secret(self):
+        readers = set()
+        for name, res in RES.items():
+            for st in statements(res.get("Properties") or {}):
+                actions = st.get("Action")
+                actions = actions if isinstance(actions, list) else [actions]
+                if "TransformSigningSecret" in names(st.get("Resource")) or any(
+                        isinstance(a, str) and a.startswith("secretsmanager:") and st.get("Resource") == "*" for a in actions):
+                    readers.add(name)
+                    self.assertEqual(actions, ["secretsmanager:GetSecretValue"], name)
+        self.assertEqual(readers, {"TransformerFunction"})
+
+    def test_the_edge_function_reads_the_key_value_store_and_substitutes_only_the_bucket(self):
+        props = RES["TransformRequestFunction"]["Properties"]
+        stores = props["FunctionConfig"]["KeyValueStoreAssociations"]
+        self.assertEqual([names(s["KeyValueStoreARN"]) for s in stores], [{"TransformKeyStore"}])
+        self.assertEqual(props["FunctionConfig"]["Runtime"], "cloudfront-js-2.0")
+        code = props["FunctionCode"]["Fn::Sub"]
+        self.assertIn("import cf from 'cloudfront';", code)
+        self.assertEqual(re.findall(r"\$\{[^}]*\}", code), ["${FilesBucket}"])
+        self.assertNotIn("_unmapped", code)
+        outputs = T["Outputs"]
+        self.assertEqual(names(outputs["TransformSigningSecretArn"]["Value"]), {"TransformSigningSecret"})
+        self.assertEqual(names(outputs["TransformKeyStoreArn"]["Value"]), {"TransformKeyStore"})
+
+
+if __name__ == "__main__":
+    unittest.main()
