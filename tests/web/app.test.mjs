@@ -2,7 +2,8 @@
 // running dev stack: sign in through the OIDC (PKCE) page -> upload a corpus photo through
 // Uppy's Dashboard -> its thumbnail appears in the gallery -> search finds it by name -> a
 // share link opened in a fresh browser context downloads the same bytes -> delete and
-// restore. Another user sees none of it and no migration dashboard. Screenshots of the
+// restore. Another user sees none of it and no migration dashboard. The page comes with its
+// Content-Security-Policy and nothing the app does breaks it. Screenshots of the
 // gallery (desktop and phone) and of the migration dashboard are saved to WEB_ARTIFACTS.
 //
 //   WEB_URL=http://127.0.0.1:3000 MATBAKH_CORPUS=../shared/corpus WEB_ARTIFACTS=out \
@@ -29,6 +30,8 @@ const PHOTO = readFileSync(join(CORPUS, 'photos', 'dune.jpg'));
 const NAME = `dune-${randomBytes(4).toString('hex')}.jpg`;
 
 let browser;
+/** What the app did that its Content-Security-Policy refused (Chromium reports each on the console). */
+const cspViolations = [];
 before(async () => {
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM_BIN || '/usr/bin/chromium',
@@ -36,15 +39,22 @@ before(async () => {
       '--disable-component-update', '--disable-sync'],
   });
 });
-after(async () => browser?.close());
+after(async () => {
+  await browser?.close();
+  assert.deepEqual(cspViolations, [], 'the app broke its Content-Security-Policy');
+});
 
 /** A fresh context signed in as `user` through the identity provider's page. */
 async function signedIn(user, viewport = { width: 1280, height: 900 }) {
   const context = await browser.newContext({ viewport });
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error(`[${user}] page error: ${e.message}`));
-  page.on('console', (m) => m.type() === 'error' && console.error(`[${user}] console: ${m.text()}`));
-  await page.goto(`${WEB}/`);
+  page.on('console', (m) => {
+    if (m.type() === 'error') console.error(`[${user}] console: ${m.text()}`);
+    if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
+  });
+  const first = await page.goto(`${WEB}/`);
+  assert.match(first.headers()['content-security-policy'] || '', /script-src 'self'/, 'the app is served with its CSP');
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByLabel('User').selectOption(user);
   await page.getByRole('button', { name: 'Sign in' }).click();

@@ -54,16 +54,22 @@ pub struct Access<'a> {
     pub result: &'a str,
 }
 
-/// Writes the record and the log line.
+/// Writes the record and the log line. A visitor's use of a share link keeps their address
+/// and user agent in the log only (abuse handling), never in the owner's trail.
 pub async fn record(st: &Services, client: &Client, access: Access<'_>) -> Result<(), ApiError> {
+    let (ip, user_agent) = if access.action == AuditAction::ShareDownload {
+        Default::default()
+    } else {
+        (client.ip.clone(), client.user_agent.clone())
+    };
     let entry = AuditEntry {
         user: access.owner.clone(),
         action: access.action,
         actor: access.actor.unwrap_or_else(|| "owner".into()),
         file_id: access.file_id,
         result: access.result.to_owned(),
-        ip: client.ip.clone(),
-        user_agent: client.user_agent.clone(),
+        ip,
+        user_agent,
         at: st.clock.now(),
     };
     tracing::info!(
@@ -73,8 +79,8 @@ pub async fn record(st: &Services, client: &Client, access: Access<'_>) -> Resul
         actor = %entry.actor,
         file_id = ?entry.file_id.map(|f| f.to_string()),
         result = %entry.result,
-        ip = %entry.ip,
-        user_agent = %entry.user_agent,
+        ip = %client.ip,
+        user_agent = %client.user_agent,
         "access"
     );
     let nonce = u64::from_be_bytes(crate::random_bytes()?);

@@ -22,6 +22,9 @@ pub const MIN_SHARE_TTL: Duration = Duration::from_secs(60);
 pub const MAX_SHARE_TTL: Duration = Duration::from_secs(90 * 24 * 60 * 60);
 /// The most downloads one link may allow (`maxDownloads`; unlimited when not given).
 pub const MAX_SHARE_DOWNLOADS: u64 = 100_000;
+/// How long the presigned GET a link redirects to stays usable (`SHARE_REDIRECT_TTL_SECONDS`):
+/// also how long a revoked link's last redirects keep working.
+pub const DEFAULT_SHARE_REDIRECT_TTL: Duration = Duration::from_secs(60);
 /// The smallest signing key accepted (`SHARE_SIGNING_KEY`, Base64).
 pub const MIN_SHARE_KEY_BYTES: usize = 32;
 

@@ -81,6 +81,17 @@ mod tests {
             assert!(UploadToken::parse(bad).is_err(), "{bad}");
         }
     }
+
+    #[test]
+    fn a_type_listed_twice_is_refused() {
+        use crate::types::ContentType;
+        let [jpeg, png] = ["image/jpeg", "image/png"].map(|t| ContentType::parse(t).unwrap());
+        assert!(check_distinct_types(&[]).is_ok());
+        assert!(check_distinct_types(&[jpeg, png]).is_ok());
+        let again = ContentType::parse("IMAGE/JPEG; q=1").unwrap();
+        let err = check_distinct_types(&[jpeg, png, again]).unwrap_err();
+        assert!(matches!(err, CoreError::Invalid { field: "types", .. }), "{err}");
+    }
 }
 
 /// What a token allows, as stored (under the token's digest).
@@ -115,5 +126,14 @@ impl TokenGrant {
         } else {
             Err(CoreError::TypeNotAllowed(content_type.as_str().to_owned()))
         }
+    }
+}
+
+/// Refuses a token's list of types that names a type twice (also in another spelling, such as
+/// `image/JPEG`): refused rather than folded, so the caller learns that its list was wrong.
+pub fn check_distinct_types(types: &[crate::types::ContentType]) -> Result<(), CoreError> {
+    match types.iter().enumerate().find(|(i, t)| types[..*i].contains(t)) {
+        Some((_, t)) => Err(CoreError::invalid("types", format!("lists {} more than once", t.as_str()))),
+        None => Ok(()),
     }
 }

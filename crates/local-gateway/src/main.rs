@@ -1,9 +1,11 @@
 //! Runs the local API Gateway stand-in. Settings (environment):
 //! `GATEWAY_ADDR` (127.0.0.1:3000), `LAMBDA_ENDPOINT` (http://127.0.0.1:9000), `ROUTES_FILE`,
 //! `AUTH_JWKS_FILE`, `AUTH_ISSUER`, `AUTH_AUDIENCE`, `WEB_ORIGINS` (comma-separated).
-//! Dev stack only: `WEB_ROOT` and `WEB_CONFIG` (a JSON document) serve the web app at `/`;
-//! `DEV_KEY_FILE` (the dev key, PKCS#8), `DEV_USERS` (comma-separated) and `DEV_CLIENT_ID`
-//! (`matbakh-web`) switch on the identity provider at `/dev/oidc/*`.
+//! Dev stack only: `WEB_ROOT` and `WEB_CONFIG` (a JSON document) serve the web app at `/`, its
+//! Content-Security-Policy allowing S3 at `S3_PUBLIC_ENDPOINT`, else `AWS_ENDPOINT_URL` (what
+//! the functions presign for); `DEV_KEY_FILE` (the dev key, PKCS#8), `DEV_USERS`
+//! (comma-separated) and `DEV_CLIENT_ID` (`matbakh-web`) switch on the identity provider at
+//! `/dev/oidc/*`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,7 +40,11 @@ async fn run() -> Result<(), String> {
             .collect(),
         client: reqwest::Client::builder().no_proxy().build().map_err(|e| e.to_string())?,
         web: match std::env::var("WEB_ROOT") {
-            Ok(root) => Some(WebApp { root: root.into(), config: setting("WEB_CONFIG", Some("{}"))? }),
+            Ok(root) => {
+                let s3 = setting("S3_PUBLIC_ENDPOINT", None).or_else(|_| setting("AWS_ENDPOINT_URL", None))?;
+                let files = reqwest::Url::parse(&s3).map_err(|e| format!("{s3}: {e}"))?.origin().ascii_serialization();
+                Some(WebApp::new(root.into(), setting("WEB_CONFIG", Some("{}"))?, &files)?)
+            }
             Err(_) => None,
         },
         idp: match std::env::var("DEV_KEY_FILE") {

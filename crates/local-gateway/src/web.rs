@@ -1,6 +1,8 @@
 //! The web app's files, served at `/` as the CDN serves them when deployed (dev stack only).
 //! `/config.json` is the app's settings (where to sign in); everything else is a file under
-//! the web root. Paths with `..`, hidden names or no known type answer 404.
+//! the web root. Paths with `..`, hidden names or no known type answer 404. Every answer
+//! carries the app's Content-Security-Policy and security headers, as the CDN's
+//! `WebHeadersPolicy` adds them.
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +14,32 @@ pub struct WebApp {
     pub root: PathBuf,
     /// The body of `/config.json`.
     pub config: String,
+    /// The `Content-Security-Policy` every file is sent with.
+    pub csp: HeaderValue,
+}
+
+/// The web app's Content-Security-Policy, the same the web CDN sends (`tests/web/csp.json`
+/// holds both to it): code and styles only from the app's own files (no inline script or style,
+/// no `eval`); images also from `data:` (ThumbHash placeholders, Uppy's icons), `blob:` (Uppy's
+/// thumbnails) and S3; requests only to the app, the API, S3 and the sign-in provider; no
+/// plugins, frames, form posts or `<base>`. `api`, `files` (S3 as browsers reach it) and
+/// `sign_in` are origins or `'self'`.
+pub fn content_security_policy(api: &str, files: &str, sign_in: &str) -> String {
+    let sources = |list: &[&str]| {
+        let mut once: Vec<&str> = Vec::new();
+        list.iter().filter(|s| !s.is_empty()).for_each(|s| {
+            if !once.contains(s) {
+                once.push(s)
+            }
+        });
+        once.join(" ")
+    };
+    format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src {}; connect-src {}; base-uri 'none'; \
+         form-action 'none'; frame-ancestors 'none'",
+        sources(&["'self'", "data:", "blob:", files]),
+        sources(&["'self'", api, files, sign_in]),
+    )
 }
 
 /// The content type of a file the app is made of, by extension; others are not served.
@@ -46,22 +74,34 @@ pub fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
 }
 
 impl WebApp {
+    /// The app in `root` with its `config`. Locally the API and the sign-in provider are the
+    /// gateway itself; `files` is where browsers reach S3 (the local S3 server).
+    pub fn new(root: PathBuf, config: String, files: &str) -> Result<Self, String> {
+        let csp = HeaderValue::from_str(&content_security_policy("'self'", files, "'self'"))
+            .map_err(|_| format!("{files:?} is not an origin"))?;
+        Ok(WebApp { root, config, csp })
+    }
+
     pub async fn serve(&self, url_path: &str) -> Option<Response> {
         if url_path == "/config.json" {
-            return Some(with_type(self.config.clone().into_response(), "application/json"));
+            return Some(self.with_type(self.config.clone().into_response(), "application/json"));
         }
         let path = resolve(&self.root, url_path)?;
         let bytes = tokio::fs::read(&path).await.ok()?;
-        let mut resp = with_type(bytes.into_response(), content_type(&path)?);
+        let mut resp = self.with_type(bytes.into_response(), content_type(&path)?);
         // The app changes under `cargo lambda watch`-style editing: always revalidate.
         resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         Some(resp)
     }
-}
 
-fn with_type(mut resp: Response, ty: &'static str) -> Response {
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ty));
-    resp.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    *resp.status_mut() = StatusCode::OK;
-    resp
+    fn with_type(&self, mut resp: Response, ty: &'static str) -> Response {
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ty));
+        h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        h.insert(header::CONTENT_SECURITY_POLICY, self.csp.clone());
+        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+        *resp.status_mut() = StatusCode::OK;
+        resp
+    }
 }

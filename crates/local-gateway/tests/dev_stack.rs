@@ -15,6 +15,8 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 const ORIGIN: &str = "http://127.0.0.1:3000";
+/// S3 as browsers reach it in this stack (moto).
+const FILES: &str = "http://127.0.0.1:5050";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk-a-long-enough-verifier";
 
 fn web_root() -> std::path::PathBuf {
@@ -36,7 +38,7 @@ fn app(key: &DevKey) -> (Router, JwtVerifier) {
         lambda_endpoint: "http://127.0.0.1:9".into(),
         web_origins: vec![ORIGIN.into()],
         client: reqwest::Client::builder().no_proxy().build().unwrap(),
-        web: Some(WebApp { root: web_root(), config: r#"{"auth":{"mode":"oidc"}}"#.into() }),
+        web: Some(WebApp::new(web_root(), r#"{"auth":{"mode":"oidc"}}"#.into(), FILES).unwrap()),
         idp: Some(DevIdp::new(key_copy, "iss".into(), "aud".into(), "web".into(), vec!["demo-user".into()])),
     };
     (router(Arc::new(gw)), JwtVerifier::new(&key.jwks(), "iss", "aud").unwrap())
@@ -176,4 +178,49 @@ async fn the_web_app_is_served_but_nothing_else_from_its_folder() {
     assert_eq!(resolve(root, "/a/"), Some(root.join("a/index.html")));
     assert_eq!(resolve(root, "/a/%2E%2E/b.css"), None);
     assert_eq!(resolve(root, "/a//b.css"), None);
+}
+
+/// `directive -> sources` of a policy as sent (a source listed twice counts once).
+fn directives(policy: &str) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    policy
+        .split(';')
+        .filter_map(|d| {
+            let mut words = d.split_whitespace().map(str::to_owned);
+            Some((words.next()?, words.collect()))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_web_app_is_served_with_its_content_security_policy() {
+    let key = DevKey::generate().unwrap();
+    let (app, _) = app(&key);
+    // tests/web/csp.json, with the local origins: the API and the sign-in provider are the
+    // gateway itself, S3 is the local server.
+    let shared: Value = serde_json::from_str(include_str!("../../../tests/web/csp.json")).unwrap();
+    let expected: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = shared
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| !k.starts_with('$'))
+        .map(|(k, v)| {
+            let local = |s: &str| match s {
+                "{api}" | "{signIn}" => "'self'".to_owned(),
+                "{files}" => FILES.to_owned(),
+                other => other.to_owned(),
+            };
+            (k.clone(), v.as_array().unwrap().iter().map(|s| local(s.as_str().unwrap())).collect())
+        })
+        .collect();
+    for path in ["/", "/js/app.js", "/config.json"] {
+        let (status, headers, _) = send(&app, Request::get(path).body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        let policy = headers.get(header::CONTENT_SECURITY_POLICY).map(|v| v.to_str().unwrap()).unwrap_or_default();
+        assert_eq!(directives(policy), expected, "{path}: {policy}");
+        assert_eq!(
+            (headers[header::X_FRAME_OPTIONS].to_str().unwrap(), headers[header::REFERRER_POLICY].to_str().unwrap()),
+            ("DENY", "no-referrer"),
+            "{path}"
+        );
+    }
 }

@@ -6,9 +6,12 @@
 //! - `GET /v1/shares` (JWT): the caller's links, newest first, with their state and downloads.
 //! - `DELETE /v1/shares/{token}` (JWT): revokes the caller's link at once.
 //! - `GET /v1/shares/{token}` (no login: `Auth: NONE`): counts a download and redirects to a
-//!   presigned GET of the file, valid [`DOWNLOAD_URL_TTL`](matbakh_core::limits) seconds. An
-//!   expired, revoked or used-up link answers 410; anything else that is not a live link 404,
-//!   revealing nothing about the file or its owner.
+//!   presigned GET of the file, valid
+//!   [`DEFAULT_SHARE_REDIRECT_TTL`](matbakh_core::shares::DEFAULT_SHARE_REDIRECT_TTL) (a
+//!   minute), so a revoked link's last redirects stop working within it. An expired, revoked or
+//!   used-up link answers 410; anything else that is not a live link 404, revealing nothing
+//!   about the file or its owner. The owner's trail records each use and its outcome, not the
+//!   visitor's address.
 //!
 //! Reads and writes: share rows and file rows in the metadata table; signs GETs of `users/*`.
 
@@ -211,10 +214,11 @@ async fn download(
         .store
         .presign_download(
             &file.key,
+            file.version_id.as_deref(),
             file.content_type.as_str(),
-            &content_disposition(&file.filename, false),
+            &content_disposition(&file.filename, file.content_type, false),
             now,
-            st.limits.download_url_ttl,
+            st.limits.share_redirect_ttl,
         )
         .await?;
     tracing::info!(downloads = used.downloads, "share used");

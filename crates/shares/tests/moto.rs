@@ -21,7 +21,31 @@ async fn harness() -> Harness {
 /// JSON body (if any).
 async fn open_link(state: matbakh_api::Services, url: &str) -> (StatusCode, Option<String>, Value) {
     let path = url.strip_prefix("https://files.test").unwrap_or(url);
-    let req = Request::builder().method(Method::GET).uri(path).body(Body::empty()).unwrap();
+    open(state, Request::builder().method(Method::GET).uri(path).body(Body::empty()).unwrap()).await
+}
+
+/// Opens a link as a visitor at `ip` with browser `user_agent`, through API Gateway's context.
+async fn open_link_from(
+    state: matbakh_api::Services,
+    url: &str,
+    ip: &str,
+    user_agent: &str,
+) -> (StatusCode, Option<String>, Value) {
+    let path = url.strip_prefix("https://files.test").unwrap_or(url);
+    let ctx = json!({
+        "accountId": "123456789012", "apiId": "api", "domainName": "files.test", "domainPrefix": "files",
+        "requestId": "r", "routeKey": "$default", "stage": "$default", "time": "01/Mar/2026:12:00:00 +0000",
+        "timeEpoch": 0,
+        "http": {"method": "GET", "path": path, "protocol": "HTTP/1.1", "sourceIp": ip, "userAgent": user_agent},
+    });
+    let mut req =
+        Request::builder().method(Method::GET).uri(path).header("user-agent", user_agent).body(Body::empty()).unwrap();
+    req.extensions_mut()
+        .insert(lambda_http::request::RequestContext::ApiGatewayV2(serde_json::from_value(ctx).unwrap()));
+    open(state, req).await
+}
+
+async fn open(state: matbakh_api::Services, req: Request<Body>) -> (StatusCode, Option<String>, Value) {
     let (status, headers, body) = call_router_raw(shares::router(state), req).await;
     let location = headers.get("location").map(|v| v.to_str().unwrap().to_owned());
     if status == StatusCode::FOUND {
@@ -158,4 +182,49 @@ async fn nobody_shares_someone_elses_file_and_bad_terms_are_refused() {
     assert_eq!((link["expiresAt"].as_str(), &link["maxDownloads"]), (Some("2026-03-08T12:00:00Z"), &Value::Null));
     let (status, _) = h.call(Method::POST, &format!("/v1/files/{id}/shares"), None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+/// Each redirect is a presigned GET valid for one minute only (not the five of a download), so
+/// a revoked link's last redirects stop working within a minute (S3 enforcing it: `tests/garage.rs`).
+#[tokio::test]
+async fn a_links_redirect_is_presigned_for_a_minute_only() {
+    let h = harness().await;
+    let alice = unique_user("alice");
+    let id = h.stored_file(&alice, "menu.pdf", "application/pdf", b"%PDF-1.7 menu".to_vec(), NOW).await.to_string();
+    let (_, link) = share(&h, &alice, &id, json!({})).await;
+    let (status, location, body) = open_link(h.state.clone(), link["url"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::FOUND, "{body}");
+    let location = location.unwrap();
+    assert!(location.contains("X-Amz-Date=20260301T120000Z") && location.contains("X-Amz-Expires=60&"), "{location}");
+}
+
+/// The owner learns how often a link was used and with what outcome, never who opened it: the
+/// visitor's address and browser are in neither the link's view nor the owner's trail (the
+/// server's log keeps them, for abuse handling).
+#[tokio::test]
+async fn the_owner_sees_a_links_use_counted_not_the_visitors_address() {
+    let h = harness().await;
+    let alice = unique_user("alice");
+    let id = h.stored_file(&alice, "menu.pdf", "application/pdf", b"%PDF-1.7 menu".to_vec(), NOW).await.to_string();
+    let (_, link) = share(&h, &alice, &id, json!({"maxDownloads": 1})).await;
+    let url = link["url"].as_str().unwrap();
+    for expected in [StatusCode::FOUND, StatusCode::GONE] {
+        let (status, _, body) = open_link_from(h.state.clone(), url, "198.51.100.23", "visitor-browser/1.0").await;
+        assert_eq!(status, expected, "{body}");
+    }
+
+    let (_, listed) = h.call(Method::GET, "/v1/shares", Some(&h.token(&alice)), None).await;
+    assert_eq!(listed["shares"][0]["downloads"], 1, "{listed}");
+    let owner = matbakh_core::ids::UserId::parse(&alice).unwrap();
+    let (records, _) = h.state.table.audit_page(&owner, 50, None).await.unwrap();
+    let uses: Vec<_> = records.iter().filter(|r| r.action == "share_download").collect();
+    let mut outcomes: Vec<&str> = uses.iter().map(|r| r.result.as_str()).collect();
+    outcomes.sort();
+    assert_eq!(outcomes, ["ok", "used_up"]);
+    for (shown, what) in [(format!("{listed}"), "the owner's list"), (format!("{records:?}"), "the owner's trail")] {
+        assert!(
+            !shown.contains("198.51.100.23") && !shown.contains("visitor-browser"),
+            "{what} shows the visitor: {shown}"
+        );
+    }
 }
