@@ -128,6 +128,39 @@ ensure_s3s_fs() {
   fi
 }
 
+# cargo-audit, for the dependency audit (audit_dependencies). Up to 9 minutes to build on 2 cores
+# (measured beside another build), once per machine.
+CARGO_AUDIT_VERSION=0.22.2
+CARGO_AUDIT_BIN=$CACHE/cargo-audit-$CARGO_AUDIT_VERSION/bin/cargo-audit
+ensure_cargo_audit() {
+  if [[ ! -x $CARGO_AUDIT_BIN ]]; then
+    log "building cargo-audit $CARGO_AUDIT_VERSION (once per machine, up to 9 minutes on 2 cores)"
+    cargo install cargo-audit --version "$CARGO_AUDIT_VERSION" --locked --root "$CACHE/cargo-audit-$CARGO_AUDIT_VERSION"
+  fi
+}
+
+# The RustSec advisory database: the offline snapshot beside the clone (this machine cannot
+# fetch the live one; its SNAPSHOT.md says as of when), or MATBAKH_ADVISORY_DB.
+ADVISORY_DB=${MATBAKH_ADVISORY_DB:-$ROOT/../shared/advisory-db}
+
+# audit_dependencies: every Cargo.lock of the repo against the advisory database, offline (no
+# fetch, no crates.io look-up for yanked versions). A vulnerability fails; warnings
+# (unmaintained, unsound) are listed. Appends what failed to the caller's `failed` array.
+audit_dependencies() {
+  ensure_cargo_audit
+  if [[ ! -d $ADVISORY_DB/crates ]]; then
+    failed+=("cargo audit: no advisory database at $ADVISORY_DB")
+    return
+  fi
+  local lock snapshot
+  snapshot=$(tr '\n' ' ' <"$ADVISORY_DB/SNAPSHOT.md" 2>/dev/null | grep -o 'as of [0-9-]*' | head -1) || true
+  for lock in Cargo.lock fuzz/Cargo.lock; do
+    log "cargo audit $lock (RustSec advisories ${snapshot:-of unknown date}; newer ones are not in it)"
+    "$CARGO_AUDIT_BIN" audit --db "$ADVISORY_DB" --no-fetch --stale --no-yanked --file "$ROOT/$lock" ||
+      failed+=("cargo audit $lock")
+  done
+}
+
 # Real Uppy (npm @uppy/core + @uppy/aws-s3, pinned in tests/uppy/package-lock.json) for the
 # client test; npm keeps its own download cache outside the clone.
 ensure_uppy_client() {

@@ -5,7 +5,8 @@ environment each function gets, resolved the way CloudFormation would resolve it
     local_resources.py --endpoint http://127.0.0.1:5050 --prefix dev --env-out .local/dev/functions.env
 
 Buckets get their versioning and SNS notifications, tables their keys, indexes and TTL,
-queues their redrive settings, topics their SQS subscriptions. Function environments come from Globals plus the function's own Variables, with
+queues their redrive settings, topics their SQS subscriptions, generated secrets a random dev
+value (as `GenerateSecretString` makes one when the stack is deployed). Function environments come from Globals plus the function's own Variables, with
 `!Ref` to a resource replaced by its local name and `!Ref` to a parameter by its default (or a
 --param NAME=VALUE override). Safe to run twice: existing resources are kept.
 """
@@ -130,6 +131,19 @@ def create_table(ddb, name, props):
         )
 
 
+def create_secret(sm, name, generate):
+    """A generated secret: random hex of the template's `GenerateSecretString` length (64
+    characters by default), put under its `GenerateStringKey` in its `SecretStringTemplate`
+    (JSON) when it names one."""
+    value = secrets.token_hex(int(generate.get("PasswordLength", 64)) // 2)
+    if "GenerateStringKey" in generate:
+        value = json.dumps({**json.loads(generate["SecretStringTemplate"]), generate["GenerateStringKey"]: value})
+    try:
+        sm.create_secret(Name=name, SecretString=value)
+    except sm.exceptions.ResourceExistsException:
+        pass
+
+
 def create_queue(sqs, name, props, names):
     attrs = {}
     if "VisibilityTimeout" in props:
@@ -183,7 +197,7 @@ def main():
     names = {lid: local_name(args.prefix, lid) for lid in resources}
 
     session = boto3.session.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name=args.region)
-    clients = {svc: session.client(svc, endpoint_url=args.endpoint) for svc in ("s3", "dynamodb", "sqs", "sns")}
+    clients = {svc: session.client(svc, endpoint_url=args.endpoint) for svc in ("s3", "dynamodb", "sqs", "sns", "secretsmanager")}
 
     # Dead-letter queues first, so redrive policies can point at them; topics before the
     # subscriptions and bucket notifications that name them.
@@ -196,6 +210,9 @@ def main():
     arns = {}
     # What `!Ref` gives in a function's environment: the name, or a queue's URL (as in CloudFormation).
     refs = dict(names)
+    # A CDN exists only deployed: locally nothing is cached, so a function gets no distribution
+    # (IMAGES_DISTRIBUTION_ID empty: nothing to invalidate).
+    refs.update({lid: "" for lid, res in resources.items() if res["Type"] == "AWS::CloudFront::Distribution"})
     try:
         for lid, res in sorted(resources.items(), key=rank):
             props = res.get("Properties", {}) or {}
@@ -204,6 +221,8 @@ def main():
                 create_bucket(clients["s3"], names[lid], props, lambda v: resolve(v, template, refs, params))
             elif kind == "AWS::DynamoDB::Table":
                 create_table(clients["dynamodb"], names[lid], props)
+            elif kind == "AWS::SecretsManager::Secret" and "GenerateSecretString" in props:
+                create_secret(clients["secretsmanager"], names[lid], props["GenerateSecretString"])
             elif kind == "AWS::SQS::Queue":
                 create_queue(clients["sqs"], names[lid], props, names)
                 url = clients["sqs"].get_queue_url(QueueName=names[lid])["QueueUrl"]

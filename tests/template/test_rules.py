@@ -2,6 +2,7 @@
 alarms, logs, functions and the region rule (issue 7). cfn-lint and checkov check the
 schema and common rules; these are ours."""
 
+import json
 import os
 import unittest
 
@@ -26,6 +27,16 @@ def ref(v):
             a = v["Fn::GetAtt"]
             return a[0] if isinstance(a, list) else a.split(".")[0]
     return None
+
+
+def directives(policy):
+    """`directive -> set of sources` of a Content-Security-Policy."""
+    out = {}
+    for d in policy.split(";"):
+        words = d.split()
+        if words:
+            out[words[0]] = set(words[1:])
+    return out
 
 
 FUNCTIONS = of_type("AWS::Serverless::Function")
@@ -137,12 +148,38 @@ class Replica(unittest.TestCase):
         config = RES["FilesBucket"]["Properties"]["ReplicationConfiguration"]["Fn::If"]
         self.assertEqual(config[0], "HasReplica")
         rule, = config[1]["Rules"]
-        self.assertEqual((rule["Status"], rule["Filter"]["Prefix"]), ("Enabled", ""))
+        # Only originals: what else the bucket holds expires there, and expirations and
+        # version-specific deletes do not replicate (issue 16, point 5).
+        self.assertEqual((rule["Status"], rule["Filter"]["Prefix"]), ("Enabled", "users/"))
         self.assertEqual(rule["DeleteMarkerReplication"]["Status"], "Enabled")
         self.assertEqual(rule["SourceSelectionCriteria"]["SseKmsEncryptedObjects"]["Status"], "Enabled")
         self.assertIn("ReplicaKmsKeyID", rule["Destination"]["EncryptionConfiguration"])
         self.assertEqual(T["Parameters"]["ReplicaRegion"]["Default"], "eu-west-1")
         self.assertEqual(RES["ReplicationRole"]["Condition"], "HasReplica")
+
+    def test_the_account_function_may_only_erase_originals_in_the_replica(self):
+        env = RES["AccountFunction"]["Properties"]["Environment"]["Variables"]
+        self.assertEqual(env["REPLICA_BUCKET"]["Fn::If"][0], "HasReplica")
+        self.assertEqual(env["REPLICA_BUCKET"]["Fn::If"][2], "")
+        self.assertEqual(env["REPLICA_REGION"]["Fn::If"], ["HasReplica", {"Ref": "ReplicaRegion"}, ""])
+        policy = RES["AccountErasesInReplica"]
+        self.assertEqual(policy["Condition"], "HasReplica")
+        self.assertEqual([ref(r) for r in policy["Properties"]["Roles"]], ["AccountFunctionRole"])
+        find, erase = policy["Properties"]["PolicyDocument"]["Statement"]
+        self.assertEqual((find["Action"], ref(find["Resource"])), ("s3:ListBucketVersions", "ReplicaBucketArn"))
+        self.assertEqual(find["Condition"], {"StringLike": {"s3:prefix": "users/*"}})
+        self.assertEqual(erase["Action"], ["s3:DeleteObject", "s3:DeleteObjectVersion"])
+        self.assertEqual(erase["Resource"], {"Fn::Sub": "${ReplicaBucketArn}/users/*"})
+        # Nothing else of the account function names the replica.
+        account = [RES["AccountFunction"]["Properties"]["Policies"]]
+        self.assertNotIn("Replica", str(account))
+
+    def test_the_erase_pseudonym_key_is_a_generated_secret_under_the_stacks_key(self):
+        secret = RES["ErasePseudonymSecret"]["Properties"]
+        self.assertEqual(ref(secret["KmsKeyId"]), "FilesKey")
+        self.assertGreaterEqual(secret["GenerateSecretString"]["PasswordLength"], 32)
+        env = RES["AccountFunction"]["Properties"]["Environment"]["Variables"]
+        self.assertEqual(ref(env["ERASE_PSEUDONYM_SECRET_ID"]), "ErasePseudonymSecret")
 
     def test_the_replica_is_versioned_encrypted_private_and_in_the_eu(self):
         r = cfn_yaml.load(os.path.join(ROOT, "template-replica.yaml"))
@@ -196,10 +233,45 @@ class WebApp(unittest.TestCase):
         for code in ("*.js", "*.mjs", "*.css"):
             self.assertGreater(by_pattern[code]["DefaultTTL"], by_pattern["*.json"]["MaxTTL"], code)
         images = RES["TransformCachePolicy"]["Properties"]["CachePolicyConfig"]
-        self.assertEqual(images["MaxTTL"], 31536000, "transformed images: a year")
+        # Bounded by a parameter (issue 16.4, tests/template/test_edge_invalidation.py).
+        self.assertEqual(ref(images["MaxTTL"]), "TransformCacheMaxTtlSeconds", "transformed images")
         for b in [cfg["DefaultCacheBehavior"], *cfg["CacheBehaviors"]]:
             self.assertEqual(b["ViewerProtocolPolicy"], "redirect-to-https")
             self.assertIn("ResponseHeadersPolicyId", b)
+
+    def test_the_web_app_is_sent_with_a_strict_content_security_policy(self):
+        """tests/web/csp.json with the stack's origins (the local gateway sends it with its own),
+        and the security headers AWS's managed policy sent, stricter where it allowed more."""
+        cfg = RES["WebDistribution"]["Properties"]["DistributionConfig"]
+        behaviours = [cfg["DefaultCacheBehavior"], *cfg["CacheBehaviors"]]
+        self.assertEqual({ref(b["ResponseHeadersPolicyId"]) for b in behaviours}, {"WebHeadersPolicy"})
+        headers = RES["WebHeadersPolicy"]["Properties"]["ResponseHeadersPolicyConfig"]["SecurityHeadersConfig"]
+        csp = headers["ContentSecurityPolicy"]
+        self.assertTrue(csp["Override"], "the policy replaces whatever the origin sends")
+        with open(os.path.join(ROOT, "tests", "web", "csp.json")) as f:
+            shared = json.load(f)
+        # The API's and the bucket's names cannot be named here: the API's and the bucket's CORS
+        # name this distribution, so naming them back would be a cycle. Their hosts in this
+        # region stand for them.
+        origins = {
+            "{api}": "https://*.execute-api.${AWS::Region}.${AWS::URLSuffix}",
+            "{files}": "https://*.s3.${AWS::Region}.${AWS::URLSuffix}",
+            "{signIn}": "${SignInOrigin}",
+        }
+        expected = {k: {origins.get(s, s) for s in v} for k, v in shared.items() if not k.startswith("$")}
+        self.assertEqual(directives(csp["ContentSecurityPolicy"]["Fn::Sub"]), expected)
+        self.assertEqual(headers["FrameOptions"], {"FrameOption": "DENY", "Override": True})
+        self.assertEqual(headers["ContentTypeOptions"], {"Override": True})
+        self.assertEqual(headers["ReferrerPolicy"], {"ReferrerPolicy": "no-referrer", "Override": True})
+        hsts = headers["StrictTransportSecurity"]
+        self.assertGreaterEqual(int(hsts["AccessControlMaxAgeSec"]), 31536000)
+        self.assertTrue(hsts["IncludeSubdomains"] and hsts["Override"])
+        sign_in = T["Parameters"]["SignInOrigin"]
+        self.assertNotIn("Default", sign_in, "a deploy names its sign-in provider")
+        for ok in ("https://auth.matbakh.app", "https://matbakh.auth.eu-central-1.amazoncognito.com"):
+            self.assertRegex(ok, sign_in["AllowedPattern"])
+        for bad in ("http://auth.matbakh.app", "https://auth.matbakh.app/oauth2", "https://*.matbakh.app", "'unsafe-inline'", "https://a.b; script-src *"):
+            self.assertNotRegex(bad, sign_in["AllowedPattern"])
 
     def test_the_web_bucket_is_private_and_read_only_by_its_distribution(self):
         bucket = RES["WebBucket"]["Properties"]

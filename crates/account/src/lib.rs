@@ -4,9 +4,14 @@
 //! - `DELETE /v1/me {"confirm": true}`: erases every object version, variant, transform result
 //!   and quarantined copy of the caller, their open uploads, and every item of theirs in the
 //!   metadata table (files, tags, search words, shares, sessions, tokens, usage, audit trail),
-//!   and reports what it removed. Idempotent: a retry finishes what a failed one left; a second
-//!   erase removes nothing. The erase itself is recorded under a one-way pseudonym
-//!   (DECISIONS 17).
+//!   and reports what it removed; with a disaster-recovery replica (`REPLICA_BUCKET`,
+//!   `REPLICA_REGION`), also every version and delete marker of the caller's originals there
+//!   (S3 does not replicate version-specific deletes); with the image CDN
+//!   (`IMAGES_DISTRIBUTION_ID`), the caller's cached transform results are invalidated there
+//!   (one wildcard path, `/results/users/{sub}/*`; with variants on a CDN, `CDN_BASE_URL`,
+//!   every variant too: their keys name no user). Idempotent: a retry finishes what a
+//!   failed one left; a second erase removes nothing. The erase itself is recorded under a
+//!   pseudonym keyed with the stack's secret (`ERASE_PSEUDONYM_SECRET_ID`, DECISIONS 17).
 //!
 //! - `POST /v1/me/export`: queues an export of all the caller's files and their metadata as
 //!   one ZIP (built by the `exporter` function, streamed to S3, never held in memory); answers
@@ -15,31 +20,70 @@
 //!   (presigned, [`DOWNLOAD_URL_TTL`](matbakh_core::limits)).
 //!
 //! Reads and deletes: `users/{sub}/`, `derived/{fileId}/`, `results/users/{sub}/`,
-//! `quarantine/users/{sub}/`, `exports/{sub}/` in the bucket; the caller's items in the table.
+//! `quarantine/users/{sub}/`, `exports/{sub}/` in the bucket; `users/{sub}/` in the replica
+//! (the replication rule's filter: only originals are replicated); the caller's items in the
+//! table.
 
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
 use axum::body::Bytes;
 use axum::extract::Path;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use matbakh_api::audit::{self, Access, Client};
 use matbakh_api::body::JsonObject;
 use matbakh_api::metrics::{self, Unit};
 use matbakh_api::{ApiError, Caller, Services};
+use matbakh_aws::S3Store;
+use matbakh_aws::cdn::Cdn;
+use matbakh_aws::config::ReplicaSettings;
 use matbakh_aws::erase::Erased;
 use matbakh_aws::export::{ExportJob, ExportState};
-use matbakh_core::audit::{AuditAction, pseudonym};
-use matbakh_core::ids::ObjectKey;
+use matbakh_core::audit::{AuditAction, PseudonymKey, pseudonym};
+use matbakh_core::cdn;
+use matbakh_core::ids::{FileId, ObjectKey, UserId};
 use serde_json::{Value, json};
 
-pub fn router(services: Services) -> Router {
+pub fn router(services: Services, erasure: Erasure) -> Router {
     Router::new()
         .route("/v1/me", delete(erase))
         .route("/v1/me/export", post(start_export))
         .route("/v1/me/exports/{exportId}", get(export_status))
         .fallback(|| async { ApiError::not_found("route") })
+        .layer(Extension(Arc::new(erasure)))
         .with_state(services)
+}
+
+/// What an erase needs besides the shared services.
+#[derive(Debug, Clone)]
+pub struct Erasure {
+    /// Keys the pseudonym the erase is recorded under.
+    pub pseudonym_key: PseudonymKey,
+    /// The disaster-recovery replica, where the caller's originals are erased too.
+    pub replica: Option<S3Store>,
+    /// The image CDN (`IMAGES_DISTRIBUTION_ID`), where the caller's transform results are
+    /// invalidated. None (locally): nothing is cached.
+    pub cdn: Option<Cdn>,
+}
+
+impl Erasure {
+    /// At start, from the environment: the key is the Secrets Manager secret
+    /// `ERASE_PSEUDONYM_SECRET_ID` names (the function refuses to start without it); the
+    /// replica is `REPLICA_BUCKET` in `REPLICA_REGION` (both empty: none); the image CDN is
+    /// `IMAGES_DISTRIBUTION_ID` (empty: none).
+    pub async fn from_lookup(sdk: &SdkConfig, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let secret_id = lookup("ERASE_PSEUDONYM_SECRET_ID")
+            .filter(|v| !v.is_empty())
+            .ok_or("ERASE_PSEUDONYM_SECRET_ID is not set")?;
+        let secret = matbakh_aws::secrets::secret_string(sdk, &secret_id).await.map_err(|e| e.to_string())?;
+        let pseudonym_key = PseudonymKey::new(secret.as_bytes()).map_err(|e| e.to_string())?;
+        let cdn = Cdn::from_lookup(sdk, &lookup);
+        let replica = ReplicaSettings::from_lookup(lookup).and_then(|r| r.map(|r| r.store(sdk)).transpose());
+        Ok(Erasure { pseudonym_key, replica: replica.map_err(|e| e.to_string())?, cdn })
+    }
 }
 
 /// The bucket prefixes that hold a user's objects besides their files' variants.
@@ -55,6 +99,7 @@ pub fn user_prefixes(user: &str) -> [String; 4] {
 #[tracing::instrument(name = "erase_account", skip_all, fields(user = %caller.user))]
 async fn erase(
     State(st): State<Services>,
+    Extension(erasure): Extension<Arc<Erasure>>,
     caller: Caller,
     client: Client,
     body: Bytes,
@@ -71,32 +116,74 @@ async fn erase(
     let aborted = st.store.abort_uploads_under(&originals).await?;
     erased.uploads_aborted = aborted.len();
     erased.object_versions = st.store.delete_prefix(&originals).await?;
+    if let Some(edge) = &erasure.cdn {
+        invalidate_cached(&st, edge, owner, &results, &files).await?;
+    }
     for prefix in [results, quarantined, exports] {
         erased.derived_objects += st.store.delete_prefix(&prefix).await?;
     }
     for f in &files {
         erased.derived_objects += st.store.delete_prefix(&ObjectKey::derived_prefix(*f)).await?;
     }
+    // Then the replica, before the rows: a retry after a failure here still finds everything.
+    // Only originals are replicated (template.yaml's replication filter is `users/`).
+    if let Some(replica) = &erasure.replica {
+        erased.replica_versions = replica.delete_prefix(&originals).await?;
+    }
     erased.files = files.len();
     erased.items = st.table.erase_items(owner, &files, &aborted).await?;
 
     let report = json!({
         "objectVersions": erased.object_versions,
+        "replicaVersions": erased.replica_versions,
         "derivedObjects": erased.derived_objects,
         "uploadsAborted": erased.uploads_aborted,
         "files": erased.files,
         "items": erased.items,
     });
-    let stand_in = pseudonym(owner);
+    let stand_in = pseudonym(&erasure.pseudonym_key, owner);
     let result = format!(
-        "ok: {} files, {} object versions, {} derived objects, {} items",
-        erased.files, erased.object_versions, erased.derived_objects, erased.items
+        "ok: {} files, {} object versions, {} in the replica, {} derived objects, {} items",
+        erased.files, erased.object_versions, erased.replica_versions, erased.derived_objects, erased.items
     );
     let access = Access { owner: &stand_in, action: AuditAction::Erase, file_id: None, actor: None, result: &result };
     audit::record(&st, &client, access).await?;
     tracing::info!(files = erased.files, items = erased.items, "account erased");
     metrics::emit("erase_account", &[("AccountsErased", 1, Unit::Count)]);
     Ok(Json(json!({ "erased": report })))
+}
+
+/// Invalidates the image CDN's copies of what the erase is about to delete (security review
+/// 16.4): the user's transform results (one wildcard path) and, when a CDN serves variants
+/// (`CDN_BASE_URL`), every variant (their keys name no user, and a wildcard a file would soon
+/// pass the 15 CloudFront has in progress at once). Only what the bucket still holds, so an
+/// erase of nothing invalidates nothing; after the originals (nothing can be made again) and
+/// before these deletes, so the retry after a failed invalidation finds them and tries again.
+async fn invalidate_cached(
+    st: &Services,
+    edge: &Cdn,
+    owner: &UserId,
+    results: &str,
+    files: &[FileId],
+) -> Result<(), ApiError> {
+    let mut paths = Vec::new();
+    if st.store.holds_any(results).await? {
+        paths.push(cdn::user_results(owner));
+    }
+    if let Some(base) = st.cdn_base_url.as_deref() {
+        for file in files {
+            if st.store.holds_any(&ObjectKey::derived_prefix(*file)).await? {
+                paths.push(cdn::all_variants(base));
+                break;
+            }
+        }
+    }
+    if !paths.is_empty() {
+        let reference = format!("erase-{}", st.clock.now().unix_timestamp_nanos());
+        let invalidation = edge.invalidate(&paths, &reference).await?;
+        tracing::info!(invalidation, "the user's cached images invalidated at the CDN");
+    }
+    Ok(())
 }
 
 /// A pending or running export older than this is taken for dead (its messages went to the
@@ -118,6 +205,7 @@ async fn job_view(st: &Services, job: &ExportJob) -> Result<Value, ApiError> {
             .store
             .presign_download(
                 &ObjectKey::from_stored(key.clone()),
+                None,
                 "application/zip",
                 &disposition,
                 now,

@@ -4,5 +4,7 @@
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let services = matbakh_api::Services::from_env().await?;
-    lambda_http::run(account::router(services)).await
+    let sdk = matbakh_aws::config::load_sdk_config().await;
+    let erasure = account::Erasure::from_lookup(&sdk, |k| std::env::var(k).ok()).await?;
+    lambda_http::run(account::router(services, erasure)).await
 }

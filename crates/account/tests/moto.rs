@@ -1,22 +1,54 @@
 //! GDPR erase against moto: after `DELETE /v1/me`, nothing of the user is left in the bucket
-//! (no version, no marker, no upload) or in the table (no item mentions them), someone else's
-//! data is untouched, and a second erase removes nothing.
+//! (no version, no marker, no upload), in the disaster-recovery replica or in the table (no
+//! item mentions them), someone else's data is untouched, and a second erase removes nothing.
 
 use std::collections::{BTreeSet, HashMap};
 
+use account::Erasure;
 use http::{Method, StatusCode};
+use matbakh_aws::S3Store;
 use matbakh_aws::audit::AuditEntry;
+use matbakh_aws::config::ReplicaSettings;
 use matbakh_aws::shares::Share;
-use matbakh_core::audit::{AuditAction, pseudonym};
+use matbakh_core::audit::{AuditAction, PseudonymKey, pseudonym};
 use matbakh_core::ids::{FileId, ObjectKey, UserId};
 use matbakh_core::listing::Tag;
 use matbakh_core::shares::ShareId;
 use matbakh_core::tokens::TokenGrant;
-use serde_json::json;
+use serde_json::{Value, json};
 use testkit::{AttributeValue, Harness, Options, corpus, unique_user};
 use time::macros::datetime;
 
 const AT: time::OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
+/// The tests' stand-in for the stack's generated secret.
+const PSEUDONYM_SECRET: &[u8] = b"account tests: the erase pseudonym key";
+/// The replica's region: another EU region than the bucket's (`AWS_REGION`, eu-central-1).
+const REPLICA_REGION: &str = "eu-west-1";
+
+fn erasure(replica: Option<&S3Store>) -> Erasure {
+    Erasure { pseudonym_key: PseudonymKey::new(PSEUDONYM_SECRET).unwrap(), replica: replica.cloned(), cdn: None }
+}
+
+/// The function as deployed without a replica.
+fn app(services: matbakh_api::Services) -> axum::Router {
+    account::router(services, erasure(None))
+}
+
+/// `DELETE /v1/me` by `user`, on an instance whose erase reaches `replica`.
+async fn erase_with(h: &Harness, user: &str, replica: &S3Store) -> (StatusCode, Value) {
+    erase_on(h, user, erasure(Some(replica))).await
+}
+
+/// `DELETE /v1/me` by `user`, on an instance with `erasure`.
+async fn erase_on(h: &Harness, user: &str, erasure: Erasure) -> (StatusCode, Value) {
+    let req = http::Request::builder()
+        .method(Method::DELETE)
+        .uri("/v1/me")
+        .header("authorization", format!("Bearer {}", h.token(user)))
+        .body(axum::body::Body::from(json!({"confirm": true}).to_string()))
+        .unwrap();
+    testkit::call_router(account::router(h.state.clone(), erasure), req).await
+}
 
 /// Everything a user accumulates: files (one with an older version, one soft-deleted),
 /// variants, a transform result, a quarantined copy, tags and words, a share, an open
@@ -129,7 +161,7 @@ async fn objects_of(h: &Harness, user: &str, files: &[FileId]) -> Vec<String> {
 
 #[tokio::test]
 async fn erase_leaves_nothing_of_the_user_and_nothing_else_is_touched() {
-    let h = Harness::new(account::router, Options::default()).await;
+    let h = Harness::new(app, Options::default()).await;
     let (alice, bob) = (unique_user("alice"), unique_user("bob"));
     let files = a_full_account(&h, &alice).await;
     let bobs = a_full_account(&h, &bob).await;
@@ -165,7 +197,7 @@ async fn erase_leaves_nothing_of_the_user_and_nothing_else_is_touched() {
     assert_eq!(items_mentioning(&h, &bob_marks).await.0.len(), bob_before.len());
     assert_eq!(objects_of(&h, &bob, &bobs).await, bob_objects);
     // The erase itself is on record, under a pseudonym that does not name Alice.
-    let stand_in = pseudonym(&UserId::parse(&alice).unwrap());
+    let stand_in = pseudonym(&erasure(None).pseudonym_key, &UserId::parse(&alice).unwrap());
     let (trail, _) = h.state.table.audit_page(&stand_in, 10, None).await.unwrap();
     assert_eq!(trail.len(), 1);
     assert_eq!(trail[0].action, "erase");
@@ -177,7 +209,7 @@ async fn erase_leaves_nothing_of_the_user_and_nothing_else_is_touched() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         again["erased"],
-        json!({"objectVersions": 0, "derivedObjects": 0, "uploadsAborted": 0, "files": 0, "items": 0})
+        json!({"objectVersions": 0, "replicaVersions": 0, "derivedObjects": 0, "uploadsAborted": 0, "files": 0, "items": 0})
     );
 }
 
@@ -226,7 +258,7 @@ fn read_entry(zip: &[u8], name: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn export_streams_every_stored_file_byte_identical_into_one_zip() {
-    let h = Harness::new(account::router, Options::default()).await;
+    let h = Harness::new(app, Options::default()).await;
     let (alice, mallory) = (unique_user("alice"), unique_user("mallory"));
     let (photo_name, photo) = corpus("photos/ladybird.jpg");
     let (_, big) = corpus("photos/sony-18mp-progressive.jpg");
@@ -281,4 +313,176 @@ async fn export_streams_every_stored_file_byte_identical_into_one_zip() {
     // And garbage is reported back for the DLQ, not dropped.
     let poison = exporter::handle(&h.state, testkit::sqs_batch(&[("m2", "not json".into())])).await;
     assert_eq!(poison.batch_item_failures.len(), 1);
+}
+
+/// The disaster-recovery replica as S3 replication fills it (moto does not replicate): every
+/// version and delete marker under `prefix`, oldest first.
+async fn replicate(from: &S3Store, to: &S3Store, prefix: &str) {
+    let (src, dst) = (from.client(), to.client());
+    let page = src.list_object_versions().bucket(from.bucket()).prefix(prefix).send().await.unwrap();
+    assert_ne!(page.is_truncated(), Some(true), "one page holds a user's few objects");
+    for v in page.versions().iter().rev() {
+        let version = src.get_object().bucket(from.bucket()).key(v.key().unwrap()).version_id(v.version_id().unwrap());
+        let bytes = version.send().await.unwrap().body.collect().await.unwrap().into_bytes();
+        dst.put_object().bucket(to.bucket()).key(v.key().unwrap()).body(bytes.into()).send().await.unwrap();
+    }
+    for m in page.delete_markers() {
+        dst.delete_object().bucket(to.bucket()).key(m.key().unwrap()).send().await.unwrap();
+    }
+}
+
+/// Object versions and delete markers in `store` under `prefixes`.
+async fn versions_under(store: &S3Store, prefixes: &[String]) -> Vec<String> {
+    let mut keys = Vec::new();
+    for prefix in prefixes {
+        let page = store.client().list_object_versions().bucket(store.bucket()).prefix(prefix).send().await.unwrap();
+        assert_ne!(page.is_truncated(), Some(true), "one page holds a user's few objects");
+        keys.extend(page.versions().iter().map(|v| format!("{} {}", v.key().unwrap(), v.version_id().unwrap())));
+        keys.extend(
+            page.delete_markers().iter().map(|m| format!("{} {} marker", m.key().unwrap(), m.version_id().unwrap())),
+        );
+    }
+    keys.sort();
+    keys
+}
+
+/// A bucket in the replica's region, reached as the function reaches it (`REPLICA_BUCKET`,
+/// `REPLICA_REGION`); created versioned, as template-replica.yaml makes it, unless `create`
+/// is false (a replica the function cannot reach).
+async fn replica_bucket(create: bool) -> S3Store {
+    use aws_sdk_s3::types::{
+        BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, VersioningConfiguration,
+    };
+    let settings = ReplicaSettings { bucket: format!("replica-{}", unique_user("dr")), region: REPLICA_REGION.into() };
+    let store = settings.store(&testkit::moto_sdk().await).unwrap();
+    if create {
+        let location = CreateBucketConfiguration::builder()
+            .location_constraint(BucketLocationConstraint::from(REPLICA_REGION))
+            .build();
+        store
+            .client()
+            .create_bucket()
+            .bucket(store.bucket())
+            .create_bucket_configuration(location)
+            .send()
+            .await
+            .unwrap();
+        let versioning = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
+        let put = store.client().put_bucket_versioning().bucket(store.bucket()).versioning_configuration(versioning);
+        put.send().await.unwrap();
+    }
+    store
+}
+
+#[tokio::test]
+async fn erase_removes_the_users_copies_in_the_replica_too() {
+    let h = Harness::new(app, Options::default()).await;
+    let replica = replica_bucket(true).await;
+    let (alice, bob) = (unique_user("alice"), unique_user("bob"));
+    let files = a_full_account(&h, &alice).await;
+    let bobs = a_full_account(&h, &bob).await;
+    // Replication copies what its filter (template.yaml: `users/`) selects.
+    for user in [&alice, &bob] {
+        replicate(&h.state.store, &replica, &format!("users/{user}/")).await;
+    }
+    let prefixes = |user: &str, files: &[FileId]| -> Vec<String> {
+        let mut all: Vec<String> = account::user_prefixes(user).into_iter().collect();
+        all.extend(files.iter().map(|f| ObjectKey::derived_prefix(*f)));
+        all
+    };
+    let (alice_prefixes, bob_prefixes) = (prefixes(&alice, &files), prefixes(&bob, &bobs));
+    assert_eq!(versions_under(&replica, &alice_prefixes).await.len(), 4, "3 versions and a marker replicated");
+    let bob_primary = versions_under(&h.state.store, &bob_prefixes).await;
+    let bob_replica = versions_under(&replica, &bob_prefixes).await;
+    assert_eq!(bob_replica.len(), 4);
+
+    // The replica out of reach: the erase fails after the bucket, and the rows stay for a retry.
+    let unreachable = replica_bucket(false).await;
+    let (status, failed) = erase_with(&h, &alice, &unreachable).await;
+    assert!(status.is_server_error(), "{status} {failed}");
+    assert_eq!(versions_under(&h.state.store, &alice_prefixes).await, Vec::<String>::new());
+    assert_eq!(h.file_rows(&alice).await, 2, "the rows wait for the retry");
+
+    // The retry finishes: the replica's versions and markers, the rows.
+    let (status, report) = erase_with(&h, &alice, &replica).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["erased"]["replicaVersions"], 4, "{report}");
+    assert_eq!(report["erased"]["files"], 2, "{report}");
+    assert_eq!(versions_under(&h.state.store, &alice_prefixes).await, Vec::<String>::new());
+    assert_eq!(versions_under(&replica, &alice_prefixes).await, Vec::<String>::new(), "the replica forgot nothing");
+    assert_eq!(h.file_rows(&alice).await, 0);
+    // Bob's objects, in both buckets, are as they were.
+    assert_eq!(versions_under(&h.state.store, &bob_prefixes).await, bob_primary);
+    assert_eq!(versions_under(&replica, &bob_prefixes).await, bob_replica);
+}
+
+#[tokio::test]
+async fn the_pseudonym_key_comes_from_the_stacks_secret_and_the_replica_from_its_settings() {
+    let sdk = testkit::moto_sdk().await;
+    let name = format!("erase-pseudonym-{}", unique_user("s"));
+    let secret: String = testkit::rand32().iter().map(|b| format!("{b:02x}")).collect();
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    secrets.create_secret().name(&name).secret_string(&secret).send().await.unwrap();
+    let env = |vars: &'static [(&'static str, &'static str)], secret_id: String| {
+        move |k: &str| match k {
+            "ERASE_PSEUDONYM_SECRET_ID" => Some(secret_id.clone()),
+            _ => vars.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned()),
+        }
+    };
+    const REPLICA: [(&str, &str); 2] = [("REPLICA_BUCKET", "dr-files"), ("REPLICA_REGION", REPLICA_REGION)];
+
+    let erasure = Erasure::from_lookup(&sdk, env(&REPLICA, name.clone())).await.unwrap();
+    let alice = UserId::parse("alice").unwrap();
+    let expected = pseudonym(&PseudonymKey::new(secret.as_bytes()).unwrap(), &alice);
+    assert_eq!(pseudonym(&erasure.pseudonym_key, &alice), expected);
+    assert_eq!(erasure.replica.as_ref().map(S3Store::bucket), Some("dr-files"));
+    let without = Erasure::from_lookup(&sdk, env(&[], name.clone())).await.unwrap();
+    assert!(without.replica.is_none());
+
+    // The function refuses to start without its key, with a half-configured replica, or with
+    // a secret too short to be a key.
+    let missing = Erasure::from_lookup(&sdk, env(&[], String::new())).await.unwrap_err();
+    assert!(missing.contains("ERASE_PSEUDONYM_SECRET_ID"), "{missing}");
+    assert!(Erasure::from_lookup(&sdk, env(&[], format!("{name}-none"))).await.is_err());
+    let half = Erasure::from_lookup(&sdk, env(&REPLICA[..1], name.clone())).await.unwrap_err();
+    assert!(half.contains("REPLICA_REGION"), "{half}");
+    let short = format!("{name}-short");
+    secrets.create_secret().name(&short).secret_string("too short").send().await.unwrap();
+    let weak = Erasure::from_lookup(&sdk, env(&[], short)).await.unwrap_err();
+    assert!(weak.contains("at least 32 bytes"), "{weak}");
+}
+
+/// Security review 16.4: erase invalidates the user's cached transform results at the image CDN
+/// (one wildcard, as the edge spells the sub) and, where a CDN serves variants, every variant
+/// (their keys name no user). An invalidation that fails answers 5xx with the results and rows
+/// kept, so the retry invalidates; an erase that finds nothing cached invalidates nothing.
+#[tokio::test]
+async fn erase_invalidates_the_users_cached_images_at_the_edge() {
+    let mut h = Harness::new(app, Options::default()).await;
+    h.state.cdn_base_url = Some("https://cdn.files.test".into());
+    let user = format!("auth0|{}", unique_user("edge"));
+    let files = a_full_account(&h, &user).await;
+    let [originals, results, ..] = account::user_prefixes(&user);
+
+    let unreachable = matbakh_aws::cdn::Cdn::new(&testkit::moto_sdk().await, "ENOSUCHDISTRIBUTION");
+    let (status, failed) = erase_on(&h, &user, Erasure { cdn: Some(unreachable), ..erasure(None) }).await;
+    assert!(status.is_server_error(), "{status} {failed}");
+    assert_eq!(versions_under(&h.state.store, &[originals]).await, Vec::<String>::new(), "the originals went first");
+    let waiting = versions_under(&h.state.store, std::slice::from_ref(&results)).await;
+    assert_eq!(waiting.len(), 1, "the results wait for the retry");
+    assert_eq!(h.file_rows(&user).await, files.len(), "the rows wait for the retry");
+
+    let cdn = testkit::distribution().await;
+    let with_cdn = || Erasure { cdn: Some(cdn.clone()), ..erasure(None) };
+    let (status, report) = erase_on(&h, &user, with_cdn()).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let sub = user.replace('|', "%7C");
+    let want = [[format!("/results/users/{sub}/*"), "/derived/*".to_owned()]];
+    assert_eq!(testkit::invalidations(&cdn).await, want);
+    assert_eq!(versions_under(&h.state.store, &[results]).await, Vec::<String>::new());
+    assert_eq!(h.file_rows(&user).await, 0);
+
+    let (status, report) = erase_on(&h, &user, with_cdn()).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(testkit::invalidations(&cdn).await, want, "nothing cached any more, nothing invalidated again");
 }

@@ -2,8 +2,10 @@
 //! idempotent (deleting what is already gone is no error), so a failed erase is safe to retry
 //! and a second one finds nothing left.
 //!
-//! Order: objects first (their keys come from the file rows), then the rows, the usage counter
-//! and the audit trail last; the erase itself is then recorded under a one-way pseudonym.
+//! Order: objects first (their keys come from the file rows), in the bucket and then in the
+//! disaster-recovery replica (version-specific deletes do not replicate), then the rows, the
+//! usage counter and the audit trail last; the erase itself is then recorded under a keyed
+//! pseudonym.
 
 use std::collections::HashMap;
 
@@ -20,6 +22,8 @@ pub struct Erased {
     pub object_versions: usize,
     /// Variants (every version), transform results and quarantined copies.
     pub derived_objects: usize,
+    /// Object versions and delete markers of the user's originals in the replica.
+    pub replica_versions: usize,
     pub uploads_aborted: usize,
     pub files: usize,
     /// Every item of the table that held the user's data (files with their tags and search

@@ -63,6 +63,7 @@ impl AwsError {
                         | "ServiceUnavailable"
                         | "SlowDown"
                         | "RequestTimeout"
+                        | "TooManyInvalidationsInProgress"
                 )
             ),
             _ => false,

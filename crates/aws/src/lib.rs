@@ -4,7 +4,9 @@
 //! `AWS_ENDPOINT_URL` (and the per-service `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL_DYNAMODB`)
 //! point the clients at local servers (moto, Garage); S3 then uses path-style addressing.
 
+pub mod accept;
 pub mod audit;
+pub mod cdn;
 pub mod config;
 pub mod erase;
 pub mod error;
@@ -13,6 +15,7 @@ pub mod files;
 pub mod ledger;
 pub mod queue;
 pub mod s3;
+pub mod secrets;
 pub mod shares;
 pub mod table;
 pub mod transfer;

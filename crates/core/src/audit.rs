@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use crate::ids::{Sha256, UserId};
+use aws_lc_rs::hmac;
+
+use crate::error::CoreError;
+use crate::ids::UserId;
 
 /// How long an audit record is kept (`AUDIT_RETENTION_DAYS`); DynamoDB's TTL removes it then.
 pub const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
@@ -49,24 +52,82 @@ impl std::fmt::Display for AuditAction {
     }
 }
 
-/// The one-way stand-in for an erased user in the records kept after the erase (DECISIONS
-/// 17): `erased:` and 32 hex digits of a SHA-256 of the id. The same user gives the same
-/// pseudonym (a repeated erase lands in one trail); nobody gets the id back from it.
-pub fn pseudonym(user: &UserId) -> UserId {
-    let digest = Sha256::of(format!("matbakh-files erased user\0{user}").as_bytes()).to_hex();
-    UserId::from_trusted(format!("erased:{}", &digest[..32]))
+/// The smallest key accepted for erase pseudonyms (the stack's generated secret has 64
+/// characters).
+pub const MIN_PSEUDONYM_KEY_BYTES: usize = 32;
+
+/// The stack's secret that keys the erase pseudonyms (`ERASE_PSEUDONYM_SECRET_ID`): without
+/// it, nobody who has a user id can compute the pseudonym and find the user's erase record.
+#[derive(Clone)]
+pub struct PseudonymKey(hmac::Key);
+
+impl std::fmt::Debug for PseudonymKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PseudonymKey(..)")
+    }
+}
+
+impl PseudonymKey {
+    /// From the secret's bytes as stored; at least [`MIN_PSEUDONYM_KEY_BYTES`].
+    pub fn new(secret: &[u8]) -> Result<Self, CoreError> {
+        if secret.len() < MIN_PSEUDONYM_KEY_BYTES {
+            return Err(CoreError::invalid(
+                "ERASE_PSEUDONYM_SECRET_ID",
+                format!("needs at least {MIN_PSEUDONYM_KEY_BYTES} bytes, has {}", secret.len()),
+            ));
+        }
+        Ok(PseudonymKey(hmac::Key::new(hmac::HMAC_SHA256, secret)))
+    }
+}
+
+/// The stand-in for an erased user in the records kept after the erase (DECISIONS 17):
+/// `erased:` and 32 hex digits of HMAC-SHA256(key, id). The same user gives the same pseudonym
+/// under one key (a repeated erase lands in one trail); nobody gets the id back from it, and
+/// without the key nobody can tell whose it is.
+pub fn pseudonym(key: &PseudonymKey, user: &UserId) -> UserId {
+    let tag = hmac::sign(&key.0, user.as_str().as_bytes());
+    UserId::from_trusted(format!("erased:{}", hex::encode(&tag.as_ref()[..16])))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::Sha256;
+
+    fn key(byte: u8) -> PseudonymKey {
+        PseudonymKey::new(&[byte; MIN_PSEUDONYM_KEY_BYTES]).unwrap()
+    }
 
     #[test]
     fn pseudonyms_are_stable_distinct_and_hide_the_id() {
         let (a, b) = (UserId::parse("alice-123").unwrap(), UserId::parse("bob-456").unwrap());
-        assert_eq!(pseudonym(&a), pseudonym(&a));
-        assert_ne!(pseudonym(&a), pseudonym(&b));
-        assert!(pseudonym(&a).as_str().starts_with("erased:"));
-        assert!(!pseudonym(&a).as_str().contains("alice"));
+        assert_eq!(pseudonym(&key(1), &a), pseudonym(&key(1), &a));
+        assert_ne!(pseudonym(&key(1), &a), pseudonym(&key(1), &b));
+        assert!(pseudonym(&key(1), &a).as_str().starts_with("erased:"));
+        assert_eq!(pseudonym(&key(1), &a).as_str().len(), "erased:".len() + 32);
+        assert!(!pseudonym(&key(1), &a).as_str().contains("alice"));
+    }
+
+    #[test]
+    fn the_pseudonym_changes_with_the_key() {
+        let a = UserId::parse("alice-123").unwrap();
+        assert_ne!(pseudonym(&key(1), &a), pseudonym(&key(2), &a));
+    }
+
+    #[test]
+    fn the_pseudonym_is_no_unkeyed_hash_of_the_id() {
+        let a = UserId::parse("alice-123").unwrap();
+        let stand_in = pseudonym(&key(1), &a);
+        for unkeyed in [format!("matbakh-files erased user\0{a}"), a.to_string()] {
+            let digest = Sha256::of(unkeyed.as_bytes()).to_hex();
+            assert!(!stand_in.as_str().contains(&digest[..32]), "anyone with the id computes {stand_in}");
+        }
+    }
+
+    #[test]
+    fn a_short_key_is_refused_and_a_key_never_printed() {
+        let short = PseudonymKey::new(&[7; MIN_PSEUDONYM_KEY_BYTES - 1]).unwrap_err();
+        assert!(short.to_string().starts_with("ERASE_PSEUDONYM_SECRET_ID: needs at least 32 bytes"), "{short}");
+        assert_eq!(format!("{:?}", key(1)), "PseudonymKey(..)");
     }
 }

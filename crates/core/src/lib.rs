@@ -5,6 +5,7 @@
 //! [`clock::Clock`]). Every function crate calls these rules, so they are tested here once.
 
 pub mod audit;
+pub mod cdn;
 pub mod checksum;
 pub mod clock;
 pub mod error;
