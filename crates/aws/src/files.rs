@@ -416,16 +416,33 @@ impl FileTable {
             .map_err(|e| AwsError::from_sdk("UpdateItem", e))
     }
 
-    /// DELETED → READY, counting the file's bytes in its owner's usage again (refused above
-    /// `quota`). Answers `false` if the row is not DELETED.
+    /// DELETED → READY. A soft-deleted row still holds its bytes in the owner's usage (see
+    /// [`FileTable::mark_deleted`]): they only stop being `deleted`. A row that holds nothing (a
+    /// delete recorded before deleted bytes were kept counted) is charged again, refused above
+    /// `quota`. Answers `false` if the row is not DELETED.
     pub async fn restore(&self, r: &FileRecord, quota: u64) -> Result<bool, AwsError> {
-        let usage = self.charge_usage(&r.owner, r.size, quota, false)?;
+        let held =
+            self.get_item(file_pk(r.file_id), "FILE").await?.and_then(|item| get_u64(&item, "charged")).unwrap_or(0);
+        let usage = if held > 0 {
+            Update::builder()
+                .table_name(&self.table)
+                .key("pk", s(format!("USER#{}", r.owner)))
+                .key("sk", s("USAGE"))
+                .update_expression("ADD deleted :held")
+                .expression_attribute_values(":held", AttributeValue::N(format!("-{held}")))
+                .build()?
+        } else {
+            self.charge_usage(&r.owner, r.size, quota, false)?
+        };
         let row = Update::builder()
             .table_name(&self.table)
             .key("pk", s(file_pk(r.file_id)))
             .key("sk", s("FILE"))
             .update_expression("SET #status = :ready, gsi2pk = :g, charged = :size REMOVE deletedAt")
-            .condition_expression("#status = :deleted AND #owner = :owner")
+            .condition_expression(
+                "#status = :deleted AND #owner = :owner AND (charged = :held OR attribute_not_exists(charged))",
+            )
+            .expression_attribute_values(":held", n(held))
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_values(":ready", s(FileStatus::Ready.as_str()))

@@ -181,10 +181,12 @@ impl S3Store {
         })
     }
 
-    /// A GET that answers with the given `Content-Disposition` and `Content-Type`.
+    /// A GET of `version` (the current one if `None`) that answers with the given
+    /// `Content-Disposition` and `Content-Type`.
     pub async fn presign_download(
         &self,
         key: &ObjectKey,
+        version: Option<&str>,
         content_type: &str,
         disposition: &str,
         now: OffsetDateTime,
@@ -196,6 +198,7 @@ impl S3Store {
             .get_object()
             .bucket(&self.bucket)
             .key(key.as_str())
+            .set_version_id(version.map(str::to_owned))
             .response_content_type(content_type)
             .response_content_disposition(disposition)
             .presigned(config)
@@ -207,12 +210,14 @@ impl S3Store {
     /// The current version's size and version id (`None` without versioning), or `None` if
     /// there is no such object.
     pub async fn head_version(&self, key: &str) -> Result<Option<(u64, Option<String>)>, AwsError> {
-        Ok(self.head_object(key).await?.map(|h| (h.size, h.version_id)))
+        Ok(self.head_object(key, None).await?.map(|h| (h.size, h.version_id)))
     }
 
-    /// The current object's HEAD (size, ETag, version, type, user metadata), or `None` if gone.
-    pub async fn head_object(&self, key: &str) -> Result<Option<ObjectHead>, AwsError> {
-        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+    /// The HEAD (size, ETag, version, type, user metadata) of `version`, or of the current
+    /// object if `None`; `None` if there is no such object or version (or it is a delete marker).
+    pub async fn head_object(&self, key: &str, version: Option<&str>) -> Result<Option<ObjectHead>, AwsError> {
+        let head = self.client.head_object().bucket(&self.bucket).key(key).set_version_id(version.map(str::to_owned));
+        match head.send().await {
             Ok(out) => Ok(Some(ObjectHead {
                 size: out.content_length().unwrap_or(0).max(0) as u64,
                 etag: out.e_tag().map(|t| t.trim_matches('"').to_owned()),
@@ -220,7 +225,7 @@ impl S3Store {
                 content_type: out.content_type().map(str::to_owned),
                 metadata: out.metadata().cloned().unwrap_or_default(),
             })),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) || gone(e.raw_response()) => Ok(None),
             Err(e) => Err(AwsError::from_sdk("HeadObject", e)),
         }
     }
@@ -302,41 +307,54 @@ impl S3Store {
         Ok(self.head_version(key.as_str()).await?.map(|(size, _)| size))
     }
 
-    /// The first `len` bytes of the object (fewer if it is shorter), or `None` if it is gone.
-    pub async fn get_head(&self, key: &str, len: usize) -> Result<Option<Vec<u8>>, AwsError> {
+    /// The first `len` bytes of `version` (the current object if `None`; fewer if it is
+    /// shorter), or `None` if it is gone.
+    pub async fn get_head(&self, key: &str, version: Option<&str>, len: usize) -> Result<Option<Vec<u8>>, AwsError> {
         let out = self
             .client
             .get_object()
             .bucket(&self.bucket)
             .key(key)
+            .set_version_id(version.map(str::to_owned))
             .range(format!("bytes=0-{}", len.saturating_sub(1)))
             .send()
             .await;
         match out {
             Ok(out) => Ok(Some(read_body(out.body).await?)),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) || gone(e.raw_response()) => Ok(None),
             // An empty object has no byte 0: S3 answers 416.
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => Ok(Some(Vec::new())),
             Err(e) => Err(AwsError::from_sdk("GetObject", e)),
         }
     }
 
-    /// The whole object and its version id, or `None` if it is gone. The caller checks its size
-    /// first (this reads it all into memory).
-    pub async fn get_object(&self, key: &str) -> Result<Option<(Vec<u8>, Option<String>)>, AwsError> {
-        let Some(reader) = self.open_object(key).await? else { return Ok(None) };
+    /// The whole of `version` (the current object if `None`) and its version id, or `None` if
+    /// it is gone. The caller checks its size first (this reads it all into memory).
+    pub async fn get_object(
+        &self,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<Option<(Vec<u8>, Option<String>)>, AwsError> {
+        let Some(reader) = self.open_object(key, version).await? else { return Ok(None) };
         Ok(Some((read_body(reader.body).await?, reader.version_id)))
     }
 
-    /// Opens the object for reading in chunks, or `None` if it is gone.
-    pub async fn open_object(&self, key: &str) -> Result<Option<ObjectReader>, AwsError> {
-        open_with(&self.client, &self.bucket, key).await
+    /// Opens `version` (the current object if `None`) for reading in chunks, or `None` if it is
+    /// gone.
+    pub async fn open_object(&self, key: &str, version: Option<&str>) -> Result<Option<ObjectReader>, AwsError> {
+        open_with(&self.client, &self.bucket, key, version).await
     }
 
-    /// Reads the object once, streaming: its SHA-256, its first `keep` bytes (for sniffing and
-    /// EXIF), ETag and version id. `None` if it is gone. Memory stays at one chunk plus `keep`.
-    pub async fn read_digest(&self, key: &str, keep: usize) -> Result<Option<ObjectDigest>, AwsError> {
-        let Some(mut reader) = self.open_object(key).await? else { return Ok(None) };
+    /// Reads `version` (the current object if `None`) once, streaming: its SHA-256, its first
+    /// `keep` bytes (for sniffing and EXIF), ETag and version id. `None` if it is gone. Memory
+    /// stays at one chunk plus `keep`.
+    pub async fn read_digest(
+        &self,
+        key: &str,
+        version: Option<&str>,
+        keep: usize,
+    ) -> Result<Option<ObjectDigest>, AwsError> {
+        let Some(mut reader) = self.open_object(key, version).await? else { return Ok(None) };
         let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
         let mut prefix = Vec::with_capacity(keep.min(1 << 20));
         let mut size = 0u64;
@@ -435,6 +453,57 @@ impl S3Store {
             key_marker = out.next_key_marker().map(str::to_owned);
             version_marker = out.next_version_id_marker().map(str::to_owned);
         }
+    }
+
+    /// Whether anything (a version or a delete marker) is under `prefix`: one listing of one entry.
+    pub async fn holds_any(&self, prefix: &str) -> Result<bool, AwsError> {
+        let out = self
+            .client
+            .list_object_versions()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .max_keys(1)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ListObjectVersions", e))?;
+        Ok(!out.versions().is_empty() || !out.delete_markers().is_empty())
+    }
+
+    /// Deletes for good every version of exactly `key` except `keep` (DECISIONS 28: a settled
+    /// key holds one accepted object). Delete markers stay: they are the owner's soft delete.
+    /// Answers the version ids it removed.
+    pub async fn remove_versions_except(&self, key: &str, keep: &str) -> Result<Vec<String>, AwsError> {
+        let mut strays = Vec::new();
+        let (mut key_marker, mut version_marker): (Option<String>, Option<String>) = (None, None);
+        loop {
+            let out = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(key)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("ListObjectVersions", e))?;
+            strays.extend(
+                out.versions()
+                    .iter()
+                    .filter(|v| v.key() == Some(key))
+                    .filter_map(|v| v.version_id())
+                    .filter(|v| *v != keep)
+                    .map(str::to_owned),
+            );
+            if out.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = out.next_key_marker().map(str::to_owned);
+            version_marker = out.next_version_id_marker().map(str::to_owned);
+        }
+        for version in &strays {
+            self.delete_version(key, Some(version)).await?;
+        }
+        Ok(strays)
     }
 
     /// Aborts every incomplete multipart upload under `prefix`; answers their upload ids.
@@ -654,20 +723,28 @@ fn presigning(now: OffsetDateTime, expires_in: Duration) -> Result<PresigningCon
         .map_err(|e| AwsError::Config(format!("presigning: {e}")))
 }
 
-/// Starts reading `key` of `bucket` through `client`; `None` if there is no such object.
+/// Starts reading `version` (the current one if `None`) of `key` in `bucket` through `client`;
+/// `None` if there is no such object or version.
 pub(crate) async fn open_with(
     client: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
+    version: Option<&str>,
 ) -> Result<Option<ObjectReader>, AwsError> {
-    match client.get_object().bucket(bucket).key(key).send().await {
+    match client.get_object().bucket(bucket).key(key).set_version_id(version.map(str::to_owned)).send().await {
         Ok(out) => Ok(Some(ObjectReader {
             size: out.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
             etag: out.e_tag().map(|t| t.trim_matches('"').to_owned()),
             version_id: out.version_id().map(str::to_owned),
             body: out.body,
         })),
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) || gone(e.raw_response()) => Ok(None),
         Err(e) => Err(AwsError::from_sdk("GetObject", e)),
     }
+}
+
+/// Whether S3 answered that the object or version is not there: 404 (`NoSuchVersion` has no
+/// modelled error), or 405 for a version that is a delete marker.
+fn gone(raw: Option<&aws_sdk_s3::config::http::HttpResponse>) -> bool {
+    raw.is_some_and(|r| matches!(r.status().as_u16(), 404 | 405))
 }

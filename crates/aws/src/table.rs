@@ -43,6 +43,28 @@ pub enum Settlement {
     Unknown,
 }
 
+/// Whether a version of a file's key is the file's accepted object (see
+/// [`FileTable::pin_version`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pinned {
+    /// The version asked about is the accepted one (pinned now, or before).
+    This,
+    /// Another version was accepted before: the one asked about is a stray (a replayed
+    /// upload), never to be served.
+    Other(String),
+    /// No row was granted for this key.
+    Unknown,
+}
+
+/// What retiring a row does with the bytes it counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    /// They leave the owner's usage now (quarantine, a delete for good).
+    Release,
+    /// They stay counted until the versions are purged (a soft delete).
+    UntilPurged,
+}
+
 /// A user's storage account.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
@@ -50,6 +72,10 @@ pub struct Usage {
     pub charged: u64,
     /// Bytes reserved by uploads that have not arrived yet.
     pub reserved: u64,
+    /// Bytes of soft-deleted files: restorable, so still stored and still counted in
+    /// `charged` until their versions are purged (else delete/restore cycles would park
+    /// unlimited data outside the quota).
+    pub deleted: u64,
 }
 
 /// The index of a user's items, newest first (files; open upload sessions).
@@ -70,6 +96,8 @@ pub struct PendingRow {
     /// Bytes the owner's usage counts for the row, and how many of those are only reserved.
     pub charged: u64,
     pub reserved: u64,
+    /// The upload token whose allowance the row reserved (a Companion-mode single upload).
+    pub token_digest: Option<String>,
 }
 
 /// What a READY row records besides its status (see [`FileTable::mark_ready`]).
@@ -257,6 +285,29 @@ impl FileTable {
         record: &FileRecord,
         quota: u64,
     ) -> Result<(), AwsError> {
+        self.charge_token(token, record, quota, false).await
+    }
+
+    /// Reserves `record.size` bytes (the most a granted POST policy allows) against the token's
+    /// allowance and the owner's quota and writes the PENDING row, in one transaction; the row
+    /// names the token, so settling gives back to both what did not arrive
+    /// ([`Self::settle_upload`]) and the sweeper everything if nothing did.
+    pub async fn reserve_token_upload(
+        &self,
+        token: &TokenGrant,
+        record: &FileRecord,
+        quota: u64,
+    ) -> Result<(), AwsError> {
+        self.charge_token(token, record, quota, true).await
+    }
+
+    async fn charge_token(
+        &self,
+        token: &TokenGrant,
+        record: &FileRecord,
+        quota: u64,
+        reserve: bool,
+    ) -> Result<(), AwsError> {
         let token_ceiling = reservation_ceiling(token.max_bytes, record.size).map_err(|_| AwsError::QuotaExceeded)?;
         let allowance = Update::builder()
             .table_name(&self.table)
@@ -268,10 +319,14 @@ impl FileTable {
             .expression_attribute_values(":ceiling", n(token_ceiling))
             .expression_attribute_values(":f", AttributeValue::Bool(false))
             .build()?;
-        let usage = self.charge_usage(&record.owner, record.size, quota, false)?;
+        let usage = self.charge_usage(&record.owner, record.size, quota, reserve)?;
+        let mut item = accounted_file_item(record, record.size, if reserve { record.size } else { 0 });
+        if reserve {
+            item.insert("tokenDigest".to_owned(), s(&token.digest));
+        }
         let row = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(accounted_file_item(record, record.size, 0)))
+            .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk)")
             .build()?;
         let items = vec![
@@ -292,6 +347,27 @@ impl FileTable {
                 }
             }
         }
+    }
+
+    /// Gives `bytes` of an upload token's allowance back (what a reserved upload did not use).
+    /// A token that expired meanwhile (and may be gone by TTL) has nothing to give back to.
+    pub async fn release_token(&self, digest: &str, bytes: u64) -> Result<(), AwsError> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("TOKEN#{digest}")))
+            .key("sk", s("TOKEN"))
+            .update_expression("ADD usedBytes :give")
+            .condition_expression("attribute_exists(pk) AND usedBytes >= :bytes")
+            .expression_attribute_values(":give", AttributeValue::N(format!("-{bytes}")))
+            .expression_attribute_values(":bytes", n(bytes))
+            .send()
+            .await;
+        conditional(out, "UpdateItem").map(|_| ())
     }
 
     /// Writes a PENDING file row without reserving quota: for uploads whose size is not known
@@ -320,6 +396,36 @@ impl FileTable {
             .get_item(file_pk(id), "FILE")
             .await?
             .and_then(|item| item.get("migrationRun").and_then(|v| v.as_s().ok()).cloned()))
+    }
+
+    /// Pins `version` as the accepted object of the file at `key` unless another version was
+    /// pinned before (DECISIONS 28): a presigned POST or PUT can be replayed until it expires,
+    /// so the first version the platform settles or processes is the file, for good, and every
+    /// later one is a stray. The indexer and the thumbnailer both pin before they read, so they
+    /// agree whichever runs first.
+    pub async fn pin_version(&self, file_id: FileId, key: &str, version: &str) -> Result<Pinned, AwsError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(file_pk(file_id)))
+            .key("sk", s("FILE"))
+            .update_expression("SET versionId = :v")
+            .condition_expression("#key = :key AND (attribute_not_exists(versionId) OR versionId = :v)")
+            .expression_attribute_names("#key", "key")
+            .expression_attribute_values(":key", s(key))
+            .expression_attribute_values(":v", s(version))
+            .send()
+            .await;
+        if conditional(out, "UpdateItem")? {
+            return Ok(Pinned::This);
+        }
+        let item = self.get_item(file_pk(file_id), "FILE").await?;
+        Ok(match item.as_ref().filter(|i| opt_str(i, "key") == Some(key)).and_then(|i| opt_str(i, "versionId")) {
+            Some(v) if v == version => Pinned::This,
+            Some(v) => Pinned::Other(v.to_owned()),
+            None => Pinned::Unknown,
+        })
     }
 
     /// Settles an upload that arrived with `actual` bytes (DECISIONS 12): the row takes the real
@@ -387,7 +493,12 @@ impl FileTable {
         let items =
             vec![TransactWriteItem::builder().update(usage).build(), TransactWriteItem::builder().update(row).build()];
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
-            Ok(_) => Ok(Settlement::Accepted),
+            Ok(_) => {
+                if let Some(digest) = opt_str(&item, "tokenDigest") {
+                    self.release_token(digest, granted - actual).await?;
+                }
+                Ok(Settlement::Accepted)
+            }
             Err(err) => match cancelled_by_condition(&err).as_slice() {
                 [_, true] => Ok(Settlement::AlreadySettled),
                 [true, _] => Ok(Settlement::Refused("over the owner's storage quota")),
@@ -406,15 +517,59 @@ impl FileTable {
     /// owner's usage (stored or reserved). Answers `false` if the row is missing or already
     /// QUARANTINED or DELETED (DECISIONS 13: a system move is not a user delete).
     pub async fn quarantine(&self, file_id: FileId, reason: &str) -> Result<bool, AwsError> {
-        self.retire(file_id, FileStatus::Quarantined, Some(reason), None).await
+        self.retire(file_id, FileStatus::Quarantined, Some(reason), None, Hold::Release).await
     }
 
-    /// An object-removed event for the file's key (DECISIONS 14): the row becomes DELETED and
-    /// its bytes leave the owner's usage. Ignored (`false`) for a row already QUARANTINED or
-    /// DELETED, and for an event older than the row's last one (`order`, see
+    /// A soft delete (a delete marker, DECISIONS 14): the row becomes DELETED; its stored bytes
+    /// stay counted in the owner's usage (as `deleted`) while its versions are kept, until
+    /// [`Self::purge_deleted`] or a [`Self::restore`]. Ignored (`false`) for a row already
+    /// QUARANTINED or DELETED, and for an event older than the row's last one (`order`, see
     /// `ObjectEvent::order`).
     pub async fn mark_deleted(&self, file_id: FileId, order: Option<&str>) -> Result<bool, AwsError> {
-        self.retire(file_id, FileStatus::Deleted, None, order).await
+        self.retire(file_id, FileStatus::Deleted, None, order, Hold::UntilPurged).await
+    }
+
+    /// A delete for good of a file that was not soft-deleted first: the row becomes DELETED and
+    /// its bytes leave the owner's usage at once. Same conditions as [`Self::mark_deleted`].
+    pub async fn mark_removed(&self, file_id: FileId, order: Option<&str>) -> Result<bool, AwsError> {
+        self.retire(file_id, FileStatus::Deleted, None, order, Hold::Release).await
+    }
+
+    /// The versions of a soft-deleted file are gone for good (the restore window ended, or the
+    /// owner's erase): the bytes its row still holds leave the owner's usage. Idempotent;
+    /// `false` if the row is not DELETED or holds nothing.
+    pub async fn purge_deleted(&self, file_id: FileId) -> Result<bool, AwsError> {
+        let Some(item) = self.get_item(file_pk(file_id), "FILE").await? else { return Ok(false) };
+        let held = get_u64(&item, "charged").unwrap_or(0);
+        if get_str(&item, "status")? != FileStatus::Deleted.as_str() || held == 0 {
+            return Ok(false);
+        }
+        let owner = UserId::parse(get_str(&item, "owner")?).map_err(|_| AwsError::Corrupt("owner".into()))?;
+        let usage = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(user_pk(&owner)))
+            .key("sk", s("USAGE"))
+            .update_expression("ADD charged :c, deleted :c")
+            .expression_attribute_values(":c", AttributeValue::N(format!("-{held}")))
+            .build()?;
+        let row = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(file_pk(file_id)))
+            .key("sk", s("FILE"))
+            .update_expression("SET charged = :zero")
+            .condition_expression("#status = :deleted AND charged = :held")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":deleted", s(FileStatus::Deleted.as_str()))
+            .expression_attribute_values(":held", n(held))
+            .build()?;
+        let items =
+            vec![TransactWriteItem::builder().update(usage).build(), TransactWriteItem::builder().update(row).build()];
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(true),
+            Err(err) if cancelled_by_condition(&err).get(1) == Some(&true) => Ok(false),
+            Err(err) => Err(AwsError::from_sdk("TransactWriteItems", err)),
+        }
     }
 
     /// Moves a row to `to` (QUARANTINED or DELETED), releasing what it counts, in one
@@ -425,6 +580,7 @@ impl FileTable {
         to: FileStatus,
         reason: Option<&str>,
         order: Option<&str>,
+        hold: Hold,
     ) -> Result<bool, AwsError> {
         for _ in 0..3 {
             let Some(item) = self.get_item(file_pk(file_id), "FILE").await? else {
@@ -442,8 +598,24 @@ impl FileTable {
             }
             let (charged, reserved) = (get_u64(&item, "charged").unwrap_or(0), get_u64(&item, "reserved").unwrap_or(0));
             let owner = UserId::parse(get_str(&item, "owner")?).map_err(|_| AwsError::Corrupt("owner".into()))?;
-            let usage = self.release_usage(&owner, charged, reserved)?;
-            let mut sets = vec!["#status = :to", "gsi2pk = :g", "charged = :zero", "#reserved = :zero", "settled = :t"];
+            // A soft delete keeps the stored bytes counted (as `deleted`); a reservation goes.
+            let (usage, kept) = match hold {
+                Hold::Release => (self.release_usage(&owner, charged, reserved)?, 0),
+                Hold::UntilPurged => {
+                    let stored = charged.saturating_sub(reserved);
+                    let usage = Update::builder()
+                        .table_name(&self.table)
+                        .key("pk", s(user_pk(&owner)))
+                        .key("sk", s("USAGE"))
+                        .update_expression("ADD charged :r, #reserved :r, deleted :stored")
+                        .expression_attribute_names("#reserved", "reserved")
+                        .expression_attribute_values(":r", AttributeValue::N(format!("-{reserved}")))
+                        .expression_attribute_values(":stored", n(stored))
+                        .build()?;
+                    (usage, stored)
+                }
+            };
+            let mut sets = vec!["#status = :to", "gsi2pk = :g", "charged = :kept", "#reserved = :zero", "settled = :t"];
             let mut row = Update::builder()
                 .table_name(&self.table)
                 .key("pk", s(file_pk(file_id)))
@@ -454,6 +626,7 @@ impl FileTable {
                 .expression_attribute_values(":to", s(to.as_str()))
                 .expression_attribute_values(":g", s(format!("STATUS#{to}")))
                 .expression_attribute_values(":zero", n(0))
+                .expression_attribute_values(":kept", n(kept))
                 .expression_attribute_values(":t", AttributeValue::Bool(true))
                 .expression_attribute_values(":seen", s(status))
                 .expression_attribute_values(":charged", n(charged))
@@ -497,9 +670,6 @@ impl FileTable {
         let mut values: Vec<(&str, &str, AttributeValue)> = vec![("sha256 = :sha", ":sha", s(facts.sha256.to_hex()))];
         if let Some(etag) = &facts.etag {
             values.push(("etag = :etag", ":etag", s(etag)));
-        }
-        if let Some(v) = &facts.version_id {
-            values.push(("versionId = :version", ":version", s(v)));
         }
         if let Some(t) = &facts.sniffed_type {
             values.push(("sniffedType = :sniffed", ":sniffed", s(t)));
@@ -871,6 +1041,9 @@ impl FileTable {
         if let Some(id) = &row.upload_id {
             self.close_session(id, "ABORTED", None).await?;
         }
+        if let Some(digest) = &row.token_digest {
+            self.release_token(digest, row.reserved).await?;
+        }
         Ok(true)
     }
 
@@ -882,7 +1055,11 @@ impl FileTable {
     /// The owner's usage counter (zero if they never uploaded).
     pub async fn usage(&self, user: &UserId) -> Result<Usage, AwsError> {
         let item = self.get_item(user_pk(user), "USAGE").await?.unwrap_or_default();
-        Ok(Usage { charged: get_u64(&item, "charged").unwrap_or(0), reserved: get_u64(&item, "reserved").unwrap_or(0) })
+        Ok(Usage {
+            charged: get_u64(&item, "charged").unwrap_or(0),
+            reserved: get_u64(&item, "reserved").unwrap_or(0),
+            deleted: get_u64(&item, "deleted").unwrap_or(0),
+        })
     }
 
     /// One item by its keys, read consistently.
@@ -1043,6 +1220,7 @@ fn parse_pending_row(item: &HashMap<String, AttributeValue>) -> Result<PendingRo
         },
         charged: get_u64(item, "charged").unwrap_or(0),
         reserved: get_u64(item, "reserved").unwrap_or(0),
+        token_digest: opt_str(item, "tokenDigest").map(str::to_owned),
     })
 }
 
@@ -1163,6 +1341,7 @@ pub(crate) fn parse_file_item(item: &HashMap<String, AttributeValue>) -> Result<
         status: get_str(item, "status")?.parse().map_err(|e: String| AwsError::Corrupt(e))?,
         created_at: OffsetDateTime::parse(get_str(item, "createdAt")?, &Rfc3339).map_err(|_| corrupt("createdAt"))?,
         expires_at: get_u64(item, "pendingUntil").and_then(|t| OffsetDateTime::from_unix_timestamp(t as i64).ok()),
+        version_id: opt_str(item, "versionId").map(str::to_owned),
     })
 }
 
@@ -1187,6 +1366,7 @@ mod tests {
             status: FileStatus::Pending,
             created_at: time::macros::datetime!(2026-11-27 10:00:00 UTC),
             expires_at: Some(time::macros::datetime!(2026-11-28 10:00:00 UTC)),
+            version_id: None,
         };
         let item = file_item(&record);
         assert_eq!(item["gsi1pk"], s("USER#u-1"));

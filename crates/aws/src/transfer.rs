@@ -406,7 +406,7 @@ impl Target {
 
     /// An object's body to read chunk by chunk (the manifest, line by line); `None` if gone.
     pub async fn open(&self, key: &str) -> Result<Option<crate::s3::ObjectReader>, AwsError> {
-        crate::s3::open_with(&self.client, &self.bucket, key).await
+        crate::s3::open_with(&self.client, &self.bucket, key, None).await
     }
 
     /// A plain object (the manifest) from a local file, streamed (never read whole); S3 checks

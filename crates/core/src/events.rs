@@ -124,9 +124,11 @@ pub fn parse_sqs_body(body: &str) -> Result<Vec<ObjectEvent>, CoreError> {
         .map(|r| {
             let change = if r.event_name.starts_with("ObjectCreated:") {
                 ObjectChange::Created
-            } else if r.event_name == "ObjectRemoved:DeleteMarkerCreated" {
+            } else if r.event_name == "ObjectRemoved:DeleteMarkerCreated"
+                || r.event_name == "LifecycleExpiration:DeleteMarkerCreated"
+            {
                 ObjectChange::DeleteMarkerCreated
-            } else if r.event_name.starts_with("ObjectRemoved:") {
+            } else if r.event_name.starts_with("ObjectRemoved:") || r.event_name == "LifecycleExpiration:Delete" {
                 ObjectChange::Removed
             } else {
                 return Err(CoreError::invalid("eventName", format!("{} is not an object event", r.event_name)));
@@ -201,6 +203,23 @@ mod tests {
         let (early, late) = (at(None, Some("2026-11-28T10:00:00.000Z")), at(None, Some("2026-11-28T10:00:00.001Z")));
         assert!(early.order() < late.order());
         assert_eq!(at(None, None).order(), None);
+    }
+
+    #[test]
+    fn lifecycle_expirations_are_removals() {
+        // S3 announces what the lifecycle rules delete as LifecycleExpiration events (the
+        // restore window ending for a soft-deleted file's versions).
+        for (name, change) in [
+            ("LifecycleExpiration:Delete", ObjectChange::Removed),
+            ("LifecycleExpiration:DeleteMarkerCreated", ObjectChange::DeleteMarkerCreated),
+        ] {
+            let raw = format!(
+                r#"{{"Records": [{{"eventName": "{name}", "s3": {{"bucket": {{"name": "b"}}, "object": {{"key": "users%2Fa%2Fb"}}}}}}]}}"#
+            );
+            let events = parse_sqs_body(&raw).unwrap();
+            assert_eq!(events[0].change, change, "{name}");
+        }
+        assert!(parse_sqs_body(r#"{"Records": [{"eventName": "LifecycleTransition", "s3": {"bucket": {"name": "b"}, "object": {"key": "k"}}}]}"#).is_err());
     }
 
     #[test]

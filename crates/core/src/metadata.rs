@@ -71,6 +71,9 @@ pub struct FileRecord {
     pub created_at: OffsetDateTime,
     /// When a PENDING row's grant lapses (the sweeper then releases it); `None` once settled.
     pub expires_at: Option<OffsetDateTime>,
+    /// The S3 version accepted as this file (DECISIONS 28), once the object arrived; every
+    /// read of the file reads exactly it. `None` before, and in a bucket without versioning.
+    pub version_id: Option<String>,
 }
 
 /// One responsive variant of an image, as the metadata lists it.
@@ -119,7 +122,6 @@ pub struct ExifFacts {
 pub struct ContentFacts {
     pub sha256: Sha256,
     pub etag: Option<String>,
-    pub version_id: Option<String>,
     /// The type the bytes really are (`core::sniff`), when recognised.
     pub sniffed_type: Option<String>,
     pub exif: Option<ExifFacts>,

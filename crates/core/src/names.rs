@@ -4,6 +4,7 @@
 use unicode_normalization::UnicodeNormalization;
 
 use crate::error::CoreError;
+use crate::types::ContentType;
 
 /// Longest display name kept, in bytes of UTF-8.
 pub const MAX_DISPLAY_NAME_BYTES: usize = 255;
@@ -172,19 +173,46 @@ pub fn search_tokens(name: &str) -> Vec<String> {
     tokens
 }
 
+/// The name a file of type `ty` is served under: the user's name, with the extension the
+/// type has when the name's own says something else (a JPEG named `invoice.html` is served as
+/// `invoice.jpg`, never as a page a browser would open). The type is the one the platform
+/// checked against the bytes (files whose bytes contradict it are quarantined).
+pub fn served_name(name: &DisplayName, ty: ContentType) -> String {
+    let name = name.as_str();
+    if ContentType::from_file_name(name) == Some(ty) {
+        return name.to_owned();
+    }
+    // A short alphanumeric tail is an extension: it is replaced; anything else is kept whole.
+    let stem = match name.rsplit_once('.') {
+        Some((stem, ext))
+            if !stem.is_empty()
+                && (1..=MAX_EXTENSION_CHARS).contains(&ext.len())
+                && ext.chars().all(|c| c.is_ascii_alphanumeric()) =>
+        {
+            stem
+        }
+        _ => name,
+    };
+    format!("{stem}.{}", ty.extension())
+}
+
+/// The longest tail after a dot that [`served_name`] takes for an extension.
+pub const MAX_EXTENSION_CHARS: usize = 8;
+
 /// `attachment` (or `inline`) with an ASCII fallback `filename` and the exact name in
-/// `filename*` (RFC 6266, RFC 5987), so every browser saves it under the user's name.
-pub fn content_disposition(name: &DisplayName, inline: bool) -> String {
+/// `filename*` (RFC 6266, RFC 5987), so every browser saves it under the user's name, with the
+/// extension of the file's checked type ([`served_name`]).
+pub fn content_disposition(name: &DisplayName, ty: ContentType, inline: bool) -> String {
     let kind = if inline { "inline" } else { "attachment" };
+    let name = served_name(name, ty);
     let fallback: String = name
-        .as_str()
         .chars()
         .map(|c| match c {
             ' '..='~' if c != '"' && c != '\\' && c != '/' && c != '%' => c,
             _ => '_',
         })
         .collect();
-    let exact = percent_encoding::utf8_percent_encode(name.as_str(), ATTR_CHAR_ESCAPES);
+    let exact = percent_encoding::utf8_percent_encode(&name, ATTR_CHAR_ESCAPES);
     format!("{kind}; filename=\"{fallback}\"; filename*=UTF-8''{exact}")
 }
 
@@ -264,17 +292,39 @@ mod tests {
     fn disposition_carries_the_exact_name_and_an_ascii_fallback() {
         let name = DisplayName::parse("Füße \"2024\"/x.jpg").unwrap();
         assert_eq!(
-            content_disposition(&name, false),
+            content_disposition(&name, jpeg(), false),
             "attachment; filename=\"F__e _2024__x.jpg\"; filename*=UTF-8''F%C3%BC%C3%9Fe%20%222024%22%2Fx.jpg"
         );
         let plain = DisplayName::parse("a.pdf").unwrap();
-        assert_eq!(content_disposition(&plain, true), "inline; filename=\"a.pdf\"; filename*=UTF-8''a.pdf");
+        assert_eq!(
+            content_disposition(&plain, ContentType::parse("application/pdf").unwrap(), true),
+            "inline; filename=\"a.pdf\"; filename*=UTF-8''a.pdf"
+        );
     }
 
     #[test]
     fn header_injection_is_impossible() {
         let name = DisplayName::parse("a\r\nSet-Cookie: x=1.jpg").unwrap();
-        let header = content_disposition(&name, false);
+        let header = content_disposition(&name, jpeg(), false);
         assert!(!header.contains('\r') && !header.contains('\n'));
+    }
+
+    fn jpeg() -> ContentType {
+        ContentType::parse("image/jpeg").unwrap()
+    }
+
+    #[test]
+    fn served_names_carry_the_extension_of_the_checked_type() {
+        let served = |name: &str| served_name(&DisplayName::parse(name).unwrap(), jpeg());
+        assert_eq!(served("invoice.html"), "invoice.jpg");
+        assert_eq!(served("invoice.HTML"), "invoice.jpg");
+        assert_eq!(served("photo.JPEG"), "photo.JPEG", "an extension of the same type stays");
+        assert_eq!(served("photo.jpg"), "photo.jpg");
+        assert_eq!(served("menu.pdf"), "menu.jpg");
+        assert_eq!(served("no extension"), "no extension.jpg");
+        assert_eq!(served("v1.2 final draft"), "v1.2 final draft.jpg", "a dot inside a name is not an extension");
+        assert_eq!(served(".html"), ".html.jpg");
+        let header = content_disposition(&DisplayName::parse("invoice.html").unwrap(), jpeg(), false);
+        assert!(header.contains("filename=\"invoice.jpg\"") && !header.contains("html"), "{header}");
     }
 }

@@ -80,6 +80,24 @@ impl ContentType {
         self.0.max_bytes
     }
 
+    /// The extension a file of this type is saved under (`jpg`, `pdf`, ...).
+    pub fn extension(&self) -> &'static str {
+        match self.0.mime {
+            "image/jpeg" => "jpg",
+            "image/png" => "png",
+            "image/webp" => "webp",
+            "image/gif" => "gif",
+            "image/avif" => "avif",
+            "image/heic" => "heic",
+            "image/heif" => "heif",
+            "application/pdf" => "pdf",
+            "video/mp4" => "mp4",
+            "video/quicktime" => "mov",
+            "video/webm" => "webm",
+            _ => "zip",
+        }
+    }
+
     /// The allowed type a file name's extension stands for, if any (`photo.JPG` → JPEG).
     pub fn from_file_name(name: &str) -> Option<Self> {
         let ext = name.rsplit_once('.')?.1.to_ascii_lowercase();
@@ -105,6 +123,14 @@ impl ContentType {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_type_has_an_extension_that_names_it_again() {
+        for t in ALLOWED_TYPES {
+            let ct = ContentType::parse(t.mime).unwrap();
+            assert_eq!(ContentType::from_file_name(&format!("a.{}", ct.extension())), Some(ct), "{}", t.mime);
+        }
+    }
 
     #[test]
     fn declared_types_are_normalised_and_checked() {

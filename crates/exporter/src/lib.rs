@@ -112,7 +112,8 @@ async fn write_archive(st: &Services, out: &mut StreamedObject, files: &[FileDet
     for d in files {
         let r = &d.record;
         // Gone since the listing (deleted meanwhile): not in the archive, not described.
-        let Some(mut reader) = st.store.open_object(r.key.as_str()).await? else { continue };
+        // The accepted version (DECISIONS 28), never bytes written to the key again later.
+        let Some(mut reader) = st.store.open_object(r.key.as_str(), r.version_id.as_deref()).await? else { continue };
         let path = format!("files/{}/{}", r.file_id, SafeName::from_display(&r.filename).as_str());
         let offset = out.written();
         out.write(&zip::local_header(&path, r.created_at)).await?;

@@ -285,12 +285,14 @@ async fn usage(State(st): State<Services>, caller: Caller) -> Result<Json<Value>
     Ok(Json(json!({
         "bytesUsed": u.charged.saturating_sub(u.reserved),
         "bytesReserved": u.reserved,
+        "bytesDeleted": u.deleted,
         "quotaBytes": st.limits.user_quota_bytes,
         "files": files,
     })))
 }
 
-/// `GET /v1/me/audit[?limit=N&cursor=C]`: the caller's own trail, newest first.
+/// `GET /v1/me/audit[?limit=N&cursor=C]`: the caller's own trail, newest first; where a
+/// request came from, except for a share link's visitors.
 #[tracing::instrument(name = "audit_trail", skip_all, fields(user = %caller.user))]
 async fn audit_trail(
     State(st): State<Services>,
@@ -315,14 +317,17 @@ async fn audit_trail(
     let records: Vec<Value> = items
         .iter()
         .map(|r| {
+            // Never where a share link's visitor came from (records from before that was no
+            // longer stored hold it).
+            let shown = r.action != AuditAction::ShareDownload.as_str();
             json!({
                 "at": r.at,
                 "action": r.action,
                 "actor": r.actor,
                 "fileId": r.file_id,
                 "result": r.result,
-                "ip": r.ip,
-                "userAgent": r.user_agent,
+                "ip": shown.then_some(&r.ip),
+                "userAgent": shown.then_some(&r.user_agent),
             })
         })
         .collect();

@@ -312,7 +312,7 @@ async fn nobody_reaches_someone_elses_file_on_any_route() {
         (Some("breakfast.png"), &json!([]), Some("READY"))
     );
     let row = h.state.table.get_file(FileId::parse(id).unwrap()).await.unwrap().unwrap();
-    assert!(h.state.store.head_object(row.key.as_str()).await.unwrap().is_some());
+    assert!(h.state.store.head_object(row.key.as_str(), None).await.unwrap().is_some());
 }
 
 #[tokio::test]
@@ -323,47 +323,45 @@ async fn delete_hides_a_file_and_restore_brings_it_back_within_the_window() {
     let id = uploaded(&h, &alice, "keep me.png", "image/png", 4096, datetime!(2026-02-01 10:00 UTC)).await;
     let other = uploaded(&h, &alice, "other.png", "image/png", 1000, datetime!(2026-02-02 10:00 UTC)).await;
     let row = h.state.table.get_file(FileId::parse(&id).unwrap()).await.unwrap().unwrap();
-    let original = h.state.store.get_object(row.key.as_str()).await.unwrap().unwrap().0;
+    let original = h.state.store.get_object(row.key.as_str(), None).await.unwrap().unwrap().0;
     let (_, usage) = get(&h, &alice, "/v1/me/usage").await;
     assert_eq!(
         usage,
-        json!({"bytesUsed": 5096, "bytesReserved": 0, "quotaBytes": Limits::default().user_quota_bytes, "files": 2})
+        json!({"bytesUsed": 5096, "bytesReserved": 0, "bytesDeleted": 0, "quotaBytes": Limits::default().user_quota_bytes, "files": 2})
     );
 
     let (status, deleted) = h.call(Method::DELETE, &format!("/v1/files/{id}"), Some(&h.token(&alice)), None).await;
     assert_eq!(status, StatusCode::OK, "{deleted}");
     assert_eq!(deleted["status"], "DELETED");
     assert_eq!(deleted["restorableUntil"], "2026-03-31T12:00:00Z");
-    assert!(h.state.store.head_object(row.key.as_str()).await.unwrap().is_none(), "a delete marker hides it");
+    assert!(h.state.store.head_object(row.key.as_str(), None).await.unwrap().is_none(), "a delete marker hides it");
     assert!(h.state.store.current_delete_marker(row.key.as_str()).await.unwrap().is_some());
     assert_eq!(names(&get(&h, &alice, "/v1/files").await.1), ["other.png"]);
     assert_eq!(names(&get(&h, &alice, "/v1/files?status=deleted").await.1), ["keep me.png"]);
-    assert_eq!(get(&h, &alice, "/v1/me/usage").await.1["bytesUsed"], 1000);
+    // Restorable bytes are still stored, so they still count (security review 16.6).
+    let (_, usage) = get(&h, &alice, "/v1/me/usage").await;
+    assert_eq!(
+        (usage["bytesUsed"].as_u64(), usage["bytesDeleted"].as_u64(), usage["files"].as_u64()),
+        (Some(5096), Some(4096), Some(1))
+    );
     // A retried DELETE changes nothing.
     let (status, again) = h.call(Method::DELETE, &format!("/v1/files/{id}"), Some(&h.token(&alice)), None).await;
     assert_eq!((status, again["status"].as_str()), (StatusCode::OK, Some("DELETED")));
-    assert_eq!(get(&h, &alice, "/v1/me/usage").await.1["bytesUsed"], 1000);
+    assert_eq!(get(&h, &alice, "/v1/me/usage").await, (StatusCode::OK, usage));
     let (status, _) =
         h.call(Method::PATCH, &format!("/v1/files/{id}"), Some(&h.token(&alice)), Some(json!({"name": "x.png"}))).await;
     assert_eq!(status, StatusCode::CONFLICT, "a deleted file is restored before it changes");
 
-    // Restore with no room in the quota: refused, nothing changes.
+    // Restore needs no room in the quota: the bytes never left it.
     let tight =
-        matbakh_api::Services { limits: Limits { user_quota_bytes: 2000, ..Limits::default() }, ..h.state.clone() };
-    let (status, refused) = call_as(&h, tight, Method::POST, &format!("/v1/files/{id}/restore"), &alice).await;
-    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
-    assert_eq!(refused["error"], "quota_exceeded");
-    assert!(h.state.store.head_object(row.key.as_str()).await.unwrap().is_none());
-    assert_eq!(get(&h, &alice, &format!("/v1/files/{id}")).await.1["status"], "DELETED");
-
-    // Restore: the same bytes are current again, the usage counts them, the listing shows it.
-    let (status, restored) =
-        h.call(Method::POST, &format!("/v1/files/{id}/restore"), Some(&h.token(&alice)), None).await;
+        matbakh_api::Services { limits: Limits { user_quota_bytes: 5096, ..Limits::default() }, ..h.state.clone() };
+    let (status, restored) = call_as(&h, tight, Method::POST, &format!("/v1/files/{id}/restore"), &alice).await;
     assert_eq!(status, StatusCode::OK, "{restored}");
     assert_eq!(restored["status"], "READY");
     assert!(restored.get("deletedAt").is_none());
-    assert_eq!(h.state.store.get_object(row.key.as_str()).await.unwrap().unwrap().0, original);
-    assert_eq!(get(&h, &alice, "/v1/me/usage").await.1["bytesUsed"], 5096);
+    assert_eq!(h.state.store.get_object(row.key.as_str(), None).await.unwrap().unwrap().0, original);
+    let (_, usage) = get(&h, &alice, "/v1/me/usage").await;
+    assert_eq!((usage["bytesUsed"].as_u64(), usage["bytesDeleted"].as_u64()), (Some(5096), Some(0)));
     assert_eq!(names(&get(&h, &alice, "/v1/files").await.1), ["other.png", "keep me.png"]);
     let (status, _) = h.call(Method::POST, &format!("/v1/files/{id}/restore"), Some(&h.token(&alice)), None).await;
     assert_eq!(status, StatusCode::CONFLICT, "restoring a live file");
@@ -400,6 +398,7 @@ async fn one_file_shows_its_variants_placeholder_and_exif() {
         status: FileStatus::Pending,
         created_at: datetime!(2026-01-01 10:00 UTC),
         expires_at: None,
+        version_id: None,
     };
     let t = &h.state.table;
     t.reserve_upload(&record, QUOTA).await.unwrap();
@@ -427,7 +426,6 @@ async fn one_file_shows_its_variants_placeholder_and_exif() {
     let facts = ContentFacts {
         sha256: matbakh_core::ids::Sha256::of(&photo),
         etag: None,
-        version_id: None,
         sniffed_type: Some("image/jpeg".into()),
         exif: Some(ExifFacts {
             camera_make: Some("Panasonic".into()),
@@ -568,4 +566,40 @@ async fn every_change_is_in_the_owners_audit_trail_with_where_it_came_from() {
         let ttl = i["ttl"].as_n().unwrap().parse::<i64>().unwrap();
         assert_eq!(ttl, (at + Limits::default().audit_retention).unix_timestamp());
     }
+}
+
+/// A link's use is in the owner's trail with its outcome, never with the visitor's address or
+/// browser, also for a record written before those stopped being stored.
+#[tokio::test]
+async fn the_trail_shows_no_visitors_address_for_a_links_use() {
+    let now = datetime!(2026-03-01 12:00 UTC);
+    let h = Harness::new(files_api::router, Options { clock: Arc::new(FixedClock(now)), ..Options::default() }).await;
+    let alice = unique_user("alice");
+    let id = uploaded(&h, &alice, "menu.pdf", "application/pdf", 100, datetime!(2026-02-01 10:00 UTC)).await;
+    let (status, body) = call_from(&h, now, Method::DELETE, &format!("/v1/files/{id}"), &alice, "203.0.113.7").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let visit = matbakh_aws::audit::AuditEntry {
+        user: UserId::parse(&alice).unwrap(),
+        action: matbakh_core::audit::AuditAction::ShareDownload,
+        actor: "share:00112233445566778899aabbccddeeff".into(),
+        file_id: Some(FileId::parse(&id).unwrap()),
+        result: "ok".into(),
+        ip: "198.51.100.23".into(),
+        user_agent: "visitor-browser/1.0".into(),
+        at: now - time::Duration::minutes(1),
+    };
+    h.state.table.put_audit(&visit, Limits::default().audit_retention, 1).await.unwrap();
+
+    let (status, page) = get(&h, &alice, "/v1/me/audit").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let records = page["records"].as_array().unwrap();
+    let seen: Vec<_> =
+        records.iter().map(|r| (r["action"].as_str().unwrap(), &r["result"], &r["ip"], &r["userAgent"])).collect();
+    assert_eq!(
+        seen,
+        [
+            ("delete", &json!("ok"), &json!("203.0.113.7"), &json!("matbakh-test/1.0")),
+            ("share_download", &json!("ok"), &Value::Null, &Value::Null),
+        ]
+    );
 }

@@ -9,8 +9,11 @@
 //! from what was reserved or granted to the real bytes. An object larger than its grant, or
 //! past the quota (uploads the client completed itself, or sized only by a policy range), is
 //! deleted for good and its row QUARANTINED with the reason. Redelivered events change nothing.
+//! A key takes exactly one accepted object (DECISIONS 28): the first version seen is pinned on
+//! the row, and any other version that appears on the key later (a replayed upload URL) is
+//! deleted for good and counted, never settled, indexed or served.
 //!
-//! Reads: the object's HEAD. Writes: the file row, the usage counter, and (for refused
+//! Reads: the object's HEAD and its versions. Writes: the file row, the usage counter, and (for refused
 //! uploads) a permanent delete of that object version.
 //!
 //! Then it reads each new object once (streaming): SHA-256, the sniffed type, EXIF for images
@@ -19,13 +22,19 @@
 //! of the name, and `duplicateOf` when the owner already has the same bytes. Removal events
 //! make the row DELETED and give the bytes back (DECISIONS 13-15); events are ordered by S3's
 //! sequencer (else event time), so an older event never overwrites newer state. Any change to
-//! an original (a new version, a delete) removes the transformer's results made from it.
+//! an original (a new version, a delete) removes the transformer's results made from it, and
+//! with the image CDN (`IMAGES_DISTRIBUTION_ID`) invalidates them there first (one wildcard path
+//! a file; the variants' too when they go and a CDN serves them): a failed invalidation fails
+//! the record, and the results wait in the bucket for its redelivery.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use matbakh_api::Services;
 use matbakh_api::metrics::{self, Unit};
 use matbakh_aws::AwsError;
+use matbakh_aws::accept::accept;
+use matbakh_aws::cdn::Cdn;
 use matbakh_aws::table::Settlement;
+use matbakh_core::cdn;
 use matbakh_core::events::{ObjectChange, ObjectEvent};
 use matbakh_core::ids::{FileId, ObjectKey};
 use matbakh_core::metadata::{ContentFacts, ExifFacts, FileStatus, GeoPoint};
@@ -52,12 +61,15 @@ impl IndexError {
 /// where someone lives; a deployment whose users want a map view opts in.
 pub const DEFAULT_STORE_GPS_LOCATION: bool = false;
 
-/// The function's state: the shared services plus its one setting.
+/// The function's state: the shared services plus its settings.
 #[derive(Clone)]
 pub struct Indexer {
     pub services: Services,
     /// `STORE_GPS_LOCATION`: keep the EXIF GPS position on the row (else only `hadGps`).
     pub store_gps_location: bool,
+    /// The image CDN (`IMAGES_DISTRIBUTION_ID`, [`Cdn::from_lookup`]): what a purge removes is
+    /// invalidated there first. None (locally): nothing is cached.
+    pub cdn: Option<Cdn>,
 }
 
 impl Indexer {
@@ -69,7 +81,7 @@ impl Indexer {
             Some("false") => false,
             Some(other) => return Err(format!("STORE_GPS_LOCATION must be true or false, not {other:?}")),
         };
-        Ok(Indexer { services, store_gps_location })
+        Ok(Indexer { services, store_gps_location, cdn: None })
     }
 }
 
@@ -85,9 +97,9 @@ async fn handle_events(ix: &Indexer, events: &[ObjectEvent]) -> Result<(), Index
             ObjectChange::Created => {
                 settle(services, event).await?;
                 index_content(ix, event).await?;
-                purge_results(services, &event.key).await?;
+                purge_results(ix, &event.key).await?;
             }
-            ObjectChange::DeleteMarkerCreated | ObjectChange::Removed => removed(services, event).await?,
+            ObjectChange::DeleteMarkerCreated | ObjectChange::Removed => removed(ix, event).await?,
         }
     }
     Ok(())
@@ -108,7 +120,7 @@ async fn index_content(ix: &Indexer, event: &ObjectEvent) -> Result<(), AwsError
     if row.sha256.is_some() || matches!(row.status, FileStatus::Quarantined | FileStatus::Deleted) {
         return Ok(());
     }
-    let Some(read) = services.store.read_digest(&event.key, PREFIX_BYTES).await? else {
+    let Some(read) = services.store.read_digest(&event.key, row.version_id.as_deref(), PREFIX_BYTES).await? else {
         return Ok(());
     };
     let exif = (row.content_type.class() == TypeClass::Image).then(|| {
@@ -129,7 +141,6 @@ async fn index_content(ix: &Indexer, event: &ObjectEvent) -> Result<(), AwsError
     let facts = ContentFacts {
         sha256: read.sha256,
         etag: read.etag,
-        version_id: read.version_id,
         sniffed_type: match sniff(&read.prefix) {
             Sniffed::Allowed(t) => Some(t.as_str().to_owned()),
             _ => None,
@@ -152,21 +163,36 @@ async fn index_content(ix: &Indexer, event: &ObjectEvent) -> Result<(), AwsError
 /// changed for the owner. Otherwise the row becomes DELETED and its bytes leave the quota; a
 /// permanent delete also removes the variants. Rows QUARANTINED or DELETED by us are left as they
 /// are (a system move is not a user delete).
-async fn removed(services: &Services, event: &ObjectEvent) -> Result<(), AwsError> {
+async fn removed(ix: &Indexer, event: &ObjectEvent) -> Result<(), AwsError> {
+    let services = &ix.services;
     let Some(file_id) = file_id_of(&event.key) else { return Ok(()) };
     let Some(row) = services.table.get_file(file_id).await?.filter(|r| r.key.as_str() == event.key) else {
         return Ok(());
     };
     let permanent = event.change == ObjectChange::Removed;
+    // A version that was never the file (a replayed upload, removed by `accept`) going away
+    // changes nothing: the accepted version is still there.
+    if let Some(accepted) = row.version_id.as_deref()
+        && event.version_id.as_deref().is_none_or(|v| v != accepted)
+        && permanent
+        && services.store.head_object(&event.key, Some(accepted)).await?.is_some()
+    {
+        tracing::info!(%file_id, "a version besides the accepted one went; nothing changed");
+        return Ok(());
+    }
     // Transform results are a cache: a deleted original must not stay visible through them.
-    purge_results(services, &event.key).await?;
+    purge_results(ix, &event.key).await?;
     match row.status {
         FileStatus::Quarantined => {
             tracing::info!(%file_id, "removal of a quarantined file (a system move); nothing to do");
         }
         FileStatus::Deleted if permanent => {
-            // The retention window ended (or the owner erased it): the variants go too.
-            services.store.delete_prefix(&ObjectKey::derived_prefix(file_id)).await?;
+            // The retention window ended (or the owner erased it): the bytes the soft delete
+            // kept counted leave the usage, and the variants go too.
+            if services.table.purge_deleted(file_id).await? {
+                tracing::info!(%file_id, "deleted file purged; its bytes left the usage");
+            }
+            purge_variants(ix, file_id).await?;
         }
         FileStatus::Deleted => {}
         _ => {
@@ -174,12 +200,18 @@ async fn removed(services: &Services, event: &ObjectEvent) -> Result<(), AwsErro
                 tracing::info!(%file_id, "the key still has a current version; nothing changed");
                 return Ok(());
             }
-            if services.table.mark_deleted(file_id, event.order().as_deref()).await? {
+            let order = event.order();
+            let marked = if permanent {
+                services.table.mark_removed(file_id, order.as_deref()).await?
+            } else {
+                services.table.mark_deleted(file_id, order.as_deref()).await?
+            };
+            if marked {
                 tracing::info!(%file_id, permanent, "file deleted");
                 metrics::emit("remove", &[("FilesDeleted", 1, Unit::Count)]);
             }
             if permanent {
-                services.store.delete_prefix(&ObjectKey::derived_prefix(file_id)).await?;
+                purge_variants(ix, file_id).await?;
             }
         }
     }
@@ -188,14 +220,40 @@ async fn removed(services: &Services, event: &ObjectEvent) -> Result<(), AwsErro
 
 /// Removes the transformer's results made from `key` (`results/{key}/`): after an overwrite
 /// the CDN's S3-first origin would otherwise serve them for the new bytes (DECISIONS 18). A new
-/// upload has none; the listing finds nothing and costs one request.
-async fn purge_results(services: &Services, key: &str) -> Result<(), AwsError> {
-    let removed = services.store.delete_prefix(&matbakh_core::imgproxy::result_prefix(key)).await?;
+/// upload has none; the listing finds nothing and costs one request. The image CDN's copies
+/// are invalidated (security review 16.4).
+async fn purge_results(ix: &Indexer, key: &str) -> Result<(), AwsError> {
+    let edge = ObjectKey::file_id_of(key).zip(cdn::file_results(key));
+    let removed = purge(ix, &matbakh_core::imgproxy::result_prefix(key), edge).await?;
     if removed > 0 {
         tracing::info!(removed, "transform results of a changed original removed");
         metrics::emit("index", &[("ResultsPurged", removed as u64, Unit::Count)]);
     }
     Ok(())
+}
+
+/// Removes the variants of `file` for good; where a CDN serves them (`CDN_BASE_URL`, on the
+/// image CDN's distribution), its copies are invalidated.
+async fn purge_variants(ix: &Indexer, file: FileId) -> Result<(), AwsError> {
+    let edge = ix.services.cdn_base_url.as_deref().map(|base| (file, cdn::file_variants(base, file)));
+    purge(ix, &ObjectKey::derived_prefix(file), edge).await.map(|_| ())
+}
+
+/// Deletes every object version under `prefix` for good and answers how many. When the CDN may
+/// hold copies (`edge`: the file and their path) and there is anything to delete, the path is
+/// invalidated first: if that fails, the objects stay, so the redelivered event finds them and
+/// invalidates again (deleted first, a retry would find nothing to go by).
+async fn purge(ix: &Indexer, prefix: &str, edge: Option<(FileId, String)>) -> Result<usize, AwsError> {
+    let store = &ix.services.store;
+    if let (Some(cdn), Some((file_id, path))) = (&ix.cdn, edge)
+        && store.holds_any(prefix).await?
+    {
+        let reference = format!("{file_id}-{}", ix.services.clock.now().unix_timestamp_nanos());
+        let invalidation = cdn.invalidate(&[path], &reference).await?;
+        tracing::info!(%file_id, invalidation, "cached copies invalidated at the CDN");
+        metrics::emit("index", &[("EdgeInvalidations", 1, Unit::Count)]);
+    }
+    store.delete_prefix(prefix).await
 }
 
 /// The file id in `users/{sub}/{fileId}/{name}`, if the key has that shape.
@@ -208,11 +266,16 @@ async fn settle(services: &Services, event: &ObjectEvent) -> Result<(), AwsError
         tracing::info!(key_shape = "foreign", "object outside the user layout; nothing to settle");
         return Ok(());
     };
-    // The object as it is now: a later event may already have replaced or removed it.
-    let Some((actual, version)) = services.store.head_version(&event.key).await? else {
-        tracing::info!(%file_id, "object already gone");
+    // The object the key holds for good (the first version seen; any other one is removed): a
+    // later event may already have replaced or removed it.
+    let Some(accepted) = accept(&services.store, &services.table, file_id, &event.key).await? else {
+        tracing::info!(%file_id, "no object to settle (gone, or no row for the key)");
         return Ok(());
     };
+    if !accepted.removed.is_empty() {
+        metrics::emit("settle", &[("StrayVersionsRemoved", accepted.removed.len() as u64, Unit::Count)]);
+    }
+    let (actual, version) = (accepted.size, accepted.version);
     match services.table.settle_upload(file_id, &event.key, actual, services.limits.user_quota_bytes).await? {
         Settlement::Accepted => {
             tracing::info!(%file_id, actual, "upload settled");

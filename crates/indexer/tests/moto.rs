@@ -2,7 +2,7 @@
 //! become the bytes that arrived, and what breaks its grant is removed.
 
 use http::StatusCode;
-use matbakh_core::ids::FileId;
+use matbakh_core::ids::{FileId, Sha256};
 use matbakh_core::limits::Limits;
 use matbakh_core::metadata::FileStatus;
 use serde_json::json;
@@ -13,6 +13,14 @@ use testkit::{
 /// Asks for a single upload through the sign route (declared size: reserved; without: a policy
 /// range, nothing reserved) and posts `bytes` with it.
 async fn upload(h: &Harness, user: &str, name: &str, declared: Option<usize>, bytes: Vec<u8>) -> String {
+    let (key, grant) = sign_put(h, user, name, declared).await;
+    // moto does not enforce the policy's size range; the indexer has to.
+    assert!(accepted(&browser_upload(&grant, name, bytes, |_| {}).await));
+    key
+}
+
+/// A single upload's grant through the sign route: the key and `{upload: {url, fields}}`.
+async fn sign_put(h: &Harness, user: &str, name: &str, declared: Option<usize>) -> (String, serde_json::Value) {
     let mut req = json!({"method": "PUT", "key": format!("r-{name}"), "contentType": "image/jpeg"});
     if let Some(size) = declared {
         req["size"] = json!(size);
@@ -27,9 +35,7 @@ async fn upload(h: &Harness, user: &str, name: &str, declared: Option<usize>, by
     .await;
     assert_eq!(status, StatusCode::OK, "{signed}");
     let grant = json!({"upload": {"url": signed["url"], "fields": signed["fields"]}});
-    // moto does not enforce the policy's size range; the indexer has to.
-    assert!(accepted(&browser_upload(&grant, name, bytes, |_| {}).await));
-    signed["key"].as_str().unwrap().to_owned()
+    (signed["key"].as_str().unwrap().to_owned(), grant)
 }
 
 fn axum_body(s: &str) -> axum::body::Body {
@@ -165,7 +171,6 @@ async fn content_is_hashed_once_with_exif_tokens_and_duplicates() {
     let facts = matbakh_core::metadata::ContentFacts {
         sha256: matbakh_core::ids::Sha256::of(b"stale"),
         etag: None,
-        version_id: None,
         sniffed_type: None,
         exif: None,
         tokens: vec![],
@@ -211,8 +216,11 @@ fn removed(key: &str, name: &str) -> String {
     json!({"Type": "Notification", "Message": s3.to_string()}).to_string()
 }
 
+/// A soft delete keeps the bytes counted while the versions stay restorable (security review
+/// 16.6: else delete/restore cycles park unlimited data); the purge gives them back and takes
+/// the variants.
 #[tokio::test]
-async fn deletes_give_the_bytes_back_and_a_permanent_one_takes_the_variants() {
+async fn deleted_bytes_count_until_purged_and_the_purge_takes_the_variants() {
     let h = Harness::new(presign::router, Options::default()).await;
     let user = unique_user("deleter");
     let (name, photo) = corpus("photos/ladybird.jpg");
@@ -232,13 +240,19 @@ async fn deletes_give_the_bytes_back_and_a_permanent_one_takes_the_variants() {
     let response = indexer::handle(&ix(&h), event(&[("r1", removed(&key, "ObjectRemoved:DeleteMarkerCreated"))])).await;
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(h.state.table.get_file(id).await.unwrap().unwrap().status, FileStatus::Deleted);
-    assert_eq!(h.usage(&user).await.charged, 0, "the bytes were not given back");
+    let held = h.usage(&user).await;
+    assert_eq!((held.charged, held.deleted), (photo.len() as u64, photo.len() as u64), "restorable bytes still count");
     assert!(h.state.store.head_version(variant.as_str()).await.unwrap().is_some(), "variants stay while restorable");
 
     // The retention window ends: the versions go for good, and the variants with them.
+    h.state.store.delete_prefix(&key).await.unwrap();
     indexer::handle(&ix(&h), event(&[("r2", removed(&key, "ObjectRemoved:Delete"))])).await;
     assert!(h.state.store.head_version(variant.as_str()).await.unwrap().is_none());
-    assert_eq!(h.usage(&user).await.charged, 0, "given back twice");
+    let purged = h.usage(&user).await;
+    assert_eq!((purged.charged, purged.deleted), (0, 0), "the purge gave the bytes back");
+    // A redelivery gives nothing back twice.
+    indexer::handle(&ix(&h), event(&[("r2", removed(&key, "LifecycleExpiration:Delete"))])).await;
+    assert_eq!(h.usage(&user).await, purged);
 }
 
 #[tokio::test]
@@ -283,4 +297,228 @@ async fn a_changed_or_deleted_original_takes_its_transform_results_along() {
     put(result(&key, "w:100.webp")).await;
     indexer::handle(&ix(&h), event(&[("d", removed(&key, "ObjectRemoved:DeleteMarkerCreated"))])).await;
     assert!(!exists(result(&key, "w:100.webp")).await);
+}
+
+/// Every version (not delete marker) the bucket holds at exactly `key`.
+async fn versions(h: &Harness, key: &str) -> Vec<String> {
+    let out = h.state.store.client().list_object_versions().bucket(h.state.store.bucket()).prefix(key).send().await;
+    out.unwrap()
+        .versions()
+        .iter()
+        .filter(|v| v.key() == Some(key))
+        .map(|v| v.version_id().unwrap_or("null").to_owned())
+        .collect()
+}
+
+/// The SHA-256 of what the owner's download link (`GET /v1/files/{fileId}/download`) serves.
+async fn downloaded(h: &Harness, user: &str, key: &str) -> Sha256 {
+    let req = http::Request::get(format!("/v1/files/{}/download", file_id(key)))
+        .header("authorization", format!("Bearer {}", h.token(user)))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let (status, link) = testkit::call_router(presign::router(h.state.clone()), req).await;
+    assert_eq!(status, StatusCode::OK, "{link}");
+    let resp = testkit::http_client().get(link["url"].as_str().unwrap()).send().await.unwrap();
+    assert!(resp.status().is_success());
+    Sha256::of(&resp.bytes().await.unwrap())
+}
+
+/// Security review 16.1: a POST policy without a size allows 1 byte up to the free quota and
+/// stays valid for its whole lifetime. Posted again after the first file was settled, the
+/// second object must never be served, counted or kept.
+#[tokio::test]
+async fn a_replayed_upload_policy_is_removed_and_never_served() {
+    let h = Harness::new(multipart::router, Options::default()).await;
+    let user = unique_user("replay");
+    let (name, small) = corpus("photos/ladybird.jpg");
+    let (_, large) = corpus("photos/phone-13mp.jpg");
+    assert!(large.len() > 2 * small.len());
+    let (key, grant) = sign_put(&h, &user, &name, None).await;
+    assert!(accepted(&browser_upload(&grant, &name, small.clone(), |_| {}).await));
+    assert!(indexer::handle(&ix(&h), event(&[("1", created(&key, small.len()))])).await.batch_item_failures.is_empty());
+    let settled = h.usage(&user).await;
+    assert_eq!(settled.charged, small.len() as u64);
+    let first = versions(&h, &key).await;
+    assert_eq!(first.len(), 1);
+
+    // The same fields again, with other bytes: S3 takes them (the policy is still valid).
+    assert!(accepted(&browser_upload(&grant, &name, large.clone(), |_| {}).await));
+    assert_eq!(versions(&h, &key).await.len(), 2, "the replay reached the bucket");
+    let response = indexer::handle(&ix(&h), event(&[("2", created(&key, large.len()))])).await;
+    assert!(response.batch_item_failures.is_empty());
+
+    assert_eq!(versions(&h, &key).await, first, "only the accepted version stays");
+    assert_eq!(h.usage(&user).await, settled, "the quota did not move");
+    let row = h.state.table.get_file(file_id(&key)).await.unwrap().unwrap();
+    assert_eq!((row.size, row.version_id.as_ref()), (small.len() as u64, first.first()));
+    assert_eq!(downloaded(&h, &user, &key).await, Sha256::of(&small), "the download serves the accepted bytes");
+}
+
+/// Security review 16.1, with a declared size: other bytes of the same size through the same
+/// policy (after the first file was checked) are removed; the row keeps the first file's facts
+/// and every read names the accepted version.
+#[tokio::test]
+async fn same_size_bytes_posted_again_do_not_replace_a_checked_file() {
+    let h = Harness::new(multipart::router, Options::default()).await;
+    let user = unique_user("swap");
+    let (name, photo) = corpus("photos/ladybird.jpg");
+    let (key, grant) = sign_put(&h, &user, &name, Some(photo.len())).await;
+    assert!(accepted(&browser_upload(&grant, &name, photo.clone(), |_| {}).await));
+    indexer::handle(&ix(&h), event(&[("1", created(&key, photo.len()))])).await;
+    let sha = h.state.table.get_file(file_id(&key)).await.unwrap().unwrap().sha256;
+    assert_eq!(sha, Some(matbakh_core::ids::Sha256::of(&photo)));
+
+    let mut page = b"<html><script>alert(document.cookie)</script>".to_vec();
+    page.resize(photo.len(), b' ');
+    assert!(accepted(&browser_upload(&grant, &name, page.clone(), |_| {}).await));
+    // Even read before the indexer saw the replay, a download names the accepted version.
+    assert_eq!(downloaded(&h, &user, &key).await, Sha256::of(&photo));
+    indexer::handle(&ix(&h), event(&[("2", created(&key, page.len()))])).await;
+    assert_eq!(versions(&h, &key).await.len(), 1);
+    let row = h.state.table.get_file(file_id(&key)).await.unwrap().unwrap();
+    assert_eq!(row.sha256, sha, "the row still describes the checked bytes");
+    assert_eq!(downloaded(&h, &user, &key).await, Sha256::of(&photo));
+    assert_eq!(h.usage(&user).await.charged, photo.len() as u64);
+}
+
+/// Security review 16.1 through signRequest multipart: the presigned CreateMultipartUpload URL
+/// posted again makes a new upload on the same key; once the key's object arrived, no part of
+/// that upload is signed, so nothing can complete it.
+#[tokio::test]
+async fn a_replayed_create_multipart_url_cannot_write_a_settled_key() {
+    let h = Harness::new(multipart::router, Options::default()).await;
+    let user = unique_user("mp-replay");
+    let (_, photo) = corpus("photos/ladybird.jpg");
+    let token = h.token(&user);
+    let sign = |req: serde_json::Value| h.call(http::Method::POST, "/v1/uploads/sign", Some(&token), Some(req));
+    let (status, created_url) = sign(json!({"method": "POST", "key": "a.jpg"})).await;
+    assert_eq!(status, StatusCode::OK, "{created_url}");
+    let key = created_url["key"].as_str().unwrap().to_owned();
+    let client = testkit::http_client();
+    let create = || async {
+        let xml = client.post(created_url["url"].as_str().unwrap()).send().await.unwrap().text().await.unwrap();
+        let start = xml.find("<UploadId>").unwrap() + 10;
+        xml[start..start + xml[start..].find('<').unwrap()].to_owned()
+    };
+    let upload_id = create().await;
+    let part = json!({"method": "PUT", "key": key, "uploadId": upload_id, "partNumber": 1});
+    let (_, part_url) = sign(part).await;
+    let put = client.put(part_url["url"].as_str().unwrap()).body(photo.clone()).send().await.unwrap();
+    let etag = put.headers()["etag"].to_str().unwrap().to_owned();
+    let (_, done) = sign(json!({"method": "POST", "key": key, "uploadId": upload_id})).await;
+    let body = format!(
+        "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part></CompleteMultipartUpload>"
+    );
+    assert!(client.post(done["url"].as_str().unwrap()).body(body).send().await.unwrap().status().is_success());
+    indexer::handle(&ix(&h), event(&[("1", created(&key, photo.len()))])).await;
+
+    let replayed = create().await;
+    assert_ne!(replayed, upload_id, "S3 took the replayed create");
+    let (status, refused) = sign(json!({"method": "PUT", "key": key, "uploadId": replayed, "partNumber": 1})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(refused["error"], "upload_settled");
+    assert_eq!(versions(&h, &key).await.len(), 1);
+}
+
+/// The indexer with the image CDN `cdn` (security review 16.4).
+fn ix_with_cdn(h: &Harness, cdn: &matbakh_aws::cdn::Cdn) -> indexer::Indexer {
+    indexer::Indexer { cdn: Some(cdn.clone()), ..ix(h) }
+}
+
+/// A transform result made from `key`, stored where the transformer stores it.
+async fn put_result(h: &Harness, key: &str) -> String {
+    let result = format!("results/{key}/e1/rt:fill,w:300.webp");
+    let s3 = h.state.store.client();
+    s3.put_object().bucket(h.state.store.bucket()).key(&result).body(b"x".to_vec().into()).send().await.unwrap();
+    result
+}
+
+/// A sub with a character the edge encodes (Auth0's `|`), and how the edge spells it.
+fn edge_user(tag: &str) -> (String, String) {
+    let user = format!("auth0|{}", unique_user(tag));
+    let spelled = user.replace('|', "%7C");
+    (user, spelled)
+}
+
+/// Security review 16.4: an overwritten original's results are invalidated at the image CDN,
+/// one wildcard for the file as the edge spells it; a file without results, or a redelivery
+/// that finds them gone, invalidates nothing.
+#[tokio::test]
+async fn an_overwrite_invalidates_the_files_results_at_the_edge() {
+    let h = Harness::new(presign::router, Options::default()).await;
+    let cdn = testkit::distribution().await;
+    let (user, sub) = edge_user("edge-overwrite");
+    let (_, photo) = corpus("photos/ladybird.jpg");
+    let key = presigned(&h, &user, "Straße (1).jpg", photo.clone()).await;
+    let response = indexer::handle(&ix_with_cdn(&h, &cdn), event(&[("c1", created(&key, photo.len()))])).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert!(testkit::invalidations(&cdn).await.is_empty(), "a new file has no results to invalidate");
+
+    let result = put_result(&h, &key).await;
+    for _ in 0..2 {
+        let response = indexer::handle(&ix_with_cdn(&h, &cdn), event(&[("c2", created(&key, photo.len()))])).await;
+        assert!(response.batch_item_failures.is_empty());
+        assert!(!h.state.store.holds_any(&result).await.unwrap());
+        let want = [[format!("/results/users/{sub}/{}/*", file_id(&key))]];
+        assert_eq!(testkit::invalidations(&cdn).await, want, "once, and not again on a redelivery");
+    }
+}
+
+/// Security review 16.4: a delete (a delete marker) invalidates the file's results at the
+/// edge; when the variants go for good (the retention window ended) and a CDN serves them
+/// (`CDN_BASE_URL`), their paths are invalidated too.
+#[tokio::test]
+async fn a_deleted_file_is_invalidated_at_the_edge_and_its_variants_when_they_go() {
+    let mut h = Harness::new(presign::router, Options::default()).await;
+    h.state.cdn_base_url = Some("https://cdn.files.test/media".into());
+    let cdn = testkit::distribution().await;
+    let ix = ix_with_cdn(&h, &cdn);
+    let (user, sub) = edge_user("edge-delete");
+    let (name, photo) = corpus("photos/ladybird.jpg");
+    let key = presigned(&h, &user, &name, photo.clone()).await;
+    indexer::handle(&ix, event(&[("c", created(&key, photo.len()))])).await;
+    let id = file_id(&key);
+    let variant = matbakh_core::ids::ObjectKey::variant(id, 320, "webp");
+    h.state.store.put_derived(&variant, b"fake".to_vec(), "image/webp").await.unwrap();
+    put_result(&h, &key).await;
+
+    h.state.store.delete_version(&key, None).await.unwrap();
+    let response = indexer::handle(&ix, event(&[("d", removed(&key, "ObjectRemoved:DeleteMarkerCreated"))])).await;
+    assert!(response.batch_item_failures.is_empty());
+    let results = format!("/results/users/{sub}/{id}/*");
+    assert_eq!(testkit::invalidations(&cdn).await, [[results.clone()]], "variants stay while restorable");
+
+    h.state.store.delete_prefix(&key).await.unwrap();
+    let response = indexer::handle(&ix, event(&[("p", removed(&key, "ObjectRemoved:Delete"))])).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert!(h.state.store.head_version(variant.as_str()).await.unwrap().is_none());
+    let variants = format!("/media/derived/{id}/*");
+    assert_eq!(testkit::invalidations(&cdn).await, [[results], [variants]]);
+}
+
+/// Security review 16.4: an invalidation that fails fails the record, and the results stay in
+/// the bucket until it succeeds, so the redelivered record finds them and invalidates.
+#[tokio::test]
+async fn a_failed_invalidation_comes_back_with_its_record() {
+    let h = Harness::new(presign::router, Options::default()).await;
+    let (user, sub) = edge_user("edge-retry");
+    let (name, photo) = corpus("photos/ladybird.jpg");
+    let key = presigned(&h, &user, &name, photo.clone()).await;
+    indexer::handle(&ix(&h), event(&[("c", created(&key, photo.len()))])).await;
+    let result = put_result(&h, &key).await;
+    h.state.store.delete_version(&key, None).await.unwrap();
+
+    let unreachable = matbakh_aws::cdn::Cdn::new(&testkit::moto_sdk().await, "ENOSUCHDISTRIBUTION");
+    let delete = || event(&[("d", removed(&key, "ObjectRemoved:DeleteMarkerCreated"))]);
+    let response = indexer::handle(&ix_with_cdn(&h, &unreachable), delete()).await;
+    let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(failed, ["d"], "the record comes back");
+    assert!(h.state.store.holds_any(&result).await.unwrap(), "the results wait for the invalidation");
+
+    let cdn = testkit::distribution().await;
+    let response = indexer::handle(&ix_with_cdn(&h, &cdn), delete()).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(testkit::invalidations(&cdn).await, [[format!("/results/users/{sub}/{}/*", file_id(&key))]]);
+    assert!(!h.state.store.holds_any(&result).await.unwrap());
+    assert_eq!(h.state.table.get_file(file_id(&key)).await.unwrap().unwrap().status, FileStatus::Deleted);
 }

@@ -508,6 +508,7 @@ pub fn file_record(e: &ManifestEntry) -> Option<FileRecord> {
         status: FileStatus::Pending,
         created_at: time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(e.mtime_ms) * 1_000_000).ok()?,
         expires_at: None,
+        version_id: None,
     })
 }
 

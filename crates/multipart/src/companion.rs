@@ -38,6 +38,7 @@ use matbakh_core::multipart::{
 use matbakh_core::names::{DisplayName, SafeName};
 use matbakh_core::tokens::{
     DEFAULT_UPLOAD_TOKEN_MAX_BYTES, DEFAULT_UPLOAD_TOKEN_TTL, MAX_UPLOAD_TOKEN_TTL, TokenGrant, UploadToken,
+    check_distinct_types,
 };
 use matbakh_core::types::ContentType;
 use serde_json::{Value, json};
@@ -53,6 +54,11 @@ pub fn routes() -> Router<Services> {
         .route("/v1/uppy/{token}/s3/multipart/{uploadId}/{partNumber}", get(sign_part))
         .route("/v1/uppy/{token}/s3/multipart/{uploadId}/complete", post(complete))
 }
+
+/// The most a Companion-mode single upload may be, and so reserves while it is under way:
+/// Uppy sends no size for it and switches to multipart above 100 MiB by default
+/// (`shouldUseMultipart`), so a token's allowance is not held whole by one upload.
+pub const MAX_UNSIZED_TOKEN_UPLOAD_BYTES: u64 = 100 * 1024 * 1024;
 
 fn invalid_token() -> ApiError {
     ApiError::unauthorized("this upload link is not valid (unknown, expired or revoked)")
@@ -104,6 +110,7 @@ async fn mint(State(st): State<Services>, caller: Caller, body: Bytes) -> Result
             })
             .collect::<Result<Vec<_>, _>>()?,
     };
+    check_distinct_types(&types)?;
     let ttl = match req.as_ref().map(|r| r.opt_u64("expiresIn")).transpose()?.flatten() {
         None => DEFAULT_UPLOAD_TOKEN_TTL,
         Some(s) if s >= 60 && Duration::from_secs(s) <= MAX_UPLOAD_TOKEN_TTL => Duration::from_secs(s),
@@ -156,7 +163,9 @@ fn filename_and_type(
 }
 
 /// Single upload: a POST policy for one key, sized 1 byte to what the token and the quota
-/// still allow. Uppy reads `url` and `fields`.
+/// still allow (at most [`MAX_UNSIZED_TOKEN_UPLOAD_BYTES`]: Uppy sends no size). That bound is
+/// reserved against the token and the quota until the object arrives, which gives back what it
+/// did not use. Uppy reads `url` and `fields`.
 #[tracing::instrument(name = "uppy_params", skip_all, fields(token = tracing::field::Empty, user = tracing::field::Empty))]
 async fn params(
     State(st): State<Services>,
@@ -169,7 +178,12 @@ async fn params(
         filename_and_type(&grant, q.get("filename").map(String::as_str), q.get("type").map(String::as_str))?;
     let usage = st.table.usage(&grant.owner).await?;
     let room = st.limits.user_quota_bytes.saturating_sub(usage.charged);
-    let max = grant.remaining().min(room).min(content_type.max_bytes()).min(MAX_SINGLE_UPLOAD_BYTES);
+    let max = grant
+        .remaining()
+        .min(room)
+        .min(content_type.max_bytes())
+        .min(MAX_SINGLE_UPLOAD_BYTES)
+        .min(MAX_UNSIZED_TOKEN_UPLOAD_BYTES);
     if max == 0 {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -181,8 +195,8 @@ async fn params(
     let file_id = new_file_id(now)?;
     let key = ObjectKey::original(&grant.owner, file_id, &SafeName::from_display(&name));
     let post = st.store.presign_upload(&key, content_type, 1..=max, None, now, st.limits.upload_url_ttl).await?;
-    // The size is not known yet: the row holds the most the policy allows, and reserves nothing;
-    // the object-created event settles size and quota.
+    // The size is not known yet: the row holds the most the policy allows and reserves it
+    // against the token and the quota; the object-created event settles both to what arrived.
     let record = FileRecord {
         file_id,
         owner: grant.owner.clone(),
@@ -194,8 +208,19 @@ async fn params(
         status: FileStatus::Pending,
         created_at: now,
         expires_at: Some(now + st.limits.pending_ttl),
+        version_id: None,
     };
-    st.table.put_unreserved_file(&record).await?;
+    match st.table.reserve_token_upload(&grant, &record, st.limits.user_quota_bytes).await {
+        Ok(()) => {}
+        Err(AwsError::QuotaExceeded) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "quota_exceeded",
+                "this upload link or your storage has no room left",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
     record_upload(&st, &client, &grant.owner, file_id).await?;
     Ok(Json(json!({ "method": "POST", "url": post.url, "fields": post.fields, "headers": {} })))
 }
@@ -312,6 +337,7 @@ async fn complete(
         status: FileStatus::Pending,
         created_at: session.created_at,
         expires_at: None,
+        version_id: None,
     };
     match st.table.charge_token_upload(&grant, &record, st.limits.user_quota_bytes).await {
         Ok(()) => {}

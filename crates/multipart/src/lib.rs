@@ -163,6 +163,7 @@ async fn create(
         status: FileStatus::Pending,
         created_at: now,
         expires_at: Some(session.expires_at),
+        version_id: None,
     };
     if let Err(e) = st.table.reserve_multipart(&record, &session, st.limits.user_quota_bytes).await {
         // Nothing may stay behind: the S3 upload goes too.

@@ -16,6 +16,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::StatusCode;
 use matbakh_api::body::JsonObject;
 use matbakh_api::{ApiError, Caller, Services, new_file_id};
 use matbakh_core::ids::{FileId, ObjectKey};
@@ -107,6 +108,7 @@ pub async fn sign(State(st): State<Services>, caller: Caller, body: Bytes) -> Re
             status: FileStatus::Pending,
             created_at: now,
             expires_at: Some(now + st.limits.upload_session_ttl),
+            version_id: None,
         };
         return match op {
             Operation::PutObject => {
@@ -188,7 +190,20 @@ async fn bound_session(
     let file_id = key.as_str().split('/').nth(2).and_then(|id| FileId::parse(id).ok()).ok_or_else(missing)?;
     let record =
         st.table.get_file(file_id).await?.filter(|r| r.owner == caller.user && &r.key == key).ok_or_else(missing)?;
-    if record.status != FileStatus::Pending || st.store.list_parts(key, upload_id).await?.is_none() {
+    if record.status != FileStatus::Pending {
+        return Err(missing());
+    }
+    // The key's object arrived (settled, or its version pinned): a key takes one object
+    // (DECISIONS 28), so an upload made by posting the presigned CreateMultipartUpload URL again
+    // gets no parts signed.
+    if record.expires_at.is_none() || record.version_id.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "upload_settled",
+            "this file's upload is complete; a new upload needs a new file",
+        ));
+    }
+    if st.store.list_parts(key, upload_id).await?.is_none() {
         return Err(missing());
     }
     let now = st.clock.now();

@@ -264,3 +264,71 @@ async fn bad_token_requests_are_named() {
         h.call(Method::POST, "/v1/upload-tokens", Some(&h.token(&user)), Some(json!({"types": ["text/html"]}))).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
 }
+
+/// A type listed twice (also in another spelling of the same type) is refused with a 400
+/// naming `types`: it used to reach DynamoDB as a string set with a duplicate and come back
+/// as a 500.
+#[tokio::test]
+async fn duplicate_token_types_are_refused() {
+    let h = Harness::new(multipart::router, Options::default()).await;
+    let user = unique_user("dup");
+    for types in [json!(["image/jpeg", "image/jpeg"]), json!(["image/png", "IMAGE/PNG; q=1", "image/webp"])] {
+        let (status, err) =
+            h.call(Method::POST, "/v1/upload-tokens", Some(&h.token(&user)), Some(json!({ "types": types }))).await;
+        assert_eq!(
+            (status, err["error"].as_str(), err["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_field"), Some("types")),
+            "{types}: {err}"
+        );
+    }
+    // Distinct types still mint.
+    let minted = mint(&h, &user, json!({"types": ["image/jpeg", "image/png"]})).await;
+    assert_eq!(minted["types"], json!(["image/jpeg", "image/png"]));
+}
+
+/// The size range a POST policy allows, from its `content-length-range` condition.
+fn policy_range(params: &Value) -> (u64, u64) {
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD.decode(params["fields"]["policy"].as_str().unwrap()).unwrap();
+    let policy: Value = serde_json::from_slice(&raw).unwrap();
+    let range = policy["conditions"].as_array().unwrap().iter().find(|c| c[0] == "content-length-range").unwrap();
+    (range[1].as_u64().unwrap(), range[2].as_u64().unwrap())
+}
+
+/// Security review 16.6: `/s3/params` signed a policy up to the token's remaining allowance but
+/// never charged the token, so a token of one photo's size uploaded such photos without end
+/// (until the quota was full). The policy's bound is now reserved against the token and the
+/// quota, and settling gives back what did not arrive.
+#[tokio::test]
+async fn params_reserve_the_policy_bound_against_the_token_until_the_upload_settles() {
+    let h = Harness::new(multipart::router, Options::default()).await;
+    let user = unique_user("params-reserve");
+    let (name, photo) = corpus("photos/ladybird.jpg");
+    let token = mint(&h, &user, json!({"maxBytes": photo.len()})).await;
+    let params_url = format!("{}/s3/params?filename={name}&type=image/jpeg", token["endpoint"].as_str().unwrap());
+    let (status, first) = h.call(Method::GET, &params_url, None, None).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(policy_range(&first), (1, photo.len() as u64));
+    let usage = h.usage(&user).await;
+    assert_eq!((usage.charged, usage.reserved), (photo.len() as u64, photo.len() as u64), "the bound is reserved");
+
+    // The allowance is held by the first grant: a second one is refused, before any upload.
+    let (status, refused) = h.call(Method::GET, &params_url, None, None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(refused["error"], "quota_exceeded");
+
+    // Half arrives and settles: the rest goes back to the token and the quota.
+    let half = photo[..photo.len() / 2].to_vec();
+    let grant = json!({"upload": {"url": first["url"], "fields": first["fields"]}});
+    assert!(accepted(&browser_upload(&grant, &name, half.clone(), |_| {}).await));
+    let key = first["fields"]["key"].as_str().unwrap();
+    let id = matbakh_core::ids::ObjectKey::file_id_of(key).unwrap();
+    let quota = h.state.limits.user_quota_bytes;
+    let settled = h.state.table.settle_upload(id, key, half.len() as u64, quota).await.unwrap();
+    assert_eq!(settled, matbakh_aws::table::Settlement::Accepted);
+    let usage = h.usage(&user).await;
+    assert_eq!((usage.charged, usage.reserved), (half.len() as u64, 0));
+    let (status, next) = h.call(Method::GET, &params_url, None, None).await;
+    assert_eq!(status, StatusCode::OK, "{next}");
+    assert_eq!(policy_range(&next), (1, (photo.len() - half.len()) as u64), "exactly what is left");
+}

@@ -66,6 +66,7 @@ async fn create_upload(
         status: FileStatus::Pending,
         created_at: now,
         expires_at: Some(now + st.limits.pending_ttl),
+        version_id: None,
     };
     st.table.reserve_upload(&record, st.limits.user_quota_bytes).await?;
     let access =
@@ -131,11 +132,20 @@ async fn download(
             }
         }
     }
-    let disposition = content_disposition(&record.filename, inline);
+    let disposition = content_disposition(&record.filename, record.content_type, inline);
     let now = st.clock.now();
+    // Exactly the accepted version (DECISIONS 28): bytes written to the key again with a
+    // replayed upload URL are never what a download serves.
     let get = st
         .store
-        .presign_download(&record.key, record.content_type.as_str(), &disposition, now, st.limits.download_url_ttl)
+        .presign_download(
+            &record.key,
+            record.version_id.as_deref(),
+            record.content_type.as_str(),
+            &disposition,
+            now,
+            st.limits.download_url_ttl,
+        )
         .await?;
     let access =
         Access { owner: &caller.user, action: AuditAction::Download, file_id: Some(id), actor: None, result: "ok" };

@@ -274,6 +274,7 @@ impl Harness {
             status: FileStatus::Pending,
             created_at: at,
             expires_at: Some(at + Duration::from_secs(86_400)),
+            version_id: None,
         };
         let (t, quota) = (&self.state.table, self.state.limits.user_quota_bytes);
         t.reserve_upload(&record, quota).await.unwrap();
@@ -406,4 +407,45 @@ pub fn object_created(key: &str, size: usize) -> String {
     let s3 = serde_json::json!({"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Post",
         "s3": {"bucket": {"name": "b"}, "object": {"key": encoded, "size": size}}}]});
     serde_json::json!({"Type": "Notification", "Message": s3.to_string()}).to_string()
+}
+
+/// A CloudFront distribution of the test's own in moto (one endpoint for every service there),
+/// and the adapter that invalidates its paths.
+pub async fn distribution() -> matbakh_aws::cdn::Cdn {
+    use aws_sdk_cloudfront::types::{DefaultCacheBehavior, DistributionConfig, Origin, Origins, ViewerProtocolPolicy};
+    let sdk = moto_sdk().await;
+    let origin = Origin::builder().id("results").domain_name("results.s3.test").build().unwrap();
+    let config = DistributionConfig::builder()
+        .caller_reference(unique_user("distribution"))
+        .comment("test")
+        .enabled(true)
+        .origins(Origins::builder().quantity(1).items(origin).build().unwrap())
+        .default_cache_behavior(
+            DefaultCacheBehavior::builder()
+                .target_origin_id("results")
+                .viewer_protocol_policy(ViewerProtocolPolicy::RedirectToHttps)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let out = aws_sdk_cloudfront::Client::new(&sdk).create_distribution().distribution_config(config).send().await;
+    let id = out.unwrap().distribution().unwrap().id().to_owned();
+    matbakh_aws::cdn::Cdn::new(&sdk, id)
+}
+
+/// The paths of every invalidation of `cdn`'s distribution, oldest first.
+pub async fn invalidations(cdn: &matbakh_aws::cdn::Cdn) -> Vec<Vec<String>> {
+    let client = aws_sdk_cloudfront::Client::new(&moto_sdk().await);
+    let id = cdn.distribution_id();
+    let list = client.list_invalidations().distribution_id(id).send().await.unwrap();
+    let mut out = Vec::new();
+    for summary in list.invalidation_list().map(|l| l.items()).unwrap_or_default() {
+        let got = client.get_invalidation().distribution_id(id).id(summary.id()).send().await.unwrap();
+        let invalidation = got.invalidation().unwrap();
+        let paths = invalidation.invalidation_batch().and_then(|b| b.paths()).map(|p| p.items().to_vec());
+        out.push((*invalidation.create_time(), paths.unwrap_or_default()));
+    }
+    out.sort_by_key(|(at, _)| *at);
+    out.into_iter().map(|(_, paths)| paths).collect()
 }

@@ -20,6 +20,10 @@
 //! a scanner that gave no verdict, and malformed messages. Everything about the file itself is recorded on its row instead.
 //! Redelivered events find the row no longer PENDING and change nothing.
 //!
+//! It reads only the key's accepted version (DECISIONS 28, `matbakh_aws::accept`: pinned by
+//! whichever of the indexer and this function sees the object first), so bytes written to the
+//! key again with a replayed upload URL are never checked, scanned or turned into variants.
+//!
 //! Reads: the object (a range first), the file row. Writes: variants, the row, the usage
 //! counter (quarantine), `quarantine/` copies and deletes of quarantined versions.
 
@@ -30,6 +34,7 @@ use clamd::{Clamd, ScanError, Verdict};
 use matbakh_api::Services;
 use matbakh_api::metrics::{self, Unit};
 use matbakh_aws::AwsError;
+use matbakh_aws::accept::accept;
 use matbakh_aws::table::Ready;
 use matbakh_core::events::{ObjectChange, ObjectEvent};
 use matbakh_core::ids::{FileId, ObjectKey};
@@ -37,6 +42,7 @@ use matbakh_core::metadata::{FileRecord, FileStatus, ImageInfo, VariantInfo};
 use matbakh_core::sniff::{SNIFF_LEN, Sniffed, agrees, sniff};
 use matbakh_core::types::TypeClass;
 use matbakh_imaging::{Disposition, ImageError, ImageLimits, Quality, Rendered};
+use tracing::Instrument;
 
 /// The function's state: the shared services plus the image settings.
 #[derive(Clone)]
@@ -87,12 +93,14 @@ async fn handle_events(t: &Thumbnailer, events: &[ObjectEvent]) -> Result<(), Th
 
 /// Processes the object at `key` (public for tests and the local tools).
 pub async fn process(t: &Thumbnailer, key: &str) -> Result<Outcome, ThumbnailError> {
-    let st = &t.services;
     let Some(file_id) = ObjectKey::file_id_of(key) else {
         return Ok(Outcome::Skipped("not a user original"));
     };
-    let span = tracing::info_span!("thumbnail", %file_id);
-    let _entered = span.enter();
+    process_file(t, file_id, key).instrument(tracing::info_span!("thumbnail", %file_id)).await
+}
+
+async fn process_file(t: &Thumbnailer, file_id: FileId, key: &str) -> Result<Outcome, ThumbnailError> {
+    let st = &t.services;
     let Some(row) = st.table.get_file(file_id).await?.filter(|r| r.key.as_str() == key) else {
         return Ok(Outcome::Skipped("no row for this key"));
     };
@@ -100,29 +108,33 @@ pub async fn process(t: &Thumbnailer, key: &str) -> Result<Outcome, ThumbnailErr
         FileStatus::Pending => {}
         // An earlier attempt marked it but may have failed before moving the object.
         FileStatus::Quarantined => {
-            move_to_quarantine(t, key).await?;
+            move_to_quarantine(t, key, row.version_id.as_deref()).await?;
             return Ok(Outcome::Skipped("already quarantined"));
         }
         _ => return Ok(Outcome::Skipped("already processed")),
     }
-    let Some(head) = st.store.get_head(key, SNIFF_LEN).await? else {
+    let Some(accepted) = accept(&st.store, &st.table, file_id, key).await? else {
+        return Ok(Outcome::Skipped("object gone"));
+    };
+    let at = Object { key, version: accepted.version.as_deref(), size: accepted.size };
+    let Some(head) = st.store.get_head(key, at.version, SNIFF_LEN).await? else {
         return Ok(Outcome::Skipped("object gone"));
     };
     let actual = match sniff(&head) {
         Sniffed::Allowed(actual) if agrees(row.content_type, actual) => actual,
         Sniffed::Allowed(actual) => {
             let why = format!("declared {}, but the bytes are {}", row.content_type.as_str(), actual.as_str());
-            return Ok(quarantine(t, file_id, key, why).await?);
+            return Ok(quarantine(t, file_id, &at, why).await?);
         }
         other => {
             let why = format!("the bytes are {}, which is not allowed", other.describe());
-            return Ok(quarantine(t, file_id, key, why).await?);
+            return Ok(quarantine(t, file_id, &at, why).await?);
         }
     };
     let virus_scan = match &t.scanner {
         None => None,
-        Some(scanner) => match scan(t, scanner, key).await? {
-            Scanned::Infected(name) => return Ok(quarantine(t, file_id, key, format!("ClamAV found {name}")).await?),
+        Some(scanner) => match scan(t, scanner, &at).await? {
+            Scanned::Infected(name) => return Ok(quarantine(t, file_id, &at, format!("ClamAV found {name}")).await?),
             Scanned::Gone => return Ok(Outcome::Skipped("object gone")),
             Scanned::Note(note) => Some(note),
         },
@@ -133,7 +145,14 @@ pub async fn process(t: &Thumbnailer, key: &str) -> Result<Outcome, ThumbnailErr
         metrics::emit("thumbnail", &[("FilesCheckedWithoutVariants", 1, Unit::Count)]);
         return Ok(Outcome::ReadyWithoutVariants);
     }
-    Ok(render_and_store(t, &row, key, virus_scan).await?)
+    Ok(render_and_store(t, &row, &at, virus_scan).await?)
+}
+
+/// The version of a file's key that this run reads: the accepted one.
+struct Object<'a> {
+    key: &'a str,
+    version: Option<&'a str>,
+    size: u64,
 }
 
 enum Scanned {
@@ -143,9 +162,9 @@ enum Scanned {
     Note(String),
 }
 
-async fn scan(t: &Thumbnailer, scanner: &Clamd, key: &str) -> Result<Scanned, ThumbnailError> {
+async fn scan(t: &Thumbnailer, scanner: &Clamd, at: &Object<'_>) -> Result<Scanned, ThumbnailError> {
     let started = std::time::Instant::now();
-    let Some(mut object) = t.services.store.open_object(key).await? else { return Ok(Scanned::Gone) };
+    let Some(mut object) = t.services.store.open_object(at.key, at.version).await? else { return Ok(Scanned::Gone) };
     if object.size > scanner.max_bytes {
         tracing::warn!(size = object.size, limit = scanner.max_bytes, "too large for the virus scan");
         metrics::emit("thumbnail", &[("ScansSkippedTooLarge", 1, Unit::Count)]);
@@ -163,19 +182,16 @@ async fn scan(t: &Thumbnailer, scanner: &Clamd, key: &str) -> Result<Scanned, Th
 async fn render_and_store(
     t: &Thumbnailer,
     row: &FileRecord,
-    key: &str,
+    at: &Object<'_>,
     virus_scan: Option<&str>,
 ) -> Result<Outcome, AwsError> {
     let st = &t.services;
     let file_id = row.file_id;
     // Refuse an oversized source before reading it into memory.
-    let Some((size, _)) = st.store.head_version(key).await? else {
-        return Ok(Outcome::Skipped("object gone"));
-    };
-    let rendered = if size > t.limits.max_bytes {
-        Err(ImageError::TooManyBytes { size, limit: t.limits.max_bytes })
+    let rendered = if at.size > t.limits.max_bytes {
+        Err(ImageError::TooManyBytes { size: at.size, limit: t.limits.max_bytes })
     } else {
-        let Some((bytes, _)) = st.store.get_object(key).await? else {
+        let Some((bytes, _)) = st.store.get_object(at.key, at.version).await? else {
             return Ok(Outcome::Skipped("object gone"));
         };
         let (limits, quality) = (t.limits, t.quality);
@@ -190,7 +206,7 @@ async fn render_and_store(
     match rendered {
         Ok(rendered) => store_variants(t, file_id, rendered, virus_scan).await,
         Err(e) => match e.disposition() {
-            Disposition::Quarantine => quarantine(t, file_id, key, e.to_string()).await,
+            Disposition::Quarantine => quarantine(t, file_id, at, e.to_string()).await,
             Disposition::Fail => {
                 st.table.mark_failed(file_id, &e.to_string()).await?;
                 tracing::warn!(reason = %e, "image failed");
@@ -237,19 +253,20 @@ async fn store_variants(
 
 /// DECISIONS 13: the row is marked first (so the ObjectRemoved event of the move is known as a
 /// system move), then the object is copied to `quarantine/` and the original version deleted.
-async fn quarantine(t: &Thumbnailer, file_id: FileId, key: &str, reason: String) -> Result<Outcome, AwsError> {
+async fn quarantine(t: &Thumbnailer, file_id: FileId, at: &Object<'_>, reason: String) -> Result<Outcome, AwsError> {
     t.services.table.quarantine(file_id, &reason).await?;
-    move_to_quarantine(t, key).await?;
+    move_to_quarantine(t, at.key, at.version).await?;
     tracing::warn!(%reason, "file quarantined");
     metrics::emit("thumbnail", &[("FilesQuarantined", 1, Unit::Count)]);
     Ok(Outcome::Quarantined(reason))
 }
 
-async fn move_to_quarantine(t: &Thumbnailer, key: &str) -> Result<(), AwsError> {
+/// Moves the accepted `version` of `key` (the current object in a bucket without versioning).
+async fn move_to_quarantine(t: &Thumbnailer, key: &str, version: Option<&str>) -> Result<(), AwsError> {
     let store = &t.services.store;
-    if let Some((_, version)) = store.head_version(key).await? {
-        store.copy_version(key, version.as_deref(), &ObjectKey::quarantined(key)).await?;
-        store.delete_version(key, version.as_deref()).await?;
+    if let Some(head) = store.head_object(key, version).await? {
+        store.copy_version(key, head.version_id.as_deref(), &ObjectKey::quarantined(key)).await?;
+        store.delete_version(key, head.version_id.as_deref()).await?;
     }
     Ok(())
 }
