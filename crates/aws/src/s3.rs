@@ -15,6 +15,7 @@ use matbakh_core::types::ContentType;
 use time::OffsetDateTime;
 
 use crate::error::AwsError;
+use crate::transfer::Version;
 
 /// The platform bucket, seen through the narrow set of operations the functions need.
 #[derive(Clone, Debug)]
@@ -473,33 +474,12 @@ impl S3Store {
     /// key holds one accepted object). Delete markers stay: they are the owner's soft delete.
     /// Answers the version ids it removed.
     pub async fn remove_versions_except(&self, key: &str, keep: &str) -> Result<Vec<String>, AwsError> {
-        let mut strays = Vec::new();
-        let (mut key_marker, mut version_marker): (Option<String>, Option<String>) = (None, None);
-        loop {
-            let out = self
-                .client
-                .list_object_versions()
-                .bucket(&self.bucket)
-                .prefix(key)
-                .set_key_marker(key_marker.take())
-                .set_version_id_marker(version_marker.take())
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("ListObjectVersions", e))?;
-            strays.extend(
-                out.versions()
-                    .iter()
-                    .filter(|v| v.key() == Some(key))
-                    .filter_map(|v| v.version_id())
-                    .filter(|v| *v != keep)
-                    .map(str::to_owned),
-            );
-            if out.is_truncated() != Some(true) {
-                break;
-            }
-            key_marker = out.next_key_marker().map(str::to_owned);
-            version_marker = out.next_version_id_marker().map(str::to_owned);
-        }
+        let strays: Vec<String> = key_versions(&self.client, &self.bucket, key)
+            .await?
+            .into_iter()
+            .filter(|v| !v.delete_marker && v.version_id != keep)
+            .map(|v| v.version_id)
+            .collect();
         for version in &strays {
             self.delete_version(key, Some(version)).await?;
         }
@@ -740,6 +720,47 @@ pub(crate) async fn open_with(
         })),
         Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) || gone(e.raw_response()) => Ok(None),
         Err(e) => Err(AwsError::from_sdk("GetObject", e)),
+    }
+}
+
+/// Every version and delete marker of exactly `key` in `bucket`, all pages (a listing by prefix
+/// also yields longer keys; they are left out).
+pub(crate) async fn key_versions(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> Result<Vec<Version>, AwsError> {
+    let mut out = Vec::new();
+    let (mut key_marker, mut version_marker): (Option<String>, Option<String>) = (None, None);
+    loop {
+        let page = client
+            .list_object_versions()
+            .bucket(bucket)
+            .prefix(key)
+            .set_key_marker(key_marker.take())
+            .set_version_id_marker(version_marker.take())
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ListObjectVersions", e))?;
+        for v in page.versions().iter().filter(|v| v.key() == Some(key)) {
+            out.push(Version {
+                version_id: v.version_id().unwrap_or("null").to_owned(),
+                is_latest: v.is_latest().unwrap_or(false),
+                delete_marker: false,
+            });
+        }
+        for m in page.delete_markers().iter().filter(|m| m.key() == Some(key)) {
+            out.push(Version {
+                version_id: m.version_id().unwrap_or("null").to_owned(),
+                is_latest: m.is_latest().unwrap_or(false),
+                delete_marker: true,
+            });
+        }
+        if page.is_truncated() != Some(true) {
+            return Ok(out);
+        }
+        key_marker = page.next_key_marker().map(str::to_owned);
+        version_marker = page.next_version_id_marker().map(str::to_owned);
     }
 }
 

@@ -324,39 +324,7 @@ impl Target {
 
     /// Every version and delete marker of exactly `key`, newest first.
     pub async fn versions(&self, key: &str) -> Result<Vec<Version>, AwsError> {
-        let mut out = Vec::new();
-        let (mut key_marker, mut version_marker): (Option<String>, Option<String>) = (None, None);
-        loop {
-            let page = self
-                .client
-                .list_object_versions()
-                .bucket(&self.bucket)
-                .prefix(key)
-                .set_key_marker(key_marker.take())
-                .set_version_id_marker(version_marker.take())
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("ListObjectVersions", e))?;
-            for v in page.versions().iter().filter(|v| v.key() == Some(key)) {
-                out.push(Version {
-                    version_id: v.version_id().unwrap_or("null").to_owned(),
-                    is_latest: v.is_latest().unwrap_or(false),
-                    delete_marker: false,
-                });
-            }
-            for m in page.delete_markers().iter().filter(|m| m.key() == Some(key)) {
-                out.push(Version {
-                    version_id: m.version_id().unwrap_or("null").to_owned(),
-                    is_latest: m.is_latest().unwrap_or(false),
-                    delete_marker: true,
-                });
-            }
-            if page.is_truncated() != Some(true) {
-                return Ok(out);
-            }
-            key_marker = page.next_key_marker().map(str::to_owned);
-            version_marker = page.next_version_id_marker().map(str::to_owned);
-        }
+        crate::s3::key_versions(&self.client, &self.bucket, key).await
     }
 
     /// Removes one version for good (the previous one becomes current again).
