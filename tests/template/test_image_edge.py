@@ -1,7 +1,9 @@
 """The image CDN's signing keys in template.yaml (issue 16, DECISIONS 29): the transformer reads
 them from a Secrets Manager secret under the stack's key (none in its environment), it alone may
 read that secret, and the CloudFront Function gets its copy from a KeyValueStore it is
-associated with. The function's code itself is tested in Node (tests/imgproxy)."""
+associated with. The function's code itself is tested in Node (tests/imgproxy). The transformer
+reads a user's original only at the version its file row accepted (DECISIONS 28): the files table
+by `GetItem` alone, originals by `GetObjectVersion` alone."""
 
 import os
 import re
@@ -68,6 +70,20 @@ class ImageEdge(unittest.TestCase):
                     readers.add(name)
                     self.assertEqual(actions, ["secretsmanager:GetSecretValue"], name)
         self.assertEqual(readers, {"TransformerFunction"})
+
+    def test_the_transformer_reads_originals_only_at_their_accepted_version(self):
+        props = RES["TransformerFunction"]["Properties"]
+        self.assertEqual(names(props["Environment"]["Variables"]["TABLE_NAME"]), {"FilesTable"})
+        on_table, on_originals = [], []
+        for st in statements(props):
+            actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+            resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+            if any(a.startswith("dynamodb:") for a in actions) or "FilesTable" in names(resources):
+                on_table.append((actions, names(resources)))
+            if any("users/" in str(r) for r in resources):
+                on_originals += actions
+        self.assertEqual(on_table, [(["dynamodb:GetItem"], {"FilesTable"})])
+        self.assertEqual(on_originals, ["s3:GetObjectVersion"])
 
     def test_the_edge_function_reads_the_key_value_store_and_substitutes_only_the_bucket(self):
         props = RES["TransformRequestFunction"]["Properties"]

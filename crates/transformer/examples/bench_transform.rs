@@ -45,12 +45,17 @@ impl Store for MemoryStore {
         "bench"
     }
 
-    async fn head(&self, key: &str) -> Result<Option<ObjectHead>, AwsError> {
+    async fn head(&self, key: &str, _: Option<&str>) -> Result<Option<ObjectHead>, AwsError> {
         Ok(self.0.lock().unwrap().get(key).map(|(_, h)| h.clone()))
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, AwsError> {
+    async fn get(&self, key: &str, _: Option<&str>) -> Result<Option<Vec<u8>>, AwsError> {
         Ok(self.0.lock().unwrap().get(key).map(|(b, _)| b.clone()))
+    }
+
+    /// Every photo here is its file's one version (the store keeps one object a key).
+    async fn accepted_version(&self, key: &str) -> Result<Option<String>, AwsError> {
+        Ok(self.0.lock().unwrap().contains_key(key).then(String::new))
     }
 
     async fn put_result(&self, key: &str, bytes: Vec<u8>, ct: &str, meta: &[(&str, &str)]) -> Result<(), AwsError> {

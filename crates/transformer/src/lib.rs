@@ -5,17 +5,26 @@
 //! the signed path then arrives in `x-transform-path`). `GET /{signature}/{options}/{source}`:
 //! 1. the URL is parsed and its signature checked (`core::imgproxy`): 400 bad options, 403 bad
 //!    or expired signature or a source outside the allow-list;
-//! 2. the source's HEAD gives its ETag (404 if it is gone);
+//! 2. the source's HEAD gives its ETag (404 if it is gone). A source under `users/` is a user's
+//!    file, and a key takes exactly one accepted object (DECISIONS 28): its file row (the file id
+//!    in `users/{sub}/{fileId}/{name}`) must be READY, name that key and have pinned a version,
+//!    and exactly that version is read, never the key's current object (a presigned upload used
+//!    again puts another version there until the indexer removes it). No such row, another
+//!    state, no pinned version, or a `users/` key that is no file's: 404, nothing stored.
+//!    Sources under other allowed prefixes (`TRANSFORM_SOURCE_PREFIXES`; the template sets none)
+//!    have no file row: their current object is read, and a new version of one makes a new
+//!    result;
 //! 3. the output format is the URL's, or chosen from `Accept` (AVIF > WebP > JPEG, PNG for
 //!    alpha); the result key is `results/{source key}/{encoder}/{canonical options}.{ext}`;
-//! 4. `If-None-Match` with the result's ETag (derived from that key and the source's ETag) is a
-//!    304; a stored result made from the current source is served; otherwise the source is
-//!    read, transformed (`imaging::transform`), stored with the source ETag it was made from,
-//!    and served. A result over `TRANSFORM_MAX_INLINE_BYTES` (Lambda's 6 MB response limit,
-//!    less base64) is answered with a redirect to a short-lived presigned GET of it: never 413.
+//! 4. `If-None-Match` with the result's ETag (derived from that key and the source's ETag and
+//!    version) is a 304; a stored result made from that very source (its ETag and version id)
+//!    is served; otherwise the source is read, transformed (`imaging::transform`), stored with
+//!    the source ETag and version it was made from, and served. A result over
+//!    `TRANSFORM_MAX_INLINE_BYTES` (Lambda's 6 MB response limit, less base64) is answered with a
+//!    redirect to a short-lived presigned GET of it: never 413.
 //!
-//! Reads: sources under the allowed prefixes, results. Writes: results. Errors are JSON with an
-//! `X-Error-Reason` header and `Cache-Control: no-store`.
+//! Reads: sources under the allowed prefixes, results, file rows (`TABLE_NAME`, `GetItem` only).
+//! Writes: results. Errors are JSON with an `X-Error-Reason` header and `Cache-Control: no-store`.
 //!
 //! Deployed, the signing key/salt pairs come from the Secrets Manager secret `TRANSFORM_SECRET_ID`
 //! (read at start and again every `TRANSFORM_SECRET_REFRESH_SECONDS`, so a rotation reaches running
@@ -33,9 +42,12 @@ use axum::response::{IntoResponse, Response};
 use matbakh_api::metrics::{self, Unit};
 use matbakh_aws::AwsError;
 use matbakh_aws::s3::{ObjectHead, S3Store};
+use matbakh_aws::table::FileTable;
 use matbakh_core::clock::{Clock, SystemClock};
+use matbakh_core::ids::ObjectKey;
 use matbakh_core::imgproxy::{OutputChoice, Presets, SigningKeys, SourcePolicy, TransformUrl, UrlError};
 use matbakh_core::limits::setting;
+use matbakh_core::metadata::FileStatus;
 use matbakh_imaging::transform::{DEFAULT_MAX_DPR, DEFAULT_MAX_OUTPUT_SIDE, ENCODER_VERSION};
 use matbakh_imaging::{DEFAULT_QUALITY, ImageError, ImageLimits, Pixels, Quality};
 use serde_json::json;
@@ -47,6 +59,8 @@ pub const DEFAULT_MAX_INLINE_BYTES: u64 = 4 * 1024 * 1024;
 pub const DEFAULT_REDIRECT_TTL: Duration = Duration::from_secs(300);
 /// Key prefixes of the platform bucket that may be transformed (`TRANSFORM_SOURCE_PREFIXES`).
 pub const DEFAULT_SOURCE_PREFIXES: &str = "users/";
+/// Where users' files live: a source here is read at its file's accepted version only.
+const USER_FILES: &str = "users/";
 /// How long key/salt pairs read from Secrets Manager are used before the secret is read again
 /// (`TRANSFORM_SECRET_REFRESH_SECONDS`): the longest a running instance refuses a new pair.
 pub const DEFAULT_SECRET_REFRESH: Duration = Duration::from_secs(300);
@@ -71,12 +85,22 @@ impl Default for Settings {
     }
 }
 
-/// What the transformer needs of the bucket: the S3 adapter in Lambda, anything else in a
-/// benchmark (which measures the origin without S3's latency).
+/// What the transformer needs of the bucket and the file rows: [`Platform`] in Lambda, anything
+/// else in a benchmark (which measures the origin without S3's latency).
 pub trait Store: Send + Sync + 'static {
     fn bucket_name(&self) -> &str;
-    fn head(&self, key: &str) -> impl Future<Output = Result<Option<ObjectHead>, AwsError>> + Send;
-    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>, AwsError>> + Send;
+    /// The HEAD of `version` of `key` (the current object if `None`), `None` if there is none.
+    fn head(
+        &self,
+        key: &str,
+        version: Option<&str>,
+    ) -> impl Future<Output = Result<Option<ObjectHead>, AwsError>> + Send;
+    /// The bytes of `version` of `key` (the current object if `None`), `None` if there are none.
+    fn get(&self, key: &str, version: Option<&str>) -> impl Future<Output = Result<Option<Vec<u8>>, AwsError>> + Send;
+    /// The version of `key` accepted as its file (DECISIONS 28): the file row of the key's file
+    /// id is READY, names this key and has pinned a version. `None` otherwise (no such row,
+    /// another state, nothing pinned, a key that is no file's).
+    fn accepted_version(&self, key: &str) -> impl Future<Output = Result<Option<String>, AwsError>> + Send;
     fn put_result(
         &self,
         key: &str,
@@ -93,25 +117,48 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<String, AwsError>> + Send;
 }
 
-impl Store for S3Store {
+/// The platform bucket, and the file rows that say which version of a user's key is the file.
+#[derive(Debug, Clone)]
+pub struct Platform {
+    pub bucket: S3Store,
+    pub files: FileTable,
+}
+
+impl Platform {
+    /// The bucket `BUCKET_NAME` and the table `TABLE_NAME`, both required.
+    pub fn from_lookup(sdk: &SdkConfig, env: impl Fn(&str) -> Option<String>) -> Result<Platform, String> {
+        let settings = matbakh_aws::Settings::from_lookup(env).map_err(|e| e.to_string())?;
+        let bucket =
+            S3Store::new(sdk, &settings.bucket, settings.s3_public_endpoint.as_deref()).map_err(|e| e.to_string())?;
+        Ok(Platform { bucket, files: FileTable::new(sdk, settings.table) })
+    }
+}
+
+impl Store for Platform {
     fn bucket_name(&self) -> &str {
-        self.bucket()
+        self.bucket.bucket()
     }
 
-    async fn head(&self, key: &str) -> Result<Option<ObjectHead>, AwsError> {
-        self.head_object(key, None).await
+    async fn head(&self, key: &str, version: Option<&str>) -> Result<Option<ObjectHead>, AwsError> {
+        self.bucket.head_object(key, version).await
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, AwsError> {
-        Ok(self.get_object(key, None).await?.map(|(bytes, _)| bytes))
+    async fn get(&self, key: &str, version: Option<&str>) -> Result<Option<Vec<u8>>, AwsError> {
+        Ok(self.bucket.get_object(key, version).await?.map(|(bytes, _)| bytes))
+    }
+
+    async fn accepted_version(&self, key: &str) -> Result<Option<String>, AwsError> {
+        let Some(id) = ObjectKey::file_id_of(key) else { return Ok(None) };
+        let row = self.files.get_file(id).await?;
+        Ok(row.filter(|r| r.status == FileStatus::Ready && r.key.as_str() == key).and_then(|r| r.version_id))
     }
 
     async fn put_result(&self, key: &str, bytes: Vec<u8>, ct: &str, meta: &[(&str, &str)]) -> Result<(), AwsError> {
-        S3Store::put_result(self, key, bytes, ct, meta).await
+        self.bucket.put_result(key, bytes, ct, meta).await
     }
 
     async fn presign_get(&self, key: &str, now: time::OffsetDateTime, ttl: Duration) -> Result<String, AwsError> {
-        Ok(S3Store::presign_get(self, key, now, ttl).await?.url)
+        Ok(self.bucket.presign_get(key, now, ttl).await?.url)
     }
 }
 
@@ -178,7 +225,7 @@ async fn read_secret(sdk: &SdkConfig, id: &str) -> Result<SigningKeys, String> {
 }
 
 /// The function's state, built once.
-pub struct Transformer<S: Store = S3Store> {
+pub struct Transformer<S: Store = Platform> {
     pub store: S,
     /// Empty only when unsigned URLs are allowed (local development).
     pub keys: Keys,
@@ -192,25 +239,19 @@ pub struct Transformer<S: Store = S3Store> {
     pub watermark: Option<Arc<Pixels>>,
 }
 
-impl Transformer<S3Store> {
-    /// From the environment: `BUCKET_NAME`, the signing pairs from the secret `TRANSFORM_SECRET_ID`
+impl Transformer<Platform> {
+    /// From the environment: `BUCKET_NAME`, `TABLE_NAME` (the file rows), the signing pairs from the secret `TRANSFORM_SECRET_ID`
     /// (deployed) or `TRANSFORM_KEYS` + `TRANSFORM_SALTS` (hex, comma-separated; local use), one
     /// of them required unless `TRANSFORM_ALLOW_UNSIGNED=true`, `TRANSFORM_PRESETS` (unsigned
     /// only), `TRANSFORM_SOURCE_PREFIXES`, `TRANSFORM_WATERMARK_KEY` (an image in the bucket), the
     /// image limits, and the settings above.
     pub async fn from_env() -> Result<Transformer, String> {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let settings = matbakh_aws::Settings::from_lookup(|k| {
-            // The transformer has no table; only the bucket matters.
-            if k == "TABLE_NAME" { Some(env(k).unwrap_or_else(|| "-".into())) } else { env(k) }
-        })
-        .map_err(|e| e.to_string())?;
         let sdk = matbakh_aws::config::load_sdk_config().await;
-        let store =
-            S3Store::new(&sdk, &settings.bucket, settings.s3_public_endpoint.as_deref()).map_err(|e| e.to_string())?;
+        let store = Platform::from_lookup(&sdk, env)?;
         let watermark = match env("TRANSFORM_WATERMARK_KEY") {
             Some(key) => {
-                let bytes = Store::get(&store, &key).await.map_err(|e| e.to_string())?;
+                let bytes = Store::get(&store, &key, None).await.map_err(|e| e.to_string())?;
                 Some(bytes.ok_or_else(|| format!("TRANSFORM_WATERMARK_KEY: no object {key}"))?)
             }
             None => None,
@@ -420,7 +461,14 @@ async fn transform<S: Store>(t: &Transformer<S>, path: &str, headers: &HeaderMap
     if url.options.dpr > t.settings.max_dpr {
         return Err(TransformError::DprTooLarge(url.options.dpr, t.settings.max_dpr));
     }
-    let source = t.store.head(&url.source.key).await?.ok_or(TransformError::SourceMissing)?;
+    let source_key = url.source.key.as_str();
+    // A user's file is its accepted version, never whatever the key holds now (DECISIONS 28).
+    let version = if source_key.starts_with(USER_FILES) {
+        Some(t.store.accepted_version(source_key).await?.ok_or(TransformError::SourceMissing)?)
+    } else {
+        None
+    };
+    let source = t.store.head(source_key, version.as_deref()).await?.ok_or(TransformError::SourceMissing)?;
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     let output = OutputChoice::new(&url, accept);
     let key = url.result_key(ENCODER_VERSION, output);
@@ -430,12 +478,17 @@ async fn transform<S: Store>(t: &Transformer<S>, path: &str, headers: &HeaderMap
         image_headers(r.headers_mut(), &etag, None);
         return Ok(Answer { response: r, outcome: "NotModified" });
     }
-    let stored = t.store.head(&key).await?;
-    if let Some(stored) = stored.filter(|s| s.metadata.get("source-etag") == Some(&tag(&source))) {
+    // What a result records it was made from; a stored result made from anything else is not it.
+    let (source_etag, source_version) = (tag(&source), source.version_id.clone().unwrap_or_default());
+    let made_from_source = |s: &ObjectHead| {
+        let recorded = |name: &str| s.metadata.get(name).map_or("", String::as_str);
+        recorded("source-etag") == source_etag && recorded("source-version") == source_version
+    };
+    if let Some(stored) = t.store.head(&key, None).await?.filter(made_from_source) {
         if stored.size > t.settings.max_inline_bytes {
             return redirect(t, &key, now).await;
         }
-        if let Some(bytes) = t.store.get(&key).await? {
+        if let Some(bytes) = t.store.get(&key, None).await? {
             let ct = stored.content_type.unwrap_or_else(|| "application/octet-stream".into());
             return Ok(Answer { response: image(bytes, &ct, &etag, "stored"), outcome: "Stored" });
         }
@@ -443,7 +496,7 @@ async fn transform<S: Store>(t: &Transformer<S>, path: &str, headers: &HeaderMap
     if source.size > t.limits.max_bytes {
         return Err(ImageError::TooManyBytes { size: source.size, limit: t.limits.max_bytes }.into());
     }
-    let bytes = t.store.get(&url.source.key).await?.ok_or(TransformError::SourceMissing)?;
+    let bytes = t.store.get(source_key, version.as_deref()).await?.ok_or(TransformError::SourceMissing)?;
     let (options, limits, quality, side) = (url.options.clone(), t.limits, t.quality, t.settings.max_output_side);
     let watermark = t.watermark.clone();
     let result = tokio::task::spawn_blocking(move || {
@@ -453,10 +506,8 @@ async fn transform<S: Store>(t: &Transformer<S>, path: &str, headers: &HeaderMap
     .unwrap_or_else(|e| Err(ImageError::Encode(format!("the transform task ended: {e}"))))?;
     let ct = result.format.content_type();
     let size = result.bytes.len() as u64;
-    let version = source.version_id.clone().unwrap_or_default();
-    t.store
-        .put_result(&key, result.bytes.clone(), ct, &[("source-etag", &tag(&source)), ("source-version", &version)])
-        .await?;
+    let made_from = [("source-etag", source_etag.as_str()), ("source-version", source_version.as_str())];
+    t.store.put_result(&key, result.bytes.clone(), ct, &made_from).await?;
     tracing::info!(width = result.width, height = result.height, bytes = size, "computed");
     if size > t.settings.max_inline_bytes {
         return redirect(t, &key, now).await;

@@ -1,6 +1,8 @@
-//! The transformer in-process against moto's S3: signed URLs become images of the sizes
-//! imgproxy gives, in the format `Accept` allows; results are stored and served again, revalidated
-//! with ETags, recomputed when the source changes; bad URLs and hostile sources get JSON errors.
+//! The transformer in-process against moto's S3 and DynamoDB: signed URLs become images of the
+//! sizes imgproxy gives, in the format `Accept` allows; results are stored and served again,
+//! revalidated with ETags, recomputed when a source outside `users/` changes; a user's file is
+//! read at the version its row accepted, never another one put on its key; bad URLs and hostile
+//! sources get JSON errors.
 
 use std::sync::Arc;
 
@@ -10,13 +12,18 @@ use matbakh_aws::S3Store;
 use matbakh_core::imgproxy::SigningKeys;
 use matbakh_imaging::{ImageLimits, inspect};
 use testkit::{call_router_raw, corpus, env, moto_sdk, unique_user};
-use transformer::Transformer;
+use transformer::{Platform, Transformer};
 
 const KEY: &str = "943b421c9eb07c830af81030552c86009268de4e532ba2ee2eab8247c6da0881";
 const SALT: &str = "520f986b998545b4785e0defbc4f3c1203f22de2374a3d53cb7a7fe9fea309c5";
 
 async fn store() -> S3Store {
     S3Store::new(&moto_sdk().await, env("BUCKET_NAME"), Some(&env("AWS_ENDPOINT_URL"))).unwrap()
+}
+
+/// The bucket and the file rows, as the function gets them from `BUCKET_NAME` and `TABLE_NAME`.
+async fn platform() -> Platform {
+    Platform::from_lookup(&moto_sdk().await, |k| std::env::var(k).ok()).unwrap()
 }
 
 /// The settings: the test key pair plus `extra`.
@@ -30,20 +37,12 @@ fn signed_settings(extra: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
 }
 
 async fn transformer(extra: &[(&str, &str)]) -> Arc<Transformer> {
-    Arc::new(Transformer::from_lookup(store().await, signed_settings(extra)).unwrap())
+    Arc::new(Transformer::from_lookup(platform().await, signed_settings(extra)).unwrap())
 }
 
-/// Puts a corpus file at a fresh `users/...` key; answers the key.
+/// A corpus file stored as a user's upload leaves it (READY, its version accepted); its key.
 async fn source(rel: &str) -> String {
-    let (name, bytes) = corpus(rel);
-    let key = format!("users/{}/f/{name}", unique_user("t"));
-    put(&key, bytes).await;
-    key
-}
-
-async fn put(key: &str, bytes: Vec<u8>) {
-    let s = store().await;
-    s.client().put_object().bucket(s.bucket()).key(key).body(bytes.into()).send().await.unwrap();
+    settled(rel).await.0
 }
 
 fn signed(path: &str) -> String {
@@ -112,7 +111,7 @@ async fn signed_urls_give_imgproxys_sizes_in_the_accepted_format() {
 
 #[tokio::test]
 async fn results_are_stored_revalidated_and_recomputed_when_the_source_changes() {
-    let t = transformer(&[]).await;
+    let t = transformer(&[("TRANSFORM_SOURCE_PREFIXES", "users/,public/")]).await;
     let key = source("photos/ladybird.jpg").await;
     let url = signed(&format!("/rs:fill:200:200/plain/{key}"));
     let webp = [("accept", "image/webp")];
@@ -133,8 +132,16 @@ async fn results_are_stored_revalidated_and_recomputed_when_the_source_changes()
         (StatusCode::NOT_MODIFIED, 0, etag.as_str(), "Accept")
     );
 
-    // The original is overwritten: a new ETag, a new result, the old validator no longer matches.
-    put(&key, corpus("photos/dune.jpg").1).await;
+    // A source outside `users/` has no file row: when it is overwritten, a new ETag, a new
+    // result, the old validator no longer matches. (A user's file never changes: a second
+    // version on its key is never read, `a_second_version_put_on_a_settled_key_is_never_transformed`.)
+    let public = format!("public/{}/ladybird.jpg", unique_user("t"));
+    put_version(&public, corpus("photos/ladybird.jpg").1).await;
+    let url = signed(&format!("/rs:fill:200:200/plain/{public}"));
+    let (_, h6, b6) = get(&t, &url, &webp).await;
+    let etag = header(&h6, "etag").to_owned();
+    assert_eq!((header(&h6, "x-result"), &b6), ("computed", &b1));
+    put_version(&public, corpus("photos/dune.jpg").1).await;
     let (s5, h5, b5) = get(&t, &url, &[("accept", "image/webp"), ("if-none-match", &etag)]).await;
     assert_eq!((s5, header(&h5, "x-result")), (StatusCode::OK, "computed"));
     assert_ne!(header(&h5, "etag"), etag);
@@ -200,7 +207,7 @@ async fn bad_urls_and_hostile_sources_get_json_errors_that_are_not_cached() {
 
 #[tokio::test]
 async fn unsigned_urls_only_where_the_deployment_allows_them() {
-    let s = store().await;
+    let s = platform().await;
     let lookup = |name: &str| (name == "TRANSFORM_ALLOW_UNSIGNED").then(|| "true".to_owned());
     let t = Arc::new(Transformer::from_lookup(s.clone(), lookup).unwrap());
     let key = source("photos/ladybird.jpg").await;
@@ -249,7 +256,7 @@ fn secret_settings(id: &str) -> impl Fn(&str) -> Option<String> + use<> {
 async fn signing_pairs_come_from_secrets_manager_and_rotations_reach_running_instances() {
     let id = signing_secret(KEY, SALT).await;
     let clock = Arc::new(TestClock(1_800_000_000.into()));
-    let mut t = Transformer::from_secret(store().await, moto_sdk().await, secret_settings(&id)).await.unwrap();
+    let mut t = Transformer::from_secret(platform().await, moto_sdk().await, secret_settings(&id)).await.unwrap();
     t.clock = clock.clone();
     let t = Arc::new(t);
     let key = source("photos/ladybird.jpg").await;
@@ -281,7 +288,7 @@ async fn a_missing_bad_or_doubled_signing_configuration_stops_the_transformer_at
     type Env = Box<dyn Fn(&str) -> Option<String>>;
     let start = |env: Env| {
         let sdk = sdk.clone();
-        async move { Transformer::from_secret(store().await, sdk, env).await.err().unwrap() }
+        async move { Transformer::from_secret(platform().await, sdk, env).await.err().unwrap() }
     };
     let missing = unique_user("no-such-secret");
     assert!(start(Box::new(secret_settings(&missing))).await.contains(&missing));
@@ -303,9 +310,9 @@ async fn a_missing_bad_or_doubled_signing_configuration_stops_the_transformer_at
         assert!(e.contains("pick one") || e.contains("presets work only unsigned"), "{name}: {e}");
     }
     // The environment's own keys never mix with a secret, and presets need unsigned URLs.
-    let e = Transformer::from_lookup(store().await, secret_settings(&id)).err().unwrap();
+    let e = Transformer::from_lookup(platform().await, secret_settings(&id)).err().unwrap();
     assert!(e.contains("Secrets Manager"), "{e}");
-    let e = Transformer::from_lookup(store().await, signed_settings(&[("TRANSFORM_PRESETS", "thumb=w:100")]));
+    let e = Transformer::from_lookup(platform().await, signed_settings(&[("TRANSFORM_PRESETS", "thumb=w:100")]));
     assert!(e.err().unwrap().contains("presets work only unsigned"));
 }
 
@@ -379,7 +386,7 @@ async fn behind_cloudfront_the_signed_path_comes_in_a_header() {
 #[tokio::test]
 async fn a_configured_watermark_is_laid_over_the_corner_it_names() {
     let mark = corpus("other/alpha.png").1;
-    let t = Transformer::from_lookup(store().await, signed_settings(&[])).unwrap();
+    let t = Transformer::from_lookup(platform().await, signed_settings(&[])).unwrap();
     let t = Arc::new(t.with_watermark(&mark).unwrap());
     let key = source("photos/dune.jpg").await;
     let rgb = |b: &[u8]| image::load_from_memory(b).unwrap().to_rgb8();
@@ -411,4 +418,164 @@ async fn a_large_output_at_the_default_limit_is_redirected() {
     assert!(fetched.len() as u64 > transformer::DEFAULT_MAX_INLINE_BYTES, "{} bytes", fetched.len());
     assert_eq!(shape(&fetched).0, matbakh_imaging::Format::Png);
     assert_eq!(shape(&fetched).1, 4096);
+}
+
+// ---- One accepted object per key (DECISIONS 28, security review 16.1) ----
+
+async fn files() -> matbakh_aws::table::FileTable {
+    matbakh_aws::table::FileTable::new(&moto_sdk().await, env("TABLE_NAME"))
+}
+
+/// A new file's PENDING row at `users/{sub}/{fileId}/{name}`, as an upload grant writes it;
+/// answers its id and key.
+async fn granted(name: &str, size: usize) -> (matbakh_core::ids::FileId, String) {
+    use matbakh_core::ids::{ObjectKey, UserId};
+    use matbakh_core::metadata::{FileRecord, FileStatus};
+    use matbakh_core::names::{DisplayName, SafeName};
+    let (now, id) = (time::OffsetDateTime::now_utc(), new_file_id());
+    let (owner, filename) = (UserId::parse(&unique_user("t")).unwrap(), DisplayName::parse(name).unwrap());
+    let record = FileRecord {
+        file_id: id,
+        key: ObjectKey::original(&owner, id, &SafeName::from_display(&filename)),
+        owner,
+        filename,
+        content_type: matbakh_core::types::ContentType::parse("image/jpeg").unwrap(),
+        size: size as u64,
+        sha256: None,
+        status: FileStatus::Pending,
+        created_at: now,
+        expires_at: Some(now + time::Duration::days(1)),
+        version_id: None,
+    };
+    files().await.reserve_upload(&record, QUOTA).await.unwrap();
+    (id, record.key.as_str().to_owned())
+}
+
+const QUOTA: u64 = 1 << 40;
+
+fn new_file_id() -> matbakh_core::ids::FileId {
+    let ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    matbakh_core::ids::FileId::new(ms as u64, matbakh_api::random_bytes().unwrap())
+}
+
+/// Puts `bytes` at `key` as a new version; answers its version id.
+async fn put_version(key: &str, bytes: Vec<u8>) -> String {
+    let s = store().await;
+    let out = s.client().put_object().bucket(s.bucket()).key(key).body(bytes.into()).send().await.unwrap();
+    out.version_id().expect("the files bucket is versioned").to_owned()
+}
+
+/// A corpus file uploaded and settled as the platform settles it: granted, its object arrived
+/// and pinned as the accepted version (`accept`, as the indexer does), settled, READY. Answers
+/// its key and the pinned version.
+async fn settled(rel: &str) -> (String, String) {
+    let (name, bytes) = corpus(rel);
+    let size = bytes.len();
+    let (id, key) = granted(&name, size).await;
+    let version = put_version(&key, bytes).await;
+    let table = files().await;
+    let accepted = matbakh_aws::accept::accept(&store().await, &table, id, &key).await.unwrap().unwrap();
+    assert_eq!(accepted.version.as_deref(), Some(version.as_str()));
+    table.settle_upload(id, &key, size as u64, QUOTA).await.unwrap();
+    assert!(table.mark_ready(id, &matbakh_aws::table::Ready::default()).await.unwrap());
+    (key, version)
+}
+
+/// The keys of the transform results stored for `key`.
+async fn results_of(key: &str) -> Vec<String> {
+    let s = store().await;
+    let out = s.client().list_objects_v2().bucket(s.bucket()).prefix(format!("results/{key}/")).send().await.unwrap();
+    out.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect()
+}
+
+/// A presigned upload replayed onto a settled key puts a second version there (the indexer
+/// removes it, but not before it arrives, nor if removing fails). The transformer reads the
+/// version the file row pinned, never the key's current object: the result is the accepted
+/// photo's, is stored as such and served again, and a stored result made from another version
+/// of the key is never served.
+#[tokio::test]
+async fn a_second_version_put_on_a_settled_key_is_never_transformed() {
+    let t = transformer(&[]).await;
+    let (key, pinned) = settled("photos/dune.jpg").await; // 1680x1050
+    let (reference, _) = settled("photos/dune.jpg").await;
+    let stray = put_version(&key, corpus("photos/panasonic-orientation6.jpg").1).await; // portrait
+    assert_ne!(stray, pinned);
+    let current = store().await.head_object(&key, None).await.unwrap().unwrap();
+    assert_eq!(current.version_id.as_deref(), Some(stray.as_str()), "the stray is the key's current object");
+
+    let options = "/rs:fit:300:300/plain";
+    let (s0, _, want) = get(&t, &signed(&format!("{options}/{reference}@png")), &[]).await;
+    assert_eq!((s0, shape(&want)), (StatusCode::OK, (matbakh_imaging::Format::Png, 300, 188)));
+    let url = signed(&format!("{options}/{key}@png"));
+    let (s1, h1, b1) = get(&t, &url, &[]).await;
+    assert_eq!((s1, header(&h1, "x-result")), (StatusCode::OK, "computed"), "{}", String::from_utf8_lossy(&b1));
+    assert_eq!(shape(&b1), shape(&want), "made from the pinned photo, not the stray");
+    assert_eq!(b1, want);
+    let (s2, h2, b2) = get(&t, &url, &[]).await;
+    assert_eq!((s2, header(&h2, "x-result"), b2 == want), (StatusCode::OK, "stored", true));
+
+    // A result stored as if made from another version of the key (with the accepted version's
+    // ETag, so only its version tells it apart) is not served: it is made again.
+    let s = store().await;
+    let result_key = results_of(&key).await.remove(0);
+    let planted = b"a result made from another version".to_vec();
+    let etag = s.head_object(&key, Some(&pinned)).await.unwrap().unwrap().etag.unwrap();
+    s.put_result(&result_key, planted, "image/png", &[("source-etag", &etag), ("source-version", &stray)])
+        .await
+        .unwrap();
+    let (s3, h3, b3) = get(&t, &url, &[]).await;
+    assert_eq!((s3, header(&h3, "x-result"), b3 == want), (StatusCode::OK, "computed", true));
+}
+
+/// A source under `users/` is transformed only when its file row is READY, names that key and
+/// has pinned a version: anything else is 404 `source_not_found`, and nothing is stored.
+#[tokio::test]
+async fn a_users_source_without_an_accepted_version_is_not_found_and_nothing_is_stored() {
+    let t = transformer(&[]).await;
+    let (name, photo) = corpus("photos/ladybird.jpg");
+    let table = files().await;
+    // No row at all: an object at a file-shaped key nobody was granted.
+    let no_row = format!("users/{}/{}/{name}", unique_user("t"), new_file_id());
+    put_version(&no_row, photo.clone()).await;
+    // Not a file's key at all (no file id in it).
+    let not_a_file = format!("users/{}/f/{name}", unique_user("t"));
+    put_version(&not_a_file, photo.clone()).await;
+    // PENDING: arrived and pinned, not yet settled.
+    let (id, pending) = granted(&name, photo.len()).await;
+    put_version(&pending, photo.clone()).await;
+    matbakh_aws::accept::accept(&store().await, &table, id, &pending).await.unwrap().unwrap();
+    // READY, but no version pinned.
+    let (id, unpinned) = granted(&name, photo.len()).await;
+    put_version(&unpinned, photo.clone()).await;
+    table.settle_upload(id, &unpinned, photo.len() as u64, QUOTA).await.unwrap();
+    assert!(table.mark_ready(id, &matbakh_aws::table::Ready::default()).await.unwrap());
+    // QUARANTINED after it was pinned.
+    let (quarantined, _) = settled("photos/ladybird.jpg").await;
+    let id = matbakh_core::ids::ObjectKey::file_id_of(&quarantined).unwrap();
+    assert!(table.quarantine(id, "test").await.unwrap());
+    // Another object under a READY, pinned file's prefix: the row names another key.
+    let (ready, _) = settled("photos/ladybird.jpg").await;
+    let beside = format!("{}/other.jpg", ready.rsplit_once('/').unwrap().0);
+    put_version(&beside, photo.clone()).await;
+
+    for key in [&no_row, &not_a_file, &pending, &unpinned, &quarantined, &beside] {
+        let (status, h, body) = get(&t, &signed(&format!("/w:100/plain/{key}@webp")), &[]).await;
+        assert_eq!(
+            (status, header(&h, "x-error-reason"), header(&h, "cache-control")),
+            (StatusCode::NOT_FOUND, "source_not_found", "no-store"),
+            "{key}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        assert_eq!(results_of(key).await, Vec::<String>::new(), "{key}: nothing stored");
+    }
+    let (status, _, _) = get(&t, &signed(&format!("/w:100/plain/{ready}@webp")), &[]).await;
+    assert_eq!((status, results_of(&ready).await.len()), (StatusCode::OK, 1));
+}
+
+/// The transformer reads file rows: without `TABLE_NAME` it stops at start, naming it.
+#[tokio::test]
+async fn without_the_files_table_the_transformer_stops_at_start() {
+    let bucket = env("BUCKET_NAME");
+    let e = Platform::from_lookup(&moto_sdk().await, |k| (k == "BUCKET_NAME").then(|| bucket.clone())).unwrap_err();
+    assert!(e.contains("TABLE_NAME"), "{e}");
 }
