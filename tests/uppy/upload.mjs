@@ -15,6 +15,7 @@ import { readFileSync } from 'node:fs';
 import { basename, extname } from 'node:path';
 import Uppy from '@uppy/core';
 import AwsS3 from '@uppy/aws-s3';
+import { partSize, withSize } from '../../web/js/parts.js';
 
 const [mode, api, bearer, ...paths] = process.argv.slice(2);
 const types = { '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.png': 'image/png', '.gif': 'image/gif' };
@@ -33,12 +34,21 @@ async function companionOptions() {
 }
 
 function signOptions() {
+  // As the web app does (web/js/upload.js): the size rides along by proposed key, and the
+  // parts follow the server's plan.
+  const sizes = new Map();
   return {
+    getChunkSize: (file) => partSize(file.size),
+    generateObjectKey: (file) => {
+      const key = `${crypto.randomUUID()}-${file.name}`;
+      sizes.set(key, file.size);
+      return key;
+    },
     signRequest: async (request) => {
       const resp = await fetch(`${api}/v1/uploads/sign`, {
         method: 'POST',
         headers: { ...auth, 'content-type': 'application/json' },
-        body: JSON.stringify(request),
+        body: JSON.stringify(withSize(request, sizes)),
       });
       if (resp.status !== 200) throw new Error(`signing ${request.method} ${request.key}: ${resp.status} ${await resp.text()}`);
       return resp.json();

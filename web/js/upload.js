@@ -5,6 +5,7 @@
 // sent) across a page reload, so an interrupted upload resumes where it stopped.
 
 import { AwsS3, Dashboard, GoldenRetriever, Uppy } from '/vendor/uppy.mjs';
+import { partSize, withSize } from './parts.js';
 
 const MiB = 1024 * 1024;
 export const MULTIPART_THRESHOLD = 10 * MiB;
@@ -22,6 +23,9 @@ const ALLOWED = [
 
 /** Mounts the uploader in `target`; `onUploaded(fileId, name)` runs for each stored file. */
 export function mountUploader(target, api, onUploaded) {
+  // The server reserves a file's size when its upload starts, but Uppy's signRequest carries
+  // only the key it proposed: each proposed key (unique per upload) remembers its file's size.
+  const sizes = new Map();
   const uppy = new Uppy({ id: 'matbakh', autoProceed: false, restrictions: { allowedFileTypes: ALLOWED } })
     .use(Dashboard, {
       inline: true,
@@ -35,9 +39,15 @@ export function mountUploader(target, api, onUploaded) {
     })
     .use(AwsS3, {
       shouldUseMultipart: (file) => file.size > MULTIPART_THRESHOLD,
-      // The server picks the key (users/{sub}/{fileId}/{name}); it only needs the name.
-      generateObjectKey: (file) => file.name,
-      signRequest: (request) => api.post('/v1/uploads/sign', request),
+      getChunkSize: (file) => partSize(file.size),
+      // The server picks the key (users/{sub}/{fileId}/{name}); it keeps only the name, and
+      // drops the UUID Uppy's own keys start with.
+      generateObjectKey: (file) => {
+        const key = `${crypto.randomUUID()}-${file.name}`;
+        sizes.set(key, file.size);
+        return key;
+      },
+      signRequest: (request) => api.post('/v1/uploads/sign', withSize(request, sizes)),
     })
     .use(GoldenRetriever, {
       serviceWorker: false,

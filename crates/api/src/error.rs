@@ -71,6 +71,11 @@ impl From<AwsError> for ApiError {
             AwsError::QuotaExceeded => {
                 ApiError::new(StatusCode::CONFLICT, "quota_exceeded", "this upload would exceed your storage quota")
             }
+            AwsError::TooManyOpenUploads => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_open_uploads",
+                "you have as many unfinished uploads as allowed; complete or abort one first",
+            ),
             AwsError::AlreadyExists => ApiError::new(StatusCode::CONFLICT, "conflict", "the resource already exists"),
             AwsError::Invalid(message) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message),
             AwsError::ChecksumMismatch(detail) => ApiError::new(

@@ -7,6 +7,9 @@ pub enum AwsError {
     /// The user's quota has no room for the reservation.
     #[error("quota exceeded")]
     QuotaExceeded,
+    /// The user already has as many open multipart uploads as allowed (`MAX_OPEN_UPLOADS`).
+    #[error("too many open uploads")]
+    TooManyOpenUploads,
     /// A conditional write found the item already there.
     #[error("already exists")]
     AlreadyExists,

@@ -16,6 +16,7 @@ pub mod ledger;
 pub mod queue;
 pub mod s3;
 pub mod secrets;
+pub mod sessions;
 pub mod shares;
 pub mod table;
 pub mod transfer;

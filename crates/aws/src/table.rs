@@ -16,11 +16,10 @@ use aws_config::SdkConfig;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
-use matbakh_core::checksum::Integrity;
 use matbakh_core::clock::iso_millis;
 use matbakh_core::ids::{FileId, ObjectKey, Sha256, UserId};
 use matbakh_core::metadata::{ContentFacts, FileRecord, FileStatus, ImageInfo, VariantInfo};
-use matbakh_core::multipart::{PartPlan, SessionLimit, SessionState, UploadId, UploadSession};
+use matbakh_core::multipart::{UploadId, UploadSession};
 use matbakh_core::names::DisplayName;
 use matbakh_core::quota::reservation_ceiling;
 use matbakh_core::tokens::TokenGrant;
@@ -76,6 +75,8 @@ pub struct Usage {
     /// `charged` until their versions are purged (else delete/restore cycles would park
     /// unlimited data outside the quota).
     pub deleted: u64,
+    /// Multipart uploads open now, in every mode (at most `MAX_OPEN_UPLOADS`).
+    pub open_uploads: u64,
 }
 
 /// The index of a user's items, newest first (files; open upload sessions).
@@ -140,7 +141,7 @@ pub(crate) fn file_pk(id: FileId) -> String {
     format!("FILE#{id}")
 }
 
-fn user_pk(user: &UserId) -> String {
+pub(crate) fn user_pk(user: &UserId) -> String {
     format!("USER#{user}")
 }
 
@@ -152,45 +153,46 @@ impl FileTable {
     /// Reserves `record.size` bytes of the owner's quota and writes the PENDING row, in one
     /// transaction: either both happen or neither.
     pub async fn reserve_upload(&self, record: &FileRecord, quota: u64) -> Result<(), AwsError> {
-        self.reserve(record, quota, None).await
+        self.reserve(record, quota).await
     }
 
-    /// Like [`Self::reserve_upload`], and writes the multipart session in the same transaction.
+    /// Like [`Self::reserve_upload`], and writes the multipart session in the same transaction,
+    /// taking one of the owner's `cap` open-upload places.
     pub async fn reserve_multipart(
         &self,
         record: &FileRecord,
         session: &UploadSession,
         quota: u64,
+        cap: u64,
     ) -> Result<(), AwsError> {
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(session_item(session)))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()?;
-        self.reserve(record, quota, Some((put, &session.upload_id))).await
+        let usage = self.open_place(&record.owner, record.size, Some(quota), cap)?;
+        let mut item = accounted_file_item(record, record.size, record.size);
+        // So the sweeper can abort the S3 upload with nothing but the row.
+        item.insert("uploadId".to_owned(), s(session.upload_id.as_str()));
+        let put = |item| {
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+        };
+        let items = vec![
+            TransactWriteItem::builder().update(usage).build(),
+            TransactWriteItem::builder().put(put(item)?).build(),
+            TransactWriteItem::builder().put(put(crate::sessions::session_item(session))?).build(),
+        ];
+        self.open(&record.owner, cap, items).await
     }
 
-    async fn reserve(
-        &self,
-        record: &FileRecord,
-        quota: u64,
-        session: Option<(Put, &UploadId)>,
-    ) -> Result<(), AwsError> {
+    async fn reserve(&self, record: &FileRecord, quota: u64) -> Result<(), AwsError> {
         let usage = self.charge_usage(&record.owner, record.size, quota, true)?;
-        let mut item = accounted_file_item(record, record.size, record.size);
-        if let Some((_, id)) = &session {
-            // So the sweeper can abort the S3 upload with nothing but the row.
-            item.insert("uploadId".to_owned(), s(id.as_str()));
-        }
-        let extra = session.map(|(put, _)| put);
         let row = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(item))
+            .set_item(Some(accounted_file_item(record, record.size, record.size)))
             .condition_expression("attribute_not_exists(pk)")
             .build()?;
-        let mut items =
+        let items =
             vec![TransactWriteItem::builder().update(usage).build(), TransactWriteItem::builder().put(row).build()];
-        items.extend(extra.map(|p| TransactWriteItem::builder().put(p).build()));
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(()),
             Err(err) => {
@@ -497,6 +499,7 @@ impl FileTable {
                 if let Some(digest) = opt_str(&item, "tokenDigest") {
                     self.release_token(digest, granted - actual).await?;
                 }
+                self.end_row_session(&item, "COMPLETED").await?;
                 Ok(Settlement::Accepted)
             }
             Err(err) => match cancelled_by_condition(&err).as_slice() {
@@ -600,7 +603,7 @@ impl FileTable {
             let owner = UserId::parse(get_str(&item, "owner")?).map_err(|_| AwsError::Corrupt("owner".into()))?;
             // A soft delete keeps the stored bytes counted (as `deleted`); a reservation goes.
             let (usage, kept) = match hold {
-                Hold::Release => (self.release_usage(&owner, charged, reserved)?, 0),
+                Hold::Release => (self.release_usage(&owner, charged, reserved, false)?, 0),
                 Hold::UntilPurged => {
                     let stored = charged.saturating_sub(reserved);
                     let usage = Update::builder()
@@ -646,7 +649,10 @@ impl FileTable {
                 TransactWriteItem::builder().update(row).build(),
             ];
             match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
-                Ok(_) => return Ok(true),
+                Ok(_) => {
+                    self.end_row_session(&item, "ABORTED").await?;
+                    return Ok(true);
+                }
                 // Settled or processed meanwhile: read again and retry with what is there now.
                 Err(err) if cancelled_by_condition(&err).get(1) == Some(&true) => continue,
                 Err(err) => return Err(AwsError::from_sdk("TransactWriteItems", err)),
@@ -831,11 +837,6 @@ impl FileTable {
         conditional(out, "UpdateItem")
     }
 
-    /// Writes a session that reserves nothing up front (an upload token's).
-    pub async fn put_session(&self, session: &UploadSession) -> Result<(), AwsError> {
-        self.put_new(session_item(session)).await
-    }
-
     /// Writes an item that must not exist yet (`AlreadyExists` if it does).
     pub(crate) async fn put_new(&self, item: HashMap<String, AttributeValue>) -> Result<(), AwsError> {
         let out = self
@@ -882,12 +883,25 @@ impl FileTable {
 
     /// The update that gives `charged` bytes (of which `reserved` are only reserved) back to
     /// the owner's usage: an aborted session, a refused upload.
-    fn release_usage(&self, owner: &UserId, charged: u64, reserved: u64) -> Result<Update, AwsError> {
-        Ok(Update::builder()
+    /// With `place`, an open-upload place goes back too (an aborted session).
+    pub(crate) fn release_usage(
+        &self,
+        owner: &UserId,
+        charged: u64,
+        reserved: u64,
+        place: bool,
+    ) -> Result<Update, AwsError> {
+        let update = Update::builder();
+        let update = match place {
+            true => update
+                .update_expression("ADD charged :c, #reserved :r, openUploads :minus")
+                .expression_attribute_values(":minus", n(-1)),
+            false => update.update_expression("ADD charged :c, #reserved :r"),
+        };
+        Ok(update
             .table_name(&self.table)
             .key("pk", s(user_pk(owner)))
             .key("sk", s("USAGE"))
-            .update_expression("ADD charged :c, #reserved :r")
             .expression_attribute_names("#reserved", "reserved")
             .expression_attribute_values(":c", AttributeValue::N(format!("-{charged}")))
             .expression_attribute_values(":r", AttributeValue::N(format!("-{reserved}")))
@@ -905,84 +919,6 @@ impl FileTable {
             .index_name(GSI_USER)
             .key_condition_expression("gsi1pk = :p")
             .expression_attribute_values(":p", s(partition))
-    }
-
-    /// The multipart session, if there is one.
-    pub async fn get_session(&self, id: &UploadId) -> Result<Option<UploadSession>, AwsError> {
-        self.get_item(session_pk(id), "SESSION").await?.as_ref().map(parse_session_item).transpose()
-    }
-
-    /// The owner's open multipart sessions, newest first.
-    pub async fn open_sessions(&self, owner: &UserId) -> Result<Vec<UploadSession>, AwsError> {
-        let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(GSI_USER)
-            .key_condition_expression("gsi1pk = :pk")
-            .expression_attribute_values(":pk", s(format!("UPLOADS#{owner}")))
-            .scan_index_forward(false);
-        query_all(query).await?.iter().map(parse_session_item).collect()
-    }
-
-    /// Marks an open session completed (it leaves the owner's list of unfinished uploads).
-    /// Answers `false` if it was no longer open.
-    pub async fn complete_session(&self, id: &UploadId, etag: &str) -> Result<bool, AwsError> {
-        self.close_session(id, "COMPLETED", Some(etag)).await
-    }
-
-    /// Moves an OPEN session to `state` (it leaves the owner's list of unfinished uploads).
-    /// Answers `false` if it was no longer open (or is gone).
-    async fn close_session(&self, id: &UploadId, state: &str, etag: Option<&str>) -> Result<bool, AwsError> {
-        let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(session_pk(id)))
-            .key("sk", s("SESSION"))
-            .condition_expression("#state = :open")
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":to", s(state))
-            .expression_attribute_values(":open", s("OPEN"));
-        update = match etag {
-            Some(etag) => update
-                .update_expression("SET #state = :to, etag = :etag REMOVE gsi1pk, gsi1sk")
-                .expression_attribute_values(":etag", s(etag)),
-            None => update.update_expression("SET #state = :to REMOVE gsi1pk, gsi1sk"),
-        };
-        conditional(update.send().await, "UpdateItem")
-    }
-
-    /// Aborts an open session: releases its reservation, removes its PENDING file row and
-    /// marks it aborted, in one transaction. Answers `false` if it was no longer open.
-    pub async fn abort_session(&self, session: &UploadSession) -> Result<bool, AwsError> {
-        let size = session.reserved_bytes();
-        let usage = self.release_usage(&session.owner, size, size)?;
-        let row = aws_sdk_dynamodb::types::Delete::builder()
-            .table_name(&self.table)
-            .key("pk", s(file_pk(session.file_id)))
-            .key("sk", s("FILE"))
-            .build()?;
-        let state = Update::builder()
-            .table_name(&self.table)
-            .key("pk", s(session_pk(&session.upload_id)))
-            .key("sk", s("SESSION"))
-            .update_expression("SET #state = :aborted REMOVE gsi1pk, gsi1sk")
-            .condition_expression("#state = :open")
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":aborted", s("ABORTED"))
-            .expression_attribute_values(":open", s("OPEN"))
-            .build()?;
-        let items = vec![
-            TransactWriteItem::builder().update(usage).build(),
-            TransactWriteItem::builder().delete(row).build(),
-            TransactWriteItem::builder().update(state).build(),
-        ];
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
-            Ok(_) => Ok(true),
-            Err(err) if cancelled_by_condition(&err).get(2) == Some(&true) => Ok(false),
-            Err(err) => Err(AwsError::from_sdk("TransactWriteItems", err)),
-        }
     }
 
     /// Unsettled PENDING rows whose grant ended before `cutoff`, oldest first, at most `limit`:
@@ -1022,7 +958,7 @@ impl FileTable {
     /// meanwhile wins). Then marks its multipart session aborted, if it had one and it is still
     /// open. Answers whether this call released it.
     pub async fn release_pending(&self, row: &PendingRow) -> Result<bool, AwsError> {
-        let usage = self.release_usage(&row.owner, row.charged, row.reserved)?;
+        let usage = self.release_usage(&row.owner, row.charged, row.reserved, false)?;
         let delete = aws_sdk_dynamodb::types::Delete::builder()
             .table_name(&self.table)
             .key("pk", s(file_pk(row.file_id)))
@@ -1047,6 +983,16 @@ impl FileTable {
         Ok(true)
     }
 
+    /// Ends the multipart session that wrote a row (its `uploadId`), if it is still open: the
+    /// client completed it (signRequest mode) or the row was refused.
+    async fn end_row_session(&self, row: &HashMap<String, AttributeValue>, state: &str) -> Result<(), AwsError> {
+        if let Some(id) = opt_str(row, "uploadId") {
+            let id = UploadId::parse(id).map_err(|_| AwsError::Corrupt("uploadId".into()))?;
+            self.close_session(&id, state, None).await?;
+        }
+        Ok(())
+    }
+
     /// The file row, if there is one.
     pub async fn get_file(&self, id: FileId) -> Result<Option<FileRecord>, AwsError> {
         self.get_item(file_pk(id), "FILE").await?.as_ref().map(parse_file_item).transpose()
@@ -1059,6 +1005,7 @@ impl FileTable {
             charged: get_u64(&item, "charged").unwrap_or(0),
             reserved: get_u64(&item, "reserved").unwrap_or(0),
             deleted: get_u64(&item, "deleted").unwrap_or(0),
+            open_uploads: get_u64(&item, "openUploads").unwrap_or(0),
         })
     }
 
@@ -1113,99 +1060,6 @@ pub(crate) fn cancelled_by_condition<R>(
         }
         _ => Vec::new(),
     }
-}
-
-fn session_pk(id: &UploadId) -> String {
-    format!("UPLOAD#{id}")
-}
-
-fn session_item(x: &UploadSession) -> HashMap<String, AttributeValue> {
-    let created = iso_millis(x.created_at);
-    let mut item = HashMap::from([
-        ("pk".to_owned(), s(session_pk(&x.upload_id))),
-        ("sk".to_owned(), s("SESSION")),
-        ("uploadId".to_owned(), s(x.upload_id.as_str())),
-        ("fileId".to_owned(), s(x.file_id.to_string())),
-        ("owner".to_owned(), s(x.owner.as_str())),
-        ("key".to_owned(), s(x.key.as_str())),
-        ("filename".to_owned(), s(x.filename.as_str())),
-        ("contentType".to_owned(), s(x.content_type.as_str())),
-        ("createdAt".to_owned(), s(created.clone())),
-        ("expiresAt".to_owned(), s(iso_millis(x.expires_at))),
-        ("ttl".to_owned(), n(x.expires_at.unix_timestamp())),
-        ("state".to_owned(), s(x.state.name())),
-    ]);
-    match x.limit {
-        SessionLimit::Planned(plan) => {
-            item.insert("size".to_owned(), n(plan.size));
-            item.insert("partSize".to_owned(), n(plan.part_size));
-            item.insert("partCount".to_owned(), n(plan.part_count));
-        }
-        SessionLimit::Allowance(max) => {
-            item.insert("allowance".to_owned(), n(max));
-        }
-    }
-    if let Some(token) = &x.token {
-        item.insert("token".to_owned(), s(token.as_str()));
-    }
-    if let Some(integrity) = &x.integrity {
-        item.insert("checksumAlgorithm".to_owned(), s(integrity.algorithm.as_str()));
-        if let Some(full) = &integrity.full_object {
-            item.insert("checksum".to_owned(), s(full.value()));
-        }
-    }
-    match &x.state {
-        SessionState::Open => {
-            item.insert("gsi1pk".to_owned(), s(format!("UPLOADS#{}", x.owner)));
-            item.insert("gsi1sk".to_owned(), s(format!("{created}#{}", x.upload_id)));
-        }
-        SessionState::Completed { etag } => {
-            item.insert("etag".to_owned(), s(etag.as_str()));
-        }
-        SessionState::Aborted => {}
-    }
-    item
-}
-
-fn parse_session_item(item: &HashMap<String, AttributeValue>) -> Result<UploadSession, AwsError> {
-    let corrupt = |what: &str| AwsError::Corrupt(format!("session {what}"));
-    let time = |name: &str| OffsetDateTime::parse(get_str(item, name)?, &Rfc3339).map_err(|_| corrupt(name));
-    let limit = match (get_u64(item, "size"), get_u64(item, "allowance")) {
-        (Some(size), None) => {
-            let plan = PartPlan::for_size(size).map_err(|_| corrupt("size"))?;
-            if Some(plan.part_size) != get_u64(item, "partSize") {
-                return Err(corrupt("partSize"));
-            }
-            SessionLimit::Planned(plan)
-        }
-        (None, Some(max)) => SessionLimit::Allowance(max),
-        _ => return Err(corrupt("size")),
-    };
-    Ok(UploadSession {
-        upload_id: UploadId::parse(get_str(item, "uploadId")?).map_err(|_| corrupt("uploadId"))?,
-        file_id: FileId::parse(get_str(item, "fileId")?).map_err(|_| corrupt("fileId"))?,
-        owner: UserId::parse(get_str(item, "owner")?).map_err(|_| corrupt("owner"))?,
-        key: ObjectKey::from_stored(get_str(item, "key")?.to_owned()),
-        filename: DisplayName::from_stored(get_str(item, "filename")?.to_owned()),
-        content_type: ContentType::parse(get_str(item, "contentType")?).map_err(|_| corrupt("contentType"))?,
-        limit,
-        integrity: match item.get("checksumAlgorithm").and_then(|v| v.as_s().ok()) {
-            Some(algorithm) => Some(
-                Integrity::parse(algorithm, item.get("checksum").and_then(|v| v.as_s().ok()).map(String::as_str))
-                    .map_err(|_| corrupt("checksum"))?,
-            ),
-            None => None,
-        },
-        token: item.get("token").and_then(|v| v.as_s().ok()).cloned(),
-        created_at: time("createdAt")?,
-        expires_at: time("expiresAt")?,
-        state: match get_str(item, "state")? {
-            "OPEN" => SessionState::Open,
-            "COMPLETED" => SessionState::Completed { etag: get_str(item, "etag")?.to_owned() },
-            "ABORTED" => SessionState::Aborted,
-            other => return Err(corrupt(other)),
-        },
-    })
 }
 
 fn parse_pending_row(item: &HashMap<String, AttributeValue>) -> Result<PendingRow, AwsError> {
@@ -1306,7 +1160,7 @@ pub(crate) async fn batch_write(
     Ok(())
 }
 
-fn get_str<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Result<&'a str, AwsError> {
+pub(crate) fn get_str<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Result<&'a str, AwsError> {
     item.get(name)
         .and_then(|v| v.as_s().ok())
         .map(String::as_str)

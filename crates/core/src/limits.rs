@@ -25,6 +25,10 @@ pub const DEFAULT_PART_URL_TTL: Duration = Duration::from_secs(15 * 60);
 /// lifecycle rule aborts incomplete uploads after one day, so a session never outlives its
 /// upload.
 pub const DEFAULT_UPLOAD_SESSION_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+/// How many multipart uploads one user may have open at once, in every mode (REST, Uppy's
+/// `signRequest` and Companion modes; `MAX_OPEN_UPLOADS`). Uppy sends 6 at a time by default;
+/// an open upload holds S3 parts that no quota counts until it completes or is swept.
+pub const DEFAULT_MAX_OPEN_UPLOADS: u64 = 20;
 
 /// How long after its grant ended the sweeper leaves an unfulfilled PENDING row alone, so an
 /// upload or event still in flight settles it first (`SWEEP_GRACE_SECONDS`).
@@ -50,6 +54,7 @@ pub struct Limits {
     pub pending_ttl: Duration,
     pub part_url_ttl: Duration,
     pub upload_session_ttl: Duration,
+    pub max_open_uploads: u64,
     pub sweep_grace: Duration,
     pub sweep_max_rows: u64,
     pub restore_window: Duration,
@@ -67,6 +72,7 @@ impl Default for Limits {
             pending_ttl: DEFAULT_PENDING_TTL,
             part_url_ttl: DEFAULT_PART_URL_TTL,
             upload_session_ttl: DEFAULT_UPLOAD_SESSION_TTL,
+            max_open_uploads: DEFAULT_MAX_OPEN_UPLOADS,
             sweep_grace: DEFAULT_SWEEP_GRACE,
             sweep_max_rows: DEFAULT_SWEEP_MAX_ROWS,
             restore_window: DEFAULT_RESTORE_WINDOW,
@@ -100,6 +106,7 @@ impl Limits {
             pending_ttl: seconds("PENDING_TTL_SECONDS", d.pending_ttl)?,
             part_url_ttl: seconds("PART_URL_TTL_SECONDS", d.part_url_ttl)?,
             upload_session_ttl: seconds("UPLOAD_SESSION_TTL_SECONDS", d.upload_session_ttl)?,
+            max_open_uploads: number("MAX_OPEN_UPLOADS")?.unwrap_or(d.max_open_uploads),
             sweep_grace: seconds("SWEEP_GRACE_SECONDS", d.sweep_grace)?,
             sweep_max_rows: number("SWEEP_MAX_ROWS")?.unwrap_or(d.sweep_max_rows),
             restore_window: number("RESTORE_WINDOW_DAYS")?

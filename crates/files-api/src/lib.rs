@@ -286,6 +286,7 @@ async fn usage(State(st): State<Services>, caller: Caller) -> Result<Json<Value>
         "bytesUsed": u.charged.saturating_sub(u.reserved),
         "bytesReserved": u.reserved,
         "bytesDeleted": u.deleted,
+        "openUploads": u.open_uploads,
         "quotaBytes": st.limits.user_quota_bytes,
         "files": files,
     })))

@@ -327,7 +327,7 @@ async fn delete_hides_a_file_and_restore_brings_it_back_within_the_window() {
     let (_, usage) = get(&h, &alice, "/v1/me/usage").await;
     assert_eq!(
         usage,
-        json!({"bytesUsed": 5096, "bytesReserved": 0, "bytesDeleted": 0, "quotaBytes": Limits::default().user_quota_bytes, "files": 2})
+        json!({"bytesUsed": 5096, "bytesReserved": 0, "bytesDeleted": 0, "openUploads": 0, "quotaBytes": Limits::default().user_quota_bytes, "files": 2})
     );
 
     let (status, deleted) = h.call(Method::DELETE, &format!("/v1/files/{id}"), Some(&h.token(&alice)), None).await;

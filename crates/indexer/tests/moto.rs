@@ -391,7 +391,7 @@ async fn a_replayed_create_multipart_url_cannot_write_a_settled_key() {
     let (_, photo) = corpus("photos/ladybird.jpg");
     let token = h.token(&user);
     let sign = |req: serde_json::Value| h.call(http::Method::POST, "/v1/uploads/sign", Some(&token), Some(req));
-    let (status, created_url) = sign(json!({"method": "POST", "key": "a.jpg"})).await;
+    let (status, created_url) = sign(json!({"method": "POST", "key": "a.jpg", "size": photo.len()})).await;
     assert_eq!(status, StatusCode::OK, "{created_url}");
     let key = created_url["key"].as_str().unwrap().to_owned();
     let client = testkit::http_client();
@@ -405,12 +405,19 @@ async fn a_replayed_create_multipart_url_cannot_write_a_settled_key() {
     let (_, part_url) = sign(part).await;
     let put = client.put(part_url["url"].as_str().unwrap()).body(photo.clone()).send().await.unwrap();
     let etag = put.headers()["etag"].to_str().unwrap().to_owned();
+    // While the first upload is under way, a second one on the key is not bound either.
+    let second = create().await;
+    let (status, _) = sign(json!({"method": "PUT", "key": key, "uploadId": second, "partNumber": 1})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     let (_, done) = sign(json!({"method": "POST", "key": key, "uploadId": upload_id})).await;
     let body = format!(
         "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part></CompleteMultipartUpload>"
     );
     assert!(client.post(done["url"].as_str().unwrap()).body(body).send().await.unwrap().status().is_success());
     indexer::handle(&ix(&h), event(&[("1", created(&key, photo.len()))])).await;
+    // Settling ended the session: its open-upload place is free again.
+    assert_eq!(h.usage(&user).await.open_uploads, 0);
+    assert_eq!(h.usage(&user).await.charged, photo.len() as u64);
 
     let replayed = create().await;
     assert_ne!(replayed, upload_id, "S3 took the replayed create");

@@ -10,9 +10,12 @@
 //!   `GET /s3/multipart/{uploadId}` (parts), `POST /s3/multipart/{uploadId}/complete`,
 //!   `DELETE /s3/multipart/{uploadId}`.
 //!
-//! Uppy picks its own part sizes, so parts are signed without a length; the server completes
-//! the upload itself after summing ListParts, and charges the total to the token's allowance
-//! and the user's quota in one transaction, or aborts. An unknown, expired or revoked token,
+//! Uppy picks its own part sizes and sends neither them nor the file's size in this mode, so
+//! parts are signed without a length; the server completes the upload itself after summing
+//! ListParts, and charges the total to the token's allowance and the user's quota in one
+//! transaction, or aborts. What bounds the uncounted parts meanwhile: each session takes one of
+//! the user's `MAX_OPEN_UPLOADS` places, signs no part after it expires (with the token, or
+//! `UPLOAD_SESSION_TTL_SECONDS`), and the sweeper then aborts its S3 upload. An unknown, expired or revoked token,
 //! and a session or key that is not the token's, all answer alike.
 
 use std::collections::HashMap;
@@ -253,7 +256,7 @@ async fn create(
         expires_at: (now + st.limits.upload_session_ttl).min(grant.expires_at),
         state: SessionState::Open,
     };
-    if let Err(e) = st.table.put_session(&session).await {
+    if let Err(e) = st.table.put_session(&session, st.limits.max_open_uploads).await {
         // Nothing may stay behind: the S3 upload goes too.
         if let Err(abort) = st.store.abort_multipart(&key, &upload_id).await {
             tracing::warn!(error = %abort, "could not abort the refused upload; the lifecycle rule will");

@@ -165,7 +165,9 @@ async fn create(
         expires_at: Some(session.expires_at),
         version_id: None,
     };
-    if let Err(e) = st.table.reserve_multipart(&record, &session, st.limits.user_quota_bytes).await {
+    if let Err(e) =
+        st.table.reserve_multipart(&record, &session, st.limits.user_quota_bytes, st.limits.max_open_uploads).await
+    {
         // Nothing may stay behind: the S3 upload goes too.
         if let Err(abort) = st.store.abort_multipart(&key, &upload_id).await {
             tracing::warn!(error = %abort, "could not abort the refused upload; the lifecycle rule will");

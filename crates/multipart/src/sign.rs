@@ -6,12 +6,18 @@
 //! override) and signs only requests about its own keys and sessions:
 //! - PutObject → a POST policy (`fields`), exact when the app sends `size`, else 1 byte to
 //!   what the quota still allows;
-//! - CreateMultipartUpload → a new key and its PENDING row;
-//! - UploadPart → binds the upload id S3 gave to that key (checked with S3) on first use;
+//! - CreateMultipartUpload (with `size`, which the web app adds from the file) → a new key and
+//!   its PENDING row, reserving that size against the quota;
+//! - UploadPart → binds the upload id S3 gave to that key (checked with S3) on first use, taking
+//!   one of the user's `MAX_OPEN_UPLOADS` places; each part is signed for its length in the
+//!   size's part plan (`core::multipart::PartPlan`, which the web app's `getChunkSize` follows),
+//!   so S3 takes no other length and no part beyond the plan;
 //! - ListParts, CompleteMultipartUpload, AbortMultipartUpload → only for a bound session.
 //!
-//! The client completes the upload itself in this mode, so its size is settled when the
-//! object-created event arrives.
+//! A session ends when the grant does (`UPLOAD_SESSION_TTL_SECONDS` from creation): no part is
+//! signed after that and the sweeper aborts the S3 upload. The client completes the upload
+//! itself in this mode, so its size is settled (and the session closed) when the object-created
+//! event arrives.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -22,7 +28,7 @@ use matbakh_api::{ApiError, Caller, Services, new_file_id};
 use matbakh_core::ids::{FileId, ObjectKey};
 use matbakh_core::limits::MAX_SINGLE_UPLOAD_BYTES;
 use matbakh_core::metadata::{FileRecord, FileStatus};
-use matbakh_core::multipart::{PartNumber, SessionLimit, SessionState, UploadId, UploadSession};
+use matbakh_core::multipart::{PartNumber, PartPlan, SessionLimit, SessionState, UploadId, UploadSession};
 use matbakh_core::names::{DisplayName, SafeName};
 use matbakh_core::types::ContentType;
 use serde_json::{Value, json};
@@ -133,12 +139,17 @@ pub async fn sign(State(st): State<Services>, caller: Caller, body: Bytes) -> Re
                 Ok(Json(json!({ "url": post.url, "fields": post.fields, "key": key.as_str() })))
             }
             _ => {
-                record.size = room.min(content_type.max_bytes());
+                let size = req.opt_u64("size")?.ok_or_else(|| {
+                    ApiError::bad_field("size", "size: a multipart upload needs the file's size (in bytes)")
+                })?;
+                st.limits.check_multipart_upload(content_type, size)?;
+                PartPlan::for_size(size)?;
+                record.size = size;
                 let url = st
                     .store
                     .presign_operation("POST", &key, vec![("uploads", String::new())], vec![], now, ttl)
                     .await?;
-                st.table.put_unreserved_file(&record).await?;
+                st.table.reserve_upload(&record, st.limits.user_quota_bytes).await?;
                 Ok(Json(json!({ "url": url.url, "key": key.as_str() })))
             }
         };
@@ -147,10 +158,19 @@ pub async fn sign(State(st): State<Services>, caller: Caller, body: Bytes) -> Re
     // An existing upload: only for a key the server issued to this caller.
     let key = ObjectKey::from_stored(key.to_owned());
     let session = bound_session(&st, &caller, &key, &upload_id, matches!(op, Operation::UploadPart(_))).await?;
+    if now >= session.expires_at && op != Operation::AbortMultipartUpload {
+        return Err(ApiError::new(StatusCode::GONE, "upload_expired", "this upload expired; start a new one"));
+    }
+    let ttl = ttl.min((session.expires_at - now).unsigned_abs());
     let id = || ("uploadId", session.upload_id.as_str().to_owned());
     let url = match op {
         Operation::UploadPart(n) => {
-            st.store.presign_part(&session.key, &session.upload_id, n, None, None, now, ttl).await?
+            let len = match session.limit {
+                SessionLimit::Planned(plan) => plan.part_len(n)?,
+                // Not a session this route started.
+                SessionLimit::Allowance(_) => return Err(ApiError::not_found("upload")),
+            };
+            st.store.presign_part(&session.key, &session.upload_id, n, Some(len), None, now, ttl).await?
         }
         Operation::ListParts => st.store.presign_operation("GET", &session.key, vec![id()], vec![], now, ttl).await?,
         Operation::CompleteMultipartUpload => {
@@ -206,7 +226,9 @@ async fn bound_session(
     if st.store.list_parts(key, upload_id).await?.is_none() {
         return Err(missing());
     }
-    let now = st.clock.now();
+    let (Some(expires_at), Ok(plan)) = (record.expires_at, PartPlan::for_size(record.size)) else {
+        return Err(missing());
+    };
     let session = UploadSession {
         upload_id: upload_id.clone(),
         file_id,
@@ -215,15 +237,16 @@ async fn bound_session(
         filename: record.filename,
         content_type: record.content_type,
         integrity: None,
-        limit: SessionLimit::Allowance(record.size),
+        limit: SessionLimit::Planned(plan),
         token: None,
-        created_at: now,
-        expires_at: now + st.limits.upload_session_ttl,
+        created_at: record.created_at,
+        expires_at,
         state: SessionState::Open,
     };
-    match st.table.put_session(&session).await {
+    match st.table.bind_session(&session, st.limits.max_open_uploads).await {
         Ok(()) => Ok(session),
-        // Two parts signed at once: the other request bound it first.
+        // Two parts signed at once: the other request bound it first (or another upload id
+        // was bound to this key: then this one has no session and is not found).
         Err(matbakh_aws::AwsError::AlreadyExists) => Box::pin(bound_session(st, caller, key, upload_id, false)).await,
         Err(e) => Err(e.into()),
     }

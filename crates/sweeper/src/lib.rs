@@ -10,6 +10,12 @@
 //! one transaction (marking the session aborted). A row whose object is there is left to the
 //! indexer: its event is late or in the DLQ, whose alarm says so.
 //!
+//! Then it takes the multipart sessions still open past their expiry (plus the grace), whatever
+//! mode started them (a Companion-mode session has no PENDING row; a signRequest one is bound
+//! to its row only once a part is signed): it aborts each S3 upload, so the parts it holds are
+//! freed, and ends the session (COMPLETED if its object did arrive, else ABORTED), which gives
+//! the owner's open-upload place back. Bytes are only ever released by the row pass.
+//!
 //! Reads: the table's status index, object HEADs. Writes: usage counters, file rows, sessions,
 //! S3 multipart aborts. Safe to run twice at once: every release is conditional.
 
@@ -17,7 +23,9 @@ use matbakh_api::Services;
 use matbakh_api::metrics::{self, Unit};
 use matbakh_aws::AwsError;
 use matbakh_aws::table::PendingRow;
+use matbakh_core::multipart::UploadId;
 use serde::Serialize;
+use tracing::Instrument;
 
 /// What one run did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
@@ -31,6 +39,8 @@ pub struct SweepReport {
     pub released_bytes: u64,
     /// Rows whose object is there but not settled yet (late or failed events).
     pub awaiting_event: u64,
+    /// Open sessions past their expiry whose S3 upload this run aborted.
+    pub sessions_ended: u64,
 }
 
 /// One sweep over the expired rows, as of the services' clock.
@@ -42,13 +52,18 @@ pub async fn sweep(services: &Services) -> Result<SweepReport, AwsError> {
     let mut report = SweepReport::default();
     for row in rows {
         let span = tracing::info_span!("expired_upload", file_id = %row.file_id, user = %row.owner);
-        let _entered = span.enter();
         report.examined += 1;
-        if release(services, &row).await? {
+        if release(services, &row).instrument(span).await? {
             report.released += 1;
             report.released_bytes += row.charged;
         } else {
             report.awaiting_event += 1;
+        }
+    }
+    for id in services.table.expired_sessions(cutoff, limit).await? {
+        let span = tracing::info_span!("expired_session", upload_id = %id);
+        if end_session(services, &id).instrument(span).await? {
+            report.sessions_ended += 1;
         }
     }
     tracing::info!(?report, "sweep finished");
@@ -58,6 +73,7 @@ pub async fn sweep(services: &Services) -> Result<SweepReport, AwsError> {
             ("ExpiredUploadsReleased", report.released, Unit::Count),
             ("ExpiredBytesReleased", report.released_bytes, Unit::Bytes),
             ("ExpiredUploadsAwaitingEvent", report.awaiting_event, Unit::Count),
+            ("ExpiredSessionsEnded", report.sessions_ended, Unit::Count),
         ],
     );
     Ok(report)
@@ -78,4 +94,19 @@ async fn release(services: &Services, row: &PendingRow) -> Result<bool, AwsError
         tracing::info!(bytes = row.charged, "expired upload released");
     }
     Ok(released)
+}
+
+/// Aborts an expired session's S3 upload, then ends the session: COMPLETED if its object
+/// arrived after all (the indexer settles it), else ABORTED. Answers whether this call ended it.
+async fn end_session(services: &Services, id: &UploadId) -> Result<bool, AwsError> {
+    let Some(session) = services.table.get_session(id).await? else {
+        return Ok(false);
+    };
+    services.store.abort_multipart(&session.key, id).await?;
+    let arrived = services.store.object_size(&session.key).await?.is_some();
+    let ended = services.table.end_expired_session(id, arrived).await?;
+    if ended {
+        tracing::info!(arrived, user = %session.owner, "expired session ended");
+    }
+    Ok(ended)
 }

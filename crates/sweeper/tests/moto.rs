@@ -64,7 +64,10 @@ async fn lapsed_uploads_give_their_quota_back_and_nothing_else_moves() {
 
     let report = sweep(&as_of(&single, now)).await.unwrap();
     let released = photo.len() as u64 + (20 << 20);
-    assert_eq!(report, SweepReport { examined: 3, released: 2, released_bytes: released, awaiting_event: 1 });
+    assert_eq!(
+        report,
+        SweepReport { examined: 3, released: 2, released_bytes: released, awaiting_event: 1, sessions_ended: 0 }
+    );
 
     let usage = single.usage(&user).await;
     assert_eq!((usage.charged, usage.reserved), (all - released, all - released));
@@ -83,6 +86,72 @@ async fn lapsed_uploads_give_their_quota_back_and_nothing_else_moves() {
 
     // A second run (or two at once) finds nothing more to give back.
     let again = sweep(&as_of(&single, now)).await.unwrap();
-    assert_eq!(again, SweepReport { examined: 1, released: 0, released_bytes: 0, awaiting_event: 1 });
+    assert_eq!(
+        again,
+        SweepReport { examined: 1, released: 0, released_bytes: 0, awaiting_event: 1, sessions_ended: 0 }
+    );
     assert_eq!(single.usage(&user).await.charged, all - released);
+}
+
+fn xml_value(xml: &str, tag: &str) -> String {
+    let start = xml.find(&format!("<{tag}>")).unwrap() + tag.len() + 2;
+    let end = xml[start..].find(&format!("</{tag}>")).unwrap() + start;
+    xml[start..end].to_owned()
+}
+
+/// Security review 16.6: sessions of Uppy's signRequest and Companion modes expire and are swept
+/// like REST ones: their S3 uploads (and the parts they hold) are aborted, the sessions end, and a
+/// part is no longer signed for them.
+#[tokio::test]
+async fn lapsed_sessions_of_every_mode_are_aborted() {
+    let now = OffsetDateTime::now_utc();
+    let then = now - Duration::days(3);
+    let h = Harness::new(multipart::router, Options { clock: at(then), ..Options::default() }).await;
+    let user = unique_user("sessions");
+    let t = h.token(&user);
+    let part = vec![7u8; 8 << 20];
+
+    // signRequest: created, bound by its first part, never completed.
+    let size = 9 << 20;
+    let (status, created) = h
+        .call(Method::POST, "/v1/uploads/sign", Some(&t), Some(json!({"method": "POST", "key": "a.jpg", "size": size})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let resp = http_client().post(created["url"].as_str().unwrap()).send().await.unwrap();
+    let signed_id = xml_value(&resp.text().await.unwrap(), "UploadId");
+    let signed_key = created["key"].as_str().unwrap().to_owned();
+    let sign_part = json!({"method": "PUT", "key": signed_key, "uploadId": signed_id, "partNumber": 1});
+    let (status, url) = h.call(Method::POST, "/v1/uploads/sign", Some(&t), Some(sign_part.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{url}");
+    let put = http_client().put(url["url"].as_str().unwrap()).body(part.clone()).send().await.unwrap();
+    assert!(put.status().is_success());
+
+    // Companion: created with a token, one part sent, never completed.
+    let (_, minted) = h.call(Method::POST, "/v1/upload-tokens", Some(&t), Some(json!({}))).await;
+    let endpoint = minted["endpoint"].as_str().unwrap().to_owned();
+    let body = json!({"filename": "b.jpg", "type": "image/jpeg", "metadata": {}});
+    let (status, companion) = h.call(Method::POST, &format!("{endpoint}/s3/multipart"), None, Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "{companion}");
+    let (companion_id, companion_key) =
+        (companion["uploadId"].as_str().unwrap().to_owned(), companion["key"].as_str().unwrap().to_owned());
+    let q = format!("key={}", companion_key.replace('/', "%2F"));
+    let (status, url) = h.call(Method::GET, &format!("{endpoint}/s3/multipart/{companion_id}/1?{q}"), None, None).await;
+    assert_eq!(status, StatusCode::OK, "{url}");
+    let put = http_client().put(url["url"].as_str().unwrap()).body(part).send().await.unwrap();
+    assert!(put.status().is_success());
+
+    sweep(&as_of(&h, now)).await.unwrap();
+
+    let store = &h.state.store;
+    for (key, id) in [(&signed_key, &signed_id), (&companion_key, &companion_id)] {
+        let (key, id) = (matbakh_core::ids::ObjectKey::from_stored(key.clone()), UploadId::parse(id).unwrap());
+        assert_eq!(store.list_parts(&key, &id).await.unwrap(), None, "{key} still holds its parts");
+        let session = h.state.table.get_session(&id).await.unwrap().unwrap();
+        assert_eq!(session.state, matbakh_core::multipart::SessionState::Aborted, "{key}");
+    }
+    assert_eq!(h.usage(&user).await.charged, 0, "the signRequest reservation stayed");
+    let later =
+        Harness::new(multipart::router, Options { table: Some(h.table_name.clone()), ..Options::default() }).await;
+    let (status, _) = later.call(Method::POST, "/v1/uploads/sign", Some(&later.token(&user)), Some(sign_part)).await;
+    assert!(status.is_client_error(), "{status}");
 }

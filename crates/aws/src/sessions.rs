@@ -1,0 +1,360 @@
+//! Multipart upload sessions in the metadata table, whatever mode started them (REST,
+//! Uppy's signRequest and Companion modes).
+//!
+//! A session is `UPLOAD#{uploadId}` / `SESSION`. While open it is in GSI1 under `UPLOADS#{sub}`
+//! (the owner's unfinished uploads) and in GSI2 under `SESSIONS#OPEN`, sorted by expiry (the
+//! sweeper's), and holds one of the owner's open-upload places (`openUploads` on the usage
+//! item, at most `MAX_OPEN_UPLOADS`). Every way a session ends (completed, aborted by its owner,
+//! refused at completion, settled by the indexer, swept) is a conditional move out of OPEN that
+//! gives the place back in the same transaction, so the count cannot drift.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use matbakh_core::checksum::Integrity;
+use matbakh_core::clock::iso_millis;
+use matbakh_core::ids::{FileId, ObjectKey, UserId};
+use matbakh_core::multipart::{PartPlan, SessionLimit, SessionState, UploadId, UploadSession};
+use matbakh_core::names::DisplayName;
+use matbakh_core::quota::reservation_ceiling;
+use matbakh_core::types::ContentType;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::AwsError;
+use crate::table::{
+    FileTable, GSI_STATUS, GSI_USER, cancelled_by_condition, file_pk, get_str, get_u64, n, query_all, s, user_pk,
+};
+
+/// The GSI2 partition of open sessions.
+const OPEN_SESSIONS: &str = "SESSIONS#OPEN";
+/// What an update that ends a session removes: it leaves both open-session indexes.
+const LEAVE_OPEN_INDEXES: &str = "REMOVE gsi1pk, gsi1sk, gsi2pk, gsi2sk";
+/// How long an ended session is kept before DynamoDB's TTL removes it.
+const KEEP_ENDED_SESSIONS: time::Duration = time::Duration::days(30);
+
+impl FileTable {
+    /// Writes a new open session that reserves no bytes up front (an upload token's), taking
+    /// one of the owner's `cap` open-upload places in the same transaction.
+    pub async fn put_session(&self, session: &UploadSession, cap: u64) -> Result<(), AwsError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(session_item(session)))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()?;
+        let items = vec![
+            TransactWriteItem::builder().update(self.open_place(&session.owner, 0, None, cap)?).build(),
+            TransactWriteItem::builder().put(put).build(),
+        ];
+        self.open(&session.owner, cap, items).await
+    }
+
+    /// Binds an S3 upload the client started from a presigned CreateMultipartUpload (Uppy's
+    /// signRequest mode) to the PENDING row of its key: writes the session, takes one of the
+    /// owner's open-upload places and records the upload id on the row (so the sweeper aborts
+    /// it and settling closes it), in one transaction. A row takes one upload: binding a second
+    /// is `AlreadyExists`, as is a row that settled meanwhile.
+    pub async fn bind_session(&self, session: &UploadSession, cap: u64) -> Result<(), AwsError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(session_item(session)))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()?;
+        let row = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(file_pk(session.file_id)))
+            .key("sk", s("FILE"))
+            .update_expression("SET uploadId = :id")
+            .condition_expression(
+                "attribute_exists(pk) AND attribute_not_exists(settled) AND attribute_not_exists(uploadId)",
+            )
+            .expression_attribute_values(":id", s(session.upload_id.as_str()))
+            .build()?;
+        let items = vec![
+            TransactWriteItem::builder().update(self.open_place(&session.owner, 0, None, cap)?).build(),
+            TransactWriteItem::builder().put(put).build(),
+            TransactWriteItem::builder().update(row).build(),
+        ];
+        self.open(&session.owner, cap, items).await
+    }
+
+    /// Runs a transaction whose first item takes an open-upload place (see
+    /// [`Self::open_place`]); the others must not find their items as they are.
+    pub(crate) async fn open(&self, owner: &UserId, cap: u64, items: Vec<TransactWriteItem>) -> Result<(), AwsError> {
+        let Err(err) = self.client.transact_write_items().set_transact_items(Some(items)).send().await else {
+            return Ok(());
+        };
+        let failed = cancelled_by_condition(&err);
+        if failed.iter().skip(1).any(|f| *f) {
+            Err(AwsError::AlreadyExists)
+        } else if failed.first() == Some(&true) {
+            // The usage item's condition is the quota and the open-upload cap at once.
+            if self.usage(owner).await?.open_uploads >= cap {
+                Err(AwsError::TooManyOpenUploads)
+            } else {
+                Err(AwsError::QuotaExceeded)
+            }
+        } else {
+            Err(AwsError::from_sdk("TransactWriteItems", err))
+        }
+    }
+
+    /// The usage update that takes one of the owner's `cap` open-upload places and, when
+    /// `quota` is given, reserves `size` bytes within it: the one place the cap is enforced.
+    pub(crate) fn open_place(
+        &self,
+        owner: &UserId,
+        size: u64,
+        quota: Option<u64>,
+        cap: u64,
+    ) -> Result<Update, AwsError> {
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(user_pk(owner)))
+            .key("sk", s("USAGE"))
+            .expression_attribute_names("#open", "openUploads")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":cap", n(cap));
+        let open = "(attribute_not_exists(#open) OR #open < :cap)";
+        update = match quota {
+            None => update.update_expression("ADD #open :one").condition_expression(open),
+            Some(quota) => {
+                let ceiling = reservation_ceiling(quota, size).map_err(|_| AwsError::QuotaExceeded)?;
+                update
+                    .update_expression("ADD #open :one, charged :size, #reserved :size")
+                    .condition_expression(format!("{open} AND (attribute_not_exists(charged) OR charged <= :ceiling)"))
+                    .expression_attribute_names("#reserved", "reserved")
+                    .expression_attribute_values(":size", n(size))
+                    .expression_attribute_values(":ceiling", n(ceiling))
+            }
+        };
+        Ok(update.build()?)
+    }
+
+    /// The usage update that gives an open-upload place back.
+    fn close_place(&self, owner: &UserId) -> Result<Update, AwsError> {
+        Ok(Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(user_pk(owner)))
+            .key("sk", s("USAGE"))
+            .update_expression("ADD openUploads :minus")
+            .expression_attribute_values(":minus", n(-1))
+            .build()?)
+    }
+
+    /// The multipart session, if there is one.
+    pub async fn get_session(&self, id: &UploadId) -> Result<Option<UploadSession>, AwsError> {
+        self.get_item(session_pk(id), "SESSION").await?.as_ref().map(parse_session_item).transpose()
+    }
+
+    /// The owner's open multipart sessions, newest first.
+    pub async fn open_sessions(&self, owner: &UserId) -> Result<Vec<UploadSession>, AwsError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI_USER)
+            .key_condition_expression("gsi1pk = :pk")
+            .expression_attribute_values(":pk", s(format!("UPLOADS#{owner}")))
+            .scan_index_forward(false);
+        query_all(query).await?.iter().map(parse_session_item).collect()
+    }
+
+    /// Marks an open session completed (it leaves the owner's list of unfinished uploads).
+    /// Answers `false` if it was no longer open.
+    pub async fn complete_session(&self, id: &UploadId, etag: &str) -> Result<bool, AwsError> {
+        self.close_session(id, "COMPLETED", Some(etag)).await
+    }
+
+    /// Moves an OPEN session to `state` (it leaves the owner's list of unfinished uploads and
+    /// the sweeper's index, and gives its open-upload place back). Answers `false` if it was no
+    /// longer open (or is gone).
+    pub(crate) async fn close_session(&self, id: &UploadId, state: &str, etag: Option<&str>) -> Result<bool, AwsError> {
+        let Some(session) = self.get_session(id).await? else {
+            return Ok(false);
+        };
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(session_pk(id)))
+            .key("sk", s("SESSION"))
+            .condition_expression("#state = :open")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":to", s(state))
+            .expression_attribute_values(":open", s("OPEN"));
+        update = match etag {
+            Some(etag) => update
+                .update_expression(format!("SET #state = :to, etag = :etag {LEAVE_OPEN_INDEXES}"))
+                .expression_attribute_values(":etag", s(etag)),
+            None => update.update_expression(format!("SET #state = :to {LEAVE_OPEN_INDEXES}")),
+        };
+        let items = vec![
+            TransactWriteItem::builder().update(update.build()?).build(),
+            TransactWriteItem::builder().update(self.close_place(&session.owner)?).build(),
+        ];
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(true),
+            Err(err) if cancelled_by_condition(&err).first() == Some(&true) => Ok(false),
+            Err(err) => Err(AwsError::from_sdk("TransactWriteItems", err)),
+        }
+    }
+
+    /// Ends an open session the sweeper found expired (its S3 upload already aborted):
+    /// COMPLETED if its object `arrived`, else ABORTED. Its row and bytes are the row pass's.
+    pub async fn end_expired_session(&self, id: &UploadId, arrived: bool) -> Result<bool, AwsError> {
+        self.close_session(id, if arrived { "COMPLETED" } else { "ABORTED" }, None).await
+    }
+
+    /// Open sessions whose time ran out before `cutoff`, soonest first, at most `limit`: for
+    /// the sweeper, whatever mode started them.
+    pub async fn expired_sessions(&self, cutoff: OffsetDateTime, limit: usize) -> Result<Vec<UploadId>, AwsError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(GSI_STATUS)
+            .key_condition_expression("gsi2pk = :open AND gsi2sk < :cutoff")
+            .expression_attribute_values(":open", s(OPEN_SESSIONS))
+            .expression_attribute_values(":cutoff", s(iso_millis(cutoff)));
+        let items = query_all(query).await?;
+        items
+            .iter()
+            .take(limit)
+            .map(|item| {
+                let pk = get_str(item, "pk")?;
+                let id = pk.strip_prefix("UPLOAD#").ok_or_else(|| AwsError::Corrupt(format!("session key {pk}")))?;
+                UploadId::parse(id).map_err(|_| AwsError::Corrupt(format!("session key {pk}")))
+            })
+            .collect()
+    }
+
+    /// Aborts an open session: releases its reservation, removes its PENDING file row and
+    /// marks it aborted, in one transaction. Answers `false` if it was no longer open.
+    pub async fn abort_session(&self, session: &UploadSession) -> Result<bool, AwsError> {
+        let size = session.reserved_bytes();
+        let usage = self.release_usage(&session.owner, size, size, true)?;
+        // A row whose object arrived and settled is never removed here.
+        let row = aws_sdk_dynamodb::types::Delete::builder()
+            .table_name(&self.table)
+            .key("pk", s(file_pk(session.file_id)))
+            .key("sk", s("FILE"))
+            .condition_expression("attribute_not_exists(settled)")
+            .build()?;
+        let state = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(session_pk(&session.upload_id)))
+            .key("sk", s("SESSION"))
+            .update_expression(format!("SET #state = :aborted {LEAVE_OPEN_INDEXES}"))
+            .condition_expression("#state = :open")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":aborted", s("ABORTED"))
+            .expression_attribute_values(":open", s("OPEN"))
+            .build()?;
+        let items = vec![
+            TransactWriteItem::builder().update(usage).build(),
+            TransactWriteItem::builder().delete(row).build(),
+            TransactWriteItem::builder().update(state).build(),
+        ];
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(true),
+            Err(err) if cancelled_by_condition(&err).iter().skip(1).any(|f| *f) => Ok(false),
+            Err(err) => Err(AwsError::from_sdk("TransactWriteItems", err)),
+        }
+    }
+}
+
+pub(crate) fn session_pk(id: &UploadId) -> String {
+    format!("UPLOAD#{id}")
+}
+
+pub(crate) fn session_item(x: &UploadSession) -> HashMap<String, AttributeValue> {
+    let created = iso_millis(x.created_at);
+    let mut item = HashMap::from([
+        ("pk".to_owned(), s(session_pk(&x.upload_id))),
+        ("sk".to_owned(), s("SESSION")),
+        ("uploadId".to_owned(), s(x.upload_id.as_str())),
+        ("fileId".to_owned(), s(x.file_id.to_string())),
+        ("owner".to_owned(), s(x.owner.as_str())),
+        ("key".to_owned(), s(x.key.as_str())),
+        ("filename".to_owned(), s(x.filename.as_str())),
+        ("contentType".to_owned(), s(x.content_type.as_str())),
+        ("createdAt".to_owned(), s(created.clone())),
+        ("expiresAt".to_owned(), s(iso_millis(x.expires_at))),
+        // Long after the sweeper ended it: an open session must never vanish by TTL, or its
+        // open-upload place would stay taken.
+        ("ttl".to_owned(), n((x.expires_at + KEEP_ENDED_SESSIONS).unix_timestamp())),
+        ("state".to_owned(), s(x.state.name())),
+    ]);
+    match x.limit {
+        SessionLimit::Planned(plan) => {
+            item.insert("size".to_owned(), n(plan.size));
+            item.insert("partSize".to_owned(), n(plan.part_size));
+            item.insert("partCount".to_owned(), n(plan.part_count));
+        }
+        SessionLimit::Allowance(max) => {
+            item.insert("allowance".to_owned(), n(max));
+        }
+    }
+    if let Some(token) = &x.token {
+        item.insert("token".to_owned(), s(token.as_str()));
+    }
+    if let Some(integrity) = &x.integrity {
+        item.insert("checksumAlgorithm".to_owned(), s(integrity.algorithm.as_str()));
+        if let Some(full) = &integrity.full_object {
+            item.insert("checksum".to_owned(), s(full.value()));
+        }
+    }
+    match &x.state {
+        SessionState::Open => {
+            item.insert("gsi1pk".to_owned(), s(format!("UPLOADS#{}", x.owner)));
+            item.insert("gsi1sk".to_owned(), s(format!("{created}#{}", x.upload_id)));
+            item.insert("gsi2pk".to_owned(), s(OPEN_SESSIONS));
+            item.insert("gsi2sk".to_owned(), s(format!("{}#{}", iso_millis(x.expires_at), x.upload_id)));
+        }
+        SessionState::Completed { etag } => {
+            item.insert("etag".to_owned(), s(etag.as_str()));
+        }
+        SessionState::Aborted => {}
+    }
+    item
+}
+
+fn parse_session_item(item: &HashMap<String, AttributeValue>) -> Result<UploadSession, AwsError> {
+    let corrupt = |what: &str| AwsError::Corrupt(format!("session {what}"));
+    let time = |name: &str| OffsetDateTime::parse(get_str(item, name)?, &Rfc3339).map_err(|_| corrupt(name));
+    let limit = match (get_u64(item, "size"), get_u64(item, "allowance")) {
+        (Some(size), None) => {
+            let plan = PartPlan::for_size(size).map_err(|_| corrupt("size"))?;
+            if Some(plan.part_size) != get_u64(item, "partSize") {
+                return Err(corrupt("partSize"));
+            }
+            SessionLimit::Planned(plan)
+        }
+        (None, Some(max)) => SessionLimit::Allowance(max),
+        _ => return Err(corrupt("size")),
+    };
+    Ok(UploadSession {
+        upload_id: UploadId::parse(get_str(item, "uploadId")?).map_err(|_| corrupt("uploadId"))?,
+        file_id: FileId::parse(get_str(item, "fileId")?).map_err(|_| corrupt("fileId"))?,
+        owner: UserId::parse(get_str(item, "owner")?).map_err(|_| corrupt("owner"))?,
+        key: ObjectKey::from_stored(get_str(item, "key")?.to_owned()),
+        filename: DisplayName::from_stored(get_str(item, "filename")?.to_owned()),
+        content_type: ContentType::parse(get_str(item, "contentType")?).map_err(|_| corrupt("contentType"))?,
+        limit,
+        integrity: match item.get("checksumAlgorithm").and_then(|v| v.as_s().ok()) {
+            Some(algorithm) => Some(
+                Integrity::parse(algorithm, item.get("checksum").and_then(|v| v.as_s().ok()).map(String::as_str))
+                    .map_err(|_| corrupt("checksum"))?,
+            ),
+            None => None,
+        },
+        token: item.get("token").and_then(|v| v.as_s().ok()).cloned(),
+        created_at: time("createdAt")?,
+        expires_at: time("expiresAt")?,
+        state: match get_str(item, "state")? {
+            "OPEN" => SessionState::Open,
+            "COMPLETED" => SessionState::Completed { etag: get_str(item, "etag")?.to_owned() },
+            "ABORTED" => SessionState::Aborted,
+            other => return Err(corrupt(other)),
+        },
+    })
+}
