@@ -11,6 +11,7 @@ use matbakh_core::ids::{FileId, UserId};
 use time::OffsetDateTime;
 
 use crate::error::AwsError;
+use crate::schema::{self, SK, audit_pk};
 use crate::table::{FileTable, n, opt_str, s};
 
 /// One access, as recorded.
@@ -54,24 +55,21 @@ fn record_of(item: &HashMap<String, AttributeValue>) -> AuditRecord {
     }
 }
 
-fn audit_pk(user: &UserId) -> String {
-    format!("AUDIT#{user}")
-}
-
 impl FileTable {
     /// Writes one record, kept for `retention`. `nonce` keeps two records of one millisecond apart.
     pub async fn put_audit(&self, e: &AuditEntry, retention: Duration, nonce: u64) -> Result<(), AwsError> {
-        let mut item = HashMap::from([
-            ("pk".to_owned(), s(audit_pk(&e.user))),
-            ("sk".to_owned(), s(format!("{}#{nonce:016x}", iso_millis(e.at)))),
-            ("action".to_owned(), s(e.action.as_str())),
-            ("actor".to_owned(), s(&e.actor)),
-            ("result".to_owned(), s(&e.result)),
-            ("ip".to_owned(), s(&e.ip)),
-            ("userAgent".to_owned(), s(&e.user_agent)),
-            ("at".to_owned(), s(iso_millis(e.at))),
-            ("ttl".to_owned(), n((e.at + retention).unix_timestamp())),
-        ]);
+        let mut item = schema::item(
+            schema::key(audit_pk(&e.user), format!("{}#{nonce:016x}", iso_millis(e.at))),
+            [
+                ("action".to_owned(), s(e.action.as_str())),
+                ("actor".to_owned(), s(&e.actor)),
+                ("result".to_owned(), s(&e.result)),
+                ("ip".to_owned(), s(&e.ip)),
+                ("userAgent".to_owned(), s(&e.user_agent)),
+                ("at".to_owned(), s(iso_millis(e.at))),
+                ("ttl".to_owned(), n((e.at + retention).unix_timestamp())),
+            ],
+        );
         if let Some(f) = e.file_id {
             item.insert("fileId".to_owned(), s(f.to_string()));
         }
@@ -94,7 +92,7 @@ impl FileTable {
         after: Option<&str>,
     ) -> Result<(Vec<AuditRecord>, Option<String>), AwsError> {
         let pk = audit_pk(user);
-        let start = after.map(|sk| HashMap::from([("pk".to_owned(), s(&pk)), ("sk".to_owned(), s(sk))]));
+        let start = after.map(|sk| schema::key(pk.clone(), sk));
         let out = self
             .client
             .query()
@@ -107,7 +105,7 @@ impl FileTable {
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("Query", e))?;
-        let next = out.last_evaluated_key().and_then(|k| k.get("sk")).and_then(|v| v.as_s().ok()).cloned();
+        let next = out.last_evaluated_key().and_then(|k| k.get(SK)).and_then(|v| v.as_s().ok()).cloned();
         Ok((out.items().iter().map(record_of).collect(), next))
     }
 }

@@ -13,6 +13,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
 use matbakh_core::ids::{FileId, UserId};
 
 use crate::error::AwsError;
+use crate::schema::{self, PK, SK};
 use crate::table::{FileTable, GSI_USER, file_pk, opt_str, query_all, s};
 
 /// What an erase removed (a second erase reports zeros).
@@ -39,7 +40,7 @@ impl FileTable {
         let items = self.items_where(Some(GSI_USER), "gsi1pk", &format!("USER#{owner}")).await?;
         Ok(items
             .iter()
-            .filter_map(|i| opt_str(i, "pk")?.strip_prefix("FILE#"))
+            .filter_map(|i| opt_str(i, PK)?.strip_prefix("FILE#"))
             .filter_map(|id| FileId::parse(id).ok())
             .collect())
     }
@@ -53,7 +54,7 @@ impl FileTable {
         for id in files {
             // The file row and its tag and word items share its pk; a multipart row names its
             // session.
-            for item in self.items_where(None, "pk", &file_pk(*id)).await? {
+            for item in self.items_where(None, PK, &file_pk(*id)).await? {
                 keys.extend(key_of(&item));
                 sessions.extend(opt_str(&item, "uploadId").map(str::to_owned));
             }
@@ -61,7 +62,7 @@ impl FileTable {
         sessions.sort();
         sessions.dedup();
         for upload in sessions {
-            if self.get_item(format!("UPLOAD#{upload}"), "SESSION").await?.is_some() {
+            if self.get_item(schema::key(format!("UPLOAD#{upload}"), "SESSION")).await?.is_some() {
                 keys.push((format!("UPLOAD#{upload}"), "SESSION".into()));
             }
         }
@@ -74,18 +75,17 @@ impl FileTable {
         for partition in partitions {
             keys.extend(self.items_where(Some(GSI_USER), "gsi1pk", &partition).await?.iter().filter_map(key_of));
         }
-        if self.get_item(format!("USER#{owner}"), "USAGE").await?.is_some() {
+        if self.get_item(schema::usage(owner)).await?.is_some() {
             keys.push((format!("USER#{owner}"), "USAGE".into()));
         }
-        keys.extend(self.items_where(None, "pk", &format!("AUDIT#{owner}")).await?.iter().filter_map(key_of));
+        keys.extend(self.items_where(None, PK, &format!("AUDIT#{owner}")).await?.iter().filter_map(key_of));
         keys.sort();
         keys.dedup();
         let requests = keys
             .iter()
             .map(|(pk, sk)| {
                 DeleteRequest::builder()
-                    .key("pk", s(pk))
-                    .key("sk", s(sk))
+                    .set_key(Some(schema::key(pk, sk)))
                     .build()
                     .map(|d| WriteRequest::builder().delete_request(d).build())
             })
@@ -116,5 +116,5 @@ impl FileTable {
 }
 
 fn key_of(item: &HashMap<String, AttributeValue>) -> Option<Key> {
-    Some((opt_str(item, "pk")?.to_owned(), opt_str(item, "sk")?.to_owned()))
+    Some((opt_str(item, PK)?.to_owned(), opt_str(item, SK)?.to_owned()))
 }

@@ -12,6 +12,7 @@ use matbakh_core::ids::UserId;
 use time::OffsetDateTime;
 
 use crate::error::AwsError;
+use crate::schema::{self, GSI1_PK, GSI1_SK};
 use crate::table::{FileTable, get_u64, n, opt_str, s};
 
 /// Bytes a part of a streamed object holds (the last one fewer).
@@ -60,10 +61,6 @@ pub struct ExportJob {
     pub files: Option<u64>,
 }
 
-fn export_pk(id: &str) -> String {
-    format!("EXPORT#{id}")
-}
-
 fn parse_job(item: &HashMap<String, AttributeValue>) -> Result<ExportJob, AwsError> {
     let corrupt = |w: &str| AwsError::Corrupt(format!("export {w}"));
     let text = |k: &str| opt_str(item, k).map(str::to_owned);
@@ -83,22 +80,23 @@ fn parse_job(item: &HashMap<String, AttributeValue>) -> Result<ExportJob, AwsErr
 
 impl FileTable {
     pub async fn put_export(&self, job: &ExportJob) -> Result<(), AwsError> {
-        let item = HashMap::from([
-            ("pk".to_owned(), s(export_pk(&job.id))),
-            ("sk".to_owned(), s("EXPORT")),
-            ("exportId".to_owned(), s(&job.id)),
-            ("owner".to_owned(), s(job.owner.as_str())),
-            ("state".to_owned(), s(job.state.as_str())),
-            ("createdAt".to_owned(), s(iso_millis(job.created_at))),
-            ("ttl".to_owned(), n((job.created_at + EXPORT_KEPT).unix_timestamp())),
-            ("gsi1pk".to_owned(), s(format!("EXPORTS#{}", job.owner))),
-            ("gsi1sk".to_owned(), s(format!("{}#{}", iso_millis(job.created_at), job.id))),
-        ]);
+        let item = schema::item(
+            schema::export(&job.id),
+            [
+                ("exportId".to_owned(), s(&job.id)),
+                ("owner".to_owned(), s(job.owner.as_str())),
+                ("state".to_owned(), s(job.state.as_str())),
+                ("createdAt".to_owned(), s(iso_millis(job.created_at))),
+                ("ttl".to_owned(), n((job.created_at + EXPORT_KEPT).unix_timestamp())),
+                (GSI1_PK.to_owned(), s(format!("EXPORTS#{}", job.owner))),
+                (GSI1_SK.to_owned(), s(format!("{}#{}", iso_millis(job.created_at), job.id))),
+            ],
+        );
         self.put_new(item).await
     }
 
     pub async fn get_export(&self, id: &str) -> Result<Option<ExportJob>, AwsError> {
-        self.get_item(export_pk(id), "EXPORT").await?.as_ref().map(parse_job).transpose()
+        self.get_item(schema::export(id)).await?.as_ref().map(parse_job).transpose()
     }
 
     /// The owner's newest export, if any.
@@ -124,8 +122,7 @@ impl FileTable {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(export_pk(id)))
-            .key("sk", s("EXPORT"))
+            .set_key(Some(schema::export(id)))
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":state", s(state.as_str()));

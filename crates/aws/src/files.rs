@@ -21,6 +21,7 @@ use matbakh_core::names::{DisplayName, fold, search_tokens};
 use time::OffsetDateTime;
 
 use crate::error::AwsError;
+use crate::schema::{self, GSI1_PK, GSI1_SK, PK, SK};
 use crate::table::{FileTable, GSI_USER, file_pk, get_u64, n, opt_str, parse_file_item, query_all, s};
 
 /// Files by folded display name (partition `gsi1pk`, sort `nameKey`).
@@ -156,28 +157,30 @@ fn plan_for(owner: &UserId, q: &ListQuery) -> Plan {
 
 /// A tag's item, in the tag's index by upload time.
 fn tag_item(r: &FileRecord, tag: &str) -> HashMap<String, AttributeValue> {
-    HashMap::from([
-        ("pk".to_owned(), s(file_pk(r.file_id))),
-        ("sk".to_owned(), s(format!("TAG#{tag}"))),
-        ("gsi1pk".to_owned(), s(format!("TAG#{}#{tag}", r.owner))),
-        ("gsi1sk".to_owned(), s(format!("{}#{}", iso_millis(r.created_at), r.file_id))),
-    ])
+    schema::item(
+        schema::key(file_pk(r.file_id), format!("TAG#{tag}")),
+        [
+            (GSI1_PK.to_owned(), s(format!("TAG#{}#{tag}", r.owner))),
+            (GSI1_SK.to_owned(), s(format!("{}#{}", iso_millis(r.created_at), r.file_id))),
+        ],
+    )
 }
 
 /// A search word's item, in the owner's word index by word, then upload time.
 fn word_item(r: &FileRecord, word: &str) -> HashMap<String, AttributeValue> {
-    HashMap::from([
-        ("pk".to_owned(), s(file_pk(r.file_id))),
-        ("sk".to_owned(), s(format!("WORD#{word}"))),
-        ("gsi1pk".to_owned(), s(format!("WORDS#{}", r.owner))),
-        ("gsi1sk".to_owned(), s(format!("{word}#{}#{}", iso_millis(r.created_at), r.file_id))),
-    ])
+    schema::item(
+        schema::key(file_pk(r.file_id), format!("WORD#{word}")),
+        [
+            (GSI1_PK.to_owned(), s(format!("WORDS#{}", r.owner))),
+            (GSI1_SK.to_owned(), s(format!("{word}#{}#{}", iso_millis(r.created_at), r.file_id))),
+        ],
+    )
 }
 
 impl FileTable {
     /// A file with everything the API shows of it.
     pub async fn file_details(&self, id: FileId) -> Result<Option<FileDetails>, AwsError> {
-        self.get_item(file_pk(id), "FILE").await?.as_ref().map(parse_details).transpose()
+        self.get_item(schema::file(id)).await?.as_ref().map(parse_details).transpose()
     }
 
     /// Every file of `owner` with its details, oldest first (GSI1 holds the whole rows: no read
@@ -199,12 +202,10 @@ impl FileTable {
             Some(c) if c.kind != plan.kind => {
                 return Err(AwsError::Invalid("cursor: it belongs to another listing"));
             }
-            Some(c) => Some(HashMap::from([
-                ("pk".to_owned(), s(&c.pk)),
-                ("sk".to_owned(), s(&c.sk)),
-                ("gsi1pk".to_owned(), s(&plan.partition)),
-                (plan.sort_attr.to_owned(), s(&c.index_sk)),
-            ])),
+            Some(c) => Some(schema::item(
+                schema::key(&c.pk, &c.sk),
+                [(GSI1_PK.to_owned(), s(&plan.partition)), (plan.sort_attr.to_owned(), s(&c.index_sk))],
+            )),
             None => None,
         };
         let mut files: Vec<FileDetails> = Vec::new();
@@ -257,7 +258,7 @@ impl FileTable {
                 let ids: Vec<String> = out
                     .items()
                     .iter()
-                    .filter_map(|i| opt_str(i, "pk").map(str::to_owned))
+                    .filter_map(|i| opt_str(i, PK).map(str::to_owned))
                     .filter(|pk| seen.insert(pk.clone()))
                     .collect();
                 self.rows_by_pk(&ids).await?
@@ -279,8 +280,8 @@ impl FileTable {
                 Some(k) => {
                     let cursor = Cursor {
                         kind: plan.kind.to_owned(),
-                        pk: opt_str(&k, "pk").unwrap_or_default().to_owned(),
-                        sk: opt_str(&k, "sk").unwrap_or_default().to_owned(),
+                        pk: opt_str(&k, PK).unwrap_or_default().to_owned(),
+                        sk: opt_str(&k, SK).unwrap_or_default().to_owned(),
                         index_sk: opt_str(&k, plan.sort_attr).unwrap_or_default().to_owned(),
                     };
                     return Ok((files, Some(cursor)));
@@ -294,10 +295,7 @@ impl FileTable {
     async fn rows_by_pk(&self, pks: &[String]) -> Result<Vec<HashMap<String, AttributeValue>>, AwsError> {
         let mut found: HashMap<String, HashMap<String, AttributeValue>> = HashMap::new();
         for chunk in pks.chunks(100) {
-            let keys = chunk
-                .iter()
-                .map(|pk| HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s("FILE"))]))
-                .collect::<Vec<_>>();
+            let keys = chunk.iter().map(|pk| schema::key(pk, schema::FILE)).collect::<Vec<_>>();
             let mut request = Some(KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true).build()?);
             while let Some(req) = request.take() {
                 let out = self
@@ -308,7 +306,7 @@ impl FileTable {
                     .await
                     .map_err(|e| AwsError::from_sdk("BatchGetItem", e))?;
                 for item in out.responses().and_then(|r| r.get(&self.table)).into_iter().flatten() {
-                    if let Some(pk) = opt_str(item, "pk") {
+                    if let Some(pk) = opt_str(item, PK) {
                         found.insert(pk.to_owned(), item.clone());
                     }
                 }
@@ -331,8 +329,7 @@ impl FileTable {
         let mut items = Vec::new();
         let mut row = Update::builder()
             .table_name(&self.table)
-            .key("pk", s(file_pk(r.file_id)))
-            .key("sk", s("FILE"))
+            .set_key(Some(schema::file(r.file_id)))
             .condition_expression(
                 "#owner = :owner AND #status <> :deleted AND (attribute_not_exists(rev) OR rev = :rev)",
             )
@@ -405,8 +402,7 @@ impl FileTable {
         self.client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(file_pk(id)))
-            .key("sk", s("FILE"))
+            .set_key(Some(schema::file(id)))
             .update_expression("SET deletedAt = if_not_exists(deletedAt, :at)")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":at", n(at.unix_timestamp()))
@@ -422,12 +418,11 @@ impl FileTable {
     /// `quota`. Answers `false` if the row is not DELETED.
     pub async fn restore(&self, r: &FileRecord, quota: u64) -> Result<bool, AwsError> {
         let held =
-            self.get_item(file_pk(r.file_id), "FILE").await?.and_then(|item| get_u64(&item, "charged")).unwrap_or(0);
+            self.get_item(schema::file(r.file_id)).await?.and_then(|item| get_u64(&item, "charged")).unwrap_or(0);
         let usage = if held > 0 {
             Update::builder()
                 .table_name(&self.table)
-                .key("pk", s(format!("USER#{}", r.owner)))
-                .key("sk", s("USAGE"))
+                .set_key(Some(schema::usage(&r.owner)))
                 .update_expression("ADD deleted :held")
                 .expression_attribute_values(":held", AttributeValue::N(format!("-{held}")))
                 .build()?
@@ -436,8 +431,7 @@ impl FileTable {
         };
         let row = Update::builder()
             .table_name(&self.table)
-            .key("pk", s(file_pk(r.file_id)))
-            .key("sk", s("FILE"))
+            .set_key(Some(schema::file(r.file_id)))
             .update_expression("SET #status = :ready, gsi2pk = :g, charged = :size REMOVE deletedAt")
             .condition_expression(
                 "#status = :deleted AND #owner = :owner AND (charged = :held OR attribute_not_exists(charged))",
@@ -497,6 +491,6 @@ fn put_item(table: &str, item: HashMap<String, AttributeValue>) -> Result<Transa
 }
 
 fn delete_item(table: &str, id: FileId, sk: &str) -> Result<TransactWriteItem, AwsError> {
-    let delete = Delete::builder().table_name(table).key("pk", s(file_pk(id))).key("sk", s(sk)).build()?;
+    let delete = Delete::builder().table_name(table).set_key(Some(schema::key(file_pk(id), sk))).build()?;
     Ok(TransactWriteItem::builder().delete(delete).build())
 }

@@ -11,6 +11,7 @@ use matbakh_core::migration::eta::Tally;
 use matbakh_core::migration::{Control, FailureReason, ManifestEntry, Prior, RowStatus, RunId, RunState};
 
 use crate::error::AwsError;
+use crate::schema;
 use crate::table::{n, s};
 
 const RUNS_PK: &str = "RUNS";
@@ -133,23 +134,24 @@ fn fail_attr(r: FailureReason) -> String {
 
 fn row_item(run: &RunId, row: &LedgerRow) -> HashMap<String, AttributeValue> {
     let e = &row.entry;
-    let mut item = HashMap::from([
-        ("pk".to_owned(), s(rows_pk(run))),
-        ("sk".to_owned(), s(row_sk(e.seq))),
-        ("seq".to_owned(), n(e.seq)),
-        ("source".to_owned(), s(&e.source)),
-        ("key".to_owned(), s(&e.key)),
-        ("size".to_owned(), n(e.size)),
-        ("mtimeMs".to_owned(), n(e.mtime_ms)),
-        ("contentType".to_owned(), s(&e.content_type)),
-        ("crc64nvme".to_owned(), s(&e.crc64nvme)),
-        ("sha256".to_owned(), s(&e.sha256)),
-        ("priority".to_owned(), n(e.priority)),
-        ("batch".to_owned(), n(e.batch)),
-        ("status".to_owned(), s(row.status.as_str())),
-        ("attempts".to_owned(), n(row.attempts)),
-        ("updatedAt".to_owned(), s(&row.updated_at)),
-    ]);
+    let mut item = schema::item(
+        schema::key(rows_pk(run), row_sk(e.seq)),
+        [
+            ("seq".to_owned(), n(e.seq)),
+            ("source".to_owned(), s(&e.source)),
+            ("key".to_owned(), s(&e.key)),
+            ("size".to_owned(), n(e.size)),
+            ("mtimeMs".to_owned(), n(e.mtime_ms)),
+            ("contentType".to_owned(), s(&e.content_type)),
+            ("crc64nvme".to_owned(), s(&e.crc64nvme)),
+            ("sha256".to_owned(), s(&e.sha256)),
+            ("priority".to_owned(), n(e.priority)),
+            ("batch".to_owned(), n(e.batch)),
+            ("status".to_owned(), s(row.status.as_str())),
+            ("attempts".to_owned(), n(row.attempts)),
+            ("updatedAt".to_owned(), s(&row.updated_at)),
+        ],
+    );
     if let Some(p) = &e.prior {
         item.insert("priorEtag".into(), s(&p.etag));
         if let Some(v) = &p.version_id {
@@ -267,21 +269,22 @@ impl Ledger {
 
     /// Writes a new run item; refuses if the id exists.
     pub async fn create_run(&self, run: &RunRecord) -> Result<(), AwsError> {
-        let item = HashMap::from([
-            ("pk".to_owned(), s(RUNS_PK)),
-            ("sk".to_owned(), s(run_sk(&run.id))),
-            ("id".to_owned(), s(run.id.as_str())),
-            ("state".to_owned(), s(run.state.as_str())),
-            ("source".to_owned(), s(&run.source)),
-            ("target".to_owned(), s(&run.target)),
-            ("rule".to_owned(), s(&run.rule)),
-            ("createdAt".to_owned(), s(&run.created_at)),
-            ("updatedAt".to_owned(), s(&run.created_at)),
-            ("totalFiles".to_owned(), n(run.total_files)),
-            ("totalBytes".to_owned(), n(run.total_bytes)),
-            ("manifestKey".to_owned(), s(&run.manifest_key)),
-            ("settings".to_owned(), s(&run.settings)),
-        ]);
+        let item = schema::item(
+            schema::key(RUNS_PK, run_sk(&run.id)),
+            [
+                ("id".to_owned(), s(run.id.as_str())),
+                ("state".to_owned(), s(run.state.as_str())),
+                ("source".to_owned(), s(&run.source)),
+                ("target".to_owned(), s(&run.target)),
+                ("rule".to_owned(), s(&run.rule)),
+                ("createdAt".to_owned(), s(&run.created_at)),
+                ("updatedAt".to_owned(), s(&run.created_at)),
+                ("totalFiles".to_owned(), n(run.total_files)),
+                ("totalBytes".to_owned(), n(run.total_bytes)),
+                ("manifestKey".to_owned(), s(&run.manifest_key)),
+                ("settings".to_owned(), s(&run.settings)),
+            ],
+        );
         match self
             .client
             .put_item()
@@ -330,8 +333,7 @@ impl Ledger {
                 .client
                 .update_item()
                 .table_name(&self.table)
-                .key("pk", s(RUNS_PK))
-                .key("sk", s(run_sk(id)))
+                .set_key(Some(schema::key(RUNS_PK, run_sk(id))))
                 .update_expression(if next == RunState::Running {
                     "SET #s = :next, updatedAt = :now, startedAt = if_not_exists(startedAt, :now)"
                 } else {
@@ -378,8 +380,7 @@ impl Ledger {
         after: Option<u64>,
         limit: i32,
     ) -> Result<(Vec<LedgerRow>, Option<u64>), AwsError> {
-        let start =
-            after.map(|seq| HashMap::from([("pk".to_owned(), s(rows_pk(run))), ("sk".to_owned(), s(row_sk(seq)))]));
+        let start = after.map(|seq| schema::key(rows_pk(run), row_sk(seq)));
         let out = self
             .client
             .query()
@@ -444,7 +445,7 @@ impl Ledger {
         projection: Option<&str>,
     ) -> Result<Option<HashMap<String, AttributeValue>>, AwsError> {
         let mut get =
-            self.client.get_item().table_name(&self.table).key("pk", s(pk)).key("sk", s(sk)).consistent_read(true);
+            self.client.get_item().table_name(&self.table).set_key(Some(schema::key(pk, sk))).consistent_read(true);
         if let Some(name) = projection {
             get = get.projection_expression("#p").expression_attribute_names("#p", name);
         }
@@ -460,8 +461,7 @@ impl Ledger {
         self.client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(rows_pk(run)))
-            .key("sk", s(row_sk(seq)))
+            .set_key(Some(schema::key(rows_pk(run), row_sk(seq))))
             .condition_expression("attribute_exists(pk)")
     }
 
@@ -518,8 +518,7 @@ impl Ledger {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(RUNS_PK))
-            .key("sk", s(run_sk(run)))
+            .set_key(Some(schema::key(RUNS_PK, run_sk(run))))
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":now", s(now))
             .return_values(ReturnValue::AllNew);

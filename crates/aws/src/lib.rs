@@ -15,6 +15,7 @@ pub mod files;
 pub mod ledger;
 pub mod queue;
 pub mod s3;
+pub(crate) mod schema;
 pub mod secrets;
 pub mod sessions;
 pub mod shares;

@@ -22,9 +22,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::AwsError;
-use crate::table::{
-    FileTable, GSI_STATUS, GSI_USER, cancelled_by_condition, file_pk, get_str, get_u64, n, query_all, s, user_pk,
-};
+use crate::schema::{self, GSI1_PK, GSI1_SK, GSI2_PK, GSI2_SK, PK};
+use crate::table::{FileTable, GSI_STATUS, GSI_USER, cancelled_by_condition, get_str, get_u64, n, query_all, s};
 
 /// The GSI2 partition of open sessions.
 const OPEN_SESSIONS: &str = "SESSIONS#OPEN";
@@ -62,8 +61,7 @@ impl FileTable {
             .build()?;
         let row = Update::builder()
             .table_name(&self.table)
-            .key("pk", s(file_pk(session.file_id)))
-            .key("sk", s("FILE"))
+            .set_key(Some(schema::file(session.file_id)))
             .update_expression("SET uploadId = :id")
             .condition_expression(
                 "attribute_exists(pk) AND attribute_not_exists(settled) AND attribute_not_exists(uploadId)",
@@ -110,8 +108,7 @@ impl FileTable {
     ) -> Result<Update, AwsError> {
         let mut update = Update::builder()
             .table_name(&self.table)
-            .key("pk", s(user_pk(owner)))
-            .key("sk", s("USAGE"))
+            .set_key(Some(schema::usage(owner)))
             .expression_attribute_names("#open", "openUploads")
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":cap", n(cap));
@@ -135,8 +132,7 @@ impl FileTable {
     fn close_place(&self, owner: &UserId) -> Result<Update, AwsError> {
         Ok(Update::builder()
             .table_name(&self.table)
-            .key("pk", s(user_pk(owner)))
-            .key("sk", s("USAGE"))
+            .set_key(Some(schema::usage(owner)))
             .update_expression("ADD openUploads :minus")
             .expression_attribute_values(":minus", n(-1))
             .build()?)
@@ -144,7 +140,7 @@ impl FileTable {
 
     /// The multipart session, if there is one.
     pub async fn get_session(&self, id: &UploadId) -> Result<Option<UploadSession>, AwsError> {
-        self.get_item(session_pk(id), "SESSION").await?.as_ref().map(parse_session_item).transpose()
+        self.get_item(schema::session(id)).await?.as_ref().map(parse_session_item).transpose()
     }
 
     /// The owner's open multipart sessions, newest first.
@@ -175,8 +171,7 @@ impl FileTable {
         };
         let mut update = Update::builder()
             .table_name(&self.table)
-            .key("pk", s(session_pk(id)))
-            .key("sk", s("SESSION"))
+            .set_key(Some(schema::session(id)))
             .condition_expression("#state = :open")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":to", s(state))
@@ -220,7 +215,7 @@ impl FileTable {
             .iter()
             .take(limit)
             .map(|item| {
-                let pk = get_str(item, "pk")?;
+                let pk = get_str(item, PK)?;
                 let id = pk.strip_prefix("UPLOAD#").ok_or_else(|| AwsError::Corrupt(format!("session key {pk}")))?;
                 UploadId::parse(id).map_err(|_| AwsError::Corrupt(format!("session key {pk}")))
             })
@@ -235,14 +230,12 @@ impl FileTable {
         // A row whose object arrived and settled is never removed here.
         let row = aws_sdk_dynamodb::types::Delete::builder()
             .table_name(&self.table)
-            .key("pk", s(file_pk(session.file_id)))
-            .key("sk", s("FILE"))
+            .set_key(Some(schema::file(session.file_id)))
             .condition_expression("attribute_not_exists(settled)")
             .build()?;
         let state = Update::builder()
             .table_name(&self.table)
-            .key("pk", s(session_pk(&session.upload_id)))
-            .key("sk", s("SESSION"))
+            .set_key(Some(schema::session(&session.upload_id)))
             .update_expression(format!("SET #state = :aborted {LEAVE_OPEN_INDEXES}"))
             .condition_expression("#state = :open")
             .expression_attribute_names("#state", "state")
@@ -262,28 +255,25 @@ impl FileTable {
     }
 }
 
-pub(crate) fn session_pk(id: &UploadId) -> String {
-    format!("UPLOAD#{id}")
-}
-
 pub(crate) fn session_item(x: &UploadSession) -> HashMap<String, AttributeValue> {
     let created = iso_millis(x.created_at);
-    let mut item = HashMap::from([
-        ("pk".to_owned(), s(session_pk(&x.upload_id))),
-        ("sk".to_owned(), s("SESSION")),
-        ("uploadId".to_owned(), s(x.upload_id.as_str())),
-        ("fileId".to_owned(), s(x.file_id.to_string())),
-        ("owner".to_owned(), s(x.owner.as_str())),
-        ("key".to_owned(), s(x.key.as_str())),
-        ("filename".to_owned(), s(x.filename.as_str())),
-        ("contentType".to_owned(), s(x.content_type.as_str())),
-        ("createdAt".to_owned(), s(created.clone())),
-        ("expiresAt".to_owned(), s(iso_millis(x.expires_at))),
-        // Long after the sweeper ended it: an open session must never vanish by TTL, or its
-        // open-upload place would stay taken.
-        ("ttl".to_owned(), n((x.expires_at + KEEP_ENDED_SESSIONS).unix_timestamp())),
-        ("state".to_owned(), s(x.state.name())),
-    ]);
+    let mut item = schema::item(
+        schema::session(&x.upload_id),
+        [
+            ("uploadId".to_owned(), s(x.upload_id.as_str())),
+            ("fileId".to_owned(), s(x.file_id.to_string())),
+            ("owner".to_owned(), s(x.owner.as_str())),
+            ("key".to_owned(), s(x.key.as_str())),
+            ("filename".to_owned(), s(x.filename.as_str())),
+            ("contentType".to_owned(), s(x.content_type.as_str())),
+            ("createdAt".to_owned(), s(created.clone())),
+            ("expiresAt".to_owned(), s(iso_millis(x.expires_at))),
+            // Long after the sweeper ended it: an open session must never vanish by TTL, or its
+            // open-upload place would stay taken.
+            ("ttl".to_owned(), n((x.expires_at + KEEP_ENDED_SESSIONS).unix_timestamp())),
+            ("state".to_owned(), s(x.state.name())),
+        ],
+    );
     match x.limit {
         SessionLimit::Planned(plan) => {
             item.insert("size".to_owned(), n(plan.size));
@@ -305,10 +295,10 @@ pub(crate) fn session_item(x: &UploadSession) -> HashMap<String, AttributeValue>
     }
     match &x.state {
         SessionState::Open => {
-            item.insert("gsi1pk".to_owned(), s(format!("UPLOADS#{}", x.owner)));
-            item.insert("gsi1sk".to_owned(), s(format!("{created}#{}", x.upload_id)));
-            item.insert("gsi2pk".to_owned(), s(OPEN_SESSIONS));
-            item.insert("gsi2sk".to_owned(), s(format!("{}#{}", iso_millis(x.expires_at), x.upload_id)));
+            item.insert(GSI1_PK.to_owned(), s(format!("UPLOADS#{}", x.owner)));
+            item.insert(GSI1_SK.to_owned(), s(format!("{created}#{}", x.upload_id)));
+            item.insert(GSI2_PK.to_owned(), s(OPEN_SESSIONS));
+            item.insert(GSI2_SK.to_owned(), s(format!("{}#{}", iso_millis(x.expires_at), x.upload_id)));
         }
         SessionState::Completed { etag } => {
             item.insert("etag".to_owned(), s(etag.as_str()));

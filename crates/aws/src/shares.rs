@@ -10,6 +10,7 @@ use matbakh_core::shares::{ShareId, ShareRefusal, is_expired};
 use time::OffsetDateTime;
 
 use crate::error::AwsError;
+use crate::schema::{self, GSI1_PK, GSI1_SK};
 use crate::table::{FileTable, get_u64, n, opt_str, s};
 
 /// How long an expired share stays in its owner's list before TTL removes it.
@@ -27,25 +28,22 @@ pub struct Share {
     pub revoked: bool,
 }
 
-fn share_pk(id: &ShareId) -> String {
-    format!("SHARE#{id}")
-}
-
 fn share_item(x: &Share) -> HashMap<String, AttributeValue> {
-    let mut item = HashMap::from([
-        ("pk".to_owned(), s(share_pk(&x.id))),
-        ("sk".to_owned(), s("SHARE")),
-        ("shareId".to_owned(), s(x.id.to_string())),
-        ("fileId".to_owned(), s(x.file_id.to_string())),
-        ("owner".to_owned(), s(x.owner.as_str())),
-        ("createdAt".to_owned(), s(iso_millis(x.created_at))),
-        ("expiresAt".to_owned(), n(x.expires_at.unix_timestamp())),
-        ("downloads".to_owned(), n(x.downloads)),
-        ("revoked".to_owned(), AttributeValue::Bool(x.revoked)),
-        ("ttl".to_owned(), n((x.expires_at + SHARE_KEPT_AFTER_EXPIRY).unix_timestamp())),
-        ("gsi1pk".to_owned(), s(format!("SHARES#{}", x.owner))),
-        ("gsi1sk".to_owned(), s(format!("{}#{}", iso_millis(x.created_at), x.id))),
-    ]);
+    let mut item = schema::item(
+        schema::share(&x.id),
+        [
+            ("shareId".to_owned(), s(x.id.to_string())),
+            ("fileId".to_owned(), s(x.file_id.to_string())),
+            ("owner".to_owned(), s(x.owner.as_str())),
+            ("createdAt".to_owned(), s(iso_millis(x.created_at))),
+            ("expiresAt".to_owned(), n(x.expires_at.unix_timestamp())),
+            ("downloads".to_owned(), n(x.downloads)),
+            ("revoked".to_owned(), AttributeValue::Bool(x.revoked)),
+            ("ttl".to_owned(), n((x.expires_at + SHARE_KEPT_AFTER_EXPIRY).unix_timestamp())),
+            (GSI1_PK.to_owned(), s(format!("SHARES#{}", x.owner))),
+            (GSI1_SK.to_owned(), s(format!("{}#{}", iso_millis(x.created_at), x.id))),
+        ],
+    );
     if let Some(max) = x.max_downloads {
         item.insert("maxDownloads".to_owned(), n(max));
     }
@@ -78,7 +76,7 @@ impl FileTable {
     }
 
     pub async fn get_share(&self, id: &ShareId) -> Result<Option<Share>, AwsError> {
-        self.get_item(share_pk(id), "SHARE").await?.as_ref().map(parse_share).transpose()
+        self.get_item(schema::share(id)).await?.as_ref().map(parse_share).transpose()
     }
 
     /// The owner's shares, newest first (at most `limit`).
@@ -100,8 +98,7 @@ impl FileTable {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(share_pk(id)))
-            .key("sk", s("SHARE"))
+            .set_key(Some(schema::share(id)))
             .update_expression("SET revoked = :t")
             .condition_expression("#owner = :owner")
             .expression_attribute_names("#owner", "owner")
@@ -123,8 +120,7 @@ impl FileTable {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(share_pk(id)))
-            .key("sk", s("SHARE"))
+            .set_key(Some(schema::share(id)))
             .update_expression("ADD downloads :one")
             .condition_expression(
                 "attribute_exists(pk) AND revoked = :f AND expiresAt > :now \

@@ -1,14 +1,5 @@
-//! DynamoDB: the metadata table (one table, overloaded keys).
-//!
-//! | item          | pk              | sk        | GSI1 (user's files, newest first)   | GSI2 (by status)        |
-//! |---------------|-----------------|-----------|-------------------------------------|-------------------------|
-//! | file          | `FILE#{fileId}` | `FILE`    | `USER#{sub}` / `{createdAt}#{id}`   | `STATUS#{s}` / same     |
-//! | usage counter | `USER#{sub}`    | `USAGE`   |                                     |                         |
-//!
-//! The usage counter holds `charged` (stored + reserved bytes), `reserved` and `files`.
-//! Sessions are `UPLOAD#{uploadId}` / `SESSION` (GSI1 `UPLOADS#{sub}` while open), upload
-//! tokens `TOKEN#{digest}` / `TOKEN`; both expire by DynamoDB TTL (`ttl`). An unsettled file row
-//! carries `pendingUntil` instead, which only the sweeper acts on.
+//! DynamoDB: the metadata table (one table, overloaded keys; see `schema` for its items), the
+//! file rows' codec and the upload, quota and token operations on it.
 
 use std::collections::HashMap;
 
@@ -28,6 +19,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::error::AwsError;
+use crate::schema::{self, GSI1_PK, GSI1_SK, GSI2_PK, GSI2_SK};
 
 /// What settling an arrived upload did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,12 +71,7 @@ pub struct Usage {
     pub open_uploads: u64,
 }
 
-/// The index of a user's items, newest first (files; open upload sessions).
-pub const GSI_USER: &str = "gsi1-user-files";
-/// The index of file rows by status, oldest first.
-pub const GSI_STATUS: &str = "gsi2-status";
-/// The index of file rows by content SHA-256 (dedup).
-pub const GSI_CONTENT_HASH: &str = "gsi3-content-hash";
+pub use crate::schema::{GSI_CONTENT_HASH, GSI_STATUS, GSI_USER};
 
 /// An unsettled PENDING row: what the sweeper needs to give its grant back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,13 +124,7 @@ pub(crate) async fn query_all(query: QueryFluentBuilder) -> Result<Vec<HashMap<S
         .map_err(|e| AwsError::from_sdk("Query", e))
 }
 
-pub(crate) fn file_pk(id: FileId) -> String {
-    format!("FILE#{id}")
-}
-
-pub(crate) fn user_pk(user: &UserId) -> String {
-    format!("USER#{user}")
-}
+pub(crate) use crate::schema::{file_pk, user_pk};
 
 impl FileTable {
     pub fn new(sdk: &SdkConfig, table: impl Into<String>) -> Self {
@@ -210,19 +191,20 @@ impl FileTable {
 
     /// Stores a new upload token's grant (under its digest, never the token).
     pub async fn put_token(&self, grant: &TokenGrant) -> Result<(), AwsError> {
-        let mut item = HashMap::from([
-            ("pk".to_owned(), s(format!("TOKEN#{}", grant.digest))),
-            ("sk".to_owned(), s("TOKEN")),
-            ("owner".to_owned(), s(grant.owner.as_str())),
-            ("maxBytes".to_owned(), n(grant.max_bytes)),
-            ("usedBytes".to_owned(), n(grant.used_bytes)),
-            ("expiresAt".to_owned(), s(iso_millis(grant.expires_at))),
-            ("ttl".to_owned(), n(grant.expires_at.unix_timestamp())),
-            ("revoked".to_owned(), AttributeValue::Bool(grant.revoked)),
-            // The owner's tokens, for an erase to find.
-            ("gsi1pk".to_owned(), s(format!("TOKENS#{}", grant.owner))),
-            ("gsi1sk".to_owned(), s(format!("{}#{}", iso_millis(grant.expires_at), grant.digest))),
-        ]);
+        let mut item = schema::item(
+            schema::token(&grant.digest),
+            [
+                ("owner".to_owned(), s(grant.owner.as_str())),
+                ("maxBytes".to_owned(), n(grant.max_bytes)),
+                ("usedBytes".to_owned(), n(grant.used_bytes)),
+                ("expiresAt".to_owned(), s(iso_millis(grant.expires_at))),
+                ("ttl".to_owned(), n(grant.expires_at.unix_timestamp())),
+                ("revoked".to_owned(), AttributeValue::Bool(grant.revoked)),
+                // The owner's tokens, for an erase to find.
+                (GSI1_PK.to_owned(), s(format!("TOKENS#{}", grant.owner))),
+                (GSI1_SK.to_owned(), s(format!("{}#{}", iso_millis(grant.expires_at), grant.digest))),
+            ],
+        );
         if !grant.types.is_empty() {
             item.insert(
                 "types".to_owned(),
@@ -234,7 +216,7 @@ impl FileTable {
 
     /// The grant of the token with this digest, if there is one.
     pub async fn get_token(&self, digest: &str) -> Result<Option<TokenGrant>, AwsError> {
-        let Some(item) = self.get_item(format!("TOKEN#{digest}"), "TOKEN").await? else {
+        let Some(item) = self.get_item(schema::token(digest)).await? else {
             return Ok(None);
         };
         let corrupt = |what: &str| AwsError::Corrupt(format!("token {what}"));
@@ -262,8 +244,7 @@ impl FileTable {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(format!("TOKEN#{digest}")))
-            .key("sk", s("TOKEN"))
+            .set_key(Some(schema::token(digest)))
             .update_expression("SET revoked = :t")
             .condition_expression("#owner = :owner")
             .expression_attribute_names("#owner", "owner")
@@ -313,8 +294,7 @@ impl FileTable {
         let token_ceiling = reservation_ceiling(token.max_bytes, record.size).map_err(|_| AwsError::QuotaExceeded)?;
         let allowance = Update::builder()
             .table_name(&self.table)
-            .key("pk", s(format!("TOKEN#{}", token.digest)))
-            .key("sk", s("TOKEN"))
+            .set_key(Some(schema::token(&token.digest)))
             .update_expression("ADD usedBytes :size")
             .condition_expression("usedBytes <= :ceiling AND revoked = :f")
             .expression_attribute_values(":size", n(record.size))
@@ -361,8 +341,7 @@ impl FileTable {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(format!("TOKEN#{digest}")))
-            .key("sk", s("TOKEN"))
+            .set_key(Some(schema::token(digest)))
             .update_expression("ADD usedBytes :give")
             .condition_expression("attribute_exists(pk) AND usedBytes >= :bytes")
             .expression_attribute_values(":give", AttributeValue::N(format!("-{bytes}")))
@@ -395,7 +374,7 @@ impl FileTable {
     /// The migration run that registered a file, if one did.
     pub async fn migration_run_of(&self, id: FileId) -> Result<Option<String>, AwsError> {
         Ok(self
-            .get_item(file_pk(id), "FILE")
+            .get_item(schema::file(id))
             .await?
             .and_then(|item| item.get("migrationRun").and_then(|v| v.as_s().ok()).cloned()))
     }
@@ -410,8 +389,7 @@ impl FileTable {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(file_pk(file_id)))
-            .key("sk", s("FILE"))
+            .set_key(Some(schema::file(file_id)))
             .update_expression("SET versionId = :v")
             .condition_expression("#key = :key AND (attribute_not_exists(versionId) OR versionId = :v)")
             .expression_attribute_names("#key", "key")
@@ -422,7 +400,7 @@ impl FileTable {
         if conditional(out, "UpdateItem")? {
             return Ok(Pinned::This);
         }
-        let item = self.get_item(file_pk(file_id), "FILE").await?;
+        let item = self.get_item(schema::file(file_id)).await?;
         Ok(match item.as_ref().filter(|i| opt_str(i, "key") == Some(key)).and_then(|i| opt_str(i, "versionId")) {
             Some(v) if v == version => Pinned::This,
             Some(v) => Pinned::Other(v.to_owned()),
@@ -442,7 +420,7 @@ impl FileTable {
         actual: u64,
         quota: u64,
     ) -> Result<Settlement, AwsError> {
-        let Some(item) = self.get_item(file_pk(file_id), "FILE").await? else {
+        let Some(item) = self.get_item(schema::file(file_id)).await? else {
             return Ok(Settlement::Unknown);
         };
         if get_str(&item, "key")? != key {
@@ -461,8 +439,7 @@ impl FileTable {
         let migrated = item.contains_key("migrationRun");
         let mut usage = Update::builder()
             .table_name(&self.table)
-            .key("pk", s(user_pk(&owner)))
-            .key("sk", s("USAGE"))
+            .set_key(Some(schema::usage(&owner)))
             .update_expression("ADD charged :delta, #reserved :release")
             .expression_attribute_names("#reserved", "reserved")
             .expression_attribute_values(
@@ -478,8 +455,7 @@ impl FileTable {
         }
         let row = Update::builder()
             .table_name(&self.table)
-            .key("pk", s(file_pk(file_id)))
-            .key("sk", s("FILE"))
+            .set_key(Some(schema::file(file_id)))
             .update_expression(
                 "SET #size = :actual, sizeKey = :sizekey, charged = :actual, #reserved = :zero, settled = :t REMOVE pendingUntil",
             )
@@ -542,7 +518,7 @@ impl FileTable {
     /// owner's erase): the bytes its row still holds leave the owner's usage. Idempotent;
     /// `false` if the row is not DELETED or holds nothing.
     pub async fn purge_deleted(&self, file_id: FileId) -> Result<bool, AwsError> {
-        let Some(item) = self.get_item(file_pk(file_id), "FILE").await? else { return Ok(false) };
+        let Some(item) = self.get_item(schema::file(file_id)).await? else { return Ok(false) };
         let held = get_u64(&item, "charged").unwrap_or(0);
         if get_str(&item, "status")? != FileStatus::Deleted.as_str() || held == 0 {
             return Ok(false);
@@ -550,15 +526,13 @@ impl FileTable {
         let owner = UserId::parse(get_str(&item, "owner")?).map_err(|_| AwsError::Corrupt("owner".into()))?;
         let usage = Update::builder()
             .table_name(&self.table)
-            .key("pk", s(user_pk(&owner)))
-            .key("sk", s("USAGE"))
+            .set_key(Some(schema::usage(&owner)))
             .update_expression("ADD charged :c, deleted :c")
             .expression_attribute_values(":c", AttributeValue::N(format!("-{held}")))
             .build()?;
         let row = Update::builder()
             .table_name(&self.table)
-            .key("pk", s(file_pk(file_id)))
-            .key("sk", s("FILE"))
+            .set_key(Some(schema::file(file_id)))
             .update_expression("SET charged = :zero")
             .condition_expression("#status = :deleted AND charged = :held")
             .expression_attribute_names("#status", "status")
@@ -586,7 +560,7 @@ impl FileTable {
         hold: Hold,
     ) -> Result<bool, AwsError> {
         for _ in 0..3 {
-            let Some(item) = self.get_item(file_pk(file_id), "FILE").await? else {
+            let Some(item) = self.get_item(schema::file(file_id)).await? else {
                 return Ok(false);
             };
             let status = get_str(&item, "status")?.to_owned();
@@ -608,8 +582,7 @@ impl FileTable {
                     let stored = charged.saturating_sub(reserved);
                     let usage = Update::builder()
                         .table_name(&self.table)
-                        .key("pk", s(user_pk(&owner)))
-                        .key("sk", s("USAGE"))
+                        .set_key(Some(schema::usage(&owner)))
                         .update_expression("ADD charged :r, #reserved :r, deleted :stored")
                         .expression_attribute_names("#reserved", "reserved")
                         .expression_attribute_values(":r", AttributeValue::N(format!("-{reserved}")))
@@ -621,8 +594,7 @@ impl FileTable {
             let mut sets = vec!["#status = :to", "gsi2pk = :g", "charged = :kept", "#reserved = :zero", "settled = :t"];
             let mut row = Update::builder()
                 .table_name(&self.table)
-                .key("pk", s(file_pk(file_id)))
-                .key("sk", s("FILE"))
+                .set_key(Some(schema::file(file_id)))
                 .condition_expression("#status = :seen AND charged = :charged AND #reserved = :reserved")
                 .expression_attribute_names("#status", "status")
                 .expression_attribute_names("#reserved", "reserved")
@@ -712,8 +684,7 @@ impl FileTable {
             values.push(("exif = :exif", ":exif", AttributeValue::M(m)));
         }
         let mut sets: Vec<&str> = values.iter().map(|(set, _, _)| *set).collect();
-        let mut update =
-            self.client.update_item().table_name(&self.table).key("pk", s(file_pk(file_id))).key("sk", s("FILE"));
+        let mut update = self.client.update_item().table_name(&self.table).set_key(Some(schema::file(file_id)));
         for (_, placeholder, value) in values {
             update = update.expression_attribute_values(placeholder, value);
         }
@@ -781,8 +752,7 @@ impl FileTable {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(file_pk(file_id)))
-            .key("sk", s("FILE"))
+            .set_key(Some(schema::file(file_id)))
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":status", s(FileStatus::Ready.as_str()))
             .expression_attribute_values(":g", s(format!("STATUS#{}", FileStatus::Ready)))
@@ -822,8 +792,7 @@ impl FileTable {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(file_pk(file_id)))
-            .key("sk", s("FILE"))
+            .set_key(Some(schema::file(file_id)))
             .update_expression("SET #status = :failed, gsi2pk = :g, #reason = :why")
             .condition_expression("#status = :pending")
             .expression_attribute_names("#status", "status")
@@ -868,8 +837,7 @@ impl FileTable {
         let ceiling = reservation_ceiling(quota, size).map_err(|_| AwsError::QuotaExceeded)?;
         Update::builder()
             .table_name(&self.table)
-            .key("pk", s(user_pk(owner)))
-            .key("sk", s("USAGE"))
+            .set_key(Some(schema::usage(owner)))
             .update_expression(if reserve { "ADD charged :size, #reserved :size" } else { "ADD charged :size" })
             .set_expression_attribute_names(
                 reserve.then(|| HashMap::from([("#reserved".to_owned(), "reserved".to_owned())])),
@@ -900,8 +868,7 @@ impl FileTable {
         };
         Ok(update
             .table_name(&self.table)
-            .key("pk", s(user_pk(owner)))
-            .key("sk", s("USAGE"))
+            .set_key(Some(schema::usage(owner)))
             .expression_attribute_names("#reserved", "reserved")
             .expression_attribute_values(":c", AttributeValue::N(format!("-{charged}")))
             .expression_attribute_values(":r", AttributeValue::N(format!("-{reserved}")))
@@ -961,8 +928,7 @@ impl FileTable {
         let usage = self.release_usage(&row.owner, row.charged, row.reserved, false)?;
         let delete = aws_sdk_dynamodb::types::Delete::builder()
             .table_name(&self.table)
-            .key("pk", s(file_pk(row.file_id)))
-            .key("sk", s("FILE"))
+            .set_key(Some(schema::file(row.file_id)))
             .condition_expression("attribute_exists(pk) AND attribute_not_exists(settled)")
             .build()?;
         let items = vec![
@@ -995,12 +961,12 @@ impl FileTable {
 
     /// The file row, if there is one.
     pub async fn get_file(&self, id: FileId) -> Result<Option<FileRecord>, AwsError> {
-        self.get_item(file_pk(id), "FILE").await?.as_ref().map(parse_file_item).transpose()
+        self.get_item(schema::file(id)).await?.as_ref().map(parse_file_item).transpose()
     }
 
     /// The owner's usage counter (zero if they never uploaded).
     pub async fn usage(&self, user: &UserId) -> Result<Usage, AwsError> {
-        let item = self.get_item(user_pk(user), "USAGE").await?.unwrap_or_default();
+        let item = self.get_item(schema::usage(user)).await?.unwrap_or_default();
         Ok(Usage {
             charged: get_u64(&item, "charged").unwrap_or(0),
             reserved: get_u64(&item, "reserved").unwrap_or(0),
@@ -1010,17 +976,12 @@ impl FileTable {
     }
 
     /// One item by its keys, read consistently.
-    pub(crate) async fn get_item(
-        &self,
-        pk: String,
-        sk: &str,
-    ) -> Result<Option<HashMap<String, AttributeValue>>, AwsError> {
+    pub(crate) async fn get_item(&self, key: schema::Item) -> Result<Option<schema::Item>, AwsError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", s(pk))
-            .key("sk", s(sk))
+            .set_key(Some(key))
             .consistent_read(true)
             .send()
             .await
@@ -1090,22 +1051,23 @@ fn accounted_file_item(r: &FileRecord, charged: u64, reserved: u64) -> HashMap<S
 fn file_item(r: &FileRecord) -> HashMap<String, AttributeValue> {
     let created = iso_millis(r.created_at);
     let sort = format!("{created}#{}", r.file_id);
-    let mut item = HashMap::from([
-        ("pk".to_owned(), s(file_pk(r.file_id))),
-        ("sk".to_owned(), s("FILE")),
-        ("fileId".to_owned(), s(r.file_id.to_string())),
-        ("owner".to_owned(), s(r.owner.as_str())),
-        ("key".to_owned(), s(r.key.as_str())),
-        ("filename".to_owned(), s(r.filename.as_str())),
-        ("contentType".to_owned(), s(r.content_type.as_str())),
-        ("size".to_owned(), n(r.size)),
-        ("status".to_owned(), s(r.status.as_str())),
-        ("createdAt".to_owned(), s(created)),
-        ("gsi1pk".to_owned(), s(user_pk(&r.owner))),
-        ("gsi1sk".to_owned(), s(sort.clone())),
-        ("gsi2pk".to_owned(), s(format!("STATUS#{}", r.status))),
-        ("gsi2sk".to_owned(), s(sort)),
-    ]);
+    let mut item = schema::item(
+        schema::file(r.file_id),
+        [
+            ("fileId".to_owned(), s(r.file_id.to_string())),
+            ("owner".to_owned(), s(r.owner.as_str())),
+            ("key".to_owned(), s(r.key.as_str())),
+            ("filename".to_owned(), s(r.filename.as_str())),
+            ("contentType".to_owned(), s(r.content_type.as_str())),
+            ("size".to_owned(), n(r.size)),
+            ("status".to_owned(), s(r.status.as_str())),
+            ("createdAt".to_owned(), s(created)),
+            (GSI1_PK.to_owned(), s(user_pk(&r.owner))),
+            (GSI1_SK.to_owned(), s(sort.clone())),
+            (GSI2_PK.to_owned(), s(format!("STATUS#{}", r.status))),
+            (GSI2_SK.to_owned(), s(sort)),
+        ],
+    );
     item.extend(crate::files::sort_keys(r));
     if let Some(sha) = r.sha256 {
         item.insert("sha256".to_owned(), s(sha.to_hex()));

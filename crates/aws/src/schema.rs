@@ -1,0 +1,117 @@
+//! The metadata table's key schema: the one place its key and index attribute names, its
+//! indexes and its item partitions are spelled (`template.yaml` declares the same names).
+//!
+//! | item           | pk                   | sk                     | GSI1 (a user's items, newest first) | GSI2 (by status / expiry)            |
+//! |----------------|----------------------|------------------------|-------------------------------------|--------------------------------------|
+//! | file           | `FILE#{fileId}`      | `FILE`                 | `USER#{sub}` / `{createdAt}#{id}`   | `STATUS#{s}` / same                  |
+//! | tag, word      | `FILE#{fileId}`      | `TAG#{t}`, `WORD#{w}`  | `TAG#{sub}#{t}`, `WORDS#{sub}`      |                                      |
+//! | usage counter  | `USER#{sub}`         | `USAGE`                |                                     |                                      |
+//! | upload session | `UPLOAD#{uploadId}`  | `SESSION`              | `UPLOADS#{sub}` while open          | `SESSIONS#OPEN` / `{expiresAt}#{id}` |
+//! | upload token   | `TOKEN#{digest}`     | `TOKEN`                |                                     |                                      |
+//! | share link     | `SHARE#{shareId}`    | `SHARE`                | `SHARES#{sub}`                      |                                      |
+//! | export job     | `EXPORT#{exportId}`  | `EXPORT`               | `EXPORTS#{sub}`                     |                                      |
+//! | audit record   | `AUDIT#{sub}`        | `{at}#{nonce}`         |                                     |                                      |
+//!
+//! The usage counter holds `charged` (stored + reserved bytes), `reserved`, `deleted`,
+//! `openUploads` and `files`. Sessions, tokens, shares and audit records expire by DynamoDB TTL
+//! (`ttl`); an unsettled file row carries `pendingUntil` instead, which only the sweeper acts on.
+//! The migration ledger's table uses the same `pk`/`sk` names (see `ledger`).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use matbakh_core::ids::{FileId, UserId};
+use matbakh_core::multipart::UploadId;
+use matbakh_core::shares::ShareId;
+
+/// The partition key and sort key of every item, in both tables.
+pub(crate) const PK: &str = "pk";
+pub(crate) const SK: &str = "sk";
+/// The keys of the user index (GSI1) and of the status index (GSI2).
+pub(crate) const GSI1_PK: &str = "gsi1pk";
+pub(crate) const GSI1_SK: &str = "gsi1sk";
+pub(crate) const GSI2_PK: &str = "gsi2pk";
+pub(crate) const GSI2_SK: &str = "gsi2sk";
+
+/// The index of a user's items, newest first (files; open upload sessions).
+pub const GSI_USER: &str = "gsi1-user-files";
+/// The index of file rows by status, oldest first (and of open sessions by expiry).
+pub const GSI_STATUS: &str = "gsi2-status";
+/// The index of file rows by content SHA-256 (dedup).
+pub const GSI_CONTENT_HASH: &str = "gsi3-content-hash";
+
+/// The sort key of a file row.
+pub(crate) const FILE: &str = "FILE";
+
+/// An item's attributes.
+pub(crate) type Item = HashMap<String, AttributeValue>;
+
+/// The key attributes of item `pk` / `sk` (start an item with it, or pass it as a key).
+pub(crate) fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
+    HashMap::from([(PK.to_owned(), AttributeValue::S(pk.into())), (SK.to_owned(), AttributeValue::S(sk.into()))])
+}
+
+pub(crate) fn file_pk(id: FileId) -> String {
+    format!("FILE#{id}")
+}
+
+pub(crate) fn user_pk(user: &UserId) -> String {
+    format!("USER#{user}")
+}
+
+pub(crate) fn session_pk(id: &UploadId) -> String {
+    format!("UPLOAD#{id}")
+}
+
+pub(crate) fn token_pk(digest: &str) -> String {
+    format!("TOKEN#{digest}")
+}
+
+pub(crate) fn share_pk(id: &ShareId) -> String {
+    format!("SHARE#{id}")
+}
+
+pub(crate) fn export_pk(id: &str) -> String {
+    format!("EXPORT#{id}")
+}
+
+pub(crate) fn audit_pk(user: &UserId) -> String {
+    format!("AUDIT#{user}")
+}
+
+/// A file's row.
+pub(crate) fn file(id: FileId) -> Item {
+    key(file_pk(id), FILE)
+}
+
+/// A user's usage counter.
+pub(crate) fn usage(user: &UserId) -> Item {
+    key(user_pk(user), "USAGE")
+}
+
+/// A multipart upload session.
+pub(crate) fn session(id: &UploadId) -> Item {
+    key(session_pk(id), "SESSION")
+}
+
+/// An upload token's grant, by the token's digest.
+pub(crate) fn token(digest: &str) -> Item {
+    key(token_pk(digest), "TOKEN")
+}
+
+/// A share link.
+pub(crate) fn share(id: &ShareId) -> Item {
+    key(share_pk(id), "SHARE")
+}
+
+/// An export job.
+pub(crate) fn export(id: &str) -> Item {
+    key(export_pk(id), "EXPORT")
+}
+
+/// An item: its key (one of the functions above), then its other attributes.
+pub(crate) fn item<const N: usize>(key: Item, attrs: [(String, AttributeValue); N]) -> Item {
+    let mut item = key;
+    item.extend(attrs);
+    item
+}
