@@ -9,7 +9,6 @@ pub mod dev_keys;
 pub mod error;
 pub mod metrics;
 pub mod services;
-pub mod sqs;
 
 pub use auth::{AuthState, Authenticator, Caller};
 

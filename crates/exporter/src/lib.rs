@@ -8,7 +8,7 @@
 //!
 //! Reads: the user's rows and objects. Writes: the archive, the job row, an audit record.
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use matbakh_api::audit::{self, Access, Client};
 use matbakh_api::{ApiError, Services};
 use matbakh_aws::export::{ExportState, StreamedObject};
@@ -22,24 +22,14 @@ use serde_json::{Value, json};
 
 /// Works on each record; names those to deliver again.
 pub async fn handle(st: &Services, event: SqsEvent) -> SqsBatchResponse {
-    let mut response = SqsBatchResponse::default();
-    for record in event.records {
-        let id = record.message_id.clone().unwrap_or_default();
-        let span = tracing::info_span!("export_message", message_id = %id);
-        let _entered = span.enter();
+    matbakh_lambda::sqs::each_record(event, "export", |record| async move {
         let body: Option<Value> = record.body.as_deref().and_then(|b| serde_json::from_str(b).ok());
-        let result = match body.as_ref().and_then(|b| b["exportId"].as_str()) {
-            Some(export_id) => Box::pin(export(st, export_id)).await.map_err(|e| e.message),
+        match body.as_ref().and_then(|b| b["exportId"].as_str()) {
+            Some(export_id) => export(st, export_id).await.map_err(|e| e.message),
             None => Err("not an export message".to_owned()),
-        };
-        if let Err(e) = result {
-            tracing::error!(error = %e, "export failed; it will be delivered again");
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
-            response.batch_item_failures.push(failure);
         }
-    }
-    response
+    })
+    .await
 }
 
 /// What the archive says about one file.

@@ -87,7 +87,7 @@ impl Indexer {
 
 /// Handles one batch; the answer names the records to deliver again.
 pub async fn handle(ix: &Indexer, event: SqsEvent) -> SqsBatchResponse {
-    matbakh_api::sqs::for_each_record(event, |events| async move { handle_events(ix, &events).await }).await
+    matbakh_lambda::sqs::for_each_record(event, |events| async move { handle_events(ix, &events).await }).await
 }
 
 async fn handle_events(ix: &Indexer, events: &[ObjectEvent]) -> Result<(), IndexError> {

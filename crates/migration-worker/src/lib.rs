@@ -8,9 +8,10 @@
 use std::time::Duration;
 
 use aws_config::SdkConfig;
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use matbakh_aws::queue::Queue;
 use migrate::Context;
+use tracing::Instrument;
 
 /// How often a message being worked on has its visibility extended...
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(60);
@@ -46,42 +47,34 @@ impl Worker {
 /// Works on each record; names those to deliver again: failures that may pass, and bodies
 /// that are not work at all (after five receives they wait in the DLQ, whose alarm says so).
 pub async fn handle(w: &Worker, event: SqsEvent) -> SqsBatchResponse {
-    let mut response = SqsBatchResponse::default();
-    for record in event.records {
+    matbakh_lambda::sqs::each_record(event, "migration message", |record| async move {
         let id = record.message_id.clone().unwrap_or_default();
-        let span = tracing::info_span!("migration_message", message_id = %id);
-        let _entered = span.enter();
-        let result = match migrate::work::parse(record.body.as_deref().unwrap_or_default()) {
-            Ok(work) => {
-                let heartbeat = record.receipt_handle.clone().map(|receipt| {
-                    let (queue, every, by) = (w.queue.clone(), w.heartbeat, w.extend_seconds);
-                    tokio::spawn(async move {
-                        let mut tick = tokio::time::interval(every);
+        let failed = |e: migrate::work::WorkFailure| format!("{e} (retryable: {})", e.retryable);
+        let work = migrate::work::parse(record.body.as_deref().unwrap_or_default()).map_err(failed)?;
+        let heartbeat = record.receipt_handle.clone().map(|receipt| {
+            let (queue, every, by) = (w.queue.clone(), w.heartbeat, w.extend_seconds);
+            tokio::spawn(
+                async move {
+                    let mut tick = tokio::time::interval(every);
+                    tick.tick().await;
+                    loop {
                         tick.tick().await;
-                        loop {
-                            tick.tick().await;
-                            if let Err(e) = queue.extend(&receipt, by).await {
-                                tracing::warn!(error = %e, "could not extend the message's visibility");
-                            }
+                        if let Err(e) = queue.extend(&receipt, by).await {
+                            tracing::warn!(error = %e, "could not extend the message's visibility");
                         }
-                    })
-                });
-                let seed = id.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-                let result = Box::pin(migrate::work::process(&w.ctx, &w.sdk, &w.queue, &work, seed)).await;
-                if let Some(h) = heartbeat {
-                    h.abort();
+                    }
                 }
-                result
-                    .map(|p| tracing::info!(copied = p.copied, failed = p.failed, dropped = p.dropped, "message done"))
-            }
-            Err(e) => Err(e),
-        };
-        if let Err(e) = result {
-            tracing::error!(error = %e, retryable = e.retryable, "migration message failed; it will be delivered again");
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
-            response.batch_item_failures.push(failure);
+                .in_current_span(),
+            )
+        });
+        let seed = id.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+        let result = migrate::work::process(&w.ctx, &w.sdk, &w.queue, &work, seed).await;
+        if let Some(h) = heartbeat {
+            h.abort();
         }
-    }
-    response
+        let p = result.map_err(failed)?;
+        tracing::info!(copied = p.copied, failed = p.failed, dropped = p.dropped, "message done");
+        Ok::<(), String>(())
+    })
+    .await
 }

@@ -80,7 +80,7 @@ pub enum Outcome {
 
 /// Handles one batch; the answer names the records to deliver again.
 pub async fn handle(t: &Thumbnailer, event: SqsEvent) -> SqsBatchResponse {
-    matbakh_api::sqs::for_each_record(event, |events| async move { handle_events(t, &events).await }).await
+    matbakh_lambda::sqs::for_each_record(event, |events| async move { handle_events(t, &events).await }).await
 }
 
 async fn handle_events(t: &Thumbnailer, events: &[ObjectEvent]) -> Result<(), ThumbnailError> {

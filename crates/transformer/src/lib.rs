@@ -51,6 +51,7 @@ use matbakh_core::metadata::FileStatus;
 use matbakh_imaging::transform::{DEFAULT_MAX_DPR, DEFAULT_MAX_OUTPUT_SIDE, ENCODER_VERSION};
 use matbakh_imaging::{DEFAULT_QUALITY, ImageError, ImageLimits, Pixels, Quality};
 use serde_json::json;
+use tracing::Instrument;
 
 /// Largest result answered in the response body (`TRANSFORM_MAX_INLINE_BYTES`): Lambda's 6 MB
 /// buffered response, less base64's third and the headers. Larger results are redirected.
@@ -429,16 +430,15 @@ async fn serve<S: Store>(
     }
     let started = std::time::Instant::now();
     let span = tracing::info_span!("transform", path_len = uri.path().len(), outcome = tracing::field::Empty);
-    let _entered = span.enter();
     // Behind CloudFront the function rewrote the path to the result key it tried in S3 first; the
     // signed path it kept is the request (its signature is checked like any other).
     let path = match headers.get("x-transform-path").and_then(|v| v.to_str().ok()) {
         Some(signed) if uri.path().starts_with("/results/") => signed.to_owned(),
         _ => uri.path().to_owned(),
     };
-    let answer = match transform(&t, &path, &headers).await {
+    let answer = match transform(&t, &path, &headers).instrument(span.clone()).await {
         Ok(answer) => answer,
-        Err(e) => return e.into_response(),
+        Err(e) => return span.in_scope(|| e.into_response()),
     };
     span.record("outcome", answer.outcome);
     metrics::emit(
