@@ -19,7 +19,7 @@ export AWS_EC2_METADATA_DISABLED=true
 
 STARTED_PIDS=()
 
-log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+log() { printf '\033[1m==> [%s] %s\033[0m\n' "$(date +%T)" "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # The Python tools (moto, cargo-lambda, cfn-lint) in a cached venv, reinstalled when

@@ -160,6 +160,7 @@ async fn objects_of(h: &Harness, user: &str, files: &[FileId]) -> Vec<String> {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn erase_leaves_nothing_of_the_user_and_nothing_else_is_touched() {
     let h = Harness::new(app, Options::default()).await;
     let (alice, bob) = (unique_user("alice"), unique_user("bob"));
@@ -257,6 +258,7 @@ fn read_entry(zip: &[u8], name: &str) -> Vec<u8> {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn export_streams_every_stored_file_byte_identical_into_one_zip() {
     let h = Harness::new(app, Options::default()).await;
     let (alice, mallory) = (unique_user("alice"), unique_user("mallory"));
@@ -375,6 +377,7 @@ async fn replica_bucket(create: bool) -> S3Store {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn erase_removes_the_users_copies_in_the_replica_too() {
     let h = Harness::new(app, Options::default()).await;
     let replica = replica_bucket(true).await;
@@ -417,6 +420,7 @@ async fn erase_removes_the_users_copies_in_the_replica_too() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn the_pseudonym_key_comes_from_the_stacks_secret_and_the_replica_from_its_settings() {
     let sdk = testkit::moto_sdk().await;
     let name = format!("erase-pseudonym-{}", unique_user("s"));
@@ -457,6 +461,7 @@ async fn the_pseudonym_key_comes_from_the_stacks_secret_and_the_replica_from_its
 /// (their keys name no user). An invalidation that fails answers 5xx with the results and rows
 /// kept, so the retry invalidates; an erase that finds nothing cached invalidates nothing.
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn erase_invalidates_the_users_cached_images_at_the_edge() {
     let mut h = Harness::new(app, Options::default()).await;
     h.state.cdn_base_url = Some("https://cdn.files.test".into());

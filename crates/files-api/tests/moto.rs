@@ -101,6 +101,7 @@ async fn tree() -> Tree {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_users_files_list_newest_first_in_pages_by_name_size_type_and_date() {
     let Tree { h, alice, bob, .. } = tree().await;
     let newest_first = [
@@ -187,6 +188,7 @@ async fn a_users_files_list_newest_first_in_pages_by_name_size_type_and_date() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn search_finds_word_prefixes_and_tags_list_what_carries_them() {
     let Tree { h, alice, ids, .. } = tree().await;
     let search = |q: &str| format!("/v1/files?q={q}");
@@ -284,6 +286,7 @@ async fn search_finds_word_prefixes_and_tags_list_what_carries_them() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn nobody_reaches_someone_elses_file_on_any_route() {
     let Tree { h, alice, ids, .. } = tree().await;
     let mallory = unique_user("mallory");
@@ -316,6 +319,7 @@ async fn nobody_reaches_someone_elses_file_on_any_route() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn delete_hides_a_file_and_restore_brings_it_back_within_the_window() {
     let now = datetime!(2026-03-01 12:00 UTC);
     let h = Harness::new(files_api::router, Options { clock: Arc::new(FixedClock(now)), ..Options::default() }).await;
@@ -379,6 +383,7 @@ async fn delete_hides_a_file_and_restore_brings_it_back_within_the_window() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn one_file_shows_its_variants_placeholder_and_exif() {
     use matbakh_core::metadata::{ContentFacts, ExifFacts, ImageInfo, VariantInfo};
     let h = Harness::new(files_api::router, Options::default()).await;
@@ -505,6 +510,7 @@ async fn call_from(
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn every_change_is_in_the_owners_audit_trail_with_where_it_came_from() {
     let now = datetime!(2026-03-01 12:00 UTC);
     let h = Harness::new(files_api::router, Options { clock: Arc::new(FixedClock(now)), ..Options::default() }).await;
@@ -571,6 +577,7 @@ async fn every_change_is_in_the_owners_audit_trail_with_where_it_came_from() {
 /// A link's use is in the owner's trail with its outcome, never with the visitor's address or
 /// browser, also for a record written before those stopped being stored.
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn the_trail_shows_no_visitors_address_for_a_links_use() {
     let now = datetime!(2026-03-01 12:00 UTC);
     let h = Harness::new(files_api::router, Options { clock: Arc::new(FixedClock(now)), ..Options::default() }).await;

@@ -52,6 +52,7 @@ fn file_id(key: &str) -> FileId {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_declared_upload_settles_once() {
     let h = Harness::new(multipart::router, Options::default()).await;
     let user = unique_user("settle");
@@ -71,6 +72,7 @@ async fn a_declared_upload_settles_once() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn an_unreserved_upload_is_charged_what_arrived() {
     let h = Harness::new(multipart::router, Options::default()).await;
     let user = unique_user("ranged");
@@ -85,6 +87,7 @@ async fn an_unreserved_upload_is_charged_what_arrived() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn an_upload_past_its_grant_is_removed_and_quarantined() {
     let (name, photo) = corpus("photos/ladybird.jpg");
     // The quota leaves room for less than the photo: the policy range says so, moto ignores it.
@@ -105,6 +108,7 @@ async fn an_upload_past_its_grant_is_removed_and_quarantined() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_bad_message_is_reported_and_the_rest_of_the_batch_is_done() {
     let h = Harness::new(multipart::router, Options::default()).await;
     let user = unique_user("batch");
@@ -132,6 +136,7 @@ async fn attr(h: &Harness, key: &str, name: &str) -> Option<testkit::AttributeVa
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn content_is_hashed_once_with_exif_tokens_and_duplicates() {
     let h = Harness::new(presign::router, Options::default()).await;
     let (alice, bob) = (unique_user("exif"), unique_user("other"));
@@ -182,6 +187,7 @@ async fn content_is_hashed_once_with_exif_tokens_and_duplicates() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_gps_position_is_kept_only_where_the_deployment_opts_in() {
     let h = Harness::new(presign::router, Options::default()).await;
     let user = unique_user("gps");
@@ -220,6 +226,7 @@ fn removed(key: &str, name: &str) -> String {
 /// 16.6: else delete/restore cycles park unlimited data); the purge gives them back and takes
 /// the variants.
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn deleted_bytes_count_until_purged_and_the_purge_takes_the_variants() {
     let h = Harness::new(presign::router, Options::default()).await;
     let user = unique_user("deleter");
@@ -256,6 +263,7 @@ async fn deleted_bytes_count_until_purged_and_the_purge_takes_the_variants() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn removing_a_quarantined_file_is_a_system_move_not_a_delete() {
     let h = Harness::new(presign::router, Options::default()).await;
     let user = unique_user("moved");
@@ -273,6 +281,7 @@ async fn removing_a_quarantined_file_is_a_system_move_not_a_delete() {
 /// Transform results made from an original leave when it changes (a new version) or goes, so the
 /// CDN's S3-first origin never serves them for other bytes; other originals' results stay.
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_changed_or_deleted_original_takes_its_transform_results_along() {
     let h = Harness::new(presign::router, Options::default()).await;
     let user = unique_user("results");
@@ -327,6 +336,7 @@ async fn downloaded(h: &Harness, user: &str, key: &str) -> Sha256 {
 /// stays valid for its whole lifetime. Posted again after the first file was settled, the
 /// second object must never be served, counted or kept.
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_replayed_upload_policy_is_removed_and_never_served() {
     let h = Harness::new(multipart::router, Options::default()).await;
     let user = unique_user("replay");
@@ -358,6 +368,7 @@ async fn a_replayed_upload_policy_is_removed_and_never_served() {
 /// policy (after the first file was checked) are removed; the row keeps the first file's facts
 /// and every read names the accepted version.
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn same_size_bytes_posted_again_do_not_replace_a_checked_file() {
     let h = Harness::new(multipart::router, Options::default()).await;
     let user = unique_user("swap");
@@ -385,6 +396,7 @@ async fn same_size_bytes_posted_again_do_not_replace_a_checked_file() {
 /// posted again makes a new upload on the same key; once the key's object arrived, no part of
 /// that upload is signed, so nothing can complete it.
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_replayed_create_multipart_url_cannot_write_a_settled_key() {
     let h = Harness::new(multipart::router, Options::default()).await;
     let user = unique_user("mp-replay");
@@ -451,6 +463,7 @@ fn edge_user(tag: &str) -> (String, String) {
 /// one wildcard for the file as the edge spells it; a file without results, or a redelivery
 /// that finds them gone, invalidates nothing.
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn an_overwrite_invalidates_the_files_results_at_the_edge() {
     let h = Harness::new(presign::router, Options::default()).await;
     let cdn = testkit::distribution().await;
@@ -475,6 +488,7 @@ async fn an_overwrite_invalidates_the_files_results_at_the_edge() {
 /// edge; when the variants go for good (the retention window ended) and a CDN serves them
 /// (`CDN_BASE_URL`), their paths are invalidated too.
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_deleted_file_is_invalidated_at_the_edge_and_its_variants_when_they_go() {
     let mut h = Harness::new(presign::router, Options::default()).await;
     h.state.cdn_base_url = Some("https://cdn.files.test/media".into());
@@ -506,6 +520,7 @@ async fn a_deleted_file_is_invalidated_at_the_edge_and_its_variants_when_they_go
 /// Security review 16.4: an invalidation that fails fails the record, and the results stay in
 /// the bucket until it succeeds, so the redelivered record finds them and invalidates.
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_failed_invalidation_comes_back_with_its_record() {
     let h = Harness::new(presign::router, Options::default()).await;
     let (user, sub) = edge_user("edge-retry");

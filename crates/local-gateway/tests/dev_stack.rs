@@ -96,12 +96,14 @@ async fn exchange(app: &Router, code: &str, verifier: &str) -> (StatusCode, Valu
 }
 
 #[test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 fn the_s256_challenge_is_rfc_7636s() {
     // RFC 7636, appendix B.
     assert_eq!(s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_pkce_sign_in_yields_a_token_the_authorizer_accepts_once() {
     let key = DevKey::generate().unwrap();
     let (app, verifier) = app(&key);
@@ -131,6 +133,7 @@ async fn a_pkce_sign_in_yields_a_token_the_authorizer_accepts_once() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn sign_in_refuses_foreign_redirects_unknown_users_and_plain_challenges() {
     let key = DevKey::generate().unwrap();
     let (app, _) = app(&key);
@@ -152,6 +155,7 @@ async fn sign_in_refuses_foreign_redirects_unknown_users_and_plain_challenges() 
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn the_web_app_is_served_but_nothing_else_from_its_folder() {
     let key = DevKey::generate().unwrap();
     let (app, _) = app(&key);
@@ -192,6 +196,7 @@ fn directives(policy: &str) -> std::collections::BTreeMap<String, std::collectio
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn the_web_app_is_served_with_its_content_security_policy() {
     let key = DevKey::generate().unwrap();
     let (app, _) = app(&key);

@@ -22,6 +22,7 @@ fn crc(bytes: &[u8]) -> String {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn s3_refuses_bytes_that_do_not_match_their_crc64nvme_and_stores_nothing() {
     let garage = testkit::garage_sdk().await;
     let target = Target::new(&garage, testkit::env("GARAGE_BUCKET"), false);
@@ -55,6 +56,7 @@ async fn s3_refuses_bytes_that_do_not_match_their_crc64nvme_and_stores_nothing()
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_run_to_an_enforcing_s3_verifies_and_rollback_refuses_without_versioning() {
     let moto = moto().await;
     let garage = testkit::garage_sdk().await;

@@ -126,6 +126,7 @@ async fn serve(legacy: Legacy) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_list_of_urls_on_a_legacy_web_server_is_a_source() {
     let sdk = moto().await;
     let ctx = context(&sdk);
@@ -199,6 +200,7 @@ fn photo(name: &str) -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn redirects_are_not_followed_by_default() {
     let sdk = moto().await;
     let ctx = context(&sdk);
@@ -249,6 +251,7 @@ async fn redirects_are_not_followed_by_default() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_host_that_resolves_to_a_private_address_is_refused() {
     let sdk = moto().await;
     let ctx = context(&sdk);
@@ -278,6 +281,7 @@ async fn a_host_that_resolves_to_a_private_address_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn same_origin_redirects_are_followed_and_others_refused() {
     let sdk = moto().await;
     let ctx = context(&sdk);

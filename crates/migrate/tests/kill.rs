@@ -38,6 +38,7 @@ fn run_and_kill(run: &str, k: usize) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_run_killed_at_random_points_and_rerun_copies_every_file_exactly_once() {
     let sdk = moto().await;
     let ctx = context(&sdk);
@@ -79,6 +80,7 @@ async fn a_run_killed_at_random_points_and_rerun_copies_every_file_exactly_once(
 }
 
 #[test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 fn bad_input_gets_a_clear_message_a_usage_exit_code_and_changes_nothing() {
     let run = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_migrate")).args(args).output().unwrap();

@@ -32,6 +32,7 @@ async fn object(sdk: &aws_config::SdkConfig, bucket: &str, key: &str) -> Option<
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn plan_run_verify_and_report_then_a_rerun_writes_nothing() {
     let sdk = moto().await;
     let ctx = context(&sdk);
@@ -173,6 +174,7 @@ async fn plan_run_verify_and_report_then_a_rerun_writes_nothing() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn collisions_and_keys_a_rule_cannot_make_are_refused_before_anything_is_written() {
     let sdk = moto().await;
     let ctx = context(&sdk);
@@ -199,6 +201,7 @@ async fn collisions_and_keys_a_rule_cannot_make_are_refused_before_anything_is_w
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn changed_unreadable_and_overwritten_files_are_reported_and_the_others_copied() {
     let sdk = moto().await;
     let ctx = context(&sdk);
@@ -318,6 +321,7 @@ async fn latest_objects(sdk: &aws_config::SdkConfig, bucket: &str, prefix: &str)
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn pause_stops_new_copies_resume_completes_and_abort_keeps_the_ledger() {
     let sdk = moto().await;
     let ctx = context(&sdk);
@@ -377,6 +381,7 @@ async fn pause_stops_new_copies_resume_completes_and_abort_keeps_the_ledger() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn rollback_restores_the_exact_versions_after_a_full_and_after_a_partial_run() {
     let sdk = moto().await;
     let ctx = context(&sdk);
@@ -443,6 +448,7 @@ async fn rollback_restores_the_exact_versions_after_a_full_and_after_a_partial_r
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn rollback_refuses_a_running_run_and_an_unversioned_bucket_changing_nothing() {
     let sdk = moto().await;
     let ctx = context(&sdk);
@@ -482,6 +488,7 @@ async fn rollback_refuses_a_running_run_and_an_unversioned_bucket_changing_nothi
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_legacy_s3_bucket_is_a_source_too() {
     let sdk = moto().await;
     let ctx = context(&sdk);

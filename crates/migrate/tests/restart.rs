@@ -137,6 +137,7 @@ async fn s3_sdk(endpoint: &str) -> aws_config::SdkConfig {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn the_s3_server_restarting_mid_run_costs_retries_not_files() {
     let moto = moto().await;
     let t = photo_tree();

@@ -102,6 +102,7 @@ fn worker(sdk: &aws_config::SdkConfig, url: &str) -> Worker {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn enqueued_work_is_copied_by_the_worker_and_a_poison_message_ends_in_the_dlq() {
     let sdk = moto().await;
     let ctx = context(&sdk);
@@ -151,6 +152,7 @@ async fn enqueued_work_is_copied_by_the_worker_and_a_poison_message_ends_in_the_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_paused_run_drops_its_messages_and_resume_plus_enqueue_finishes_it() {
     let sdk = moto().await;
     let ctx = context(&sdk);
@@ -186,6 +188,7 @@ async fn a_paused_run_drops_its_messages_and_resume_plus_enqueue_finishes_it() {
 
 /// The dashboard's resume: one `enqueue` message, which the worker turns into the run's work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn an_enqueue_message_hands_a_resumed_run_back_to_the_workers() {
     let sdk = moto().await;
     let ctx = context(&sdk);

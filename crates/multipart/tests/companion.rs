@@ -77,6 +77,7 @@ fn twelve_mib_of_photos() -> Vec<u8> {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn uppy_uploads_in_parts_with_nothing_but_the_token() {
     let h = Harness::new(multipart::router, Options::default()).await;
     let user = unique_user("uppy");
@@ -107,6 +108,7 @@ async fn uppy_uploads_in_parts_with_nothing_but_the_token() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_single_upload_through_params_stays_within_the_allowance() {
     let h = Harness::new(multipart::router, Options::default()).await;
     let user = unique_user("single");
@@ -143,6 +145,7 @@ async fn a_single_upload_through_params_stays_within_the_allowance() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn more_than_the_allowance_is_aborted_and_charged_nothing() {
     let h = Harness::new(multipart::router, Options::default()).await;
     let user = unique_user("greedy");
@@ -157,6 +160,7 @@ async fn more_than_the_allowance_is_aborted_and_charged_nothing() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn the_users_quota_binds_token_uploads_too() {
     let limits = matbakh_core::limits::Limits { user_quota_bytes: 10 * MIB as u64, ..Default::default() };
     let h = Harness::new(multipart::router, Options { limits, ..Options::default() }).await;
@@ -170,6 +174,7 @@ async fn the_users_quota_binds_token_uploads_too() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn revoked_expired_unknown_and_foreign_tokens_open_nothing() {
     let h = Harness::new(multipart::router, Options::default()).await;
     let (alice, mallory) = (unique_user("alice"), unique_user("mallory"));
@@ -246,6 +251,7 @@ async fn revoked_expired_unknown_and_foreign_tokens_open_nothing() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn bad_token_requests_are_named() {
     let h = Harness::new(multipart::router, Options::default()).await;
     let user = unique_user("bad");
@@ -269,6 +275,7 @@ async fn bad_token_requests_are_named() {
 /// naming `types`: it used to reach DynamoDB as a string set with a duplicate and come back
 /// as a 500.
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn duplicate_token_types_are_refused() {
     let h = Harness::new(multipart::router, Options::default()).await;
     let user = unique_user("dup");
@@ -300,6 +307,7 @@ fn policy_range(params: &Value) -> (u64, u64) {
 /// (until the quota was full). The policy's bound is now reserved against the token and the
 /// quota, and settling gives back what did not arrive.
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn params_reserve_the_policy_bound_against_the_token_until_the_upload_settles() {
     let h = Harness::new(multipart::router, Options::default()).await;
     let user = unique_user("params-reserve");

@@ -26,6 +26,7 @@ async fn signed_parts(h: &Harness, user: &str, size: usize, parts: &[u64]) -> (s
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_part_carries_exactly_the_signed_length() {
     let h = garage().await;
     let user = unique_user("gp");
@@ -70,6 +71,7 @@ async fn a_part_carries_exactly_the_signed_length() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn an_expired_part_url_is_refused() {
     let past = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
     let opts = Options {
@@ -105,6 +107,7 @@ async fn create_with_checksum(h: &Harness, user: &str, size: usize, full: &str) 
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn part_checksums_are_signed_headers_that_s3_checks() {
     let h = garage().await;
     let user = unique_user("ck");
@@ -169,6 +172,7 @@ async fn part_checksums_are_signed_headers_that_s3_checks() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_wrong_full_object_checksum_stops_completion_and_stores_nothing() {
     let h = garage().await;
     let user = unique_user("ckbad");

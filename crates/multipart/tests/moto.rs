@@ -69,6 +69,7 @@ async fn open_ids(h: &Harness, user: &str) -> Vec<String> {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_large_file_goes_up_in_parts_and_comes_back_byte_for_byte() {
     let h = harness().await;
     let user = unique_user("mp");
@@ -109,6 +110,7 @@ async fn a_large_file_goes_up_in_parts_and_comes_back_byte_for_byte() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn an_upload_resumes_after_all_client_state_is_lost() {
     let h = harness().await;
     let user = unique_user("resume");
@@ -137,6 +139,7 @@ async fn an_upload_resumes_after_all_client_state_is_lost() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn parts_that_break_the_plan_abort_the_upload_and_release_the_quota() {
     let h = harness().await;
     let user = unique_user("cheat");
@@ -176,6 +179,7 @@ async fn parts_that_break_the_plan_abort_the_upload_and_release_the_quota() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn abort_releases_everything_and_is_idempotent() {
     let h = harness().await;
     let user = unique_user("quit");
@@ -193,6 +197,7 @@ async fn abort_releases_everything_and_is_idempotent() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn someone_elses_upload_does_not_exist_for_you() {
     let h = harness().await;
     let (alice, mallory) = (unique_user("alice"), unique_user("mallory"));
@@ -216,6 +221,7 @@ async fn someone_elses_upload_does_not_exist_for_you() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let h = harness().await;
     let user = unique_user("sloppy");
@@ -300,6 +306,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn part_checksums_must_match_the_uploads_algorithm() {
     let h = harness().await;
     let user = unique_user("crc");
@@ -344,6 +351,7 @@ fn axum_body(s: &str) -> axum::body::Body {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn the_quota_counts_multipart_reservations() {
     let limits = matbakh_core::limits::Limits { user_quota_bytes: 30 << 20, ..Default::default() };
     let h = Harness::new(multipart::router, Options { limits, ..Options::default() }).await;

@@ -18,6 +18,7 @@ fn xml_value(xml: &str, tag: &str) -> String {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn uppy_style_multipart_through_signed_requests() {
     multipart_via_signed_requests(Harness::new(multipart::router, Options::default()).await).await;
 }
@@ -25,6 +26,7 @@ async fn uppy_style_multipart_through_signed_requests() {
 /// Our own SigV4 presigner (the SDK presigns none of Create, ListParts, Complete, Abort) has
 /// to satisfy an S3 that checks signatures: Garage.
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn signed_requests_are_valid_for_an_s3_that_checks_signatures() {
     let opts = Options { s3_on_garage: true, ..Options::default() };
     multipart_via_signed_requests(Harness::new(multipart::router, opts).await).await;
@@ -85,6 +87,7 @@ async fn multipart_via_signed_requests(h: Harness) {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_single_put_becomes_a_policy_for_a_server_chosen_key() {
     let h = Harness::new(multipart::router, Options::default()).await;
     let user = unique_user("single");
@@ -106,6 +109,7 @@ async fn a_single_put_becomes_a_policy_for_a_server_chosen_key() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn nothing_is_signed_for_keys_or_uploads_the_server_did_not_issue_to_the_caller() {
     let h = Harness::new(multipart::router, Options::default()).await;
     let (alice, mallory) = (unique_user("alice"), unique_user("mallory"));
@@ -167,6 +171,7 @@ async fn create_upload(h: &Harness, user: &str, name: &str, size: usize) -> (Str
 /// reserved at once; each part is signed for its planned length only (S3 refuses any other),
 /// and no part beyond the plan is signed. Garage, since moto does not check signatures.
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn sign_request_parts_are_signed_for_their_planned_length_only() {
     let h = Harness::new(multipart::router, Options { s3_on_garage: true, ..Options::default() }).await;
     let user = unique_user("planned");
@@ -197,6 +202,7 @@ async fn sign_request_parts_are_signed_for_their_planned_length_only() {
 /// Security review 16.6: a user holds at most `MAX_OPEN_UPLOADS` open multipart uploads, counted
 /// across the REST, signRequest and Companion modes; finishing one frees its place.
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn open_uploads_are_capped_per_user_across_every_mode() {
     let limits = matbakh_core::limits::Limits { max_open_uploads: 2, ..Default::default() };
     let h = Harness::new(multipart::router, Options { limits, ..Options::default() }).await;

@@ -22,6 +22,7 @@ async fn call(h: &Harness, req: lambda_http::Request) -> (StatusCode, serde_json
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn sample_upload_event_is_granted_to_the_authorizers_subject() {
     let h = Harness::new(presign::router, Options::default()).await;
     let (status, grant) = call(&h, event("presign-create-upload.json")).await;
@@ -31,6 +32,7 @@ async fn sample_upload_event_is_granted_to_the_authorizers_subject() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn sample_download_event_for_an_unknown_file_is_a_json_404() {
     let h = Harness::new(presign::router, Options::default()).await;
     let (status, err) = call(&h, event("presign-download.json")).await;
@@ -38,6 +40,7 @@ async fn sample_download_event_for_an_unknown_file_is_a_json_404() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn sample_event_without_authorizer_claims_is_401() {
     let h = Harness::new(presign::router, Options::default()).await;
     let (status, _) = call(&h, event("presign-create-upload-unauthenticated.json")).await;

@@ -47,6 +47,7 @@ async fn assert_refused(
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn the_exact_upload_the_policy_describes_is_accepted() {
     let h = garage(None).await;
     let (grant, photo) = photo_grant(&h, None).await;
@@ -56,6 +57,7 @@ async fn the_exact_upload_the_policy_describes_is_accepted() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn one_byte_more_than_declared_is_rejected() {
     let h = garage(None).await;
     let (grant, mut photo) = photo_grant(&h, None).await;
@@ -64,6 +66,7 @@ async fn one_byte_more_than_declared_is_rejected() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn one_byte_less_than_declared_is_rejected() {
     let h = garage(None).await;
     let (grant, mut photo) = photo_grant(&h, None).await;
@@ -72,6 +75,7 @@ async fn one_byte_less_than_declared_is_rejected() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn another_content_type_is_rejected() {
     let h = garage(None).await;
     let (grant, photo) = photo_grant(&h, None).await;
@@ -82,6 +86,7 @@ async fn another_content_type_is_rejected() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_key_outside_the_pinned_one_is_rejected() {
     let h = garage(None).await;
     let (grant, photo) = photo_grant(&h, None).await;
@@ -94,6 +99,7 @@ async fn a_key_outside_the_pinned_one_is_rejected() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn an_expired_policy_is_rejected() {
     // Signed "an hour ago" with the default 15-minute lifetime.
     let past = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
@@ -103,6 +109,7 @@ async fn an_expired_policy_is_rejected() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_tampered_signature_or_policy_is_rejected() {
     let h = garage(None).await;
     let (grant, photo) = photo_grant(&h, None).await;
@@ -130,6 +137,7 @@ async fn a_tampered_signature_or_policy_is_rejected() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_declared_sha256_is_verified_by_s3() {
     let h = garage(None).await;
     let (_, photo) = corpus("photos/panasonic-orientation6.jpg");
@@ -144,6 +152,7 @@ async fn a_declared_sha256_is_verified_by_s3() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn download_urls_are_enforced_too() {
     let h = garage(None).await;
     let user = unique_user("dl");

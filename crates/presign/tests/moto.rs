@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use testkit::{Harness, Options, browser_upload, corpus, http_client, unique_user};
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_real_photo_goes_up_and_comes_back_byte_for_byte() {
     let h = Harness::new(presign::router, Options::default()).await;
     let user = unique_user("alice");
@@ -63,6 +64,7 @@ async fn a_real_photo_goes_up_and_comes_back_byte_for_byte() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn someone_elses_file_is_indistinguishable_from_a_missing_one() {
     let h = Harness::new(presign::router, Options::default()).await;
     let (alice, mallory) = (unique_user("alice"), unique_user("mallory"));
@@ -89,6 +91,7 @@ async fn someone_elses_file_is_indistinguishable_from_a_missing_one() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn without_a_valid_token_nothing_happens() {
     let h = Harness::new(presign::router, Options::default()).await;
     let user = unique_user("anon");
@@ -108,6 +111,7 @@ async fn without_a_valid_token_nothing_happens() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn bad_requests_get_a_clear_error_and_change_nothing() {
     let h = Harness::new(presign::router, Options::default()).await;
     let user = unique_user("careless");
@@ -162,6 +166,7 @@ async fn bad_requests_get_a_clear_error_and_change_nothing() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn the_quota_is_reserved_up_front_and_never_exceeded() {
     let limits = Limits { user_quota_bytes: 1000, ..Limits::default() };
     let h = Harness::new(presign::router, Options { limits, ..Options::default() }).await;
@@ -183,6 +188,7 @@ async fn the_quota_is_reserved_up_front_and_never_exceeded() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_download_before_the_upload_arrived_is_refused() {
     let h = Harness::new(presign::router, Options::default()).await;
     let user = unique_user("eager");
@@ -197,6 +203,7 @@ async fn a_download_before_the_upload_arrived_is_refused() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn grants_expire_when_the_clock_says_so() {
     let now = time::macros::datetime!(2026-03-01 12:00:00 UTC);
     let h = Harness::new(presign::router, Options { clock: Arc::new(FixedClock(now)), ..Options::default() }).await;

@@ -19,6 +19,7 @@ async fn redirect(state: matbakh_api::Services, url: &str) -> Option<String> {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_revoked_links_last_redirect_is_refused_once_its_minute_passed() {
     let now = time::OffsetDateTime::now_utc();
     let at = |t| Arc::new(FixedClock(t));

@@ -59,6 +59,7 @@ async fn share(h: &Harness, user: &str, file: &str, body: Value) -> (StatusCode,
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_link_downloads_the_same_bytes_counts_and_stops_when_used_up() {
     let h = harness().await;
     let alice = unique_user("alice");
@@ -101,6 +102,7 @@ async fn a_link_downloads_the_same_bytes_counts_and_stops_when_used_up() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn revoked_expired_forged_and_deleted_links_are_refused() {
     let h = harness().await;
     let (alice, mallory) = (unique_user("alice"), unique_user("mallory"));
@@ -157,6 +159,7 @@ async fn revoked_expired_forged_and_deleted_links_are_refused() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn nobody_shares_someone_elses_file_and_bad_terms_are_refused() {
     let h = harness().await;
     let (alice, mallory) = (unique_user("alice"), unique_user("mallory"));
@@ -187,6 +190,7 @@ async fn nobody_shares_someone_elses_file_and_bad_terms_are_refused() {
 /// Each redirect is a presigned GET valid for one minute only (not the five of a download), so
 /// a revoked link's last redirects stop working within a minute (S3 enforcing it: `tests/garage.rs`).
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_links_redirect_is_presigned_for_a_minute_only() {
     let h = harness().await;
     let alice = unique_user("alice");
@@ -202,6 +206,7 @@ async fn a_links_redirect_is_presigned_for_a_minute_only() {
 /// visitor's address and browser are in neither the link's view nor the owner's trail (the
 /// server's log keeps them, for abuse handling).
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn the_owner_sees_a_links_use_counted_not_the_visitors_address() {
     let h = harness().await;
     let alice = unique_user("alice");

@@ -22,6 +22,7 @@ fn as_of(h: &Harness, t: OffsetDateTime) -> Services {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn lapsed_uploads_give_their_quota_back_and_nothing_else_moves() {
     let now = OffsetDateTime::now_utc();
     let then = now - Duration::days(3);
@@ -103,6 +104,7 @@ fn xml_value(xml: &str, tag: &str) -> String {
 /// like REST ones: their S3 uploads (and the parts they hold) are aborted, the sessions end, and a
 /// part is no longer signed for them.
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn lapsed_sessions_of_every_mode_are_aborted() {
     let now = OffsetDateTime::now_utc();
     let then = now - Duration::days(3);

@@ -67,6 +67,7 @@ fn dimensions(content_type: &str, bytes: &[u8]) -> (u32, u32) {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn corpus_photos_become_ready_with_upright_metadata_free_variants() {
     let (h, t) = setup().await;
     let user = unique_user("photos");
@@ -121,6 +122,7 @@ async fn corpus_photos_become_ready_with_upright_metadata_free_variants() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn hostile_and_mislabelled_files_are_refused_with_a_reason_and_the_batch_goes_on() {
     let (h, t) = setup().await;
     let user = unique_user("hostile");
@@ -196,6 +198,7 @@ async fn sqs(action: &str, body: Value) -> Value {
 /// notification → SNS → the thumbnailer's SQS queue → this test as the event source mapping
 /// (receive, invoke the handler in-process, delete what it did not report) → READY.
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn every_corpus_photo_goes_through_the_real_event_path() {
     let (h, t) = setup().await;
     let user = unique_user("e2e");
@@ -266,6 +269,7 @@ async fn virus_scan(h: &Harness, id: FileId) -> Option<String> {
 /// records it, a file over the scan limit says it was not scanned, and a scanner that cannot be
 /// reached leaves the row untouched and the record failed, to be delivered again.
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn clamd_scans_every_file_and_a_match_is_quarantined() {
     let (h, t) = setup().await;
     let addr = std::env::var("CLAMD_TEST_ADDR").expect("CLAMD_TEST_ADDR: run through scripts/test");
@@ -320,6 +324,7 @@ async fn clamd_scans_every_file_and_a_match_is_quarantined() {
 /// An AVIF upload (written by libavif: `crates/imaging/tests/fixtures`) gets variants like any
 /// photo; a HEIC is checked and kept, without variants, with the reason on its row.
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn avif_sources_get_variants_and_heic_is_kept_without() {
     let (h, t) = setup().await;
     let user = unique_user("avif");

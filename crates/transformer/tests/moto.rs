@@ -69,6 +69,7 @@ fn shape(bytes: &[u8]) -> (matbakh_imaging::Format, u32, u32) {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn signed_urls_give_imgproxys_sizes_in_the_accepted_format() {
     use matbakh_imaging::Format as F;
     let t = transformer(&[]).await;
@@ -110,6 +111,7 @@ async fn signed_urls_give_imgproxys_sizes_in_the_accepted_format() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn results_are_stored_revalidated_and_recomputed_when_the_source_changes() {
     let t = transformer(&[("TRANSFORM_SOURCE_PREFIXES", "users/,public/")]).await;
     let key = source("photos/ladybird.jpg").await;
@@ -149,6 +151,7 @@ async fn results_are_stored_revalidated_and_recomputed_when_the_source_changes()
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_result_too_large_for_a_lambda_response_is_a_redirect_not_a_413() {
     let t = transformer(&[("TRANSFORM_MAX_INLINE_BYTES", "20000")]).await;
     let key = source("photos/dune.jpg").await;
@@ -167,6 +170,7 @@ async fn a_result_too_large_for_a_lambda_response_is_a_redirect_not_a_413() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn bad_urls_and_hostile_sources_get_json_errors_that_are_not_cached() {
     let t = transformer(&[]).await;
     let key = source("photos/ladybird.jpg").await;
@@ -206,6 +210,7 @@ async fn bad_urls_and_hostile_sources_get_json_errors_that_are_not_cached() {
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn unsigned_urls_only_where_the_deployment_allows_them() {
     let s = platform().await;
     let lookup = |name: &str| (name == "TRANSFORM_ALLOW_UNSIGNED").then(|| "true".to_owned());
@@ -253,6 +258,7 @@ fn secret_settings(id: &str) -> impl Fn(&str) -> Option<String> + use<> {
 /// the secret reaches a running instance once TRANSFORM_SECRET_REFRESH_SECONDS have passed, and a
 /// secret emptied by mistake never turns signature checks off.
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn signing_pairs_come_from_secrets_manager_and_rotations_reach_running_instances() {
     let id = signing_secret(KEY, SALT).await;
     let clock = Arc::new(TestClock(1_800_000_000.into()));
@@ -283,6 +289,7 @@ async fn signing_pairs_come_from_secrets_manager_and_rotations_reach_running_ins
 }
 
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_missing_bad_or_doubled_signing_configuration_stops_the_transformer_at_start() {
     let sdk = moto_sdk().await;
     type Env = Box<dyn Fn(&str) -> Option<String>>;
@@ -319,6 +326,7 @@ async fn a_missing_bad_or_doubled_signing_configuration_stops_the_transformer_at
 /// URLs built and signed by imgproxy's official Node client (`@imgproxy/imgproxy-node` 1.1.0,
 /// `tests/imgproxy`): accepted, and the images have the sizes and formats asked for.
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn urls_from_imgproxys_own_node_client_are_accepted() {
     use matbakh_imaging::Format as F;
     let t = transformer(&[]).await;
@@ -367,6 +375,7 @@ async fn urls_from_imgproxys_own_node_client_are_accepted() {
 /// Behind CloudFront the request path is the result key the CloudFront Function tried in S3;
 /// the signed path comes in `x-transform-path` and is checked like any URL.
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn behind_cloudfront_the_signed_path_comes_in_a_header() {
     let t = transformer(&[]).await;
     let key = source("photos/ladybird.jpg").await;
@@ -384,6 +393,7 @@ async fn behind_cloudfront_the_signed_path_comes_in_a_header() {
 /// `wm` lays the configured image (here the corpus PNG with transparency) over the result: the
 /// corner it names changes, the rest of the picture does not.
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_configured_watermark_is_laid_over_the_corner_it_names() {
     let mark = corpus("other/alpha.png").1;
     let t = Transformer::from_lookup(platform().await, signed_settings(&[])).unwrap();
@@ -409,6 +419,7 @@ async fn a_configured_watermark_is_laid_over_the_corner_it_names() {
 /// A real result too large for a buffered Lambda response (the default 4 MiB limit): the 18 MP
 /// photo as a 4096 px PNG is a redirect to the stored result, never a 413.
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_large_output_at_the_default_limit_is_redirected() {
     let t = transformer(&[]).await;
     let key = source("photos/sony-18mp-progressive.jpg").await;
@@ -494,6 +505,7 @@ async fn results_of(key: &str) -> Vec<String> {
 /// photo's, is stored as such and served again, and a stored result made from another version
 /// of the key is never served.
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_second_version_put_on_a_settled_key_is_never_transformed() {
     let t = transformer(&[]).await;
     let (key, pinned) = settled("photos/dune.jpg").await; // 1680x1050
@@ -530,6 +542,7 @@ async fn a_second_version_put_on_a_settled_key_is_never_transformed() {
 /// A source under `users/` is transformed only when its file row is READY, names that key and
 /// has pinned a version: anything else is 404 `source_not_found`, and nothing is stored.
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_users_source_without_an_accepted_version_is_not_found_and_nothing_is_stored() {
     let t = transformer(&[]).await;
     let (name, photo) = corpus("photos/ladybird.jpg");
@@ -574,6 +587,7 @@ async fn a_users_source_without_an_accepted_version_is_not_found_and_nothing_is_
 
 /// The transformer reads file rows: without `TABLE_NAME` it stops at start, naming it.
 #[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn without_the_files_table_the_transformer_stops_at_start() {
     let bucket = env("BUCKET_NAME");
     let e = Platform::from_lookup(&moto_sdk().await, |k| (k == "BUCKET_NAME").then(|| bucket.clone())).unwrap_err();
