@@ -409,8 +409,7 @@ async fn a_replayed_create_multipart_url_cannot_write_a_settled_key() {
     let client = testkit::http_client();
     let create = || async {
         let xml = client.post(created_url["url"].as_str().unwrap()).send().await.unwrap().text().await.unwrap();
-        let start = xml.find("<UploadId>").unwrap() + 10;
-        xml[start..start + xml[start..].find('<').unwrap()].to_owned()
+        testkit::xml_value(&xml, "UploadId")
     };
     let upload_id = create().await;
     let part = json!({"method": "PUT", "key": key, "uploadId": upload_id, "partNumber": 1});

@@ -10,7 +10,7 @@ use matbakh_core::ids::FileId;
 use matbakh_core::multipart::UploadId;
 use serde_json::json;
 use sweeper::{SweepReport, sweep};
-use testkit::{Harness, Options, browser_upload, corpus, http_client, unique_user};
+use testkit::{Harness, Options, browser_upload, corpus, http_client, unique_user, xml_value};
 use time::{Duration, OffsetDateTime};
 
 fn at(t: OffsetDateTime) -> Arc<FixedClock> {
@@ -92,12 +92,6 @@ async fn lapsed_uploads_give_their_quota_back_and_nothing_else_moves() {
         SweepReport { examined: 1, released: 0, released_bytes: 0, awaiting_event: 1, sessions_ended: 0 }
     );
     assert_eq!(single.usage(&user).await.charged, all - released);
-}
-
-fn xml_value(xml: &str, tag: &str) -> String {
-    let start = xml.find(&format!("<{tag}>")).unwrap() + tag.len() + 2;
-    let end = xml[start..].find(&format!("</{tag}>")).unwrap() + start;
-    xml[start..end].to_owned()
 }
 
 /// Security review 16.6: sessions of Uppy's signRequest and Companion modes expire and are swept

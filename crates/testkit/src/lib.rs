@@ -380,6 +380,13 @@ pub fn accepted(outcome: &Result<reqwest::Response, reqwest::Error>) -> bool {
     outcome.as_ref().is_ok_and(|r| r.status().is_success())
 }
 
+/// The text of the first `<tag>` element of an S3 XML answer (`UploadId`, `ETag`, ...).
+pub fn xml_value(xml: &str, tag: &str) -> String {
+    let start = xml.find(&format!("<{tag}>")).unwrap() + tag.len() + 2;
+    let end = xml[start..].find(&format!("</{tag}>")).unwrap() + start;
+    xml[start..end].to_owned()
+}
+
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(60)).build().unwrap()
 }

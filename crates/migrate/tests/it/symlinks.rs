@@ -1,7 +1,7 @@
 //! The file source stays beneath its root: symbolic links are neither listed nor followed, also
 //! when one is swapped in between the plan's listing and the copy. Ledger and target on moto.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::os::unix::fs::symlink;

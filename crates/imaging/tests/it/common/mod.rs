@@ -1,6 +1,6 @@
 //! Files the imaging tests read: the shared corpus and this crate's AVIF fixtures.
 
-#![allow(dead_code)] // each test binary uses some of these
+#![allow(dead_code)] // not every test module uses all of these
 
 /// A file of the image corpus (`../shared/corpus`, or `MATBAKH_CORPUS`).
 pub fn corpus(rel: &str) -> Vec<u8> {

@@ -4,7 +4,7 @@
 //! client meets the restart at a chosen point (half of the bytes sent) and for exactly as long
 //! as the server is down. Needs `S3S_FS_BIN` (scripts/test builds s3s-fs once and sets it).
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

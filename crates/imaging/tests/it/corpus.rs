@@ -1,7 +1,7 @@
 //! The pipeline on the real corpus (`../shared/corpus`): photos become upright, metadata-free
 //! variants of the right sizes; hostile files are refused with a reason before decoding.
 
-mod common;
+use crate::common;
 use common::corpus;
 use matbakh_imaging::{
     DEFAULT_QUALITY, Disposition, ImageError, ImageLimits, OutputFormat, Quality, Rendered, exif, inspect, load, render,

@@ -3,7 +3,7 @@
 //! ledger and the target are on moto. The server is on 127.0.0.1, so the tests that copy allow
 //! private addresses, and the one that proves the refusal does not.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -188,7 +188,7 @@ async fn nobody_shares_someone_elses_file_and_bad_terms_are_refused() {
 }
 
 /// Each redirect is a presigned GET valid for one minute only (not the five of a download), so
-/// a revoked link's last redirects stop working within a minute (S3 enforcing it: `tests/garage.rs`).
+/// a revoked link's last redirects stop working within a minute (S3 enforcing it: `tests/it/garage.rs`).
 #[tokio::test]
 #[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_links_redirect_is_presigned_for_a_minute_only() {

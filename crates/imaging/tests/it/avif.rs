@@ -2,7 +2,7 @@
 //! every layout (4:2:0, 4:2:2, 4:4:4, monochrome), depth (8, 10, 12 bits), range, matrix and
 //! premultiplied alpha decodes to the photo it was made from, and becomes variants.
 
-mod common;
+use crate::common;
 use common::{corpus, fixture};
 use matbakh_imaging::{
     DEFAULT_QUALITY, Disposition, Format, ImageError, ImageLimits, OutputFormat, Pixels, Quality, inspect, load, render,

@@ -202,7 +202,7 @@ async fn the_web_app_is_served_with_its_content_security_policy() {
     let (app, _) = app(&key);
     // tests/web/csp.json, with the local origins: the API and the sign-in provider are the
     // gateway itself, S3 is the local server.
-    let shared: Value = serde_json::from_str(include_str!("../../../tests/web/csp.json")).unwrap();
+    let shared: Value = serde_json::from_str(include_str!("../../../../tests/web/csp.json")).unwrap();
     let expected: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = shared
         .as_object()
         .unwrap()

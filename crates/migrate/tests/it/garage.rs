@@ -3,7 +3,7 @@
 //! the CRC64NVME sent with them, single and multipart, and a whole run verifies there. (The S3
 //! server restarting mid-run is `restart.rs`, on s3s-fs.)
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -5,7 +5,7 @@
 //! source mapping (as `scripts/event_pump.py` does for `scripts/dev`), except that a failed
 //! message is made visible again at once instead of after the visibility timeout.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::Duration;

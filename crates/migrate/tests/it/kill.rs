@@ -2,7 +2,7 @@
 //! up copied exactly once (one version per key), the ledger agrees with the bucket, and
 //! `verify --deep` passes. Runs the real binary against moto, through `scripts/test`.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};

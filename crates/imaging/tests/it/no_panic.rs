@@ -2,7 +2,7 @@
 //! format's magic, and real files with bytes flipped, cut or spliced. Plus every input the
 //! fuzzer kept (`fuzz/corpus/decode`), so CI replays what `cargo fuzz` found.
 
-mod common;
+use crate::common;
 use common::{corpus, fixture};
 use matbakh_imaging::{ImageLimits, inspect, load};
 use proptest::prelude::*;

@@ -3,18 +3,12 @@
 
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
-use testkit::{Harness, Options, accepted, browser_upload, corpus, http_client, refused, unique_user};
+use testkit::{Harness, Options, accepted, browser_upload, corpus, http_client, refused, unique_user, xml_value};
 
 const MIB: usize = 1 << 20;
 
 async fn sign(h: &Harness, user: &str, req: Value) -> (StatusCode, Value) {
     h.call(Method::POST, "/v1/uploads/sign", Some(&h.token(user)), Some(req)).await
-}
-
-fn xml_value(xml: &str, tag: &str) -> String {
-    let start = xml.find(&format!("<{tag}>")).unwrap() + tag.len() + 2;
-    let end = xml[start..].find(&format!("</{tag}>")).unwrap() + start;
-    xml[start..end].to_owned()
 }
 
 #[tokio::test]

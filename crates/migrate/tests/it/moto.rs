@@ -2,7 +2,7 @@
 //! reruns, changed and unreadable sources, application writes, pause/resume/abort, and exact
 //! rollback after full and partial runs. Run through `scripts/test`.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,0 +1,5 @@
+//! The `local-gateway` crate's integration tests, in one test binary (one link, not 2); each
+//! module's own comment says what it covers.
+
+mod dev_stack;
+mod gateway;

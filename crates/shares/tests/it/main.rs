@@ -1,0 +1,5 @@
+//! The `shares` crate's integration tests, in one test binary (one link, not 2); each
+//! module's own comment says what it covers.
+
+mod garage;
+mod moto;
