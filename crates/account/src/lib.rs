@@ -146,7 +146,7 @@ async fn erase(
         "ok: {} files, {} object versions, {} in the replica, {} derived objects, {} items",
         erased.files, erased.object_versions, erased.replica_versions, erased.derived_objects, erased.items
     );
-    let access = Access { owner: &stand_in, action: AuditAction::Erase, file_id: None, actor: None, result: &result };
+    let access = Access { result: &result, ..Access::ok(&stand_in, AuditAction::Erase, None) };
     audit::record(&st, &client, access).await?;
     tracing::info!(files = erased.files, items = erased.items, "account erased");
     metrics::emit("erase_account", &[("AccountsErased", 1, Unit::Count)]);
@@ -246,8 +246,7 @@ async fn start_export(
     };
     st.table.put_export(&job).await?;
     queue.send_all(&[json!({"exportId": job.id}).to_string()]).await?;
-    let access =
-        Access { owner: &caller.user, action: AuditAction::Export, file_id: None, actor: None, result: "queued" };
+    let access = Access { result: "queued", ..Access::ok(&caller.user, AuditAction::Export, None) };
     audit::record(&st, &client, access).await?;
     tracing::info!(export = %job.id, "export queued");
     Ok((StatusCode::ACCEPTED, Json(job_view(&st, &job).await?)))

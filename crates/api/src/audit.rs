@@ -54,6 +54,13 @@ pub struct Access<'a> {
     pub result: &'a str,
 }
 
+impl<'a> Access<'a> {
+    /// The owner acted on `file_id` (or on their account) and it succeeded: most accesses.
+    pub fn ok(owner: &'a UserId, action: AuditAction, file_id: Option<FileId>) -> Self {
+        Access { owner, action, file_id, actor: None, result: "ok" }
+    }
+}
+
 /// Writes the record and the log line. A visitor's use of a share link keeps their address
 /// and user agent in the log only (abuse handling), never in the owner's trail.
 pub async fn record(st: &Services, client: &Client, access: Access<'_>) -> Result<(), ApiError> {

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use matbakh_core::checksum::Integrity;
 use matbakh_core::clock::iso_millis;
 use matbakh_core::ids::{FileId, ObjectKey, UserId};
@@ -36,16 +36,15 @@ impl FileTable {
     /// Writes a new open session that reserves no bytes up front (an upload token's), taking
     /// one of the owner's `cap` open-upload places in the same transaction.
     pub async fn put_session(&self, session: &UploadSession, cap: u64) -> Result<(), AwsError> {
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(session_item(session)))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()?;
-        let items = vec![
+        self.open(&session.owner, cap, self.opening(session, cap)?).await
+    }
+
+    /// The transaction items that take an open-upload place and write a new open session.
+    fn opening(&self, session: &UploadSession, cap: u64) -> Result<Vec<TransactWriteItem>, AwsError> {
+        Ok(vec![
             TransactWriteItem::builder().update(self.open_place(&session.owner, 0, None, cap)?).build(),
-            TransactWriteItem::builder().put(put).build(),
-        ];
-        self.open(&session.owner, cap, items).await
+            TransactWriteItem::builder().put(self.put_new_item(session_item(session))?).build(),
+        ])
     }
 
     /// Binds an S3 upload the client started from a presigned CreateMultipartUpload (Uppy's
@@ -54,11 +53,6 @@ impl FileTable {
     /// it and settling closes it), in one transaction. A row takes one upload: binding a second
     /// is `AlreadyExists`, as is a row that settled meanwhile.
     pub async fn bind_session(&self, session: &UploadSession, cap: u64) -> Result<(), AwsError> {
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(session_item(session)))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()?;
         let row = Update::builder()
             .table_name(&self.table)
             .set_key(Some(schema::file(session.file_id)))
@@ -68,11 +62,8 @@ impl FileTable {
             )
             .expression_attribute_values(":id", s(session.upload_id.as_str()))
             .build()?;
-        let items = vec![
-            TransactWriteItem::builder().update(self.open_place(&session.owner, 0, None, cap)?).build(),
-            TransactWriteItem::builder().put(put).build(),
-            TransactWriteItem::builder().update(row).build(),
-        ];
+        let mut items = self.opening(session, cap)?;
+        items.push(TransactWriteItem::builder().update(row).build());
         self.open(&session.owner, cap, items).await
     }
 

@@ -150,28 +150,17 @@ impl FileTable {
         let mut item = accounted_file_item(record, record.size, record.size);
         // So the sweeper can abort the S3 upload with nothing but the row.
         item.insert("uploadId".to_owned(), s(session.upload_id.as_str()));
-        let put = |item| {
-            Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-        };
         let items = vec![
             TransactWriteItem::builder().update(usage).build(),
-            TransactWriteItem::builder().put(put(item)?).build(),
-            TransactWriteItem::builder().put(put(crate::sessions::session_item(session))?).build(),
+            TransactWriteItem::builder().put(self.put_new_item(item)?).build(),
+            TransactWriteItem::builder().put(self.put_new_item(crate::sessions::session_item(session))?).build(),
         ];
         self.open(&record.owner, cap, items).await
     }
 
     async fn reserve(&self, record: &FileRecord, quota: u64) -> Result<(), AwsError> {
         let usage = self.charge_usage(&record.owner, record.size, quota, true)?;
-        let row = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(accounted_file_item(record, record.size, record.size)))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()?;
+        let row = self.put_new_item(accounted_file_item(record, record.size, record.size))?;
         let items =
             vec![TransactWriteItem::builder().update(usage).build(), TransactWriteItem::builder().put(row).build()];
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
@@ -804,6 +793,15 @@ impl FileTable {
             .send()
             .await;
         conditional(out, "UpdateItem")
+    }
+
+    /// A transaction's put of an item that must not exist yet.
+    pub(crate) fn put_new_item(&self, item: schema::Item) -> Result<Put, AwsError> {
+        Ok(Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()?)
     }
 
     /// Writes an item that must not exist yet (`AlreadyExists` if it does).

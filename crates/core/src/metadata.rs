@@ -6,7 +6,7 @@ use std::str::FromStr;
 use time::OffsetDateTime;
 
 use crate::ids::{FileId, ObjectKey, Sha256, UserId};
-use crate::names::DisplayName;
+use crate::names::{DisplayName, SafeName};
 use crate::types::ContentType;
 
 /// Where a file is in its life.
@@ -74,6 +74,32 @@ pub struct FileRecord {
     /// The S3 version accepted as this file (DECISIONS 28), once the object arrived; every
     /// read of the file reads exactly it. `None` before, and in a bucket without versioning.
     pub version_id: Option<String>,
+}
+
+impl FileRecord {
+    /// A new upload's row: PENDING, at `users/{owner}/{fileId}/{safe name}`, nothing granted
+    /// and no grant running yet (callers set `size`, `expires_at`, `sha256`).
+    pub fn upload(
+        file_id: FileId,
+        owner: UserId,
+        filename: DisplayName,
+        content_type: ContentType,
+        created_at: OffsetDateTime,
+    ) -> Self {
+        FileRecord {
+            key: ObjectKey::original(&owner, file_id, &SafeName::from_display(&filename)),
+            file_id,
+            owner,
+            filename,
+            content_type,
+            size: 0,
+            sha256: None,
+            status: FileStatus::Pending,
+            created_at,
+            expires_at: None,
+            version_id: None,
+        }
+    }
 }
 
 /// One responsive variant of an image, as the metadata lists it.

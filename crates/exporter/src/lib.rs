@@ -80,8 +80,7 @@ pub async fn export(st: &Services, export_id: &str) -> Result<(), ApiError> {
             st.table.set_export(&job.id, ExportState::Ready, Some((&key, size, written))).await?;
             let client = Client { ip: "-".into(), user_agent: "exporter".into() };
             let result = format!("ok: {written} files, {size} bytes");
-            let access =
-                Access { owner: &job.owner, action: AuditAction::Export, file_id: None, actor: None, result: &result };
+            let access = Access { result: &result, ..Access::ok(&job.owner, AuditAction::Export, None) };
             audit::record(st, &client, access).await?;
             tracing::info!(export = %job.id, files = written, bytes = size, "export ready");
             Ok(())

@@ -185,13 +185,7 @@ async fn update(
         let current: BTreeSet<Tag> = before.tags.iter().cloned().map(Tag::from_stored).collect();
         let tags = retag(&current, &add, &remove)?;
         if st.table.update_file(&before, name.as_ref(), &tags).await? {
-            let access = Access {
-                owner: &caller.user,
-                action: AuditAction::Update,
-                file_id: Some(before.record.file_id),
-                actor: None,
-                result: "ok",
-            };
+            let access = Access::ok(&caller.user, AuditAction::Update, Some(before.record.file_id));
             audit::record(&st, &client, access).await?;
             let after = own_file(&st, &caller, &raw_id).await?;
             tracing::info!(renamed = name.is_some(), tags = tags.len(), "file updated");
@@ -224,13 +218,7 @@ async fn remove(
             st.store.delete_version(r.key.as_str(), None).await?;
             st.table.note_deleted(r.file_id, st.clock.now()).await?;
             st.table.mark_deleted(r.file_id, None).await?;
-            let access = Access {
-                owner: &caller.user,
-                action: AuditAction::Delete,
-                file_id: Some(r.file_id),
-                actor: None,
-                result: "ok",
-            };
+            let access = Access::ok(&caller.user, AuditAction::Delete, Some(r.file_id));
             audit::record(&st, &client, access).await?;
             metrics::emit("delete_file", &[("FilesDeleted", 1, Unit::Count)]);
         }
@@ -264,13 +252,7 @@ async fn restore(
     if let Some(marker) = st.store.current_delete_marker(r.key.as_str()).await? {
         st.store.delete_version(r.key.as_str(), Some(&marker)).await?;
     }
-    let access = Access {
-        owner: &caller.user,
-        action: AuditAction::Restore,
-        file_id: Some(r.file_id),
-        actor: None,
-        result: "ok",
-    };
+    let access = Access::ok(&caller.user, AuditAction::Restore, Some(r.file_id));
     audit::record(&st, &client, access).await?;
     metrics::emit("restore_file", &[("FilesRestored", 1, Unit::Count)]);
     let after = own_file(&st, &caller, &raw_id).await?;

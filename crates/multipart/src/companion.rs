@@ -34,7 +34,7 @@ use matbakh_core::audit::AuditAction;
 use matbakh_core::clock::iso_seconds;
 use matbakh_core::ids::{FileId, ObjectKey, UserId};
 use matbakh_core::limits::MAX_SINGLE_UPLOAD_BYTES;
-use matbakh_core::metadata::{FileRecord, FileStatus};
+use matbakh_core::metadata::FileRecord;
 use matbakh_core::multipart::{
     Completion, PartNumber, SessionLimit, SessionState, UploadId, UploadSession, UploadedPart, check_parts,
 };
@@ -196,23 +196,14 @@ async fn params(
     }
     let now = st.clock.now();
     let file_id = new_file_id(now)?;
-    let key = ObjectKey::original(&grant.owner, file_id, &SafeName::from_display(&name));
-    let post = st.store.presign_upload(&key, content_type, 1..=max, None, now, st.limits.upload_url_ttl).await?;
     // The size is not known yet: the row holds the most the policy allows and reserves it
     // against the token and the quota; the object-created event settles both to what arrived.
     let record = FileRecord {
-        file_id,
-        owner: grant.owner.clone(),
-        key,
-        filename: name,
-        content_type,
         size: max,
-        sha256: None,
-        status: FileStatus::Pending,
-        created_at: now,
         expires_at: Some(now + st.limits.pending_ttl),
-        version_id: None,
+        ..FileRecord::upload(file_id, grant.owner.clone(), name, content_type, now)
     };
+    let post = st.store.presign_upload(&record.key, content_type, 1..=max, None, now, st.limits.upload_url_ttl).await?;
     match st.table.reserve_token_upload(&grant, &record, st.limits.user_quota_bytes).await {
         Ok(()) => {}
         Err(AwsError::QuotaExceeded) => {
@@ -330,17 +321,15 @@ async fn complete(
     };
     let total: u64 = ready.iter().map(|p| p.size).sum();
     let record = FileRecord {
-        file_id: session.file_id,
-        owner: session.owner.clone(),
-        key: session.key.clone(),
-        filename: session.filename.clone(),
-        content_type: session.content_type,
         size: total,
-        sha256: None,
-        status: FileStatus::Pending,
-        created_at: session.created_at,
-        expires_at: None,
-        version_id: None,
+        key: session.key.clone(),
+        ..FileRecord::upload(
+            session.file_id,
+            session.owner.clone(),
+            session.filename.clone(),
+            session.content_type,
+            session.created_at,
+        )
     };
     match st.table.charge_token_upload(&grant, &record, st.limits.user_quota_bytes).await {
         Ok(()) => {}

@@ -34,13 +34,12 @@ use std::collections::HashMap;
 
 use matbakh_core::checksum::{Checksum, Integrity};
 use matbakh_core::clock::iso_seconds;
-use matbakh_core::ids::ObjectKey;
-use matbakh_core::metadata::{FileRecord, FileStatus};
+use matbakh_core::metadata::FileRecord;
 use matbakh_core::multipart::{
     Completion, MAX_PARTS_PER_SIGN_REQUEST, PartNumber, PartPlan, SessionLimit, SessionState, UploadId, UploadSession,
     UploadedPart, check_parts,
 };
-use matbakh_core::names::{DisplayName, SafeName};
+use matbakh_core::names::DisplayName;
 use matbakh_core::types::ContentType;
 use serde_json::{Value, json};
 
@@ -135,7 +134,9 @@ async fn create(
     let now = st.clock.now();
     let file_id = new_file_id(now)?;
     tracing::Span::current().record("file_id", tracing::field::display(file_id));
-    let key = ObjectKey::original(&caller.user, file_id, &SafeName::from_display(&filename));
+    let mut record =
+        FileRecord { size, ..FileRecord::upload(file_id, caller.user.clone(), filename, content_type, now) };
+    let key = record.key.clone();
     let upload_id =
         st.store.create_multipart(&key, content_type.as_str(), integrity.as_ref().map(|i| i.algorithm)).await?;
     let session = UploadSession {
@@ -144,7 +145,7 @@ async fn create(
         file_id,
         owner: caller.user.clone(),
         key: key.clone(),
-        filename: filename.clone(),
+        filename: record.filename.clone(),
         content_type,
         limit: SessionLimit::Planned(plan),
         token: None,
@@ -152,19 +153,7 @@ async fn create(
         expires_at: now + st.limits.upload_session_ttl,
         state: SessionState::Open,
     };
-    let record = FileRecord {
-        file_id,
-        owner: caller.user.clone(),
-        key: key.clone(),
-        filename,
-        content_type,
-        size,
-        sha256: None,
-        status: FileStatus::Pending,
-        created_at: now,
-        expires_at: Some(session.expires_at),
-        version_id: None,
-    };
+    record.expires_at = Some(session.expires_at);
     if let Err(e) =
         st.table.reserve_multipart(&record, &session, st.limits.user_quota_bytes, st.limits.max_open_uploads).await
     {
@@ -174,8 +163,7 @@ async fn create(
         }
         return Err(e.into());
     }
-    let access =
-        Access { owner: &caller.user, action: AuditAction::Upload, file_id: Some(file_id), actor: None, result: "ok" };
+    let access = Access::ok(&caller.user, AuditAction::Upload, Some(file_id));
     audit::record(&st, &client, access).await?;
     tracing::info!(size, parts = plan.part_count, "multipart upload started");
     metrics::emit(

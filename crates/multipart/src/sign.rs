@@ -29,7 +29,7 @@ use matbakh_core::ids::{FileId, ObjectKey};
 use matbakh_core::limits::MAX_SINGLE_UPLOAD_BYTES;
 use matbakh_core::metadata::{FileRecord, FileStatus};
 use matbakh_core::multipart::{PartNumber, PartPlan, SessionLimit, SessionState, UploadId, UploadSession};
-use matbakh_core::names::{DisplayName, SafeName};
+use matbakh_core::names::DisplayName;
 use matbakh_core::types::ContentType;
 use serde_json::{Value, json};
 
@@ -102,20 +102,11 @@ pub async fn sign(State(st): State<Services>, caller: Caller, body: Bytes) -> Re
         };
         let room = st.limits.user_quota_bytes.saturating_sub(st.table.usage(&caller.user).await?.charged);
         let file_id = new_file_id(now)?;
-        let key = ObjectKey::original(&caller.user, file_id, &SafeName::from_display(&filename));
         let mut record = FileRecord {
-            file_id,
-            owner: caller.user.clone(),
-            key: key.clone(),
-            filename,
-            content_type,
-            size: 0,
-            sha256: None,
-            status: FileStatus::Pending,
-            created_at: now,
             expires_at: Some(now + st.limits.upload_session_ttl),
-            version_id: None,
+            ..FileRecord::upload(file_id, caller.user.clone(), filename, content_type, now)
         };
+        let key = record.key.clone();
         return match op {
             Operation::PutObject => {
                 let declared = req.opt_u64("size")?;

@@ -21,9 +21,9 @@ use matbakh_api::metrics::{self, Unit};
 use matbakh_api::{ApiError, Caller, Services, new_file_id};
 use matbakh_core::audit::AuditAction;
 use matbakh_core::clock::iso_seconds;
-use matbakh_core::ids::{FileId, ObjectKey, Sha256};
+use matbakh_core::ids::{FileId, Sha256};
 use matbakh_core::metadata::{FileRecord, FileStatus};
-use matbakh_core::names::{DisplayName, SafeName, content_disposition};
+use matbakh_core::names::{DisplayName, content_disposition};
 use matbakh_core::types::ContentType;
 use serde_json::{Value, json};
 
@@ -52,25 +52,17 @@ async fn create_upload(
     let now = st.clock.now();
     let file_id = new_file_id(now)?;
     tracing::Span::current().record("file_id", tracing::field::display(file_id));
-    let key = ObjectKey::original(&caller.user, file_id, &SafeName::from_display(&filename));
-    // Sign first: if signing fails, nothing has been written.
-    let post = st.store.presign_upload(&key, content_type, size..=size, sha256, now, st.limits.upload_url_ttl).await?;
     let record = FileRecord {
-        file_id,
-        owner: caller.user.clone(),
-        key: key.clone(),
-        filename,
-        content_type,
         size,
         sha256,
-        status: FileStatus::Pending,
-        created_at: now,
         expires_at: Some(now + st.limits.pending_ttl),
-        version_id: None,
+        ..FileRecord::upload(file_id, caller.user.clone(), filename, content_type, now)
     };
+    let key = record.key.clone();
+    // Sign first: if signing fails, nothing has been written.
+    let post = st.store.presign_upload(&key, content_type, size..=size, sha256, now, st.limits.upload_url_ttl).await?;
     st.table.reserve_upload(&record, st.limits.user_quota_bytes).await?;
-    let access =
-        Access { owner: &caller.user, action: AuditAction::Upload, file_id: Some(file_id), actor: None, result: "ok" };
+    let access = Access::ok(&caller.user, AuditAction::Upload, Some(file_id));
     audit::record(&st, &client, access).await?;
     tracing::info!(size, content_type = content_type.as_str(), "upload granted");
     metrics::emit("create_upload", &[("UploadsGranted", 1, Unit::Count), ("UploadBytesGranted", size, Unit::Bytes)]);
@@ -101,13 +93,7 @@ async fn download(
     let id = FileId::parse(&raw_id).map_err(|_| ApiError::not_found("file"))?;
     // Someone else's file answers exactly like a missing one (the attempt is in the caller's trail).
     let Some(record) = st.table.get_file(id).await?.filter(|r| r.owner == caller.user) else {
-        let access = Access {
-            owner: &caller.user,
-            action: AuditAction::Download,
-            file_id: Some(id),
-            actor: None,
-            result: "not_found",
-        };
+        let access = Access { result: "not_found", ..Access::ok(&caller.user, AuditAction::Download, Some(id)) };
         audit::record(&st, &client, access).await?;
         return Err(ApiError::not_found("file"));
     };
@@ -147,8 +133,7 @@ async fn download(
             st.limits.download_url_ttl,
         )
         .await?;
-    let access =
-        Access { owner: &caller.user, action: AuditAction::Download, file_id: Some(id), actor: None, result: "ok" };
+    let access = Access::ok(&caller.user, AuditAction::Download, Some(id));
     audit::record(&st, &client, access).await?;
     tracing::info!("download granted");
     metrics::emit("download", &[("DownloadsGranted", 1, Unit::Count)]);

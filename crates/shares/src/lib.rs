@@ -109,8 +109,7 @@ async fn create(
         revoked: false,
     };
     st.table.put_share(&share).await?;
-    let access =
-        Access { owner: &caller.user, action: AuditAction::ShareCreate, file_id: Some(id), actor: None, result: "ok" };
+    let access = Access::ok(&caller.user, AuditAction::ShareCreate, Some(id));
     audit::record(&st, &client, access).await?;
     tracing::info!(share = %share.id, ttl = ttl.as_secs(), "share created");
     metrics::emit("create_share", &[("SharesCreated", 1, Unit::Count)]);
@@ -135,7 +134,7 @@ async fn revoke(
     let (id, _) = key(&st)?.open(&token).map_err(|_| ApiError::not_found("share"))?;
     let share = st.table.revoke_share(&id, &caller.user).await?.ok_or_else(|| ApiError::not_found("share"))?;
     let file_id = Some(share.file_id);
-    let access = Access { owner: &caller.user, action: AuditAction::ShareRevoke, file_id, actor: None, result: "ok" };
+    let access = Access::ok(&caller.user, AuditAction::ShareRevoke, file_id);
     audit::record(&st, &client, access).await?;
     tracing::info!(share = %id, "share revoked");
     Ok(StatusCode::NO_CONTENT)
