@@ -12,6 +12,14 @@ pub enum MigrateError {
     /// The source cannot be listed.
     #[error("source: {0}")]
     Source(String),
+    /// A local file could not be read or written (a sort run, the manifest): a full disk reads
+    /// as this, never as a usage error.
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// A check found problems (verify, collisions); the message says which.
     #[error("{0}")]
     Check(String),

@@ -15,9 +15,10 @@ pub const DEFAULT_SORT_BYTES: usize = 32 * 1024 * 1024;
 /// Bytes of bookkeeping counted per record besides its own (the `Vec` and the allocator's).
 const PER_RECORD: usize = 40;
 
-/// The error of an I/O step on `path`.
+/// The error of an I/O step on `path`: the machine's (a full disk, a lost scratch file), never
+/// the command's, so not a usage error.
 pub(crate) fn io(path: &std::path::Path) -> impl Fn(std::io::Error) -> MigrateError + '_ {
-    move |e| MigrateError::Usage(format!("{}: {e}", path.display()))
+    move |source| MigrateError::Io { path: path.display().to_string(), source }
 }
 
 /// A file in the system's temporary directory, removed when dropped (a sort run, a manifest
@@ -26,7 +27,7 @@ pub(crate) struct Scratch(pub PathBuf);
 
 impl Scratch {
     pub(crate) fn new(name: &str) -> Self {
-        let unique = format!("migrate-{}-{:08x}-{name}", std::process::id(), crate::plan::random_u32());
+        let unique = format!("migrate-{}-{:08x}-{name}", std::process::id(), random_u32());
         Scratch(std::env::temp_dir().join(unique))
     }
 }
@@ -35,6 +36,14 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
+}
+
+/// Four random bytes (scratch names, run ids), from aws-lc's generator.
+pub(crate) fn random_u32() -> u32 {
+    let mut b = [0u8; 4];
+    // A failure here would mean no entropy at all.
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    u32::from_be_bytes(b)
 }
 
 /// Records pushed in any order, read back sorted (byte order of the whole record).
@@ -159,6 +168,15 @@ impl Iterator for Sorted {
 mod tests {
     use super::*;
     use matbakh_core::migration::SplitMix64;
+
+    #[test]
+    fn a_local_file_that_cannot_be_written_is_not_a_usage_error() {
+        let path = std::env::temp_dir().join("migrate-no-such-dir").join("run");
+        let err = File::create(&path).map_err(io(&path)).expect_err("a file in a missing directory");
+        assert!(matches!(err, MigrateError::Io { .. }), "{err:?}");
+        assert_eq!(err.exit_code(), 1, "exit 2 would tell the engineer their command was wrong");
+        assert!(err.to_string().contains("migrate-no-such-dir"), "{err}");
+    }
 
     #[test]
     fn records_come_back_in_order_from_memory_and_from_many_runs() {

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use crate::egress::HttpPolicy;
-use crate::extsort::{ExtSort, Scratch, Sorted, io};
+use crate::extsort::{ExtSort, Scratch, Sorted, io, random_u32};
 use crate::source::{Digests, Source, SourceFile};
 use crate::{Context, MigrateError, manifest_key};
 
@@ -421,10 +421,3 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
 
 /// Ledger rows handed to DynamoDB at once during a plan (written 25 a call).
 const ROWS_AT_ONCE: usize = 500;
-
-pub(crate) fn random_u32() -> u32 {
-    let mut b = [0u8; 4];
-    // aws-lc's generator; a failure here would mean no entropy at all.
-    let _ = aws_lc_rs::rand::fill(&mut b);
-    u32::from_be_bytes(b)
-}

@@ -1,11 +1,9 @@
-//! The `migrate` crate's integration tests, in one test binary (one link, not 7); each
+//! The `migrate` crate's integration tests, in one test binary (one link, not 5); each
 //! module's own comment says what it covers.
 
 mod common;
 mod garage;
 mod http;
-mod kill;
 mod moto;
 mod restart;
-mod sqs;
 mod symlinks;

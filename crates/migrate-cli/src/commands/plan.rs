@@ -1,0 +1,147 @@
+//! `migrate plan`: inventory the source, write the manifest and the run's ledger.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+use aws_config::SdkConfig;
+use matbakh_core::migration::Priority;
+use matbakh_core::migration::mapping::{KeyRule, Mapper};
+use migrate::egress::{HttpPolicy, Redirects};
+use migrate::plan::{CopySettings, PlanOptions};
+use migrate::{Context, MigrateError};
+
+use crate::{parse_bytes, print_json};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// `file:///path` of the legacy tree, `https-list:///path/urls.txt` (a web server's
+    /// files), or `s3://bucket/prefix`.
+    #[arg(long)]
+    pub source: String,
+    /// `s3://bucket/prefix` in the platform bucket.
+    #[arg(long)]
+    pub target: String,
+    /// `platform` (users/{user}/{fileId}/{safeName}), `keep`, `lowercase` or `template:...`.
+    #[arg(long, default_value = "platform")]
+    pub map: String,
+    /// Which path segment (1-based) names the legacy owner.
+    #[arg(long, default_value_t = 2)]
+    pub owner_segment: usize,
+    /// CSV of `legacy_owner,user_id` lines.
+    #[arg(long)]
+    pub owners: Option<std::path::PathBuf>,
+    /// newest, oldest, smallest or path.
+    #[arg(long, default_value = "newest")]
+    pub priority: String,
+    #[arg(long, default_value_t = matbakh_core::migration::DEFAULT_BATCH_FILES)]
+    pub batch_files: usize,
+    #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
+    pub batch_bytes: u64,
+    #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
+    pub multipart_threshold: u64,
+    #[arg(long, default_value = "8MiB", value_parser = parse_bytes)]
+    pub part_size: u64,
+    /// Used for the duration estimate.
+    #[arg(long, default_value_t = matbakh_core::migration::DEFAULT_TRANSFERS)]
+    pub transfers: usize,
+    /// Print counts, bytes, duration and cost; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also write the manifest (JSONL) here.
+    #[arg(long)]
+    pub manifest_out: Option<std::path::PathBuf>,
+    /// Memory each of plan's two sorts holds before it spills a sorted run to disk.
+    #[arg(long, default_value = "32MiB", value_parser = parse_bytes)]
+    pub sort_memory: u64,
+    /// Web server sources: `none` (a redirect fails the file) or `same-origin` (same
+    /// scheme, host and port, a few hops). Stored with the run for every worker.
+    #[arg(long, default_value = "none", value_parser = Redirects::parse)]
+    pub follow_redirects: Redirects,
+    /// Web server sources: also connect to loopback, link-local and private addresses
+    /// (refused by default). Stored with the run for every worker.
+    #[arg(long)]
+    pub allow_private_addresses: bool,
+}
+
+pub async fn run(ctx: &Context, sdk: &SdkConfig, args: Args, json: bool) -> Result<ExitCode, MigrateError> {
+    let Args {
+        source,
+        target,
+        map,
+        owner_segment,
+        owners,
+        priority,
+        batch_files,
+        batch_bytes,
+        multipart_threshold,
+        part_size,
+        transfers,
+        dry_run,
+        manifest_out,
+        sort_memory,
+        follow_redirects,
+        allow_private_addresses,
+    } = args;
+    let http = HttpPolicy { redirects: follow_redirects, allow_private_addresses };
+    let src = migrate::source::open(&source, sdk, http)?;
+    let (_, prefix) = migrate::parse_target(&target)?;
+    let mapper = Mapper {
+        rule: KeyRule::parse(&map)?,
+        prefix,
+        owner_segment,
+        owners: owners.as_deref().map(owners_table).transpose()?.unwrap_or_default(),
+        source_id: src.url().to_owned(),
+    };
+    let opts = PlanOptions {
+        target,
+        mapper,
+        priority: Priority::parse(&priority)?,
+        batch_files,
+        batch_bytes,
+        copy: CopySettings { multipart_threshold, part_size, http },
+        transfers,
+        hash_parallelism: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        chunk_files: migrate::plan::PLAN_CHUNK,
+        sort_bytes: usize::try_from(sort_memory).unwrap_or(usize::MAX),
+        dry_run,
+        manifest_out,
+    };
+    let planned = migrate::plan::plan(ctx, src, &opts).await?;
+    if json {
+        print_json(&planned);
+    } else {
+        let e = &planned.estimate;
+        println!(
+            "{}{} files, {:.3} GiB from {} to {}",
+            planned.run.as_deref().map(|r| format!("run {r}: ")).unwrap_or_else(|| "dry run: ".into()),
+            planned.files,
+            planned.bytes as f64 / (1u64 << 30) as f64,
+            planned.source,
+            planned.target
+        );
+        println!("  {} target keys exist already (written only if unchanged at copy time)", planned.existing_targets);
+        for u in &planned.unreadable {
+            println!("  unreadable, recorded as failed: {u}");
+        }
+        println!(
+            "  estimate: {:.0} s at the assumed rate, {} S3 requests + {} ledger writes = ${:.4}, storage ${:.4}/month",
+            e.seconds, e.s3_requests, e.ledger_writes, e.usd_requests, e.usd_storage_per_month
+        );
+        if let Some(run) = &planned.run {
+            println!("next: migrate run {run}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn owners_table(path: &std::path::Path) -> Result<HashMap<String, String>, MigrateError> {
+    let text = std::fs::read_to_string(path).map_err(|e| MigrateError::Usage(format!("{}: {e}", path.display())))?;
+    let mut out = HashMap::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let (legacy, user) = line.split_once(',').ok_or_else(|| {
+            MigrateError::Usage(format!("{}:{}: expected legacy_owner,user_id", path.display(), i + 1))
+        })?;
+        out.insert(legacy.trim().to_owned(), user.trim().to_owned());
+    }
+    Ok(out)
+}

@@ -1,0 +1,160 @@
+//! `migrate`: the engineers' CLI for moving legacy files into the platform bucket.
+//! Wiring only: arguments (one module per command under `commands`), the AWS configuration,
+//! output and exit codes; the migration itself is the `migrate` library.
+
+mod commands;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use matbakh_core::clock::SystemClock;
+use matbakh_core::migration::Control;
+use migrate::verify::VerifyOptions;
+use migrate::{Context, MigrateError};
+
+use commands::{control, enqueue, plan, report, run, verify};
+
+#[derive(Parser)]
+#[command(name = "migrate", about = "Move legacy files into the platform bucket: plan, run, verify, roll back.")]
+struct Cli {
+    /// Machine-readable output: one JSON document (or one JSON line per event for `run`).
+    #[arg(long, global = true)]
+    json: bool,
+    /// The migration table (DynamoDB).
+    #[arg(long, env = "MIGRATION_TABLE", global = true)]
+    table: Option<String>,
+    /// The platform's files table: migrated files in the user layout are registered there, and
+    /// `verify` checks their rows. Without it, files are copied without rows.
+    #[arg(long, env = "TABLE_NAME", global = true)]
+    files_table: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inventory the source, write the manifest and the run's ledger.
+    Plan(plan::Args),
+    /// Copy the run's pending files with local workers.
+    Run(run::Args),
+    /// Send the run's pending work to the migration queue for the migration-worker function.
+    Enqueue {
+        run: String,
+        /// The queue's URL.
+        #[arg(long, env = "MIGRATION_QUEUE_URL")]
+        queue: String,
+    },
+    /// Progress: files, bytes, rate, ETA, failures by reason.
+    Status {
+        run: String,
+        /// Refresh every second until the run stops.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Every run, newest first.
+    Runs,
+    /// Workers take no new files; those in flight finish.
+    Pause { run: String },
+    /// Let workers take files again (then `migrate run`).
+    Resume { run: String },
+    /// Stop for good; the ledger keeps what was done.
+    Abort { run: String },
+    /// Check every copied file against the manifest.
+    Verify {
+        run: String,
+        /// Read every object back and hash it.
+        #[arg(long)]
+        deep: bool,
+        /// Check N random rows only.
+        #[arg(long)]
+        sample: Option<usize>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Restore the target exactly as it was before the run (needs versioning).
+    Rollback {
+        run: String,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Summary, failures by reason, checksum coverage.
+    Report {
+        run: String,
+        /// Write the failed rows as CSV here.
+        #[arg(long)]
+        failures_csv: Option<std::path::PathBuf>,
+    },
+}
+
+pub(crate) fn parse_bytes(raw: &str) -> Result<u64, String> {
+    let raw = raw.trim();
+    let split = raw.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(raw.len());
+    let (num, unit) = raw.split_at(split);
+    let num: f64 = num.parse().map_err(|_| format!("{raw:?} is not a size (e.g. 8MiB, 500K, 1G)"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => return Err(format!("unknown unit {other:?} in {raw:?}")),
+    };
+    Ok((num * mult) as u64)
+}
+
+pub(crate) fn print_json(v: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+async fn execute(cli: Cli) -> Result<ExitCode, MigrateError> {
+    let table = cli.table.clone().ok_or_else(|| MigrateError::Usage("set --table or MIGRATION_TABLE".into()))?;
+    let sdk = matbakh_aws::config::load_sdk_config().await;
+    let mut ctx = Context::new(&sdk, &table, Arc::new(SystemClock));
+    if let Some(files) = &cli.files_table {
+        ctx = ctx.with_files(&sdk, files);
+    }
+    let json = cli.json;
+    match cli.command {
+        Command::Plan(args) => plan::run(&ctx, &sdk, args, json).await,
+        Command::Run(args) => run::run(&ctx, &sdk, args, json).await,
+        Command::Enqueue { run, queue } => enqueue::run(&ctx, &sdk, &run, queue, json).await,
+        Command::Status { run, watch } => control::status(&ctx, &run, watch, json).await,
+        Command::Runs => control::runs(&ctx, json).await,
+        Command::Pause { run } => control::control(&ctx, &run, Control::Pause, json).await,
+        Command::Resume { run } => control::control(&ctx, &run, Control::Resume, json).await,
+        Command::Abort { run } => control::control(&ctx, &run, Control::Abort, json).await,
+        Command::Verify { run, deep, sample, seed } => {
+            verify::run(&ctx, &run, VerifyOptions { deep, sample, seed }, json).await
+        }
+        Command::Rollback { run, dry_run } => report::rollback(&ctx, &run, dry_run, json).await,
+        Command::Report { run, failures_csv } => report::report(&ctx, &run, failures_csv, json).await,
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // File buffers are large and short-lived, read on many blocking threads: with one malloc
+    // arena per thread, freed buffers pile up in arenas nobody reuses and memory grows past the
+    // transfer buffer budget. Two arenas keep them reused (no new pages to fault in).
+    // SAFETY: mallopt only changes allocator tuning and is called before any other thread runs.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+    let cli = Cli::parse();
+    let json = cli.json;
+    match execute(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            if json {
+                println!("{}", serde_json::json!({"error": e.to_string(), "retryable": e.is_retryable()}));
+            } else {
+                eprintln!("migrate: {e}");
+            }
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
