@@ -42,18 +42,20 @@ use matbakh_aws::cdn::Cdn;
 use matbakh_aws::config::ReplicaSettings;
 use matbakh_aws::erase::Erased;
 use matbakh_aws::export::{ExportJob, ExportState};
+use matbakh_aws::queue::Queue;
 use matbakh_core::audit::{AuditAction, PseudonymKey, pseudonym};
 use matbakh_core::cdn;
 use matbakh_core::ids::{FileId, ObjectKey, UserId};
 use serde_json::{Value, json};
 
-pub fn router(services: Services, erasure: Erasure) -> Router {
+pub fn router(services: Services, erasure: Erasure, exports: Queue) -> Router {
     Router::new()
         .route("/v1/me", delete(erase))
         .route("/v1/me/export", post(start_export))
         .route("/v1/me/exports/{exportId}", get(export_status))
         .fallback(|| async { ApiError::not_found("route") })
         .layer(Extension(Arc::new(erasure)))
+        .layer(Extension(exports))
         .with_state(services)
 }
 
@@ -84,6 +86,13 @@ impl Erasure {
         let replica = ReplicaSettings::from_lookup(lookup).and_then(|r| r.map(|r| r.store(sdk)).transpose());
         Ok(Erasure { pseudonym_key, replica: replica.map_err(|e| e.to_string())?, cdn })
     }
+}
+
+/// Where export jobs go for the exporter: `EXPORT_QUEUE_URL`, read at start (the function
+/// refuses to start without it, rather than failing the first export).
+pub fn export_queue(sdk: &SdkConfig, lookup: impl Fn(&str) -> Option<String>) -> Result<Queue, String> {
+    let url = lookup("EXPORT_QUEUE_URL").filter(|v| !v.is_empty()).ok_or("EXPORT_QUEUE_URL is not set")?;
+    Ok(Queue::new(sdk, url))
 }
 
 /// The bucket prefixes that hold a user's objects besides their files' variants.
@@ -223,6 +232,7 @@ async fn job_view(st: &Services, job: &ExportJob) -> Result<Value, ApiError> {
 #[tracing::instrument(name = "start_export", skip_all, fields(user = %caller.user))]
 async fn start_export(
     State(st): State<Services>,
+    Extension(exports): Extension<Queue>,
     caller: Caller,
     client: Client,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -233,7 +243,6 @@ async fn start_export(
     {
         return Ok((StatusCode::ACCEPTED, Json(job_view(&st, &job).await?)));
     }
-    let queue = st.export_queue.as_ref().ok_or_else(|| ApiError::internal(&"EXPORT_QUEUE_URL is not set"))?;
     let id: [u8; 16] = matbakh_api::random_bytes()?;
     let job = ExportJob {
         id: id.iter().map(|b| format!("{b:02x}")).collect(),
@@ -245,7 +254,7 @@ async fn start_export(
         files: None,
     };
     st.table.put_export(&job).await?;
-    queue.send_all(&[json!({"exportId": job.id}).to_string()]).await?;
+    exports.send_all(&[json!({"exportId": job.id}).to_string()]).await?;
     let access = Access { result: "queued", ..Access::ok(&caller.user, AuditAction::Export, None) };
     audit::record(&st, &client, access).await?;
     tracing::info!(export = %job.id, "export queued");
@@ -262,4 +271,19 @@ async fn export_status(
     let job = if valid { st.table.get_export(&id).await? } else { None };
     let job = job.filter(|j| j.owner == caller.user).ok_or_else(|| ApiError::not_found("export"))?;
     Ok(Json(job_view(&st, &job).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_the_export_queue_the_function_stops_at_start() {
+        let sdk = SdkConfig::builder().build();
+        let missing = export_queue(&sdk, |_| None).expect_err("no queue");
+        assert!(missing.contains("EXPORT_QUEUE_URL"), "{missing}");
+        assert!(export_queue(&sdk, |_| Some(String::new())).is_err(), "an empty setting is none");
+        let queue = export_queue(&sdk, |_| Some("http://127.0.0.1:5599/123/exports".into())).expect("a queue");
+        assert_eq!(queue.url(), "http://127.0.0.1:5599/123/exports");
+    }
 }

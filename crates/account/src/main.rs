@@ -6,5 +6,6 @@ async fn main() -> Result<(), lambda_http::Error> {
     let services = matbakh_api::Services::from_env().await?;
     let sdk = matbakh_aws::config::load_sdk_config().await;
     let erasure = account::Erasure::from_lookup(&sdk, |k| std::env::var(k).ok()).await?;
-    lambda_http::run(account::router(services, erasure)).await
+    let exports = account::export_queue(&sdk, |k| std::env::var(k).ok())?;
+    lambda_http::run(account::router(services, erasure, exports)).await
 }

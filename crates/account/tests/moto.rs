@@ -31,7 +31,7 @@ fn erasure(replica: Option<&S3Store>) -> Erasure {
 
 /// The function as deployed without a replica.
 fn app(services: matbakh_api::Services) -> axum::Router {
-    account::router(services, erasure(None))
+    account::router(services, erasure(None), testkit::export_queue())
 }
 
 /// `DELETE /v1/me` by `user`, on an instance whose erase reaches `replica`.
@@ -47,7 +47,7 @@ async fn erase_on(h: &Harness, user: &str, erasure: Erasure) -> (StatusCode, Val
         .header("authorization", format!("Bearer {}", h.token(user)))
         .body(axum::body::Body::from(json!({"confirm": true}).to_string()))
         .unwrap();
-    testkit::call_router(account::router(h.state.clone(), erasure), req).await
+    testkit::call_router(account::router(h.state.clone(), erasure, testkit::export_queue()), req).await
 }
 
 /// Everything a user accumulates: files (one with an older version, one soft-deleted),
@@ -215,9 +215,9 @@ async fn erase_leaves_nothing_of_the_user_and_nothing_else_is_touched() {
 }
 
 /// Takes the export queue's message for `export_id` (as Lambda's event source would).
-async fn export_message(h: &Harness, export_id: &str) -> String {
+async fn export_message(export_id: &str) -> String {
     let sqs = aws_sdk_sqs::Client::new(&testkit::moto_sdk().await);
-    let url = h.state.export_queue.as_ref().unwrap().url().to_owned();
+    let url = testkit::export_queue().url().to_owned();
     for _ in 0..10 {
         let out =
             sqs.receive_message().queue_url(&url).max_number_of_messages(10).wait_time_seconds(1).send().await.unwrap();
@@ -280,7 +280,7 @@ async fn export_streams_every_stored_file_byte_identical_into_one_zip() {
     let status_url = format!("/v1/me/exports/{export_id}");
     assert_eq!(h.call(Method::GET, &status_url, Some(&h.token(&mallory)), None).await.0, StatusCode::NOT_FOUND);
 
-    let body = export_message(&h, &export_id).await;
+    let body = export_message(&export_id).await;
     let done = exporter::handle(&h.state, testkit::sqs_batch(&[("m1", body.clone())])).await;
     assert!(done.batch_item_failures.is_empty());
     let (status, ready) = h.call(Method::GET, &status_url, Some(&h.token(&alice)), None).await;

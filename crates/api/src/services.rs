@@ -27,8 +27,6 @@ pub struct Services {
     /// Where the API is reached from outside (`PUBLIC_API_URL`), for links it hands out;
     /// without it, links are paths on the API's own origin.
     pub public_api_url: Option<String>,
-    /// Where export jobs are queued for the exporter (`EXPORT_QUEUE_URL`).
-    pub export_queue: Option<matbakh_aws::queue::Queue>,
 }
 
 impl AuthState for Services {
@@ -54,9 +52,6 @@ impl Services {
             clock: Arc::new(SystemClock),
             cdn_base_url: env("CDN_BASE_URL").filter(|v| !v.is_empty()).map(|v| v.trim_end_matches('/').to_owned()),
             share_key: env("SHARE_SIGNING_KEY").map(|k| ShareKey::parse(&k)).transpose().map_err(|e| e.to_string())?,
-            export_queue: env("EXPORT_QUEUE_URL")
-                .filter(|v| !v.is_empty())
-                .map(|u| matbakh_aws::queue::Queue::new(&sdk, u)),
             public_api_url: env("PUBLIC_API_URL").filter(|v| !v.is_empty()).map(|v| v.trim_end_matches('/').to_owned()),
         })
     }

@@ -66,7 +66,6 @@ async fn main() {
         cdn_base_url: None,
         share_key: None,
         public_api_url: None,
-        export_queue: None,
     };
     let user = format!("bench-{}", std::process::id());
     let token = key.mint(&user, "bench", "bench", 3600).expect("token");

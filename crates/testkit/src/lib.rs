@@ -131,6 +131,29 @@ pub async fn garage_sdk() -> SdkConfig {
         .await
 }
 
+/// Moto's SDK configuration built without awaiting, for what a router needs besides the
+/// services (`fn(Services) -> Router` cannot await).
+pub fn moto_sdk_now() -> SdkConfig {
+    let creds = aws_sdk_s3::config::Credentials::new(
+        env("AWS_ACCESS_KEY_ID"),
+        env("AWS_SECRET_ACCESS_KEY"),
+        None,
+        None,
+        "moto",
+    );
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(env("AWS_ENDPOINT_URL"))
+        .region(Region::new(env("AWS_REGION")))
+        .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(creds))
+        .build()
+}
+
+/// The export queue `scripts/test` created in moto (`EXPORT_QUEUE_URL`).
+pub fn export_queue() -> matbakh_aws::queue::Queue {
+    matbakh_aws::queue::Queue::new(&moto_sdk_now(), env("EXPORT_QUEUE_URL"))
+}
+
 /// One function instance as Lambda would run it, with a key pair standing in for the
 /// identity provider.
 pub struct Harness {
@@ -180,7 +203,6 @@ impl Harness {
             cdn_base_url: None,
             share_key: Some(matbakh_core::shares::ShareKey::from_bytes(&rand32()).unwrap()),
             public_api_url: Some("https://files.test".into()),
-            export_queue: std::env::var("EXPORT_QUEUE_URL").ok().map(|u| matbakh_aws::queue::Queue::new(&moto, u)),
         };
         Harness { state, router, key, dynamo: aws_sdk_dynamodb::Client::new(&moto), table_name }
     }
