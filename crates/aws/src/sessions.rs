@@ -16,7 +16,6 @@ use matbakh_core::clock::iso_millis;
 use matbakh_core::ids::{FileId, ObjectKey, UserId};
 use matbakh_core::multipart::{PartPlan, SessionLimit, SessionState, UploadId, UploadSession};
 use matbakh_core::names::DisplayName;
-use matbakh_core::quota::reservation_ceiling;
 use matbakh_core::types::ContentType;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -42,7 +41,7 @@ impl FileTable {
     /// The transaction items that take an open-upload place and write a new open session.
     fn opening(&self, session: &UploadSession, cap: u64) -> Result<Vec<TransactWriteItem>, AwsError> {
         Ok(vec![
-            TransactWriteItem::builder().update(self.open_place(&session.owner, 0, None, cap)?).build(),
+            TransactWriteItem::builder().update(self.usage_update(&session.owner, None, Some(cap))?).build(),
             TransactWriteItem::builder().put(self.put_new_item(session_item(session))?).build(),
         ])
     }
@@ -68,7 +67,7 @@ impl FileTable {
     }
 
     /// Runs a transaction whose first item takes an open-upload place (see
-    /// [`Self::open_place`]); the others must not find their items as they are.
+    /// [`Self::usage_update`]); the others must not find their items as they are.
     pub(crate) async fn open(&self, owner: &UserId, cap: u64, items: Vec<TransactWriteItem>) -> Result<(), AwsError> {
         let Err(err) = self.client.transact_write_items().set_transact_items(Some(items)).send().await else {
             return Ok(());
@@ -86,37 +85,6 @@ impl FileTable {
         } else {
             Err(AwsError::from_sdk("TransactWriteItems", err))
         }
-    }
-
-    /// The usage update that takes one of the owner's `cap` open-upload places and, when
-    /// `quota` is given, reserves `size` bytes within it: the one place the cap is enforced.
-    pub(crate) fn open_place(
-        &self,
-        owner: &UserId,
-        size: u64,
-        quota: Option<u64>,
-        cap: u64,
-    ) -> Result<Update, AwsError> {
-        let mut update = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(schema::usage(owner)))
-            .expression_attribute_names("#open", "openUploads")
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":cap", n(cap));
-        let open = "(attribute_not_exists(#open) OR #open < :cap)";
-        update = match quota {
-            None => update.update_expression("ADD #open :one").condition_expression(open),
-            Some(quota) => {
-                let ceiling = reservation_ceiling(quota, size).map_err(|_| AwsError::QuotaExceeded)?;
-                update
-                    .update_expression("ADD #open :one, charged :size, #reserved :size")
-                    .condition_expression(format!("{open} AND (attribute_not_exists(charged) OR charged <= :ceiling)"))
-                    .expression_attribute_names("#reserved", "reserved")
-                    .expression_attribute_values(":size", n(size))
-                    .expression_attribute_values(":ceiling", n(ceiling))
-            }
-        };
-        Ok(update.build()?)
     }
 
     /// The usage update that gives an open-upload place back.
@@ -149,17 +117,20 @@ impl FileTable {
 
     /// Marks an open session completed (it leaves the owner's list of unfinished uploads).
     /// Answers `false` if it was no longer open.
-    pub async fn complete_session(&self, id: &UploadId, etag: &str) -> Result<bool, AwsError> {
-        self.close_session(id, "COMPLETED", Some(etag)).await
+    pub async fn complete_session(&self, session: &UploadSession, etag: &str) -> Result<bool, AwsError> {
+        self.close_session(&session.upload_id, &session.owner, "COMPLETED", Some(etag)).await
     }
 
     /// Moves an OPEN session to `state` (it leaves the owner's list of unfinished uploads and
-    /// the sweeper's index, and gives its open-upload place back). Answers `false` if it was no
-    /// longer open (or is gone).
-    pub(crate) async fn close_session(&self, id: &UploadId, state: &str, etag: Option<&str>) -> Result<bool, AwsError> {
-        let Some(session) = self.get_session(id).await? else {
-            return Ok(false);
-        };
+    /// the sweeper's index, and gives `owner`'s open-upload place back). Answers `false` if it
+    /// was no longer open (or is gone).
+    pub(crate) async fn close_session(
+        &self,
+        id: &UploadId,
+        owner: &UserId,
+        state: &str,
+        etag: Option<&str>,
+    ) -> Result<bool, AwsError> {
         let mut update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(schema::session(id)))
@@ -175,7 +146,7 @@ impl FileTable {
         };
         let items = vec![
             TransactWriteItem::builder().update(update.build()?).build(),
-            TransactWriteItem::builder().update(self.close_place(&session.owner)?).build(),
+            TransactWriteItem::builder().update(self.close_place(owner)?).build(),
         ];
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(true),
@@ -186,8 +157,9 @@ impl FileTable {
 
     /// Ends an open session the sweeper found expired (its S3 upload already aborted):
     /// COMPLETED if its object `arrived`, else ABORTED. Its row and bytes are the row pass's.
-    pub async fn end_expired_session(&self, id: &UploadId, arrived: bool) -> Result<bool, AwsError> {
-        self.close_session(id, if arrived { "COMPLETED" } else { "ABORTED" }, None).await
+    pub async fn end_expired_session(&self, session: &UploadSession, arrived: bool) -> Result<bool, AwsError> {
+        let state = if arrived { "COMPLETED" } else { "ABORTED" };
+        self.close_session(&session.upload_id, &session.owner, state, None).await
     }
 
     /// Open sessions whose time ran out before `cutoff`, soonest first, at most `limit`: for
@@ -200,11 +172,12 @@ impl FileTable {
             .index_name(GSI_STATUS)
             .key_condition_expression("gsi2pk = :open AND gsi2sk < :cutoff")
             .expression_attribute_values(":open", s(OPEN_SESSIONS))
-            .expression_attribute_values(":cutoff", s(iso_millis(cutoff)));
-        let items = query_all(query).await?;
-        items
+            .expression_attribute_values(":cutoff", s(iso_millis(cutoff)))
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX));
+        // One page of at most `limit`: the next run takes the rest.
+        let out = query.send().await.map_err(|e| AwsError::from_sdk("Query", e))?;
+        out.items()
             .iter()
-            .take(limit)
             .map(|item| {
                 let pk = get_str(item, PK)?;
                 let id = pk.strip_prefix("UPLOAD#").ok_or_else(|| AwsError::Corrupt(format!("session key {pk}")))?;

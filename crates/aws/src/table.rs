@@ -73,6 +73,14 @@ pub struct Usage {
 
 pub use crate::schema::{GSI_CONTENT_HASH, GSI_STATUS, GSI_USER};
 
+/// Bytes a usage update adds, within `quota`; `reserve`: they are only reserved yet.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Charge {
+    pub size: u64,
+    pub quota: u64,
+    pub reserve: bool,
+}
+
 /// An unsettled PENDING row: what the sweeper needs to give its grant back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingRow {
@@ -146,7 +154,8 @@ impl FileTable {
         quota: u64,
         cap: u64,
     ) -> Result<(), AwsError> {
-        let usage = self.open_place(&record.owner, record.size, Some(quota), cap)?;
+        let charge = Charge { size: record.size, quota, reserve: true };
+        let usage = self.usage_update(&record.owner, Some(charge), Some(cap))?;
         let mut item = accounted_file_item(record, record.size, record.size);
         // So the sweeper can abort the S3 upload with nothing but the row.
         item.insert("uploadId".to_owned(), s(session.upload_id.as_str()));
@@ -824,7 +833,7 @@ impl FileTable {
     }
 
     /// The update that adds `size` bytes to the owner's usage (and to its reserved part when
-    /// `reserve`), on condition the quota still has room: the one place the quota is enforced.
+    /// `reserve`), on condition the quota still has room.
     pub(crate) fn charge_usage(
         &self,
         owner: &UserId,
@@ -832,19 +841,44 @@ impl FileTable {
         quota: u64,
         reserve: bool,
     ) -> Result<Update, AwsError> {
-        let ceiling = reservation_ceiling(quota, size).map_err(|_| AwsError::QuotaExceeded)?;
-        Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(schema::usage(owner)))
-            .update_expression(if reserve { "ADD charged :size, #reserved :size" } else { "ADD charged :size" })
-            .set_expression_attribute_names(
-                reserve.then(|| HashMap::from([("#reserved".to_owned(), "reserved".to_owned())])),
-            )
-            .condition_expression("attribute_not_exists(charged) OR charged <= :ceiling")
-            .expression_attribute_values(":size", n(size))
-            .expression_attribute_values(":ceiling", n(ceiling))
-            .build()
-            .map_err(AwsError::from)
+        self.usage_update(owner, Some(Charge { size, quota, reserve }), None)
+    }
+
+    /// The usage update that takes one of the owner's `cap` open-upload places and, with a
+    /// `charge`, adds its bytes within the quota: the one place the quota and the open-upload
+    /// cap are enforced.
+    pub(crate) fn usage_update(
+        &self,
+        owner: &UserId,
+        charge: Option<Charge>,
+        open_cap: Option<u64>,
+    ) -> Result<Update, AwsError> {
+        let (mut adds, mut conditions) = (Vec::new(), Vec::new());
+        let mut update = Update::builder().table_name(&self.table).set_key(Some(schema::usage(owner)));
+        if let Some(Charge { size, quota, reserve }) = charge {
+            let ceiling = reservation_ceiling(quota, size).map_err(|_| AwsError::QuotaExceeded)?;
+            adds.push("charged :size");
+            if reserve {
+                adds.push("#reserved :size");
+                update = update.expression_attribute_names("#reserved", "reserved");
+            }
+            conditions.push("(attribute_not_exists(charged) OR charged <= :ceiling)");
+            update = update
+                .expression_attribute_values(":size", n(size))
+                .expression_attribute_values(":ceiling", n(ceiling));
+        }
+        if let Some(cap) = open_cap {
+            adds.push("#open :one");
+            conditions.push("(attribute_not_exists(#open) OR #open < :cap)");
+            update = update
+                .expression_attribute_names("#open", "openUploads")
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":cap", n(cap));
+        }
+        Ok(update
+            .update_expression(format!("ADD {}", adds.join(", ")))
+            .condition_expression(conditions.join(" AND "))
+            .build()?)
     }
 
     /// The update that gives `charged` bytes (of which `reserved` are only reserved) back to
@@ -939,7 +973,7 @@ impl FileTable {
             Err(err) => return Err(AwsError::from_sdk("TransactWriteItems", err)),
         }
         if let Some(id) = &row.upload_id {
-            self.close_session(id, "ABORTED", None).await?;
+            self.close_session(id, &row.owner, "ABORTED", None).await?;
         }
         if let Some(digest) = &row.token_digest {
             self.release_token(digest, row.reserved).await?;
@@ -947,12 +981,14 @@ impl FileTable {
         Ok(true)
     }
 
-    /// Ends the multipart session that wrote a row (its `uploadId`), if it is still open: the
-    /// client completed it (signRequest mode) or the row was refused.
+    /// Ends the multipart session that wrote an unsettled row (its `uploadId`), if it is still
+    /// open: the client completed it (signRequest mode) or the row was refused. A settled row's
+    /// session ended when it settled.
     async fn end_row_session(&self, row: &HashMap<String, AttributeValue>, state: &str) -> Result<(), AwsError> {
-        if let Some(id) = opt_str(row, "uploadId") {
+        if let (Some(id), false) = (opt_str(row, "uploadId"), row.contains_key("settled")) {
             let id = UploadId::parse(id).map_err(|_| AwsError::Corrupt("uploadId".into()))?;
-            self.close_session(&id, state, None).await?;
+            let owner = UserId::parse(get_str(row, "owner")?).map_err(|_| AwsError::Corrupt("owner".into()))?;
+            self.close_session(&id, &owner, state, None).await?;
         }
         Ok(())
     }

@@ -340,7 +340,7 @@ async fn complete(
     }
     let etag =
         st.store.complete_multipart(&session.key, &session.upload_id, &ready, session.integrity.as_ref()).await?;
-    st.table.complete_session(&session.upload_id, &etag).await?;
+    st.table.complete_session(&session, &etag).await?;
     tracing::info!(size = total, "uppy multipart upload completed");
     metrics::emit(
         "uppy_complete",

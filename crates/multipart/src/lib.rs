@@ -327,7 +327,7 @@ async fn complete(
                 .store
                 .complete_multipart(&session.key, &session.upload_id, &parts, session.integrity.as_ref())
                 .await?;
-            st.table.complete_session(&session.upload_id, &etag).await?;
+            st.table.complete_session(&session, &etag).await?;
             tracing::info!(size = plan.size, "multipart upload completed");
             metrics::emit(
                 "complete_multipart",

@@ -100,7 +100,6 @@ pub async fn sign(State(st): State<Services>, caller: Caller, body: Bytes) -> Re
                 ApiError::bad_field("contentType", "contentType: is required when the name has no known extension")
             })?,
         };
-        let room = st.limits.user_quota_bytes.saturating_sub(st.table.usage(&caller.user).await?.charged);
         let file_id = new_file_id(now)?;
         let mut record = FileRecord {
             expires_at: Some(now + st.limits.upload_session_ttl),
@@ -115,8 +114,15 @@ pub async fn sign(State(st): State<Services>, caller: Caller, body: Bytes) -> Re
                         st.limits.check_single_upload(content_type, size)?;
                         size..=size
                     }
-                    None if room == 0 => return Err(ApiError::from(matbakh_aws::AwsError::QuotaExceeded)),
-                    None => 1..=room.min(content_type.max_bytes()).min(MAX_SINGLE_UPLOAD_BYTES),
+                    None => {
+                        // Without a size, the policy allows what the quota still has room for.
+                        let usage = st.table.usage(&caller.user).await?;
+                        let room = st.limits.user_quota_bytes.saturating_sub(usage.charged);
+                        if room == 0 {
+                            return Err(ApiError::from(matbakh_aws::AwsError::QuotaExceeded));
+                        }
+                        1..=room.min(content_type.max_bytes()).min(MAX_SINGLE_UPLOAD_BYTES)
+                    }
                 };
                 let post = st
                     .store

@@ -104,7 +104,7 @@ async fn end_session(services: &Services, id: &UploadId) -> Result<bool, AwsErro
     };
     services.store.abort_multipart(&session.key, id).await?;
     let arrived = services.store.object_size(&session.key).await?.is_some();
-    let ended = services.table.end_expired_session(id, arrived).await?;
+    let ended = services.table.end_expired_session(&session, arrived).await?;
     if ended {
         tracing::info!(arrived, user = %session.owner, "expired session ended");
     }
