@@ -21,6 +21,8 @@ from urllib.parse import urlparse
 import boto3
 import botocore.exceptions
 
+from stack import Refused, stack_outputs
+
 # What is published: the page, its styles and scripts, the Uppy bundle. Never the bundle's
 # sources, npm's files or anything hidden.
 PUBLISHED = ("index.html", "app.css", "js/*.js", "vendor/*.mjs", "vendor/*.mjs.map", "vendor/*.css")
@@ -37,10 +39,6 @@ CACHE_CONTROL = {
 KIND = {".html": "pages", ".json": "pages", ".js": "code", ".mjs": "code", ".css": "code", ".map": "code",
         ".png": "images", ".svg": "images", ".webp": "images", ".ico": "images"}
 TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".map": "application/json"}
-
-
-class Refused(Exception):
-    """A bad argument or state, found before anything was written."""
 
 
 def content_type(name):
@@ -90,14 +88,6 @@ def web_config(args, api_url):
         raise Refused("--client-id is required (the OIDC client the API's AuthAudience names)")
     auth = {**endpoints, "clientId": args.client_id, "scope": args.scope}
     return {"api": https_url("api", api_url, allow_local=True), "auth": auth}
-
-
-def stack_outputs(cfn, stack):
-    try:
-        found = cfn.describe_stacks(StackName=stack)["Stacks"][0]
-    except botocore.exceptions.ClientError as e:
-        raise Refused(f"stack {stack}: {e.response['Error'].get('Message', e)}") from e
-    return {o["OutputKey"]: o["OutputValue"] for o in found.get("Outputs", [])}
 
 
 def existing_keys(s3, bucket):

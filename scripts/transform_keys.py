@@ -26,15 +26,13 @@ import sys
 import boto3
 import botocore.exceptions
 
+from stack import Refused, stack_outputs
+
 ENTRY = "pairs"
 # CloudFront KeyValueStore values are at most 1 KB: seven pairs of 32-byte keys and salts.
 MAX_ENTRY_BYTES = 1024
 DEFAULT_KEEP = 2
 HEX = re.compile(r"^(?:[0-9a-fA-F]{2})+$")
-
-
-class Refused(Exception):
-    """A bad argument or state, found before anything was written."""
 
 
 def parse_pairs(keys, salts, where):
@@ -92,14 +90,6 @@ def write_entry(kvs, arn, value):
         return False
     kvs.put_key(KvsARN=arn, Key=ENTRY, Value=value, IfMatch=etag)
     return True
-
-
-def stack_outputs(cfn, stack):
-    try:
-        found = cfn.describe_stacks(StackName=stack)["Stacks"][0]
-    except botocore.exceptions.ClientError as e:
-        raise Refused(f"stack {stack}: {e.response['Error'].get('Message', e)}") from e
-    return {o["OutputKey"]: o["OutputValue"] for o in found.get("Outputs", [])}
 
 
 def main(argv=None, kvs=None):

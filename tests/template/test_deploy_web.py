@@ -5,20 +5,18 @@ that bad input changes nothing."""
 import contextlib
 import io
 import json
-import logging
-import os
 import sys
 import tempfile
 import unittest
 from pathlib import Path
 
 import boto3
-from moto.server import ThreadedMotoServer
+
+from moto_case import REGION, MotoTestCase
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 import deploy_web  # noqa: E402
 
-REGION = "eu-central-1"
 APP = {
     "index.html": "<!doctype html><title>files</title>",
     "app.css": "body{}",
@@ -37,24 +35,7 @@ PUBLISHED = {"index.html", "app.css", "js/main.js", "js/api.js", "vendor/uppy.mj
              "vendor/uppy-core.min.css", "config.json"}
 
 
-class DeployWeb(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        cls.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        cls.server.start()
-        host, port = cls.server.get_host_and_port()
-        cls.saved_env = dict(os.environ)
-        os.environ.update({"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "test",
-                           "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION})
-        os.environ.pop("AWS_PROFILE", None)
-
-    @classmethod
-    def tearDownClass(cls):
-        os.environ.clear()
-        os.environ.update(cls.saved_env)
-        cls.server.stop()
-
+class DeployWeb(MotoTestCase):
     def setUp(self):
         self.s3 = boto3.client("s3", region_name=REGION)
         self.cf = boto3.client("cloudfront", region_name=REGION)

@@ -6,19 +6,18 @@ the CloudFront Function reads (tests/imgproxy/result-keys.test.mjs builds the sa
 import contextlib
 import io
 import json
-import logging
 import os
 import sys
 import unittest
 from pathlib import Path
 
 import boto3
-from moto.server import ThreadedMotoServer
+
+from moto_case import REGION, MotoTestCase
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 import transform_keys  # noqa: E402
 
-REGION = "eu-central-1"
 STORE = "arn:aws:cloudfront::123456789012:key-value-store/test"
 KEY, SALT = "2e6e0ec9c03934629ad53a92008a0a93ce63ebe6f47a767cfbc47ec13da7a853", "03542c091b12fc31a7dc59d39477321bb0c06d3fa4063f8ede1e3f9a253c300a"
 
@@ -54,24 +53,8 @@ class KeyValueStore:
         return {"ETag": f"E{self.etag}"}
 
 
-class TransformKeys(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        cls.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        cls.server.start()
-        host, port = cls.server.get_host_and_port()
-        cls.saved_env = dict(os.environ)
-        os.environ.update({"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "test",
-                           "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION})
-        for name in ("AWS_PROFILE", "TRANSFORM_KEYS", "TRANSFORM_SALTS"):
-            os.environ.pop(name, None)
-
-    @classmethod
-    def tearDownClass(cls):
-        os.environ.clear()
-        os.environ.update(cls.saved_env)
-        cls.server.stop()
+class TransformKeys(MotoTestCase):
+    CLEARED_ENV = ("AWS_PROFILE", "TRANSFORM_KEYS", "TRANSFORM_SALTS")
 
     def setUp(self):
         self.sm = boto3.client("secretsmanager", region_name=REGION)
