@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
+use matbakh_app::PortError;
 use matbakh_aws::AwsError;
 use matbakh_core::CoreError;
 use serde_json::json;
@@ -65,31 +66,52 @@ impl From<CoreError> for ApiError {
     }
 }
 
-impl From<AwsError> for ApiError {
-    fn from(e: AwsError) -> Self {
+impl From<PortError> for ApiError {
+    fn from(e: PortError) -> Self {
         match e {
-            AwsError::QuotaExceeded => {
+            PortError::QuotaExceeded => {
                 ApiError::new(StatusCode::CONFLICT, "quota_exceeded", "this upload would exceed your storage quota")
             }
-            AwsError::TooManyOpenUploads => ApiError::new(
+            PortError::TooManyOpenUploads => ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_open_uploads",
                 "you have as many unfinished uploads as allowed; complete or abort one first",
             ),
-            AwsError::AlreadyExists => ApiError::new(StatusCode::CONFLICT, "conflict", "the resource already exists"),
-            AwsError::Invalid(message) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message),
-            AwsError::ChecksumMismatch(detail) => ApiError::new(
+            PortError::AlreadyExists => ApiError::new(StatusCode::CONFLICT, "conflict", "the resource already exists"),
+            PortError::Invalid(message) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message),
+            PortError::ChecksumMismatch(detail) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "checksum_mismatch",
                 format!(
                     "the uploaded bytes do not match the declared checksum ({detail}); re-upload the parts or abort"
                 ),
             ),
-            e if e.is_retryable() => {
+            e @ PortError::Unavailable { .. } => {
                 tracing::warn!(error = %e, "dependency unavailable");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "please try again shortly")
             }
-            e => ApiError::internal(&e),
+            e @ (PortError::ConditionFailed | PortError::Failed(_)) => ApiError::internal(&e),
+        }
+    }
+}
+
+/// The adapters' errors answer as the port errors they are.
+impl From<AwsError> for ApiError {
+    fn from(e: AwsError) -> Self {
+        PortError::from(e).into()
+    }
+}
+
+impl From<matbakh_app::Error> for ApiError {
+    fn from(e: matbakh_app::Error) -> Self {
+        use matbakh_app::Error;
+        match e {
+            Error::NotFound(what) => ApiError::not_found(what),
+            Error::BadField { field, message } => ApiError::bad_field(field, message),
+            Error::Conflict { code, message } => ApiError::new(StatusCode::CONFLICT, code, message),
+            Error::Gone { code, message } => ApiError::new(StatusCode::GONE, code, message),
+            Error::Rule(e) => e.into(),
+            Error::Port(e) => e.into(),
         }
     }
 }

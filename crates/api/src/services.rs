@@ -55,4 +55,17 @@ impl Services {
             public_api_url: env("PUBLIC_API_URL").filter(|v| !v.is_empty()).map(|v| v.trim_end_matches('/').to_owned()),
         })
     }
+
+    /// The files use cases on this deployment's table and bucket.
+    pub fn files(&self) -> matbakh_app::files::Files {
+        matbakh_app::files::Files {
+            files: Arc::new(self.table.clone()),
+            usage: Arc::new(self.table.clone()),
+            audit: Arc::new(self.table.clone()),
+            objects: Arc::new(self.store.clone()),
+            limits: self.limits.clone(),
+            clock: self.clock.clone(),
+            cdn_base_url: self.cdn_base_url.clone(),
+        }
+    }
 }

@@ -5,42 +5,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use matbakh_core::audit::AuditAction;
+use matbakh_core::audit::{AuditEntry, AuditRecord};
 use matbakh_core::clock::iso_millis;
-use matbakh_core::ids::{FileId, UserId};
-use time::OffsetDateTime;
+use matbakh_core::ids::UserId;
 
 use crate::error::AwsError;
 use crate::schema::{self, SK, audit_pk};
 use crate::table::{FileTable, n, opt_str, s};
-
-/// One access, as recorded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditEntry {
-    /// Whose trail it is in (the file's owner).
-    pub user: UserId,
-    pub action: AuditAction,
-    /// Who acted: `owner`, or `share:{id}` for a download through a link.
-    pub actor: String,
-    pub file_id: Option<FileId>,
-    /// `ok`, or why it was refused.
-    pub result: String,
-    pub ip: String,
-    pub user_agent: String,
-    pub at: OffsetDateTime,
-}
-
-/// A record as the trail shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct AuditRecord {
-    pub at: String,
-    pub action: String,
-    pub actor: String,
-    pub file_id: Option<String>,
-    pub result: String,
-    pub ip: String,
-    pub user_agent: String,
-}
 
 fn record_of(item: &HashMap<String, AttributeValue>) -> AuditRecord {
     let text = |k: &str| opt_str(item, k).map(str::to_owned);

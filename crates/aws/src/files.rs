@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, KeysAndAttributes, Put, Tr
 use matbakh_core::clock::iso_millis;
 use matbakh_core::ids::{FileId, ObjectKey, UserId};
 use matbakh_core::listing::{Cursor, ListQuery, SortBy, Tag};
-use matbakh_core::metadata::{ExifFacts, FileRecord, FileStatus, GeoPoint, ImageInfo, VariantInfo};
+use matbakh_core::metadata::{ExifFacts, FileDetails, FileRecord, FileStatus, GeoPoint, ImageInfo, VariantInfo};
 use matbakh_core::names::{DisplayName, fold, search_tokens};
 use time::OffsetDateTime;
 
@@ -28,20 +28,6 @@ use crate::table::{FileTable, GSI_USER, file_pk, get_u64, n, opt_str, parse_file
 pub const GSI_NAMES: &str = "gsi4-user-names";
 /// Files by size (partition `gsi1pk`, sort `sizeKey`).
 pub const GSI_SIZES: &str = "gsi5-user-sizes";
-
-/// A file as the API shows it: the row and what processing and its owner added.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FileDetails {
-    pub record: FileRecord,
-    pub tags: Vec<String>,
-    pub image: Option<ImageInfo>,
-    /// Why a file has no variants, or why it was refused.
-    pub reason: Option<String>,
-    pub exif: Option<ExifFacts>,
-    pub deleted_at: Option<OffsetDateTime>,
-    /// Bumped by every owner change (optimistic concurrency).
-    pub revision: u64,
-}
 
 /// The sort keys a file row carries for the by-name and by-size indexes.
 pub(crate) fn sort_keys(r: &FileRecord) -> [(String, AttributeValue); 2] {

@@ -13,6 +13,7 @@ pub mod error;
 pub mod export;
 pub mod files;
 pub mod ledger;
+mod ports;
 pub mod queue;
 pub mod s3;
 pub(crate) mod schema;

@@ -12,7 +12,7 @@ use matbakh_core::ids::{FileId, ObjectKey, Sha256, UserId};
 use matbakh_core::metadata::{ContentFacts, FileRecord, FileStatus, ImageInfo, VariantInfo};
 use matbakh_core::multipart::{UploadId, UploadSession};
 use matbakh_core::names::DisplayName;
-use matbakh_core::quota::reservation_ceiling;
+use matbakh_core::quota::{Usage, reservation_ceiling};
 use matbakh_core::tokens::TokenGrant;
 use matbakh_core::types::ContentType;
 use time::OffsetDateTime;
@@ -54,21 +54,6 @@ enum Hold {
     Release,
     /// They stay counted until the versions are purged (a soft delete).
     UntilPurged,
-}
-
-/// A user's storage account.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
-    /// Stored plus reserved bytes: what the quota is checked against.
-    pub charged: u64,
-    /// Bytes reserved by uploads that have not arrived yet.
-    pub reserved: u64,
-    /// Bytes of soft-deleted files: restorable, so still stored and still counted in
-    /// `charged` until their versions are purged (else delete/restore cycles would park
-    /// unlimited data outside the quota).
-    pub deleted: u64,
-    /// Multipart uploads open now, in every mode (at most `MAX_OPEN_UPLOADS`).
-    pub open_uploads: u64,
 }
 
 pub use crate::schema::{GSI_CONTENT_HASH, GSI_STATUS, GSI_USER};

@@ -5,7 +5,8 @@ use std::time::Duration;
 use aws_lc_rs::hmac;
 
 use crate::error::CoreError;
-use crate::ids::UserId;
+use crate::ids::{FileId, UserId};
+use time::OffsetDateTime;
 
 /// How long an audit record is kept (`AUDIT_RETENTION_DAYS`); DynamoDB's TTL removes it then.
 pub const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
@@ -130,4 +131,32 @@ mod tests {
         assert!(short.to_string().starts_with("ERASE_PSEUDONYM_SECRET_ID: needs at least 32 bytes"), "{short}");
         assert_eq!(format!("{:?}", key(1)), "PseudonymKey(..)");
     }
+}
+
+/// One access, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// Whose trail it is in (the file's owner).
+    pub user: UserId,
+    pub action: AuditAction,
+    /// Who acted: `owner`, or `share:{id}` for a download through a link.
+    pub actor: String,
+    pub file_id: Option<FileId>,
+    /// `ok`, or why it was refused.
+    pub result: String,
+    pub ip: String,
+    pub user_agent: String,
+    pub at: OffsetDateTime,
+}
+
+/// A record as the trail shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuditRecord {
+    pub at: String,
+    pub action: String,
+    pub actor: String,
+    pub file_id: Option<String>,
+    pub result: String,
+    pub ip: String,
+    pub user_agent: String,
 }

@@ -155,3 +155,17 @@ pub struct ContentFacts {
     /// An older live file of the same owner with the same bytes.
     pub duplicate_of: Option<FileId>,
 }
+
+/// A file as the API shows it: the row and what processing and its owner added.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileDetails {
+    pub record: FileRecord,
+    pub tags: Vec<String>,
+    pub image: Option<ImageInfo>,
+    /// Why a file has no variants, or why it was refused.
+    pub reason: Option<String>,
+    pub exif: Option<ExifFacts>,
+    pub deleted_at: Option<OffsetDateTime>,
+    /// Bumped by every owner change (optimistic concurrency).
+    pub revision: u64,
+}

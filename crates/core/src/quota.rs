@@ -6,6 +6,21 @@
 
 use crate::error::CoreError;
 
+/// A user's storage account.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Stored plus reserved bytes: what the quota is checked against.
+    pub charged: u64,
+    /// Bytes reserved by uploads that have not arrived yet.
+    pub reserved: u64,
+    /// Bytes of soft-deleted files: restorable, so still stored and still counted in
+    /// `charged` until their versions are purged (else delete/restore cycles would park
+    /// unlimited data outside the quota).
+    pub deleted: u64,
+    /// Multipart uploads open now, in every mode (at most `MAX_OPEN_UPLOADS`).
+    pub open_uploads: u64,
+}
+
 /// The largest `charged` value that still leaves room for `size` more bytes.
 pub fn reservation_ceiling(quota: u64, size: u64) -> Result<u64, CoreError> {
     quota.checked_sub(size).ok_or(CoreError::QuotaExceeded { requested: size, available: quota })

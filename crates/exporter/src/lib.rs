@@ -9,12 +9,13 @@
 //! Reads: the user's rows and objects. Writes: the archive, the job row, an audit record.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use matbakh_api::audit::{self, Access, Client};
+use matbakh_api::audit::{self, Client};
 use matbakh_api::{ApiError, Services};
+use matbakh_app::audit::Access;
+use matbakh_app::view::FileView;
 use matbakh_aws::export::{ExportState, StreamedObject};
-use matbakh_aws::files::FileDetails;
 use matbakh_core::audit::AuditAction;
-use matbakh_core::clock::iso_seconds;
+use matbakh_core::metadata::FileDetails;
 use matbakh_core::metadata::FileStatus;
 use matbakh_core::names::SafeName;
 use matbakh_core::zip;
@@ -32,32 +33,13 @@ pub async fn handle(st: &Services, event: SqsEvent) -> SqsBatchResponse {
     .await
 }
 
-/// What the archive says about one file.
-fn describe(d: &FileDetails, path: &str) -> Value {
-    let r = &d.record;
-    let mut v = json!({
-        "fileId": r.file_id.to_string(),
-        "path": path,
-        "name": r.filename.as_str(),
-        "contentType": r.content_type.as_str(),
-        "size": r.size,
-        "status": r.status.as_str(),
-        "uploadedAt": iso_seconds(r.created_at),
-        "sha256": r.sha256.map(|s| s.to_hex()),
-        "tags": d.tags,
-    });
-    if let Some(img) = &d.image {
-        v["width"] = json!(img.width);
-        v["height"] = json!(img.height);
-    }
-    if let Some(e) = &d.exif {
-        v["exif"] =
-            json!({"cameraMake": e.camera_make, "cameraModel": e.camera_model, "lens": e.lens, "takenAt": e.taken_at});
-        if let Some(at) = e.location {
-            v["exif"]["location"] = json!({"lat": at.latitude, "lon": at.longitude});
-        }
-    }
-    v
+/// What the archive says about one file: where it is in the archive, and the file as the
+/// files API shows it (without variant URLs, which would expire).
+#[derive(serde::Serialize)]
+struct Described {
+    path: String,
+    #[serde(flatten)]
+    file: FileView,
 }
 
 /// Builds one job's archive.
@@ -78,7 +60,7 @@ pub async fn export(st: &Services, export_id: &str) -> Result<(), ApiError> {
         Ok(written) => {
             let size = out.finish().await?;
             st.table.set_export(&job.id, ExportState::Ready, Some((&key, size, written))).await?;
-            let client = Client { ip: "-".into(), user_agent: "exporter".into() };
+            let client = Client(matbakh_app::audit::Client { ip: "-".into(), user_agent: "exporter".into() });
             let result = format!("ok: {written} files, {size} bytes");
             let access = Access { result: &result, ..Access::ok(&job.owner, AuditAction::Export, None) };
             audit::record(st, &client, access).await?;
@@ -117,7 +99,7 @@ async fn write_archive(st: &Services, out: &mut StreamedObject, files: &[FileDet
         let crc32 = crc.finalize() as u32;
         out.write(&zip::data_descriptor(crc32, size)).await?;
         entries.push(zip::Entry { name: path.clone(), modified: r.created_at, offset, crc32, size });
-        described.push(describe(d, &path));
+        described.push(Described { path, file: FileView::of(d, st.limits.restore_window) });
     }
     let written = described.len() as u64;
     let metadata = serde_json::to_vec_pretty(&json!({ "files": described })).map_err(|e| ApiError::internal(&e))?;

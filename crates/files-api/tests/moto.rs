@@ -585,7 +585,7 @@ async fn the_trail_shows_no_visitors_address_for_a_links_use() {
     let id = uploaded(&h, &alice, "menu.pdf", "application/pdf", 100, datetime!(2026-02-01 10:00 UTC)).await;
     let (status, body) = call_from(&h, now, Method::DELETE, &format!("/v1/files/{id}"), &alice, "203.0.113.7").await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let visit = matbakh_aws::audit::AuditEntry {
+    let visit = matbakh_core::audit::AuditEntry {
         user: UserId::parse(&alice).unwrap(),
         action: matbakh_core::audit::AuditAction::ShareDownload,
         actor: "share:00112233445566778899aabbccddeeff".into(),

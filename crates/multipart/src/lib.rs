@@ -25,10 +25,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use matbakh_api::audit::{self, Access, Client};
+use matbakh_api::audit::{self, Client};
 use matbakh_api::body::JsonObject;
 use matbakh_api::metrics::{self, Unit};
 use matbakh_api::{ApiError, Caller, Services, new_file_id};
+use matbakh_app::audit::Access;
 use matbakh_core::audit::AuditAction;
 use std::collections::HashMap;
 

@@ -314,7 +314,7 @@ impl Harness {
         id
     }
 
-    pub async fn usage(&self, user: &str) -> matbakh_aws::table::Usage {
+    pub async fn usage(&self, user: &str) -> matbakh_core::quota::Usage {
         self.state.table.usage(&matbakh_core::ids::UserId::parse(user).unwrap()).await.unwrap()
     }
 }

@@ -1,0 +1,221 @@
+//! The owner's use cases on their files: list, show, rename and retag, soft delete, restore,
+//! their usage and their audit trail. Someone else's file answers exactly like a missing one.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use matbakh_core::audit::{AuditAction, AuditRecord};
+use matbakh_core::clock::{Clock, window_start};
+use matbakh_core::ids::{FileId, ObjectKey, UserId};
+use matbakh_core::limits::Limits;
+use matbakh_core::listing::{Cursor, ListQuery, Tag, retag};
+use matbakh_core::metadata::{FileDetails, FileStatus};
+use matbakh_core::names::DisplayName;
+use matbakh_core::quota::Usage;
+
+use crate::audit::{self, Access, Client};
+use crate::error::Error;
+use crate::ports::{AuditLog, FileRepo, ObjectStore, UsageRepo};
+use crate::view::{FileView, VariantView};
+
+/// How often an update is tried when the file keeps changing under it.
+pub const UPDATE_ATTEMPTS: usize = 3;
+
+/// What the files use cases work with.
+#[derive(Clone)]
+pub struct Files {
+    pub files: Arc<dyn FileRepo>,
+    pub usage: Arc<dyn UsageRepo>,
+    pub audit: Arc<dyn AuditLog>,
+    pub objects: Arc<dyn ObjectStore>,
+    pub limits: Limits,
+    pub clock: Arc<dyn Clock>,
+    /// Where a CDN serves `derived/*`; without one, variant URLs are presigned GETs.
+    pub cdn_base_url: Option<String>,
+}
+
+/// A page of the owner's files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub files: Vec<FileView>,
+    pub next: Option<Cursor>,
+}
+
+/// A rename and retag: each part optional, at least one given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Change {
+    pub name: Option<DisplayName>,
+    pub add_tags: Vec<Tag>,
+    pub remove_tags: Vec<Tag>,
+}
+
+/// The result of a delete: the file as it is now, and whether this call deleted it (`false`:
+/// a retry of a delete that already happened).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deleted {
+    pub file: FileView,
+    pub now: bool,
+}
+
+/// A user's storage as the API shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageReport {
+    pub usage: Usage,
+    pub quota_bytes: u64,
+    pub files: u64,
+}
+
+impl Files {
+    /// The caller's file, or [`Error::NotFound`] (missing and someone else's are one answer).
+    async fn own(&self, caller: &UserId, id: FileId) -> Result<FileDetails, Error> {
+        self.files.details(id).await?.filter(|d| d.record.owner == *caller).ok_or(Error::NotFound("file"))
+    }
+
+    /// A variant's URL: on the CDN when one serves `derived/*`, else a presigned GET. Signed as
+    /// of the start of the current `image_url_ttl` window and valid for two, so every listing
+    /// in a window hands out the same URL (the browser's cache of an immutable variant keeps
+    /// working) and a URL is good for at least `image_url_ttl` after it is handed out.
+    async fn variant_url(&self, key: &ObjectKey) -> Result<String, Error> {
+        match &self.cdn_base_url {
+            Some(base) => Ok(format!("{base}/{key}")),
+            None => {
+                // S3 takes presigned URLs of at most 7 days, so a window is at most half of that.
+                let window = self.limits.image_url_ttl.min(Duration::from_secs(7 * 24 * 3600 / 2));
+                let signed_at = window_start(self.clock.now(), window);
+                Ok(self.objects.presign_get(key, signed_at, window * 2).await?)
+            }
+        }
+    }
+
+    /// The file as the API shows it, with its variants' URLs.
+    async fn view(&self, d: &FileDetails) -> Result<FileView, Error> {
+        let mut v = FileView::of(d, self.limits.restore_window);
+        if let Some(img) = &d.image {
+            let mut variants = Vec::with_capacity(img.variants.len());
+            for x in &img.variants {
+                variants.push(VariantView {
+                    width: x.width,
+                    height: x.height,
+                    content_type: x.content_type.clone(),
+                    url: self.variant_url(&x.key).await?,
+                });
+            }
+            v.variants = Some(variants);
+        }
+        Ok(v)
+    }
+
+    /// A page of the caller's files as `q` asks.
+    pub async fn list(&self, caller: &UserId, q: &ListQuery) -> Result<Page, Error> {
+        let (found, next) = self.files.list(caller, q).await?;
+        let mut files = Vec::with_capacity(found.len());
+        for d in &found {
+            files.push(self.view(d).await?);
+        }
+        tracing::info!(files = files.len(), more = next.is_some(), "listed");
+        Ok(Page { files, next })
+    }
+
+    pub async fn show(&self, caller: &UserId, id: FileId) -> Result<FileView, Error> {
+        let d = self.own(caller, id).await?;
+        self.view(&d).await
+    }
+
+    /// Renames and retags; optimistic: read, change, write if nobody changed it meanwhile,
+    /// [`UPDATE_ATTEMPTS`] tries.
+    pub async fn update(
+        &self,
+        caller: &UserId,
+        client: &Client,
+        id: FileId,
+        change: &Change,
+    ) -> Result<FileView, Error> {
+        if change.name.is_none() && change.add_tags.is_empty() && change.remove_tags.is_empty() {
+            return Err(Error::BadField { field: "name", message: "give a name, addTags or removeTags".into() });
+        }
+        for _ in 0..UPDATE_ATTEMPTS {
+            let before = self.own(caller, id).await?;
+            if before.record.status == FileStatus::Deleted {
+                return Err(Error::Conflict { code: "deleted", message: "restore the file before changing it" });
+            }
+            let current: BTreeSet<Tag> = before.tags.iter().cloned().map(Tag::from_stored).collect();
+            let tags = retag(&current, &change.add_tags, &change.remove_tags)?;
+            if self.files.update(&before, change.name.as_ref(), &tags).await? {
+                self.record(client, Access::ok(caller, AuditAction::Update, Some(id))).await?;
+                tracing::info!(renamed = change.name.is_some(), tags = tags.len(), "file updated");
+                return self.show(caller, id).await;
+            }
+        }
+        Err(Error::Conflict { code: "busy", message: "the file kept changing; try again" })
+    }
+
+    /// A soft delete: the object hidden behind a delete marker, the row DELETED and restorable
+    /// for the restore window. A retry of a delete answers the deleted file again.
+    pub async fn delete(&self, caller: &UserId, client: &Client, id: FileId) -> Result<Deleted, Error> {
+        let d = self.own(caller, id).await?;
+        let r = &d.record;
+        let now = match r.status {
+            FileStatus::Deleted => false, // a retry: the marker is there, the row says so
+            FileStatus::Pending => {
+                return Err(Error::Conflict {
+                    code: "upload_incomplete",
+                    message: "the file has not arrived yet; abort its upload instead",
+                });
+            }
+            FileStatus::Ready | FileStatus::Failed | FileStatus::Quarantined => {
+                // The marker first: once the row says DELETED, the object is already hidden.
+                self.objects.hide(&r.key).await?;
+                self.files.soft_delete(id, self.clock.now()).await?;
+                self.record(client, Access::ok(caller, AuditAction::Delete, Some(id))).await?;
+                true
+            }
+        };
+        tracing::info!(now, "file deleted");
+        Ok(Deleted { file: self.show(caller, id).await?, now })
+    }
+
+    /// Within the restore window, a deleted file is READY again (counted in usage again).
+    pub async fn restore(&self, caller: &UserId, client: &Client, id: FileId) -> Result<FileView, Error> {
+        let not_deleted = Error::Conflict { code: "not_deleted", message: "the file is not deleted" };
+        let d = self.own(caller, id).await?;
+        if d.record.status != FileStatus::Deleted {
+            return Err(not_deleted);
+        }
+        let window_ends = d.deleted_at.map(|at| at + self.limits.restore_window);
+        if window_ends.is_none_or(|end| self.clock.now() >= end) {
+            return Err(Error::Gone { code: "restore_window_passed", message: "the file can no longer be restored" });
+        }
+        // The row first (it checks the quota); then the marker goes. A crash between the two
+        // leaves a READY row whose object a retry of DELETE or restore sets right.
+        if !self.files.restore(&d.record, self.limits.user_quota_bytes).await? {
+            return Err(not_deleted);
+        }
+        self.objects.unhide(&d.record.key).await?;
+        self.record(client, Access::ok(caller, AuditAction::Restore, Some(id))).await?;
+        tracing::info!("file restored");
+        self.show(caller, id).await
+    }
+
+    /// What the caller stores and may still store.
+    pub async fn usage(&self, caller: &UserId) -> Result<UsageReport, Error> {
+        let usage = self.usage.usage(caller).await?;
+        let files = self.files.count_live(caller).await?;
+        Ok(UsageReport { usage, quota_bytes: self.limits.user_quota_bytes, files })
+    }
+
+    /// A page of the caller's own audit trail, newest first.
+    pub async fn audit_trail(
+        &self,
+        caller: &UserId,
+        limit: u32,
+        after: Option<&str>,
+    ) -> Result<(Vec<AuditRecord>, Option<String>), Error> {
+        Ok(self.audit.page(caller, limit, after).await?)
+    }
+
+    async fn record(&self, client: &Client, access: Access<'_>) -> Result<(), Error> {
+        let at = self.clock.now();
+        Ok(audit::record(self.audit.as_ref(), self.limits.audit_retention, at, client, access).await?)
+    }
+}

@@ -1,0 +1,111 @@
+//! A file as the platform shows it, in one shape: the files API answers with it and the GDPR
+//! export writes it into `metadata.json` (there with the file's path in the archive and without
+//! variant URLs, which would expire).
+
+use std::time::Duration;
+
+use matbakh_core::clock::iso_seconds;
+use matbakh_core::metadata::{ExifFacts, FileDetails};
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileView {
+    pub file_id: String,
+    pub name: String,
+    pub content_type: String,
+    pub size: u64,
+    pub status: &'static str,
+    /// When the upload was granted, to the second (RFC 3339).
+    pub created_at: String,
+    pub tags: Vec<String>,
+    /// Hex SHA-256 of the bytes, once the indexer read them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// An image's size as displayed (after EXIF orientation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// Base64 ThumbHash, to paint while the image loads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placeholder: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variants: Option<Vec<VariantView>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exif: Option<ExifView>,
+    /// Why a file has no variants, or why it was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<String>,
+    /// The end of the restore window of a deleted file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restorable_until: Option<String>,
+}
+
+/// One responsive variant, with a URL a browser can load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VariantView {
+    pub width: u32,
+    pub height: u32,
+    pub content_type: String,
+    pub url: String,
+}
+
+/// The EXIF facts shown: the position only where the deployment keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExifView {
+    pub camera_make: Option<String>,
+    pub camera_model: Option<String>,
+    pub lens: Option<String>,
+    pub taken_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Location {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+impl FileView {
+    /// The view of `d` without variant URLs (the files use cases add them); a deleted file shows
+    /// until when it can be restored (`restore_window` after its delete).
+    pub fn of(d: &FileDetails, restore_window: Duration) -> Self {
+        let r = &d.record;
+        FileView {
+            file_id: r.file_id.to_string(),
+            name: r.filename.as_str().to_owned(),
+            content_type: r.content_type.as_str().to_owned(),
+            size: r.size,
+            status: r.status.as_str(),
+            created_at: iso_seconds(r.created_at),
+            tags: d.tags.clone(),
+            sha256: r.sha256.map(|s| s.to_hex()),
+            width: d.image.as_ref().map(|i| i.width),
+            height: d.image.as_ref().map(|i| i.height),
+            placeholder: d.image.as_ref().map(|i| i.placeholder.clone()),
+            variants: None,
+            exif: d.exif.as_ref().map(ExifView::of),
+            reason: d.reason.clone(),
+            deleted_at: d.deleted_at.map(iso_seconds),
+            restorable_until: d.deleted_at.map(|at| iso_seconds(at + restore_window)),
+        }
+    }
+}
+
+impl ExifView {
+    fn of(e: &ExifFacts) -> Self {
+        ExifView {
+            camera_make: e.camera_make.clone(),
+            camera_model: e.camera_model.clone(),
+            lens: e.lens.clone(),
+            taken_at: e.taken_at.clone(),
+            location: e.location.map(|p| Location { lat: p.latitude, lon: p.longitude }),
+        }
+    }
+}

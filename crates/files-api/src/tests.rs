@@ -1,0 +1,310 @@
+//! The files API in-process on the in-memory ports: no server. What DynamoDB and S3 add
+//! (indexes, conditions, versions) is tested against moto in `tests/moto.rs`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use http::{Method, Request, StatusCode};
+use matbakh_api::Authenticator;
+use matbakh_api::auth::JwtVerifier;
+use matbakh_api::dev_keys::DevKey;
+use matbakh_app::fakes::{InMemory, InMemoryObjects};
+use matbakh_app::files::Files;
+use matbakh_core::audit::AuditAction;
+use matbakh_core::clock::FixedClock;
+use matbakh_core::ids::{FileId, ObjectKey, UserId};
+use matbakh_core::limits::Limits;
+use matbakh_core::metadata::{FileDetails, FileRecord, FileStatus, ImageInfo, VariantInfo};
+use matbakh_core::names::DisplayName;
+use matbakh_core::types::ContentType;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+use crate::{Api, routes};
+
+const ISSUER: &str = "https://auth.test";
+const AUDIENCE: &str = "files";
+const NOW: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
+
+struct World {
+    repo: Arc<InMemory>,
+    objects: Arc<InMemoryObjects>,
+    key: DevKey,
+    auth: Arc<Authenticator>,
+}
+
+impl World {
+    fn new() -> Self {
+        let key = DevKey::generate().unwrap();
+        let auth = Arc::new(Authenticator::Jwks(JwtVerifier::new(&key.jwks(), ISSUER, AUDIENCE).unwrap()));
+        World { repo: Arc::new(InMemory::new()), objects: Arc::new(InMemoryObjects::new()), key, auth }
+    }
+
+    /// The function as deployed, on this world's ports, at `now`.
+    fn api(&self, now: OffsetDateTime) -> Api {
+        let files = Files {
+            files: self.repo.clone(),
+            usage: self.repo.clone(),
+            audit: self.repo.clone(),
+            objects: self.objects.clone(),
+            limits: Limits::default(),
+            clock: Arc::new(FixedClock(now)),
+            cdn_base_url: None,
+        };
+        Api { files, auth: self.auth.clone() }
+    }
+
+    /// A READY file of `owner`, uploaded `minutes` before [`NOW`], with one variant if an image.
+    fn file(&self, owner: &str, name: &str, content_type: &str, minutes: i64) -> FileId {
+        let at = NOW - Duration::from_secs(60 * minutes as u64);
+        let ms = u64::try_from(at.unix_timestamp() * 1000).unwrap();
+        let id = FileId::new(ms, [name.len() as u8; 10]);
+        let mut record = FileRecord::upload(
+            id,
+            UserId::parse(owner).unwrap(),
+            DisplayName::parse(name).unwrap(),
+            ContentType::parse(content_type).unwrap(),
+            at,
+        );
+        record.size = 1000 + name.len() as u64;
+        record.status = FileStatus::Ready;
+        let image = content_type.starts_with("image/").then(|| ImageInfo {
+            width: 1600,
+            height: 1200,
+            frames: 1,
+            placeholder: "3OcRJYB4d3h/iIeHeEh3eIhw+j2w".into(),
+            variants: vec![VariantInfo {
+                width: 320,
+                height: 240,
+                content_type: "image/webp".into(),
+                key: ObjectKey::variant(id, 320, "webp"),
+            }],
+        });
+        self.objects.insert(record.key.clone());
+        self.repo.insert(FileDetails {
+            record,
+            tags: vec![],
+            image,
+            reason: None,
+            exif: None,
+            deleted_at: None,
+            revision: 0,
+        });
+        id
+    }
+
+    async fn call(
+        &self,
+        now: OffsetDateTime,
+        method: Method,
+        uri: &str,
+        user: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(uri).header("user-agent", "tests");
+        if let Some(user) = user {
+            req =
+                req.header("authorization", format!("Bearer {}", self.key.mint(user, ISSUER, AUDIENCE, 600).unwrap()));
+        }
+        let body = body.map_or_else(Body::empty, |v| Body::from(v.to_string()));
+        testkit::call_router(routes(self.api(now)), req.body(body).unwrap()).await
+    }
+
+    async fn get(&self, uri: &str, user: &str) -> (StatusCode, Value) {
+        self.call(NOW, Method::GET, uri, Some(user), None).await
+    }
+
+    fn status(&self, id: FileId) -> FileStatus {
+        self.repo.get(id).unwrap().record.status
+    }
+}
+
+#[tokio::test]
+async fn lists_only_the_callers_files_newest_first_in_pages_with_windowed_variant_urls() {
+    let w = World::new();
+    let old = w.file("alice", "menu.pdf", "application/pdf", 30);
+    let new = w.file("alice", "dish.jpg", "image/jpeg", 10);
+    w.file("bob", "bobs.jpg", "image/jpeg", 5);
+
+    let (status, page) = w.get("/v1/files?limit=1", "alice").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let files = page["files"].as_array().unwrap();
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0]["fileId"], new.to_string());
+    assert_eq!(files[0]["name"], "dish.jpg");
+    assert_eq!(files[0]["status"], "READY");
+    assert_eq!(files[0]["width"], 1600);
+    // A presigned URL, signed at the start of the image-URL window and valid for two windows.
+    let window = Limits::default().image_url_ttl;
+    let start = matbakh_core::clock::window_start(NOW, window);
+    let url = files[0]["variants"][0]["url"].as_str().unwrap();
+    let expected = format!("?signedAt={}&ttl={}", start.unix_timestamp(), (window * 2).as_secs());
+    assert!(url.starts_with(&format!("memory://bucket/derived/{new}/320.webp")) && url.ends_with(&expected), "{url}");
+
+    let cursor = page["nextCursor"].as_str().expect("a second page");
+    let (_, second) = w.get(&format!("/v1/files?limit=1&cursor={cursor}"), "alice").await;
+    let ids: Vec<&str> = second["files"].as_array().unwrap().iter().map(|f| f["fileId"].as_str().unwrap()).collect();
+    assert_eq!(ids, [old.to_string()]);
+    assert!(second["nextCursor"].is_null());
+    assert!(second["files"][0].get("variants").is_none(), "a PDF has no variants");
+}
+
+#[tokio::test]
+async fn someone_elses_file_answers_like_a_missing_one_on_every_route_and_stays_as_it_was() {
+    let w = World::new();
+    let bobs = w.file("bob", "private.jpg", "image/jpeg", 5);
+    let missing = FileId::new(1, [7; 10]);
+    for id in [bobs.to_string(), missing.to_string(), "not-an-id".to_owned()] {
+        let routes = [
+            (Method::GET, format!("/v1/files/{id}"), None),
+            (Method::PATCH, format!("/v1/files/{id}"), Some(json!({"name": "mine.jpg"}))),
+            (Method::DELETE, format!("/v1/files/{id}"), None),
+            (Method::POST, format!("/v1/files/{id}/restore"), None),
+        ];
+        for (method, uri, body) in routes {
+            let (status, answer) = w.call(NOW, method.clone(), &uri, Some("mallory"), body).await;
+            assert_eq!(
+                (status, &answer),
+                (StatusCode::NOT_FOUND, &json!({"error": "not_found", "message": "no such file"})),
+                "{method} {uri}"
+            );
+        }
+    }
+    let after = w.repo.get(bobs).unwrap();
+    assert_eq!((after.record.status, after.record.filename.as_str()), (FileStatus::Ready, "private.jpg"));
+    assert!(w.objects.visible(&after.record.key));
+    assert!(w.repo.audit_entries().is_empty());
+}
+
+#[tokio::test]
+async fn without_a_valid_token_nothing_is_answered() {
+    let w = World::new();
+    w.file("alice", "dish.jpg", "image/jpeg", 1);
+    let (status, body) = w.call(NOW, Method::GET, "/v1/files", None, None).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")));
+}
+
+#[tokio::test]
+async fn rename_and_retag_show_in_the_answer_and_are_audited() {
+    let w = World::new();
+    let id = w.file("alice", "dish.jpg", "image/jpeg", 1);
+    let uri = format!("/v1/files/{id}");
+    let (status, file) = w
+        .call(
+            NOW,
+            Method::PATCH,
+            &uri,
+            Some("alice"),
+            Some(json!({"name": "Hummus.jpg", "addTags": ["Mezzé", "menu"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{file}");
+    assert_eq!(file["name"], "Hummus.jpg");
+    assert_eq!(file["tags"], json!(["menu", "mezze"]));
+    let (_, file) = w.call(NOW, Method::PATCH, &uri, Some("alice"), Some(json!({"removeTags": ["menu"]}))).await;
+    assert_eq!(file["tags"], json!(["mezze"]));
+    let actions: Vec<AuditAction> = w.repo.audit_entries().iter().map(|e| e.action).collect();
+    assert_eq!(actions, [AuditAction::Update, AuditAction::Update]);
+    assert_eq!(w.repo.audit_entries()[0].user_agent, "tests");
+}
+
+#[tokio::test]
+async fn a_bad_change_is_refused_with_its_field_and_changes_nothing() {
+    let w = World::new();
+    let id = w.file("alice", "dish.jpg", "image/jpeg", 1);
+    let uri = format!("/v1/files/{id}");
+    let cases = [
+        (json!({}), "name"),
+        (json!({"name": ""}), "name"),
+        (json!({"addTags": ["no spaces"]}), "tags"),
+        (json!({"addTags": [3]}), "addTags"),
+        (json!({"owner": "mallory"}), "body"),
+    ];
+    for (body, field) in cases {
+        let (status, answer) = w.call(NOW, Method::PATCH, &uri, Some("alice"), Some(body.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert_eq!(answer["field"], field, "{body}: {answer}");
+    }
+    let d = w.repo.get(id).unwrap();
+    assert_eq!((d.record.filename.as_str(), d.revision), ("dish.jpg", 0));
+    assert!(w.repo.audit_entries().is_empty());
+}
+
+#[tokio::test]
+async fn delete_hides_the_object_and_restore_within_the_window_brings_it_back() {
+    let w = World::new();
+    let id = w.file("alice", "dish.jpg", "image/jpeg", 1);
+    let key = w.repo.get(id).unwrap().record.key;
+    let uri = format!("/v1/files/{id}");
+
+    let (status, file) = w.call(NOW, Method::DELETE, &uri, Some("alice"), None).await;
+    assert_eq!((status, file["status"].as_str()), (StatusCode::OK, Some("DELETED")), "{file}");
+    let window = Limits::default().restore_window;
+    assert_eq!(file["restorableUntil"], matbakh_core::clock::iso_seconds(NOW + window));
+    assert!(!w.objects.visible(&key));
+    let (_, usage) = w.get("/v1/me/usage", "alice").await;
+    assert_eq!((usage["files"].as_u64(), usage["bytesDeleted"].as_u64()), (Some(0), Some(1008)));
+    assert_eq!(w.get("/v1/files", "alice").await.1["files"], json!([]), "a deleted file is not listed");
+
+    // A retry answers the same and records nothing more; a change waits for the restore.
+    assert_eq!(w.call(NOW, Method::DELETE, &uri, Some("alice"), None).await.0, StatusCode::OK);
+    let (status, answer) = w.call(NOW, Method::PATCH, &uri, Some("alice"), Some(json!({"name": "x.jpg"}))).await;
+    assert_eq!((status, answer["error"].as_str()), (StatusCode::CONFLICT, Some("deleted")));
+
+    let later = NOW + window - Duration::from_secs(1);
+    let (status, file) = w.call(later, Method::POST, &format!("{uri}/restore"), Some("alice"), None).await;
+    assert_eq!((status, file["status"].as_str()), (StatusCode::OK, Some("READY")), "{file}");
+    assert!(file.get("deletedAt").is_none());
+    assert!(w.objects.visible(&key));
+    let (_, usage) = w.get("/v1/me/usage", "alice").await;
+    assert_eq!(
+        (usage["files"].as_u64(), usage["bytesDeleted"].as_u64(), usage["bytesUsed"].as_u64()),
+        (Some(1), Some(0), Some(1008))
+    );
+    let actions: Vec<AuditAction> = w.repo.audit_entries().iter().map(|e| e.action).collect();
+    assert_eq!(actions, [AuditAction::Delete, AuditAction::Restore]);
+
+    let (status, answer) = w.call(NOW, Method::POST, &format!("{uri}/restore"), Some("alice"), None).await;
+    assert_eq!((status, answer["error"].as_str()), (StatusCode::CONFLICT, Some("not_deleted")));
+}
+
+#[tokio::test]
+async fn restore_after_the_window_is_gone_and_a_pending_upload_cannot_be_deleted() {
+    let w = World::new();
+    let id = w.file("alice", "dish.jpg", "image/jpeg", 1);
+    let uri = format!("/v1/files/{id}");
+    w.call(NOW, Method::DELETE, &uri, Some("alice"), None).await;
+    let after = NOW + Limits::default().restore_window;
+    let (status, answer) = w.call(after, Method::POST, &format!("{uri}/restore"), Some("alice"), None).await;
+    assert_eq!((status, answer["error"].as_str()), (StatusCode::GONE, Some("restore_window_passed")));
+    assert_eq!(w.status(id), FileStatus::Deleted);
+
+    let pending = w.file("alice", "big.mov", "video/mp4", 0);
+    let mut d = w.repo.get(pending).unwrap();
+    d.record.status = FileStatus::Pending;
+    w.repo.insert(d);
+    let (status, answer) = w.call(NOW, Method::DELETE, &format!("/v1/files/{pending}"), Some("alice"), None).await;
+    assert_eq!((status, answer["error"].as_str()), (StatusCode::CONFLICT, Some("upload_incomplete")));
+    assert_eq!(w.status(pending), FileStatus::Pending);
+}
+
+#[tokio::test]
+async fn the_audit_trail_pages_newest_first_and_refuses_a_bad_limit() {
+    let w = World::new();
+    let a = w.file("alice", "a.jpg", "image/jpeg", 3);
+    let b = w.file("alice", "bb.jpg", "image/jpeg", 2);
+    for id in [a, b] {
+        w.call(NOW, Method::PATCH, &format!("/v1/files/{id}"), Some("alice"), Some(json!({"addTags": ["x"]}))).await;
+    }
+    let (_, page) = w.get("/v1/me/audit?limit=1", "alice").await;
+    assert_eq!(page["records"][0]["fileId"], b.to_string());
+    let cursor = page["nextCursor"].as_str().unwrap();
+    let (_, page) = w.get(&format!("/v1/me/audit?limit=1&cursor={cursor}"), "alice").await;
+    assert_eq!(page["records"][0]["fileId"], a.to_string());
+    assert!(page["nextCursor"].is_null());
+    let (status, answer) = w.get("/v1/me/audit?limit=0", "alice").await;
+    assert_eq!((status, answer["field"].as_str()), (StatusCode::BAD_REQUEST, Some("limit")));
+    assert_eq!(w.get("/v1/me/audit", "bob").await.1["records"], json!([]));
+}
