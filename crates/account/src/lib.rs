@@ -31,7 +31,6 @@ use axum::body::Bytes;
 use axum::extract::Path;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use matbakh_api::audit::{self, Client};
 use matbakh_api::body::JsonObject;
@@ -48,16 +47,25 @@ use matbakh_core::audit::{AuditAction, PseudonymKey, pseudonym};
 use matbakh_core::cdn;
 use matbakh_core::ids::{FileId, ObjectKey, UserId};
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub fn router(services: Services, erasure: Erasure, exports: Queue) -> Router {
-    Router::new()
-        .route("/v1/me", delete(erase))
-        .route("/v1/me/export", post(start_export))
-        .route("/v1/me/exports/{exportId}", get(export_status))
+    let (router, _) = documented().split_for_parts();
+    router
         .fallback(|| async { ApiError::not_found("route") })
         .layer(Extension(Arc::new(erasure)))
         .layer(Extension(exports))
         .with_state(services)
+}
+
+/// This function's part of the API's OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    documented().split_for_parts().1
+}
+
+fn documented() -> OpenApiRouter<Services> {
+    OpenApiRouter::new().routes(routes!(erase)).routes(routes!(start_export)).routes(routes!(export_status))
 }
 
 /// What an erase needs besides the shared services.
@@ -106,6 +114,18 @@ pub fn user_prefixes(user: &str) -> [String; 4] {
     ]
 }
 
+/// Erases everything of the caller's
+///
+/// Every object version, variant, transform result and quarantined copy, open uploads, and
+/// every item of theirs in the table (and in the disaster-recovery replica), then reports what
+/// it removed. Idempotent: a retry finishes what a failed one left.
+#[utoipa::path(delete, path = "/v1/me", operation_id = "erase_account", tag = "account",
+    request_body(content = Value, description = "`{confirm: true}`"),
+    responses(
+        (status = 200, description = "What was removed"),
+        (status = 400, description = "`confirm` is missing"),
+        (status = 401, description = "No valid token"),
+    ))]
 #[tracing::instrument(name = "erase_account", skip_all, fields(user = %caller.user))]
 async fn erase(
     State(st): State<Services>,
@@ -230,6 +250,12 @@ async fn job_view(st: &Services, job: &ExportJob) -> Result<Value, ApiError> {
     Ok(v)
 }
 
+/// Exports all the caller's files
+///
+/// Queues one ZIP of every file and its metadata (`metadata.json`); while one is pending or
+/// running, asking again answers that one.
+#[utoipa::path(post, path = "/v1/me/export", operation_id = "start_export", tag = "account",
+    responses((status = 202, description = "The export job"), (status = 401, description = "No valid token")))]
 #[tracing::instrument(name = "start_export", skip_all, fields(user = %caller.user))]
 async fn start_export(
     State(st): State<Services>,
@@ -262,6 +288,16 @@ async fn start_export(
     Ok((StatusCode::ACCEPTED, Json(job_view(&st, &job).await?)))
 }
 
+/// An export job of the caller's
+///
+/// Its state, and when `READY` a download link.
+#[utoipa::path(get, path = "/v1/me/exports/{exportId}", operation_id = "export_status", tag = "account",
+    params(("exportId" = String, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The job"),
+        (status = 401, description = "No valid token"),
+        (status = 404, description = "No such export of the caller's"),
+    ))]
 #[tracing::instrument(name = "export_status", skip_all, fields(user = %caller.user))]
 async fn export_status(
     State(st): State<Services>,

@@ -8,6 +8,7 @@ pub mod body;
 pub mod dev_keys;
 pub mod error;
 pub mod metrics;
+pub mod openapi;
 pub mod services;
 
 pub use auth::{AuthState, Authenticator, Caller};

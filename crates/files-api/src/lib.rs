@@ -10,6 +10,8 @@
 //! - `POST /v1/files/{fileId}/restore`: within the restore window, the marker goes and the row
 //!   is `READY` again (counted in usage again).
 //! - `GET /v1/me/usage`: bytes used and reserved, quota, file count.
+//! - `GET /v1/me/audit`: the caller's audit trail.
+//! - `GET /v1/openapi.json`: the whole HTTP API's OpenAPI 3.1 document (no login).
 //!
 //! Someone else's file answers exactly like a missing one (404) on every route.
 //!
@@ -24,7 +26,8 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::routing::{get, post};
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::{Json, Router};
 use matbakh_api::audit::Client;
 use matbakh_api::auth::{AuthState, Authenticator};
@@ -38,6 +41,8 @@ use matbakh_core::ids::FileId;
 use matbakh_core::listing::{ListQuery, Tag};
 use matbakh_core::names::DisplayName;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// What the handlers use: the files use cases and who may call them.
 #[derive(Clone)]
@@ -59,14 +64,34 @@ pub fn router(services: Services) -> Router {
 
 /// The function on any implementation of the ports (in memory, in tests).
 pub fn routes(api: Api) -> Router {
-    Router::new()
-        .route("/v1/files", get(list))
-        .route("/v1/files/{fileId}", get(show).patch(update).delete(remove))
-        .route("/v1/files/{fileId}/restore", post(restore))
-        .route("/v1/me/usage", get(usage))
-        .route("/v1/me/audit", get(audit_trail))
-        .fallback(|| async { ApiError::not_found("route") })
-        .with_state(api)
+    let (router, _) = documented().split_for_parts();
+    router.fallback(|| async { ApiError::not_found("route") }).with_state(api)
+}
+
+/// This function's part of the API's OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    documented().split_for_parts().1
+}
+
+/// The document of the whole HTTP API (`docs/openapi.json`, checked against the routers by
+/// `tests/openapi.rs`), served here because any function could.
+const OPENAPI_JSON: &str = include_str!("../../../docs/openapi.json");
+
+fn documented() -> OpenApiRouter<Api> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(show, update, remove))
+        .routes(routes!(restore))
+        .routes(routes!(usage))
+        .routes(routes!(audit_trail))
+        .routes(routes!(openapi_json))
+}
+
+/// This API's OpenAPI 3.1 document
+#[utoipa::path(get, path = "/v1/openapi.json", operation_id = "openapi_json", tag = "files-api", security(()),
+    responses((status = 200, description = "The document", content_type = "application/json")))]
+async fn openapi_json() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "public, max-age=300")], OPENAPI_JSON)
 }
 
 /// A file id from the path; one that cannot be an id is a file that does not exist.
@@ -74,6 +99,30 @@ fn file_id(raw: &str) -> Result<FileId, ApiError> {
     FileId::parse(raw).map_err(|_| ApiError::not_found("file"))
 }
 
+/// The caller's files, a page at a time
+///
+/// Newest first unless sorted otherwise; filtered by type, status, tag and upload date;
+/// searched by words (each must start a word of the name, case- and accent-insensitive).
+/// Answers `{files: [File], nextCursor}`; a file shows its variants with URLs when it is an
+/// image.
+#[utoipa::path(get, path = "/v1/files", operation_id = "list_files", tag = "files-api",
+    params(
+        ("limit" = Option<u32>, Query, description = "Files in a page: 1 to 200, 50 by default"),
+        ("cursor" = Option<String>, Query, description = "The `nextCursor` of the page before"),
+        ("sort" = Option<String>, Query, description = "`date` (default), `name` or `size`"),
+        ("order" = Option<String>, Query, description = "`asc` or `desc`"),
+        ("contentType" = Option<String>, Query, description = "A type (`image/png`) or a family (`image/`)"),
+        ("status" = Option<String>, Query, description = "`pending`, `ready`, `quarantined`, `failed` or `deleted`; all but deleted by default"),
+        ("tag" = Option<String>, Query, description = "Only files with this tag"),
+        ("from" = Option<String>, Query, description = "Uploaded at or after (a date or an RFC 3339 time)"),
+        ("to" = Option<String>, Query, description = "Uploaded before"),
+        ("q" = Option<String>, Query, description = "Search words, at most 5"),
+    ),
+    responses(
+        (status = 200, description = "A page of files"),
+        (status = 400, description = "A parameter is not valid (`field` names it)"),
+        (status = 401, description = "No valid token"),
+    ))]
 #[tracing::instrument(name = "list_files", skip_all, fields(user = %caller.user))]
 async fn list(
     State(api): State<Api>,
@@ -85,6 +134,16 @@ async fn list(
     Ok(Json(json!({ "files": page.files, "nextCursor": page.next.map(|c| c.encode()) })))
 }
 
+/// One of the caller's files
+///
+/// Its metadata, variants with URLs, placeholder and EXIF summary.
+#[utoipa::path(get, path = "/v1/files/{fileId}", operation_id = "show_file", tag = "files-api",
+    params(("fileId" = String, Path, description = "The file's id")),
+    responses(
+        (status = 200, description = "The file"),
+        (status = 401, description = "No valid token"),
+        (status = 404, description = "No such file of the caller's"),
+    ))]
 #[tracing::instrument(name = "show_file", skip_all, fields(user = %caller.user, file_id = %raw_id))]
 async fn show(State(api): State<Api>, caller: Caller, Path(raw_id): Path<String>) -> Result<Json<FileView>, ApiError> {
     Ok(Json(api.files.show(&caller.user, file_id(&raw_id)?).await?))
@@ -101,6 +160,20 @@ fn tags_of(req: &JsonObject, field: &'static str) -> Result<Vec<Tag>, ApiError> 
         .collect()
 }
 
+/// Renames or retags a file
+///
+/// Body `{name?, addTags?, removeTags?}`, at least one; removal wins over addition. Answers the
+/// file as it is now.
+#[utoipa::path(patch, path = "/v1/files/{fileId}", operation_id = "update_file", tag = "files-api",
+    params(("fileId" = String, Path, description = "The file's id")),
+    request_body(content = Value, description = "`{name?: string, addTags?: [string], removeTags?: [string]}`"),
+    responses(
+        (status = 200, description = "The changed file"),
+        (status = 400, description = "The body is not valid (`field` names what)"),
+        (status = 401, description = "No valid token"),
+        (status = 404, description = "No such file of the caller's"),
+        (status = 409, description = "`deleted` (restore it first) or `busy` (it kept changing; try again)"),
+    ))]
 #[tracing::instrument(name = "update_file", skip_all, fields(user = %caller.user, file_id = %raw_id))]
 async fn update(
     State(api): State<Api>,
@@ -122,6 +195,18 @@ async fn update(
     Ok(Json(api.files.update(&caller.user, &client.0, id, &change).await?))
 }
 
+/// Deletes a file, restorably
+///
+/// The object goes behind a delete marker and the file is `DELETED`, restorable for the
+/// restore window (`restorableUntil`). A retry answers the same.
+#[utoipa::path(delete, path = "/v1/files/{fileId}", operation_id = "delete_file", tag = "files-api",
+    params(("fileId" = String, Path, description = "The file's id")),
+    responses(
+        (status = 200, description = "The deleted file"),
+        (status = 401, description = "No valid token"),
+        (status = 404, description = "No such file of the caller's"),
+        (status = 409, description = "`upload_incomplete`: abort its upload instead"),
+    ))]
 #[tracing::instrument(name = "delete_file", skip_all, fields(user = %caller.user, file_id = %raw_id))]
 async fn remove(
     State(api): State<Api>,
@@ -136,6 +221,18 @@ async fn remove(
     Ok(Json(deleted.file))
 }
 
+/// Restores a deleted file
+///
+/// Within the restore window the file is `READY` again and counts in the usage again.
+#[utoipa::path(post, path = "/v1/files/{fileId}/restore", operation_id = "restore_file", tag = "files-api",
+    params(("fileId" = String, Path, description = "The file's id")),
+    responses(
+        (status = 200, description = "The restored file"),
+        (status = 401, description = "No valid token"),
+        (status = 404, description = "No such file of the caller's"),
+        (status = 409, description = "`not_deleted`, or `quota_exceeded`"),
+        (status = 410, description = "`restore_window_passed`"),
+    ))]
 #[tracing::instrument(name = "restore_file", skip_all, fields(user = %caller.user, file_id = %raw_id))]
 async fn restore(
     State(api): State<Api>,
@@ -148,6 +245,11 @@ async fn restore(
     Ok(Json(file))
 }
 
+/// The caller's storage
+///
+/// `{bytesUsed, bytesReserved, bytesDeleted, openUploads, quotaBytes, files}`.
+#[utoipa::path(get, path = "/v1/me/usage", operation_id = "usage", tag = "files-api",
+    responses((status = 200, description = "The usage"), (status = 401, description = "No valid token")))]
 #[tracing::instrument(name = "usage", skip_all, fields(user = %caller.user))]
 async fn usage(State(api): State<Api>, caller: Caller) -> Result<Json<Value>, ApiError> {
     let report = api.files.usage(&caller.user).await?;
@@ -162,8 +264,20 @@ async fn usage(State(api): State<Api>, caller: Caller) -> Result<Json<Value>, Ap
     })))
 }
 
-/// `GET /v1/me/audit[?limit=N&cursor=C]`: the caller's own trail, newest first; where a
-/// request came from, except for a share link's visitors.
+/// The caller's audit trail
+///
+/// Their own trail, newest first: who did what to which file, and where a request came from
+/// (except for a share link's visitors).
+#[utoipa::path(get, path = "/v1/me/audit", operation_id = "audit_trail", tag = "files-api",
+    params(
+        ("limit" = Option<u32>, Query, description = "Records in a page (1 to 200, 50 by default)"),
+        ("cursor" = Option<String>, Query, description = "The `nextCursor` of the page before"),
+    ),
+    responses(
+        (status = 200, description = "`{records: [{at, action, actor, fileId, result, ip, userAgent}], nextCursor}`"),
+        (status = 400, description = "A parameter is not valid"),
+        (status = 401, description = "No valid token"),
+    ))]
 #[tracing::instrument(name = "audit_trail", skip_all, fields(user = %caller.user))]
 async fn audit_trail(
     State(api): State<Api>,

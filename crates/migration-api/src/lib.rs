@@ -17,7 +17,6 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use matbakh_api::auth::{AuthState, Authenticator};
 use matbakh_api::{ApiError, Caller};
@@ -29,6 +28,8 @@ use matbakh_core::migration::{Control, RunId};
 use migrate::control::status_of;
 use migrate::work::Work;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// What the routes need.
 #[derive(Clone)]
@@ -69,12 +70,17 @@ impl Admin {
 }
 
 pub fn router(admin: Admin) -> Router {
-    Router::new()
-        .route("/v1/admin/migrations", get(runs))
-        .route("/v1/admin/migrations/{runId}", get(run))
-        .route("/v1/admin/migrations/{runId}/{action}", post(control))
-        .fallback(|| async { ApiError::not_found("route") })
-        .with_state(admin)
+    let (router, _) = documented().split_for_parts();
+    router.fallback(|| async { ApiError::not_found("route") }).with_state(admin)
+}
+
+/// This function's part of the API's OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    documented().split_for_parts().1
+}
+
+fn documented() -> OpenApiRouter<Admin> {
+    OpenApiRouter::new().routes(routes!(runs)).routes(routes!(run)).routes(routes!(control))
 }
 
 /// The caller if they are an administrator, else 403.
@@ -91,6 +97,15 @@ fn run_id(raw: &str) -> Result<RunId, ApiError> {
     RunId::parse(raw).map_err(|_| ApiError::not_found("run"))
 }
 
+/// Every migration run (administrators)
+///
+/// Newest first, with progress, rate, ETA and failures by reason (as `migrate status`).
+#[utoipa::path(get, path = "/v1/admin/migrations", operation_id = "migration_runs", tag = "migration-api",
+    responses(
+        (status = 200, description = "`{runs: [Run]}`"),
+        (status = 401, description = "No valid token"),
+        (status = 403, description = "Not an administrator"),
+    ))]
 #[tracing::instrument(name = "migration_runs", skip_all, fields(user = %caller.user))]
 async fn runs(State(st): State<Admin>, caller: Caller) -> Result<Json<Value>, ApiError> {
     admin_only(&st, &caller)?;
@@ -98,6 +113,15 @@ async fn runs(State(st): State<Admin>, caller: Caller) -> Result<Json<Value>, Ap
     Ok(Json(json!({ "runs": runs })))
 }
 
+/// One migration run (administrators)
+#[utoipa::path(get, path = "/v1/admin/migrations/{runId}", operation_id = "migration_run", tag = "migration-api",
+    params(("runId" = String, Path, description = "The run's id")),
+    responses(
+        (status = 200, description = "The run"),
+        (status = 401, description = "No valid token"),
+        (status = 403, description = "Not an administrator"),
+        (status = 404, description = "No such run"),
+    ))]
 #[tracing::instrument(name = "migration_run", skip_all, fields(user = %caller.user, run = %raw))]
 async fn run(State(st): State<Admin>, caller: Caller, Path(raw): Path<String>) -> Result<Json<Value>, ApiError> {
     admin_only(&st, &caller)?;
@@ -105,6 +129,22 @@ async fn run(State(st): State<Admin>, caller: Caller, Path(raw): Path<String>) -
     Ok(Json(json!(status_of(&record))))
 }
 
+/// Pauses, resumes or aborts a run (administrators)
+///
+/// The same state change as the CLI's command, as a conditional write; `resume` also asks the
+/// workers to send the run's pending files again.
+#[utoipa::path(post, path = "/v1/admin/migrations/{runId}/{action}", operation_id = "migration_control", tag = "migration-api",
+    params(
+        ("runId" = String, Path, description = "The run's id"),
+        ("action" = String, Path, description = "`pause`, `resume` or `abort`"),
+    ),
+    responses(
+        (status = 200, description = "The run after the change"),
+        (status = 401, description = "No valid token"),
+        (status = 403, description = "Not an administrator"),
+        (status = 404, description = "No such run or action"),
+        (status = 409, description = "`invalid_state`: the run cannot change so"),
+    ))]
 #[tracing::instrument(name = "migration_control", skip_all, fields(user = %caller.user, run = %raw, action = %action))]
 async fn control(
     State(st): State<Admin>,

@@ -21,10 +21,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::{Json, Router};
 use matbakh_api::audit::{self, Client};
 use matbakh_api::body::JsonObject;
 use matbakh_api::metrics::{self, Unit};
@@ -46,17 +46,18 @@ use matbakh_core::tokens::{
 };
 use matbakh_core::types::ContentType;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn routes() -> Router<Services> {
-    use axum::routing::{delete, get, post};
-    Router::new()
-        .route("/v1/upload-tokens", post(mint))
-        .route("/v1/upload-tokens/{token}", delete(revoke))
-        .route("/v1/uppy/{token}/s3/params", get(params))
-        .route("/v1/uppy/{token}/s3/multipart", post(create))
-        .route("/v1/uppy/{token}/s3/multipart/{uploadId}", get(list_parts).delete(abort))
-        .route("/v1/uppy/{token}/s3/multipart/{uploadId}/{partNumber}", get(sign_part))
-        .route("/v1/uppy/{token}/s3/multipart/{uploadId}/complete", post(complete))
+pub fn routes() -> OpenApiRouter<Services> {
+    OpenApiRouter::new()
+        .routes(routes!(mint))
+        .routes(routes!(revoke))
+        .routes(routes!(params))
+        .routes(routes!(create))
+        .routes(routes!(list_parts, abort))
+        .routes(routes!(sign_part))
+        .routes(routes!(complete))
 }
 
 /// The most a Companion-mode single upload may be, and so reserves while it is under way:
@@ -95,6 +96,17 @@ async fn token_session(
         .ok_or_else(|| ApiError::not_found("upload"))
 }
 
+/// Mints an upload token
+///
+/// A capability for Uppy's Companion mode, bounded in bytes, types and time. Answers
+/// `{token, endpoint, expiresAt, maxBytes, types}`; `endpoint` is Uppy's `companionEndpoint`.
+#[utoipa::path(post, path = "/v1/upload-tokens", operation_id = "mint_upload_token", tag = "multipart",
+    request_body(content = Value, description = "`{maxBytes?, types?: [string], expiresIn?: seconds}`"),
+    responses(
+        (status = 201, description = "The token"),
+        (status = 400, description = "The body is not valid (`field` names what)"),
+        (status = 401, description = "No valid token"),
+    ))]
 #[tracing::instrument(name = "mint_upload_token", skip_all, fields(user = %caller.user))]
 async fn mint(State(st): State<Services>, caller: Caller, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
     let req = if body.is_empty() { None } else { Some(JsonObject::parse(&body, &["maxBytes", "types", "expiresIn"])?) };
@@ -144,6 +156,10 @@ async fn mint(State(st): State<Services>, caller: Caller, body: Bytes) -> Result
     ))
 }
 
+/// Revokes one of the caller's upload tokens at once
+#[utoipa::path(delete, path = "/v1/upload-tokens/{token}", operation_id = "revoke_upload_token", tag = "multipart",
+    params(("token" = String, Path, description = "The upload token")),
+    responses((status = 204, description = "Revoked"), (status = 401, description = "No valid token"), (status = 404, description = "No such token of the caller's")))]
 #[tracing::instrument(name = "revoke_upload_token", skip_all, fields(user = %caller.user))]
 async fn revoke(State(st): State<Services>, caller: Caller, Path(raw): Path<String>) -> Result<StatusCode, ApiError> {
     let token = UploadToken::parse(&raw).map_err(|_| ApiError::not_found("upload token"))?;
@@ -170,6 +186,19 @@ fn filename_and_type(
 /// still allow (at most [`MAX_UNSIZED_TOKEN_UPLOAD_BYTES`]: Uppy sends no size). That bound is
 /// reserved against the token and the quota until the object arrives, which gives back what it
 /// did not use. Uppy reads `url` and `fields`.
+/// Uppy: a single upload's POST policy (no login)
+///
+/// Sized 1 byte to what the token and the quota still allow; Uppy reads `url` and `fields`.
+#[utoipa::path(get, path = "/v1/uppy/{token}/s3/params", operation_id = "uppy_params", tag = "multipart", security(()),
+    params(("token" = String, Path, description = "The upload token (the capability: no login)"),
+        ("filename" = String, Query, description = "The file's name"),
+        ("type" = String, Query, description = "The file's content type")),
+    responses(
+        (status = 200, description = "`{method, url, fields}`"),
+        (status = 400, description = "A parameter is not valid"),
+        (status = 404, description = "Not a usable token, or not its upload"),
+        (status = 409, description = "`quota_exceeded` or the token's allowance is spent"),
+    ))]
 #[tracing::instrument(name = "uppy_params", skip_all, fields(token = tracing::field::Empty, user = tracing::field::Empty))]
 async fn params(
     State(st): State<Services>,
@@ -220,6 +249,16 @@ async fn params(
     Ok(Json(json!({ "method": "POST", "url": post.url, "fields": post.fields, "headers": {} })))
 }
 
+/// Uppy: starts a multipart upload (no login)
+#[utoipa::path(post, path = "/v1/uppy/{token}/s3/multipart", operation_id = "uppy_create", tag = "multipart", security(()),
+    params(("token" = String, Path, description = "The upload token (the capability: no login)")),
+    request_body(content = Value, description = "`{filename, type, metadata?}`"),
+    responses(
+        (status = 200, description = "`{key, uploadId}`"),
+        (status = 400, description = "The body is not valid"),
+        (status = 404, description = "Not a usable token, or not its upload"),
+        (status = 429, description = "`too_many_open_uploads`"),
+    ))]
 #[tracing::instrument(name = "uppy_create", skip_all, fields(token = tracing::field::Empty, user = tracing::field::Empty))]
 async fn create(
     State(st): State<Services>,
@@ -259,6 +298,17 @@ async fn create(
     Ok(Json(json!({ "key": key.as_str(), "uploadId": upload_id.as_str() })))
 }
 
+/// Uppy: signs one part (no login)
+#[utoipa::path(get, path = "/v1/uppy/{token}/s3/multipart/{uploadId}/{partNumber}", operation_id = "uppy_sign_part", tag = "multipart", security(()),
+    params(("token" = String, Path, description = "The upload token (the capability: no login)"), ("uploadId" = String, Path, description = "The S3 upload id"),
+        ("partNumber" = u32, Path, description = "1 to 10000"),
+        ("key" = String, Query, description = "The object key the upload was created for")),
+    responses(
+        (status = 200, description = "`{url, expires}`"),
+        (status = 400, description = "A parameter is not valid"),
+        (status = 404, description = "Not a usable token, or not its upload"),
+        (status = 409, description = "The session ended"),
+    ))]
 #[tracing::instrument(name = "uppy_sign_part", skip_all, fields(token = tracing::field::Empty, user = tracing::field::Empty))]
 async fn sign_part(
     State(st): State<Services>,
@@ -279,6 +329,10 @@ async fn sign_part(
     Ok(Json(json!({ "url": url.url, "expires": ttl.as_secs() })))
 }
 
+/// Uppy: the parts S3 holds, to resume (no login)
+#[utoipa::path(get, path = "/v1/uppy/{token}/s3/multipart/{uploadId}", operation_id = "uppy_list_parts", tag = "multipart", security(()),
+    params(("token" = String, Path, description = "The upload token (the capability: no login)"), ("uploadId" = String, Path, description = "The S3 upload id"), ("key" = String, Query, description = "The object key")),
+    responses((status = 200, description = "`[{PartNumber, Size, ETag}]`"), (status = 404, description = "Not a usable token, or not its upload")))]
 #[tracing::instrument(name = "uppy_list_parts", skip_all, fields(token = tracing::field::Empty, user = tracing::field::Empty))]
 async fn list_parts(
     State(st): State<Services>,
@@ -291,6 +345,20 @@ async fn list_parts(
     Ok(Json(parts.iter().map(|p| json!({"PartNumber": p.number.get(), "Size": p.size, "ETag": p.etag})).collect()))
 }
 
+/// Uppy: completes a multipart upload (no login)
+///
+/// The server sums the parts S3 holds and charges them to the token's allowance and the
+/// quota in one transaction, or aborts the upload.
+#[utoipa::path(post, path = "/v1/uppy/{token}/s3/multipart/{uploadId}/complete", operation_id = "uppy_complete", tag = "multipart", security(()),
+    params(("token" = String, Path, description = "The upload token (the capability: no login)"), ("uploadId" = String, Path, description = "The S3 upload id"), ("key" = String, Query, description = "The object key")),
+    request_body(content = Value, description = "`{parts: [{PartNumber, ETag}]}`"),
+    responses(
+        (status = 200, description = "`{location}`"),
+        (status = 400, description = "The parts are not valid"),
+        (status = 404, description = "Not a usable token, or not its upload"),
+        (status = 409, description = "The session ended, or the parts are not what S3 holds"),
+        (status = 413, description = "More bytes than the token or quota allows: aborted"),
+    ))]
 #[tracing::instrument(name = "uppy_complete", skip_all, fields(token = tracing::field::Empty, user = tracing::field::Empty))]
 async fn complete(
     State(st): State<Services>,
@@ -364,6 +432,10 @@ async fn refuse(st: &Services, session: &UploadSession, bytes: u64, why: &str) -
     )
 }
 
+/// Uppy: aborts a multipart upload (no login)
+#[utoipa::path(delete, path = "/v1/uppy/{token}/s3/multipart/{uploadId}", operation_id = "uppy_abort", tag = "multipart", security(()),
+    params(("token" = String, Path, description = "The upload token (the capability: no login)"), ("uploadId" = String, Path, description = "The S3 upload id"), ("key" = String, Query, description = "The object key")),
+    responses((status = 200, description = "Aborted"), (status = 404, description = "Not a usable token, or not its upload")))]
 #[tracing::instrument(name = "uppy_abort", skip_all, fields(token = tracing::field::Empty, user = tracing::field::Empty))]
 async fn abort(
     State(st): State<Services>,

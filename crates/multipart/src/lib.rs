@@ -23,7 +23,6 @@ pub mod sign;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use matbakh_api::audit::{self, Client};
 use matbakh_api::body::JsonObject;
@@ -43,18 +42,28 @@ use matbakh_core::multipart::{
 use matbakh_core::names::DisplayName;
 use matbakh_core::types::ContentType;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub fn router(services: Services) -> Router {
-    Router::new()
-        .route("/v1/uploads/multipart", post(create))
-        .route("/v1/uploads", get(list_open))
-        .route("/v1/uploads/{uploadId}", get(show).delete(abort))
-        .route("/v1/uploads/{uploadId}/parts", post(sign_parts))
-        .route("/v1/uploads/{uploadId}/complete", post(complete))
-        .route("/v1/uploads/sign", post(sign::sign))
+    let (router, _) = documented().split_for_parts();
+    router.fallback(|| async { ApiError::not_found("route") }).with_state(services)
+}
+
+/// This function's part of the API's OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    documented().split_for_parts().1
+}
+
+fn documented() -> OpenApiRouter<Services> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(list_open))
+        .routes(routes!(show, abort))
+        .routes(routes!(sign_parts))
+        .routes(routes!(complete))
+        .routes(routes!(sign::sign))
         .merge(companion::routes())
-        .fallback(|| async { ApiError::not_found("route") })
-        .with_state(services)
 }
 
 fn session_json(x: &UploadSession) -> Value {
@@ -108,6 +117,22 @@ fn not_open(x: &UploadSession) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, "upload_finished", format!("this upload is {}", x.state.name().to_lowercase()))
 }
 
+/// Starts a multipart upload
+///
+/// Checks type, size and quota like a single upload, starts the S3 multipart upload (with a
+/// full-object CRC if asked), plans its parts and reserves the size. Answers the session with
+/// its `uploadId`, `partSize` and part count.
+#[utoipa::path(post, path = "/v1/uploads/multipart", operation_id = "create_multipart", tag = "multipart",
+    request_body(content = Value, description = "`{filename, contentType, size, checksum?}`"),
+    responses(
+        (status = 201, description = "The session"),
+        (status = 400, description = "The body is not valid (`field` names what)"),
+        (status = 401, description = "No valid token"),
+        (status = 409, description = "`quota_exceeded`"),
+        (status = 413, description = "`too_large` for its type"),
+        (status = 415, description = "`type_not_allowed`"),
+        (status = 429, description = "`too_many_open_uploads`"),
+    ))]
 #[tracing::instrument(name = "create_multipart", skip_all, fields(user = %caller.user, file_id = tracing::field::Empty))]
 async fn create(
     State(st): State<Services>,
@@ -174,6 +199,20 @@ async fn create(
     Ok((StatusCode::CREATED, Json(session_json(&session))))
 }
 
+/// Signs part uploads
+///
+/// One PUT URL per part, each for its exact planned length (and checksum, when the upload has
+/// one), so no part can carry other bytes than planned.
+#[utoipa::path(post, path = "/v1/uploads/{uploadId}/parts", operation_id = "sign_parts", tag = "multipart",
+    params(("uploadId" = String, Path, description = "The session's upload id")),
+    request_body(content = Value, description = "`{partNumbers: [number], checksums?: {\"1\": base64}}`"),
+    responses(
+        (status = 200, description = "`{parts: [{partNumber, url, headers}]}`"),
+        (status = 400, description = "A part number or checksum is not valid"),
+        (status = 401, description = "No valid token"),
+        (status = 404, description = "No such upload of the caller's"),
+        (status = 410, description = "`upload_expired`"),
+    ))]
 #[tracing::instrument(name = "sign_parts", skip_all, fields(user = %caller.user))]
 async fn sign_parts(
     State(st): State<Services>,
@@ -257,6 +296,16 @@ fn part_checksums(
         .collect()
 }
 
+/// One of the caller's uploads, to resume it
+///
+/// The session and the parts S3 holds.
+#[utoipa::path(get, path = "/v1/uploads/{uploadId}", operation_id = "show_upload", tag = "multipart",
+    params(("uploadId" = String, Path, description = "The session's upload id")),
+    responses(
+        (status = 200, description = "The session and its parts"),
+        (status = 401, description = "No valid token"),
+        (status = 404, description = "No such upload of the caller's"),
+    ))]
 #[tracing::instrument(name = "show_upload", skip_all, fields(user = %caller.user))]
 async fn show(State(st): State<Services>, caller: Caller, Path(raw_id): Path<String>) -> Result<Json<Value>, ApiError> {
     let session = own_session(&st, &caller, &raw_id).await?;
@@ -269,6 +318,11 @@ async fn show(State(st): State<Services>, caller: Caller, Path(raw_id): Path<Str
     Ok(Json(body))
 }
 
+/// The caller's unfinished uploads
+///
+/// Newest first.
+#[utoipa::path(get, path = "/v1/uploads", operation_id = "list_uploads", tag = "multipart",
+    responses((status = 200, description = "`{uploads: [Session]}`"), (status = 401, description = "No valid token")))]
 #[tracing::instrument(name = "list_uploads", skip_all, fields(user = %caller.user))]
 async fn list_open(State(st): State<Services>, caller: Caller) -> Result<Json<Value>, ApiError> {
     let now = st.clock.now();
@@ -277,6 +331,22 @@ async fn list_open(State(st): State<Services>, caller: Caller) -> Result<Json<Va
     Ok(Json(json!({ "uploads": uploads })))
 }
 
+/// Completes a multipart upload
+///
+/// Checks the parts against the plan and completes the upload itself, never overwriting an
+/// object; too many bytes abort it. Idempotent.
+#[utoipa::path(post, path = "/v1/uploads/{uploadId}/complete", operation_id = "complete_upload", tag = "multipart",
+    params(("uploadId" = String, Path, description = "The session's upload id")),
+    request_body(content = Value, description = "`{parts?: [{partNumber, etag}]}`, checked against what S3 holds"),
+    responses(
+        (status = 200, description = "The completed file"),
+        (status = 400, description = "The parts are not the plan's"),
+        (status = 401, description = "No valid token"),
+        (status = 404, description = "No such upload of the caller's"),
+        (status = 409, description = "A part is missing or the session ended"),
+        (status = 413, description = "More bytes than granted: the upload was aborted"),
+        (status = 422, description = "`checksum_mismatch`"),
+    ))]
 #[tracing::instrument(name = "complete_upload", skip_all, fields(user = %caller.user, file_id = tracing::field::Empty))]
 async fn complete(
     State(st): State<Services>,
@@ -349,6 +419,16 @@ fn completed_json(session: &UploadSession, etag: &str) -> Value {
     })
 }
 
+/// Aborts an upload
+///
+/// Frees its parts and releases its reservation. Idempotent.
+#[utoipa::path(delete, path = "/v1/uploads/{uploadId}", operation_id = "abort_upload", tag = "multipart",
+    params(("uploadId" = String, Path, description = "The session's upload id")),
+    responses(
+        (status = 204, description = "Aborted"),
+        (status = 401, description = "No valid token"),
+        (status = 404, description = "No such upload of the caller's"),
+    ))]
 #[tracing::instrument(name = "abort_upload", skip_all, fields(user = %caller.user))]
 async fn abort(State(st): State<Services>, caller: Caller, Path(raw_id): Path<String>) -> Result<StatusCode, ApiError> {
     let session = own_session(&st, &caller, &raw_id).await?;

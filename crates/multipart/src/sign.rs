@@ -77,6 +77,22 @@ fn proposed_name(key: &str) -> &str {
     }
 }
 
+/// Signs a request Uppy wants to send to S3 (`signRequest` mode)
+///
+/// The server chooses every key and signs only requests about its own keys and sessions:
+/// PutObject (a POST policy), CreateMultipartUpload (with `size`, reserved), UploadPart (for its
+/// planned length), ListParts, CompleteMultipartUpload and AbortMultipartUpload.
+#[utoipa::path(post, path = "/v1/uploads/sign", operation_id = "sign_request", tag = "multipart",
+    request_body(content = Value, description = "`{method, key, uploadId?, partNumber?, contentType?, filename?, size?}`"),
+    responses(
+        (status = 200, description = "`{url, key?, fields?}`"),
+        (status = 400, description = "The request is not one the server signs (`field` names why)"),
+        (status = 401, description = "No valid token"),
+        (status = 404, description = "No such key or upload of the caller's"),
+        (status = 409, description = "`quota_exceeded`, or the key already has an upload"),
+        (status = 410, description = "`upload_expired`"),
+        (status = 429, description = "`too_many_open_uploads`"),
+    ))]
 #[tracing::instrument(name = "sign_request", skip_all, fields(user = %caller.user, op = tracing::field::Empty))]
 pub async fn sign(State(st): State<Services>, caller: Caller, body: Bytes) -> Result<Json<Value>, ApiError> {
     let req = JsonObject::parse(

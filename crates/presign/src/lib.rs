@@ -13,7 +13,6 @@
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use matbakh_api::audit::{self, Client};
 use matbakh_api::body::JsonObject;
@@ -27,15 +26,38 @@ use matbakh_core::metadata::{FileRecord, FileStatus};
 use matbakh_core::names::{DisplayName, content_disposition};
 use matbakh_core::types::ContentType;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub fn router(services: Services) -> Router {
-    Router::new()
-        .route("/v1/uploads", post(create_upload))
-        .route("/v1/files/{fileId}/download", get(download))
-        .fallback(|| async { ApiError::not_found("route") })
-        .with_state(services)
+    let (router, _) = documented().split_for_parts();
+    router.fallback(|| async { ApiError::not_found("route") }).with_state(services)
 }
 
+/// This function's part of the API's OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    documented().split_for_parts().1
+}
+
+fn documented() -> OpenApiRouter<Services> {
+    OpenApiRouter::new().routes(routes!(create_upload)).routes(routes!(download))
+}
+
+/// Grants a single upload
+///
+/// Checks the type allow-list, the size limit and the caller's quota, reserves the size, and
+/// answers `{fileId, key, upload: {url, fields}, expiresAt}`: a presigned POST pinned to one
+/// key, type and size (and SHA-256 when given), for the browser to send the file to S3.
+#[utoipa::path(post, path = "/v1/uploads", operation_id = "create_upload", tag = "presign",
+    request_body(content = Value, description = "`{filename, contentType, size, sha256?}` (sha256: hex)"),
+    responses(
+        (status = 201, description = "The grant"),
+        (status = 400, description = "The body is not valid (`field` names what)"),
+        (status = 401, description = "No valid token"),
+        (status = 409, description = "`quota_exceeded`"),
+        (status = 413, description = "`too_large` for its type"),
+        (status = 415, description = "`type_not_allowed`"),
+    ))]
 #[tracing::instrument(name = "create_upload", skip_all, fields(user = %caller.user, file_id = tracing::field::Empty))]
 async fn create_upload(
     State(st): State<Services>,
@@ -78,6 +100,23 @@ async fn create_upload(
     ))
 }
 
+/// A download link for one of the caller's files
+///
+/// A short-lived presigned GET of the accepted version that names the file (RFC 6266);
+/// `inline=1` asks the browser to show it instead of saving it.
+#[utoipa::path(get, path = "/v1/files/{fileId}/download", operation_id = "download", tag = "presign",
+    params(
+        ("fileId" = String, Path, description = "The file's id"),
+        ("inline" = Option<String>, Query, description = "`1` to show in the browser, `0` (default) to save"),
+    ),
+    responses(
+        (status = 200, description = "`{url, expiresAt, filename, contentType, size}`"),
+        (status = 400, description = "`inline` is not 1 or 0"),
+        (status = 401, description = "No valid token"),
+        (status = 403, description = "`quarantined`: the file failed its checks"),
+        (status = 404, description = "No such file of the caller's"),
+        (status = 409, description = "`upload_incomplete`"),
+    ))]
 #[tracing::instrument(name = "download", skip_all, fields(user = %caller.user, file_id = %raw_id))]
 async fn download(
     State(st): State<Services>,

@@ -19,7 +19,6 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use matbakh_api::audit::{self, Client};
 use matbakh_api::body::JsonObject;
@@ -34,17 +33,24 @@ use matbakh_core::metadata::FileStatus;
 use matbakh_core::names::content_disposition;
 use matbakh_core::shares::{ShareId, ShareKey, ShareRefusal, is_expired, share_terms};
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Links the owner's list shows at most.
 pub const SHARES_LISTED: i32 = 100;
 
 pub fn router(services: Services) -> Router {
-    Router::new()
-        .route("/v1/files/{fileId}/shares", post(create))
-        .route("/v1/shares", get(list))
-        .route("/v1/shares/{token}", get(open).delete(revoke))
-        .fallback(|| async { ApiError::not_found("route") })
-        .with_state(services)
+    let (router, _) = documented().split_for_parts();
+    router.fallback(|| async { ApiError::not_found("route") }).with_state(services)
+}
+
+/// This function's part of the API's OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    documented().split_for_parts().1
+}
+
+fn documented() -> OpenApiRouter<Services> {
+    OpenApiRouter::new().routes(routes!(create)).routes(routes!(list)).routes(routes!(open, revoke))
 }
 
 fn key(st: &Services) -> Result<&ShareKey, ApiError> {
@@ -79,6 +85,20 @@ fn view(st: &Services, x: &Share) -> Result<Value, ApiError> {
     }))
 }
 
+/// Shares one of the caller's files by link
+///
+/// A signed link that anyone holding it can use to download the file, until it expires, is
+/// revoked or is used up. Answers the share with its `url`.
+#[utoipa::path(post, path = "/v1/files/{fileId}/shares", operation_id = "create_share", tag = "shares",
+    params(("fileId" = String, Path, description = "The file's id")),
+    request_body(content = Value, description = "`{expiresIn?: seconds, maxDownloads?: number}`"),
+    responses(
+        (status = 201, description = "The share"),
+        (status = 400, description = "The body is not valid (`field` names what)"),
+        (status = 401, description = "No valid token"),
+        (status = 404, description = "No such file of the caller's"),
+        (status = 409, description = "`not_shareable`: the file is not stored and checked"),
+    ))]
 #[tracing::instrument(name = "create_share", skip_all, fields(user = %caller.user, file_id = %raw_id))]
 async fn create(
     State(st): State<Services>,
@@ -117,6 +137,11 @@ async fn create(
     Ok((StatusCode::CREATED, Json(view(&st, &share)?)))
 }
 
+/// The caller's share links
+///
+/// Newest first, with their state and downloads.
+#[utoipa::path(get, path = "/v1/shares", operation_id = "list_shares", tag = "shares",
+    responses((status = 200, description = "`{shares: [Share]}`"), (status = 401, description = "No valid token")))]
 #[tracing::instrument(name = "list_shares", skip_all, fields(user = %caller.user))]
 async fn list(State(st): State<Services>, caller: Caller) -> Result<Json<Value>, ApiError> {
     let shares = st.table.list_shares(&caller.user, SHARES_LISTED).await?;
@@ -124,6 +149,14 @@ async fn list(State(st): State<Services>, caller: Caller) -> Result<Json<Value>,
     Ok(Json(json!({ "shares": views })))
 }
 
+/// Revokes one of the caller's links at once
+#[utoipa::path(delete, path = "/v1/shares/{token}", operation_id = "revoke_share", tag = "shares",
+    params(("token" = String, Path, description = "The link's token")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "No valid token"),
+        (status = 404, description = "No such link of the caller's"),
+    ))]
 #[tracing::instrument(name = "revoke_share", skip_all, fields(user = %caller.user))]
 async fn revoke(
     State(st): State<Services>,
@@ -153,6 +186,17 @@ fn refused(why: ShareRefusal) -> ApiError {
     }
 }
 
+/// Opens a share link (no login)
+///
+/// Counts a download and redirects to a presigned GET of the file, valid a minute. Reveals
+/// nothing about the file or its owner to anyone without a live link.
+#[utoipa::path(get, path = "/v1/shares/{token}", operation_id = "open_share", tag = "shares", security(()),
+    params(("token" = String, Path, description = "The link's token")),
+    responses(
+        (status = 302, description = "To the file's bytes"),
+        (status = 404, description = "Not a live link"),
+        (status = 410, description = "`share_expired`, `share_revoked`, `share_used_up` or `file_gone`"),
+    ))]
 #[tracing::instrument(name = "open_share", skip_all, fields(share = tracing::field::Empty))]
 async fn open(State(st): State<Services>, client: Client, Path(token): Path<String>) -> Result<Response, ApiError> {
     let now = st.clock.now();

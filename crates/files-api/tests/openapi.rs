@@ -1,0 +1,94 @@
+//! The HTTP API's OpenAPI document (`docs/openapi.json`) is exactly what the routers describe:
+//! every function registers its routes through `utoipa_axum::routes!`, so a route exists only
+//! with its description. This test regenerates the document from the routers and fails on any
+//! difference (`UPDATE_OPENAPI=1` rewrites the file); `tests/template/test_openapi.py` checks
+//! it against the routes the template gives API Gateway. No server needed.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use http::{Request, StatusCode};
+use matbakh_api::Authenticator;
+use matbakh_app::fakes::{InMemory, InMemoryObjects};
+use matbakh_app::files::Files;
+use matbakh_core::clock::SystemClock;
+use matbakh_core::limits::Limits;
+use serde_json::Value;
+
+const CHECKED_IN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
+
+fn generated() -> String {
+    let doc = matbakh_api::openapi::document([
+        presign::openapi(),
+        multipart::openapi(),
+        files_api::openapi(),
+        shares::openapi(),
+        account::openapi(),
+        migration_api::openapi(),
+    ]);
+    doc.to_pretty_json().expect("the document serialises") + "\n"
+}
+
+#[test]
+fn the_checked_in_document_is_what_the_routers_describe() {
+    let json = generated();
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(CHECKED_IN, &json).unwrap();
+    }
+    let checked_in = std::fs::read_to_string(CHECKED_IN).unwrap();
+    assert!(
+        checked_in == json,
+        "docs/openapi.json is not what the routers describe; regenerate it with\n  \
+         UPDATE_OPENAPI=1 cargo test -p files-api --test openapi"
+    );
+}
+
+#[test]
+fn every_operation_is_described_with_its_function_its_parameters_and_its_answers() {
+    let doc: Value = serde_json::from_str(&generated()).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    let mut operations = 0;
+    for (path, item) in paths {
+        let declared: Vec<&str> =
+            path.split('/').filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}'))).collect();
+        for (method, op) in item.as_object().unwrap() {
+            operations += 1;
+            let at = format!("{method} {path}");
+            assert!(op["summary"].as_str().is_some_and(|s| !s.is_empty()), "{at}: no summary");
+            assert!(op["operationId"].as_str().is_some_and(|s| !s.is_empty()), "{at}: no operationId");
+            assert_eq!(op["tags"].as_array().map(Vec::len), Some(1), "{at}: one tag, the function's name");
+            assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()), "{at}: no responses");
+            let in_path: Vec<&str> = op["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "path")
+                .filter_map(|p| p["name"].as_str())
+                .collect();
+            assert_eq!(in_path, declared, "{at}: its path parameters, in order");
+        }
+    }
+    // The template routes 34 operations to six functions; files-api serves this document too.
+    assert_eq!(operations, 35);
+}
+
+#[tokio::test]
+async fn files_api_serves_the_document_without_a_login() {
+    let repo = Arc::new(InMemory::new());
+    let files = Files {
+        files: repo.clone(),
+        usage: repo.clone(),
+        audit: repo,
+        objects: Arc::new(InMemoryObjects::new()),
+        limits: Limits::default(),
+        clock: Arc::new(SystemClock),
+        cdn_base_url: None,
+    };
+    let router = files_api::routes(files_api::Api { files, auth: Arc::new(Authenticator::Authorizer) });
+    let req = Request::get("/v1/openapi.json").body(Body::empty()).unwrap();
+    let (status, served) = testkit::call_router(router, req).await;
+    assert_eq!(status, StatusCode::OK);
+    let checked_in: Value = serde_json::from_str(&std::fs::read_to_string(CHECKED_IN).unwrap()).unwrap();
+    assert_eq!(served, checked_in);
+}
