@@ -116,6 +116,16 @@ class Rules(unittest.TestCase):
             for key in ("Runtime", "Architectures", "Tracing", "DeadLetterQueue"):
                 self.assertNotIn(key, fn["Properties"], f"{name} overrides {key}")
 
+    def test_no_function_environment_holds_a_secret(self):
+        # A secret resolved into the environment is readable by anyone who may read the
+        # function's configuration; functions read secrets from Secrets Manager at start, by id.
+        for name, fn in of_type("AWS::Serverless::Function").items():
+            env = (fn["Properties"].get("Environment") or {}).get("Variables") or {}
+            for var, value in env.items():
+                text = json.dumps(value)
+                self.assertNotIn("resolve:secretsmanager", text, f"{name}.{var}")
+                self.assertNotIn("resolve:ssm-secure", text, f"{name}.{var}")
+
     def test_the_stack_refuses_regions_outside_the_eu(self):
         assertion = T["Rules"]["EuRegionsOnly"]["Assertions"][0]["Assert"]["Fn::Contains"]
         allowed, region = assertion

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use matbakh_aws::{FileTable, S3Store, Settings};
 use matbakh_core::clock::{Clock, SystemClock};
 use matbakh_core::limits::Limits;
-use matbakh_core::shares::ShareKey;
 
 use crate::auth::{AuthState, Authenticator};
 
@@ -21,12 +20,6 @@ pub struct Services {
     /// Where the CDN serves `derived/*` (`CDN_BASE_URL`, deployed); without it, variant URLs
     /// are presigned GETs of the bucket.
     pub cdn_base_url: Option<String>,
-    /// Signs share links (`SHARE_SIGNING_KEY`, Base64 of at least 32 bytes; the functions that
-    /// make or open links refuse to start without it).
-    pub share_key: Option<ShareKey>,
-    /// Where the API is reached from outside (`PUBLIC_API_URL`), for links it hands out;
-    /// without it, links are paths on the API's own origin.
-    pub public_api_url: Option<String>,
 }
 
 impl AuthState for Services {
@@ -51,8 +44,6 @@ impl Services {
             limits,
             clock: Arc::new(SystemClock),
             cdn_base_url: env("CDN_BASE_URL").filter(|v| !v.is_empty()).map(|v| v.trim_end_matches('/').to_owned()),
-            share_key: env("SHARE_SIGNING_KEY").map(|k| ShareKey::parse(&k)).transpose().map_err(|e| e.to_string())?,
-            public_api_url: env("PUBLIC_API_URL").filter(|v| !v.is_empty()).map(|v| v.trim_end_matches('/').to_owned()),
         })
     }
 

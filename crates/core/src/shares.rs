@@ -25,7 +25,7 @@ pub const MAX_SHARE_DOWNLOADS: u64 = 100_000;
 /// How long the presigned GET a link redirects to stays usable (`SHARE_REDIRECT_TTL_SECONDS`):
 /// also how long a revoked link's last redirects keep working.
 pub const DEFAULT_SHARE_REDIRECT_TTL: Duration = Duration::from_secs(60);
-/// The smallest signing key accepted (`SHARE_SIGNING_KEY`, Base64).
+/// The smallest signing key accepted (the secret `SHARE_SIGNING_SECRET_ID` names, Base64).
 pub const MIN_SHARE_KEY_BYTES: usize = 32;
 
 const ID_BYTES: usize = 16;
@@ -70,14 +70,14 @@ impl ShareKey {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(raw)
             .or_else(|_| URL_SAFE_NO_PAD.decode(raw.trim_end_matches('=')))
-            .map_err(|_| CoreError::invalid("SHARE_SIGNING_KEY", "is not Base64"))?;
+            .map_err(|_| CoreError::invalid("SHARE_SIGNING_SECRET_ID", "the secret is not Base64"))?;
         Self::from_bytes(&bytes)
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CoreError> {
         if bytes.len() < MIN_SHARE_KEY_BYTES {
             return Err(CoreError::invalid(
-                "SHARE_SIGNING_KEY",
+                "SHARE_SIGNING_SECRET_ID",
                 format!("needs at least {MIN_SHARE_KEY_BYTES} bytes, has {}", bytes.len()),
             ));
         }

@@ -64,8 +64,6 @@ async fn main() {
         limits: Limits { user_quota_bytes: u64::MAX / 2, ..Limits::default() },
         clock: Arc::new(SystemClock),
         cdn_base_url: None,
-        share_key: None,
-        public_api_url: None,
     };
     let user = format!("bench-{}", std::process::id());
     let token = key.mint(&user, "bench", "bench", 3600).expect("token");

@@ -14,12 +14,16 @@
 //!   visitor's address.
 //!
 //! Reads and writes: share rows and file rows in the metadata table; signs GETs of `users/*`.
+//! Reads the links' signing key from Secrets Manager at start ([`Links`]).
 
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use matbakh_api::audit::{self, Client};
 use matbakh_api::body::JsonObject;
 use matbakh_api::metrics::{self, Unit};
@@ -39,9 +43,9 @@ use utoipa_axum::routes;
 /// Links the owner's list shows at most.
 pub const SHARES_LISTED: i32 = 100;
 
-pub fn router(services: Services) -> Router {
+pub fn router(services: Services, links: Links) -> Router {
     let (router, _) = documented().split_for_parts();
-    router.fallback(|| async { ApiError::not_found("route") }).with_state(services)
+    router.fallback(|| async { ApiError::not_found("route") }).layer(Extension(Arc::new(links))).with_state(services)
 }
 
 /// This function's part of the API's OpenAPI document.
@@ -53,15 +57,39 @@ fn documented() -> OpenApiRouter<Services> {
     OpenApiRouter::new().routes(routes!(create)).routes(routes!(list)).routes(routes!(open, revoke))
 }
 
-fn key(st: &Services) -> Result<&ShareKey, ApiError> {
-    st.share_key.as_ref().ok_or_else(|| ApiError::internal(&"SHARE_SIGNING_KEY is not set"))
+/// How links are made: typed configuration, read once at start.
+#[derive(Debug, Clone)]
+pub struct Links {
+    /// Signs and opens tokens: the Secrets Manager secret `SHARE_SIGNING_SECRET_ID` names
+    /// (Base64 of at least 32 bytes), never an environment variable.
+    pub key: ShareKey,
+    /// Where the API is reached from outside (`PUBLIC_API_URL`); without it, links are paths on
+    /// the API's own origin.
+    pub public_api_url: Option<String>,
 }
 
-fn link(st: &Services, token: &str) -> String {
-    format!("{}/v1/shares/{token}", st.public_api_url.as_deref().unwrap_or(""))
+impl Links {
+    /// At start: a missing setting, an unreadable secret or a short key stops the function
+    /// with the setting's name.
+    pub async fn from_env(sdk: &SdkConfig, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let secret_id = lookup("SHARE_SIGNING_SECRET_ID")
+            .filter(|v| !v.is_empty())
+            .ok_or("SHARE_SIGNING_SECRET_ID is not set: share links cannot be signed")?;
+        let secret = matbakh_aws::secrets::secret_string(sdk, &secret_id)
+            .await
+            .map_err(|e| format!("SHARE_SIGNING_SECRET_ID {secret_id}: {e}"))?;
+        let key = ShareKey::parse(&secret).map_err(|e| e.to_string())?;
+        let public_api_url =
+            lookup("PUBLIC_API_URL").filter(|v| !v.is_empty()).map(|v| v.trim_end_matches('/').to_owned());
+        Ok(Links { key, public_api_url })
+    }
+
+    fn url(&self, token: &str) -> String {
+        format!("{}/v1/shares/{token}", self.public_api_url.as_deref().unwrap_or(""))
+    }
 }
 
-fn view(st: &Services, x: &Share) -> Result<Value, ApiError> {
+fn view(st: &Services, links: &Links, x: &Share) -> Result<Value, ApiError> {
     let now = st.clock.now();
     let state = if x.revoked {
         "revoked"
@@ -72,10 +100,10 @@ fn view(st: &Services, x: &Share) -> Result<Value, ApiError> {
     } else {
         "active"
     };
-    let token = key(st)?.token(&x.id, x.expires_at);
+    let token = links.key.token(&x.id, x.expires_at);
     Ok(json!({
         "token": token,
-        "url": link(st, &token),
+        "url": links.url(&token),
         "fileId": x.file_id.to_string(),
         "createdAt": iso_seconds(x.created_at),
         "expiresAt": iso_seconds(x.expires_at),
@@ -102,6 +130,7 @@ fn view(st: &Services, x: &Share) -> Result<Value, ApiError> {
 #[tracing::instrument(name = "create_share", skip_all, fields(user = %caller.user, file_id = %raw_id))]
 async fn create(
     State(st): State<Services>,
+    Extension(links): Extension<Arc<Links>>,
     caller: Caller,
     client: Client,
     Path(raw_id): Path<String>,
@@ -134,7 +163,7 @@ async fn create(
     audit::record(&st, &client, access).await?;
     tracing::info!(share = %share.id, ttl = ttl.as_secs(), "share created");
     metrics::emit("create_share", &[("SharesCreated", 1, Unit::Count)]);
-    Ok((StatusCode::CREATED, Json(view(&st, &share)?)))
+    Ok((StatusCode::CREATED, Json(view(&st, &links, &share)?)))
 }
 
 /// The caller's share links
@@ -143,9 +172,13 @@ async fn create(
 #[utoipa::path(get, path = "/v1/shares", operation_id = "list_shares", tag = "shares",
     responses((status = 200, description = "`{shares: [Share]}`"), (status = 401, description = "No valid token")))]
 #[tracing::instrument(name = "list_shares", skip_all, fields(user = %caller.user))]
-async fn list(State(st): State<Services>, caller: Caller) -> Result<Json<Value>, ApiError> {
+async fn list(
+    State(st): State<Services>,
+    Extension(links): Extension<Arc<Links>>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
     let shares = st.table.list_shares(&caller.user, SHARES_LISTED).await?;
-    let views = shares.iter().map(|x| view(&st, x)).collect::<Result<Vec<_>, _>>()?;
+    let views = shares.iter().map(|x| view(&st, &links, x)).collect::<Result<Vec<_>, _>>()?;
     Ok(Json(json!({ "shares": views })))
 }
 
@@ -160,12 +193,13 @@ async fn list(State(st): State<Services>, caller: Caller) -> Result<Json<Value>,
 #[tracing::instrument(name = "revoke_share", skip_all, fields(user = %caller.user))]
 async fn revoke(
     State(st): State<Services>,
+    Extension(links): Extension<Arc<Links>>,
     caller: Caller,
     client: Client,
     Path(token): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     // An expired link can still be revoked (it then stays dead if its row outlived the expiry).
-    let (id, _) = key(&st)?.open(&token).map_err(|_| ApiError::not_found("share"))?;
+    let (id, _) = links.key.open(&token).map_err(|_| ApiError::not_found("share"))?;
     let share = st.table.revoke_share(&id, &caller.user).await?.ok_or_else(|| ApiError::not_found("share"))?;
     let file_id = Some(share.file_id);
     let access = Access::ok(&caller.user, AuditAction::ShareRevoke, file_id);
@@ -198,10 +232,15 @@ fn refused(why: ShareRefusal) -> ApiError {
         (status = 410, description = "`share_expired`, `share_revoked`, `share_used_up` or `file_gone`"),
     ))]
 #[tracing::instrument(name = "open_share", skip_all, fields(share = tracing::field::Empty))]
-async fn open(State(st): State<Services>, client: Client, Path(token): Path<String>) -> Result<Response, ApiError> {
+async fn open(
+    State(st): State<Services>,
+    Extension(links): Extension<Arc<Links>>,
+    client: Client,
+    Path(token): Path<String>,
+) -> Result<Response, ApiError> {
     let now = st.clock.now();
     // A token this platform did not sign names no share: nothing to record, nothing revealed.
-    let (id, expires_at) = key(&st)?.open(&token).map_err(refused)?;
+    let (id, expires_at) = links.key.open(&token).map_err(refused)?;
     tracing::Span::current().record("share", tracing::field::display(id));
     let share = st.table.get_share(&id).await?.ok_or_else(|| refused(ShareRefusal::Unknown))?;
     // From here on the owner's trail records the attempt, whatever its outcome.

@@ -3,9 +3,8 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
+    let sdk = matbakh_aws::config::load_sdk_config().await;
+    let links = shares::Links::from_env(&sdk, |k| std::env::var(k).ok()).await?;
     let services = matbakh_api::Services::from_env().await?;
-    if services.share_key.is_none() {
-        return Err("SHARE_SIGNING_KEY is not set: share links cannot be signed".into());
-    }
-    lambda_http::run(shares::router(services)).await
+    lambda_http::run(shares::router(services, links)).await
 }

@@ -201,8 +201,6 @@ impl Harness {
             limits: opts.limits,
             clock: opts.clock,
             cdn_base_url: None,
-            share_key: Some(matbakh_core::shares::ShareKey::from_bytes(&rand32()).unwrap()),
-            public_api_url: Some("https://files.test".into()),
         };
         Harness { state, router, key, dynamo: aws_sdk_dynamodb::Client::new(&moto), table_name }
     }

@@ -14,7 +14,7 @@ use testkit::{Harness, Options, call_router_raw, http_client, refused, unique_us
 async fn redirect(state: matbakh_api::Services, url: &str) -> Option<String> {
     let path = url.strip_prefix("https://files.test").unwrap_or(url);
     let req = Request::builder().method(Method::GET).uri(path).body(Body::empty()).unwrap();
-    let (status, headers, _) = call_router_raw(shares::router(state), req).await;
+    let (status, headers, _) = call_router_raw(super::router(state), req).await;
     (status == StatusCode::FOUND).then(|| headers["location"].to_str().unwrap().to_owned())
 }
 
@@ -23,7 +23,7 @@ async fn redirect(state: matbakh_api::Services, url: &str) -> Option<String> {
 async fn a_revoked_links_last_redirect_is_refused_once_its_minute_passed() {
     let now = time::OffsetDateTime::now_utc();
     let at = |t| Arc::new(FixedClock(t));
-    let h = Harness::new(shares::router, Options { s3_on_garage: true, clock: at(now), ..Options::default() }).await;
+    let h = Harness::new(super::router, Options { s3_on_garage: true, clock: at(now), ..Options::default() }).await;
     let alice = unique_user("alice");
     let menu = b"%PDF-1.7 the menu".to_vec();
     let id = h.stored_file(&alice, "menu.pdf", "application/pdf", menu.clone(), now).await;

@@ -14,7 +14,7 @@ use time::macros::datetime;
 const NOW: time::OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
 
 async fn harness() -> Harness {
-    Harness::new(shares::router, Options { clock: Arc::new(FixedClock(NOW)), ..Options::default() }).await
+    Harness::new(super::router, Options { clock: Arc::new(FixedClock(NOW)), ..Options::default() }).await
 }
 
 /// Opens a link as a stranger would: no login. Answers the status, the redirect target and the
@@ -46,7 +46,7 @@ async fn open_link_from(
 }
 
 async fn open(state: matbakh_api::Services, req: Request<Body>) -> (StatusCode, Option<String>, Value) {
-    let (status, headers, body) = call_router_raw(shares::router(state), req).await;
+    let (status, headers, body) = call_router_raw(super::router(state), req).await;
     let location = headers.get("location").map(|v| v.to_str().unwrap().to_owned());
     if status == StatusCode::FOUND {
         assert_eq!(headers["cache-control"], "no-store");
@@ -97,7 +97,7 @@ async fn a_link_downloads_the_same_bytes_counts_and_stops_when_used_up() {
         seen,
         [("share_create", "ok"), ("share_download", "ok"), ("share_download", "ok"), ("share_download", "used_up")]
     );
-    let share_id = link["token"].as_str().map(|t| h.state.share_key.as_ref().unwrap().open(t).unwrap().0).unwrap();
+    let share_id = link["token"].as_str().map(|t| super::links().key.open(t).unwrap().0).unwrap();
     assert!(records.iter().filter(|r| r.action == "share_download").all(|r| r.actor == format!("share:{share_id}")));
 }
 
@@ -232,4 +232,29 @@ async fn the_owner_sees_a_links_use_counted_not_the_visitors_address() {
             "{what} shows the visitor: {shown}"
         );
     }
+}
+
+#[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
+async fn the_signing_key_is_read_from_secrets_manager_at_start() {
+    let sdk = testkit::moto_sdk().await;
+    let name = unique_user("share-key");
+    let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk);
+    sm.create_secret().name(&name).secret_string(key).send().await.unwrap();
+    let settings = |id: String| {
+        move |k: &str| match k {
+            "SHARE_SIGNING_SECRET_ID" => Some(id.clone()),
+            "PUBLIC_API_URL" => Some("https://api.test/".into()),
+            _ => None,
+        }
+    };
+    let links = shares::Links::from_env(&sdk, settings(name)).await.unwrap();
+    assert_eq!(links.public_api_url.as_deref(), Some("https://api.test"));
+    let expected = matbakh_core::shares::ShareKey::parse(key).unwrap();
+    let id = matbakh_core::shares::ShareId::parse("00112233445566778899aabbccddeeff").unwrap();
+    let token = links.key.token(&id, NOW);
+    assert_eq!(expected.open(&token).unwrap().0, id, "the secret's key signs");
+    let missing = shares::Links::from_env(&sdk, settings("no-such-secret".into())).await.unwrap_err();
+    assert!(missing.contains("SHARE_SIGNING_SECRET_ID no-such-secret"), "{missing}");
 }
