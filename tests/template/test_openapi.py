@@ -1,5 +1,5 @@
 """The HTTP API's OpenAPI document (docs/openapi.json, generated from the routers and checked
-against them by crates/files-api/tests/openapi.rs) and the routes the template gives API
+against them by crates/files-api/tests/it/openapi.rs) and the routes the template gives API
 Gateway are the same set: a route without a description, or a description without a route,
 fails here. Each operation's tag names the function (the `Binary`) that serves it, and an
 operation without a login is exactly a route with `Authorizer: NONE`."""

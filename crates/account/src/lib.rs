@@ -37,11 +37,11 @@ use matbakh_api::body::JsonObject;
 use matbakh_api::metrics::{self, Unit};
 use matbakh_api::{ApiError, Caller, Services};
 use matbakh_app::audit::Access;
+use matbakh_app::exports::{ExportView, Exports};
 use matbakh_aws::S3Store;
 use matbakh_aws::cdn::Cdn;
 use matbakh_aws::config::ReplicaSettings;
 use matbakh_aws::erase::Erased;
-use matbakh_aws::export::{ExportJob, ExportState};
 use matbakh_aws::queue::Queue;
 use matbakh_core::audit::{AuditAction, PseudonymKey, pseudonym};
 use matbakh_core::cdn;
@@ -51,11 +51,17 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub fn router(services: Services, erasure: Erasure, exports: Queue) -> Router {
+    let exports = services.exports(Arc::new(exports));
+    routes(services, erasure, exports)
+}
+
+/// The function with the export use cases on any implementation of their ports.
+pub fn routes(services: Services, erasure: Erasure, exports: Exports) -> Router {
     let (router, _) = documented().split_for_parts();
     router
         .fallback(|| async { ApiError::not_found("route") })
         .layer(Extension(Arc::new(erasure)))
-        .layer(Extension(exports))
+        .layer(Extension(Arc::new(exports)))
         .with_state(services)
 }
 
@@ -216,40 +222,6 @@ async fn invalidate_cached(
     Ok(())
 }
 
-/// A pending or running export older than this is taken for dead (its messages went to the
-/// DLQ): asking again starts a new one.
-pub const EXPORT_STALE_AFTER: time::Duration = time::Duration::hours(1);
-
-async fn job_view(st: &Services, job: &ExportJob) -> Result<Value, ApiError> {
-    let mut v = json!({
-        "exportId": job.id,
-        "status": job.state.as_str(),
-        "createdAt": matbakh_core::clock::iso_seconds(job.created_at),
-        "statusUrl": format!("/v1/me/exports/{}", job.id),
-    });
-    if let (ExportState::Ready, Some(key)) = (job.state, &job.key) {
-        let name = format!("matbakh-export-{}.zip", job.created_at.date());
-        let disposition = format!("attachment; filename=\"{name}\"");
-        let now = st.clock.now();
-        let get = st
-            .store
-            .presign_download(
-                &ObjectKey::from_stored(key.clone()),
-                None,
-                "application/zip",
-                &disposition,
-                now,
-                st.limits.download_url_ttl,
-            )
-            .await?;
-        v["url"] = json!(get.url);
-        v["expiresAt"] = json!(matbakh_core::clock::iso_seconds(get.expires_at));
-        v["size"] = json!(job.size);
-        v["files"] = json!(job.files);
-    }
-    Ok(v)
-}
-
 /// Exports all the caller's files
 ///
 /// Queues one ZIP of every file and its metadata (`metadata.json`); while one is pending or
@@ -258,34 +230,11 @@ async fn job_view(st: &Services, job: &ExportJob) -> Result<Value, ApiError> {
     responses((status = 202, description = "The export job"), (status = 401, description = "No valid token")))]
 #[tracing::instrument(name = "start_export", skip_all, fields(user = %caller.user))]
 async fn start_export(
-    State(st): State<Services>,
-    Extension(exports): Extension<Queue>,
+    Extension(exports): Extension<Arc<Exports>>,
     caller: Caller,
     client: Client,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let now = st.clock.now();
-    if let Some(job) = st.table.latest_export(&caller.user).await?
-        && matches!(job.state, ExportState::Pending | ExportState::Running)
-        && now - job.created_at < EXPORT_STALE_AFTER
-    {
-        return Ok((StatusCode::ACCEPTED, Json(job_view(&st, &job).await?)));
-    }
-    let id: [u8; 16] = matbakh_api::random_bytes()?;
-    let job = ExportJob {
-        id: id.iter().map(|b| format!("{b:02x}")).collect(),
-        owner: caller.user.clone(),
-        state: ExportState::Pending,
-        created_at: now,
-        key: None,
-        size: None,
-        files: None,
-    };
-    st.table.put_export(&job).await?;
-    exports.send_all(&[json!({"exportId": job.id}).to_string()]).await?;
-    let access = Access { result: "queued", ..Access::ok(&caller.user, AuditAction::Export, None) };
-    audit::record(&st, &client, access).await?;
-    tracing::info!(export = %job.id, "export queued");
-    Ok((StatusCode::ACCEPTED, Json(job_view(&st, &job).await?)))
+) -> Result<(StatusCode, Json<ExportView>), ApiError> {
+    Ok((StatusCode::ACCEPTED, Json(exports.start(&caller.user, &client.0).await?)))
 }
 
 /// An export job of the caller's
@@ -300,14 +249,11 @@ async fn start_export(
     ))]
 #[tracing::instrument(name = "export_status", skip_all, fields(user = %caller.user))]
 async fn export_status(
-    State(st): State<Services>,
+    Extension(exports): Extension<Arc<Exports>>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let valid = id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit());
-    let job = if valid { st.table.get_export(&id).await? } else { None };
-    let job = job.filter(|j| j.owner == caller.user).ok_or_else(|| ApiError::not_found("export"))?;
-    Ok(Json(job_view(&st, &job).await?))
+) -> Result<Json<ExportView>, ApiError> {
+    Ok(Json(exports.status(&caller.user, &id).await?))
 }
 
 #[cfg(test)]

@@ -133,6 +133,19 @@ pub trait AuthState {
     fn authenticator(&self) -> &Authenticator;
 }
 
+/// A function's state: its use cases (`T`, from `matbakh-app`) and who may call them.
+#[derive(Clone)]
+pub struct Api<T> {
+    pub cases: T,
+    pub auth: std::sync::Arc<Authenticator>,
+}
+
+impl<T> AuthState for Api<T> {
+    fn authenticator(&self) -> &Authenticator {
+        &self.auth
+    }
+}
+
 /// The authenticated caller; extracting it answers 401 when there is none.
 #[derive(Debug, Clone)]
 pub struct Caller {

@@ -108,6 +108,7 @@ impl From<matbakh_app::Error> for ApiError {
         match e {
             Error::NotFound(what) => ApiError::not_found(what),
             Error::BadField { field, message } => ApiError::bad_field(field, message),
+            Error::Forbidden { code, message } => ApiError::new(StatusCode::FORBIDDEN, code, message),
             Error::Conflict { code, message } => ApiError::new(StatusCode::CONFLICT, code, message),
             Error::Gone { code, message } => ApiError::new(StatusCode::GONE, code, message),
             Error::Rule(e) => e.into(),

@@ -11,22 +11,19 @@ pub mod metrics;
 pub mod openapi;
 pub mod services;
 
-pub use auth::{AuthState, Authenticator, Caller};
+pub use auth::{Api, AuthState, Authenticator, Caller};
 
 use matbakh_core::ids::FileId;
 use time::OffsetDateTime;
 
 /// `N` bytes from the system's secure random source.
 pub fn random_bytes<const N: usize>() -> Result<[u8; N], ApiError> {
-    let mut bytes = [0u8; N];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|e| ApiError::internal(&e))?;
-    Ok(bytes)
+    Ok(matbakh_app::random::bytes()?)
 }
 
 /// A fresh file id for a file created at `now` (UUIDv7: time-ordered, 74 random bits).
 pub fn new_file_id(now: OffsetDateTime) -> Result<FileId, ApiError> {
-    let ms = u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-    Ok(FileId::new(ms, random_bytes()?))
+    Ok(matbakh_app::random::file_id(now)?)
 }
 pub use error::ApiError;
 pub use services::Services;

@@ -59,4 +59,50 @@ impl Services {
             cdn_base_url: self.cdn_base_url.clone(),
         }
     }
+
+    /// The share-link use cases on this deployment's table and bucket.
+    pub fn shares(&self, links: matbakh_app::shares::Links) -> matbakh_app::shares::Shares {
+        matbakh_app::shares::Shares {
+            shares: Arc::new(self.table.clone()),
+            files: Arc::new(self.table.clone()),
+            objects: Arc::new(self.store.clone()),
+            audit: Arc::new(self.table.clone()),
+            limits: self.limits.clone(),
+            clock: self.clock.clone(),
+            links,
+        }
+    }
+
+    /// The single-upload and download use cases on this deployment's table and bucket.
+    pub fn uploads(&self) -> matbakh_app::uploads::Uploads {
+        matbakh_app::uploads::Uploads {
+            files: Arc::new(self.table.clone()),
+            objects: Arc::new(self.store.clone()),
+            audit: Arc::new(self.table.clone()),
+            limits: self.limits.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+
+    /// The sweep of expired uploads on this deployment's table and bucket.
+    pub fn sweeper(&self) -> matbakh_app::sweep::Sweeper {
+        matbakh_app::sweep::Sweeper {
+            uploads: Arc::new(self.table.clone()),
+            objects: Arc::new(self.store.clone()),
+            limits: self.limits.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+
+    /// The GDPR export use cases on this deployment's table and bucket, queueing to `queue`.
+    pub fn exports(&self, queue: Arc<dyn matbakh_app::ports::ExportQueue>) -> matbakh_app::exports::Exports {
+        matbakh_app::exports::Exports {
+            exports: Arc::new(self.table.clone()),
+            queue,
+            objects: Arc::new(self.store.clone()),
+            audit: Arc::new(self.table.clone()),
+            limits: self.limits.clone(),
+            clock: self.clock.clone(),
+        }
+    }
 }

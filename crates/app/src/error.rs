@@ -13,6 +13,9 @@ pub enum Error {
     /// A request field is missing or wrong.
     #[error("{message}")]
     BadField { field: &'static str, message: String },
+    /// The caller may not have it, and may know so (a quarantined file of their own).
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: &'static str },
     /// The resource is not in a state that allows it.
     #[error("{message}")]
     Conflict { code: &'static str, message: &'static str },

@@ -9,14 +9,21 @@ use std::time::Duration;
 use async_trait::async_trait;
 use matbakh_core::audit::{AuditEntry, AuditRecord};
 use matbakh_core::clock::iso_millis;
+use matbakh_core::exports::ExportJob;
 use matbakh_core::ids::{FileId, ObjectKey, UserId};
 use matbakh_core::listing::{Cursor, ListQuery, SortBy, Tag};
-use matbakh_core::metadata::{FileDetails, FileRecord, FileStatus};
+use matbakh_core::metadata::{FileDetails, FileRecord, FileStatus, PendingRow};
+use matbakh_core::multipart::{SessionState, UploadId, UploadSession};
 use matbakh_core::names::{DisplayName, fold};
+use matbakh_core::post_policy::PresignedPost;
 use matbakh_core::quota::Usage;
+use matbakh_core::shares::{Share, ShareId, ShareRefusal, is_expired};
 use time::OffsetDateTime;
 
-use crate::ports::{AuditLog, FileRepo, ObjectStore, PortError, PortResult, UsageRepo};
+use crate::ports::{
+    AuditLog, Download, ExportQueue, ExportRepo, FileRepo, ObjectStore, PortError, PortResult, ShareRepo, SignedUrl,
+    Upload, UploadRepo, UsageRepo,
+};
 
 /// What a cursor of this fake's listings says it continues.
 const CURSOR_KIND: &str = "memory";
@@ -26,6 +33,9 @@ struct State {
     files: BTreeMap<FileId, Stored>,
     usage: HashMap<UserId, Usage>,
     audit: Vec<AuditEntry>,
+    shares: HashMap<ShareId, Share>,
+    sessions: HashMap<UploadId, UploadSession>,
+    exports: HashMap<String, ExportJob>,
 }
 
 struct Stored {
@@ -67,6 +77,25 @@ impl InMemory {
     /// The audit entries recorded, oldest first.
     pub fn audit_entries(&self) -> Vec<AuditEntry> {
         lock(&self.state).audit.clone()
+    }
+
+    /// Stores a multipart session; an open one takes a place among its owner's open uploads.
+    pub fn insert_session(&self, session: UploadSession) {
+        let mut st = lock(&self.state);
+        if session.state == SessionState::Open {
+            st.usage.entry(session.owner.clone()).or_default().open_uploads += 1;
+        }
+        st.sessions.insert(session.upload_id.clone(), session);
+    }
+
+    /// A multipart session as stored.
+    pub fn session(&self, id: &UploadId) -> Option<UploadSession> {
+        lock(&self.state).sessions.get(id).cloned()
+    }
+
+    /// A share link as stored.
+    pub fn share(&self, id: &ShareId) -> Option<Share> {
+        lock(&self.state).shares.get(id).cloned()
     }
 
     /// The stored details of a file, as a test reads them back.
@@ -171,6 +200,31 @@ impl FileRepo for InMemory {
         Ok(())
     }
 
+    async fn reserve(&self, record: &FileRecord, quota: u64) -> PortResult<()> {
+        let mut st = lock(&self.state);
+        let State { files, usage, .. } = &mut *st;
+        if files.contains_key(&record.file_id) {
+            return Err(PortError::AlreadyExists);
+        }
+        let account = usage.entry(record.owner.clone()).or_default();
+        if account.charged + record.size > quota {
+            return Err(PortError::QuotaExceeded);
+        }
+        account.charged += record.size;
+        account.reserved += record.size;
+        let details = FileDetails {
+            record: record.clone(),
+            tags: vec![],
+            image: None,
+            reason: None,
+            exif: None,
+            deleted_at: None,
+            revision: 0,
+        };
+        files.insert(record.file_id, Stored { details, charged: record.size });
+        Ok(())
+    }
+
     async fn restore(&self, record: &FileRecord, quota: u64) -> PortResult<bool> {
         let mut st = lock(&self.state);
         let State { files, usage, .. } = &mut *st;
@@ -243,11 +297,191 @@ impl AuditLog for InMemory {
     }
 }
 
+#[async_trait]
+impl ShareRepo for InMemory {
+    async fn create(&self, share: &Share) -> PortResult<()> {
+        let mut st = lock(&self.state);
+        if st.shares.contains_key(&share.id) {
+            return Err(PortError::AlreadyExists);
+        }
+        st.shares.insert(share.id, share.clone());
+        Ok(())
+    }
+
+    async fn get(&self, id: &ShareId) -> PortResult<Option<Share>> {
+        Ok(self.share(id))
+    }
+
+    async fn list(&self, owner: &UserId, limit: usize) -> PortResult<Vec<Share>> {
+        let st = lock(&self.state);
+        let mut mine: Vec<Share> = st.shares.values().filter(|x| x.owner == *owner).cloned().collect();
+        mine.sort_by_key(|x| std::cmp::Reverse((x.created_at, x.id.to_string())));
+        mine.truncate(limit);
+        Ok(mine)
+    }
+
+    async fn revoke(&self, id: &ShareId, owner: &UserId) -> PortResult<Option<Share>> {
+        let mut st = lock(&self.state);
+        Ok(st.shares.get_mut(id).filter(|x| x.owner == *owner).map(|x| {
+            x.revoked = true;
+            x.clone()
+        }))
+    }
+
+    async fn use_once(&self, id: &ShareId, now: OffsetDateTime) -> PortResult<Result<Share, ShareRefusal>> {
+        let mut st = lock(&self.state);
+        let Some(x) = st.shares.get_mut(id) else { return Ok(Err(ShareRefusal::Unknown)) };
+        Ok(if x.revoked {
+            Err(ShareRefusal::Revoked)
+        } else if is_expired(x.expires_at, now) {
+            Err(ShareRefusal::Expired)
+        } else if x.max_downloads.is_some_and(|m| x.downloads >= m) {
+            Err(ShareRefusal::Exhausted)
+        } else {
+            x.downloads += 1;
+            Ok(x.clone())
+        })
+    }
+}
+
+/// Ends an open session (ABORTED or COMPLETED), giving its owner's open-upload place back.
+fn end_session(st: &mut State, id: &UploadId, completed: bool) -> bool {
+    let Some(x) = st.sessions.get_mut(id).filter(|x| x.state == SessionState::Open) else { return false };
+    x.state = if completed { SessionState::Completed { etag: String::new() } } else { SessionState::Aborted };
+    let owner = x.owner.clone();
+    let usage = st.usage.entry(owner).or_default();
+    usage.open_uploads = usage.open_uploads.saturating_sub(1);
+    true
+}
+
+#[async_trait]
+impl UploadRepo for InMemory {
+    async fn expired_pending(&self, cutoff: OffsetDateTime, limit: usize) -> PortResult<Vec<PendingRow>> {
+        let st = lock(&self.state);
+        let mut rows: Vec<(OffsetDateTime, PendingRow)> = st
+            .files
+            .values()
+            .filter_map(|s| {
+                let r = &s.details.record;
+                let expired = r.expires_at.filter(|at| *at < cutoff && r.status == FileStatus::Pending)?;
+                let upload_id = st.sessions.values().find(|x| x.file_id == r.file_id).map(|x| x.upload_id.clone());
+                let row = PendingRow {
+                    file_id: r.file_id,
+                    owner: r.owner.clone(),
+                    key: r.key.clone(),
+                    upload_id,
+                    charged: s.charged,
+                    reserved: s.charged,
+                    token_digest: None,
+                };
+                Some((expired, row))
+            })
+            .collect();
+        rows.sort_by_key(|(at, row)| (*at, row.file_id));
+        Ok(rows.into_iter().take(limit).map(|(_, row)| row).collect())
+    }
+
+    async fn release_pending(&self, row: &PendingRow) -> PortResult<bool> {
+        let mut st = lock(&self.state);
+        let still = st.files.get(&row.file_id).is_some_and(|s| {
+            s.details.record.status == FileStatus::Pending
+                && s.details.record.expires_at.is_some()
+                && s.charged == row.charged
+        });
+        if !still {
+            return Ok(false);
+        }
+        st.files.remove(&row.file_id);
+        let usage = st.usage.entry(row.owner.clone()).or_default();
+        usage.charged -= row.charged;
+        usage.reserved -= row.reserved;
+        if let Some(id) = &row.upload_id {
+            end_session(&mut st, id, false);
+        }
+        Ok(true)
+    }
+
+    async fn expired_sessions(&self, cutoff: OffsetDateTime, limit: usize) -> PortResult<Vec<UploadId>> {
+        let st = lock(&self.state);
+        let mut open: Vec<&UploadSession> =
+            st.sessions.values().filter(|x| x.state == SessionState::Open && x.expires_at < cutoff).collect();
+        open.sort_by_key(|x| x.expires_at);
+        Ok(open.into_iter().take(limit).map(|x| x.upload_id.clone()).collect())
+    }
+
+    async fn session(&self, id: &UploadId) -> PortResult<Option<UploadSession>> {
+        Ok(InMemory::session(self, id))
+    }
+
+    async fn end_expired_session(&self, session: &UploadSession, arrived: bool) -> PortResult<bool> {
+        Ok(end_session(&mut lock(&self.state), &session.upload_id, arrived))
+    }
+}
+
+#[async_trait]
+impl ExportRepo for InMemory {
+    async fn create(&self, job: &ExportJob) -> PortResult<()> {
+        let mut st = lock(&self.state);
+        if st.exports.contains_key(&job.id) {
+            return Err(PortError::AlreadyExists);
+        }
+        st.exports.insert(job.id.clone(), job.clone());
+        Ok(())
+    }
+
+    async fn get(&self, id: &str) -> PortResult<Option<ExportJob>> {
+        Ok(lock(&self.state).exports.get(id).cloned())
+    }
+
+    async fn latest(&self, owner: &UserId) -> PortResult<Option<ExportJob>> {
+        let st = lock(&self.state);
+        Ok(st.exports.values().filter(|j| j.owner == *owner).max_by_key(|j| (j.created_at, j.id.clone())).cloned())
+    }
+}
+
+impl InMemory {
+    /// A job as stored.
+    pub fn get_export(&self, id: &str) -> Option<ExportJob> {
+        lock(&self.state).exports.get(id).cloned()
+    }
+
+    /// Moves a job on, as the exporter would.
+    pub fn set_export(&self, job: ExportJob) {
+        lock(&self.state).exports.insert(job.id.clone(), job);
+    }
+}
+
+/// The exporter's queue in memory: the jobs sent, in order.
+#[derive(Default)]
+pub struct InMemoryQueue {
+    sent: Mutex<Vec<String>>,
+}
+
+impl InMemoryQueue {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The ids of the jobs sent, in order.
+    pub fn sent(&self) -> Vec<String> {
+        lock(&self.sent).clone()
+    }
+}
+
+#[async_trait]
+impl ExportQueue for InMemoryQueue {
+    async fn enqueue(&self, job: &ExportJob) -> PortResult<()> {
+        lock(&self.sent).push(job.id.clone());
+        Ok(())
+    }
+}
+
 /// A versioned bucket in memory: which keys hold an object and which are hidden behind a
 /// delete marker.
 #[derive(Default)]
 pub struct InMemoryObjects {
     objects: Mutex<HashMap<ObjectKey, bool>>,
+    aborted: Mutex<Vec<UploadId>>,
 }
 
 impl InMemoryObjects {
@@ -260,6 +494,11 @@ impl InMemoryObjects {
         lock(&self.objects).insert(key, false);
     }
 
+    /// The multipart uploads aborted, in order.
+    pub fn aborted(&self) -> Vec<UploadId> {
+        lock(&self.aborted).clone()
+    }
+
     /// Whether a GET of `key` finds an object (it exists and no delete marker hides it).
     pub fn visible(&self, key: &ObjectKey) -> bool {
         lock(&self.objects).get(key) == Some(&false)
@@ -268,6 +507,39 @@ impl InMemoryObjects {
 
 #[async_trait]
 impl ObjectStore for InMemoryObjects {
+    async fn presign_download(&self, d: &Download<'_>) -> PortResult<SignedUrl> {
+        let url = format!(
+            "memory://bucket/{}?versionId={}&signedAt={}&ttl={}",
+            d.key,
+            d.version_id.unwrap_or("null"),
+            d.signed_at.unix_timestamp(),
+            d.ttl.as_secs()
+        );
+        Ok(SignedUrl { url, expires_at: d.signed_at + d.ttl })
+    }
+
+    /// The form's fields spell out what the policy pins.
+    async fn presign_post(&self, u: &Upload<'_>) -> PortResult<PresignedPost> {
+        let mut fields = BTreeMap::from([
+            ("key".to_owned(), u.key.to_string()),
+            ("Content-Type".to_owned(), u.content_type.as_str().to_owned()),
+            ("x-size-range".to_owned(), format!("{}-{}", u.size.start(), u.size.end())),
+        ]);
+        if let Some(sha) = u.sha256 {
+            fields.insert("x-amz-checksum-sha256".to_owned(), sha.to_hex());
+        }
+        Ok(PresignedPost { url: "memory://bucket".into(), fields, expires_at: u.signed_at + u.ttl })
+    }
+
+    async fn size(&self, key: &ObjectKey) -> PortResult<Option<u64>> {
+        Ok(lock(&self.objects).get(key).filter(|hidden| !**hidden).map(|_| 0))
+    }
+
+    async fn abort_multipart(&self, _key: &ObjectKey, upload_id: &UploadId) -> PortResult<()> {
+        lock(&self.aborted).push(upload_id.clone());
+        Ok(())
+    }
+
     async fn presign_get(&self, key: &ObjectKey, signed_at: OffsetDateTime, ttl: Duration) -> PortResult<String> {
         Ok(format!("memory://bucket/{key}?signedAt={}&ttl={}", signed_at.unix_timestamp(), ttl.as_secs()))
     }

@@ -13,9 +13,14 @@
 
 pub mod audit;
 pub mod error;
+pub mod exports;
 pub mod fakes;
 pub mod files;
 pub mod ports;
+pub mod random;
+pub mod shares;
+pub mod sweep;
+pub mod uploads;
 pub mod view;
 
 pub use error::Error;

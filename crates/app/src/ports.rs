@@ -2,18 +2,27 @@
 //! on DynamoDB and S3; [`crate::fakes`] in memory.
 //!
 //! One trait per aggregate: a user's files ([`FileRepo`]), their storage account
-//! ([`UsageRepo`]), their audit trail ([`AuditLog`]), and the bytes ([`ObjectStore`]).
+//! ([`UsageRepo`]), their share links ([`ShareRepo`]), uploads in flight ([`UploadRepo`]),
+//! export jobs ([`ExportRepo`], built through [`ExportQueue`]), their audit trail
+//! ([`AuditLog`]), and the bytes ([`ObjectStore`]).
 
 use std::collections::BTreeSet;
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use matbakh_core::audit::{AuditEntry, AuditRecord};
-use matbakh_core::ids::{FileId, ObjectKey, UserId};
+use matbakh_core::checksum::Checksum;
+use matbakh_core::exports::ExportJob;
+use matbakh_core::ids::{FileId, ObjectKey, Sha256, UserId};
 use matbakh_core::listing::{Cursor, ListQuery, Tag};
-use matbakh_core::metadata::{FileDetails, FileRecord};
+use matbakh_core::metadata::{FileDetails, FileRecord, PendingRow};
+use matbakh_core::multipart::{PartNumber, UploadId, UploadSession};
 use matbakh_core::names::DisplayName;
+use matbakh_core::post_policy::PresignedPost;
 use matbakh_core::quota::Usage;
+use matbakh_core::shares::{Share, ShareId, ShareRefusal};
+use matbakh_core::types::ContentType;
 use time::OffsetDateTime;
 
 /// Why a port could not do what it was asked.
@@ -74,15 +83,77 @@ pub trait FileRepo: Send + Sync {
     /// its bytes stay counted (as deleted) in the owner's usage. Idempotent.
     async fn soft_delete(&self, id: FileId, at: OffsetDateTime) -> PortResult<()>;
 
+    /// A new upload's PENDING row with its size reserved against the owner's `quota`, in one
+    /// transaction ([`PortError::QuotaExceeded`]: nothing written).
+    async fn reserve(&self, record: &FileRecord, quota: u64) -> PortResult<()>;
+
     /// DELETED → READY, charging the bytes again within `quota` if the row no longer holds
     /// them ([`PortError::QuotaExceeded`]); `false` if the row is not DELETED.
     async fn restore(&self, record: &FileRecord, quota: u64) -> PortResult<bool>;
+}
+
+/// Uploads in flight: PENDING rows whose grant ran out, and multipart sessions.
+#[async_trait]
+pub trait UploadRepo: Send + Sync {
+    /// Unsettled PENDING rows whose grant ended before `cutoff`, oldest first, at most `limit`.
+    async fn expired_pending(&self, cutoff: OffsetDateTime, limit: usize) -> PortResult<Vec<PendingRow>>;
+
+    /// Gives `row`'s bytes back to its owner and removes it (ending its session), if it is
+    /// still the unsettled row it was; `false` if something settled or released it meanwhile.
+    async fn release_pending(&self, row: &PendingRow) -> PortResult<bool>;
+
+    /// Open multipart sessions (of every mode) whose time ran out before `cutoff`, soonest
+    /// first, at most `limit`.
+    async fn expired_sessions(&self, cutoff: OffsetDateTime, limit: usize) -> PortResult<Vec<UploadId>>;
+
+    async fn session(&self, id: &UploadId) -> PortResult<Option<UploadSession>>;
+
+    /// Ends an expired open session (COMPLETED if its object `arrived`, else ABORTED) and gives
+    /// its owner's open-upload place back; `false` if it was no longer open.
+    async fn end_expired_session(&self, session: &UploadSession, arrived: bool) -> PortResult<bool>;
 }
 
 /// A user's storage account.
 #[async_trait]
 pub trait UsageRepo: Send + Sync {
     async fn usage(&self, owner: &UserId) -> PortResult<Usage>;
+}
+
+/// Share links.
+#[async_trait]
+pub trait ShareRepo: Send + Sync {
+    /// Stores a new link ([`PortError::AlreadyExists`] if its id is taken).
+    async fn create(&self, share: &Share) -> PortResult<()>;
+
+    async fn get(&self, id: &ShareId) -> PortResult<Option<Share>>;
+
+    /// `owner`'s links, newest first, at most `limit`.
+    async fn list(&self, owner: &UserId, limit: usize) -> PortResult<Vec<Share>>;
+
+    /// Revokes `owner`'s link at once; `None` if there is no such link of theirs.
+    async fn revoke(&self, id: &ShareId, owner: &UserId) -> PortResult<Option<Share>>;
+
+    /// Counts one download through the link if it still allows one at `now` (in one
+    /// conditional write, so two visitors cannot both take the last one); else why not.
+    async fn use_once(&self, id: &ShareId, now: OffsetDateTime) -> PortResult<Result<Share, ShareRefusal>>;
+}
+
+/// GDPR export jobs.
+#[async_trait]
+pub trait ExportRepo: Send + Sync {
+    /// Stores a new job ([`PortError::AlreadyExists`] if its id is taken).
+    async fn create(&self, job: &ExportJob) -> PortResult<()>;
+
+    async fn get(&self, id: &str) -> PortResult<Option<ExportJob>>;
+
+    /// The owner's newest job, if any.
+    async fn latest(&self, owner: &UserId) -> PortResult<Option<ExportJob>>;
+}
+
+/// Where export jobs go to be built (the exporter's queue).
+#[async_trait]
+pub trait ExportQueue: Send + Sync {
+    async fn enqueue(&self, job: &ExportJob) -> PortResult<()>;
 }
 
 /// Who did what to which file, kept for a retention period.
@@ -101,9 +172,68 @@ pub trait AuditLog: Send + Sync {
     ) -> PortResult<(Vec<AuditRecord>, Option<String>)>;
 }
 
+/// A download to sign: exactly one version of an object, sent with the type and the name the
+/// platform chose (never what the bytes claim).
+#[derive(Debug, Clone, Copy)]
+pub struct Download<'a> {
+    pub key: &'a ObjectKey,
+    /// The accepted version; `None` in a bucket without versioning.
+    pub version_id: Option<&'a str>,
+    pub content_type: &'a str,
+    /// The `Content-Disposition` (RFC 6266) with the file's safe name.
+    pub disposition: &'a str,
+    pub signed_at: OffsetDateTime,
+    pub ttl: Duration,
+}
+
+/// An upload to sign: one key, one type, a size (exact when declared) and optionally the
+/// bytes' SHA-256, which S3 then verifies.
+#[derive(Debug, Clone)]
+pub struct Upload<'a> {
+    pub key: &'a ObjectKey,
+    pub content_type: ContentType,
+    pub size: RangeInclusive<u64>,
+    pub sha256: Option<Sha256>,
+    pub signed_at: OffsetDateTime,
+    pub ttl: Duration,
+}
+
+/// One part of a multipart upload to sign: S3 then takes exactly `content_length` bytes when
+/// it is known, and only bytes with the part's `checksum` when the client declared one.
+#[derive(Debug, Clone, Copy)]
+pub struct PartUpload<'a> {
+    pub key: &'a ObjectKey,
+    pub upload_id: &'a UploadId,
+    pub part: PartNumber,
+    pub content_length: Option<u64>,
+    pub checksum: Option<&'a Checksum>,
+    pub signed_at: OffsetDateTime,
+    pub ttl: Duration,
+}
+
+/// A presigned URL and until when it works.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedUrl {
+    pub url: String,
+    pub expires_at: OffsetDateTime,
+}
+
 /// The bucket: objects by key, versioned.
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
+    /// A URL that downloads `d` (see [`Download`]).
+    async fn presign_download(&self, d: &Download<'_>) -> PortResult<SignedUrl>;
+
+    /// A browser form (POST policy) that uploads exactly what `u` describes (see [`Upload`]).
+    async fn presign_post(&self, u: &Upload<'_>) -> PortResult<PresignedPost>;
+
+    /// The size of the object at `key`, if there is one.
+    async fn size(&self, key: &ObjectKey) -> PortResult<Option<u64>>;
+
+    /// Aborts a multipart upload, freeing its parts; after it nobody can complete it.
+    /// Idempotent.
+    async fn abort_multipart(&self, key: &ObjectKey, upload_id: &UploadId) -> PortResult<()>;
+
     /// A URL that GETs `key` from `signed_at` for `ttl`.
     async fn presign_get(&self, key: &ObjectKey, signed_at: OffsetDateTime, ttl: Duration) -> PortResult<String>;
 

@@ -9,9 +9,10 @@ use matbakh_core::audit::{AuditEntry, AuditRecord};
 use matbakh_core::clock::iso_millis;
 use matbakh_core::ids::UserId;
 
+use crate::dynamo::{n, opt_str, s};
 use crate::error::AwsError;
 use crate::schema::{self, SK, audit_pk};
-use crate::table::{FileTable, n, opt_str, s};
+use crate::table::FileTable;
 
 fn record_of(item: &HashMap<String, AttributeValue>) -> AuditRecord {
     let text = |k: &str| opt_str(item, k).map(str::to_owned);

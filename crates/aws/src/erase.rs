@@ -12,9 +12,10 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
 use matbakh_core::ids::{FileId, UserId};
 
+use crate::dynamo::{opt_str, query_all, s};
 use crate::error::AwsError;
 use crate::schema::{self, PK, SK};
-use crate::table::{FileTable, GSI_USER, file_pk, opt_str, query_all, s};
+use crate::table::{FileTable, GSI_USER, file_pk};
 
 /// What an erase removed (a second erase reports zeros).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -90,7 +91,7 @@ impl FileTable {
                     .map(|d| WriteRequest::builder().delete_request(d).build())
             })
             .collect::<Result<Vec<_>, _>>()?;
-        crate::table::batch_write(&self.client, &self.table, requests).await?;
+        crate::dynamo::batch_write(&self.client, &self.table, requests).await?;
         Ok(keys.len())
     }
 

@@ -8,58 +8,19 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use matbakh_core::clock::iso_millis;
+use matbakh_core::exports::{ExportJob, ExportState};
 use matbakh_core::ids::UserId;
 use time::OffsetDateTime;
 
+use crate::dynamo::{get_u64, n, opt_str, s};
 use crate::error::AwsError;
 use crate::schema::{self, GSI1_PK, GSI1_SK};
-use crate::table::{FileTable, get_u64, n, opt_str, s};
+use crate::table::FileTable;
 
 /// Bytes a part of a streamed object holds (the last one fewer).
 pub const EXPORT_PART_BYTES: usize = 8 * 1024 * 1024;
 /// How long an export (its row and, by the bucket's lifecycle, its archive) is kept.
 pub const EXPORT_KEPT: time::Duration = time::Duration::days(7);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExportState {
-    Pending,
-    Running,
-    Ready,
-    Failed,
-}
-
-impl ExportState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ExportState::Pending => "PENDING",
-            ExportState::Running => "RUNNING",
-            ExportState::Ready => "READY",
-            ExportState::Failed => "FAILED",
-        }
-    }
-
-    fn parse(raw: &str) -> Option<Self> {
-        Some(match raw {
-            "PENDING" => ExportState::Pending,
-            "RUNNING" => ExportState::Running,
-            "READY" => ExportState::Ready,
-            "FAILED" => ExportState::Failed,
-            _ => return None,
-        })
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExportJob {
-    pub id: String,
-    pub owner: UserId,
-    pub state: ExportState,
-    pub created_at: OffsetDateTime,
-    /// The archive's key, once READY.
-    pub key: Option<String>,
-    pub size: Option<u64>,
-    pub files: Option<u64>,
-}
 
 fn parse_job(item: &HashMap<String, AttributeValue>) -> Result<ExportJob, AwsError> {
     let corrupt = |w: &str| AwsError::Corrupt(format!("export {w}"));

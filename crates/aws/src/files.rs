@@ -20,9 +20,10 @@ use matbakh_core::metadata::{ExifFacts, FileDetails, FileRecord, FileStatus, Geo
 use matbakh_core::names::{DisplayName, fold, search_tokens};
 use time::OffsetDateTime;
 
+use crate::dynamo::{get_u64, n, opt_str, query_all, s};
 use crate::error::AwsError;
 use crate::schema::{self, GSI1_PK, GSI1_SK, PK, SK};
-use crate::table::{FileTable, GSI_USER, file_pk, get_u64, n, opt_str, parse_file_item, query_all, s};
+use crate::table::{FileTable, GSI_USER, file_pk, parse_file_item};
 
 /// Files by folded display name (partition `gsi1pk`, sort `nameKey`).
 pub const GSI_NAMES: &str = "gsi4-user-names";
@@ -370,7 +371,7 @@ impl FileTable {
         items.insert(0, TransactWriteItem::builder().update(row.update_expression(expression).build()?).build());
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(true),
-            Err(e) if crate::table::cancelled_by_condition(&e).first() == Some(&true) => Ok(false),
+            Err(e) if crate::dynamo::cancelled_by_condition(&e).first() == Some(&true) => Ok(false),
             Err(e) => Err(AwsError::from_sdk("TransactWriteItems", e)),
         }
     }
@@ -379,7 +380,7 @@ impl FileTable {
     /// file arrives).
     pub async fn index_words(&self, r: &FileRecord) -> Result<(), AwsError> {
         let items: Vec<_> = search_tokens(r.filename.as_str()).iter().map(|w| word_item(r, w)).collect();
-        crate::table::batch_put(&self.client, &self.table, items).await
+        crate::dynamo::batch_put(&self.client, &self.table, items).await
     }
 
     /// Marks an owner's soft delete on the row (when, for the restore window); the status
@@ -436,7 +437,7 @@ impl FileTable {
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(true),
             Err(e) => {
-                let failed = crate::table::cancelled_by_condition(&e);
+                let failed = crate::dynamo::cancelled_by_condition(&e);
                 if failed.first() == Some(&true) {
                     Err(AwsError::QuotaExceeded)
                 } else if failed.get(1) == Some(&true) {

@@ -10,9 +10,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use matbakh_core::migration::eta::Tally;
 use matbakh_core::migration::{Control, FailureReason, ManifestEntry, Prior, RowStatus, RunId, RunState};
 
+use crate::dynamo::{n, s};
 use crate::error::AwsError;
 use crate::schema;
-use crate::table::{n, s};
 
 const RUNS_PK: &str = "RUNS";
 
@@ -117,7 +117,7 @@ fn get_s(item: &HashMap<String, AttributeValue>, name: &str) -> Result<String, A
 }
 
 fn opt_s(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
-    crate::table::opt_str(item, name).map(str::to_owned)
+    crate::dynamo::opt_str(item, name).map(str::to_owned)
 }
 
 fn get_f(item: &HashMap<String, AttributeValue>, name: &str) -> f64 {
@@ -361,7 +361,7 @@ impl Ledger {
 
     /// Writes rows, 25 a call, retrying what DynamoDB leaves unprocessed.
     pub async fn put_rows(&self, run: &RunId, rows: &[LedgerRow]) -> Result<(), AwsError> {
-        crate::table::batch_put(&self.client, &self.table, rows.iter().map(|r| row_item(run, r)).collect()).await
+        crate::dynamo::batch_put(&self.client, &self.table, rows.iter().map(|r| row_item(run, r)).collect()).await
     }
 
     /// Every row of the run, in manifest order (tests and small runs; a command that walks a
@@ -552,6 +552,6 @@ impl Ledger {
             .expression_attribute_values(":pk", s(pk))
             .scan_index_forward(forward)
             .consistent_read(true);
-        crate::table::query_all(query).await
+        crate::dynamo::query_all(query).await
     }
 }

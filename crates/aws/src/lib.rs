@@ -8,6 +8,7 @@ pub mod accept;
 pub mod audit;
 pub mod cdn;
 pub mod config;
+mod dynamo;
 pub mod erase;
 pub mod error;
 pub mod export;
@@ -21,7 +22,9 @@ pub mod secrets;
 pub mod sessions;
 pub mod shares;
 pub mod table;
+mod tokens;
 pub mod transfer;
+mod usage;
 
 pub use config::Settings;
 pub use error::AwsError;

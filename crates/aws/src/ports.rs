@@ -5,16 +5,24 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use matbakh_app::ports::{AuditLog, FileRepo, ObjectStore, PortError, PortResult, UsageRepo};
+use matbakh_app::ports::{
+    AuditLog, Download, ExportQueue, ExportRepo, FileRepo, ObjectStore, PortError, PortResult, ShareRepo, SignedUrl,
+    Upload, UploadRepo, UsageRepo,
+};
 use matbakh_core::audit::{AuditEntry, AuditRecord};
+use matbakh_core::exports::ExportJob;
 use matbakh_core::ids::{FileId, ObjectKey, UserId};
 use matbakh_core::listing::{Cursor, ListQuery, Tag};
-use matbakh_core::metadata::{FileDetails, FileRecord};
+use matbakh_core::metadata::{FileDetails, FileRecord, PendingRow};
+use matbakh_core::multipart::{UploadId, UploadSession};
 use matbakh_core::names::DisplayName;
+use matbakh_core::post_policy::PresignedPost;
 use matbakh_core::quota::Usage;
+use matbakh_core::shares::{Share, ShareId, ShareRefusal};
 use time::OffsetDateTime;
 
 use crate::error::AwsError;
+use crate::queue::Queue;
 use crate::{FileTable, S3Store};
 
 impl From<AwsError> for PortError {
@@ -56,6 +64,10 @@ impl FileRepo for FileTable {
         Ok(())
     }
 
+    async fn reserve(&self, record: &FileRecord, quota: u64) -> PortResult<()> {
+        Ok(self.reserve_upload(record, quota).await?)
+    }
+
     async fn restore(&self, record: &FileRecord, quota: u64) -> PortResult<bool> {
         Ok(FileTable::restore(self, record, quota).await?)
     }
@@ -65,6 +77,75 @@ impl FileRepo for FileTable {
 impl UsageRepo for FileTable {
     async fn usage(&self, owner: &UserId) -> PortResult<Usage> {
         Ok(FileTable::usage(self, owner).await?)
+    }
+}
+
+#[async_trait]
+impl ShareRepo for FileTable {
+    async fn create(&self, share: &Share) -> PortResult<()> {
+        Ok(self.put_share(share).await?)
+    }
+
+    async fn get(&self, id: &ShareId) -> PortResult<Option<Share>> {
+        Ok(self.get_share(id).await?)
+    }
+
+    async fn list(&self, owner: &UserId, limit: usize) -> PortResult<Vec<Share>> {
+        Ok(self.list_shares(owner, i32::try_from(limit).unwrap_or(i32::MAX)).await?)
+    }
+
+    async fn revoke(&self, id: &ShareId, owner: &UserId) -> PortResult<Option<Share>> {
+        Ok(self.revoke_share(id, owner).await?)
+    }
+
+    async fn use_once(&self, id: &ShareId, now: OffsetDateTime) -> PortResult<Result<Share, ShareRefusal>> {
+        Ok(self.use_share(id, now).await?)
+    }
+}
+
+#[async_trait]
+impl UploadRepo for FileTable {
+    async fn expired_pending(&self, cutoff: OffsetDateTime, limit: usize) -> PortResult<Vec<PendingRow>> {
+        Ok(FileTable::expired_pending(self, cutoff, limit).await?)
+    }
+
+    async fn release_pending(&self, row: &PendingRow) -> PortResult<bool> {
+        Ok(FileTable::release_pending(self, row).await?)
+    }
+
+    async fn expired_sessions(&self, cutoff: OffsetDateTime, limit: usize) -> PortResult<Vec<UploadId>> {
+        Ok(FileTable::expired_sessions(self, cutoff, limit).await?)
+    }
+
+    async fn session(&self, id: &UploadId) -> PortResult<Option<UploadSession>> {
+        Ok(self.get_session(id).await?)
+    }
+
+    async fn end_expired_session(&self, session: &UploadSession, arrived: bool) -> PortResult<bool> {
+        Ok(FileTable::end_expired_session(self, session, arrived).await?)
+    }
+}
+
+#[async_trait]
+impl ExportRepo for FileTable {
+    async fn create(&self, job: &ExportJob) -> PortResult<()> {
+        Ok(self.put_export(job).await?)
+    }
+
+    async fn get(&self, id: &str) -> PortResult<Option<ExportJob>> {
+        Ok(self.get_export(id).await?)
+    }
+
+    async fn latest(&self, owner: &UserId) -> PortResult<Option<ExportJob>> {
+        Ok(self.latest_export(owner).await?)
+    }
+}
+
+/// The exporter reads `{"exportId": ...}`.
+#[async_trait]
+impl ExportQueue for Queue {
+    async fn enqueue(&self, job: &ExportJob) -> PortResult<()> {
+        Ok(self.send_all(&[format!("{{\"exportId\":\"{}\"}}", job.id)]).await?)
     }
 }
 
@@ -89,6 +170,23 @@ impl AuditLog for FileTable {
 
 #[async_trait]
 impl ObjectStore for S3Store {
+    async fn presign_download(&self, d: &Download<'_>) -> PortResult<SignedUrl> {
+        let get = S3Store::presign_download(self, d).await?;
+        Ok(SignedUrl { url: get.url, expires_at: get.expires_at })
+    }
+
+    async fn presign_post(&self, u: &Upload<'_>) -> PortResult<PresignedPost> {
+        Ok(self.presign_upload(u).await?)
+    }
+
+    async fn size(&self, key: &ObjectKey) -> PortResult<Option<u64>> {
+        Ok(self.object_size(key).await?)
+    }
+
+    async fn abort_multipart(&self, key: &ObjectKey, upload_id: &UploadId) -> PortResult<()> {
+        Ok(S3Store::abort_multipart(self, key, upload_id).await?)
+    }
+
     async fn presign_get(&self, key: &ObjectKey, signed_at: OffsetDateTime, ttl: Duration) -> PortResult<String> {
         Ok(S3Store::presign_get(self, key.as_str(), signed_at, ttl).await?.url)
     }

@@ -6,12 +6,12 @@ use aws_config::SdkConfig;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
-use matbakh_core::checksum::{Checksum, ChecksumAlgorithm, Integrity};
+use matbakh_app::ports::{Download, PartUpload, Upload};
+use matbakh_core::checksum::{ChecksumAlgorithm, Integrity};
 use matbakh_core::ids::{ObjectKey, Sha256};
 use matbakh_core::multipart::{PartNumber, UploadId, UploadedPart};
 use matbakh_core::post_policy::{PresignedPost, UploadGrant, presign_post};
 use matbakh_core::sigv4::Credentials;
-use matbakh_core::types::ContentType;
 use time::OffsetDateTime;
 
 use crate::error::AwsError;
@@ -116,25 +116,17 @@ impl S3Store {
     }
 
     /// A browser form upload of exactly one object: key, type and size range pinned by the policy.
-    pub async fn presign_upload(
-        &self,
-        key: &ObjectKey,
-        content_type: ContentType,
-        size: std::ops::RangeInclusive<u64>,
-        sha256: Option<Sha256>,
-        now: OffsetDateTime,
-        expires_in: Duration,
-    ) -> Result<PresignedPost, AwsError> {
+    pub async fn presign_upload(&self, u: &Upload<'_>) -> Result<PresignedPost, AwsError> {
         let creds = self.credentials().await?;
         let grant = UploadGrant {
             bucket: &self.bucket,
-            key,
-            content_type,
-            size,
-            sha256,
+            key: u.key,
+            content_type: u.content_type,
+            size: u.size.clone(),
+            sha256: u.sha256,
             region: &self.region,
-            now,
-            expires_in,
+            now: u.signed_at,
+            expires_in: u.ttl,
         };
         Ok(presign_post(&grant, &creds, self.post_url.clone()))
     }
@@ -184,28 +176,20 @@ impl S3Store {
 
     /// A GET of `version` (the current one if `None`) that answers with the given
     /// `Content-Disposition` and `Content-Type`.
-    pub async fn presign_download(
-        &self,
-        key: &ObjectKey,
-        version: Option<&str>,
-        content_type: &str,
-        disposition: &str,
-        now: OffsetDateTime,
-        expires_in: Duration,
-    ) -> Result<PresignedGet, AwsError> {
-        let config = presigning(now, expires_in)?;
+    pub async fn presign_download(&self, d: &Download<'_>) -> Result<PresignedGet, AwsError> {
+        let config = presigning(d.signed_at, d.ttl)?;
         let req = self
             .client
             .get_object()
             .bucket(&self.bucket)
-            .key(key.as_str())
-            .set_version_id(version.map(str::to_owned))
-            .response_content_type(content_type)
-            .response_content_disposition(disposition)
+            .key(d.key.as_str())
+            .set_version_id(d.version_id.map(str::to_owned))
+            .response_content_type(d.content_type)
+            .response_content_disposition(d.disposition)
             .presigned(config)
             .await
             .map_err(|e| AwsError::from_sdk("PresignGetObject", e))?;
-        Ok(PresignedGet { url: req.uri().to_owned(), expires_at: now + expires_in })
+        Ok(PresignedGet { url: req.uri().to_owned(), expires_at: d.signed_at + d.ttl })
     }
 
     /// The current version's size and version id (`None` without versioning), or `None` if
@@ -544,26 +528,16 @@ impl S3Store {
 
     /// A PUT URL for one part, signed for exactly `content_length` bytes when it is known and
     /// for the part's `checksum` when the client declared one (S3 then refuses other bytes).
-    #[allow(clippy::too_many_arguments)]
-    pub async fn presign_part(
-        &self,
-        key: &ObjectKey,
-        upload_id: &UploadId,
-        part: PartNumber,
-        content_length: Option<u64>,
-        checksum: Option<&Checksum>,
-        now: OffsetDateTime,
-        expires_in: Duration,
-    ) -> Result<PresignedGet, AwsError> {
-        let query = vec![("partNumber", part.get().to_string()), ("uploadId", upload_id.as_str().to_owned())];
+    pub async fn presign_part(&self, p: &PartUpload<'_>) -> Result<PresignedGet, AwsError> {
+        let query = vec![("partNumber", p.part.get().to_string()), ("uploadId", p.upload_id.as_str().to_owned())];
         let mut headers = Vec::new();
-        if let Some(len) = content_length {
+        if let Some(len) = p.content_length {
             headers.push(("content-length", len.to_string()));
         }
-        if let Some(c) = checksum {
+        if let Some(c) = p.checksum {
             headers.push((c.algorithm().header(), c.value().to_owned()));
         }
-        self.presign_operation("PUT", key, query, headers, now, expires_in).await
+        self.presign_operation("PUT", p.key, query, headers, p.signed_at, p.ttl).await
     }
 
     /// Every part S3 holds for the upload (all pages of ListParts); `None` if S3 knows no

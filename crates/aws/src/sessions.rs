@@ -21,8 +21,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::AwsError;
+use crate::dynamo::{cancelled_by_condition, get_str, get_u64, n, query_all, s};
 use crate::schema::{self, GSI1_PK, GSI1_SK, GSI2_PK, GSI2_SK, PK};
-use crate::table::{FileTable, GSI_STATUS, GSI_USER, cancelled_by_condition, get_str, get_u64, n, query_all, s};
+use crate::table::{FileTable, GSI_STATUS, GSI_USER};
 
 /// The GSI2 partition of open sessions.
 const OPEN_SESSIONS: &str = "SESSIONS#OPEN";

@@ -6,27 +6,16 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use matbakh_core::clock::iso_millis;
 use matbakh_core::ids::{FileId, UserId};
-use matbakh_core::shares::{ShareId, ShareRefusal, is_expired};
+use matbakh_core::shares::{Share, ShareId, ShareRefusal, is_expired};
 use time::OffsetDateTime;
 
+use crate::dynamo::{get_u64, n, opt_str, s};
 use crate::error::AwsError;
 use crate::schema::{self, GSI1_PK, GSI1_SK};
-use crate::table::{FileTable, get_u64, n, opt_str, s};
+use crate::table::FileTable;
 
 /// How long an expired share stays in its owner's list before TTL removes it.
 pub const SHARE_KEPT_AFTER_EXPIRY: time::Duration = time::Duration::days(7);
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Share {
-    pub id: ShareId,
-    pub file_id: FileId,
-    pub owner: UserId,
-    pub created_at: OffsetDateTime,
-    pub expires_at: OffsetDateTime,
-    pub max_downloads: Option<u64>,
-    pub downloads: u64,
-    pub revoked: bool,
-}
 
 fn share_item(x: &Share) -> HashMap<String, AttributeValue> {
     let mut item = schema::item(

@@ -1,25 +1,27 @@
-//! DynamoDB: the metadata table (one table, overloaded keys; see `schema` for its items), the
-//! file rows' codec and the upload, quota and token operations on it.
+//! The metadata table's file rows (one table, overloaded keys; `schema` names its items): the
+//! row's codec and its life cycle, from the reservation of an upload through settling,
+//! refusal, quarantine, READY/FAILED, soft delete and purge, to the sweeper's release.
+//! Beside it: the DynamoDB toolkit (`dynamo`), the owner's account (`usage`), upload tokens
+//! (`tokens`), sessions, shares, audit, exports.
 
 use std::collections::HashMap;
 
 use aws_config::SdkConfig;
-use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use matbakh_core::clock::iso_millis;
 use matbakh_core::ids::{FileId, ObjectKey, Sha256, UserId};
-use matbakh_core::metadata::{ContentFacts, FileRecord, FileStatus, ImageInfo, VariantInfo};
+use matbakh_core::metadata::{ContentFacts, FileRecord, FileStatus, ImageInfo, PendingRow, VariantInfo};
 use matbakh_core::multipart::{UploadId, UploadSession};
 use matbakh_core::names::DisplayName;
-use matbakh_core::quota::{Usage, reservation_ceiling};
-use matbakh_core::tokens::TokenGrant;
+use matbakh_core::quota::{exceeds_grant, reservation_ceiling};
 use matbakh_core::types::ContentType;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::dynamo::{cancelled_by_condition, conditional, get_str, get_u64, n, opt_str, s};
 use crate::error::AwsError;
 use crate::schema::{self, GSI1_PK, GSI1_SK, GSI2_PK, GSI2_SK};
+use crate::usage::Charge;
 
 /// What settling an arrived upload did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,29 +60,6 @@ enum Hold {
 
 pub use crate::schema::{GSI_CONTENT_HASH, GSI_STATUS, GSI_USER};
 
-/// Bytes a usage update adds, within `quota`; `reserve`: they are only reserved yet.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Charge {
-    pub size: u64,
-    pub quota: u64,
-    pub reserve: bool,
-}
-
-/// An unsettled PENDING row: what the sweeper needs to give its grant back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingRow {
-    pub file_id: FileId,
-    pub owner: UserId,
-    pub key: ObjectKey,
-    /// The multipart upload, for rows a REST multipart session reserved.
-    pub upload_id: Option<UploadId>,
-    /// Bytes the owner's usage counts for the row, and how many of those are only reserved.
-    pub charged: u64,
-    pub reserved: u64,
-    /// The upload token whose allowance the row reserved (a Companion-mode single upload).
-    pub token_digest: Option<String>,
-}
-
 /// What a READY row records besides its status (see [`FileTable::mark_ready`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Ready<'a> {
@@ -96,25 +75,6 @@ pub struct Ready<'a> {
 pub struct FileTable {
     pub(crate) client: aws_sdk_dynamodb::Client,
     pub(crate) table: String,
-}
-
-pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-pub(crate) fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
-/// Every item a query yields, across all its pages (the SDK's paginator).
-pub(crate) async fn query_all(query: QueryFluentBuilder) -> Result<Vec<HashMap<String, AttributeValue>>, AwsError> {
-    query
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .map_err(|e| AwsError::from_sdk("Query", e))
 }
 
 pub(crate) use crate::schema::{file_pk, user_pk};
@@ -170,168 +130,6 @@ impl FileTable {
                 }
             }
         }
-    }
-
-    /// Stores a new upload token's grant (under its digest, never the token).
-    pub async fn put_token(&self, grant: &TokenGrant) -> Result<(), AwsError> {
-        let mut item = schema::item(
-            schema::token(&grant.digest),
-            [
-                ("owner".to_owned(), s(grant.owner.as_str())),
-                ("maxBytes".to_owned(), n(grant.max_bytes)),
-                ("usedBytes".to_owned(), n(grant.used_bytes)),
-                ("expiresAt".to_owned(), s(iso_millis(grant.expires_at))),
-                ("ttl".to_owned(), n(grant.expires_at.unix_timestamp())),
-                ("revoked".to_owned(), AttributeValue::Bool(grant.revoked)),
-                // The owner's tokens, for an erase to find.
-                (GSI1_PK.to_owned(), s(format!("TOKENS#{}", grant.owner))),
-                (GSI1_SK.to_owned(), s(format!("{}#{}", iso_millis(grant.expires_at), grant.digest))),
-            ],
-        );
-        if !grant.types.is_empty() {
-            item.insert(
-                "types".to_owned(),
-                AttributeValue::Ss(grant.types.iter().map(|t| t.as_str().to_owned()).collect()),
-            );
-        }
-        self.put_new(item).await
-    }
-
-    /// The grant of the token with this digest, if there is one.
-    pub async fn get_token(&self, digest: &str) -> Result<Option<TokenGrant>, AwsError> {
-        let Some(item) = self.get_item(schema::token(digest)).await? else {
-            return Ok(None);
-        };
-        let corrupt = |what: &str| AwsError::Corrupt(format!("token {what}"));
-        let types = match item.get("types") {
-            Some(AttributeValue::Ss(list)) => {
-                list.iter().map(|t| ContentType::parse(t).map_err(|_| corrupt("types"))).collect::<Result<_, _>>()?
-            }
-            _ => Vec::new(),
-        };
-        Ok(Some(TokenGrant {
-            digest: digest.to_owned(),
-            owner: UserId::parse(get_str(&item, "owner")?).map_err(|_| corrupt("owner"))?,
-            max_bytes: get_u64(&item, "maxBytes").ok_or_else(|| corrupt("maxBytes"))?,
-            used_bytes: get_u64(&item, "usedBytes").unwrap_or(0),
-            types,
-            expires_at: OffsetDateTime::parse(get_str(&item, "expiresAt")?, &Rfc3339)
-                .map_err(|_| corrupt("expiresAt"))?,
-            revoked: matches!(item.get("revoked"), Some(AttributeValue::Bool(true))),
-        }))
-    }
-
-    /// Revokes the owner's token at once. Answers `false` if they have no such token.
-    pub async fn revoke_token(&self, digest: &str, owner: &UserId) -> Result<bool, AwsError> {
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(schema::token(digest)))
-            .update_expression("SET revoked = :t")
-            .condition_expression("#owner = :owner")
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_values(":t", AttributeValue::Bool(true))
-            .expression_attribute_values(":owner", s(owner.as_str()))
-            .send()
-            .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
-            Err(e) => Err(AwsError::from_sdk("UpdateItem", e)),
-        }
-    }
-
-    /// Charges a finished upload of `record.size` bytes to the token's allowance and the
-    /// owner's quota and writes its PENDING file row, in one transaction. `QuotaExceeded` if
-    /// either has no room (nothing is written then).
-    pub async fn charge_token_upload(
-        &self,
-        token: &TokenGrant,
-        record: &FileRecord,
-        quota: u64,
-    ) -> Result<(), AwsError> {
-        self.charge_token(token, record, quota, false).await
-    }
-
-    /// Reserves `record.size` bytes (the most a granted POST policy allows) against the token's
-    /// allowance and the owner's quota and writes the PENDING row, in one transaction; the row
-    /// names the token, so settling gives back to both what did not arrive
-    /// ([`Self::settle_upload`]) and the sweeper everything if nothing did.
-    pub async fn reserve_token_upload(
-        &self,
-        token: &TokenGrant,
-        record: &FileRecord,
-        quota: u64,
-    ) -> Result<(), AwsError> {
-        self.charge_token(token, record, quota, true).await
-    }
-
-    async fn charge_token(
-        &self,
-        token: &TokenGrant,
-        record: &FileRecord,
-        quota: u64,
-        reserve: bool,
-    ) -> Result<(), AwsError> {
-        let token_ceiling = reservation_ceiling(token.max_bytes, record.size).map_err(|_| AwsError::QuotaExceeded)?;
-        let allowance = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(schema::token(&token.digest)))
-            .update_expression("ADD usedBytes :size")
-            .condition_expression("usedBytes <= :ceiling AND revoked = :f")
-            .expression_attribute_values(":size", n(record.size))
-            .expression_attribute_values(":ceiling", n(token_ceiling))
-            .expression_attribute_values(":f", AttributeValue::Bool(false))
-            .build()?;
-        let usage = self.charge_usage(&record.owner, record.size, quota, reserve)?;
-        let mut item = accounted_file_item(record, record.size, if reserve { record.size } else { 0 });
-        if reserve {
-            item.insert("tokenDigest".to_owned(), s(&token.digest));
-        }
-        let row = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()?;
-        let items = vec![
-            TransactWriteItem::builder().update(allowance).build(),
-            TransactWriteItem::builder().update(usage).build(),
-            TransactWriteItem::builder().put(row).build(),
-        ];
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
-            Ok(_) => Ok(()),
-            Err(err) => {
-                let failed = cancelled_by_condition(&err);
-                if failed.first() == Some(&true) || failed.get(1) == Some(&true) {
-                    Err(AwsError::QuotaExceeded)
-                } else if failed.get(2) == Some(&true) {
-                    Err(AwsError::AlreadyExists)
-                } else {
-                    Err(AwsError::from_sdk("TransactWriteItems", err))
-                }
-            }
-        }
-    }
-
-    /// Gives `bytes` of an upload token's allowance back (what a reserved upload did not use).
-    /// A token that expired meanwhile (and may be gone by TTL) has nothing to give back to.
-    pub async fn release_token(&self, digest: &str, bytes: u64) -> Result<(), AwsError> {
-        if bytes == 0 {
-            return Ok(());
-        }
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(schema::token(digest)))
-            .update_expression("ADD usedBytes :give")
-            .condition_expression("attribute_exists(pk) AND usedBytes >= :bytes")
-            .expression_attribute_values(":give", AttributeValue::N(format!("-{bytes}")))
-            .expression_attribute_values(":bytes", n(bytes))
-            .send()
-            .await;
-        conditional(out, "UpdateItem").map(|_| ())
     }
 
     /// Writes a PENDING file row without reserving quota: for uploads whose size is not known
@@ -413,8 +211,8 @@ impl FileTable {
             return Ok(Settlement::AlreadySettled);
         }
         let granted = get_u64(&item, "size").ok_or_else(|| AwsError::Corrupt("size".into()))?;
-        if actual > granted {
-            return Ok(Settlement::Refused("larger than the upload was granted"));
+        if let Some(why) = exceeds_grant(granted, actual) {
+            return Ok(Settlement::Refused(why));
         }
         let (charged, reserved) = (get_u64(&item, "charged").unwrap_or(0), get_u64(&item, "reserved").unwrap_or(0));
         let owner = UserId::parse(get_str(&item, "owner")?).map_err(|_| AwsError::Corrupt("owner".into()))?;
@@ -789,122 +587,6 @@ impl FileTable {
         conditional(out, "UpdateItem")
     }
 
-    /// A transaction's put of an item that must not exist yet.
-    pub(crate) fn put_new_item(&self, item: schema::Item) -> Result<Put, AwsError> {
-        Ok(Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()?)
-    }
-
-    /// Writes an item that must not exist yet (`AlreadyExists` if it does).
-    pub(crate) async fn put_new(&self, item: HashMap<String, AttributeValue>) -> Result<(), AwsError> {
-        let out = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match out {
-            Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
-                Err(AwsError::AlreadyExists)
-            }
-            Err(e) => Err(AwsError::from_sdk("PutItem", e)),
-        }
-    }
-
-    /// The update that adds `size` bytes to the owner's usage (and to its reserved part when
-    /// `reserve`), on condition the quota still has room.
-    pub(crate) fn charge_usage(
-        &self,
-        owner: &UserId,
-        size: u64,
-        quota: u64,
-        reserve: bool,
-    ) -> Result<Update, AwsError> {
-        self.usage_update(owner, Some(Charge { size, quota, reserve }), None)
-    }
-
-    /// The usage update that takes one of the owner's `cap` open-upload places and, with a
-    /// `charge`, adds its bytes within the quota: the one place the quota and the open-upload
-    /// cap are enforced.
-    pub(crate) fn usage_update(
-        &self,
-        owner: &UserId,
-        charge: Option<Charge>,
-        open_cap: Option<u64>,
-    ) -> Result<Update, AwsError> {
-        let (mut adds, mut conditions) = (Vec::new(), Vec::new());
-        let mut update = Update::builder().table_name(&self.table).set_key(Some(schema::usage(owner)));
-        if let Some(Charge { size, quota, reserve }) = charge {
-            let ceiling = reservation_ceiling(quota, size).map_err(|_| AwsError::QuotaExceeded)?;
-            adds.push("charged :size");
-            if reserve {
-                adds.push("#reserved :size");
-                update = update.expression_attribute_names("#reserved", "reserved");
-            }
-            conditions.push("(attribute_not_exists(charged) OR charged <= :ceiling)");
-            update = update
-                .expression_attribute_values(":size", n(size))
-                .expression_attribute_values(":ceiling", n(ceiling));
-        }
-        if let Some(cap) = open_cap {
-            adds.push("#open :one");
-            conditions.push("(attribute_not_exists(#open) OR #open < :cap)");
-            update = update
-                .expression_attribute_names("#open", "openUploads")
-                .expression_attribute_values(":one", n(1))
-                .expression_attribute_values(":cap", n(cap));
-        }
-        Ok(update
-            .update_expression(format!("ADD {}", adds.join(", ")))
-            .condition_expression(conditions.join(" AND "))
-            .build()?)
-    }
-
-    /// The update that gives `charged` bytes (of which `reserved` are only reserved) back to
-    /// the owner's usage: an aborted session, a refused upload.
-    /// With `place`, an open-upload place goes back too (an aborted session).
-    pub(crate) fn release_usage(
-        &self,
-        owner: &UserId,
-        charged: u64,
-        reserved: u64,
-        place: bool,
-    ) -> Result<Update, AwsError> {
-        let update = Update::builder();
-        let update = match place {
-            true => update
-                .update_expression("ADD charged :c, #reserved :r, openUploads :minus")
-                .expression_attribute_values(":minus", n(-1)),
-            false => update.update_expression("ADD charged :c, #reserved :r"),
-        };
-        Ok(update
-            .table_name(&self.table)
-            .set_key(Some(schema::usage(owner)))
-            .expression_attribute_names("#reserved", "reserved")
-            .expression_attribute_values(":c", AttributeValue::N(format!("-{charged}")))
-            .expression_attribute_values(":r", AttributeValue::N(format!("-{reserved}")))
-            .build()?)
-    }
-
-    /// A query of one GSI1 partition (`gsi1pk = partition`), for a caller to finish.
-    pub(crate) fn user_index(
-        &self,
-        partition: impl Into<String>,
-    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
-        self.client
-            .query()
-            .table_name(&self.table)
-            .index_name(GSI_USER)
-            .key_condition_expression("gsi1pk = :p")
-            .expression_attribute_values(":p", s(partition))
-    }
-
     /// Unsettled PENDING rows whose grant ended before `cutoff`, oldest first, at most `limit`:
     /// uploads that never arrived, or whose event has not been processed.
     pub async fn expired_pending(&self, cutoff: OffsetDateTime, limit: usize) -> Result<Vec<PendingRow>, AwsError> {
@@ -982,43 +664,6 @@ impl FileTable {
     pub async fn get_file(&self, id: FileId) -> Result<Option<FileRecord>, AwsError> {
         self.get_item(schema::file(id)).await?.as_ref().map(parse_file_item).transpose()
     }
-
-    /// The owner's usage counter (zero if they never uploaded).
-    pub async fn usage(&self, user: &UserId) -> Result<Usage, AwsError> {
-        let item = self.get_item(schema::usage(user)).await?.unwrap_or_default();
-        Ok(Usage {
-            charged: get_u64(&item, "charged").unwrap_or(0),
-            reserved: get_u64(&item, "reserved").unwrap_or(0),
-            deleted: get_u64(&item, "deleted").unwrap_or(0),
-            open_uploads: get_u64(&item, "openUploads").unwrap_or(0),
-        })
-    }
-
-    /// One item by its keys, read consistently.
-    pub(crate) async fn get_item(&self, key: schema::Item) -> Result<Option<schema::Item>, AwsError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("GetItem", e))?;
-        Ok(out.item)
-    }
-}
-
-/// An update's answer: done (`true`), its condition not met (`false`), or an error.
-pub(crate) fn conditional<T, R: std::fmt::Debug>(
-    out: Result<T, aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::update_item::UpdateItemError, R>>,
-    operation: &'static str,
-) -> Result<bool, AwsError> {
-    match out {
-        Ok(_) => Ok(true),
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
-        Err(e) => Err(AwsError::from_sdk(operation, e)),
-    }
 }
 
 fn variant_item(v: &VariantInfo) -> AttributeValue {
@@ -1028,18 +673,6 @@ fn variant_item(v: &VariantInfo) -> AttributeValue {
         ("contentType".to_owned(), s(&v.content_type)),
         ("key".to_owned(), s(v.key.as_str())),
     ]))
-}
-
-/// For each item of a cancelled transaction, whether its condition failed.
-pub(crate) fn cancelled_by_condition<R>(
-    err: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError, R>,
-) -> Vec<bool> {
-    match err.as_service_error() {
-        Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
-            c.cancellation_reasons().iter().map(|r| r.code() == Some("ConditionalCheckFailed")).collect()
-        }
-        _ => Vec::new(),
-    }
 }
 
 fn parse_pending_row(item: &HashMap<String, AttributeValue>) -> Result<PendingRow, AwsError> {
@@ -1060,7 +693,7 @@ fn parse_pending_row(item: &HashMap<String, AttributeValue>) -> Result<PendingRo
 
 /// A file row with how many of its bytes the owner's usage counts now (`charged`) and how many
 /// of those are only reserved (`reserved`): what settling or rejecting it must move.
-fn accounted_file_item(r: &FileRecord, charged: u64, reserved: u64) -> HashMap<String, AttributeValue> {
+pub(crate) fn accounted_file_item(r: &FileRecord, charged: u64, reserved: u64) -> HashMap<String, AttributeValue> {
     let mut item = file_item(r);
     item.insert("charged".to_owned(), n(charged));
     item.insert("reserved".to_owned(), n(reserved));
@@ -1097,65 +730,6 @@ fn file_item(r: &FileRecord) -> HashMap<String, AttributeValue> {
         item.insert("pendingUntil".to_owned(), n(exp.unix_timestamp()));
     }
     item
-}
-
-/// Puts items, 25 a call (BatchWriteItem), retrying what DynamoDB leaves unprocessed.
-pub(crate) async fn batch_put(
-    client: &aws_sdk_dynamodb::Client,
-    table: &str,
-    items: Vec<HashMap<String, AttributeValue>>,
-) -> Result<(), AwsError> {
-    use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
-    let requests = items
-        .into_iter()
-        .map(|i| {
-            PutRequest::builder().set_item(Some(i)).build().map(|p| WriteRequest::builder().put_request(p).build())
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    batch_write(client, table, requests).await
-}
-
-/// Writes (puts or deletes), 25 a call, retrying what DynamoDB leaves unprocessed.
-pub(crate) async fn batch_write(
-    client: &aws_sdk_dynamodb::Client,
-    table: &str,
-    requests: Vec<aws_sdk_dynamodb::types::WriteRequest>,
-) -> Result<(), AwsError> {
-    for chunk in requests.chunks(25) {
-        let mut pending = chunk.to_vec();
-        let mut delay = std::time::Duration::from_millis(50);
-        while !pending.is_empty() {
-            let out = client
-                .batch_write_item()
-                .request_items(table, pending)
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("BatchWriteItem", e))?;
-            pending = out.unprocessed_items().and_then(|m| m.get(table)).cloned().unwrap_or_default();
-            if !pending.is_empty() {
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(std::time::Duration::from_secs(5));
-            }
-        }
-    }
-    Ok(())
-}
-
-pub(crate) fn get_str<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Result<&'a str, AwsError> {
-    item.get(name)
-        .and_then(|v| v.as_s().ok())
-        .map(String::as_str)
-        .ok_or_else(|| AwsError::Corrupt(format!("missing {name}")))
-}
-
-/// A string attribute, if the item has one.
-pub(crate) fn opt_str<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a str> {
-    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
-}
-
-/// A whole-number attribute, if the item has one.
-pub(crate) fn get_u64(item: &HashMap<String, AttributeValue>, name: &str) -> Option<u64> {
-    item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
 }
 
 pub(crate) fn parse_file_item(item: &HashMap<String, AttributeValue>) -> Result<FileRecord, AwsError> {

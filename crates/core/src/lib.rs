@@ -10,6 +10,7 @@ pub mod checksum;
 pub mod clock;
 pub mod error;
 pub mod events;
+pub mod exports;
 pub mod ids;
 pub mod imgproxy;
 pub mod limits;

@@ -169,3 +169,18 @@ pub struct FileDetails {
     /// Bumped by every owner change (optimistic concurrency).
     pub revision: u64,
 }
+
+/// An unsettled PENDING row: what the sweeper needs to give its grant back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRow {
+    pub file_id: FileId,
+    pub owner: UserId,
+    pub key: ObjectKey,
+    /// The multipart upload, for rows a REST multipart session reserved.
+    pub upload_id: Option<crate::multipart::UploadId>,
+    /// Bytes the owner's usage counts for the row, and how many of those are only reserved.
+    pub charged: u64,
+    pub reserved: u64,
+    /// The upload token whose allowance the row reserved (a Companion-mode single upload).
+    pub token_digest: Option<String>,
+}

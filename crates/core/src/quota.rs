@@ -21,6 +21,13 @@ pub struct Usage {
     pub open_uploads: u64,
 }
 
+/// Why an upload that arrived with `actual` bytes cannot be settled against the `granted`
+/// size (its reservation); `None` when it fits. A larger object is refused whatever the quota
+/// says: the grant is what the user was charged for and what the policy signed.
+pub fn exceeds_grant(granted: u64, actual: u64) -> Option<&'static str> {
+    (actual > granted).then_some("larger than the upload was granted")
+}
+
 /// The largest `charged` value that still leaves room for `size` more bytes.
 pub fn reservation_ceiling(quota: u64, size: u64) -> Result<u64, CoreError> {
     quota.checked_sub(size).ok_or(CoreError::QuotaExceeded { requested: size, available: quota })
@@ -29,6 +36,13 @@ pub fn reservation_ceiling(quota: u64, size: u64) -> Result<u64, CoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_arrival_larger_than_its_grant_is_refused_and_one_within_it_fits() {
+        assert_eq!(exceeds_grant(100, 101), Some("larger than the upload was granted"));
+        assert_eq!(exceeds_grant(100, 100), None);
+        assert_eq!(exceeds_grant(100, 0), None);
+    }
 
     #[test]
     fn ceiling_leaves_exactly_room_for_the_upload() {

@@ -14,6 +14,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use time::OffsetDateTime;
 
 use crate::error::CoreError;
+use crate::ids::{FileId, UserId};
 
 /// How long a share link works when the owner does not say (`expiresIn`, seconds).
 pub const DEFAULT_SHARE_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
@@ -130,6 +131,19 @@ impl ShareKey {
 /// has).
 pub fn is_expired(expires_at: OffsetDateTime, now: OffsetDateTime) -> bool {
     now >= expires_at
+}
+
+/// A share link as stored: which file, whose, until when, how often.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Share {
+    pub id: ShareId,
+    pub file_id: FileId,
+    pub owner: UserId,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub max_downloads: Option<u64>,
+    pub downloads: u64,
+    pub revoked: bool,
 }
 
 /// Why a share link does not download.

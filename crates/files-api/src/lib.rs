@@ -22,15 +22,12 @@
 //! its answer; [`router`] runs them on the deployment's table and bucket, [`routes`] on any
 //! implementation of the ports (the in-memory ones in `src/tests.rs`).
 
-use std::sync::Arc;
-
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::{Json, Router};
 use matbakh_api::audit::Client;
-use matbakh_api::auth::{AuthState, Authenticator};
 use matbakh_api::body::JsonObject;
 use matbakh_api::metrics::{self, Unit};
 use matbakh_api::{ApiError, Caller, Services};
@@ -44,22 +41,12 @@ use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// What the handlers use: the files use cases and who may call them.
-#[derive(Clone)]
-pub struct Api {
-    pub files: Files,
-    pub auth: Arc<Authenticator>,
-}
-
-impl AuthState for Api {
-    fn authenticator(&self) -> &Authenticator {
-        &self.auth
-    }
-}
+/// What the handlers use: the use cases and who may call them.
+pub type Api = matbakh_api::Api<Files>;
 
 /// The function on the deployment's table and bucket.
 pub fn router(services: Services) -> Router {
-    routes(Api { files: services.files(), auth: services.auth.clone() })
+    routes(Api { cases: services.files(), auth: services.auth.clone() })
 }
 
 /// The function on any implementation of the ports (in memory, in tests).
@@ -74,7 +61,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The document of the whole HTTP API (`docs/openapi.json`, checked against the routers by
-/// `tests/openapi.rs`), served here because any function could.
+/// `tests/it/openapi.rs`), served here because any function could.
 const OPENAPI_JSON: &str = include_str!("../../../docs/openapi.json");
 
 fn documented() -> OpenApiRouter<Api> {
@@ -130,7 +117,7 @@ async fn list(
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
     let q = ListQuery::parse(&pairs)?;
-    let page = api.files.list(&caller.user, &q).await?;
+    let page = api.cases.list(&caller.user, &q).await?;
     Ok(Json(json!({ "files": page.files, "nextCursor": page.next.map(|c| c.encode()) })))
 }
 
@@ -146,7 +133,7 @@ async fn list(
     ))]
 #[tracing::instrument(name = "show_file", skip_all, fields(user = %caller.user, file_id = %raw_id))]
 async fn show(State(api): State<Api>, caller: Caller, Path(raw_id): Path<String>) -> Result<Json<FileView>, ApiError> {
-    Ok(Json(api.files.show(&caller.user, file_id(&raw_id)?).await?))
+    Ok(Json(api.cases.show(&caller.user, file_id(&raw_id)?).await?))
 }
 
 fn tags_of(req: &JsonObject, field: &'static str) -> Result<Vec<Tag>, ApiError> {
@@ -192,7 +179,7 @@ async fn update(
         })
         .transpose()?;
     let change = Change { name, add_tags: tags_of(&req, "addTags")?, remove_tags: tags_of(&req, "removeTags")? };
-    Ok(Json(api.files.update(&caller.user, &client.0, id, &change).await?))
+    Ok(Json(api.cases.update(&caller.user, &client.0, id, &change).await?))
 }
 
 /// Deletes a file, restorably
@@ -214,7 +201,7 @@ async fn remove(
     client: Client,
     Path(raw_id): Path<String>,
 ) -> Result<Json<FileView>, ApiError> {
-    let deleted = api.files.delete(&caller.user, &client.0, file_id(&raw_id)?).await?;
+    let deleted = api.cases.delete(&caller.user, &client.0, file_id(&raw_id)?).await?;
     if deleted.now {
         metrics::emit("delete_file", &[("FilesDeleted", 1, Unit::Count)]);
     }
@@ -240,7 +227,7 @@ async fn restore(
     client: Client,
     Path(raw_id): Path<String>,
 ) -> Result<Json<FileView>, ApiError> {
-    let file = api.files.restore(&caller.user, &client.0, file_id(&raw_id)?).await?;
+    let file = api.cases.restore(&caller.user, &client.0, file_id(&raw_id)?).await?;
     metrics::emit("restore_file", &[("FilesRestored", 1, Unit::Count)]);
     Ok(Json(file))
 }
@@ -252,7 +239,7 @@ async fn restore(
     responses((status = 200, description = "The usage"), (status = 401, description = "No valid token")))]
 #[tracing::instrument(name = "usage", skip_all, fields(user = %caller.user))]
 async fn usage(State(api): State<Api>, caller: Caller) -> Result<Json<Value>, ApiError> {
-    let report = api.files.usage(&caller.user).await?;
+    let report = api.cases.usage(&caller.user).await?;
     let u = report.usage;
     Ok(Json(json!({
         "bytesUsed": u.charged.saturating_sub(u.reserved),
@@ -298,7 +285,7 @@ async fn audit_trail(
             _ => return Err(ApiError::bad_field("query", format!("{k} is not a parameter of the audit trail"))),
         }
     }
-    let (items, next) = api.files.audit_trail(&caller.user, limit, after.as_deref()).await?;
+    let (items, next) = api.cases.audit_trail(&caller.user, limit, after.as_deref()).await?;
     let records: Vec<Value> = items
         .iter()
         .map(|r| {

@@ -6,9 +6,6 @@ use std::time::Duration;
 
 use axum::body::Body;
 use http::{Method, Request, StatusCode};
-use matbakh_api::Authenticator;
-use matbakh_api::auth::JwtVerifier;
-use matbakh_api::dev_keys::DevKey;
 use matbakh_app::fakes::{InMemory, InMemoryObjects};
 use matbakh_app::files::Files;
 use matbakh_core::audit::AuditAction;
@@ -19,27 +16,23 @@ use matbakh_core::metadata::{FileDetails, FileRecord, FileStatus, ImageInfo, Var
 use matbakh_core::names::DisplayName;
 use matbakh_core::types::ContentType;
 use serde_json::{Value, json};
+use testkit::TestIdp;
 use time::OffsetDateTime;
 use time::macros::datetime;
 
 use crate::{Api, routes};
 
-const ISSUER: &str = "https://auth.test";
-const AUDIENCE: &str = "files";
 const NOW: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
 
 struct World {
     repo: Arc<InMemory>,
     objects: Arc<InMemoryObjects>,
-    key: DevKey,
-    auth: Arc<Authenticator>,
+    idp: TestIdp,
 }
 
 impl World {
     fn new() -> Self {
-        let key = DevKey::generate().unwrap();
-        let auth = Arc::new(Authenticator::Jwks(JwtVerifier::new(&key.jwks(), ISSUER, AUDIENCE).unwrap()));
-        World { repo: Arc::new(InMemory::new()), objects: Arc::new(InMemoryObjects::new()), key, auth }
+        World { repo: Arc::new(InMemory::new()), objects: Arc::new(InMemoryObjects::new()), idp: TestIdp::default() }
     }
 
     /// The function as deployed, on this world's ports, at `now`.
@@ -53,7 +46,7 @@ impl World {
             clock: Arc::new(FixedClock(now)),
             cdn_base_url: None,
         };
-        Api { files, auth: self.auth.clone() }
+        Api { cases: files, auth: self.idp.auth.clone() }
     }
 
     /// A READY file of `owner`, uploaded `minutes` before [`NOW`], with one variant if an image.
@@ -105,8 +98,7 @@ impl World {
     ) -> (StatusCode, Value) {
         let mut req = Request::builder().method(method).uri(uri).header("user-agent", "tests");
         if let Some(user) = user {
-            req =
-                req.header("authorization", format!("Bearer {}", self.key.mint(user, ISSUER, AUDIENCE, 600).unwrap()));
+            req = req.header("authorization", self.idp.bearer(user));
         }
         let body = body.map_or_else(Body::empty, |v| Body::from(v.to_string()));
         testkit::call_router(routes(self.api(now)), req.body(body).unwrap()).await

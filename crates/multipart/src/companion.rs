@@ -30,6 +30,7 @@ use matbakh_api::body::JsonObject;
 use matbakh_api::metrics::{self, Unit};
 use matbakh_api::{ApiError, Caller, Services, new_file_id};
 use matbakh_app::audit::Access;
+use matbakh_app::ports::{PartUpload, Upload};
 use matbakh_aws::AwsError;
 use matbakh_core::audit::AuditAction;
 use matbakh_core::clock::iso_seconds;
@@ -233,7 +234,15 @@ async fn params(
         expires_at: Some(now + st.limits.pending_ttl),
         ..FileRecord::upload(file_id, grant.owner.clone(), name, content_type, now)
     };
-    let post = st.store.presign_upload(&record.key, content_type, 1..=max, None, now, st.limits.upload_url_ttl).await?;
+    let upload = Upload {
+        key: &record.key,
+        content_type,
+        size: 1..=max,
+        sha256: None,
+        signed_at: now,
+        ttl: st.limits.upload_url_ttl,
+    };
+    let post = st.store.presign_upload(&upload).await?;
     match st.table.reserve_token_upload(&grant, &record, st.limits.user_quota_bytes).await {
         Ok(()) => {}
         Err(AwsError::QuotaExceeded) => {
@@ -325,7 +334,16 @@ async fn sign_part(
         return Err(ApiError::new(StatusCode::CONFLICT, "upload_finished", "this upload no longer takes parts"));
     }
     let ttl = st.limits.part_url_ttl.min((session.expires_at - now).unsigned_abs());
-    let url = st.store.presign_part(&session.key, &session.upload_id, part, None, None, now, ttl).await?;
+    let signed = PartUpload {
+        key: &session.key,
+        upload_id: &session.upload_id,
+        part,
+        content_length: None,
+        checksum: None,
+        signed_at: now,
+        ttl,
+    };
+    let url = st.store.presign_part(&signed).await?;
     Ok(Json(json!({ "url": url.url, "expires": ttl.as_secs() })))
 }
 

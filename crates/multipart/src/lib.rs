@@ -29,6 +29,7 @@ use matbakh_api::body::JsonObject;
 use matbakh_api::metrics::{self, Unit};
 use matbakh_api::{ApiError, Caller, Services, new_file_id};
 use matbakh_app::audit::Access;
+use matbakh_app::ports::PartUpload;
 use matbakh_core::audit::AuditAction;
 use std::collections::HashMap;
 
@@ -257,7 +258,16 @@ async fn sign_parts(
                 format!("checksums: this upload keeps a {} checksum, so part {part} needs one", integrity.algorithm),
             ));
         }
-        let url = st.store.presign_part(&session.key, &session.upload_id, part, Some(len), checksum, now, ttl).await?;
+        let signed = PartUpload {
+            key: &session.key,
+            upload_id: &session.upload_id,
+            part,
+            content_length: Some(len),
+            checksum,
+            signed_at: now,
+            ttl,
+        };
+        let url = st.store.presign_part(&signed).await?;
         let mut headers = json!({ "content-length": len.to_string() });
         if let Some(c) = checksum {
             headers[c.algorithm().header()] = json!(c.value());

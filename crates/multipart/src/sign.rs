@@ -25,6 +25,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use matbakh_api::body::JsonObject;
 use matbakh_api::{ApiError, Caller, Services, new_file_id};
+use matbakh_app::ports::{PartUpload, Upload};
 use matbakh_core::ids::{FileId, ObjectKey};
 use matbakh_core::limits::MAX_SINGLE_UPLOAD_BYTES;
 use matbakh_core::metadata::{FileRecord, FileStatus};
@@ -140,10 +141,15 @@ pub async fn sign(State(st): State<Services>, caller: Caller, body: Bytes) -> Re
                         1..=room.min(content_type.max_bytes()).min(MAX_SINGLE_UPLOAD_BYTES)
                     }
                 };
-                let post = st
-                    .store
-                    .presign_upload(&key, content_type, range.clone(), None, now, st.limits.upload_url_ttl)
-                    .await?;
+                let upload = Upload {
+                    key: &key,
+                    content_type,
+                    size: range.clone(),
+                    sha256: None,
+                    signed_at: now,
+                    ttl: st.limits.upload_url_ttl,
+                };
+                let post = st.store.presign_upload(&upload).await?;
                 record.size = *range.end();
                 match declared {
                     Some(_) => st.table.reserve_upload(&record, st.limits.user_quota_bytes).await?,
@@ -183,7 +189,16 @@ pub async fn sign(State(st): State<Services>, caller: Caller, body: Bytes) -> Re
                 // Not a session this route started.
                 SessionLimit::Allowance(_) => return Err(ApiError::not_found("upload")),
             };
-            st.store.presign_part(&session.key, &session.upload_id, n, Some(len), None, now, ttl).await?
+            let part = PartUpload {
+                key: &session.key,
+                upload_id: &session.upload_id,
+                part: n,
+                content_length: Some(len),
+                checksum: None,
+                signed_at: now,
+                ttl,
+            };
+            st.store.presign_part(&part).await?
         }
         Operation::ListParts => st.store.presign_operation("GET", &session.key, vec![id()], vec![], now, ttl).await?,
         Operation::CompleteMultipartUpload => {

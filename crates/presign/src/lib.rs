@@ -9,29 +9,40 @@
 //!
 //! Reads and writes: the metadata table (file rows, usage counters); signs for the bucket
 //! but never touches object bytes.
+//!
+//! Each handler decodes the request, calls a use case of [`matbakh_app::uploads`] and encodes
+//! its answer; [`router`] runs them on the deployment's table and bucket, [`routes`] on any
+//! implementation of the ports (the in-memory ones in `src/tests.rs`).
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Json, Router};
-use matbakh_api::audit::{self, Client};
+use matbakh_api::audit::Client;
 use matbakh_api::body::JsonObject;
 use matbakh_api::metrics::{self, Unit};
-use matbakh_api::{ApiError, Caller, Services, new_file_id};
-use matbakh_app::audit::Access;
-use matbakh_core::audit::AuditAction;
+use matbakh_api::{ApiError, Caller, Services};
+use matbakh_app::uploads::{Declared, Uploads};
 use matbakh_core::clock::iso_seconds;
 use matbakh_core::ids::{FileId, Sha256};
-use matbakh_core::metadata::{FileRecord, FileStatus};
-use matbakh_core::names::{DisplayName, content_disposition};
+use matbakh_core::names::DisplayName;
 use matbakh_core::types::ContentType;
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+/// What the handlers use: the use cases and who may call them.
+pub type Api = matbakh_api::Api<Uploads>;
+
+/// The function on the deployment's table and bucket.
 pub fn router(services: Services) -> Router {
+    routes(Api { cases: services.uploads(), auth: services.auth.clone() })
+}
+
+/// The function on any implementation of the ports (in memory, in tests).
+pub fn routes(api: Api) -> Router {
     let (router, _) = documented().split_for_parts();
-    router.fallback(|| async { ApiError::not_found("route") }).with_state(services)
+    router.fallback(|| async { ApiError::not_found("route") }).with_state(api)
 }
 
 /// This function's part of the API's OpenAPI document.
@@ -39,7 +50,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     documented().split_for_parts().1
 }
 
-fn documented() -> OpenApiRouter<Services> {
+fn documented() -> OpenApiRouter<Api> {
     OpenApiRouter::new().routes(routes!(create_upload)).routes(routes!(download))
 }
 
@@ -60,42 +71,27 @@ fn documented() -> OpenApiRouter<Services> {
     ))]
 #[tracing::instrument(name = "create_upload", skip_all, fields(user = %caller.user, file_id = tracing::field::Empty))]
 async fn create_upload(
-    State(st): State<Services>,
+    State(api): State<Api>,
     caller: Caller,
     client: Client,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let req = JsonObject::parse(&body, &["filename", "contentType", "size", "sha256"])?;
-    let filename = DisplayName::parse(req.str("filename")?)?;
-    let content_type = ContentType::parse(req.str("contentType")?)?;
-    let size = req.u64("size")?;
-    let sha256 = req.opt_str("sha256")?.map(Sha256::parse).transpose()?;
-    st.limits.check_single_upload(content_type, size)?;
-
-    let now = st.clock.now();
-    let file_id = new_file_id(now)?;
-    tracing::Span::current().record("file_id", tracing::field::display(file_id));
-    let record = FileRecord {
-        size,
-        sha256,
-        expires_at: Some(now + st.limits.pending_ttl),
-        ..FileRecord::upload(file_id, caller.user.clone(), filename, content_type, now)
+    let declared = Declared {
+        filename: DisplayName::parse(req.str("filename")?)?,
+        content_type: ContentType::parse(req.str("contentType")?)?,
+        size: req.u64("size")?,
+        sha256: req.opt_str("sha256")?.map(Sha256::parse).transpose()?,
     };
-    let key = record.key.clone();
-    // Sign first: if signing fails, nothing has been written.
-    let post = st.store.presign_upload(&key, content_type, size..=size, sha256, now, st.limits.upload_url_ttl).await?;
-    st.table.reserve_upload(&record, st.limits.user_quota_bytes).await?;
-    let access = Access::ok(&caller.user, AuditAction::Upload, Some(file_id));
-    audit::record(&st, &client, access).await?;
-    tracing::info!(size, content_type = content_type.as_str(), "upload granted");
+    let (size, grant) = (declared.size, api.cases.grant(&caller.user, &client.0, declared).await?);
     metrics::emit("create_upload", &[("UploadsGranted", 1, Unit::Count), ("UploadBytesGranted", size, Unit::Bytes)]);
     Ok((
         StatusCode::CREATED,
         Json(json!({
-            "fileId": file_id.to_string(),
-            "key": key.as_str(),
-            "upload": { "url": post.url, "fields": post.fields },
-            "expiresAt": iso_seconds(post.expires_at),
+            "fileId": grant.file_id.to_string(),
+            "key": grant.key.as_str(),
+            "upload": { "url": grant.post.url, "fields": grant.post.fields },
+            "expiresAt": iso_seconds(grant.post.expires_at),
         })),
     ))
 }
@@ -119,7 +115,7 @@ async fn create_upload(
     ))]
 #[tracing::instrument(name = "download", skip_all, fields(user = %caller.user, file_id = %raw_id))]
 async fn download(
-    State(st): State<Services>,
+    State(api): State<Api>,
     caller: Caller,
     client: Client,
     Path(raw_id): Path<String>,
@@ -131,57 +127,16 @@ async fn download(
         Some(_) => return Err(ApiError::bad_field("inline", "inline: must be 1 or 0")),
     };
     let id = FileId::parse(&raw_id).map_err(|_| ApiError::not_found("file"))?;
-    // Someone else's file answers exactly like a missing one (the attempt is in the caller's trail).
-    let Some(record) = st.table.get_file(id).await?.filter(|r| r.owner == caller.user) else {
-        let access = Access { result: "not_found", ..Access::ok(&caller.user, AuditAction::Download, Some(id)) };
-        audit::record(&st, &client, access).await?;
-        return Err(ApiError::not_found("file"));
-    };
-    match record.status {
-        // A FAILED image is the owner's file all the same, only without variants.
-        FileStatus::Ready | FileStatus::Failed => {}
-        FileStatus::Deleted => return Err(ApiError::not_found("file")),
-        FileStatus::Quarantined => {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "quarantined",
-                "this file failed its checks and cannot be downloaded",
-            ));
-        }
-        FileStatus::Pending => {
-            if st.store.object_size(&record.key).await?.is_none() {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "upload_incomplete",
-                    "the file has not been uploaded yet",
-                ));
-            }
-        }
-    }
-    let disposition = content_disposition(&record.filename, record.content_type, inline);
-    let now = st.clock.now();
-    // Exactly the accepted version (DECISIONS 28): bytes written to the key again with a
-    // replayed upload URL are never what a download serves.
-    let get = st
-        .store
-        .presign_download(
-            &record.key,
-            record.version_id.as_deref(),
-            record.content_type.as_str(),
-            &disposition,
-            now,
-            st.limits.download_url_ttl,
-        )
-        .await?;
-    let access = Access::ok(&caller.user, AuditAction::Download, Some(id));
-    audit::record(&st, &client, access).await?;
-    tracing::info!("download granted");
+    let d = api.cases.download(&caller.user, &client.0, id, inline).await?;
     metrics::emit("download", &[("DownloadsGranted", 1, Unit::Count)]);
     Ok(Json(json!({
-        "url": get.url,
-        "expiresAt": iso_seconds(get.expires_at),
-        "filename": record.filename.as_str(),
-        "contentType": record.content_type.as_str(),
-        "size": record.size,
+        "url": d.link.url,
+        "expiresAt": iso_seconds(d.link.expires_at),
+        "filename": d.record.filename.as_str(),
+        "contentType": d.record.content_type.as_str(),
+        "size": d.record.size,
     })))
 }
+
+#[cfg(test)]
+mod tests;

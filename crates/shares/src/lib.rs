@@ -14,38 +14,58 @@
 //!   visitor's address.
 //!
 //! Reads and writes: share rows and file rows in the metadata table; signs GETs of `users/*`.
-//! Reads the links' signing key from Secrets Manager at start ([`Links`]).
-
-use std::sync::Arc;
+//! Reads the links' signing key from Secrets Manager at start ([`links_from_env`]).
+//!
+//! Each handler decodes the request, calls a use case of [`matbakh_app::shares`] and encodes
+//! its answer; [`router`] runs them on the deployment's table and bucket, [`routes`] on any
+//! implementation of the ports (the in-memory ones in `src/tests.rs`).
 
 use aws_config::SdkConfig;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json, Router};
-use matbakh_api::audit::{self, Client};
+use axum::{Json, Router};
+use matbakh_api::audit::Client;
 use matbakh_api::body::JsonObject;
 use matbakh_api::metrics::{self, Unit};
-use matbakh_api::{ApiError, Caller, Services, random_bytes};
-use matbakh_app::audit::Access;
-use matbakh_aws::shares::Share;
-use matbakh_core::audit::AuditAction;
-use matbakh_core::clock::iso_seconds;
+use matbakh_api::{ApiError, Caller, Services};
+use matbakh_app::shares::{Links, ShareView, Shares};
 use matbakh_core::ids::FileId;
-use matbakh_core::metadata::FileStatus;
-use matbakh_core::names::content_disposition;
-use matbakh_core::shares::{ShareId, ShareKey, ShareRefusal, is_expired, share_terms};
+use matbakh_core::shares::{ShareKey, share_terms};
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// Links the owner's list shows at most.
-pub const SHARES_LISTED: i32 = 100;
+/// The links' settings, read once at start: the key from the Secrets Manager secret
+/// `SHARE_SIGNING_SECRET_ID` names (never an environment variable) and `PUBLIC_API_URL` (where
+/// the API is reached from outside; without it, links are paths on the API's own origin). A
+/// missing setting, an unreadable secret or a short key stops the function with the setting's
+/// name.
+pub async fn links_from_env(sdk: &SdkConfig, lookup: impl Fn(&str) -> Option<String>) -> Result<Links, String> {
+    let secret_id = lookup("SHARE_SIGNING_SECRET_ID")
+        .filter(|v| !v.is_empty())
+        .ok_or("SHARE_SIGNING_SECRET_ID is not set: share links cannot be signed")?;
+    let secret = matbakh_aws::secrets::secret_string(sdk, &secret_id)
+        .await
+        .map_err(|e| format!("SHARE_SIGNING_SECRET_ID {secret_id}: {e}"))?;
+    let key = ShareKey::parse(&secret).map_err(|e| e.to_string())?;
+    let public_api_url = lookup("PUBLIC_API_URL").filter(|v| !v.is_empty()).map(|v| v.trim_end_matches('/').to_owned());
+    Ok(Links { key, public_api_url })
+}
 
+/// What the handlers use: the use cases and who may call them.
+pub type Api = matbakh_api::Api<Shares>;
+
+/// The function on the deployment's table and bucket.
 pub fn router(services: Services, links: Links) -> Router {
+    routes(Api { cases: services.shares(links), auth: services.auth.clone() })
+}
+
+/// The function on any implementation of the ports (in memory, in tests).
+pub fn routes(api: Api) -> Router {
     let (router, _) = documented().split_for_parts();
-    router.fallback(|| async { ApiError::not_found("route") }).layer(Extension(Arc::new(links))).with_state(services)
+    router.fallback(|| async { ApiError::not_found("route") }).with_state(api)
 }
 
 /// This function's part of the API's OpenAPI document.
@@ -53,64 +73,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     documented().split_for_parts().1
 }
 
-fn documented() -> OpenApiRouter<Services> {
+fn documented() -> OpenApiRouter<Api> {
     OpenApiRouter::new().routes(routes!(create)).routes(routes!(list)).routes(routes!(open, revoke))
-}
-
-/// How links are made: typed configuration, read once at start.
-#[derive(Debug, Clone)]
-pub struct Links {
-    /// Signs and opens tokens: the Secrets Manager secret `SHARE_SIGNING_SECRET_ID` names
-    /// (Base64 of at least 32 bytes), never an environment variable.
-    pub key: ShareKey,
-    /// Where the API is reached from outside (`PUBLIC_API_URL`); without it, links are paths on
-    /// the API's own origin.
-    pub public_api_url: Option<String>,
-}
-
-impl Links {
-    /// At start: a missing setting, an unreadable secret or a short key stops the function
-    /// with the setting's name.
-    pub async fn from_env(sdk: &SdkConfig, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let secret_id = lookup("SHARE_SIGNING_SECRET_ID")
-            .filter(|v| !v.is_empty())
-            .ok_or("SHARE_SIGNING_SECRET_ID is not set: share links cannot be signed")?;
-        let secret = matbakh_aws::secrets::secret_string(sdk, &secret_id)
-            .await
-            .map_err(|e| format!("SHARE_SIGNING_SECRET_ID {secret_id}: {e}"))?;
-        let key = ShareKey::parse(&secret).map_err(|e| e.to_string())?;
-        let public_api_url =
-            lookup("PUBLIC_API_URL").filter(|v| !v.is_empty()).map(|v| v.trim_end_matches('/').to_owned());
-        Ok(Links { key, public_api_url })
-    }
-
-    fn url(&self, token: &str) -> String {
-        format!("{}/v1/shares/{token}", self.public_api_url.as_deref().unwrap_or(""))
-    }
-}
-
-fn view(st: &Services, links: &Links, x: &Share) -> Result<Value, ApiError> {
-    let now = st.clock.now();
-    let state = if x.revoked {
-        "revoked"
-    } else if is_expired(x.expires_at, now) {
-        "expired"
-    } else if x.max_downloads.is_some_and(|m| x.downloads >= m) {
-        "used_up"
-    } else {
-        "active"
-    };
-    let token = links.key.token(&x.id, x.expires_at);
-    Ok(json!({
-        "token": token,
-        "url": links.url(&token),
-        "fileId": x.file_id.to_string(),
-        "createdAt": iso_seconds(x.created_at),
-        "expiresAt": iso_seconds(x.expires_at),
-        "maxDownloads": x.max_downloads,
-        "downloads": x.downloads,
-        "state": state,
-    }))
 }
 
 /// Shares one of the caller's files by link
@@ -129,41 +93,19 @@ fn view(st: &Services, links: &Links, x: &Share) -> Result<Value, ApiError> {
     ))]
 #[tracing::instrument(name = "create_share", skip_all, fields(user = %caller.user, file_id = %raw_id))]
 async fn create(
-    State(st): State<Services>,
-    Extension(links): Extension<Arc<Links>>,
+    State(api): State<Api>,
     caller: Caller,
     client: Client,
     Path(raw_id): Path<String>,
     body: Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    // No body: the default terms.
+) -> Result<(StatusCode, Json<ShareView>), ApiError> {
     let body = if body.is_empty() { Bytes::from_static(b"{}") } else { body };
     let req = JsonObject::parse(&body, &["expiresIn", "maxDownloads"])?;
     let (ttl, max_downloads) = share_terms(req.opt_u64("expiresIn")?, req.opt_u64("maxDownloads")?)?;
     let id = FileId::parse(&raw_id).map_err(|_| ApiError::not_found("file"))?;
-    let file =
-        st.table.get_file(id).await?.filter(|r| r.owner == caller.user).ok_or_else(|| ApiError::not_found("file"))?;
-    if !matches!(file.status, FileStatus::Ready | FileStatus::Failed) {
-        return Err(ApiError::new(StatusCode::CONFLICT, "not_shareable", "only a stored, checked file can be shared"));
-    }
-    let now = st.clock.now();
-    let share = Share {
-        id: ShareId::from_random(random_bytes()?),
-        file_id: id,
-        owner: caller.user.clone(),
-        created_at: now,
-        // Whole seconds: what the token carries.
-        expires_at: (now + ttl).replace_nanosecond(0).unwrap_or(now + ttl),
-        max_downloads,
-        downloads: 0,
-        revoked: false,
-    };
-    st.table.put_share(&share).await?;
-    let access = Access::ok(&caller.user, AuditAction::ShareCreate, Some(id));
-    audit::record(&st, &client, access).await?;
-    tracing::info!(share = %share.id, ttl = ttl.as_secs(), "share created");
+    let share = api.cases.create(&caller.user, &client.0, id, ttl, max_downloads).await?;
     metrics::emit("create_share", &[("SharesCreated", 1, Unit::Count)]);
-    Ok((StatusCode::CREATED, Json(view(&st, &links, &share)?)))
+    Ok((StatusCode::CREATED, Json(share)))
 }
 
 /// The caller's share links
@@ -172,14 +114,8 @@ async fn create(
 #[utoipa::path(get, path = "/v1/shares", operation_id = "list_shares", tag = "shares",
     responses((status = 200, description = "`{shares: [Share]}`"), (status = 401, description = "No valid token")))]
 #[tracing::instrument(name = "list_shares", skip_all, fields(user = %caller.user))]
-async fn list(
-    State(st): State<Services>,
-    Extension(links): Extension<Arc<Links>>,
-    caller: Caller,
-) -> Result<Json<Value>, ApiError> {
-    let shares = st.table.list_shares(&caller.user, SHARES_LISTED).await?;
-    let views = shares.iter().map(|x| view(&st, &links, x)).collect::<Result<Vec<_>, _>>()?;
-    Ok(Json(json!({ "shares": views })))
+async fn list(State(api): State<Api>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({ "shares": api.cases.list(&caller.user).await? })))
 }
 
 /// Revokes one of the caller's links at once
@@ -192,32 +128,13 @@ async fn list(
     ))]
 #[tracing::instrument(name = "revoke_share", skip_all, fields(user = %caller.user))]
 async fn revoke(
-    State(st): State<Services>,
-    Extension(links): Extension<Arc<Links>>,
+    State(api): State<Api>,
     caller: Caller,
     client: Client,
     Path(token): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    // An expired link can still be revoked (it then stays dead if its row outlived the expiry).
-    let (id, _) = links.key.open(&token).map_err(|_| ApiError::not_found("share"))?;
-    let share = st.table.revoke_share(&id, &caller.user).await?.ok_or_else(|| ApiError::not_found("share"))?;
-    let file_id = Some(share.file_id);
-    let access = Access::ok(&caller.user, AuditAction::ShareRevoke, file_id);
-    audit::record(&st, &client, access).await?;
-    tracing::info!(share = %id, "share revoked");
+    api.cases.revoke(&caller.user, &client.0, &token).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-fn refused(why: ShareRefusal) -> ApiError {
-    match why {
-        ShareRefusal::Unknown => ApiError::not_found("share"),
-        ShareRefusal::Expired => ApiError::new(StatusCode::GONE, "share_expired", "this link has expired"),
-        ShareRefusal::Revoked => ApiError::new(StatusCode::GONE, "share_revoked", "this link was revoked"),
-        ShareRefusal::Exhausted => {
-            ApiError::new(StatusCode::GONE, "share_used_up", "this link has been used as often as it allows")
-        }
-        ShareRefusal::FileGone => ApiError::new(StatusCode::GONE, "file_gone", "the shared file was deleted"),
-    }
 }
 
 /// Opens a share link (no login)
@@ -232,37 +149,8 @@ fn refused(why: ShareRefusal) -> ApiError {
         (status = 410, description = "`share_expired`, `share_revoked`, `share_used_up` or `file_gone`"),
     ))]
 #[tracing::instrument(name = "open_share", skip_all, fields(share = tracing::field::Empty))]
-async fn open(
-    State(st): State<Services>,
-    Extension(links): Extension<Arc<Links>>,
-    client: Client,
-    Path(token): Path<String>,
-) -> Result<Response, ApiError> {
-    let now = st.clock.now();
-    // A token this platform did not sign names no share: nothing to record, nothing revealed.
-    let (id, expires_at) = links.key.open(&token).map_err(refused)?;
-    tracing::Span::current().record("share", tracing::field::display(id));
-    let share = st.table.get_share(&id).await?.ok_or_else(|| refused(ShareRefusal::Unknown))?;
-    // From here on the owner's trail records the attempt, whatever its outcome.
-    let outcome =
-        if is_expired(expires_at, now) { Err(ShareRefusal::Expired) } else { download(&st, &share, now).await? };
-    let result = match outcome {
-        Ok(_) => "ok",
-        Err(ShareRefusal::Expired) => "expired",
-        Err(ShareRefusal::Revoked) => "revoked",
-        Err(ShareRefusal::Exhausted) => "used_up",
-        Err(ShareRefusal::FileGone) => "file_gone",
-        Err(ShareRefusal::Unknown) => "unknown",
-    };
-    let access = Access {
-        owner: &share.owner,
-        action: AuditAction::ShareDownload,
-        file_id: Some(share.file_id),
-        actor: Some(format!("share:{id}")),
-        result,
-    };
-    audit::record(&st, &client, access).await?;
-    let url = outcome.map_err(refused)?;
+async fn open(State(api): State<Api>, client: Client, Path(token): Path<String>) -> Result<Response, ApiError> {
+    let url = api.cases.open(&client.0, &token).await?;
     metrics::emit("open_share", &[("ShareDownloads", 1, Unit::Count)]);
     let location = HeaderValue::from_str(&url).map_err(|e| ApiError::internal(&e))?;
     Ok((
@@ -276,34 +164,5 @@ async fn open(
         .into_response())
 }
 
-/// Spends one download of a live share of a live file: the presigned GET, or why not. The file
-/// is checked first, so a deleted file's link spends nothing.
-async fn download(
-    st: &Services,
-    share: &Share,
-    now: time::OffsetDateTime,
-) -> Result<Result<String, ShareRefusal>, ApiError> {
-    let file = st
-        .table
-        .get_file(share.file_id)
-        .await?
-        .filter(|r| r.owner == share.owner && matches!(r.status, FileStatus::Ready | FileStatus::Failed));
-    let Some(file) = file else { return Ok(Err(ShareRefusal::FileGone)) };
-    let used = match st.table.use_share(&share.id, now).await? {
-        Ok(used) => used,
-        Err(why) => return Ok(Err(why)),
-    };
-    let get = st
-        .store
-        .presign_download(
-            &file.key,
-            file.version_id.as_deref(),
-            file.content_type.as_str(),
-            &content_disposition(&file.filename, file.content_type, false),
-            now,
-            st.limits.share_redirect_ttl,
-        )
-        .await?;
-    tracing::info!(downloads = used.downloads, "share used");
-    Ok(Ok(get.url))
-}
+#[cfg(test)]
+mod tests;

@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use http::{Method, StatusCode};
 use matbakh_api::Services;
+use matbakh_app::sweep::SweepReport;
 use matbakh_core::clock::FixedClock;
 use matbakh_core::ids::FileId;
 use matbakh_core::multipart::UploadId;
 use serde_json::json;
-use sweeper::{SweepReport, sweep};
+use sweeper::sweep;
 use testkit::{Harness, Options, browser_upload, corpus, http_client, unique_user, xml_value};
 use time::{Duration, OffsetDateTime};
 

@@ -156,6 +156,28 @@ pub fn export_queue() -> matbakh_aws::queue::Queue {
 
 /// One function instance as Lambda would run it, with a key pair standing in for the
 /// identity provider.
+/// The identity provider of in-process tests: the tokens it mints pass its authenticator
+/// (issuer [`ISSUER`], audience [`AUDIENCE`]), others do not.
+pub struct TestIdp {
+    key: DevKey,
+    pub auth: Arc<Authenticator>,
+}
+
+impl Default for TestIdp {
+    fn default() -> Self {
+        let key = DevKey::generate().unwrap();
+        let auth = Arc::new(Authenticator::Jwks(JwtVerifier::new(&key.jwks(), ISSUER, AUDIENCE).unwrap()));
+        TestIdp { key, auth }
+    }
+}
+
+impl TestIdp {
+    /// An `Authorization` header value for `user`, valid ten minutes.
+    pub fn bearer(&self, user: &str) -> String {
+        format!("Bearer {}", self.key.mint(user, ISSUER, AUDIENCE, 600).unwrap())
+    }
+}
+
 pub struct Harness {
     pub state: Services,
     pub router: fn(Services) -> axum::Router,

@@ -5,9 +5,9 @@ mod garage;
 mod moto;
 
 /// The links' settings in every test: one key, so a test can open what the function signed.
-fn links() -> shares::Links {
+fn links() -> matbakh_app::shares::Links {
     let key = matbakh_core::shares::ShareKey::from_bytes(&[7u8; 32]).unwrap();
-    shares::Links { key, public_api_url: Some("https://files.test".into()) }
+    matbakh_app::shares::Links { key, public_api_url: Some("https://files.test".into()) }
 }
 
 /// The function under test, with [`links`].
@@ -18,6 +18,6 @@ fn router(services: matbakh_api::Services) -> axum::Router {
 #[tokio::test]
 async fn the_function_does_not_start_without_its_signing_key_setting() {
     let sdk = aws_config::SdkConfig::builder().behavior_version(aws_config::BehaviorVersion::latest()).build();
-    let missing = shares::Links::from_env(&sdk, |_| None).await.unwrap_err();
+    let missing = shares::links_from_env(&sdk, |_| None).await.unwrap_err();
     assert!(missing.contains("SHARE_SIGNING_SECRET_ID"), "{missing}");
 }

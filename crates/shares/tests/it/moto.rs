@@ -249,12 +249,12 @@ async fn the_signing_key_is_read_from_secrets_manager_at_start() {
             _ => None,
         }
     };
-    let links = shares::Links::from_env(&sdk, settings(name)).await.unwrap();
+    let links = shares::links_from_env(&sdk, settings(name)).await.unwrap();
     assert_eq!(links.public_api_url.as_deref(), Some("https://api.test"));
     let expected = matbakh_core::shares::ShareKey::parse(key).unwrap();
     let id = matbakh_core::shares::ShareId::parse("00112233445566778899aabbccddeeff").unwrap();
     let token = links.key.token(&id, NOW);
     assert_eq!(expected.open(&token).unwrap().0, id, "the secret's key signs");
-    let missing = shares::Links::from_env(&sdk, settings("no-such-secret".into())).await.unwrap_err();
+    let missing = shares::links_from_env(&sdk, settings("no-such-secret".into())).await.unwrap_err();
     assert!(missing.contains("SHARE_SIGNING_SECRET_ID no-such-secret"), "{missing}");
 }

@@ -39,7 +39,7 @@ fn the_checked_in_document_is_what_the_routers_describe() {
     assert!(
         checked_in == json,
         "docs/openapi.json is not what the routers describe; regenerate it with\n  \
-         UPDATE_OPENAPI=1 cargo test -p files-api --test openapi"
+         UPDATE_OPENAPI=1 cargo test -p files-api --test it openapi"
     );
 }
 
@@ -85,7 +85,7 @@ async fn files_api_serves_the_document_without_a_login() {
         clock: Arc::new(SystemClock),
         cdn_base_url: None,
     };
-    let router = files_api::routes(files_api::Api { files, auth: Arc::new(Authenticator::Authorizer) });
+    let router = files_api::routes(files_api::Api { cases: files, auth: Arc::new(Authenticator::Authorizer) });
     let req = Request::get("/v1/openapi.json").body(Body::empty()).unwrap();
     let (status, served) = testkit::call_router(router, req).await;
     assert_eq!(status, StatusCode::OK);

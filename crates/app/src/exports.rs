@@ -1,0 +1,194 @@
+//! GDPR export: a user asks for all their files and metadata as one ZIP; the job is queued
+//! for the `exporter`, and its status, once READY, carries a download link of the archive.
+
+use std::sync::Arc;
+
+use matbakh_core::audit::AuditAction;
+use matbakh_core::clock::{Clock, iso_seconds};
+use matbakh_core::exports::{ExportJob, ExportState, is_export_id};
+use matbakh_core::ids::{ObjectKey, UserId};
+use matbakh_core::limits::Limits;
+use serde::Serialize;
+
+use crate::audit::{self, Access, Client};
+use crate::error::Error;
+use crate::ports::{AuditLog, Download, ExportQueue, ExportRepo, ObjectStore};
+
+/// What the export use cases work with.
+#[derive(Clone)]
+pub struct Exports {
+    pub exports: Arc<dyn ExportRepo>,
+    pub queue: Arc<dyn ExportQueue>,
+    pub objects: Arc<dyn ObjectStore>,
+    pub audit: Arc<dyn AuditLog>,
+    pub limits: Limits,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// A job as its owner sees it; once READY, with a download link of the archive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportView {
+    pub export_id: String,
+    pub status: &'static str,
+    pub created_at: String,
+    pub status_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files: Option<u64>,
+}
+
+impl Exports {
+    async fn view(&self, job: &ExportJob) -> Result<ExportView, Error> {
+        let mut v = ExportView {
+            export_id: job.id.clone(),
+            status: job.state.as_str(),
+            created_at: iso_seconds(job.created_at),
+            status_url: format!("/v1/me/exports/{}", job.id),
+            url: None,
+            expires_at: None,
+            size: None,
+            files: None,
+        };
+        if let (ExportState::Ready, Some(key)) = (job.state, &job.key) {
+            let disposition = format!("attachment; filename=\"matbakh-export-{}.zip\"", job.created_at.date());
+            let link = self
+                .objects
+                .presign_download(&Download {
+                    key: &ObjectKey::from_stored(key.clone()),
+                    version_id: None,
+                    content_type: "application/zip",
+                    disposition: &disposition,
+                    signed_at: self.clock.now(),
+                    ttl: self.limits.download_url_ttl,
+                })
+                .await?;
+            (v.url, v.expires_at) = (Some(link.url), Some(iso_seconds(link.expires_at)));
+            (v.size, v.files) = (job.size, job.files);
+        }
+        Ok(v)
+    }
+
+    /// Queues an export of everything of the caller's; while one is pending or running (and
+    /// not stale), asking again answers that one.
+    pub async fn start(&self, caller: &UserId, client: &Client) -> Result<ExportView, Error> {
+        let now = self.clock.now();
+        if let Some(job) = self.exports.latest(caller).await?.filter(|j| j.in_progress(now)) {
+            return self.view(&job).await;
+        }
+        let id: [u8; 16] = crate::random::bytes()?;
+        let job = ExportJob {
+            id: id.iter().map(|b| format!("{b:02x}")).collect(),
+            owner: caller.clone(),
+            state: ExportState::Pending,
+            created_at: now,
+            key: None,
+            size: None,
+            files: None,
+        };
+        self.exports.create(&job).await?;
+        self.queue.enqueue(&job).await?;
+        let access = Access { result: "queued", ..Access::ok(caller, AuditAction::Export, None) };
+        audit::record(self.audit.as_ref(), self.limits.audit_retention, now, client, access).await?;
+        tracing::info!(export = %job.id, "export queued");
+        self.view(&job).await
+    }
+
+    /// One of the caller's jobs; anything else (someone else's, or not an id) is not found.
+    pub async fn status(&self, caller: &UserId, id: &str) -> Result<ExportView, Error> {
+        let job = if is_export_id(id) { self.exports.get(id).await? } else { None };
+        let job = job.filter(|j| j.owner == *caller).ok_or(Error::NotFound("export"))?;
+        self.view(&job).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use matbakh_core::clock::FixedClock;
+    use matbakh_core::exports::EXPORT_STALE_AFTER;
+    use time::OffsetDateTime;
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::fakes::{InMemory, InMemoryObjects, InMemoryQueue};
+
+    const NOW: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
+
+    struct World {
+        repo: Arc<InMemory>,
+        queue: Arc<InMemoryQueue>,
+    }
+
+    impl World {
+        fn at(&self, now: OffsetDateTime) -> Exports {
+            Exports {
+                exports: self.repo.clone(),
+                queue: self.queue.clone(),
+                objects: Arc::new(InMemoryObjects::new()),
+                audit: self.repo.clone(),
+                limits: Limits::default(),
+                clock: Arc::new(FixedClock(now)),
+            }
+        }
+    }
+
+    fn world() -> World {
+        World { repo: Arc::new(InMemory::new()), queue: Arc::new(InMemoryQueue::new()) }
+    }
+
+    fn user(name: &str) -> UserId {
+        UserId::parse(name).unwrap()
+    }
+
+    fn client() -> Client {
+        Client { ip: "192.0.2.1".into(), user_agent: "tests".into() }
+    }
+
+    #[tokio::test]
+    async fn asking_again_while_one_runs_answers_that_one_and_queues_nothing_more() {
+        let w = world();
+        let first = w.at(NOW).start(&user("alice"), &client()).await.unwrap();
+        assert_eq!((first.status, first.url.as_deref()), ("PENDING", None));
+        assert_eq!(first.status_url, format!("/v1/me/exports/{}", first.export_id));
+        let again = w.at(NOW + Duration::from_secs(600)).start(&user("alice"), &client()).await.unwrap();
+        assert_eq!(again.export_id, first.export_id);
+        assert_eq!(w.queue.sent(), std::slice::from_ref(&first.export_id));
+        let recorded: Vec<String> = w.repo.audit_entries().iter().map(|e| e.result.clone()).collect();
+        assert_eq!(recorded, ["queued"]);
+
+        // A job that never finished is taken for dead after a while: asking starts a new one.
+        let later = NOW + EXPORT_STALE_AFTER;
+        let fresh = w.at(later).start(&user("alice"), &client()).await.unwrap();
+        assert_ne!(fresh.export_id, first.export_id);
+        assert_eq!(w.queue.sent().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_ready_job_links_its_archive_and_nobody_else_sees_it() {
+        let w = world();
+        let job = w.at(NOW).start(&user("alice"), &client()).await.unwrap();
+        let mut stored = w.repo.get_export(&job.export_id).unwrap();
+        stored.state = ExportState::Ready;
+        (stored.key, stored.size, stored.files) =
+            (Some(format!("exports/alice/{}.zip", job.export_id)), Some(4096), Some(3));
+        w.repo.set_export(stored);
+
+        let ready = w.at(NOW).status(&user("alice"), &job.export_id).await.unwrap();
+        let url = ready.url.unwrap();
+        assert!(url.starts_with(&format!("memory://bucket/exports/alice/{}.zip", job.export_id)), "{url}");
+        assert_eq!((ready.status, ready.size, ready.files), ("READY", Some(4096), Some(3)));
+        let ttl = Limits::default().download_url_ttl;
+        assert_eq!(ready.expires_at, Some(iso_seconds(NOW + ttl)));
+        for (who, id) in [("mallory", job.export_id.as_str()), ("alice", "../../etc"), ("alice", &"0".repeat(32))] {
+            let err = w.at(NOW).status(&user(who), id).await.unwrap_err();
+            assert!(matches!(err, Error::NotFound("export")), "{who} {id}: {err}");
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! A user's storage account in the metadata table: `USAGE#{sub}` / `USAGE`, bytes charged
+//! (stored + reserved), reserved, deleted-but-kept, and open uploads. Every change is an update
+//! inside the transaction that changes what it counts, so the account cannot drift; the quota
+//! is a condition of that update ([`matbakh_core::quota::reservation_ceiling`]).
+
+use aws_sdk_dynamodb::types::{AttributeValue, Update};
+use matbakh_core::ids::UserId;
+use matbakh_core::quota::{Usage, reservation_ceiling};
+
+use crate::dynamo::{get_u64, n};
+use crate::error::AwsError;
+use crate::schema;
+use crate::table::FileTable;
+
+/// Bytes a usage update adds, within `quota`; `reserve`: they are only reserved yet.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Charge {
+    pub size: u64,
+    pub quota: u64,
+    pub reserve: bool,
+}
+
+impl FileTable {
+    /// The update that adds `size` bytes to the owner's usage (and to its reserved part when
+    /// `reserve`), on condition the quota still has room.
+    pub(crate) fn charge_usage(
+        &self,
+        owner: &UserId,
+        size: u64,
+        quota: u64,
+        reserve: bool,
+    ) -> Result<Update, AwsError> {
+        self.usage_update(owner, Some(Charge { size, quota, reserve }), None)
+    }
+
+    /// The usage update that takes one of the owner's `cap` open-upload places and, with a
+    /// `charge`, adds its bytes within the quota: the one place the quota and the open-upload
+    /// cap are enforced.
+    pub(crate) fn usage_update(
+        &self,
+        owner: &UserId,
+        charge: Option<Charge>,
+        open_cap: Option<u64>,
+    ) -> Result<Update, AwsError> {
+        let (mut adds, mut conditions) = (Vec::new(), Vec::new());
+        let mut update = Update::builder().table_name(&self.table).set_key(Some(schema::usage(owner)));
+        if let Some(Charge { size, quota, reserve }) = charge {
+            let ceiling = reservation_ceiling(quota, size).map_err(|_| AwsError::QuotaExceeded)?;
+            adds.push("charged :size");
+            if reserve {
+                adds.push("#reserved :size");
+                update = update.expression_attribute_names("#reserved", "reserved");
+            }
+            conditions.push("(attribute_not_exists(charged) OR charged <= :ceiling)");
+            update = update
+                .expression_attribute_values(":size", n(size))
+                .expression_attribute_values(":ceiling", n(ceiling));
+        }
+        if let Some(cap) = open_cap {
+            adds.push("#open :one");
+            conditions.push("(attribute_not_exists(#open) OR #open < :cap)");
+            update = update
+                .expression_attribute_names("#open", "openUploads")
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":cap", n(cap));
+        }
+        Ok(update
+            .update_expression(format!("ADD {}", adds.join(", ")))
+            .condition_expression(conditions.join(" AND "))
+            .build()?)
+    }
+
+    /// The update that gives `charged` bytes (of which `reserved` are only reserved) back to
+    /// the owner's usage: an aborted session, a refused upload.
+    /// With `place`, an open-upload place goes back too (an aborted session).
+    pub(crate) fn release_usage(
+        &self,
+        owner: &UserId,
+        charged: u64,
+        reserved: u64,
+        place: bool,
+    ) -> Result<Update, AwsError> {
+        let update = Update::builder();
+        let update = match place {
+            true => update
+                .update_expression("ADD charged :c, #reserved :r, openUploads :minus")
+                .expression_attribute_values(":minus", n(-1)),
+            false => update.update_expression("ADD charged :c, #reserved :r"),
+        };
+        Ok(update
+            .table_name(&self.table)
+            .set_key(Some(schema::usage(owner)))
+            .expression_attribute_names("#reserved", "reserved")
+            .expression_attribute_values(":c", AttributeValue::N(format!("-{charged}")))
+            .expression_attribute_values(":r", AttributeValue::N(format!("-{reserved}")))
+            .build()?)
+    }
+
+    /// The owner's usage counter (zero if they never uploaded).
+    pub async fn usage(&self, user: &UserId) -> Result<Usage, AwsError> {
+        let item = self.get_item(schema::usage(user)).await?.unwrap_or_default();
+        Ok(Usage {
+            charged: get_u64(&item, "charged").unwrap_or(0),
+            reserved: get_u64(&item, "reserved").unwrap_or(0),
+            deleted: get_u64(&item, "deleted").unwrap_or(0),
+            open_uploads: get_u64(&item, "openUploads").unwrap_or(0),
+        })
+    }
+}

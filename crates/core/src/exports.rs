@@ -1,0 +1,92 @@
+//! GDPR export jobs: one ZIP of all a user's files and their metadata, built in the background.
+
+use time::OffsetDateTime;
+
+use crate::ids::UserId;
+
+/// A pending or running export older than this is taken for dead (its messages went to the
+/// DLQ): asking again starts a new one.
+pub const EXPORT_STALE_AFTER: time::Duration = time::Duration::hours(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportState {
+    Pending,
+    Running,
+    Ready,
+    Failed,
+}
+
+impl ExportState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportState::Pending => "PENDING",
+            ExportState::Running => "RUNNING",
+            ExportState::Ready => "READY",
+            ExportState::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Some(match raw {
+            "PENDING" => ExportState::Pending,
+            "RUNNING" => ExportState::Running,
+            "READY" => ExportState::Ready,
+            "FAILED" => ExportState::Failed,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportJob {
+    pub id: String,
+    pub owner: UserId,
+    pub state: ExportState,
+    pub created_at: OffsetDateTime,
+    /// The archive's key, once READY.
+    pub key: Option<String>,
+    pub size: Option<u64>,
+    pub files: Option<u64>,
+}
+
+impl ExportJob {
+    /// Whether asking for an export at `now` should answer this job instead of starting one.
+    pub fn in_progress(&self, now: OffsetDateTime) -> bool {
+        matches!(self.state, ExportState::Pending | ExportState::Running) && now - self.created_at < EXPORT_STALE_AFTER
+    }
+}
+
+/// Whether `raw` can be an export's id (32 hex digits); anything else names no export.
+pub fn is_export_id(raw: &str) -> bool {
+    raw.len() == 32 && raw.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn a_pending_or_running_job_is_in_progress_until_it_is_stale() {
+        let at = datetime!(2026-03-01 12:00 UTC);
+        let job = |state| ExportJob {
+            id: "0".repeat(32),
+            owner: UserId::parse("alice").unwrap(),
+            state,
+            created_at: at,
+            key: None,
+            size: None,
+            files: None,
+        };
+        let soon = at + time::Duration::minutes(59);
+        assert!(job(ExportState::Pending).in_progress(soon) && job(ExportState::Running).in_progress(soon));
+        assert!(!job(ExportState::Ready).in_progress(soon) && !job(ExportState::Failed).in_progress(soon));
+        assert!(!job(ExportState::Running).in_progress(at + EXPORT_STALE_AFTER));
+    }
+
+    #[test]
+    fn only_32_hex_digits_name_an_export() {
+        assert!(is_export_id(&"a1".repeat(16)));
+        assert!(!is_export_id(&"a1".repeat(15)) && !is_export_id(&"g".repeat(32)) && !is_export_id("../x"));
+    }
+}

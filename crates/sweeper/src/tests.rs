@@ -1,0 +1,143 @@
+//! The sweep on the in-memory ports: no server. Its conditional writes against DynamoDB and
+//! the aborts against S3 are tested on moto in `tests/moto.rs`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use matbakh_app::fakes::{InMemory, InMemoryObjects};
+use matbakh_app::ports::{FileRepo, UsageRepo};
+use matbakh_app::sweep::{SweepReport, Sweeper};
+use matbakh_core::clock::FixedClock;
+use matbakh_core::ids::{FileId, UserId};
+use matbakh_core::limits::Limits;
+use matbakh_core::metadata::FileRecord;
+use matbakh_core::multipart::{PartPlan, SessionLimit, SessionState, UploadId, UploadSession};
+use matbakh_core::names::DisplayName;
+use matbakh_core::quota::Usage;
+use matbakh_core::types::ContentType;
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+const GRANTED: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
+const QUOTA: u64 = 1 << 30;
+
+/// Alice's `n`th upload of `size` bytes, granted at [`GRANTED`].
+fn upload(n: u8, size: u64) -> FileRecord {
+    let id = FileId::new(1_772_366_400_000 + u64::from(n), [n; 10]);
+    let mut record = FileRecord::upload(
+        id,
+        UserId::parse("alice").unwrap(),
+        DisplayName::parse(&format!("video-{n}.mp4")).unwrap(),
+        ContentType::parse("video/mp4").unwrap(),
+        GRANTED,
+    );
+    record.size = size;
+    record.expires_at = Some(GRANTED + Limits::default().pending_ttl);
+    record
+}
+
+struct World {
+    repo: Arc<InMemory>,
+    objects: Arc<InMemoryObjects>,
+}
+
+impl World {
+    fn new() -> Self {
+        World { repo: Arc::new(InMemory::new()), objects: Arc::new(InMemoryObjects::new()) }
+    }
+
+    /// The sweep as it runs `after` the grants end.
+    async fn sweep(&self, after: Duration) -> SweepReport {
+        let grant_ends = GRANTED + Limits::default().pending_ttl;
+        let sweeper = Sweeper {
+            uploads: self.repo.clone(),
+            objects: self.objects.clone(),
+            limits: Limits::default(),
+            clock: Arc::new(FixedClock(grant_ends + after)),
+        };
+        sweeper.sweep().await.unwrap()
+    }
+
+    /// A granted upload of `size` bytes (its PENDING row and reservation), `n`th of alice's.
+    async fn granted(&self, n: u8, size: u64) -> FileRecord {
+        let record = upload(n, size);
+        self.repo.reserve(&record, QUOTA).await.unwrap();
+        record
+    }
+
+    /// An open multipart session of `record`'s upload, ending when the grant does.
+    fn session(&self, record: &FileRecord, id: &str) -> UploadId {
+        let upload_id = UploadId::parse(id).unwrap();
+        self.repo.insert_session(UploadSession {
+            upload_id: upload_id.clone(),
+            file_id: record.file_id,
+            owner: record.owner.clone(),
+            key: record.key.clone(),
+            filename: record.filename.clone(),
+            content_type: record.content_type,
+            limit: SessionLimit::Planned(PartPlan::for_size(record.size).unwrap()),
+            integrity: None,
+            token: None,
+            created_at: GRANTED,
+            expires_at: GRANTED + Limits::default().pending_ttl,
+            state: SessionState::Open,
+        });
+        upload_id
+    }
+
+    async fn usage(&self) -> Usage {
+        self.repo.usage(&UserId::parse("alice").unwrap()).await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn an_upload_that_never_arrived_gives_its_bytes_and_its_place_back_after_the_grace() {
+    let w = World::new();
+    let single = w.granted(1, 5_000).await;
+    let multi = w.granted(2, 20 << 20).await;
+    let upload = w.session(&multi, "upload-2");
+    assert_eq!((w.usage().await.reserved, w.usage().await.open_uploads), (5_000 + (20 << 20), 1));
+
+    let grace = Limits::default().sweep_grace;
+    assert_eq!(w.sweep(grace - Duration::from_secs(60)).await, SweepReport::default(), "not before the grace");
+    let report = w.sweep(grace + Duration::from_secs(60)).await;
+    let expected = SweepReport {
+        examined: 2,
+        released: 2,
+        released_bytes: 5_000 + (20 << 20),
+        awaiting_event: 0,
+        sessions_ended: 0,
+    };
+    assert_eq!(report, expected);
+    assert_eq!(w.usage().await, Usage::default(), "bytes and the open-upload place are back");
+    assert_eq!(w.objects.aborted(), std::slice::from_ref(&upload), "nobody can complete it any more");
+    assert_eq!(w.repo.session(&upload).unwrap().state, SessionState::Aborted);
+    assert!(w.repo.get(single.file_id).is_none() && w.repo.get(multi.file_id).is_none());
+    assert_eq!(w.sweep(grace * 2).await, SweepReport::default(), "a second run finds nothing");
+}
+
+#[tokio::test]
+async fn an_upload_whose_object_is_there_is_left_to_the_indexer() {
+    let w = World::new();
+    let arrived = w.granted(3, 7_000).await;
+    w.objects.insert(arrived.key.clone());
+    let report = w.sweep(Limits::default().sweep_grace * 2).await;
+    assert_eq!((report.examined, report.released, report.awaiting_event), (1, 0, 1));
+    assert_eq!(w.usage().await.reserved, 7_000, "still reserved: the event will settle it");
+    assert!(w.repo.get(arrived.file_id).is_some());
+}
+
+#[tokio::test]
+async fn an_expired_session_without_a_row_is_aborted_and_ended_as_what_became_of_it() {
+    let w = World::new();
+    // Companion-mode sessions: no PENDING row, only the session and its open-upload place.
+    let (gone, came) = (upload(4, 1 << 20), upload(5, 1 << 20));
+    let (lost, done) = (w.session(&gone, "upload-4"), w.session(&came, "upload-5"));
+    w.objects.insert(came.key.clone());
+    let report = w.sweep(Limits::default().sweep_grace * 2).await;
+    assert_eq!((report.examined, report.sessions_ended), (0, 2));
+    assert_eq!(w.repo.session(&lost).unwrap().state, SessionState::Aborted);
+    assert!(matches!(w.repo.session(&done).unwrap().state, SessionState::Completed { .. }));
+    assert_eq!(w.usage().await.open_uploads, 0);
+    assert_eq!(w.objects.aborted().len(), 2);
+}
