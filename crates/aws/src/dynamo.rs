@@ -120,7 +120,7 @@ impl FileTable {
         Ok(Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
+            .condition_expression(schema::ITEM_IS_NEW)
             .build()?)
     }
 
@@ -131,7 +131,7 @@ impl FileTable {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
+            .condition_expression(schema::ITEM_IS_NEW)
             .send()
             .await;
         match out {
@@ -152,7 +152,7 @@ impl FileTable {
             .query()
             .table_name(&self.table)
             .index_name(GSI_USER)
-            .key_condition_expression("gsi1pk = :p")
+            .key_condition_expression(format!("{} = :p", schema::GSI1_PK))
             .expression_attribute_values(":p", s(partition))
     }
 

@@ -38,7 +38,7 @@ type Key = (String, String);
 impl FileTable {
     /// The ids of every file row of `owner`, whatever its status.
     pub async fn all_file_ids(&self, owner: &UserId) -> Result<Vec<FileId>, AwsError> {
-        let items = self.items_where(Some(GSI_USER), "gsi1pk", &format!("USER#{owner}")).await?;
+        let items = self.items_where(Some(GSI_USER), schema::GSI1_PK, &format!("USER#{owner}")).await?;
         Ok(items
             .iter()
             .filter_map(|i| opt_str(i, PK)?.strip_prefix("FILE#"))
@@ -74,7 +74,7 @@ impl FileTable {
             format!("EXPORTS#{owner}"),
         ];
         for partition in partitions {
-            keys.extend(self.items_where(Some(GSI_USER), "gsi1pk", &partition).await?.iter().filter_map(key_of));
+            keys.extend(self.items_where(Some(GSI_USER), schema::GSI1_PK, &partition).await?.iter().filter_map(key_of));
         }
         if self.get_item(schema::usage(owner)).await?.is_some() {
             keys.push((format!("USER#{owner}"), "USAGE".into()));

@@ -84,7 +84,7 @@ impl FileTable {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(schema::export(id)))
-            .condition_expression("attribute_exists(pk)")
+            .condition_expression(schema::ITEM_EXISTS)
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":state", s(state.as_str()));
         let expression = match archive {

@@ -118,7 +118,7 @@ fn plan_for(owner: &UserId, q: &ListQuery) -> Plan {
             index: GSI_USER,
             kind: "tag",
             partition: format!("TAG#{owner}#{tag}"),
-            sort_attr: "gsi1sk",
+            sort_attr: schema::GSI1_SK,
             via_items: true,
         };
     }
@@ -127,12 +127,14 @@ fn plan_for(owner: &UserId, q: &ListQuery) -> Plan {
             index: GSI_USER,
             kind: "words",
             partition: format!("WORDS#{owner}"),
-            sort_attr: "gsi1sk",
+            sort_attr: schema::GSI1_SK,
             via_items: true,
         };
     }
     match q.sort {
-        SortBy::Date => Plan { index: GSI_USER, kind: "date", partition: user, sort_attr: "gsi1sk", via_items: false },
+        SortBy::Date => {
+            Plan { index: GSI_USER, kind: "date", partition: user, sort_attr: schema::GSI1_SK, via_items: false }
+        }
         SortBy::Name => {
             Plan { index: GSI_NAMES, kind: "name", partition: user, sort_attr: "nameKey", via_items: false }
         }
@@ -204,7 +206,7 @@ impl FileTable {
                 .query()
                 .table_name(&self.table)
                 .index_name(plan.index)
-                .expression_attribute_names("#p", "gsi1pk")
+                .expression_attribute_names("#p", schema::GSI1_PK)
                 .expression_attribute_values(":p", s(&plan.partition))
                 .scan_index_forward(!q.descending)
                 .limit(i32::try_from(want).unwrap_or(i32::MAX))
@@ -391,7 +393,7 @@ impl FileTable {
             .table_name(&self.table)
             .set_key(Some(schema::file(id)))
             .update_expression("SET deletedAt = if_not_exists(deletedAt, :at)")
-            .condition_expression("attribute_exists(pk)")
+            .condition_expression(schema::ITEM_EXISTS)
             .expression_attribute_values(":at", n(at.unix_timestamp()))
             .send()
             .await
@@ -419,7 +421,10 @@ impl FileTable {
         let row = Update::builder()
             .table_name(&self.table)
             .set_key(Some(schema::file(r.file_id)))
-            .update_expression("SET #status = :ready, gsi2pk = :g, charged = :size REMOVE deletedAt")
+            .update_expression(format!(
+                "SET #status = :ready, {} = :g, charged = :size REMOVE deletedAt",
+                schema::GSI2_PK
+            ))
             .condition_expression(
                 "#status = :deleted AND #owner = :owner AND (charged = :held OR attribute_not_exists(charged))",
             )

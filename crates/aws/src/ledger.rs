@@ -290,7 +290,7 @@ impl Ledger {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
+            .condition_expression(schema::ITEM_IS_NEW)
             .send()
             .await
         {
@@ -462,7 +462,7 @@ impl Ledger {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(schema::key(rows_pk(run), row_sk(seq))))
-            .condition_expression("attribute_exists(pk)")
+            .condition_expression(schema::ITEM_EXISTS)
     }
 
     /// Adds a flush's counters to the run item; answers the run as it is after the add
@@ -519,7 +519,7 @@ impl Ledger {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(schema::key(RUNS_PK, run_sk(run))))
-            .condition_expression("attribute_exists(pk)")
+            .condition_expression(schema::ITEM_EXISTS)
             .expression_attribute_values(":now", s(now))
             .return_values(ReturnValue::AllNew);
         let operator = if clause == "SET" { " = " } else { " " };

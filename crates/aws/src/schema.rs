@@ -32,6 +32,14 @@ pub(crate) const GSI1_PK: &str = "gsi1pk";
 pub(crate) const GSI1_SK: &str = "gsi1sk";
 pub(crate) const GSI2_PK: &str = "gsi2pk";
 pub(crate) const GSI2_SK: &str = "gsi2sk";
+/// A condition that the item is there (spelled with [`PK`]).
+pub(crate) const ITEM_EXISTS: &str = "attribute_exists(pk)";
+/// A condition that no such item is there yet.
+pub(crate) const ITEM_IS_NEW: &str = "attribute_not_exists(pk)";
+/// An update's assignment of GSI2's partition from `:g` (an item changing status).
+pub(crate) const SET_GSI2_PK: &str = "gsi2pk = :g";
+/// An update's removal of an item from both indexes (a session that ends leaves the open ones).
+pub(crate) const REMOVE_FROM_INDEXES: &str = "REMOVE gsi1pk, gsi1sk, gsi2pk, gsi2sk";
 
 /// The index of a user's items, newest first (files; open upload sessions).
 pub const GSI_USER: &str = "gsi1-user-files";

@@ -28,7 +28,7 @@ use crate::table::{FileTable, GSI_STATUS, GSI_USER};
 /// The GSI2 partition of open sessions.
 const OPEN_SESSIONS: &str = "SESSIONS#OPEN";
 /// What an update that ends a session removes: it leaves both open-session indexes.
-const LEAVE_OPEN_INDEXES: &str = "REMOVE gsi1pk, gsi1sk, gsi2pk, gsi2sk";
+const LEAVE_OPEN_INDEXES: &str = schema::REMOVE_FROM_INDEXES;
 /// How long an ended session is kept before DynamoDB's TTL removes it.
 const KEEP_ENDED_SESSIONS: time::Duration = time::Duration::days(30);
 
@@ -57,9 +57,10 @@ impl FileTable {
             .table_name(&self.table)
             .set_key(Some(schema::file(session.file_id)))
             .update_expression("SET uploadId = :id")
-            .condition_expression(
-                "attribute_exists(pk) AND attribute_not_exists(settled) AND attribute_not_exists(uploadId)",
-            )
+            .condition_expression(format!(
+                "{} AND attribute_not_exists(settled) AND attribute_not_exists(uploadId)",
+                schema::ITEM_EXISTS
+            ))
             .expression_attribute_values(":id", s(session.upload_id.as_str()))
             .build()?;
         let mut items = self.opening(session, cap)?;
@@ -110,7 +111,7 @@ impl FileTable {
             .query()
             .table_name(&self.table)
             .index_name(GSI_USER)
-            .key_condition_expression("gsi1pk = :pk")
+            .key_condition_expression(format!("{} = :pk", schema::GSI1_PK))
             .expression_attribute_values(":pk", s(format!("UPLOADS#{owner}")))
             .scan_index_forward(false);
         query_all(query).await?.iter().map(parse_session_item).collect()
@@ -171,7 +172,7 @@ impl FileTable {
             .query()
             .table_name(&self.table)
             .index_name(GSI_STATUS)
-            .key_condition_expression("gsi2pk = :open AND gsi2sk < :cutoff")
+            .key_condition_expression(format!("{} = :open AND {} < :cutoff", schema::GSI2_PK, schema::GSI2_SK))
             .expression_attribute_values(":open", s(OPEN_SESSIONS))
             .expression_attribute_values(":cutoff", s(iso_millis(cutoff)))
             .limit(i32::try_from(limit).unwrap_or(i32::MAX));

@@ -111,10 +111,11 @@ impl FileTable {
             .table_name(&self.table)
             .set_key(Some(schema::share(id)))
             .update_expression("ADD downloads :one")
-            .condition_expression(
-                "attribute_exists(pk) AND revoked = :f AND expiresAt > :now \
+            .condition_expression(format!(
+                "{} AND revoked = :f AND expiresAt > :now \
                  AND (attribute_not_exists(maxDownloads) OR downloads < maxDownloads)",
-            )
+                schema::ITEM_EXISTS
+            ))
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":f", AttributeValue::Bool(false))
             .expression_attribute_values(":now", n(now.unix_timestamp()))

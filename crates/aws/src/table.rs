@@ -372,7 +372,8 @@ impl FileTable {
                     (usage, stored)
                 }
             };
-            let mut sets = vec!["#status = :to", "gsi2pk = :g", "charged = :kept", "#reserved = :zero", "settled = :t"];
+            let mut sets =
+                vec!["#status = :to", schema::SET_GSI2_PK, "charged = :kept", "#reserved = :zero", "settled = :t"];
             let mut row = Update::builder()
                 .table_name(&self.table)
                 .set_key(Some(schema::file(file_id)))
@@ -469,7 +470,7 @@ impl FileTable {
         for (_, placeholder, value) in values {
             update = update.expression_attribute_values(placeholder, value);
         }
-        let mut condition = "attribute_exists(pk)".to_owned();
+        let mut condition = schema::ITEM_EXISTS.to_owned();
         if let Some(order) = order {
             sets.push("eventOrder = :order");
             update = update.expression_attribute_values(":order", s(order));
@@ -528,7 +529,7 @@ impl FileTable {
     /// an optional note. Answers `false` if the row is not PENDING (done before, or refused).
     pub async fn mark_ready(&self, file_id: FileId, ready: &Ready<'_>) -> Result<bool, AwsError> {
         let Ready { image, note, virus_scan } = *ready;
-        let mut sets = vec!["#status = :status", "gsi2pk = :g"];
+        let mut sets = vec!["#status = :status", schema::SET_GSI2_PK];
         let mut update = self
             .client
             .update_item()
@@ -574,7 +575,7 @@ impl FileTable {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(schema::file(file_id)))
-            .update_expression("SET #status = :failed, gsi2pk = :g, #reason = :why")
+            .update_expression(format!("SET #status = :failed, {} = :g, #reason = :why", schema::GSI2_PK))
             .condition_expression("#status = :pending")
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#reason", "reason")
@@ -598,7 +599,7 @@ impl FileTable {
                 .query()
                 .table_name(&self.table)
                 .index_name(GSI_STATUS)
-                .key_condition_expression("gsi2pk = :pending")
+                .key_condition_expression(format!("{} = :pending", schema::GSI2_PK))
                 .filter_expression("attribute_not_exists(settled) AND pendingUntil < :cutoff")
                 .expression_attribute_values(":pending", s(format!("STATUS#{}", FileStatus::Pending)))
                 .expression_attribute_values(":cutoff", n(cutoff.unix_timestamp()))
@@ -628,7 +629,7 @@ impl FileTable {
         let delete = aws_sdk_dynamodb::types::Delete::builder()
             .table_name(&self.table)
             .set_key(Some(schema::file(row.file_id)))
-            .condition_expression("attribute_exists(pk) AND attribute_not_exists(settled)")
+            .condition_expression(format!("{} AND attribute_not_exists(settled)", schema::ITEM_EXISTS))
             .build()?;
         let items = vec![
             TransactWriteItem::builder().update(usage).build(),
@@ -778,8 +779,8 @@ mod tests {
             version_id: None,
         };
         let item = file_item(&record);
-        assert_eq!(item["gsi1pk"], s("USER#u-1"));
-        assert_eq!(item["gsi2pk"], s("STATUS#PENDING"));
+        assert_eq!(item[schema::GSI1_PK], s("USER#u-1"));
+        assert_eq!(item[schema::GSI2_PK], s("STATUS#PENDING"));
         assert_eq!(parse_file_item(&item).unwrap(), record);
     }
 }

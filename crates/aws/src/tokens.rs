@@ -138,7 +138,7 @@ impl FileTable {
         let row = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
+            .condition_expression(schema::ITEM_IS_NEW)
             .build()?;
         let items = vec![
             TransactWriteItem::builder().update(allowance).build(),
@@ -172,7 +172,7 @@ impl FileTable {
             .table_name(&self.table)
             .set_key(Some(schema::token(digest)))
             .update_expression("ADD usedBytes :give")
-            .condition_expression("attribute_exists(pk) AND usedBytes >= :bytes")
+            .condition_expression(format!("{} AND usedBytes >= :bytes", schema::ITEM_EXISTS))
             .expression_attribute_values(":give", AttributeValue::N(format!("-{bytes}")))
             .expression_attribute_values(":bytes", n(bytes))
             .send()
