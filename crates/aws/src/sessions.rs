@@ -27,8 +27,6 @@ use crate::table::{FileTable, GSI_STATUS, GSI_USER};
 
 /// The GSI2 partition of open sessions.
 const OPEN_SESSIONS: &str = "SESSIONS#OPEN";
-/// What an update that ends a session removes: it leaves both open-session indexes.
-const LEAVE_OPEN_INDEXES: &str = schema::REMOVE_FROM_INDEXES;
 /// How long an ended session is kept before DynamoDB's TTL removes it.
 const KEEP_ENDED_SESSIONS: time::Duration = time::Duration::days(30);
 
@@ -142,9 +140,9 @@ impl FileTable {
             .expression_attribute_values(":open", s("OPEN"));
         update = match etag {
             Some(etag) => update
-                .update_expression(format!("SET #state = :to, etag = :etag {LEAVE_OPEN_INDEXES}"))
+                .update_expression(format!("SET #state = :to, etag = :etag {}", schema::REMOVE_FROM_INDEXES))
                 .expression_attribute_values(":etag", s(etag)),
-            None => update.update_expression(format!("SET #state = :to {LEAVE_OPEN_INDEXES}")),
+            None => update.update_expression(format!("SET #state = :to {}", schema::REMOVE_FROM_INDEXES)),
         };
         let items = vec![
             TransactWriteItem::builder().update(update.build()?).build(),
@@ -202,7 +200,7 @@ impl FileTable {
         let state = Update::builder()
             .table_name(&self.table)
             .set_key(Some(schema::session(&session.upload_id)))
-            .update_expression(format!("SET #state = :aborted {LEAVE_OPEN_INDEXES}"))
+            .update_expression(format!("SET #state = :aborted {}", schema::REMOVE_FROM_INDEXES))
             .condition_expression("#state = :open")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":aborted", s("ABORTED"))

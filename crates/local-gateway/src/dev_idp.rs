@@ -159,7 +159,7 @@ impl DevIdp {
         let Some(user) = p.user.filter(|u| self.users.contains(u)) else {
             return oauth_error(StatusCode::BAD_REQUEST, "access_denied", "not a dev user");
         };
-        let Ok(random) = matbakh_api::random_bytes::<24>() else {
+        let Ok(random) = matbakh_app::random::bytes::<24>() else {
             return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "no randomness");
         };
         let code = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random);

@@ -28,7 +28,7 @@ use axum::http::StatusCode;
 use matbakh_api::audit::{self, Client};
 use matbakh_api::body::JsonObject;
 use matbakh_api::metrics::{self, Unit};
-use matbakh_api::{ApiError, Caller, Services, new_file_id};
+use matbakh_api::{ApiError, Caller, Services};
 use matbakh_app::audit::Access;
 use matbakh_app::ports::{PartUpload, Upload};
 use matbakh_aws::AwsError;
@@ -133,7 +133,7 @@ async fn mint(State(st): State<Services>, caller: Caller, body: Bytes) -> Result
         Some(s) if s >= 60 && Duration::from_secs(s) <= MAX_UPLOAD_TOKEN_TTL => Duration::from_secs(s),
         Some(_) => return Err(ApiError::bad_field("expiresIn", "expiresIn: must be 60 seconds to 24 hours")),
     };
-    let token = UploadToken::from_random(matbakh_api::random_bytes()?);
+    let token = UploadToken::from_random(matbakh_app::random::bytes()?);
     let grant = TokenGrant {
         digest: token.digest(),
         owner: caller.user,
@@ -226,7 +226,7 @@ async fn params(
         ));
     }
     let now = st.clock.now();
-    let file_id = new_file_id(now)?;
+    let file_id = matbakh_app::random::file_id(now)?;
     // The size is not known yet: the row holds the most the policy allows and reserves it
     // against the token and the quota; the object-created event settles both to what arrived.
     let record = FileRecord {
@@ -279,7 +279,7 @@ async fn create(
     let req = JsonObject::parse(&body, &["filename", "type", "metadata"])?;
     let (filename, content_type) = filename_and_type(&grant, req.opt_str("filename")?, req.opt_str("type")?)?;
     let now = st.clock.now();
-    let file_id = new_file_id(now)?;
+    let file_id = matbakh_app::random::file_id(now)?;
     let key = ObjectKey::original(&grant.owner, file_id, &SafeName::from_display(&filename));
     let upload_id = st.store.create_multipart(&key, content_type.as_str(), None).await?;
     let session = UploadSession {

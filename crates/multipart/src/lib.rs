@@ -27,7 +27,7 @@ use axum::{Json, Router};
 use matbakh_api::audit::{self, Client};
 use matbakh_api::body::JsonObject;
 use matbakh_api::metrics::{self, Unit};
-use matbakh_api::{ApiError, Caller, Services, new_file_id};
+use matbakh_api::{ApiError, Caller, Services};
 use matbakh_app::audit::Access;
 use matbakh_app::ports::PartUpload;
 use matbakh_core::audit::AuditAction;
@@ -159,7 +159,7 @@ async fn create(
     let plan = PartPlan::for_size(size)?;
 
     let now = st.clock.now();
-    let file_id = new_file_id(now)?;
+    let file_id = matbakh_app::random::file_id(now)?;
     tracing::Span::current().record("file_id", tracing::field::display(file_id));
     let mut record =
         FileRecord { size, ..FileRecord::upload(file_id, caller.user.clone(), filename, content_type, now) };

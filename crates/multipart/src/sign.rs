@@ -24,7 +24,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use matbakh_api::body::JsonObject;
-use matbakh_api::{ApiError, Caller, Services, new_file_id};
+use matbakh_api::{ApiError, Caller, Services};
 use matbakh_app::ports::{PartUpload, Upload};
 use matbakh_core::ids::{FileId, ObjectKey};
 use matbakh_core::limits::MAX_SINGLE_UPLOAD_BYTES;
@@ -117,7 +117,7 @@ pub async fn sign(State(st): State<Services>, caller: Caller, body: Bytes) -> Re
                 ApiError::bad_field("contentType", "contentType: is required when the name has no known extension")
             })?,
         };
-        let file_id = new_file_id(now)?;
+        let file_id = matbakh_app::random::file_id(now)?;
         let mut record = FileRecord {
             expires_at: Some(now + st.limits.upload_session_ttl),
             ..FileRecord::upload(file_id, caller.user.clone(), filename, content_type, now)

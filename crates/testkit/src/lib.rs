@@ -103,7 +103,7 @@ pub fn with_gps_position(jpeg: &[u8], latitude: f64, longitude: f64) -> Vec<u8> 
 /// A user id no other test uses.
 /// 32 fresh random bytes (a test's signing key).
 pub fn rand32() -> [u8; 32] {
-    matbakh_api::random_bytes().unwrap()
+    matbakh_app::random::bytes().unwrap()
 }
 
 pub fn unique_user(tag: &str) -> String {
@@ -303,7 +303,7 @@ impl Harness {
         use matbakh_core::names::{DisplayName, SafeName};
         let owner = UserId::parse(user).unwrap();
         let ms = (at.unix_timestamp_nanos() / 1_000_000) as u64;
-        let id = FileId::new(ms, matbakh_api::random_bytes().unwrap());
+        let id = FileId::new(ms, matbakh_app::random::bytes().unwrap());
         let filename = DisplayName::parse(name).unwrap();
         let record = FileRecord {
             file_id: id,

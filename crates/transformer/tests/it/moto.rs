@@ -466,7 +466,7 @@ const QUOTA: u64 = 1 << 40;
 
 fn new_file_id() -> matbakh_core::ids::FileId {
     let ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-    matbakh_core::ids::FileId::new(ms as u64, matbakh_api::random_bytes().unwrap())
+    matbakh_core::ids::FileId::new(ms as u64, matbakh_app::random::bytes().unwrap())
 }
 
 /// Puts `bytes` at `key` as a new version; answers its version id.
