@@ -111,6 +111,8 @@ impl From<matbakh_app::Error> for ApiError {
             Error::Forbidden { code, message } => ApiError::new(StatusCode::FORBIDDEN, code, message),
             Error::Conflict { code, message } => ApiError::new(StatusCode::CONFLICT, code, message),
             Error::Gone { code, message } => ApiError::new(StatusCode::GONE, code, message),
+            Error::TooLarge { code, message } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, code, message),
+            Error::Unauthorized(message) => ApiError::unauthorized(message),
             Error::Rule(e) => e.into(),
             Error::Port(e) => e.into(),
         }

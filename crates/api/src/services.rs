@@ -84,6 +84,21 @@ impl Services {
         }
     }
 
+    /// The multipart upload use cases (REST, Uppy's signRequest and Companion modes) on this
+    /// deployment's table and bucket.
+    pub fn multipart(&self) -> matbakh_app::multipart::Multipart {
+        matbakh_app::multipart::Multipart {
+            files: Arc::new(self.table.clone()),
+            uploads: Arc::new(self.table.clone()),
+            tokens: Arc::new(self.table.clone()),
+            usage: Arc::new(self.table.clone()),
+            objects: Arc::new(self.store.clone()),
+            audit: Arc::new(self.table.clone()),
+            limits: self.limits.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+
     /// The sweep of expired uploads on this deployment's table and bucket.
     pub fn sweeper(&self) -> matbakh_app::sweep::Sweeper {
         matbakh_app::sweep::Sweeper {

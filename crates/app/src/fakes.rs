@@ -1,5 +1,6 @@
-//! In-memory implementations of the ports, for tests: [`InMemory`] holds files, usage and the
-//! audit trail; [`InMemoryObjects`] the bucket. They keep the contract the DynamoDB and S3
+//! In-memory implementations of the ports, for tests: [`InMemory`] holds files, usage, upload
+//! sessions and tokens, shares, exports and the audit trail; [`InMemoryObjects`] the bucket
+//! (with its multipart uploads). They keep the contract the DynamoDB and S3
 //! adapters keep (the adapters' moto tests check theirs), within one process.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -8,21 +9,24 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use matbakh_core::audit::{AuditEntry, AuditRecord};
+use matbakh_core::checksum::{ChecksumAlgorithm, Integrity};
 use matbakh_core::clock::iso_millis;
 use matbakh_core::exports::ExportJob;
 use matbakh_core::ids::{FileId, ObjectKey, UserId};
 use matbakh_core::listing::{Cursor, ListQuery, SortBy, Tag};
 use matbakh_core::metadata::{FileDetails, FileRecord, FileStatus, PendingRow};
-use matbakh_core::multipart::{SessionState, UploadId, UploadSession};
+use matbakh_core::multipart::{PartNumber, SessionState, UploadId, UploadSession, UploadedPart};
 use matbakh_core::names::{DisplayName, fold};
 use matbakh_core::post_policy::PresignedPost;
 use matbakh_core::quota::Usage;
 use matbakh_core::shares::{Share, ShareId, ShareRefusal, is_expired};
+use matbakh_core::tokens::TokenGrant;
+use matbakh_core::types::ContentType;
 use time::OffsetDateTime;
 
 use crate::ports::{
-    AuditLog, Download, ExportQueue, ExportRepo, FileRepo, ObjectStore, PortError, PortResult, ShareRepo, SignedUrl,
-    Upload, UploadRepo, UsageRepo,
+    AuditLog, Download, ExportQueue, ExportRepo, FileRepo, MultipartOp, MultipartRequest, ObjectStore, PartUpload,
+    PortError, PortResult, ShareRepo, SignedUrl, TokenRepo, Upload, UploadRepo, UsageRepo,
 };
 
 /// What a cursor of this fake's listings says it continues.
@@ -36,6 +40,7 @@ struct State {
     shares: HashMap<ShareId, Share>,
     sessions: HashMap<UploadId, UploadSession>,
     exports: HashMap<String, ExportJob>,
+    tokens: HashMap<String, TokenGrant>,
 }
 
 struct Stored {
@@ -202,26 +207,17 @@ impl FileRepo for InMemory {
 
     async fn reserve(&self, record: &FileRecord, quota: u64) -> PortResult<()> {
         let mut st = lock(&self.state);
-        let State { files, usage, .. } = &mut *st;
-        if files.contains_key(&record.file_id) {
+        check_reserve(&st, record, quota)?;
+        put_row(&mut st, record, record.size, record.size);
+        Ok(())
+    }
+
+    async fn put_unreserved(&self, record: &FileRecord) -> PortResult<()> {
+        let mut st = lock(&self.state);
+        if st.files.contains_key(&record.file_id) {
             return Err(PortError::AlreadyExists);
         }
-        let account = usage.entry(record.owner.clone()).or_default();
-        if account.charged + record.size > quota {
-            return Err(PortError::QuotaExceeded);
-        }
-        account.charged += record.size;
-        account.reserved += record.size;
-        let details = FileDetails {
-            record: record.clone(),
-            tags: vec![],
-            image: None,
-            reason: None,
-            exif: None,
-            deleted_at: None,
-            revision: 0,
-        };
-        files.insert(record.file_id, Stored { details, charged: record.size });
+        put_row(&mut st, record, 0, 0);
         Ok(())
     }
 
@@ -345,13 +341,58 @@ impl ShareRepo for InMemory {
 }
 
 /// Ends an open session (ABORTED or COMPLETED), giving its owner's open-upload place back.
-fn end_session(st: &mut State, id: &UploadId, completed: bool) -> bool {
+fn end_session(st: &mut State, id: &UploadId, to: SessionState) -> bool {
     let Some(x) = st.sessions.get_mut(id).filter(|x| x.state == SessionState::Open) else { return false };
-    x.state = if completed { SessionState::Completed { etag: String::new() } } else { SessionState::Aborted };
+    x.state = to;
     let owner = x.owner.clone();
     let usage = st.usage.entry(owner).or_default();
     usage.open_uploads = usage.open_uploads.saturating_sub(1);
     true
+}
+
+/// Whether a new row of `record.size` reserved bytes fits: no row of that id, room in `quota`.
+fn check_reserve(st: &State, record: &FileRecord, quota: u64) -> PortResult<()> {
+    if st.files.contains_key(&record.file_id) {
+        return Err(PortError::AlreadyExists);
+    }
+    let charged = st.usage.get(&record.owner).map_or(0, |u| u.charged);
+    if charged + record.size > quota { Err(PortError::QuotaExceeded) } else { Ok(()) }
+}
+
+/// Writes a PENDING row charging `charged` bytes (of them `reserved` held for an upload).
+fn put_row(st: &mut State, record: &FileRecord, charged: u64, reserved: u64) {
+    let account = st.usage.entry(record.owner.clone()).or_default();
+    account.charged += charged;
+    account.reserved += reserved;
+    let details = FileDetails {
+        record: record.clone(),
+        tags: vec![],
+        image: None,
+        reason: None,
+        exif: None,
+        deleted_at: None,
+        revision: 0,
+    };
+    st.files.insert(record.file_id, Stored { details, charged });
+}
+
+/// Whether `owner` may open another upload: fewer than `cap` open, and no session of that id.
+fn check_open(st: &State, session: &UploadSession, cap: u64) -> PortResult<()> {
+    if st.sessions.contains_key(&session.upload_id) {
+        return Err(PortError::AlreadyExists);
+    }
+    let open = st.usage.get(&session.owner).map_or(0, |u| u.open_uploads);
+    if open >= cap { Err(PortError::TooManyOpenUploads) } else { Ok(()) }
+}
+
+fn put_session(st: &mut State, session: &UploadSession) {
+    st.usage.entry(session.owner.clone()).or_default().open_uploads += 1;
+    st.sessions.insert(session.upload_id.clone(), session.clone());
+}
+
+/// Whether a file row settled (its object arrived and was accepted).
+fn settled(r: &FileRecord) -> bool {
+    r.status != FileStatus::Pending || r.expires_at.is_none() || r.version_id.is_some()
 }
 
 #[async_trait]
@@ -396,7 +437,7 @@ impl UploadRepo for InMemory {
         usage.charged -= row.charged;
         usage.reserved -= row.reserved;
         if let Some(id) = &row.upload_id {
-            end_session(&mut st, id, false);
+            end_session(&mut st, id, SessionState::Aborted);
         }
         Ok(true)
     }
@@ -414,8 +455,115 @@ impl UploadRepo for InMemory {
     }
 
     async fn end_expired_session(&self, session: &UploadSession, arrived: bool) -> PortResult<bool> {
-        Ok(end_session(&mut lock(&self.state), &session.upload_id, arrived))
+        let to = if arrived { SessionState::Completed { etag: String::new() } } else { SessionState::Aborted };
+        Ok(end_session(&mut lock(&self.state), &session.upload_id, to))
     }
+
+    async fn open_sessions(&self, owner: &UserId) -> PortResult<Vec<UploadSession>> {
+        let st = lock(&self.state);
+        let mut open: Vec<UploadSession> =
+            st.sessions.values().filter(|x| x.owner == *owner && x.state == SessionState::Open).cloned().collect();
+        open.sort_by_key(|x| std::cmp::Reverse((x.created_at, x.upload_id.to_string())));
+        Ok(open)
+    }
+
+    async fn start_session(
+        &self,
+        record: &FileRecord,
+        session: &UploadSession,
+        quota: u64,
+        cap: u64,
+    ) -> PortResult<()> {
+        let mut st = lock(&self.state);
+        check_open(&st, session, cap)?;
+        check_reserve(&st, record, quota)?;
+        put_row(&mut st, record, record.size, record.size);
+        put_session(&mut st, session);
+        Ok(())
+    }
+
+    async fn open_session(&self, session: &UploadSession, cap: u64) -> PortResult<()> {
+        let mut st = lock(&self.state);
+        check_open(&st, session, cap)?;
+        put_session(&mut st, session);
+        Ok(())
+    }
+
+    async fn bind_session(&self, session: &UploadSession, cap: u64) -> PortResult<()> {
+        let mut st = lock(&self.state);
+        check_open(&st, session, cap)?;
+        let row = st.files.get(&session.file_id).map(|s| &s.details.record);
+        let bound = st.sessions.values().any(|x| x.file_id == session.file_id);
+        if row.is_none_or(settled) || bound {
+            return Err(PortError::AlreadyExists);
+        }
+        put_session(&mut st, session);
+        Ok(())
+    }
+
+    async fn complete_session(&self, session: &UploadSession, etag: &str) -> PortResult<bool> {
+        let to = SessionState::Completed { etag: etag.to_owned() };
+        Ok(end_session(&mut lock(&self.state), &session.upload_id, to))
+    }
+
+    async fn abort_session(&self, session: &UploadSession) -> PortResult<bool> {
+        let mut st = lock(&self.state);
+        if !end_session(&mut st, &session.upload_id, SessionState::Aborted) {
+            return Ok(false);
+        }
+        let size = session.reserved_bytes();
+        let account = st.usage.entry(session.owner.clone()).or_default();
+        account.charged -= size;
+        account.reserved -= size;
+        // A row whose object arrived and settled is never removed here.
+        if st.files.get(&session.file_id).is_some_and(|s| !settled(&s.details.record)) {
+            st.files.remove(&session.file_id);
+        }
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl TokenRepo for InMemory {
+    async fn create(&self, grant: &TokenGrant) -> PortResult<()> {
+        let mut st = lock(&self.state);
+        if st.tokens.contains_key(&grant.digest) {
+            return Err(PortError::AlreadyExists);
+        }
+        st.tokens.insert(grant.digest.clone(), grant.clone());
+        Ok(())
+    }
+
+    async fn get(&self, digest: &str) -> PortResult<Option<TokenGrant>> {
+        Ok(lock(&self.state).tokens.get(digest).cloned())
+    }
+
+    async fn revoke(&self, digest: &str, owner: &UserId) -> PortResult<bool> {
+        let mut st = lock(&self.state);
+        Ok(st.tokens.get_mut(digest).filter(|g| g.owner == *owner).map(|g| g.revoked = true).is_some())
+    }
+
+    async fn reserve_upload(&self, grant: &TokenGrant, record: &FileRecord, quota: u64) -> PortResult<()> {
+        charge_token(&mut lock(&self.state), grant, record, quota, record.size)
+    }
+
+    async fn charge_upload(&self, grant: &TokenGrant, record: &FileRecord, quota: u64) -> PortResult<()> {
+        charge_token(&mut lock(&self.state), grant, record, quota, 0)
+    }
+}
+
+/// Charges `record.size` to the token and the quota and writes the row, or nothing.
+fn charge_token(st: &mut State, grant: &TokenGrant, record: &FileRecord, quota: u64, reserved: u64) -> PortResult<()> {
+    let token = st.tokens.get(&grant.digest).ok_or(PortError::ConditionFailed)?;
+    if token.revoked || token.used_bytes + record.size > token.max_bytes {
+        return Err(PortError::QuotaExceeded);
+    }
+    check_reserve(st, record, quota)?;
+    if let Some(token) = st.tokens.get_mut(&grant.digest) {
+        token.used_bytes += record.size;
+    }
+    put_row(st, record, record.size, reserved);
+    Ok(())
 }
 
 #[async_trait]
@@ -476,12 +624,19 @@ impl ExportQueue for InMemoryQueue {
     }
 }
 
+/// The parts of a multipart upload S3 holds, by number: their sizes.
+type Parts = BTreeMap<PartNumber, u64>;
+
 /// A versioned bucket in memory: which keys hold an object and which are hidden behind a
 /// delete marker.
 #[derive(Default)]
 pub struct InMemoryObjects {
     objects: Mutex<HashMap<ObjectKey, bool>>,
     aborted: Mutex<Vec<UploadId>>,
+    /// Multipart uploads under way: their key and the sizes of the parts received.
+    uploads: Mutex<HashMap<UploadId, (ObjectKey, Parts)>>,
+    /// Upload ids given so far (each is new).
+    started: Mutex<u64>,
 }
 
 impl InMemoryObjects {
@@ -497,6 +652,19 @@ impl InMemoryObjects {
     /// The multipart uploads aborted, in order.
     pub fn aborted(&self) -> Vec<UploadId> {
         lock(&self.aborted).clone()
+    }
+
+    /// A part of `size` bytes arrives for the upload, as a browser's PUT of a signed URL would
+    /// bring it (S3 takes any part of an upload it knows; the URL's signature bounds it).
+    pub fn receive_part(&self, upload_id: &UploadId, part: u16, size: u64) {
+        let mut uploads = lock(&self.uploads);
+        let Some((_, parts)) = uploads.get_mut(upload_id) else { panic!("no upload {upload_id}") };
+        parts.insert(PartNumber::new(part.into()).expect("a part number"), size);
+    }
+
+    /// The multipart uploads S3 holds (neither completed nor aborted).
+    pub fn open_uploads(&self) -> Vec<UploadId> {
+        lock(&self.uploads).keys().cloned().collect()
     }
 
     /// Whether a GET of `key` finds an object (it exists and no delete marker hides it).
@@ -535,7 +703,81 @@ impl ObjectStore for InMemoryObjects {
         Ok(lock(&self.objects).get(key).filter(|hidden| !**hidden).map(|_| 0))
     }
 
+    async fn create_multipart(
+        &self,
+        key: &ObjectKey,
+        _content_type: ContentType,
+        _checksum: Option<ChecksumAlgorithm>,
+    ) -> PortResult<UploadId> {
+        let mut started = lock(&self.started);
+        *started += 1;
+        let id = UploadId::parse(&format!("memory-upload-{started}")).map_err(|e| PortError::Failed(e.to_string()))?;
+        lock(&self.uploads).insert(id.clone(), (key.clone(), BTreeMap::new()));
+        Ok(id)
+    }
+
+    /// The URL spells out what the signature pins.
+    async fn presign_part(&self, p: &PartUpload<'_>) -> PortResult<SignedUrl> {
+        let mut url = format!("memory://bucket/{}?uploadId={}&partNumber={}", p.key, p.upload_id, p.part);
+        if let Some(len) = p.content_length {
+            url.push_str(&format!("&content-length={len}"));
+        }
+        if let Some(c) = p.checksum {
+            url.push_str(&format!("&{}={}", c.algorithm().header(), c.value()));
+        }
+        Ok(SignedUrl { url, expires_at: p.signed_at + p.ttl })
+    }
+
+    async fn presign_multipart(&self, r: &MultipartRequest<'_>) -> PortResult<SignedUrl> {
+        let (method, query) = match r.op {
+            MultipartOp::Create => ("POST", "uploads".to_owned()),
+            MultipartOp::ListParts(id) => ("GET", format!("uploadId={id}")),
+            MultipartOp::Complete(id) => ("POST", format!("uploadId={id}")),
+            MultipartOp::Abort(id) => ("DELETE", format!("uploadId={id}")),
+        };
+        Ok(SignedUrl {
+            url: format!("memory://bucket/{}?{query}&method={method}", r.key),
+            expires_at: r.signed_at + r.ttl,
+        })
+    }
+
+    async fn list_parts(&self, key: &ObjectKey, upload_id: &UploadId) -> PortResult<Option<Vec<UploadedPart>>> {
+        let uploads = lock(&self.uploads);
+        let Some((_, parts)) = uploads.get(upload_id).filter(|(k, _)| k == key) else { return Ok(None) };
+        let listed = parts
+            .iter()
+            .map(|(number, size)| UploadedPart {
+                number: *number,
+                size: *size,
+                etag: format!("etag-{number}"),
+                checksum: None,
+            })
+            .collect();
+        Ok(Some(listed))
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &ObjectKey,
+        upload_id: &UploadId,
+        parts: &[UploadedPart],
+        _integrity: Option<&Integrity>,
+    ) -> PortResult<String> {
+        let mut uploads = lock(&self.uploads);
+        if !uploads.get(upload_id).is_some_and(|(k, _)| k == key) || parts.is_empty() {
+            return Err(PortError::Failed(format!("no upload {upload_id} of {key} to complete")));
+        }
+        let mut objects = lock(&self.objects);
+        if objects.contains_key(key) {
+            return Err(PortError::AlreadyExists);
+        }
+        uploads.remove(upload_id);
+        objects.insert(key.clone(), false);
+        Ok(format!("\"memory-{}-{}\"", upload_id, parts.len()))
+    }
+
     async fn abort_multipart(&self, _key: &ObjectKey, upload_id: &UploadId) -> PortResult<()> {
+        lock(&self.uploads).remove(upload_id);
         lock(&self.aborted).push(upload_id.clone());
         Ok(())
     }

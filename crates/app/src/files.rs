@@ -137,7 +137,7 @@ impl Files {
         for _ in 0..UPDATE_ATTEMPTS {
             let before = self.own(caller, id).await?;
             if before.record.status == FileStatus::Deleted {
-                return Err(Error::Conflict { code: "deleted", message: "restore the file before changing it" });
+                return Err(Error::conflict("deleted", "restore the file before changing it"));
             }
             let current: BTreeSet<Tag> = before.tags.iter().cloned().map(Tag::from_stored).collect();
             let tags = retag(&current, &change.add_tags, &change.remove_tags)?;
@@ -147,7 +147,7 @@ impl Files {
                 return self.show(caller, id).await;
             }
         }
-        Err(Error::Conflict { code: "busy", message: "the file kept changing; try again" })
+        Err(Error::conflict("busy", "the file kept changing; try again"))
     }
 
     /// A soft delete: the object hidden behind a delete marker, the row DELETED and restorable
@@ -158,10 +158,10 @@ impl Files {
         let now = match r.status {
             FileStatus::Deleted => false, // a retry: the marker is there, the row says so
             FileStatus::Pending => {
-                return Err(Error::Conflict {
-                    code: "upload_incomplete",
-                    message: "the file has not arrived yet; abort its upload instead",
-                });
+                return Err(Error::conflict(
+                    "upload_incomplete",
+                    "the file has not arrived yet; abort its upload instead",
+                ));
             }
             FileStatus::Ready | FileStatus::Failed | FileStatus::Quarantined => {
                 // The marker first: once the row says DELETED, the object is already hidden.
@@ -177,14 +177,14 @@ impl Files {
 
     /// Within the restore window, a deleted file is READY again (counted in usage again).
     pub async fn restore(&self, caller: &UserId, client: &Client, id: FileId) -> Result<FileView, Error> {
-        let not_deleted = Error::Conflict { code: "not_deleted", message: "the file is not deleted" };
+        let not_deleted = Error::conflict("not_deleted", "the file is not deleted");
         let d = self.own(caller, id).await?;
         if d.record.status != FileStatus::Deleted {
             return Err(not_deleted);
         }
         let window_ends = d.deleted_at.map(|at| at + self.limits.restore_window);
         if window_ends.is_none_or(|end| self.clock.now() >= end) {
-            return Err(Error::Gone { code: "restore_window_passed", message: "the file can no longer be restored" });
+            return Err(Error::gone("restore_window_passed", "the file can no longer be restored"));
         }
         // The row first (it checks the quota); then the marker goes. A crash between the two
         // leaves a READY row whose object a retry of DELETE or restore sets right.

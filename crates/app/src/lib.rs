@@ -16,6 +16,7 @@ pub mod error;
 pub mod exports;
 pub mod fakes;
 pub mod files;
+pub mod multipart;
 pub mod ports;
 pub mod random;
 pub mod shares;

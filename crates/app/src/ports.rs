@@ -3,8 +3,8 @@
 //!
 //! One trait per aggregate: a user's files ([`FileRepo`]), their storage account
 //! ([`UsageRepo`]), their share links ([`ShareRepo`]), uploads in flight ([`UploadRepo`]),
-//! export jobs ([`ExportRepo`], built through [`ExportQueue`]), their audit trail
-//! ([`AuditLog`]), and the bytes ([`ObjectStore`]).
+//! upload tokens ([`TokenRepo`]), export jobs ([`ExportRepo`], built through [`ExportQueue`]),
+//! their audit trail ([`AuditLog`]), and the bytes ([`ObjectStore`]).
 
 use std::collections::BTreeSet;
 use std::ops::RangeInclusive;
@@ -12,16 +12,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use matbakh_core::audit::{AuditEntry, AuditRecord};
-use matbakh_core::checksum::Checksum;
+use matbakh_core::checksum::{Checksum, ChecksumAlgorithm, Integrity};
 use matbakh_core::exports::ExportJob;
 use matbakh_core::ids::{FileId, ObjectKey, Sha256, UserId};
 use matbakh_core::listing::{Cursor, ListQuery, Tag};
 use matbakh_core::metadata::{FileDetails, FileRecord, PendingRow};
-use matbakh_core::multipart::{PartNumber, UploadId, UploadSession};
+use matbakh_core::multipart::{PartNumber, UploadId, UploadSession, UploadedPart};
 use matbakh_core::names::DisplayName;
 use matbakh_core::post_policy::PresignedPost;
 use matbakh_core::quota::Usage;
 use matbakh_core::shares::{Share, ShareId, ShareRefusal};
+use matbakh_core::tokens::TokenGrant;
 use matbakh_core::types::ContentType;
 use time::OffsetDateTime;
 
@@ -87,6 +88,10 @@ pub trait FileRepo: Send + Sync {
     /// transaction ([`PortError::QuotaExceeded`]: nothing written).
     async fn reserve(&self, record: &FileRecord, quota: u64) -> PortResult<()>;
 
+    /// A new upload's PENDING row that reserves nothing (its size is not known when it is
+    /// granted); the object-created event settles it.
+    async fn put_unreserved(&self, record: &FileRecord) -> PortResult<()>;
+
     /// DELETED → READY, charging the bytes again within `quota` if the row no longer holds
     /// them ([`PortError::QuotaExceeded`]); `false` if the row is not DELETED.
     async fn restore(&self, record: &FileRecord, quota: u64) -> PortResult<bool>;
@@ -108,9 +113,56 @@ pub trait UploadRepo: Send + Sync {
 
     async fn session(&self, id: &UploadId) -> PortResult<Option<UploadSession>>;
 
+    /// `owner`'s open sessions, newest first.
+    async fn open_sessions(&self, owner: &UserId) -> PortResult<Vec<UploadSession>>;
+
+    /// Starts a planned session: reserves `record.size` of the owner's `quota`, writes the
+    /// PENDING row and the session and takes one of the owner's `cap` open-upload places, in
+    /// one transaction ([`PortError::QuotaExceeded`], [`PortError::TooManyOpenUploads`]:
+    /// nothing written).
+    async fn start_session(&self, record: &FileRecord, session: &UploadSession, quota: u64, cap: u64)
+    -> PortResult<()>;
+
+    /// Starts a session that reserves nothing up front (an upload token's, charged when it
+    /// completes), taking one of the owner's `cap` open-upload places.
+    async fn open_session(&self, session: &UploadSession, cap: u64) -> PortResult<()>;
+
+    /// Binds an upload the client started itself (Uppy's signRequest mode) to the PENDING row
+    /// of its key, taking an open-upload place. A row takes one upload:
+    /// [`PortError::AlreadyExists`] if it has one or settled meanwhile.
+    async fn bind_session(&self, session: &UploadSession, cap: u64) -> PortResult<()>;
+
+    /// An open session is completed (it gives its place back); `false` if it was not open.
+    async fn complete_session(&self, session: &UploadSession, etag: &str) -> PortResult<bool>;
+
+    /// An open session is aborted: its reservation released, its unsettled row removed, its
+    /// place given back, at once; `false` if it was not open.
+    async fn abort_session(&self, session: &UploadSession) -> PortResult<bool>;
+
     /// Ends an expired open session (COMPLETED if its object `arrived`, else ABORTED) and gives
     /// its owner's open-upload place back; `false` if it was no longer open.
     async fn end_expired_session(&self, session: &UploadSession, arrived: bool) -> PortResult<bool>;
+}
+
+/// Upload tokens: capabilities for Uppy's Companion mode, bounded in bytes, types and time.
+#[async_trait]
+pub trait TokenRepo: Send + Sync {
+    /// Stores a new token's grant (by its digest; the token itself is never stored).
+    async fn create(&self, grant: &TokenGrant) -> PortResult<()>;
+
+    async fn get(&self, digest: &str) -> PortResult<Option<TokenGrant>>;
+
+    /// Revokes `owner`'s token at once; `false` if there is no such token of theirs.
+    async fn revoke(&self, digest: &str, owner: &UserId) -> PortResult<bool>;
+
+    /// Reserves `record.size` (the most a granted form allows) against the token's allowance
+    /// and the owner's `quota` and writes the PENDING row naming the token, in one transaction
+    /// ([`PortError::QuotaExceeded`] if either has no room: nothing written).
+    async fn reserve_upload(&self, grant: &TokenGrant, record: &FileRecord, quota: u64) -> PortResult<()>;
+
+    /// Charges a finished upload of `record.size` to the token's allowance and the owner's
+    /// `quota` and writes its PENDING row, in one transaction (as [`Self::reserve_upload`]).
+    async fn charge_upload(&self, grant: &TokenGrant, record: &FileRecord, quota: u64) -> PortResult<()>;
 }
 
 /// A user's storage account.
@@ -211,6 +263,24 @@ pub struct PartUpload<'a> {
     pub ttl: Duration,
 }
 
+/// A request about a multipart upload that the client sends to S3 itself (Uppy's signRequest
+/// mode), to sign.
+#[derive(Debug, Clone, Copy)]
+pub struct MultipartRequest<'a> {
+    pub key: &'a ObjectKey,
+    pub op: MultipartOp<'a>,
+    pub signed_at: OffsetDateTime,
+    pub ttl: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MultipartOp<'a> {
+    Create,
+    ListParts(&'a UploadId),
+    Complete(&'a UploadId),
+    Abort(&'a UploadId),
+}
+
 /// A presigned URL and until when it works.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedUrl {
@@ -229,6 +299,35 @@ pub trait ObjectStore: Send + Sync {
 
     /// The size of the object at `key`, if there is one.
     async fn size(&self, key: &ObjectKey) -> PortResult<Option<u64>>;
+
+    /// Starts a multipart upload of one object; with `checksum`, S3 keeps a full-object
+    /// checksum of that algorithm.
+    async fn create_multipart(
+        &self,
+        key: &ObjectKey,
+        content_type: ContentType,
+        checksum: Option<ChecksumAlgorithm>,
+    ) -> PortResult<UploadId>;
+
+    /// A PUT URL for one part (see [`PartUpload`]).
+    async fn presign_part(&self, p: &PartUpload<'_>) -> PortResult<SignedUrl>;
+
+    /// A URL for a multipart request the client sends itself (see [`MultipartRequest`]).
+    async fn presign_multipart(&self, r: &MultipartRequest<'_>) -> PortResult<SignedUrl>;
+
+    /// Every part S3 holds for the upload; `None` if it knows no such upload (completed or
+    /// aborted).
+    async fn list_parts(&self, key: &ObjectKey, upload_id: &UploadId) -> PortResult<Option<Vec<UploadedPart>>>;
+
+    /// Completes the upload with `parts`, never overwriting an object; answers its ETag. With
+    /// `integrity`, S3 checks the whole object's checksum ([`PortError::ChecksumMismatch`]).
+    async fn complete_multipart(
+        &self,
+        key: &ObjectKey,
+        upload_id: &UploadId,
+        parts: &[UploadedPart],
+        integrity: Option<&Integrity>,
+    ) -> PortResult<String>;
 
     /// Aborts a multipart upload, freeing its parts; after it nobody can complete it.
     /// Idempotent.

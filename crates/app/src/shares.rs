@@ -67,7 +67,7 @@ pub struct ShareView {
 /// Why a link did not download, as its visitor is told: `NotFound` for anything that is not a
 /// live link of this platform, `Gone` with the reason otherwise.
 fn refused(why: ShareRefusal) -> Error {
-    let gone = |code, message| Error::Gone { code, message };
+    let gone = Error::gone;
     match why {
         ShareRefusal::Unknown => Error::NotFound("share"),
         ShareRefusal::Expired => gone("share_expired", "this link has expired"),
@@ -137,10 +137,7 @@ impl Shares {
         let file = self.files.details(file_id).await?.filter(|d| d.record.owner == *caller);
         let file = file.ok_or(Error::NotFound("file"))?;
         if !shareable(&file.record) {
-            return Err(Error::Conflict {
-                code: "not_shareable",
-                message: "only a stored, checked file can be shared",
-            });
+            return Err(Error::conflict("not_shareable", "only a stored, checked file can be shared"));
         }
         let now = self.clock.now();
         let share = Share {

@@ -109,17 +109,11 @@ impl Uploads {
             FileStatus::Ready | FileStatus::Failed => {}
             FileStatus::Deleted => return Err(Error::NotFound("file")),
             FileStatus::Quarantined => {
-                return Err(Error::Forbidden {
-                    code: "quarantined",
-                    message: "this file failed its checks and cannot be downloaded",
-                });
+                return Err(Error::forbidden("quarantined", "this file failed its checks and cannot be downloaded"));
             }
             FileStatus::Pending => {
                 if self.objects.size(&record.key).await?.is_none() {
-                    return Err(Error::Conflict {
-                        code: "upload_incomplete",
-                        message: "the file has not been uploaded yet",
-                    });
+                    return Err(Error::conflict("upload_incomplete", "the file has not been uploaded yet"));
                 }
             }
         }

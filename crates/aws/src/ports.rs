@@ -6,19 +6,22 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use matbakh_app::ports::{
-    AuditLog, Download, ExportQueue, ExportRepo, FileRepo, ObjectStore, PortError, PortResult, ShareRepo, SignedUrl,
-    Upload, UploadRepo, UsageRepo,
+    AuditLog, Download, ExportQueue, ExportRepo, FileRepo, MultipartOp, MultipartRequest, ObjectStore, PartUpload,
+    PortError, PortResult, ShareRepo, SignedUrl, TokenRepo, Upload, UploadRepo, UsageRepo,
 };
 use matbakh_core::audit::{AuditEntry, AuditRecord};
+use matbakh_core::checksum::{ChecksumAlgorithm, Integrity};
 use matbakh_core::exports::ExportJob;
 use matbakh_core::ids::{FileId, ObjectKey, UserId};
 use matbakh_core::listing::{Cursor, ListQuery, Tag};
 use matbakh_core::metadata::{FileDetails, FileRecord, PendingRow};
-use matbakh_core::multipart::{UploadId, UploadSession};
+use matbakh_core::multipart::{UploadId, UploadSession, UploadedPart};
 use matbakh_core::names::DisplayName;
 use matbakh_core::post_policy::PresignedPost;
 use matbakh_core::quota::Usage;
 use matbakh_core::shares::{Share, ShareId, ShareRefusal};
+use matbakh_core::tokens::TokenGrant;
+use matbakh_core::types::ContentType;
 use time::OffsetDateTime;
 
 use crate::error::AwsError;
@@ -66,6 +69,10 @@ impl FileRepo for FileTable {
 
     async fn reserve(&self, record: &FileRecord, quota: u64) -> PortResult<()> {
         Ok(self.reserve_upload(record, quota).await?)
+    }
+
+    async fn put_unreserved(&self, record: &FileRecord) -> PortResult<()> {
+        Ok(self.put_unreserved_file(record).await?)
     }
 
     async fn restore(&self, record: &FileRecord, quota: u64) -> PortResult<bool> {
@@ -121,8 +128,61 @@ impl UploadRepo for FileTable {
         Ok(self.get_session(id).await?)
     }
 
+    async fn open_sessions(&self, owner: &UserId) -> PortResult<Vec<UploadSession>> {
+        Ok(FileTable::open_sessions(self, owner).await?)
+    }
+
+    async fn start_session(
+        &self,
+        record: &FileRecord,
+        session: &UploadSession,
+        quota: u64,
+        cap: u64,
+    ) -> PortResult<()> {
+        Ok(self.reserve_multipart(record, session, quota, cap).await?)
+    }
+
+    async fn open_session(&self, session: &UploadSession, cap: u64) -> PortResult<()> {
+        Ok(self.put_session(session, cap).await?)
+    }
+
+    async fn bind_session(&self, session: &UploadSession, cap: u64) -> PortResult<()> {
+        Ok(FileTable::bind_session(self, session, cap).await?)
+    }
+
+    async fn complete_session(&self, session: &UploadSession, etag: &str) -> PortResult<bool> {
+        Ok(FileTable::complete_session(self, session, etag).await?)
+    }
+
+    async fn abort_session(&self, session: &UploadSession) -> PortResult<bool> {
+        Ok(FileTable::abort_session(self, session).await?)
+    }
+
     async fn end_expired_session(&self, session: &UploadSession, arrived: bool) -> PortResult<bool> {
         Ok(FileTable::end_expired_session(self, session, arrived).await?)
+    }
+}
+
+#[async_trait]
+impl TokenRepo for FileTable {
+    async fn create(&self, grant: &TokenGrant) -> PortResult<()> {
+        Ok(self.put_token(grant).await?)
+    }
+
+    async fn get(&self, digest: &str) -> PortResult<Option<TokenGrant>> {
+        Ok(self.get_token(digest).await?)
+    }
+
+    async fn revoke(&self, digest: &str, owner: &UserId) -> PortResult<bool> {
+        Ok(self.revoke_token(digest, owner).await?)
+    }
+
+    async fn reserve_upload(&self, grant: &TokenGrant, record: &FileRecord, quota: u64) -> PortResult<()> {
+        Ok(self.reserve_token_upload(grant, record, quota).await?)
+    }
+
+    async fn charge_upload(&self, grant: &TokenGrant, record: &FileRecord, quota: u64) -> PortResult<()> {
+        Ok(self.charge_token_upload(grant, record, quota).await?)
     }
 }
 
@@ -181,6 +241,46 @@ impl ObjectStore for S3Store {
 
     async fn size(&self, key: &ObjectKey) -> PortResult<Option<u64>> {
         Ok(self.object_size(key).await?)
+    }
+
+    async fn create_multipart(
+        &self,
+        key: &ObjectKey,
+        content_type: ContentType,
+        checksum: Option<ChecksumAlgorithm>,
+    ) -> PortResult<UploadId> {
+        Ok(S3Store::create_multipart(self, key, content_type.as_str(), checksum).await?)
+    }
+
+    async fn presign_part(&self, p: &PartUpload<'_>) -> PortResult<SignedUrl> {
+        let get = S3Store::presign_part(self, p).await?;
+        Ok(SignedUrl { url: get.url, expires_at: get.expires_at })
+    }
+
+    async fn presign_multipart(&self, r: &MultipartRequest<'_>) -> PortResult<SignedUrl> {
+        let id = |id: &UploadId| vec![("uploadId", id.as_str().to_owned())];
+        let (method, query) = match r.op {
+            MultipartOp::Create => ("POST", vec![("uploads", String::new())]),
+            MultipartOp::ListParts(upload) => ("GET", id(upload)),
+            MultipartOp::Complete(upload) => ("POST", id(upload)),
+            MultipartOp::Abort(upload) => ("DELETE", id(upload)),
+        };
+        let get = self.presign_operation(method, r.key, query, vec![], r.signed_at, r.ttl).await?;
+        Ok(SignedUrl { url: get.url, expires_at: get.expires_at })
+    }
+
+    async fn list_parts(&self, key: &ObjectKey, upload_id: &UploadId) -> PortResult<Option<Vec<UploadedPart>>> {
+        Ok(S3Store::list_parts(self, key, upload_id).await?)
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &ObjectKey,
+        upload_id: &UploadId,
+        parts: &[UploadedPart],
+        integrity: Option<&Integrity>,
+    ) -> PortResult<String> {
+        Ok(S3Store::complete_multipart(self, key, upload_id, parts, integrity).await?)
     }
 
     async fn abort_multipart(&self, key: &ObjectKey, upload_id: &UploadId) -> PortResult<()> {

@@ -1,0 +1,281 @@
+//! The three upload modes in-process on the in-memory ports: no server. That S3 holds a
+//! browser to what a signed part URL pins, and the adapters' transactions, are tested against
+//! Garage and moto in `tests/it`.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use http::{Method, Request, StatusCode};
+use matbakh_app::fakes::{InMemory, InMemoryObjects};
+use matbakh_app::multipart::Multipart;
+use matbakh_app::ports::UsageRepo;
+use matbakh_core::audit::AuditAction;
+use matbakh_core::clock::FixedClock;
+use matbakh_core::ids::{FileId, UserId};
+use matbakh_core::limits::Limits;
+use matbakh_core::metadata::FileStatus;
+use matbakh_core::multipart::{DEFAULT_PART_SIZE, SessionState, UploadId};
+use matbakh_core::quota::Usage;
+use serde_json::{Value, json};
+use testkit::TestIdp;
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+use crate::{Api, routes};
+
+const NOW: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
+const QUOTA: u64 = 100 << 20;
+const OPEN_UPLOADS: u64 = 2;
+/// Two parts: one of 8 MiB and one of 1 MiB.
+const SIZE: u64 = DEFAULT_PART_SIZE + (1 << 20);
+
+struct World {
+    repo: Arc<InMemory>,
+    objects: Arc<InMemoryObjects>,
+    idp: TestIdp,
+    api: Api,
+}
+
+impl World {
+    fn new() -> Self {
+        let idp = TestIdp::default();
+        let (repo, objects) = (Arc::new(InMemory::new()), Arc::new(InMemoryObjects::new()));
+        let cases = Multipart {
+            files: repo.clone(),
+            uploads: repo.clone(),
+            tokens: repo.clone(),
+            usage: repo.clone(),
+            objects: objects.clone(),
+            audit: repo.clone(),
+            limits: Limits { user_quota_bytes: QUOTA, max_open_uploads: OPEN_UPLOADS, ..Limits::default() },
+            clock: Arc::new(FixedClock(NOW)),
+        };
+        World { repo, objects, api: Api { cases, auth: idp.auth.clone() }, idp }
+    }
+
+    /// A request as `user` (`None`: no login, as Uppy's Companion mode sends them).
+    async fn call(&self, method: Method, uri: &str, user: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(user) = user {
+            req = req.header("authorization", self.idp.bearer(user));
+        }
+        let body = body.map_or_else(Body::empty, |v| Body::from(v.to_string()));
+        testkit::call_router(routes(self.api.clone()), req.body(body).unwrap()).await
+    }
+
+    async fn start(&self, user: &str, size: u64) -> (StatusCode, Value) {
+        let body = json!({"filename": "menu.pdf", "contentType": "application/pdf", "size": size});
+        self.call(Method::POST, "/v1/uploads/multipart", Some(user), Some(body)).await
+    }
+
+    async fn usage(&self, user: &str) -> Usage {
+        self.repo.usage(&UserId::parse(user).unwrap()).await.unwrap()
+    }
+
+    fn file(&self, session: &Value) -> Option<matbakh_core::metadata::FileRecord> {
+        let id = FileId::parse(session["fileId"].as_str().unwrap()).unwrap();
+        self.repo.get(id).map(|d| d.record)
+    }
+}
+
+fn upload_id(session: &Value) -> UploadId {
+    UploadId::parse(session["uploadId"].as_str().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn a_planned_upload_signs_each_part_for_its_length_and_completes_from_what_s3_holds() {
+    let w = World::new();
+    let (status, session) = w.start("alice", SIZE).await;
+    assert_eq!(status, StatusCode::CREATED, "{session}");
+    assert_eq!((session["partSize"].as_u64(), session["partCount"].as_u64()), (Some(DEFAULT_PART_SIZE), Some(2)));
+    let row = w.file(&session).unwrap();
+    assert_eq!((row.status, row.size), (FileStatus::Pending, SIZE));
+    let u = w.usage("alice").await;
+    assert_eq!((u.charged, u.reserved, u.open_uploads), (SIZE, SIZE, 1));
+
+    let id = upload_id(&session);
+    let uri = format!("/v1/uploads/{id}/parts");
+    let (status, signed) = w.call(Method::POST, &uri, Some("alice"), Some(json!({"partNumbers": [1, 2]}))).await;
+    assert_eq!(status, StatusCode::OK, "{signed}");
+    let lengths: Vec<&str> =
+        signed["parts"].as_array().unwrap().iter().map(|p| p["headers"]["content-length"].as_str().unwrap()).collect();
+    assert_eq!(lengths, [DEFAULT_PART_SIZE.to_string(), (1u64 << 20).to_string()]);
+    assert!(signed["parts"][1]["url"].as_str().unwrap().contains("content-length=1048576"), "{signed}");
+    let (status, _) = w.call(Method::POST, &uri, Some("alice"), Some(json!({"partNumbers": [3]}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a part beyond the plan");
+
+    // One part arrived: completing now is refused and changes nothing.
+    w.objects.receive_part(&id, 1, DEFAULT_PART_SIZE);
+    let complete = format!("/v1/uploads/{id}/complete");
+    let (status, answer) = w.call(Method::POST, &complete, Some("alice"), None).await;
+    assert_eq!((status, answer["error"].as_str()), (StatusCode::CONFLICT, Some("parts_missing")), "{answer}");
+    w.objects.receive_part(&id, 2, 1 << 20);
+    let (status, done) = w.call(Method::POST, &complete, Some("alice"), None).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["fileId"], session["fileId"]);
+    assert_eq!(w.repo.session(&id).map(|x| x.state.name()), Some("COMPLETED"));
+    assert_eq!(w.usage("alice").await.open_uploads, 0);
+    // Idempotent: the same answer again.
+    let (status, again) = w.call(Method::POST, &complete, Some("alice"), None).await;
+    assert_eq!((status, &again), (StatusCode::OK, &done));
+    let audit: Vec<AuditAction> = w.repo.audit_entries().iter().map(|e| e.action).collect();
+    assert_eq!(audit, [AuditAction::Upload]);
+}
+
+#[tokio::test]
+async fn someone_elses_upload_answers_like_a_missing_one_and_stays_as_it_was() {
+    let w = World::new();
+    let (_, session) = w.start("alice", SIZE).await;
+    let id = upload_id(&session);
+    let attempts = [
+        (Method::GET, format!("/v1/uploads/{id}"), None),
+        (Method::POST, format!("/v1/uploads/{id}/parts"), Some(json!({"partNumbers": [1]}))),
+        (Method::POST, format!("/v1/uploads/{id}/complete"), None),
+        (Method::DELETE, format!("/v1/uploads/{id}"), None),
+    ];
+    for (method, uri, body) in attempts {
+        let (status, answer) = w.call(method.clone(), &uri, Some("mallory"), body).await;
+        assert_eq!(
+            (status, answer["message"].as_str()),
+            (StatusCode::NOT_FOUND, Some("no such upload")),
+            "{method} {uri}"
+        );
+    }
+    let (status, list) = w.call(Method::GET, "/v1/uploads", Some("mallory"), None).await;
+    assert_eq!((status, list["uploads"].as_array().map(Vec::len)), (StatusCode::OK, Some(0)));
+    assert_eq!(w.repo.session(&id).map(|x| x.state), Some(SessionState::Open));
+    assert_eq!(w.objects.open_uploads(), [id]);
+    assert_eq!(w.usage("alice").await.reserved, SIZE);
+}
+
+#[tokio::test]
+async fn parts_larger_than_planned_abort_the_upload_and_give_its_reservation_back() {
+    let w = World::new();
+    let (_, session) = w.start("alice", SIZE).await;
+    let id = upload_id(&session);
+    w.objects.receive_part(&id, 1, DEFAULT_PART_SIZE);
+    w.objects.receive_part(&id, 2, 2 << 20);
+    let (status, answer) = w.call(Method::POST, &format!("/v1/uploads/{id}/complete"), Some("alice"), None).await;
+    assert_eq!((status, answer["error"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("upload_oversize")));
+    assert_eq!(w.objects.aborted(), std::slice::from_ref(&id));
+    assert_eq!(w.repo.session(&id).map(|x| x.state), Some(SessionState::Aborted));
+    assert!(w.file(&session).is_none(), "the PENDING row is gone");
+    assert_eq!(w.usage("alice").await, Usage::default());
+}
+
+#[tokio::test]
+async fn open_uploads_are_capped_across_the_rest_and_token_modes_and_a_refusal_leaves_nothing() {
+    let w = World::new();
+    for _ in 0..OPEN_UPLOADS {
+        assert_eq!(w.start("alice", SIZE).await.0, StatusCode::CREATED);
+    }
+    let (status, answer) = w.start("alice", SIZE).await;
+    assert_eq!((status, answer["error"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("too_many_open_uploads")));
+    let (_, minted) = w.call(Method::POST, "/v1/upload-tokens", Some("alice"), None).await;
+    let endpoint = minted["endpoint"].as_str().unwrap();
+    let body = json!({"filename": "menu.pdf", "type": "application/pdf"});
+    let (status, _) = w.call(Method::POST, &format!("{endpoint}/s3/multipart"), None, Some(body)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    // The refused S3 uploads were aborted: only the two sessions' remain.
+    assert_eq!(w.objects.open_uploads().len(), 2);
+    assert_eq!(w.objects.aborted().len(), 2);
+    let u = w.usage("alice").await;
+    assert_eq!((u.open_uploads, u.reserved), (2, 2 * SIZE));
+}
+
+#[tokio::test]
+async fn a_token_upload_is_charged_at_completion_within_the_token_and_a_revoked_token_opens_nothing() {
+    let w = World::new();
+    let (status, minted) =
+        w.call(Method::POST, "/v1/upload-tokens", Some("alice"), Some(json!({"maxBytes": 3 << 20}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{minted}");
+    let endpoint = minted["endpoint"].as_str().unwrap().to_owned();
+    let body = json!({"filename": "dish.jpg", "type": "image/jpeg"});
+    let (status, started) = w.call(Method::POST, &format!("{endpoint}/s3/multipart"), None, Some(body.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{started}");
+    let (id, key) = (upload_id(&started), started["key"].as_str().unwrap().to_owned());
+    assert!(key.starts_with("users/alice/"), "{key}");
+    let (status, part) = w.call(Method::GET, &format!("{endpoint}/s3/multipart/{id}/1?key={key}"), None, None).await;
+    assert_eq!(status, StatusCode::OK, "{part}");
+    assert!(!part["url"].as_str().unwrap().contains("content-length"), "Companion parts have no length: {part}");
+    let (status, _) =
+        w.call(Method::GET, &format!("{endpoint}/s3/multipart/{id}/1?key=users/alice/other"), None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another key");
+
+    w.objects.receive_part(&id, 1, 2 << 20);
+    let complete = format!("{endpoint}/s3/multipart/{id}/complete?key={key}");
+    let (status, done) = w.call(Method::POST, &complete, None, None).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    let u = w.usage("alice").await;
+    assert_eq!((u.charged, u.reserved, u.open_uploads), (2 << 20, 0, 0));
+
+    // The token has 1 MiB left: 2 MiB more are refused and aborted, nothing charged.
+    let (_, second) = w.call(Method::POST, &format!("{endpoint}/s3/multipart"), None, Some(body.clone())).await;
+    let (id2, key2) = (upload_id(&second), second["key"].as_str().unwrap().to_owned());
+    w.objects.receive_part(&id2, 1, 2 << 20);
+    let (status, answer) =
+        w.call(Method::POST, &format!("{endpoint}/s3/multipart/{id2}/complete?key={key2}"), None, None).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("upload_oversize")),
+        "{answer}"
+    );
+    assert_eq!(w.usage("alice").await.charged, 2 << 20);
+    assert_eq!(w.objects.aborted(), [id2]);
+
+    let token = minted["token"].as_str().unwrap();
+    let (status, _) = w.call(Method::DELETE, &format!("/v1/upload-tokens/{token}"), Some("mallory"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "only its owner revokes a token");
+    let (status, _) = w.call(Method::DELETE, &format!("/v1/upload-tokens/{token}"), Some("alice"), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = w.call(Method::POST, &format!("{endpoint}/s3/multipart"), None, Some(body)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(w.objects.open_uploads().len(), 0);
+}
+
+#[tokio::test]
+async fn sign_request_mode_picks_the_key_and_signs_parts_only_of_its_own_bound_uploads() {
+    let w = World::new();
+    let create = json!({"method": "POST", "key": "0f8fad5b-d9cb-469f-a165-70867728950e-menu.pdf", "contentType": "application/pdf", "size": SIZE});
+    let (status, signed) = w.call(Method::POST, "/v1/uploads/sign", Some("alice"), Some(create)).await;
+    assert_eq!(status, StatusCode::OK, "{signed}");
+    let key = signed["key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("users/alice/") && key.ends_with("/menu.pdf"), "{key}");
+    assert!(signed["url"].as_str().unwrap().contains("uploads&method=POST"), "{signed}");
+    assert_eq!(w.usage("alice").await.reserved, SIZE);
+
+    // The client posted the signed CreateMultipartUpload: S3 gave it an upload id.
+    let id = {
+        use matbakh_app::ports::ObjectStore;
+        let key = matbakh_core::ids::ObjectKey::from_stored(key.clone());
+        w.objects
+            .create_multipart(&key, matbakh_core::types::ContentType::parse("application/pdf").unwrap(), None)
+            .await
+            .unwrap()
+    };
+    let part = |user: &'static str, key: String| {
+        let body = json!({"method": "PUT", "key": key, "uploadId": id.as_str(), "partNumber": 2});
+        w.call(Method::POST, "/v1/uploads/sign", Some(user), Some(body))
+    };
+    let (status, _) = part("mallory", key.clone()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "someone else's key");
+    assert_eq!(w.usage("mallory").await.open_uploads, 0);
+    let (status, signed) = part("alice", key.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{signed}");
+    assert!(signed["url"].as_str().unwrap().contains("content-length=1048576"), "{signed}");
+    assert_eq!(w.repo.session(&id).map(|x| x.state), Some(SessionState::Open), "bound on first use");
+    assert_eq!(w.usage("alice").await.open_uploads, 1);
+    let (status, _) = part("alice", format!("{key}.other")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another key with this upload id");
+}
+
+#[tokio::test]
+async fn an_unsized_sign_request_put_is_refused_when_the_quota_has_no_room() {
+    let w = World::new();
+    let (status, _) = w.start("alice", QUOTA).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let body = json!({"method": "PUT", "key": "menu.pdf"});
+    let (status, answer) = w.call(Method::POST, "/v1/uploads/sign", Some("alice"), Some(body)).await;
+    assert_eq!((status, answer["error"].as_str()), (StatusCode::CONFLICT, Some("quota_exceeded")), "{answer}");
+    assert_eq!(w.usage("alice").await.charged, QUOTA);
+}
