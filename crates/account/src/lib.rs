@@ -19,6 +19,10 @@
 //! - `GET /v1/me/exports/{exportId}`: the job's state, and when READY a download link
 //!   (presigned, [`DOWNLOAD_URL_TTL`](matbakh_core::limits)).
 //!
+//! Each handler decodes the request, calls a use case ([`matbakh_app::erase`],
+//! [`matbakh_app::exports`]) and encodes its answer; [`router`] runs them on the deployment's
+//! table and bucket, [`routes`] on any implementation of the ports.
+//!
 //! Reads and deletes: `users/{sub}/`, `derived/{fileId}/`, `results/users/{sub}/`,
 //! `quarantine/users/{sub}/`, `exports/{sub}/` in the bucket; `users/{sub}/` in the replica
 //! (the replication rule's filter: only originals are replicated); the caller's items in the
@@ -28,41 +32,49 @@ use std::sync::Arc;
 
 use aws_config::SdkConfig;
 use axum::body::Bytes;
-use axum::extract::Path;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::{Extension, Json, Router};
-use matbakh_api::audit::{self, Client};
+use axum::{Json, Router};
+use matbakh_api::audit::Client;
 use matbakh_api::body::JsonObject;
 use matbakh_api::metrics::{self, Unit};
 use matbakh_api::{ApiError, Caller, Services};
-use matbakh_app::audit::Access;
+use matbakh_app::erase::Erasure;
 use matbakh_app::exports::{ExportView, Exports};
 use matbakh_aws::S3Store;
 use matbakh_aws::cdn::Cdn;
 use matbakh_aws::config::ReplicaSettings;
-use matbakh_aws::erase::Erased;
 use matbakh_aws::queue::Queue;
-use matbakh_core::audit::{AuditAction, PseudonymKey, pseudonym};
-use matbakh_core::cdn;
-use matbakh_core::ids::{FileId, ObjectKey, UserId};
+use matbakh_core::audit::PseudonymKey;
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub fn router(services: Services, erasure: Erasure, exports: Queue) -> Router {
-    let exports = services.exports(Arc::new(exports));
-    routes(services, erasure, exports)
+pub use matbakh_app::erase::user_prefixes;
+
+/// The use cases of the caller's account as a whole.
+#[derive(Clone)]
+pub struct Account {
+    pub erasure: Erasure,
+    pub exports: Exports,
 }
 
-/// The function with the export use cases on any implementation of their ports.
-pub fn routes(services: Services, erasure: Erasure, exports: Exports) -> Router {
+/// What the handlers use: the use cases and who may call them.
+pub type Api = matbakh_api::Api<Account>;
+
+/// The function on the deployment's table, bucket, replica, CDN and export queue.
+pub fn router(services: Services, settings: EraseSettings, exports: Queue) -> Router {
+    let account = Account {
+        erasure: services.erasure(settings.pseudonym_key, settings.replica, settings.cdn),
+        exports: services.exports(Arc::new(exports)),
+    };
+    routes(Api { cases: account, auth: services.auth.clone() })
+}
+
+/// The function on any implementation of the ports (in memory, in tests).
+pub fn routes(api: Api) -> Router {
     let (router, _) = documented().split_for_parts();
-    router
-        .fallback(|| async { ApiError::not_found("route") })
-        .layer(Extension(Arc::new(erasure)))
-        .layer(Extension(Arc::new(exports)))
-        .with_state(services)
+    router.fallback(|| async { ApiError::not_found("route") }).with_state(api)
 }
 
 /// This function's part of the API's OpenAPI document.
@@ -70,13 +82,13 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     documented().split_for_parts().1
 }
 
-fn documented() -> OpenApiRouter<Services> {
+fn documented() -> OpenApiRouter<Api> {
     OpenApiRouter::new().routes(routes!(erase)).routes(routes!(start_export)).routes(routes!(export_status))
 }
 
-/// What an erase needs besides the shared services.
+/// The erase's settings, read once at start.
 #[derive(Debug, Clone)]
-pub struct Erasure {
+pub struct EraseSettings {
     /// Keys the pseudonym the erase is recorded under.
     pub pseudonym_key: PseudonymKey,
     /// The disaster-recovery replica, where the caller's originals are erased too.
@@ -86,7 +98,7 @@ pub struct Erasure {
     pub cdn: Option<Cdn>,
 }
 
-impl Erasure {
+impl EraseSettings {
     /// At start, from the environment: the key is the Secrets Manager secret
     /// `ERASE_PSEUDONYM_SECRET_ID` names (the function refuses to start without it); the
     /// replica is `REPLICA_BUCKET` in `REPLICA_REGION` (both empty: none); the image CDN is
@@ -99,7 +111,7 @@ impl Erasure {
         let pseudonym_key = PseudonymKey::new(secret.as_bytes()).map_err(|e| e.to_string())?;
         let cdn = Cdn::from_lookup(sdk, &lookup);
         let replica = ReplicaSettings::from_lookup(lookup).and_then(|r| r.map(|r| r.store(sdk)).transpose());
-        Ok(Erasure { pseudonym_key, replica: replica.map_err(|e| e.to_string())?, cdn })
+        Ok(EraseSettings { pseudonym_key, replica: replica.map_err(|e| e.to_string())?, cdn })
     }
 }
 
@@ -108,16 +120,6 @@ impl Erasure {
 pub fn export_queue(sdk: &SdkConfig, lookup: impl Fn(&str) -> Option<String>) -> Result<Queue, String> {
     let url = lookup("EXPORT_QUEUE_URL").filter(|v| !v.is_empty()).ok_or("EXPORT_QUEUE_URL is not set")?;
     Ok(Queue::new(sdk, url))
-}
-
-/// The bucket prefixes that hold a user's objects besides their files' variants.
-pub fn user_prefixes(user: &str) -> [String; 4] {
-    [
-        format!("users/{user}/"),
-        format!("results/users/{user}/"),
-        format!("quarantine/users/{user}/"),
-        format!("exports/{user}/"),
-    ]
 }
 
 /// Erases everything of the caller's
@@ -133,93 +135,21 @@ pub fn user_prefixes(user: &str) -> [String; 4] {
         (status = 401, description = "No valid token"),
     ))]
 #[tracing::instrument(name = "erase_account", skip_all, fields(user = %caller.user))]
-async fn erase(
-    State(st): State<Services>,
-    Extension(erasure): Extension<Arc<Erasure>>,
-    caller: Caller,
-    client: Client,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+async fn erase(State(api): State<Api>, caller: Caller, client: Client, body: Bytes) -> Result<Json<Value>, ApiError> {
     let req = JsonObject::parse(&body, &["confirm"])?;
     if req.opt_bool("confirm")? != Some(true) {
         return Err(ApiError::bad_field("confirm", "confirm: send {\"confirm\": true} to erase everything of yours"));
     }
-    let owner = &caller.user;
-    let mut erased = Erased::default();
-    let files = st.table.all_file_ids(owner).await?;
-    // Objects first: their keys come from the rows, which go last.
-    let [originals, results, quarantined, exports] = user_prefixes(owner.as_str());
-    let aborted = st.store.abort_uploads_under(&originals).await?;
-    erased.uploads_aborted = aborted.len();
-    erased.object_versions = st.store.delete_prefix(&originals).await?;
-    if let Some(edge) = &erasure.cdn {
-        invalidate_cached(&st, edge, owner, &results, &files).await?;
-    }
-    for prefix in [results, quarantined, exports] {
-        erased.derived_objects += st.store.delete_prefix(&prefix).await?;
-    }
-    for f in &files {
-        erased.derived_objects += st.store.delete_prefix(&ObjectKey::derived_prefix(*f)).await?;
-    }
-    // Then the replica, before the rows: a retry after a failure here still finds everything.
-    // Only originals are replicated (template.yaml's replication filter is `users/`).
-    if let Some(replica) = &erasure.replica {
-        erased.replica_versions = replica.delete_prefix(&originals).await?;
-    }
-    erased.files = files.len();
-    erased.items = st.table.erase_items(owner, &files, &aborted).await?;
-
-    let report = json!({
+    let erased = api.cases.erasure.erase(&caller.user, &client.0).await?;
+    metrics::emit("erase_account", &[("AccountsErased", 1, Unit::Count)]);
+    Ok(Json(json!({ "erased": {
         "objectVersions": erased.object_versions,
         "replicaVersions": erased.replica_versions,
         "derivedObjects": erased.derived_objects,
         "uploadsAborted": erased.uploads_aborted,
         "files": erased.files,
         "items": erased.items,
-    });
-    let stand_in = pseudonym(&erasure.pseudonym_key, owner);
-    let result = format!(
-        "ok: {} files, {} object versions, {} in the replica, {} derived objects, {} items",
-        erased.files, erased.object_versions, erased.replica_versions, erased.derived_objects, erased.items
-    );
-    let access = Access { result: &result, ..Access::ok(&stand_in, AuditAction::Erase, None) };
-    audit::record(&st, &client, access).await?;
-    tracing::info!(files = erased.files, items = erased.items, "account erased");
-    metrics::emit("erase_account", &[("AccountsErased", 1, Unit::Count)]);
-    Ok(Json(json!({ "erased": report })))
-}
-
-/// Invalidates the image CDN's copies of what the erase is about to delete (security review
-/// 16.4): the user's transform results (one wildcard path) and, when a CDN serves variants
-/// (`CDN_BASE_URL`), every variant (their keys name no user, and a wildcard a file would soon
-/// pass the 15 CloudFront has in progress at once). Only what the bucket still holds, so an
-/// erase of nothing invalidates nothing; after the originals (nothing can be made again) and
-/// before these deletes, so the retry after a failed invalidation finds them and tries again.
-async fn invalidate_cached(
-    st: &Services,
-    edge: &Cdn,
-    owner: &UserId,
-    results: &str,
-    files: &[FileId],
-) -> Result<(), ApiError> {
-    let mut paths = Vec::new();
-    if st.store.holds_any(results).await? {
-        paths.push(cdn::user_results(owner));
-    }
-    if let Some(base) = st.cdn_base_url.as_deref() {
-        for file in files {
-            if st.store.holds_any(&ObjectKey::derived_prefix(*file)).await? {
-                paths.push(cdn::all_variants(base));
-                break;
-            }
-        }
-    }
-    if !paths.is_empty() {
-        let reference = format!("erase-{}", st.clock.now().unix_timestamp_nanos());
-        let invalidation = edge.invalidate(&paths, &reference).await?;
-        tracing::info!(invalidation, "the user's cached images invalidated at the CDN");
-    }
-    Ok(())
+    }})))
 }
 
 /// Exports all the caller's files
@@ -230,11 +160,11 @@ async fn invalidate_cached(
     responses((status = 202, description = "The export job"), (status = 401, description = "No valid token")))]
 #[tracing::instrument(name = "start_export", skip_all, fields(user = %caller.user))]
 async fn start_export(
-    Extension(exports): Extension<Arc<Exports>>,
+    State(api): State<Api>,
     caller: Caller,
     client: Client,
 ) -> Result<(StatusCode, Json<ExportView>), ApiError> {
-    Ok((StatusCode::ACCEPTED, Json(exports.start(&caller.user, &client.0).await?)))
+    Ok((StatusCode::ACCEPTED, Json(api.cases.exports.start(&caller.user, &client.0).await?)))
 }
 
 /// An export job of the caller's
@@ -249,12 +179,15 @@ async fn start_export(
     ))]
 #[tracing::instrument(name = "export_status", skip_all, fields(user = %caller.user))]
 async fn export_status(
-    Extension(exports): Extension<Arc<Exports>>,
+    State(api): State<Api>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<ExportView>, ApiError> {
-    Ok(Json(exports.status(&caller.user, &id).await?))
+    Ok(Json(api.cases.exports.status(&caller.user, &id).await?))
 }
+
+#[cfg(test)]
+mod erase_tests;
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use account::Erasure;
+use account::EraseSettings;
 use http::{Method, StatusCode};
 use matbakh_aws::S3Store;
 use matbakh_aws::config::ReplicaSettings;
@@ -25,8 +25,8 @@ const PSEUDONYM_SECRET: &[u8] = b"account tests: the erase pseudonym key";
 /// The replica's region: another EU region than the bucket's (`AWS_REGION`, eu-central-1).
 const REPLICA_REGION: &str = "eu-west-1";
 
-fn erasure(replica: Option<&S3Store>) -> Erasure {
-    Erasure { pseudonym_key: PseudonymKey::new(PSEUDONYM_SECRET).unwrap(), replica: replica.cloned(), cdn: None }
+fn erasure(replica: Option<&S3Store>) -> EraseSettings {
+    EraseSettings { pseudonym_key: PseudonymKey::new(PSEUDONYM_SECRET).unwrap(), replica: replica.cloned(), cdn: None }
 }
 
 /// The function as deployed without a replica.
@@ -40,7 +40,7 @@ async fn erase_with(h: &Harness, user: &str, replica: &S3Store) -> (StatusCode, 
 }
 
 /// `DELETE /v1/me` by `user`, on an instance with `erasure`.
-async fn erase_on(h: &Harness, user: &str, erasure: Erasure) -> (StatusCode, Value) {
+async fn erase_on(h: &Harness, user: &str, erasure: EraseSettings) -> (StatusCode, Value) {
     let req = http::Request::builder()
         .method(Method::DELETE)
         .uri("/v1/me")
@@ -435,24 +435,24 @@ async fn the_pseudonym_key_comes_from_the_stacks_secret_and_the_replica_from_its
     };
     const REPLICA: [(&str, &str); 2] = [("REPLICA_BUCKET", "dr-files"), ("REPLICA_REGION", REPLICA_REGION)];
 
-    let erasure = Erasure::from_lookup(&sdk, env(&REPLICA, name.clone())).await.unwrap();
+    let erasure = EraseSettings::from_lookup(&sdk, env(&REPLICA, name.clone())).await.unwrap();
     let alice = UserId::parse("alice").unwrap();
     let expected = pseudonym(&PseudonymKey::new(secret.as_bytes()).unwrap(), &alice);
     assert_eq!(pseudonym(&erasure.pseudonym_key, &alice), expected);
     assert_eq!(erasure.replica.as_ref().map(S3Store::bucket), Some("dr-files"));
-    let without = Erasure::from_lookup(&sdk, env(&[], name.clone())).await.unwrap();
+    let without = EraseSettings::from_lookup(&sdk, env(&[], name.clone())).await.unwrap();
     assert!(without.replica.is_none());
 
     // The function refuses to start without its key, with a half-configured replica, or with
     // a secret too short to be a key.
-    let missing = Erasure::from_lookup(&sdk, env(&[], String::new())).await.unwrap_err();
+    let missing = EraseSettings::from_lookup(&sdk, env(&[], String::new())).await.unwrap_err();
     assert!(missing.contains("ERASE_PSEUDONYM_SECRET_ID"), "{missing}");
-    assert!(Erasure::from_lookup(&sdk, env(&[], format!("{name}-none"))).await.is_err());
-    let half = Erasure::from_lookup(&sdk, env(&REPLICA[..1], name.clone())).await.unwrap_err();
+    assert!(EraseSettings::from_lookup(&sdk, env(&[], format!("{name}-none"))).await.is_err());
+    let half = EraseSettings::from_lookup(&sdk, env(&REPLICA[..1], name.clone())).await.unwrap_err();
     assert!(half.contains("REPLICA_REGION"), "{half}");
     let short = format!("{name}-short");
     secrets.create_secret().name(&short).secret_string("too short").send().await.unwrap();
-    let weak = Erasure::from_lookup(&sdk, env(&[], short)).await.unwrap_err();
+    let weak = EraseSettings::from_lookup(&sdk, env(&[], short)).await.unwrap_err();
     assert!(weak.contains("at least 32 bytes"), "{weak}");
 }
 
@@ -470,7 +470,7 @@ async fn erase_invalidates_the_users_cached_images_at_the_edge() {
     let [originals, results, ..] = account::user_prefixes(&user);
 
     let unreachable = matbakh_aws::cdn::Cdn::new(&testkit::moto_sdk().await, "ENOSUCHDISTRIBUTION");
-    let (status, failed) = erase_on(&h, &user, Erasure { cdn: Some(unreachable), ..erasure(None) }).await;
+    let (status, failed) = erase_on(&h, &user, EraseSettings { cdn: Some(unreachable), ..erasure(None) }).await;
     assert!(status.is_server_error(), "{status} {failed}");
     assert_eq!(versions_under(&h.state.store, &[originals]).await, Vec::<String>::new(), "the originals went first");
     let waiting = versions_under(&h.state.store, std::slice::from_ref(&results)).await;
@@ -478,7 +478,7 @@ async fn erase_invalidates_the_users_cached_images_at_the_edge() {
     assert_eq!(h.file_rows(&user).await, files.len(), "the rows wait for the retry");
 
     let cdn = testkit::distribution().await;
-    let with_cdn = || Erasure { cdn: Some(cdn.clone()), ..erasure(None) };
+    let with_cdn = || EraseSettings { cdn: Some(cdn.clone()), ..erasure(None) };
     let (status, report) = erase_on(&h, &user, with_cdn()).await;
     assert_eq!(status, StatusCode::OK, "{report}");
     let sub = user.replace('|', "%7C");

@@ -99,6 +99,28 @@ impl Services {
         }
     }
 
+    /// The GDPR erase on this deployment's table and bucket, with the replica and the image CDN
+    /// where it has them, recording under pseudonyms keyed with `pseudonym_key`.
+    pub fn erasure(
+        &self,
+        pseudonym_key: matbakh_core::audit::PseudonymKey,
+        replica: Option<S3Store>,
+        cdn: Option<matbakh_aws::cdn::Cdn>,
+    ) -> matbakh_app::erase::Erasure {
+        use matbakh_app::ports::{EdgeCache, ObjectStore};
+        matbakh_app::erase::Erasure {
+            accounts: Arc::new(self.table.clone()),
+            objects: Arc::new(self.store.clone()),
+            replica: replica.map(|r| Arc::new(r) as Arc<dyn ObjectStore>),
+            cdn: cdn.map(|c| Arc::new(c) as Arc<dyn EdgeCache>),
+            cdn_base_url: self.cdn_base_url.clone(),
+            pseudonym_key,
+            audit: Arc::new(self.table.clone()),
+            limits: self.limits.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+
     /// The sweep of expired uploads on this deployment's table and bucket.
     pub fn sweeper(&self) -> matbakh_app::sweep::Sweeper {
         matbakh_app::sweep::Sweeper {

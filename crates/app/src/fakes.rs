@@ -1,6 +1,6 @@
 //! In-memory implementations of the ports, for tests: [`InMemory`] holds files, usage, upload
 //! sessions and tokens, shares, exports and the audit trail; [`InMemoryObjects`] the bucket
-//! (with its multipart uploads). They keep the contract the DynamoDB and S3
+//! (with its multipart uploads); [`InMemoryCdn`] the invalidations asked of a CDN. They keep the contract the DynamoDB and S3
 //! adapters keep (the adapters' moto tests check theirs), within one process.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -25,8 +25,8 @@ use matbakh_core::types::ContentType;
 use time::OffsetDateTime;
 
 use crate::ports::{
-    AuditLog, Download, ExportQueue, ExportRepo, FileRepo, MultipartOp, MultipartRequest, ObjectStore, PartUpload,
-    PortError, PortResult, ShareRepo, SignedUrl, TokenRepo, Upload, UploadRepo, UsageRepo,
+    AccountRepo, AuditLog, Download, EdgeCache, ExportQueue, ExportRepo, FileRepo, MultipartOp, MultipartRequest,
+    ObjectStore, PartUpload, PortError, PortResult, ShareRepo, SignedUrl, TokenRepo, Upload, UploadRepo, UsageRepo,
 };
 
 /// What a cursor of this fake's listings says it continues.
@@ -567,6 +567,64 @@ fn charge_token(st: &mut State, grant: &TokenGrant, record: &FileRecord, quota: 
 }
 
 #[async_trait]
+impl AccountRepo for InMemory {
+    async fn file_ids(&self, owner: &UserId) -> PortResult<Vec<FileId>> {
+        let st = lock(&self.state);
+        Ok(st.files.values().map(|s| &s.details.record).filter(|r| r.owner == *owner).map(|r| r.file_id).collect())
+    }
+
+    /// Counts one item for each file, session, share, token, export, usage and audit record.
+    async fn erase(&self, owner: &UserId, _files: &[FileId], _uploads: &[String]) -> PortResult<usize> {
+        let mut st = lock(&self.state);
+        let before = items(&st);
+        st.files.retain(|_, s| s.details.record.owner != *owner);
+        st.sessions.retain(|_, x| x.owner != *owner);
+        st.shares.retain(|_, x| x.owner != *owner);
+        st.tokens.retain(|_, g| g.owner != *owner);
+        st.exports.retain(|_, j| j.owner != *owner);
+        st.usage.remove(owner);
+        st.audit.retain(|e| e.user != *owner);
+        Ok(before - items(&st))
+    }
+}
+
+fn items(st: &State) -> usize {
+    st.files.len()
+        + st.sessions.len()
+        + st.shares.len()
+        + st.tokens.len()
+        + st.exports.len()
+        + st.usage.len()
+        + st.audit.len()
+}
+
+/// A CDN in memory: the invalidations asked for, in order.
+#[derive(Default)]
+pub struct InMemoryCdn {
+    invalidated: Mutex<Vec<Vec<String>>>,
+}
+
+impl InMemoryCdn {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The paths of each invalidation, in order.
+    pub fn invalidations(&self) -> Vec<Vec<String>> {
+        lock(&self.invalidated).clone()
+    }
+}
+
+#[async_trait]
+impl EdgeCache for InMemoryCdn {
+    async fn invalidate(&self, paths: &[String], reference: &str) -> PortResult<String> {
+        let mut invalidated = lock(&self.invalidated);
+        invalidated.push(paths.to_vec());
+        Ok(format!("memory-{reference}-{}", invalidated.len()))
+    }
+}
+
+#[async_trait]
 impl ExportRepo for InMemory {
     async fn create(&self, job: &ExportJob) -> PortResult<()> {
         let mut st = lock(&self.state);
@@ -784,6 +842,28 @@ impl ObjectStore for InMemoryObjects {
 
     async fn presign_get(&self, key: &ObjectKey, signed_at: OffsetDateTime, ttl: Duration) -> PortResult<String> {
         Ok(format!("memory://bucket/{key}?signedAt={}&ttl={}", signed_at.unix_timestamp(), ttl.as_secs()))
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> PortResult<usize> {
+        let mut objects = lock(&self.objects);
+        let before = objects.len();
+        objects.retain(|key, _| !key.as_str().starts_with(prefix));
+        Ok(before - objects.len())
+    }
+
+    async fn holds_any(&self, prefix: &str) -> PortResult<bool> {
+        Ok(lock(&self.objects).keys().any(|key| key.as_str().starts_with(prefix)))
+    }
+
+    async fn abort_uploads_under(&self, prefix: &str) -> PortResult<Vec<String>> {
+        let mut uploads = lock(&self.uploads);
+        let under: Vec<UploadId> =
+            uploads.iter().filter(|(_, (key, _))| key.as_str().starts_with(prefix)).map(|(id, _)| id.clone()).collect();
+        for id in &under {
+            uploads.remove(id);
+        }
+        lock(&self.aborted).extend(under.iter().cloned());
+        Ok(under.iter().map(|id| id.to_string()).collect())
     }
 
     async fn hide(&self, key: &ObjectKey) -> PortResult<()> {

@@ -12,6 +12,7 @@
 //! Reads and writes nothing itself.
 
 pub mod audit;
+pub mod erase;
 pub mod error;
 pub mod exports;
 pub mod fakes;

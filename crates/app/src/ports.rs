@@ -4,7 +4,8 @@
 //! One trait per aggregate: a user's files ([`FileRepo`]), their storage account
 //! ([`UsageRepo`]), their share links ([`ShareRepo`]), uploads in flight ([`UploadRepo`]),
 //! upload tokens ([`TokenRepo`]), export jobs ([`ExportRepo`], built through [`ExportQueue`]),
-//! their audit trail ([`AuditLog`]), and the bytes ([`ObjectStore`]).
+//! their audit trail ([`AuditLog`]), all of it at once ([`AccountRepo`], to erase), the bytes
+//! ([`ObjectStore`]) and the CDN's copies of them ([`EdgeCache`]).
 
 use std::collections::BTreeSet;
 use std::ops::RangeInclusive;
@@ -163,6 +164,26 @@ pub trait TokenRepo: Send + Sync {
     /// Charges a finished upload of `record.size` to the token's allowance and the owner's
     /// `quota` and writes its PENDING row, in one transaction (as [`Self::reserve_upload`]).
     async fn charge_upload(&self, grant: &TokenGrant, record: &FileRecord, quota: u64) -> PortResult<()>;
+}
+
+/// Everything a user has in the metadata store, as a whole (GDPR erase).
+#[async_trait]
+pub trait AccountRepo: Send + Sync {
+    /// The ids of every file of `owner`, whatever its status.
+    async fn file_ids(&self, owner: &UserId) -> PortResult<Vec<FileId>>;
+
+    /// Deletes every item that holds `owner`'s data: their files (with tags and search words),
+    /// the sessions of those files and of `uploads`, shares, sessions, tokens, exports, usage,
+    /// audit trail. Answers how many; a second call finds none.
+    async fn erase(&self, owner: &UserId, files: &[FileId], uploads: &[String]) -> PortResult<usize>;
+}
+
+/// A CDN's cached copies of the bucket's objects.
+#[async_trait]
+pub trait EdgeCache: Send + Sync {
+    /// Invalidates `paths` (a trailing `*` is a wildcard); `reference` makes a retry of the
+    /// same request one invalidation. Answers its id.
+    async fn invalidate(&self, paths: &[String], reference: &str) -> PortResult<String>;
 }
 
 /// A user's storage account.
@@ -335,6 +356,15 @@ pub trait ObjectStore: Send + Sync {
 
     /// A URL that GETs `key` from `signed_at` for `ttl`.
     async fn presign_get(&self, key: &ObjectKey, signed_at: OffsetDateTime, ttl: Duration) -> PortResult<String>;
+
+    /// Deletes every version and delete marker under `prefix` for good; answers how many.
+    async fn delete_prefix(&self, prefix: &str) -> PortResult<usize>;
+
+    /// Whether anything (any version) is stored under `prefix`.
+    async fn holds_any(&self, prefix: &str) -> PortResult<bool>;
+
+    /// Aborts every multipart upload under `prefix`; answers their upload ids.
+    async fn abort_uploads_under(&self, prefix: &str) -> PortResult<Vec<String>>;
 
     /// Hides the object behind a delete marker (its versions stay). Idempotent.
     async fn hide(&self, key: &ObjectKey) -> PortResult<()>;

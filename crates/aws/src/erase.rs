@@ -1,11 +1,5 @@
-//! GDPR erase: everything of one user, in the bucket and the metadata table. Every step is
-//! idempotent (deleting what is already gone is no error), so a failed erase is safe to retry
-//! and a second one finds nothing left.
-//!
-//! Order: objects first (their keys come from the file rows), in the bucket and then in the
-//! disaster-recovery replica (version-specific deletes do not replicate), then the rows, the
-//! usage counter and the audit trail last; the erase itself is then recorded under a keyed
-//! pseudonym.
+//! GDPR erase, the table's part (`matbakh_app::erase` is the whole): every item of one user.
+//! Deleting what is already gone is no error, so a second erase finds nothing left.
 
 use std::collections::HashMap;
 
@@ -16,22 +10,6 @@ use crate::dynamo::{opt_str, query_all, s};
 use crate::error::AwsError;
 use crate::schema::{self, PK, SK};
 use crate::table::{FileTable, GSI_USER, file_pk};
-
-/// What an erase removed (a second erase reports zeros).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Erased {
-    /// Object versions and delete markers of the user's originals.
-    pub object_versions: usize,
-    /// Variants (every version), transform results and quarantined copies.
-    pub derived_objects: usize,
-    /// Object versions and delete markers of the user's originals in the replica.
-    pub replica_versions: usize,
-    pub uploads_aborted: usize,
-    pub files: usize,
-    /// Every item of the table that held the user's data (files with their tags and search
-    /// words, shares, upload sessions and tokens, the usage counter, the audit trail).
-    pub items: usize,
-}
 
 type Key = (String, String);
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use matbakh_app::ports::{
-    AuditLog, Download, ExportQueue, ExportRepo, FileRepo, MultipartOp, MultipartRequest, ObjectStore, PartUpload,
-    PortError, PortResult, ShareRepo, SignedUrl, TokenRepo, Upload, UploadRepo, UsageRepo,
+    AccountRepo, AuditLog, Download, EdgeCache, ExportQueue, ExportRepo, FileRepo, MultipartOp, MultipartRequest,
+    ObjectStore, PartUpload, PortError, PortResult, ShareRepo, SignedUrl, TokenRepo, Upload, UploadRepo, UsageRepo,
 };
 use matbakh_core::audit::{AuditEntry, AuditRecord};
 use matbakh_core::checksum::{ChecksumAlgorithm, Integrity};
@@ -24,6 +24,7 @@ use matbakh_core::tokens::TokenGrant;
 use matbakh_core::types::ContentType;
 use time::OffsetDateTime;
 
+use crate::cdn::Cdn;
 use crate::error::AwsError;
 use crate::queue::Queue;
 use crate::{FileTable, S3Store};
@@ -187,6 +188,24 @@ impl TokenRepo for FileTable {
 }
 
 #[async_trait]
+impl AccountRepo for FileTable {
+    async fn file_ids(&self, owner: &UserId) -> PortResult<Vec<FileId>> {
+        Ok(self.all_file_ids(owner).await?)
+    }
+
+    async fn erase(&self, owner: &UserId, files: &[FileId], uploads: &[String]) -> PortResult<usize> {
+        Ok(self.erase_items(owner, files, uploads).await?)
+    }
+}
+
+#[async_trait]
+impl EdgeCache for Cdn {
+    async fn invalidate(&self, paths: &[String], reference: &str) -> PortResult<String> {
+        Ok(Cdn::invalidate(self, paths, reference).await?)
+    }
+}
+
+#[async_trait]
 impl ExportRepo for FileTable {
     async fn create(&self, job: &ExportJob) -> PortResult<()> {
         Ok(self.put_export(job).await?)
@@ -289,6 +308,18 @@ impl ObjectStore for S3Store {
 
     async fn presign_get(&self, key: &ObjectKey, signed_at: OffsetDateTime, ttl: Duration) -> PortResult<String> {
         Ok(S3Store::presign_get(self, key.as_str(), signed_at, ttl).await?.url)
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> PortResult<usize> {
+        Ok(S3Store::delete_prefix(self, prefix).await?)
+    }
+
+    async fn holds_any(&self, prefix: &str) -> PortResult<bool> {
+        Ok(S3Store::holds_any(self, prefix).await?)
+    }
+
+    async fn abort_uploads_under(&self, prefix: &str) -> PortResult<Vec<String>> {
+        Ok(S3Store::abort_uploads_under(self, prefix).await?)
     }
 
     async fn hide(&self, key: &ObjectKey) -> PortResult<()> {

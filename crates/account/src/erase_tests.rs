@@ -1,0 +1,159 @@
+//! The erase in-process on the in-memory ports: no server. The table's and the bucket's part
+//! (every item, every version, the replica, the CDN) are tested against moto in `tests/moto.rs`.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use http::{Method, Request, StatusCode};
+use matbakh_app::erase::Erasure;
+use matbakh_app::exports::Exports;
+use matbakh_app::fakes::{InMemory, InMemoryCdn, InMemoryObjects, InMemoryQueue};
+use matbakh_app::ports::{ObjectStore, ShareRepo};
+use matbakh_core::audit::{AuditAction, PseudonymKey, pseudonym};
+use matbakh_core::clock::FixedClock;
+use matbakh_core::ids::{FileId, ObjectKey, UserId};
+use matbakh_core::limits::Limits;
+use matbakh_core::metadata::{FileDetails, FileRecord, FileStatus};
+use matbakh_core::names::DisplayName;
+use matbakh_core::shares::{Share, ShareId};
+use matbakh_core::types::ContentType;
+use serde_json::{Value, json};
+use testkit::TestIdp;
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+use crate::{Account, Api, routes};
+
+const NOW: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
+const CDN_BASE_URL: &str = "https://images.matbakh.test";
+
+struct World {
+    repo: Arc<InMemory>,
+    objects: Arc<InMemoryObjects>,
+    replica: Arc<InMemoryObjects>,
+    cdn: Arc<InMemoryCdn>,
+    idp: TestIdp,
+    api: Api,
+}
+
+impl World {
+    fn new() -> Self {
+        let idp = TestIdp::default();
+        let (repo, objects, replica) =
+            (Arc::new(InMemory::new()), Arc::new(InMemoryObjects::new()), Arc::new(InMemoryObjects::new()));
+        let cdn = Arc::new(InMemoryCdn::new());
+        let clock = Arc::new(FixedClock(NOW));
+        let erasure = Erasure {
+            accounts: repo.clone(),
+            objects: objects.clone(),
+            replica: Some(replica.clone()),
+            cdn: Some(cdn.clone()),
+            cdn_base_url: Some(CDN_BASE_URL.into()),
+            pseudonym_key: key(),
+            audit: repo.clone(),
+            limits: Limits::default(),
+            clock: clock.clone(),
+        };
+        let exports = Exports {
+            exports: repo.clone(),
+            queue: Arc::new(InMemoryQueue::new()),
+            objects: objects.clone(),
+            audit: repo.clone(),
+            limits: Limits::default(),
+            clock,
+        };
+        let api = Api { cases: Account { erasure, exports }, auth: idp.auth.clone() };
+        World { repo, objects, replica, cdn, idp, api }
+    }
+
+    async fn erase(&self, user: &str, body: Value) -> (StatusCode, Value) {
+        let req =
+            Request::builder().method(Method::DELETE).uri("/v1/me").header("authorization", self.idp.bearer(user));
+        testkit::call_router(routes(self.api.clone()), req.body(Body::from(body.to_string())).unwrap()).await
+    }
+
+    /// A READY photo of `owner` with its original (also in the replica), a variant and a
+    /// transform result in the bucket.
+    fn photo(&self, owner: &str, n: u8) -> FileId {
+        let id = FileId::new(1_772_000_000_000, [n; 10]);
+        let mut record = FileRecord::upload(
+            id,
+            UserId::parse(owner).unwrap(),
+            DisplayName::parse("dish.jpg").unwrap(),
+            ContentType::parse("image/jpeg").unwrap(),
+            NOW,
+        );
+        (record.size, record.status) = (4096, FileStatus::Ready);
+        let stored = |key: String| ObjectKey::from_stored(key);
+        self.objects.insert(record.key.clone());
+        self.replica.insert(record.key.clone());
+        self.objects.insert(stored(format!("{}w320.webp", ObjectKey::derived_prefix(id))));
+        self.objects.insert(stored(format!("results/{}/rs:fit:300:0/abc.webp", record.key)));
+        self.repo.insert(FileDetails {
+            record,
+            tags: vec![],
+            image: None,
+            reason: None,
+            exif: None,
+            deleted_at: None,
+            revision: 0,
+        });
+        id
+    }
+}
+
+fn key() -> PseudonymKey {
+    PseudonymKey::new(b"a test pseudonym key of 32 bytes!").unwrap()
+}
+
+#[tokio::test]
+async fn an_erase_removes_everything_of_the_callers_and_nothing_of_anyone_elses() {
+    let w = World::new();
+    let (mine, theirs) = (w.photo("alice", 1), w.photo("bob", 2));
+    let share = Share {
+        id: ShareId::from_random([7; 16]),
+        file_id: mine,
+        owner: UserId::parse("alice").unwrap(),
+        created_at: NOW,
+        expires_at: NOW + time::Duration::days(7),
+        max_downloads: None,
+        downloads: 0,
+        revoked: false,
+    };
+    w.repo.create(&share).await.unwrap();
+
+    let (status, answer) = w.erase("alice", json!({})).await;
+    assert_eq!((status, answer["field"].as_str()), (StatusCode::BAD_REQUEST, Some("confirm")));
+    assert!(w.repo.get(mine).is_some(), "a refused erase removes nothing");
+
+    let (status, answer) = w.erase("alice", json!({"confirm": true})).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let erased = &answer["erased"];
+    assert_eq!(
+        [&erased["files"], &erased["objectVersions"], &erased["derivedObjects"], &erased["replicaVersions"]],
+        [&json!(1), &json!(1), &json!(2), &json!(1)]
+    );
+    assert!(w.repo.get(mine).is_none() && w.repo.share(&share.id).is_none());
+    assert!(!w.objects.holds_any("users/alice/").await.unwrap());
+    assert!(!w.objects.holds_any(&ObjectKey::derived_prefix(mine)).await.unwrap());
+    assert!(!w.objects.holds_any("results/users/alice/").await.unwrap());
+    assert!(!w.replica.holds_any("users/alice/").await.unwrap());
+    // Bob's file, objects and replica copy are all there.
+    assert!(w.repo.get(theirs).is_some());
+    assert!(w.objects.holds_any("users/bob/").await.unwrap() && w.replica.holds_any("users/bob/").await.unwrap());
+    assert!(w.objects.holds_any(&ObjectKey::derived_prefix(theirs)).await.unwrap());
+    // The CDN's copies: the caller's results and (their keys name no user) every variant.
+    assert_eq!(w.cdn.invalidations(), [vec!["/results/users/alice/*".to_owned(), "/derived/*".to_owned()]]);
+    // The trail keeps the erase under a pseudonym, nothing under the name.
+    let trail: Vec<(String, AuditAction)> =
+        w.repo.audit_entries().iter().map(|e| (e.user.to_string(), e.action)).collect();
+    let stand_in = pseudonym(&key(), &UserId::parse("alice").unwrap()).to_string();
+    assert_eq!(trail, [(stand_in, AuditAction::Erase)]);
+
+    // Again: nothing left to remove, nothing to invalidate.
+    let (status, again) = w.erase("alice", json!({"confirm": true})).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    let zeros = json!({"objectVersions": 0, "replicaVersions": 0, "derivedObjects": 0, "uploadsAborted": 0, "files": 0, "items": 0});
+    assert_eq!(again["erased"], zeros);
+    assert_eq!(w.cdn.invalidations().len(), 1);
+}

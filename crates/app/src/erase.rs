@@ -1,0 +1,135 @@
+//! GDPR erase: everything of one user, in the bucket (and its disaster-recovery replica), the
+//! CDN's cache and the metadata store. Every step is idempotent (deleting what is already gone
+//! is no error), so a failed erase is safe to retry and a second one finds nothing left.
+//!
+//! Order: the originals first (nothing can be made from them after), then the CDN's copies of
+//! what is about to go, the derived objects, the replica, and the metadata last (the objects'
+//! keys come from it); the erase itself is then recorded under a keyed pseudonym (DECISIONS 17).
+
+use std::sync::Arc;
+
+use matbakh_core::audit::{AuditAction, PseudonymKey, pseudonym};
+use matbakh_core::cdn;
+use matbakh_core::clock::Clock;
+use matbakh_core::ids::{FileId, ObjectKey, UserId};
+use matbakh_core::limits::Limits;
+
+use crate::audit::{self, Access, Client};
+use crate::error::Error;
+use crate::ports::{AccountRepo, AuditLog, EdgeCache, ObjectStore};
+
+/// What the erase works with.
+#[derive(Clone)]
+pub struct Erasure {
+    pub accounts: Arc<dyn AccountRepo>,
+    pub objects: Arc<dyn ObjectStore>,
+    /// The disaster-recovery replica, where the user's originals are erased too (S3 does not
+    /// replicate version-specific deletes). Only originals are replicated.
+    pub replica: Option<Arc<dyn ObjectStore>>,
+    /// The image CDN, where the user's cached images are invalidated. None: nothing is cached.
+    pub cdn: Option<Arc<dyn EdgeCache>>,
+    /// Where a CDN serves variants (`CDN_BASE_URL`), if one does.
+    pub cdn_base_url: Option<String>,
+    /// Keys the pseudonym the erase is recorded under.
+    pub pseudonym_key: PseudonymKey,
+    pub audit: Arc<dyn AuditLog>,
+    pub limits: Limits,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// What an erase removed (a second erase reports zeros).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Erased {
+    /// Object versions and delete markers of the user's originals.
+    pub object_versions: usize,
+    /// Variants (every version), transform results, quarantined copies and exports.
+    pub derived_objects: usize,
+    /// Object versions and delete markers of the user's originals in the replica.
+    pub replica_versions: usize,
+    pub uploads_aborted: usize,
+    pub files: usize,
+    /// Every item of the metadata store that held the user's data.
+    pub items: usize,
+}
+
+/// The bucket prefixes that hold a user's objects besides their files' variants: originals,
+/// transform results, quarantined copies, exports.
+pub fn user_prefixes(user: &str) -> [String; 4] {
+    [
+        format!("users/{user}/"),
+        format!("results/users/{user}/"),
+        format!("quarantine/users/{user}/"),
+        format!("exports/{user}/"),
+    ]
+}
+
+impl Erasure {
+    /// Erases everything of `owner`'s and reports what it removed.
+    pub async fn erase(&self, owner: &UserId, client: &Client) -> Result<Erased, Error> {
+        let mut erased = Erased::default();
+        let files = self.accounts.file_ids(owner).await?;
+        let [originals, results, quarantined, exports] = user_prefixes(owner.as_str());
+        let aborted = self.objects.abort_uploads_under(&originals).await?;
+        erased.uploads_aborted = aborted.len();
+        erased.object_versions = self.objects.delete_prefix(&originals).await?;
+        if let Some(edge) = &self.cdn {
+            self.invalidate_cached(edge.as_ref(), owner, &results, &files).await?;
+        }
+        for prefix in [results, quarantined, exports] {
+            erased.derived_objects += self.objects.delete_prefix(&prefix).await?;
+        }
+        for f in &files {
+            erased.derived_objects += self.objects.delete_prefix(&ObjectKey::derived_prefix(*f)).await?;
+        }
+        // Then the replica, before the rows: a retry after a failure here still finds everything.
+        if let Some(replica) = &self.replica {
+            erased.replica_versions = replica.delete_prefix(&originals).await?;
+        }
+        erased.files = files.len();
+        erased.items = self.accounts.erase(owner, &files, &aborted).await?;
+
+        let stand_in = pseudonym(&self.pseudonym_key, owner);
+        let result = format!(
+            "ok: {} files, {} object versions, {} in the replica, {} derived objects, {} items",
+            erased.files, erased.object_versions, erased.replica_versions, erased.derived_objects, erased.items
+        );
+        let access = Access { result: &result, ..Access::ok(&stand_in, AuditAction::Erase, None) };
+        let at = self.clock.now();
+        audit::record(self.audit.as_ref(), self.limits.audit_retention, at, client, access).await?;
+        tracing::info!(files = erased.files, items = erased.items, "account erased");
+        Ok(erased)
+    }
+
+    /// Invalidates the CDN's copies of what the erase is about to delete (security review
+    /// 16.4): the user's transform results (one wildcard path) and, when a CDN serves variants,
+    /// every variant (their keys name no user, and a wildcard a file would soon pass the 15
+    /// CloudFront has in progress at once). Only what the bucket still holds, so an erase of
+    /// nothing invalidates nothing; after the originals (nothing can be made again) and before
+    /// these deletes, so the retry after a failed invalidation finds them and tries again.
+    async fn invalidate_cached(
+        &self,
+        edge: &dyn EdgeCache,
+        owner: &UserId,
+        results: &str,
+        files: &[FileId],
+    ) -> Result<(), Error> {
+        let mut paths = Vec::new();
+        if self.objects.holds_any(results).await? {
+            paths.push(cdn::user_results(owner));
+        }
+        if let Some(base) = self.cdn_base_url.as_deref() {
+            for file in files {
+                if self.objects.holds_any(&ObjectKey::derived_prefix(*file)).await? {
+                    paths.push(cdn::all_variants(base));
+                    break;
+                }
+            }
+        }
+        if !paths.is_empty() {
+            let reference = format!("erase-{}", self.clock.now().unix_timestamp_nanos());
+            let invalidation = edge.invalidate(&paths, &reference).await?;
+            tracing::info!(invalidation, "the user's cached images invalidated at the CDN");
+        }
+        Ok(())
+    }
+}
