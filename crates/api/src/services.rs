@@ -121,6 +121,16 @@ impl Services {
         }
     }
 
+    /// Settling arrivals and the one accepted object per key, on this deployment's table and
+    /// bucket.
+    pub fn settler(&self) -> matbakh_app::settle::Settler {
+        matbakh_app::settle::Settler {
+            uploads: Arc::new(self.table.clone()),
+            objects: Arc::new(self.store.clone()),
+            limits: self.limits.clone(),
+        }
+    }
+
     /// The sweep of expired uploads on this deployment's table and bucket.
     pub fn sweeper(&self) -> matbakh_app::sweep::Sweeper {
         matbakh_app::sweep::Sweeper {

@@ -14,7 +14,7 @@ use matbakh_core::clock::iso_millis;
 use matbakh_core::exports::ExportJob;
 use matbakh_core::ids::{FileId, ObjectKey, UserId};
 use matbakh_core::listing::{Cursor, ListQuery, SortBy, Tag};
-use matbakh_core::metadata::{FileDetails, FileRecord, FileStatus, PendingRow};
+use matbakh_core::metadata::{FileDetails, FileRecord, FileStatus, PendingRow, Pinned, Settlement};
 use matbakh_core::multipart::{PartNumber, SessionState, UploadId, UploadSession, UploadedPart};
 use matbakh_core::names::{DisplayName, fold};
 use matbakh_core::post_policy::PresignedPost;
@@ -25,7 +25,7 @@ use matbakh_core::types::ContentType;
 use time::OffsetDateTime;
 
 use crate::ports::{
-    AccountRepo, AuditLog, Download, EdgeCache, ExportQueue, ExportRepo, FileRepo, MultipartOp, MultipartRequest,
+    AccountRepo, AuditLog, Download, EdgeCache, ExportQueue, ExportRepo, FileRepo, Head, MultipartOp, MultipartRequest,
     ObjectStore, PartUpload, PortError, PortResult, ShareRepo, SignedUrl, TokenRepo, Upload, UploadRepo, UsageRepo,
 };
 
@@ -47,6 +47,12 @@ struct Stored {
     details: FileDetails,
     /// Bytes the owner's usage counts for the row.
     charged: u64,
+    /// Of them, bytes held for an upload that has not arrived.
+    reserved: u64,
+    /// Whether its object arrived and was settled.
+    settled: bool,
+    /// The upload token whose allowance the row holds, if any.
+    token: Option<String>,
 }
 
 /// Files, usage and audit trails in memory.
@@ -76,7 +82,8 @@ impl InMemory {
         if r.status == FileStatus::Deleted {
             usage.deleted += charged;
         }
-        st.files.insert(r.file_id, Stored { details, charged });
+        let settled = r.status != FileStatus::Pending;
+        st.files.insert(r.file_id, Stored { details, charged, reserved: 0, settled, token: None });
     }
 
     /// The audit entries recorded, oldest first.
@@ -373,7 +380,7 @@ fn put_row(st: &mut State, record: &FileRecord, charged: u64, reserved: u64) {
         deleted_at: None,
         revision: 0,
     };
-    st.files.insert(record.file_id, Stored { details, charged });
+    st.files.insert(record.file_id, Stored { details, charged, reserved, settled: false, token: None });
 }
 
 /// Whether `owner` may open another upload: fewer than `cap` open, and no session of that id.
@@ -412,8 +419,8 @@ impl UploadRepo for InMemory {
                     key: r.key.clone(),
                     upload_id,
                     charged: s.charged,
-                    reserved: s.charged,
-                    token_digest: None,
+                    reserved: s.reserved,
+                    token_digest: s.token.clone(),
                 };
                 Some((expired, row))
             })
@@ -433,6 +440,9 @@ impl UploadRepo for InMemory {
             return Ok(false);
         }
         st.files.remove(&row.file_id);
+        if let Some(token) = row.token_digest.as_ref().and_then(|digest| st.tokens.get_mut(digest)) {
+            token.used_bytes -= row.reserved;
+        }
         let usage = st.usage.entry(row.owner.clone()).or_default();
         usage.charged -= row.charged;
         usage.reserved -= row.reserved;
@@ -457,6 +467,67 @@ impl UploadRepo for InMemory {
     async fn end_expired_session(&self, session: &UploadSession, arrived: bool) -> PortResult<bool> {
         let to = if arrived { SessionState::Completed { etag: String::new() } } else { SessionState::Aborted };
         Ok(end_session(&mut lock(&self.state), &session.upload_id, to))
+    }
+
+    async fn pin_version(&self, id: FileId, key: &ObjectKey, version: &str) -> PortResult<Pinned> {
+        let mut st = lock(&self.state);
+        let Some(row) = st.files.get_mut(&id).filter(|s| s.details.record.key == *key) else {
+            return Ok(Pinned::Unknown);
+        };
+        let pinned = row.details.record.version_id.get_or_insert_with(|| version.to_owned());
+        Ok(if pinned == version { Pinned::This } else { Pinned::Other(pinned.clone()) })
+    }
+
+    async fn settle(&self, id: FileId, key: &ObjectKey, actual: u64, quota: u64) -> PortResult<Settlement> {
+        let mut st = lock(&self.state);
+        let State { files, usage, tokens, sessions, .. } = &mut *st;
+        let Some(row) = files.get_mut(&id).filter(|s| s.details.record.key == *key) else {
+            return Ok(Settlement::Unknown);
+        };
+        if row.settled {
+            return Ok(Settlement::AlreadySettled);
+        }
+        let granted = row.details.record.size;
+        if let Some(why) = matbakh_core::quota::exceeds_grant(granted, actual) {
+            return Ok(Settlement::Refused(why));
+        }
+        let account = usage.entry(row.details.record.owner.clone()).or_default();
+        if actual > row.charged && account.charged - row.charged + actual > quota {
+            return Ok(Settlement::Refused("over the owner's storage quota"));
+        }
+        account.charged = account.charged - row.charged + actual;
+        account.reserved -= row.reserved;
+        (row.charged, row.reserved, row.settled) = (actual, 0, true);
+        row.details.record.size = actual;
+        row.details.record.expires_at = None;
+        if let Some(token) = row.token.as_ref().and_then(|digest| tokens.get_mut(digest)) {
+            token.used_bytes -= granted - actual;
+        }
+        let ended: Vec<UploadId> = sessions
+            .values()
+            .filter(|x| x.file_id == id && x.state == SessionState::Open)
+            .map(|x| x.upload_id.clone())
+            .collect();
+        for upload in ended {
+            end_session(&mut st, &upload, SessionState::Completed { etag: String::new() });
+        }
+        Ok(Settlement::Accepted)
+    }
+
+    async fn reject(&self, id: FileId, reason: &str) -> PortResult<()> {
+        let mut st = lock(&self.state);
+        let State { files, usage, .. } = &mut *st;
+        let Some(row) = files.get_mut(&id) else { return Ok(()) };
+        if matches!(row.details.record.status, FileStatus::Quarantined | FileStatus::Deleted) {
+            return Ok(());
+        }
+        let account = usage.entry(row.details.record.owner.clone()).or_default();
+        account.charged -= row.charged;
+        account.reserved -= row.reserved;
+        (row.charged, row.reserved) = (0, 0);
+        row.details.record.status = FileStatus::Quarantined;
+        row.details.reason = Some(reason.to_owned());
+        Ok(())
     }
 
     async fn open_sessions(&self, owner: &UserId) -> PortResult<Vec<UploadSession>> {
@@ -563,6 +634,9 @@ fn charge_token(st: &mut State, grant: &TokenGrant, record: &FileRecord, quota: 
         token.used_bytes += record.size;
     }
     put_row(st, record, record.size, reserved);
+    if let Some(row) = st.files.get_mut(&record.file_id).filter(|_| reserved > 0) {
+        row.token = Some(grant.digest.clone());
+    }
     Ok(())
 }
 
@@ -685,11 +759,21 @@ impl ExportQueue for InMemoryQueue {
 /// The parts of a multipart upload S3 holds, by number: their sizes.
 type Parts = BTreeMap<PartNumber, u64>;
 
-/// A versioned bucket in memory: which keys hold an object and which are hidden behind a
-/// delete marker.
+/// What a key holds: its versions, oldest first (id and size), and whether a delete marker
+/// hides the newest.
+#[derive(Default)]
+struct Versions {
+    versions: Vec<(String, u64)>,
+    hidden: bool,
+}
+
+/// A versioned bucket in memory: each key's versions and delete marker, and the multipart
+/// uploads under way.
 #[derive(Default)]
 pub struct InMemoryObjects {
-    objects: Mutex<HashMap<ObjectKey, bool>>,
+    objects: Mutex<HashMap<ObjectKey, Versions>>,
+    /// Versions written so far (each gets a new id).
+    written: Mutex<u64>,
     aborted: Mutex<Vec<UploadId>>,
     /// Multipart uploads under way: their key and the sizes of the parts received.
     uploads: Mutex<HashMap<UploadId, (ObjectKey, Parts)>>,
@@ -702,9 +786,27 @@ impl InMemoryObjects {
         Self::default()
     }
 
-    /// Stores an object (visible).
+    /// Stores an object (visible; empty).
     pub fn insert(&self, key: ObjectKey) {
-        lock(&self.objects).insert(key, false);
+        self.put(&key, 0);
+    }
+
+    /// Writes a new version of `size` bytes at `key` (the current one from now on), as an
+    /// upload does; answers its version id.
+    pub fn put(&self, key: &ObjectKey, size: u64) -> String {
+        let mut written = lock(&self.written);
+        *written += 1;
+        let version = format!("v{written}");
+        let mut objects = lock(&self.objects);
+        let held = objects.entry(key.clone()).or_default();
+        held.versions.push((version.clone(), size));
+        held.hidden = false;
+        version
+    }
+
+    /// The version ids `key` holds, oldest first.
+    pub fn versions(&self, key: &ObjectKey) -> Vec<String> {
+        lock(&self.objects).get(key).map(|h| h.versions.iter().map(|(v, _)| v.clone()).collect()).unwrap_or_default()
     }
 
     /// The multipart uploads aborted, in order.
@@ -727,7 +829,12 @@ impl InMemoryObjects {
 
     /// Whether a GET of `key` finds an object (it exists and no delete marker hides it).
     pub fn visible(&self, key: &ObjectKey) -> bool {
-        lock(&self.objects).get(key) == Some(&false)
+        lock(&self.objects).get(key).is_some_and(|h| !h.hidden && !h.versions.is_empty())
+    }
+
+    /// The current version of `key`, if a GET finds one.
+    fn current(&self, key: &ObjectKey) -> Option<(String, u64)> {
+        lock(&self.objects).get(key).filter(|h| !h.hidden).and_then(|h| h.versions.last().cloned())
     }
 }
 
@@ -758,7 +865,7 @@ impl ObjectStore for InMemoryObjects {
     }
 
     async fn size(&self, key: &ObjectKey) -> PortResult<Option<u64>> {
-        Ok(lock(&self.objects).get(key).filter(|hidden| !**hidden).map(|_| 0))
+        Ok(self.current(key).map(|(_, size)| size))
     }
 
     async fn create_multipart(
@@ -825,12 +932,11 @@ impl ObjectStore for InMemoryObjects {
         if !uploads.get(upload_id).is_some_and(|(k, _)| k == key) || parts.is_empty() {
             return Err(PortError::Failed(format!("no upload {upload_id} of {key} to complete")));
         }
-        let mut objects = lock(&self.objects);
-        if objects.contains_key(key) {
+        if self.current(key).is_some() {
             return Err(PortError::AlreadyExists);
         }
         uploads.remove(upload_id);
-        objects.insert(key.clone(), false);
+        self.put(key, parts.iter().map(|p| p.size).sum());
         Ok(format!("\"memory-{}-{}\"", upload_id, parts.len()))
     }
 
@@ -844,15 +950,51 @@ impl ObjectStore for InMemoryObjects {
         Ok(format!("memory://bucket/{key}?signedAt={}&ttl={}", signed_at.unix_timestamp(), ttl.as_secs()))
     }
 
+    async fn head(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<Option<Head>> {
+        let found = match version {
+            None => self.current(key),
+            Some(v) => {
+                let objects = lock(&self.objects);
+                objects.get(key).and_then(|h| h.versions.iter().find(|(id, _)| id == v).cloned())
+            }
+        };
+        Ok(found.map(|(version, size)| Head { size, version_id: Some(version) }))
+    }
+
+    async fn remove_versions_except(&self, key: &ObjectKey, keep: &str) -> PortResult<Vec<String>> {
+        let mut objects = lock(&self.objects);
+        let Some(held) = objects.get_mut(key) else { return Ok(Vec::new()) };
+        let removed = held.versions.iter().filter(|(v, _)| v != keep).map(|(v, _)| v.clone()).collect();
+        held.versions.retain(|(v, _)| v == keep);
+        Ok(removed)
+    }
+
+    async fn delete_version(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<()> {
+        let mut objects = lock(&self.objects);
+        let Some(held) = objects.get_mut(key) else { return Ok(()) };
+        match version {
+            Some(v) => held.versions.retain(|(id, _)| id != v),
+            None => held.hidden = true,
+        }
+        Ok(())
+    }
+
+    /// Counts every version and delete marker.
     async fn delete_prefix(&self, prefix: &str) -> PortResult<usize> {
         let mut objects = lock(&self.objects);
-        let before = objects.len();
-        objects.retain(|key, _| !key.as_str().starts_with(prefix));
-        Ok(before - objects.len())
+        let under: Vec<ObjectKey> = objects.keys().filter(|k| k.as_str().starts_with(prefix)).cloned().collect();
+        let mut count = 0;
+        for key in under {
+            if let Some(held) = objects.remove(&key) {
+                count += held.versions.len() + usize::from(held.hidden);
+            }
+        }
+        Ok(count)
     }
 
     async fn holds_any(&self, prefix: &str) -> PortResult<bool> {
-        Ok(lock(&self.objects).keys().any(|key| key.as_str().starts_with(prefix)))
+        let objects = lock(&self.objects);
+        Ok(objects.iter().any(|(key, held)| key.as_str().starts_with(prefix) && !held.versions.is_empty()))
     }
 
     async fn abort_uploads_under(&self, prefix: &str) -> PortResult<Vec<String>> {
@@ -868,8 +1010,8 @@ impl ObjectStore for InMemoryObjects {
 
     async fn hide(&self, key: &ObjectKey) -> PortResult<()> {
         match lock(&self.objects).get_mut(key) {
-            Some(hidden) => {
-                *hidden = true;
+            Some(held) => {
+                held.hidden = true;
                 Ok(())
             }
             None => Err(PortError::Failed(format!("no object {key}"))),
@@ -877,8 +1019,8 @@ impl ObjectStore for InMemoryObjects {
     }
 
     async fn unhide(&self, key: &ObjectKey) -> PortResult<()> {
-        if let Some(hidden) = lock(&self.objects).get_mut(key) {
-            *hidden = false;
+        if let Some(held) = lock(&self.objects).get_mut(key) {
+            held.hidden = false;
         }
         Ok(())
     }

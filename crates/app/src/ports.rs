@@ -17,7 +17,7 @@ use matbakh_core::checksum::{Checksum, ChecksumAlgorithm, Integrity};
 use matbakh_core::exports::ExportJob;
 use matbakh_core::ids::{FileId, ObjectKey, Sha256, UserId};
 use matbakh_core::listing::{Cursor, ListQuery, Tag};
-use matbakh_core::metadata::{FileDetails, FileRecord, PendingRow};
+use matbakh_core::metadata::{FileDetails, FileRecord, PendingRow, Pinned, Settlement};
 use matbakh_core::multipart::{PartNumber, UploadId, UploadSession, UploadedPart};
 use matbakh_core::names::DisplayName;
 use matbakh_core::post_policy::PresignedPost;
@@ -139,6 +139,21 @@ pub trait UploadRepo: Send + Sync {
     /// An open session is aborted: its reservation released, its unsettled row removed, its
     /// place given back, at once; `false` if it was not open.
     async fn abort_session(&self, session: &UploadSession) -> PortResult<bool>;
+
+    /// Pins `version` as the accepted object of file `id` at `key`, unless another version was
+    /// pinned before (DECISIONS 28); [`Pinned::Unknown`] if no row was granted for the key.
+    async fn pin_version(&self, id: FileId, key: &ObjectKey, version: &str) -> PortResult<Pinned>;
+
+    /// Settles an upload that arrived at `key` with `actual` bytes (DECISIONS 12): the row
+    /// takes the real size, the owner's usage moves from what the row counted to `actual`
+    /// (within `quota`, except for migrated files), its reservation and any upload token's
+    /// unused allowance are given back, and its session ends, at once. Refused (nothing
+    /// written) when the object is larger than granted or the quota has no room. Idempotent.
+    async fn settle(&self, id: FileId, key: &ObjectKey, actual: u64, quota: u64) -> PortResult<Settlement>;
+
+    /// Marks a refused upload QUARANTINED with `reason` and gives back everything its row
+    /// counted in the owner's usage. Idempotent.
+    async fn reject(&self, id: FileId, reason: &str) -> PortResult<()>;
 
     /// Ends an expired open session (COMPLETED if its object `arrived`, else ABORTED) and gives
     /// its owner's open-upload place back; `false` if it was no longer open.
@@ -302,6 +317,14 @@ pub enum MultipartOp<'a> {
     Abort(&'a UploadId),
 }
 
+/// One version of an object, as a HEAD request sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub size: u64,
+    /// `None` in a bucket without versioning.
+    pub version_id: Option<String>,
+}
+
 /// A presigned URL and until when it works.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedUrl {
@@ -356,6 +379,17 @@ pub trait ObjectStore: Send + Sync {
 
     /// A URL that GETs `key` from `signed_at` for `ttl`.
     async fn presign_get(&self, key: &ObjectKey, signed_at: OffsetDateTime, ttl: Duration) -> PortResult<String>;
+
+    /// The object at `key` (the current version, or `version`); `None` if there is none or a
+    /// delete marker hides it.
+    async fn head(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<Option<Head>>;
+
+    /// Deletes every version of `key` but `keep` for good; answers the ones it deleted.
+    async fn remove_versions_except(&self, key: &ObjectKey, keep: &str) -> PortResult<Vec<String>>;
+
+    /// Deletes `version` of `key` for good (`None`: hides the object behind a delete marker,
+    /// or removes it in a bucket without versioning).
+    async fn delete_version(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<()>;
 
     /// Deletes every version and delete marker under `prefix` for good; answers how many.
     async fn delete_prefix(&self, prefix: &str) -> PortResult<usize>;

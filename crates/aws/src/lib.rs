@@ -4,7 +4,6 @@
 //! `AWS_ENDPOINT_URL` (and the per-service `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL_DYNAMODB`)
 //! point the clients at local servers (moto, Garage); S3 then uses path-style addressing.
 
-pub mod accept;
 pub mod audit;
 pub mod cdn;
 pub mod config;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use matbakh_app::ports::{
-    AccountRepo, AuditLog, Download, EdgeCache, ExportQueue, ExportRepo, FileRepo, MultipartOp, MultipartRequest,
+    AccountRepo, AuditLog, Download, EdgeCache, ExportQueue, ExportRepo, FileRepo, Head, MultipartOp, MultipartRequest,
     ObjectStore, PartUpload, PortError, PortResult, ShareRepo, SignedUrl, TokenRepo, Upload, UploadRepo, UsageRepo,
 };
 use matbakh_core::audit::{AuditEntry, AuditRecord};
@@ -14,7 +14,7 @@ use matbakh_core::checksum::{ChecksumAlgorithm, Integrity};
 use matbakh_core::exports::ExportJob;
 use matbakh_core::ids::{FileId, ObjectKey, UserId};
 use matbakh_core::listing::{Cursor, ListQuery, Tag};
-use matbakh_core::metadata::{FileDetails, FileRecord, PendingRow};
+use matbakh_core::metadata::{FileDetails, FileRecord, PendingRow, Pinned, Settlement};
 use matbakh_core::multipart::{UploadId, UploadSession, UploadedPart};
 use matbakh_core::names::DisplayName;
 use matbakh_core::post_policy::PresignedPost;
@@ -127,6 +127,18 @@ impl UploadRepo for FileTable {
 
     async fn session(&self, id: &UploadId) -> PortResult<Option<UploadSession>> {
         Ok(self.get_session(id).await?)
+    }
+
+    async fn pin_version(&self, id: FileId, key: &ObjectKey, version: &str) -> PortResult<Pinned> {
+        Ok(FileTable::pin_version(self, id, key.as_str(), version).await?)
+    }
+
+    async fn settle(&self, id: FileId, key: &ObjectKey, actual: u64, quota: u64) -> PortResult<Settlement> {
+        Ok(self.settle_upload(id, key.as_str(), actual, quota).await?)
+    }
+
+    async fn reject(&self, id: FileId, reason: &str) -> PortResult<()> {
+        Ok(self.reject_upload(id, reason).await?)
     }
 
     async fn open_sessions(&self, owner: &UserId) -> PortResult<Vec<UploadSession>> {
@@ -308,6 +320,19 @@ impl ObjectStore for S3Store {
 
     async fn presign_get(&self, key: &ObjectKey, signed_at: OffsetDateTime, ttl: Duration) -> PortResult<String> {
         Ok(S3Store::presign_get(self, key.as_str(), signed_at, ttl).await?.url)
+    }
+
+    async fn head(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<Option<Head>> {
+        let head = self.head_object(key.as_str(), version).await?;
+        Ok(head.map(|h| Head { size: h.size, version_id: h.version_id }))
+    }
+
+    async fn remove_versions_except(&self, key: &ObjectKey, keep: &str) -> PortResult<Vec<String>> {
+        Ok(S3Store::remove_versions_except(self, key.as_str(), keep).await?)
+    }
+
+    async fn delete_version(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<()> {
+        Ok(S3Store::delete_version(self, key.as_str(), version).await?)
     }
 
     async fn delete_prefix(&self, prefix: &str) -> PortResult<usize> {

@@ -23,31 +23,7 @@ use crate::error::AwsError;
 use crate::schema::{self, GSI1_PK, GSI1_SK, GSI2_PK, GSI2_SK};
 use crate::usage::Charge;
 
-/// What settling an arrived upload did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Settlement {
-    /// Size and usage now count the real bytes.
-    Accepted,
-    /// An earlier delivery of the same event settled it.
-    AlreadySettled,
-    /// The object may not stay; the reason is for the row and the log.
-    Refused(&'static str),
-    /// No row was granted for this key (not uploaded through the API).
-    Unknown,
-}
-
-/// Whether a version of a file's key is the file's accepted object (see
-/// [`FileTable::pin_version`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Pinned {
-    /// The version asked about is the accepted one (pinned now, or before).
-    This,
-    /// Another version was accepted before: the one asked about is a stray (a replayed
-    /// upload), never to be served.
-    Other(String),
-    /// No row was granted for this key.
-    Unknown,
-}
+pub use matbakh_core::metadata::{Pinned, Settlement};
 
 /// What retiring a row does with the bytes it counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

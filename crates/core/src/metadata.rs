@@ -184,3 +184,29 @@ pub struct PendingRow {
     /// The upload token whose allowance the row reserved (a Companion-mode single upload).
     pub token_digest: Option<String>,
 }
+
+/// What settling an arrived upload did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// Size and usage now count the real bytes.
+    Accepted,
+    /// An earlier delivery of the same event settled it.
+    AlreadySettled,
+    /// The object may not stay; the reason is for the row and the log.
+    Refused(&'static str),
+    /// No row was granted for this key (not uploaded through the API).
+    Unknown,
+}
+
+/// Whether a version of a file's key is the file's accepted object (see
+/// the files repository's `pin_version`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pinned {
+    /// The version asked about is the accepted one (pinned now, or before).
+    This,
+    /// Another version was accepted before: the one asked about is a stray (a replayed
+    /// upload), never to be served.
+    Other(String),
+    /// No row was granted for this key.
+    Unknown,
+}

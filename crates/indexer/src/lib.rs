@@ -11,7 +11,8 @@
 //! deleted for good and its row QUARANTINED with the reason. Redelivered events change nothing.
 //! A key takes exactly one accepted object (DECISIONS 28): the first version seen is pinned on
 //! the row, and any other version that appears on the key later (a replayed upload URL) is
-//! deleted for good and counted, never settled, indexed or served.
+//! deleted for good and counted, never settled, indexed or served. Settling is the use case
+//! [`matbakh_app::settle`]; indexing the content and removals still call the adapters.
 //!
 //! Reads: the object's HEAD and its versions. Writes: the file row, the usage counter, and (for refused
 //! uploads) a permanent delete of that object version.
@@ -30,10 +31,9 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use matbakh_api::Services;
 use matbakh_api::metrics::{self, Unit};
+use matbakh_app::settle::{Settled, Settler};
 use matbakh_aws::AwsError;
-use matbakh_aws::accept::accept;
 use matbakh_aws::cdn::Cdn;
-use matbakh_aws::table::Settlement;
 use matbakh_core::cdn;
 use matbakh_core::events::{ObjectChange, ObjectEvent};
 use matbakh_core::ids::{FileId, ObjectKey};
@@ -49,11 +49,17 @@ pub enum IndexError {
     /// A dependency failed; a later delivery may succeed.
     #[error(transparent)]
     Aws(#[from] AwsError),
+    /// Settling failed (a port failed).
+    #[error(transparent)]
+    Settle(#[from] matbakh_app::Error),
 }
 
 impl IndexError {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, IndexError::Aws(e) if e.is_retryable())
+        match self {
+            IndexError::Aws(e) => e.is_retryable(),
+            IndexError::Settle(e) => e.is_retryable(),
+        }
     }
 }
 
@@ -65,6 +71,8 @@ pub const DEFAULT_STORE_GPS_LOCATION: bool = false;
 #[derive(Clone)]
 pub struct Indexer {
     pub services: Services,
+    /// Settling arrivals (`matbakh_app::settle`).
+    pub settler: Settler,
     /// `STORE_GPS_LOCATION`: keep the EXIF GPS position on the row (else only `hadGps`).
     pub store_gps_location: bool,
     /// The image CDN (`IMAGES_DISTRIBUTION_ID`, [`Cdn::from_lookup`]): what a purge removes is
@@ -81,7 +89,7 @@ impl Indexer {
             Some("false") => false,
             Some(other) => return Err(format!("STORE_GPS_LOCATION must be true or false, not {other:?}")),
         };
-        Ok(Indexer { services, store_gps_location, cdn: None })
+        Ok(Indexer { settler: services.settler(), services, store_gps_location, cdn: None })
     }
 }
 
@@ -91,11 +99,10 @@ pub async fn handle(ix: &Indexer, event: SqsEvent) -> SqsBatchResponse {
 }
 
 async fn handle_events(ix: &Indexer, events: &[ObjectEvent]) -> Result<(), IndexError> {
-    let services = &ix.services;
     for event in events {
         match event.change {
             ObjectChange::Created => {
-                settle(services, event).await?;
+                settle(ix, event).await?;
                 index_content(ix, event).await?;
                 purge_results(ix, &event.key).await?;
             }
@@ -261,35 +268,24 @@ pub fn file_id_of(key: &str) -> Option<FileId> {
     ObjectKey::file_id_of(key)
 }
 
-async fn settle(services: &Services, event: &ObjectEvent) -> Result<(), AwsError> {
+/// Settles the object that arrived (see [`matbakh_app::settle`]) and counts what it did.
+async fn settle(ix: &Indexer, event: &ObjectEvent) -> Result<(), IndexError> {
     let Some(file_id) = file_id_of(&event.key) else {
         tracing::info!(key_shape = "foreign", "object outside the user layout; nothing to settle");
         return Ok(());
     };
-    // The object the key holds for good (the first version seen; any other one is removed): a
-    // later event may already have replaced or removed it.
-    let Some(accepted) = accept(&services.store, &services.table, file_id, &event.key).await? else {
-        tracing::info!(%file_id, "no object to settle (gone, or no row for the key)");
-        return Ok(());
-    };
-    if !accepted.removed.is_empty() {
-        metrics::emit("settle", &[("StrayVersionsRemoved", accepted.removed.len() as u64, Unit::Count)]);
+    let (settled, strays) = ix.settler.settle(file_id, &ObjectKey::from_stored(event.key.clone())).await?;
+    if strays > 0 {
+        metrics::emit("settle", &[("StrayVersionsRemoved", strays as u64, Unit::Count)]);
     }
-    let (actual, version) = (accepted.size, accepted.version);
-    match services.table.settle_upload(file_id, &event.key, actual, services.limits.user_quota_bytes).await? {
-        Settlement::Accepted => {
-            tracing::info!(%file_id, actual, "upload settled");
-            metrics::emit("settle", &[("UploadsSettled", 1, Unit::Count), ("StoredBytes", actual, Unit::Bytes)]);
+    match settled {
+        Settled::Accepted { size } => {
+            metrics::emit("settle", &[("UploadsSettled", 1, Unit::Count), ("StoredBytes", size, Unit::Bytes)]);
         }
-        Settlement::AlreadySettled | Settlement::Unknown => {}
-        Settlement::Refused(reason) => {
-            services.store.delete_version(&event.key, version.as_deref()).await?;
-            services.table.reject_upload(file_id, reason).await?;
-            // The thumbnailer may have made variants already; they go with the original.
-            services.store.delete_prefix(&ObjectKey::derived_prefix(file_id)).await?;
-            tracing::warn!(%file_id, actual, reason, "upload refused and removed");
-            metrics::emit("settle", &[("UploadsRefused", 1, Unit::Count), ("RefusedBytes", actual, Unit::Bytes)]);
+        Settled::Refused { size, .. } => {
+            metrics::emit("settle", &[("UploadsRefused", 1, Unit::Count), ("RefusedBytes", size, Unit::Bytes)]);
         }
+        Settled::Already | Settled::Nothing => {}
     }
     Ok(())
 }

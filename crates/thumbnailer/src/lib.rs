@@ -20,7 +20,7 @@
 //! a scanner that gave no verdict, and malformed messages. Everything about the file itself is recorded on its row instead.
 //! Redelivered events find the row no longer PENDING and change nothing.
 //!
-//! It reads only the key's accepted version (DECISIONS 28, `matbakh_aws::accept`: pinned by
+//! It reads only the key's accepted version (DECISIONS 28, `matbakh_app::settle`: pinned by
 //! whichever of the indexer and this function sees the object first), so bytes written to the
 //! key again with a replayed upload URL are never checked, scanned or turned into variants.
 //!
@@ -34,7 +34,6 @@ use clamd::{Clamd, ScanError, Verdict};
 use matbakh_api::Services;
 use matbakh_api::metrics::{self, Unit};
 use matbakh_aws::AwsError;
-use matbakh_aws::accept::accept;
 use matbakh_aws::table::Ready;
 use matbakh_core::events::{ObjectChange, ObjectEvent};
 use matbakh_core::ids::{FileId, ObjectKey};
@@ -60,6 +59,9 @@ pub struct Thumbnailer {
 pub enum ThumbnailError {
     #[error(transparent)]
     Aws(#[from] AwsError),
+    /// Pinning the accepted version failed (a port failed).
+    #[error(transparent)]
+    Accept(#[from] matbakh_app::Error),
     #[error("virus scan: {0}")]
     Scan(#[from] ScanError),
 }
@@ -113,7 +115,7 @@ async fn process_file(t: &Thumbnailer, file_id: FileId, key: &str) -> Result<Out
         }
         _ => return Ok(Outcome::Skipped("already processed")),
     }
-    let Some(accepted) = accept(&st.store, &st.table, file_id, key).await? else {
+    let Some(accepted) = st.settler().accept(file_id, &ObjectKey::from_stored(key.to_owned())).await? else {
         return Ok(Outcome::Skipped("object gone"));
     };
     let at = Object { key, version: accepted.version.as_deref(), size: accepted.size };

@@ -433,6 +433,12 @@ async fn a_large_output_at_the_default_limit_is_redirected() {
 
 // ---- One accepted object per key (DECISIONS 28, security review 16.1) ----
 
+/// Pins the accepted version as the indexer and the thumbnailer do.
+async fn settler(table: &matbakh_aws::table::FileTable) -> matbakh_app::settle::Settler {
+    let (uploads, objects) = (std::sync::Arc::new(table.clone()), std::sync::Arc::new(store().await));
+    matbakh_app::settle::Settler { uploads, objects, limits: matbakh_core::limits::Limits::default() }
+}
+
 async fn files() -> matbakh_aws::table::FileTable {
     matbakh_aws::table::FileTable::new(&moto_sdk().await, env("TABLE_NAME"))
 }
@@ -485,7 +491,12 @@ async fn settled(rel: &str) -> (String, String) {
     let (id, key) = granted(&name, size).await;
     let version = put_version(&key, bytes).await;
     let table = files().await;
-    let accepted = matbakh_aws::accept::accept(&store().await, &table, id, &key).await.unwrap().unwrap();
+    let accepted = settler(&table)
+        .await
+        .accept(id, &matbakh_core::ids::ObjectKey::from_stored(key.clone()))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(accepted.version.as_deref(), Some(version.as_str()));
     table.settle_upload(id, &key, size as u64, QUOTA).await.unwrap();
     assert!(table.mark_ready(id, &matbakh_aws::table::Ready::default()).await.unwrap());
@@ -556,7 +567,12 @@ async fn a_users_source_without_an_accepted_version_is_not_found_and_nothing_is_
     // PENDING: arrived and pinned, not yet settled.
     let (id, pending) = granted(&name, photo.len()).await;
     put_version(&pending, photo.clone()).await;
-    matbakh_aws::accept::accept(&store().await, &table, id, &pending).await.unwrap().unwrap();
+    settler(&table)
+        .await
+        .accept(id, &matbakh_core::ids::ObjectKey::from_stored(pending.clone()))
+        .await
+        .unwrap()
+        .unwrap();
     // READY, but no version pinned.
     let (id, unpinned) = granted(&name, photo.len()).await;
     put_version(&unpinned, photo.clone()).await;
