@@ -89,15 +89,7 @@ impl World {
         self.replica.insert(record.key.clone());
         self.objects.insert(stored(format!("{}w320.webp", ObjectKey::derived_prefix(id))));
         self.objects.insert(stored(format!("results/{}/rs:fit:300:0/abc.webp", record.key)));
-        self.repo.insert(FileDetails {
-            record,
-            tags: vec![],
-            image: None,
-            reason: None,
-            exif: None,
-            deleted_at: None,
-            revision: 0,
-        });
+        self.repo.insert(FileDetails::new(record));
         id
     }
 }

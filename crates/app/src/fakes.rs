@@ -53,6 +53,8 @@ struct Stored {
     settled: bool,
     /// The upload token whose allowance the row holds, if any.
     token: Option<String>,
+    /// The last bucket event that changed the row (its order).
+    order: Option<String>,
 }
 
 /// Files, usage and audit trails in memory.
@@ -83,7 +85,7 @@ impl InMemory {
             usage.deleted += charged;
         }
         let settled = r.status != FileStatus::Pending;
-        st.files.insert(r.file_id, Stored { details, charged, reserved: 0, settled, token: None });
+        st.files.insert(r.file_id, Stored { details, charged, reserved: 0, settled, token: None, order: None });
     }
 
     /// The audit entries recorded, oldest first.
@@ -217,6 +219,28 @@ impl FileRepo for InMemory {
         check_reserve(&st, record, quota)?;
         put_row(&mut st, record, record.size, record.size);
         Ok(())
+    }
+
+    async fn mark_deleted(&self, id: FileId, order: Option<&str>) -> PortResult<bool> {
+        Ok(retire(&mut lock(&self.state), id, order, true))
+    }
+
+    async fn mark_removed(&self, id: FileId, order: Option<&str>) -> PortResult<bool> {
+        Ok(retire(&mut lock(&self.state), id, order, false))
+    }
+
+    async fn purge_deleted(&self, id: FileId) -> PortResult<bool> {
+        let mut st = lock(&self.state);
+        let State { files, usage, .. } = &mut *st;
+        let Some(row) = files.get_mut(&id) else { return Ok(false) };
+        if row.details.record.status != FileStatus::Deleted || row.charged == 0 {
+            return Ok(false);
+        }
+        let account = usage.entry(row.details.record.owner.clone()).or_default();
+        account.charged -= row.charged;
+        account.deleted -= row.charged;
+        row.charged = 0;
+        Ok(true)
     }
 
     async fn put_unreserved(&self, record: &FileRecord) -> PortResult<()> {
@@ -357,6 +381,29 @@ fn end_session(st: &mut State, id: &UploadId, to: SessionState) -> bool {
     true
 }
 
+/// A row becomes DELETED after a bucket event: its stored bytes kept counted (as deleted) while
+/// its versions are (`keep`), or given back; its reservation released. `false` for a row
+/// QUARANTINED or DELETED already, or an event older than the row's last.
+fn retire(st: &mut State, id: FileId, order: Option<&str>, keep: bool) -> bool {
+    let State { files, usage, .. } = st;
+    let Some(row) = files.get_mut(&id) else { return false };
+    let older = matches!((row.order.as_deref(), order), (Some(seen), Some(new)) if seen > new);
+    if matches!(row.details.record.status, FileStatus::Quarantined | FileStatus::Deleted) || older {
+        return false;
+    }
+    let account = usage.entry(row.details.record.owner.clone()).or_default();
+    let stored = row.charged - row.reserved;
+    account.charged -= if keep { row.reserved } else { row.charged };
+    account.reserved -= row.reserved;
+    if keep {
+        account.deleted += stored;
+    }
+    (row.charged, row.reserved, row.settled) = (if keep { stored } else { 0 }, 0, true);
+    row.details.record.status = FileStatus::Deleted;
+    row.order = order.map(str::to_owned).or(row.order.take());
+    true
+}
+
 /// Whether a new row of `record.size` reserved bytes fits: no row of that id, room in `quota`.
 fn check_reserve(st: &State, record: &FileRecord, quota: u64) -> PortResult<()> {
     if st.files.contains_key(&record.file_id) {
@@ -371,16 +418,8 @@ fn put_row(st: &mut State, record: &FileRecord, charged: u64, reserved: u64) {
     let account = st.usage.entry(record.owner.clone()).or_default();
     account.charged += charged;
     account.reserved += reserved;
-    let details = FileDetails {
-        record: record.clone(),
-        tags: vec![],
-        image: None,
-        reason: None,
-        exif: None,
-        deleted_at: None,
-        revision: 0,
-    };
-    st.files.insert(record.file_id, Stored { details, charged, reserved, settled: false, token: None });
+    let details = FileDetails::new(record.clone());
+    st.files.insert(record.file_id, Stored { details, charged, reserved, settled: false, token: None, order: None });
 }
 
 /// Whether `owner` may open another upload: fewer than `cap` open, and no session of that id.

@@ -20,6 +20,7 @@ pub mod files;
 pub mod multipart;
 pub mod ports;
 pub mod random;
+pub mod removal;
 pub mod settle;
 pub mod shares;
 pub mod sweep;

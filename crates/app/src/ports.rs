@@ -93,6 +93,20 @@ pub trait FileRepo: Send + Sync {
     /// granted); the object-created event settles it.
     async fn put_unreserved(&self, record: &FileRecord) -> PortResult<()>;
 
+    /// A delete marker hides the file's object: the row becomes DELETED, its stored bytes stay
+    /// counted (as deleted) until [`Self::purge_deleted`], its reservation goes. `false` (nothing
+    /// changed) for a row QUARANTINED or DELETED already, or an event older (`order`) than the
+    /// row's last.
+    async fn mark_deleted(&self, id: FileId, order: Option<&str>) -> PortResult<bool>;
+
+    /// The file's object is gone for good: DELETED, its bytes leave the usage at once. As
+    /// [`Self::mark_deleted`] otherwise.
+    async fn mark_removed(&self, id: FileId, order: Option<&str>) -> PortResult<bool>;
+
+    /// A DELETED file's versions are gone for good: the bytes its row still holds leave the
+    /// owner's usage. `false` if the row is not DELETED or holds nothing.
+    async fn purge_deleted(&self, id: FileId) -> PortResult<bool>;
+
     /// DELETED → READY, charging the bytes again within `quota` if the row no longer holds
     /// them ([`PortError::QuotaExceeded`]); `false` if the row is not DELETED.
     async fn restore(&self, record: &FileRecord, quota: u64) -> PortResult<bool>;

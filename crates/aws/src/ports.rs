@@ -72,6 +72,18 @@ impl FileRepo for FileTable {
         Ok(self.reserve_upload(record, quota).await?)
     }
 
+    async fn mark_deleted(&self, id: FileId, order: Option<&str>) -> PortResult<bool> {
+        Ok(FileTable::mark_deleted(self, id, order).await?)
+    }
+
+    async fn mark_removed(&self, id: FileId, order: Option<&str>) -> PortResult<bool> {
+        Ok(FileTable::mark_removed(self, id, order).await?)
+    }
+
+    async fn purge_deleted(&self, id: FileId) -> PortResult<bool> {
+        Ok(FileTable::purge_deleted(self, id).await?)
+    }
+
     async fn put_unreserved(&self, record: &FileRecord) -> PortResult<()> {
         Ok(self.put_unreserved_file(record).await?)
     }

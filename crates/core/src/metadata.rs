@@ -170,6 +170,13 @@ pub struct FileDetails {
     pub revision: u64,
 }
 
+impl FileDetails {
+    /// A file of which nothing is known yet but its row: no tags, image facts, EXIF, reason.
+    pub fn new(record: FileRecord) -> Self {
+        FileDetails { record, tags: vec![], image: None, reason: None, exif: None, deleted_at: None, revision: 0 }
+    }
+}
+
 /// An unsettled PENDING row: what the sweeper needs to give its grant back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingRow {

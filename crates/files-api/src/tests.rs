@@ -76,15 +76,7 @@ impl World {
             }],
         });
         self.objects.insert(record.key.clone());
-        self.repo.insert(FileDetails {
-            record,
-            tags: vec![],
-            image,
-            reason: None,
-            exif: None,
-            deleted_at: None,
-            revision: 0,
-        });
+        self.repo.insert(FileDetails { image, ..FileDetails::new(record) });
         id
     }
 

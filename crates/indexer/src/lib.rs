@@ -11,8 +11,9 @@
 //! deleted for good and its row QUARANTINED with the reason. Redelivered events change nothing.
 //! A key takes exactly one accepted object (DECISIONS 28): the first version seen is pinned on
 //! the row, and any other version that appears on the key later (a replayed upload URL) is
-//! deleted for good and counted, never settled, indexed or served. Settling is the use case
-//! [`matbakh_app::settle`]; indexing the content and removals still call the adapters.
+//! deleted for good and counted, never settled, indexed or served. Settling and removals are
+//! the use cases [`matbakh_app::settle`] and [`matbakh_app::removal`]; indexing the content
+//! still calls the adapters.
 //!
 //! Reads: the object's HEAD and its versions. Writes: the file row, the usage counter, and (for refused
 //! uploads) a permanent delete of that object version.
@@ -31,10 +32,10 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use matbakh_api::Services;
 use matbakh_api::metrics::{self, Unit};
+use matbakh_app::removal::{Removal, Removals, Removed};
 use matbakh_app::settle::{Settled, Settler};
 use matbakh_aws::AwsError;
 use matbakh_aws::cdn::Cdn;
-use matbakh_core::cdn;
 use matbakh_core::events::{ObjectChange, ObjectEvent};
 use matbakh_core::ids::{FileId, ObjectKey};
 use matbakh_core::metadata::{ContentFacts, ExifFacts, FileStatus, GeoPoint};
@@ -81,6 +82,17 @@ pub struct Indexer {
 }
 
 impl Indexer {
+    /// Removals and cache purges on this deployment's table, bucket and image CDN.
+    pub fn removals(&self) -> Removals {
+        Removals {
+            files: std::sync::Arc::new(self.services.table.clone()),
+            objects: std::sync::Arc::new(self.services.store.clone()),
+            cdn: self.cdn.clone().map(|c| std::sync::Arc::new(c) as std::sync::Arc<dyn matbakh_app::ports::EdgeCache>),
+            cdn_base_url: self.services.cdn_base_url.clone(),
+            clock: self.services.clock.clone(),
+        }
+    }
+
     /// `services` with the setting read from `lookup` (`true` or `false`; absent: the default).
     pub fn new(services: Services, lookup: impl Fn(&str) -> Option<String>) -> Result<Indexer, String> {
         let store_gps_location = match lookup("STORE_GPS_LOCATION").as_deref().map(str::trim) {
@@ -165,102 +177,38 @@ async fn index_content(ix: &Indexer, event: &ObjectEvent) -> Result<(), AwsError
     Ok(())
 }
 
-/// An object left its key (DECISIONS 13-15). The current state decides: if the key still has
-/// a current version (an older version was removed, or the delete marker is gone again), nothing
-/// changed for the owner. Otherwise the row becomes DELETED and its bytes leave the quota; a
-/// permanent delete also removes the variants. Rows QUARANTINED or DELETED by us are left as they
-/// are (a system move is not a user delete).
-async fn removed(ix: &Indexer, event: &ObjectEvent) -> Result<(), AwsError> {
-    let services = &ix.services;
+/// An object left its key (DECISIONS 13-15): see [`matbakh_app::removal`].
+async fn removed(ix: &Indexer, event: &ObjectEvent) -> Result<(), IndexError> {
     let Some(file_id) = file_id_of(&event.key) else { return Ok(()) };
-    let Some(row) = services.table.get_file(file_id).await?.filter(|r| r.key.as_str() == event.key) else {
-        return Ok(());
+    let key = ObjectKey::from_stored(event.key.clone());
+    let order = event.order();
+    let removal = Removal {
+        key: &key,
+        version_id: event.version_id.as_deref(),
+        permanent: event.change == ObjectChange::Removed,
+        order: order.as_deref(),
     };
-    let permanent = event.change == ObjectChange::Removed;
-    // A version that was never the file (a replayed upload, removed by `accept`) going away
-    // changes nothing: the accepted version is still there.
-    if let Some(accepted) = row.version_id.as_deref()
-        && event.version_id.as_deref().is_none_or(|v| v != accepted)
-        && permanent
-        && services.store.head_object(&event.key, Some(accepted)).await?.is_some()
-    {
-        tracing::info!(%file_id, "a version besides the accepted one went; nothing changed");
-        return Ok(());
+    let done = ix.removals().removed(file_id, removal).await?;
+    if done.file_deleted {
+        metrics::emit("remove", &[("FilesDeleted", 1, Unit::Count)]);
     }
-    // Transform results are a cache: a deleted original must not stay visible through them.
-    purge_results(ix, &event.key).await?;
-    match row.status {
-        FileStatus::Quarantined => {
-            tracing::info!(%file_id, "removal of a quarantined file (a system move); nothing to do");
-        }
-        FileStatus::Deleted if permanent => {
-            // The retention window ended (or the owner erased it): the bytes the soft delete
-            // kept counted leave the usage, and the variants go too.
-            if services.table.purge_deleted(file_id).await? {
-                tracing::info!(%file_id, "deleted file purged; its bytes left the usage");
-            }
-            purge_variants(ix, file_id).await?;
-        }
-        FileStatus::Deleted => {}
-        _ => {
-            if services.store.head_version(&event.key).await?.is_some() {
-                tracing::info!(%file_id, "the key still has a current version; nothing changed");
-                return Ok(());
-            }
-            let order = event.order();
-            let marked = if permanent {
-                services.table.mark_removed(file_id, order.as_deref()).await?
-            } else {
-                services.table.mark_deleted(file_id, order.as_deref()).await?
-            };
-            if marked {
-                tracing::info!(%file_id, permanent, "file deleted");
-                metrics::emit("remove", &[("FilesDeleted", 1, Unit::Count)]);
-            }
-            if permanent {
-                purge_variants(ix, file_id).await?;
-            }
-        }
-    }
+    count_purged(&done);
     Ok(())
 }
 
-/// Removes the transformer's results made from `key` (`results/{key}/`): after an overwrite
-/// the CDN's S3-first origin would otherwise serve them for the new bytes (DECISIONS 18). A new
-/// upload has none; the listing finds nothing and costs one request. The image CDN's copies
-/// are invalidated (security review 16.4).
-async fn purge_results(ix: &Indexer, key: &str) -> Result<(), AwsError> {
-    let edge = ObjectKey::file_id_of(key).zip(cdn::file_results(key));
-    let removed = purge(ix, &matbakh_core::imgproxy::result_prefix(key), edge).await?;
-    if removed > 0 {
-        tracing::info!(removed, "transform results of a changed original removed");
-        metrics::emit("index", &[("ResultsPurged", removed as u64, Unit::Count)]);
-    }
+/// Removes the transformer's results made from a changed original (DECISIONS 18).
+async fn purge_results(ix: &Indexer, key: &str) -> Result<(), IndexError> {
+    count_purged(&ix.removals().changed(&ObjectKey::from_stored(key.to_owned())).await?);
     Ok(())
 }
 
-/// Removes the variants of `file` for good; where a CDN serves them (`CDN_BASE_URL`, on the
-/// image CDN's distribution), its copies are invalidated.
-async fn purge_variants(ix: &Indexer, file: FileId) -> Result<(), AwsError> {
-    let edge = ix.services.cdn_base_url.as_deref().map(|base| (file, cdn::file_variants(base, file)));
-    purge(ix, &ObjectKey::derived_prefix(file), edge).await.map(|_| ())
-}
-
-/// Deletes every object version under `prefix` for good and answers how many. When the CDN may
-/// hold copies (`edge`: the file and their path) and there is anything to delete, the path is
-/// invalidated first: if that fails, the objects stay, so the redelivered event finds them and
-/// invalidates again (deleted first, a retry would find nothing to go by).
-async fn purge(ix: &Indexer, prefix: &str, edge: Option<(FileId, String)>) -> Result<usize, AwsError> {
-    let store = &ix.services.store;
-    if let (Some(cdn), Some((file_id, path))) = (&ix.cdn, edge)
-        && store.holds_any(prefix).await?
-    {
-        let reference = format!("{file_id}-{}", ix.services.clock.now().unix_timestamp_nanos());
-        let invalidation = cdn.invalidate(&[path], &reference).await?;
-        tracing::info!(%file_id, invalidation, "cached copies invalidated at the CDN");
-        metrics::emit("index", &[("EdgeInvalidations", 1, Unit::Count)]);
+fn count_purged(done: &Removed) {
+    if done.results > 0 {
+        metrics::emit("index", &[("ResultsPurged", done.results as u64, Unit::Count)]);
     }
-    store.delete_prefix(prefix).await
+    if done.invalidations > 0 {
+        metrics::emit("index", &[("EdgeInvalidations", done.invalidations as u64, Unit::Count)]);
+    }
 }
 
 /// The file id in `users/{sub}/{fileId}/{name}`, if the key has that shape.

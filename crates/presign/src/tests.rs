@@ -69,15 +69,7 @@ impl World {
         if arrived {
             self.objects.insert(record.key.clone());
         }
-        self.repo.insert(FileDetails {
-            record,
-            tags: vec![],
-            image: None,
-            reason: None,
-            exif: None,
-            deleted_at: None,
-            revision: 0,
-        });
+        self.repo.insert(FileDetails::new(record));
         id
     }
 

@@ -63,8 +63,7 @@ impl World {
         record.size = 2048;
         record.status = status;
         record.version_id = Some("v1".into());
-        let details =
-            FileDetails { record, tags: vec![], image: None, reason: None, exif: None, deleted_at: None, revision: 0 };
+        let details = FileDetails::new(record);
         self.repo.insert(details);
         id
     }
