@@ -12,9 +12,9 @@ use matbakh_core::audit::{AuditEntry, AuditRecord};
 use matbakh_core::checksum::{ChecksumAlgorithm, Integrity};
 use matbakh_core::clock::iso_millis;
 use matbakh_core::exports::ExportJob;
-use matbakh_core::ids::{FileId, ObjectKey, UserId};
+use matbakh_core::ids::{FileId, ObjectKey, Sha256, UserId};
 use matbakh_core::listing::{Cursor, ListQuery, SortBy, Tag};
-use matbakh_core::metadata::{FileDetails, FileRecord, FileStatus, PendingRow, Pinned, Settlement};
+use matbakh_core::metadata::{ContentFacts, FileDetails, FileRecord, FileStatus, PendingRow, Pinned, Settlement};
 use matbakh_core::multipart::{PartNumber, SessionState, UploadId, UploadSession, UploadedPart};
 use matbakh_core::names::{DisplayName, fold};
 use matbakh_core::post_policy::PresignedPost;
@@ -25,8 +25,9 @@ use matbakh_core::types::ContentType;
 use time::OffsetDateTime;
 
 use crate::ports::{
-    AccountRepo, AuditLog, Download, EdgeCache, ExportQueue, ExportRepo, FileRepo, Head, MultipartOp, MultipartRequest,
-    ObjectStore, PartUpload, PortError, PortResult, ShareRepo, SignedUrl, TokenRepo, Upload, UploadRepo, UsageRepo,
+    AccountRepo, AuditLog, Digest, Download, EdgeCache, ExportQueue, ExportRepo, FileRepo, Head, MultipartOp,
+    MultipartRequest, ObjectStore, PartUpload, PortError, PortResult, ShareRepo, SignedUrl, TokenRepo, Upload,
+    UploadRepo, UsageRepo,
 };
 
 /// What a cursor of this fake's listings says it continues.
@@ -55,6 +56,8 @@ struct Stored {
     token: Option<String>,
     /// The last bucket event that changed the row (its order).
     order: Option<String>,
+    /// An older file of the owner's with the same bytes.
+    duplicate_of: Option<FileId>,
 }
 
 /// Files, usage and audit trails in memory.
@@ -85,7 +88,10 @@ impl InMemory {
             usage.deleted += charged;
         }
         let settled = r.status != FileStatus::Pending;
-        st.files.insert(r.file_id, Stored { details, charged, reserved: 0, settled, token: None, order: None });
+        st.files.insert(
+            r.file_id,
+            Stored { details, charged, reserved: 0, settled, token: None, order: None, duplicate_of: None },
+        );
     }
 
     /// The audit entries recorded, oldest first.
@@ -110,6 +116,11 @@ impl InMemory {
     /// A share link as stored.
     pub fn share(&self, id: &ShareId) -> Option<Share> {
         lock(&self.state).shares.get(id).cloned()
+    }
+
+    /// The older file with the same bytes that indexing found, if it did.
+    pub fn duplicate_of(&self, id: FileId) -> Option<FileId> {
+        lock(&self.state).files.get(&id).and_then(|s| s.duplicate_of)
     }
 
     /// The stored details of a file, as a test reads them back.
@@ -227,6 +238,32 @@ impl FileRepo for InMemory {
 
     async fn mark_removed(&self, id: FileId, order: Option<&str>) -> PortResult<bool> {
         Ok(retire(&mut lock(&self.state), id, order, false))
+    }
+
+    async fn find_duplicate(&self, owner: &UserId, sha: &Sha256, besides: FileId) -> PortResult<Option<FileId>> {
+        let st = lock(&self.state);
+        let same = st.files.values().map(|s| &s.details.record).filter(|r| {
+            r.owner == *owner && r.file_id != besides && r.sha256 == Some(*sha) && r.status != FileStatus::Deleted
+        });
+        Ok(same.min_by_key(|r| (r.created_at, r.file_id)).map(|r| r.file_id))
+    }
+
+    async fn record_content(&self, id: FileId, facts: &ContentFacts, order: Option<&str>) -> PortResult<bool> {
+        let mut st = lock(&self.state);
+        let Some(row) = st.files.get_mut(&id) else { return Ok(false) };
+        if matches!((row.order.as_deref(), order), (Some(seen), Some(new)) if seen > new) {
+            return Ok(false);
+        }
+        row.details.record.sha256 = Some(facts.sha256);
+        row.details.exif = facts.exif.clone();
+        row.duplicate_of = facts.duplicate_of;
+        row.order = order.map(str::to_owned).or(row.order.take());
+        Ok(true)
+    }
+
+    /// Words are found by the listing's own filter here.
+    async fn index_words(&self, _record: &FileRecord) -> PortResult<()> {
+        Ok(())
     }
 
     async fn purge_deleted(&self, id: FileId) -> PortResult<bool> {
@@ -419,7 +456,10 @@ fn put_row(st: &mut State, record: &FileRecord, charged: u64, reserved: u64) {
     account.charged += charged;
     account.reserved += reserved;
     let details = FileDetails::new(record.clone());
-    st.files.insert(record.file_id, Stored { details, charged, reserved, settled: false, token: None, order: None });
+    st.files.insert(
+        record.file_id,
+        Stored { details, charged, reserved, settled: false, token: None, order: None, duplicate_of: None },
+    );
 }
 
 /// Whether `owner` may open another upload: fewer than `cap` open, and no session of that id.
@@ -804,6 +844,8 @@ type Parts = BTreeMap<PartNumber, u64>;
 struct Versions {
     versions: Vec<(String, u64)>,
     hidden: bool,
+    /// The bytes of versions written with them ([`InMemoryObjects::put_bytes`]).
+    bytes: HashMap<String, Vec<u8>>,
 }
 
 /// A versioned bucket in memory: each key's versions and delete marker, and the multipart
@@ -840,6 +882,15 @@ impl InMemoryObjects {
         let held = objects.entry(key.clone()).or_default();
         held.versions.push((version.clone(), size));
         held.hidden = false;
+        version
+    }
+
+    /// Writes a new version holding `bytes` at `key`; answers its version id.
+    pub fn put_bytes(&self, key: &ObjectKey, bytes: Vec<u8>) -> String {
+        let version = self.put(key, bytes.len() as u64);
+        if let Some(held) = lock(&self.objects).get_mut(key) {
+            held.bytes.insert(version.clone(), bytes);
+        }
         version
     }
 
@@ -998,6 +1049,16 @@ impl ObjectStore for InMemoryObjects {
             }
         };
         Ok(found.map(|(version, size)| Head { size, version_id: Some(version) }))
+    }
+
+    /// Versions written without bytes read as that many zeros.
+    async fn read_digest(&self, key: &ObjectKey, version: Option<&str>, keep: usize) -> PortResult<Option<Digest>> {
+        let Some(head) = self.head(key, version).await? else { return Ok(None) };
+        let objects = lock(&self.objects);
+        let stored = head.version_id.as_ref().and_then(|v| objects.get(key)?.bytes.get(v).cloned());
+        let bytes = stored.unwrap_or_else(|| vec![0; head.size as usize]);
+        let prefix = bytes[..keep.min(bytes.len())].to_vec();
+        Ok(Some(Digest { sha256: Sha256::of(&bytes), size: head.size, etag: head.version_id, prefix }))
     }
 
     async fn remove_versions_except(&self, key: &ObjectKey, keep: &str) -> PortResult<Vec<String>> {

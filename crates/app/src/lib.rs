@@ -17,6 +17,7 @@ pub mod error;
 pub mod exports;
 pub mod fakes;
 pub mod files;
+pub mod index;
 pub mod multipart;
 pub mod ports;
 pub mod random;

@@ -17,7 +17,7 @@ use matbakh_core::checksum::{Checksum, ChecksumAlgorithm, Integrity};
 use matbakh_core::exports::ExportJob;
 use matbakh_core::ids::{FileId, ObjectKey, Sha256, UserId};
 use matbakh_core::listing::{Cursor, ListQuery, Tag};
-use matbakh_core::metadata::{FileDetails, FileRecord, PendingRow, Pinned, Settlement};
+use matbakh_core::metadata::{ContentFacts, ExifFacts, FileDetails, FileRecord, PendingRow, Pinned, Settlement};
 use matbakh_core::multipart::{PartNumber, UploadId, UploadSession, UploadedPart};
 use matbakh_core::names::DisplayName;
 use matbakh_core::post_policy::PresignedPost;
@@ -102,6 +102,16 @@ pub trait FileRepo: Send + Sync {
     /// The file's object is gone for good: DELETED, its bytes leave the usage at once. As
     /// [`Self::mark_deleted`] otherwise.
     async fn mark_removed(&self, id: FileId, order: Option<&str>) -> PortResult<bool>;
+
+    /// The oldest other live file of `owner` with the bytes `sha`, if any.
+    async fn find_duplicate(&self, owner: &UserId, sha: &Sha256, besides: FileId) -> PortResult<Option<FileId>>;
+
+    /// Records what reading the file's object found; `false` (nothing written) if the row is
+    /// gone or an event newer than `order` changed it since.
+    async fn record_content(&self, id: FileId, facts: &ContentFacts, order: Option<&str>) -> PortResult<bool>;
+
+    /// Puts the search words of the file's name in its owner's word index.
+    async fn index_words(&self, record: &FileRecord) -> PortResult<()>;
 
     /// A DELETED file's versions are gone for good: the bytes its row still holds leave the
     /// owner's usage. `false` if the row is not DELETED or holds nothing.
@@ -331,6 +341,22 @@ pub enum MultipartOp<'a> {
     Abort(&'a UploadId),
 }
 
+/// An object read once: its SHA-256, size and ETag, and its first bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digest {
+    pub sha256: Sha256,
+    pub size: u64,
+    pub etag: Option<String>,
+    /// At most the `keep` bytes asked for.
+    pub prefix: Vec<u8>,
+}
+
+/// Reads the EXIF facts the platform keeps from an image's first bytes (pure: the imaging
+/// crate's parser and the deployment's GPS setting).
+pub trait ExifReader: Send + Sync {
+    fn read(&self, prefix: &[u8]) -> ExifFacts;
+}
+
 /// One version of an object, as a HEAD request sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head {
@@ -397,6 +423,10 @@ pub trait ObjectStore: Send + Sync {
     /// The object at `key` (the current version, or `version`); `None` if there is none or a
     /// delete marker hides it.
     async fn head(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<Option<Head>>;
+
+    /// Reads `version` of `key` (the current one if `None`) once, streaming: its SHA-256, size,
+    /// ETag and first `keep` bytes; `None` if it is gone.
+    async fn read_digest(&self, key: &ObjectKey, version: Option<&str>, keep: usize) -> PortResult<Option<Digest>>;
 
     /// Deletes every version of `key` but `keep` for good; answers the ones it deleted.
     async fn remove_versions_except(&self, key: &ObjectKey, keep: &str) -> PortResult<Vec<String>>;

@@ -6,15 +6,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use matbakh_app::ports::{
-    AccountRepo, AuditLog, Download, EdgeCache, ExportQueue, ExportRepo, FileRepo, Head, MultipartOp, MultipartRequest,
-    ObjectStore, PartUpload, PortError, PortResult, ShareRepo, SignedUrl, TokenRepo, Upload, UploadRepo, UsageRepo,
+    AccountRepo, AuditLog, Digest, Download, EdgeCache, ExportQueue, ExportRepo, FileRepo, Head, MultipartOp,
+    MultipartRequest, ObjectStore, PartUpload, PortError, PortResult, ShareRepo, SignedUrl, TokenRepo, Upload,
+    UploadRepo, UsageRepo,
 };
 use matbakh_core::audit::{AuditEntry, AuditRecord};
 use matbakh_core::checksum::{ChecksumAlgorithm, Integrity};
 use matbakh_core::exports::ExportJob;
-use matbakh_core::ids::{FileId, ObjectKey, UserId};
+use matbakh_core::ids::{FileId, ObjectKey, Sha256, UserId};
 use matbakh_core::listing::{Cursor, ListQuery, Tag};
-use matbakh_core::metadata::{FileDetails, FileRecord, PendingRow, Pinned, Settlement};
+use matbakh_core::metadata::{ContentFacts, FileDetails, FileRecord, PendingRow, Pinned, Settlement};
 use matbakh_core::multipart::{UploadId, UploadSession, UploadedPart};
 use matbakh_core::names::DisplayName;
 use matbakh_core::post_policy::PresignedPost;
@@ -82,6 +83,18 @@ impl FileRepo for FileTable {
 
     async fn purge_deleted(&self, id: FileId) -> PortResult<bool> {
         Ok(FileTable::purge_deleted(self, id).await?)
+    }
+
+    async fn find_duplicate(&self, owner: &UserId, sha: &Sha256, besides: FileId) -> PortResult<Option<FileId>> {
+        Ok(FileTable::find_duplicate(self, owner, sha, besides).await?)
+    }
+
+    async fn record_content(&self, id: FileId, facts: &ContentFacts, order: Option<&str>) -> PortResult<bool> {
+        Ok(FileTable::record_content(self, id, facts, order).await?)
+    }
+
+    async fn index_words(&self, record: &FileRecord) -> PortResult<()> {
+        Ok(FileTable::index_words(self, record).await?)
     }
 
     async fn put_unreserved(&self, record: &FileRecord) -> PortResult<()> {
@@ -337,6 +350,11 @@ impl ObjectStore for S3Store {
     async fn head(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<Option<Head>> {
         let head = self.head_object(key.as_str(), version).await?;
         Ok(head.map(|h| Head { size: h.size, version_id: h.version_id }))
+    }
+
+    async fn read_digest(&self, key: &ObjectKey, version: Option<&str>, keep: usize) -> PortResult<Option<Digest>> {
+        let read = S3Store::read_digest(self, key.as_str(), version, keep).await?;
+        Ok(read.map(|r| Digest { sha256: r.sha256, size: r.size, etag: r.etag, prefix: r.prefix }))
     }
 
     async fn remove_versions_except(&self, key: &ObjectKey, keep: &str) -> PortResult<Vec<String>> {

@@ -11,9 +11,9 @@
 //! deleted for good and its row QUARANTINED with the reason. Redelivered events change nothing.
 //! A key takes exactly one accepted object (DECISIONS 28): the first version seen is pinned on
 //! the row, and any other version that appears on the key later (a replayed upload URL) is
-//! deleted for good and counted, never settled, indexed or served. Settling and removals are
-//! the use cases [`matbakh_app::settle`] and [`matbakh_app::removal`]; indexing the content
-//! still calls the adapters.
+//! deleted for good and counted, never settled, indexed or served. Each step is a use case:
+//! [`matbakh_app::settle`], [`matbakh_app::index`] and [`matbakh_app::removal`]; this crate
+//! decodes the events, calls them and counts what they did.
 //!
 //! Reads: the object's HEAD and its versions. Writes: the file row, the usage counter, and (for refused
 //! uploads) a permanent delete of that object version.
@@ -32,34 +32,28 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use matbakh_api::Services;
 use matbakh_api::metrics::{self, Unit};
+use matbakh_app::index::Indexing;
+use matbakh_app::ports::ExifReader;
 use matbakh_app::removal::{Removal, Removals, Removed};
 use matbakh_app::settle::{Settled, Settler};
-use matbakh_aws::AwsError;
 use matbakh_aws::cdn::Cdn;
 use matbakh_core::events::{ObjectChange, ObjectEvent};
 use matbakh_core::ids::{FileId, ObjectKey};
-use matbakh_core::metadata::{ContentFacts, ExifFacts, FileStatus, GeoPoint};
-use matbakh_core::names::search_tokens;
-use matbakh_core::sniff::{Sniffed, sniff};
-use matbakh_core::types::TypeClass;
+use matbakh_core::metadata::{ExifFacts, GeoPoint};
 
 /// Why one record failed: it is reported, so it is delivered again and, after five failures,
 /// lands in the DLQ with its alarm (malformed messages too: `matbakh_api::sqs`).
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
-    /// A dependency failed; a later delivery may succeed.
+    /// A use case failed: a dependency (retryable, a later delivery may succeed) or not.
     #[error(transparent)]
-    Aws(#[from] AwsError),
-    /// Settling failed (a port failed).
-    #[error(transparent)]
-    Settle(#[from] matbakh_app::Error),
+    App(#[from] matbakh_app::Error),
 }
 
 impl IndexError {
     pub fn is_retryable(&self) -> bool {
         match self {
-            IndexError::Aws(e) => e.is_retryable(),
-            IndexError::Settle(e) => e.is_retryable(),
+            IndexError::App(e) => e.is_retryable(),
         }
     }
 }
@@ -90,6 +84,15 @@ impl Indexer {
             cdn: self.cdn.clone().map(|c| std::sync::Arc::new(c) as std::sync::Arc<dyn matbakh_app::ports::EdgeCache>),
             cdn_base_url: self.services.cdn_base_url.clone(),
             clock: self.services.clock.clone(),
+        }
+    }
+
+    /// Reading settled objects on this deployment's table and bucket.
+    pub fn indexing(&self) -> Indexing {
+        Indexing {
+            files: std::sync::Arc::new(self.services.table.clone()),
+            objects: std::sync::Arc::new(self.services.store.clone()),
+            exif: std::sync::Arc::new(Exif { store_gps_location: self.store_gps_location }),
         }
     }
 
@@ -124,26 +127,17 @@ async fn handle_events(ix: &Indexer, events: &[ObjectEvent]) -> Result<(), Index
     Ok(())
 }
 
-/// Bytes kept from the start of each object while hashing it, for sniffing and EXIF (a JPEG's
-/// EXIF block is at most 64 KiB and comes first).
-pub const PREFIX_BYTES: usize = 256 * 1024;
+pub use matbakh_app::index::PREFIX_BYTES;
 
-/// Reads a settled object once: SHA-256, the sniffed type, EXIF (images), search tokens of its
-/// name, and whether its owner already has the same bytes. Done once per row.
-async fn index_content(ix: &Indexer, event: &ObjectEvent) -> Result<(), AwsError> {
-    let services = &ix.services;
-    let Some(file_id) = file_id_of(&event.key) else { return Ok(()) };
-    let Some(row) = services.table.get_file(file_id).await?.filter(|r| r.key.as_str() == event.key) else {
-        return Ok(());
-    };
-    if row.sha256.is_some() || matches!(row.status, FileStatus::Quarantined | FileStatus::Deleted) {
-        return Ok(());
-    }
-    let Some(read) = services.store.read_digest(&event.key, row.version_id.as_deref(), PREFIX_BYTES).await? else {
-        return Ok(());
-    };
-    let exif = (row.content_type.class() == TypeClass::Image).then(|| {
-        let e = matbakh_imaging::exif::read(&read.prefix);
+/// EXIF through the imaging crate's parser; the GPS position only where the deployment keeps
+/// it (`STORE_GPS_LOCATION`), else only that there was one.
+struct Exif {
+    store_gps_location: bool,
+}
+
+impl ExifReader for Exif {
+    fn read(&self, prefix: &[u8]) -> ExifFacts {
+        let e = matbakh_imaging::exif::read(prefix);
         ExifFacts {
             camera_make: e.camera_make,
             camera_model: e.camera_model,
@@ -153,26 +147,18 @@ async fn index_content(ix: &Indexer, event: &ObjectEvent) -> Result<(), AwsError
             had_gps: e.has_gps,
             location: e
                 .gps
-                .filter(|_| ix.store_gps_location)
+                .filter(|_| self.store_gps_location)
                 .map(|p| GeoPoint { latitude: p.latitude, longitude: p.longitude }),
         }
-    });
-    let facts = ContentFacts {
-        sha256: read.sha256,
-        etag: read.etag,
-        sniffed_type: match sniff(&read.prefix) {
-            Sniffed::Allowed(t) => Some(t.as_str().to_owned()),
-            _ => None,
-        },
-        exif,
-        tokens: search_tokens(row.filename.as_str()),
-        duplicate_of: services.table.find_duplicate(&row.owner, &read.sha256, file_id).await?,
-    };
-    if services.table.record_content(file_id, &facts, event.order().as_deref()).await? {
-        // The name's search words, in the owner's word index (GET /v1/files?q=).
-        services.table.index_words(&row).await?;
-        tracing::info!(%file_id, bytes = read.size, duplicate = facts.duplicate_of.is_some(), "content indexed");
-        metrics::emit("index", &[("FilesIndexed", 1, Unit::Count), ("BytesHashed", read.size, Unit::Bytes)]);
+    }
+}
+
+/// Reads a settled object once (see [`matbakh_app::index`]) and counts it.
+async fn index_content(ix: &Indexer, event: &ObjectEvent) -> Result<(), IndexError> {
+    let Some(file_id) = file_id_of(&event.key) else { return Ok(()) };
+    let key = ObjectKey::from_stored(event.key.clone());
+    if let Some(indexed) = ix.indexing().index(file_id, &key, event.order().as_deref()).await? {
+        metrics::emit("index", &[("FilesIndexed", 1, Unit::Count), ("BytesHashed", indexed.bytes, Unit::Bytes)]);
     }
     Ok(())
 }
