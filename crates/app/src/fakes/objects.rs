@@ -1,0 +1,320 @@
+//! The bucket (versions, multipart uploads) and the CDN.
+
+use super::*;
+
+/// A CDN in memory: the invalidations asked for, in order.
+#[derive(Default)]
+pub struct InMemoryCdn {
+    invalidated: Mutex<Vec<Vec<String>>>,
+}
+
+impl InMemoryCdn {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The paths of each invalidation, in order.
+    pub fn invalidations(&self) -> Vec<Vec<String>> {
+        lock(&self.invalidated).clone()
+    }
+}
+
+#[async_trait]
+impl EdgeCache for InMemoryCdn {
+    async fn invalidate(&self, paths: &[String], reference: &str) -> PortResult<String> {
+        let mut invalidated = lock(&self.invalidated);
+        invalidated.push(paths.to_vec());
+        Ok(format!("memory-{reference}-{}", invalidated.len()))
+    }
+}
+
+/// The parts of a multipart upload S3 holds, by number: their sizes.
+type Parts = BTreeMap<PartNumber, u64>;
+
+/// What a key holds: its versions, oldest first (id and size), and whether a delete marker
+/// hides the newest.
+#[derive(Default)]
+struct Versions {
+    versions: Vec<(String, u64)>,
+    hidden: bool,
+    /// The bytes of versions written with them ([`InMemoryObjects::put_bytes`]).
+    bytes: HashMap<String, Vec<u8>>,
+}
+
+/// A versioned bucket in memory: each key's versions and delete marker, and the multipart
+/// uploads under way.
+#[derive(Default)]
+pub struct InMemoryObjects {
+    objects: Mutex<HashMap<ObjectKey, Versions>>,
+    /// Versions written so far (each gets a new id).
+    written: Mutex<u64>,
+    aborted: Mutex<Vec<UploadId>>,
+    /// Multipart uploads under way: their key and the sizes of the parts received.
+    uploads: Mutex<HashMap<UploadId, (ObjectKey, Parts)>>,
+    /// Upload ids given so far (each is new).
+    started: Mutex<u64>,
+}
+
+impl InMemoryObjects {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stores an object (visible; empty).
+    pub fn insert(&self, key: ObjectKey) {
+        self.put(&key, 0);
+    }
+
+    /// Writes a new version of `size` bytes at `key` (the current one from now on), as an
+    /// upload does; answers its version id.
+    pub fn put(&self, key: &ObjectKey, size: u64) -> String {
+        let mut written = lock(&self.written);
+        *written += 1;
+        let version = format!("v{written}");
+        let mut objects = lock(&self.objects);
+        let held = objects.entry(key.clone()).or_default();
+        held.versions.push((version.clone(), size));
+        held.hidden = false;
+        version
+    }
+
+    /// Writes a new version holding `bytes` at `key`; answers its version id.
+    pub fn put_bytes(&self, key: &ObjectKey, bytes: Vec<u8>) -> String {
+        let version = self.put(key, bytes.len() as u64);
+        if let Some(held) = lock(&self.objects).get_mut(key) {
+            held.bytes.insert(version.clone(), bytes);
+        }
+        version
+    }
+
+    /// The version ids `key` holds, oldest first.
+    pub fn versions(&self, key: &ObjectKey) -> Vec<String> {
+        lock(&self.objects).get(key).map(|h| h.versions.iter().map(|(v, _)| v.clone()).collect()).unwrap_or_default()
+    }
+
+    /// The multipart uploads aborted, in order.
+    pub fn aborted(&self) -> Vec<UploadId> {
+        lock(&self.aborted).clone()
+    }
+
+    /// A part of `size` bytes arrives for the upload, as a browser's PUT of a signed URL would
+    /// bring it (S3 takes any part of an upload it knows; the URL's signature bounds it).
+    pub fn receive_part(&self, upload_id: &UploadId, part: u16, size: u64) {
+        let mut uploads = lock(&self.uploads);
+        let Some((_, parts)) = uploads.get_mut(upload_id) else { panic!("no upload {upload_id}") };
+        parts.insert(PartNumber::new(part.into()).expect("a part number"), size);
+    }
+
+    /// The multipart uploads S3 holds (neither completed nor aborted).
+    pub fn open_uploads(&self) -> Vec<UploadId> {
+        lock(&self.uploads).keys().cloned().collect()
+    }
+
+    /// Whether a GET of `key` finds an object (it exists and no delete marker hides it).
+    pub fn visible(&self, key: &ObjectKey) -> bool {
+        lock(&self.objects).get(key).is_some_and(|h| !h.hidden && !h.versions.is_empty())
+    }
+
+    /// The current version of `key`, if a GET finds one.
+    fn current(&self, key: &ObjectKey) -> Option<(String, u64)> {
+        lock(&self.objects).get(key).filter(|h| !h.hidden).and_then(|h| h.versions.last().cloned())
+    }
+}
+
+#[async_trait]
+impl ObjectStore for InMemoryObjects {
+    async fn presign_download(&self, d: &Download<'_>) -> PortResult<SignedUrl> {
+        let url = format!(
+            "memory://bucket/{}?versionId={}&signedAt={}&ttl={}",
+            d.key,
+            d.version_id.unwrap_or("null"),
+            d.signed_at.unix_timestamp(),
+            d.ttl.as_secs()
+        );
+        Ok(SignedUrl { url, expires_at: d.signed_at + d.ttl })
+    }
+
+    /// The form's fields spell out what the policy pins.
+    async fn presign_post(&self, u: &Upload<'_>) -> PortResult<PresignedPost> {
+        let mut fields = BTreeMap::from([
+            ("key".to_owned(), u.key.to_string()),
+            ("Content-Type".to_owned(), u.content_type.as_str().to_owned()),
+            ("x-size-range".to_owned(), format!("{}-{}", u.size.start(), u.size.end())),
+        ]);
+        if let Some(sha) = u.sha256 {
+            fields.insert("x-amz-checksum-sha256".to_owned(), sha.to_hex());
+        }
+        Ok(PresignedPost { url: "memory://bucket".into(), fields, expires_at: u.signed_at + u.ttl })
+    }
+
+    async fn size(&self, key: &ObjectKey) -> PortResult<Option<u64>> {
+        Ok(self.current(key).map(|(_, size)| size))
+    }
+
+    async fn create_multipart(
+        &self,
+        key: &ObjectKey,
+        _content_type: ContentType,
+        _checksum: Option<ChecksumAlgorithm>,
+    ) -> PortResult<UploadId> {
+        let mut started = lock(&self.started);
+        *started += 1;
+        let id = UploadId::parse(&format!("memory-upload-{started}")).map_err(|e| PortError::Failed(e.to_string()))?;
+        lock(&self.uploads).insert(id.clone(), (key.clone(), BTreeMap::new()));
+        Ok(id)
+    }
+
+    /// The URL spells out what the signature pins.
+    async fn presign_part(&self, p: &PartUpload<'_>) -> PortResult<SignedUrl> {
+        let mut url = format!("memory://bucket/{}?uploadId={}&partNumber={}", p.key, p.upload_id, p.part);
+        if let Some(len) = p.content_length {
+            url.push_str(&format!("&content-length={len}"));
+        }
+        if let Some(c) = p.checksum {
+            url.push_str(&format!("&{}={}", c.algorithm().header(), c.value()));
+        }
+        Ok(SignedUrl { url, expires_at: p.signed_at + p.ttl })
+    }
+
+    async fn presign_multipart(&self, r: &MultipartRequest<'_>) -> PortResult<SignedUrl> {
+        let (method, query) = match r.op {
+            MultipartOp::Create => ("POST", "uploads".to_owned()),
+            MultipartOp::ListParts(id) => ("GET", format!("uploadId={id}")),
+            MultipartOp::Complete(id) => ("POST", format!("uploadId={id}")),
+            MultipartOp::Abort(id) => ("DELETE", format!("uploadId={id}")),
+        };
+        Ok(SignedUrl {
+            url: format!("memory://bucket/{}?{query}&method={method}", r.key),
+            expires_at: r.signed_at + r.ttl,
+        })
+    }
+
+    async fn list_parts(&self, key: &ObjectKey, upload_id: &UploadId) -> PortResult<Option<Vec<UploadedPart>>> {
+        let uploads = lock(&self.uploads);
+        let Some((_, parts)) = uploads.get(upload_id).filter(|(k, _)| k == key) else { return Ok(None) };
+        let listed = parts
+            .iter()
+            .map(|(number, size)| UploadedPart {
+                number: *number,
+                size: *size,
+                etag: format!("etag-{number}"),
+                checksum: None,
+            })
+            .collect();
+        Ok(Some(listed))
+    }
+
+    async fn complete_multipart(
+        &self,
+        key: &ObjectKey,
+        upload_id: &UploadId,
+        parts: &[UploadedPart],
+        _integrity: Option<&Integrity>,
+    ) -> PortResult<String> {
+        let mut uploads = lock(&self.uploads);
+        if !uploads.get(upload_id).is_some_and(|(k, _)| k == key) || parts.is_empty() {
+            return Err(PortError::Failed(format!("no upload {upload_id} of {key} to complete")));
+        }
+        if self.current(key).is_some() {
+            return Err(PortError::AlreadyExists);
+        }
+        uploads.remove(upload_id);
+        self.put(key, parts.iter().map(|p| p.size).sum());
+        Ok(format!("\"memory-{}-{}\"", upload_id, parts.len()))
+    }
+
+    async fn abort_multipart(&self, _key: &ObjectKey, upload_id: &UploadId) -> PortResult<()> {
+        lock(&self.uploads).remove(upload_id);
+        lock(&self.aborted).push(upload_id.clone());
+        Ok(())
+    }
+
+    async fn presign_get(&self, key: &ObjectKey, signed_at: OffsetDateTime, ttl: Duration) -> PortResult<String> {
+        Ok(format!("memory://bucket/{key}?signedAt={}&ttl={}", signed_at.unix_timestamp(), ttl.as_secs()))
+    }
+
+    async fn head(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<Option<Head>> {
+        let found = match version {
+            None => self.current(key),
+            Some(v) => {
+                let objects = lock(&self.objects);
+                objects.get(key).and_then(|h| h.versions.iter().find(|(id, _)| id == v).cloned())
+            }
+        };
+        Ok(found.map(|(version, size)| Head { size, version_id: Some(version) }))
+    }
+
+    /// Versions written without bytes read as that many zeros.
+    async fn read_digest(&self, key: &ObjectKey, version: Option<&str>, keep: usize) -> PortResult<Option<Digest>> {
+        let Some(head) = self.head(key, version).await? else { return Ok(None) };
+        let objects = lock(&self.objects);
+        let stored = head.version_id.as_ref().and_then(|v| objects.get(key)?.bytes.get(v).cloned());
+        let bytes = stored.unwrap_or_else(|| vec![0; head.size as usize]);
+        let prefix = bytes[..keep.min(bytes.len())].to_vec();
+        Ok(Some(Digest { sha256: Sha256::of(&bytes), size: head.size, etag: head.version_id, prefix }))
+    }
+
+    async fn remove_versions_except(&self, key: &ObjectKey, keep: &str) -> PortResult<Vec<String>> {
+        let mut objects = lock(&self.objects);
+        let Some(held) = objects.get_mut(key) else { return Ok(Vec::new()) };
+        let removed = held.versions.iter().filter(|(v, _)| v != keep).map(|(v, _)| v.clone()).collect();
+        held.versions.retain(|(v, _)| v == keep);
+        Ok(removed)
+    }
+
+    async fn delete_version(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<()> {
+        let mut objects = lock(&self.objects);
+        let Some(held) = objects.get_mut(key) else { return Ok(()) };
+        match version {
+            Some(v) => held.versions.retain(|(id, _)| id != v),
+            None => held.hidden = true,
+        }
+        Ok(())
+    }
+
+    /// Counts every version and delete marker.
+    async fn delete_prefix(&self, prefix: &str) -> PortResult<usize> {
+        let mut objects = lock(&self.objects);
+        let under: Vec<ObjectKey> = objects.keys().filter(|k| k.as_str().starts_with(prefix)).cloned().collect();
+        let mut count = 0;
+        for key in under {
+            if let Some(held) = objects.remove(&key) {
+                count += held.versions.len() + usize::from(held.hidden);
+            }
+        }
+        Ok(count)
+    }
+
+    async fn holds_any(&self, prefix: &str) -> PortResult<bool> {
+        let objects = lock(&self.objects);
+        Ok(objects.iter().any(|(key, held)| key.as_str().starts_with(prefix) && !held.versions.is_empty()))
+    }
+
+    async fn abort_uploads_under(&self, prefix: &str) -> PortResult<Vec<String>> {
+        let mut uploads = lock(&self.uploads);
+        let under: Vec<UploadId> =
+            uploads.iter().filter(|(_, (key, _))| key.as_str().starts_with(prefix)).map(|(id, _)| id.clone()).collect();
+        for id in &under {
+            uploads.remove(id);
+        }
+        lock(&self.aborted).extend(under.iter().cloned());
+        Ok(under.iter().map(|id| id.to_string()).collect())
+    }
+
+    async fn hide(&self, key: &ObjectKey) -> PortResult<()> {
+        match lock(&self.objects).get_mut(key) {
+            Some(held) => {
+                held.hidden = true;
+                Ok(())
+            }
+            None => Err(PortError::Failed(format!("no object {key}"))),
+        }
+    }
+
+    async fn unhide(&self, key: &ObjectKey) -> PortResult<()> {
+        if let Some(held) = lock(&self.objects).get_mut(key) {
+            held.hidden = false;
+        }
+        Ok(())
+    }
+}
