@@ -35,7 +35,7 @@ use matbakh_api::metrics::{self, Unit};
 use matbakh_app::index::Indexing;
 use matbakh_app::ports::ExifReader;
 use matbakh_app::removal::{Removal, Removals, Removed};
-use matbakh_app::settle::{Settled, Settler};
+use matbakh_app::settle::Settled;
 use matbakh_aws::cdn::Cdn;
 use matbakh_core::events::{ObjectChange, ObjectEvent};
 use matbakh_core::ids::{FileId, ObjectKey};
@@ -66,8 +66,6 @@ pub const DEFAULT_STORE_GPS_LOCATION: bool = false;
 #[derive(Clone)]
 pub struct Indexer {
     pub services: Services,
-    /// Settling arrivals (`matbakh_app::settle`).
-    pub settler: Settler,
     /// `STORE_GPS_LOCATION`: keep the EXIF GPS position on the row (else only `hadGps`).
     pub store_gps_location: bool,
     /// The image CDN (`IMAGES_DISTRIBUTION_ID`, [`Cdn::from_lookup`]): what a purge removes is
@@ -104,7 +102,7 @@ impl Indexer {
             Some("false") => false,
             Some(other) => return Err(format!("STORE_GPS_LOCATION must be true or false, not {other:?}")),
         };
-        Ok(Indexer { settler: services.settler(), services, store_gps_location, cdn: None })
+        Ok(Indexer { services, store_gps_location, cdn: None })
     }
 }
 
@@ -208,7 +206,7 @@ async fn settle(ix: &Indexer, event: &ObjectEvent) -> Result<(), IndexError> {
         tracing::info!(key_shape = "foreign", "object outside the user layout; nothing to settle");
         return Ok(());
     };
-    let (settled, strays) = ix.settler.settle(file_id, &ObjectKey::from_stored(event.key.clone())).await?;
+    let (settled, strays) = ix.services.settler().settle(file_id, &ObjectKey::from_stored(event.key.clone())).await?;
     if strays > 0 {
         metrics::emit("settle", &[("StrayVersionsRemoved", strays as u64, Unit::Count)]);
     }

@@ -70,11 +70,6 @@ pub(super) fn put_session(st: &mut State, session: &UploadSession) {
     st.sessions.insert(session.upload_id.clone(), session.clone());
 }
 
-/// Whether a file row settled (its object arrived and was accepted).
-pub(super) fn settled(r: &FileRecord) -> bool {
-    r.status != FileStatus::Pending || r.expires_at.is_none() || r.version_id.is_some()
-}
-
 #[async_trait]
 impl UploadRepo for InMemory {
     async fn expired_pending(&self, cutoff: OffsetDateTime, limit: usize) -> PortResult<Vec<PendingRow>> {
@@ -236,9 +231,9 @@ impl UploadRepo for InMemory {
     async fn bind_session(&self, session: &UploadSession, cap: u64) -> PortResult<()> {
         let mut st = lock(&self.state);
         check_open(&st, session, cap)?;
-        let row = st.files.get(&session.file_id).map(|s| &s.details.record);
+        let settled = st.files.get(&session.file_id).is_none_or(|s| s.settled);
         let bound = st.sessions.values().any(|x| x.file_id == session.file_id);
-        if row.is_none_or(settled) || bound {
+        if settled || bound {
             return Err(PortError::AlreadyExists);
         }
         put_session(&mut st, session);
@@ -260,7 +255,7 @@ impl UploadRepo for InMemory {
         account.charged -= size;
         account.reserved -= size;
         // A row whose object arrived and settled is never removed here.
-        if st.files.get(&session.file_id).is_some_and(|s| !settled(&s.details.record)) {
+        if st.files.get(&session.file_id).is_some_and(|s| !s.settled) {
             st.files.remove(&session.file_id);
         }
         Ok(true)
