@@ -50,7 +50,7 @@ impl World {
             cdn: Some(cdn.clone()),
             cdn_base_url: Some(CDN_BASE_URL.into()),
             pseudonym_key: key(),
-            audit: repo.clone(),
+            audit: matbakh_app::fakes::trail(repo.clone(), clock.clone()),
             limits: Limits::default(),
             clock: clock.clone(),
         };
@@ -58,7 +58,7 @@ impl World {
             exports: repo.clone(),
             queue: Arc::new(InMemoryQueue::new()),
             objects: objects.clone(),
-            audit: repo.clone(),
+            audit: matbakh_app::fakes::trail(repo.clone(), clock.clone()),
             limits: Limits::default(),
             clock,
         };

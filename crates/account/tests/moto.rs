@@ -281,7 +281,7 @@ async fn export_streams_every_stored_file_byte_identical_into_one_zip() {
     assert_eq!(h.call(Method::GET, &status_url, Some(&h.token(&mallory)), None).await.0, StatusCode::NOT_FOUND);
 
     let body = export_message(&export_id).await;
-    let done = exporter::handle(&h.state, testkit::sqs_batch(&[("m1", body.clone())])).await;
+    let done = exporter::handle(&h.state.archiver(), testkit::sqs_batch(&[("m1", body.clone())])).await;
     assert!(done.batch_item_failures.is_empty());
     let (status, ready) = h.call(Method::GET, &status_url, Some(&h.token(&alice)), None).await;
     assert_eq!(status, StatusCode::OK, "{ready}");
@@ -308,12 +308,12 @@ async fn export_streams_every_stored_file_byte_identical_into_one_zip() {
     assert_eq!(described[1]["name"], "Straße 1.jpg");
 
     // A redelivered message of a finished export changes nothing.
-    let again = exporter::handle(&h.state, testkit::sqs_batch(&[("m1", body)])).await;
+    let again = exporter::handle(&h.state.archiver(), testkit::sqs_batch(&[("m1", body)])).await;
     assert!(again.batch_item_failures.is_empty());
     let (_, still) = h.call(Method::GET, &status_url, Some(&h.token(&alice)), None).await;
     assert_eq!(still["size"], ready["size"]);
     // And garbage is reported back for the DLQ, not dropped.
-    let poison = exporter::handle(&h.state, testkit::sqs_batch(&[("m2", "not json".into())])).await;
+    let poison = exporter::handle(&h.state.archiver(), testkit::sqs_batch(&[("m2", "not json".into())])).await;
     assert_eq!(poison.batch_item_failures.len(), 1);
 }
 

@@ -1,15 +1,11 @@
 //! Who made a request, for the audit trail (`matbakh_app::audit`): API Gateway's view of the
-//! source IP (never a client-supplied header) and the user agent, and the record of an access
-//! through the services a function was built with.
+//! source IP (never a client-supplied header) and the user agent.
 
 use std::convert::Infallible;
 
 use axum::extract::FromRequestParts;
 use http::request::Parts;
 use lambda_http::request::RequestContext;
-use matbakh_app::audit::Access;
-
-use crate::{ApiError, Services};
 
 /// Longest user agent kept in a record.
 pub const MAX_USER_AGENT_CHARS: usize = 256;
@@ -34,10 +30,4 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
             .unwrap_or_default();
         Ok(Client(matbakh_app::audit::Client { ip: ip.unwrap_or_else(|| "unknown".into()), user_agent }))
     }
-}
-
-/// Records `access` in the owner's trail (see [`matbakh_app::audit::record`]).
-pub async fn record(st: &Services, client: &Client, access: Access<'_>) -> Result<(), ApiError> {
-    let at = st.clock.now();
-    Ok(matbakh_app::audit::record(&st.table, st.limits.audit_retention, at, &client.0, access).await?)
 }

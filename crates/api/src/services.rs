@@ -47,12 +47,21 @@ impl Services {
         })
     }
 
+    /// The audit trail in this deployment's table.
+    pub fn trail(&self) -> matbakh_app::audit::Trail {
+        matbakh_app::audit::Trail {
+            log: Arc::new(self.table.clone()),
+            retention: self.limits.audit_retention,
+            clock: self.clock.clone(),
+        }
+    }
+
     /// The files use cases on this deployment's table and bucket.
     pub fn files(&self) -> matbakh_app::files::Files {
         matbakh_app::files::Files {
             files: Arc::new(self.table.clone()),
             usage: Arc::new(self.table.clone()),
-            audit: Arc::new(self.table.clone()),
+            audit: self.trail(),
             objects: Arc::new(self.store.clone()),
             limits: self.limits.clone(),
             clock: self.clock.clone(),
@@ -66,7 +75,7 @@ impl Services {
             shares: Arc::new(self.table.clone()),
             files: Arc::new(self.table.clone()),
             objects: Arc::new(self.store.clone()),
-            audit: Arc::new(self.table.clone()),
+            audit: self.trail(),
             limits: self.limits.clone(),
             clock: self.clock.clone(),
             links,
@@ -78,7 +87,7 @@ impl Services {
         matbakh_app::uploads::Uploads {
             files: Arc::new(self.table.clone()),
             objects: Arc::new(self.store.clone()),
-            audit: Arc::new(self.table.clone()),
+            audit: self.trail(),
             limits: self.limits.clone(),
             clock: self.clock.clone(),
         }
@@ -93,7 +102,7 @@ impl Services {
             tokens: Arc::new(self.table.clone()),
             usage: Arc::new(self.table.clone()),
             objects: Arc::new(self.store.clone()),
-            audit: Arc::new(self.table.clone()),
+            audit: self.trail(),
             limits: self.limits.clone(),
             clock: self.clock.clone(),
         }
@@ -115,7 +124,7 @@ impl Services {
             cdn: cdn.map(|c| Arc::new(c) as Arc<dyn EdgeCache>),
             cdn_base_url: self.cdn_base_url.clone(),
             pseudonym_key,
-            audit: Arc::new(self.table.clone()),
+            audit: self.trail(),
             limits: self.limits.clone(),
             clock: self.clock.clone(),
         }
@@ -128,6 +137,18 @@ impl Services {
             uploads: Arc::new(self.table.clone()),
             objects: Arc::new(self.store.clone()),
             limits: self.limits.clone(),
+        }
+    }
+
+    /// Building GDPR export archives on this deployment's table and bucket.
+    pub fn archiver(&self) -> matbakh_app::archive::Archiver {
+        matbakh_app::archive::Archiver {
+            exports: Arc::new(self.table.clone()),
+            files: Arc::new(self.table.clone()),
+            objects: Arc::new(self.store.clone()),
+            audit: self.trail(),
+            limits: self.limits.clone(),
+            clock: self.clock.clone(),
         }
     }
 
@@ -147,7 +168,7 @@ impl Services {
             exports: Arc::new(self.table.clone()),
             queue,
             objects: Arc::new(self.store.clone()),
-            audit: Arc::new(self.table.clone()),
+            audit: self.trail(),
             limits: self.limits.clone(),
             clock: self.clock.clone(),
         }

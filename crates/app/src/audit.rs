@@ -3,13 +3,23 @@
 //! (target `audit`). A record that cannot be written fails the use case: an access is never
 //! granted unrecorded.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use matbakh_core::audit::{AuditAction, AuditEntry};
+use matbakh_core::clock::Clock;
 use matbakh_core::ids::{FileId, UserId};
-use time::OffsetDateTime;
 
 use crate::ports::{AuditLog, PortResult};
+
+/// The trail the use cases write: where records go, how long they are kept
+/// (`AUDIT_RETENTION_DAYS`), and the clock that dates them.
+#[derive(Clone)]
+pub struct Trail {
+    pub log: Arc<dyn AuditLog>,
+    pub retention: Duration,
+    pub clock: Arc<dyn Clock>,
+}
 
 /// Where a request came from: the gateway's view of the source IP (never a client-supplied
 /// header) and the user agent.
@@ -37,40 +47,36 @@ impl<'a> Access<'a> {
     }
 }
 
-/// Writes the record and the log line. A visitor's use of a share link keeps their address
-/// and user agent in the log only (abuse handling), never in the owner's trail.
-pub async fn record(
-    log: &dyn AuditLog,
-    retention: Duration,
-    at: OffsetDateTime,
-    client: &Client,
-    access: Access<'_>,
-) -> PortResult<()> {
-    let (ip, user_agent) = if access.action == AuditAction::ShareDownload {
-        Default::default()
-    } else {
-        (client.ip.clone(), client.user_agent.clone())
-    };
-    let entry = AuditEntry {
-        user: access.owner.clone(),
-        action: access.action,
-        actor: access.actor.unwrap_or_else(|| "owner".into()),
-        file_id: access.file_id,
-        result: access.result.to_owned(),
-        ip,
-        user_agent,
-        at,
-    };
-    tracing::info!(
-        target: "audit",
-        user = %entry.user,
-        action = %entry.action,
-        actor = %entry.actor,
-        file_id = ?entry.file_id.map(|f| f.to_string()),
-        result = %entry.result,
-        ip = %client.ip,
-        user_agent = %client.user_agent,
-        "access"
-    );
-    log.append(&entry, retention).await
+impl Trail {
+    /// Writes the record and the log line. A visitor's use of a share link keeps their
+    /// address and user agent in the log only (abuse handling), never in the owner's trail.
+    pub async fn record(&self, client: &Client, access: Access<'_>) -> PortResult<()> {
+        let (ip, user_agent) = if access.action == AuditAction::ShareDownload {
+            Default::default()
+        } else {
+            (client.ip.clone(), client.user_agent.clone())
+        };
+        let entry = AuditEntry {
+            user: access.owner.clone(),
+            action: access.action,
+            actor: access.actor.unwrap_or_else(|| "owner".into()),
+            file_id: access.file_id,
+            result: access.result.to_owned(),
+            ip,
+            user_agent,
+            at: self.clock.now(),
+        };
+        tracing::info!(
+            target: "audit",
+            user = %entry.user,
+            action = %entry.action,
+            actor = %entry.actor,
+            file_id = ?entry.file_id.map(|f| f.to_string()),
+            result = %entry.result,
+            ip = %client.ip,
+            user_agent = %client.user_agent,
+            "access"
+        );
+        self.log.append(&entry, self.retention).await
+    }
 }

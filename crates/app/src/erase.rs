@@ -14,9 +14,9 @@ use matbakh_core::clock::Clock;
 use matbakh_core::ids::{FileId, ObjectKey, UserId};
 use matbakh_core::limits::Limits;
 
-use crate::audit::{self, Access, Client};
+use crate::audit::{Access, Client, Trail};
 use crate::error::Error;
-use crate::ports::{AccountRepo, AuditLog, EdgeCache, ObjectStore};
+use crate::ports::{AccountRepo, EdgeCache, ObjectStore};
 
 /// What the erase works with.
 #[derive(Clone)]
@@ -32,7 +32,7 @@ pub struct Erasure {
     pub cdn_base_url: Option<String>,
     /// Keys the pseudonym the erase is recorded under.
     pub pseudonym_key: PseudonymKey,
-    pub audit: Arc<dyn AuditLog>,
+    pub audit: Trail,
     pub limits: Limits,
     pub clock: Arc<dyn Clock>,
 }
@@ -94,8 +94,7 @@ impl Erasure {
             erased.files, erased.object_versions, erased.replica_versions, erased.derived_objects, erased.items
         );
         let access = Access { result: &result, ..Access::ok(&stand_in, AuditAction::Erase, None) };
-        let at = self.clock.now();
-        audit::record(self.audit.as_ref(), self.limits.audit_retention, at, client, access).await?;
+        self.audit.record(client, access).await?;
         tracing::info!(files = erased.files, items = erased.items, "account erased");
         Ok(erased)
     }

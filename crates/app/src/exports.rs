@@ -10,9 +10,9 @@ use matbakh_core::ids::{ObjectKey, UserId};
 use matbakh_core::limits::Limits;
 use serde::Serialize;
 
-use crate::audit::{self, Access, Client};
+use crate::audit::{Access, Client, Trail};
 use crate::error::Error;
-use crate::ports::{AuditLog, Download, ExportQueue, ExportRepo, ObjectStore};
+use crate::ports::{Download, ExportQueue, ExportRepo, ObjectStore};
 
 /// What the export use cases work with.
 #[derive(Clone)]
@@ -20,7 +20,7 @@ pub struct Exports {
     pub exports: Arc<dyn ExportRepo>,
     pub queue: Arc<dyn ExportQueue>,
     pub objects: Arc<dyn ObjectStore>,
-    pub audit: Arc<dyn AuditLog>,
+    pub audit: Trail,
     pub limits: Limits,
     pub clock: Arc<dyn Clock>,
 }
@@ -94,7 +94,7 @@ impl Exports {
         self.exports.create(&job).await?;
         self.queue.enqueue(&job).await?;
         let access = Access { result: "queued", ..Access::ok(caller, AuditAction::Export, None) };
-        audit::record(self.audit.as_ref(), self.limits.audit_retention, now, client, access).await?;
+        self.audit.record(client, access).await?;
         tracing::info!(export = %job.id, "export queued");
         self.view(&job).await
     }
@@ -132,7 +132,7 @@ mod tests {
                 exports: self.repo.clone(),
                 queue: self.queue.clone(),
                 objects: Arc::new(InMemoryObjects::new()),
-                audit: self.repo.clone(),
+                audit: crate::fakes::trail(self.repo.clone(), Arc::new(FixedClock(now))),
                 limits: Limits::default(),
                 clock: Arc::new(FixedClock(now)),
             }

@@ -14,9 +14,9 @@ use matbakh_core::metadata::{FileDetails, FileStatus};
 use matbakh_core::names::DisplayName;
 use matbakh_core::quota::Usage;
 
-use crate::audit::{self, Access, Client};
+use crate::audit::{Access, Client, Trail};
 use crate::error::Error;
-use crate::ports::{AuditLog, FileRepo, ObjectStore, UsageRepo};
+use crate::ports::{FileRepo, ObjectStore, UsageRepo};
 use crate::view::{FileView, VariantView};
 
 /// How often an update is tried when the file keeps changing under it.
@@ -27,7 +27,7 @@ pub const UPDATE_ATTEMPTS: usize = 3;
 pub struct Files {
     pub files: Arc<dyn FileRepo>,
     pub usage: Arc<dyn UsageRepo>,
-    pub audit: Arc<dyn AuditLog>,
+    pub audit: Trail,
     pub objects: Arc<dyn ObjectStore>,
     pub limits: Limits,
     pub clock: Arc<dyn Clock>,
@@ -142,7 +142,7 @@ impl Files {
             let current: BTreeSet<Tag> = before.tags.iter().cloned().map(Tag::from_stored).collect();
             let tags = retag(&current, &change.add_tags, &change.remove_tags)?;
             if self.files.update(&before, change.name.as_ref(), &tags).await? {
-                self.record(client, Access::ok(caller, AuditAction::Update, Some(id))).await?;
+                self.audit.record(client, Access::ok(caller, AuditAction::Update, Some(id))).await?;
                 tracing::info!(renamed = change.name.is_some(), tags = tags.len(), "file updated");
                 return self.show(caller, id).await;
             }
@@ -167,7 +167,7 @@ impl Files {
                 // The marker first: once the row says DELETED, the object is already hidden.
                 self.objects.hide(&r.key).await?;
                 self.files.soft_delete(id, self.clock.now()).await?;
-                self.record(client, Access::ok(caller, AuditAction::Delete, Some(id))).await?;
+                self.audit.record(client, Access::ok(caller, AuditAction::Delete, Some(id))).await?;
                 true
             }
         };
@@ -192,7 +192,7 @@ impl Files {
             return Err(not_deleted);
         }
         self.objects.unhide(&d.record.key).await?;
-        self.record(client, Access::ok(caller, AuditAction::Restore, Some(id))).await?;
+        self.audit.record(client, Access::ok(caller, AuditAction::Restore, Some(id))).await?;
         tracing::info!("file restored");
         self.show(caller, id).await
     }
@@ -211,11 +211,6 @@ impl Files {
         limit: u32,
         after: Option<&str>,
     ) -> Result<(Vec<AuditRecord>, Option<String>), Error> {
-        Ok(self.audit.page(caller, limit, after).await?)
-    }
-
-    async fn record(&self, client: &Client, access: Access<'_>) -> Result<(), Error> {
-        let at = self.clock.now();
-        Ok(audit::record(self.audit.as_ref(), self.limits.audit_retention, at, client, access).await?)
+        Ok(self.audit.log.page(caller, limit, after).await?)
     }
 }

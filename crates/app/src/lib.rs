@@ -11,6 +11,7 @@
 //!
 //! Reads and writes nothing itself.
 
+pub mod archive;
 pub mod audit;
 pub mod erase;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod files;
 pub mod index;
 pub mod multipart;
 pub mod ports;
+pub mod process;
 pub mod random;
 pub mod removal;
 pub mod settle;

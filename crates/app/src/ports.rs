@@ -14,10 +14,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use matbakh_core::audit::{AuditEntry, AuditRecord};
 use matbakh_core::checksum::{Checksum, ChecksumAlgorithm, Integrity};
-use matbakh_core::exports::ExportJob;
+use matbakh_core::exports::{ExportJob, ExportState};
 use matbakh_core::ids::{FileId, ObjectKey, Sha256, UserId};
 use matbakh_core::listing::{Cursor, ListQuery, Tag};
-use matbakh_core::metadata::{ContentFacts, ExifFacts, FileDetails, FileRecord, PendingRow, Pinned, Settlement};
+use matbakh_core::metadata::{
+    ContentFacts, Disposition, ExifFacts, FileDetails, FileRecord, PendingRow, Pinned, Ready, Settlement,
+};
 use matbakh_core::multipart::{PartNumber, UploadId, UploadSession, UploadedPart};
 use matbakh_core::names::DisplayName;
 use matbakh_core::post_policy::PresignedPost;
@@ -74,6 +76,9 @@ pub trait FileRepo: Send + Sync {
     /// A page of `owner`'s files as `q` asks, and where the next page starts.
     async fn list(&self, owner: &UserId, q: &ListQuery) -> PortResult<(Vec<FileDetails>, Option<Cursor>)>;
 
+    /// Every file of `owner`, whatever its status, oldest first.
+    async fn all(&self, owner: &UserId) -> PortResult<Vec<FileDetails>>;
+
     /// How many of `owner`'s files are not deleted.
     async fn count_live(&self, owner: &UserId) -> PortResult<u64>;
 
@@ -109,6 +114,14 @@ pub trait FileRepo: Send + Sync {
     /// Records what reading the file's object found; `false` (nothing written) if the row is
     /// gone or an event newer than `order` changed it since.
     async fn record_content(&self, id: FileId, facts: &ContentFacts, order: Option<&str>) -> PortResult<bool>;
+
+    /// PENDING → READY, recording what processing found (`ready`); `false` (nothing written)
+    /// if the row is not PENDING (processed before, or refused meanwhile).
+    async fn mark_ready(&self, id: FileId, ready: &Ready<'_>) -> PortResult<bool>;
+
+    /// PENDING → FAILED with `reason`: an image that could not be processed stays, without
+    /// variants. `false` as for [`Self::mark_ready`].
+    async fn mark_failed(&self, id: FileId, reason: &str) -> PortResult<bool>;
 
     /// Puts the search words of the file's name in its owner's word index.
     async fn index_words(&self, record: &FileRecord) -> PortResult<()>;
@@ -260,6 +273,17 @@ pub trait ExportRepo: Send + Sync {
 
     /// The owner's newest job, if any.
     async fn latest(&self, owner: &UserId) -> PortResult<Option<ExportJob>>;
+
+    /// Moves a job to `state`, with its archive once READY.
+    async fn set_state(&self, id: &str, state: ExportState, archive: Option<&Archive>) -> PortResult<()>;
+}
+
+/// A finished export archive: where it is, its size, and how many files it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Archive {
+    pub key: ObjectKey,
+    pub size: u64,
+    pub files: u64,
 }
 
 /// Where export jobs go to be built (the exporter's queue).
@@ -357,6 +381,96 @@ pub trait ExifReader: Send + Sync {
     fn read(&self, prefix: &[u8]) -> ExifFacts;
 }
 
+/// An object being read in chunks, never held whole.
+#[async_trait]
+pub trait ObjectStream: Send {
+    /// Its size as the store reported it when the read began.
+    fn size(&self) -> u64;
+
+    /// The next chunk, `None` at the end.
+    async fn next_chunk(&mut self) -> PortResult<Option<Vec<u8>>>;
+}
+
+/// An object being written in parts as it is produced (an archive), never held whole.
+#[async_trait]
+pub trait ObjectSink: Send {
+    async fn write(&mut self, bytes: &[u8]) -> PortResult<()>;
+
+    /// Bytes written so far.
+    fn written(&self) -> u64;
+
+    /// Makes the object visible; answers its size.
+    async fn finish(self: Box<Self>) -> PortResult<u64>;
+
+    /// Drops what was written; nothing becomes visible.
+    async fn abort(self: Box<Self>) -> PortResult<()>;
+}
+
+/// ClamAV or another scanner: the verdict on one object's bytes.
+#[async_trait]
+pub trait VirusScanner: Send + Sync {
+    /// Reads `object` to its end, or declines it (too large). An error when no verdict could
+    /// be had: a file is never passed unscanned by mistake, the event comes back.
+    async fn scan(&self, object: &mut dyn ObjectStream) -> PortResult<Verdict>;
+}
+
+/// What a virus scanner said of one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Clean,
+    /// The name of the signature that matched.
+    Infected(String),
+    /// Not scanned, and why (recorded on the row): over the scanner's size limit.
+    NotScanned(String),
+}
+
+/// The image pipeline (pure: the imaging crate, run off the async threads).
+#[async_trait]
+pub trait Renderer: Send + Sync {
+    /// Refuses a source of `size` bytes before it is read into memory.
+    fn check_size(&self, size: u64) -> Result<(), RenderFailure>;
+
+    /// The image's facts and its responsive variants.
+    async fn render(&self, bytes: Vec<u8>) -> Result<Rendition, RenderFailure>;
+}
+
+/// What the image pipeline made of one source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendition {
+    /// As displayed (after EXIF orientation).
+    pub width: u32,
+    pub height: u32,
+    pub frames: u32,
+    /// Base64 ThumbHash.
+    pub placeholder: String,
+    pub variants: Vec<RenderedVariant>,
+}
+
+/// One encoded variant.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RenderedVariant {
+    pub width: u32,
+    pub height: u32,
+    /// `avif`, `webp`, `jpg`.
+    pub extension: &'static str,
+    pub content_type: &'static str,
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for RenderedVariant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{} {} ({} bytes)", self.width, self.height, self.extension, self.bytes.len())
+    }
+}
+
+/// Why an image got no variants, and what becomes of its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderFailure {
+    pub disposition: Disposition,
+    /// Stored on the file's row.
+    pub reason: String,
+}
+
 /// One version of an object, as a HEAD request sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head {
@@ -427,6 +541,25 @@ pub trait ObjectStore: Send + Sync {
     /// Reads `version` of `key` (the current one if `None`) once, streaming: its SHA-256, size,
     /// ETag and first `keep` bytes; `None` if it is gone.
     async fn read_digest(&self, key: &ObjectKey, version: Option<&str>, keep: usize) -> PortResult<Option<Digest>>;
+
+    /// The first `len` bytes of `version` of `key` (the current one if `None`); `None` if it
+    /// is gone.
+    async fn read_prefix(&self, key: &ObjectKey, version: Option<&str>, len: usize) -> PortResult<Option<Vec<u8>>>;
+
+    /// The whole of `version` of `key` (the current one if `None`); `None` if it is gone.
+    async fn read(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<Option<Vec<u8>>>;
+
+    /// Opens `version` of `key` for reading in chunks; `None` if it is gone.
+    async fn open(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<Option<Box<dyn ObjectStream>>>;
+
+    /// Writes a variant (immutable, cached for a year, no metadata).
+    async fn put_variant(&self, key: &ObjectKey, bytes: Vec<u8>, content_type: &str) -> PortResult<()>;
+
+    /// Starts writing the object `key` in parts ([`ObjectSink`]).
+    async fn create(&self, key: &ObjectKey, content_type: &str) -> PortResult<Box<dyn ObjectSink>>;
+
+    /// Copies `version` of `from` to `to` (a new object).
+    async fn copy_version(&self, from: &ObjectKey, version: Option<&str>, to: &ObjectKey) -> PortResult<()>;
 
     /// Deletes every version of `key` but `keep` for good; answers the ones it deleted.
     async fn remove_versions_except(&self, key: &ObjectKey, keep: &str) -> PortResult<Vec<String>>;

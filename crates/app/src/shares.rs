@@ -15,9 +15,9 @@ use matbakh_core::shares::{Share, ShareId, ShareKey, ShareRefusal, is_expired};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::audit::{self, Access, Client};
+use crate::audit::{Access, Client, Trail};
 use crate::error::Error;
-use crate::ports::{AuditLog, Download, FileRepo, ObjectStore, ShareRepo};
+use crate::ports::{Download, FileRepo, ObjectStore, ShareRepo};
 
 /// Links an owner's list shows at most.
 pub const SHARES_LISTED: usize = 100;
@@ -43,7 +43,7 @@ pub struct Shares {
     pub shares: Arc<dyn ShareRepo>,
     pub files: Arc<dyn FileRepo>,
     pub objects: Arc<dyn ObjectStore>,
-    pub audit: Arc<dyn AuditLog>,
+    pub audit: Trail,
     pub limits: Limits,
     pub clock: Arc<dyn Clock>,
     pub links: Links,
@@ -119,11 +119,6 @@ impl Shares {
         }
     }
 
-    async fn record(&self, client: &Client, access: Access<'_>) -> Result<(), Error> {
-        let at = self.clock.now();
-        Ok(audit::record(self.audit.as_ref(), self.limits.audit_retention, at, client, access).await?)
-    }
-
     /// A new link to the caller's file `file_id`, valid `ttl` (to the second) and at most
     /// `max_downloads` times (checked terms: `core::shares::share_terms`).
     pub async fn create(
@@ -151,7 +146,7 @@ impl Shares {
             revoked: false,
         };
         self.shares.create(&share).await?;
-        self.record(client, Access::ok(caller, AuditAction::ShareCreate, Some(file_id))).await?;
+        self.audit.record(client, Access::ok(caller, AuditAction::ShareCreate, Some(file_id))).await?;
         tracing::info!(share = %share.id, ttl = ttl.as_secs(), "share created");
         Ok(self.view(&share))
     }
@@ -166,7 +161,7 @@ impl Shares {
     pub async fn revoke(&self, caller: &UserId, client: &Client, token: &str) -> Result<(), Error> {
         let (id, _) = self.links.key.open(token).map_err(|_| Error::NotFound("share"))?;
         let share = self.shares.revoke(&id, caller).await?.ok_or(Error::NotFound("share"))?;
-        self.record(client, Access::ok(caller, AuditAction::ShareRevoke, Some(share.file_id))).await?;
+        self.audit.record(client, Access::ok(caller, AuditAction::ShareRevoke, Some(share.file_id))).await?;
         tracing::info!(share = %id, "share revoked");
         Ok(())
     }
@@ -190,7 +185,7 @@ impl Shares {
             actor: Some(format!("share:{id}")),
             result: outcome_of(outcome.as_ref().err().copied()),
         };
-        self.record(client, access).await?;
+        self.audit.record(client, access).await?;
         outcome.map_err(refused)
     }
 

@@ -12,16 +12,16 @@ use matbakh_core::names::{DisplayName, content_disposition};
 use matbakh_core::post_policy::PresignedPost;
 use matbakh_core::types::ContentType;
 
-use crate::audit::{self, Access, Client};
+use crate::audit::{Access, Client, Trail};
 use crate::error::Error;
-use crate::ports::{AuditLog, Download, FileRepo, ObjectStore, SignedUrl, Upload};
+use crate::ports::{Download, FileRepo, ObjectStore, SignedUrl, Upload};
 
 /// What the upload use cases work with.
 #[derive(Clone)]
 pub struct Uploads {
     pub files: Arc<dyn FileRepo>,
     pub objects: Arc<dyn ObjectStore>,
-    pub audit: Arc<dyn AuditLog>,
+    pub audit: Trail,
     pub limits: Limits,
     pub clock: Arc<dyn Clock>,
 }
@@ -51,11 +51,6 @@ pub struct DownloadLink {
 }
 
 impl Uploads {
-    async fn record(&self, client: &Client, access: Access<'_>) -> Result<(), Error> {
-        let at = self.clock.now();
-        Ok(audit::record(self.audit.as_ref(), self.limits.audit_retention, at, client, access).await?)
-    }
-
     /// Grants one upload of what `d` declares: type and size within the limits, the size
     /// reserved against the caller's quota together with a PENDING row, and a POST policy that
     /// pins the key, the type, the exact size and (if declared) the SHA-256.
@@ -83,7 +78,7 @@ impl Uploads {
             })
             .await?;
         self.files.reserve(&record, self.limits.user_quota_bytes).await?;
-        self.record(client, Access::ok(caller, AuditAction::Upload, Some(file_id))).await?;
+        self.audit.record(client, Access::ok(caller, AuditAction::Upload, Some(file_id))).await?;
         tracing::info!(size = d.size, content_type = d.content_type.as_str(), "upload granted");
         Ok(Grant { file_id, key: record.key, post })
     }
@@ -101,7 +96,7 @@ impl Uploads {
         let own = self.files.details(id).await?.map(|d| d.record).filter(|r| r.owner == *caller);
         let Some(record) = own else {
             let access = Access { result: "not_found", ..Access::ok(caller, AuditAction::Download, Some(id)) };
-            self.record(client, access).await?;
+            self.audit.record(client, access).await?;
             return Err(Error::NotFound("file"));
         };
         match record.status {
@@ -131,7 +126,7 @@ impl Uploads {
                 ttl: self.limits.download_url_ttl,
             })
             .await?;
-        self.record(client, Access::ok(caller, AuditAction::Download, Some(id))).await?;
+        self.audit.record(client, Access::ok(caller, AuditAction::Download, Some(id))).await?;
         tracing::info!("download granted");
         Ok(DownloadLink { link, record })
     }

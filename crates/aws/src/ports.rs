@@ -6,16 +6,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use matbakh_app::ports::{
-    AccountRepo, AuditLog, Digest, Download, EdgeCache, ExportQueue, ExportRepo, FileRepo, Head, MultipartOp,
-    MultipartRequest, ObjectStore, PartUpload, PortError, PortResult, ShareRepo, SignedUrl, TokenRepo, Upload,
-    UploadRepo, UsageRepo,
+    AccountRepo, Archive, AuditLog, Digest, Download, EdgeCache, ExportQueue, ExportRepo, FileRepo, Head, MultipartOp,
+    MultipartRequest, ObjectSink, ObjectStore, ObjectStream, PartUpload, PortError, PortResult, ShareRepo, SignedUrl,
+    TokenRepo, Upload, UploadRepo, UsageRepo,
 };
 use matbakh_core::audit::{AuditEntry, AuditRecord};
 use matbakh_core::checksum::{ChecksumAlgorithm, Integrity};
-use matbakh_core::exports::ExportJob;
+use matbakh_core::exports::{ExportJob, ExportState};
 use matbakh_core::ids::{FileId, ObjectKey, Sha256, UserId};
 use matbakh_core::listing::{Cursor, ListQuery, Tag};
-use matbakh_core::metadata::{ContentFacts, FileDetails, FileRecord, PendingRow, Pinned, Settlement};
+use matbakh_core::metadata::{ContentFacts, FileDetails, FileRecord, PendingRow, Pinned, Ready, Settlement};
 use matbakh_core::multipart::{UploadId, UploadSession, UploadedPart};
 use matbakh_core::names::DisplayName;
 use matbakh_core::post_policy::PresignedPost;
@@ -27,7 +27,9 @@ use time::OffsetDateTime;
 
 use crate::cdn::Cdn;
 use crate::error::AwsError;
+use crate::export::StreamedObject;
 use crate::queue::Queue;
+use crate::s3::ObjectReader;
 use crate::{FileTable, S3Store};
 
 impl From<AwsError> for PortError {
@@ -53,6 +55,10 @@ impl FileRepo for FileTable {
 
     async fn list(&self, owner: &UserId, q: &ListQuery) -> PortResult<(Vec<FileDetails>, Option<Cursor>)> {
         Ok(self.list_files(owner, q).await?)
+    }
+
+    async fn all(&self, owner: &UserId) -> PortResult<Vec<FileDetails>> {
+        Ok(self.all_files(owner).await?)
     }
 
     async fn count_live(&self, owner: &UserId) -> PortResult<u64> {
@@ -91,6 +97,14 @@ impl FileRepo for FileTable {
 
     async fn record_content(&self, id: FileId, facts: &ContentFacts, order: Option<&str>) -> PortResult<bool> {
         Ok(FileTable::record_content(self, id, facts, order).await?)
+    }
+
+    async fn mark_ready(&self, id: FileId, ready: &Ready<'_>) -> PortResult<bool> {
+        Ok(FileTable::mark_ready(self, id, ready).await?)
+    }
+
+    async fn mark_failed(&self, id: FileId, reason: &str) -> PortResult<bool> {
+        Ok(FileTable::mark_failed(self, id, reason).await?)
     }
 
     async fn index_words(&self, record: &FileRecord) -> PortResult<()> {
@@ -255,6 +269,11 @@ impl ExportRepo for FileTable {
     async fn latest(&self, owner: &UserId) -> PortResult<Option<ExportJob>> {
         Ok(self.latest_export(owner).await?)
     }
+
+    async fn set_state(&self, id: &str, state: ExportState, archive: Option<&Archive>) -> PortResult<()> {
+        let archive = archive.map(|a| (a.key.as_str(), a.size, a.files));
+        Ok(self.set_export(id, state, archive).await?)
+    }
 }
 
 /// The exporter reads `{"exportId": ...}`.
@@ -357,6 +376,31 @@ impl ObjectStore for S3Store {
         Ok(read.map(|r| Digest { sha256: r.sha256, size: r.size, etag: r.etag, prefix: r.prefix }))
     }
 
+    async fn read_prefix(&self, key: &ObjectKey, version: Option<&str>, len: usize) -> PortResult<Option<Vec<u8>>> {
+        Ok(self.get_head(key.as_str(), version, len).await?)
+    }
+
+    async fn read(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<Option<Vec<u8>>> {
+        Ok(self.get_object(key.as_str(), version).await?.map(|(bytes, _)| bytes))
+    }
+
+    async fn open(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<Option<Box<dyn ObjectStream>>> {
+        let reader = self.open_object(key.as_str(), version).await?;
+        Ok(reader.map(|r| Box::new(r) as Box<dyn ObjectStream>))
+    }
+
+    async fn put_variant(&self, key: &ObjectKey, bytes: Vec<u8>, content_type: &str) -> PortResult<()> {
+        Ok(self.put_derived(key, bytes, content_type).await?)
+    }
+
+    async fn create(&self, key: &ObjectKey, content_type: &str) -> PortResult<Box<dyn ObjectSink>> {
+        Ok(Box::new(StreamedObject::start(self, key.as_str(), content_type).await?))
+    }
+
+    async fn copy_version(&self, from: &ObjectKey, version: Option<&str>, to: &ObjectKey) -> PortResult<()> {
+        Ok(S3Store::copy_version(self, from.as_str(), version, to).await?)
+    }
+
     async fn remove_versions_except(&self, key: &ObjectKey, keep: &str) -> PortResult<Vec<String>> {
         Ok(S3Store::remove_versions_except(self, key.as_str(), keep).await?)
     }
@@ -386,5 +430,35 @@ impl ObjectStore for S3Store {
             self.delete_version(key.as_str(), Some(&marker)).await?;
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl ObjectStream for ObjectReader {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    async fn next_chunk(&mut self) -> PortResult<Option<Vec<u8>>> {
+        Ok(ObjectReader::next_chunk(self).await?.map(|chunk| chunk.as_ref().to_vec()))
+    }
+}
+
+#[async_trait]
+impl ObjectSink for StreamedObject {
+    async fn write(&mut self, bytes: &[u8]) -> PortResult<()> {
+        Ok(StreamedObject::write(self, bytes).await?)
+    }
+
+    fn written(&self) -> u64 {
+        StreamedObject::written(self)
+    }
+
+    async fn finish(self: Box<Self>) -> PortResult<u64> {
+        Ok(StreamedObject::finish(*self).await?)
+    }
+
+    async fn abort(self: Box<Self>) -> PortResult<()> {
+        Ok(StreamedObject::abort(*self).await?)
     }
 }

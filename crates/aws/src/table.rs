@@ -10,7 +10,7 @@ use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use matbakh_core::clock::iso_millis;
 use matbakh_core::ids::{FileId, ObjectKey, Sha256, UserId};
-use matbakh_core::metadata::{ContentFacts, FileRecord, FileStatus, ImageInfo, PendingRow, VariantInfo};
+use matbakh_core::metadata::{ContentFacts, FileRecord, FileStatus, PendingRow, Ready, VariantInfo};
 use matbakh_core::multipart::{UploadId, UploadSession};
 use matbakh_core::names::DisplayName;
 use matbakh_core::quota::{exceeds_grant, reservation_ceiling};
@@ -35,17 +35,6 @@ enum Hold {
 }
 
 pub use crate::schema::{GSI_CONTENT_HASH, GSI_STATUS, GSI_USER};
-
-/// What a READY row records besides its status (see [`FileTable::mark_ready`]).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Ready<'a> {
-    /// The image facts and variants, for an image that got them.
-    pub image: Option<&'a ImageInfo>,
-    /// Why there are no variants, when an image has none.
-    pub note: Option<&'a str>,
-    /// What the virus scan said (`clean`, or why it did not run), when one is configured.
-    pub virus_scan: Option<&'a str>,
-}
 
 #[derive(Clone, Debug)]
 pub struct FileTable {

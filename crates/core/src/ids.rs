@@ -109,6 +109,11 @@ impl ObjectKey {
         ObjectKey(format!("derived/{file}/{width}.{extension}"))
     }
 
+    /// `exports/{sub}/{exportId}.zip`: a GDPR export's archive.
+    pub fn export_archive(user: &UserId, export_id: &str) -> Self {
+        ObjectKey(format!("exports/{user}/{export_id}.zip"))
+    }
+
     /// `quarantine/{original key}`: where a file that is not what it claims is kept, out of
     /// its owner's and the CDN's reach.
     pub fn quarantined(original: &str) -> Self {

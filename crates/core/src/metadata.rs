@@ -111,6 +111,28 @@ pub struct VariantInfo {
     pub key: ObjectKey,
 }
 
+/// What the platform does with a file the image pipeline refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Not what it claims, or built to hurt a decoder: moved to `quarantine/`.
+    Quarantine,
+    /// An image that could not be processed (broken, or our encoder failed): kept, no variants.
+    Fail,
+    /// An allowed image type this pipeline has no decoder for (HEIC): kept, no variants.
+    KeepWithoutVariants,
+}
+
+/// What a READY row records besides its status (the thumbnailer's verdict).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ready<'a> {
+    /// The image facts and variants, for an image that got them.
+    pub image: Option<&'a ImageInfo>,
+    /// Why there are no variants, when an image has none.
+    pub note: Option<&'a str>,
+    /// What the virus scan said (`clean`, or why it did not run), when one is configured.
+    pub virus_scan: Option<&'a str>,
+}
+
 /// What the thumbnailer learnt about an image and made of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageInfo {

@@ -40,7 +40,7 @@ impl World {
         let files = Files {
             files: self.repo.clone(),
             usage: self.repo.clone(),
-            audit: self.repo.clone(),
+            audit: matbakh_app::fakes::trail(self.repo.clone(), Arc::new(FixedClock(now))),
             objects: self.objects.clone(),
             limits: Limits::default(),
             clock: Arc::new(FixedClock(now)),

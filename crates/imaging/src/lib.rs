@@ -22,6 +22,7 @@ use matbakh_core::types::MAX_IMAGE_BYTES;
 
 pub use encode::{DEFAULT_QUALITY, OutputFormat, Quality};
 pub use exif::ExifSummary;
+pub use matbakh_core::metadata::Disposition;
 pub use pixels::Pixels;
 pub use probe::{Format, Probe};
 
@@ -88,17 +89,6 @@ impl ImageLimits {
     fn max_alloc(&self) -> u64 {
         self.max_pixels.saturating_mul(8)
     }
-}
-
-/// What the platform does with a file the pipeline refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Disposition {
-    /// Not what it claims, or built to hurt a decoder: moved to `quarantine/`.
-    Quarantine,
-    /// An image that could not be processed (broken, or our encoder failed): kept, no variants.
-    Fail,
-    /// An allowed image type this pipeline has no decoder for (HEIC): kept, no variants.
-    KeepWithoutVariants,
 }
 
 /// Why an image got no variants. The message is the reason stored on the file's row.

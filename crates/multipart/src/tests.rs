@@ -46,7 +46,7 @@ impl World {
             tokens: repo.clone(),
             usage: repo.clone(),
             objects: objects.clone(),
-            audit: repo.clone(),
+            audit: matbakh_app::fakes::trail(repo.clone(), Arc::new(FixedClock(NOW))),
             limits: Limits { user_quota_bytes: QUOTA, max_open_uploads: OPEN_UPLOADS, ..Limits::default() },
             clock: Arc::new(FixedClock(NOW)),
         };

@@ -38,7 +38,7 @@ impl World {
         let uploads = Uploads {
             files: repo.clone(),
             objects: objects.clone(),
-            audit: repo.clone(),
+            audit: matbakh_app::fakes::trail(repo.clone(), Arc::new(FixedClock(NOW))),
             limits: Limits { user_quota_bytes: QUOTA, ..Limits::default() },
             clock: Arc::new(FixedClock(NOW)),
         };

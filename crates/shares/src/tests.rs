@@ -40,7 +40,7 @@ impl World {
             shares: self.repo.clone(),
             files: self.repo.clone(),
             objects: Arc::new(InMemoryObjects::new()),
-            audit: self.repo.clone(),
+            audit: matbakh_app::fakes::trail(self.repo.clone(), Arc::new(FixedClock(now))),
             limits: Limits::default(),
             clock: Arc::new(FixedClock(now)),
             links: Links {

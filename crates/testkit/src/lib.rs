@@ -329,7 +329,7 @@ impl Harness {
             .await
             .unwrap();
         t.settle_upload(id, record.key.as_str(), record.size, quota).await.unwrap();
-        assert!(t.mark_ready(id, &matbakh_aws::table::Ready::default()).await.unwrap());
+        assert!(t.mark_ready(id, &matbakh_core::metadata::Ready::default()).await.unwrap());
         t.index_words(&record).await.unwrap();
         id
     }

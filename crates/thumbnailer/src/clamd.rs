@@ -1,13 +1,15 @@
 //! ClamAV's `clamd`, asked over TCP with `INSTREAM`: the object is streamed from S3 to the
-//! scanner chunk by chunk, never held whole. Off unless `CLAMD_ADDR` is set.
+//! scanner chunk by chunk, never held whole. Off unless `CLAMD_ADDR` is set. The
+//! [`VirusScanner`] port of `matbakh_app::process`.
 //!
 //! clamd runs beside the functions (a container in the VPC, say); its `StreamMaxLength` must be
 //! at least `CLAMD_MAX_BYTES`. Objects larger than that are not sent; their row says so.
 
 use std::time::Duration;
 
-use matbakh_aws::AwsError;
-use matbakh_aws::s3::ObjectReader;
+use async_trait::async_trait;
+use matbakh_api::metrics::{self, Unit};
+use matbakh_app::ports::{ObjectStream, PortError, PortResult, Verdict, VirusScanner};
 use matbakh_core::limits::setting;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -31,14 +33,6 @@ pub struct Clamd {
     pub timeout: Duration,
 }
 
-/// What clamd said of one object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    Clean,
-    /// The name of the signature that matched.
-    Infected(String),
-}
-
 /// A scan that did not give a verdict: reported, so the record is delivered again (and lands in
 /// the DLQ with its alarm if clamd stays away). A file is never passed unscanned by mistake.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +44,33 @@ pub enum ScanError {
     #[error("clamd answered {0:?}")]
     Refused(String),
     #[error(transparent)]
-    Read(#[from] AwsError),
+    Read(#[from] PortError),
+}
+
+impl From<ScanError> for PortError {
+    fn from(e: ScanError) -> Self {
+        match e {
+            ScanError::Read(e) => e,
+            other => PortError::Unavailable { operation: "clamd INSTREAM", message: other.to_string() },
+        }
+    }
+}
+
+#[async_trait]
+impl VirusScanner for Clamd {
+    async fn scan(&self, object: &mut dyn ObjectStream) -> PortResult<Verdict> {
+        let size = object.size();
+        if size > self.max_bytes {
+            tracing::warn!(size, limit = self.max_bytes, "too large for the virus scan");
+            metrics::emit("thumbnail", &[("ScansSkippedTooLarge", 1, Unit::Count)]);
+            return Ok(Verdict::NotScanned(format!("over CLAMD_MAX_BYTES ({} bytes)", self.max_bytes)));
+        }
+        let started = std::time::Instant::now();
+        let verdict = self.verdict(object).await?;
+        let millis = started.elapsed().as_millis() as u64;
+        metrics::emit("thumbnail", &[("ScanMilliseconds", millis, Unit::Milliseconds)]);
+        Ok(verdict)
+    }
 }
 
 impl Clamd {
@@ -67,14 +87,14 @@ impl Clamd {
         }))
     }
 
-    /// Streams the object to clamd and answers its verdict.
-    pub async fn scan(&self, object: &mut ObjectReader) -> Result<Verdict, ScanError> {
+    /// Streams the object to clamd (whatever its size) and answers its verdict.
+    pub async fn verdict(&self, object: &mut dyn ObjectStream) -> Result<Verdict, ScanError> {
         tokio::time::timeout(self.timeout, self.instream(object))
             .await
             .unwrap_or(Err(ScanError::TimedOut(self.timeout)))
     }
 
-    async fn instream(&self, object: &mut ObjectReader) -> Result<Verdict, ScanError> {
+    async fn instream(&self, object: &mut dyn ObjectStream) -> Result<Verdict, ScanError> {
         let io = |e: std::io::Error| ScanError::Unreachable { addr: self.addr.clone(), message: e.to_string() };
         let mut conn = TcpStream::connect(&self.addr).await.map_err(io)?;
         // When clamd stops reading early (a size limit), it has already written why: read it.
@@ -91,13 +111,13 @@ impl Clamd {
 
 enum SendError {
     Io(std::io::Error),
-    Read(AwsError),
+    Read(PortError),
 }
 
-async fn send(conn: &mut TcpStream, object: &mut ObjectReader) -> Result<(), SendError> {
+async fn send(conn: &mut TcpStream, object: &mut dyn ObjectStream) -> Result<(), SendError> {
     conn.write_all(b"zINSTREAM\0").await.map_err(SendError::Io)?;
     while let Some(chunk) = object.next_chunk().await.map_err(SendError::Read)? {
-        for part in chunk.as_ref().chunks(CHUNK) {
+        for part in chunk.chunks(CHUNK) {
             let len = u32::try_from(part.len()).unwrap_or(u32::MAX).to_be_bytes();
             conn.write_all(&len).await.map_err(SendError::Io)?;
             conn.write_all(part).await.map_err(SendError::Io)?;

@@ -1,8 +1,11 @@
 //! Lambda entry point of `thumbnailer`: wiring only.
 
+use std::sync::Arc;
+
 use lambda_runtime::{LambdaEvent, service_fn};
+use matbakh_app::ports::VirusScanner;
 use matbakh_imaging::{DEFAULT_QUALITY, ImageLimits};
-use thumbnailer::Thumbnailer;
+use thumbnailer::{Imaging, Thumbnailer};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -10,7 +13,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let services = matbakh_api::Services::from_env().await?;
     let limits = ImageLimits::from_lookup(|name| std::env::var(name).ok())?;
     let scanner = thumbnailer::clamd::Clamd::from_lookup(|name| std::env::var(name).ok())?;
-    let t = Thumbnailer { services, limits, quality: DEFAULT_QUALITY, scanner };
+    let scanner = scanner.map(|c| Arc::new(c) as Arc<dyn VirusScanner>);
+    let t = Thumbnailer::new(&services, Imaging { limits, quality: DEFAULT_QUALITY }, scanner);
     let t = &t;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
         Ok::<_, lambda_runtime::Error>(thumbnailer::handle(t, event.payload).await)

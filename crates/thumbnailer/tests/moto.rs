@@ -3,20 +3,26 @@
 //! failed with a reason, without stopping the batch.
 
 use http::StatusCode;
+use matbakh_app::process::{Processed, Skip};
 use matbakh_core::ids::{FileId, ObjectKey};
 use matbakh_core::metadata::FileStatus;
 use matbakh_imaging::{DEFAULT_QUALITY, ImageLimits, Quality};
 use serde_json::Value;
 use testkit::{Harness, Options, accepted, browser_upload, corpus, object_created, sqs_batch, unique_user};
-use thumbnailer::Thumbnailer;
+use thumbnailer::{Imaging, Thumbnailer};
 
 /// rav1e's fastest speed: these tests check what is made, not how small (the benchmark does).
 const FAST: Quality = Quality { avif_speed: 10, ..DEFAULT_QUALITY };
 
 async fn setup() -> (Harness, Thumbnailer) {
     let h = Harness::new(presign::router, Options::default()).await;
-    let t = Thumbnailer { services: h.state.clone(), limits: ImageLimits::default(), quality: FAST, scanner: None };
+    let t = with_scanner(&h, None);
     (h, t)
+}
+
+fn with_scanner(h: &Harness, scanner: Option<thumbnailer::clamd::Clamd>) -> Thumbnailer {
+    let imaging = Imaging { limits: ImageLimits::default(), quality: FAST };
+    Thumbnailer::new(&h.state, imaging, scanner.map(|c| std::sync::Arc::new(c) as _))
 }
 
 /// Uploads `bytes` as `name` declared as `content_type` through the presign API.
@@ -115,10 +121,7 @@ async fn corpus_photos_become_ready_with_upright_metadata_free_variants() {
     // A redelivery changes nothing.
     let again = thumbnailer::handle(&t, sqs_batch(&batch[..1])).await;
     assert!(again.batch_item_failures.is_empty());
-    assert_eq!(
-        thumbnailer::process(&t, &uploaded[0].0).await.unwrap(),
-        thumbnailer::Outcome::Skipped("already processed")
-    );
+    assert_eq!(thumbnailer::process(&t, &uploaded[0].0).await.unwrap(), Processed::Skipped(Skip::AlreadyProcessed));
 }
 
 #[tokio::test]
@@ -271,15 +274,14 @@ async fn virus_scan(h: &Harness, id: FileId) -> Option<String> {
 #[tokio::test]
 #[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn clamd_scans_every_file_and_a_match_is_quarantined() {
-    let (h, t) = setup().await;
+    let (h, _) = setup().await;
     let addr = std::env::var("CLAMD_TEST_ADDR").expect("CLAMD_TEST_ADDR: run through scripts/test");
     let clamd = |addr: &str, max_bytes| thumbnailer::clamd::Clamd {
         addr: addr.to_owned(),
         max_bytes,
         timeout: thumbnailer::clamd::DEFAULT_CLAMD_TIMEOUT,
     };
-    let scanning =
-        Thumbnailer { scanner: Some(clamd(&addr, thumbnailer::clamd::DEFAULT_CLAMD_MAX_BYTES)), ..t.clone() };
+    let scanning = with_scanner(&h, Some(clamd(&addr, thumbnailer::clamd::DEFAULT_CLAMD_MAX_BYTES)));
     let user = unique_user("clamd");
     let (_, known_bad) = corpus("photos/dune.jpg");
     let (_, clean) = corpus("photos/ladybird.jpg");
@@ -299,7 +301,7 @@ async fn clamd_scans_every_file_and_a_match_is_quarantined() {
     assert_eq!(virus_scan(&h, clean_id).await.as_deref(), Some("clean"));
 
     // Over the scan limit: kept, with the reason it was not scanned.
-    let small_limit = Thumbnailer { scanner: Some(clamd(&addr, clean.len() as u64 - 1)), ..t.clone() };
+    let small_limit = with_scanner(&h, Some(clamd(&addr, clean.len() as u64 - 1)));
     let (big_key, big_id) = upload(&h, &user, "big.jpg", "image/jpeg", clean.clone()).await;
     assert!(
         thumbnailer::handle(&small_limit, sqs_batch(&[("big", object_created(&big_key, 0))]))
@@ -312,7 +314,7 @@ async fn clamd_scans_every_file_and_a_match_is_quarantined() {
 
     // No scanner there: no verdict, no change; the record comes back.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
-    let unreachable = Thumbnailer { scanner: Some(clamd(&closed, thumbnailer::clamd::DEFAULT_CLAMD_MAX_BYTES)), ..t };
+    let unreachable = with_scanner(&h, Some(clamd(&closed, thumbnailer::clamd::DEFAULT_CLAMD_MAX_BYTES)));
     let (key, id) = upload(&h, &user, "later.jpg", "image/jpeg", clean).await;
     let response = thumbnailer::handle(&unreachable, sqs_batch(&[("later", object_created(&key, 0))])).await;
     let failed: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();

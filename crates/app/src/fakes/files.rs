@@ -46,6 +46,14 @@ impl FileRepo for InMemory {
         Ok((page, next))
     }
 
+    async fn all(&self, owner: &UserId) -> PortResult<Vec<FileDetails>> {
+        let st = lock(&self.state);
+        let mut all: Vec<FileDetails> =
+            st.files.values().map(|s| s.details.clone()).filter(|d| d.record.owner == *owner).collect();
+        all.sort_by_key(|d| (d.record.created_at, d.record.file_id));
+        Ok(all)
+    }
+
     async fn count_live(&self, owner: &UserId) -> PortResult<u64> {
         let st = lock(&self.state);
         let live = st.files.values().filter(|s| s.details.record.owner == *owner);
@@ -120,6 +128,28 @@ impl FileRepo for InMemory {
     }
 
     /// Words are found by the listing's own filter here.
+    async fn mark_ready(&self, id: FileId, ready: &Ready<'_>) -> PortResult<bool> {
+        let mut st = lock(&self.state);
+        let Some(s) = st.files.get_mut(&id).filter(|s| s.details.record.status == FileStatus::Pending) else {
+            return Ok(false);
+        };
+        s.details.record.status = FileStatus::Ready;
+        s.details.image = ready.image.cloned();
+        s.details.reason = ready.note.map(str::to_owned);
+        s.virus_scan = ready.virus_scan.map(str::to_owned);
+        Ok(true)
+    }
+
+    async fn mark_failed(&self, id: FileId, reason: &str) -> PortResult<bool> {
+        let mut st = lock(&self.state);
+        let Some(s) = st.files.get_mut(&id).filter(|s| s.details.record.status == FileStatus::Pending) else {
+            return Ok(false);
+        };
+        s.details.record.status = FileStatus::Failed;
+        s.details.reason = Some(reason.to_owned());
+        Ok(true)
+    }
+
     async fn index_words(&self, _record: &FileRecord) -> PortResult<()> {
         Ok(())
     }

@@ -17,17 +17,19 @@ pub use objects::{InMemoryCdn, InMemoryObjects};
 pub use records::InMemoryQueue;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use matbakh_core::audit::{AuditEntry, AuditRecord};
 use matbakh_core::checksum::{ChecksumAlgorithm, Integrity};
 use matbakh_core::clock::iso_millis;
-use matbakh_core::exports::ExportJob;
+use matbakh_core::exports::{ExportJob, ExportState};
 use matbakh_core::ids::{FileId, ObjectKey, Sha256, UserId};
 use matbakh_core::listing::{Cursor, ListQuery, SortBy, Tag};
-use matbakh_core::metadata::{ContentFacts, FileDetails, FileRecord, FileStatus, PendingRow, Pinned, Settlement};
+use matbakh_core::metadata::{
+    ContentFacts, FileDetails, FileRecord, FileStatus, PendingRow, Pinned, Ready, Settlement,
+};
 use matbakh_core::multipart::{PartNumber, SessionState, UploadId, UploadSession, UploadedPart};
 use matbakh_core::names::{DisplayName, fold};
 use matbakh_core::post_policy::PresignedPost;
@@ -38,10 +40,15 @@ use matbakh_core::types::ContentType;
 use time::OffsetDateTime;
 
 use crate::ports::{
-    AccountRepo, AuditLog, Digest, Download, EdgeCache, ExportQueue, ExportRepo, FileRepo, Head, MultipartOp,
-    MultipartRequest, ObjectStore, PartUpload, PortError, PortResult, ShareRepo, SignedUrl, TokenRepo, Upload,
-    UploadRepo, UsageRepo,
+    AccountRepo, Archive, AuditLog, Digest, Download, EdgeCache, ExportQueue, ExportRepo, FileRepo, Head, MultipartOp,
+    MultipartRequest, ObjectSink, ObjectStore, ObjectStream, PartUpload, PortError, PortResult, ShareRepo, SignedUrl,
+    TokenRepo, Upload, UploadRepo, UsageRepo,
 };
+
+/// An audit trail kept in `log`, dated by `clock`, with the default retention.
+pub fn trail(log: Arc<InMemory>, clock: Arc<dyn matbakh_core::clock::Clock>) -> crate::audit::Trail {
+    crate::audit::Trail { log, retention: matbakh_core::limits::Limits::default().audit_retention, clock }
+}
 
 /// What a cursor of this fake's listings says it continues.
 const CURSOR_KIND: &str = "memory";
@@ -71,6 +78,8 @@ struct Stored {
     order: Option<String>,
     /// An older file of the owner's with the same bytes.
     duplicate_of: Option<FileId>,
+    /// What the virus scan said, when one ran.
+    virus_scan: Option<String>,
 }
 
 /// Files, usage and audit trails in memory.
@@ -103,7 +112,16 @@ impl InMemory {
         let settled = r.status != FileStatus::Pending;
         st.files.insert(
             r.file_id,
-            Stored { details, charged, reserved: 0, settled, token: None, order: None, duplicate_of: None },
+            Stored {
+                details,
+                charged,
+                reserved: 0,
+                settled,
+                token: None,
+                order: None,
+                duplicate_of: None,
+                virus_scan: None,
+            },
         );
     }
 
@@ -134,6 +152,11 @@ impl InMemory {
     /// The older file with the same bytes that indexing found, if it did.
     pub fn duplicate_of(&self, id: FileId) -> Option<FileId> {
         lock(&self.state).files.get(&id).and_then(|s| s.duplicate_of)
+    }
+
+    /// What the virus scan recorded on a file's row.
+    pub fn virus_scan(&self, id: FileId) -> Option<String> {
+        lock(&self.state).files.get(&id).and_then(|s| s.virus_scan.clone())
     }
 
     /// The stored details of a file, as a test reads them back.

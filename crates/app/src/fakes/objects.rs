@@ -45,9 +45,9 @@ struct Versions {
 /// uploads under way.
 #[derive(Default)]
 pub struct InMemoryObjects {
-    objects: Mutex<HashMap<ObjectKey, Versions>>,
+    objects: Arc<Mutex<HashMap<ObjectKey, Versions>>>,
     /// Versions written so far (each gets a new id).
-    written: Mutex<u64>,
+    written: Arc<Mutex<u64>>,
     aborted: Mutex<Vec<UploadId>>,
     /// Multipart uploads under way: their key and the sizes of the parts received.
     uploads: Mutex<HashMap<UploadId, (ObjectKey, Parts)>>,
@@ -68,23 +68,39 @@ impl InMemoryObjects {
     /// Writes a new version of `size` bytes at `key` (the current one from now on), as an
     /// upload does; answers its version id.
     pub fn put(&self, key: &ObjectKey, size: u64) -> String {
-        let mut written = lock(&self.written);
-        *written += 1;
-        let version = format!("v{written}");
-        let mut objects = lock(&self.objects);
-        let held = objects.entry(key.clone()).or_default();
-        held.versions.push((version.clone(), size));
-        held.hidden = false;
-        version
+        write_version(&self.objects, &self.written, key, size, None)
     }
 
     /// Writes a new version holding `bytes` at `key`; answers its version id.
     pub fn put_bytes(&self, key: &ObjectKey, bytes: Vec<u8>) -> String {
-        let version = self.put(key, bytes.len() as u64);
-        if let Some(held) = lock(&self.objects).get_mut(key) {
-            held.bytes.insert(version.clone(), bytes);
-        }
-        version
+        write_version(&self.objects, &self.written, key, bytes.len() as u64, Some(bytes))
+    }
+
+    /// The bytes of the current version of `key`, if a GET finds it (zeros for a version
+    /// written without bytes).
+    pub fn bytes(&self, key: &ObjectKey) -> Option<Vec<u8>> {
+        let (version, _) = self.current(key)?;
+        self.bytes_of(key, &version)
+    }
+
+    /// The keys that hold a visible object under `prefix`, sorted.
+    pub fn keys_under(&self, prefix: &str) -> Vec<ObjectKey> {
+        let objects = lock(&self.objects);
+        let mut keys: Vec<ObjectKey> = objects
+            .iter()
+            .filter(|(k, h)| k.as_str().starts_with(prefix) && !h.hidden && !h.versions.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        keys
+    }
+
+    /// The bytes of `version` of `key` (zeros for a version written without bytes).
+    fn bytes_of(&self, key: &ObjectKey, version: &str) -> Option<Vec<u8>> {
+        let objects = lock(&self.objects);
+        let held = objects.get(key)?;
+        let (_, size) = held.versions.iter().find(|(v, _)| v == version)?;
+        Some(held.bytes.get(version).cloned().unwrap_or_else(|| vec![0; *size as usize]))
     }
 
     /// The version ids `key` holds, oldest first.
@@ -118,6 +134,83 @@ impl InMemoryObjects {
     /// The current version of `key`, if a GET finds one.
     fn current(&self, key: &ObjectKey) -> Option<(String, u64)> {
         lock(&self.objects).get(key).filter(|h| !h.hidden).and_then(|h| h.versions.last().cloned())
+    }
+}
+
+/// Adds a version to `key` (with its bytes, if given); answers its id.
+fn write_version(
+    objects: &Mutex<HashMap<ObjectKey, Versions>>,
+    written: &Mutex<u64>,
+    key: &ObjectKey,
+    size: u64,
+    bytes: Option<Vec<u8>>,
+) -> String {
+    let mut written = lock(written);
+    *written += 1;
+    let version = format!("v{written}");
+    let mut objects = lock(objects);
+    let held = objects.entry(key.clone()).or_default();
+    held.versions.push((version.clone(), size));
+    held.hidden = false;
+    if let Some(bytes) = bytes {
+        held.bytes.insert(version.clone(), bytes);
+    }
+    version
+}
+
+/// An object read in chunks of at most [`CHUNK`] bytes.
+struct Chunks {
+    bytes: Vec<u8>,
+    at: usize,
+}
+
+/// The chunk size of [`Chunks`]: small, so readers meet more than one.
+const CHUNK: usize = 64 * 1024;
+
+#[async_trait]
+impl ObjectStream for Chunks {
+    fn size(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    async fn next_chunk(&mut self) -> PortResult<Option<Vec<u8>>> {
+        if self.at >= self.bytes.len() {
+            return Ok(None);
+        }
+        let end = (self.at + CHUNK).min(self.bytes.len());
+        let chunk = self.bytes[self.at..end].to_vec();
+        self.at = end;
+        Ok(Some(chunk))
+    }
+}
+
+/// An object written in parts: visible at [`ObjectSink::finish`], never before.
+struct Sink {
+    objects: Arc<Mutex<HashMap<ObjectKey, Versions>>>,
+    written: Arc<Mutex<u64>>,
+    key: ObjectKey,
+    bytes: Vec<u8>,
+}
+
+#[async_trait]
+impl ObjectSink for Sink {
+    async fn write(&mut self, bytes: &[u8]) -> PortResult<()> {
+        self.bytes.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn written(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    async fn finish(self: Box<Self>) -> PortResult<u64> {
+        let size = self.bytes.len() as u64;
+        write_version(&self.objects, &self.written, &self.key, size, Some(self.bytes));
+        Ok(size)
+    }
+
+    async fn abort(self: Box<Self>) -> PortResult<()> {
+        Ok(())
     }
 }
 
@@ -246,12 +339,51 @@ impl ObjectStore for InMemoryObjects {
 
     /// Versions written without bytes read as that many zeros.
     async fn read_digest(&self, key: &ObjectKey, version: Option<&str>, keep: usize) -> PortResult<Option<Digest>> {
-        let Some(head) = self.head(key, version).await? else { return Ok(None) };
-        let objects = lock(&self.objects);
-        let stored = head.version_id.as_ref().and_then(|v| objects.get(key)?.bytes.get(v).cloned());
-        let bytes = stored.unwrap_or_else(|| vec![0; head.size as usize]);
+        let Some(bytes) = self.read(key, version).await? else { return Ok(None) };
+        let etag = self.head(key, version).await?.and_then(|h| h.version_id);
         let prefix = bytes[..keep.min(bytes.len())].to_vec();
-        Ok(Some(Digest { sha256: Sha256::of(&bytes), size: head.size, etag: head.version_id, prefix }))
+        Ok(Some(Digest { sha256: Sha256::of(&bytes), size: bytes.len() as u64, etag, prefix }))
+    }
+
+    async fn read_prefix(&self, key: &ObjectKey, version: Option<&str>, len: usize) -> PortResult<Option<Vec<u8>>> {
+        Ok(self.read(key, version).await?.map(|mut bytes| {
+            bytes.truncate(len);
+            bytes
+        }))
+    }
+
+    async fn read(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<Option<Vec<u8>>> {
+        let Some(Head { version_id: Some(version), .. }) = self.head(key, version).await? else { return Ok(None) };
+        Ok(self.bytes_of(key, &version))
+    }
+
+    async fn open(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<Option<Box<dyn ObjectStream>>> {
+        let read = self.read(key, version).await?;
+        Ok(read.map(|bytes| Box::new(Chunks { bytes, at: 0 }) as Box<dyn ObjectStream>))
+    }
+
+    async fn put_variant(&self, key: &ObjectKey, bytes: Vec<u8>, _content_type: &str) -> PortResult<()> {
+        self.put_bytes(key, bytes);
+        Ok(())
+    }
+
+    async fn create(&self, key: &ObjectKey, _content_type: &str) -> PortResult<Box<dyn ObjectSink>> {
+        Ok(Box::new(Sink {
+            objects: self.objects.clone(),
+            written: self.written.clone(),
+            key: key.clone(),
+            bytes: Vec::new(),
+        }))
+    }
+
+    async fn copy_version(&self, from: &ObjectKey, version: Option<&str>, to: &ObjectKey) -> PortResult<()> {
+        match self.read(from, version).await? {
+            Some(bytes) => {
+                self.put_bytes(to, bytes);
+                Ok(())
+            }
+            None => Err(PortError::Failed(format!("no object {from} to copy"))),
+        }
     }
 
     async fn remove_versions_except(&self, key: &ObjectKey, keep: &str) -> PortResult<Vec<String>> {

@@ -110,6 +110,16 @@ impl ExportRepo for InMemory {
         let st = lock(&self.state);
         Ok(st.exports.values().filter(|j| j.owner == *owner).max_by_key(|j| (j.created_at, j.id.clone())).cloned())
     }
+
+    async fn set_state(&self, id: &str, state: ExportState, archive: Option<&Archive>) -> PortResult<()> {
+        let mut st = lock(&self.state);
+        let Some(job) = st.exports.get_mut(id) else { return Err(PortError::ConditionFailed) };
+        job.state = state;
+        if let Some(a) = archive {
+            (job.key, job.size, job.files) = (Some(a.key.to_string()), Some(a.size), Some(a.files));
+        }
+        Ok(())
+    }
 }
 
 impl InMemory {

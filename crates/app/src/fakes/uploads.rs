@@ -52,7 +52,16 @@ pub(super) fn put_row(st: &mut State, record: &FileRecord, charged: u64, reserve
     let details = FileDetails::new(record.clone());
     st.files.insert(
         record.file_id,
-        Stored { details, charged, reserved, settled: false, token: None, order: None, duplicate_of: None },
+        Stored {
+            details,
+            charged,
+            reserved,
+            settled: false,
+            token: None,
+            order: None,
+            duplicate_of: None,
+            virus_scan: None,
+        },
     );
 }
 

@@ -325,7 +325,7 @@ impl Multipart {
             actor: Some("upload-token".into()),
             result: "ok",
         };
-        self.record(client, access).await
+        Ok(self.audit.record(client, access).await?)
     }
 }
 

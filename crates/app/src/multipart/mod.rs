@@ -29,9 +29,9 @@ use matbakh_core::multipart::{
 use matbakh_core::names::DisplayName;
 use matbakh_core::types::ContentType;
 
-use crate::audit::{self, Access, Client};
+use crate::audit::{Access, Client, Trail};
 use crate::error::Error;
-use crate::ports::{AuditLog, FileRepo, ObjectStore, PartUpload, SignedUrl, TokenRepo, UploadRepo, UsageRepo};
+use crate::ports::{FileRepo, ObjectStore, PartUpload, SignedUrl, TokenRepo, UploadRepo, UsageRepo};
 
 /// What the multipart use cases work with.
 #[derive(Clone)]
@@ -41,7 +41,7 @@ pub struct Multipart {
     pub tokens: Arc<dyn TokenRepo>,
     pub usage: Arc<dyn UsageRepo>,
     pub objects: Arc<dyn ObjectStore>,
-    pub audit: Arc<dyn AuditLog>,
+    pub audit: Trail,
     pub limits: Limits,
     pub clock: Arc<dyn Clock>,
 }
@@ -87,11 +87,6 @@ fn expired() -> Error {
 }
 
 impl Multipart {
-    async fn record(&self, client: &Client, access: Access<'_>) -> Result<(), Error> {
-        let at = self.clock.now();
-        Ok(audit::record(self.audit.as_ref(), self.limits.audit_retention, at, client, access).await?)
-    }
-
     /// Starts an upload of what `s` declares: type and size within the limits, the S3 upload
     /// (with a full-object checksum if asked), its part plan, and the size reserved against
     /// the caller's quota with the PENDING row and the session, in one transaction. A refusal
@@ -129,7 +124,7 @@ impl Multipart {
             self.abort_refused(&session).await;
             return Err(e.into());
         }
-        self.record(client, Access::ok(caller, AuditAction::Upload, Some(file_id))).await?;
+        self.audit.record(client, Access::ok(caller, AuditAction::Upload, Some(file_id))).await?;
         tracing::info!(size = s.size, parts = plan.part_count, "multipart upload started");
         Ok(session)
     }

@@ -5,11 +5,10 @@
 use std::sync::Arc;
 
 use http::{Method, StatusCode};
-use matbakh_aws::table::Ready;
 use matbakh_core::clock::FixedClock;
 use matbakh_core::ids::{FileId, ObjectKey, UserId};
 use matbakh_core::limits::Limits;
-use matbakh_core::metadata::{FileRecord, FileStatus};
+use matbakh_core::metadata::{FileRecord, FileStatus, Ready};
 use matbakh_core::names::{DisplayName, SafeName};
 use matbakh_core::types::ContentType;
 use serde_json::{Value, json};

@@ -79,7 +79,7 @@ async fn files_api_serves_the_document_without_a_login() {
     let files = Files {
         files: repo.clone(),
         usage: repo.clone(),
-        audit: repo,
+        audit: matbakh_app::fakes::trail(repo.clone(), Arc::new(SystemClock)),
         objects: Arc::new(InMemoryObjects::new()),
         limits: Limits::default(),
         clock: Arc::new(SystemClock),

@@ -499,7 +499,7 @@ async fn settled(rel: &str) -> (String, String) {
         .unwrap();
     assert_eq!(accepted.version.as_deref(), Some(version.as_str()));
     table.settle_upload(id, &key, size as u64, QUOTA).await.unwrap();
-    assert!(table.mark_ready(id, &matbakh_aws::table::Ready::default()).await.unwrap());
+    assert!(table.mark_ready(id, &matbakh_core::metadata::Ready::default()).await.unwrap());
     (key, version)
 }
 
@@ -577,7 +577,7 @@ async fn a_users_source_without_an_accepted_version_is_not_found_and_nothing_is_
     let (id, unpinned) = granted(&name, photo.len()).await;
     put_version(&unpinned, photo.clone()).await;
     table.settle_upload(id, &unpinned, photo.len() as u64, QUOTA).await.unwrap();
-    assert!(table.mark_ready(id, &matbakh_aws::table::Ready::default()).await.unwrap());
+    assert!(table.mark_ready(id, &matbakh_core::metadata::Ready::default()).await.unwrap());
     // QUARANTINED after it was pinned.
     let (quarantined, _) = settled("photos/ladybird.jpg").await;
     let id = matbakh_core::ids::ObjectKey::file_id_of(&quarantined).unwrap();

@@ -1,0 +1,260 @@
+//! Building a GDPR export's archive (the exporter): `exports/{sub}/{exportId}.zip` holds every
+//! stored file of the user (READY or FAILED) under `files/{fileId}/{name}`, byte for byte, at
+//! its accepted version (DECISIONS 28), and `metadata.json` describing them as the files API
+//! shows them. Objects are streamed from the store into the archive ([`ObjectSink`]), so the
+//! size of an account does not matter.
+//!
+//! A job already READY is left alone (a redelivered message); an unfinished one is built again
+//! from the start. A job that no longer exists (erased meanwhile) needs nothing.
+
+use std::sync::Arc;
+
+use matbakh_core::audit::AuditAction;
+use matbakh_core::clock::Clock;
+use matbakh_core::exports::ExportState;
+use matbakh_core::ids::ObjectKey;
+use matbakh_core::limits::Limits;
+use matbakh_core::metadata::{FileDetails, FileStatus};
+use matbakh_core::names::SafeName;
+use matbakh_core::zip;
+use serde::Serialize;
+
+use crate::audit::{Access, Client, Trail};
+use crate::error::Error;
+use crate::ports::{Archive, ExportRepo, FileRepo, ObjectSink, ObjectStore, PortError};
+use crate::view::FileView;
+
+/// What building archives works with.
+#[derive(Clone)]
+pub struct Archiver {
+    pub exports: Arc<dyn ExportRepo>,
+    pub files: Arc<dyn FileRepo>,
+    pub objects: Arc<dyn ObjectStore>,
+    pub audit: Trail,
+    pub limits: Limits,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// What became of one job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Built {
+    /// The archive is written and the job READY.
+    Ready(Archive),
+    /// An earlier delivery finished it.
+    AlreadyReady,
+    /// No such job (erased since it was queued).
+    NoSuchJob,
+}
+
+/// What the archive says about one file: where it is in the archive, and the file as the
+/// files API shows it (without variant URLs, which would expire).
+#[derive(Serialize)]
+struct Described {
+    path: String,
+    #[serde(flatten)]
+    file: FileView,
+}
+
+impl Archiver {
+    /// Builds the archive of job `export_id`.
+    pub async fn build(&self, export_id: &str) -> Result<Built, Error> {
+        let Some(job) = self.exports.get(export_id).await? else { return Ok(Built::NoSuchJob) };
+        if job.state == ExportState::Ready {
+            return Ok(Built::AlreadyReady);
+        }
+        self.exports.set_state(&job.id, ExportState::Running, None).await?;
+        let mut files = self.files.all(&job.owner).await?;
+        files.retain(|d| matches!(d.record.status, FileStatus::Ready | FileStatus::Failed));
+        let key = ObjectKey::export_archive(&job.owner, &job.id);
+        let mut out = self.objects.create(&key, "application/zip").await?;
+        let written = match self.write_archive(out.as_mut(), &files).await {
+            Ok(written) => written,
+            Err(e) => {
+                if let Err(abort) = out.abort().await {
+                    tracing::warn!(error = %abort, "could not abort the archive's upload; the lifecycle rule will");
+                }
+                return Err(e);
+            }
+        };
+        let size = out.finish().await?;
+        let archive = Archive { key, size, files: written };
+        self.exports.set_state(&job.id, ExportState::Ready, Some(&archive)).await?;
+        let client = Client { ip: "-".into(), user_agent: "exporter".into() };
+        let result = format!("ok: {written} files, {size} bytes");
+        let access = Access { result: &result, ..Access::ok(&job.owner, AuditAction::Export, None) };
+        self.audit.record(&client, access).await?;
+        tracing::info!(export = %job.id, files = written, bytes = size, "export ready");
+        Ok(Built::Ready(archive))
+    }
+
+    /// Writes every file that is still there and `metadata.json`, then the central directory;
+    /// answers how many files.
+    async fn write_archive(&self, out: &mut dyn ObjectSink, files: &[FileDetails]) -> Result<u64, Error> {
+        let mut entries = Vec::with_capacity(files.len() + 1);
+        let mut described = Vec::with_capacity(files.len());
+        for d in files {
+            let r = &d.record;
+            // Gone since the listing (deleted meanwhile): not in the archive, not described.
+            let Some(mut reader) = self.objects.open(&r.key, r.version_id.as_deref()).await? else { continue };
+            let path = format!("files/{}/{}", r.file_id, SafeName::from_display(&r.filename).as_str());
+            let offset = out.written();
+            out.write(&zip::local_header(&path, r.created_at)).await?;
+            let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32IsoHdlc);
+            let mut size = 0u64;
+            while let Some(chunk) = reader.next_chunk().await? {
+                crc.update(&chunk);
+                size += chunk.len() as u64;
+                out.write(&chunk).await?;
+            }
+            let crc32 = crc.finalize() as u32;
+            out.write(&zip::data_descriptor(crc32, size)).await?;
+            entries.push(zip::Entry { name: path.clone(), modified: r.created_at, offset, crc32, size });
+            described.push(Described { path, file: FileView::of(d, self.limits.restore_window) });
+        }
+        let written = described.len() as u64;
+        let metadata = serde_json::to_vec_pretty(&serde_json::json!({ "files": described }))
+            .map_err(|e| PortError::Failed(format!("metadata.json: {e}")))?;
+        let now = self.clock.now();
+        let offset = out.written();
+        out.write(&zip::local_header("metadata.json", now)).await?;
+        out.write(&metadata).await?;
+        let crc32 = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32IsoHdlc, &metadata) as u32;
+        out.write(&zip::data_descriptor(crc32, metadata.len() as u64)).await?;
+        let size = metadata.len() as u64;
+        entries.push(zip::Entry { name: "metadata.json".into(), modified: now, offset, crc32, size });
+        let directory_at = out.written();
+        out.write(&zip::central_directory(&entries, directory_at)).await?;
+        Ok(written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use matbakh_core::clock::FixedClock;
+    use matbakh_core::exports::ExportJob;
+    use matbakh_core::ids::{FileId, Sha256, UserId};
+    use matbakh_core::metadata::FileRecord;
+    use matbakh_core::names::DisplayName;
+    use matbakh_core::types::ContentType;
+    use time::OffsetDateTime;
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::fakes::{InMemory, InMemoryObjects};
+
+    const NOW: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
+
+    struct World {
+        repo: Arc<InMemory>,
+        objects: Arc<InMemoryObjects>,
+        archiver: Archiver,
+    }
+
+    fn world() -> World {
+        let (repo, objects) = (Arc::new(InMemory::new()), Arc::new(InMemoryObjects::new()));
+        let archiver = Archiver {
+            exports: repo.clone(),
+            files: repo.clone(),
+            objects: objects.clone(),
+            audit: crate::fakes::trail(repo.clone(), Arc::new(FixedClock(NOW))),
+            limits: Limits::default(),
+            clock: Arc::new(FixedClock(NOW)),
+        };
+        World { repo, objects, archiver }
+    }
+
+    impl World {
+        /// A file of `owner` in `status` holding `bytes` at its accepted version.
+        fn file(&self, owner: &str, n: u8, name: &str, status: FileStatus, bytes: &[u8]) -> FileId {
+            let id = FileId::new(1_772_000_000_000 + u64::from(n), [n; 10]);
+            let owner = UserId::parse(owner).unwrap();
+            let pdf = ContentType::parse("application/pdf").unwrap();
+            let mut record = FileRecord::upload(id, owner, DisplayName::parse(name).unwrap(), pdf, NOW);
+            let version = self.objects.put_bytes(&record.key, bytes.to_vec());
+            (record.status, record.size, record.version_id) = (status, bytes.len() as u64, Some(version));
+            self.repo.insert(FileDetails::new(record));
+            id
+        }
+
+        fn job(&self, owner: &str, id: &str) {
+            let owner = UserId::parse(owner).unwrap();
+            let job = ExportJob {
+                id: id.into(),
+                owner,
+                state: ExportState::Pending,
+                created_at: NOW,
+                key: None,
+                size: None,
+                files: None,
+            };
+            self.repo.set_export(job);
+        }
+    }
+
+    /// Every entry of a ZIP as Python's zipfile reads it (an independent reader; `testzip`
+    /// checks each entry's CRC-32): name -> bytes.
+    fn entries_of(zip: &[u8]) -> BTreeMap<String, Vec<u8>> {
+        let path = std::env::temp_dir().join(format!("archive-test-{}.zip", std::process::id()));
+        std::fs::write(&path, zip).unwrap();
+        let script = "import json, sys, zipfile\n\
+                      z = zipfile.ZipFile(sys.argv[1])\n\
+                      assert z.testzip() is None, z.testzip()\n\
+                      print(json.dumps({n: z.read(n).hex() for n in z.namelist()}))";
+        let out = std::process::Command::new("python3").arg("-c").arg(script).arg(&path).output().unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let read: BTreeMap<String, String> = serde_json::from_slice(&out.stdout).unwrap();
+        let decode = |hex: String| -> Vec<u8> {
+            (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
+        };
+        read.into_iter().map(|(name, b)| (name, decode(b))).collect()
+    }
+
+    #[tokio::test]
+    async fn the_archive_holds_every_stored_file_of_the_owner_byte_for_byte_and_describes_them() {
+        let w = world();
+        let big: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let menu = w.file("alice", 1, "menu.pdf", FileStatus::Ready, &big);
+        let broken = w.file("alice", 2, "Straße 1.pdf", FileStatus::Failed, b"%PDF-broken");
+        w.file("alice", 3, "gone.pdf", FileStatus::Deleted, b"%PDF-gone");
+        w.file("alice", 4, "coming.pdf", FileStatus::Pending, b"%PDF-pending");
+        w.file("bob", 5, "bobs.pdf", FileStatus::Ready, b"%PDF-bob");
+        // The menu's key written again after it was accepted (a replayed upload URL).
+        let menu_key = w.repo.get(menu).unwrap().record.key;
+        w.objects.put_bytes(&menu_key, b"%PDF-replayed".to_vec());
+        w.job("alice", "exp1");
+
+        let Built::Ready(archive) = w.archiver.build("exp1").await.unwrap() else { panic!("not built") };
+        let zip = w.objects.bytes(&archive.key).unwrap();
+        assert_eq!(
+            (archive.key.as_str(), archive.size, archive.files),
+            ("exports/alice/exp1.zip", zip.len() as u64, 2)
+        );
+        let entries = entries_of(&zip);
+        let (menu_path, broken_path) = (format!("files/{menu}/menu.pdf"), format!("files/{broken}/Straße 1.pdf"));
+        let names: Vec<&str> = entries.keys().map(String::as_str).collect();
+        assert_eq!(names, [menu_path.as_str(), broken_path.as_str(), "metadata.json"]);
+        assert_eq!(Sha256::of(&entries[&menu_path]), Sha256::of(&big), "the accepted version, byte for byte");
+        assert_eq!(entries[&broken_path], b"%PDF-broken");
+        let metadata: serde_json::Value = serde_json::from_slice(&entries["metadata.json"]).unwrap();
+        let described = metadata["files"].as_array().unwrap();
+        assert_eq!(described.len(), 2);
+        assert_eq!(
+            (described[0]["path"].as_str(), described[0]["fileId"].as_str()),
+            (Some(menu_path.as_str()), Some(menu.to_string().as_str()))
+        );
+        assert_eq!(described[1]["status"], "FAILED");
+
+        let job = w.repo.get_export("exp1").unwrap();
+        assert_eq!((job.state, job.size, job.files), (ExportState::Ready, Some(archive.size), Some(2)));
+        let trail: Vec<String> = w.repo.audit_entries().iter().map(|e| e.result.clone()).collect();
+        assert_eq!(trail, [format!("ok: 2 files, {} bytes", archive.size)]);
+
+        // Redelivered: nothing is built again.
+        assert_eq!(w.archiver.build("exp1").await.unwrap(), Built::AlreadyReady);
+        assert_eq!(w.objects.versions(&archive.key).len(), 1);
+        assert_eq!(w.archiver.build("exp2").await.unwrap(), Built::NoSuchJob);
+    }
+}

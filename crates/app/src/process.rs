@@ -1,0 +1,514 @@
+//! Processing an upload once its object arrived (the thumbnailer): is it what it claims, is it
+//! clean, and, for an image, its responsive variants.
+//!
+//! For a user original whose row is PENDING, the accepted version (DECISIONS 28, pinned through
+//! [`Settler::accept`]) is read:
+//! - its first bytes are sniffed: a type not on the allow-list, or one contradicting the
+//!   declared type, is quarantined (DECISIONS 13: the row is marked first, so the removal event
+//!   of the move is known as a system move; then the version is copied to `quarantine/` and
+//!   deleted);
+//! - with a [`VirusScanner`], every allowed file is scanned (a match is quarantined with the
+//!   signature's name; the row records `clean`, or why it was not scanned);
+//! - an allowed non-image (PDF, video, ZIP) becomes READY without variants (DECISIONS 11);
+//! - an image goes through the [`Renderer`]: its variants are written under
+//!   `derived/{fileId}/` and the row becomes READY with them; a broken image FAILED; a bomb
+//!   QUARANTINED; an image without decoder (HEIC) READY without variants. A row refused while
+//!   rendering (over quota, quarantined) keeps no variants.
+//!
+//! Only what retrying can help is an error (a port failed, a scanner without verdict); what the
+//! bytes are is recorded on the row. A redelivered event finds the row no longer PENDING.
+
+use std::sync::Arc;
+
+use matbakh_core::ids::{FileId, ObjectKey};
+use matbakh_core::metadata::{Disposition, FileRecord, FileStatus, ImageInfo, Ready, VariantInfo};
+use matbakh_core::sniff::{SNIFF_LEN, Sniffed, agrees, sniff};
+use matbakh_core::types::TypeClass;
+
+use crate::error::Error;
+use crate::ports::{FileRepo, ObjectStore, RenderFailure, Renderer, UploadRepo, Verdict, VirusScanner};
+use crate::settle::Settler;
+
+/// What processing works with.
+#[derive(Clone)]
+pub struct Processing {
+    pub files: Arc<dyn FileRepo>,
+    /// Quarantine ([`UploadRepo::reject`]) gives the row's bytes back to its owner.
+    pub uploads: Arc<dyn UploadRepo>,
+    pub objects: Arc<dyn ObjectStore>,
+    pub settler: Settler,
+    pub renderer: Arc<dyn Renderer>,
+    /// ClamAV, when configured.
+    pub scanner: Option<Arc<dyn VirusScanner>>,
+}
+
+/// What became of one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Processed {
+    /// An image with `variants` written.
+    Ready {
+        variants: usize,
+    },
+    /// An allowed file that is not an image: checked, READY, no variants.
+    Checked,
+    /// An image this pipeline cannot render (HEIC): READY without variants, and why.
+    KeptWithoutVariants(String),
+    Quarantined(String),
+    /// An image that could not be processed: FAILED, and why.
+    Failed(String),
+    Skipped(Skip),
+}
+
+/// Why an object needed nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// Not under `users/{sub}/{fileId}/`.
+    NotAnOriginal,
+    /// No row names this key.
+    NoRow,
+    /// Quarantined before (its move finished now, if an earlier attempt stopped half way).
+    AlreadyQuarantined,
+    /// Not PENDING any more.
+    AlreadyProcessed,
+    /// The object is gone (deleted, or hidden by a delete marker).
+    Gone,
+    /// The row was refused while its variants were made; they were removed.
+    RefusedWhileRendering,
+}
+
+/// The version of a file's key that a run reads: the accepted one.
+struct Object<'a> {
+    key: &'a ObjectKey,
+    version: Option<&'a str>,
+    size: u64,
+}
+
+/// What the scan left to record.
+enum Scanned {
+    Infected(String),
+    Gone,
+    /// `clean`, or why the object was not sent.
+    Note(String),
+}
+
+impl Processing {
+    /// Processes the object that arrived at `key`.
+    pub async fn process(&self, key: &str) -> Result<Processed, Error> {
+        let Some(file_id) = ObjectKey::file_id_of(key) else { return Ok(Processed::Skipped(Skip::NotAnOriginal)) };
+        let Some(row) = self.files.details(file_id).await?.map(|d| d.record).filter(|r| r.key.as_str() == key) else {
+            return Ok(Processed::Skipped(Skip::NoRow));
+        };
+        match row.status {
+            FileStatus::Pending => {}
+            // An earlier attempt marked it but may have failed before moving the object.
+            FileStatus::Quarantined => {
+                self.move_to_quarantine(&row.key, row.version_id.as_deref()).await?;
+                return Ok(Processed::Skipped(Skip::AlreadyQuarantined));
+            }
+            _ => return Ok(Processed::Skipped(Skip::AlreadyProcessed)),
+        }
+        let Some(accepted) = self.settler.accept(file_id, &row.key).await? else {
+            return Ok(Processed::Skipped(Skip::Gone));
+        };
+        let at = Object { key: &row.key, version: accepted.version.as_deref(), size: accepted.size };
+        self.check(&row, &at).await
+    }
+
+    async fn check(&self, row: &FileRecord, at: &Object<'_>) -> Result<Processed, Error> {
+        let file_id = row.file_id;
+        let Some(head) = self.objects.read_prefix(at.key, at.version, SNIFF_LEN).await? else {
+            return Ok(Processed::Skipped(Skip::Gone));
+        };
+        let actual = match sniff(&head) {
+            Sniffed::Allowed(actual) if agrees(row.content_type, actual) => actual,
+            Sniffed::Allowed(actual) => {
+                let why = format!("declared {}, but the bytes are {}", row.content_type.as_str(), actual.as_str());
+                return self.quarantine(file_id, at, why).await;
+            }
+            other => {
+                let why = format!("the bytes are {}, which is not allowed", other.describe());
+                return self.quarantine(file_id, at, why).await;
+            }
+        };
+        let virus_scan = match self.scan(at).await? {
+            None => None,
+            Some(Scanned::Infected(name)) => return self.quarantine(file_id, at, format!("ClamAV found {name}")).await,
+            Some(Scanned::Gone) => return Ok(Processed::Skipped(Skip::Gone)),
+            Some(Scanned::Note(note)) => Some(note),
+        };
+        let virus_scan = virus_scan.as_deref();
+        if actual.class() != TypeClass::Image {
+            self.files.mark_ready(file_id, &Ready { virus_scan, ..Ready::default() }).await?;
+            return Ok(Processed::Checked);
+        }
+        let rendition = match self.renderer.check_size(at.size) {
+            Err(refused) => Err(refused),
+            Ok(()) => {
+                // Read only once the size is known to be within the limit.
+                let Some(bytes) = self.objects.read(at.key, at.version).await? else {
+                    return Ok(Processed::Skipped(Skip::Gone));
+                };
+                self.renderer.render(bytes).await
+            }
+        };
+        match rendition {
+            Ok(rendition) => self.store_variants(file_id, rendition, virus_scan).await,
+            Err(RenderFailure { disposition: Disposition::Quarantine, reason }) => {
+                self.quarantine(file_id, at, reason).await
+            }
+            Err(RenderFailure { disposition: Disposition::Fail, reason }) => {
+                self.files.mark_failed(file_id, &reason).await?;
+                tracing::warn!(%reason, "image failed");
+                Ok(Processed::Failed(reason))
+            }
+            Err(RenderFailure { disposition: Disposition::KeepWithoutVariants, reason }) => {
+                self.files.mark_ready(file_id, &Ready { note: Some(&reason), virus_scan, ..Ready::default() }).await?;
+                Ok(Processed::KeptWithoutVariants(reason))
+            }
+        }
+    }
+
+    /// `None` without a scanner.
+    async fn scan(&self, at: &Object<'_>) -> Result<Option<Scanned>, Error> {
+        let Some(scanner) = &self.scanner else { return Ok(None) };
+        let Some(mut object) = self.objects.open(at.key, at.version).await? else { return Ok(Some(Scanned::Gone)) };
+        Ok(Some(match scanner.scan(object.as_mut()).await? {
+            Verdict::Clean => Scanned::Note("clean".into()),
+            Verdict::Infected(name) => Scanned::Infected(name),
+            Verdict::NotScanned(why) => Scanned::Note(format!("not scanned: {why}")),
+        }))
+    }
+
+    async fn store_variants(
+        &self,
+        file_id: FileId,
+        r: crate::ports::Rendition,
+        virus_scan: Option<&str>,
+    ) -> Result<Processed, Error> {
+        let mut variants = Vec::with_capacity(r.variants.len());
+        for v in r.variants {
+            let key = ObjectKey::variant(file_id, v.width, v.extension);
+            self.objects.put_variant(&key, v.bytes, v.content_type).await?;
+            variants.push(VariantInfo {
+                width: v.width,
+                height: v.height,
+                content_type: v.content_type.to_owned(),
+                key,
+            });
+        }
+        let count = variants.len();
+        let info =
+            ImageInfo { width: r.width, height: r.height, frames: r.frames, placeholder: r.placeholder, variants };
+        if !self.files.mark_ready(file_id, &Ready { image: Some(&info), virus_scan, ..Ready::default() }).await? {
+            // Refused meanwhile (over quota, quarantined): its variants must not stay behind.
+            self.objects.delete_prefix(&ObjectKey::derived_prefix(file_id)).await?;
+            return Ok(Processed::Skipped(Skip::RefusedWhileRendering));
+        }
+        Ok(Processed::Ready { variants: count })
+    }
+
+    /// DECISIONS 13: the row first, then the move.
+    async fn quarantine(&self, file_id: FileId, at: &Object<'_>, reason: String) -> Result<Processed, Error> {
+        self.uploads.reject(file_id, &reason).await?;
+        self.move_to_quarantine(at.key, at.version).await?;
+        tracing::warn!(%reason, "file quarantined");
+        Ok(Processed::Quarantined(reason))
+    }
+
+    /// Moves the accepted `version` of `key` (the current object in a bucket without
+    /// versioning) to `quarantine/{key}`.
+    async fn move_to_quarantine(&self, key: &ObjectKey, version: Option<&str>) -> Result<(), Error> {
+        if let Some(head) = self.objects.head(key, version).await? {
+            let version = head.version_id.as_deref();
+            self.objects.copy_version(key, version, &ObjectKey::quarantined(key.as_str())).await?;
+            self.objects.delete_version(key, version).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use matbakh_core::ids::UserId;
+    use matbakh_core::limits::Limits;
+    use matbakh_core::metadata::FileDetails;
+    use matbakh_core::names::DisplayName;
+    use matbakh_core::quota::Usage;
+    use matbakh_core::types::ContentType;
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::fakes::{InMemory, InMemoryObjects};
+    use crate::ports::{ObjectStream, PortError, PortResult, RenderedVariant, Rendition, UsageRepo};
+
+    const QUOTA: u64 = 1_000_000;
+    /// The first bytes of a JPEG, and of a PDF.
+    const JPEG: &[u8] = &[0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, b'J', b'F', b'I', b'F', 0];
+    const PDF: &[u8] = b"%PDF-1.7\n";
+
+    /// A pipeline that answers as told, and remembers the bytes it was given.
+    struct FakeRenderer {
+        answer: Result<Rendition, RenderFailure>,
+        max_bytes: u64,
+        seen: Mutex<Vec<Vec<u8>>>,
+        /// A refusal that lands while rendering (the owner went over quota meanwhile).
+        refuse_meanwhile: Mutex<Option<(Arc<InMemory>, FileId)>>,
+    }
+
+    impl FakeRenderer {
+        fn new(answer: Result<Rendition, RenderFailure>, max_bytes: u64) -> Self {
+            FakeRenderer { answer, max_bytes, seen: Mutex::default(), refuse_meanwhile: Mutex::default() }
+        }
+    }
+
+    #[async_trait]
+    impl Renderer for FakeRenderer {
+        fn check_size(&self, size: u64) -> Result<(), RenderFailure> {
+            match size > self.max_bytes {
+                true => Err(RenderFailure { disposition: Disposition::Quarantine, reason: format!("{size} bytes") }),
+                false => Ok(()),
+            }
+        }
+
+        async fn render(&self, bytes: Vec<u8>) -> Result<Rendition, RenderFailure> {
+            self.seen.lock().unwrap().push(bytes);
+            let refusal = self.refuse_meanwhile.lock().unwrap().take();
+            if let Some((repo, id)) = refusal {
+                repo.reject(id, "over quota").await.unwrap();
+            }
+            self.answer.clone()
+        }
+    }
+
+    /// A scanner with a fixed verdict (`None`: unreachable).
+    struct FakeScanner(Option<Verdict>);
+
+    #[async_trait]
+    impl VirusScanner for FakeScanner {
+        async fn scan(&self, object: &mut dyn ObjectStream) -> PortResult<Verdict> {
+            while object.next_chunk().await?.is_some() {}
+            self.0.clone().ok_or(PortError::Unavailable { operation: "scan", message: "unreachable".into() })
+        }
+    }
+
+    fn two_variants() -> Rendition {
+        let variant = |width, extension, content_type| RenderedVariant {
+            width,
+            height: width / 2,
+            extension,
+            content_type,
+            bytes: vec![7; width as usize],
+        };
+        Rendition {
+            width: 800,
+            height: 400,
+            frames: 1,
+            placeholder: "3OcRJYB4d3h/iIeHeEh3eIhw+j2w".into(),
+            variants: vec![variant(320, "webp", "image/webp"), variant(640, "jpg", "image/jpeg")],
+        }
+    }
+
+    struct World {
+        repo: Arc<InMemory>,
+        objects: Arc<InMemoryObjects>,
+        renderer: Arc<FakeRenderer>,
+        processing: Processing,
+    }
+
+    fn world(answer: Result<Rendition, RenderFailure>, scanner: Option<Verdict>) -> World {
+        world_with(FakeRenderer::new(answer, 1 << 20), scanner)
+    }
+
+    fn world_with(renderer: FakeRenderer, scanner: Option<Verdict>) -> World {
+        let (repo, objects, renderer) =
+            (Arc::new(InMemory::new()), Arc::new(InMemoryObjects::new()), Arc::new(renderer));
+        let settler = Settler { uploads: repo.clone(), objects: objects.clone(), limits: Limits::default() };
+        let processing = Processing {
+            files: repo.clone(),
+            uploads: repo.clone(),
+            objects: objects.clone(),
+            settler,
+            renderer: renderer.clone(),
+            scanner: scanner.map(|v| Arc::new(FakeScanner(Some(v))) as Arc<dyn VirusScanner>),
+        };
+        World { repo, objects, renderer, processing }
+    }
+
+    fn alice() -> UserId {
+        UserId::parse("alice").unwrap()
+    }
+
+    impl World {
+        /// A PENDING upload of `bytes` declared as `declared`, reserved and arrived.
+        async fn arrived(&self, declared: &str, bytes: Vec<u8>) -> (FileId, ObjectKey) {
+            let at = datetime!(2026-03-01 12:00 UTC);
+            let id = FileId::new(1_772_000_000_000, [bytes.len() as u8; 10]);
+            let name = DisplayName::parse("dish.jpg").unwrap();
+            let record = FileRecord {
+                size: bytes.len() as u64,
+                ..FileRecord::upload(id, alice(), name, ContentType::parse(declared).unwrap(), at)
+            };
+            self.repo.reserve(&record, QUOTA).await.unwrap();
+            self.objects.put_bytes(&record.key, bytes);
+            (id, record.key)
+        }
+
+        fn row(&self, id: FileId) -> FileDetails {
+            self.repo.get(id).unwrap()
+        }
+
+        async fn usage(&self) -> Usage {
+            self.repo.usage(&alice()).await.unwrap()
+        }
+    }
+
+    fn jpeg(len: usize) -> Vec<u8> {
+        let mut bytes = JPEG.to_vec();
+        bytes.resize(len, 1);
+        bytes
+    }
+
+    #[tokio::test]
+    async fn an_image_gets_its_variants_and_becomes_ready_once() {
+        let w = world(Ok(two_variants()), None);
+        let (id, key) = w.arrived("image/jpeg", jpeg(5000)).await;
+        assert_eq!(w.processing.process(key.as_str()).await.unwrap(), Processed::Ready { variants: 2 });
+        let row = w.row(id);
+        assert_eq!(row.record.status, FileStatus::Ready);
+        let image = row.image.unwrap();
+        assert_eq!((image.width, image.height, image.variants.len()), (800, 400, 2));
+        let webp = ObjectKey::variant(id, 320, "webp");
+        assert_eq!(image.variants[0].key, webp);
+        assert_eq!(w.objects.bytes(&webp).unwrap(), vec![7; 320]);
+        assert_eq!(w.objects.keys_under(&ObjectKey::derived_prefix(id)).len(), 2);
+        assert_eq!(w.renderer.seen.lock().unwrap().as_slice(), [jpeg(5000)]);
+        // A redelivered event changes nothing.
+        assert_eq!(w.processing.process(key.as_str()).await.unwrap(), Processed::Skipped(Skip::AlreadyProcessed));
+        assert_eq!(w.renderer.seen.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn only_the_accepted_version_is_rendered_and_a_replayed_upload_is_removed() {
+        let w = world(Ok(two_variants()), None);
+        let (id, key) = w.arrived("image/jpeg", jpeg(5000)).await;
+        let first = w.objects.versions(&key);
+        // The indexer pinned the first version; then the form was posted again.
+        w.processing.settler.accept(id, &key).await.unwrap();
+        w.objects.put_bytes(&key, jpeg(6000));
+        assert_eq!(w.processing.process(key.as_str()).await.unwrap(), Processed::Ready { variants: 2 });
+        assert_eq!(w.renderer.seen.lock().unwrap().as_slice(), [jpeg(5000)]);
+        assert_eq!(w.objects.versions(&key), first);
+    }
+
+    #[tokio::test]
+    async fn bytes_that_contradict_the_declared_type_are_quarantined_and_leave_the_quota() {
+        for (declared, bytes, reason) in [
+            ("image/jpeg", PDF.to_vec(), "declared image/jpeg, but the bytes are application/pdf"),
+            ("image/jpeg", b"\x7fELF\x02\x01".to_vec(), "the bytes are ELF executable, which is not allowed"),
+        ] {
+            let w = world(Ok(two_variants()), None);
+            let (id, key) = w.arrived(declared, bytes.clone()).await;
+            assert_eq!(w.processing.process(key.as_str()).await.unwrap(), Processed::Quarantined(reason.into()));
+            let row = w.row(id);
+            assert_eq!((row.record.status, row.reason.as_deref()), (FileStatus::Quarantined, Some(reason)));
+            assert!(!w.objects.visible(&key), "the original left its key");
+            assert_eq!(w.objects.bytes(&ObjectKey::quarantined(key.as_str())), Some(bytes));
+            assert_eq!(w.usage().await.charged, 0);
+            assert!(w.renderer.seen.lock().unwrap().is_empty(), "never decoded");
+            // Redelivered: the move is finished, nothing else happens.
+            assert_eq!(w.processing.process(key.as_str()).await.unwrap(), Processed::Skipped(Skip::AlreadyQuarantined));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_allowed_document_is_checked_and_ready_without_variants() {
+        let w = world(Ok(two_variants()), Some(Verdict::Clean));
+        let (id, key) = w.arrived("application/pdf", PDF.to_vec()).await;
+        assert_eq!(w.processing.process(key.as_str()).await.unwrap(), Processed::Checked);
+        assert_eq!(w.row(id).record.status, FileStatus::Ready);
+        assert_eq!(w.repo.virus_scan(id).as_deref(), Some("clean"));
+        assert!(w.objects.keys_under(&ObjectKey::derived_prefix(id)).is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_scanner_decides_before_anything_is_rendered() {
+        let w = world(Ok(two_variants()), Some(Verdict::Infected("Eicar-Test".into())));
+        let (id, key) = w.arrived("image/jpeg", jpeg(3000)).await;
+        let outcome = w.processing.process(key.as_str()).await.unwrap();
+        assert_eq!(outcome, Processed::Quarantined("ClamAV found Eicar-Test".into()));
+        assert_eq!(w.row(id).record.status, FileStatus::Quarantined);
+        assert!(w.renderer.seen.lock().unwrap().is_empty());
+
+        let w = world(Ok(two_variants()), Some(Verdict::NotScanned("over CLAMD_MAX_BYTES (10 bytes)".into())));
+        let (id, key) = w.arrived("image/jpeg", jpeg(3000)).await;
+        assert_eq!(w.processing.process(key.as_str()).await.unwrap(), Processed::Ready { variants: 2 });
+        assert_eq!(w.repo.virus_scan(id).as_deref(), Some("not scanned: over CLAMD_MAX_BYTES (10 bytes)"));
+
+        // No verdict: an error (the event comes back), the row untouched.
+        let mut w = world(Ok(two_variants()), None);
+        w.processing.scanner = Some(Arc::new(FakeScanner(None)));
+        let (id, key) = w.arrived("image/jpeg", jpeg(3000)).await;
+        let err = w.processing.process(key.as_str()).await.unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        assert_eq!(w.row(id).record.status, FileStatus::Pending);
+    }
+
+    #[tokio::test]
+    async fn what_the_pipeline_refuses_is_failed_kept_or_quarantined_as_it_says() {
+        let refused = |disposition, reason: &str| Err(RenderFailure { disposition, reason: reason.into() });
+        let w = world(refused(Disposition::Fail, "truncated"), None);
+        let (id, key) = w.arrived("image/jpeg", jpeg(3000)).await;
+        assert_eq!(w.processing.process(key.as_str()).await.unwrap(), Processed::Failed("truncated".into()));
+        let row = w.row(id);
+        assert_eq!((row.record.status, row.reason.as_deref()), (FileStatus::Failed, Some("truncated")));
+        assert!(w.objects.visible(&key), "a failed image stays");
+
+        let w = world(refused(Disposition::KeepWithoutVariants, "no decoder for HEIC"), None);
+        let (id, key) = w.arrived("image/jpeg", jpeg(3000)).await;
+        let outcome = w.processing.process(key.as_str()).await.unwrap();
+        assert_eq!(outcome, Processed::KeptWithoutVariants("no decoder for HEIC".into()));
+        let row = w.row(id);
+        assert_eq!((row.record.status, row.reason.as_deref()), (FileStatus::Ready, Some("no decoder for HEIC")));
+
+        let w = world(refused(Disposition::Quarantine, "declares 90000x90000 pixels"), None);
+        let (id, key) = w.arrived("image/jpeg", jpeg(3000)).await;
+        assert!(matches!(w.processing.process(key.as_str()).await.unwrap(), Processed::Quarantined(_)));
+        assert_eq!(w.row(id).record.status, FileStatus::Quarantined);
+        assert!(!w.objects.visible(&key));
+    }
+
+    #[tokio::test]
+    async fn a_source_over_the_size_limit_is_quarantined_without_being_read() {
+        let w = world_with(FakeRenderer::new(Ok(two_variants()), 2999), None);
+        let (id, key) = w.arrived("image/jpeg", jpeg(3000)).await;
+        assert_eq!(w.processing.process(key.as_str()).await.unwrap(), Processed::Quarantined("3000 bytes".into()));
+        assert_eq!(w.row(id).record.status, FileStatus::Quarantined);
+        assert!(w.renderer.seen.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_row_refused_while_rendering_keeps_no_variants() {
+        let w = world(Ok(two_variants()), None);
+        let (id, key) = w.arrived("image/jpeg", jpeg(3000)).await;
+        *w.renderer.refuse_meanwhile.lock().unwrap() = Some((w.repo.clone(), id));
+        let outcome = w.processing.process(key.as_str()).await.unwrap();
+        assert_eq!(outcome, Processed::Skipped(Skip::RefusedWhileRendering));
+        assert!(w.objects.keys_under(&ObjectKey::derived_prefix(id)).is_empty());
+        assert_eq!(w.row(id).record.status, FileStatus::Quarantined);
+    }
+
+    #[tokio::test]
+    async fn objects_that_are_no_files_are_skipped() {
+        let w = world(Ok(two_variants()), None);
+        let skipped = |s| Ok::<_, ()>(Processed::Skipped(s));
+        assert_eq!(w.processing.process("exports/alice/x.zip").await.map_err(|_| ()), skipped(Skip::NotAnOriginal));
+        let (id, key) = w.arrived("image/jpeg", jpeg(3000)).await;
+        let other = format!("users/bob/{id}/dish.jpg");
+        assert_eq!(w.processing.process(&other).await.map_err(|_| ()), skipped(Skip::NoRow));
+        w.objects.delete_version(&key, None).await.unwrap();
+        assert_eq!(w.processing.process(key.as_str()).await.map_err(|_| ()), skipped(Skip::Gone));
+    }
+}
