@@ -64,7 +64,7 @@ async fn a_full_account(h: &Harness, user: &str) -> Vec<FileId> {
     // An older version under the same key, and a soft delete (a marker over a version).
     s3.put_object().bucket(bucket).key(kept_row.record.key.as_str()).body(photo.into()).send().await.unwrap();
     let gone_key = t.get_file(gone).await.unwrap().unwrap().key;
-    store.delete_version(gone_key.as_str(), None).await.unwrap();
+    store.delete_version(&gone_key, None).await.unwrap();
     t.mark_deleted(gone, None).await.unwrap();
     store
         .put_derived(&ObjectKey::from_stored(format!("derived/{kept}/320.webp")), b"variant".to_vec(), "image/webp")

@@ -115,12 +115,16 @@ pub struct StreamedObject {
 }
 
 impl StreamedObject {
-    pub async fn start(store: &crate::S3Store, key: &str, content_type: &str) -> Result<Self, AwsError> {
+    pub async fn start(
+        store: &crate::S3Store,
+        key: &matbakh_core::ids::ObjectKey,
+        content_type: &str,
+    ) -> Result<Self, AwsError> {
         let out = store
             .client()
             .create_multipart_upload()
             .bucket(store.bucket())
-            .key(key)
+            .key(key.as_str())
             .content_type(content_type)
             .send()
             .await
@@ -128,7 +132,7 @@ impl StreamedObject {
         Ok(StreamedObject {
             client: store.client().clone(),
             bucket: store.bucket().to_owned(),
-            key: key.to_owned(),
+            key: key.to_string(),
             upload_id: out.upload_id().unwrap_or_default().to_owned(),
             buffer: Vec::with_capacity(EXPORT_PART_BYTES),
             parts: Vec::new(),

@@ -363,29 +363,29 @@ impl ObjectStore for S3Store {
     }
 
     async fn presign_get(&self, key: &ObjectKey, signed_at: OffsetDateTime, ttl: Duration) -> PortResult<String> {
-        Ok(S3Store::presign_get(self, key.as_str(), signed_at, ttl).await?.url)
+        Ok(S3Store::presign_get(self, key, signed_at, ttl).await?.url)
     }
 
     async fn head(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<Option<Head>> {
-        let head = self.head_object(key.as_str(), version).await?;
+        let head = self.head_object(key, version).await?;
         Ok(head.map(|h| Head { size: h.size, version_id: h.version_id }))
     }
 
     async fn read_digest(&self, key: &ObjectKey, version: Option<&str>, keep: usize) -> PortResult<Option<Digest>> {
-        let read = S3Store::read_digest(self, key.as_str(), version, keep).await?;
+        let read = S3Store::read_digest(self, key, version, keep).await?;
         Ok(read.map(|r| Digest { sha256: r.sha256, size: r.size, etag: r.etag, prefix: r.prefix }))
     }
 
     async fn read_prefix(&self, key: &ObjectKey, version: Option<&str>, len: usize) -> PortResult<Option<Vec<u8>>> {
-        Ok(self.get_head(key.as_str(), version, len).await?)
+        Ok(self.get_head(key, version, len).await?)
     }
 
     async fn read(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<Option<Vec<u8>>> {
-        Ok(self.get_object(key.as_str(), version).await?.map(|(bytes, _)| bytes))
+        Ok(self.get_object(key, version).await?.map(|(bytes, _)| bytes))
     }
 
     async fn open(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<Option<Box<dyn ObjectStream>>> {
-        let reader = self.open_object(key.as_str(), version).await?;
+        let reader = self.open_object(key, version).await?;
         Ok(reader.map(|r| Box::new(r) as Box<dyn ObjectStream>))
     }
 
@@ -394,19 +394,19 @@ impl ObjectStore for S3Store {
     }
 
     async fn create(&self, key: &ObjectKey, content_type: &str) -> PortResult<Box<dyn ObjectSink>> {
-        Ok(Box::new(StreamedObject::start(self, key.as_str(), content_type).await?))
+        Ok(Box::new(StreamedObject::start(self, key, content_type).await?))
     }
 
     async fn copy_version(&self, from: &ObjectKey, version: Option<&str>, to: &ObjectKey) -> PortResult<()> {
-        Ok(S3Store::copy_version(self, from.as_str(), version, to).await?)
+        Ok(S3Store::copy_version(self, from, version, to).await?)
     }
 
     async fn remove_versions_except(&self, key: &ObjectKey, keep: &str) -> PortResult<Vec<String>> {
-        Ok(S3Store::remove_versions_except(self, key.as_str(), keep).await?)
+        Ok(S3Store::remove_versions_except(self, key, keep).await?)
     }
 
     async fn delete_version(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<()> {
-        Ok(S3Store::delete_version(self, key.as_str(), version).await?)
+        Ok(S3Store::delete_version(self, key, version).await?)
     }
 
     async fn delete_prefix(&self, prefix: &str) -> PortResult<usize> {
@@ -422,12 +422,12 @@ impl ObjectStore for S3Store {
     }
 
     async fn hide(&self, key: &ObjectKey) -> PortResult<()> {
-        Ok(self.delete_version(key.as_str(), None).await?)
+        Ok(self.delete_version(key, None).await?)
     }
 
     async fn unhide(&self, key: &ObjectKey) -> PortResult<()> {
-        if let Some(marker) = self.current_delete_marker(key.as_str()).await? {
-            self.delete_version(key.as_str(), Some(&marker)).await?;
+        if let Some(marker) = self.current_delete_marker(key).await? {
+            self.delete_version(key, Some(&marker)).await?;
         }
         Ok(())
     }

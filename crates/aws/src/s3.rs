@@ -194,13 +194,14 @@ impl S3Store {
 
     /// The current version's size and version id (`None` without versioning), or `None` if
     /// there is no such object.
-    pub async fn head_version(&self, key: &str) -> Result<Option<(u64, Option<String>)>, AwsError> {
+    pub async fn head_version(&self, key: &ObjectKey) -> Result<Option<(u64, Option<String>)>, AwsError> {
         Ok(self.head_object(key, None).await?.map(|h| (h.size, h.version_id)))
     }
 
     /// The HEAD (size, ETag, version, type, user metadata) of `version`, or of the current
     /// object if `None`; `None` if there is no such object or version (or it is a delete marker).
-    pub async fn head_object(&self, key: &str, version: Option<&str>) -> Result<Option<ObjectHead>, AwsError> {
+    pub async fn head_object(&self, key: &ObjectKey, version: Option<&str>) -> Result<Option<ObjectHead>, AwsError> {
+        let key = key.as_str();
         let head = self.client.head_object().bucket(&self.bucket).key(key).set_version_id(version.map(str::to_owned));
         match head.send().await {
             Ok(out) => Ok(Some(ObjectHead {
@@ -219,11 +220,12 @@ impl S3Store {
     /// its type, user metadata (what it was made from) and the immutable cache header.
     pub async fn put_result(
         &self,
-        key: &str,
+        key: &ObjectKey,
         bytes: Vec<u8>,
         content_type: &str,
         metadata: &[(&str, &str)],
     ) -> Result<(), AwsError> {
+        let key = key.as_str();
         let mut put = self
             .client
             .put_object()
@@ -241,10 +243,11 @@ impl S3Store {
     /// A presigned GET of any key of the bucket (a stored result too large to answer inline).
     pub async fn presign_get(
         &self,
-        key: &str,
+        key: &ObjectKey,
         now: OffsetDateTime,
         expires_in: Duration,
     ) -> Result<PresignedGet, AwsError> {
+        let key = key.as_str();
         let req = self
             .client
             .get_object()
@@ -257,7 +260,8 @@ impl S3Store {
     }
 
     /// Deletes one version for good (or, without a version id, the object itself).
-    pub async fn delete_version(&self, key: &str, version_id: Option<&str>) -> Result<(), AwsError> {
+    pub async fn delete_version(&self, key: &ObjectKey, version_id: Option<&str>) -> Result<(), AwsError> {
+        let key = key.as_str();
         self.client
             .delete_object()
             .bucket(&self.bucket)
@@ -270,7 +274,8 @@ impl S3Store {
     }
 
     /// The version id of the delete marker that hides `key` now, if one does (a soft delete).
-    pub async fn current_delete_marker(&self, key: &str) -> Result<Option<String>, AwsError> {
+    pub async fn current_delete_marker(&self, key: &ObjectKey) -> Result<Option<String>, AwsError> {
+        let key = key.as_str();
         let out = self
             .client
             .list_object_versions()
@@ -289,12 +294,18 @@ impl S3Store {
 
     /// The object's size, or `None` if there is no such object.
     pub async fn object_size(&self, key: &ObjectKey) -> Result<Option<u64>, AwsError> {
-        Ok(self.head_version(key.as_str()).await?.map(|(size, _)| size))
+        Ok(self.head_version(key).await?.map(|(size, _)| size))
     }
 
     /// The first `len` bytes of `version` (the current object if `None`; fewer if it is
     /// shorter), or `None` if it is gone.
-    pub async fn get_head(&self, key: &str, version: Option<&str>, len: usize) -> Result<Option<Vec<u8>>, AwsError> {
+    pub async fn get_head(
+        &self,
+        key: &ObjectKey,
+        version: Option<&str>,
+        len: usize,
+    ) -> Result<Option<Vec<u8>>, AwsError> {
+        let key = key.as_str();
         let out = self
             .client
             .get_object()
@@ -317,7 +328,7 @@ impl S3Store {
     /// it is gone. The caller checks its size first (this reads it all into memory).
     pub async fn get_object(
         &self,
-        key: &str,
+        key: &ObjectKey,
         version: Option<&str>,
     ) -> Result<Option<(Vec<u8>, Option<String>)>, AwsError> {
         let Some(reader) = self.open_object(key, version).await? else { return Ok(None) };
@@ -326,8 +337,8 @@ impl S3Store {
 
     /// Opens `version` (the current object if `None`) for reading in chunks, or `None` if it is
     /// gone.
-    pub async fn open_object(&self, key: &str, version: Option<&str>) -> Result<Option<ObjectReader>, AwsError> {
-        open_with(&self.client, &self.bucket, key, version).await
+    pub async fn open_object(&self, key: &ObjectKey, version: Option<&str>) -> Result<Option<ObjectReader>, AwsError> {
+        open_with(&self.client, &self.bucket, key.as_str(), version).await
     }
 
     /// Reads `version` (the current object if `None`) once, streaming: its SHA-256, its first
@@ -335,7 +346,7 @@ impl S3Store {
     /// stays at one chunk plus `keep`.
     pub async fn read_digest(
         &self,
-        key: &str,
+        key: &ObjectKey,
         version: Option<&str>,
         keep: usize,
     ) -> Result<Option<ObjectDigest>, AwsError> {
@@ -358,11 +369,17 @@ impl S3Store {
 
     /// Writes a derived object (a variant): immutable, cacheable for a year.
     pub async fn put_derived(&self, key: &ObjectKey, bytes: Vec<u8>, content_type: &str) -> Result<(), AwsError> {
-        self.put_result(key.as_str(), bytes, content_type, &[]).await
+        self.put_result(key, bytes, content_type, &[]).await
     }
 
     /// Copies one version of `from` to `to` (same bucket), keeping its metadata.
-    pub async fn copy_version(&self, from: &str, version_id: Option<&str>, to: &ObjectKey) -> Result<(), AwsError> {
+    pub async fn copy_version(
+        &self,
+        from: &ObjectKey,
+        version_id: Option<&str>,
+        to: &ObjectKey,
+    ) -> Result<(), AwsError> {
+        let from = from.as_str();
         let encoded: String = percent_encoding::utf8_percent_encode(from, KEY_ESCAPES).to_string();
         let mut source = format!("{}/{encoded}", self.bucket);
         if let Some(v) = version_id {
@@ -457,8 +474,8 @@ impl S3Store {
     /// Deletes for good every version of exactly `key` except `keep` (DECISIONS 28: a settled
     /// key holds one accepted object). Delete markers stay: they are the owner's soft delete.
     /// Answers the version ids it removed.
-    pub async fn remove_versions_except(&self, key: &str, keep: &str) -> Result<Vec<String>, AwsError> {
-        let strays: Vec<String> = key_versions(&self.client, &self.bucket, key)
+    pub async fn remove_versions_except(&self, key: &ObjectKey, keep: &str) -> Result<Vec<String>, AwsError> {
+        let strays: Vec<String> = key_versions(&self.client, &self.bucket, key.as_str())
             .await?
             .into_iter()
             .filter(|v| !v.delete_marker && v.version_id != keep)

@@ -85,8 +85,13 @@ impl ObjectKey {
         format!("users/{user}/")
     }
 
-    /// Trusts a key read back from our own metadata table.
+    /// Trusts a key read back from our own metadata table (or set in our own configuration).
     pub fn from_stored(raw: String) -> Self {
+        ObjectKey(raw)
+    }
+
+    /// A key another part of this crate checked or built (a transform's source, its result).
+    pub(crate) fn checked(raw: String) -> Self {
         ObjectKey(raw)
     }
 

@@ -35,18 +35,20 @@ fn output_format(f: Format) -> OutputFormat {
     }
 }
 
+/// What every transform of a deployment shares: the decode limits, the largest side of a
+/// result (`TRANSFORM_MAX_OUTPUT_SIDE`), the encoders' quality and the watermark image.
+#[derive(Debug, Clone, Copy)]
+pub struct Pipeline<'a> {
+    pub limits: &'a ImageLimits,
+    pub max_side: u32,
+    pub quality: &'a Quality,
+    pub watermark: Option<&'a Pixels>,
+}
+
 /// Decodes `bytes` once (no larger than the result needs), cuts, resizes, filters and encodes
-/// as the options say. Metadata never reaches the result.
-#[allow(clippy::too_many_arguments)]
-pub fn run(
-    bytes: &[u8],
-    o: &Options,
-    output: OutputChoice,
-    limits: &ImageLimits,
-    max_side: u32,
-    quality: &Quality,
-    watermark: Option<&Pixels>,
-) -> Result<Transformed, ImageError> {
+/// as the options say, in `output`'s format. Metadata never reaches the result.
+pub fn run(bytes: &[u8], o: &Options, output: OutputChoice, p: &Pipeline<'_>) -> Result<Transformed, ImageError> {
+    let Pipeline { limits, max_side, quality, watermark } = *p;
     let watermark = match (&o.watermark, watermark) {
         (None, _) => None,
         (Some(w), Some(image)) => Some((w, image)),

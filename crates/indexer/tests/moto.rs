@@ -2,7 +2,7 @@
 //! become the bytes that arrived, and what breaks its grant is removed.
 
 use http::StatusCode;
-use matbakh_core::ids::{FileId, Sha256};
+use matbakh_core::ids::{FileId, ObjectKey, Sha256};
 use matbakh_core::limits::Limits;
 use matbakh_core::metadata::FileStatus;
 use serde_json::json;
@@ -97,7 +97,11 @@ async fn an_upload_past_its_grant_is_removed_and_quarantined() {
     let key = upload(&h, &user, &name, None, photo.clone()).await;
     let response = indexer::handle(&ix(&h), event(&[("m1", created(&key, photo.len()))])).await;
     assert!(response.batch_item_failures.is_empty());
-    assert_eq!(h.state.store.head_version(&key).await.unwrap(), None, "the object stayed");
+    assert_eq!(
+        h.state.store.head_version(&ObjectKey::from_stored(key.clone())).await.unwrap(),
+        None,
+        "the object stayed"
+    );
     let row = h.state.table.get_file(file_id(&key)).await.unwrap().unwrap();
     assert_eq!(row.status, FileStatus::Quarantined);
     assert_eq!(h.usage(&user).await.charged, 0);
@@ -243,18 +247,18 @@ async fn deleted_bytes_count_until_purged_and_the_purge_takes_the_variants() {
     assert_eq!(h.state.table.get_file(id).await.unwrap().unwrap().status, FileStatus::Pending);
 
     // The owner deletes it: a delete marker on the versioned bucket.
-    h.state.store.delete_version(&key, None).await.unwrap();
+    h.state.store.delete_version(&ObjectKey::from_stored(key.clone()), None).await.unwrap();
     let response = indexer::handle(&ix(&h), event(&[("r1", removed(&key, "ObjectRemoved:DeleteMarkerCreated"))])).await;
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(h.state.table.get_file(id).await.unwrap().unwrap().status, FileStatus::Deleted);
     let held = h.usage(&user).await;
     assert_eq!((held.charged, held.deleted), (photo.len() as u64, photo.len() as u64), "restorable bytes still count");
-    assert!(h.state.store.head_version(variant.as_str()).await.unwrap().is_some(), "variants stay while restorable");
+    assert!(h.state.store.head_version(&variant).await.unwrap().is_some(), "variants stay while restorable");
 
     // The retention window ends: the versions go for good, and the variants with them.
     h.state.store.delete_prefix(&key).await.unwrap();
     indexer::handle(&ix(&h), event(&[("r2", removed(&key, "ObjectRemoved:Delete"))])).await;
-    assert!(h.state.store.head_version(variant.as_str()).await.unwrap().is_none());
+    assert!(h.state.store.head_version(&variant).await.unwrap().is_none());
     let purged = h.usage(&user).await;
     assert_eq!((purged.charged, purged.deleted), (0, 0), "the purge gave the bytes back");
     // A redelivery gives nothing back twice.
@@ -271,7 +275,7 @@ async fn removing_a_quarantined_file_is_a_system_move_not_a_delete() {
     let key = presigned(&h, &user, &name, photo.clone()).await;
     let id = file_id(&key);
     assert!(h.state.table.quarantine(id, "declared image/jpeg, but the bytes are a test").await.unwrap());
-    h.state.store.delete_version(&key, None).await.unwrap();
+    h.state.store.delete_version(&ObjectKey::from_stored(key.clone()), None).await.unwrap();
     indexer::handle(&ix(&h), event(&[("r", removed(&key, "ObjectRemoved:Delete"))])).await;
     let row = h.state.table.get_file(id).await.unwrap().unwrap();
     assert_eq!(row.status, FileStatus::Quarantined);
@@ -502,7 +506,7 @@ async fn a_deleted_file_is_invalidated_at_the_edge_and_its_variants_when_they_go
     h.state.store.put_derived(&variant, b"fake".to_vec(), "image/webp").await.unwrap();
     put_result(&h, &key).await;
 
-    h.state.store.delete_version(&key, None).await.unwrap();
+    h.state.store.delete_version(&ObjectKey::from_stored(key.clone()), None).await.unwrap();
     let response = indexer::handle(&ix, event(&[("d", removed(&key, "ObjectRemoved:DeleteMarkerCreated"))])).await;
     assert!(response.batch_item_failures.is_empty());
     let results = format!("/results/users/{sub}/{id}/*");
@@ -511,7 +515,7 @@ async fn a_deleted_file_is_invalidated_at_the_edge_and_its_variants_when_they_go
     h.state.store.delete_prefix(&key).await.unwrap();
     let response = indexer::handle(&ix, event(&[("p", removed(&key, "ObjectRemoved:Delete"))])).await;
     assert!(response.batch_item_failures.is_empty());
-    assert!(h.state.store.head_version(variant.as_str()).await.unwrap().is_none());
+    assert!(h.state.store.head_version(&variant).await.unwrap().is_none());
     let variants = format!("/media/derived/{id}/*");
     assert_eq!(testkit::invalidations(&cdn).await, [[results], [variants]]);
 }
@@ -527,7 +531,7 @@ async fn a_failed_invalidation_comes_back_with_its_record() {
     let key = presigned(&h, &user, &name, photo.clone()).await;
     indexer::handle(&ix(&h), event(&[("c", created(&key, photo.len()))])).await;
     let result = put_result(&h, &key).await;
-    h.state.store.delete_version(&key, None).await.unwrap();
+    h.state.store.delete_version(&ObjectKey::from_stored(key.clone()), None).await.unwrap();
 
     let unreachable = matbakh_aws::cdn::Cdn::new(&testkit::moto_sdk().await, "ENOSUCHDISTRIBUTION");
     let delete = || event(&[("d", removed(&key, "ObjectRemoved:DeleteMarkerCreated"))]);

@@ -16,7 +16,7 @@ use matbakh_aws::transfer::{SentPart, Target, WriteCondition, Written};
 use matbakh_aws::{AwsError, FileTable};
 use matbakh_core::ids::{FileId, ObjectKey, Sha256, UserId};
 use matbakh_core::metadata::{FileRecord, FileStatus};
-use matbakh_core::migration::backoff::Backoff;
+use matbakh_core::migration::backoff::{Backoff, DEFAULT_BACKOFF};
 use matbakh_core::migration::throttle::TokenBucket;
 use matbakh_core::migration::{
     FailureReason, ManifestEntry, RUN_METADATA_KEY, RunId, SOURCE_METADATA_KEY, SplitMix64, part_ranges, part_size_for,
@@ -153,16 +153,29 @@ fn encode_path(path: &str) -> String {
     out
 }
 
+/// How fast a copier may go: its retry backoff, the bandwidth and request throttle it shares
+/// with the run's other copiers, and the memory its bodies in flight may take.
+#[derive(Clone)]
+pub struct Pace {
+    pub backoff: Backoff,
+    pub throttle: Arc<Throttle>,
+    pub buffer_bytes: u64,
+}
+
+impl Default for Pace {
+    /// The defaults, unthrottled (a migration worker's: the queue's concurrency paces it).
+    fn default() -> Self {
+        Pace {
+            backoff: DEFAULT_BACKOFF,
+            throttle: Arc::new(Throttle::new(None, None)),
+            buffer_bytes: DEFAULT_BUFFER_BYTES,
+        }
+    }
+}
+
 impl Copier {
-    pub fn new(
-        target: Target,
-        source: Arc<dyn Source>,
-        run: RunId,
-        settings: CopySettings,
-        backoff: Backoff,
-        throttle: Arc<Throttle>,
-        buffer_bytes: u64,
-    ) -> Self {
+    pub fn new(target: Target, source: Arc<dyn Source>, run: RunId, settings: CopySettings, pace: Pace) -> Self {
+        let Pace { backoff, throttle, buffer_bytes } = pace;
         let memory_kib = u32::try_from(buffer_bytes / 1024).unwrap_or(u32::MAX).max(1);
         Copier {
             target,

@@ -14,7 +14,7 @@ use matbakh_core::migration::{Control, RowStatus, RunId, RunState};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::copy::{Copier, Copy, DEFAULT_BUFFER_BYTES, Outcome, Throttle, updated_row};
+use crate::copy::{Copier, Copy, DEFAULT_BUFFER_BYTES, Outcome, Pace, Throttle, updated_row};
 use crate::plan::CopySettings;
 use crate::rows::{Rows, Tally, is_todo};
 use crate::source::Source;
@@ -188,25 +188,27 @@ pub async fn run(
         })
     };
 
-    let copier = Copier::new(
-        target,
-        source,
-        run_id.clone(),
-        settings,
-        opts.backoff,
-        Arc::new(Throttle::new(opts.bandwidth, opts.request_rate)),
-        opts.buffer_bytes,
-    );
-    let mut copier = copier;
+    let pace = Pace {
+        backoff: opts.backoff,
+        throttle: Arc::new(Throttle::new(opts.bandwidth, opts.request_rate)),
+        buffer_bytes: opts.buffer_bytes,
+    };
+    let mut copier = Copier::new(target, source, run_id.clone(), settings, pace);
     copier.files = ctx.files.clone();
     let queue = Arc::new(tokio::sync::Mutex::new(todo_rx));
     let state = StateCache::start(ctx, &run_id, opts.state_refresh).await?;
     let (tx, mut rx) = mpsc::channel::<(LedgerRow, Copy)>(opts.transfers.max(1) * 2);
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..opts.transfers.max(1) {
-        let (ctx, copier, queue, tx, run_id, seed, state) =
-            (ctx.clone(), copier.clone(), queue.clone(), tx.clone(), run_id.clone(), opts.seed, state.clone());
-        workers.spawn(async move { worker(&ctx, &run_id, &copier, &queue, &tx, seed, &state).await });
+        let worker = Worker {
+            ctx: ctx.clone(),
+            copier: copier.clone(),
+            queue: queue.clone(),
+            results: tx.clone(),
+            seed: opts.seed,
+            state: state.clone(),
+        };
+        workers.spawn(worker.run());
     }
     drop(tx);
 
@@ -370,25 +372,30 @@ impl StateCache {
     }
 }
 
-async fn worker(
-    ctx: &Context,
-    run: &RunId,
-    copier: &Copier,
-    queue: &tokio::sync::Mutex<mpsc::Receiver<LedgerRow>>,
-    tx: &mpsc::Sender<(LedgerRow, Copy)>,
+/// One of a run's copy workers: takes rows from the shared queue while the run takes work,
+/// and sends each copy's result on.
+struct Worker {
+    ctx: Context,
+    copier: Copier,
+    queue: Arc<tokio::sync::Mutex<mpsc::Receiver<LedgerRow>>>,
+    results: mpsc::Sender<(LedgerRow, Copy)>,
     seed: u64,
-    state: &StateCache,
-) -> Result<(), MigrateError> {
-    loop {
-        // Asked before every file (through the shared cache): a pause stops new copies.
-        match state.get(ctx, run).await? {
-            Some(s) if s.takes_work() || s == RunState::Done => {}
-            _ => return Ok(()),
-        }
-        let Some(row) = queue.lock().await.recv().await else { return Ok(()) };
-        let copy = copier.copy(&row, seed).await;
-        if tx.send((row, copy)).await.is_err() {
-            return Ok(());
+    state: Arc<StateCache>,
+}
+
+impl Worker {
+    async fn run(self) -> Result<(), MigrateError> {
+        loop {
+            // Asked before every file (through the shared cache): a pause stops new copies.
+            match self.state.get(&self.ctx, &self.copier.run).await? {
+                Some(s) if s.takes_work() || s == RunState::Done => {}
+                _ => return Ok(()),
+            }
+            let Some(row) = self.queue.lock().await.recv().await else { return Ok(()) };
+            let copy = self.copier.copy(&row, self.seed).await;
+            if self.results.send((row, copy)).await.is_err() {
+                return Ok(());
+            }
         }
     }
 }

@@ -91,15 +91,23 @@ async fn check(target: &Target, row: &LedgerRow, deep: bool) -> Result<Option<St
     Ok(None)
 }
 
+/// What checking the copied rows found so far.
+#[derive(Default)]
+struct Findings {
+    mismatches: Vec<Problem>,
+    /// Copied files whose row in the files table was checked.
+    rows_checked: u64,
+    /// Copied files outside `users/{sub}/{fileId}/`, which have no row to check.
+    unregistered: u64,
+}
+
 /// Checks one page's copied rows against the target (32 at once) and the files table.
 async fn check_page(
     ctx: &Context,
     target: &matbakh_aws::transfer::Target,
     to_check: &[LedgerRow],
     deep: bool,
-    mismatches: &mut Vec<Problem>,
-    rows_checked: &mut u64,
-    unregistered: &mut u64,
+    found: &mut Findings,
 ) -> Result<(), MigrateError> {
     for chunk in to_check.chunks(32) {
         let mut tasks = tokio::task::JoinSet::new();
@@ -110,7 +118,7 @@ async fn check_page(
         while let Some(done) = tasks.join_next().await {
             let (result, row) = done.map_err(|e| MigrateError::Check(format!("verify task: {e}")))?;
             if let Some(problem) = result? {
-                mismatches.push(Problem { seq: row.entry.seq, key: row.entry.key.clone(), problem });
+                found.mismatches.push(Problem { seq: row.entry.seq, key: row.entry.key.clone(), problem });
             }
         }
     }
@@ -119,10 +127,10 @@ async fn check_page(
     let Some(files) = &ctx.files else { return Ok(()) };
     for row in to_check {
         let Some(record) = crate::copy::file_record(&row.entry) else {
-            *unregistered += 1;
+            found.unregistered += 1;
             continue;
         };
-        *rows_checked += 1;
+        found.rows_checked += 1;
         let problem = match files.get_file(record.file_id).await? {
             None => Some("no row in the files table".to_owned()),
             Some(r) if r.key.as_str() != row.entry.key => Some(format!("the files table row is for {}", r.key)),
@@ -132,7 +140,7 @@ async fn check_page(
             Some(_) => None,
         };
         if let Some(problem) = problem {
-            mismatches.push(Problem { seq: row.entry.seq, key: row.entry.key.clone(), problem });
+            found.mismatches.push(Problem { seq: row.entry.seq, key: row.entry.key.clone(), problem });
         }
     }
     Ok(())
@@ -143,8 +151,8 @@ pub async fn verify(ctx: &Context, id: &str, opts: &VerifyOptions) -> Result<Ver
     let (target, _) = ctx.target(&record.target)?;
     // A page of rows at a time; `--sample` picks positions among the run's files up front.
     let sample = opts.sample.map(|n| SplitMix64::new(opts.seed).sample(record.total_files as usize, n));
-    let (mut total, mut checked, mut rows_checked, mut unregistered) = (0u64, 0u64, 0u64, 0u64);
-    let (mut not_copied, mut mismatches) = (Vec::new(), Vec::new());
+    let (mut total, mut checked, mut not_copied) = (0u64, 0u64, Vec::new());
+    let mut found = Findings::default();
     let mut rows = crate::rows::Rows::ledger(&record.id);
     while let Some(page) = rows.next_page(ctx).await? {
         let first = total as usize;
@@ -165,8 +173,9 @@ pub async fn verify(ctx: &Context, id: &str, opts: &VerifyOptions) -> Result<Ver
             }
         }
         checked += to_check.len() as u64;
-        check_page(ctx, &target, &to_check, opts.deep, &mut mismatches, &mut rows_checked, &mut unregistered).await?;
+        check_page(ctx, &target, &to_check, opts.deep, &mut found).await?;
     }
+    let Findings { mut mismatches, rows_checked, unregistered } = found;
     mismatches.sort_by_key(|p| p.seq);
     Ok(Verified {
         run: record.id.to_string(),

@@ -9,16 +9,13 @@
 //! aborted run are dropped unprocessed: their rows stay pending, and `enqueue` after `resume`
 //! sends them again.
 
-use std::sync::Arc;
-
 use aws_config::SdkConfig;
 use matbakh_aws::ledger::{Delta, LedgerRow, RunRecord};
 use matbakh_aws::queue::Queue;
-use matbakh_core::migration::backoff::DEFAULT_BACKOFF;
 use matbakh_core::migration::{Control, RowStatus, RunId, RunState};
 use serde::{Deserialize, Serialize};
 
-use crate::copy::{Copier, Copy, DEFAULT_BUFFER_BYTES, Outcome, Throttle, parts_of, updated_row};
+use crate::copy::{Copier, Copy, Outcome, Pace, parts_of, updated_row};
 use crate::plan::CopySettings;
 use crate::rows::{Rows, Tally, is_todo};
 use crate::{Context, MigrateError};
@@ -64,15 +61,7 @@ fn copier(ctx: &Context, record: &RunRecord, sdk: &SdkConfig) -> Result<Copier, 
     let settings = CopySettings::of(record)?;
     let (target, _) = ctx.target(&record.target)?;
     let source = crate::source::open(&record.source, sdk, settings.http)?;
-    let mut copier = Copier::new(
-        target,
-        source,
-        record.id.clone(),
-        settings,
-        DEFAULT_BACKOFF,
-        Arc::new(Throttle::new(None, None)),
-        DEFAULT_BUFFER_BYTES,
-    );
+    let mut copier = Copier::new(target, source, record.id.clone(), settings, Pace::default());
     copier.files = ctx.files.clone();
     Ok(copier)
 }

@@ -3,16 +3,14 @@
 //! `bench_transform RUNS PHOTO...` prints one JSON line per operation (misses: distinct URLs, each
 //! computed), then one for the stored-result path and one for 304 revalidation.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Body;
 use http::Request;
-use matbakh_aws::AwsError;
-use matbakh_aws::s3::ObjectHead;
 use tower::ServiceExt;
-use transformer::{Store, Transformer};
+use transformer::Transformer;
+use transformer::memory::MemoryStore;
 
 /// The operations, as imgproxy URL options with their output format; `scripts/bench-images/
 /// sharp-transforms.mjs` does the same with sharp.
@@ -23,50 +21,6 @@ const OPS: [(&str, &str, &str); 5] = [
     ("crop-half-400-webp", "c:0.5:0.5/w:400", "webp"),
     ("width-320-blur-jpeg", "w:320/bl:2", "jpg"),
 ];
-
-#[derive(Default)]
-struct MemoryStore(Mutex<HashMap<String, (Vec<u8>, ObjectHead)>>);
-
-impl MemoryStore {
-    fn insert(&self, key: &str, bytes: Vec<u8>, content_type: Option<&str>, metadata: &[(&str, &str)]) {
-        let head = ObjectHead {
-            size: bytes.len() as u64,
-            etag: Some(format!("{:x}", bytes.len() * 31 + key.len())),
-            version_id: None,
-            content_type: content_type.map(str::to_owned),
-            metadata: metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        };
-        self.0.lock().unwrap().insert(key.to_owned(), (bytes, head));
-    }
-}
-
-impl Store for MemoryStore {
-    fn bucket_name(&self) -> &str {
-        "bench"
-    }
-
-    async fn head(&self, key: &str, _: Option<&str>) -> Result<Option<ObjectHead>, AwsError> {
-        Ok(self.0.lock().unwrap().get(key).map(|(_, h)| h.clone()))
-    }
-
-    async fn get(&self, key: &str, _: Option<&str>) -> Result<Option<Vec<u8>>, AwsError> {
-        Ok(self.0.lock().unwrap().get(key).map(|(b, _)| b.clone()))
-    }
-
-    /// Every photo here is its file's one version (the store keeps one object a key).
-    async fn accepted_version(&self, key: &str) -> Result<Option<String>, AwsError> {
-        Ok(self.0.lock().unwrap().contains_key(key).then(String::new))
-    }
-
-    async fn put_result(&self, key: &str, bytes: Vec<u8>, ct: &str, meta: &[(&str, &str)]) -> Result<(), AwsError> {
-        self.insert(key, bytes, Some(ct), meta);
-        Ok(())
-    }
-
-    async fn presign_get(&self, key: &str, _: time::OffsetDateTime, _: Duration) -> Result<String, AwsError> {
-        Ok(format!("memory://{key}"))
-    }
-}
 
 fn percentile(ms: &mut [f64], p: f64) -> f64 {
     ms.sort_by(f64::total_cmp);
@@ -81,7 +35,8 @@ async fn main() {
     let mut keys = Vec::new();
     for (i, path) in args[1..].iter().enumerate() {
         let key = format!("users/bench/{i}/photo.jpg");
-        store.insert(&key, std::fs::read(path).expect("readable photo"), Some("image/jpeg"), &[]);
+        let version = store.put(&key, std::fs::read(path).expect("readable photo"), Some("image/jpeg"), &[]);
+        store.accept(&key, &version);
         keys.push(key);
     }
     let lookup = |name: &str| (name == "TRANSFORM_ALLOW_UNSIGNED").then(|| "true".to_owned());

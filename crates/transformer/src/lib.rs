@@ -30,6 +30,8 @@
 //! (read at start and again every `TRANSFORM_SECRET_REFRESH_SECONDS`, so a rotation reaches running
 //! instances); `TRANSFORM_KEYS`/`TRANSFORM_SALTS` in the environment are for local use only.
 
+pub mod memory;
+
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -48,7 +50,7 @@ use matbakh_core::ids::ObjectKey;
 use matbakh_core::imgproxy::{OutputChoice, Presets, SigningKeys, SourcePolicy, TransformUrl, UrlError};
 use matbakh_core::limits::setting;
 use matbakh_core::metadata::FileStatus;
-use matbakh_imaging::transform::{DEFAULT_MAX_DPR, DEFAULT_MAX_OUTPUT_SIDE, ENCODER_VERSION};
+use matbakh_imaging::transform::{DEFAULT_MAX_DPR, DEFAULT_MAX_OUTPUT_SIDE, ENCODER_VERSION, Pipeline};
 use matbakh_imaging::{DEFAULT_QUALITY, ImageError, ImageLimits, Pixels, Quality};
 use serde_json::json;
 use tracing::Instrument;
@@ -86,25 +88,30 @@ impl Default for Settings {
     }
 }
 
-/// What the transformer needs of the bucket and the file rows: [`Platform`] in Lambda, anything
-/// else in a benchmark (which measures the origin without S3's latency).
+/// What the transformer needs of the bucket and the file rows: [`Platform`] in Lambda,
+/// [`memory::MemoryStore`] in tests and the benchmark (which measures the origin without S3's
+/// latency).
 pub trait Store: Send + Sync + 'static {
     fn bucket_name(&self) -> &str;
     /// The HEAD of `version` of `key` (the current object if `None`), `None` if there is none.
     fn head(
         &self,
-        key: &str,
+        key: &ObjectKey,
         version: Option<&str>,
     ) -> impl Future<Output = Result<Option<ObjectHead>, AwsError>> + Send;
     /// The bytes of `version` of `key` (the current object if `None`), `None` if there are none.
-    fn get(&self, key: &str, version: Option<&str>) -> impl Future<Output = Result<Option<Vec<u8>>, AwsError>> + Send;
+    fn get(
+        &self,
+        key: &ObjectKey,
+        version: Option<&str>,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, AwsError>> + Send;
     /// The version of `key` accepted as its file (DECISIONS 28): the file row of the key's file
     /// id is READY, names this key and has pinned a version. `None` otherwise (no such row,
     /// another state, nothing pinned, a key that is no file's).
-    fn accepted_version(&self, key: &str) -> impl Future<Output = Result<Option<String>, AwsError>> + Send;
+    fn accepted_version(&self, key: &ObjectKey) -> impl Future<Output = Result<Option<String>, AwsError>> + Send;
     fn put_result(
         &self,
-        key: &str,
+        key: &ObjectKey,
         bytes: Vec<u8>,
         content_type: &str,
         metadata: &[(&str, &str)],
@@ -112,7 +119,7 @@ pub trait Store: Send + Sync + 'static {
     /// A short-lived URL that serves `key` (a result too large to answer inline).
     fn presign_get(
         &self,
-        key: &str,
+        key: &ObjectKey,
         now: time::OffsetDateTime,
         ttl: Duration,
     ) -> impl Future<Output = Result<String, AwsError>> + Send;
@@ -140,25 +147,31 @@ impl Store for Platform {
         self.bucket.bucket()
     }
 
-    async fn head(&self, key: &str, version: Option<&str>) -> Result<Option<ObjectHead>, AwsError> {
+    async fn head(&self, key: &ObjectKey, version: Option<&str>) -> Result<Option<ObjectHead>, AwsError> {
         self.bucket.head_object(key, version).await
     }
 
-    async fn get(&self, key: &str, version: Option<&str>) -> Result<Option<Vec<u8>>, AwsError> {
+    async fn get(&self, key: &ObjectKey, version: Option<&str>) -> Result<Option<Vec<u8>>, AwsError> {
         Ok(self.bucket.get_object(key, version).await?.map(|(bytes, _)| bytes))
     }
 
-    async fn accepted_version(&self, key: &str) -> Result<Option<String>, AwsError> {
-        let Some(id) = ObjectKey::file_id_of(key) else { return Ok(None) };
+    async fn accepted_version(&self, key: &ObjectKey) -> Result<Option<String>, AwsError> {
+        let Some(id) = ObjectKey::file_id_of(key.as_str()) else { return Ok(None) };
         let row = self.files.get_file(id).await?;
-        Ok(row.filter(|r| r.status == FileStatus::Ready && r.key.as_str() == key).and_then(|r| r.version_id))
+        Ok(row.filter(|r| r.status == FileStatus::Ready && r.key == *key).and_then(|r| r.version_id))
     }
 
-    async fn put_result(&self, key: &str, bytes: Vec<u8>, ct: &str, meta: &[(&str, &str)]) -> Result<(), AwsError> {
+    async fn put_result(
+        &self,
+        key: &ObjectKey,
+        bytes: Vec<u8>,
+        ct: &str,
+        meta: &[(&str, &str)],
+    ) -> Result<(), AwsError> {
         self.bucket.put_result(key, bytes, ct, meta).await
     }
 
-    async fn presign_get(&self, key: &str, now: time::OffsetDateTime, ttl: Duration) -> Result<String, AwsError> {
+    async fn presign_get(&self, key: &ObjectKey, now: time::OffsetDateTime, ttl: Duration) -> Result<String, AwsError> {
         Ok(self.bucket.presign_get(key, now, ttl).await?.url)
     }
 }
@@ -252,7 +265,8 @@ impl Transformer<Platform> {
         let store = Platform::from_lookup(&sdk, env)?;
         let watermark = match env("TRANSFORM_WATERMARK_KEY") {
             Some(key) => {
-                let bytes = Store::get(&store, &key, None).await.map_err(|e| e.to_string())?;
+                let bytes =
+                    Store::get(&store, &ObjectKey::from_stored(key.clone()), None).await.map_err(|e| e.to_string())?;
                 Some(bytes.ok_or_else(|| format!("TRANSFORM_WATERMARK_KEY: no object {key}"))?)
             }
             None => None,
@@ -440,18 +454,44 @@ async fn serve<S: Store>(
         Ok(answer) => answer,
         Err(e) => return span.in_scope(|| e.into_response()),
     };
-    span.record("outcome", answer.outcome);
+    span.record("outcome", answer.outcome.metric());
     metrics::emit(
         "transform",
-        &[(answer.outcome, 1, Unit::Count), ("Milliseconds", started.elapsed().as_millis() as u64, Unit::Milliseconds)],
+        &[
+            (answer.outcome.metric(), 1, Unit::Count),
+            ("Milliseconds", started.elapsed().as_millis() as u64, Unit::Milliseconds),
+        ],
     );
     answer.response
 }
 
 struct Answer {
     response: Response,
-    /// `NotModified`, `Stored`, `Computed`, `Redirected`.
-    outcome: &'static str,
+    outcome: Served,
+}
+
+/// How a request was answered; counted as the metric of its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Served {
+    /// `If-None-Match` named the result's ETag: 304.
+    NotModified,
+    /// A stored result made from this very source.
+    Stored,
+    /// Transformed now, and stored.
+    Computed,
+    /// Too large to answer inline: a redirect to a presigned GET.
+    Redirected,
+}
+
+impl Served {
+    fn metric(self) -> &'static str {
+        match self {
+            Served::NotModified => "NotModified",
+            Served::Stored => "Stored",
+            Served::Computed => "Computed",
+            Served::Redirected => "Redirected",
+        }
+    }
 }
 
 async fn transform<S: Store>(t: &Transformer<S>, path: &str, headers: &HeaderMap) -> Result<Answer, TransformError> {
@@ -461,9 +501,9 @@ async fn transform<S: Store>(t: &Transformer<S>, path: &str, headers: &HeaderMap
     if url.options.dpr > t.settings.max_dpr {
         return Err(TransformError::DprTooLarge(url.options.dpr, t.settings.max_dpr));
     }
-    let source_key = url.source.key.as_str();
+    let source_key = &url.source.key;
     // A user's file is its accepted version, never whatever the key holds now (DECISIONS 28).
-    let version = if source_key.starts_with(USER_FILES) {
+    let version = if source_key.as_str().starts_with(USER_FILES) {
         Some(t.store.accepted_version(source_key).await?.ok_or(TransformError::SourceMissing)?)
     } else {
         None
@@ -476,7 +516,7 @@ async fn transform<S: Store>(t: &Transformer<S>, path: &str, headers: &HeaderMap
     if if_none_match(headers, &etag) {
         let mut r = StatusCode::NOT_MODIFIED.into_response();
         image_headers(r.headers_mut(), &etag, None);
-        return Ok(Answer { response: r, outcome: "NotModified" });
+        return Ok(Answer { response: r, outcome: Served::NotModified });
     }
     // What a result records it was made from; a stored result made from anything else is not it.
     let (source_etag, source_version) = (tag(&source), source.version_id.clone().unwrap_or_default());
@@ -490,7 +530,7 @@ async fn transform<S: Store>(t: &Transformer<S>, path: &str, headers: &HeaderMap
         }
         if let Some(bytes) = t.store.get(&key, None).await? {
             let ct = stored.content_type.unwrap_or_else(|| "application/octet-stream".into());
-            return Ok(Answer { response: image(bytes, &ct, &etag, "stored"), outcome: "Stored" });
+            return Ok(Answer { response: image(bytes, &ct, &etag, "stored"), outcome: Served::Stored });
         }
     }
     if source.size > t.limits.max_bytes {
@@ -500,7 +540,8 @@ async fn transform<S: Store>(t: &Transformer<S>, path: &str, headers: &HeaderMap
     let (options, limits, quality, side) = (url.options.clone(), t.limits, t.quality, t.settings.max_output_side);
     let watermark = t.watermark.clone();
     let result = tokio::task::spawn_blocking(move || {
-        matbakh_imaging::transform::run(&bytes, &options, output, &limits, side, &quality, watermark.as_deref())
+        let pipeline = Pipeline { limits: &limits, max_side: side, quality: &quality, watermark: watermark.as_deref() };
+        matbakh_imaging::transform::run(&bytes, &options, output, &pipeline)
     })
     .await
     .unwrap_or_else(|e| Err(ImageError::Encode(format!("the transform task ended: {e}"))))?;
@@ -512,7 +553,7 @@ async fn transform<S: Store>(t: &Transformer<S>, path: &str, headers: &HeaderMap
     if size > t.settings.max_inline_bytes {
         return redirect(t, &key, now).await;
     }
-    Ok(Answer { response: image(result.bytes, ct, &etag, "computed"), outcome: "Computed" })
+    Ok(Answer { response: image(result.bytes, ct, &etag, "computed"), outcome: Served::Computed })
 }
 
 /// The source's ETag, or its version id, or nothing (then results are never reused).
@@ -521,9 +562,9 @@ fn tag(source: &ObjectHead) -> String {
 }
 
 /// A strong ETag naming the result of `key` made from this version of the source.
-fn result_etag(key: &str, source: &ObjectHead) -> String {
+fn result_etag(key: &ObjectKey, source: &ObjectHead) -> String {
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    for part in [key, "\n", &tag(source), "\n", source.version_id.as_deref().unwrap_or("")] {
+    for part in [key.as_str(), "\n", &tag(source), "\n", source.version_id.as_deref().unwrap_or("")] {
         ctx.update(part.as_bytes());
     }
     format!("\"{}\"", hex::encode(&ctx.finish().as_ref()[..16]))
@@ -556,7 +597,7 @@ fn image(bytes: Vec<u8>, content_type: &str, etag: &str, from: &'static str) -> 
 /// A result too large for a buffered Lambda response: a short-lived presigned GET of it.
 async fn redirect<S: Store>(
     t: &Transformer<S>,
-    key: &str,
+    key: &ObjectKey,
     now: time::OffsetDateTime,
 ) -> Result<Answer, TransformError> {
     let signed = t.store.presign_get(key, now, t.settings.redirect_ttl).await?;
@@ -568,5 +609,8 @@ async fn redirect<S: Store>(
     // The presigned URL expires: the redirect itself must not be kept.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::VARY, HeaderValue::from_static("Accept"));
-    Ok(Answer { response: r, outcome: "Redirected" })
+    Ok(Answer { response: r, outcome: Served::Redirected })
 }
+
+#[cfg(test)]
+mod tests;

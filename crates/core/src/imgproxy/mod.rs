@@ -21,6 +21,8 @@ pub use signature::SigningKeys;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use crate::ids::ObjectKey;
+
 /// Why a transform URL was refused; [`UrlError::status`] is the HTTP answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
@@ -76,7 +78,7 @@ pub struct SourcePolicy {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SourceRef {
     pub bucket: String,
-    pub key: String,
+    pub key: ObjectKey,
 }
 
 /// A parsed, checked transform request.
@@ -132,8 +134,9 @@ impl TransformUrl {
     /// Where the result for `format` is stored: `results/{source key}/{version}/{canonical}.{ext}`
     /// (DECISIONS 18). `version` names the encoder build, so a new encoder never serves old bytes;
     /// every result of one source shares the prefix `results/{source key}/` (purge on overwrite).
-    pub fn result_key(&self, version: &str, output: OutputChoice) -> String {
-        format!("{}{version}/{}.{}", result_prefix(&self.source.key), self.options.canonical(), output.key_extension())
+    pub fn result_key(&self, version: &str, output: OutputChoice) -> ObjectKey {
+        let prefix = result_prefix(self.source.key.as_str());
+        ObjectKey::checked(format!("{prefix}{version}/{}.{}", self.options.canonical(), output.key_extension()))
     }
 }
 
@@ -267,7 +270,7 @@ fn resolve_source(url: &str, policy: &SourcePolicy) -> Result<SourceRef, UrlErro
     if !allowed {
         return Err(UrlError::ForbiddenSource(format!("{bucket} is not an allowed source for this key")));
     }
-    Ok(SourceRef { bucket, key })
+    Ok(SourceRef { bucket, key: ObjectKey::checked(key) })
 }
 
 #[cfg(test)]

@@ -314,7 +314,7 @@ async fn nobody_reaches_someone_elses_file_on_any_route() {
         (Some("breakfast.png"), &json!([]), Some("READY"))
     );
     let row = h.state.table.get_file(FileId::parse(id).unwrap()).await.unwrap().unwrap();
-    assert!(h.state.store.head_object(row.key.as_str(), None).await.unwrap().is_some());
+    assert!(h.state.store.head_object(&row.key, None).await.unwrap().is_some());
 }
 
 #[tokio::test]
@@ -326,7 +326,7 @@ async fn delete_hides_a_file_and_restore_brings_it_back_within_the_window() {
     let id = uploaded(&h, &alice, "keep me.png", "image/png", 4096, datetime!(2026-02-01 10:00 UTC)).await;
     let other = uploaded(&h, &alice, "other.png", "image/png", 1000, datetime!(2026-02-02 10:00 UTC)).await;
     let row = h.state.table.get_file(FileId::parse(&id).unwrap()).await.unwrap().unwrap();
-    let original = h.state.store.get_object(row.key.as_str(), None).await.unwrap().unwrap().0;
+    let original = h.state.store.get_object(&row.key, None).await.unwrap().unwrap().0;
     let (_, usage) = get(&h, &alice, "/v1/me/usage").await;
     assert_eq!(
         usage,
@@ -337,8 +337,8 @@ async fn delete_hides_a_file_and_restore_brings_it_back_within_the_window() {
     assert_eq!(status, StatusCode::OK, "{deleted}");
     assert_eq!(deleted["status"], "DELETED");
     assert_eq!(deleted["restorableUntil"], "2026-03-31T12:00:00Z");
-    assert!(h.state.store.head_object(row.key.as_str(), None).await.unwrap().is_none(), "a delete marker hides it");
-    assert!(h.state.store.current_delete_marker(row.key.as_str()).await.unwrap().is_some());
+    assert!(h.state.store.head_object(&row.key, None).await.unwrap().is_none(), "a delete marker hides it");
+    assert!(h.state.store.current_delete_marker(&row.key).await.unwrap().is_some());
     assert_eq!(names(&get(&h, &alice, "/v1/files").await.1), ["other.png"]);
     assert_eq!(names(&get(&h, &alice, "/v1/files?status=deleted").await.1), ["keep me.png"]);
     // Restorable bytes are still stored, so they still count (security review 16.6).
@@ -362,7 +362,7 @@ async fn delete_hides_a_file_and_restore_brings_it_back_within_the_window() {
     assert_eq!(status, StatusCode::OK, "{restored}");
     assert_eq!(restored["status"], "READY");
     assert!(restored.get("deletedAt").is_none());
-    assert_eq!(h.state.store.get_object(row.key.as_str(), None).await.unwrap().unwrap().0, original);
+    assert_eq!(h.state.store.get_object(&row.key, None).await.unwrap().unwrap().0, original);
     let (_, usage) = get(&h, &alice, "/v1/me/usage").await;
     assert_eq!((usage["bytesUsed"].as_u64(), usage["bytesDeleted"].as_u64()), (Some(5096), Some(0)));
     assert_eq!(names(&get(&h, &alice, "/v1/files").await.1), ["other.png", "keep me.png"]);

@@ -141,16 +141,13 @@ fn transforms_convert_colour_profiles_after_resizing() {
     for rel in ["photos/olympus-4mp-icc.jpg", "other/icc-profile.jpeg"] {
         let bytes = corpus(rel);
         let o = Options { width: 200, ..Options::default() };
-        let t = matbakh_imaging::transform::run(
-            &bytes,
-            &o,
-            OutputChoice::Explicit(Out::Png),
-            &ImageLimits::default(),
-            4096,
-            &FAST,
-            None,
-        )
-        .unwrap();
+        let pipeline = matbakh_imaging::transform::Pipeline {
+            limits: &ImageLimits::default(),
+            max_side: 4096,
+            quality: &FAST,
+            watermark: None,
+        };
+        let t = matbakh_imaging::transform::run(&bytes, &o, OutputChoice::Explicit(Out::Png), &pipeline).unwrap();
         let got = image::load_from_memory(&t.bytes).unwrap().to_rgb8().into_raw();
         // Never enlarged: a 48 px source stays 48 px.
         let converted = load(&bytes, &ImageLimits::default(), 200).unwrap().resized_to(t.width).unwrap();

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use http::{HeaderMap, Request, StatusCode};
 use matbakh_aws::S3Store;
+use matbakh_core::ids::ObjectKey;
 use matbakh_core::imgproxy::SigningKeys;
 use matbakh_imaging::{ImageLimits, inspect};
 use testkit::{call_router_raw, corpus, env, moto_sdk, unique_user};
@@ -523,7 +524,7 @@ async fn a_second_version_put_on_a_settled_key_is_never_transformed() {
     let (reference, _) = settled("photos/dune.jpg").await;
     let stray = put_version(&key, corpus("photos/panasonic-orientation6.jpg").1).await; // portrait
     assert_ne!(stray, pinned);
-    let current = store().await.head_object(&key, None).await.unwrap().unwrap();
+    let current = store().await.head_object(&ObjectKey::from_stored(key.clone()), None).await.unwrap().unwrap();
     assert_eq!(current.version_id.as_deref(), Some(stray.as_str()), "the stray is the key's current object");
 
     let options = "/rs:fit:300:300/plain";
@@ -542,10 +543,15 @@ async fn a_second_version_put_on_a_settled_key_is_never_transformed() {
     let s = store().await;
     let result_key = results_of(&key).await.remove(0);
     let planted = b"a result made from another version".to_vec();
-    let etag = s.head_object(&key, Some(&pinned)).await.unwrap().unwrap().etag.unwrap();
-    s.put_result(&result_key, planted, "image/png", &[("source-etag", &etag), ("source-version", &stray)])
-        .await
-        .unwrap();
+    let etag = s.head_object(&ObjectKey::from_stored(key.clone()), Some(&pinned)).await.unwrap().unwrap().etag.unwrap();
+    s.put_result(
+        &ObjectKey::from_stored(result_key.clone()),
+        planted,
+        "image/png",
+        &[("source-etag", &etag), ("source-version", &stray)],
+    )
+    .await
+    .unwrap();
     let (s3, h3, b3) = get(&t, &url, &[]).await;
     assert_eq!((s3, header(&h3, "x-result"), b3 == want), (StatusCode::OK, "computed", true));
 }

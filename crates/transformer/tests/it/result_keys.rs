@@ -23,7 +23,7 @@ fn the_shared_vectors_give_the_same_keys_and_refusals_here() {
             Some(key) => {
                 let url = parsed.unwrap_or_else(|e| panic!("{path}: {e}"));
                 let output = OutputChoice::new(&url, v["accept"].as_str().unwrap());
-                assert_eq!(url.result_key(ENCODER_VERSION, output), key, "{path}");
+                assert_eq!(url.result_key(ENCODER_VERSION, output).as_str(), key, "{path}");
                 mapped += 1;
             }
             None => {
