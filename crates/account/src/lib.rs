@@ -37,15 +37,16 @@ use axum::http::StatusCode;
 use axum::{Json, Router};
 use matbakh_api::audit::Client;
 use matbakh_api::body::JsonObject;
-use matbakh_api::metrics::{self, Unit};
-use matbakh_api::{ApiError, Caller, Services};
+use matbakh_api::{ApiError, Authenticator, Caller};
 use matbakh_app::erase::Erasure;
 use matbakh_app::exports::{ExportView, Exports};
 use matbakh_aws::S3Store;
+use matbakh_aws::Services;
 use matbakh_aws::cdn::Cdn;
 use matbakh_aws::config::ReplicaSettings;
 use matbakh_aws::queue::Queue;
 use matbakh_core::audit::PseudonymKey;
+use matbakh_lambda::metrics::{self, Unit};
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -63,12 +64,12 @@ pub struct Account {
 pub type Api = matbakh_api::Api<Account>;
 
 /// The function on the deployment's table, bucket, replica, CDN and export queue.
-pub fn router(services: Services, settings: EraseSettings, exports: Queue) -> Router {
+pub fn router(services: Services, auth: Arc<Authenticator>, settings: EraseSettings, exports: Queue) -> Router {
     let account = Account {
         erasure: services.erasure(settings.pseudonym_key, settings.replica, settings.cdn),
         exports: services.exports(Arc::new(exports)),
     };
-    routes(Api { cases: account, auth: services.auth.clone() })
+    routes(Api { cases: account, auth })
 }
 
 /// The function on any implementation of the ports (in memory, in tests).

@@ -3,9 +3,10 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
-    let services = matbakh_api::Services::from_env().await?;
+    let services = matbakh_aws::Services::from_env().await?;
     let sdk = matbakh_aws::config::load_sdk_config().await;
     let erasure = account::EraseSettings::from_lookup(&sdk, |k| std::env::var(k).ok()).await?;
     let exports = account::export_queue(&sdk, |k| std::env::var(k).ok())?;
-    lambda_http::run(account::router(services, erasure, exports)).await
+    let auth = std::sync::Arc::new(matbakh_api::Authenticator::from_env()?);
+    lambda_http::run(account::router(services, auth, erasure, exports)).await
 }

@@ -3,9 +3,11 @@
 //! item mentions them), someone else's data is untouched, and a second erase removes nothing.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use account::EraseSettings;
 use http::{Method, StatusCode};
+use matbakh_api::Authenticator;
 use matbakh_aws::S3Store;
 use matbakh_aws::config::ReplicaSettings;
 use matbakh_core::audit::AuditEntry;
@@ -30,8 +32,8 @@ fn erasure(replica: Option<&S3Store>) -> EraseSettings {
 }
 
 /// The function as deployed without a replica.
-fn app(services: matbakh_api::Services) -> axum::Router {
-    account::router(services, erasure(None), testkit::export_queue())
+fn app(services: matbakh_aws::Services, auth: Arc<Authenticator>) -> axum::Router {
+    account::router(services, auth, erasure(None), testkit::export_queue())
 }
 
 /// `DELETE /v1/me` by `user`, on an instance whose erase reaches `replica`.
@@ -47,7 +49,7 @@ async fn erase_on(h: &Harness, user: &str, erasure: EraseSettings) -> (StatusCod
         .header("authorization", format!("Bearer {}", h.token(user)))
         .body(axum::body::Body::from(json!({"confirm": true}).to_string()))
         .unwrap();
-    testkit::call_router(account::router(h.state.clone(), erasure, testkit::export_queue()), req).await
+    testkit::call_router(account::router(h.state.clone(), h.auth.clone(), erasure, testkit::export_queue()), req).await
 }
 
 /// Everything a user accumulates: files (one with an older version, one soft-deleted),

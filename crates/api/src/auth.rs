@@ -85,6 +85,11 @@ impl JwtVerifier {
 impl Authenticator {
     /// Settings: `AUTH_JWKS` (a JWKS document) or `AUTH_JWKS_FILE` (a path to one) switch on
     /// local verification, with `AUTH_ISSUER` and `AUTH_AUDIENCE`. Neither: authorizer mode.
+    pub fn from_env() -> Result<Self, String> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// As [`Self::from_env`], from `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let jwks = match (lookup("AUTH_JWKS"), lookup("AUTH_JWKS_FILE")) {
             (Some(doc), _) if !doc.is_empty() => doc,

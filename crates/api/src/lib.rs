@@ -7,11 +7,8 @@ pub mod auth;
 pub mod body;
 pub mod dev_keys;
 pub mod error;
-pub mod metrics;
 pub mod openapi;
-pub mod services;
 
 pub use auth::{Api, AuthState, Authenticator, Caller};
 
 pub use error::ApiError;
-pub use services::Services;

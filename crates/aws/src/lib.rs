@@ -3,6 +3,9 @@
 //!
 //! `AWS_ENDPOINT_URL` (and the per-service `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL_DYNAMODB`)
 //! point the clients at local servers (moto, Garage); S3 then uses path-style addressing.
+//!
+//! [`Services`] wires the adapters into the use cases of `matbakh-app` (the composition root
+//! every function's `main` starts from).
 
 pub mod audit;
 pub mod cdn;
@@ -18,6 +21,7 @@ pub mod queue;
 pub mod s3;
 pub(crate) mod schema;
 pub mod secrets;
+pub mod services;
 pub mod sessions;
 pub mod shares;
 pub mod table;
@@ -28,4 +32,5 @@ mod usage;
 pub use config::Settings;
 pub use error::AwsError;
 pub use s3::S3Store;
+pub use services::Services;
 pub use table::FileTable;

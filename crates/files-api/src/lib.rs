@@ -22,6 +22,8 @@
 //! its answer; [`router`] runs them on the deployment's table and bucket, [`routes`] on any
 //! implementation of the ports (the in-memory ones in `src/tests.rs`).
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
@@ -29,14 +31,15 @@ use axum::response::IntoResponse;
 use axum::{Json, Router};
 use matbakh_api::audit::Client;
 use matbakh_api::body::JsonObject;
-use matbakh_api::metrics::{self, Unit};
-use matbakh_api::{ApiError, Caller, Services};
+use matbakh_api::{ApiError, Authenticator, Caller};
 use matbakh_app::files::{Change, Files};
 use matbakh_app::view::FileView;
+use matbakh_aws::Services;
 use matbakh_core::audit::{AuditAction, DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE};
 use matbakh_core::ids::FileId;
 use matbakh_core::listing::{ListQuery, Tag};
 use matbakh_core::names::DisplayName;
+use matbakh_lambda::metrics::{self, Unit};
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -45,8 +48,8 @@ use utoipa_axum::routes;
 pub type Api = matbakh_api::Api<Files>;
 
 /// The function on the deployment's table and bucket.
-pub fn router(services: Services) -> Router {
-    routes(Api { cases: services.files(), auth: services.auth.clone() })
+pub fn router(services: Services, auth: Arc<Authenticator>) -> Router {
+    routes(Api { cases: services.files(), auth })
 }
 
 /// The function on any implementation of the ports (in memory, in tests).

@@ -30,19 +30,19 @@
 //! the record, and the results wait in the bucket for its redelivery.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use matbakh_api::Services;
-use matbakh_api::metrics::{self, Unit};
 use matbakh_app::index::Indexing;
 use matbakh_app::ports::ExifReader;
 use matbakh_app::removal::{Removal, Removals, Removed};
 use matbakh_app::settle::Settled;
+use matbakh_aws::Services;
 use matbakh_aws::cdn::Cdn;
 use matbakh_core::events::{ObjectChange, ObjectEvent};
 use matbakh_core::ids::{FileId, ObjectKey};
 use matbakh_core::metadata::{ExifFacts, GeoPoint};
+use matbakh_lambda::metrics::{self, Unit};
 
 /// Why one record failed: it is reported, so it is delivered again and, after five failures,
-/// lands in the DLQ with its alarm (malformed messages too: `matbakh_api::sqs`).
+/// lands in the DLQ with its alarm (malformed messages too: `matbakh_lambda::sqs`).
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
     /// A use case failed: a dependency (retryable, a later delivery may succeed) or not.

@@ -6,7 +6,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let env = |name: &str| std::env::var(name).ok();
-    let services = matbakh_api::Services::from_env().await?;
+    let services = matbakh_aws::Services::from_env().await?;
     let sdk = matbakh_aws::config::load_sdk_config().await;
     let ix = indexer::Indexer {
         cdn: matbakh_aws::cdn::Cdn::from_lookup(&sdk, env),

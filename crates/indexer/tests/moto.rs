@@ -26,7 +26,7 @@ async fn sign_put(h: &Harness, user: &str, name: &str, declared: Option<usize>) 
         req["size"] = json!(size);
     }
     let (status, signed) = testkit::call_router(
-        multipart::router(h.state.clone()),
+        multipart::router(h.state.clone(), h.auth.clone()),
         http::Request::post("/v1/uploads/sign")
             .header("authorization", format!("Bearer {}", h.token(user)))
             .body(axum_body(&req.to_string()))
@@ -329,7 +329,7 @@ async fn downloaded(h: &Harness, user: &str, key: &str) -> Sha256 {
         .header("authorization", format!("Bearer {}", h.token(user)))
         .body(axum::body::Body::empty())
         .unwrap();
-    let (status, link) = testkit::call_router(presign::router(h.state.clone()), req).await;
+    let (status, link) = testkit::call_router(presign::router(h.state.clone(), h.auth.clone()), req).await;
     assert_eq!(status, StatusCode::OK, "{link}");
     let resp = testkit::http_client().get(link["url"].as_str().unwrap()).send().await.unwrap();
     assert!(resp.status().is_success());

@@ -11,23 +11,24 @@ use std::time::Instant;
 
 use axum::body::Body;
 use http::Request;
+use matbakh_api::Authenticator;
 use matbakh_api::auth::JwtVerifier;
 use matbakh_api::dev_keys::DevKey;
-use matbakh_api::{Authenticator, Services};
+use matbakh_aws::Services;
 use matbakh_aws::{FileTable, S3Store};
 use matbakh_core::clock::SystemClock;
 use matbakh_core::limits::Limits;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-async fn call(services: &Services, token: &str, method: &str, uri: &str, body: Value) -> Value {
+async fn call(router: &axum::Router, token: &str, method: &str, uri: &str, body: Value) -> Value {
     let req = Request::builder()
         .method(method)
         .uri(uri)
         .header("authorization", format!("Bearer {token}"))
         .body(Body::from(body.to_string()))
         .expect("request");
-    let resp = multipart::router(services.clone()).oneshot(req).await.expect("router");
+    let resp = router.clone().oneshot(req).await.expect("router");
     let status = resp.status();
     let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24).await.expect("body");
     let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
@@ -60,11 +61,12 @@ async fn main() {
     let services = Services {
         store: S3Store::new(&s3, env("BENCH_S3_BUCKET"), None).expect("store"),
         table: FileTable::new(&moto, env("TABLE_NAME")),
-        auth: Arc::new(Authenticator::Jwks(JwtVerifier::new(&key.jwks(), "bench", "bench").expect("verifier"))),
         limits: Limits { user_quota_bytes: u64::MAX / 2, ..Limits::default() },
         clock: Arc::new(SystemClock),
         cdn_base_url: None,
     };
+    let auth = Arc::new(Authenticator::Jwks(JwtVerifier::new(&key.jwks(), "bench", "bench").expect("verifier")));
+    let router = multipart::router(services, auth);
     let user = format!("bench-{}", std::process::id());
     let token = key.mint(&user, "bench", "bench", 3600).expect("token");
     let client = reqwest::Client::builder().no_proxy().build().expect("client");
@@ -79,7 +81,7 @@ async fn main() {
     };
     let body = json!({"filename": "bench.mp4", "contentType": "video/mp4", "size": bytes.len(),
                       "checksum": {"algorithm": "CRC64NVME", "value": crc(&bytes)}});
-    let session = call(&services, &token, "POST", "/v1/uploads/multipart", body).await;
+    let session = call(&router, &token, "POST", "/v1/uploads/multipart", body).await;
     let id = session["uploadId"].as_str().expect("uploadId").to_owned();
     let part_size = session["partSize"].as_u64().expect("partSize") as usize;
     let part_count = session["partCount"].as_u64().expect("partCount");
@@ -90,7 +92,7 @@ async fn main() {
             .map(|&n| (n.to_string(), json!(crc(&bytes[(n - 1) * part_size..(n * part_size).min(bytes.len())]))))
             .collect();
         let body = json!({"partNumbers": chunk, "checksums": checksums});
-        let signed = call(&services, &token, "POST", &format!("/v1/uploads/{id}/parts"), body).await;
+        let signed = call(&router, &token, "POST", &format!("/v1/uploads/{id}/parts"), body).await;
         urls.extend(signed["parts"].as_array().expect("parts").iter().map(|p| {
             let n = p["partNumber"].as_u64().expect("n") as usize;
             let header = p["headers"]["x-amz-checksum-crc64nvme"].as_str().expect("checksum header").to_owned();
@@ -113,7 +115,7 @@ async fn main() {
     while let Some(done) = tasks.join_next().await {
         done.expect("part task");
     }
-    call(&services, &token, "POST", &format!("/v1/uploads/{id}/complete"), json!({})).await;
+    call(&router, &token, "POST", &format!("/v1/uploads/{id}/complete"), json!({})).await;
     let seconds = started.elapsed().as_secs_f64();
     let mib = bytes.len() as f64 / (1024.0 * 1024.0);
     println!(

@@ -14,19 +14,22 @@
 //! its answer; [`router`] runs them on the deployment's table and bucket, [`routes`] on any
 //! implementation of the ports (the in-memory ones in `src/tests.rs`).
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Json, Router};
 use matbakh_api::audit::Client;
 use matbakh_api::body::JsonObject;
-use matbakh_api::metrics::{self, Unit};
-use matbakh_api::{ApiError, Caller, Services};
+use matbakh_api::{ApiError, Authenticator, Caller};
 use matbakh_app::uploads::{Declared, Uploads};
+use matbakh_aws::Services;
 use matbakh_core::clock::iso_seconds;
 use matbakh_core::ids::{FileId, Sha256};
 use matbakh_core::names::DisplayName;
 use matbakh_core::types::ContentType;
+use matbakh_lambda::metrics::{self, Unit};
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -35,8 +38,8 @@ use utoipa_axum::routes;
 pub type Api = matbakh_api::Api<Uploads>;
 
 /// The function on the deployment's table and bucket.
-pub fn router(services: Services) -> Router {
-    routes(Api { cases: services.uploads(), auth: services.auth.clone() })
+pub fn router(services: Services, auth: Arc<Authenticator>) -> Router {
+    routes(Api { cases: services.uploads(), auth })
 }
 
 /// The function on any implementation of the ports (in memory, in tests).

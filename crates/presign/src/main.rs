@@ -3,6 +3,7 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
-    let services = matbakh_api::Services::from_env().await?;
-    lambda_http::run(presign::router(services)).await
+    let services = matbakh_aws::Services::from_env().await?;
+    let auth = std::sync::Arc::new(matbakh_api::Authenticator::from_env()?);
+    lambda_http::run(presign::router(services, auth)).await
 }

@@ -20,6 +20,8 @@
 //! its answer; [`router`] runs them on the deployment's table and bucket, [`routes`] on any
 //! implementation of the ports (the in-memory ones in `src/tests.rs`).
 
+use std::sync::Arc;
+
 use aws_config::SdkConfig;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -28,11 +30,12 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use matbakh_api::audit::Client;
 use matbakh_api::body::JsonObject;
-use matbakh_api::metrics::{self, Unit};
-use matbakh_api::{ApiError, Caller, Services};
+use matbakh_api::{ApiError, Authenticator, Caller};
 use matbakh_app::shares::{Links, ShareView, Shares};
+use matbakh_aws::Services;
 use matbakh_core::ids::FileId;
 use matbakh_core::shares::{ShareKey, share_terms};
+use matbakh_lambda::metrics::{self, Unit};
 use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -58,8 +61,8 @@ pub async fn links_from_env(sdk: &SdkConfig, lookup: impl Fn(&str) -> Option<Str
 pub type Api = matbakh_api::Api<Shares>;
 
 /// The function on the deployment's table and bucket.
-pub fn router(services: Services, links: Links) -> Router {
-    routes(Api { cases: services.shares(links), auth: services.auth.clone() })
+pub fn router(services: Services, auth: Arc<Authenticator>, links: Links) -> Router {
+    routes(Api { cases: services.shares(links), auth })
 }
 
 /// The function on any implementation of the ports (in memory, in tests).

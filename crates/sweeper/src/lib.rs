@@ -22,12 +22,12 @@
 //! The sweep itself is the use case [`matbakh_app::sweep`]; this crate runs it on the
 //! deployment's table and bucket and reports its numbers as metrics.
 
-use matbakh_api::metrics::{self, Unit};
-use matbakh_api::{ApiError, Services};
 use matbakh_app::sweep::SweepReport;
+use matbakh_aws::Services;
+use matbakh_lambda::metrics::{self, Unit};
 
 /// One sweep over the expired rows and sessions, as of the services' clock.
-pub async fn sweep(services: &Services) -> Result<SweepReport, ApiError> {
+pub async fn sweep(services: &Services) -> Result<SweepReport, matbakh_app::Error> {
     let report = services.sweeper().sweep().await?;
     metrics::emit(
         "sweep",

@@ -5,7 +5,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let services = matbakh_api::Services::from_env().await?;
+    let services = matbakh_aws::Services::from_env().await?;
     let services = &services;
     // The scheduled event carries nothing the sweep needs.
     lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| async move {

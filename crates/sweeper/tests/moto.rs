@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use http::{Method, StatusCode};
-use matbakh_api::Services;
 use matbakh_app::sweep::SweepReport;
+use matbakh_aws::Services;
 use matbakh_core::clock::FixedClock;
 use matbakh_core::ids::FileId;
 use matbakh_core::multipart::UploadId;

@@ -10,9 +10,10 @@ use std::time::Duration;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use axum::body::Body;
 use http::{Method, Request, StatusCode};
+use matbakh_api::Authenticator;
 use matbakh_api::auth::JwtVerifier;
 use matbakh_api::dev_keys::DevKey;
-use matbakh_api::{Authenticator, Services};
+use matbakh_aws::Services;
 use matbakh_aws::{FileTable, S3Store};
 use matbakh_core::clock::{Clock, SystemClock};
 use matbakh_core::limits::Limits;
@@ -132,7 +133,7 @@ pub async fn garage_sdk() -> SdkConfig {
 }
 
 /// Moto's SDK configuration built without awaiting, for what a router needs besides the
-/// services (`fn(Services) -> Router` cannot await).
+/// services (a `fn(Services, ..) -> Router` cannot await).
 pub fn moto_sdk_now() -> SdkConfig {
     let creds = aws_sdk_s3::config::Credentials::new(
         env("AWS_ACCESS_KEY_ID"),
@@ -154,8 +155,6 @@ pub fn export_queue() -> matbakh_aws::queue::Queue {
     matbakh_aws::queue::Queue::new(&moto_sdk_now(), env("EXPORT_QUEUE_URL"))
 }
 
-/// One function instance as Lambda would run it, with a key pair standing in for the
-/// identity provider.
 /// The identity provider of in-process tests: the tokens it mints pass its authenticator
 /// (issuer [`ISSUER`], audience [`AUDIENCE`]), others do not.
 pub struct TestIdp {
@@ -178,9 +177,13 @@ impl TestIdp {
     }
 }
 
+/// One function instance as Lambda would run it, with a key pair standing in for the
+/// identity provider.
 pub struct Harness {
     pub state: Services,
-    pub router: fn(Services) -> axum::Router,
+    /// Who callers are: the harness's own key pair.
+    pub auth: Arc<Authenticator>,
+    pub router: fn(Services, Arc<Authenticator>) -> axum::Router,
     pub key: DevKey,
     pub dynamo: aws_sdk_dynamodb::Client,
     pub table_name: String,
@@ -203,7 +206,7 @@ impl Default for Options {
 
 impl Harness {
     /// `router` is the function under test (`presign::router`, ...).
-    pub async fn new(router: fn(Services) -> axum::Router, opts: Options) -> Self {
+    pub async fn new(router: fn(Services, Arc<Authenticator>) -> axum::Router, opts: Options) -> Self {
         let moto = moto_sdk().await;
         let store = if opts.s3_on_garage {
             S3Store::new(&garage_sdk().await, env("GARAGE_BUCKET"), None).unwrap()
@@ -219,12 +222,12 @@ impl Harness {
         let state = Services {
             store,
             table: FileTable::new(&moto, &table_name),
-            auth: Arc::new(Authenticator::Jwks(verifier)),
             limits: opts.limits,
             clock: opts.clock,
             cdn_base_url: None,
         };
-        Harness { state, router, key, dynamo: aws_sdk_dynamodb::Client::new(&moto), table_name }
+        let auth = Arc::new(Authenticator::Jwks(verifier));
+        Harness { state, auth, router, key, dynamo: aws_sdk_dynamodb::Client::new(&moto), table_name }
     }
 
     pub fn token(&self, sub: &str) -> String {
@@ -247,7 +250,7 @@ impl Harness {
             Some(v) => Body::from(v.to_string()),
             None => Body::empty(),
         };
-        call_router((self.router)(self.state.clone()), req.body(body).unwrap()).await
+        call_router((self.router)(self.state.clone(), self.auth.clone()), req.body(body).unwrap()).await
     }
 
     /// The caller asks for an upload grant.

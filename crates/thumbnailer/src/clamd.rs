@@ -8,9 +8,9 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use matbakh_api::metrics::{self, Unit};
 use matbakh_app::ports::{ObjectStream, PortError, PortResult, Verdict, VirusScanner};
 use matbakh_core::limits::setting;
+use matbakh_lambda::metrics::{self, Unit};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

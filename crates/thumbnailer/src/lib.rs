@@ -36,12 +36,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use matbakh_api::Services;
-use matbakh_api::metrics::{self, Unit};
 use matbakh_app::ports::{RenderFailure, RenderedVariant, Renderer, Rendition, VirusScanner};
 use matbakh_app::process::{Processed, Processing};
+use matbakh_aws::Services;
 use matbakh_core::events::{ObjectChange, ObjectEvent};
 use matbakh_imaging::{ImageError, ImageLimits, Quality};
+use matbakh_lambda::metrics::{self, Unit};
 use tracing::Instrument;
 
 /// The image pipeline with this deployment's limits and quality, as the [`Renderer`] port.

@@ -10,7 +10,7 @@ use thumbnailer::{Imaging, Thumbnailer};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let services = matbakh_api::Services::from_env().await?;
+    let services = matbakh_aws::Services::from_env().await?;
     let limits = ImageLimits::from_lookup(|name| std::env::var(name).ok())?;
     let scanner = thumbnailer::clamd::Clamd::from_lookup(|name| std::env::var(name).ok())?;
     let scanner = scanner.map(|c| Arc::new(c) as Arc<dyn VirusScanner>);

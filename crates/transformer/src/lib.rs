@@ -41,7 +41,6 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use matbakh_api::metrics::{self, Unit};
 use matbakh_aws::AwsError;
 use matbakh_aws::s3::{ObjectHead, S3Store};
 use matbakh_aws::table::FileTable;
@@ -52,6 +51,7 @@ use matbakh_core::limits::setting;
 use matbakh_core::metadata::FileStatus;
 use matbakh_imaging::transform::{DEFAULT_MAX_DPR, DEFAULT_MAX_OUTPUT_SIDE, ENCODER_VERSION, Pipeline};
 use matbakh_imaging::{DEFAULT_QUALITY, ImageError, ImageLimits, Pixels, Quality};
+use matbakh_lambda::metrics::{self, Unit};
 use serde_json::json;
 use tracing::Instrument;
 

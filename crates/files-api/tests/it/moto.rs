@@ -30,7 +30,7 @@ async fn get(h: &Harness, user: &str, uri: &str) -> (StatusCode, Value) {
 /// Calls the function as `user`, with other settings (a smaller quota, a later clock).
 async fn call_as(
     h: &Harness,
-    state: matbakh_api::Services,
+    state: matbakh_aws::Services,
     method: Method,
     uri: &str,
     user: &str,
@@ -41,7 +41,7 @@ async fn call_as(
         .header("authorization", format!("Bearer {}", h.token(user)))
         .body(axum::body::Body::empty())
         .unwrap();
-    testkit::call_router(files_api::router(state), req).await
+    testkit::call_router(files_api::router(state, h.auth.clone()), req).await
 }
 
 fn names(v: &Value) -> Vec<String> {
@@ -357,7 +357,7 @@ async fn delete_hides_a_file_and_restore_brings_it_back_within_the_window() {
 
     // Restore needs no room in the quota: the bytes never left it.
     let tight =
-        matbakh_api::Services { limits: Limits { user_quota_bytes: 5096, ..Limits::default() }, ..h.state.clone() };
+        matbakh_aws::Services { limits: Limits { user_quota_bytes: 5096, ..Limits::default() }, ..h.state.clone() };
     let (status, restored) = call_as(&h, tight, Method::POST, &format!("/v1/files/{id}/restore"), &alice).await;
     assert_eq!(status, StatusCode::OK, "{restored}");
     assert_eq!(restored["status"], "READY");
@@ -372,7 +372,7 @@ async fn delete_hides_a_file_and_restore_brings_it_back_within_the_window() {
     // After the window, a deleted file stays deleted.
     let (status, _) = h.call(Method::DELETE, &format!("/v1/files/{other}"), Some(&h.token(&alice)), None).await;
     assert_eq!(status, StatusCode::OK);
-    let later = matbakh_api::Services {
+    let later = matbakh_aws::Services {
         clock: Arc::new(FixedClock(now + Limits::default().restore_window)),
         ..h.state.clone()
     };
@@ -474,7 +474,7 @@ async fn one_file_shows_its_variants_placeholder_and_exif() {
 }
 
 async fn variant_url_at(h: &Harness, id: FileId, user: &str, t: OffsetDateTime) -> String {
-    let state = matbakh_api::Services { clock: Arc::new(FixedClock(t)), ..h.state.clone() };
+    let state = matbakh_aws::Services { clock: Arc::new(FixedClock(t)), ..h.state.clone() };
     let (status, file) = call_as(h, state, Method::GET, &format!("/v1/files/{id}"), user).await;
     assert_eq!(status, StatusCode::OK, "{file}");
     file["variants"][0]["url"].as_str().unwrap().to_owned()
@@ -504,8 +504,8 @@ async fn call_from(
         .unwrap();
     req.extensions_mut()
         .insert(lambda_http::request::RequestContext::ApiGatewayV2(serde_json::from_value(ctx).unwrap()));
-    let state = matbakh_api::Services { clock: Arc::new(FixedClock(at)), ..h.state.clone() };
-    testkit::call_router(files_api::router(state), req).await
+    let state = matbakh_aws::Services { clock: Arc::new(FixedClock(at)), ..h.state.clone() };
+    testkit::call_router(files_api::router(state, h.auth.clone()), req).await
 }
 
 #[tokio::test]
@@ -523,14 +523,14 @@ async fn every_change_is_in_the_owners_audit_trail_with_where_it_came_from() {
         assert_eq!(status, StatusCode::OK, "{body}");
     }
     let later =
-        matbakh_api::Services { clock: Arc::new(FixedClock(now + time::Duration::minutes(3))), ..h.state.clone() };
+        matbakh_aws::Services { clock: Arc::new(FixedClock(now + time::Duration::minutes(3))), ..h.state.clone() };
     let req = http::Request::builder()
         .method(Method::PATCH)
         .uri(format!("/v1/files/{id}"))
         .header("authorization", format!("Bearer {}", h.token(&alice)))
         .body(axum::body::Body::from(json!({"addTags": ["work"]}).to_string()))
         .unwrap();
-    assert_eq!(testkit::call_router(files_api::router(later), req).await.0, StatusCode::OK);
+    assert_eq!(testkit::call_router(files_api::router(later, h.auth.clone()), req).await.0, StatusCode::OK);
     // Mallory's attempt changes nothing and is not in Alice's trail.
     let (status, _) = call_from(&h, now, Method::DELETE, &format!("/v1/files/{id}"), &mallory, "198.51.100.9").await;
     assert_eq!(status, StatusCode::NOT_FOUND);

@@ -294,7 +294,10 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         .header("authorization", format!("Bearer {t}"))
         .body(axum_body("{not json"))
         .unwrap();
-    assert_eq!(testkit::call_router(multipart::router(h.state.clone()), req).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        testkit::call_router(multipart::router(h.state.clone(), h.auth.clone()), req).await.0,
+        StatusCode::BAD_REQUEST
+    );
     for unknown in ["nope", "a%2Fb", "..", &"x".repeat(2000)] {
         let (status, _) = h.call(Method::GET, &format!("/v1/uploads/{unknown}"), Some(&t), None).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{unknown}");

@@ -14,11 +14,9 @@ fn event(name: &str) -> lambda_http::Request {
 }
 
 async fn call(h: &Harness, req: lambda_http::Request) -> (StatusCode, serde_json::Value) {
-    let mut state = h.state.clone();
-    state.auth = Arc::new(Authenticator::Authorizer);
     let (parts, body) = req.into_parts();
     let req = http::Request::from_parts(parts, axum::body::Body::from(body.to_vec()));
-    call_router(presign::router(state), req).await
+    call_router(presign::router(h.state.clone(), Arc::new(Authenticator::Authorizer)), req).await
 }
 
 #[tokio::test]

@@ -154,7 +154,7 @@ async fn bad_requests_get_a_clear_error_and_change_nothing() {
         .header("authorization", format!("Bearer {token}"))
         .body(axum::body::Body::from("{oops"))
         .unwrap();
-    let (got, err) = testkit::call_router((h.router)(h.state.clone()), req).await;
+    let (got, err) = testkit::call_router((h.router)(h.state.clone(), h.auth.clone()), req).await;
     assert_eq!((got, err["field"].as_str()), (StatusCode::BAD_REQUEST, Some("body")));
 
     assert_eq!(h.file_rows(&user).await, 0, "an error path wrote a row");

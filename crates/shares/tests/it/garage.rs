@@ -11,10 +11,11 @@ use serde_json::json;
 use testkit::{Harness, Options, call_router_raw, http_client, refused, unique_user};
 
 /// Opens a link without login at the state's clock; the redirect's target.
-async fn redirect(state: matbakh_api::Services, url: &str) -> Option<String> {
+async fn redirect(state: matbakh_aws::Services, url: &str) -> Option<String> {
     let path = url.strip_prefix("https://files.test").unwrap_or(url);
     let req = Request::builder().method(Method::GET).uri(path).body(Body::empty()).unwrap();
-    let (status, headers, _) = call_router_raw(super::router(state), req).await;
+    let (status, headers, _) =
+        call_router_raw(super::router(state, std::sync::Arc::new(matbakh_api::Authenticator::Authorizer)), req).await;
     (status == StatusCode::FOUND).then(|| headers["location"].to_str().unwrap().to_owned())
 }
 
@@ -40,7 +41,7 @@ async fn a_revoked_links_last_redirect_is_refused_once_its_minute_passed() {
 
     // The last redirect before the revocation, handed out a minute and 5 s ago.
     let then = now - Duration::from_secs(65);
-    let last = redirect(matbakh_api::Services { clock: at(then), ..h.state.clone() }, url).await.unwrap();
+    let last = redirect(matbakh_aws::Services { clock: at(then), ..h.state.clone() }, url).await.unwrap();
     let token = url.rsplit('/').next().unwrap();
     let (status, _) = h.call(Method::DELETE, &format!("/v1/shares/{token}"), Some(&h.token(&alice)), None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);

@@ -11,8 +11,8 @@ fn links() -> matbakh_app::shares::Links {
 }
 
 /// The function under test, with [`links`].
-fn router(services: matbakh_api::Services) -> axum::Router {
-    shares::router(services, links())
+fn router(services: matbakh_aws::Services, auth: std::sync::Arc<matbakh_api::Authenticator>) -> axum::Router {
+    shares::router(services, auth, links())
 }
 
 #[tokio::test]

@@ -19,14 +19,14 @@ async fn harness() -> Harness {
 
 /// Opens a link as a stranger would: no login. Answers the status, the redirect target and the
 /// JSON body (if any).
-async fn open_link(state: matbakh_api::Services, url: &str) -> (StatusCode, Option<String>, Value) {
+async fn open_link(state: matbakh_aws::Services, url: &str) -> (StatusCode, Option<String>, Value) {
     let path = url.strip_prefix("https://files.test").unwrap_or(url);
     open(state, Request::builder().method(Method::GET).uri(path).body(Body::empty()).unwrap()).await
 }
 
 /// Opens a link as a visitor at `ip` with browser `user_agent`, through API Gateway's context.
 async fn open_link_from(
-    state: matbakh_api::Services,
+    state: matbakh_aws::Services,
     url: &str,
     ip: &str,
     user_agent: &str,
@@ -45,8 +45,9 @@ async fn open_link_from(
     open(state, req).await
 }
 
-async fn open(state: matbakh_api::Services, req: Request<Body>) -> (StatusCode, Option<String>, Value) {
-    let (status, headers, body) = call_router_raw(super::router(state), req).await;
+async fn open(state: matbakh_aws::Services, req: Request<Body>) -> (StatusCode, Option<String>, Value) {
+    let (status, headers, body) =
+        call_router_raw(super::router(state, std::sync::Arc::new(matbakh_api::Authenticator::Authorizer)), req).await;
     let location = headers.get("location").map(|v| v.to_str().unwrap().to_owned());
     if status == StatusCode::FOUND {
         assert_eq!(headers["cache-control"], "no-store");
@@ -127,7 +128,7 @@ async fn revoked_expired_forged_and_deleted_links_are_refused() {
     // Expired: the clock moves past the link's end (no sleeping).
     let url = make().await;
     let later =
-        matbakh_api::Services { clock: Arc::new(FixedClock(NOW + time::Duration::seconds(600))), ..h.state.clone() };
+        matbakh_aws::Services { clock: Arc::new(FixedClock(NOW + time::Duration::seconds(600))), ..h.state.clone() };
     let (status, _, body) = open_link(later, &url).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::GONE, Some("share_expired")));
 

@@ -1,31 +1,23 @@
-//! The clients and settings every HTTP function shares, built once per Lambda instance.
+//! The deployment's table, bucket, limits and clock, built once per Lambda instance, and the
+//! use cases on them: what every function (HTTP or not) is wired from.
 
 use std::sync::Arc;
 
-use matbakh_aws::{FileTable, S3Store, Settings};
+use crate::{FileTable, S3Store, Settings};
 use matbakh_core::clock::{Clock, SystemClock};
 use matbakh_core::limits::Limits;
 
-use crate::auth::{AuthState, Authenticator};
-
-/// What a request handler may use: the bucket, the table, who the caller is, the limits and
-/// the clock (injected, so expiry is tested without sleeping).
+/// The bucket, the table, the limits and the clock (injected, so expiry is tested without
+/// sleeping). HTTP functions add who the caller is (`matbakh_api::Authenticator`).
 #[derive(Clone)]
 pub struct Services {
     pub store: S3Store,
     pub table: FileTable,
-    pub auth: Arc<Authenticator>,
     pub limits: Limits,
     pub clock: Arc<dyn Clock>,
     /// Where the CDN serves `derived/*` (`CDN_BASE_URL`, deployed); without it, variant URLs
     /// are presigned GETs of the bucket.
     pub cdn_base_url: Option<String>,
-}
-
-impl AuthState for Services {
-    fn authenticator(&self) -> &Authenticator {
-        &self.auth
-    }
 }
 
 impl Services {
@@ -34,13 +26,11 @@ impl Services {
         let env = |k: &str| std::env::var(k).ok();
         let settings = Settings::from_env().map_err(|e| e.to_string())?;
         let limits = Limits::from_lookup(env).map_err(|e| e.to_string())?;
-        let auth = Authenticator::from_lookup(env)?;
-        let sdk = matbakh_aws::config::load_sdk_config().await;
+        let sdk = crate::config::load_sdk_config().await;
         Ok(Services {
             store: S3Store::new(&sdk, &settings.bucket, settings.s3_public_endpoint.as_deref())
                 .map_err(|e| e.to_string())?,
             table: FileTable::new(&sdk, &settings.table),
-            auth: Arc::new(auth),
             limits,
             clock: Arc::new(SystemClock),
             cdn_base_url: env("CDN_BASE_URL").filter(|v| !v.is_empty()).map(|v| v.trim_end_matches('/').to_owned()),
@@ -114,7 +104,7 @@ impl Services {
         &self,
         pseudonym_key: matbakh_core::audit::PseudonymKey,
         replica: Option<S3Store>,
-        cdn: Option<matbakh_aws::cdn::Cdn>,
+        cdn: Option<crate::cdn::Cdn>,
     ) -> matbakh_app::erase::Erasure {
         use matbakh_app::ports::{EdgeCache, ObjectStore};
         matbakh_app::erase::Erasure {
