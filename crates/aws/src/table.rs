@@ -36,6 +36,12 @@ enum Hold {
 
 pub use crate::schema::{GSI_CONTENT_HASH, GSI_STATUS, GSI_USER};
 
+/// The DynamoDB key of file `id`'s row, for tests that read or remove the raw item (every
+/// key name stays in `schema.rs`).
+pub fn file_key(id: FileId) -> HashMap<String, AttributeValue> {
+    schema::file(id)
+}
+
 #[derive(Clone, Debug)]
 pub struct FileTable {
     pub(crate) client: aws_sdk_dynamodb::Client,

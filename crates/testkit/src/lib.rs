@@ -282,8 +282,7 @@ impl Harness {
         self.dynamo
             .get_item()
             .table_name(&self.table_name)
-            .key("pk", AttributeValue::S(format!("FILE#{id}")))
-            .key("sk", AttributeValue::S("FILE".into()))
+            .set_key(Some(matbakh_aws::table::file_key(id)))
             .consistent_read(true)
             .send()
             .await

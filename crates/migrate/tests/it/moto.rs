@@ -143,8 +143,7 @@ async fn plan_run_verify_and_report_then_a_rerun_writes_nothing() {
     dynamo
         .delete_item()
         .table_name(testkit::env("TABLE_NAME"))
-        .key("pk", testkit::AttributeValue::S(format!("FILE#{id}")))
-        .key("sk", testkit::AttributeValue::S("FILE".into()))
+        .set_key(Some(matbakh_aws::table::file_key(id)))
         .send()
         .await
         .unwrap();
