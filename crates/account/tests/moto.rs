@@ -2,7 +2,7 @@
 //! (no version, no marker, no upload), in the disaster-recovery replica or in the table (no
 //! item mentions them), someone else's data is untouched, and a second erase removes nothing.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use account::EraseSettings;
@@ -13,7 +13,7 @@ use matbakh_aws::config::ReplicaSettings;
 use matbakh_core::audit::AuditEntry;
 use matbakh_core::audit::{AuditAction, PseudonymKey, pseudonym};
 use matbakh_core::ids::{FileId, ObjectKey, UserId};
-use matbakh_core::listing::Tag;
+use matbakh_core::labels::Tag;
 use matbakh_core::shares::Share;
 use matbakh_core::shares::ShareId;
 use matbakh_core::tokens::TokenGrant;
@@ -76,8 +76,9 @@ async fn a_full_account(h: &Harness, user: &str) -> Vec<FileId> {
     s3.put_object().bucket(bucket).key(&result_key).body(b"result".to_vec().into()).send().await.unwrap();
     let quarantined = format!("quarantine/users/{user}/{kept}/evil.exe");
     s3.put_object().bucket(bucket).key(&quarantined).body(b"MZ".to_vec().into()).send().await.unwrap();
-    let tags: BTreeSet<Tag> = [Tag::parse("family").unwrap()].into();
-    assert!(t.update_file(&kept_row, None, &tags).await.unwrap());
+    let mut tagged = kept_row.record.clone();
+    tagged.labels.tags = [Tag::parse("family").unwrap()].into();
+    assert!(t.update_file(&kept_row, &tagged).await.unwrap());
     let share = Share {
         id: ShareId::from_random(testkit::rand32()[..16].try_into().unwrap()),
         file_id: kept,
@@ -98,6 +99,7 @@ async fn a_full_account(h: &Harness, user: &str) -> Vec<FileId> {
         types: Vec::new(),
         expires_at: AT + time::Duration::hours(1),
         revoked: false,
+        labels: Default::default(),
     };
     t.put_token(&grant).await.unwrap();
     let entry = AuditEntry {
@@ -271,7 +273,9 @@ async fn export_streams_every_stored_file_byte_identical_into_one_zip() {
     let gone = h.stored_file(&alice, "gone.pdf", "application/pdf", b"%PDF-1.4".to_vec(), AT).await;
     h.state.table.mark_deleted(gone, None).await.unwrap();
     let row = h.state.table.file_details(photo_id).await.unwrap().unwrap();
-    assert!(h.state.table.update_file(&row, None, &[Tag::parse("garden").unwrap()].into()).await.unwrap());
+    let mut tagged = row.record.clone();
+    tagged.labels.tags = [Tag::parse("garden").unwrap()].into();
+    assert!(h.state.table.update_file(&row, &tagged).await.unwrap());
 
     let (status, job) = h.call(Method::POST, "/v1/me/export", Some(&h.token(&alice)), None).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{job}");

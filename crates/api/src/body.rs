@@ -1,6 +1,8 @@
 //! Strict JSON request bodies: every problem is a 400 that names the field.
 
 use axum::body::Bytes;
+use matbakh_core::CoreError;
+use matbakh_core::labels::{CustomMetadata, Labels, Tag, Visibility};
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
@@ -83,6 +85,36 @@ impl JsonObject {
                 .map(Some),
             Some(_) => Err(ApiError::bad_field(field, format!("{field}: must be an object"))),
         }
+    }
+
+    /// An array of tags (`tags`, `addTags`, ...); none if absent.
+    pub fn tags(&self, field: &'static str) -> Result<Vec<Tag>, ApiError> {
+        let items = self.opt_array(field)?.unwrap_or_default();
+        let tag = |v: &Value| {
+            let raw = v.as_str().ok_or_else(|| ApiError::bad_field(field, format!("{field}: tags are strings")))?;
+            Tag::parse(raw).map_err(|e| match e {
+                CoreError::Invalid { message, .. } => ApiError::bad_field(field, format!("{field}: {message}")),
+                other => ApiError::from(other),
+            })
+        };
+        items.iter().map(tag).collect()
+    }
+
+    /// `visibility`, if given.
+    pub fn visibility(&self) -> Result<Option<Visibility>, ApiError> {
+        Ok(self.opt_str("visibility")?.map(Visibility::parse).transpose()?)
+    }
+
+    /// `metadata` (an object of strings), if given.
+    pub fn metadata(&self) -> Result<Option<CustomMetadata>, ApiError> {
+        Ok(self.opt_string_map("metadata")?.map(CustomMetadata::parse).transpose()?)
+    }
+
+    /// What an upload request says of its file: `visibility`, `tags`, `metadata`, each optional
+    /// (a private file without tags or metadata).
+    pub fn labels(&self) -> Result<Labels, ApiError> {
+        let metadata = self.metadata()?.unwrap_or_default();
+        Ok(Labels::new(self.visibility()?.unwrap_or_default(), &self.tags("tags")?, metadata)?)
     }
 
     /// Whether the body has `field` at all (for fields that are refused with a reason).

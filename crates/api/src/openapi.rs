@@ -5,8 +5,24 @@
 //! as `docs/openapi.json` (a test regenerates it and fails on any difference) and served by
 //! `files-api` at `GET /v1/openapi.json`.
 
+use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi, OpenApiBuilder, SecurityRequirement};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::ApiError;
+
+/// A function's router: its documented routes on `state`, and a JSON `404 not_found` for
+/// any other path.
+pub fn serve<S: Clone + Send + Sync + 'static>(documented: OpenApiRouter<S>, state: S) -> Router {
+    let (router, _) = documented.split_for_parts();
+    router.fallback(|| async { ApiError::not_found("route") }).with_state(state)
+}
+
+/// A function's part of the API's OpenAPI document.
+pub fn part<S: Clone + Send + Sync + 'static>(documented: OpenApiRouter<S>) -> OpenApi {
+    documented.split_for_parts().1
+}
 
 /// The security scheme every route uses unless it says `security(())`: the app's JWT.
 pub const BEARER: &str = "bearer";

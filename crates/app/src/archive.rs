@@ -246,6 +246,10 @@ mod tests {
             (Some(menu_path.as_str()), Some(menu.to_string().as_str()))
         );
         assert_eq!(described[1]["status"], "FAILED");
+        assert_eq!(
+            (described[0]["visibility"].as_str(), &described[0]["metadata"]),
+            (Some("private"), &serde_json::json!({}))
+        );
 
         let job = w.repo.get_export("exp1").unwrap();
         assert_eq!((job.state, job.size, job.files), (ExportState::Ready, Some(archive.size), Some(2)));

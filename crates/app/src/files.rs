@@ -1,16 +1,16 @@
 //! The owner's use cases on their files: list, show, rename and retag, soft delete, restore,
 //! their usage and their audit trail. Someone else's file answers exactly like a missing one.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use matbakh_core::audit::{AuditAction, AuditRecord};
 use matbakh_core::clock::{Clock, window_start};
 use matbakh_core::ids::{FileId, ObjectKey, UserId};
+use matbakh_core::labels::{CustomMetadata, Labels, Tag, Visibility, retag};
 use matbakh_core::limits::Limits;
-use matbakh_core::listing::{Cursor, ListQuery, Tag, retag};
-use matbakh_core::metadata::{FileDetails, FileStatus};
+use matbakh_core::listing::{Cursor, ListQuery};
+use matbakh_core::metadata::{FileDetails, FileRecord, FileStatus};
 use matbakh_core::names::DisplayName;
 use matbakh_core::quota::Usage;
 
@@ -42,12 +42,22 @@ pub struct Page {
     pub next: Option<Cursor>,
 }
 
-/// A rename and retag: each part optional, at least one given.
+/// An owner's change of a file: each part optional, at least one given.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Change {
     pub name: Option<DisplayName>,
     pub add_tags: Vec<Tag>,
     pub remove_tags: Vec<Tag>,
+    pub visibility: Option<Visibility>,
+    /// Replaces the file's metadata as a whole.
+    pub metadata: Option<CustomMetadata>,
+}
+
+impl Change {
+    fn is_empty(&self) -> bool {
+        let Change { name, add_tags, remove_tags, visibility, metadata } = self;
+        name.is_none() && add_tags.is_empty() && remove_tags.is_empty() && visibility.is_none() && metadata.is_none()
+    }
 }
 
 /// The result of a delete: the file as it is now, and whether this call deleted it (`false`:
@@ -122,8 +132,8 @@ impl Files {
         self.view(&d).await
     }
 
-    /// Renames and retags; optimistic: read, change, write if nobody changed it meanwhile,
-    /// [`UPDATE_ATTEMPTS`] tries.
+    /// Renames, retags, makes public or private, replaces the metadata; optimistic: read,
+    /// change, write if nobody changed it meanwhile, [`UPDATE_ATTEMPTS`] tries.
     pub async fn update(
         &self,
         caller: &UserId,
@@ -131,19 +141,30 @@ impl Files {
         id: FileId,
         change: &Change,
     ) -> Result<FileView, Error> {
-        if change.name.is_none() && change.add_tags.is_empty() && change.remove_tags.is_empty() {
-            return Err(Error::BadField { field: "name", message: "give a name, addTags or removeTags".into() });
+        if change.is_empty() {
+            let message = "give a name, addTags, removeTags, visibility or metadata".into();
+            return Err(Error::BadField { field: "body", message });
         }
         for _ in 0..UPDATE_ATTEMPTS {
             let before = self.own(caller, id).await?;
             if before.record.status == FileStatus::Deleted {
                 return Err(Error::conflict("deleted", "restore the file before changing it"));
             }
-            let current: BTreeSet<Tag> = before.tags.iter().cloned().map(Tag::from_stored).collect();
-            let tags = retag(&current, &change.add_tags, &change.remove_tags)?;
-            if self.files.update(&before, change.name.as_ref(), &tags).await? {
+            let r = &before.record;
+            let after = FileRecord {
+                filename: change.name.clone().unwrap_or_else(|| r.filename.clone()),
+                labels: Labels {
+                    tags: retag(&r.labels.tags, &change.add_tags, &change.remove_tags)?,
+                    visibility: change.visibility.unwrap_or(r.labels.visibility),
+                    metadata: change.metadata.clone().unwrap_or_else(|| r.labels.metadata.clone()),
+                },
+                ..r.clone()
+            };
+            if self.files.update(&before, &after).await? {
                 self.audit.record(client, Access::ok(caller, AuditAction::Update, Some(id))).await?;
-                tracing::info!(renamed = change.name.is_some(), tags = tags.len(), "file updated");
+                let (renamed, tags, visibility) =
+                    (change.name.is_some(), after.labels.tags.len(), after.labels.visibility.as_str());
+                tracing::info!(renamed, tags, visibility, "file updated");
                 return self.show(caller, id).await;
             }
         }

@@ -61,8 +61,8 @@ impl Indexing {
         if !self.files.record_content(id, &facts, order).await? {
             return Ok(None);
         }
-        // The name's search words, in the owner's word index (GET /v1/files?q=).
-        self.files.index_words(&row).await?;
+        // The name's search words and the tags, in the owner's indexes (GET /v1/files?q=, ?tag=).
+        self.files.index_search(&row).await?;
         let indexed = Indexed { bytes: read.size, duplicate: facts.duplicate_of.is_some() };
         tracing::info!(file_id = %id, bytes = read.size, duplicate = indexed.duplicate, "content indexed");
         Ok(Some(indexed))

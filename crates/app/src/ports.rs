@@ -7,7 +7,6 @@
 //! their audit trail ([`AuditLog`]), all of it at once ([`AccountRepo`], to erase), the bytes
 //! ([`ObjectStore`]) and the CDN's copies of them ([`EdgeCache`]).
 
-use std::collections::BTreeSet;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
@@ -16,12 +15,11 @@ use matbakh_core::audit::{AuditEntry, AuditRecord};
 use matbakh_core::checksum::{Checksum, ChecksumAlgorithm, Integrity};
 use matbakh_core::exports::{ExportJob, ExportState};
 use matbakh_core::ids::{FileId, ObjectKey, Sha256, UserId};
-use matbakh_core::listing::{Cursor, ListQuery, Tag};
+use matbakh_core::listing::{Cursor, ListQuery};
 use matbakh_core::metadata::{
     ContentFacts, Disposition, ExifFacts, FileDetails, FileRecord, PendingRow, Pinned, Ready, Settlement,
 };
 use matbakh_core::multipart::{PartNumber, UploadId, UploadSession, UploadedPart};
-use matbakh_core::names::DisplayName;
 use matbakh_core::post_policy::PresignedPost;
 use matbakh_core::quota::Usage;
 use matbakh_core::shares::{Share, ShareId, ShareRefusal};
@@ -82,9 +80,10 @@ pub trait FileRepo: Send + Sync {
     /// How many of `owner`'s files are not deleted.
     async fn count_live(&self, owner: &UserId) -> PortResult<u64>;
 
-    /// Renames and retags the file its owner saw as `before`, if nobody changed it meanwhile
-    /// and it is not deleted (`false`: read it again).
-    async fn update(&self, before: &FileDetails, name: Option<&DisplayName>, tags: &BTreeSet<Tag>) -> PortResult<bool>;
+    /// Writes the owner's changes (name, tags, visibility, metadata: as `after` has them) to the
+    /// file they saw as `before`, if nobody changed it meanwhile and it is not deleted
+    /// (`false`: read it again).
+    async fn update(&self, before: &FileDetails, after: &FileRecord) -> PortResult<bool>;
 
     /// An owner's soft delete at `at`: the row is DELETED, restorable for the restore window;
     /// its bytes stay counted (as deleted) in the owner's usage. Idempotent.
@@ -123,8 +122,9 @@ pub trait FileRepo: Send + Sync {
     /// variants. `false` as for [`Self::mark_ready`].
     async fn mark_failed(&self, id: FileId, reason: &str) -> PortResult<bool>;
 
-    /// Puts the search words of the file's name in its owner's word index.
-    async fn index_words(&self, record: &FileRecord) -> PortResult<()>;
+    /// Puts the search words of the file's name and its tags in its owner's indexes
+    /// (idempotent; a file is indexed when its object arrives, and retagging keeps it so).
+    async fn index_search(&self, record: &FileRecord) -> PortResult<()>;
 
     /// A DELETED file's versions are gone for good: the bytes its row still holds leave the
     /// owner's usage. `false` if the row is not DELETED or holds nothing.

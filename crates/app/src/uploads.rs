@@ -6,6 +6,7 @@ use std::sync::Arc;
 use matbakh_core::audit::AuditAction;
 use matbakh_core::clock::Clock;
 use matbakh_core::ids::{FileId, ObjectKey, Sha256, UserId};
+use matbakh_core::labels::Labels;
 use matbakh_core::limits::Limits;
 use matbakh_core::metadata::{FileRecord, FileStatus};
 use matbakh_core::names::{DisplayName, content_disposition};
@@ -33,6 +34,8 @@ pub struct Declared {
     pub content_type: ContentType,
     pub size: u64,
     pub sha256: Option<Sha256>,
+    /// Visibility, tags and metadata.
+    pub labels: Labels,
 }
 
 /// A granted single upload: the form the browser posts to S3.
@@ -63,6 +66,7 @@ impl Uploads {
             size: d.size,
             sha256: d.sha256,
             expires_at: Some(now + self.limits.pending_ttl),
+            labels: d.labels,
             ..FileRecord::upload(file_id, caller.clone(), d.filename, d.content_type, now)
         };
         // Sign first: if signing fails, nothing has been written.

@@ -2,6 +2,7 @@
 //! export writes it into `metadata.json` (there with the file's path in the archive and without
 //! variant URLs, which would expire).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use matbakh_core::clock::iso_seconds;
@@ -18,7 +19,11 @@ pub struct FileView {
     pub status: &'static str,
     /// When the upload was granted, to the second (RFC 3339).
     pub created_at: String,
+    /// `private` (its owner only) or `public` (anyone with its CDN URL).
+    pub visibility: &'static str,
     pub tags: Vec<String>,
+    /// The uploader's own key/values.
+    pub metadata: BTreeMap<String, String>,
     /// Hex SHA-256 of the bytes, once the indexer read them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
@@ -84,7 +89,9 @@ impl FileView {
             size: r.size,
             status: r.status.as_str(),
             created_at: iso_seconds(r.created_at),
-            tags: d.tags.clone(),
+            visibility: r.labels.visibility.as_str(),
+            tags: r.labels.tags.iter().map(|t| t.as_str().to_owned()).collect(),
+            metadata: r.labels.metadata.as_map().clone(),
             sha256: r.sha256.map(|s| s.to_hex()),
             width: d.image.as_ref().map(|i| i.width),
             height: d.image.as_ref().map(|i| i.height),

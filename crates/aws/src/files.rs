@@ -15,7 +15,7 @@ use std::collections::{BTreeSet, HashMap};
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem, Update};
 use matbakh_core::clock::iso_millis;
 use matbakh_core::ids::{FileId, ObjectKey, UserId};
-use matbakh_core::listing::{Cursor, ListQuery, SortBy, Tag};
+use matbakh_core::listing::{Cursor, ListQuery, SortBy};
 use matbakh_core::metadata::{ExifFacts, FileDetails, FileRecord, FileStatus, GeoPoint, ImageInfo, VariantInfo};
 use matbakh_core::names::{DisplayName, fold, search_tokens};
 use time::OffsetDateTime;
@@ -48,8 +48,6 @@ pub(crate) fn size_key(size: u64, id: FileId) -> String {
 
 fn parse_details(item: &HashMap<String, AttributeValue>) -> Result<FileDetails, AwsError> {
     let record = parse_file_item(item)?;
-    let mut tags: Vec<String> = item.get("tags").and_then(|v| v.as_ss().ok()).cloned().unwrap_or_default();
-    tags.sort();
     let variants = item
         .get("variants")
         .and_then(|v| v.as_l().ok())
@@ -92,7 +90,6 @@ fn parse_details(item: &HashMap<String, AttributeValue>) -> Result<FileDetails, 
     let deleted_at = get_u64(item, "deletedAt").and_then(|t| OffsetDateTime::from_unix_timestamp(t as i64).ok());
     Ok(FileDetails {
         record,
-        tags,
         image,
         reason: opt_str(item, "reason").map(str::to_owned),
         exif,
@@ -259,7 +256,12 @@ impl FileTable {
                 let r = &d.record;
                 // An index item of someone else's file never lists (belt and braces: the
                 // partition is the owner's).
-                if r.owner == *owner && q.keeps(r.status, r.content_type.as_str(), r.created_at, r.filename.as_str()) {
+                // A tag item left behind by a retag that raced the indexing lists nothing.
+                let tagged = q.tag.as_ref().is_none_or(|t| r.labels.tags.contains(t));
+                if r.owner == *owner
+                    && tagged
+                    && q.keeps(r.status, r.content_type.as_str(), r.created_at, r.filename.as_str())
+                {
                     files.push(d);
                 }
             }
@@ -305,16 +307,13 @@ impl FileTable {
         Ok(pks.iter().filter_map(|pk| found.remove(pk)).collect())
     }
 
-    /// Renames and retags a file the owner sees as `before`, if nobody changed it meanwhile
-    /// (`false`: it changed or went away; read it again). Keeps its tag and word items in step,
-    /// in one transaction.
-    pub async fn update_file(
-        &self,
-        before: &FileDetails,
-        name: Option<&DisplayName>,
-        tags: &BTreeSet<Tag>,
-    ) -> Result<bool, AwsError> {
+    /// Writes the owner's changes to a file they saw as `before` (its name, tags, visibility
+    /// and metadata as `after` has them), if nobody changed it meanwhile (`false`: it changed
+    /// or went away; read it again). Keeps its tag and word items in step, in one transaction.
+    pub async fn update_file(&self, before: &FileDetails, after: &FileRecord) -> Result<bool, AwsError> {
         let r = &before.record;
+        let name = (after.filename != r.filename).then_some(&after.filename);
+        let tags = &after.labels.tags;
         let mut items = Vec::new();
         let mut row = Update::builder()
             .table_name(&self.table)
@@ -328,8 +327,16 @@ impl FileTable {
             .expression_attribute_values(":deleted", s(FileStatus::Deleted.as_str()))
             .expression_attribute_values(":rev", n(before.revision))
             .expression_attribute_values(":next", n(before.revision + 1));
-        let mut sets = vec!["rev = :next".to_owned()];
+        let mut sets = vec!["rev = :next".to_owned(), "visibility = :vis".to_owned()];
+        row = row.expression_attribute_values(":vis", s(after.labels.visibility.as_str()));
         let mut removes = Vec::new();
+        if after.labels.metadata.is_empty() {
+            removes.push("meta");
+        } else {
+            sets.push("meta = :meta".into());
+            let pairs = after.labels.metadata.iter().map(|(k, v)| (k.to_owned(), s(v))).collect();
+            row = row.expression_attribute_values(":meta", AttributeValue::M(pairs));
+        }
         if let Some(name) = name {
             sets.push("filename = :name, nameKey = :nk".into());
             row = row
@@ -352,7 +359,7 @@ impl FileTable {
                 row = row.expression_attribute_values(":tokens", AttributeValue::Ss(new.into_iter().collect()));
             }
         }
-        let old: BTreeSet<String> = before.tags.iter().cloned().collect();
+        let old: BTreeSet<String> = r.labels.tags.iter().map(|t| t.as_str().to_owned()).collect();
         let new: BTreeSet<String> = tags.iter().map(|t| t.as_str().to_owned()).collect();
         for t in old.difference(&new) {
             items.push(delete_item(&self.table, r.file_id, &format!("TAG#{t}"))?);
@@ -378,10 +385,11 @@ impl FileTable {
         }
     }
 
-    /// Puts the search word items of a file's name (idempotent; the indexer calls it when a
-    /// file arrives).
-    pub async fn index_words(&self, r: &FileRecord) -> Result<(), AwsError> {
-        let items: Vec<_> = search_tokens(r.filename.as_str()).iter().map(|w| word_item(r, w)).collect();
+    /// Puts the search items of a file's name words and tags (idempotent; the indexer calls it
+    /// when a file arrives, [`Self::update_file`] keeps the tags' items after).
+    pub async fn index_search(&self, r: &FileRecord) -> Result<(), AwsError> {
+        let mut items: Vec<_> = search_tokens(r.filename.as_str()).iter().map(|w| word_item(r, w)).collect();
+        items.extend(r.labels.tags.iter().map(|t| tag_item(r, t.as_str())));
         crate::dynamo::batch_put(&self.client, &self.table, items).await
     }
 

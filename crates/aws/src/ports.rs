@@ -1,7 +1,6 @@
 //! The ports of `matbakh-app`, implemented on DynamoDB ([`FileTable`]) and S3 ([`S3Store`]):
 //! each method is the adapter operation of the same meaning.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,10 +13,9 @@ use matbakh_core::audit::{AuditEntry, AuditRecord};
 use matbakh_core::checksum::{ChecksumAlgorithm, Integrity};
 use matbakh_core::exports::{ExportJob, ExportState};
 use matbakh_core::ids::{FileId, ObjectKey, Sha256, UserId};
-use matbakh_core::listing::{Cursor, ListQuery, Tag};
+use matbakh_core::listing::{Cursor, ListQuery};
 use matbakh_core::metadata::{ContentFacts, FileDetails, FileRecord, PendingRow, Pinned, Ready, Settlement};
 use matbakh_core::multipart::{UploadId, UploadSession, UploadedPart};
-use matbakh_core::names::DisplayName;
 use matbakh_core::post_policy::PresignedPost;
 use matbakh_core::quota::Usage;
 use matbakh_core::shares::{Share, ShareId, ShareRefusal};
@@ -65,8 +63,8 @@ impl FileRepo for FileTable {
         Ok(self.count_files(owner).await?)
     }
 
-    async fn update(&self, before: &FileDetails, name: Option<&DisplayName>, tags: &BTreeSet<Tag>) -> PortResult<bool> {
-        Ok(self.update_file(before, name, tags).await?)
+    async fn update(&self, before: &FileDetails, after: &FileRecord) -> PortResult<bool> {
+        Ok(self.update_file(before, after).await?)
     }
 
     async fn soft_delete(&self, id: FileId, at: OffsetDateTime) -> PortResult<()> {
@@ -107,8 +105,8 @@ impl FileRepo for FileTable {
         Ok(FileTable::mark_failed(self, id, reason).await?)
     }
 
-    async fn index_words(&self, record: &FileRecord) -> PortResult<()> {
-        Ok(FileTable::index_words(self, record).await?)
+    async fn index_search(&self, record: &FileRecord) -> PortResult<()> {
+        Ok(FileTable::index_search(self, record).await?)
     }
 
     async fn put_unreserved(&self, record: &FileRecord) -> PortResult<()> {

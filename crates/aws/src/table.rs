@@ -10,6 +10,7 @@ use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use matbakh_core::clock::iso_millis;
 use matbakh_core::ids::{FileId, ObjectKey, Sha256, UserId};
+use matbakh_core::labels::{CustomMetadata, Labels, Tag, Visibility};
 use matbakh_core::metadata::{ContentFacts, FileRecord, FileStatus, PendingRow, Ready, VariantInfo};
 use matbakh_core::multipart::{UploadId, UploadSession};
 use matbakh_core::names::DisplayName;
@@ -701,7 +702,38 @@ fn file_item(r: &FileRecord) -> HashMap<String, AttributeValue> {
         // so the sweeper, not TTL, removes it (DECISIONS 12).
         item.insert("pendingUntil".to_owned(), n(exp.unix_timestamp()));
     }
+    // The row holds the tags; their search items are written when the file is indexed.
+    item.extend(label_attributes(&r.labels));
     item
+}
+
+/// `visibility`, and `tags` and `meta` where there are any: on file rows and upload tokens.
+pub(crate) fn label_attributes(labels: &Labels) -> Vec<(String, AttributeValue)> {
+    let mut attributes = vec![("visibility".to_owned(), s(labels.visibility.as_str()))];
+    if !labels.tags.is_empty() {
+        let tags = labels.tags.iter().map(|t| t.as_str().to_owned()).collect();
+        attributes.push(("tags".to_owned(), AttributeValue::Ss(tags)));
+    }
+    if !labels.metadata.is_empty() {
+        let pairs = labels.metadata.iter().map(|(k, v)| (k.to_owned(), s(v))).collect();
+        attributes.push(("meta".to_owned(), AttributeValue::M(pairs)));
+    }
+    attributes
+}
+
+/// What [`label_attributes`] wrote (items written before labels existed: private, none).
+pub(crate) fn parse_labels(item: &HashMap<String, AttributeValue>) -> Result<Labels, AwsError> {
+    let visibility = opt_str(item, "visibility").map(Visibility::parse).transpose();
+    let tags = item.get("tags").and_then(|v| v.as_ss().ok());
+    let meta = item.get("meta").and_then(|v| v.as_m().ok());
+    Ok(Labels {
+        visibility: visibility.map_err(|_| AwsError::Corrupt("visibility".into()))?.unwrap_or_default(),
+        tags: tags.map(|ts| ts.iter().cloned().map(Tag::from_stored).collect()).unwrap_or_default(),
+        metadata: CustomMetadata::from_stored(
+            meta.map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_s().ok()?.clone()))).collect())
+                .unwrap_or_default(),
+        ),
+    })
 }
 
 pub(crate) fn parse_file_item(item: &HashMap<String, AttributeValue>) -> Result<FileRecord, AwsError> {
@@ -723,6 +755,7 @@ pub(crate) fn parse_file_item(item: &HashMap<String, AttributeValue>) -> Result<
         created_at: OffsetDateTime::parse(get_str(item, "createdAt")?, &Rfc3339).map_err(|_| corrupt("createdAt"))?,
         expires_at: get_u64(item, "pendingUntil").and_then(|t| OffsetDateTime::from_unix_timestamp(t as i64).ok()),
         version_id: opt_str(item, "versionId").map(str::to_owned),
+        labels: parse_labels(item)?,
     })
 }
 
@@ -748,10 +781,23 @@ mod tests {
             created_at: time::macros::datetime!(2026-11-27 10:00:00 UTC),
             expires_at: Some(time::macros::datetime!(2026-11-28 10:00:00 UTC)),
             version_id: None,
+            labels: Labels::default(),
         };
         let item = file_item(&record);
         assert_eq!(item[schema::GSI1_PK], s("USER#u-1"));
         assert_eq!(item[schema::GSI2_PK], s("STATUS#PENDING"));
         assert_eq!(parse_file_item(&item).unwrap(), record);
+        assert!(!item.contains_key("tags") && !item.contains_key("meta"), "no empty sets or maps");
+
+        let tags = [Tag::parse("menu").unwrap(), Tag::parse("dinner").unwrap()];
+        let metadata = CustomMetadata::parse([("price", "12.50"), ("lang", "ar")]).unwrap();
+        let labelled = FileRecord { labels: Labels::new(Visibility::Public, &tags, metadata).unwrap(), ..record };
+        assert_eq!(parse_file_item(&file_item(&labelled)).unwrap(), labelled);
+        // Rows written before labels existed read as private, untagged.
+        let mut old = file_item(&labelled);
+        for attribute in ["visibility", "tags", "meta"] {
+            old.remove(attribute);
+        }
+        assert_eq!(parse_file_item(&old).unwrap().labels, Labels::default());
     }
 }

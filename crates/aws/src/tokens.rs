@@ -15,7 +15,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::dynamo::{cancelled_by_condition, conditional, get_str, get_u64, n, s};
 use crate::error::AwsError;
 use crate::schema::{self, GSI1_PK, GSI1_SK};
-use crate::table::{FileTable, accounted_file_item};
+use crate::table::{FileTable, accounted_file_item, label_attributes, parse_labels};
 
 impl FileTable {
     /// Stores a new upload token's grant (under its digest, never the token).
@@ -34,6 +34,7 @@ impl FileTable {
                 (GSI1_SK.to_owned(), s(format!("{}#{}", iso_millis(grant.expires_at), grant.digest))),
             ],
         );
+        item.extend(label_attributes(&grant.labels));
         if !grant.types.is_empty() {
             item.insert(
                 "types".to_owned(),
@@ -64,6 +65,7 @@ impl FileTable {
             expires_at: OffsetDateTime::parse(get_str(&item, "expiresAt")?, &Rfc3339)
                 .map_err(|_| corrupt("expiresAt"))?,
             revoked: matches!(item.get("revoked"), Some(AttributeValue::Bool(true))),
+            labels: parse_labels(&item)?,
         }))
     }
 

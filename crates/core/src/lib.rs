@@ -13,6 +13,7 @@ pub mod events;
 pub mod exports;
 pub mod ids;
 pub mod imgproxy;
+pub mod labels;
 pub mod limits;
 pub mod listing;
 pub mod metadata;

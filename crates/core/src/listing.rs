@@ -1,12 +1,12 @@
-//! What `GET /v1/files` may ask: the query string parsed into a [`ListQuery`], tags ([`Tag`],
-//! folded like search words, [`crate::names::search_tokens`]), and the opaque paging cursor
-//! ([`Cursor`]).
+//! What `GET /v1/files` may ask: the query string parsed into a [`ListQuery`] (a tag is a
+//! [`crate::labels::Tag`]), and the opaque paging cursor ([`Cursor`]).
 
 use std::collections::BTreeSet;
 
 use crate::CoreError;
+use crate::labels::Tag;
 use crate::metadata::FileStatus;
-use crate::names::{fold, search_tokens};
+use crate::names::search_tokens;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use time::OffsetDateTime;
@@ -16,59 +16,8 @@ use time::format_description::well_known::Rfc3339;
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 /// The most files a page holds.
 pub const MAX_PAGE_SIZE: u32 = 200;
-/// Tags one file may carry.
-pub const MAX_TAGS_PER_FILE: usize = 20;
-/// Characters in a tag.
-pub const MAX_TAG_CHARS: usize = 40;
 /// Words in a search.
 pub const MAX_QUERY_WORDS: usize = 5;
-
-/// A tag: 1 to [`MAX_TAG_CHARS`] letters, digits, `-` or `_`, stored folded (lower case, no
-/// accents), so `Été` and `ete` are one tag.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Tag(String);
-
-impl Tag {
-    pub fn parse(raw: &str) -> Result<Self, CoreError> {
-        let folded = fold(raw.trim());
-        if folded.is_empty() || folded.chars().count() > MAX_TAG_CHARS {
-            return Err(CoreError::invalid("tags", format!("{raw:?}: a tag has 1 to {MAX_TAG_CHARS} characters")));
-        }
-        if !folded.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_') {
-            return Err(CoreError::invalid("tags", format!("{raw:?}: use letters, digits, - and _")));
-        }
-        Ok(Tag(folded))
-    }
-
-    /// Trusts a tag read back from our own table.
-    pub fn from_stored(raw: String) -> Self {
-        Tag(raw)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for Tag {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A file's tags after adding `add` and removing `remove` (removal wins); refused above
-/// [`MAX_TAGS_PER_FILE`].
-pub fn retag(current: &BTreeSet<Tag>, add: &[Tag], remove: &[Tag]) -> Result<BTreeSet<Tag>, CoreError> {
-    let mut next = current.clone();
-    next.extend(add.iter().cloned());
-    for t in remove {
-        next.remove(t);
-    }
-    if next.len() > MAX_TAGS_PER_FILE {
-        return Err(CoreError::invalid("tags", format!("a file carries at most {MAX_TAGS_PER_FILE} tags")));
-    }
-    Ok(next)
-}
 
 /// Whether every word of a search starts one of the name's words.
 pub fn name_matches(name: &str, words: &[String]) -> bool {
@@ -269,19 +218,6 @@ mod tests {
         assert!(!name_matches("Été à Marseille.jpg", &words("hiver")));
         assert!(!name_matches("summer.jpg", &words("ummer")), "prefixes of words, not substrings");
         assert!(name_matches("مَطْبَخ.jpg", &words("مطبخ")));
-    }
-
-    #[test]
-    fn tags_are_folded_bounded_and_retagging_is_capped() {
-        assert_eq!(Tag::parse(" Été ").unwrap().as_str(), "ete");
-        assert!(Tag::parse("two words").is_err());
-        assert!(Tag::parse("").is_err());
-        assert!(Tag::parse(&"a".repeat(MAX_TAG_CHARS + 1)).is_err());
-        let t = |s: &str| Tag::parse(s).unwrap();
-        let now = retag(&BTreeSet::new(), &[t("a"), t("b")], &[t("b")]).unwrap();
-        assert_eq!(now.into_iter().collect::<Vec<_>>(), vec![t("a")]);
-        let many: Vec<Tag> = (0..=MAX_TAGS_PER_FILE).map(|i| t(&format!("t{i}"))).collect();
-        assert!(retag(&BTreeSet::new(), &many, &[]).is_err());
     }
 
     #[test]

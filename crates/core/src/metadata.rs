@@ -6,6 +6,7 @@ use std::str::FromStr;
 use time::OffsetDateTime;
 
 use crate::ids::{FileId, ObjectKey, Sha256, UserId};
+use crate::labels::Labels;
 use crate::names::{DisplayName, SafeName};
 use crate::types::ContentType;
 
@@ -74,11 +75,14 @@ pub struct FileRecord {
     /// The S3 version accepted as this file (DECISIONS 28), once the object arrived; every
     /// read of the file reads exactly it. `None` before, and in a bucket without versioning.
     pub version_id: Option<String>,
+    /// Who may read it, its tags, its owner's key/values.
+    pub labels: Labels,
 }
 
 impl FileRecord {
-    /// A new upload's row: PENDING, at `users/{owner}/{fileId}/{safe name}`, nothing granted
-    /// and no grant running yet (callers set `size`, `expires_at`, `sha256`).
+    /// A new upload's row: PENDING, at `users/{owner}/{fileId}/{safe name}`, private, no tags
+    /// or metadata, nothing granted and no grant running yet (callers set `size`,
+    /// `expires_at`, `sha256` and the `labels` the uploader gave).
     pub fn upload(
         file_id: FileId,
         owner: UserId,
@@ -98,6 +102,7 @@ impl FileRecord {
             created_at,
             expires_at: None,
             version_id: None,
+            labels: Labels::default(),
         }
     }
 }
@@ -182,7 +187,6 @@ pub struct ContentFacts {
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileDetails {
     pub record: FileRecord,
-    pub tags: Vec<String>,
     pub image: Option<ImageInfo>,
     /// Why a file has no variants, or why it was refused.
     pub reason: Option<String>,
@@ -193,9 +197,9 @@ pub struct FileDetails {
 }
 
 impl FileDetails {
-    /// A file of which nothing is known yet but its row: no tags, image facts, EXIF, reason.
+    /// A file of which nothing is known yet but its row: no image facts, EXIF, reason.
     pub fn new(record: FileRecord) -> Self {
-        FileDetails { record, tags: vec![], image: None, reason: None, exif: None, deleted_at: None, revision: 0 }
+        FileDetails { record, image: None, reason: None, exif: None, deleted_at: None, revision: 0 }
     }
 }
 

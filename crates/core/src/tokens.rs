@@ -107,6 +107,8 @@ pub struct TokenGrant {
     pub types: Vec<crate::types::ContentType>,
     pub expires_at: time::OffsetDateTime,
     pub revoked: bool,
+    /// The visibility, tags and metadata of every file uploaded with it.
+    pub labels: crate::labels::Labels,
 }
 
 impl TokenGrant {

@@ -37,7 +37,7 @@ use matbakh_app::view::FileView;
 use matbakh_aws::Services;
 use matbakh_core::audit::{AuditAction, DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE};
 use matbakh_core::ids::FileId;
-use matbakh_core::listing::{ListQuery, Tag};
+use matbakh_core::listing::ListQuery;
 use matbakh_core::names::DisplayName;
 use matbakh_lambda::metrics::{self, Unit};
 use serde_json::{Value, json};
@@ -54,13 +54,12 @@ pub fn router(services: Services, auth: Arc<Authenticator>) -> Router {
 
 /// The function on any implementation of the ports (in memory, in tests).
 pub fn routes(api: Api) -> Router {
-    let (router, _) = documented().split_for_parts();
-    router.fallback(|| async { ApiError::not_found("route") }).with_state(api)
+    matbakh_api::openapi::serve(documented(), api)
 }
 
 /// This function's part of the API's OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    documented().split_for_parts().1
+    matbakh_api::openapi::part(documented())
 }
 
 /// The document of the whole HTTP API (`docs/openapi.json`, checked against the routers by
@@ -139,24 +138,14 @@ async fn show(State(api): State<Api>, caller: Caller, Path(raw_id): Path<String>
     Ok(Json(api.cases.show(&caller.user, file_id(&raw_id)?).await?))
 }
 
-fn tags_of(req: &JsonObject, field: &'static str) -> Result<Vec<Tag>, ApiError> {
-    req.opt_array(field)?
-        .unwrap_or_default()
-        .iter()
-        .map(|v| {
-            let raw = v.as_str().ok_or_else(|| ApiError::bad_field(field, format!("{field}: tags are strings")))?;
-            Tag::parse(raw).map_err(ApiError::from)
-        })
-        .collect()
-}
-
-/// Renames or retags a file
+/// Changes a file: its name, tags, visibility or metadata
 ///
-/// Body `{name?, addTags?, removeTags?}`, at least one; removal wins over addition. Answers the
-/// file as it is now.
+/// Body `{name?, addTags?, removeTags?, visibility?, metadata?}`, at least one; removal wins
+/// over addition; `visibility` is `private` or `public`; `metadata` (an object of strings)
+/// replaces the file's metadata as a whole. Answers the file as it is now.
 #[utoipa::path(patch, path = "/v1/files/{fileId}", operation_id = "update_file", tag = "files-api",
     params(("fileId" = String, Path, description = "The file's id")),
-    request_body(content = Value, description = "`{name?: string, addTags?: [string], removeTags?: [string]}`"),
+    request_body(content = Value, description = "`{name?: string, addTags?: [string], removeTags?: [string], visibility?: \"private\"|\"public\", metadata?: {string: string}}`"),
     responses(
         (status = 200, description = "The changed file"),
         (status = 400, description = "The body is not valid (`field` names what)"),
@@ -173,7 +162,7 @@ async fn update(
     body: Bytes,
 ) -> Result<Json<FileView>, ApiError> {
     let id = file_id(&raw_id)?;
-    let req = JsonObject::parse(&body, &["name", "addTags", "removeTags"])?;
+    let req = JsonObject::parse(&body, &["name", "addTags", "removeTags", "visibility", "metadata"])?;
     let name = req
         .opt_str("name")?
         .map(|n| {
@@ -181,7 +170,13 @@ async fn update(
                 .map_err(|_| ApiError::bad_field("name", "name: give 1 to 255 bytes of visible characters"))
         })
         .transpose()?;
-    let change = Change { name, add_tags: tags_of(&req, "addTags")?, remove_tags: tags_of(&req, "removeTags")? };
+    let change = Change {
+        name,
+        add_tags: req.tags("addTags")?,
+        remove_tags: req.tags("removeTags")?,
+        visibility: req.visibility()?,
+        metadata: req.metadata()?,
+    };
     Ok(Json(api.cases.update(&caller.user, &client.0, id, &change).await?))
 }
 

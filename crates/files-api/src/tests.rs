@@ -195,14 +195,47 @@ async fn rename_and_retag_show_in_the_answer_and_are_audited() {
 }
 
 #[tokio::test]
+async fn visibility_and_metadata_change_show_in_the_listing_and_tag_search() {
+    let w = World::new();
+    let id = w.file("alice", "dish.jpg", "image/jpeg", 1);
+    let uri = format!("/v1/files/{id}");
+    let (_, file) = w.get(&uri, "alice").await;
+    assert_eq!((file["visibility"].as_str(), &file["metadata"]), (Some("private"), &json!({})));
+
+    let change = json!({"visibility": "public", "metadata": {"price": "12.50"}, "addTags": ["menu"]});
+    let (status, file) = w.call(NOW, Method::PATCH, &uri, Some("alice"), Some(change)).await;
+    assert_eq!(status, StatusCode::OK, "{file}");
+    assert_eq!((file["visibility"].as_str(), &file["metadata"]), (Some("public"), &json!({"price": "12.50"})));
+    let (_, page) = w.get("/v1/files?tag=menu", "alice").await;
+    let listed = &page["files"][0];
+    assert_eq!(
+        (listed["fileId"].as_str(), listed["visibility"].as_str()),
+        (Some(id.to_string().as_str()), Some("public"))
+    );
+    assert_eq!(listed["metadata"], json!({"price": "12.50"}));
+
+    // Metadata is replaced as a whole; the rest stays.
+    let (_, file) = w.call(NOW, Method::PATCH, &uri, Some("alice"), Some(json!({"metadata": {}}))).await;
+    assert_eq!(
+        (file["visibility"].as_str(), &file["metadata"], &file["tags"]),
+        (Some("public"), &json!({}), &json!(["menu"]))
+    );
+    let (_, file) = w.call(NOW, Method::PATCH, &uri, Some("alice"), Some(json!({"visibility": "private"}))).await;
+    assert_eq!(file["visibility"], "private");
+}
+
+#[tokio::test]
 async fn a_bad_change_is_refused_with_its_field_and_changes_nothing() {
     let w = World::new();
     let id = w.file("alice", "dish.jpg", "image/jpeg", 1);
     let uri = format!("/v1/files/{id}");
     let cases = [
-        (json!({}), "name"),
+        (json!({}), "body"),
         (json!({"name": ""}), "name"),
-        (json!({"addTags": ["no spaces"]}), "tags"),
+        (json!({"visibility": "everyone"}), "visibility"),
+        (json!({"metadata": {"price": 12}}), "metadata"),
+        (json!({"metadata": {"": "x"}}), "metadata"),
+        (json!({"addTags": ["no spaces"]}), "addTags"),
         (json!({"addTags": [3]}), "addTags"),
         (json!({"owner": "mallory"}), "body"),
     ];

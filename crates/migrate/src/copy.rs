@@ -522,6 +522,8 @@ pub fn file_record(e: &ManifestEntry) -> Option<FileRecord> {
         created_at: time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(e.mtime_ms) * 1_000_000).ok()?,
         expires_at: None,
         version_id: None,
+        // Legacy rows' visibility, tags and metadata arrive with the cutover (issue 19).
+        labels: Default::default(),
     })
 }
 

@@ -70,13 +70,12 @@ impl Admin {
 }
 
 pub fn router(admin: Admin) -> Router {
-    let (router, _) = documented().split_for_parts();
-    router.fallback(|| async { ApiError::not_found("route") }).with_state(admin)
+    matbakh_api::openapi::serve(documented(), admin)
 }
 
 /// This function's part of the API's OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    documented().split_for_parts().1
+    matbakh_api::openapi::part(documented())
 }
 
 fn documented() -> OpenApiRouter<Admin> {

@@ -52,7 +52,7 @@ fn which<'a>(token: &'a str, upload_id: &'a str, q: &'a HashMap<String, String>)
 /// A capability for Uppy's Companion mode, bounded in bytes, types and time. Answers
 /// `{token, endpoint, expiresAt, maxBytes, types}`; `endpoint` is Uppy's `companionEndpoint`.
 #[utoipa::path(post, path = "/v1/upload-tokens", operation_id = "mint_upload_token", tag = "multipart",
-    request_body(content = Value, description = "`{maxBytes?, types?: [string], expiresIn?: seconds}`"),
+    request_body(content = Value, description = "`{maxBytes?, types?: [string], expiresIn?: seconds, visibility?, tags?, metadata?}` (the visibility, tags and metadata of every file uploaded with it)"),
     responses(
         (status = 201, description = "The token"),
         (status = 400, description = "The body is not valid (`field` names what)"),
@@ -62,8 +62,9 @@ fn which<'a>(token: &'a str, upload_id: &'a str, q: &'a HashMap<String, String>)
 async fn mint(State(api): State<Api>, caller: Caller, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
     let mut request = MintRequest::default();
     if !body.is_empty() {
-        let req = JsonObject::parse(&body, &["maxBytes", "types", "expiresIn"])?;
+        let req = JsonObject::parse(&body, &["maxBytes", "types", "expiresIn", "visibility", "tags", "metadata"])?;
         request.max_bytes = req.opt_u64("maxBytes")?;
+        request.labels = req.labels()?;
         request.expires_in = req.opt_u64("expiresIn")?;
         if let Some(list) = req.opt_array("types")? {
             request.types = list

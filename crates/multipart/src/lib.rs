@@ -55,13 +55,12 @@ pub fn router(services: Services, auth: Arc<Authenticator>) -> Router {
 
 /// The function on any implementation of the ports (in memory, in tests).
 pub fn routes(api: Api) -> Router {
-    let (router, _) = documented().split_for_parts();
-    router.fallback(|| async { ApiError::not_found("route") }).with_state(api)
+    matbakh_api::openapi::serve(documented(), api)
 }
 
 /// This function's part of the API's OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    documented().split_for_parts().1
+    matbakh_api::openapi::part(documented())
 }
 
 fn documented() -> OpenApiRouter<Api> {
@@ -121,7 +120,7 @@ fn count_refusal(operation: &str, e: &matbakh_app::Error) {
 /// full-object CRC if asked), plans its parts and reserves the size. Answers the session with
 /// its `uploadId`, `partSize` and part count.
 #[utoipa::path(post, path = "/v1/uploads/multipart", operation_id = "create_multipart", tag = "multipart",
-    request_body(content = Value, description = "`{filename, contentType, size, checksum?}`"),
+    request_body(content = Value, description = "`{filename, contentType, size, checksum?, visibility?, tags?, metadata?}`"),
     responses(
         (status = 201, description = "The session"),
         (status = 400, description = "The body is not valid (`field` names what)"),
@@ -138,7 +137,8 @@ async fn create(
     client: Client,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let req = JsonObject::parse(&body, &["filename", "contentType", "size", "checksum", "sha256"])?;
+    let allowed = ["filename", "contentType", "size", "checksum", "sha256", "visibility", "tags", "metadata"];
+    let req = JsonObject::parse(&body, &allowed)?;
     if req.has("sha256") {
         return Err(ApiError::bad_field(
             "sha256",
@@ -153,6 +153,7 @@ async fn create(
             Some(c) => Some(Integrity::parse(c.str("algorithm")?, c.opt_str("value")?)?),
             None => None,
         },
+        labels: req.labels()?,
     };
     let session = api.cases.start(&caller.user, &client.0, start).await?;
     metrics::emit(

@@ -34,7 +34,19 @@ use crate::Api;
 pub async fn sign(State(api): State<Api>, caller: Caller, body: Bytes) -> Result<Json<Value>, ApiError> {
     let req = JsonObject::parse(
         &body,
-        &["method", "key", "uploadId", "partNumber", "contentType", "filename", "size", "expiresIn"],
+        &[
+            "method",
+            "key",
+            "uploadId",
+            "partNumber",
+            "contentType",
+            "filename",
+            "size",
+            "expiresIn",
+            "visibility",
+            "tags",
+            "metadata",
+        ],
     )?;
     let request = SignRequest {
         method: req.str("method")?,
@@ -44,6 +56,7 @@ pub async fn sign(State(api): State<Api>, caller: Caller, body: Bytes) -> Result
         content_type: req.opt_str("contentType")?,
         filename: req.opt_str("filename")?,
         size: req.opt_u64("size")?,
+        labels: req.labels()?,
     };
     let signed = api.cases.sign_request(&caller.user, request).await?;
     let mut body = json!({ "url": signed.url });

@@ -269,6 +269,45 @@ async fn sign_request_mode_picks_the_key_and_signs_parts_only_of_its_own_bound_u
     assert_eq!(status, StatusCode::NOT_FOUND, "another key with this upload id");
 }
 
+/// Every mode takes the file's visibility, tags and metadata: REST and signRequest from the
+/// request, Companion from the upload token (every file sent with it).
+#[tokio::test]
+async fn every_upload_mode_carries_its_labels_onto_the_row() {
+    let w = World::new();
+    let labels = json!({"visibility": "public", "tags": ["menu"], "metadata": {"course": "starter"}});
+    let expect = |row: matbakh_core::metadata::FileRecord| {
+        let l = row.labels;
+        assert_eq!(l.visibility, matbakh_core::labels::Visibility::Public);
+        assert_eq!(l.tags.iter().map(|t| t.as_str()).collect::<Vec<_>>(), ["menu"]);
+        assert_eq!(l.metadata.iter().collect::<Vec<_>>(), [("course", "starter")]);
+    };
+    let mut rest = json!({"filename": "menu.pdf", "contentType": "application/pdf", "size": SIZE});
+    rest.as_object_mut().unwrap().extend(labels.as_object().unwrap().clone());
+    let (status, session) = w.call(Method::POST, "/v1/uploads/multipart", Some("alice"), Some(rest)).await;
+    assert_eq!(status, StatusCode::CREATED, "{session}");
+    expect(w.file(&session).unwrap());
+
+    let mut sign = json!({"method": "POST", "key": "menu.pdf", "contentType": "application/pdf", "size": SIZE});
+    sign.as_object_mut().unwrap().extend(labels.as_object().unwrap().clone());
+    let (status, signed) = w.call(Method::POST, "/v1/uploads/sign", Some("alice"), Some(sign)).await;
+    assert_eq!(status, StatusCode::OK, "{signed}");
+    let id = matbakh_core::ids::ObjectKey::file_id_of(signed["key"].as_str().unwrap()).unwrap();
+    expect(w.repo.get(id).unwrap().record);
+
+    let (status, minted) = w.call(Method::POST, "/v1/upload-tokens", Some("alice"), Some(labels)).await;
+    assert_eq!(status, StatusCode::CREATED, "{minted}");
+    let endpoint = minted["endpoint"].as_str().unwrap();
+    let params = format!("{endpoint}/s3/params?filename=dish.jpg&type=image/jpeg");
+    let (status, post) = w.call(Method::GET, &params, None, None).await;
+    assert_eq!(status, StatusCode::OK, "{post}");
+    let key = post["fields"]["key"].as_str().unwrap();
+    expect(w.repo.get(matbakh_core::ids::ObjectKey::file_id_of(key).unwrap()).unwrap().record);
+
+    let bad = json!({"tags": ["no spaces"]});
+    let (status, answer) = w.call(Method::POST, "/v1/upload-tokens", Some("alice"), Some(bad)).await;
+    assert_eq!((status, answer["field"].as_str()), (StatusCode::BAD_REQUEST, Some("tags")), "{answer}");
+}
+
 #[tokio::test]
 async fn an_unsized_sign_request_put_is_refused_when_the_quota_has_no_room() {
     let w = World::new();

@@ -44,13 +44,12 @@ pub fn router(services: Services, auth: Arc<Authenticator>) -> Router {
 
 /// The function on any implementation of the ports (in memory, in tests).
 pub fn routes(api: Api) -> Router {
-    let (router, _) = documented().split_for_parts();
-    router.fallback(|| async { ApiError::not_found("route") }).with_state(api)
+    matbakh_api::openapi::serve(documented(), api)
 }
 
 /// This function's part of the API's OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    documented().split_for_parts().1
+    matbakh_api::openapi::part(documented())
 }
 
 fn documented() -> OpenApiRouter<Api> {
@@ -63,7 +62,7 @@ fn documented() -> OpenApiRouter<Api> {
 /// answers `{fileId, key, upload: {url, fields}, expiresAt}`: a presigned POST pinned to one
 /// key, type and size (and SHA-256 when given), for the browser to send the file to S3.
 #[utoipa::path(post, path = "/v1/uploads", operation_id = "create_upload", tag = "presign",
-    request_body(content = Value, description = "`{filename, contentType, size, sha256?}` (sha256: hex)"),
+    request_body(content = Value, description = "`{filename, contentType, size, sha256?, visibility?, tags?, metadata?}` (sha256: hex; visibility: `private` (default) or `public`; tags: [string]; metadata: {string: string})"),
     responses(
         (status = 201, description = "The grant"),
         (status = 400, description = "The body is not valid (`field` names what)"),
@@ -79,12 +78,14 @@ async fn create_upload(
     client: Client,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let req = JsonObject::parse(&body, &["filename", "contentType", "size", "sha256"])?;
+    let allowed = ["filename", "contentType", "size", "sha256", "visibility", "tags", "metadata"];
+    let req = JsonObject::parse(&body, &allowed)?;
     let declared = Declared {
         filename: DisplayName::parse(req.str("filename")?)?,
         content_type: ContentType::parse(req.str("contentType")?)?,
         size: req.u64("size")?,
         sha256: req.opt_str("sha256")?.map(Sha256::parse).transpose()?,
+        labels: req.labels()?,
     };
     let (size, grant) = (declared.size, api.cases.grant(&caller.user, &client.0, declared).await?);
     metrics::emit("create_upload", &[("UploadsGranted", 1, Unit::Count), ("UploadBytesGranted", size, Unit::Bytes)]);

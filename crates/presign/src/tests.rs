@@ -10,6 +10,7 @@ use matbakh_app::uploads::Uploads;
 use matbakh_core::audit::AuditAction;
 use matbakh_core::clock::FixedClock;
 use matbakh_core::ids::{FileId, UserId};
+use matbakh_core::labels::{Labels, MAX_METADATA_ENTRIES, MAX_METADATA_VALUE_CHARS, MAX_TAGS_PER_FILE, Visibility};
 use matbakh_core::limits::Limits;
 use matbakh_core::metadata::{FileDetails, FileRecord, FileStatus};
 use matbakh_core::names::DisplayName;
@@ -144,6 +145,61 @@ async fn a_refused_grant_writes_nothing() {
     for (body, status, code) in cases {
         let (got, answer) = w.grant("alice", body.clone()).await;
         assert_eq!((got, answer["error"].as_str()), (status, Some(code)), "{body}: {answer}");
+    }
+    assert_eq!(w.usage("alice").await, Default::default());
+    assert!(w.repo.audit_entries().is_empty());
+}
+
+#[tokio::test]
+async fn an_upload_carries_its_visibility_tags_and_metadata_onto_the_row() {
+    let w = World::new();
+    let body = json!({
+        "filename": "dish.jpg", "contentType": "image/jpeg", "size": 5000,
+        "visibility": "public", "tags": ["Menü", "dinner", "dinner"], "metadata": {"price": "12.50", "lang": "ar"},
+    });
+    let (status, grant) = w.grant("alice", body).await;
+    assert_eq!(status, StatusCode::CREATED, "{grant}");
+    let id = FileId::parse(grant["fileId"].as_str().unwrap()).unwrap();
+    let labels = w.repo.get(id).unwrap().record.labels;
+    assert_eq!(labels.visibility, Visibility::Public);
+    assert_eq!(labels.tags.iter().map(|t| t.as_str()).collect::<Vec<_>>(), ["dinner", "menu"]);
+    assert_eq!(labels.metadata.iter().collect::<Vec<_>>(), [("lang", "ar"), ("price", "12.50")]);
+
+    // Without any: private, no tags, no metadata.
+    let (_, plain) = w.grant("alice", json!({"filename": "a.pdf", "contentType": "application/pdf", "size": 9})).await;
+    let plain = w.repo.get(FileId::parse(plain["fileId"].as_str().unwrap()).unwrap()).unwrap().record.labels;
+    assert_eq!(plain, Labels::default());
+}
+
+#[tokio::test]
+async fn bad_labels_are_refused_naming_the_field_and_write_nothing() {
+    let w = World::new();
+    let base = json!({"filename": "dish.jpg", "contentType": "image/jpeg", "size": 5000});
+    let many_tags: Vec<String> = (0..=MAX_TAGS_PER_FILE).map(|i| format!("t{i}")).collect();
+    let many_pairs: serde_json::Map<String, Value> =
+        (0..=MAX_METADATA_ENTRIES).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let cases = [
+        ("visibility", json!("everyone")),
+        ("visibility", json!(true)),
+        ("tags", json!(many_tags)),
+        ("tags", json!(["two words"])),
+        ("tags", json!([7])),
+        ("tags", json!("menu")),
+        ("metadata", json!({"price tag": "12"})),
+        ("metadata", json!({"price": 12})),
+        ("metadata", json!({"note": "x".repeat(MAX_METADATA_VALUE_CHARS + 1)})),
+        ("metadata", json!(many_pairs)),
+        ("metadata", json!(["price"])),
+    ];
+    for (field, value) in cases {
+        let mut body = base.clone();
+        body[field] = value.clone();
+        let (status, answer) = w.grant("alice", body).await;
+        assert_eq!(
+            (status, answer["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(field)),
+            "{field}={value}: {answer}"
+        );
     }
     assert_eq!(w.usage("alice").await, Default::default());
     assert!(w.repo.audit_entries().is_empty());

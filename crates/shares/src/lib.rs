@@ -67,13 +67,12 @@ pub fn router(services: Services, auth: Arc<Authenticator>, links: Links) -> Rou
 
 /// The function on any implementation of the ports (in memory, in tests).
 pub fn routes(api: Api) -> Router {
-    let (router, _) = documented().split_for_parts();
-    router.fallback(|| async { ApiError::not_found("route") }).with_state(api)
+    matbakh_api::openapi::serve(documented(), api)
 }
 
 /// This function's part of the API's OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    documented().split_for_parts().1
+    matbakh_api::openapi::part(documented())
 }
 
 fn documented() -> OpenApiRouter<Api> {

@@ -300,6 +300,20 @@ impl Harness {
         bytes: Vec<u8>,
         at: time::OffsetDateTime,
     ) -> matbakh_core::ids::FileId {
+        let labels = matbakh_core::labels::Labels::default();
+        self.stored_labelled_file(user, name, content_type, bytes, at, labels).await
+    }
+
+    /// [`Self::stored_file`] uploaded with `labels` (visibility, tags, metadata).
+    pub async fn stored_labelled_file(
+        &self,
+        user: &str,
+        name: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+        at: time::OffsetDateTime,
+        labels: matbakh_core::labels::Labels,
+    ) -> matbakh_core::ids::FileId {
         use matbakh_core::ids::{FileId, ObjectKey, UserId};
         use matbakh_core::metadata::{FileRecord, FileStatus};
         use matbakh_core::names::{DisplayName, SafeName};
@@ -319,6 +333,7 @@ impl Harness {
             created_at: at,
             expires_at: Some(at + Duration::from_secs(86_400)),
             version_id: None,
+            labels,
         };
         let (t, quota) = (&self.state.table, self.state.limits.user_quota_bytes);
         t.reserve_upload(&record, quota).await.unwrap();
@@ -332,7 +347,7 @@ impl Harness {
             .unwrap();
         t.settle_upload(id, record.key.as_str(), record.size, quota).await.unwrap();
         assert!(t.mark_ready(id, &matbakh_core::metadata::Ready::default()).await.unwrap());
-        t.index_words(&record).await.unwrap();
+        t.index_search(&record).await.unwrap();
         id
     }
 

@@ -16,7 +16,7 @@ impl FileRepo for InMemory {
             .values()
             .map(|s| &s.details)
             .filter(|d| d.record.owner == *owner)
-            .filter(|d| q.tag.as_ref().is_none_or(|t| d.tags.iter().any(|x| x == t.as_str())))
+            .filter(|d| q.tag.as_ref().is_none_or(|t| d.record.labels.tags.contains(t)))
             .filter(|d| {
                 let r = &d.record;
                 q.keeps(r.status, r.content_type.as_str(), r.created_at, r.filename.as_str())
@@ -60,7 +60,7 @@ impl FileRepo for InMemory {
         Ok(live.filter(|s| s.details.record.status != FileStatus::Deleted).count() as u64)
     }
 
-    async fn update(&self, before: &FileDetails, name: Option<&DisplayName>, tags: &BTreeSet<Tag>) -> PortResult<bool> {
+    async fn update(&self, before: &FileDetails, after: &FileRecord) -> PortResult<bool> {
         let mut st = lock(&self.state);
         let Some(s) = st.files.get_mut(&before.record.file_id) else { return Ok(false) };
         let d = &mut s.details;
@@ -70,10 +70,8 @@ impl FileRepo for InMemory {
         {
             return Ok(false);
         }
-        if let Some(name) = name {
-            d.record.filename = name.clone();
-        }
-        d.tags = tags.iter().map(|t| t.as_str().to_owned()).collect();
+        d.record.filename = after.filename.clone();
+        d.record.labels = after.labels.clone();
         d.revision += 1;
         Ok(true)
     }
@@ -150,7 +148,7 @@ impl FileRepo for InMemory {
         Ok(true)
     }
 
-    async fn index_words(&self, _record: &FileRecord) -> PortResult<()> {
+    async fn index_search(&self, _record: &FileRecord) -> PortResult<()> {
         Ok(())
     }
 

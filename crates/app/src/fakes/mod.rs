@@ -16,7 +16,7 @@ mod uploads;
 pub use objects::{InMemoryCdn, InMemoryObjects};
 pub use records::InMemoryQueue;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -26,12 +26,12 @@ use matbakh_core::checksum::{ChecksumAlgorithm, Integrity};
 use matbakh_core::clock::iso_millis;
 use matbakh_core::exports::{ExportJob, ExportState};
 use matbakh_core::ids::{FileId, ObjectKey, Sha256, UserId};
-use matbakh_core::listing::{Cursor, ListQuery, SortBy, Tag};
+use matbakh_core::listing::{Cursor, ListQuery, SortBy};
 use matbakh_core::metadata::{
     ContentFacts, FileDetails, FileRecord, FileStatus, PendingRow, Pinned, Ready, Settlement,
 };
 use matbakh_core::multipart::{PartNumber, SessionState, UploadId, UploadSession, UploadedPart};
-use matbakh_core::names::{DisplayName, fold};
+use matbakh_core::names::fold;
 use matbakh_core::post_policy::PresignedPost;
 use matbakh_core::quota::Usage;
 use matbakh_core::shares::{Share, ShareId, ShareRefusal, is_expired};

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use matbakh_core::audit::AuditAction;
 use matbakh_core::ids::{FileId, ObjectKey, UserId};
+use matbakh_core::labels::Labels;
 use matbakh_core::limits::MAX_SINGLE_UPLOAD_BYTES;
 use matbakh_core::metadata::FileRecord;
 use matbakh_core::multipart::{
@@ -46,6 +47,8 @@ pub struct MintRequest {
     pub types: Vec<ContentType>,
     /// Seconds, 60 to `MAX_UPLOAD_TOKEN_TTL`; default `DEFAULT_UPLOAD_TOKEN_TTL`.
     pub expires_in: Option<u64>,
+    /// The visibility, tags and metadata of every file uploaded with the token.
+    pub labels: Labels,
 }
 
 /// A minted token: shown once, stored only as its digest.
@@ -101,6 +104,7 @@ impl Multipart {
             types: req.types,
             expires_at: self.clock.now() + ttl,
             revoked: false,
+            labels: req.labels,
         };
         self.tokens.create(&grant).await?;
         tracing::info!(token = &grant.digest[..12], max_bytes, "upload token minted");
@@ -159,6 +163,7 @@ impl Multipart {
         let record = FileRecord {
             size: max,
             expires_at: Some(now + self.limits.pending_ttl),
+            labels: grant.labels.clone(),
             ..FileRecord::upload(file_id, grant.owner.clone(), name, content_type, now)
         };
         let upload = Upload {
@@ -272,6 +277,7 @@ impl Multipart {
         let record = FileRecord {
             size: total,
             key: session.key.clone(),
+            labels: grant.labels.clone(),
             ..FileRecord::upload(
                 session.file_id,
                 session.owner.clone(),

@@ -20,6 +20,7 @@ use matbakh_core::audit::AuditAction;
 use matbakh_core::checksum::{Checksum, Integrity};
 use matbakh_core::clock::Clock;
 use matbakh_core::ids::UserId;
+use matbakh_core::labels::Labels;
 use matbakh_core::limits::Limits;
 use matbakh_core::metadata::FileRecord;
 use matbakh_core::multipart::{
@@ -54,6 +55,8 @@ pub struct Start {
     pub size: u64,
     /// A full-object checksum S3 is to keep (and check, if its value is given).
     pub integrity: Option<Integrity>,
+    /// Visibility, tags and metadata.
+    pub labels: Labels,
 }
 
 /// One signed part: the URL takes exactly `size` bytes (and only with `checksum`, if any).
@@ -97,8 +100,11 @@ impl Multipart {
         let now = self.clock.now();
         let file_id = crate::random::file_id(now)?;
         tracing::Span::current().record("file_id", tracing::field::display(file_id));
-        let mut record =
-            FileRecord { size: s.size, ..FileRecord::upload(file_id, caller.clone(), s.filename, s.content_type, now) };
+        let mut record = FileRecord {
+            size: s.size,
+            labels: s.labels,
+            ..FileRecord::upload(file_id, caller.clone(), s.filename, s.content_type, now)
+        };
         let upload_id = self
             .objects
             .create_multipart(&record.key, s.content_type, s.integrity.as_ref().map(|i| i.algorithm))

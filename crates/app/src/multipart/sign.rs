@@ -18,6 +18,7 @@
 use std::collections::BTreeMap;
 
 use matbakh_core::ids::{FileId, ObjectKey, UserId};
+use matbakh_core::labels::Labels;
 use matbakh_core::limits::MAX_SINGLE_UPLOAD_BYTES;
 use matbakh_core::metadata::{FileRecord, FileStatus};
 use matbakh_core::multipart::{PartNumber, PartPlan, SessionLimit, SessionState, UploadId, UploadSession};
@@ -39,6 +40,8 @@ pub struct SignRequest<'a> {
     pub content_type: Option<&'a str>,
     pub filename: Option<&'a str>,
     pub size: Option<u64>,
+    /// A new object's visibility, tags and metadata.
+    pub labels: Labels,
 }
 
 /// What Uppy sends to S3: `url` (with `fields`, a POST policy's form), and for a new object the
@@ -121,6 +124,7 @@ impl Multipart {
         let file_id = crate::random::file_id(now)?;
         let mut record = FileRecord {
             expires_at: Some(now + self.limits.upload_session_ttl),
+            labels: req.labels.clone(),
             ..FileRecord::upload(file_id, caller.clone(), filename, content_type, now)
         };
         let key = record.key.clone();

@@ -284,6 +284,39 @@ async fn search_finds_word_prefixes_and_tags_list_what_carries_them() {
     assert_eq!((apple_now["name"].as_str(), &apple_now["tags"]), (Some("Apfelkuchen.jpg"), &json!(["family"])));
 }
 
+/// The adapter's side of labels: tags given at upload are searchable once the file is
+/// indexed, visibility and metadata round-trip through DynamoDB, and a change keeps the tag
+/// index in step.
+#[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
+async fn labels_given_at_upload_are_stored_searchable_and_changeable() {
+    use matbakh_core::labels::{CustomMetadata, Labels, Tag, Visibility};
+    let h = Harness::new(files_api::router, Options::default()).await;
+    let alice = unique_user("alice");
+    let tags = [Tag::parse("menu").unwrap()];
+    let labels = Labels::new(Visibility::Public, &tags, CustomMetadata::parse([("price", "12.50")]).unwrap()).unwrap();
+    let at = datetime!(2026-03-01 12:00 UTC);
+    let id = h.stored_labelled_file(&alice, "dish.jpg", "image/jpeg", vec![0xFF, 0xD8, 0xFF, 0xE0], at, labels).await;
+    h.stored_file(&alice, "other.jpg", "image/jpeg", vec![0xFF, 0xD8, 0xFF, 0xE0], at).await;
+
+    let (status, page) = get(&h, &alice, "/v1/files?tag=menu").await;
+    assert_eq!((status, names(&page)), (StatusCode::OK, vec!["dish.jpg".to_owned()]), "{page}");
+    let listed = &page["files"][0];
+    assert_eq!((listed["visibility"].as_str(), &listed["metadata"]), (Some("public"), &json!({"price": "12.50"})));
+    let (_, other) = get(&h, &alice, "/v1/files?q=other").await;
+    assert_eq!(
+        (other["files"][0]["visibility"].as_str(), &other["files"][0]["metadata"]),
+        (Some("private"), &json!({}))
+    );
+
+    let change = json!({"removeTags": ["menu"], "visibility": "private", "metadata": {"lang": "ar"}});
+    let (status, file) = h.call(Method::PATCH, &format!("/v1/files/{id}"), Some(&h.token(&alice)), Some(change)).await;
+    assert_eq!(status, StatusCode::OK, "{file}");
+    assert!(names(&get(&h, &alice, "/v1/files?tag=menu").await.1).is_empty());
+    let (_, file) = get(&h, &alice, &format!("/v1/files/{id}")).await;
+    assert_eq!((file["visibility"].as_str(), &file["metadata"]), (Some("private"), &json!({"lang": "ar"})));
+}
+
 #[tokio::test]
 #[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn nobody_reaches_someone_elses_file_on_any_route() {
@@ -403,6 +436,7 @@ async fn one_file_shows_its_variants_placeholder_and_exif() {
         created_at: datetime!(2026-01-01 10:00 UTC),
         expires_at: None,
         version_id: None,
+        labels: Default::default(),
     };
     let t = &h.state.table;
     t.reserve_upload(&record, QUOTA).await.unwrap();

@@ -464,6 +464,7 @@ async fn granted(name: &str, size: usize) -> (matbakh_core::ids::FileId, String)
         created_at: now,
         expires_at: Some(now + time::Duration::days(1)),
         version_id: None,
+        labels: Default::default(),
     };
     files().await.reserve_upload(&record, QUOTA).await.unwrap();
     (id, record.key.as_str().to_owned())
