@@ -253,7 +253,9 @@ def main():
             continue
         variables = {**globals_env, **(res.get("Properties", {}).get("Environment", {}) or {}).get("Variables", {})}
         for k, v in variables.items():
-            env[k] = resolve(v, template, refs, params)
+            value = resolve(v, template, refs, params)
+            if value is not None:  # exists only deployed: an --extra gives the local stand-in
+                env[k] = value
     env.update(dict(e.split("=", 1) for e in args.extra))
 
     if args.routes_out:

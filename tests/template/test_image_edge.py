@@ -59,7 +59,9 @@ class ImageEdge(unittest.TestCase):
         self.assertEqual(gen["GenerateStringKey"], "keys")
         self.assertRegex(gen["SecretStringTemplate"], r'^\{"salts": "([0-9a-f]{2})+"\}$')
 
-    def test_only_the_transformer_may_read_the_secret(self):
+    def test_only_the_transformer_and_the_files_api_may_read_the_secret(self):
+        # The transformer verifies with the pairs; the files API signs image URLs
+        # (POST /v1/files/{id}/image-urls) for files their caller may read.
         readers = set()
         for name, res in RES.items():
             for st in statements(res.get("Properties") or {}):
@@ -69,7 +71,7 @@ class ImageEdge(unittest.TestCase):
                         isinstance(a, str) and a.startswith("secretsmanager:") and st.get("Resource") == "*" for a in actions):
                     readers.add(name)
                     self.assertEqual(actions, ["secretsmanager:GetSecretValue"], name)
-        self.assertEqual(readers, {"TransformerFunction"})
+        self.assertEqual(readers, {"TransformerFunction", "FilesApiFunction"})
 
     def test_the_transformer_reads_originals_only_at_their_accepted_version(self):
         props = RES["TransformerFunction"]["Properties"]

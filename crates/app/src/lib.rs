@@ -18,6 +18,7 @@ pub mod error;
 pub mod exports;
 pub mod fakes;
 pub mod files;
+pub mod images;
 pub mod index;
 pub mod multipart;
 pub mod ports;

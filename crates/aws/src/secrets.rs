@@ -2,6 +2,7 @@
 //! environment), read once when a function starts.
 
 use aws_config::SdkConfig;
+use matbakh_core::imgproxy::SigningKeys;
 
 use crate::error::AwsError;
 
@@ -14,4 +15,20 @@ pub async fn secret_string(sdk: &SdkConfig, id: &str) -> Result<String, AwsError
         .await
         .map_err(|e| AwsError::from_sdk("GetSecretValue", e))?;
     out.secret_string.ok_or_else(|| AwsError::Config(format!("secret {id} holds no text")))
+}
+
+/// The transform signing pairs in secret `id`: JSON `{"keys": "hex,...", "salts": "hex,..."}`
+/// (as `TRANSFORM_KEYS` and `TRANSFORM_SALTS`), at least one pair. The transformer verifies
+/// with them; the files API signs image URLs with the first.
+pub async fn transform_keys(sdk: &SdkConfig, id: &str) -> Result<SigningKeys, String> {
+    let text = secret_string(sdk, id).await.map_err(|e| format!("TRANSFORM_SECRET_ID {id}: {e}"))?;
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let (Some(keys), Some(salts)) = (json["keys"].as_str(), json["salts"].as_str()) else {
+        return Err(format!("TRANSFORM_SECRET_ID {id}: not JSON with \"keys\" and \"salts\""));
+    };
+    let keys = SigningKeys::from_hex(keys, salts).map_err(|e| format!("TRANSFORM_SECRET_ID {id}: {e}"))?;
+    if keys.is_empty() {
+        return Err(format!("TRANSFORM_SECRET_ID {id}: no key/salt pair"));
+    }
+    Ok(keys)
 }

@@ -5,7 +5,9 @@
 //!   content type, status, tag and upload date, searched by `q=` (word prefixes, case- and
 //!   accent-insensitive). Served from DynamoDB indexes, never a scan.
 //! - `GET /v1/files/{fileId}`: metadata, variants with URLs, placeholder, EXIF summary.
-//! - `PATCH /v1/files/{fileId} {name?, addTags?, removeTags?}`: rename, retag.
+//! - `PATCH /v1/files/{fileId} {name?, addTags?, removeTags?, visibility?, metadata?}`.
+//! - `POST /v1/files/{fileId}/image-urls {presets?, widths?, format?}`: signed transform URLs
+//!   and a `srcset` per preset and format ([`matbakh_app::images`]).
 //! - `DELETE /v1/files/{fileId}`: soft delete (an S3 delete marker; the row is `DELETED`).
 //! - `POST /v1/files/{fileId}/restore`: within the restore window, the marker goes and the row
 //!   is `READY` again (counted in usage again).
@@ -16,7 +18,9 @@
 //! Someone else's file answers exactly like a missing one (404) on every route.
 //!
 //! Reads and writes: the metadata table (file rows, tag and word items, usage); in the bucket,
-//! delete markers of `users/*` and presigned GETs of variants when no CDN serves them.
+//! delete markers of `users/*` and presigned GETs of variants when no CDN serves them. At
+//! start: the transform signing pairs (`TRANSFORM_SECRET_ID`, or `TRANSFORM_KEYS`/`_SALTS`
+//! locally), `TRANSFORM_BASE_URL` and `IMAGE_PRESETS` ([`image_signer`]).
 //!
 //! Each handler decodes the request, calls a use case of [`matbakh_app::files`] and encodes
 //! its answer; [`router`] runs them on the deployment's table and bucket, [`routes`] on any
@@ -33,10 +37,12 @@ use matbakh_api::audit::Client;
 use matbakh_api::body::JsonObject;
 use matbakh_api::{ApiError, Authenticator, Caller};
 use matbakh_app::files::{Change, Files};
+use matbakh_app::images::{Images, Signer, Wanted};
 use matbakh_app::view::FileView;
 use matbakh_aws::Services;
 use matbakh_core::audit::{AuditAction, DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE};
 use matbakh_core::ids::FileId;
+use matbakh_core::imgproxy::{Format, Presets, SigningKeys};
 use matbakh_core::listing::ListQuery;
 use matbakh_core::names::DisplayName;
 use matbakh_lambda::metrics::{self, Unit};
@@ -44,12 +50,49 @@ use serde_json::{Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-/// What the handlers use: the use cases and who may call them.
-pub type Api = matbakh_api::Api<Files>;
+/// The use cases of the caller's files.
+#[derive(Clone)]
+pub struct Cases {
+    pub files: Files,
+    pub images: Images,
+}
 
-/// The function on the deployment's table and bucket.
-pub fn router(services: Services, auth: Arc<Authenticator>) -> Router {
-    routes(Api { cases: services.files(), auth })
+/// What the handlers use: the use cases and who may call them.
+pub type Api = matbakh_api::Api<Cases>;
+
+/// The function on the deployment's table and bucket, signing image URLs with `signer`.
+pub fn router(services: Services, auth: Arc<Authenticator>, signer: Signer) -> Router {
+    let images = Images {
+        files: Arc::new(services.table.clone()),
+        signer,
+        limits: services.limits.clone(),
+        clock: services.clock.clone(),
+    };
+    routes(Api { cases: Cases { files: services.files(), images }, auth })
+}
+
+/// How image URLs are made here: `TRANSFORM_BASE_URL` (required: the CDN's transform path),
+/// the signing pairs from the secret `TRANSFORM_SECRET_ID` (deployed) or `TRANSFORM_KEYS` +
+/// `TRANSFORM_SALTS` (hex, local), and `IMAGE_PRESETS` (imgproxy's preset syntax; none: only
+/// `plain`). A missing or bad one stops the function at start, naming it.
+pub async fn image_signer(sdk: &aws_config::SdkConfig, env: impl Fn(&str) -> Option<String>) -> Result<Signer, String> {
+    let base_url = env("TRANSFORM_BASE_URL")
+        .filter(|u| u.starts_with("http"))
+        .ok_or("TRANSFORM_BASE_URL is required: the URL image transforms are served at (https://{FilesDomain}/t)")?;
+    let keys = match env("TRANSFORM_SECRET_ID") {
+        Some(id) => matbakh_aws::secrets::transform_keys(sdk, &id).await?,
+        None => SigningKeys::from_hex(
+            &env("TRANSFORM_KEYS").unwrap_or_default(),
+            &env("TRANSFORM_SALTS").unwrap_or_default(),
+        )
+        .map_err(|e| format!("TRANSFORM_KEYS/TRANSFORM_SALTS: {e}"))?,
+    };
+    if keys.is_empty() {
+        return Err("TRANSFORM_SECRET_ID (or, locally, TRANSFORM_KEYS and TRANSFORM_SALTS) is required".into());
+    }
+    let presets =
+        Presets::parse(&env("IMAGE_PRESETS").unwrap_or_default()).map_err(|e| format!("IMAGE_PRESETS: {e}"))?;
+    Ok(Signer { base_url: base_url.trim_end_matches('/').to_owned(), keys: Arc::new(keys), presets })
 }
 
 /// The function on any implementation of the ports (in memory, in tests).
@@ -71,6 +114,7 @@ fn documented() -> OpenApiRouter<Api> {
         .routes(routes!(list))
         .routes(routes!(show, update, remove))
         .routes(routes!(restore))
+        .routes(routes!(image_urls))
         .routes(routes!(usage))
         .routes(routes!(audit_trail))
         .routes(routes!(openapi_json))
@@ -119,7 +163,7 @@ async fn list(
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<Value>, ApiError> {
     let q = ListQuery::parse(&pairs)?;
-    let page = api.cases.list(&caller.user, &q).await?;
+    let page = api.cases.files.list(&caller.user, &q).await?;
     Ok(Json(json!({ "files": page.files, "nextCursor": page.next.map(|c| c.encode()) })))
 }
 
@@ -135,7 +179,7 @@ async fn list(
     ))]
 #[tracing::instrument(name = "show_file", skip_all, fields(user = %caller.user, file_id = %raw_id))]
 async fn show(State(api): State<Api>, caller: Caller, Path(raw_id): Path<String>) -> Result<Json<FileView>, ApiError> {
-    Ok(Json(api.cases.show(&caller.user, file_id(&raw_id)?).await?))
+    Ok(Json(api.cases.files.show(&caller.user, file_id(&raw_id)?).await?))
 }
 
 /// Changes a file: its name, tags, visibility or metadata
@@ -177,7 +221,7 @@ async fn update(
         visibility: req.visibility()?,
         metadata: req.metadata()?,
     };
-    Ok(Json(api.cases.update(&caller.user, &client.0, id, &change).await?))
+    Ok(Json(api.cases.files.update(&caller.user, &client.0, id, &change).await?))
 }
 
 /// Deletes a file, restorably
@@ -199,11 +243,72 @@ async fn remove(
     client: Client,
     Path(raw_id): Path<String>,
 ) -> Result<Json<FileView>, ApiError> {
-    let deleted = api.cases.delete(&caller.user, &client.0, file_id(&raw_id)?).await?;
+    let deleted = api.cases.files.delete(&caller.user, &client.0, file_id(&raw_id)?).await?;
     if deleted.now {
         metrics::emit("delete_file", &[("FilesDeleted", 1, Unit::Count)]);
     }
     Ok(Json(deleted.file))
+}
+
+/// Image URLs of one of the caller's images
+///
+/// Body `{presets?: [name], widths?: [number], format?: "avif"|"webp"|"jpg"|"png"}`; by default
+/// the image scaled (`plain`) to 320, 640, 960, 1280 and 1920 px (none wider than the image), in
+/// AVIF, WebP and JPEG. Answers `{fileId, expiresAt, images: [{preset, format, srcset,
+/// urls: [{width, url}]}]}`: signed transform URLs on the CDN, without expiry for a public
+/// file (`expiresAt` null), windowed for a private one.
+#[utoipa::path(post, path = "/v1/files/{fileId}/image-urls", operation_id = "image_urls", tag = "files-api",
+    params(("fileId" = String, Path, description = "The file's id")),
+    request_body(content = Value, description = "`{presets?: [string], widths?: [number], format?: string}`"),
+    responses(
+        (status = 200, description = "The URLs"),
+        (status = 400, description = "The body is not valid (`field` names what: an unknown preset, a width)"),
+        (status = 401, description = "No valid token"),
+        (status = 404, description = "No such file of the caller's"),
+        (status = 409, description = "`not_an_image`: only stored images have image URLs"),
+    ))]
+#[tracing::instrument(name = "image_urls", skip_all, fields(user = %caller.user, file_id = %raw_id))]
+async fn image_urls(
+    State(api): State<Api>,
+    caller: Caller,
+    Path(raw_id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let id = file_id(&raw_id)?;
+    let mut wanted = Wanted::default();
+    if !body.is_empty() {
+        let req = JsonObject::parse(&body, &["presets", "widths", "format"])?;
+        for v in req.opt_array("presets")?.unwrap_or_default() {
+            let name = v.as_str().ok_or_else(|| ApiError::bad_field("presets", "presets: names are strings"))?;
+            wanted.presets.push(name.to_owned());
+        }
+        for v in req.opt_array("widths")?.unwrap_or_default() {
+            let width = v.as_u64().and_then(|w| u32::try_from(w).ok());
+            wanted.widths.push(width.ok_or_else(|| ApiError::bad_field("widths", "widths: whole numbers of pixels"))?);
+        }
+        wanted.format = req
+            .opt_str("format")?
+            .map(|f| Format::parse(f).map_err(|_| ApiError::bad_field("format", "format: avif, webp, jpg or png")))
+            .transpose()?;
+    }
+    let got = api.cases.images.urls(&caller.user, id, &wanted).await?;
+    let images: Vec<Value> = got
+        .sets
+        .iter()
+        .map(|set| {
+            let urls: Vec<Value> = set.urls.iter().map(|(w, url)| json!({"width": w, "url": url})).collect();
+            json!({"preset": set.preset, "format": set.format.extension(), "srcset": set.srcset(), "urls": urls})
+        })
+        .collect();
+    metrics::emit(
+        "image_urls",
+        &[("ImageUrlsSigned", got.sets.iter().map(|s| s.urls.len() as u64).sum(), Unit::Count)],
+    );
+    Ok(Json(json!({
+        "fileId": id.to_string(),
+        "expiresAt": got.expires_at.map(matbakh_core::clock::iso_seconds),
+        "images": images,
+    })))
 }
 
 /// Restores a deleted file
@@ -225,7 +330,7 @@ async fn restore(
     client: Client,
     Path(raw_id): Path<String>,
 ) -> Result<Json<FileView>, ApiError> {
-    let file = api.cases.restore(&caller.user, &client.0, file_id(&raw_id)?).await?;
+    let file = api.cases.files.restore(&caller.user, &client.0, file_id(&raw_id)?).await?;
     metrics::emit("restore_file", &[("FilesRestored", 1, Unit::Count)]);
     Ok(Json(file))
 }
@@ -237,7 +342,7 @@ async fn restore(
     responses((status = 200, description = "The usage"), (status = 401, description = "No valid token")))]
 #[tracing::instrument(name = "usage", skip_all, fields(user = %caller.user))]
 async fn usage(State(api): State<Api>, caller: Caller) -> Result<Json<Value>, ApiError> {
-    let report = api.cases.usage(&caller.user).await?;
+    let report = api.cases.files.usage(&caller.user).await?;
     let u = report.usage;
     Ok(Json(json!({
         "bytesUsed": u.charged.saturating_sub(u.reserved),
@@ -283,7 +388,7 @@ async fn audit_trail(
             _ => return Err(ApiError::bad_field("query", format!("{k} is not a parameter of the audit trail"))),
         }
     }
-    let (items, next) = api.cases.audit_trail(&caller.user, limit, after.as_deref()).await?;
+    let (items, next) = api.cases.files.audit_trail(&caller.user, limit, after.as_deref()).await?;
     let records: Vec<Value> = items
         .iter()
         .map(|r| {

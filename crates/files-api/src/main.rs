@@ -5,5 +5,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let services = matbakh_aws::Services::from_env().await?;
     let auth = std::sync::Arc::new(matbakh_api::Authenticator::from_env()?);
-    lambda_http::run(files_api::router(services, auth)).await
+    let sdk = matbakh_aws::config::load_sdk_config().await;
+    let signer = files_api::image_signer(&sdk, |k| std::env::var(k).ok().filter(|v| !v.is_empty())).await?;
+    lambda_http::run(files_api::router(services, auth, signer)).await
 }

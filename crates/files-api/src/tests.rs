@@ -8,9 +8,11 @@ use axum::body::Body;
 use http::{Method, Request, StatusCode};
 use matbakh_app::fakes::{InMemory, InMemoryObjects};
 use matbakh_app::files::Files;
+use matbakh_app::images::{Images, Signer};
 use matbakh_core::audit::AuditAction;
 use matbakh_core::clock::FixedClock;
 use matbakh_core::ids::{FileId, ObjectKey, UserId};
+use matbakh_core::imgproxy::{Presets, SigningKeys};
 use matbakh_core::limits::Limits;
 use matbakh_core::metadata::{FileDetails, FileRecord, FileStatus, ImageInfo, VariantInfo};
 use matbakh_core::names::DisplayName;
@@ -20,9 +22,16 @@ use testkit::TestIdp;
 use time::OffsetDateTime;
 use time::macros::datetime;
 
-use crate::{Api, routes};
+use crate::{Api, Cases, routes};
 
 const NOW: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
+
+/// Image URLs signed with a test pair for `https://files.test/t`, one preset.
+fn signer() -> Signer {
+    let keys = SigningKeys::from_hex("6b6579", "73616c74").unwrap();
+    let presets = Presets::parse("card=rt:fill/w:400/h:300/g:sm").unwrap();
+    Signer { base_url: "https://files.test/t".into(), keys: Arc::new(keys), presets }
+}
 
 struct World {
     repo: Arc<InMemory>,
@@ -46,7 +55,13 @@ impl World {
             clock: Arc::new(FixedClock(now)),
             cdn_base_url: None,
         };
-        Api { cases: files, auth: self.idp.auth.clone() }
+        let images = Images {
+            files: self.repo.clone(),
+            signer: signer(),
+            limits: Limits::default(),
+            clock: Arc::new(FixedClock(now)),
+        };
+        Api { cases: Cases { files, images }, auth: self.idp.auth.clone() }
     }
 
     /// A READY file of `owner`, uploaded `minutes` before [`NOW`], with one variant if an image.
@@ -324,4 +339,35 @@ async fn the_audit_trail_pages_newest_first_and_refuses_a_bad_limit() {
     let (status, answer) = w.get("/v1/me/audit?limit=0", "alice").await;
     assert_eq!((status, answer["field"].as_str()), (StatusCode::BAD_REQUEST, Some("limit")));
     assert_eq!(w.get("/v1/me/audit", "bob").await.1["records"], json!([]));
+}
+
+#[tokio::test]
+async fn image_urls_are_signed_for_the_owners_images_only() {
+    let w = World::new();
+    let photo = w.file("alice", "dish.jpg", "image/jpeg", 1);
+    let pdf = w.file("alice", "menu.pdf", "application/pdf", 2);
+    let uri = format!("/v1/files/{photo}/image-urls");
+    let body = json!({"presets": ["card"], "widths": [320, 800], "format": "webp"});
+    let (status, got) = w.call(NOW, Method::POST, &uri, Some("alice"), Some(body.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{got}");
+    let set = &got["images"][0];
+    assert_eq!((set["preset"].as_str(), set["format"].as_str()), (Some("card"), Some("webp")));
+    let urls = set["urls"].as_array().unwrap();
+    assert_eq!(urls.iter().map(|u| u["width"].as_u64().unwrap()).collect::<Vec<_>>(), [320, 800]);
+    let first = urls[0]["url"].as_str().unwrap();
+    assert!(first.starts_with("https://files.test/t/") && first.contains("/rt:fill/w:320/h:240/g:sm/"), "{first}");
+    assert!(first.contains("/exp:"), "a private file's URLs expire: {first}");
+    assert_eq!(set["srcset"], format!("{first} 320w, {} 800w", urls[1]["url"].as_str().unwrap()));
+    assert!(got["expiresAt"].is_string());
+
+    for (user, uri, body, status) in [
+        ("mallory", uri.clone(), body.clone(), StatusCode::NOT_FOUND),
+        ("alice", format!("/v1/files/{pdf}/image-urls"), json!({}), StatusCode::CONFLICT),
+        ("alice", uri.clone(), json!({"presets": ["poster"]}), StatusCode::BAD_REQUEST),
+        ("alice", uri.clone(), json!({"format": "tiff"}), StatusCode::BAD_REQUEST),
+        ("alice", uri.clone(), json!({"widths": [-1]}), StatusCode::BAD_REQUEST),
+    ] {
+        let (got, answer) = w.call(NOW, Method::POST, &uri, Some(user), Some(body.clone())).await;
+        assert_eq!(got, status, "{user} {body}: {answer}");
+    }
 }

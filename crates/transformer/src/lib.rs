@@ -191,7 +191,7 @@ impl Keys {
 
     /// The pairs in secret `id`, read now (an error if it cannot be read or holds none).
     pub async fn from_secret(sdk: SdkConfig, id: &str, refresh: Duration) -> Result<Keys, String> {
-        let keys = read_secret(&sdk, id).await?;
+        let keys = matbakh_aws::secrets::transform_keys(&sdk, id).await?;
         Ok(Keys { current: RwLock::new((Arc::new(keys), None)), secret: Some((sdk, id.to_owned(), refresh)) })
     }
 
@@ -207,7 +207,7 @@ impl Keys {
             read_at.is_some_and(|t| now.saturating_sub(t) >= i64::try_from(refresh.as_secs()).unwrap_or(i64::MAX))
         };
         let keys = match &self.secret {
-            Some(secret @ (sdk, id, _)) if due(secret) => match read_secret(sdk, id).await {
+            Some(secret @ (sdk, id, _)) if due(secret) => match matbakh_aws::secrets::transform_keys(sdk, id).await {
                 Ok(fresh) => Arc::new(fresh),
                 Err(e) => {
                     tracing::error!(error = %e, "reading the signing keys again failed; the last ones stay");
@@ -220,22 +220,6 @@ impl Keys {
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = (keys.clone(), Some(now));
         keys
     }
-}
-
-/// Secret `id`'s pairs: JSON `{"keys": "hex,...", "salts": "hex,..."}` (as `TRANSFORM_KEYS` and
-/// `TRANSFORM_SALTS`), at least one pair.
-async fn read_secret(sdk: &SdkConfig, id: &str) -> Result<SigningKeys, String> {
-    let text =
-        matbakh_aws::secrets::secret_string(sdk, id).await.map_err(|e| format!("TRANSFORM_SECRET_ID {id}: {e}"))?;
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    let (Some(keys), Some(salts)) = (json["keys"].as_str(), json["salts"].as_str()) else {
-        return Err(format!("TRANSFORM_SECRET_ID {id}: not JSON with \"keys\" and \"salts\""));
-    };
-    let keys = SigningKeys::from_hex(keys, salts).map_err(|e| format!("TRANSFORM_SECRET_ID {id}: {e}"))?;
-    if keys.is_empty() {
-        return Err(format!("TRANSFORM_SECRET_ID {id}: no key/salt pair"));
-    }
-    Ok(keys)
 }
 
 /// The function's state, built once.

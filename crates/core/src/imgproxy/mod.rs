@@ -210,6 +210,25 @@ fn malformed(why: &str) -> UrlError {
     UrlError::Malformed(why.to_owned())
 }
 
+/// A transform URL the platform hands out: `{base}/{signature}/{options}/{source}.{ext}`, the
+/// source (a key of the default bucket) in URL-safe base64, signed with the first pair of
+/// `keys` (`None` without one). The transformer and the CDN's function read it as any other.
+pub fn signed_url(
+    base: &str,
+    keys: &SigningKeys,
+    options: &Options,
+    source_key: &str,
+    format: Format,
+) -> Option<String> {
+    let source = URL_SAFE_NO_PAD.encode(source_key);
+    let path = match options.path() {
+        o if o.is_empty() => format!("/{source}.{}", format.extension()),
+        o => format!("/{o}/{source}.{}", format.extension()),
+    };
+    let signature = keys.sign(&path)?;
+    Some(format!("{}/{signature}{path}", base.trim_end_matches('/')))
+}
+
 /// The source URL and the extension, from the segments after the options: `plain/{url}@{ext}`
 /// (percent-encoded) or `{base64url}.{ext}` (possibly split by `/`).
 fn decode_source(segments: &[&str]) -> Result<(String, Option<String>), UrlError> {

@@ -419,6 +419,18 @@ impl Options {
         self.width > 0 || self.height > 0
     }
 
+    /// The options as the segments of a URL the platform signs (`rt:fill/w:300/h:200`): the
+    /// canonical ones, then `exp`; empty when nothing is asked.
+    pub fn path(&self) -> String {
+        let canonical = self.canonical();
+        let mut segments: Vec<String> =
+            if canonical == "_" { Vec::new() } else { canonical.split(',').map(str::to_owned).collect() };
+        if let Some(at) = self.expires {
+            segments.push(format!("exp:{at}"));
+        }
+        segments.join("/")
+    }
+
     /// One text per distinct result: fixed order, short names, defaults and options that cannot
     /// change the output left out (`exp`, `sm`, a resizing type or `el` without a size),
     /// joined with `,` (`_` when nothing is asked). The output format is not part of it (it is
@@ -547,6 +559,22 @@ impl Presets {
     /// No presets configured (the CloudFront Function knows none: the CDN path refuses `pr:`).
     pub fn is_empty(&self) -> bool {
         self.named.is_empty()
+    }
+
+    /// The names of the presets, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.named.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// The options preset `name` stands for (on imgproxy's defaults, not the `default` preset).
+    pub fn options(&self, name: &str) -> Result<Options, UrlError> {
+        let mut o = Options::default();
+        for s in self.get(name)? {
+            o.apply(s, self)?;
+        }
+        Ok(o)
     }
 
     fn get(&self, name: &str) -> Result<&[String], UrlError> {

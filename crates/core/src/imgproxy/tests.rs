@@ -264,3 +264,27 @@ fn result_keys_live_under_the_source_and_name_the_encoder() {
     assert!(url.result_key("e1", webp).as_str().starts_with(&result_prefix("users/u/f/a.jpg")));
     assert_ne!(url.result_key("e1", webp), url.result_key("e2", webp));
 }
+
+#[test]
+fn urls_the_platform_signs_read_back_as_the_same_transform() {
+    let keys = SigningKeys::from_hex("6b6579", "73616c74").unwrap();
+    let presets = Presets::parse("card=rt:fill/w:400/h:300/g:sm").unwrap();
+    let mut options = presets.options("card").unwrap();
+    options.expires = Some(NOW + 3600);
+    let key = "users/u/01JABCDEFGHJKMNPQRSTVWXYZ0/Menü 2026 (1).jpg";
+    let url = signed_url("https://files.example/t/", &keys, &options, key, Format::WebP).unwrap();
+    let path = url.strip_prefix("https://files.example/t").unwrap();
+    let parsed = TransformUrl::parse(path, &keys, &Presets::default(), &policy(), NOW).unwrap();
+    assert_eq!(parsed.source.key.as_str(), key);
+    assert_eq!((parsed.options.width, parsed.options.height), (400, 300));
+    assert_eq!((parsed.options.resizing_type, parsed.options.format), (ResizeType::Fill, Some(Format::WebP)));
+    assert_eq!(parsed.options.canonical(), options.canonical(), "the same result key as the options asked");
+    // Past its exp, or under other keys, it is refused.
+    assert!(matches!(
+        TransformUrl::parse(path, &keys, &Presets::default(), &policy(), NOW + 3601),
+        Err(UrlError::Expired(_))
+    ));
+    let other = SigningKeys::from_hex("6f74686572", "73616c74").unwrap();
+    assert_eq!(TransformUrl::parse(path, &other, &Presets::default(), &policy(), NOW), Err(UrlError::BadSignature));
+    assert_eq!(signed_url("https://x", &SigningKeys::from_hex("", "").unwrap(), &options, key, Format::Jpeg), None);
+}

@@ -18,6 +18,17 @@ use time::macros::datetime;
 
 const QUOTA: u64 = 1 << 30;
 
+/// The function as deployed, signing image URLs with a test pair.
+fn app(services: matbakh_aws::Services, auth: std::sync::Arc<matbakh_api::Authenticator>) -> axum::Router {
+    let keys = matbakh_core::imgproxy::SigningKeys::from_hex("6b6579", "73616c74").unwrap();
+    let signer = matbakh_app::images::Signer {
+        base_url: "https://files.test/t".into(),
+        keys: std::sync::Arc::new(keys),
+        presets: Default::default(),
+    };
+    files_api::router(services, auth, signer)
+}
+
 async fn uploaded(h: &Harness, user: &str, name: &str, content_type: &str, size: usize, at: OffsetDateTime) -> String {
     let bytes = (0..size).map(|i| (i % 251) as u8).collect::<Vec<u8>>();
     h.stored_file(user, name, content_type, bytes, at).await.to_string()
@@ -41,7 +52,7 @@ async fn call_as(
         .header("authorization", format!("Bearer {}", h.token(user)))
         .body(axum::body::Body::empty())
         .unwrap();
-    testkit::call_router(files_api::router(state, h.auth.clone()), req).await
+    testkit::call_router(app(state, h.auth.clone()), req).await
 }
 
 fn names(v: &Value) -> Vec<String> {
@@ -77,7 +88,7 @@ struct Tree {
 
 /// Alice's seven files (names, types, sizes and dates all different) and Bob's two.
 async fn tree() -> Tree {
-    let h = Harness::new(files_api::router, Options::default()).await;
+    let h = Harness::new(app, Options::default()).await;
     let (alice, bob) = (unique_user("alice"), unique_user("bob"));
     let mut ids = Vec::new();
     for (name, ct, size, at) in [
@@ -291,7 +302,7 @@ async fn search_finds_word_prefixes_and_tags_list_what_carries_them() {
 #[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn labels_given_at_upload_are_stored_searchable_and_changeable() {
     use matbakh_core::labels::{CustomMetadata, Labels, Tag, Visibility};
-    let h = Harness::new(files_api::router, Options::default()).await;
+    let h = Harness::new(app, Options::default()).await;
     let alice = unique_user("alice");
     let tags = [Tag::parse("menu").unwrap()];
     let labels = Labels::new(Visibility::Public, &tags, CustomMetadata::parse([("price", "12.50")]).unwrap()).unwrap();
@@ -354,7 +365,7 @@ async fn nobody_reaches_someone_elses_file_on_any_route() {
 #[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn delete_hides_a_file_and_restore_brings_it_back_within_the_window() {
     let now = datetime!(2026-03-01 12:00 UTC);
-    let h = Harness::new(files_api::router, Options { clock: Arc::new(FixedClock(now)), ..Options::default() }).await;
+    let h = Harness::new(app, Options { clock: Arc::new(FixedClock(now)), ..Options::default() }).await;
     let alice = unique_user("alice");
     let id = uploaded(&h, &alice, "keep me.png", "image/png", 4096, datetime!(2026-02-01 10:00 UTC)).await;
     let other = uploaded(&h, &alice, "other.png", "image/png", 1000, datetime!(2026-02-02 10:00 UTC)).await;
@@ -418,7 +429,7 @@ async fn delete_hides_a_file_and_restore_brings_it_back_within_the_window() {
 #[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn one_file_shows_its_variants_placeholder_and_exif() {
     use matbakh_core::metadata::{ContentFacts, ExifFacts, ImageInfo, VariantInfo};
-    let h = Harness::new(files_api::router, Options::default()).await;
+    let h = Harness::new(app, Options::default()).await;
     let alice = unique_user("alice");
     let (name, photo) = testkit::corpus("photos/ladybird.jpg");
     let owner = UserId::parse(&alice).unwrap();
@@ -539,14 +550,14 @@ async fn call_from(
     req.extensions_mut()
         .insert(lambda_http::request::RequestContext::ApiGatewayV2(serde_json::from_value(ctx).unwrap()));
     let state = matbakh_aws::Services { clock: Arc::new(FixedClock(at)), ..h.state.clone() };
-    testkit::call_router(files_api::router(state, h.auth.clone()), req).await
+    testkit::call_router(app(state, h.auth.clone()), req).await
 }
 
 #[tokio::test]
 #[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn every_change_is_in_the_owners_audit_trail_with_where_it_came_from() {
     let now = datetime!(2026-03-01 12:00 UTC);
-    let h = Harness::new(files_api::router, Options { clock: Arc::new(FixedClock(now)), ..Options::default() }).await;
+    let h = Harness::new(app, Options { clock: Arc::new(FixedClock(now)), ..Options::default() }).await;
     let (alice, mallory) = (unique_user("alice"), unique_user("mallory"));
     let id = uploaded(&h, &alice, "notes.pdf", "application/pdf", 100, datetime!(2026-02-01 10:00 UTC)).await;
     for (minute, method, uri) in
@@ -564,7 +575,7 @@ async fn every_change_is_in_the_owners_audit_trail_with_where_it_came_from() {
         .header("authorization", format!("Bearer {}", h.token(&alice)))
         .body(axum::body::Body::from(json!({"addTags": ["work"]}).to_string()))
         .unwrap();
-    assert_eq!(testkit::call_router(files_api::router(later, h.auth.clone()), req).await.0, StatusCode::OK);
+    assert_eq!(testkit::call_router(app(later, h.auth.clone()), req).await.0, StatusCode::OK);
     // Mallory's attempt changes nothing and is not in Alice's trail.
     let (status, _) = call_from(&h, now, Method::DELETE, &format!("/v1/files/{id}"), &mallory, "198.51.100.9").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -613,7 +624,7 @@ async fn every_change_is_in_the_owners_audit_trail_with_where_it_came_from() {
 #[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn the_trail_shows_no_visitors_address_for_a_links_use() {
     let now = datetime!(2026-03-01 12:00 UTC);
-    let h = Harness::new(files_api::router, Options { clock: Arc::new(FixedClock(now)), ..Options::default() }).await;
+    let h = Harness::new(app, Options { clock: Arc::new(FixedClock(now)), ..Options::default() }).await;
     let alice = unique_user("alice");
     let id = uploaded(&h, &alice, "menu.pdf", "application/pdf", 100, datetime!(2026-02-01 10:00 UTC)).await;
     let (status, body) = call_from(&h, now, Method::DELETE, &format!("/v1/files/{id}"), &alice, "203.0.113.7").await;

@@ -69,8 +69,8 @@ fn every_operation_is_described_with_its_function_its_parameters_and_its_answers
             assert_eq!(in_path, declared, "{at}: its path parameters, in order");
         }
     }
-    // The template routes 34 operations to six functions; files-api serves this document too.
-    assert_eq!(operations, 35);
+    // The template routes 35 operations to six functions; files-api serves this document too.
+    assert_eq!(operations, 36);
 }
 
 #[tokio::test]
@@ -85,7 +85,18 @@ async fn files_api_serves_the_document_without_a_login() {
         clock: Arc::new(SystemClock),
         cdn_base_url: None,
     };
-    let router = files_api::routes(files_api::Api { cases: files, auth: Arc::new(Authenticator::Authorizer) });
+    let images = matbakh_app::images::Images {
+        files: repo,
+        signer: matbakh_app::images::Signer {
+            base_url: "https://files.test/t".into(),
+            keys: Arc::new(matbakh_core::imgproxy::SigningKeys::from_hex("6b6579", "73616c74").unwrap()),
+            presets: Default::default(),
+        },
+        limits: Limits::default(),
+        clock: Arc::new(SystemClock),
+    };
+    let cases = files_api::Cases { files, images };
+    let router = files_api::routes(files_api::Api { cases, auth: Arc::new(Authenticator::Authorizer) });
     let req = Request::get("/v1/openapi.json").body(Body::empty()).unwrap();
     let (status, served) = testkit::call_router(router, req).await;
     assert_eq!(status, StatusCode::OK);
