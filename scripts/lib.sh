@@ -328,11 +328,13 @@ local_aws_env() {
   export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
 }
 
-# export_env_file FILE: exports every NAME=VALUE line of FILE.
+# export_env_file FILE: exports every NAME=VALUE line of FILE (a value in single quotes loses them).
 export_env_file() {
-  local line
+  local line name value
   while IFS= read -r line; do
     [[ -z $line || $line == \#* ]] && continue
-    export "${line?}"
+    name=${line%%=*} value=${line#*=}
+    [[ $value == \'*\' ]] && value=${value:1:${#value}-2}
+    export "$name=$value"
   done <"$1"
 }

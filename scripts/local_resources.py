@@ -263,6 +263,9 @@ def main():
             json.dump(http_routes(resources), f, indent=2)
     with open(args.env_out, "w") as f:
         for k, v in sorted(env.items()):
+            # cargo lambda's env-file parser refuses an unquoted `=` (IMAGE_PRESETS has them).
+            if any(c in v for c in "= #") and "'" not in v:
+                v = f"'{v}'"
             f.write(f"{k}={v}\n")
     for line in created:
         print(line)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The files API through the local stack as the web app reaches it (gateway -> functions):
-search finds a demo photo and its variants download; a share link opened without login
-gives the same bytes; usage and the audit trail answer; a GDPR export (API -> queue -> pump
+search finds a demo photo and its variants download; an image URL from image-urls renders
+through the local transform path (a tampered one is refused); a share link opened without
+login gives the same bytes; usage and the audit trail answer; a GDPR export (API -> queue -> pump
 -> exporter) becomes a ZIP holding every stored file byte for byte.
 
     smoke_files.py --api http://127.0.0.1:3000 --token TOKEN --photo corpus/photos/ladybird.jpg
@@ -61,6 +62,22 @@ def main():
         sys.exit(f"no variants listed: {f}")
     variant = get_bytes(f["variants"][0]["url"])
     print(f"search: {len(files)} found, {len(f['variants'])} variants, the first {len(variant)} bytes", file=sys.stderr)
+
+    asked = {"presets": ["card"], "widths": [320], "format": "webp"}
+    status, _, body = call(api, token, "POST", f"/v1/files/{f['fileId']}/image-urls", asked)
+    if status != 200:
+        sys.exit(f"image-urls: {status} {body!r}")
+    url = json.loads(body)["images"][0]["urls"][0]["url"]
+    with urllib.request.urlopen(url, timeout=300) as r:  # the first one builds the transformer
+        kind, image = r.headers.get("content-type"), r.read()
+    if kind != "image/webp" or image[:4] != b"RIFF" or image[8:12] != b"WEBP":
+        sys.exit(f"the image URL gave {kind} {image[:12]!r}")
+    signature = url.split("/t/", 1)[1].split("/", 1)[0]
+    tampered = url.replace(signature, ("A" if signature[0] != "A" else "B") + signature[1:], 1)
+    status, _, _ = call(tampered, None, "GET", "")
+    if status != 403:
+        sys.exit(f"a tampered image URL answered {status}")
+    print(f"image-urls: a signed card of {len(image)} bytes (WebP) through /t/; a tampered URL refused (403)", file=sys.stderr)
 
     status, _, body = call(api, token, "POST", f"/v1/files/{f['fileId']}/shares", {"expiresIn": 600, "maxDownloads": 1})
     if status != 201:

@@ -106,7 +106,12 @@ pub struct Gateway {
 }
 
 /// The API's own prefixes: never answered by the web app.
-const API_PREFIXES: [&str; 3] = ["/v1/", "/s3/", "/img/"];
+const API_PREFIXES: [&str; 3] = ["/v1/", "/s3/", TRANSFORM_PREFIX];
+/// Where the local stack serves the image CDN's transforms (`TRANSFORM_BASE_URL` is
+/// `{gateway}/t`): the transformer, invoked as its function URL would be, with the rest of the
+/// path (no login: a transform URL's signature is its check). Deployed, the image CDN serves
+/// the same URLs at its root (stored result first, then the transformer).
+const TRANSFORM_PREFIX: &str = "/t/";
 
 pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new().fallback(handle).with_state(gateway)
@@ -124,6 +129,8 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
             preflight(allowed_origin.is_some())
         } else if let (Some(idp), true) = (&gw.idp, req.uri().path().starts_with("/dev/oidc/")) {
             idp_request(idp, &gw.web_origins, req).await
+        } else if req.uri().path().starts_with(TRANSFORM_PREFIX) {
+            transform(&gw, req).await
         } else if let Some(resp) = web_file(&gw, req.method(), req.uri().path()).await {
             resp
         } else {
@@ -204,7 +211,35 @@ async fn forward(gw: &Gateway, req: Request) -> Response {
     let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
         return message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
     };
-    let event = build_event(route, &params, &parts, &body, claims.as_ref(), &source_ip);
+    invoke(gw, route, &params, &parts, &body, claims.as_ref(), &source_ip).await
+}
+
+/// A transform URL under [`TRANSFORM_PREFIX`], for the transformer.
+async fn transform(gw: &Gateway, req: Request) -> Response {
+    let (mut parts, _) = req.into_parts();
+    let rest = match parts.uri.path_and_query() {
+        Some(pq) => pq.as_str()[TRANSFORM_PREFIX.len() - 1..].to_owned(),
+        None => return message(StatusCode::NOT_FOUND, "Not Found"),
+    };
+    let Ok(uri) = rest.parse::<http::Uri>() else { return message(StatusCode::BAD_REQUEST, "Bad Request") };
+    parts.uri = uri;
+    let route =
+        Route { method: "GET".into(), path: "/{proxy+}".into(), function: "transformer".into(), auth: "NONE".into() };
+    invoke(gw, &route, &BTreeMap::new(), &parts, &Bytes::new(), None, "127.0.0.1").await
+}
+
+/// Invokes `route`'s function with the API Gateway event of the request, and answers what it
+/// answers.
+async fn invoke(
+    gw: &Gateway,
+    route: &Route,
+    params: &BTreeMap<String, String>,
+    parts: &http::request::Parts,
+    body: &Bytes,
+    claims: Option<&Map<String, Value>>,
+    source_ip: &str,
+) -> Response {
+    let event = build_event(route, params, parts, body, claims, source_ip);
     tracing::info!(route = %route.route_key(), function = %route.function, "invoke");
     let url =
         format!("{}/2015-03-31/functions/{}/invocations", gw.lambda_endpoint.trim_end_matches('/'), route.function);
