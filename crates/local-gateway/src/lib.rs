@@ -211,7 +211,7 @@ async fn forward(gw: &Gateway, req: Request) -> Response {
     let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
         return message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
     };
-    invoke(gw, route, &params, &parts, &body, claims.as_ref(), &source_ip).await
+    invoke(gw, route, &build_event(route, &params, &parts, &body, claims.as_ref(), &source_ip)).await
 }
 
 /// A transform URL under [`TRANSFORM_PREFIX`], for the transformer.
@@ -225,25 +225,16 @@ async fn transform(gw: &Gateway, req: Request) -> Response {
     parts.uri = uri;
     let route =
         Route { method: "GET".into(), path: "/{proxy+}".into(), function: "transformer".into(), auth: "NONE".into() };
-    invoke(gw, &route, &BTreeMap::new(), &parts, &Bytes::new(), None, "127.0.0.1").await
+    invoke(gw, &route, &build_event(&route, &BTreeMap::new(), &parts, &Bytes::new(), None, "127.0.0.1")).await
 }
 
-/// Invokes `route`'s function with the API Gateway event of the request, and answers what it
-/// answers.
-async fn invoke(
-    gw: &Gateway,
-    route: &Route,
-    params: &BTreeMap<String, String>,
-    parts: &http::request::Parts,
-    body: &Bytes,
-    claims: Option<&Map<String, Value>>,
-    source_ip: &str,
-) -> Response {
-    let event = build_event(route, params, parts, body, claims, source_ip);
+/// Invokes `route`'s function with `event` (a request's API Gateway event), and answers what
+/// it answers.
+async fn invoke(gw: &Gateway, route: &Route, event: &Value) -> Response {
     tracing::info!(route = %route.route_key(), function = %route.function, "invoke");
     let url =
         format!("{}/2015-03-31/functions/{}/invocations", gw.lambda_endpoint.trim_end_matches('/'), route.function);
-    let answer = match gw.client.post(&url).json(&event).timeout(INVOKE_TIMEOUT).send().await {
+    let answer = match gw.client.post(&url).json(event).timeout(INVOKE_TIMEOUT).send().await {
         Ok(r) => r.json::<Value>().await,
         Err(e) => {
             tracing::error!(error = %e, function = %route.function, "invoke failed");
