@@ -111,7 +111,7 @@ impl Files {
                     url: self.variant_url(&x.key).await?,
                 });
             }
-            v.variants = Some(variants);
+            v = v.with_variants(variants);
         }
         Ok(v)
     }

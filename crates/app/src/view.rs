@@ -37,6 +37,10 @@ pub struct FileView {
     pub placeholder: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub variants: Option<Vec<VariantView>>,
+    /// The variants as a ready `srcset` per content type (`<source type=... srcset=...>`),
+    /// narrowest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub srcset: Option<BTreeMap<String, String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exif: Option<ExifView>,
     /// Why a file has no variants, or why it was refused.
@@ -97,11 +101,33 @@ impl FileView {
             height: d.image.as_ref().map(|i| i.height),
             placeholder: d.image.as_ref().map(|i| i.placeholder.clone()),
             variants: None,
+            srcset: None,
             exif: d.exif.as_ref().map(ExifView::of),
             reason: d.reason.clone(),
             deleted_at: d.deleted_at.map(iso_seconds),
             restorable_until: d.deleted_at.map(|at| iso_seconds(at + restore_window)),
         }
+    }
+}
+
+impl FileView {
+    /// Sets the variants (with their URLs) and their `srcset` per content type.
+    pub fn with_variants(mut self, variants: Vec<VariantView>) -> Self {
+        let mut by_type: BTreeMap<String, Vec<&VariantView>> = BTreeMap::new();
+        for v in &variants {
+            by_type.entry(v.content_type.clone()).or_default().push(v);
+        }
+        let srcset = by_type
+            .into_iter()
+            .map(|(content_type, mut list)| {
+                list.sort_by_key(|v| v.width);
+                let set = list.iter().map(|v| format!("{} {}w", v.url, v.width)).collect::<Vec<_>>().join(", ");
+                (content_type, set)
+            })
+            .collect();
+        self.srcset = Some(srcset);
+        self.variants = Some(variants);
+        self
     }
 }
 

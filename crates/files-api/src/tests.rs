@@ -83,12 +83,14 @@ impl World {
             height: 1200,
             frames: 1,
             placeholder: "3OcRJYB4d3h/iIeHeEh3eIhw+j2w".into(),
-            variants: vec![VariantInfo {
-                width: 320,
-                height: 240,
-                content_type: "image/webp".into(),
-                key: ObjectKey::variant(id, 320, "webp"),
-            }],
+            variants: [(320, "webp"), (160, "webp"), (320, "jpg")]
+                .map(|(width, ext)| VariantInfo {
+                    width,
+                    height: width * 3 / 4,
+                    content_type: if ext == "jpg" { "image/jpeg" } else { "image/webp" }.into(),
+                    key: ObjectKey::variant(id, width, ext),
+                })
+                .to_vec(),
         });
         self.objects.insert(record.key.clone());
         self.repo.insert(FileDetails { image, ..FileDetails::new(record) });
@@ -141,6 +143,10 @@ async fn lists_only_the_callers_files_newest_first_in_pages_with_windowed_varian
     let url = files[0]["variants"][0]["url"].as_str().unwrap();
     let expected = format!("?signedAt={}&ttl={}", start.unix_timestamp(), (window * 2).as_secs());
     assert!(url.starts_with(&format!("memory://bucket/derived/{new}/320.webp")) && url.ends_with(&expected), "{url}");
+    // A ready srcset per type, narrowest first.
+    let url_of = |i: usize| files[0]["variants"][i]["url"].as_str().unwrap().to_owned();
+    assert_eq!(files[0]["srcset"]["image/webp"], format!("{} 160w, {} 320w", url_of(1), url_of(0)));
+    assert_eq!(files[0]["srcset"]["image/jpeg"], format!("{} 320w", url_of(2)));
 
     let cursor = page["nextCursor"].as_str().expect("a second page");
     let (_, second) = w.get(&format!("/v1/files?limit=1&cursor={cursor}"), "alice").await;
