@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use matbakh_core::clock::{Clock, window_start};
 use matbakh_core::ids::{FileId, UserId};
-use matbakh_core::imgproxy::{Format, Options, Presets, SigningKeys, signed_url};
+use matbakh_core::imgproxy::{DEFAULT_MAX_OUTPUT_SIDE, Format, Options, Presets, SigningKeys, signed_url};
 use matbakh_core::labels::Visibility;
 use matbakh_core::limits::Limits;
 use matbakh_core::metadata::FileStatus;
@@ -27,8 +27,8 @@ use crate::ports::FileRepo;
 pub const DEFAULT_IMAGE_WIDTHS: [u32; 5] = [320, 640, 960, 1280, 1920];
 /// The most widths one request may ask for.
 pub const MAX_IMAGE_WIDTHS: usize = 10;
-/// The widest image URL (the transformer's `TRANSFORM_MAX_OUTPUT_SIDE` default).
-pub const MAX_IMAGE_WIDTH: u32 = 4096;
+/// The widest image URL: the transformer's default largest side.
+pub const MAX_IMAGE_WIDTH: u32 = DEFAULT_MAX_OUTPUT_SIDE;
 /// Formats a request gets when it names none, best first (a `<picture>` offers them in turn).
 pub const DEFAULT_IMAGE_FORMATS: [Format; 3] = [Format::Avif, Format::WebP, Format::Jpeg];
 /// The preset of a request that names none: the image scaled to each width.
@@ -108,7 +108,8 @@ impl Images {
         let widest = d.image.as_ref().map_or(MAX_IMAGE_WIDTH, |i| i.width.max(1));
         let mut fitting: Vec<u32> = widths.iter().copied().filter(|w| *w <= widest).collect();
         if fitting.is_empty() {
-            fitting.push(widest.min(*widths.iter().min().unwrap_or(&widest)));
+            // Every width asked is wider than the image: the image at its own width.
+            fitting.push(widest);
         }
         let formats = wanted.format.map_or(DEFAULT_IMAGE_FORMATS.to_vec(), |f| vec![f]);
         let mut sets = Vec::new();

@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 use crate::dynamo::{get_u64, n, opt_str, query_all, s};
 use crate::error::AwsError;
 use crate::schema::{self, GSI1_PK, GSI1_SK, PK, SK};
-use crate::table::{FileTable, GSI_USER, file_pk, parse_file_item};
+use crate::table::{FileTable, GSI_USER, file_pk, metadata_value, parse_file_item};
 
 /// Files by folded display name (partition `gsi1pk`, sort `nameKey`).
 pub const GSI_NAMES: &str = "gsi4-user-names";
@@ -334,8 +334,7 @@ impl FileTable {
             removes.push("meta");
         } else {
             sets.push("meta = :meta".into());
-            let pairs = after.labels.metadata.iter().map(|(k, v)| (k.to_owned(), s(v))).collect();
-            row = row.expression_attribute_values(":meta", AttributeValue::M(pairs));
+            row = row.expression_attribute_values(":meta", metadata_value(&after.labels.metadata));
         }
         if let Some(name) = name {
             sets.push("filename = :name, nameKey = :nk".into());

@@ -142,6 +142,16 @@ impl Services {
         }
     }
 
+    /// Image URLs of files in this deployment's table, signed with `signer`.
+    pub fn images(&self, signer: matbakh_app::images::Signer) -> matbakh_app::images::Images {
+        matbakh_app::images::Images {
+            files: Arc::new(self.table.clone()),
+            signer,
+            limits: self.limits.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+
     /// The sweep of expired uploads on this deployment's table and bucket.
     pub fn sweeper(&self) -> matbakh_app::sweep::Sweeper {
         matbakh_app::sweep::Sweeper {

@@ -715,10 +715,14 @@ pub(crate) fn label_attributes(labels: &Labels) -> Vec<(String, AttributeValue)>
         attributes.push(("tags".to_owned(), AttributeValue::Ss(tags)));
     }
     if !labels.metadata.is_empty() {
-        let pairs = labels.metadata.iter().map(|(k, v)| (k.to_owned(), s(v))).collect();
-        attributes.push(("meta".to_owned(), AttributeValue::M(pairs)));
+        attributes.push(("meta".to_owned(), metadata_value(&labels.metadata)));
     }
     attributes
+}
+
+/// A file's metadata as the `meta` map attribute.
+pub(crate) fn metadata_value(metadata: &CustomMetadata) -> AttributeValue {
+    AttributeValue::M(metadata.iter().map(|(k, v)| (k.to_owned(), s(v))).collect())
 }
 
 /// What [`label_attributes`] wrote (items written before labels existed: private, none).

@@ -62,13 +62,7 @@ pub type Api = matbakh_api::Api<Cases>;
 
 /// The function on the deployment's table and bucket, signing image URLs with `signer`.
 pub fn router(services: Services, auth: Arc<Authenticator>, signer: Signer) -> Router {
-    let images = Images {
-        files: Arc::new(services.table.clone()),
-        signer,
-        limits: services.limits.clone(),
-        clock: services.clock.clone(),
-    };
-    routes(Api { cases: Cases { files: services.files(), images }, auth })
+    routes(Api { cases: Cases { files: services.files(), images: services.images(signer) }, auth })
 }
 
 /// How image URLs are made here: `TRANSFORM_BASE_URL` (required: the CDN's transform path),

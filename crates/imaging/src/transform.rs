@@ -12,8 +12,7 @@ use crate::{ImageError, ImageLimits, read_header};
 /// different bytes, so a deploy never serves results of the old code as new.
 pub const ENCODER_VERSION: &str = "e1";
 
-/// Largest side of a transform result (`TRANSFORM_MAX_OUTPUT_SIDE`).
-pub const DEFAULT_MAX_OUTPUT_SIDE: u32 = 4096;
+pub use matbakh_core::imgproxy::DEFAULT_MAX_OUTPUT_SIDE;
 /// Largest device pixel ratio (`TRANSFORM_MAX_DPR`).
 pub const DEFAULT_MAX_DPR: f64 = 4.0;
 

@@ -125,7 +125,6 @@ impl FileRepo for InMemory {
         Ok(true)
     }
 
-    /// Words are found by the listing's own filter here.
     async fn mark_ready(&self, id: FileId, ready: &Ready<'_>) -> PortResult<bool> {
         let mut st = lock(&self.state);
         let Some(s) = st.files.get_mut(&id).filter(|s| s.details.record.status == FileStatus::Pending) else {
@@ -148,6 +147,7 @@ impl FileRepo for InMemory {
         Ok(true)
     }
 
+    /// Words and tags are found by the listing's own filters here.
     async fn index_search(&self, _record: &FileRecord) -> PortResult<()> {
         Ok(())
     }

@@ -23,6 +23,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::ids::ObjectKey;
 
+/// Largest side of a transform result (`TRANSFORM_MAX_OUTPUT_SIDE`): the transformer refuses
+/// larger ones, and image URLs are never made wider.
+pub const DEFAULT_MAX_OUTPUT_SIDE: u32 = 4096;
+
 /// Why a transform URL was refused; [`UrlError::status`] is the HTTP answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
