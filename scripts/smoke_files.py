@@ -2,7 +2,9 @@
 """The files API through the local stack as the web app reaches it (gateway -> functions):
 search finds a demo photo and its variants download; an image URL from image-urls renders
 through the local transform path (a tampered one is refused); a share link opened without
-login gives the same bytes; usage and the audit trail answer; a GDPR export (API -> queue -> pump
+login gives the same bytes; made public, the photo loads signed out from the local files CDN
+(/cdn/p/...) and a private key's CDN path is refused, made private again its public URL stops
+at once; usage and the audit trail answer; a GDPR export (API -> queue -> pump
 -> exporter) becomes a ZIP holding every stored file byte for byte.
 
     smoke_files.py --api http://127.0.0.1:3000 --token TOKEN --photo corpus/photos/ladybird.jpg
@@ -43,6 +45,39 @@ def get_bytes(url):
         return r.read()
 
 
+def public_delivery(api, token, f, photo):
+    """Public: the original and a variant at stable CDN URLs, signed out; private: refused."""
+    uri = f"/v1/files/{f['fileId']}"
+    status, _, body = call(api, token, "PATCH", uri, {"visibility": "public"})
+    shown = json.loads(body) if status == 200 else sys.exit(f"make public: {status} {body!r}")
+    public_url, variant_url = shown.get("publicUrl"), shown["variants"][0]["url"]
+    if not public_url or "/cdn/p/" not in public_url or "/cdn/p/" not in variant_url or "?" in variant_url:
+        sys.exit(f"a public file's URLs are not its stable CDN URLs: {public_url} {variant_url}")
+    status, headers, original = call(public_url, None, "GET", "")
+    headers = {k.lower(): v for k, v in headers.items()}
+    if status != 200 or hashlib.sha256(original).digest() != hashlib.sha256(photo).digest():
+        sys.exit(f"the public URL answered {status} with {len(original)} bytes")
+    if "must-revalidate" not in headers.get("cache-control", "") or not headers.get("content-disposition", "").startswith("inline"):
+        sys.exit(f"the public original's headers: {headers}")
+    status, headers, _ = call(variant_url, None, "GET", "")
+    if status != 200 or "immutable" not in {k.lower(): v for k, v in headers.items()}.get("cache-control", ""):
+        sys.exit(f"the public variant answered {status} {headers}")
+    # the original's own key through the CDN, unsigned: refused like the bucket policy refuses it
+    private_path = public_url.split("/cdn/", 1)[0] + f"/cdn/users/demo-user/{f['fileId']}/{f['name']}"
+    status, _, _ = call(private_path, None, "GET", "")
+    if status != 403:
+        sys.exit(f"an unsigned CDN path outside p/ answered {status}")
+    status, _, body = call(api, token, "PATCH", uri, {"visibility": "private"})
+    if status != 200 or "publicUrl" in json.loads(body):
+        sys.exit(f"make private: {status} {body!r}")
+    for url in (public_url, variant_url):
+        status, _, _ = call(url, None, "GET", "")
+        if status != 403:
+            sys.exit(f"after going private, {url} answered {status}")
+    print(f"public: the original ({len(original)} bytes, same) and a variant loaded signed out from /cdn/p/; "
+          "an unsigned key outside p/ refused (403); private again: both refused (403)", file=sys.stderr)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--api", required=True)
@@ -78,6 +113,8 @@ def main():
     if status != 403:
         sys.exit(f"a tampered image URL answered {status}")
     print(f"image-urls: a signed card of {len(image)} bytes (WebP) through /t/; a tampered URL refused (403)", file=sys.stderr)
+
+    public_delivery(api, token, f, photo)
 
     status, _, body = call(api, token, "POST", f"/v1/files/{f['fileId']}/shares", {"expiresIn": 600, "maxDownloads": 1})
     if status != 201:

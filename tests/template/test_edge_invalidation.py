@@ -2,7 +2,7 @@
 the account function invalidate transform results on the image distribution, may do only that,
 only there, and the cache policy's max TTL is a named parameter bounding the worst case (an
 invalidation lost). The invalidations themselves are tested against moto (crates/indexer,
-crates/account)."""
+crates/account). The files CDN's invalidations (issue 18) are test_files_cdn.py's."""
 
 import os
 import unittest
@@ -13,6 +13,7 @@ ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 T = cfn_yaml.load(os.path.join(ROOT, "template.yaml"))
 RES = T["Resources"]
 IMAGES_ARN = "arn:${AWS::Partition}:cloudfront::${AWS::AccountId}:distribution/${ImagesDistribution}"
+FILES_ARN = "arn:${AWS::Partition}:cloudfront::${AWS::AccountId}:distribution/${FilesDistribution}"
 INVALIDATING = {"IndexerFunction", "AccountFunction"}
 
 
@@ -49,17 +50,20 @@ class EdgeInvalidation(unittest.TestCase):
             self.assertEqual(env["IMAGES_DISTRIBUTION_ID"], {"Ref": "ImagesDistribution"}, name)
 
     def test_only_they_may_invalidate_and_only_on_the_image_distribution(self):
+        # On the image distribution only these two; any CloudFront right at all is an
+        # invalidation of one named distribution of the stack (the files CDN's: test_files_cdn.py).
         seen = set()
         for name, res in RES.items():
             for st in identity_statements(res.get("Properties") or {}):
                 actions = [a for a in as_list(st.get("Action", [])) if str(a).lower().startswith("cloudfront:")]
                 if st.get("Effect") != "Allow" or not actions:
                     continue
-                seen.add(name)
-                self.assertIn(name, INVALIDATING, f"{name} may call CloudFront")
                 self.assertEqual(as_list(st["Action"]), ["cloudfront:CreateInvalidation"], name)
-                self.assertEqual(as_list(st["Resource"]), [{"Fn::Sub": IMAGES_ARN}], name)
+                self.assertIn(as_list(st["Resource"]), [[{"Fn::Sub": IMAGES_ARN}], [{"Fn::Sub": FILES_ARN}]], name)
                 self.assertNotIn("Condition", st, name)
+                if st["Resource"] == {"Fn::Sub": IMAGES_ARN}:
+                    seen.add(name)
+                    self.assertIn(name, INVALIDATING, f"{name} may invalidate the image CDN")
         self.assertEqual(seen, INVALIDATING)
 
 

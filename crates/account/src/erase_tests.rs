@@ -25,13 +25,14 @@ use time::macros::datetime;
 use crate::{Account, Api, routes};
 
 const NOW: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
-const CDN_BASE_URL: &str = "https://images.matbakh.test";
+const CDN_BASE_URL: &str = "https://files.matbakh.test";
 
 struct World {
     repo: Arc<InMemory>,
     objects: Arc<InMemoryObjects>,
     replica: Arc<InMemoryObjects>,
     cdn: Arc<InMemoryCdn>,
+    files_cdn: Arc<InMemoryCdn>,
     idp: TestIdp,
     api: Api,
 }
@@ -41,14 +42,18 @@ impl World {
         let idp = TestIdp::default();
         let (repo, objects, replica) =
             (Arc::new(InMemory::new()), Arc::new(InMemoryObjects::new()), Arc::new(InMemoryObjects::new()));
-        let cdn = Arc::new(InMemoryCdn::new());
+        let (cdn, files_cdn) = (Arc::new(InMemoryCdn::new()), Arc::new(InMemoryCdn::new()));
         let clock = Arc::new(FixedClock(NOW));
         let erasure = Erasure {
             accounts: repo.clone(),
             objects: objects.clone(),
             replica: Some(replica.clone()),
             cdn: Some(cdn.clone()),
-            cdn_base_url: Some(CDN_BASE_URL.into()),
+            delivery: matbakh_app::delivery::Delivery {
+                cdn: Some(matbakh_core::delivery::FilesCdn::new(CDN_BASE_URL, None)),
+                edge: Some(files_cdn.clone()),
+                ..matbakh_app::fakes::delivery(objects.clone(), clock.clone())
+            },
             pseudonym_key: key(),
             audit: matbakh_app::fakes::trail(repo.clone(), clock.clone()),
             limits: Limits::default(),
@@ -63,7 +68,7 @@ impl World {
             clock,
         };
         let api = Api { cases: Account { erasure, exports }, auth: idp.auth.clone() };
-        World { repo, objects, replica, cdn, idp, api }
+        World { repo, objects, replica, cdn, files_cdn, idp, api }
     }
 
     async fn erase(&self, user: &str, body: Value) -> (StatusCode, Value) {
@@ -134,8 +139,9 @@ async fn an_erase_removes_everything_of_the_callers_and_nothing_of_anyone_elses(
     assert!(w.repo.get(theirs).is_some());
     assert!(w.objects.holds_any("users/bob/").await.unwrap() && w.replica.holds_any("users/bob/").await.unwrap());
     assert!(w.objects.holds_any(&ObjectKey::derived_prefix(theirs)).await.unwrap());
-    // The CDN's copies: the caller's results and (their keys name no user) every variant.
-    assert_eq!(w.cdn.invalidations(), [vec!["/results/users/alice/*".to_owned(), "/derived/*".to_owned()]]);
+    // The CDNs' copies: the caller's results, and (their keys name no user) every variant.
+    assert_eq!(w.cdn.invalidations(), [vec!["/results/users/alice/*".to_owned()]]);
+    assert_eq!(w.files_cdn.invalidations(), [vec!["/derived/*".to_owned()]]);
     // The trail keeps the erase under a pseudonym, nothing under the name.
     let trail: Vec<(String, AuditAction)> =
         w.repo.audit_entries().iter().map(|e| (e.user.to_string(), e.action)).collect();
@@ -147,5 +153,5 @@ async fn an_erase_removes_everything_of_the_callers_and_nothing_of_anyone_elses(
     assert_eq!(status, StatusCode::OK, "{again}");
     let zeros = json!({"objectVersions": 0, "replicaVersions": 0, "derivedObjects": 0, "uploadsAborted": 0, "files": 0, "items": 0});
     assert_eq!(again["erased"], zeros);
-    assert_eq!(w.cdn.invalidations().len(), 1);
+    assert_eq!((w.cdn.invalidations().len(), w.files_cdn.invalidations().len()), (1, 1));
 }

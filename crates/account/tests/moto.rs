@@ -470,7 +470,9 @@ async fn the_pseudonym_key_comes_from_the_stacks_secret_and_the_replica_from_its
 #[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn erase_invalidates_the_users_cached_images_at_the_edge() {
     let mut h = Harness::new(app, Options::default()).await;
-    h.state.cdn_base_url = Some("https://cdn.files.test".into());
+    let cdn = testkit::distribution().await;
+    h.state.files_cdn = Some(matbakh_core::delivery::FilesCdn::new("https://cdn.files.test", None));
+    h.state.files_edge = Some(cdn.clone());
     let user = format!("auth0|{}", unique_user("edge"));
     let files = a_full_account(&h, &user).await;
     let [originals, results, ..] = account::user_prefixes(&user);
@@ -483,12 +485,12 @@ async fn erase_invalidates_the_users_cached_images_at_the_edge() {
     assert_eq!(waiting.len(), 1, "the results wait for the retry");
     assert_eq!(h.file_rows(&user).await, files.len(), "the rows wait for the retry");
 
-    let cdn = testkit::distribution().await;
     let with_cdn = || EraseSettings { cdn: Some(cdn.clone()), ..erasure(None) };
     let (status, report) = erase_on(&h, &user, with_cdn()).await;
     assert_eq!(status, StatusCode::OK, "{report}");
     let sub = user.replace('|', "%7C");
-    let want = [[format!("/results/users/{sub}/*"), "/derived/*".to_owned()]];
+    // one CDN here for both: the image CDN's path, then the files CDN's
+    let want = [[format!("/results/users/{sub}/*")], ["/derived/*".to_owned()]];
     assert_eq!(testkit::invalidations(&cdn).await, want);
     assert_eq!(versions_under(&h.state.store, &[results]).await, Vec::<String>::new());
     assert_eq!(h.file_rows(&user).await, 0);

@@ -28,8 +28,8 @@ pub struct Erasure {
     pub replica: Option<Arc<dyn ObjectStore>>,
     /// The image CDN, where the user's cached images are invalidated. None: nothing is cached.
     pub cdn: Option<Arc<dyn EdgeCache>>,
-    /// Where a CDN serves variants (`CDN_BASE_URL`), if one does.
-    pub cdn_base_url: Option<String>,
+    /// The files CDN, which caches variants (signed) and public copies.
+    pub delivery: crate::delivery::Delivery,
     /// Keys the pseudonym the erase is recorded under.
     pub pseudonym_key: PseudonymKey,
     pub audit: Trail,
@@ -72,14 +72,13 @@ impl Erasure {
         let aborted = self.objects.abort_uploads_under(&originals).await?;
         erased.uploads_aborted = aborted.len();
         erased.object_versions = self.objects.delete_prefix(&originals).await?;
-        if let Some(edge) = &self.cdn {
-            self.invalidate_cached(edge.as_ref(), owner, &results, &files).await?;
-        }
+        self.invalidate_cached(owner, &results, &files).await?;
         for prefix in [results, quarantined, exports] {
             erased.derived_objects += self.objects.delete_prefix(&prefix).await?;
         }
         for f in &files {
             erased.derived_objects += self.objects.delete_prefix(&ObjectKey::derived_prefix(*f)).await?;
+            erased.derived_objects += self.objects.delete_prefix(&ObjectKey::public_prefix(*f)).await?;
         }
         // Then the replica, before the rows: a retry after a failure here still finds everything.
         if let Some(replica) = &self.replica {
@@ -99,35 +98,40 @@ impl Erasure {
         Ok(erased)
     }
 
-    /// Invalidates the CDN's copies of what the erase is about to delete (security review
-    /// 16.4): the user's transform results (one wildcard path) and, when a CDN serves variants,
-    /// every variant (their keys name no user, and a wildcard a file would soon pass the 15
-    /// CloudFront has in progress at once). Only what the bucket still holds, so an erase of
-    /// nothing invalidates nothing; after the originals (nothing can be made again) and before
-    /// these deletes, so the retry after a failed invalidation finds them and tries again.
-    async fn invalidate_cached(
-        &self,
-        edge: &dyn EdgeCache,
-        owner: &UserId,
-        results: &str,
-        files: &[FileId],
-    ) -> Result<(), Error> {
-        let mut paths = Vec::new();
-        if self.objects.holds_any(results).await? {
-            paths.push(cdn::user_results(owner));
+    /// Invalidates the CDNs' copies of what the erase is about to delete (security review
+    /// 16.4): at the image CDN the user's transform results (one wildcard path); at the files
+    /// CDN every variant and every public copy (their keys name no user, and a wildcard a file
+    /// would soon pass the 15 CloudFront has in progress at once). Only what the bucket still
+    /// holds, so an erase of nothing invalidates nothing; after the originals (nothing can be
+    /// made again) and before these deletes, so the retry after a failed invalidation finds
+    /// them and tries again.
+    async fn invalidate_cached(&self, owner: &UserId, results: &str, files: &[FileId]) -> Result<(), Error> {
+        if let Some(edge) = &self.cdn
+            && self.objects.holds_any(results).await?
+        {
+            self.invalidate(edge.as_ref(), &[cdn::user_results(owner)]).await?;
         }
-        if let Some(base) = self.cdn_base_url.as_deref() {
+        let (Some(files_cdn), Some(edge)) = (&self.delivery.cdn, &self.delivery.edge) else { return Ok(()) };
+        let mut paths = Vec::new();
+        for (prefix, path) in [
+            (ObjectKey::derived_prefix as fn(FileId) -> String, cdn::all_variants(files_cdn.base_url())),
+            (ObjectKey::public_prefix, cdn::all_public_copies()),
+        ] {
             for file in files {
-                if self.objects.holds_any(&ObjectKey::derived_prefix(*file)).await? {
-                    paths.push(cdn::all_variants(base));
+                if self.objects.holds_any(&prefix(*file)).await? {
+                    paths.push(path);
                     break;
                 }
             }
         }
+        self.invalidate(edge.as_ref(), &paths).await
+    }
+
+    async fn invalidate(&self, edge: &dyn EdgeCache, paths: &[String]) -> Result<(), Error> {
         if !paths.is_empty() {
             let reference = format!("erase-{}", self.clock.now().unix_timestamp_nanos());
-            let invalidation = edge.invalidate(&paths, &reference).await?;
-            tracing::info!(invalidation, "the user's cached images invalidated at the CDN");
+            let invalidation = edge.invalidate(paths, &reference).await?;
+            tracing::info!(invalidation, ?paths, "the user's cached files invalidated at a CDN");
         }
         Ok(())
     }

@@ -2,11 +2,10 @@
 //! their usage and their audit trail. Someone else's file answers exactly like a missing one.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use matbakh_core::audit::{AuditAction, AuditRecord};
-use matbakh_core::clock::{Clock, window_start};
-use matbakh_core::ids::{FileId, ObjectKey, UserId};
+use matbakh_core::clock::Clock;
+use matbakh_core::ids::{FileId, UserId};
 use matbakh_core::labels::{CustomMetadata, Labels, Tag, Visibility, retag};
 use matbakh_core::limits::Limits;
 use matbakh_core::listing::{Cursor, ListQuery};
@@ -15,6 +14,7 @@ use matbakh_core::names::DisplayName;
 use matbakh_core::quota::Usage;
 
 use crate::audit::{Access, Client, Trail};
+use crate::delivery::Delivery;
 use crate::error::Error;
 use crate::ports::{FileRepo, ObjectStore, UsageRepo};
 use crate::view::{FileView, VariantView};
@@ -31,8 +31,8 @@ pub struct Files {
     pub objects: Arc<dyn ObjectStore>,
     pub limits: Limits,
     pub clock: Arc<dyn Clock>,
-    /// Where a CDN serves `derived/*`; without one, variant URLs are presigned GETs.
-    pub cdn_base_url: Option<String>,
+    /// Variant URLs, and the public copies of public files.
+    pub delivery: Delivery,
 }
 
 /// A page of the owner's files.
@@ -82,22 +82,6 @@ impl Files {
         self.files.details(id).await?.filter(|d| d.record.owner == *caller).ok_or(Error::NotFound("file"))
     }
 
-    /// A variant's URL: on the CDN when one serves `derived/*`, else a presigned GET. Signed as
-    /// of the start of the current `image_url_ttl` window and valid for two, so every listing
-    /// in a window hands out the same URL (the browser's cache of an immutable variant keeps
-    /// working) and a URL is good for at least `image_url_ttl` after it is handed out.
-    async fn variant_url(&self, key: &ObjectKey) -> Result<String, Error> {
-        match &self.cdn_base_url {
-            Some(base) => Ok(format!("{base}/{key}")),
-            None => {
-                // S3 takes presigned URLs of at most 7 days, so a window is at most half of that.
-                let window = self.limits.image_url_ttl.min(Duration::from_secs(7 * 24 * 3600 / 2));
-                let signed_at = window_start(self.clock.now(), window);
-                Ok(self.objects.presign_get(key, signed_at, window * 2).await?)
-            }
-        }
-    }
-
     /// The file as the API shows it, with its variants' URLs.
     async fn view(&self, d: &FileDetails) -> Result<FileView, Error> {
         let mut v = FileView::of(d, self.limits.restore_window);
@@ -108,11 +92,12 @@ impl Files {
                     width: x.width,
                     height: x.height,
                     content_type: x.content_type.clone(),
-                    url: self.variant_url(&x.key).await?,
+                    url: self.delivery.variant_url(&d.record, &x.key).await?,
                 });
             }
             v = v.with_variants(variants);
         }
+        v.public_url = self.delivery.public_url(&d.record).filter(|_| d.record.status == FileStatus::Ready);
         Ok(v)
     }
 
@@ -160,7 +145,18 @@ impl Files {
                 },
                 ..r.clone()
             };
+            let (was, is) = (r.labels.visibility, after.labels.visibility);
+            // Private at once: the public copies go (and the CDN forgets them) before the row
+            // says private, so a failure leaves the file public and the retry does it again.
+            if is == Visibility::Private && was == Visibility::Public {
+                self.delivery.unpublish(id).await?;
+            }
             if self.files.update(&before, &after).await? {
+                // Public once the row says so: a failed copy answers an error and the retry
+                // (public already) copies again.
+                if is == Visibility::Public && after.status == FileStatus::Ready {
+                    self.delivery.publish(&after, before.image.as_ref().map_or(&[], |i| &i.variants[..])).await?;
+                }
                 self.audit.record(client, Access::ok(caller, AuditAction::Update, Some(id))).await?;
                 let (renamed, tags, visibility) =
                     (change.name.is_some(), after.labels.tags.len(), after.labels.visibility.as_str());
@@ -185,7 +181,11 @@ impl Files {
                 ));
             }
             FileStatus::Ready | FileStatus::Failed | FileStatus::Quarantined => {
-                // The marker first: once the row says DELETED, the object is already hidden.
+                // The public copies and the marker first: once the row says DELETED, nothing
+                // of the file is served any more.
+                if r.labels.visibility == Visibility::Public {
+                    self.delivery.unpublish(id).await?;
+                }
                 self.objects.hide(&r.key).await?;
                 self.files.soft_delete(id, self.clock.now()).await?;
                 self.audit.record(client, Access::ok(caller, AuditAction::Delete, Some(id))).await?;
@@ -213,6 +213,10 @@ impl Files {
             return Err(not_deleted);
         }
         self.objects.unhide(&d.record.key).await?;
+        if d.record.labels.visibility == Visibility::Public {
+            let restored = FileRecord { status: FileStatus::Ready, ..d.record.clone() };
+            self.delivery.publish(&restored, d.image.as_ref().map_or(&[], |i| &i.variants[..])).await?;
+        }
         self.audit.record(client, Access::ok(caller, AuditAction::Restore, Some(id))).await?;
         tracing::info!("file restored");
         self.show(caller, id).await

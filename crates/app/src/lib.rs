@@ -13,6 +13,7 @@
 
 pub mod archive;
 pub mod audit;
+pub mod delivery;
 pub mod erase;
 pub mod error;
 pub mod exports;

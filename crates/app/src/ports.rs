@@ -13,6 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use matbakh_core::audit::{AuditEntry, AuditRecord};
 use matbakh_core::checksum::{Checksum, ChecksumAlgorithm, Integrity};
+use matbakh_core::delivery::ServedAs;
 use matbakh_core::exports::{ExportJob, ExportState};
 use matbakh_core::ids::{FileId, ObjectKey, Sha256, UserId};
 use matbakh_core::listing::{Cursor, ListQuery};
@@ -560,6 +561,16 @@ pub trait ObjectStore: Send + Sync {
 
     /// Copies `version` of `from` to `to` (a new object).
     async fn copy_version(&self, from: &ObjectKey, version: Option<&str>, to: &ObjectKey) -> PortResult<()>;
+
+    /// Copies `version` of `from` to `to`, stored with the headers `served` names (a public
+    /// copy the files CDN serves).
+    async fn publish(
+        &self,
+        from: &ObjectKey,
+        version: Option<&str>,
+        to: &ObjectKey,
+        served: &ServedAs,
+    ) -> PortResult<()>;
 
     /// Deletes every version of `key` but `keep` for good; answers the ones it deleted.
     async fn remove_versions_except(&self, key: &ObjectKey, keep: &str) -> PortResult<Vec<String>>;

@@ -21,10 +21,12 @@
 use std::sync::Arc;
 
 use matbakh_core::ids::{FileId, ObjectKey};
+use matbakh_core::labels::Visibility;
 use matbakh_core::metadata::{Disposition, FileRecord, FileStatus, ImageInfo, Ready, VariantInfo};
 use matbakh_core::sniff::{SNIFF_LEN, Sniffed, agrees, sniff};
 use matbakh_core::types::TypeClass;
 
+use crate::delivery::Delivery;
 use crate::error::Error;
 use crate::ports::{FileRepo, ObjectStore, RenderFailure, Renderer, UploadRepo, Verdict, VirusScanner};
 use crate::settle::Settler;
@@ -40,6 +42,8 @@ pub struct Processing {
     pub renderer: Arc<dyn Renderer>,
     /// ClamAV, when configured.
     pub scanner: Option<Arc<dyn VirusScanner>>,
+    /// The public copies of a file that is public when it becomes READY.
+    pub delivery: Delivery,
 }
 
 /// What became of one object.
@@ -95,15 +99,23 @@ impl Processing {
     /// Processes the object that arrived at `key`.
     pub async fn process(&self, key: &str) -> Result<Processed, Error> {
         let Some(file_id) = ObjectKey::file_id_of(key) else { return Ok(Processed::Skipped(Skip::NotAnOriginal)) };
-        let Some(row) = self.files.details(file_id).await?.map(|d| d.record).filter(|r| r.key.as_str() == key) else {
+        let Some(details) = self.files.details(file_id).await?.filter(|d| d.record.key.as_str() == key) else {
             return Ok(Processed::Skipped(Skip::NoRow));
         };
+        let row = details.record;
         match row.status {
             FileStatus::Pending => {}
             // An earlier attempt marked it but may have failed before moving the object.
             FileStatus::Quarantined => {
                 self.move_to_quarantine(&row.key, row.version_id.as_deref()).await?;
                 return Ok(Processed::Skipped(Skip::AlreadyQuarantined));
+            }
+            // An earlier attempt may have failed after the row became READY but before the
+            // public copies were all written: writing them again is harmless.
+            FileStatus::Ready if row.labels.visibility == Visibility::Public => {
+                let variants = details.image.as_ref().map_or(&[][..], |i| &i.variants[..]);
+                self.delivery.publish(&row, variants).await?;
+                return Ok(Processed::Skipped(Skip::AlreadyProcessed));
             }
             _ => return Ok(Processed::Skipped(Skip::AlreadyProcessed)),
         }
@@ -138,7 +150,9 @@ impl Processing {
         };
         let virus_scan = virus_scan.as_deref();
         if actual.class() != TypeClass::Image {
-            self.files.mark_ready(file_id, &Ready { virus_scan, ..Ready::default() }).await?;
+            if self.files.mark_ready(file_id, &Ready { virus_scan, ..Ready::default() }).await? {
+                self.publish(row, at, &[]).await?;
+            }
             return Ok(Processed::Checked);
         }
         let rendition = match self.renderer.check_size(at.size) {
@@ -152,7 +166,7 @@ impl Processing {
             }
         };
         match rendition {
-            Ok(rendition) => self.store_variants(file_id, rendition, virus_scan).await,
+            Ok(rendition) => self.store_variants(row, at, rendition, virus_scan).await,
             Err(RenderFailure { disposition: Disposition::Quarantine, reason }) => {
                 self.quarantine(file_id, at, reason).await
             }
@@ -162,7 +176,13 @@ impl Processing {
                 Ok(Processed::Failed(reason))
             }
             Err(RenderFailure { disposition: Disposition::KeepWithoutVariants, reason }) => {
-                self.files.mark_ready(file_id, &Ready { note: Some(&reason), virus_scan, ..Ready::default() }).await?;
+                if self
+                    .files
+                    .mark_ready(file_id, &Ready { note: Some(&reason), virus_scan, ..Ready::default() })
+                    .await?
+                {
+                    self.publish(row, at, &[]).await?;
+                }
                 Ok(Processed::KeptWithoutVariants(reason))
             }
         }
@@ -181,10 +201,12 @@ impl Processing {
 
     async fn store_variants(
         &self,
-        file_id: FileId,
+        row: &FileRecord,
+        at: &Object<'_>,
         r: crate::ports::Rendition,
         virus_scan: Option<&str>,
     ) -> Result<Processed, Error> {
+        let file_id = row.file_id;
         let mut variants = Vec::with_capacity(r.variants.len());
         for v in r.variants {
             let key = ObjectKey::variant(file_id, v.width, v.extension);
@@ -204,7 +226,30 @@ impl Processing {
             self.objects.delete_prefix(&ObjectKey::derived_prefix(file_id)).await?;
             return Ok(Processed::Skipped(Skip::RefusedWhileRendering));
         }
+        self.publish(row, at, &info.variants).await?;
         Ok(Processed::Ready { variants: count })
+    }
+
+    /// Writes the public copies of a file that was public as it became READY (the accepted
+    /// version, `at`). Its owner may have made it private meanwhile: read again after
+    /// copying, and take the copies back if so.
+    async fn publish(&self, row: &FileRecord, at: &Object<'_>, variants: &[VariantInfo]) -> Result<(), Error> {
+        if row.labels.visibility != Visibility::Public {
+            return Ok(());
+        }
+        let ready = FileRecord {
+            status: FileStatus::Ready,
+            version_id: at.version.map(str::to_owned).or_else(|| row.version_id.clone()),
+            ..row.clone()
+        };
+        if self.delivery.publish(&ready, variants).await? == 0 {
+            return Ok(());
+        }
+        let now = self.files.details(row.file_id).await?.map(|d| d.record);
+        if now.is_none_or(|r| r.labels.visibility != Visibility::Public || r.status != FileStatus::Ready) {
+            self.delivery.unpublish(row.file_id).await?;
+        }
+        Ok(())
     }
 
     /// DECISIONS 13: the row first, then the move.
@@ -232,6 +277,7 @@ mod tests {
     use std::sync::Mutex;
 
     use async_trait::async_trait;
+    use matbakh_core::clock::FixedClock;
     use matbakh_core::ids::UserId;
     use matbakh_core::limits::Limits;
     use matbakh_core::metadata::FileDetails;
@@ -333,6 +379,7 @@ mod tests {
             settler,
             renderer: renderer.clone(),
             scanner: scanner.map(|v| Arc::new(FakeScanner(Some(v))) as Arc<dyn VirusScanner>),
+            delivery: crate::fakes::delivery(objects.clone(), Arc::new(FixedClock(datetime!(2026-12-05 10:00 UTC)))),
         };
         World { repo, objects, renderer, processing }
     }
@@ -369,6 +416,37 @@ mod tests {
         let mut bytes = JPEG.to_vec();
         bytes.resize(len, 1);
         bytes
+    }
+
+    #[tokio::test]
+    async fn a_public_upload_gets_public_copies_of_the_accepted_version_and_its_variants() {
+        let mut w = world(Ok(two_variants()), None);
+        w.processing.delivery.cdn = Some(matbakh_core::delivery::FilesCdn::new("https://files.test", None));
+        let (id, key) = w.arrived("image/jpeg", jpeg(5000)).await;
+        let mut row = w.row(id).record;
+        row.labels.visibility = Visibility::Public;
+        w.repo.insert(FileDetails::new(row));
+        // a replayed upload wrote other bytes after the accepted ones
+        let accepted = w.objects.versions(&key)[0].clone();
+        w.objects.put_bytes(&key, b"replayed".to_vec());
+        w.repo.pin_version(id, &key, &accepted).await.unwrap();
+
+        assert_eq!(w.processing.process(key.as_str()).await.unwrap(), Processed::Ready { variants: 2 });
+        let copies: Vec<String> =
+            w.objects.keys_under(&ObjectKey::public_prefix(id)).iter().map(|k| k.as_str().to_owned()).collect();
+        assert_eq!(
+            copies,
+            [format!("p/{id}/320.webp"), format!("p/{id}/640.jpg"), format!("p/{id}/original/dish.jpg")]
+        );
+        let original = w.objects.bytes(&ObjectKey::from_stored(copies[2].clone())).unwrap();
+        assert_eq!(original, jpeg(5000), "the accepted version, not the replayed bytes");
+
+        // a private upload gets none
+        let mut w = world(Ok(two_variants()), None);
+        w.processing.delivery.cdn = Some(matbakh_core::delivery::FilesCdn::new("https://files.test", None));
+        let (id, key) = w.arrived("image/jpeg", jpeg(5000)).await;
+        assert_eq!(w.processing.process(key.as_str()).await.unwrap(), Processed::Ready { variants: 2 });
+        assert!(w.objects.keys_under(&ObjectKey::public_prefix(id)).is_empty());
     }
 
     #[tokio::test]

@@ -21,6 +21,7 @@ use matbakh_core::ids::{FileId, ObjectKey};
 use matbakh_core::imgproxy::result_prefix;
 use matbakh_core::metadata::FileStatus;
 
+use crate::delivery::Delivery;
 use crate::error::Error;
 use crate::ports::{EdgeCache, FileRepo, ObjectStore};
 
@@ -31,8 +32,8 @@ pub struct Removals {
     pub objects: Arc<dyn ObjectStore>,
     /// The image CDN, where what is removed is invalidated first. None: nothing is cached.
     pub cdn: Option<Arc<dyn EdgeCache>>,
-    /// Where a CDN serves variants (`CDN_BASE_URL`), if one does.
-    pub cdn_base_url: Option<String>,
+    /// The files CDN, which caches variants (signed) and public copies.
+    pub delivery: Delivery,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -120,7 +121,9 @@ impl Removals {
     }
 
     async fn purge_results(&self, key: &ObjectKey, done: &mut Removed) -> Result<(), Error> {
-        let edge = ObjectKey::file_id_of(key.as_str()).zip(cdn::file_results(key.as_str()));
+        let edge = ObjectKey::file_id_of(key.as_str())
+            .zip(cdn::file_results(key.as_str()))
+            .and_then(|(file, path)| Some((self.cdn.as_ref()?, file, path)));
         let removed = self.purge(&result_prefix(key.as_str()), edge, done).await?;
         if removed > 0 {
             tracing::info!(removed, "transform results of a changed original removed");
@@ -129,19 +132,27 @@ impl Removals {
         Ok(())
     }
 
-    /// Removes the variants of `file` for good; where a CDN serves them, its copies are
-    /// invalidated.
+    /// Removes the variants and public copies of `file` for good; the files CDN's copies of
+    /// them are invalidated.
     async fn purge_variants(&self, file: FileId, done: &mut Removed) -> Result<(), Error> {
-        let edge = self.cdn_base_url.as_deref().map(|base| (file, cdn::file_variants(base, file)));
-        self.purge(&ObjectKey::derived_prefix(file), edge, done).await.map(|_| ())
+        let files_cdn = self.delivery.cdn.as_ref().zip(self.delivery.edge.as_ref());
+        let edge = files_cdn.map(|(c, edge)| (edge, file, cdn::file_variants(c.base_url(), file)));
+        self.purge(&ObjectKey::derived_prefix(file), edge, done).await?;
+        let edge = files_cdn.map(|(_, edge)| (edge, file, cdn::public_copies(file)));
+        self.purge(&ObjectKey::public_prefix(file), edge, done).await.map(|_| ())
     }
 
-    /// Deletes every object version under `prefix` for good and answers how many. When the CDN
-    /// may hold copies (`edge`: the file and their path) and there is anything to delete, the
-    /// path is invalidated first: if that fails, the objects stay, so the retry finds them and
-    /// invalidates again (deleted first, a retry would find nothing to go by).
-    async fn purge(&self, prefix: &str, edge: Option<(FileId, String)>, done: &mut Removed) -> Result<usize, Error> {
-        if let (Some(cdn), Some((file_id, path))) = (&self.cdn, edge)
+    /// Deletes every object version under `prefix` for good and answers how many. When a CDN
+    /// may hold copies (`edge`: it, the file and their path) and there is anything to delete,
+    /// the path is invalidated first: if that fails, the objects stay, so the retry finds them
+    /// and invalidates again (deleted first, a retry would find nothing to go by).
+    async fn purge(
+        &self,
+        prefix: &str,
+        edge: Option<(&Arc<dyn EdgeCache>, FileId, String)>,
+        done: &mut Removed,
+    ) -> Result<usize, Error> {
+        if let Some((cdn, file_id, path)) = edge
             && self.objects.holds_any(prefix).await?
         {
             let reference = format!("{file_id}-{}", self.clock.now().unix_timestamp_nanos());
@@ -172,20 +183,23 @@ mod tests {
         repo: Arc<InMemory>,
         objects: Arc<InMemoryObjects>,
         cdn: Arc<InMemoryCdn>,
+        files_cdn: Arc<InMemoryCdn>,
         removals: Removals,
     }
 
     fn world() -> World {
         let (repo, objects, cdn) =
             (Arc::new(InMemory::new()), Arc::new(InMemoryObjects::new()), Arc::new(InMemoryCdn::new()));
-        let removals = Removals {
-            files: repo.clone(),
-            objects: objects.clone(),
-            cdn: Some(cdn.clone()),
-            cdn_base_url: Some("https://images.matbakh.test".into()),
-            clock: Arc::new(FixedClock(datetime!(2026-03-01 12:00 UTC))),
+        let files_cdn = Arc::new(InMemoryCdn::new());
+        let clock = Arc::new(FixedClock(datetime!(2026-03-01 12:00 UTC)));
+        let delivery = Delivery {
+            cdn: Some(matbakh_core::delivery::FilesCdn::new("https://files.matbakh.test", None)),
+            edge: Some(files_cdn.clone()),
+            ..crate::fakes::delivery(objects.clone(), clock.clone())
         };
-        World { repo, objects, cdn, removals }
+        let removals =
+            Removals { files: repo.clone(), objects: objects.clone(), cdn: Some(cdn.clone()), delivery, clock };
+        World { repo, objects, cdn, files_cdn, removals }
     }
 
     impl World {
@@ -233,15 +247,20 @@ mod tests {
         assert_eq!((u.charged, u.deleted), (4096, 4096), "a soft delete keeps the bytes counted");
         assert!(w.objects.holds_any(&ObjectKey::derived_prefix(id)).await.unwrap(), "variants stay for a restore");
 
+        // a public copy left behind (the file was public) goes with the variants
+        w.objects.insert(ObjectKey::variant(id, 320, "webp").public_copy().unwrap());
         w.objects.delete_prefix(key.as_str()).await.unwrap();
         let done = w.removals.removed(id, removal(&key, Some("v1"), true)).await.unwrap();
-        assert_eq!(done, Removed { file_deleted: false, results: 0, invalidations: 1 });
+        assert_eq!(done, Removed { file_deleted: false, results: 0, invalidations: 2 });
         let u = w.usage().await;
         assert_eq!((u.charged, u.deleted), (0, 0));
         assert!(!w.objects.holds_any(&ObjectKey::derived_prefix(id)).await.unwrap());
+        assert!(!w.objects.holds_any(&ObjectKey::public_prefix(id)).await.unwrap());
         let results = cdn::file_results(key.as_str()).unwrap();
         assert!(results.ends_with(&format!("{id}/*")), "{results}");
-        assert_eq!(w.cdn.invalidations(), [vec![results], vec![format!("/derived/{id}/*")]]);
+        assert_eq!(w.cdn.invalidations(), [vec![results]], "the image CDN: the results");
+        let files = [vec![format!("/derived/{id}/*")], vec![format!("/p/{id}/*")]];
+        assert_eq!(w.files_cdn.invalidations(), files, "the files CDN: variants and public copies");
     }
 
     #[tokio::test]

@@ -46,6 +46,8 @@ pub struct Shares {
     pub audit: Trail,
     pub limits: Limits,
     pub clock: Arc<dyn Clock>,
+    /// Download URLs: the files CDN's signed URLs, or presigned S3 ones.
+    pub delivery: crate::delivery::Delivery,
     pub links: Links,
 }
 
@@ -202,8 +204,8 @@ impl Shares {
         };
         let disposition = content_disposition(&file.filename, file.content_type, false);
         let signed = self
-            .objects
-            .presign_download(&Download {
+            .delivery
+            .download(&Download {
                 key: &file.key,
                 version_id: file.version_id.as_deref(),
                 content_type: file.content_type.as_str(),

@@ -25,6 +25,8 @@ pub struct Uploads {
     pub audit: Trail,
     pub limits: Limits,
     pub clock: Arc<dyn Clock>,
+    /// Download URLs: the files CDN's signed URLs, or presigned S3 ones.
+    pub delivery: crate::delivery::Delivery,
 }
 
 /// What an uploader declares about a file before sending it.
@@ -120,8 +122,8 @@ impl Uploads {
         // Exactly the accepted version (DECISIONS 28): bytes written to the key again with a
         // replayed upload URL are never what a download serves.
         let link = self
-            .objects
-            .presign_download(&Download {
+            .delivery
+            .download(&Download {
                 key: &record.key,
                 version_id: record.version_id.as_deref(),
                 content_type: record.content_type.as_str(),

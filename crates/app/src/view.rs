@@ -35,6 +35,10 @@ pub struct FileView {
     /// Base64 ThumbHash, to paint while the image loads.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub placeholder: Option<String>,
+    /// A public READY file's original at its stable files-CDN URL (its variants' URLs are
+    /// stable too); absent for private files and where no CDN serves them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub variants: Option<Vec<VariantView>>,
     /// The variants as a ready `srcset` per content type (`<source type=... srcset=...>`),
@@ -100,6 +104,7 @@ impl FileView {
             width: d.image.as_ref().map(|i| i.width),
             height: d.image.as_ref().map(|i| i.height),
             placeholder: d.image.as_ref().map(|i| i.placeholder.clone()),
+            public_url: None,
             variants: None,
             srcset: None,
             exif: d.exif.as_ref().map(ExifView::of),

@@ -27,6 +27,14 @@ impl Cdn {
             .map(|id| Cdn::new(sdk, id))
     }
 
+    /// The files CDN, `FILES_DISTRIBUTION_ID`; empty or unset: none.
+    pub fn files_from_lookup(sdk: &SdkConfig, lookup: impl Fn(&str) -> Option<String>) -> Option<Self> {
+        lookup("FILES_DISTRIBUTION_ID")
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .map(|id| Cdn::new(sdk, id))
+    }
+
     pub fn distribution_id(&self) -> &str {
         &self.distribution_id
     }

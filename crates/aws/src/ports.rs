@@ -11,6 +11,7 @@ use matbakh_app::ports::{
 };
 use matbakh_core::audit::{AuditEntry, AuditRecord};
 use matbakh_core::checksum::{ChecksumAlgorithm, Integrity};
+use matbakh_core::delivery::ServedAs;
 use matbakh_core::exports::{ExportJob, ExportState};
 use matbakh_core::ids::{FileId, ObjectKey, Sha256, UserId};
 use matbakh_core::listing::{Cursor, ListQuery};
@@ -397,6 +398,16 @@ impl ObjectStore for S3Store {
 
     async fn copy_version(&self, from: &ObjectKey, version: Option<&str>, to: &ObjectKey) -> PortResult<()> {
         Ok(S3Store::copy_version(self, from, version, to).await?)
+    }
+
+    async fn publish(
+        &self,
+        from: &ObjectKey,
+        version: Option<&str>,
+        to: &ObjectKey,
+        served: &ServedAs,
+    ) -> PortResult<()> {
+        Ok(S3Store::publish(self, from, version, to, served).await?)
     }
 
     async fn remove_versions_except(&self, key: &ObjectKey, keep: &str) -> PortResult<Vec<String>> {

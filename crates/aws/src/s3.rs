@@ -8,6 +8,7 @@ use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use matbakh_app::ports::{Download, PartUpload, Upload};
 use matbakh_core::checksum::{ChecksumAlgorithm, Integrity};
+use matbakh_core::delivery::ServedAs;
 use matbakh_core::ids::{ObjectKey, Sha256};
 use matbakh_core::multipart::{PartNumber, UploadId, UploadedPart};
 use matbakh_core::post_policy::{PresignedPost, UploadGrant, presign_post};
@@ -390,6 +391,35 @@ impl S3Store {
             .bucket(&self.bucket)
             .key(to.as_str())
             .copy_source(source)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("CopyObject", e))?;
+        Ok(())
+    }
+
+    /// Copies one version of `from` to `to` (same bucket) with new headers: a public copy the
+    /// files CDN serves as `served` says.
+    pub async fn publish(
+        &self,
+        from: &ObjectKey,
+        version_id: Option<&str>,
+        to: &ObjectKey,
+        served: &ServedAs,
+    ) -> Result<(), AwsError> {
+        let encoded: String = percent_encoding::utf8_percent_encode(from.as_str(), KEY_ESCAPES).to_string();
+        let mut source = format!("{}/{encoded}", self.bucket);
+        if let Some(v) = version_id {
+            source.push_str(&format!("?versionId={v}"));
+        }
+        self.client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(to.as_str())
+            .copy_source(source)
+            .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+            .content_type(&served.content_type)
+            .cache_control(served.cache_control)
+            .set_content_disposition(served.disposition.clone())
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("CopyObject", e))?;

@@ -2,6 +2,7 @@
 //! environment), read once when a function starts.
 
 use aws_config::SdkConfig;
+use matbakh_core::delivery::CdnSigner;
 use matbakh_core::imgproxy::SigningKeys;
 
 use crate::error::AwsError;
@@ -31,4 +32,22 @@ pub async fn transform_keys(sdk: &SdkConfig, id: &str) -> Result<SigningKeys, St
         return Err(format!("TRANSFORM_SECRET_ID {id}: no key/salt pair"));
     }
     Ok(keys)
+}
+
+/// The files CDN's signing key, for the functions that hand out URLs of private files:
+/// `FILES_CDN_KEY_PAIR_ID` (the CloudFront public key's id) and the PEM in secret
+/// `FILES_CDN_SIGNING_SECRET_ID` (written by `scripts/cdn-keys`). `None` where either is unset
+/// or the secret holds no key yet (before `scripts/cdn-keys create`): private files then get
+/// presigned S3 URLs. A secret that holds a PEM that is not a P-256 key is an error.
+pub async fn cdn_signer(sdk: &SdkConfig, env: impl Fn(&str) -> Option<String>) -> Result<Option<CdnSigner>, String> {
+    let set = |k: &str| env(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let (Some(id), Some(secret)) = (set("FILES_CDN_KEY_PAIR_ID"), set("FILES_CDN_SIGNING_SECRET_ID")) else {
+        return Ok(None);
+    };
+    let pem = secret_string(sdk, &secret).await.map_err(|e| format!("FILES_CDN_SIGNING_SECRET_ID {secret}: {e}"))?;
+    if !pem.contains("-----BEGIN") {
+        tracing::warn!("the files CDN's signing secret holds no key yet (scripts/cdn-keys create): presigned S3 URLs");
+        return Ok(None);
+    }
+    CdnSigner::from_pem(&id, &pem).map(Some).map_err(|e| format!("FILES_CDN_SIGNING_SECRET_ID {secret}: {e}"))
 }

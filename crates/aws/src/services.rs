@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::{FileTable, S3Store, Settings};
 use matbakh_core::clock::{Clock, SystemClock};
+use matbakh_core::delivery::{CdnSigner, FilesCdn};
 use matbakh_core::limits::Limits;
 
 /// The bucket, the table, the limits and the clock (injected, so expiry is tested without
@@ -15,9 +16,12 @@ pub struct Services {
     pub table: FileTable,
     pub limits: Limits,
     pub clock: Arc<dyn Clock>,
-    /// Where the CDN serves `derived/*` (`CDN_BASE_URL`, deployed); without it, variant URLs
-    /// are presigned GETs of the bucket.
-    pub cdn_base_url: Option<String>,
+    /// The files CDN (`FILES_CDN_BASE_URL`): public copies at stable URLs and, once a
+    /// function that signs adds the key ([`Services::sign_with`]), private files at signed
+    /// URLs. Without it, every URL is a presigned GET of the bucket.
+    pub files_cdn: Option<FilesCdn>,
+    /// Invalidations at the files CDN (`FILES_DISTRIBUTION_ID`).
+    pub files_edge: Option<crate::cdn::Cdn>,
 }
 
 impl Services {
@@ -33,8 +37,30 @@ impl Services {
             table: FileTable::new(&sdk, &settings.table),
             limits,
             clock: Arc::new(SystemClock),
-            cdn_base_url: env("CDN_BASE_URL").filter(|v| !v.is_empty()).map(|v| v.trim_end_matches('/').to_owned()),
+            files_cdn: env("FILES_CDN_BASE_URL").filter(|v| v.starts_with("http")).map(|v| FilesCdn::new(&v, None)),
+            files_edge: crate::cdn::Cdn::files_from_lookup(&sdk, env),
         })
+    }
+
+    /// The files CDN signs private URLs with `signer` from now on (the functions that hand out
+    /// URLs read it from Secrets Manager at start: [`crate::secrets::cdn_signer`]).
+    pub fn sign_with(mut self, signer: Option<CdnSigner>) -> Self {
+        if let (Some(cdn), Some(signer)) = (&self.files_cdn, signer) {
+            self.files_cdn = Some(FilesCdn::new(cdn.base_url(), Some(signer)));
+        }
+        self
+    }
+
+    /// Where browsers get files' bytes, and the public copies, in this deployment.
+    pub fn delivery(&self) -> matbakh_app::delivery::Delivery {
+        use matbakh_app::ports::EdgeCache;
+        matbakh_app::delivery::Delivery {
+            objects: Arc::new(self.store.clone()),
+            cdn: self.files_cdn.clone(),
+            edge: self.files_edge.clone().map(|c| Arc::new(c) as Arc<dyn EdgeCache>),
+            clock: self.clock.clone(),
+            window: self.limits.image_url_ttl,
+        }
     }
 
     /// The audit trail in this deployment's table.
@@ -55,7 +81,7 @@ impl Services {
             objects: Arc::new(self.store.clone()),
             limits: self.limits.clone(),
             clock: self.clock.clone(),
-            cdn_base_url: self.cdn_base_url.clone(),
+            delivery: self.delivery(),
         }
     }
 
@@ -68,6 +94,7 @@ impl Services {
             audit: self.trail(),
             limits: self.limits.clone(),
             clock: self.clock.clone(),
+            delivery: self.delivery(),
             links,
         }
     }
@@ -80,6 +107,7 @@ impl Services {
             audit: self.trail(),
             limits: self.limits.clone(),
             clock: self.clock.clone(),
+            delivery: self.delivery(),
         }
     }
 
@@ -112,7 +140,7 @@ impl Services {
             objects: Arc::new(self.store.clone()),
             replica: replica.map(|r| Arc::new(r) as Arc<dyn ObjectStore>),
             cdn: cdn.map(|c| Arc::new(c) as Arc<dyn EdgeCache>),
-            cdn_base_url: self.cdn_base_url.clone(),
+            delivery: self.delivery(),
             pseudonym_key,
             audit: self.trail(),
             limits: self.limits.clone(),

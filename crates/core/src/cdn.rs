@@ -6,8 +6,9 @@
 //! path with every `/`-separated segment encoded as JavaScript's `encodeURIComponent` encodes it,
 //! `!'()*` escaped too. A viewer-request rewrite is the path of the cache key, so every cached
 //! result of the source `users/{sub}/{fileId}/{name}` lies under `/results/users/{sub}/{fileId}/`,
-//! spelled as [`edge_path`] spells it. Variants on a CDN (`CDN_BASE_URL`) are cached under the
-//! URL the API hands out: `{base path}/derived/{fileId}/...`.
+//! spelled as [`edge_path`] spells it. The files CDN (`FILES_CDN_BASE_URL`,
+//! [`crate::delivery`]) caches a private file's variants under their signed URLs' path,
+//! `{base path}/derived/{fileId}/...`, and a public file's copies under `/p/{fileId}/...`.
 //!
 //! A wildcard counts as one path (CloudFront bills per path, and allows 15 wildcard paths in
 //! progress at once per distribution), so a file's results are one path, and so are a user's.
@@ -43,6 +44,16 @@ pub fn file_results(key: &str) -> Option<String> {
 /// Every cached result of every file of `user`: `/results/users/{sub}/*`.
 pub fn user_results(user: &UserId) -> String {
     wildcard(&result_prefix(ObjectKey::user_prefix(user).trim_end_matches('/')))
+}
+
+/// Every public copy of `file` at the files CDN: `/p/{fileId}/*`.
+pub fn public_copies(file: FileId) -> String {
+    wildcard(&ObjectKey::public_prefix(file))
+}
+
+/// Every public copy of every file at the files CDN: `/p/*` (an erase of many public files).
+pub fn all_public_copies() -> String {
+    "/p/*".to_owned()
 }
 
 /// Every variant of `file` on the CDN whose URLs start with `cdn_base_url`:
@@ -107,6 +118,15 @@ mod tests {
     fn a_users_results_are_one_wildcard() {
         assert_eq!(user_results(&UserId::parse("a:b@c+d").unwrap()), "/results/users/a%3Ab%40c%2Bd/*");
         assert_eq!(user_results(&UserId::parse("0f3c-9a").unwrap()), "/results/users/0f3c-9a/*");
+    }
+
+    #[test]
+    fn public_copies_are_one_wildcard_a_file() {
+        let id = file();
+        assert_eq!(public_copies(id), format!("/p/{id}/*"));
+        let copy = ObjectKey::variant(id, 320, "webp").public_copy().unwrap();
+        assert!(edge_path(copy.as_str()).starts_with(public_copies(id).trim_end_matches('*')));
+        assert!(public_copies(id).starts_with(all_public_copies().trim_end_matches('*')));
     }
 
     #[test]

@@ -114,6 +114,26 @@ impl ObjectKey {
         ObjectKey(format!("derived/{file}/{width}.{extension}"))
     }
 
+    /// `p/{fileId}/`: the public copies of a file, which the files CDN serves unsigned
+    /// (`/p/{fileId}/...`); they exist only while the file is public.
+    pub fn public_prefix(file: FileId) -> String {
+        format!("p/{file}/")
+    }
+
+    /// The public copy of this original or variant: `users/{sub}/{fileId}/{name}` becomes
+    /// `p/{fileId}/original/{name}`, `derived/{fileId}/{width}.{ext}` becomes
+    /// `p/{fileId}/{width}.{ext}`. `None` for a key of another shape.
+    pub fn public_copy(&self) -> Option<ObjectKey> {
+        if let Some(file) = ObjectKey::file_id_of(&self.0) {
+            let name = self.0.splitn(4, '/').nth(3)?;
+            return Some(ObjectKey(format!("p/{file}/original/{name}")));
+        }
+        let rest = self.0.strip_prefix("derived/")?;
+        let (file, name) = rest.split_once('/')?;
+        FileId::parse(file).ok()?;
+        (!name.is_empty() && !name.contains('/')).then(|| ObjectKey(format!("p/{rest}")))
+    }
+
     /// `exports/{sub}/{exportId}.zip`: a GDPR export's archive.
     pub fn export_archive(user: &UserId, export_id: &str) -> Self {
         ObjectKey(format!("exports/{user}/{export_id}.zip"))
@@ -200,6 +220,29 @@ mod tests {
         assert!(FileId::parse("../../etc/passwd").is_err());
         // a v4 UUID is not one of ours
         assert!(FileId::parse("9b2f0b7e-3c1a-4d5e-8f60-1a2b3c4d5e6f").is_err());
+    }
+
+    #[test]
+    fn public_copies_keep_the_name_under_the_file_id_only() {
+        let id = FileId::new(1_700_000_000_000, [7; 10]);
+        let user = UserId::parse("auth0|abc").unwrap();
+        let original = ObjectKey::original(
+            &user,
+            id,
+            &SafeName::from_display(&crate::names::DisplayName::parse("Straße (1).jpg").unwrap()),
+        );
+        assert_eq!(original.public_copy().unwrap().as_str(), format!("p/{id}/original/Straße (1).jpg"));
+        assert_eq!(ObjectKey::variant(id, 640, "webp").public_copy().unwrap().as_str(), format!("p/{id}/640.webp"));
+        assert!(original.public_copy().unwrap().as_str().starts_with(&ObjectKey::public_prefix(id)));
+        for other in [
+            ObjectKey::export_archive(&user, "e1"),
+            ObjectKey::quarantined(original.as_str()),
+            ObjectKey::from_stored(format!("derived/{id}/")),
+            ObjectKey::from_stored("derived/not-an-id/640.webp".into()),
+            ObjectKey::from_stored(format!("results/users/u/{id}/a.jpg/e1/w:1.webp")),
+        ] {
+            assert_eq!(other.public_copy(), None, "{other:?}");
+        }
     }
 
     #[test]

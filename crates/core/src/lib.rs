@@ -8,6 +8,7 @@ pub mod audit;
 pub mod cdn;
 pub mod checksum;
 pub mod clock;
+pub mod delivery;
 pub mod error;
 pub mod events;
 pub mod exports;

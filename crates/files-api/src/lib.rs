@@ -5,7 +5,10 @@
 //!   content type, status, tag and upload date, searched by `q=` (word prefixes, case- and
 //!   accent-insensitive). Served from DynamoDB indexes, never a scan.
 //! - `GET /v1/files/{fileId}`: metadata, variants with URLs, placeholder, EXIF summary.
-//! - `PATCH /v1/files/{fileId} {name?, addTags?, removeTags?, visibility?, metadata?}`.
+//! - `PATCH /v1/files/{fileId} {name?, addTags?, removeTags?, visibility?, metadata?}`: made
+//!   public, a READY file's original and variants are copied to `p/{fileId}/` for the files
+//!   CDN; made private (or deleted), the copies go before the answer and the CDN is told to
+//!   forget `/p/{fileId}/*` ([`matbakh_app::delivery`]).
 //! - `POST /v1/files/{fileId}/image-urls {presets?, widths?, format?}`: signed transform URLs
 //!   and a `srcset` per preset and format ([`matbakh_app::images`]).
 //! - `DELETE /v1/files/{fileId}`: soft delete (an S3 delete marker; the row is `DELETED`).
@@ -18,8 +21,10 @@
 //! Someone else's file answers exactly like a missing one (404) on every route.
 //!
 //! Reads and writes: the metadata table (file rows, tag and word items, usage); in the bucket,
-//! delete markers of `users/*` and presigned GETs of variants when no CDN serves them. At
-//! start: the transform signing pairs (`TRANSFORM_SECRET_ID`, or `TRANSFORM_KEYS`/`_SALTS`
+//! delete markers of `users/*`, the public copies `p/*`, and presigned GETs of variants when
+//! no CDN serves them; invalidations at the files CDN (`FILES_DISTRIBUTION_ID`). At start: the
+//! files CDN's signing key (`FILES_CDN_SIGNING_SECRET_ID`, [`matbakh_aws::secrets::cdn_signer`]),
+//! the transform signing pairs (`TRANSFORM_SECRET_ID`, or `TRANSFORM_KEYS`/`_SALTS`
 //! locally), `TRANSFORM_BASE_URL` and `IMAGE_PRESETS` ([`image_signer`]).
 //!
 //! Each handler decodes the request, calls a use case of [`matbakh_app::files`] and encodes
@@ -130,8 +135,9 @@ fn file_id(raw: &str) -> Result<FileId, ApiError> {
 ///
 /// Newest first unless sorted otherwise; filtered by type, status, tag and upload date;
 /// searched by words (each must start a word of the name, case- and accent-insensitive).
-/// Answers `{files: [File], nextCursor}`; a file shows its variants with URLs when it is an
-/// image.
+/// Answers `{files: [File], nextCursor}`; a file shows its variants with URLs and a `srcset`
+/// per type when it is an image; a public READY file its stable CDN URL (`publicUrl`), and its
+/// variants' URLs are stable too.
 #[utoipa::path(get, path = "/v1/files", operation_id = "list_files", tag = "files-api",
     params(
         ("limit" = Option<u32>, Query, description = "Files in a page: 1 to 200, 50 by default"),
@@ -163,7 +169,7 @@ async fn list(
 
 /// One of the caller's files
 ///
-/// Its metadata, variants with URLs, placeholder and EXIF summary.
+/// Its metadata, variants with URLs, placeholder and EXIF summary; `publicUrl` when it is public.
 #[utoipa::path(get, path = "/v1/files/{fileId}", operation_id = "show_file", tag = "files-api",
     params(("fileId" = String, Path, description = "The file's id")),
     responses(

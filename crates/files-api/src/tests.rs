@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use axum::body::Body;
 use http::{Method, Request, StatusCode};
-use matbakh_app::fakes::{InMemory, InMemoryObjects};
+use matbakh_app::delivery::Delivery;
+use matbakh_app::fakes::{InMemory, InMemoryCdn, InMemoryObjects};
 use matbakh_app::files::Files;
 use matbakh_app::images::{Images, Signer};
 use matbakh_core::audit::AuditAction;
 use matbakh_core::clock::FixedClock;
+use matbakh_core::delivery::{CdnSigner, FilesCdn, ORIGINAL_CACHE_CONTROL, VARIANT_CACHE_CONTROL};
 use matbakh_core::ids::{FileId, ObjectKey, UserId};
 use matbakh_core::imgproxy::{Presets, SigningKeys};
 use matbakh_core::limits::Limits;
@@ -37,11 +39,26 @@ struct World {
     repo: Arc<InMemory>,
     objects: Arc<InMemoryObjects>,
     idp: TestIdp,
+    /// The files CDN, when this world has one, and the invalidations asked of it.
+    cdn: Option<FilesCdn>,
+    files_edge: Arc<InMemoryCdn>,
 }
 
 impl World {
     fn new() -> Self {
-        World { repo: Arc::new(InMemory::new()), objects: Arc::new(InMemoryObjects::new()), idp: TestIdp::default() }
+        World {
+            repo: Arc::new(InMemory::new()),
+            objects: Arc::new(InMemoryObjects::new()),
+            idp: TestIdp::default(),
+            cdn: None,
+            files_edge: Arc::new(InMemoryCdn::new()),
+        }
+    }
+
+    /// A world whose files CDN is `https://files.test`, signing with the test key.
+    fn with_cdn() -> Self {
+        let signer = CdnSigner::from_pem("KTESTKEY", testkit::CDN_TEST_KEY).unwrap();
+        World { cdn: Some(FilesCdn::new("https://files.test", Some(signer))), ..World::new() }
     }
 
     /// The function as deployed, on this world's ports, at `now`.
@@ -53,7 +70,11 @@ impl World {
             objects: self.objects.clone(),
             limits: Limits::default(),
             clock: Arc::new(FixedClock(now)),
-            cdn_base_url: None,
+            delivery: Delivery {
+                cdn: self.cdn.clone(),
+                edge: Some(self.files_edge.clone()),
+                ..matbakh_app::fakes::delivery(self.objects.clone(), Arc::new(FixedClock(now)))
+            },
         };
         let images = Images {
             files: self.repo.clone(),
@@ -92,7 +113,10 @@ impl World {
                 })
                 .to_vec(),
         });
-        self.objects.insert(record.key.clone());
+        self.objects.put_bytes(&record.key, name.as_bytes().to_vec());
+        for v in image.iter().flat_map(|i| &i.variants) {
+            self.objects.put_bytes(&v.key, v.key.as_str().as_bytes().to_vec());
+        }
         self.repo.insert(FileDetails { image, ..FileDetails::new(record) });
         id
     }
@@ -243,6 +267,57 @@ async fn visibility_and_metadata_change_show_in_the_listing_and_tag_search() {
     );
     let (_, file) = w.call(NOW, Method::PATCH, &uri, Some("alice"), Some(json!({"visibility": "private"}))).await;
     assert_eq!(file["visibility"], "private");
+}
+
+#[tokio::test]
+async fn a_public_file_is_served_from_its_copies_and_going_private_takes_them_away_at_once() {
+    let w = World::with_cdn();
+    let id = w.file("alice", "dish.jpg", "image/jpeg", 1);
+    let uri = format!("/v1/files/{id}");
+    let public = ObjectKey::public_prefix(id);
+
+    // Private: CDN URLs signed for the key's path, no public copy, no stable URL.
+    let (_, file) = w.get(&uri, "alice").await;
+    assert!(file.get("publicUrl").is_none(), "{file}");
+    let signed = file["variants"][0]["url"].as_str().unwrap();
+    assert!(signed.starts_with(&format!("https://files.test/derived/{id}/")), "{signed}");
+    assert!(signed.contains("&Signature=") && signed.ends_with("&Key-Pair-Id=KTESTKEY"), "{signed}");
+    assert!(w.objects.keys_under(&public).is_empty());
+
+    // Public: the original and every variant copied with the headers the CDN serves.
+    let (status, file) = w.call(NOW, Method::PATCH, &uri, Some("alice"), Some(json!({"visibility": "public"}))).await;
+    assert_eq!(status, StatusCode::OK, "{file}");
+    assert_eq!(file["publicUrl"], format!("https://files.test/p/{id}/original/dish.jpg"));
+    let urls: Vec<&str> = file["variants"].as_array().unwrap().iter().map(|v| v["url"].as_str().unwrap()).collect();
+    let want: Vec<String> =
+        ["320.webp", "160.webp", "320.jpg"].map(|v| format!("https://files.test/p/{id}/{v}")).into();
+    assert_eq!(urls, want, "stable, unsigned");
+    assert_eq!(w.objects.keys_under(&public).len(), 4);
+    let original = ObjectKey::from_stored(format!("p/{id}/original/dish.jpg"));
+    assert_eq!(w.objects.bytes(&original).unwrap(), b"dish.jpg");
+    let served = w.objects.served_as(&original).unwrap();
+    assert_eq!((served.content_type.as_str(), served.cache_control), ("image/jpeg", ORIGINAL_CACHE_CONTROL));
+    assert!(served.disposition.unwrap().starts_with("inline; filename=\"dish.jpg\""));
+    let variant = w.objects.served_as(&ObjectKey::from_stored(format!("p/{id}/320.webp"))).unwrap();
+    assert_eq!((variant.content_type.as_str(), variant.cache_control), ("image/webp", VARIANT_CACHE_CONTROL));
+    assert!(w.files_edge.invalidations().is_empty(), "nothing was cached while it was private");
+
+    // Deleted: the copies go and the CDN forgets them; restored: they are back.
+    let (status, _) = w.call(NOW, Method::DELETE, &uri, Some("alice"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(w.objects.keys_under(&public).is_empty());
+    assert_eq!(w.files_edge.invalidations(), [vec![format!("/p/{id}/*")]]);
+    let (status, _) = w.call(NOW, Method::POST, &format!("{uri}/restore"), Some("alice"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(w.objects.keys_under(&public).len(), 4);
+
+    // Private again: the copies are gone before the answer, and the CDN is told.
+    let (_, file) = w.call(NOW, Method::PATCH, &uri, Some("alice"), Some(json!({"visibility": "private"}))).await;
+    assert_eq!(file["visibility"], "private");
+    assert!(file.get("publicUrl").is_none());
+    assert!(w.objects.keys_under(&public).is_empty());
+    assert_eq!(w.files_edge.invalidations().len(), 2);
+    assert!(file["variants"][0]["url"].as_str().unwrap().contains("/derived/"));
 }
 
 #[tokio::test]

@@ -80,7 +80,7 @@ impl Indexer {
             files: std::sync::Arc::new(self.services.table.clone()),
             objects: std::sync::Arc::new(self.services.store.clone()),
             cdn: self.cdn.clone().map(|c| std::sync::Arc::new(c) as std::sync::Arc<dyn matbakh_app::ports::EdgeCache>),
-            cdn_base_url: self.services.cdn_base_url.clone(),
+            delivery: self.services.delivery(),
             clock: self.services.clock.clone(),
         }
     }

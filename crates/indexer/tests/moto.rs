@@ -488,14 +488,16 @@ async fn an_overwrite_invalidates_the_files_results_at_the_edge() {
 }
 
 /// Security review 16.4: a delete (a delete marker) invalidates the file's results at the
-/// edge; when the variants go for good (the retention window ended) and a CDN serves them
-/// (`CDN_BASE_URL`), their paths are invalidated too.
+/// edge; when the variants go for good (the retention window ended), their paths at the files
+/// CDN are invalidated too.
 #[tokio::test]
 #[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_deleted_file_is_invalidated_at_the_edge_and_its_variants_when_they_go() {
     let mut h = Harness::new(presign::router, Options::default()).await;
-    h.state.cdn_base_url = Some("https://cdn.files.test/media".into());
     let cdn = testkit::distribution().await;
+    // one CDN here for the image CDN's results and the files CDN's variants
+    h.state.files_cdn = Some(matbakh_core::delivery::FilesCdn::new("https://cdn.files.test/media", None));
+    h.state.files_edge = Some(cdn.clone());
     let ix = ix_with_cdn(&h, &cdn);
     let (user, sub) = edge_user("edge-delete");
     let (name, photo) = corpus("photos/ladybird.jpg");

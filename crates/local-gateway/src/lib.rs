@@ -8,11 +8,13 @@
 //! function's answer back into HTTP. The functions therefore run locally exactly as deployed:
 //! identity comes only from the authorizer's claims.
 //!
-//! In the dev stack it also serves the web app at `/` ([`web`]) and plays the identity
-//! provider ([`dev_idp`]); neither exists when deployed (CloudFront and Cognito do that).
+//! In the dev stack it also serves the web app at `/` ([`web`]), the files CDN's public copies
+//! at `/cdn/` ([`cdn`]) and plays the identity provider ([`dev_idp`]); none of them exists
+//! when deployed (CloudFront and Cognito do that).
 //!
 //! Reads: the routes file `scripts/local_resources.py` writes from `template.yaml`.
 
+pub mod cdn;
 pub mod dev_idp;
 pub mod web;
 
@@ -103,10 +105,12 @@ pub struct Gateway {
     pub web: Option<web::WebApp>,
     /// The identity provider at `/dev/oidc/*` (dev stack).
     pub idp: Option<dev_idp::DevIdp>,
+    /// The files CDN's public copies at `/cdn/p/*` (dev stack).
+    pub files_cdn: Option<cdn::FilesCdn>,
 }
 
 /// The API's own prefixes: never answered by the web app.
-const API_PREFIXES: [&str; 3] = ["/v1/", "/s3/", TRANSFORM_PREFIX];
+const API_PREFIXES: [&str; 4] = ["/v1/", "/s3/", TRANSFORM_PREFIX, cdn::PREFIX];
 /// Where the local stack serves the image CDN's transforms (`TRANSFORM_BASE_URL` is
 /// `{gateway}/t`): the transformer, invoked as its function URL would be, with the rest of the
 /// path (no login: a transform URL's signature is its check). Deployed, the image CDN serves
@@ -131,6 +135,8 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
             idp_request(idp, &gw.web_origins, req).await
         } else if req.uri().path().starts_with(TRANSFORM_PREFIX) {
             transform(&gw, req).await
+        } else if let (Some(files), true) = (&gw.files_cdn, req.uri().path().starts_with(cdn::PREFIX)) {
+            files.serve(&gw.client, req.method(), req.uri().path(), req.headers()).await
         } else if let Some(resp) = web_file(&gw, req.method(), req.uri().path()).await {
             resp
         } else {

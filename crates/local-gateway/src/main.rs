@@ -5,7 +5,8 @@
 //! Content-Security-Policy allowing S3 at `S3_PUBLIC_ENDPOINT`, else `AWS_ENDPOINT_URL` (what
 //! the functions presign for); `DEV_KEY_FILE` (the dev key, PKCS#8), `DEV_USERS`
 //! (comma-separated) and `DEV_CLIENT_ID` (`matbakh-web`) switch on the identity provider at
-//! `/dev/oidc/*`.
+//! `/dev/oidc/*`; `FILES_CDN_ORIGIN` (`{S3 endpoint}/{bucket}`) serves the files CDN's public
+//! copies at `/cdn/p/*`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -60,6 +61,7 @@ async fn run() -> Result<(), String> {
             }
             Err(_) => None,
         },
+        files_cdn: std::env::var("FILES_CDN_ORIGIN").ok().map(|origin| local_gateway::cdn::FilesCdn { origin }),
     };
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("{addr}: {e}"))?;
     tracing::info!(%addr, "local gateway listening");

@@ -63,7 +63,8 @@ async fn main() {
         table: FileTable::new(&moto, env("TABLE_NAME")),
         limits: Limits { user_quota_bytes: u64::MAX / 2, ..Limits::default() },
         clock: Arc::new(SystemClock),
-        cdn_base_url: None,
+        files_cdn: None,
+        files_edge: None,
     };
     let auth = Arc::new(Authenticator::Jwks(JwtVerifier::new(&key.jwks(), "bench", "bench").expect("verifier")));
     let router = multipart::router(services, auth);

@@ -42,6 +42,7 @@ impl World {
             audit: matbakh_app::fakes::trail(repo.clone(), Arc::new(FixedClock(NOW))),
             limits: Limits { user_quota_bytes: QUOTA, ..Limits::default() },
             clock: Arc::new(FixedClock(NOW)),
+            delivery: matbakh_app::fakes::delivery(objects.clone(), Arc::new(FixedClock(NOW))),
         };
         World { repo, objects, api: Api { cases: uploads, auth: idp.auth.clone() }, idp }
     }

@@ -36,13 +36,15 @@ impl World {
     }
 
     fn api(&self, now: OffsetDateTime) -> Api {
+        let objects = Arc::new(InMemoryObjects::new());
         let shares = Shares {
             shares: self.repo.clone(),
             files: self.repo.clone(),
-            objects: Arc::new(InMemoryObjects::new()),
+            objects: objects.clone(),
             audit: matbakh_app::fakes::trail(self.repo.clone(), Arc::new(FixedClock(now))),
             limits: Limits::default(),
             clock: Arc::new(FixedClock(now)),
+            delivery: matbakh_app::fakes::delivery(objects, Arc::new(FixedClock(now))),
             links: Links {
                 key: ShareKey::from_bytes(&[9; 32]).unwrap(),
                 public_api_url: Some("https://api.test".into()),

@@ -25,6 +25,14 @@ pub use aws_sdk_dynamodb::types::AttributeValue;
 pub const ISSUER: &str = "https://auth.matbakh.local";
 pub const AUDIENCE: &str = "matbakh-files";
 
+/// A P-256 key made for the tests (`openssl genpkey -algorithm EC -pkeyopt
+/// ec_paramgen_curve:P-256`) that sign files-CDN URLs; it signs nothing anywhere else.
+pub const CDN_TEST_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg7dXjFdmG2Oab7+XZ
+OLJlkfotlWRgXEXUhD6mkD2cjM+hRANCAAQUeoHXvd3dqTHITcnQcekD8UVWUn1t
+yBlfGaV+fUIvygMKy3Hdfum0Uky8sOwe+1sTMli9qWub5GCXAU/dGGSp
+-----END PRIVATE KEY-----";
+
 pub fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!("{name} is not set: run these tests through scripts/test, which starts moto and Garage")
@@ -224,7 +232,8 @@ impl Harness {
             table: FileTable::new(&moto, &table_name),
             limits: opts.limits,
             clock: opts.clock,
-            cdn_base_url: None,
+            files_cdn: None,
+            files_edge: None,
         };
         let auth = Arc::new(Authenticator::Jwks(verifier));
         Harness { state, auth, router, key, dynamo: aws_sdk_dynamodb::Client::new(&moto), table_name }

@@ -106,6 +106,7 @@ impl Thumbnailer {
             settler: services.settler(),
             renderer: Arc::new(imaging),
             scanner,
+            delivery: services.delivery(),
         };
         Thumbnailer { processing }
     }

@@ -36,6 +36,7 @@ fn world() -> World {
         settler: Settler { uploads: repo.clone(), objects: objects.clone(), limits: Limits::default() },
         renderer: Arc::new(Imaging { limits: ImageLimits::default(), quality: FAST }),
         scanner: None,
+        delivery: matbakh_app::fakes::delivery(objects.clone(), Arc::new(matbakh_core::clock::SystemClock)),
     };
     World { repo, objects, thumbnailer: Thumbnailer { processing } }
 }

@@ -24,6 +24,7 @@ use async_trait::async_trait;
 use matbakh_core::audit::{AuditEntry, AuditRecord};
 use matbakh_core::checksum::{ChecksumAlgorithm, Integrity};
 use matbakh_core::clock::iso_millis;
+use matbakh_core::delivery::ServedAs;
 use matbakh_core::exports::{ExportJob, ExportState};
 use matbakh_core::ids::{FileId, ObjectKey, Sha256, UserId};
 use matbakh_core::listing::{Cursor, ListQuery, SortBy};
@@ -48,6 +49,16 @@ use crate::ports::{
 /// An audit trail kept in `log`, dated by `clock`, with the default retention.
 pub fn trail(log: Arc<InMemory>, clock: Arc<dyn matbakh_core::clock::Clock>) -> crate::audit::Trail {
     crate::audit::Trail { log, retention: matbakh_core::limits::Limits::default().audit_retention, clock }
+}
+
+/// Delivery without a CDN: presigned URLs from `objects`, windows of the default image URL
+/// lifetime, no public copies.
+pub fn delivery(
+    objects: Arc<dyn ObjectStore>,
+    clock: Arc<dyn matbakh_core::clock::Clock>,
+) -> crate::delivery::Delivery {
+    let window = matbakh_core::limits::Limits::default().image_url_ttl;
+    crate::delivery::Delivery { objects, cdn: None, edge: None, clock, window }
 }
 
 /// What a cursor of this fake's listings says it continues.

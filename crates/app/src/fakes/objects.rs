@@ -53,6 +53,8 @@ pub struct InMemoryObjects {
     uploads: Mutex<HashMap<UploadId, (ObjectKey, Parts)>>,
     /// Upload ids given so far (each is new).
     started: Mutex<u64>,
+    /// The headers each public copy was written with.
+    served: Mutex<HashMap<ObjectKey, ServedAs>>,
 }
 
 impl InMemoryObjects {
@@ -106,6 +108,11 @@ impl InMemoryObjects {
     /// The version ids `key` holds, oldest first.
     pub fn versions(&self, key: &ObjectKey) -> Vec<String> {
         lock(&self.objects).get(key).map(|h| h.versions.iter().map(|(v, _)| v.clone()).collect()).unwrap_or_default()
+    }
+
+    /// The headers the public copy at `key` was written with.
+    pub fn served_as(&self, key: &ObjectKey) -> Option<ServedAs> {
+        lock(&self.served).get(key).cloned()
     }
 
     /// The multipart uploads aborted, in order.
@@ -384,6 +391,18 @@ impl ObjectStore for InMemoryObjects {
             }
             None => Err(PortError::Failed(format!("no object {from} to copy"))),
         }
+    }
+
+    async fn publish(
+        &self,
+        from: &ObjectKey,
+        version: Option<&str>,
+        to: &ObjectKey,
+        served: &ServedAs,
+    ) -> PortResult<()> {
+        self.copy_version(from, version, to).await?;
+        lock(&self.served).insert(to.clone(), served.clone());
+        Ok(())
     }
 
     async fn remove_versions_except(&self, key: &ObjectKey, keep: &str) -> PortResult<Vec<String>> {

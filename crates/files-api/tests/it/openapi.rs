@@ -76,14 +76,15 @@ fn every_operation_is_described_with_its_function_its_parameters_and_its_answers
 #[tokio::test]
 async fn files_api_serves_the_document_without_a_login() {
     let repo = Arc::new(InMemory::new());
+    let objects = Arc::new(InMemoryObjects::new());
     let files = Files {
         files: repo.clone(),
         usage: repo.clone(),
         audit: matbakh_app::fakes::trail(repo.clone(), Arc::new(SystemClock)),
-        objects: Arc::new(InMemoryObjects::new()),
+        objects: objects.clone(),
         limits: Limits::default(),
         clock: Arc::new(SystemClock),
-        cdn_base_url: None,
+        delivery: matbakh_app::fakes::delivery(objects, Arc::new(SystemClock)),
     };
     let images = matbakh_app::images::Images {
         files: repo,

@@ -65,6 +65,7 @@ async fn gateway(key: &DevKey) -> (Router, Seen) {
         client: reqwest::Client::builder().no_proxy().build().unwrap(),
         web: None,
         idp: None,
+        files_cdn: None,
     };
     (router(Arc::new(gw)), seen)
 }
@@ -155,4 +156,79 @@ async fn cors_answers_the_web_origin_only() {
     let (_, headers, _) = send(&app, preflight("https://evil.example")).await;
     assert!(!headers.contains_key("access-control-allow-origin"));
     assert!(seen.lock().unwrap().is_empty(), "a preflight reached the function");
+}
+
+/// A bucket origin that serves one public copy and one private original, recording each path.
+async fn fake_bucket() -> (String, Arc<Mutex<Vec<String>>>) {
+    let asked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let app = Router::new()
+        .fallback(|State(asked): State<Arc<Mutex<Vec<String>>>>, req: Request<Body>| async move {
+            let path = req.uri().path().to_owned();
+            asked.lock().unwrap().push(path.clone());
+            let found = path == "/bucket/p/f1/320.webp" || path == "/bucket/users/alice/f1/dish.jpg";
+            if !found {
+                return http::Response::builder().status(404).body(Body::empty()).unwrap();
+            }
+            http::Response::builder()
+                .header("content-type", "image/webp")
+                .header("cache-control", "public, max-age=31536000, immutable")
+                .header("etag", "\"abc\"")
+                .header("x-amz-request-id", "internal")
+                .body(Body::from("webp bytes"))
+                .unwrap()
+        })
+        .with_state(asked.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/bucket"), asked)
+}
+
+/// The local files CDN reads public copies with their stored headers, and nothing else of the
+/// bucket: a private original's key is refused before the bucket is asked, as the deployed
+/// bucket policy refuses the CDN everything outside `p/`.
+#[tokio::test]
+async fn the_local_files_cdn_serves_public_copies_only() {
+    let key = DevKey::generate().unwrap();
+    let (origin, asked) = fake_bucket().await;
+    let gw = Gateway {
+        routes: vec![],
+        verifier: JwtVerifier::new(&key.jwks(), "iss", "aud").unwrap(),
+        lambda_endpoint: "http://127.0.0.1:9".into(),
+        web_origins: vec![],
+        client: reqwest::Client::builder().no_proxy().build().unwrap(),
+        web: None,
+        idp: None,
+        files_cdn: Some(local_gateway::cdn::FilesCdn { origin }),
+    };
+    let app = router(Arc::new(gw));
+    let get = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
+
+    let resp = app.clone().oneshot(get("/cdn/p/f1/320.webp")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["cache-control"], "public, max-age=31536000, immutable");
+    assert_eq!(
+        (resp.headers()["content-type"].to_str().unwrap(), resp.headers()["etag"].to_str().unwrap()),
+        ("image/webp", "\"abc\"")
+    );
+    assert!(resp.headers().get("x-amz-request-id").is_none());
+    assert_eq!(axum::body::to_bytes(resp.into_body(), 1024).await.unwrap(), "webp bytes");
+
+    for refused in [
+        "/cdn/users/alice/f1/dish.jpg",
+        "/cdn/p/../users/alice/f1/dish.jpg",
+        "/cdn/p/f1/gone.webp",
+        "/cdn/derived/f1/320.webp",
+    ] {
+        let (status, headers, body) = send(&app, get(refused)).await;
+        assert_eq!((status, body), (StatusCode::FORBIDDEN, json!({"message": "AccessDenied"})), "{refused}");
+        assert_eq!(headers["cache-control"], "no-store");
+    }
+    let (status, _, _) = send(&app, Request::delete("/cdn/p/f1/320.webp").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        *asked.lock().unwrap(),
+        ["/bucket/p/f1/320.webp", "/bucket/p/f1/gone.webp"],
+        "only p/ keys were asked for"
+    );
 }

@@ -1,0 +1,128 @@
+//! Where a browser gets a file's bytes, and the public copies behind the files CDN
+//! (`matbakh_core::delivery`): a public file's original and variants at stable CDN URLs, a
+//! private file's at CloudFront signed URLs, and presigned S3 URLs where no CDN is configured
+//! (or it has no signing key).
+//!
+//! A file's public copies (`p/{fileId}/...`) exist exactly while it is public and READY:
+//! [`Delivery::publish`] makes them (when the file becomes READY public, or is made public, or
+//! is restored public), [`Delivery::unpublish`] deletes them and invalidates
+//! `/p/{fileId}/*` at the CDN (made private, deleted, erased).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use matbakh_core::cdn;
+use matbakh_core::clock::{Clock, window_start};
+use matbakh_core::delivery::{FilesCdn, ORIGINAL_CACHE_CONTROL, ServedAs, VARIANT_CACHE_CONTROL};
+use matbakh_core::ids::{FileId, ObjectKey};
+use matbakh_core::labels::Visibility;
+use matbakh_core::metadata::{FileRecord, VariantInfo};
+use matbakh_core::names::content_disposition;
+
+use crate::error::Error;
+use crate::ports::{Download, EdgeCache, ObjectStore, SignedUrl};
+
+/// The longest a windowed URL lives (S3 takes presigned URLs of at most 7 days; a window is
+/// at most half of that, and a URL is good for two).
+const MAX_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600 / 2);
+
+#[derive(Clone)]
+pub struct Delivery {
+    pub objects: Arc<dyn ObjectStore>,
+    /// The files CDN (`FILES_CDN_BASE_URL`), if one serves this deployment.
+    pub cdn: Option<FilesCdn>,
+    /// Invalidations at the files CDN (`FILES_DISTRIBUTION_ID`), where it caches.
+    pub edge: Option<Arc<dyn EdgeCache>>,
+    pub clock: Arc<dyn Clock>,
+    /// How long image URLs are handed out unchanged (`IMAGE_URL_TTL_SECONDS`).
+    pub window: Duration,
+}
+
+impl Delivery {
+    /// Whether `record`'s copies are served unsigned: public, and a CDN serves public copies.
+    fn served_publicly(&self, record: &FileRecord) -> Option<&FilesCdn> {
+        self.cdn.as_ref().filter(|_| record.labels.visibility == Visibility::Public)
+    }
+
+    /// The stable URL of a public file's original on the CDN; `None` for a private file or
+    /// without a CDN.
+    pub fn public_url(&self, record: &FileRecord) -> Option<String> {
+        self.served_publicly(record)?.public_url(&record.key)
+    }
+
+    /// A variant's URL: stable on the CDN for a public file; for a private one signed (by the
+    /// CDN's key, or presigned by S3) as of the start of the current window and valid for two,
+    /// so every listing in a window hands out the same URL (the browser's cache of an
+    /// immutable variant keeps working) and a URL works for at least a window.
+    pub async fn variant_url(&self, record: &FileRecord, key: &ObjectKey) -> Result<String, Error> {
+        if let Some(url) = self.served_publicly(record).and_then(|cdn| cdn.public_url(key)) {
+            return Ok(url);
+        }
+        let window = self.window.min(MAX_WINDOW);
+        let signed_at = window_start(self.clock.now(), window);
+        if let Some(signed) = self.cdn.as_ref().and_then(|cdn| cdn.signed_url(key, None, None, signed_at + window * 2))
+        {
+            return Ok(signed?);
+        }
+        Ok(self.objects.presign_get(key, signed_at, window * 2).await?)
+    }
+
+    /// A URL that downloads `d`: signed by the CDN's key where it has one, else presigned by S3.
+    pub async fn download(&self, d: &Download<'_>) -> Result<SignedUrl, Error> {
+        let expires_at = d.signed_at + d.ttl;
+        let signed =
+            self.cdn.as_ref().and_then(|cdn| cdn.signed_url(d.key, d.version_id, Some(d.disposition), expires_at));
+        match signed {
+            Some(url) => Ok(SignedUrl { url: url?, expires_at }),
+            None => Ok(self.objects.presign_download(d).await?),
+        }
+    }
+
+    /// Copies a public READY file's accepted original and its `variants` under `p/{fileId}/`
+    /// with the headers the CDN serves them with. Idempotent; nothing without a CDN or for a
+    /// private file.
+    pub async fn publish(&self, record: &FileRecord, variants: &[VariantInfo]) -> Result<usize, Error> {
+        if self.served_publicly(record).is_none() {
+            return Ok(0);
+        }
+        let mut copies = 0;
+        if let Some(to) = record.key.public_copy() {
+            let served = ServedAs {
+                content_type: record.content_type.as_str().to_owned(),
+                cache_control: ORIGINAL_CACHE_CONTROL,
+                disposition: Some(content_disposition(&record.filename, record.content_type, true)),
+            };
+            self.objects.publish(&record.key, record.version_id.as_deref(), &to, &served).await?;
+            copies += 1;
+        }
+        for v in variants {
+            if let Some(to) = v.key.public_copy() {
+                let served = ServedAs {
+                    content_type: v.content_type.clone(),
+                    cache_control: VARIANT_CACHE_CONTROL,
+                    disposition: None,
+                };
+                self.objects.publish(&v.key, None, &to, &served).await?;
+                copies += 1;
+            }
+        }
+        tracing::info!(file_id = %record.file_id, copies, "public copies written");
+        Ok(copies)
+    }
+
+    /// Deletes `file`'s public copies (S3 refuses the CDN at once) and then invalidates their
+    /// paths at the CDN. The invalidation is asked for even when no copy was left, so the
+    /// retry of a call whose invalidation failed still makes it.
+    pub async fn unpublish(&self, file: FileId) -> Result<(), Error> {
+        if self.cdn.is_none() {
+            return Ok(());
+        }
+        let removed = self.objects.delete_prefix(&ObjectKey::public_prefix(file)).await?;
+        if let Some(edge) = &self.edge {
+            let reference = format!("{file}-private-{}", self.clock.now().unix_timestamp_nanos());
+            let invalidation = edge.invalidate(&[cdn::public_copies(file)], &reference).await?;
+            tracing::info!(file_id = %file, removed, invalidation, "public copies removed and invalidated");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,85 @@
+//! The files CDN's public behaviour in the local stack (`FILES_CDN_BASE_URL` is
+//! `{gateway}/cdn`): `/cdn/p/{fileId}/...` answers the public copy at `p/{fileId}/...` from the
+//! bucket, with the headers it was stored with, as CloudFront's default behaviour does through
+//! Origin Access Control. Like the deployed bucket policy, nothing outside `p/` is readable
+//! unsigned: any other path is 403. (Deployed, `/users*` and `/derived*` take CloudFront signed
+//! URLs; locally private files get presigned S3 URLs, which this does not serve.)
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, Method, StatusCode, header};
+
+/// Where the local stack serves the files CDN.
+pub const PREFIX: &str = "/cdn/";
+
+/// The only part of the bucket the public behaviour may read.
+const PUBLIC_COPIES: &str = "p/";
+
+/// The headers of S3's answer a CDN passes on to the browser.
+const PASSED_ON: [header::HeaderName; 7] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    header::CACHE_CONTROL,
+    header::CONTENT_DISPOSITION,
+    header::ETAG,
+    header::LAST_MODIFIED,
+    header::ACCEPT_RANGES,
+];
+
+/// The bucket as an unsigned HTTP origin: `{S3 endpoint}/{bucket}` (path style; moto serves
+/// unsigned GETs, as S3 serves CloudFront's OAC-signed ones).
+pub struct FilesCdn {
+    pub origin: String,
+}
+
+impl FilesCdn {
+    /// Answers a request for `path` (starting with [`PREFIX`]).
+    pub async fn serve(&self, client: &reqwest::Client, method: &Method, path: &str, headers: &HeaderMap) -> Response {
+        if method != Method::GET && method != Method::HEAD {
+            return refused(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed");
+        }
+        let key = &path[PREFIX.len()..];
+        // The path as the browser sent it (percent-encoded), so S3 sees the key CloudFront would
+        // pass on; no dot segments (S3 would take them literally, a CDN normalises them away).
+        if !key.starts_with(PUBLIC_COPIES) || key.split('/').any(|s| s == "." || s == ".." || s.is_empty()) {
+            return refused(StatusCode::FORBIDDEN, "AccessDenied");
+        }
+        let url = format!("{}/{key}", self.origin.trim_end_matches('/'));
+        let mut req = client.request(method.clone(), &url);
+        for name in [header::IF_NONE_MATCH, header::IF_MODIFIED_SINCE, header::RANGE] {
+            if let Some(v) = headers.get(&name) {
+                req = req.header(name, v);
+            }
+        }
+        let answer = match req.send().await {
+            Ok(answer) => answer,
+            Err(e) => {
+                tracing::error!(error = %e, "the bucket did not answer");
+                return refused(StatusCode::BAD_GATEWAY, "OriginUnreachable");
+            }
+        };
+        let status = answer.status();
+        if status == StatusCode::NOT_FOUND || status == StatusCode::FORBIDDEN {
+            // What S3 answers CloudFront for a key it may not read or that is gone.
+            return refused(StatusCode::FORBIDDEN, "AccessDenied");
+        }
+        let mut resp = Response::builder().status(status.as_u16());
+        for name in PASSED_ON {
+            if let Some(v) = answer.headers().get(&name) {
+                resp = resp.header(name, v);
+            }
+        }
+        match answer.bytes().await {
+            Ok(body) => {
+                resp.body(Body::from(body)).unwrap_or_else(|_| refused(StatusCode::BAD_GATEWAY, "BadOriginAnswer"))
+            }
+            Err(_) => refused(StatusCode::BAD_GATEWAY, "BadOriginAnswer"),
+        }
+    }
+}
+
+fn refused(status: StatusCode, code: &str) -> Response {
+    let mut resp = (status, axum::Json(serde_json::json!({ "message": code }))).into_response();
+    resp.headers_mut().insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    resp
+}

@@ -1,0 +1,259 @@
+"""The files CDN in template.yaml (issue 18, part 2): one distribution, `FilesDistribution`, that
+serves public files' copies under `p/` unsigned and, with `FilesSigningPublicKey`, originals
+(`users/`) and variants (`derived/`) only by CloudFront signed URLs. The bucket policy is what
+keeps the unsigned default behaviour to `p/`; the signing key's private half lives in a secret
+under the stack's key that only the signing functions may read. What the functions do with
+them (copies, signatures, invalidations) is the Rust side's to test."""
+
+import os
+import unittest
+
+from cfnlint.decode import cfn_yaml
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+T = cfn_yaml.load(os.path.join(ROOT, "template.yaml"))
+RES = T["Resources"]
+CFG = RES["FilesDistribution"]["Properties"]["DistributionConfig"]
+FILES_ARN = "arn:${AWS::Partition}:cloudfront::${AWS::AccountId}:distribution/${FilesDistribution}"
+# AWS's managed SecurityHeadersPolicy, as the image CDN uses it.
+SECURITY_HEADERS = "67f7725c-6f97-4210-82d7-5512b31e9d03"
+BASE_URL = {"Fn::If": ["HasFilesDomain", {"Fn::Sub": "https://${FilesDomainName}"},
+                       {"Fn::Sub": "https://${FilesDistribution.DomainName}"}]}
+# They hand out URLs of private files: images and files (files API), downloads (presign), links (shares).
+SIGNERS = {"FilesApiFunction", "PresignFunction", "SharesFunction"}
+INVALIDATORS = {"FilesApiFunction", "IndexerFunction", "AccountFunction"}
+CDN_AWARE = SIGNERS | INVALIDATORS | {"ThumbnailerFunction"}
+IDENTITY_TYPES = {"AWS::Serverless::Function", "AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"}
+
+
+def as_list(v):
+    return v if isinstance(v, list) else [v]
+
+
+def names(v):
+    """Logical ids a `!Ref`/`!GetAtt` (or a list of them) names."""
+    if isinstance(v, list):
+        return {n for x in v for n in names(x)}
+    if isinstance(v, dict) and "Ref" in v:
+        return {v["Ref"]}
+    if isinstance(v, dict) and "Fn::GetAtt" in v:
+        a = v["Fn::GetAtt"]
+        return {a[0] if isinstance(a, list) else a.split(".")[0]}
+    return set()
+
+
+def unwrap(statements):
+    """(condition, statement) for each statement; one under `Fn::If` carries its condition
+    (`!Cond` for the else branch), an `AWS::NoValue` branch is no statement."""
+    for st in as_list(statements):
+        if isinstance(st, dict) and "Fn::If" in st:
+            cond, yes, no = st["Fn::If"]
+            for c, branch in ((cond, yes), (f"!{cond}", no)):
+                if branch != {"Ref": "AWS::NoValue"}:
+                    yield c, branch
+        else:
+            yield None, st
+
+
+def identity_statements(props):
+    """Every statement of a function's `Policies`, a role's inline policies or a policy."""
+    docs = [p.get("PolicyDocument", p) for p in as_list(props.get("Policies") or []) if isinstance(p, dict)]
+    docs += [props["PolicyDocument"]] if isinstance(props.get("PolicyDocument"), dict) else []
+    for doc in docs:
+        yield from unwrap(doc.get("Statement", []))
+
+
+def subs(resources):
+    """The `!Sub` texts (or plain strings) of a statement's resources."""
+    return {r["Fn::Sub"] if isinstance(r, dict) and "Fn::Sub" in r else str(r) for r in as_list(resources)}
+
+
+def env(fn):
+    return (RES[fn]["Properties"].get("Environment") or {}).get("Variables") or {}
+
+
+class FilesCdn(unittest.TestCase):
+    def test_every_behaviour_but_the_default_requires_a_signature(self):
+        default = CFG["DefaultCacheBehavior"]
+        for key in ("TrustedKeyGroups", "TrustedSigners", "FunctionAssociations", "LambdaFunctionAssociations"):
+            self.assertNotIn(key, default, "the default behaviour is unsigned and runs no function")
+        self.assertEqual(names(default["CachePolicyId"]), {"FilesPublicCachePolicy"})
+        cond, behaviours, otherwise = CFG["CacheBehaviors"]["Fn::If"]
+        self.assertEqual((cond, otherwise), ("HasFilesSigning", {"Ref": "AWS::NoValue"}),
+                         "without signing there is no behaviour but the default")
+        # Without the slash: /users%2F... (S3 decodes it to users/...) needs a signature too.
+        self.assertEqual({b["PathPattern"] for b in behaviours}, {"/users*", "/derived*"})
+        for b in behaviours:
+            with self.subTest(b["PathPattern"]):
+                self.assertEqual(b["TrustedKeyGroups"], [{"Ref": "FilesKeyGroup"}])
+                self.assertNotIn("FunctionAssociations", b)
+                self.assertEqual(names(b["CachePolicyId"]), {"FilesPrivateCachePolicy"})
+                self.assertEqual(names(b["OriginRequestPolicyId"]), {"FilesPrivateOriginRequestPolicy"})
+        for b in [default, *behaviours]:
+            self.assertEqual(b["TargetOriginId"], "files")
+            self.assertEqual(b["ViewerProtocolPolicy"], "redirect-to-https")
+            self.assertEqual((b["AllowedMethods"], b["CachedMethods"]), (["GET", "HEAD"], ["GET", "HEAD"]))
+            self.assertEqual(b["ResponseHeadersPolicyId"], SECURITY_HEADERS)
+        origin, = CFG["Origins"]
+        self.assertNotIn("OriginGroups", CFG)
+        self.assertEqual(names(origin["DomainName"]), {"FilesBucket"})
+        self.assertEqual(names(origin["OriginAccessControlId"]), {"FilesOriginAccessControl"})
+        oac = RES["FilesOriginAccessControl"]["Properties"]["OriginAccessControlConfig"]
+        self.assertEqual((oac["OriginAccessControlOriginType"], oac["SigningBehavior"], oac["SigningProtocol"]),
+                         ("s3", "always", "sigv4"))
+        self.assertEqual(RES["FilesKeyGroup"]["Properties"]["KeyGroupConfig"]["Items"], [{"Ref": "FilesCdnPublicKey"}])
+        self.assertEqual(RES["FilesCdnPublicKey"]["Properties"]["PublicKeyConfig"]["EncodedKey"], {"Ref": "FilesSigningPublicKey"})
+        for name in ("FilesCdnPublicKey", "FilesKeyGroup", "FilesPrivateCachePolicy", "FilesPrivateOriginRequestPolicy"):
+            self.assertEqual(RES[name].get("Condition"), "HasFilesSigning", name)
+        self.assertEqual(T["Conditions"]["HasFilesSigning"],
+                         {"Fn::Not": [{"Fn::Equals": [{"Ref": "FilesSigningPublicKey"}, ""]}]})
+        self.assertEqual(T["Parameters"]["FilesSigningPublicKey"]["Default"], "")
+
+    def test_the_bucket_gives_the_files_cdn_public_copies_and_signed_prefixes_only(self):
+        doc = RES["FilesBucketPolicy"]["Properties"]["PolicyDocument"]
+        grants = {}
+        for cond, st in unwrap(doc["Statement"]):
+            principal = st.get("Principal")
+            if st["Effect"] == "Allow":
+                self.assertNotEqual(principal, "*", st.get("Sid"))
+                self.assertNotIn("*", as_list((principal or {}).get("AWS", [])), st.get("Sid"))
+            if FILES_ARN not in str(st.get("Condition")):
+                continue
+            self.assertEqual(st["Effect"], "Allow")
+            self.assertEqual(principal, {"Service": "cloudfront.amazonaws.com"})
+            self.assertEqual(st["Condition"], {"StringEquals": {"AWS:SourceArn": {"Fn::Sub": FILES_ARN}}})
+            for action in as_list(st["Action"]):
+                grants.setdefault((cond, action), set()).update(subs(st["Resource"]))
+        signed = {"${FilesBucket.Arn}/users/*", "${FilesBucket.Arn}/derived/*"}
+        self.assertEqual(grants, {
+            (None, "s3:GetObject"): {"${FilesBucket.Arn}/p/*"},
+            ("HasFilesSigning", "s3:GetObject"): signed,
+            # A signed download names the version its row accepted (DECISIONS 28); the signature
+            # covers the query, so no viewer picks another.
+            ("HasFilesSigning", "s3:GetObjectVersion"): signed,
+        })
+        # The objects are SSE-KMS: the key lets CloudFront decrypt for distributions of this account only.
+        key = RES["FilesKey"]["Properties"]["KeyPolicy"]["Statement"]
+        cdn, = [s for s in key if s.get("Principal") == {"Service": "cloudfront.amazonaws.com"}]
+        self.assertEqual(as_list(cdn["Action"]), ["kms:Decrypt"])
+        self.assertEqual(cdn["Condition"]["StringLike"]["aws:SourceArn"],
+                         {"Fn::Sub": "arn:${AWS::Partition}:cloudfront::${AWS::AccountId}:distribution/*"})
+
+    def test_the_private_cache_key_holds_the_version_and_download_name_never_the_signature(self):
+        wanted = {"QueryStringBehavior": "whitelist", "QueryStrings": ["versionId", "response-content-disposition"]}
+        private = RES["FilesPrivateCachePolicy"]["Properties"]["CachePolicyConfig"]["ParametersInCacheKeyAndForwardedToOrigin"]
+        self.assertEqual(private["QueryStringsConfig"], wanted)
+        for signature in ("Expires", "Signature", "Key-Pair-Id", "Policy"):
+            self.assertNotIn(signature, private["QueryStringsConfig"]["QueryStrings"])
+        self.assertEqual(private["HeadersConfig"], {"HeaderBehavior": "none"})
+        self.assertEqual(private["CookiesConfig"], {"CookieBehavior": "none"})
+        forwarded = RES["FilesPrivateOriginRequestPolicy"]["Properties"]["OriginRequestPolicyConfig"]
+        self.assertEqual(forwarded["QueryStringsConfig"], wanted)
+        self.assertEqual(forwarded["HeadersConfig"], {"HeaderBehavior": "none"})
+        self.assertEqual(forwarded["CookiesConfig"], {"CookieBehavior": "none"})
+        public = RES["FilesPublicCachePolicy"]["Properties"]["CachePolicyConfig"]
+        self.assertEqual((public["MinTTL"], public["DefaultTTL"], public["MaxTTL"]), (0, 86400, 31536000),
+                         "the object's Cache-Control decides")
+        key = public["ParametersInCacheKeyAndForwardedToOrigin"]
+        self.assertEqual((key["QueryStringsConfig"], key["HeadersConfig"], key["CookiesConfig"]),
+                         ({"QueryStringBehavior": "none"}, {"HeaderBehavior": "none"}, {"CookieBehavior": "none"}))
+        for policy in (key, private):
+            self.assertFalse(policy["EnableAcceptEncodingGzip"] or policy["EnableAcceptEncodingBrotli"])
+
+    def test_the_functions_find_the_files_cdn_in_their_environment(self):
+        for fn in CDN_AWARE:
+            self.assertEqual(env(fn).get("FILES_CDN_BASE_URL"), BASE_URL, fn)
+        for fn in INVALIDATORS:
+            self.assertEqual(env(fn).get("FILES_DISTRIBUTION_ID"), {"Ref": "FilesDistribution"}, fn)
+        for fn in SIGNERS:
+            self.assertEqual(env(fn).get("FILES_CDN_KEY_PAIR_ID"), {"Fn::If": ["HasFilesSigning", {"Ref": "FilesCdnPublicKey"}, ""]}, fn)
+            self.assertEqual(env(fn).get("FILES_CDN_SIGNING_SECRET_ID"),
+                             {"Fn::If": ["HasFilesSigning", {"Ref": "FilesSigningKeySecret"}, ""]}, fn)
+        # A function is told only of what it may use; CDN_BASE_URL is retired.
+        for fn, res in RES.items():
+            if res["Type"] != "AWS::Serverless::Function":
+                continue
+            given = {k for k in env(fn) if k.startswith("FILES_CDN_") or k in ("FILES_DISTRIBUTION_ID", "CDN_BASE_URL")}
+            want = ({"FILES_CDN_BASE_URL"} if fn in CDN_AWARE else set()) \
+                | ({"FILES_DISTRIBUTION_ID"} if fn in INVALIDATORS else set()) \
+                | ({"FILES_CDN_KEY_PAIR_ID", "FILES_CDN_SIGNING_SECRET_ID"} if fn in SIGNERS else set())
+            self.assertEqual(given, want, fn)
+
+    def test_the_signing_key_is_under_the_stacks_key_and_only_the_signers_read_it(self):
+        props = RES["FilesSigningKeySecret"]["Properties"]
+        self.assertEqual(names(props["KmsKeyId"]), {"FilesKey"})
+        self.assertNotIn("SecretString", props, "the PEM is written by scripts/cdn-keys, never by a deploy")
+        self.assertNotIn("GenerateSecretString", props)
+        readers = set()
+        for name, res in RES.items():
+            for _, st in identity_statements(res.get("Properties") or {}):
+                actions = as_list(st.get("Action"))
+                if "FilesSigningKeySecret" in names(as_list(st.get("Resource"))) or any(
+                        str(a).startswith("secretsmanager:") and "*" in as_list(st.get("Resource")) for a in actions):
+                    readers.add(name)
+                    self.assertEqual(actions, ["secretsmanager:GetSecretValue"], name)
+        self.assertEqual(readers, SIGNERS)
+        for fn in SIGNERS:  # the secret is encrypted with the stack's key
+            self.assertTrue(any("kms:Decrypt" in as_list(st["Action"]) and names(st["Resource"]) == {"FilesKey"}
+                                for _, st in identity_statements(RES[fn]["Properties"])), fn)
+        self.assertEqual(names(T["Outputs"]["FilesSigningKeySecretArn"]["Value"]), {"FilesSigningKeySecret"})
+
+    def test_the_invalidations_name_the_files_distribution(self):
+        seen = set()
+        for name, res in RES.items():
+            for _, st in identity_statements(res.get("Properties") or {}):
+                if st.get("Effect") == "Allow" and subs(st.get("Resource", [])) == {FILES_ARN}:
+                    seen.add(name)
+                    self.assertEqual(as_list(st["Action"]), ["cloudfront:CreateInvalidation"], name)
+                    self.assertNotIn("Condition", st, name)
+        self.assertEqual(seen, INVALIDATORS)
+        self.assertEqual(names(T["Outputs"]["FilesDistributionId"]["Value"]), {"FilesDistribution"})
+
+    def test_public_copies_are_written_by_the_publishers_and_removed_by_the_purgers(self):
+        rights = {}
+        for name, res in RES.items():
+            if res["Type"] not in IDENTITY_TYPES:
+                continue  # the bucket policy's own grant to the CDN is the test above's
+            for _, st in identity_statements(res.get("Properties") or {}):
+                if st.get("Effect") != "Allow":
+                    continue
+                if "${FilesBucket.Arn}/p/*" in subs(st.get("Resource", [])):
+                    rights.setdefault(name, set()).update(as_list(st["Action"]))
+                prefixes = (st.get("Condition") or {}).get("StringLike", {}).get("s3:prefix", [])
+                if "p/*" in as_list(prefixes):
+                    rights.setdefault(name, set()).update(as_list(st["Action"]))
+        # Copies go for good: every version is listed (ListObjectVersions) and deleted (DeleteObjects
+        # with version ids), as the functions remove derived/ too.
+        publish = {"s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:ListBucketVersions"}
+        self.assertEqual(rights, {
+            "FilesApiFunction": publish,  # made public, private, deleted, restored
+            "ThumbnailerFunction": publish,  # public as it becomes READY
+            # A deleted or overwritten file's copies go with its variants; it writes none.
+            "IndexerFunction": {"s3:DeleteObject", "s3:DeleteObjectVersion", "s3:ListBucket", "s3:ListBucketVersions"},
+            # Erase removes every version, as it does everywhere else; it writes nothing.
+            "AccountFunction": {"s3:DeleteObject", "s3:DeleteObjectVersion", "s3:AbortMultipartUpload",
+                                "s3:ListBucketVersions", "s3:ListBucketMultipartUploads"},
+        })
+        rule, = [r for r in RES["FilesBucket"]["Properties"]["LifecycleConfiguration"]["Rules"] if r.get("Prefix") == "p/"]
+        self.assertEqual(rule["NoncurrentVersionExpiration"], {"NoncurrentDays": 1}, "a deleted copy's old version goes")
+
+    def test_it_is_set_up_like_the_image_cdn(self):
+        images = RES["ImagesDistribution"]["Properties"]["DistributionConfig"]
+        for key in ("HttpVersion", "PriceClass", "Restrictions"):
+            self.assertEqual(CFG[key], images[key], key)
+        self.assertEqual(CFG["HttpVersion"], "http2and3")
+        self.assertEqual(names(CFG["Logging"]["Bucket"]), {"LogsBucket"})
+        self.assertEqual(CFG["Logging"]["Prefix"], "cdn-files/")
+        cond, custom, default = CFG["ViewerCertificate"]["Fn::If"]
+        self.assertEqual((cond, custom["MinimumProtocolVersion"], custom["SslSupportMethod"]),
+                         ("HasFilesDomain", "TLSv1.2_2021", "sni-only"))
+        self.assertEqual(custom["AcmCertificateArn"], {"Ref": "FilesCertificateArn"})
+        self.assertEqual(default, {"CloudFrontDefaultCertificate": True})
+        self.assertEqual(CFG["Aliases"], {"Fn::If": ["HasFilesDomain", [{"Ref": "FilesDomainName"}], {"Ref": "AWS::NoValue"}]})
+        rule = T["Rules"]["FilesDomainNeedsCertificate"]
+        self.assertEqual(rule["Assertions"][0]["Assert"], {"Fn::Not": [{"Fn::Equals": [{"Ref": "FilesCertificateArn"}, ""]}]})
+        self.assertEqual(T["Outputs"]["FilesCdnUrl"]["Value"], BASE_URL)
+
+
+if __name__ == "__main__":
+    unittest.main()
