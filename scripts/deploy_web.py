@@ -25,7 +25,7 @@ from stack import Refused, stack_outputs
 
 # What is published: the page, its styles and scripts, the Uppy bundle. Never the bundle's
 # sources, npm's files or anything hidden.
-PUBLISHED = ("index.html", "app.css", "js/*.js", "vendor/*.mjs", "vendor/*.mjs.map", "vendor/*.css")
+PUBLISHED = ("index.html", "public.html", "app.css", "js/*.js", "vendor/*.mjs", "vendor/*.mjs.map", "vendor/*.css")
 
 # Browsers revalidate the app's code on every load (names are not content-hashed, so a cached
 # script could outlive the page that imports it; a 304 costs little); the CDN keeps HTML and

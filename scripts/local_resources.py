@@ -211,7 +211,7 @@ def main():
     # What `!Ref` gives in a function's environment: the name, or a queue's URL (as in CloudFormation).
     refs = dict(names)
     # A CDN exists only deployed: locally nothing is cached, so a function gets no distribution
-    # (IMAGES_DISTRIBUTION_ID empty: nothing to invalidate).
+    # (FILES_DISTRIBUTION_ID empty: nothing to invalidate).
     refs.update({lid: "" for lid, res in resources.items() if res["Type"] == "AWS::CloudFront::Distribution"})
     try:
         for lid, res in sorted(resources.items(), key=rank):

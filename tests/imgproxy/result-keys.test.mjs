@@ -2,7 +2,10 @@
 // (result-keys.json): it must verify the imgproxy signature and `exp` before anything else, compute
 // the same result keys as core::imgproxy, refuse with the same status and reason whatever the
 // transformer refuses (and nothing it accepts), normalise Accept to three values and keep the
-// signed path for the transformer. Its `cloudfront` KeyValueStore is a stub holding the vectors'
+// signed path for the transformer. It runs on the files CDN's /t/* behaviour (DECISIONS 30): viewers
+// ask for /t/{signature}/{options}/{source}, so each vector's path (the imgproxy path the Rust side
+// reads) is requested with /t in front; the path kept for the transformer has none, and a path
+// without it (the CDN's /results* behaviour, whose viewers must never reach S3) is refused. Its `cloudfront` KeyValueStore is a stub holding the vectors'
 // test key/salt pairs; `crypto` is Node's (the runtime's behaves as Node's); the clock is injected.
 // Run: node --test tests/imgproxy/
 import { test } from "node:test";
@@ -37,6 +40,8 @@ const sign = (path, i = 0) =>
   crypto.createHmac("sha256", Buffer.from(KEYS[i], "hex")).update(Buffer.from(SALTS[i], "hex")).update(path).digest("base64url");
 const signed = (path, i = 0) => `/${sign(path, i)}${path}`;
 const request = (uri, accept) => ({ request: { uri, headers: accept === undefined ? {} : { accept: { value: accept } } } });
+/** A viewer's request for the transform URL of an imgproxy path: under /t on the files CDN. */
+const transform = (path, accept) => request(`/t${path}`, accept);
 const encodeKey = (key) => "/" + key.split("/").map((s) => encodeURIComponent(s).replace(/[!'()*]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase())).join("/");
 
 /** Asserts the answer is a refusal made at the edge: never a request sent on, never cached. */
@@ -49,10 +54,11 @@ function refused(out, status, reason, what) {
 
 test("every vector: the same result key as the Rust side, or the same refusal", async () => {
   for (const v of vectors) {
-    const out = await handler(request(v.path, v.accept));
+    const out = await handler(transform(v.path, v.accept));
     if (v.key) {
       assert.equal(out.statusCode, undefined, `${v.path}: ${out.headers?.["x-error-reason"]?.value}`);
       assert.equal(out.uri, encodeKey(v.key), v.path);
+      assert.equal(out.headers["x-transform-path"].value, v.path, "the transformer gets the path without /t");
       assert.equal(decodeURIComponent(out.uri), `/${v.key}`, v.path);
     } else {
       refused(out, v.status, v.error, `${v.path} (${v.why})`);
@@ -62,48 +68,50 @@ test("every vector: the same result key as the Rust side, or the same refusal", 
 
 test("the viewer request is rewritten to the result key, with the signed path kept", async () => {
   const uri = signed("/rs:fill:300:200/g:sm/plain/users/u/f/a%20b.jpg");
-  const event = request(uri, "image/avif,image/webp,image/apng,*/*;q=0.8");
+  const event = transform(uri, "image/avif,image/webp,image/apng,*/*;q=0.8");
   event.request.headers["x-transform-path"] = { value: "/forged" };
   const req = await handler(event);
   assert.equal(req.headers.accept.value, "image/avif");
   assert.equal(req.headers["x-transform-path"].value, uri);
   assert.equal(req.uri, "/results/users/u/f/a%20b.jpg/e1/rt%3Afill%2Cw%3A300%2Ch%3A200%2Cg%3Asm.avif");
   for (const [accept, want] of [["image/webp,*/*", "image/webp"], ["*/*", "image/jpeg"], [undefined, "image/jpeg"]]) {
-    const out = await handler(request(signed("/w:1/plain/users/a.jpg"), accept));
+    const out = await handler(transform(signed("/w:1/plain/users/a.jpg"), accept));
     assert.equal(out.headers.accept.value, want);
   }
 });
 
 test("forged, tampered and un-expired URLs are refused before any result is looked up", async () => {
   const path = "/w:300/plain/users/u/f/a.jpg@webp";
-  const good = await handler(request(signed(path)));
+  const good = await handler(transform(signed(path)));
   assert.equal(good.uri, encodeKey("results/users/u/f/a.jpg/e1/w:300.webp"));
   // Any signature, no signature, a signature of another path.
-  refused(await handler(request(`/anything${path}`)), 403, "bad_signature", "a made-up signature");
-  refused(await handler(request(`/_${path}`)), 403, "bad_signature", "unsigned");
-  refused(await handler(request(`/${sign(path)}${path.replace("300", "3000")}`)), 403, "bad_signature", "w changed");
-  refused(await handler(request(`/${sign(path)}/w:300/bl:0/plain/users/u/f/a.jpg@webp`)), 403, "bad_signature", "an option added");
+  refused(await handler(transform(`/anything${path}`)), 403, "bad_signature", "a made-up signature");
+  refused(await handler(transform(`/_${path}`)), 403, "bad_signature", "unsigned");
+  refused(await handler(transform(`/${sign(path)}${path.replace("300", "3000")}`)), 403, "bad_signature", "w changed");
+  refused(await handler(transform(`/${sign(path)}/w:300/bl:0/plain/users/u/f/a.jpg@webp`)), 403, "bad_signature", "an option added");
+  // The signature covers the imgproxy path, never /t: a URL signed over /t/... does not verify.
+  refused(await handler(transform(`/${sign(`/t${path}`)}${path}`)), 403, "bad_signature", "signed with /t");
   // An expired URL, and the same URL with its exp: removed.
   const expiring = `/w:300/exp:${now - 60}/plain/users/u/f/a.jpg@webp`;
-  refused(await handler(request(signed(expiring))), 403, "expired", "expired");
-  refused(await handler(request(`/${sign(expiring)}${path}`)), 403, "bad_signature", "exp removed");
+  refused(await handler(transform(signed(expiring))), 403, "expired", "expired");
+  refused(await handler(transform(`/${sign(expiring)}${path}`)), 403, "bad_signature", "exp removed");
   // The same URL is fine until it expires (the clock is the function's, injected).
   const before = load(PAIRS, now - 61);
-  assert.equal((await before(request(signed(expiring)))).uri, encodeKey("results/users/u/f/a.jpg/e1/w:300.webp"));
+  assert.equal((await before(transform(signed(expiring)))).uri, encodeKey("results/users/u/f/a.jpg/e1/w:300.webp"));
   // Rotation: a URL signed with the second pair is accepted; with a pair not in the store, not.
-  assert.equal((await handler(request(signed(path, 1)))).uri, good.uri);
+  assert.equal((await handler(transform(signed(path, 1)))).uri, good.uri);
   const onlyFirst = load({ pairs: `${KEYS[0]}:${SALTS[0]}` });
-  refused(await onlyFirst(request(signed(path, 1))), 403, "bad_signature", "a retired pair");
+  refused(await onlyFirst(transform(signed(path, 1))), 403, "bad_signature", "a retired pair");
 });
 
 test("without keys in the store the edge refuses everything (never accepts unsigned)", async () => {
   const path = "/w:300/plain/users/u/f/a.jpg@webp";
   for (const store of [{}, { pairs: "" }, { pairs: ":" }, { pairs: `:${SALTS[0]}` }]) {
     const edge = load(store);
-    refused(await edge(request(signed(path))), 503, "no_keys", JSON.stringify(store));
+    refused(await edge(transform(signed(path))), 503, "no_keys", JSON.stringify(store));
     // An empty key would make the HMAC anyone's: never used.
     const emptyKey = crypto.createHmac("sha256", Buffer.alloc(0)).update(Buffer.from(SALTS[0], "hex")).update(path).digest("base64url");
-    refused(await edge(request(`/${emptyKey}${path}`)), 503, "no_keys", `empty key, ${JSON.stringify(store)}`);
+    refused(await edge(transform(`/${emptyKey}${path}`)), 503, "no_keys", `empty key, ${JSON.stringify(store)}`);
   }
 });
 
@@ -115,10 +123,30 @@ test("URLs the edge cannot map never share a cache key: each is refused there (4
   ];
   const seen = new Set();
   for (const path of unmapped) {
-    const out = await handler(request(signed(path), "image/webp"));
+    const out = await handler(transform(signed(path), "image/webp"));
     if (out.uri) seen.add(out.uri);
     refused(out, 400, null, path);
   }
   assert.equal(seen.size, 0, `sent on to cache keys: ${[...seen]}`);
   assert.ok(!code.includes("_unmapped"), "no shared key for what cannot be mapped");
+});
+
+test("only /t/ paths are transforms: anything else, a viewer's /results/... above all, is refused (400, no-store)", async () => {
+  const path = "/w:300/plain/users/u/f/a.jpg@webp";
+  const key = encodeKey("results/users/u/f/a.jpg/e1/w:300.webp");
+  assert.equal((await handler(transform(signed(path)))).uri, key, "the transform URL itself is fine");
+  const notTransforms = [
+    key, decodeURIComponent(key), "/results%2Fusers/u/f/a.jpg/e1/w:300.webp", "/results",
+    signed(path), `/t${signed(path)}`.replace("/t/", "/T/"), `/t${signed(path)}`.replace("/t/", "/tt/"),
+    `/t${signed(path)}`.replace("/t/", "/t%2F"), `//t${signed(path)}`, `/p/t${signed(path)}`, "/t", "",
+  ];
+  for (const store of [PAIRS, {}]) {
+    const edge = load(store);
+    for (const uri of notTransforms) {
+      const event = request(uri, "image/webp");
+      refused(await edge(event), 400, "malformed_url", `${uri} (${store.pairs ? "keys" : "no keys"})`);
+      assert.equal(event.request.uri, uri, `${uri}: the request is left as it came`);
+      assert.equal(event.request.headers["x-transform-path"], undefined, uri);
+    }
+  }
 });

@@ -1,8 +1,10 @@
-"""Deleted and erased images do not stay at the image CDN (issue 16, point 4): the indexer and
-the account function invalidate transform results on the image distribution, may do only that,
-only there, and the cache policy's max TTL is a named parameter bounding the worst case (an
-invalidation lost). The invalidations themselves are tested against moto (crates/indexer,
-crates/account). The files CDN's invalidations (issue 18) are test_files_cdn.py's."""
+"""Deleted and erased images do not stay at the CDN (issue 16, point 4): the indexer and the
+account function invalidate transform results on the files distribution, whose /t/* behaviour
+serves them (DECISIONS 30: one files domain, FILES_DISTRIBUTION_ID), no
+right names any other distribution, and the cache policy's max TTL is a named parameter bounding
+the worst case (an invalidation lost). The invalidations themselves are tested against moto
+(crates/indexer, crates/account). The files CDN's other invalidations (issue 18) are
+test_files_cdn.py's."""
 
 import os
 import unittest
@@ -12,13 +14,23 @@ from cfnlint.decode import cfn_yaml
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 T = cfn_yaml.load(os.path.join(ROOT, "template.yaml"))
 RES = T["Resources"]
-IMAGES_ARN = "arn:${AWS::Partition}:cloudfront::${AWS::AccountId}:distribution/${ImagesDistribution}"
 FILES_ARN = "arn:${AWS::Partition}:cloudfront::${AWS::AccountId}:distribution/${FilesDistribution}"
 INVALIDATING = {"IndexerFunction", "AccountFunction"}
 
 
 def as_list(v):
     return v if isinstance(v, list) else [v]
+
+
+def behaviours(cfg):
+    """The default behaviour and every other one, a conditional one (`Fn::If`) by its branch."""
+    out = [cfg["DefaultCacheBehavior"]]
+    for b in as_list(cfg.get("CacheBehaviors", [])):
+        if isinstance(b, dict) and "Fn::If" in b:
+            out += [x for x in b["Fn::If"][1:] if x != {"Ref": "AWS::NoValue"}]
+        else:
+            out.append(b)
+    return out
 
 
 def identity_statements(props):
@@ -40,18 +52,25 @@ class EdgeInvalidation(unittest.TestCase):
         # CloudFront requires MinTTL <= DefaultTTL <= MaxTTL whatever the parameter says.
         self.assertEqual(policy["DefaultTTL"], {"Ref": "TransformCacheMaxTtlSeconds"})
         self.assertEqual(policy["MinTTL"], 0)
-        cfg = RES["ImagesDistribution"]["Properties"]["DistributionConfig"]
-        behaviours = [cfg["DefaultCacheBehavior"], *cfg.get("CacheBehaviors", [])]
-        self.assertEqual({b["CachePolicyId"]["Ref"] for b in behaviours}, {"TransformCachePolicy"})
+        # Every behaviour that sends viewers to the results-then-transformer origin group (the
+        # /t/* one) caches with that policy, and results are served by no other origin.
+        cfg = RES["FilesDistribution"]["Properties"]["DistributionConfig"]
+        transforms = [b for b in behaviours(cfg) if b["TargetOriginId"] == "results-then-transformer"]
+        self.assertEqual([b.get("PathPattern") for b in transforms], ["/t/*"])
+        self.assertEqual({b["CachePolicyId"]["Ref"] for b in transforms}, {"TransformCachePolicy"})
 
-    def test_the_functions_that_purge_get_the_image_distribution_through_their_environment(self):
+    def test_the_functions_that_purge_get_the_files_distribution_through_their_environment(self):
+        # One distribution (DECISIONS 30), one variable: FILES_DISTRIBUTION_ID.
         for name in INVALIDATING:
             env = RES[name]["Properties"]["Environment"]["Variables"]
-            self.assertEqual(env["IMAGES_DISTRIBUTION_ID"], {"Ref": "ImagesDistribution"}, name)
+            self.assertEqual(env["FILES_DISTRIBUTION_ID"], {"Ref": "FilesDistribution"}, name)
+        for name, res in RES.items():
+            env = ((res.get("Properties") or {}).get("Environment") or {}).get("Variables", {})
+            self.assertNotIn("IMAGES_DISTRIBUTION_ID", env, name)
 
-    def test_only_they_may_invalidate_and_only_on_the_image_distribution(self):
-        # On the image distribution only these two; any CloudFront right at all is an
-        # invalidation of one named distribution of the stack (the files CDN's: test_files_cdn.py).
+    def test_they_may_invalidate_and_only_on_the_files_distribution(self):
+        # Any CloudFront right at all is an invalidation of the files distribution, once a
+        # function (who else may: test_files_cdn.py); there is no other distribution of files.
         seen = set()
         for name, res in RES.items():
             for st in identity_statements(res.get("Properties") or {}):
@@ -59,12 +78,13 @@ class EdgeInvalidation(unittest.TestCase):
                 if st.get("Effect") != "Allow" or not actions:
                     continue
                 self.assertEqual(as_list(st["Action"]), ["cloudfront:CreateInvalidation"], name)
-                self.assertIn(as_list(st["Resource"]), [[{"Fn::Sub": IMAGES_ARN}], [{"Fn::Sub": FILES_ARN}]], name)
+                self.assertEqual(as_list(st["Resource"]), [{"Fn::Sub": FILES_ARN}], name)
                 self.assertNotIn("Condition", st, name)
-                if st["Resource"] == {"Fn::Sub": IMAGES_ARN}:
-                    seen.add(name)
-                    self.assertIn(name, INVALIDATING, f"{name} may invalidate the image CDN")
-        self.assertEqual(seen, INVALIDATING)
+                self.assertNotIn(name, seen, f"{name}: one invalidation statement")
+                seen.add(name)
+        self.assertLessEqual(INVALIDATING, seen)
+        distributions = {n for n, r in RES.items() if r["Type"] == "AWS::CloudFront::Distribution"}
+        self.assertEqual(distributions, {"FilesDistribution", "WebDistribution"})
 
 
 if __name__ == "__main__":

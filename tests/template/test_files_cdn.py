@@ -1,12 +1,19 @@
-"""The files CDN in template.yaml (issue 18, part 2): one distribution, `FilesDistribution`, that
-serves public files' copies under `p/` unsigned and, with `FilesSigningPublicKey`, originals
-(`users/`) and variants (`derived/`) only by CloudFront signed URLs. The bucket policy is what
-keeps the unsigned default behaviour to `p/`; the signing key's private half lives in a secret
-under the stack's key that only the signing functions may read. What the functions do with
-them (copies, signatures, invalidations) is the Rust side's to test."""
+"""The files CDN in template.yaml (issue 18, part 2; DECISIONS 30: one files domain): one
+distribution, `FilesDistribution`, that serves public files' copies under `p/` unsigned, image
+transforms under `/t/` (its `/t/*` behaviour: the CloudFront Function verifies the imgproxy
+signature and rewrites the path to the stored result's key, `results/...`) and, with
+`FilesSigningPublicKey`, originals (`users/`) and variants (`derived/`) only by CloudFront signed
+URLs. The bucket policy lets the distribution read `p/`, `results/` and, signing, the signed
+prefixes; every path S3 would read under a prefix other than `p/` goes through the function or
+a key group (the function's refusal of paths not under `/t/` is tested in Node,
+tests/imgproxy/result-keys.test.mjs). The signing key's private half lives in a secret under the
+stack's key that only the signing functions may read. What the functions do with them (copies,
+signatures, invalidations) is the Rust side's to test."""
 
+import fnmatch
 import os
 import unittest
+from urllib.parse import unquote
 
 from cfnlint.decode import cfn_yaml
 
@@ -15,7 +22,7 @@ T = cfn_yaml.load(os.path.join(ROOT, "template.yaml"))
 RES = T["Resources"]
 CFG = RES["FilesDistribution"]["Properties"]["DistributionConfig"]
 FILES_ARN = "arn:${AWS::Partition}:cloudfront::${AWS::AccountId}:distribution/${FilesDistribution}"
-# AWS's managed SecurityHeadersPolicy, as the image CDN uses it.
+# AWS's managed SecurityHeadersPolicy.
 SECURITY_HEADERS = "67f7725c-6f97-4210-82d7-5512b31e9d03"
 BASE_URL = {"Fn::If": ["HasFilesDomain", {"Fn::Sub": "https://${FilesDomainName}"},
                        {"Fn::Sub": "https://${FilesDistribution.DomainName}"}]}
@@ -72,35 +79,69 @@ def env(fn):
     return (RES[fn]["Properties"].get("Environment") or {}).get("Variables") or {}
 
 
+def behaviours(signing):
+    """The distribution's behaviours in CloudFront's order, the default last, with or without
+    signing (a behaviour under `Fn::If` exists only when its condition holds)."""
+    out = []
+    for b in as_list(CFG.get("CacheBehaviors", [])):
+        if isinstance(b, dict) and "Fn::If" in b:
+            cond, yes, no = b["Fn::If"]
+            b = yes if {"HasFilesSigning": signing}[cond] else no
+            if b == {"Ref": "AWS::NoValue"}:
+                continue
+        out.append(b)
+    return out + [{**CFG["DefaultCacheBehavior"], "PathPattern": "*"}]
+
+
+def behaviour_for(path, signing):
+    """The behaviour CloudFront applies to a request path: the first whose pattern matches
+    (case-sensitive; `*` any characters, `?` one)."""
+    return next(b for b in behaviours(signing) if fnmatch.fnmatchcase(path, b["PathPattern"]))
+
+
+def functions(b):
+    return [(f["EventType"], names(f["FunctionARN"])) for f in b.get("FunctionAssociations", [])]
+
+
 class FilesCdn(unittest.TestCase):
-    def test_every_behaviour_but_the_default_requires_a_signature(self):
+    def test_the_default_is_unsigned_transforms_go_through_the_function_and_the_rest_is_signed(self):
         default = CFG["DefaultCacheBehavior"]
         for key in ("TrustedKeyGroups", "TrustedSigners", "FunctionAssociations", "LambdaFunctionAssociations"):
             self.assertNotIn(key, default, "the default behaviour is unsigned and runs no function")
         self.assertEqual(names(default["CachePolicyId"]), {"FilesPublicCachePolicy"})
-        cond, behaviours, otherwise = CFG["CacheBehaviors"]["Fn::If"]
-        self.assertEqual((cond, otherwise), ("HasFilesSigning", {"Ref": "AWS::NoValue"}),
-                         "without signing there is no behaviour but the default")
+        self.assertEqual(default["TargetOriginId"], "files")
+        always = [b for b in CFG["CacheBehaviors"] if "Fn::If" not in b]
+        signed = [b for b in CFG["CacheBehaviors"] if "Fn::If" in b]
+        self.assertEqual([b["PathPattern"] for b in always], ["/t/*", "/results*"])
+        transform, results = always
+        # Transforms: no CloudFront signature (the function checks imgproxy's), the stored
+        # result first, then the transformer.
+        self.assertEqual(transform["TargetOriginId"], "results-then-transformer")
+        self.assertEqual(names(transform["CachePolicyId"]), {"TransformCachePolicy"})
+        self.assertEqual(names(transform["OriginRequestPolicyId"]), {"TransformOriginRequestPolicy"})
+        # The distribution may read results/: a viewer's /results... meets the same function,
+        # which refuses every path not under /t/ (tests/imgproxy: 400, never sent on).
+        for b in (transform, results):
+            self.assertEqual(functions(b), [("viewer-request", {"TransformRequestFunction"})], b["PathPattern"])
+            self.assertNotIn("TrustedKeyGroups", b)
+            self.assertNotIn("LambdaFunctionAssociations", b)
         # Without the slash: /users%2F... (S3 decodes it to users/...) needs a signature too.
-        self.assertEqual({b["PathPattern"] for b in behaviours}, {"/users*", "/derived*"})
-        for b in behaviours:
+        for b in signed:
+            cond, b, otherwise = b["Fn::If"]
+            self.assertEqual((cond, otherwise), ("HasFilesSigning", {"Ref": "AWS::NoValue"}),
+                             "without signing there are no signed behaviours")
             with self.subTest(b["PathPattern"]):
+                self.assertIn(b["PathPattern"], ("/users*", "/derived*"))
                 self.assertEqual(b["TrustedKeyGroups"], [{"Ref": "FilesKeyGroup"}])
                 self.assertNotIn("FunctionAssociations", b)
+                self.assertEqual(b["TargetOriginId"], "files")
                 self.assertEqual(names(b["CachePolicyId"]), {"FilesPrivateCachePolicy"})
                 self.assertEqual(names(b["OriginRequestPolicyId"]), {"FilesPrivateOriginRequestPolicy"})
-        for b in [default, *behaviours]:
-            self.assertEqual(b["TargetOriginId"], "files")
+        self.assertEqual(sorted(b["Fn::If"][1]["PathPattern"] for b in signed), ["/derived*", "/users*"])
+        for b in behaviours(signing=True):
             self.assertEqual(b["ViewerProtocolPolicy"], "redirect-to-https")
             self.assertEqual((b["AllowedMethods"], b["CachedMethods"]), (["GET", "HEAD"], ["GET", "HEAD"]))
             self.assertEqual(b["ResponseHeadersPolicyId"], SECURITY_HEADERS)
-        origin, = CFG["Origins"]
-        self.assertNotIn("OriginGroups", CFG)
-        self.assertEqual(names(origin["DomainName"]), {"FilesBucket"})
-        self.assertEqual(names(origin["OriginAccessControlId"]), {"FilesOriginAccessControl"})
-        oac = RES["FilesOriginAccessControl"]["Properties"]["OriginAccessControlConfig"]
-        self.assertEqual((oac["OriginAccessControlOriginType"], oac["SigningBehavior"], oac["SigningProtocol"]),
-                         ("s3", "always", "sigv4"))
         self.assertEqual(RES["FilesKeyGroup"]["Properties"]["KeyGroupConfig"]["Items"], [{"Ref": "FilesCdnPublicKey"}])
         self.assertEqual(RES["FilesCdnPublicKey"]["Properties"]["PublicKeyConfig"]["EncodedKey"], {"Ref": "FilesSigningPublicKey"})
         for name in ("FilesCdnPublicKey", "FilesKeyGroup", "FilesPrivateCachePolicy", "FilesPrivateOriginRequestPolicy"):
@@ -109,7 +150,64 @@ class FilesCdn(unittest.TestCase):
                          {"Fn::Not": [{"Fn::Equals": [{"Ref": "FilesSigningPublicKey"}, ""]}]})
         self.assertEqual(T["Parameters"]["FilesSigningPublicKey"]["Default"], "")
 
-    def test_the_bucket_gives_the_files_cdn_public_copies_and_signed_prefixes_only(self):
+    def test_its_origins_are_the_bucket_by_one_access_control_and_the_transformer(self):
+        origins = {o["Id"]: o for o in CFG["Origins"]}
+        self.assertEqual(set(origins), {"files", "results", "transformer"})
+        for oid in ("files", "results"):  # the bucket policy names the distribution, not the origin
+            self.assertEqual(names(origins[oid]["DomainName"]), {"FilesBucket"}, oid)
+            self.assertEqual(names(origins[oid]["OriginAccessControlId"]), {"FilesOriginAccessControl"}, oid)
+            self.assertEqual(origins[oid]["S3OriginConfig"], {"OriginAccessIdentity": ""}, oid)
+        self.assertEqual(names(origins["transformer"]["OriginAccessControlId"]), {"TransformerOriginAccessControl"})
+        self.assertIn("TransformerFunctionUrl", str(origins["transformer"]["DomainName"]))
+        for oid in ("results", "transformer"):  # Origin Shield in front of the transforms only
+            self.assertEqual(origins[oid]["OriginShield"]["Fn::If"][0], "HasOriginShield", oid)
+        self.assertNotIn("OriginShield", origins["files"])
+        group, = CFG["OriginGroups"]["Items"]
+        self.assertEqual(CFG["OriginGroups"]["Quantity"], 1)
+        self.assertEqual(group["Id"], "results-then-transformer")
+        self.assertEqual([m["OriginId"] for m in group["Members"]["Items"]], ["results", "transformer"])
+        self.assertEqual(sorted(group["FailoverCriteria"]["StatusCodes"]["Items"]), [403, 404])
+        accesses = {n: r["Properties"]["OriginAccessControlConfig"] for n, r in RES.items()
+                    if r["Type"] == "AWS::CloudFront::OriginAccessControl"}
+        self.assertEqual(set(accesses), {"FilesOriginAccessControl", "TransformerOriginAccessControl", "WebOriginAccessControl"})
+        kinds = {n: (a["OriginAccessControlOriginType"], a["SigningBehavior"], a["SigningProtocol"]) for n, a in accesses.items()}
+        self.assertEqual(kinds["FilesOriginAccessControl"], ("s3", "always", "sigv4"))
+        self.assertEqual(kinds["TransformerOriginAccessControl"], ("lambda", "always", "sigv4"))
+        # The transformer's URL answers this distribution only.
+        for perm in ("TransformerUrlPermission", "TransformerInvokePermission"):
+            props = RES[perm]["Properties"]
+            self.assertEqual((props["Principal"], props["SourceArn"]), ("cloudfront.amazonaws.com", {"Fn::Sub": FILES_ARN}), perm)
+            self.assertEqual(names(props["FunctionName"]), {"TransformerFunction"}, perm)
+
+    def test_no_path_reaches_a_prefix_but_p_unless_through_the_function_or_a_signature(self):
+        # Whatever S3 decodes a path to (an encoded slash or letter included), a key the
+        # distribution may read outside p/ is only reached by a behaviour that runs the
+        # transform function (which refuses all but /t/... and rewrites those to results/...)
+        # or requires the key group.
+        paths = ["/results/users/u/f/a.jpg/e1/w:300.webp", "/results%2Fusers/u/f/a.jpg/e1/_.webp",
+                 "/results", "/users/u/f/a.jpg", "/users%2Fu/f/a.jpg", "/derived/f/320.webp",
+                 "/derived%2Ff/320.webp", "/t/sig/w:300/plain/users/u/f/a.jpg", "/p/f/320.webp"]
+        for signing in (True, False):
+            for path in paths:
+                with self.subTest(path=path, signing=signing):
+                    b = behaviour_for(path, signing)
+                    key = unquote(path)[1:]
+                    transform = functions(b) == [("viewer-request", {"TransformRequestFunction"})]
+                    if key.startswith("results") or path.startswith("/t/"):
+                        self.assertTrue(transform, b["PathPattern"])
+                    elif key.startswith(("users", "derived")) and signing:
+                        self.assertEqual(b.get("TrustedKeyGroups"), [{"Ref": "FilesKeyGroup"}], b["PathPattern"])
+                    elif key.startswith("p/"):
+                        self.assertEqual(b["PathPattern"], "*", "public copies: the unsigned default")
+                    else:  # users/, derived/ without signing: the default, and S3 refuses them
+                        self.assertEqual(b["PathPattern"], "*")
+        self.assertEqual(behaviour_for("/t/sig/w:300/plain/users/u/f/a.jpg", False)["TargetOriginId"], "results-then-transformer")
+        # Only the transform behaviour reaches the transformer or the origin group.
+        for b in behaviours(signing=True):
+            if b["TargetOriginId"] != "files":
+                self.assertEqual(b["PathPattern"], "/t/*")
+
+    def test_the_bucket_gives_the_files_cdn_public_copies_results_and_signed_prefixes_only(self):
         doc = RES["FilesBucketPolicy"]["Properties"]["PolicyDocument"]
         grants = {}
         for cond, st in unwrap(doc["Statement"]):
@@ -126,7 +224,9 @@ class FilesCdn(unittest.TestCase):
                 grants.setdefault((cond, action), set()).update(subs(st["Resource"]))
         signed = {"${FilesBucket.Arn}/users/*", "${FilesBucket.Arn}/derived/*"}
         self.assertEqual(grants, {
-            (None, "s3:GetObject"): {"${FilesBucket.Arn}/p/*"},
+            # Public copies (the unsigned default) and transform results (through /t/* only:
+            # test_no_path_reaches_a_prefix_but_p_unless_through_the_function_or_a_signature).
+            (None, "s3:GetObject"): {"${FilesBucket.Arn}/p/*", "${FilesBucket.Arn}/results/*"},
             ("HasFilesSigning", "s3:GetObject"): signed,
             # A signed download names the version its row accepted (DECISIONS 28); the signature
             # covers the query, so no viewer picks another.
@@ -237,11 +337,12 @@ class FilesCdn(unittest.TestCase):
         rule, = [r for r in RES["FilesBucket"]["Properties"]["LifecycleConfiguration"]["Rules"] if r.get("Prefix") == "p/"]
         self.assertEqual(rule["NoncurrentVersionExpiration"], {"NoncurrentDays": 1}, "a deleted copy's old version goes")
 
-    def test_it_is_set_up_like_the_image_cdn(self):
-        images = RES["ImagesDistribution"]["Properties"]["DistributionConfig"]
-        for key in ("HttpVersion", "PriceClass", "Restrictions"):
-            self.assertEqual(CFG[key], images[key], key)
+    def test_it_is_the_one_files_domain_that_took_the_image_cdns_place(self):
         self.assertEqual(CFG["HttpVersion"], "http2and3")
+        self.assertEqual(CFG["PriceClass"], "PriceClass_100")
+        geo = CFG["Restrictions"]["GeoRestriction"]["Fn::If"]
+        self.assertEqual((geo[0], geo[2]), ("HasGeoRestriction", {"RestrictionType": "none"}))
+        self.assertEqual(CFG["WebACLId"], {"Fn::If": ["HasFilesWebAcl", {"Ref": "FilesWebAclArn"}, {"Ref": "AWS::NoValue"}]})
         self.assertEqual(names(CFG["Logging"]["Bucket"]), {"LogsBucket"})
         self.assertEqual(CFG["Logging"]["Prefix"], "cdn-files/")
         cond, custom, default = CFG["ViewerCertificate"]["Fn::If"]
@@ -253,7 +354,17 @@ class FilesCdn(unittest.TestCase):
         rule = T["Rules"]["FilesDomainNeedsCertificate"]
         self.assertEqual(rule["Assertions"][0]["Assert"], {"Fn::Not": [{"Fn::Equals": [{"Ref": "FilesCertificateArn"}, ""]}]})
         self.assertEqual(T["Outputs"]["FilesCdnUrl"]["Value"], BASE_URL)
-
+        # Transform URLs are the files domain's /t/... (DECISIONS 30): no image distribution,
+        # domain, certificate or web ACL of its own is left.
+        transform_base = {"Fn::If": ["HasFilesDomain", {"Fn::Sub": "https://${FilesDomainName}/t"},
+                                     {"Fn::Sub": "https://${FilesDistribution.DomainName}/t"}]}
+        self.assertEqual(env("FilesApiFunction")["TRANSFORM_BASE_URL"], transform_base)
+        self.assertEqual(T["Outputs"]["TransformBaseUrl"]["Value"], transform_base)
+        leftovers = [k for part in ("Parameters", "Conditions", "Rules", "Resources", "Outputs")
+                     for k in T.get(part, {}) if k.startswith(("Images", "HasImages", "Results"))]
+        self.assertEqual(leftovers, [])
+        with open(os.path.join(ROOT, "template.yaml")) as f:
+            self.assertNotIn("ImagesDistribution", f.read())
 
 if __name__ == "__main__":
     unittest.main()

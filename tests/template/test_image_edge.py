@@ -1,7 +1,9 @@
 """The image CDN's signing keys in template.yaml (issue 16, DECISIONS 29): the transformer reads
 them from a Secrets Manager secret under the stack's key (none in its environment), it alone may
 read that secret, and the CloudFront Function gets its copy from a KeyValueStore it is
-associated with. The function's code itself is tested in Node (tests/imgproxy). The transformer
+associated with, on the files CDN's `/t/*` behaviour (DECISIONS 30: transform URLs are
+`https://{files domain}/t/...`) and its `/results*` one (where it refuses). The function's code
+itself is tested in Node (tests/imgproxy). The transformer
 reads a user's original only at the version its file row accepted (DECISIONS 28): the files table
 by `GetItem` alone, originals by `GetObjectVersion` alone."""
 
@@ -99,6 +101,21 @@ class ImageEdge(unittest.TestCase):
         outputs = T["Outputs"]
         self.assertEqual(names(outputs["TransformSigningSecretArn"]["Value"]), {"TransformSigningSecret"})
         self.assertEqual(names(outputs["TransformKeyStoreArn"]["Value"]), {"TransformKeyStore"})
+
+    def test_the_edge_function_runs_on_the_files_cdns_transform_and_results_paths_only(self):
+        seen = []
+        for name, res in RES.items():
+            if res["Type"] != "AWS::CloudFront::Distribution":
+                continue
+            cfg = res["Properties"]["DistributionConfig"]
+            for b in [cfg["DefaultCacheBehavior"], *cfg.get("CacheBehaviors", [])]:
+                branches = b["Fn::If"][1:] if "Fn::If" in b else [b]
+                for b in branches:
+                    for f in (b.get("FunctionAssociations") or []) if isinstance(b, dict) else []:
+                        if names(f["FunctionARN"]) == {"TransformRequestFunction"}:
+                            seen.append((name, b.get("PathPattern", "*"), f["EventType"]))
+        self.assertEqual(sorted(seen), [("FilesDistribution", "/results*", "viewer-request"),
+                                        ("FilesDistribution", "/t/*", "viewer-request")])
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ alarms, logs, functions and the region rule (issue 7). cfn-lint and checkov chec
 schema and common rules; these are ours."""
 
 import json
+import subprocess
 import os
 import unittest
 
@@ -222,11 +223,11 @@ class Edge(unittest.TestCase):
             self.assertEqual(stats["requests"]["Dimensions"], stats["rate"]["Dimensions"], name)
             self.assertIn("requests >=", [m for m in p["Metrics"] if m.get("ReturnData")][0]["Expression"]["Fn::Sub"])
             seen.add((ref(dims["DistributionId"]), stats["rate"]["MetricName"]))
-        want = {(d, m) for d in ("ImagesDistributionId", "WebDistributionId") for m in ("4xxErrorRate", "5xxErrorRate")}
+        want = {(d, m) for d in ("FilesDistributionId", "WebDistributionId") for m in ("4xxErrorRate", "5xxErrorRate")}
         self.assertEqual(seen, want)
 
     def test_it_takes_the_main_stacks_outputs_and_deploys_only_to_us_east_1(self):
-        for name in ("ImagesDistributionId", "WebDistributionId"):
+        for name in ("FilesDistributionId", "WebDistributionId"):
             self.assertIn(name, self.E["Parameters"])
             self.assertEqual(ref(T["Outputs"][name]["Value"]), name.replace("Id", ""))
         assertion = self.E["Rules"]["OnlyWhereCloudFrontMetricsAre"]["Assertions"][0]["Assert"]["Fn::Equals"]
@@ -268,9 +269,18 @@ class WebApp(unittest.TestCase):
             "{api}": "https://*.execute-api.${AWS::Region}.${AWS::URLSuffix}",
             "{files}": "https://*.s3.${AWS::Region}.${AWS::URLSuffix}",
             "{signIn}": "${SignInOrigin}",
+            "{cdn}": "${Cdns}",
         }
         expected = {k: {origins.get(s, s) for s in v} for k, v in shared.items() if not k.startswith("$")}
-        self.assertEqual(directives(csp["ContentSecurityPolicy"]["Fn::Sub"]), expected)
+        policy, names = csp["ContentSecurityPolicy"]["Fn::Sub"]
+        self.assertEqual(directives(policy), expected)
+        # The files CDN (public copies, transforms under /t/, signed URLs: DECISIONS 30): its
+        # custom domain, else CloudFront's domains (naming the distribution would be a cycle
+        # through the bucket's CORS).
+        self.assertEqual(
+            names["Cdns"],
+            {"Fn::If": ["HasFilesDomain", {"Fn::Sub": "https://${FilesDomainName}"}, "https://*.cloudfront.net"]},
+        )
         self.assertEqual(headers["FrameOptions"], {"FrameOption": "DENY", "Override": True})
         self.assertEqual(headers["ContentTypeOptions"], {"Override": True})
         self.assertEqual(headers["ReferrerPolicy"], {"ReferrerPolicy": "no-referrer", "Override": True})
@@ -283,6 +293,20 @@ class WebApp(unittest.TestCase):
             self.assertRegex(ok, sign_in["AllowedPattern"])
         for bad in ("http://auth.matbakh.app", "https://auth.matbakh.app/oauth2", "https://*.matbakh.app", "'unsafe-inline'", "https://a.b; script-src *"):
             self.assertNotRegex(bad, sign_in["AllowedPattern"])
+
+    def test_public_pages_are_routed_as_the_local_gateway_routes_them(self):
+        """The web CDN's web-routes function, run in Node on tests/web/routes.json."""
+        code = RES["WebRoutesFunction"]["Properties"]["FunctionCode"]
+        cfg = RES["WebDistribution"]["Properties"]["DistributionConfig"]
+        associated = [ref(a["FunctionARN"]) for a in cfg["DefaultCacheBehavior"]["FunctionAssociations"]]
+        self.assertEqual(associated, ["WebRoutesFunction"])
+        with open(os.path.join(ROOT, "tests", "web", "routes.json")) as f:
+            cases = json.load(f)["cases"]
+        script = code + "\nconst cases = " + json.dumps(cases) + ";\n" + (
+            "console.log(JSON.stringify(cases.map(([uri]) => handler({request: {uri}}).uri)));"
+        )
+        out = subprocess.run(["node", "-e", script], capture_output=True, text=True, check=True).stdout
+        self.assertEqual(json.loads(out), [page for _, page in cases])
 
     def test_the_web_bucket_is_private_and_read_only_by_its_distribution(self):
         bucket = RES["WebBucket"]["Properties"]

@@ -2,7 +2,8 @@
 // running dev stack: sign in through the OIDC (PKCE) page -> upload a corpus photo through
 // Uppy's Dashboard -> its thumbnail appears in the gallery -> search finds it by name -> a
 // share link opened in a fresh browser context downloads the same bytes -> delete and
-// restore. Another user sees none of it and no migration dashboard. The page comes with its
+// restore; the detail view renders from transform URLs; made public, the signed-out public
+// page /p/{user} shows it from files-CDN URLs only. Another user sees none of it and no migration dashboard. The page comes with its
 // Content-Security-Policy and nothing the app does breaks it. Screenshots of the
 // gallery (desktop and phone) and of the migration dashboard are saved to WEB_ARTIFACTS.
 //
@@ -199,6 +200,45 @@ test('sign in, upload, see the thumbnail, search, share, delete and restore', { 
     return names.length === 1 && names[0] === n;
   }, RENAMED, { timeout: 30_000 });
   await page.getByLabel('Tag', { exact: true }).fill('');
+
+  // The detail view draws the image from signed transform URLs (the image CDN's path).
+  await renamed.getByRole('button', { name: `Show ${RENAMED}` }).click();
+  await page.waitForFunction(() => {
+    const i = document.querySelector('#detail-image img');
+    return i && i.complete && i.naturalWidth > 0;
+  }, null, { timeout: SLOW });
+  const large = await page.locator('#detail-image img').evaluate((i) => i.currentSrc);
+  assert.match(large, new RegExp(`^${WEB}/t/[^/]+/`), `the detail view loads a transform URL: ${large}`);
+  await page.locator('#detail-close').click();
+
+  // Made public, it shows on the signed-out public page, every image from the files CDN's
+  // stable URLs; private again, it is gone from there.
+  await renamed.getByRole('button', { name: `Edit ${RENAMED}` }).click();
+  await page.getByLabel(/^Public/).check();
+  await page.getByRole('button', { name: 'Save' }).click();
+  await renamed.locator('.badge.public').waitFor({ timeout: 30_000 });
+  const visitor = await browser.newContext();
+  const publicPage = await visitor.newPage();
+  publicPage.on('console', (m) => {
+    if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
+  });
+  const images = [];
+  publicPage.on('requestfinished', (r) => {
+    if (r.resourceType() === 'image' && r.url().startsWith('http')) images.push(r.url());
+  });
+  await publicPage.goto(`${WEB}/p/demo-user`);
+  const pub = publicPage.locator('#public-gallery li.card', { has: publicPage.locator('.name', { hasText: RENAMED }) });
+  await pub.locator('.thumb.loaded').waitFor({ timeout: SLOW });
+  assert.ok(images.length > 0 && images.every((u) => u.startsWith(`${WEB}/cdn/p/`)), `images only from the CDN: ${images}`);
+  await publicPage.screenshot({ path: join(ARTIFACTS, 'public-page.png') });
+  await renamed.getByRole('button', { name: `Edit ${RENAMED}` }).click();
+  await page.getByLabel(/^Public/).uncheck();
+  await page.getByRole('button', { name: 'Save' }).click();
+  await renamed.locator('.badge.public').waitFor({ state: 'detached', timeout: 30_000 });
+  await publicPage.reload();
+  await publicPage.locator('body[data-ready="true"]').waitFor({ timeout: 30_000 });
+  assert.equal(await publicPage.locator('#public-gallery .name', { hasText: RENAMED }).count(), 0, 'gone when private');
+  await visitor.close();
 
   // Another user sees none of it, and no migration dashboard.
   const guest = await signedIn('guest-user');

@@ -2,7 +2,8 @@
 // GET /v1/files (DynamoDB indexes; the cursor pages). Images load responsively from their
 // variants (AVIF, WebP, JPEG by width) with the ThumbHash placeholder painted until they
 // arrive, and lazily below the fold. Each card renames and retags, shares, deletes and
-// restores through the API.
+// restores through the API; an image opens in a detail view drawn from signed transform URLs
+// (POST /v1/files/{id}/image-urls), and a file can be made public (stable files-CDN URLs).
 
 import { ApiError } from './api.js';
 import { bytes, date, el, toast } from './format.js';
@@ -36,6 +37,7 @@ export class FilesView {
     this.more.addEventListener('click', () => this.load());
     this.editDialog = new EditDialog(api, (f) => this.replace(f));
     this.shareDialog = new ShareDialog(api);
+    this.detailDialog = new DetailDialog(api);
   }
 
   query() {
@@ -155,10 +157,14 @@ export class FilesView {
         style: ph ? { backgroundImage: `url("${ph}")` } : null,
         'data-placeholder': ph ? 'thumbhash' : null,
       },
-      picture || el('span', { class: 'kind' }, f.status === 'PENDING' ? 'Processing...' : f.contentType),
+      picture
+        ? el('button', { type: 'button', class: 'open', 'aria-label': `Show ${f.name}`, onclick: () => this.detailDialog.open(f) }, picture)
+        : el('span', { class: 'kind' }, f.status === 'PENDING' ? 'Processing...' : f.contentType),
     );
     if (f.status === 'PENDING') this.follow(f.fileId);
-    const badge = f.status !== 'READY' ? el('span', { class: `badge ${f.status.toLowerCase()}` }, f.status.toLowerCase()) : null;
+    const badge = f.status !== 'READY'
+      ? el('span', { class: `badge ${f.status.toLowerCase()}` }, f.status.toLowerCase())
+      : f.visibility === 'public' ? el('span', { class: 'badge public' }, 'public') : null;
     const tags = (f.tags || []).map((t) => el('li', {}, t));
     const action = (label, onclick, extra = {}) =>
       el('button', { type: 'button', onclick, 'aria-label': `${label} ${f.name}`, ...extra }, label);
@@ -230,7 +236,9 @@ class EditDialog {
         removeTags: [...had].filter((t) => !want.has(t)),
       };
       if (name !== this.file.name) body.name = name;
-      if (!body.name && !body.addTags.length && !body.removeTags.length) return this.dialog.close();
+      const visibility = this.form.elements.public.checked ? 'public' : 'private';
+      if (visibility !== this.file.visibility) body.visibility = visibility;
+      if (!body.name && !body.visibility && !body.addTags.length && !body.removeTags.length) return this.dialog.close();
       try {
         onSaved(await this.api.patch(`/v1/files/${this.file.fileId}`, body));
         this.dialog.close();
@@ -246,8 +254,42 @@ class EditDialog {
     this.error.textContent = '';
     this.form.elements.name.value = f.name;
     this.form.elements.tags.value = (f.tags || []).join(', ');
+    this.form.elements.public.checked = f.visibility === 'public';
     this.dialog.showModal();
     this.form.elements.name.focus();
+  }
+}
+
+/** An image large: the `hero` preset's signed transform URLs, AVIF and WebP where the browser takes them. */
+class DetailDialog {
+  constructor(api) {
+    this.api = api;
+    this.dialog = document.getElementById('detail-dialog');
+    this.image = document.getElementById('detail-image');
+    this.error = document.getElementById('detail-error');
+  }
+
+  async open(f) {
+    document.getElementById('detail-heading').textContent = f.name;
+    const link = document.getElementById('detail-public');
+    link.replaceChildren(...(f.publicUrl ? ['Public link: ', el('a', { href: f.publicUrl, target: '_blank', rel: 'noopener' }, f.publicUrl)] : []));
+    this.error.textContent = '';
+    this.image.replaceChildren();
+    this.dialog.showModal();
+    try {
+      const { images } = await this.api.post(`/v1/files/${f.fileId}/image-urls`, { presets: ['hero'] });
+      const sizes = '(max-width: 900px) 100vw, 860px';
+      const of = (format) => images.find((i) => i.format === format);
+      const fallback = of('jpg') || images[0];
+      const widest = fallback.urls[fallback.urls.length - 1];
+      const img = el('img', { src: widest.url, srcset: fallback.srcset, sizes, alt: f.name, decoding: 'async' });
+      const sources = [['avif', 'image/avif'], ['webp', 'image/webp']]
+        .filter(([format]) => of(format))
+        .map(([format, type]) => el('source', { type, srcset: of(format).srcset, sizes }));
+      this.image.replaceChildren(el('picture', {}, sources, img));
+    } catch (e) {
+      this.error.textContent = `The image could not be shown: ${e.message}`;
+    }
   }
 }
 

@@ -38,6 +38,7 @@ async function start(config, session) {
     location.reload();
   });
   $('who-name').textContent = session.sub;
+  $('public-page').href = `/p/${encodeURIComponent(session.sub)}`;
   $('who').hidden = false;
   $('tabs').hidden = false;
   $('sign-out').addEventListener('click', () => signOut(config.auth));

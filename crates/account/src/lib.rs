@@ -6,10 +6,10 @@
 //!   metadata table (files, tags, search words, shares, sessions, tokens, usage, audit trail),
 //!   and reports what it removed; with a disaster-recovery replica (`REPLICA_BUCKET`,
 //!   `REPLICA_REGION`), also every version and delete marker of the caller's originals there
-//!   (S3 does not replicate version-specific deletes); with the image CDN
-//!   (`IMAGES_DISTRIBUTION_ID`), the caller's cached transform results are invalidated there
-//!   (one wildcard path, `/results/users/{sub}/*`; with variants on a CDN, `CDN_BASE_URL`,
-//!   every variant too: their keys name no user). Idempotent: a retry finishes what a
+//!   (S3 does not replicate version-specific deletes); with the files CDN
+//!   (`FILES_DISTRIBUTION_ID`), the caller's cached transform results are invalidated there
+//!   (one wildcard path, `/results/users/{sub}/*`), every variant and every public copy too
+//!   (`/derived/*`, `/p/*`: their keys name no user). Idempotent: a retry finishes what a
 //!   failed one left; a second erase removes nothing. The erase itself is recorded under a
 //!   pseudonym keyed with the stack's secret (`ERASE_PSEUDONYM_SECRET_ID`, DECISIONS 17).
 //!
@@ -93,7 +93,7 @@ pub struct EraseSettings {
     pub pseudonym_key: PseudonymKey,
     /// The disaster-recovery replica, where the caller's originals are erased too.
     pub replica: Option<S3Store>,
-    /// The image CDN (`IMAGES_DISTRIBUTION_ID`), where the caller's transform results are
+    /// The files CDN (`FILES_DISTRIBUTION_ID`), where the caller's transform results are
     /// invalidated. None (locally): nothing is cached.
     pub cdn: Option<Cdn>,
 }
@@ -101,8 +101,8 @@ pub struct EraseSettings {
 impl EraseSettings {
     /// At start, from the environment: the key is the Secrets Manager secret
     /// `ERASE_PSEUDONYM_SECRET_ID` names (the function refuses to start without it); the
-    /// replica is `REPLICA_BUCKET` in `REPLICA_REGION` (both empty: none); the image CDN is
-    /// `IMAGES_DISTRIBUTION_ID` (empty: none).
+    /// replica is `REPLICA_BUCKET` in `REPLICA_REGION` (both empty: none); the files CDN is
+    /// `FILES_DISTRIBUTION_ID` (empty: none).
     pub async fn from_lookup(sdk: &SdkConfig, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let secret_id = lookup("ERASE_PSEUDONYM_SECRET_ID")
             .filter(|v| !v.is_empty())

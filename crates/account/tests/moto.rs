@@ -462,7 +462,7 @@ async fn the_pseudonym_key_comes_from_the_stacks_secret_and_the_replica_from_its
     assert!(weak.contains("at least 32 bytes"), "{weak}");
 }
 
-/// Security review 16.4: erase invalidates the user's cached transform results at the image CDN
+/// Security review 16.4: erase invalidates the user's cached transform results at the files CDN
 /// (one wildcard, as the edge spells the sub) and, where a CDN serves variants, every variant
 /// (their keys name no user). An invalidation that fails answers 5xx with the results and rows
 /// kept, so the retry invalidates; an erase that finds nothing cached invalidates nothing.
@@ -489,7 +489,7 @@ async fn erase_invalidates_the_users_cached_images_at_the_edge() {
     let (status, report) = erase_on(&h, &user, with_cdn()).await;
     assert_eq!(status, StatusCode::OK, "{report}");
     let sub = user.replace('|', "%7C");
-    // one CDN here for both: the image CDN's path, then the files CDN's
+    // one CDN, as deployed: the results' path, then the variants'
     let want = [[format!("/results/users/{sub}/*")], ["/derived/*".to_owned()]];
     assert_eq!(testkit::invalidations(&cdn).await, want);
     assert_eq!(versions_under(&h.state.store, &[results]).await, Vec::<String>::new());

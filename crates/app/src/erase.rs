@@ -26,7 +26,8 @@ pub struct Erasure {
     /// The disaster-recovery replica, where the user's originals are erased too (S3 does not
     /// replicate version-specific deletes). Only originals are replicated.
     pub replica: Option<Arc<dyn ObjectStore>>,
-    /// The image CDN, where the user's cached images are invalidated. None: nothing is cached.
+    /// The CDN of the transform results (the files CDN's `/t/*`), where the user's cached
+    /// images are invalidated. None: nothing is cached.
     pub cdn: Option<Arc<dyn EdgeCache>>,
     /// The files CDN, which caches variants (signed) and public copies.
     pub delivery: crate::delivery::Delivery,
@@ -99,8 +100,7 @@ impl Erasure {
     }
 
     /// Invalidates the CDNs' copies of what the erase is about to delete (security review
-    /// 16.4): at the image CDN the user's transform results (one wildcard path); at the files
-    /// CDN every variant and every public copy (their keys name no user, and a wildcard a file
+    /// 16.4): the user's transform results (one wildcard path), then every variant and every public copy (their keys name no user, and a wildcard a file
     /// would soon pass the 15 CloudFront has in progress at once). Only what the bucket still
     /// holds, so an erase of nothing invalidates nothing; after the originals (nothing can be
     /// made again) and before these deletes, so the retry after a failed invalidation finds

@@ -17,7 +17,7 @@ use crate::audit::{Access, Client, Trail};
 use crate::delivery::Delivery;
 use crate::error::Error;
 use crate::ports::{FileRepo, ObjectStore, UsageRepo};
-use crate::view::{FileView, VariantView};
+use crate::view::{FileView, PublicFileView, VariantView};
 
 /// How often an update is tried when the file keeps changing under it.
 pub const UPDATE_ATTEMPTS: usize = 3;
@@ -39,6 +39,13 @@ pub struct Files {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
     pub files: Vec<FileView>,
+    pub next: Option<Cursor>,
+}
+
+/// A page of a user's public files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublicPage {
+    pub files: Vec<PublicFileView>,
     pub next: Option<Cursor>,
 }
 
@@ -110,6 +117,20 @@ impl Files {
         }
         tracing::info!(files = files.len(), more = next.is_some(), "listed");
         Ok(Page { files, next })
+    }
+
+    /// A page of `owner`'s public READY files as anyone may see them: only files with stable
+    /// CDN URLs (none where no CDN serves public copies). Listed from the owner's READY files
+    /// and filtered, so a page may hold fewer than `q.limit`; `next` goes on.
+    pub async fn public_page(&self, owner: &UserId, cursor: Option<Cursor>) -> Result<PublicPage, Error> {
+        let q = ListQuery { cursor, status: Some(FileStatus::Ready), ..ListQuery::default() };
+        let (found, next) = self.files.list(owner, &q).await?;
+        let mut files = Vec::new();
+        for d in found.iter().filter(|d| d.record.labels.visibility == Visibility::Public) {
+            files.extend(PublicFileView::of(self.view(d).await?));
+        }
+        tracing::info!(files = files.len(), more = next.is_some(), "public page listed");
+        Ok(PublicPage { files, next })
     }
 
     pub async fn show(&self, caller: &UserId, id: FileId) -> Result<FileView, Error> {

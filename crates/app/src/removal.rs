@@ -30,7 +30,8 @@ use crate::ports::{EdgeCache, FileRepo, ObjectStore};
 pub struct Removals {
     pub files: Arc<dyn FileRepo>,
     pub objects: Arc<dyn ObjectStore>,
-    /// The image CDN, where what is removed is invalidated first. None: nothing is cached.
+    /// The CDN of the transform results (the files CDN's `/t/*`), where what is removed is
+    /// invalidated first. None: nothing is cached.
     pub cdn: Option<Arc<dyn EdgeCache>>,
     /// The files CDN, which caches variants (signed) and public copies.
     pub delivery: Delivery,
@@ -258,7 +259,7 @@ mod tests {
         assert!(!w.objects.holds_any(&ObjectKey::public_prefix(id)).await.unwrap());
         let results = cdn::file_results(key.as_str()).unwrap();
         assert!(results.ends_with(&format!("{id}/*")), "{results}");
-        assert_eq!(w.cdn.invalidations(), [vec![results]], "the image CDN: the results");
+        assert_eq!(w.cdn.invalidations(), [vec![results]], "the transform results");
         let files = [vec![format!("/derived/{id}/*")], vec![format!("/p/{id}/*")]];
         assert_eq!(w.files_cdn.invalidations(), files, "the files CDN: variants and public copies");
     }

@@ -57,6 +57,43 @@ pub struct FileView {
     pub restorable_until: Option<String>,
 }
 
+/// A public file as anyone may see it (a user's public page): what a page needs to show it, its
+/// stable CDN URLs, nothing else (no tags, metadata, hash, EXIF or dates).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PublicFileView {
+    pub file_id: String,
+    pub name: String,
+    pub content_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placeholder: Option<String>,
+    /// The original's stable URL.
+    pub url: String,
+    pub variants: Vec<VariantView>,
+    pub srcset: BTreeMap<String, String>,
+}
+
+impl PublicFileView {
+    /// The public part of `v`; `None` unless it has a stable URL (public, READY, on a CDN).
+    pub fn of(v: FileView) -> Option<Self> {
+        Some(PublicFileView {
+            url: v.public_url?,
+            file_id: v.file_id,
+            name: v.name,
+            content_type: v.content_type,
+            width: v.width,
+            height: v.height,
+            placeholder: v.placeholder,
+            variants: v.variants.unwrap_or_default(),
+            srcset: v.srcset.unwrap_or_default(),
+        })
+    }
+}
+
 /// One responsive variant, with a URL a browser can load.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -1,5 +1,5 @@
-//! CloudFront: invalidating what the image CDN caches of a deleted, changed or erased file
-//! (the paths come from `matbakh_core::cdn`).
+//! CloudFront: invalidating what the files CDN caches of a deleted, changed, erased or no
+//! longer public file (the paths come from `matbakh_core::cdn`).
 
 use aws_config::SdkConfig;
 use aws_sdk_cloudfront::types::{InvalidationBatch, Paths};
@@ -18,17 +18,9 @@ impl Cdn {
         Cdn { client: aws_sdk_cloudfront::Client::new(sdk), distribution_id: distribution_id.into() }
     }
 
-    /// The image CDN, `IMAGES_DISTRIBUTION_ID`; empty or unset: none (locally), so nothing is
+    /// The files CDN, `FILES_DISTRIBUTION_ID`; empty or unset: none (locally), so nothing is
     /// cached and nothing to invalidate.
     pub fn from_lookup(sdk: &SdkConfig, lookup: impl Fn(&str) -> Option<String>) -> Option<Self> {
-        lookup("IMAGES_DISTRIBUTION_ID")
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-            .map(|id| Cdn::new(sdk, id))
-    }
-
-    /// The files CDN, `FILES_DISTRIBUTION_ID`; empty or unset: none.
-    pub fn files_from_lookup(sdk: &SdkConfig, lookup: impl Fn(&str) -> Option<String>) -> Option<Self> {
         lookup("FILES_DISTRIBUTION_ID")
             .map(|v| v.trim().to_owned())
             .filter(|v| !v.is_empty())
@@ -78,7 +70,7 @@ mod tests {
         for value in [None, Some(""), Some("  ")] {
             assert!(Cdn::from_lookup(&sdk, |_| value.map(str::to_owned)).is_none(), "{value:?}");
         }
-        let cdn = Cdn::from_lookup(&sdk, |k| (k == "IMAGES_DISTRIBUTION_ID").then(|| "E2ABC".into())).unwrap();
+        let cdn = Cdn::from_lookup(&sdk, |k| (k == "FILES_DISTRIBUTION_ID").then(|| "E2ABC".into())).unwrap();
         assert_eq!(cdn.distribution_id(), "E2ABC");
     }
 }

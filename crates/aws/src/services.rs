@@ -38,7 +38,7 @@ impl Services {
             limits,
             clock: Arc::new(SystemClock),
             files_cdn: env("FILES_CDN_BASE_URL").filter(|v| v.starts_with("http")).map(|v| FilesCdn::new(&v, None)),
-            files_edge: crate::cdn::Cdn::files_from_lookup(&sdk, env),
+            files_edge: crate::cdn::Cdn::from_lookup(&sdk, env),
         })
     }
 
@@ -126,7 +126,7 @@ impl Services {
         }
     }
 
-    /// The GDPR erase on this deployment's table and bucket, with the replica and the image CDN
+    /// The GDPR erase on this deployment's table and bucket, with the replica and the files CDN
     /// where it has them, recording under pseudonyms keyed with `pseudonym_key`.
     pub fn erasure(
         &self,

@@ -1,7 +1,8 @@
 //! What the CDN caches of a file, as the paths a CloudFront invalidation names (security
 //! review 16.4: deleted and erased images must not stay at the edge).
 //!
-//! The image CDN's function (template.yaml, `transform-request`) rewrites a transform URL to its
+//! The files CDN's transform function (template.yaml, `transform-request`, on `/t/*`) rewrites a
+//! transform URL to its
 //! result key, [`result_prefix`] + encoder + canonical options, and writes it into the request
 //! path with every `/`-separated segment encoded as JavaScript's `encodeURIComponent` encodes it,
 //! `!'()*` escaped too. A viewer-request rewrite is the path of the cache key, so every cached

@@ -54,11 +54,10 @@ pub struct ListQuery {
     pub words: Vec<String>,
 }
 
-impl ListQuery {
-    /// From the query string's pairs; an unknown or repeated parameter is refused (a typo
-    /// should not silently widen a listing).
-    pub fn parse(pairs: &[(String, String)]) -> Result<Self, CoreError> {
-        let mut q = ListQuery {
+/// A first page, newest first, of every status but `DELETED`.
+impl Default for ListQuery {
+    fn default() -> Self {
+        ListQuery {
             limit: DEFAULT_PAGE_SIZE,
             cursor: None,
             sort: SortBy::Date,
@@ -69,7 +68,15 @@ impl ListQuery {
             from: None,
             to: None,
             words: Vec::new(),
-        };
+        }
+    }
+}
+
+impl ListQuery {
+    /// From the query string's pairs; an unknown or repeated parameter is refused (a typo
+    /// should not silently widen a listing).
+    pub fn parse(pairs: &[(String, String)]) -> Result<Self, CoreError> {
+        let mut q = ListQuery::default();
         let mut seen = BTreeSet::new();
         let mut order = None;
         for (k, v) in pairs {

@@ -14,6 +14,8 @@
 //! - `DELETE /v1/files/{fileId}`: soft delete (an S3 delete marker; the row is `DELETED`).
 //! - `POST /v1/files/{fileId}/restore`: within the restore window, the marker goes and the row
 //!   is `READY` again (counted in usage again).
+//! - `GET /v1/public/{userId}/files` (no login): a user's public READY files with their stable
+//!   files-CDN URLs only, for a public page.
 //! - `GET /v1/me/usage`: bytes used and reserved, quota, file count.
 //! - `GET /v1/me/audit`: the caller's audit trail.
 //! - `GET /v1/openapi.json`: the whole HTTP API's OpenAPI 3.1 document (no login).
@@ -46,9 +48,9 @@ use matbakh_app::images::{Images, Signer, Wanted};
 use matbakh_app::view::FileView;
 use matbakh_aws::Services;
 use matbakh_core::audit::{AuditAction, DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE};
-use matbakh_core::ids::FileId;
+use matbakh_core::ids::{FileId, UserId};
 use matbakh_core::imgproxy::{Format, Presets, SigningKeys};
-use matbakh_core::listing::ListQuery;
+use matbakh_core::listing::{Cursor, ListQuery};
 use matbakh_core::names::DisplayName;
 use matbakh_lambda::metrics::{self, Unit};
 use serde_json::{Value, json};
@@ -114,6 +116,7 @@ fn documented() -> OpenApiRouter<Api> {
         .routes(routes!(show, update, remove))
         .routes(routes!(restore))
         .routes(routes!(image_urls))
+        .routes(routes!(public_files))
         .routes(routes!(usage))
         .routes(routes!(audit_trail))
         .routes(routes!(openapi_json))
@@ -124,6 +127,41 @@ fn documented() -> OpenApiRouter<Api> {
     responses((status = 200, description = "The document", content_type = "application/json")))]
 async fn openapi_json() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "public, max-age=300")], OPENAPI_JSON)
+}
+
+/// A user's public files (no login)
+///
+/// The public READY files of `userId`, newest first, as a public page shows them: name, type,
+/// size in pixels, ThumbHash placeholder, the original's stable files-CDN URL (`url`) and its
+/// variants' (`variants`, `srcset` per type). Nothing private is listed and nothing but
+/// stable CDN URLs is handed out. Answers `{files: [PublicFile], nextCursor}`; a page may hold
+/// fewer files than others (it is filtered), `nextCursor` goes on.
+#[utoipa::path(get, path = "/v1/public/{userId}/files", operation_id = "public_files", tag = "files-api", security(()),
+    params(
+        ("userId" = String, Path, description = "The user whose public files are listed"),
+        ("cursor" = Option<String>, Query, description = "The `nextCursor` of the page before"),
+    ),
+    responses(
+        (status = 200, description = "A page of public files"),
+        (status = 400, description = "Not a user id, or another parameter than `cursor`"),
+    ))]
+#[tracing::instrument(name = "public_files", skip_all)]
+async fn public_files(
+    State(api): State<Api>,
+    Path(raw_user): Path<String>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Json<Value>, ApiError> {
+    let owner = UserId::parse(&raw_user).map_err(|_| ApiError::bad_field("userId", "userId: not a user id"))?;
+    let mut cursor = None;
+    for (k, v) in &pairs {
+        match k.as_str() {
+            "cursor" if cursor.is_none() => cursor = Some(Cursor::decode(v)?),
+            _ => return Err(ApiError::bad_field("query", format!("{k}: only cursor is a parameter here"))),
+        }
+    }
+    let page = api.cases.files.public_page(&owner, cursor).await?;
+    let body = Json(json!({ "files": page.files, "nextCursor": page.next.map(|c| c.encode()) }));
+    Ok(body)
 }
 
 /// A file id from the path; one that cannot be an id is a file that does not exist.

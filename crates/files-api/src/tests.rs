@@ -321,6 +321,58 @@ async fn a_public_file_is_served_from_its_copies_and_going_private_takes_them_aw
 }
 
 #[tokio::test]
+async fn a_public_page_lists_only_public_ready_files_with_stable_urls_and_needs_no_login() {
+    let w = World::with_cdn();
+    let shown = w.file("alice", "menu.jpg", "image/jpeg", 3);
+    let private = w.file("alice", "kitchen-notes.jpg", "image/jpeg", 2);
+    let pending = w.file("alice", "new-dish.jpg", "image/jpeg", 1);
+    let theirs = w.file("bob", "bobs-dish.jpg", "image/jpeg", 1);
+    for id in [shown, pending, theirs] {
+        let owner = if id == theirs { "bob" } else { "alice" };
+        let (status, _) = w
+            .call(NOW, Method::PATCH, &format!("/v1/files/{id}"), Some(owner), Some(json!({"visibility": "public"})))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let mut row = w.repo.get(pending).unwrap();
+    row.record.status = FileStatus::Pending;
+    w.repo.insert(row);
+
+    let (status, page) = w.call(NOW, Method::GET, "/v1/public/alice/files", None, None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let files = page["files"].as_array().unwrap();
+    assert_eq!(files.len(), 1, "only the public READY file: {page}");
+    let f = &files[0];
+    assert_eq!((f["fileId"].as_str(), f["name"].as_str()), (Some(shown.to_string().as_str()), Some("menu.jpg")));
+    assert_eq!(f["url"], format!("https://files.test/p/{shown}/original/menu.jpg"));
+    let urls = f["variants"].as_array().unwrap().iter().map(|v| v["url"].as_str().unwrap().to_owned());
+    assert!(urls.clone().all(|u| u.starts_with(&format!("https://files.test/p/{shown}/")) && !u.contains('?')));
+    assert!(f["srcset"]["image/webp"].as_str().unwrap().contains(&format!("/p/{shown}/160.webp 160w")));
+    for private_field in ["tags", "metadata", "sha256", "exif", "createdAt", "size", "visibility"] {
+        assert!(f.get(private_field).is_none(), "{private_field} shown on a public page");
+    }
+    assert!(!page.to_string().contains(&private.to_string()));
+
+    for (uri, want) in [
+        ("/v1/public/alice/files?limit=5", StatusCode::BAD_REQUEST),
+        ("/v1/public/..%2Fbob/files", StatusCode::BAD_REQUEST),
+        ("/v1/public/alice/files?cursor=nonsense", StatusCode::BAD_REQUEST),
+    ] {
+        let (status, body) = w.call(NOW, Method::GET, uri, None, None).await;
+        assert_eq!(status, want, "{uri}: {body}");
+    }
+    // Without a CDN nothing has a stable URL: nothing is listed (no signed URL is handed out).
+    let bare = World::new();
+    let id = bare.file("alice", "menu.jpg", "image/jpeg", 3);
+    let (status, _) = bare
+        .call(NOW, Method::PATCH, &format!("/v1/files/{id}"), Some("alice"), Some(json!({"visibility": "public"})))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, page) = bare.call(NOW, Method::GET, "/v1/public/alice/files", None, None).await;
+    assert_eq!(page["files"], json!([]));
+}
+
+#[tokio::test]
 async fn a_bad_change_is_refused_with_its_field_and_changes_nothing() {
     let w = World::new();
     let id = w.file("alice", "dish.jpg", "image/jpeg", 1);

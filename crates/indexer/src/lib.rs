@@ -25,9 +25,10 @@
 //! make the row DELETED and give the bytes back (DECISIONS 13-15); events are ordered by S3's
 //! sequencer (else event time), so an older event never overwrites newer state. Any change to
 //! an original (a new version, a delete) removes the transformer's results made from it, and
-//! with the image CDN (`IMAGES_DISTRIBUTION_ID`) invalidates them there first (one wildcard path
-//! a file; the variants' too when they go and a CDN serves them): a failed invalidation fails
-//! the record, and the results wait in the bucket for its redelivery.
+//! with the files CDN (`FILES_DISTRIBUTION_ID`, whose `/t/*` behaviour serves them) invalidates
+//! them there first (one wildcard path a file; the variants' and public copies' too when they
+//! go): a failed invalidation fails the record, and the results wait in the bucket for its
+//! redelivery.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use matbakh_app::index::Indexing;
@@ -68,13 +69,13 @@ pub struct Indexer {
     pub services: Services,
     /// `STORE_GPS_LOCATION`: keep the EXIF GPS position on the row (else only `hadGps`).
     pub store_gps_location: bool,
-    /// The image CDN (`IMAGES_DISTRIBUTION_ID`, [`Cdn::from_lookup`]): what a purge removes is
-    /// invalidated there first. None (locally): nothing is cached.
+    /// The files CDN (`FILES_DISTRIBUTION_ID`, [`Cdn::from_lookup`]) for the transform results:
+    /// what a purge removes is invalidated there first. None (locally): nothing is cached.
     pub cdn: Option<Cdn>,
 }
 
 impl Indexer {
-    /// Removals and cache purges on this deployment's table, bucket and image CDN.
+    /// Removals and cache purges on this deployment's table, bucket and files CDN.
     pub fn removals(&self) -> Removals {
         Removals {
             files: std::sync::Arc::new(self.services.table.clone()),

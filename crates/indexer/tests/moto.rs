@@ -442,7 +442,7 @@ async fn a_replayed_create_multipart_url_cannot_write_a_settled_key() {
     assert_eq!(versions(&h, &key).await.len(), 1);
 }
 
-/// The indexer with the image CDN `cdn` (security review 16.4).
+/// The indexer with the CDN `cdn` (security review 16.4).
 fn ix_with_cdn(h: &Harness, cdn: &matbakh_aws::cdn::Cdn) -> indexer::Indexer {
     indexer::Indexer { cdn: Some(cdn.clone()), ..ix(h) }
 }
@@ -462,7 +462,7 @@ fn edge_user(tag: &str) -> (String, String) {
     (user, spelled)
 }
 
-/// Security review 16.4: an overwritten original's results are invalidated at the image CDN,
+/// Security review 16.4: an overwritten original's results are invalidated at the CDN,
 /// one wildcard for the file as the edge spells it; a file without results, or a redelivery
 /// that finds them gone, invalidates nothing.
 #[tokio::test]
@@ -495,7 +495,7 @@ async fn an_overwrite_invalidates_the_files_results_at_the_edge() {
 async fn a_deleted_file_is_invalidated_at_the_edge_and_its_variants_when_they_go() {
     let mut h = Harness::new(presign::router, Options::default()).await;
     let cdn = testkit::distribution().await;
-    // one CDN here for the image CDN's results and the files CDN's variants
+    // one CDN for the results, the variants and the public copies, as deployed
     h.state.files_cdn = Some(matbakh_core::delivery::FilesCdn::new("https://cdn.files.test/media", None));
     h.state.files_edge = Some(cdn.clone());
     let ix = ix_with_cdn(&h, &cdn);

@@ -1,13 +1,14 @@
 //! The files CDN's public behaviour in the local stack (`FILES_CDN_BASE_URL` is
 //! `{gateway}/cdn`): `/cdn/p/{fileId}/...` answers the public copy at `p/{fileId}/...` from the
 //! bucket, with the headers it was stored with, as CloudFront's default behaviour does through
-//! Origin Access Control. Like the deployed bucket policy, nothing outside `p/` is readable
+//! Origin Access Control (which signs its requests to S3: so does this, with SigV4). Like the deployed bucket policy, nothing outside `p/` is readable
 //! unsigned: any other path is 403. (Deployed, `/users*` and `/derived*` take CloudFront signed
 //! URLs; locally private files get presigned S3 URLs, which this does not serve.)
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, Method, StatusCode, header};
+use matbakh_core::sigv4::{Credentials, PresignRequest, presign_url};
 
 /// Where the local stack serves the files CDN.
 pub const PREFIX: &str = "/cdn/";
@@ -26,10 +27,13 @@ const PASSED_ON: [header::HeaderName; 7] = [
     header::ACCEPT_RANGES,
 ];
 
-/// The bucket as an unsigned HTTP origin: `{S3 endpoint}/{bucket}` (path style; moto serves
-/// unsigned GETs, as S3 serves CloudFront's OAC-signed ones).
+/// The bucket as the CDN's origin: path-style GETs at `endpoint`, signed with `credentials`.
 pub struct FilesCdn {
-    pub origin: String,
+    /// The S3 endpoint (`AWS_ENDPOINT_URL` locally).
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub credentials: Credentials,
 }
 
 impl FilesCdn {
@@ -44,7 +48,24 @@ impl FilesCdn {
         if !key.starts_with(PUBLIC_COPIES) || key.split('/').any(|s| s == "." || s == ".." || s.is_empty()) {
             return refused(StatusCode::FORBIDDEN, "AccessDenied");
         }
-        let url = format!("{}/{key}", self.origin.trim_end_matches('/'));
+        // The key as stored: the path's segments decoded (the signature encodes them again).
+        let Ok(key) = percent_encoding::percent_decode_str(key).decode_utf8() else {
+            return refused(StatusCode::FORBIDDEN, "AccessDenied");
+        };
+        let path = format!("/{}/{key}", self.bucket);
+        let url = presign_url(
+            &PresignRequest {
+                method: method.as_str(),
+                base: &self.endpoint,
+                path: &path,
+                query: vec![],
+                headers: vec![],
+                region: &self.region,
+                now: time::OffsetDateTime::now_utc(),
+                expires_in_secs: 60,
+            },
+            &self.credentials,
+        );
         let mut req = client.request(method.clone(), &url);
         for name in [header::IF_NONE_MATCH, header::IF_MODIFIED_SINCE, header::RANGE] {
             if let Some(v) = headers.get(&name) {

@@ -111,10 +111,10 @@ pub struct Gateway {
 
 /// The API's own prefixes: never answered by the web app.
 const API_PREFIXES: [&str; 4] = ["/v1/", "/s3/", TRANSFORM_PREFIX, cdn::PREFIX];
-/// Where the local stack serves the image CDN's transforms (`TRANSFORM_BASE_URL` is
+/// Where the local stack serves the files CDN's transforms (`TRANSFORM_BASE_URL` is
 /// `{gateway}/t`): the transformer, invoked as its function URL would be, with the rest of the
-/// path (no login: a transform URL's signature is its check). Deployed, the image CDN serves
-/// the same URLs at its root (stored result first, then the transformer).
+/// path (no login: a transform URL's signature is its check). Deployed, the files CDN's `/t/*`
+/// behaviour serves the same URLs (stored result first, then the transformer).
 const TRANSFORM_PREFIX: &str = "/t/";
 
 pub fn router(gateway: Arc<Gateway>) -> Router {

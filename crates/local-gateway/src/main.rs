@@ -5,8 +5,9 @@
 //! Content-Security-Policy allowing S3 at `S3_PUBLIC_ENDPOINT`, else `AWS_ENDPOINT_URL` (what
 //! the functions presign for); `DEV_KEY_FILE` (the dev key, PKCS#8), `DEV_USERS`
 //! (comma-separated) and `DEV_CLIENT_ID` (`matbakh-web`) switch on the identity provider at
-//! `/dev/oidc/*`; `FILES_CDN_ORIGIN` (`{S3 endpoint}/{bucket}`) serves the files CDN's public
-//! copies at `/cdn/p/*`.
+//! `/dev/oidc/*`; `FILES_CDN_BUCKET` serves the files CDN's public copies at `/cdn/p/*` from
+//! that bucket at `AWS_ENDPOINT_URL`, signed with `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`
+//! in `AWS_REGION`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -61,7 +62,19 @@ async fn run() -> Result<(), String> {
             }
             Err(_) => None,
         },
-        files_cdn: std::env::var("FILES_CDN_ORIGIN").ok().map(|origin| local_gateway::cdn::FilesCdn { origin }),
+        files_cdn: match std::env::var("FILES_CDN_BUCKET") {
+            Ok(bucket) => Some(local_gateway::cdn::FilesCdn {
+                endpoint: setting("AWS_ENDPOINT_URL", None)?,
+                bucket,
+                region: setting("AWS_REGION", None)?,
+                credentials: matbakh_core::sigv4::Credentials {
+                    access_key_id: setting("AWS_ACCESS_KEY_ID", None)?,
+                    secret_access_key: setting("AWS_SECRET_ACCESS_KEY", None)?,
+                    session_token: std::env::var("AWS_SESSION_TOKEN").ok(),
+                },
+            }),
+            Err(_) => None,
+        },
     };
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("{addr}: {e}"))?;
     tracing::info!(%addr, "local gateway listening");

@@ -21,7 +21,7 @@ pub struct WebApp {
 /// The web app's Content-Security-Policy, the same the web CDN sends (`tests/web/csp.json`
 /// holds both to it): code and styles only from the app's own files (no inline script or style,
 /// no `eval`); images also from `data:` (ThumbHash placeholders, Uppy's icons), `blob:` (Uppy's
-/// thumbnails) and S3; requests only to the app, the API, S3 and the sign-in provider; no
+/// thumbnails), S3 and the CDNs (the gateway itself here: `/cdn/`, `/t/`); requests only to the app, the API, S3 and the sign-in provider; no
 /// plugins, frames, form posts or `<base>`. `api`, `files` (S3 as browsers reach it) and
 /// `sign_in` are origins or `'self'`.
 pub fn content_security_policy(api: &str, files: &str, sign_in: &str) -> String {
@@ -57,9 +57,18 @@ pub fn content_type(path: &Path) -> Option<&'static str> {
     })
 }
 
+/// The page a URL path shows where the path is not a file: a user's public page `/p/{user}`
+/// is `public.html` (deployed, the web CDN's `web-routes` function rewrites it the same way).
+pub fn page(url_path: &str) -> &str {
+    match url_path.strip_prefix("/p/").map(|rest| rest.trim_end_matches('/')) {
+        Some(user) if !user.is_empty() && !user.contains('/') => "/public.html",
+        _ => url_path,
+    }
+}
+
 /// The file under `root` a URL path names (`/` is `index.html`), if it may be served.
 pub fn resolve(root: &Path, url_path: &str) -> Option<PathBuf> {
-    let rel = url_path.trim_start_matches('/');
+    let rel = page(url_path).trim_start_matches('/');
     let rel = if rel.is_empty() || rel.ends_with('/') { format!("{rel}index.html") } else { rel.to_owned() };
     let mut path = root.to_path_buf();
     for seg in rel.split('/') {

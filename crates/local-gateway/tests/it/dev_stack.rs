@@ -183,6 +183,17 @@ async fn the_web_app_is_served_but_nothing_else_from_its_folder() {
     assert_eq!(resolve(root, "/a/"), Some(root.join("a/index.html")));
     assert_eq!(resolve(root, "/a/%2E%2E/b.css"), None);
     assert_eq!(resolve(root, "/a//b.css"), None);
+    assert_eq!(resolve(root, "/p/demo-user"), Some(root.join("public.html")));
+}
+
+/// The pages URL paths show, as the web CDN's function shows them (`tests/web/routes.json`).
+#[test]
+fn public_pages_are_routed_as_the_web_cdn_routes_them() {
+    let shared: Value = serde_json::from_str(include_str!("../../../../tests/web/routes.json")).unwrap();
+    for case in shared["cases"].as_array().unwrap() {
+        let (path, page) = (case[0].as_str().unwrap(), case[1].as_str().unwrap());
+        assert_eq!(local_gateway::web::page(path), page, "{path}");
+    }
 }
 
 /// `directive -> sources` of a policy as sent (a source listed twice counts once).
@@ -211,7 +222,7 @@ async fn the_web_app_is_served_with_its_content_security_policy() {
         .filter(|(k, _)| !k.starts_with('$'))
         .map(|(k, v)| {
             let local = |s: &str| match s {
-                "{api}" | "{signIn}" => "'self'".to_owned(),
+                "{api}" | "{signIn}" | "{cdn}" => "'self'".to_owned(),
                 "{files}" => FILES.to_owned(),
                 other => other.to_owned(),
             };

@@ -164,7 +164,11 @@ async fn fake_bucket() -> (String, Arc<Mutex<Vec<String>>>) {
     let app = Router::new()
         .fallback(|State(asked): State<Arc<Mutex<Vec<String>>>>, req: Request<Body>| async move {
             let path = req.uri().path().to_owned();
+            let signed = req.uri().query().is_some_and(|q| q.contains("X-Amz-Signature="));
             asked.lock().unwrap().push(path.clone());
+            if !signed {
+                return http::Response::builder().status(403).body(Body::empty()).unwrap();
+            }
             let found = path == "/bucket/p/f1/320.webp" || path == "/bucket/users/alice/f1/dish.jpg";
             if !found {
                 return http::Response::builder().status(404).body(Body::empty()).unwrap();
@@ -181,7 +185,7 @@ async fn fake_bucket() -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}/bucket"), asked)
+    (format!("http://{addr}"), asked)
 }
 
 /// The local files CDN reads public copies with their stored headers, and nothing else of the
@@ -199,7 +203,16 @@ async fn the_local_files_cdn_serves_public_copies_only() {
         client: reqwest::Client::builder().no_proxy().build().unwrap(),
         web: None,
         idp: None,
-        files_cdn: Some(local_gateway::cdn::FilesCdn { origin }),
+        files_cdn: Some(local_gateway::cdn::FilesCdn {
+            endpoint: origin,
+            bucket: "bucket".into(),
+            region: "eu-central-1".into(),
+            credentials: matbakh_core::sigv4::Credentials {
+                access_key_id: "local".into(),
+                secret_access_key: "local".into(),
+                session_token: None,
+            },
+        }),
     };
     let app = router(Arc::new(gw));
     let get = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
@@ -213,6 +226,9 @@ async fn the_local_files_cdn_serves_public_copies_only() {
     );
     assert!(resp.headers().get("x-amz-request-id").is_none());
     assert_eq!(axum::body::to_bytes(resp.into_body(), 1024).await.unwrap(), "webp bytes");
+    // A name the browser sent encoded is the key it names.
+    let resp = app.clone().oneshot(get("/cdn/p/f1/%33%32%30.webp")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
 
     for refused in [
         "/cdn/users/alice/f1/dish.jpg",
@@ -228,7 +244,7 @@ async fn the_local_files_cdn_serves_public_copies_only() {
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(
         *asked.lock().unwrap(),
-        ["/bucket/p/f1/320.webp", "/bucket/p/f1/gone.webp"],
-        "only p/ keys were asked for"
+        ["/bucket/p/f1/320.webp", "/bucket/p/f1/320.webp", "/bucket/p/f1/gone.webp"],
+        "only p/ keys were asked for, signed"
     );
 }

@@ -1,0 +1,66 @@
+// A user's public page, /p/{user}, signed out: their public files from
+// GET /v1/public/{user}/files (no login), every image from its stable files-CDN URLs only
+// (the listing hands out nothing else).
+
+import { el } from './format.js';
+import { placeholderUrl } from './thumbhash.js';
+
+const SIZES = '(max-width: 520px) 50vw, (max-width: 900px) 33vw, 260px';
+const $ = (id) => document.getElementById(id);
+
+function card(f) {
+  const ph = placeholderUrl(f.placeholder);
+  const set = (type) => (f.srcset || {})[type];
+  const jpeg = (f.variants || []).filter((v) => v.contentType === 'image/jpeg').sort((a, b) => a.width - b.width);
+  let body;
+  if (jpeg.length || (f.variants || []).length) {
+    const img = el('img', {
+      src: (jpeg[0] || f.variants[0]).url,
+      srcset: set('image/jpeg') || null,
+      sizes: SIZES,
+      alt: f.name,
+      loading: 'lazy',
+      decoding: 'async',
+      width: f.width,
+      height: f.height,
+    });
+    img.addEventListener('load', () => img.closest('.thumb')?.classList.add('loaded'));
+    const sources = ['image/avif', 'image/webp'].filter(set).map((type) => el('source', { type, srcset: set(type), sizes: SIZES }));
+    body = el('picture', {}, sources, img);
+  } else {
+    body = el('span', { class: 'kind' }, f.contentType);
+  }
+  const thumb = el('div', { class: `thumb${body.tagName === 'PICTURE' ? '' : ' empty'}`, style: ph ? { backgroundImage: `url("${ph}")` } : null }, body);
+  return el(
+    'li',
+    { class: 'card', 'data-file-id': f.fileId },
+    el('figure', {}, thumb, el('figcaption', {}, el('a', { class: 'name', href: f.url, title: f.name }, f.name))),
+  );
+}
+
+async function main() {
+  const user = decodeURIComponent(location.pathname.split('/')[2] || '');
+  $('public-heading').textContent = `Public files of ${user}`;
+  document.title = `${user} - matbakh`;
+  const config = await fetch('/config.json').then((r) => r.json());
+  let cursor = null;
+  const load = async () => {
+    const q = cursor ? `?cursor=${encodeURIComponent(cursor)}` : '';
+    const resp = await fetch(`${config.api || ''}/v1/public/${encodeURIComponent(user)}/files${q}`);
+    if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
+    const page = await resp.json();
+    $('public-gallery').append(...page.files.map(card));
+    cursor = page.nextCursor;
+    $('public-more').hidden = !cursor;
+    const n = $('public-gallery').children.length;
+    $('public-status').textContent = n === 0 ? 'Nothing public yet.' : `${n} file${n === 1 ? '' : 's'}`;
+  };
+  $('public-more').addEventListener('click', () => load().catch((e) => ($('public-status').textContent = e.message)));
+  await load();
+  document.body.dataset.ready = 'true';
+}
+
+main().catch((e) => {
+  $('public-status').textContent = `The page could not load: ${e.message}`;
+  document.body.dataset.ready = 'error';
+});
