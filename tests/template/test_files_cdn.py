@@ -2,7 +2,7 @@
 distribution, `FilesDistribution`, that serves public files' copies under `p/` unsigned, image
 transforms under `/t/` (its `/t/*` behaviour: the CloudFront Function verifies the imgproxy
 signature and rewrites the path to the stored result's key, `results/...`) and, with
-`FilesSigningPublicKey`, originals (`users/`) and variants (`derived/`) only by CloudFront signed
+a signing key (`FilesSigningKeyA`/`B`), originals (`users/`) and variants (`derived/`) only by CloudFront signed
 URLs. The bucket policy lets the distribution read `p/`, `results/` and, signing, the signed
 prefixes; every path S3 would read under a prefix other than `p/` goes through the function or
 a key group (the function's refusal of paths not under `/t/` is tested in Node,
@@ -142,13 +142,26 @@ class FilesCdn(unittest.TestCase):
             self.assertEqual(b["ViewerProtocolPolicy"], "redirect-to-https")
             self.assertEqual((b["AllowedMethods"], b["CachedMethods"]), (["GET", "HEAD"], ["GET", "HEAD"]))
             self.assertEqual(b["ResponseHeadersPolicyId"], SECURITY_HEADERS)
-        self.assertEqual(RES["FilesKeyGroup"]["Properties"]["KeyGroupConfig"]["Items"], [{"Ref": "FilesCdnPublicKey"}])
-        self.assertEqual(RES["FilesCdnPublicKey"]["Properties"]["PublicKeyConfig"]["EncodedKey"], {"Ref": "FilesSigningPublicKey"})
-        for name in ("FilesCdnPublicKey", "FilesKeyGroup", "FilesPrivateCachePolicy", "FilesPrivateOriginRequestPolicy"):
+        # Two key slots (DECISIONS 31): the group trusts each that is set, and a slot's public
+        # key is only created or deleted (its own resource), never changed in place.
+        self.assertEqual(RES["FilesKeyGroup"]["Properties"]["KeyGroupConfig"]["Items"], [
+            {"Fn::If": ["HasFilesKeyA", {"Ref": "FilesCdnPublicKeyA"}, {"Ref": "AWS::NoValue"}]},
+            {"Fn::If": ["HasFilesKeyB", {"Ref": "FilesCdnPublicKeyB"}, {"Ref": "AWS::NoValue"}]},
+        ])
+        for slot in "AB":
+            key = RES[f"FilesCdnPublicKey{slot}"]
+            self.assertEqual(key["Properties"]["PublicKeyConfig"]["EncodedKey"], {"Ref": f"FilesSigningKey{slot}"})
+            self.assertEqual(key["Condition"], f"HasFilesKey{slot}")
+            self.assertEqual(T["Conditions"][f"HasFilesKey{slot}"],
+                             {"Fn::Not": [{"Fn::Equals": [{"Ref": f"FilesSigningKey{slot}"}, ""]}]})
+            self.assertEqual(T["Parameters"][f"FilesSigningKey{slot}"]["Default"], "")
+        for name in ("FilesKeyGroup", "FilesPrivateCachePolicy", "FilesPrivateOriginRequestPolicy"):
             self.assertEqual(RES[name].get("Condition"), "HasFilesSigning", name)
         self.assertEqual(T["Conditions"]["HasFilesSigning"],
-                         {"Fn::Not": [{"Fn::Equals": [{"Ref": "FilesSigningPublicKey"}, ""]}]})
-        self.assertEqual(T["Parameters"]["FilesSigningPublicKey"]["Default"], "")
+                         {"Fn::Or": [{"Condition": "HasFilesKeyA"}, {"Condition": "HasFilesKeyB"}]})
+        self.assertEqual(T["Parameters"]["FilesSigningSlot"]["AllowedValues"], ["A", "B"])
+        # A deploy that names an empty slot is refused before anything changes.
+        self.assertIn("FilesSigningSlotIsSet", T["Rules"])
 
     def test_its_origins_are_the_bucket_by_one_access_control_and_the_transformer(self):
         origins = {o["Id"]: o for o in CFG["Origins"]}
@@ -266,7 +279,9 @@ class FilesCdn(unittest.TestCase):
         for fn in INVALIDATORS:
             self.assertEqual(env(fn).get("FILES_DISTRIBUTION_ID"), {"Ref": "FilesDistribution"}, fn)
         for fn in SIGNERS:
-            self.assertEqual(env(fn).get("FILES_CDN_KEY_PAIR_ID"), {"Fn::If": ["HasFilesSigning", {"Ref": "FilesCdnPublicKey"}, ""]}, fn)
+            self.assertEqual(env(fn).get("FILES_CDN_KEY_PAIR_ID"), {"Fn::If": ["SignsWithFilesKeyA", {"Ref": "FilesCdnPublicKeyA"},
+                             {"Fn::If": ["SignsWithFilesKeyB", {"Ref": "FilesCdnPublicKeyB"}, ""]}]}, fn)
+            self.assertEqual(env(fn).get("FILES_CDN_SIGNING_SLOT"), {"Ref": "FilesSigningSlot"}, fn)
             self.assertEqual(env(fn).get("FILES_CDN_SIGNING_SECRET_ID"),
                              {"Fn::If": ["HasFilesSigning", {"Ref": "FilesSigningKeySecret"}, ""]}, fn)
         # A function is told only of what it may use; CDN_BASE_URL is retired.
@@ -276,7 +291,7 @@ class FilesCdn(unittest.TestCase):
             given = {k for k in env(fn) if k.startswith("FILES_CDN_") or k in ("FILES_DISTRIBUTION_ID", "CDN_BASE_URL")}
             want = ({"FILES_CDN_BASE_URL"} if fn in CDN_AWARE else set()) \
                 | ({"FILES_DISTRIBUTION_ID"} if fn in INVALIDATORS else set()) \
-                | ({"FILES_CDN_KEY_PAIR_ID", "FILES_CDN_SIGNING_SECRET_ID"} if fn in SIGNERS else set())
+                | ({"FILES_CDN_KEY_PAIR_ID", "FILES_CDN_SIGNING_SECRET_ID", "FILES_CDN_SIGNING_SLOT"} if fn in SIGNERS else set())
             self.assertEqual(given, want, fn)
 
     def test_the_signing_key_is_under_the_stacks_key_and_only_the_signers_read_it(self):

@@ -35,19 +35,45 @@ pub async fn transform_keys(sdk: &SdkConfig, id: &str) -> Result<SigningKeys, St
 }
 
 /// The files CDN's signing key, for the functions that hand out URLs of private files:
-/// `FILES_CDN_KEY_PAIR_ID` (the CloudFront public key's id) and the PEM in secret
-/// `FILES_CDN_SIGNING_SECRET_ID` (written by `scripts/cdn-keys`). `None` where either is unset
-/// or the secret holds no key yet (before `scripts/cdn-keys create`): private files then get
-/// presigned S3 URLs. A secret that holds a PEM that is not a P-256 key is an error.
+/// `FILES_CDN_KEY_PAIR_ID` (the CloudFront public key's id), and the PEM of slot
+/// `FILES_CDN_SIGNING_SLOT` (`A` unless set) in secret `FILES_CDN_SIGNING_SECRET_ID`, JSON
+/// `{"A": PEM, "B": PEM}` written by `scripts/cdn-keys` (two slots, so a rotation never changes
+/// a key CloudFront trusts in place, DECISIONS 31). `None` where either is unset or the slot
+/// holds no key yet: private files then get presigned S3 URLs. A key that is not a P-256 key is
+/// an error.
 pub async fn cdn_signer(sdk: &SdkConfig, env: impl Fn(&str) -> Option<String>) -> Result<Option<CdnSigner>, String> {
     let set = |k: &str| env(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
     let (Some(id), Some(secret)) = (set("FILES_CDN_KEY_PAIR_ID"), set("FILES_CDN_SIGNING_SECRET_ID")) else {
         return Ok(None);
     };
-    let pem = secret_string(sdk, &secret).await.map_err(|e| format!("FILES_CDN_SIGNING_SECRET_ID {secret}: {e}"))?;
-    if !pem.contains("-----BEGIN") {
-        tracing::warn!("the files CDN's signing secret holds no key yet (scripts/cdn-keys create): presigned S3 URLs");
+    let slot = set("FILES_CDN_SIGNING_SLOT").unwrap_or_else(|| "A".into());
+    let text = secret_string(sdk, &secret).await.map_err(|e| format!("FILES_CDN_SIGNING_SECRET_ID {secret}: {e}"))?;
+    let Some(pem) = slot_pem(&text, &slot) else {
+        tracing::warn!(%slot, "the files CDN's signing secret holds no key in this slot (scripts/cdn-keys create): presigned S3 URLs");
         return Ok(None);
+    };
+    CdnSigner::from_pem(&id, &pem)
+        .map(Some)
+        .map_err(|e| format!("FILES_CDN_SIGNING_SECRET_ID {secret} slot {slot}: {e}"))
+}
+
+/// The PEM in `slot` of the signing secret's JSON, if it holds one.
+fn slot_pem(secret: &str, slot: &str) -> Option<String> {
+    let json: serde_json::Value = serde_json::from_str(secret).ok()?;
+    json.get(slot)?.as_str().filter(|pem| pem.contains("-----BEGIN")).map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slot_pem;
+
+    #[test]
+    fn the_active_slot_names_the_key_and_an_empty_one_none() {
+        let secret = r#"{"A": "-----BEGIN PRIVATE KEY-----\nA\n-----END PRIVATE KEY-----", "B": ""}"#;
+        assert_eq!(slot_pem(secret, "A").as_deref(), Some("-----BEGIN PRIVATE KEY-----\nA\n-----END PRIVATE KEY-----"));
+        assert_eq!(slot_pem(secret, "B"), None, "an empty slot");
+        assert_eq!(slot_pem(secret, "C"), None, "no such slot");
+        assert_eq!(slot_pem("", "A"), None, "a secret as CloudFormation makes it");
+        assert_eq!(slot_pem("-----BEGIN PRIVATE KEY-----", "A"), None, "not the slots' JSON");
     }
-    CdnSigner::from_pem(&id, &pem).map(Some).map_err(|e| format!("FILES_CDN_SIGNING_SECRET_ID {secret}: {e}"))
 }
