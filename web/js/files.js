@@ -7,6 +7,7 @@
 
 import { ApiError } from './api.js';
 import { bytes, date, el, toast } from './format.js';
+import { picture as pictureOf } from './picture.js';
 import { placeholderUrl } from './thumbhash.js';
 
 const PAGE = 24;
@@ -117,39 +118,10 @@ export class FilesView {
     this.polling.set(fileId, setTimeout(tick, PENDING_POLL_MS));
   }
 
-  picture(f) {
-    const variants = f.variants || [];
-    const byType = (type) =>
-      variants
-        .filter((v) => v.contentType === type)
-        .sort((a, b) => a.width - b.width)
-        .map((v) => `${v.url} ${v.width}w`)
-        .join(', ');
-    const jpeg = variants.filter((v) => v.contentType === 'image/jpeg').sort((a, b) => a.width - b.width);
-    const fallback = jpeg[0] || variants[0];
-    if (!fallback) return null;
-    const img = el('img', {
-      src: fallback.url,
-      srcset: byType('image/jpeg') || null,
-      sizes: SIZES,
-      alt: f.name,
-      loading: 'lazy',
-      decoding: 'async',
-      width: f.width,
-      height: f.height,
-    });
-    img.addEventListener('load', () => img.closest('.thumb')?.classList.add('loaded'));
-    const sources = ['image/avif', 'image/webp']
-      .map((type) => [type, byType(type)])
-      .filter(([, set]) => set)
-      .map(([type, srcset]) => el('source', { type, srcset, sizes: SIZES }));
-    return el('picture', {}, sources, img);
-  }
-
   card(f) {
     const deleted = f.status === 'DELETED';
     const ph = placeholderUrl(f.placeholder);
-    const picture = f.status === 'READY' ? this.picture(f) : null;
+    const picture = f.status === 'READY' ? pictureOf(f, SIZES) : null;
     const thumb = el(
       'div',
       {

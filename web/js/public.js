@@ -3,6 +3,7 @@
 // (the listing hands out nothing else).
 
 import { el } from './format.js';
+import { picture } from './picture.js';
 import { placeholderUrl } from './thumbhash.js';
 
 const SIZES = '(max-width: 520px) 50vw, (max-width: 900px) 33vw, 260px';
@@ -10,27 +11,9 @@ const $ = (id) => document.getElementById(id);
 
 function card(f) {
   const ph = placeholderUrl(f.placeholder);
-  const set = (type) => (f.srcset || {})[type];
-  const jpeg = (f.variants || []).filter((v) => v.contentType === 'image/jpeg').sort((a, b) => a.width - b.width);
-  let body;
-  if (jpeg.length || (f.variants || []).length) {
-    const img = el('img', {
-      src: (jpeg[0] || f.variants[0]).url,
-      srcset: set('image/jpeg') || null,
-      sizes: SIZES,
-      alt: f.name,
-      loading: 'lazy',
-      decoding: 'async',
-      width: f.width,
-      height: f.height,
-    });
-    img.addEventListener('load', () => img.closest('.thumb')?.classList.add('loaded'));
-    const sources = ['image/avif', 'image/webp'].filter(set).map((type) => el('source', { type, srcset: set(type), sizes: SIZES }));
-    body = el('picture', {}, sources, img);
-  } else {
-    body = el('span', { class: 'kind' }, f.contentType);
-  }
-  const thumb = el('div', { class: `thumb${body.tagName === 'PICTURE' ? '' : ' empty'}`, style: ph ? { backgroundImage: `url("${ph}")` } : null }, body);
+  const shown = picture(f, SIZES);
+  const thumb = el('div', { class: `thumb${shown ? '' : ' empty'}`, style: ph ? { backgroundImage: `url("${ph}")` } : null },
+    shown || el('span', { class: 'kind' }, f.contentType));
   return el(
     'li',
     { class: 'card', 'data-file-id': f.fileId },

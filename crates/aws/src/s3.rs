@@ -380,21 +380,7 @@ impl S3Store {
         version_id: Option<&str>,
         to: &ObjectKey,
     ) -> Result<(), AwsError> {
-        let from = from.as_str();
-        let encoded: String = percent_encoding::utf8_percent_encode(from, KEY_ESCAPES).to_string();
-        let mut source = format!("{}/{encoded}", self.bucket);
-        if let Some(v) = version_id {
-            source.push_str(&format!("?versionId={v}"));
-        }
-        self.client
-            .copy_object()
-            .bucket(&self.bucket)
-            .key(to.as_str())
-            .copy_source(source)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("CopyObject", e))?;
-        Ok(())
+        self.copy(from, version_id, to, None).await
     }
 
     /// Copies one version of `from` to `to` (same bucket) with new headers: a public copy the
@@ -406,23 +392,31 @@ impl S3Store {
         to: &ObjectKey,
         served: &ServedAs,
     ) -> Result<(), AwsError> {
+        self.copy(from, version_id, to, Some(served)).await
+    }
+
+    /// CopyObject of `version_id` of `from` to `to`, its metadata kept or, with `served`, replaced.
+    async fn copy(
+        &self,
+        from: &ObjectKey,
+        version_id: Option<&str>,
+        to: &ObjectKey,
+        served: Option<&ServedAs>,
+    ) -> Result<(), AwsError> {
         let encoded: String = percent_encoding::utf8_percent_encode(from.as_str(), KEY_ESCAPES).to_string();
         let mut source = format!("{}/{encoded}", self.bucket);
         if let Some(v) = version_id {
             source.push_str(&format!("?versionId={v}"));
         }
-        self.client
-            .copy_object()
-            .bucket(&self.bucket)
-            .key(to.as_str())
-            .copy_source(source)
-            .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
-            .content_type(&served.content_type)
-            .cache_control(served.cache_control)
-            .set_content_disposition(served.disposition.clone())
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("CopyObject", e))?;
+        let mut copy = self.client.copy_object().bucket(&self.bucket).key(to.as_str()).copy_source(source);
+        if let Some(served) = served {
+            copy = copy
+                .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+                .content_type(&served.content_type)
+                .cache_control(served.cache_control)
+                .set_content_disposition(served.disposition.clone());
+        }
+        copy.send().await.map_err(|e| AwsError::from_sdk("CopyObject", e))?;
         Ok(())
     }
 
