@@ -28,7 +28,7 @@ def local_name(prefix, logical_id):
 
 
 def holds(condition, template, names, params):
-    """A template condition of the shapes it uses: Not, Equals, Ref (and named conditions)."""
+    """A template condition of the shapes it uses: Not, And, Or, Equals, Ref (and named conditions)."""
     if isinstance(condition, str):
         return holds(template["Conditions"][condition], template, names, params)
     (fn, arg), = condition.items()
@@ -36,6 +36,10 @@ def holds(condition, template, names, params):
         return not holds(arg[0], template, names, params)
     if fn == "Fn::Equals":
         return resolve(arg[0], template, names, params) == resolve(arg[1], template, names, params)
+    if fn == "Fn::And":
+        return all(holds(c, template, names, params) for c in arg)
+    if fn == "Fn::Or":
+        return any(holds(c, template, names, params) for c in arg)
     if fn == "Condition":
         return holds(arg, template, names, params)
     sys.exit(f"local_resources: cannot evaluate condition {condition!r} locally")

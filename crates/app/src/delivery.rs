@@ -16,7 +16,7 @@ use matbakh_core::clock::{Clock, window_start};
 use matbakh_core::delivery::{FilesCdn, ORIGINAL_CACHE_CONTROL, ServedAs, VARIANT_CACHE_CONTROL};
 use matbakh_core::ids::{FileId, ObjectKey};
 use matbakh_core::labels::Visibility;
-use matbakh_core::metadata::{FileRecord, VariantInfo};
+use matbakh_core::metadata::{FileRecord, FileStatus, VariantInfo};
 use matbakh_core::names::content_disposition;
 
 use crate::error::Error;
@@ -39,9 +39,11 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// Whether `record`'s copies are served unsigned: public, and a CDN serves public copies.
+    /// Whether `record`'s copies are served unsigned: public and READY (the copies exist exactly
+    /// then), and a CDN serves public copies.
     fn served_publicly(&self, record: &FileRecord) -> Option<&FilesCdn> {
-        self.cdn.as_ref().filter(|_| record.labels.visibility == Visibility::Public)
+        let public = record.labels.visibility == Visibility::Public && record.status == FileStatus::Ready;
+        self.cdn.as_ref().filter(|_| public)
     }
 
     /// The stable URL of a public file's original on the CDN; `None` for a private file or
@@ -80,7 +82,7 @@ impl Delivery {
 
     /// Copies a public READY file's accepted original and its `variants` under `p/{fileId}/`
     /// with the headers the CDN serves them with. Idempotent; nothing without a CDN or for a
-    /// private file.
+    /// private (or not READY) file.
     pub async fn publish(&self, record: &FileRecord, variants: &[VariantInfo]) -> Result<usize, Error> {
         if self.served_publicly(record).is_none() {
             return Ok(0);

@@ -104,7 +104,7 @@ impl Files {
             }
             v = v.with_variants(variants);
         }
-        v.public_url = self.delivery.public_url(&d.record).filter(|_| d.record.status == FileStatus::Ready);
+        v.public_url = self.delivery.public_url(&d.record);
         Ok(v)
     }
 

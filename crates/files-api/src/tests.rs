@@ -303,9 +303,11 @@ async fn a_public_file_is_served_from_its_copies_and_going_private_takes_them_aw
     assert!(w.files_edge.invalidations().is_empty(), "nothing was cached while it was private");
 
     // Deleted: the copies go and the CDN forgets them; restored: they are back.
-    let (status, _) = w.call(NOW, Method::DELETE, &uri, Some("alice"), None).await;
+    let (status, deleted) = w.call(NOW, Method::DELETE, &uri, Some("alice"), None).await;
     assert_eq!(status, StatusCode::OK);
     assert!(w.objects.keys_under(&public).is_empty());
+    let shown = deleted["variants"][0]["url"].as_str().unwrap();
+    assert!(!shown.contains("/p/") && deleted.get("publicUrl").is_none(), "no URL of a copy that is gone: {deleted}");
     assert_eq!(w.files_edge.invalidations(), [vec![format!("/p/{id}/*")]]);
     let (status, _) = w.call(NOW, Method::POST, &format!("{uri}/restore"), Some("alice"), None).await;
     assert_eq!(status, StatusCode::OK);
