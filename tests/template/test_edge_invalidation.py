@@ -6,20 +6,11 @@ the worst case (an invalidation lost). The invalidations themselves are tested a
 (crates/indexer, crates/account). The files CDN's other invalidations (issue 18) are
 test_files_cdn.py's."""
 
-import os
 import unittest
 
-from cfnlint.decode import cfn_yaml
-
-ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
-T = cfn_yaml.load(os.path.join(ROOT, "template.yaml"))
-RES = T["Resources"]
+from cfn import RES, T, as_list, statements
 FILES_ARN = "arn:${AWS::Partition}:cloudfront::${AWS::AccountId}:distribution/${FilesDistribution}"
 INVALIDATING = {"IndexerFunction", "AccountFunction"}
-
-
-def as_list(v):
-    return v if isinstance(v, list) else [v]
 
 
 def behaviours(cfg):
@@ -31,14 +22,6 @@ def behaviours(cfg):
         else:
             out.append(b)
     return out
-
-
-def identity_statements(props):
-    """Every statement of a function's `Policies`, a role's inline policies or a policy."""
-    docs = [p.get("PolicyDocument", p) for p in as_list(props.get("Policies") or []) if isinstance(p, dict)]
-    docs += [props["PolicyDocument"]] if isinstance(props.get("PolicyDocument"), dict) else []
-    for doc in docs:
-        yield from as_list(doc.get("Statement", []))
 
 
 class EdgeInvalidation(unittest.TestCase):
@@ -73,7 +56,7 @@ class EdgeInvalidation(unittest.TestCase):
         # function (who else may: test_files_cdn.py); there is no other distribution of files.
         seen = set()
         for name, res in RES.items():
-            for st in identity_statements(res.get("Properties") or {}):
+            for st in statements(res.get("Properties") or {}):
                 actions = [a for a in as_list(st.get("Action", [])) if str(a).lower().startswith("cloudfront:")]
                 if st.get("Effect") != "Allow" or not actions:
                     continue

@@ -15,11 +15,7 @@ import os
 import unittest
 from urllib.parse import unquote
 
-from cfnlint.decode import cfn_yaml
-
-ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
-T = cfn_yaml.load(os.path.join(ROOT, "template.yaml"))
-RES = T["Resources"]
+from cfn import RES, ROOT, T, as_list, names, statements, unwrap
 CFG = RES["FilesDistribution"]["Properties"]["DistributionConfig"]
 FILES_ARN = "arn:${AWS::Partition}:cloudfront::${AWS::AccountId}:distribution/${FilesDistribution}"
 # AWS's managed SecurityHeadersPolicy.
@@ -31,43 +27,6 @@ SIGNERS = {"FilesApiFunction", "PresignFunction", "SharesFunction"}
 INVALIDATORS = {"FilesApiFunction", "IndexerFunction", "AccountFunction"}
 CDN_AWARE = SIGNERS | INVALIDATORS | {"ThumbnailerFunction"}
 IDENTITY_TYPES = {"AWS::Serverless::Function", "AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"}
-
-
-def as_list(v):
-    return v if isinstance(v, list) else [v]
-
-
-def names(v):
-    """Logical ids a `!Ref`/`!GetAtt` (or a list of them) names."""
-    if isinstance(v, list):
-        return {n for x in v for n in names(x)}
-    if isinstance(v, dict) and "Ref" in v:
-        return {v["Ref"]}
-    if isinstance(v, dict) and "Fn::GetAtt" in v:
-        a = v["Fn::GetAtt"]
-        return {a[0] if isinstance(a, list) else a.split(".")[0]}
-    return set()
-
-
-def unwrap(statements):
-    """(condition, statement) for each statement; one under `Fn::If` carries its condition
-    (`!Cond` for the else branch), an `AWS::NoValue` branch is no statement."""
-    for st in as_list(statements):
-        if isinstance(st, dict) and "Fn::If" in st:
-            cond, yes, no = st["Fn::If"]
-            for c, branch in ((cond, yes), (f"!{cond}", no)):
-                if branch != {"Ref": "AWS::NoValue"}:
-                    yield c, branch
-        else:
-            yield None, st
-
-
-def identity_statements(props):
-    """Every statement of a function's `Policies`, a role's inline policies or a policy."""
-    docs = [p.get("PolicyDocument", p) for p in as_list(props.get("Policies") or []) if isinstance(p, dict)]
-    docs += [props["PolicyDocument"]] if isinstance(props.get("PolicyDocument"), dict) else []
-    for doc in docs:
-        yield from unwrap(doc.get("Statement", []))
 
 
 def subs(resources):
@@ -301,7 +260,7 @@ class FilesCdn(unittest.TestCase):
         self.assertNotIn("GenerateSecretString", props)
         readers = set()
         for name, res in RES.items():
-            for _, st in identity_statements(res.get("Properties") or {}):
+            for st in statements(res.get("Properties") or {}):
                 actions = as_list(st.get("Action"))
                 if "FilesSigningKeySecret" in names(as_list(st.get("Resource"))) or any(
                         str(a).startswith("secretsmanager:") and "*" in as_list(st.get("Resource")) for a in actions):
@@ -310,13 +269,13 @@ class FilesCdn(unittest.TestCase):
         self.assertEqual(readers, SIGNERS)
         for fn in SIGNERS:  # the secret is encrypted with the stack's key
             self.assertTrue(any("kms:Decrypt" in as_list(st["Action"]) and names(st["Resource"]) == {"FilesKey"}
-                                for _, st in identity_statements(RES[fn]["Properties"])), fn)
+                                for st in statements(RES[fn]["Properties"])), fn)
         self.assertEqual(names(T["Outputs"]["FilesSigningKeySecretArn"]["Value"]), {"FilesSigningKeySecret"})
 
     def test_the_invalidations_name_the_files_distribution(self):
         seen = set()
         for name, res in RES.items():
-            for _, st in identity_statements(res.get("Properties") or {}):
+            for st in statements(res.get("Properties") or {}):
                 if st.get("Effect") == "Allow" and subs(st.get("Resource", [])) == {FILES_ARN}:
                     seen.add(name)
                     self.assertEqual(as_list(st["Action"]), ["cloudfront:CreateInvalidation"], name)
@@ -329,7 +288,7 @@ class FilesCdn(unittest.TestCase):
         for name, res in RES.items():
             if res["Type"] not in IDENTITY_TYPES:
                 continue  # the bucket policy's own grant to the CDN is the test above's
-            for _, st in identity_statements(res.get("Properties") or {}):
+            for st in statements(res.get("Properties") or {}):
                 if st.get("Effect") != "Allow":
                     continue
                 if "${FilesBucket.Arn}/p/*" in subs(st.get("Resource", [])):

@@ -7,37 +7,11 @@ itself is tested in Node (tests/imgproxy). The transformer
 reads a user's original only at the version its file row accepted (DECISIONS 28): the files table
 by `GetItem` alone, originals by `GetObjectVersion` alone."""
 
-import os
 import re
 import string
 import unittest
 
-from cfnlint.decode import cfn_yaml
-
-ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
-T = cfn_yaml.load(os.path.join(ROOT, "template.yaml"))
-RES = T["Resources"]
-
-
-def names(v):
-    """Logical ids a `!Ref`/`!GetAtt` (or a list of them) names."""
-    if isinstance(v, list):
-        return {n for x in v for n in names(x)}
-    if isinstance(v, dict) and "Ref" in v:
-        return {v["Ref"]}
-    if isinstance(v, dict) and "Fn::GetAtt" in v:
-        a = v["Fn::GetAtt"]
-        return {a[0] if isinstance(a, list) else a.split(".")[0]}
-    return set()
-
-
-def statements(props):
-    """Every statement of a function's `Policies`, a role's inline policies or a policy."""
-    docs = [p.get("PolicyDocument", p) for p in props.get("Policies") or [] if isinstance(p, dict)]
-    docs += [props["PolicyDocument"]] if isinstance(props.get("PolicyDocument"), dict) else []
-    for doc in docs:
-        st = doc.get("Statement", [])
-        yield from st if isinstance(st, list) else [st]
+from cfn import RES, T, names, statements
 
 
 class ImageEdge(unittest.TestCase):

@@ -1,0 +1,49 @@
+"""template.yaml as the template tests read it, loaded once, and the helpers they share to read
+references and IAM statements."""
+
+import os
+
+from cfnlint.decode import cfn_yaml
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+T = cfn_yaml.load(os.path.join(ROOT, "template.yaml"))
+RES = T["Resources"]
+
+
+def as_list(v):
+    return v if isinstance(v, list) else [v]
+
+
+def names(v):
+    """Logical ids a `!Ref`/`!GetAtt` (or a list of them) names."""
+    if isinstance(v, list):
+        return {n for x in v for n in names(x)}
+    if isinstance(v, dict) and "Ref" in v:
+        return {v["Ref"]}
+    if isinstance(v, dict) and "Fn::GetAtt" in v:
+        a = v["Fn::GetAtt"]
+        return {a[0] if isinstance(a, list) else a.split(".")[0]}
+    return set()
+
+
+def unwrap(statements):
+    """(condition, statement) for each statement; one under `Fn::If` carries its condition
+    (`!Cond` for the else branch), an `AWS::NoValue` branch is no statement."""
+    for st in as_list(statements):
+        if isinstance(st, dict) and "Fn::If" in st:
+            cond, yes, no = st["Fn::If"]
+            for c, branch in ((cond, yes), (f"!{cond}", no)):
+                if branch != {"Ref": "AWS::NoValue"}:
+                    yield c, branch
+        else:
+            yield None, st
+
+
+def statements(props):
+    """Every statement of a function's `Policies`, a role's inline policies or a policy (each
+    branch of a conditional one)."""
+    docs = [p.get("PolicyDocument", p) for p in as_list(props.get("Policies") or []) if isinstance(p, dict)]
+    docs += [props["PolicyDocument"]] if isinstance(props.get("PolicyDocument"), dict) else []
+    for doc in docs:
+        for _, st in unwrap(doc.get("Statement", [])):
+            yield st
