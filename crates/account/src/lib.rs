@@ -42,7 +42,6 @@ use matbakh_app::erase::Erasure;
 use matbakh_app::exports::{ExportView, Exports};
 use matbakh_aws::S3Store;
 use matbakh_aws::Services;
-use matbakh_aws::cdn::Cdn;
 use matbakh_aws::config::ReplicaSettings;
 use matbakh_aws::queue::Queue;
 use matbakh_core::audit::PseudonymKey;
@@ -66,7 +65,7 @@ pub type Api = matbakh_api::Api<Account>;
 /// The function on the deployment's table, bucket, replica, CDN and export queue.
 pub fn router(services: Services, auth: Arc<Authenticator>, settings: EraseSettings, exports: Queue) -> Router {
     let account = Account {
-        erasure: services.erasure(settings.pseudonym_key, settings.replica, settings.cdn),
+        erasure: services.erasure(settings.pseudonym_key, settings.replica),
         exports: services.exports(Arc::new(exports)),
     };
     routes(Api { cases: account, auth })
@@ -93,25 +92,21 @@ pub struct EraseSettings {
     pub pseudonym_key: PseudonymKey,
     /// The disaster-recovery replica, where the caller's originals are erased too.
     pub replica: Option<S3Store>,
-    /// The files CDN (`FILES_DISTRIBUTION_ID`), where the caller's transform results are
-    /// invalidated. None (locally): nothing is cached.
-    pub cdn: Option<Cdn>,
 }
 
 impl EraseSettings {
     /// At start, from the environment: the key is the Secrets Manager secret
     /// `ERASE_PSEUDONYM_SECRET_ID` names (the function refuses to start without it); the
-    /// replica is `REPLICA_BUCKET` in `REPLICA_REGION` (both empty: none); the files CDN is
-    /// `FILES_DISTRIBUTION_ID` (empty: none).
+    /// replica is `REPLICA_BUCKET` in `REPLICA_REGION` (both empty: none). The files CDN
+    /// (`FILES_DISTRIBUTION_ID`) comes with the services.
     pub async fn from_lookup(sdk: &SdkConfig, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let secret_id = lookup("ERASE_PSEUDONYM_SECRET_ID")
             .filter(|v| !v.is_empty())
             .ok_or("ERASE_PSEUDONYM_SECRET_ID is not set")?;
         let secret = matbakh_aws::secrets::secret_string(sdk, &secret_id).await.map_err(|e| e.to_string())?;
         let pseudonym_key = PseudonymKey::new(secret.as_bytes()).map_err(|e| e.to_string())?;
-        let cdn = Cdn::from_lookup(sdk, &lookup);
         let replica = ReplicaSettings::from_lookup(lookup).and_then(|r| r.map(|r| r.store(sdk)).transpose());
-        Ok(EraseSettings { pseudonym_key, replica: replica.map_err(|e| e.to_string())?, cdn })
+        Ok(EraseSettings { pseudonym_key, replica: replica.map_err(|e| e.to_string())? })
     }
 }
 

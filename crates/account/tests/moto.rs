@@ -28,7 +28,7 @@ const PSEUDONYM_SECRET: &[u8] = b"account tests: the erase pseudonym key";
 const REPLICA_REGION: &str = "eu-west-1";
 
 fn erasure(replica: Option<&S3Store>) -> EraseSettings {
-    EraseSettings { pseudonym_key: PseudonymKey::new(PSEUDONYM_SECRET).unwrap(), replica: replica.cloned(), cdn: None }
+    EraseSettings { pseudonym_key: PseudonymKey::new(PSEUDONYM_SECRET).unwrap(), replica: replica.cloned() }
 }
 
 /// The function as deployed without a replica.
@@ -478,15 +478,16 @@ async fn erase_invalidates_the_users_cached_images_at_the_edge() {
     let [originals, results, ..] = account::user_prefixes(&user);
 
     let unreachable = matbakh_aws::cdn::Cdn::new(&testkit::moto_sdk().await, "ENOSUCHDISTRIBUTION");
-    let (status, failed) = erase_on(&h, &user, EraseSettings { cdn: Some(unreachable), ..erasure(None) }).await;
+    let reachable = h.state.files_edge.replace(unreachable);
+    let (status, failed) = erase_on(&h, &user, erasure(None)).await;
     assert!(status.is_server_error(), "{status} {failed}");
     assert_eq!(versions_under(&h.state.store, &[originals]).await, Vec::<String>::new(), "the originals went first");
     let waiting = versions_under(&h.state.store, std::slice::from_ref(&results)).await;
     assert_eq!(waiting.len(), 1, "the results wait for the retry");
     assert_eq!(h.file_rows(&user).await, files.len(), "the rows wait for the retry");
 
-    let with_cdn = || EraseSettings { cdn: Some(cdn.clone()), ..erasure(None) };
-    let (status, report) = erase_on(&h, &user, with_cdn()).await;
+    h.state.files_edge = reachable;
+    let (status, report) = erase_on(&h, &user, erasure(None)).await;
     assert_eq!(status, StatusCode::OK, "{report}");
     let sub = user.replace('|', "%7C");
     // one CDN, as deployed: the results' path, then the variants'
@@ -495,7 +496,7 @@ async fn erase_invalidates_the_users_cached_images_at_the_edge() {
     assert_eq!(versions_under(&h.state.store, &[results]).await, Vec::<String>::new());
     assert_eq!(h.file_rows(&user).await, 0);
 
-    let (status, report) = erase_on(&h, &user, with_cdn()).await;
+    let (status, report) = erase_on(&h, &user, erasure(None)).await;
     assert_eq!(status, StatusCode::OK, "{report}");
     assert_eq!(testkit::invalidations(&cdn).await, want, "nothing cached any more, nothing invalidated again");
 }

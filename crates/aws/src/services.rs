@@ -132,14 +132,13 @@ impl Services {
         &self,
         pseudonym_key: matbakh_core::audit::PseudonymKey,
         replica: Option<S3Store>,
-        cdn: Option<crate::cdn::Cdn>,
     ) -> matbakh_app::erase::Erasure {
         use matbakh_app::ports::{EdgeCache, ObjectStore};
         matbakh_app::erase::Erasure {
             accounts: Arc::new(self.table.clone()),
             objects: Arc::new(self.store.clone()),
             replica: replica.map(|r| Arc::new(r) as Arc<dyn ObjectStore>),
-            cdn: cdn.map(|c| Arc::new(c) as Arc<dyn EdgeCache>),
+            cdn: self.files_edge.clone().map(|c| Arc::new(c) as Arc<dyn EdgeCache>),
             delivery: self.delivery(),
             pseudonym_key,
             audit: self.trail(),

@@ -36,7 +36,6 @@ use matbakh_app::ports::ExifReader;
 use matbakh_app::removal::{Removal, Removals, Removed};
 use matbakh_app::settle::Settled;
 use matbakh_aws::Services;
-use matbakh_aws::cdn::Cdn;
 use matbakh_core::events::{ObjectChange, ObjectEvent};
 use matbakh_core::ids::{FileId, ObjectKey};
 use matbakh_core::metadata::{ExifFacts, GeoPoint};
@@ -69,18 +68,20 @@ pub struct Indexer {
     pub services: Services,
     /// `STORE_GPS_LOCATION`: keep the EXIF GPS position on the row (else only `hadGps`).
     pub store_gps_location: bool,
-    /// The files CDN (`FILES_DISTRIBUTION_ID`, [`Cdn::from_lookup`]) for the transform results:
-    /// what a purge removes is invalidated there first. None (locally): nothing is cached.
-    pub cdn: Option<Cdn>,
 }
 
 impl Indexer {
-    /// Removals and cache purges on this deployment's table, bucket and files CDN.
+    /// Removals and cache purges on this deployment's table, bucket and files CDN (the
+    /// services' `FILES_DISTRIBUTION_ID`: what a purge removes is invalidated there first).
     pub fn removals(&self) -> Removals {
         Removals {
             files: std::sync::Arc::new(self.services.table.clone()),
             objects: std::sync::Arc::new(self.services.store.clone()),
-            cdn: self.cdn.clone().map(|c| std::sync::Arc::new(c) as std::sync::Arc<dyn matbakh_app::ports::EdgeCache>),
+            cdn: self
+                .services
+                .files_edge
+                .clone()
+                .map(|c| std::sync::Arc::new(c) as std::sync::Arc<dyn matbakh_app::ports::EdgeCache>),
             delivery: self.services.delivery(),
             clock: self.services.clock.clone(),
         }
@@ -103,7 +104,7 @@ impl Indexer {
             Some("false") => false,
             Some(other) => return Err(format!("STORE_GPS_LOCATION must be true or false, not {other:?}")),
         };
-        Ok(Indexer { services, store_gps_location, cdn: None })
+        Ok(Indexer { services, store_gps_location })
     }
 }
 

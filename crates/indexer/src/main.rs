@@ -7,12 +7,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let env = |name: &str| std::env::var(name).ok();
     let services = matbakh_aws::Services::from_env().await?;
-    let sdk = matbakh_aws::config::load_sdk_config().await;
-    let ix = indexer::Indexer {
-        cdn: matbakh_aws::cdn::Cdn::from_lookup(&sdk, env),
-        ..indexer::Indexer::new(services, env)?
-    };
-    let ix = &ix;
+    let ix = &indexer::Indexer::new(services, env)?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
         Ok::<_, lambda_runtime::Error>(indexer::handle(ix, event.payload).await)
     }))

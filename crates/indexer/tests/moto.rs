@@ -444,7 +444,9 @@ async fn a_replayed_create_multipart_url_cannot_write_a_settled_key() {
 
 /// The indexer with the CDN `cdn` (security review 16.4).
 fn ix_with_cdn(h: &Harness, cdn: &matbakh_aws::cdn::Cdn) -> indexer::Indexer {
-    indexer::Indexer { cdn: Some(cdn.clone()), ..ix(h) }
+    let mut ix = ix(h);
+    ix.services.files_edge = Some(cdn.clone());
+    ix
 }
 
 /// A transform result made from `key`, stored where the transformer stores it.
