@@ -133,11 +133,6 @@ impl FilesCdn {
         key.public_copy().map(|copy| self.url(&copy))
     }
 
-    /// Whether private URLs can be signed here.
-    pub fn signs(&self) -> bool {
-        self.signer.is_some()
-    }
-
     /// A signed URL of `key` (a version of it, served with `disposition`), valid until
     /// `expires`; `None` without a signing key.
     pub fn signed_url(
@@ -294,7 +289,6 @@ X6zd8KwNvpj9e6E+XT9b3KfjgIBFVeFvLcR44H1H/xATQyXOSzTrt2zH
             format!("https://files.example.org/p/{id}/320.avif")
         );
         assert_eq!(cdn.public_url(&ObjectKey::export_archive(&user, "e1")), None);
-        assert!(!cdn.signs());
         assert!(cdn.signed_url(&ObjectKey::variant(id, 320, "avif"), None, None, OffsetDateTime::UNIX_EPOCH).is_none());
     }
 }
