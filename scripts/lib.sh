@@ -228,11 +228,14 @@ ensure_browser_test() {
 }
 
 # imgproxy's official Node client (pinned in tests/imgproxy/package-lock.json) for the
-# transformer's URL test.
+# transformer's URL test, and terser (pinned in edge/package-lock.json) that builds the CloudFront
+# Function in template.yaml from edge/.
 ensure_imgproxy_client() {
   command -v node >/dev/null || die "node (20.10 or later) is required for the imgproxy client test"
   [[ -d $ROOT/tests/imgproxy/node_modules/@imgproxy/imgproxy-node ]] ||
     (cd "$ROOT/tests/imgproxy" && npm ci --no-audit --no-fund --silent) || die "npm ci in tests/imgproxy failed"
+  [[ -d $ROOT/edge/node_modules/terser ]] ||
+    (cd "$ROOT/edge" && npm ci --no-audit --no-fund --silent) || die "npm ci in edge failed"
 }
 
 free_port() {

@@ -7,6 +7,8 @@
 // reads) is requested with /t in front; the path kept for the transformer has none, and a path
 // without it (the CDN's /results* behaviour, whose viewers must never reach S3) is refused. Its `cloudfront` KeyValueStore is a stub holding the vectors'
 // test key/salt pairs; `crypto` is Node's (the runtime's behaves as Node's); the clock is injected.
+// The code is the template's, as deployed: minified from edge/transform-request.js (a test below
+// checks the template is that file's build).
 // Run: node --test tests/imgproxy/
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -19,7 +21,8 @@ const begin = template.indexOf("// BEGIN transform-request");
 const end = template.indexOf("// END transform-request");
 assert.ok(begin > 0 && end > begin, "the function's markers are in template.yaml");
 const code = template.slice(begin, end).split("\n").map((l) => l.replace(/^ {8}/, "")).join("\n");
-assert.ok(code.length < 10240, `CloudFront Functions take at most 10 KB of code (this is ${code.length} B)`);
+const bytes = Buffer.byteLength(code, "utf8");
+assert.ok(bytes < 10240, `CloudFront Functions take at most 10 KB of code (this is ${bytes} B)`);
 const { now, keys, salts, vectors } = JSON.parse(readFileSync(new URL("tests/imgproxy/result-keys.json", root), "utf8"));
 const KEYS = keys.split(","), SALTS = salts.split(",");
 
@@ -28,9 +31,13 @@ function load(store, at = now) {
   const kvs = { get: async (k) => { if (!(k in store)) throw new Error(`key ${k} not found`); return store[k]; } };
   const cf = { kvs: () => kvs };
   const FakeDate = { now: () => at * 1000 };
-  // The runtime's module imports become parameters; the bucket the template substitutes is the vectors'.
-  const body = code.replace(/^import .*$/gm, "").replaceAll("${FilesBucket}", "files");
-  return new Function("cf", "crypto", "Date", `${body}; return handler;`)(cf, crypto, FakeDate);
+  // The runtime's modules come from parameters (the minified code names its imports freely); the
+  // bucket the template substitutes is the vectors'.
+  const modules = { cloudfront: "__cf", crypto: "__crypto" };
+  const body = code
+    .replace(/import\s*(\w+)\s*from\s*["'](\w+)["'];?/g, (_, name, module) => `var ${name} = ${modules[module]};`)
+    .replaceAll("${FilesBucket}", "files");
+  return new Function("__cf", "__crypto", "Date", `${body}; return handler;`)(cf, crypto, FakeDate);
 }
 
 /** The KeyValueStore entry scripts/transform-keys writes: `key:salt` pairs, comma-separated. */
@@ -73,7 +80,7 @@ test("the viewer request is rewritten to the result key, with the signed path ke
   const req = await handler(event);
   assert.equal(req.headers.accept.value, "image/avif");
   assert.equal(req.headers["x-transform-path"].value, uri);
-  assert.equal(req.uri, "/results/users/u/f/a%20b.jpg/e1/rt%3Afill%2Cw%3A300%2Ch%3A200%2Cg%3Asm.avif");
+  assert.equal(req.uri, "/results/users/u/f/a%20b.jpg/e2/rt%3Afill%2Cw%3A300%2Ch%3A200%2Cg%3Asm.avif");
   for (const [accept, want] of [["image/webp,*/*", "image/webp"], ["*/*", "image/jpeg"], [undefined, "image/jpeg"]]) {
     const out = await handler(transform(signed("/w:1/plain/users/a.jpg"), accept));
     assert.equal(out.headers.accept.value, want);
@@ -83,7 +90,7 @@ test("the viewer request is rewritten to the result key, with the signed path ke
 test("forged, tampered and un-expired URLs are refused before any result is looked up", async () => {
   const path = "/w:300/plain/users/u/f/a.jpg@webp";
   const good = await handler(transform(signed(path)));
-  assert.equal(good.uri, encodeKey("results/users/u/f/a.jpg/e1/w:300.webp"));
+  assert.equal(good.uri, encodeKey("results/users/u/f/a.jpg/e2/w:300.webp"));
   // Any signature, no signature, a signature of another path.
   refused(await handler(transform(`/anything${path}`)), 403, "bad_signature", "a made-up signature");
   refused(await handler(transform(`/_${path}`)), 403, "bad_signature", "unsigned");
@@ -97,7 +104,7 @@ test("forged, tampered and un-expired URLs are refused before any result is look
   refused(await handler(transform(`/${sign(expiring)}${path}`)), 403, "bad_signature", "exp removed");
   // The same URL is fine until it expires (the clock is the function's, injected).
   const before = load(PAIRS, now - 61);
-  assert.equal((await before(transform(signed(expiring)))).uri, encodeKey("results/users/u/f/a.jpg/e1/w:300.webp"));
+  assert.equal((await before(transform(signed(expiring)))).uri, encodeKey("results/users/u/f/a.jpg/e2/w:300.webp"));
   // Rotation: a URL signed with the second pair is accepted; with a pair not in the store, not.
   assert.equal((await handler(transform(signed(path, 1)))).uri, good.uri);
   const onlyFirst = load({ pairs: `${KEYS[0]}:${SALTS[0]}` });
@@ -133,10 +140,10 @@ test("URLs the edge cannot map never share a cache key: each is refused there (4
 
 test("only /t/ paths are transforms: anything else, a viewer's /results/... above all, is refused (400, no-store)", async () => {
   const path = "/w:300/plain/users/u/f/a.jpg@webp";
-  const key = encodeKey("results/users/u/f/a.jpg/e1/w:300.webp");
+  const key = encodeKey("results/users/u/f/a.jpg/e2/w:300.webp");
   assert.equal((await handler(transform(signed(path)))).uri, key, "the transform URL itself is fine");
   const notTransforms = [
-    key, decodeURIComponent(key), "/results%2Fusers/u/f/a.jpg/e1/w:300.webp", "/results",
+    key, decodeURIComponent(key), "/results%2Fusers/u/f/a.jpg/e2/w:300.webp", "/results",
     signed(path), `/t${signed(path)}`.replace("/t/", "/T/"), `/t${signed(path)}`.replace("/t/", "/tt/"),
     `/t${signed(path)}`.replace("/t/", "/t%2F"), `//t${signed(path)}`, `/p/t${signed(path)}`, "/t", "",
   ];
@@ -149,4 +156,9 @@ test("only /t/ paths are transforms: anything else, a viewer's /results/... abov
       assert.equal(event.request.headers["x-transform-path"], undefined, uri);
     }
   }
+});
+
+test("the template's function is the build of edge/transform-request.js (node edge/build.mjs)", async () => {
+  const { rendered } = await import(new URL("edge/build.mjs", root));
+  assert.ok((await rendered(template)) === template, "template.yaml is stale: run node edge/build.mjs");
 });

@@ -48,6 +48,7 @@ pub struct ObjectHead {
     pub etag: Option<String>,
     pub version_id: Option<String>,
     pub content_type: Option<String>,
+    pub content_disposition: Option<String>,
     /// `x-amz-meta-*`, names lower case.
     pub metadata: std::collections::HashMap<String, String>,
 }
@@ -210,6 +211,7 @@ impl S3Store {
                 etag: out.e_tag().map(|t| t.trim_matches('"').to_owned()),
                 version_id: out.version_id().map(str::to_owned),
                 content_type: out.content_type().map(str::to_owned),
+                content_disposition: out.content_disposition().map(str::to_owned),
                 metadata: out.metadata().cloned().unwrap_or_default(),
             })),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) || gone(e.raw_response()) => Ok(None),
@@ -218,12 +220,14 @@ impl S3Store {
     }
 
     /// Writes a derived object that never changes under its key (a transform result, a variant):
-    /// its type, user metadata (what it was made from) and the immutable cache header.
+    /// its type, its `Content-Disposition` if any, user metadata (what it was made from) and the
+    /// immutable cache header.
     pub async fn put_result(
         &self,
         key: &ObjectKey,
         bytes: Vec<u8>,
         content_type: &str,
+        disposition: Option<&str>,
         metadata: &[(&str, &str)],
     ) -> Result<(), AwsError> {
         let key = key.as_str();
@@ -233,6 +237,7 @@ impl S3Store {
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
+            .set_content_disposition(disposition.map(str::to_owned))
             .cache_control("public, max-age=31536000, immutable");
         for (name, value) in metadata {
             put = put.metadata(*name, *value);
@@ -370,7 +375,7 @@ impl S3Store {
 
     /// Writes a derived object (a variant): immutable, cacheable for a year.
     pub async fn put_derived(&self, key: &ObjectKey, bytes: Vec<u8>, content_type: &str) -> Result<(), AwsError> {
-        self.put_result(key, bytes, content_type, &[]).await
+        self.put_result(key, bytes, content_type, None, &[]).await
     }
 
     /// Copies one version of `from` to `to` (same bucket), keeping its metadata.

@@ -67,13 +67,78 @@ pub fn encode(p: &Pixels, format: OutputFormat, q: &Quality) -> Result<Vec<u8>, 
 }
 
 fn png(p: &Pixels) -> Result<Vec<u8>, ImageError> {
+    png_with(p, None, None)
+}
+
+fn png_with(p: &Pixels, icc: Option<&[u8]>, exif: Option<Vec<u8>>) -> Result<Vec<u8>, ImageError> {
     use image::ImageEncoder;
     let color = if p.has_alpha() { image::ExtendedColorType::Rgba8 } else { image::ExtendedColorType::Rgb8 };
     let mut out = Vec::new();
-    image::codecs::png::PngEncoder::new(&mut out)
-        .write_image(&p.data, p.width, p.height, color)
-        .map_err(|e| ImageError::Encode(format!("PNG: {e}")))?;
+    let mut encoder = image::codecs::png::PngEncoder::new(&mut out);
+    let unsupported = |e: image::error::UnsupportedError| ImageError::Encode(format!("PNG: {e}"));
+    if let Some(icc) = icc {
+        encoder.set_icc_profile(icc.to_vec()).map_err(unsupported)?;
+    }
+    if let Some(exif) = exif {
+        encoder.set_exif_metadata(exif).map_err(unsupported)?;
+    }
+    encoder.write_image(&p.data, p.width, p.height, color).map_err(|e| ImageError::Encode(format!("PNG: {e}")))?;
     Ok(out)
+}
+
+/// [`encode`], keeping a colour profile and a copyright where the format carries them: JPEG
+/// (APP2 `ICC_PROFILE` segments, an APP1 EXIF block) and PNG (`iCCP`, `eXIf`). WebP and AVIF
+/// results get neither (their pixels are then converted to sRGB by the caller, see
+/// `transform::run`).
+pub fn encode_keeping(
+    p: &Pixels,
+    format: OutputFormat,
+    q: &Quality,
+    icc: Option<&[u8]>,
+    copyright: Option<&str>,
+) -> Result<Vec<u8>, ImageError> {
+    let exif = copyright.and_then(crate::exif::copyright_block);
+    match format {
+        OutputFormat::Jpeg if icc.is_some() || exif.is_some() => {
+            let plain = jpeg(&p.flatten(), q.jpeg)?;
+            Ok(jpeg_segments(&plain, icc, exif.as_deref()))
+        }
+        OutputFormat::Png if icc.is_some() || exif.is_some() => png_with(p, icc, exif),
+        _ => encode(p, format, q),
+    }
+}
+
+/// Whether `format` can carry a colour profile in this encoder.
+pub fn keeps_profile(format: OutputFormat) -> bool {
+    matches!(format, OutputFormat::Jpeg | OutputFormat::Png)
+}
+
+/// `jpeg` with an APP1 EXIF segment and the profile in APP2 `ICC_PROFILE` chunks (at most
+/// 65,519 bytes each, numbered from 1), right after SOI.
+fn jpeg_segments(jpeg: &[u8], icc: Option<&[u8]>, exif: Option<&[u8]>) -> Vec<u8> {
+    const MAX_ICC_CHUNK: usize = 65_519;
+    let mut out = Vec::with_capacity(jpeg.len() + icc.map_or(0, <[u8]>::len) + 1024);
+    out.extend_from_slice(&jpeg[..2]);
+    let mut segment = |marker: u8, parts: &[&[u8]]| {
+        let len: usize = parts.iter().map(|p| p.len()).sum::<usize>() + 2;
+        out.extend_from_slice(&[0xFF, marker]);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+        for p in parts {
+            out.extend_from_slice(p);
+        }
+    };
+    if let Some(exif) = exif.filter(|e| e.len() + 8 < usize::from(u16::MAX)) {
+        segment(0xE1, &[b"Exif\0\0", exif]);
+    }
+    if let Some(icc) = icc {
+        let chunks: Vec<&[u8]> = icc.chunks(MAX_ICC_CHUNK).collect();
+        let total = chunks.len().min(255) as u8;
+        for (i, chunk) in chunks.iter().take(255).enumerate() {
+            segment(0xE2, &[b"ICC_PROFILE\0", &[i as u8 + 1, total], chunk]);
+        }
+    }
+    out.extend_from_slice(&jpeg[2..]);
+    out
 }
 
 fn jpeg(p: &Pixels, quality: u8) -> Result<Vec<u8>, ImageError> {

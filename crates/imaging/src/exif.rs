@@ -3,7 +3,7 @@
 //! Parsed with `kamadak-exif`, which reads the orientation whether it is stored as a 16-bit or
 //! a 32-bit value (`panasonic-orientation6.jpg` uses the latter; some readers miss it). The GPS
 //! position is read so that a deployment that opts in can keep it; variants never carry any
-//! metadata at all.
+//! metadata at all, transform results only the copyright (imgproxy's `keep_copyright`).
 
 use exif::{In, Tag, Value};
 
@@ -29,6 +29,8 @@ pub struct ExifSummary {
     /// The position those tags give, when they are complete and in range. Stored only where the
     /// deployment allows it (the indexer's `STORE_GPS_LOCATION`), never copied into a variant.
     pub gps: Option<GpsPosition>,
+    /// The `Copyright` tag: what imgproxy's `keep_copyright` carries into a result.
+    pub copyright: Option<String>,
 }
 
 fn text(exif: &exif::Exif, tag: Tag) -> Option<String> {
@@ -66,6 +68,7 @@ pub fn read(bytes: &[u8]) -> ExifSummary {
         taken_at: text(&exif, Tag::DateTimeOriginal),
         has_gps: exif.fields().any(|f| f.ifd_num == In::PRIMARY && f.tag.context() == exif::Context::Gps),
         gps: gps(&exif),
+        copyright: text(&exif, Tag::Copyright),
     }
 }
 
@@ -91,6 +94,21 @@ fn gps(exif: &exif::Exif) -> Option<GpsPosition> {
         latitude: coordinate(exif, Tag::GPSLatitude, Tag::GPSLatitudeRef, b'S', 90.0)?,
         longitude: coordinate(exif, Tag::GPSLongitude, Tag::GPSLongitudeRef, b'W', 180.0)?,
     })
+}
+
+/// A minimal EXIF block (TIFF, big-endian) holding only `copyright`: what a result keeps of its
+/// source's metadata under `kcr` (imgproxy's `keep_copyright`). `None` if it cannot be written.
+pub fn copyright_block(copyright: &str) -> Option<Vec<u8>> {
+    let field = exif::Field {
+        tag: Tag::Copyright,
+        ifd_num: In::PRIMARY,
+        value: Value::Ascii(vec![copyright.as_bytes().to_vec()]),
+    };
+    let mut writer = exif::experimental::Writer::new();
+    writer.push_field(&field);
+    let mut out = std::io::Cursor::new(Vec::new());
+    writer.write(&mut out, false).ok()?;
+    Some(out.into_inner())
 }
 
 #[cfg(test)]

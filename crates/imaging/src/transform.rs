@@ -1,16 +1,17 @@
-//! URL-driven transforms (the transformer): imgproxy's geometry for `core::imgproxy::Options`,
-//! applied to one decode. [`plan`] is the arithmetic alone (imgproxy's `calcScale`, without
-//! zoom, min sizes and extend), so the sizes a URL gives are testable without pixels.
+//! URL-driven transforms (the transformer): imgproxy's pipeline for `core::imgproxy::Options`,
+//! applied to one decode. [`plan`] is the arithmetic alone (imgproxy v4's `calcScale` and
+//! `calcSizes`: zoom, minimum sizes, extend, extend to an aspect ratio, padding), so the sizes a
+//! URL gives are testable without pixels.
 
 use matbakh_core::imgproxy::{Format, Gravity, GravityKind, Options, OutputChoice, ResizeType, Watermark};
 
-use crate::encode::{OutputFormat, Quality, encode};
+use crate::encode::{OutputFormat, Quality, encode_keeping, keeps_profile};
 use crate::pixels::Pixels;
 use crate::{ImageError, ImageLimits, read_header};
 
 /// Names the encoders and pipeline in result keys: change it whenever the same URL would give
 /// different bytes, so a deploy never serves results of the old code as new.
-pub const ENCODER_VERSION: &str = "e1";
+pub const ENCODER_VERSION: &str = "e2";
 
 pub use matbakh_core::imgproxy::DEFAULT_MAX_OUTPUT_SIDE;
 /// Largest device pixel ratio (`TRANSFORM_MAX_DPR`).
@@ -44,8 +45,11 @@ pub struct Pipeline<'a> {
     pub watermark: Option<&'a Pixels>,
 }
 
-/// Decodes `bytes` once (no larger than the result needs), cuts, resizes, filters and encodes
-/// as the options say, in `output`'s format. Metadata never reaches the result.
+/// Decodes `bytes` once (no larger than the result needs), then runs imgproxy's pipeline in its
+/// order: trim, crop, resize, rotate and flip, cut to the result, filters (blur, sharpen,
+/// pixelate), extend, extend to the aspect ratio, padding, flatten, watermark; then encodes in
+/// `output`'s format (lowering the quality until `mb` fits). Metadata never reaches the result,
+/// except the copyright (`kcr`) and the colour profile (`scp:0`) where the format keeps them.
 pub fn run(bytes: &[u8], o: &Options, output: OutputChoice, p: &Pipeline<'_>) -> Result<Transformed, ImageError> {
     let Pipeline { limits, max_side, quality, watermark } = *p;
     let watermark = match (&o.watermark, watermark) {
@@ -55,16 +59,30 @@ pub fn run(bytes: &[u8], o: &Options, output: OutputChoice, p: &Pipeline<'_>) ->
     };
     // The header and EXIF once: the plan comes from them, then the decode uses them.
     let header = read_header(bytes, limits, o.auto_rotate)?;
-    let (w, h) = (header.width, header.height);
-    let plan = plan(w, h, o);
-    check_output(&plan, limits, max_side)?;
-    // Decode just large enough that the cut region still covers the scaled size.
-    let (cw, ch) = plan.crop.map_or((w, h), |(cw, ch)| (if cw == 0 { w } else { cw }, if ch == 0 { h } else { ch }));
-    let need = (f64::from(plan.scaled.0) * f64::from(w) / f64::from(cw)).ceil() as u32;
-    let source = header.decode(bytes, limits, need.min(w))?;
-    let (mut px, icc) = (source.pixels, source.icc);
+    let copyright = if o.keep_copyright { header.exif.copyright.clone() } else { None };
+    let upright = |px: Pixels| turn(px, o.rotate, o.flip);
+    let (mut px, icc, plan) = if o.trim.is_some() {
+        // Trimming needs every pixel before the sizes are known (imgproxy plans again after it).
+        let source = header.decode(bytes, limits, u32::MAX)?;
+        let px = trim(upright(source.pixels), o.trim.as_ref());
+        let plan = plan(px.width, px.height, o);
+        check_output(&plan, limits, max_side)?;
+        (px, source.icc, plan)
+    } else {
+        let (w0, h0) = (header.width, header.height);
+        let (w, h) = if o.rotate % 180 == 90 { (h0, w0) } else { (w0, h0) };
+        let plan = plan(w, h, o);
+        check_output(&plan, limits, max_side)?;
+        // Decode just large enough that the cut region still covers the scaled size.
+        let (cw, ch) = plan.crop.map_or((w, h), |(cw, ch)| (nonzero(cw, w), nonzero(ch, h)));
+        let factor = (f64::from(plan.scaled.0) / f64::from(cw)).max(f64::from(plan.scaled.1) / f64::from(ch));
+        let source = header.decode(bytes, limits, (factor * f64::from(w0)).ceil() as u32)?;
+        (upright(source.pixels), source.icc, plan)
+    };
+    let (w, h) = (plan.source.0, plan.source.1);
     let k = f64::from(px.width) / f64::from(w);
-    if plan.crop.is_some() {
+    if let Some((cw, ch)) = plan.crop {
+        let (cw, ch) = (nonzero(cw, w), nonzero(ch, h));
         let g = o.crop.and_then(|c| c.gravity).unwrap_or(o.gravity);
         let inner = (round(f64::from(cw) * k).clamp(1, px.width), round(f64::from(ch) * k).clamp(1, px.height));
         let (x, y) = if g.kind == GravityKind::Smart {
@@ -86,24 +104,156 @@ pub fn run(bytes: &[u8], o: &Options, output: OutputChoice, p: &Pipeline<'_>) ->
         };
         px = px.crop(Rect { x, y, width: plan.output.0, height: plan.output.1 });
     }
-    // To sRGB once cut and resized: far fewer pixels to convert than the decode had.
-    px = px.to_srgb(icc.as_deref());
+    // To sRGB once cut and resized (far fewer pixels to convert than the decode had), unless the
+    // profile is kept (`scp:0`): then the pixels stay in it and the result carries it.
+    let mut keep_icc = if o.strip_color_profile { None } else { icc.clone().filter(|p| !is_srgb(p)) };
+    if keep_icc.is_none() {
+        px = px.to_srgb(icc.as_deref());
+    }
     if o.blur > 0.0 {
         px = px.blur(o.blur);
     }
     if o.sharpen > 0.0 {
         px = px.sharpen(o.sharpen);
     }
+    if o.pixelate > 1 {
+        px = px.pixelate(o.pixelate);
+    }
+    for (canvas, gravity) in [(plan.extend, o.extend), (plan.extend_aspect_ratio, o.extend_aspect_ratio)] {
+        if let (Some((cw, ch)), Some(g)) = (canvas, gravity)
+            && (cw > px.width || ch > px.height)
+        {
+            let (cw, ch) = (cw.max(px.width), ch.max(px.height));
+            let (x, y) = position((cw, ch), (px.width, px.height), &g, plan.offset_scale);
+            px = px.embed(cw, ch, x, y);
+        }
+    }
+    if plan.padding != [0; 4] {
+        let [top, right, bottom, left] = plan.padding;
+        px = px.embed(px.width + left + right, px.height + top + bottom, left, top);
+    }
+    if let Some(bg) = o.background {
+        px = px.flatten_on(bg.0);
+    }
     if let Some((w, image)) = watermark {
         px = overlay(px, image, w, plan.offset_scale)?;
     }
     let format = output.format(px.has_alpha());
-    let mut q = *quality;
-    if o.quality > 0 {
-        (q.jpeg, q.webp, q.avif) = (o.quality, f32::from(o.quality), f32::from(o.quality));
+    if keep_icc.is_some() && !keeps_profile(output_format(format)) {
+        px = px.to_srgb(keep_icc.take().as_deref());
     }
-    let bytes = encode(&px, output_format(format), &q)?;
+    let mut q = *quality;
+    let asked = if o.quality > 0 {
+        o.quality
+    } else {
+        o.format_quality.iter().find(|(f, _)| *f == format).map_or(0, |(_, q)| *q)
+    };
+    if asked > 0 {
+        (q.jpeg, q.webp, q.avif) = (asked, f32::from(asked), f32::from(asked));
+    }
+    let keep = Keep { icc: keep_icc.as_deref(), copyright: copyright.as_deref() };
+    let bytes = encode_within(&px, output_format(format), q, o.max_bytes, &keep)?;
     Ok(Transformed { format, width: px.width, height: px.height, bytes })
+}
+
+/// What a result keeps of its source: the colour profile (`scp:0`) and the copyright (`kcr`).
+struct Keep<'a> {
+    icc: Option<&'a [u8]>,
+    copyright: Option<&'a str>,
+}
+
+/// Encodes at `q`; with `max_bytes`, lowers the quality as imgproxy's `saveImageToFitBytes` does
+/// (by a quarter, a half or three quarters as the overshoot is over 1.5 or 3 times, always at
+/// least by one) until it fits or the quality is 10 or less. PNG has no quality: it is encoded once.
+fn encode_within(
+    px: &Pixels,
+    format: OutputFormat,
+    mut q: Quality,
+    max_bytes: u64,
+    keep: &Keep<'_>,
+) -> Result<Vec<u8>, ImageError> {
+    let mut quality = match format {
+        OutputFormat::Jpeg => i64::from(q.jpeg),
+        OutputFormat::WebP => q.webp.round() as i64,
+        OutputFormat::Avif => q.avif.round() as i64,
+        OutputFormat::Png => 0,
+    };
+    loop {
+        let bytes = encode_keeping(px, format, &q, keep.icc, keep.copyright)?;
+        let size = bytes.len() as u64;
+        if max_bytes == 0 || size <= max_bytes || quality <= 10 || format == OutputFormat::Png {
+            return Ok(bytes);
+        }
+        let delta = size as f64 / max_bytes as f64;
+        let factor = if delta > 3.0 {
+            0.25
+        } else if delta > 1.5 {
+            0.5
+        } else {
+            0.75
+        };
+        quality = (quality - 1).min((quality as f64 * factor).round() as i64).max(1);
+        let v = quality as u8;
+        (q.jpeg, q.webp, q.avif) = (v, f32::from(v), f32::from(v));
+    }
+}
+
+/// Whether an ICC profile is (near enough) sRGB: keeping it changes nothing.
+fn is_srgb(icc: &[u8]) -> bool {
+    // The profile description of the common sRGB profiles names it.
+    icc.windows(4).any(|w| w == b"sRGB")
+}
+
+fn nonzero(v: u32, otherwise: u32) -> u32 {
+    if v == 0 { otherwise } else { v }
+}
+
+/// The user's rotation (clockwise) then flips, after the EXIF orientation (as imgproxy).
+fn turn(px: Pixels, rotate: u16, (horizontal, vertical): (bool, bool)) -> Pixels {
+    // EXIF orientations that rotate clockwise by 90, 180 and 270; 2 and 4 flip.
+    let px = match rotate {
+        90 => px.orient(6),
+        180 => px.orient(3),
+        270 => px.orient(8),
+        _ => px,
+    };
+    let px = if horizontal { px.orient(2) } else { px };
+    if vertical { px.orient(4) } else { px }
+}
+
+/// Cuts away the border `t` describes (libvips' `find_trim` as imgproxy calls it): a pixel is
+/// border while no channel differs from the border colour (`t`'s, or the top-left pixel's) by
+/// more than the threshold; transparency is judged on magenta. An image that is all border is
+/// left whole; `equal_hor`/`equal_ver` cut the same from both sides (the smaller amount).
+pub fn trim(px: Pixels, t: Option<&matbakh_core::imgproxy::Trim>) -> Pixels {
+    let Some(t) = t else { return px };
+    let judged = if px.has_alpha() { px.flatten_on([255, 0, 255]) } else { px.clone() };
+    let bg = t.color.map_or_else(|| [judged.data[0], judged.data[1], judged.data[2]], |c| c.0);
+    let (w, h) = (judged.width as usize, judged.height as usize);
+    let object = |x: usize, y: usize| {
+        let i = (y * w + x) * 3;
+        (0..3).any(|c| f64::from(judged.data[i + c].abs_diff(bg[c])) > t.threshold)
+    };
+    let (mut left, mut right, mut top, mut bottom) = (w, 0, h, 0);
+    for y in 0..h {
+        for x in 0..w {
+            if object(x, y) {
+                (left, right, top, bottom) = (left.min(x), right.max(x + 1), top.min(y), bottom.max(y + 1));
+            }
+        }
+    }
+    if left >= right || top >= bottom {
+        return px;
+    }
+    if t.equal_hor {
+        let cut = left.min(w - right);
+        (left, right) = (cut, w - cut);
+    }
+    if t.equal_ver {
+        let cut = top.min(h - bottom);
+        (top, bottom) = (cut, h - cut);
+    }
+    px.crop(Rect { x: left as u32, y: top as u32, width: (right - left) as u32, height: (bottom - top) as u32 })
 }
 
 /// A rectangle of pixels.
@@ -115,15 +265,25 @@ pub struct Rect {
     pub height: u32,
 }
 
-/// What a URL's geometry comes to for a source of a given (oriented) size.
+/// What a URL's geometry comes to for a source of a given (oriented, rotated, trimmed) size.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Plan {
-    /// The `crop` option: the size cut from the source first (placed by its gravity).
+    /// The size the plan was made for.
+    pub source: (u32, u32),
+    /// The `crop` option: the size cut from the source first (0: the whole side).
     pub crop: Option<(u32, u32)>,
     /// The size the (cropped) source is resized to.
     pub scaled: (u32, u32),
-    /// The final size: `scaled`, cut to the requested box where the type crops.
+    /// `scaled`, cut to the requested box where the type crops.
     pub output: (u32, u32),
+    /// `ex`: the canvas the output is extended to (each side at least the output's).
+    pub extend: Option<(u32, u32)>,
+    /// `exar`: the canvas of the requested aspect ratio.
+    pub extend_aspect_ratio: Option<(u32, u32)>,
+    /// `pd` in pixels (times dpr, rounded half to even): top, right, bottom, left.
+    pub padding: [u32; 4],
+    /// The result's size.
+    pub result: (u32, u32),
     /// What offsets in pixels are multiplied by for the final cut (the effective dpr).
     pub offset_scale: f64,
 }
@@ -131,6 +291,11 @@ pub struct Plan {
 /// Go's `math.Round`: halves away from zero.
 fn round(v: f64) -> u32 {
     v.round().max(0.0) as u32
+}
+
+/// imgproxy's `imath.Scale`: 0 stays 0.
+fn scale(v: u32, by: f64) -> u32 {
+    if v == 0 { 0 } else { round(f64::from(v) * by) }
 }
 
 fn crop_size(side: u32, c: f64) -> u32 {
@@ -143,7 +308,8 @@ fn crop_size(side: u32, c: f64) -> u32 {
     }
 }
 
-/// The sizes for a `src_w` x `src_h` source (as displayed).
+/// The sizes for a `src_w` x `src_h` source (as displayed, after rotation): imgproxy's
+/// `calcScale` and `calcSizes` (v4), with zoom, minimum sizes, extend and padding.
 pub fn plan(src_w: u32, src_h: u32, o: &Options) -> Plan {
     let crop = o.crop.map(|c| (crop_size(src_w, c.width), crop_size(src_h, c.height)));
     let (cw, ch) = crop.unwrap_or((0, 0));
@@ -172,37 +338,79 @@ pub fn plan(src_w: u32, src_h: u32, o: &Options) -> Plan {
             (wsh, hsh) = (m, m);
         }
     }
+    wsh /= o.zoom.0;
+    hsh /= o.zoom.1;
     let mut dpr = o.dpr;
     if !o.enlarge {
         let m = wsh.min(hsh);
         if m < 1.0 {
             wsh /= m;
             hsh /= m;
-            dpr /= m;
+            // Extending keeps the composition whatever the dpr: no compensation then.
+            if o.extend.is_none() {
+                dpr /= m;
+            }
         }
         dpr = dpr.min(wsh.min(hsh));
     }
+    if o.min_width > 0 {
+        let m = fw / f64::from(o.min_width);
+        if m < wsh {
+            hsh /= wsh / m;
+            wsh = m;
+        }
+    }
+    if o.min_height > 0 {
+        let m = fh / f64::from(o.min_height);
+        if m < hsh {
+            wsh /= hsh / m;
+            hsh = m;
+        }
+    }
     wsh = (wsh / dpr).min(fw);
     hsh = (hsh / dpr).min(fh);
-    let target_w = if o.width == 0 { 0 } else { round(f64::from(o.width) * dpr) };
-    let target_h = if o.height == 0 { 0 } else { round(f64::from(o.height) * dpr) };
+    let target = (scale(o.width, dpr * o.zoom.0), scale(o.height, dpr * o.zoom.1));
     let scaled = (round(fw / wsh).max(1), round(fh / hsh).max(1));
-    let mut cut = (target_w, target_h);
-    if rt == ResizeType::FillDown && !o.enlarge && target_w > 0 && target_h > 0 {
-        let dw = f64::from(target_w) / f64::from(scaled.0);
-        let dh = f64::from(target_h) / f64::from(scaled.1);
+    let mut cut = target;
+    if rt == ResizeType::FillDown && !o.enlarge && target.0 > 0 && target.1 > 0 {
+        let dw = f64::from(target.0) / f64::from(scaled.0);
+        let dh = f64::from(target.1) / f64::from(scaled.1);
         if dw > dh && dw > 1.0 {
-            cut = (scaled.0, round(f64::from(scaled.0) * f64::from(target_h) / f64::from(target_w)));
+            cut = (scaled.0, round(f64::from(scaled.0) * f64::from(target.1) / f64::from(target.0)));
         } else if dh > dw && dh > 1.0 {
-            cut = (round(f64::from(scaled.1) * f64::from(target_w) / f64::from(target_h)), scaled.1);
+            cut = (round(f64::from(scaled.1) * f64::from(target.0) / f64::from(target.1)), scaled.1);
         }
     }
     let side = |s: u32, c: u32| if c == 0 { s } else { s.min(c) }.max(1);
     let output = (side(scaled.0, cut.0), side(scaled.1, cut.1));
+    let extend = o.extend.filter(|_| target.0 > 0 || target.1 > 0).map(|_| target);
+    let extend_aspect_ratio = o.extend_aspect_ratio.filter(|_| target.0 > 0 && target.1 > 0).and_then(|_| {
+        let dw = f64::from(target.0) / f64::from(output.0);
+        let dh = f64::from(target.1) / f64::from(output.1);
+        let ratio = f64::from(target.1) / f64::from(target.0);
+        if dh > dw {
+            Some((output.0, round(f64::from(output.0) * ratio)))
+        } else if dw > dh {
+            Some((round(f64::from(output.1) / ratio), output.1))
+        } else {
+            None
+        }
+    });
+    let padding = o.padding.map(|p| if p == 0 { 0 } else { round_even(f64::from(p) * dpr).max(0) as u32 });
+    let mut result = output;
+    for canvas in [extend, extend_aspect_ratio].into_iter().flatten() {
+        result = (result.0.max(canvas.0), result.1.max(canvas.1));
+    }
+    result = (result.0 + padding[1] + padding[3], result.1 + padding[0] + padding[2]);
     Plan {
+        source: (src_w, src_h),
         crop: crop.filter(|&(w, h)| (w != 0 && w < src_w) || (h != 0 && h < src_h)),
         scaled,
         output,
+        extend,
+        extend_aspect_ratio,
+        padding,
+        result,
         offset_scale: dpr,
     }
 }
@@ -345,6 +553,73 @@ impl Pixels {
         Pixels { width: w as u32, height: h as u32, channels: self.channels, data }
     }
 
+    /// Transparency laid on `bg`: RGB, no alpha left (imgproxy's flatten).
+    pub fn flatten_on(&self, bg: [u8; 3]) -> Pixels {
+        if !self.has_alpha() {
+            return self.clone();
+        }
+        let data = self
+            .data
+            .chunks_exact(4)
+            .flat_map(|p| {
+                let a = u32::from(p[3]);
+                let blend = |v: u8, b: u8| ((u32::from(v) * a + u32::from(b) * (255 - a) + 127) / 255) as u8;
+                [blend(p[0], bg[0]), blend(p[1], bg[1]), blend(p[2], bg[2])]
+            })
+            .collect();
+        Pixels { width: self.width, height: self.height, channels: 3, data }
+    }
+
+    /// These pixels at (`x`, `y`) on a transparent `width` x `height` canvas (libvips' embed, as
+    /// imgproxy's extend and padding use it); the canvas is flattened later if need be.
+    pub fn embed(&self, width: u32, height: u32, x: u32, y: u32) -> Pixels {
+        let src = self.to_rgba();
+        let (w, h) = (width.max(src.width + x), height.max(src.height + y));
+        let mut data = vec![0u8; (w * h * 4) as usize];
+        let row = (src.width * 4) as usize;
+        for r in 0..src.height {
+            let at = (((y + r) * w + x) * 4) as usize;
+            data[at..at + row].copy_from_slice(&src.data[r as usize * row..(r as usize + 1) * row]);
+        }
+        Pixels { width: w, height: h, channels: 4, data }
+    }
+
+    /// Blocks of `n` x `n` pixels, each the average of its block (libvips' shrink then zoom, the
+    /// image first mirrored out to a multiple of `n`, as imgproxy's pixelate).
+    pub fn pixelate(&self, n: u32) -> Pixels {
+        let n = n.min(self.width.max(self.height));
+        if n <= 1 {
+            return self.clone();
+        }
+        let ch = usize::from(self.channels);
+        let (w, h, n) = (self.width as usize, self.height as usize, n as usize);
+        // Beyond the edge, the image continues mirrored (libvips tiles flipped copies).
+        let mirror = |v: usize, len: usize| if v < len { v } else { (2 * len).saturating_sub(v + 1).min(len - 1) };
+        let mut out = self.data.clone();
+        for by in (0..h).step_by(n) {
+            for bx in (0..w).step_by(n) {
+                let mut sum = [0u32; 4];
+                for y in by..by + n {
+                    for x in bx..bx + n {
+                        let i = (mirror(y, h) * w + mirror(x, w)) * ch;
+                        for (total, v) in sum.iter_mut().zip(&self.data[i..i + ch]) {
+                            *total += u32::from(*v);
+                        }
+                    }
+                }
+                let count = (n * n) as u32;
+                let avg: Vec<u8> = sum[..ch].iter().map(|s| ((s + count / 2) / count) as u8).collect();
+                for y in by..(by + n).min(h) {
+                    for x in bx..(bx + n).min(w) {
+                        let i = (y * w + x) * ch;
+                        out[i..i + ch].copy_from_slice(&avg);
+                    }
+                }
+            }
+        }
+        Pixels { width: self.width, height: self.height, channels: self.channels, data: out }
+    }
+
     /// A Gaussian blur of standard deviation `sigma`, as three box blurs per axis.
     pub fn blur(&self, sigma: f64) -> Pixels {
         if sigma <= 0.0 {
@@ -417,12 +692,13 @@ impl Pixels {
 
 /// Checks a plan against the output limits.
 pub fn check_output(plan: &Plan, limits: &ImageLimits, max_side: u32) -> Result<(), ImageError> {
-    let (w, h) = plan.scaled;
-    if w.max(h) > max_side || plan.output.0.max(plan.output.1) > max_side {
-        return Err(ImageError::TooLargeOutput { width: w, height: h, limit: max_side });
-    }
-    if u64::from(w) * u64::from(h) > limits.max_pixels {
-        return Err(ImageError::TooManyPixels { width: w, height: h, limit: limits.max_pixels });
+    for (w, h) in [plan.scaled, plan.result] {
+        if w.max(h) > max_side {
+            return Err(ImageError::TooLargeOutput { width: w, height: h, limit: max_side });
+        }
+        if u64::from(w) * u64::from(h) > limits.max_pixels {
+            return Err(ImageError::TooManyPixels { width: w, height: h, limit: limits.max_pixels });
+        }
     }
     Ok(())
 }
@@ -477,6 +753,84 @@ mod tests {
             .crop,
             None
         );
+    }
+
+    /// imgproxy v4's arithmetic for the options that change the canvas: zoom, minimum sizes,
+    /// extend, extend to the aspect ratio, padding (times dpr, rounded half to even).
+    #[test]
+    fn zoom_minimum_sizes_extend_and_padding_follow_imgproxy() {
+        for (src, url, output, result) in [
+            ((1000, 500), "w:300/pd:10", (300, 150), (320, 170)),
+            ((1000, 500), "w:300/pd:10/dpr:2", (600, 300), (640, 340)),
+            ((1000, 500), "w:300/pd:1:2:3:4", (300, 150), (306, 154)),
+            ((1000, 500), "rs:fit:300:300/ex:1", (300, 150), (300, 300)),
+            ((1000, 500), "rs:fit:300:300/exar:1", (300, 150), (300, 300)),
+            ((100, 100), "rs:fit:400:200/ex:1", (100, 100), (400, 200)),
+            ((100, 100), "rs:fit:400:200/exar:1", (100, 100), (200, 100)),
+            ((100, 100), "rs:fit:400:200", (100, 100), (100, 100)),
+            ((1000, 500), "w:300/z:2", (600, 300), (600, 300)),
+            ((1000, 500), "w:300/z:1:2", (300, 300), (300, 300)),
+            // "When both width and min-width are set, the final image will be cropped according
+            // to width" (imgproxy's documentation).
+            ((1000, 500), "w:300/mw:600", (300, 300), (300, 300)),
+            ((1000, 500), "w:300/mh:400", (300, 400), (300, 400)),
+            ((1000, 500), "h:100/mw:600", (600, 100), (600, 100)),
+            ((1000, 500), "mw:2000", (2000, 1000), (2000, 1000)),
+            ((1000, 500), "dpr:0.5", (500, 250), (500, 250)),
+        ] {
+            let p = plan(src.0, src.1, &options(url));
+            assert_eq!((p.output, p.result), (output, result), "{src:?} {url}: {p:?}");
+        }
+    }
+
+    #[test]
+    fn trim_cuts_a_uniform_border_and_equal_sides_cut_alike() {
+        // A 10x8 white field with a dark 4x3 block at (2, 1).
+        let mut px = Pixels { width: 10, height: 8, channels: 3, data: vec![255; 10 * 8 * 3] };
+        for y in 1..4 {
+            for x in 2..6 {
+                let i = (y * 10 + x) * 3;
+                px.data[i..i + 3].copy_from_slice(&[20, 30, 40]);
+            }
+        }
+        let t = |o: &str| trim(px.clone(), options(o).trim.as_ref());
+        assert_eq!((t("t:10").width, t("t:10").height), (4, 3));
+        assert_eq!((t("t:10:ffffff").width, t("t:10:fff").height), (4, 3));
+        // Judged against black, nothing is border: left whole.
+        assert_eq!((t("t:10:000000").width, t("t:10:000000").height), (10, 8));
+        // Left 2, right 4: the same 2 from both sides; top 1, bottom 4: 1 from both.
+        assert_eq!((t("t:10::1").width, t("t:10::1:1").height), (6, 6));
+        // A threshold above the difference: all border, left whole.
+        assert_eq!(t("t:240").width, 10);
+    }
+
+    #[test]
+    fn pixelate_averages_blocks_and_embed_makes_a_transparent_canvas() {
+        let data: Vec<u8> = (0..4u8).flat_map(|x| [x * 10, 0, 0]).collect();
+        let row = Pixels { width: 4, height: 1, channels: 3, data };
+        // Blocks of 2: (0+10)/2 and (20+30)/2; a 1-pixel-high block mirrors the row below it.
+        assert_eq!(row.pixelate(2).data.iter().step_by(3).copied().collect::<Vec<_>>(), [5, 5, 25, 25]);
+        assert_eq!(row.pixelate(1), row);
+        let canvas = row.embed(6, 3, 1, 2);
+        assert_eq!((canvas.width, canvas.height, canvas.channels), (6, 3, 4));
+        assert_eq!(&canvas.data[0..4], &[0, 0, 0, 0], "the canvas is transparent");
+        assert_eq!(&canvas.data[(2 * 6 + 2) * 4..(2 * 6 + 2) * 4 + 4], &[10, 0, 0, 255], "pixel 1 at (2, 2)");
+        let red = canvas.flatten_on([255, 0, 0]);
+        assert_eq!((&red.data[0..3], red.channels), (&[255u8, 0, 0][..], 3));
+    }
+
+    #[test]
+    fn rotation_turns_clockwise_and_flips_mirror() {
+        // 0 1 2
+        // 3 4 5
+        let p = Pixels { width: 3, height: 2, channels: 3, data: (0..6).flat_map(|i| [i, 0, 0]).collect() };
+        let reds = |p: &Pixels| p.data.iter().step_by(3).copied().collect::<Vec<u8>>();
+        let r = turn(p.clone(), 90, (false, false));
+        assert_eq!(((r.width, r.height), reds(&r)), ((2, 3), vec![3, 0, 4, 1, 5, 2]));
+        assert_eq!(reds(&turn(p.clone(), 180, (false, false))), [5, 4, 3, 2, 1, 0]);
+        assert_eq!(reds(&turn(p.clone(), 270, (false, false))), [2, 5, 1, 4, 0, 3]);
+        assert_eq!(reds(&turn(p.clone(), 0, (true, false))), [2, 1, 0, 5, 4, 3]);
+        assert_eq!(reds(&turn(p, 0, (false, true))), [3, 4, 5, 0, 1, 2]);
     }
 
     #[test]

@@ -46,9 +46,11 @@ use matbakh_aws::s3::{ObjectHead, S3Store};
 use matbakh_aws::table::FileTable;
 use matbakh_core::clock::{Clock, SystemClock};
 use matbakh_core::ids::ObjectKey;
-use matbakh_core::imgproxy::{OutputChoice, Presets, SigningKeys, SourcePolicy, TransformUrl, UrlError};
+use matbakh_core::imgproxy::{Options, OutputChoice, Presets, SigningKeys, SourcePolicy, TransformUrl, UrlError};
 use matbakh_core::limits::setting;
 use matbakh_core::metadata::FileStatus;
+use matbakh_core::names::{DisplayName, content_disposition};
+use matbakh_core::types::ContentType;
 use matbakh_imaging::transform::{DEFAULT_MAX_DPR, DEFAULT_MAX_OUTPUT_SIDE, ENCODER_VERSION, Pipeline};
 use matbakh_imaging::{DEFAULT_QUALITY, ImageError, ImageLimits, Pixels, Quality};
 use matbakh_lambda::metrics::{self, Unit};
@@ -109,11 +111,14 @@ pub trait Store: Send + Sync + 'static {
     /// id is READY, names this key and has pinned a version. `None` otherwise (no such row,
     /// another state, nothing pinned, a key that is no file's).
     fn accepted_version(&self, key: &ObjectKey) -> impl Future<Output = Result<Option<String>, AwsError>> + Send;
+    /// Stores a result with its type, its `Content-Disposition` (`fn`, `att`) and what it was
+    /// made from.
     fn put_result(
         &self,
         key: &ObjectKey,
         bytes: Vec<u8>,
         content_type: &str,
+        disposition: Option<&str>,
         metadata: &[(&str, &str)],
     ) -> impl Future<Output = Result<(), AwsError>> + Send;
     /// A short-lived URL that serves `key` (a result too large to answer inline).
@@ -166,9 +171,10 @@ impl Store for Platform {
         key: &ObjectKey,
         bytes: Vec<u8>,
         ct: &str,
+        disposition: Option<&str>,
         meta: &[(&str, &str)],
     ) -> Result<(), AwsError> {
-        self.bucket.put_result(key, bytes, ct, meta).await
+        self.bucket.put_result(key, bytes, ct, disposition, meta).await
     }
 
     async fn presign_get(&self, key: &ObjectKey, now: time::OffsetDateTime, ttl: Duration) -> Result<String, AwsError> {
@@ -514,30 +520,81 @@ async fn transform<S: Store>(t: &Transformer<S>, path: &str, headers: &HeaderMap
         }
         if let Some(bytes) = t.store.get(&key, None).await? {
             let ct = stored.content_type.unwrap_or_else(|| "application/octet-stream".into());
-            return Ok(Answer { response: image(bytes, &ct, &etag, "stored"), outcome: Served::Stored });
+            let disposition = stored.content_disposition.as_deref();
+            return Ok(Answer { response: image(bytes, &ct, disposition, &etag, "stored"), outcome: Served::Stored });
         }
     }
     if source.size > t.limits.max_bytes {
         return Err(ImageError::TooManyBytes { size: source.size, limit: t.limits.max_bytes }.into());
     }
     let bytes = t.store.get(source_key, version.as_deref()).await?.ok_or(TransformError::SourceMissing)?;
-    let (options, limits, quality, side) = (url.options.clone(), t.limits, t.quality, t.settings.max_output_side);
-    let watermark = t.watermark.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let pipeline = Pipeline { limits: &limits, max_side: side, quality: &quality, watermark: watermark.as_deref() };
-        matbakh_imaging::transform::run(&bytes, &options, output, &pipeline)
-    })
-    .await
-    .unwrap_or_else(|e| Err(ImageError::Encode(format!("the transform task ended: {e}"))))?;
-    let ct = result.format.content_type();
-    let size = result.bytes.len() as u64;
+    let (bytes, ct) = match untouched(&url.options, &bytes, output) {
+        // `raw`, or `skp` for this source's format: the source as it is, under its own type.
+        Some(detected) => {
+            let ct = detected.or(source.content_type.as_deref()).unwrap_or("application/octet-stream").to_owned();
+            (bytes, ct)
+        }
+        None => {
+            let (options, limits, quality) = (url.options.clone(), t.limits, t.quality);
+            let (side, watermark) = (t.settings.max_output_side, t.watermark.clone());
+            let result = tokio::task::spawn_blocking(move || {
+                let pipeline =
+                    Pipeline { limits: &limits, max_side: side, quality: &quality, watermark: watermark.as_deref() };
+                matbakh_imaging::transform::run(&bytes, &options, output, &pipeline)
+            })
+            .await
+            .unwrap_or_else(|e| Err(ImageError::Encode(format!("the transform task ended: {e}"))))?;
+            tracing::info!(width = result.width, height = result.height, bytes = result.bytes.len(), "computed");
+            (result.bytes, result.format.content_type().to_owned())
+        }
+    };
+    let disposition = disposition(&url, &ct);
+    let size = bytes.len() as u64;
     let made_from = [("source-etag", source_etag.as_str()), ("source-version", source_version.as_str())];
-    t.store.put_result(&key, result.bytes.clone(), ct, &made_from).await?;
-    tracing::info!(width = result.width, height = result.height, bytes = size, "computed");
+    t.store.put_result(&key, bytes.clone(), &ct, disposition.as_deref(), &made_from).await?;
     if size > t.settings.max_inline_bytes {
         return redirect(t, &key, now).await;
     }
-    Ok(Answer { response: image(result.bytes, ct, &etag, "computed"), outcome: Served::Computed })
+    Ok(Answer { response: image(bytes, &ct, disposition.as_deref(), &etag, "computed"), outcome: Served::Computed })
+}
+
+/// Whether the source is answered as it is: `raw`, or `skp` naming the source's format while the
+/// URL asks for no other format (imgproxy: skipped when the output format is unset or the
+/// same). `Some(type)` then, the type read from the bytes where they are an image.
+fn untouched(o: &Options, bytes: &[u8], output: OutputChoice) -> Option<Option<&'static str>> {
+    use matbakh_imaging::Format as F;
+    let detected = matbakh_imaging::format_of(bytes).ok().map(|f| match f {
+        F::Jpeg => ("jpg", "image/jpeg"),
+        F::Png => ("png", "image/png"),
+        F::Gif => ("gif", "image/gif"),
+        F::WebP => ("webp", "image/webp"),
+        F::Avif => ("avif", "image/avif"),
+    });
+    if o.raw {
+        return Some(detected.map(|(_, ct)| ct));
+    }
+    let (name, ct) = detected?;
+    let skipped = o.skip_processing.iter().any(|s| s.name() == name);
+    let same = match output {
+        OutputChoice::Explicit(f) => f.extension() == name,
+        OutputChoice::Negotiated(_) => true,
+    };
+    (skipped && same).then_some(Some(ct))
+}
+
+/// `Content-Disposition` for `fn` and `att` (RFC 6266 with an ASCII fallback, the extension of
+/// the type served): the name given, else the source's file name; `None` when neither is asked.
+fn disposition(url: &TransformUrl, content_type: &str) -> Option<String> {
+    let o = &url.options;
+    if o.filename.is_none() && !o.return_attachment {
+        return None;
+    }
+    let source_name = url.source.key.as_str().rsplit('/').next().unwrap_or_default();
+    let stem = |n: &str| n.rsplit_once('.').map_or(n, |(stem, _)| stem).to_owned();
+    let name = o.filename.clone().unwrap_or_else(|| stem(source_name));
+    let name = DisplayName::parse(&name).unwrap_or_else(|_| DisplayName::from_stored("image".into()));
+    let ty = ContentType::parse(content_type).ok()?;
+    Some(content_disposition(&name, ty, !o.return_attachment))
 }
 
 /// The source's ETag, or its version id, or nothing (then results are never reused).
@@ -571,9 +628,12 @@ fn image_headers(h: &mut HeaderMap, etag: &str, content_type: Option<&str>) {
     }
 }
 
-fn image(bytes: Vec<u8>, content_type: &str, etag: &str, from: &'static str) -> Response {
+fn image(bytes: Vec<u8>, content_type: &str, disposition: Option<&str>, etag: &str, from: &'static str) -> Response {
     let mut r = Response::new(Body::from(bytes));
     image_headers(r.headers_mut(), etag, Some(content_type));
+    if let Some(v) = disposition.and_then(|d| HeaderValue::from_str(d).ok()) {
+        r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
     r.headers_mut().insert("x-result", HeaderValue::from_static(from));
     r
 }

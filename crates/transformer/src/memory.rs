@@ -29,6 +29,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl MemoryStore {
     /// Writes a new version of `key` (the current one from now on); answers its version id.
     pub fn put(&self, key: &str, bytes: Vec<u8>, content_type: Option<&str>, metadata: &[(&str, &str)]) -> String {
+        self.put_with(key, bytes, content_type, None, metadata)
+    }
+
+    fn put_with(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: Option<&str>,
+        disposition: Option<&str>,
+        metadata: &[(&str, &str)],
+    ) -> String {
         let version = {
             let mut written = lock(&self.written);
             *written += 1;
@@ -39,6 +50,7 @@ impl MemoryStore {
             etag: Some(format!("etag-{version}")),
             version_id: Some(version.clone()),
             content_type: content_type.map(str::to_owned),
+            content_disposition: disposition.map(str::to_owned),
             metadata: metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         };
         lock(&self.objects).entry(key.to_owned()).or_default().push((bytes, head));
@@ -89,9 +101,10 @@ impl Store for MemoryStore {
         key: &ObjectKey,
         bytes: Vec<u8>,
         ct: &str,
+        disposition: Option<&str>,
         meta: &[(&str, &str)],
     ) -> Result<(), AwsError> {
-        self.put(key.as_str(), bytes, Some(ct), meta);
+        self.put_with(key.as_str(), bytes, Some(ct), disposition, meta);
         Ok(())
     }
 

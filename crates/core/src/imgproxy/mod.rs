@@ -3,18 +3,28 @@
 //! expanded, and the result reduced to one canonical form, so that equivalent URLs (option
 //! order, aliases, defaults spelled out or not) name one cached result (DECISIONS 18).
 //!
+//! Every processing option of imgproxy's open-source edition is read (v4's list: sizes, zoom,
+//! minimum sizes, extend and extend to an aspect ratio with gravity, crop, trim, padding,
+//! rotation, flips, background, blur, sharpen, pixelate, watermark, quality per format,
+//! `max_bytes`, `skip_processing`, `raw`, `filename`, `return_attachment`, the metadata
+//! options); an option of imgproxy Pro (`br`, `ra`, `wmu`, ...) or a security option
+//! (`msr`, ..., refused by imgproxy too unless allowed) is a 400 `unsupported_option` naming it.
+//!
 //! Where this differs from imgproxy on purpose: a bad option is 400 (imgproxy: 404), an expired
-//! URL 403 (imgproxy: 404), `f:auto` (or no format) negotiates from `Accept`, results never
-//! carry metadata (`sm:0` is accepted and changes nothing), numbers are plain decimals (no `+`,
-//! exponent or bare `.`) and `bl`/`sh` are capped. The CloudFront Function in `template.yaml`
+//! URL 403 (imgproxy: 404), `f:auto` (or no format) negotiates from `Accept`, `sm:0` and `ph:1`
+//! are refused (results never carry the source's location or camera metadata, and are 8-bit),
+//! numbers are plain decimals (no `+`, exponent or bare `.`), `bl`, `sh`, `pix`, `pd`, `mw`,
+//! `mh` and `z` are capped, and `fn` becomes an RFC 6266 header with the result's extension. The CloudFront Function in `template.yaml`
 //! parses the same grammar and refuses what this refuses, with the same status and reason
 //! (`tests/imgproxy/result-keys.json` holds both sides to it; DECISIONS 29).
 
+mod canonical;
 mod options;
 mod signature;
 
 pub use options::{
-    Crop, Format, Gravity, GravityKind, MAX_BLUR_SIGMA, MAX_SHARPEN_SIGMA, Options, Presets, ResizeType, Watermark,
+    Crop, Format, Gravity, GravityKind, MAX_BLUR_SIGMA, MAX_FILENAME_BYTES, MAX_PADDING, MAX_PIXELATE,
+    MAX_SHARPEN_SIGMA, MAX_ZOOM, Options, Presets, ResizeType, Rgb, SourceFormat, Trim, Watermark,
 };
 pub use signature::SigningKeys;
 
@@ -36,6 +46,8 @@ pub enum UrlError {
     Expired(i64),
     #[error("unknown processing option {0:?}")]
     UnknownOption(String),
+    #[error("{option} is not available: {reason}")]
+    NotAvailable { option: &'static str, reason: &'static str },
     #[error("bad argument for {option}: {reason}")]
     BadArgument { option: &'static str, reason: String },
     #[error("unknown preset {0:?}")]
@@ -61,6 +73,7 @@ impl UrlError {
             UrlError::BadSignature => "bad_signature",
             UrlError::Expired(_) => "expired",
             UrlError::UnknownOption(_) => "unknown_option",
+            UrlError::NotAvailable { .. } => "unsupported_option",
             UrlError::BadArgument { .. } => "bad_argument",
             UrlError::UnknownPreset(_) => "unknown_preset",
             UrlError::Malformed(_) => "malformed_url",
@@ -245,7 +258,7 @@ fn decode_source(segments: &[&str]) -> Result<(String, Option<String>), UrlError
             return Err(malformed("more than one @extension (escape @ in the source as %40)"));
         }
         // Every % starts an escape (JavaScript's decodeURIComponent, at the edge, refuses the rest).
-        if url.split('%').skip(1).any(|s| s.len() < 2 || !s.as_bytes()[..2].iter().all(u8::is_ascii_hexdigit)) {
+        if !options::escapes_are_whole(url) {
             return Err(malformed("a % that is not an escape (write %25)"));
         }
         let url = percent_encoding::percent_decode_str(url)

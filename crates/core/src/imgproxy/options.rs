@@ -3,6 +3,9 @@
 
 use std::collections::HashMap;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
 use super::UrlError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +29,7 @@ impl ResizeType {
         })
     }
 
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             ResizeType::Fit => "fit",
             ResizeType::Fill => "fill",
@@ -71,7 +74,7 @@ impl GravityKind {
         COMPASS.iter().find(|(name, _)| *name == s).map(|(_, k)| *k)
     }
 
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             GravityKind::Smart => "sm",
             GravityKind::FocusPoint => "fp",
@@ -80,8 +83,8 @@ impl GravityKind {
     }
 }
 
-/// Where a crop (or watermark) sits: a compass point with offsets (|v| >= 1: pixels; < 1: a
-/// fraction of the image), smart, or a focus point.
+/// Where a crop, an extension or a watermark sits: a compass point with offsets (|v| >= 1:
+/// pixels; < 1: a fraction of the image), smart (crops only), or a focus point.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Gravity {
     pub kind: GravityKind,
@@ -96,9 +99,11 @@ impl Default for Gravity {
 }
 
 impl Gravity {
-    fn parse(option: &'static str, args: &[&str]) -> Result<Gravity, UrlError> {
+    /// `smart`: whether `sm` is one of the types (crops: yes; extending: no).
+    fn parse(option: &'static str, args: &[&str], smart: bool) -> Result<Gravity, UrlError> {
         let Some((kind, rest)) = args.split_first() else { return Err(bad(option, "no gravity type".into())) };
         match *kind {
+            "sm" if !smart => Err(bad(option, "smart gravity is for crops only".into())),
             "sm" if rest.is_empty() => Ok(Gravity { kind: GravityKind::Smart, x: 0.0, y: 0.0 }),
             "sm" => Err(bad(option, "smart gravity takes no offsets".into())),
             "fp" => match rest {
@@ -111,6 +116,7 @@ impl Gravity {
                 }
                 _ => Err(bad(option, "fp takes x and y".into())),
             },
+            "obj" | "objw" => Err(UrlError::NotAvailable { option, reason: PRO }),
             compass => {
                 let kind = GravityKind::compass(compass)
                     .ok_or_else(|| bad(option, format!("{compass:?} is not a gravity type")))?;
@@ -123,7 +129,7 @@ impl Gravity {
         }
     }
 
-    fn canonical(&self) -> String {
+    pub(super) fn canonical(&self) -> String {
         match self.kind {
             GravityKind::Smart => "sm".into(),
             GravityKind::FocusPoint => format!("fp:{}:{}", num(self.x), num(self.y)),
@@ -154,8 +160,153 @@ pub struct Watermark {
     pub scale: f64,
 }
 
+/// An sRGB colour (`bg`, `t`): `rrggbb`, `rgb` or `r:g:b`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rgb(pub [u8; 3]);
+
+impl Rgb {
+    pub const WHITE: Rgb = Rgb([255, 255, 255]);
+
+    /// Three or six hex digits (imgproxy's `RGBFromHex`).
+    fn hex(option: &'static str, s: &str) -> Result<Rgb, UrlError> {
+        let digit = |i: usize| u8::from_str_radix(&s[i..=i], 16);
+        let pair = |i: usize| u8::from_str_radix(&s[i..i + 2], 16);
+        let ok = s.bytes().all(|b| b.is_ascii_hexdigit());
+        let rgb = match s.len() {
+            3 if ok => [digit(0), digit(1), digit(2)].map(|d| d.map(|d| d * 17)),
+            6 if ok => [pair(0), pair(2), pair(4)],
+            _ => return Err(bad(option, format!("{s:?} is not a hex colour (rgb or rrggbb)"))),
+        };
+        match rgb {
+            [Ok(r), Ok(g), Ok(b)] => Ok(Rgb([r, g, b])),
+            _ => Err(bad(option, format!("{s:?} is not a hex colour (rgb or rrggbb)"))),
+        }
+    }
+
+    pub(super) fn canonical(self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+/// `trim`: cut away a border of (nearly) one colour before anything else.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Trim {
+    /// How far a pixel may differ from the border colour and still be border.
+    pub threshold: f64,
+    /// `None`: the colour of the top-left pixel.
+    pub color: Option<Rgb>,
+    /// Cut the same amount from the left and the right (the smaller of the two).
+    pub equal_hor: bool,
+    pub equal_ver: bool,
+}
+
+/// Which options a URL may name and what they mean: imgproxy's open-source edition. Its paid
+/// edition's options are refused naming themselves (never taken for unknown).
+const PRO: &str = "an option of imgproxy Pro, not of the open-source edition this transformer follows";
+/// imgproxy refuses these unless `IMGPROXY_ALLOW_SECURITY_OPTIONS` is set; so does this one (the
+/// limits are the deployment's).
+const SECURITY: &str = "a security option: the limits are the deployment's, never the URL's";
+const PRO_OPTIONS: &[&str] = &[
+    "adjust",
+    "a",
+    "brightness",
+    "br",
+    "contrast",
+    "co",
+    "saturation",
+    "sa",
+    "monochrome",
+    "mc",
+    "duotone",
+    "dt",
+    "autoquality",
+    "aq",
+    "avif_options",
+    "avifo",
+    "background_alpha",
+    "bga",
+    "blur_areas",
+    "ba",
+    "blur_detections",
+    "bd",
+    "bypass_cache",
+    "bc",
+    "cache_tags",
+    "ct",
+    "color_profile",
+    "cp",
+    "icc",
+    "crop_aspect_ratio",
+    "crop_ar",
+    "car",
+    "crop_objects",
+    "c_obj",
+    "colorize",
+    "col",
+    "disable_animation",
+    "da",
+    "dpi",
+    "draw_detections",
+    "dd",
+    "fallback_image_url",
+    "fiu",
+    "gradient",
+    "gr",
+    "hashsum",
+    "hs",
+    "jpeg_options",
+    "jpgo",
+    "page",
+    "pg",
+    "pages",
+    "pgs",
+    "png_options",
+    "pngo",
+    "progressive_blur",
+    "pbl",
+    "resizing_algorithm",
+    "ra",
+    "style",
+    "stl",
+    "unsharp_masking",
+    "ush",
+    "watermark_url",
+    "wmu",
+    "watermark_text",
+    "wmt",
+    "watermark_size",
+    "wms",
+    "webp_options",
+    "webpo",
+    "watermark_rotate",
+    "wm_rot",
+    "wmr",
+    "watermark_shadow",
+    "wmsh",
+    "video_thumbnail_second",
+    "vts",
+    "video_thumbnail_keyframes",
+    "vtk",
+    "video_thumbnail_tile",
+    "vtt",
+    "video_thumbnail_animation",
+    "vta",
+];
+const SECURITY_OPTIONS: &[&str] = &[
+    "max_src_resolution",
+    "msr",
+    "max_src_file_size",
+    "msfs",
+    "max_animation_frames",
+    "maf",
+    "max_animation_frame_resolution",
+    "mafr",
+    "max_result_dimension",
+    "mrd",
+];
+
 /// Output formats this transformer writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Format {
     Jpeg,
     Png,
@@ -164,14 +315,20 @@ pub enum Format {
 }
 
 impl Format {
+    pub const ALL: [Format; 4] = [Format::Jpeg, Format::Png, Format::WebP, Format::Avif];
+
     /// A format name (`jpg`, `jpeg`, `png`, `webp`, `avif`); `auto` is handled by the caller.
     pub fn parse(s: &str) -> Result<Format, UrlError> {
-        Ok(match s {
+        Format::named(s).ok_or_else(|| bad("format", format!("{s:?} is not jpg, png, webp, avif or auto")))
+    }
+
+    fn named(s: &str) -> Option<Format> {
+        Some(match s {
             "jpg" | "jpeg" => Format::Jpeg,
             "png" => Format::Png,
             "webp" => Format::WebP,
             "avif" => Format::Avif,
-            other => return Err(bad("format", format!("{other:?} is not jpg, png, webp, avif or auto"))),
+            _ => return None,
         })
     }
 
@@ -194,6 +351,44 @@ impl Format {
     }
 }
 
+/// A source format `skp` may name: the output formats and GIF (read, never written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SourceFormat {
+    Jpeg,
+    Png,
+    WebP,
+    Avif,
+    Gif,
+}
+
+impl SourceFormat {
+    fn parse(option: &'static str, s: &str) -> Result<SourceFormat, UrlError> {
+        Ok(match Format::named(s) {
+            Some(Format::Jpeg) => SourceFormat::Jpeg,
+            Some(Format::Png) => SourceFormat::Png,
+            Some(Format::WebP) => SourceFormat::WebP,
+            Some(Format::Avif) => SourceFormat::Avif,
+            None if s == "gif" => SourceFormat::Gif,
+            None => return Err(bad(option, format!("{s:?} is not jpg, png, webp, avif or gif"))),
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceFormat::Jpeg => "jpg",
+            SourceFormat::Png => "png",
+            SourceFormat::WebP => "webp",
+            SourceFormat::Avif => "avif",
+            SourceFormat::Gif => "gif",
+        }
+    }
+
+    /// The output format of the same name, if this transformer writes it.
+    pub fn output(self) -> Option<Format> {
+        Format::named(self.name())
+    }
+}
+
 /// Everything a URL asks for. Defaults are imgproxy's.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
@@ -201,21 +396,64 @@ pub struct Options {
     /// 0: from the aspect ratio (or unchanged, for `force`).
     pub width: u32,
     pub height: u32,
+    /// `mw`/`mh`: the result is at least this large (enlarging if need be).
+    pub min_width: u32,
+    pub min_height: u32,
+    /// `z`: multiplies the size after everything else (1: none).
+    pub zoom: (f64, f64),
     pub enlarge: bool,
+    /// `ex`: a result smaller than the requested size is extended to it (transparent, or the
+    /// background), placed by this gravity.
+    pub extend: Option<Gravity>,
+    /// `exar`: extended to the requested aspect ratio instead.
+    pub extend_aspect_ratio: Option<Gravity>,
     pub dpr: f64,
     pub gravity: Gravity,
     pub crop: Option<Crop>,
+    pub trim: Option<Trim>,
+    /// `pd`: top, right, bottom, left, in CSS pixels (times dpr).
+    pub padding: [u32; 4],
+    /// `rot`: 0, 90, 180 or 270, clockwise, after the EXIF orientation.
+    pub rotate: u16,
+    /// `fl`: horizontal, vertical.
+    pub flip: (bool, bool),
+    /// `bg`: transparency is flattened onto it (formats without alpha use white without it).
+    pub background: Option<Rgb>,
     /// 1..100; 0: the format's default.
     pub quality: u8,
+    /// `fq`: per output format, where `quality` is 0.
+    pub format_quality: Vec<(Format, u8)>,
+    /// `mb`: the quality is lowered until the result fits (0: no limit).
+    pub max_bytes: u64,
     /// `None`: negotiated from `Accept` (no extension, or `f:auto`).
     pub format: Option<Format>,
     /// Gaussian blur sigma; 0: none; at most [`MAX_BLUR_SIGMA`].
     pub blur: f64,
     /// Sharpen sigma; 0: none; at most [`MAX_SHARPEN_SIGMA`].
     pub sharpen: f64,
+    /// `pix`: the size of the blocks (1: none); at most [`MAX_PIXELATE`].
+    pub pixelate: u32,
     pub auto_rotate: bool,
-    /// Accepted for compatibility: results never carry metadata.
+    /// `sm`: without the copyright (`kcr`), results carry no metadata; `sm:0` is refused (the
+    /// platform never republishes a photo's location).
     pub strip_metadata: bool,
+    /// `kcr`: the source's EXIF copyright and artist are written into JPEG results.
+    pub keep_copyright: bool,
+    /// `scp`: `false` keeps the source's ICC profile (JPEG and PNG results) instead of converting
+    /// to sRGB.
+    pub strip_color_profile: bool,
+    /// `eth`: an embedded thumbnail is used where the source has one (none of the formats read
+    /// here carries one the decoders expose: accepted, as imgproxy accepts it for JPEG).
+    pub enforce_thumbnail: bool,
+    /// `skp`: sources of these formats are answered as they are when the URL names no other
+    /// output format.
+    pub skip_processing: Vec<SourceFormat>,
+    /// `raw`: the source as it is, unprocessed.
+    pub raw: bool,
+    /// `fn`: the name in `Content-Disposition` (the extension is the result's).
+    pub filename: Option<String>,
+    /// `att`: `Content-Disposition: attachment`.
+    pub return_attachment: bool,
     pub watermark: Option<Watermark>,
     /// Unix seconds after which the URL is refused.
     pub expires: Option<i64>,
@@ -228,16 +466,36 @@ impl Default for Options {
             resizing_type: ResizeType::Fit,
             width: 0,
             height: 0,
+            min_width: 0,
+            min_height: 0,
+            zoom: (1.0, 1.0),
             enlarge: false,
+            extend: None,
+            extend_aspect_ratio: None,
             dpr: 1.0,
             gravity: Gravity::default(),
             crop: None,
+            trim: None,
+            padding: [0; 4],
+            rotate: 0,
+            flip: (false, false),
+            background: None,
             quality: 0,
+            format_quality: Vec::new(),
+            max_bytes: 0,
             format: None,
             blur: 0.0,
             sharpen: 0.0,
+            pixelate: 1,
             auto_rotate: true,
             strip_metadata: true,
+            keep_copyright: true,
+            strip_color_profile: true,
+            enforce_thumbnail: false,
+            skip_processing: Vec::new(),
+            raw: false,
+            filename: None,
+            return_attachment: false,
             watermark: None,
             expires: None,
             cachebuster: String::new(),
@@ -255,6 +513,14 @@ pub const MAX_BLUR_SIGMA: f64 = 100.0;
 /// Strongest sharpen (`sh`, the unsharp mask's sigma): beyond this it draws halos, not detail.
 /// The CloudFront Function holds the same cap.
 pub const MAX_SHARPEN_SIGMA: f64 = 10.0;
+/// Largest `pix` block, and largest `pd` side and `mw`/`mh` (pixels): larger ones only make
+/// results the output limit refuses anyway. The CloudFront Function holds the same caps.
+pub const MAX_PIXELATE: u32 = 4096;
+pub const MAX_PADDING: u32 = 4096;
+/// Largest `z` factor, for the same reason.
+pub const MAX_ZOOM: f64 = 100.0;
+/// Longest `fn` (bytes, once decoded).
+pub const MAX_FILENAME_BYTES: usize = 255;
 /// Largest `exp` magnitude: 2^53 - 1, the largest integer the CloudFront Function's numbers hold.
 const MAX_EXPIRES: i64 = (1 << 53) - 1;
 
@@ -285,11 +551,19 @@ fn non_negative(option: &'static str, s: &str) -> Result<f64, UrlError> {
     number(option, s).and_then(|v| if v >= 0.0 { Ok(v) } else { Err(bad(option, "must not be negative".into())) })
 }
 
+fn positive(option: &'static str, s: &str, max: f64) -> Result<f64, UrlError> {
+    at_most(option, s, max).and_then(|v| if v > 0.0 { Ok(v) } else { Err(bad(option, "must be above 0".into())) })
+}
+
 fn size(option: &'static str, s: &str) -> Result<u32, UrlError> {
     s.parse::<u32>()
         .ok()
         .filter(|_| decimal(s, false, false))
         .ok_or_else(|| bad(option, format!("{s:?} is not a whole number of pixels")))
+}
+
+fn capped(option: &'static str, s: &str, max: u32) -> Result<u32, UrlError> {
+    size(option, s).and_then(|v| if v <= max { Ok(v) } else { Err(bad(option, format!("at most {max}"))) })
 }
 
 fn boolean(option: &'static str, s: &str) -> Result<bool, UrlError> {
@@ -308,8 +582,13 @@ fn one<'a>(option: &'static str, args: &[&'a str]) -> Result<&'a str, UrlError> 
     }
 }
 
+fn quality(option: &'static str, s: &str) -> Result<u8, UrlError> {
+    let q = size(option, s)?;
+    u8::try_from(q).ok().filter(|q| *q <= 100).ok_or_else(|| bad(option, "0 to 100".into()))
+}
+
 /// The shortest text that reads back as the same number (`2`, `0.5`): the same in Rust and JS.
-fn num(v: f64) -> String {
+pub(super) fn num(v: f64) -> String {
     format!("{v}")
 }
 
@@ -321,22 +600,35 @@ impl Options {
         let args: Vec<&str> = parts.collect();
         match name {
             "resize" | "rs" => {
-                if args.len() > 5 {
-                    return Err(bad("resize", "at most type:width:height:enlarge:extend".into()));
+                if args.len() > 8 {
+                    return Err(bad("resize", "at most type:width:height:enlarge:extend:gravity".into()));
                 }
                 self.meta_size("resize", args.first().copied(), args.get(1..).unwrap_or_default())?;
             }
             "size" | "s" => {
-                if args.len() > 4 {
-                    return Err(bad("size", "at most width:height:enlarge:extend".into()));
+                if args.len() > 7 {
+                    return Err(bad("size", "at most width:height:enlarge:extend:gravity".into()));
                 }
                 self.meta_size("size", None, &args)?;
             }
             "resizing_type" | "rt" => self.resizing_type = ResizeType::parse(one("resizing_type", &args)?)?,
             "width" | "w" => self.width = size("width", one("width", &args)?)?,
             "height" | "h" => self.height = size("height", one("height", &args)?)?,
+            "min-width" | "mw" => self.min_width = capped("min-width", one("min-width", &args)?, MAX_PADDING)?,
+            "min-height" | "mh" => self.min_height = capped("min-height", one("min-height", &args)?, MAX_PADDING)?,
+            "zoom" | "z" => {
+                let x = positive("zoom", args.first().copied().unwrap_or_default(), MAX_ZOOM)?;
+                self.zoom = match args.len() {
+                    1 => (x, x),
+                    2 => (x, positive("zoom", args[1], MAX_ZOOM)?),
+                    _ => return Err(bad("zoom", "takes x[:y]".into())),
+                };
+            }
             "enlarge" | "el" => self.enlarge = boolean("enlarge", one("enlarge", &args)?)?,
-            "extend" | "ex" => extend(args.first().copied().unwrap_or_default())?,
+            "extend" | "ex" => self.extend = extend("extend", &args)?,
+            "extend_aspect_ratio" | "extend_ar" | "exar" => {
+                self.extend_aspect_ratio = extend("extend_aspect_ratio", &args)?;
+            }
             "dpr" => {
                 let dpr = number("dpr", one("dpr", &args)?)?;
                 if dpr <= 0.0 {
@@ -344,17 +636,65 @@ impl Options {
                 }
                 self.dpr = dpr;
             }
-            "gravity" | "g" => self.gravity = Gravity::parse("gravity", &args)?,
+            "gravity" | "g" => self.gravity = Gravity::parse("gravity", &args, true)?,
             "crop" | "c" => {
                 let (w, rest) = args.split_first().ok_or_else(|| bad("crop", "needs a width".into()))?;
-                let h = rest.first().filter(|h| !h.is_empty()).map_or(Ok(0.0), |h| non_negative("crop", h))?;
-                let gravity = if rest.len() > 1 { Some(Gravity::parse("crop", &rest[1..])?) } else { None };
-                self.crop = Some(Crop { width: non_negative("crop", w)?, height: h, gravity });
+                let width = non_negative("crop", w)?;
+                let height = rest.first().filter(|h| !h.is_empty()).map_or(Ok(0.0), |h| non_negative("crop", h))?;
+                let gravity = if rest.len() > 1 { Some(Gravity::parse("crop", &rest[1..], true)?) } else { None };
+                self.crop = Some(Crop { width, height, gravity });
             }
-            "quality" | "q" => {
-                let q = size("quality", one("quality", &args)?)?;
-                self.quality =
-                    u8::try_from(q).ok().filter(|q| *q <= 100).ok_or_else(|| bad("quality", "0 to 100".into()))?;
+            "trim" | "t" => self.trim = trim(&args)?,
+            "padding" | "pd" => self.padding = padding(&args, self.padding)?,
+            "auto_rotate" | "ar" => self.auto_rotate = boolean("auto_rotate", one("auto_rotate", &args)?)?,
+            "rotate" | "rot" => {
+                let s = one("rotate", &args)?;
+                let angle = s.parse::<i64>().ok().filter(|_| decimal(s, true, false) && s.len() <= 10);
+                let angle = angle.ok_or_else(|| bad("rotate", format!("{s:?} is not a whole number of degrees")))?;
+                if angle % 90 != 0 {
+                    return Err(bad("rotate", "the angle must be a multiple of 90".into()));
+                }
+                self.rotate = angle.rem_euclid(360) as u16;
+            }
+            "flip" | "fl" => {
+                if args.is_empty() || args.len() > 2 {
+                    return Err(bad("flip", "takes horizontal[:vertical]".into()));
+                }
+                let field = |i: usize| args.get(i).copied().filter(|v| !v.is_empty());
+                if let Some(h) = field(0) {
+                    self.flip.0 = boolean("flip", h)?;
+                }
+                if let Some(v) = field(1) {
+                    self.flip.1 = boolean("flip", v)?;
+                }
+            }
+            "background" | "bg" => {
+                self.background = match args.as_slice() {
+                    [""] => None,
+                    [hex] => Some(Rgb::hex("background", hex)?),
+                    [r, g, b] => {
+                        let c = |s: &str| capped("background", s, 255).map(|v| v as u8);
+                        Some(Rgb([c(r)?, c(g)?, c(b)?]))
+                    }
+                    _ => return Err(bad("background", "takes rrggbb or r:g:b".into())),
+                }
+            }
+            "quality" | "q" => self.quality = quality("quality", one("quality", &args)?)?,
+            "format_quality" | "fq" => {
+                if args.is_empty() || !args.len().is_multiple_of(2) {
+                    return Err(bad("format_quality", "takes format:quality pairs".into()));
+                }
+                for pair in args.chunks(2) {
+                    let format = Format::named(pair[0])
+                        .ok_or_else(|| bad("format_quality", format!("{:?} is not jpg, png, webp or avif", pair[0])))?;
+                    let q = quality("format_quality", pair[1])?;
+                    self.format_quality.retain(|(f, _)| *f != format);
+                    self.format_quality.push((format, q));
+                }
+            }
+            "max_bytes" | "mb" => {
+                let s = one("max_bytes", &args)?;
+                self.max_bytes = u64::from(size("max_bytes", s)?);
             }
             "format" | "f" | "ext" => {
                 self.format = match one("format", &args)? {
@@ -364,8 +704,47 @@ impl Options {
             }
             "blur" | "bl" => self.blur = at_most("blur", one("blur", &args)?, MAX_BLUR_SIGMA)?,
             "sharpen" | "sh" => self.sharpen = at_most("sharpen", one("sharpen", &args)?, MAX_SHARPEN_SIGMA)?,
-            "auto_rotate" | "ar" => self.auto_rotate = boolean("auto_rotate", one("auto_rotate", &args)?)?,
-            "strip_metadata" | "sm" => self.strip_metadata = boolean("strip_metadata", one("strip_metadata", &args)?)?,
+            "pixelate" | "pix" => self.pixelate = capped("pixelate", one("pixelate", &args)?, MAX_PIXELATE)?,
+            "strip_metadata" | "sm" => {
+                if !boolean("strip_metadata", one("strip_metadata", &args)?)? {
+                    return Err(UrlError::NotAvailable {
+                        option: "strip_metadata",
+                        reason: "results never carry the source's metadata (location, camera serials)",
+                    });
+                }
+            }
+            "keep_copyright" | "kcr" => self.keep_copyright = boolean("keep_copyright", one("keep_copyright", &args)?)?,
+            "strip_color_profile" | "scp" => {
+                self.strip_color_profile = boolean("strip_color_profile", one("strip_color_profile", &args)?)?;
+            }
+            "enforce_thumbnail" | "eth" => {
+                self.enforce_thumbnail = boolean("enforce_thumbnail", one("enforce_thumbnail", &args)?)?;
+            }
+            "preserve_hdr" | "ph" => {
+                if boolean("preserve_hdr", one("preserve_hdr", &args)?)? {
+                    return Err(UrlError::NotAvailable {
+                        option: "preserve_hdr",
+                        reason: "results are 8 bits per channel: there is no HDR to keep",
+                    });
+                }
+            }
+            "skip_processing" | "skp" | "sp" => {
+                if args.is_empty() || args.iter().any(|a| a.is_empty()) {
+                    return Err(bad("skip_processing", "names one or more formats".into()));
+                }
+                for a in &args {
+                    let f = SourceFormat::parse("skip_processing", a)?;
+                    if !self.skip_processing.contains(&f) {
+                        self.skip_processing.push(f);
+                    }
+                }
+                self.skip_processing.sort_unstable();
+            }
+            "raw" => self.raw = boolean("raw", one("raw", &args)?)?,
+            "filename" | "fn" => self.filename = filename(&args)?,
+            "return_attachment" | "att" => {
+                self.return_attachment = boolean("return_attachment", one("return_attachment", &args)?)?;
+            }
             "watermark" | "wm" => self.watermark = watermark(&args)?,
             "preset" | "pr" => {
                 if args.is_empty() {
@@ -388,12 +767,21 @@ impl Options {
                 }
                 self.cachebuster = args[0].to_owned();
             }
-            other => return Err(UrlError::UnknownOption(other.to_owned())),
+            other => {
+                if let Some(option) = PRO_OPTIONS.iter().find(|o| **o == other) {
+                    return Err(UrlError::NotAvailable { option, reason: PRO });
+                }
+                if let Some(option) = SECURITY_OPTIONS.iter().find(|o| **o == other) {
+                    return Err(UrlError::NotAvailable { option, reason: SECURITY });
+                }
+                return Err(UrlError::UnknownOption(other.to_owned()));
+            }
         }
         Ok(())
     }
 
-    /// `rs` and `s`: positional fields, an empty one keeps its value.
+    /// `rs` and `s`: positional fields, an empty one keeps its value; the extend flag's gravity
+    /// takes the rest.
     fn meta_size(&mut self, option: &'static str, kind: Option<&str>, rest: &[&str]) -> Result<(), UrlError> {
         if let Some(kind) = kind.filter(|k| !k.is_empty()) {
             self.resizing_type = ResizeType::parse(kind)?;
@@ -408,100 +796,83 @@ impl Options {
         if let Some(e) = field(2) {
             self.enlarge = boolean(option, e)?;
         }
-        if let Some(x) = field(3) {
-            extend(x)?;
+        if field(3).is_some() {
+            self.extend = extend("extend", &rest[3..])?;
         }
         Ok(())
-    }
-
-    /// Does the URL resize at all?
-    fn resizes(&self) -> bool {
-        self.width > 0 || self.height > 0
-    }
-
-    /// The options as the segments of a URL the platform signs (`rt:fill/w:300/h:200`): the
-    /// canonical ones, then `exp`; empty when nothing is asked.
-    pub fn path(&self) -> String {
-        let canonical = self.canonical();
-        let mut segments: Vec<String> =
-            if canonical == "_" { Vec::new() } else { canonical.split(',').map(str::to_owned).collect() };
-        if let Some(at) = self.expires {
-            segments.push(format!("exp:{at}"));
-        }
-        segments.join("/")
-    }
-
-    /// One text per distinct result: fixed order, short names, defaults and options that cannot
-    /// change the output left out (`exp`, `sm`, a resizing type or `el` without a size),
-    /// joined with `,` (`_` when nothing is asked). The output format is not part of it (it is
-    /// the result's extension). A CloudFront Function computes the same (DECISIONS 18).
-    pub fn canonical(&self) -> String {
-        let mut parts: Vec<String> = Vec::new();
-        if let Some(c) = &self.crop
-            && (c.width > 0.0 || c.height > 0.0)
-        {
-            parts.push(format!(
-                "c:{}:{}:{}",
-                num(c.width),
-                num(c.height),
-                c.gravity.unwrap_or(self.gravity).canonical()
-            ));
-        }
-        if self.resizes() {
-            if self.resizing_type != ResizeType::Fit {
-                parts.push(format!("rt:{}", self.resizing_type.name()));
-            }
-            if self.width > 0 {
-                parts.push(format!("w:{}", self.width));
-            }
-            if self.height > 0 {
-                parts.push(format!("h:{}", self.height));
-            }
-            if self.enlarge {
-                parts.push("el:1".into());
-            }
-            if self.dpr != 1.0 {
-                parts.push(format!("dpr:{}", num(self.dpr)));
-            }
-            let crops = matches!(self.resizing_type, ResizeType::Fill | ResizeType::FillDown | ResizeType::Auto);
-            if crops && self.gravity != Gravity::default() {
-                parts.push(format!("g:{}", self.gravity.canonical()));
-            }
-        }
-        if self.quality > 0 {
-            parts.push(format!("q:{}", self.quality));
-        }
-        if self.blur > 0.0 {
-            parts.push(format!("bl:{}", num(self.blur)));
-        }
-        if self.sharpen > 0.0 {
-            parts.push(format!("sh:{}", num(self.sharpen)));
-        }
-        if !self.auto_rotate {
-            parts.push("ar:0".into());
-        }
-        if let Some(w) = &self.watermark {
-            let position = w.position.map_or("re", GravityKind::name);
-            parts.push(format!("wm:{}:{position}:{}:{}:{}", num(w.opacity), num(w.x), num(w.y), num(w.scale)));
-        }
-        if !self.cachebuster.is_empty() {
-            let cb: String = percent_encoding::utf8_percent_encode(&self.cachebuster, KEY_UNSAFE).collect();
-            parts.push(format!("cb:{cb}"));
-        }
-        if parts.is_empty() { "_".into() } else { parts.join(",") }
     }
 }
 
-/// Characters kept as they are in an S3 key segment; the rest are percent-encoded.
-const KEY_UNSAFE: &percent_encoding::AsciiSet =
-    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
-
-fn extend(arg: &str) -> Result<(), UrlError> {
-    if arg.is_empty() || !boolean("extend", arg)? {
-        Ok(())
-    } else {
-        Err(bad("extend", "extending the canvas is not supported".into()))
+/// `ex`/`exar`: `enabled[:gravity...]`; the gravity is a compass point or a focus point.
+fn extend(option: &'static str, args: &[&str]) -> Result<Option<Gravity>, UrlError> {
+    let Some((on, gravity)) = args.split_first() else { return Err(bad(option, "takes 1/0[:gravity]".into())) };
+    if args.len() > 4 {
+        return Err(bad(option, "takes 1/0[:gravity[:x[:y]]]".into()));
     }
+    let on = boolean(option, on)?;
+    let gravity = if gravity.is_empty() { Gravity::default() } else { Gravity::parse(option, gravity, false)? };
+    Ok(on.then_some(gravity))
+}
+
+/// `t:threshold[:colour[:equal_hor[:equal_ver]]]`; an empty threshold turns trimming off.
+fn trim(args: &[&str]) -> Result<Option<Trim>, UrlError> {
+    const O: &str = "trim";
+    if args.is_empty() || args.len() > 4 {
+        return Err(bad(O, "takes threshold[:colour[:equal_hor[:equal_ver]]]".into()));
+    }
+    let field = |i: usize| args.get(i).copied().filter(|v| !v.is_empty());
+    let Some(threshold) = field(0) else { return Ok(None) };
+    Ok(Some(Trim {
+        threshold: number(O, threshold)?,
+        color: field(1).map(|c| Rgb::hex(O, c)).transpose()?,
+        equal_hor: field(2).map(|b| boolean(O, b)).transpose()?.unwrap_or(false),
+        equal_ver: field(3).map(|b| boolean(O, b)).transpose()?.unwrap_or(false),
+    }))
+}
+
+/// `pd:top[:right[:bottom[:left]]]` as CSS: right defaults to top, bottom to top, left to right;
+/// an empty first field keeps the top.
+fn padding(args: &[&str], before: [u32; 4]) -> Result<[u32; 4], UrlError> {
+    const O: &str = "padding";
+    if args.is_empty() || args.len() > 4 {
+        return Err(bad(O, "takes top[:right[:bottom[:left]]]".into()));
+    }
+    let field = |i: usize| args.get(i).copied().filter(|v| !v.is_empty()).map(|v| capped(O, v, MAX_PADDING));
+    let top = field(0).transpose()?.unwrap_or(before[0]);
+    let right = field(1).transpose()?.unwrap_or(top);
+    let bottom = field(2).transpose()?.unwrap_or(top);
+    let left = field(3).transpose()?.unwrap_or(right);
+    Ok([top, right, bottom, left])
+}
+
+/// `fn:name[:encoded]`: percent-escaped, or URL-safe base64 when `encoded`; empty means none.
+fn filename(args: &[&str]) -> Result<Option<String>, UrlError> {
+    const O: &str = "filename";
+    if args.is_empty() || args.len() > 2 {
+        return Err(bad(O, "takes name[:encoded]".into()));
+    }
+    let encoded = args.get(1).filter(|v| !v.is_empty()).map(|v| boolean(O, v)).transpose()?.unwrap_or(false);
+    let bytes = if encoded {
+        URL_SAFE_NO_PAD.decode(args[0].trim_end_matches('=')).map_err(|_| bad(O, "not URL-safe base64".into()))?
+    } else {
+        if !escapes_are_whole(args[0]) {
+            return Err(bad(O, "a % that is not an escape (write %25)".into()));
+        }
+        percent_encoding::percent_decode_str(args[0]).collect()
+    };
+    let name = String::from_utf8(bytes).map_err(|_| bad(O, "not UTF-8".into()))?;
+    if name.len() > MAX_FILENAME_BYTES {
+        return Err(bad(O, format!("at most {MAX_FILENAME_BYTES} bytes")));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(bad(O, "no control characters".into()));
+    }
+    Ok((!name.is_empty()).then_some(name))
+}
+
+/// Every `%` starts an escape of two hex digits (JavaScript's decodeURIComponent refuses the rest).
+pub(super) fn escapes_are_whole(s: &str) -> bool {
+    s.split('%').skip(1).all(|p| p.len() >= 2 && p.as_bytes()[..2].iter().all(u8::is_ascii_hexdigit))
 }
 
 fn watermark(args: &[&str]) -> Result<Option<Watermark>, UrlError> {

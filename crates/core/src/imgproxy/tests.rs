@@ -128,7 +128,7 @@ fn equivalent_urls_share_one_canonical_form() {
     let same = [
         "rs:fill:300:200/g:sm",
         "g:sm/w:300/h:200/rt:fill",
-        "resize:fill:300:200:0/gravity:sm/dpr:1/q:0/sm:0/exp:1900000000",
+        "resize:fill:300:200:0/gravity:sm/dpr:1/q:0/sm:1/exp:1900000000/eth:1/kcr:1/scp:1/ph:0/pix:1",
         "rt:fit/rs:fill:300:200:false:0/g:sm/ar:1",
         "s:300:200/resizing_type:fill/g:sm",
     ];
@@ -137,8 +137,10 @@ fn equivalent_urls_share_one_canonical_form() {
     for u in &same[1..] {
         assert_eq!(canonical(u), first, "{u}");
     }
-    // No size: the resizing type, enlarge and gravity cannot matter.
-    assert_eq!(canonical("rt:fill/el:1/g:no"), "_");
+    // No size: the resizing type, gravity and extending cannot matter (enlarging can: dpr, zoom
+    // and minimum sizes scale without one).
+    assert_eq!(canonical("rt:fill/g:no/ex:1:so/exar:1"), "_");
+    assert_eq!(canonical("el:1/dpr:2"), "el:1,dpr:2");
     // Gravity only matters where the result is cropped.
     assert_eq!(canonical("w:300/g:no"), canonical("w:300"));
     let distinct = [
@@ -181,7 +183,7 @@ fn bad_options_are_400_naming_them() {
         "f:gif",
         "bl:-1",
         "rs:fit:1:2:0:0:x",
-        "ex:1",
+        "ex:1:sm",
         "wm:2",
         "exp:soon",
         "pr:nope",
@@ -287,4 +289,111 @@ fn urls_the_platform_signs_read_back_as_the_same_transform() {
     let other = SigningKeys::from_hex("6f74686572", "73616c74").unwrap();
     assert_eq!(TransformUrl::parse(path, &other, &Presets::default(), &policy(), NOW), Err(UrlError::BadSignature));
     assert_eq!(signed_url("https://x", &SigningKeys::from_hex("", "").unwrap(), &options, key, Format::Jpeg), None);
+}
+
+/// The rest of imgproxy's open-source options (v4): their arguments as imgproxy reads them,
+/// their canonical form, and the defaults that leave the result alone.
+#[test]
+fn every_open_source_option_reads_as_imgproxy_reads_it() {
+    let o = |opts: &str| unsigned(&format!("/_/{opts}/plain/users/u/f/a.jpg")).unwrap().options;
+    // padding as CSS: right defaults to top, bottom to top, left to right.
+    assert_eq!(o("pd:10").padding, [10, 10, 10, 10]);
+    assert_eq!(o("pd:10:20").padding, [10, 20, 10, 20]);
+    assert_eq!(o("pd:10:20:30").padding, [10, 20, 30, 20]);
+    assert_eq!(o("padding:1:2:3:4").padding, [1, 2, 3, 4]);
+    assert_eq!(o("rot:-90").rotate, 270);
+    assert_eq!(o("rotate:450").rotate, 90);
+    assert_eq!(o("fl:t").flip, (true, false));
+    assert_eq!(o("fl::1").flip, (false, true));
+    assert_eq!(o("bg:f0a").background, Some(Rgb([255, 0, 170])));
+    assert_eq!(o("bg:1:2:3").background, Some(Rgb([1, 2, 3])));
+    assert_eq!(o("bg:ff0000/bg:").background, None);
+    let t = o("t:10:ffffff:t:f").trim.unwrap();
+    assert_eq!((t.threshold, t.color, t.equal_hor, t.equal_ver), (10.0, Some(Rgb::WHITE), true, false));
+    assert_eq!(o("t:5/t:").trim, None, "an empty threshold turns trimming off");
+    assert_eq!(o("z:2").zoom, (2.0, 2.0));
+    assert_eq!(o("zoom:1.5:2").zoom, (1.5, 2.0));
+    assert_eq!(o("ex:1:no:10:5").extend, Some(Gravity { kind: GravityKind::North, x: 10.0, y: 5.0 }));
+    assert_eq!(o("ex:1").extend, Some(Gravity::default()));
+    assert_eq!(o("s:100:100:0:1:we:3").extend, Some(Gravity { kind: GravityKind::West, x: 3.0, y: 0.0 }));
+    assert_eq!(o("rs:fit:100:100:t:t:so").extend.map(|g| g.kind), Some(GravityKind::South));
+    assert_eq!(o("exar:1:fp:0.5:0.2").extend_aspect_ratio.map(|g| g.kind), Some(GravityKind::FocusPoint));
+    assert_eq!(o("fq:jpg:70:webp:60/fq:jpeg:50").format_quality, [(Format::WebP, 60), (Format::Jpeg, 50)]);
+    assert_eq!(o("skp:png:jpg/sp:jpeg").skip_processing, [SourceFormat::Jpeg, SourceFormat::Png]);
+    assert_eq!(o("fn:menu%20card").filename.as_deref(), Some("menu card"));
+    assert_eq!(o("fn:bWVuw7w:t").filename.as_deref(), Some("menü"));
+    assert_eq!(o("fn:").filename, None);
+    assert_eq!(o("mb:10000").max_bytes, 10_000);
+    assert_eq!((o("mw:100/mh:50").min_width, o("mw:100/mh:50").min_height), (100, 50));
+    assert!(o("raw:1").raw && o("att:t").return_attachment && o("eth:1").enforce_thumbnail);
+    assert!(!o("kcr:0").keep_copyright && !o("scp:0").strip_color_profile);
+
+    assert_eq!(
+        canonical("w:300/pd:10:20/rot:90/fl:1/bg:F00/pix:8/t:10::1/z:2/mw:50/mh:60/mb:5000/fq:webp:60:jpg:70"),
+        "t:10::1:0,w:300,mw:50,mh:60,z:2:2,rot:90,fl:1:0,pd:10:20:10:20,bg:ff0000,pix:8,fq:jpg:70:webp:60,mb:5000"
+    );
+    assert_eq!(canonical("rs:fill:300:200/ex:1:so/exar:1"), "rt:fill,w:300,h:200,ex:1:so:0:0,exar:1:ce:0:0");
+    assert_eq!(canonical("q:80/fq:jpg:70"), "q:80", "quality wins over format_quality");
+    assert_eq!(canonical("w:300/kcr:0/scp:0/skp:png:jpg"), "w:300,kcr:0,scp:0,skp:jpg:png");
+    assert_eq!(canonical("w:300/bl:3/raw:1/fn:Men%C3%BC/att:1/cb:2"), "raw:1,fn:Men%C3%BC,att:1,cb:2");
+    assert_eq!(canonical("rot:360/fl:0:0/pd:0/pix:1/bg:/z:1:1"), "_");
+}
+
+#[test]
+fn options_of_imgproxy_pro_and_security_options_are_refused_by_name() {
+    for (segment, option) in [
+        ("br:10", "br"),
+        ("brightness:10", "brightness"),
+        ("ra:lanczos3", "ra"),
+        ("wmu:aHR0cA", "wmu"),
+        ("ush:auto", "ush"),
+        ("pg:2", "pg"),
+        ("g:obj:face", "gravity"),
+        ("msr:50", "msr"),
+        ("max_result_dimension:100", "max_result_dimension"),
+        ("sm:0", "strip_metadata"),
+        ("ph:1", "preserve_hdr"),
+    ] {
+        let e = unsigned(&format!("/_/{segment}/plain/users/u/f/a.jpg")).unwrap_err();
+        assert_eq!((e.status(), e.code()), (400, "unsupported_option"), "{segment}: {e}");
+        assert!(e.to_string().starts_with(&format!("{option} is not available")), "{segment}: {e}");
+    }
+    for bad in [
+        "rot:45",
+        "rot:1.5",
+        "fl:x",
+        "fl:1:1:1",
+        "bg:ggg",
+        "bg:1:2",
+        "bg:256:0:0",
+        "pd:-1",
+        "pd:1:2:3:4:5",
+        "pd:4097",
+        "pix:-2",
+        "pix:4097",
+        "t:x",
+        "t:10:red",
+        "z:0",
+        "z:1:2:3",
+        "z:101",
+        "mw:-1",
+        "mb:x",
+        "fq:jpg",
+        "fq:gif:50",
+        "fq:jpg:101",
+        "skp:",
+        "skp:tiff",
+        "raw:maybe",
+        "fn:%zz",
+        "fn:x:maybe",
+        "fn:***:1",
+        "exar:1:sm",
+        "ex:maybe",
+        "att:2",
+    ] {
+        let e = unsigned(&format!("/_/{bad}/plain/users/u/f/a.jpg")).unwrap_err();
+        assert_eq!((e.status(), e.code()), (400, "bad_argument"), "{bad}: {e}");
+    }
+    let long = "x".repeat(MAX_FILENAME_BYTES + 1);
+    assert_eq!(unsigned(&format!("/_/fn:{long}/plain/users/u/f/a.jpg")).unwrap_err().code(), "bad_argument");
 }

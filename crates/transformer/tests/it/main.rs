@@ -2,4 +2,5 @@
 //! module's own comment says what it covers.
 
 mod moto;
+mod options;
 mod result_keys;

@@ -549,6 +549,7 @@ async fn a_second_version_put_on_a_settled_key_is_never_transformed() {
         &ObjectKey::from_stored(result_key.clone()),
         planted,
         "image/png",
+        None,
         &[("source-etag", &etag), ("source-version", &stray)],
     )
     .await
