@@ -9,9 +9,7 @@ use crate::encode::{OutputFormat, Quality, encode_keeping, keeps_profile};
 use crate::pixels::Pixels;
 use crate::{ImageError, ImageLimits, read_header};
 
-/// Names the encoders and pipeline in result keys: change it whenever the same URL would give
-/// different bytes, so a deploy never serves results of the old code as new.
-pub const ENCODER_VERSION: &str = "e2";
+pub use matbakh_core::imgproxy::ENCODER_VERSION;
 
 pub use matbakh_core::imgproxy::DEFAULT_MAX_OUTPUT_SIDE;
 /// Largest device pixel ratio (`TRANSFORM_MAX_DPR`).

@@ -52,6 +52,25 @@ impl FilesCdn {
         let Ok(key) = percent_encoding::percent_decode_str(key).decode_utf8() else {
             return refused(StatusCode::FORBIDDEN, "AccessDenied");
         };
+        match self.get(client, method, &key, headers).await {
+            Ok(answer) => answer,
+            // What S3 answers CloudFront for a key it may not read or that is gone.
+            Err(Some(_)) => refused(StatusCode::FORBIDDEN, "AccessDenied"),
+            Err(None) => refused(StatusCode::BAD_GATEWAY, "OriginUnreachable"),
+        }
+    }
+
+    /// `key` (as stored) from the bucket, signed as Origin Access Control signs, with the
+    /// conditional and range headers of the browser's request; the answer with the headers a
+    /// CDN passes on. `Err(Some(status))`: S3 refused (403) or has no such key (404);
+    /// `Err(None)`: no answer.
+    pub async fn get(
+        &self,
+        client: &reqwest::Client,
+        method: &Method,
+        key: &str,
+        headers: &HeaderMap,
+    ) -> Result<Response, Option<StatusCode>> {
         let path = format!("/{}/{key}", self.bucket);
         let url = presign_url(
             &PresignRequest {
@@ -72,17 +91,13 @@ impl FilesCdn {
                 req = req.header(name, v);
             }
         }
-        let answer = match req.send().await {
-            Ok(answer) => answer,
-            Err(e) => {
-                tracing::error!(error = %e, "the bucket did not answer");
-                return refused(StatusCode::BAD_GATEWAY, "OriginUnreachable");
-            }
-        };
+        let answer = req.send().await.map_err(|e| {
+            tracing::error!(error = %e, "the bucket did not answer");
+            None
+        })?;
         let status = answer.status();
         if status == StatusCode::NOT_FOUND || status == StatusCode::FORBIDDEN {
-            // What S3 answers CloudFront for a key it may not read or that is gone.
-            return refused(StatusCode::FORBIDDEN, "AccessDenied");
+            return Err(Some(status));
         }
         let mut resp = Response::builder().status(status.as_u16());
         for name in PASSED_ON {
@@ -90,12 +105,8 @@ impl FilesCdn {
                 resp = resp.header(name, v);
             }
         }
-        match answer.bytes().await {
-            Ok(body) => {
-                resp.body(Body::from(body)).unwrap_or_else(|_| refused(StatusCode::BAD_GATEWAY, "BadOriginAnswer"))
-            }
-            Err(_) => refused(StatusCode::BAD_GATEWAY, "BadOriginAnswer"),
-        }
+        let body = answer.bytes().await.map_err(|_| None)?;
+        resp.body(Body::from(body)).map_err(|_| None)
     }
 }
 

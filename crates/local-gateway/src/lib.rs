@@ -9,13 +9,15 @@
 //! identity comes only from the authorizer's claims.
 //!
 //! In the dev stack it also serves the web app at `/` ([`web`]), the files CDN's public copies
-//! at `/cdn/` ([`cdn`]) and plays the identity provider ([`dev_idp`]); none of them exists
-//! when deployed (CloudFront and Cognito do that).
+//! at `/cdn/` ([`cdn`]) and its transforms at `/t/` (the edge's mapping, stored result first,
+//! then the transformer: [`transforms`]), and plays the identity provider ([`dev_idp`]); none of
+//! them exists when deployed (CloudFront and Cognito do that).
 //!
 //! Reads: the routes file `scripts/local_resources.py` writes from `template.yaml`.
 
 pub mod cdn;
 pub mod dev_idp;
+pub mod transforms;
 pub mod web;
 
 use std::collections::BTreeMap;
@@ -105,16 +107,19 @@ pub struct Gateway {
     pub web: Option<web::WebApp>,
     /// The identity provider at `/dev/oidc/*` (dev stack).
     pub idp: Option<dev_idp::DevIdp>,
-    /// The files CDN's public copies at `/cdn/p/*` (dev stack).
+    /// The files CDN's public copies at `/cdn/p/*`, and its stored transform results (dev stack).
     pub files_cdn: Option<cdn::FilesCdn>,
+    /// The transform function's mapping at `/t/*` (dev stack); without it, `/t/*` goes straight
+    /// to the transformer.
+    pub transforms: Option<transforms::EdgeMapping>,
 }
 
 /// The API's own prefixes: never answered by the web app.
 const API_PREFIXES: [&str; 4] = ["/v1/", "/s3/", TRANSFORM_PREFIX, cdn::PREFIX];
 /// Where the local stack serves the files CDN's transforms (`TRANSFORM_BASE_URL` is
-/// `{gateway}/t`): the transformer, invoked as its function URL would be, with the rest of the
-/// path (no login: a transform URL's signature is its check). Deployed, the files CDN's `/t/*`
-/// behaviour serves the same URLs (stored result first, then the transformer).
+/// `{gateway}/t`): as the deployed `/t/*` behaviour, the edge's mapping, the stored result
+/// first, then the transformer, invoked as its function URL would be (no login: a transform
+/// URL's signature is its check).
 const TRANSFORM_PREFIX: &str = "/t/";
 
 pub fn router(gateway: Arc<Gateway>) -> Router {
@@ -223,10 +228,31 @@ async fn forward(gw: &Gateway, req: Request) -> Response {
 /// A transform URL under [`TRANSFORM_PREFIX`], for the transformer.
 async fn transform(gw: &Gateway, req: Request) -> Response {
     let (mut parts, _) = req.into_parts();
-    let rest = match parts.uri.path_and_query() {
+    let mut rest = match parts.uri.path_and_query() {
         Some(pq) => pq.as_str()[TRANSFORM_PREFIX.len() - 1..].to_owned(),
         None => return message(StatusCode::NOT_FOUND, "Not Found"),
     };
+    if let Some(edge) = &gw.transforms {
+        let path = rest.split('?').next().unwrap_or_default().to_owned();
+        let accept = parts.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        match edge.map(&path, accept, now) {
+            transforms::Mapped::Refused(status, reason) => return transforms::refusal(status, reason),
+            transforms::Mapped::Key { key, accept } => {
+                parts.headers.insert(header::ACCEPT, HeaderValue::from_static(accept));
+                if let Some(cdn) = &gw.files_cdn
+                    && let Some(stored) = transforms::stored(cdn, &gw.client, &parts.method, &key, &parts.headers).await
+                {
+                    return stored;
+                }
+                let Ok(signed) = HeaderValue::from_str(&path) else {
+                    return message(StatusCode::BAD_REQUEST, "Bad Request");
+                };
+                parts.headers.insert("x-transform-path", signed);
+                rest = transforms::origin_path(&key);
+            }
+        }
+    }
     let Ok(uri) = rest.parse::<http::Uri>() else { return message(StatusCode::BAD_REQUEST, "Bad Request") };
     parts.uri = uri;
     let route =

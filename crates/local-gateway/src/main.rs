@@ -7,7 +7,8 @@
 //! (comma-separated) and `DEV_CLIENT_ID` (`matbakh-web`) switch on the identity provider at
 //! `/dev/oidc/*`; `FILES_CDN_BUCKET` serves the files CDN's public copies at `/cdn/p/*` from
 //! that bucket at `AWS_ENDPOINT_URL`, signed with `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`
-//! in `AWS_REGION`.
+//! in `AWS_REGION`; with `TRANSFORM_KEYS` and `TRANSFORM_SALTS` (the pairs the edge would hold)
+//! `/t/*` maps transform URLs as the CloudFront Function does and serves stored results from it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -61,6 +62,14 @@ async fn run() -> Result<(), String> {
                 ))
             }
             Err(_) => None,
+        },
+        transforms: match (std::env::var("TRANSFORM_KEYS"), std::env::var("TRANSFORM_SALTS")) {
+            (Ok(keys), Ok(salts)) => Some(local_gateway::transforms::EdgeMapping {
+                keys: matbakh_core::imgproxy::SigningKeys::from_hex(&keys, &salts)
+                    .map_err(|e| format!("TRANSFORM_KEYS/TRANSFORM_SALTS: {e}"))?,
+                bucket: setting("FILES_CDN_BUCKET", None)?,
+            }),
+            _ => None,
         },
         files_cdn: match std::env::var("FILES_CDN_BUCKET") {
             Ok(bucket) => Some(local_gateway::cdn::FilesCdn {

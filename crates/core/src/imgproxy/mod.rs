@@ -33,6 +33,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::ids::ObjectKey;
 
+/// Names the encoders and pipeline (`imaging::transform`) in result keys: change it whenever the
+/// same URL would give different bytes, so a deploy never serves results of the old code as new.
+/// The CloudFront Function (`edge/transform-request.js`) and the local gateway use it too.
+pub const ENCODER_VERSION: &str = "e2";
+
 /// Largest side of a transform result (`TRANSFORM_MAX_OUTPUT_SIDE`): the transformer refuses
 /// larger ones, and image URLs are never made wider.
 pub const DEFAULT_MAX_OUTPUT_SIDE: u32 = 4096;

@@ -41,6 +41,7 @@ fn app(key: &DevKey) -> (Router, JwtVerifier) {
         web: Some(WebApp::new(web_root(), r#"{"auth":{"mode":"oidc"}}"#.into(), FILES).unwrap()),
         idp: Some(DevIdp::new(key_copy, "iss".into(), "aud".into(), "web".into(), vec!["demo-user".into()])),
         files_cdn: None,
+        transforms: None,
     };
     (router(Arc::new(gw)), JwtVerifier::new(&key.jwks(), "iss", "aud").unwrap())
 }

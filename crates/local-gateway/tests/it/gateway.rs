@@ -66,6 +66,7 @@ async fn gateway(key: &DevKey) -> (Router, Seen) {
         web: None,
         idp: None,
         files_cdn: None,
+        transforms: None,
     };
     (router(Arc::new(gw)), seen)
 }
@@ -169,7 +170,9 @@ async fn fake_bucket() -> (String, Arc<Mutex<Vec<String>>>) {
             if !signed {
                 return http::Response::builder().status(403).body(Body::empty()).unwrap();
             }
-            let found = path == "/bucket/p/f1/320.webp" || path == "/bucket/users/alice/f1/dish.jpg";
+            let found = path == "/bucket/p/f1/320.webp"
+                || path == "/bucket/users/alice/f1/dish.jpg"
+                || path == "/bucket/results/users/alice/f1/dish.jpg/e2/w%3A320.webp";
             if !found {
                 return http::Response::builder().status(404).body(Body::empty()).unwrap();
             }
@@ -213,6 +216,7 @@ async fn the_local_files_cdn_serves_public_copies_only() {
                 session_token: None,
             },
         }),
+        transforms: None,
     };
     let app = router(Arc::new(gw));
     let get = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
@@ -247,4 +251,72 @@ async fn the_local_files_cdn_serves_public_copies_only() {
         ["/bucket/p/f1/320.webp", "/bucket/p/f1/320.webp", "/bucket/p/f1/gone.webp"],
         "only p/ keys were asked for, signed"
     );
+}
+
+/// `/t/*` as the files CDN serves it (DECISIONS 32): the edge's mapping in Rust refuses what the
+/// CloudFront Function refuses before any origin is asked; a stored result comes from the bucket;
+/// otherwise the transformer gets the result key as its path and the signed path in
+/// `x-transform-path`, with `Accept` reduced as the function reduces it.
+#[tokio::test]
+async fn transform_urls_are_mapped_at_the_edge_stored_results_first() {
+    use matbakh_core::imgproxy::SigningKeys;
+    let key = DevKey::generate().unwrap();
+    let (origin, asked) = fake_bucket().await;
+    let (lambda, seen) = fake_lambda().await;
+    let keys = SigningKeys::from_hex("aa01", "bb02").unwrap();
+    let gw = Gateway {
+        routes: vec![],
+        verifier: JwtVerifier::new(&key.jwks(), "iss", "aud").unwrap(),
+        lambda_endpoint: lambda,
+        web_origins: vec![],
+        client: reqwest::Client::builder().no_proxy().build().unwrap(),
+        web: None,
+        idp: None,
+        files_cdn: Some(local_gateway::cdn::FilesCdn {
+            endpoint: origin,
+            bucket: "bucket".into(),
+            region: "eu-central-1".into(),
+            credentials: matbakh_core::sigv4::Credentials {
+                access_key_id: "local".into(),
+                secret_access_key: "local".into(),
+                session_token: None,
+            },
+        }),
+        transforms: Some(local_gateway::transforms::EdgeMapping { keys: keys.clone(), bucket: "bucket".into() }),
+    };
+    let app = router(Arc::new(gw));
+    let signed = |path: &str| format!("/t/{}{path}", keys.sign(path).unwrap());
+    let get = |uri: &str, accept: &str| Request::get(uri).header("accept", accept).body(Body::empty()).unwrap();
+
+    // Stored: served from the bucket; no function runs.
+    let stored = signed("/w:320/plain/users/alice/f1/dish.jpg");
+    let resp = app.clone().oneshot(get(&stored, "image/webp,*/*")).await.unwrap();
+    assert_eq!((resp.status(), resp.headers()["x-cache"].to_str().unwrap()), (StatusCode::OK, "stored result"));
+    assert!(seen.lock().unwrap().is_empty());
+
+    // Not stored: the transformer, as the origin group's second member.
+    let fresh = signed("/rs:fill:300:200/fn:menu/plain/users/alice/f1/dish.jpg");
+    let (status, _, body) = send(&app, get(&fresh, "image/avif,image/webp")).await;
+    assert_eq!(status, StatusCode::CREATED, "the fake transformer answered");
+    assert_eq!(body["path"], "/results/users/alice/f1/dish.jpg/e2/rt%3Afill%2Cw%3A300%2Ch%3A200%2Cfn%3Amenu.avif");
+    let (function, event) = seen.lock().unwrap().pop().unwrap();
+    assert_eq!(function, "transformer");
+    assert_eq!(event["headers"]["x-transform-path"], fresh.strip_prefix("/t").unwrap());
+    assert_eq!(event["headers"]["accept"], "image/avif");
+
+    // Refused at the edge, with the transformer's status and reason: no origin asked.
+    let before = asked.lock().unwrap().len();
+    for (uri, status, reason) in [
+        (signed("/w:320/plain/users/alice/f1/dish.jpg").replace("w:320", "w:321"), 403, "bad_signature"),
+        (signed("/br:10/plain/users/alice/f1/dish.jpg"), 400, "unsupported_option"),
+        (signed("/pr:x/plain/users/alice/f1/dish.jpg"), 400, "unknown_preset"),
+        (signed("/w:1/plain/private/x.jpg"), 403, "forbidden_source"),
+        (signed("/w:1/exp:1000/plain/users/alice/f1/dish.jpg"), 403, "expired"),
+    ] {
+        let (got, headers, _) = send(&app, get(&uri, "*/*")).await;
+        assert_eq!((got.as_u16(), headers["x-error-reason"].to_str().unwrap()), (status, reason), "{uri}");
+        assert_eq!(headers["cache-control"], "no-store");
+    }
+    assert_eq!(asked.lock().unwrap().len(), before, "refusals reach no origin");
+    assert!(seen.lock().unwrap().is_empty());
 }
