@@ -87,9 +87,9 @@ fn png_with(p: &Pixels, icc: Option<&[u8]>, exif: Option<Vec<u8>>) -> Result<Vec
 }
 
 /// [`encode`], keeping a colour profile and a copyright where the format carries them: JPEG
-/// (APP2 `ICC_PROFILE` segments, an APP1 EXIF block) and PNG (`iCCP`, `eXIf`). WebP and AVIF
-/// results get neither (their pixels are then converted to sRGB by the caller, see
-/// `transform::run`).
+/// (APP2 `ICC_PROFILE` segments, an APP1 EXIF block), PNG (`iCCP`, `eXIf`) and WebP (`ICCP`,
+/// `EXIF`). AVIF results get neither (`ravif` writes no profile; their pixels are converted to
+/// sRGB by the caller, see `transform::run`).
 pub fn encode_keeping(
     p: &Pixels,
     format: OutputFormat,
@@ -104,13 +104,68 @@ pub fn encode_keeping(
             Ok(jpeg_segments(&plain, icc, exif.as_deref()))
         }
         OutputFormat::Png if icc.is_some() || exif.is_some() => png_with(p, icc, exif),
+        OutputFormat::WebP if icc.is_some() || exif.is_some() => {
+            webp_chunks(&webp(p, q)?, (p.width, p.height), p.has_alpha(), icc, exif.as_deref())
+        }
         _ => encode(p, format, q),
     }
 }
 
-/// Whether `format` can carry a colour profile in this encoder.
+/// Whether `format` can carry a colour profile in this encoder (AVIF: `ravif` writes none).
 pub fn keeps_profile(format: OutputFormat) -> bool {
-    matches!(format, OutputFormat::Jpeg | OutputFormat::Png)
+    !matches!(format, OutputFormat::Avif)
+}
+
+/// A WebP file in the extended format (RIFF `VP8X`) with an `ICCP` chunk before the image and
+/// an `EXIF` chunk after it, as the WebP container specification orders them.
+fn webp_chunks(
+    webp: &[u8],
+    (width, height): (u32, u32),
+    alpha: bool,
+    icc: Option<&[u8]>,
+    exif: Option<&[u8]>,
+) -> Result<Vec<u8>, ImageError> {
+    let bad = || ImageError::Encode("WebP: libwebp wrote an unexpected container".into());
+    if webp.len() < 12 || &webp[..4] != b"RIFF" || &webp[8..12] != b"WEBP" {
+        return Err(bad());
+    }
+    // The chunks libwebp wrote, without a VP8X (it is written anew).
+    let mut chunks: Vec<([u8; 4], &[u8])> = Vec::new();
+    let mut at = 12;
+    while at + 8 <= webp.len() {
+        let fourcc: [u8; 4] = webp[at..at + 4].try_into().map_err(|_| bad())?;
+        let len = u32::from_le_bytes(webp[at + 4..at + 8].try_into().map_err(|_| bad())?) as usize;
+        let payload = webp.get(at + 8..at + 8 + len).ok_or_else(bad)?;
+        if &fourcc != b"VP8X" {
+            chunks.push((fourcc, payload));
+        }
+        at += 8 + len + (len & 1);
+    }
+    let flags =
+        if icc.is_some() { 0x20 } else { 0 } | if alpha { 0x10 } else { 0 } | if exif.is_some() { 0x08 } else { 0 };
+    let mut vp8x = vec![flags, 0, 0, 0];
+    vp8x.extend_from_slice(&(width - 1).to_le_bytes()[..3]);
+    vp8x.extend_from_slice(&(height - 1).to_le_bytes()[..3]);
+    let mut all: Vec<([u8; 4], &[u8])> = vec![(*b"VP8X", &vp8x)];
+    if let Some(icc) = icc {
+        all.push((*b"ICCP", icc));
+    }
+    all.extend(chunks);
+    if let Some(exif) = exif {
+        all.push((*b"EXIF", exif));
+    }
+    let mut out = b"RIFF\0\0\0\0WEBP".to_vec();
+    for (fourcc, payload) in all {
+        out.extend_from_slice(&fourcc);
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(payload);
+        if payload.len() % 2 == 1 {
+            out.push(0);
+        }
+    }
+    let riff = (out.len() - 8) as u32;
+    out[4..8].copy_from_slice(&riff.to_le_bytes());
+    Ok(out)
 }
 
 /// `jpeg` with an APP1 EXIF segment and the profile in APP2 `ICC_PROFILE` chunks (at most

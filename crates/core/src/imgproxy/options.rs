@@ -437,10 +437,10 @@ pub struct Options {
     /// `sm`: without the copyright (`kcr`), results carry no metadata; `sm:0` is refused (the
     /// platform never republishes a photo's location).
     pub strip_metadata: bool,
-    /// `kcr`: the source's EXIF copyright and artist are written into JPEG results.
+    /// `kcr`: the source's EXIF copyright (only it) is written into JPEG, PNG and WebP results.
     pub keep_copyright: bool,
-    /// `scp`: `false` keeps the source's ICC profile (JPEG and PNG results) instead of converting
-    /// to sRGB.
+    /// `scp`: `false` keeps the source's ICC profile (JPEG, PNG and WebP results) instead of
+    /// converting to sRGB.
     pub strip_color_profile: bool,
     /// `eth`: an embedded thumbnail is used where the source has one (none of the formats read
     /// here carries one the decoders expose: accepted, as imgproxy accepts it for JPEG).

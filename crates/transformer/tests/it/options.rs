@@ -207,6 +207,8 @@ async fn names_attachments_raw_skip_and_metadata_options() {
         (&icc, json!({"width": 8, "format": "jpg", "strip_color_profile": false})),
         (&icc, json!({"width": 8, "format": "jpg"})),
         (&dune, json!({"width": 100, "format": "jpg", "keep_copyright": false})),
+        (&icc, json!({"width": 8, "format": "webp", "strip_color_profile": false})),
+        (&icc, json!({"width": 8, "format": "png", "strip_color_profile": false})),
     ]);
     let (h, _) = ok(&t, &paths[0]).await;
     let disposition = |h: &HeaderMap| h.get("content-disposition").map(|v| v.to_str().unwrap().to_owned());
@@ -233,10 +235,19 @@ async fn names_attachments_raw_skip_and_metadata_options() {
     assert!(!has_icc(&ok(&t, &paths[7]).await.1), "by default the result is converted to sRGB, no profile");
     let (_, plain) = ok(&t, &paths[8]).await;
     assert!(!plain.windows(6).any(|w| w == b"Exif\0\0"), "kcr:0: no EXIF at all");
+    let webp = ok(&t, &paths[9]).await.1;
+    assert!(
+        webp.windows(4).any(|w| w == b"ICCP") && webp.windows(4).any(|w| w == b"VP8X"),
+        "WebP keeps it (VP8X, ICCP)"
+    );
+    assert_eq!(size(&webp), (8, 8), "and stays a WebP that decodes");
+    matbakh_imaging::load(&webp, &ImageLimits::default(), 0).expect("a valid WebP");
+    let png = ok(&t, &paths[10]).await.1;
+    assert!(png.windows(4).any(|w| w == b"iCCP"), "PNG keeps it (iCCP)");
 }
 
-/// `kcr` (on by default, as in imgproxy): a source's EXIF copyright reaches JPEG results, and
-/// nothing else of its EXIF (its GPS position least of all).
+/// `kcr` (on by default, as in imgproxy): a source's EXIF copyright reaches JPEG, WebP and PNG
+/// results, and nothing else of its EXIF (its GPS position least of all).
 #[tokio::test]
 #[ignore = "needs node and imgproxy's client: scripts/test runs it"]
 async fn the_copyright_is_kept_and_nothing_else() {
@@ -255,11 +266,16 @@ async fn the_copyright_is_kept_and_nothing_else() {
     let paths = client_paths(&[
         (&source, json!({"width": 100, "format": "jpg"})),
         (&source, json!({"width": 100, "format": "jpg", "keep_copyright": false})),
+        (&source, json!({"width": 100, "format": "webp"})),
+        (&source, json!({"width": 100, "format": "png"})),
     ]);
-    let kept = ok(&t, &paths[0]).await.1;
-    let summary = matbakh_imaging::exif::read(&kept);
-    assert_eq!(summary.copyright.as_deref(), Some("© Matbakh Kitchen 2026"));
-    assert!(!summary.has_gps && summary.camera_model.is_none(), "only the copyright: {summary:?}");
+    for path in [&paths[0], &paths[2], &paths[3]] {
+        let kept = ok(&t, path).await.1;
+        let summary = matbakh_imaging::exif::read(&kept);
+        assert_eq!(summary.copyright.as_deref(), Some("© Matbakh Kitchen 2026"), "{path}");
+        assert!(!summary.has_gps && summary.camera_model.is_none(), "only the copyright: {summary:?}");
+        matbakh_imaging::load(&kept, &ImageLimits::default(), 0).expect("a valid image");
+    }
     assert_eq!(matbakh_imaging::exif::read(&ok(&t, &paths[1]).await.1).copyright, None);
 }
 
