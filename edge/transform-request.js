@@ -293,7 +293,10 @@ function resultKey(path, accept, pairs, now) {
     key = url.slice(j + 1);
   } else if (url.indexOf('://') >= 0) throw FORBIDDEN;
   if (key.indexOf(SOURCES) || /(^|\/)\.\.?(\/|$)/.test(key) || /[\x00-\x1f\x7f-\x9f]/.test(key)) throw FORBIDDEN;
-  return 'results/' + key + '/' + ENCODER + '/' + canonical(o) + '.' + (o.f || (accept === 'jpeg' ? 'legacy' : accept));
+  var result = 'results/' + key + '/' + ENCODER + '/' + canonical(o) + '.';
+  // core::imgproxy::MAX_RESULT_KEY_BYTES: S3's longest key, with the longest extension.
+  if (Buffer.byteLength(result + 'legacy', 'utf8') > 1024) throw MAL;
+  return result + (o.f || (accept === 'jpeg' ? 'legacy' : accept));
 }
 
 async function handler(event) {

@@ -87,9 +87,9 @@ fn png_with(p: &Pixels, icc: Option<&[u8]>, exif: Option<Vec<u8>>) -> Result<Vec
 }
 
 /// [`encode`], keeping a colour profile and a copyright where the format carries them: JPEG
-/// (APP2 `ICC_PROFILE` segments, an APP1 EXIF block), PNG (`iCCP`, `eXIf`) and WebP (`ICCP`,
-/// `EXIF`). AVIF results get neither (`ravif` writes no profile; their pixels are converted to
-/// sRGB by the caller, see `transform::run`).
+/// (APP2 `ICC_PROFILE` segments, an APP1 EXIF block), PNG (`iCCP`, `eXIf`), WebP (`ICCP`,
+/// `EXIF`) and AVIF (an `Exif` item; no profile: `avif-serialize` writes none, so AVIF pixels are
+/// converted to sRGB by the caller, see `transform::run`).
 pub fn encode_keeping(
     p: &Pixels,
     format: OutputFormat,
@@ -107,8 +107,31 @@ pub fn encode_keeping(
         OutputFormat::WebP if icc.is_some() || exif.is_some() => {
             webp_chunks(&webp(p, q)?, (p.width, p.height), p.has_alpha(), icc, exif.as_deref())
         }
+        OutputFormat::Avif if exif.is_some() => avif_with_exif(p, q, exif.unwrap_or_default()),
         _ => encode(p, format, q),
     }
+}
+
+/// An AVIF result with an `Exif` item: ravif's AV1 payloads written again by its own container
+/// writer (`avif-serialize`) with the settings ravif uses (BT.601, unassociated alpha, 8 bits)
+/// plus the EXIF block. The payloads are the end of ravif's file, alpha before colour, as
+/// `avif-serialize` lays out its `mdat`.
+fn avif_with_exif(p: &Pixels, q: &Quality, exif: Vec<u8>) -> Result<Vec<u8>, ImageError> {
+    let encoded = avif_encoded(p, q)?;
+    let (file, color, alpha) = (&encoded.avif_file, encoded.color_byte_size, encoded.alpha_byte_size);
+    let start = file.len().checked_sub(color + alpha).ok_or_else(|| ImageError::Encode("AVIF: short file".into()))?;
+    let (alpha, color) = file[start..].split_at(alpha);
+    let mut container = avif_serialize::Aviffy::new();
+    container
+        .matrix_coefficients(avif_serialize::constants::MatrixCoefficients::Bt601)
+        .premultiplied_alpha(false)
+        .set_exif(exif);
+    let alpha = (!alpha.is_empty()).then_some(alpha);
+    let mut out = Vec::new();
+    container
+        .write(&mut out, color, alpha, p.width, p.height, 8)
+        .map_err(|e| ImageError::Encode(format!("AVIF: {e}")))?;
+    Ok(out)
 }
 
 /// Whether `format` can carry a colour profile in this encoder (AVIF: `ravif` writes none).
@@ -228,6 +251,10 @@ fn webp(p: &Pixels, q: &Quality) -> Result<Vec<u8>, ImageError> {
 static AVIF_ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn avif(p: &Pixels, q: &Quality) -> Result<Vec<u8>, ImageError> {
+    avif_encoded(p, q).map(|e| e.avif_file)
+}
+
+fn avif_encoded(p: &Pixels, q: &Quality) -> Result<ravif::EncodedImage, ImageError> {
     let _turn = AVIF_ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     // 8-bit like the source: ravif's default 10-bit doubles the frame memory for no visible gain.
     let encoder = ravif::Encoder::new()
@@ -241,5 +268,28 @@ fn avif(p: &Pixels, q: &Quality) -> Result<Vec<u8>, ImageError> {
     } else {
         encoder.encode_rgb(Img::new(p.data.as_rgb(), w, h))
     };
-    out.map(|e| e.avif_file).map_err(|e| ImageError::Encode(format!("AVIF: {e}")))
+    out.map_err(|e| ImageError::Encode(format!("AVIF: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The AVIF written again with an Exif item holds the very AV1 payloads ravif made: it
+    /// decodes to the same pixels (with and without alpha), and carries the copyright.
+    #[test]
+    fn an_avif_with_exif_is_ravifs_image_plus_the_item() {
+        let q = crate::DEFAULT_QUALITY;
+        for channels in [3u8, 4] {
+            let data: Vec<u8> = (0..32 * 24 * u32::from(channels)).map(|i| (i * 7 % 251) as u8).collect();
+            let p = Pixels { width: 32, height: 24, channels, data };
+            let plain = encode(&p, OutputFormat::Avif, &q).unwrap();
+            let kept = encode_keeping(&p, OutputFormat::Avif, &q, None, Some("(c) Matbakh")).unwrap();
+            let limits = crate::ImageLimits::default();
+            let (a, b) = (crate::load(&plain, &limits, 0).unwrap(), crate::load(&kept, &limits, 0).unwrap());
+            assert_eq!(a.pixels, b.pixels, "{channels} channels");
+            assert_eq!(crate::exif::read(&kept).copyright.as_deref(), Some("(c) Matbakh"));
+            assert_eq!(crate::exif::read(&plain).copyright, None);
+        }
+    }
 }

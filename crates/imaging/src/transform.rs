@@ -47,8 +47,7 @@ pub struct Pipeline<'a> {
 /// order: trim, crop, resize, rotate and flip, cut to the result, filters (blur, sharpen,
 /// pixelate), extend, extend to the aspect ratio, padding, flatten, watermark; then encodes in
 /// `output`'s format (lowering the quality until `mb` fits). Metadata never reaches the result,
-/// except the copyright (`kcr`) and the colour profile (`scp:0`) where the format keeps them
-/// (JPEG, PNG, WebP).
+/// except the copyright (`kcr`) and the colour profile (`scp:0`; JPEG, PNG and WebP).
 pub fn run(bytes: &[u8], o: &Options, output: OutputChoice, p: &Pipeline<'_>) -> Result<Transformed, ImageError> {
     let Pipeline { limits, max_side, quality, watermark } = *p;
     let watermark = match (&o.watermark, watermark) {

@@ -38,6 +38,10 @@ use crate::ids::ObjectKey;
 /// The CloudFront Function (`edge/transform-request.js`) and the local gateway use it too.
 pub const ENCODER_VERSION: &str = "e2";
 
+/// S3's longest key: a URL whose result key (with the longest extension, `legacy`) is longer is
+/// refused (400), at the edge too.
+pub const MAX_RESULT_KEY_BYTES: usize = 1024;
+
 /// Largest side of a transform result (`TRANSFORM_MAX_OUTPUT_SIDE`): the transformer refuses
 /// larger ones, and image URLs are never made wider.
 pub const DEFAULT_MAX_OUTPUT_SIDE: u32 = 4096;
@@ -150,7 +154,13 @@ impl TransformUrl {
             return Err(UrlError::Expired(at));
         }
         let source = resolve_source(&source, sources)?;
-        Ok(TransformUrl { options, source })
+        let url = TransformUrl { options, source };
+        // S3 stores no longer key: such a result could never be stored (nor found at the edge).
+        let longest = url.result_key(ENCODER_VERSION, OutputChoice::Negotiated(AcceptClass::Legacy));
+        if longest.as_str().len() > MAX_RESULT_KEY_BYTES {
+            return Err(malformed("the result key would be longer than S3's 1024 bytes (a shorter fn or cb)"));
+        }
+        Ok(url)
     }
 
     /// Where the result for `format` is stored: `results/{source key}/{version}/{canonical}.{ext}`

@@ -434,10 +434,7 @@ pub struct Options {
     /// `pix`: the size of the blocks (1: none); at most [`MAX_PIXELATE`].
     pub pixelate: u32,
     pub auto_rotate: bool,
-    /// `sm`: without the copyright (`kcr`), results carry no metadata; `sm:0` is refused (the
-    /// platform never republishes a photo's location).
-    pub strip_metadata: bool,
-    /// `kcr`: the source's EXIF copyright (only it) is written into JPEG, PNG and WebP results.
+    /// `kcr`: the source's EXIF copyright (only it) is written into every result.
     pub keep_copyright: bool,
     /// `scp`: `false` keeps the source's ICC profile (JPEG, PNG and WebP results) instead of
     /// converting to sRGB.
@@ -488,7 +485,6 @@ impl Default for Options {
             sharpen: 0.0,
             pixelate: 1,
             auto_rotate: true,
-            strip_metadata: true,
             keep_copyright: true,
             strip_color_profile: true,
             enforce_thumbnail: false,
@@ -705,6 +701,8 @@ impl Options {
             "blur" | "bl" => self.blur = at_most("blur", one("blur", &args)?, MAX_BLUR_SIGMA)?,
             "sharpen" | "sh" => self.sharpen = at_most("sharpen", one("sharpen", &args)?, MAX_SHARPEN_SIGMA)?,
             "pixelate" | "pix" => self.pixelate = capped("pixelate", one("pixelate", &args)?, MAX_PIXELATE)?,
+            // `sm:1` is what results always are (no metadata but `kcr`'s copyright); `sm:0` would
+            // republish a photo's location and camera serials.
             "strip_metadata" | "sm" => {
                 if !boolean("strip_metadata", one("strip_metadata", &args)?)? {
                     return Err(UrlError::NotAvailable {

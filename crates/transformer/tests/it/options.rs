@@ -246,8 +246,8 @@ async fn names_attachments_raw_skip_and_metadata_options() {
     assert!(png.windows(4).any(|w| w == b"iCCP"), "PNG keeps it (iCCP)");
 }
 
-/// `kcr` (on by default, as in imgproxy): a source's EXIF copyright reaches JPEG, WebP and PNG
-/// results, and nothing else of its EXIF (its GPS position least of all).
+/// `kcr` (on by default, as in imgproxy): a source's EXIF copyright reaches JPEG, WebP, PNG and
+/// AVIF results, and nothing else of its EXIF (its GPS position least of all).
 #[tokio::test]
 #[ignore = "needs node and imgproxy's client: scripts/test runs it"]
 async fn the_copyright_is_kept_and_nothing_else() {
@@ -268,8 +268,9 @@ async fn the_copyright_is_kept_and_nothing_else() {
         (&source, json!({"width": 100, "format": "jpg", "keep_copyright": false})),
         (&source, json!({"width": 100, "format": "webp"})),
         (&source, json!({"width": 100, "format": "png"})),
+        (&source, json!({"width": 100, "format": "avif"})),
     ]);
-    for path in [&paths[0], &paths[2], &paths[3]] {
+    for path in [&paths[0], &paths[2], &paths[3], &paths[4]] {
         let kept = ok(&t, path).await.1;
         let summary = matbakh_imaging::exif::read(&kept);
         assert_eq!(summary.copyright.as_deref(), Some("© Matbakh Kitchen 2026"), "{path}");
