@@ -148,9 +148,9 @@ function apply(o, n, a) {
     o.z = [v, a.length > 1 ? zoom(a[1]) : v];
   } else if (n === 'ex' || n === 'exar') o[n] = extend(a);
   else if (n === 'q') o.q = quality(one(a));
-  else if (n === 'el' || n === 'ar' || n === 'kcr' || n === 'scp' || n === 'eth' || n === 'raw' || n === 'att') o[n] = bool(one(a));
+  else if (n === 'el' || n === 'ar' || n === 'kcr' || n === 'scp' || n === 'raw' || n === 'att') o[n] = bool(one(a));
   else if (n === 'sm') { if (!bool(one(a))) throw UNSUPPORTED; }
-  else if (n === 'ph') { if (bool(one(a))) throw UNSUPPORTED; }
+  else if (n === 'ph' || n === 'eth') { if (bool(one(a))) throw UNSUPPORTED; }
   else if (n === 'dpr') { o.dpr = num(one(a)); if (o.dpr <= 0) throw BAD; }
   else if (n === 'bl' || n === 'sh') { o[n] = num(one(a)); if (o[n] < 0 || o[n] > MAX[n]) throw BAD; }
   else if (n === 'pix') o.pix = capped(one(a), MAX.pix);
@@ -263,7 +263,7 @@ function resultKey(path, accept, pairs, now) {
   verify(path.slice(1, i), path.slice(i), pairs);
   var seg = path.slice(i + 1).split('/'), o = { rt: 'fit', w: 0, h: 0, mw: 0, mh: 0, z: [1, 1], el: false,
     ex: null, exar: null, dpr: 1, g: 'ce:0:0', c: null, t: null, pd: [0, 0, 0, 0], rot: 0, fl: [false, false],
-    bg: null, q: 0, fq: [], mb: 0, f: null, bl: 0, sh: 0, pix: 1, ar: true, kcr: true, scp: true, eth: false,
+    bg: null, q: 0, fq: [], mb: 0, f: null, bl: 0, sh: 0, pix: 1, ar: true, kcr: true, scp: true,
     skp: [], raw: false, fn: '', att: false, wm: null, cb: '', exp: null };
   for (i = 0; i < seg.length && seg[i].indexOf(':') >= 0; i++) {
     var a = seg[i].split(':');

@@ -30,7 +30,7 @@ impl Options {
     /// Fixed order (the pipeline's), short names, `,` between options (`_` when nothing is
     /// asked); left out: defaults and what cannot change the result (`exp`, a resizing type or
     /// a crop gravity without a size to cut to, `ex` without a size, `exar` without both,
-    /// `fq` under `q`, `eth`). `raw` keeps only what still applies to the untouched source (the
+    /// `fq` under `q`). `raw` keeps only what still applies to the untouched source (the
     /// name, the attachment flag, the cache buster). The output format is not part of it (it
     /// is the result key's extension).
     pub fn canonical(&self) -> String {

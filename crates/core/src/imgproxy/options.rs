@@ -439,9 +439,6 @@ pub struct Options {
     /// `scp`: `false` keeps the source's ICC profile (JPEG, PNG and WebP results) instead of
     /// converting to sRGB.
     pub strip_color_profile: bool,
-    /// `eth`: an embedded thumbnail is used where the source has one (none of the formats read
-    /// here carries one the decoders expose: accepted, as imgproxy accepts it for JPEG).
-    pub enforce_thumbnail: bool,
     /// `skp`: sources of these formats are answered as they are when the URL names no other
     /// output format.
     pub skip_processing: Vec<SourceFormat>,
@@ -487,7 +484,6 @@ impl Default for Options {
             auto_rotate: true,
             keep_copyright: true,
             strip_color_profile: true,
-            enforce_thumbnail: false,
             skip_processing: Vec::new(),
             raw: false,
             filename: None,
@@ -716,7 +712,12 @@ impl Options {
                 self.strip_color_profile = boolean("strip_color_profile", one("strip_color_profile", &args)?)?;
             }
             "enforce_thumbnail" | "eth" => {
-                self.enforce_thumbnail = boolean("enforce_thumbnail", one("enforce_thumbnail", &args)?)?;
+                if boolean("enforce_thumbnail", one("enforce_thumbnail", &args)?)? {
+                    return Err(UrlError::NotAvailable {
+                        option: "enforce_thumbnail",
+                        reason: "the decoders read a source's primary image only, never an embedded thumbnail",
+                    });
+                }
             }
             "preserve_hdr" | "ph" => {
                 if boolean("preserve_hdr", one("preserve_hdr", &args)?)? {

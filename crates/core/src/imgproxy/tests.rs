@@ -128,7 +128,7 @@ fn equivalent_urls_share_one_canonical_form() {
     let same = [
         "rs:fill:300:200/g:sm",
         "g:sm/w:300/h:200/rt:fill",
-        "resize:fill:300:200:0/gravity:sm/dpr:1/q:0/sm:1/exp:1900000000/eth:1/kcr:1/scp:1/ph:0/pix:1",
+        "resize:fill:300:200:0/gravity:sm/dpr:1/q:0/sm:1/exp:1900000000/eth:0/kcr:1/scp:1/ph:0/pix:1",
         "rt:fit/rs:fill:300:200:false:0/g:sm/ar:1",
         "s:300:200/resizing_type:fill/g:sm",
     ];
@@ -325,7 +325,7 @@ fn every_open_source_option_reads_as_imgproxy_reads_it() {
     assert_eq!(o("fn:").filename, None);
     assert_eq!(o("mb:10000").max_bytes, 10_000);
     assert_eq!((o("mw:100/mh:50").min_width, o("mw:100/mh:50").min_height), (100, 50));
-    assert!(o("raw:1").raw && o("att:t").return_attachment && o("eth:1").enforce_thumbnail);
+    assert!(o("raw:1").raw && o("att:t").return_attachment);
     assert!(!o("kcr:0").keep_copyright && !o("scp:0").strip_color_profile);
 
     assert_eq!(
@@ -353,6 +353,7 @@ fn options_of_imgproxy_pro_and_security_options_are_refused_by_name() {
         ("max_result_dimension:100", "max_result_dimension"),
         ("sm:0", "strip_metadata"),
         ("ph:1", "preserve_hdr"),
+        ("eth:1", "enforce_thumbnail"),
     ] {
         let e = unsigned(&format!("/_/{segment}/plain/users/u/f/a.jpg")).unwrap_err();
         assert_eq!((e.status(), e.code()), (400, "unsupported_option"), "{segment}: {e}");

@@ -203,7 +203,7 @@ async fn names_attachments_raw_skip_and_metadata_options() {
         (&dune, json!({"width": 100, "raw": true})),
         (&dune, json!({"width": 100, "skip_processing": ["jpg"]})),
         (&dune, json!({"width": 100, "skip_processing": ["jpg"], "format": "png"})),
-        (&dune, json!({"width": 100, "format": "jpg", "enforce_thumbnail": true})),
+        (&dune, json!({"width": 100, "format": "jpg", "enforce_thumbnail": false})),
         (&icc, json!({"width": 8, "format": "jpg", "strip_color_profile": false})),
         (&icc, json!({"width": 8, "format": "jpg"})),
         (&dune, json!({"width": 100, "format": "jpg", "keep_copyright": false})),
@@ -229,7 +229,7 @@ async fn names_attachments_raw_skip_and_metadata_options() {
         ("image/png", (100, 63)),
         "another format: processed"
     );
-    assert_eq!(size(&ok(&t, &paths[5]).await.1), (100, 63), "no embedded thumbnail to prefer: the image");
+    assert_eq!(size(&ok(&t, &paths[5]).await.1), (100, 63), "eth:0 is the default");
     let has_icc = |b: &[u8]| b.windows(12).any(|w| w == b"ICC_PROFILE\0");
     assert!(has_icc(&ok(&t, &paths[6]).await.1), "scp:0 keeps the profile");
     assert!(!has_icc(&ok(&t, &paths[7]).await.1), "by default the result is converted to sRGB, no profile");
@@ -291,8 +291,9 @@ async fn options_of_imgproxy_pro_are_refused_naming_them() {
         (&dune, json!({"width": 100, "resizing_algorithm": "lanczos3"})),
         (&dune, json!({"width": 100, "max_src_resolution": 10})),
         (&dune, json!({"width": 100, "preserve_hdr": true})),
+        (&dune, json!({"width": 100, "enforce_thumbnail": true})),
     ]);
-    for (path, name) in paths.iter().zip(["br", "ra", "msr", "preserve_hdr"]) {
+    for (path, name) in paths.iter().zip(["br", "ra", "msr", "preserve_hdr", "enforce_thumbnail"]) {
         let (status, headers, body) = get(&t, path).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
         assert_eq!(headers["x-error-reason"], "unsupported_option");
