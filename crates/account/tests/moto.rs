@@ -490,8 +490,8 @@ async fn erase_invalidates_the_users_cached_images_at_the_edge() {
     let (status, report) = erase_on(&h, &user, erasure(None)).await;
     assert_eq!(status, StatusCode::OK, "{report}");
     let sub = user.replace('|', "%7C");
-    // one CDN, as deployed: the results' path, then the variants'
-    let want = [[format!("/results/users/{sub}/*")], ["/derived/*".to_owned()]];
+    // one CDN, as deployed, and one request: the results' path and the variants'
+    let want = [[format!("/results/users/{sub}/*"), "/derived/*".to_owned()]];
     assert_eq!(testkit::invalidations(&cdn).await, want);
     assert_eq!(versions_under(&h.state.store, &[results]).await, Vec::<String>::new());
     assert_eq!(h.file_rows(&user).await, 0);

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use matbakh_core::cdn;
-use matbakh_core::clock::{Clock, window_start};
+use matbakh_core::clock::{Clock, SigningWindow};
 use matbakh_core::delivery::{FilesCdn, ORIGINAL_CACHE_CONTROL, ServedAs, VARIANT_CACHE_CONTROL};
 use matbakh_core::ids::{FileId, ObjectKey};
 use matbakh_core::labels::Visibility;
@@ -21,10 +21,6 @@ use matbakh_core::names::content_disposition;
 
 use crate::error::Error;
 use crate::ports::{Download, EdgeCache, ObjectStore, SignedUrl};
-
-/// The longest a windowed URL lives (S3 takes presigned URLs of at most 7 days; a window is
-/// at most half of that, and a URL is good for two).
-const MAX_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600 / 2);
 
 #[derive(Clone)]
 pub struct Delivery {
@@ -60,13 +56,11 @@ impl Delivery {
         if let Some(url) = self.served_publicly(record).and_then(|cdn| cdn.public_url(key)) {
             return Ok(url);
         }
-        let window = self.window.min(MAX_WINDOW);
-        let signed_at = window_start(self.clock.now(), window);
-        if let Some(signed) = self.cdn.as_ref().and_then(|cdn| cdn.signed_url(key, None, None, signed_at + window * 2))
-        {
+        let window = SigningWindow::at(self.clock.now(), self.window);
+        if let Some(signed) = self.cdn.as_ref().and_then(|cdn| cdn.signed_url(key, None, None, window.expires())) {
             return Ok(signed?);
         }
-        Ok(self.objects.presign_get(key, signed_at, window * 2).await?)
+        Ok(self.objects.presign_get(key, window.start, window.validity()).await?)
     }
 
     /// A URL that downloads `d`: signed by the CDN's key where it has one, else presigned by S3.

@@ -26,10 +26,9 @@ pub struct Erasure {
     /// The disaster-recovery replica, where the user's originals are erased too (S3 does not
     /// replicate version-specific deletes). Only originals are replicated.
     pub replica: Option<Arc<dyn ObjectStore>>,
-    /// The CDN of the transform results (the files CDN's `/t/*`), where the user's cached
-    /// images are invalidated. None: nothing is cached.
-    pub cdn: Option<Arc<dyn EdgeCache>>,
-    /// The files CDN, which caches variants (signed) and public copies.
+    /// The files CDN, which caches variants (signed), public copies and transform results
+    /// (`/t/*`); its `edge` is where the user's cached files are invalidated (none: nothing is
+    /// cached).
     pub delivery: crate::delivery::Delivery,
     /// Keys the pseudonym the erase is recorded under.
     pub pseudonym_key: PseudonymKey,
@@ -99,28 +98,28 @@ impl Erasure {
         Ok(erased)
     }
 
-    /// Invalidates the CDNs' copies of what the erase is about to delete (security review
-    /// 16.4): the user's transform results (one wildcard path), then every variant and every public copy (their keys name no user, and a wildcard a file
-    /// would soon pass the 15 CloudFront has in progress at once). Only what the bucket still
-    /// holds, so an erase of nothing invalidates nothing; after the originals (nothing can be
-    /// made again) and before these deletes, so the retry after a failed invalidation finds
-    /// them and tries again.
+    /// Invalidates the files CDN's copies of what the erase is about to delete (security review
+    /// 16.4), in one request: the user's transform results (one wildcard path), every variant
+    /// and every public copy (their keys name no user, and a wildcard a file would soon pass the
+    /// 15 CloudFront has in progress at once). Only what the bucket still holds, so an erase of
+    /// nothing invalidates nothing; after the originals (nothing can be made again) and before
+    /// these deletes, so the retry after a failed invalidation finds them and tries again.
     async fn invalidate_cached(&self, owner: &UserId, results: &str, files: &[FileId]) -> Result<(), Error> {
-        if let Some(edge) = &self.cdn
-            && self.objects.holds_any(results).await?
-        {
-            self.invalidate(edge.as_ref(), &[cdn::user_results(owner)]).await?;
-        }
-        let (Some(files_cdn), Some(edge)) = (&self.delivery.cdn, &self.delivery.edge) else { return Ok(()) };
+        let Some(edge) = &self.delivery.edge else { return Ok(()) };
         let mut paths = Vec::new();
-        for (prefix, path) in [
-            (ObjectKey::derived_prefix as fn(FileId) -> String, cdn::all_variants(files_cdn.base_url())),
-            (ObjectKey::public_prefix, cdn::all_public_copies()),
-        ] {
-            for file in files {
-                if self.objects.holds_any(&prefix(*file)).await? {
-                    paths.push(path);
-                    break;
+        if self.objects.holds_any(results).await? {
+            paths.push(cdn::user_results(owner));
+        }
+        if let Some(files_cdn) = &self.delivery.cdn {
+            for (prefix, path) in [
+                (ObjectKey::derived_prefix as fn(FileId) -> String, cdn::all_variants(files_cdn.base_url())),
+                (ObjectKey::public_prefix, cdn::all_public_copies()),
+            ] {
+                for file in files {
+                    if self.objects.holds_any(&prefix(*file)).await? {
+                        paths.push(path);
+                        break;
+                    }
                 }
             }
         }

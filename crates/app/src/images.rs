@@ -9,9 +9,8 @@
 //! spell the preset out (the CDN knows no presets), so a preset changed later makes new URLs.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use matbakh_core::clock::{Clock, window_start};
+use matbakh_core::clock::{Clock, SigningWindow};
 use matbakh_core::ids::{FileId, UserId};
 use matbakh_core::imgproxy::{DEFAULT_MAX_OUTPUT_SIDE, Format, Options, Presets, SigningKeys, signed_url};
 use matbakh_core::labels::Visibility;
@@ -100,8 +99,7 @@ impl Images {
             Visibility::Public => None,
             Visibility::Private => {
                 // Windowed: every request within a window gets the same URLs.
-                let window = self.limits.image_url_ttl.max(Duration::from_secs(60));
-                Some(window_start(self.clock.now(), window) + window * 2)
+                Some(SigningWindow::at(self.clock.now(), self.limits.image_url_ttl).expires())
             }
         };
         // No wider than the image: a transform never enlarges unless asked.
@@ -238,7 +236,7 @@ mod tests {
         let wanted = Wanted { presets: vec!["card".into()], widths: vec![640, 320, 4000], format: Some(Format::WebP) };
         let got = images(repo.clone()).urls(&alice(), id, &wanted).await.unwrap();
         let window = Limits::default().image_url_ttl;
-        let expires = window_start(NOW, window) + window * 2;
+        let expires = SigningWindow::at(NOW, window).expires();
         assert_eq!(got.expires_at, Some(expires));
         assert_eq!(got.sets.len(), 1);
         let set = &got.sets[0];
@@ -254,7 +252,8 @@ mod tests {
         }
         assert_eq!(set.srcset(), format!("{} 320w, {} 640w", set.urls[0].1, set.urls[1].1));
         // Asked again within the window: the same URLs (a browser's cache keeps working).
-        let later = Images { clock: Arc::new(FixedClock(NOW + Duration::from_secs(60))), ..images(repo.clone()) };
+        let later =
+            Images { clock: Arc::new(FixedClock(NOW + std::time::Duration::from_secs(60))), ..images(repo.clone()) };
         assert_eq!(later.urls(&alice(), id, &wanted).await.unwrap(), got);
     }
 

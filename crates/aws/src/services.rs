@@ -133,12 +133,11 @@ impl Services {
         pseudonym_key: matbakh_core::audit::PseudonymKey,
         replica: Option<S3Store>,
     ) -> matbakh_app::erase::Erasure {
-        use matbakh_app::ports::{EdgeCache, ObjectStore};
+        use matbakh_app::ports::ObjectStore;
         matbakh_app::erase::Erasure {
             accounts: Arc::new(self.table.clone()),
             objects: Arc::new(self.store.clone()),
             replica: replica.map(|r| Arc::new(r) as Arc<dyn ObjectStore>),
-            cdn: self.files_edge.clone().map(|c| Arc::new(c) as Arc<dyn EdgeCache>),
             delivery: self.delivery(),
             pseudonym_key,
             audit: self.trail(),

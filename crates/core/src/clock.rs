@@ -35,6 +35,39 @@ pub fn window_start(t: OffsetDateTime, len: std::time::Duration) -> OffsetDateTi
     OffsetDateTime::from_unix_timestamp(secs - secs.rem_euclid(len)).unwrap_or(t)
 }
 
+/// The shortest signing window (a setting below it is raised to it).
+pub const MIN_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+/// The longest signing window: URLs live two windows, and S3 presigns for at most 7 days.
+pub const MAX_WINDOW: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600 / 2);
+
+/// The window of URLs handed out at `t`: signed as of its start, valid for two windows, so every
+/// request within it gets the same URL (a browser's and a CDN's cache keep working) and a URL
+/// works for at least one window. One home for variant, download and image URLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SigningWindow {
+    pub start: OffsetDateTime,
+    /// The window's length, within [`MIN_WINDOW`]..=[`MAX_WINDOW`].
+    pub len: std::time::Duration,
+}
+
+impl SigningWindow {
+    /// The window of length `len` (clamped) that holds `t`.
+    pub fn at(t: OffsetDateTime, len: std::time::Duration) -> SigningWindow {
+        let len = len.clamp(MIN_WINDOW, MAX_WINDOW);
+        SigningWindow { start: window_start(t, len), len }
+    }
+
+    /// How long a URL signed at [`SigningWindow::start`] is valid: two windows.
+    pub fn validity(&self) -> std::time::Duration {
+        self.len * 2
+    }
+
+    /// When such a URL expires.
+    pub fn expires(&self) -> OffsetDateTime {
+        self.start + self.validity()
+    }
+}
+
 /// `2026-03-01T12:15:00Z`: what APIs show (whole seconds, UTC).
 pub fn iso_seconds(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
@@ -77,5 +110,18 @@ mod tests {
         );
         let t = time::macros::datetime!(2026-03-01 12:34:56 UTC);
         assert_eq!(window_start(t, std::time::Duration::ZERO), t, "a zero window is one second");
+    }
+
+    #[test]
+    fn a_signing_window_is_clamped_and_urls_live_two_of_them() {
+        let t = time::macros::datetime!(2026-03-01 12:34:56 UTC);
+        let w = SigningWindow::at(t, std::time::Duration::from_secs(3600));
+        assert_eq!(
+            (w.start, w.expires()),
+            (time::macros::datetime!(2026-03-01 12:00:00 UTC), w.start + time::Duration::hours(2))
+        );
+        assert_eq!(SigningWindow::at(t, std::time::Duration::from_secs(1)).len, MIN_WINDOW);
+        let long = SigningWindow::at(t, std::time::Duration::from_secs(30 * 24 * 3600));
+        assert_eq!(long.validity(), std::time::Duration::from_secs(7 * 24 * 3600), "S3's longest presign");
     }
 }
