@@ -71,6 +71,11 @@ impl Pixels {
 
     /// RGB on a white background (JPEG has no alpha).
     pub fn flatten(&self) -> Pixels {
+        self.flatten_on([255, 255, 255])
+    }
+
+    /// Transparency laid on `bg`: RGB, no alpha left (imgproxy's flatten, `bg`).
+    pub fn flatten_on(&self, bg: [u8; 3]) -> Pixels {
         if !self.has_alpha() {
             return self.clone();
         }
@@ -79,8 +84,8 @@ impl Pixels {
             .chunks_exact(4)
             .flat_map(|p| {
                 let a = u32::from(p[3]);
-                let blend = move |v: u8| ((u32::from(v) * a + 255 * (255 - a) + 127) / 255) as u8;
-                [blend(p[0]), blend(p[1]), blend(p[2])]
+                let blend = |v: u8, b: u8| ((u32::from(v) * a + u32::from(b) * (255 - a) + 127) / 255) as u8;
+                [blend(p[0], bg[0]), blend(p[1], bg[1]), blend(p[2], bg[2])]
             })
             .collect();
         Pixels { width: self.width, height: self.height, channels: 3, data }

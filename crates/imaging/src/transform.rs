@@ -551,23 +551,6 @@ impl Pixels {
         Pixels { width: w as u32, height: h as u32, channels: self.channels, data }
     }
 
-    /// Transparency laid on `bg`: RGB, no alpha left (imgproxy's flatten).
-    pub fn flatten_on(&self, bg: [u8; 3]) -> Pixels {
-        if !self.has_alpha() {
-            return self.clone();
-        }
-        let data = self
-            .data
-            .chunks_exact(4)
-            .flat_map(|p| {
-                let a = u32::from(p[3]);
-                let blend = |v: u8, b: u8| ((u32::from(v) * a + u32::from(b) * (255 - a) + 127) / 255) as u8;
-                [blend(p[0], bg[0]), blend(p[1], bg[1]), blend(p[2], bg[2])]
-            })
-            .collect();
-        Pixels { width: self.width, height: self.height, channels: 3, data }
-    }
-
     /// These pixels at (`x`, `y`) on a transparent `width` x `height` canvas (libvips' embed, as
     /// imgproxy's extend and padding use it); the canvas is flattened later if need be.
     pub fn embed(&self, width: u32, height: u32, x: u32, y: u32) -> Pixels {

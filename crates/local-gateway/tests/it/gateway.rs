@@ -159,6 +159,20 @@ async fn cors_answers_the_web_origin_only() {
     assert!(seen.lock().unwrap().is_empty(), "a preflight reached the function");
 }
 
+/// The files CDN's origin: the fake bucket at `endpoint`, signed with local credentials.
+fn bucket_origin(endpoint: String) -> local_gateway::cdn::FilesCdn {
+    local_gateway::cdn::FilesCdn {
+        endpoint,
+        bucket: "bucket".into(),
+        region: "eu-central-1".into(),
+        credentials: matbakh_core::sigv4::Credentials {
+            access_key_id: "local".into(),
+            secret_access_key: "local".into(),
+            session_token: None,
+        },
+    }
+}
+
 /// A bucket origin that serves one public copy and one private original, recording each path.
 async fn fake_bucket() -> (String, Arc<Mutex<Vec<String>>>) {
     let asked: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -206,16 +220,7 @@ async fn the_local_files_cdn_serves_public_copies_only() {
         client: reqwest::Client::builder().no_proxy().build().unwrap(),
         web: None,
         idp: None,
-        files_cdn: Some(local_gateway::cdn::FilesCdn {
-            endpoint: origin,
-            bucket: "bucket".into(),
-            region: "eu-central-1".into(),
-            credentials: matbakh_core::sigv4::Credentials {
-                access_key_id: "local".into(),
-                secret_access_key: "local".into(),
-                session_token: None,
-            },
-        }),
+        files_cdn: Some(bucket_origin(origin)),
         transforms: None,
     };
     let app = router(Arc::new(gw));
@@ -272,16 +277,7 @@ async fn transform_urls_are_mapped_at_the_edge_stored_results_first() {
         client: reqwest::Client::builder().no_proxy().build().unwrap(),
         web: None,
         idp: None,
-        files_cdn: Some(local_gateway::cdn::FilesCdn {
-            endpoint: origin,
-            bucket: "bucket".into(),
-            region: "eu-central-1".into(),
-            credentials: matbakh_core::sigv4::Credentials {
-                access_key_id: "local".into(),
-                secret_access_key: "local".into(),
-                session_token: None,
-            },
-        }),
+        files_cdn: Some(bucket_origin(origin)),
         transforms: Some(local_gateway::transforms::EdgeMapping { keys: keys.clone(), bucket: "bucket".into() }),
     };
     let app = router(Arc::new(gw));

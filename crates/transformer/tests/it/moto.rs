@@ -340,18 +340,7 @@ async fn urls_from_imgproxys_own_node_client_are_accepted() {
         {"source": format!("s3://{}/{dune}", env("BUCKET_NAME")), "options": {"height": 105, "gravity": {"type": "fp", "x": 0.3, "y": 0.7}, "format": "jpg"}},
         {"source": dune, "options": {"width": 100, "format": "jpg", "cachebuster": "v2", "expires": 4_102_444_800_u64, "blur": 1, "sharpen": 0.5, "strip_metadata": true, "auto_rotate": true}},
     ]});
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/imgproxy/sign.mjs");
-    let mut child = std::process::Command::new("node")
-        .arg(script)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("node (scripts/test installs the client)");
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(cases.to_string().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let paths: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    let paths = crate::options::client_sign(&cases);
     let want = [
         (F::WebP, 300, 200),
         (F::Jpeg, 500, 313),

@@ -37,7 +37,12 @@ fn settled(store: &MemoryStore, name: &str, bytes: Vec<u8>, content_type: &str) 
 /// The paths imgproxy's Node client builds and signs for `cases` (`[source, options]`).
 fn client_paths(cases: &[(&str, Value)]) -> Vec<String> {
     let cases: Vec<Value> = cases.iter().map(|(s, o)| json!({"source": s, "options": o})).collect();
-    let input = json!({"key": KEY, "salt": SALT, "cases": cases});
+    client_sign(&json!({"key": KEY, "salt": SALT, "cases": cases}))
+}
+
+/// What `tests/imgproxy/sign.mjs` answers for `input` (`{key, salt, cases}`): the paths built
+/// and signed by imgproxy's Node client.
+pub fn client_sign(input: &Value) -> Vec<String> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/imgproxy/sign.mjs");
     let mut child = std::process::Command::new("node")
         .arg(script)
