@@ -86,10 +86,9 @@ fn png_with(p: &Pixels, icc: Option<&[u8]>, exif: Option<Vec<u8>>) -> Result<Vec
     Ok(out)
 }
 
-/// [`encode`], keeping a colour profile and a copyright where the format carries them: JPEG
-/// (APP2 `ICC_PROFILE` segments, an APP1 EXIF block), PNG (`iCCP`, `eXIf`), WebP (`ICCP`,
-/// `EXIF`) and AVIF (an `Exif` item; no profile: `avif-serialize` writes none, so AVIF pixels are
-/// converted to sRGB by the caller, see `transform::run`).
+/// [`encode`], keeping a colour profile and a copyright: JPEG (APP2 `ICC_PROFILE` segments, an
+/// APP1 EXIF block), PNG (`iCCP`, `eXIf`), WebP (`ICCP`, `EXIF`) and AVIF (a `colr`/`prof`
+/// property, an `Exif` item).
 pub fn encode_keeping(
     p: &Pixels,
     format: OutputFormat,
@@ -107,7 +106,16 @@ pub fn encode_keeping(
         OutputFormat::WebP if icc.is_some() || exif.is_some() => {
             webp_chunks(&webp(p, q)?, (p.width, p.height), p.has_alpha(), icc, exif.as_deref())
         }
-        OutputFormat::Avif if exif.is_some() => avif_with_exif(p, q, exif.unwrap_or_default()),
+        OutputFormat::Avif if icc.is_some() || exif.is_some() => {
+            let file = match exif {
+                Some(exif) => avif_with_exif(p, q, exif)?,
+                None => avif(p, q)?,
+            };
+            match icc {
+                Some(icc) => avif_with_profile(&file, icc),
+                None => Ok(file),
+            }
+        }
         _ => encode(p, format, q),
     }
 }
@@ -134,9 +142,140 @@ fn avif_with_exif(p: &Pixels, q: &Quality, exif: Vec<u8>) -> Result<Vec<u8>, Ima
     Ok(out)
 }
 
-/// Whether `format` can carry a colour profile in this encoder (AVIF: `ravif` writes none).
-pub fn keeps_profile(format: OutputFormat) -> bool {
-    !matches!(format, OutputFormat::Avif)
+/// A box of an ISO BMFF file: where it starts, its type and its whole size (8-byte header).
+#[derive(Debug, Clone, Copy)]
+struct IsoBox {
+    start: usize,
+    kind: [u8; 4],
+    size: usize,
+}
+
+impl IsoBox {
+    fn end(&self) -> usize {
+        self.start + self.size
+    }
+}
+
+/// The boxes in `b[from..to]` (32-bit sizes only: `avif-serialize` writes no others).
+fn iso_boxes(b: &[u8], from: usize, to: usize) -> Option<Vec<IsoBox>> {
+    let mut out = Vec::new();
+    let mut at = from;
+    while at + 8 <= to {
+        let size = u32::from_be_bytes(b[at..at + 4].try_into().ok()?) as usize;
+        if size < 8 || at + size > to {
+            return None;
+        }
+        out.push(IsoBox { start: at, kind: b[at + 4..at + 8].try_into().ok()?, size });
+        at += size;
+    }
+    (at == to).then_some(out)
+}
+
+fn child(boxes: &[IsoBox], kind: &[u8; 4]) -> Option<IsoBox> {
+    boxes.iter().find(|b| &b.kind == kind).copied()
+}
+
+fn add_be(b: &mut [u8], at: usize, width: usize, delta: u64) -> Option<()> {
+    let field = b.get_mut(at..at + width)?;
+    let mut v = field.iter().fold(0u64, |v, byte| (v << 8) | u64::from(*byte));
+    v = v.checked_add(delta)?;
+    for (i, byte) in field.iter_mut().rev().enumerate() {
+        *byte = (v >> (8 * i)) as u8;
+    }
+    Some(())
+}
+
+/// An AVIF (as `avif-serialize` lays it out: `ftyp`, `meta`, `mdat`) with the ICC profile as a
+/// `colr` property of type `prof` on the primary item: the box appended to `ipco`, its index to
+/// the item's `ipma` entry, the enclosing sizes grown and `iloc`'s offsets into `mdat` moved by
+/// the bytes inserted before it (ISO/IEC 23008-12).
+fn avif_with_profile(file: &[u8], icc: &[u8]) -> Result<Vec<u8>, ImageError> {
+    with_profile(file, icc).ok_or_else(|| ImageError::Encode("AVIF: the container is not the expected one".into()))
+}
+
+fn with_profile(file: &[u8], icc: &[u8]) -> Option<Vec<u8>> {
+    let top = iso_boxes(file, 0, file.len())?;
+    let meta = child(&top, b"meta")?;
+    // meta is a full box: version and flags before its children.
+    let in_meta = iso_boxes(file, meta.start + 12, meta.end())?;
+    let pitm = child(&in_meta, b"pitm")?;
+    let primary = u64::from(u16::from_be_bytes(file.get(pitm.start + 12..pitm.start + 14)?.try_into().ok()?));
+    let (iloc, iprp) = (child(&in_meta, b"iloc")?, child(&in_meta, b"iprp")?);
+    let in_iprp = iso_boxes(file, iprp.start + 8, iprp.end())?;
+    let (ipco, ipma) = (child(&in_iprp, b"ipco")?, child(&in_iprp, b"ipma")?);
+    if ipma.start < ipco.end() || iprp.end() > top.iter().find(|b| &b.kind == b"mdat")?.start {
+        return None;
+    }
+    let index = iso_boxes(file, ipco.start + 8, ipco.end())?.len() + 1;
+    let mut colr = ((12 + icc.len()) as u32).to_be_bytes().to_vec();
+    colr.extend_from_slice(b"colrprof");
+    colr.extend_from_slice(icc);
+    // ipma: version, flags (bit 0: 15-bit indices), entries of item id, count, associations.
+    let (version, wide) = (file[ipma.start + 8], file[ipma.start + 11] & 1 == 1);
+    let association: Vec<u8> =
+        if wide { (index as u16).to_be_bytes().to_vec() } else { vec![u8::try_from(index).ok().filter(|i| *i < 128)?] };
+    let id_len = if version < 1 { 2 } else { 4 };
+    let entries = u32::from_be_bytes(file.get(ipma.start + 12..ipma.start + 16)?.try_into().ok()?);
+    let (mut at, mut insert_at) = (ipma.start + 16, None);
+    for _ in 0..entries {
+        let id = file.get(at..at + id_len)?.iter().fold(0u64, |v, b| (v << 8) | u64::from(*b));
+        let count = usize::from(*file.get(at + id_len)?);
+        let end = at + id_len + 1 + count * if wide { 2 } else { 1 };
+        if id == primary {
+            insert_at = Some((at + id_len, end));
+        }
+        at = end;
+    }
+    let (count_at, association_at) = insert_at?;
+    let grown = (colr.len() + association.len()) as u64;
+    let mut out = file.to_vec();
+    for (b, by) in [(meta, grown), (iprp, grown), (ipco, colr.len() as u64), (ipma, association.len() as u64)] {
+        add_be(&mut out, b.start, 4, by)?;
+    }
+    out[count_at] = out[count_at].checked_add(1)?;
+    move_iloc_offsets(&mut out, iloc, grown)?;
+    out.splice(association_at..association_at, association);
+    out.splice(ipco.end()..ipco.end(), colr);
+    Some(out)
+}
+
+/// Adds `delta` to every file offset `iloc` holds (construction method 0).
+fn move_iloc_offsets(b: &mut [u8], iloc: IsoBox, delta: u64) -> Option<()> {
+    let version = b[iloc.start + 8];
+    let (offset_size, length_size) = (usize::from(b[iloc.start + 12] >> 4), usize::from(b[iloc.start + 12] & 15));
+    let (base_size, index_size) = (usize::from(b[iloc.start + 13] >> 4), usize::from(b[iloc.start + 13] & 15));
+    let mut at = iloc.start + 14;
+    let read =
+        |b: &[u8], at: usize, n: usize| b.get(at..at + n).map(|f| f.iter().fold(0u64, |v, x| (v << 8) | u64::from(*x)));
+    let (count, id_len) = if version < 2 { (read(b, at, 2)?, 2) } else { (read(b, at, 4)?, 4) };
+    at += id_len;
+    for _ in 0..count {
+        at += id_len;
+        let method = if version == 1 || version == 2 {
+            at += 2;
+            read(b, at - 2, 2)? & 15
+        } else {
+            0
+        };
+        at += 2; // data_reference_index
+        let base_at = at;
+        at += base_size;
+        let extents = read(b, at, 2)?;
+        at += 2;
+        if method == 0 && base_size > 0 {
+            add_be(b, base_at, base_size, delta)?;
+        }
+        for _ in 0..extents {
+            if (version == 1 || version == 2) && index_size > 0 {
+                at += index_size;
+            }
+            if method == 0 && base_size == 0 && offset_size > 0 {
+                add_be(b, at, offset_size, delta)?;
+            }
+            at += offset_size + length_size;
+        }
+    }
+    (at <= iloc.end()).then_some(())
 }
 
 /// A WebP file in the extended format (RIFF `VP8X`) with an `ICCP` chunk before the image and
@@ -290,6 +429,44 @@ mod tests {
             assert_eq!(a.pixels, b.pixels, "{channels} channels");
             assert_eq!(crate::exif::read(&kept).copyright.as_deref(), Some("(c) Matbakh"));
             assert_eq!(crate::exif::read(&plain).copyright, None);
+        }
+    }
+
+    /// `scp:0` in AVIF: the profile as a `colr`/`prof` property of the primary item, the
+    /// container still whole (it decodes to the same pixels, with and without the Exif item).
+    #[test]
+    fn an_avif_carries_the_profile_on_its_primary_item() {
+        let q = crate::DEFAULT_QUALITY;
+        let icc = b"a stand-in ICC profile: the container does not read it".to_vec();
+        let p =
+            Pixels { width: 16, height: 16, channels: 4, data: (0..16 * 16 * 4).map(|i| (i % 253) as u8).collect() };
+        let limits = crate::ImageLimits::default();
+        let plain = crate::load(&encode(&p, OutputFormat::Avif, &q).unwrap(), &limits, 0).unwrap().pixels;
+        for copyright in [None, Some("(c) Matbakh")] {
+            let kept = encode_keeping(&p, OutputFormat::Avif, &q, Some(&icc), copyright).unwrap();
+            assert_eq!(crate::load(&kept, &limits, 0).unwrap().pixels, plain, "decodes alike ({copyright:?})");
+            let mut colr = b"colrprof".to_vec();
+            colr.extend_from_slice(&icc);
+            assert!(kept.windows(colr.len()).any(|w| w == colr.as_slice()), "the colr box");
+            assert_eq!(crate::exif::read(&kept).copyright.as_deref(), copyright);
+            // The primary item's ipma entry names the new property: one more association.
+            let top = iso_boxes(&kept, 0, kept.len()).unwrap();
+            let meta = child(&top, b"meta").unwrap();
+            let in_meta = iso_boxes(&kept, meta.start + 12, meta.end()).unwrap();
+            let iprp = child(&in_meta, b"iprp").unwrap();
+            let in_iprp = iso_boxes(&kept, iprp.start + 8, iprp.end()).unwrap();
+            let props =
+                iso_boxes(&kept, child(&in_iprp, b"ipco").unwrap().start + 8, child(&in_iprp, b"ipco").unwrap().end())
+                    .unwrap();
+            assert_eq!(&props.last().unwrap().kind, b"colr");
+            let ipma = child(&in_iprp, b"ipma").unwrap();
+            let first_entry = &kept[ipma.start + 16..];
+            let count = usize::from(first_entry[2]);
+            assert_eq!(
+                (first_entry[..2].to_vec(), first_entry[2 + count]),
+                (vec![0, 1], props.len() as u8),
+                "item 1's last association is the colr box"
+            );
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use matbakh_core::imgproxy::{Format, Gravity, GravityKind, Options, OutputChoice, ResizeType, Watermark};
 
-use crate::encode::{OutputFormat, Quality, encode_keeping, keeps_profile};
+use crate::encode::{OutputFormat, Quality, encode_keeping};
 use crate::pixels::Pixels;
 use crate::{ImageError, ImageLimits, read_header};
 
@@ -47,7 +47,7 @@ pub struct Pipeline<'a> {
 /// order: trim, crop, resize, rotate and flip, cut to the result, filters (blur, sharpen,
 /// pixelate), extend, extend to the aspect ratio, padding, flatten, watermark; then encodes in
 /// `output`'s format (lowering the quality until `mb` fits). Metadata never reaches the result,
-/// except the copyright (`kcr`) and the colour profile (`scp:0`; JPEG, PNG and WebP).
+/// except the copyright (`kcr`) and the colour profile (`scp:0`).
 pub fn run(bytes: &[u8], o: &Options, output: OutputChoice, p: &Pipeline<'_>) -> Result<Transformed, ImageError> {
     let Pipeline { limits, max_side, quality, watermark } = *p;
     let watermark = match (&o.watermark, watermark) {
@@ -104,7 +104,7 @@ pub fn run(bytes: &[u8], o: &Options, output: OutputChoice, p: &Pipeline<'_>) ->
     }
     // To sRGB once cut and resized (far fewer pixels to convert than the decode had), unless the
     // profile is kept (`scp:0`): then the pixels stay in it and the result carries it.
-    let mut keep_icc = if o.strip_color_profile { None } else { icc.clone().filter(|p| !is_srgb(p)) };
+    let keep_icc = if o.strip_color_profile { None } else { icc.clone().filter(|p| !is_srgb(p)) };
     if keep_icc.is_none() {
         px = px.to_srgb(icc.as_deref());
     }
@@ -137,9 +137,6 @@ pub fn run(bytes: &[u8], o: &Options, output: OutputChoice, p: &Pipeline<'_>) ->
         px = overlay(px, image, w, plan.offset_scale)?;
     }
     let format = output.format(px.has_alpha());
-    if keep_icc.is_some() && !keeps_profile(output_format(format)) {
-        px = px.to_srgb(keep_icc.take().as_deref());
-    }
     let mut q = *quality;
     let asked = if o.quality > 0 {
         o.quality

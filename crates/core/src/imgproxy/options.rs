@@ -436,8 +436,7 @@ pub struct Options {
     pub auto_rotate: bool,
     /// `kcr`: the source's EXIF copyright (only it) is written into every result.
     pub keep_copyright: bool,
-    /// `scp`: `false` keeps the source's ICC profile (JPEG, PNG and WebP results) instead of
-    /// converting to sRGB.
+    /// `scp`: `false` keeps the source's ICC profile in the result instead of converting to sRGB.
     pub strip_color_profile: bool,
     /// `skp`: sources of these formats are answered as they are when the URL names no other
     /// output format.

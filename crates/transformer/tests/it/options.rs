@@ -214,6 +214,7 @@ async fn names_attachments_raw_skip_and_metadata_options() {
         (&dune, json!({"width": 100, "format": "jpg", "keep_copyright": false})),
         (&icc, json!({"width": 8, "format": "webp", "strip_color_profile": false})),
         (&icc, json!({"width": 8, "format": "png", "strip_color_profile": false})),
+        (&icc, json!({"width": 8, "format": "avif", "strip_color_profile": false})),
     ]);
     let (h, _) = ok(&t, &paths[0]).await;
     let disposition = |h: &HeaderMap| h.get("content-disposition").map(|v| v.to_str().unwrap().to_owned());
@@ -249,6 +250,10 @@ async fn names_attachments_raw_skip_and_metadata_options() {
     matbakh_imaging::load(&webp, &ImageLimits::default(), 0).expect("a valid WebP");
     let png = ok(&t, &paths[10]).await.1;
     assert!(png.windows(4).any(|w| w == b"iCCP"), "PNG keeps it (iCCP)");
+    let avif = ok(&t, &paths[11]).await.1;
+    assert!(avif.windows(8).any(|w| w == b"colrprof"), "AVIF keeps it (colr of type prof)");
+    assert_eq!(size(&avif), (8, 8), "and stays an AVIF that decodes");
+    matbakh_imaging::load(&avif, &ImageLimits::default(), 0).expect("a valid AVIF");
 }
 
 /// `kcr` (on by default, as in imgproxy): a source's EXIF copyright reaches JPEG, WebP, PNG and
