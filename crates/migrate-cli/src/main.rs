@@ -78,6 +78,19 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Which legacy path became which file (copied rows only), for rewriting pages and links.
+    Mapping {
+        run: String,
+        /// csv, json (a line each) or nginx (a `map $uri $matbakh_file` block).
+        #[arg(long, default_value = "csv", value_parser = migrate::mapping::Format::parse)]
+        format: migrate::mapping::Format,
+        /// nginx: the URL path the legacy store served the tree under (e.g. `/uploads`).
+        #[arg(long, default_value = "")]
+        url_prefix: String,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
     /// Summary, failures by reason, checksum coverage.
     Report {
         run: String,
@@ -131,6 +144,9 @@ async fn execute(cli: Cli) -> Result<ExitCode, MigrateError> {
         }
         Command::Rollback { run, dry_run } => report::rollback(&ctx, &run, dry_run, json).await,
         Command::Report { run, failures_csv } => report::report(&ctx, &run, failures_csv, json).await,
+        Command::Mapping { run, format, url_prefix, out } => {
+            report::mapping(&ctx, &run, format, &url_prefix, out).await
+        }
     }
 }
 

@@ -11,6 +11,7 @@ pub mod copy;
 pub mod egress;
 pub mod error;
 pub mod extsort;
+pub mod mapping;
 pub mod plan;
 pub mod report;
 pub mod rollback;

@@ -98,9 +98,7 @@ impl Counts {
     }
 }
 
-fn csv_field(v: &str) -> String {
-    if v.contains([',', '"', '\n', '\r']) { format!("\"{}\"", v.replace('"', "\"\"")) } else { v.to_owned() }
-}
+use crate::mapping::csv_field;
 
 /// `seq,source,key,size,reason,attempts,message`, one line per failed row.
 pub fn failures_csv(rows: &[LedgerRow]) -> String {

@@ -1,5 +1,6 @@
 //! `migrate rollback` and `migrate report`: undo a run exactly, and say what it did.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use migrate::{Context, MigrateError};
@@ -35,5 +36,47 @@ pub async fn report(
     } else {
         print!("{}", migrate::report::human(&report));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The run's mapping (legacy path to file) to `out` or standard output; the counts on stderr.
+/// A file is written beside `out` and renamed when complete: a failed export leaves nothing.
+pub async fn mapping(
+    ctx: &Context,
+    run: &str,
+    format: migrate::mapping::Format,
+    url_prefix: &str,
+    out: Option<std::path::PathBuf>,
+) -> Result<ExitCode, MigrateError> {
+    let failed = |path: &std::path::Path, e: std::io::Error| MigrateError::Usage(format!("{}: {e}", path.display()));
+    let done = match &out {
+        Some(path) => {
+            let partial = path.with_extension("partial");
+            let file = std::fs::File::create(&partial).map_err(|e| failed(&partial, e))?;
+            let mut sink = std::io::BufWriter::new(file);
+            let written = migrate::mapping::export(ctx, run, format, url_prefix, &mut sink).await;
+            let flushed = written.and_then(|done| {
+                sink.flush().map_err(|e| failed(&partial, e))?;
+                Ok(done)
+            });
+            match flushed {
+                Ok(done) => {
+                    std::fs::rename(&partial, path).map_err(|e| failed(path, e))?;
+                    done
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_file(&partial);
+                    return Err(e);
+                }
+            }
+        }
+        None => {
+            let mut sink = std::io::BufWriter::new(std::io::stdout());
+            let done = migrate::mapping::export(ctx, run, format, url_prefix, &mut sink).await?;
+            sink.flush().map_err(|e| MigrateError::Usage(format!("writing the mapping: {e}")))?;
+            done
+        }
+    };
+    eprintln!("run {run}: {} file(s) mapped, {} row(s) not copied (no mapping yet)", done.lines, done.skipped);
     Ok(ExitCode::SUCCESS)
 }

@@ -128,6 +128,34 @@ async fn plan_run_verify_and_report_then_a_rerun_writes_nothing() {
     assert_eq!(row.sha256.map(|s| s.to_hex()), Some(olympus.sha256.clone()));
     assert_eq!(files.migration_run_of(id).await.unwrap(), Some(run.clone()));
 
+    // The mapping a cutover rewrites pages with: every copied file, its legacy path and file id.
+    let mut csv = Vec::new();
+    let mapped = migrate::mapping::export(&ctx, &run, migrate::mapping::Format::Csv, "", &mut csv).await.unwrap();
+    assert_eq!((mapped.lines, mapped.skipped), (8, 0));
+    let csv = String::from_utf8(csv).unwrap();
+    assert_eq!(csv.lines().count(), 9, "a header and a line a file");
+    assert!(
+        csv.contains(&format!("\"users/42/2025/07/Olympus 4mp (ICC).jpg\",{},{id}", olympus.key))
+            || csv.contains(&format!("users/42/2025/07/Olympus 4mp (ICC).jpg,{},{id}", olympus.key)),
+        "{csv}"
+    );
+    let mut nginx = Vec::new();
+    migrate::mapping::export(&ctx, &run, migrate::mapping::Format::Nginx, "/uploads", &mut nginx).await.unwrap();
+    let nginx = String::from_utf8(nginx).unwrap();
+    assert!(nginx.contains(&format!("\"/uploads/users/42/2025/07/Olympus 4mp (ICC).jpg\" \"{id}\";")), "{nginx}");
+    assert!(
+        migrate::mapping::export(
+            &ctx,
+            "r20990101t000000-00000000",
+            migrate::mapping::Format::Json,
+            "",
+            &mut Vec::new()
+        )
+        .await
+        .is_err(),
+        "an unknown run"
+    );
+
     let (report, failed) = migrate::report::report(&ctx, &run).await.unwrap();
     assert!(failed.is_empty());
     let rows = all_rows(&ctx, &run).await;
