@@ -37,6 +37,23 @@ pub struct RunRecord {
     /// the wall time of a run whose workers are Lambda functions.
     pub started_at: Option<String>,
     pub updated_at: Option<String>,
+    /// The last full `verify` of the run (a sampled one is not recorded): what a cutover and a
+    /// decommission check ask of every run.
+    pub verification: Option<Verification>,
+}
+
+/// The outcome of a full `migrate verify` of a run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Verification {
+    pub at: String,
+    /// Read back and hashed (`--deep`), or compared by S3's stored checksum.
+    pub deep: bool,
+    /// Every row copied and every copy matched.
+    pub passed: bool,
+    pub checked: u64,
+    /// Mismatched or not copied rows.
+    pub problems: u64,
 }
 
 /// What the workers report into the run item.
@@ -232,6 +249,13 @@ fn parse_run(item: &HashMap<String, AttributeValue>) -> Result<RunRecord, AwsErr
         },
         started_at: opt_s(item, "startedAt"),
         updated_at: opt_s(item, "updatedAt"),
+        verification: opt_s(item, "verifiedAt").map(|at| Verification {
+            at,
+            deep: opt_s(item, "verifiedHow").as_deref() == Some("deep"),
+            passed: opt_s(item, "verifiedOutcome").as_deref() == Some("passed"),
+            checked: get_u(item, "verifiedChecked"),
+            problems: get_u(item, "verifiedProblems"),
+        }),
     })
 }
 
@@ -504,6 +528,18 @@ impl Ledger {
             sets.push((fail_attr(r), n(c.failures.get(&r).copied().unwrap_or(0))));
         }
         self.update_run(run, "SET", sets, now).await.map(|_| ())
+    }
+
+    /// Records a full verification of the run (the last one wins).
+    pub async fn set_verification(&self, run: &RunId, v: &Verification) -> Result<(), AwsError> {
+        let sets = vec![
+            ("verifiedAt".to_owned(), s(&v.at)),
+            ("verifiedHow".to_owned(), s(if v.deep { "deep" } else { "checksums" })),
+            ("verifiedOutcome".to_owned(), s(if v.passed { "passed" } else { "failed" })),
+            ("verifiedChecked".to_owned(), n(v.checked)),
+            ("verifiedProblems".to_owned(), n(v.problems)),
+        ];
+        self.update_run(run, "SET", sets, &v.at).await.map(|_| ())
     }
 
     /// `SET updatedAt = :now` and `clause` (`ADD` or `SET`) over `pairs`, on an existing run.

@@ -28,6 +28,8 @@ pub struct Status {
     pub files_per_second: f64,
     /// `None` until something was copied (or when nothing is left: 0).
     pub eta_seconds: Option<f64>,
+    /// The last full `verify`.
+    pub verification: Option<matbakh_aws::ledger::Verification>,
 }
 
 /// Seconds between two stored timestamps (`2026-03-01T12:15:00.123Z`).
@@ -71,6 +73,7 @@ pub fn status_of(r: &RunRecord) -> Status {
         bytes_per_second: per(c.copied.bytes as f64),
         files_per_second: per(c.copied.files as f64),
         eta_seconds: eta_seconds(&c.copied, active, files_left, bytes_left),
+        verification: r.verification.clone(),
     }
 }
 
@@ -111,6 +114,11 @@ pub fn progress_line(s: &Status) -> String {
     } else {
         let by: Vec<String> = s.failures.iter().filter(|(_, c)| **c > 0).map(|(r, c)| format!("{r} {c}")).collect();
         format!("  failed {} ({})", s.failed_files, by.join(", "))
+    };
+    let failures = match &s.verification {
+        Some(v) if v.passed => format!("{failures}  verified {}", v.at),
+        Some(v) => format!("{failures}  verify FAILED {} ({} problems)", v.at, v.problems),
+        None => failures,
     };
     format!(
         "{} [{}{}] {:>3.0}%  {}/{} files  {}/{}  {}/s  {}{}",
@@ -178,6 +186,7 @@ mod tests {
             },
             started_at: None,
             updated_at: None,
+            verification: None,
         };
         let s = status_of(&record);
         assert_eq!(s.bytes_per_second, 10.0 * 1024.0 * 1024.0);

@@ -402,6 +402,7 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
         counters: Counters::default(),
         started_at: None,
         updated_at: None,
+        verification: None,
     };
     ctx.ledger.create_run(&run).await?;
     ctx.ledger.reset_counters(&id, &counters, &now).await?;

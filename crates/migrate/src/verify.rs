@@ -2,7 +2,8 @@
 //! stored full-object CRC64NVME and size are compared with the manifest (HEAD with checksum
 //! mode); `--deep` reads the object back and hashes it (CRC64NVME and SHA-256); `--sample N`
 //! checks N random rows (seeded). Rows not copied are reported too: a run is verified only
-//! when every file is there, as planned.
+//! when every file is there, as planned. A full pass (not `--sample`) is recorded on the run
+//! (`verifiedAt`, how, outcome, counts): what a cutover and a decommission check ask of it.
 
 use matbakh_aws::ledger::LedgerRow;
 use matbakh_aws::transfer::Target;
@@ -177,6 +178,17 @@ pub async fn verify(ctx: &Context, id: &str, opts: &VerifyOptions) -> Result<Ver
     }
     let Findings { mut mismatches, rows_checked, unregistered } = found;
     mismatches.sort_by_key(|p| p.seq);
+    if opts.sample.is_none() {
+        let problems = (mismatches.len() + not_copied.len()) as u64;
+        let outcome = matbakh_aws::ledger::Verification {
+            at: ctx.now(),
+            deep: opts.deep,
+            passed: problems == 0,
+            checked,
+            problems,
+        };
+        ctx.ledger.set_verification(&record.id, &outcome).await?;
+    }
     Ok(Verified {
         run: record.id.to_string(),
         deep: opts.deep,

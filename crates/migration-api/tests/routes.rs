@@ -69,6 +69,7 @@ impl Fixture {
             counters: Counters::default(),
             started_at: None,
             updated_at: None,
+            verification: None,
         };
         self.admin.ledger.create_run(&record).await.unwrap();
         // What workers report as they go.

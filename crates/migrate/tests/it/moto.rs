@@ -111,6 +111,11 @@ async fn plan_run_verify_and_report_then_a_rerun_writes_nothing() {
         .await
         .unwrap();
     assert_eq!(sample.checked, 3);
+    // The last full pass is recorded on the run (a sample is not): what a cutover asks.
+    let recorded = ctx.run(&run).await.unwrap().verification.expect("a full verify is recorded");
+    assert_eq!((recorded.passed, recorded.deep, recorded.checked, recorded.problems), (true, true, 8, 0));
+    let line = migrate::control::progress_line(&migrate::control::status_of(&ctx.run(&run).await.unwrap()));
+    assert!(line.contains(&format!("verified {}", recorded.at)), "{line}");
 
     // Every file has its row in the files table before its object arrived: PENDING for the
     // event pipeline, with its legacy name, its date, its hash and the run that brought it.
@@ -287,6 +292,8 @@ async fn changed_unreadable_and_overwritten_files_are_reported_and_the_others_co
     let v = migrate::verify::verify(&ctx, &run, &VerifyOptions::default()).await.unwrap();
     assert!(!v.passed());
     assert_eq!((v.checked, v.mismatches.len(), v.not_copied.len()), (4, 0, 4));
+    let recorded = ctx.run(&run).await.unwrap().verification.unwrap();
+    assert_eq!((recorded.passed, recorded.deep, recorded.problems), (false, false, 4), "a failed pass is recorded too");
     // None of these reasons heals by retrying: a rerun leaves them for an engineer.
     let again = migrate::run::run(&ctx, &run, source(&t), &opts(3), quiet()).await.unwrap();
     assert_eq!((again.copied, again.failed), (0, 0));
