@@ -1,20 +1,59 @@
 //! The migration ledger (DynamoDB, its own table): one item per run (state, totals, live
 //! counters) under `pk = RUNS`, and one row per file under `pk = RUN#{id}`, sorted by the
-//! manifest's sequence. Rows are written in batches of 25 (BatchWriteItem, DECISIONS 23);
+//! manifest's sequence. Cutovers: one item per (source, prefix) under `pk = CUTOVERS`, and every
+//! switch appended under `pk = CUTOVER#AUDIT` (written together, in one transaction). Rows are written in batches of 25 (BatchWriteItem, DECISIONS 23);
 //! counters are added atomically (`ADD`), so several workers can report into one run.
 
 use std::collections::{BTreeMap, HashMap};
 
 use aws_config::SdkConfig;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
 use matbakh_core::migration::eta::Tally;
-use matbakh_core::migration::{Control, FailureReason, ManifestEntry, Prior, RowStatus, RunId, RunState};
+use matbakh_core::migration::{
+    Control, FailureReason, LegacyPrefix, ManifestEntry, Prior, RowStatus, RunId, RunState, Switch,
+};
 
 use crate::dynamo::{n, s};
 use crate::error::AwsError;
 use crate::schema;
 
 const RUNS_PK: &str = "RUNS";
+const CUTOVERS_PK: &str = "CUTOVERS";
+const CUTOVER_AUDIT_PK: &str = "CUTOVER#AUDIT";
+
+/// Where a legacy prefix of a source is served from, and how it got there.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cutover {
+    /// The legacy source (`file:///legacy`), as runs name it.
+    pub source: String,
+    pub prefix: String,
+    pub to: Switch,
+    pub at: String,
+    /// Files under the prefix migrated and verified when it was switched.
+    pub verified_files: u64,
+    /// Files that were not (only a forced switch to the platform has any).
+    pub blocking_files: u64,
+    /// Why it was switched despite them (`--force --reason`).
+    pub forced_reason: Option<String>,
+}
+
+fn cutover_sk(source: &str, prefix: &LegacyPrefix) -> String {
+    format!("{source}#{}", prefix.as_str())
+}
+
+fn parse_cutover(item: &HashMap<String, AttributeValue>) -> Result<Cutover, AwsError> {
+    let corrupt = |e: matbakh_core::CoreError| AwsError::Corrupt(e.to_string());
+    Ok(Cutover {
+        source: get_s(item, "source")?,
+        prefix: get_s(item, "prefix")?,
+        to: Switch::parse(&get_s(item, "to")?).map_err(corrupt)?,
+        at: get_s(item, "at")?,
+        verified_files: get_u(item, "verifiedFiles"),
+        blocking_files: get_u(item, "blockingFiles"),
+        forced_reason: opt_s(item, "forcedReason"),
+    })
+}
 
 /// A run as the run item holds it.
 #[derive(Debug, Clone, PartialEq)]
@@ -542,6 +581,63 @@ impl Ledger {
         self.update_run(run, "SET", sets, &v.at).await.map(|_| ())
     }
 
+    /// The switch of `prefix` of `source`, if one was ever recorded.
+    pub async fn cutover(&self, source: &str, prefix: &LegacyPrefix) -> Result<Option<Cutover>, AwsError> {
+        self.get(CUTOVERS_PK.to_owned(), cutover_sk(source, prefix), None)
+            .await?
+            .as_ref()
+            .map(parse_cutover)
+            .transpose()
+    }
+
+    /// Every recorded switch, by source and prefix.
+    pub async fn cutovers(&self) -> Result<Vec<Cutover>, AwsError> {
+        self.query_pk(CUTOVERS_PK, true).await?.iter().map(parse_cutover).collect()
+    }
+
+    /// Records `c` as the prefix's switch and appends it to the audit trail, in one transaction.
+    pub async fn record_cutover(&self, c: &Cutover) -> Result<(), AwsError> {
+        let prefix = LegacyPrefix::parse(&c.prefix).map_err(|e| AwsError::Corrupt(e.to_string()))?;
+        let mut attrs = vec![
+            ("source".to_owned(), s(&c.source)),
+            ("prefix".to_owned(), s(&c.prefix)),
+            ("to".to_owned(), s(c.to.as_str())),
+            ("at".to_owned(), s(&c.at)),
+            ("verifiedFiles".to_owned(), n(c.verified_files)),
+            ("blockingFiles".to_owned(), n(c.blocking_files)),
+        ];
+        if let Some(reason) = &c.forced_reason {
+            attrs.push(("forcedReason".to_owned(), s(reason)));
+        }
+        let mut state = schema::key(CUTOVERS_PK, cutover_sk(&c.source, &prefix));
+        state.extend(attrs.clone());
+        let nonce = format!("{:08x}", rand_nonce());
+        let mut audit = schema::key(CUTOVER_AUDIT_PK, format!("{}#{}#{nonce}", c.at, cutover_sk(&c.source, &prefix)));
+        audit.extend(attrs);
+        let put = |item, condition: Option<&str>| {
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .set_condition_expression(condition.map(str::to_owned))
+                .build()
+                .map(|p| TransactWriteItem::builder().put(p).build())
+                .map_err(|e| AwsError::Corrupt(e.to_string()))
+        };
+        let items = vec![put(state, None)?, put(audit, Some(schema::ITEM_IS_NEW))?];
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| AwsError::from_sdk("TransactWriteItems", e))
+    }
+
+    /// The audit trail of switches, oldest first.
+    pub async fn cutover_audit(&self) -> Result<Vec<Cutover>, AwsError> {
+        self.query_pk(CUTOVER_AUDIT_PK, true).await?.iter().map(parse_cutover).collect()
+    }
+
     /// `SET updatedAt = :now` and `clause` (`ADD` or `SET`) over `pairs`, on an existing run.
     async fn update_run(
         &self,
@@ -590,4 +686,10 @@ impl Ledger {
             .consistent_read(true);
         crate::dynamo::query_all(query).await
     }
+}
+
+/// A few random bits, so two switches in the same millisecond keep two audit entries.
+fn rand_nonce() -> u32 {
+    let mut b = [0u8; 4];
+    aws_lc_rs::rand::fill(&mut b).map(|()| u32::from_be_bytes(b)).unwrap_or_default()
 }

@@ -13,7 +13,7 @@ use matbakh_core::migration::Control;
 use migrate::verify::VerifyOptions;
 use migrate::{Context, MigrateError};
 
-use commands::{control, enqueue, plan, report, run, verify};
+use commands::{control, cutover, enqueue, plan, report, run, verify};
 
 #[derive(Parser)]
 #[command(name = "migrate", about = "Move legacy files into the platform bucket: plan, run, verify, roll back.")]
@@ -78,6 +78,9 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Switch a legacy prefix to the platform (only when all of it is migrated and verified) or
+    /// back to the legacy store; `--status` lists the switches.
+    Cutover(cutover::Args),
     /// Which legacy path became which file (copied rows only), for rewriting pages and links.
     Mapping {
         run: String,
@@ -144,6 +147,7 @@ async fn execute(cli: Cli) -> Result<ExitCode, MigrateError> {
         }
         Command::Rollback { run, dry_run } => report::rollback(&ctx, &run, dry_run, json).await,
         Command::Report { run, failures_csv } => report::report(&ctx, &run, failures_csv, json).await,
+        Command::Cutover(args) => cutover::run(&ctx, &sdk, args, json).await,
         Command::Mapping { run, format, url_prefix, out } => {
             report::mapping(&ctx, &run, format, &url_prefix, out).await
         }

@@ -8,6 +8,7 @@
 pub mod beneath;
 pub mod control;
 pub mod copy;
+pub mod cutover;
 pub mod egress;
 pub mod error;
 pub mod extsort;

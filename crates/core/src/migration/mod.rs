@@ -92,6 +92,63 @@ pub enum RunState {
     RolledBack,
 }
 
+/// Where a legacy prefix is served from (issue 19): the legacy store (the default, and where a
+/// rollback puts it back) or the platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Switch {
+    Legacy,
+    Platform,
+}
+
+impl Switch {
+    pub fn parse(s: &str) -> Result<Switch, CoreError> {
+        match s {
+            "legacy" => Ok(Switch::Legacy),
+            "platform" => Ok(Switch::Platform),
+            other => Err(CoreError::invalid("to", format!("{other:?} is not platform or legacy"))),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Switch::Legacy => "legacy",
+            Switch::Platform => "platform",
+        }
+    }
+}
+
+/// A legacy path prefix a cutover switches: relative, `/`-separated, whole segments (`shop/42`
+/// names `shop/42/...`, never `shop/420/...`); kept with a trailing `/`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LegacyPrefix(String);
+
+impl LegacyPrefix {
+    pub fn parse(raw: &str) -> Result<LegacyPrefix, CoreError> {
+        let trimmed = raw.trim_matches('/');
+        let bad = |why: &str| Err(CoreError::invalid("prefix", format!("{raw:?} {why}")));
+        if trimmed.is_empty() {
+            return bad("is empty: name a part of the tree (the whole tree is every top-level prefix)");
+        }
+        if trimmed.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+            return bad("has an empty, . or .. segment");
+        }
+        if trimmed.chars().any(char::is_control) {
+            return bad("has a control character");
+        }
+        Ok(LegacyPrefix(format!("{trimmed}/")))
+    }
+
+    /// Whether the legacy file at `path` (relative) lies under this prefix.
+    pub fn holds(&self, path: &str) -> bool {
+        path.starts_with(&self.0)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// What an engineer asks of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {

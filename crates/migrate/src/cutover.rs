@@ -1,0 +1,237 @@
+//! `migrate cutover`: the switch, per legacy prefix, between the legacy store and the platform
+//! (issue 19, part 3), recorded in the migration table with an audit entry.
+//!
+//! To the platform only when every legacy file under the prefix is migrated and verified: the
+//! source is listed, and each file must have a copied row in the newest run that holds it, that
+//! run's last full `verify` passed after the row was copied, and the file must not have changed
+//! since (size and modification time). Otherwise the switch is refused, listing what blocks it,
+//! unless `--force` with a reason (recorded). Back to the legacy store at any time (`--to
+//! legacy`), for a prefix that was switched before. `--dry-run` checks and writes nothing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use matbakh_aws::ledger::{Cutover, RunRecord};
+use matbakh_core::migration::{LegacyPrefix, RowStatus, RunState, Switch};
+use serde::Serialize;
+
+use crate::source::{Source, SourceFile};
+use crate::{Context, MigrateError};
+
+/// At most this many blocking files are listed (all are counted).
+pub const LISTED: usize = 20;
+
+pub struct CutoverOptions {
+    pub prefix: LegacyPrefix,
+    pub to: Switch,
+    pub dry_run: bool,
+    /// `--force --reason`: switch to the platform despite blocking files.
+    pub force_reason: Option<String>,
+}
+
+/// A legacy file that keeps its prefix on the legacy store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Blocking {
+    pub path: String,
+    pub why: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CutoverReport {
+    pub source: String,
+    pub prefix: String,
+    pub to: Switch,
+    pub verified_files: u64,
+    pub blocking_files: u64,
+    /// The first [`LISTED`] of them.
+    pub blocking: Vec<Blocking>,
+    /// Whether the switch was written (not on a dry run).
+    pub recorded: bool,
+}
+
+/// What the newest run holding a legacy file says of it.
+struct Migrated {
+    status: RowStatus,
+    size: u64,
+    mtime_ms: i64,
+    /// The run's last full verification passed after this row was copied.
+    verified: bool,
+}
+
+/// The rows under `prefix` of every run of `source` that was not rolled back; the newest run
+/// holding a path speaks for it.
+async fn migrated(
+    ctx: &Context,
+    source: &str,
+    prefix: &LegacyPrefix,
+) -> Result<HashMap<String, Migrated>, MigrateError> {
+    let mut runs: Vec<RunRecord> = ctx
+        .ledger
+        .list_runs()
+        .await?
+        .into_iter()
+        .filter(|r| r.source == source && r.state != RunState::RolledBack)
+        .collect();
+    runs.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    let mut out = HashMap::new();
+    for run in &runs {
+        let verified_at = run.verification.as_ref().filter(|v| v.passed).map(|v| v.at.clone());
+        let mut rows = crate::rows::Rows::ledger(&run.id);
+        while let Some(page) = rows.next_page(ctx).await? {
+            for row in page.into_iter().filter(|r| prefix.holds(&r.entry.source)) {
+                let verified = verified_at.as_deref().is_some_and(|at| row.updated_at.as_str() <= at);
+                out.entry(row.entry.source.clone()).or_insert(Migrated {
+                    status: row.status,
+                    size: row.entry.size,
+                    mtime_ms: row.entry.mtime_ms,
+                    verified,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Why `file` blocks a cutover, if it does.
+fn blocks(file: &SourceFile, migrated: Option<&Migrated>) -> Option<String> {
+    let Some(m) = migrated else { return Some("not migrated".into()) };
+    if m.status != RowStatus::Copied {
+        return Some(format!("not copied ({})", m.status.as_str()));
+    }
+    if (m.size, m.mtime_ms) != (file.size, file.mtime_ms) {
+        return Some("changed since it was copied (plan and run it again)".into());
+    }
+    (!m.verified).then(|| "copied, not verified since (run migrate verify)".into())
+}
+
+/// Checks and (unless a dry run, or refused) records the switch of `opts.prefix` of `source`.
+pub async fn cutover(
+    ctx: &Context,
+    source: Arc<dyn Source>,
+    opts: &CutoverOptions,
+) -> Result<CutoverReport, MigrateError> {
+    let url = source.url().to_owned();
+    let prefix = &opts.prefix;
+    let previous = ctx.ledger.cutover(&url, prefix).await?;
+    if opts.force_reason.as_deref().is_some_and(|r| r.trim().is_empty()) {
+        return Err(MigrateError::Usage("--force needs a reason (--reason \"...\")".into()));
+    }
+    let (mut verified, mut blocking_files, mut blocking) = (0u64, 0u64, Vec::new());
+    match opts.to {
+        Switch::Legacy => {
+            if previous.is_none() {
+                return Err(MigrateError::Usage(format!(
+                    "{} of {url} was never switched to the platform: nothing to roll back",
+                    prefix.as_str()
+                )));
+            }
+        }
+        Switch::Platform => {
+            let migrated = migrated(ctx, &url, prefix).await?;
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<SourceFile>(4096);
+            let lister = {
+                let source = source.clone();
+                tokio::spawn(async move { source.list(tx).await })
+            };
+            let mut seen = 0u64;
+            while let Some(file) = rx.recv().await {
+                if !prefix.holds(&file.path) {
+                    continue;
+                }
+                seen += 1;
+                match blocks(&file, migrated.get(&file.path)) {
+                    Some(why) => {
+                        blocking_files += 1;
+                        if blocking.len() < LISTED {
+                            blocking.push(Blocking { path: file.path, why });
+                        }
+                    }
+                    None => verified += 1,
+                }
+            }
+            lister.await.map_err(|e| MigrateError::Source(format!("listing: {e}")))??;
+            if seen == 0 {
+                return Err(MigrateError::Usage(format!("{url} has no file under {}", prefix.as_str())));
+            }
+            blocking.sort_by(|a, b| a.path.cmp(&b.path));
+        }
+    }
+    let mut report = CutoverReport {
+        source: url.clone(),
+        prefix: prefix.as_str().to_owned(),
+        to: opts.to,
+        verified_files: verified,
+        blocking_files,
+        blocking,
+        recorded: false,
+    };
+    if blocking_files > 0 && opts.force_reason.is_none() {
+        return Err(MigrateError::Check(refusal(&report)));
+    }
+    if !opts.dry_run {
+        let forced_reason = opts.force_reason.clone().filter(|_| blocking_files > 0);
+        let c = Cutover {
+            source: url,
+            prefix: report.prefix.clone(),
+            to: opts.to,
+            at: ctx.now(),
+            verified_files: verified,
+            blocking_files,
+            forced_reason,
+        };
+        ctx.ledger.record_cutover(&c).await?;
+        report.recorded = true;
+    }
+    Ok(report)
+}
+
+/// The refusal's text: the count and the first files with their reasons.
+pub fn refusal(r: &CutoverReport) -> String {
+    let listed: Vec<String> = r.blocking.iter().map(|b| format!("{}: {}", b.path, b.why)).collect();
+    let more = r.blocking_files.saturating_sub(r.blocking.len() as u64);
+    format!(
+        "{} of {} stays on the legacy store: {} file(s) not migrated and verified ({} ready){}:\n  {}",
+        r.prefix,
+        r.source,
+        r.blocking_files,
+        r.verified_files,
+        if more > 0 { format!(", the first {} listed", r.blocking.len()) } else { String::new() },
+        listed.join("\n  ")
+    )
+}
+
+/// Every recorded switch.
+pub async fn status(ctx: &Context) -> Result<Vec<Cutover>, MigrateError> {
+    Ok(ctx.ledger.cutovers().await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(size: u64, mtime_ms: i64) -> SourceFile {
+        SourceFile { path: "shop/42/a.jpg".into(), size, mtime_ms }
+    }
+
+    #[test]
+    fn a_file_blocks_until_it_is_copied_unchanged_and_verified() {
+        let m = |status, verified| Migrated { status, size: 10, mtime_ms: 5, verified };
+        assert_eq!(blocks(&file(10, 5), None).as_deref(), Some("not migrated"));
+        assert_eq!(blocks(&file(10, 5), Some(&m(RowStatus::Failed, false))).as_deref(), Some("not copied (FAILED)"));
+        assert!(blocks(&file(11, 5), Some(&m(RowStatus::Copied, true))).unwrap().starts_with("changed"));
+        assert!(blocks(&file(10, 6), Some(&m(RowStatus::Copied, true))).unwrap().starts_with("changed"));
+        assert!(blocks(&file(10, 5), Some(&m(RowStatus::Copied, false))).unwrap().contains("not verified"));
+        assert_eq!(blocks(&file(10, 5), Some(&m(RowStatus::Copied, true))), None);
+    }
+
+    #[test]
+    fn prefixes_are_whole_segments() {
+        let p = LegacyPrefix::parse("/shop/42").unwrap();
+        assert_eq!(p.as_str(), "shop/42/");
+        assert!(p.holds("shop/42/a.jpg") && !p.holds("shop/420/a.jpg") && !p.holds("shop/42"));
+        for bad in ["", "/", "a//b", "a/../b", "./a", "a\nb"] {
+            assert!(LegacyPrefix::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}
