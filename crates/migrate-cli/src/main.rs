@@ -81,6 +81,12 @@ enum Command {
     /// Switch a legacy prefix to the platform (only when all of it is migrated and verified) or
     /// back to the legacy store; `--status` lists the switches.
     Cutover(cutover::Args),
+    /// Whether the legacy store can go: every file migrated, verified and switched (exit 1 if not).
+    DecommissionCheck {
+        /// The legacy source the runs copied.
+        #[arg(long)]
+        source: String,
+    },
     /// Which legacy path became which file (copied rows only), for rewriting pages and links.
     Mapping {
         run: String,
@@ -148,6 +154,7 @@ async fn execute(cli: Cli) -> Result<ExitCode, MigrateError> {
         Command::Rollback { run, dry_run } => report::rollback(&ctx, &run, dry_run, json).await,
         Command::Report { run, failures_csv } => report::report(&ctx, &run, failures_csv, json).await,
         Command::Cutover(args) => cutover::run(&ctx, &sdk, args, json).await,
+        Command::DecommissionCheck { source } => cutover::decommission_check(&ctx, &sdk, &source, json).await,
         Command::Mapping { run, format, url_prefix, out } => {
             report::mapping(&ctx, &run, format, &url_prefix, out).await
         }

@@ -7,6 +7,10 @@
 //! since (size and modification time). Otherwise the switch is refused, listing what blocks it,
 //! unless `--force` with a reason (recorded). Back to the legacy store at any time (`--to
 //! legacy`), for a prefix that was switched before. `--dry-run` checks and writes nothing.
+//! `decommission_check` asks the same of the whole tree, and that all of it is switched.
+//!
+//! Memory: the rows of the runs under the prefix are held by path while the source is listed
+//! (a few hundred bytes a file); the listing itself streams.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -64,7 +68,7 @@ struct Migrated {
 async fn migrated(
     ctx: &Context,
     source: &str,
-    prefix: &LegacyPrefix,
+    holds: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<HashMap<String, Migrated>, MigrateError> {
     let mut runs: Vec<RunRecord> = ctx
         .ledger
@@ -79,7 +83,7 @@ async fn migrated(
         let verified_at = run.verification.as_ref().filter(|v| v.passed).map(|v| v.at.clone());
         let mut rows = crate::rows::Rows::ledger(&run.id);
         while let Some(page) = rows.next_page(ctx).await? {
-            for row in page.into_iter().filter(|r| prefix.holds(&r.entry.source)) {
+            for row in page.into_iter().filter(|r| holds(&r.entry.source)) {
                 let verified = verified_at.as_deref().is_some_and(|at| row.updated_at.as_str() <= at);
                 out.entry(row.entry.source.clone()).or_insert(Migrated {
                     status: row.status,
@@ -105,6 +109,99 @@ fn blocks(file: &SourceFile, migrated: Option<&Migrated>) -> Option<String> {
     (!m.verified).then(|| "copied, not verified since (run migrate verify)".into())
 }
 
+/// The legacy files `holds` selects, each checked against the runs (see the module comment).
+struct Checked {
+    seen: u64,
+    /// Of those, the ones under a prefix of `switched`.
+    switched: u64,
+    verified: u64,
+    blocking_files: u64,
+    /// The first [`LISTED`], by path.
+    blocking: Vec<Blocking>,
+}
+
+async fn check(
+    ctx: &Context,
+    source: &Arc<dyn Source>,
+    holds: &(dyn Fn(&str) -> bool + Sync),
+    switched: &[LegacyPrefix],
+) -> Result<Checked, MigrateError> {
+    let migrated = migrated(ctx, source.url(), holds).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<SourceFile>(4096);
+    let lister = {
+        let source = source.clone();
+        tokio::spawn(async move { source.list(tx).await })
+    };
+    let mut c = Checked { seen: 0, switched: 0, verified: 0, blocking_files: 0, blocking: Vec::new() };
+    while let Some(file) = rx.recv().await {
+        if !holds(&file.path) {
+            continue;
+        }
+        c.seen += 1;
+        c.switched += u64::from(switched.iter().any(|p| p.holds(&file.path)));
+        match blocks(&file, migrated.get(&file.path)) {
+            Some(why) => {
+                c.blocking_files += 1;
+                if c.blocking.len() < LISTED {
+                    c.blocking.push(Blocking { path: file.path, why });
+                }
+            }
+            None => c.verified += 1,
+        }
+    }
+    lister.await.map_err(|e| MigrateError::Source(format!("listing: {e}")))??;
+    c.blocking.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(c)
+}
+
+/// Whether the legacy store can go (issue 19, part 4), as far as the ledger can tell.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Decommission {
+    pub source: String,
+    pub files: u64,
+    pub verified_files: u64,
+    pub blocking_files: u64,
+    /// The first [`LISTED`] files not migrated and verified, by path.
+    pub blocking: Vec<Blocking>,
+    /// Files under no prefix switched to the platform: their URLs still need the legacy store.
+    pub unswitched_files: u64,
+    /// The prefixes switched to the platform.
+    pub switched: Vec<String>,
+    /// Nothing above blocks. (Fallback reads served by the legacy redirector are not counted:
+    /// that function does not exist yet.)
+    pub ready: bool,
+}
+
+/// Every legacy file of `source` migrated and verified, and under a prefix switched to the
+/// platform: what decommissioning the legacy store asks.
+pub async fn decommission_check(ctx: &Context, source: Arc<dyn Source>) -> Result<Decommission, MigrateError> {
+    let url = source.url().to_owned();
+    let switched: Vec<LegacyPrefix> = ctx
+        .ledger
+        .cutovers()
+        .await?
+        .into_iter()
+        .filter(|c| c.source == url && c.to == Switch::Platform)
+        .filter_map(|c| LegacyPrefix::parse(&c.prefix).ok())
+        .collect();
+    let all = check(ctx, &source, &|_: &str| true, &switched).await?;
+    if all.seen == 0 {
+        return Err(MigrateError::Usage(format!("{url} lists no file")));
+    }
+    let unswitched = all.seen - all.switched;
+    Ok(Decommission {
+        source: url,
+        files: all.seen,
+        verified_files: all.verified,
+        blocking_files: all.blocking_files,
+        blocking: all.blocking,
+        unswitched_files: unswitched,
+        switched: switched.iter().map(|p| p.as_str().to_owned()).collect(),
+        ready: all.blocking_files == 0 && unswitched == 0,
+    })
+}
+
 /// Checks and (unless a dry run, or refused) records the switch of `opts.prefix` of `source`.
 pub async fn cutover(
     ctx: &Context,
@@ -128,33 +225,11 @@ pub async fn cutover(
             }
         }
         Switch::Platform => {
-            let migrated = migrated(ctx, &url, prefix).await?;
-            let (tx, mut rx) = tokio::sync::mpsc::channel::<SourceFile>(4096);
-            let lister = {
-                let source = source.clone();
-                tokio::spawn(async move { source.list(tx).await })
-            };
-            let mut seen = 0u64;
-            while let Some(file) = rx.recv().await {
-                if !prefix.holds(&file.path) {
-                    continue;
-                }
-                seen += 1;
-                match blocks(&file, migrated.get(&file.path)) {
-                    Some(why) => {
-                        blocking_files += 1;
-                        if blocking.len() < LISTED {
-                            blocking.push(Blocking { path: file.path, why });
-                        }
-                    }
-                    None => verified += 1,
-                }
-            }
-            lister.await.map_err(|e| MigrateError::Source(format!("listing: {e}")))??;
-            if seen == 0 {
+            let checked = check(ctx, &source, &|path: &str| prefix.holds(path), &[]).await?;
+            if checked.seen == 0 {
                 return Err(MigrateError::Usage(format!("{url} has no file under {}", prefix.as_str())));
             }
-            blocking.sort_by(|a, b| a.path.cmp(&b.path));
+            (verified, blocking_files, blocking) = (checked.verified, checked.blocking_files, checked.blocking);
         }
     }
     let mut report = CutoverReport {

@@ -651,4 +651,18 @@ async fn a_prefix_is_cut_over_only_when_all_of_it_is_verified_and_rolls_back() {
     let e = cutover(&ctx, source(&t), &ask("users/8", Switch::Platform, false, None)).await.unwrap_err();
     assert!(matches!(e, MigrateError::Usage(_)) && e.to_string().contains("has no file under users/8/"), "{e}");
     assert_eq!(mine(status(&ctx).await.unwrap()).len(), 2, "nothing written by the refusals");
+
+    // Decommissioning: the changed file and the users/7 files (never switched) keep the store.
+    let d = migrate::cutover::decommission_check(&ctx, source(&t)).await.unwrap();
+    assert_eq!((d.files, d.verified_files, d.blocking_files, d.unswitched_files, d.ready), (8, 7, 1, 3, false));
+    assert_eq!(d.blocking[0].path, "users/99/2025/11/alpha.png");
+    cutover(&ctx, source(&t), &ask("users/7", Switch::Platform, false, None)).await.unwrap();
+    let d = migrate::cutover::decommission_check(&ctx, source(&t)).await.unwrap();
+    assert_eq!((d.unswitched_files, d.blocking_files, d.ready), (0, 1, false), "{d:?}");
+    // The change migrated and verified by a new run: nothing keeps the legacy store.
+    let again = plan(&ctx, &t, &o).await.unwrap().run.unwrap();
+    migrate::run::run(&ctx, &again, source(&t), &opts(4), quiet()).await.unwrap();
+    assert!(migrate::verify::verify(&ctx, &again, &VerifyOptions::default()).await.unwrap().passed());
+    let d = migrate::cutover::decommission_check(&ctx, source(&t)).await.unwrap();
+    assert_eq!((d.verified_files, d.blocking_files, d.ready), (8, 0, true), "{d:?}");
 }
