@@ -113,6 +113,10 @@ async fn a_full_account(h: &Harness, user: &str) -> Vec<FileId> {
         at: AT,
     };
     t.put_audit(&entry, std::time::Duration::from_secs(3600), 1).await.unwrap();
+    // A migrated file's legacy path (its mapping item names the user and the file).
+    let legacy = format!("shop/{user}/ladybird.jpg");
+    assert!(!t.register_migrated(&kept_row.record, "r20261205t000000-00000002", &legacy).await.unwrap());
+    assert!(t.legacy_file(&legacy).await.unwrap().is_some());
     vec![kept, gone]
 }
 

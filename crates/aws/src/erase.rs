@@ -26,7 +26,8 @@ impl FileTable {
 
     /// Deletes every item that holds `owner`'s data: their files' items (and the upload
     /// sessions the file rows name), the sessions of `uploads` (those the bucket still had
-    /// open), shares, open sessions, tokens, exports, usage, audit trail. Answers how many.
+    /// open), shares, open sessions, tokens, exports, legacy path mappings, usage, audit trail.
+    /// Answers how many.
     pub async fn erase_items(&self, owner: &UserId, files: &[FileId], uploads: &[String]) -> Result<usize, AwsError> {
         let mut keys: Vec<Key> = Vec::new();
         let mut sessions: Vec<String> = uploads.to_vec();
@@ -50,6 +51,7 @@ impl FileTable {
             format!("UPLOADS#{owner}"),
             format!("TOKENS#{owner}"),
             format!("EXPORTS#{owner}"),
+            format!("LEGACIES#{owner}"),
         ];
         for partition in partitions {
             keys.extend(self.items_where(Some(GSI_USER), schema::GSI1_PK, &partition).await?.iter().filter_map(key_of));

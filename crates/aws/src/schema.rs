@@ -11,6 +11,7 @@
 //! | share link     | `SHARE#{shareId}`    | `SHARE`                | `SHARES#{sub}`                      |                                      |
 //! | export job     | `EXPORT#{exportId}`  | `EXPORT`               | `EXPORTS#{sub}`                     |                                      |
 //! | audit record   | `AUDIT#{sub}`        | `{at}#{nonce}`         |                                     |                                      |
+//! | legacy mapping | `LEGACY#{path}`      | `LEGACY`               | `LEGACIES#{sub}` / `{fileId}`       |                                      |
 //!
 //! The usage counter holds `charged` (stored + reserved bytes), `reserved`, `deleted`,
 //! `openUploads` and `files`. Sessions, tokens, shares and audit records expire by DynamoDB TTL
@@ -110,6 +111,18 @@ pub(crate) fn token(digest: &str) -> Item {
 /// A share link.
 pub(crate) fn share(id: &ShareId) -> Item {
     key(share_pk(id), "SHARE")
+}
+
+/// A legacy path's mapping to its migrated file; a path too long for a key (DynamoDB takes
+/// 2,048 bytes) is named by its SHA-256.
+pub(crate) fn legacy(path: &str) -> Item {
+    if path.len() <= 1024 {
+        key(format!("LEGACY#{path}"), "LEGACY")
+    } else {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, path.as_bytes());
+        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        key(format!("LEGACY#sha256:{hex}"), "LEGACY")
+    }
 }
 
 /// An export job.

@@ -43,6 +43,21 @@ pub fn file_key(id: FileId) -> HashMap<String, AttributeValue> {
     schema::file(id)
 }
 
+fn display<S: serde::Serializer>(v: &impl std::fmt::Display, ser: S) -> Result<S::Ok, S::Error> {
+    ser.collect_str(v)
+}
+
+/// A legacy path and the file a migration made of it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LegacyMapping {
+    pub legacy_path: String,
+    #[serde(serialize_with = "crate::table::display")]
+    pub file_id: FileId,
+    pub key: String,
+    pub run: String,
+}
+
 #[derive(Clone, Debug)]
 pub struct FileTable {
     pub(crate) client: aws_sdk_dynamodb::Client,
@@ -113,15 +128,49 @@ impl FileTable {
 
     /// Registers a file a migration run is about to write, as an upload grant would: a PENDING
     /// row (nothing reserved; the object-created event settles it and the thumbnailer makes
-    /// its variants), marked with the run. Answers false if the row exists already (a retry).
-    pub async fn register_migrated(&self, record: &FileRecord, run: &str) -> Result<bool, AwsError> {
+    /// its variants), marked with the run; and the mapping from its legacy path to it (issue
+    /// 19: old URLs keep working), which a later run of the same path replaces. Answers false if
+    /// the row exists already (a retry; the mapping is written again, idempotently).
+    pub async fn register_migrated(&self, record: &FileRecord, run: &str, legacy_path: &str) -> Result<bool, AwsError> {
         let mut item = accounted_file_item(record, 0, 0);
         item.insert("migrationRun".to_owned(), s(run));
-        match self.put_new(item).await {
-            Ok(()) => Ok(true),
-            Err(AwsError::AlreadyExists) => Ok(false),
-            Err(e) => Err(e),
-        }
+        let created = match self.put_new(item).await {
+            Ok(()) => true,
+            Err(AwsError::AlreadyExists) => false,
+            Err(e) => return Err(e),
+        };
+        let mapping = schema::item(
+            schema::legacy(legacy_path),
+            [
+                ("legacyPath".to_owned(), s(legacy_path)),
+                ("fileId".to_owned(), s(record.file_id.to_string())),
+                ("objectKey".to_owned(), s(record.key.as_str())),
+                ("migrationRun".to_owned(), s(run)),
+                // The owner's legacy paths are their data: the erase finds them here.
+                (schema::GSI1_PK.to_owned(), s(format!("LEGACIES#{}", record.owner))),
+                (schema::GSI1_SK.to_owned(), s(record.file_id.to_string())),
+            ],
+        );
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(mapping))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("PutItem", e))?;
+        Ok(created)
+    }
+
+    /// The file a legacy path was migrated to (the newest run's), if any.
+    pub async fn legacy_file(&self, legacy_path: &str) -> Result<Option<LegacyMapping>, AwsError> {
+        let Some(item) = self.get_item(schema::legacy(legacy_path)).await? else { return Ok(None) };
+        let corrupt = |what: &str| AwsError::Corrupt(format!("legacy mapping of {legacy_path:?}: {what}"));
+        Ok(Some(LegacyMapping {
+            legacy_path: crate::dynamo::get_str(&item, "legacyPath")?.to_owned(),
+            file_id: FileId::parse(crate::dynamo::get_str(&item, "fileId")?).map_err(|_| corrupt("fileId"))?,
+            key: crate::dynamo::get_str(&item, "objectKey")?.to_owned(),
+            run: crate::dynamo::get_str(&item, "migrationRun")?.to_owned(),
+        }))
     }
 
     /// The migration run that registered a file, if one did.

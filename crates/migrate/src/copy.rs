@@ -232,7 +232,7 @@ impl Copier {
     async fn register(&self, e: &ManifestEntry) -> Result<(), Attempt> {
         let Some(files) = &self.files else { return Ok(()) };
         let Some(record) = file_record(e) else { return Ok(()) };
-        files.register_migrated(&record, self.run.as_str()).await?;
+        files.register_migrated(&record, self.run.as_str(), &e.source).await?;
         Ok(())
     }
 

@@ -10,7 +10,11 @@
 //!   `resume` also asks the migration workers to send the run's pending files again (one
 //!   `enqueue` message; paused workers dropped theirs).
 //!
-//! Reads and writes: the run items of the migration table; sends to the migration queue.
+//! - `GET /v1/legacy?path=...`: the file a legacy path was migrated to (issue 19: old URLs),
+//!   with its current status; 404 when it was not.
+//!
+//! Reads and writes: the run items of the migration table; sends to the migration queue; reads
+//! the legacy mappings and file rows of the files table (`GetItem`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -23,6 +27,7 @@ use matbakh_api::{ApiError, Caller};
 use matbakh_aws::AwsError;
 use matbakh_aws::ledger::Ledger;
 use matbakh_aws::queue::Queue;
+use matbakh_aws::table::FileTable;
 use matbakh_core::clock::{Clock, SystemClock, iso_millis};
 use matbakh_core::migration::{Control, RunId};
 use migrate::control::status_of;
@@ -36,6 +41,8 @@ use utoipa_axum::routes;
 pub struct Admin {
     pub auth: Arc<Authenticator>,
     pub ledger: Ledger,
+    /// The files table: legacy path mappings and file rows (`TABLE_NAME`).
+    pub files: FileTable,
     /// The migration queue `resume` sends the run's `enqueue` message to.
     pub queue: Option<Queue>,
     /// Subjects allowed here (`ADMIN_USERS`, comma-separated; empty: nobody).
@@ -55,13 +62,15 @@ pub fn parse_admins(list: &str) -> BTreeSet<String> {
 }
 
 impl Admin {
-    /// Settings: `MIGRATION_TABLE`, `MIGRATION_QUEUE_URL`, `ADMIN_USERS`, and the
+    /// Settings: `MIGRATION_TABLE`, `TABLE_NAME`, `MIGRATION_QUEUE_URL`, `ADMIN_USERS`, and the
     /// authenticator's (`AUTH_JWKS_FILE`... locally; the authorizer's claims when deployed).
     pub fn from_env(sdk: &aws_config::SdkConfig, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let table = lookup("MIGRATION_TABLE").ok_or("MIGRATION_TABLE is not set")?;
+        let files = lookup("TABLE_NAME").ok_or("TABLE_NAME is not set")?;
         Ok(Admin {
             auth: Arc::new(Authenticator::from_lookup(&lookup)?),
             ledger: Ledger::new(sdk, table),
+            files: FileTable::new(sdk, files),
             queue: lookup("MIGRATION_QUEUE_URL").filter(|u| !u.is_empty()).map(|u| Queue::new(sdk, u)),
             admins: Arc::new(parse_admins(&lookup("ADMIN_USERS").unwrap_or_default())),
             clock: Arc::new(SystemClock),
@@ -79,7 +88,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 fn documented() -> OpenApiRouter<Admin> {
-    OpenApiRouter::new().routes(routes!(runs)).routes(routes!(run)).routes(routes!(control))
+    OpenApiRouter::new().routes(routes!(runs)).routes(routes!(run)).routes(routes!(control)).routes(routes!(legacy))
 }
 
 /// The caller if they are an administrator, else 403.
@@ -173,4 +182,45 @@ async fn control(
     let enqueued = queue.is_some();
     tracing::info!(user = %caller.user, run = %id, %state, enqueued, "migration control applied");
     Ok(Json(json!({ "run": id.to_string(), "state": state, "enqueued": enqueued })))
+}
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct LegacyQuery {
+    /// The legacy path, relative to the legacy tree's root (`shop/42/menu.jpg`).
+    path: Option<String>,
+}
+
+/// The file a legacy path was migrated to (administrators)
+///
+/// The newest run's mapping, with the file's current status; what the legacy redirector and
+/// page rewriting need.
+#[utoipa::path(get, path = "/v1/legacy", operation_id = "legacy_file", tag = "migration-api",
+    params(LegacyQuery),
+    responses(
+        (status = 200, description = "`{legacyPath, fileId, key, run, status}`"),
+        (status = 400, description = "No path"),
+        (status = 401, description = "No valid token"),
+        (status = 403, description = "Not an administrator"),
+        (status = 404, description = "The path was not migrated"),
+    ))]
+#[tracing::instrument(name = "legacy_file", skip_all, fields(user = %caller.user))]
+async fn legacy(
+    State(st): State<Admin>,
+    caller: Caller,
+    axum::extract::Query(q): axum::extract::Query<LegacyQuery>,
+) -> Result<Json<Value>, ApiError> {
+    admin_only(&st, &caller)?;
+    let path = q.path.map(|p| p.trim_start_matches('/').to_owned()).filter(|p| !p.is_empty());
+    let path = path.ok_or_else(|| ApiError::bad_field("path", "name the legacy path (?path=shop/42/menu.jpg)"))?;
+    let mapping = st.files.legacy_file(&path).await?.ok_or_else(|| ApiError::not_found("legacy path"))?;
+    let status = st.files.get_file(mapping.file_id).await?.map(|r| r.status.as_str().to_owned());
+    Ok(Json(json!({
+        "legacyPath": mapping.legacy_path,
+        "fileId": mapping.file_id.to_string(),
+        "key": mapping.key,
+        "run": mapping.run,
+        // `null`: the file was deleted (or erased) since.
+        "status": status,
+    })))
 }

@@ -32,6 +32,7 @@ async fn fixture() -> Fixture {
     let admin = Admin {
         auth: Arc::new(Authenticator::Jwks(JwtVerifier::new(&key.jwks(), ISSUER, AUDIENCE).unwrap())),
         ledger: Ledger::new(&sdk, env("MIGRATION_TABLE")),
+        files: matbakh_aws::table::FileTable::new(&sdk, env("TABLE_NAME")),
         queue: Some(Queue::new(&sdk, &queue_url)),
         admins: Arc::new(BTreeSet::from(["ops-admin".to_owned()])),
         clock: Arc::new(SystemClock),
@@ -183,4 +184,43 @@ async fn pause_resume_and_abort_change_the_run_as_the_cli_does() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = f.call(Method::POST, "/v1/admin/migrations/r-missing/pause", Some("ops-admin")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// `GET /v1/legacy?path=`: the file a legacy path became, with its current status (admins
+/// only); 404 for a path never migrated, 400 without one.
+#[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
+async fn a_legacy_path_names_the_file_it_became() {
+    let f = fixture().await;
+    let id = matbakh_core::ids::FileId::new(1_700_000_000_000, *b"legacypath");
+    let user = testkit::unique_user("legacy");
+    let legacy = format!("shop/{user}/menu card.jpg");
+    let entry = matbakh_core::migration::ManifestEntry {
+        seq: 0,
+        source: legacy.clone(),
+        key: format!("users/{user}/{id}/menu card.jpg"),
+        size: 10,
+        mtime_ms: 1_700_000_000_000,
+        content_type: "image/jpeg".into(),
+        crc64nvme: String::new(),
+        sha256: String::new(),
+        priority: 0,
+        batch: 0,
+        prior: None,
+    };
+    let record = migrate::copy::file_record(&entry).unwrap();
+    assert!(f.admin.files.register_migrated(&record, "r20261205t000000-00000001", &legacy).await.unwrap());
+    let uri = |p: &str| format!("/v1/legacy?path={}", p.replace(' ', "%20"));
+    let (status, body) = f.call(Method::GET, &uri(&legacy), Some("ops-admin")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!((body["fileId"].as_str(), body["status"].as_str()), (Some(id.to_string().as_str()), Some("PENDING")));
+    assert_eq!(body["key"], entry.key.as_str());
+    let (status, _) = f.call(Method::GET, &uri(&format!("/{legacy}")), Some("ops-admin")).await;
+    assert_eq!(status, StatusCode::OK, "a leading slash is the same path");
+    let (status, body) = f.call(Method::GET, &uri("shop/nobody/x.jpg"), Some("ops-admin")).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
+    let (status, body) = f.call(Method::GET, "/v1/legacy", Some("ops-admin")).await;
+    assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("path")));
+    let (status, _) = f.call(Method::GET, &uri(&legacy), Some("demo-user")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }

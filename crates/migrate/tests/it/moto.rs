@@ -132,6 +132,10 @@ async fn plan_run_verify_and_report_then_a_rerun_writes_nothing() {
     assert_eq!(row.created_at.unix_timestamp() * 1000, olympus.mtime_ms / 1000 * 1000);
     assert_eq!(row.sha256.map(|s| s.to_hex()), Some(olympus.sha256.clone()));
     assert_eq!(files.migration_run_of(id).await.unwrap(), Some(run.clone()));
+    // Its legacy path maps to it (what old URLs are redirected by).
+    let mapped = files.legacy_file("users/42/2025/07/Olympus 4mp (ICC).jpg").await.unwrap().unwrap();
+    assert_eq!((mapped.file_id, mapped.key.as_str(), mapped.run.as_str()), (id, olympus.key.as_str(), run.as_str()));
+    assert_eq!(files.legacy_file("users/42/2025/07/never there.jpg").await.unwrap(), None);
 
     // The mapping a cutover rewrites pages with: every copied file, its legacy path and file id.
     let mut csv = Vec::new();
