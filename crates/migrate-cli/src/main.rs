@@ -100,12 +100,18 @@ enum Command {
         #[arg(long)]
         out: Option<std::path::PathBuf>,
     },
-    /// Summary, failures by reason, checksum coverage.
+    /// Summary, failures by reason, checksum coverage; `--all --html FILE`: every run on one page.
     Report {
-        run: String,
+        run: Option<String>,
         /// Write the failed rows as CSV here.
         #[arg(long)]
         failures_csv: Option<std::path::PathBuf>,
+        /// Every run (with --html).
+        #[arg(long)]
+        all: bool,
+        /// Write the report of every run as one HTML page (charts inline, no external asset).
+        #[arg(long)]
+        html: Option<std::path::PathBuf>,
     },
 }
 
@@ -152,7 +158,11 @@ async fn execute(cli: Cli) -> Result<ExitCode, MigrateError> {
             verify::run(&ctx, &run, VerifyOptions { deep, sample, seed }, json).await
         }
         Command::Rollback { run, dry_run } => report::rollback(&ctx, &run, dry_run, json).await,
-        Command::Report { run, failures_csv } => report::report(&ctx, &run, failures_csv, json).await,
+        Command::Report { run, failures_csv, all, html } => match (run, all, html) {
+            (Some(run), false, None) => report::report(&ctx, &run, failures_csv, json).await,
+            (None, true, Some(path)) if failures_csv.is_none() => report::html(&ctx, &path).await,
+            _ => Err(MigrateError::Usage("report RUN [--failures-csv F], or report --all --html FILE".into())),
+        },
         Command::Cutover(args) => cutover::run(&ctx, &sdk, args, json).await,
         Command::DecommissionCheck { source } => cutover::decommission_check(&ctx, &sdk, &source, json).await,
         Command::Mapping { run, format, url_prefix, out } => {

@@ -13,6 +13,7 @@ pub mod egress;
 pub mod error;
 pub mod extsort;
 pub mod mapping;
+pub mod overview;
 pub mod plan;
 pub mod report;
 pub mod rollback;

@@ -7,6 +7,7 @@ use matbakh_aws::ledger::LedgerRow;
 use matbakh_core::migration::RowStatus;
 use serde::Serialize;
 
+use crate::mapping::csv_field;
 use crate::{Context, MigrateError};
 
 #[derive(Debug, Clone, Serialize)]
@@ -97,8 +98,6 @@ impl Counts {
         }
     }
 }
-
-use crate::mapping::csv_field;
 
 /// `seq,source,key,size,reason,attempts,message`, one line per failed row.
 pub fn failures_csv(rows: &[LedgerRow]) -> String {

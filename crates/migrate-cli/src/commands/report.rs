@@ -80,3 +80,14 @@ pub async fn mapping(
     eprintln!("run {run}: {} file(s) mapped, {} row(s) not copied (no mapping yet)", done.lines, done.skipped);
     Ok(ExitCode::SUCCESS)
 }
+
+/// Every run on one HTML page at `path` (written beside it, then renamed: complete or absent).
+pub async fn html(ctx: &Context, path: &std::path::Path) -> Result<ExitCode, MigrateError> {
+    let o = migrate::overview::overview(ctx).await?;
+    let partial = path.with_extension("partial");
+    let failed = |p: &std::path::Path, e: std::io::Error| MigrateError::Usage(format!("{}: {e}", p.display()));
+    std::fs::write(&partial, migrate::overview::html(&o)).map_err(|e| failed(&partial, e))?;
+    std::fs::rename(&partial, path).map_err(|e| failed(path, e))?;
+    eprintln!("{}: {} run(s)", path.display(), o.runs.len());
+    Ok(ExitCode::SUCCESS)
+}

@@ -669,4 +669,11 @@ async fn a_prefix_is_cut_over_only_when_all_of_it_is_verified_and_rolls_back() {
     assert!(migrate::verify::verify(&ctx, &again, &VerifyOptions::default()).await.unwrap().passed());
     let d = migrate::cutover::decommission_check(&ctx, source(&t)).await.unwrap();
     assert_eq!((d.verified_files, d.blocking_files, d.ready), (8, 0, true), "{d:?}");
+
+    // The report people read: both runs, verified, and the switches.
+    let page = migrate::overview::html(&migrate::overview::overview(&ctx).await.unwrap());
+    for shown in [&run, &again, &t.url()] {
+        assert!(page.contains(shown.as_str()), "{shown} on the page");
+    }
+    assert!(page.contains("alpha.png is a test file") && page.contains("<svg"));
 }
