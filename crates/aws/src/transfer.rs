@@ -19,6 +19,8 @@ use crate::error::AwsError;
 pub struct Target {
     client: aws_sdk_s3::Client,
     bucket: String,
+    /// The storage class objects are written in (`None`: the bucket's default, Standard).
+    storage_class: Option<aws_sdk_s3::types::StorageClass>,
 }
 
 /// What the key must hold for a write to go ahead.
@@ -99,7 +101,13 @@ impl Target {
         if !retries {
             conf = conf.retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled());
         }
-        Target { client: aws_sdk_s3::Client::from_conf(conf.build()), bucket: bucket.into() }
+        Target { client: aws_sdk_s3::Client::from_conf(conf.build()), bucket: bucket.into(), storage_class: None }
+    }
+
+    /// Objects written from now on go to `class` (`DEEP_ARCHIVE`, ...; `None`: Standard).
+    pub fn with_storage_class(mut self, class: Option<&str>) -> Self {
+        self.storage_class = class.map(aws_sdk_s3::types::StorageClass::from);
+        self
     }
 
     pub fn bucket(&self) -> &str {
@@ -160,6 +168,7 @@ impl Target {
             .content_length(body.len() as i64)
             .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
             .checksum_crc64_nvme(crc64nvme)
+            .set_storage_class(self.storage_class.clone())
             .body(ByteStream::from(body));
         for (k, v) in metadata {
             put = put.metadata(*k, *v);
@@ -191,7 +200,8 @@ impl Target {
             .key(key)
             .content_type(content_type)
             .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
-            .checksum_type(ChecksumType::FullObject);
+            .checksum_type(ChecksumType::FullObject)
+            .set_storage_class(self.storage_class.clone());
         for (k, v) in metadata {
             create = create.metadata(*k, *v);
         }

@@ -81,6 +81,17 @@ enum Command {
     /// Switch a legacy prefix to the platform (only when all of it is migrated and verified) or
     /// back to the legacy store; `--status` lists the switches.
     Cutover(cutover::Args),
+    /// The final backup of the legacy tree: paths kept under the target, in an archive storage
+    /// class, planned, copied and verified in one go (exit 1 if verify fails).
+    ArchiveLegacy {
+        #[arg(long)]
+        source: String,
+        /// `s3://bucket/prefix` (a prefix is required: `legacy-archive/2026-12-05`).
+        #[arg(long)]
+        target: String,
+        #[arg(long, default_value = "DEEP_ARCHIVE", value_parser = migrate::plan::StorageClass::parse)]
+        storage_class: migrate::plan::StorageClass,
+    },
     /// Whether the legacy store can go: every file migrated, verified and switched (exit 1 if not).
     DecommissionCheck {
         /// The legacy source the runs copied.
@@ -165,6 +176,9 @@ async fn execute(cli: Cli) -> Result<ExitCode, MigrateError> {
         },
         Command::Cutover(args) => cutover::run(&ctx, &sdk, args, json).await,
         Command::DecommissionCheck { source } => cutover::decommission_check(&ctx, &sdk, &source, json).await,
+        Command::ArchiveLegacy { source, target, storage_class } => {
+            plan::archive_legacy(&ctx, &sdk, &source, &target, storage_class, json).await
+        }
         Command::Mapping { run, format, url_prefix, out } => {
             report::mapping(&ctx, &run, format, &url_prefix, out).await
         }

@@ -178,7 +178,7 @@ impl Copier {
         let Pace { backoff, throttle, buffer_bytes } = pace;
         let memory_kib = u32::try_from(buffer_bytes / 1024).unwrap_or(u32::MAX).max(1);
         Copier {
-            target,
+            target: target.with_storage_class(settings.storage_class.map(|c| c.as_str())),
             source,
             run,
             settings,

@@ -31,6 +31,10 @@ pub struct CopySettings {
     /// no redirects and public addresses only).
     #[serde(default)]
     pub http: HttpPolicy,
+    /// The S3 storage class copies are written in (`None`: Standard; `archive-legacy` uses
+    /// `DEEP_ARCHIVE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<StorageClass>,
 }
 
 impl Default for CopySettings {
@@ -39,6 +43,53 @@ impl Default for CopySettings {
             multipart_threshold: matbakh_core::migration::DEFAULT_MULTIPART_THRESHOLD,
             part_size: matbakh_core::migration::DEFAULT_PART_SIZE,
             http: HttpPolicy::default(),
+            storage_class: None,
+        }
+    }
+}
+
+/// The S3 storage classes a run may write in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum StorageClass {
+    Standard,
+    StandardIa,
+    OnezoneIa,
+    IntelligentTiering,
+    GlacierIr,
+    Glacier,
+    DeepArchive,
+}
+
+impl StorageClass {
+    pub const ALL: [StorageClass; 7] = [
+        StorageClass::Standard,
+        StorageClass::StandardIa,
+        StorageClass::OnezoneIa,
+        StorageClass::IntelligentTiering,
+        StorageClass::GlacierIr,
+        StorageClass::Glacier,
+        StorageClass::DeepArchive,
+    ];
+
+    /// S3's name (`DEEP_ARCHIVE`); any case is read.
+    pub fn parse(raw: &str) -> Result<StorageClass, String> {
+        let upper = raw.to_ascii_uppercase();
+        StorageClass::ALL.into_iter().find(|c| c.as_str() == upper).ok_or_else(|| {
+            let names: Vec<&str> = StorageClass::ALL.iter().map(|c| c.as_str()).collect();
+            format!("{raw:?} is not one of {}", names.join(", "))
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageClass::Standard => "STANDARD",
+            StorageClass::StandardIa => "STANDARD_IA",
+            StorageClass::OnezoneIa => "ONEZONE_IA",
+            StorageClass::IntelligentTiering => "INTELLIGENT_TIERING",
+            StorageClass::GlacierIr => "GLACIER_IR",
+            StorageClass::Glacier => "GLACIER",
+            StorageClass::DeepArchive => "DEEP_ARCHIVE",
         }
     }
 }

@@ -7,7 +7,7 @@ use aws_config::SdkConfig;
 use matbakh_core::migration::Priority;
 use matbakh_core::migration::mapping::{KeyRule, Mapper};
 use migrate::egress::{HttpPolicy, Redirects};
-use migrate::plan::{CopySettings, PlanOptions};
+use migrate::plan::{CopySettings, PlanOptions, StorageClass};
 use migrate::{Context, MigrateError};
 
 use crate::{parse_bytes, print_json};
@@ -61,6 +61,10 @@ pub struct Args {
     /// (refused by default). Stored with the run for every worker.
     #[arg(long)]
     pub allow_private_addresses: bool,
+    /// The S3 storage class copies are written in (STANDARD unless set; DEEP_ARCHIVE, GLACIER,
+    /// GLACIER_IR, STANDARD_IA, ...).
+    #[arg(long, value_parser = StorageClass::parse)]
+    pub storage_class: Option<StorageClass>,
 }
 
 pub async fn run(ctx: &Context, sdk: &SdkConfig, args: Args, json: bool) -> Result<ExitCode, MigrateError> {
@@ -81,6 +85,7 @@ pub async fn run(ctx: &Context, sdk: &SdkConfig, args: Args, json: bool) -> Resu
         sort_memory,
         follow_redirects,
         allow_private_addresses,
+        storage_class,
     } = args;
     let http = HttpPolicy { redirects: follow_redirects, allow_private_addresses };
     let src = migrate::source::open(&source, sdk, http)?;
@@ -98,7 +103,7 @@ pub async fn run(ctx: &Context, sdk: &SdkConfig, args: Args, json: bool) -> Resu
         priority: Priority::parse(&priority)?,
         batch_files,
         batch_bytes,
-        copy: CopySettings { multipart_threshold, part_size, http },
+        copy: CopySettings { multipart_threshold, part_size, http, storage_class },
         transfers,
         hash_parallelism: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
         chunk_files: migrate::plan::PLAN_CHUNK,
@@ -144,4 +149,64 @@ fn owners_table(path: &std::path::Path) -> Result<HashMap<String, String>, Migra
         out.insert(legacy.trim().to_owned(), user.trim().to_owned());
     }
     Ok(out)
+}
+
+/// `migrate archive-legacy`: the final backup of the legacy tree, paths kept as they are under
+/// the target, in an archive storage class; planned, copied by local workers and verified in
+/// one go (a run like any other: `report`, `verify --deep` after a restore, `rollback`).
+pub async fn archive_legacy(
+    ctx: &Context,
+    sdk: &SdkConfig,
+    source: &str,
+    target: &str,
+    storage_class: StorageClass,
+    json: bool,
+) -> Result<ExitCode, MigrateError> {
+    let src = migrate::source::open(source, sdk, HttpPolicy::default())?;
+    let (_, prefix) = migrate::parse_target(target)?;
+    if prefix.is_empty() {
+        return Err(MigrateError::Usage(format!(
+            "{target}: name a prefix for the archive (s3://bucket/legacy-archive/2026-12-05)"
+        )));
+    }
+    let mapper = Mapper {
+        rule: KeyRule::parse("keep")?,
+        prefix,
+        owner_segment: 2,
+        owners: HashMap::new(),
+        source_id: src.url().to_owned(),
+    };
+    let opts = PlanOptions {
+        target: target.to_owned(),
+        mapper,
+        priority: Priority::parse("path")?,
+        batch_files: matbakh_core::migration::DEFAULT_BATCH_FILES,
+        batch_bytes: matbakh_core::migration::DEFAULT_BATCH_BYTES,
+        copy: CopySettings { storage_class: Some(storage_class), ..CopySettings::default() },
+        transfers: matbakh_core::migration::DEFAULT_TRANSFERS,
+        hash_parallelism: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        chunk_files: migrate::plan::PLAN_CHUNK,
+        sort_bytes: 32 << 20,
+        dry_run: false,
+        manifest_out: None,
+    };
+    let planned = migrate::plan::plan(ctx, src.clone(), &opts).await?;
+    let run = planned.run.ok_or_else(|| MigrateError::Check("the plan wrote no run".into()))?;
+    let quiet: migrate::run::Events = std::sync::Arc::new(|_: &migrate::run::Event| {});
+    let copied = migrate::run::run(ctx, &run, src, &migrate::run::RunOptions::default(), quiet).await?;
+    let verified = migrate::verify::verify(ctx, &run, &migrate::verify::VerifyOptions::default()).await?;
+    if json {
+        print_json(&serde_json::json!({ "run": run, "copied": copied, "verify": verified }));
+    } else {
+        println!(
+            "run {run}: {} file(s) archived to {target} in {}, {} failed; verify: {} of {} matched{}",
+            copied.copied,
+            storage_class.as_str(),
+            copied.failed,
+            verified.matched,
+            verified.checked,
+            if verified.passed() { "" } else { " (FAILED: see migrate verify)" }
+        );
+    }
+    Ok(if verified.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -677,3 +677,31 @@ async fn a_prefix_is_cut_over_only_when_all_of_it_is_verified_and_rolls_back() {
     }
     assert!(page.contains("alpha.png is a test file") && page.contains("<svg"));
 }
+
+/// `archive-legacy`'s copy (issue 19, part 4): the whole legacy tree kept as it is under an
+/// archive prefix in an archive storage class (the multipart photo too), registered in no
+/// files table, and `verify` checks every object against the manifest's checksums.
+#[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
+async fn the_legacy_tree_is_archived_in_an_archive_storage_class_and_verifies() {
+    let sdk = moto().await;
+    let ctx = context(&sdk);
+    let bucket = bucket(&sdk, true).await;
+    let t = photo_tree();
+    let mut o = options(&format!("s3://{bucket}/legacy-archive/2026-12-05"), "keep", HashMap::new(), &t.url());
+    o.copy.storage_class = Some(migrate::plan::StorageClass::DeepArchive);
+    let run = plan(&ctx, &t, &o).await.unwrap().run.unwrap();
+    let done = migrate::run::run(&ctx, &run, source(&t), &opts(4), quiet()).await.unwrap();
+    assert_eq!((done.copied, done.failed), (8, 0));
+    let s3 = s3(&sdk);
+    for row in all_rows(&ctx, &run).await {
+        assert!(row.entry.key.starts_with("legacy-archive/2026-12-05/users/"), "{}", row.entry.key);
+        let head = s3.head_object().bucket(&bucket).key(&row.entry.key).send().await.unwrap();
+        assert_eq!(head.storage_class(), Some(&aws_sdk_s3::types::StorageClass::DeepArchive), "{}", row.entry.key);
+    }
+    let v = migrate::verify::verify(&ctx, &run, &VerifyOptions::default()).await.unwrap();
+    assert!(v.passed() && v.checked == 8, "{v:?}");
+    assert_eq!(v.rows_checked, 0, "an archive registers no platform file");
+    assert_eq!(migrate::plan::StorageClass::parse("deep_archive"), Ok(migrate::plan::StorageClass::DeepArchive));
+    assert!(migrate::plan::StorageClass::parse("COLD").unwrap_err().contains("DEEP_ARCHIVE"));
+}
