@@ -97,6 +97,9 @@ enum Command {
         /// The legacy source the runs copied.
         #[arg(long)]
         source: String,
+        /// `legacy_path,reason` lines: files that need not be migrated.
+        #[arg(long)]
+        exclude: Option<std::path::PathBuf>,
     },
     /// Which legacy path became which file (copied rows only), for rewriting pages and links.
     Mapping {
@@ -175,7 +178,9 @@ async fn execute(cli: Cli) -> Result<ExitCode, MigrateError> {
             _ => Err(MigrateError::Usage("report RUN [--failures-csv F], or report --all --html FILE".into())),
         },
         Command::Cutover(args) => cutover::run(&ctx, &sdk, args, json).await,
-        Command::DecommissionCheck { source } => cutover::decommission_check(&ctx, &sdk, &source, json).await,
+        Command::DecommissionCheck { source, exclude } => {
+            cutover::decommission_check(&ctx, &sdk, &source, exclude.as_deref(), json).await
+        }
         Command::ArchiveLegacy { source, target, storage_class } => {
             plan::archive_legacy(&ctx, &sdk, &source, &target, storage_class, json).await
         }

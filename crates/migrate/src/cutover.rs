@@ -160,6 +160,8 @@ async fn check(
 pub struct Decommission {
     pub source: String,
     pub files: u64,
+    /// Files left out on purpose (`--exclude`), each with its reason: they block nothing.
+    pub excluded_files: u64,
     pub verified_files: u64,
     pub blocking_files: u64,
     /// The first [`LISTED`] files not migrated and verified, by path.
@@ -173,9 +175,27 @@ pub struct Decommission {
     pub ready: bool,
 }
 
+/// `legacy_path,reason` lines (a reason is required): files that need not be migrated.
+pub fn exclusions(text: &str) -> Result<HashMap<String, String>, MigrateError> {
+    let mut out = HashMap::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let (path, reason) = line
+            .split_once(',')
+            .map(|(p, r)| (p.trim().trim_start_matches('/'), r.trim()))
+            .filter(|(p, r)| !p.is_empty() && !r.is_empty())
+            .ok_or_else(|| MigrateError::Usage(format!("exclusions line {}: expected legacy_path,reason", i + 1)))?;
+        out.insert(path.to_owned(), reason.to_owned());
+    }
+    Ok(out)
+}
+
 /// Every legacy file of `source` migrated and verified, and under a prefix switched to the
-/// platform: what decommissioning the legacy store asks.
-pub async fn decommission_check(ctx: &Context, source: Arc<dyn Source>) -> Result<Decommission, MigrateError> {
+/// platform, or excluded with a reason: what decommissioning the legacy store asks.
+pub async fn decommission_check(
+    ctx: &Context,
+    source: Arc<dyn Source>,
+    excluded: &HashMap<String, String>,
+) -> Result<Decommission, MigrateError> {
     let url = source.url().to_owned();
     let switched: Vec<LegacyPrefix> = ctx
         .ledger
@@ -185,14 +205,15 @@ pub async fn decommission_check(ctx: &Context, source: Arc<dyn Source>) -> Resul
         .filter(|c| c.source == url && c.to == Switch::Platform)
         .filter_map(|c| LegacyPrefix::parse(&c.prefix).ok())
         .collect();
-    let all = check(ctx, &source, &|_: &str| true, &switched).await?;
-    if all.seen == 0 {
+    let all = check(ctx, &source, &|path: &str| !excluded.contains_key(path), &switched).await?;
+    if all.seen == 0 && excluded.is_empty() {
         return Err(MigrateError::Usage(format!("{url} lists no file")));
     }
     let unswitched = all.seen - all.switched;
     Ok(Decommission {
         source: url,
-        files: all.seen,
+        files: all.seen + excluded.len() as u64,
+        excluded_files: excluded.len() as u64,
         verified_files: all.verified,
         blocking_files: all.blocking_files,
         blocking: all.blocking,

@@ -84,17 +84,25 @@ pub async fn decommission_check(
     ctx: &Context,
     sdk: &SdkConfig,
     source: &str,
+    exclude: Option<&std::path::Path>,
     json: bool,
 ) -> Result<ExitCode, MigrateError> {
+    let excluded = match exclude {
+        Some(path) => migrate::cutover::exclusions(
+            &std::fs::read_to_string(path).map_err(|e| MigrateError::Usage(format!("{}: {e}", path.display())))?,
+        )?,
+        None => Default::default(),
+    };
     let src = migrate::source::open(source, sdk, HttpPolicy::default())?;
-    let d = migrate::cutover::decommission_check(ctx, src).await?;
+    let d = migrate::cutover::decommission_check(ctx, src, &excluded).await?;
     if json {
         print_json(&d);
     } else {
         println!(
-            "{}: {} file(s), {} migrated and verified, {} not; {} under no prefix switched to the platform (switched: {})",
+            "{}: {} file(s) ({} excluded), {} migrated and verified, {} not; {} under no prefix switched to the platform (switched: {})",
             d.source,
             d.files,
+            d.excluded_files,
             d.verified_files,
             d.blocking_files,
             d.unswitched_files,

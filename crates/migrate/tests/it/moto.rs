@@ -657,17 +657,23 @@ async fn a_prefix_is_cut_over_only_when_all_of_it_is_verified_and_rolls_back() {
     assert_eq!(mine(status(&ctx).await.unwrap()).len(), 2, "nothing written by the refusals");
 
     // Decommissioning: the changed file and the users/7 files (never switched) keep the store.
-    let d = migrate::cutover::decommission_check(&ctx, source(&t)).await.unwrap();
+    let none = HashMap::new();
+    let d = migrate::cutover::decommission_check(&ctx, source(&t), &none).await.unwrap();
     assert_eq!((d.files, d.verified_files, d.blocking_files, d.unswitched_files, d.ready), (8, 7, 1, 3, false));
     assert_eq!(d.blocking[0].path, "users/99/2025/11/alpha.png");
+    // Excluded with a reason, a file blocks nothing (and needs no switch).
+    let excluded = migrate::cutover::exclusions("users/99/2025/11/alpha.png, a test file\n").unwrap();
+    let d = migrate::cutover::decommission_check(&ctx, source(&t), &excluded).await.unwrap();
+    assert_eq!((d.files, d.excluded_files, d.blocking_files), (8, 1, 0));
+    assert!(migrate::cutover::exclusions("users/x.jpg,\n").is_err(), "a reason is required");
     cutover(&ctx, source(&t), &ask("users/7", Switch::Platform, false, None)).await.unwrap();
-    let d = migrate::cutover::decommission_check(&ctx, source(&t)).await.unwrap();
+    let d = migrate::cutover::decommission_check(&ctx, source(&t), &none).await.unwrap();
     assert_eq!((d.unswitched_files, d.blocking_files, d.ready), (0, 1, false), "{d:?}");
     // The change migrated and verified by a new run: nothing keeps the legacy store.
     let again = plan(&ctx, &t, &o).await.unwrap().run.unwrap();
     migrate::run::run(&ctx, &again, source(&t), &opts(4), quiet()).await.unwrap();
     assert!(migrate::verify::verify(&ctx, &again, &VerifyOptions::default()).await.unwrap().passed());
-    let d = migrate::cutover::decommission_check(&ctx, source(&t)).await.unwrap();
+    let d = migrate::cutover::decommission_check(&ctx, source(&t), &none).await.unwrap();
     assert_eq!((d.verified_files, d.blocking_files, d.ready), (8, 0, true), "{d:?}");
 
     // The report people read: both runs, verified, and the switches.
