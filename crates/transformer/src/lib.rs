@@ -18,8 +18,10 @@
 //!    alpha); the result key is `results/{source key}/{encoder}/{canonical options}.{ext}`;
 //! 4. `If-None-Match` with the result's ETag (derived from that key and the source's ETag and
 //!    version) is a 304; a stored result made from that very source (its ETag and version id)
-//!    is served; otherwise the source is read, transformed (`imaging::transform`), stored with
-//!    the source ETag and version it was made from, and served. A result over
+//!    is served; otherwise the source is read, transformed (`imaging::transform`: imgproxy's
+//!    whole open-source option set), or taken as it is (`raw`, or `skp` naming its format),
+//!    stored with the source ETag and version it was made from and the `Content-Disposition`
+//!    of `fn`/`att`, and served. A result over
 //!    `TRANSFORM_MAX_INLINE_BYTES` (Lambda's 6 MB response limit, less base64) is answered with a
 //!    redirect to a short-lived presigned GET of it: never 413.
 //!
