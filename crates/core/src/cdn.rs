@@ -19,8 +19,9 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use crate::ids::{FileId, ObjectKey, UserId};
 use crate::imgproxy::result_prefix;
 
-/// What `encodeURIComponent` keeps, less `!'()*`: letters, digits and `-_.~`.
-const SEGMENT_ESCAPES: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+/// What `encodeURIComponent` keeps, less `!'()*`: letters, digits and `-_.~`. Also what a
+/// result key's option text keeps as it is (`imgproxy::canonical`).
+pub(crate) const SEGMENT_ESCAPES: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
 /// `key` (or a key prefix) as the edge writes it into the request path: `/` and each segment
 /// percent-encoded (UTF-8, upper-case hex), the `/` between segments kept.

@@ -249,7 +249,7 @@ async fn transform(gw: &Gateway, req: Request) -> Response {
                     return message(StatusCode::BAD_REQUEST, "Bad Request");
                 };
                 parts.headers.insert("x-transform-path", signed);
-                rest = transforms::origin_path(&key);
+                rest = matbakh_core::cdn::edge_path(&key);
             }
         }
     }

@@ -8,8 +8,9 @@
 //!    edge's (status, `x-error-reason`, `no-store`) and reaches no origin.
 //! 2. `Accept` is reduced to avif | webp | jpeg and the URL mapped to its result key.
 //! 3. The stored result is served from the bucket if there is one (the origin group's first
-//!    member); otherwise the transformer is invoked with the result key as its path and the
-//!    signed path in `x-transform-path` (its second member, on S3's 403 or 404).
+//!    member); otherwise the transformer is invoked with the result key as its path (spelled as
+//!    the function spells it, `core::cdn::edge_path`) and the signed path in `x-transform-path`
+//!    (its second member, on S3's 403 or 404).
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use matbakh_core::imgproxy::{
@@ -96,16 +97,6 @@ pub async fn stored(
     }
 }
 
-/// The path the origin group sends the transformer: the result key, each segment encoded as the
-/// function encodes it (`encodeURIComponent`, and `!'()*`).
-pub fn origin_path(key: &str) -> String {
-    const COMPONENT: &percent_encoding::AsciiSet =
-        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
-    let segments: Vec<String> =
-        key.split('/').map(|s| percent_encoding::utf8_percent_encode(s, COMPONENT).to_string()).collect();
-    format!("/{}", segments.join("/"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,10 +132,11 @@ mod tests {
 
     #[test]
     fn origin_paths_encode_like_the_function() {
+        use matbakh_core::cdn::edge_path;
         assert_eq!(
-            origin_path("results/users/u/f/a b.jpg/e2/rt:fill,w:3.webp"),
+            edge_path("results/users/u/f/a b.jpg/e2/rt:fill,w:3.webp"),
             "/results/users/u/f/a%20b.jpg/e2/rt%3Afill%2Cw%3A3.webp"
         );
-        assert_eq!(origin_path("results/u/(x)!*'.jpg/e2/_.avif"), "/results/u/%28x%29%21%2A%27.jpg/e2/_.avif");
+        assert_eq!(edge_path("results/u/(x)!*'.jpg/e2/_.avif"), "/results/u/%28x%29%21%2A%27.jpg/e2/_.avif");
     }
 }

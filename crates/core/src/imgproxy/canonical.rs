@@ -6,12 +6,10 @@
 use super::options::num;
 use super::{Options, ResizeType};
 
-/// Characters kept as they are in an S3 key segment; the rest are percent-encoded.
-const KEY_UNSAFE: &percent_encoding::AsciiSet =
-    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
-
+/// `s` as a result key segment holds it: letters, digits and `-_.~` as they are, the rest
+/// percent-encoded (the set the edge encodes path segments with).
 fn key_text(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, KEY_UNSAFE).collect()
+    percent_encoding::utf8_percent_encode(s, crate::cdn::SEGMENT_ESCAPES).collect()
 }
 
 impl Options {
