@@ -43,16 +43,10 @@ pub fn file_key(id: FileId) -> HashMap<String, AttributeValue> {
     schema::file(id)
 }
 
-fn display<S: serde::Serializer>(v: &impl std::fmt::Display, ser: S) -> Result<S::Ok, S::Error> {
-    ser.collect_str(v)
-}
-
 /// A legacy path and the file a migration made of it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LegacyMapping {
     pub legacy_path: String,
-    #[serde(serialize_with = "crate::table::display")]
     pub file_id: FileId,
     pub key: String,
     pub run: String,

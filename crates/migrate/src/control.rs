@@ -77,7 +77,8 @@ pub fn status_of(r: &RunRecord) -> Status {
     }
 }
 
-fn human_bytes(b: f64) -> String {
+/// `1.5 MiB`: bytes for people (binary units).
+pub(crate) fn human_bytes(b: f64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let (mut v, mut i) = (b, 0);
     while v >= 1024.0 && i < UNITS.len() - 1 {

@@ -284,12 +284,16 @@ pub async fn cutover(
 
 /// The refusal's text: the count and the first files with their reasons.
 pub fn refusal(r: &CutoverReport) -> String {
+    format!("{} of {} stays on the legacy store: {}", r.prefix, r.source, blocking_files(r))
+}
+
+/// `N file(s) not migrated and verified (M ready)` and the first files with their reasons: why a
+/// switch is refused, or what a forced one went past.
+pub fn blocking_files(r: &CutoverReport) -> String {
     let listed: Vec<String> = r.blocking.iter().map(|b| format!("{}: {}", b.path, b.why)).collect();
     let more = r.blocking_files.saturating_sub(r.blocking.len() as u64);
     format!(
-        "{} of {} stays on the legacy store: {} file(s) not migrated and verified ({} ready){}:\n  {}",
-        r.prefix,
-        r.source,
+        "{} file(s) not migrated and verified ({} ready){}:\n  {}",
         r.blocking_files,
         r.verified_files,
         if more > 0 { format!(", the first {} listed", r.blocking.len()) } else { String::new() },

@@ -13,6 +13,7 @@ use matbakh_aws::ledger::{Cutover, Verification};
 use matbakh_core::migration::RowStatus;
 use matbakh_core::migration::cost::Estimator;
 
+use crate::control::human_bytes as bytes;
 use crate::report::{Counts, Report};
 use crate::{Context, MigrateError};
 
@@ -67,16 +68,6 @@ pub async fn overview(ctx: &Context) -> Result<Overview, MigrateError> {
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
-fn bytes(b: f64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let (mut v, mut i) = (b, 0);
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 { format!("{v:.0} B") } else { format!("{v:.1} {}", UNITS[i]) }
 }
 
 const W: f64 = 640.0;

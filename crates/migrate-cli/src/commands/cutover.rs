@@ -73,7 +73,7 @@ pub async fn run(ctx: &Context, sdk: &SdkConfig, args: Args, json: bool) -> Resu
         let done = if r.recorded { "switched" } else { "would switch (dry run)" };
         println!("{} of {}: {done} to {} ({} file(s) verified)", r.prefix, r.source, r.to.as_str(), r.verified_files);
         if r.blocking_files > 0 {
-            println!("{}", migrate::cutover::refusal(&r).replacen("stays on the legacy store", "FORCED despite", 1));
+            println!("{} of {} FORCED despite: {}", r.prefix, r.source, migrate::cutover::blocking_files(&r));
         }
     }
     Ok(ExitCode::SUCCESS)
