@@ -175,10 +175,14 @@ fn child(boxes: &[IsoBox], kind: &[u8; 4]) -> Option<IsoBox> {
     boxes.iter().find(|b| &b.kind == kind).copied()
 }
 
+/// The big-endian number of `width` bytes at `at`.
+fn read_be(b: &[u8], at: usize, width: usize) -> Option<u64> {
+    b.get(at..at + width).map(|f| f.iter().fold(0u64, |v, byte| (v << 8) | u64::from(*byte)))
+}
+
 fn add_be(b: &mut [u8], at: usize, width: usize, delta: u64) -> Option<()> {
+    let v = read_be(b, at, width)?.checked_add(delta)?;
     let field = b.get_mut(at..at + width)?;
-    let mut v = field.iter().fold(0u64, |v, byte| (v << 8) | u64::from(*byte));
-    v = v.checked_add(delta)?;
     for (i, byte) in field.iter_mut().rev().enumerate() {
         *byte = (v >> (8 * i)) as u8;
     }
@@ -199,7 +203,7 @@ fn with_profile(file: &[u8], icc: &[u8]) -> Option<Vec<u8>> {
     // meta is a full box: version and flags before its children.
     let in_meta = iso_boxes(file, meta.start + 12, meta.end())?;
     let pitm = child(&in_meta, b"pitm")?;
-    let primary = u64::from(u16::from_be_bytes(file.get(pitm.start + 12..pitm.start + 14)?.try_into().ok()?));
+    let primary = read_be(file, pitm.start + 12, 2)?;
     let (iloc, iprp) = (child(&in_meta, b"iloc")?, child(&in_meta, b"iprp")?);
     let in_iprp = iso_boxes(file, iprp.start + 8, iprp.end())?;
     let (ipco, ipma) = (child(&in_iprp, b"ipco")?, child(&in_iprp, b"ipma")?);
@@ -215,10 +219,10 @@ fn with_profile(file: &[u8], icc: &[u8]) -> Option<Vec<u8>> {
     let association: Vec<u8> =
         if wide { (index as u16).to_be_bytes().to_vec() } else { vec![u8::try_from(index).ok().filter(|i| *i < 128)?] };
     let id_len = if version < 1 { 2 } else { 4 };
-    let entries = u32::from_be_bytes(file.get(ipma.start + 12..ipma.start + 16)?.try_into().ok()?);
+    let entries = read_be(file, ipma.start + 12, 4)?;
     let (mut at, mut insert_at) = (ipma.start + 16, None);
     for _ in 0..entries {
-        let id = file.get(at..at + id_len)?.iter().fold(0u64, |v, b| (v << 8) | u64::from(*b));
+        let id = read_be(file, at, id_len)?;
         let count = usize::from(*file.get(at + id_len)?);
         let end = at + id_len + 1 + count * if wide { 2 } else { 1 };
         if id == primary {
@@ -245,22 +249,20 @@ fn move_iloc_offsets(b: &mut [u8], iloc: IsoBox, delta: u64) -> Option<()> {
     let (offset_size, length_size) = (usize::from(b[iloc.start + 12] >> 4), usize::from(b[iloc.start + 12] & 15));
     let (base_size, index_size) = (usize::from(b[iloc.start + 13] >> 4), usize::from(b[iloc.start + 13] & 15));
     let mut at = iloc.start + 14;
-    let read =
-        |b: &[u8], at: usize, n: usize| b.get(at..at + n).map(|f| f.iter().fold(0u64, |v, x| (v << 8) | u64::from(*x)));
-    let (count, id_len) = if version < 2 { (read(b, at, 2)?, 2) } else { (read(b, at, 4)?, 4) };
+    let (count, id_len) = if version < 2 { (read_be(b, at, 2)?, 2) } else { (read_be(b, at, 4)?, 4) };
     at += id_len;
     for _ in 0..count {
         at += id_len;
         let method = if version == 1 || version == 2 {
             at += 2;
-            read(b, at - 2, 2)? & 15
+            read_be(b, at - 2, 2)? & 15
         } else {
             0
         };
         at += 2; // data_reference_index
         let base_at = at;
         at += base_size;
-        let extents = read(b, at, 2)?;
+        let extents = read_be(b, at, 2)?;
         at += 2;
         if method == 0 && base_size > 0 {
             add_be(b, base_at, base_size, delta)?;

@@ -59,10 +59,10 @@ pub fn run(bytes: &[u8], o: &Options, output: OutputChoice, p: &Pipeline<'_>) ->
     let header = read_header(bytes, limits, o.auto_rotate)?;
     let copyright = if o.keep_copyright { header.exif.copyright.clone() } else { None };
     let upright = |px: Pixels| turn(px, o.rotate, o.flip);
-    let (mut px, icc, plan) = if o.trim.is_some() {
+    let (mut px, icc, plan) = if let Some(t) = &o.trim {
         // Trimming needs every pixel before the sizes are known (imgproxy plans again after it).
         let source = header.decode(bytes, limits, u32::MAX)?;
-        let px = trim(upright(source.pixels), o.trim.as_ref());
+        let px = trim(upright(source.pixels), t);
         let plan = plan(px.width, px.height, o);
         check_output(&plan, limits, max_side)?;
         (px, source.icc, plan)
@@ -146,26 +146,22 @@ pub fn run(bytes: &[u8], o: &Options, output: OutputChoice, p: &Pipeline<'_>) ->
     if asked > 0 {
         (q.jpeg, q.webp, q.avif) = (asked, f32::from(asked), f32::from(asked));
     }
-    let keep = Keep { icc: keep_icc.as_deref(), copyright: copyright.as_deref() };
-    let bytes = encode_within(&px, output_format(format), q, o.max_bytes, &keep)?;
+    let bytes = encode_within(&px, output_format(format), q, o.max_bytes, keep_icc.as_deref(), copyright.as_deref())?;
     Ok(Transformed { format, width: px.width, height: px.height, bytes })
-}
-
-/// What a result keeps of its source: the colour profile (`scp:0`) and the copyright (`kcr`).
-struct Keep<'a> {
-    icc: Option<&'a [u8]>,
-    copyright: Option<&'a str>,
 }
 
 /// Encodes at `q`; with `max_bytes`, lowers the quality as imgproxy's `saveImageToFitBytes` does
 /// (by a quarter, a half or three quarters as the overshoot is over 1.5 or 3 times, always at
 /// least by one) until it fits or the quality is 10 or less. PNG has no quality: it is encoded once.
+/// What the result keeps of its source, the colour profile (`scp:0`) and the copyright (`kcr`),
+/// counts towards the size.
 fn encode_within(
     px: &Pixels,
     format: OutputFormat,
     mut q: Quality,
     max_bytes: u64,
-    keep: &Keep<'_>,
+    icc: Option<&[u8]>,
+    copyright: Option<&str>,
 ) -> Result<Vec<u8>, ImageError> {
     let mut quality = match format {
         OutputFormat::Jpeg => i64::from(q.jpeg),
@@ -174,7 +170,7 @@ fn encode_within(
         OutputFormat::Png => 0,
     };
     loop {
-        let bytes = encode_keeping(px, format, &q, keep.icc, keep.copyright)?;
+        let bytes = encode_keeping(px, format, &q, icc, copyright)?;
         let size = bytes.len() as u64;
         if max_bytes == 0 || size <= max_bytes || quality <= 10 || format == OutputFormat::Png {
             return Ok(bytes);
@@ -220,8 +216,7 @@ fn turn(px: Pixels, rotate: u16, (horizontal, vertical): (bool, bool)) -> Pixels
 /// border while no channel differs from the border colour (`t`'s, or the top-left pixel's) by
 /// more than the threshold; transparency is judged on magenta. An image that is all border is
 /// left whole; `equal_hor`/`equal_ver` cut the same from both sides (the smaller amount).
-pub fn trim(px: Pixels, t: Option<&matbakh_core::imgproxy::Trim>) -> Pixels {
-    let Some(t) = t else { return px };
+pub fn trim(px: Pixels, t: &matbakh_core::imgproxy::Trim) -> Pixels {
     let judged = if px.has_alpha() { px.flatten_on([255, 0, 255]) } else { px.clone() };
     let bg = t.color.map_or_else(|| [judged.data[0], judged.data[1], judged.data[2]], |c| c.0);
     let (w, h) = (judged.width as usize, judged.height as usize);
@@ -771,7 +766,7 @@ mod tests {
                 px.data[i..i + 3].copy_from_slice(&[20, 30, 40]);
             }
         }
-        let t = |o: &str| trim(px.clone(), options(o).trim.as_ref());
+        let t = |o: &str| trim(px.clone(), options(o).trim.as_ref().unwrap());
         assert_eq!((t("t:10").width, t("t:10").height), (4, 3));
         assert_eq!((t("t:10:ffffff").width, t("t:10:fff").height), (4, 3));
         // Judged against black, nothing is border: left whole.
