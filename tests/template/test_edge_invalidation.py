@@ -67,7 +67,8 @@ class EdgeInvalidation(unittest.TestCase):
                 seen.add(name)
         self.assertLessEqual(INVALIDATING, seen)
         distributions = {n for n, r in RES.items() if r["Type"] == "AWS::CloudFront::Distribution"}
-        self.assertEqual(distributions, {"FilesDistribution", "WebDistribution"})
+        # The old domain's (issue 19) serves no file of the bucket: old URLs are redirected.
+        self.assertEqual(distributions, {"FilesDistribution", "WebDistribution", "LegacyDistribution"})
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ BASE_URL = {"Fn::If": ["HasFilesDomain", {"Fn::Sub": "https://${FilesDomainName}
 # They hand out URLs of private files: images and files (files API), downloads (presign), links (shares).
 SIGNERS = {"FilesApiFunction", "PresignFunction", "SharesFunction"}
 INVALIDATORS = {"FilesApiFunction", "IndexerFunction", "AccountFunction"}
-CDN_AWARE = SIGNERS | INVALIDATORS | {"ThumbnailerFunction"}
+# The legacy redirector sends old URLs of public files to their public copies.
+CDN_AWARE = SIGNERS | INVALIDATORS | {"ThumbnailerFunction", "LegacyRedirectFunction"}
 IDENTITY_TYPES = {"AWS::Serverless::Function", "AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"}
 
 
@@ -141,7 +142,8 @@ class FilesCdn(unittest.TestCase):
         self.assertEqual(sorted(group["FailoverCriteria"]["StatusCodes"]["Items"]), [403, 404])
         accesses = {n: r["Properties"]["OriginAccessControlConfig"] for n, r in RES.items()
                     if r["Type"] == "AWS::CloudFront::OriginAccessControl"}
-        self.assertEqual(set(accesses), {"FilesOriginAccessControl", "TransformerOriginAccessControl", "WebOriginAccessControl"})
+        self.assertEqual(set(accesses), {"FilesOriginAccessControl", "TransformerOriginAccessControl", "WebOriginAccessControl",
+                                         "LegacyRedirectOriginAccessControl"})
         kinds = {n: (a["OriginAccessControlOriginType"], a["SigningBehavior"], a["SigningProtocol"]) for n, a in accesses.items()}
         self.assertEqual(kinds["FilesOriginAccessControl"], ("s3", "always", "sigv4"))
         self.assertEqual(kinds["TransformerOriginAccessControl"], ("lambda", "always", "sigv4"))

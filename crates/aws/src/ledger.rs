@@ -1,7 +1,8 @@
 //! The migration ledger (DynamoDB, its own table): one item per run (state, totals, live
 //! counters) under `pk = RUNS`, and one row per file under `pk = RUN#{id}`, sorted by the
 //! manifest's sequence. Cutovers: one item per (source, prefix) under `pk = CUTOVERS`, and every
-//! switch appended under `pk = CUTOVER#AUDIT` (written together, in one transaction). Rows are written in batches of 25 (BatchWriteItem, DECISIONS 23);
+//! switch appended under `pk = CUTOVER#AUDIT` (written together, in one transaction). The legacy
+//! redirector's answers, counted per source and day under `pk = LEGACY#SERVED#{source}`. Rows are written in batches of 25 (BatchWriteItem, DECISIONS 23);
 //! counters are added atomically (`ADD`), so several workers can report into one run.
 
 use std::collections::{BTreeMap, HashMap};
@@ -9,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
 use matbakh_core::migration::eta::Tally;
+use matbakh_core::migration::redirect::Served;
 use matbakh_core::migration::{
     Control, FailureReason, LegacyPrefix, ManifestEntry, Prior, RowStatus, RunId, RunState, Switch,
 };
@@ -20,6 +22,31 @@ use crate::schema;
 const RUNS_PK: &str = "RUNS";
 const CUTOVERS_PK: &str = "CUTOVERS";
 const CUTOVER_AUDIT_PK: &str = "CUTOVER#AUDIT";
+/// One day (UTC) of the legacy redirector's answers for one legacy source
+/// (`LEGACY#SERVED#{source}`, sort key the day).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LegacyServedDay {
+    /// `2026-12-05`.
+    pub day: String,
+    pub redirects: u64,
+    pub gone: u64,
+    /// Read through from the legacy store.
+    pub fallbacks: u64,
+    pub fallback_bytes: u64,
+    /// `302` to the legacy store (too large to pass on).
+    pub large_redirects: u64,
+    /// The last request the legacy store served that day, and its path.
+    pub last_legacy_at: Option<String>,
+    pub last_legacy_path: Option<String>,
+}
+
+impl LegacyServedDay {
+    /// Requests the legacy store served (read through or redirected to).
+    pub fn by_legacy_store(&self) -> u64 {
+        self.fallbacks + self.large_redirects
+    }
+}
 
 /// Where a legacy prefix of a source is served from, and how it got there.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -686,6 +713,64 @@ impl Ledger {
             .consistent_read(true);
         crate::dynamo::query_all(query).await
     }
+}
+
+impl Ledger {
+    /// Counts one answer of the legacy redirector of `source` on the day of `at` (an ISO
+    /// timestamp): one `ADD`, so every concurrent redirector counts into the same item.
+    pub async fn count_legacy_served(
+        &self,
+        source: &str,
+        at: &str,
+        served: Served,
+        path: &str,
+    ) -> Result<(), AwsError> {
+        let day = at.get(..10).ok_or_else(|| AwsError::Corrupt(format!("{at:?} is not a timestamp")))?;
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(schema::key(legacy_served_pk(source), day)))
+            .expression_attribute_names("#c", served.counter())
+            .expression_attribute_values(":one", n(1));
+        update = match served {
+            Served::Fallback { bytes } => update
+                .update_expression("ADD #c :one, fallbackBytes :b SET lastLegacyAt = :at, lastLegacyPath = :p")
+                .expression_attribute_values(":b", n(bytes))
+                .expression_attribute_values(":at", s(at))
+                .expression_attribute_values(":p", s(path)),
+            Served::LargeRedirect => update
+                .update_expression("ADD #c :one SET lastLegacyAt = :at, lastLegacyPath = :p")
+                .expression_attribute_values(":at", s(at))
+                .expression_attribute_values(":p", s(path)),
+            Served::Redirect | Served::Gone => update.update_expression("ADD #c :one"),
+        };
+        update.send().await.map_err(|e| AwsError::from_sdk("UpdateItem", e))?;
+        Ok(())
+    }
+
+    /// Every counted day of `source`, oldest first (one small item a day).
+    pub async fn legacy_served(&self, source: &str) -> Result<Vec<LegacyServedDay>, AwsError> {
+        Ok(self
+            .query_pk(&legacy_served_pk(source), true)
+            .await?
+            .iter()
+            .map(|item| LegacyServedDay {
+                day: opt_s(item, schema::SK).unwrap_or_default(),
+                redirects: get_u(item, "redirects"),
+                gone: get_u(item, "gone"),
+                fallbacks: get_u(item, "fallbacks"),
+                fallback_bytes: get_u(item, "fallbackBytes"),
+                large_redirects: get_u(item, "largeRedirects"),
+                last_legacy_at: opt_s(item, "lastLegacyAt"),
+                last_legacy_path: opt_s(item, "lastLegacyPath"),
+            })
+            .collect())
+    }
+}
+
+fn legacy_served_pk(source: &str) -> String {
+    format!("LEGACY#SERVED#{source}")
 }
 
 /// A few random bits, so two switches in the same millisecond keep two audit entries.

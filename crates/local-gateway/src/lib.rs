@@ -112,6 +112,9 @@ pub struct Gateway {
     /// The transform function's mapping at `/t/*` (dev stack); without it, `/t/*` goes straight
     /// to the transformer.
     pub transforms: Option<transforms::EdgeMapping>,
+    /// The old domain's file URLs (`/uploads/`, dev stack): as the legacy CDN's behaviour, every
+    /// request under it goes to the `legacy-redirect` function, invoked as its function URL.
+    pub legacy_prefix: Option<String>,
 }
 
 /// The API's own prefixes: never answered by the web app.
@@ -140,6 +143,9 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
             idp_request(idp, &gw.web_origins, req).await
         } else if req.uri().path().starts_with(TRANSFORM_PREFIX) {
             transform(&gw, req).await
+        } else if gw.legacy_prefix.as_deref().is_some_and(|p| req.uri().path().starts_with(p)) {
+            let (parts, _) = req.into_parts();
+            invoke_url(&gw, "legacy-redirect", &parts).await
         } else if let (Some(files), true) = (&gw.files_cdn, req.uri().path().starts_with(cdn::PREFIX)) {
             files.serve(&gw.client, req.method(), req.uri().path(), req.headers()).await
         } else if let Some(resp) = web_file(&gw, req.method(), req.uri().path()).await {
@@ -255,9 +261,14 @@ async fn transform(gw: &Gateway, req: Request) -> Response {
     }
     let Ok(uri) = rest.parse::<http::Uri>() else { return message(StatusCode::BAD_REQUEST, "Bad Request") };
     parts.uri = uri;
+    invoke_url(gw, "transformer", &parts).await
+}
+
+/// Invokes `function` as its function URL would (no login, no body: both are GET/HEAD-only).
+async fn invoke_url(gw: &Gateway, function: &str, parts: &http::request::Parts) -> Response {
     let route =
-        Route { method: "GET".into(), path: "/{proxy+}".into(), function: "transformer".into(), auth: "NONE".into() };
-    invoke(gw, &route, &build_event(&route, &BTreeMap::new(), &parts, &Bytes::new(), None, "127.0.0.1")).await
+        Route { method: "GET".into(), path: "/{proxy+}".into(), function: function.into(), auth: "NONE".into() };
+    invoke(gw, &route, &build_event(&route, &BTreeMap::new(), parts, &Bytes::new(), None, "127.0.0.1")).await
 }
 
 /// Invokes `route`'s function with `event` (a request's API Gateway event), and answers what

@@ -92,7 +92,8 @@ enum Command {
         #[arg(long, default_value = "DEEP_ARCHIVE", value_parser = migrate::plan::StorageClass::parse)]
         storage_class: migrate::plan::StorageClass,
     },
-    /// Whether the legacy store can go: every file migrated, verified and switched (exit 1 if not).
+    /// Whether the legacy store can go: every file migrated, verified and switched, and no request
+    /// served by the legacy store for --quiet-days (exit 1 if not).
     DecommissionCheck {
         /// The legacy source the runs copied.
         #[arg(long)]
@@ -100,6 +101,9 @@ enum Command {
         /// `legacy_path,reason` lines: files that need not be migrated.
         #[arg(long)]
         exclude: Option<std::path::PathBuf>,
+        /// Days without a request served by the legacy store (the legacy redirector's counts).
+        #[arg(long, default_value_t = matbakh_core::migration::redirect::DEFAULT_QUIET_DAYS)]
+        quiet_days: u32,
     },
     /// Which legacy path became which file (copied rows only), for rewriting pages and links.
     Mapping {
@@ -178,8 +182,8 @@ async fn execute(cli: Cli) -> Result<ExitCode, MigrateError> {
             _ => Err(MigrateError::Usage("report RUN [--failures-csv F], or report --all --html FILE".into())),
         },
         Command::Cutover(args) => cutover::run(&ctx, &sdk, args, json).await,
-        Command::DecommissionCheck { source, exclude } => {
-            cutover::decommission_check(&ctx, &sdk, &source, exclude.as_deref(), json).await
+        Command::DecommissionCheck { source, exclude, quiet_days } => {
+            cutover::decommission_check(&ctx, &sdk, &source, exclude.as_deref(), quiet_days, json).await
         }
         Command::ArchiveLegacy { source, target, storage_class } => {
             plan::archive_legacy(&ctx, &sdk, &source, &target, storage_class, json).await

@@ -170,8 +170,18 @@ pub struct Decommission {
     pub unswitched_files: u64,
     /// The prefixes switched to the platform.
     pub switched: Vec<String>,
-    /// Nothing above blocks. (Fallback reads served by the legacy redirector are not counted:
-    /// that function does not exist yet.)
+    /// The days looked back for requests the legacy store served (`--quiet-days`).
+    pub quiet_days: u32,
+    /// Requests to old URLs the legacy redirector counted in those days: answered by the legacy
+    /// store (read through or sent there), and moved to the platform.
+    pub legacy_reads: u64,
+    pub redirects: u64,
+    /// The last request the legacy store served (ever), and its path.
+    pub last_legacy_read: Option<(String, String)>,
+    /// The redirector never counted a request for this source: nothing shows that the old URLs
+    /// go through it, so nothing shows that the legacy store is no longer read.
+    pub never_counted: bool,
+    /// Nothing above blocks.
     pub ready: bool,
 }
 
@@ -190,13 +200,23 @@ pub fn exclusions(text: &str) -> Result<HashMap<String, String>, MigrateError> {
 }
 
 /// Every legacy file of `source` migrated and verified, and under a prefix switched to the
-/// platform, or excluded with a reason: what decommissioning the legacy store asks.
+/// platform, or excluded with a reason; and no request served by the legacy store in the last
+/// `quiet_days` days (the legacy redirector's counts): what decommissioning the legacy store asks.
 pub async fn decommission_check(
     ctx: &Context,
     source: Arc<dyn Source>,
     excluded: &HashMap<String, String>,
+    quiet_days: u32,
 ) -> Result<Decommission, MigrateError> {
     let url = source.url().to_owned();
+    let served = ctx.ledger.legacy_served(&url).await?;
+    let since = ctx.clock.now() - time::Duration::days(i64::from(quiet_days));
+    let since = matbakh_core::clock::iso_millis(since);
+    let recent: Vec<_> = served.iter().filter(|d| d.day.as_str() >= &since[..10]).collect();
+    let last_legacy_read = served
+        .iter()
+        .rev()
+        .find_map(|d| Some((d.last_legacy_at.clone()?, d.last_legacy_path.clone().unwrap_or_default())));
     let switched: Vec<LegacyPrefix> = ctx
         .ledger
         .cutovers()
@@ -219,7 +239,15 @@ pub async fn decommission_check(
         blocking: all.blocking,
         unswitched_files: unswitched,
         switched: switched.iter().map(|p| p.as_str().to_owned()).collect(),
-        ready: all.blocking_files == 0 && unswitched == 0,
+        quiet_days,
+        legacy_reads: recent.iter().map(|d| d.by_legacy_store()).sum(),
+        redirects: recent.iter().map(|d| d.redirects).sum(),
+        last_legacy_read,
+        never_counted: served.is_empty(),
+        ready: all.blocking_files == 0
+            && unswitched == 0
+            && !served.is_empty()
+            && recent.iter().all(|d| d.by_legacy_store() == 0),
     })
 }
 

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use matbakh_aws::ledger::{Cutover, Verification};
+use matbakh_aws::ledger::{Cutover, LegacyServedDay, Verification};
 use matbakh_core::migration::RowStatus;
 use matbakh_core::migration::cost::Estimator;
 
@@ -27,6 +27,8 @@ pub struct Overview {
     /// Bytes planned per content type.
     pub by_type: BTreeMap<String, u64>,
     pub cutovers: Vec<Cutover>,
+    /// Per legacy source (of the runs and switches), the legacy redirector's answers per day.
+    pub legacy_served: BTreeMap<String, Vec<LegacyServedDay>>,
     /// S3 Standard storage of everything planned, USD a month (the plan's price table).
     pub usd_per_month: f64,
 }
@@ -56,12 +58,20 @@ pub async fn overview(ctx: &Context) -> Result<Overview, MigrateError> {
         let verification = record.verification.clone();
         runs.push((counts.report(&record), verification));
     }
+    let cutovers = ctx.ledger.cutovers().await?;
+    let mut legacy_served = BTreeMap::new();
+    let sources: std::collections::BTreeSet<&str> =
+        runs.iter().map(|(r, _)| r.source.as_str()).chain(cutovers.iter().map(|c| c.source.as_str())).collect();
+    for source in sources {
+        legacy_served.insert(source.to_owned(), ctx.ledger.legacy_served(source).await?);
+    }
     Ok(Overview {
         generated_at: ctx.now(),
         runs,
         per_minute,
         by_type,
-        cutovers: ctx.ledger.cutovers().await?,
+        cutovers,
+        legacy_served,
         usd_per_month: estimate.finish(1).usd_storage_per_month,
     })
 }
@@ -69,6 +79,9 @@ pub async fn overview(ctx: &Context) -> Result<Overview, MigrateError> {
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
+
+/// Days of the legacy redirector's counts the page lists, newest first.
+const LEGACY_DAYS_SHOWN: usize = 30;
 
 const W: f64 = 640.0;
 const H: f64 = 200.0;
@@ -268,7 +281,32 @@ pub fn html(o: &Overview) -> String {
         }
         page.push_str("</table>");
     }
-    page.push_str("<p>Legacy requests still served: not measured yet (the legacy redirector does not exist yet).</p>");
+    page.push_str("<h2>Old URLs</h2>");
+    let counted: Vec<_> = o.legacy_served.iter().filter(|(_, days)| !days.is_empty()).collect();
+    if counted.is_empty() {
+        page.push_str("<p>The legacy redirector has counted no request yet.</p>");
+    }
+    for (source, days) in counted {
+        let _ = write!(
+            page,
+            "<p>{}: the last {} day(s) counted by the legacy redirector.</p><table><tr><th>day</th><th>moved to the platform (301)</th><th>served by the legacy store</th><th>bytes read through</th><th>gone (410)</th><th>last path the legacy store served</th></tr>",
+            esc(source),
+            days.len().min(LEGACY_DAYS_SHOWN)
+        );
+        for d in days.iter().rev().take(LEGACY_DAYS_SHOWN) {
+            let _ = write!(
+                page,
+                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+                esc(&d.day),
+                d.redirects,
+                d.by_legacy_store(),
+                esc(&bytes(d.fallback_bytes as f64)),
+                d.gone,
+                esc(d.last_legacy_path.as_deref().unwrap_or(""))
+            );
+        }
+        page.push_str("</table>");
+    }
     let _ = write!(
         page,
         "<h2>Cost</h2><p>Storing everything planned in S3 Standard: about ${:.2} a month (the plan's price table).</p></body></html>",
@@ -332,6 +370,19 @@ mod tests {
                 blocking_files: 0,
                 forced_reason: None,
             }],
+            legacy_served: [(
+                "file:///legacy".to_owned(),
+                vec![LegacyServedDay {
+                    day: "2026-12-04".into(),
+                    redirects: 40,
+                    fallbacks: 6,
+                    fallback_bytes: 6000,
+                    large_redirects: 1,
+                    last_legacy_path: Some("blog/<b>.jpg".into()),
+                    ..Default::default()
+                }],
+            )]
+            .into(),
             usd_per_month: 0.01,
         };
         let page = html(&o);
@@ -352,6 +403,13 @@ mod tests {
         assert!(page.contains("<span class=\"ok\">passed</span> t1 (deep)") && page.contains("not verified"));
         assert!(page.contains("<td>source_changed</td><td class=\"n\">2</td>"));
         assert!(page.contains("<td>shop/42/</td><td>platform</td>"));
+        assert!(
+            page.contains(
+                "<tr><td>2026-12-04</td><td class=\"n\">40</td><td class=\"n\">7</td><td class=\"n\">5.9 KiB</td>"
+            ),
+            "legacy requests per day: {page}"
+        );
+        assert!(page.contains("blog/&lt;b&gt;.jpg"));
         // The busier minute is the higher point (smaller y).
         let ys: Vec<f64> = page
             .split("<circle ")

@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod cost;
 pub mod eta;
 pub mod mapping;
+pub mod redirect;
 pub mod throttle;
 
 use std::fmt;

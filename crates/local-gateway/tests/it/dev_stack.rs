@@ -42,6 +42,7 @@ fn app(key: &DevKey) -> (Router, JwtVerifier) {
         idp: Some(DevIdp::new(key_copy, "iss".into(), "aud".into(), "web".into(), vec!["demo-user".into()])),
         files_cdn: None,
         transforms: None,
+        legacy_prefix: None,
     };
     (router(Arc::new(gw)), JwtVerifier::new(&key.jwks(), "iss", "aud").unwrap())
 }

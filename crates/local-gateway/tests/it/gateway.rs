@@ -67,6 +67,7 @@ async fn gateway(key: &DevKey) -> (Router, Seen) {
         idp: None,
         files_cdn: None,
         transforms: None,
+        legacy_prefix: Some("/uploads/".into()),
     };
     (router(Arc::new(gw)), seen)
 }
@@ -222,6 +223,7 @@ async fn the_local_files_cdn_serves_public_copies_only() {
         idp: None,
         files_cdn: Some(bucket_origin(origin)),
         transforms: None,
+        legacy_prefix: None,
     };
     let app = router(Arc::new(gw));
     let get = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
@@ -279,6 +281,7 @@ async fn transform_urls_are_mapped_at_the_edge_stored_results_first() {
         idp: None,
         files_cdn: Some(bucket_origin(origin)),
         transforms: Some(local_gateway::transforms::EdgeMapping { keys: keys.clone(), bucket: "bucket".into() }),
+        legacy_prefix: None,
     };
     let app = router(Arc::new(gw));
     let signed = |path: &str| format!("/t/{}{path}", keys.sign(path).unwrap());
@@ -315,4 +318,30 @@ async fn transform_urls_are_mapped_at_the_edge_stored_results_first() {
     }
     assert_eq!(asked.lock().unwrap().len(), before, "refusals reach no origin");
     assert!(seen.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn old_file_urls_go_to_the_legacy_redirector_without_identity() {
+    let key = DevKey::generate().unwrap();
+    let (app, seen) = gateway(&key).await;
+    let token = key.mint("alice", "iss", "aud", 60).unwrap();
+    let req = Request::get("/uploads/shop/42/menu%20card.jpg?v=2")
+        .header("authorization", format!("Bearer {token}"))
+        .header("if-none-match", "\"v1\"")
+        .body(Body::empty())
+        .unwrap();
+    let (status, headers, _) = send(&app, req).await;
+    assert_eq!((status, headers["x-fn"].to_str().unwrap()), (StatusCode::CREATED, "legacy-redirect"));
+    let (name, event) = seen.lock().unwrap()[0].clone();
+    assert_eq!(name, "legacy-redirect");
+    assert_eq!(
+        (event["rawPath"].as_str(), event["rawQueryString"].as_str()),
+        (Some("/uploads/shop/42/menu%20card.jpg"), Some("v=2"))
+    );
+    assert_eq!(event["headers"]["if-none-match"], "\"v1\"");
+    assert!(event["requestContext"].get("authorizer").is_none(), "a function URL has no authorizer");
+    // Outside the prefix, nothing reaches it.
+    let (status, _, _) = send(&app, Request::get("/upload/a.jpg").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(seen.lock().unwrap().len(), 1);
 }

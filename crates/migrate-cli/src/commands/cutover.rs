@@ -85,6 +85,7 @@ pub async fn decommission_check(
     sdk: &SdkConfig,
     source: &str,
     exclude: Option<&std::path::Path>,
+    quiet_days: u32,
     json: bool,
 ) -> Result<ExitCode, MigrateError> {
     let excluded = match exclude {
@@ -94,7 +95,7 @@ pub async fn decommission_check(
         None => Default::default(),
     };
     let src = migrate::source::open(source, sdk, HttpPolicy::default())?;
-    let d = migrate::cutover::decommission_check(ctx, src, &excluded).await?;
+    let d = migrate::cutover::decommission_check(ctx, src, &excluded, quiet_days).await?;
     if json {
         print_json(&d);
     } else {
@@ -111,9 +112,21 @@ pub async fn decommission_check(
         for b in &d.blocking {
             println!("  {}: {}", b.path, b.why);
         }
-        println!(
-            "fallback reads from the legacy store: not measured (the legacy-redirect function does not exist yet)"
-        );
+        if d.never_counted {
+            println!(
+                "old URLs: the legacy redirector never counted a request for {}: is it in front of them (LEGACY_SOURCE)?",
+                d.source
+            );
+        } else {
+            let last = d.last_legacy_read.as_ref().map(|(at, path)| format!(" (last: {path} at {at})"));
+            println!(
+                "old URLs in the last {} day(s): {} served by the legacy store, {} moved to the platform{}",
+                d.quiet_days,
+                d.legacy_reads,
+                d.redirects,
+                last.unwrap_or_default()
+            );
+        }
         println!(
             "{}",
             if d.ready { "the legacy store can go (as far as the ledger tells)" } else { "the legacy store must stay" }

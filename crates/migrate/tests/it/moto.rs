@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use common::*;
+use matbakh_core::migration::redirect::Served;
 use matbakh_core::migration::{Control, FailureReason, ManifestEntry, RowStatus, RunState};
 use migrate::run::{Event, RunOptions};
 use migrate::source::{Digests, ReadError, Source};
@@ -658,23 +659,42 @@ async fn a_prefix_is_cut_over_only_when_all_of_it_is_verified_and_rolls_back() {
 
     // Decommissioning: the changed file and the users/7 files (never switched) keep the store.
     let none = HashMap::new();
-    let d = migrate::cutover::decommission_check(&ctx, source(&t), &none).await.unwrap();
+    let d = migrate::cutover::decommission_check(&ctx, source(&t), &none, 30).await.unwrap();
     assert_eq!((d.files, d.verified_files, d.blocking_files, d.unswitched_files, d.ready), (8, 7, 1, 3, false));
     assert_eq!(d.blocking[0].path, "users/99/2025/11/alpha.png");
     // Excluded with a reason, a file blocks nothing (and needs no switch).
     let excluded = migrate::cutover::exclusions("users/99/2025/11/alpha.png, a test file\n").unwrap();
-    let d = migrate::cutover::decommission_check(&ctx, source(&t), &excluded).await.unwrap();
+    let d = migrate::cutover::decommission_check(&ctx, source(&t), &excluded, 30).await.unwrap();
     assert_eq!((d.files, d.excluded_files, d.blocking_files), (8, 1, 0));
     assert!(migrate::cutover::exclusions("users/x.jpg,\n").is_err(), "a reason is required");
     cutover(&ctx, source(&t), &ask("users/7", Switch::Platform, false, None)).await.unwrap();
-    let d = migrate::cutover::decommission_check(&ctx, source(&t), &none).await.unwrap();
+    let d = migrate::cutover::decommission_check(&ctx, source(&t), &none, 30).await.unwrap();
     assert_eq!((d.unswitched_files, d.blocking_files, d.ready), (0, 1, false), "{d:?}");
     // The change migrated and verified by a new run: nothing keeps the legacy store.
     let again = plan(&ctx, &t, &o).await.unwrap().run.unwrap();
     migrate::run::run(&ctx, &again, source(&t), &opts(4), quiet()).await.unwrap();
     assert!(migrate::verify::verify(&ctx, &again, &VerifyOptions::default()).await.unwrap().passed());
-    let d = migrate::cutover::decommission_check(&ctx, source(&t), &none).await.unwrap();
-    assert_eq!((d.verified_files, d.blocking_files, d.ready), (8, 0, true), "{d:?}");
+    let d = migrate::cutover::decommission_check(&ctx, source(&t), &none, 30).await.unwrap();
+    assert_eq!((d.verified_files, d.blocking_files, d.never_counted, d.ready), (8, 0, true, false), "{d:?}");
+    // What the legacy redirector counted: a read through 40 days ago blocks nothing (30 quiet
+    // days asked), one yesterday does; redirects never do.
+    let ago = |days: i64| matbakh_core::clock::iso_millis(time::OffsetDateTime::now_utc() - time::Duration::days(days));
+    let url = t.url();
+    ctx.ledger.count_legacy_served(&url, &ago(40), Served::Fallback { bytes: 100 }, "users/7/a.jpg").await.unwrap();
+    ctx.ledger.count_legacy_served(&url, &ago(0), Served::Redirect, "users/7/a.jpg").await.unwrap();
+    let d = migrate::cutover::decommission_check(&ctx, source(&t), &none, 30).await.unwrap();
+    assert_eq!((d.legacy_reads, d.redirects, d.ready), (0, 1, true), "{d:?}");
+    assert_eq!(d.last_legacy_read.as_ref().map(|(_, p)| p.as_str()), Some("users/7/a.jpg"));
+    ctx.ledger.count_legacy_served(&url, &ago(1), Served::LargeRedirect, "users/42/big.jpg").await.unwrap();
+    ctx.ledger.count_legacy_served(&url, &ago(1), Served::Fallback { bytes: 7 }, "users/42/b.jpg").await.unwrap();
+    let d = migrate::cutover::decommission_check(&ctx, source(&t), &none, 30).await.unwrap();
+    assert_eq!((d.legacy_reads, d.ready), (2, false), "{d:?}");
+    assert_eq!(d.last_legacy_read.as_ref().map(|(_, p)| p.as_str()), Some("users/42/b.jpg"));
+    let days = ctx.ledger.legacy_served(&url).await.unwrap();
+    assert_eq!(days.len(), 3);
+    assert_eq!((days[1].large_redirects, days[1].fallbacks, days[1].fallback_bytes), (1, 1, 7));
+    let d = migrate::cutover::decommission_check(&ctx, source(&t), &none, 0).await.unwrap();
+    assert_eq!((d.legacy_reads, d.redirects), (0, 1), "--quiet-days 0: today only");
 
     // The report people read: both runs, verified, and the switches.
     let page = migrate::overview::html(&migrate::overview::overview(&ctx).await.unwrap());

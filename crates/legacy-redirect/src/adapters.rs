@@ -1,0 +1,135 @@
+//! The redirector's ports on AWS (the migration and files tables) and on HTTP (the legacy
+//! origin).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::body::Bytes;
+use http::{HeaderMap, Method, StatusCode, header};
+use matbakh_aws::FileTable;
+use matbakh_aws::ledger::Ledger;
+use matbakh_aws::table::LegacyMapping;
+use matbakh_core::ids::FileId;
+use matbakh_core::metadata::FileRecord;
+use matbakh_core::migration::redirect::{Served, Switches};
+use matbakh_core::migration::{LegacyPrefix, RunId, RunState};
+
+use crate::{Fetched, LegacyOrigin, Migrations, RedirectError};
+
+/// How long the legacy origin may take to start answering and to send a body.
+pub const ORIGIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The viewer's headers passed to the legacy origin: conditional requests and ranges.
+const ASKED: [header::HeaderName; 4] =
+    [header::RANGE, header::IF_NONE_MATCH, header::IF_MODIFIED_SINCE, header::IF_RANGE];
+/// The legacy origin's headers passed back to the viewer.
+const ANSWERED: [header::HeaderName; 9] = [
+    header::CONTENT_TYPE,
+    header::CONTENT_LENGTH,
+    header::CONTENT_RANGE,
+    header::ACCEPT_RANGES,
+    header::ETAG,
+    header::LAST_MODIFIED,
+    header::CACHE_CONTROL,
+    header::EXPIRES,
+    header::CONTENT_DISPOSITION,
+];
+
+/// The migration table (switches, runs, counters) and the files table (mappings, rows).
+pub struct AwsMigrations {
+    pub ledger: Ledger,
+    pub files: FileTable,
+}
+
+#[async_trait]
+impl Migrations for AwsMigrations {
+    async fn switches(&self, source: &str) -> Result<Switches, RedirectError> {
+        let all = self.ledger.cutovers().await?;
+        Ok(Switches::new(
+            all.into_iter()
+                .filter(|c| c.source == source)
+                .filter_map(|c| Some((LegacyPrefix::parse(&c.prefix).ok()?, c.to)))
+                .collect(),
+        ))
+    }
+
+    async fn mapping(&self, path: &str) -> Result<Option<LegacyMapping>, RedirectError> {
+        Ok(self.files.legacy_file(path).await?)
+    }
+
+    async fn file(&self, id: FileId) -> Result<Option<FileRecord>, RedirectError> {
+        Ok(self.files.get_file(id).await?)
+    }
+
+    async fn run_verified(&self, run: &str) -> Result<bool, RedirectError> {
+        let Ok(id) = RunId::parse(run) else { return Ok(false) };
+        Ok(self
+            .ledger
+            .get_run(&id)
+            .await?
+            .is_some_and(|r| r.state != RunState::RolledBack && r.verification.as_ref().is_some_and(|v| v.passed)))
+    }
+
+    async fn count(&self, source: &str, at: &str, served: Served, path: &str) -> Result<(), RedirectError> {
+        Ok(self.ledger.count_legacy_served(source, at, served, path).await?)
+    }
+}
+
+/// The legacy store's web server at `base` (`https://legacy-origin.example/uploads`).
+pub struct HttpOrigin {
+    pub client: reqwest::Client,
+    pub base: String,
+}
+
+impl HttpOrigin {
+    pub fn new(base: &str) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .timeout(ORIGIN_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(HttpOrigin { client, base: base.trim_end_matches('/').to_owned() })
+    }
+}
+
+#[async_trait]
+impl LegacyOrigin for HttpOrigin {
+    async fn fetch(
+        &self,
+        method: &Method,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        max_bytes: u64,
+    ) -> Result<Fetched, RedirectError> {
+        let url = format!("{}/{path_and_query}", self.base);
+        let mut req = self.client.request(method.clone(), &url);
+        for name in &ASKED {
+            if let Some(v) = headers.get(name) {
+                req = req.header(name, v);
+            }
+        }
+        let failed = |e: reqwest::Error| RedirectError::Origin(format!("{url}: {e}"));
+        let mut resp = req.send().await.map_err(failed)?;
+        if resp.content_length().is_some_and(|n| n > max_bytes) && *method != Method::HEAD {
+            return Ok(Fetched::TooLarge { url });
+        }
+        let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let mut passed = HeaderMap::new();
+        for name in &ANSWERED {
+            if let Some(v) = resp.headers().get(name) {
+                passed.insert(name, v.clone());
+            }
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(failed)? {
+            body.extend_from_slice(&chunk);
+            if body.len() as u64 > max_bytes {
+                return Ok(Fetched::TooLarge { url });
+            }
+        }
+        if *method != Method::HEAD {
+            passed.remove(header::CONTENT_LENGTH);
+        }
+        Ok(Fetched::Answer { status, headers: passed, body: Bytes::from(body) })
+    }
+}
