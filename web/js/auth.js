@@ -45,7 +45,8 @@ export function currentSession() {
 export async function signIn(auth) {
   const verifier = randomString(48);
   const state = randomString(16);
-  sessionStorage.setItem(PENDING_KEY, JSON.stringify({ verifier, state }));
+  // The page asked for (`#file/...`) comes back after the provider's round trip.
+  sessionStorage.setItem(PENDING_KEY, JSON.stringify({ verifier, state, hash: location.hash }));
   const url = new URL(auth.authorizationEndpoint, location.origin);
   url.search = new URLSearchParams({
     response_type: 'code',
@@ -68,7 +69,7 @@ export async function completeSignIn(auth) {
   if (!params.has('code') && !params.has('error')) return null;
   const pending = JSON.parse(sessionStorage.getItem(PENDING_KEY) || 'null');
   sessionStorage.removeItem(PENDING_KEY);
-  history.replaceState(null, '', location.pathname + location.hash);
+  history.replaceState(null, '', location.pathname + (pending?.hash || location.hash));
   if (params.has('error')) throw new Error(`sign-in refused: ${params.get('error_description') || params.get('error')}`);
   if (!pending || pending.state !== params.get('state')) throw new Error('sign-in failed: the answer does not match this sign-in (state)');
   const resp = await fetch(new URL(auth.tokenEndpoint, location.origin), {

@@ -41,6 +41,15 @@ export class FilesView {
     this.detailDialog = new DetailDialog(api);
   }
 
+  /** Opens file `fileId` (a link to `#file/{fileId}`, e.g. an old URL's redirect): its detail view. */
+  async show(fileId) {
+    try {
+      this.detailDialog.open(await this.api.get(`/v1/files/${encodeURIComponent(fileId)}`));
+    } catch (e) {
+      this.detailDialog.failed(e.status === 404 ? 'This file does not exist, or it is not yours.' : e.message);
+    }
+  }
+
   query() {
     const f = new FormData(this.form);
     const p = new URLSearchParams({ limit: String(PAGE) });
@@ -239,6 +248,15 @@ class DetailDialog {
     this.dialog = document.getElementById('detail-dialog');
     this.image = document.getElementById('detail-image');
     this.error = document.getElementById('detail-error');
+  }
+
+  /** The dialog with only an error (the file could not be read). */
+  failed(message) {
+    document.getElementById('detail-heading').textContent = 'File';
+    document.getElementById('detail-public').replaceChildren();
+    this.image.replaceChildren();
+    this.error.textContent = message;
+    this.dialog.showModal();
   }
 
   async open(f) {

@@ -57,6 +57,9 @@ async function start(config, session) {
     showView(view);
     if (view === 'migrations') migrations.show();
     else migrations.hide();
+    // A file's page: what an old URL of a private file redirects to (legacy-redirect).
+    const file = /^#file\/([0-9a-f-]{36})$/.exec(location.hash);
+    if (file) files.show(file[1]);
   };
   window.addEventListener('hashchange', route);
   route();

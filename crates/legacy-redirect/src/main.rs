@@ -1,7 +1,8 @@
 //! Lambda entry point of `legacy-redirect`: wiring only. Settings: `LEGACY_SOURCE` (the source
 //! URL `migrate` runs name), `LEGACY_ORIGIN` (the legacy store's web server, read through),
 //! `LEGACY_URL_PREFIX` (`/uploads/`), `FILES_CDN_BASE_URL`, `APP_URL` (the web app, for private
-//! files' pages), `MIGRATION_TABLE`, `TABLE_NAME`.
+//! files' pages), `MIGRATION_TABLE`, `TABLE_NAME`; `SWITCH_CACHE_SECONDS` (30; the dev stack's
+//! tests switch and roll back at once with 0).
 
 use std::sync::Arc;
 
@@ -22,6 +23,10 @@ async fn main() -> Result<(), lambda_http::Error> {
     let mut settings = Settings::new(setting("LEGACY_SOURCE")?, home);
     if let Ok(prefix) = setting("LEGACY_URL_PREFIX") {
         settings.url_prefix = prefix;
+    }
+    if let Ok(secs) = setting("SWITCH_CACHE_SECONDS") {
+        let secs: u64 = secs.parse().map_err(|e| format!("SWITCH_CACHE_SECONDS={secs}: {e}"))?;
+        settings.switch_cache = std::time::Duration::from_secs(secs);
     }
     let migrations = AwsMigrations {
         ledger: matbakh_aws::ledger::Ledger::new(&sdk, setting("MIGRATION_TABLE")?),
