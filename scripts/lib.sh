@@ -75,6 +75,39 @@ ensure_clamd() {
   [[ -x /usr/sbin/clamd ]] || apt_install "for the virus-scan test" clamav-daemon
 }
 
+# PostgreSQL (DECISIONS 34): the legacy database of the migration's metadata tests and the demo.
+ensure_postgres() {
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || apt_install "for the legacy database" postgresql
+  PG_BIN=$(dirname "$(compgen -G "/usr/lib/postgresql/*/bin/initdb" | sort -V | tail -1)")
+}
+
+# start_postgres DIR: a PostgreSQL of its own in DIR (initdb, trust on 127.0.0.1 only, no
+# fsync) on a free port, as the postgres user when run as root (initdb refuses root); stopped
+# with the other servers. Exports LEGACY_DATABASE_URL (database `legacy`, user `legacy`).
+start_postgres() {
+  local dir=$1 port as=() deadline
+  ensure_postgres
+  port=$(free_port)
+  mkdir -p "$dir"
+  if ((EUID == 0)); then
+    chown postgres: "$dir"
+    chmod o+x "$(dirname "$dir")"
+    as=(runuser -u postgres --)
+  fi
+  "${as[@]}" "$PG_BIN/initdb" -D "$dir/data" -A trust -U legacy -E UTF8 --locale=C.UTF-8 --no-sync >"$dir/initdb.log" 2>&1 ||
+    { cat "$dir/initdb.log" >&2; die "initdb failed"; }
+  start_bg "$dir/postgres.log" "${as[@]}" "$PG_BIN/postgres" -D "$dir/data" -p "$port" -k "$dir" \
+    -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off
+  deadline=$((SECONDS + 30))
+  until "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port"; do
+    kill -0 "$LAST_PID" 2>/dev/null || { cat "$dir/postgres.log" >&2; die "postgres exited"; }
+    ((SECONDS < deadline)) || die "postgres did not start; see $dir/postgres.log"
+    sleep 0.2
+  done
+  "$PG_BIN/createdb" -h 127.0.0.1 -p "$port" -U legacy legacy || die "could not create the legacy database"
+  export LEGACY_DATABASE_URL="postgres://legacy@127.0.0.1:$port/legacy"
+}
+
 # start_clamd DIR: clamd on a free port with only the test signatures (scripts/clamd; no
 # download); exports CLAMD_TEST_ADDR once it answers PING.
 start_clamd() {

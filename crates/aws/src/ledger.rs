@@ -241,6 +241,11 @@ fn row_item(run: &RunId, row: &LedgerRow) -> HashMap<String, AttributeValue> {
             item.insert("priorVersionId".into(), s(v));
         }
     }
+    if let Some(legacy) = &row.entry.legacy
+        && let Ok(json) = serde_json::to_string(legacy)
+    {
+        item.insert("legacy".into(), s(json));
+    }
     for (name, value) in [
         ("versionId", &row.version_id),
         ("message", &row.message),
@@ -270,6 +275,10 @@ fn parse_row(item: &HashMap<String, AttributeValue>) -> Result<LedgerRow, AwsErr
             priority: get_u(item, "priority") as u32,
             batch: get_u(item, "batch") as u32,
             prior,
+            legacy: opt_s(item, "legacy")
+                .map(|json| serde_json::from_str(&json))
+                .transpose()
+                .map_err(|e| AwsError::Corrupt(format!("ledger row's legacy metadata: {e}")))?,
         },
         status: RowStatus::parse(&get_s(item, "status")?).map_err(corrupt)?,
         attempts: get_u(item, "attempts") as u32,

@@ -15,6 +15,7 @@ use matbakh_aws::ledger::LedgerRow;
 use matbakh_aws::transfer::{SentPart, Target, WriteCondition, Written};
 use matbakh_aws::{AwsError, FileTable};
 use matbakh_core::ids::{FileId, ObjectKey, Sha256, UserId};
+use matbakh_core::labels::{CustomMetadata, Labels, Tag, Visibility};
 use matbakh_core::metadata::{FileRecord, FileStatus};
 use matbakh_core::migration::backoff::{Backoff, DEFAULT_BACKOFF};
 use matbakh_core::migration::throttle::TokenBucket;
@@ -508,7 +509,15 @@ pub fn file_record(e: &ManifestEntry) -> Option<FileRecord> {
     else {
         return None;
     };
-    let name = e.source.rsplit('/').next().unwrap_or(&e.source);
+    // The legacy row's name and upload time where it has them (validated at plan time).
+    let legacy = e.legacy.clone().unwrap_or_default();
+    let name = legacy.name.as_deref().unwrap_or_else(|| e.source.rsplit('/').next().unwrap_or(&e.source));
+    let created_ms = legacy.uploaded_at_ms.unwrap_or(e.mtime_ms);
+    let tags: Vec<Tag> = legacy.tags.iter().filter_map(|t| Tag::parse(t).ok()).collect();
+    let visibility = if legacy.public == Some(true) { Visibility::Public } else { Visibility::Private };
+    let labels = CustomMetadata::parse(legacy.metadata.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .and_then(|metadata| Labels::new(visibility, &tags, metadata))
+        .unwrap_or_default();
     Some(FileRecord {
         file_id: FileId::parse(id).ok()?,
         owner: UserId::parse(owner).ok()?,
@@ -519,11 +528,10 @@ pub fn file_record(e: &ManifestEntry) -> Option<FileRecord> {
         size: e.size,
         sha256: Sha256::parse(&e.sha256).ok(),
         status: FileStatus::Pending,
-        created_at: time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(e.mtime_ms) * 1_000_000).ok()?,
+        created_at: time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(created_ms) * 1_000_000).ok()?,
         expires_at: None,
         version_id: None,
-        // Legacy rows' visibility, tags and metadata arrive with the cutover (issue 19).
-        labels: Default::default(),
+        labels,
     })
 }
 

@@ -13,6 +13,7 @@ pub mod egress;
 pub mod error;
 pub mod extsort;
 pub mod mapping;
+pub mod metadata;
 pub mod overview;
 pub mod plan;
 pub mod report;
@@ -106,6 +107,11 @@ impl Context {
 /// The key the manifest of `run` is stored under, in the target bucket.
 pub fn manifest_key(run: &RunId) -> String {
     format!("migration/{run}/manifest.jsonl")
+}
+
+/// Every row and file that did not meet (`plan --metadata`), one JSON object a line.
+pub fn metadata_mismatches_key(run: &RunId) -> String {
+    format!("migration/{run}/metadata-mismatches.jsonl")
 }
 
 /// S3's Base64 of a CRC64NVME (big-endian bytes).

@@ -124,6 +124,7 @@ mod tests {
             priority: 0,
             batch: 0,
             prior: None,
+            legacy: None,
         };
         LedgerRow { status: RowStatus::Copied, ..LedgerRow::pending(entry, "2026-12-05T00:00:00.000Z") }
     }

@@ -345,6 +345,7 @@ mod tests {
             rows_with_checksums: files,
             copied_s3_checked: files - failed,
             checksum_coverage: 1.0,
+            legacy_metadata: None,
         }
     }
 

@@ -18,8 +18,10 @@ use tokio::sync::Semaphore;
 
 use crate::egress::HttpPolicy;
 use crate::extsort::{ExtSort, Scratch, Sorted, io, random_u32};
+use crate::metadata::{LegacyRows, MetadataReport, Mismatch};
 use crate::source::{Digests, Source, SourceFile};
 use crate::{Context, MigrateError, manifest_key};
+use matbakh_core::migration::legacy_meta::LegacyMeta;
 
 /// How files are copied; stored on the run, so every worker of the run copies alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +123,16 @@ pub struct PlanOptions {
     pub dry_run: bool,
     /// A local copy of the manifest (it is always stored in the target bucket too).
     pub manifest_out: Option<std::path::PathBuf>,
+    /// The legacy database's rows (`--metadata`), read before anything is planned.
+    pub metadata: Option<Arc<LegacyRows>>,
+}
+
+impl PlanOptions {
+    /// The target key of `f`, with the owner its legacy row names, if any.
+    fn key(&self, f: &SourceFile) -> Result<String, matbakh_core::CoreError> {
+        let owner = self.metadata.as_ref().and_then(|m| m.owner(&f.path));
+        self.mapper.key_for(&f.path, f.mtime_ms, owner)
+    }
 }
 
 /// What a plan found (and, unless dry, wrote).
@@ -136,6 +148,9 @@ pub struct Planned {
     pub existing_targets: u64,
     pub manifest_key: Option<String>,
     pub estimate: EstimateView,
+    /// What met between the legacy rows and the files (`--metadata`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<MetadataReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -160,14 +175,17 @@ impl From<Estimate> for EstimateView {
     }
 }
 
-/// The magic bytes decide; the name's extension only when the bytes say nothing.
-fn content_type_of(head: &[u8], name: &str) -> String {
+/// The magic bytes decide; the legacy row's type, then the name's extension, only when the bytes
+/// say nothing.
+fn content_type_of(head: &[u8], name: &str, legacy: Option<&str>) -> String {
     use matbakh_core::sniff::{Sniffed, sniff};
     match sniff(head) {
         Sniffed::Allowed(t) => t.as_str().to_owned(),
-        _ => matbakh_core::types::ContentType::from_file_name(name)
-            .map(|t| t.as_str().to_owned())
-            .unwrap_or_else(|| "application/octet-stream".to_owned()),
+        _ => legacy.map(str::to_owned).unwrap_or_else(|| {
+            matbakh_core::types::ContentType::from_file_name(name)
+                .map(|t| t.as_str().to_owned())
+                .unwrap_or_else(|| "application/octet-stream".to_owned())
+        }),
     }
 }
 
@@ -303,7 +321,7 @@ async fn inventory(source: &Arc<dyn Source>, opts: &PlanOptions) -> Result<Inven
             bad.push(format!("{:?}: a path with a NUL character", f.path));
             continue;
         }
-        match opts.mapper.key(&f.path, f.mtime_ms) {
+        match opts.key(&f) {
             Ok(k) => by_key.push(key_record(&k, &f.path))?,
             Err(e) if bad.len() < 20 => bad.push(format!("{}: {e}", f.path)),
             Err(_) => {}
@@ -337,16 +355,19 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
     let Inventory { by_order, estimate: estimator } = inventory(&source, opts).await?;
     let est = estimator.finish(opts.transfers);
     let step = opts.chunk_files.max(1);
-    let keys_of = |chunk: &[SourceFile]| -> Vec<String> {
-        chunk.iter().map(|f| opts.mapper.key(&f.path, f.mtime_ms).unwrap_or_default()).collect()
-    };
+    let keys_of =
+        |chunk: &[SourceFile]| -> Vec<String> { chunk.iter().map(|f| opts.key(f).unwrap_or_default()).collect() };
     let mut files = by_order.sorted()?;
+    let mut met = Met::new(opts.metadata.clone())?;
     if opts.dry_run {
         let mut existing = 0u64;
         loop {
             let chunk = next_files(&mut files, step)?;
             if chunk.is_empty() {
                 break;
+            }
+            for f in &chunk {
+                met.meet(&f.path)?;
             }
             existing += priors(&target, &keys_of(&chunk)).await?.iter().filter(|p| p.is_some()).count() as u64;
         }
@@ -360,6 +381,7 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
             existing_targets: existing,
             manifest_key: None,
             estimate: est.into(),
+            metadata: met.finish()?.map(|(report, _)| report),
         });
     }
 
@@ -385,8 +407,10 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
         let keys = keys_of(&chunk);
         let (hashed, prior) = tokio::join!(hash_all(&source, &chunk, opts.hash_parallelism), priors(&target, &keys));
         for ((f, key), (h, prior)) in chunk.iter().zip(keys).zip(hashed?.into_iter().zip(prior?)) {
+            let legacy = met.meet(&f.path)?;
+            let declared = legacy.as_ref().and_then(|l| l.content_type.as_deref());
             let (size, crc64nvme, sha256, content_type, failed) = match h {
-                Ok(h) => (h.size, h.crc64nvme, h.sha256, content_type_of(&h.head, &f.path), None),
+                Ok(h) => (h.size, h.crc64nvme, h.sha256, content_type_of(&h.head, &f.path, declared), None),
                 Err(message) => {
                     (f.size, String::new(), String::new(), "application/octet-stream".to_owned(), Some(message))
                 }
@@ -395,6 +419,7 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
                 seq: 0,
                 source: f.path.clone(),
                 prior,
+                legacy,
                 key,
                 size,
                 mtime_ms: f.mtime_ms,
@@ -433,6 +458,16 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
     let mkey = manifest_key(&id);
     let crc = crate::crc64_base64(crc.finalize());
     target.put_file(&mkey, &manifest_path, &crc, "application/x-ndjson").await?;
+    let metadata = match met.finish()? {
+        Some((mut report, mismatches)) => {
+            let key = crate::metadata_mismatches_key(&id);
+            let crc = crate::crc64_base64(crc64_of_file(&mismatches.0)?);
+            target.put_file(&key, &mismatches.0, &crc, "application/x-ndjson").await?;
+            report.mismatches_key = Some(key);
+            Some(report)
+        }
+        None => None,
+    };
 
     // The run item last: a plan that dies half-way leaves no run to start.
     let mut counters = Counters { failed_files: unreadable.len() as u64, ..Counters::default() };
@@ -468,7 +503,76 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
         unreadable,
         manifest_key: Some(mkey),
         estimate: est.into(),
+        metadata,
     })
+}
+
+/// The legacy rows meeting the files, in plan order: every mismatch counted, listed up to
+/// [`crate::metadata::LISTED`] a kind, and written whole to a scratch file.
+struct Met {
+    rows: Option<Arc<LegacyRows>>,
+    report: MetadataReport,
+    out: Option<(Scratch, std::io::BufWriter<std::fs::File>)>,
+}
+
+impl Met {
+    fn new(rows: Option<Arc<LegacyRows>>) -> Result<Met, MigrateError> {
+        let report = rows.as_ref().map(|r| MetadataReport::new(&r.source, r.rows)).unwrap_or_default();
+        let out = match &rows {
+            Some(_) => {
+                let scratch = Scratch::new("metadata-mismatches.jsonl");
+                let file = std::fs::File::create(&scratch.0).map_err(io(&scratch.0))?;
+                Some((scratch, std::io::BufWriter::new(file)))
+            }
+            None => None,
+        };
+        Ok(Met { rows, report, out })
+    }
+
+    fn count(&mut self, m: &Mismatch) -> Result<(), MigrateError> {
+        use std::io::Write;
+        self.report.count(m);
+        if let Some((scratch, out)) = &mut self.out {
+            serde_json::to_writer(&mut *out, m).map_err(|e| MigrateError::Check(format!("mismatches: {e}")))?;
+            out.write_all(b"\n").map_err(io(&scratch.0))?;
+        }
+        Ok(())
+    }
+
+    /// The metadata of the file at `path` (none without `--metadata`, or without a valid row).
+    fn meet(&mut self, path: &str) -> Result<Option<LegacyMeta>, MigrateError> {
+        let Some(rows) = self.rows.clone() else { return Ok(None) };
+        match rows.meet(path) {
+            Ok(meta) => {
+                self.report.matched_files += 1;
+                Ok(Some(meta.clone()))
+            }
+            Err(m) => {
+                self.count(&m)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The report and the file of every mismatch, once every file has met its row.
+    fn finish(mut self) -> Result<Option<(MetadataReport, Scratch)>, MigrateError> {
+        use std::io::Write;
+        let Some(rows) = self.rows.clone() else { return Ok(None) };
+        for m in rows.unmet() {
+            self.count(&m)?;
+        }
+        let Some((scratch, mut out)) = self.out.take() else { return Ok(None) };
+        out.flush().map_err(io(&scratch.0))?;
+        Ok(Some((self.report, scratch)))
+    }
+}
+
+/// The CRC64NVME of a local file (for its upload's checksum).
+fn crc64_of_file(path: &std::path::Path) -> Result<u64, MigrateError> {
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme);
+    crc.update(&bytes);
+    Ok(crc.finalize())
 }
 
 /// Ledger rows handed to DynamoDB at once during a plan (written 25 a call).

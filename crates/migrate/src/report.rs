@@ -8,6 +8,7 @@ use matbakh_core::migration::RowStatus;
 use serde::Serialize;
 
 use crate::mapping::csv_field;
+use crate::metadata::{MetadataReport, Mismatch};
 use crate::{Context, MigrateError};
 
 #[derive(Debug, Clone, Serialize)]
@@ -35,11 +36,17 @@ pub struct Report {
     /// Copied rows: each was sent with its CRC64NVME and accepted by S3 only if it matched.
     pub copied_s3_checked: u64,
     pub checksum_coverage: f64,
+    /// `plan --metadata`: files that took their legacy row, and every row and file that did
+    /// not meet (counted from the run's `metadata-mismatches.jsonl`, the first of each listed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub legacy_metadata: Option<MetadataReport>,
 }
 
 /// Counts over a run's rows, added a page at a time.
 #[derive(Debug, Clone, Default)]
 pub struct Counts {
+    /// Rows whose file took a legacy database row (`plan --metadata`).
+    with_legacy: u64,
     files: u64,
     bytes: u64,
     copied: u64,
@@ -58,6 +65,7 @@ impl Counts {
             self.bytes += r.entry.size;
             self.retries += u64::from(r.attempts.saturating_sub(1));
             self.with_checksums += u64::from(!r.entry.crc64nvme.is_empty() && !r.entry.sha256.is_empty());
+            self.with_legacy += u64::from(r.entry.legacy.is_some());
             match r.status {
                 RowStatus::Copied => {
                     self.copied += 1;
@@ -95,6 +103,7 @@ impl Counts {
             rows_with_checksums: self.with_checksums,
             copied_s3_checked: self.copied,
             checksum_coverage: if self.files == 0 { 1.0 } else { self.with_checksums as f64 / self.files as f64 },
+            legacy_metadata: None,
         }
     }
 }
@@ -143,6 +152,25 @@ pub fn human(r: &Report) -> String {
     for (reason, n) in &r.failures_by_reason {
         out.push_str(&format!("  failed, {reason}: {n}\n"));
     }
+    if let Some(m) = &r.legacy_metadata {
+        out.push_str(&format!(
+            "  legacy metadata: {} file(s) took their row; {} file(s) without a row, {} row(s) without a file, {} invalid row(s){}\n",
+            m.matched_files,
+            m.files_without_row,
+            m.rows_without_file,
+            m.invalid_rows,
+            m.mismatches_key.as_deref().map(|k| format!(" (all in {k})")).unwrap_or_default()
+        ));
+        for l in &m.listed {
+            let row = l.row.map(|r| format!(" (row {r})")).unwrap_or_default();
+            let why = l.why.as_deref().map(|w| format!(": {w}")).unwrap_or_default();
+            out.push_str(&format!(
+                "    {}: {}{row}{why}\n",
+                l.kind.describe(),
+                l.path.as_deref().unwrap_or("(no path)")
+            ));
+        }
+    }
     out
 }
 
@@ -155,7 +183,43 @@ pub async fn report(ctx: &Context, id: &str) -> Result<(Report, Vec<LedgerRow>),
         counts.add(&page);
         failed.extend(page.into_iter().filter(|r| r.status == RowStatus::Failed));
     }
-    Ok((counts.report(&record), failed))
+    let with_legacy = counts.with_legacy;
+    let mut report = counts.report(&record);
+    report.legacy_metadata = legacy_metadata(ctx, &record, with_legacy).await?;
+    Ok((report, failed))
+}
+
+/// The run's metadata mismatches, counted as they stream from the target bucket; `None` for a
+/// run planned without `--metadata`.
+async fn legacy_metadata(
+    ctx: &Context,
+    record: &matbakh_aws::ledger::RunRecord,
+    matched_files: u64,
+) -> Result<Option<MetadataReport>, MigrateError> {
+    let (target, _) = ctx.target(&record.target)?;
+    let key = crate::metadata_mismatches_key(&record.id);
+    let mut summary = MetadataReport { matched_files, ..MetadataReport::default() };
+    let (mut pending, mut unreadable) = (Vec::new(), 0u64);
+    let found = target
+        .read(&key, None, |chunk| {
+            pending.extend_from_slice(chunk);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                match serde_json::from_slice::<Mismatch>(&line[..end]) {
+                    Ok(m) => summary.count(&m),
+                    Err(_) => unreadable += 1,
+                }
+            }
+        })
+        .await?;
+    if found.is_none() {
+        return Ok(None);
+    }
+    if unreadable > 0 {
+        return Err(MigrateError::Check(format!("{key}: {unreadable} line(s) are not mismatches")));
+    }
+    summary.mismatches_key = Some(key);
+    Ok(Some(summary))
 }
 
 #[cfg(test)]

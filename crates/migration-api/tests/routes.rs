@@ -207,6 +207,7 @@ async fn a_legacy_path_names_the_file_it_became() {
         priority: 0,
         batch: 0,
         prior: None,
+        legacy: None,
     };
     let record = migrate::copy::file_record(&entry).unwrap();
     assert!(f.admin.files.register_migrated(&record, "r20261205t000000-00000001", &legacy).await.unwrap());

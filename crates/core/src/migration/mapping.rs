@@ -84,17 +84,23 @@ pub struct Mapper {
 impl Mapper {
     /// The target key of `path` (relative, `/`-separated) modified at `mtime_ms`.
     pub fn key(&self, path: &str, mtime_ms: i64) -> Result<String, CoreError> {
+        self.key_for(path, mtime_ms, None)
+    }
+
+    /// [`Mapper::key`], with the owner the legacy database names for the file (`{user}` is then
+    /// that user id, not the path's owner segment).
+    pub fn key_for(&self, path: &str, mtime_ms: i64, owner: Option<&str>) -> Result<String, CoreError> {
         let mapped = match &self.rule {
             KeyRule::Keep => path.to_owned(),
             KeyRule::Lowercase => path.to_lowercase(),
-            KeyRule::Template(t) => self.fill(t, path, mtime_ms)?,
+            KeyRule::Template(t) => self.fill(t, path, mtime_ms, owner)?,
         };
         let key = format!("{}{}", self.prefix, mapped);
         check_key(&key)?;
         Ok(key)
     }
 
-    fn fill(&self, template: &str, path: &str, mtime_ms: i64) -> Result<String, CoreError> {
+    fn fill(&self, template: &str, path: &str, mtime_ms: i64, user: Option<&str>) -> Result<String, CoreError> {
         let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
         let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
         let owner = || -> Result<&str, CoreError> {
@@ -120,8 +126,13 @@ impl Mapper {
                 "safeName" => SafeName::from_display(&DisplayName::from_stored(name.to_owned())).as_str().to_owned(),
                 "owner" => owner()?.to_owned(),
                 "user" => {
-                    let legacy = owner()?;
-                    let user = self.owners.get(legacy).map(String::as_str).unwrap_or(legacy);
+                    let user = match user {
+                        Some(user) => user,
+                        None => {
+                            let legacy = owner()?;
+                            self.owners.get(legacy).map(String::as_str).unwrap_or(legacy)
+                        }
+                    };
                     UserId::parse(user)
                         .map_err(|_| {
                             CoreError::invalid("map", format!("owner {user:?} of {path:?} is not a valid user id"))

@@ -5,6 +5,7 @@
 pub mod backoff;
 pub mod cost;
 pub mod eta;
+pub mod legacy_meta;
 pub mod mapping;
 pub mod redirect;
 pub mod throttle;
@@ -347,6 +348,9 @@ pub struct ManifestEntry {
     /// The target key's object at plan time, if there was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prior: Option<Prior>,
+    /// What the legacy database's row says of the file (`plan --metadata`), validated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legacy: Option<legacy_meta::LegacyMeta>,
 }
 
 impl ManifestEntry {

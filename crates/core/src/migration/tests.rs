@@ -16,6 +16,7 @@ fn entry(source: &str, size: u64, mtime_ms: i64) -> ManifestEntry {
         priority: 0,
         batch: 0,
         prior: None,
+        legacy: None,
     }
 }
 

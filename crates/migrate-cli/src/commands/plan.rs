@@ -65,6 +65,21 @@ pub struct Args {
     /// GLACIER_IR, STANDARD_IA, ...).
     #[arg(long, value_parser = StorageClass::parse)]
     pub storage_class: Option<StorageClass>,
+    /// The legacy file table: `postgres://user@host:port/db` (the password from PGPASSWORD or
+    /// the URL), a `.csv` file with a header line, or a `.jsonl` file. Read whole before
+    /// anything is written; each file takes its row's owner, name, upload time, tags...
+    #[arg(long)]
+    pub metadata: Option<String>,
+    /// The query that gives the legacy rows (a database; `SELECT * FROM files` unless set).
+    #[arg(long, conflicts_with = "metadata_query_file")]
+    pub metadata_query: Option<String>,
+    /// The query, from a file.
+    #[arg(long)]
+    pub metadata_query_file: Option<std::path::PathBuf>,
+    /// `field=column,...`: where a field is read from when its column has another name
+    /// (fields: path, owner, name, uploaded_at, content_type, visibility, tags, metadata.<key>).
+    #[arg(long, default_value = "")]
+    pub metadata_map: String,
 }
 
 pub async fn run(ctx: &Context, sdk: &SdkConfig, args: Args, json: bool) -> Result<ExitCode, MigrateError> {
@@ -86,7 +101,30 @@ pub async fn run(ctx: &Context, sdk: &SdkConfig, args: Args, json: bool) -> Resu
         follow_redirects,
         allow_private_addresses,
         storage_class,
+        metadata,
+        metadata_query,
+        metadata_query_file,
+        metadata_map,
     } = args;
+    // The legacy rows first: a database that cannot be read stops the plan before anything.
+    let fields = matbakh_core::migration::legacy_meta::FieldMap::parse(&metadata_map)?;
+    let query = match metadata_query_file {
+        Some(path) => Some(
+            std::fs::read_to_string(&path)
+                .map_err(|e| MigrateError::Usage(format!("--metadata-query-file {}: {e}", path.display())))?,
+        ),
+        None => metadata_query,
+    };
+    let metadata = match metadata {
+        Some(url) => {
+            let src = migrate::metadata::MetadataSource { url, query, map: fields };
+            Some(std::sync::Arc::new(migrate::metadata::load(&src).await?))
+        }
+        None if query.is_some() || !metadata_map.is_empty() => {
+            return Err(MigrateError::Usage("--metadata-query and --metadata-map need --metadata".into()));
+        }
+        None => None,
+    };
     let http = HttpPolicy { redirects: follow_redirects, allow_private_addresses };
     let src = migrate::source::open(&source, sdk, http)?;
     let (_, prefix) = migrate::parse_target(&target)?;
@@ -110,6 +148,7 @@ pub async fn run(ctx: &Context, sdk: &SdkConfig, args: Args, json: bool) -> Resu
         sort_bytes: usize::try_from(sort_memory).unwrap_or(usize::MAX),
         dry_run,
         manifest_out,
+        metadata,
     };
     let planned = migrate::plan::plan(ctx, src, &opts).await?;
     if json {
@@ -127,6 +166,20 @@ pub async fn run(ctx: &Context, sdk: &SdkConfig, args: Args, json: bool) -> Resu
         println!("  {} target keys exist already (written only if unchanged at copy time)", planned.existing_targets);
         for u in &planned.unreadable {
             println!("  unreadable, recorded as failed: {u}");
+        }
+        if let Some(m) = &planned.metadata {
+            println!(
+                "  legacy rows ({}): {} read, {} file(s) took their row, {} file(s) without a row, {} row(s) without a file, {} row(s) invalid",
+                m.source, m.rows, m.matched_files, m.files_without_row, m.rows_without_file, m.invalid_rows
+            );
+            for l in &m.listed {
+                let row = l.row.map(|r| format!(" (row {r})")).unwrap_or_default();
+                let why = l.why.as_deref().map(|w| format!(": {w}")).unwrap_or_default();
+                println!("    {}: {}{row}{why}", l.kind.describe(), l.path.as_deref().unwrap_or("(no path)"));
+            }
+            if let Some(key) = &m.mismatches_key {
+                println!("    every one of them: {key} in the target bucket");
+            }
         }
         println!(
             "  estimate: {:.0} s at the assumed rate, {} S3 requests + {} ledger writes = ${:.4}, storage ${:.4}/month",
@@ -189,6 +242,7 @@ pub async fn archive_legacy(
         sort_bytes: 32 << 20,
         dry_run: false,
         manifest_out: None,
+        metadata: None,
     };
     let planned = migrate::plan::plan(ctx, src.clone(), &opts).await?;
     let run = planned.run.ok_or_else(|| MigrateError::Check("the plan wrote no run".into()))?;

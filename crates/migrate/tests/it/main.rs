@@ -4,6 +4,7 @@
 mod common;
 mod garage;
 mod http;
+mod legacy_db;
 mod moto;
 mod restart;
 mod symlinks;

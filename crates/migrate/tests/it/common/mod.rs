@@ -163,6 +163,7 @@ pub fn options(target: &str, rule: &str, owners: HashMap<String, String>, source
         sort_bytes: 256,
         dry_run: false,
         manifest_out: None,
+        metadata: None,
     }
 }
 
