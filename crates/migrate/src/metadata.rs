@@ -253,6 +253,12 @@ async fn postgres(url: &str, query: &str, map: &FieldMap) -> Result<LegacyRows, 
     let mut config: tokio_postgres::Config =
         url.parse().map_err(|e: tokio_postgres::Error| MigrateError::Usage(format!("--metadata {shown}: {e}")))?;
     config.connect_timeout(CONNECT_TIMEOUT);
+    // As psql: a password not in the URL comes from PGPASSWORD (the engineer's shell).
+    if config.get_password().is_none()
+        && let Ok(password) = std::env::var("PGPASSWORD")
+    {
+        config.password(password);
+    }
     let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(|e| db("cannot connect", e))?;
     let conn = tokio::spawn(connection);
     // The columns first (and the query checked), before a row is read.
