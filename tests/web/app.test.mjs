@@ -16,7 +16,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './chromium.mjs';
 import { partSize } from '../../web/js/parts.js';
 
 const WEB = process.env.WEB_URL;
@@ -35,11 +35,7 @@ let browser;
 /** What the app did that its Content-Security-Policy refused (Chromium reports each on the console). */
 const cspViolations = [];
 before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_BIN || '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
 });
 after(async () => {
   await browser?.close();
