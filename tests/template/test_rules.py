@@ -224,10 +224,13 @@ class Edge(unittest.TestCase):
             self.assertIn("requests >=", [m for m in p["Metrics"] if m.get("ReturnData")][0]["Expression"]["Fn::Sub"])
             seen.add((ref(dims["DistributionId"]), stats["rate"]["MetricName"]))
         want = {(d, m) for d in ("FilesDistributionId", "WebDistributionId") for m in ("4xxErrorRate", "5xxErrorRate")}
+        # The old domain (issue 19), when the main stack has one: its server errors only.
+        want.add(("LegacyDistributionId", "5xxErrorRate"))
         self.assertEqual(seen, want)
+        self.assertEqual(self.E["Resources"]["Legacy5xxAlarm"]["Condition"], "HasLegacyCdn")
 
     def test_it_takes_the_main_stacks_outputs_and_deploys_only_to_us_east_1(self):
-        for name in ("FilesDistributionId", "WebDistributionId"):
+        for name in ("FilesDistributionId", "WebDistributionId", "LegacyDistributionId"):
             self.assertIn(name, self.E["Parameters"])
             self.assertEqual(ref(T["Outputs"][name]["Value"]), name.replace("Id", ""))
         assertion = self.E["Rules"]["OnlyWhereCloudFrontMetricsAre"]["Assertions"][0]["Assert"]["Fn::Equals"]

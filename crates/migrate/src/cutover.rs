@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use matbakh_aws::cdn::Cdn;
 use matbakh_aws::ledger::{Cutover, RunRecord};
 use matbakh_core::migration::{LegacyPrefix, RowStatus, RunState, Switch};
 use serde::Serialize;
@@ -31,6 +32,15 @@ pub struct CutoverOptions {
     pub dry_run: bool,
     /// `--force --reason`: switch to the platform despite blocking files.
     pub force_reason: Option<String>,
+    /// The legacy CDN (`--invalidate`) and the old URLs' prefix there: what it cached of the
+    /// prefix (redirects, read-through bytes) is invalidated once the switch is recorded.
+    pub invalidate: Option<(Cdn, String)>,
+}
+
+/// The legacy CDN's paths of the old URLs under `prefix`: `/uploads/shop/42/*`.
+pub fn old_urls(url_prefix: &str, prefix: &LegacyPrefix) -> String {
+    let dir = matbakh_core::cdn::edge_path(prefix.as_str().trim_end_matches('/'));
+    format!("{}{dir}/*", url_prefix.trim_end_matches('/'))
 }
 
 /// A legacy file that keeps its prefix on the legacy store.
@@ -52,6 +62,9 @@ pub struct CutoverReport {
     pub blocking: Vec<Blocking>,
     /// Whether the switch was written (not on a dry run).
     pub recorded: bool,
+    /// The legacy CDN's invalidation of the prefix's old URLs, if asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invalidation: Option<String>,
 }
 
 /// What the newest run holding a legacy file says of it.
@@ -289,6 +302,7 @@ pub async fn cutover(
         blocking_files,
         blocking,
         recorded: false,
+        invalidation: None,
     };
     if blocking_files > 0 && opts.force_reason.is_none() {
         return Err(MigrateError::Check(refusal(&report)));
@@ -306,6 +320,20 @@ pub async fn cutover(
         };
         ctx.ledger.record_cutover(&c).await?;
         report.recorded = true;
+        if let Some((cdn, url_prefix)) = &opts.invalidate {
+            let path = old_urls(url_prefix, prefix);
+            let reference = format!("cutover-{}-{}", c.at, prefix.as_str());
+            cdn.invalidate(std::slice::from_ref(&path), &reference).await.map_err(|e| {
+                MigrateError::Check(format!(
+                    "{} of {} was switched to {}, but {path} was not invalidated at the legacy CDN ({e}): its cached answers expire within {} s, or run the cutover again",
+                    prefix.as_str(),
+                    c.source,
+                    c.to.as_str(),
+                    matbakh_core::migration::redirect::REDIRECT_MAX_AGE_SECONDS
+                ))
+            })?;
+            report.invalidation = Some(path);
+        }
     }
     Ok(report)
 }
@@ -351,6 +379,13 @@ mod tests {
         assert!(blocks(&file(10, 6), Some(&m(RowStatus::Copied, true))).unwrap().starts_with("changed"));
         assert!(blocks(&file(10, 5), Some(&m(RowStatus::Copied, false))).unwrap().contains("not verified"));
         assert_eq!(blocks(&file(10, 5), Some(&m(RowStatus::Copied, true))), None);
+    }
+
+    #[test]
+    fn the_old_urls_of_a_prefix_are_one_wildcard_path_spelled_as_browsers_send_it() {
+        let p = |s: &str| LegacyPrefix::parse(s).unwrap();
+        assert_eq!(old_urls("/uploads/", &p("shop/42")), "/uploads/shop/42/*");
+        assert_eq!(old_urls("/files", &p("Menü Karte/2019")), "/files/Men%C3%BC%20Karte/2019/*");
     }
 
     #[test]

@@ -33,6 +33,13 @@ pub struct Args {
     /// List every prefix's switch instead.
     #[arg(long)]
     pub status: bool,
+    /// The legacy CDN's distribution (the stack's LegacyDistributionId): what it cached of the
+    /// prefix's old URLs is invalidated once the switch is recorded.
+    #[arg(long, env = "LEGACY_DISTRIBUTION_ID")]
+    pub invalidate: Option<String>,
+    /// Where the old domain serves the legacy tree (the stack's LegacyUrlPrefix).
+    #[arg(long, default_value = matbakh_core::migration::redirect::DEFAULT_URL_PREFIX)]
+    pub url_prefix: String,
 }
 
 pub async fn run(ctx: &Context, sdk: &SdkConfig, args: Args, json: bool) -> Result<ExitCode, MigrateError> {
@@ -65,13 +72,20 @@ pub async fn run(ctx: &Context, sdk: &SdkConfig, args: Args, json: bool) -> Resu
         return Err(usage("--force and --reason go together"));
     }
     let src = migrate::source::open(&source, sdk, HttpPolicy::default())?;
-    let opts = CutoverOptions { prefix, to, dry_run: args.dry_run, force_reason: args.reason };
+    let invalidate = args
+        .invalidate
+        .filter(|id| !id.is_empty())
+        .map(|id| (matbakh_aws::cdn::Cdn::new(sdk, id), args.url_prefix.clone()));
+    let opts = CutoverOptions { prefix, to, dry_run: args.dry_run, force_reason: args.reason, invalidate };
     let r = migrate::cutover::cutover(ctx, src, &opts).await?;
     if json {
         print_json(&r);
     } else {
         let done = if r.recorded { "switched" } else { "would switch (dry run)" };
         println!("{} of {}: {done} to {} ({} file(s) verified)", r.prefix, r.source, r.to.as_str(), r.verified_files);
+        if let Some(path) = &r.invalidation {
+            println!("{}: invalidated at the legacy CDN", path);
+        }
         if r.blocking_files > 0 {
             println!("{} of {} FORCED despite: {}", r.prefix, r.source, migrate::cutover::blocking_files(&r));
         }

@@ -590,6 +590,7 @@ async fn a_prefix_is_cut_over_only_when_all_of_it_is_verified_and_rolls_back() {
         to,
         dry_run,
         force_reason: force.map(str::to_owned),
+        invalidate: None,
     };
     let mine = |all: Vec<matbakh_aws::ledger::Cutover>| -> Vec<(String, Switch)> {
         all.into_iter().filter(|c| c.source == t.url()).map(|c| (c.prefix, c.to)).collect()
@@ -626,8 +627,16 @@ async fn a_prefix_is_cut_over_only_when_all_of_it_is_verified_and_rolls_back() {
         status(&ctx).await.unwrap().into_iter().find(|c| c.source == t.url() && c.prefix == "users/99/").unwrap();
     assert_eq!(recorded.forced_reason.as_deref(), Some("alpha.png is a test file"));
 
-    // Back to the legacy store, and again forward: each switch is in the audit trail.
-    cutover(&ctx, source(&t), &ask("users/42", Switch::Legacy, false, None)).await.unwrap();
+    // Back to the legacy store (the legacy CDN forgets what it cached of the prefix at once),
+    // and again forward: each switch is in the audit trail.
+    let cdn = testkit::distribution().await;
+    let back = CutoverOptions {
+        invalidate: Some((cdn.clone(), "/uploads/".into())),
+        ..ask("users/42", Switch::Legacy, false, None)
+    };
+    let done = cutover(&ctx, source(&t), &back).await.unwrap();
+    assert_eq!(done.invalidation.as_deref(), Some("/uploads/users/42/*"));
+    assert_eq!(testkit::invalidations(&cdn).await, [["/uploads/users/42/*"]]);
     assert!(mine(status(&ctx).await.unwrap()).contains(&("users/42/".to_owned(), Switch::Legacy)));
     cutover(&ctx, source(&t), &ask("users/42", Switch::Platform, false, None)).await.unwrap();
     let audit: Vec<(String, Switch)> = ctx
