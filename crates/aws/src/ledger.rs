@@ -241,6 +241,9 @@ fn row_item(run: &RunId, row: &LedgerRow) -> HashMap<String, AttributeValue> {
             item.insert("priorVersionId".into(), s(v));
         }
     }
+    if !row.entry.change.is_empty() {
+        item.insert("change".into(), s(&row.entry.change));
+    }
     if let Some(legacy) = &row.entry.legacy
         && let Ok(json) = serde_json::to_string(legacy)
     {
@@ -269,6 +272,7 @@ fn parse_row(item: &HashMap<String, AttributeValue>) -> Result<LedgerRow, AwsErr
             key: get_s(item, "key")?,
             size: get_u(item, "size"),
             mtime_ms: get_f(item, "mtimeMs") as i64,
+            change: opt_s(item, "change").unwrap_or_default(),
             content_type: get_s(item, "contentType")?,
             crc64nvme: get_s(item, "crc64nvme")?,
             sha256: get_s(item, "sha256")?,

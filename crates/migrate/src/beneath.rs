@@ -111,6 +111,10 @@ pub struct Status {
     pub kind: Kind,
     pub size: u64,
     pub mtime_ms: i64,
+    /// Inode and change time (nanoseconds): together they change with every write, also one
+    /// that keeps the size and sets the modification time back.
+    pub ino: u64,
+    pub ctime_ns: i64,
 }
 
 /// An open directory stream.
@@ -177,6 +181,8 @@ fn stat(dir: &Dir, name: &CStr) -> io::Result<Status> {
         size: u64::try_from(st.st_size).unwrap_or(0),
         // Before 1970 counts as 1970.
         mtime_ms: st.st_mtime.saturating_mul(1000).saturating_add(st.st_mtime_nsec / 1_000_000).max(0),
+        ino: st.st_ino,
+        ctime_ns: st.st_ctime.saturating_mul(1_000_000_000).saturating_add(st.st_ctime_nsec),
     })
 }
 

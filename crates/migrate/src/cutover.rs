@@ -4,7 +4,7 @@
 //! To the platform only when every legacy file under the prefix is migrated and verified: the
 //! source is listed, and each file must have a copied row in the newest run that holds it, that
 //! run's last full `verify` passed after the row was copied, and the file must not have changed
-//! since (size and modification time). Otherwise the switch is refused, listing what blocks it,
+//! since (size, modification time and the change token the plan recorded). Otherwise the switch is refused, listing what blocks it,
 //! unless `--force` with a reason (recorded). Back to the legacy store at any time (`--to
 //! legacy`), for a prefix that was switched before. `--dry-run` checks and writes nothing.
 //! `decommission_check` asks the same of the whole tree, and that all of it is switched.
@@ -72,6 +72,8 @@ struct Migrated {
     status: RowStatus,
     size: u64,
     mtime_ms: i64,
+    /// The source's change token when the run listed it (empty for runs planned before it).
+    change: String,
     /// The run's last full verification passed after this row was copied.
     verified: bool,
 }
@@ -102,6 +104,7 @@ async fn migrated(
                     status: row.status,
                     size: row.entry.size,
                     mtime_ms: row.entry.mtime_ms,
+                    change: row.entry.change.clone(),
                     verified,
                 });
             }
@@ -116,7 +119,9 @@ fn blocks(file: &SourceFile, migrated: Option<&Migrated>) -> Option<String> {
     if m.status != RowStatus::Copied {
         return Some(format!("not copied ({})", m.status.as_str()));
     }
-    if (m.size, m.mtime_ms) != (file.size, file.mtime_ms) {
+    // A rewrite that keeps the size and sets the time back still changes the token.
+    let token_changed = !m.change.is_empty() && m.change != file.change;
+    if (m.size, m.mtime_ms) != (file.size, file.mtime_ms) || token_changed {
         return Some("changed since it was copied (plan and run it again)".into());
     }
     (!m.verified).then(|| "copied, not verified since (run migrate verify)".into())
@@ -367,18 +372,24 @@ mod tests {
     use super::*;
 
     fn file(size: u64, mtime_ms: i64) -> SourceFile {
-        SourceFile { path: "shop/42/a.jpg".into(), size, mtime_ms }
+        SourceFile { path: "shop/42/a.jpg".into(), size, mtime_ms, change: "7:100".into() }
     }
 
     #[test]
     fn a_file_blocks_until_it_is_copied_unchanged_and_verified() {
-        let m = |status, verified| Migrated { status, size: 10, mtime_ms: 5, verified };
+        let m = |status, verified| Migrated { status, size: 10, mtime_ms: 5, change: "7:100".into(), verified };
         assert_eq!(blocks(&file(10, 5), None).as_deref(), Some("not migrated"));
         assert_eq!(blocks(&file(10, 5), Some(&m(RowStatus::Failed, false))).as_deref(), Some("not copied (FAILED)"));
         assert!(blocks(&file(11, 5), Some(&m(RowStatus::Copied, true))).unwrap().starts_with("changed"));
         assert!(blocks(&file(10, 6), Some(&m(RowStatus::Copied, true))).unwrap().starts_with("changed"));
         assert!(blocks(&file(10, 5), Some(&m(RowStatus::Copied, false))).unwrap().contains("not verified"));
         assert_eq!(blocks(&file(10, 5), Some(&m(RowStatus::Copied, true))), None);
+        // Rewritten with the same size and time: the change token tells.
+        let rewritten = SourceFile { change: "7:200".into(), ..file(10, 5) };
+        assert!(blocks(&rewritten, Some(&m(RowStatus::Copied, true))).unwrap().starts_with("changed"));
+        // A run planned before tokens were recorded compares size and time only.
+        let old = Migrated { change: String::new(), ..m(RowStatus::Copied, true) };
+        assert_eq!(blocks(&rewritten, Some(&old)), None);
     }
 
     #[test]

@@ -118,6 +118,7 @@ mod tests {
             key: key.into(),
             size: 1,
             mtime_ms: 0,
+            change: String::new(),
             content_type: "image/jpeg".into(),
             crc64nvme: String::new(),
             sha256: String::new(),

@@ -233,17 +233,24 @@ async fn priors(target: &matbakh_aws::transfer::Target, keys: &[String]) -> Resu
 /// requests does not grow with the tree.
 pub const PLAN_CHUNK: usize = 2048;
 
-/// A file in the order it is copied: (priority rank, path) sorts it; size and time ride along.
+/// A file in the order it is copied: (priority rank, path) sorts it; size, time and change
+/// token ride along (the token last, then its length in two bytes).
 fn order_record(f: &SourceFile, priority: Priority) -> Vec<u8> {
     let mut r = priority.order_key(&f.path, f.mtime_ms, f.size);
     r.push(0);
     r.extend_from_slice(&f.size.to_be_bytes());
     r.extend_from_slice(&f.mtime_ms.to_be_bytes());
+    let change = &f.change.as_bytes()[..f.change.len().min(usize::from(u16::MAX))];
+    r.extend_from_slice(change);
+    r.extend_from_slice(&(change.len() as u16).to_be_bytes());
     r
 }
 
 fn file_of(record: &[u8]) -> Result<SourceFile, MigrateError> {
     let bad = || MigrateError::Check("a scratch record is damaged".into());
+    let (rest, len) = record.split_at_checked(record.len().checked_sub(2).ok_or_else(bad)?).ok_or_else(bad)?;
+    let len = usize::from(u16::from_be_bytes(len.try_into().map_err(|_| bad())?));
+    let (record, change) = rest.split_at_checked(rest.len().checked_sub(len).ok_or_else(bad)?).ok_or_else(bad)?;
     if record.len() < 8 + 17 {
         return Err(bad());
     }
@@ -251,7 +258,8 @@ fn file_of(record: &[u8]) -> Result<SourceFile, MigrateError> {
     let path = std::str::from_utf8(&body[8..body.len() - 1]).map_err(|_| bad())?.to_owned();
     let size = u64::from_be_bytes(tail[..8].try_into().map_err(|_| bad())?);
     let mtime_ms = i64::from_be_bytes(tail[8..].try_into().map_err(|_| bad())?);
-    Ok(SourceFile { path, size, mtime_ms })
+    let change = std::str::from_utf8(change).map_err(|_| bad())?.to_owned();
+    Ok(SourceFile { path, size, mtime_ms, change })
 }
 
 /// A file under its target key: sorted, equal keys meet (a collision).
@@ -423,6 +431,7 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
                 key,
                 size,
                 mtime_ms: f.mtime_ms,
+                change: f.change.clone(),
                 content_type,
                 crc64nvme,
                 sha256,

@@ -19,6 +19,10 @@ pub struct SourceFile {
     pub path: String,
     pub size: u64,
     pub mtime_ms: i64,
+    /// What changes with every write of the file, as the source tells it: inode and change time
+    /// on a local file system, the ETag in S3, the ETag (else Last-Modified) of a web server;
+    /// empty when the source has none.
+    pub change: String,
 }
 
 /// Why a read failed.
@@ -182,7 +186,12 @@ fn list_dir(root: &File, dir: &str, subdirs: &mut Vec<String>, out: &mut Vec<Sou
         };
         match status.kind {
             beneath::Kind::Dir => subdirs.push(path),
-            _ => out.push(SourceFile { path, size: status.size, mtime_ms: status.mtime_ms }),
+            _ => out.push(SourceFile {
+                path,
+                size: status.size,
+                mtime_ms: status.mtime_ms,
+                change: format!("{}:{}", status.ino, status.ctime_ns),
+            }),
         }
     }
 }
@@ -401,6 +410,7 @@ impl Source for S3Source {
                     path: path.to_owned(),
                     size: o.size().unwrap_or(0).max(0) as u64,
                     mtime_ms: o.last_modified().and_then(|t| t.to_millis().ok()).unwrap_or(0),
+                    change: o.e_tag().unwrap_or_default().to_owned(),
                 };
                 if out.send(file).await.is_err() {
                     return Ok(());
@@ -583,7 +593,8 @@ impl Source for HttpSource {
                     continue;
                 };
                 let mtime_ms = header("last-modified").and_then(http_date_ms).unwrap_or(0);
-                if out.send(SourceFile { path, size, mtime_ms }).await.is_err() {
+                let change = header("etag").or_else(|| header("last-modified")).unwrap_or_default().to_owned();
+                if out.send(SourceFile { path, size, mtime_ms, change }).await.is_err() {
                     return Ok(());
                 }
             }

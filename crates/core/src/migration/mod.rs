@@ -337,6 +337,10 @@ pub struct ManifestEntry {
     pub size: u64,
     /// Source modification time, Unix milliseconds.
     pub mtime_ms: i64,
+    /// What changes with every write of the source file (inode and change time, an ETag), as
+    /// listed at plan time; empty when the source has none (and in runs planned before it).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub change: String,
     pub content_type: String,
     /// Full-object CRC64NVME, Base64 as S3 spells it: sent with the bytes, checked by S3.
     pub crc64nvme: String,

@@ -10,6 +10,7 @@ fn entry(source: &str, size: u64, mtime_ms: i64) -> ManifestEntry {
         key: source.into(),
         size,
         mtime_ms,
+        change: String::new(),
         content_type: "image/jpeg".into(),
         crc64nvme: "AAAAAAAAAAA=".into(),
         sha256: "00".repeat(32),

@@ -1,5 +1,6 @@
 //! The file source stays beneath its root: symbolic links are neither listed nor followed, also
-//! when one is swapped in between the plan's listing and the copy. Ledger and target on moto.
+//! when one is swapped in between the plan's listing and the copy (ledger and target on moto);
+//! and it tells every rewrite of a file by its change token.
 
 use crate::common;
 
@@ -52,4 +53,52 @@ async fn a_symlink_swapped_in_between_listing_and_copying_is_refused() {
     // The plan's read (the digest) refuses alike.
     let err = source(&t).digest("users/2/b.jpg").await.unwrap_err();
     assert!(err.to_string().contains("symbolic link"), "{err}");
+}
+
+/// What the file source lists of `t`, by path.
+async fn listed(t: &Tree) -> HashMap<String, migrate::source::SourceFile> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    source(t).list(tx).await.unwrap();
+    let mut out = HashMap::new();
+    while let Some(f) = rx.recv().await {
+        out.insert(f.path.clone(), f);
+    }
+    out
+}
+
+/// The change token (inode and change time) catches what size and modification time cannot: a
+/// rewrite of the same length with the old time set back (issue 19, part 5).
+#[tokio::test]
+async fn a_rewrite_that_keeps_size_and_time_changes_the_token() {
+    let t = tree(&[("users/1/a.jpg", "photos/dune.jpg", 3), ("users/1/b.jpg", "photos/ladybird.jpg", 2)]);
+    let before = listed(&t).await;
+    let path = t.path("users/1/a.jpg");
+    // The kernel stamps change times from its coarse clock (a few ms a tick): the rewrite
+    // below must come in a later tick than the file's last change, as a real one would.
+    let ctime_ns = |p: &std::path::Path| {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(p).unwrap();
+        i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec())
+    };
+    let coarse_now_ns = || {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: `ts` is a valid timespec for the call to fill.
+        unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
+        i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+    };
+    let last_change = ctime_ns(&path);
+    while coarse_now_ns() <= last_change {
+        std::thread::yield_now();
+    }
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[1000] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    std::fs::File::options().write(true).open(&path).unwrap().set_modified(mtime).unwrap();
+    let after = listed(&t).await;
+    let (a0, a1) = (&before["users/1/a.jpg"], &after["users/1/a.jpg"]);
+    assert_eq!((a0.size, a0.mtime_ms), (a1.size, a1.mtime_ms), "size and time cannot tell");
+    assert_ne!(a0.change, a1.change, "the token does");
+    assert!(!a0.change.is_empty());
+    assert_eq!(before["users/1/b.jpg"].change, after["users/1/b.jpg"].change, "an untouched file keeps it");
 }
