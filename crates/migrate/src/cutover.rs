@@ -4,9 +4,10 @@
 //! To the platform only when every legacy file under the prefix is migrated and verified: the
 //! source is listed, and each file must have a copied row in the newest run that holds it, that
 //! run's last full `verify` passed after the row was copied, and the file must not have changed
-//! since (size, modification time and the change token the plan recorded). Otherwise the switch is refused, listing what blocks it,
-//! unless `--force` with a reason (recorded). Back to the legacy store at any time (`--to
-//! legacy`), for a prefix that was switched before. `--dry-run` checks and writes nothing.
+//! since (size, modification time and the change token the plan recorded). Otherwise the switch
+//! is refused, listing what blocks it, unless `--force` with a reason (recorded). Back to the
+//! legacy store at any time (`--to legacy`), for a prefix that was switched before. `--dry-run`
+//! checks and writes nothing.
 //! `decommission_check` asks the same of the whole tree, and that all of it is switched.
 //!
 //! Memory: the rows of the runs under the prefix are held by path while the source is listed
