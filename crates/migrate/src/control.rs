@@ -39,18 +39,22 @@ fn seconds_between(from: &str, to: &str) -> Option<f64> {
     Some((b - a).as_seconds_f64().max(0.0))
 }
 
-pub fn status_of(r: &RunRecord) -> Status {
-    let c = &r.counters;
-    // Local runs add the time they spent copying; a run copied by Lambda workers has the wall
-    // time from its first start to its last update instead.
-    let active = if c.active_ms > 0 {
-        c.active_ms as f64 / 1000.0
+/// The seconds run `r` spent copying: local runs add the time they spent; a run copied by
+/// Lambda workers has the wall time from its first start to its last update instead.
+pub fn active_seconds(r: &RunRecord) -> f64 {
+    if r.counters.active_ms > 0 {
+        r.counters.active_ms as f64 / 1000.0
     } else {
         match (&r.started_at, &r.updated_at) {
             (Some(s), Some(u)) => seconds_between(s, u).unwrap_or(0.0),
             _ => 0.0,
         }
-    };
+    }
+}
+
+pub fn status_of(r: &RunRecord) -> Status {
+    let c = &r.counters;
+    let active = active_seconds(r);
     // Failed files count as left: a retryable one is tried again, and their sizes are not
     // in the counters to take them out of the bytes.
     let files_left = r.total_files.saturating_sub(c.copied.files);

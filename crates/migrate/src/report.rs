@@ -82,7 +82,8 @@ impl Counts {
     }
 
     pub fn report(self, record: &matbakh_aws::ledger::RunRecord) -> Report {
-        let active = record.counters.active_ms as f64 / 1000.0;
+        // A run the Lambda workers copied counts its wall time (as `migrate status` does).
+        let active = crate::control::active_seconds(record);
         Report {
             run: record.id.to_string(),
             state: record.state.to_string(),
