@@ -357,8 +357,6 @@ fn next_files(sorted: &mut Sorted, n: usize) -> Result<Vec<SourceFile>, MigrateE
 }
 
 pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) -> Result<Planned, MigrateError> {
-    use std::io::Write;
-
     let (target, _prefix) = ctx.target(&opts.target)?;
     let Inventory { by_order, estimate: estimator } = inventory(&source, opts).await?;
     let est = estimator.finish(opts.transfers);
@@ -399,14 +397,12 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
     let now = ctx.now();
     let id = RunId::new(now_t, random_u32());
     let manifest_tmp = Scratch::new("manifest.jsonl");
-    let manifest_path = opts.manifest_out.clone().unwrap_or_else(|| manifest_tmp.0.clone());
-    let mut manifest = std::io::BufWriter::new(std::fs::File::create(&manifest_path).map_err(io(&manifest_path))?);
-    let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme);
+    let mut manifest =
+        JsonLines::create(opts.manifest_out.clone().unwrap_or_else(|| manifest_tmp.0.clone()), "manifest")?;
     let mut batcher = Batcher::new(opts.batch_files, opts.batch_bytes);
     let (mut total_files, mut total_bytes, mut existing) = (0u64, 0u64, 0u64);
     let mut unreadable = Vec::new();
     let mut rows: Vec<LedgerRow> = Vec::with_capacity(ROWS_AT_ONCE);
-    let mut line = Vec::new();
     loop {
         let chunk = next_files(&mut files, step)?;
         if chunk.is_empty() {
@@ -439,11 +435,7 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
                 batch: 0,
             };
             batcher.place(&mut entry);
-            line.clear();
-            serde_json::to_writer(&mut line, &entry).map_err(|e| MigrateError::Check(format!("manifest: {e}")))?;
-            line.push(b'\n');
-            crc.update(&line);
-            manifest.write_all(&line).map_err(io(&manifest_path))?;
+            manifest.push(&entry)?;
             total_files += 1;
             total_bytes += entry.size;
             existing += u64::from(entry.prior.is_some());
@@ -462,16 +454,13 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
         }
     }
     ctx.ledger.put_rows(&id, &rows).await?;
-    manifest.flush().map_err(io(&manifest_path))?;
-    drop(manifest);
+    let (manifest_path, crc) = manifest.finish()?;
     let mkey = manifest_key(&id);
-    let crc = crate::crc64_base64(crc.finalize());
     target.put_file(&mkey, &manifest_path, &crc, "application/x-ndjson").await?;
     let metadata = match met.finish()? {
         Some((mut report, mismatches)) => {
             let key = crate::metadata_mismatches_key(&id);
-            let crc = crate::crc64_base64(crc64_of_file(&mismatches.0)?);
-            target.put_file(&key, &mismatches.0, &crc, "application/x-ndjson").await?;
+            target.put_file(&key, &mismatches.path, &mismatches.crc, "application/x-ndjson").await?;
             report.mismatches_key = Some(key);
             Some(report)
         }
@@ -521,7 +510,7 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
 struct Met {
     rows: Option<Arc<LegacyRows>>,
     report: MetadataReport,
-    out: Option<(Scratch, std::io::BufWriter<std::fs::File>)>,
+    out: Option<(Scratch, JsonLines)>,
 }
 
 impl Met {
@@ -530,8 +519,8 @@ impl Met {
         let out = match &rows {
             Some(_) => {
                 let scratch = Scratch::new("metadata-mismatches.jsonl");
-                let file = std::fs::File::create(&scratch.0).map_err(io(&scratch.0))?;
-                Some((scratch, std::io::BufWriter::new(file)))
+                let lines = JsonLines::create(scratch.0.clone(), "mismatches")?;
+                Some((scratch, lines))
             }
             None => None,
         };
@@ -539,11 +528,9 @@ impl Met {
     }
 
     fn count(&mut self, m: &Mismatch) -> Result<(), MigrateError> {
-        use std::io::Write;
         self.report.count(m);
-        if let Some((scratch, out)) = &mut self.out {
-            serde_json::to_writer(&mut *out, m).map_err(|e| MigrateError::Check(format!("mismatches: {e}")))?;
-            out.write_all(b"\n").map_err(io(&scratch.0))?;
+        if let Some((_, out)) = &mut self.out {
+            out.push(m)?;
         }
         Ok(())
     }
@@ -564,24 +551,59 @@ impl Met {
     }
 
     /// The report and the file of every mismatch, once every file has met its row.
-    fn finish(mut self) -> Result<Option<(MetadataReport, Scratch)>, MigrateError> {
-        use std::io::Write;
+    fn finish(mut self) -> Result<Option<(MetadataReport, Mismatches)>, MigrateError> {
         let Some(rows) = self.rows.clone() else { return Ok(None) };
         for m in rows.unmet() {
             self.count(&m)?;
         }
-        let Some((scratch, mut out)) = self.out.take() else { return Ok(None) };
-        out.flush().map_err(io(&scratch.0))?;
-        Ok(Some((self.report, scratch)))
+        let Some((scratch, out)) = self.out.take() else { return Ok(None) };
+        let (path, crc) = out.finish()?;
+        Ok(Some((self.report, Mismatches { path, crc, _scratch: scratch })))
     }
 }
 
-/// The CRC64NVME of a local file (for its upload's checksum).
-fn crc64_of_file(path: &std::path::Path) -> Result<u64, MigrateError> {
-    let bytes = std::fs::read(path).map_err(io(path))?;
-    let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme);
-    crc.update(&bytes);
-    Ok(crc.finalize())
+/// The written file of every mismatch (removed when this is dropped).
+struct Mismatches {
+    path: std::path::PathBuf,
+    crc: String,
+    _scratch: Scratch,
+}
+
+/// A JSON-lines file written a line at a time, with the CRC64NVME of what was written (the
+/// checksum its upload is sent with): the manifest, the metadata mismatches.
+struct JsonLines {
+    path: std::path::PathBuf,
+    out: std::io::BufWriter<std::fs::File>,
+    crc: crc_fast::Digest,
+    line: Vec<u8>,
+    /// What the lines are, for errors.
+    what: &'static str,
+}
+
+impl JsonLines {
+    fn create(path: std::path::PathBuf, what: &'static str) -> Result<JsonLines, MigrateError> {
+        let file = std::fs::File::create(&path).map_err(io(&path))?;
+        let crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme);
+        Ok(JsonLines { out: std::io::BufWriter::new(file), path, crc, line: Vec::new(), what })
+    }
+
+    fn push(&mut self, value: &impl Serialize) -> Result<(), MigrateError> {
+        use std::io::Write;
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, value).map_err(|e| MigrateError::Check(format!("{}: {e}", self.what)))?;
+        self.line.push(b'\n');
+        self.crc.update(&self.line);
+        self.out.write_all(&self.line).map_err(io(&self.path))
+    }
+
+    /// Flushes and closes the file: its path and CRC64NVME (Base64, as S3 spells it).
+    fn finish(self) -> Result<(std::path::PathBuf, String), MigrateError> {
+        use std::io::Write;
+        let JsonLines { path, mut out, crc, .. } = self;
+        out.flush().map_err(io(&path))?;
+        drop(out);
+        Ok((path, crate::crc64_base64(crc.finalize())))
+    }
 }
 
 /// Ledger rows handed to DynamoDB at once during a plan (written 25 a call).
