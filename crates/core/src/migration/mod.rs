@@ -132,11 +132,8 @@ impl LegacyPrefix {
         if trimmed.is_empty() {
             return bad("is empty: name a part of the tree (the whole tree is every top-level prefix)");
         }
-        if trimmed.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
-            return bad("has an empty, . or .. segment");
-        }
-        if trimmed.chars().any(char::is_control) {
-            return bad("has a control character");
+        if let Some(why) = bad_legacy_path(trimmed) {
+            return bad(why);
         }
         Ok(LegacyPrefix(format!("{trimmed}/")))
     }
@@ -149,6 +146,15 @@ impl LegacyPrefix {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Why `path` cannot name a part of a legacy tree (relative, `/`-separated whole segments):
+/// an empty, `.` or `..` segment, or a control character; `None` if it can.
+pub fn bad_legacy_path(path: &str) -> Option<&'static str> {
+    if path.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+        return Some("has an empty, . or .. segment");
+    }
+    path.chars().any(char::is_control).then_some("has a control character")
 }
 
 /// What an engineer asks of a run.

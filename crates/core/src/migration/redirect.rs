@@ -15,7 +15,7 @@ use crate::error::CoreError;
 use crate::ids::{FileId, ObjectKey};
 use crate::labels::Visibility;
 use crate::metadata::FileStatus;
-use crate::migration::{LegacyPrefix, Switch};
+use crate::migration::{LegacyPrefix, Switch, bad_legacy_path};
 
 /// How long the redirector keeps the switches (and a run's verification) before reading them
 /// again: a cutover or a rollback reaches every request within this time.
@@ -171,13 +171,10 @@ pub fn legacy_path(url_path: &str, url_prefix: &str) -> Result<String, CoreError
         .decode_utf8()
         .map_err(|_| bad("is not UTF-8 once decoded"))?
         .into_owned();
-    if path.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
-        return Err(bad("has an empty, . or .. segment"));
+    match bad_legacy_path(&path) {
+        Some(why) => Err(bad(why)),
+        None => Ok(path),
     }
-    if path.chars().any(char::is_control) {
-        return Err(bad("has a control character"));
-    }
-    Ok(path)
 }
 
 #[cfg(test)]
