@@ -106,6 +106,9 @@ pub struct RunRecord {
     /// The last full `verify` of the run (a sampled one is not recorded): what a cutover and a
     /// decommission check ask of every run.
     pub verification: Option<Verification>,
+    /// The run a delta plan (`plan --since`) compared the source with: this run holds only
+    /// what changed since that one (and the runs it was a delta of).
+    pub since: Option<RunId>,
 }
 
 /// The outcome of a full `migrate verify` of a run.
@@ -244,6 +247,9 @@ fn row_item(run: &RunId, row: &LedgerRow) -> HashMap<String, AttributeValue> {
     if !row.entry.change.is_empty() {
         item.insert("change".into(), s(&row.entry.change));
     }
+    if let Some(run) = &row.entry.copied_by {
+        item.insert("copiedBy".into(), s(run));
+    }
     if let Some(legacy) = &row.entry.legacy
         && let Ok(json) = serde_json::to_string(legacy)
     {
@@ -283,6 +289,7 @@ fn parse_row(item: &HashMap<String, AttributeValue>) -> Result<LedgerRow, AwsErr
                 .map(|json| serde_json::from_str(&json))
                 .transpose()
                 .map_err(|e| AwsError::Corrupt(format!("ledger row's legacy metadata: {e}")))?,
+            copied_by: opt_s(item, "copiedBy"),
         },
         status: RowStatus::parse(&get_s(item, "status")?).map_err(corrupt)?,
         attempts: get_u(item, "attempts") as u32,
@@ -335,6 +342,7 @@ fn parse_run(item: &HashMap<String, AttributeValue>) -> Result<RunRecord, AwsErr
             checked: get_u(item, "verifiedChecked"),
             problems: get_u(item, "verifiedProblems"),
         }),
+        since: opt_s(item, "since").map(|r| RunId::parse(&r)).transpose().map_err(corrupt)?,
     })
 }
 
@@ -388,6 +396,10 @@ impl Ledger {
                 ("settings".to_owned(), s(&run.settings)),
             ],
         );
+        let mut item = item;
+        if let Some(since) = &run.since {
+            item.insert("since".to_owned(), s(since.as_str()));
+        }
         match self
             .client
             .put_item()

@@ -30,6 +30,9 @@ pub struct Status {
     pub eta_seconds: Option<f64>,
     /// The last full `verify`.
     pub verification: Option<matbakh_aws::ledger::Verification>,
+    /// The run this one is a delta of (`plan --since`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
 }
 
 /// Seconds between two stored timestamps (`2026-03-01T12:15:00.123Z`).
@@ -78,6 +81,7 @@ pub fn status_of(r: &RunRecord) -> Status {
         files_per_second: per(c.copied.files as f64),
         eta_seconds: eta_seconds(&c.copied, active, files_left, bytes_left),
         verification: r.verification.clone(),
+        since: r.since.as_ref().map(ToString::to_string),
     }
 }
 
@@ -192,6 +196,7 @@ mod tests {
             started_at: None,
             updated_at: None,
             verification: None,
+            since: None,
         };
         let s = status_of(&record);
         assert_eq!(s.bytes_per_second, 10.0 * 1024.0 * 1024.0);

@@ -9,6 +9,7 @@ pub mod beneath;
 pub mod control;
 pub mod copy;
 pub mod cutover;
+pub mod delta;
 pub mod egress;
 pub mod error;
 pub mod extsort;

@@ -126,6 +126,7 @@ mod tests {
             batch: 0,
             prior: None,
             legacy: None,
+            copied_by: None,
         };
         LedgerRow { status: RowStatus::Copied, ..LedgerRow::pending(entry, "2026-12-05T00:00:00.000Z") }
     }

@@ -11,11 +11,13 @@ use std::sync::Arc;
 
 use matbakh_aws::ledger::{Counters, LedgerRow, RunRecord};
 use matbakh_core::migration::cost::{Estimate, Estimator};
+use matbakh_core::migration::delta::{self, Known, Verdict};
 use matbakh_core::migration::mapping::{Mapper, collisions};
 use matbakh_core::migration::{Batcher, FailureReason, ManifestEntry, Prior, Priority, RowStatus, RunId, RunState};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
+use crate::delta::{DeltaReport, Join};
 use crate::egress::HttpPolicy;
 use crate::extsort::{ExtSort, Scratch, Sorted, io, random_u32};
 use crate::metadata::{LegacyRows, MetadataReport, Mismatch};
@@ -104,6 +106,7 @@ impl CopySettings {
     }
 }
 
+#[derive(Clone)]
 pub struct PlanOptions {
     pub target: String,
     pub mapper: Mapper,
@@ -125,13 +128,16 @@ pub struct PlanOptions {
     pub manifest_out: Option<std::path::PathBuf>,
     /// The legacy database's rows (`--metadata`), read before anything is planned.
     pub metadata: Option<Arc<LegacyRows>>,
+    /// A delta plan (`--since`): only what changed since this run (and its chain) copied.
+    pub since: Option<RunId>,
 }
 
 impl PlanOptions {
-    /// The target key of `f`, with the owner its legacy row names, if any.
-    fn key(&self, f: &SourceFile) -> Result<String, matbakh_core::CoreError> {
+    /// The target key of `f` (of a later `generation` of it, for a changed file), with the
+    /// owner its legacy row names, if any.
+    fn key(&self, f: &SourceFile, generation: Option<&str>) -> Result<String, matbakh_core::CoreError> {
         let owner = self.metadata.as_ref().and_then(|m| m.owner(&f.path));
-        self.mapper.key_for(&f.path, f.mtime_ms, owner)
+        self.mapper.key_of(&f.path, f.mtime_ms, owner, generation)
     }
 }
 
@@ -151,6 +157,10 @@ pub struct Planned {
     /// What met between the legacy rows and the files (`--metadata`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<MetadataReport>,
+    /// What a delta plan (`--since`) left out and why (on a dry run, `changed` counts the
+    /// files it would read again: some may hold the same bytes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta: Option<DeltaReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -192,12 +202,12 @@ fn content_type_of(head: &[u8], name: &str, legacy: Option<&str>) -> String {
 /// Reads every file once, `parallelism` at once. Unreadable files come back as errors.
 async fn hash_all(
     source: &Arc<dyn Source>,
-    files: &[SourceFile],
+    files: &[(SourceFile, Ride)],
     parallelism: usize,
 ) -> Result<Vec<Result<Digests, String>>, MigrateError> {
     let permits = Arc::new(Semaphore::new(parallelism.max(1)));
     let mut tasks = Vec::with_capacity(files.len());
-    for f in files {
+    for (f, _) in files {
         let permit = permits.clone().acquire_owned().await.map_err(|e| MigrateError::Source(e.to_string()))?;
         let (source, path) = (source.clone(), f.path.clone());
         tasks.push(tokio::spawn(async move {
@@ -233,33 +243,48 @@ async fn priors(target: &matbakh_aws::transfer::Target, keys: &[String]) -> Resu
 /// requests does not grow with the tree.
 pub const PLAN_CHUNK: usize = 2048;
 
-/// A file in the order it is copied: (priority rank, path) sorts it; size, time and change
-/// token ride along (the token last, then its length in two bytes).
-fn order_record(f: &SourceFile, priority: Priority) -> Vec<u8> {
-    let mut r = priority.order_key(&f.path, f.mtime_ms, f.size);
-    r.push(0);
-    r.extend_from_slice(&f.size.to_be_bytes());
-    r.extend_from_slice(&f.mtime_ms.to_be_bytes());
-    let change = &f.change.as_bytes()[..f.change.len().min(usize::from(u16::MAX))];
-    r.extend_from_slice(change);
-    r.extend_from_slice(&(change.len() as u16).to_be_bytes());
-    r
+/// Why a file is in the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum Why {
+    /// A full plan: every listed file.
+    Listed,
+    /// A delta plan's verdicts ([`Verdict`]).
+    New,
+    Changed,
+    Uncopied,
 }
 
-fn file_of(record: &[u8]) -> Result<SourceFile, MigrateError> {
+/// What rides along with a file through the copy-order sort.
+#[derive(Debug, Serialize, Deserialize)]
+struct Ride {
+    size: u64,
+    mtime_ms: i64,
+    #[serde(default)]
+    change: String,
+    key: String,
+    why: Why,
+    /// A changed file: what the chain copied (the same bytes are not copied again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    known: Option<Known>,
+}
+
+/// A file in the order it is copied: (priority rank, path) sorts it, the [`Ride`] follows
+/// (JSON, after a NUL: paths have none).
+fn order_record(f: &SourceFile, priority: Priority, ride: &Ride) -> Result<Vec<u8>, MigrateError> {
+    let mut r = priority.order_key(&f.path, f.mtime_ms, f.size);
+    r.push(0);
+    serde_json::to_writer(&mut r, ride).map_err(|e| MigrateError::Check(format!("scratch record: {e}")))?;
+    Ok(r)
+}
+
+fn file_of(record: &[u8]) -> Result<(SourceFile, Ride), MigrateError> {
     let bad = || MigrateError::Check("a scratch record is damaged".into());
-    let (rest, len) = record.split_at_checked(record.len().checked_sub(2).ok_or_else(bad)?).ok_or_else(bad)?;
-    let len = usize::from(u16::from_be_bytes(len.try_into().map_err(|_| bad())?));
-    let (record, change) = rest.split_at_checked(rest.len().checked_sub(len).ok_or_else(bad)?).ok_or_else(bad)?;
-    if record.len() < 8 + 17 {
-        return Err(bad());
-    }
-    let (body, tail) = record.split_at(record.len() - 16);
-    let path = std::str::from_utf8(&body[8..body.len() - 1]).map_err(|_| bad())?.to_owned();
-    let size = u64::from_be_bytes(tail[..8].try_into().map_err(|_| bad())?);
-    let mtime_ms = i64::from_be_bytes(tail[8..].try_into().map_err(|_| bad())?);
-    let change = std::str::from_utf8(change).map_err(|_| bad())?.to_owned();
-    Ok(SourceFile { path, size, mtime_ms, change })
+    let body = record.get(8..).ok_or_else(bad)?;
+    let nul = body.iter().position(|b| *b == 0).ok_or_else(bad)?;
+    let path = std::str::from_utf8(&body[..nul]).map_err(|_| bad())?.to_owned();
+    let ride: Ride = serde_json::from_slice(&body[nul + 1..]).map_err(|_| bad())?;
+    let file = SourceFile { path, size: ride.size, mtime_ms: ride.mtime_ms, change: ride.change.clone() };
+    Ok((file, ride))
 }
 
 /// A file under its target key: sorted, equal keys meet (a collision).
@@ -309,46 +334,143 @@ fn check_collisions(by_key: ExtSort) -> Result<(), MigrateError> {
 struct Inventory {
     by_order: ExtSort,
     estimate: Estimator,
+    /// A delta plan's counts so far (what it left out).
+    delta: Option<DeltaReport>,
+}
+
+/// The files a plan copies, into the two sorts; what fails the key rule, collected.
+struct Placer<'a> {
+    opts: &'a PlanOptions,
+    by_order: ExtSort,
+    by_key: ExtSort,
+    estimate: Estimator,
+    bad: Vec<String>,
+}
+
+impl Placer<'_> {
+    /// `f` is copied: under its key (a changed file's of a new generation; an uncopied one's
+    /// as given before).
+    fn place(&mut self, f: &SourceFile, why: Why, known: Option<Known>) -> Result<(), MigrateError> {
+        self.estimate.add(f.size);
+        let key = match (&known, why) {
+            (Some(k), Why::Uncopied) => Ok(k.key.clone()),
+            (_, Why::Changed) => self.opts.key(f, Some(&delta::generation(f.size, f.mtime_ms, &f.change))),
+            _ => self.opts.key(f, None),
+        };
+        let key = match key {
+            Ok(key) => key,
+            Err(e) => {
+                if self.bad.len() < 20 {
+                    self.bad.push(format!("{}: {e}", f.path));
+                }
+                return Ok(());
+            }
+        };
+        self.by_key.push(key_record(&key, &f.path))?;
+        // A changed file's copy keeps its key until the new one is in place.
+        if let Some(k) = known.as_ref().filter(|k| why == Why::Changed && k.key != key) {
+            self.by_key.push(key_record(&k.key, &f.path))?;
+        }
+        let ride = Ride { size: f.size, mtime_ms: f.mtime_ms, change: f.change.clone(), key, why, known };
+        self.by_order.push(order_record(f, self.opts.priority, &ride)?)
+    }
+
+    /// `path` stays as the chain copied it, under `key`.
+    fn keep(&mut self, key: &str, path: &str) -> Result<(), MigrateError> {
+        self.by_key.push(key_record(key, path))
+    }
 }
 
 /// Lists the source into two external sorts, checking every key as it comes; refuses a rule
-/// that fails for some file or sends two files to one key before any file is read.
-async fn inventory(source: &Arc<dyn Source>, opts: &PlanOptions) -> Result<Inventory, MigrateError> {
+/// that fails for some file or sends two files to one key before any file is read. A delta
+/// plan joins the listing with its `chain` first and places only what changed.
+async fn inventory(
+    ctx: &Context,
+    target: &matbakh_aws::transfer::Target,
+    source: &Arc<dyn Source>,
+    opts: &PlanOptions,
+    chain: &[RunRecord],
+    met: &mut Met,
+) -> Result<Inventory, MigrateError> {
+    let mut join = match opts.since.as_ref() {
+        Some(_) => {
+            let mut join = Join::new(opts.sort_bytes);
+            join.add_chain(ctx, target, chain).await?;
+            Some(join)
+        }
+        None => None,
+    };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<SourceFile>(4096);
     let lister = {
         let source = source.clone();
         tokio::spawn(async move { source.list(tx).await })
     };
-    let mut by_order = ExtSort::new("order", opts.sort_bytes);
-    let mut by_key = ExtSort::new("keys", opts.sort_bytes);
-    let mut estimate = Estimator::new(opts.copy.multipart_threshold, opts.copy.part_size);
-    let mut bad = Vec::new();
+    let mut placer = Placer {
+        opts,
+        by_order: ExtSort::new("order", opts.sort_bytes),
+        by_key: ExtSort::new("keys", opts.sort_bytes),
+        estimate: Estimator::new(opts.copy.multipart_threshold, opts.copy.part_size),
+        bad: Vec::new(),
+    };
+    let mut listed = 0u64;
     while let Some(f) = rx.recv().await {
-        estimate.add(f.size);
+        listed += 1;
         if f.path.contains('\0') {
-            bad.push(format!("{:?}: a path with a NUL character", f.path));
+            placer.bad.push(format!("{:?}: a path with a NUL character", f.path));
             continue;
         }
-        match opts.key(&f) {
-            Ok(k) => by_key.push(key_record(&k, &f.path))?,
-            Err(e) if bad.len() < 20 => bad.push(format!("{}: {e}", f.path)),
-            Err(_) => {}
+        match join.as_mut() {
+            Some(join) => join.add_listed(&f)?,
+            None => placer.place(&f, Why::Listed, None)?,
         }
-        by_order.push(order_record(&f, opts.priority))?;
     }
     lister.await.map_err(|e| MigrateError::Source(format!("listing: {e}")))??;
-    if by_order.count == 0 && bad.is_empty() {
+    if listed == 0 {
         return Err(MigrateError::Usage(format!("source {} has no files", source.url())));
     }
+    let delta = match (join, opts.since.as_ref()) {
+        (Some(join), Some(since)) => {
+            let mut report = DeltaReport { since: since.to_string(), chain: chain.len(), ..DeltaReport::default() };
+            for path in join.paths()? {
+                let path = path?;
+                match (path.known, path.listed) {
+                    (Some(known), None) => {
+                        if known.copied {
+                            report.gone += 1;
+                            if report.gone_listed.len() < crate::delta::LISTED {
+                                report.gone_listed.push(path.path);
+                            }
+                        }
+                    }
+                    (known, Some(f)) => match delta::verdict(known.as_ref(), f.size, f.mtime_ms, &f.change) {
+                        Verdict::Unchanged => {
+                            report.unchanged += 1;
+                            met.meet(&f.path)?;
+                            if let Some(k) = &known {
+                                placer.keep(&k.key, &f.path)?;
+                            }
+                        }
+                        Verdict::Changed => placer.place(&f, Why::Changed, known)?,
+                        Verdict::Uncopied => placer.place(&f, Why::Uncopied, known)?,
+                        Verdict::New => placer.place(&f, Why::New, None)?,
+                    },
+                    (None, None) => {}
+                }
+            }
+            Some(report)
+        }
+        _ => None,
+    };
+    let Placer { by_order, by_key, estimate, bad, .. } = placer;
     if !bad.is_empty() {
         return Err(MigrateError::Check(format!("the key rule fails for some files:\n  {}", bad.join("\n  "))));
     }
     check_collisions(by_key)?;
-    Ok(Inventory { by_order, estimate })
+    Ok(Inventory { by_order, estimate, delta })
 }
 
 /// The next `n` files of the order.
-fn next_files(sorted: &mut Sorted, n: usize) -> Result<Vec<SourceFile>, MigrateError> {
+fn next_files(sorted: &mut Sorted, n: usize) -> Result<Vec<(SourceFile, Ride)>, MigrateError> {
     let mut out = Vec::with_capacity(n);
     for record in sorted.by_ref().take(n) {
         out.push(file_of(&record?)?);
@@ -358,13 +480,19 @@ fn next_files(sorted: &mut Sorted, n: usize) -> Result<Vec<SourceFile>, MigrateE
 
 pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) -> Result<Planned, MigrateError> {
     let (target, _prefix) = ctx.target(&opts.target)?;
-    let Inventory { by_order, estimate: estimator } = inventory(&source, opts).await?;
+    let chain = match &opts.since {
+        Some(since) => {
+            crate::delta::chain(ctx, since, source.url(), &opts.target, &opts.mapper.rule.describe()).await?
+        }
+        None => Vec::new(),
+    };
+    let mut met = Met::new(opts.metadata.clone())?;
+    let Inventory { by_order, estimate: estimator, mut delta } =
+        inventory(ctx, &target, &source, opts, &chain, &mut met).await?;
     let est = estimator.finish(opts.transfers);
     let step = opts.chunk_files.max(1);
-    let keys_of =
-        |chunk: &[SourceFile]| -> Vec<String> { chunk.iter().map(|f| opts.key(f).unwrap_or_default()).collect() };
+    let keys_of = |chunk: &[(SourceFile, Ride)]| -> Vec<String> { chunk.iter().map(|(_, r)| r.key.clone()).collect() };
     let mut files = by_order.sorted()?;
-    let mut met = Met::new(opts.metadata.clone())?;
     if opts.dry_run {
         let mut existing = 0u64;
         loop {
@@ -372,8 +500,9 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
             if chunk.is_empty() {
                 break;
             }
-            for f in &chunk {
+            for (f, ride) in &chunk {
                 met.meet(&f.path)?;
+                count(delta.as_mut(), ride.why);
             }
             existing += priors(&target, &keys_of(&chunk)).await?.iter().filter(|p| p.is_some()).count() as u64;
         }
@@ -388,6 +517,7 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
             manifest_key: None,
             estimate: est.into(),
             metadata: met.finish()?.map(|(report, _)| report),
+            delta,
         });
     }
 
@@ -403,6 +533,7 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
     let (mut total_files, mut total_bytes, mut existing) = (0u64, 0u64, 0u64);
     let mut unreadable = Vec::new();
     let mut rows: Vec<LedgerRow> = Vec::with_capacity(ROWS_AT_ONCE);
+    let mut carried = matbakh_core::migration::eta::Tally::default();
     loop {
         let chunk = next_files(&mut files, step)?;
         if chunk.is_empty() {
@@ -410,8 +541,21 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
         }
         let keys = keys_of(&chunk);
         let (hashed, prior) = tokio::join!(hash_all(&source, &chunk, opts.hash_parallelism), priors(&target, &keys));
-        for ((f, key), (h, prior)) in chunk.iter().zip(keys).zip(hashed?.into_iter().zip(prior?)) {
+        for (((f, ride), key), (h, prior)) in chunk.iter().zip(keys).zip(hashed?.into_iter().zip(prior?)) {
             let legacy = met.meet(&f.path)?;
+            // Read again, the same bytes as copied: recorded with its new listing, not copied.
+            let copied_by = match (&h, &ride.known) {
+                (Ok(h), Some(known)) if delta::same_bytes(known, h.size, &h.sha256) => Some(known),
+                _ => None,
+            };
+            let (key, prior) = match copied_by {
+                Some(known) => (known.key.clone(), None),
+                None => (key, prior),
+            };
+            match (copied_by, delta.as_mut()) {
+                (Some(_), Some(d)) => d.same_bytes += 1,
+                _ => count(delta.as_mut(), ride.why),
+            }
             let declared = legacy.as_ref().and_then(|l| l.content_type.as_deref());
             let (size, crc64nvme, sha256, content_type, failed) = match h {
                 Ok(h) => (h.size, h.crc64nvme, h.sha256, content_type_of(&h.head, &f.path, declared), None),
@@ -433,6 +577,7 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
                 sha256,
                 priority: 0,
                 batch: 0,
+                copied_by: copied_by.map(|k| k.run.clone()),
             };
             batcher.place(&mut entry);
             manifest.push(&entry)?;
@@ -440,6 +585,11 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
             total_bytes += entry.size;
             existing += u64::from(entry.prior.is_some());
             let mut row = LedgerRow::pending(entry, &now);
+            if row.entry.copied_by.is_some() {
+                row.status = RowStatus::Copied;
+                carried.files += 1;
+                carried.bytes += row.entry.size;
+            }
             if let Some(message) = failed {
                 row.status = RowStatus::Failed;
                 row.reason = Some(FailureReason::SourceUnreadable);
@@ -468,7 +618,9 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
     };
 
     // The run item last: a plan that dies half-way leaves no run to start.
-    let mut counters = Counters { failed_files: unreadable.len() as u64, ..Counters::default() };
+    // Files an earlier run copied count as copied (their bytes, no time): a run is whole when
+    // every row is copied.
+    let mut counters = Counters { failed_files: unreadable.len() as u64, copied: carried, ..Counters::default() };
     if !unreadable.is_empty() {
         counters.failures.insert(FailureReason::SourceUnreadable, unreadable.len() as i64);
     }
@@ -487,6 +639,7 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
         started_at: None,
         updated_at: None,
         verification: None,
+        since: opts.since.clone(),
     };
     ctx.ledger.create_run(&run).await?;
     ctx.ledger.reset_counters(&id, &counters, &now).await?;
@@ -502,7 +655,18 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
         manifest_key: Some(mkey),
         estimate: est.into(),
         metadata,
+        delta,
     })
+}
+
+/// Counts a planned file of a delta plan by why it is copied.
+fn count(delta: Option<&mut DeltaReport>, why: Why) {
+    let Some(d) = delta else { return };
+    match why {
+        Why::Changed => d.changed += 1,
+        Why::Uncopied => d.uncopied += 1,
+        Why::New | Why::Listed => d.new += 1,
+    }
 }
 
 /// The legacy rows meeting the files, in plan order: every mismatch counted, listed up to

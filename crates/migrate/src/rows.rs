@@ -21,6 +21,11 @@ impl Rows {
         if record.state != RunState::Planned {
             return Ok(Self::ledger(&record.id));
         }
+        Self::manifest(ctx, target, record).await
+    }
+
+    /// The run's manifest as rows as `plan` wrote them (pending, or failed when unreadable then).
+    pub async fn manifest(ctx: &Context, target: &Target, record: &RunRecord) -> Result<Self, MigrateError> {
         let body = target
             .open(&record.manifest_key)
             .await?
@@ -93,7 +98,9 @@ fn manifest_rows(lines: &[u8], now: &str) -> Result<Vec<LedgerRow>, MigrateError
         let entry: ManifestEntry =
             serde_json::from_str(line).map_err(|e| MigrateError::Check(format!("manifest line: {e}")))?;
         let mut row = LedgerRow::pending(entry, now);
-        if row.entry.crc64nvme.is_empty() {
+        if row.entry.copied_by.is_some() {
+            row.status = RowStatus::Copied;
+        } else if row.entry.crc64nvme.is_empty() {
             row.status = RowStatus::Failed;
             row.reason = Some(FailureReason::SourceUnreadable);
         }

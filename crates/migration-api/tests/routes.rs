@@ -71,6 +71,7 @@ impl Fixture {
             started_at: None,
             updated_at: None,
             verification: None,
+            since: None,
         };
         self.admin.ledger.create_run(&record).await.unwrap();
         // What workers report as they go.
@@ -211,6 +212,7 @@ async fn a_legacy_path_names_the_file_it_became() {
         batch: 0,
         prior: None,
         legacy: None,
+        copied_by: None,
     };
     let record = migrate::copy::file_record(&entry).unwrap();
     assert!(f.admin.files.register_migrated(&record, "r20261205t000000-00000001", &legacy).await.unwrap());

@@ -90,17 +90,38 @@ impl Mapper {
     /// [`Mapper::key`], with the owner the legacy database names for the file (`{user}` is then
     /// that user id, not the path's owner segment).
     pub fn key_for(&self, path: &str, mtime_ms: i64, owner: Option<&str>) -> Result<String, CoreError> {
+        self.key_of(path, mtime_ms, owner, None)
+    }
+
+    /// [`Mapper::key_for`] of a later generation of the file: a legacy file rewritten since an
+    /// earlier run copied it (a delta plan) gets a new `{fileId}` from `generation` (what
+    /// changed: its change token), since the platform keeps one object per key for good
+    /// (DECISIONS 28). Rules without `{fileId}` give the same key for every generation.
+    pub fn key_of(
+        &self,
+        path: &str,
+        mtime_ms: i64,
+        owner: Option<&str>,
+        generation: Option<&str>,
+    ) -> Result<String, CoreError> {
         let mapped = match &self.rule {
             KeyRule::Keep => path.to_owned(),
             KeyRule::Lowercase => path.to_lowercase(),
-            KeyRule::Template(t) => self.fill(t, path, mtime_ms, owner)?,
+            KeyRule::Template(t) => self.fill(t, path, mtime_ms, owner, generation)?,
         };
         let key = format!("{}{}", self.prefix, mapped);
         check_key(&key)?;
         Ok(key)
     }
 
-    fn fill(&self, template: &str, path: &str, mtime_ms: i64, user: Option<&str>) -> Result<String, CoreError> {
+    fn fill(
+        &self,
+        template: &str,
+        path: &str,
+        mtime_ms: i64,
+        user: Option<&str>,
+        generation: Option<&str>,
+    ) -> Result<String, CoreError> {
         let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
         let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
         let owner = || -> Result<&str, CoreError> {
@@ -140,7 +161,7 @@ impl Mapper {
                         .as_str()
                         .to_owned()
                 }
-                "fileId" => self.file_id(path, mtime_ms).to_string(),
+                "fileId" => self.file_id_of(path, mtime_ms, generation).to_string(),
                 "yyyy" | "mm" => {
                     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(mtime_ms) * 1_000_000)
                         .map_err(|_| CoreError::invalid("map", format!("{path:?} has an impossible mtime")))?;
@@ -162,10 +183,19 @@ impl Mapper {
     /// A UUIDv7 from the file's mtime and a hash of source and path: stable across re-plans,
     /// ordered like the legacy files' dates (a gallery sorted by id shows them in time order).
     pub fn file_id(&self, path: &str, mtime_ms: i64) -> FileId {
+        self.file_id_of(path, mtime_ms, None)
+    }
+
+    /// [`Mapper::file_id`] of a later generation of the file (see [`Mapper::key_of`]).
+    pub fn file_id_of(&self, path: &str, mtime_ms: i64, generation: Option<&str>) -> FileId {
         let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
         ctx.update(self.source_id.as_bytes());
         ctx.update(&[0]);
         ctx.update(path.as_bytes());
+        if let Some(generation) = generation {
+            ctx.update(&[0]);
+            ctx.update(generation.as_bytes());
+        }
         let digest = ctx.finish();
         let mut random = [0u8; 10];
         random.copy_from_slice(&digest.as_ref()[..10]);

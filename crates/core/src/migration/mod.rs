@@ -4,6 +4,7 @@
 
 pub mod backoff;
 pub mod cost;
+pub mod delta;
 pub mod eta;
 pub mod legacy_meta;
 pub mod mapping;
@@ -361,6 +362,12 @@ pub struct ManifestEntry {
     /// What the legacy database's row says of the file (`plan --metadata`), validated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub legacy: Option<legacy_meta::LegacyMeta>,
+    /// A delta plan's file whose bytes an earlier run (this one) copied to `key` already: listed
+    /// otherwise since (a chmod, a touch), read, the same bytes. Nothing is copied; the row is
+    /// recorded as copied (with no version of this run's, so a rollback leaves it) and checked
+    /// by `verify`, so the file's new listing is what a cutover compares with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copied_by: Option<String>,
 }
 
 impl ManifestEntry {

@@ -18,6 +18,7 @@ fn entry(source: &str, size: u64, mtime_ms: i64) -> ManifestEntry {
         batch: 0,
         prior: None,
         legacy: None,
+        copied_by: None,
     }
 }
 
@@ -124,6 +125,17 @@ fn key_rules_keep_lowercase_and_fill_the_platform_template() {
     let mut other = mapper("platform");
     other.source_id = "s3://legacy".into();
     assert_ne!(other.file_id("users/42/2023/Holiday: day 1.JPG", mtime), id);
+    // A later generation of the file (rewritten since a run copied it) gets a key of its own
+    // under {fileId}, the same under rules without it.
+    let path = "users/42/2023/Holiday: day 1.JPG";
+    let next = m.key_of(path, mtime, None, Some("7:1700000000123")).unwrap();
+    assert_ne!(next, key);
+    assert_eq!(
+        next,
+        format!("users/user-42/{}/Holiday_ day 1.JPG", m.file_id_of(path, mtime, Some("7:1700000000123")))
+    );
+    assert_ne!(m.key_of(path, mtime, None, Some("7:1700000000999")).unwrap(), next);
+    assert_eq!(mapper("keep").key_of(path, mtime, None, Some("7:1")).unwrap(), path);
     // An owner not in the table keeps the legacy id; the date variables use the mtime.
     let t = mapper("template:archive/{owner}/{yyyy}/{mm}/{name}");
     assert_eq!(t.key("users/7/x/y.png", mtime).unwrap(), "archive/7/2023/11/y.png");

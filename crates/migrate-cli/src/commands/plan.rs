@@ -80,6 +80,15 @@ pub struct Args {
     /// (fields: path, owner, name, uploaded_at, content_type, visibility, tags, metadata.<key>).
     #[arg(long, default_value = "")]
     pub metadata_map: String,
+    /// A delta of this run (the cutover's last sync): files it (and the runs it was a delta of)
+    /// copied and the source lists unchanged (size, modification time, change token) are
+    /// neither read nor copied; a changed file gets a key of its own.
+    #[arg(long, value_parser = parse_run_id)]
+    pub since: Option<matbakh_core::migration::RunId>,
+}
+
+fn parse_run_id(raw: &str) -> Result<matbakh_core::migration::RunId, String> {
+    matbakh_core::migration::RunId::parse(raw).map_err(|e| e.to_string())
 }
 
 pub async fn run(ctx: &Context, sdk: &SdkConfig, args: Args, json: bool) -> Result<ExitCode, MigrateError> {
@@ -105,6 +114,7 @@ pub async fn run(ctx: &Context, sdk: &SdkConfig, args: Args, json: bool) -> Resu
         metadata_query,
         metadata_query_file,
         metadata_map,
+        since,
     } = args;
     // The legacy rows first: a database that cannot be read stops the plan before anything.
     let fields = matbakh_core::migration::legacy_meta::FieldMap::parse(&metadata_map)?;
@@ -149,6 +159,7 @@ pub async fn run(ctx: &Context, sdk: &SdkConfig, args: Args, json: bool) -> Resu
         dry_run,
         manifest_out,
         metadata,
+        since,
     };
     let planned = migrate::plan::plan(ctx, src, &opts).await?;
     if json {
@@ -163,6 +174,32 @@ pub async fn run(ctx: &Context, sdk: &SdkConfig, args: Args, json: bool) -> Resu
             planned.source,
             planned.target
         );
+        if let Some(d) = &planned.delta {
+            println!(
+                "  delta of {} ({} run(s)): {} unchanged (not read), {} read again with the same bytes, {} changed, {} new, {} not copied before{}",
+                d.since,
+                d.chain,
+                d.unchanged,
+                d.same_bytes,
+                d.changed,
+                d.new,
+                d.uncopied,
+                if planned.run.is_none() {
+                    " (a dry run reads nothing: changed counts what would be read)"
+                } else {
+                    ""
+                }
+            );
+            if d.gone > 0 {
+                println!(
+                    "  {} file(s) copied before are no longer in the source (nothing is deleted for them):",
+                    d.gone
+                );
+                for p in &d.gone_listed {
+                    println!("    {p}");
+                }
+            }
+        }
         println!("  {} target keys exist already (written only if unchanged at copy time)", planned.existing_targets);
         for u in &planned.unreadable {
             println!("  unreadable, recorded as failed: {u}");
@@ -243,6 +280,7 @@ pub async fn archive_legacy(
         dry_run: false,
         manifest_out: None,
         metadata: None,
+        since: None,
     };
     let planned = migrate::plan::plan(ctx, src.clone(), &opts).await?;
     let run = planned.run.ok_or_else(|| MigrateError::Check("the plan wrote no run".into()))?;

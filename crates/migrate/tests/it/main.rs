@@ -2,6 +2,8 @@
 //! module's own comment says what it covers.
 
 mod common;
+mod ctime;
+mod delta;
 mod garage;
 mod http;
 mod legacy_db;

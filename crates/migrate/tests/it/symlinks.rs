@@ -7,6 +7,7 @@ use crate::common;
 use std::collections::HashMap;
 use std::os::unix::fs::symlink;
 
+use crate::ctime::*;
 use common::*;
 use matbakh_core::migration::FailureReason;
 use migrate::run::RunOptions;
@@ -73,28 +74,7 @@ async fn a_rewrite_that_keeps_size_and_time_changes_the_token() {
     let t = tree(&[("users/1/a.jpg", "photos/dune.jpg", 3), ("users/1/b.jpg", "photos/ladybird.jpg", 2)]);
     let before = listed(&t).await;
     let path = t.path("users/1/a.jpg");
-    // The kernel stamps change times from its coarse clock (a few ms a tick): the rewrite
-    // below must come in a later tick than the file's last change, as a real one would.
-    let ctime_ns = |p: &std::path::Path| {
-        use std::os::unix::fs::MetadataExt;
-        let m = std::fs::metadata(p).unwrap();
-        i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec())
-    };
-    let coarse_now_ns = || {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: `ts` is a valid timespec for the call to fill.
-        unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
-        i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
-    };
-    let last_change = ctime_ns(&path);
-    while coarse_now_ns() <= last_change {
-        std::thread::yield_now();
-    }
-    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
-    let mut bytes = std::fs::read(&path).unwrap();
-    bytes[1000] ^= 0xff;
-    std::fs::write(&path, &bytes).unwrap();
-    std::fs::File::options().write(true).open(&path).unwrap().set_modified(mtime).unwrap();
+    rewrite_keeping_size_and_mtime(&path);
     let after = listed(&t).await;
     let (a0, a1) = (&before["users/1/a.jpg"], &after["users/1/a.jpg"]);
     assert_eq!((a0.size, a0.mtime_ms), (a1.size, a1.mtime_ms), "size and time cannot tell");

@@ -164,6 +164,7 @@ pub fn options(target: &str, rule: &str, owners: HashMap<String, String>, source
         dry_run: false,
         manifest_out: None,
         metadata: None,
+        since: None,
     }
 }
 
