@@ -149,6 +149,8 @@ pub struct LedgerRow {
     pub updated_at: String,
     /// The multipart upload an `enqueue` started for the file (SQS workers share it).
     pub upload_id: Option<String>,
+    /// The delete marker this run put on the file's earlier copy (`entry.supersedes`).
+    pub retired_version: Option<String>,
 }
 
 impl LedgerRow {
@@ -162,6 +164,7 @@ impl LedgerRow {
             message: None,
             updated_at: now.to_owned(),
             upload_id: None,
+            retired_version: None,
         }
     }
 }
@@ -250,6 +253,9 @@ fn row_item(run: &RunId, row: &LedgerRow) -> HashMap<String, AttributeValue> {
     if let Some(run) = &row.entry.copied_by {
         item.insert("copiedBy".into(), s(run));
     }
+    if let Some(key) = &row.entry.supersedes {
+        item.insert("supersedes".into(), s(key));
+    }
     if let Some(legacy) = &row.entry.legacy
         && let Ok(json) = serde_json::to_string(legacy)
     {
@@ -260,6 +266,7 @@ fn row_item(run: &RunId, row: &LedgerRow) -> HashMap<String, AttributeValue> {
         ("message", &row.message),
         ("reason", &row.reason.map(|r| r.as_str().to_owned())),
         ("uploadId", &row.upload_id),
+        ("retiredVersionId", &row.retired_version),
     ] {
         if let Some(v) = value {
             item.insert(name.to_owned(), s(v));
@@ -290,6 +297,7 @@ fn parse_row(item: &HashMap<String, AttributeValue>) -> Result<LedgerRow, AwsErr
                 .transpose()
                 .map_err(|e| AwsError::Corrupt(format!("ledger row's legacy metadata: {e}")))?,
             copied_by: opt_s(item, "copiedBy"),
+            supersedes: opt_s(item, "supersedes"),
         },
         status: RowStatus::parse(&get_s(item, "status")?).map_err(corrupt)?,
         attempts: get_u(item, "attempts") as u32,
@@ -298,6 +306,7 @@ fn parse_row(item: &HashMap<String, AttributeValue>) -> Result<LedgerRow, AwsErr
         message: opt_s(item, "message"),
         updated_at: get_s(item, "updatedAt")?,
         upload_id: opt_s(item, "uploadId"),
+        retired_version: opt_s(item, "retiredVersionId"),
     })
 }
 

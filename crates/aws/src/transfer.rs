@@ -337,6 +337,19 @@ impl Target {
         crate::s3::key_versions(&self.client, &self.bucket, key).await
     }
 
+    /// Hides the key's current object behind a delete marker (the platform's soft delete); the
+    /// marker's version (none in an unversioned bucket, where the object is gone for good).
+    pub async fn hide(&self, key: &str) -> Result<Option<String>, AwsError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map(|out| out.version_id().map(str::to_owned))
+            .map_err(|e| AwsError::from_sdk("DeleteObject", e))
+    }
+
     /// Removes one version for good (the previous one becomes current again).
     pub async fn delete_version(&self, key: &str, version_id: &str) -> Result<(), AwsError> {
         self.client

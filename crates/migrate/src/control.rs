@@ -129,6 +129,10 @@ pub fn progress_line(s: &Status) -> String {
         Some(v) => format!("{failures}  verify FAILED {} ({} problems)", v.at, v.problems),
         None => failures,
     };
+    let failures = match &s.since {
+        Some(since) => format!("{failures}  delta of {since}"),
+        None => failures,
+    };
     format!(
         "{} [{}{}] {:>3.0}%  {}/{} files  {}/{}  {}/s  {}{}",
         s.state,

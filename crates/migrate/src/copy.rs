@@ -80,6 +80,8 @@ pub enum Outcome {
     Copied {
         version_id: Option<String>,
         adopted: bool,
+        /// The delete marker put on the file's earlier copy (`supersedes`), if one was.
+        retired: Option<String>,
     },
     Failed {
         reason: FailureReason,
@@ -224,7 +226,52 @@ impl Copier {
                 },
             }
         };
+        let outcome = self.retire_earlier(e, outcome, &mut rng).await;
         Copy { outcome, attempts, retries, ms: started.elapsed().as_secs_f64() * 1000.0 }
+    }
+
+    /// Once a changed file is copied under its new key, its earlier copy goes ([`Self::retire`]).
+    async fn retire_earlier(&self, e: &ManifestEntry, outcome: Outcome, rng: &mut SplitMix64) -> Outcome {
+        match (outcome, &e.supersedes) {
+            (Outcome::Copied { version_id, adopted, .. }, Some(old)) => match self.retire(old, rng).await {
+                Ok(retired) => Outcome::Copied { version_id, adopted, retired },
+                // Copied, the earlier copy still shown: a later attempt adopts the copy and
+                // retires it then; a rollback finds the copy by its run id.
+                Err(message) => Outcome::Failed {
+                    reason: FailureReason::RetriesExhausted,
+                    message: format!("copied to {}, but its earlier copy {old} could not be hidden: {message}", e.key),
+                },
+            },
+            (outcome, _) => outcome,
+        }
+    }
+
+    /// Hides a changed file's earlier copy at `old` behind a delete marker, which the platform
+    /// takes as a soft delete of that file: the marker's version. Nothing when the copy is
+    /// hidden already (by its owner, or by an earlier attempt whose row was not written: that
+    /// marker stays unclaimed, so a rollback leaves the file deleted, restorable by its owner)
+    /// or gone.
+    async fn retire(&self, old: &str, rng: &mut SplitMix64) -> Result<Option<String>, String> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let attempt = match self.target.versions(old).await {
+                Ok(versions) => match versions.first() {
+                    None => Ok(None),
+                    Some(v) if v.delete_marker => Ok(None),
+                    Some(_) => self.target.hide(old).await,
+                },
+                Err(e) => Err(e),
+            };
+            match attempt {
+                Ok(marker) => return Ok(marker),
+                Err(e) if e.is_retryable() => match self.backoff.delay(tries, rng) {
+                    Some(wait) => tokio::time::sleep(wait).await,
+                    None => return Err(format!("after {tries} attempts: {e}")),
+                },
+                Err(e) => return Err(e.to_string()),
+            }
+        }
     }
 
     /// Registers the file in the files table before its object exists, so the event pipeline
@@ -280,7 +327,7 @@ impl Copier {
                     && h.size == e.size
                     && h.crc64nvme.as_deref().is_none_or(|c| c == e.crc64nvme) =>
             {
-                Ok(Outcome::Copied { version_id: h.version_id, adopted: true })
+                Ok(Outcome::Copied { version_id: h.version_id, adopted: true, retired: None })
             }
             // No metadata at all: a server that lost it in a crash after storing the bytes
             // (s3s-fs killed mid-write does). The bytes decide: ours if they hash to the manifest.
@@ -288,7 +335,7 @@ impl Copier {
                 if h.metadata.is_empty() && h.size == e.size && self.same_bytes(e, h.version_id.as_deref()).await? =>
             {
                 tracing::warn!(key = %e.key, "object without metadata holds this file's bytes; adopted");
-                Ok(Outcome::Copied { version_id: h.version_id, adopted: true })
+                Ok(Outcome::Copied { version_id: h.version_id, adopted: true, retired: None })
             }
             Some(h) => Err(Attempt::Stop(
                 FailureReason::TargetChanged,
@@ -426,7 +473,7 @@ impl Copier {
             // Completed already (a redelivered completion message) or aborted: look at the key.
             Ok(None) => {
                 let outcome = match self.adopt(e).await {
-                    Ok(o) => o,
+                    Ok(o) => self.retire_earlier(e, o, &mut SplitMix64::new(e.seq)).await,
                     Err(Attempt::Stop(reason, message)) => Outcome::Failed { reason, message },
                     Err(Attempt::Retry(message)) => {
                         Outcome::Failed { reason: FailureReason::RetriesExhausted, message }
@@ -462,6 +509,7 @@ impl Copier {
                 Err(Attempt::Retry(message)) => Outcome::Failed { reason: FailureReason::RetriesExhausted, message },
             }
         };
+        let outcome = self.retire_earlier(e, outcome, &mut SplitMix64::new(e.seq)).await;
         Copy { outcome, attempts: 1, retries: 0, ms: started.elapsed().as_secs_f64() * 1000.0 }
     }
 
@@ -551,7 +599,7 @@ fn crc64_of_base64(value: &str) -> Option<u64> {
 }
 
 fn copied(w: Written) -> Outcome {
-    Outcome::Copied { version_id: w.version_id, adopted: false }
+    Outcome::Copied { version_id: w.version_id, adopted: false, retired: None }
 }
 
 /// The row after `copy`.
@@ -560,9 +608,10 @@ pub fn updated_row(row: &LedgerRow, copy: &Copy, now: &str) -> LedgerRow {
     next.attempts = row.attempts + copy.attempts;
     next.updated_at = now.to_owned();
     match &copy.outcome {
-        Outcome::Copied { version_id, .. } => {
+        Outcome::Copied { version_id, retired, .. } => {
             next.status = matbakh_core::migration::RowStatus::Copied;
             next.version_id = version_id.clone();
+            next.retired_version = retired.clone();
             next.reason = None;
             next.message = None;
         }

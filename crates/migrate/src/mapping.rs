@@ -127,6 +127,7 @@ mod tests {
             prior: None,
             legacy: None,
             copied_by: None,
+            supersedes: None,
         };
         LedgerRow { status: RowStatus::Copied, ..LedgerRow::pending(entry, "2026-12-05T00:00:00.000Z") }
     }

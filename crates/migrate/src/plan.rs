@@ -578,7 +578,14 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
                 priority: 0,
                 batch: 0,
                 copied_by: copied_by.map(|k| k.run.clone()),
+                supersedes: None,
             };
+            // A changed file under a key of its own: its earlier copy goes once it is copied.
+            if copied_by.is_none()
+                && let Some(known) = ride.known.as_ref().filter(|k| k.copied && k.key != entry.key)
+            {
+                entry.supersedes = Some(known.key.clone());
+            }
             batcher.place(&mut entry);
             manifest.push(&entry)?;
             total_files += 1;

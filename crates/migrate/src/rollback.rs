@@ -64,10 +64,18 @@ pub async fn rollback(ctx: &Context, id: &str, dry_run: bool) -> Result<RolledBa
             for row in chunk.iter().cloned() {
                 let (target, run) = (target.clone(), record.id.clone());
                 tasks.spawn(async move {
-                    let versions = written_by(&target, &run, &row).await?;
+                    let mut versions: Vec<(String, String)> = written_by(&target, &run, &row)
+                        .await?
+                        .into_iter()
+                        .map(|v| (row.entry.key.clone(), v))
+                        .collect();
+                    // The marker that hid the file's earlier copy: removed, that copy is current again.
+                    if let (Some(old), Some(marker)) = (&row.entry.supersedes, &row.retired_version) {
+                        versions.push((old.clone(), marker.clone()));
+                    }
                     if !dry_run {
-                        for v in &versions {
-                            target.delete_version(&row.entry.key, v).await?;
+                        for (key, v) in &versions {
+                            target.delete_version(key, v).await?;
                         }
                     }
                     Ok::<_, MigrateError>((row, versions))
@@ -75,11 +83,12 @@ pub async fn rollback(ctx: &Context, id: &str, dry_run: bool) -> Result<RolledBa
             }
             while let Some(done) = tasks.join_next().await {
                 let (row, versions) = done.map_err(|e| MigrateError::Check(format!("rollback task: {e}")))??;
-                removed.extend(versions.iter().map(|v| format!("{}@{v}", row.entry.key)));
+                removed.extend(versions.iter().map(|(key, v)| format!("{key}@{v}")));
                 if row.status != RowStatus::Pending || !versions.is_empty() {
                     let mut next = row.clone();
                     next.status = RowStatus::Pending;
                     next.version_id = None;
+                    next.retired_version = None;
                     next.reason = None;
                     next.message = Some("rolled back".into());
                     next.updated_at = ctx.now();

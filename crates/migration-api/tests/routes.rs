@@ -213,6 +213,7 @@ async fn a_legacy_path_names_the_file_it_became() {
         prior: None,
         legacy: None,
         copied_by: None,
+        supersedes: None,
     };
     let record = migrate::copy::file_record(&entry).unwrap();
     assert!(f.admin.files.register_migrated(&record, "r20261205t000000-00000001", &legacy).await.unwrap());

@@ -368,6 +368,12 @@ pub struct ManifestEntry {
     /// by `verify`, so the file's new listing is what a cutover compares with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub copied_by: Option<String>,
+    /// A changed file's earlier copy (its key), when this copy goes to another key (a new file
+    /// id): once this copy is in place, the earlier one is hidden behind a delete marker, which
+    /// the platform takes as a soft delete of that file (restorable for the restore window). A
+    /// rollback of this run removes the marker again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supersedes: Option<String>,
 }
 
 impl ManifestEntry {

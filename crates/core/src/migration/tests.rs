@@ -19,6 +19,7 @@ fn entry(source: &str, size: u64, mtime_ms: i64) -> ManifestEntry {
         prior: None,
         legacy: None,
         copied_by: None,
+        supersedes: None,
     }
 }
 

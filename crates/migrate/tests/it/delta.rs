@@ -62,6 +62,7 @@ async fn a_delta_plan_copies_exactly_what_changed_and_chains() {
     let before: HashMap<String, ManifestEntry> =
         manifest(&sdk, &bucket, &first).await.into_iter().map(|e| (e.source.clone(), e)).collect();
 
+    let originals: HashMap<String, Vec<u8>> = before.keys().map(|p| (p.clone(), read_all(&t.path(p)))).collect();
     // While the legacy system is frozen for the cutover, what changed since: a rewrite that
     // keeps size and modification time, an append, a new file, a chmod (same bytes), a delete.
     rewrite_keeping_size_and_mtime(&t.path(&p("2024/dune.jpg")));
@@ -121,6 +122,9 @@ async fn a_delta_plan_copies_exactly_what_changed_and_chains() {
             // object per key for good (DECISIONS 28), and caches of the old one stay right.
             assert_ne!(e.key, old.key, "{}", e.source);
             assert_ne!(e.sha256, old.sha256, "{}", e.source);
+            assert_eq!(e.supersedes.as_deref(), Some(old.key.as_str()), "{}", e.source);
+        } else {
+            assert_eq!(e.supersedes, None);
         }
     }
     assert_eq!(ctx.run(&second).await.unwrap().since.as_ref(), Some(&first_id));
@@ -128,6 +132,13 @@ async fn a_delta_plan_copies_exactly_what_changed_and_chains() {
     run_and_verify(&ctx, &t, &second).await;
     for e in &entries {
         assert_eq!(body(&sdk, &bucket, &e.key).await, read_all(&t.path(&e.source)), "{}", e.source);
+    }
+    // The earlier copies of the changed files are hidden behind a delete marker (the platform's
+    // soft delete of those files: restorable by their owner for the restore window).
+    for e in entries.iter().filter(|e| e.supersedes.is_some()) {
+        let old = e.supersedes.as_deref().unwrap();
+        let latest: Vec<_> = snapshot(&sdk, &bucket, old).await.into_iter().filter(|v| v.2).collect();
+        assert!(latest.len() == 1 && latest[0].3, "{old}: {latest:?}");
     }
     // The old URLs now lead to the new copies.
     let files = ctx.files.as_ref().unwrap();
@@ -161,6 +172,17 @@ async fn a_delta_plan_copies_exactly_what_changed_and_chains() {
     .await
     .unwrap();
     assert_eq!((cut.verified_files, cut.blocking_files), (6, 0), "{:?}", cut.blocking);
+
+    // A rollback of the delta puts the earlier copies back and removes the new ones.
+    let rolled = migrate::rollback::rollback(&ctx, &second, false).await.unwrap();
+    assert_eq!(rolled.removed.len(), 3 + 2, "3 copies, 2 markers: {:?}", rolled.removed);
+    for e in &entries {
+        let current = s3(&sdk).head_object().bucket(&bucket).key(&e.key).send().await.is_ok();
+        assert!(!current, "{}", e.key);
+        if let Some(old) = &e.supersedes {
+            assert_eq!(body(&sdk, &bucket, old).await, originals[&e.source], "{old}");
+        }
+    }
 }
 
 #[tokio::test]
