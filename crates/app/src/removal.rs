@@ -19,6 +19,7 @@ use matbakh_core::cdn;
 use matbakh_core::clock::Clock;
 use matbakh_core::ids::{FileId, ObjectKey};
 use matbakh_core::imgproxy::result_prefix;
+use matbakh_core::labels::Visibility;
 use matbakh_core::metadata::FileStatus;
 
 use crate::delivery::Delivery;
@@ -102,6 +103,11 @@ impl Removals {
                 } else {
                     self.files.mark_deleted(id, r.order).await?
                 };
+                // Hidden behind a marker by someone other than its owner's delete (which
+                // unpublishes first): a public file's copies must not outlive it either.
+                if done.file_deleted && !r.permanent && row.labels.visibility == Visibility::Public {
+                    self.delivery.unpublish(id).await?;
+                }
                 if done.file_deleted {
                     tracing::info!(file_id = %id, permanent = r.permanent, "file deleted");
                 }
@@ -262,6 +268,24 @@ mod tests {
         assert_eq!(w.cdn.invalidations(), [vec![results]], "the transform results");
         let files = [vec![format!("/derived/{id}/*")], vec![format!("/p/{id}/*")]];
         assert_eq!(w.files_cdn.invalidations(), files, "the files CDN: variants and public copies");
+    }
+
+    #[tokio::test]
+    async fn a_public_file_hidden_by_a_marker_loses_its_public_copies_at_once() {
+        use crate::ports::ObjectStore;
+        let w = world();
+        let (id, key, _) = w.photo();
+        let mut details = w.repo.get(id).unwrap();
+        details.record.labels.visibility = Visibility::Public;
+        w.repo.insert(details);
+        w.objects.insert(ObjectKey::variant(id, 320, "webp").public_copy().unwrap());
+        // A marker no owner's delete put there (a migration retiring a superseded copy).
+        w.objects.hide(&key).await.unwrap();
+        let done = w.removals.removed(id, removal(&key, None, false)).await.unwrap();
+        assert!(done.file_deleted);
+        assert!(!w.objects.holds_any(&ObjectKey::public_prefix(id)).await.unwrap(), "no public copy outlives the file");
+        assert!(w.files_cdn.invalidations().contains(&vec![format!("/p/{id}/*")]), "{:?}", w.files_cdn.invalidations());
+        assert!(w.objects.holds_any(&ObjectKey::derived_prefix(id)).await.unwrap(), "variants stay for a restore");
     }
 
     #[tokio::test]

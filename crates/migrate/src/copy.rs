@@ -255,12 +255,9 @@ impl Copier {
         let mut tries = 0;
         loop {
             tries += 1;
-            let attempt = match self.target.versions(old).await {
-                Ok(versions) => match versions.first() {
-                    None => Ok(None),
-                    Some(v) if v.delete_marker => Ok(None),
-                    Some(_) => self.target.hide(old).await,
-                },
+            let attempt = match self.target.head(old, None).await {
+                Ok(None) => Ok(None),
+                Ok(Some(_)) => self.target.hide(old).await,
                 Err(e) => Err(e),
             };
             match attempt {
