@@ -28,6 +28,7 @@ pub mod sigv4;
 pub mod sniff;
 pub mod tokens;
 pub mod types;
+pub mod webhooks;
 pub mod zip;
 
 pub use error::CoreError;

@@ -1,0 +1,54 @@
+//! The ports' AWS and HTTP sides: the endpoint from Secrets Manager, POSTs with reqwest, retry
+//! delays as the message's visibility.
+
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use matbakh_aws::queue::Queue;
+use matbakh_core::webhooks::ATTEMPT_TIMEOUT_SECONDS;
+
+use crate::{Endpoint, Post, Retry, WebhookError};
+
+/// The endpoint in secret `id` (see [`Endpoint::from_secret_json`]).
+pub async fn endpoint(sdk: &SdkConfig, id: &str) -> Result<Endpoint, String> {
+    let text =
+        matbakh_aws::secrets::secret_string(sdk, id).await.map_err(|e| format!("WEBHOOK_SECRET_ID {id}: {e}"))?;
+    Endpoint::from_secret_json(&text).map_err(|e| format!("WEBHOOK_SECRET_ID {id}: {e}"))
+}
+
+/// POSTs over HTTPS (rustls), [`ATTEMPT_TIMEOUT_SECONDS`] an attempt, no redirects followed (a
+/// delivery goes where it was configured to go, or fails).
+pub struct HttpPost(reqwest::Client);
+
+impl HttpPost {
+    pub fn new() -> Result<HttpPost, String> {
+        reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(ATTEMPT_TIMEOUT_SECONDS))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent("matbakh-files-webhooks/1")
+            .build()
+            .map(HttpPost)
+            .map_err(|e| format!("HTTP client: {e}"))
+    }
+}
+
+#[async_trait]
+impl Post for HttpPost {
+    async fn post(&self, url: &str, headers: &[(&'static str, String)], body: Vec<u8>) -> Result<u16, WebhookError> {
+        let mut request = self.0.post(url).body(body);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let answer = request.send().await.map_err(|e| WebhookError::Unreachable(e.to_string()))?;
+        Ok(answer.status().as_u16())
+    }
+}
+
+/// Sets the received message's visibility: it comes back after the retry delay.
+pub struct QueueRetry(pub Queue);
+
+#[async_trait]
+impl Retry for QueueRetry {
+    async fn after(&self, receipt_handle: &str, seconds: i32) -> Result<(), String> {
+        self.0.extend(receipt_handle, seconds).await.map_err(|e| e.to_string())
+    }
+}
