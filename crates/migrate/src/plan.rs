@@ -3,9 +3,13 @@
 //! the manifest (S3) and the run with its ledger rows (DynamoDB). `--dry-run` stops before
 //! writing and prints counts, bytes, an estimated duration and cost.
 //!
+//! `--since RUN` plans a delta ([`crate::delta`]): the listing meets what the earlier runs
+//! copied, and only the files that changed (new, rewritten, never copied) are planned.
+//!
 //! Memory does not grow with the tree: the listing streams into two external sorts (copy
-//! order; target keys, where collisions meet), and the files are then hashed, HEADed and
-//! written out a step at a time in order.
+//! order; target keys, where collisions meet; a delta joins it with the runs in a third, by
+//! path, first), and the files are then hashed, HEADed and written out a step at a time in
+//! order.
 
 use std::sync::Arc;
 
