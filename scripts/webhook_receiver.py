@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""A webhook receiver for the app's backend, as the README shows it: verifies each delivery's
+Standard Webhooks signature (DECISIONS 36) with the standard library alone and prints it.
+
+    webhook_receiver.py --port 8099 --secret-file FILE   # FILE holds whsec_...
+
+Answers 204 to a verified delivery (a repeated webhook-id is printed as a duplicate and
+answered 204 too: deliveries are at least once), 401 with the reason otherwise.
+"""
+
+import argparse
+import base64
+import hashlib
+import hmac
+import json
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+TOLERANCE_SECONDS = 300  # the scheme's 5 minutes, either way
+
+
+class Rejected(Exception):
+    pass
+
+
+# --- the README's snippet: verify one delivery (headers lower-cased, the raw body bytes) ---
+def verify(secret: str, headers: dict, body: bytes, now: float | None = None) -> dict:
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    msg_id, ts, signatures = (headers.get(h) for h in ("webhook-id", "webhook-timestamp", "webhook-signature"))
+    if not (msg_id and ts and signatures):
+        raise Rejected("missing webhook-id, webhook-timestamp or webhook-signature")
+    if abs((time.time() if now is None else now) - int(ts)) > TOLERANCE_SECONDS:
+        raise Rejected("timestamp outside the tolerance (a replay?)")
+    mac = hmac.new(key, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()
+    expected = "v1," + base64.b64encode(mac).decode()
+    if not any(hmac.compare_digest(expected, s) for s in signatures.split(" ")):
+        raise Rejected("no signature matches")
+    return json.loads(body)
+# --- end of the snippet ---
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--secret-file", required=True)
+    args = ap.parse_args()
+    secret = open(args.secret_file).read().strip()
+    seen = set()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("content-length", "0")))
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            try:
+                event = verify(secret, headers, body)
+            except (Rejected, ValueError) as e:
+                print(json.dumps({"rejected": str(e), "id": headers.get("webhook-id")}), flush=True)
+                self.send_response(401)
+                self.send_header("content-type", "application/json")
+                self.end_headers()
+                self.wfile.write(json.dumps({"error": str(e)}).encode())
+                return
+            duplicate = headers["webhook-id"] in seen
+            seen.add(headers["webhook-id"])
+            print(json.dumps({"id": headers["webhook-id"], "duplicate": duplicate, "event": event}), flush=True)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    print(f"webhook receiver on http://127.0.0.1:{args.port}/", file=sys.stderr, flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
