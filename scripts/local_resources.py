@@ -135,13 +135,14 @@ def create_table(ddb, name, props):
         )
 
 
-def create_secret(sm, name, generate):
+def create_secret(sm, name, generate, resolve_value):
     """A generated secret: random hex of the template's `GenerateSecretString` length (64
     characters by default), put under its `GenerateStringKey` in its `SecretStringTemplate`
     (JSON) when it names one."""
     value = secrets.token_hex(int(generate.get("PasswordLength", 64)) // 2)
     if "GenerateStringKey" in generate:
-        value = json.dumps({**json.loads(generate["SecretStringTemplate"]), generate["GenerateStringKey"]: value})
+        shape = json.loads(resolve_value(generate["SecretStringTemplate"]))
+        value = json.dumps({**shape, generate["GenerateStringKey"]: value})
     try:
         sm.create_secret(Name=name, SecretString=value)
     except sm.exceptions.ResourceExistsException:
@@ -226,7 +227,8 @@ def main():
             elif kind == "AWS::DynamoDB::Table":
                 create_table(clients["dynamodb"], names[lid], props)
             elif kind == "AWS::SecretsManager::Secret" and "GenerateSecretString" in props:
-                create_secret(clients["secretsmanager"], names[lid], props["GenerateSecretString"])
+                create_secret(clients["secretsmanager"], names[lid], props["GenerateSecretString"],
+                              lambda v: resolve(v, template, refs, params))
             elif kind == "AWS::SQS::Queue":
                 create_queue(clients["sqs"], names[lid], props, names)
                 url = clients["sqs"].get_queue_url(QueueName=names[lid])["QueueUrl"]
