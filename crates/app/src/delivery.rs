@@ -16,11 +16,12 @@ use matbakh_core::clock::{Clock, SigningWindow};
 use matbakh_core::delivery::{FilesCdn, ORIGINAL_CACHE_CONTROL, ServedAs, VARIANT_CACHE_CONTROL};
 use matbakh_core::ids::{FileId, ObjectKey};
 use matbakh_core::labels::Visibility;
-use matbakh_core::metadata::{FileRecord, FileStatus, VariantInfo};
+use matbakh_core::metadata::{FileDetails, FileRecord, FileStatus, VariantInfo};
 use matbakh_core::names::content_disposition;
 
 use crate::error::Error;
 use crate::ports::{Download, EdgeCache, ObjectStore, SignedUrl};
+use crate::view::{FileView, VariantView};
 
 #[derive(Clone)]
 pub struct Delivery {
@@ -46,6 +47,26 @@ impl Delivery {
     /// without a CDN.
     pub fn public_url(&self, record: &FileRecord) -> Option<String> {
         self.served_publicly(record)?.public_url(&record.key)
+    }
+
+    /// `d` as the API shows it (and live updates tell it), with its variants' URLs and, for
+    /// a public file, its original's stable URL.
+    pub async fn view(&self, d: &FileDetails, restore_window: Duration) -> Result<FileView, Error> {
+        let mut v = FileView::of(d, restore_window);
+        if let Some(img) = &d.image {
+            let mut variants = Vec::with_capacity(img.variants.len());
+            for x in &img.variants {
+                variants.push(VariantView {
+                    width: x.width,
+                    height: x.height,
+                    content_type: x.content_type.clone(),
+                    url: self.variant_url(&d.record, &x.key).await?,
+                });
+            }
+            v = v.with_variants(variants);
+        }
+        v.public_url = self.public_url(&d.record);
+        Ok(v)
     }
 
     /// A variant's URL: stable on the CDN for a public file; for a private one signed (by the

@@ -17,7 +17,7 @@ use crate::audit::{Access, Client, Trail};
 use crate::delivery::Delivery;
 use crate::error::Error;
 use crate::ports::{FileRepo, ObjectStore, UsageRepo};
-use crate::view::{FileView, PublicFileView, VariantView};
+use crate::view::{FileView, PublicFileView};
 
 /// How often an update is tried when the file keeps changing under it.
 pub const UPDATE_ATTEMPTS: usize = 3;
@@ -91,21 +91,7 @@ impl Files {
 
     /// The file as the API shows it, with its variants' URLs.
     async fn view(&self, d: &FileDetails) -> Result<FileView, Error> {
-        let mut v = FileView::of(d, self.limits.restore_window);
-        if let Some(img) = &d.image {
-            let mut variants = Vec::with_capacity(img.variants.len());
-            for x in &img.variants {
-                variants.push(VariantView {
-                    width: x.width,
-                    height: x.height,
-                    content_type: x.content_type.clone(),
-                    url: self.delivery.variant_url(&d.record, &x.key).await?,
-                });
-            }
-            v = v.with_variants(variants);
-        }
-        v.public_url = self.delivery.public_url(&d.record);
-        Ok(v)
+        self.delivery.view(d, self.limits.restore_window).await
     }
 
     /// A page of the caller's files as `q` asks.

@@ -21,6 +21,7 @@ pub mod fakes;
 pub mod files;
 pub mod images;
 pub mod index;
+pub mod live;
 pub mod multipart;
 pub mod ports;
 pub mod process;

@@ -594,3 +594,49 @@ pub trait ObjectStore: Send + Sync {
     /// Removes the delete marker that hides the object, if one does. Idempotent.
     async fn unhide(&self, key: &ObjectKey) -> PortResult<()>;
 }
+
+/// An open WebSocket of the live updates API: whose it is, and whether an administrator opened
+/// it (administrators' sockets also get the migration's progress).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    /// API Gateway's connection id.
+    pub id: String,
+    pub user: UserId,
+    pub admin: bool,
+}
+
+/// The open sockets, and the one-time tickets that open them.
+#[async_trait]
+pub trait Connections: Send + Sync {
+    /// Records an opened socket, kept until it closes (or `expires_at`, by TTL).
+    async fn open(&self, c: &Connection, expires_at: OffsetDateTime) -> PortResult<()>;
+    /// Forgets a socket (closed, or found gone); forgetting one twice is no error.
+    async fn close(&self, c: &Connection) -> PortResult<()>;
+    async fn of_user(&self, user: &UserId) -> PortResult<Vec<Connection>>;
+    async fn of_admins(&self) -> PortResult<Vec<Connection>>;
+    /// Keeps a ticket for `user`, by its digest, usable until `expires_at`.
+    async fn issue_ticket(&self, digest: &str, user: &UserId, expires_at: OffsetDateTime) -> PortResult<()>;
+    /// Takes the ticket: its user if it was there and usable at `now`. Gone afterwards, so a
+    /// second use (even a concurrent one) finds nothing.
+    async fn redeem_ticket(&self, digest: &str, now: OffsetDateTime) -> PortResult<Option<UserId>>;
+}
+
+/// What became of a message pushed to a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    Sent,
+    /// The socket is closed (API Gateway answers 410): forget it.
+    Gone,
+}
+
+/// Sends a message to one open socket (API Gateway's `@connections` API).
+#[async_trait]
+pub trait Push: Send + Sync {
+    async fn push(&self, connection: &str, body: &[u8]) -> PortResult<Pushed>;
+}
+
+/// The webhook queue: each message is delivered, signed, by the `webhooks` function.
+#[async_trait]
+pub trait Outbox: Send + Sync {
+    async fn enqueue(&self, bodies: &[String]) -> PortResult<()>;
+}

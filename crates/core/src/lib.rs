@@ -17,6 +17,7 @@ pub mod imgproxy;
 pub mod labels;
 pub mod limits;
 pub mod listing;
+pub mod live;
 pub mod metadata;
 pub mod migration;
 pub mod multipart;

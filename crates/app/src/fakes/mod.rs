@@ -9,10 +9,12 @@
 //! trail); [`objects`] is the bucket and the CDN.
 
 mod files;
+mod live;
 mod objects;
 mod records;
 mod uploads;
 
+pub use live::InMemoryLive;
 pub use objects::{InMemoryCdn, InMemoryObjects};
 pub use records::InMemoryQueue;
 
