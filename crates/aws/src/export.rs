@@ -22,7 +22,7 @@ pub const EXPORT_PART_BYTES: usize = 8 * 1024 * 1024;
 /// How long an export (its row and, by the bucket's lifecycle, its archive) is kept.
 pub const EXPORT_KEPT: time::Duration = time::Duration::days(7);
 
-fn parse_job(item: &HashMap<String, AttributeValue>) -> Result<ExportJob, AwsError> {
+pub(crate) fn parse_job(item: &HashMap<String, AttributeValue>) -> Result<ExportJob, AwsError> {
     let corrupt = |w: &str| AwsError::Corrupt(format!("export {w}"));
     let text = |k: &str| opt_str(item, k).map(str::to_owned);
     let num = |k: &str| get_u64(item, k);

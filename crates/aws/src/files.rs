@@ -46,7 +46,7 @@ pub(crate) fn size_key(size: u64, id: FileId) -> String {
     format!("{size:020}#{id}")
 }
 
-fn parse_details(item: &HashMap<String, AttributeValue>) -> Result<FileDetails, AwsError> {
+pub(crate) fn parse_details(item: &HashMap<String, AttributeValue>) -> Result<FileDetails, AwsError> {
     let record = parse_file_item(item)?;
     let variants = item
         .get("variants")

@@ -19,7 +19,7 @@ use crate::dynamo::{n, s};
 use crate::error::AwsError;
 use crate::schema;
 
-const RUNS_PK: &str = "RUNS";
+pub(crate) const RUNS_PK: &str = "RUNS";
 const CUTOVERS_PK: &str = "CUTOVERS";
 const CUTOVER_AUDIT_PK: &str = "CUTOVER#AUDIT";
 /// One day (UTC) of the legacy redirector's answers for one legacy source
@@ -310,7 +310,7 @@ fn parse_row(item: &HashMap<String, AttributeValue>) -> Result<LedgerRow, AwsErr
     })
 }
 
-fn parse_run(item: &HashMap<String, AttributeValue>) -> Result<RunRecord, AwsError> {
+pub(crate) fn parse_run(item: &HashMap<String, AttributeValue>) -> Result<RunRecord, AwsError> {
     let corrupt = |e: matbakh_core::CoreError| AwsError::Corrupt(e.to_string());
     let failures = FailureReason::ALL
         .into_iter()

@@ -89,6 +89,10 @@ impl DevIdp {
             },
             ("POST", "/dev/oidc/authorize") => self.authorize(body, web_origins),
             ("POST", "/dev/oidc/token") => self.token(body),
+            // The verifying keys, where the live updates' authorizer fetches them.
+            ("GET", "/dev/oidc/jwks.json") => {
+                ([(http::header::CONTENT_TYPE, "application/json")], self.key.jwks()).into_response()
+            }
             _ => oauth_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint of the dev identity provider"),
         }
     }

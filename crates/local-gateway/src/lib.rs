@@ -17,6 +17,7 @@
 
 pub mod cdn;
 pub mod dev_idp;
+pub mod live;
 pub mod transforms;
 pub mod web;
 
@@ -115,6 +116,8 @@ pub struct Gateway {
     /// The old domain's file URLs (`/uploads/`, dev stack): as the legacy CDN's behaviour, every
     /// request under it goes to the `legacy-redirect` function, invoked as its function URL.
     pub legacy_prefix: Option<String>,
+    /// The WebSocket API of live updates at `/live`, and its management API (dev stack).
+    pub live: Option<Arc<live::LiveApi>>,
 }
 
 /// The API's own prefixes: never answered by the web app.
@@ -136,6 +139,24 @@ fn message(status: StatusCode, text: &str) -> Response {
 async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     let origin = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()).map(str::to_owned);
     let allowed_origin = origin.filter(|o| gw.web_origins.iter().any(|w| w == o));
+    if let Some(live) = &gw.live {
+        let path = req.uri().path();
+        if path == live::PATH {
+            let source_ip = req
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string())
+                .unwrap_or_else(|| "127.0.0.1".into());
+            return live::connect(gw.clone(), live.clone(), req, source_ip).await;
+        }
+        if path.starts_with(live::MANAGEMENT_PREFIX) {
+            let (parts, body) = req.into_parts();
+            let Ok(body) = axum::body::to_bytes(body, 128 * 1024).await else {
+                return message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
+            };
+            return live::manage(live, &parts.method, parts.uri.path(), body);
+        }
+    }
     let mut resp =
         if req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
             preflight(allowed_origin.is_some())
@@ -271,20 +292,24 @@ async fn invoke_url(gw: &Gateway, function: &str, parts: &http::request::Parts) 
     invoke(gw, &route, &build_event(&route, &BTreeMap::new(), parts, &Bytes::new(), None, "127.0.0.1")).await
 }
 
+/// Invokes `function` with `event` through the Lambda invoke API; its answer, or `None` if the
+/// call or the function failed.
+pub(crate) async fn invoke_json(gw: &Gateway, function: &str, event: &Value) -> Option<Value> {
+    let url = format!("{}/2015-03-31/functions/{}/invocations", gw.lambda_endpoint.trim_end_matches('/'), function);
+    match gw.client.post(&url).json(event).timeout(INVOKE_TIMEOUT).send().await {
+        Ok(r) => r.json::<Value>().await.ok().filter(|v| v.get("errorType").is_none()),
+        Err(e) => {
+            tracing::error!(error = %e, function, "invoke failed");
+            None
+        }
+    }
+}
+
 /// Invokes `route`'s function with `event` (a request's API Gateway event), and answers what
 /// it answers.
 async fn invoke(gw: &Gateway, route: &Route, event: &Value) -> Response {
     tracing::info!(route = %route.route_key(), function = %route.function, "invoke");
-    let url =
-        format!("{}/2015-03-31/functions/{}/invocations", gw.lambda_endpoint.trim_end_matches('/'), route.function);
-    let answer = match gw.client.post(&url).json(event).timeout(INVOKE_TIMEOUT).send().await {
-        Ok(r) => r.json::<Value>().await,
-        Err(e) => {
-            tracing::error!(error = %e, function = %route.function, "invoke failed");
-            return message(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
-        }
-    };
-    match answer.ok().and_then(|v| to_response(&v)) {
+    match invoke_json(gw, &route.function, event).await.and_then(|v| to_response(&v)) {
         Some(resp) => resp,
         None => {
             tracing::error!(function = %route.function, "function failed or answered something that is not an HTTP response");

@@ -9,7 +9,8 @@
 //! that bucket at `AWS_ENDPOINT_URL`, signed with `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`
 //! in `AWS_REGION`; with `TRANSFORM_KEYS` and `TRANSFORM_SALTS` (the pairs the edge would hold)
 //! `/t/*` maps transform URLs as the CloudFront Function does and serves stored results from it;
-//! `LEGACY_URL_PREFIX` (`/uploads/`) sends old file URLs to the `legacy-redirect` function.
+//! `LEGACY_URL_PREFIX` (`/uploads/`) sends old file URLs to the `legacy-redirect` function;
+//! `LIVE_FUNCTION` (`live`) serves the live updates' WebSocket API at `/live`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -73,6 +74,7 @@ async fn run() -> Result<(), String> {
             _ => None,
         },
         legacy_prefix: std::env::var("LEGACY_URL_PREFIX").ok().filter(|p| p.starts_with('/') && p.ends_with('/')),
+        live: std::env::var("LIVE_FUNCTION").ok().map(|f| Arc::new(local_gateway::live::LiveApi::new(f))),
         files_cdn: match std::env::var("FILES_CDN_BUCKET") {
             Ok(bucket) => Some(local_gateway::cdn::FilesCdn {
                 endpoint: setting("AWS_ENDPOINT_URL", None)?,

@@ -56,10 +56,7 @@ impl AuthState for Admin {
     }
 }
 
-/// The subjects of a comma-separated `ADMIN_USERS` (blanks ignored).
-pub fn parse_admins(list: &str) -> BTreeSet<String> {
-    list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
-}
+pub use matbakh_api::auth::parse_admins;
 
 impl Admin {
     /// Settings: `MIGRATION_TABLE`, `TABLE_NAME`, `MIGRATION_QUEUE_URL`, `ADMIN_USERS`, and the

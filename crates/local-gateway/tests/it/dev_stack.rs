@@ -43,6 +43,7 @@ fn app(key: &DevKey) -> (Router, JwtVerifier) {
         files_cdn: None,
         transforms: None,
         legacy_prefix: None,
+        live: None,
     };
     (router(Arc::new(gw)), JwtVerifier::new(&key.jwks(), "iss", "aud").unwrap())
 }
@@ -224,7 +225,7 @@ async fn the_web_app_is_served_with_its_content_security_policy() {
         .filter(|(k, _)| !k.starts_with('$'))
         .map(|(k, v)| {
             let local = |s: &str| match s {
-                "{api}" | "{signIn}" | "{cdn}" => "'self'".to_owned(),
+                "{api}" | "{signIn}" | "{cdn}" | "{live}" => "'self'".to_owned(),
                 "{files}" => FILES.to_owned(),
                 other => other.to_owned(),
             };

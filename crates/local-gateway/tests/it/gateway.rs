@@ -68,6 +68,7 @@ async fn gateway(key: &DevKey) -> (Router, Seen) {
         files_cdn: None,
         transforms: None,
         legacy_prefix: Some("/uploads/".into()),
+        live: None,
     };
     (router(Arc::new(gw)), seen)
 }
@@ -224,6 +225,7 @@ async fn the_local_files_cdn_serves_public_copies_only() {
         files_cdn: Some(bucket_origin(origin)),
         transforms: None,
         legacy_prefix: None,
+        live: None,
     };
     let app = router(Arc::new(gw));
     let get = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
@@ -282,6 +284,7 @@ async fn transform_urls_are_mapped_at_the_edge_stored_results_first() {
         files_cdn: Some(bucket_origin(origin)),
         transforms: Some(local_gateway::transforms::EdgeMapping { keys: keys.clone(), bucket: "bucket".into() }),
         legacy_prefix: None,
+        live: None,
     };
     let app = router(Arc::new(gw));
     let signed = |path: &str| format!("/t/{}{path}", keys.sign(path).unwrap());

@@ -1,5 +1,6 @@
-//! The `local-gateway` crate's integration tests, in one test binary (one link, not 2); each
+//! The `local-gateway` crate's integration tests, in one test binary (one link, not 3); each
 //! module's own comment says what it covers.
 
 mod dev_stack;
 mod gateway;
+mod live;

@@ -1,0 +1,149 @@
+//! `notifier`: triggered by two DynamoDB streams (`NEW_AND_OLD_IMAGES`): the files table's,
+//! where every user-visible change is a write of a file row or an export job by whichever
+//! function made it, and the migration table's, filtered to run items and batched over
+//! [`PROGRESS_INTERVAL_MS`] so that a run's many counter updates in that window make one
+//! message. Each record becomes live messages ([`matbakh_app::live`]): pushed to the owner's
+//! open sockets through the WebSocket API's `@connections` (a socket found gone is removed),
+//! queued for the webhooks (`WEBHOOK_QUEUE_URL`, where configured); a run's progress goes to the
+//! administrators' sockets only.
+//!
+//! Records are handled in order. The first that fails is reported (`batchItemFailures`) and
+//! the stream hands it, and every record after it, over again, so webhooks are at least once
+//! with stable ids; after the event source mapping's retries a record goes to its DLQ.
+//!
+//! Reads the records' images and the connections table; writes pushes, the webhook queue,
+//! removals of gone sockets and EMF metrics (`LiveMessages`, `LivePushes`,
+//! `LivePushesFailed`, `LiveSocketsGone`, `WebhooksQueued`).
+
+pub mod adapters;
+
+use std::collections::HashMap;
+
+use matbakh_app::live::{Change, Live, Told, for_admins};
+use matbakh_aws::stream::{Row, StreamRecord};
+use matbakh_core::live::{Kind, PROGRESS_INTERVAL_MS};
+use matbakh_lambda::metrics::{Unit, emit};
+use serde_json::{Value, json};
+use tracing::Instrument;
+
+/// Why a record was not told.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifierError {
+    /// The record is not one we can read (a row of another shape): retrying will not help;
+    /// it ends in the mapping's DLQ.
+    #[error("malformed record: {0}")]
+    Malformed(String),
+    #[error(transparent)]
+    Telling(#[from] matbakh_app::Error),
+}
+
+impl NotifierError {
+    pub fn retryable(&self) -> bool {
+        matches!(self, NotifierError::Telling(matbakh_app::Error::Port(p)) if p.is_retryable())
+    }
+}
+
+/// One record of a batch, read.
+struct Read {
+    record: StreamRecord,
+    row: Row,
+}
+
+fn read(raw: &Value) -> Result<Read, NotifierError> {
+    let record = StreamRecord::parse(raw).map_err(|e| NotifierError::Malformed(e.to_string()))?;
+    let row = record.row().map_err(|e| NotifierError::Malformed(e.to_string()))?;
+    Ok(Read { record, row })
+}
+
+/// Tells one record's news.
+async fn tell(live: &Live, read: &Read) -> Result<Told, NotifierError> {
+    let Read { record, row } = read;
+    let messages = match row {
+        Row::File { old, new } => {
+            let change = Change::File { old: old.clone(), new: new.clone() };
+            live.messages(&record.id, &record.at, &change).await?
+        }
+        Row::Export { old, new: Some(new) } => {
+            let change = Change::Export { old: old.clone(), new: new.clone() };
+            live.messages(&record.id, &record.at, &change).await?
+        }
+        Row::Run(Some(run)) => {
+            let status = serde_json::to_value(migrate::control::status_of(run))
+                .map_err(|e| NotifierError::Malformed(e.to_string()))?;
+            vec![for_admins(Kind::MigrationProgress, &record.id, &record.at, status)]
+        }
+        Row::Export { new: None, .. } | Row::Run(None) | Row::Other => vec![],
+    };
+    if messages.is_empty() {
+        return Ok(Told::default());
+    }
+    let kinds: Vec<&str> = messages.iter().map(|(_, m)| m.kind.as_str()).collect();
+    let told = live.tell(&messages).await?;
+    tracing::info!(
+        ?kinds,
+        pushed = told.pushed,
+        gone = told.gone,
+        failed = told.failed,
+        webhooks = told.webhooks,
+        "told"
+    );
+    Ok(told)
+}
+
+/// A stream batch (the Lambda event): each record told in order, up to the first that fails,
+/// which is reported with its sequence number. Of a migration run's updates in the batch only
+/// the last is told (at most one progress message per run and batching window).
+pub async fn handle(live: &Live, event: Value) -> Value {
+    let raw = event["Records"].as_array().cloned().unwrap_or_default();
+    let reads: Vec<Result<Read, NotifierError>> = raw.iter().map(read).collect();
+    let mut last_of_run = HashMap::new();
+    for (i, r) in reads.iter().enumerate() {
+        if let Ok(Read { row: Row::Run(Some(run)), .. }) = r {
+            last_of_run.insert(run.id.to_string(), i);
+        }
+    }
+    let mut told = Told::default();
+    let mut failures = Vec::new();
+    for (i, r) in reads.iter().enumerate() {
+        let id = raw[i]["eventID"].as_str().unwrap_or_default();
+        let span = tracing::info_span!("stream_record", event_id = %id);
+        let outcome = async {
+            let read = r.as_ref().map_err(|e| NotifierError::Malformed(e.to_string()))?;
+            if let Row::Run(Some(run)) = &read.row
+                && last_of_run.get(run.id.as_str()) != Some(&i)
+            {
+                return Ok(Told::default());
+            }
+            tell(live, read).await
+        }
+        .instrument(span.clone())
+        .await;
+        match outcome {
+            Ok(t) => told += t,
+            Err(e) => {
+                span.in_scope(|| tracing::error!(error = %e, retryable = e.retryable(), "not told; the stream hands it over again"));
+                let sequence = raw[i]["dynamodb"]["SequenceNumber"].as_str().unwrap_or_default();
+                failures.push(json!({ "itemIdentifier": sequence }));
+                break;
+            }
+        }
+    }
+    emit(
+        "notify",
+        &[
+            ("LiveMessages", told.messages as u64, Unit::Count),
+            ("LivePushes", told.pushed as u64, Unit::Count),
+            ("LivePushesFailed", told.failed as u64, Unit::Count),
+            ("LiveSocketsGone", told.gone as u64, Unit::Count),
+            ("WebhooksQueued", told.webhooks as u64, Unit::Count),
+        ],
+    );
+    json!({ "batchItemFailures": failures })
+}
+
+/// The batching window of the migration table's stream, in whole seconds (the template's
+/// `MaximumBatchingWindowInSeconds`, checked against [`PROGRESS_INTERVAL_MS`] by its tests).
+pub const PROGRESS_WINDOW_SECONDS: u64 = PROGRESS_INTERVAL_MS / 1000;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,133 @@
+//! The handler on stream batches shaped as Lambda delivers them, over the in-memory ports.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use matbakh_app::fakes::{InMemoryLive, InMemoryObjects, delivery};
+use matbakh_app::live::{Entry, Live};
+use matbakh_app::ports::{Connection, Outbox};
+use matbakh_core::clock::{Clock, FixedClock};
+use matbakh_core::ids::UserId;
+use matbakh_core::live::Message;
+use serde_json::{Value, json};
+
+use super::*;
+
+const FILE_ID: &str = "0192f3a0-0000-7000-8000-000000000001";
+
+fn live(fakes: &Arc<InMemoryLive>) -> Live {
+    let clock: Arc<dyn Clock> = Arc::new(FixedClock(time::macros::datetime!(2026-12-05 12:00 UTC)));
+    Live {
+        connections: fakes.clone(),
+        push: fakes.clone(),
+        outbox: Some(fakes.clone() as Arc<dyn Outbox>),
+        delivery: delivery(Arc::new(InMemoryObjects::new()), clock),
+        restore_window: Duration::from_secs(86_400),
+    }
+}
+
+async fn open(fakes: &Arc<InMemoryLive>, id: &str, user: &str, admin: bool) {
+    let c = Connection { id: id.into(), user: UserId::parse(user).unwrap(), admin };
+    let entry = Entry {
+        connections: fakes.clone(),
+        clock: Arc::new(FixedClock(time::macros::datetime!(2026-12-05 12:00 UTC))),
+    };
+    entry.opened(&c).await.unwrap();
+}
+
+/// A file row's image as the table holds it.
+fn file_row(status: &str, pending: bool) -> Value {
+    let mut row = json!({
+        "pk": {"S": format!("FILE#{FILE_ID}")}, "sk": {"S": "FILE"},
+        "fileId": {"S": FILE_ID}, "owner": {"S": "alice"},
+        "key": {"S": format!("users/alice/{FILE_ID}/menu.pdf")}, "filename": {"S": "menu.pdf"},
+        "contentType": {"S": "application/pdf"}, "size": {"N": "2048"}, "status": {"S": status},
+        "createdAt": {"S": "2026-12-05T11:59:00.000Z"}, "visibility": {"S": "private"}
+    });
+    if pending {
+        row["pendingUntil"] = json!({"N": "1764939600"});
+    }
+    row
+}
+
+fn run_row(copied: u64) -> Value {
+    json!({
+        "pk": {"S": "RUNS"}, "sk": {"S": "RUN#r1"}, "id": {"S": "r1"}, "state": {"S": "RUNNING"},
+        "source": {"S": "file:///legacy"}, "target": {"S": "s3://files/users"}, "rule": {"S": "default"},
+        "createdAt": {"S": "2026-12-05T11:00:00.000Z"}, "totalFiles": {"N": "10"}, "totalBytes": {"N": "1000"},
+        "copiedFiles": {"N": copied.to_string()}, "copiedBytes": {"N": (copied * 100).to_string()},
+        "manifestKey": {"S": "migration/r1/manifest.jsonl"}, "settings": {"S": "{}"}
+    })
+}
+
+fn record(n: u32, old: Option<Value>, new: Option<Value>) -> Value {
+    let keys = new.as_ref().or(old.as_ref()).map(|i| json!({"pk": i["pk"], "sk": i["sk"]})).unwrap();
+    let mut d = json!({"ApproximateCreationDateTime": 1_764_936_000.0 + f64::from(n), "Keys": keys,
+                       "SequenceNumber": format!("{}", 1000 + n), "StreamViewType": "NEW_AND_OLD_IMAGES"});
+    if let Some(o) = old {
+        d["OldImage"] = o;
+    }
+    if let Some(i) = new {
+        d["NewImage"] = i;
+    }
+    json!({"eventID": format!("ev{n}"), "eventName": "MODIFY", "eventSource": "aws:dynamodb", "dynamodb": d})
+}
+
+fn messages(fakes: &InMemoryLive, socket: &str) -> Vec<Message> {
+    fakes.pushed_to(socket).iter().map(|b| serde_json::from_str(b).unwrap()).collect()
+}
+
+#[tokio::test]
+async fn a_batch_tells_owners_their_files_and_admins_one_progress_per_run() {
+    let fakes = Arc::new(InMemoryLive::default());
+    let live = live(&fakes);
+    open(&fakes, "alice-tab", "alice", false).await;
+    open(&fakes, "bob-tab", "bob", false).await;
+    open(&fakes, "ops", "root", true).await;
+    let event = json!({"Records": [
+        record(1, Some(file_row("PENDING", true)), Some(file_row("PENDING", false))),
+        record(2, Some(run_row(1)), Some(run_row(2))),
+        record(3, Some(file_row("PENDING", false)), Some(file_row("READY", false))),
+        record(4, Some(run_row(2)), Some(run_row(3))),
+        record(5, None, Some(json!({"pk": {"S": format!("FILE#{FILE_ID}")}, "sk": {"S": "TAG#menu"}}))),
+        record(6, Some(run_row(3)), Some(run_row(4))),
+    ]});
+    let answer = handle(&live, event).await;
+    assert_eq!(answer, json!({"batchItemFailures": []}));
+
+    let alice = messages(&fakes, "alice-tab");
+    let kinds: Vec<&str> = alice.iter().map(|m| m.kind.as_str()).collect();
+    assert_eq!(kinds, ["upload.settled", "file.ready"]);
+    assert_eq!(alice[1].data["fileId"], FILE_ID);
+    assert_eq!(alice[1].at, "2025-12-05T12:00:03.000Z", "when the write was made");
+    assert!(messages(&fakes, "bob-tab").is_empty());
+
+    let ops = messages(&fakes, "ops");
+    assert_eq!(ops.len(), 1, "one progress message for the run's three updates: {ops:?}");
+    assert_eq!((ops[0].kind.as_str(), ops[0].data["copiedFiles"].as_u64()), ("migration.progress", Some(4)));
+    assert_eq!(ops[0].user, None);
+    assert_eq!(fakes.queued().len(), 2, "the webhooks hear of alice's file, not of the migration");
+}
+
+#[tokio::test]
+async fn the_first_record_that_fails_is_reported_and_nothing_after_it_is_told() {
+    let fakes = Arc::new(InMemoryLive::default());
+    let live = live(&fakes);
+    open(&fakes, "alice-tab", "alice", false).await;
+    let broken = json!({"pk": {"S": format!("FILE#{FILE_ID}")}, "sk": {"S": "FILE"}, "status": {"S": "READY"}});
+    let event = json!({"Records": [
+        record(1, Some(file_row("PENDING", true)), Some(file_row("PENDING", false))),
+        record(2, Some(file_row("PENDING", false)), Some(broken)),
+        record(3, Some(file_row("READY", false)), Some(file_row("DELETED", false))),
+    ]});
+    let answer = handle(&live, event).await;
+    assert_eq!(answer, json!({"batchItemFailures": [{"itemIdentifier": "1002"}]}));
+    let kinds: Vec<String> = messages(&fakes, "alice-tab").iter().map(|m| m.kind.as_str().to_owned()).collect();
+    assert_eq!(kinds, ["upload.settled"], "record 3 waits for the stream to hand it over again");
+
+    // The webhook queue down: the record fails before any socket hears of it.
+    *fakes.outbox_down.lock().unwrap() = true;
+    let event = json!({"Records": [record(3, Some(file_row("READY", false)), Some(file_row("DELETED", false)))]});
+    assert_eq!(handle(&live, event).await, json!({"batchItemFailures": [{"itemIdentifier": "1003"}]}));
+    assert_eq!(messages(&fakes, "alice-tab").len(), 1);
+}
