@@ -71,8 +71,16 @@ def https_url(name, value, allow_local=False):
     return value.rstrip("/")
 
 
-def web_config(args, api_url):
-    """config.json: where the API is and how to sign in (OIDC code flow with PKCE)."""
+def wss_url(value):
+    u = urlparse(value)
+    if u.scheme != "wss" or not u.hostname:
+        raise Refused(f"--live must be a wss:// URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def web_config(args, api_url, live_url=None):
+    """config.json: where the API is, how to sign in (OIDC code flow with PKCE) and where the
+    live updates' WebSocket is (without it the app polls)."""
     if args.cognito_domain:
         domain = https_url("cognito-domain", args.cognito_domain)
         endpoints = {"authorizationEndpoint": f"{domain}/oauth2/authorize", "tokenEndpoint": f"{domain}/oauth2/token",
@@ -87,7 +95,10 @@ def web_config(args, api_url):
     if not args.client_id:
         raise Refused("--client-id is required (the OIDC client the API's AuthAudience names)")
     auth = {**endpoints, "clientId": args.client_id, "scope": args.scope}
-    return {"api": https_url("api", api_url, allow_local=True), "auth": auth}
+    config = {"api": https_url("api", api_url, allow_local=True), "auth": auth}
+    if live_url:
+        config["live"] = wss_url(live_url)
+    return config
 
 
 def existing_keys(s3, bucket):
@@ -108,10 +119,11 @@ def publish(s3, bucket, files, config):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--stack", help="read WebBucketName, WebDistributionId and ApiUrl from this stack's outputs")
+    ap.add_argument("--stack", help="read WebBucketName, WebDistributionId, ApiUrl and LiveUrl from this stack's outputs")
     ap.add_argument("--bucket", help="the web bucket (instead of --stack)")
     ap.add_argument("--distribution", help="the web CDN to invalidate (instead of --stack; none: no invalidation)")
     ap.add_argument("--api", help="the API's base URL (default: the stack's ApiUrl)")
+    ap.add_argument("--live", help="the live updates' WebSocket URL (default: the stack's LiveUrl; none: the app polls)")
     ap.add_argument("--cognito-domain", help="Cognito hosted UI domain, e.g. https://auth.matbakh.app")
     ap.add_argument("--authorization-endpoint", help="any OIDC provider: its authorization endpoint")
     ap.add_argument("--token-endpoint", help="any OIDC provider: its token endpoint")
@@ -133,7 +145,7 @@ def main(argv=None):
         api = args.api or outputs.get("ApiUrl")
         if not bucket:
             raise Refused(f"stack {args.stack} has no WebBucketName output (deploy template.yaml first)")
-        config = web_config(args, api)
+        config = web_config(args, api, args.live or outputs.get("LiveUrl"))
         files = files_to_publish(Path(args.root))
         s3 = session.client("s3")
         before = existing_keys(s3, bucket)

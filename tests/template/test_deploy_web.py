@@ -98,12 +98,14 @@ class DeployWeb(MotoTestCase):
         template = {"Resources": {"Placeholder": {"Type": "AWS::SNS::Topic"}},
                     "Outputs": {"WebBucketName": {"Value": self.bucket}, "WebDistributionId": {"Value": cdn},
                                 "ApiUrl": {"Value": "https://abc.execute-api.eu-central-1.amazonaws.com"},
+                                "LiveUrl": {"Value": "wss://def.execute-api.eu-central-1.amazonaws.com/live"},
                                 "WebUrl": {"Value": "https://files.matbakh.example"}}}
         cfn = boto3.client("cloudformation", region_name=REGION)
         cfn.create_stack(StackName="matbakh-files-test", TemplateBody=json.dumps(template))
         self.assertEqual(self.deploy("--stack", "matbakh-files-test"), 0)
         config = json.loads(self.s3.get_object(Bucket=self.bucket, Key="config.json")["Body"].read())
         self.assertEqual(config["api"], "https://abc.execute-api.eu-central-1.amazonaws.com")
+        self.assertEqual(config["live"], "wss://def.execute-api.eu-central-1.amazonaws.com/live")
         self.assertEqual(self.cf.list_invalidations(DistributionId=cdn)["InvalidationList"]["Quantity"], 1)
 
     def test_bad_input_changes_nothing(self):
@@ -111,6 +113,7 @@ class DeployWeb(MotoTestCase):
         cases = {
             "no client id": dict(extra=("--bucket", self.bucket, "--api", "https://api.example"), client_id=None),
             "plain http API": dict(extra=("--bucket", self.bucket, "--api", "http://api.example")),
+            "plain ws live updates": dict(extra=("--bucket", self.bucket, "--api", "https://api.example", "--live", "ws://live.example/live")),
             "no API": dict(extra=("--bucket", self.bucket)),
             "both stack and bucket": dict(extra=("--bucket", self.bucket, "--stack", "x", "--api", "https://a.example")),
             "no such stack": dict(extra=("--stack", "no-such-stack",)),

@@ -270,6 +270,7 @@ class WebApp(unittest.TestCase):
         # region stand for them.
         origins = {
             "{api}": "https://*.execute-api.${AWS::Region}.${AWS::URLSuffix}",
+            "{live}": "wss://*.execute-api.${AWS::Region}.${AWS::URLSuffix}",
             "{files}": "https://*.s3.${AWS::Region}.${AWS::URLSuffix}",
             "{signIn}": "${SignInOrigin}",
             "{cdn}": "${Cdns}",
