@@ -4,7 +4,7 @@ environment each function gets, resolved the way CloudFormation would resolve it
 
     local_resources.py --endpoint http://127.0.0.1:5050 --prefix dev --env-out .local/dev/functions.env
 
-Buckets get their versioning and SNS notifications, tables their keys, indexes and TTL,
+Buckets get their versioning and SNS notifications, tables their keys, indexes, streams and TTL,
 queues their redrive settings, topics their SQS subscriptions, generated secrets a random dev
 value (as `GenerateSecretString` makes one when the stack is deployed). Function environments come from Globals plus the function's own Variables, with
 `!Ref` to a resource replaced by its local name and `!Ref` to a parameter by its default (or a
@@ -123,6 +123,9 @@ def create_table(ddb, name, props):
             {k: v for k, v in gsi.items() if k in ("IndexName", "KeySchema", "Projection")}
             for gsi in props["GlobalSecondaryIndexes"]
         ]
+    stream = props.get("StreamSpecification")
+    if stream:
+        args["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream["StreamViewType"]}
     try:
         ddb.create_table(**args)
     except ddb.exceptions.ResourceInUseException:
@@ -184,6 +187,29 @@ def http_routes(resources):
     return routes
 
 
+def stream_mappings(resources, names):
+    """Every DynamoDB event of every function: the table (local name), the binary, the
+    batching window and the filter pattern, for the event pump."""
+    mappings = []
+    for lid, res in resources.items():
+        if res["Type"] != "AWS::Serverless::Function":
+            continue
+        binary = res.get("Metadata", {}).get("BuildProperties", {}).get("Binary", lid)
+        for event in (res.get("Properties", {}).get("Events") or {}).values():
+            if event.get("Type") != "DynamoDB":
+                continue
+            props = event.get("Properties", {})
+            table = props["Stream"]["Fn::GetAtt"][0]
+            filters = props.get("FilterCriteria", {}).get("Filters", [])
+            mappings.append({
+                "table": names[table],
+                "function": binary,
+                "window": props.get("MaximumBatchingWindowInSeconds", 0),
+                "pattern": json.loads(filters[0]["Pattern"]) if filters else None,
+            })
+    return mappings
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--template", default="template.yaml")
@@ -192,6 +218,7 @@ def main():
     ap.add_argument("--prefix", required=True)
     ap.add_argument("--env-out", required=True, help="file to write the merged function environment to")
     ap.add_argument("--routes-out", help="file to write the HTTP API routes to (JSON), for the local gateway")
+    ap.add_argument("--streams-out", help="file to write the DynamoDB stream mappings to (JSON), for the event pump")
     ap.add_argument("--param", action="append", default=[], help="NAME=VALUE template parameter override")
     ap.add_argument("--extra", action="append", default=[], help="NAME=VALUE added to the environment")
     args = ap.parse_args()
@@ -267,6 +294,9 @@ def main():
     if args.routes_out:
         with open(args.routes_out, "w") as f:
             json.dump(http_routes(resources), f, indent=2)
+    if args.streams_out:
+        with open(args.streams_out, "w") as f:
+            json.dump(stream_mappings(resources, names), f, indent=2)
     with open(args.env_out, "w") as f:
         for k, v in sorted(env.items()):
             # cargo lambda's env-file parser refuses an unquoted `=` (IMAGE_PRESETS has them).
