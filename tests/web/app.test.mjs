@@ -15,8 +15,8 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { setTimeout as delay } from 'node:timers/promises';
 import { launchChromium } from './chromium.mjs';
+import { SLOW, card, signIn, until, uploadComplete } from './session.mjs';
 import { partSize } from '../../web/js/parts.js';
 
 const WEB = process.env.WEB_URL;
@@ -25,9 +25,6 @@ const ARTIFACTS = process.env.WEB_ARTIFACTS;
 if (!WEB || !CORPUS || !ARTIFACTS) throw new Error('set WEB_URL, MATBAKH_CORPUS and WEB_ARTIFACTS (scripts/dev --smoke does)');
 mkdirSync(ARTIFACTS, { recursive: true });
 
-// Generous: the first requests may compile a function under `cargo lambda watch`, and the
-// thumbnailer encodes AVIF. These bound waits on conditions; nothing sleeps.
-const SLOW = 180_000;
 const PHOTO = readFileSync(join(CORPUS, 'photos', 'dune.jpg'));
 const NAME = `dune-${randomBytes(4).toString('hex')}.jpg`;
 
@@ -42,34 +39,8 @@ after(async () => {
   assert.deepEqual(cspViolations, [], 'the app broke its Content-Security-Policy');
 });
 
-/** A fresh context signed in as `user` through the identity provider's page. */
-async function signedIn(user, viewport = { width: 1280, height: 900 }) {
-  const context = await browser.newContext({ viewport });
-  const page = await context.newPage();
-  page.on('pageerror', (e) => console.error(`[${user}] page error: ${e.message}`));
-  page.on('console', (m) => {
-    if (m.type() === 'error') console.error(`[${user}] console: ${m.text()}`);
-    if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
-  });
-  const first = await page.goto(`${WEB}/`);
-  assert.match(first.headers()['content-security-policy'] || '', /script-src 'self'/, 'the app is served with its CSP');
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByLabel('User').selectOption(user);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.waitForSelector('body[data-ready="true"]', { timeout: SLOW });
-  assert.equal(await page.locator('#who-name').textContent(), user);
-  return { context, page };
-}
-
-/** Waits for Uppy's status bar to say the upload is complete; fails with what it says if not. */
-async function uploadComplete(page) {
-  const bar = page.locator('.uppy-StatusBar');
-  await page.locator('.uppy-StatusBar.is-complete, .uppy-StatusBar.is-error').first().waitFor({ timeout: SLOW }).catch(() => {});
-  if (!(await bar.evaluate((b) => b.classList.contains('is-complete')).catch(() => false))) {
-    await page.screenshot({ path: join(ARTIFACTS, 'upload-failed.png') });
-    throw new Error(`the upload did not complete; Uppy says: ${(await bar.textContent().catch(() => '')).trim()} (${await bar.getAttribute('class')})`);
-  }
-}
+/** A fresh context signed in as `user`; what breaks the CSP is collected. */
+const signedIn = (user, viewport) => signIn(browser, user, viewport, cspViolations);
 
 /** Types `text` into the search field; answers the names shown once the API has answered. */
 async function search(page, text) {
@@ -80,15 +51,6 @@ async function search(page, text) {
   return page.locator('#gallery .name').allTextContents();
 }
 
-/** Polls `check` (async) every 100 ms until it is true; fails after `ms`, saying `what` (text or a function giving it). */
-async function until(check, what, ms = 30_000) {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${typeof what === 'function' ? what() : what}`);
-    await delay(100);
-  }
-}
-
 /** Waits until every gallery image in the viewport has loaded (lazy ones below it need not). */
 async function allVisibleImagesLoaded(page) {
   await page.waitForFunction(() =>
@@ -97,7 +59,6 @@ async function allVisibleImagesLoaded(page) {
       .every((i) => i.complete && i.naturalWidth > 0), null, { timeout: SLOW });
 }
 
-const card = (page, name) => page.locator('li.card', { has: page.locator('.name', { hasText: name }) });
 
 test('sign in, upload, see the thumbnail, search, share, delete and restore', { timeout: 600_000 }, async () => {
   const { context, page } = await signedIn('demo-user');

@@ -4,6 +4,9 @@
 // arrive, and lazily below the fold. Each card renames and retags, shares, deletes and
 // restores through the API; an image opens in a detail view drawn from signed transform URLs
 // (POST /v1/files/{id}/image-urls), and a file can be made public (stable files-CDN URLs).
+// With the live updates' socket up, cards change as messages arrive (a thumbnail appears when
+// its file is READY, a rename or delete in another tab shows here); only while it is down is a
+// file still being processed asked about again.
 
 import { ApiError } from './api.js';
 import { bytes, date, el, toast } from './format.js';
@@ -17,8 +20,9 @@ const PENDING_FOLLOW_MS = 10 * 60 * 1000;
 const SIZES = '(max-width: 520px) 50vw, (max-width: 900px) 33vw, 260px';
 
 export class FilesView {
-  constructor(api) {
+  constructor(api, live) {
     this.api = api;
+    this.live = live;
     this.gallery = document.getElementById('gallery');
     this.status = document.getElementById('files-status');
     this.more = document.getElementById('more');
@@ -39,6 +43,48 @@ export class FilesView {
     this.editDialog = new EditDialog(api, (f) => this.replace(f));
     this.shareDialog = new ShareDialog(api);
     this.detailDialog = new DetailDialog(api);
+    live
+      ?.onState((up) => {
+        if (up) {
+          this.stopFollowing();
+          this.reload();
+        } else {
+          for (const card of this.gallery.querySelectorAll('[data-status="PENDING"]')) this.follow(card.dataset.fileId);
+        }
+      })
+      .on('upload.settled', (f) => this.replace(f))
+      .on('file.ready', (f) => this.upsert(f))
+      .on('file.failed', (f) => this.upsert(f))
+      .on('file.quarantined', (f) => this.upsert(f))
+      .on('file.changed', (f) => this.replace(f))
+      .on('file.deleted', (f) => (this.showsDeleted() && f.status !== 'ERASED' ? this.upsert(f) : this.drop(f)))
+      .on('file.restored', (f) => (this.showsDeleted() ? this.drop(f) : this.upsert(f)));
+  }
+
+  showsDeleted() {
+    return Boolean(new FormData(this.form).get('deleted'));
+  }
+
+  /** A file a message brought: its card replaced, or added on top of the unfiltered newest-first list. */
+  upsert(f) {
+    if (this.find(f.fileId)) this.replace(f);
+    else if (this.unfiltered()) this.gallery.prepend(this.card(f));
+    this.onChange?.();
+  }
+
+  drop(f) {
+    this.find(f.fileId)?.remove();
+    this.onChange?.();
+  }
+
+  unfiltered() {
+    const q = this.query();
+    return q.get('sort') === 'date' && q.get('order') === 'desc' && !['q', 'tag', 'contentType', 'from', 'to'].some((k) => q.has(k));
+  }
+
+  stopFollowing() {
+    for (const timer of this.polling.values()) clearTimeout(timer);
+    this.polling.clear();
   }
 
   /** Opens file `fileId` (a link to `#file/{fileId}`, e.g. an old URL's redirect): its detail view. */
@@ -78,7 +124,12 @@ export class FilesView {
     try {
       const page = await this.api.get(`/v1/files?${this.query()}`);
       if (generation !== this.generation) return;
-      for (const f of page.files) this.gallery.append(this.card(f));
+      // A card a message added meanwhile is replaced, not shown twice.
+      for (const f of page.files) {
+        const shown = this.find(f.fileId);
+        if (shown) shown.replaceWith(this.card(f));
+        else this.gallery.append(this.card(f));
+      }
       this.cursor = page.nextCursor;
       this.more.hidden = !this.cursor;
       const n = this.gallery.children.length;
@@ -108,8 +159,9 @@ export class FilesView {
     this.find(f.fileId)?.replaceWith(this.card(f));
   }
 
+  /** Asks about a file still being processed until it is not, while no socket tells. */
   follow(fileId) {
-    if (this.polling.has(fileId)) return;
+    if (this.live?.connected || this.polling.has(fileId)) return;
     const until = Date.now() + PENDING_FOLLOW_MS;
     const tick = async () => {
       try {

@@ -1,10 +1,13 @@
 // The app's entry: reads /config.json, signs in (OIDC, PKCE), then shows the file view
-// (uploader, gallery, list) or, for administrators, the migration dashboard.
+// (uploader, gallery, list) or, for administrators, the migration dashboard; every view
+// follows the live updates' socket (config.live) and polls only while it is down.
 
 import { Api } from './api.js';
 import { completeSignIn, currentSession, signIn, signOut } from './auth.js';
 import { bytes } from './format.js';
+import { ExportButton } from './exports.js';
 import { FilesView } from './files.js';
+import { Live } from './live.js';
 import { MigrationsView } from './migrations.js';
 import { mountUploader } from './upload.js';
 
@@ -43,13 +46,15 @@ async function start(config, session) {
   $('tabs').hidden = false;
   $('sign-out').addEventListener('click', () => signOut(config.auth));
 
-  const files = new FilesView(api);
+  const live = new Live(config.live, session.token);
+  const files = new FilesView(api, live);
   files.onChange = () => refreshUsage(api);
   mountUploader('#uppy', api, async (fileId) => {
     await files.added(fileId);
     refreshUsage(api);
   });
-  const migrations = new MigrationsView(api);
+  new ExportButton(api, live);
+  const migrations = new MigrationsView(api, live);
   $('tab-migrations').hidden = !(await migrations.allowed());
 
   const route = () => {
@@ -63,6 +68,7 @@ async function start(config, session) {
   };
   window.addEventListener('hashchange', route);
   route();
+  live.start();
   await Promise.all([files.reload(), refreshUsage(api)]);
   document.body.dataset.ready = 'true';
 }

@@ -1,17 +1,32 @@
 // The migration dashboard (administrators): every run the `migrate` CLI planned, with
 // progress, rate, ETA and failures by reason, and pause / resume / abort. It reads the same
-// run items as `migrate status`, through GET /v1/admin/migrations.
+// run items as `migrate status`, through GET /v1/admin/migrations. With the live updates'
+// socket up, a run's card moves with each `migration.progress` message (at most one a second a
+// run); only while it is down is the list read again every REFRESH_MS.
 
 import { bytes, duration, el, toast } from './format.js';
 
 const REFRESH_MS = 3000;
 
 export class MigrationsView {
-  constructor(api) {
+  constructor(api, live) {
     this.api = api;
+    this.live = live;
     this.root = document.getElementById('runs');
     this.status = document.getElementById('migrations-status');
     this.timer = null;
+    this.visible = false;
+    live
+      ?.onState(() => {
+        if (this.visible) this.refresh();
+      })
+      .on('migration.progress', (r) => {
+        if (!this.visible) return;
+        const card = this.root.querySelector(`[data-run="${CSS.escape(r.run)}"]`);
+        if (card) card.replaceWith(this.card(r));
+        else this.refresh();
+        this.status.textContent = `updated ${new Date().toLocaleTimeString()} (live)`;
+      });
   }
 
   /** True when the caller may see migrations (an administrator). */
@@ -25,10 +40,12 @@ export class MigrationsView {
   }
 
   show() {
+    this.visible = true;
     this.refresh();
   }
 
   hide() {
+    this.visible = false;
     clearTimeout(this.timer);
     this.timer = null;
   }
@@ -42,7 +59,7 @@ export class MigrationsView {
     } catch (e) {
       this.status.textContent = `Could not read the runs: ${e.message}`;
     }
-    this.timer = setTimeout(() => this.refresh(), REFRESH_MS);
+    if (this.visible && !this.live?.connected) this.timer = setTimeout(() => this.refresh(), REFRESH_MS);
   }
 
   render(runs) {

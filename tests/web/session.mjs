@@ -1,0 +1,54 @@
+// What the browser tests share: signing in through the dev identity provider's page, waiting
+// for an upload and for conditions, finding a card.
+
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+
+// Generous: the first requests may compile a function under `cargo lambda watch`, and the
+// thumbnailer encodes AVIF. These bound waits on conditions; nothing sleeps.
+export const SLOW = 180_000;
+
+/** A fresh context of `browser` signed in as `user` through the identity provider's page; the
+ * page's Content-Security-Policy violations are pushed to `cspViolations`; `initScript` runs in
+ * every page before the app. */
+export async function signIn(browser, user, viewport = { width: 1280, height: 900 }, cspViolations = [], initScript = null) {
+  const context = await browser.newContext({ viewport });
+  if (initScript) await context.addInitScript(initScript);
+  const page = await context.newPage();
+  page.on('pageerror', (e) => console.error(`[${user}] page error: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error') console.error(`[${user}] console: ${m.text()}`);
+    if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
+  });
+  const first = await page.goto(`${process.env.WEB_URL}/`);
+  assert.match(first.headers()['content-security-policy'] || '', /script-src 'self'/, 'the app is served with its CSP');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByLabel('User').selectOption(user);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForSelector('body[data-ready="true"]', { timeout: SLOW });
+  assert.equal(await page.locator('#who-name').textContent(), user);
+  return { context, page };
+}
+
+/** Waits for Uppy's status bar to say the upload is complete; fails with what it says if not. */
+export async function uploadComplete(page) {
+  const bar = page.locator('.uppy-StatusBar');
+  await page.locator('.uppy-StatusBar.is-complete, .uppy-StatusBar.is-error').first().waitFor({ timeout: SLOW }).catch(() => {});
+  if (!(await bar.evaluate((b) => b.classList.contains('is-complete')).catch(() => false))) {
+    await page.screenshot({ path: join(process.env.WEB_ARTIFACTS, 'upload-failed.png') });
+    throw new Error(`the upload did not complete; Uppy says: ${(await bar.textContent().catch(() => '')).trim()} (${await bar.getAttribute('class')})`);
+  }
+}
+
+/** Polls `check` (async) every 100 ms until it is true; fails after `ms`, saying `what` (text or a function giving it). */
+export async function until(check, what, ms = 30_000) {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${typeof what === 'function' ? what() : what}`);
+    await delay(100);
+  }
+}
+
+/** The gallery card of the file named `name`. */
+export const card = (page, name) => page.locator('li.card', { has: page.locator('.name', { hasText: name }) });
