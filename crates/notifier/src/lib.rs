@@ -7,9 +7,10 @@
 //! queued for the webhooks (`WEBHOOK_QUEUE_URL`, where configured); a run's progress goes to the
 //! administrators' sockets only.
 //!
-//! Records are handled in order. The first that fails is reported (`batchItemFailures`) and
-//! the stream hands it, and every record after it, over again, so webhooks are at least once
-//! with stable ids; after the event source mapping's retries a record goes to its DLQ.
+//! Each user's records are handled in order, different users' at once ([`CONCURRENT_LANES`]).
+//! The earliest that fails is reported (`batchItemFailures`) and the stream hands it, and every
+//! record after it, over again, so webhooks are at least once with stable ids; after the event
+//! source mapping's retries a record goes to its DLQ.
 //!
 //! Reads the records' images and the connections table; writes pushes, the webhook queue,
 //! removals of gone sockets and EMF metrics (`LiveMessages`, `LivePushes`,
@@ -17,7 +18,9 @@
 
 pub mod adapters;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+
+use futures_util::StreamExt;
 
 use matbakh_app::live::{Change, Live, Told, for_admins};
 use matbakh_aws::stream::{Row, StreamRecord};
@@ -90,44 +93,92 @@ async fn tell(live: &Live, read: &Read) -> Result<Told, NotifierError> {
     Ok(told)
 }
 
-/// A stream batch (the Lambda event): each record told in order, up to the first that fails,
-/// which is reported with its sequence number. Of a migration run's updates in the batch only
-/// the last is told (at most one progress message per run and batching window).
+/// How many users' (or runs') records are told at once; each one's in order.
+pub const CONCURRENT_LANES: usize = 16;
+
+/// Whose records must be told in order: a file's or an export's owner, a run; anything else
+/// is on its own.
+fn lane(i: usize, r: &Result<Read, NotifierError>) -> String {
+    match r.as_ref().map(|r| &r.row) {
+        Ok(Row::File { old, new }) => match new.as_ref().or(old.as_ref()) {
+            Some(d) => format!("user:{}", d.record.owner),
+            None => format!("record:{i}"),
+        },
+        Ok(Row::Export { old, new }) => match new.as_ref().or(old.as_ref()) {
+            Some(job) => format!("user:{}", job.owner),
+            None => format!("record:{i}"),
+        },
+        Ok(Row::Run(Some(run))) => format!("run:{}", run.id),
+        _ => format!("record:{i}"),
+    }
+}
+
+/// A stream batch (the Lambda event). Each user's records (and each run's) are told in order,
+/// different users' at once ([`CONCURRENT_LANES`]); a user's records stop at the first that
+/// fails. The earliest failed record is reported with its sequence number: the stream hands
+/// it, and every record after it, over again (some then told twice, with the same ids). Of a
+/// migration run's updates in the batch only the last is told (at most one progress message
+/// per run and batching window).
 pub async fn handle(live: &Live, event: Value) -> Value {
     let raw = event["Records"].as_array().cloned().unwrap_or_default();
     let reads: Vec<Result<Read, NotifierError>> = raw.iter().map(read).collect();
     let mut last_of_run = HashMap::new();
+    let mut lanes: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, r) in reads.iter().enumerate() {
         if let Ok(Read { row: Row::Run(Some(run)), .. }) = r {
             last_of_run.insert(run.id.to_string(), i);
         }
+        lanes.entry(lane(i, r)).or_default().push(i);
     }
-    let mut told = Told::default();
-    let mut failures = Vec::new();
-    for (i, r) in reads.iter().enumerate() {
+    let one = |i: usize| {
         let id = raw[i]["eventID"].as_str().unwrap_or_default();
         let span = tracing::info_span!("stream_record", event_id = %id);
-        let outcome = async {
-            let read = r.as_ref().map_err(|e| NotifierError::Malformed(e.to_string()))?;
-            if let Row::Run(Some(run)) = &read.row
-                && last_of_run.get(run.id.as_str()) != Some(&i)
-            {
-                return Ok(Told::default());
+        let (r, last_of_run) = (&reads[i], &last_of_run);
+        async move {
+            let outcome = async {
+                let read = r.as_ref().map_err(|e| NotifierError::Malformed(e.to_string()))?;
+                if let Row::Run(Some(run)) = &read.row
+                    && last_of_run.get(run.id.as_str()) != Some(&i)
+                {
+                    return Ok(Told::default());
+                }
+                tell(live, read).await
             }
-            tell(live, read).await
-        }
-        .instrument(span.clone())
-        .await;
-        match outcome {
-            Ok(t) => told += t,
-            Err(e) => {
+            .instrument(span.clone())
+            .await;
+            if let Err(e) = &outcome {
                 span.in_scope(|| tracing::error!(error = %e, retryable = e.retryable(), "not told; the stream hands it over again"));
-                let sequence = raw[i]["dynamodb"]["SequenceNumber"].as_str().unwrap_or_default();
-                failures.push(json!({ "itemIdentifier": sequence }));
-                break;
             }
+            outcome
         }
+    };
+    let results: Vec<(Told, Option<usize>)> = futures_util::stream::iter(lanes.into_values().map(|records| {
+        let one = &one;
+        async move {
+            let mut told = Told::default();
+            for i in records {
+                match one(i).await {
+                    Ok(t) => told += t,
+                    Err(_) => return (told, Some(i)),
+                }
+            }
+            (told, None)
+        }
+    }))
+    .buffer_unordered(CONCURRENT_LANES)
+    .collect()
+    .await;
+    let mut told = Told::default();
+    for (t, _) in &results {
+        told += *t;
     }
+    let failures: Vec<Value> = results
+        .iter()
+        .filter_map(|(_, failed)| *failed)
+        .min()
+        .map(|i| json!({ "itemIdentifier": raw[i]["dynamodb"]["SequenceNumber"].as_str().unwrap_or_default() }))
+        .into_iter()
+        .collect();
     emit(
         "notify",
         &[

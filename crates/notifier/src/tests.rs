@@ -109,25 +109,43 @@ async fn a_batch_tells_owners_their_files_and_admins_one_progress_per_run() {
     assert_eq!(fakes.queued().len(), 2, "the webhooks hear of alice's file, not of the migration");
 }
 
+fn bobs(row: Value) -> Value {
+    let mut row = row;
+    let id = "0192f3a0-0000-7000-8000-000000000002";
+    row["pk"] = json!({"S": format!("FILE#{id}")});
+    row["fileId"] = json!({"S": id});
+    row["owner"] = json!({"S": "bob"});
+    row["key"] = json!({"S": format!("users/bob/{id}/menu.pdf")});
+    row
+}
+
 #[tokio::test]
-async fn the_first_record_that_fails_is_reported_and_nothing_after_it_is_told() {
+async fn the_earliest_failed_record_is_reported_and_other_users_are_told_meanwhile() {
     let fakes = Arc::new(InMemoryLive::default());
     let live = live(&fakes);
     open(&fakes, "alice-tab", "alice", false).await;
+    open(&fakes, "bob-tab", "bob", false).await;
     let broken = json!({"pk": {"S": format!("FILE#{FILE_ID}")}, "sk": {"S": "FILE"}, "status": {"S": "READY"}});
     let event = json!({"Records": [
         record(1, Some(file_row("PENDING", true)), Some(file_row("PENDING", false))),
         record(2, Some(file_row("PENDING", false)), Some(broken)),
         record(3, Some(file_row("READY", false)), Some(file_row("DELETED", false))),
+        record(4, Some(bobs(file_row("PENDING", false))), Some(bobs(file_row("READY", false)))),
     ]});
     let answer = handle(&live, event).await;
     assert_eq!(answer, json!({"batchItemFailures": [{"itemIdentifier": "1002"}]}));
-    let kinds: Vec<String> = messages(&fakes, "alice-tab").iter().map(|m| m.kind.as_str().to_owned()).collect();
-    assert_eq!(kinds, ["upload.settled"], "record 3 waits for the stream to hand it over again");
+    let kinds = |socket| messages(&fakes, socket).iter().map(|m| m.kind.as_str().to_owned()).collect::<Vec<_>>();
+    // The unreadable record is its own: alice's others are told in order, bob's too; the
+    // stream hands records 2 to 4 over again, and what is told twice has the same ids.
+    assert_eq!(kinds("alice-tab"), ["upload.settled", "file.deleted"]);
+    assert_eq!(kinds("bob-tab"), ["file.ready"]);
 
-    // The webhook queue down: the record fails before any socket hears of it.
+    // The webhook queue down: a user's records stop at the first, before any socket hears it.
     *fakes.outbox_down.lock().unwrap() = true;
-    let event = json!({"Records": [record(3, Some(file_row("READY", false)), Some(file_row("DELETED", false)))]});
-    assert_eq!(handle(&live, event).await, json!({"batchItemFailures": [{"itemIdentifier": "1003"}]}));
-    assert_eq!(messages(&fakes, "alice-tab").len(), 1);
+    let event = json!({"Records": [
+        record(5, Some(file_row("DELETED", false)), Some(file_row("READY", false))),
+        record(6, Some(file_row("READY", false)), Some(file_row("DELETED", false))),
+    ]});
+    assert_eq!(handle(&live, event).await, json!({"batchItemFailures": [{"itemIdentifier": "1005"}]}));
+    assert_eq!(kinds("alice-tab").len(), 2, "nothing more was pushed");
 }
