@@ -2,6 +2,7 @@
 //!
 //! `devtoken init DIR` creates `DIR/dev-key.p8` (kept if it exists) and `DIR/jwks.json`.
 //! `devtoken mint DIR SUB [TTL_SECONDS]` prints a token for SUB signed by that key.
+//! `devtoken mint-many DIR PREFIX COUNT` prints `SUB TOKEN` lines for `PREFIX-0` ... (load tests).
 //! Issuer and audience come from `AUTH_ISSUER` / `AUTH_AUDIENCE` (defaults: the dev stack's).
 
 use std::path::Path;
@@ -14,7 +15,7 @@ const DEFAULT_AUDIENCE: &str = "matbakh-files";
 const DEFAULT_TTL_SECONDS: i64 = 12 * 60 * 60;
 
 fn run(args: &[String]) -> Result<(), String> {
-    let usage = "usage: devtoken init DIR | devtoken mint DIR SUB [TTL_SECONDS]";
+    let usage = "usage: devtoken init DIR | devtoken mint DIR SUB [TTL_SECONDS] | devtoken mint-many DIR PREFIX COUNT";
     let dir = Path::new(args.get(1).ok_or(usage)?);
     let key_path = dir.join("dev-key.p8");
     match args.first().map(String::as_str) {
@@ -31,21 +32,40 @@ fn run(args: &[String]) -> Result<(), String> {
             std::fs::write(dir.join("jwks.json"), key.jwks()).map_err(|e| format!("jwks.json: {e}"))?;
             Ok(())
         }
+        Some("mint-many") => {
+            let prefix = args.get(2).ok_or(usage)?;
+            let count: usize = args.get(3).ok_or(usage)?.parse().map_err(|_| "COUNT is not a number".to_owned())?;
+            let key = read_key(&key_path)?;
+            let (issuer, audience) = issuer_and_audience();
+            for i in 0..count {
+                let sub = format!("{prefix}-{i}");
+                println!("{sub} {}", key.mint(&sub, &issuer, &audience, DEFAULT_TTL_SECONDS)?);
+            }
+            Ok(())
+        }
         Some("mint") => {
             let sub = args.get(2).ok_or(usage)?;
             let ttl = match args.get(3) {
                 Some(t) => t.parse().map_err(|_| format!("TTL_SECONDS {t:?} is not a number"))?,
                 None => DEFAULT_TTL_SECONDS,
             };
-            let der = std::fs::read(&key_path)
-                .map_err(|e| format!("{}: {e} (run `devtoken init` first)", key_path.display()))?;
-            let issuer = std::env::var("AUTH_ISSUER").unwrap_or_else(|_| DEFAULT_ISSUER.to_owned());
-            let audience = std::env::var("AUTH_AUDIENCE").unwrap_or_else(|_| DEFAULT_AUDIENCE.to_owned());
-            println!("{}", DevKey::from_pkcs8(&der)?.mint(sub, &issuer, &audience, ttl)?);
+            let (issuer, audience) = issuer_and_audience();
+            println!("{}", read_key(&key_path)?.mint(sub, &issuer, &audience, ttl)?);
             Ok(())
         }
         _ => Err(usage.to_owned()),
     }
+}
+
+fn read_key(path: &Path) -> Result<DevKey, String> {
+    let der = std::fs::read(path).map_err(|e| format!("{}: {e} (run `devtoken init` first)", path.display()))?;
+    DevKey::from_pkcs8(&der)
+}
+
+fn issuer_and_audience() -> (String, String) {
+    let issuer = std::env::var("AUTH_ISSUER").unwrap_or_else(|_| DEFAULT_ISSUER.to_owned());
+    let audience = std::env::var("AUTH_AUDIENCE").unwrap_or_else(|_| DEFAULT_AUDIENCE.to_owned());
+    (issuer, audience)
 }
 
 fn main() -> ExitCode {
