@@ -23,7 +23,8 @@ SECURITY_HEADERS = "67f7725c-6f97-4210-82d7-5512b31e9d03"
 BASE_URL = {"Fn::If": ["HasFilesDomain", {"Fn::Sub": "https://${FilesDomainName}"},
                        {"Fn::Sub": "https://${FilesDistribution.DomainName}"}]}
 # They hand out URLs of private files: images and files (files API), downloads (presign), links (shares).
-SIGNERS = {"FilesApiFunction", "PresignFunction", "SharesFunction"}
+# The notifier too: a live message carries the file as the files API shows it, variant URLs and all.
+SIGNERS = {"FilesApiFunction", "PresignFunction", "SharesFunction", "NotifierFunction"}
 INVALIDATORS = {"FilesApiFunction", "IndexerFunction", "AccountFunction"}
 # The legacy redirector sends old URLs of public files to their public copies.
 CDN_AWARE = SIGNERS | INVALIDATORS | {"ThumbnailerFunction", "LegacyRedirectFunction"}
