@@ -1,13 +1,16 @@
 // Live updates: one WebSocket to the platform (config.live), signed in by offering the token
 // as a subprotocol beside matbakh.live.v1 (a browser cannot set headers on a WebSocket).
 // Each message ({type, version, id, at, user, data}) goes once (by id) to the handlers of its
-// type. While the socket is down the views poll as before; it reconnects with backoff (1 s,
+// type; an idle socket says "ping" every 5 minutes (API Gateway closes one idle for 10). While
+// the socket is down the views poll as before; it reconnects with backoff (1 s,
 // doubling to 30 s, with jitter), and each time it is up again the views reload what they show
 // (nothing is replayed). `document.body.dataset.live` says `up` or `down`.
 
 export const PROTOCOL = 'matbakh.live.v1';
 export const BACKOFF_MIN_MS = 1000;
 export const BACKOFF_MAX_MS = 30_000;
+/** API Gateway closes a socket idle for 10 minutes: a small message this often keeps it open. */
+export const KEEPALIVE_MS = 5 * 60 * 1000;
 /** How many message ids are remembered to drop a message delivered twice. */
 const SEEN_MAX = 500;
 
@@ -51,12 +54,16 @@ export class Live {
       return;
     }
     this.ws = ws;
+    let keepalive;
     ws.addEventListener('open', () => {
       this.backoff = BACKOFF_MIN_MS;
       this.setState(true);
+      // Routed to $default, where the function answers and ignores it.
+      keepalive = setInterval(() => ws.send('{"action":"ping"}'), KEEPALIVE_MS);
     });
     ws.addEventListener('message', (e) => this.dispatch(e.data));
     ws.addEventListener('close', () => {
+      clearInterval(keepalive);
       if (this.ws !== ws) return;
       this.ws = null;
       this.setState(false);
