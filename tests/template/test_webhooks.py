@@ -14,7 +14,8 @@ ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
 def rust_const(name):
     """A constant of core::webhooks, as the Rust source says it."""
-    src = open(os.path.join(ROOT, "crates", "core", "src", "webhooks.rs")).read()
+    with open(os.path.join(ROOT, "crates", "core", "src", "webhooks.rs")) as f:
+        src = f.read()
     return int(re.search(rf"pub const {name}: \w+ = (\d+);", src).group(1))
 
 
