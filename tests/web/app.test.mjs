@@ -10,13 +10,12 @@
 //   WEB_URL=http://127.0.0.1:3000 MATBAKH_CORPUS=../shared/corpus WEB_ARTIFACTS=out \
 //   CHROMIUM_BIN=/usr/bin/chromium node --test tests/web/
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { launchChromium } from './chromium.mjs';
-import { SLOW, card, signIn, until, uploadComplete } from './session.mjs';
+import { SLOW, card, chromiumForTests, signIn, until, uploadComplete } from './session.mjs';
 import { partSize } from '../../web/js/parts.js';
 
 const WEB = process.env.WEB_URL;
@@ -28,19 +27,10 @@ mkdirSync(ARTIFACTS, { recursive: true });
 const PHOTO = readFileSync(join(CORPUS, 'photos', 'dune.jpg'));
 const NAME = `dune-${randomBytes(4).toString('hex')}.jpg`;
 
-let browser;
-/** What the app did that its Content-Security-Policy refused (Chromium reports each on the console). */
-const cspViolations = [];
-before(async () => {
-  browser = await launchChromium();
-});
-after(async () => {
-  await browser?.close();
-  assert.deepEqual(cspViolations, [], 'the app broke its Content-Security-Policy');
-});
+const chromium = chromiumForTests();
 
 /** A fresh context signed in as `user`; what breaks the CSP is collected. */
-const signedIn = (user, viewport) => signIn(browser, user, viewport, cspViolations);
+const signedIn = (user, viewport) => signIn(chromium.browser, user, viewport, chromium.cspViolations);
 
 /** Types `text` into the search field; answers the names shown once the API has answered. */
 async function search(page, text) {
@@ -108,7 +98,7 @@ test('sign in, upload, see the thumbnail, search, share, delete and restore', { 
   await page.getByRole('button', { name: 'Create link' }).click();
   const link = await page.locator('#share-list li.fresh input.link').inputValue({ timeout: 30_000 });
   assert.match(link, /\/v1\/shares\//);
-  const stranger = await browser.newContext({ acceptDownloads: true });
+  const stranger = await chromium.browser.newContext({ acceptDownloads: true });
   const strangerPage = await stranger.newPage();
   // The link is a download (Content-Disposition: attachment): the browser saves the file.
   const [download] = await Promise.all([
@@ -121,7 +111,7 @@ test('sign in, upload, see the thumbnail, search, share, delete and restore', { 
   // Revoke it: the link stops working at once.
   await page.locator('#share-list li.fresh').getByRole('button', { name: 'Revoke' }).click();
   await page.locator('#share-list li[data-state="revoked"]').waitFor();
-  const late = await browser.newContext();
+  const late = await chromium.browser.newContext();
   const refused = await (await late.newPage()).goto(link);
   assert.ok([403, 410].includes(refused.status()), `a revoked link answers ${refused.status()}`);
   await late.close();
@@ -174,10 +164,10 @@ test('sign in, upload, see the thumbnail, search, share, delete and restore', { 
   await page.getByLabel(/^Public/).check();
   await page.getByRole('button', { name: 'Save' }).click();
   await renamed.locator('.badge.public').waitFor({ timeout: 30_000 });
-  const visitor = await browser.newContext();
+  const visitor = await chromium.browser.newContext();
   const publicPage = await visitor.newPage();
   publicPage.on('console', (m) => {
-    if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
+    if (/Content Security Policy/i.test(m.text())) chromium.cspViolations.push(m.text());
   });
   const images = [];
   publicPage.on('requestfinished', (r) => {

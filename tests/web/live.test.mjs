@@ -8,33 +8,24 @@
 // wraps the page's WebSocket so that, while `__liveBlocked` is set, connects go to a path the
 // gateway refuses (same origin, so the page's Content-Security-Policy is not what stops them).
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { launchChromium } from './chromium.mjs';
-import { SLOW, card, signIn, uploadComplete } from './session.mjs';
+import { SLOW, card, chromiumForTests, signIn, uploadComplete } from './session.mjs';
 
 const CORPUS = process.env.MATBAKH_CORPUS;
 const MIGRATE = process.env.MIGRATE_BIN;
 const FILE_URL = /\/v1\/files\/[0-9a-f-]{36}$/;
 
-let browser;
-const cspViolations = [];
-before(async () => {
-  browser = await launchChromium();
-});
-after(async () => {
-  await browser?.close();
-  assert.deepEqual(cspViolations, [], 'the app broke its Content-Security-Policy');
-});
+const chromium = chromiumForTests();
 
 /** Signed in as `user`, with the socket up. */
 async function live(user, initScript = null) {
-  const session = await signIn(browser, user, undefined, cspViolations, initScript);
+  const session = await signIn(chromium.browser, user, undefined, chromium.cspViolations, initScript);
   await session.page.waitForSelector('body[data-live="up"]', { timeout: SLOW });
   return session;
 }

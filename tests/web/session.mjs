@@ -1,13 +1,30 @@
 // What the browser tests share: signing in through the dev identity provider's page, waiting
 // for an upload and for conditions, finding a card.
 
+import { before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
+import { launchChromium } from './chromium.mjs';
 
 // Generous: the first requests may compile a function under `cargo lambda watch`, and the
 // thumbnailer encodes AVIF. These bound waits on conditions; nothing sleeps.
 export const SLOW = 180_000;
+
+/** Chromium for a test file: launched before its tests, closed after them, when nothing the app
+ * did may have broken its Content-Security-Policy (pages push what the console reports to
+ * `cspViolations`). */
+export function chromiumForTests() {
+  const chromium = { browser: null, cspViolations: [] };
+  before(async () => {
+    chromium.browser = await launchChromium();
+  });
+  after(async () => {
+    await chromium.browser?.close();
+    assert.deepEqual(chromium.cspViolations, [], 'the app broke its Content-Security-Policy');
+  });
+  return chromium;
+}
 
 /** A fresh context of `browser` signed in as `user` through the identity provider's page; the
  * page's Content-Security-Policy violations are pushed to `cspViolations`; `initScript` runs in
