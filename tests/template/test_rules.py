@@ -81,6 +81,15 @@ class Rules(unittest.TestCase):
         self.assertTrue(dlqs)
         self.assertEqual(dlqs - alarmed_queues(), set(), "dead-letter queues without an alarm on their depth")
 
+    def test_both_apis_throttle_every_route(self):
+        http = RES["HttpApi"]["Properties"]["DefaultRouteSettings"]
+        self.assertEqual(ref(http["ThrottlingRateLimit"]), "ApiThrottleRateLimit")
+        self.assertEqual(ref(http["ThrottlingBurstLimit"]), "ApiThrottleBurstLimit")
+        params = T["Parameters"]
+        self.assertLessEqual(params["ApiThrottleRateLimit"]["Default"], params["ApiThrottleBurstLimit"]["Default"])
+        live = RES["LiveStage"]["Properties"]["DefaultRouteSettings"]
+        self.assertTrue({"ThrottlingRateLimit", "ThrottlingBurstLimit"} <= set(live))
+
     def test_every_queue_is_encrypted(self):
         for name, q in QUEUES.items():
             p = q["Properties"]
