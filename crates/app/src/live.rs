@@ -35,6 +35,16 @@ pub enum Change {
     Export { old: Option<ExportJob>, new: ExportJob },
 }
 
+impl Change {
+    /// Whose change it is: the file's or the export's owner.
+    pub fn owner(&self) -> Option<&UserId> {
+        match self {
+            Change::File { old, new } => new.as_ref().or(old.as_ref()).map(|d| &d.record.owner),
+            Change::Export { new, .. } => Some(&new.owner),
+        }
+    }
+}
+
 /// What telling did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Told {
@@ -127,18 +137,29 @@ impl Live {
                 told.webhooks = bodies.len();
             }
         }
+        // A change's messages go to one audience, mostly: its sockets are looked up once.
+        let mut known: Vec<(&Audience, Vec<Connection>)> = Vec::new();
         for (audience, message) in messages {
-            let sockets = match audience {
-                Audience::Owner(user) => self.connections.of_user(user).await?,
-                Audience::Admins => self.connections.of_admins().await?,
+            let at = match known.iter().position(|(a, _)| *a == audience) {
+                Some(at) => at,
+                None => {
+                    let sockets = match audience {
+                        Audience::Owner(user) => self.connections.of_user(user).await?,
+                        Audience::Admins => self.connections.of_admins().await?,
+                    };
+                    known.push((audience, sockets));
+                    known.len() - 1
+                }
             };
             let body = message.to_json();
-            for socket in sockets {
+            let mut gone = Vec::new();
+            for socket in &known[at].1 {
                 match self.push.push(&socket.id, body.as_bytes()).await {
                     Ok(Pushed::Sent) => told.pushed += 1,
                     Ok(Pushed::Gone) => {
-                        self.connections.close(&socket).await?;
+                        self.connections.close(socket).await?;
                         told.gone += 1;
+                        gone.push(socket.id.clone());
                     }
                     Err(e) => {
                         tracing::warn!(connection = %socket.id, kind = message.kind.as_str(), error = %e, "not pushed");
@@ -146,6 +167,7 @@ impl Live {
                     }
                 }
             }
+            known[at].1.retain(|s| !gone.contains(&s.id));
         }
         Ok(told)
     }
@@ -274,6 +296,7 @@ mod tests {
         assert_eq!(kinds(&messages), ["upload.settled", "file.ready"]);
         let told = live.tell(&messages).await.unwrap();
         assert_eq!(told, Told { messages: 2, webhooks: 2, pushed: 4, gone: 0, failed: 0 });
+        assert_eq!(*fakes.lookups.lock().unwrap(), 1, "alice's sockets were looked up once for both messages");
         assert!(fakes.pushed_to("bob-1").is_empty(), "nobody else hears of alice's files");
 
         let on_phone: Vec<Message> =

@@ -7,9 +7,8 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine as _;
+use matbakh_app::live::Change;
 use matbakh_core::clock::iso_millis;
-use matbakh_core::exports::ExportJob;
-use matbakh_core::metadata::FileDetails;
 use serde_json::Value;
 use time::OffsetDateTime;
 
@@ -35,17 +34,13 @@ pub struct StreamRecord {
 #[derive(Debug, Clone)]
 #[allow(clippy::large_enum_variant)]
 pub enum Row {
-    File {
-        old: Option<FileDetails>,
-        new: Option<FileDetails>,
-    },
-    Export {
-        old: Option<ExportJob>,
-        new: Option<ExportJob>,
-    },
+    /// A file row, or an export job that is there after the write: what the live updates tell
+    /// of ([`matbakh_app::live`]).
+    Change(Change),
     /// A migration run's item (`None`: removed).
     Run(Option<RunRecord>),
-    /// Anything else (tags, usage counters, sessions, ...): no news in itself.
+    /// Anything else (tags, usage counters, sessions, an export job's removal by TTL, ...): no
+    /// news in itself.
     Other,
 }
 
@@ -129,10 +124,12 @@ impl StreamRecord {
         let (pk, sk) = (self.key(PK), self.key(SK));
         Ok(if pk.starts_with("FILE#") && sk == FILE {
             let (old, new) = self.both(crate::files::parse_details)?;
-            Row::File { old, new }
+            Row::Change(Change::File { old, new })
         } else if pk.starts_with("EXPORT#") && sk == "EXPORT" {
-            let (old, new) = self.both(crate::export::parse_job)?;
-            Row::Export { old, new }
+            match self.both(crate::export::parse_job)? {
+                (old, Some(new)) => Row::Change(Change::Export { old, new }),
+                (_, None) => Row::Other,
+            }
         } else if pk == RUNS_PK {
             Row::Run(self.new.as_ref().map(parse_run).transpose()?)
         } else {

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use futures_util::StreamExt;
 
-use matbakh_app::live::{Change, Live, Told, for_admins};
+use matbakh_app::live::{Live, Told, for_admins};
 use matbakh_aws::stream::{Row, StreamRecord};
 use matbakh_core::live::{Kind, PROGRESS_INTERVAL_MS};
 use matbakh_lambda::metrics::{Unit, emit};
@@ -62,20 +62,13 @@ fn read(raw: &Value) -> Result<Read, NotifierError> {
 async fn tell(live: &Live, read: &Read) -> Result<Told, NotifierError> {
     let Read { record, row } = read;
     let messages = match row {
-        Row::File { old, new } => {
-            let change = Change::File { old: old.clone(), new: new.clone() };
-            live.messages(&record.id, &record.at, &change).await?
-        }
-        Row::Export { old, new: Some(new) } => {
-            let change = Change::Export { old: old.clone(), new: new.clone() };
-            live.messages(&record.id, &record.at, &change).await?
-        }
+        Row::Change(change) => live.messages(&record.id, &record.at, change).await?,
         Row::Run(Some(run)) => {
             let status = serde_json::to_value(migrate::control::status_of(run))
                 .map_err(|e| NotifierError::Malformed(e.to_string()))?;
             vec![for_admins(Kind::MigrationProgress, &record.id, &record.at, status)]
         }
-        Row::Export { new: None, .. } | Row::Run(None) | Row::Other => vec![],
+        Row::Run(None) | Row::Other => vec![],
     };
     if messages.is_empty() {
         return Ok(Told::default());
@@ -100,12 +93,8 @@ pub const CONCURRENT_LANES: usize = 16;
 /// is on its own.
 fn lane(i: usize, r: &Result<Read, NotifierError>) -> String {
     match r.as_ref().map(|r| &r.row) {
-        Ok(Row::File { old, new }) => match new.as_ref().or(old.as_ref()) {
-            Some(d) => format!("user:{}", d.record.owner),
-            None => format!("record:{i}"),
-        },
-        Ok(Row::Export { old, new }) => match new.as_ref().or(old.as_ref()) {
-            Some(job) => format!("user:{}", job.owner),
+        Ok(Row::Change(change)) => match change.owner() {
+            Some(owner) => format!("user:{owner}"),
             None => format!("record:{i}"),
         },
         Ok(Row::Run(Some(run))) => format!("run:{}", run.id),

@@ -24,6 +24,8 @@ pub struct InMemoryLive {
     pub queued: Mutex<Vec<String>>,
     /// The webhook queue is down.
     pub outbox_down: Mutex<bool>,
+    /// How often the open sockets were looked up.
+    pub lookups: Mutex<usize>,
 }
 
 impl InMemoryLive {
@@ -54,10 +56,12 @@ impl Connections for InMemoryLive {
     }
 
     async fn of_user(&self, user: &UserId) -> PortResult<Vec<Connection>> {
+        *lock(&self.lookups) += 1;
         Ok(lock(&self.sockets).values().filter(|(c, _)| c.user == *user).map(|(c, _)| c.clone()).collect())
     }
 
     async fn of_admins(&self) -> PortResult<Vec<Connection>> {
+        *lock(&self.lookups) += 1;
         Ok(lock(&self.sockets).values().filter(|(c, _)| c.admin).map(|(c, _)| c.clone()).collect())
     }
 
