@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 use crate::dynamo::{get_u64, n, opt_str, query_all, s};
 use crate::error::AwsError;
 use crate::queue::Queue;
-use crate::schema::{Item, PK, SK, key, user_pk};
+use crate::schema::{Item, PK, SK, item, key, user_pk};
 
 const ADMINS: &str = "ADMINS";
 
@@ -46,23 +46,41 @@ impl LiveTable {
 
     /// The items a socket is kept as (its user's; the administrators' too for an admin).
     fn socket_items(c: &Connection, ttl: i64) -> Vec<Item> {
-        let mut mine = key(user_pk(&c.user), socket_sk(&c.id));
-        mine.extend([
-            ("connectionId".to_owned(), s(&c.id)),
-            ("admin".to_owned(), AttributeValue::Bool(c.admin)),
-            ("ttl".to_owned(), n(ttl)),
-        ]);
-        let mut items = vec![mine];
-        if c.admin {
-            let mut admins = key(ADMINS, socket_sk(&c.id));
-            admins.extend([
+        let mine = item(
+            key(user_pk(&c.user), socket_sk(&c.id)),
+            [
                 ("connectionId".to_owned(), s(&c.id)),
-                ("user".to_owned(), s(c.user.to_string())),
+                ("admin".to_owned(), AttributeValue::Bool(c.admin)),
                 ("ttl".to_owned(), n(ttl)),
-            ]);
-            items.push(admins);
-        }
-        items
+            ],
+        );
+        let admins = c.admin.then(|| {
+            item(
+                key(ADMINS, socket_sk(&c.id)),
+                [
+                    ("connectionId".to_owned(), s(&c.id)),
+                    ("user".to_owned(), s(c.user.to_string())),
+                    ("ttl".to_owned(), n(ttl)),
+                ],
+            )
+        });
+        std::iter::once(mine).chain(admins).collect()
+    }
+
+    /// Writes `items` all or none (a socket's user item and, for an administrator, its
+    /// `ADMINS` item).
+    async fn transact(
+        &self,
+        items: impl IntoIterator<Item = Result<TransactWriteItem, aws_sdk_dynamodb::error::BuildError>>,
+    ) -> Result<(), AwsError> {
+        let items = items.into_iter().collect::<Result<Vec<_>, _>>()?;
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("TransactWriteItems", e))?;
+        Ok(())
     }
 
     async fn sockets(
@@ -98,39 +116,20 @@ impl LiveTable {
 #[async_trait]
 impl Connections for LiveTable {
     async fn open(&self, c: &Connection, expires_at: OffsetDateTime) -> PortResult<()> {
-        let puts = Self::socket_items(c, expires_at.unix_timestamp())
-            .into_iter()
-            .map(|item| {
-                let put = Put::builder().table_name(&self.table).set_item(Some(item)).build()?;
-                Ok(TransactWriteItem::builder().put(put).build())
-            })
-            .collect::<Result<Vec<_>, aws_sdk_dynamodb::error::BuildError>>()
-            .map_err(AwsError::from)?;
-        self.client
-            .transact_write_items()
-            .set_transact_items(Some(puts))
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("TransactWriteItems", e))?;
-        Ok(())
+        let puts = Self::socket_items(c, expires_at.unix_timestamp()).into_iter().map(|socket| {
+            let put = Put::builder().table_name(&self.table).set_item(Some(socket)).build()?;
+            Ok(TransactWriteItem::builder().put(put).build())
+        });
+        Ok(self.transact(puts).await?)
     }
 
     async fn close(&self, c: &Connection) -> PortResult<()> {
-        let deletes = [key(user_pk(&c.user), socket_sk(&c.id)), key(ADMINS, socket_sk(&c.id))]
-            .into_iter()
-            .map(|k| {
-                let delete = Delete::builder().table_name(&self.table).set_key(Some(k)).build()?;
-                Ok(TransactWriteItem::builder().delete(delete).build())
-            })
-            .collect::<Result<Vec<_>, aws_sdk_dynamodb::error::BuildError>>()
-            .map_err(AwsError::from)?;
-        self.client
-            .transact_write_items()
-            .set_transact_items(Some(deletes))
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("TransactWriteItems", e))?;
-        Ok(())
+        let keys = [key(user_pk(&c.user), socket_sk(&c.id)), key(ADMINS, socket_sk(&c.id))];
+        let deletes = keys.into_iter().map(|k| {
+            let delete = Delete::builder().table_name(&self.table).set_key(Some(k)).build()?;
+            Ok(TransactWriteItem::builder().delete(delete).build())
+        });
+        Ok(self.transact(deletes).await?)
     }
 
     async fn of_user(&self, user: &UserId) -> PortResult<Vec<Connection>> {
@@ -144,16 +143,18 @@ impl Connections for LiveTable {
     }
 
     async fn issue_ticket(&self, digest: &str, user: &UserId, expires_at: OffsetDateTime) -> PortResult<()> {
-        let mut item = key(ticket_pk(digest), "TICKET");
-        item.extend([
-            ("user".to_owned(), s(user.to_string())),
-            ("expiresAt".to_owned(), n(expires_at.unix_timestamp())),
-            ("ttl".to_owned(), n(expires_at.unix_timestamp() + 60)),
-        ]);
+        let ticket = item(
+            key(ticket_pk(digest), "TICKET"),
+            [
+                ("user".to_owned(), s(user.to_string())),
+                ("expiresAt".to_owned(), n(expires_at.unix_timestamp())),
+                ("ttl".to_owned(), n(expires_at.unix_timestamp() + 60)),
+            ],
+        );
         self.client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(item))
+            .set_item(Some(ticket))
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await
