@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::CoreError;
 use crate::exports::{ExportJob, ExportState};
-use crate::ids::{Sha256, UserId};
+use crate::ids::UserId;
 use crate::metadata::{FileRecord, FileStatus};
+use crate::tokens::Secret;
 
 /// The version of the message shape ([`Message::version`]); raised when a field changes meaning
 /// or goes away (added fields keep it).
@@ -157,7 +158,7 @@ impl Message {
 /// random bytes in Base64url, stored only as its SHA-256, usable once within
 /// [`TICKET_TTL_SECONDS`].
 #[derive(Clone, PartialEq, Eq)]
-pub struct Ticket(String);
+pub struct Ticket(Secret);
 
 impl std::fmt::Debug for Ticket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -167,26 +168,22 @@ impl std::fmt::Debug for Ticket {
 
 impl Ticket {
     pub fn from_random(bytes: [u8; 32]) -> Self {
-        Ticket(base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes))
+        Ticket(Secret::from_random(bytes))
     }
 
     /// A presented ticket: exactly 43 Base64url characters.
     pub fn parse(raw: &str) -> Result<Self, CoreError> {
-        let decoded = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, raw);
-        match decoded {
-            Ok(bytes) if raw.len() == 43 && bytes.len() == 32 => Ok(Ticket(raw.to_owned())),
-            _ => Err(CoreError::invalid("ticket", "is not a connect ticket")),
-        }
+        Secret::parse(raw).map(Ticket).ok_or_else(|| CoreError::invalid("ticket", "is not a connect ticket"))
     }
 
     /// The ticket itself, for its holder only.
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose()
     }
 
     /// What is stored instead of the ticket (hex SHA-256).
     pub fn digest(&self) -> String {
-        Sha256::of(self.0.as_bytes()).to_hex()
+        self.0.digest()
     }
 }
 

@@ -19,9 +19,39 @@ pub const DEFAULT_UPLOAD_TOKEN_MAX_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 /// Longest lifetime a caller may ask for.
 pub const MAX_UPLOAD_TOKEN_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// A bearer secret as the platform hands them out: 32 random bytes in Base64url (43
+/// characters), stored and logged only as its SHA-256. Upload tokens and connect tickets
+/// (`live::Ticket`) are made of it.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Secret(String);
+
+impl Secret {
+    pub(crate) fn from_random(bytes: [u8; 32]) -> Self {
+        Secret(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// Exactly 43 Base64url characters of 32 bytes; `None` for anything else.
+    pub(crate) fn parse(raw: &str) -> Option<Self> {
+        if raw.len() != 43 {
+            return None;
+        }
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw).ok()?;
+        (bytes.len() == 32).then(|| Secret(raw.to_owned()))
+    }
+
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Hex SHA-256: what is stored and logged instead.
+    pub(crate) fn digest(&self) -> String {
+        Sha256::of(self.0.as_bytes()).to_hex()
+    }
+}
+
 /// A token as the uploader presents it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct UploadToken(String);
+pub struct UploadToken(Secret);
 
 impl std::fmt::Debug for UploadToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -32,30 +62,22 @@ impl std::fmt::Debug for UploadToken {
 impl UploadToken {
     /// A new token from 32 random bytes.
     pub fn from_random(bytes: [u8; 32]) -> Self {
-        UploadToken(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+        UploadToken(Secret::from_random(bytes))
     }
 
     /// Parses a presented token: exactly 43 Base64url characters.
     pub fn parse(raw: &str) -> Result<Self, CoreError> {
-        let bad = || CoreError::invalid("token", "is not an upload token");
-        if raw.len() != 43 {
-            return Err(bad());
-        }
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw).map_err(|_| bad())?;
-        if bytes.len() != 32 {
-            return Err(bad());
-        }
-        Ok(UploadToken(raw.to_owned()))
+        Secret::parse(raw).map(UploadToken).ok_or_else(|| CoreError::invalid("token", "is not an upload token"))
     }
 
     /// The secret itself: only for handing to the uploader, never for storing or logging.
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose()
     }
 
     /// What is stored and logged instead of the token (hex SHA-256).
     pub fn digest(&self) -> String {
-        Sha256::of(self.0.as_bytes()).to_hex()
+        self.0.digest()
     }
 }
 
