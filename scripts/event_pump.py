@@ -117,9 +117,9 @@ class StreamPump:
     transaction is cancelled, and an iterator made before that would read the old shard forever.
     A failed call is tried again from the same place; nothing is skipped."""
 
-    def __init__(self, streams, http, lambda_url, table, function, window, pattern, region):
+    def __init__(self, streams, http, lambda_url, table, function, pattern, region):
         self.streams, self.http, self.lambda_url = streams, http, lambda_url
-        self.table, self.function, self.window, self.pattern, self.region = table, function, window, pattern, region
+        self.table, self.function, self.pattern, self.region = table, function, pattern, region
         self.arn = streams.list_streams(TableName=table)["Streams"][0]["StreamArn"]
         # Where each shard is read from next: (iterator type, sequence number). From the latest
         # record on, as StartingPosition: LATEST: what is there already is passed over.
@@ -193,7 +193,7 @@ def main():
         streams = boto3.session.Session().client("dynamodbstreams", endpoint_url=args.endpoint, region_name=args.region)
         http = requests.Session()
         http.trust_env = False
-        pump = StreamPump(streams, http, args.lambda_url, m["table"], m["function"], window, m["pattern"], args.region)
+        pump = StreamPump(streams, http, args.lambda_url, m["table"], m["function"], m["pattern"], args.region)
         while True:
             time.sleep(window)
             try:

@@ -165,25 +165,29 @@ def create_queue(sqs, name, props, names):
     sqs.create_queue(QueueName=name, Attributes=attrs)
 
 
-def http_routes(resources):
-    """Every HttpApi event of every function: method, path, the binary that serves it, and
-    whether the JWT authorizer guards it (`Auth: {Authorizer: NONE}` opts a route out)."""
-    routes = []
+def function_events(resources, kind):
+    """(binary, event properties) for every event of type `kind` of every function."""
     for lid, res in resources.items():
         if res["Type"] != "AWS::Serverless::Function":
             continue
         binary = res.get("Metadata", {}).get("BuildProperties", {}).get("Binary", lid)
         for event in (res.get("Properties", {}).get("Events") or {}).values():
-            if event.get("Type") != "HttpApi":
-                continue
-            props = event.get("Properties", {})
-            authorizer = props.get("Auth", {}).get("Authorizer", "JwtAuthorizer")
-            routes.append({
-                "method": props["Method"].upper(),
-                "path": props["Path"],
-                "function": binary,
-                "auth": "NONE" if authorizer == "NONE" else "JWT",
-            })
+            if event.get("Type") == kind:
+                yield binary, event.get("Properties", {})
+
+
+def http_routes(resources):
+    """Every HttpApi event of every function: method, path, the binary that serves it, and
+    whether the JWT authorizer guards it (`Auth: {Authorizer: NONE}` opts a route out)."""
+    routes = []
+    for binary, props in function_events(resources, "HttpApi"):
+        authorizer = props.get("Auth", {}).get("Authorizer", "JwtAuthorizer")
+        routes.append({
+            "method": props["Method"].upper(),
+            "path": props["Path"],
+            "function": binary,
+            "auth": "NONE" if authorizer == "NONE" else "JWT",
+        })
     return routes
 
 
@@ -191,22 +195,14 @@ def stream_mappings(resources, names):
     """Every DynamoDB event of every function: the table (local name), the binary, the
     batching window and the filter pattern, for the event pump."""
     mappings = []
-    for lid, res in resources.items():
-        if res["Type"] != "AWS::Serverless::Function":
-            continue
-        binary = res.get("Metadata", {}).get("BuildProperties", {}).get("Binary", lid)
-        for event in (res.get("Properties", {}).get("Events") or {}).values():
-            if event.get("Type") != "DynamoDB":
-                continue
-            props = event.get("Properties", {})
-            table = props["Stream"]["Fn::GetAtt"][0]
-            filters = props.get("FilterCriteria", {}).get("Filters", [])
-            mappings.append({
-                "table": names[table],
-                "function": binary,
-                "window": props.get("MaximumBatchingWindowInSeconds", 0),
-                "pattern": json.loads(filters[0]["Pattern"]) if filters else None,
-            })
+    for binary, props in function_events(resources, "DynamoDB"):
+        filters = props.get("FilterCriteria", {}).get("Filters", [])
+        mappings.append({
+            "table": names[props["Stream"]["Fn::GetAtt"][0]],
+            "function": binary,
+            "window": props.get("MaximumBatchingWindowInSeconds", 0),
+            "pattern": json.loads(filters[0]["Pattern"]) if filters else None,
+        })
     return mappings
 
 
