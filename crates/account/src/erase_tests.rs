@@ -61,6 +61,7 @@ impl World {
         let exports = Exports {
             exports: repo.clone(),
             queue: Arc::new(InMemoryQueue::new()),
+            counters: repo.clone(),
             objects: objects.clone(),
             audit: matbakh_app::fakes::trail(repo.clone(), clock.clone()),
             limits: Limits::default(),

@@ -152,7 +152,11 @@ async fn erase(State(api): State<Api>, caller: Caller, client: Client, body: Byt
 /// Queues one ZIP of every file and its metadata (`metadata.json`); while one is pending or
 /// running, asking again answers that one.
 #[utoipa::path(post, path = "/v1/me/export", operation_id = "start_export", tag = "account",
-    responses((status = 202, description = "The export job"), (status = 401, description = "No valid token")))]
+    responses(
+        (status = 202, description = "The export job"),
+        (status = 401, description = "No valid token"),
+        (status = 429, description = "`rate_limited`: over the caller's budget of exports (`Retry-After` says when to retry)"),
+    ))]
 #[tracing::instrument(name = "start_export", skip_all, fields(user = %caller.user))]
 async fn start_export(
     State(api): State<Api>,

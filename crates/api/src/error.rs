@@ -16,11 +16,13 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub field: Option<&'static str>,
+    /// Seconds after which the same request may be admitted (`Retry-After`, with a `429`).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), field: None }
+        ApiError { status, code, message: message.into(), field: None, retry_after: None }
     }
 
     pub fn bad_field(field: &'static str, message: impl Into<String>) -> Self {
@@ -33,6 +35,15 @@ impl ApiError {
 
     pub fn not_found(what: &str) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", format!("no such {what}"))
+    }
+
+    /// Over a budget ([`matbakh_core::throttle`]): `429`, with `Retry-After` and the same
+    /// number as `retryAfter` in the body.
+    pub fn too_many(message: impl Into<String>, retry_after: std::time::Duration) -> Self {
+        ApiError {
+            retry_after: Some(retry_after.as_secs().max(1)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+        }
     }
 
     /// A failure on our side. The detail goes to the log, never to the caller.
@@ -48,7 +59,13 @@ impl IntoResponse for ApiError {
         if let Some(field) = self.field {
             body["field"] = json!(field);
         }
-        (self.status, Json(body)).into_response()
+        match self.retry_after {
+            Some(seconds) => {
+                body["retryAfter"] = json!(seconds);
+                (self.status, [(http::header::RETRY_AFTER, seconds.to_string())], Json(body)).into_response()
+            }
+            None => (self.status, Json(body)).into_response(),
+        }
     }
 }
 
@@ -113,6 +130,7 @@ impl From<matbakh_app::Error> for ApiError {
             Error::Gone { code, message } => ApiError::new(StatusCode::GONE, code, message),
             Error::TooLarge { code, message } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, code, message),
             Error::Unauthorized(message) => ApiError::unauthorized(message),
+            Error::TooMany { message, retry_after } => ApiError::too_many(message, retry_after),
             Error::Rule(e) => e.into(),
             Error::Port(e) => e.into(),
         }
@@ -166,5 +184,20 @@ mod tests {
         assert_eq!(body, json!({"error": "invalid_field", "message": "size: must be a whole number", "field": "size"}));
         let (_, body) = body_of(ApiError::not_found("file")).await;
         assert!(body.get("field").is_none());
+        assert!(body.get("retryAfter").is_none());
+    }
+
+    #[tokio::test]
+    async fn over_budget_says_when_to_come_back() {
+        let e = ApiError::from(matbakh_app::Error::TooMany {
+            message: "slow down".into(),
+            retry_after: std::time::Duration::from_secs(18),
+        });
+        let resp = e.into_response();
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(resp.headers()[http::header::RETRY_AFTER], "18");
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body, json!({"error": "rate_limited", "message": "slow down", "retryAfter": 18}));
     }
 }

@@ -33,6 +33,10 @@ pub enum Error {
     /// More bytes arrived than were granted; what carried them was undone.
     #[error("{message}")]
     TooLarge { code: &'static str, message: Message },
+    /// The caller spent the budget of a costly request ([`crate::throttle`]); the same request
+    /// is admitted again after `retry_after`.
+    #[error("{message}")]
+    TooMany { message: Message, retry_after: std::time::Duration },
     /// A domain rule refused the input (a tag too long, too many tags, ...).
     #[error(transparent)]
     Rule(#[from] CoreError),

@@ -12,13 +12,15 @@ use serde::Serialize;
 
 use crate::audit::{Access, Client, Trail};
 use crate::error::Error;
-use crate::ports::{Download, ExportQueue, ExportRepo, ObjectStore};
+use crate::ports::{Counters, Download, ExportQueue, ExportRepo, ObjectStore};
 
 /// What the export use cases work with.
 #[derive(Clone)]
 pub struct Exports {
     pub exports: Arc<dyn ExportRepo>,
     pub queue: Arc<dyn ExportQueue>,
+    /// The exports' budget per user.
+    pub counters: Arc<dyn Counters>,
     pub objects: Arc<dyn ObjectStore>,
     pub audit: Trail,
     pub limits: Limits,
@@ -81,6 +83,8 @@ impl Exports {
         if let Some(job) = self.exports.latest(caller).await?.filter(|j| j.in_progress(now)) {
             return self.view(&job).await;
         }
+        let kind = matbakh_core::throttle::Costly::Export;
+        crate::throttle::admit(&*self.counters, &self.limits.budgets, now, caller, kind).await?;
         let id: [u8; 16] = crate::random::bytes()?;
         let job = ExportJob {
             id: id.iter().map(|b| format!("{b:02x}")).collect(),
@@ -131,6 +135,7 @@ mod tests {
             Exports {
                 exports: self.repo.clone(),
                 queue: self.queue.clone(),
+                counters: self.repo.clone(),
                 objects: Arc::new(InMemoryObjects::new()),
                 audit: crate::fakes::trail(self.repo.clone(), Arc::new(FixedClock(now))),
                 limits: Limits::default(),
@@ -190,5 +195,28 @@ mod tests {
             let err = w.at(NOW).status(&user(who), id).await.unwrap_err();
             assert!(matches!(err, Error::NotFound("export")), "{who} {id}: {err}");
         }
+    }
+
+    #[tokio::test]
+    async fn exports_over_the_hours_budget_are_refused_and_queue_nothing() {
+        let w = world();
+        let finish = |id: &str| {
+            let mut stored = w.repo.get_export(id).unwrap();
+            stored.state = ExportState::Ready;
+            w.repo.set_export(stored);
+        };
+        for n in 0..matbakh_core::throttle::DEFAULT_EXPORTS_PER_HOUR {
+            let job = w.at(NOW + Duration::from_secs(n)).start(&user("alice"), &client()).await.unwrap();
+            finish(&job.export_id);
+        }
+        let refused = w.at(NOW + Duration::from_secs(60)).start(&user("alice"), &client()).await.unwrap_err();
+        match refused {
+            // NOW is on a whole hour: the budget comes back at the next one
+            Error::TooMany { retry_after, .. } => assert_eq!(retry_after, Duration::from_secs(59 * 60)),
+            e => panic!("{e:?}"),
+        }
+        assert_eq!(w.queue.sent().len() as u64, matbakh_core::throttle::DEFAULT_EXPORTS_PER_HOUR);
+        w.at(NOW + Duration::from_secs(3600)).start(&user("alice"), &client()).await.unwrap();
+        w.at(NOW).start(&user("bob"), &client()).await.unwrap();
     }
 }

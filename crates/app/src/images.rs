@@ -46,6 +46,8 @@ pub struct Signer {
 #[derive(Clone)]
 pub struct Images {
     pub files: Arc<dyn FileRepo>,
+    /// The image URLs' budget per user.
+    pub counters: Arc<dyn crate::ports::Counters>,
     pub signer: Signer,
     pub limits: Limits,
     pub clock: Arc<dyn Clock>,
@@ -88,6 +90,8 @@ impl Images {
     pub async fn urls(&self, caller: &UserId, id: FileId, wanted: &Wanted) -> Result<ImageUrls, Error> {
         let widths = self.widths(&wanted.widths)?;
         let presets = self.presets(&wanted.presets)?;
+        let kind = matbakh_core::throttle::Costly::ImageUrls;
+        crate::throttle::admit(&*self.counters, &self.limits.budgets, self.clock.now(), caller, kind).await?;
         let Some(d) = self.files.details(id).await?.filter(|d| d.record.owner == *caller) else {
             return Err(Error::NotFound("file"));
         };
@@ -194,7 +198,8 @@ mod tests {
     fn images(repo: Arc<InMemory>) -> Images {
         let presets = Presets::parse("card=rt:fill/w:400/h:300/g:sm,hero=rt:fill/w:1600/h:900").unwrap();
         Images {
-            files: repo,
+            files: repo.clone(),
+            counters: repo,
             signer: Signer { base_url: BASE.into(), keys: Arc::new(keys()), presets },
             limits: Limits::default(),
             clock: Arc::new(FixedClock(NOW)),

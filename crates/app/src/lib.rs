@@ -30,6 +30,7 @@ pub mod removal;
 pub mod settle;
 pub mod shares;
 pub mod sweep;
+pub mod throttle;
 pub mod uploads;
 pub mod view;
 

@@ -4,7 +4,7 @@
 //! One trait per aggregate: a user's files ([`FileRepo`]), their storage account
 //! ([`UsageRepo`]), their share links ([`ShareRepo`]), uploads in flight ([`UploadRepo`]),
 //! upload tokens ([`TokenRepo`]), export jobs ([`ExportRepo`], built through [`ExportQueue`]),
-//! their audit trail ([`AuditLog`]), all of it at once ([`AccountRepo`], to erase), the bytes
+//! their audit trail ([`AuditLog`]), their request counters ([`Counters`]), all of it at once ([`AccountRepo`], to erase), the bytes
 //! ([`ObjectStore`]) and the CDN's copies of them ([`EdgeCache`]).
 
 use std::ops::RangeInclusive;
@@ -243,6 +243,15 @@ pub trait EdgeCache: Send + Sync {
 #[async_trait]
 pub trait UsageRepo: Send + Sync {
     async fn usage(&self, owner: &UserId) -> PortResult<Usage>;
+}
+
+/// Per-user request counters of the costly requests' budgets ([`crate::throttle`]).
+#[async_trait]
+pub trait Counters: Send + Sync {
+    /// Counts one more request on `user`'s counter `name` unless it already holds `limit`;
+    /// whether it counted. One atomic step (two instances never both take the last one); the
+    /// counter may be forgotten after `until`.
+    async fn take(&self, user: &UserId, name: &str, limit: u64, until: OffsetDateTime) -> PortResult<bool>;
 }
 
 /// Share links.

@@ -11,17 +11,20 @@ use matbakh_core::limits::Limits;
 use matbakh_core::metadata::{FileRecord, FileStatus};
 use matbakh_core::names::{DisplayName, content_disposition};
 use matbakh_core::post_policy::PresignedPost;
+use matbakh_core::throttle::Costly;
 use matbakh_core::types::ContentType;
 
 use crate::audit::{Access, Client, Trail};
 use crate::error::Error;
-use crate::ports::{Download, FileRepo, ObjectStore, SignedUrl, Upload};
+use crate::ports::{Counters, Download, FileRepo, ObjectStore, SignedUrl, Upload};
 
 /// What the upload use cases work with.
 #[derive(Clone)]
 pub struct Uploads {
     pub files: Arc<dyn FileRepo>,
     pub objects: Arc<dyn ObjectStore>,
+    /// The upload grants' budget per user.
+    pub counters: Arc<dyn Counters>,
     pub audit: Trail,
     pub limits: Limits,
     pub clock: Arc<dyn Clock>,
@@ -62,6 +65,7 @@ impl Uploads {
     pub async fn grant(&self, caller: &UserId, client: &Client, d: Declared) -> Result<Grant, Error> {
         self.limits.check_single_upload(d.content_type, d.size)?;
         let now = self.clock.now();
+        crate::throttle::admit(&*self.counters, &self.limits.budgets, now, caller, Costly::UploadGrant).await?;
         let file_id = crate::random::file_id(now)?;
         tracing::Span::current().record("file_id", tracing::field::display(file_id));
         let record = FileRecord {

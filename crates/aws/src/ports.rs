@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use matbakh_app::ports::{
-    AccountRepo, Archive, AuditLog, Digest, Download, EdgeCache, ExportQueue, ExportRepo, FileRepo, Head, MultipartOp,
-    MultipartRequest, ObjectSink, ObjectStore, ObjectStream, PartUpload, PortError, PortResult, ShareRepo, SignedUrl,
-    TokenRepo, Upload, UploadRepo, UsageRepo,
+    AccountRepo, Archive, AuditLog, Counters, Digest, Download, EdgeCache, ExportQueue, ExportRepo, FileRepo, Head,
+    MultipartOp, MultipartRequest, ObjectSink, ObjectStore, ObjectStream, PartUpload, PortError, PortResult, ShareRepo,
+    SignedUrl, TokenRepo, Upload, UploadRepo, UsageRepo,
 };
 use matbakh_core::audit::{AuditEntry, AuditRecord};
 use matbakh_core::checksum::{ChecksumAlgorithm, Integrity};
@@ -123,6 +123,13 @@ impl FileRepo for FileTable {
 impl UsageRepo for FileTable {
     async fn usage(&self, owner: &UserId) -> PortResult<Usage> {
         Ok(FileTable::usage(self, owner).await?)
+    }
+}
+
+#[async_trait]
+impl Counters for FileTable {
+    async fn take(&self, user: &UserId, name: &str, limit: u64, until: OffsetDateTime) -> PortResult<bool> {
+        Ok(self.take_request(user, name, limit, until).await?)
     }
 }
 

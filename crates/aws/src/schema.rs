@@ -6,6 +6,7 @@
 //! | file           | `FILE#{fileId}`      | `FILE`                 | `USER#{sub}` / `{createdAt}#{id}`   | `STATUS#{s}` / same                  |
 //! | tag, word      | `FILE#{fileId}`      | `TAG#{t}`, `WORD#{w}`  | `TAG#{sub}#{t}`, `WORDS#{sub}`      |                                      |
 //! | usage counter  | `USER#{sub}`         | `USAGE`                |                                     |                                      |
+//! | request budget | `USER#{sub}`         | `BUDGET#{kind}#{start}`|                                     |                                      |
 //! | upload session | `UPLOAD#{uploadId}`  | `SESSION`              | `UPLOADS#{sub}` while open          | `SESSIONS#OPEN` / `{expiresAt}#{id}` |
 //! | upload token   | `TOKEN#{digest}`     | `TOKEN`                |                                     |                                      |
 //! | share link     | `SHARE#{shareId}`    | `SHARE`                | `SHARES#{sub}`                      |                                      |
@@ -14,7 +15,7 @@
 //! | legacy mapping | `LEGACY#{path}`      | `LEGACY`               | `LEGACIES#{sub}` / `{fileId}`       |                                      |
 //!
 //! The usage counter holds `charged` (stored + reserved bytes), `reserved`, `deleted`,
-//! `openUploads` and `files`. Sessions, tokens, shares and audit records expire by DynamoDB TTL
+//! `openUploads` and `files`. Sessions, tokens, shares, request budgets and audit records expire by DynamoDB TTL
 //! (`ttl`); an unsettled file row carries `pendingUntil` instead, which only the sweeper acts on.
 //! The migration ledger's table uses the same `pk`/`sk` names (see `ledger`).
 

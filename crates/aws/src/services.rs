@@ -104,6 +104,7 @@ impl Services {
         matbakh_app::uploads::Uploads {
             files: Arc::new(self.table.clone()),
             objects: Arc::new(self.store.clone()),
+            counters: Arc::new(self.table.clone()),
             audit: self.trail(),
             limits: self.limits.clone(),
             clock: self.clock.clone(),
@@ -116,6 +117,7 @@ impl Services {
     pub fn multipart(&self) -> matbakh_app::multipart::Multipart {
         matbakh_app::multipart::Multipart {
             files: Arc::new(self.table.clone()),
+            counters: Arc::new(self.table.clone()),
             uploads: Arc::new(self.table.clone()),
             tokens: Arc::new(self.table.clone()),
             usage: Arc::new(self.table.clone()),
@@ -172,6 +174,7 @@ impl Services {
     pub fn images(&self, signer: matbakh_app::images::Signer) -> matbakh_app::images::Images {
         matbakh_app::images::Images {
             files: Arc::new(self.table.clone()),
+            counters: Arc::new(self.table.clone()),
             signer,
             limits: self.limits.clone(),
             clock: self.clock.clone(),
@@ -193,6 +196,7 @@ impl Services {
         matbakh_app::exports::Exports {
             exports: Arc::new(self.table.clone()),
             queue,
+            counters: Arc::new(self.table.clone()),
             objects: Arc::new(self.store.clone()),
             audit: self.trail(),
             limits: self.limits.clone(),

@@ -2,6 +2,10 @@
 //! (stored + reserved), reserved, deleted-but-kept, and open uploads. Every change is an update
 //! inside the transaction that changes what it counts, so the account cannot drift; the quota
 //! is a condition of that update ([`matbakh_core::quota::reservation_ceiling`]).
+//!
+//! Beside it, the user's request counters of the costly requests' budgets
+//! ([`matbakh_core::throttle`]): `USER#{sub}` / `BUDGET#{kind}#{windowStart}`, one conditional
+//! ADD per request, forgotten by TTL after their window.
 
 use aws_sdk_dynamodb::types::{AttributeValue, Update};
 use matbakh_core::ids::UserId;
@@ -105,5 +109,32 @@ impl FileTable {
             deleted: get_u64(&item, "deleted").unwrap_or(0),
             open_uploads: get_u64(&item, "openUploads").unwrap_or(0),
         })
+    }
+}
+
+impl FileTable {
+    /// Adds one request to `user`'s counter `name` if it holds fewer than `limit`: whether it
+    /// did. One conditional update, so concurrent instances never admit more than `limit`.
+    pub async fn take_request(
+        &self,
+        user: &UserId,
+        name: &str,
+        limit: u64,
+        until: time::OffsetDateTime,
+    ) -> Result<bool, AwsError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(schema::key(schema::user_pk(user), format!("BUDGET#{name}"))))
+            .update_expression("ADD requests :one SET #ttl = if_not_exists(#ttl, :ttl)")
+            .condition_expression("attribute_not_exists(requests) OR requests < :limit")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":limit", n(limit))
+            .expression_attribute_values(":ttl", n(until.unix_timestamp()))
+            .send()
+            .await;
+        crate::dynamo::conditional(out, "UpdateItem")
     }
 }

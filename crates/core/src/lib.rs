@@ -27,6 +27,7 @@ pub mod quota;
 pub mod shares;
 pub mod sigv4;
 pub mod sniff;
+pub mod throttle;
 pub mod tokens;
 pub mod types;
 pub mod webhooks;

@@ -60,6 +60,8 @@ pub struct Limits {
     pub restore_window: Duration,
     pub image_url_ttl: Duration,
     pub audit_retention: Duration,
+    /// Per-user budgets of the costly requests ([`crate::throttle`]).
+    pub budgets: crate::throttle::Budgets,
 }
 
 impl Default for Limits {
@@ -78,6 +80,7 @@ impl Default for Limits {
             restore_window: DEFAULT_RESTORE_WINDOW,
             image_url_ttl: DEFAULT_IMAGE_URL_TTL,
             audit_retention: crate::audit::DEFAULT_AUDIT_RETENTION,
+            budgets: crate::throttle::Budgets::default(),
         }
     }
 }
@@ -116,6 +119,7 @@ impl Limits {
             audit_retention: number("AUDIT_RETENTION_DAYS")?
                 .map(|days| Duration::from_secs(days * 24 * 60 * 60))
                 .unwrap_or(d.audit_retention),
+            budgets: crate::throttle::Budgets::from_lookup(&lookup)?,
         })
     }
 

@@ -304,6 +304,7 @@ async fn remove(
         (status = 401, description = "No valid token"),
         (status = 404, description = "No such file of the caller's"),
         (status = 409, description = "`not_an_image`: only stored images have image URLs"),
+        (status = 429, description = "`rate_limited`: over the caller's budget of image URLs (`Retry-After` says when to retry)"),
     ))]
 #[tracing::instrument(name = "image_urls", skip_all, fields(user = %caller.user, file_id = %raw_id))]
 async fn image_urls(

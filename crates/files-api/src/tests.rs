@@ -42,6 +42,8 @@ struct World {
     /// The files CDN, when this world has one, and the invalidations asked of it.
     cdn: Option<FilesCdn>,
     files_edge: Arc<InMemoryCdn>,
+    /// The limits the function runs with (the defaults unless a test lowers one).
+    limits: Limits,
 }
 
 impl World {
@@ -52,6 +54,7 @@ impl World {
             idp: TestIdp::default(),
             cdn: None,
             files_edge: Arc::new(InMemoryCdn::new()),
+            limits: Limits::default(),
         }
     }
 
@@ -78,8 +81,9 @@ impl World {
         };
         let images = Images {
             files: self.repo.clone(),
+            counters: self.repo.clone(),
             signer: signer(),
-            limits: Limits::default(),
+            limits: self.limits.clone(),
             clock: Arc::new(FixedClock(now)),
         };
         Api { cases: Cases { files, images }, auth: self.idp.auth.clone() }
@@ -505,4 +509,21 @@ async fn image_urls_are_signed_for_the_owners_images_only() {
         let (got, answer) = w.call(NOW, Method::POST, &uri, Some(user), Some(body.clone())).await;
         assert_eq!(got, status, "{user} {body}: {answer}");
     }
+}
+
+#[tokio::test]
+async fn image_urls_over_the_users_budget_answer_429_until_the_window_turns() {
+    let mut w = World::new();
+    w.limits.budgets.image_urls.requests = 3;
+    let photo = w.file("alice", "dish.jpg", "image/jpeg", 1);
+    let uri = format!("/v1/files/{photo}/image-urls");
+    for _ in 0..3 {
+        assert_eq!(w.call(NOW, Method::POST, &uri, Some("alice"), Some(json!({}))).await.0, StatusCode::OK);
+    }
+    let (status, answer) = w.call(NOW, Method::POST, &uri, Some("alice"), Some(json!({}))).await;
+    assert_eq!((status, answer["error"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited")));
+    let wait = answer["retryAfter"].as_u64().unwrap();
+    assert!((1..=60).contains(&wait), "{answer}");
+    let later = NOW + Duration::from_secs(wait);
+    assert_eq!(w.call(later, Method::POST, &uri, Some("alice"), Some(json!({}))).await.0, StatusCode::OK);
 }

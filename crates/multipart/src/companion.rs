@@ -113,6 +113,7 @@ async fn revoke(State(api): State<Api>, caller: Caller, Path(raw): Path<String>)
         (status = 400, description = "A parameter is not valid"),
         (status = 404, description = "Not a usable token, or not its upload"),
         (status = 409, description = "`quota_exceeded` or the token's allowance is spent"),
+        (status = 429, description = "`rate_limited`: over the token owner's budget of upload grants (`Retry-After` says when to retry)"),
     ))]
 #[tracing::instrument(name = "uppy_params", skip_all, fields(token = tracing::field::Empty, user = tracing::field::Empty))]
 async fn params(
@@ -135,7 +136,7 @@ async fn params(
         (status = 200, description = "`{key, uploadId}`"),
         (status = 400, description = "The body is not valid"),
         (status = 404, description = "Not a usable token, or not its upload"),
-        (status = 429, description = "`too_many_open_uploads`"),
+        (status = 429, description = "`too_many_open_uploads`, or `rate_limited`: over the caller's budget of upload grants (`Retry-After` says when to retry)"),
     ))]
 #[tracing::instrument(name = "uppy_create", skip_all, fields(token = tracing::field::Empty, user = tracing::field::Empty))]
 async fn create(

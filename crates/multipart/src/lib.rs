@@ -128,7 +128,7 @@ fn count_refusal(operation: &str, e: &matbakh_app::Error) {
         (status = 409, description = "`quota_exceeded`"),
         (status = 413, description = "`too_large` for its type"),
         (status = 415, description = "`type_not_allowed`"),
-        (status = 429, description = "`too_many_open_uploads`"),
+        (status = 429, description = "`too_many_open_uploads`, or `rate_limited`: over the caller's budget of upload grants (`Retry-After` says when to retry)"),
     ))]
 #[tracing::instrument(name = "create_multipart", skip_all, fields(user = %caller.user, file_id = tracing::field::Empty))]
 async fn create(

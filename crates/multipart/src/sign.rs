@@ -28,7 +28,7 @@ use crate::Api;
         (status = 404, description = "No such key or upload of the caller's"),
         (status = 409, description = "`quota_exceeded`, or the key already has an upload"),
         (status = 410, description = "`upload_expired`"),
-        (status = 429, description = "`too_many_open_uploads`"),
+        (status = 429, description = "`too_many_open_uploads`, or `rate_limited`: over the caller's budget of upload grants (`Retry-After` says when to retry)"),
     ))]
 #[tracing::instrument(name = "sign_request", skip_all, fields(user = %caller.user, op = tracing::field::Empty))]
 pub async fn sign(State(api): State<Api>, caller: Caller, body: Bytes) -> Result<Json<Value>, ApiError> {

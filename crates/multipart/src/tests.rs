@@ -42,6 +42,7 @@ impl World {
         let (repo, objects) = (Arc::new(InMemory::new()), Arc::new(InMemoryObjects::new()));
         let cases = Multipart {
             files: repo.clone(),
+            counters: repo.clone(),
             uploads: repo.clone(),
             tokens: repo.clone(),
             usage: repo.clone(),
@@ -181,6 +182,34 @@ async fn open_uploads_are_capped_across_the_rest_and_token_modes_and_a_refusal_l
     assert_eq!(w.objects.aborted().len(), 2);
     let u = w.usage("alice").await;
     assert_eq!((u.open_uploads, u.reserved), (2, 2 * SIZE));
+}
+
+#[tokio::test]
+async fn upload_grants_share_one_budget_across_every_mode_and_a_refusal_opens_nothing() {
+    let mut w = World::new();
+    w.api.cases.limits.budgets.upload_grants.requests = 2;
+    assert_eq!(w.start("alice", SIZE).await.0, StatusCode::CREATED);
+    let (_, minted) = w.call(Method::POST, "/v1/upload-tokens", Some("alice"), None).await;
+    let endpoint = minted["endpoint"].as_str().unwrap();
+    let body = json!({"filename": "menu.pdf", "type": "application/pdf"});
+    let multipart = format!("{endpoint}/s3/multipart");
+    assert_eq!(w.call(Method::POST, &multipart, None, Some(body.clone())).await.0, StatusCode::OK);
+    // the budget is spent: REST, Uppy's token modes and signRequest mode are all refused
+    let (status, answer) = w.start("alice", SIZE).await;
+    assert_eq!((status, answer["error"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited")));
+    assert!(answer["retryAfter"].as_u64().is_some_and(|s| (1..=60).contains(&s)), "{answer}");
+    let (status, _) = w.call(Method::POST, &multipart, None, Some(body)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let params = format!("{endpoint}/s3/params?filename=menu.pdf&type=application/pdf");
+    assert_eq!(w.call(Method::GET, &params, None, None).await.0, StatusCode::TOO_MANY_REQUESTS);
+    let sign = json!({"method": "POST", "key": "menu.pdf", "contentType": "application/pdf", "size": SIZE});
+    let (status, _) = w.call(Method::POST, "/v1/uploads/sign", Some("alice"), Some(sign)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    // nothing was opened or reserved for the refusals
+    assert_eq!(w.objects.open_uploads().len(), 2);
+    let u = w.usage("alice").await;
+    assert_eq!((u.open_uploads, u.reserved), (2, SIZE));
+    assert_eq!(w.start("bob", SIZE).await.0, StatusCode::CREATED);
 }
 
 #[tokio::test]

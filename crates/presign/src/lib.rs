@@ -70,6 +70,7 @@ fn documented() -> OpenApiRouter<Api> {
         (status = 409, description = "`quota_exceeded`"),
         (status = 413, description = "`too_large` for its type"),
         (status = 415, description = "`type_not_allowed`"),
+        (status = 429, description = "`rate_limited`: over the caller's budget of upload grants (`Retry-After` says when to retry)"),
     ))]
 #[tracing::instrument(name = "create_upload", skip_all, fields(user = %caller.user, file_id = tracing::field::Empty))]
 async fn create_upload(

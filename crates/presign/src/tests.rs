@@ -39,6 +39,7 @@ impl World {
         let uploads = Uploads {
             files: repo.clone(),
             objects: objects.clone(),
+            counters: repo.clone(),
             audit: matbakh_app::fakes::trail(repo.clone(), Arc::new(FixedClock(NOW))),
             limits: Limits { user_quota_bytes: QUOTA, ..Limits::default() },
             clock: Arc::new(FixedClock(NOW)),
@@ -149,6 +150,35 @@ async fn a_refused_grant_writes_nothing() {
     }
     assert_eq!(w.usage("alice").await, Default::default());
     assert!(w.repo.audit_entries().is_empty());
+}
+
+#[tokio::test]
+async fn grants_over_the_users_budget_answer_429_with_retry_after_and_write_nothing() {
+    let mut w = World::new();
+    w.api.cases.limits.budgets.upload_grants.requests = 2;
+    let body = json!({"filename": "dish.jpg", "contentType": "image/jpeg", "size": 5000});
+    for _ in 0..2 {
+        assert_eq!(w.grant("alice", body.clone()).await.0, StatusCode::CREATED);
+    }
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/uploads")
+        .header("authorization", w.idp.bearer("alice"))
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let (status, headers, bytes) = testkit::call_router_raw(routes(w.api.clone()), req).await;
+    let answer: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{answer}");
+    assert_eq!(answer["error"], "rate_limited");
+    // NOW is on a whole minute: the window turns in 60 s
+    assert_eq!(headers[http::header::RETRY_AFTER], "60");
+    assert_eq!(answer["retryAfter"], 60);
+    // the refused grant reserved nothing and left no trail entry
+    let u = w.usage("alice").await;
+    assert_eq!((u.charged, u.reserved), (10_000, 10_000));
+    assert_eq!(w.repo.audit_entries().len(), 2);
+    // another user's budget is their own
+    assert_eq!(w.grant("bob", body).await.0, StatusCode::CREATED);
 }
 
 #[tokio::test]

@@ -206,6 +206,26 @@ impl UsageRepo for InMemory {
 }
 
 #[async_trait]
+impl Counters for InMemory {
+    async fn take(&self, user: &UserId, name: &str, limit: u64, _until: OffsetDateTime) -> PortResult<bool> {
+        let mut st = lock(&self.state);
+        let n = st.counters.entry((user.clone(), name.to_owned())).or_default();
+        let counted = *n < limit;
+        if counted {
+            *n += 1;
+        }
+        Ok(counted)
+    }
+}
+
+impl InMemory {
+    /// How many requests all counters hold together.
+    pub fn counted(&self) -> u64 {
+        lock(&self.state).counters.values().sum()
+    }
+}
+
+#[async_trait]
 impl AccountRepo for InMemory {
     async fn file_ids(&self, owner: &UserId) -> PortResult<Vec<FileId>> {
         let st = lock(&self.state);

@@ -43,9 +43,9 @@ use matbakh_core::types::ContentType;
 use time::OffsetDateTime;
 
 use crate::ports::{
-    AccountRepo, Archive, AuditLog, Digest, Download, EdgeCache, ExportQueue, ExportRepo, FileRepo, Head, MultipartOp,
-    MultipartRequest, ObjectSink, ObjectStore, ObjectStream, PartUpload, PortError, PortResult, ShareRepo, SignedUrl,
-    TokenRepo, Upload, UploadRepo, UsageRepo,
+    AccountRepo, Archive, AuditLog, Counters, Digest, Download, EdgeCache, ExportQueue, ExportRepo, FileRepo, Head,
+    MultipartOp, MultipartRequest, ObjectSink, ObjectStore, ObjectStream, PartUpload, PortError, PortResult, ShareRepo,
+    SignedUrl, TokenRepo, Upload, UploadRepo, UsageRepo,
 };
 
 /// An audit trail kept in `log`, dated by `clock`, with the default retention.
@@ -75,6 +75,7 @@ struct State {
     sessions: HashMap<UploadId, UploadSession>,
     exports: HashMap<String, ExportJob>,
     tokens: HashMap<String, TokenGrant>,
+    counters: HashMap<(UserId, String), u64>,
 }
 
 struct Stored {

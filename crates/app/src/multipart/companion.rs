@@ -145,6 +145,7 @@ impl Multipart {
     pub async fn token_post(&self, raw: &str, client: &Client, offered: Offered<'_>) -> Result<PresignedPost, Error> {
         let grant = self.grant(raw).await?;
         let (name, content_type) = filename_and_type(&grant, offered)?;
+        self.admit_grant(&grant.owner, self.clock.now()).await?;
         let usage = self.usage.usage(&grant.owner).await?;
         let room = self.limits.user_quota_bytes.saturating_sub(usage.charged);
         let max = grant
@@ -190,6 +191,7 @@ impl Multipart {
         let grant = self.grant(raw).await?;
         let (filename, content_type) = filename_and_type(&grant, offered)?;
         let now = self.clock.now();
+        self.admit_grant(&grant.owner, now).await?;
         let file_id = crate::random::file_id(now)?;
         let key = ObjectKey::original(&grant.owner, file_id, &SafeName::from_display(&filename));
         let upload_id = self.objects.create_multipart(&key, content_type, None).await?;

@@ -32,12 +32,14 @@ use matbakh_core::types::ContentType;
 
 use crate::audit::{Access, Client, Trail};
 use crate::error::Error;
-use crate::ports::{FileRepo, ObjectStore, PartUpload, SignedUrl, TokenRepo, UploadRepo, UsageRepo};
+use crate::ports::{Counters, FileRepo, ObjectStore, PartUpload, SignedUrl, TokenRepo, UploadRepo, UsageRepo};
 
 /// What the multipart use cases work with.
 #[derive(Clone)]
 pub struct Multipart {
     pub files: Arc<dyn FileRepo>,
+    /// The upload grants' budget per user (a session or a signed new object, in every mode).
+    pub counters: Arc<dyn Counters>,
     pub uploads: Arc<dyn UploadRepo>,
     pub tokens: Arc<dyn TokenRepo>,
     pub usage: Arc<dyn UsageRepo>,
@@ -98,6 +100,7 @@ impl Multipart {
         self.limits.check_multipart_upload(s.content_type, s.size)?;
         let plan = PartPlan::for_size(s.size)?;
         let now = self.clock.now();
+        self.admit_grant(caller, now).await?;
         let file_id = crate::random::file_id(now)?;
         tracing::Span::current().record("file_id", tracing::field::display(file_id));
         let mut record = FileRecord {
@@ -133,6 +136,12 @@ impl Multipart {
         self.audit.record(client, Access::ok(caller, AuditAction::Upload, Some(file_id))).await?;
         tracing::info!(size = s.size, parts = plan.part_count, "multipart upload started");
         Ok(session)
+    }
+
+    /// Counts one upload grant of `user` against their budget, or refuses it.
+    pub(crate) async fn admit_grant(&self, user: &UserId, now: time::OffsetDateTime) -> Result<(), Error> {
+        let kind = matbakh_core::throttle::Costly::UploadGrant;
+        crate::throttle::admit(&*self.counters, &self.limits.budgets, now, user, kind).await
     }
 
     /// A refused session's S3 upload goes too; if that fails, the bucket's lifecycle rule

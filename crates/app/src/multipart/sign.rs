@@ -121,6 +121,7 @@ impl Multipart {
                 Error::bad_field("contentType", "contentType: is required when the name has no known extension")
             })?,
         };
+        self.admit_grant(caller, now).await?;
         let file_id = crate::random::file_id(now)?;
         let mut record = FileRecord {
             expires_at: Some(now + self.limits.upload_session_ttl),

@@ -88,7 +88,8 @@ async fn files_api_serves_the_document_without_a_login() {
         delivery: matbakh_app::fakes::delivery(objects, Arc::new(SystemClock)),
     };
     let images = matbakh_app::images::Images {
-        files: repo,
+        files: repo.clone(),
+        counters: repo,
         signer: matbakh_app::images::Signer {
             base_url: "https://files.test/t".into(),
             keys: Arc::new(matbakh_core::imgproxy::SigningKeys::from_hex("6b6579", "73616c74").unwrap()),

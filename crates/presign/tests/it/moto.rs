@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use http::{Method, StatusCode};
 use matbakh_core::clock::FixedClock;
 use matbakh_core::ids::{FileId, UserId};
@@ -213,4 +214,36 @@ async fn grants_expire_when_the_clock_says_so() {
     assert_eq!(grant["expiresAt"], "2026-03-01T12:15:00Z");
     let row = h.state.table.get_file(FileId::parse(grant["fileId"].as_str().unwrap()).unwrap()).await.unwrap().unwrap();
     assert_eq!(row.expires_at, Some(now + Limits::default().pending_ttl));
+}
+
+#[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
+async fn the_grants_budget_is_counted_in_the_table_and_forgotten_after_its_window() {
+    let mut limits = Limits::default();
+    limits.budgets.upload_grants.requests = 2;
+    let now = time::macros::datetime!(2026-03-01 12:00:20 UTC);
+    let h =
+        Harness::new(presign::router, Options { limits, clock: Arc::new(FixedClock(now)), ..Options::default() }).await;
+    let user = unique_user("hasty");
+    for name in ["a.png", "b.png"] {
+        assert_eq!(h.grant(&user, name, "image/png", 10).await.0, StatusCode::CREATED);
+    }
+    let (status, err) = h.grant(&user, "c.png", "image/png", 10).await;
+    assert_eq!((status, err["retryAfter"].as_u64()), (StatusCode::TOO_MANY_REQUESTS, Some(40)), "{err}");
+    assert_eq!(h.file_rows(&user).await, 2, "a refused grant wrote a row");
+    assert_eq!(h.usage(&user).await.charged, 20, "a refused grant moved the quota");
+    // the counter is one item, kept until its window ends (DynamoDB's TTL removes it)
+    let item = h
+        .dynamo
+        .get_item()
+        .table_name(&h.table_name)
+        .key("pk", AttributeValue::S(format!("USER#{user}")))
+        .key("sk", AttributeValue::S(format!("BUDGET#upload-grants#{}", now.unix_timestamp() - 20)))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(item["requests"], AttributeValue::N("2".into()));
+    assert_eq!(item["ttl"], AttributeValue::N((now.unix_timestamp() + 40).to_string()));
 }
