@@ -175,6 +175,9 @@ class Replica(unittest.TestCase):
         self.assertEqual(rule["DeleteMarkerReplication"]["Status"], "Enabled")
         self.assertEqual(rule["SourceSelectionCriteria"]["SseKmsEncryptedObjects"]["Status"], "Enabled")
         self.assertIn("ReplicaKmsKeyID", rule["Destination"]["EncryptionConfiguration"])
+        # Without replication metrics S3 publishes no ReplicationLatency or
+        # OperationsFailedReplication (the dashboard's and ReplicationFailuresAlarm's).
+        self.assertEqual(rule["Destination"]["Metrics"], {"Status": "Enabled"})
         self.assertEqual(T["Parameters"]["ReplicaRegion"]["Default"], "eu-west-1")
         self.assertEqual(RES["ReplicationRole"]["Condition"], "HasReplica")
 
