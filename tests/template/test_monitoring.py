@@ -1,6 +1,8 @@
-"""What an operator watches (issue 21, task 11.3): the alarms on the platform's own metrics
-and CloudFront's additional metrics on every distribution. The platform's metrics are checked
-against what the code emits (`metrics::emit` calls in crates/)."""
+"""What an operator watches (issue 21, task 11.3): the stack's dashboard, the alarms on the
+platform's own metrics, CloudFront's additional metrics on every distribution, and the edge
+stack's hit-rate alarm. The dashboard body is rendered as CloudFormation would (each way the
+conditions go) and read as JSON; the platform's metrics are checked against what the code
+emits (`metrics::emit` calls in crates/)."""
 
 import glob
 import json
@@ -71,6 +73,28 @@ def render(v, conditions):
     raise AssertionError(f"not rendered here: {fn}")
 
 
+def dashboard(conditions):
+    return json.loads(render(RES["Dashboard"]["Properties"]["DashboardBody"], conditions))
+
+
+def metric_lines(body):
+    """(widget, namespace, metric, dimensions, options) for every metric line of every widget."""
+    for w in body["widgets"]:
+        for line in w["properties"].get("metrics", []):
+            if isinstance(line[0], dict):
+                continue  # a metric math expression
+            options = line[-1] if isinstance(line[-1], dict) else {}
+            plain = line[:-1] if options else line
+            assert "." not in plain and "..." not in plain, f"shorthand is not read here: {line}"
+            namespace, metric, *dims = plain
+            yield w, namespace, metric, dict(zip(dims[::2], dims[1::2])), options
+
+
+def function_name(logical_id):
+    """What the dashboard may name a function by: its Ref, or its fixed name (with the defaults)."""
+    return {f"<{logical_id}>", render(FUNCTIONS[logical_id]["Properties"]["FunctionName"], True)}
+
+
 # --- what the code emits ---------------------------------------------------------------------
 
 
@@ -136,6 +160,102 @@ def emitted_dimensions():
 
 
 # --- the tests -------------------------------------------------------------------------------
+
+
+class Dashboard(unittest.TestCase):
+    BODY = dashboard(True)
+
+    def shown(self, namespace, metric, key):
+        return {dims.get(key) for _, ns, m, dims, _ in metric_lines(self.BODY) if (ns, m) == (namespace, metric)}
+
+    def test_the_body_is_json_whichever_way_the_conditions_go(self):
+        for conditions in (True, False):
+            body = dashboard(conditions)
+            self.assertGreater(len(body["widgets"]), 10)
+            for w in body["widgets"]:
+                if w["type"] in ("metric", "log"):
+                    self.assertIn("title", w["properties"])
+                    self.assertRegex(w["properties"]["region"], r"^[a-z]{2}-[a-z]+-\d$", w["properties"]["title"])
+        self.assertEqual(RES["Dashboard"]["Properties"]["DashboardName"], {"Fn::Sub": "matbakh-files-${Stage}"})
+
+    def test_every_function_shows_its_duration_errors_throttles_and_concurrency(self):
+        # A function added to the template without its lines fails here.
+        for metric, stat in (("Duration", "p95"), ("Errors", "Sum"), ("Throttles", "Sum"), ("ConcurrentExecutions", "Maximum")):
+            lines = [(w, dims) for w, ns, m, dims, _ in metric_lines(self.BODY) if (ns, m) == ("AWS/Lambda", metric)]
+            self.assertEqual({w["properties"]["stat"] for w, _ in lines}, {stat}, metric)
+            shown = {d["FunctionName"] for _, d in lines}
+            missing = {f for f in FUNCTIONS if not function_name(f) & shown}
+            self.assertEqual(missing, set(), f"functions without {metric} on the dashboard")
+            self.assertEqual(len(shown), len(FUNCTIONS), f"{metric}: a line names no function of the template")
+
+    def test_every_queue_shows_its_backlog(self):
+        """Work queues (those with a DLQ) the age of their oldest message, dead-letter queues
+        (every other queue) their depth."""
+        work = {q for q, r in QUEUES.items() if "RedrivePolicy" in r["Properties"]}
+        dlqs = set(QUEUES) - work
+        self.assertEqual(self.shown("AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName"), {f"<{q}.QueueName>" for q in work})
+        self.assertEqual(self.shown("AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName") - {"<MigrationQueue.QueueName>"}, {f"<{q}.QueueName>" for q in dlqs})
+        # Without webhooks their queues' lines are not there.
+        without = {d.get("QueueName") for _, _, _, d, _ in metric_lines(dashboard(False))}
+        self.assertNotIn("<WebhookQueue.QueueName>", without)
+        self.assertIn("<IndexerQueue.QueueName>", without)
+
+    def test_every_distribution_shows_its_hit_rate_requests_and_error_rates_from_us_east_1(self):
+        seen = {}
+        for w, ns, metric, dims, _ in metric_lines(self.BODY):
+            if ns == "AWS/CloudFront":
+                self.assertEqual(w["properties"]["region"], "us-east-1", "CloudFront publishes its metrics there only")
+                self.assertEqual(set(dims), {"DistributionId", "Region"})
+                self.assertEqual(dims["Region"], "Global")
+                seen.setdefault(dims["DistributionId"], set()).add(metric)
+        self.assertEqual(set(seen), {f"<{d}>" for d in DISTRIBUTIONS})
+        for d, metrics in seen.items():
+            self.assertEqual(metrics, {"CacheHitRate", "Requests", "4xxErrorRate", "5xxErrorRate"}, d)
+        without = {d.get("DistributionId") for _, _, _, d, _ in metric_lines(dashboard(False))}
+        self.assertEqual(without - {None}, {"<FilesDistribution>", "<WebDistribution>"})
+
+    def test_the_apis(self):
+        http = {(m, (o.get("stat") or w["properties"].get("stat"))) for w, ns, m, d, o in metric_lines(self.BODY) if d.get("ApiId") == "<HttpApi>"}
+        self.assertTrue({("Count", "Sum"), ("4xx", "Sum"), ("5xx", "Sum"), ("Latency", "p50"), ("Latency", "p95")} <= http, http)
+        live = self.shown("AWS/ApiGateway", "ConnectCount", "ApiId")
+        self.assertIn("<LiveApi>", live)
+
+    def test_the_platforms_metrics_are_the_ones_the_code_emits(self):
+        platform = [(w, m, d) for w, ns, m, d, _ in metric_lines(self.BODY) if ns == NAMESPACE]
+        self.assertTrue(platform)
+        by_name = {n: f for f in FUNCTIONS for n in function_name(f)}
+        for w, metric, dims in platform:
+            where = f'{w["properties"]["title"]}: {metric}'
+            self.assertEqual(set(dims), emitted_dimensions(), where)
+            binary = BINARY[by_name[dims["Function"]]]
+            self.assertIn((binary, dims["Operation"], metric), EMITTED, where)
+        render_p95 = [w for w, m, d in platform if m == "RenderMilliseconds" and w["properties"]["stat"] == "p95"]
+        self.assertTrue(render_p95, "the render time p95 (PR-3)")
+        self.assertIn("ImagesFailed", {m for _, m, _ in platform})
+
+    def test_what_the_migration_shows_is_what_the_worker_logs(self):
+        """The worker emits no metric: its queue, and its `message done` log line's counts."""
+        self.assertIn("<MigrationQueue.QueueName>", self.shown("AWS/SQS", "NumberOfMessagesDeleted", "QueueName"))
+        (log,) = [w for w in self.BODY["widgets"] if w["type"] == "log"]
+        query = log["properties"]["query"]
+        self.assertTrue(query.startswith("SOURCE '<MigrationWorkerLogGroup>' |"), query)
+        self.assertEqual(FUNCTIONS["MigrationWorkerFunction"]["Properties"]["LoggingConfig"]["LogGroup"], {"Ref": "MigrationWorkerLogGroup"})
+        src = read("crates", "migration-worker", "src", "lib.rs")
+        (fields, message) = re.search(r'tracing::info!\(([^"]*)"([^"]+)"\)', src).groups()
+        self.assertIn(f'`fields.message` = "{message}"', query)
+        for field in re.findall(r"(\w+) = ", fields):
+            self.assertIn(f"sum(`fields.{field}`)", query)
+
+    def test_replication_latency_in_the_replicas_region_and_failures_in_this_one(self):
+        (rule,) = RES["FilesBucket"]["Properties"]["ReplicationConfiguration"]["Fn::If"][1]["Rules"]
+        want = {"SourceBucket": "<FilesBucket>", "DestinationBucket": "matbakh-files-replica", "RuleId": rule["Id"]}
+        regions = {}
+        for w, ns, metric, dims, _ in metric_lines(self.BODY):
+            if ns == "AWS/S3":
+                self.assertEqual(dims, want, metric)
+                regions[metric] = w["properties"]["region"]
+        self.assertEqual(regions, {"ReplicationLatency": PARAMS["ReplicaRegion"], "OperationsFailedReplication": PSEUDO["AWS::Region"]})
+        self.assertNotIn("AWS/S3", {ns for _, ns, *_ in metric_lines(dashboard(False))}, "no replica, no replication widgets")
 
 
 class Alarms(unittest.TestCase):
