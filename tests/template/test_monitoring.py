@@ -330,6 +330,30 @@ class CdnMetrics(unittest.TestCase):
                 self.assertCountEqual(both, [{"Condition": DISTRIBUTIONS[dist]["Condition"]}, {"Condition": "HasCdnMetrics"}])
 
 
+class EdgeHitRate(unittest.TestCase):
+    """TR-2 in template-edge.yaml, the us-east-1 stack: an alarm watches only its own region's
+    metrics, and CloudFront's are there."""
+
+    E = cfn_yaml.load(os.path.join(ROOT, "template-edge.yaml"))
+
+    def test_the_files_cdns_hit_rate_below_80_percent(self):
+        a = self.E["Resources"]["FilesHitRateAlarm"]["Properties"]
+        self.assertEqual(a["AlarmActions"], [{"Ref": "EdgeAlertsTopic"}])
+        self.assertEqual(a["OKActions"], [{"Ref": "EdgeAlertsTopic"}])
+        self.assertEqual((a["ComparisonOperator"], a["Threshold"]), ("LessThanThreshold", {"Ref": "CdnHitRatePercent"}))
+        self.assertEqual(self.E["Parameters"]["CdnHitRatePercent"]["Default"], 80, "the plan's TR-2")
+        self.assertEqual(a["TreatMissingData"], "notBreaching")
+        stats = {m["Id"]: m["MetricStat"] for m in a["Metrics"] if "MetricStat" in m}
+        self.assertEqual((stats["rate"]["Metric"]["MetricName"], stats["rate"]["Stat"]), ("CacheHitRate", "Average"))
+        dims = {d["Name"]: d["Value"] for d in stats["rate"]["Metric"]["Dimensions"]}
+        self.assertEqual(dims, {"DistributionId": {"Ref": "FilesDistributionId"}, "Region": "Global"})
+        # A quiet hour reads as a full hit rate, never as a breach.
+        (out,) = [m for m in a["Metrics"] if m.get("ReturnData")]
+        self.assertEqual(out["Expression"], {"Fn::Sub": "IF(requests >= ${CdnHitRateMinRequests}, rate, 100)"})
+        # The metric exists only with the distribution's additional metrics (the main stack).
+        self.assertIn("FilesCdnMetrics", RES)
+
+
 class Parser(unittest.TestCase):
     def test_the_emitted_metrics_are_read_from_the_code(self):
         """The reading of crates/ is not empty: literal, chosen-by-match and run-time names."""
