@@ -175,6 +175,9 @@ class Replica(unittest.TestCase):
         self.assertEqual(rule["DeleteMarkerReplication"]["Status"], "Enabled")
         self.assertEqual(rule["SourceSelectionCriteria"]["SseKmsEncryptedObjects"]["Status"], "Enabled")
         self.assertIn("ReplicaKmsKeyID", rule["Destination"]["EncryptionConfiguration"])
+        # Without replication metrics S3 publishes no ReplicationLatency or
+        # OperationsFailedReplication (the dashboard's and ReplicationFailuresAlarm's).
+        self.assertEqual(rule["Destination"]["Metrics"], {"Status": "Enabled"})
         self.assertEqual(T["Parameters"]["ReplicaRegion"]["Default"], "eu-west-1")
         self.assertEqual(RES["ReplicationRole"]["Condition"], "HasReplica")
 
@@ -215,7 +218,8 @@ class Replica(unittest.TestCase):
 
 
 class Edge(unittest.TestCase):
-    """template-edge.yaml: CloudFront's error rates, alarmed where its metrics are (us-east-1)."""
+    """template-edge.yaml: CloudFront's error rates and the files CDN's hit rate, alarmed where
+    its metrics are (us-east-1)."""
 
     E = cfn_yaml.load(os.path.join(ROOT, "template-edge.yaml"))
 
@@ -235,6 +239,8 @@ class Edge(unittest.TestCase):
         want = {(d, m) for d in ("FilesDistributionId", "WebDistributionId") for m in ("4xxErrorRate", "5xxErrorRate")}
         # The old domain (issue 19), when the main stack has one: its server errors only.
         want.add(("LegacyDistributionId", "5xxErrorRate"))
+        # The files CDN's cache hit rate (TR-2; tests/template/test_monitoring.py).
+        want.add(("FilesDistributionId", "CacheHitRate"))
         self.assertEqual(seen, want)
         self.assertEqual(self.E["Resources"]["Legacy5xxAlarm"]["Condition"], "HasLegacyCdn")
 
