@@ -57,6 +57,8 @@ export class FilesView {
       .on('file.failed', (f) => this.upsert(f))
       .on('file.quarantined', (f) => this.upsert(f))
       .on('file.changed', (f) => this.replace(f))
+      .on('file.archived', (f) => this.replace(f))
+      .on('file.restoring', (f) => this.replace(f))
       .on('file.deleted', (f) => (this.showsDeleted() && f.status !== 'ERASED' ? this.upsert(f) : this.drop(f)))
       .on('file.restored', (f) => (this.showsDeleted() ? this.drop(f) : this.upsert(f)));
   }

@@ -46,11 +46,12 @@ pub enum Built {
     NoSuchJob,
 }
 
-/// What the archive says about one file: where it is in the archive, and the file as the
-/// files API shows it (without variant URLs, which would expire).
+/// What the archive says about one file: where it is in the archive (`null` for a file in the
+/// archive tier, whose bytes need a restore first), and the file as the files API shows it
+/// (without variant URLs, which would expire).
 #[derive(Serialize)]
 struct Described {
-    path: String,
+    path: Option<String>,
     #[serde(flatten)]
     file: FileView,
 }
@@ -64,7 +65,8 @@ impl Archiver {
         }
         self.exports.set_state(&job.id, ExportState::Running, None).await?;
         let mut files = self.files.all(&job.owner).await?;
-        files.retain(|d| matches!(d.record.status, FileStatus::Ready | FileStatus::Failed));
+        let kept = [FileStatus::Ready, FileStatus::Failed, FileStatus::Archived, FileStatus::Restoring];
+        files.retain(|d| kept.contains(&d.record.status));
         let key = ObjectKey::export_archive(&job.owner, &job.id);
         let mut out = self.objects.create(&key, "application/zip").await?;
         let written = match self.write_archive(out.as_mut(), &files).await {
@@ -94,6 +96,12 @@ impl Archiver {
         let mut described = Vec::with_capacity(files.len());
         for d in files {
             let r = &d.record;
+            // An archived original cannot be read before a restore (hours): described, with no
+            // path; its owner restores it and exports again.
+            if crate::archival::refusal(d).is_some() {
+                described.push(Described { path: None, file: FileView::of(d, self.limits.restore_window) });
+                continue;
+            }
             // Gone since the listing (deleted meanwhile): not in the archive, not described.
             let Some(mut reader) = self.objects.open(&r.key, r.version_id.as_deref()).await? else { continue };
             let path = format!("files/{}/{}", r.file_id, SafeName::from_display(&r.filename).as_str());
@@ -109,9 +117,9 @@ impl Archiver {
             let crc32 = crc.finalize() as u32;
             out.write(&zip::data_descriptor(crc32, size)).await?;
             entries.push(zip::Entry { name: path.clone(), modified: r.created_at, offset, crc32, size });
-            described.push(Described { path, file: FileView::of(d, self.limits.restore_window) });
+            described.push(Described { path: Some(path), file: FileView::of(d, self.limits.restore_window) });
         }
-        let written = described.len() as u64;
+        let written = described.iter().filter(|d| d.path.is_some()).count() as u64;
         let metadata = serde_json::to_vec_pretty(&serde_json::json!({ "files": described }))
             .map_err(|e| PortError::Failed(format!("metadata.json: {e}")))?;
         let now = self.clock.now();

@@ -39,7 +39,9 @@ impl Delivery {
     /// Whether `record`'s copies are served unsigned: public and READY (the copies exist exactly
     /// then), and a CDN serves public copies.
     fn served_publicly(&self, record: &FileRecord) -> Option<&FilesCdn> {
-        let public = record.labels.visibility == Visibility::Public && record.status == FileStatus::Ready;
+        // An archived file's public copies stay in the standard class: still served.
+        let stored = matches!(record.status, FileStatus::Ready | FileStatus::Archived | FileStatus::Restoring);
+        let public = record.labels.visibility == Visibility::Public && stored;
         self.cdn.as_ref().filter(|_| public)
     }
 

@@ -85,12 +85,12 @@ pub struct UsageReport {
 
 impl Files {
     /// The caller's file, or [`Error::NotFound`] (missing and someone else's are one answer).
-    async fn own(&self, caller: &UserId, id: FileId) -> Result<FileDetails, Error> {
+    pub(crate) async fn own(&self, caller: &UserId, id: FileId) -> Result<FileDetails, Error> {
         self.files.details(id).await?.filter(|d| d.record.owner == *caller).ok_or(Error::NotFound("file"))
     }
 
     /// The file as the API shows it, with its variants' URLs.
-    async fn view(&self, d: &FileDetails) -> Result<FileView, Error> {
+    pub(crate) async fn view(&self, d: &FileDetails) -> Result<FileView, Error> {
         self.delivery.view(d, self.limits.restore_window).await
     }
 
@@ -187,7 +187,11 @@ impl Files {
                     "the file has not arrived yet; abort its upload instead",
                 ));
             }
-            FileStatus::Ready | FileStatus::Failed | FileStatus::Quarantined => {
+            FileStatus::Ready
+            | FileStatus::Failed
+            | FileStatus::Quarantined
+            | FileStatus::Archived
+            | FileStatus::Restoring => {
                 // The public copies and the marker first: once the row says DELETED, nothing
                 // of the file is served any more.
                 if r.labels.visibility == Visibility::Public {
@@ -216,11 +220,15 @@ impl Files {
         }
         // The row first (it checks the quota); then the marker goes. A crash between the two
         // leaves a READY row whose object a retry of DELETE or restore sets right.
-        if !self.files.restore(&d.record, self.limits.user_quota_bytes).await? {
+        // An archived original stays archived (a restored copy may have lapsed meanwhile).
+        let back = if d.archival.archived_at.is_some() { FileStatus::Archived } else { FileStatus::Ready };
+        let back = FileRecord { status: back, ..d.record.clone() };
+        if !self.files.restore(&back, self.limits.user_quota_bytes).await? {
             return Err(not_deleted);
         }
         self.objects.unhide(&d.record.key).await?;
-        if d.record.labels.visibility == Visibility::Public {
+        // (An archived original cannot be copied until restored: its public copy stays gone.)
+        if d.record.labels.visibility == Visibility::Public && back.status == FileStatus::Ready {
             let restored = FileRecord { status: FileStatus::Ready, ..d.record.clone() };
             self.delivery.publish(&restored, d.image.as_ref().map_or(&[], |i| &i.variants[..])).await?;
         }

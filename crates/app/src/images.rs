@@ -95,6 +95,9 @@ impl Images {
         let Some(d) = self.files.details(id).await?.filter(|d| d.record.owner == *caller) else {
             return Err(Error::NotFound("file"));
         };
+        if let Some(refused) = crate::archival::refusal(&d) {
+            return Err(refused);
+        }
         let r = &d.record;
         if r.status != FileStatus::Ready || r.content_type.class() != TypeClass::Image {
             return Err(Error::conflict("not_an_image", "only a stored image has image URLs"));

@@ -11,6 +11,7 @@
 //!
 //! Reads and writes nothing itself.
 
+pub mod archival;
 pub mod archive;
 pub mod audit;
 pub mod delivery;

@@ -11,6 +11,7 @@ use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use matbakh_core::archival::{Archival, RestoreTier};
 use matbakh_core::audit::{AuditEntry, AuditRecord};
 use matbakh_core::checksum::{Checksum, ChecksumAlgorithm, Integrity};
 use matbakh_core::delivery::ServedAs;
@@ -18,7 +19,7 @@ use matbakh_core::exports::{ExportJob, ExportState};
 use matbakh_core::ids::{FileId, ObjectKey, Sha256, UserId};
 use matbakh_core::listing::{Cursor, ListQuery};
 use matbakh_core::metadata::{
-    ContentFacts, Disposition, ExifFacts, FileDetails, FileRecord, PendingRow, Pinned, Ready, Settlement,
+    ContentFacts, Disposition, ExifFacts, FileDetails, FileRecord, FileStatus, PendingRow, Pinned, Ready, Settlement,
 };
 use matbakh_core::multipart::{PartNumber, UploadId, UploadSession, UploadedPart};
 use matbakh_core::post_policy::PresignedPost;
@@ -131,9 +132,21 @@ pub trait FileRepo: Send + Sync {
     /// owner's usage. `false` if the row is not DELETED or holds nothing.
     async fn purge_deleted(&self, id: FileId) -> PortResult<bool>;
 
-    /// DELETED → READY, charging the bytes again within `quota` if the row no longer holds
-    /// them ([`PortError::QuotaExceeded`]); `false` if the row is not DELETED.
+    /// DELETED → `record.status` (READY, or ARCHIVED), charging the bytes again within `quota`
+    /// if the row no longer holds them ([`PortError::QuotaExceeded`]); `false` if the row is
+    /// not DELETED.
     async fn restore(&self, record: &FileRecord, quota: u64) -> PortResult<bool>;
+
+    /// A step on the way to the archive tier and back ([`matbakh_core::archival`]): if the
+    /// row's status is one of `from`, it becomes `to` with `archival`; else `false`, nothing
+    /// written.
+    async fn set_archival(
+        &self,
+        id: FileId,
+        from: &[FileStatus],
+        to: FileStatus,
+        archival: &Archival,
+    ) -> PortResult<bool>;
 }
 
 /// Uploads in flight: PENDING rows whose grant ran out, and multipart sessions.
@@ -487,6 +500,8 @@ pub struct Head {
     pub size: u64,
     /// `None` in a bucket without versioning.
     pub version_id: Option<String>,
+    /// S3's storage class (`None`: STANDARD, which S3 does not name).
+    pub storage_class: Option<String>,
 }
 
 /// A presigned URL and until when it works.
@@ -602,6 +617,14 @@ pub trait ObjectStore: Send + Sync {
 
     /// Removes the delete marker that hides the object, if one does. Idempotent.
     async fn unhide(&self, key: &ObjectKey) -> PortResult<()>;
+
+    /// Replaces the tags of `version` of `key` with `tags` (the lifecycle rules filter on them;
+    /// no new version is written).
+    async fn set_tags(&self, key: &ObjectKey, version: Option<&str>, tags: &[(&str, &str)]) -> PortResult<()>;
+
+    /// Asks for a copy of the archived `version` of `key`, readable for `days` once S3 made it
+    /// in `tier`'s time. Idempotent: a restore already under way is no error.
+    async fn restore(&self, key: &ObjectKey, version: Option<&str>, tier: RestoreTier, days: u32) -> PortResult<()>;
 }
 
 /// An open WebSocket of the live updates API: whose it is, and whether an administrator opened

@@ -194,8 +194,11 @@ impl Shares {
     /// Spends one download of a live share of a live file: the URL, or why not. The file is
     /// checked first, so a deleted file's link spends nothing.
     async fn download(&self, share: &Share, now: OffsetDateTime) -> Result<Result<String, ShareRefusal>, Error> {
-        let file = self.files.details(share.file_id).await?.map(|d| d.record);
-        let Some(file) = file.filter(|r| r.owner == share.owner && shareable(r)) else {
+        let file = self.files.details(share.file_id).await?.filter(|d| d.record.owner == share.owner);
+        if file.as_ref().is_some_and(|d| crate::archival::refusal(d).is_some()) {
+            return Err(Error::conflict("archived", "the shared file is archived; its owner can restore it"));
+        }
+        let Some(file) = file.map(|d| d.record).filter(shareable) else {
             return Ok(Err(ShareRefusal::FileGone));
         };
         let used = match self.shares.use_once(&share.id, now).await? {

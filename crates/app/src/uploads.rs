@@ -103,15 +103,20 @@ impl Uploads {
         id: FileId,
         inline: bool,
     ) -> Result<DownloadLink, Error> {
-        let own = self.files.details(id).await?.map(|d| d.record).filter(|r| r.owner == *caller);
-        let Some(record) = own else {
+        let own = self.files.details(id).await?.filter(|d| d.record.owner == *caller);
+        let Some(details) = own else {
             let access = Access { result: "not_found", ..Access::ok(caller, AuditAction::Download, Some(id)) };
             self.audit.record(client, access).await?;
             return Err(Error::NotFound("file"));
         };
+        if let Some(refused) = crate::archival::refusal(&details) {
+            return Err(refused);
+        }
+        let record = details.record;
         match record.status {
-            // A FAILED image is the owner's file all the same, only without variants.
-            FileStatus::Ready | FileStatus::Failed => {}
+            // A FAILED image is the owner's file all the same, only without variants. (An
+            // archived one was refused above.)
+            FileStatus::Ready | FileStatus::Failed | FileStatus::Archived | FileStatus::Restoring => {}
             FileStatus::Deleted => return Err(Error::NotFound("file")),
             FileStatus::Quarantined => {
                 return Err(Error::forbidden("quarantined", "this file failed its checks and cannot be downloaded"));

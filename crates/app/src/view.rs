@@ -55,6 +55,43 @@ pub struct FileView {
     /// The end of the restore window of a deleted file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restorable_until: Option<String>,
+    /// Its way to the archive tier and back, once it started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive: Option<ArchiveView>,
+}
+
+/// Where a file stands with the archive tier ([`matbakh_core::archival`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveView {
+    /// When its owner asked to archive it (the bucket's lifecycle moves it within a day).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archived_at: Option<String>,
+    /// The restore under way: its tier and by when S3 promises it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restore_tier: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restore_expected_by: Option<String>,
+    /// Until when a restored file can be read (then it is ARCHIVED again).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restored_until: Option<String>,
+}
+
+impl ArchiveView {
+    fn of(a: &matbakh_core::archival::Archival) -> Option<Self> {
+        if *a == Default::default() {
+            return None;
+        }
+        Some(ArchiveView {
+            requested_at: a.requested_at.map(iso_seconds),
+            archived_at: a.archived_at.map(iso_seconds),
+            restore_tier: a.restore.map(|(tier, _)| tier.as_str()),
+            restore_expected_by: a.restore.map(|(_, by)| iso_seconds(by)),
+            restored_until: a.restored_until.map(iso_seconds),
+        })
+    }
 }
 
 /// A public file as anyone may see it (a user's public page): what a page needs to show it, its
@@ -148,6 +185,7 @@ impl FileView {
             reason: d.reason.clone(),
             deleted_at: d.deleted_at.map(iso_seconds),
             restorable_until: d.deleted_at.map(|at| iso_seconds(at + restore_window)),
+            archive: ArchiveView::of(&d.archival),
         }
     }
 }

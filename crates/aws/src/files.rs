@@ -13,6 +13,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem, Update};
+use matbakh_core::archival::{Archival, RestoreTier};
 use matbakh_core::clock::iso_millis;
 use matbakh_core::ids::{FileId, ObjectKey, UserId};
 use matbakh_core::listing::{Cursor, ListQuery, SortBy};
@@ -87,7 +88,14 @@ pub(crate) fn parse_details(item: &HashMap<String, AttributeValue>) -> Result<Fi
             Some(GeoPoint { latitude: num("lat")?, longitude: num("lon")? })
         }),
     });
-    let deleted_at = get_u64(item, "deletedAt").and_then(|t| OffsetDateTime::from_unix_timestamp(t as i64).ok());
+    let at = |name: &str| get_u64(item, name).and_then(|t| OffsetDateTime::from_unix_timestamp(t as i64).ok());
+    let deleted_at = at("deletedAt");
+    let archival = Archival {
+        requested_at: at("archiveRequestedAt"),
+        archived_at: at("archivedAt"),
+        restore: opt_str(item, "restoreTier").and_then(|t| RestoreTier::parse(t).ok()).zip(at("restoreExpectedBy")),
+        restored_until: at("restoredUntil"),
+    };
     Ok(FileDetails {
         record,
         image,
@@ -95,6 +103,7 @@ pub(crate) fn parse_details(item: &HashMap<String, AttributeValue>) -> Result<Fi
         exif,
         deleted_at,
         revision: get_u64(item, "rev").unwrap_or(0),
+        archival,
     })
 }
 
@@ -408,7 +417,8 @@ impl FileTable {
             .map_err(|e| AwsError::from_sdk("UpdateItem", e))
     }
 
-    /// DELETED → READY. A soft-deleted row still holds its bytes in the owner's usage (see
+    /// DELETED → `r.status` (READY, or ARCHIVED for a file whose original is in the archive
+    /// tier). A soft-deleted row still holds its bytes in the owner's usage (see
     /// [`FileTable::mark_deleted`]): they only stop being `deleted`. A row that holds nothing (a
     /// delete recorded before deleted bytes were kept counted) is charged again, refused above
     /// `quota`. Answers `false` if the row is not DELETED.
@@ -438,8 +448,8 @@ impl FileTable {
             .expression_attribute_values(":held", n(held))
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#owner", "owner")
-            .expression_attribute_values(":ready", s(FileStatus::Ready.as_str()))
-            .expression_attribute_values(":g", s(format!("STATUS#{}", FileStatus::Ready)))
+            .expression_attribute_values(":ready", s(r.status.as_str()))
+            .expression_attribute_values(":g", s(format!("STATUS#{}", r.status)))
             .expression_attribute_values(":size", n(r.size))
             .expression_attribute_values(":deleted", s(FileStatus::Deleted.as_str()))
             .expression_attribute_values(":owner", s(r.owner.as_str()))
@@ -492,4 +502,63 @@ fn put_item(table: &str, item: HashMap<String, AttributeValue>) -> Result<Transa
 fn delete_item(table: &str, id: FileId, sk: &str) -> Result<TransactWriteItem, AwsError> {
     let delete = Delete::builder().table_name(table).set_key(Some(schema::key(file_pk(id), sk))).build()?;
     Ok(TransactWriteItem::builder().delete(delete).build())
+}
+
+impl FileTable {
+    /// A step on the way to the archive tier and back: status `from` -> `to`, with the
+    /// archival attributes `a` (absent ones removed), in one conditional update.
+    pub async fn set_archival(
+        &self,
+        id: FileId,
+        from: &[FileStatus],
+        to: FileStatus,
+        a: &Archival,
+    ) -> Result<bool, AwsError> {
+        let times = [
+            ("archiveRequestedAt", a.requested_at),
+            ("archivedAt", a.archived_at),
+            ("restoreExpectedBy", a.restore.map(|(_, by)| by)),
+            ("restoredUntil", a.restored_until),
+        ];
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(schema::file(id)))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":to", s(to.as_str()))
+            .expression_attribute_values(":g", s(format!("STATUS#{to}")));
+        let (mut sets, mut removes) = (vec!["#status = :to".to_owned(), schema::SET_GSI2_PK.to_owned()], Vec::new());
+        for (name, value) in times {
+            match value {
+                Some(t) => {
+                    sets.push(format!("{name} = :{name}"));
+                    update = update.expression_attribute_values(format!(":{name}"), n(t.unix_timestamp()));
+                }
+                None => removes.push(name),
+            }
+        }
+        match a.restore {
+            Some((tier, _)) => {
+                sets.push("restoreTier = :tier".to_owned());
+                update = update.expression_attribute_values(":tier", s(tier.as_str()));
+            }
+            None => removes.push("restoreTier"),
+        }
+        let mut froms = Vec::with_capacity(from.len());
+        for (i, status) in from.iter().enumerate() {
+            froms.push(format!(":from{i}"));
+            update = update.expression_attribute_values(format!(":from{i}"), s(status.as_str()));
+        }
+        let mut expression = format!("SET {}", sets.join(", "));
+        if !removes.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
+        }
+        let out = update
+            .update_expression(expression)
+            .condition_expression(format!("#status IN ({})", froms.join(", ")))
+            .send()
+            .await;
+        crate::dynamo::conditional(out, "UpdateItem")
+    }
 }

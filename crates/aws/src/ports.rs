@@ -9,13 +9,16 @@ use matbakh_app::ports::{
     MultipartOp, MultipartRequest, ObjectSink, ObjectStore, ObjectStream, PartUpload, PortError, PortResult, ShareRepo,
     SignedUrl, TokenRepo, Upload, UploadRepo, UsageRepo,
 };
+use matbakh_core::archival::{Archival, RestoreTier};
 use matbakh_core::audit::{AuditEntry, AuditRecord};
 use matbakh_core::checksum::{ChecksumAlgorithm, Integrity};
 use matbakh_core::delivery::ServedAs;
 use matbakh_core::exports::{ExportJob, ExportState};
 use matbakh_core::ids::{FileId, ObjectKey, Sha256, UserId};
 use matbakh_core::listing::{Cursor, ListQuery};
-use matbakh_core::metadata::{ContentFacts, FileDetails, FileRecord, PendingRow, Pinned, Ready, Settlement};
+use matbakh_core::metadata::{
+    ContentFacts, FileDetails, FileRecord, FileStatus, PendingRow, Pinned, Ready, Settlement,
+};
 use matbakh_core::multipart::{UploadId, UploadSession, UploadedPart};
 use matbakh_core::post_policy::PresignedPost;
 use matbakh_core::quota::Usage;
@@ -116,6 +119,16 @@ impl FileRepo for FileTable {
 
     async fn restore(&self, record: &FileRecord, quota: u64) -> PortResult<bool> {
         Ok(FileTable::restore(self, record, quota).await?)
+    }
+
+    async fn set_archival(
+        &self,
+        id: FileId,
+        from: &[FileStatus],
+        to: FileStatus,
+        archival: &Archival,
+    ) -> PortResult<bool> {
+        Ok(FileTable::set_archival(self, id, from, to, archival).await?)
     }
 }
 
@@ -374,7 +387,7 @@ impl ObjectStore for S3Store {
 
     async fn head(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<Option<Head>> {
         let head = self.head_object(key, version).await?;
-        Ok(head.map(|h| Head { size: h.size, version_id: h.version_id }))
+        Ok(head.map(|h| Head { size: h.size, version_id: h.version_id, storage_class: h.storage_class }))
     }
 
     async fn read_digest(&self, key: &ObjectKey, version: Option<&str>, keep: usize) -> PortResult<Option<Digest>> {
@@ -446,6 +459,14 @@ impl ObjectStore for S3Store {
             self.delete_version(key, Some(&marker)).await?;
         }
         Ok(())
+    }
+
+    async fn set_tags(&self, key: &ObjectKey, version: Option<&str>, tags: &[(&str, &str)]) -> PortResult<()> {
+        Ok(S3Store::set_tags(self, key, version, tags).await?)
+    }
+
+    async fn restore(&self, key: &ObjectKey, version: Option<&str>, tier: RestoreTier, days: u32) -> PortResult<()> {
+        Ok(S3Store::restore(self, key, version, tier, days).await?)
     }
 }
 

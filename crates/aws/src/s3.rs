@@ -49,6 +49,8 @@ pub struct ObjectHead {
     pub version_id: Option<String>,
     pub content_type: Option<String>,
     pub content_disposition: Option<String>,
+    /// S3's storage class (`None`: STANDARD).
+    pub storage_class: Option<String>,
     /// `x-amz-meta-*`, names lower case.
     pub metadata: std::collections::HashMap<String, String>,
 }
@@ -213,6 +215,7 @@ impl S3Store {
                 content_type: out.content_type().map(str::to_owned),
                 content_disposition: out.content_disposition().map(str::to_owned),
                 metadata: out.metadata().cloned().unwrap_or_default(),
+                storage_class: out.storage_class().map(|c| c.as_str().to_owned()),
             })),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) || gone(e.raw_response()) => Ok(None),
             Err(e) => Err(AwsError::from_sdk("HeadObject", e)),
@@ -788,4 +791,65 @@ pub(crate) async fn key_versions(
 /// modelled error), or 405 for a version that is a delete marker.
 fn gone(raw: Option<&aws_sdk_s3::config::http::HttpResponse>) -> bool {
     raw.is_some_and(|r| matches!(r.status().as_u16(), 404 | 405))
+}
+
+/// The archive tier ([`matbakh_core::archival`]): tags the lifecycle rules filter on, and
+/// restores of archived originals.
+impl S3Store {
+    /// Replaces the tag set of `version` of `key` (a subresource: no new version is written).
+    pub async fn set_tags(
+        &self,
+        key: &ObjectKey,
+        version: Option<&str>,
+        tags: &[(&str, &str)],
+    ) -> Result<(), AwsError> {
+        use aws_sdk_s3::types::{Tag, Tagging};
+        let tag_set = tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| AwsError::Invalid("tags"))?;
+        let tagging = Tagging::builder().set_tag_set(Some(tag_set)).build().map_err(|_| AwsError::Invalid("tags"))?;
+        self.client
+            .put_object_tagging()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .set_version_id(version.map(str::to_owned))
+            .tagging(tagging)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| AwsError::from_sdk("PutObjectTagging", e))
+    }
+
+    /// Asks for a restored copy of the archived `version` of `key`, readable for `days`; one
+    /// already under way (`RestoreAlreadyInProgress`) is no error.
+    pub async fn restore(
+        &self,
+        key: &ObjectKey,
+        version: Option<&str>,
+        tier: matbakh_core::archival::RestoreTier,
+        days: u32,
+    ) -> Result<(), AwsError> {
+        use aws_sdk_s3::types::{GlacierJobParameters, RestoreRequest, Tier};
+        let job = GlacierJobParameters::builder()
+            .tier(Tier::from(tier.as_str()))
+            .build()
+            .map_err(|_| AwsError::Invalid("restore tier"))?;
+        let request = RestoreRequest::builder().days(days as i32).glacier_job_parameters(job).build();
+        let out = self
+            .client
+            .restore_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .set_version_id(version.map(str::to_owned))
+            .restore_request(request)
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().and_then(|s| s.meta().code()) == Some("RestoreAlreadyInProgress") => Ok(()),
+            Err(e) => Err(AwsError::from_sdk("RestoreObject", e)),
+        }
+    }
 }

@@ -28,6 +28,9 @@ pub enum AuditAction {
     ShareDownload,
     Export,
     Erase,
+    /// The owner asked to archive a file, or to restore an archived one.
+    Archive,
+    Unarchive,
 }
 
 impl AuditAction {
@@ -43,6 +46,8 @@ impl AuditAction {
             AuditAction::ShareDownload => "share_download",
             AuditAction::Export => "export",
             AuditAction::Erase => "erase",
+            AuditAction::Archive => "archive",
+            AuditAction::Unarchive => "unarchive",
         }
     }
 }

@@ -18,6 +18,15 @@ pub enum ObjectChange {
     Removed,
     /// A delete marker on a versioned bucket (a soft delete).
     DeleteMarkerCreated,
+    /// The lifecycle moved the object to another storage class (`LifecycleTransition`).
+    Transitioned,
+    /// A restore of an archived object was asked for (`ObjectRestore:Post`).
+    RestoreStarted,
+    /// The restored copy is there (`ObjectRestore:Completed`), until
+    /// [`ObjectEvent::restored_until`].
+    RestoreCompleted,
+    /// The restored copy lapsed (`ObjectRestore:Delete`): only the archived object is left.
+    RestoreExpired,
 }
 
 /// One object event, decoded.
@@ -34,6 +43,8 @@ pub struct ObjectEvent {
     /// Orders events for one key (AWS only).
     pub sequencer: Option<String>,
     pub event_time: Option<String>,
+    /// Until when a restored copy can be read (`ObjectRestore:Completed` only).
+    pub restored_until: Option<time::OffsetDateTime>,
 }
 
 impl ObjectEvent {
@@ -69,6 +80,19 @@ struct Record {
     event_name: String,
     event_time: Option<String>,
     s3: S3Entity,
+    glacier_event_data: Option<GlacierEventData>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GlacierEventData {
+    restore_event_data: Option<RestoreEventData>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RestoreEventData {
+    lifecycle_restoration_expiry_time: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -130,6 +154,14 @@ pub fn parse_sqs_body(body: &str) -> Result<Vec<ObjectEvent>, CoreError> {
                 ObjectChange::DeleteMarkerCreated
             } else if r.event_name.starts_with("ObjectRemoved:") || r.event_name == "LifecycleExpiration:Delete" {
                 ObjectChange::Removed
+            } else if r.event_name == "LifecycleTransition" {
+                ObjectChange::Transitioned
+            } else if r.event_name == "ObjectRestore:Post" {
+                ObjectChange::RestoreStarted
+            } else if r.event_name == "ObjectRestore:Completed" {
+                ObjectChange::RestoreCompleted
+            } else if r.event_name == "ObjectRestore:Delete" {
+                ObjectChange::RestoreExpired
             } else {
                 return Err(CoreError::invalid("eventName", format!("{} is not an object event", r.event_name)));
             };
@@ -142,6 +174,11 @@ pub fn parse_sqs_body(body: &str) -> Result<Vec<ObjectEvent>, CoreError> {
                 version_id: r.s3.object.version_id.filter(|v| !v.is_empty()),
                 sequencer: r.s3.object.sequencer,
                 event_time: r.event_time,
+                restored_until: r
+                    .glacier_event_data
+                    .and_then(|g| g.restore_event_data)
+                    .and_then(|d| d.lifecycle_restoration_expiry_time)
+                    .and_then(|t| time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339).ok()),
             })
         })
         .collect()
@@ -178,6 +215,32 @@ mod tests {
         assert_eq!(e.size, Some(351588));
     }
 
+    #[test]
+    fn archive_tier_events_parse_with_the_restored_copys_expiry() {
+        let record = |name: &str, glacier: &str| {
+            format!(
+                r#"{{"Records": [{{"eventName": "{name}", "eventTime": "2026-12-05T10:00:00.000Z",
+                  "s3": {{"bucket": {{"name": "b"}}, "object": {{"key": "users/u/f/a.jpg", "versionId": "v1",
+                  "sequencer": "0055"}}}}{glacier}}}]}}"#
+            )
+        };
+        let glacier = r#", "glacierEventData": {"restoreEventData": {
+            "lifecycleRestorationExpiryTime": "2026-12-12T00:00:00.000Z", "lifecycleRestoreStorageClass": "GLACIER"}}"#;
+        let done = &parse_sqs_body(&record("ObjectRestore:Completed", glacier)).unwrap()[0];
+        assert_eq!(done.change, ObjectChange::RestoreCompleted);
+        assert_eq!(done.restored_until, Some(time::macros::datetime!(2026-12-12 00:00 UTC)));
+        assert_eq!(done.version_id.as_deref(), Some("v1"));
+        for (name, change) in [
+            ("LifecycleTransition", ObjectChange::Transitioned),
+            ("ObjectRestore:Post", ObjectChange::RestoreStarted),
+            ("ObjectRestore:Delete", ObjectChange::RestoreExpired),
+        ] {
+            let e = &parse_sqs_body(&record(name, "")).unwrap()[0];
+            assert_eq!((e.change, e.restored_until), (change, None), "{name}");
+        }
+        assert!(parse_sqs_body(&record("ObjectTagging:Put", "")).is_err());
+    }
+
     fn at(sequencer: Option<&str>, time: Option<&str>) -> ObjectEvent {
         ObjectEvent {
             change: ObjectChange::Created,
@@ -188,6 +251,7 @@ mod tests {
             version_id: None,
             sequencer: sequencer.map(str::to_owned),
             event_time: time.map(str::to_owned),
+            restored_until: None,
         }
     }
 
@@ -219,7 +283,9 @@ mod tests {
             let events = parse_sqs_body(&raw).unwrap();
             assert_eq!(events[0].change, change, "{name}");
         }
-        assert!(parse_sqs_body(r#"{"Records": [{"eventName": "LifecycleTransition", "s3": {"bucket": {"name": "b"}, "object": {"key": "k"}}}]}"#).is_err());
+        // a transition is not a removal (the archive tier: see the next test)
+        let raw = r#"{"Records": [{"eventName": "LifecycleTransition", "s3": {"bucket": {"name": "b"}, "object": {"key": "k"}}}]}"#;
+        assert_eq!(parse_sqs_body(raw).unwrap()[0].change, ObjectChange::Transitioned);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! Pure: no AWS SDK, no network, no file system, no clock reads (time comes in through
 //! [`clock::Clock`]). Every function crate calls these rules, so they are tested here once.
 
+pub mod archival;
 pub mod audit;
 pub mod cdn;
 pub mod checksum;

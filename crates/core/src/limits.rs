@@ -62,6 +62,9 @@ pub struct Limits {
     pub audit_retention: Duration,
     /// Per-user budgets of the costly requests ([`crate::throttle`]).
     pub budgets: crate::throttle::Budgets,
+    /// How many days a restored copy of an archived file stays readable
+    /// ([`crate::archival::DEFAULT_RESTORED_DAYS`]).
+    pub restored_days: u32,
 }
 
 impl Default for Limits {
@@ -81,6 +84,7 @@ impl Default for Limits {
             image_url_ttl: DEFAULT_IMAGE_URL_TTL,
             audit_retention: crate::audit::DEFAULT_AUDIT_RETENTION,
             budgets: crate::throttle::Budgets::default(),
+            restored_days: crate::archival::DEFAULT_RESTORED_DAYS,
         }
     }
 }
@@ -120,6 +124,11 @@ impl Limits {
                 .map(|days| Duration::from_secs(days * 24 * 60 * 60))
                 .unwrap_or(d.audit_retention),
             budgets: crate::throttle::Budgets::from_lookup(&lookup)?,
+            restored_days: match number("RESTORED_DAYS")? {
+                Some(days @ 1..=30) => days as u32,
+                Some(_) => return Err(CoreError::invalid("RESTORED_DAYS", "must be 1 to 30 days")),
+                None => d.restored_days,
+            },
         })
     }
 

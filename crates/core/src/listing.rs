@@ -120,7 +120,10 @@ impl ListQuery {
                 }
                 "status" => {
                     q.status = Some(v.to_ascii_uppercase().parse::<FileStatus>().map_err(|_| {
-                        CoreError::invalid("status", "use pending, ready, quarantined, failed or deleted")
+                        CoreError::invalid(
+                            "status",
+                            "use pending, ready, quarantined, failed, deleted, archived or restoring",
+                        )
                     })?)
                 }
                 "tag" => q.tag = Some(Tag::parse(v)?),

@@ -62,6 +62,12 @@ pub enum Kind {
     /// Back from the deleted files.
     #[serde(rename = "file.restored")]
     FileRestored,
+    /// Its original moved to the archive tier (variants still show; a download needs a restore).
+    #[serde(rename = "file.archived")]
+    FileArchived,
+    /// A restore of its archived original started (`data.restoreExpectedBy` says until when).
+    #[serde(rename = "file.restoring")]
+    FileRestoring,
     /// A GDPR export can be downloaded.
     #[serde(rename = "export.ready")]
     ExportReady,
@@ -74,7 +80,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 12] = [
         Kind::UploadSettled,
         Kind::FileReady,
         Kind::FileFailed,
@@ -82,6 +88,8 @@ impl Kind {
         Kind::FileChanged,
         Kind::FileDeleted,
         Kind::FileRestored,
+        Kind::FileArchived,
+        Kind::FileRestoring,
         Kind::ExportReady,
         Kind::ExportFailed,
         Kind::MigrationProgress,
@@ -96,6 +104,8 @@ impl Kind {
             Kind::FileChanged => "file.changed",
             Kind::FileDeleted => "file.deleted",
             Kind::FileRestored => "file.restored",
+            Kind::FileArchived => "file.archived",
+            Kind::FileRestoring => "file.restoring",
             Kind::ExportReady => "export.ready",
             Kind::ExportFailed => "export.failed",
             Kind::MigrationProgress => "migration.progress",
@@ -196,6 +206,8 @@ pub fn file_events(old: Option<&FileRecord>, new: Option<&FileRecord>) -> Vec<Ki
         Failed => Some(Kind::FileFailed),
         Quarantined => Some(Kind::FileQuarantined),
         Deleted => Some(Kind::FileDeleted),
+        Archived => Some(Kind::FileArchived),
+        Restoring => Some(Kind::FileRestoring),
         Pending => None,
     };
     match (old, new) {

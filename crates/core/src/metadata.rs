@@ -24,6 +24,11 @@ pub enum FileStatus {
     Failed,
     /// Soft-deleted by its owner.
     Deleted,
+    /// The original is in the archive class ([`crate::archival`]): its variants still show,
+    /// its bytes need a restore first.
+    Archived,
+    /// A restore of the archived original is under way.
+    Restoring,
 }
 
 impl FileStatus {
@@ -34,6 +39,8 @@ impl FileStatus {
             FileStatus::Quarantined => "QUARANTINED",
             FileStatus::Failed => "FAILED",
             FileStatus::Deleted => "DELETED",
+            FileStatus::Archived => "ARCHIVED",
+            FileStatus::Restoring => "RESTORING",
         }
     }
 }
@@ -53,6 +60,8 @@ impl FromStr for FileStatus {
             "QUARANTINED" => Ok(FileStatus::Quarantined),
             "FAILED" => Ok(FileStatus::Failed),
             "DELETED" => Ok(FileStatus::Deleted),
+            "ARCHIVED" => Ok(FileStatus::Archived),
+            "RESTORING" => Ok(FileStatus::Restoring),
             other => Err(format!("unknown file status {other:?}")),
         }
     }
@@ -194,12 +203,22 @@ pub struct FileDetails {
     pub deleted_at: Option<OffsetDateTime>,
     /// Bumped by every owner change (optimistic concurrency).
     pub revision: u64,
+    /// Its way to the archive tier and back.
+    pub archival: crate::archival::Archival,
 }
 
 impl FileDetails {
     /// A file of which nothing is known yet but its row: no image facts, EXIF, reason.
     pub fn new(record: FileRecord) -> Self {
-        FileDetails { record, image: None, reason: None, exif: None, deleted_at: None, revision: 0 }
+        FileDetails {
+            record,
+            image: None,
+            reason: None,
+            exif: None,
+            deleted_at: None,
+            revision: 0,
+            archival: Default::default(),
+        }
     }
 }
 

@@ -14,6 +14,11 @@
 //! - `DELETE /v1/files/{fileId}`: soft delete (an S3 delete marker; the row is `DELETED`).
 //! - `POST /v1/files/{fileId}/restore`: within the restore window, the marker goes and the row
 //!   is `READY` again (counted in usage again).
+//! - `POST /v1/files/{fileId}/archive`: tags a READY file's original for the archive tier (the
+//!   bucket's lifecycle moves it within a day; the row becomes `ARCHIVED` when S3 says so).
+//!   `POST /v1/files/{fileId}/unarchive {tier}`: starts S3's restore of an `ARCHIVED` file (the
+//!   row is `RESTORING` with the tier's promised time, `READY` when the copy is there)
+//!   ([`matbakh_app::archival`]).
 //! - `GET /v1/public/{userId}/files` (no login): a user's public READY files with their stable
 //!   files-CDN URLs only, for a public page.
 //! - `GET /v1/me/usage`: bytes used and reserved, quota, file count.
@@ -33,11 +38,12 @@
 //! its answer; [`router`] runs them on the deployment's table and bucket, [`routes`] on any
 //! implementation of the ports (the in-memory ones in `src/tests.rs`).
 
+use matbakh_core::archival::RestoreTier;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::{Json, Router};
 use matbakh_api::audit::Client;
@@ -115,6 +121,8 @@ fn documented() -> OpenApiRouter<Api> {
         .routes(routes!(list))
         .routes(routes!(show, update, remove))
         .routes(routes!(restore))
+        .routes(routes!(archive))
+        .routes(routes!(unarchive))
         .routes(routes!(image_urls))
         .routes(routes!(public_files))
         .routes(routes!(usage))
@@ -372,6 +380,66 @@ async fn restore(
     let file = api.cases.files.restore(&caller.user, &client.0, file_id(&raw_id)?).await?;
     metrics::emit("restore_file", &[("FilesRestored", 1, Unit::Count)]);
     Ok(Json(file))
+}
+
+/// Archives a file
+///
+/// Tags a `READY` file's original for the archive tier: the bucket's lifecycle moves it at its
+/// next daily run, and the file is `ARCHIVED` once S3 reports the move (`archive.requestedAt`
+/// says it was asked). Its variants stay, so galleries keep showing it; a download then needs
+/// `unarchive` first. Asking again answers the file as it is.
+#[utoipa::path(post, path = "/v1/files/{fileId}/archive", operation_id = "archive_file", tag = "files-api",
+    params(("fileId" = String, Path, description = "The file's id")),
+    responses(
+        (status = 202, description = "The file, with `archive.requestedAt`"),
+        (status = 401, description = "No valid token"),
+        (status = 404, description = "No such file of the caller's"),
+        (status = 409, description = "`upload_incomplete`, or `not_archivable` (only a READY file)"),
+    ))]
+#[tracing::instrument(name = "archive_file", skip_all, fields(user = %caller.user, file_id = %raw_id))]
+async fn archive(
+    State(api): State<Api>,
+    caller: Caller,
+    client: Client,
+    Path(raw_id): Path<String>,
+) -> Result<(StatusCode, Json<FileView>), ApiError> {
+    let file = api.cases.files.archive(&caller.user, &client.0, file_id(&raw_id)?).await?;
+    Ok((StatusCode::ACCEPTED, Json(file)))
+}
+
+/// Restores an archived file
+///
+/// Asks S3 for a readable copy of an `ARCHIVED` file's original in `tier`'s time
+/// (`Expedited`: within 5 minutes, `Standard`: 5 hours (the default), `Bulk`: 12 hours); the
+/// file is `RESTORING` with `archive.restoreExpectedBy`, and `READY` again (for
+/// `RESTORED_DAYS`, 7) when the copy is there. Asking while it is restoring answers the file.
+#[utoipa::path(post, path = "/v1/files/{fileId}/unarchive", operation_id = "unarchive_file", tag = "files-api",
+    params(("fileId" = String, Path, description = "The file's id")),
+    request_body(content = Value, description = "`{tier?: \"Expedited\" | \"Standard\" | \"Bulk\"}`"),
+    responses(
+        (status = 202, description = "The file, `RESTORING`"),
+        (status = 400, description = "`tier` is not a tier (or one the archive class does not offer)"),
+        (status = 401, description = "No valid token"),
+        (status = 404, description = "No such file of the caller's"),
+        (status = 409, description = "`not_archived`"),
+    ))]
+#[tracing::instrument(name = "unarchive_file", skip_all, fields(user = %caller.user, file_id = %raw_id))]
+async fn unarchive(
+    State(api): State<Api>,
+    caller: Caller,
+    client: Client,
+    Path(raw_id): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<FileView>), ApiError> {
+    let id = file_id(&raw_id)?;
+    let tier = if body.is_empty() {
+        RestoreTier::Standard
+    } else {
+        let req = JsonObject::parse(&body, &["tier"])?;
+        req.opt_str("tier")?.map(RestoreTier::parse).transpose()?.unwrap_or(RestoreTier::Standard)
+    };
+    let file = api.cases.files.unarchive(&caller.user, &client.0, id, tier).await?;
+    Ok((StatusCode::ACCEPTED, Json(file)))
 }
 
 /// The caller's storage

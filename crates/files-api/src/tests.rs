@@ -527,3 +527,85 @@ async fn image_urls_over_the_users_budget_answer_429_until_the_window_turns() {
     let later = NOW + Duration::from_secs(wait);
     assert_eq!(w.call(later, Method::POST, &uri, Some("alice"), Some(json!({}))).await.0, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn an_archived_file_keeps_its_variants_refuses_its_bytes_and_comes_back_by_restore() {
+    use matbakh_app::ports::ObjectStore;
+    let w = World::new();
+    let id = w.file("alice", "dish.jpg", "image/jpeg", 1);
+    // the accepted version, as settling pins it
+    let mut d = w.repo.get(id).unwrap();
+    let key = d.record.key.clone();
+    let version = w.objects.head(&key, None).await.unwrap().unwrap().version_id.unwrap();
+    d.record.version_id = Some(version.clone());
+    w.repo.insert(d);
+    let files = w.api(NOW).cases.files;
+
+    // Asked: tagged for the lifecycle, still READY until S3 moves it.
+    let uri = format!("/v1/files/{id}/archive");
+    let (status, file) = w.call(NOW, Method::POST, &uri, Some("alice"), None).await;
+    assert_eq!((status, file["status"].as_str()), (StatusCode::ACCEPTED, Some("READY")), "{file}");
+    assert!(file["archive"]["requestedAt"].is_string(), "{file}");
+    let tags = w.objects.tags(&key, &version);
+    assert_eq!(tags, [("type-class".into(), "image".into()), ("archive".into(), "now".into())]);
+    assert_eq!(w.call(NOW, Method::POST, &uri, Some("mallory"), None).await.0, StatusCode::NOT_FOUND);
+    let (status, _) = w.call(NOW, Method::POST, &format!("/v1/files/{id}/unarchive"), Some("alice"), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "not archived yet");
+
+    // S3 reports a move to Intelligent-Tiering (readable as before), a stray version's move,
+    // then the lifecycle's move of the accepted version to Glacier: only the last counts.
+    w.objects.transition(&key, &version, "INTELLIGENT_TIERING");
+    assert!(!files.transitioned(id, Some(&version)).await.unwrap());
+    assert!(!files.transitioned(id, Some("stray")).await.unwrap());
+    w.objects.transition(&key, &version, "GLACIER");
+    assert!(files.transitioned(id, Some(&version)).await.unwrap());
+    assert_eq!(w.status(id), FileStatus::Archived);
+
+    // Variants still show; the original's bytes are refused with how to get them back.
+    let (_, shown) = w.get(&format!("/v1/files/{id}"), "alice").await;
+    assert_eq!(shown["status"], "ARCHIVED");
+    assert_eq!(shown["variants"].as_array().map(Vec::len), Some(3), "{shown}");
+    let (status, refused) =
+        w.call(NOW, Method::POST, &format!("/v1/files/{id}/image-urls"), Some("alice"), Some(json!({}))).await;
+    assert_eq!((status, refused["error"].as_str()), (StatusCode::CONFLICT, Some("archived")));
+    assert!(refused["message"].as_str().unwrap().contains("/unarchive"), "{refused}");
+
+    // Restore: a bad tier changes nothing; Expedited is promised within 5 minutes.
+    let unarchive = format!("/v1/files/{id}/unarchive");
+    let (status, bad) = w.call(NOW, Method::POST, &unarchive, Some("alice"), Some(json!({"tier": "fast"}))).await;
+    assert_eq!((status, bad["field"].as_str()), (StatusCode::BAD_REQUEST, Some("tier")));
+    assert!(w.objects.restores().is_empty());
+    let body = json!({"tier": "Expedited"});
+    let (status, file) = w.call(NOW, Method::POST, &unarchive, Some("alice"), Some(body.clone())).await;
+    assert_eq!((status, file["status"].as_str()), (StatusCode::ACCEPTED, Some("RESTORING")), "{file}");
+    assert_eq!(file["archive"]["restoreTier"], "Expedited");
+    let by = NOW + Duration::from_secs(5 * 60);
+    assert_eq!(file["archive"]["restoreExpectedBy"], matbakh_core::clock::iso_seconds(by));
+    let (_, again) = w.call(NOW, Method::POST, &unarchive, Some("alice"), Some(body)).await;
+    assert_eq!(again["status"], "RESTORING");
+    let restores = w.objects.restores();
+    assert_eq!(restores.len(), 1, "asking again starts no second restore");
+    assert_eq!((restores[0].1.as_str(), restores[0].3), (version.as_str(), 7));
+    let (status, refused) =
+        w.call(NOW, Method::POST, &format!("/v1/files/{id}/image-urls"), Some("alice"), Some(json!({}))).await;
+    assert_eq!((status, refused["error"].as_str()), (StatusCode::CONFLICT, Some("restoring")));
+
+    // S3's copy is there: READY until it lapses, then ARCHIVED again.
+    let until = NOW + Duration::from_secs(7 * 24 * 3600);
+    assert!(files.restore_completed(id, Some(&version), Some(until)).await.unwrap());
+    let (_, file) = w.get(&format!("/v1/files/{id}"), "alice").await;
+    assert_eq!(file["status"], "READY");
+    assert_eq!(file["archive"]["restoredUntil"], matbakh_core::clock::iso_seconds(until));
+    let (status, _) =
+        w.call(NOW, Method::POST, &format!("/v1/files/{id}/image-urls"), Some("alice"), Some(json!({}))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(files.restore_expired(id, Some(&version)).await.unwrap());
+    assert_eq!(w.status(id), FileStatus::Archived);
+
+    // Deleted and brought back within the window, it is still archived.
+    assert_eq!(w.call(NOW, Method::DELETE, &format!("/v1/files/{id}"), Some("alice"), None).await.0, StatusCode::OK);
+    let (status, file) = w.call(NOW, Method::POST, &format!("/v1/files/{id}/restore"), Some("alice"), None).await;
+    assert_eq!((status, file["status"].as_str()), (StatusCode::OK, Some("ARCHIVED")), "{file}");
+    let trail: Vec<AuditAction> = w.repo.audit_entries().iter().map(|e| e.action).collect();
+    assert!(trail.contains(&AuditAction::Archive) && trail.contains(&AuditAction::Unarchive), "{trail:?}");
+}

@@ -122,6 +122,11 @@ async fn handle_events(ix: &Indexer, events: &[ObjectEvent]) -> Result<(), Index
                 purge_results(ix, &event.key).await?;
             }
             ObjectChange::DeleteMarkerCreated | ObjectChange::Removed => removed(ix, event).await?,
+            ObjectChange::Transitioned | ObjectChange::RestoreCompleted | ObjectChange::RestoreExpired => {
+                archive_tier(ix, event).await?
+            }
+            // The owner's unarchive asked for it; the row says RESTORING already.
+            ObjectChange::RestoreStarted => {}
         }
     }
     Ok(())
@@ -212,6 +217,9 @@ async fn settle(ix: &Indexer, event: &ObjectEvent) -> Result<(), IndexError> {
     if strays > 0 {
         metrics::emit("settle", &[("StrayVersionsRemoved", strays as u64, Unit::Count)]);
     }
+    if matches!(settled, Settled::Accepted { .. } | Settled::Already) {
+        classify(ix, file_id).await?;
+    }
     match settled {
         Settled::Accepted { size } => {
             metrics::emit("settle", &[("UploadsSettled", 1, Unit::Count), ("StoredBytes", size, Unit::Bytes)]);
@@ -220,6 +228,35 @@ async fn settle(ix: &Indexer, event: &ObjectEvent) -> Result<(), IndexError> {
             metrics::emit("settle", &[("UploadsRefused", 1, Unit::Count), ("RefusedBytes", size, Unit::Bytes)]);
         }
         Settled::Already | Settled::Nothing => {}
+    }
+    Ok(())
+}
+
+/// Tags an accepted original with its type class for the archive tier's lifecycle rules
+/// (again on a redelivery: a failure after settling is retried).
+async fn classify(ix: &Indexer, file_id: FileId) -> Result<(), IndexError> {
+    let files = ix.services.files();
+    if let Some(d) = files.files.details(file_id).await.map_err(matbakh_app::Error::from)? {
+        files.classify(&d.record).await?;
+    }
+    Ok(())
+}
+
+/// S3 moved an original to the archive class, made a restored copy, or let one lapse: see
+/// [`matbakh_app::archival`].
+async fn archive_tier(ix: &Indexer, event: &ObjectEvent) -> Result<(), IndexError> {
+    let Some(file_id) = file_id_of(&event.key) else { return Ok(()) };
+    let files = ix.services.files();
+    let version = event.version_id.as_deref();
+    let (changed, metric) = match event.change {
+        ObjectChange::Transitioned => (files.transitioned(file_id, version).await?, "FilesArchived"),
+        ObjectChange::RestoreCompleted => {
+            (files.restore_completed(file_id, version, event.restored_until).await?, "FilesUnarchived")
+        }
+        _ => (files.restore_expired(file_id, version).await?, "RestoredCopiesLapsed"),
+    };
+    if changed {
+        metrics::emit("archive", &[(metric, 1, Unit::Count)]);
     }
     Ok(())
 }

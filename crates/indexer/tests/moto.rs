@@ -551,3 +551,80 @@ async fn a_failed_invalidation_comes_back_with_its_record() {
     assert!(!h.state.store.holds_any(&result).await.unwrap());
     assert_eq!(h.state.table.get_file(file_id(&key)).await.unwrap().unwrap().status, FileStatus::Deleted);
 }
+
+/// An S3 event about the archive tier for `key` (moto sends none of these: the test plays S3).
+fn archive_event(key: &str, name: &str, restored_until: Option<&str>) -> String {
+    let mut record = json!({"eventVersion": "2.1", "eventSource": "aws:s3", "eventName": name,
+        "eventTime": "2026-12-05T12:00:00.000Z",
+        "s3": {"bucket": {"name": "b"}, "object": {"key": key.replace('/', "%2F").replace(' ', "+")}}});
+    if let Some(until) = restored_until {
+        record["glacierEventData"] = json!({"restoreEventData": {
+            "lifecycleRestorationExpiryTime": until, "lifecycleRestoreStorageClass": "GLACIER"}});
+    }
+    let s3 = json!({ "Records": [record] });
+    json!({"Type": "Notification", "Message": s3.to_string()}).to_string()
+}
+
+/// The archive tier on moto: the owner's request tags the original, S3's move makes the file
+/// ARCHIVED (a download is refused, where a URL would fail at S3), a restore makes it
+/// RESTORING, S3's copy makes it READY and readable, the copy's end ARCHIVED again. What moto
+/// cannot show: the lifecycle moving an object (the test copies it to GLACIER in place, as the
+/// lifecycle's transition would leave it) and S3's events about it (the test sends them).
+#[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
+async fn an_original_goes_to_the_archive_tier_and_back() {
+    use matbakh_app::audit::Client;
+    use matbakh_core::archival::RestoreTier;
+    let h = Harness::new(presign::router, Options::default()).await;
+    let user = unique_user("archivist");
+    let (name, photo) = corpus("photos/ladybird.jpg");
+    let at = time::OffsetDateTime::now_utc();
+    let id = h.stored_file(&user, &name, "image/jpeg", photo.clone(), at).await;
+    let row = h.state.table.get_file(id).await.unwrap().unwrap();
+    let (key, owner) = (row.key.as_str().to_owned(), row.owner.clone());
+    let (s3, bucket) = (h.state.store.client(), h.state.store.bucket());
+    let client = Client { ip: "192.0.2.1".into(), user_agent: "tests".into() };
+    let download = format!("/v1/files/{id}/download");
+
+    // The owner asks: the original carries the tags the lifecycle rules filter on.
+    let files = h.state.files();
+    files.archive(&owner, &client, id).await.unwrap();
+    let tags = s3.get_object_tagging().bucket(bucket).key(&key).send().await.unwrap();
+    let mut tags: Vec<(&str, &str)> = tags.tag_set().iter().map(|t| (t.key(), t.value())).collect();
+    tags.sort();
+    assert_eq!(tags, [("archive", "now"), ("type-class", "image")]);
+
+    // The lifecycle's move (played by the test), then S3's event: ARCHIVED.
+    let copy = s3.copy_object().bucket(bucket).key(&key).copy_source(format!("{bucket}/{key}"));
+    copy.storage_class(aws_sdk_s3::types::StorageClass::Glacier).send().await.unwrap();
+    let refused = s3.get_object().bucket(bucket).key(&key).send().await.unwrap_err();
+    assert_eq!(refused.into_service_error().meta().code(), Some("InvalidObjectState"), "a URL would fail now");
+    let response = indexer::handle(&ix(&h), event(&[("t", archive_event(&key, "LifecycleTransition", None))])).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(h.state.table.get_file(id).await.unwrap().unwrap().status, FileStatus::Archived);
+    let (status, answer) = h.call(http::Method::GET, &download, Some(&h.token(&user)), None).await;
+    assert_eq!((status, answer["error"].as_str()), (StatusCode::CONFLICT, Some("archived")), "{answer}");
+
+    // The owner restores: S3 (moto) takes the request, the row is RESTORING.
+    let view = files.unarchive(&owner, &client, id, RestoreTier::Expedited).await.unwrap();
+    assert_eq!(view.status, "RESTORING");
+    let details = h.state.table.file_details(id).await.unwrap().unwrap();
+    assert_eq!(details.archival.restore.map(|(tier, _)| tier), Some(RestoreTier::Expedited));
+
+    // S3's copy is there: READY, and the download's URL brings the photograph.
+    let until = "2026-12-12T00:00:00.000Z";
+    let done = archive_event(&key, "ObjectRestore:Completed", Some(until));
+    assert!(indexer::handle(&ix(&h), event(&[("c", done)])).await.batch_item_failures.is_empty());
+    let details = h.state.table.file_details(id).await.unwrap().unwrap();
+    assert_eq!(details.record.status, FileStatus::Ready);
+    assert_eq!(details.archival.restored_until, Some(time::macros::datetime!(2026-12-12 00:00 UTC)));
+    let (status, link) = h.call(http::Method::GET, &download, Some(&h.token(&user)), None).await;
+    assert_eq!(status, StatusCode::OK, "{link}");
+    let got = testkit::http_client().get(link["url"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(got.bytes().await.unwrap().as_ref(), photo.as_slice());
+
+    // The copy lapses: ARCHIVED again.
+    let lapsed = archive_event(&key, "ObjectRestore:Delete", None);
+    assert!(indexer::handle(&ix(&h), event(&[("d", lapsed)])).await.batch_item_failures.is_empty());
+    assert_eq!(h.state.table.get_file(id).await.unwrap().unwrap().status, FileStatus::Archived);
+}

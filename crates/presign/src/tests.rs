@@ -265,3 +265,17 @@ async fn a_quarantined_or_unarrived_file_is_not_downloaded() {
     let (status, answer) = w.call(Method::GET, &format!("/v1/files/{pending}/download"), "alice", None).await;
     assert_eq!((status, answer["error"].as_str()), (StatusCode::CONFLICT, Some("upload_incomplete")));
 }
+
+#[tokio::test]
+async fn an_archived_file_answers_409_with_how_to_restore_never_a_url() {
+    let w = World::new();
+    for (status, code) in [(FileStatus::Archived, "archived"), (FileStatus::Restoring, "restoring")] {
+        let id = w.stored("alice", status, true);
+        let (got, answer) = w.call(Method::GET, &format!("/v1/files/{id}/download"), "alice", None).await;
+        assert_eq!((got, answer["error"].as_str()), (StatusCode::CONFLICT, Some(code)), "{answer}");
+        assert!(answer.get("url").is_none());
+    }
+    let id = w.stored("alice", FileStatus::Archived, true);
+    let (_, answer) = w.call(Method::GET, &format!("/v1/files/{id}/download"), "alice", None).await;
+    assert!(answer["message"].as_str().unwrap().contains(&format!("/v1/files/{id}/unarchive")), "{answer}");
+}

@@ -52,6 +52,7 @@ impl MemoryStore {
             content_type: content_type.map(str::to_owned),
             content_disposition: disposition.map(str::to_owned),
             metadata: metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            storage_class: None,
         };
         lock(&self.objects).entry(key.to_owned()).or_default().push((bytes, head));
         version

@@ -192,8 +192,24 @@ impl FileRepo for InMemory {
             account.charged += record.size;
             s.charged = record.size;
         }
-        s.details.record.status = FileStatus::Ready;
+        s.details.record.status = record.status;
         s.details.deleted_at = None;
+        Ok(true)
+    }
+
+    async fn set_archival(
+        &self,
+        id: FileId,
+        from: &[FileStatus],
+        to: FileStatus,
+        archival: &Archival,
+    ) -> PortResult<bool> {
+        let mut st = lock(&self.state);
+        let Some(s) = st.files.get_mut(&id).filter(|s| from.contains(&s.details.record.status)) else {
+            return Ok(false);
+        };
+        s.details.record.status = to;
+        s.details.archival = archival.clone();
         Ok(true)
     }
 }

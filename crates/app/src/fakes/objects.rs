@@ -55,6 +55,16 @@ pub struct InMemoryObjects {
     started: Mutex<u64>,
     /// The headers each public copy was written with.
     served: Mutex<HashMap<ObjectKey, ServedAs>>,
+    /// The archive tier: each version's storage class (if not STANDARD), its tags, and the
+    /// restores asked for.
+    archive: Mutex<ArchiveTier>,
+}
+
+#[derive(Default)]
+struct ArchiveTier {
+    classes: HashMap<(ObjectKey, String), String>,
+    tags: HashMap<(ObjectKey, String), Vec<(String, String)>>,
+    restores: Vec<(ObjectKey, String, RestoreTier, u32)>,
 }
 
 impl InMemoryObjects {
@@ -71,6 +81,21 @@ impl InMemoryObjects {
     /// upload does; answers its version id.
     pub fn put(&self, key: &ObjectKey, size: u64) -> String {
         write_version(&self.objects, &self.written, key, size, None)
+    }
+
+    /// The lifecycle moved `version` of `key` to `class` (as S3 does, in place).
+    pub fn transition(&self, key: &ObjectKey, version: &str, class: &str) {
+        lock(&self.archive).classes.insert((key.clone(), version.to_owned()), class.to_owned());
+    }
+
+    /// The tags of `version` of `key`.
+    pub fn tags(&self, key: &ObjectKey, version: &str) -> Vec<(String, String)> {
+        lock(&self.archive).tags.get(&(key.clone(), version.to_owned())).cloned().unwrap_or_default()
+    }
+
+    /// The restores asked for: key, version, tier and days.
+    pub fn restores(&self) -> Vec<(ObjectKey, String, RestoreTier, u32)> {
+        lock(&self.archive).restores.clone()
     }
 
     /// Writes a new version holding `bytes` at `key`; answers its version id.
@@ -141,6 +166,14 @@ impl InMemoryObjects {
     /// The current version of `key`, if a GET finds one.
     fn current(&self, key: &ObjectKey) -> Option<(String, u64)> {
         lock(&self.objects).get(key).filter(|h| !h.hidden).and_then(|h| h.versions.last().cloned())
+    }
+
+    /// `version` of `key` (the current one if `None`), if there is one.
+    fn version(&self, key: &ObjectKey, version: Option<&str>) -> Option<(String, u64)> {
+        match version {
+            None => self.current(key),
+            Some(v) => lock(&self.objects).get(key).and_then(|h| h.versions.iter().find(|(id, _)| id == v).cloned()),
+        }
     }
 }
 
@@ -341,7 +374,12 @@ impl ObjectStore for InMemoryObjects {
                 objects.get(key).and_then(|h| h.versions.iter().find(|(id, _)| id == v).cloned())
             }
         };
-        Ok(found.map(|(version, size)| Head { size, version_id: Some(version) }))
+        let archive = lock(&self.archive);
+        Ok(found.map(|(version, size)| Head {
+            size,
+            storage_class: archive.classes.get(&(key.clone(), version.clone())).cloned(),
+            version_id: Some(version),
+        }))
     }
 
     /// Versions written without bytes read as that many zeros.
@@ -466,6 +504,27 @@ impl ObjectStore for InMemoryObjects {
         if let Some(held) = lock(&self.objects).get_mut(key) {
             held.hidden = false;
         }
+        Ok(())
+    }
+
+    async fn set_tags(&self, key: &ObjectKey, version: Option<&str>, tags: &[(&str, &str)]) -> PortResult<()> {
+        let Some((version, _)) = self.version(key, version) else {
+            return Err(PortError::Failed(format!("no such object {key}")));
+        };
+        let tags = tags.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        lock(&self.archive).tags.insert((key.clone(), version), tags);
+        Ok(())
+    }
+
+    async fn restore(&self, key: &ObjectKey, version: Option<&str>, tier: RestoreTier, days: u32) -> PortResult<()> {
+        let Some((version, _)) = self.version(key, version) else {
+            return Err(PortError::Failed(format!("no such object {key}")));
+        };
+        let mut archive = lock(&self.archive);
+        if !archive.classes.contains_key(&(key.clone(), version.clone())) {
+            return Err(PortError::Failed(format!("{key} is not archived: S3 refuses to restore it")));
+        }
+        archive.restores.push((key.clone(), version, tier, days));
         Ok(())
     }
 }

@@ -1,0 +1,165 @@
+//! The archive tier's use cases ([`matbakh_core::archival`] has the rules): the owner asks to
+//! archive a file or to restore an archived one; the indexer reports what S3 did (moved it,
+//! made a restored copy, let the copy lapse). Whatever reads an original asks [`refusal`]
+//! first, so an archived file answers `409 archived` with how to get it back, never a URL that
+//! would fail.
+
+use matbakh_core::archival::{
+    ARCHIVE_NOW_VALUE, ARCHIVE_TAG, Archival, RestoreTier, TYPE_CLASS_TAG, needs_restore, type_class_tag,
+};
+use matbakh_core::audit::AuditAction;
+use matbakh_core::clock::iso_seconds;
+use matbakh_core::ids::{FileId, UserId};
+use matbakh_core::metadata::{FileDetails, FileRecord, FileStatus};
+use time::OffsetDateTime;
+
+use crate::audit::{Access, Client};
+use crate::error::Error;
+use crate::files::Files;
+use crate::view::FileView;
+
+/// Why an original cannot be read now, if it cannot: archived (restore it first), or being
+/// restored (with the time S3 promised).
+pub fn refusal(d: &FileDetails) -> Option<Error> {
+    let id = d.record.file_id;
+    match d.record.status {
+        FileStatus::Archived => Some(Error::conflict(
+            "archived",
+            format!(
+                "this file is archived; restore it with POST /v1/files/{id}/unarchive {{\"tier\": \"Expedited\" | \
+                 \"Standard\" | \"Bulk\"}} (minutes, hours, or half a day), then download it"
+            ),
+        )),
+        FileStatus::Restoring => Some(Error::conflict(
+            "restoring",
+            match d.archival.restore {
+                Some((tier, by)) => {
+                    format!("this file is being restored ({} tier); expected by {}", tier.as_str(), iso_seconds(by))
+                }
+                None => "this file is being restored".to_owned(),
+            },
+        )),
+        _ => None,
+    }
+}
+
+impl Files {
+    /// The owner asks to archive a READY file now: its original is tagged for the bucket's
+    /// lifecycle, which moves it at its next run (S3 runs lifecycle rules once a day); the row
+    /// says when it was asked and becomes ARCHIVED when S3 reports the move. Asking again
+    /// changes nothing.
+    pub async fn archive(&self, caller: &UserId, client: &Client, id: FileId) -> Result<FileView, Error> {
+        let d = self.own(caller, id).await?;
+        match d.record.status {
+            FileStatus::Ready if d.archival.requested_at.is_none() => {}
+            FileStatus::Ready | FileStatus::Archived | FileStatus::Restoring => return self.view(&d).await,
+            FileStatus::Pending => {
+                return Err(Error::conflict("upload_incomplete", "the file has not arrived yet"));
+            }
+            FileStatus::Failed | FileStatus::Quarantined | FileStatus::Deleted => {
+                return Err(Error::conflict("not_archivable", "only a stored (READY) file can be archived"));
+            }
+        }
+        let r = &d.record;
+        let class = type_class_tag(r.content_type.class());
+        let tags = [(TYPE_CLASS_TAG, class), (ARCHIVE_TAG, ARCHIVE_NOW_VALUE)];
+        self.objects.set_tags(&r.key, r.version_id.as_deref(), &tags).await?;
+        let archival = Archival { requested_at: Some(self.clock.now()), ..d.archival.clone() };
+        if !self.files.set_archival(id, &[FileStatus::Ready], FileStatus::Ready, &archival).await? {
+            return Err(Error::conflict("busy", "the file changed meanwhile; try again"));
+        }
+        self.audit.record(client, Access::ok(caller, AuditAction::Archive, Some(id))).await?;
+        tracing::info!("archive requested");
+        self.show(caller, id).await
+    }
+
+    /// The owner asks for an ARCHIVED file back: S3 makes a readable copy in `tier`'s time;
+    /// the row is RESTORING until S3 reports the copy (then READY). Asking while it is being
+    /// restored answers the restore under way.
+    pub async fn unarchive(
+        &self,
+        caller: &UserId,
+        client: &Client,
+        id: FileId,
+        tier: RestoreTier,
+    ) -> Result<FileView, Error> {
+        let d = self.own(caller, id).await?;
+        match d.record.status {
+            FileStatus::Archived => {}
+            FileStatus::Restoring => return self.view(&d).await,
+            _ => return Err(Error::conflict("not_archived", "the file is not archived")),
+        }
+        let r = &d.record;
+        let head = self.objects.head(&r.key, r.version_id.as_deref()).await?.ok_or(Error::NotFound("file"))?;
+        let class = head.storage_class.unwrap_or_default();
+        let within = tier.expected_within(&class)?;
+        self.objects.restore(&r.key, r.version_id.as_deref(), tier, self.limits.restored_days).await?;
+        let now = self.clock.now();
+        let archival = Archival { restore: Some((tier, now + within)), ..d.archival.clone() };
+        if !self.files.set_archival(id, &[FileStatus::Archived], FileStatus::Restoring, &archival).await? {
+            // S3's restore is under way either way; the row changed meanwhile (a retry, or the
+            // copy already there): show what it says now.
+            return self.show(caller, id).await;
+        }
+        let access = Access { result: tier.as_str(), ..Access::ok(caller, AuditAction::Unarchive, Some(id)) };
+        self.audit.record(client, access).await?;
+        tracing::info!(tier = tier.as_str(), "restore requested");
+        self.show(caller, id).await
+    }
+
+    /// Tags a newly accepted original with its type class, which the lifecycle's archive rules
+    /// filter on (the indexer, once the upload settled).
+    pub async fn classify(&self, r: &FileRecord) -> Result<(), Error> {
+        let tags = [(TYPE_CLASS_TAG, type_class_tag(r.content_type.class()))];
+        Ok(self.objects.set_tags(&r.key, r.version_id.as_deref(), &tags).await?)
+    }
+
+    /// S3 moved `version` of a file's original to another class (`LifecycleTransition`): if
+    /// the file's accepted version now needs a restore to be read, the file is ARCHIVED.
+    /// Whether the row changed.
+    pub async fn transitioned(&self, id: FileId, version: Option<&str>) -> Result<bool, Error> {
+        let Some(d) = self.accepted(id, version).await? else { return Ok(false) };
+        let r = &d.record;
+        let head = self.objects.head(&r.key, r.version_id.as_deref()).await?;
+        if !needs_restore(head.as_ref().and_then(|h| h.storage_class.as_deref())) {
+            return Ok(false); // Intelligent-Tiering and the like: read as before
+        }
+        let archival =
+            Archival { archived_at: Some(self.clock.now()), restore: None, restored_until: None, ..d.archival.clone() };
+        Ok(self.files.set_archival(id, &[FileStatus::Ready], FileStatus::Archived, &archival).await?)
+    }
+
+    /// The restored copy of a file's original is there until `until` (`ObjectRestore:Completed`):
+    /// READY again. Whether the row changed.
+    pub async fn restore_completed(
+        &self,
+        id: FileId,
+        version: Option<&str>,
+        until: Option<OffsetDateTime>,
+    ) -> Result<bool, Error> {
+        let Some(d) = self.accepted(id, version).await? else { return Ok(false) };
+        let archival = Archival { restore: None, restored_until: until, ..d.archival.clone() };
+        let from = [FileStatus::Archived, FileStatus::Restoring];
+        Ok(self.files.set_archival(id, &from, FileStatus::Ready, &archival).await?)
+    }
+
+    /// The restored copy lapsed (`ObjectRestore:Delete`): ARCHIVED again. Whether the row
+    /// changed.
+    pub async fn restore_expired(&self, id: FileId, version: Option<&str>) -> Result<bool, Error> {
+        let Some(d) = self.accepted(id, version).await? else { return Ok(false) };
+        if d.archival.archived_at.is_none() {
+            return Ok(false);
+        }
+        let archival = Archival { restored_until: None, ..d.archival.clone() };
+        Ok(self.files.set_archival(id, &[FileStatus::Ready], FileStatus::Archived, &archival).await?)
+    }
+
+    /// The file, if `version` is its accepted one (S3's events about other versions, strays of
+    /// DECISIONS 28, say nothing about the file).
+    async fn accepted(&self, id: FileId, version: Option<&str>) -> Result<Option<FileDetails>, Error> {
+        let d = self.files.details(id).await?;
+        Ok(d.filter(|d| {
+            version.is_none() || d.record.version_id.is_none() || d.record.version_id.as_deref() == version
+        }))
+    }
+}
