@@ -28,6 +28,7 @@ pub mod ports;
 pub mod process;
 pub mod random;
 pub mod removal;
+pub mod reports;
 pub mod settle;
 pub mod shares;
 pub mod sweep;

@@ -24,6 +24,7 @@ use matbakh_core::metadata::{
 use matbakh_core::multipart::{PartNumber, UploadId, UploadSession, UploadedPart};
 use matbakh_core::post_policy::PresignedPost;
 use matbakh_core::quota::Usage;
+use matbakh_core::report::InventoryRow;
 use matbakh_core::shares::{Share, ShareId, ShareRefusal};
 use matbakh_core::tokens::TokenGrant;
 use matbakh_core::types::ContentType;
@@ -265,6 +266,23 @@ pub trait Counters: Send + Sync {
     /// whether it counted. One atomic step (two instances never both take the last one); the
     /// counter may be forgotten after `until`.
     async fn take(&self, user: &UserId, name: &str, limit: u64, until: OffsetDateTime) -> PortResult<bool>;
+}
+
+/// Every object version of the bucket, one row at a time (S3 Inventory, or a listing).
+#[async_trait]
+pub trait InventorySource: Send + Sync {
+    /// Calls `each` with every object version and delete marker; answers where the rows came
+    /// from (`inventory`, `listing`).
+    async fn scan(&self, each: &mut (dyn FnMut(InventoryRow) + Send)) -> PortResult<&'static str>;
+}
+
+/// Where the storage reports are kept.
+#[async_trait]
+pub trait ReportStore: Send + Sync {
+    /// Keeps `json` as the report of `day` (`2026-12-05`) and as the latest.
+    async fn save(&self, day: &str, json: Vec<u8>) -> PortResult<()>;
+    /// The latest report, if one was made.
+    async fn latest(&self) -> PortResult<Option<Vec<u8>>>;
 }
 
 /// Share links.

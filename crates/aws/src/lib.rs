@@ -19,6 +19,7 @@ pub mod ledger;
 pub mod live;
 mod ports;
 pub mod queue;
+pub mod report;
 pub mod s3;
 pub(crate) mod schema;
 pub mod secrets;

@@ -25,6 +25,7 @@ pub mod multipart;
 pub mod names;
 pub mod post_policy;
 pub mod quota;
+pub mod report;
 pub mod shares;
 pub mod sigv4;
 pub mod sniff;

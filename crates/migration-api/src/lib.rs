@@ -10,6 +10,9 @@
 //!   `resume` also asks the migration workers to send the run's pending files again (one
 //!   `enqueue` message; paused workers dropped theirs).
 //!
+//! - `GET /v1/admin/reports/latest`: the latest storage and cost report the `reporter` wrote
+//!   (`REPORTS_BUCKET`), as JSON; 404 before the first.
+//!
 //! - `GET /v1/legacy?path=...`: the file a legacy path was migrated to (issue 19: old URLs),
 //!   with its current status; 404 when it was not.
 //!
@@ -27,6 +30,7 @@ use matbakh_api::{ApiError, Caller};
 use matbakh_aws::AwsError;
 use matbakh_aws::ledger::Ledger;
 use matbakh_aws::queue::Queue;
+use matbakh_aws::report::ReportBucket;
 use matbakh_aws::table::FileTable;
 use matbakh_core::clock::{Clock, SystemClock, iso_millis};
 use matbakh_core::migration::{Control, RunId};
@@ -45,6 +49,8 @@ pub struct Admin {
     pub files: FileTable,
     /// The migration queue `resume` sends the run's `enqueue` message to.
     pub queue: Option<Queue>,
+    /// Where the reporter keeps its reports (`REPORTS_BUCKET`).
+    pub reports: Option<ReportBucket>,
     /// Subjects allowed here (`ADMIN_USERS`, comma-separated; empty: nobody).
     pub admins: Arc<BTreeSet<String>>,
     pub clock: Arc<dyn Clock>,
@@ -69,6 +75,7 @@ impl Admin {
             ledger: Ledger::new(sdk, table),
             files: FileTable::new(sdk, files),
             queue: lookup("MIGRATION_QUEUE_URL").filter(|u| !u.is_empty()).map(|u| Queue::new(sdk, u)),
+            reports: lookup("REPORTS_BUCKET").filter(|b| !b.is_empty()).map(|b| ReportBucket::new(sdk, b)),
             admins: Arc::new(parse_admins(&lookup("ADMIN_USERS").unwrap_or_default())),
             clock: Arc::new(SystemClock),
         })
@@ -85,7 +92,12 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 fn documented() -> OpenApiRouter<Admin> {
-    OpenApiRouter::new().routes(routes!(runs)).routes(routes!(run)).routes(routes!(control)).routes(routes!(legacy))
+    OpenApiRouter::new()
+        .routes(routes!(runs))
+        .routes(routes!(run))
+        .routes(routes!(control))
+        .routes(routes!(legacy))
+        .routes(routes!(latest_report))
 }
 
 /// The caller if they are an administrator, else 403.
@@ -93,9 +105,30 @@ fn admin_only(st: &Admin, caller: &Caller) -> Result<(), ApiError> {
     if st.admins.contains(caller.user.as_str()) {
         Ok(())
     } else {
-        tracing::warn!(user = %caller.user, "not an administrator: migration routes refused");
-        Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "only administrators see migrations"))
+        tracing::warn!(user = %caller.user, "not an administrator: admin routes refused");
+        Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "only administrators see this"))
     }
+}
+
+/// The latest storage and cost report (administrators)
+///
+/// What the bucket holds by user, content type, storage class and age, its monthly cost at
+/// the dated price table, and recommendations; written daily by the `reporter` function.
+#[utoipa::path(get, path = "/v1/admin/reports/latest", operation_id = "latest_report", tag = "migration-api",
+    responses(
+        (status = 200, description = "The report (`core::report::Report`)"),
+        (status = 401, description = "No valid token"),
+        (status = 403, description = "Not an administrator"),
+        (status = 404, description = "No report made yet"),
+    ))]
+#[tracing::instrument(name = "latest_report", skip_all, fields(user = %caller.user))]
+async fn latest_report(State(st): State<Admin>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    use matbakh_app::ports::ReportStore;
+    admin_only(&st, &caller)?;
+    let Some(reports) = &st.reports else { return Err(ApiError::not_found("report")) };
+    let json = reports.latest().await?.ok_or_else(|| ApiError::not_found("report"))?;
+    let report = serde_json::from_slice(&json).map_err(|e| ApiError::internal(&e))?;
+    Ok(Json(report))
 }
 
 fn run_id(raw: &str) -> Result<RunId, ApiError> {

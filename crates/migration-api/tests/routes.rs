@@ -34,6 +34,7 @@ async fn fixture() -> Fixture {
         ledger: Ledger::new(&sdk, env("MIGRATION_TABLE")),
         files: matbakh_aws::table::FileTable::new(&sdk, env("TABLE_NAME")),
         queue: Some(Queue::new(&sdk, &queue_url)),
+        reports: Some(matbakh_aws::report::ReportBucket::new(&sdk, testkit::fresh_bucket("reports").await.1)),
         admins: Arc::new(BTreeSet::from(["ops-admin".to_owned()])),
         clock: Arc::new(SystemClock),
     };
@@ -230,4 +231,22 @@ async fn a_legacy_path_names_the_file_it_became() {
     assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("path")));
     let (status, _) = f.call(Method::GET, &uri(&legacy), Some("demo-user")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
+async fn the_latest_report_is_for_administrators_and_missing_until_made() {
+    use matbakh_app::ports::ReportStore;
+    let f = fixture().await;
+    let (status, _) = f.call(Method::GET, "/v1/admin/reports/latest", Some("ops-admin")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no report made yet");
+    let report = serde_json::json!({"generatedAt": "2026-12-05T03:00:00Z", "total": {"objects": 3, "bytes": 42}});
+    let store = f.admin.reports.clone().unwrap();
+    store.save("2026-12-05", report.to_string().into_bytes()).await.unwrap();
+    let (status, got) = f.call(Method::GET, "/v1/admin/reports/latest", Some("ops-admin")).await;
+    assert_eq!((status, got), (StatusCode::OK, report));
+    for who in [Some("someone"), None] {
+        let (status, _) = f.call(Method::GET, "/v1/admin/reports/latest", who).await;
+        assert!(matches!(status, StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED), "{who:?}: {status}");
+    }
 }

@@ -124,6 +124,22 @@ pub async fn moto_sdk() -> SdkConfig {
     matbakh_aws::config::load_sdk_config().await
 }
 
+/// A new versioned bucket of the test's own in moto (named after `tag`), and an S3 client
+/// for it: for tests that read a whole bucket, which the shared one is not.
+pub async fn fresh_bucket(tag: &str) -> (aws_sdk_s3::Client, String) {
+    use aws_sdk_s3::types::{BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration};
+    let sdk = moto_sdk().await;
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
+    let name = unique_user(tag).to_lowercase();
+    let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "eu-central-1".into());
+    let here =
+        CreateBucketConfiguration::builder().location_constraint(BucketLocationConstraint::from(region.as_str()));
+    s3.create_bucket().bucket(&name).create_bucket_configuration(here.build()).send().await.unwrap();
+    let versioning = aws_sdk_s3::types::VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled);
+    s3.put_bucket_versioning().bucket(&name).versioning_configuration(versioning.build()).send().await.unwrap();
+    (s3, name)
+}
+
 pub async fn garage_sdk() -> SdkConfig {
     let creds = aws_sdk_s3::config::Credentials::new(
         env("GARAGE_ACCESS_KEY_ID"),

@@ -158,3 +158,46 @@ impl ExportQueue for InMemoryQueue {
         Ok(())
     }
 }
+
+/// A bucket's object versions, as an inventory would list them.
+pub struct InMemoryInventory(pub Vec<matbakh_core::report::InventoryRow>);
+
+#[async_trait]
+impl crate::ports::InventorySource for InMemoryInventory {
+    async fn scan(
+        &self,
+        each: &mut (dyn FnMut(matbakh_core::report::InventoryRow) + Send),
+    ) -> PortResult<&'static str> {
+        for row in &self.0 {
+            each(row.clone());
+        }
+        Ok("memory")
+    }
+}
+
+/// Reports kept in memory, by day.
+#[derive(Default)]
+pub struct InMemoryReports {
+    kept: Mutex<BTreeMap<String, Vec<u8>>>,
+    latest: Mutex<Option<Vec<u8>>>,
+}
+
+impl InMemoryReports {
+    /// The days a report was kept for.
+    pub fn days(&self) -> Vec<String> {
+        lock(&self.kept).keys().cloned().collect()
+    }
+}
+
+#[async_trait]
+impl crate::ports::ReportStore for InMemoryReports {
+    async fn save(&self, day: &str, json: Vec<u8>) -> PortResult<()> {
+        lock(&self.kept).insert(day.to_owned(), json.clone());
+        *lock(&self.latest) = Some(json);
+        Ok(())
+    }
+
+    async fn latest(&self) -> PortResult<Option<Vec<u8>>> {
+        Ok(lock(&self.latest).clone())
+    }
+}

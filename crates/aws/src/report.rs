@@ -1,0 +1,339 @@
+//! The storage report's adapters ([`matbakh_app::reports`]): the bucket's object versions from
+//! its S3 Inventory (the latest daily report, CSV.gz, streamed chunk by chunk) or, where no
+//! inventory exists yet (locally, or a new stack's first day), from listing every version;
+//! the reports kept as JSON under `reports/` of the reports bucket.
+
+use std::io::Write;
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use matbakh_app::ports::{InventorySource, PortError, PortResult, ReportStore};
+use matbakh_core::report::InventoryRow;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::error::AwsError;
+
+/// The bucket's versions: from the inventory under `inventory` (bucket, prefix) when a report
+/// is there, else by listing `bucket`.
+#[derive(Clone)]
+pub struct BucketInventory {
+    client: Client,
+    bucket: String,
+    inventory: Option<(String, String)>,
+}
+
+impl BucketInventory {
+    pub fn new(sdk: &aws_config::SdkConfig, bucket: impl Into<String>, inventory: Option<(String, String)>) -> Self {
+        let config = aws_sdk_s3::config::Builder::from(sdk).force_path_style(true).build();
+        BucketInventory { client: Client::from_conf(config), bucket: bucket.into(), inventory }
+    }
+
+    /// The newest `manifest.json` under the inventory prefix (its folders are dated, so the
+    /// greatest key is the latest).
+    async fn latest_manifest(&self, bucket: &str, prefix: &str) -> Result<Option<String>, AwsError> {
+        let mut pages = self.client.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
+        let mut latest: Option<String> = None;
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsError::from_sdk("ListObjectsV2", e))?;
+            for key in page.contents().iter().filter_map(|o| o.key()) {
+                if key.ends_with("/manifest.json") && latest.as_deref().is_none_or(|l| key > l) {
+                    latest = Some(key.to_owned());
+                }
+            }
+        }
+        Ok(latest)
+    }
+
+    async fn scan_inventory(
+        &self,
+        bucket: &str,
+        manifest_key: &str,
+        each: &mut (dyn FnMut(InventoryRow) + Send),
+    ) -> Result<(), AwsError> {
+        let manifest = self.get(bucket, manifest_key).await?;
+        let manifest: Manifest = serde_json::from_slice(&manifest).map_err(|e| AwsError::Service {
+            operation: "manifest.json",
+            message: e.to_string(),
+            retryable: false,
+        })?;
+        if manifest.file_format != "CSV" {
+            return Err(AwsError::Invalid("the inventory is not CSV (the template configures CSV)"));
+        }
+        let columns = Columns::of(&manifest.file_schema)?;
+        for file in &manifest.files {
+            let out = self
+                .client
+                .get_object()
+                .bucket(bucket)
+                .key(&file.key)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("GetObject", e))?;
+            let mut body = out.body;
+            let mut lines = Lines { gunzip: flate2::write::MultiGzDecoder::new(Vec::new()), columns: &columns };
+            while let Some(chunk) = body.try_next().await.map_err(|e| AwsError::Service {
+                operation: "GetObject",
+                message: e.to_string(),
+                retryable: true,
+            })? {
+                lines.feed(&chunk, each)?;
+            }
+            lines.finish(each)?;
+        }
+        Ok(())
+    }
+
+    async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>, AwsError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("GetObject", e))?;
+        let bytes = out.body.collect().await.map_err(|e| AwsError::Service {
+            operation: "GetObject",
+            message: e.to_string(),
+            retryable: true,
+        })?;
+        Ok(bytes.to_vec())
+    }
+
+    async fn scan_listing(&self, each: &mut (dyn FnMut(InventoryRow) + Send)) -> Result<(), AwsError> {
+        let (mut key_marker, mut version_marker) = (None, None);
+        loop {
+            let page = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("ListObjectVersions", e))?;
+            for v in page.versions() {
+                each(InventoryRow {
+                    key: v.key().unwrap_or_default().to_owned(),
+                    size: v.size().unwrap_or(0).max(0) as u64,
+                    last_modified: to_time(v.last_modified()),
+                    storage_class: v.storage_class().map_or("STANDARD", |c| c.as_str()).to_owned(),
+                    is_latest: v.is_latest().unwrap_or(true),
+                    is_delete_marker: false,
+                });
+            }
+            for m in page.delete_markers() {
+                each(InventoryRow {
+                    key: m.key().unwrap_or_default().to_owned(),
+                    size: 0,
+                    last_modified: to_time(m.last_modified()),
+                    storage_class: "STANDARD".into(),
+                    is_latest: m.is_latest().unwrap_or(true),
+                    is_delete_marker: true,
+                });
+            }
+            if page.is_truncated() != Some(true) {
+                return Ok(());
+            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            version_marker = page.next_version_id_marker().map(str::to_owned);
+        }
+    }
+}
+
+fn to_time(t: Option<&aws_sdk_s3::primitives::DateTime>) -> OffsetDateTime {
+    t.and_then(|t| OffsetDateTime::from_unix_timestamp(t.secs()).ok()).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+#[async_trait]
+impl InventorySource for BucketInventory {
+    async fn scan(&self, each: &mut (dyn FnMut(InventoryRow) + Send)) -> PortResult<&'static str> {
+        if let Some((bucket, prefix)) = &self.inventory
+            && let Some(manifest) = self.latest_manifest(bucket, prefix).await?
+        {
+            tracing::info!(manifest, "reading the inventory");
+            self.scan_inventory(bucket, &manifest, each).await?;
+            return Ok("inventory");
+        }
+        self.scan_listing(each).await?;
+        Ok("listing")
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Manifest {
+    file_format: String,
+    file_schema: String,
+    files: Vec<ManifestFile>,
+}
+
+#[derive(serde::Deserialize)]
+struct ManifestFile {
+    key: String,
+}
+
+/// Where each field is in a row, by the manifest's `fileSchema`.
+struct Columns {
+    key: usize,
+    size: Option<usize>,
+    last_modified: Option<usize>,
+    storage_class: Option<usize>,
+    is_latest: Option<usize>,
+    is_delete_marker: Option<usize>,
+}
+
+impl Columns {
+    fn of(schema: &str) -> Result<Self, AwsError> {
+        let names: Vec<&str> = schema.split(',').map(str::trim).collect();
+        let at = |name: &str| names.iter().position(|n| *n == name);
+        Ok(Columns {
+            key: at("Key").ok_or(AwsError::Invalid("the inventory has no Key column"))?,
+            size: at("Size"),
+            last_modified: at("LastModifiedDate"),
+            storage_class: at("StorageClass"),
+            is_latest: at("IsLatest"),
+            is_delete_marker: at("IsDeleteMarker"),
+        })
+    }
+
+    /// One CSV line (fields quoted; keys URL-encoded, so no quote or newline inside).
+    fn row(&self, line: &str) -> Result<InventoryRow, AwsError> {
+        let fields: Vec<&str> = line.split(',').map(|f| f.trim().trim_matches('"')).collect();
+        let field = |i: Option<usize>| i.and_then(|i| fields.get(i).copied()).unwrap_or("");
+        let key = matbakh_core::events::decode_key(field(Some(self.key)))
+            .map_err(|_| AwsError::Invalid("an inventory key is not UTF-8"))?;
+        Ok(InventoryRow {
+            key,
+            size: field(self.size).parse().unwrap_or(0),
+            last_modified: OffsetDateTime::parse(field(self.last_modified), &Rfc3339)
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            storage_class: Some(field(self.storage_class)).filter(|c| !c.is_empty()).unwrap_or("STANDARD").to_owned(),
+            is_latest: field(self.is_latest) != "false",
+            is_delete_marker: field(self.is_delete_marker) == "true",
+        })
+    }
+}
+
+/// Gzipped CSV in, rows out, holding at most one chunk and one partial line.
+struct Lines<'a> {
+    gunzip: flate2::write::MultiGzDecoder<Vec<u8>>,
+    columns: &'a Columns,
+}
+
+impl Lines<'_> {
+    fn feed(&mut self, chunk: &[u8], each: &mut (dyn FnMut(InventoryRow) + Send)) -> Result<(), AwsError> {
+        self.gunzip.write_all(chunk).map_err(gzip_error)?;
+        self.emit_complete(each)
+    }
+
+    fn finish(mut self, each: &mut (dyn FnMut(InventoryRow) + Send)) -> Result<(), AwsError> {
+        self.gunzip.flush().map_err(gzip_error)?;
+        self.emit_complete(each)?;
+        let rest = std::mem::take(self.gunzip.get_mut());
+        let line = String::from_utf8_lossy(&rest);
+        if !line.trim().is_empty() {
+            each(self.columns.row(line.trim())?);
+        }
+        Ok(())
+    }
+
+    fn emit_complete(&mut self, each: &mut (dyn FnMut(InventoryRow) + Send)) -> Result<(), AwsError> {
+        let buffer = self.gunzip.get_mut();
+        let Some(end) = buffer.iter().rposition(|b| *b == b'\n') else { return Ok(()) };
+        let complete: Vec<u8> = buffer.drain(..=end).collect();
+        for line in String::from_utf8_lossy(&complete).lines().filter(|l| !l.trim().is_empty()) {
+            each(self.columns.row(line)?);
+        }
+        Ok(())
+    }
+}
+
+fn gzip_error(e: std::io::Error) -> AwsError {
+    AwsError::Service { operation: "gunzip", message: e.to_string(), retryable: false }
+}
+
+/// Reports as `reports/{day}.json` and `reports/latest.json` in a bucket.
+#[derive(Clone)]
+pub struct ReportBucket {
+    client: Client,
+    bucket: String,
+}
+
+const REPORTS: &str = "reports/";
+
+impl ReportBucket {
+    pub fn new(sdk: &aws_config::SdkConfig, bucket: impl Into<String>) -> Self {
+        let config = aws_sdk_s3::config::Builder::from(sdk).force_path_style(true).build();
+        ReportBucket { client: Client::from_conf(config), bucket: bucket.into() }
+    }
+
+    async fn put(&self, key: String, json: Vec<u8>) -> Result<(), AwsError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/json")
+            .body(json.into())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| AwsError::from_sdk("PutObject", e))
+    }
+}
+
+#[async_trait]
+impl ReportStore for ReportBucket {
+    async fn save(&self, day: &str, json: Vec<u8>) -> PortResult<()> {
+        self.put(format!("{REPORTS}{day}.json"), json.clone()).await?;
+        Ok(self.put(format!("{REPORTS}latest.json"), json).await?)
+    }
+
+    async fn latest(&self) -> PortResult<Option<Vec<u8>>> {
+        let out = self.client.get_object().bucket(&self.bucket).key(format!("{REPORTS}latest.json")).send().await;
+        match out {
+            Ok(out) => {
+                let bytes = out
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| PortError::Unavailable { operation: "GetObject", message: e.to_string() })?;
+                Ok(Some(bytes.to_vec()))
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) => Err(AwsError::from_sdk("GetObject", e).into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzipped_csv_arrives_in_any_chunks_and_gives_every_row() {
+        let schema = "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, StorageClass";
+        let columns = Columns::of(schema).unwrap();
+        let csv = "\"b\",\"users/u-1/f/Men%C3%BC+2026.pdf\",\"v1\",\"true\",\"false\",\"2048\",\"2026-11-01T10:00:00.000Z\",\"GLACIER\"\n\
+                   \"b\",\"users/u-1/f/old.pdf\",\"v0\",\"false\",\"true\",\"\",\"2026-10-01T10:00:00.000Z\",\"\"\n\
+                   \"b\",\"derived/f/w320.webp\",\"v2\",\"true\",\"false\",\"512\",\"2026-11-02T10:00:00.000Z\",\"STANDARD\"";
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(csv.as_bytes()).unwrap();
+        let gz = gz.finish().unwrap();
+        for chunk_size in [1, 7, gz.len()] {
+            let mut rows = Vec::new();
+            let mut lines = Lines { gunzip: flate2::write::MultiGzDecoder::new(Vec::new()), columns: &columns };
+            for chunk in gz.chunks(chunk_size) {
+                lines.feed(chunk, &mut |r| rows.push(r)).unwrap();
+            }
+            lines.finish(&mut |r| rows.push(r)).unwrap();
+            assert_eq!(rows.len(), 3, "chunks of {chunk_size}");
+            assert_eq!(rows[0].key, "users/u-1/f/Menü 2026.pdf");
+            assert_eq!((rows[0].size, rows[0].storage_class.as_str(), rows[0].is_latest), (2048, "GLACIER", true));
+            assert!(rows[1].is_delete_marker && !rows[1].is_latest);
+            assert_eq!(rows[2].last_modified, time::macros::datetime!(2026-11-02 10:00 UTC));
+        }
+        assert!(Columns::of("Bucket, Size").is_err());
+    }
+}

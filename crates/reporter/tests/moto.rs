@@ -1,0 +1,103 @@
+//! The reporter against moto: a bucket listed version by version where no inventory exists,
+//! and an S3 Inventory report (manifest + gzipped CSV, as S3 writes them) where one does; the
+//! report kept as the latest either way.
+
+use std::io::Write;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::types::StorageClass;
+use matbakh_app::ports::ReportStore;
+use matbakh_aws::report::ReportBucket;
+use testkit::{corpus, fresh_bucket, moto_sdk};
+
+async fn put(s3: &Client, bucket: &str, key: &str, bytes: Vec<u8>, class: Option<StorageClass>) {
+    s3.put_object().bucket(bucket).key(key).body(bytes.into()).set_storage_class(class).send().await.unwrap();
+}
+
+fn settings(pairs: Vec<(&'static str, String)>) -> impl Fn(&str) -> Option<String> {
+    move |k| pairs.iter().find(|(name, _)| *name == k).map(|(_, v)| v.clone())
+}
+
+#[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
+async fn a_listed_bucket_is_reported_by_user_type_class_and_kept_as_the_latest() {
+    let sdk = moto_sdk().await;
+    let ((s3, files), (_, reports)) = (fresh_bucket("files").await, fresh_bucket("reports").await);
+    let (_, photo) = corpus("photos/ladybird.jpg");
+    let n = photo.len() as u64;
+    put(&s3, &files, "users/alice/f1/ladybird.jpg", photo.clone(), None).await;
+    put(&s3, &files, "users/alice/f1/ladybird.jpg", photo.clone(), None).await; // a second version
+    put(&s3, &files, "users/bob/f2/menu.pdf", b"%PDF-1.7 menu".to_vec(), Some(StorageClass::Glacier)).await;
+    put(&s3, &files, "derived/f1/w320.webp", vec![0; 1000], None).await;
+    s3.delete_object().bucket(&files).key("users/bob/f2/menu.pdf").send().await.unwrap(); // a delete marker
+
+    let reporting = reporter::reporting(
+        &sdk,
+        settings(vec![
+            ("BUCKET_NAME", files.clone()),
+            ("REPORTS_BUCKET", reports.clone()),
+            ("AWS_REGION", "eu-central-1".into()),
+        ]),
+    )
+    .unwrap();
+    let report = reporter::run(&reporting).await.unwrap();
+    assert_eq!(report.source, "listing");
+    assert_eq!(report.total.objects, 4);
+    assert_eq!(report.total.bytes, 2 * n + 13 + 1000);
+    assert_eq!((report.noncurrent_versions, report.delete_markers), (2, 1));
+    assert_eq!(report.by_content_type["image/jpeg"].bytes, 2 * n);
+    assert_eq!(report.by_storage_class["GLACIER"].bytes, 13);
+    let alice = report.users.iter().find(|u| u.user == "alice").unwrap();
+    assert_eq!((alice.files.bytes, alice.deleted_kept.bytes), (n, n));
+    let bob = report.users.iter().find(|u| u.user == "bob").unwrap();
+    assert_eq!(bob.deleted_kept.bytes, 13, "the delete marker hides bob's file: its bytes are kept for restores");
+
+    let latest = ReportBucket::new(&sdk, &reports).latest().await.unwrap().unwrap();
+    let latest: serde_json::Value = serde_json::from_slice(&latest).unwrap();
+    assert_eq!(latest["total"]["objects"], 4);
+    assert_eq!(latest["generatedAt"], report.generated_at);
+    let day = format!("reports/{}.json", &report.generated_at[..10]);
+    assert!(s3.head_object().bucket(&reports).key(day).send().await.is_ok());
+}
+
+#[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
+async fn an_s3_inventory_is_read_from_its_latest_manifest() {
+    let sdk = moto_sdk().await;
+    let ((s3, files), (_, logs)) = (fresh_bucket("files").await, fresh_bucket("logs").await);
+    let prefix = format!("inventory/{files}/all-versions/");
+    // As S3 writes a daily report: gzipped CSV data files and a manifest naming them. An older
+    // day's manifest is there too and must not be read.
+    let csv = "\"b\",\"users/carol/f9/Men%C3%BC.pdf\",\"v1\",\"true\",\"false\",\"4096\",\"2025-01-01T00:00:00.000Z\",\"STANDARD\"\n\
+               \"b\",\"users/carol/f8/film.mp4\",\"v2\",\"true\",\"false\",\"1000000\",\"2026-12-01T00:00:00.000Z\",\"INTELLIGENT_TIERING\"\n";
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(csv.as_bytes()).unwrap();
+    let data = format!("{prefix}data/a1.csv.gz");
+    put(&s3, &logs, &data, gz.finish().unwrap(), None).await;
+    let manifest = |files: &str| {
+        serde_json::json!({"sourceBucket": "b", "fileFormat": "CSV",
+            "fileSchema": "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, StorageClass",
+            "files": [{"key": files, "size": 100, "MD5checksum": "x"}]})
+        .to_string()
+        .into_bytes()
+    };
+    put(&s3, &logs, &format!("{prefix}2026-12-04T01-00Z/manifest.json"), manifest("missing.csv.gz"), None).await;
+    put(&s3, &logs, &format!("{prefix}2026-12-05T01-00Z/manifest.json"), manifest(&data), None).await;
+
+    let reporting = reporter::reporting(
+        &sdk,
+        settings(vec![
+            ("BUCKET_NAME", files.clone()),
+            ("REPORTS_BUCKET", logs.clone()),
+            ("INVENTORY_BUCKET", logs.clone()),
+            ("INVENTORY_PREFIX", prefix.clone()),
+        ]),
+    )
+    .unwrap();
+    let report = reporter::run(&reporting).await.unwrap();
+    assert_eq!(report.source, "inventory");
+    assert_eq!((report.total.objects, report.total.bytes), (2, 1_004_096));
+    assert_eq!(report.by_content_type["application/pdf"].bytes, 4096);
+    assert_eq!(report.users[0].user, "carol");
+    assert_eq!(report.recommendations[0].kind, "archive", "the 2025 PDF is untouched for 180 days");
+}
