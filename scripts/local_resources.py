@@ -220,7 +220,8 @@ def main():
     args = ap.parse_args()
 
     template = cfn_yaml.load(args.template)
-    params = dict(p.split("=", 1) for p in args.param)
+    # The pseudo parameter a function's environment may name (the reporter's price region).
+    params = {"AWS::Region": args.region, **dict(p.split("=", 1) for p in args.param)}
     resources = template.get("Resources", {})
     names = {lid: local_name(args.prefix, lid) for lid in resources}
 

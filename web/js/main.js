@@ -1,5 +1,6 @@
 // The app's entry: reads /config.json, signs in (OIDC, PKCE), then shows the file view
-// (uploader, gallery, list) or, for administrators, the migration dashboard; every view
+// (uploader, gallery, list) or, for administrators, the migration dashboard and the storage
+// report; every view
 // follows the live updates' socket (config.live) and polls only while it is down.
 
 import { Api } from './api.js';
@@ -9,13 +10,14 @@ import { ExportButton } from './exports.js';
 import { FilesView } from './files.js';
 import { Live } from './live.js';
 import { MigrationsView } from './migrations.js';
+import { ReportsView } from './reports.js';
 import { mountUploader } from './upload.js';
 
 const $ = (id) => document.getElementById(id);
 
 function showView(name) {
-  for (const v of ['signin', 'files', 'migrations']) $(`${v}-view`).hidden = v !== name;
-  for (const t of ['files', 'migrations']) {
+  for (const v of ['signin', 'files', 'migrations', 'reports']) $(`${v}-view`).hidden = v !== name;
+  for (const t of ['files', 'migrations', 'reports']) {
     const tab = $(`tab-${t}`);
     if (t === name) tab.setAttribute('aria-current', 'page');
     else tab.removeAttribute('aria-current');
@@ -55,13 +57,18 @@ async function start(config, session) {
   });
   new ExportButton(api, live);
   const migrations = new MigrationsView(api, live);
-  $('tab-migrations').hidden = !(await migrations.allowed());
+  const admin = await migrations.allowed();
+  $('tab-migrations').hidden = !admin;
+  $('tab-reports').hidden = !admin;
+  const reports = new ReportsView(api);
 
   const route = () => {
-    const view = location.hash === '#migrations' && !$('tab-migrations').hidden ? 'migrations' : 'files';
+    const asked = location.hash.slice(1);
+    const view = admin && (asked === 'migrations' || asked === 'reports') ? asked : 'files';
     showView(view);
     if (view === 'migrations') migrations.show();
     else migrations.hide();
+    if (view === 'reports') reports.show();
     // A file's page: what an old URL of a private file redirects to (legacy-redirect).
     const file = /^#file\/([0-9a-f-]{36})$/.exec(location.hash);
     if (file) files.show(file[1]);

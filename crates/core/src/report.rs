@@ -268,10 +268,10 @@ impl Tally {
             recommendations.push(Recommendation {
                 kind: "archive",
                 message: format!(
-                    "{:.0}% of the bytes ({}) are originals untouched for {UNTOUCHED_DAYS} days: archiving them saves ${:.2}/month",
+                    "{:.0}% of the bytes ({}) are originals untouched for {UNTOUCHED_DAYS} days: archiving them saves {}/month",
                     share(self.untouched.bytes) * 100.0,
                     human_bytes(self.untouched.bytes),
-                    archive_saving
+                    dollars(archive_saving)
                 ),
                 monthly_saving_usd: round_cents(archive_saving),
             });
@@ -281,9 +281,9 @@ impl Tally {
             recommendations.push(Recommendation {
                 kind: "restore-window",
                 message: format!(
-                    "{} are deleted files kept for restores: halving RestoreWindowDays saves about ${:.2}/month",
+                    "{} are deleted files kept for restores: halving RestoreWindowDays saves about {}/month",
                     human_bytes(self.deleted_kept.bytes),
-                    cost / 2.0
+                    dollars(cost / 2.0)
                 ),
                 monthly_saving_usd: round_cents(cost / 2.0),
             });
@@ -348,6 +348,11 @@ pub struct Report {
     /// CDN transfer from the access logs: not read yet (`null`).
     pub transfer: Option<Count>,
     pub recommendations: Vec<Recommendation>,
+}
+
+/// `$12.34`, or `less than $0.01`.
+fn dollars(usd: f64) -> String {
+    if usd < 0.005 { "less than $0.01".into() } else { format!("${usd:.2}") }
 }
 
 fn round_cents(usd: f64) -> f64 {
