@@ -184,7 +184,9 @@ export class FilesView {
   card(f) {
     const deleted = f.status === 'DELETED';
     const ph = placeholderUrl(f.placeholder);
-    const picture = f.status === 'READY' ? pictureOf(f, SIZES) : null;
+    // An archived file's variants stay readable: its picture shows, only its bytes need a restore.
+    const archived = f.status === 'ARCHIVED' || f.status === 'RESTORING';
+    const picture = f.status === 'READY' || archived ? pictureOf(f, SIZES) : null;
     const thumb = el(
       'div',
       {
@@ -206,12 +208,19 @@ export class FilesView {
     const actions = deleted
       ? [action('Restore', () => this.restore(f))]
       : [
-          action('Download', () => this.download(f)),
+          f.status === 'ARCHIVED'
+            ? action('Unarchive', () => this.unarchive(f))
+            : action('Download', () => this.download(f), { disabled: f.status === 'RESTORING' }),
+          f.status === 'READY' && !f.archive?.requestedAt ? action('Archive', () => this.archive(f)) : null,
           action('Edit', () => this.editDialog.open(f)),
           action('Share', () => this.shareDialog.open(f)),
           action('Delete', () => this.remove(f), { class: 'danger' }),
         ];
-    const meta = deleted && f.restorableUntil ? `deleted; restorable until ${date(f.restorableUntil)}` : `${bytes(f.size)} - ${date(f.createdAt)}`;
+    const meta = deleted && f.restorableUntil
+      ? `deleted; restorable until ${date(f.restorableUntil)}`
+      : f.status === 'RESTORING' && f.archive?.restoreExpectedBy
+        ? `restoring; expected by ${date(f.archive.restoreExpectedBy)}`
+        : `${bytes(f.size)} - ${date(f.createdAt)}`;
     return el(
       'li',
       { class: 'card', 'data-file-id': f.fileId, 'data-status': f.status },
@@ -227,6 +236,27 @@ export class FilesView {
       location.assign(grant.url);
     } catch (e) {
       toast(`Download failed: ${e.message}`);
+    }
+  }
+
+  /** Asks for the archive tier now: the bucket's lifecycle moves the file within a day. */
+  async archive(f) {
+    try {
+      this.replace(await this.api.post(`/v1/files/${f.fileId}/archive`));
+      toast(`${f.name} goes to the archive within a day; its pictures stay.`);
+    } catch (e) {
+      toast(`Archive failed: ${e.message}`);
+    }
+  }
+
+  /** A restore of an archived file (Standard tier: within 5 hours). */
+  async unarchive(f) {
+    try {
+      const back = await this.api.post(`/v1/files/${f.fileId}/unarchive`, { tier: 'Standard' });
+      this.replace(back);
+      toast(`${f.name} is being restored; expected by ${date(back.archive.restoreExpectedBy)}.`);
+    } catch (e) {
+      toast(`Unarchive failed: ${e.message}`);
     }
   }
 
