@@ -6,7 +6,8 @@
 //! JWKS and passes its claims on, or answers 401), builds the API Gateway v2 payload and
 //! invokes the function through `cargo lambda watch`'s Lambda invoke API, then turns the
 //! function's answer back into HTTP. The functions therefore run locally exactly as deployed:
-//! identity comes only from the authorizer's claims.
+//! identity comes only from the authorizer's claims. With `IN_PROCESS`, some functions' routers
+//! answer in the gateway's own process instead, from the same event ([`in_process`]).
 //!
 //! In the dev stack it also serves the web app at `/` ([`web`]), the files CDN's public copies
 //! at `/cdn/` ([`cdn`]) and its transforms at `/t/` (the edge's mapping, stored result first,
@@ -17,6 +18,7 @@
 
 pub mod cdn;
 pub mod dev_idp;
+pub mod in_process;
 pub mod live;
 pub mod transforms;
 pub mod web;
@@ -118,6 +120,9 @@ pub struct Gateway {
     pub legacy_prefix: Option<String>,
     /// The WebSocket API of live updates at `/live`, and its management API (dev stack).
     pub live: Option<Arc<live::LiveApi>>,
+    /// Functions served by their routers in this process, by name, instead of through the
+    /// invoke API ([`in_process`]).
+    pub in_process: BTreeMap<String, Router>,
 }
 
 /// The API's own prefixes: never answered by the web app.
@@ -306,9 +311,12 @@ pub(crate) async fn invoke_json(gw: &Gateway, function: &str, event: &Value) -> 
 }
 
 /// Invokes `route`'s function with `event` (a request's API Gateway event), and answers what
-/// it answers.
+/// it answers: in this process if it runs here, else through the invoke API.
 async fn invoke(gw: &Gateway, route: &Route, event: &Value) -> Response {
     tracing::info!(route = %route.route_key(), function = %route.function, "invoke");
+    if let Some(router) = gw.in_process.get(&route.function) {
+        return in_process::call(router, event).await;
+    }
     match invoke_json(gw, &route.function, event).await.and_then(|v| to_response(&v)) {
         Some(resp) => resp,
         None => {

@@ -69,6 +69,7 @@ async fn gateway(key: &DevKey) -> (Router, Seen) {
         transforms: None,
         legacy_prefix: Some("/uploads/".into()),
         live: None,
+        in_process: Default::default(),
     };
     (router(Arc::new(gw)), seen)
 }
@@ -226,6 +227,7 @@ async fn the_local_files_cdn_serves_public_copies_only() {
         transforms: None,
         legacy_prefix: None,
         live: None,
+        in_process: Default::default(),
     };
     let app = router(Arc::new(gw));
     let get = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
@@ -285,6 +287,7 @@ async fn transform_urls_are_mapped_at_the_edge_stored_results_first() {
         transforms: Some(local_gateway::transforms::EdgeMapping { keys: keys.clone(), bucket: "bucket".into() }),
         legacy_prefix: None,
         live: None,
+        in_process: Default::default(),
     };
     let app = router(Arc::new(gw));
     let signed = |path: &str| format!("/t/{}{path}", keys.sign(path).unwrap());
