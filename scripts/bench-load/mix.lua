@@ -9,8 +9,9 @@
 --   15% grant      POST /v1/uploads for a SIZE-byte JPEG (the small corpus image)
 --   20% download   GET /v1/files/{id}/download (one of the user's READY files)
 --   15% share      GET /v1/shares/{token} without login (answers a redirect; not followed)
--- Every status is counted; `done` prints one line, `RESULT {json}`: requests, seconds, latency
--- percentiles (ms), statuses, wrk's socket errors, and the first few error answers.
+-- Every status is counted, and the answers of each 10 s; `done` prints one line, `RESULT {json}`:
+-- requests, seconds, latency percentiles (ms), statuses, wrk's socket errors, answers per 10 s
+-- (by the wall clock's 10 s, so the first and last are partial), the first few error answers.
 
 local users = {}
 local words = { "fala", "humm", "shaw", "tabb", "kibb", "mana", "fatt", "bakl" }
@@ -20,6 +21,7 @@ local threads = {}
 -- Per thread (wrk copies these back in `done`).
 statuses = {}
 samples = {}
+per_10s = {}
 
 function setup(thread)
   table.insert(threads, thread)
@@ -70,6 +72,8 @@ end
 
 function response(status, headers, body)
   statuses[status] = (statuses[status] or 0) + 1
+  local slot = math.floor(os.time() / 10)
+  per_10s[slot] = (per_10s[slot] or 0) + 1
   if (status >= 400 and status ~= 429) and #samples < 5 then
     table.insert(samples, status .. " " .. string.sub(body or "", 1, 200))
   end
@@ -80,10 +84,14 @@ local function quote(s)
 end
 
 function done(summary, latency, requests)
-  local merged, errors = {}, {}
+  local merged, errors, slots, first, last = {}, {}, {}, nil, nil
   for _, t in ipairs(threads) do
     for status, n in pairs(t:get("statuses")) do
       merged[status] = (merged[status] or 0) + n
+    end
+    for slot, n in pairs(t:get("per_10s")) do
+      slots[slot] = (slots[slot] or 0) + n
+      first, last = math.min(first or slot, slot), math.max(last or slot, slot)
     end
     for _, s in ipairs(t:get("samples")) do
       table.insert(errors, quote(s))
@@ -93,11 +101,17 @@ function done(summary, latency, requests)
   for status, n in pairs(merged) do
     table.insert(parts, string.format('"%d":%d', status, n))
   end
+  local counts = {}
+  for slot = first or 0, last or -1 do
+    table.insert(counts, tostring(slots[slot] or 0))
+  end
   local e = summary.errors
   io.write(string.format(
     'RESULT {"requests":%d,"seconds":%.3f,"p50_ms":%.2f,"p95_ms":%.2f,"p99_ms":%.2f,"max_ms":%.2f,'
-      .. '"statuses":{%s},"socket_errors":{"connect":%d,"read":%d,"write":%d,"timeout":%d},"error_samples":[%s]}\n',
+      .. '"statuses":{%s},"socket_errors":{"connect":%d,"read":%d,"write":%d,"timeout":%d},"per_10s":[%s],'
+      .. '"error_samples":[%s]}\n',
     summary.requests, summary.duration / 1e6,
     latency:percentile(50) / 1e3, latency:percentile(95) / 1e3, latency:percentile(99) / 1e3, latency.max / 1e3,
-    table.concat(parts, ","), e.connect, e.read, e.write, e.timeout, table.concat(errors, ",")))
+    table.concat(parts, ","), e.connect, e.read, e.write, e.timeout, table.concat(counts, ","),
+    table.concat(errors, ",")))
 end

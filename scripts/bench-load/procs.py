@@ -3,7 +3,7 @@
 from /proc, so the numbers are read with what limited them.
 
     procs.py snapshot OUT.json       every process's CPU ticks and RSS
-    procs.py cpu BEFORE.json AFTER.json SECONDS --root PID...
+    procs.py cpu BEFORE.json AFTER.json SECONDS --root PID... [--also NAME=CPU_FILE]
         CPU seconds per process of the benchmark between two snapshots (and % of one core), and
         what every other process on the machine took meanwhile (another build, say); one JSON
         document
@@ -75,19 +75,30 @@ def descendants(procs, roots):
     return found
 
 
+def machine_busy():
+    """CPU ticks the machine spent on anything but idling, all cores (/proc/stat)."""
+    with open("/proc/stat") as f:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in f.readline().split()[1:9])
+    return user + nice + system + irq + softirq + steal
+
+
 def snapshot(path):
     with open(path, "w") as f:
-        json.dump({pid: list(p) for pid, p in processes().items()}, f)
+        json.dump({"busy": machine_busy(), "procs": {pid: list(p) for pid, p in processes().items()}}, f)
 
 
 def load(path):
     with open(path) as f:
-        return {int(pid): tuple(p) for pid, p in json.load(f).items()}
+        snap = json.load(f)
+    return snap["busy"], {int(pid): tuple(p) for pid, p in snap["procs"].items()}
 
 
-def cpu(before, after, seconds, roots):
-    """CPU seconds per benchmark process name, and the rest of the machine's."""
-    per_name, others = {}, 0.0
+def cpu(before, after, seconds, roots, also):
+    """CPU seconds per benchmark process name (and `also`'s: {name: seconds} measured apart), and
+    what the rest of the machine took: its busy time less the benchmark's, so that processes
+    that came and went in between (another build's compilers) are in it."""
+    (busy_before, before), (busy_after, after) = before, after
+    per_name = dict(also)
     mine = descendants(after, roots)
     for pid, proc in after.items():
         earlier = before.get(pid)
@@ -95,8 +106,7 @@ def cpu(before, after, seconds, roots):
         spent = (proc[2] - (earlier[2] if earlier and earlier[0] == proc[0] else 0)) / TICK
         if pid in mine:
             per_name[proc[0]] = per_name.get(proc[0], 0.0) + spent
-        else:
-            others += spent
+    others = max(0.0, (busy_after - busy_before) / TICK - sum(per_name.values()))
     rows = {name: round(s, 1) for name, s in sorted(per_name.items(), key=lambda kv: -kv[1]) if s >= 0.05}
     return {"seconds": seconds, "cpu_seconds": rows, "not_this_benchmark": round(others, 1)}
 
@@ -149,12 +159,18 @@ def main():
     ap.add_argument("command", choices=["snapshot", "cpu", "sample", "rss"])
     ap.add_argument("args", nargs="*")
     ap.add_argument("--root", type=int, nargs="*", default=[])
+    ap.add_argument("--also", action="append", default=[], help="NAME=FILE: a process's CPU seconds (procs.py run)")
     a = ap.parse_args()
     roots = set(a.root)
     if a.command == "snapshot":
         snapshot(a.args[0])
     elif a.command == "cpu":
-        json.dump(cpu(load(a.args[0]), load(a.args[1]), float(a.args[2]), roots), sys.stdout)
+        also = {}
+        for spec in a.also:
+            name, path = spec.split("=", 1)
+            with open(path) as f:
+                also[name] = float(f.read())
+        json.dump(cpu(load(a.args[0]), load(a.args[1]), float(a.args[2]), roots, also), sys.stdout)
         print()
     elif a.command == "sample":
         sample(a.args[0], float(a.args[1]), roots)

@@ -64,6 +64,9 @@ def main():
     for r in runs:
         print("  " + cpu_line(r))
     if a.soak:
+        whole = runs[-1]["per_10s"][1:-1]  # the first and last 10 s are partial
+        minutes = [whole[i : i + 6] for i in range(0, len(whole), 6)]
+        print("\nrequests/s minute by minute: " + " ".join(f"{sum(m) / (10 * len(m)):.0f}" for m in minutes))
         print(f"\nRSS every 10 s over the soak (MB): table items {runs[-1]['table_items'][0]} -> {runs[-1]['table_items'][1]}")
         print(f"  {'process':<16} {'pid':>7} {'samples':>7} {'first':>7} {'last':>7} {'max':>7}")
         for p in procs.rss(a.soak):
