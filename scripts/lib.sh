@@ -48,6 +48,11 @@ ensure_native_tools() {
   apt_install "for the image codecs" "${missing[@]}"
 }
 
+# wrk (Debian's), the load benchmark's HTTP load tool (scripts/bench load).
+ensure_wrk() {
+  command -v wrk >/dev/null || apt_install "for the load benchmark" wrk
+}
+
 # The arm64 release build (what `sam build` deploys): dav1d's build calls the GNU cross compiler
 # by name (zig, which cargo-lambda uses for Rust and the cc crate, is not asked).
 ensure_arm64_cross_tools() {

@@ -78,6 +78,18 @@ pub fn router(services: Services, auth: Arc<Authenticator>, signer: Signer) -> R
     routes(Api { cases: Cases { files: services.files(), images: services.images(signer) }, auth })
 }
 
+/// The function as its `main` wires it from the environment (the local gateway's in-process
+/// mode wires it the same way): the table and bucket, the files CDN's signing key and the
+/// image URL signer, with `auth` saying who the caller is.
+pub async fn from_env(auth: Arc<Authenticator>) -> Result<Router, String> {
+    let sdk = matbakh_aws::config::load_sdk_config().await;
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let cdn_signer = matbakh_aws::secrets::cdn_signer(&sdk, env).await?;
+    let services = Services::from_env().await?.sign_with(cdn_signer);
+    let signer = image_signer(&sdk, env).await?;
+    Ok(router(services, auth, signer))
+}
+
 /// How image URLs are made here: `TRANSFORM_BASE_URL` (required: the CDN's transform path),
 /// the signing pairs from the secret `TRANSFORM_SECRET_ID` (deployed) or `TRANSFORM_KEYS` +
 /// `TRANSFORM_SALTS` (hex, local), and `IMAGE_PRESETS` (imgproxy's preset syntax; none: only

@@ -6,7 +6,8 @@
 //! JWKS and passes its claims on, or answers 401), builds the API Gateway v2 payload and
 //! invokes the function through `cargo lambda watch`'s Lambda invoke API, then turns the
 //! function's answer back into HTTP. The functions therefore run locally exactly as deployed:
-//! identity comes only from the authorizer's claims.
+//! identity comes only from the authorizer's claims. With `IN_PROCESS`, some functions' routers
+//! answer in the gateway's own process instead, from the same event ([`in_process`]).
 //!
 //! In the dev stack it also serves the web app at `/` ([`web`]), the files CDN's public copies
 //! at `/cdn/` ([`cdn`]) and its transforms at `/t/` (the edge's mapping, stored result first,
@@ -17,13 +18,14 @@
 
 pub mod cdn;
 pub mod dev_idp;
+pub mod in_process;
 pub mod live;
 pub mod transforms;
 pub mod web;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
@@ -35,6 +37,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use matbakh_api::auth::JwtVerifier;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use tokio::sync::Semaphore;
 
 /// Largest request body the gateway forwards (API Gateway's payload limit is 10 MB; uploads
 /// go straight to S3 and never through here).
@@ -42,6 +45,12 @@ pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 /// How long one invocation may take; the first one also waits for `cargo lambda watch` to
 /// compile the function.
 pub const INVOKE_TIMEOUT: Duration = Duration::from_secs(300);
+/// At most this many invocations of one function are at the invoke API at once; more wait here.
+/// `cargo lambda watch` (1.9.2) runs one at a time and queues 100 more per function; a 101st
+/// stops it for good, every function with it (the load benchmark found it at 200 connections:
+/// the invocation waits for room in the full queue while holding the lock the function needs to
+/// take the next one).
+pub const MAX_INVOCATIONS_AT_ONCE: usize = 64;
 
 /// One route of the HTTP API, as the template declares it.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -118,6 +127,9 @@ pub struct Gateway {
     pub legacy_prefix: Option<String>,
     /// The WebSocket API of live updates at `/live`, and its management API (dev stack).
     pub live: Option<Arc<live::LiveApi>>,
+    /// Functions served by their routers in this process, by name, instead of through the
+    /// invoke API ([`in_process`]).
+    pub in_process: BTreeMap<String, Router>,
 }
 
 /// The API's own prefixes: never answered by the web app.
@@ -295,6 +307,7 @@ async fn invoke_url(gw: &Gateway, function: &str, parts: &http::request::Parts) 
 /// Invokes `function` with `event` through the Lambda invoke API; its answer, or `None` if the
 /// call or the function failed.
 pub(crate) async fn invoke_json(gw: &Gateway, function: &str, event: &Value) -> Option<Value> {
+    let _slot = invocation_slots(function).acquire_owned().await.ok()?;
     let url = format!("{}/2015-03-31/functions/{}/invocations", gw.lambda_endpoint.trim_end_matches('/'), function);
     match gw.client.post(&url).json(event).timeout(INVOKE_TIMEOUT).send().await {
         Ok(r) => r.json::<Value>().await.ok().filter(|v| v.get("errorType").is_none()),
@@ -305,10 +318,20 @@ pub(crate) async fn invoke_json(gw: &Gateway, function: &str, event: &Value) -> 
     }
 }
 
+/// The [`MAX_INVOCATIONS_AT_ONCE`] places of `function` at the invoke API.
+fn invocation_slots(function: &str) -> Arc<Semaphore> {
+    static SLOTS: LazyLock<Mutex<HashMap<String, Arc<Semaphore>>>> = LazyLock::new(Default::default);
+    let mut slots = SLOTS.lock().unwrap_or_else(PoisonError::into_inner);
+    slots.entry(function.to_owned()).or_insert_with(|| Arc::new(Semaphore::new(MAX_INVOCATIONS_AT_ONCE))).clone()
+}
+
 /// Invokes `route`'s function with `event` (a request's API Gateway event), and answers what
-/// it answers.
+/// it answers: in this process if it runs here, else through the invoke API.
 async fn invoke(gw: &Gateway, route: &Route, event: &Value) -> Response {
     tracing::info!(route = %route.route_key(), function = %route.function, "invoke");
+    if let Some(router) = gw.in_process.get(&route.function) {
+        return in_process::call(router, event).await;
+    }
     match invoke_json(gw, &route.function, event).await.and_then(|v| to_response(&v)) {
         Some(resp) => resp,
         None => {

@@ -11,6 +11,10 @@
 //! `/t/*` maps transform URLs as the CloudFront Function does and serves stored results from it;
 //! `LEGACY_URL_PREFIX` (`/uploads/`) sends old file URLs to the `legacy-redirect` function;
 //! `LIVE_FUNCTION` (`live`) serves the live updates' WebSocket API at `/live`.
+//! `IN_PROCESS` (comma-separated: `files-api`, `presign`, `shares`, `multipart`) serves those
+//! functions' routes in this process, wired from this process's environment (the functions'
+//! environment file), instead of through `LAMBDA_ENDPOINT` (the load benchmark; see
+//! `local_gateway::in_process`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -75,6 +79,7 @@ async fn run() -> Result<(), String> {
         },
         legacy_prefix: std::env::var("LEGACY_URL_PREFIX").ok().filter(|p| p.starts_with('/') && p.ends_with('/')),
         live: std::env::var("LIVE_FUNCTION").ok().map(|f| Arc::new(local_gateway::live::LiveApi::new(f))),
+        in_process: local_gateway::in_process::routers(&setting("IN_PROCESS", Some(""))?).await?,
         files_cdn: match std::env::var("FILES_CDN_BUCKET") {
             Ok(bucket) => Some(local_gateway::cdn::FilesCdn {
                 endpoint: setting("AWS_ENDPOINT_URL", None)?,

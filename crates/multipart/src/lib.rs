@@ -53,6 +53,12 @@ pub fn router(services: Services, auth: Arc<Authenticator>) -> Router {
     routes(Api { cases: services.multipart(), auth })
 }
 
+/// The function as its `main` wires it from the environment (the local gateway's in-process
+/// mode wires it the same way), with `auth` saying who the caller is.
+pub async fn from_env(auth: Arc<Authenticator>) -> Result<Router, String> {
+    Ok(router(Services::from_env().await?, auth))
+}
+
 /// The function on any implementation of the ports (in memory, in tests).
 pub fn routes(api: Api) -> Router {
     matbakh_api::openapi::serve(documented(), api)

@@ -65,6 +65,16 @@ pub fn router(services: Services, auth: Arc<Authenticator>, links: Links) -> Rou
     routes(Api { cases: services.shares(links), auth })
 }
 
+/// The function as its `main` wires it from the environment (the local gateway's in-process
+/// mode wires it the same way): the table and bucket, the links' key and the files CDN's
+/// signing key, with `auth` saying who the caller is.
+pub async fn from_env(auth: Arc<Authenticator>) -> Result<Router, String> {
+    let sdk = matbakh_aws::config::load_sdk_config().await;
+    let links = links_from_env(&sdk, |k| std::env::var(k).ok()).await?;
+    let cdn_signer = matbakh_aws::secrets::cdn_signer(&sdk, |k| std::env::var(k).ok()).await?;
+    Ok(router(Services::from_env().await?.sign_with(cdn_signer), auth, links))
+}
+
 /// The function on any implementation of the ports (in memory, in tests).
 pub fn routes(api: Api) -> Router {
     matbakh_api::openapi::serve(documented(), api)

@@ -3,10 +3,6 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
-    let sdk = matbakh_aws::config::load_sdk_config().await;
-    let links = shares::links_from_env(&sdk, |k| std::env::var(k).ok()).await?;
-    let cdn_signer = matbakh_aws::secrets::cdn_signer(&sdk, |k| std::env::var(k).ok()).await?;
-    let services = matbakh_aws::Services::from_env().await?.sign_with(cdn_signer);
     let auth = std::sync::Arc::new(matbakh_api::Authenticator::from_env()?);
-    lambda_http::run(shares::router(services, auth, links)).await
+    lambda_http::run(shares::from_env(auth).await?).await
 }

@@ -44,6 +44,7 @@ fn app(key: &DevKey) -> (Router, JwtVerifier) {
         transforms: None,
         legacy_prefix: None,
         live: None,
+        in_process: Default::default(),
     };
     (router(Arc::new(gw)), JwtVerifier::new(&key.jwks(), "iss", "aud").unwrap())
 }

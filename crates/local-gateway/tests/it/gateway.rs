@@ -69,6 +69,7 @@ async fn gateway(key: &DevKey) -> (Router, Seen) {
         transforms: None,
         legacy_prefix: Some("/uploads/".into()),
         live: None,
+        in_process: Default::default(),
     };
     (router(Arc::new(gw)), seen)
 }
@@ -226,6 +227,7 @@ async fn the_local_files_cdn_serves_public_copies_only() {
         transforms: None,
         legacy_prefix: None,
         live: None,
+        in_process: Default::default(),
     };
     let app = router(Arc::new(gw));
     let get = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
@@ -285,6 +287,7 @@ async fn transform_urls_are_mapped_at_the_edge_stored_results_first() {
         transforms: Some(local_gateway::transforms::EdgeMapping { keys: keys.clone(), bucket: "bucket".into() }),
         legacy_prefix: None,
         live: None,
+        in_process: Default::default(),
     };
     let app = router(Arc::new(gw));
     let signed = |path: &str| format!("/t/{}{path}", keys.sign(path).unwrap());
@@ -347,4 +350,78 @@ async fn old_file_urls_go_to_the_legacy_redirector_without_identity() {
     let (status, _, _) = send(&app, Request::get("/upload/a.jpg").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(seen.lock().unwrap().len(), 1);
+}
+
+/// `cargo lambda watch` stops for good when a function has more than 100 invocations waiting: the
+/// gateway sends it at most `MAX_INVOCATIONS_AT_ONCE` of one function, the rest wait their turn.
+#[tokio::test]
+async fn invocations_of_one_function_beyond_the_limit_wait_in_the_gateway() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use tokio::sync::{Semaphore, mpsc};
+
+    /// A function that holds every invocation until the test releases it.
+    struct Held {
+        in_flight: AtomicUsize,
+        most: AtomicUsize,
+        arrived: mpsc::UnboundedSender<()>,
+        release: Semaphore,
+    }
+    let (arrived, mut arrivals) = mpsc::unbounded_channel();
+    let held = Arc::new(Held { in_flight: 0.into(), most: 0.into(), arrived, release: Semaphore::new(0) });
+    let lambda = Router::new()
+        .route(
+            "/2015-03-31/functions/{name}/invocations",
+            axum::routing::post(|State(h): State<Arc<Held>>| async move {
+                let now = h.in_flight.fetch_add(1, SeqCst) + 1;
+                h.most.fetch_max(now, SeqCst);
+                h.arrived.send(()).unwrap();
+                h.release.acquire().await.unwrap().forget();
+                h.in_flight.fetch_sub(1, SeqCst);
+                axum::Json(json!({"statusCode": 200, "body": "done"}))
+            }),
+        )
+        .with_state(held.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, lambda).await.unwrap() });
+    let key = DevKey::generate().unwrap();
+    let gw = Gateway {
+        routes: vec![Route {
+            method: "GET".into(),
+            path: "/v1/held".into(),
+            function: "held".into(),
+            auth: "NONE".into(),
+        }],
+        verifier: JwtVerifier::new(&key.jwks(), "iss", "aud").unwrap(),
+        lambda_endpoint: format!("http://{addr}"),
+        web_origins: vec![],
+        client: reqwest::Client::builder().no_proxy().build().unwrap(),
+        web: None,
+        idp: None,
+        files_cdn: None,
+        transforms: None,
+        legacy_prefix: None,
+        live: None,
+        in_process: Default::default(),
+    };
+    let app = router(Arc::new(gw));
+
+    let limit = local_gateway::MAX_INVOCATIONS_AT_ONCE;
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..=limit {
+        let app = app.clone();
+        requests
+            .spawn(async move { app.oneshot(Request::get("/v1/held").body(Body::empty()).unwrap()).await.unwrap() });
+    }
+    for _ in 0..limit {
+        arrivals.recv().await.unwrap();
+    }
+    // One more arrives only once one of them is answered.
+    held.release.add_permits(1);
+    arrivals.recv().await.unwrap();
+    held.release.add_permits(limit);
+    while let Some(resp) = requests.join_next().await {
+        assert_eq!(resp.unwrap().status(), StatusCode::OK);
+    }
+    assert_eq!(held.most.load(SeqCst), limit, "invocations at once");
 }

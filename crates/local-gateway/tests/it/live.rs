@@ -89,6 +89,7 @@ async fn stack() -> Stack {
         transforms: None,
         legacy_prefix: None,
         live: Some(Arc::new(LiveApi::new("live"))),
+        in_process: Default::default(),
     };
     let addr = serve(router(Arc::new(gw))).await;
     Stack { addr, key, fakes, entry, events }
