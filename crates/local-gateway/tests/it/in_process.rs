@@ -29,6 +29,7 @@ fn presign(repo: &Arc<InMemory>, objects: &Arc<InMemoryObjects>, auth: Authentic
     let uploads = Uploads {
         files: repo.clone(),
         objects: objects.clone(),
+        counters: repo.clone(),
         audit: matbakh_app::fakes::trail(repo.clone(), clock.clone()),
         limits: Limits::default(),
         clock: clock.clone(),
