@@ -235,18 +235,12 @@ class Dashboard(unittest.TestCase):
         self.assertTrue(render_p95, "the render time p95 (PR-3)")
         self.assertIn("ImagesFailed", {m for _, m, _ in platform})
 
-    def test_what_the_migration_shows_is_what_the_worker_logs(self):
-        """The worker emits no metric: its queue, and its `message done` log line's counts."""
+    def test_the_migration_shows_its_queue_and_the_workers_counts(self):
+        """The queue's messages, and the counts each worker emits per message (`FilesMigrated`,
+        `FilesFailedToMigrate`; that they are emitted is checked with every platform metric)."""
         self.assertIn("<MigrationQueue.QueueName>", self.shown("AWS/SQS", "NumberOfMessagesDeleted", "QueueName"))
-        (log,) = [w for w in self.BODY["widgets"] if w["type"] == "log"]
-        query = log["properties"]["query"]
-        self.assertTrue(query.startswith("SOURCE '<MigrationWorkerLogGroup>' |"), query)
-        self.assertEqual(FUNCTIONS["MigrationWorkerFunction"]["Properties"]["LoggingConfig"]["LogGroup"], {"Ref": "MigrationWorkerLogGroup"})
-        src = read("crates", "migration-worker", "src", "lib.rs")
-        (fields, message) = re.search(r'tracing::info!\(([^"]*)"([^"]+)"\)', src).groups()
-        self.assertIn(f'`fields.message` = "{message}"', query)
-        for field in re.findall(r"(\w+) = ", fields):
-            self.assertIn(f"sum(`fields.{field}`)", query)
+        shown = {metric for _, ns, metric, *_ in metric_lines(self.BODY) if ns == "matbakh-files"}
+        self.assertLessEqual({"FilesMigrated", "FilesFailedToMigrate"}, shown)
 
     def test_replication_latency_in_the_replicas_region_and_failures_in_this_one(self):
         (rule,) = RES["FilesBucket"]["Properties"]["ReplicationConfiguration"]["Fn::If"][1]["Rules"]

@@ -74,6 +74,11 @@ pub async fn handle(w: &Worker, event: SqsEvent) -> SqsBatchResponse {
         }
         let p = result.map_err(failed)?;
         tracing::info!(copied = p.copied, failed = p.failed, dropped = p.dropped, "message done");
+        use matbakh_lambda::metrics::{self, Unit};
+        metrics::emit(
+            "migrate",
+            &[("FilesMigrated", p.copied as u64, Unit::Count), ("FilesFailedToMigrate", p.failed as u64, Unit::Count)],
+        );
         Ok::<(), String>(())
     })
     .await
