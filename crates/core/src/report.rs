@@ -281,7 +281,7 @@ impl Tally {
             recommendations.push(Recommendation {
                 kind: "restore-window",
                 message: format!(
-                    "{} are deleted files kept for restores: halving RestoreWindowDays saves about {}/month",
+                    "{} are deleted files kept for restores: halving RestoreWindowDays saves {}/month",
                     human_bytes(self.deleted_kept.bytes),
                     dollars(cost / 2.0)
                 ),
