@@ -2,7 +2,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
+    matbakh_lambda::logs::init();
     let auth = std::sync::Arc::new(matbakh_api::Authenticator::from_env()?);
     let sdk = matbakh_aws::config::load_sdk_config().await;
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());

@@ -2,7 +2,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
+    matbakh_lambda::logs::init();
     let sdk = matbakh_aws::config::load_sdk_config().await;
     let links = shares::links_from_env(&sdk, |k| std::env::var(k).ok()).await?;
     let cdn_signer = matbakh_aws::secrets::cdn_signer(&sdk, |k| std::env::var(k).ok()).await?;
