@@ -2,7 +2,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
+    matbakh_lambda::logs::init();
     let services = matbakh_aws::Services::from_env().await?;
     let sdk = matbakh_aws::config::load_sdk_config().await;
     let erasure = account::EraseSettings::from_lookup(&sdk, |k| std::env::var(k).ok()).await?;

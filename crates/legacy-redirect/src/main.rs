@@ -17,7 +17,7 @@ fn setting(name: &str) -> Result<String, String> {
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
+    matbakh_lambda::logs::init();
     let sdk = matbakh_aws::config::load_sdk_config().await;
     let home = NewHome { cdn: FilesCdn::new(&setting("FILES_CDN_BASE_URL")?, None), app_url: setting("APP_URL")? };
     let mut settings = Settings::new(setting("LEGACY_SOURCE")?, home);

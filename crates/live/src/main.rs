@@ -10,7 +10,7 @@ use matbakh_api::auth::JwtVerifier;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    matbakh_lambda::logs::init();
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let required = |name: &str| env(name).ok_or(format!("{name} is not set"));
     let sdk = matbakh_aws::config::load_sdk_config().await;

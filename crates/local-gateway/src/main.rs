@@ -106,7 +106,7 @@ async fn run() -> Result<(), String> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    lambda_http::tracing::init_default_subscriber();
+    matbakh_lambda::logs::init();
     match run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

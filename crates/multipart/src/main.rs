@@ -2,7 +2,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
+    matbakh_lambda::logs::init();
     let auth = std::sync::Arc::new(matbakh_api::Authenticator::from_env()?);
     lambda_http::run(multipart::from_env(auth).await?).await
 }

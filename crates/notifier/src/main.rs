@@ -15,7 +15,7 @@ fn setting(name: &str) -> Option<String> {
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    matbakh_lambda::logs::init();
     let sdk = matbakh_aws::config::load_sdk_config().await;
     let cdn_signer = matbakh_aws::secrets::cdn_signer(&sdk, setting).await?;
     let services = matbakh_aws::Services::from_env().await?.sign_with(cdn_signer);

@@ -4,7 +4,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    matbakh_lambda::logs::init();
     let sdk = matbakh_aws::config::load_sdk_config().await;
     let reporting = reporter::reporting(&sdk, |k| std::env::var(k).ok())?;
     let reporting = &reporting;

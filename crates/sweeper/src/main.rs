@@ -4,7 +4,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    matbakh_lambda::logs::init();
     let services = matbakh_aws::Services::from_env().await?;
     let services = &services;
     // The scheduled event carries nothing the sweep needs.

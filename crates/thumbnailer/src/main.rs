@@ -9,7 +9,7 @@ use thumbnailer::{Imaging, Thumbnailer};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    matbakh_lambda::logs::init();
     let services = matbakh_aws::Services::from_env().await?;
     let limits = ImageLimits::from_lookup(|name| std::env::var(name).ok())?;
     let scanner = thumbnailer::clamd::Clamd::from_lookup(|name| std::env::var(name).ok())?;

@@ -2,7 +2,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
+    matbakh_lambda::logs::init();
     let t = transformer::Transformer::from_env().await?;
     lambda_http::run(transformer::router(std::sync::Arc::new(t))).await
 }

@@ -14,7 +14,7 @@ fn setting(name: &str) -> Result<String, String> {
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    matbakh_lambda::logs::init();
     let sdk = matbakh_aws::config::load_sdk_config().await;
     let endpoint = endpoint(&sdk, &setting("WEBHOOK_SECRET_ID")?).await?;
     let retry = QueueRetry(matbakh_aws::queue::Queue::new(&sdk, setting("WEBHOOK_QUEUE_URL")?));

@@ -7,7 +7,7 @@ use live::tickets::{Api, Tickets};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    lambda_http::tracing::init_default_subscriber();
+    matbakh_lambda::logs::init();
     let auth = Arc::new(matbakh_api::Authenticator::from_env()?);
     let sdk = matbakh_aws::config::load_sdk_config().await;
     let required = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or(format!("{name} is not set"));
