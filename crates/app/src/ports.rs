@@ -276,6 +276,17 @@ pub trait InventorySource: Send + Sync {
     async fn scan(&self, each: &mut (dyn FnMut(InventoryRow) + Send)) -> PortResult<&'static str>;
 }
 
+/// What a [`TransferSource`] hands each logged request to, with its CDN's name.
+pub type TransferSink<'a> = dyn FnMut(&str, matbakh_core::cdn_log::Request) + Send + 'a;
+
+/// The CDNs' access logs ([`matbakh_core::cdn_log`]).
+#[async_trait]
+pub trait TransferSource: Send + Sync {
+    /// Calls `each` with every request the CDNs logged for `days` (UTC) and the CDN's name
+    /// (`files`, `web`); answers how many log files were read.
+    async fn scan(&self, days: &[time::Date], each: &mut TransferSink<'_>) -> PortResult<u64>;
+}
+
 /// Where the storage reports are kept.
 #[async_trait]
 pub trait ReportStore: Send + Sync {

@@ -1,13 +1,14 @@
 //! The storage report's adapters ([`matbakh_app::reports`]): the bucket's object versions from
 //! its S3 Inventory (the latest daily report, CSV.gz, streamed chunk by chunk) or, where no
 //! inventory exists yet (locally, or a new stack's first day), from listing every version;
-//! the reports kept as JSON under `reports/` of the reports bucket.
+//! the CDNs' access logs of the last days (gzipped, streamed the same way); the reports kept as
+//! JSON under `reports/` of the reports bucket.
 
 use std::io::Write;
 
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
-use matbakh_app::ports::{InventorySource, PortError, PortResult, ReportStore};
+use matbakh_app::ports::{InventorySource, PortError, PortResult, ReportStore, TransferSink, TransferSource};
 use matbakh_core::report::InventoryRow;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -62,24 +63,11 @@ impl BucketInventory {
         }
         let columns = Columns::of(&manifest.file_schema)?;
         for file in &manifest.files {
-            let out = self
-                .client
-                .get_object()
-                .bucket(bucket)
-                .key(&file.key)
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("GetObject", e))?;
-            let mut body = out.body;
-            let mut lines = Lines { gunzip: flate2::write::MultiGzDecoder::new(Vec::new()), columns: &columns };
-            while let Some(chunk) = body.try_next().await.map_err(|e| AwsError::Service {
-                operation: "GetObject",
-                message: e.to_string(),
-                retryable: true,
-            })? {
-                lines.feed(&chunk, each)?;
-            }
-            lines.finish(each)?;
+            GzLines::of_object(&self.client, bucket, &file.key, &mut |line| {
+                each(columns.row(line)?);
+                Ok(())
+            })
+            .await?;
         }
         Ok(())
     }
@@ -216,42 +204,143 @@ impl Columns {
     }
 }
 
-/// Gzipped CSV in, rows out, holding at most one chunk and one partial line.
-struct Lines<'a> {
+/// Gzipped text in, lines out, holding at most one chunk and one partial line: the inventory's
+/// CSV files and the CDNs' access logs, however large, pass through it chunk by chunk.
+struct GzLines {
     gunzip: flate2::write::MultiGzDecoder<Vec<u8>>,
-    columns: &'a Columns,
 }
 
-impl Lines<'_> {
-    fn feed(&mut self, chunk: &[u8], each: &mut (dyn FnMut(InventoryRow) + Send)) -> Result<(), AwsError> {
+type LineSink<'a> = dyn FnMut(&str) -> Result<(), AwsError> + Send + 'a;
+
+impl GzLines {
+    fn new() -> Self {
+        GzLines { gunzip: flate2::write::MultiGzDecoder::new(Vec::new()) }
+    }
+
+    fn feed(&mut self, chunk: &[u8], each: &mut LineSink) -> Result<(), AwsError> {
         self.gunzip.write_all(chunk).map_err(gzip_error)?;
         self.emit_complete(each)
     }
 
-    fn finish(mut self, each: &mut (dyn FnMut(InventoryRow) + Send)) -> Result<(), AwsError> {
+    fn finish(mut self, each: &mut LineSink) -> Result<(), AwsError> {
         self.gunzip.flush().map_err(gzip_error)?;
         self.emit_complete(each)?;
         let rest = std::mem::take(self.gunzip.get_mut());
         let line = String::from_utf8_lossy(&rest);
         if !line.trim().is_empty() {
-            each(self.columns.row(line.trim())?);
+            each(line.trim())?;
         }
         Ok(())
     }
 
-    fn emit_complete(&mut self, each: &mut (dyn FnMut(InventoryRow) + Send)) -> Result<(), AwsError> {
+    fn emit_complete(&mut self, each: &mut LineSink) -> Result<(), AwsError> {
         let buffer = self.gunzip.get_mut();
         let Some(end) = buffer.iter().rposition(|b| *b == b'\n') else { return Ok(()) };
         let complete: Vec<u8> = buffer.drain(..=end).collect();
         for line in String::from_utf8_lossy(&complete).lines().filter(|l| !l.trim().is_empty()) {
-            each(self.columns.row(line)?);
+            each(line)?;
         }
         Ok(())
+    }
+
+    /// Every line of the gzipped object `key` of `bucket`, streamed.
+    async fn of_object(client: &Client, bucket: &str, key: &str, each: &mut LineSink<'_>) -> Result<(), AwsError> {
+        let out =
+            client.get_object().bucket(bucket).key(key).send().await.map_err(|e| AwsError::from_sdk("GetObject", e))?;
+        let mut body = out.body;
+        let mut lines = GzLines::new();
+        while let Some(chunk) = body.try_next().await.map_err(|e| AwsError::Service {
+            operation: "GetObject",
+            message: e.to_string(),
+            retryable: true,
+        })? {
+            lines.feed(&chunk, each)?;
+        }
+        lines.finish(each)
     }
 }
 
 fn gzip_error(e: std::io::Error) -> AwsError {
     AwsError::Service { operation: "gunzip", message: e.to_string(), retryable: false }
+}
+
+/// The CDNs' standard access logs in the logs bucket ([`matbakh_core::cdn_log`]): for each CDN
+/// its name and where its files are (`cdn-files/` and the distribution's id).
+#[derive(Clone)]
+pub struct CdnLogs {
+    client: Client,
+    bucket: String,
+    cdns: Vec<CdnLogPlace>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct CdnLogPlace {
+    name: String,
+    prefix: String,
+    distribution: String,
+}
+
+impl CdnLogs {
+    /// The logs in `bucket` of the CDNs in `cdns`: `files=cdn-files/E2ABC,web=cdn-web/E3DEF`
+    /// (name, the logging prefix, the distribution's id).
+    pub fn new(sdk: &aws_config::SdkConfig, bucket: impl Into<String>, cdns: &str) -> Result<Self, String> {
+        let config = aws_sdk_s3::config::Builder::from(sdk).force_path_style(true).build();
+        Ok(CdnLogs { client: Client::from_conf(config), bucket: bucket.into(), cdns: Self::places(cdns)? })
+    }
+
+    fn places(cdns: &str) -> Result<Vec<CdnLogPlace>, String> {
+        cdns.split(',')
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(|cdn| {
+                let (name, place) =
+                    cdn.split_once('=').ok_or_else(|| format!("CDN_LOGS: {cdn:?} is not name=prefix/distribution"))?;
+                let (prefix, distribution) = place.rsplit_once('/').map_or(("", place), |(p, d)| (p, d));
+                let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+                Ok(CdnLogPlace { name: name.to_owned(), prefix, distribution: distribution.to_owned() })
+            })
+            .collect()
+    }
+
+    async fn scan_day(&self, cdn: &CdnLogPlace, day: time::Date, each: &mut TransferSink<'_>) -> Result<u64, AwsError> {
+        use matbakh_core::cdn_log;
+        let prefix = cdn_log::day_prefix(&cdn.prefix, &cdn.distribution, day);
+        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(&prefix).into_paginator().send();
+        let mut files = 0;
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsError::from_sdk("ListObjectsV2", e))?;
+            for key in page.contents().iter().filter_map(|o| o.key()).filter(|k| k.ends_with(".gz")) {
+                // A file names its fields; CloudFront's current ones until it does.
+                let mut columns = cdn_log::standard_columns();
+                GzLines::of_object(&self.client, &self.bucket, key, &mut |line| {
+                    if line.starts_with('#') {
+                        if let Some(named) = cdn_log::Columns::of(line) {
+                            columns = named;
+                        }
+                    } else if let Some(request) = columns.request(line) {
+                        each(&cdn.name, request);
+                    }
+                    Ok(())
+                })
+                .await?;
+                files += 1;
+            }
+        }
+        Ok(files)
+    }
+}
+
+#[async_trait]
+impl TransferSource for CdnLogs {
+    async fn scan(&self, days: &[time::Date], each: &mut TransferSink<'_>) -> PortResult<u64> {
+        let mut files = 0;
+        for cdn in &self.cdns {
+            for day in days {
+                files += self.scan_day(cdn, *day, each).await?;
+            }
+        }
+        Ok(files)
+    }
 }
 
 /// Reports as `reports/{day}.json` and `reports/latest.json` in a bucket.
@@ -323,11 +412,15 @@ mod tests {
         let gz = gz.finish().unwrap();
         for chunk_size in [1, 7, gz.len()] {
             let mut rows = Vec::new();
-            let mut lines = Lines { gunzip: flate2::write::MultiGzDecoder::new(Vec::new()), columns: &columns };
+            let mut lines = GzLines::new();
+            let mut each = |line: &str| {
+                rows.push(columns.row(line)?);
+                Ok(())
+            };
             for chunk in gz.chunks(chunk_size) {
-                lines.feed(chunk, &mut |r| rows.push(r)).unwrap();
+                lines.feed(chunk, &mut each).unwrap();
             }
-            lines.finish(&mut |r| rows.push(r)).unwrap();
+            lines.finish(&mut each).unwrap();
             assert_eq!(rows.len(), 3, "chunks of {chunk_size}");
             assert_eq!(rows[0].key, "users/u-1/f/Menü 2026.pdf");
             assert_eq!((rows[0].size, rows[0].storage_class.as_str(), rows[0].is_latest), (2048, "GLACIER", true));
@@ -335,5 +428,18 @@ mod tests {
             assert_eq!(rows[2].last_modified, time::macros::datetime!(2026-11-02 10:00 UTC));
         }
         assert!(Columns::of("Bucket, Size").is_err());
+    }
+
+    #[test]
+    fn cdn_log_places_are_read_from_the_setting() {
+        let places = CdnLogs::places("files=cdn-files/E2ABC, web=cdn-web/E3DEF,").unwrap();
+        assert_eq!(
+            places[0],
+            CdnLogPlace { name: "files".into(), prefix: "cdn-files/".into(), distribution: "E2ABC".into() }
+        );
+        assert_eq!((places[1].prefix.as_str(), places[1].distribution.as_str()), ("cdn-web/", "E3DEF"));
+        let local = CdnLogs::places("files=cdn-files/").unwrap();
+        assert_eq!((local[0].prefix.as_str(), local[0].distribution.as_str()), ("cdn-files/", ""));
+        assert!(CdnLogs::places("cdn-files/E2ABC").is_err());
     }
 }

@@ -7,6 +7,7 @@
 pub mod archival;
 pub mod audit;
 pub mod cdn;
+pub mod cdn_log;
 pub mod checksum;
 pub mod clock;
 pub mod delivery;

@@ -10,8 +10,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
-use time::OffsetDateTime;
+use time::{Date, OffsetDateTime};
 
+use crate::cdn_log;
 use crate::clock::iso_seconds;
 use crate::types::ContentType;
 
@@ -19,6 +20,14 @@ use crate::types::ContentType;
 pub const TOP_USERS: usize = 20;
 /// Age from which an original counts as untouched for the archive recommendation (days).
 pub const UNTOUCHED_DAYS: i64 = 180;
+/// How many days of CDN access logs the transfer part reads: today so far and the days before.
+pub const TRANSFER_DAYS: u32 = 7;
+/// Below this share of requests served from the edge's cache, the report recommends looking
+/// at the CDN's caching (the plan's TR-2 asks for 80%), once there are enough requests to tell.
+pub const LOW_HIT_RATE: f64 = 0.8;
+const HIT_RATE_MIN_REQUESTS: u64 = 1000;
+/// Days in an average month, to turn a window's transfer into a monthly cost.
+const DAYS_PER_MONTH: f64 = 30.44;
 
 /// One object version, as an S3 Inventory row has it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +58,8 @@ pub enum Kind {
     Export,
     /// `quarantine/`: refused uploads, kept for a while.
     Quarantine,
+    /// `t/`: image transforms (CDN paths only; their results are stored as [`Kind::Result`]).
+    Transform,
     /// Anything else (inventory and report files).
     Other,
 }
@@ -65,6 +76,7 @@ impl Kind {
             "results" => (Kind::Result, None),
             "exports" => (Kind::Export, second),
             "quarantine" => (Kind::Quarantine, None),
+            "t" => (Kind::Transform, None),
             _ => (Kind::Other, None),
         }
     }
@@ -313,6 +325,125 @@ impl Tally {
     }
 }
 
+/// What the CDNs sent to viewers over the report's window, from their access logs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Transfer {
+    /// The window's first and last day (UTC, both included; the last is the report's day, so
+    /// far: CloudFront delivers a log file within about an hour of its requests).
+    pub from: String,
+    pub to: String,
+    pub days: u32,
+    pub log_files: u64,
+    /// Requests (`objects`) and bytes sent.
+    pub total: Count,
+    /// Share of requests served from the edge's cache (0 to 1).
+    pub hit_rate: f64,
+    /// Requests answered with a 4xx or 5xx.
+    pub errors: u64,
+    /// The window's bytes at CloudFront's price, as a month (by the time the window covers).
+    pub monthly_cost_usd: f64,
+    /// By CDN (`files`, `web`).
+    pub by_distribution: BTreeMap<String, Count>,
+    /// By what was requested (originals, variants, public copies, transforms, ...).
+    pub by_kind: BTreeMap<Kind, Count>,
+    /// The users whose own files (signed originals, exports) were sent the most, then `others`.
+    pub users: Vec<UserTransfer>,
+}
+
+/// One user's files sent by the CDN.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserTransfer {
+    pub user: String,
+    pub sent: Count,
+}
+
+/// Adds logged requests up, one at a time (constant memory but one entry per user).
+#[derive(Debug, Default)]
+pub struct TransferTally {
+    total: Count,
+    hits: u64,
+    errors: u64,
+    by_distribution: BTreeMap<String, Count>,
+    by_kind: BTreeMap<Kind, Count>,
+    users: HashMap<String, Count>,
+}
+
+impl TransferTally {
+    /// Counts one request logged by the CDN `distribution`.
+    pub fn add(&mut self, distribution: &str, request: &cdn_log::Request) {
+        let bytes = request.bytes;
+        self.total.add(bytes);
+        self.hits += u64::from(request.hit);
+        self.errors += u64::from(request.status >= 400);
+        self.by_distribution.entry(distribution.to_owned()).or_default().add(bytes);
+        let (kind, owner) = Kind::of(&request.path);
+        self.by_kind.entry(kind).or_default().add(bytes);
+        if let Some(owner) = owner.filter(|o| !o.is_empty()) {
+            self.users.entry(owner.to_owned()).or_default().add(bytes);
+        }
+    }
+
+    /// The transfer from the start of day `from` until `now`, read from `log_files` files.
+    pub fn finish(self, from: Date, now: OffsetDateTime, log_files: u64, prices: &Prices) -> Transfer {
+        let to = now.date();
+        let days = ((to - from).whole_days() + 1).max(1) as u32;
+        let covered = ((now - from.midnight().assume_utc()).as_seconds_f64() / 86_400.0).max(1.0 / 24.0);
+        let mut users: Vec<UserTransfer> =
+            self.users.into_iter().map(|(user, sent)| UserTransfer { user, sent }).collect();
+        users.sort_by(|a, b| b.sent.bytes.cmp(&a.sent.bytes).then(a.user.cmp(&b.user)));
+        let mut others = UserTransfer { user: "others".into(), ..Default::default() };
+        for u in users.iter().skip(TOP_USERS) {
+            others.sent.objects += u.sent.objects;
+            others.sent.bytes += u.sent.bytes;
+        }
+        users.truncate(TOP_USERS);
+        if others.sent.objects > 0 {
+            users.push(others);
+        }
+        let monthly = self.total.bytes as f64 / GB / covered * DAYS_PER_MONTH * prices.cloudfront_out;
+        Transfer {
+            from: from.to_string(),
+            to: to.to_string(),
+            days,
+            log_files,
+            total: self.total,
+            hit_rate: if self.total.objects == 0 {
+                0.0
+            } else {
+                (self.hits as f64 / self.total.objects as f64 * 1000.0).round() / 1000.0
+            },
+            errors: self.errors,
+            monthly_cost_usd: round_cents(monthly),
+            by_distribution: self.by_distribution,
+            by_kind: self.by_kind,
+            users,
+        }
+    }
+}
+
+impl Transfer {
+    /// What the transfer suggests: a cache that misses too often.
+    pub fn recommendations(&self) -> Vec<Recommendation> {
+        let mut out = Vec::new();
+        if self.total.objects >= HIT_RATE_MIN_REQUESTS && self.hit_rate < LOW_HIT_RATE {
+            out.push(Recommendation {
+                kind: "cdn-hit-rate",
+                message: format!(
+                    "{:.0}% of the CDN's {} requests of the last {} days were served from its cache (target {:.0}%): check the cache policies and the URLs' query strings",
+                    self.hit_rate * 100.0,
+                    self.total.objects,
+                    self.days,
+                    LOW_HIT_RATE * 100.0
+                ),
+                monthly_saving_usd: 0.0,
+            });
+        }
+        out
+    }
+}
+
 /// What could be cheaper, and by how much.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -345,8 +476,8 @@ pub struct Report {
     pub delete_markers: u64,
     /// Variants' bytes over all bytes (0 to 1).
     pub variants_share: f64,
-    /// CDN transfer from the access logs: not read yet (`null`).
-    pub transfer: Option<Count>,
+    /// CDN transfer from the access logs (`null` where no logs are configured).
+    pub transfer: Option<Transfer>,
     pub recommendations: Vec<Recommendation>,
 }
 
@@ -442,6 +573,47 @@ mod tests {
         assert_eq!(report.users[0].user, format!("u{:02}", TOP_USERS + 4));
         let others = report.users.last().unwrap();
         assert_eq!((others.user.as_str(), others.files.objects), ("others", 5));
+    }
+
+    #[test]
+    fn cdn_requests_add_up_by_cdn_kind_and_user_with_a_monthly_cost() {
+        let prices = Prices::for_region("eu-central-1");
+        let request = |path: &str, bytes, status, hit| cdn_log::Request { path: path.into(), bytes, status, hit };
+        let gib = 1u64 << 30;
+        let mut tally = TransferTally::default();
+        tally.add("files", &request("users/alice/f1/film.mp4", 6 * gib, 200, false));
+        tally.add("files", &request("users/alice/f1/film.mp4", 0, 403, false));
+        tally.add("files", &request("p/f2/menu.webp", gib, 200, true));
+        tally.add("files", &request("t/sig/rs:fit:320/plain/x.jpg", 0, 200, true));
+        tally.add("web", &request("index.html", 0, 304, true));
+        let from = time::macros::date!(2026 - 11 - 29);
+        let transfer = tally.finish(from, datetime!(2026-12-06 00:00 UTC), 3, &prices);
+        assert_eq!((transfer.days, transfer.from.as_str(), transfer.to.as_str()), (8, "2026-11-29", "2026-12-06"));
+        assert_eq!(transfer.total, Count { objects: 5, bytes: 7 * gib });
+        assert_eq!((transfer.hit_rate, transfer.errors), (0.6, 1));
+        assert_eq!(transfer.by_distribution["web"].objects, 1);
+        assert_eq!(transfer.by_kind[&Kind::Original], Count { objects: 2, bytes: 6 * gib });
+        assert_eq!(transfer.by_kind[&Kind::Transform].objects, 1);
+        assert_eq!(
+            transfer.users,
+            vec![UserTransfer { user: "alice".into(), sent: Count { objects: 2, bytes: 6 * gib } }]
+        );
+        // 7 GiB in 7 days is 30.44 GiB a month at $0.085
+        assert_eq!(transfer.monthly_cost_usd, 2.59);
+        assert!(transfer.recommendations().is_empty(), "5 requests are too few to judge the cache");
+
+        let mut busy = TransferTally::default();
+        for i in 0..2000 {
+            busy.add("files", &request("p/f/a.webp", 10, 200, i % 2 == 0));
+        }
+        let advice = busy.finish(from, datetime!(2026-11-29 12:00 UTC), 1, &prices).recommendations();
+        assert_eq!(advice.len(), 1);
+        assert!(
+            advice[0].message.starts_with("50% of the CDN's 2000 requests of the last 1 days"),
+            "{}",
+            advice[0].message
+        );
+        assert_eq!(TransferTally::default().finish(from, datetime!(2026-11-29 00:00 UTC), 0, &prices).hit_rate, 0.0);
     }
 
     #[test]

@@ -101,3 +101,72 @@ async fn an_s3_inventory_is_read_from_its_latest_manifest() {
     assert_eq!(report.users[0].user, "carol");
     assert_eq!(report.recommendations[0].kind, "archive", "the 2025 PDF is untouched for 180 days");
 }
+
+fn gzip(text: &str) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(text.as_bytes()).unwrap();
+    gz.finish().unwrap()
+}
+
+#[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
+async fn the_cdns_access_logs_of_the_last_seven_days_give_the_transfer() {
+    use matbakh_core::cdn_log::{Entry, file_key, header, line};
+    let sdk = moto_sdk().await;
+    let ((s3, files), (_, logs)) = (fresh_bucket("files").await, fresh_bucket("logs").await);
+    let now = time::OffsetDateTime::now_utc();
+    let yesterday = now - time::Duration::days(1);
+    let entry = |path, bytes, result| Entry {
+        at: yesterday,
+        method: "GET",
+        host: "d111111abcdef8.cloudfront.net",
+        path,
+        status: 200,
+        bytes,
+        result,
+        content_type: "image/webp",
+        millis: 3,
+    };
+    // The files CDN: two files for yesterday's hour (one with CloudFront's 33 fields, one
+    // written with fewer fields, read by its own #Fields line), one of 10 days ago (out of
+    // the window); the web CDN: one file; another distribution's file under the same prefix.
+    let full = format!(
+        "{}{}{}",
+        header(),
+        line(&entry("/users/dave/f1/Men%C3%BC.jpg", 2_000_000, "Miss")),
+        line(&entry("/p/f2/menu.webp", 30_000, "Hit"))
+    );
+    let short = format!(
+        "#Version: 1.0\n#Fields: date cs-uri-stem sc-status sc-bytes x-edge-result-type\n{}\t/t/sig/rs:fit:320/plain/x.jpg\t200\t5000\tHit\n",
+        yesterday.date()
+    );
+    put(&s3, &logs, &file_key("cdn-files/", "E2ABC", yesterday, "a1"), gzip(&full), None).await;
+    put(&s3, &logs, &file_key("cdn-files/", "E2ABC", yesterday, "a2"), gzip(&short), None).await;
+    let old = now - time::Duration::days(7); // the day before the window
+    put(&s3, &logs, &file_key("cdn-files/", "E2ABC", old, "a3"), gzip(&full), None).await;
+    put(&s3, &logs, &file_key("cdn-files/", "E9OTHER", yesterday, "a4"), gzip(&full), None).await;
+    let web = format!("{}{}", header(), line(&Entry { path: "/index.html", ..entry("", 700, "RefreshHit") }));
+    put(&s3, &logs, &file_key("cdn-web/", "E3DEF", yesterday, "b1"), gzip(&web), None).await;
+
+    let reporting = reporter::reporting(
+        &sdk,
+        settings(vec![
+            ("BUCKET_NAME", files.clone()),
+            ("REPORTS_BUCKET", logs.clone()),
+            ("CDN_LOGS", "files=cdn-files/E2ABC,web=cdn-web/E3DEF".into()),
+        ]),
+    )
+    .unwrap();
+    let transfer = reporter::run(&reporting).await.unwrap().transfer.expect("CDN_LOGS is set");
+    assert_eq!((transfer.days, transfer.log_files), (7, 3));
+    assert_eq!(transfer.to, now.date().to_string());
+    assert_eq!((transfer.total.objects, transfer.total.bytes), (4, 2_035_700));
+    assert_eq!(transfer.by_distribution["files"].bytes, 2_035_000);
+    assert_eq!(transfer.by_distribution["web"].objects, 1);
+    assert_eq!(transfer.hit_rate, 0.75);
+    assert_eq!(transfer.users[0].user, "dave");
+    assert_eq!(transfer.users[0].sent.bytes, 2_000_000);
+    let latest = ReportBucket::new(&sdk, &logs).latest().await.unwrap().unwrap();
+    let latest: serde_json::Value = serde_json::from_slice(&latest).unwrap();
+    assert_eq!(latest["transfer"]["byKind"]["transform"]["bytes"], 5000);
+}

@@ -16,7 +16,7 @@ mod uploads;
 
 pub use live::InMemoryLive;
 pub use objects::{InMemoryCdn, InMemoryObjects};
-pub use records::{InMemoryInventory, InMemoryQueue, InMemoryReports};
+pub use records::{InMemoryInventory, InMemoryQueue, InMemoryReports, InMemoryTransfer};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -175,6 +175,21 @@ impl crate::ports::InventorySource for InMemoryInventory {
     }
 }
 
+/// CDN log lines in memory: (day, CDN, request), one log file per line.
+pub struct InMemoryTransfer(pub Vec<(time::Date, &'static str, matbakh_core::cdn_log::Request)>);
+
+#[async_trait]
+impl crate::ports::TransferSource for InMemoryTransfer {
+    async fn scan(&self, days: &[time::Date], each: &mut crate::ports::TransferSink<'_>) -> PortResult<u64> {
+        let mut files = 0;
+        for (_, cdn, request) in self.0.iter().filter(|(day, ..)| days.contains(day)) {
+            each(cdn, request.clone());
+            files += 1;
+        }
+        Ok(files)
+    }
+}
+
 /// Reports kept in memory, by day.
 #[derive(Default)]
 pub struct InMemoryReports {
