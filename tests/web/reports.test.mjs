@@ -2,7 +2,8 @@
 // reporter is run (through cargo lambda watch's invoke API, as the daily schedule would), an
 // administrator opens "Storage report", and the charts draw exactly the report the API
 // answers: one bar per storage class, content type, age band and listed user, each as long as
-// its bytes say, the summary and recommendations. Someone who is not an administrator sees no
+// its bytes say, the summary and recommendations, and the CDN transfer read from the access logs
+// the local files CDN writes as CloudFront does (requests made here show up in it). Someone who is not an administrator sees no
 // tab and is refused the report. A screenshot is saved to WEB_ARTIFACTS/reports.png.
 
 import { test } from 'node:test';
@@ -23,10 +24,26 @@ const bars = (page, id) =>
   page.locator(`#${id} g.bar`).evaluateAll((gs) =>
     Object.fromEntries(gs.map((g) => [g.dataset.label, [...g.querySelectorAll('rect')].map((r) => ({ width: Number(r.getAttribute('width')), value: Number(r.dataset.value) }))])));
 
-test('the storage report draws the latest report for administrators only', { timeout: 300_000 }, async () => {
+const runReporter = async () => {
   const made = await fetch(`${LAMBDA}/2015-03-31/functions/reporter/invocations`, { method: 'POST', body: '{}' });
   assert.equal(made.status, 200, 'the reporter ran');
-  const { objects, generatedAt } = await made.json();
+  return made.json();
+};
+
+test('the storage report draws the latest report for administrators only', { timeout: 300_000 }, async () => {
+  // Three requests to the files CDN (refused: no such public copy) are logged, written to the
+  // logs bucket within the gateway's flush period, and counted by the next report.
+  const before = (await runReporter()).cdnRequests;
+  assert.equal(typeof before, 'number', 'the reporter reads the CDN logs (CDN_LOGS)');
+  for (let i = 0; i < 3; i++) assert.equal((await fetch(`${process.env.WEB_URL}/cdn/p/report-probe/${i}.webp`)).status, 403);
+  let made;
+  for (const deadline = Date.now() + SLOW; ; ) {
+    made = await runReporter();
+    if (made.cdnRequests >= before + 3) break;
+    assert.ok(Date.now() < deadline, `the CDN's requests reached the report (${made.cdnRequests} of ${before + 3})`);
+    await new Promise((r) => setTimeout(r, 1000)); // the gateway writes its log every 5 s
+  }
+  const { objects, generatedAt } = made;
   assert.ok(objects > 0, 'the demo data is in the bucket');
 
   const { context, page } = await signIn(chromium.browser, 'demo-user', { width: 1440, height: 1000 }, chromium.cspViolations);
@@ -60,6 +77,13 @@ test('the storage report draws the latest report for administrators only', { tim
   assert.match(await page.locator('#report-total').textContent(), new RegExp(`in ${report.total.objects} objects`));
   assert.equal(await page.locator('#report-cost').textContent(), `$${report.monthlyCostUsd.toFixed(2)}`);
   assert.equal(await page.locator('#recommendations li').count().catch(() => 0), report.recommendations.length);
+  // The CDN transfer: the summary and a bar per kind of what was sent.
+  const t = report.transfer;
+  assert.ok(t.total.objects >= before + 3 && t.errors >= 3 && t.byKind.publicCopy.objects >= 3, JSON.stringify(t));
+  assert.match(await page.locator('#report-transfer').textContent(), new RegExp(`in ${t.total.objects} requests, ${Math.round(t.hitRate * 100)}% from the edge cache, ${t.errors} errors`));
+  const sent = await bars(page, 'chart-transfer');
+  assert.deepEqual(Object.keys(sent).sort(), Object.keys(t.byKind).sort());
+  for (const [kind, c] of Object.entries(t.byKind)) assert.equal(sent[kind][0].value, c.bytes, `transfer ${kind}`);
   await page.screenshot({ path: join(ARTIFACTS, 'reports.png'), fullPage: true });
   await context.close();
 

@@ -1,7 +1,8 @@
 // The storage and cost report (administrators): what the bucket holds by storage class,
 // content type, age and user, what it costs a month, and what would cost less. The `reporter`
-// function writes it daily from the bucket's S3 Inventory (GET /v1/admin/reports/latest);
-// the charts are SVG drawn here (no chart library: four bar charts do not need one).
+// function writes it daily from the bucket's S3 Inventory and the CDNs' access logs
+// (GET /v1/admin/reports/latest); the charts are SVG drawn here (no chart library: a few bar
+// charts do not need one).
 
 import { bytes, el } from './format.js';
 
@@ -41,6 +42,19 @@ export function barChart(id, title, rows) {
 
 const plain = (entries) => entries.map(([label, c]) => ({ label, parts: [{ value: c.bytes, kind: 'stored' }], text: `${bytes(c.bytes)}, ${c.objects} obj.` }));
 
+const sent = (entries) => entries
+  .sort((a, b) => b[1].bytes - a[1].bytes)
+  .map(([label, c]) => ({ label, parts: [{ value: c.bytes, kind: 'sent' }], text: `${bytes(c.bytes)}, ${c.objects} req.` }));
+
+/** The summary's lines for the CDN transfer (none where the report has no logs configured). */
+function transferSummary(t, usd) {
+  if (!t) return [];
+  return [
+    el('dt', {}, `CDN transfer (${t.days} days)`),
+    el('dd', { id: 'report-transfer' }, `${bytes(t.total.bytes)} in ${t.total.objects} requests, ${Math.round(t.hitRate * 100)}% from the edge cache, ${t.errors} errors; about ${usd(t.monthlyCostUsd)}/month`),
+  ];
+}
+
 export class ReportsView {
   constructor(api) {
     this.api = api;
@@ -79,6 +93,7 @@ export class ReportsView {
         el('dt', {}, 'Users'), el('dd', {}, String(r.userCount)),
         el('dt', {}, 'Deleted, kept for restores'), el('dd', {}, `${bytes(r.deletedKept.bytes)} (${r.noncurrentVersions} old version${r.noncurrentVersions === 1 ? '' : 's'})`),
         el('dt', {}, 'Variants'), el('dd', {}, `${Math.round(r.variantsShare * 100)}% of the bytes`),
+        ...transferSummary(r.transfer, usd),
       ),
       el('section', { class: 'advice', 'aria-label': 'Recommendations' },
         el('h3', {}, 'Recommendations'),
@@ -89,7 +104,13 @@ export class ReportsView {
         barChart('chart-class', 'Bytes by storage class', plain(byClass)),
         barChart('chart-type', 'Originals by content type', plain(byType)),
         barChart('chart-age', 'Bytes by age', plain(r.byAge)),
-        barChart('chart-users', 'Largest users: stored (dark), deleted but kept for restores (light)', users)),
+        barChart('chart-users', 'Largest users: stored (dark), deleted but kept for restores (light)', users),
+        ...(r.transfer && r.transfer.total.objects > 0
+          ? [
+              barChart('chart-transfer', `CDN transfer by what was sent, ${r.transfer.from} to ${r.transfer.to}`, sent(Object.entries(r.transfer.byKind))),
+              barChart('chart-cdns', 'CDN transfer by CDN', sent(Object.entries(r.transfer.byDistribution))),
+            ]
+          : [])),
     );
   }
 }

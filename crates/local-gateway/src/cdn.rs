@@ -4,11 +4,21 @@
 //! Origin Access Control (which signs its requests to S3: so does this, with SigV4). Like the deployed bucket policy, nothing outside `p/` is readable
 //! unsigned: any other path is 403. (Deployed, `/users*` and `/derived*` take CloudFront signed
 //! URLs; locally private files get presigned S3 URLs, which this does not serve.)
+//!
+//! With an [`AccessLog`], it logs its requests (and the transforms') as CloudFront's standard
+//! logging does ([`matbakh_core::cdn_log`]): gzipped files under `cdn-files/` of the logs bucket,
+//! written every [`LOG_FLUSH_SECONDS`], which the reporter reads for the CDN transfer. There is
+//! no edge cache here: every request is logged as a `Miss` (or an `Error`).
 
-use axum::body::Body;
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+
+use axum::body::{Body, HttpBody};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, Method, StatusCode, header};
+use matbakh_core::cdn_log;
 use matbakh_core::sigv4::{Credentials, PresignRequest, presign_url};
+use time::OffsetDateTime;
 
 /// Where the local stack serves the files CDN.
 pub const PREFIX: &str = "/cdn/";
@@ -34,6 +44,54 @@ pub struct FilesCdn {
     pub bucket: String,
     pub region: String,
     pub credentials: Credentials,
+    /// Where its requests are logged, if anywhere.
+    pub access_log: Option<AccessLog>,
+}
+
+/// How often the local CDN writes its logged requests to the logs bucket (CloudFront: several
+/// times an hour).
+pub const LOG_FLUSH_SECONDS: u64 = 5;
+
+/// Requests logged and not yet written, as log lines by the hour they fall in.
+pub struct AccessLog {
+    /// The logs bucket.
+    pub bucket: String,
+    /// The distribution's logging prefix (`cdn-files/`).
+    pub prefix: String,
+    pending: Mutex<BTreeMap<i64, String>>,
+}
+
+impl AccessLog {
+    pub fn new(bucket: impl Into<String>, prefix: impl Into<String>) -> Self {
+        AccessLog { bucket: bucket.into(), prefix: prefix.into(), pending: Mutex::default() }
+    }
+
+    /// Logs the answer `resp` to `method` `path` (as CloudFront sees it: `/p/...`, `/t/...`).
+    pub fn record(&self, method: &Method, host: &str, path: &str, resp: &Response, started: std::time::Instant) {
+        let at = OffsetDateTime::now_utc();
+        let status = resp.status();
+        let bytes = resp.body().size_hint().exact().or_else(|| {
+            resp.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
+        });
+        let entry = cdn_log::Entry {
+            at,
+            method: method.as_str(),
+            host,
+            path,
+            status: status.as_u16(),
+            bytes: bytes.unwrap_or(0),
+            result: if status.is_client_error() || status.is_server_error() { "Error" } else { "Miss" },
+            content_type: resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or(""),
+            millis: started.elapsed().as_millis() as u64,
+        };
+        let hour = at.unix_timestamp() - at.unix_timestamp().rem_euclid(3600);
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        pending.entry(hour).or_insert_with(cdn_log::header).push_str(&cdn_log::line(&entry));
+    }
+
+    fn take(&self) -> BTreeMap<i64, String> {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(PoisonError::into_inner))
+    }
 }
 
 impl FilesCdn {
@@ -60,6 +118,46 @@ impl FilesCdn {
         }
     }
 
+    /// Writes the requests logged since the last call, one gzipped file per hour they fall in;
+    /// how many files were written. What the bucket refuses stays unwritten (and is said).
+    pub async fn flush_log(&self, client: &reqwest::Client) -> usize {
+        let Some(log) = &self.access_log else { return 0 };
+        let mut written = 0;
+        for (hour, text) in log.take() {
+            let Ok(hour) = OffsetDateTime::from_unix_timestamp(hour) else { continue };
+            let unique = format!("{:x}", OffsetDateTime::now_utc().unix_timestamp_nanos());
+            let key = cdn_log::file_key(&log.prefix, "", hour, &unique);
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            let body = std::io::Write::write_all(&mut gz, text.as_bytes()).and_then(|()| gz.finish());
+            let Ok(body) = body else { continue };
+            let url = self.signed_url(&Method::PUT, &log.bucket, &key);
+            match client.put(&url).body(body).send().await {
+                Ok(r) if r.status().is_success() => written += 1,
+                Ok(r) => tracing::error!(status = %r.status(), key, "the logs bucket refused a CDN log file"),
+                Err(e) => tracing::error!(error = %e, key, "the logs bucket did not answer"),
+            }
+        }
+        written
+    }
+
+    /// A presigned URL for `method` on `key` of `bucket`, signed as Origin Access Control signs.
+    fn signed_url(&self, method: &Method, bucket: &str, key: &str) -> String {
+        let path = format!("/{bucket}/{key}");
+        presign_url(
+            &PresignRequest {
+                method: method.as_str(),
+                base: &self.endpoint,
+                path: &path,
+                query: vec![],
+                headers: vec![],
+                region: &self.region,
+                now: OffsetDateTime::now_utc(),
+                expires_in_secs: 60,
+            },
+            &self.credentials,
+        )
+    }
+
     /// `key` (as stored) from the bucket, signed as Origin Access Control signs, with the
     /// conditional and range headers of the browser's request; the answer with the headers a
     /// CDN passes on. `Err(Some(status))`: S3 refused (403) or has no such key (404);
@@ -71,20 +169,7 @@ impl FilesCdn {
         key: &str,
         headers: &HeaderMap,
     ) -> Result<Response, Option<StatusCode>> {
-        let path = format!("/{}/{key}", self.bucket);
-        let url = presign_url(
-            &PresignRequest {
-                method: method.as_str(),
-                base: &self.endpoint,
-                path: &path,
-                query: vec![],
-                headers: vec![],
-                region: &self.region,
-                now: time::OffsetDateTime::now_utc(),
-                expires_in_secs: 60,
-            },
-            &self.credentials,
-        );
+        let url = self.signed_url(method, &self.bucket, key);
         let mut req = client.request(method.clone(), &url);
         for name in [header::IF_NONE_MATCH, header::IF_MODIFIED_SINCE, header::RANGE] {
             if let Some(v) = headers.get(&name) {

@@ -169,6 +169,16 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
             return live::manage(live, &parts.method, parts.uri.path(), body);
         }
     }
+    // What the files CDN (`/cdn/`, `/t/`) answers is logged as CloudFront would log it.
+    let logged = gw.files_cdn.as_ref().and_then(|cdn| cdn.access_log.as_ref()).and_then(|log| {
+        let path = req.uri().path();
+        let seen = path
+            .strip_prefix("/cdn")
+            .filter(|_| path.starts_with(cdn::PREFIX))
+            .or_else(|| path.starts_with(TRANSFORM_PREFIX).then_some(path))?;
+        let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+        Some((log, req.method().clone(), host.to_owned(), seen.to_owned(), std::time::Instant::now()))
+    });
     let mut resp =
         if req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
             preflight(allowed_origin.is_some())
@@ -186,6 +196,9 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         } else {
             forward(&gw, req).await
         };
+    if let Some((log, method, host, path, started)) = logged {
+        log.record(&method, &host, &path, &resp, started);
+    }
     if let Some(origin) = allowed_origin {
         let h = resp.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&origin) {

@@ -7,7 +7,8 @@
 //! (comma-separated) and `DEV_CLIENT_ID` (`matbakh-web`) switch on the identity provider at
 //! `/dev/oidc/*`; `FILES_CDN_BUCKET` serves the files CDN's public copies at `/cdn/p/*` from
 //! that bucket at `AWS_ENDPOINT_URL`, signed with `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`
-//! in `AWS_REGION`; with `TRANSFORM_KEYS` and `TRANSFORM_SALTS` (the pairs the edge would hold)
+//! in `AWS_REGION`, logging its requests as CloudFront does to `CDN_LOGS_BUCKET` under
+//! `CDN_LOGS_PREFIX` (`cdn-files/`) when that is set; with `TRANSFORM_KEYS` and `TRANSFORM_SALTS` (the pairs the edge would hold)
 //! `/t/*` maps transform URLs as the CloudFront Function does and serves stored results from it;
 //! `LEGACY_URL_PREFIX` (`/uploads/`) sends old file URLs to the `legacy-redirect` function;
 //! `LIVE_FUNCTION` (`live`) serves the live updates' WebSocket API at `/live`.
@@ -90,18 +91,42 @@ async fn run() -> Result<(), String> {
                     secret_access_key: setting("AWS_SECRET_ACCESS_KEY", None)?,
                     session_token: std::env::var("AWS_SESSION_TOKEN").ok(),
                 },
+                access_log: std::env::var("CDN_LOGS_BUCKET").ok().map(|logs| {
+                    local_gateway::cdn::AccessLog::new(
+                        logs,
+                        setting("CDN_LOGS_PREFIX", Some("cdn-files/")).unwrap_or_default(),
+                    )
+                }),
             }),
             Err(_) => None,
         },
     };
+    let gateway = Arc::new(gateway);
+    if gateway.files_cdn.as_ref().is_some_and(|c| c.access_log.is_some()) {
+        let gw = gateway.clone();
+        tokio::spawn(async move {
+            let mut every =
+                tokio::time::interval(std::time::Duration::from_secs(local_gateway::cdn::LOG_FLUSH_SECONDS));
+            loop {
+                every.tick().await;
+                if let Some(cdn) = &gw.files_cdn {
+                    cdn.flush_log(&gw.client).await;
+                }
+            }
+        });
+    }
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("{addr}: {e}"))?;
     tracing::info!(%addr, "local gateway listening");
-    axum::serve(listener, router(Arc::new(gateway)).into_make_service_with_connect_info::<SocketAddr>())
+    let served = axum::serve(listener, router(gateway.clone()).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string());
+    if let Some(cdn) = &gateway.files_cdn {
+        cdn.flush_log(&gateway.client).await;
+    }
+    served
 }
 
 #[tokio::main]

@@ -15,6 +15,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             "generatedAt": report.generated_at,
             "objects": report.total.objects,
             "bytes": report.total.bytes,
+            "cdnRequests": report.transfer.map(|t| t.total.objects),
         }))
     }))
     .await

@@ -173,20 +173,31 @@ fn bucket_origin(endpoint: String) -> local_gateway::cdn::FilesCdn {
             secret_access_key: "local".into(),
             session_token: None,
         },
+        access_log: None,
     }
 }
 
-/// A bucket origin that serves one public copy and one private original, recording each path.
-async fn fake_bucket() -> (String, Arc<Mutex<Vec<String>>>) {
+type Written = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// A bucket origin that serves one public copy and one private original, recording each path
+/// read, and keeping what is written (signed PUTs) by path.
+async fn fake_bucket() -> (String, Arc<Mutex<Vec<String>>>, Written) {
     let asked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let written: Written = Arc::default();
     let app = Router::new()
-        .fallback(|State(asked): State<Arc<Mutex<Vec<String>>>>, req: Request<Body>| async move {
+        .fallback(|State((asked, written)): State<(Arc<Mutex<Vec<String>>>, Written)>, req: Request<Body>| async move {
             let path = req.uri().path().to_owned();
             let signed = req.uri().query().is_some_and(|q| q.contains("X-Amz-Signature="));
-            asked.lock().unwrap().push(path.clone());
             if !signed {
+                asked.lock().unwrap().push(path.clone());
                 return http::Response::builder().status(403).body(Body::empty()).unwrap();
             }
+            if req.method() == http::Method::PUT {
+                let body = axum::body::to_bytes(req.into_body(), 1 << 20).await.unwrap();
+                written.lock().unwrap().push((path, body.to_vec()));
+                return http::Response::builder().status(200).body(Body::empty()).unwrap();
+            }
+            asked.lock().unwrap().push(path.clone());
             let found = path == "/bucket/p/f1/320.webp"
                 || path == "/bucket/users/alice/f1/dish.jpg"
                 || path == "/bucket/results/users/alice/f1/dish.jpg/e2/w%3A320.webp";
@@ -201,11 +212,11 @@ async fn fake_bucket() -> (String, Arc<Mutex<Vec<String>>>) {
                 .body(Body::from("webp bytes"))
                 .unwrap()
         })
-        .with_state(asked.clone());
+        .with_state((asked.clone(), written.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}"), asked)
+    (format!("http://{addr}"), asked, written)
 }
 
 /// The local files CDN reads public copies with their stored headers, and nothing else of the
@@ -214,7 +225,7 @@ async fn fake_bucket() -> (String, Arc<Mutex<Vec<String>>>) {
 #[tokio::test]
 async fn the_local_files_cdn_serves_public_copies_only() {
     let key = DevKey::generate().unwrap();
-    let (origin, asked) = fake_bucket().await;
+    let (origin, asked, _) = fake_bucket().await;
     let gw = Gateway {
         routes: vec![],
         verifier: JwtVerifier::new(&key.jwks(), "iss", "aud").unwrap(),
@@ -264,6 +275,61 @@ async fn the_local_files_cdn_serves_public_copies_only() {
     );
 }
 
+/// The local files CDN logs what it answers as CloudFront's standard logging does: one gzipped
+/// file per hour under the logging prefix of the logs bucket, lines the reporter reads back.
+#[tokio::test]
+async fn the_local_files_cdn_logs_its_answers_as_cloudfront_does() {
+    use matbakh_core::cdn_log::{Columns, Request as Logged};
+    use std::io::Read;
+    let key = DevKey::generate().unwrap();
+    let (origin, _, written) = fake_bucket().await;
+    let gw = Arc::new(Gateway {
+        routes: vec![],
+        verifier: JwtVerifier::new(&key.jwks(), "iss", "aud").unwrap(),
+        lambda_endpoint: "http://127.0.0.1:9".into(),
+        web_origins: vec![],
+        client: reqwest::Client::builder().no_proxy().build().unwrap(),
+        web: None,
+        idp: None,
+        files_cdn: Some(local_gateway::cdn::FilesCdn {
+            access_log: Some(local_gateway::cdn::AccessLog::new("logs", "cdn-files/")),
+            ..bucket_origin(origin)
+        }),
+        transforms: None,
+        legacy_prefix: None,
+        live: None,
+        in_process: Default::default(),
+    });
+    let app = router(gw.clone());
+    let get = |uri: &str| Request::get(uri).header("host", "localhost:3000").body(Body::empty()).unwrap();
+    assert_eq!(app.clone().oneshot(get("/cdn/p/f1/320.webp")).await.unwrap().status(), StatusCode::OK);
+    let refused = app.clone().oneshot(get("/cdn/users/alice/f1/dish.jpg")).await.unwrap();
+    let refused_bytes = axum::body::to_bytes(refused.into_body(), 1024).await.unwrap().len() as u64;
+    assert!(written.lock().unwrap().is_empty(), "nothing is written before the flush");
+
+    let cdn = gw.files_cdn.as_ref().unwrap();
+    assert_eq!(cdn.flush_log(&gw.client).await, 1);
+    let (path, gz) = written.lock().unwrap()[0].clone();
+    // Named by the requests' hour (the one before the flush, or the flush's own at an hour's turn).
+    let named = |t: time::OffsetDateTime| format!("/logs/cdn-files/.{}-{:02}.", t.date(), t.hour());
+    let now = time::OffsetDateTime::now_utc();
+    assert!(path.starts_with(&named(now)) || path.starts_with(&named(now - time::Duration::minutes(1))), "{path}");
+    assert!(path.ends_with(".gz"), "{path}");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&gz[..]).read_to_string(&mut text).unwrap();
+    let columns = text.lines().find_map(Columns::of).expect("a #Fields line");
+    let requests: Vec<Logged> =
+        text.lines().filter(|l| !l.starts_with('#')).filter_map(|l| columns.request(l)).collect();
+    assert_eq!(
+        requests,
+        [
+            Logged { path: "p/f1/320.webp".into(), bytes: 10, status: 200, hit: false },
+            Logged { path: "users/alice/f1/dish.jpg".into(), bytes: refused_bytes, status: 403, hit: false },
+        ]
+    );
+    assert_eq!(cdn.flush_log(&gw.client).await, 0, "what was written is not written again");
+}
+
 /// `/t/*` as the files CDN serves it (DECISIONS 32): the edge's mapping in Rust refuses what the
 /// CloudFront Function refuses before any origin is asked; a stored result comes from the bucket;
 /// otherwise the transformer gets the result key as its path and the signed path in
@@ -272,7 +338,7 @@ async fn the_local_files_cdn_serves_public_copies_only() {
 async fn transform_urls_are_mapped_at_the_edge_stored_results_first() {
     use matbakh_core::imgproxy::SigningKeys;
     let key = DevKey::generate().unwrap();
-    let (origin, asked) = fake_bucket().await;
+    let (origin, asked, _) = fake_bucket().await;
     let (lambda, seen) = fake_lambda().await;
     let keys = SigningKeys::from_hex("aa01", "bb02").unwrap();
     let gw = Gateway {
