@@ -24,10 +24,7 @@ pub enum Authenticator {
     Jwks(JwtVerifier),
 }
 
-/// The subjects of a comma-separated `ADMIN_USERS` (blanks ignored): the administrators.
-pub fn parse_admins(list: &str) -> std::collections::BTreeSet<String> {
-    list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
-}
+pub use matbakh_core::ids::parse_admins;
 
 /// Verifies ES256/RS256 tokens against a key set, an issuer and an audience.
 pub struct JwtVerifier {

@@ -43,13 +43,20 @@ pub fn refusal(d: &FileDetails) -> Option<Error> {
     }
 }
 
+/// What goes into the owner's trail: their own act, or an administrator's (`admin:{sub}`).
+fn acted<'a>(caller: &UserId, d: &'a FileDetails, action: AuditAction, result: &'a str) -> Access<'a> {
+    let owner = &d.record.owner;
+    let actor = (caller != owner).then(|| format!("admin:{caller}"));
+    Access { owner, action, file_id: Some(d.record.file_id), actor, result }
+}
+
 impl Files {
-    /// The owner asks to archive a READY file now: its original is tagged for the bucket's
+    /// The owner (or an administrator) asks to archive a READY file now: its original is tagged for the bucket's
     /// lifecycle, which moves it at its next run (S3 runs lifecycle rules once a day); the row
     /// says when it was asked and becomes ARCHIVED when S3 reports the move. Asking again
     /// changes nothing.
     pub async fn archive(&self, caller: &UserId, client: &Client, id: FileId) -> Result<FileView, Error> {
-        let d = self.own(caller, id).await?;
+        let d = self.own_or_administered(caller, id).await?;
         match d.record.status {
             FileStatus::Ready if d.archival.requested_at.is_none() => {}
             FileStatus::Ready | FileStatus::Archived | FileStatus::Restoring => return self.view(&d).await,
@@ -68,12 +75,12 @@ impl Files {
         if !self.files.set_archival(id, &[FileStatus::Ready], FileStatus::Ready, &archival).await? {
             return Err(Error::conflict("busy", "the file changed meanwhile; try again"));
         }
-        self.audit.record(client, Access::ok(caller, AuditAction::Archive, Some(id))).await?;
-        tracing::info!("archive requested");
-        self.show(caller, id).await
+        self.audit.record(client, acted(caller, &d, AuditAction::Archive, "ok")).await?;
+        tracing::info!(by_admin = *caller != d.record.owner, "archive requested");
+        self.shown(caller, id).await
     }
 
-    /// The owner asks for an ARCHIVED file back: S3 makes a readable copy in `tier`'s time;
+    /// The owner (or an administrator) asks for an ARCHIVED file back: S3 makes a readable copy in `tier`'s time;
     /// the row is RESTORING until S3 reports the copy (then READY). Asking while it is being
     /// restored answers the restore under way.
     pub async fn unarchive(
@@ -83,7 +90,7 @@ impl Files {
         id: FileId,
         tier: RestoreTier,
     ) -> Result<FileView, Error> {
-        let d = self.own(caller, id).await?;
+        let d = self.own_or_administered(caller, id).await?;
         match d.record.status {
             FileStatus::Archived => {}
             FileStatus::Restoring => return self.view(&d).await,
@@ -99,12 +106,17 @@ impl Files {
         if !self.files.set_archival(id, &[FileStatus::Archived], FileStatus::Restoring, &archival).await? {
             // S3's restore is under way either way; the row changed meanwhile (a retry, or the
             // copy already there): show what it says now.
-            return self.show(caller, id).await;
+            return self.shown(caller, id).await;
         }
-        let access = Access { result: tier.as_str(), ..Access::ok(caller, AuditAction::Unarchive, Some(id)) };
-        self.audit.record(client, access).await?;
-        tracing::info!(tier = tier.as_str(), "restore requested");
-        self.show(caller, id).await
+        self.audit.record(client, acted(caller, &d, AuditAction::Unarchive, tier.as_str())).await?;
+        tracing::info!(tier = tier.as_str(), by_admin = *caller != d.record.owner, "restore requested");
+        self.shown(caller, id).await
+    }
+
+    /// The file as it is now, to its owner or an administrator.
+    async fn shown(&self, caller: &UserId, id: FileId) -> Result<FileView, Error> {
+        let d = self.own_or_administered(caller, id).await?;
+        self.view(&d).await
     }
 
     /// Tags a newly accepted original with its type class, which the lifecycle's archive rules

@@ -1,6 +1,7 @@
 //! The owner's use cases on their files: list, show, rename and retag, soft delete, restore,
 //! their usage and their audit trail. Someone else's file answers exactly like a missing one.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use matbakh_core::audit::{AuditAction, AuditRecord};
@@ -33,6 +34,8 @@ pub struct Files {
     pub clock: Arc<dyn Clock>,
     /// Variant URLs, and the public copies of public files.
     pub delivery: Delivery,
+    /// Who may act on anyone's file where a use case allows it (archiving: `ADMIN_USERS`).
+    pub admins: Arc<BTreeSet<String>>,
 }
 
 /// A page of the owner's files.
@@ -89,6 +92,14 @@ impl Files {
         self.files.details(id).await?.filter(|d| d.record.owner == *caller).ok_or(Error::NotFound("file"))
     }
 
+    /// The caller's file, or anyone's if the caller is an administrator.
+    pub(crate) async fn own_or_administered(&self, caller: &UserId, id: FileId) -> Result<FileDetails, Error> {
+        if self.admins.contains(caller.as_str()) {
+            return self.files.details(id).await?.ok_or(Error::NotFound("file"));
+        }
+        self.own(caller, id).await
+    }
+
     /// The file as the API shows it, with its variants' URLs.
     pub(crate) async fn view(&self, d: &FileDetails) -> Result<FileView, Error> {
         self.delivery.view(d, self.limits.restore_window).await
@@ -105,11 +116,12 @@ impl Files {
         Ok(Page { files, next })
     }
 
-    /// A page of `owner`'s public READY files as anyone may see them: only files with stable
-    /// CDN URLs (none where no CDN serves public copies). Listed from the owner's READY files
-    /// and filtered, so a page may hold fewer than `q.limit`; `next` goes on.
+    /// A page of `owner`'s public stored files (READY, or archived: their public copies stay
+    /// in the standard class) as anyone may see them: only files with stable CDN URLs (none
+    /// where no CDN serves public copies). Listed from the owner's files and filtered, so a
+    /// page may hold fewer than `q.limit`; `next` goes on.
     pub async fn public_page(&self, owner: &UserId, cursor: Option<Cursor>) -> Result<PublicPage, Error> {
-        let q = ListQuery { cursor, status: Some(FileStatus::Ready), ..ListQuery::default() };
+        let q = ListQuery { cursor, ..ListQuery::default() };
         let (found, next) = self.files.list(owner, &q).await?;
         let mut files = Vec::new();
         for d in found.iter().filter(|d| d.record.labels.visibility == Visibility::Public) {

@@ -22,6 +22,8 @@ pub struct Services {
     pub files_cdn: Option<FilesCdn>,
     /// Invalidations at the files CDN (`FILES_DISTRIBUTION_ID`).
     pub files_edge: Option<crate::cdn::Cdn>,
+    /// The administrators (`ADMIN_USERS`), where a use case lets them act on anyone's file.
+    pub admins: Arc<std::collections::BTreeSet<String>>,
 }
 
 impl Services {
@@ -39,6 +41,7 @@ impl Services {
             clock: Arc::new(SystemClock),
             files_cdn: env("FILES_CDN_BASE_URL").filter(|v| v.starts_with("http")).map(|v| FilesCdn::new(&v, None)),
             files_edge: crate::cdn::Cdn::from_lookup(&sdk, env),
+            admins: Arc::new(matbakh_core::ids::parse_admins(&env("ADMIN_USERS").unwrap_or_default())),
         })
     }
 
@@ -82,6 +85,7 @@ impl Services {
             limits: self.limits.clone(),
             clock: self.clock.clone(),
             delivery: self.delivery(),
+            admins: self.admins.clone(),
         }
     }
 

@@ -196,6 +196,11 @@ impl Sha256 {
     }
 }
 
+/// The subjects of a comma-separated `ADMIN_USERS` (blanks ignored): the administrators.
+pub fn parse_admins(list: &str) -> std::collections::BTreeSet<String> {
+    list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,7 @@
 //!   `POST /v1/files/{fileId}/unarchive {tier}`: starts S3's restore of an `ARCHIVED` file (the
 //!   row is `RESTORING` with the tier's promised time, `READY` when the copy is there)
 //!   ([`matbakh_app::archival`]).
-//! - `GET /v1/public/{userId}/files` (no login): a user's public READY files with their stable
+//! - `GET /v1/public/{userId}/files` (no login): a user's public READY (or archived) files with their stable
 //!   files-CDN URLs only, for a public page.
 //! - `GET /v1/me/usage`: bytes used and reserved, quota, file count.
 //! - `GET /v1/me/audit`: the caller's audit trail.
@@ -151,7 +151,7 @@ async fn openapi_json() -> impl IntoResponse {
 
 /// A user's public files (no login)
 ///
-/// The public READY files of `userId`, newest first, as a public page shows them: name, type,
+/// The public READY (or archived) files of `userId`, newest first, as a public page shows them: name, type,
 /// size in pixels, ThumbHash placeholder, the original's stable files-CDN URL (`url`) and its
 /// variants' (`variants`, `srcset` per type). Nothing private is listed and nothing but
 /// stable CDN URLs is handed out. Answers `{files: [PublicFile], nextCursor}`; a page may hold
@@ -399,13 +399,14 @@ async fn restore(
 /// Tags a `READY` file's original for the archive tier: the bucket's lifecycle moves it at its
 /// next daily run, and the file is `ARCHIVED` once S3 reports the move (`archive.requestedAt`
 /// says it was asked). Its variants stay, so galleries keep showing it; a download then needs
-/// `unarchive` first. Asking again answers the file as it is.
+/// `unarchive` first. Asking again answers the file as it is. An administrator (`ADMIN_USERS`)
+/// may archive and restore anyone's file; the owner's trail names them (`admin:{sub}`).
 #[utoipa::path(post, path = "/v1/files/{fileId}/archive", operation_id = "archive_file", tag = "files-api",
     params(("fileId" = String, Path, description = "The file's id")),
     responses(
         (status = 202, description = "The file, with `archive.requestedAt`"),
         (status = 401, description = "No valid token"),
-        (status = 404, description = "No such file of the caller's"),
+        (status = 404, description = "No such file of the caller's (an administrator's: of anyone's)"),
         (status = 409, description = "`upload_incomplete`, or `not_archivable` (only a READY file)"),
     ))]
 #[tracing::instrument(name = "archive_file", skip_all, fields(user = %caller.user, file_id = %raw_id))]
@@ -432,7 +433,7 @@ async fn archive(
         (status = 202, description = "The file, `RESTORING`"),
         (status = 400, description = "`tier` is not a tier (or one the archive class does not offer)"),
         (status = 401, description = "No valid token"),
-        (status = 404, description = "No such file of the caller's"),
+        (status = 404, description = "No such file of the caller's (an administrator's: of anyone's)"),
         (status = 409, description = "`not_archived`"),
     ))]
 #[tracing::instrument(name = "unarchive_file", skip_all, fields(user = %caller.user, file_id = %raw_id))]

@@ -1,6 +1,7 @@
 //! The files API in-process on the in-memory ports: no server. What DynamoDB and S3 add
 //! (indexes, conditions, versions) is tested against moto in `tests/moto.rs`.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +28,8 @@ use time::macros::datetime;
 use crate::{Api, Cases, routes};
 
 const NOW: OffsetDateTime = datetime!(2026-03-01 12:00 UTC);
+/// The administrator of these tests' deployment (`ADMIN_USERS`).
+const ADMIN: &str = "ops-admin";
 
 /// Image URLs signed with a test pair for `https://files.test/t`, one preset.
 fn signer() -> Signer {
@@ -78,6 +81,7 @@ impl World {
                 edge: Some(self.files_edge.clone()),
                 ..matbakh_app::fakes::delivery(self.objects.clone(), Arc::new(FixedClock(now)))
             },
+            admins: Arc::new(BTreeSet::from([ADMIN.to_owned()])),
         };
         let images = Images {
             files: self.repo.clone(),
@@ -327,27 +331,32 @@ async fn a_public_file_is_served_from_its_copies_and_going_private_takes_them_aw
 }
 
 #[tokio::test]
-async fn a_public_page_lists_only_public_ready_files_with_stable_urls_and_needs_no_login() {
+async fn a_public_page_lists_only_public_stored_files_with_stable_urls_and_needs_no_login() {
     let w = World::with_cdn();
     let shown = w.file("alice", "menu.jpg", "image/jpeg", 3);
     let private = w.file("alice", "kitchen-notes.jpg", "image/jpeg", 2);
     let pending = w.file("alice", "new-dish.jpg", "image/jpeg", 1);
     let theirs = w.file("bob", "bobs-dish.jpg", "image/jpeg", 1);
-    for id in [shown, pending, theirs] {
+    // An archived public file: its public copies stay in the standard class, still served.
+    let archived = w.file("alice", "old-menu.jpg", "image/jpeg", 4);
+    for id in [shown, pending, theirs, archived] {
         let owner = if id == theirs { "bob" } else { "alice" };
         let (status, _) = w
             .call(NOW, Method::PATCH, &format!("/v1/files/{id}"), Some(owner), Some(json!({"visibility": "public"})))
             .await;
         assert_eq!(status, StatusCode::OK);
     }
-    let mut row = w.repo.get(pending).unwrap();
-    row.record.status = FileStatus::Pending;
-    w.repo.insert(row);
+    for (id, status) in [(pending, FileStatus::Pending), (archived, FileStatus::Archived)] {
+        let mut row = w.repo.get(id).unwrap();
+        row.record.status = status;
+        w.repo.insert(row);
+    }
 
     let (status, page) = w.call(NOW, Method::GET, "/v1/public/alice/files", None, None).await;
     assert_eq!(status, StatusCode::OK, "{page}");
     let files = page["files"].as_array().unwrap();
-    assert_eq!(files.len(), 1, "only the public READY file: {page}");
+    assert_eq!(files.len(), 2, "the public READY file and the public archived one: {page}");
+    assert_eq!(files[1]["url"], format!("https://files.test/p/{archived}/original/old-menu.jpg"));
     let f = &files[0];
     assert_eq!((f["fileId"].as_str(), f["name"].as_str()), (Some(shown.to_string().as_str()), Some("menu.jpg")));
     assert_eq!(f["url"], format!("https://files.test/p/{shown}/original/menu.jpg"));
@@ -526,6 +535,48 @@ async fn image_urls_over_the_users_budget_answer_429_until_the_window_turns() {
     assert!((1..=60).contains(&wait), "{answer}");
     let later = NOW + Duration::from_secs(wait);
     assert_eq!(w.call(later, Method::POST, &uri, Some("alice"), Some(json!({}))).await.0, StatusCode::OK);
+}
+
+/// An administrator (`ADMIN_USERS`) archives and restores anyone's file, and the owner's trail
+/// says who did; to anyone else another's file stays missing, and an administrator gets no
+/// other route to it.
+#[tokio::test]
+async fn an_administrator_archives_and_restores_someone_elses_file_and_the_owner_sees_who() {
+    use matbakh_app::ports::ObjectStore;
+    let w = World::new();
+    let id = w.file("alice", "dish.jpg", "image/jpeg", 1);
+    let mut d = w.repo.get(id).unwrap();
+    let key = d.record.key.clone();
+    let version = w.objects.head(&key, None).await.unwrap().unwrap().version_id.unwrap();
+    d.record.version_id = Some(version.clone());
+    w.repo.insert(d);
+    let archive = format!("/v1/files/{id}/archive");
+    assert_eq!(w.call(NOW, Method::POST, &archive, Some("mallory"), None).await.0, StatusCode::NOT_FOUND);
+    let (status, file) = w.call(NOW, Method::POST, &archive, Some(ADMIN), None).await;
+    assert_eq!((status, file["fileId"].as_str()), (StatusCode::ACCEPTED, Some(id.to_string().as_str())), "{file}");
+    assert!(file["archive"]["requestedAt"].is_string(), "{file}");
+    assert_eq!(w.get(&format!("/v1/files/{id}"), ADMIN).await.0, StatusCode::NOT_FOUND, "no other route opens");
+
+    w.objects.transition(&key, &version, "GLACIER");
+    assert!(w.api(NOW).cases.files.transitioned(id, Some(&version)).await.unwrap());
+    let unarchive = format!("/v1/files/{id}/unarchive");
+    let (status, _) = w.call(NOW, Method::POST, &unarchive, Some("mallory"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, file) = w.call(NOW, Method::POST, &unarchive, Some(ADMIN), Some(json!({"tier": "Bulk"}))).await;
+    assert_eq!((status, file["status"].as_str()), (StatusCode::ACCEPTED, Some("RESTORING")), "{file}");
+
+    let acts: Vec<(String, AuditAction, String)> = w
+        .repo
+        .audit_entries()
+        .into_iter()
+        .filter(|e| matches!(e.action, AuditAction::Archive | AuditAction::Unarchive))
+        .map(|e| (e.user.to_string(), e.action, e.actor))
+        .collect();
+    let by_admin = format!("admin:{ADMIN}");
+    assert_eq!(
+        acts,
+        [("alice".into(), AuditAction::Archive, by_admin.clone()), ("alice".into(), AuditAction::Unarchive, by_admin)]
+    );
 }
 
 #[tokio::test]

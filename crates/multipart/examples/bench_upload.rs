@@ -65,6 +65,7 @@ async fn main() {
         clock: Arc::new(SystemClock),
         files_cdn: None,
         files_edge: None,
+        admins: Arc::default(),
     };
     let auth = Arc::new(Authenticator::Jwks(JwtVerifier::new(&key.jwks(), "bench", "bench").expect("verifier")));
     let router = multipart::router(services, auth);

@@ -250,6 +250,7 @@ impl Harness {
             clock: opts.clock,
             files_cdn: None,
             files_edge: None,
+            admins: Arc::default(),
         };
         let auth = Arc::new(Authenticator::Jwks(verifier));
         Harness { state, auth, router, key, dynamo: aws_sdk_dynamodb::Client::new(&moto), table_name }

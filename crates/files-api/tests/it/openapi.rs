@@ -86,6 +86,7 @@ async fn files_api_serves_the_document_without_a_login() {
         limits: Limits::default(),
         clock: Arc::new(SystemClock),
         delivery: matbakh_app::fakes::delivery(objects, Arc::new(SystemClock)),
+        admins: Arc::default(),
     };
     let images = matbakh_app::images::Images {
         files: repo.clone(),
