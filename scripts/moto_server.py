@@ -13,6 +13,8 @@
   temporary files after it. Untracked, a key's bytes go when moto no longer refers to it.
 - TransactWriteItems copies the whole table to undo a failed transaction (below): only the
   items it names are kept instead.
+- A Query of a table by its partition key lists and sorts every item of the table to pick the
+  partition's (below): only the partition's are taken instead.
 """
 
 import copy
@@ -124,6 +126,43 @@ def _transact_write_items_with_undo(self, transact_items):
 
 Table.__deepcopy__ = _deepcopy_table
 DynamoDBBackend.transact_write_items = _transact_write_items_with_undo
+
+
+# Queries by partition key: moto 5.2.5 takes `all_items()` (every item of the table, sorted) and
+# keeps those of the asked partition, for every Query of the table itself. The live updates'
+# notifier asks for one user's sockets per event: at 1,000 sockets that sort was most of moto's
+# time and capped the events at 50 a second. While such a query runs, `all_items()` answers the
+# partition's items only, in the same order (the query keeps exactly those anyway). Index
+# queries, scans and anything else are as before.
+_partition = threading.local()
+_query = Table.query
+_all_items = Table.all_items
+
+
+def _query_by_partition(self, hash_key, *args, **kwargs):
+    index_name = kwargs.get("index_name", args[6] if len(args) > 6 else None)
+    if index_name is not None or hash_key is None:
+        return _query(self, hash_key, *args, **kwargs)
+    _partition.key = hash_key
+    try:
+        return _query(self, hash_key, *args, **kwargs)
+    finally:
+        _partition.key = None
+
+
+def _all_items_of_the_partition(self):
+    key = getattr(_partition, "key", None)
+    if key is None:
+        return _all_items(self)
+    found = self.items.get(key)
+    if found is None:
+        return []
+    items = list(found.values()) if self.range_key_attr else [found]
+    return sorted(items, key=lambda x: (x.hash_key, x.range_key) if x.range_key else x.hash_key)
+
+
+Table.query = _query_by_partition
+Table.all_items = _all_items_of_the_partition
 
 
 if __name__ == "__main__":

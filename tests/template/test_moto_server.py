@@ -1,6 +1,7 @@
 """scripts/moto_server.py's DynamoDB transactions: a failed one puts back exactly the items it
 named (and drops the stream records it added), a successful one applies; tables are no longer
-copied for it, but still are for anything else that copies them."""
+copied for it, but still are for anything else that copies them. Queries by partition key read
+only the partition and answer exactly what moto's own query answers."""
 
 import copy
 import sys
@@ -13,6 +14,7 @@ from botocore.exceptions import ClientError
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 import moto_server  # noqa: E402,F401  (its fixes apply on import)
 from moto.dynamodb.models import dynamodb_backends  # noqa: E402
+from moto.dynamodb.models.table import Table  # noqa: E402
 
 from moto_case import REGION, MotoTestCase  # noqa: E402
 
@@ -80,3 +82,77 @@ class Transactions(MotoTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class PartitionQueries(MotoTestCase):
+    """The same answers as moto's own query (which lists the whole table), page by page, both
+    directions, with key conditions and filters; index queries and scans unchanged."""
+
+    def setUp(self):
+        self.db = boto3.client("dynamodb", region_name=REGION)
+        self.table = f"q-{self.id().rsplit('.', 1)[-1]}"
+        self.db.create_table(
+            TableName=self.table, BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in ("pk", "sk", "g")],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            GlobalSecondaryIndexes=[{"IndexName": "byg", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                                     "Projection": {"ProjectionType": "ALL"}}])
+        for user in range(20):
+            for n in range(7):
+                self.db.put_item(TableName=self.table, Item={
+                    "pk": {"S": f"USER#{user:02}"}, "sk": {"S": f"CONN#{(n * 37) % 11:02}"},
+                    "g": {"S": f"G{n % 3}"}, "n": {"N": str(n)}})
+
+    def pages(self, **query):
+        out, start = [], None
+        while True:
+            page = self.db.query(TableName=self.table, Limit=3, **({"ExclusiveStartKey": start} if start else {}), **query)
+            out.append(page["Items"])
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                return out
+
+    def both_ways(self, **query):
+        """The answer with the patch, and moto's own (the patch taken away for the call)."""
+        patched = self.pages(**query)
+        Table.query, Table.all_items = moto_server._query, moto_server._all_items
+        try:
+            own = self.pages(**query)
+        finally:
+            Table.query, Table.all_items = moto_server._query_by_partition, moto_server._all_items_of_the_partition
+        return patched, own
+
+    def test_partition_queries_answer_as_moto_does(self):
+        user = {":pk": {"S": "USER#07"}}
+        for query in [
+            {"KeyConditionExpression": "pk = :pk", "ExpressionAttributeValues": user},
+            {"KeyConditionExpression": "pk = :pk", "ExpressionAttributeValues": user, "ScanIndexForward": False},
+            {"KeyConditionExpression": "pk = :pk AND begins_with(sk, :c)",
+             "ExpressionAttributeValues": {**user, ":c": {"S": "CONN#0"}}},
+            {"KeyConditionExpression": "pk = :pk", "FilterExpression": "n > :two",
+             "ExpressionAttributeValues": {**user, ":two": {"N": "2"}}},
+            {"KeyConditionExpression": "pk = :pk", "ExpressionAttributeValues": {":pk": {"S": "USER#99"}}},
+            {"IndexName": "byg", "KeyConditionExpression": "g = :g", "ExpressionAttributeValues": {":g": {"S": "G1"}}},
+        ]:
+            patched, own = self.both_ways(**query)
+            self.assertEqual(patched, own, query)
+        first = self.pages(KeyConditionExpression="pk = :pk", ExpressionAttributeValues=user)
+        self.assertEqual(sum(len(p) for p in first), 7)
+        self.assertEqual([i["sk"]["S"] for p in first for i in p], sorted(i["sk"]["S"] for p in first for i in p))
+
+    def test_a_query_reads_only_its_partition_and_scans_read_everything(self):
+        table = dynamodb_backends["123456789012"][REGION].tables[self.table]
+        seen = []
+        values = type(table.items).values
+
+        class Watched(type(table.items)):
+            def values(inner):
+                seen.append("all")
+                return values(inner)
+
+        table.items = Watched(dict, table.items)
+        self.db.query(TableName=self.table, KeyConditionExpression="pk = :pk",
+                      ExpressionAttributeValues={":pk": {"S": "USER#03"}})
+        self.assertEqual(seen, [], "the whole table was listed for one partition")
+        self.assertEqual(self.db.scan(TableName=self.table)["Count"], 140)
+        self.assertEqual(seen, ["all"])
