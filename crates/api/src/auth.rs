@@ -67,7 +67,7 @@ impl JwtVerifier {
         let header =
             jsonwebtoken::decode_header(token).map_err(|_| ApiError::unauthorized("the token is malformed"))?;
         for (kid, key, alg) in &self.keys {
-            if header.alg != *alg || (header.kid.is_some() && kid.is_some() && header.kid != *kid) {
+            if !could_have_signed(&header, kid.as_deref(), *alg) {
                 continue;
             }
             let mut validation = Validation::new(*alg);
@@ -82,6 +82,21 @@ impl JwtVerifier {
         }
         Err(ApiError::unauthorized("the token was not signed by a trusted key"))
     }
+}
+
+impl JwtVerifier {
+    /// Whether one of the keys could have signed `token` (by its header's algorithm and key
+    /// id): if not, the issuer may have rotated its keys. `false` for a malformed token.
+    pub fn knows_key_of(&self, token: &str) -> bool {
+        jsonwebtoken::decode_header(token)
+            .is_ok_and(|h| self.keys.iter().any(|(kid, _, alg)| could_have_signed(&h, kid.as_deref(), *alg)))
+    }
+}
+
+/// A key with id `kid` for `alg` could have signed a token with `header`: the same algorithm,
+/// and the same key id where both name one.
+fn could_have_signed(header: &jsonwebtoken::Header, kid: Option<&str>, alg: Algorithm) -> bool {
+    header.alg == alg && (header.kid.is_none() || kid.is_none() || header.kid.as_deref() == kid)
 }
 
 impl Authenticator {

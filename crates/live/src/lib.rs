@@ -12,7 +12,8 @@
 //!
 //! The `live-tickets` binary serves `POST /v1/live/tickets` on the HTTP API ([`tickets`]).
 //!
-//! Reads the verifying keys (JWKS, fetched at start: [`jwks_url`]) and tickets; writes the connections table
+//! Reads the verifying keys (JWKS, fetched at start from [`jwks_url`], and again when a token
+//! names a key not among them: [`Keys`]) and tickets; writes the connections table
 //! (`CONNECTIONS_TABLE`). Messages are sent by the `notifier`, not here.
 
 pub mod tickets;
@@ -20,7 +21,8 @@ pub mod tickets;
 pub use matbakh_api::auth::parse_admins;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use matbakh_api::auth::JwtVerifier;
 use matbakh_app::live::Entry;
@@ -33,7 +35,7 @@ use serde_json::{Value, json};
 #[derive(Clone)]
 pub struct Sockets {
     pub entry: Entry,
-    pub verifier: Arc<JwtVerifier>,
+    pub keys: Arc<Keys>,
     /// Subjects whose sockets also get the migration's progress (`ADMIN_USERS`).
     pub admins: Arc<BTreeSet<String>>,
 }
@@ -81,7 +83,7 @@ async fn caller(s: &Sockets, event: &Value) -> Result<UserId, String> {
         };
     }
     let token = bearer_subprotocol(event).ok_or("no ticket and no bearer subprotocol")?;
-    let sub = s.verifier.verify(token).map_err(|e| e.to_string())?;
+    let sub = s.keys.verify(token).await?;
     UserId::parse(&sub).map_err(|_| "the token's subject is not usable".to_owned())
 }
 
@@ -159,7 +161,85 @@ pub fn jwks_url(issuer: &str, configured: Option<String>) -> String {
     configured.unwrap_or_else(|| format!("{}/.well-known/jwks.json", issuer.trim_end_matches('/')))
 }
 
-/// The verifying keys, fetched once at start.
+/// At most one refetch of the issuer's keys in this long, so that tokens naming made-up keys
+/// cannot make every connect fetch them.
+pub const JWKS_REFETCH_SECONDS: u64 = 300;
+
+/// The issuer's verifying keys: fetched at start, and again when a token names a key not
+/// among them (the issuer rotated its keys: Cognito and other OIDC providers publish a new key
+/// before they sign with it), at most once every [`JWKS_REFETCH_SECONDS`].
+pub struct Keys {
+    current: RwLock<Arc<JwtVerifier>>,
+    refetch: Option<Refetch>,
+}
+
+struct Refetch {
+    url: String,
+    issuer: String,
+    audience: String,
+    interval: Duration,
+    last: tokio::sync::Mutex<Instant>,
+}
+
+impl Keys {
+    /// Keys that never change (tests, the local gateway).
+    pub fn fixed(verifier: JwtVerifier) -> Self {
+        Keys { current: RwLock::new(Arc::new(verifier)), refetch: None }
+    }
+
+    /// The keys at `url`, for tokens of `issuer` for `audience`; fetched now.
+    pub async fn fetched(url: &str, issuer: &str, audience: &str) -> Result<Self, String> {
+        Self::fetched_refetching_after(url, issuer, audience, Duration::from_secs(JWKS_REFETCH_SECONDS)).await
+    }
+
+    /// As [`Keys::fetched`], refetched at most once every `interval`.
+    pub async fn fetched_refetching_after(
+        url: &str,
+        issuer: &str,
+        audience: &str,
+        interval: Duration,
+    ) -> Result<Self, String> {
+        let verifier = JwtVerifier::new(&fetch_jwks(url).await?, issuer, audience)?;
+        Ok(Keys {
+            current: RwLock::new(Arc::new(verifier)),
+            refetch: Some(Refetch {
+                url: url.to_owned(),
+                issuer: issuer.to_owned(),
+                audience: audience.to_owned(),
+                interval,
+                last: tokio::sync::Mutex::new(Instant::now()),
+            }),
+        })
+    }
+
+    fn current(&self) -> Arc<JwtVerifier> {
+        self.current.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The verified `sub` of `token`, or why not.
+    pub async fn verify(&self, token: &str) -> Result<String, String> {
+        let verifier = self.current();
+        if !verifier.knows_key_of(token)
+            && let Some(r) = &self.refetch
+        {
+            let mut last = r.last.lock().await;
+            // Another connect may have refetched while this one waited.
+            if !self.current().knows_key_of(token) && last.elapsed() >= r.interval {
+                *last = Instant::now();
+                match fetch_jwks(&r.url).await.and_then(|jwks| JwtVerifier::new(&jwks, &r.issuer, &r.audience)) {
+                    Ok(fresh) => {
+                        tracing::info!(url = %r.url, "the issuer's keys refetched: a token named a key not among them");
+                        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(fresh);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "the issuer's keys could not be refetched"),
+                }
+            }
+        }
+        self.current().verify(token).map_err(|e| e.to_string())
+    }
+}
+
+/// The verifying keys at `url`.
 pub async fn fetch_jwks(url: &str) -> Result<String, String> {
     let client =
         reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build().map_err(|e| e.to_string())?;

@@ -30,7 +30,7 @@ fn world() -> World {
     let fakes = Arc::new(InMemoryLive::default());
     let sockets = Sockets {
         entry: Entry { connections: fakes.clone(), clock: Arc::new(SystemClock) },
-        verifier: Arc::new(JwtVerifier::new(&key.jwks(), ISSUER, AUDIENCE).unwrap()),
+        keys: Arc::new(crate::Keys::fixed(JwtVerifier::new(&key.jwks(), ISSUER, AUDIENCE).unwrap())),
         admins: Arc::new(BTreeSet::from(["root".to_owned()])),
     };
     World { key, fakes, sockets }
@@ -162,4 +162,64 @@ async fn connect_remembers_the_socket_and_disconnect_forgets_it() {
     let unvouched = handle(&w.sockets, route_event("CONNECT", None, None)).await;
     assert_eq!(unvouched["statusCode"], 403, "no authorizer, no socket");
     assert!(!w.fakes.is_open("c-7"));
+}
+
+/// Serves a JWKS document that the test can change; counts the fetches.
+async fn jwks_server(doc: String) -> (String, Arc<std::sync::Mutex<String>>, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let doc = Arc::new(std::sync::Mutex::new(doc));
+    let fetches = Arc::new(AtomicUsize::new(0));
+    type Served = (Arc<std::sync::Mutex<String>>, Arc<AtomicUsize>);
+    let app = axum::Router::new()
+        .fallback(|axum::extract::State((doc, fetches)): axum::extract::State<Served>| async move {
+            fetches.fetch_add(1, Ordering::SeqCst);
+            doc.lock().unwrap().clone()
+        })
+        .with_state((doc.clone(), fetches.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/.well-known/jwks.json"), doc, fetches)
+}
+
+/// Both keys' JWKS in one document, as an issuer publishes during a rotation.
+fn both(a: &DevKey, b: &DevKey) -> String {
+    let keys = |k: &DevKey| serde_json::from_str::<Value>(&k.jwks()).unwrap()["keys"][0].clone();
+    json!({"keys": [keys(a), keys(b)]}).to_string()
+}
+
+#[tokio::test]
+async fn a_token_of_a_rotated_in_key_refetches_the_issuers_keys_once() {
+    use std::sync::atomic::Ordering;
+    let (old, new) = (DevKey::generate().unwrap(), DevKey::generate().unwrap());
+    let (url, doc, fetches) = jwks_server(old.jwks()).await;
+    let keys = Keys::fetched_refetching_after(&url, ISSUER, AUDIENCE, std::time::Duration::ZERO).await.unwrap();
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    let by_old = old.mint("alice", ISSUER, AUDIENCE, 600).unwrap();
+    assert_eq!(keys.verify(&by_old).await.unwrap(), "alice");
+    assert_eq!(fetches.load(Ordering::SeqCst), 1, "a known key needs no fetch");
+
+    // The issuer publishes its new key and signs with it: the first such token fetches again.
+    *doc.lock().unwrap() = both(&old, &new);
+    let by_new = new.mint("bob", ISSUER, AUDIENCE, 600).unwrap();
+    assert_eq!(keys.verify(&by_new).await.unwrap(), "bob");
+    assert_eq!(keys.verify(&by_new).await.unwrap(), "bob");
+    assert_eq!(fetches.load(Ordering::SeqCst), 2, "once");
+    // A refetch never makes a bad token good: another audience is still refused.
+    let elsewhere = new.mint("bob", ISSUER, "another-app", 600).unwrap();
+    assert!(keys.verify(&elsewhere).await.is_err());
+}
+
+#[tokio::test]
+async fn tokens_naming_made_up_keys_cannot_make_every_connect_fetch() {
+    use std::sync::atomic::Ordering;
+    let (known, forged) = (DevKey::generate().unwrap(), DevKey::generate().unwrap());
+    let (url, doc, fetches) = jwks_server(known.jwks()).await;
+    let keys = Keys::fetched(&url, ISSUER, AUDIENCE).await.unwrap();
+    *doc.lock().unwrap() = both(&known, &forged); // even if the issuer had it, not within the interval
+    for _ in 0..5 {
+        let token = forged.mint("mallory", ISSUER, AUDIENCE, 600).unwrap();
+        assert!(keys.verify(&token).await.unwrap_err().contains("trusted key"));
+    }
+    assert_eq!(fetches.load(Ordering::SeqCst), 1, "fetched at start only, within JWKS_REFETCH_SECONDS");
 }

@@ -53,7 +53,7 @@ async fn stack() -> Stack {
     let entry = Entry { connections: fakes.clone(), clock: Arc::new(SystemClock) };
     let sockets = Arc::new(live::Sockets {
         entry: entry.clone(),
-        verifier: Arc::new(JwtVerifier::new(&key.jwks(), ISSUER, AUDIENCE).unwrap()),
+        keys: Arc::new(live::Keys::fixed(JwtVerifier::new(&key.jwks(), ISSUER, AUDIENCE).unwrap())),
         admins: Arc::new(Default::default()),
     });
     let (tx, events) = mpsc::unbounded_channel();
