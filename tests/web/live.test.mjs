@@ -171,3 +171,32 @@ test('the socket down: the app polls; back: changes come pushed and it stops', {
   await other.context.close();
   await context.close();
 });
+
+test('an idle socket says ping every 5 minutes and stays open', { timeout: 300_000 }, async () => {
+  const { KEEPALIVE_MS, BACKOFF_MIN_MS } = await import('../../web/js/live.js');
+  const { context, page } = await live('guest-user', cuttableSockets);
+  const pings = [];
+  page.on('websocket', (ws) => ws.on('framesent', (f) => f.payload === '{"action":"ping"}' && pings.push(f.payload)));
+  // From here the page's timers are the test's clock: five minutes pass in no time. The socket
+  // is closed once (a network blip) so that the new one's keepalive runs on that clock.
+  await page.clock.install();
+  await page.evaluate(() => window.__liveSockets.at(-1).close());
+  await page.waitForSelector('body[data-live="down"]', { timeout: 30_000 });
+  await page.clock.runFor(BACKOFF_MIN_MS);
+  await page.waitForSelector('body[data-live="up"]', { timeout: 30_000 });
+  const pinged = async (n) => {
+    for (const deadline = Date.now() + 10_000; pings.length < n; ) {
+      assert.ok(Date.now() < deadline, `${n} ping(s) sent, not ${pings.length}`);
+      await new Promise((r) => setTimeout(r, 50)); // the frame event comes from the browser
+    }
+  };
+  await page.clock.runFor(KEEPALIVE_MS - 1000);
+  assert.equal(pings.length, 0, 'no ping before 5 minutes');
+  await page.clock.runFor(1000);
+  await pinged(1);
+  await page.clock.runFor(KEEPALIVE_MS);
+  await pinged(2);
+  // The gateway routed the pings to $default, which answered; the socket is still open.
+  assert.equal(await page.evaluate(() => [document.body.dataset.live, window.__liveSockets.at(-1).readyState]).then(JSON.stringify), JSON.stringify(['up', 1]));
+  await context.close();
+});
