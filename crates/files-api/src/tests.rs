@@ -152,6 +152,18 @@ impl World {
     fn status(&self, id: FileId) -> FileStatus {
         self.repo.get(id).unwrap().record.status
     }
+
+    /// Pins the file's current object version as its accepted one, as settling does: its key
+    /// and that version.
+    async fn pin_version(&self, id: FileId) -> (ObjectKey, String) {
+        use matbakh_app::ports::ObjectStore;
+        let mut d = self.repo.get(id).unwrap();
+        let key = d.record.key.clone();
+        let version = self.objects.head(&key, None).await.unwrap().unwrap().version_id.unwrap();
+        d.record.version_id = Some(version.clone());
+        self.repo.insert(d);
+        (key, version)
+    }
 }
 
 #[tokio::test]
@@ -542,14 +554,9 @@ async fn image_urls_over_the_users_budget_answer_429_until_the_window_turns() {
 /// other route to it.
 #[tokio::test]
 async fn an_administrator_archives_and_restores_someone_elses_file_and_the_owner_sees_who() {
-    use matbakh_app::ports::ObjectStore;
     let w = World::new();
     let id = w.file("alice", "dish.jpg", "image/jpeg", 1);
-    let mut d = w.repo.get(id).unwrap();
-    let key = d.record.key.clone();
-    let version = w.objects.head(&key, None).await.unwrap().unwrap().version_id.unwrap();
-    d.record.version_id = Some(version.clone());
-    w.repo.insert(d);
+    let (key, version) = w.pin_version(id).await;
     let archive = format!("/v1/files/{id}/archive");
     assert_eq!(w.call(NOW, Method::POST, &archive, Some("mallory"), None).await.0, StatusCode::NOT_FOUND);
     let (status, file) = w.call(NOW, Method::POST, &archive, Some(ADMIN), None).await;
@@ -581,15 +588,9 @@ async fn an_administrator_archives_and_restores_someone_elses_file_and_the_owner
 
 #[tokio::test]
 async fn an_archived_file_keeps_its_variants_refuses_its_bytes_and_comes_back_by_restore() {
-    use matbakh_app::ports::ObjectStore;
     let w = World::new();
     let id = w.file("alice", "dish.jpg", "image/jpeg", 1);
-    // the accepted version, as settling pins it
-    let mut d = w.repo.get(id).unwrap();
-    let key = d.record.key.clone();
-    let version = w.objects.head(&key, None).await.unwrap().unwrap().version_id.unwrap();
-    d.record.version_id = Some(version.clone());
-    w.repo.insert(d);
+    let (key, version) = w.pin_version(id).await;
     let files = w.api(NOW).cases.files;
 
     // Asked: tagged for the lifecycle, still READY until S3 moves it.

@@ -33,18 +33,10 @@ fn web_root() -> std::path::PathBuf {
 fn app(key: &DevKey) -> (Router, JwtVerifier) {
     let key_copy = DevKey::from_pkcs8(key.pkcs8()).unwrap();
     let gw = Gateway {
-        routes: vec![],
-        verifier: JwtVerifier::new(&key.jwks(), "iss", "aud").unwrap(),
-        lambda_endpoint: "http://127.0.0.1:9".into(),
         web_origins: vec![ORIGIN.into()],
-        client: reqwest::Client::builder().no_proxy().build().unwrap(),
         web: Some(WebApp::new(web_root(), r#"{"auth":{"mode":"oidc"}}"#.into(), FILES).unwrap()),
         idp: Some(DevIdp::new(key_copy, "iss".into(), "aud".into(), "web".into(), vec!["demo-user".into()])),
-        files_cdn: None,
-        transforms: None,
-        legacy_prefix: None,
-        live: None,
-        in_process: Default::default(),
+        ..crate::bare(key)
     };
     (router(Arc::new(gw)), JwtVerifier::new(&key.jwks(), "iss", "aud").unwrap())
 }

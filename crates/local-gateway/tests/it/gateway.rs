@@ -9,7 +9,6 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use http::{Request, StatusCode};
 use local_gateway::{Gateway, Route, router};
-use matbakh_api::auth::JwtVerifier;
 use matbakh_api::dev_keys::DevKey;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -59,17 +58,10 @@ async fn gateway(key: &DevKey) -> (Router, Seen) {
             route("GET", "/v1/shares/{token}", "presign", "NONE"),
             route("GET", "/v1/broken", "broken", "JWT"),
         ],
-        verifier: JwtVerifier::new(&key.jwks(), "iss", "aud").unwrap(),
         lambda_endpoint: endpoint,
         web_origins: vec!["http://127.0.0.1:3000".into()],
-        client: reqwest::Client::builder().no_proxy().build().unwrap(),
-        web: None,
-        idp: None,
-        files_cdn: None,
-        transforms: None,
         legacy_prefix: Some("/uploads/".into()),
-        live: None,
-        in_process: Default::default(),
+        ..crate::bare(key)
     };
     (router(Arc::new(gw)), seen)
 }
@@ -226,20 +218,7 @@ async fn fake_bucket() -> (String, Arc<Mutex<Vec<String>>>, Written) {
 async fn the_local_files_cdn_serves_public_copies_only() {
     let key = DevKey::generate().unwrap();
     let (origin, asked, _) = fake_bucket().await;
-    let gw = Gateway {
-        routes: vec![],
-        verifier: JwtVerifier::new(&key.jwks(), "iss", "aud").unwrap(),
-        lambda_endpoint: "http://127.0.0.1:9".into(),
-        web_origins: vec![],
-        client: reqwest::Client::builder().no_proxy().build().unwrap(),
-        web: None,
-        idp: None,
-        files_cdn: Some(bucket_origin(origin)),
-        transforms: None,
-        legacy_prefix: None,
-        live: None,
-        in_process: Default::default(),
-    };
+    let gw = Gateway { files_cdn: Some(bucket_origin(origin)), ..crate::bare(&key) };
     let app = router(Arc::new(gw));
     let get = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
 
@@ -284,21 +263,11 @@ async fn the_local_files_cdn_logs_its_answers_as_cloudfront_does() {
     let key = DevKey::generate().unwrap();
     let (origin, _, written) = fake_bucket().await;
     let gw = Arc::new(Gateway {
-        routes: vec![],
-        verifier: JwtVerifier::new(&key.jwks(), "iss", "aud").unwrap(),
-        lambda_endpoint: "http://127.0.0.1:9".into(),
-        web_origins: vec![],
-        client: reqwest::Client::builder().no_proxy().build().unwrap(),
-        web: None,
-        idp: None,
         files_cdn: Some(local_gateway::cdn::FilesCdn {
             access_log: Some(local_gateway::cdn::AccessLog::new("logs", "cdn-files/")),
             ..bucket_origin(origin)
         }),
-        transforms: None,
-        legacy_prefix: None,
-        live: None,
-        in_process: Default::default(),
+        ..crate::bare(&key)
     });
     let app = router(gw.clone());
     let get = |uri: &str| Request::get(uri).header("host", "localhost:3000").body(Body::empty()).unwrap();
@@ -342,18 +311,10 @@ async fn transform_urls_are_mapped_at_the_edge_stored_results_first() {
     let (lambda, seen) = fake_lambda().await;
     let keys = SigningKeys::from_hex("aa01", "bb02").unwrap();
     let gw = Gateway {
-        routes: vec![],
-        verifier: JwtVerifier::new(&key.jwks(), "iss", "aud").unwrap(),
         lambda_endpoint: lambda,
-        web_origins: vec![],
-        client: reqwest::Client::builder().no_proxy().build().unwrap(),
-        web: None,
-        idp: None,
         files_cdn: Some(bucket_origin(origin)),
         transforms: Some(local_gateway::transforms::EdgeMapping { keys: keys.clone(), bucket: "bucket".into() }),
-        legacy_prefix: None,
-        live: None,
-        in_process: Default::default(),
+        ..crate::bare(&key)
     };
     let app = router(Arc::new(gw));
     let signed = |path: &str| format!("/t/{}{path}", keys.sign(path).unwrap());
@@ -458,17 +419,8 @@ async fn invocations_of_one_function_beyond_the_limit_wait_in_the_gateway() {
             function: "held".into(),
             auth: "NONE".into(),
         }],
-        verifier: JwtVerifier::new(&key.jwks(), "iss", "aud").unwrap(),
         lambda_endpoint: format!("http://{addr}"),
-        web_origins: vec![],
-        client: reqwest::Client::builder().no_proxy().build().unwrap(),
-        web: None,
-        idp: None,
-        files_cdn: None,
-        transforms: None,
-        legacy_prefix: None,
-        live: None,
-        in_process: Default::default(),
+        ..crate::bare(&key)
     };
     let app = router(Arc::new(gw));
 

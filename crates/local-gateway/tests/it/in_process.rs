@@ -75,17 +75,8 @@ async fn a_route_in_process_answers_as_the_functions_router_does() {
             function: "presign".into(),
             auth: "JWT".into(),
         }],
-        verifier: JwtVerifier::new(&key.jwks(), "iss", "aud").unwrap(),
-        lambda_endpoint: "http://127.0.0.1:9".into(),
-        web_origins: vec![],
-        client: reqwest::Client::builder().no_proxy().build().unwrap(),
-        web: None,
-        idp: None,
-        files_cdn: None,
-        transforms: None,
-        legacy_prefix: None,
-        live: None,
         in_process: BTreeMap::from([("presign".to_owned(), presign(&repo, &objects, Authenticator::Authorizer))]),
+        ..crate::bare(&key)
     };
     let gateway = router(Arc::new(gw));
 

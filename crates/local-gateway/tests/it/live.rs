@@ -78,18 +78,10 @@ async fn stack() -> Stack {
         .with_state((sockets, tx));
     let lambda_addr = serve(lambda).await;
     let gw = Gateway {
-        routes: vec![],
         verifier: JwtVerifier::new(&key.jwks(), ISSUER, AUDIENCE).unwrap(),
         lambda_endpoint: format!("http://{lambda_addr}"),
-        web_origins: vec![],
-        client: reqwest::Client::builder().no_proxy().build().unwrap(),
-        web: None,
-        idp: None,
-        files_cdn: None,
-        transforms: None,
-        legacy_prefix: None,
         live: Some(Arc::new(LiveApi::new("live"))),
-        in_process: Default::default(),
+        ..crate::bare(&key)
     };
     let addr = serve(router(Arc::new(gw))).await;
     Stack { addr, key, fakes, entry, events }
