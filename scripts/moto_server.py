@@ -13,8 +13,8 @@
   temporary files after it. Untracked, a key's bytes go when moto no longer refers to it.
 - TransactWriteItems copies the whole table to undo a failed transaction (below): only the
   items it names are kept instead.
-- A Query of a table by its partition key lists and sorts every item of the table to pick the
-  partition's (below): only the partition's are taken instead.
+- A Query lists and sorts every item of the table to pick the ones it keeps (below): a query
+  of the table takes only the partition's, an index query skips the sort that never shows.
 """
 
 import copy
@@ -128,12 +128,14 @@ Table.__deepcopy__ = _deepcopy_table
 DynamoDBBackend.transact_write_items = _transact_write_items_with_undo
 
 
-# Queries by partition key: moto 5.2.5 takes `all_items()` (every item of the table, sorted) and
-# keeps those of the asked partition, for every Query of the table itself. The live updates'
-# notifier asks for one user's sockets per event: at 1,000 sockets that sort was most of moto's
-# time and capped the events at 50 a second. While such a query runs, `all_items()` answers the
-# partition's items only, in the same order (the query keeps exactly those anyway). Index
-# queries, scans and anything else are as before.
+# Queries: moto 5.2.5 takes `all_items()` (every item of the table, sorted by the table's keys)
+# for every Query, then keeps the matching ones and sorts those. The live updates' notifier asks
+# for one user's sockets per event: at 1,000 sockets that sort was most of moto's time and capped
+# the events at 50 a second. While a query of the table itself runs, `all_items()` answers the
+# asked partition's items only, in the same order (the query keeps exactly those anyway); while
+# an index query runs, it answers every item unsorted: the query sorts what it keeps by the
+# index's keys and then the table's, a total order, so the order it was given never shows.
+# Scans and anything else are as before.
 _partition = threading.local()
 _query = Table.query
 _all_items = Table.all_items
@@ -141,17 +143,20 @@ _all_items = Table.all_items
 
 def _query_by_partition(self, hash_key, *args, **kwargs):
     index_name = kwargs.get("index_name", args[6] if len(args) > 6 else None)
-    if index_name is not None or hash_key is None:
+    if index_name is None and hash_key is None:
         return _query(self, hash_key, *args, **kwargs)
-    _partition.key = hash_key
+    _partition.key, _partition.index = (None, True) if index_name is not None else (hash_key, False)
     try:
         return _query(self, hash_key, *args, **kwargs)
     finally:
-        _partition.key = None
+        _partition.key, _partition.index = None, False
 
 
 def _all_items_of_the_partition(self):
     key = getattr(_partition, "key", None)
+    if getattr(_partition, "index", False):
+        return [item for hash_set in self.items.values()
+                for item in (hash_set.values() if self.range_key_attr else [hash_set])]
     if key is None:
         return _all_items(self)
     found = self.items.get(key)

@@ -93,15 +93,19 @@ class PartitionQueries(MotoTestCase):
         self.table = f"q-{self.id().rsplit('.', 1)[-1]}"
         self.db.create_table(
             TableName=self.table, BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in ("pk", "sk", "g")],
+            AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in ("pk", "sk", "g", "r")],
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            GlobalSecondaryIndexes=[{"IndexName": "byg", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
-                                     "Projection": {"ProjectionType": "ALL"}}])
+            GlobalSecondaryIndexes=[
+                {"IndexName": "byg", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                 "Projection": {"ProjectionType": "ALL"}},
+                {"IndexName": "bygr", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"},
+                                                    {"AttributeName": "r", "KeyType": "RANGE"}],
+                 "Projection": {"ProjectionType": "ALL"}}])
         for user in range(20):
             for n in range(7):
                 self.db.put_item(TableName=self.table, Item={
                     "pk": {"S": f"USER#{user:02}"}, "sk": {"S": f"CONN#{(n * 37) % 11:02}"},
-                    "g": {"S": f"G{n % 3}"}, "n": {"N": str(n)}})
+                    "g": {"S": f"G{n % 3}"}, "r": {"S": f"R{n % 2}"}, "n": {"N": str(n)}})
 
     def pages(self, **query):
         out, start = [], None
@@ -133,6 +137,10 @@ class PartitionQueries(MotoTestCase):
              "ExpressionAttributeValues": {**user, ":two": {"N": "2"}}},
             {"KeyConditionExpression": "pk = :pk", "ExpressionAttributeValues": {":pk": {"S": "USER#99"}}},
             {"IndexName": "byg", "KeyConditionExpression": "g = :g", "ExpressionAttributeValues": {":g": {"S": "G1"}}},
+            # many items with equal index keys: the table's keys order them
+            {"IndexName": "bygr", "KeyConditionExpression": "g = :g", "ExpressionAttributeValues": {":g": {"S": "G0"}}},
+            {"IndexName": "bygr", "KeyConditionExpression": "g = :g AND r = :r", "ScanIndexForward": False,
+             "ExpressionAttributeValues": {":g": {"S": "G2"}, ":r": {"S": "R1"}}},
         ]:
             patched, own = self.both_ways(**query)
             self.assertEqual(patched, own, query)
@@ -141,6 +149,7 @@ class PartitionQueries(MotoTestCase):
         self.assertEqual([i["sk"]["S"] for p in first for i in p], sorted(i["sk"]["S"] for p in first for i in p))
 
     def test_a_query_reads_only_its_partition_and_scans_read_everything(self):
+        # (index queries read every item, unsorted: see moto_server.py)
         table = dynamodb_backends["123456789012"][REGION].tables[self.table]
         seen = []
         values = type(table.items).values
