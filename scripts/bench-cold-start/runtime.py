@@ -9,7 +9,8 @@ first `GET /2018-06-01/runtime/invocation/next`), wait for its answer (`POST ...
 `.../error`), then kill it. Measured from just before the process is spawned: to its first
 `/next` (the end of its init) and to its answer (init plus the first invocation). An
 `/init/error` fails the function. Reports median and p90 (nearest rank) of both, the answer
-(HTTP status for the HTTP functions) and the resident memory after the first answer.
+(HTTP status for the HTTP functions), the resident memory after the first answer, and the
+bootstrap's size as it is and deflated (as in the zip Lambda is given).
 
 The same server answers `GET /jwks.json` (the `live` function fetches its issuer's keys at
 start): one ES256 key, P-256's base point (the public key of private key 1; never verifies a
@@ -27,6 +28,7 @@ import sys
 import threading
 import time
 import uuid
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PREFIX = "/2018-06-01/runtime"
@@ -331,6 +333,7 @@ def main():
             results.append({
                 "function": name,
                 "bytes": os.path.getsize(path),
+                "deflated": len(zlib.compress(open(path, "rb").read(), 6)),  # as in the deployed zip
                 "runs": len(samples),
                 "next_ms": {"median": statistics.median(nexts), "p90": percentile(nexts, 90), "min": min(nexts)},
                 "answer_ms": {"median": statistics.median(answers), "p90": percentile(answers, 90),
@@ -344,11 +347,13 @@ def main():
                   f"(p90 {r['answer_ms']['p90']:6.1f})  {', '.join(r['answered'])}", file=sys.stderr, flush=True)
 
     print()
-    print(f"| function | bootstrap (x86-64, stripped) | to first /next, median (p90) | to first answer, median (p90) | answer | RSS after it |")
-    print("|---|---:|---:|---:|---|---:|")
+    print("| function | bootstrap (x86-64, stripped) | zipped | to first /next, median (p90) "
+          "| to first answer, median (p90) | answer | RSS after it |")
+    print("|---|---:|---:|---:|---:|---|---:|")
     for r in results:
         rss = f"{r['rss_kib'] / 1024:.1f} MB" if r["rss_kib"] else "-"
-        print(f"| {r['function']} | {r['bytes'] / 1e6:.2f} MB | {r['next_ms']['median']:.1f} ms ({r['next_ms']['p90']:.1f}) "
+        print(f"| {r['function']} | {r['bytes'] / 1e6:.2f} MB | {r['deflated'] / 1e6:.2f} MB "
+              f"| {r['next_ms']['median']:.1f} ms ({r['next_ms']['p90']:.1f}) "
               f"| {r['answer_ms']['median']:.1f} ms ({r['answer_ms']['p90']:.1f}) | {', '.join(r['answered'])} | {rss} |")
     if args.json_out:
         with open(args.json_out, "w") as f:
