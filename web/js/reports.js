@@ -51,7 +51,7 @@ function transferSummary(t, usd) {
   if (!t) return [];
   return [
     el('dt', {}, `CDN transfer (${t.days} days)`),
-    el('dd', { id: 'report-transfer' }, `${bytes(t.total.bytes)} in ${t.total.objects} requests, ${Math.round(t.hitRate * 100)}% from the edge cache, ${t.errors} errors; about ${t.monthlyCostUsd < 0.01 ? 'less than $0.01' : usd(t.monthlyCostUsd)}/month`),
+    el('dd', { id: 'report-transfer' }, `${bytes(t.total.bytes)} in ${t.total.objects} requests, ${Math.round(t.hitRate * 100)}% from the edge cache, ${t.errors} errors; ${t.monthlyCostUsd < 0.01 ? 'less than $0.01' : `about ${usd(t.monthlyCostUsd)}`}/month`),
   ];
 }
 
