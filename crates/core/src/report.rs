@@ -103,6 +103,29 @@ impl Count {
         self.objects += 1;
         self.bytes += bytes;
     }
+
+    fn merge(&mut self, other: Count) {
+        self.objects += other.objects;
+        self.bytes += other.bytes;
+    }
+}
+
+/// The first [`TOP_USERS`] of `sorted`, then `others` with the rest folded into it by `fold`
+/// (left out when nothing was folded).
+fn top_then_others<T>(mut sorted: Vec<T>, mut others: T, fold: impl Fn(&mut T, &T)) -> Vec<T> {
+    let rest = sorted.split_off(TOP_USERS.min(sorted.len()));
+    for u in &rest {
+        fold(&mut others, u);
+    }
+    if !rest.is_empty() {
+        sorted.push(others);
+    }
+    sorted
+}
+
+/// `part` of `whole` (0 to 1) to three decimals; 0 of nothing.
+fn thousandths(part: u64, whole: u64) -> f64 {
+    if whole == 0 { 0.0 } else { (part as f64 / whole as f64 * 1000.0).round() / 1000.0 }
 }
 
 /// One user's share.
@@ -261,17 +284,10 @@ impl Tally {
                 .then(a.user.cmp(&b.user))
         });
         let user_count = users.len() as u64;
-        let mut others = UserUsage { user: "others".into(), ..Default::default() };
-        for u in users.iter().skip(TOP_USERS) {
-            others.files.objects += u.files.objects;
-            others.files.bytes += u.files.bytes;
-            others.deleted_kept.objects += u.deleted_kept.objects;
-            others.deleted_kept.bytes += u.deleted_kept.bytes;
-        }
-        users.truncate(TOP_USERS);
-        if others.files.objects + others.deleted_kept.objects > 0 {
-            users.push(others);
-        }
+        let users = top_then_others(users, UserUsage { user: "others".into(), ..Default::default() }, |o, u| {
+            o.files.merge(u.files);
+            o.deleted_kept.merge(u.deleted_kept);
+        });
         let variants = self.by_kind.get(&Kind::Variant).copied().unwrap_or_default();
         let share = |part: u64| if self.total.bytes == 0 { 0.0 } else { part as f64 / self.total.bytes as f64 };
         let mut recommendations = Vec::new();
@@ -318,7 +334,7 @@ impl Tally {
             deleted_kept: self.deleted_kept,
             noncurrent_versions: self.noncurrent_versions,
             delete_markers: self.delete_markers,
-            variants_share: (share(variants.bytes) * 1000.0).round() / 1000.0,
+            variants_share: thousandths(variants.bytes, self.total.bytes),
             transfer: None,
             recommendations,
         }
@@ -393,15 +409,9 @@ impl TransferTally {
         let mut users: Vec<UserTransfer> =
             self.users.into_iter().map(|(user, sent)| UserTransfer { user, sent }).collect();
         users.sort_by(|a, b| b.sent.bytes.cmp(&a.sent.bytes).then(a.user.cmp(&b.user)));
-        let mut others = UserTransfer { user: "others".into(), ..Default::default() };
-        for u in users.iter().skip(TOP_USERS) {
-            others.sent.objects += u.sent.objects;
-            others.sent.bytes += u.sent.bytes;
-        }
-        users.truncate(TOP_USERS);
-        if others.sent.objects > 0 {
-            users.push(others);
-        }
+        let users = top_then_others(users, UserTransfer { user: "others".into(), ..Default::default() }, |o, u| {
+            o.sent.merge(u.sent)
+        });
         let monthly = self.total.bytes as f64 / GB / covered * DAYS_PER_MONTH * prices.cloudfront_out;
         Transfer {
             from: from.to_string(),
@@ -409,11 +419,7 @@ impl TransferTally {
             days,
             log_files,
             total: self.total,
-            hit_rate: if self.total.objects == 0 {
-                0.0
-            } else {
-                (self.hits as f64 / self.total.objects as f64 * 1000.0).round() / 1000.0
-            },
+            hit_rate: thousandths(self.hits, self.total.objects),
             errors: self.errors,
             monthly_cost_usd: round_cents(monthly),
             by_distribution: self.by_distribution,
