@@ -1,7 +1,7 @@
 //! The storage and cost report ([`matbakh_core::report`]): every object version of the bucket
 //! counted once, streamed from the source into a tally (constant memory), kept as JSON for the
-//! admin page. Where the CDNs' access logs are configured, the last [`TRANSFER_DAYS`] full days
-//! of them give the report's transfer part.
+//! admin page. Where the CDNs' access logs are configured, the last [`TRANSFER_DAYS`] days of them
+//! (today so far included) give the report's transfer part.
 
 use std::sync::Arc;
 
@@ -99,7 +99,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_cdn_logs_of_the_last_full_days_give_the_transfer() {
+    async fn the_cdn_logs_of_the_last_days_and_today_so_far_give_the_transfer() {
         let now = datetime!(2026-12-05 06:00 UTC);
         let sent = |bytes| Request { path: "p/f/menu.webp".into(), bytes, status: 200, hit: true };
         let logs = InMemoryTransfer(vec![

@@ -276,8 +276,8 @@ pub struct CdnLogs {
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct CdnLogPlace {
     name: String,
-    prefix: String,
-    distribution: String,
+    /// The logging prefix and the distribution's id (`cdn-files/E2ABC`).
+    place: String,
 }
 
 impl CdnLogs {
@@ -295,16 +295,14 @@ impl CdnLogs {
             .map(|cdn| {
                 let (name, place) =
                     cdn.split_once('=').ok_or_else(|| format!("CDN_LOGS: {cdn:?} is not name=prefix/distribution"))?;
-                let (prefix, distribution) = place.rsplit_once('/').map_or(("", place), |(p, d)| (p, d));
-                let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
-                Ok(CdnLogPlace { name: name.to_owned(), prefix, distribution: distribution.to_owned() })
+                Ok(CdnLogPlace { name: name.to_owned(), place: place.to_owned() })
             })
             .collect()
     }
 
     async fn scan_day(&self, cdn: &CdnLogPlace, day: time::Date, each: &mut TransferSink<'_>) -> Result<u64, AwsError> {
         use matbakh_core::cdn_log;
-        let prefix = cdn_log::day_prefix(&cdn.prefix, &cdn.distribution, day);
+        let prefix = cdn_log::day_prefix(&cdn.place, day);
         let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(&prefix).into_paginator().send();
         let mut files = 0;
         while let Some(page) = pages.next().await {
@@ -433,13 +431,10 @@ mod tests {
     #[test]
     fn cdn_log_places_are_read_from_the_setting() {
         let places = CdnLogs::places("files=cdn-files/E2ABC, web=cdn-web/E3DEF,").unwrap();
-        assert_eq!(
-            places[0],
-            CdnLogPlace { name: "files".into(), prefix: "cdn-files/".into(), distribution: "E2ABC".into() }
-        );
-        assert_eq!((places[1].prefix.as_str(), places[1].distribution.as_str()), ("cdn-web/", "E3DEF"));
+        assert_eq!(places[0], CdnLogPlace { name: "files".into(), place: "cdn-files/E2ABC".into() });
+        assert_eq!(places[1], CdnLogPlace { name: "web".into(), place: "cdn-web/E3DEF".into() });
         let local = CdnLogs::places("files=cdn-files/").unwrap();
-        assert_eq!((local[0].prefix.as_str(), local[0].distribution.as_str()), ("cdn-files/", ""));
+        assert_eq!(local[0], CdnLogPlace { name: "files".into(), place: "cdn-files/".into() });
         assert!(CdnLogs::places("cdn-files/E2ABC").is_err());
     }
 }

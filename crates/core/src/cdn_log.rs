@@ -154,15 +154,16 @@ pub fn line(entry: &Entry) -> String {
     line
 }
 
-/// The key of a log file of `distribution` for the requests of `hour`'s hour.
-pub fn file_key(prefix: &str, distribution: &str, hour: OffsetDateTime, unique: &str) -> String {
+/// The key of a log file for the requests of `hour`'s hour, at `place`: the distribution's
+/// logging prefix and its id (`cdn-files/E2ABC`), as CloudFront names its files.
+pub fn file_key(place: &str, hour: OffsetDateTime, unique: &str) -> String {
     let hour = hour.to_offset(time::UtcOffset::UTC);
-    format!("{prefix}{distribution}.{}-{:02}.{unique}.gz", hour.date(), hour.hour())
+    format!("{place}.{}-{:02}.{unique}.gz", hour.date(), hour.hour())
 }
 
-/// The key prefix of every log file of `distribution` for the requests of `day`.
-pub fn day_prefix(prefix: &str, distribution: &str, day: Date) -> String {
-    format!("{prefix}{distribution}.{day}-")
+/// The key prefix of every log file at `place` (as in [`file_key`]) for the requests of `day`.
+pub fn day_prefix(place: &str, day: Date) -> String {
+    format!("{place}.{day}-")
 }
 
 #[cfg(test)]
@@ -217,11 +218,7 @@ mod tests {
         assert!(data.starts_with("2026-12-05\t17:04:09\tLOCAL\t12345\t"));
         let r = columns.request(data).unwrap();
         assert_eq!(r, Request { path: "p/f-1/Menü card.jpg".into(), bytes: 12345, status: 200, hit: false });
-        assert_eq!(file_key("cdn-files/", "E1", at, "ab12"), "cdn-files/E1.2026-12-05-17.ab12.gz");
-        assert!(file_key("cdn-files/", "E1", at, "x").starts_with(&day_prefix(
-            "cdn-files/",
-            "E1",
-            date!(2026 - 12 - 05)
-        )));
+        assert_eq!(file_key("cdn-files/E1", at, "ab12"), "cdn-files/E1.2026-12-05-17.ab12.gz");
+        assert!(file_key("cdn-files/E1", at, "x").starts_with(&day_prefix("cdn-files/E1", date!(2026 - 12 - 05))));
     }
 }

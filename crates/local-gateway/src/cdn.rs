@@ -126,7 +126,8 @@ impl FilesCdn {
         for (hour, text) in log.take() {
             let Ok(hour) = OffsetDateTime::from_unix_timestamp(hour) else { continue };
             let unique = format!("{:x}", OffsetDateTime::now_utc().unix_timestamp_nanos());
-            let key = cdn_log::file_key(&log.prefix, "", hour, &unique);
+            // Locally the distribution has no id: the place is the logging prefix alone.
+            let key = cdn_log::file_key(&log.prefix, hour, &unique);
             let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
             let body = std::io::Write::write_all(&mut gz, text.as_bytes()).and_then(|()| gz.finish());
             let Ok(body) = body else { continue };

@@ -140,13 +140,13 @@ async fn the_cdns_access_logs_of_the_last_seven_days_give_the_transfer() {
         "#Version: 1.0\n#Fields: date cs-uri-stem sc-status sc-bytes x-edge-result-type\n{}\t/t/sig/rs:fit:320/plain/x.jpg\t200\t5000\tHit\n",
         yesterday.date()
     );
-    put(&s3, &logs, &file_key("cdn-files/", "E2ABC", yesterday, "a1"), gzip(&full), None).await;
-    put(&s3, &logs, &file_key("cdn-files/", "E2ABC", yesterday, "a2"), gzip(&short), None).await;
+    put(&s3, &logs, &file_key("cdn-files/E2ABC", yesterday, "a1"), gzip(&full), None).await;
+    put(&s3, &logs, &file_key("cdn-files/E2ABC", yesterday, "a2"), gzip(&short), None).await;
     let old = now - time::Duration::days(7); // the day before the window
-    put(&s3, &logs, &file_key("cdn-files/", "E2ABC", old, "a3"), gzip(&full), None).await;
-    put(&s3, &logs, &file_key("cdn-files/", "E9OTHER", yesterday, "a4"), gzip(&full), None).await;
+    put(&s3, &logs, &file_key("cdn-files/E2ABC", old, "a3"), gzip(&full), None).await;
+    put(&s3, &logs, &file_key("cdn-files/E9OTHER", yesterday, "a4"), gzip(&full), None).await;
     let web = format!("{}{}", header(), line(&Entry { path: "/index.html", ..entry("", 700, "RefreshHit") }));
-    put(&s3, &logs, &file_key("cdn-web/", "E3DEF", yesterday, "b1"), gzip(&web), None).await;
+    put(&s3, &logs, &file_key("cdn-web/E3DEF", yesterday, "b1"), gzip(&web), None).await;
 
     let reporting = reporter::reporting(
         &sdk,
