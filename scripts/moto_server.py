@@ -132,7 +132,7 @@ DynamoDBBackend.transact_write_items = _transact_write_items_with_undo
 # for every Query, then keeps the matching ones and sorts those. The live updates' notifier asks
 # for one user's sockets per event: at 1,000 sockets that sort was most of moto's time and capped
 # the events at 50 a second. While a query of the table itself runs, `all_items()` answers the
-# asked partition's items only, in the same order (the query keeps exactly those anyway); while
+# asked partition's items only (the query keeps exactly those, and sorts them by range key); while
 # an index query runs, it answers every item unsorted: the query sorts what it keeps by the
 # index's keys and then the table's, a total order, so the order it was given never shows.
 # Scans and anything else are as before.
@@ -162,8 +162,8 @@ def _all_items_of_the_partition(self):
     found = self.items.get(key)
     if found is None:
         return []
-    items = list(found.values()) if self.range_key_attr else [found]
-    return sorted(items, key=lambda x: (x.hash_key, x.range_key) if x.range_key else x.hash_key)
+    # Unsorted: the query sorts the partition by its range key itself (unique within it).
+    return list(found.values()) if self.range_key_attr else [found]
 
 
 Table.query = _query_by_partition
