@@ -305,8 +305,10 @@ class FilesCdn(unittest.TestCase):
         self.assertEqual(rights, {
             "FilesApiFunction": publish,  # made public, private, deleted, restored
             "ThumbnailerFunction": publish,  # public as it becomes READY
-            # A deleted or overwritten file's copies go with its variants; it writes none.
-            "IndexerFunction": {"s3:DeleteObject", "s3:DeleteObjectVersion", "s3:ListBucket", "s3:ListBucketVersions"},
+            # A deleted or overwritten file's copies go with its variants; a public file's
+            # restore out of the archive copies its original again.
+            "IndexerFunction": {"s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:ListBucket",
+                                "s3:ListBucketVersions"},
             # Erase removes every version, as it does everywhere else; it writes nothing.
             "AccountFunction": {"s3:DeleteObject", "s3:DeleteObjectVersion", "s3:AbortMultipartUpload",
                                 "s3:ListBucketVersions", "s3:ListBucketMultipartUploads"},

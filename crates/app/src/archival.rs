@@ -142,7 +142,8 @@ impl Files {
     }
 
     /// The restored copy of a file's original is there until `until` (`ObjectRestore:Completed`):
-    /// READY again. Whether the row changed.
+    /// READY again, and a public file's original copied for the CDN again (gone if the file
+    /// was deleted and brought back while archived). Whether the row changed.
     pub async fn restore_completed(
         &self,
         id: FileId,
@@ -152,7 +153,12 @@ impl Files {
         let Some(d) = self.accepted(id, version).await? else { return Ok(false) };
         let archival = Archival { restore: None, restored_until: until, ..d.archival.clone() };
         let from = [FileStatus::Archived, FileStatus::Restoring];
-        Ok(self.files.set_archival(id, &from, FileStatus::Ready, &archival).await?)
+        if !self.files.set_archival(id, &from, FileStatus::Ready, &archival).await? {
+            return Ok(false);
+        }
+        let ready = FileRecord { status: FileStatus::Ready, ..d.record.clone() };
+        self.delivery.publish(&ready, d.image.as_ref().map_or(&[], |i| &i.variants[..])).await?;
+        Ok(true)
     }
 
     /// The restored copy lapsed (`ObjectRestore:Delete`): ARCHIVED again. Whether the row

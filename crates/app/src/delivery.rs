@@ -99,13 +99,16 @@ impl Delivery {
 
     /// Copies a public READY file's accepted original and its `variants` under `p/{fileId}/`
     /// with the headers the CDN serves them with. Idempotent; nothing without a CDN or for a
-    /// private (or not READY) file.
+    /// private (or not stored) file. An archived original cannot be copied until it is restored
+    /// (S3 refuses): then only the variants, which stay in the standard class, and the original's
+    /// copy once the restore completes ([`Files::restore_completed`](crate::files::Files)).
     pub async fn publish(&self, record: &FileRecord, variants: &[VariantInfo]) -> Result<usize, Error> {
         if self.served_publicly(record).is_none() {
             return Ok(0);
         }
         let mut copies = 0;
-        if let Some(to) = record.key.public_copy() {
+        let readable = record.status == FileStatus::Ready;
+        if let Some(to) = record.key.public_copy().filter(|_| readable) {
             let served = ServedAs {
                 content_type: record.content_type.as_str().to_owned(),
                 cache_control: ORIGINAL_CACHE_CONTROL,

@@ -239,10 +239,9 @@ impl Files {
             return Err(not_deleted);
         }
         self.objects.unhide(&d.record.key).await?;
-        // (An archived original cannot be copied until restored: its public copy stays gone.)
-        if d.record.labels.visibility == Visibility::Public && back.status == FileStatus::Ready {
-            let restored = FileRecord { status: FileStatus::Ready, ..d.record.clone() };
-            self.delivery.publish(&restored, d.image.as_ref().map_or(&[], |i| &i.variants[..])).await?;
+        // Its public copies again (an archived original's once it is restored).
+        if d.record.labels.visibility == Visibility::Public {
+            self.delivery.publish(&back, d.image.as_ref().map_or(&[], |i| &i.variants[..])).await?;
         }
         self.audit.record(client, Access::ok(caller, AuditAction::Restore, Some(id))).await?;
         tracing::info!("file restored");

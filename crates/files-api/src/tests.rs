@@ -661,3 +661,41 @@ async fn an_archived_file_keeps_its_variants_refuses_its_bytes_and_comes_back_by
     let trail: Vec<AuditAction> = w.repo.audit_entries().iter().map(|e| e.action).collect();
     assert!(trail.contains(&AuditAction::Archive) && trail.contains(&AuditAction::Unarchive), "{trail:?}");
 }
+
+#[tokio::test]
+async fn a_public_file_deleted_while_archived_is_served_again_its_original_once_restored() {
+    let w = World::with_cdn();
+    let id = w.file("alice", "menu.jpg", "image/jpeg", 1);
+    let (key, version) = w.pin_version(id).await;
+    let files = w.api(NOW).cases.files;
+    let uri = format!("/v1/files/{id}");
+    let (status, _) = w.call(NOW, Method::PATCH, &uri, Some("alice"), Some(json!({"visibility": "public"}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let public = ObjectKey::public_prefix(id);
+    let original = ObjectKey::from_stored(format!("p/{id}/original/menu.jpg"));
+    assert_eq!(w.objects.keys_under(&public).len(), 4, "the original and 3 variants");
+
+    // Archived, deleted (every copy goes), brought back: the variants are served again, the
+    // original cannot be copied out of the archive (the fake refuses as S3 does).
+    w.objects.transition(&key, &version, "GLACIER");
+    assert!(files.transitioned(id, Some(&version)).await.unwrap());
+    assert_eq!(w.call(NOW, Method::DELETE, &uri, Some("alice"), None).await.0, StatusCode::OK);
+    assert!(w.objects.keys_under(&public).is_empty());
+    let (status, file) = w.call(NOW, Method::POST, &format!("{uri}/restore"), Some("alice"), None).await;
+    assert_eq!((status, file["status"].as_str()), (StatusCode::OK, Some("ARCHIVED")), "{file}");
+    let copies = w.objects.keys_under(&public);
+    assert_eq!(copies.len(), 3, "the variants: {copies:?}");
+    assert!(!copies.contains(&original));
+
+    // Restored: READY, and the original's public copy is back.
+    let body = json!({"tier": "Standard"});
+    let (status, _) = w.call(NOW, Method::POST, &format!("{uri}/unarchive"), Some("alice"), Some(body)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    w.objects.restored(&key, &version);
+    assert!(files.restore_completed(id, Some(&version), None).await.unwrap());
+    assert_eq!(w.status(id), FileStatus::Ready);
+    assert_eq!(w.objects.keys_under(&public).len(), 4);
+    assert!(w.objects.served_as(&original).is_some());
+    // A second event of the same restore changes nothing.
+    assert!(!files.restore_completed(id, Some(&version), None).await.unwrap());
+}

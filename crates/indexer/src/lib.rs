@@ -28,7 +28,9 @@
 //! with the files CDN (`FILES_DISTRIBUTION_ID`, whose `/t/*` behaviour serves them) invalidates
 //! them there first (one wildcard path a file; the variants' and public copies' too when they
 //! go): a failed invalidation fails the record, and the results wait in the bucket for its
-//! redelivery.
+//! redelivery. The archive tier's events move the row between READY, ARCHIVED and RESTORING
+//! ([`matbakh_app::archival`]); a completed restore of a public file copies its original to
+//! `p/` again (it is gone if the file was deleted and brought back while archived).
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use matbakh_app::index::Indexing;

@@ -18,7 +18,7 @@ pub use live::InMemoryLive;
 pub use objects::{InMemoryCdn, InMemoryObjects};
 pub use records::{InMemoryInventory, InMemoryQueue, InMemoryReports, InMemoryTransfer};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 

@@ -65,6 +65,8 @@ struct ArchiveTier {
     classes: HashMap<(ObjectKey, String), String>,
     tags: HashMap<(ObjectKey, String), Vec<(String, String)>>,
     restores: Vec<(ObjectKey, String, RestoreTier, u32)>,
+    /// Archived versions whose restored copy is there (S3 copies them again).
+    restored: HashSet<(ObjectKey, String)>,
 }
 
 impl InMemoryObjects {
@@ -86,6 +88,11 @@ impl InMemoryObjects {
     /// The lifecycle moved `version` of `key` to `class` (as S3 does, in place).
     pub fn transition(&self, key: &ObjectKey, version: &str, class: &str) {
         lock(&self.archive).classes.insert((key.clone(), version.to_owned()), class.to_owned());
+    }
+
+    /// S3 made the restored copy of archived `version` of `key`: it can be copied again.
+    pub fn restored(&self, key: &ObjectKey, version: &str) {
+        lock(&self.archive).restored.insert((key.clone(), version.to_owned()));
     }
 
     /// The tags of `version` of `key`.
@@ -421,7 +428,16 @@ impl ObjectStore for InMemoryObjects {
         }))
     }
 
+    /// As S3, refuses an archived version without its restored copy (`InvalidObjectState`).
     async fn copy_version(&self, from: &ObjectKey, version: Option<&str>, to: &ObjectKey) -> PortResult<()> {
+        if let Some((v, _)) = self.version(from, version) {
+            let archive = lock(&self.archive);
+            let at = (from.clone(), v);
+            let class = archive.classes.get(&at).map(String::as_str);
+            if matbakh_core::archival::needs_restore(class) && !archive.restored.contains(&at) {
+                return Err(PortError::Failed(format!("{from} is archived: S3 copies it once restored")));
+            }
+        }
         match self.read(from, version).await? {
             Some(bytes) => {
                 self.put_bytes(to, bytes);
