@@ -1,7 +1,14 @@
 //! Settings read from the environment, as the SAM template passes them, and the shared
 //! AWS SDK configuration built once per process.
 
+use std::time::Duration;
+
+use aws_config::environment::EnvironmentVariableCredentialsProvider;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 
 use crate::error::AwsError;
 use crate::s3::S3Store;
@@ -62,9 +69,62 @@ impl ReplicaSettings {
     }
 }
 
-/// The SDK configuration from the environment (region, credentials, endpoint overrides).
+/// The SDK configuration of the functions (and of the local gateway, the tests and the
+/// benchmarks), from the environment alone: the region (`AWS_REGION`, else
+/// `AWS_DEFAULT_REGION`), the credentials (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+/// `AWS_SESSION_TOKEN`: what Lambda gives a function, and what moto is given locally) and the
+/// endpoints (`AWS_ENDPOINT_URL_<SERVICE>`, such as `AWS_ENDPOINT_URL_S3`, else
+/// `AWS_ENDPOINT_URL`), with aws-config's defaults for the rest (standard retries, 3 attempts; a
+/// 3.1 s connect timeout; the SDK's HTTPS client, sleep and clock). Not aws-config's default
+/// chain (profile files, web identity through STS, ECS, IMDS), which no function uses and which
+/// was 0.9 MB of every arm64 bootstrap; nor its other settings from the environment
+/// (`AWS_MAX_ATTEMPTS`, `AWS_RETRY_MODE`, `AWS_USE_FIPS_ENDPOINT`...: the template sets none).
+/// The migration CLI, run by operators with their profiles, keeps the chain:
+/// [`load_sdk_config_chain`].
 pub async fn load_sdk_config() -> SdkConfig {
+    sdk_config_from_env(|name| std::env::var(name).ok())
+}
+
+/// [`load_sdk_config`] from `lookup` (for the region and the endpoints; the credentials are read
+/// from the process environment when a request is signed).
+pub fn sdk_config_from_env(lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> SdkConfig {
+    let region = lookup("AWS_REGION").or_else(|| lookup("AWS_DEFAULT_REGION")).filter(|r| !r.is_empty());
+    let mut builder = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(region.map(Region::new))
+        .credentials_provider(SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new()))
+        .retry_config(RetryConfig::standard())
+        .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_millis(3100)).build());
+    // As aws-config: the global one is the configuration's own too (S3Store tells a local S3 by it).
+    builder.set_endpoint_url(lookup("AWS_ENDPOINT_URL").filter(|u| !u.is_empty()));
+    builder.service_config(EndpointsFromEnv(Box::new(lookup))).build()
+}
+
+/// aws-config's default chain (profiles, SSO, web identity, IMDS...): for the migration CLI,
+/// which operators run with their own credentials.
+pub async fn load_sdk_config_chain() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest()).load().await
+}
+
+/// What each SDK client asks of the environment: its endpoint, `AWS_ENDPOINT_URL_<SERVICE ID>`
+/// (upper case, spaces as `_`: `S3`, `DYNAMODB`, `SECRETS_MANAGER`), else `AWS_ENDPOINT_URL`, as
+/// aws-config reads them.
+struct EndpointsFromEnv(Lookup);
+
+type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+impl std::fmt::Debug for EndpointsFromEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EndpointsFromEnv")
+    }
+}
+
+impl LoadServiceConfig for EndpointsFromEnv {
+    fn load_config(&self, key: ServiceConfigKey<'_>) -> Option<String> {
+        let service = key.service_id().to_uppercase().replace(' ', "_");
+        let get = |name: &str| (self.0)(name).filter(|v| !v.is_empty());
+        get(&format!("{}_{service}", key.env())).or_else(|| get(key.env()))
+    }
 }
 
 #[cfg(test)]
@@ -73,6 +133,34 @@ mod tests {
 
     fn lookup<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
         move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
+    }
+
+    #[test]
+    fn the_sdk_configuration_comes_from_the_environment() {
+        let vars = [
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),
+            ("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:3900"),
+            ("AWS_ENDPOINT_URL_SECRETS_MANAGER", "http://127.0.0.1:4000"),
+        ];
+        let owned = move |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned());
+        let sdk = sdk_config_from_env(owned);
+        assert_eq!(sdk.region().map(|r| r.as_ref()), Some("us-east-1"));
+        assert_eq!(sdk.endpoint_url(), Some("http://127.0.0.1:5000"));
+        assert!(sdk.credentials_provider().is_some());
+        let endpoint = |service: &str| {
+            let key = ServiceConfigKey::builder().service_id(service).env("AWS_ENDPOINT_URL").profile("endpoint_url");
+            sdk.service_config().unwrap().load_config(key.build().unwrap())
+        };
+        assert_eq!(endpoint("S3").as_deref(), Some("http://127.0.0.1:3900"));
+        assert_eq!(endpoint("Secrets Manager").as_deref(), Some("http://127.0.0.1:4000"));
+        assert_eq!(endpoint("DynamoDB").as_deref(), Some("http://127.0.0.1:5000"));
+
+        let deployed = sdk_config_from_env(|k| (k == "AWS_REGION").then(|| "eu-central-1".to_owned()));
+        assert_eq!(deployed.region().map(|r| r.as_ref()), Some("eu-central-1"));
+        assert_eq!(deployed.endpoint_url(), None);
+        let key = ServiceConfigKey::builder().service_id("S3").env("AWS_ENDPOINT_URL").profile("endpoint_url");
+        assert_eq!(deployed.service_config().unwrap().load_config(key.build().unwrap()), None);
     }
 
     #[test]

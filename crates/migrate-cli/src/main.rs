@@ -157,7 +157,7 @@ pub(crate) fn print_json(v: &impl serde::Serialize) {
 
 async fn execute(cli: Cli) -> Result<ExitCode, MigrateError> {
     let table = cli.table.clone().ok_or_else(|| MigrateError::Usage("set --table or MIGRATION_TABLE".into()))?;
-    let sdk = matbakh_aws::config::load_sdk_config().await;
+    let sdk = matbakh_aws::config::load_sdk_config_chain().await;
     let mut ctx = Context::new(&sdk, &table, Arc::new(SystemClock));
     if let Some(files) = &cli.files_table {
         ctx = ctx.with_files(&sdk, files);

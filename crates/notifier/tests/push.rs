@@ -1,13 +1,13 @@
-//! The `@connections` push as the notifier makes it (the AWS SDK with the defaults the function
-//! loads): a transient failure (a 5xx, throttling) is retried by the SDK's standard retry (3
+//! The `@connections` push as the notifier makes it (the AWS SDK configured as the function
+//! configures it, `matbakh_aws::config::sdk_config_from_env`): a transient failure (a 5xx, throttling) is retried by the SDK's standard retry (3
 //! attempts, exponential backoff with jitter) before the push counts as failed and retryable; a
 //! gone socket (410) is said at once, never retried.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
 use axum::Router;
 use axum::extract::State;
 use matbakh_app::ports::{PortError, Push, Pushed};
@@ -42,11 +42,10 @@ async fn endpoint(answers: Vec<u16>) -> (String, Arc<AtomicUsize>) {
 }
 
 async fn push_to(url: &str) -> ApiPush {
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("eu-central-1"))
-        .credentials_provider(Credentials::new("local", "local", None, None, "tests"))
-        .load()
-        .await;
+    let sdk = matbakh_aws::config::sdk_config_from_env(|k| (k == "AWS_REGION").then(|| "eu-central-1".to_owned()))
+        .into_builder()
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new("local", "local", None, None, "tests")))
+        .build();
     ApiPush::new(&sdk, url)
 }
 
