@@ -172,8 +172,9 @@ impl Files {
             }
             if self.files.update(&before, &after).await? {
                 // Public once the row says so: a failed copy answers an error and the retry
-                // (public already) copies again.
-                if is == Visibility::Public && after.status == FileStatus::Ready {
+                // (public already) copies again. An archived file's variants now, its original
+                // once a restore completes.
+                if is == Visibility::Public {
                     self.delivery.publish(&after, before.image.as_ref().map_or(&[], |i| &i.variants[..])).await?;
                 }
                 self.audit.record(client, Access::ok(caller, AuditAction::Update, Some(id))).await?;

@@ -699,3 +699,26 @@ async fn a_public_file_deleted_while_archived_is_served_again_its_original_once_
     // A second event of the same restore changes nothing.
     assert!(!files.restore_completed(id, Some(&version), None).await.unwrap());
 }
+
+#[tokio::test]
+async fn an_archived_file_made_public_shows_its_variants_now_and_its_original_once_restored() {
+    let w = World::with_cdn();
+    let id = w.file("alice", "menu.jpg", "image/jpeg", 1);
+    let (key, version) = w.pin_version(id).await;
+    let files = w.api(NOW).cases.files;
+    w.objects.transition(&key, &version, "GLACIER");
+    assert!(files.transitioned(id, Some(&version)).await.unwrap());
+
+    let uri = format!("/v1/files/{id}");
+    let (status, file) = w.call(NOW, Method::PATCH, &uri, Some("alice"), Some(json!({"visibility": "public"}))).await;
+    assert_eq!((status, file["status"].as_str()), (StatusCode::OK, Some("ARCHIVED")), "{file}");
+    let public = ObjectKey::public_prefix(id);
+    let original = ObjectKey::from_stored(format!("p/{id}/original/menu.jpg"));
+    let copies = w.objects.keys_under(&public);
+    assert_eq!(copies.len(), 3, "the variants: {copies:?}");
+    assert!(!copies.contains(&original));
+
+    w.objects.restored(&key, &version);
+    assert!(files.restore_completed(id, Some(&version), None).await.unwrap());
+    assert!(w.objects.keys_under(&public).contains(&original));
+}
