@@ -166,7 +166,7 @@ async fn handle(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
             let Ok(body) = axum::body::to_bytes(body, 128 * 1024).await else {
                 return message(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
             };
-            return live::manage(live, &parts.method, parts.uri.path(), body);
+            return live::manage(live, &parts, body);
         }
     }
     // What the files CDN (`/cdn/`, `/t/`) answers is logged as CloudFront would log it.

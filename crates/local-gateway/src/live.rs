@@ -8,8 +8,9 @@
 //!   closes, `$disconnect` runs.
 //! - `/live/@connections/{id}`, the management API the notifier's `LIVE_MANAGEMENT_URL` points
 //!   at: `POST` sends the body to the socket, `DELETE` closes it, `GET` describes it; a socket
-//!   that is not open answers 410 `GoneException`, as API Gateway does. (Deployed it takes
-//!   IAM-signed calls only; here, as every other port of the dev stack, loopback only.)
+//!   that is not open answers 410 `GoneException`, as API Gateway does. As deployed, only
+//!   calls signed (SigV4, `execute-api`) with the stack's credentials are taken (the notifier's
+//!   SDK signs them): anything else is 403 `ForbiddenException`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,7 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use http::{HeaderMap, Method, StatusCode};
+use matbakh_core::sigv4::{self, Credentials, Received};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 
@@ -45,6 +47,8 @@ struct Socket {
 pub struct LiveApi {
     /// The binary that authorizes and serves the routes (`live`).
     pub function: String,
+    /// Whose signature the management API takes (the stack's `AWS_ACCESS_KEY_ID`, ...).
+    credentials: Credentials,
     sockets: Mutex<HashMap<String, Socket>>,
 }
 
@@ -53,8 +57,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl LiveApi {
-    pub fn new(function: impl Into<String>) -> Self {
-        LiveApi { function: function.into(), sockets: Mutex::new(HashMap::new()) }
+    pub fn new(function: impl Into<String>, credentials: Credentials) -> Self {
+        LiveApi { function: function.into(), credentials, sockets: Mutex::new(HashMap::new()) }
     }
 
     /// How many sockets are open.
@@ -209,8 +213,28 @@ fn gone() -> Response {
     resp
 }
 
-/// The management API: `{method} /live/@connections/{id}`.
-pub fn manage(live: &LiveApi, method: &Method, path: &str, body: Bytes) -> Response {
+/// The management API: `{method} /live/@connections/{id}`, signed with the stack's credentials.
+pub fn manage(live: &LiveApi, parts: &http::request::Parts, body: Bytes) -> Response {
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let path = parts.uri.path();
+    let received = Received {
+        method: parts.method.as_str(),
+        path,
+        query: parts.uri.query().unwrap_or(""),
+        headers: &headers,
+        body: &body,
+    };
+    if let Err(why) = sigv4::verify(&received, &live.credentials, "execute-api", time::OffsetDateTime::now_utc()) {
+        tracing::warn!(%why, "management call refused");
+        let mut resp = refuse(StatusCode::FORBIDDEN);
+        resp.headers_mut().insert("x-amzn-errortype", http::HeaderValue::from_static("ForbiddenException"));
+        return resp;
+    }
+    let method = &parts.method;
     let raw = path.strip_prefix(MANAGEMENT_PREFIX).unwrap_or_default();
     let id = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
     let sockets = lock(&live.sockets);

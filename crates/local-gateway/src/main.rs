@@ -30,6 +30,16 @@ fn setting(name: &str, default: Option<&str>) -> Result<String, String> {
     std::env::var(name).ok().or(default.map(str::to_owned)).ok_or_else(|| format!("{name} is not set"))
 }
 
+/// The stack's credentials (what moto is given): the files CDN signs its reads with them, and
+/// the live updates' management API takes calls signed with them only.
+fn credentials() -> Result<matbakh_core::sigv4::Credentials, String> {
+    Ok(matbakh_core::sigv4::Credentials {
+        access_key_id: setting("AWS_ACCESS_KEY_ID", None)?,
+        secret_access_key: setting("AWS_SECRET_ACCESS_KEY", None)?,
+        session_token: std::env::var("AWS_SESSION_TOKEN").ok(),
+    })
+}
+
 async fn run() -> Result<(), String> {
     let addr: SocketAddr =
         setting("GATEWAY_ADDR", Some("127.0.0.1:3000"))?.parse().map_err(|e| format!("GATEWAY_ADDR: {e}"))?;
@@ -79,18 +89,17 @@ async fn run() -> Result<(), String> {
             _ => None,
         },
         legacy_prefix: std::env::var("LEGACY_URL_PREFIX").ok().filter(|p| p.starts_with('/') && p.ends_with('/')),
-        live: std::env::var("LIVE_FUNCTION").ok().map(|f| Arc::new(local_gateway::live::LiveApi::new(f))),
+        live: match std::env::var("LIVE_FUNCTION") {
+            Ok(f) => Some(Arc::new(local_gateway::live::LiveApi::new(f, credentials()?))),
+            Err(_) => None,
+        },
         in_process: local_gateway::in_process::routers(&setting("IN_PROCESS", Some(""))?).await?,
         files_cdn: match std::env::var("FILES_CDN_BUCKET") {
             Ok(bucket) => Some(local_gateway::cdn::FilesCdn {
                 endpoint: setting("AWS_ENDPOINT_URL", None)?,
                 bucket,
                 region: setting("AWS_REGION", None)?,
-                credentials: matbakh_core::sigv4::Credentials {
-                    access_key_id: setting("AWS_ACCESS_KEY_ID", None)?,
-                    secret_access_key: setting("AWS_SECRET_ACCESS_KEY", None)?,
-                    session_token: std::env::var("AWS_SESSION_TOKEN").ok(),
-                },
+                credentials: credentials()?,
                 access_log: std::env::var("CDN_LOGS_BUCKET").ok().map(|logs| {
                     local_gateway::cdn::AccessLog::new(
                         logs,

@@ -80,7 +80,14 @@ async fn stack() -> Stack {
     let gw = Gateway {
         verifier: JwtVerifier::new(&key.jwks(), ISSUER, AUDIENCE).unwrap(),
         lambda_endpoint: format!("http://{lambda_addr}"),
-        live: Some(Arc::new(LiveApi::new("live"))),
+        live: Some(Arc::new(LiveApi::new(
+            "live",
+            matbakh_core::sigv4::Credentials {
+                access_key_id: "local".into(),
+                secret_access_key: "local".into(),
+                session_token: None,
+            },
+        ))),
         ..crate::bare(&key)
     };
     let addr = serve(router(Arc::new(gw))).await;
@@ -105,7 +112,12 @@ fn refused_with(result: Result<impl std::fmt::Debug, WsError>) -> u16 {
 
 /// The notifier's `@connections` adapter, pointed at the gateway.
 fn push_client(addr: SocketAddr) -> notifier::adapters::ApiPush {
-    let creds = Credentials::new("local", "local", None, None, "test");
+    push_client_with(addr, "local")
+}
+
+/// The same, signing with `secret` (the gateway takes the stack's: `local`).
+fn push_client_with(addr: SocketAddr, secret: &str) -> notifier::adapters::ApiPush {
+    let creds = Credentials::new("local", secret, None, None, "test");
     let sdk = SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("eu-central-1"))
@@ -140,6 +152,34 @@ async fn a_socket_opens_with_a_token_receives_pushes_and_is_gone_after_it_closes
     assert_eq!(s.events.recv().await.as_deref(), Some("DISCONNECT"));
     assert!(!s.fakes.is_open(id), "$disconnect forgot it");
     assert_eq!(push.push(id, b"late").await.unwrap(), Pushed::Gone, "410 GoneException, as API Gateway answers");
+}
+
+#[tokio::test]
+async fn the_management_api_takes_only_calls_signed_with_the_stacks_credentials() {
+    let mut s = stack().await;
+    let token = s.key.mint("alice", ISSUER, AUDIENCE, 600).unwrap();
+    let offered = format!("matbakh.live.v1, bearer.{token}");
+    let (mut ws, _) = tokio_tungstenite::connect_async(request(s.addr, Some(&offered), "")).await.unwrap();
+    assert_eq!(s.events.recv().await.as_deref(), Some("CONNECT"));
+    let id = s.fakes.sockets.lock().unwrap().keys().next().cloned().expect("the socket was recorded");
+
+    // Unsigned, as any local process could send it: 403, as API Gateway answers.
+    let url = format!("http://{}/live/@connections/{id}", s.addr);
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    for forged in [http.post(&url).body("forged"), http.delete(&url), http.get(&url)] {
+        let resp = forged.send().await.unwrap();
+        assert_eq!(resp.status(), 403);
+        assert_eq!(resp.headers()["x-amzn-errortype"], "ForbiddenException");
+    }
+    // Signed with another secret: refused too (the SDK does not retry a 403).
+    assert!(push_client_with(s.addr, "not-the-secret").push(&id, b"forged").await.is_err());
+
+    // The socket is still open and got nothing of that: the first message is the signed one.
+    assert_eq!(push_client(s.addr).push(&id, b"signed").await.unwrap(), Pushed::Sent);
+    match ws.next().await.unwrap().unwrap() {
+        Message::Text(t) => assert_eq!(t.as_str(), "signed"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test]
