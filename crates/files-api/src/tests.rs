@@ -155,6 +155,20 @@ impl World {
 
     /// Pins the file's current object version as its accepted one, as settling does: its key
     /// and that version.
+    /// S3's lifecycle moved `id`'s (pinned) original to Glacier and the indexer heard of it.
+    async fn archived_by_s3(&self, id: FileId) -> (ObjectKey, String) {
+        let (key, version) = self.pin_version(id).await;
+        self.objects.transition(&key, &version, "GLACIER");
+        assert!(self.api(NOW).cases.files.transitioned(id, Some(&version)).await.unwrap());
+        (key, version)
+    }
+
+    /// S3 made the restored copy of an archived original and said so: whether the row changed.
+    async fn restored_by_s3(&self, id: FileId, (key, version): &(ObjectKey, String)) -> bool {
+        self.objects.restored(key, version);
+        self.api(NOW).cases.files.restore_completed(id, Some(version), None).await.unwrap()
+    }
+
     async fn pin_version(&self, id: FileId) -> (ObjectKey, String) {
         use matbakh_app::ports::ObjectStore;
         let mut d = self.repo.get(id).unwrap();
@@ -666,8 +680,6 @@ async fn an_archived_file_keeps_its_variants_refuses_its_bytes_and_comes_back_by
 async fn a_public_file_deleted_while_archived_is_served_again_its_original_once_restored() {
     let w = World::with_cdn();
     let id = w.file("alice", "menu.jpg", "image/jpeg", 1);
-    let (key, version) = w.pin_version(id).await;
-    let files = w.api(NOW).cases.files;
     let uri = format!("/v1/files/{id}");
     let (status, _) = w.call(NOW, Method::PATCH, &uri, Some("alice"), Some(json!({"visibility": "public"}))).await;
     assert_eq!(status, StatusCode::OK);
@@ -677,8 +689,7 @@ async fn a_public_file_deleted_while_archived_is_served_again_its_original_once_
 
     // Archived, deleted (every copy goes), brought back: the variants are served again, the
     // original cannot be copied out of the archive (the fake refuses as S3 does).
-    w.objects.transition(&key, &version, "GLACIER");
-    assert!(files.transitioned(id, Some(&version)).await.unwrap());
+    let archived = w.archived_by_s3(id).await;
     assert_eq!(w.call(NOW, Method::DELETE, &uri, Some("alice"), None).await.0, StatusCode::OK);
     assert!(w.objects.keys_under(&public).is_empty());
     let (status, file) = w.call(NOW, Method::POST, &format!("{uri}/restore"), Some("alice"), None).await;
@@ -691,23 +702,19 @@ async fn a_public_file_deleted_while_archived_is_served_again_its_original_once_
     let body = json!({"tier": "Standard"});
     let (status, _) = w.call(NOW, Method::POST, &format!("{uri}/unarchive"), Some("alice"), Some(body)).await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    w.objects.restored(&key, &version);
-    assert!(files.restore_completed(id, Some(&version), None).await.unwrap());
+    assert!(w.restored_by_s3(id, &archived).await);
     assert_eq!(w.status(id), FileStatus::Ready);
     assert_eq!(w.objects.keys_under(&public).len(), 4);
     assert!(w.objects.served_as(&original).is_some());
     // A second event of the same restore changes nothing.
-    assert!(!files.restore_completed(id, Some(&version), None).await.unwrap());
+    assert!(!w.restored_by_s3(id, &archived).await);
 }
 
 #[tokio::test]
 async fn an_archived_file_made_public_shows_its_variants_now_and_its_original_once_restored() {
     let w = World::with_cdn();
     let id = w.file("alice", "menu.jpg", "image/jpeg", 1);
-    let (key, version) = w.pin_version(id).await;
-    let files = w.api(NOW).cases.files;
-    w.objects.transition(&key, &version, "GLACIER");
-    assert!(files.transitioned(id, Some(&version)).await.unwrap());
+    let archived = w.archived_by_s3(id).await;
 
     let uri = format!("/v1/files/{id}");
     let (status, file) = w.call(NOW, Method::PATCH, &uri, Some("alice"), Some(json!({"visibility": "public"}))).await;
@@ -718,7 +725,6 @@ async fn an_archived_file_made_public_shows_its_variants_now_and_its_original_on
     assert_eq!(copies.len(), 3, "the variants: {copies:?}");
     assert!(!copies.contains(&original));
 
-    w.objects.restored(&key, &version);
-    assert!(files.restore_completed(id, Some(&version), None).await.unwrap());
+    assert!(w.restored_by_s3(id, &archived).await);
     assert!(w.objects.keys_under(&public).contains(&original));
 }

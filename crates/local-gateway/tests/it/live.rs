@@ -110,6 +110,21 @@ fn refused_with(result: Result<impl std::fmt::Debug, WsError>) -> u16 {
     }
 }
 
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// `user`'s socket, open (the function saw `$connect`), and its connection id.
+async fn open_socket(s: &mut Stack, user: &str) -> (Ws, String) {
+    let token = s.key.mint(user, ISSUER, AUDIENCE, 600).unwrap();
+    let offered = format!("matbakh.live.v1, bearer.{token}");
+    let (ws, resp) = tokio_tungstenite::connect_async(request(s.addr, Some(&offered), "")).await.unwrap();
+    assert_eq!(resp.headers()["sec-websocket-protocol"], "matbakh.live.v1", "the token is never echoed back");
+    assert_eq!(s.events.recv().await.as_deref(), Some("CONNECT"));
+    let sockets = s.fakes.sockets.lock().unwrap().clone();
+    let (id, (socket, _)) = sockets.iter().next().expect("the socket was recorded");
+    assert_eq!(socket.user, UserId::parse(user).unwrap());
+    (ws, id.clone())
+}
+
 /// The notifier's `@connections` adapter, pointed at the gateway.
 fn push_client(addr: SocketAddr) -> notifier::adapters::ApiPush {
     push_client_with(addr, "local")
@@ -129,18 +144,10 @@ fn push_client_with(addr: SocketAddr, secret: &str) -> notifier::adapters::ApiPu
 #[tokio::test]
 async fn a_socket_opens_with_a_token_receives_pushes_and_is_gone_after_it_closes() {
     let mut s = stack().await;
-    let token = s.key.mint("alice", ISSUER, AUDIENCE, 600).unwrap();
-    let offered = format!("matbakh.live.v1, bearer.{token}");
-    let (mut ws, resp) = tokio_tungstenite::connect_async(request(s.addr, Some(&offered), "")).await.unwrap();
-    assert_eq!(resp.headers()["sec-websocket-protocol"], "matbakh.live.v1", "the token is never echoed back");
-    assert_eq!(s.events.recv().await.as_deref(), Some("CONNECT"));
-
-    let sockets = s.fakes.sockets.lock().unwrap().clone();
-    let (id, (socket, _)) = sockets.iter().next().expect("the socket was recorded");
-    assert_eq!(socket.user, UserId::parse("alice").unwrap());
+    let (mut ws, id) = open_socket(&mut s, "alice").await;
 
     let push = push_client(s.addr);
-    assert_eq!(push.push(id, br#"{"type":"file.ready"}"#).await.unwrap(), Pushed::Sent);
+    assert_eq!(push.push(&id, br#"{"type":"file.ready"}"#).await.unwrap(), Pushed::Sent);
     match ws.next().await.unwrap().unwrap() {
         Message::Text(t) => assert_eq!(t.as_str(), r#"{"type":"file.ready"}"#),
         other => panic!("{other:?}"),
@@ -150,18 +157,14 @@ async fn a_socket_opens_with_a_token_receives_pushes_and_is_gone_after_it_closes
 
     ws.close(None).await.unwrap();
     assert_eq!(s.events.recv().await.as_deref(), Some("DISCONNECT"));
-    assert!(!s.fakes.is_open(id), "$disconnect forgot it");
-    assert_eq!(push.push(id, b"late").await.unwrap(), Pushed::Gone, "410 GoneException, as API Gateway answers");
+    assert!(!s.fakes.is_open(&id), "$disconnect forgot it");
+    assert_eq!(push.push(&id, b"late").await.unwrap(), Pushed::Gone, "410 GoneException, as API Gateway answers");
 }
 
 #[tokio::test]
 async fn the_management_api_takes_only_calls_signed_with_the_stacks_credentials() {
     let mut s = stack().await;
-    let token = s.key.mint("alice", ISSUER, AUDIENCE, 600).unwrap();
-    let offered = format!("matbakh.live.v1, bearer.{token}");
-    let (mut ws, _) = tokio_tungstenite::connect_async(request(s.addr, Some(&offered), "")).await.unwrap();
-    assert_eq!(s.events.recv().await.as_deref(), Some("CONNECT"));
-    let id = s.fakes.sockets.lock().unwrap().keys().next().cloned().expect("the socket was recorded");
+    let (mut ws, id) = open_socket(&mut s, "alice").await;
 
     // Unsigned, as any local process could send it: 403, as API Gateway answers.
     let url = format!("http://{}/live/@connections/{id}", s.addr);
