@@ -15,6 +15,9 @@
   items it names are kept instead.
 - A Query lists and sorts every item of the table to pick the ones it keeps (below): a query
   of the table takes only the partition's, an index query skips the sort that never shows.
+- A form upload (POST object) answers without the object's ETag and without the bucket's CORS
+  headers, so a browser may not read the ETag S3 would expose (the web app's Uppy logged
+  "Refused to get unsafe header etag"): both added, with the version id, as S3 answers.
 """
 
 import copy
@@ -25,6 +28,7 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
 from moto.s3.models import FakeKey
+from moto.s3.responses import S3Response
 from moto.server import main
 
 _serialize = serialize.S3Serializer._serialized_result_to_response
@@ -136,6 +140,25 @@ DynamoDBBackend.transact_write_items = _transact_write_items_with_undo
 # an index query runs, it answers every item unsorted: the query sorts what it keeps by the
 # index's keys and then the table's, a total order, so the order it was given never shows.
 # Scans and anything else are as before.
+_bucket_response_post = S3Response._bucket_response_post
+
+
+def _post_object_like_s3(self, request, bucket_name):
+    status, headers, body = _bucket_response_post(self, request, bucket_name)
+    if self.data.get("Action") != "PutObject" or "key" not in self.querystring:
+        return status, headers, body  # DeleteObjects, or a refusal
+    key = self.backend.get_object(bucket_name, self.querystring["key"][0])
+    headers = {**self._get_cors_headers_other(), **headers}
+    if key is not None:
+        headers.setdefault("ETag", key.etag)
+        if key.version_id and key.version_id != "null":
+            headers.setdefault("x-amz-version-id", key.version_id)
+    return status, headers, body
+
+
+S3Response._bucket_response_post = _post_object_like_s3
+
+
 _partition = threading.local()
 _query = Table.query
 _all_items = Table.all_items

@@ -1,7 +1,8 @@
 """scripts/moto_server.py's DynamoDB transactions: a failed one puts back exactly the items it
 named (and drops the stream records it added), a successful one applies; tables are no longer
 copied for it, but still are for anything else that copies them. Queries by partition key read
-only the partition and answer exactly what moto's own query answers."""
+only the partition and answer exactly what moto's own query answers. A form upload answers with
+the object's ETag and version id and the bucket's CORS headers, as S3 does."""
 
 import copy
 import sys
@@ -9,6 +10,8 @@ import unittest
 from pathlib import Path
 
 import boto3
+import requests
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
@@ -165,3 +168,26 @@ class PartitionQueries(MotoTestCase):
         self.assertEqual(seen, [], "the whole table was listed for one partition")
         self.assertEqual(self.db.scan(TableName=self.table)["Count"], 140)
         self.assertEqual(seen, ["all"])
+
+
+class FormUploads(MotoTestCase):
+    def test_a_form_upload_answers_its_etag_and_version_readable_by_the_allowed_origin(self):
+        s3 = boto3.client("s3", region_name=REGION, config=Config(s3={"addressing_style": "path"}))
+        s3.create_bucket(Bucket="form-uploads", CreateBucketConfiguration={"LocationConstraint": REGION})
+        s3.put_bucket_versioning(Bucket="form-uploads", VersioningConfiguration={"Status": "Enabled"})
+        s3.put_bucket_cors(Bucket="form-uploads", CORSConfiguration={"CORSRules": [{
+            "AllowedOrigins": ["http://web.test"], "AllowedMethods": ["PUT", "POST"], "AllowedHeaders": ["*"],
+            "ExposeHeaders": ["ETag"]}]})
+        post = s3.generate_presigned_post("form-uploads", "users/a/photo.jpg")
+        resp = requests.post(post["url"], data=post["fields"], files={"file": b"jpeg bytes"},
+                             headers={"Origin": "http://web.test"})
+        self.assertEqual(resp.status_code, 204)
+        head = s3.head_object(Bucket="form-uploads", Key="users/a/photo.jpg")
+        self.assertEqual(resp.headers["ETag"], head["ETag"])
+        self.assertEqual(resp.headers["x-amz-version-id"], head["VersionId"])
+        self.assertEqual(resp.headers["Access-Control-Allow-Origin"], "http://web.test")
+        self.assertEqual(resp.headers["Access-Control-Expose-Headers"], "ETag")
+
+        # Deleting keys by POST is untouched.
+        deleted = s3.delete_objects(Bucket="form-uploads", Delete={"Objects": [{"Key": "users/a/photo.jpg"}]})
+        self.assertEqual([d["Key"] for d in deleted["Deleted"]], ["users/a/photo.jpg"])
