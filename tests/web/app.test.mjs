@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { SLOW, card, chromiumForTests, signIn, until, uploadComplete } from './session.mjs';
+import { SLOW, appReady, card, chromiumForTests, signIn, until, uploadComplete } from './session.mjs';
 import { partSize } from '../../web/js/parts.js';
 
 const WEB = process.env.WEB_URL;
@@ -266,7 +266,7 @@ test('an upload in parts resumes after a page reload, without sending its parts 
   await page.reload();
   await page.unrouteAll({ behavior: 'ignoreErrors' });
   reloaded = true; // the old page's requests are all reported by now
-  await page.waitForSelector('body[data-ready="true"]', { timeout: SLOW });
+  await appReady(page);
   await page.locator('.uppy-Dashboard-Item', { hasText: name }).waitFor({ timeout: 30_000 });
   await page.locator('.uppy-StatusBar-actionBtn--upload').click();
   await uploadComplete(page);

@@ -26,6 +26,31 @@ export function chromiumForTests() {
   return chromium;
 }
 
+// The requests each page sent and has no answer for yet (a wait that times out names them).
+const inFlight = new WeakMap();
+
+function trackRequests(page) {
+  const open = new Map();
+  page.on('request', (r) => open.set(r, Date.now()));
+  page.on('requestfinished', (r) => open.delete(r));
+  page.on('requestfailed', (r) => open.delete(r));
+  inFlight.set(page, open);
+}
+
+/** Waits until the app says it started (`data-ready`); fails naming the requests of the page
+ * still unanswered then, and how long each has waited. */
+export async function appReady(page) {
+  try {
+    await page.waitForSelector('body[data-ready="true"]', { timeout: SLOW });
+  } catch (e) {
+    const now = Date.now();
+    const open = [...(inFlight.get(page) || new Map())].map(
+      ([r, since]) => `${r.method()} ${r.url().split('?')[0]} (${Math.round((now - since) / 1000)} s)`,
+    );
+    throw new Error(`the app did not get ready (${e.message}); unanswered requests: ${open.join(', ') || 'none'}`);
+  }
+}
+
 /** A fresh context of `browser` signed in as `user` through the identity provider's page; the
  * page's Content-Security-Policy violations are pushed to `cspViolations`; `initScript` runs in
  * every page before the app. */
@@ -33,6 +58,7 @@ export async function signIn(browser, user, viewport = { width: 1280, height: 90
   const context = await browser.newContext({ viewport });
   if (initScript) await context.addInitScript(initScript);
   const page = await context.newPage();
+  trackRequests(page);
   page.on('pageerror', (e) => console.error(`[${user}] page error: ${e.message}`));
   page.on('console', (m) => {
     if (m.type() === 'error') console.error(`[${user}] console: ${m.text()}`);
@@ -43,7 +69,7 @@ export async function signIn(browser, user, viewport = { width: 1280, height: 90
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByLabel('User').selectOption(user);
   await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.waitForSelector('body[data-ready="true"]', { timeout: SLOW });
+  await appReady(page);
   assert.equal(await page.locator('#who-name').textContent(), user);
   return { context, page };
 }

@@ -342,16 +342,22 @@ fn invocation_slots(function: &str) -> Arc<Semaphore> {
 /// it answers: in this process if it runs here, else through the invoke API.
 async fn invoke(gw: &Gateway, route: &Route, event: &Value) -> Response {
     tracing::info!(route = %route.route_key(), function = %route.function, "invoke");
-    if let Some(router) = gw.in_process.get(&route.function) {
-        return in_process::call(router, event).await;
-    }
-    match invoke_json(gw, &route.function, event).await.and_then(|v| to_response(&v)) {
-        Some(resp) => resp,
-        None => {
-            tracing::error!(function = %route.function, "function failed or answered something that is not an HTTP response");
-            message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+    let started = std::time::Instant::now();
+    let resp = if let Some(router) = gw.in_process.get(&route.function) {
+        in_process::call(router, event).await
+    } else {
+        match invoke_json(gw, &route.function, event).await.and_then(|v| to_response(&v)) {
+            Some(resp) => resp,
+            None => {
+                tracing::error!(function = %route.function, "function failed or answered something that is not an HTTP response");
+                message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+            }
         }
-    }
+    };
+    // With the time it took: a request a browser test waited for in vain shows here (or not).
+    let ms = started.elapsed().as_millis() as u64;
+    tracing::info!(route = %route.route_key(), function = %route.function, status = resp.status().as_u16(), ms, "answered");
+    resp
 }
 
 /// The API Gateway v2 (HTTP API) payload for one request.
