@@ -32,10 +32,13 @@ pub fn short_date(t: OffsetDateTime) -> String {
     t.format(format_description!("[year][month][day]")).unwrap_or_default()
 }
 
+/// The `x-amz-date` format: `yyyymmddThhmmssZ`.
+const AMZ_DATE: &[time::format_description::BorrowedFormatItem<'static>] =
+    format_description!("[year][month][day]T[hour][minute][second]Z");
+
 /// `yyyymmddThhmmssZ` of `t` (UTC), as in `x-amz-date`.
 pub fn amz_date(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    t.format(format_description!("[year][month][day]T[hour][minute][second]Z")).unwrap_or_default()
+    t.to_offset(time::UtcOffset::UTC).format(AMZ_DATE).unwrap_or_default()
 }
 
 /// The derived key: HMAC chain over date, region, service and `aws4_request`.
@@ -57,6 +60,26 @@ const SIGV4_ESCAPES: &percent_encoding::AsciiSet =
 
 fn uri_encode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, SIGV4_ESCAPES).to_string()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes))
+}
+
+/// A canonical request's path: each segment encoded (again, for a path as it was sent).
+fn canonical_path(path: &str) -> String {
+    path.split('/').map(uri_encode).collect::<Vec<_>>().join("/")
+}
+
+/// The hex signature of `canonical_request`, made at `amz_date` in the scope `date/region/service`
+/// with `secret`.
+fn request_signature(canonical_request: &str, amz_date: &str, scope: (&str, &str, &str), secret: &str) -> String {
+    let (date, region, service) = scope;
+    let string_to_sign = format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{date}/{region}/{service}/aws4_request\n{}",
+        sha256_hex(canonical_request.as_bytes())
+    );
+    sign(&signing_key(secret, date, region, service), &string_to_sign)
 }
 
 /// A request to presign: `base` is scheme and host (`https://bucket.s3.eu-central-1.amazonaws.com`),
@@ -101,14 +124,13 @@ pub fn presign_url(req: &PresignRequest<'_>, creds: &Credentials) -> String {
     query.push(("X-Amz-SignedHeaders".into(), uri_encode(&signed_headers)));
     query.sort();
     let canonical_query = query.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
-    let canonical_path = req.path.split('/').map(uri_encode).collect::<Vec<_>>().join("/");
+    let canonical_path = canonical_path(req.path);
     let canonical_request = format!(
         "{}\n{canonical_path}\n{canonical_query}\n{canonical_headers}\n{signed_headers}\nUNSIGNED-PAYLOAD",
         req.method
     );
-    let hashed = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical_request.as_bytes()));
-    let string_to_sign = format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{hashed}");
-    let signature = sign(&signing_key(&creds.secret_access_key, &date, req.region, "s3"), &string_to_sign);
+    let signature =
+        request_signature(&canonical_request, &amz_date, (&date, req.region, "s3"), &creds.secret_access_key);
     format!("{}{canonical_path}?{canonical_query}&X-Amz-Signature={signature}", req.base.trim_end_matches('/'))
 }
 
@@ -156,9 +178,8 @@ pub fn verify(req: &Received<'_>, creds: &Credentials, service: &str, now: Offse
         return Err(refused("signed with another key or for another service"));
     }
     let at = header("x-amz-date").ok_or_else(|| refused("no x-amz-date"))?;
-    let parsed = time::PrimitiveDateTime::parse(at, format_description!("[year][month][day]T[hour][minute][second]Z"))
-        .map_err(|_| refused("a malformed x-amz-date"))?
-        .assume_utc();
+    let parsed =
+        time::PrimitiveDateTime::parse(at, AMZ_DATE).map_err(|_| refused("a malformed x-amz-date"))?.assume_utc();
     if !at.starts_with(date) || (parsed - now).abs() > SIGNATURE_CLOCK_SKEW {
         return Err(refused("the signature's date is not now"));
     }
@@ -186,13 +207,13 @@ pub fn verify(req: &Received<'_>, creds: &Credentials, service: &str, now: Offse
         .collect();
     query.sort();
     let canonical_query = query.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
-    let canonical_path = req.path.split('/').map(uri_encode).collect::<Vec<_>>().join("/");
-    let payload = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, req.body));
-    let canonical_request =
-        format!("{}\n{canonical_path}\n{canonical_query}\n{canonical_headers}\n{signed}\n{payload}", req.method);
-    let hashed = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical_request.as_bytes()));
-    let string_to_sign = format!("AWS4-HMAC-SHA256\n{at}\n{date}/{region}/{service}/aws4_request\n{hashed}");
-    let expected = sign(&signing_key(&creds.secret_access_key, date, region, service), &string_to_sign);
+    let canonical_request = format!(
+        "{}\n{}\n{canonical_query}\n{canonical_headers}\n{signed}\n{}",
+        req.method,
+        canonical_path(req.path),
+        sha256_hex(req.body)
+    );
+    let expected = request_signature(&canonical_request, at, (date, region, service), &creds.secret_access_key);
     aws_lc_rs::constant_time::verify_slices_are_equal(expected.as_bytes(), signature.as_bytes())
         .map_err(|_| refused("the signature does not match"))
 }
@@ -240,6 +261,7 @@ mod tests {
         assert_eq!(short_date(t), "20151230");
         assert_eq!(amz_date(t), "20151230T003005Z");
     }
+
     /// AWS's SigV4 test suite, `get-vanilla` and `post-x-www-form-urlencoded`: the documented
     /// signatures verify; any change to what was signed, a stale date, another key or service
     /// does not.
