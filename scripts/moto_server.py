@@ -132,14 +132,8 @@ Table.__deepcopy__ = _deepcopy_table
 DynamoDBBackend.transact_write_items = _transact_write_items_with_undo
 
 
-# Queries: moto 5.2.5 takes `all_items()` (every item of the table, sorted by the table's keys)
-# for every Query, then keeps the matching ones and sorts those. The live updates' notifier asks
-# for one user's sockets per event: at 1,000 sockets that sort was most of moto's time and capped
-# the events at 50 a second. While a query of the table itself runs, `all_items()` answers the
-# asked partition's items only (the query keeps exactly those, and sorts them by range key); while
-# an index query runs, it answers every item unsorted: the query sorts what it keeps by the
-# index's keys and then the table's, a total order, so the order it was given never shows.
-# Scans and anything else are as before.
+# Form uploads (POST object): moto answers without the object's ETag (and version id) and
+# without the bucket's CORS headers, which S3 sends; a browser then cannot read the ETag.
 _bucket_response_post = S3Response._bucket_response_post
 
 
@@ -159,6 +153,14 @@ def _post_object_like_s3(self, request, bucket_name):
 S3Response._bucket_response_post = _post_object_like_s3
 
 
+# Queries: moto 5.2.5 takes `all_items()` (every item of the table, sorted by the table's keys)
+# for every Query, then keeps the matching ones and sorts those. The live updates' notifier asks
+# for one user's sockets per event: at 1,000 sockets that sort was most of moto's time and capped
+# the events at 50 a second. While a query of the table itself runs, `all_items()` answers the
+# asked partition's items only (the query keeps exactly those, and sorts them by range key); while
+# an index query runs, it answers every item unsorted: the query sorts what it keeps by the
+# index's keys and then the table's, a total order, so the order it was given never shows.
+# Scans and anything else are as before.
 _partition = threading.local()
 _query = Table.query
 _all_items = Table.all_items

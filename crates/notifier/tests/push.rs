@@ -1,7 +1,8 @@
 //! The `@connections` push as the notifier makes it (the AWS SDK configured as the function
-//! configures it, `matbakh_aws::config::sdk_config_from_env`): a transient failure (a 5xx, throttling) is retried by the SDK's standard retry (3
-//! attempts, exponential backoff with jitter) before the push counts as failed and retryable; a
-//! gone socket (410) is said at once, never retried.
+//! configures it, `matbakh_aws::config::sdk_config_from_env`): a transient failure (a 5xx,
+//! throttling) is retried by the SDK's standard retry (3 attempts, exponential backoff with
+//! jitter) before the push counts as failed and retryable; a gone socket (410) is said at once,
+//! never retried.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
