@@ -9,6 +9,12 @@ import { placeholderUrl } from './thumbhash.js';
 const SIZES = '(max-width: 520px) 50vw, (max-width: 900px) 33vw, 260px';
 const $ = (id) => document.getElementById(id);
 
+// The name links to the original; an archived file's original may have no public copy yet
+// (no `url` until its restore completes): then the name alone.
+function name(f) {
+  return f.url ? el('a', { class: 'name', href: f.url, title: f.name }, f.name) : el('span', { class: 'name', title: f.name }, f.name);
+}
+
 function card(f) {
   const ph = placeholderUrl(f.placeholder);
   const shown = picture(f, SIZES);
@@ -17,7 +23,7 @@ function card(f) {
   return el(
     'li',
     { class: 'card', 'data-file-id': f.fileId },
-    el('figure', {}, thumb, el('figcaption', {}, el('a', { class: 'name', href: f.url, title: f.name }, f.name))),
+    el('figure', {}, thumb, el('figcaption', {}, name(f))),
   );
 }
 

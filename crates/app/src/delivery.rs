@@ -36,19 +36,33 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// Whether `record`'s copies are served unsigned: public and READY (the copies exist exactly
-    /// then), and a CDN serves public copies.
-    fn served_publicly(&self, record: &FileRecord) -> Option<&FilesCdn> {
+    /// Whether `record`'s copies are served unsigned: public and stored (READY, or archived:
+    /// the copies exist then), and a CDN serves public copies.
+    pub(crate) fn served_publicly(&self, record: &FileRecord) -> Option<&FilesCdn> {
         // An archived file's public copies stay in the standard class: still served.
         let stored = matches!(record.status, FileStatus::Ready | FileStatus::Archived | FileStatus::Restoring);
         let public = record.labels.visibility == Visibility::Public && stored;
         self.cdn.as_ref().filter(|_| public)
     }
 
-    /// The stable URL of a public file's original on the CDN; `None` for a private file or
-    /// without a CDN.
-    pub fn public_url(&self, record: &FileRecord) -> Option<String> {
-        self.served_publicly(record)?.public_url(&record.key)
+    /// The stable URL of a public file's original on the CDN, while its copy is there; `None`
+    /// for a private file or without a CDN. A READY file's copy always is; an archived one's
+    /// only if it was made before the archive took the original (S3 cannot copy an archived
+    /// object): a file made public or brought back while archived gets it when its restore
+    /// completes, and until then no URL that would answer 403 is handed out.
+    pub async fn public_url(&self, record: &FileRecord) -> Result<Option<String>, Error> {
+        let Some(url) = self.served_publicly(record).and_then(|cdn| cdn.public_url(&record.key)) else {
+            return Ok(None);
+        };
+        if record.status == FileStatus::Ready {
+            return Ok(Some(url));
+        }
+        let copy = record.key.public_copy();
+        let copied = match &copy {
+            Some(copy) => self.objects.size(copy).await?.is_some(),
+            None => false,
+        };
+        Ok(copied.then_some(url))
     }
 
     /// `d` as the API shows it (and live updates tell it), with its variants' URLs and, for
@@ -67,7 +81,7 @@ impl Delivery {
             }
             v = v.with_variants(variants);
         }
-        v.public_url = self.public_url(&d.record);
+        v.public_url = self.public_url(&d.record).await?;
         Ok(v)
     }
 

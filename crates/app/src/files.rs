@@ -124,8 +124,8 @@ impl Files {
         let q = ListQuery { cursor, ..ListQuery::default() };
         let (found, next) = self.files.list(owner, &q).await?;
         let mut files = Vec::new();
-        for d in found.iter().filter(|d| d.record.labels.visibility == Visibility::Public) {
-            files.extend(PublicFileView::of(self.view(d).await?));
+        for d in found.iter().filter(|d| self.delivery.served_publicly(&d.record).is_some()) {
+            files.push(PublicFileView::of(self.view(d).await?));
         }
         tracing::info!(files = files.len(), more = next.is_some(), "public page listed");
         Ok(PublicPage { files, next })

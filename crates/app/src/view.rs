@@ -36,7 +36,8 @@ pub struct FileView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub placeholder: Option<String>,
     /// A public READY file's original at its stable files-CDN URL (its variants' URLs are
-    /// stable too); absent for private files and where no CDN serves them.
+    /// stable too); absent for private files, where no CDN serves them, and for an archived
+    /// file whose original has no public copy yet (until its restore completes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -108,17 +109,19 @@ pub struct PublicFileView {
     pub height: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub placeholder: Option<String>,
-    /// The original's stable URL.
-    pub url: String,
+    /// The original's stable URL; absent while an archived file's original has no public copy
+    /// (its variants are served meanwhile).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     pub variants: Vec<VariantView>,
     pub srcset: BTreeMap<String, String>,
 }
 
 impl PublicFileView {
-    /// The public part of `v`; `None` unless it has a stable URL (public, READY, on a CDN).
-    pub fn of(v: FileView) -> Option<Self> {
-        Some(PublicFileView {
-            url: v.public_url?,
+    /// The public part of `v`, a file served publicly (public, stored, on a CDN).
+    pub fn of(v: FileView) -> Self {
+        PublicFileView {
+            url: v.public_url,
             file_id: v.file_id,
             name: v.name,
             content_type: v.content_type,
@@ -127,7 +130,7 @@ impl PublicFileView {
             placeholder: v.placeholder,
             variants: v.variants.unwrap_or_default(),
             srcset: v.srcset.unwrap_or_default(),
-        })
+        }
     }
 }
 

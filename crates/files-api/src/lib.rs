@@ -152,7 +152,8 @@ async fn openapi_json() -> impl IntoResponse {
 /// A user's public files (no login)
 ///
 /// The public READY (or archived) files of `userId`, newest first, as a public page shows them: name, type,
-/// size in pixels, ThumbHash placeholder, the original's stable files-CDN URL (`url`) and its
+/// size in pixels, ThumbHash placeholder, the original's stable files-CDN URL (`url`; absent
+/// while an archived file's original has no public copy, until its restore completes) and its
 /// variants' (`variants`, `srcset` per type). Nothing private is listed and nothing but
 /// stable CDN URLs is handed out. Answers `{files: [PublicFile], nextCursor}`; a page may hold
 /// fewer files than others (it is filtered), `nextCursor` goes on.

@@ -724,7 +724,20 @@ async fn an_archived_file_made_public_shows_its_variants_now_and_its_original_on
     let copies = w.objects.keys_under(&public);
     assert_eq!(copies.len(), 3, "the variants: {copies:?}");
     assert!(!copies.contains(&original));
+    // No URL to the missing copy: not to its owner, not on the public page, which shows the
+    // file by its variants meanwhile.
+    assert!(file.get("publicUrl").is_none(), "{file}");
+    let (status, page) = w.call(NOW, Method::GET, "/v1/public/alice/files", None, None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let shown = &page["files"][0];
+    assert_eq!(shown["fileId"], id.to_string(), "{page}");
+    assert!(shown.get("url").is_none(), "{page}");
+    assert_eq!(shown["variants"].as_array().map(Vec::len), Some(3), "{page}");
 
     assert!(w.restored_by_s3(id, &archived).await);
     assert!(w.objects.keys_under(&public).contains(&original));
+    let url = format!("https://files.test/p/{id}/original/menu.jpg");
+    assert_eq!(w.get(&uri, "alice").await.1["publicUrl"], url);
+    let (_, page) = w.call(NOW, Method::GET, "/v1/public/alice/files", None, None).await;
+    assert_eq!(page["files"][0]["url"], url, "{page}");
 }
