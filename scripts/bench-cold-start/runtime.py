@@ -99,6 +99,8 @@ EVENTS = {
                                                 "connectionId": "cold-start"}},
     # The hourly schedule (EventBridge Scheduler passes nothing the sweep reads).
     "sweeper": {},
+    # The daily schedule: one report of the (empty) local bucket, written to the reports bucket.
+    "reporter": {},
 }
 
 
