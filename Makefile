@@ -1,10 +1,11 @@
 # `sam build` (Metadata: BuildMethod: makefile in template.yaml) runs `make build-<LogicalId>`
 # once per function, with ARTIFACTS_DIR set to that function's folder under .aws-sam/build.
 #
-# The first call builds every function of the template in one `cargo lambda build` (release,
-# arm64, provided.al2023), exactly what CI builds; the later calls find them built and only
-# copy their `bootstrap`. One cargo run shares every dependency and the two cores between the
-# functions, where one build per function (BuildMethod: rust-cargolambda) paid a full link each.
+# The first call builds every function of the template (arm64, provided.al2023), exactly what
+# CI builds, in two `cargo lambda build` runs, one per release profile (see UNWINDING); the later
+# calls find them built and only copy their `bootstrap`. One cargo run per profile shares the
+# dependencies and the two cores between the functions, where one build per function
+# (BuildMethod: rust-cargolambda) paid a full link each.
 #
 # Which binary a function runs is its Metadata.BuildProperties.Binary (also read by the local
 # gateway, scripts/test and the OpenAPI check). samconfig.toml builds in the source folder
@@ -12,10 +13,27 @@
 
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 BINARIES := $(shell sed -n 's/^ *Binary: *//p' template.yaml | sort -u)
+# The functions whose panics unwind (they catch their codecs' panics: Cargo.toml) build with
+# the `release` profile; every other one with `release-abort`, and without unwind tables, which
+# nothing of theirs reads once a panic aborts (the panic's message and place are still logged;
+# std's own tables stay). Cargo has no profile setting for that flag.
+UNWINDING := thumbnailer transformer
+ABORTING := $(filter-out $(UNWINDING),$(BINARIES))
+ABORT_RUSTFLAGS := -C force-unwind-tables=no
 
 .PHONY: functions
 functions:
-	cargo lambda build --release --arm64 $(addprefix --bin ,$(BINARIES))
+	$(if $(filter $(UNWINDING),$(BINARIES)),cargo lambda build --release --arm64 $(CARGO_LAMBDA_FLAGS) \
+	  $(addprefix --bin ,$(filter $(UNWINDING),$(BINARIES))))
+	$(if $(ABORTING),RUSTFLAGS="$(ABORT_RUSTFLAGS)" cargo lambda build --profile release-abort --arm64 \
+	  $(CARGO_LAMBDA_FLAGS) $(addprefix --bin ,$(ABORTING)))
+
+# `make profile-<binary>`: the profile it deploys with, and `make rustflags-<binary>` the
+# RUSTFLAGS (scripts/bench cold-start builds the same for x86-64).
+profile-%:
+	@echo $(if $(filter $*,$(UNWINDING)),release,release-abort)
+rustflags-%:
+	@echo $(if $(filter $*,$(UNWINDING)),,$(ABORT_RUSTFLAGS))
 
 build-%: functions
 	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set: sam build sets it" >&2; exit 1; }
