@@ -62,6 +62,26 @@ ensure_arm64_cross_tools() {
   apt_install "for the arm64 build of dav1d" "${missing[@]}"
 }
 
+# check_bootstrap FILE: FILE is an arm64 ELF executable that provided.al2023 can load: it needs
+# no glibc newer than Amazon Linux 2023's 2.34 and no packed relocations (GLIBC_ABI_DT_RELR,
+# glibc 2.36), as a linker other than cargo lambda's zig (built against glibc 2.17) could make.
+AL2023_GLIBC=2.34
+check_bootstrap() {
+  local file=$1 needs newest
+  python3 -c 'import sys; h = open(sys.argv[1], "rb").read(20); sys.exit(h[:4] != b"\x7fELF" or h[18] != 183)' "$file" ||
+    { echo "$file: not an arm64 ELF file" >&2; return 1; }
+  needs=$(readelf -VW "$file" | grep -o 'GLIBC_[A-Z0-9_.]*' | sort -Vu)
+  if grep -q GLIBC_ABI_DT_RELR <<<"$needs"; then
+    echo "$file: packed relocations (GLIBC_ABI_DT_RELR), which glibc $AL2023_GLIBC cannot load" >&2
+    return 1
+  fi
+  newest=$(grep -o '^GLIBC_[0-9.]*$' <<<"$needs" | sed 's/GLIBC_//' | sort -V | tail -n 1)
+  if [[ -n $newest && $(printf '%s\n%s\n' "$newest" "$AL2023_GLIBC" | sort -V | tail -n 1) != "$AL2023_GLIBC" ]]; then
+    echo "$file: needs glibc $newest, Amazon Linux 2023 has $AL2023_GLIBC" >&2
+    return 1
+  fi
+}
+
 # apt_install WHY PACKAGE...: installs the Debian packages given, if any.
 apt_install() {
   local why=$1
