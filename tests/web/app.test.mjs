@@ -192,6 +192,9 @@ test('sign in, upload, see the thumbnail, search, share, delete and restore', { 
   await guest.page.getByLabel('Search by name').fill('renamed');
   await guest.page.waitForFunction(() => document.getElementById('files-status').textContent === 'No files match.', null, { timeout: 30_000 });
   assert.equal(await guest.page.locator('#tab-migrations').isVisible(), false);
+  // The app asked only what this user may have (whether they are an administrator by GET
+  // /v1/me, not by trying an admin route).
+  assert.deepEqual(guest.refused, [], 'no request refused');
   await guest.context.close();
 
   // The migration dashboard (demo-user is the dev stack's administrator): the demo run that

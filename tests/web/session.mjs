@@ -53,12 +53,14 @@ export async function appReady(page) {
 
 /** A fresh context of `browser` signed in as `user` through the identity provider's page; the
  * page's Content-Security-Policy violations are pushed to `cspViolations`; `initScript` runs in
- * every page before the app. */
+ * every page before the app. `refused` collects the page's requests answered 4xx or 5xx. */
 export async function signIn(browser, user, viewport = { width: 1280, height: 900 }, cspViolations = [], initScript = null) {
   const context = await browser.newContext({ viewport });
   if (initScript) await context.addInitScript(initScript);
   const page = await context.newPage();
   trackRequests(page);
+  const refused = [];
+  page.on('response', (r) => r.status() >= 400 && refused.push(`${r.status()} ${r.request().method()} ${r.url().split('?')[0]}`));
   page.on('pageerror', (e) => console.error(`[${user}] page error: ${e.message}`));
   page.on('console', (m) => {
     if (m.type() === 'error') console.error(`[${user}] console: ${m.text()}`);
@@ -71,7 +73,7 @@ export async function signIn(browser, user, viewport = { width: 1280, height: 90
   await page.getByRole('button', { name: 'Sign in' }).click();
   await appReady(page);
   assert.equal(await page.locator('#who-name').textContent(), user);
-  return { context, page };
+  return { context, page, refused };
 }
 
 /** Waits for Uppy's status bar to say the upload is complete; fails with what it says if not. */

@@ -92,9 +92,14 @@ impl Files {
         self.files.details(id).await?.filter(|d| d.record.owner == *caller).ok_or(Error::NotFound("file"))
     }
 
+    /// Whether `user` administers this deployment (`ADMIN_USERS`).
+    pub fn is_admin(&self, user: &UserId) -> bool {
+        self.admins.contains(user.as_str())
+    }
+
     /// The caller's file, or anyone's if the caller is an administrator.
     pub(crate) async fn own_or_administered(&self, caller: &UserId, id: FileId) -> Result<FileDetails, Error> {
-        if self.admins.contains(caller.as_str()) {
+        if self.is_admin(caller) {
             return self.files.details(id).await?.ok_or(Error::NotFound("file"));
         }
         self.own(caller, id).await

@@ -21,6 +21,7 @@
 //!   ([`matbakh_app::archival`]).
 //! - `GET /v1/public/{userId}/files` (no login): a user's public READY (or archived) files with their stable
 //!   files-CDN URLs only, for a public page.
+//! - `GET /v1/me`: the caller's id and whether they are an administrator (`ADMIN_USERS`).
 //! - `GET /v1/me/usage`: bytes used and reserved, quota, file count.
 //! - `GET /v1/me/audit`: the caller's audit trail.
 //! - `GET /v1/openapi.json`: the whole HTTP API's OpenAPI 3.1 document (no login).
@@ -137,6 +138,7 @@ fn documented() -> OpenApiRouter<Api> {
         .routes(routes!(unarchive))
         .routes(routes!(image_urls))
         .routes(routes!(public_files))
+        .routes(routes!(me))
         .routes(routes!(usage))
         .routes(routes!(audit_trail))
         .routes(routes!(openapi_json))
@@ -454,6 +456,18 @@ async fn unarchive(
     };
     let file = api.cases.files.unarchive(&caller.user, &client.0, id, tier).await?;
     Ok((StatusCode::ACCEPTED, Json(file)))
+}
+
+/// Who the caller is
+///
+/// `{userId, admin}`: the caller's id and whether they administer this deployment
+/// (`ADMIN_USERS`: the migration dashboard, the storage report, archiving anyone's file), so an
+/// app shows what they may use without trying an admin route (a 403 for every other user).
+#[utoipa::path(get, path = "/v1/me", operation_id = "me", tag = "files-api",
+    responses((status = 200, description = "The caller"), (status = 401, description = "No valid token")))]
+#[tracing::instrument(name = "me", skip_all, fields(user = %caller.user))]
+async fn me(State(api): State<Api>, caller: Caller) -> Json<Value> {
+    Json(json!({"userId": caller.user.as_str(), "admin": api.cases.files.is_admin(&caller.user)}))
 }
 
 /// The caller's storage

@@ -563,6 +563,19 @@ async fn image_urls_over_the_users_budget_answer_429_until_the_window_turns() {
     assert_eq!(w.call(later, Method::POST, &uri, Some("alice"), Some(json!({}))).await.0, StatusCode::OK);
 }
 
+/// `GET /v1/me` tells the caller who they are and whether they administer the deployment; it
+/// needs a login.
+#[tokio::test]
+async fn me_says_who_the_caller_is_and_whether_they_are_an_administrator() {
+    let w = World::new();
+    let (status, me) = w.get("/v1/me", "alice").await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me, json!({"userId": "alice", "admin": false}));
+    let (status, me) = w.get("/v1/me", ADMIN).await;
+    assert_eq!((status, me), (StatusCode::OK, json!({"userId": ADMIN, "admin": true})));
+    assert_eq!(w.call(NOW, Method::GET, "/v1/me", None, None).await.0, StatusCode::UNAUTHORIZED);
+}
+
 /// An administrator (`ADMIN_USERS`) archives and restores anyone's file, and the owner's trail
 /// says who did; to anyone else another's file stays missing, and an administrator gets no
 /// other route to it.
