@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Cold starts of the functions against a fake Lambda runtime API (standard library only).
 
-    runtime.py --env-file FILE --bin-dir DIR [--runs 20] [--json-out FILE] FUNCTION...
+    runtime.py --env-file FILE --bin-dir DIR [--runs 20] [--json-out FILE] [--wrapper CMD] FUNCTION...
 
 For each function, RUNS times (after one start that is not counted): start DIR/FUNCTION with
 the environment of FILE plus AWS_LAMBDA_RUNTIME_API pointing here, serve it one event (the
 first `GET /2018-06-01/runtime/invocation/next`), wait for its answer (`POST .../response` or
 `.../error`), then kill it. Measured from just before the process is spawned: to its first
 `/next` (the end of its init) and to its answer (init plus the first invocation). An
-`/init/error` fails the function. Reports median and p90 (nearest rank) of both, the answer
+`/init/error`, or an answer other than the function's in EXPECTED, fails the function.
+`--wrapper CMD` runs each bootstrap under CMD (the deployed arm64 ones under qemu-aarch64). Reports median and p90 (nearest rank) of both, the answer
 (HTTP status for the HTTP functions), the resident memory after the first answer, and the
 bootstrap's size as it is and deflated (as in the zip Lambda is given).
 
@@ -21,6 +22,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import signal
 import statistics
 import subprocess
@@ -101,6 +103,19 @@ EVENTS = {
     "sweeper": {},
     # The daily schedule: one report of the (empty) local bucket, written to the reports bucket.
     "reporter": {},
+}
+
+
+# What each function answers its event, as `describe` puts it (the start of it for the two that
+# answer a JSON summary): another answer fails the run, as a failed start does.
+EXPECTED = {
+    "presign": "HTTP 401", "files-api": "HTTP 401", "account": "HTTP 401", "shares": "HTTP 401",
+    "multipart": "HTTP 401", "live-tickets": "HTTP 401", "migration-api": "HTTP 401",
+    "transformer": "HTTP 403", "legacy-redirect": "HTTP 400",
+    "indexer": "1 failed of 1", "thumbnailer": "1 failed of 1", "exporter": "1 failed of 1",
+    "migration-worker": "1 failed of 1", "webhooks": "1 failed of 1",
+    "notifier": "0 failed of 1", "live": "Deny",
+    "sweeper": '{"awaitingEvent": 0', "reporter": '{"bytes": 0',
 }
 
 
@@ -245,14 +260,14 @@ def percentile(values, p):
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
-def run_once(path, env, log, timeout):
+def run_once(path, env, log, timeout, wrapper=()):
     s = Start(EVENTS[os.path.basename(path)])
     server = Server(s)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     api = f"127.0.0.1:{server.server_address[1]}"
     env = {**env, "AWS_LAMBDA_RUNTIME_API": api, "AUTH_JWKS_URL": f"http://{api}/jwks.json"}
     s.t0 = time.perf_counter()
-    proc = subprocess.Popen([path], env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+    proc = subprocess.Popen([*wrapper, path], env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                             start_new_session=True)
     try:
         while not s.answered.wait(0.01):
@@ -274,7 +289,11 @@ def run_once(path, env, log, timeout):
         raise RuntimeError(f"init error: {s.answer_body.decode(errors='replace')[:300]}")
     if s.t_next is None:
         raise RuntimeError("answered without asking for an event")
-    return (s.t_next - s.t0) * 1000, (s.t_answer - s.t0) * 1000, describe(s), rss
+    answered = describe(s)
+    expected = EXPECTED[os.path.basename(path)]
+    if not answered.startswith(expected):
+        raise RuntimeError(f"answered {answered!r}, not {expected!r}")
+    return (s.t_next - s.t0) * 1000, (s.t_answer - s.t0) * 1000, answered, rss
 
 
 def read_env(path):
@@ -299,6 +318,8 @@ def main():
     ap.add_argument("--timeout", type=float, default=20.0)
     ap.add_argument("--log", default=os.devnull, help="the functions' output")
     ap.add_argument("--json-out")
+    ap.add_argument("--wrapper", default="", help="a command each bootstrap runs under (qemu-aarch64 ...)")
+    ap.add_argument("--label", default="x86-64, stripped", help="what the bootstraps are, for the table")
     ap.add_argument("functions", nargs="+")
     args = ap.parse_args()
 
@@ -323,8 +344,9 @@ def main():
             log.write(f"\n===== {name}\n".encode())
             log.flush()
             try:
-                run_once(path, env, log, args.timeout)  # not counted: the first start after a build
-                samples = [run_once(path, env, log, args.timeout) for _ in range(args.runs)]
+                wrapper = shlex.split(args.wrapper)
+                run_once(path, env, log, args.timeout, wrapper)  # not counted: the first start after a build
+                samples = [run_once(path, env, log, args.timeout, wrapper) for _ in range(args.runs)]
             except RuntimeError as e:
                 print(f"{name}: {e}", file=sys.stderr)
                 failed.append(name)
@@ -349,7 +371,7 @@ def main():
                   f"(p90 {r['answer_ms']['p90']:6.1f})  {', '.join(r['answered'])}", file=sys.stderr, flush=True)
 
     print()
-    print("| function | bootstrap (x86-64, stripped) | zipped | to first /next, median (p90) "
+    print(f"| function | bootstrap ({args.label}) | zipped | to first /next, median (p90) "
           "| to first answer, median (p90) | answer | RSS after it |")
     print("|---|---:|---:|---:|---:|---|---:|")
     for r in results:
@@ -361,7 +383,7 @@ def main():
         with open(args.json_out, "w") as f:
             json.dump(results, f, indent=2)
     if failed:
-        print(f"failed to start: {' '.join(failed)}", file=sys.stderr)
+        print(f"failed to start or answered otherwise: {' '.join(failed)}", file=sys.stderr)
         sys.exit(1)
 
 
