@@ -18,22 +18,22 @@ BINARIES := $(shell sed -n 's/^ *Binary: *//p' template.yaml | sort -u)
 # nothing of theirs reads once a panic aborts (the panic's message and place are still logged;
 # std's own tables stay). Cargo has no profile setting for that flag.
 UNWINDING := thumbnailer transformer
+UNWOUND := $(filter $(UNWINDING),$(BINARIES))
 ABORTING := $(filter-out $(UNWINDING),$(BINARIES))
 ABORT_RUSTFLAGS := -C force-unwind-tables=no
+# What builds them: cargo lambda for arm64, as deployed. scripts/bench cold-start builds the same
+# for the machine itself with BUILD="cargo build --target <host>".
+BUILD := cargo lambda build --arm64
 
 .PHONY: functions
 functions:
-	$(if $(filter $(UNWINDING),$(BINARIES)),cargo lambda build --release --arm64 $(CARGO_LAMBDA_FLAGS) \
-	  $(addprefix --bin ,$(filter $(UNWINDING),$(BINARIES))))
-	$(if $(ABORTING),RUSTFLAGS="$(ABORT_RUSTFLAGS)" cargo lambda build --profile release-abort --arm64 \
-	  $(CARGO_LAMBDA_FLAGS) $(addprefix --bin ,$(ABORTING)))
+	$(if $(UNWOUND),$(BUILD) --profile release $(CARGO_FLAGS) $(addprefix --bin ,$(UNWOUND)))
+	$(if $(ABORTING),RUSTFLAGS="$(ABORT_RUSTFLAGS)" $(BUILD) --profile release-abort $(CARGO_FLAGS) \
+	  $(addprefix --bin ,$(ABORTING)))
 
-# `make profile-<binary>`: the profile it deploys with, and `make rustflags-<binary>` the
-# RUSTFLAGS (scripts/bench cold-start builds the same for x86-64).
+# `make profile-<binary>`: the profile it deploys with (where scripts/bench cold-start finds it).
 profile-%:
 	@echo $(if $(filter $*,$(UNWINDING)),release,release-abort)
-rustflags-%:
-	@echo $(if $(filter $*,$(UNWINDING)),,$(ABORT_RUSTFLAGS))
 
 build-%: functions
 	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set: sam build sets it" >&2; exit 1; }
