@@ -9,7 +9,8 @@ first `GET /2018-06-01/runtime/invocation/next`), wait for its answer (`POST ...
 `.../error`), then kill it. Measured from just before the process is spawned: to its first
 `/next` (the end of its init) and to its answer (init plus the first invocation). An
 `/init/error`, or an answer other than the function's in EXPECTED, fails the function.
-`--wrapper CMD` runs each bootstrap under CMD (the deployed arm64 ones under qemu-aarch64). Reports median and p90 (nearest rank) of both, the answer
+`--wrapper CMD` runs each bootstrap under CMD (the deployed arm64 ones under qemu-aarch64).
+Reports median and p90 (nearest rank) of both, the answer
 (HTTP status for the HTTP functions), the resident memory after the first answer, and the
 bootstrap's size as it is and deflated (as in the zip Lambda is given).
 
@@ -335,6 +336,7 @@ def main():
         "RUST_LOG": os.environ.get("RUST_LOG", "info"),
     })
 
+    wrapper = shlex.split(args.wrapper)
     results = []
     failed = []
     with open(args.log, "ab") as log:
@@ -344,7 +346,6 @@ def main():
             log.write(f"\n===== {name}\n".encode())
             log.flush()
             try:
-                wrapper = shlex.split(args.wrapper)
                 run_once(path, env, log, args.timeout, wrapper)  # not counted: the first start after a build
                 samples = [run_once(path, env, log, args.timeout, wrapper) for _ in range(args.runs)]
             except RuntimeError as e:

@@ -57,9 +57,8 @@ impl Delivery {
         if record.status == FileStatus::Ready {
             return Ok(Some(url));
         }
-        let copy = record.key.public_copy();
-        let copied = match &copy {
-            Some(copy) => self.objects.size(copy).await?.is_some(),
+        let copied = match record.key.public_copy() {
+            Some(copy) => self.objects.size(&copy).await?.is_some(),
             None => false,
         };
         Ok(copied.then_some(url))
