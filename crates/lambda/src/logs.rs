@@ -4,7 +4,8 @@
 //! `EnvFilter`, whose regex engine was 0.3 MB of every bootstrap. The level is one level for all
 //! targets: `AWS_LAMBDA_LOG_LEVEL` (the function's `ApplicationLogLevel`), else `RUST_LOG`, else
 //! INFO. A `RUST_LOG` with per-target directives (`info,aws_smithy_runtime=debug`) gives its
-//! level without a target (`info`), or INFO if it has none.
+//! level without a target (`info`), or INFO if it has none. Release builds compile TRACE events
+//! out (the root `Cargo.toml`'s `release_max_level_debug`): deployed, TRACE logs what DEBUG logs.
 
 use std::str::FromStr;
 
