@@ -8,7 +8,7 @@
 # (BuildMethod: rust-cargolambda) paid a full link each.
 #
 # Which binary a function runs is its Metadata.BuildProperties.Binary (also read by the local
-# gateway, scripts/test and the OpenAPI check). samconfig.toml builds in the source folder
+# gateway and the OpenAPI check; the scripts ask `make -s binaries`). samconfig.toml builds in the source folder
 # (build_in_source), so the target folder is not copied into a scratch folder per function.
 
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
@@ -30,6 +30,11 @@ functions:
 	$(if $(UNWOUND),$(BUILD) --profile release $(CARGO_FLAGS) $(addprefix --bin ,$(UNWOUND)))
 	$(if $(ABORTING),RUSTFLAGS="$(ABORT_RUSTFLAGS)" $(BUILD) --profile release-abort $(CARGO_FLAGS) \
 	  $(addprefix --bin ,$(ABORTING)))
+
+# `make -s binaries`: every function's binary, one per line (scripts/test, scripts/bench).
+.PHONY: binaries
+binaries:
+	@printf '%s\n' $(BINARIES)
 
 # `make profile-<binary>`: the profile it deploys with (where scripts/bench cold-start finds it).
 profile-%:
