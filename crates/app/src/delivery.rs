@@ -20,12 +20,12 @@ use matbakh_core::metadata::{FileDetails, FileRecord, FileStatus, VariantInfo};
 use matbakh_core::names::content_disposition;
 
 use crate::error::Error;
-use crate::ports::{Download, EdgeCache, ObjectStore, SignedUrl};
+use crate::ports::{Download, EdgeCache, ObjectAccess, SignedUrl};
 use crate::view::{FileView, VariantView};
 
 #[derive(Clone)]
 pub struct Delivery {
-    pub objects: Arc<dyn ObjectStore>,
+    pub objects: Arc<dyn ObjectAccess>,
     /// The files CDN (`FILES_CDN_BASE_URL`), if one serves this deployment.
     pub cdn: Option<FilesCdn>,
     /// Invalidations at the files CDN (`FILES_DISTRIBUTION_ID`), where it caches.

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::audit::{Access, Client, Trail};
 use crate::error::Error;
-use crate::ports::{Counters, Download, ExportQueue, ExportRepo, ObjectStore};
+use crate::ports::{Counters, Download, ExportQueue, ExportRepo, ObjectAccess};
 
 /// What the export use cases work with.
 #[derive(Clone)]
@@ -21,7 +21,7 @@ pub struct Exports {
     pub queue: Arc<dyn ExportQueue>,
     /// The exports' budget per user.
     pub counters: Arc<dyn Counters>,
-    pub objects: Arc<dyn ObjectStore>,
+    pub objects: Arc<dyn ObjectAccess>,
     pub audit: Trail,
     pub limits: Limits,
     pub clock: Arc<dyn Clock>,

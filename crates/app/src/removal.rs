@@ -243,7 +243,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_delete_marker_soft_deletes_and_the_permanent_delete_later_purges() {
-        use crate::ports::ObjectStore;
+        use crate::ports::{ObjectAccess, ObjectStore};
         let w = world();
         let (id, key, _) = w.photo();
         w.objects.hide(&key).await.unwrap();

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 
 use crate::audit::{Access, Client, Trail};
 use crate::error::Error;
-use crate::ports::{Download, FileRepo, ObjectStore, ShareRepo};
+use crate::ports::{Download, FileRepo, ShareRepo};
 
 /// Links an owner's list shows at most.
 pub const SHARES_LISTED: usize = 100;
@@ -42,7 +42,6 @@ impl Links {
 pub struct Shares {
     pub shares: Arc<dyn ShareRepo>,
     pub files: Arc<dyn FileRepo>,
-    pub objects: Arc<dyn ObjectStore>,
     pub audit: Trail,
     pub limits: Limits,
     pub clock: Arc<dyn Clock>,

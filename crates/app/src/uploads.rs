@@ -16,13 +16,13 @@ use matbakh_core::types::ContentType;
 
 use crate::audit::{Access, Client, Trail};
 use crate::error::Error;
-use crate::ports::{Counters, Download, FileRepo, ObjectStore, SignedUrl, Upload};
+use crate::ports::{Counters, Download, FileRepo, ObjectAccess, SignedUrl, Upload};
 
 /// What the upload use cases work with.
 #[derive(Clone)]
 pub struct Uploads {
     pub files: Arc<dyn FileRepo>,
-    pub objects: Arc<dyn ObjectStore>,
+    pub objects: Arc<dyn ObjectAccess>,
     /// The upload grants' budget per user.
     pub counters: Arc<dyn Counters>,
     pub audit: Trail,

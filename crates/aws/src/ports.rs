@@ -6,8 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use matbakh_app::ports::{
     AccountRepo, Archive, AuditLog, Counters, Digest, Download, EdgeCache, ExportQueue, ExportRepo, FileRepo, Head,
-    MultipartOp, MultipartRequest, ObjectSink, ObjectStore, ObjectStream, PartUpload, PortError, PortResult, ShareRepo,
-    SignedUrl, TokenRepo, Upload, UploadRepo, UsageRepo,
+    MultipartOp, MultipartRequest, ObjectAccess, ObjectSink, ObjectStore, ObjectStream, PartUpload, PortError,
+    PortResult, ShareRepo, SignedUrl, TokenRepo, Upload, UploadRepo, UsageRepo,
 };
 use matbakh_core::archival::{Archival, RestoreTier};
 use matbakh_core::audit::{AuditEntry, AuditRecord};
@@ -323,7 +323,7 @@ impl AuditLog for FileTable {
 }
 
 #[async_trait]
-impl ObjectStore for S3Store {
+impl ObjectAccess for S3Store {
     async fn presign_download(&self, d: &Download<'_>) -> PortResult<SignedUrl> {
         let get = S3Store::presign_download(self, d).await?;
         Ok(SignedUrl { url: get.url, expires_at: get.expires_at })
@@ -337,6 +337,27 @@ impl ObjectStore for S3Store {
         Ok(self.object_size(key).await?)
     }
 
+    async fn presign_get(&self, key: &ObjectKey, signed_at: OffsetDateTime, ttl: Duration) -> PortResult<String> {
+        Ok(S3Store::presign_get(self, key, signed_at, ttl).await?.url)
+    }
+
+    async fn publish(
+        &self,
+        from: &ObjectKey,
+        version: Option<&str>,
+        to: &ObjectKey,
+        served: &ServedAs,
+    ) -> PortResult<()> {
+        Ok(S3Store::publish(self, from, version, to, served).await?)
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> PortResult<usize> {
+        Ok(S3Store::delete_prefix(self, prefix).await?)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
     async fn create_multipart(
         &self,
         key: &ObjectKey,
@@ -381,10 +402,6 @@ impl ObjectStore for S3Store {
         Ok(S3Store::abort_multipart(self, key, upload_id).await?)
     }
 
-    async fn presign_get(&self, key: &ObjectKey, signed_at: OffsetDateTime, ttl: Duration) -> PortResult<String> {
-        Ok(S3Store::presign_get(self, key, signed_at, ttl).await?.url)
-    }
-
     async fn head(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<Option<Head>> {
         let head = self.head_object(key, version).await?;
         Ok(head.map(|h| Head { size: h.size, version_id: h.version_id, storage_class: h.storage_class }))
@@ -420,26 +437,12 @@ impl ObjectStore for S3Store {
         Ok(S3Store::copy_version(self, from, version, to).await?)
     }
 
-    async fn publish(
-        &self,
-        from: &ObjectKey,
-        version: Option<&str>,
-        to: &ObjectKey,
-        served: &ServedAs,
-    ) -> PortResult<()> {
-        Ok(S3Store::publish(self, from, version, to, served).await?)
-    }
-
     async fn remove_versions_except(&self, key: &ObjectKey, keep: &str) -> PortResult<Vec<String>> {
         Ok(S3Store::remove_versions_except(self, key, keep).await?)
     }
 
     async fn delete_version(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<()> {
         Ok(S3Store::delete_version(self, key, version).await?)
-    }
-
-    async fn delete_prefix(&self, prefix: &str) -> PortResult<usize> {
-        Ok(S3Store::delete_prefix(self, prefix).await?)
     }
 
     async fn holds_any(&self, prefix: &str) -> PortResult<bool> {

@@ -94,7 +94,6 @@ impl Services {
         matbakh_app::shares::Shares {
             shares: Arc::new(self.table.clone()),
             files: Arc::new(self.table.clone()),
-            objects: Arc::new(self.store.clone()),
             audit: self.trail(),
             limits: self.limits.clone(),
             clock: self.clock.clone(),

@@ -40,7 +40,6 @@ impl World {
         let shares = Shares {
             shares: self.repo.clone(),
             files: self.repo.clone(),
-            objects: objects.clone(),
             audit: matbakh_app::fakes::trail(self.repo.clone(), Arc::new(FixedClock(now))),
             limits: Limits::default(),
             clock: Arc::new(FixedClock(now)),

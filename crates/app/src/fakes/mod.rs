@@ -45,8 +45,8 @@ use time::OffsetDateTime;
 
 use crate::ports::{
     AccountRepo, Archive, AuditLog, Counters, Digest, Download, EdgeCache, ExportQueue, ExportRepo, FileRepo, Head,
-    MultipartOp, MultipartRequest, ObjectSink, ObjectStore, ObjectStream, PartUpload, PortError, PortResult, ShareRepo,
-    SignedUrl, TokenRepo, Upload, UploadRepo, UsageRepo,
+    MultipartOp, MultipartRequest, ObjectAccess, ObjectSink, ObjectStore, ObjectStream, PartUpload, PortError,
+    PortResult, ShareRepo, SignedUrl, TokenRepo, Upload, UploadRepo, UsageRepo,
 };
 
 /// An audit trail kept in `log`, dated by `clock`, with the default retention.
@@ -57,7 +57,7 @@ pub fn trail(log: Arc<InMemory>, clock: Arc<dyn matbakh_core::clock::Clock>) -> 
 /// Delivery without a CDN: presigned URLs from `objects`, windows of the default image URL
 /// lifetime, no public copies.
 pub fn delivery(
-    objects: Arc<dyn ObjectStore>,
+    objects: Arc<dyn ObjectAccess>,
     clock: Arc<dyn matbakh_core::clock::Clock>,
 ) -> crate::delivery::Delivery {
     let window = matbakh_core::limits::Limits::default().image_url_ttl;

@@ -262,7 +262,7 @@ impl ObjectSink for Sink {
 }
 
 #[async_trait]
-impl ObjectStore for InMemoryObjects {
+impl ObjectAccess for InMemoryObjects {
     async fn presign_download(&self, d: &Download<'_>) -> PortResult<SignedUrl> {
         let url = format!(
             "memory://bucket/{}?versionId={}&signedAt={}&ttl={}",
@@ -274,7 +274,6 @@ impl ObjectStore for InMemoryObjects {
         Ok(SignedUrl { url, expires_at: d.signed_at + d.ttl })
     }
 
-    /// The form's fields spell out what the policy pins.
     async fn presign_post(&self, u: &Upload<'_>) -> PortResult<PresignedPost> {
         let mut fields = BTreeMap::from([
             ("key".to_owned(), u.key.to_string()),
@@ -291,6 +290,39 @@ impl ObjectStore for InMemoryObjects {
         Ok(self.current(key).map(|(_, size)| size))
     }
 
+    async fn presign_get(&self, key: &ObjectKey, signed_at: OffsetDateTime, ttl: Duration) -> PortResult<String> {
+        Ok(format!("memory://bucket/{key}?signedAt={}&ttl={}", signed_at.unix_timestamp(), ttl.as_secs()))
+    }
+
+    async fn publish(
+        &self,
+        from: &ObjectKey,
+        version: Option<&str>,
+        to: &ObjectKey,
+        served: &ServedAs,
+    ) -> PortResult<()> {
+        self.copy_version(from, version, to).await?;
+        lock(&self.served).insert(to.clone(), served.clone());
+        Ok(())
+    }
+
+    /// Counts every version and delete marker.
+    async fn delete_prefix(&self, prefix: &str) -> PortResult<usize> {
+        let mut objects = lock(&self.objects);
+        let under: Vec<ObjectKey> = objects.keys().filter(|k| k.as_str().starts_with(prefix)).cloned().collect();
+        let mut count = 0;
+        for key in under {
+            if let Some(held) = objects.remove(&key) {
+                count += held.versions.len() + usize::from(held.hidden);
+            }
+        }
+        Ok(count)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for InMemoryObjects {
+    /// The form's fields spell out what the policy pins.
     async fn create_multipart(
         &self,
         key: &ObjectKey,
@@ -369,10 +401,6 @@ impl ObjectStore for InMemoryObjects {
         Ok(())
     }
 
-    async fn presign_get(&self, key: &ObjectKey, signed_at: OffsetDateTime, ttl: Duration) -> PortResult<String> {
-        Ok(format!("memory://bucket/{key}?signedAt={}&ttl={}", signed_at.unix_timestamp(), ttl.as_secs()))
-    }
-
     async fn head(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<Option<Head>> {
         let found = match version {
             None => self.current(key),
@@ -447,18 +475,6 @@ impl ObjectStore for InMemoryObjects {
         }
     }
 
-    async fn publish(
-        &self,
-        from: &ObjectKey,
-        version: Option<&str>,
-        to: &ObjectKey,
-        served: &ServedAs,
-    ) -> PortResult<()> {
-        self.copy_version(from, version, to).await?;
-        lock(&self.served).insert(to.clone(), served.clone());
-        Ok(())
-    }
-
     async fn remove_versions_except(&self, key: &ObjectKey, keep: &str) -> PortResult<Vec<String>> {
         let mut objects = lock(&self.objects);
         let Some(held) = objects.get_mut(key) else { return Ok(Vec::new()) };
@@ -475,19 +491,6 @@ impl ObjectStore for InMemoryObjects {
             None => held.hidden = true,
         }
         Ok(())
-    }
-
-    /// Counts every version and delete marker.
-    async fn delete_prefix(&self, prefix: &str) -> PortResult<usize> {
-        let mut objects = lock(&self.objects);
-        let under: Vec<ObjectKey> = objects.keys().filter(|k| k.as_str().starts_with(prefix)).cloned().collect();
-        let mut count = 0;
-        for key in under {
-            if let Some(held) = objects.remove(&key) {
-                count += held.versions.len() + usize::from(held.hidden);
-            }
-        }
-        Ok(count)
     }
 
     async fn holds_any(&self, prefix: &str) -> PortResult<bool> {
