@@ -68,12 +68,26 @@ impl PortError {
 
 pub type PortResult<T> = Result<T, PortError>;
 
-/// Files and what their owners and processing added to them (tags, image facts, EXIF).
+/// A file's row by its id: what sharing a file needs of the files table.
 #[async_trait]
-pub trait FileRepo: Send + Sync {
+pub trait FileLookup: Send + Sync {
     /// A file with everything the API shows of it, whoever owns it.
     async fn details(&self, id: FileId) -> PortResult<Option<FileDetails>>;
+}
 
+/// What granting a single upload needs of the files table: a file's row, and a new upload's
+/// reserved one. A port of its own (with [`FileLookup`]) so that presign and shares link only
+/// these, not every DynamoDB operation [`FileRepo`] reaches through its vtable.
+#[async_trait]
+pub trait FileGrants: FileLookup {
+    /// A new upload's PENDING row with its size reserved against the owner's `quota`, in one
+    /// transaction ([`PortError::QuotaExceeded`]: nothing written).
+    async fn reserve(&self, record: &FileRecord, quota: u64) -> PortResult<()>;
+}
+
+/// Files and what their owners and processing added to them (tags, image facts, EXIF).
+#[async_trait]
+pub trait FileRepo: FileGrants {
     /// A page of `owner`'s files as `q` asks, and where the next page starts.
     async fn list(&self, owner: &UserId, q: &ListQuery) -> PortResult<(Vec<FileDetails>, Option<Cursor>)>;
 
@@ -91,10 +105,6 @@ pub trait FileRepo: Send + Sync {
     /// An owner's soft delete at `at`: the row is DELETED, restorable for the restore window;
     /// its bytes stay counted (as deleted) in the owner's usage. Idempotent.
     async fn soft_delete(&self, id: FileId, at: OffsetDateTime) -> PortResult<()>;
-
-    /// A new upload's PENDING row with its size reserved against the owner's `quota`, in one
-    /// transaction ([`PortError::QuotaExceeded`]: nothing written).
-    async fn reserve(&self, record: &FileRecord, quota: u64) -> PortResult<()>;
 
     /// A new upload's PENDING row that reserves nothing (its size is not known when it is
     /// granted); the object-created event settles it.

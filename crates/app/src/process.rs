@@ -288,7 +288,7 @@ mod tests {
 
     use super::*;
     use crate::fakes::{InMemory, InMemoryObjects};
-    use crate::ports::{ObjectStream, PortError, PortResult, RenderedVariant, Rendition, UsageRepo};
+    use crate::ports::{FileGrants, ObjectStream, PortError, PortResult, RenderedVariant, Rendition, UsageRepo};
 
     const QUOTA: u64 = 1_000_000;
     /// The first bytes of a JPEG, and of a PDF.

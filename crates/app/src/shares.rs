@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 
 use crate::audit::{Access, Client, Trail};
 use crate::error::Error;
-use crate::ports::{Download, FileRepo, ShareRepo};
+use crate::ports::{Download, FileLookup, ShareRepo};
 
 /// Links an owner's list shows at most.
 pub const SHARES_LISTED: usize = 100;
@@ -41,7 +41,7 @@ impl Links {
 #[derive(Clone)]
 pub struct Shares {
     pub shares: Arc<dyn ShareRepo>,
-    pub files: Arc<dyn FileRepo>,
+    pub files: Arc<dyn FileLookup>,
     pub audit: Trail,
     pub limits: Limits,
     pub clock: Arc<dyn Clock>,

@@ -16,12 +16,12 @@ use matbakh_core::types::ContentType;
 
 use crate::audit::{Access, Client, Trail};
 use crate::error::Error;
-use crate::ports::{Counters, Download, FileRepo, ObjectAccess, SignedUrl, Upload};
+use crate::ports::{Counters, Download, FileGrants, ObjectAccess, SignedUrl, Upload};
 
 /// What the upload use cases work with.
 #[derive(Clone)]
 pub struct Uploads {
-    pub files: Arc<dyn FileRepo>,
+    pub files: Arc<dyn FileGrants>,
     pub objects: Arc<dyn ObjectAccess>,
     /// The upload grants' budget per user.
     pub counters: Arc<dyn Counters>,

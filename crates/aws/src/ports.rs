@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use matbakh_app::ports::{
-    AccountRepo, Archive, AuditLog, Counters, Digest, Download, EdgeCache, ExportQueue, ExportRepo, FileRepo, Head,
-    MultipartOp, MultipartRequest, ObjectAccess, ObjectSink, ObjectStore, ObjectStream, PartUpload, PortError,
-    PortResult, ShareRepo, SignedUrl, TokenRepo, Upload, UploadRepo, UsageRepo,
+    AccountRepo, Archive, AuditLog, Counters, Digest, Download, EdgeCache, ExportQueue, ExportRepo, FileGrants,
+    FileLookup, FileRepo, Head, MultipartOp, MultipartRequest, ObjectAccess, ObjectSink, ObjectStore, ObjectStream,
+    PartUpload, PortError, PortResult, ShareRepo, SignedUrl, TokenRepo, Upload, UploadRepo, UsageRepo,
 };
 use matbakh_core::archival::{Archival, RestoreTier};
 use matbakh_core::audit::{AuditEntry, AuditRecord};
@@ -50,11 +50,21 @@ impl From<AwsError> for PortError {
 }
 
 #[async_trait]
-impl FileRepo for FileTable {
+impl FileLookup for FileTable {
     async fn details(&self, id: FileId) -> PortResult<Option<FileDetails>> {
         Ok(self.file_details(id).await?)
     }
+}
 
+#[async_trait]
+impl FileGrants for FileTable {
+    async fn reserve(&self, record: &FileRecord, quota: u64) -> PortResult<()> {
+        Ok(self.reserve_upload(record, quota).await?)
+    }
+}
+
+#[async_trait]
+impl FileRepo for FileTable {
     async fn list(&self, owner: &UserId, q: &ListQuery) -> PortResult<(Vec<FileDetails>, Option<Cursor>)> {
         Ok(self.list_files(owner, q).await?)
     }
@@ -75,10 +85,6 @@ impl FileRepo for FileTable {
         self.note_deleted(id, at).await?;
         self.mark_deleted(id, None).await?;
         Ok(())
-    }
-
-    async fn reserve(&self, record: &FileRecord, quota: u64) -> PortResult<()> {
-        Ok(self.reserve_upload(record, quota).await?)
     }
 
     async fn mark_deleted(&self, id: FileId, order: Option<&str>) -> PortResult<bool> {

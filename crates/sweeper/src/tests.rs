@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use matbakh_app::fakes::{InMemory, InMemoryObjects};
-use matbakh_app::ports::{FileRepo, UsageRepo};
+use matbakh_app::ports::{FileGrants, UsageRepo};
 use matbakh_app::sweep::{SweepReport, Sweeper};
 use matbakh_core::clock::FixedClock;
 use matbakh_core::ids::{FileId, UserId};

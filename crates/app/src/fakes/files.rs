@@ -4,11 +4,24 @@ use super::uploads::{check_reserve, put_row, retire};
 use super::*;
 
 #[async_trait]
-impl FileRepo for InMemory {
+impl FileLookup for InMemory {
     async fn details(&self, id: FileId) -> PortResult<Option<FileDetails>> {
         Ok(self.get(id))
     }
+}
 
+#[async_trait]
+impl FileGrants for InMemory {
+    async fn reserve(&self, record: &FileRecord, quota: u64) -> PortResult<()> {
+        let mut st = lock(&self.state);
+        check_reserve(&st, record, quota)?;
+        put_row(&mut st, record, record.size, record.size);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl FileRepo for InMemory {
     async fn list(&self, owner: &UserId, q: &ListQuery) -> PortResult<(Vec<FileDetails>, Option<Cursor>)> {
         let st = lock(&self.state);
         let mut found: Vec<&FileDetails> = st
@@ -86,13 +99,6 @@ impl FileRepo for InMemory {
             d.record.status = FileStatus::Deleted;
             usage.entry(d.record.owner.clone()).or_default().deleted += s.charged;
         }
-        Ok(())
-    }
-
-    async fn reserve(&self, record: &FileRecord, quota: u64) -> PortResult<()> {
-        let mut st = lock(&self.state);
-        check_reserve(&st, record, quota)?;
-        put_row(&mut st, record, record.size, record.size);
         Ok(())
     }
 

@@ -44,9 +44,9 @@ use matbakh_core::types::ContentType;
 use time::OffsetDateTime;
 
 use crate::ports::{
-    AccountRepo, Archive, AuditLog, Counters, Digest, Download, EdgeCache, ExportQueue, ExportRepo, FileRepo, Head,
-    MultipartOp, MultipartRequest, ObjectAccess, ObjectSink, ObjectStore, ObjectStream, PartUpload, PortError,
-    PortResult, ShareRepo, SignedUrl, TokenRepo, Upload, UploadRepo, UsageRepo,
+    AccountRepo, Archive, AuditLog, Counters, Digest, Download, EdgeCache, ExportQueue, ExportRepo, FileGrants,
+    FileLookup, FileRepo, Head, MultipartOp, MultipartRequest, ObjectAccess, ObjectSink, ObjectStore, ObjectStream,
+    PartUpload, PortError, PortResult, ShareRepo, SignedUrl, TokenRepo, Upload, UploadRepo, UsageRepo,
 };
 
 /// An audit trail kept in `log`, dated by `clock`, with the default retention.
