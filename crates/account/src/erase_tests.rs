@@ -8,7 +8,7 @@ use http::{Method, Request, StatusCode};
 use matbakh_app::erase::Erasure;
 use matbakh_app::exports::Exports;
 use matbakh_app::fakes::{InMemory, InMemoryCdn, InMemoryObjects, InMemoryQueue};
-use matbakh_app::ports::{ObjectStore, ShareRepo};
+use matbakh_app::ports::{ObjectErasure, ShareRepo};
 use matbakh_core::audit::{AuditAction, PseudonymKey, pseudonym};
 use matbakh_core::clock::FixedClock;
 use matbakh_core::ids::{FileId, ObjectKey, UserId};

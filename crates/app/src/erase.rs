@@ -16,16 +16,16 @@ use matbakh_core::limits::Limits;
 
 use crate::audit::{Access, Client, Trail};
 use crate::error::Error;
-use crate::ports::{AccountRepo, EdgeCache, ObjectStore};
+use crate::ports::{AccountRepo, EdgeCache, ObjectErasure};
 
 /// What the erase works with.
 #[derive(Clone)]
 pub struct Erasure {
     pub accounts: Arc<dyn AccountRepo>,
-    pub objects: Arc<dyn ObjectStore>,
+    pub objects: Arc<dyn ObjectErasure>,
     /// The disaster-recovery replica, where the user's originals are erased too (S3 does not
     /// replicate version-specific deletes). Only originals are replicated.
-    pub replica: Option<Arc<dyn ObjectStore>>,
+    pub replica: Option<Arc<dyn ObjectErasure>>,
     /// The files CDN, which caches variants (signed), public copies and transform results
     /// (`/t/*`); its `edge` is where the user's cached files are invalidated (none: nothing is
     /// cached).

@@ -583,9 +583,21 @@ pub trait ObjectAccess: Send + Sync {
     async fn delete_prefix(&self, prefix: &str) -> PortResult<usize>;
 }
 
+/// What erasing an account needs of the bucket: besides deleting everything under a prefix
+/// ([`ObjectAccess::delete_prefix`]), whether anything is left there and aborting the uploads in
+/// progress under it. A port of its own so that the account function links only these.
+#[async_trait]
+pub trait ObjectErasure: ObjectAccess {
+    /// Whether anything (any version) is stored under `prefix`.
+    async fn holds_any(&self, prefix: &str) -> PortResult<bool>;
+
+    /// Aborts every multipart upload under `prefix`; answers their upload ids.
+    async fn abort_uploads_under(&self, prefix: &str) -> PortResult<Vec<String>>;
+}
+
 /// The bucket: objects by key, versioned.
 #[async_trait]
-pub trait ObjectStore: ObjectAccess {
+pub trait ObjectStore: ObjectErasure {
     /// Starts a multipart upload of one object; with `checksum`, S3 keeps a full-object
     /// checksum of that algorithm.
     async fn create_multipart(
@@ -652,12 +664,6 @@ pub trait ObjectStore: ObjectAccess {
     /// Deletes `version` of `key` for good (`None`: hides the object behind a delete marker,
     /// or removes it in a bucket without versioning).
     async fn delete_version(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<()>;
-
-    /// Whether anything (any version) is stored under `prefix`.
-    async fn holds_any(&self, prefix: &str) -> PortResult<bool>;
-
-    /// Aborts every multipart upload under `prefix`; answers their upload ids.
-    async fn abort_uploads_under(&self, prefix: &str) -> PortResult<Vec<String>>;
 
     /// Hides the object behind a delete marker (its versions stay). Idempotent.
     async fn hide(&self, key: &ObjectKey) -> PortResult<()>;

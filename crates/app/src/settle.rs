@@ -128,7 +128,7 @@ mod tests {
 
     use super::*;
     use crate::fakes::{InMemory, InMemoryObjects};
-    use crate::ports::{FileGrants, UsageRepo};
+    use crate::ports::{FileGrants, ObjectErasure, UsageRepo};
 
     const QUOTA: u64 = 10_000;
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use matbakh_app::ports::{
     AccountRepo, Archive, AuditLog, Counters, Digest, Download, EdgeCache, ExportQueue, ExportRepo, FileGrants,
-    FileLookup, FileRepo, Head, MultipartOp, MultipartRequest, ObjectAccess, ObjectSink, ObjectStore, ObjectStream,
-    PartUpload, PortError, PortResult, ShareRepo, SignedUrl, TokenRepo, Upload, UploadRepo, UsageRepo,
+    FileLookup, FileRepo, Head, MultipartOp, MultipartRequest, ObjectAccess, ObjectErasure, ObjectSink, ObjectStore,
+    ObjectStream, PartUpload, PortError, PortResult, ShareRepo, SignedUrl, TokenRepo, Upload, UploadRepo, UsageRepo,
 };
 use matbakh_core::archival::{Archival, RestoreTier};
 use matbakh_core::audit::{AuditEntry, AuditRecord};
@@ -363,6 +363,17 @@ impl ObjectAccess for S3Store {
 }
 
 #[async_trait]
+impl ObjectErasure for S3Store {
+    async fn holds_any(&self, prefix: &str) -> PortResult<bool> {
+        Ok(S3Store::holds_any(self, prefix).await?)
+    }
+
+    async fn abort_uploads_under(&self, prefix: &str) -> PortResult<Vec<String>> {
+        Ok(S3Store::abort_uploads_under(self, prefix).await?)
+    }
+}
+
+#[async_trait]
 impl ObjectStore for S3Store {
     async fn create_multipart(
         &self,
@@ -449,14 +460,6 @@ impl ObjectStore for S3Store {
 
     async fn delete_version(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<()> {
         Ok(S3Store::delete_version(self, key, version).await?)
-    }
-
-    async fn holds_any(&self, prefix: &str) -> PortResult<bool> {
-        Ok(S3Store::holds_any(self, prefix).await?)
-    }
-
-    async fn abort_uploads_under(&self, prefix: &str) -> PortResult<Vec<String>> {
-        Ok(S3Store::abort_uploads_under(self, prefix).await?)
     }
 
     async fn hide(&self, key: &ObjectKey) -> PortResult<()> {

@@ -138,11 +138,11 @@ impl Services {
         pseudonym_key: matbakh_core::audit::PseudonymKey,
         replica: Option<S3Store>,
     ) -> matbakh_app::erase::Erasure {
-        use matbakh_app::ports::ObjectStore;
+        use matbakh_app::ports::ObjectErasure;
         matbakh_app::erase::Erasure {
             accounts: Arc::new(self.table.clone()),
             objects: Arc::new(self.store.clone()),
-            replica: replica.map(|r| Arc::new(r) as Arc<dyn ObjectStore>),
+            replica: replica.map(|r| Arc::new(r) as Arc<dyn ObjectErasure>),
             delivery: self.delivery(),
             pseudonym_key,
             audit: self.trail(),

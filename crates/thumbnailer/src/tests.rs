@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use matbakh_app::fakes::{InMemory, InMemoryObjects};
-use matbakh_app::ports::{FileGrants, FileLookup, ObjectStore};
+use matbakh_app::ports::{FileGrants, FileLookup, ObjectErasure};
 use matbakh_app::process::{Processed, Processing};
 use matbakh_app::settle::Settler;
 use matbakh_core::ids::{FileId, ObjectKey, UserId};

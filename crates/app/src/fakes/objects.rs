@@ -321,6 +321,25 @@ impl ObjectAccess for InMemoryObjects {
 }
 
 #[async_trait]
+impl ObjectErasure for InMemoryObjects {
+    async fn holds_any(&self, prefix: &str) -> PortResult<bool> {
+        let objects = lock(&self.objects);
+        Ok(objects.iter().any(|(key, held)| key.as_str().starts_with(prefix) && !held.versions.is_empty()))
+    }
+
+    async fn abort_uploads_under(&self, prefix: &str) -> PortResult<Vec<String>> {
+        let mut uploads = lock(&self.uploads);
+        let under: Vec<UploadId> =
+            uploads.iter().filter(|(_, (key, _))| key.as_str().starts_with(prefix)).map(|(id, _)| id.clone()).collect();
+        for id in &under {
+            uploads.remove(id);
+        }
+        lock(&self.aborted).extend(under.iter().cloned());
+        Ok(under.iter().map(|id| id.to_string()).collect())
+    }
+}
+
+#[async_trait]
 impl ObjectStore for InMemoryObjects {
     /// The form's fields spell out what the policy pins.
     async fn create_multipart(
@@ -491,22 +510,6 @@ impl ObjectStore for InMemoryObjects {
             None => held.hidden = true,
         }
         Ok(())
-    }
-
-    async fn holds_any(&self, prefix: &str) -> PortResult<bool> {
-        let objects = lock(&self.objects);
-        Ok(objects.iter().any(|(key, held)| key.as_str().starts_with(prefix) && !held.versions.is_empty()))
-    }
-
-    async fn abort_uploads_under(&self, prefix: &str) -> PortResult<Vec<String>> {
-        let mut uploads = lock(&self.uploads);
-        let under: Vec<UploadId> =
-            uploads.iter().filter(|(_, (key, _))| key.as_str().starts_with(prefix)).map(|(id, _)| id.clone()).collect();
-        for id in &under {
-            uploads.remove(id);
-        }
-        lock(&self.aborted).extend(under.iter().cloned());
-        Ok(under.iter().map(|id| id.to_string()).collect())
     }
 
     async fn hide(&self, key: &ObjectKey) -> PortResult<()> {
