@@ -550,11 +550,11 @@ pub struct SignedUrl {
     pub expires_at: OffsetDateTime,
 }
 
-/// What handing files to browsers and taking them from them needs of the bucket: download
-/// URLs, upload forms, sizes, and the public copies ([`crate::delivery::Delivery`], single
-/// uploads, export downloads). A port of its own so that the functions that need no more (the
+/// What moving files between browsers and the bucket needs of it: download URLs, upload forms,
+/// sizes, and the public copies ([`crate::delivery::Delivery`], single uploads, export
+/// downloads). A port of its own so that the functions that need no more (the
 /// notifier, presign, shares) link only these S3 operations, not every one that [`ObjectStore`]
-/// reaches through its vtable (0.56 MB of an arm64 bootstrap).
+/// reaches through its vtable (about 0.55 MB of an arm64 bootstrap).
 #[async_trait]
 pub trait ObjectAccess: Send + Sync {
     /// A URL that downloads `d` (see [`Download`]).
