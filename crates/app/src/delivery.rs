@@ -20,7 +20,7 @@ use matbakh_core::metadata::{FileDetails, FileRecord, FileStatus, VariantInfo};
 use matbakh_core::names::content_disposition;
 
 use crate::error::Error;
-use crate::ports::{Download, EdgeCache, ObjectAccess, SignedUrl};
+use crate::ports::{Download, EdgeCache, ObjectAccess, ObjectStore, SignedUrl};
 use crate::view::{FileView, VariantView};
 
 #[derive(Clone)]
@@ -115,7 +115,14 @@ impl Delivery {
     /// private (or not stored) file. An archived original cannot be copied until it is restored
     /// (S3 refuses): then only the variants, which stay in the standard class, and the original's
     /// copy once the restore completes ([`Files::restore_completed`](crate::files::Files)).
-    pub async fn publish(&self, record: &FileRecord, variants: &[VariantInfo]) -> Result<usize, Error> {
+    /// The copies are written through `store`, the caller's bucket port: showing files needs
+    /// only [`ObjectAccess`], and a function that never publishes then links no S3 CopyObject.
+    pub async fn publish(
+        &self,
+        store: &dyn ObjectStore,
+        record: &FileRecord,
+        variants: &[VariantInfo],
+    ) -> Result<usize, Error> {
         if self.served_publicly(record).is_none() {
             return Ok(0);
         }
@@ -127,7 +134,7 @@ impl Delivery {
                 cache_control: ORIGINAL_CACHE_CONTROL,
                 disposition: Some(content_disposition(&record.filename, record.content_type, true)),
             };
-            self.objects.publish(&record.key, record.version_id.as_deref(), &to, &served).await?;
+            store.publish(&record.key, record.version_id.as_deref(), &to, &served).await?;
             copies += 1;
         }
         for v in variants {
@@ -137,7 +144,7 @@ impl Delivery {
                     cache_control: VARIANT_CACHE_CONTROL,
                     disposition: None,
                 };
-                self.objects.publish(&v.key, None, &to, &served).await?;
+                store.publish(&v.key, None, &to, &served).await?;
                 copies += 1;
             }
         }

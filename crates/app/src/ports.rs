@@ -551,8 +551,8 @@ pub struct SignedUrl {
 }
 
 /// What moving files between browsers and the bucket needs of it: download URLs, upload forms,
-/// sizes, and the public copies ([`crate::delivery::Delivery`], single uploads, export
-/// downloads). A port of its own so that the functions that need no more (the
+/// sizes, and deleting a file's public copies ([`crate::delivery::Delivery`], single uploads,
+/// export downloads; writing the copies is [`ObjectStore::publish`]). A port of its own so that the functions that need no more (the
 /// notifier, presign, shares) link only these S3 operations, not every one that [`ObjectStore`]
 /// reaches through its vtable (about 0.55 MB of an arm64 bootstrap).
 #[async_trait]
@@ -568,16 +568,6 @@ pub trait ObjectAccess: Send + Sync {
 
     /// A URL that GETs `key` from `signed_at` for `ttl`.
     async fn presign_get(&self, key: &ObjectKey, signed_at: OffsetDateTime, ttl: Duration) -> PortResult<String>;
-
-    /// Copies `version` of `from` to `to`, stored with the headers `served` names (a public
-    /// copy the files CDN serves).
-    async fn publish(
-        &self,
-        from: &ObjectKey,
-        version: Option<&str>,
-        to: &ObjectKey,
-        served: &ServedAs,
-    ) -> PortResult<()>;
 
     /// Deletes every version and delete marker under `prefix` for good; answers how many.
     async fn delete_prefix(&self, prefix: &str) -> PortResult<usize>;
@@ -598,6 +588,16 @@ pub trait ObjectErasure: ObjectAccess {
 /// The bucket: objects by key, versioned.
 #[async_trait]
 pub trait ObjectStore: ObjectErasure {
+    /// Copies `version` of `from` to `to`, stored with the headers `served` names (a public
+    /// copy the files CDN serves).
+    async fn publish(
+        &self,
+        from: &ObjectKey,
+        version: Option<&str>,
+        to: &ObjectKey,
+        served: &ServedAs,
+    ) -> PortResult<()>;
+
     /// Starts a multipart upload of one object; with `checksum`, S3 keeps a full-object
     /// checksum of that algorithm.
     async fn create_multipart(

@@ -114,7 +114,7 @@ impl Processing {
             // public copies were all written: writing them again is harmless.
             FileStatus::Ready if row.labels.visibility == Visibility::Public => {
                 let variants = details.image.as_ref().map_or(&[][..], |i| &i.variants[..]);
-                self.delivery.publish(&row, variants).await?;
+                self.delivery.publish(&*self.objects, &row, variants).await?;
                 return Ok(Processed::Skipped(Skip::AlreadyProcessed));
             }
             _ => return Ok(Processed::Skipped(Skip::AlreadyProcessed)),
@@ -242,7 +242,7 @@ impl Processing {
             version_id: at.version.map(str::to_owned).or_else(|| row.version_id.clone()),
             ..row.clone()
         };
-        if self.delivery.publish(&ready, variants).await? == 0 {
+        if self.delivery.publish(&*self.objects, &ready, variants).await? == 0 {
             return Ok(());
         }
         let now = self.files.details(row.file_id).await?.map(|d| d.record);

@@ -347,16 +347,6 @@ impl ObjectAccess for S3Store {
         Ok(S3Store::presign_get(self, key, signed_at, ttl).await?.url)
     }
 
-    async fn publish(
-        &self,
-        from: &ObjectKey,
-        version: Option<&str>,
-        to: &ObjectKey,
-        served: &ServedAs,
-    ) -> PortResult<()> {
-        Ok(S3Store::publish(self, from, version, to, served).await?)
-    }
-
     async fn delete_prefix(&self, prefix: &str) -> PortResult<usize> {
         Ok(S3Store::delete_prefix(self, prefix).await?)
     }
@@ -375,6 +365,16 @@ impl ObjectErasure for S3Store {
 
 #[async_trait]
 impl ObjectStore for S3Store {
+    async fn publish(
+        &self,
+        from: &ObjectKey,
+        version: Option<&str>,
+        to: &ObjectKey,
+        served: &ServedAs,
+    ) -> PortResult<()> {
+        Ok(S3Store::publish(self, from, version, to, served).await?)
+    }
+
     async fn create_multipart(
         &self,
         key: &ObjectKey,

@@ -294,18 +294,6 @@ impl ObjectAccess for InMemoryObjects {
         Ok(format!("memory://bucket/{key}?signedAt={}&ttl={}", signed_at.unix_timestamp(), ttl.as_secs()))
     }
 
-    async fn publish(
-        &self,
-        from: &ObjectKey,
-        version: Option<&str>,
-        to: &ObjectKey,
-        served: &ServedAs,
-    ) -> PortResult<()> {
-        self.copy_version(from, version, to).await?;
-        lock(&self.served).insert(to.clone(), served.clone());
-        Ok(())
-    }
-
     /// Counts every version and delete marker.
     async fn delete_prefix(&self, prefix: &str) -> PortResult<usize> {
         let mut objects = lock(&self.objects);
@@ -341,6 +329,18 @@ impl ObjectErasure for InMemoryObjects {
 
 #[async_trait]
 impl ObjectStore for InMemoryObjects {
+    async fn publish(
+        &self,
+        from: &ObjectKey,
+        version: Option<&str>,
+        to: &ObjectKey,
+        served: &ServedAs,
+    ) -> PortResult<()> {
+        self.copy_version(from, version, to).await?;
+        lock(&self.served).insert(to.clone(), served.clone());
+        Ok(())
+    }
+
     /// The form's fields spell out what the policy pins.
     async fn create_multipart(
         &self,
