@@ -552,9 +552,10 @@ pub struct SignedUrl {
 
 /// What moving files between browsers and the bucket needs of it: download URLs, upload forms,
 /// sizes, and deleting a file's public copies ([`crate::delivery::Delivery`], single uploads,
-/// export downloads; writing the copies is [`ObjectStore::publish`]). A port of its own so that the functions that need no more (the
-/// notifier, presign, shares) link only these S3 operations, not every one that [`ObjectStore`]
-/// reaches through its vtable (about 0.55 MB of an arm64 bootstrap).
+/// export downloads; writing the copies is [`ObjectStore::publish`]). A port of its own so that
+/// the functions that need no more (the notifier, presign, shares) link only these S3
+/// operations, not every one that [`ObjectStore`] reaches through its vtable (about 0.55 MB of
+/// an arm64 bootstrap).
 #[async_trait]
 pub trait ObjectAccess: Send + Sync {
     /// A URL that downloads `d` (see [`Download`]).
@@ -588,16 +589,6 @@ pub trait ObjectErasure: ObjectAccess {
 /// The bucket: objects by key, versioned.
 #[async_trait]
 pub trait ObjectStore: ObjectErasure {
-    /// Copies `version` of `from` to `to`, stored with the headers `served` names (a public
-    /// copy the files CDN serves).
-    async fn publish(
-        &self,
-        from: &ObjectKey,
-        version: Option<&str>,
-        to: &ObjectKey,
-        served: &ServedAs,
-    ) -> PortResult<()>;
-
     /// Starts a multipart upload of one object; with `checksum`, S3 keeps a full-object
     /// checksum of that algorithm.
     async fn create_multipart(
@@ -657,6 +648,16 @@ pub trait ObjectStore: ObjectErasure {
 
     /// Copies `version` of `from` to `to` (a new object).
     async fn copy_version(&self, from: &ObjectKey, version: Option<&str>, to: &ObjectKey) -> PortResult<()>;
+
+    /// Copies `version` of `from` to `to`, stored with the headers `served` names (a public
+    /// copy the files CDN serves).
+    async fn publish(
+        &self,
+        from: &ObjectKey,
+        version: Option<&str>,
+        to: &ObjectKey,
+        served: &ServedAs,
+    ) -> PortResult<()>;
 
     /// Deletes every version of `key` but `keep` for good; answers the ones it deleted.
     async fn remove_versions_except(&self, key: &ObjectKey, keep: &str) -> PortResult<Vec<String>>;

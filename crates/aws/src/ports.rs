@@ -365,16 +365,6 @@ impl ObjectErasure for S3Store {
 
 #[async_trait]
 impl ObjectStore for S3Store {
-    async fn publish(
-        &self,
-        from: &ObjectKey,
-        version: Option<&str>,
-        to: &ObjectKey,
-        served: &ServedAs,
-    ) -> PortResult<()> {
-        Ok(S3Store::publish(self, from, version, to, served).await?)
-    }
-
     async fn create_multipart(
         &self,
         key: &ObjectKey,
@@ -452,6 +442,16 @@ impl ObjectStore for S3Store {
 
     async fn copy_version(&self, from: &ObjectKey, version: Option<&str>, to: &ObjectKey) -> PortResult<()> {
         Ok(S3Store::copy_version(self, from, version, to).await?)
+    }
+
+    async fn publish(
+        &self,
+        from: &ObjectKey,
+        version: Option<&str>,
+        to: &ObjectKey,
+        served: &ServedAs,
+    ) -> PortResult<()> {
+        Ok(S3Store::publish(self, from, version, to, served).await?)
     }
 
     async fn remove_versions_except(&self, key: &ObjectKey, keep: &str) -> PortResult<Vec<String>> {

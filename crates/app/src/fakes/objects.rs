@@ -329,18 +329,6 @@ impl ObjectErasure for InMemoryObjects {
 
 #[async_trait]
 impl ObjectStore for InMemoryObjects {
-    async fn publish(
-        &self,
-        from: &ObjectKey,
-        version: Option<&str>,
-        to: &ObjectKey,
-        served: &ServedAs,
-    ) -> PortResult<()> {
-        self.copy_version(from, version, to).await?;
-        lock(&self.served).insert(to.clone(), served.clone());
-        Ok(())
-    }
-
     /// The form's fields spell out what the policy pins.
     async fn create_multipart(
         &self,
@@ -492,6 +480,18 @@ impl ObjectStore for InMemoryObjects {
             }
             None => Err(PortError::Failed(format!("no object {from} to copy"))),
         }
+    }
+
+    async fn publish(
+        &self,
+        from: &ObjectKey,
+        version: Option<&str>,
+        to: &ObjectKey,
+        served: &ServedAs,
+    ) -> PortResult<()> {
+        self.copy_version(from, version, to).await?;
+        lock(&self.served).insert(to.clone(), served.clone());
+        Ok(())
     }
 
     async fn remove_versions_except(&self, key: &ObjectKey, keep: &str) -> PortResult<Vec<String>> {
