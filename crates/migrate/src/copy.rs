@@ -201,7 +201,13 @@ impl Copier {
         let (mut attempts, mut retries) = (0u32, 0u32);
         let outcome = loop {
             attempts += 1;
-            let attempt = if e.is_multipart(self.settings.multipart_threshold) {
+            let attempt = if attempts > 1 && self.landed(e).await.unwrap_or(false) {
+                async {
+                    self.register(e).await?;
+                    self.adopt(e).await
+                }
+                .await
+            } else if e.is_multipart(self.settings.multipart_threshold) {
                 self.multipart(e, &mut rng, &mut retries).await
             } else {
                 self.single(e).await
@@ -228,6 +234,20 @@ impl Copier {
         };
         let outcome = self.retire_earlier(e, outcome, &mut rng).await;
         Copy { outcome, attempts, retries, ms: started.elapsed().as_secs_f64() * 1000.0 }
+    }
+
+    /// Whether the key holds something the plan did not see, before an attempt after a failed
+    /// one: a write whose answer was lost may have landed (S3 stored it, then the connection
+    /// broke), and a server that refuses a conditional write before reading its body (s3s-fs
+    /// answers 412 and closes) looks to the client like a broken connection. Sending the bytes
+    /// again would be refused again; [`Self::adopt`] decides instead. A failed HEAD says nothing:
+    /// the attempt then writes as usual.
+    async fn landed(&self, e: &ManifestEntry) -> Result<bool, AwsError> {
+        Ok(match (self.target.head(&e.key, None).await?, &e.prior) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(now), Some(prior)) => now.etag != prior.etag,
+        })
     }
 
     /// Once a changed file is copied under its new key, its earlier copy goes ([`Self::retire`]).
