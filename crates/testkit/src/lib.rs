@@ -41,9 +41,13 @@ pub fn env(name: &str) -> String {
 
 /// A file from the shared image corpus (`../shared/corpus` beside the repository).
 pub fn corpus(rel: &str) -> (String, Vec<u8>) {
-    let root = std::env::var("MATBAKH_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus"));
+    // The crate folder cargo runs the test in (every crate sits at crates/<name>, as this one
+    // does); the folder testkit was compiled in only when run without cargo. A target folder
+    // shared by two checkouts may hold a testkit compiled in the other one.
+    let crate_dir =
+        std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    let root =
+        std::env::var("MATBAKH_CORPUS").map(PathBuf::from).unwrap_or_else(|_| crate_dir.join("../../../shared/corpus"));
     let path = root.join(rel);
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     (path.file_name().unwrap().to_string_lossy().into_owned(), bytes)
