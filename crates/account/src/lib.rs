@@ -47,8 +47,6 @@ use matbakh_aws::queue::Queue;
 use matbakh_core::audit::PseudonymKey;
 use matbakh_lambda::metrics::{self, Unit};
 use serde_json::{Value, json};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 pub use matbakh_app::erase::user_prefixes;
 
@@ -73,7 +71,7 @@ pub fn router(services: Services, auth: Arc<Authenticator>, settings: EraseSetti
 
 /// The function on any implementation of the ports (in memory, in tests).
 pub fn routes(api: Api) -> Router {
-    matbakh_api::openapi::serve(documented(), api)
+    matbakh_api::openapi::serve(served(), api)
 }
 
 /// This function's part of the API's OpenAPI document.
@@ -81,9 +79,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     matbakh_api::openapi::part(documented())
 }
 
-fn documented() -> OpenApiRouter<Api> {
-    OpenApiRouter::new().routes(routes!(erase)).routes(routes!(start_export)).routes(routes!(export_status))
-}
+matbakh_api::routes!(Api; erase, start_export, export_status);
 
 /// The erase's settings, read once at start.
 #[derive(Debug, Clone)]

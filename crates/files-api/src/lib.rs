@@ -61,8 +61,6 @@ use matbakh_core::listing::{Cursor, ListQuery};
 use matbakh_core::names::DisplayName;
 use matbakh_lambda::metrics::{self, Unit};
 use serde_json::{Value, json};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// The use cases of the caller's files.
 #[derive(Clone)]
@@ -117,7 +115,7 @@ pub async fn image_signer(sdk: &aws_config::SdkConfig, env: impl Fn(&str) -> Opt
 
 /// The function on any implementation of the ports (in memory, in tests).
 pub fn routes(api: Api) -> Router {
-    matbakh_api::openapi::serve(documented(), api)
+    matbakh_api::openapi::serve(served(), api)
 }
 
 /// This function's part of the API's OpenAPI document.
@@ -129,20 +127,11 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// `tests/it/openapi.rs`), served here because any function could.
 const OPENAPI_JSON: &str = include_str!("../../../docs/openapi.json");
 
-fn documented() -> OpenApiRouter<Api> {
-    OpenApiRouter::new()
-        .routes(routes!(list))
-        .routes(routes!(show, update, remove))
-        .routes(routes!(restore))
-        .routes(routes!(archive))
-        .routes(routes!(unarchive))
-        .routes(routes!(image_urls))
-        .routes(routes!(public_files))
-        .routes(routes!(me))
-        .routes(routes!(usage))
-        .routes(routes!(audit_trail))
-        .routes(routes!(openapi_json))
-}
+matbakh_api::routes!(
+    Api;
+    list, show, update, remove, restore, archive, unarchive, image_urls, public_files, me, usage, audit_trail,
+    openapi_json
+);
 
 /// This API's OpenAPI 3.1 document
 #[utoipa::path(get, path = "/v1/openapi.json", operation_id = "openapi_json", tag = "files-api", security(()),

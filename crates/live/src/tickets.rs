@@ -9,8 +9,6 @@ use axum::{Json, Router};
 use matbakh_api::{ApiError, Caller};
 use matbakh_app::live::Entry;
 use serde_json::{Value, json};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// What the tickets route works with.
 #[derive(Clone)]
@@ -24,7 +22,7 @@ pub type Api = matbakh_api::Api<Tickets>;
 
 /// The function on any implementation of the ports.
 pub fn routes(api: Api) -> Router {
-    matbakh_api::openapi::serve(documented(), api)
+    matbakh_api::openapi::serve(served(), api)
 }
 
 /// This function's part of the API's OpenAPI document.
@@ -32,9 +30,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     matbakh_api::openapi::part(documented())
 }
 
-fn documented() -> OpenApiRouter<Api> {
-    OpenApiRouter::new().routes(routes!(issue))
-}
+matbakh_api::routes!(Api; issue);
 
 /// A one-time ticket for a live updates socket
 ///

@@ -37,8 +37,6 @@ use matbakh_core::migration::{Control, RunId};
 use migrate::control::status_of;
 use migrate::work::Work;
 use serde_json::{Value, json};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// What the routes need.
 #[derive(Clone)]
@@ -83,7 +81,7 @@ impl Admin {
 }
 
 pub fn router(admin: Admin) -> Router {
-    matbakh_api::openapi::serve(documented(), admin)
+    matbakh_api::openapi::serve(served(), admin)
 }
 
 /// This function's part of the API's OpenAPI document.
@@ -91,14 +89,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     matbakh_api::openapi::part(documented())
 }
 
-fn documented() -> OpenApiRouter<Admin> {
-    OpenApiRouter::new()
-        .routes(routes!(runs))
-        .routes(routes!(run))
-        .routes(routes!(control))
-        .routes(routes!(legacy))
-        .routes(routes!(latest_report))
-}
+matbakh_api::routes!(Admin; runs, run, control, legacy, latest_report);
 
 /// The caller if they are an administrator, else 403.
 fn admin_only(st: &Admin, caller: &Caller) -> Result<(), ApiError> {

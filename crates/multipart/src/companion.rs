@@ -26,21 +26,10 @@ use matbakh_core::clock::iso_seconds;
 use matbakh_core::types::ContentType;
 use matbakh_lambda::metrics::{self, Unit};
 use serde_json::{Value, json};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 use crate::Api;
 
-pub fn routes() -> OpenApiRouter<Api> {
-    OpenApiRouter::new()
-        .routes(routes!(mint))
-        .routes(routes!(revoke))
-        .routes(routes!(params))
-        .routes(routes!(create))
-        .routes(routes!(list_parts, abort))
-        .routes(routes!(sign_part))
-        .routes(routes!(complete))
-}
+matbakh_api::routes!(Api; mint, revoke, params, create, list_parts, abort, sign_part, complete);
 
 /// The session a request names: its token, its upload id and (in the query) its key.
 fn which<'a>(token: &'a str, upload_id: &'a str, q: &'a HashMap<String, String>) -> TokenUpload<'a> {

@@ -31,8 +31,6 @@ use matbakh_core::names::DisplayName;
 use matbakh_core::types::ContentType;
 use matbakh_lambda::metrics::{self, Unit};
 use serde_json::{Value, json};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// What the handlers use: the use cases and who may call them.
 pub type Api = matbakh_api::Api<Uploads>;
@@ -53,7 +51,7 @@ pub async fn from_env(auth: Arc<Authenticator>) -> Result<Router, String> {
 
 /// The function on any implementation of the ports (in memory, in tests).
 pub fn routes(api: Api) -> Router {
-    matbakh_api::openapi::serve(documented(), api)
+    matbakh_api::openapi::serve(served(), api)
 }
 
 /// This function's part of the API's OpenAPI document.
@@ -61,9 +59,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     matbakh_api::openapi::part(documented())
 }
 
-fn documented() -> OpenApiRouter<Api> {
-    OpenApiRouter::new().routes(routes!(create_upload)).routes(routes!(download))
-}
+matbakh_api::routes!(Api; create_upload, download);
 
 /// Grants a single upload
 ///

@@ -37,8 +37,6 @@ use matbakh_core::ids::FileId;
 use matbakh_core::shares::{ShareKey, share_terms};
 use matbakh_lambda::metrics::{self, Unit};
 use serde_json::{Value, json};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
 /// The links' settings, read once at start: the key from the Secrets Manager secret
 /// `SHARE_SIGNING_SECRET_ID` names (never an environment variable) and `PUBLIC_API_URL` (where
@@ -77,7 +75,7 @@ pub async fn from_env(auth: Arc<Authenticator>) -> Result<Router, String> {
 
 /// The function on any implementation of the ports (in memory, in tests).
 pub fn routes(api: Api) -> Router {
-    matbakh_api::openapi::serve(documented(), api)
+    matbakh_api::openapi::serve(served(), api)
 }
 
 /// This function's part of the API's OpenAPI document.
@@ -85,9 +83,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     matbakh_api::openapi::part(documented())
 }
 
-fn documented() -> OpenApiRouter<Api> {
-    OpenApiRouter::new().routes(routes!(create)).routes(routes!(list)).routes(routes!(open, revoke))
-}
+matbakh_api::routes!(Api; create, list, open, revoke);
 
 /// Shares one of the caller's files by link
 ///

@@ -1,6 +1,6 @@
 //! The HTTP API's OpenAPI document (`docs/openapi.json`) is exactly what the routers describe:
-//! every function registers its routes through `utoipa_axum::routes!`, so a route exists only
-//! with its description. This test regenerates the document from the routers and fails on any
+//! every function lists its routes once in `matbakh_api::routes!`, which serves them and
+//! describes them, so a route exists only with its description. This test regenerates the document from the routers and fails on any
 //! difference (`UPDATE_OPENAPI=1` rewrites the file); `tests/template/test_openapi.py` checks
 //! it against the routes the template gives API Gateway. No server needed.
 
