@@ -85,9 +85,19 @@ pub trait FileGrants: FileLookup {
     async fn reserve(&self, record: &FileRecord, quota: u64) -> PortResult<()>;
 }
 
+/// What granting multipart uploads needs of the files table: besides [`FileGrants`], a new
+/// upload's row whose size is not known yet. A port of its own so that the multipart function
+/// links only these.
+#[async_trait]
+pub trait FileUploads: FileGrants {
+    /// A new upload's PENDING row that reserves nothing (its size is not known when it is
+    /// granted); the object-created event settles it.
+    async fn put_unreserved(&self, record: &FileRecord) -> PortResult<()>;
+}
+
 /// Files and what their owners and processing added to them (tags, image facts, EXIF).
 #[async_trait]
-pub trait FileRepo: FileGrants {
+pub trait FileRepo: FileUploads {
     /// A page of `owner`'s files as `q` asks, and where the next page starts.
     async fn list(&self, owner: &UserId, q: &ListQuery) -> PortResult<(Vec<FileDetails>, Option<Cursor>)>;
 
@@ -105,10 +115,6 @@ pub trait FileRepo: FileGrants {
     /// An owner's soft delete at `at`: the row is DELETED, restorable for the restore window;
     /// its bytes stay counted (as deleted) in the owner's usage. Idempotent.
     async fn soft_delete(&self, id: FileId, at: OffsetDateTime) -> PortResult<()>;
-
-    /// A new upload's PENDING row that reserves nothing (its size is not known when it is
-    /// granted); the object-created event settles it.
-    async fn put_unreserved(&self, record: &FileRecord) -> PortResult<()>;
 
     /// A delete marker hides the file's object: the row becomes DELETED, its stored bytes stay
     /// counted (as deleted) until [`Self::purge_deleted`], its reservation goes. `false` (nothing
@@ -586,9 +592,11 @@ pub trait ObjectErasure: ObjectAccess {
     async fn abort_uploads_under(&self, prefix: &str) -> PortResult<Vec<String>>;
 }
 
-/// The bucket: objects by key, versioned.
+/// What multipart uploads need of the bucket: starting, signing, listing, completing and
+/// aborting them (and, from [`ObjectAccess`], upload forms). A port of its own so that the
+/// multipart function links only these S3 operations.
 #[async_trait]
-pub trait ObjectStore: ObjectErasure {
+pub trait ObjectUploads: ObjectAccess {
     /// Starts a multipart upload of one object; with `checksum`, S3 keeps a full-object
     /// checksum of that algorithm.
     async fn create_multipart(
@@ -621,7 +629,11 @@ pub trait ObjectStore: ObjectErasure {
     /// Aborts a multipart upload, freeing its parts; after it nobody can complete it.
     /// Idempotent.
     async fn abort_multipart(&self, key: &ObjectKey, upload_id: &UploadId) -> PortResult<()>;
+}
 
+/// The bucket: objects by key, versioned.
+#[async_trait]
+pub trait ObjectStore: ObjectErasure + ObjectUploads {
     /// The object at `key` (the current version, or `version`); `None` if there is none or a
     /// delete marker hides it.
     async fn head(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<Option<Head>>;

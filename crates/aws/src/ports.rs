@@ -6,8 +6,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use matbakh_app::ports::{
     AccountRepo, Archive, AuditLog, Counters, Digest, Download, EdgeCache, ExportQueue, ExportRepo, FileGrants,
-    FileLookup, FileRepo, Head, MultipartOp, MultipartRequest, ObjectAccess, ObjectErasure, ObjectSink, ObjectStore,
-    ObjectStream, PartUpload, PortError, PortResult, ShareRepo, SignedUrl, TokenRepo, Upload, UploadRepo, UsageRepo,
+    FileLookup, FileRepo, FileUploads, Head, MultipartOp, MultipartRequest, ObjectAccess, ObjectErasure, ObjectSink,
+    ObjectStore, ObjectStream, ObjectUploads, PartUpload, PortError, PortResult, ShareRepo, SignedUrl, TokenRepo,
+    Upload, UploadRepo, UsageRepo,
 };
 use matbakh_core::archival::{Archival, RestoreTier};
 use matbakh_core::audit::{AuditEntry, AuditRecord};
@@ -60,6 +61,13 @@ impl FileLookup for FileTable {
 impl FileGrants for FileTable {
     async fn reserve(&self, record: &FileRecord, quota: u64) -> PortResult<()> {
         Ok(self.reserve_upload(record, quota).await?)
+    }
+}
+
+#[async_trait]
+impl FileUploads for FileTable {
+    async fn put_unreserved(&self, record: &FileRecord) -> PortResult<()> {
+        Ok(self.put_unreserved_file(record).await?)
     }
 }
 
@@ -117,10 +125,6 @@ impl FileRepo for FileTable {
 
     async fn index_search(&self, record: &FileRecord) -> PortResult<()> {
         Ok(FileTable::index_search(self, record).await?)
-    }
-
-    async fn put_unreserved(&self, record: &FileRecord) -> PortResult<()> {
-        Ok(self.put_unreserved_file(record).await?)
     }
 
     async fn restore(&self, record: &FileRecord, quota: u64) -> PortResult<bool> {
@@ -364,7 +368,7 @@ impl ObjectErasure for S3Store {
 }
 
 #[async_trait]
-impl ObjectStore for S3Store {
+impl ObjectUploads for S3Store {
     async fn create_multipart(
         &self,
         key: &ObjectKey,
@@ -408,7 +412,10 @@ impl ObjectStore for S3Store {
     async fn abort_multipart(&self, key: &ObjectKey, upload_id: &UploadId) -> PortResult<()> {
         Ok(S3Store::abort_multipart(self, key, upload_id).await?)
     }
+}
 
+#[async_trait]
+impl ObjectStore for S3Store {
     async fn head(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<Option<Head>> {
         let head = self.head_object(key, version).await?;
         Ok(head.map(|h| Head { size: h.size, version_id: h.version_id, storage_class: h.storage_class }))

@@ -275,7 +275,7 @@ async fn sign_request_mode_picks_the_key_and_signs_parts_only_of_its_own_bound_u
 
     // The client posted the signed CreateMultipartUpload: S3 gave it an upload id.
     let id = {
-        use matbakh_app::ports::ObjectStore;
+        use matbakh_app::ports::ObjectUploads;
         let key = matbakh_core::ids::ObjectKey::from_stored(key.clone());
         w.objects
             .create_multipart(&key, matbakh_core::types::ContentType::parse("application/pdf").unwrap(), None)

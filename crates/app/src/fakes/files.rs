@@ -21,6 +21,18 @@ impl FileGrants for InMemory {
 }
 
 #[async_trait]
+impl FileUploads for InMemory {
+    async fn put_unreserved(&self, record: &FileRecord) -> PortResult<()> {
+        let mut st = lock(&self.state);
+        if st.files.contains_key(&record.file_id) {
+            return Err(PortError::AlreadyExists);
+        }
+        put_row(&mut st, record, 0, 0);
+        Ok(())
+    }
+}
+
+#[async_trait]
 impl FileRepo for InMemory {
     async fn list(&self, owner: &UserId, q: &ListQuery) -> PortResult<(Vec<FileDetails>, Option<Cursor>)> {
         let st = lock(&self.state);
@@ -170,15 +182,6 @@ impl FileRepo for InMemory {
         account.deleted -= row.charged;
         row.charged = 0;
         Ok(true)
-    }
-
-    async fn put_unreserved(&self, record: &FileRecord) -> PortResult<()> {
-        let mut st = lock(&self.state);
-        if st.files.contains_key(&record.file_id) {
-            return Err(PortError::AlreadyExists);
-        }
-        put_row(&mut st, record, 0, 0);
-        Ok(())
     }
 
     async fn restore(&self, record: &FileRecord, quota: u64) -> PortResult<bool> {

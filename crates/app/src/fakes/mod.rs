@@ -45,8 +45,9 @@ use time::OffsetDateTime;
 
 use crate::ports::{
     AccountRepo, Archive, AuditLog, Counters, Digest, Download, EdgeCache, ExportQueue, ExportRepo, FileGrants,
-    FileLookup, FileRepo, Head, MultipartOp, MultipartRequest, ObjectAccess, ObjectErasure, ObjectSink, ObjectStore,
-    ObjectStream, PartUpload, PortError, PortResult, ShareRepo, SignedUrl, TokenRepo, Upload, UploadRepo, UsageRepo,
+    FileLookup, FileRepo, FileUploads, Head, MultipartOp, MultipartRequest, ObjectAccess, ObjectErasure, ObjectSink,
+    ObjectStore, ObjectStream, ObjectUploads, PartUpload, PortError, PortResult, ShareRepo, SignedUrl, TokenRepo,
+    Upload, UploadRepo, UsageRepo,
 };
 
 /// An audit trail kept in `log`, dated by `clock`, with the default retention.

@@ -328,7 +328,7 @@ impl ObjectErasure for InMemoryObjects {
 }
 
 #[async_trait]
-impl ObjectStore for InMemoryObjects {
+impl ObjectUploads for InMemoryObjects {
     /// The form's fields spell out what the policy pins.
     async fn create_multipart(
         &self,
@@ -407,7 +407,10 @@ impl ObjectStore for InMemoryObjects {
         lock(&self.aborted).push(upload_id.clone());
         Ok(())
     }
+}
 
+#[async_trait]
+impl ObjectStore for InMemoryObjects {
     async fn head(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<Option<Head>> {
         let found = match version {
             None => self.current(key),

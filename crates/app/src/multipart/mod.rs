@@ -32,18 +32,18 @@ use matbakh_core::types::ContentType;
 
 use crate::audit::{Access, Client, Trail};
 use crate::error::Error;
-use crate::ports::{Counters, FileRepo, ObjectStore, PartUpload, SignedUrl, TokenRepo, UploadRepo, UsageRepo};
+use crate::ports::{Counters, FileUploads, ObjectUploads, PartUpload, SignedUrl, TokenRepo, UploadRepo, UsageRepo};
 
 /// What the multipart use cases work with.
 #[derive(Clone)]
 pub struct Multipart {
-    pub files: Arc<dyn FileRepo>,
+    pub files: Arc<dyn FileUploads>,
     /// The upload grants' budget per user (a session or a signed new object, in every mode).
     pub counters: Arc<dyn Counters>,
     pub uploads: Arc<dyn UploadRepo>,
     pub tokens: Arc<dyn TokenRepo>,
     pub usage: Arc<dyn UsageRepo>,
-    pub objects: Arc<dyn ObjectStore>,
+    pub objects: Arc<dyn ObjectUploads>,
     pub audit: Trail,
     pub limits: Limits,
     pub clock: Arc<dyn Clock>,
