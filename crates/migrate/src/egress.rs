@@ -5,9 +5,24 @@
 //! differently between the check and the connection; addresses written in a URL are checked
 //! before the request.
 
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
+use bytes::Bytes;
+use http::header::{LOCATION, RANGE};
+use http::{Method, Request};
+use http_body_util::{BodyExt, Empty};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::Name;
+use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
+use url::Url;
 
 use crate::error::MigrateError;
 use crate::source::ReadError;
@@ -136,7 +151,7 @@ fn refusal(host: Option<&str>, ip: IpAddr) -> Option<String> {
 /// Refuses a URL whose host is written as a non-public address (those are not resolved, so
 /// the resolver never sees them). The URL standard has already read every spelling of an
 /// address (`2130706433`, `0x7f.1`) as one, so any other host is a name.
-pub fn check_url(url: &reqwest::Url, policy: &HttpPolicy) -> Result<(), String> {
+pub fn check_url(url: &Url, policy: &HttpPolicy) -> Result<(), String> {
     let Some(host) = url.host_str() else { return Ok(()) };
     let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() else { return Ok(()) };
     match refusal(None, ip) {
@@ -145,65 +160,145 @@ pub fn check_url(url: &reqwest::Url, policy: &HttpPolicy) -> Result<(), String> 
     }
 }
 
-/// Resolves names as the system does and refuses a name if any of its addresses is not
-/// public; the connection is made only to the addresses this answers.
-struct PublicOnly;
+/// How long a request may take, its body included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long connecting to the legacy server may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-impl reqwest::dns::Resolve for PublicOnly {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let host = name.as_str().to_owned();
+/// Resolves names as the system does; with `public_only`, refuses a name if any of its
+/// addresses is not public. The connection is made only to the addresses this answers.
+#[derive(Clone)]
+struct Resolver {
+    public_only: bool,
+}
+
+type Resolving = Pin<Box<dyn Future<Output = Result<std::vec::IntoIter<SocketAddr>, BoxError>> + Send>>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower_service::Service<Name> for Resolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = BoxError;
+    type Future = Resolving;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Resolving {
+        let public_only = self.public_only;
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            if let Some(why) = addrs.iter().find_map(|a| refusal(Some(&host), a.ip())) {
-                return Err(Box::new(ReadError::Unreadable(why)) as Box<dyn std::error::Error + Send + Sync>);
+            let host = name.as_str();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, 0)).await?.collect();
+            if let Some(why) = addrs.iter().find_map(|a| refusal(Some(host), a.ip())).filter(|_| public_only) {
+                return Err(Box::new(ReadError::Unreadable(why)) as BoxError);
             }
-            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+            Ok(addrs.into_iter())
         })
     }
 }
 
-/// The HTTP client of `policy`. It ignores proxies from the environment: a proxy would resolve
-/// the names itself, where they cannot be checked.
-pub fn client(policy: &HttpPolicy) -> Result<reqwest::Client, MigrateError> {
-    let redirect = match policy.redirects {
-        Redirects::None => reqwest::redirect::Policy::none(),
-        Redirects::SameOrigin => reqwest::redirect::Policy::custom(|attempt| {
-            let first = attempt.previous().first().map(reqwest::Url::origin);
-            if first == Some(attempt.url().origin()) && attempt.previous().len() <= MAX_SAME_ORIGIN_REDIRECTS {
-                attempt.follow()
-            } else {
-                attempt.stop()
-            }
-        }),
-    };
-    let mut builder = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(120))
-        .connect_timeout(std::time::Duration::from_secs(10))
-        .redirect(redirect)
-        .no_proxy();
-    if !policy.allow_private_addresses {
-        builder = builder.dns_resolver(PublicOnly);
-    }
-    builder.build().map_err(|e| MigrateError::Usage(format!("HTTP client: {e}")))
+/// An answer of the legacy server.
+pub type Response = http::Response<hyper::body::Incoming>;
+
+/// The HTTP client of a run's [`HttpPolicy`]: TLS on the system's roots, names resolved and
+/// checked once ([`Resolver`]), redirects followed only as the policy says. It ignores proxies
+/// from the environment: a proxy would resolve the names itself, where they cannot be checked.
+#[derive(Clone)]
+pub struct HttpClient {
+    client: Client<HttpsConnector<HttpConnector<Resolver>>, Empty<Bytes>>,
+    policy: HttpPolicy,
 }
 
-/// A redirect the client did not follow, as a message naming where it pointed; `None` for
-/// any other answer.
-pub fn unfollowed_redirect(response: &reqwest::Response, policy: &HttpPolicy) -> Option<String> {
-    if !response.status().is_redirection() {
-        return None;
+impl HttpClient {
+    pub fn new(policy: &HttpPolicy) -> Result<Self, MigrateError> {
+        let mut http = HttpConnector::new_with_resolver(Resolver { public_only: !policy.allow_private_addresses });
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_native_roots(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .map_err(|e| MigrateError::Usage(format!("HTTP client: no TLS roots: {e}")))?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        Ok(HttpClient { client: Client::builder(TokioExecutor::new()).build(https), policy: *policy })
     }
-    let location = response.headers().get("location").and_then(|v| v.to_str().ok());
-    let to = match location {
-        Some(l) => response.url().join(l).map(String::from).unwrap_or_else(|_| l.to_owned()),
-        None => "nowhere (no Location)".to_owned(),
-    };
-    Some(format!("redirects to {to}, not followed ({})", policy.redirects.rule()))
+
+    /// Sends `method` to `url` (with a `Range` of `range`: offset and length), following
+    /// redirects as the policy allows. A redirect it does not follow, or an address it may not
+    /// connect to, is [`ReadError::Unreadable`] naming why (for `path`).
+    pub async fn send(
+        &self,
+        method: &Method,
+        path: &str,
+        url: &str,
+        range: Option<(u64, u64)>,
+    ) -> Result<Response, ReadError> {
+        let unreadable = |why: String| ReadError::Unreadable(format!("{path}: {why}"));
+        let mut url = Url::parse(url).map_err(|e| unreadable(e.to_string()))?;
+        let origin = url.origin();
+        let mut followed = 0;
+        loop {
+            check_url(&url, &self.policy).map_err(unreadable)?;
+            let mut request = Request::builder().method(method.clone()).uri(url.as_str());
+            if let Some((offset, len)) = range {
+                request = request.header(RANGE, format!("bytes={offset}-{}", offset + len - 1));
+            }
+            let request = request.body(Empty::new()).map_err(|e| unreadable(e.to_string()))?;
+            let response = self.client.request(request).await.map_err(|e| request_error(path, &e))?;
+            if !response.status().is_redirection() {
+                return Ok(response);
+            }
+            let location = response.headers().get(LOCATION).and_then(|v| v.to_str().ok());
+            let next = location.and_then(|l| url.join(l).ok());
+            match next {
+                Some(next)
+                    if self.policy.redirects == Redirects::SameOrigin
+                        && followed < MAX_SAME_ORIGIN_REDIRECTS
+                        && next.origin() == origin =>
+                {
+                    followed += 1;
+                    url = next;
+                }
+                _ => {
+                    let to = match (next, location) {
+                        (Some(next), _) => next.to_string(),
+                        (None, Some(l)) => l.to_owned(),
+                        (None, None) => "nowhere (no Location)".to_owned(),
+                    };
+                    return Err(unreadable(format!(
+                        "redirects to {to}, not followed ({})",
+                        self.policy.redirects.rule()
+                    )));
+                }
+            }
+        }
+    }
+}
+
+/// Reads a response's body, handing each chunk to `take`.
+pub async fn each_chunk(path: &str, response: Response, mut take: impl FnMut(&[u8])) -> Result<(), ReadError> {
+    let mut body = response.into_body();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ReadError::Transient(format!("{path}: {e}")))?;
+        if let Some(data) = frame.data_ref() {
+            take(data);
+        }
+    }
+    Ok(())
+}
+
+/// `request` (a request and reading its answer), failed as transient if it takes longer than
+/// [`REQUEST_TIMEOUT`].
+pub async fn within<T>(path: &str, request: impl Future<Output = Result<T, ReadError>>) -> Result<T, ReadError> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, request).await {
+        Ok(done) => done,
+        Err(_) => Err(ReadError::Transient(format!("{path}: no answer within {} s", REQUEST_TIMEOUT.as_secs()))),
+    }
 }
 
 /// A failed request as a read error: a refusal of this module stays a refusal (another
 /// attempt would be refused again); anything else may pass on another attempt.
-pub fn request_error(path: &str, e: &reqwest::Error) -> ReadError {
+fn request_error(path: &str, e: &hyper_util::client::legacy::Error) -> ReadError {
     let mut cause = std::error::Error::source(e);
     while let Some(c) = cause {
         if let Some(ReadError::Unreadable(why)) = c.downcast_ref::<ReadError>() {
@@ -211,7 +306,13 @@ pub fn request_error(path: &str, e: &reqwest::Error) -> ReadError {
         }
         cause = c.source();
     }
-    ReadError::Transient(format!("{path}: {e}"))
+    let mut message = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        message = format!("{message}: {c}");
+        cause = c.source();
+    }
+    ReadError::Transient(format!("{path}: {message}"))
 }
 
 #[cfg(test)]
@@ -299,14 +400,14 @@ mod tests {
             "http://2130706433/a.jpg",
             "http://0x7f.1/a.jpg",
         ] {
-            let url = reqwest::Url::parse(url).unwrap();
+            let url = Url::parse(url).unwrap();
             let err = check_url(&url, &strict).unwrap_err();
             assert!(err.contains(" is a ") && err.contains("--allow-private-addresses"), "{err}");
             assert_eq!(check_url(&url, &open), Ok(()));
         }
         // Names are left to the resolver.
-        assert_eq!(check_url(&reqwest::Url::parse("http://localhost/a.jpg").unwrap(), &strict), Ok(()));
-        assert_eq!(check_url(&reqwest::Url::parse("https://8.8.8.8/a.jpg").unwrap(), &strict), Ok(()));
+        assert_eq!(check_url(&Url::parse("http://localhost/a.jpg").unwrap(), &strict), Ok(()));
+        assert_eq!(check_url(&Url::parse("https://8.8.8.8/a.jpg").unwrap(), &strict), Ok(()));
     }
 
     #[test]

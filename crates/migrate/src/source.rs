@@ -466,8 +466,7 @@ impl Source for S3Source {
 /// reads `https://{path}` with range requests. Where it may connect and which redirects it
 /// follows is the run's [`HttpPolicy`] ([`egress`]).
 pub struct HttpSource {
-    client: reqwest::Client,
-    policy: HttpPolicy,
+    client: egress::HttpClient,
     scheme: &'static str,
     list: std::path::PathBuf,
     url: String,
@@ -483,31 +482,23 @@ impl HttpSource {
             Some(("http", list)) => ("http", list),
             _ => return Err(MigrateError::Usage(format!("source {url:?}: use https-list:///path/to/urls.txt"))),
         };
-        let client = egress::client(&policy)?;
-        Ok(HttpSource { client, policy, scheme, list: std::path::PathBuf::from(list), url: url.to_owned() })
+        let client = egress::HttpClient::new(&policy)?;
+        Ok(HttpSource { client, scheme, list: std::path::PathBuf::from(list), url: url.to_owned() })
     }
 
-    fn target(&self, path: &str) -> String {
-        format!("{}://{path}", self.scheme)
+    /// `method` for `path` (refused before it is sent if its host is written as an address the
+    /// policy does not allow; names are checked when they are resolved).
+    async fn send(
+        &self,
+        method: &http::Method,
+        path: &str,
+        range: Option<(u64, u64)>,
+    ) -> Result<egress::Response, ReadError> {
+        self.client.send(method, path, &format!("{}://{path}", self.scheme), range).await
     }
 
-    /// A request for `path`; refused before it is sent if its host is written as an address
-    /// the policy does not allow (names are checked when they are resolved).
-    fn request(&self, method: reqwest::Method, path: &str) -> Result<reqwest::RequestBuilder, ReadError> {
-        let url = reqwest::Url::parse(&self.target(path)).map_err(|e| ReadError::Unreadable(format!("{path}: {e}")))?;
-        egress::check_url(&url, &self.policy).map_err(|why| ReadError::Unreadable(format!("{path}: {why}")))?;
-        Ok(self.client.request(method, url))
-    }
-
-    async fn get(&self, path: &str, range: Option<(u64, u64)>) -> Result<reqwest::Response, ReadError> {
-        let mut request = self.request(reqwest::Method::GET, path)?;
-        if let Some((offset, len)) = range {
-            request = request.header("range", format!("bytes={offset}-{}", offset + len - 1));
-        }
-        let response = request.send().await.map_err(|e| egress::request_error(path, &e))?;
-        if let Some(why) = egress::unfollowed_redirect(&response, &self.policy) {
-            return Err(ReadError::Unreadable(format!("{path}: {why}")));
-        }
+    async fn get(&self, path: &str, range: Option<(u64, u64)>) -> Result<egress::Response, ReadError> {
+        let response = self.send(&http::Method::GET, path, range).await?;
         let status = response.status().as_u16();
         match status {
             200 | 206 => Ok(response),
@@ -562,13 +553,10 @@ impl Source for HttpSource {
         for chunk in paths.chunks(HTTP_HEADS_IN_FLIGHT) {
             let mut heads = tokio::task::JoinSet::new();
             for path in chunk {
-                let request = self.request(reqwest::Method::HEAD, path);
-                let path = path.clone();
+                let (source, path) = (self.client.clone(), path.clone());
+                let url = format!("{}://{path}", self.scheme);
                 heads.spawn(async move {
-                    let response = match request {
-                        Ok(r) => r.send().await.map_err(|e| egress::request_error(&path, &e)),
-                        Err(e) => Err(e),
-                    };
+                    let response = egress::within(&path, source.send(&http::Method::HEAD, &path, &url, None)).await;
                     (response, path)
                 });
             }
@@ -577,9 +565,7 @@ impl Source for HttpSource {
                 let response = match response {
                     Ok(r) if r.status().is_success() => r,
                     Ok(r) => {
-                        let why =
-                            egress::unfollowed_redirect(&r, &self.policy).unwrap_or_else(|| r.status().to_string());
-                        problems.push(format!("{path}: {why}"));
+                        problems.push(format!("{path}: {}", r.status()));
                         continue;
                     }
                     Err(e) => {
@@ -611,27 +597,32 @@ impl Source for HttpSource {
         if len == 0 {
             return Ok(Vec::new());
         }
-        let mut response = self.get(path, Some((offset, len))).await?;
-        if response.status().as_u16() == 200 && offset > 0 {
-            return Err(ReadError::Unreadable(format!("{path}: the server does not answer range requests")));
-        }
-        let mut out = Vec::with_capacity(len as usize);
-        while let Some(chunk) = response.chunk().await.map_err(|e| ReadError::Transient(format!("{path}: {e}")))? {
-            let room = (len as usize).saturating_sub(out.len());
-            out.extend_from_slice(&chunk[..room.min(chunk.len())]);
-        }
-        if (out.len() as u64) < len {
-            return Err(ReadError::Changed(format!("{path} is shorter than planned")));
-        }
-        Ok(out)
+        egress::within(path, async {
+            let response = self.get(path, Some((offset, len))).await?;
+            if response.status().as_u16() == 200 && offset > 0 {
+                return Err(ReadError::Unreadable(format!("{path}: the server does not answer range requests")));
+            }
+            let mut out = Vec::with_capacity(len as usize);
+            egress::each_chunk(path, response, |chunk| {
+                let room = (len as usize).saturating_sub(out.len());
+                out.extend_from_slice(&chunk[..room.min(chunk.len())]);
+            })
+            .await?;
+            if (out.len() as u64) < len {
+                return Err(ReadError::Changed(format!("{path} is shorter than planned")));
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn digest(&self, path: &str) -> Result<Digests, ReadError> {
-        let mut response = self.get(path, None).await?;
-        let mut hasher = Hasher::default();
-        while let Some(chunk) = response.chunk().await.map_err(|e| ReadError::Transient(format!("{path}: {e}")))? {
-            hasher.update(&chunk);
-        }
-        Ok(hasher.finish())
+        egress::within(path, async {
+            let response = self.get(path, None).await?;
+            let mut hasher = Hasher::default();
+            egress::each_chunk(path, response, |chunk| hasher.update(chunk)).await?;
+            Ok(hasher.finish())
+        })
+        .await
     }
 }
