@@ -46,6 +46,8 @@ ensure_native_tools() {
   command -v meson >/dev/null || missing+=(meson)
   command -v ninja >/dev/null || missing+=(ninja-build)
   apt_install "for the image codecs" "${missing[@]}"
+  # The HTTP legacy source's TLS test makes its certificates with openssl (migrate/tests/tls.rs).
+  command -v openssl >/dev/null || apt_install "for the TLS test's certificates" openssl
 }
 
 # wrk (Debian's), the load benchmark's HTTP load tool (scripts/bench load).

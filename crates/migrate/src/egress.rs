@@ -287,6 +287,18 @@ pub async fn each_chunk(path: &str, response: Response, mut take: impl FnMut(&[u
     Ok(())
 }
 
+/// The TLS error inside a failed handshake, if it refuses the server's certificate (for another
+/// name, expired, from an authority the system does not trust, or none).
+fn certificate_refused<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e rustls::Error> {
+    // The connector wraps the handshake's I/O error in one of its own.
+    let mut inner: &(dyn std::error::Error + 'static) = e;
+    while let Some(io) = inner.downcast_ref::<std::io::Error>() {
+        inner = io.get_ref()?;
+    }
+    let tls = inner.downcast_ref::<rustls::Error>()?;
+    matches!(tls, rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented).then_some(tls)
+}
+
 /// `request` (a request and reading its answer), failed as transient if it takes longer than
 /// [`REQUEST_TIMEOUT`].
 pub async fn within<T>(path: &str, request: impl Future<Output = Result<T, ReadError>>) -> Result<T, ReadError> {
@@ -296,13 +308,17 @@ pub async fn within<T>(path: &str, request: impl Future<Output = Result<T, ReadE
     }
 }
 
-/// A failed request as a read error: a refusal of this module stays a refusal (another
-/// attempt would be refused again); anything else may pass on another attempt.
+/// A failed request as a read error: a refusal of this module, or of the server's certificate,
+/// stays a refusal (another attempt would be refused again); anything else may pass on another
+/// attempt.
 fn request_error(path: &str, e: &hyper_util::client::legacy::Error) -> ReadError {
     let mut cause = std::error::Error::source(e);
     while let Some(c) = cause {
         if let Some(ReadError::Unreadable(why)) = c.downcast_ref::<ReadError>() {
             return ReadError::Unreadable(format!("{path}: {why}"));
+        }
+        if let Some(why) = certificate_refused(c) {
+            return ReadError::Unreadable(format!("{path}: the server's certificate is refused ({why})"));
         }
         cause = c.source();
     }
