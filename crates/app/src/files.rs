@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use futures_util::{StreamExt, TryStreamExt};
 use matbakh_core::audit::{AuditAction, AuditRecord};
 use matbakh_core::clock::Clock;
 use matbakh_core::ids::{FileId, UserId};
@@ -22,6 +23,9 @@ use crate::view::{FileView, PublicFileView};
 
 /// How often an update is tried when the file keeps changing under it.
 pub const UPDATE_ATTEMPTS: usize = 3;
+
+/// Files of a listed page viewed at once (an archived public file's view is one S3 HEAD).
+pub const VIEWS_IN_FLIGHT: usize = 16;
 
 /// What the files use cases work with.
 #[derive(Clone)]
@@ -110,13 +114,19 @@ impl Files {
         self.delivery.view(d, self.limits.restore_window).await
     }
 
+    /// Views of `found`, in its order, [`VIEWS_IN_FLIGHT`] at a time: an archived public file's
+    /// view asks the bucket whether its public copy is there.
+    async fn views<'a>(&self, found: impl Iterator<Item = &'a FileDetails>) -> Result<Vec<FileView>, Error> {
+        // The futures made first: a stream of a closure's futures is not `Send` to the compiler
+        // (a lifetime it cannot generalise), and the HTTP handlers need it to be.
+        let views: Vec<_> = found.map(|d| self.view(d)).collect();
+        futures_util::stream::iter(views).buffered(VIEWS_IN_FLIGHT).try_collect().await
+    }
+
     /// A page of the caller's files as `q` asks.
     pub async fn list(&self, caller: &UserId, q: &ListQuery) -> Result<Page, Error> {
         let (found, next) = self.files.list(caller, q).await?;
-        let mut files = Vec::with_capacity(found.len());
-        for d in &found {
-            files.push(self.view(d).await?);
-        }
+        let files = self.views(found.iter()).await?;
         tracing::info!(files = files.len(), more = next.is_some(), "listed");
         Ok(Page { files, next })
     }
@@ -128,10 +138,8 @@ impl Files {
     pub async fn public_page(&self, owner: &UserId, cursor: Option<Cursor>) -> Result<PublicPage, Error> {
         let q = ListQuery { cursor, ..ListQuery::default() };
         let (found, next) = self.files.list(owner, &q).await?;
-        let mut files = Vec::new();
-        for d in found.iter().filter(|d| self.delivery.served_publicly(&d.record).is_some()) {
-            files.push(PublicFileView::of(self.view(d).await?));
-        }
+        let public = found.iter().filter(|d| self.delivery.served_publicly(&d.record).is_some());
+        let files: Vec<PublicFileView> = self.views(public).await?.into_iter().map(PublicFileView::of).collect();
         tracing::info!(files = files.len(), more = next.is_some(), "public page listed");
         Ok(PublicPage { files, next })
     }

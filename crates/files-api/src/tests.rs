@@ -11,6 +11,7 @@ use matbakh_app::delivery::Delivery;
 use matbakh_app::fakes::{InMemory, InMemoryCdn, InMemoryObjects};
 use matbakh_app::files::Files;
 use matbakh_app::images::{Images, Signer};
+use matbakh_app::ports::{Download, ObjectAccess, PortResult, SignedUrl, Upload};
 use matbakh_core::audit::AuditAction;
 use matbakh_core::clock::FixedClock;
 use matbakh_core::delivery::{CdnSigner, FilesCdn, ORIGINAL_CACHE_CONTROL, VARIANT_CACHE_CONTROL};
@@ -19,6 +20,7 @@ use matbakh_core::imgproxy::{Presets, SigningKeys};
 use matbakh_core::limits::Limits;
 use matbakh_core::metadata::{FileDetails, FileRecord, FileStatus, ImageInfo, VariantInfo};
 use matbakh_core::names::DisplayName;
+use matbakh_core::post_policy::PresignedPost;
 use matbakh_core::types::ContentType;
 use serde_json::{Value, json};
 use testkit::TestIdp;
@@ -354,6 +356,74 @@ async fn a_public_file_is_served_from_its_copies_and_going_private_takes_them_aw
     assert!(w.objects.keys_under(&public).is_empty());
     assert_eq!(w.files_edge.invalidations().len(), 2);
     assert!(file["variants"][0]["url"].as_str().unwrap().contains("/derived/"));
+}
+
+/// The bucket as `Delivery` sees it, whose `size` answers only once `n` lookups wait at once:
+/// a listing that looks its files up one at a time never gets an answer.
+struct AllAtOnce {
+    objects: Arc<InMemoryObjects>,
+    together: tokio::sync::Barrier,
+}
+
+#[async_trait::async_trait]
+impl ObjectAccess for AllAtOnce {
+    async fn presign_download(&self, d: &Download<'_>) -> PortResult<SignedUrl> {
+        self.objects.presign_download(d).await
+    }
+
+    async fn presign_post(&self, u: &Upload<'_>) -> PortResult<PresignedPost> {
+        self.objects.presign_post(u).await
+    }
+
+    async fn size(&self, key: &ObjectKey) -> PortResult<Option<u64>> {
+        self.together.wait().await;
+        self.objects.size(key).await
+    }
+
+    async fn presign_get(&self, key: &ObjectKey, signed_at: OffsetDateTime, ttl: Duration) -> PortResult<String> {
+        self.objects.presign_get(key, signed_at, ttl).await
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> PortResult<usize> {
+        self.objects.delete_prefix(prefix).await
+    }
+}
+
+/// An archived public file's entry asks the bucket whether its public copy is there; a page
+/// asks for its files at once, not one after the other, and keeps their order.
+#[tokio::test]
+async fn a_page_looks_up_its_archived_public_files_at_once() {
+    let w = World::with_cdn();
+    let ids: Vec<FileId> =
+        (0..3).map(|i| w.file("alice", &format!("old-menu-{i}.jpg"), "image/jpeg", 10 + i)).collect();
+    for id in &ids {
+        let patch = json!({"visibility": "public"});
+        let (status, _) = w.call(NOW, Method::PATCH, &format!("/v1/files/{id}"), Some("alice"), Some(patch)).await;
+        assert_eq!(status, StatusCode::OK);
+        let mut row = w.repo.get(*id).unwrap();
+        row.record.status = FileStatus::Archived;
+        w.repo.insert(row);
+    }
+    let mut api = w.api(NOW);
+    let gated = AllAtOnce { objects: w.objects.clone(), together: tokio::sync::Barrier::new(ids.len()) };
+    api.cases.files.delivery.objects = Arc::new(gated);
+    let req = Request::get("/v1/files").header("authorization", w.idp.bearer("alice")).body(Body::empty()).unwrap();
+    // The bound only turns a listing that waits forever into a failure, it synchronises nothing.
+    let answer = tokio::time::timeout(Duration::from_secs(10), testkit::call_router(routes(api), req)).await;
+    let (status, page) = answer.expect("the page looked its archived files up one at a time");
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let listed: Vec<(String, String)> = page["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["fileId"].as_str().unwrap().to_owned(), f["publicUrl"].as_str().unwrap_or_default().to_owned()))
+        .collect();
+    let want: Vec<(String, String)> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.to_string(), format!("https://files.test/p/{id}/original/old-menu-{i}.jpg")))
+        .collect();
+    assert_eq!(listed, want, "newest first is oldest id last: {page}");
 }
 
 #[tokio::test]
