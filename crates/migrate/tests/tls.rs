@@ -14,7 +14,7 @@ use migrate::egress::{HttpPolicy, Redirects};
 use migrate::source::{HttpSource, ReadError, Source};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// The server is on 127.0.0.1 (`localhost`): private addresses allowed, redirects not followed.
 const LOCAL: HttpPolicy = HttpPolicy { redirects: Redirects::None, allow_private_addresses: true };
@@ -28,29 +28,14 @@ fn openssl(dir: &Path, args: &[&str]) {
     assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// A new P-256 key, unencrypted (`openssl req`'s options).
+const NEW_KEY: [&str; 5] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+
 /// An authority `name`: its key and self-signed certificate (`name.key`, `name.pem`).
 fn authority(dir: &Path, name: &str) {
     let (key, pem, subject) = (format!("{name}.key"), format!("{name}.pem"), format!("/CN={name}"));
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &pem,
-            "-days",
-            "2",
-            "-subj",
-            &subject,
-        ],
-    );
+    let rest = ["-keyout", &key, "-out", &pem, "-days", "2", "-subj", &subject];
+    openssl(dir, &[&["req", "-x509"][..], &NEW_KEY, &rest].concat());
 }
 
 /// A server certificate `name` for `san` (its subjectAltName), signed by the authority `ca`.
@@ -58,23 +43,7 @@ fn certificate(dir: &Path, name: &str, san: &str, ca: &str) {
     let (key, csr, pem, ext) =
         (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"), format!("{name}.ext"));
     let subject = format!("/CN={name}");
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            &subject,
-        ],
-    );
+    openssl(dir, &[&["req"][..], &NEW_KEY, &["-keyout", &key, "-out", &csr, "-subj", &subject]].concat());
     std::fs::write(
         dir.join(&ext),
         format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"),
@@ -127,24 +96,9 @@ async fn serve(dir: &Path, name: &str, body: Vec<u8>) -> (u16, Arc<AtomicUsize>)
             tokio::spawn(async move {
                 // A client that refuses the certificate ends the handshake here.
                 let Ok(mut tls) = acceptor.accept(tcp).await else { return };
-                let mut request = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tls.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => request.extend_from_slice(&buf[..n]),
-                    }
-                }
+                let Some(head) = testkit::read_request_head(&mut tls).await else { return };
                 counted.fetch_add(1, Ordering::SeqCst);
-                let text = String::from_utf8_lossy(&request).to_string();
-                let range = text.lines().find_map(|l| {
-                    let (name, value) = l.split_once(':')?;
-                    let (a, b) = name
-                        .eq_ignore_ascii_case("range")
-                        .then_some(value.trim().strip_prefix("bytes=")?.split_once('-')?)?;
-                    Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?))
-                });
-                let (status, part) = match range {
+                let (status, part) = match head.range {
                     Some((from, to)) => ("206 Partial Content", &body[from..=to.min(body.len() - 1)]),
                     None => ("200 OK", &body[..]),
                 };

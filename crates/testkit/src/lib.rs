@@ -420,6 +420,38 @@ async fn private_table(moto: &SdkConfig) -> String {
     name
 }
 
+/// One HTTP/1.1 request's head as the tests' small servers read it (the legacy web servers of
+/// the migration's tests): its method, path and `Range: bytes=a-b`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHead {
+    pub method: String,
+    pub path: String,
+    pub range: Option<(usize, usize)>,
+}
+
+/// Reads one request head from `stream`; `None` if the connection ends before it is whole.
+pub async fn read_request_head(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> Option<RequestHead> {
+    use tokio::io::AsyncReadExt;
+    let mut request = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&request).to_string();
+    let mut words = text.split_whitespace();
+    let (method, path) = (words.next().unwrap_or("").to_owned(), words.next().unwrap_or("").to_owned());
+    let range = text.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        let (a, b) =
+            name.eq_ignore_ascii_case("range").then_some(value.trim().strip_prefix("bytes=")?.split_once('-')?)?;
+        Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?))
+    });
+    Some(RequestHead { method, path, range })
+}
+
 /// Calls `router` in-process: status, headers and the body's bytes (up to 64 MiB).
 pub async fn call_router_raw(router: axum::Router, req: Request<Body>) -> (StatusCode, http::HeaderMap, Vec<u8>) {
     let resp = router.oneshot(req).await.unwrap();

@@ -15,7 +15,7 @@ use migrate::egress::{HttpPolicy, MAX_SAME_ORIGIN_REDIRECTS, Redirects};
 use migrate::plan::PlanOptions;
 use migrate::run::RunOptions;
 use migrate::verify::VerifyOptions;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 type Files = Arc<Mutex<HashMap<String, Vec<u8>>>>;
 
@@ -70,26 +70,12 @@ async fn serve(legacy: Legacy) -> String {
             let Ok((mut stream, _)) = listener.accept().await else { return };
             let legacy = legacy.clone();
             tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => request.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let text = String::from_utf8_lossy(&request).to_string();
-                let mut words = text.split_whitespace();
-                let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-                let range = text.lines().find_map(|l| {
-                    let (name, value) = l.split_once(':')?;
-                    let (a, b) = name
-                        .eq_ignore_ascii_case("range")
-                        .then_some(value.trim().strip_prefix("bytes=")?.split_once('-')?)?;
-                    Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?))
-                });
+                let Some(testkit::RequestHead { method, path, range }) = testkit::read_request_head(&mut stream).await
+                else {
+                    return;
+                };
                 legacy.requests.fetch_add(1, Ordering::SeqCst);
-                let redirect = legacy.redirects.lock().unwrap().get(path).cloned();
+                let redirect = legacy.redirects.lock().unwrap().get(&path).cloned();
                 if let Some(location) = redirect {
                     let head = format!(
                         "HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
@@ -97,7 +83,7 @@ async fn serve(legacy: Legacy) -> String {
                     let _ = stream.write_all(head.as_bytes()).await;
                     return;
                 }
-                let body = legacy.files.lock().unwrap().get(path).cloned();
+                let body = legacy.files.lock().unwrap().get(&path).cloned();
                 let (status, extra, body) = match (body, range) {
                     (None, _) => ("404 Not Found", String::new(), Vec::new()),
                     (Some(b), Some((from, to))) if from < b.len() => {
