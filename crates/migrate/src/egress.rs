@@ -340,13 +340,7 @@ fn request_error(path: &str, e: &hyper_util::client::legacy::Error) -> ReadError
         }
         cause = c.source();
     }
-    let mut message = e.to_string();
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        message = format!("{message}: {c}");
-        cause = c.source();
-    }
-    ReadError::Transient(format!("{path}: {message}"))
+    ReadError::Transient(format!("{path}: {}", aws_sdk_s3::error::DisplayErrorContext(e)))
 }
 
 #[cfg(test)]

@@ -494,7 +494,11 @@ impl HttpSource {
         path: &str,
         range: Option<(u64, u64)>,
     ) -> Result<egress::Response, ReadError> {
-        self.client.send(method, path, &format!("{}://{path}", self.scheme), range).await
+        self.client.send(method, path, &self.target(path), range).await
+    }
+
+    fn target(&self, path: &str) -> String {
+        format!("{}://{path}", self.scheme)
     }
 
     async fn get(&self, path: &str, range: Option<(u64, u64)>) -> Result<egress::Response, ReadError> {
@@ -554,7 +558,7 @@ impl Source for HttpSource {
             let mut heads = tokio::task::JoinSet::new();
             for path in chunk {
                 let (source, path) = (self.client.clone(), path.clone());
-                let url = format!("{}://{path}", self.scheme);
+                let url = self.target(&path);
                 heads.spawn(async move {
                     let response = egress::within(&path, source.send(&http::Method::HEAD, &path, &url, None)).await;
                     (response, path)
