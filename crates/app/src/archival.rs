@@ -157,7 +157,7 @@ impl Files {
             return Ok(false);
         }
         let ready = FileRecord { status: FileStatus::Ready, ..d.record.clone() };
-        self.delivery.publish(&*self.objects, &ready, d.image.as_ref().map_or(&[], |i| &i.variants[..])).await?;
+        self.delivery.publish(&*self.objects, &ready, d.variants()).await?;
         Ok(true)
     }
 

@@ -188,9 +188,7 @@ impl Files {
                 // (public already) copies again. An archived file's variants now, its original
                 // once a restore completes.
                 if is == Visibility::Public {
-                    self.delivery
-                        .publish(&*self.objects, &after, before.image.as_ref().map_or(&[], |i| &i.variants[..]))
-                        .await?;
+                    self.delivery.publish(&*self.objects, &after, before.variants()).await?;
                 }
                 self.audit.record(client, Access::ok(caller, AuditAction::Update, Some(id))).await?;
                 let (renamed, tags, visibility) =
@@ -257,7 +255,7 @@ impl Files {
         self.objects.unhide(&d.record.key).await?;
         // Its public copies again (an archived original's once it is restored).
         if d.record.labels.visibility == Visibility::Public {
-            self.delivery.publish(&*self.objects, &back, d.image.as_ref().map_or(&[], |i| &i.variants[..])).await?;
+            self.delivery.publish(&*self.objects, &back, d.variants()).await?;
         }
         self.audit.record(client, Access::ok(caller, AuditAction::Restore, Some(id))).await?;
         tracing::info!("file restored");

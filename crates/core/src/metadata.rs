@@ -220,6 +220,11 @@ impl FileDetails {
             archival: Default::default(),
         }
     }
+
+    /// The image's variants: none for a file that is not an image or not processed yet.
+    pub fn variants(&self) -> &[VariantInfo] {
+        self.image.as_ref().map_or(&[], |i| &i.variants)
+    }
 }
 
 /// An unsettled PENDING row: what the sweeper needs to give its grant back.
