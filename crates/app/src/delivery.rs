@@ -20,7 +20,7 @@ use matbakh_core::metadata::{FileDetails, FileRecord, FileStatus, VariantInfo};
 use matbakh_core::names::content_disposition;
 
 use crate::error::Error;
-use crate::ports::{Download, EdgeCache, ObjectAccess, ObjectStore, SignedUrl};
+use crate::ports::{Download, EdgeCache, ObjectAccess, ObjectLifecycle, SignedUrl};
 use crate::view::{FileView, VariantView};
 
 #[derive(Clone)]
@@ -119,7 +119,7 @@ impl Delivery {
     /// only [`ObjectAccess`], and a function that never publishes then links no S3 CopyObject.
     pub async fn publish(
         &self,
-        store: &dyn ObjectStore,
+        store: &dyn ObjectLifecycle,
         record: &FileRecord,
         variants: &[VariantInfo],
     ) -> Result<usize, Error> {

@@ -18,7 +18,7 @@ use matbakh_core::quota::Usage;
 use crate::audit::{Access, Client, Trail};
 use crate::delivery::Delivery;
 use crate::error::Error;
-use crate::ports::{FileRepo, ObjectStore, UsageRepo};
+use crate::ports::{FileCatalog, ObjectLifecycle, UsageRepo};
 use crate::view::{FileView, PublicFileView};
 
 /// How often an update is tried when the file keeps changing under it.
@@ -30,10 +30,10 @@ pub const VIEWS_IN_FLIGHT: usize = 16;
 /// What the files use cases work with.
 #[derive(Clone)]
 pub struct Files {
-    pub files: Arc<dyn FileRepo>,
+    pub files: Arc<dyn FileCatalog>,
     pub usage: Arc<dyn UsageRepo>,
     pub audit: Trail,
-    pub objects: Arc<dyn ObjectStore>,
+    pub objects: Arc<dyn ObjectLifecycle>,
     pub limits: Limits,
     pub clock: Arc<dyn Clock>,
     /// Variant URLs, and the public copies of public files.

@@ -20,7 +20,7 @@ use matbakh_core::types::TypeClass;
 use time::OffsetDateTime;
 
 use crate::error::Error;
-use crate::ports::FileRepo;
+use crate::ports::FileLookup;
 
 /// Widths asked for when a request names none (a phone to a wide screen).
 pub const DEFAULT_IMAGE_WIDTHS: [u32; 5] = [320, 640, 960, 1280, 1920];
@@ -45,7 +45,7 @@ pub struct Signer {
 /// What image URLs work with.
 #[derive(Clone)]
 pub struct Images {
-    pub files: Arc<dyn FileRepo>,
+    pub files: Arc<dyn FileLookup>,
     /// The image URLs' budget per user.
     pub counters: Arc<dyn crate::ports::Counters>,
     pub signer: Signer,

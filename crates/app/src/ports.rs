@@ -95,14 +95,14 @@ pub trait FileUploads: FileGrants {
     async fn put_unreserved(&self, record: &FileRecord) -> PortResult<()>;
 }
 
-/// Files and what their owners and processing added to them (tags, image facts, EXIF).
+/// What showing and changing files needs of the files table: an owner's pages of files and
+/// count, the owner's changes, soft delete and restore, and the steps to the archive tier and
+/// back. A port of its own (with [`FileLookup`]) so that `files-api` links none of the DynamoDB
+/// operations that uploads, processing and erasing take.
 #[async_trait]
-pub trait FileRepo: FileUploads {
+pub trait FileCatalog: FileLookup {
     /// A page of `owner`'s files as `q` asks, and where the next page starts.
     async fn list(&self, owner: &UserId, q: &ListQuery) -> PortResult<(Vec<FileDetails>, Option<Cursor>)>;
-
-    /// Every file of `owner`, whatever its status, oldest first.
-    async fn all(&self, owner: &UserId) -> PortResult<Vec<FileDetails>>;
 
     /// How many of `owner`'s files are not deleted.
     async fn count_live(&self, owner: &UserId) -> PortResult<u64>;
@@ -115,6 +115,29 @@ pub trait FileRepo: FileUploads {
     /// An owner's soft delete at `at`: the row is DELETED, restorable for the restore window;
     /// its bytes stay counted (as deleted) in the owner's usage. Idempotent.
     async fn soft_delete(&self, id: FileId, at: OffsetDateTime) -> PortResult<()>;
+
+    /// DELETED → `record.status` (READY, or ARCHIVED), charging the bytes again within `quota`
+    /// if the row no longer holds them ([`PortError::QuotaExceeded`]); `false` if the row is
+    /// not DELETED.
+    async fn restore(&self, record: &FileRecord, quota: u64) -> PortResult<bool>;
+
+    /// A step on the way to the archive tier and back ([`matbakh_core::archival`]): if the
+    /// row's status is one of `from`, it becomes `to` with `archival`; else `false`, nothing
+    /// written.
+    async fn set_archival(
+        &self,
+        id: FileId,
+        from: &[FileStatus],
+        to: FileStatus,
+        archival: &Archival,
+    ) -> PortResult<bool>;
+}
+
+/// Files and what their owners and processing added to them (tags, image facts, EXIF).
+#[async_trait]
+pub trait FileRepo: FileUploads + FileCatalog {
+    /// Every file of `owner`, whatever its status, oldest first.
+    async fn all(&self, owner: &UserId) -> PortResult<Vec<FileDetails>>;
 
     /// A delete marker hides the file's object: the row becomes DELETED, its stored bytes stay
     /// counted (as deleted) until [`Self::purge_deleted`], its reservation goes. `false` (nothing
@@ -148,22 +171,6 @@ pub trait FileRepo: FileUploads {
     /// A DELETED file's versions are gone for good: the bytes its row still holds leave the
     /// owner's usage. `false` if the row is not DELETED or holds nothing.
     async fn purge_deleted(&self, id: FileId) -> PortResult<bool>;
-
-    /// DELETED → `record.status` (READY, or ARCHIVED), charging the bytes again within `quota`
-    /// if the row no longer holds them ([`PortError::QuotaExceeded`]); `false` if the row is
-    /// not DELETED.
-    async fn restore(&self, record: &FileRecord, quota: u64) -> PortResult<bool>;
-
-    /// A step on the way to the archive tier and back ([`matbakh_core::archival`]): if the
-    /// row's status is one of `from`, it becomes `to` with `archival`; else `false`, nothing
-    /// written.
-    async fn set_archival(
-        &self,
-        id: FileId,
-        from: &[FileStatus],
-        to: FileStatus,
-        archival: &Archival,
-    ) -> PortResult<bool>;
 }
 
 /// Uploads in flight: PENDING rows whose grant ran out, and multipart sessions.
@@ -558,7 +565,7 @@ pub struct SignedUrl {
 
 /// What moving files between browsers and the bucket needs of it: download URLs, upload forms,
 /// sizes, and deleting a file's public copies ([`crate::delivery::Delivery`], single uploads,
-/// export downloads; writing the copies is [`ObjectStore::publish`]). A port of its own so that
+/// export downloads; writing the copies is [`ObjectLifecycle::publish`]). A port of its own so that
 /// the functions that need no more (the notifier, presign, shares) link only these S3
 /// operations, not every one that [`ObjectStore`] reaches through its vtable (about 0.55 MB of
 /// an arm64 bootstrap).
@@ -631,13 +638,45 @@ pub trait ObjectUploads: ObjectAccess {
     async fn abort_multipart(&self, key: &ObjectKey, upload_id: &UploadId) -> PortResult<()>;
 }
 
-/// The bucket: objects by key, versioned.
+/// What a file's life needs of its object after the upload: whether and in which storage class
+/// it is there, hiding it behind a delete marker and back (soft delete, restore), tagging it for
+/// the archive tier and asking S3 to restore it, and copying it to its public place (publish).
+/// A port of its own so that `files-api`, which does these, links none of the S3 operations
+/// that reading, writing and multipart uploads take.
 #[async_trait]
-pub trait ObjectStore: ObjectErasure + ObjectUploads {
+pub trait ObjectLifecycle: ObjectAccess {
     /// The object at `key` (the current version, or `version`); `None` if there is none or a
     /// delete marker hides it.
     async fn head(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<Option<Head>>;
 
+    /// Copies `version` of `from` to `to`, stored with the headers `served` names (a public
+    /// copy the files CDN serves).
+    async fn publish(
+        &self,
+        from: &ObjectKey,
+        version: Option<&str>,
+        to: &ObjectKey,
+        served: &ServedAs,
+    ) -> PortResult<()>;
+
+    /// Hides the object behind a delete marker (its versions stay). Idempotent.
+    async fn hide(&self, key: &ObjectKey) -> PortResult<()>;
+
+    /// Removes the delete marker that hides the object, if one does. Idempotent.
+    async fn unhide(&self, key: &ObjectKey) -> PortResult<()>;
+
+    /// Replaces the tags of `version` of `key` with `tags` (the lifecycle rules filter on them;
+    /// no new version is written).
+    async fn set_tags(&self, key: &ObjectKey, version: Option<&str>, tags: &[(&str, &str)]) -> PortResult<()>;
+
+    /// Asks for a copy of the archived `version` of `key`, readable for `days` once S3 made it
+    /// in `tier`'s time. Idempotent: a restore already under way is no error.
+    async fn restore(&self, key: &ObjectKey, version: Option<&str>, tier: RestoreTier, days: u32) -> PortResult<()>;
+}
+
+/// The bucket: objects by key, versioned.
+#[async_trait]
+pub trait ObjectStore: ObjectErasure + ObjectUploads + ObjectLifecycle {
     /// Reads `version` of `key` (the current one if `None`) once, streaming: its SHA-256, size,
     /// ETag and first `keep` bytes; `None` if it is gone.
     async fn read_digest(&self, key: &ObjectKey, version: Option<&str>, keep: usize) -> PortResult<Option<Digest>>;
@@ -661,36 +700,12 @@ pub trait ObjectStore: ObjectErasure + ObjectUploads {
     /// Copies `version` of `from` to `to` (a new object).
     async fn copy_version(&self, from: &ObjectKey, version: Option<&str>, to: &ObjectKey) -> PortResult<()>;
 
-    /// Copies `version` of `from` to `to`, stored with the headers `served` names (a public
-    /// copy the files CDN serves).
-    async fn publish(
-        &self,
-        from: &ObjectKey,
-        version: Option<&str>,
-        to: &ObjectKey,
-        served: &ServedAs,
-    ) -> PortResult<()>;
-
     /// Deletes every version of `key` but `keep` for good; answers the ones it deleted.
     async fn remove_versions_except(&self, key: &ObjectKey, keep: &str) -> PortResult<Vec<String>>;
 
     /// Deletes `version` of `key` for good (`None`: hides the object behind a delete marker,
     /// or removes it in a bucket without versioning).
     async fn delete_version(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<()>;
-
-    /// Hides the object behind a delete marker (its versions stay). Idempotent.
-    async fn hide(&self, key: &ObjectKey) -> PortResult<()>;
-
-    /// Removes the delete marker that hides the object, if one does. Idempotent.
-    async fn unhide(&self, key: &ObjectKey) -> PortResult<()>;
-
-    /// Replaces the tags of `version` of `key` with `tags` (the lifecycle rules filter on them;
-    /// no new version is written).
-    async fn set_tags(&self, key: &ObjectKey, version: Option<&str>, tags: &[(&str, &str)]) -> PortResult<()>;
-
-    /// Asks for a copy of the archived `version` of `key`, readable for `days` once S3 made it
-    /// in `tier`'s time. Idempotent: a restore already under way is no error.
-    async fn restore(&self, key: &ObjectKey, version: Option<&str>, tier: RestoreTier, days: u32) -> PortResult<()>;
 }
 
 /// An open WebSocket of the live updates API: whose it is, and whether an administrator opened

@@ -243,7 +243,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_delete_marker_soft_deletes_and_the_permanent_delete_later_purges() {
-        use crate::ports::{ObjectAccess, ObjectErasure, ObjectStore};
+        use crate::ports::{ObjectAccess, ObjectErasure, ObjectLifecycle};
         let w = world();
         let (id, key, _) = w.photo();
         w.objects.hide(&key).await.unwrap();
@@ -272,7 +272,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_public_file_hidden_by_a_marker_loses_its_public_copies_at_once() {
-        use crate::ports::{ObjectErasure, ObjectStore};
+        use crate::ports::{ObjectErasure, ObjectLifecycle};
         let w = world();
         let (id, key, _) = w.photo();
         let mut details = w.repo.get(id).unwrap();

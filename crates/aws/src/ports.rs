@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use matbakh_app::ports::{
-    AccountRepo, Archive, AuditLog, Counters, Digest, Download, EdgeCache, ExportQueue, ExportRepo, FileGrants,
-    FileLookup, FileRepo, FileUploads, Head, MultipartOp, MultipartRequest, ObjectAccess, ObjectErasure, ObjectSink,
-    ObjectStore, ObjectStream, ObjectUploads, PartUpload, PortError, PortResult, ShareRepo, SignedUrl, TokenRepo,
-    Upload, UploadRepo, UsageRepo,
+    AccountRepo, Archive, AuditLog, Counters, Digest, Download, EdgeCache, ExportQueue, ExportRepo, FileCatalog,
+    FileGrants, FileLookup, FileRepo, FileUploads, Head, MultipartOp, MultipartRequest, ObjectAccess, ObjectErasure,
+    ObjectLifecycle, ObjectSink, ObjectStore, ObjectStream, ObjectUploads, PartUpload, PortError, PortResult,
+    ShareRepo, SignedUrl, TokenRepo, Upload, UploadRepo, UsageRepo,
 };
 use matbakh_core::archival::{Archival, RestoreTier};
 use matbakh_core::audit::{AuditEntry, AuditRecord};
@@ -72,13 +72,9 @@ impl FileUploads for FileTable {
 }
 
 #[async_trait]
-impl FileRepo for FileTable {
+impl FileCatalog for FileTable {
     async fn list(&self, owner: &UserId, q: &ListQuery) -> PortResult<(Vec<FileDetails>, Option<Cursor>)> {
         Ok(self.list_files(owner, q).await?)
-    }
-
-    async fn all(&self, owner: &UserId) -> PortResult<Vec<FileDetails>> {
-        Ok(self.all_files(owner).await?)
     }
 
     async fn count_live(&self, owner: &UserId) -> PortResult<u64> {
@@ -93,6 +89,27 @@ impl FileRepo for FileTable {
         self.note_deleted(id, at).await?;
         self.mark_deleted(id, None).await?;
         Ok(())
+    }
+
+    async fn restore(&self, record: &FileRecord, quota: u64) -> PortResult<bool> {
+        Ok(FileTable::restore(self, record, quota).await?)
+    }
+
+    async fn set_archival(
+        &self,
+        id: FileId,
+        from: &[FileStatus],
+        to: FileStatus,
+        archival: &Archival,
+    ) -> PortResult<bool> {
+        Ok(FileTable::set_archival(self, id, from, to, archival).await?)
+    }
+}
+
+#[async_trait]
+impl FileRepo for FileTable {
+    async fn all(&self, owner: &UserId) -> PortResult<Vec<FileDetails>> {
+        Ok(self.all_files(owner).await?)
     }
 
     async fn mark_deleted(&self, id: FileId, order: Option<&str>) -> PortResult<bool> {
@@ -125,20 +142,6 @@ impl FileRepo for FileTable {
 
     async fn index_search(&self, record: &FileRecord) -> PortResult<()> {
         Ok(FileTable::index_search(self, record).await?)
-    }
-
-    async fn restore(&self, record: &FileRecord, quota: u64) -> PortResult<bool> {
-        Ok(FileTable::restore(self, record, quota).await?)
-    }
-
-    async fn set_archival(
-        &self,
-        id: FileId,
-        from: &[FileStatus],
-        to: FileStatus,
-        archival: &Archival,
-    ) -> PortResult<bool> {
-        Ok(FileTable::set_archival(self, id, from, to, archival).await?)
     }
 }
 
@@ -415,12 +418,44 @@ impl ObjectUploads for S3Store {
 }
 
 #[async_trait]
-impl ObjectStore for S3Store {
+impl ObjectLifecycle for S3Store {
     async fn head(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<Option<Head>> {
         let head = self.head_object(key, version).await?;
         Ok(head.map(|h| Head { size: h.size, version_id: h.version_id, storage_class: h.storage_class }))
     }
 
+    async fn publish(
+        &self,
+        from: &ObjectKey,
+        version: Option<&str>,
+        to: &ObjectKey,
+        served: &ServedAs,
+    ) -> PortResult<()> {
+        Ok(S3Store::publish(self, from, version, to, served).await?)
+    }
+
+    async fn hide(&self, key: &ObjectKey) -> PortResult<()> {
+        Ok(self.delete_version(key, None).await?)
+    }
+
+    async fn unhide(&self, key: &ObjectKey) -> PortResult<()> {
+        if let Some(marker) = self.current_delete_marker(key).await? {
+            self.delete_version(key, Some(&marker)).await?;
+        }
+        Ok(())
+    }
+
+    async fn set_tags(&self, key: &ObjectKey, version: Option<&str>, tags: &[(&str, &str)]) -> PortResult<()> {
+        Ok(S3Store::set_tags(self, key, version, tags).await?)
+    }
+
+    async fn restore(&self, key: &ObjectKey, version: Option<&str>, tier: RestoreTier, days: u32) -> PortResult<()> {
+        Ok(S3Store::restore(self, key, version, tier, days).await?)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
     async fn read_digest(&self, key: &ObjectKey, version: Option<&str>, keep: usize) -> PortResult<Option<Digest>> {
         let read = S3Store::read_digest(self, key, version, keep).await?;
         Ok(read.map(|r| Digest { sha256: r.sha256, size: r.size, etag: r.etag, prefix: r.prefix }))
@@ -451,41 +486,12 @@ impl ObjectStore for S3Store {
         Ok(S3Store::copy_version(self, from, version, to).await?)
     }
 
-    async fn publish(
-        &self,
-        from: &ObjectKey,
-        version: Option<&str>,
-        to: &ObjectKey,
-        served: &ServedAs,
-    ) -> PortResult<()> {
-        Ok(S3Store::publish(self, from, version, to, served).await?)
-    }
-
     async fn remove_versions_except(&self, key: &ObjectKey, keep: &str) -> PortResult<Vec<String>> {
         Ok(S3Store::remove_versions_except(self, key, keep).await?)
     }
 
     async fn delete_version(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<()> {
         Ok(S3Store::delete_version(self, key, version).await?)
-    }
-
-    async fn hide(&self, key: &ObjectKey) -> PortResult<()> {
-        Ok(self.delete_version(key, None).await?)
-    }
-
-    async fn unhide(&self, key: &ObjectKey) -> PortResult<()> {
-        if let Some(marker) = self.current_delete_marker(key).await? {
-            self.delete_version(key, Some(&marker)).await?;
-        }
-        Ok(())
-    }
-
-    async fn set_tags(&self, key: &ObjectKey, version: Option<&str>, tags: &[(&str, &str)]) -> PortResult<()> {
-        Ok(S3Store::set_tags(self, key, version, tags).await?)
-    }
-
-    async fn restore(&self, key: &ObjectKey, version: Option<&str>, tier: RestoreTier, days: u32) -> PortResult<()> {
-        Ok(S3Store::restore(self, key, version, tier, days).await?)
     }
 }
 

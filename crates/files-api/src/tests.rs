@@ -172,7 +172,7 @@ impl World {
     }
 
     async fn pin_version(&self, id: FileId) -> (ObjectKey, String) {
-        use matbakh_app::ports::ObjectStore;
+        use matbakh_app::ports::ObjectLifecycle;
         let mut d = self.repo.get(id).unwrap();
         let key = d.record.key.clone();
         let version = self.objects.head(&key, None).await.unwrap().unwrap().version_id.unwrap();

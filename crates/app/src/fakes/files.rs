@@ -33,7 +33,7 @@ impl FileUploads for InMemory {
 }
 
 #[async_trait]
-impl FileRepo for InMemory {
+impl FileCatalog for InMemory {
     async fn list(&self, owner: &UserId, q: &ListQuery) -> PortResult<(Vec<FileDetails>, Option<Cursor>)> {
         let st = lock(&self.state);
         let mut found: Vec<&FileDetails> = st
@@ -71,14 +71,6 @@ impl FileRepo for InMemory {
         Ok((page, next))
     }
 
-    async fn all(&self, owner: &UserId) -> PortResult<Vec<FileDetails>> {
-        let st = lock(&self.state);
-        let mut all: Vec<FileDetails> =
-            st.files.values().map(|s| s.details.clone()).filter(|d| d.record.owner == *owner).collect();
-        all.sort_by_key(|d| (d.record.created_at, d.record.file_id));
-        Ok(all)
-    }
-
     async fn count_live(&self, owner: &UserId) -> PortResult<u64> {
         let st = lock(&self.state);
         let live = st.files.values().filter(|s| s.details.record.owner == *owner);
@@ -112,6 +104,55 @@ impl FileRepo for InMemory {
             usage.entry(d.record.owner.clone()).or_default().deleted += s.charged;
         }
         Ok(())
+    }
+
+    async fn restore(&self, record: &FileRecord, quota: u64) -> PortResult<bool> {
+        let mut st = lock(&self.state);
+        let State { files, usage, .. } = &mut *st;
+        let Some(s) = files.get_mut(&record.file_id) else { return Ok(false) };
+        if s.details.record.status != FileStatus::Deleted || s.details.record.owner != record.owner {
+            return Ok(false);
+        }
+        let account = usage.entry(record.owner.clone()).or_default();
+        if s.charged > 0 {
+            account.deleted -= s.charged;
+        } else {
+            if account.charged + record.size > quota {
+                return Err(PortError::QuotaExceeded);
+            }
+            account.charged += record.size;
+            s.charged = record.size;
+        }
+        s.details.record.status = record.status;
+        s.details.deleted_at = None;
+        Ok(true)
+    }
+
+    async fn set_archival(
+        &self,
+        id: FileId,
+        from: &[FileStatus],
+        to: FileStatus,
+        archival: &Archival,
+    ) -> PortResult<bool> {
+        let mut st = lock(&self.state);
+        let Some(s) = st.files.get_mut(&id).filter(|s| from.contains(&s.details.record.status)) else {
+            return Ok(false);
+        };
+        s.details.record.status = to;
+        s.details.archival = archival.clone();
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl FileRepo for InMemory {
+    async fn all(&self, owner: &UserId) -> PortResult<Vec<FileDetails>> {
+        let st = lock(&self.state);
+        let mut all: Vec<FileDetails> =
+            st.files.values().map(|s| s.details.clone()).filter(|d| d.record.owner == *owner).collect();
+        all.sort_by_key(|d| (d.record.created_at, d.record.file_id));
+        Ok(all)
     }
 
     async fn mark_deleted(&self, id: FileId, order: Option<&str>) -> PortResult<bool> {
@@ -181,44 +222,6 @@ impl FileRepo for InMemory {
         account.charged -= row.charged;
         account.deleted -= row.charged;
         row.charged = 0;
-        Ok(true)
-    }
-
-    async fn restore(&self, record: &FileRecord, quota: u64) -> PortResult<bool> {
-        let mut st = lock(&self.state);
-        let State { files, usage, .. } = &mut *st;
-        let Some(s) = files.get_mut(&record.file_id) else { return Ok(false) };
-        if s.details.record.status != FileStatus::Deleted || s.details.record.owner != record.owner {
-            return Ok(false);
-        }
-        let account = usage.entry(record.owner.clone()).or_default();
-        if s.charged > 0 {
-            account.deleted -= s.charged;
-        } else {
-            if account.charged + record.size > quota {
-                return Err(PortError::QuotaExceeded);
-            }
-            account.charged += record.size;
-            s.charged = record.size;
-        }
-        s.details.record.status = record.status;
-        s.details.deleted_at = None;
-        Ok(true)
-    }
-
-    async fn set_archival(
-        &self,
-        id: FileId,
-        from: &[FileStatus],
-        to: FileStatus,
-        archival: &Archival,
-    ) -> PortResult<bool> {
-        let mut st = lock(&self.state);
-        let Some(s) = st.files.get_mut(&id).filter(|s| from.contains(&s.details.record.status)) else {
-            return Ok(false);
-        };
-        s.details.record.status = to;
-        s.details.archival = archival.clone();
         Ok(true)
     }
 }

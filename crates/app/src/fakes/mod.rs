@@ -44,10 +44,10 @@ use matbakh_core::types::ContentType;
 use time::OffsetDateTime;
 
 use crate::ports::{
-    AccountRepo, Archive, AuditLog, Counters, Digest, Download, EdgeCache, ExportQueue, ExportRepo, FileGrants,
-    FileLookup, FileRepo, FileUploads, Head, MultipartOp, MultipartRequest, ObjectAccess, ObjectErasure, ObjectSink,
-    ObjectStore, ObjectStream, ObjectUploads, PartUpload, PortError, PortResult, ShareRepo, SignedUrl, TokenRepo,
-    Upload, UploadRepo, UsageRepo,
+    AccountRepo, Archive, AuditLog, Counters, Digest, Download, EdgeCache, ExportQueue, ExportRepo, FileCatalog,
+    FileGrants, FileLookup, FileRepo, FileUploads, Head, MultipartOp, MultipartRequest, ObjectAccess, ObjectErasure,
+    ObjectLifecycle, ObjectSink, ObjectStore, ObjectStream, ObjectUploads, PartUpload, PortError, PortResult,
+    ShareRepo, SignedUrl, TokenRepo, Upload, UploadRepo, UsageRepo,
 };
 
 /// An audit trail kept in `log`, dated by `clock`, with the default retention.

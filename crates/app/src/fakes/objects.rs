@@ -410,7 +410,7 @@ impl ObjectUploads for InMemoryObjects {
 }
 
 #[async_trait]
-impl ObjectStore for InMemoryObjects {
+impl ObjectLifecycle for InMemoryObjects {
     async fn head(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<Option<Head>> {
         let found = match version {
             None => self.current(key),
@@ -427,6 +427,59 @@ impl ObjectStore for InMemoryObjects {
         }))
     }
 
+    async fn publish(
+        &self,
+        from: &ObjectKey,
+        version: Option<&str>,
+        to: &ObjectKey,
+        served: &ServedAs,
+    ) -> PortResult<()> {
+        self.copy_version(from, version, to).await?;
+        lock(&self.served).insert(to.clone(), served.clone());
+        Ok(())
+    }
+
+    async fn hide(&self, key: &ObjectKey) -> PortResult<()> {
+        match lock(&self.objects).get_mut(key) {
+            Some(held) => {
+                held.hidden = true;
+                Ok(())
+            }
+            None => Err(PortError::Failed(format!("no object {key}"))),
+        }
+    }
+
+    async fn unhide(&self, key: &ObjectKey) -> PortResult<()> {
+        if let Some(held) = lock(&self.objects).get_mut(key) {
+            held.hidden = false;
+        }
+        Ok(())
+    }
+
+    async fn set_tags(&self, key: &ObjectKey, version: Option<&str>, tags: &[(&str, &str)]) -> PortResult<()> {
+        let Some((version, _)) = self.version(key, version) else {
+            return Err(PortError::Failed(format!("no such object {key}")));
+        };
+        let tags = tags.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        lock(&self.archive).tags.insert((key.clone(), version), tags);
+        Ok(())
+    }
+
+    async fn restore(&self, key: &ObjectKey, version: Option<&str>, tier: RestoreTier, days: u32) -> PortResult<()> {
+        let Some((version, _)) = self.version(key, version) else {
+            return Err(PortError::Failed(format!("no such object {key}")));
+        };
+        let mut archive = lock(&self.archive);
+        if !archive.classes.contains_key(&(key.clone(), version.clone())) {
+            return Err(PortError::Failed(format!("{key} is not archived: S3 refuses to restore it")));
+        }
+        archive.restores.push((key.clone(), version, tier, days));
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ObjectStore for InMemoryObjects {
     /// Versions written without bytes read as that many zeros.
     async fn read_digest(&self, key: &ObjectKey, version: Option<&str>, keep: usize) -> PortResult<Option<Digest>> {
         let Some(bytes) = self.read(key, version).await? else { return Ok(None) };
@@ -485,18 +538,6 @@ impl ObjectStore for InMemoryObjects {
         }
     }
 
-    async fn publish(
-        &self,
-        from: &ObjectKey,
-        version: Option<&str>,
-        to: &ObjectKey,
-        served: &ServedAs,
-    ) -> PortResult<()> {
-        self.copy_version(from, version, to).await?;
-        lock(&self.served).insert(to.clone(), served.clone());
-        Ok(())
-    }
-
     async fn remove_versions_except(&self, key: &ObjectKey, keep: &str) -> PortResult<Vec<String>> {
         let mut objects = lock(&self.objects);
         let Some(held) = objects.get_mut(key) else { return Ok(Vec::new()) };
@@ -512,44 +553,6 @@ impl ObjectStore for InMemoryObjects {
             Some(v) => held.versions.retain(|(id, _)| id != v),
             None => held.hidden = true,
         }
-        Ok(())
-    }
-
-    async fn hide(&self, key: &ObjectKey) -> PortResult<()> {
-        match lock(&self.objects).get_mut(key) {
-            Some(held) => {
-                held.hidden = true;
-                Ok(())
-            }
-            None => Err(PortError::Failed(format!("no object {key}"))),
-        }
-    }
-
-    async fn unhide(&self, key: &ObjectKey) -> PortResult<()> {
-        if let Some(held) = lock(&self.objects).get_mut(key) {
-            held.hidden = false;
-        }
-        Ok(())
-    }
-
-    async fn set_tags(&self, key: &ObjectKey, version: Option<&str>, tags: &[(&str, &str)]) -> PortResult<()> {
-        let Some((version, _)) = self.version(key, version) else {
-            return Err(PortError::Failed(format!("no such object {key}")));
-        };
-        let tags = tags.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        lock(&self.archive).tags.insert((key.clone(), version), tags);
-        Ok(())
-    }
-
-    async fn restore(&self, key: &ObjectKey, version: Option<&str>, tier: RestoreTier, days: u32) -> PortResult<()> {
-        let Some((version, _)) = self.version(key, version) else {
-            return Err(PortError::Failed(format!("no such object {key}")));
-        };
-        let mut archive = lock(&self.archive);
-        if !archive.classes.contains_key(&(key.clone(), version.clone())) {
-            return Err(PortError::Failed(format!("{key} is not archived: S3 refuses to restore it")));
-        }
-        archive.restores.push((key.clone(), version, tier, days));
         Ok(())
     }
 }
