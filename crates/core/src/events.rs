@@ -189,7 +189,8 @@ mod tests {
     use super::*;
 
     fn sqs_body(fixture: &str) -> String {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events").join(fixture);
+        let path =
+            std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../../events").join(fixture);
         let event: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         event["Records"][0]["body"].as_str().unwrap().to_owned()
     }

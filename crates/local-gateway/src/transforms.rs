@@ -105,7 +105,7 @@ mod tests {
     /// transformer and the CloudFront Function.
     #[test]
     fn the_shared_vectors_map_here_as_at_the_edge() {
-        let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/imgproxy/result-keys.json");
+        let file = &format!("{}/../../tests/imgproxy/result-keys.json", std::env::var("CARGO_MANIFEST_DIR").unwrap());
         let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
         let keys = SigningKeys::from_hex(doc["keys"].as_str().unwrap(), doc["salts"].as_str().unwrap()).unwrap();
         let edge = EdgeMapping { keys, bucket: "files".into() };

@@ -15,7 +15,11 @@ use matbakh_core::clock::SystemClock;
 use matbakh_core::limits::Limits;
 use serde_json::Value;
 
-const CHECKED_IN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
+/// Where the document is checked in, in the checkout cargo runs the test from (not the one the
+/// test was compiled in: a target folder may be shared).
+fn checked_in_path() -> String {
+    format!("{}/../../docs/openapi.json", std::env::var("CARGO_MANIFEST_DIR").unwrap())
+}
 
 fn generated() -> String {
     let doc = matbakh_api::openapi::document([
@@ -34,9 +38,9 @@ fn generated() -> String {
 fn the_checked_in_document_is_what_the_routers_describe() {
     let json = generated();
     if std::env::var_os("UPDATE_OPENAPI").is_some() {
-        std::fs::write(CHECKED_IN, &json).unwrap();
+        std::fs::write(checked_in_path(), &json).unwrap();
     }
-    let checked_in = std::fs::read_to_string(CHECKED_IN).unwrap();
+    let checked_in = std::fs::read_to_string(checked_in_path()).unwrap();
     assert!(
         checked_in == json,
         "docs/openapi.json is not what the routers describe; regenerate it with\n  \
@@ -104,6 +108,6 @@ async fn files_api_serves_the_document_without_a_login() {
     let req = Request::get("/v1/openapi.json").body(Body::empty()).unwrap();
     let (status, served) = testkit::call_router(router, req).await;
     assert_eq!(status, StatusCode::OK);
-    let checked_in: Value = serde_json::from_str(&std::fs::read_to_string(CHECKED_IN).unwrap()).unwrap();
+    let checked_in: Value = serde_json::from_str(&std::fs::read_to_string(checked_in_path()).unwrap()).unwrap();
     assert_eq!(served, checked_in);
 }

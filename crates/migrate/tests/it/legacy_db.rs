@@ -26,8 +26,11 @@ async fn legacy_table() -> String {
     let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
     let schema = format!("t{}", uuid_like().replace('-', "_")).to_lowercase();
-    let sql =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/legacy-db/legacy.sql")).unwrap();
+    let sql = std::fs::read_to_string(format!(
+        "{}/../../tests/legacy-db/legacy.sql",
+        std::env::var("CARGO_MANIFEST_DIR").unwrap()
+    ))
+    .unwrap();
     client.batch_execute(&format!("CREATE SCHEMA {schema}; SET search_path TO {schema};\n{sql}")).await.unwrap();
     format!("SELECT * FROM {schema}.uploads ORDER BY id")
 }

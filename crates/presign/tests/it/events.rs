@@ -8,7 +8,7 @@ use matbakh_api::Authenticator;
 use testkit::{Harness, Options, call_router};
 
 fn event(name: &str) -> lambda_http::Request {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events").join(name);
+    let path = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../../events").join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     lambda_http::request::from_str(&text).unwrap()
 }

@@ -4,13 +4,16 @@
 
 /// A file of the image corpus (`../shared/corpus`, or `MATBAKH_CORPUS`).
 pub fn corpus(rel: &str) -> Vec<u8> {
-    let root = std::env::var("MATBAKH_CORPUS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus"));
+    let root = std::env::var("MATBAKH_CORPUS").map(std::path::PathBuf::from).unwrap_or_else(|_| {
+        std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../../../shared/corpus")
+    });
     std::fs::read(root.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
 /// An AVIF written by libavif (`tests/fixtures/README.md`).
 pub fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)).unwrap()
+    std::fs::read(
+        std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("tests/fixtures").join(name),
+    )
+    .unwrap()
 }
