@@ -75,7 +75,7 @@ impl ReplicaSettings {
 /// `AWS_SESSION_TOKEN`: what Lambda gives a function, and what moto is given locally) and the
 /// endpoints (`AWS_ENDPOINT_URL_<SERVICE>`, such as `AWS_ENDPOINT_URL_S3`, else
 /// `AWS_ENDPOINT_URL`), with aws-config's defaults for the rest (standard retries, 3 attempts; a
-/// 3.1 s connect timeout; the SDK's HTTPS client, sleep and clock). Not aws-config's default
+/// 3.1 s connect timeout; the SDK's sleep and clock) and our HTTP client ([`crate::http`]). Not aws-config's default
 /// chain (profile files, web identity through STS, ECS, IMDS), which no function uses and which
 /// was 0.9 MB of every arm64 bootstrap; nor its other settings from the environment
 /// (`AWS_MAX_ATTEMPTS`, `AWS_RETRY_MODE`, `AWS_USE_FIPS_ENDPOINT`...: the template sets none).
@@ -93,6 +93,7 @@ pub fn sdk_config_from_env(lookup: impl Fn(&str) -> Option<String> + Send + Sync
         .behavior_version(BehaviorVersion::latest())
         .region(region.map(Region::new))
         .credentials_provider(SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new()))
+        .http_client(crate::http::sdk_http_client())
         .retry_config(RetryConfig::standard())
         .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_millis(3100)).build());
     // As aws-config: the global one is the configuration's own too (S3Store tells a local S3 by it).
@@ -103,7 +104,7 @@ pub fn sdk_config_from_env(lookup: impl Fn(&str) -> Option<String> + Send + Sync
 /// aws-config's default chain (profiles, SSO, web identity, IMDS...): for the migration CLI,
 /// which operators run with their own credentials.
 pub async fn load_sdk_config_chain() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest()).load().await
+    aws_config::defaults(BehaviorVersion::latest()).http_client(crate::http::sdk_http_client()).load().await
 }
 
 /// What each SDK client asks of the environment: its endpoint, `AWS_ENDPOINT_URL_<SERVICE ID>`

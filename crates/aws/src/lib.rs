@@ -15,6 +15,7 @@ pub mod erase;
 pub mod error;
 pub mod export;
 pub mod files;
+pub mod http;
 pub mod ledger;
 pub mod live;
 mod ports;

@@ -8,7 +8,6 @@
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -209,32 +208,15 @@ pub struct HttpClient {
     policy: HttpPolicy,
 }
 
-/// The TLS settings of every client: rustls on aws-lc with the system's roots, read once per
-/// process (a migration worker makes a client per message; reading and parsing the roots took
-/// about 10 ms a client in a debug build).
-fn tls_config() -> Result<rustls::ClientConfig, MigrateError> {
-    static TLS: OnceLock<Result<rustls::ClientConfig, String>> = OnceLock::new();
-    let config = TLS.get_or_init(|| {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-        if roots.is_empty() {
-            return Err("HTTP client: no TLS roots (the system has no CA certificates)".to_owned());
-        }
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map(|b| b.with_root_certificates(roots).with_no_client_auth())
-            .map_err(|e| format!("HTTP client: {e}"))
-    });
-    config.clone().map_err(MigrateError::Usage)
-}
-
 impl HttpClient {
     pub fn new(policy: &HttpPolicy) -> Result<Self, MigrateError> {
         let mut http = HttpConnector::new_with_resolver(Resolver { public_only: !policy.allow_private_addresses });
         http.enforce_http(false);
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config()?)
+            .with_tls_config(
+                matbakh_aws::http::tls_config().map_err(|e| MigrateError::Usage(format!("HTTP client: {e}")))?,
+            )
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);

@@ -1,4 +1,6 @@
-//! The HTTP legacy source over TLS (`https-list://`): a local HTTPS server with certificates
+//! The HTTP legacy source over TLS (`https-list://`), and the AWS SDK's clients over the same TLS
+//! settings (`matbakh_aws::http`, which the migration's bucket and every function use): a local
+//! HTTPS server with certificates
 //! `openssl` makes here (a test authority; a certificate for `localhost` it signed, one for
 //! another name it signed, one for `localhost` from an authority nobody trusts). The client
 //! trusts what the system trusts, and `SSL_CERT_FILE` names the test authority as the system's
@@ -157,6 +159,29 @@ fn https_reads_only_from_servers_whose_certificate_the_system_trusts() {
         let (port, served) = serve(&dir, "rogue", photo.clone()).await;
         let why = refusal(source.read(&format!("localhost:{port}/users/1/dune.jpg"), 0, 10).await);
         assert!(why.contains("certificate is refused") && why.contains("UnknownIssuer"), "{why}");
+        assert_eq!(served.load(Ordering::SeqCst), 0);
+
+        // An SDK client (GetObject) over the same settings: the trusted server answers; the
+        // one whose certificate names another host is refused at the handshake.
+        let s3 = |port: u16| {
+            let config = aws_sdk_s3::Config::builder()
+                .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+                .region(aws_sdk_s3::config::Region::new("eu-central-1"))
+                .credentials_provider(aws_sdk_s3::config::Credentials::new("key", "secret", None, None, "test"))
+                .endpoint_url(format!("https://localhost:{port}"))
+                .force_path_style(true)
+                .http_client(matbakh_aws::http::sdk_http_client())
+                .build();
+            aws_sdk_s3::Client::from_conf(config)
+        };
+        let (port, served) = serve(&dir, "good", photo.clone()).await;
+        let got = s3(port).get_object().bucket("b").key("dune.jpg").send().await.expect("read over TLS");
+        assert_eq!(got.body.collect().await.unwrap().into_bytes().to_vec(), photo);
+        assert_eq!(served.load(Ordering::SeqCst), 1);
+        let (port, served) = serve(&dir, "other-name", photo.clone()).await;
+        let refused = s3(port).get_object().bucket("b").key("dune.jpg").send().await.expect_err("refused");
+        let why = format!("{}", aws_sdk_s3::error::DisplayErrorContext(&refused));
+        assert!(why.contains("not valid for name"), "{why}");
         assert_eq!(served.load(Ordering::SeqCst), 0);
     });
     let _ = std::fs::remove_dir_all(&dir);

@@ -55,6 +55,7 @@ async fn main() {
             None,
             "bench",
         ))
+        .http_client(matbakh_aws::http::sdk_http_client())
         .load()
         .await;
     let key = DevKey::generate().expect("key");

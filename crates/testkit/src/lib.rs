@@ -156,6 +156,7 @@ pub async fn garage_sdk() -> SdkConfig {
         .endpoint_url(env("GARAGE_ENDPOINT"))
         .region(Region::new(env("GARAGE_REGION")))
         .credentials_provider(creds)
+        .http_client(matbakh_aws::http::sdk_http_client())
         .load()
         .await
 }
@@ -175,6 +176,7 @@ pub fn moto_sdk_now() -> SdkConfig {
         .endpoint_url(env("AWS_ENDPOINT_URL"))
         .region(Region::new(env("AWS_REGION")))
         .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(creds))
+        .http_client(matbakh_aws::http::sdk_http_client())
         .build()
 }
 

@@ -137,6 +137,7 @@ fn push_client_with(addr: SocketAddr, secret: &str) -> notifier::adapters::ApiPu
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("eu-central-1"))
         .credentials_provider(SharedCredentialsProvider::new(creds))
+        .http_client(matbakh_aws::http::sdk_http_client())
         .build();
     notifier::adapters::ApiPush::new(&sdk, &format!("http://{addr}/live"))
 }

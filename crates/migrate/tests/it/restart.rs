@@ -140,6 +140,7 @@ async fn s3_sdk(endpoint: &str) -> aws_config::SdkConfig {
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(creds)
+        .http_client(matbakh_aws::http::sdk_http_client())
         .load()
         .await
 }

@@ -1,0 +1,367 @@
+//! The HTTP client every AWS SDK client of the platform sends its requests with, and the TLS
+//! settings it shares with the migration's legacy source (`migrate::egress`).
+//!
+//! HTTP/1.1 over hyper-util's pooled client, TLS by rustls on aws-lc with the system's roots:
+//! the SDK's own HTTPS client minus HTTP/2 (and proxies), which none of the services the
+//! functions call (S3, DynamoDB, SQS, Secrets Manager, CloudFront, API Gateway's `@connections`)
+//! needs, and whose code (h2, hyper's HTTP/2 client, instantiated for each client that used
+//! hyper-util, the Lambda runtime's too) was about 0.4 MB of every function. The SDK's timeouts
+//! and retries work as before: the connect timeout bounds connecting (TCP and TLS), the read
+//! timeout the wait for a response's head, and errors are classed as the SDK classes them
+//! (timeout, I/O: retried; user; other).
+
+use std::error::Error as StdError;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_runtime_api::http::Response as HttpResponse;
+use aws_smithy_types::body::SdkBody;
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector as TcpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// The TLS settings of every HTTPS client here: rustls on aws-lc, post-quantum key exchange
+/// preferred (X25519MLKEM768, as the SDK's client does), with the system's roots, read once per
+/// process (reading and parsing them takes about 10 ms in a debug build).
+pub fn tls_config() -> Result<rustls::ClientConfig, String> {
+    static TLS: OnceLock<Result<rustls::ClientConfig, String>> = OnceLock::new();
+    TLS.get_or_init(|| {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        if roots.is_empty() {
+            return Err("no TLS roots: the system has no CA certificates".to_owned());
+        }
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+            .map_err(|e| format!("TLS settings: {e}"))
+    })
+    .clone()
+}
+
+/// The HTTP client of the SDK configurations ([`crate::config`]); give it to any SDK
+/// configuration built elsewhere (`http_client(...)`), since the SDK's own is not linked.
+pub fn sdk_http_client() -> SharedHttpClient {
+    SharedHttpClient::new(SdkHttp::default())
+}
+
+/// One connection pool per distinct pair of timeouts the SDK asks for (in practice one per
+/// process), as the SDK's client keeps them.
+#[derive(Debug, Default)]
+struct SdkHttp {
+    pools: Mutex<Vec<(Timeouts, SharedHttpConnector)>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Timeouts {
+    connect: Option<Duration>,
+    read: Option<Duration>,
+}
+
+impl HttpClient for SdkHttp {
+    fn http_connector(&self, settings: &HttpConnectorSettings, _: &RuntimeComponents) -> SharedHttpConnector {
+        let timeouts = Timeouts { connect: settings.connect_timeout(), read: settings.read_timeout() };
+        let mut pools = self.pools.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((_, pool)) = pools.iter().find(|(t, _)| *t == timeouts) {
+            return pool.clone();
+        }
+        let pool = SharedHttpConnector::new(Pool::new(timeouts));
+        pools.push((timeouts, pool.clone()));
+        pool
+    }
+}
+
+type Connector = Timed<HttpsConnector<TcpConnector>>;
+
+/// A pooled client and its read timeout; `Err` (said on every request) when the system has no
+/// TLS roots.
+#[derive(Debug)]
+struct Pool {
+    client: Result<Client<Connector, SdkBody>, String>,
+    read_timeout: Option<Duration>,
+}
+
+impl Pool {
+    fn new(timeouts: Timeouts) -> Self {
+        let client = tls_config().map(|tls| {
+            let mut tcp = TcpConnector::new();
+            tcp.enforce_http(false);
+            tcp.set_nodelay(true);
+            let https = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls)
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector(tcp);
+            Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .build(Timed { inner: https, timeout: timeouts.connect })
+        });
+        Pool { client, read_timeout: timeouts.read }
+    }
+}
+
+impl HttpConnector for Pool {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let client = match &self.client {
+            Ok(client) => client,
+            Err(why) => return HttpConnectorFuture::ready(Err(ConnectorError::other(why.clone().into(), None))),
+        };
+        let request = match request.try_into_http1x() {
+            Ok(request) => request,
+            Err(e) => return HttpConnectorFuture::ready(Err(ConnectorError::user(e.into()))),
+        };
+        let response = client.request(request);
+        let read_timeout = self.read_timeout;
+        HttpConnectorFuture::new(async move {
+            let response = match read_timeout {
+                None => response.await,
+                Some(limit) => match tokio::time::timeout(limit, response).await {
+                    Ok(response) => response,
+                    Err(_) => return Err(ConnectorError::timeout(TimedOut::Read(limit).into())),
+                },
+            };
+            let response = response.map_err(classify)?;
+            HttpResponse::try_from(response.map(SdkBody::from_body_1_x))
+                .map_err(|e| ConnectorError::other(e.into(), None))
+        })
+    }
+}
+
+/// Which wait ran out.
+#[derive(Debug, thiserror::Error)]
+enum TimedOut {
+    #[error("no connection within {0:?} (the SDK's connect timeout)")]
+    Connect(Duration),
+    #[error("no response within {0:?} (the SDK's read timeout)")]
+    Read(Duration),
+}
+
+/// As the SDK classes a failed request: a connect timeout is a timeout; not reaching the server
+/// (DNS, refused, reset, TLS) and a connection that closed are I/O, both retried; a message cut
+/// short is transient; a request hyper refused to send is the caller's; anything else "other".
+fn classify(e: hyper_util::client::legacy::Error) -> ConnectorError {
+    class_of(&e)(e.into())
+}
+
+fn class_of(e: &(dyn StdError + 'static)) -> fn(BoxError) -> ConnectorError {
+    let causes = || std::iter::successors(Some(e), |c| (*c).source());
+    if causes().any(|c| c.is::<TimedOut>()) {
+        return ConnectorError::timeout;
+    }
+    if let Some(h) = causes().find_map(|c| c.downcast_ref::<hyper::Error>()) {
+        if h.is_timeout() {
+            return ConnectorError::timeout;
+        }
+        if h.is_user() {
+            return ConnectorError::user;
+        }
+        if h.is_incomplete_message() {
+            return |e| ConnectorError::other(e, Some(aws_smithy_types::retry::ErrorKind::TransientError));
+        }
+        if h.is_closed() || h.is_canceled() {
+            return ConnectorError::io;
+        }
+    }
+    let connect =
+        causes().find_map(|c| c.downcast_ref::<hyper_util::client::legacy::Error>()).is_some_and(|h| h.is_connect());
+    if connect || causes().any(|c| c.is::<std::io::Error>()) {
+        return ConnectorError::io;
+    }
+    |e| ConnectorError::other(e, None)
+}
+
+/// A connector whose connecting (TCP and TLS) gives up after the SDK's connect timeout.
+#[derive(Debug, Clone)]
+struct Timed<C> {
+    inner: C,
+    timeout: Option<Duration>,
+}
+
+type Connected = MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
+
+impl tower_service::Service<http::Uri> for Timed<HttpsConnector<TcpConnector>> {
+    type Response = Connected;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Connected, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let connecting = self.inner.call(uri);
+        let timeout = self.timeout;
+        Box::pin(async move {
+            match timeout {
+                None => connecting.await,
+                Some(limit) => tokio::time::timeout(limit, connecting).await.map_err(|_| TimedOut::Connect(limit))?,
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::config::{Credentials, Region, retry::RetryConfig, timeout::TimeoutConfig};
+    use aws_sdk_s3::error::SdkError;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nx-amz-request-id: test\r\n\r\n";
+
+    /// A server on a free port; each connection is handed to `serve` with its number (from 0).
+    /// Answers the port and how many connections it took.
+    async fn server<F, Fut>(serve: F) -> (u16, Arc<AtomicUsize>)
+    where
+        F: Fn(TcpStream, usize) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let taken = Arc::new(AtomicUsize::new(0));
+        let count = taken.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serve(stream, n));
+            }
+        });
+        (port, taken)
+    }
+
+    /// Reads one request head (the test requests have no body); `false` at the end of the stream.
+    async fn read_head(stream: &mut TcpStream) -> bool {
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        true
+    }
+
+    fn s3(endpoint: &str, timeouts: TimeoutConfig, attempts: u32) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(Region::new("eu-central-1"))
+            .credentials_provider(Credentials::new("key", "secret", None, None, "test"))
+            .endpoint_url(endpoint)
+            .force_path_style(true)
+            .http_client(sdk_http_client())
+            .timeout_config(timeouts)
+            .retry_config(RetryConfig::standard().with_max_attempts(attempts))
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    fn connect_within(limit: Duration) -> TimeoutConfig {
+        TimeoutConfig::builder().connect_timeout(limit).build()
+    }
+
+    async fn head(
+        client: &aws_sdk_s3::Client,
+    ) -> Result<(), SdkError<aws_sdk_s3::operation::head_object::HeadObjectError>> {
+        client.head_object().bucket("b").key("k").send().await.map(|_| ())
+    }
+
+    #[tokio::test]
+    async fn requests_are_answered_over_one_kept_connection() {
+        let (port, connections) = server(|mut stream, _| async move {
+            while read_head(&mut stream).await {
+                stream.write_all(OK).await.unwrap();
+            }
+        })
+        .await;
+        let client = s3(&format!("http://127.0.0.1:{port}"), connect_within(Duration::from_secs(5)), 1);
+        for _ in 0..3 {
+            head(&client).await.expect("answered");
+        }
+        assert_eq!(connections.load(Ordering::SeqCst), 1, "the pool kept the connection");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_finishes_the_tls_handshake_times_out_connecting() {
+        let (port, _) = server(|stream, _| async move {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(stream);
+        })
+        .await;
+        let client = s3(&format!("https://127.0.0.1:{port}"), connect_within(Duration::from_millis(200)), 1);
+        let started = std::time::Instant::now();
+        let Err(SdkError::DispatchFailure(failure)) = head(&client).await else { panic!("not a dispatch failure") };
+        assert!(failure.is_timeout(), "{failure:?}");
+        assert!(started.elapsed() < Duration::from_secs(10), "gave up after {:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn a_response_that_never_comes_times_out_reading() {
+        let (port, _) = server(|mut stream, _| async move {
+            read_head(&mut stream).await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        })
+        .await;
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .read_timeout(Duration::from_millis(200))
+            .build();
+        let client = s3(&format!("http://127.0.0.1:{port}"), timeouts, 1);
+        let Err(SdkError::DispatchFailure(failure)) = head(&client).await else { panic!("not a dispatch failure") };
+        assert!(failure.is_timeout(), "{failure:?}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_io_and_retried() {
+        let free = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = free.local_addr().unwrap().port();
+        drop(free);
+        let client = s3(&format!("http://127.0.0.1:{port}"), connect_within(Duration::from_secs(5)), 1);
+        let Err(SdkError::DispatchFailure(failure)) = head(&client).await else { panic!("not a dispatch failure") };
+        assert!(failure.is_io(), "{failure:?}");
+    }
+
+    #[tokio::test]
+    async fn an_answer_cut_short_is_retried_on_a_new_connection() {
+        let (port, connections) = server(|mut stream, n| async move {
+            if read_head(&mut stream).await {
+                let answer: &[u8] = if n == 0 { b"HTTP/1.1 200 OK\r\ncontent-le" } else { OK };
+                stream.write_all(answer).await.unwrap();
+            }
+        })
+        .await;
+        let client = s3(&format!("http://127.0.0.1:{port}"), connect_within(Duration::from_secs(5)), 3);
+        head(&client).await.expect("the second attempt is answered");
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
+    }
+
+    /// What hyper-util refuses before sending (here: no host) is neither I/O nor a timeout, so
+    /// the SDK does not retry it; the SDK's own client classes it the same way.
+    #[test]
+    fn a_request_that_cannot_be_sent_is_not_retried() {
+        let pool = Pool::new(Timeouts { connect: None, read: None });
+        let request = http::Request::builder().uri("/no-host").body(SdkBody::empty()).unwrap();
+        let request = HttpRequest::try_from(request).unwrap();
+        let failure = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(pool.call(request))
+            .expect_err("no host to send to");
+        assert!(failure.is_other() && failure.as_other().is_none(), "{failure:?}");
+    }
+}
