@@ -53,7 +53,12 @@ pub fn tls_config() -> Result<rustls::ClientConfig, String> {
 
 /// The HTTP client of the SDK configurations ([`crate::config`]); give it to any SDK
 /// configuration built elsewhere (`http_client(...)`), since the SDK's own is not linked.
+/// Reads the system's TLS roots now, at a function's start (about 3 ms), as the SDK's client
+/// does, rather than in the first request that connects.
 pub fn sdk_http_client() -> SharedHttpClient {
+    if let Err(why) = tls_config() {
+        tracing::warn!(%why, "HTTPS requests will fail");
+    }
     SharedHttpClient::new(SdkHttp::default())
 }
 

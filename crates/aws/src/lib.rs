@@ -2,7 +2,8 @@
 //! and DynamoDB (file metadata, usage counters), configured from the environment.
 //!
 //! `AWS_ENDPOINT_URL` (and the per-service `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL_DYNAMODB`)
-//! point the clients at local servers (moto, Garage); S3 then uses path-style addressing.
+//! point the clients at local servers (moto, Garage); S3 then uses path-style addressing. Every
+//! client sends its requests through [`http`]'s client (HTTP/1.1, rustls on aws-lc).
 //!
 //! [`Services`] wires the adapters into the use cases of `matbakh-app` (the composition root
 //! every function's `main` starts from).
