@@ -2,10 +2,10 @@
 //! settings it shares with the migration's legacy source (`migrate::egress`).
 //!
 //! HTTP/1.1 over hyper-util's pooled client, TLS by rustls on aws-lc with the system's roots:
-//! the SDK's own HTTPS client minus HTTP/2 (and proxies), which none of the services the
-//! functions call (S3, DynamoDB, SQS, Secrets Manager, CloudFront, API Gateway's `@connections`)
-//! needs, and whose code (h2, hyper's HTTP/2 client, instantiated for each client that used
-//! hyper-util, the Lambda runtime's too) was about 0.4 MB of every function. The SDK's timeouts
+//! the SDK's own HTTPS client minus HTTP/2 and proxies (`HTTPS_PROXY`), which none of the
+//! services the functions call (S3, DynamoDB, SQS, Secrets Manager, CloudFront, API Gateway's
+//! `@connections`) needs, and whose code (h2, hyper's HTTP/2 client, instantiated for each client
+//! that used hyper-util, the Lambda runtime's too) was 0.7-0.9 MB of every arm64 bootstrap. The SDK's timeouts
 //! and retries work as before: the connect timeout bounds connecting (TCP and TLS), the read
 //! timeout the wait for a response's head, and errors are classed as the SDK classes them
 //! (timeout, I/O: retried; user; other).
@@ -217,6 +217,103 @@ impl tower_service::Service<http::Uri> for Timed<HttpsConnector<TcpConnector>> {
     }
 }
 
+/// What a [`Web`] exchange reads of the answer's body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyLimit {
+    /// Nothing (the status and headers are the answer); the connection is not reused.
+    Ignore,
+    /// All of it, up to this many bytes ([`WebError::TooLarge`] beyond).
+    UpTo(u64),
+}
+
+/// An answer from a [`Web`] exchange.
+#[derive(Debug)]
+pub struct WebAnswer {
+    pub status: http::StatusCode,
+    pub headers: http::HeaderMap,
+    /// Empty for [`BodyLimit::Ignore`] and for HEAD.
+    pub body: bytes::Bytes,
+}
+
+/// Why a [`Web`] exchange has no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    /// Not sent, not answered in time, or cut short: naming the URL and the cause.
+    #[error("{0}")]
+    Failed(String),
+    /// The body is larger than the limit (by its `Content-Length` or as it came).
+    #[error("{url}: the answer is larger than {limit} bytes")]
+    TooLarge { url: String, limit: u64 },
+}
+
+/// The platform's client for what is not AWS (a webhook's POST, an issuer's JWKS, the legacy
+/// origin): the HTTP stack and TLS settings of the SDK's client ([`sdk_http_client`]), no
+/// redirects followed (hyper follows none), no proxies, and one time limit for the whole
+/// exchange, body included.
+#[derive(Debug, Clone)]
+pub struct Web {
+    client: Client<HttpsConnector<TcpConnector>, http_body_util::Full<bytes::Bytes>>,
+    limit: Duration,
+}
+
+impl Web {
+    /// A client whose exchanges take at most `limit` each. `Err` when the system has no TLS roots.
+    pub fn new(limit: Duration) -> Result<Self, String> {
+        let mut tcp = TcpConnector::new();
+        tcp.enforce_http(false);
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(Some(limit));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config()?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(tcp);
+        Ok(Web { client: Client::builder(TokioExecutor::new()).pool_timer(TokioTimer::new()).build(https), limit })
+    }
+
+    /// Sends `request` and reads its answer as `body` says, all within the client's limit.
+    pub async fn send(&self, request: http::Request<bytes::Bytes>, body: BodyLimit) -> Result<WebAnswer, WebError> {
+        let url = request.uri().to_string();
+        let head = request.method() == http::Method::HEAD;
+        let request = request.map(http_body_util::Full::new);
+        let exchange = async {
+            let failed = |e: &dyn StdError| WebError::Failed(format!("{url}: {}", Causes(e)));
+            let response = self.client.request(request).await.map_err(|e| failed(&e))?;
+            let (parts, incoming) = response.into_parts();
+            let limit = match body {
+                BodyLimit::UpTo(limit) if !head => limit,
+                _ => return Ok(WebAnswer { status: parts.status, headers: parts.headers, body: bytes::Bytes::new() }),
+            };
+            let too_large = || WebError::TooLarge { url: url.clone(), limit };
+            // Refuses a body whose Content-Length is over the limit before reading it (hyper
+            // gives the length as the body's size hint), and any other once it passes it.
+            let limited = http_body_util::Limited::new(incoming, usize::try_from(limit).unwrap_or(usize::MAX));
+            let bytes = http_body_util::BodyExt::collect(limited).await.map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() { too_large() } else { failed(e.as_ref()) }
+            })?;
+            Ok(WebAnswer { status: parts.status, headers: parts.headers, body: bytes.to_bytes() })
+        };
+        tokio::time::timeout(self.limit, exchange)
+            .await
+            .unwrap_or_else(|_| Err(WebError::Failed(format!("{url}: no answer within {:?}", self.limit))))
+    }
+}
+
+/// An error and its causes, `: `-separated (hyper's own messages name no cause).
+struct Causes<'e>(&'e dyn StdError);
+
+impl std::fmt::Display for Causes<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut next = self.0.source();
+        while let Some(cause) = next {
+            write!(f, ": {cause}")?;
+            next = cause.source();
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,5 +465,76 @@ mod tests {
             .block_on(pool.call(request))
             .expect_err("no host to send to");
         assert!(failure.is_other() && failure.as_other().is_none(), "{failure:?}");
+    }
+
+    fn web() -> Web {
+        Web::new(Duration::from_secs(5)).unwrap()
+    }
+
+    fn get(url: String) -> http::Request<bytes::Bytes> {
+        http::Request::get(url).body(bytes::Bytes::new()).unwrap()
+    }
+
+    /// A server answering every request on a connection with `answer`.
+    async fn answering(answer: &'static [u8]) -> u16 {
+        server(move |mut stream, _| async move {
+            while read_head(&mut stream).await {
+                if stream.write_all(answer).await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await
+        .0
+    }
+
+    #[tokio::test]
+    async fn web_reads_an_answer_and_follows_no_redirect() {
+        let port = answering(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-test: 1\r\n\r\nhello").await;
+        let answer = web().send(get(format!("http://127.0.0.1:{port}/a")), BodyLimit::UpTo(5)).await.unwrap();
+        assert_eq!((answer.status.as_u16(), &answer.body[..]), (200, &b"hello"[..]));
+        assert_eq!(answer.headers["x-test"], "1");
+
+        let port = answering(b"HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:1/\r\ncontent-length: 0\r\n\r\n").await;
+        let answer = web().send(get(format!("http://127.0.0.1:{port}/a")), BodyLimit::Ignore).await.unwrap();
+        assert_eq!(answer.status.as_u16(), 302, "the redirect is the answer");
+    }
+
+    #[tokio::test]
+    async fn web_refuses_a_body_over_its_limit_by_length_or_as_it_comes() {
+        // Refused by its length, before the body, which would never end here.
+        let port = answering(b"HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\nhello!").await;
+        let err = web().send(get(format!("http://127.0.0.1:{port}/a")), BodyLimit::UpTo(5)).await.unwrap_err();
+        assert!(matches!(err, WebError::TooLarge { limit: 5, .. }), "{err}");
+
+        let chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n";
+        let port = answering(chunked).await;
+        let err = web().send(get(format!("http://127.0.0.1:{port}/a")), BodyLimit::UpTo(5)).await.unwrap_err();
+        assert!(matches!(err, WebError::TooLarge { limit: 5, .. }), "{err}");
+        let whole = web().send(get(format!("http://127.0.0.1:{port}/a")), BodyLimit::UpTo(6)).await.unwrap();
+        assert_eq!(&whole.body[..], b"abcdef");
+    }
+
+    #[tokio::test]
+    async fn web_gives_up_at_its_limit_body_included() {
+        let (port, _) = server(|mut stream, _| async move {
+            read_head(&mut stream).await;
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhel").await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        })
+        .await;
+        let web = Web::new(Duration::from_millis(300)).unwrap();
+        let err = web.send(get(format!("http://127.0.0.1:{port}/a")), BodyLimit::UpTo(100)).await.unwrap_err();
+        assert!(err.to_string().contains("no answer within 300ms"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn web_names_the_url_and_the_cause_when_nothing_answers() {
+        let free = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = free.local_addr().unwrap().port();
+        drop(free);
+        let err = web().send(get(format!("http://127.0.0.1:{port}/jwks")), BodyLimit::UpTo(100)).await.unwrap_err();
+        let said = err.to_string();
+        assert!(said.contains(&format!("127.0.0.1:{port}/jwks")) && said.to_lowercase().contains("refused"), "{said}");
     }
 }

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::body::Bytes;
-use http::{HeaderMap, Method, StatusCode, header};
+use http::{HeaderMap, Method, header};
 use matbakh_aws::FileTable;
+use matbakh_aws::http::{BodyLimit, Web, WebError};
 use matbakh_aws::ledger::Ledger;
 use matbakh_aws::table::LegacyMapping;
 use matbakh_core::ids::FileId;
@@ -75,20 +76,16 @@ impl Migrations for AwsMigrations {
     }
 }
 
-/// The legacy store's web server at `base` (`https://legacy-origin.example/uploads`).
+/// The legacy store's web server at `base` (`https://legacy-origin.example/uploads`), through
+/// the platform's HTTP client (no redirects followed, [`ORIGIN_TIMEOUT`] an exchange).
 pub struct HttpOrigin {
-    pub client: reqwest::Client,
+    pub client: Web,
     pub base: String,
 }
 
 impl HttpOrigin {
     pub fn new(base: &str) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
-            .timeout(ORIGIN_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| e.to_string())?;
-        Ok(HttpOrigin { client, base: base.trim_end_matches('/').to_owned() })
+        Ok(HttpOrigin { client: Web::new(ORIGIN_TIMEOUT)?, base: base.trim_end_matches('/').to_owned() })
     }
 }
 
@@ -102,34 +99,27 @@ impl LegacyOrigin for HttpOrigin {
         max_bytes: u64,
     ) -> Result<Fetched, RedirectError> {
         let url = format!("{}/{path_and_query}", self.base);
-        let mut req = self.client.request(method.clone(), &url);
+        let mut req = http::Request::builder().method(method.clone()).uri(&url);
         for name in &ASKED {
             if let Some(v) = headers.get(name) {
                 req = req.header(name, v);
             }
         }
-        let failed = |e: reqwest::Error| RedirectError::Origin(format!("{url}: {e}"));
-        let mut resp = req.send().await.map_err(failed)?;
-        if resp.content_length().is_some_and(|n| n > max_bytes) && *method != Method::HEAD {
-            return Ok(Fetched::TooLarge { url });
-        }
-        let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let req = req.body(Bytes::new()).map_err(|e| RedirectError::Origin(format!("{url}: {e}")))?;
+        let answer = match self.client.send(req, BodyLimit::UpTo(max_bytes)).await {
+            Ok(answer) => answer,
+            Err(WebError::TooLarge { .. }) => return Ok(Fetched::TooLarge { url }),
+            Err(e) => return Err(RedirectError::Origin(e.to_string())),
+        };
         let mut passed = HeaderMap::new();
         for name in &ANSWERED {
-            if let Some(v) = resp.headers().get(name) {
+            if let Some(v) = answer.headers.get(name) {
                 passed.insert(name, v.clone());
-            }
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(failed)? {
-            body.extend_from_slice(&chunk);
-            if body.len() as u64 > max_bytes {
-                return Ok(Fetched::TooLarge { url });
             }
         }
         if *method != Method::HEAD {
             passed.remove(header::CONTENT_LENGTH);
         }
-        Ok(Fetched::Answer { status, headers: passed, body: Bytes::from(body) })
+        Ok(Fetched::Answer { status: answer.status, headers: passed, body: answer.body })
     }
 }

@@ -241,11 +241,20 @@ impl Keys {
 
 /// The verifying keys at `url`.
 pub async fn fetch_jwks(url: &str) -> Result<String, String> {
-    let client =
-        reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build().map_err(|e| e.to_string())?;
-    let answer = client.get(url).send().await.and_then(|r| r.error_for_status()).map_err(|e| format!("{url}: {e}"))?;
-    answer.text().await.map_err(|e| format!("{url}: {e}"))
+    use matbakh_aws::http::{BodyLimit, Web};
+    let web = Web::new(JWKS_TIMEOUT)?;
+    let request = http::Request::get(url).body(bytes::Bytes::new()).map_err(|e| format!("{url}: {e}"))?;
+    let answer = web.send(request, BodyLimit::UpTo(JWKS_MAX_BYTES)).await.map_err(|e| e.to_string())?;
+    if !answer.status.is_success() {
+        return Err(format!("{url}: HTTP {}", answer.status));
+    }
+    String::from_utf8(answer.body.to_vec()).map_err(|_| format!("{url}: not UTF-8"))
 }
+
+/// How long fetching the issuer's keys may take.
+pub const JWKS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// The most a key set may be (an issuer's holds a few keys of a few hundred bytes each).
+pub const JWKS_MAX_BYTES: u64 = 1024 * 1024;
 
 #[cfg(test)]
 mod tests;

@@ -1,8 +1,10 @@
-//! The ports' AWS and HTTP sides: the endpoint from Secrets Manager, POSTs with reqwest, retry
+//! The ports' AWS and HTTP sides: the endpoint from Secrets Manager, POSTs through
+//! `matbakh_aws::http::Web`, retry
 //! delays as the message's visibility.
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
+use matbakh_aws::http::{BodyLimit, Web};
 use matbakh_aws::queue::Queue;
 use matbakh_core::webhooks::ATTEMPT_TIMEOUT_SECONDS;
 
@@ -16,16 +18,12 @@ pub async fn endpoint(sdk: &SdkConfig, id: &str) -> Result<Endpoint, String> {
 }
 
 /// POSTs over HTTPS (rustls), [`ATTEMPT_TIMEOUT_SECONDS`] an attempt, no redirects followed (a
-/// delivery goes where it was configured to go, or fails).
-pub struct HttpPost(reqwest::Client);
+/// delivery goes where it was configured to go, or fails); the answer's body is not read.
+pub struct HttpPost(Web);
 
 impl HttpPost {
     pub fn new() -> Result<HttpPost, String> {
-        reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(ATTEMPT_TIMEOUT_SECONDS))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent("matbakh-files-webhooks/1")
-            .build()
+        Web::new(std::time::Duration::from_secs(ATTEMPT_TIMEOUT_SECONDS))
             .map(HttpPost)
             .map_err(|e| format!("HTTP client: {e}"))
     }
@@ -34,12 +32,14 @@ impl HttpPost {
 #[async_trait]
 impl Post for HttpPost {
     async fn post(&self, url: &str, headers: &[(&'static str, String)], body: Vec<u8>) -> Result<u16, WebhookError> {
-        let mut request = self.0.post(url).body(body);
+        let unreachable = |e: String| WebhookError::Unreachable(e);
+        let mut request = http::Request::post(url).header(http::header::USER_AGENT, "matbakh-files-webhooks/1");
         for (name, value) in headers {
             request = request.header(*name, value);
         }
-        let answer = request.send().await.map_err(|e| WebhookError::Unreachable(e.to_string()))?;
-        Ok(answer.status().as_u16())
+        let request = request.body(bytes::Bytes::from(body)).map_err(|e| unreachable(format!("{url}: {e}")))?;
+        let answer = self.0.send(request, BodyLimit::Ignore).await.map_err(|e| unreachable(e.to_string()))?;
+        Ok(answer.status.as_u16())
     }
 }
 
