@@ -1,5 +1,7 @@
-//! The HTTP client every AWS SDK client of the platform sends its requests with, and the TLS
-//! settings it shares with the migration's legacy source (`migrate::egress`).
+//! The platform's HTTP stack: the client every AWS SDK client sends its requests with
+//! ([`sdk_http_client`]), the one for other servers ([`Web`]: webhooks, JWKS, the legacy
+//! origin), and the TLS connector both share with the migration's legacy source
+//! (`migrate::egress`, [`https`]).
 //!
 //! HTTP/1.1 over hyper-util's pooled client, TLS by rustls on aws-lc with the system's roots:
 //! the SDK's own HTTPS client minus HTTP/2 and proxies (`HTTPS_PROXY`), which none of the
@@ -35,7 +37,7 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 /// The TLS settings of every HTTPS client here: rustls on aws-lc, post-quantum key exchange
 /// preferred (X25519MLKEM768, as the SDK's client does), with the system's roots, read once per
 /// process (reading and parsing them takes about 10 ms in a debug build).
-pub fn tls_config() -> Result<rustls::ClientConfig, String> {
+fn tls_config() -> Result<rustls::ClientConfig, String> {
     static TLS: OnceLock<Result<rustls::ClientConfig, String>> = OnceLock::new();
     TLS.get_or_init(|| {
         let mut roots = rustls::RootCertStore::empty();
@@ -49,6 +51,18 @@ pub fn tls_config() -> Result<rustls::ClientConfig, String> {
             .map_err(|e| format!("TLS settings: {e}"))
     })
     .clone()
+}
+
+/// `tcp` (any resolver) with TLS for `https://` URLs: HTTP/1.1 only, [`tls_config`]'s settings,
+/// no proxy; `http://` URLs stay plain. What every HTTP client of the platform connects with.
+pub fn https<R>(mut tcp: TcpConnector<R>) -> Result<HttpsConnector<TcpConnector<R>>, String> {
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls_config()?)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(tcp))
 }
 
 /// The HTTP client of the SDK configurations ([`crate::config`]); give it to any SDK
@@ -100,15 +114,7 @@ struct Pool {
 
 impl Pool {
     fn new(timeouts: Timeouts) -> Self {
-        let client = tls_config().map(|tls| {
-            let mut tcp = TcpConnector::new();
-            tcp.enforce_http(false);
-            tcp.set_nodelay(true);
-            let https = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(tls)
-                .https_or_http()
-                .enable_http1()
-                .wrap_connector(tcp);
+        let client = https(TcpConnector::new()).map(|https| {
             Client::builder(TokioExecutor::new())
                 .pool_timer(TokioTimer::new())
                 .build(Timed { inner: https, timeout: timeouts.connect })
@@ -260,14 +266,8 @@ impl Web {
     /// A client whose exchanges take at most `limit` each. `Err` when the system has no TLS roots.
     pub fn new(limit: Duration) -> Result<Self, String> {
         let mut tcp = TcpConnector::new();
-        tcp.enforce_http(false);
-        tcp.set_nodelay(true);
         tcp.set_connect_timeout(Some(limit));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config()?)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(tcp);
+        let https = https(tcp)?;
         Ok(Web { client: Client::builder(TokioExecutor::new()).pool_timer(TokioTimer::new()).build(https), limit })
     }
 

@@ -211,15 +211,8 @@ pub struct HttpClient {
 impl HttpClient {
     pub fn new(policy: &HttpPolicy) -> Result<Self, MigrateError> {
         let mut http = HttpConnector::new_with_resolver(Resolver { public_only: !policy.allow_private_addresses });
-        http.enforce_http(false);
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(
-                matbakh_aws::http::tls_config().map_err(|e| MigrateError::Usage(format!("HTTP client: {e}")))?,
-            )
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let https = matbakh_aws::http::https(http).map_err(|e| MigrateError::Usage(format!("HTTP client: {e}")))?;
         Ok(HttpClient { client: Client::builder(TokioExecutor::new()).build(https), policy: *policy })
     }
 
