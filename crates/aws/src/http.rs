@@ -53,7 +53,7 @@ fn tls_config() -> Result<rustls::ClientConfig, String> {
     .clone()
 }
 
-/// `tcp` (any resolver) with TLS for `https://` URLs: HTTP/1.1 only, [`tls_config`]'s settings,
+/// `tcp` (any resolver) with TLS for `https://` URLs: HTTP/1.1 only, rustls on aws-lc with the system's roots,
 /// no proxy; `http://` URLs stay plain. What every HTTP client of the platform connects with.
 pub fn https<R>(mut tcp: TcpConnector<R>) -> Result<HttpsConnector<TcpConnector<R>>, String> {
     tcp.enforce_http(false);
