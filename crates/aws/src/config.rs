@@ -102,9 +102,11 @@ pub fn sdk_config_from_env(lookup: impl Fn(&str) -> Option<String> + Send + Sync
 }
 
 /// aws-config's default chain (profiles, SSO, web identity, IMDS...): for the migration CLI,
-/// which operators run with their own credentials.
+/// which operators run with their own credentials, and through the proxy the environment names
+/// (`HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`: [`crate::http::sdk_http_client_via`]).
 pub async fn load_sdk_config_chain() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest()).http_client(crate::http::sdk_http_client()).load().await
+    let http = crate::http::sdk_http_client_via(crate::http::Matcher::from_env());
+    aws_config::defaults(BehaviorVersion::latest()).http_client(http).load().await
 }
 
 /// What each SDK client asks of the environment: its endpoint, `AWS_ENDPOINT_URL_<SERVICE ID>`

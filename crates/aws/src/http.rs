@@ -4,7 +4,7 @@
 //! (`migrate::egress`, [`https`]).
 //!
 //! HTTP/1.1 over hyper-util's pooled client, TLS by rustls on aws-lc with the system's roots:
-//! the SDK's own HTTPS client minus HTTP/2 and proxies (`HTTPS_PROXY`), which none of the
+//! the SDK's own HTTPS client minus HTTP/2 (and proxies, but for the migration CLI's), which none of the
 //! services the functions call (S3, DynamoDB, SQS, Secrets Manager, CloudFront, API Gateway's
 //! `@connections`) needs, and whose code (h2, hyper's HTTP/2 client, instantiated for each client
 //! that used hyper-util, the Lambda runtime's too) was 0.7-0.9 MB of every arm64 bootstrap. The SDK's timeouts
@@ -30,6 +30,8 @@ use aws_smithy_types::body::SdkBody;
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector as TcpConnector;
+use hyper_util::client::legacy::connect::proxy::Tunnel;
+pub use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
@@ -55,14 +57,22 @@ fn tls_config() -> Result<rustls::ClientConfig, String> {
 
 /// `tcp` (any resolver) with TLS for `https://` URLs: HTTP/1.1 only, rustls on aws-lc with the system's roots,
 /// no proxy; `http://` URLs stay plain. What every HTTP client of the platform connects with.
-pub fn https<R>(mut tcp: TcpConnector<R>) -> Result<HttpsConnector<TcpConnector<R>>, String> {
+pub fn https<R>(tcp: TcpConnector<R>) -> Result<HttpsConnector<TcpConnector<R>>, String> {
+    tls(tcp_for_https(tcp))
+}
+
+fn tcp_for_https<R>(mut tcp: TcpConnector<R>) -> TcpConnector<R> {
     tcp.enforce_http(false);
     tcp.set_nodelay(true);
+    tcp
+}
+
+fn tls<D>(dial: D) -> Result<HttpsConnector<D>, String> {
     Ok(hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls_config()?)
         .https_or_http()
         .enable_http1()
-        .wrap_connector(tcp))
+        .wrap_connector(dial))
 }
 
 /// The HTTP client of the SDK configurations ([`crate::config`]); give it to any SDK
@@ -70,16 +80,105 @@ pub fn https<R>(mut tcp: TcpConnector<R>) -> Result<HttpsConnector<TcpConnector<
 /// Reads the system's TLS roots now, at a function's start (about 3 ms), as the SDK's client
 /// does, rather than in the first request that connects.
 pub fn sdk_http_client() -> SharedHttpClient {
+    sdk_http_client_dialing(Direct(tcp_for_https(TcpConnector::new())))
+}
+
+/// [`sdk_http_client`] through the proxy `proxies` names for each `https://` endpoint (a
+/// CONNECT tunnel, with the proxy's credentials if its URL has them): for the migration CLI,
+/// which operators may run where a proxy is the way out. `Matcher::from_env()` reads
+/// `HTTPS_PROXY`, `ALL_PROXY` and `NO_PROXY` as curl does (and as the SDK's own client did).
+/// `http://` endpoints (local servers) are reached directly. The functions never call it, so
+/// they link none of it.
+pub fn sdk_http_client_via(proxies: Matcher) -> SharedHttpClient {
+    sdk_http_client_dialing(ViaProxy { tcp: tcp_for_https(TcpConnector::new()), proxies: Arc::new(proxies) })
+}
+
+fn sdk_http_client_dialing<D: Dial>(dial: D) -> SharedHttpClient {
     if let Err(why) = tls_config() {
         tracing::warn!(%why, "HTTPS requests will fail");
     }
-    SharedHttpClient::new(SdkHttp::default())
+    SharedHttpClient::new(SdkHttp { dial, pools: Mutex::default() })
+}
+
+/// How the SDK's client reaches an endpoint before TLS: TCP to it ([`Direct`]), or a tunnel
+/// through a proxy ([`ViaProxy`]).
+trait Dial:
+    tower_service::Service<http::Uri, Response = Tcp, Error = BoxError, Future = Dialing>
+    + Clone
+    + Send
+    + Sync
+    + std::fmt::Debug
+    + 'static
+{
+}
+
+impl<D> Dial for D where
+    D: tower_service::Service<http::Uri, Response = Tcp, Error = BoxError, Future = Dialing>
+        + Clone
+        + Send
+        + Sync
+        + std::fmt::Debug
+        + 'static
+{
+}
+
+type Tcp = TokioIo<tokio::net::TcpStream>;
+type Dialing = Pin<Box<dyn Future<Output = Result<Tcp, BoxError>> + Send>>;
+
+#[derive(Debug, Clone)]
+struct Direct(TcpConnector);
+
+impl tower_service::Service<http::Uri> for Direct {
+    type Response = Tcp;
+    type Error = BoxError;
+    type Future = Dialing;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.0.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Dialing {
+        let connecting = self.0.call(uri);
+        Box::pin(async move { connecting.await.map_err(Into::into) })
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ViaProxy {
+    tcp: TcpConnector,
+    proxies: Arc<Matcher>,
+}
+
+impl tower_service::Service<http::Uri> for ViaProxy {
+    type Response = Tcp;
+    type Error = BoxError;
+    type Future = Dialing;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.tcp.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Dialing {
+        let proxy = (uri.scheme() == Some(&http::uri::Scheme::HTTPS)).then(|| self.proxies.intercept(&uri)).flatten();
+        match proxy {
+            None => Direct(self.tcp.clone()).call(uri),
+            Some(proxy) => {
+                let mut tunnel = Tunnel::new(proxy.uri().clone(), self.tcp.clone());
+                if let Some(credentials) = proxy.basic_auth() {
+                    tunnel = tunnel.with_auth(credentials.clone());
+                }
+                let tunnelling = tunnel.call(uri);
+                Box::pin(async move { tunnelling.await.map_err(Into::into) })
+            }
+        }
+    }
 }
 
 /// One connection pool per distinct pair of timeouts the SDK asks for (in practice one per
 /// process), as the SDK's client keeps them.
-#[derive(Debug, Default)]
-struct SdkHttp {
+#[derive(Debug)]
+struct SdkHttp<D> {
+    dial: D,
     pools: Mutex<Vec<(Timeouts, SharedHttpConnector)>>,
 }
 
@@ -89,32 +188,30 @@ struct Timeouts {
     read: Option<Duration>,
 }
 
-impl HttpClient for SdkHttp {
+impl<D: Dial> HttpClient for SdkHttp<D> {
     fn http_connector(&self, settings: &HttpConnectorSettings, _: &RuntimeComponents) -> SharedHttpConnector {
         let timeouts = Timeouts { connect: settings.connect_timeout(), read: settings.read_timeout() };
         let mut pools = self.pools.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some((_, pool)) = pools.iter().find(|(t, _)| *t == timeouts) {
             return pool.clone();
         }
-        let pool = SharedHttpConnector::new(Pool::new(timeouts));
+        let pool = SharedHttpConnector::new(Pool::new(timeouts, self.dial.clone()));
         pools.push((timeouts, pool.clone()));
         pool
     }
 }
 
-type Connector = Timed<HttpsConnector<TcpConnector>>;
-
 /// A pooled client and its read timeout; `Err` (said on every request) when the system has no
 /// TLS roots.
 #[derive(Debug)]
-struct Pool {
-    client: Result<Client<Connector, SdkBody>, String>,
+struct Pool<D> {
+    client: Result<Client<Timed<HttpsConnector<D>>, SdkBody>, String>,
     read_timeout: Option<Duration>,
 }
 
-impl Pool {
-    fn new(timeouts: Timeouts) -> Self {
-        let client = https(TcpConnector::new()).map(|https| {
+impl<D: Dial> Pool<D> {
+    fn new(timeouts: Timeouts, dial: D) -> Self {
+        let client = tls(dial).map(|https| {
             Client::builder(TokioExecutor::new())
                 .pool_timer(TokioTimer::new())
                 .build(Timed { inner: https, timeout: timeouts.connect })
@@ -123,7 +220,7 @@ impl Pool {
     }
 }
 
-impl HttpConnector for Pool {
+impl<D: Dial> HttpConnector for Pool<D> {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
         let client = match &self.client {
             Ok(client) => client,
@@ -200,9 +297,9 @@ struct Timed<C> {
     timeout: Option<Duration>,
 }
 
-type Connected = MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
+type Connected = MaybeHttpsStream<Tcp>;
 
-impl tower_service::Service<http::Uri> for Timed<HttpsConnector<TcpConnector>> {
+impl<D: Dial> tower_service::Service<http::Uri> for Timed<HttpsConnector<D>> {
     type Response = Connected;
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<Connected, BoxError>> + Send>>;
@@ -455,7 +552,7 @@ mod tests {
     /// the SDK does not retry it; the SDK's own client classes it the same way.
     #[test]
     fn a_request_that_cannot_be_sent_is_not_retried() {
-        let pool = Pool::new(Timeouts { connect: None, read: None });
+        let pool = Pool::new(Timeouts { connect: None, read: None }, Direct(TcpConnector::new()));
         let request = http::Request::builder().uri("/no-host").body(SdkBody::empty()).unwrap();
         let request = HttpRequest::try_from(request).unwrap();
         let failure = tokio::runtime::Builder::new_current_thread()
@@ -536,5 +633,85 @@ mod tests {
         let err = web().send(get(format!("http://127.0.0.1:{port}/jwks")), BodyLimit::UpTo(100)).await.unwrap_err();
         let said = err.to_string();
         assert!(said.contains(&format!("127.0.0.1:{port}/jwks")) && said.to_lowercase().contains("refused"), "{said}");
+    }
+
+    /// A proxy that records each request head it gets and then tunnels to what a CONNECT names.
+    async fn proxy() -> (u16, Arc<Mutex<Vec<String>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let heads = seen.clone();
+        let (port, _) = server(move |mut stream, _| {
+            let heads = heads.clone();
+            async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                heads.lock().unwrap().push(head.clone());
+                let Some(target) = head.strip_prefix("CONNECT ").and_then(|r| r.split_whitespace().next()) else {
+                    return;
+                };
+                let Ok(mut upstream) = TcpStream::connect(target).await else { return };
+                let _ = stream.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await;
+                let _ = tokio::io::copy_bidirectional(&mut stream, &mut upstream).await;
+            }
+        })
+        .await;
+        (port, seen)
+    }
+
+    fn s3_with(http: SharedHttpClient, endpoint: &str) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(Region::new("eu-central-1"))
+            .credentials_provider(Credentials::new("key", "secret", None, None, "test"))
+            .endpoint_url(endpoint)
+            .force_path_style(true)
+            .http_client(http)
+            .timeout_config(connect_within(Duration::from_secs(5)))
+            .retry_config(RetryConfig::standard().with_max_attempts(1))
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    #[tokio::test]
+    async fn https_endpoints_are_reached_through_the_proxy_named_with_its_credentials() {
+        let (proxy_port, seen) = proxy().await;
+        // The endpoint speaks no TLS: the handshake through the tunnel fails, after the proxy
+        // was asked for it.
+        let (endpoint_port, _) = server(|mut stream, _| async move {
+            let _ = stream.read(&mut [0u8; 64]).await;
+        })
+        .await;
+        let proxies = Matcher::builder().https(format!("http://ops:s3cret@127.0.0.1:{proxy_port}")).build();
+        let client = s3_with(sdk_http_client_via(proxies), &format!("https://127.0.0.1:{endpoint_port}"));
+        head(&client).await.expect_err("no TLS at the endpoint");
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert!(seen[0].starts_with(&format!("CONNECT 127.0.0.1:{endpoint_port} HTTP/1.1\r\n")), "{}", seen[0]);
+        assert!(seen[0].contains("Proxy-Authorization: Basic b3BzOnMzY3JldA==\r\n"), "{}", seen[0]);
+    }
+
+    #[tokio::test]
+    async fn no_proxy_hosts_and_plain_http_endpoints_are_reached_directly() {
+        let (proxy_port, seen) = proxy().await;
+        let (no_tls, reached) = server(|mut stream, _| async move {
+            let _ = stream.read(&mut [0u8; 64]).await;
+        })
+        .await;
+        let excluded = Matcher::builder().https(format!("http://127.0.0.1:{proxy_port}")).no("127.0.0.1").build();
+        let client = s3_with(sdk_http_client_via(excluded), &format!("https://127.0.0.1:{no_tls}"));
+        head(&client).await.expect_err("no TLS at the endpoint");
+        assert_eq!(reached.load(Ordering::SeqCst), 1, "reached directly");
+
+        let plain = answering(OK).await;
+        let all = Matcher::builder().all(format!("http://127.0.0.1:{proxy_port}")).build();
+        let client = s3_with(sdk_http_client_via(all), &format!("http://127.0.0.1:{plain}"));
+        head(&client).await.expect("answered directly");
+        assert!(seen.lock().unwrap().is_empty(), "{:?}", seen.lock().unwrap());
     }
 }
