@@ -31,6 +31,13 @@ pub enum AwsError {
     /// A required setting is missing or wrong.
     #[error("configuration: {0}")]
     Config(String),
+    /// A server that is not AWS ([`crate::http::Web`]) did not answer: not reached, not in
+    /// time, or cut short (naming the URL and the cause).
+    #[error("{0}")]
+    Unanswered(String),
+    /// Its answer's body is larger than the caller takes.
+    #[error("{url}: the answer is larger than {limit} bytes")]
+    TooLarge { url: String, limit: u64 },
 }
 
 /// A request that could not be built (a required field missing) is a bug of ours, not of AWS.
@@ -43,7 +50,7 @@ impl From<aws_sdk_dynamodb::error::BuildError> for AwsError {
 impl AwsError {
     /// Whether the same call may succeed later (throttling, timeouts, 5xx).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, AwsError::Service { retryable: true, .. })
+        matches!(self, AwsError::Service { retryable: true, .. } | AwsError::Unanswered(_))
     }
 
     /// Classifies any SDK error by its kind and error code.

@@ -27,6 +27,8 @@ use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 use aws_smithy_types::body::SdkBody;
+
+use crate::error::AwsError;
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector as TcpConnector;
@@ -55,8 +57,9 @@ fn tls_config() -> Result<rustls::ClientConfig, String> {
     .clone()
 }
 
-/// `tcp` (any resolver) with TLS for `https://` URLs: HTTP/1.1 only, rustls on aws-lc with the system's roots,
-/// no proxy; `http://` URLs stay plain. What every HTTP client of the platform connects with.
+/// `tcp` (any resolver) with TLS for `https://` URLs: HTTP/1.1 only, rustls on aws-lc with the
+/// system's roots, no proxy; `http://` URLs stay plain. What every HTTP client of the platform
+/// connects with.
 pub fn https<R>(tcp: TcpConnector<R>) -> Result<HttpsConnector<TcpConnector<R>>, String> {
     tls(tcp_for_https(tcp))
 }
@@ -247,7 +250,8 @@ impl<D: Dial> HttpConnector for Pool<D> {
     }
 }
 
-/// Which wait ran out.
+/// Which wait ran out: the source of a connector error, which [`classify`] finds in the chain
+/// (the SDK sees only the [`ConnectorError`], never this).
 #[derive(Debug, thiserror::Error)]
 enum TimedOut {
     #[error("no connection within {0:?} (the SDK's connect timeout)")]
@@ -325,7 +329,7 @@ impl<D: Dial> tower_service::Service<http::Uri> for Timed<HttpsConnector<D>> {
 pub enum BodyLimit {
     /// Nothing (the status and headers are the answer); the connection is not reused.
     Ignore,
-    /// All of it, up to this many bytes ([`WebError::TooLarge`] beyond).
+    /// All of it, up to this many bytes ([`AwsError::TooLarge`] beyond).
     UpTo(u64),
 }
 
@@ -336,17 +340,6 @@ pub struct WebAnswer {
     pub headers: http::HeaderMap,
     /// Empty for [`BodyLimit::Ignore`] and for HEAD.
     pub body: bytes::Bytes,
-}
-
-/// Why a [`Web`] exchange has no answer.
-#[derive(Debug, thiserror::Error)]
-pub enum WebError {
-    /// Not sent, not answered in time, or cut short: naming the URL and the cause.
-    #[error("{0}")]
-    Failed(String),
-    /// The body is larger than the limit (by its `Content-Length` or as it came).
-    #[error("{url}: the answer is larger than {limit} bytes")]
-    TooLarge { url: String, limit: u64 },
 }
 
 /// The platform's client for what is not AWS (a webhook's POST, an issuer's JWKS, the legacy
@@ -369,19 +362,19 @@ impl Web {
     }
 
     /// Sends `request` and reads its answer as `body` says, all within the client's limit.
-    pub async fn send(&self, request: http::Request<bytes::Bytes>, body: BodyLimit) -> Result<WebAnswer, WebError> {
+    pub async fn send(&self, request: http::Request<bytes::Bytes>, body: BodyLimit) -> Result<WebAnswer, AwsError> {
         let url = request.uri().to_string();
         let head = request.method() == http::Method::HEAD;
         let request = request.map(http_body_util::Full::new);
         let exchange = async {
-            let failed = |e: &dyn StdError| WebError::Failed(format!("{url}: {}", Causes(e)));
+            let failed = |e: &dyn StdError| AwsError::Unanswered(format!("{url}: {}", Causes(e)));
             let response = self.client.request(request).await.map_err(|e| failed(&e))?;
             let (parts, incoming) = response.into_parts();
             let limit = match body {
                 BodyLimit::UpTo(limit) if !head => limit,
                 _ => return Ok(WebAnswer { status: parts.status, headers: parts.headers, body: bytes::Bytes::new() }),
             };
-            let too_large = || WebError::TooLarge { url: url.clone(), limit };
+            let too_large = || AwsError::TooLarge { url: url.clone(), limit };
             // Refuses a body whose Content-Length is over the limit before reading it (hyper
             // gives the length as the body's size hint), and any other once it passes it.
             let limited = http_body_util::Limited::new(incoming, usize::try_from(limit).unwrap_or(usize::MAX));
@@ -392,7 +385,7 @@ impl Web {
         };
         tokio::time::timeout(self.limit, exchange)
             .await
-            .unwrap_or_else(|_| Err(WebError::Failed(format!("{url}: no answer within {:?}", self.limit))))
+            .unwrap_or_else(|_| Err(AwsError::Unanswered(format!("{url}: no answer within {:?}", self.limit))))
     }
 }
 
@@ -602,12 +595,12 @@ mod tests {
         // Refused by its length, before the body, which would never end here.
         let port = answering(b"HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\nhello!").await;
         let err = web().send(get(format!("http://127.0.0.1:{port}/a")), BodyLimit::UpTo(5)).await.unwrap_err();
-        assert!(matches!(err, WebError::TooLarge { limit: 5, .. }), "{err}");
+        assert!(matches!(err, AwsError::TooLarge { limit: 5, .. }), "{err}");
 
         let chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n";
         let port = answering(chunked).await;
         let err = web().send(get(format!("http://127.0.0.1:{port}/a")), BodyLimit::UpTo(5)).await.unwrap_err();
-        assert!(matches!(err, WebError::TooLarge { limit: 5, .. }), "{err}");
+        assert!(matches!(err, AwsError::TooLarge { limit: 5, .. }), "{err}");
         let whole = web().send(get(format!("http://127.0.0.1:{port}/a")), BodyLimit::UpTo(6)).await.unwrap();
         assert_eq!(&whole.body[..], b"abcdef");
     }

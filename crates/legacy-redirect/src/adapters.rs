@@ -6,8 +6,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::body::Bytes;
 use http::{HeaderMap, Method, header};
+use matbakh_aws::AwsError;
 use matbakh_aws::FileTable;
-use matbakh_aws::http::{BodyLimit, Web, WebError};
+use matbakh_aws::http::{BodyLimit, Web};
 use matbakh_aws::ledger::Ledger;
 use matbakh_aws::table::LegacyMapping;
 use matbakh_core::ids::FileId;
@@ -108,7 +109,7 @@ impl LegacyOrigin for HttpOrigin {
         let req = req.body(Bytes::new()).map_err(|e| RedirectError::Origin(format!("{url}: {e}")))?;
         let answer = match self.client.send(req, BodyLimit::UpTo(max_bytes)).await {
             Ok(answer) => answer,
-            Err(WebError::TooLarge { .. }) => return Ok(Fetched::TooLarge { url }),
+            Err(AwsError::TooLarge { .. }) => return Ok(Fetched::TooLarge { url }),
             Err(e) => return Err(RedirectError::Origin(e.to_string())),
         };
         let mut passed = HeaderMap::new();
