@@ -449,17 +449,35 @@ mod tests {
     }
 
     fn s3(endpoint: &str, timeouts: TimeoutConfig, attempts: u32) -> aws_sdk_s3::Client {
+        s3_with(sdk_http_client(), endpoint, timeouts, attempts)
+    }
+
+    fn s3_with(http: SharedHttpClient, endpoint: &str, timeouts: TimeoutConfig, attempts: u32) -> aws_sdk_s3::Client {
         let config = aws_sdk_s3::Config::builder()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
             .region(Region::new("eu-central-1"))
             .credentials_provider(Credentials::new("key", "secret", None, None, "test"))
             .endpoint_url(endpoint)
             .force_path_style(true)
-            .http_client(sdk_http_client())
+            .http_client(http)
             .timeout_config(timeouts)
             .retry_config(RetryConfig::standard().with_max_attempts(attempts))
             .build();
         aws_sdk_s3::Client::from_conf(config)
+    }
+
+    /// A client of `endpoint` through the proxies `proxies` names (one attempt).
+    fn s3_via(proxies: Matcher, endpoint: String) -> aws_sdk_s3::Client {
+        s3_with(sdk_http_client_via(proxies), &endpoint, connect_within(Duration::from_secs(5)), 1)
+    }
+
+    /// A server that speaks no TLS: it reads a little of what comes and hangs up. Answers its
+    /// port and how many connections reached it.
+    async fn no_tls() -> (u16, Arc<AtomicUsize>) {
+        server(|mut stream, _| async move {
+            let _ = stream.read(&mut [0u8; 64]).await;
+        })
+        .await
     }
 
     fn connect_within(limit: Duration) -> TimeoutConfig {
@@ -657,31 +675,14 @@ mod tests {
         (port, seen)
     }
 
-    fn s3_with(http: SharedHttpClient, endpoint: &str) -> aws_sdk_s3::Client {
-        let config = aws_sdk_s3::Config::builder()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(Region::new("eu-central-1"))
-            .credentials_provider(Credentials::new("key", "secret", None, None, "test"))
-            .endpoint_url(endpoint)
-            .force_path_style(true)
-            .http_client(http)
-            .timeout_config(connect_within(Duration::from_secs(5)))
-            .retry_config(RetryConfig::standard().with_max_attempts(1))
-            .build();
-        aws_sdk_s3::Client::from_conf(config)
-    }
-
     #[tokio::test]
     async fn https_endpoints_are_reached_through_the_proxy_named_with_its_credentials() {
         let (proxy_port, seen) = proxy().await;
         // The endpoint speaks no TLS: the handshake through the tunnel fails, after the proxy
         // was asked for it.
-        let (endpoint_port, _) = server(|mut stream, _| async move {
-            let _ = stream.read(&mut [0u8; 64]).await;
-        })
-        .await;
+        let (endpoint_port, _) = no_tls().await;
         let proxies = Matcher::builder().https(format!("http://ops:s3cret@127.0.0.1:{proxy_port}")).build();
-        let client = s3_with(sdk_http_client_via(proxies), &format!("https://127.0.0.1:{endpoint_port}"));
+        let client = s3_via(proxies, format!("https://127.0.0.1:{endpoint_port}"));
         head(&client).await.expect_err("no TLS at the endpoint");
         let seen = seen.lock().unwrap().clone();
         assert_eq!(seen.len(), 1, "{seen:?}");
@@ -692,18 +693,15 @@ mod tests {
     #[tokio::test]
     async fn no_proxy_hosts_and_plain_http_endpoints_are_reached_directly() {
         let (proxy_port, seen) = proxy().await;
-        let (no_tls, reached) = server(|mut stream, _| async move {
-            let _ = stream.read(&mut [0u8; 64]).await;
-        })
-        .await;
+        let (silent, reached) = no_tls().await;
         let excluded = Matcher::builder().https(format!("http://127.0.0.1:{proxy_port}")).no("127.0.0.1").build();
-        let client = s3_with(sdk_http_client_via(excluded), &format!("https://127.0.0.1:{no_tls}"));
+        let client = s3_via(excluded, format!("https://127.0.0.1:{silent}"));
         head(&client).await.expect_err("no TLS at the endpoint");
         assert_eq!(reached.load(Ordering::SeqCst), 1, "reached directly");
 
         let plain = answering(OK).await;
         let all = Matcher::builder().all(format!("http://127.0.0.1:{proxy_port}")).build();
-        let client = s3_with(sdk_http_client_via(all), &format!("http://127.0.0.1:{plain}"));
+        let client = s3_via(all, format!("http://127.0.0.1:{plain}"));
         head(&client).await.expect("answered directly");
         assert!(seen.lock().unwrap().is_empty(), "{:?}", seen.lock().unwrap());
     }
