@@ -27,6 +27,7 @@ use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::error::display::DisplayErrorContext;
 
 use crate::error::AwsError;
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
@@ -367,7 +368,7 @@ impl Web {
         let head = request.method() == http::Method::HEAD;
         let request = request.map(http_body_util::Full::new);
         let exchange = async {
-            let failed = |e: &dyn StdError| AwsError::Unanswered(format!("{url}: {}", Causes(e)));
+            let failed = |e: &dyn StdError| AwsError::Unanswered(format!("{url}: {}", DisplayErrorContext(e)));
             let response = self.client.request(request).await.map_err(|e| failed(&e))?;
             let (parts, incoming) = response.into_parts();
             let limit = match body {
@@ -386,21 +387,6 @@ impl Web {
         tokio::time::timeout(self.limit, exchange)
             .await
             .unwrap_or_else(|_| Err(AwsError::Unanswered(format!("{url}: no answer within {:?}", self.limit))))
-    }
-}
-
-/// An error and its causes, `: `-separated (hyper's own messages name no cause).
-struct Causes<'e>(&'e dyn StdError);
-
-impl std::fmt::Display for Causes<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut next = self.0.source();
-        while let Some(cause) = next {
-            write!(f, ": {cause}")?;
-            next = cause.source();
-        }
-        Ok(())
     }
 }
 

@@ -32,13 +32,14 @@ impl HttpPost {
 #[async_trait]
 impl Post for HttpPost {
     async fn post(&self, url: &str, headers: &[(&'static str, String)], body: Vec<u8>) -> Result<u16, WebhookError> {
-        let unreachable = |e: String| WebhookError::Unreachable(e);
         let mut request = http::Request::post(url).header(http::header::USER_AGENT, "matbakh-files-webhooks/1");
         for (name, value) in headers {
             request = request.header(*name, value);
         }
-        let request = request.body(bytes::Bytes::from(body)).map_err(|e| unreachable(format!("{url}: {e}")))?;
-        let answer = self.0.send(request, BodyLimit::Ignore).await.map_err(|e| unreachable(e.to_string()))?;
+        let request =
+            request.body(bytes::Bytes::from(body)).map_err(|e| WebhookError::Unreachable(format!("{url}: {e}")))?;
+        let answer =
+            self.0.send(request, BodyLimit::Ignore).await.map_err(|e| WebhookError::Unreachable(e.to_string()))?;
         Ok(answer.status.as_u16())
     }
 }
