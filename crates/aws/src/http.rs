@@ -328,11 +328,16 @@ impl<D: Dial> tower_service::Service<http::Uri> for Timed<HttpsConnector<D>> {
 /// What a [`Web`] exchange reads of the answer's body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyLimit {
-    /// Nothing (the status and headers are the answer); the connection is not reused.
+    /// Nothing (the status and headers are the answer). A body of up to [`IGNORED_BODY_MAX`] is
+    /// read and dropped within the exchange's time, so its connection serves the next exchange;
+    /// a longer or slower one is dropped with its connection.
     Ignore,
     /// All of it, up to this many bytes ([`AwsError::TooLarge`] beyond).
     UpTo(u64),
 }
+
+/// The most of an ignored body ([`BodyLimit::Ignore`]) read to keep its connection: 64 KiB.
+pub const IGNORED_BODY_MAX: usize = 64 * 1024;
 
 /// An answer from a [`Web`] exchange.
 #[derive(Debug)]
@@ -367,27 +372,46 @@ impl Web {
         let url = request.uri().to_string();
         let head = request.method() == http::Method::HEAD;
         let request = request.map(http_body_util::Full::new);
+        let deadline = tokio::time::Instant::now() + self.limit;
         let exchange = async {
             let failed = |e: &dyn StdError| AwsError::Unanswered(format!("{url}: {}", DisplayErrorContext(e)));
             let response = self.client.request(request).await.map_err(|e| failed(&e))?;
             let (parts, incoming) = response.into_parts();
             let limit = match body {
                 BodyLimit::UpTo(limit) if !head => limit,
-                _ => return Ok(WebAnswer { status: parts.status, headers: parts.headers, body: bytes::Bytes::new() }),
+                _ => {
+                    if !head {
+                        ignore(incoming, deadline).await;
+                    }
+                    return Ok(WebAnswer { status: parts.status, headers: parts.headers, body: bytes::Bytes::new() });
+                }
             };
             let too_large = || AwsError::TooLarge { url: url.clone(), limit };
             // Refuses a body whose Content-Length is over the limit before reading it (hyper
             // gives the length as the body's size hint), and any other once it passes it.
+            if hyper::body::Body::size_hint(&incoming).lower() > limit {
+                return Err(too_large());
+            }
             let limited = http_body_util::Limited::new(incoming, usize::try_from(limit).unwrap_or(usize::MAX));
             let bytes = http_body_util::BodyExt::collect(limited).await.map_err(|e| {
                 if e.is::<http_body_util::LengthLimitError>() { too_large() } else { failed(e.as_ref()) }
             })?;
             Ok(WebAnswer { status: parts.status, headers: parts.headers, body: bytes.to_bytes() })
         };
-        tokio::time::timeout(self.limit, exchange)
+        tokio::time::timeout_at(deadline, exchange)
             .await
             .unwrap_or_else(|_| Err(AwsError::Unanswered(format!("{url}: no answer within {:?}", self.limit))))
     }
+}
+
+/// Reads and drops an ignored body while it is short and comes before `deadline` (then hyper
+/// keeps its connection for the next exchange); else drops it unread, and its connection with it.
+async fn ignore(body: hyper::body::Incoming, deadline: tokio::time::Instant) {
+    if hyper::body::Body::size_hint(&body).lower() > IGNORED_BODY_MAX as u64 {
+        return;
+    }
+    let short = http_body_util::Limited::new(body, IGNORED_BODY_MAX);
+    let _ = tokio::time::timeout_at(deadline, http_body_util::BodyExt::collect(short)).await;
 }
 
 #[cfg(test)]
@@ -521,6 +545,47 @@ mod tests {
         assert!(failure.is_timeout(), "{failure:?}");
     }
 
+    /// After a read timeout the connection is not reused: the answer that comes late on it must
+    /// never be taken for the next request's (S3 would then hand one caller another's object).
+    #[tokio::test]
+    async fn a_connection_whose_answer_timed_out_is_not_reused() {
+        let timed_out = Arc::new(tokio::sync::Notify::new());
+        let (late_tx, late_rx) = tokio::sync::oneshot::channel::<()>();
+        let late_tx = Arc::new(Mutex::new(Some(late_tx)));
+        let go = timed_out.clone();
+        let (port, connections) = server(move |mut stream, n| {
+            let (go, late_tx) = (go.clone(), late_tx.clone());
+            async move {
+                if n == 0 && read_head(&mut stream).await {
+                    go.notified().await;
+                    let late = b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nx-amz-request-id: late\r\n\r\n";
+                    let _ = stream.write_all(late).await;
+                    let _ = stream.flush().await;
+                    if let Some(tx) = late_tx.lock().unwrap().take() {
+                        let _ = tx.send(());
+                    }
+                }
+                while read_head(&mut stream).await {
+                    if stream.write_all(OK).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        })
+        .await;
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .read_timeout(Duration::from_millis(200))
+            .build();
+        let client = s3(&format!("http://127.0.0.1:{port}"), timeouts, 1);
+        let Err(SdkError::DispatchFailure(failure)) = head(&client).await else { panic!("not a dispatch failure") };
+        assert!(failure.is_timeout(), "{failure:?}");
+        timed_out.notify_one();
+        late_rx.await.expect("the late answer was written");
+        head(&client).await.expect("the next request gets its own answer, not the late one");
+        assert_eq!(connections.load(Ordering::SeqCst), 2, "a new connection for the next request");
+    }
+
     #[tokio::test]
     async fn a_refused_connection_is_io_and_retried() {
         let free = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -594,10 +659,60 @@ mod tests {
         assert_eq!(answer.status.as_u16(), 302, "the redirect is the answer");
     }
 
+    /// A webhook's receiver answers with a body nobody reads: it is read and dropped, so the next
+    /// delivery goes over the same connection (no new TLS handshake); a body too long to be worth
+    /// reading is dropped with its connection, and its status is still the answer.
+    #[tokio::test]
+    async fn web_reuses_the_connection_of_an_answer_whose_body_it_ignores() {
+        let (port, connections) = server(|mut stream, _| async move {
+            while read_head(&mut stream).await {
+                if stream.write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\n\r\nok").await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        let web = web();
+        for _ in 0..3 {
+            let answer = web.send(get(format!("http://127.0.0.1:{port}/hook")), BodyLimit::Ignore).await.unwrap();
+            assert_eq!((answer.status.as_u16(), answer.body.len()), (202, 0));
+        }
+        assert_eq!(connections.load(Ordering::SeqCst), 1, "one kept connection");
+
+        // The body comes after the head was answered.
+        let answered = Arc::new(tokio::sync::Notify::new());
+        let go = answered.clone();
+        let (port, connections) = server(move |mut stream, _| {
+            let go = go.clone();
+            async move {
+                while read_head(&mut stream).await {
+                    let _ = stream.write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\n\r\n").await;
+                    let _ = stream.flush().await;
+                    go.notified().await;
+                    if stream.write_all(b"ok").await.is_err() {
+                        return;
+                    }
+                }
+            }
+        })
+        .await;
+        for _ in 0..3 {
+            let sending = web.send(get(format!("http://127.0.0.1:{port}/hook")), BodyLimit::Ignore);
+            let (answer, ()) = tokio::join!(sending, async { answered.notify_one() });
+            assert_eq!(answer.unwrap().status.as_u16(), 202);
+        }
+        assert_eq!(connections.load(Ordering::SeqCst), 1, "one kept connection, late body");
+
+        let endless = b"HTTP/1.1 200 OK\r\ncontent-length: 100000000\r\n\r\nhello";
+        let port = answering(endless).await;
+        let answer = web.send(get(format!("http://127.0.0.1:{port}/hook")), BodyLimit::Ignore).await.unwrap();
+        assert_eq!(answer.status.as_u16(), 200);
+    }
+
     #[tokio::test]
     async fn web_refuses_a_body_over_its_limit_by_length_or_as_it_comes() {
         // Refused by its length, before the body, which would never end here.
-        let port = answering(b"HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\nhello!").await;
+        let port = answering(b"HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\nhel").await;
         let err = web().send(get(format!("http://127.0.0.1:{port}/a")), BodyLimit::UpTo(5)).await.unwrap_err();
         assert!(matches!(err, AwsError::TooLarge { limit: 5, .. }), "{err}");
 

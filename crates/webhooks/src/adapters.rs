@@ -18,7 +18,8 @@ pub async fn endpoint(sdk: &SdkConfig, id: &str) -> Result<Endpoint, String> {
 }
 
 /// POSTs over HTTPS (rustls), [`ATTEMPT_TIMEOUT_SECONDS`] an attempt, no redirects followed (a
-/// delivery goes where it was configured to go, or fails); the answer's body is not read.
+/// delivery goes where it was configured to go, or fails); the answer's body is read only to
+/// keep the connection for the next delivery ([`BodyLimit::Ignore`]).
 pub struct HttpPost(Web);
 
 impl HttpPost {
