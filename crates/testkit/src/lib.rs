@@ -39,8 +39,9 @@ pub fn env(name: &str) -> String {
     })
 }
 
-/// A file from the shared image corpus (`../shared/corpus` beside the repository).
-pub fn corpus(rel: &str) -> (String, Vec<u8>) {
+/// Where `rel` is in the shared image corpus (`MATBAKH_CORPUS`, else `../shared/corpus` beside
+/// the repository).
+pub fn corpus_path(rel: &str) -> PathBuf {
     // The crate folder cargo runs the test in (every crate sits at crates/<name>, as this one
     // does); the folder testkit was compiled in only when run without cargo. A target folder
     // shared by two checkouts may hold a testkit compiled in the other one.
@@ -48,7 +49,12 @@ pub fn corpus(rel: &str) -> (String, Vec<u8>) {
         std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
     let root =
         std::env::var("MATBAKH_CORPUS").map(PathBuf::from).unwrap_or_else(|_| crate_dir.join("../../../shared/corpus"));
-    let path = root.join(rel);
+    root.join(rel)
+}
+
+/// A file from the shared image corpus ([`corpus_path`]): its name and bytes.
+pub fn corpus(rel: &str) -> (String, Vec<u8>) {
+    let path = corpus_path(rel);
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     (path.file_name().unwrap().to_string_lossy().into_owned(), bytes)
 }

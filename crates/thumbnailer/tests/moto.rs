@@ -8,7 +8,9 @@ use matbakh_core::ids::{FileId, ObjectKey};
 use matbakh_core::metadata::FileStatus;
 use matbakh_imaging::{DEFAULT_QUALITY, ImageLimits, Quality};
 use serde_json::Value;
-use testkit::{Harness, Options, accepted, browser_upload, corpus, object_created, sqs_batch, unique_user};
+use testkit::{
+    Harness, Options, accepted, browser_upload, corpus, corpus_path, object_created, sqs_batch, unique_user,
+};
 use thumbnailer::{Imaging, Thumbnailer};
 
 /// rav1e's fastest speed: these tests check what is made, not how small (the benchmark does).
@@ -205,8 +207,7 @@ async fn sqs(action: &str, body: Value) -> Value {
 async fn every_corpus_photo_goes_through_the_real_event_path() {
     let (h, t) = setup().await;
     let user = unique_user("e2e");
-    let dir =
-        std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../../../shared/corpus/photos");
+    let dir = corpus_path("photos");
     let mut names: Vec<String> =
         std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
