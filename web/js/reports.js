@@ -81,8 +81,9 @@ export class ReportsView {
       parts: [
         { value: u.files.bytes, kind: 'stored' },
         { value: u.deletedKept.bytes, kind: 'deleted' },
+        { value: u.derived.bytes, kind: 'derived' },
       ],
-      text: `${bytes(u.files.bytes + u.deletedKept.bytes)}`,
+      text: `${bytes(u.files.bytes + u.deletedKept.bytes + u.derived.bytes)}`,
     }));
     this.root.replaceChildren(
       el(
@@ -92,7 +93,7 @@ export class ReportsView {
         el('dt', {}, 'Monthly cost'), el('dd', { id: 'report-cost' }, usd(r.monthlyCostUsd)),
         el('dt', {}, 'Users'), el('dd', {}, String(r.userCount)),
         el('dt', {}, 'Deleted, kept for restores'), el('dd', {}, `${bytes(r.deletedKept.bytes)} (${r.noncurrentVersions} old version${r.noncurrentVersions === 1 ? '' : 's'})`),
-        el('dt', {}, 'Variants'), el('dd', {}, `${Math.round(r.variantsShare * 100)}% of the bytes`),
+        el('dt', {}, 'Variants'), el('dd', { id: 'report-variants' }, `${Math.round(r.variantsShare * 100)}% of the bytes${r.orphanVariants.objects ? `; ${r.orphanVariants.objects} of no file (${bytes(r.orphanVariants.bytes)})` : ''}`),
         ...transferSummary(r.transfer, usd),
       ),
       el('section', { class: 'advice', 'aria-label': 'Recommendations' },
@@ -104,7 +105,7 @@ export class ReportsView {
         barChart('chart-class', 'Bytes by storage class', plain(byClass)),
         barChart('chart-type', 'Originals by content type', plain(byType)),
         barChart('chart-age', 'Bytes by age', plain(r.byAge)),
-        barChart('chart-users', 'Largest users: stored (dark), deleted but kept for restores (light)', users),
+        barChart('chart-users', 'Largest users: stored (blue), deleted but kept for restores (light blue), variants and transforms made of their files (purple)', users),
         ...(r.transfer && r.transfer.total.objects > 0
           ? [
               barChart('chart-transfer', `CDN transfer by what was sent, ${r.transfer.from} to ${r.transfer.to}`, sent(Object.entries(r.transfer.byKind))),

@@ -4,8 +4,9 @@
 //! Its input is one row per object version, in the shape of an S3 Inventory report
 //! ([`InventoryRow`]); the reporter reads them from the bucket's daily inventory in AWS, or
 //! by listing the bucket where no inventory exists (locally). Rows are added one at a time to
-//! a [`Tally`], so a bucket of any size is reported in constant memory (the per-user table
-//! holds one entry per user, the report only the largest [`TOP_USERS`]).
+//! a [`Tally`], so a bucket of any size is reported in bounded memory: one entry per user (the
+//! report lists only the largest [`TOP_USERS`]) and, to count each file's variants as its
+//! owner's, one small entry per file, at most [`ATTRIBUTED_FILES_MAX`].
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -14,10 +15,15 @@ use time::{Date, OffsetDateTime};
 
 use crate::cdn_log;
 use crate::clock::iso_seconds;
+use crate::ids::{FileId, ObjectKey};
 use crate::types::ContentType;
 
 /// How many users the report lists by name (the rest are summed as `others`).
 pub const TOP_USERS: usize = 20;
+/// How many files a report remembers to count their variants as their owners' (two maps of
+/// at most this many entries together, about 40 bytes each: 160 MB at most). Past it, variants of
+/// files it did not remember are counted as no one's (`unattributedVariants`).
+pub const ATTRIBUTED_FILES_MAX: usize = 4_000_000;
 /// Age from which an original counts as untouched for the archive recommendation (days).
 pub const UNTOUCHED_DAYS: i64 = 180;
 /// How many days of CDN access logs the transfer part reads: today so far and the days before.
@@ -137,6 +143,15 @@ pub struct UserUsage {
     pub files: Count,
     /// Noncurrent versions and delete-marker-hidden files: deleted, kept for restores.
     pub deleted_kept: Count,
+    /// What the platform made of their files: responsive variants and cached transforms.
+    pub derived: Count,
+}
+
+impl UserUsage {
+    /// Everything of theirs the bucket holds.
+    fn bytes(&self) -> u64 {
+        self.files.bytes + self.deleted_kept.bytes + self.derived.bytes
+    }
 }
 
 /// S3 list prices per GB-month by storage class, and CloudFront's per GB out, for one region.
@@ -217,14 +232,29 @@ impl Prices {
 const GB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 /// Adds rows up, one at a time.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Tally {
     total: Count,
     by_kind: BTreeMap<Kind, Count>,
     by_type: BTreeMap<String, Count>,
     by_class: BTreeMap<String, Count>,
     by_age: BTreeMap<&'static str, Count>,
-    users: HashMap<String, UserUsage>,
+    users: Vec<UserUsage>,
+    user_index: HashMap<String, u32>,
+    /// Each original's file and its owner (in `users`), so variants that come later count as theirs.
+    owners: HashMap<FileId, u32>,
+    /// Variants whose original has not come yet (where the rows come sorted by key, every
+    /// variant: `derived/` sorts before `users/`).
+    waiting: HashMap<FileId, Count>,
+    /// How many files `owners` and `waiting` hold at most, together.
+    files_max: usize,
+    /// Variants no file in the bucket has: their id is not one, or no original of it came.
+    orphans: Count,
+    /// Variants not counted as anyone's because the maps were full.
+    unattributed: Count,
+    /// An original was not remembered (the maps were full): a variant still waiting at the end
+    /// may be its, so it is not called an orphan.
+    forgot: bool,
     deleted_kept: Count,
     noncurrent_versions: u64,
     delete_markers: u64,
@@ -234,7 +264,85 @@ pub struct Tally {
     monthly_cost: f64,
 }
 
+impl Default for Tally {
+    fn default() -> Self {
+        Tally::remembering(ATTRIBUTED_FILES_MAX)
+    }
+}
+
 impl Tally {
+    /// A tally that remembers at most `files_max` files to count variants as their owners'.
+    pub fn remembering(files_max: usize) -> Self {
+        Tally {
+            total: Count::default(),
+            by_kind: BTreeMap::new(),
+            by_type: BTreeMap::new(),
+            by_class: BTreeMap::new(),
+            by_age: BTreeMap::new(),
+            users: Vec::new(),
+            user_index: HashMap::new(),
+            owners: HashMap::new(),
+            waiting: HashMap::new(),
+            files_max,
+            orphans: Count::default(),
+            unattributed: Count::default(),
+            forgot: false,
+            deleted_kept: Count::default(),
+            noncurrent_versions: 0,
+            delete_markers: 0,
+            untouched: Count::default(),
+            untouched_cost: 0.0,
+            monthly_cost: 0.0,
+        }
+    }
+
+    /// `owner`'s place in `users`.
+    fn user(&mut self, owner: &str) -> usize {
+        if let Some(&i) = self.user_index.get(owner) {
+            return i as usize;
+        }
+        self.users.push(UserUsage { user: owner.to_owned(), ..Default::default() });
+        let i = self.users.len() - 1;
+        self.user_index.insert(owner.to_owned(), i as u32);
+        i
+    }
+
+    fn has_room(&self) -> bool {
+        self.owners.len() + self.waiting.len() < self.files_max
+    }
+
+    /// A variant (`derived/{fileId}/...`): its owner's if its original came, else it waits for it.
+    fn add_variant(&mut self, key: &str, bytes: u64) {
+        let file = key.strip_prefix("derived/").and_then(|rest| rest.split('/').next()).map(FileId::parse);
+        let Some(Ok(file)) = file else {
+            self.orphans.add(bytes);
+            return;
+        };
+        if let Some(&owner) = self.owners.get(&file) {
+            self.users[owner as usize].derived.add(bytes);
+        } else if self.waiting.contains_key(&file) || self.has_room() {
+            self.waiting.entry(file).or_default().add(bytes);
+        } else {
+            self.unattributed.add(bytes);
+        }
+    }
+
+    /// An original of `owner`'s (`users/{sub}/{fileId}/{name}`): its variants count as theirs.
+    fn remember(&mut self, key: &str, owner: usize) {
+        let Some(file) = ObjectKey::file_id_of(key) else { return };
+        if let Some(variants) = self.waiting.remove(&file) {
+            self.users[owner].derived.merge(variants);
+        }
+        if self.owners.contains_key(&file) {
+            return;
+        }
+        if self.has_room() {
+            self.owners.insert(file, owner as u32);
+        } else {
+            self.forgot = true;
+        }
+    }
+
     /// Counts `row` as of `now` with `prices`.
     pub fn add(&mut self, row: &InventoryRow, now: OffsetDateTime, prices: &Prices) {
         if row.is_delete_marker {
@@ -253,15 +361,24 @@ impl Tally {
         if !row.is_latest {
             self.noncurrent_versions += 1;
         }
-        if kind != Kind::Original {
-            return;
+        match kind {
+            Kind::Original => {}
+            Kind::Variant => return self.add_variant(&row.key, bytes),
+            Kind::Result => {
+                // `results/{source key}/...`: the source's owner, where it is a user's file.
+                if let Some(owner) = row.key.strip_prefix("results/users/").and_then(|rest| rest.split('/').next()) {
+                    let i = self.user(owner);
+                    self.users[i].derived.add(bytes);
+                }
+                return;
+            }
+            _ => return,
         }
         let content_type = ContentType::from_file_name(&row.key).map_or("other", |t| t.as_str());
         self.by_type.entry(content_type.to_owned()).or_default().add(bytes);
-        let user = self
-            .users
-            .entry(owner.unwrap_or("?").to_owned())
-            .or_insert_with(|| UserUsage { user: owner.unwrap_or("?").to_owned(), ..Default::default() });
+        let i = self.user(owner.unwrap_or("?"));
+        self.remember(&row.key, i);
+        let user = &mut self.users[i];
         if row.is_latest {
             user.files.add(bytes);
             let archived = matches!(row.storage_class.as_str(), "GLACIER" | "DEEP_ARCHIVE" | "GLACIER_IR");
@@ -276,17 +393,20 @@ impl Tally {
     }
 
     /// The report, as of `now`, from `source` (`inventory` or `listing`).
-    pub fn finish(self, now: OffsetDateTime, source: &str, prices: &Prices) -> Report {
-        let mut users: Vec<UserUsage> = self.users.into_values().collect();
-        users.sort_by(|a, b| {
-            (b.files.bytes + b.deleted_kept.bytes)
-                .cmp(&(a.files.bytes + a.deleted_kept.bytes))
-                .then(a.user.cmp(&b.user))
-        });
+    pub fn finish(mut self, now: OffsetDateTime, source: &str, prices: &Prices) -> Report {
+        // Variants still waiting: no original of theirs came (unless one was not remembered).
+        let mut orphans = self.orphans;
+        let mut unattributed = self.unattributed;
+        for (_, variants) in self.waiting.drain() {
+            if self.forgot { unattributed.merge(variants) } else { orphans.merge(variants) }
+        }
+        let mut users = std::mem::take(&mut self.users);
+        users.sort_by(|a, b| b.bytes().cmp(&a.bytes()).then(a.user.cmp(&b.user)));
         let user_count = users.len() as u64;
         let users = top_then_others(users, UserUsage { user: "others".into(), ..Default::default() }, |o, u| {
             o.files.merge(u.files);
             o.deleted_kept.merge(u.deleted_kept);
+            o.derived.merge(u.derived);
         });
         let variants = self.by_kind.get(&Kind::Variant).copied().unwrap_or_default();
         let share = |part: u64| if self.total.bytes == 0 { 0.0 } else { part as f64 / self.total.bytes as f64 };
@@ -316,6 +436,19 @@ impl Tally {
                 monthly_saving_usd: round_cents(cost / 2.0),
             });
         }
+        if orphans.objects > 0 {
+            let cost = orphans.bytes as f64 / GB * prices.standard;
+            recommendations.push(Recommendation {
+                kind: "orphan-variants",
+                message: format!(
+                    "{} variants ({}) belong to no file in the bucket (left by a removal that did not finish): deleting them saves {}/month",
+                    orphans.objects,
+                    human_bytes(orphans.bytes),
+                    dollars(cost)
+                ),
+                monthly_saving_usd: round_cents(cost),
+            });
+        }
         Report {
             generated_at: iso_seconds(now),
             source: source.to_owned(),
@@ -335,6 +468,8 @@ impl Tally {
             noncurrent_versions: self.noncurrent_versions,
             delete_markers: self.delete_markers,
             variants_share: thousandths(variants.bytes, self.total.bytes),
+            orphan_variants: orphans,
+            unattributed_variants: unattributed,
             transfer: None,
             recommendations,
         }
@@ -474,7 +609,8 @@ pub struct Report {
     pub by_storage_class: BTreeMap<String, Count>,
     /// In band order, youngest first.
     pub by_age: Vec<(&'static str, Count)>,
-    /// The largest users by bytes (originals and deleted-but-kept), then `others`.
+    /// The largest users by bytes (originals, deleted-but-kept, and their variants and cached
+    /// transforms), then `others`.
     pub users: Vec<UserUsage>,
     pub user_count: u64,
     pub deleted_kept: Count,
@@ -482,6 +618,11 @@ pub struct Report {
     pub delete_markers: u64,
     /// Variants' bytes over all bytes (0 to 1).
     pub variants_share: f64,
+    /// Variants of no file in the bucket (counted as no user's).
+    pub orphan_variants: Count,
+    /// Variants counted as no user's because the report remembers at most
+    /// [`ATTRIBUTED_FILES_MAX`] files (0 below that).
+    pub unattributed_variants: Count,
     /// CDN transfer from the access logs (`null` where no logs are configured).
     pub transfer: Option<Transfer>,
     pub recommendations: Vec<Recommendation>,
@@ -531,11 +672,11 @@ mod tests {
         let prices = Prices::for_region("eu-central-1");
         let gib = 1u64 << 30;
         let rows = [
-            row("users/alice/f1/menu.jpg", 2 * gib, 400, "STANDARD", true),
+            row(&format!("users/alice/{}/menu.jpg", id(1)), 2 * gib, 400, "STANDARD", true),
             row("users/alice/f2/film.mp4", 4 * gib, 10, "STANDARD", true),
             row("users/alice/f3/old.pdf", gib, 10, "STANDARD", false),
             row("users/bob/f4/cold.jpg", gib, 500, "GLACIER", true),
-            row("derived/f1/w320.webp", gib, 5, "STANDARD", true),
+            row(&format!("derived/{}/320.webp", id(1)), gib, 5, "STANDARD", true),
             InventoryRow { is_delete_marker: true, ..row("users/alice/f3/old.pdf", 0, 1, "STANDARD", true) },
         ];
         let mut tally = Tally::default();
@@ -554,6 +695,7 @@ mod tests {
         assert_eq!(report.users[0].user, "alice");
         assert_eq!(report.users[0].files.bytes, 6 * gib);
         assert_eq!(report.users[0].deleted_kept.bytes, gib);
+        assert_eq!(report.users[0].derived.bytes, gib, "the variant of alice's photo");
         assert_eq!(report.deleted_kept.bytes, gib);
         // 8 GiB standard at 0.0245 and 1 GiB Glacier at 0.0045
         assert_eq!(report.monthly_cost_usd, 0.2);
@@ -563,6 +705,77 @@ mod tests {
         assert_eq!(archive.monthly_saving_usd, 0.04, "{}", archive.message);
         assert!(archive.message.starts_with("22% of the bytes (2.0 GiB)"), "{}", archive.message);
         assert_eq!(report.variants_share, 0.111);
+    }
+
+    /// A file id for tests: `n` in a UUID.
+    fn id(n: u8) -> String {
+        format!("0190a1b2-c3d4-7e5f-8a9b-0000000000{n:02x}")
+    }
+
+    fn tally_of(rows: &[InventoryRow], files_max: usize) -> Report {
+        let prices = Prices::for_region("eu-central-1");
+        let mut tally = Tally::remembering(files_max);
+        for r in rows {
+            tally.add(r, NOW, &prices);
+        }
+        tally.finish(NOW, "inventory", &prices)
+    }
+
+    #[test]
+    fn variants_and_transforms_count_as_their_owners_in_any_order() {
+        let kib = 1024;
+        let (a, b, gone) = (id(1), id(2), id(3));
+        let rows = [
+            // Sorted by key, as S3 lists: variants come before their originals...
+            row(&format!("derived/{a}/320.webp"), 10 * kib, 1, "STANDARD", true),
+            row(&format!("derived/{a}/640.webp"), 20 * kib, 1, "STANDARD", true),
+            row(&format!("derived/{gone}/320.webp"), 7 * kib, 1, "STANDARD", true),
+            row("derived/not-a-file/320.webp", kib, 1, "STANDARD", true),
+            row(&format!("results/users/bob/{b}/b.png/e1/rs:fit:300:0.webp"), 3 * kib, 1, "STANDARD", true),
+            row(&format!("users/alice/{a}/a.jpg"), 100 * kib, 1, "STANDARD", true),
+            row(&format!("users/alice/{a}/a.jpg"), 90 * kib, 1, "STANDARD", false),
+            row(&format!("users/bob/{b}/b.png"), 50 * kib, 1, "STANDARD", true),
+            // ... and after them where an inventory's files are not in key order.
+            row(&format!("derived/{b}/320.webp"), 5 * kib, 1, "STANDARD", true),
+        ];
+        let report = tally_of(&rows, ATTRIBUTED_FILES_MAX);
+        let user = |name: &str| report.users.iter().find(|u| u.user == name).unwrap().clone();
+        assert_eq!(user("alice").derived, Count { objects: 2, bytes: 30 * kib });
+        assert_eq!((user("alice").files.bytes, user("alice").deleted_kept.bytes), (100 * kib, 90 * kib));
+        assert_eq!(user("bob").derived, Count { objects: 2, bytes: 8 * kib });
+        assert_eq!(report.orphan_variants, Count { objects: 2, bytes: 8 * kib });
+        assert_eq!(report.unattributed_variants, Count::default());
+        let orphans = report.recommendations.iter().find(|r| r.kind == "orphan-variants").expect("recommended");
+        assert!(orphans.message.starts_with("2 variants (8.0 KiB) belong to no file"), "{}", orphans.message);
+
+        // The same rows in the other order give the same report.
+        let mut reversed = rows.clone();
+        reversed.reverse();
+        let again = tally_of(&reversed, ATTRIBUTED_FILES_MAX);
+        assert_eq!((again.users, again.orphan_variants), (report.users, report.orphan_variants));
+    }
+
+    #[test]
+    fn past_its_file_limit_a_report_counts_variants_as_no_ones_and_calls_none_orphans() {
+        let (a, b) = (id(1), id(2));
+        let rows = [
+            row(&format!("users/alice/{a}/a.jpg"), 100, 1, "STANDARD", true),
+            row(&format!("users/alice/{b}/b.jpg"), 100, 1, "STANDARD", true),
+            row(&format!("derived/{a}/320.webp"), 10, 1, "STANDARD", true),
+            row(&format!("derived/{b}/320.webp"), 20, 1, "STANDARD", true),
+        ];
+        let report = tally_of(&rows, 1);
+        assert_eq!(report.users[0].derived, Count { objects: 1, bytes: 10 });
+        assert_eq!(report.unattributed_variants, Count { objects: 1, bytes: 20 });
+        assert_eq!(report.orphan_variants, Count::default(), "b's original came, but was not remembered");
+        assert!(report.recommendations.iter().all(|r| r.kind != "orphan-variants"));
+
+        // Variants first: the one that found no room is no one's; the one waiting finds its owner.
+        let mut variants_first = rows.clone();
+        variants_first.rotate_left(2);
+        let report = tally_of(&variants_first, 1);
+        assert_eq!(report.users[0].derived, Count { objects: 1, bytes: 10 });
+        assert_eq!(report.unattributed_variants, Count { objects: 1, bytes: 20 });
     }
 
     #[test]

@@ -8,6 +8,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::types::StorageClass;
 use matbakh_app::ports::ReportStore;
 use matbakh_aws::report::ReportBucket;
+use matbakh_core::ids::FileId;
 use testkit::{corpus, fresh_bucket, moto_sdk};
 
 async fn put(s3: &Client, bucket: &str, key: &str, bytes: Vec<u8>, class: Option<StorageClass>) {
@@ -25,11 +26,17 @@ async fn a_listed_bucket_is_reported_by_user_type_class_and_kept_as_the_latest()
     let ((s3, files), (_, reports)) = (fresh_bucket("files").await, fresh_bucket("reports").await);
     let (_, photo) = corpus("photos/ladybird.jpg");
     let n = photo.len() as u64;
-    put(&s3, &files, "users/alice/f1/ladybird.jpg", photo.clone(), None).await;
-    put(&s3, &files, "users/alice/f1/ladybird.jpg", photo.clone(), None).await; // a second version
-    put(&s3, &files, "users/bob/f2/menu.pdf", b"%PDF-1.7 menu".to_vec(), Some(StorageClass::Glacier)).await;
-    put(&s3, &files, "derived/f1/w320.webp", vec![0; 1000], None).await;
-    s3.delete_object().bucket(&files).key("users/bob/f2/menu.pdf").send().await.unwrap(); // a delete marker
+    let (f1, f2, gone) = (
+        FileId::new(1_767_000_000_000, [1; 10]),
+        FileId::new(1_767_000_000_000, [2; 10]),
+        FileId::new(1_767_000_000_000, [3; 10]),
+    );
+    put(&s3, &files, &format!("users/alice/{f1}/ladybird.jpg"), photo.clone(), None).await;
+    put(&s3, &files, &format!("users/alice/{f1}/ladybird.jpg"), photo.clone(), None).await; // a second version
+    put(&s3, &files, &format!("users/bob/{f2}/menu.pdf"), b"%PDF-1.7 menu".to_vec(), Some(StorageClass::Glacier)).await;
+    put(&s3, &files, &format!("derived/{f1}/320.webp"), vec![0; 1000], None).await;
+    put(&s3, &files, &format!("derived/{gone}/320.webp"), vec![0; 10], None).await; // its file is gone
+    s3.delete_object().bucket(&files).key(format!("users/bob/{f2}/menu.pdf")).send().await.unwrap(); // a delete marker
 
     let reporting = reporter::reporting(
         &sdk,
@@ -42,19 +49,20 @@ async fn a_listed_bucket_is_reported_by_user_type_class_and_kept_as_the_latest()
     .unwrap();
     let report = reporter::run(&reporting).await.unwrap();
     assert_eq!(report.source, "listing");
-    assert_eq!(report.total.objects, 4);
-    assert_eq!(report.total.bytes, 2 * n + 13 + 1000);
+    assert_eq!(report.total.objects, 5);
+    assert_eq!(report.total.bytes, 2 * n + 13 + 1000 + 10);
     assert_eq!((report.noncurrent_versions, report.delete_markers), (2, 1));
     assert_eq!(report.by_content_type["image/jpeg"].bytes, 2 * n);
     assert_eq!(report.by_storage_class["GLACIER"].bytes, 13);
     let alice = report.users.iter().find(|u| u.user == "alice").unwrap();
-    assert_eq!((alice.files.bytes, alice.deleted_kept.bytes), (n, n));
+    assert_eq!((alice.files.bytes, alice.deleted_kept.bytes, alice.derived.bytes), (n, n, 1000));
+    assert_eq!((report.orphan_variants.objects, report.orphan_variants.bytes), (1, 10));
     let bob = report.users.iter().find(|u| u.user == "bob").unwrap();
     assert_eq!(bob.deleted_kept.bytes, 13, "the delete marker hides bob's file: its bytes are kept for restores");
 
     let latest = ReportBucket::new(&sdk, &reports).latest().await.unwrap().unwrap();
     let latest: serde_json::Value = serde_json::from_slice(&latest).unwrap();
-    assert_eq!(latest["total"]["objects"], 4);
+    assert_eq!(latest["total"]["objects"], 5);
     assert_eq!(latest["generatedAt"], report.generated_at);
     let day = format!("reports/{}.json", &report.generated_at[..10]);
     assert!(s3.head_object().bucket(&reports).key(day).send().await.is_ok());
