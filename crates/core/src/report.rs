@@ -20,10 +20,11 @@ use crate::types::ContentType;
 
 /// How many users the report lists by name (the rest are summed as `others`).
 pub const TOP_USERS: usize = 20;
-/// How many files a report remembers to count their variants as their owners' (two maps of
-/// at most this many entries together, about 40 bytes each: 160 MB at most). Past it, variants of
-/// files it did not remember are counted as no one's (`unattributedVariants`).
-pub const ATTRIBUTED_FILES_MAX: usize = 4_000_000;
+/// How many files a report remembers to count their variants as their owners': measured, about
+/// 70 bytes a file in the map, 100 MB a million files at the peak of its last growth, so at most
+/// about 200 MB of the reporter's 512. Past it, variants of files it did not remember are
+/// counted as no one's (`unattributedVariants`).
+pub const ATTRIBUTED_FILES_MAX: usize = 2_000_000;
 /// Age from which an original counts as untouched for the archive recommendation (days).
 pub const UNTOUCHED_DAYS: i64 = 180;
 /// How many days of CDN access logs the transfer part reads: today so far and the days before.
@@ -241,18 +242,16 @@ pub struct Tally {
     by_age: BTreeMap<&'static str, Count>,
     users: Vec<UserUsage>,
     user_index: HashMap<String, u32>,
-    /// Each original's file and its owner (in `users`), so variants that come later count as theirs.
-    owners: HashMap<FileId, u32>,
-    /// Variants whose original has not come yet (where the rows come sorted by key, every
-    /// variant: `derived/` sorts before `users/`).
-    waiting: HashMap<FileId, Count>,
-    /// How many files `owners` and `waiting` hold at most, together.
+    /// What the tally knows of each file: whose it is, or its variants waiting for the original
+    /// (where rows come sorted by key, every file's: `derived/` sorts before `users/`).
+    files: HashMap<FileId, Remembered>,
+    /// How many files `files` holds at most.
     files_max: usize,
     /// Variants no file in the bucket has: their id is not one, or no original of it came.
     orphans: Count,
-    /// Variants not counted as anyone's because the maps were full.
+    /// Variants not counted as anyone's because `files` was full.
     unattributed: Count,
-    /// An original was not remembered (the maps were full): a variant still waiting at the end
+    /// An original was not remembered (`files` was full): a variant still waiting at the end
     /// may be its, so it is not called an orphan.
     forgot: bool,
     deleted_kept: Count,
@@ -262,6 +261,15 @@ pub struct Tally {
     untouched: Count,
     untouched_cost: f64,
     monthly_cost: f64,
+}
+
+/// What a [`Tally`] remembers of a file (32 bytes with its id).
+#[derive(Debug, Clone, Copy)]
+enum Remembered {
+    /// Its original came: whose it is (in [`Tally::users`]).
+    Owner(u32),
+    /// Its variants came, its original not (yet).
+    Waiting { objects: u32, bytes: u64 },
 }
 
 impl Default for Tally {
@@ -281,8 +289,7 @@ impl Tally {
             by_age: BTreeMap::new(),
             users: Vec::new(),
             user_index: HashMap::new(),
-            owners: HashMap::new(),
-            waiting: HashMap::new(),
+            files: HashMap::new(),
             files_max,
             orphans: Count::default(),
             unattributed: Count::default(),
@@ -308,7 +315,7 @@ impl Tally {
     }
 
     fn has_room(&self) -> bool {
-        self.owners.len() + self.waiting.len() < self.files_max
+        self.files.len() < self.files_max
     }
 
     /// A variant (`derived/{fileId}/...`): its owner's if its original came, else it waits for it.
@@ -318,28 +325,33 @@ impl Tally {
             self.orphans.add(bytes);
             return;
         };
-        if let Some(&owner) = self.owners.get(&file) {
-            self.users[owner as usize].derived.add(bytes);
-        } else if self.waiting.contains_key(&file) || self.has_room() {
-            self.waiting.entry(file).or_default().add(bytes);
-        } else {
-            self.unattributed.add(bytes);
+        let room = self.has_room();
+        match self.files.get_mut(&file) {
+            Some(Remembered::Owner(owner)) => self.users[*owner as usize].derived.add(bytes),
+            Some(Remembered::Waiting { objects, bytes: waiting }) => {
+                *objects += 1;
+                *waiting += bytes;
+            }
+            None if room => {
+                self.files.insert(file, Remembered::Waiting { objects: 1, bytes });
+            }
+            None => self.unattributed.add(bytes),
         }
     }
 
     /// An original of `owner`'s (`users/{sub}/{fileId}/{name}`): its variants count as theirs.
     fn remember(&mut self, key: &str, owner: usize) {
         let Some(file) = ObjectKey::file_id_of(key) else { return };
-        if let Some(variants) = self.waiting.remove(&file) {
-            self.users[owner].derived.merge(variants);
-        }
-        if self.owners.contains_key(&file) {
-            return;
-        }
-        if self.has_room() {
-            self.owners.insert(file, owner as u32);
-        } else {
-            self.forgot = true;
+        match self.files.get(&file).copied() {
+            Some(Remembered::Owner(_)) => {}
+            Some(Remembered::Waiting { objects, bytes }) => {
+                self.users[owner].derived.merge(Count { objects: objects.into(), bytes });
+                self.files.insert(file, Remembered::Owner(owner as u32));
+            }
+            None if self.has_room() => {
+                self.files.insert(file, Remembered::Owner(owner as u32));
+            }
+            None => self.forgot = true,
         }
     }
 
@@ -397,8 +409,11 @@ impl Tally {
         // Variants still waiting: no original of theirs came (unless one was not remembered).
         let mut orphans = self.orphans;
         let mut unattributed = self.unattributed;
-        for (_, variants) in self.waiting.drain() {
-            if self.forgot { unattributed.merge(variants) } else { orphans.merge(variants) }
+        for remembered in std::mem::take(&mut self.files).into_values() {
+            if let Remembered::Waiting { objects, bytes } = remembered {
+                let variants = Count { objects: objects.into(), bytes };
+                if self.forgot { unattributed.merge(variants) } else { orphans.merge(variants) }
+            }
         }
         let mut users = std::mem::take(&mut self.users);
         users.sort_by(|a, b| b.bytes().cmp(&a.bytes()).then(a.user.cmp(&b.user)));
