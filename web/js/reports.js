@@ -99,13 +99,14 @@ export class ReportsView {
       el('section', { class: 'advice', 'aria-label': 'Recommendations' },
         el('h3', {}, 'Recommendations'),
         r.recommendations.length
-          ? el('ul', { id: 'recommendations' }, r.recommendations.map((x) => el('li', { 'data-kind': x.kind }, x.message)))
+          ? el('ul', { id: 'recommendations' }, r.recommendations.map((x) => el('li', { 'data-kind': x.kind }, x.message,
+            x.kind === 'orphan-variants' ? el('ul', { class: 'prefixes' }, r.orphanVariantPrefixes.map((p) => el('li', {}, el('code', {}, p)))) : null)))
           : el('p', { class: 'muted' }, 'Nothing to recommend.')),
       el('div', { class: 'charts' },
         barChart('chart-class', 'Bytes by storage class', plain(byClass)),
         barChart('chart-type', 'Originals by content type', plain(byType)),
         barChart('chart-age', 'Bytes by age', plain(r.byAge)),
-        barChart('chart-users', 'Largest users: stored (blue), deleted but kept for restores (light blue), variants and transforms made of their files (purple)', users),
+        barChart('chart-users', 'Largest users: stored (dark), deleted but kept for restores (light), variants and transforms made of their files (purple)', users),
         ...(r.transfer && r.transfer.total.objects > 0
           ? [
               barChart('chart-transfer', `CDN transfer by what was sent, ${r.transfer.from} to ${r.transfer.to}`, sent(Object.entries(r.transfer.byKind))),

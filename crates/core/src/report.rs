@@ -8,7 +8,7 @@
 //! report lists only the largest [`TOP_USERS`]) and, to count each file's variants as its
 //! owner's, one small entry per file, at most [`ATTRIBUTED_FILES_MAX`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 use time::{Date, OffsetDateTime};
@@ -25,6 +25,8 @@ pub const TOP_USERS: usize = 20;
 /// about 200 MB of the reporter's 512. Past it, variants of files it did not remember are
 /// counted as no one's (`unattributedVariants`).
 pub const ATTRIBUTED_FILES_MAX: usize = 2_000_000;
+/// How many orphaned variants' prefixes (`derived/{fileId}/`) a report names, the first by key.
+pub const ORPHANS_LISTED: usize = 20;
 /// Age from which an original counts as untouched for the archive recommendation (days).
 pub const UNTOUCHED_DAYS: i64 = 180;
 /// How many days of CDN access logs the transfer part reads: today so far and the days before.
@@ -249,6 +251,8 @@ pub struct Tally {
     files_max: usize,
     /// Variants no file in the bucket has: their id is not one, or no original of it came.
     orphans: Count,
+    /// The first [`ORPHANS_LISTED`] prefixes of those, by key.
+    orphan_prefixes: BTreeSet<String>,
     /// Variants not counted as anyone's because `files` was full.
     unattributed: Count,
     /// An original was not remembered (`files` was full): a variant still waiting at the end
@@ -292,6 +296,7 @@ impl Tally {
             files: HashMap::new(),
             files_max,
             orphans: Count::default(),
+            orphan_prefixes: BTreeSet::new(),
             unattributed: Count::default(),
             forgot: false,
             deleted_kept: Count::default(),
@@ -320,9 +325,10 @@ impl Tally {
 
     /// A variant (`derived/{fileId}/...`): its owner's if its original came, else it waits for it.
     fn add_variant(&mut self, key: &str, bytes: u64) {
-        let file = key.strip_prefix("derived/").and_then(|rest| rest.split('/').next()).map(FileId::parse);
-        let Some(Ok(file)) = file else {
+        let id = key.strip_prefix("derived/").and_then(|rest| rest.split('/').next()).unwrap_or_default();
+        let Ok(file) = FileId::parse(id) else {
             self.orphans.add(bytes);
+            self.note_orphan(format!("derived/{id}/"));
             return;
         };
         let room = self.has_room();
@@ -336,6 +342,14 @@ impl Tally {
                 self.files.insert(file, Remembered::Waiting { objects: 1, bytes });
             }
             None => self.unattributed.add(bytes),
+        }
+    }
+
+    /// Keeps `prefix` if it is among the first [`ORPHANS_LISTED`] by key.
+    fn note_orphan(&mut self, prefix: String) {
+        self.orphan_prefixes.insert(prefix);
+        if self.orphan_prefixes.len() > ORPHANS_LISTED {
+            self.orphan_prefixes.pop_last();
         }
     }
 
@@ -409,10 +423,15 @@ impl Tally {
         // Variants still waiting: no original of theirs came (unless one was not remembered).
         let mut orphans = self.orphans;
         let mut unattributed = self.unattributed;
-        for remembered in std::mem::take(&mut self.files).into_values() {
+        for (file, remembered) in std::mem::take(&mut self.files) {
             if let Remembered::Waiting { objects, bytes } = remembered {
                 let variants = Count { objects: objects.into(), bytes };
-                if self.forgot { unattributed.merge(variants) } else { orphans.merge(variants) }
+                if self.forgot {
+                    unattributed.merge(variants);
+                } else {
+                    orphans.merge(variants);
+                    self.note_orphan(ObjectKey::derived_prefix(file));
+                }
             }
         }
         let mut users = std::mem::take(&mut self.users);
@@ -456,7 +475,7 @@ impl Tally {
             recommendations.push(Recommendation {
                 kind: "orphan-variants",
                 message: format!(
-                    "{} variants ({}) belong to no file in the bucket (left by a removal that did not finish): deleting them saves {}/month",
+                    "{} variants ({}) belong to no file in the bucket (left by a removal that did not finish; orphanVariantPrefixes names them): deleting them saves {}/month",
                     orphans.objects,
                     human_bytes(orphans.bytes),
                     dollars(cost)
@@ -484,6 +503,7 @@ impl Tally {
             delete_markers: self.delete_markers,
             variants_share: thousandths(variants.bytes, self.total.bytes),
             orphan_variants: orphans,
+            orphan_variant_prefixes: std::mem::take(&mut self.orphan_prefixes).into_iter().collect(),
             unattributed_variants: unattributed,
             transfer: None,
             recommendations,
@@ -635,6 +655,8 @@ pub struct Report {
     pub variants_share: f64,
     /// Variants of no file in the bucket (counted as no user's).
     pub orphan_variants: Count,
+    /// Where the first [`ORPHANS_LISTED`] of those are, by key (`derived/{fileId}/`).
+    pub orphan_variant_prefixes: Vec<String>,
     /// Variants counted as no user's because the report remembers at most
     /// [`ATTRIBUTED_FILES_MAX`] files (0 below that).
     pub unattributed_variants: Count,
@@ -759,6 +781,7 @@ mod tests {
         assert_eq!((user("alice").files.bytes, user("alice").deleted_kept.bytes), (100 * kib, 90 * kib));
         assert_eq!(user("bob").derived, Count { objects: 2, bytes: 8 * kib });
         assert_eq!(report.orphan_variants, Count { objects: 2, bytes: 8 * kib });
+        assert_eq!(report.orphan_variant_prefixes, [format!("derived/{gone}/"), "derived/not-a-file/".to_owned()]);
         assert_eq!(report.unattributed_variants, Count::default());
         let orphans = report.recommendations.iter().find(|r| r.kind == "orphan-variants").expect("recommended");
         assert!(orphans.message.starts_with("2 variants (8.0 KiB) belong to no file"), "{}", orphans.message);
@@ -783,6 +806,7 @@ mod tests {
         assert_eq!(report.users[0].derived, Count { objects: 1, bytes: 10 });
         assert_eq!(report.unattributed_variants, Count { objects: 1, bytes: 20 });
         assert_eq!(report.orphan_variants, Count::default(), "b's original came, but was not remembered");
+        assert!(report.orphan_variant_prefixes.is_empty());
         assert!(report.recommendations.iter().all(|r| r.kind != "orphan-variants"));
 
         // Variants first: the one that found no room is no one's; the one waiting finds its owner.
@@ -791,6 +815,18 @@ mod tests {
         let report = tally_of(&variants_first, 1);
         assert_eq!(report.users[0].derived, Count { objects: 1, bytes: 10 });
         assert_eq!(report.unattributed_variants, Count { objects: 1, bytes: 20 });
+    }
+
+    #[test]
+    fn the_first_orphans_by_key_are_named() {
+        let rows: Vec<InventoryRow> = (0..ORPHANS_LISTED as u8 + 5)
+            .rev()
+            .map(|n| row(&format!("derived/{}/320.webp", id(n)), 1, 1, "STANDARD", true))
+            .collect();
+        let report = tally_of(&rows, ATTRIBUTED_FILES_MAX);
+        assert_eq!(report.orphan_variants.objects, ORPHANS_LISTED as u64 + 5);
+        let expected: Vec<String> = (0..ORPHANS_LISTED as u8).map(|n| format!("derived/{}/", id(n))).collect();
+        assert_eq!(report.orphan_variant_prefixes, expected);
     }
 
     #[test]
