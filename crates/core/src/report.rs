@@ -475,9 +475,11 @@ impl Tally {
             recommendations.push(Recommendation {
                 kind: "orphan-variants",
                 message: format!(
-                    "{} variants ({}) belong to no file in the bucket (left by a removal that did not finish; orphanVariantPrefixes names them): deleting them saves {}/month",
-                    orphans.objects,
+                    "{} ({}) {} to no file in the bucket (left by a removal that did not finish; orphanVariantPrefixes names where): deleting {} saves {}/month",
+                    if orphans.objects == 1 { "1 variant".to_owned() } else { format!("{} variants", orphans.objects) },
                     human_bytes(orphans.bytes),
+                    if orphans.objects == 1 { "belongs" } else { "belong" },
+                    if orphans.objects == 1 { "it" } else { "them" },
                     dollars(cost)
                 ),
                 monthly_saving_usd: round_cents(cost),
@@ -785,6 +787,12 @@ mod tests {
         assert_eq!(report.unattributed_variants, Count::default());
         let orphans = report.recommendations.iter().find(|r| r.kind == "orphan-variants").expect("recommended");
         assert!(orphans.message.starts_with("2 variants (8.0 KiB) belong to no file"), "{}", orphans.message);
+        let one = tally_of(&rows[2..3], ATTRIBUTED_FILES_MAX);
+        assert!(
+            one.recommendations[0].message.starts_with("1 variant (7.0 KiB) belongs to no file"),
+            "{}",
+            one.recommendations[0].message
+        );
 
         // The same rows in the other order give the same report.
         let mut reversed = rows.clone();
