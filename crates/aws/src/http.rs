@@ -529,6 +529,15 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(10), "gave up after {:?}", started.elapsed());
     }
 
+    /// A client of the plain-HTTP server on `port` that waits 200 ms for an answer (one attempt).
+    fn reading_within_200ms(port: u16) -> aws_sdk_s3::Client {
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .read_timeout(Duration::from_millis(200))
+            .build();
+        s3(&format!("http://127.0.0.1:{port}"), timeouts, 1)
+    }
+
     #[tokio::test]
     async fn a_response_that_never_comes_times_out_reading() {
         let (port, _) = server(|mut stream, _| async move {
@@ -536,11 +545,7 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(30)).await;
         })
         .await;
-        let timeouts = TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .read_timeout(Duration::from_millis(200))
-            .build();
-        let client = s3(&format!("http://127.0.0.1:{port}"), timeouts, 1);
+        let client = reading_within_200ms(port);
         let Err(SdkError::DispatchFailure(failure)) = head(&client).await else { panic!("not a dispatch failure") };
         assert!(failure.is_timeout(), "{failure:?}");
     }
@@ -573,11 +578,7 @@ mod tests {
             }
         })
         .await;
-        let timeouts = TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .read_timeout(Duration::from_millis(200))
-            .build();
-        let client = s3(&format!("http://127.0.0.1:{port}"), timeouts, 1);
+        let client = reading_within_200ms(port);
         let Err(SdkError::DispatchFailure(failure)) = head(&client).await else { panic!("not a dispatch failure") };
         assert!(failure.is_timeout(), "{failure:?}");
         timed_out.notify_one();
