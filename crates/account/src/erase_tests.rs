@@ -145,8 +145,11 @@ async fn an_erase_removes_everything_of_the_callers_and_nothing_of_anyone_elses(
     // The trail keeps the erase under a pseudonym, nothing under the name.
     let trail: Vec<(String, AuditAction)> =
         w.repo.audit_entries().iter().map(|e| (e.user.to_string(), e.action)).collect();
-    let stand_in = pseudonym(&key(), &UserId::parse("alice").unwrap()).to_string();
-    assert_eq!(trail, [(stand_in, AuditAction::Erase)]);
+    let stand_in = pseudonym(&key(), &UserId::parse("alice").unwrap());
+    assert_eq!(trail, [(stand_in.to_string(), AuditAction::Erase)]);
+    // Marked erased under the pseudonym (no migration brings her files back); Bob is not.
+    assert!(w.repo.is_erased(&stand_in));
+    assert!(!w.repo.is_erased(&pseudonym(&key(), &UserId::parse("bob").unwrap())));
 
     // Again: nothing left to remove, nothing to invalidate.
     let (status, again) = w.erase("alice", json!({"confirm": true})).await;

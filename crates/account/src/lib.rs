@@ -99,8 +99,7 @@ impl EraseSettings {
         let secret_id = lookup("ERASE_PSEUDONYM_SECRET_ID")
             .filter(|v| !v.is_empty())
             .ok_or("ERASE_PSEUDONYM_SECRET_ID is not set")?;
-        let secret = matbakh_aws::secrets::secret_string(sdk, &secret_id).await.map_err(|e| e.to_string())?;
-        let pseudonym_key = PseudonymKey::new(secret.as_bytes()).map_err(|e| e.to_string())?;
+        let pseudonym_key = matbakh_aws::secrets::pseudonym_key(sdk, &secret_id).await?;
         let replica = ReplicaSettings::from_lookup(lookup).and_then(|r| r.map(|r| r.store(sdk)).transpose());
         Ok(EraseSettings { pseudonym_key, replica: replica.map_err(|e| e.to_string())? })
     }

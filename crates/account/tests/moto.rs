@@ -211,6 +211,10 @@ async fn erase_leaves_nothing_of_the_user_and_nothing_else_is_touched() {
     assert_eq!(trail.len(), 1);
     assert_eq!(trail[0].action, "erase");
     assert!(trail[0].result.starts_with("ok: 2 files"), "{}", trail[0].result);
+    // Marked erased under the same pseudonym, for the migration to check; Bob is not.
+    assert!(h.state.table.was_erased(&stand_in).await.unwrap());
+    let bobs_stand_in = pseudonym(&erasure(None).pseudonym_key, &UserId::parse(&bob).unwrap());
+    assert!(!h.state.table.was_erased(&bobs_stand_in).await.unwrap());
 
     // Again: nothing left to remove, and it says so.
     let (status, again) =

@@ -4,13 +4,15 @@
 //!
 //! Order: the originals first (nothing can be made from them after), then the CDN's copies of
 //! what is about to go, the derived objects, the replica, and the metadata last (the objects'
-//! keys come from it); the erase itself is then recorded under a keyed pseudonym (DECISIONS 17).
+//! keys come from it); the user is then marked erased and the erase recorded, both under a
+//! keyed pseudonym (DECISIONS 17): a migration run checks the mark and never copies an erased
+//! user's legacy files back (`migrate::copy`).
 
 use std::sync::Arc;
 
 use matbakh_core::audit::{AuditAction, PseudonymKey, pseudonym};
 use matbakh_core::cdn;
-use matbakh_core::clock::Clock;
+use matbakh_core::clock::{Clock, iso_millis};
 use matbakh_core::ids::{FileId, ObjectKey, UserId};
 use matbakh_core::limits::Limits;
 
@@ -88,6 +90,8 @@ impl Erasure {
         erased.items = self.accounts.erase(owner, &files, &aborted).await?;
 
         let stand_in = pseudonym(&self.pseudonym_key, owner);
+        // For good, before the record: no migration run brings the user's files back.
+        self.accounts.mark_erased(&stand_in, &iso_millis(self.clock.now())).await?;
         let result = format!(
             "ok: {} files, {} object versions, {} in the replica, {} derived objects, {} items",
             erased.files, erased.object_versions, erased.replica_versions, erased.derived_objects, erased.items

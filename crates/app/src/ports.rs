@@ -266,6 +266,10 @@ pub trait AccountRepo: Send + Sync {
     /// the sessions of those files and of `uploads`, shares, sessions, tokens, exports, usage,
     /// audit trail. Answers how many; a second call finds none.
     async fn erase(&self, owner: &UserId, files: &[FileId], uploads: &[String]) -> PortResult<usize>;
+
+    /// Marks the user whose keyed pseudonym is `stand_in` as erased, for good: a migration
+    /// then never brings their files back.
+    async fn mark_erased(&self, stand_in: &UserId, at: &str) -> PortResult<()>;
 }
 
 /// A CDN's cached copies of the bucket's objects.

@@ -75,6 +75,25 @@ impl FileTable {
         Ok(keys.len())
     }
 
+    /// Marks the user whose keyed pseudonym is `stand_in` as erased, at `at` (kept for good: a
+    /// migration run of any later day checks it).
+    pub async fn mark_erased(&self, stand_in: &UserId, at: &str) -> Result<(), AwsError> {
+        let item = schema::item(schema::erased(stand_in), [("erasedAt".to_owned(), s(at))]);
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("PutItem", e))?;
+        Ok(())
+    }
+
+    /// Whether the user whose keyed pseudonym is `stand_in` erased their account.
+    pub async fn was_erased(&self, stand_in: &UserId) -> Result<bool, AwsError> {
+        Ok(self.get_item(schema::erased(stand_in)).await?.is_some())
+    }
+
     /// Every item whose `attr` is `value` (in the table or an index), with its keys and the
     /// upload session it names, if any.
     async fn items_where(

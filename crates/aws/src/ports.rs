@@ -279,6 +279,10 @@ impl AccountRepo for FileTable {
     async fn erase(&self, owner: &UserId, files: &[FileId], uploads: &[String]) -> PortResult<usize> {
         Ok(self.erase_items(owner, files, uploads).await?)
     }
+
+    async fn mark_erased(&self, stand_in: &UserId, at: &str) -> PortResult<()> {
+        Ok(FileTable::mark_erased(self, stand_in, at).await?)
+    }
 }
 
 #[async_trait]

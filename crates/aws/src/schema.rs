@@ -13,6 +13,7 @@
 //! | export job     | `EXPORT#{exportId}`  | `EXPORT`               | `EXPORTS#{sub}`                     |                                      |
 //! | audit record   | `AUDIT#{sub}`        | `{at}#{nonce}`         |                                     |                                      |
 //! | legacy mapping | `LEGACY#{path}`      | `LEGACY`               | `LEGACIES#{sub}` / `{fileId}`       |                                      |
+//! | erased user    | `ERASED#{pseudonym}` | `ERASED`               |                                     |                                      |
 //!
 //! The usage counter holds `charged` (stored + reserved bytes), `reserved`, `deleted`,
 //! `openUploads` and `files`. Sessions, tokens, shares, request budgets and audit records expire by DynamoDB TTL
@@ -92,6 +93,12 @@ pub(crate) fn audit_pk(user: &UserId) -> String {
 /// A file's row.
 pub(crate) fn file(id: FileId) -> Item {
     key(file_pk(id), FILE)
+}
+
+/// The mark of an erased user, under their keyed pseudonym (`core::audit::pseudonym`): what
+/// keeps a migration from bringing their files back. Names nobody.
+pub(crate) fn erased(stand_in: &UserId) -> Item {
+    key(format!("ERASED#{stand_in}"), "ERASED")
 }
 
 /// A user's usage counter.

@@ -18,6 +18,13 @@ pub async fn secret_string(sdk: &SdkConfig, id: &str) -> Result<String, AwsError
     out.secret_string.ok_or_else(|| AwsError::Config(format!("secret {id} holds no text")))
 }
 
+/// The key of the erase pseudonyms (DECISIONS 17), in secret `id` (`ERASE_PSEUDONYM_SECRET_ID`):
+/// the account function records erases under it, the migration checks erased users with it.
+pub async fn pseudonym_key(sdk: &SdkConfig, id: &str) -> Result<matbakh_core::audit::PseudonymKey, String> {
+    let text = secret_string(sdk, id).await.map_err(|e| format!("ERASE_PSEUDONYM_SECRET_ID {id}: {e}"))?;
+    matbakh_core::audit::PseudonymKey::new(text.as_bytes()).map_err(|e| e.to_string())
+}
+
 /// The transform signing pairs in secret `id`: JSON `{"keys": "hex,...", "salts": "hex,..."}`
 /// (as `TRANSFORM_KEYS` and `TRANSFORM_SALTS`), at least one pair. The transformer verifies
 /// with them; the files API signs image URLs with the first.

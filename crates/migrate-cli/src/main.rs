@@ -28,6 +28,11 @@ struct Cli {
     /// `verify` checks their rows. Without it, files are copied without rows.
     #[arg(long, env = "TABLE_NAME", global = true)]
     files_table: Option<String>,
+    /// The secret holding the key of the erase pseudonyms (the stack's `ErasePseudonymSecret`):
+    /// required with `--files-table`, so that no run copies back the files of a user who
+    /// erased their account.
+    #[arg(long, env = "ERASE_PSEUDONYM_SECRET_ID", global = true)]
+    erase_secret_id: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -160,7 +165,13 @@ async fn execute(cli: Cli) -> Result<ExitCode, MigrateError> {
     let sdk = matbakh_aws::config::load_sdk_config_chain().await;
     let mut ctx = Context::new(&sdk, &table, Arc::new(SystemClock));
     if let Some(files) = &cli.files_table {
-        ctx = ctx.with_files(&sdk, files);
+        let secret = cli.erase_secret_id.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| {
+            MigrateError::Usage(
+                "with --files-table, set --erase-secret-id or ERASE_PSEUDONYM_SECRET_ID (the stack's ErasePseudonymSecret): runs must not copy back an erased user's files".into(),
+            )
+        })?;
+        let erasures = matbakh_aws::secrets::pseudonym_key(&sdk, secret).await.map_err(MigrateError::Usage)?;
+        ctx = ctx.with_files(&sdk, files, erasures);
     }
     let json = cli.json;
     match cli.command {

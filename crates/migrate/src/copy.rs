@@ -11,9 +11,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use matbakh_aws::AwsError;
 use matbakh_aws::ledger::LedgerRow;
 use matbakh_aws::transfer::{SentPart, Target, WriteCondition, Written};
-use matbakh_aws::{AwsError, FileTable};
 use matbakh_core::ids::{FileId, ObjectKey, Sha256, UserId};
 use matbakh_core::labels::{CustomMetadata, Labels, Tag, Visibility};
 use matbakh_core::metadata::{FileRecord, FileStatus};
@@ -26,9 +26,10 @@ use matbakh_core::names::DisplayName;
 use matbakh_core::types::ContentType;
 use tokio::sync::Semaphore;
 
-use crate::crc64_base64;
 use crate::plan::CopySettings;
 use crate::source::{ReadError, Source};
+use crate::{Registry, crc64_base64};
+use matbakh_core::audit::pseudonym;
 
 /// Bytes of file data held in memory at once by all transfers together.
 pub const DEFAULT_BUFFER_BYTES: u64 = 128 * 1024 * 1024;
@@ -107,8 +108,9 @@ pub struct Copier {
     pub settings: CopySettings,
     pub backoff: Backoff,
     pub throttle: Arc<Throttle>,
-    /// The platform's files table: files in the user layout get their row before their object.
-    pub files: Option<FileTable>,
+    /// The platform's files table: files in the user layout get their row before their object
+    /// (and none of an erased user's is copied).
+    pub files: Option<Registry>,
     memory: Arc<Semaphore>,
     memory_kib: u32,
 }
@@ -293,11 +295,19 @@ impl Copier {
 
     /// Registers the file in the files table before its object exists, so the event pipeline
     /// treats it as an arrived upload (settled, thumbnailed). Keys outside the user layout and
-    /// types off the allow-list are copied without a row (`verify` reports them).
+    /// types off the allow-list are copied without a row (`verify` reports them). A file whose
+    /// owner erased their account on the platform stops here, before anything is written: an
+    /// erase is for good, and the legacy store may still hold their files.
     async fn register(&self, e: &ManifestEntry) -> Result<(), Attempt> {
         let Some(files) = &self.files else { return Ok(()) };
         let Some(record) = file_record(e) else { return Ok(()) };
-        files.register_migrated(&record, self.run.as_str(), &e.source).await?;
+        if files.table.was_erased(&pseudonym(&files.erasures, &record.owner)).await? {
+            return Err(Attempt::Stop(
+                FailureReason::Erased,
+                format!("{}: its owner erased their account on the platform; not copied", e.source),
+            ));
+        }
+        files.table.register_migrated(&record, self.run.as_str(), &e.source).await?;
         Ok(())
     }
 

@@ -50,12 +50,21 @@ pub fn parse_target(url: &str) -> Result<(String, String), MigrateError> {
     Ok((bucket.to_owned(), if prefix.is_empty() { String::new() } else { format!("{prefix}/") }))
 }
 
+/// The platform's files table, where migrated files in the user layout get their rows (and
+/// `verify` checks them), with the key of the erase pseudonyms: a file of a user who erased
+/// their account on the platform is never registered nor copied (GDPR, DECISIONS 17).
+#[derive(Clone, Debug)]
+pub struct Registry {
+    pub table: matbakh_aws::FileTable,
+    pub erasures: matbakh_core::audit::PseudonymKey,
+}
+
 /// What every command works with: the target bucket, the ledger table, the clock.
 #[derive(Clone)]
 pub struct Context {
     pub ledger: Ledger,
-    /// The platform's files table: migrated files get their rows there (and `verify` checks them).
-    pub files: Option<matbakh_aws::FileTable>,
+    /// Where migrated files are registered ([`Registry`]); none: copied without rows.
+    pub files: Option<Registry>,
     sdk: SdkConfig,
     pub clock: Arc<dyn Clock>,
     /// Ledger rows read a page ([`PAGE_ROWS`]).
@@ -82,9 +91,15 @@ impl Context {
         self
     }
 
-    /// Registers migrated files in the files table `table` (`TABLE_NAME` of the functions).
-    pub fn with_files(mut self, dynamodb: &SdkConfig, table: &str) -> Self {
-        self.files = Some(matbakh_aws::FileTable::new(dynamodb, table));
+    /// Registers migrated files in the files table `table` (`TABLE_NAME` of the functions),
+    /// none of a user erased under `erasures` (the key `ERASE_PSEUDONYM_SECRET_ID` names).
+    pub fn with_files(
+        mut self,
+        dynamodb: &SdkConfig,
+        table: &str,
+        erasures: matbakh_core::audit::PseudonymKey,
+    ) -> Self {
+        self.files = Some(Registry { table: matbakh_aws::FileTable::new(dynamodb, table), erasures });
         self
     }
 

@@ -125,7 +125,7 @@ async fn check_page(
     }
     // Reconciliation with the files table: every registrable copied file has its row, and the
     // pipeline did not reject it.
-    let Some(files) = &ctx.files else { return Ok(()) };
+    let Some(files) = ctx.files.as_ref().map(|r| &r.table) else { return Ok(()) };
     for row in to_check {
         let Some(record) = crate::copy::file_record(&row.entry) else {
             found.unregistered += 1;

@@ -27,15 +27,18 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// From the function's environment: `MIGRATION_TABLE`, `MIGRATION_QUEUE_URL`, `TABLE_NAME`.
-    pub fn from_env(sdk: &SdkConfig, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+    /// From the function's environment: `MIGRATION_TABLE`, `MIGRATION_QUEUE_URL`, `TABLE_NAME`,
+    /// and the key of the erase pseudonyms (`ERASE_PSEUDONYM_SECRET_ID`, read once): no erased
+    /// user's file is copied.
+    pub async fn from_env(sdk: &SdkConfig, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let required = |k: &str| lookup(k).filter(|v| !v.is_empty()).ok_or_else(|| format!("{k} is not set"));
         let table = required("MIGRATION_TABLE")?;
         let queue = required("MIGRATION_QUEUE_URL")?;
         let files = required("TABLE_NAME")?;
+        let erasures = matbakh_aws::secrets::pseudonym_key(sdk, &required("ERASE_PSEUDONYM_SECRET_ID")?).await?;
         Ok(Worker {
             ctx: Context::new(sdk, &table, std::sync::Arc::new(matbakh_core::clock::SystemClock))
-                .with_files(sdk, &files),
+                .with_files(sdk, &files, erasures),
             sdk: sdk.clone(),
             queue: Queue::new(sdk, queue),
             heartbeat: DEFAULT_HEARTBEAT,

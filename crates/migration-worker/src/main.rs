@@ -6,7 +6,7 @@ use lambda_runtime::{LambdaEvent, service_fn};
 async fn main() -> Result<(), lambda_runtime::Error> {
     matbakh_lambda::logs::init();
     let sdk = matbakh_aws::config::load_sdk_config().await;
-    let worker = migration_worker::Worker::from_env(&sdk, |k| std::env::var(k).ok())?;
+    let worker = migration_worker::Worker::from_env(&sdk, |k| std::env::var(k).ok()).await?;
     let worker = &worker;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
         Ok::<_, lambda_runtime::Error>(migration_worker::handle(worker, event.payload).await)

@@ -273,6 +273,11 @@ impl AccountRepo for InMemory {
         st.audit.retain(|e| e.user != *owner);
         Ok(before - items(&st))
     }
+
+    async fn mark_erased(&self, stand_in: &UserId, _at: &str) -> PortResult<()> {
+        lock(&self.state).erased.insert(stand_in.clone());
+        Ok(())
+    }
 }
 
 fn items(st: &State) -> usize {

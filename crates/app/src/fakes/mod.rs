@@ -78,6 +78,8 @@ struct State {
     exports: HashMap<String, ExportJob>,
     tokens: HashMap<String, TokenGrant>,
     counters: HashMap<(UserId, String), u64>,
+    /// Erased users' pseudonyms.
+    erased: std::collections::HashSet<UserId>,
 }
 
 struct Stored {
@@ -112,6 +114,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl InMemory {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Whether the user with pseudonym `stand_in` is marked erased.
+    pub fn is_erased(&self, stand_in: &UserId) -> bool {
+        lock(&self.state).erased.contains(stand_in)
     }
 
     /// Stores a file as the indexer would have left it; a READY or FAILED file's bytes count

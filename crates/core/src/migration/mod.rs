@@ -279,16 +279,20 @@ pub enum FailureReason {
     RetriesExhausted,
     /// S3 refused the request for good (permissions, bad request).
     Refused,
+    /// The file's owner erased their account on the platform (GDPR): a migration never brings
+    /// their files back.
+    Erased,
 }
 
 impl FailureReason {
-    pub const ALL: [FailureReason; 6] = [
+    pub const ALL: [FailureReason; 7] = [
         FailureReason::SourceChanged,
         FailureReason::SourceUnreadable,
         FailureReason::TargetChanged,
         FailureReason::TransferCorrupted,
         FailureReason::RetriesExhausted,
         FailureReason::Refused,
+        FailureReason::Erased,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -299,6 +303,7 @@ impl FailureReason {
             FailureReason::TransferCorrupted => "transfer_corrupted",
             FailureReason::RetriesExhausted => "retries_exhausted",
             FailureReason::Refused => "refused",
+            FailureReason::Erased => "erased",
         }
     }
 

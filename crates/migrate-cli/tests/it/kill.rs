@@ -105,4 +105,13 @@ fn bad_input_gets_a_clear_message_a_usage_exit_code_and_changes_nothing() {
     let (code, err, _) = run(&["run"]);
     assert_eq!(code, Some(2), "clap's own usage error");
     assert!(err.contains("<RUN>"), "{err}");
+    // With a files table but no erase key, nothing starts: it could copy back an erased user's files.
+    let out = Command::new(env!("CARGO_BIN_EXE_migrate"))
+        .args(["--files-table", "files", "status", "r-no-such-run"])
+        .env_remove("ERASE_PSEUDONYM_SECRET_ID")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("set --erase-secret-id or ERASE_PSEUDONYM_SECRET_ID"), "{err}");
 }

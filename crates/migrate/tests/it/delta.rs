@@ -141,7 +141,7 @@ async fn a_delta_plan_copies_exactly_what_changed_and_chains() {
         assert!(latest.len() == 1 && latest[0].3, "{old}: {latest:?}");
     }
     // The old URLs now lead to the new copies.
-    let files = ctx.files.as_ref().unwrap();
+    let files = &ctx.files.as_ref().unwrap().table;
     for e in &entries {
         let mapping = files.legacy_file(&e.source).await.unwrap().expect("mapped");
         assert_eq!((mapping.key.as_str(), mapping.run.as_str()), (e.key.as_str(), second.as_str()));

@@ -99,7 +99,7 @@ async fn legacy_rows_from_postgres_reach_the_files_and_what_does_not_meet_is_rep
     assert!(text.contains("invalid row: users/demo-user/2023/03/menu.png (row 5): owner \"Demo User\""), "{text}");
 
     // The files' rows carry the legacy row's metadata; the others what their path gives.
-    let files = ctx.files.as_ref().unwrap();
+    let files = &ctx.files.as_ref().unwrap().table;
     let row_of = |path: &'static str| async move {
         let mapping = files.legacy_file(path).await.unwrap().unwrap();
         files.get_file(mapping.file_id).await.unwrap().unwrap()

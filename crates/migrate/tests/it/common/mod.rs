@@ -75,9 +75,16 @@ pub async fn moto() -> SdkConfig {
 
 pub fn context(sdk: &SdkConfig) -> Context {
     // Pages of 3 rows: every command crosses page boundaries even on a small tree.
-    Context::new(sdk, &testkit::env("MIGRATION_TABLE"), Arc::new(SystemClock))
-        .with_page_rows(3)
-        .with_files(sdk, &testkit::env("TABLE_NAME"))
+    Context::new(sdk, &testkit::env("MIGRATION_TABLE"), Arc::new(SystemClock)).with_page_rows(3).with_files(
+        sdk,
+        &testkit::env("TABLE_NAME"),
+        erasures(),
+    )
+}
+
+/// The tests' key of the erase pseudonyms.
+pub fn erasures() -> matbakh_core::audit::PseudonymKey {
+    matbakh_core::audit::PseudonymKey::new(b"the migration tests' erase pseudonym key").unwrap()
 }
 
 pub fn s3(sdk: &SdkConfig) -> aws_sdk_s3::Client {
