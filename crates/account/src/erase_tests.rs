@@ -9,7 +9,7 @@ use matbakh_app::erase::Erasure;
 use matbakh_app::exports::Exports;
 use matbakh_app::fakes::{InMemory, InMemoryCdn, InMemoryObjects, InMemoryQueue};
 use matbakh_app::ports::{ObjectErasure, ShareRepo};
-use matbakh_core::audit::{AuditAction, PseudonymKey, pseudonym};
+use matbakh_core::audit::{AuditAction, PseudonymKey, erased_path, pseudonym};
 use matbakh_core::clock::FixedClock;
 use matbakh_core::ids::{FileId, ObjectKey, UserId};
 use matbakh_core::limits::Limits;
@@ -118,6 +118,9 @@ async fn an_erase_removes_everything_of_the_callers_and_nothing_of_anyone_elses(
         revoked: false,
     };
     w.repo.create(&share).await.unwrap();
+    let (alice, bob) = (UserId::parse("alice").unwrap(), UserId::parse("bob").unwrap());
+    w.repo.insert_legacy("shop/alice/menu.jpg", &alice);
+    w.repo.insert_legacy("shop/bob/menu.jpg", &bob);
 
     let (status, answer) = w.erase("alice", json!({})).await;
     assert_eq!((status, answer["field"].as_str()), (StatusCode::BAD_REQUEST, Some("confirm")));
@@ -147,9 +150,12 @@ async fn an_erase_removes_everything_of_the_callers_and_nothing_of_anyone_elses(
         w.repo.audit_entries().iter().map(|e| (e.user.to_string(), e.action)).collect();
     let stand_in = pseudonym(&key(), &UserId::parse("alice").unwrap());
     assert_eq!(trail, [(stand_in.to_string(), AuditAction::Erase)]);
-    // Marked erased under the pseudonym (no migration brings her files back); Bob is not.
+    // Marked erased under the pseudonym (no migration brings her files back), and her legacy
+    // path by its mark (its old URL is gone, not read from the legacy store); Bob is not.
     assert!(w.repo.is_erased(&stand_in));
-    assert!(!w.repo.is_erased(&pseudonym(&key(), &UserId::parse("bob").unwrap())));
+    assert!(!w.repo.is_erased(&pseudonym(&key(), &bob)));
+    assert!(w.repo.is_erased_path(&erased_path(&key(), "shop/alice/menu.jpg")));
+    assert!(!w.repo.is_erased_path(&erased_path(&key(), "shop/bob/menu.jpg")));
 
     // Again: nothing left to remove, nothing to invalidate.
     let (status, again) = w.erase("alice", json!({"confirm": true})).await;

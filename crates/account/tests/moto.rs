@@ -11,7 +11,7 @@ use matbakh_api::Authenticator;
 use matbakh_aws::S3Store;
 use matbakh_aws::config::ReplicaSettings;
 use matbakh_core::audit::AuditEntry;
-use matbakh_core::audit::{AuditAction, PseudonymKey, pseudonym};
+use matbakh_core::audit::{AuditAction, PseudonymKey, erased_path, pseudonym};
 use matbakh_core::ids::{FileId, ObjectKey, UserId};
 use matbakh_core::labels::Tag;
 use matbakh_core::shares::Share;
@@ -215,6 +215,11 @@ async fn erase_leaves_nothing_of_the_user_and_nothing_else_is_touched() {
     assert!(h.state.table.was_erased(&stand_in).await.unwrap());
     let bobs_stand_in = pseudonym(&erasure(None).pseudonym_key, &UserId::parse(&bob).unwrap());
     assert!(!h.state.table.was_erased(&bobs_stand_in).await.unwrap());
+    // And her migrated file's legacy path by its mark: its old URL answers 410 from now on.
+    let key = erasure(None).pseudonym_key;
+    let mark = |user: &str| erased_path(&key, &format!("shop/{user}/ladybird.jpg"));
+    assert!(h.state.table.legacy_path_erased(&mark(&alice)).await.unwrap());
+    assert!(!h.state.table.legacy_path_erased(&mark(&bob)).await.unwrap());
 
     // Again: nothing left to remove, and it says so.
     let (status, again) =

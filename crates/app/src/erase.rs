@@ -4,13 +4,14 @@
 //!
 //! Order: the originals first (nothing can be made from them after), then the CDN's copies of
 //! what is about to go, the derived objects, the replica, and the metadata last (the objects'
-//! keys come from it); the user is then marked erased and the erase recorded, both under a
-//! keyed pseudonym (DECISIONS 17): a migration run checks the mark and never copies an erased
-//! user's legacy files back (`migrate::copy`).
+//! keys come from it); the erase is then recorded under a keyed pseudonym (DECISIONS 17). Before
+//! all that, the user is marked erased under the same pseudonym, and each of their migrated
+//! files' legacy paths by its keyed mark: a migration run never copies their legacy files back
+//! (`migrate::copy`), and the legacy redirector answers `410` for their old URLs.
 
 use std::sync::Arc;
 
-use matbakh_core::audit::{AuditAction, PseudonymKey, pseudonym};
+use matbakh_core::audit::{AuditAction, PseudonymKey, erased_path, pseudonym};
 use matbakh_core::cdn;
 use matbakh_core::clock::{Clock, iso_millis};
 use matbakh_core::ids::{FileId, ObjectKey, UserId};
@@ -70,6 +71,12 @@ impl Erasure {
     pub async fn erase(&self, owner: &UserId, client: &Client) -> Result<Erased, Error> {
         let mut erased = Erased::default();
         let files = self.accounts.file_ids(owner).await?;
+        // First, for good (a failed erase's retry finds the mappings gone): no migration run
+        // brings the user's files back, and their old URLs answer 410, not the legacy store.
+        let stand_in = pseudonym(&self.pseudonym_key, owner);
+        let legacy = self.accounts.legacy_paths(owner).await?;
+        let marks: Vec<String> = legacy.iter().map(|p| erased_path(&self.pseudonym_key, p)).collect();
+        self.accounts.mark_erased(&stand_in, &marks, &iso_millis(self.clock.now())).await?;
         let [originals, results, quarantined, exports] = user_prefixes(owner.as_str());
         let aborted = self.objects.abort_uploads_under(&originals).await?;
         erased.uploads_aborted = aborted.len();
@@ -89,9 +96,6 @@ impl Erasure {
         erased.files = files.len();
         erased.items = self.accounts.erase(owner, &files, &aborted).await?;
 
-        let stand_in = pseudonym(&self.pseudonym_key, owner);
-        // For good, before the record: no migration run brings the user's files back.
-        self.accounts.mark_erased(&stand_in, &iso_millis(self.clock.now())).await?;
         let result = format!(
             "ok: {} files, {} object versions, {} in the replica, {} derived objects, {} items",
             erased.files, erased.object_versions, erased.replica_versions, erased.derived_objects, erased.items

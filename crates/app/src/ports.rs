@@ -267,9 +267,13 @@ pub trait AccountRepo: Send + Sync {
     /// audit trail. Answers how many; a second call finds none.
     async fn erase(&self, owner: &UserId, files: &[FileId], uploads: &[String]) -> PortResult<usize>;
 
-    /// Marks the user whose keyed pseudonym is `stand_in` as erased, for good: a migration
-    /// then never brings their files back.
-    async fn mark_erased(&self, stand_in: &UserId, at: &str) -> PortResult<()>;
+    /// The legacy paths of `owner`'s migrated files.
+    async fn legacy_paths(&self, owner: &UserId) -> PortResult<Vec<String>>;
+
+    /// Marks the user whose keyed pseudonym is `stand_in` as erased, and their legacy paths by
+    /// their marks, for good: a migration then never brings their files back, and the legacy
+    /// redirector answers `410` for their old URLs.
+    async fn mark_erased(&self, stand_in: &UserId, path_marks: &[String], at: &str) -> PortResult<()>;
 }
 
 /// A CDN's cached copies of the bucket's objects.

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
 use matbakh_core::ids::{FileId, UserId};
 
 use crate::dynamo::{opt_str, query_all, s};
@@ -75,23 +75,45 @@ impl FileTable {
         Ok(keys.len())
     }
 
-    /// Marks the user whose keyed pseudonym is `stand_in` as erased, at `at` (kept for good: a
-    /// migration run of any later day checks it).
-    pub async fn mark_erased(&self, stand_in: &UserId, at: &str) -> Result<(), AwsError> {
-        let item = schema::item(schema::erased(stand_in), [("erasedAt".to_owned(), s(at))]);
-        self.client
-            .put_item()
+    /// The legacy paths of `owner`'s migrated files (their mappings).
+    pub async fn legacy_paths(&self, owner: &UserId) -> Result<Vec<String>, AwsError> {
+        let query = self
+            .client
+            .query()
             .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("PutItem", e))?;
-        Ok(())
+            .index_name(GSI_USER)
+            .key_condition_expression("#a = :v")
+            .expression_attribute_names("#a", schema::GSI1_PK)
+            .expression_attribute_values(":v", s(format!("LEGACIES#{owner}")))
+            .projection_expression("legacyPath");
+        let items = query_all(query).await?;
+        Ok(items.iter().filter_map(|i| opt_str(i, "legacyPath").map(str::to_owned)).collect())
+    }
+
+    /// Marks the user whose keyed pseudonym is `stand_in` as erased, and their legacy paths by
+    /// their marks (`core::audit::erased_path`), at `at`; kept for good: a migration run of any
+    /// later day and the legacy redirector check them. Names nobody.
+    pub async fn mark_erased(&self, stand_in: &UserId, path_marks: &[String], at: &str) -> Result<(), AwsError> {
+        let keys = std::iter::once(schema::erased(stand_in)).chain(path_marks.iter().map(|m| schema::erased_path(m)));
+        let requests = keys
+            .map(|key| {
+                PutRequest::builder()
+                    .set_item(Some(schema::item(key, [("erasedAt".to_owned(), s(at))])))
+                    .build()
+                    .map(|p| WriteRequest::builder().put_request(p).build())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        crate::dynamo::batch_write(&self.client, &self.table, requests).await
     }
 
     /// Whether the user whose keyed pseudonym is `stand_in` erased their account.
     pub async fn was_erased(&self, stand_in: &UserId) -> Result<bool, AwsError> {
         Ok(self.get_item(schema::erased(stand_in)).await?.is_some())
+    }
+
+    /// Whether the legacy path whose mark is `mark` was an erased user's.
+    pub async fn legacy_path_erased(&self, mark: &str) -> Result<bool, AwsError> {
+        Ok(self.get_item(schema::erased_path(mark)).await?.is_some())
     }
 
     /// Every item whose `attr` is `value` (in the table or an index), with its keys and the

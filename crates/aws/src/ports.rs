@@ -280,8 +280,12 @@ impl AccountRepo for FileTable {
         Ok(self.erase_items(owner, files, uploads).await?)
     }
 
-    async fn mark_erased(&self, stand_in: &UserId, at: &str) -> PortResult<()> {
-        Ok(FileTable::mark_erased(self, stand_in, at).await?)
+    async fn legacy_paths(&self, owner: &UserId) -> PortResult<Vec<String>> {
+        Ok(FileTable::legacy_paths(self, owner).await?)
+    }
+
+    async fn mark_erased(&self, stand_in: &UserId, path_marks: &[String], at: &str) -> PortResult<()> {
+        Ok(FileTable::mark_erased(self, stand_in, path_marks, at).await?)
     }
 }
 

@@ -14,6 +14,7 @@
 //! | audit record   | `AUDIT#{sub}`        | `{at}#{nonce}`         |                                     |                                      |
 //! | legacy mapping | `LEGACY#{path}`      | `LEGACY`               | `LEGACIES#{sub}` / `{fileId}`       |                                      |
 //! | erased user    | `ERASED#{pseudonym}` | `ERASED`               |                                     |                                      |
+//! | erased path    | `ERASED#{mark}`      | `LEGACY`               |                                     |                                      |
 //!
 //! The usage counter holds `charged` (stored + reserved bytes), `reserved`, `deleted`,
 //! `openUploads` and `files`. Sessions, tokens, shares, request budgets and audit records expire by DynamoDB TTL
@@ -99,6 +100,12 @@ pub(crate) fn file(id: FileId) -> Item {
 /// keeps a migration from bringing their files back. Names nobody.
 pub(crate) fn erased(stand_in: &UserId) -> Item {
     key(format!("ERASED#{stand_in}"), "ERASED")
+}
+
+/// The mark of an erased user's legacy path (`core::audit::erased_path`): what the legacy
+/// redirector answers `410` for. Names nobody and no path.
+pub(crate) fn erased_path(mark: &str) -> Item {
+    key(format!("ERASED#{mark}"), "LEGACY")
 }
 
 /// A user's usage counter.

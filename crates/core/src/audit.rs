@@ -95,10 +95,31 @@ pub fn pseudonym(key: &PseudonymKey, user: &UserId) -> UserId {
     UserId::from_trusted(format!("erased:{}", hex::encode(&tag.as_ref()[..16])))
 }
 
+/// The mark of an erased user's legacy path (`shop/42/menu.jpg`), which their erase leaves where
+/// their legacy mappings were, so that the legacy redirector answers `410` for it instead of
+/// reading the legacy store: `erased:` and 32 hex digits of HMAC-SHA256(key, a label and the
+/// path), keyed as [`pseudonym`] is and never equal to a user's pseudonym.
+pub fn erased_path(key: &PseudonymKey, path: &str) -> String {
+    let tag = hmac::sign(&key.0, format!("legacy path\0{path}").as_bytes());
+    format!("erased:{}", hex::encode(&tag.as_ref()[..16]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ids::Sha256;
+
+    #[test]
+    fn an_erased_paths_mark_is_keyed_and_never_a_users_pseudonym() {
+        let path = "users/alice-123/2019/07/dune.jpg";
+        assert_eq!(erased_path(&key(1), path), erased_path(&key(1), path));
+        assert_ne!(erased_path(&key(1), path), erased_path(&key(2), path));
+        assert_ne!(erased_path(&key(1), path), erased_path(&key(1), "users/alice-123/2019/07/dune.jpeg"));
+        assert!(!erased_path(&key(1), path).contains("alice"));
+        let id = UserId::parse("alice-123").unwrap();
+        assert_ne!(erased_path(&key(1), id.as_str()), pseudonym(&key(1), &id).to_string());
+        assert!(!erased_path(&key(1), path).contains(&Sha256::of(path.as_bytes()).to_hex()[..32]));
+    }
 
     fn key(byte: u8) -> PseudonymKey {
         PseudonymKey::new(&[byte; MIN_PSEUDONYM_KEY_BYTES]).unwrap()

@@ -11,6 +11,7 @@ use matbakh_aws::FileTable;
 use matbakh_aws::http::{BodyLimit, Web};
 use matbakh_aws::ledger::Ledger;
 use matbakh_aws::table::LegacyMapping;
+use matbakh_core::audit::{PseudonymKey, erased_path};
 use matbakh_core::ids::FileId;
 use matbakh_core::metadata::FileRecord;
 use matbakh_core::migration::redirect::{Served, Switches};
@@ -37,10 +38,12 @@ const ANSWERED: [header::HeaderName; 9] = [
     header::CONTENT_DISPOSITION,
 ];
 
-/// The migration table (switches, runs, counters) and the files table (mappings, rows).
+/// The migration table (switches, runs, counters) and the files table (mappings, rows, erased
+/// paths' marks, keyed with `erasures`).
 pub struct AwsMigrations {
     pub ledger: Ledger,
     pub files: FileTable,
+    pub erasures: PseudonymKey,
 }
 
 #[async_trait]
@@ -57,6 +60,10 @@ impl Migrations for AwsMigrations {
 
     async fn mapping(&self, path: &str) -> Result<Option<LegacyMapping>, RedirectError> {
         Ok(self.files.legacy_file(path).await?)
+    }
+
+    async fn erased(&self, path: &str) -> Result<bool, RedirectError> {
+        Ok(self.files.legacy_path_erased(&erased_path(&self.erasures, path)).await?)
     }
 
     async fn file(&self, id: FileId) -> Result<Option<FileRecord>, RedirectError> {

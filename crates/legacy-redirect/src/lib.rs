@@ -6,14 +6,17 @@
 //! an old URL it decides with [`matbakh_core::migration::redirect::answer`]:
 //! - `301` to the file's new URL when its prefix is switched to the platform and the run that
 //!   copied it was verified (the files CDN's public copy, or the app's file page);
-//! - `410` when the file was deleted or quarantined on the platform since;
+//! - `410` when the file was deleted or quarantined on the platform since, and for every file
+//!   of a user who erased their account on the platform (their paths' keyed marks, whatever
+//!   the switch: the legacy store may still hold them);
 //! - otherwise the legacy origin's own answer (`LEGACY_ORIGIN`), read through: its status (a
 //!   `404` included), body and caching headers, or a `302` to it when the body is larger than a
 //!   Lambda answer can carry ([`FALLBACK_MAX_BYTES`](matbakh_core::migration::redirect::FALLBACK_MAX_BYTES)).
 //!
 //! Reads: the cutover switches and run items of the migration table (kept
-//! [`SWITCH_CACHE_SECONDS`](matbakh_core::migration::redirect::SWITCH_CACHE_SECONDS)), the legacy
-//! mapping and the file's row in the files table, the legacy origin. Writes: one counter update a
+//! [`SWITCH_CACHE_SECONDS`](matbakh_core::migration::redirect::SWITCH_CACHE_SECONDS)), the erased
+//! paths' marks (keyed with `ERASE_PSEUDONYM_SECRET_ID`), the legacy mapping and the file's row
+//! in the files table, the legacy origin. Writes: one counter update a
 //! request in the migration table (`LEGACY#SERVED`, per day: what `migrate decommission-check`
 //! and `migrate report` read) and an EMF metric line.
 
@@ -59,6 +62,8 @@ pub trait Migrations: Send + Sync {
     async fn switches(&self, source: &str) -> Result<Switches, RedirectError>;
     /// The file the legacy path became, if a run registered it.
     async fn mapping(&self, path: &str) -> Result<Option<LegacyMapping>, RedirectError>;
+    /// Whether the legacy path was a file of a user who erased their account on the platform.
+    async fn erased(&self, path: &str) -> Result<bool, RedirectError>;
     async fn file(&self, id: FileId) -> Result<Option<FileRecord>, RedirectError>;
     /// Whether run `run` passed a full `verify` and was not rolled back.
     async fn run_verified(&self, run: &str) -> Result<bool, RedirectError>;
@@ -240,11 +245,12 @@ impl Redirector {
         path: &str,
     ) -> Result<(Response, Served), RedirectError> {
         let switches = self.switches().await?;
+        let erased = self.migrations.erased(path).await?;
         let migrated = match switches.of(path) {
-            Switch::Platform => self.migrated(path).await?,
-            Switch::Legacy => None,
+            Switch::Platform if !erased => self.migrated(path).await?,
+            _ => None,
         };
-        match redirect::answer(path, &switches, migrated.as_ref(), &self.settings.home) {
+        match redirect::answer(path, &switches, erased, migrated.as_ref(), &self.settings.home) {
             Answer::Redirect(url) => {
                 tracing::info!(%path, %url, "redirected");
                 let mut resp = StatusCode::MOVED_PERMANENTLY.into_response();

@@ -1,8 +1,9 @@
 //! Lambda entry point of `legacy-redirect`: wiring only. Settings: `LEGACY_SOURCE` (the source
 //! URL `migrate` runs name), `LEGACY_ORIGIN` (the legacy store's web server, read through),
 //! `LEGACY_URL_PREFIX` (`/uploads/`), `FILES_CDN_BASE_URL`, `APP_URL` (the web app, for private
-//! files' pages), `MIGRATION_TABLE`, `TABLE_NAME`; `SWITCH_CACHE_SECONDS` (30; the dev stack's
-//! tests switch and roll back at once with 0).
+//! files' pages), `MIGRATION_TABLE`, `TABLE_NAME`, `ERASE_PSEUDONYM_SECRET_ID` (the key of the
+//! erased paths' marks, read once); `SWITCH_CACHE_SECONDS` (30; the dev stack's tests switch and
+//! roll back at once with 0).
 
 use std::sync::Arc;
 
@@ -31,6 +32,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     let migrations = AwsMigrations {
         ledger: matbakh_aws::ledger::Ledger::new(&sdk, setting("MIGRATION_TABLE")?),
         files: matbakh_aws::FileTable::new(&sdk, setting("TABLE_NAME")?),
+        erasures: matbakh_aws::secrets::pseudonym_key(&sdk, &setting("ERASE_PSEUDONYM_SECRET_ID")?).await?,
     };
     let origin = HttpOrigin::new(&setting("LEGACY_ORIGIN")?)?;
     let redirector =

@@ -28,6 +28,8 @@ const RUN: &str = "r20261205t000000-00000001";
 struct State {
     switches: Vec<(LegacyPrefix, Switch)>,
     mappings: HashMap<String, LegacyMapping>,
+    /// Legacy paths of users who erased their accounts.
+    erased: std::collections::HashSet<String>,
     files: HashMap<FileId, FileRecord>,
     verified: bool,
     counted: Vec<(Served, String)>,
@@ -47,6 +49,9 @@ impl Migrations for Memory {
     }
     async fn mapping(&self, path: &str) -> Result<Option<LegacyMapping>, RedirectError> {
         Ok(self.0.lock().unwrap().mappings.get(path).cloned())
+    }
+    async fn erased(&self, path: &str) -> Result<bool, RedirectError> {
+        Ok(self.0.lock().unwrap().erased.contains(path))
     }
     async fn file(&self, id: FileId) -> Result<Option<FileRecord>, RedirectError> {
         Ok(self.0.lock().unwrap().files.get(&id).cloned())
@@ -291,6 +296,28 @@ async fn files_deleted_on_the_platform_are_gone_not_served_from_the_legacy_store
     // erased: the row is gone too
     f.state.0.lock().unwrap().files.remove(&id);
     assert_eq!(f.get("/uploads/shop/42/menu%20card.jpg").await.0, StatusCode::GONE);
+}
+
+/// GDPR: once a user erased their account on the platform, their old URLs answer 410 under every
+/// switch, migrated or not, and the legacy store (which may still hold the files) is not asked.
+#[tokio::test]
+async fn an_erased_users_old_urls_are_gone_and_the_legacy_store_is_not_read() {
+    let f = fixture().await;
+    let erased = "shop/42/menu card.jpg";
+    assert_eq!(f.get("/uploads/shop/42/menu%20card.jpg").await.0, StatusCode::OK, "served before the erase");
+    f.state.0.lock().unwrap().erased.insert(erased.to_owned());
+    let (status, h, body) = f.get("/uploads/shop/42/menu%20card.jpg").await;
+    assert_eq!((status, h["x-legacy-answer"].to_str().unwrap()), (StatusCode::GONE, "gone"));
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&body).unwrap()["error"], "gone");
+    f.migrate(erased, record("menu card.jpg", Visibility::Public, FileStatus::Ready));
+    for to in [Switch::Legacy, Switch::Platform] {
+        f.switch("shop", to);
+        f.wait(SWITCH_CACHE_SECONDS + 1);
+        assert_eq!(f.get("/uploads/shop/42/menu%20card.jpg").await.0, StatusCode::GONE, "{to:?}");
+    }
+    let counted = f.counted();
+    assert_eq!(counted[0].0, Served::Fallback { bytes: f.photo.len() as u64 });
+    assert!(counted[1..].iter().all(|(served, path)| *served == Served::Gone && path == erased), "{counted:?}");
 }
 
 #[tokio::test]

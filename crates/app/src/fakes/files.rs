@@ -271,11 +271,18 @@ impl AccountRepo for InMemory {
         st.exports.retain(|_, j| j.owner != *owner);
         st.usage.remove(owner);
         st.audit.retain(|e| e.user != *owner);
+        st.legacy.retain(|(_, o)| o != owner);
         Ok(before - items(&st))
     }
 
-    async fn mark_erased(&self, stand_in: &UserId, _at: &str) -> PortResult<()> {
-        lock(&self.state).erased.insert(stand_in.clone());
+    async fn legacy_paths(&self, owner: &UserId) -> PortResult<Vec<String>> {
+        Ok(lock(&self.state).legacy.iter().filter(|(_, o)| o == owner).map(|(p, _)| p.clone()).collect())
+    }
+
+    async fn mark_erased(&self, stand_in: &UserId, path_marks: &[String], _at: &str) -> PortResult<()> {
+        let mut st = lock(&self.state);
+        st.erased.insert(stand_in.clone());
+        st.erased_paths.extend(path_marks.iter().cloned());
         Ok(())
     }
 }
@@ -288,4 +295,5 @@ fn items(st: &State) -> usize {
         + st.exports.len()
         + st.usage.len()
         + st.audit.len()
+        + st.legacy.len()
 }

@@ -80,6 +80,10 @@ struct State {
     counters: HashMap<(UserId, String), u64>,
     /// Erased users' pseudonyms.
     erased: std::collections::HashSet<UserId>,
+    /// Erased users' legacy paths' marks.
+    erased_paths: std::collections::HashSet<String>,
+    /// Legacy paths of migrated files, and whose they are.
+    legacy: Vec<(String, UserId)>,
 }
 
 struct Stored {
@@ -119,6 +123,16 @@ impl InMemory {
     /// Whether the user with pseudonym `stand_in` is marked erased.
     pub fn is_erased(&self, stand_in: &UserId) -> bool {
         lock(&self.state).erased.contains(stand_in)
+    }
+
+    /// Whether the legacy path with mark `mark` is marked as an erased user's.
+    pub fn is_erased_path(&self, mark: &str) -> bool {
+        lock(&self.state).erased_paths.contains(mark)
+    }
+
+    /// Records that a migration mapped legacy path `path` to a file of `owner`'s.
+    pub fn insert_legacy(&self, path: &str, owner: &UserId) {
+        lock(&self.state).legacy.push((path.to_owned(), owner.clone()));
     }
 
     /// Stores a file as the indexer would have left it; a READY or FAILED file's bytes count

@@ -7,6 +7,8 @@
 //!   the app's file page for a private one.
 //! - A file deleted or quarantined on the platform since: `410` (the legacy store must not bring
 //!   back what its owner deleted or what the scanner refused).
+//! - A file of a user who erased their account on the platform: `410` under every switch (the
+//!   legacy store may still hold it; [`crate::audit::erased_path`] marks its path).
 //! - Anything else (not switched, or rolled back; not migrated; not verified; a public file whose
 //!   copy is not made yet): the legacy store's own answer, read through.
 
@@ -141,8 +143,12 @@ impl NewHome {
     }
 }
 
-/// The answer for the legacy file at `path` (see the module comment).
-pub fn answer(path: &str, switches: &Switches, migrated: Option<&Migrated>, home: &NewHome) -> Answer {
+/// The answer for the legacy file at `path` (see the module comment); `erased`: its path is
+/// marked as an erased user's.
+pub fn answer(path: &str, switches: &Switches, erased: bool, migrated: Option<&Migrated>, home: &NewHome) -> Answer {
+    if erased {
+        return Answer::Gone;
+    }
     if switches.of(path) != Switch::Platform {
         return Answer::Fallback(FallbackReason::NotSwitched);
     }
@@ -217,24 +223,27 @@ mod tests {
         let public = file(Some(FileStatus::Ready), Visibility::Public, true);
         let p = "shop/a.jpg";
         assert_eq!(
-            answer(p, &on, Some(&public), &home()),
+            answer(p, &on, false, Some(&public), &home()),
             Answer::Redirect(format!("https://files.example/p/{}/original/menu%20card.jpg", public.file_id))
         );
         let private = file(Some(FileStatus::Ready), Visibility::Private, true);
         assert_eq!(
-            answer(p, &on, Some(&private), &home()),
+            answer(p, &on, false, Some(&private), &home()),
             Answer::Redirect(format!("https://app.example/#file/{}", private.file_id))
         );
         // A private file still processing (or whose image failed) has its page all the same.
         let failed = file(Some(FileStatus::Failed), Visibility::Private, true);
-        assert!(matches!(answer(p, &on, Some(&failed), &home()), Answer::Redirect(_)));
+        assert!(matches!(answer(p, &on, false, Some(&failed), &home()), Answer::Redirect(_)));
         let rolled_back = switched(&[("shop", Switch::Legacy)]);
-        assert_eq!(answer(p, &rolled_back, Some(&public), &home()), Answer::Fallback(FallbackReason::NotSwitched));
-        assert_eq!(answer(p, &on, None, &home()), Answer::Fallback(FallbackReason::NotMigrated));
+        assert_eq!(
+            answer(p, &rolled_back, false, Some(&public), &home()),
+            Answer::Fallback(FallbackReason::NotSwitched)
+        );
+        assert_eq!(answer(p, &on, false, None, &home()), Answer::Fallback(FallbackReason::NotMigrated));
         let unverified = file(Some(FileStatus::Ready), Visibility::Public, false);
-        assert_eq!(answer(p, &on, Some(&unverified), &home()), Answer::Fallback(FallbackReason::NotVerified));
+        assert_eq!(answer(p, &on, false, Some(&unverified), &home()), Answer::Fallback(FallbackReason::NotVerified));
         let processing = file(Some(FileStatus::Pending), Visibility::Public, true);
-        assert_eq!(answer(p, &on, Some(&processing), &home()), Answer::Fallback(FallbackReason::NotReady));
+        assert_eq!(answer(p, &on, false, Some(&processing), &home()), Answer::Fallback(FallbackReason::NotReady));
     }
 
     #[test]
@@ -242,7 +251,18 @@ mod tests {
         let on = switched(&[("shop", Switch::Platform)]);
         for status in [None, Some(FileStatus::Deleted), Some(FileStatus::Quarantined)] {
             let f = file(status, Visibility::Public, true);
-            assert_eq!(answer("shop/a.jpg", &on, Some(&f), &home()), Answer::Gone, "{status:?}");
+            assert_eq!(answer("shop/a.jpg", &on, false, Some(&f), &home()), Answer::Gone, "{status:?}");
+        }
+    }
+
+    #[test]
+    fn an_erased_users_file_is_gone_under_every_switch_migrated_or_not() {
+        let ready = file(Some(FileStatus::Ready), Visibility::Public, true);
+        for switches in [switched(&[]), switched(&[("shop", Switch::Legacy)]), switched(&[("shop", Switch::Platform)])]
+        {
+            for migrated in [None, Some(&ready)] {
+                assert_eq!(answer("shop/a.jpg", &switches, true, migrated, &home()), Answer::Gone, "{switches:?}");
+            }
         }
     }
 

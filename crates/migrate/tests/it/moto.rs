@@ -772,7 +772,10 @@ async fn an_erased_users_legacy_files_are_never_copied_back() {
     let files = matbakh_aws::FileTable::new(&sdk, testkit::env("TABLE_NAME"));
     let user = matbakh_core::ids::UserId::parse(&erased).unwrap();
     // What the account's erase leaves: the mark under the user's keyed pseudonym.
-    files.mark_erased(&matbakh_core::audit::pseudonym(&erasures(), &user), "2026-12-06T00:00:00.000Z").await.unwrap();
+    files
+        .mark_erased(&matbakh_core::audit::pseudonym(&erasures(), &user), &[], "2026-12-06T00:00:00.000Z")
+        .await
+        .unwrap();
 
     let run = plan(&ctx, &t, &o).await.unwrap().run.unwrap();
     let summary = migrate::run::run(&ctx, &run, source(&t), &opts(3), quiet()).await.unwrap();
