@@ -56,10 +56,18 @@ class LegacyCdn(unittest.TestCase):
         for st in statements(RES["LegacyRedirectFunction"]["Properties"]):
             for a in as_list(st["Action"]):
                 actions.setdefault(a, []).append(st)
-        self.assertEqual(set(actions), {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"})
+        self.assertEqual(set(actions), {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem",
+                                        "secretsmanager:GetSecretValue", "kms:Decrypt"})
         update, = actions["dynamodb:UpdateItem"]
         self.assertEqual(names(update["Resource"]), {"MigrationTable"})
         self.assertEqual(update["Condition"], {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["LEGACY#SERVED#*"]}})
+        # The erase key (erased users' path marks): that one secret, decrypted through Secrets Manager only.
+        secret, = actions["secretsmanager:GetSecretValue"]
+        self.assertEqual(names(secret["Resource"]), {"ErasePseudonymSecret"})
+        self.assertEqual(env["ERASE_PSEUDONYM_SECRET_ID"], {"Ref": "ErasePseudonymSecret"})
+        decrypt, = actions["kms:Decrypt"]
+        self.assertEqual(names(decrypt["Resource"]), {"FilesKey"})
+        self.assertEqual(decrypt["Condition"], {"StringEquals": {"kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}}})
 
 
 if __name__ == "__main__":
