@@ -156,6 +156,9 @@ pub struct Planned {
     pub bytes: u64,
     pub unreadable: Vec<String>,
     pub existing_targets: u64,
+    /// Files of users who erased their account on the platform, left out of the run (no ledger
+    /// row, no manifest line: nothing of theirs is written again).
+    pub erased_left_out: u64,
     pub manifest_key: Option<String>,
     pub estimate: EstimateView,
     /// What met between the legacy rows and the files (`--metadata`).
@@ -518,6 +521,7 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
             bytes: est.bytes,
             unreadable: Vec::new(),
             existing_targets: existing,
+            erased_left_out: 0,
             manifest_key: None,
             estimate: est.into(),
             metadata: met.finish()?.map(|(report, _)| report),
@@ -538,10 +542,20 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
     let mut unreadable = Vec::new();
     let mut rows: Vec<LedgerRow> = Vec::with_capacity(ROWS_AT_ONCE);
     let mut carried = matbakh_core::migration::eta::Tally::default();
+    let (mut erased, mut erased_left_out) = (ErasedOwners::new(ctx.files.as_ref()), 0u64);
     loop {
-        let chunk = next_files(&mut files, step)?;
-        if chunk.is_empty() {
+        let listed = next_files(&mut files, step)?;
+        if listed.is_empty() {
             break;
+        }
+        // An erased user's files are left out before anything of them is read.
+        let mut chunk = Vec::with_capacity(listed.len());
+        for (f, ride) in listed {
+            if erased.of(&ride.key).await? {
+                erased_left_out += 1;
+            } else {
+                chunk.push((f, ride));
+            }
         }
         let keys = keys_of(&chunk);
         let (hashed, prior) = tokio::join!(hash_all(&source, &chunk, opts.hash_parallelism), priors(&target, &keys));
@@ -662,12 +676,41 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
         files: total_files,
         bytes: total_bytes,
         existing_targets: existing,
+        erased_left_out,
         unreadable,
         manifest_key: Some(mkey),
         estimate: est.into(),
         metadata,
         delta,
     })
+}
+
+/// Which target keys belong to users who erased their account (their marks in the files table,
+/// under the erase key), asked once per owner.
+struct ErasedOwners<'a> {
+    registry: Option<&'a crate::Registry>,
+    known: std::collections::HashMap<String, bool>,
+}
+
+impl<'a> ErasedOwners<'a> {
+    fn new(registry: Option<&'a crate::Registry>) -> Self {
+        ErasedOwners { registry, known: std::collections::HashMap::new() }
+    }
+
+    /// Whether `key` (`users/{owner}/...`) is an erased user's; keys outside the user layout, or
+    /// a plan without the files table, are nobody's.
+    async fn of(&mut self, key: &str) -> Result<bool, MigrateError> {
+        let Some(registry) = self.registry else { return Ok(false) };
+        let Some(owner) = key.strip_prefix("users/").and_then(|k| k.split('/').next()) else { return Ok(false) };
+        if let Some(&erased) = self.known.get(owner) {
+            return Ok(erased);
+        }
+        let Ok(user) = matbakh_core::ids::UserId::parse(owner) else { return Ok(false) };
+        let stand_in = matbakh_core::audit::pseudonym(&registry.erasures, &user);
+        let erased = registry.table.was_erased(&stand_in).await?;
+        self.known.insert(owner.to_owned(), erased);
+        Ok(erased)
+    }
 }
 
 /// Counts a planned file of a delta plan by why it is copied.

@@ -201,6 +201,9 @@ pub async fn run(ctx: &Context, sdk: &SdkConfig, args: Args, json: bool) -> Resu
             }
         }
         println!("  {} target keys exist already (written only if unchanged at copy time)", planned.existing_targets);
+        if planned.erased_left_out > 0 {
+            println!("  {} files of users who erased their account left out", planned.erased_left_out);
+        }
         for u in &planned.unreadable {
             println!("  unreadable, recorded as failed: {u}");
         }

@@ -758,7 +758,7 @@ async fn the_legacy_tree_is_archived_in_an_archive_storage_class_and_verifies() 
 /// GDPR: a user who erased their account on the platform gets nothing back from a later run,
 /// though the legacy store still holds their files: their rows fail as `erased`, and nothing of
 /// theirs is written (no object, no upload left open, no file row, no legacy mapping). The other
-/// users' files are copied as usual.
+/// users' files are copied as usual. A plan made after the erase leaves their files out.
 #[tokio::test]
 #[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn an_erased_users_legacy_files_are_never_copied_back() {
@@ -771,13 +771,14 @@ async fn an_erased_users_legacy_files_are_never_copied_back() {
     let o = options(&format!("s3://{bucket}"), "platform", owners, &t.url());
     let files = matbakh_aws::FileTable::new(&sdk, testkit::env("TABLE_NAME"));
     let user = matbakh_core::ids::UserId::parse(&erased).unwrap();
+    // Planned before the erase, copied after it: the copy checks.
+    let run = plan(&ctx, &t, &o).await.unwrap().run.unwrap();
     // What the account's erase leaves: the mark under the user's keyed pseudonym.
     files
         .mark_erased(&matbakh_core::audit::pseudonym(&erasures(), &user), &[], "2026-12-06T00:00:00.000Z")
         .await
         .unwrap();
 
-    let run = plan(&ctx, &t, &o).await.unwrap().run.unwrap();
     let summary = migrate::run::run(&ctx, &run, source(&t), &opts(3), quiet()).await.unwrap();
     assert_eq!((summary.copied, summary.failed), (5, 3));
     let (report, rows) = migrate::report::report(&ctx, &run).await.unwrap();
@@ -798,4 +799,11 @@ async fn an_erased_users_legacy_files_are_never_copied_back() {
     assert!(uploads.uploads().is_empty(), "{:?}", uploads.uploads());
     // Another user's files are copied (the report's rows are the failed ones only).
     assert_eq!(snapshot(&sdk, &bucket, "users/user-42/").await.len(), 3);
+
+    // A plan made after the erase leaves the user's files out before reading them: no ledger
+    // row, no manifest line names them.
+    let again = plan(&ctx, &t, &o).await.unwrap();
+    assert_eq!((again.files, again.erased_left_out), (5, 3));
+    let manifest = object(&sdk, &bucket, again.manifest_key.as_deref().unwrap()).await.unwrap().0;
+    assert!(!String::from_utf8(manifest).unwrap().contains(&erased), "the manifest names the erased user");
 }
