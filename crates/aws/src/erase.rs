@@ -77,16 +77,7 @@ impl FileTable {
 
     /// The legacy paths of `owner`'s migrated files (their mappings).
     pub async fn legacy_paths(&self, owner: &UserId) -> Result<Vec<String>, AwsError> {
-        let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(GSI_USER)
-            .key_condition_expression("#a = :v")
-            .expression_attribute_names("#a", schema::GSI1_PK)
-            .expression_attribute_values(":v", s(format!("LEGACIES#{owner}")))
-            .projection_expression("legacyPath");
-        let items = query_all(query).await?;
+        let items = self.items_where(Some(GSI_USER), schema::GSI1_PK, &format!("LEGACIES#{owner}")).await?;
         Ok(items.iter().filter_map(|i| opt_str(i, "legacyPath").map(str::to_owned)).collect())
     }
 
@@ -116,8 +107,8 @@ impl FileTable {
         Ok(self.get_item(schema::erased_path(mark)).await?.is_some())
     }
 
-    /// Every item whose `attr` is `value` (in the table or an index), with its keys and the
-    /// upload session it names, if any.
+    /// Every item whose `attr` is `value` (in the table or an index), with its keys, the upload
+    /// session it names and the legacy path it maps, if any.
     async fn items_where(
         &self,
         index: Option<&str>,
@@ -132,7 +123,7 @@ impl FileTable {
             .key_condition_expression("#a = :v")
             .expression_attribute_names("#a", attr)
             .expression_attribute_values(":v", s(value))
-            .projection_expression("pk, sk, uploadId");
+            .projection_expression("pk, sk, uploadId, legacyPath");
         query_all(query).await
     }
 }

@@ -29,7 +29,6 @@ use tokio::sync::Semaphore;
 use crate::plan::CopySettings;
 use crate::source::{ReadError, Source};
 use crate::{Registry, crc64_base64};
-use matbakh_core::audit::pseudonym;
 
 /// Bytes of file data held in memory at once by all transfers together.
 pub const DEFAULT_BUFFER_BYTES: u64 = 128 * 1024 * 1024;
@@ -301,7 +300,7 @@ impl Copier {
     async fn register(&self, e: &ManifestEntry) -> Result<(), Attempt> {
         let Some(files) = &self.files else { return Ok(()) };
         let Some(record) = file_record(e) else { return Ok(()) };
-        if files.table.was_erased(&pseudonym(&files.erasures, &record.owner)).await? {
+        if files.erased(&record.owner).await? {
             return Err(Attempt::Stop(
                 FailureReason::Erased,
                 format!("{}: its owner erased their account on the platform; not copied", e.source),

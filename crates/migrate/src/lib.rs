@@ -59,6 +59,13 @@ pub struct Registry {
     pub erasures: matbakh_core::audit::PseudonymKey,
 }
 
+impl Registry {
+    /// Whether `owner` erased their account: the mark their erase left under their keyed pseudonym.
+    pub async fn erased(&self, owner: &matbakh_core::ids::UserId) -> Result<bool, matbakh_aws::AwsError> {
+        self.table.was_erased(&matbakh_core::audit::pseudonym(&self.erasures, owner)).await
+    }
+}
+
 /// What every command works with: the target bucket, the ledger table, the clock.
 #[derive(Clone)]
 pub struct Context {

@@ -706,8 +706,7 @@ impl<'a> ErasedOwners<'a> {
             return Ok(erased);
         }
         let Ok(user) = matbakh_core::ids::UserId::parse(owner) else { return Ok(false) };
-        let stand_in = matbakh_core::audit::pseudonym(&registry.erasures, &user);
-        let erased = registry.table.was_erased(&stand_in).await?;
+        let erased = registry.erased(&user).await?;
         self.known.insert(owner.to_owned(), erased);
         Ok(erased)
     }
