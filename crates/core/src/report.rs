@@ -235,7 +235,7 @@ impl Prices {
 const GB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 /// Adds rows up, one at a time.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Tally {
     total: Count,
     by_kind: BTreeMap<Kind, Count>,
@@ -248,7 +248,7 @@ pub struct Tally {
     /// (where rows come sorted by key, every file's: `derived/` sorts before `users/`).
     files: HashMap<FileId, Remembered>,
     /// How many files `files` holds at most.
-    files_max: usize,
+    files_max: FileLimit,
     /// Variants no file in the bucket has: their id is not one, or no original of it came.
     orphans: Count,
     /// The first [`ORPHANS_LISTED`] prefixes of those, by key.
@@ -267,6 +267,16 @@ pub struct Tally {
     monthly_cost: f64,
 }
 
+/// How many files a [`Tally`] remembers: [`ATTRIBUTED_FILES_MAX`] unless a test says fewer.
+#[derive(Debug, Clone, Copy)]
+struct FileLimit(usize);
+
+impl Default for FileLimit {
+    fn default() -> Self {
+        FileLimit(ATTRIBUTED_FILES_MAX)
+    }
+}
+
 /// What a [`Tally`] remembers of a file (32 bytes with its id).
 #[derive(Debug, Clone, Copy)]
 enum Remembered {
@@ -276,36 +286,10 @@ enum Remembered {
     Waiting { objects: u32, bytes: u64 },
 }
 
-impl Default for Tally {
-    fn default() -> Self {
-        Tally::remembering(ATTRIBUTED_FILES_MAX)
-    }
-}
-
 impl Tally {
     /// A tally that remembers at most `files_max` files to count variants as their owners'.
     pub fn remembering(files_max: usize) -> Self {
-        Tally {
-            total: Count::default(),
-            by_kind: BTreeMap::new(),
-            by_type: BTreeMap::new(),
-            by_class: BTreeMap::new(),
-            by_age: BTreeMap::new(),
-            users: Vec::new(),
-            user_index: HashMap::new(),
-            files: HashMap::new(),
-            files_max,
-            orphans: Count::default(),
-            orphan_prefixes: BTreeSet::new(),
-            unattributed: Count::default(),
-            forgot: false,
-            deleted_kept: Count::default(),
-            noncurrent_versions: 0,
-            delete_markers: 0,
-            untouched: Count::default(),
-            untouched_cost: 0.0,
-            monthly_cost: 0.0,
-        }
+        Tally { files_max: FileLimit(files_max), ..Tally::default() }
     }
 
     /// `owner`'s place in `users`.
@@ -320,7 +304,7 @@ impl Tally {
     }
 
     fn has_room(&self) -> bool {
-        self.files.len() < self.files_max
+        self.files.len() < self.files_max.0
     }
 
     /// A variant (`derived/{fileId}/...`): its owner's if its original came, else it waits for it.
