@@ -386,17 +386,11 @@ impl Web {
                     return Ok(WebAnswer { status: parts.status, headers: parts.headers, body: bytes::Bytes::new() });
                 }
             };
-            let too_large = || AwsError::TooLarge { url: url.clone(), limit };
-            // Refuses a body whose Content-Length is over the limit before reading it (hyper
-            // gives the length as the body's size hint), and any other once it passes it.
-            if hyper::body::Body::size_hint(&incoming).lower() > limit {
-                return Err(too_large());
-            }
-            let limited = http_body_util::Limited::new(incoming, usize::try_from(limit).unwrap_or(usize::MAX));
-            let bytes = http_body_util::BodyExt::collect(limited).await.map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() { too_large() } else { failed(e.as_ref()) }
+            let bytes = up_to(incoming, limit).await.map_err(|e| match e {
+                Short::Over => AwsError::TooLarge { url: url.clone(), limit },
+                Short::Failed(e) => failed(e.as_ref()),
             })?;
-            Ok(WebAnswer { status: parts.status, headers: parts.headers, body: bytes.to_bytes() })
+            Ok(WebAnswer { status: parts.status, headers: parts.headers, body: bytes })
         };
         tokio::time::timeout_at(deadline, exchange)
             .await
@@ -407,11 +401,29 @@ impl Web {
 /// Reads and drops an ignored body while it is short and comes before `deadline` (then hyper
 /// keeps its connection for the next exchange); else drops it unread, and its connection with it.
 async fn ignore(body: hyper::body::Incoming, deadline: tokio::time::Instant) {
-    if hyper::body::Body::size_hint(&body).lower() > IGNORED_BODY_MAX as u64 {
-        return;
+    let _ = tokio::time::timeout_at(deadline, up_to(body, IGNORED_BODY_MAX as u64)).await;
+}
+
+/// Why [`up_to`] gave no body.
+enum Short {
+    /// It is longer than allowed.
+    Over,
+    /// Reading it failed.
+    Failed(BoxError),
+}
+
+/// The whole body, if it is at most `max` bytes: refused by its Content-Length before it is
+/// read (hyper gives the length as the body's size hint), any other once it passes `max`.
+async fn up_to(body: hyper::body::Incoming, max: u64) -> Result<bytes::Bytes, Short> {
+    if hyper::body::Body::size_hint(&body).lower() > max {
+        return Err(Short::Over);
     }
-    let short = http_body_util::Limited::new(body, IGNORED_BODY_MAX);
-    let _ = tokio::time::timeout_at(deadline, http_body_util::BodyExt::collect(short)).await;
+    let limited = http_body_util::Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX));
+    match http_body_util::BodyExt::collect(limited).await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Short::Over),
+        Err(e) => Err(Short::Failed(e)),
+    }
 }
 
 #[cfg(test)]
