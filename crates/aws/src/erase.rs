@@ -86,6 +86,23 @@ impl FileTable {
     /// later day and the legacy redirector check them. Names nobody.
     pub async fn mark_erased(&self, stand_in: &UserId, path_marks: &[String], at: &str) -> Result<(), AwsError> {
         let keys = std::iter::once(schema::erased(stand_in)).chain(path_marks.iter().map(|m| schema::erased_path(m)));
+        self.put_marks(keys, at).await
+    }
+
+    /// Marks legacy paths as an erased user's by their marks (`core::audit::erased_path`): those
+    /// a migration finds of a user erased before (their files never copied, or copied before
+    /// the erase and found since), so the redirector answers `410` for them too.
+    pub async fn mark_paths_erased(&self, path_marks: &[String], at: &str) -> Result<(), AwsError> {
+        // One write a path (a batch refuses the same key twice).
+        let unique: std::collections::BTreeSet<&String> = path_marks.iter().collect();
+        self.put_marks(unique.into_iter().map(|m| schema::erased_path(m)), at).await
+    }
+
+    async fn put_marks(
+        &self,
+        keys: impl Iterator<Item = HashMap<String, AttributeValue>>,
+        at: &str,
+    ) -> Result<(), AwsError> {
         let requests = keys
             .map(|key| {
                 PutRequest::builder()

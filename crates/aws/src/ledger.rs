@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem};
+use matbakh_core::audit::PseudonymKey;
 use matbakh_core::migration::eta::Tally;
 use matbakh_core::migration::redirect::Served;
 use matbakh_core::migration::{
@@ -167,7 +168,35 @@ impl LedgerRow {
             retired_version: None,
         }
     }
+
+    /// The row as kept once the file's owner erased their account (DECISIONS 17): its line
+    /// kept so ([`ManifestEntry::erased`]), failed as `erased` (never tried again), and nothing
+    /// of the copy or the upload it made (the erase removed them). Kept once is kept.
+    pub fn erased(&self, key: &PseudonymKey, now: &str) -> LedgerRow {
+        if self.is_erased() {
+            return self.clone();
+        }
+        LedgerRow {
+            entry: self.entry.erased(key),
+            status: RowStatus::Failed,
+            attempts: self.attempts,
+            version_id: None,
+            reason: Some(FailureReason::Erased),
+            message: Some(ERASED_MESSAGE.to_owned()),
+            updated_at: now.to_owned(),
+            upload_id: None,
+            retired_version: None,
+        }
+    }
+
+    /// Whether the row is kept as its owner's erase left it ([`LedgerRow::erased`]).
+    pub fn is_erased(&self) -> bool {
+        self.reason == Some(FailureReason::Erased) && self.entry.is_erased()
+    }
 }
+
+/// What an erased owner's row says (it names neither them nor the file).
+pub const ERASED_MESSAGE: &str = "its owner erased their account on the platform; not migrated";
 
 #[derive(Clone, Debug)]
 pub struct Ledger {

@@ -92,7 +92,7 @@ impl PseudonymKey {
 /// without the key nobody can tell whose it is.
 pub fn pseudonym(key: &PseudonymKey, user: &UserId) -> UserId {
     let tag = hmac::sign(&key.0, user.as_str().as_bytes());
-    UserId::from_trusted(format!("erased:{}", hex::encode(&tag.as_ref()[..16])))
+    UserId::from_trusted(format!("{ERASED_MARK_PREFIX}{}", hex::encode(&tag.as_ref()[..16])))
 }
 
 /// The mark of an erased user's legacy path (`shop/42/menu.jpg`), which their erase leaves where
@@ -101,8 +101,11 @@ pub fn pseudonym(key: &PseudonymKey, user: &UserId) -> UserId {
 /// path), keyed as [`pseudonym`] is and never equal to a user's pseudonym.
 pub fn erased_path(key: &PseudonymKey, path: &str) -> String {
     let tag = hmac::sign(&key.0, format!("legacy path\0{path}").as_bytes());
-    format!("erased:{}", hex::encode(&tag.as_ref()[..16]))
+    format!("{ERASED_MARK_PREFIX}{}", hex::encode(&tag.as_ref()[..16]))
 }
+
+/// How a pseudonym or a path mark begins.
+pub const ERASED_MARK_PREFIX: &str = "erased:";
 
 #[cfg(test)]
 mod tests {

@@ -83,6 +83,14 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Rewrite what runs recorded of users who erased their account since (ledger rows,
+    /// manifests, metadata mismatches) so that nothing names them; every erase asks the
+    /// migration worker for this, so by hand it is a check (needs --files-table).
+    Redact {
+        /// One run (default: every run).
+        #[arg(long)]
+        run: Option<String>,
+    },
     /// Switch a legacy prefix to the platform (only when all of it is migrated and verified) or
     /// back to the legacy store; `--status` lists the switches.
     Cutover(cutover::Args),
@@ -187,6 +195,7 @@ async fn execute(cli: Cli) -> Result<ExitCode, MigrateError> {
             verify::run(&ctx, &run, VerifyOptions { deep, sample, seed }, json).await
         }
         Command::Rollback { run, dry_run } => report::rollback(&ctx, &run, dry_run, json).await,
+        Command::Redact { run } => report::redact(&ctx, run.as_deref(), json).await,
         Command::Report { run, failures_csv, all, html } => match (run, all, html) {
             (Some(run), false, None) => report::report(&ctx, &run, failures_csv, json).await,
             (None, true, Some(path)) if failures_csv.is_none() => report::html(&ctx, &path).await,

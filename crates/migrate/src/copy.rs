@@ -301,10 +301,12 @@ impl Copier {
         let Some(files) = &self.files else { return Ok(()) };
         let Some(record) = file_record(e) else { return Ok(()) };
         if files.erased(&record.owner).await? {
-            return Err(Attempt::Stop(
-                FailureReason::Erased,
-                format!("{}: its owner erased their account on the platform; not copied", e.source),
-            ));
+            // Its old URL answers `410` from now on; the row is kept without the path
+            // (`erased::kept`), the mark is what says the path was theirs.
+            let mark = matbakh_core::audit::erased_path(&files.erasures, &e.source);
+            let at = matbakh_core::clock::iso_millis(time::OffsetDateTime::now_utc());
+            files.table.mark_paths_erased(&[mark], &at).await?;
+            return Err(Attempt::Stop(FailureReason::Erased, matbakh_aws::ledger::ERASED_MESSAGE.to_owned()));
         }
         files.table.register_migrated(&record, self.run.as_str(), &e.source).await?;
         Ok(())

@@ -58,6 +58,9 @@ pub struct CutoverReport {
     pub prefix: String,
     pub to: Switch,
     pub verified_files: u64,
+    /// Files of users who erased their account: they block nothing (never migrated, or removed
+    /// by the erase; their old URLs answer `410`).
+    pub erased_files: u64,
     pub blocking_files: u64,
     /// The first [`LISTED`] of them.
     pub blocking: Vec<Blocking>,
@@ -128,12 +131,22 @@ fn blocks(file: &SourceFile, migrated: Option<&Migrated>) -> Option<String> {
     (!m.verified).then(|| "copied, not verified since (run migrate verify)".into())
 }
 
+/// Whether `path` is the legacy path of a user who erased their account (its mark, left by their
+/// erase, a plan or a copy since, or `migrate redact`); never without the files table.
+async fn erased(ctx: &Context, path: &str) -> Result<bool, MigrateError> {
+    let Some(registry) = ctx.files.as_ref() else { return Ok(false) };
+    let mark = matbakh_core::audit::erased_path(&registry.erasures, path);
+    Ok(registry.table.legacy_path_erased(&mark).await?)
+}
+
 /// The legacy files `holds` selects, each checked against the runs (see the module comment).
 struct Checked {
     seen: u64,
-    /// Of those, the ones under a prefix of `switched`.
+    /// Of those, the ones under a prefix of `switched` (an erased user's are neither).
     switched: u64,
     verified: u64,
+    /// Files of users who erased their account: gone for good, their old URLs answer `410`.
+    erased: u64,
     blocking_files: u64,
     /// The first [`LISTED`], by path.
     blocking: Vec<Blocking>,
@@ -151,14 +164,20 @@ async fn check(
         let source = source.clone();
         tokio::spawn(async move { source.list(tx).await })
     };
-    let mut c = Checked { seen: 0, switched: 0, verified: 0, blocking_files: 0, blocking: Vec::new() };
+    let mut c = Checked { seen: 0, switched: 0, verified: 0, erased: 0, blocking_files: 0, blocking: Vec::new() };
     while let Some(file) = rx.recv().await {
         if !holds(&file.path) {
             continue;
         }
         c.seen += 1;
+        let why = blocks(&file, migrated.get(&file.path));
+        // Gone for good, wherever its prefix is served from.
+        if why.is_some() && erased(ctx, &file.path).await? {
+            c.erased += 1;
+            continue;
+        }
         c.switched += u64::from(switched.iter().any(|p| p.holds(&file.path)));
-        match blocks(&file, migrated.get(&file.path)) {
+        match why {
             Some(why) => {
                 c.blocking_files += 1;
                 if c.blocking.len() < LISTED {
@@ -182,6 +201,8 @@ pub struct Decommission {
     /// Files left out on purpose (`--exclude`), each with its reason: they block nothing.
     pub excluded_files: u64,
     pub verified_files: u64,
+    /// Files of users who erased their account: they block nothing.
+    pub erased_files: u64,
     pub blocking_files: u64,
     /// The first [`LISTED`] files not migrated and verified, by path.
     pub blocking: Vec<Blocking>,
@@ -248,12 +269,13 @@ pub async fn decommission_check(
     if all.seen == 0 && excluded.is_empty() {
         return Err(MigrateError::Usage(format!("{url} lists no file")));
     }
-    let unswitched = all.seen - all.switched;
+    let unswitched = all.seen - all.erased - all.switched;
     Ok(Decommission {
         source: url,
         files: all.seen + excluded.len() as u64,
         excluded_files: excluded.len() as u64,
         verified_files: all.verified,
+        erased_files: all.erased,
         blocking_files: all.blocking_files,
         blocking: all.blocking,
         unswitched_files: unswitched,
@@ -282,7 +304,7 @@ pub async fn cutover(
     if opts.force_reason.as_deref().is_some_and(|r| r.trim().is_empty()) {
         return Err(MigrateError::Usage("--force needs a reason (--reason \"...\")".into()));
     }
-    let (mut verified, mut blocking_files, mut blocking) = (0u64, 0u64, Vec::new());
+    let (mut verified, mut erased_files, mut blocking_files, mut blocking) = (0u64, 0u64, 0u64, Vec::new());
     match opts.to {
         Switch::Legacy => {
             if previous.is_none() {
@@ -297,7 +319,8 @@ pub async fn cutover(
             if checked.seen == 0 {
                 return Err(MigrateError::Usage(format!("{url} has no file under {}", prefix.as_str())));
             }
-            (verified, blocking_files, blocking) = (checked.verified, checked.blocking_files, checked.blocking);
+            (verified, erased_files, blocking_files, blocking) =
+                (checked.verified, checked.erased, checked.blocking_files, checked.blocking);
         }
     }
     let mut report = CutoverReport {
@@ -305,6 +328,7 @@ pub async fn cutover(
         prefix: prefix.as_str().to_owned(),
         to: opts.to,
         verified_files: verified,
+        erased_files,
         blocking_files,
         blocking,
         recorded: false,

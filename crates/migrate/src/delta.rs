@@ -125,7 +125,8 @@ impl Join {
             let mut rows =
                 if all_copied { Rows::manifest(ctx, target, record).await? } else { Rows::ledger(&record.id) };
             while let Some(page) = rows.next_page(ctx).await? {
-                for row in page {
+                // An erased user's rows name no path (`erased`): nothing to compare, nothing gone.
+                for row in page.into_iter().filter(|r| !r.entry.is_erased()) {
                     let copied = all_copied || row.status == RowStatus::Copied;
                     let e = row.entry;
                     let known = Known {

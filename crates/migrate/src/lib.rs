@@ -11,6 +11,7 @@ pub mod copy;
 pub mod cutover;
 pub mod delta;
 pub mod egress;
+pub mod erased;
 pub mod error;
 pub mod extsort;
 pub mod mapping;

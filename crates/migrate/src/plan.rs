@@ -542,20 +542,30 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
     let mut unreadable = Vec::new();
     let mut rows: Vec<LedgerRow> = Vec::with_capacity(ROWS_AT_ONCE);
     let mut carried = matbakh_core::migration::eta::Tally::default();
-    let (mut erased, mut erased_left_out) = (ErasedOwners::new(ctx.files.as_ref()), 0u64);
+    let (mut erased, mut erased_left_out) = (crate::erased::ErasedOwners::new(ctx.files.as_ref()), 0u64);
     loop {
         let listed = next_files(&mut files, step)?;
         if listed.is_empty() {
             break;
         }
-        // An erased user's files are left out before anything of them is read.
+        // An erased user's files are left out before anything of them is read; their legacy
+        // paths are marked (the redirector answers `410`, a cutover does not wait for them),
+        // and their legacy rows are not reported as rows without a file.
         let mut chunk = Vec::with_capacity(listed.len());
+        let mut marks = Vec::new();
         for (f, ride) in listed {
             if erased.of(&ride.key).await? {
                 erased_left_out += 1;
+                met.pass(&f.path);
+                if let Some(registry) = ctx.files.as_ref() {
+                    marks.push(matbakh_core::audit::erased_path(&registry.erasures, &f.path));
+                }
             } else {
                 chunk.push((f, ride));
             }
+        }
+        if let Some(registry) = ctx.files.as_ref() {
+            registry.table.mark_paths_erased(&marks, &now).await?;
         }
         let keys = keys_of(&chunk);
         let (hashed, prior) = tokio::join!(hash_all(&source, &chunk, opts.hash_parallelism), priors(&target, &keys));
@@ -685,33 +695,6 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
     })
 }
 
-/// Which target keys belong to users who erased their account (their marks in the files table,
-/// under the erase key), asked once per owner.
-struct ErasedOwners<'a> {
-    registry: Option<&'a crate::Registry>,
-    known: std::collections::HashMap<String, bool>,
-}
-
-impl<'a> ErasedOwners<'a> {
-    fn new(registry: Option<&'a crate::Registry>) -> Self {
-        ErasedOwners { registry, known: std::collections::HashMap::new() }
-    }
-
-    /// Whether `key` (`users/{owner}/...`) is an erased user's; keys outside the user layout, or
-    /// a plan without the files table, are nobody's.
-    async fn of(&mut self, key: &str) -> Result<bool, MigrateError> {
-        let Some(registry) = self.registry else { return Ok(false) };
-        let Some(owner) = key.strip_prefix("users/").and_then(|k| k.split('/').next()) else { return Ok(false) };
-        if let Some(&erased) = self.known.get(owner) {
-            return Ok(erased);
-        }
-        let Ok(user) = matbakh_core::ids::UserId::parse(owner) else { return Ok(false) };
-        let erased = registry.erased(&user).await?;
-        self.known.insert(owner.to_owned(), erased);
-        Ok(erased)
-    }
-}
-
 /// Counts a planned file of a delta plan by why it is copied.
 fn count(delta: Option<&mut DeltaReport>, why: Why) {
     let Some(d) = delta else { return };
@@ -767,6 +750,13 @@ impl Met {
         }
     }
 
+    /// A file left out of the plan: its row (if any) is met, nothing of it reported.
+    fn pass(&mut self, path: &str) {
+        if let Some(rows) = &self.rows {
+            let _ = rows.meet(path);
+        }
+    }
+
     /// The report and the file of every mismatch, once every file has met its row.
     fn finish(mut self) -> Result<Option<(MetadataReport, Mismatches)>, MigrateError> {
         let Some(rows) = self.rows.clone() else { return Ok(None) };
@@ -788,7 +778,7 @@ struct Mismatches {
 
 /// A JSON-lines file written a line at a time, with the CRC64NVME of what was written (the
 /// checksum its upload is sent with): the manifest, the metadata mismatches.
-struct JsonLines {
+pub(crate) struct JsonLines {
     path: std::path::PathBuf,
     out: std::io::BufWriter<std::fs::File>,
     crc: crc_fast::Digest,
@@ -798,23 +788,35 @@ struct JsonLines {
 }
 
 impl JsonLines {
-    fn create(path: std::path::PathBuf, what: &'static str) -> Result<JsonLines, MigrateError> {
+    pub(crate) fn create(path: std::path::PathBuf, what: &'static str) -> Result<JsonLines, MigrateError> {
         let file = std::fs::File::create(&path).map_err(io(&path))?;
         let crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme);
         Ok(JsonLines { out: std::io::BufWriter::new(file), path, crc, line: Vec::new(), what })
     }
 
     fn push(&mut self, value: &impl Serialize) -> Result<(), MigrateError> {
-        use std::io::Write;
         self.line.clear();
         serde_json::to_writer(&mut self.line, value).map_err(|e| MigrateError::Check(format!("{}: {e}", self.what)))?;
         self.line.push(b'\n');
+        self.write_line()
+    }
+
+    /// A line as it is (one JSON value, no newline).
+    pub(crate) fn push_line(&mut self, line: &str) -> Result<(), MigrateError> {
+        self.line.clear();
+        self.line.extend_from_slice(line.as_bytes());
+        self.line.push(b'\n');
+        self.write_line()
+    }
+
+    fn write_line(&mut self) -> Result<(), MigrateError> {
+        use std::io::Write;
         self.crc.update(&self.line);
         self.out.write_all(&self.line).map_err(io(&self.path))
     }
 
     /// Flushes and closes the file: its path and CRC64NVME (Base64, as S3 spells it).
-    fn finish(self) -> Result<(std::path::PathBuf, String), MigrateError> {
+    pub(crate) fn finish(self) -> Result<(std::path::PathBuf, String), MigrateError> {
         use std::io::Write;
         let JsonLines { path, mut out, crc, .. } = self;
         out.flush().map_err(io(&path))?;

@@ -61,7 +61,9 @@ pub async fn rollback(ctx: &Context, id: &str, dry_run: bool) -> Result<RolledBa
         let mut reset = Vec::new();
         for chunk in page.chunks(16) {
             let mut tasks = tokio::task::JoinSet::new();
-            for row in chunk.iter().cloned() {
+            // An erased user's rows stay as their erase left them: nothing of theirs to undo,
+            // nothing to copy again.
+            for row in chunk.iter().filter(|r| !r.is_erased()).cloned() {
                 let (target, run) = (target.clone(), record.id.clone());
                 tasks.spawn(async move {
                     let mut versions: Vec<(String, String)> = written_by(&target, &run, &row)

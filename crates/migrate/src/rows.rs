@@ -78,7 +78,7 @@ impl Rows {
 
 /// Adds `chunk` to `carry` and takes the complete lines out of it (all that is left at the end,
 /// `chunk` = `None`); `None` while no line is complete.
-fn whole_lines(carry: &mut Vec<u8>, chunk: Option<&[u8]>) -> Option<Vec<u8>> {
+pub(crate) fn whole_lines(carry: &mut Vec<u8>, chunk: Option<&[u8]>) -> Option<Vec<u8>> {
     let end = match chunk {
         Some(chunk) => {
             carry.extend_from_slice(chunk);
@@ -98,7 +98,12 @@ fn manifest_rows(lines: &[u8], now: &str) -> Result<Vec<LedgerRow>, MigrateError
         let entry: ManifestEntry =
             serde_json::from_str(line).map_err(|e| MigrateError::Check(format!("manifest line: {e}")))?;
         let mut row = LedgerRow::pending(entry, now);
-        if row.entry.copied_by.is_some() {
+        if row.entry.is_erased() {
+            // Its owner erased their account after the plan (`erased::redact`).
+            row.status = RowStatus::Failed;
+            row.reason = Some(FailureReason::Erased);
+            row.message = Some(matbakh_aws::ledger::ERASED_MESSAGE.to_owned());
+        } else if row.entry.copied_by.is_some() {
             row.status = RowStatus::Copied;
         } else if row.entry.crc64nvme.is_empty() {
             row.status = RowStatus::Failed;

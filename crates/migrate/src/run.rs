@@ -293,6 +293,7 @@ async fn write_ledger(
     let write = |writes: &mut tokio::task::JoinSet<_>, batch: Vec<LedgerRow>| {
         let (ctx, run) = (ctx.clone(), run.clone());
         writes.spawn(async move {
+            let batch = crate::erased::kept(&ctx, batch);
             ctx.ledger.put_rows(&run, &batch).await?;
             Ok(batch.len())
         });

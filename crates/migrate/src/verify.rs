@@ -7,7 +7,7 @@
 
 use matbakh_aws::ledger::LedgerRow;
 use matbakh_aws::transfer::Target;
-use matbakh_core::migration::{RowStatus, SplitMix64};
+use matbakh_core::migration::{FailureReason, RowStatus, SplitMix64};
 use serde::Serialize;
 
 use crate::{Context, MigrateError, crc64_base64};
@@ -41,6 +41,9 @@ pub struct Verified {
     pub rows_checked: u64,
     /// Copied files that get no row by design (outside the user layout, type off the allow-list).
     pub unregistered: u64,
+    /// Files of users who erased their account (not copied, or removed by the erase since):
+    /// no problem, gone for good (`migrate::erased`).
+    pub erased: u64,
 }
 
 impl Verified {
@@ -152,7 +155,7 @@ pub async fn verify(ctx: &Context, id: &str, opts: &VerifyOptions) -> Result<Ver
     let (target, _) = ctx.target(&record.target)?;
     // A page of rows at a time; `--sample` picks positions among the run's files up front.
     let sample = opts.sample.map(|n| SplitMix64::new(opts.seed).sample(record.total_files as usize, n));
-    let (mut total, mut checked, mut not_copied) = (0u64, 0u64, Vec::new());
+    let (mut total, mut checked, mut erased, mut not_copied) = (0u64, 0u64, 0u64, Vec::new());
     let mut found = Findings::default();
     let mut rows = crate::rows::Rows::ledger(&record.id);
     while let Some(page) = rows.next_page(ctx).await? {
@@ -165,6 +168,8 @@ pub async fn verify(ctx: &Context, id: &str, opts: &VerifyOptions) -> Result<Ver
             }
             if row.status == RowStatus::Copied {
                 to_check.push(row);
+            } else if row.reason == Some(FailureReason::Erased) {
+                erased += 1;
             } else {
                 let why = match (&row.reason, &row.message) {
                     (Some(r), Some(m)) => format!("{} ({r}: {m})", row.status.as_str()),
@@ -199,5 +204,6 @@ pub async fn verify(ctx: &Context, id: &str, opts: &VerifyOptions) -> Result<Ver
         not_copied,
         rows_checked,
         unregistered,
+        erased,
     })
 }

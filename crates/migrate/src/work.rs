@@ -38,6 +38,13 @@ pub enum Work {
     /// Send the run's pending files as messages (what `migrate enqueue` does); the dashboard's
     /// `resume` asks for it, since the workers dropped the messages of the paused run.
     Enqueue { run: String },
+    /// Rewrite what the run recorded of users who erased their account since
+    /// ([`crate::erased::redact`]); without a run, one such message per run is sent (an
+    /// erase sends that, `core::migration::REDACT_ERASED_MESSAGE`). Done in any run state.
+    Redact {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -179,6 +186,26 @@ pub struct Processed {
     pub dropped: bool,
 }
 
+/// A `redact` message: of one run, or one message per run.
+async fn redact(ctx: &Context, queue: &Queue, run: Option<&str>) -> Result<Processed, WorkFailure> {
+    match run {
+        Some(id) => {
+            crate::erased::redact(ctx, Some(id)).await?;
+        }
+        None => {
+            let runs = ctx.ledger.list_runs().await?;
+            let bodies = runs
+                .iter()
+                .map(|r| serde_json::to_string(&Work::Redact { run: Some(r.id.to_string()) }))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| MigrateError::Check(e.to_string()))?;
+            queue.send_all(&bodies).await?;
+            tracing::info!(runs = bodies.len(), "a redact message sent for each run");
+        }
+    }
+    Ok(Processed::default())
+}
+
 async fn record_rows(ctx: &Context, run: &RunId, updates: Vec<(LedgerRow, Copy)>) -> Result<(), MigrateError> {
     if updates.is_empty() {
         return Ok(());
@@ -189,7 +216,7 @@ async fn record_rows(ctx: &Context, run: &RunId, updates: Vec<(LedgerRow, Copy)>
         delta.merge(crate::run::delta_of(before, copy));
         rows.push(updated_row(before, copy, &ctx.now()));
     }
-    ctx.ledger.put_rows(run, &rows).await?;
+    ctx.ledger.put_rows(run, &crate::erased::kept(ctx, rows)).await?;
     if let Some(after) = ctx.ledger.add(run, &delta, &ctx.now()).await?
         && after.state == RunState::Running
         && after.counters.copied.files + after.counters.failed_files >= after.total_files
@@ -223,6 +250,7 @@ pub async fn process(
 ) -> Result<Processed, WorkFailure> {
     let run = match work {
         Work::Files { run, .. } | Work::Parts { run, .. } | Work::Complete { run, .. } | Work::Enqueue { run } => run,
+        Work::Redact { run } => return redact(ctx, queue, run.as_deref()).await,
     };
     let record = ctx.run(run).await?;
     let takes = |s: RunState| s.takes_work() || s == RunState::Done;
@@ -302,13 +330,20 @@ pub async fn process(
             Ok(Processed { copied: usize::from(copied), failed: usize::from(!copied), dropped: false })
         }
         // Answered before the copier was made.
-        Work::Enqueue { .. } => Ok(Processed::default()),
+        Work::Enqueue { .. } | Work::Redact { .. } => Ok(Processed::default()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_erases_message_is_a_redact_of_every_run() {
+        assert_eq!(parse(matbakh_core::migration::REDACT_ERASED_MESSAGE).unwrap(), Work::Redact { run: None });
+        let one = serde_json::to_string(&Work::Redact { run: Some("r1".into()) }).unwrap();
+        assert_eq!(parse(&one).unwrap(), Work::Redact { run: Some("r1".into()) });
+    }
 
     #[test]
     fn messages_round_trip_and_garbage_is_a_permanent_failure() {

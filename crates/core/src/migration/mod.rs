@@ -15,7 +15,14 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::audit::{ERASED_MARK_PREFIX, PseudonymKey, erased_path, pseudonym};
 use crate::error::CoreError;
+use crate::ids::UserId;
+
+/// The migration queue's message an erase sends (`migrate::work::Work::Redact` of every run):
+/// the runs' records of the erased user are rewritten to name nobody (DECISIONS 17). It names
+/// no one itself: the worker finds erased users by the marks their erases left.
+pub const REDACT_ERASED_MESSAGE: &str = r#"{"kind":"redact"}"#;
 
 /// Files at or above this size are copied as S3 multipart uploads. Below it one PUT is
 /// cheaper for every server (no part bookkeeping, no reassembly); rclone's cutoff is 200 MiB.
@@ -385,6 +392,43 @@ impl ManifestEntry {
     /// Whether the file is copied as a multipart upload of `part_size` parts.
     pub fn is_multipart(&self, threshold: u64) -> bool {
         self.size >= threshold
+    }
+
+    /// The platform user the target key (`users/{owner}/...`) gives the file to, if any.
+    pub fn owner(&self) -> Option<UserId> {
+        let owner = self.key.strip_prefix("users/")?.split('/').next()?;
+        UserId::parse(owner).ok()
+    }
+
+    /// The line as kept once the file's owner erased their account (DECISIONS 17): the legacy
+    /// path becomes its keyed mark ([`erased_path`], what the erase leaves for the redirector),
+    /// the target key names the owner's keyed [`pseudonym`] instead of them, and everything else
+    /// that named the user or the file (the legacy record, the earlier copy's key, the change
+    /// token, the key's object at plan time) is dropped. What stays (position, size, times,
+    /// type, checksums, batch, the run that copied it) names nobody and still adds up in the
+    /// run's totals. A line already kept so is returned as it is.
+    pub fn erased(&self, key: &PseudonymKey) -> ManifestEntry {
+        if self.is_erased() {
+            return self.clone();
+        }
+        let stand_in = match self.owner() {
+            Some(owner) => pseudonym(key, &owner).to_string(),
+            None => "erased".to_owned(),
+        };
+        ManifestEntry {
+            source: erased_path(key, &self.source),
+            key: format!("users/{stand_in}/"),
+            change: String::new(),
+            prior: None,
+            legacy: None,
+            supersedes: None,
+            ..self.clone()
+        }
+    }
+
+    /// Whether this is a line kept after its owner's erase ([`ManifestEntry::erased`]).
+    pub fn is_erased(&self) -> bool {
+        self.source.starts_with(ERASED_MARK_PREFIX) && self.key.starts_with("users/erased")
     }
 }
 

@@ -205,3 +205,42 @@ fn manifest_lines_round_trip_as_camel_case_json() {
     );
     assert_eq!(serde_json::from_str::<ManifestEntry>(&line).unwrap(), e);
 }
+
+#[test]
+fn an_erased_owners_line_names_neither_them_nor_the_file_and_still_adds_up() {
+    let key = crate::audit::PseudonymKey::new(&[7; crate::audit::MIN_PSEUDONYM_KEY_BYTES]).unwrap();
+    let mut line = entry("shop/alice-legacy-7/passport.jpg", 4096, 1_700_000_000_000);
+    line.seq = 12;
+    line.key = "users/alice-123/0190a0b0-0000-7000-8000-000000000001/passport.jpg".into();
+    line.change = "ino:77".into();
+    line.prior = Some(Prior { etag: "\"e\"".into(), version_id: Some("v1".into()) });
+    line.supersedes = Some("users/alice-123/0190a0b0-0000-7000-8000-000000000000/passport.jpg".into());
+    line.copied_by = Some("r20261128t070000-00000001".into());
+    line.legacy = Some(legacy_meta::LegacyMeta {
+        owner: Some("alice-legacy-7".into()),
+        name: Some("passport.jpg".into()),
+        tags: vec!["private".into()],
+        ..Default::default()
+    });
+    assert_eq!(line.owner().map(|o| o.to_string()), Some("alice-123".to_owned()));
+
+    let kept = line.erased(&key);
+    let json = serde_json::to_string(&kept).unwrap();
+    for named in ["alice", "passport", "shop/", "ino:77", "0190a0b0", "private"] {
+        assert!(!json.contains(named), "{named} is still in {json}");
+    }
+    let stand_in = crate::audit::pseudonym(&key, &UserId::parse("alice-123").unwrap());
+    assert_eq!(kept.key, format!("users/{stand_in}/"));
+    assert_eq!(kept.source, crate::audit::erased_path(&key, "shop/alice-legacy-7/passport.jpg"));
+    assert_eq!(
+        (kept.seq, kept.size, kept.mtime_ms, &kept.crc64nvme, &kept.sha256, &kept.copied_by),
+        (12, 4096, 1_700_000_000_000, &line.crc64nvme, &line.sha256, &line.copied_by)
+    );
+    assert!(kept.is_erased() && !line.is_erased());
+    // Kept once is kept: a second pass (a retried redaction) changes nothing.
+    assert_eq!(kept.erased(&key), kept);
+    // A path that merely looks like a mark is not taken for one.
+    let mut odd = entry("erased:looks-like-a-mark.jpg", 1, 0);
+    odd.key = "users/bob/0190a0b0-0000-7000-8000-000000000002/x.jpg".into();
+    assert!(!odd.is_erased());
+}

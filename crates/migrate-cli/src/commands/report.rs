@@ -19,6 +19,22 @@ pub async fn rollback(ctx: &Context, run: &str, dry_run: bool, json: bool) -> Re
     Ok(ExitCode::SUCCESS)
 }
 
+/// Rewrites what runs recorded of erased users, and says what it changed per run.
+pub async fn redact(ctx: &Context, run: Option<&str>, json: bool) -> Result<ExitCode, MigrateError> {
+    let done = migrate::erased::redact(ctx, run).await?;
+    if json {
+        print_json(&done);
+    } else {
+        for r in &done {
+            println!(
+                "run {}: {} row(s) rewritten ({} kept before), {} manifest line(s), {} mismatch line(s), {} earlier version(s) removed",
+                r.run, r.rows, r.rows_kept_before, r.manifest_lines, r.mismatch_lines, r.versions_removed
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Summary, failures by reason, checksum coverage; the failed rows as CSV on request.
 pub async fn report(
     ctx: &Context,

@@ -218,3 +218,83 @@ async fn an_enqueue_message_hands_a_resumed_run_back_to_the_workers() {
     assert_eq!(snapshot(&sdk, &bucket, "e/").await.len(), 8);
     assert!(migrate::verify::verify(&ctx, &run, &VerifyOptions::default()).await.unwrap().passed());
 }
+
+/// A ledger table of its own (as the template declares it): an erase's message concerns every
+/// run in the ledger, and this test counts on knowing them all.
+async fn ledger_table(sdk: &aws_config::SdkConfig) -> String {
+    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+    let name = format!("ledger-{}", &uuid_like()[..24]);
+    let attr = |n: &str| {
+        AttributeDefinition::builder().attribute_name(n).attribute_type(ScalarAttributeType::S).build().unwrap()
+    };
+    let key = |n: &str, k: KeyType| KeySchemaElement::builder().attribute_name(n).key_type(k).build().unwrap();
+    aws_sdk_dynamodb::Client::new(sdk)
+        .create_table()
+        .table_name(&name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("pk"))
+        .attribute_definitions(attr("sk"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .send()
+        .await
+        .unwrap();
+    name
+}
+
+/// What an erase sends (`REDACT_ERASED_MESSAGE`): the worker sends a redact message for each
+/// run of the ledger, and each rewrites its run's records of the erased user: a copied run's
+/// rows, and a planned run's manifest, which its later `run` then takes as `erased` rows (their
+/// files are not copied).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
+async fn an_erases_message_rewrites_what_every_run_recorded_of_the_user() {
+    let sdk = moto().await;
+    let table = ledger_table(&sdk).await;
+    let ctx = migrate::Context::new(&sdk, &table, std::sync::Arc::new(matbakh_core::clock::SystemClock))
+        .with_page_rows(3)
+        .with_files(&sdk, &testkit::env("TABLE_NAME"), erasures());
+    let (url, _) = queues(&sdk, 3).await;
+    let t = photo_tree();
+    let erased = testkit::unique_user("erased");
+    let owners = HashMap::from([("42".to_owned(), "user-42".to_owned()), ("7".to_owned(), erased.clone())]);
+    let (copied_into, planned_into) = (bucket(&sdk, true).await, bucket(&sdk, true).await);
+    let copied = plan(&ctx, &t, &options(&format!("s3://{copied_into}"), "platform", owners.clone(), &t.url()))
+        .await
+        .unwrap()
+        .run
+        .unwrap();
+    migrate::run::run(&ctx, &copied, source(&t), &migrate::run::RunOptions::default(), quiet()).await.unwrap();
+    let planned = plan(&ctx, &t, &options(&format!("s3://{planned_into}"), "platform", owners, &t.url()))
+        .await
+        .unwrap()
+        .run
+        .unwrap();
+    let user = matbakh_core::ids::UserId::parse(&erased).unwrap();
+    let files = matbakh_aws::FileTable::new(&sdk, testkit::env("TABLE_NAME"));
+    files
+        .mark_erased(&matbakh_core::audit::pseudonym(&erasures(), &user), &[], "2026-12-06T00:00:00.000Z")
+        .await
+        .unwrap();
+
+    let w = Worker { ctx: ctx.clone(), ..worker(&sdk, &url) };
+    Queue::new(&sdk, &url).send_all(&[matbakh_core::migration::REDACT_ERASED_MESSAGE.to_owned()]).await.unwrap();
+    assert_eq!(pump(&w, &sdk, &url).await, 0, "every message done at once");
+    let names_them = |text: &str| text.contains(&erased) || text.contains("users/7/");
+    for (run, bucket) in [(&copied, &copied_into), (&planned, &planned_into)] {
+        let rows = all_rows(&ctx, run).await;
+        assert_eq!(rows.iter().filter(|r| r.is_erased()).count(), 3, "{run}");
+        assert!(!rows.iter().any(|r| names_them(&format!("{r:?}"))), "{run}");
+        let key = migrate::manifest_key(&RunId::parse(run).unwrap());
+        let versions = snapshot(&sdk, bucket, &key).await;
+        assert_eq!(versions.len(), 1, "{run}: the earlier manifest is removed");
+        let manifest = s3(&sdk).get_object().bucket(bucket.as_str()).key(&key).send().await.unwrap();
+        let manifest = String::from_utf8(manifest.body.collect().await.unwrap().to_vec()).unwrap();
+        assert!(!names_them(&manifest), "{run}: {manifest}");
+    }
+    // The planned run, started now, copies the others' files and none of the erased user's.
+    let summary =
+        migrate::run::run(&ctx, &planned, source(&t), &migrate::run::RunOptions::default(), quiet()).await.unwrap();
+    assert_eq!(summary.copied, 5, "{summary:?}");
+    assert!(snapshot(&sdk, &planned_into, &format!("users/{erased}/")).await.is_empty());
+}
