@@ -33,6 +33,8 @@ struct World {
     replica: Arc<InMemoryObjects>,
     /// The files CDN's invalidations.
     cdn: Arc<InMemoryCdn>,
+    /// What the migration was told.
+    migration: Arc<InMemoryQueue>,
     idp: TestIdp,
     api: Api,
 }
@@ -43,6 +45,7 @@ impl World {
         let (repo, objects, replica) =
             (Arc::new(InMemory::new()), Arc::new(InMemoryObjects::new()), Arc::new(InMemoryObjects::new()));
         let cdn = Arc::new(InMemoryCdn::new());
+        let migration = Arc::new(InMemoryQueue::new());
         let clock = Arc::new(FixedClock(NOW));
         let erasure = Erasure {
             accounts: repo.clone(),
@@ -54,6 +57,7 @@ impl World {
                 ..matbakh_app::fakes::delivery(objects.clone(), clock.clone())
             },
             pseudonym_key: key(),
+            migration: Some(migration.clone()),
             audit: matbakh_app::fakes::trail(repo.clone(), clock.clone()),
             limits: Limits::default(),
             clock: clock.clone(),
@@ -68,7 +72,7 @@ impl World {
             clock,
         };
         let api = Api { cases: Account { erasure, exports }, auth: idp.auth.clone() };
-        World { repo, objects, replica, cdn, idp, api }
+        World { repo, objects, replica, cdn, migration, idp, api }
     }
 
     async fn erase(&self, user: &str, body: Value) -> (StatusCode, Value) {
@@ -156,6 +160,8 @@ async fn an_erase_removes_everything_of_the_callers_and_nothing_of_anyone_elses(
     assert!(!w.repo.is_erased(&pseudonym(&key(), &bob)));
     assert!(w.repo.is_erased_path(&erased_path(&key(), "shop/alice/menu.jpg")));
     assert!(!w.repo.is_erased_path(&erased_path(&key(), "shop/bob/menu.jpg")));
+    // The migration is told, and rewrites what its runs recorded of her (`migrate::erased`).
+    assert_eq!(w.migration.sent(), ["redact"]);
 
     // Again: nothing left to remove, nothing to invalidate.
     let (status, again) = w.erase("alice", json!({"confirm": true})).await;
@@ -163,4 +169,5 @@ async fn an_erase_removes_everything_of_the_callers_and_nothing_of_anyone_elses(
     let zeros = json!({"objectVersions": 0, "replicaVersions": 0, "derivedObjects": 0, "uploadsAborted": 0, "files": 0, "items": 0});
     assert_eq!(again["erased"], zeros);
     assert_eq!(w.cdn.invalidations().len(), 1);
+    assert_eq!(w.migration.sent(), ["redact", "redact"], "a retried erase tells the migration again");
 }

@@ -63,7 +63,7 @@ pub type Api = matbakh_api::Api<Account>;
 /// The function on the deployment's table, bucket, replica, CDN and export queue.
 pub fn router(services: Services, auth: Arc<Authenticator>, settings: EraseSettings, exports: Queue) -> Router {
     let account = Account {
-        erasure: services.erasure(settings.pseudonym_key, settings.replica),
+        erasure: services.erasure(settings.pseudonym_key, settings.replica, settings.migration),
         exports: services.exports(Arc::new(exports)),
     };
     routes(Api { cases: account, auth })
@@ -88,20 +88,24 @@ pub struct EraseSettings {
     pub pseudonym_key: PseudonymKey,
     /// The disaster-recovery replica, where the caller's originals are erased too.
     pub replica: Option<S3Store>,
+    /// The migration queue, told of each erase (`migrate::erased`).
+    pub migration: Option<Queue>,
 }
 
 impl EraseSettings {
     /// At start, from the environment: the key is the Secrets Manager secret
     /// `ERASE_PSEUDONYM_SECRET_ID` names (the function refuses to start without it); the
-    /// replica is `REPLICA_BUCKET` in `REPLICA_REGION` (both empty: none). The files CDN
+    /// replica is `REPLICA_BUCKET` in `REPLICA_REGION` (both empty: none); the migration queue
+    /// is `MIGRATION_QUEUE_URL` (empty: a stack without a migration). The files CDN
     /// (`FILES_DISTRIBUTION_ID`) comes with the services.
     pub async fn from_lookup(sdk: &SdkConfig, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let secret_id = lookup("ERASE_PSEUDONYM_SECRET_ID")
             .filter(|v| !v.is_empty())
             .ok_or("ERASE_PSEUDONYM_SECRET_ID is not set")?;
         let pseudonym_key = matbakh_aws::secrets::pseudonym_key(sdk, &secret_id).await?;
+        let migration = lookup("MIGRATION_QUEUE_URL").filter(|v| !v.is_empty()).map(|url| Queue::new(sdk, url));
         let replica = ReplicaSettings::from_lookup(lookup).and_then(|r| r.map(|r| r.store(sdk)).transpose());
-        Ok(EraseSettings { pseudonym_key, replica: replica.map_err(|e| e.to_string())? })
+        Ok(EraseSettings { pseudonym_key, replica: replica.map_err(|e| e.to_string())?, migration })
     }
 }
 

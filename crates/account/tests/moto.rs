@@ -28,7 +28,11 @@ const PSEUDONYM_SECRET: &[u8] = b"account tests: the erase pseudonym key";
 const REPLICA_REGION: &str = "eu-west-1";
 
 fn erasure(replica: Option<&S3Store>) -> EraseSettings {
-    EraseSettings { pseudonym_key: PseudonymKey::new(PSEUDONYM_SECRET).unwrap(), replica: replica.cloned() }
+    EraseSettings {
+        pseudonym_key: PseudonymKey::new(PSEUDONYM_SECRET).unwrap(),
+        replica: replica.cloned(),
+        migration: None,
+    }
 }
 
 /// The function as deployed without a replica.

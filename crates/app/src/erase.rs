@@ -7,7 +7,9 @@
 //! keys come from it); the erase is then recorded under a keyed pseudonym (DECISIONS 17). Before
 //! all that, the user is marked erased under the same pseudonym, and each of their migrated
 //! files' legacy paths by its keyed mark: a migration run never copies their legacy files back
-//! (`migrate::copy`), and the legacy redirector answers `410` for their old URLs.
+//! (`migrate::copy`), and the legacy redirector answers `410` for their old URLs. Last, the
+//! migration is told (its queue): what its runs recorded of the user is rewritten to name
+//! nobody (`migrate::erased`).
 
 use std::sync::Arc;
 
@@ -19,7 +21,7 @@ use matbakh_core::limits::Limits;
 
 use crate::audit::{Access, Client, Trail};
 use crate::error::Error;
-use crate::ports::{AccountRepo, EdgeCache, ObjectErasure};
+use crate::ports::{AccountRepo, EdgeCache, MigrationRecords, ObjectErasure};
 
 /// What the erase works with.
 #[derive(Clone)]
@@ -35,6 +37,9 @@ pub struct Erasure {
     pub delivery: crate::delivery::Delivery,
     /// Keys the pseudonym the erase is recorded under.
     pub pseudonym_key: PseudonymKey,
+    /// The migration (its queue), told last: its runs' records of the user are rewritten to
+    /// name nobody. None where the stack has no migration.
+    pub migration: Option<Arc<dyn MigrationRecords>>,
     pub audit: Trail,
     pub limits: Limits,
     pub clock: Arc<dyn Clock>,
@@ -70,13 +75,14 @@ impl Erasure {
     /// Erases everything of `owner`'s and reports what it removed.
     pub async fn erase(&self, owner: &UserId, client: &Client) -> Result<Erased, Error> {
         let mut erased = Erased::default();
-        let files = self.accounts.file_ids(owner).await?;
         // First, for good (a failed erase's retry finds the mappings gone): no migration run
         // brings the user's files back, and their old URLs answer 410, not the legacy store.
         let stand_in = pseudonym(&self.pseudonym_key, owner);
         let legacy = self.accounts.legacy_paths(owner).await?;
         let marks: Vec<String> = legacy.iter().map(|p| erased_path(&self.pseudonym_key, p)).collect();
         self.accounts.mark_erased(&stand_in, &marks, &iso_millis(self.clock.now())).await?;
+        // Read after the mark: a migration's copy registered until then is among them.
+        let files = self.accounts.file_ids(owner).await?;
         let [originals, results, quarantined, exports] = user_prefixes(owner.as_str());
         let aborted = self.objects.abort_uploads_under(&originals).await?;
         erased.uploads_aborted = aborted.len();
@@ -102,6 +108,11 @@ impl Erasure {
         );
         let access = Access { result: &result, ..Access::ok(&stand_in, AuditAction::Erase, None) };
         self.audit.record(client, access).await?;
+        // Last: the migration finds the user by the marks written first (a failure here fails
+        // the erase, whose retry sends it again).
+        if let Some(migration) = &self.migration {
+            migration.user_erased().await?;
+        }
         tracing::info!(files = erased.files, items = erased.items, "account erased");
         Ok(erased)
     }

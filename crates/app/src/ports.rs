@@ -369,6 +369,13 @@ pub struct Archive {
     pub files: u64,
 }
 
+/// The migration, told that a user erased their account (its queue): it rewrites what its runs
+/// recorded of them so that nothing there names them (`migrate::erased`).
+#[async_trait]
+pub trait MigrationRecords: Send + Sync {
+    async fn user_erased(&self) -> PortResult<()>;
+}
+
 /// Where export jobs go to be built (the exporter's queue).
 #[async_trait]
 pub trait ExportQueue: Send + Sync {

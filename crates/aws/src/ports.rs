@@ -325,6 +325,13 @@ impl ExportQueue for Queue {
 }
 
 #[async_trait]
+impl matbakh_app::ports::MigrationRecords for Queue {
+    async fn user_erased(&self) -> PortResult<()> {
+        Ok(self.send_all(&[matbakh_core::migration::REDACT_ERASED_MESSAGE.to_owned()]).await?)
+    }
+}
+
+#[async_trait]
 impl AuditLog for FileTable {
     async fn append(&self, entry: &AuditEntry, retention: Duration) -> PortResult<()> {
         // Keeps two records of one millisecond apart.

@@ -137,6 +137,7 @@ impl Services {
         &self,
         pseudonym_key: matbakh_core::audit::PseudonymKey,
         replica: Option<S3Store>,
+        migration: Option<crate::queue::Queue>,
     ) -> matbakh_app::erase::Erasure {
         use matbakh_app::ports::ObjectErasure;
         matbakh_app::erase::Erasure {
@@ -145,6 +146,7 @@ impl Services {
             replica: replica.map(|r| Arc::new(r) as Arc<dyn ObjectErasure>),
             delivery: self.delivery(),
             pseudonym_key,
+            migration: migration.map(|q| Arc::new(q) as Arc<dyn matbakh_app::ports::MigrationRecords>),
             audit: self.trail(),
             limits: self.limits.clone(),
             clock: self.clock.clone(),

@@ -159,6 +159,15 @@ impl ExportQueue for InMemoryQueue {
     }
 }
 
+/// The migration queue in memory: an erase's message is recorded as `redact`.
+#[async_trait]
+impl crate::ports::MigrationRecords for InMemoryQueue {
+    async fn user_erased(&self) -> PortResult<()> {
+        lock(&self.sent).push("redact".to_owned());
+        Ok(())
+    }
+}
+
 /// A bucket's object versions, as an inventory would list them.
 pub struct InMemoryInventory(pub Vec<matbakh_core::report::InventoryRow>);
 
