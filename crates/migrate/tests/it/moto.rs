@@ -766,18 +766,13 @@ async fn an_erased_users_legacy_files_are_never_copied_back() {
     let ctx = context(&sdk);
     let bucket = bucket(&sdk, true).await;
     let t = photo_tree();
-    let erased = testkit::unique_user("erased");
-    let owners = HashMap::from([("42".to_owned(), "user-42".to_owned()), ("7".to_owned(), erased.clone())]);
-    let o = options(&format!("s3://{bucket}"), "platform", owners, &t.url());
+    let erased = ErasedUser::new();
+    let o = options(&format!("s3://{bucket}"), "platform", erased.owners.clone(), &t.url());
     let files = matbakh_aws::FileTable::new(&sdk, testkit::env("TABLE_NAME"));
-    let user = matbakh_core::ids::UserId::parse(&erased).unwrap();
     // Planned before the erase, copied after it: the copy checks.
     let run = plan(&ctx, &t, &o).await.unwrap().run.unwrap();
-    // What the account's erase leaves: the mark under the user's keyed pseudonym.
-    files
-        .mark_erased(&matbakh_core::audit::pseudonym(&erasures(), &user), &[], "2026-12-06T00:00:00.000Z")
-        .await
-        .unwrap();
+    // What the account's erase leaves (none of their files was migrated).
+    erased.mark(&sdk, &[]).await;
 
     let summary = migrate::run::run(&ctx, &run, source(&t), &opts(3), quiet()).await.unwrap();
     assert_eq!((summary.copied, summary.failed), (5, 3));
@@ -787,11 +782,9 @@ async fn an_erased_users_legacy_files_are_never_copied_back() {
     // mark, which the copy left for the redirector.
     let mine: Vec<_> = rows.iter().filter(|r| r.reason == Some(FailureReason::Erased)).collect();
     assert_eq!(mine.len(), 3);
-    let paths = ["users/7/2025/03/panasonic.jpg", "users/7/2025/03/phone.jpg", "users/7/2025/09/sony.jpg"];
-    for (r, path) in mine.iter().zip(paths) {
+    for (r, path) in mine.iter().zip(ErasedUser::PATHS) {
         assert!(r.is_erased(), "{r:?}");
-        let row = format!("{r:?}");
-        assert!(!row.contains(&erased) && !row.contains("users/7/"), "{row}");
+        assert!(!erased.named_in(&format!("{r:?}")), "{r:?}");
         let mark = matbakh_core::audit::erased_path(&erasures(), path);
         assert!(files.legacy_path_erased(&mark).await.unwrap(), "{path} is not marked");
         // (Other tests migrate the same legacy paths into the shared table: none of this run.)
@@ -799,7 +792,8 @@ async fn an_erased_users_legacy_files_are_never_copied_back() {
         assert!(mapped.is_none_or(|m| m.run != run), "{path} is mapped by this run");
     }
     // No object, no file row.
-    assert!(snapshot(&sdk, &bucket, &format!("users/{erased}/")).await.is_empty());
+    assert!(snapshot(&sdk, &bucket, &format!("users/{}/", erased.id)).await.is_empty());
+    let user = matbakh_core::ids::UserId::parse(&erased.id).unwrap();
     assert!(files.all_file_ids(&user).await.unwrap().is_empty());
     // The 16 MB photo went in parts: its upload was aborted, not left open.
     let uploads = s3(&sdk).list_multipart_uploads().bucket(&bucket).send().await.unwrap();
@@ -812,7 +806,7 @@ async fn an_erased_users_legacy_files_are_never_copied_back() {
     let again = plan(&ctx, &t, &o).await.unwrap();
     assert_eq!((again.files, again.erased_left_out), (5, 3));
     let manifest = object(&sdk, &bucket, again.manifest_key.as_deref().unwrap()).await.unwrap().0;
-    assert!(!String::from_utf8(manifest).unwrap().contains(&erased), "the manifest names the erased user");
+    assert!(!erased.named_in(&String::from_utf8(manifest).unwrap()), "the manifest names the erased user");
 }
 
 /// DECISIONS 17: a run's records keep no trace of a user who erased their account after it.
@@ -828,24 +822,18 @@ async fn a_run_made_before_an_erase_names_the_erased_user_no_more() {
     let ctx = context(&sdk);
     let bucket = bucket(&sdk, true).await;
     let t = photo_tree();
-    let erased = testkit::unique_user("erased");
-    let owners = HashMap::from([("42".to_owned(), "user-42".to_owned()), ("7".to_owned(), erased.clone())]);
-    let o = options(&format!("s3://{bucket}"), "platform", owners, &t.url());
-    let files = matbakh_aws::FileTable::new(&sdk, testkit::env("TABLE_NAME"));
-    let user = matbakh_core::ids::UserId::parse(&erased).unwrap();
+    let erased = ErasedUser::new();
+    let o = options(&format!("s3://{bucket}"), "platform", erased.owners.clone(), &t.url());
     let run = plan(&ctx, &t, &o).await.unwrap().run.unwrap();
     let summary = migrate::run::run(&ctx, &run, source(&t), &opts(3), quiet()).await.unwrap();
     assert_eq!((summary.copied, summary.failed), (8, 0));
-    let paths = ["users/7/2025/03/panasonic.jpg", "users/7/2025/03/phone.jpg", "users/7/2025/09/sony.jpg"];
 
-    // The erase: marks first, then the user's objects (every version) and rows.
-    let marks: Vec<String> = paths.iter().map(|p| matbakh_core::audit::erased_path(&erasures(), p)).collect();
-    let stand_in = matbakh_core::audit::pseudonym(&erasures(), &user);
-    files.mark_erased(&stand_in, &marks, "2026-12-06T00:00:00.000Z").await.unwrap();
-    for (key, version, _, _) in snapshot(&sdk, &bucket, &format!("users/{erased}/")).await {
+    // The erase: marks first, then the user's objects (every version).
+    erased.mark(&sdk, &ErasedUser::PATHS).await;
+    for (key, version, _, _) in snapshot(&sdk, &bucket, &format!("users/{}/", erased.id)).await {
         s3(&sdk).delete_object().bucket(&bucket).key(key).version_id(version).send().await.unwrap();
     }
-    let names_them = |text: &str| text.contains(&erased) || text.contains("users/7/");
+    let names_them = |text: &str| erased.named_in(text);
     let manifest_key = migrate::manifest_key(&matbakh_core::migration::RunId::parse(&run).unwrap());
     let manifests = |sdk: aws_config::SdkConfig, bucket: String, key: String| async move {
         let mut all = Vec::new();
@@ -871,7 +859,7 @@ async fn a_run_made_before_an_erase_names_the_erased_user_no_more() {
     }
     let kept: Vec<_> = rows.iter().filter(|r| r.is_erased()).collect();
     assert_eq!(kept.len(), 3);
-    assert!(kept.iter().all(|r| r.entry.key == format!("users/{stand_in}/") && r.entry.size > 0));
+    assert!(kept.iter().all(|r| r.entry.key == format!("users/{}/", erased.stand_in()) && r.entry.size > 0));
     let manifests_now = manifests(sdk.clone(), bucket.clone(), manifest_key.clone()).await;
     assert_eq!(manifests_now.len(), 1, "the earlier version is removed");
     assert!(!names_them(&manifests_now[0]), "{}", manifests_now[0]);

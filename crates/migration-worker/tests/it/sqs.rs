@@ -256,8 +256,8 @@ async fn an_erases_message_rewrites_what_every_run_recorded_of_the_user() {
         .with_files(&sdk, &testkit::env("TABLE_NAME"), erasures());
     let (url, _) = queues(&sdk, 3).await;
     let t = photo_tree();
-    let erased = testkit::unique_user("erased");
-    let owners = HashMap::from([("42".to_owned(), "user-42".to_owned()), ("7".to_owned(), erased.clone())]);
+    let erased = ErasedUser::new();
+    let owners = erased.owners.clone();
     let (copied_into, planned_into) = (bucket(&sdk, true).await, bucket(&sdk, true).await);
     let copied = plan(&ctx, &t, &options(&format!("s3://{copied_into}"), "platform", owners.clone(), &t.url()))
         .await
@@ -270,17 +270,12 @@ async fn an_erases_message_rewrites_what_every_run_recorded_of_the_user() {
         .unwrap()
         .run
         .unwrap();
-    let user = matbakh_core::ids::UserId::parse(&erased).unwrap();
-    let files = matbakh_aws::FileTable::new(&sdk, testkit::env("TABLE_NAME"));
-    files
-        .mark_erased(&matbakh_core::audit::pseudonym(&erasures(), &user), &[], "2026-12-06T00:00:00.000Z")
-        .await
-        .unwrap();
+    erased.mark(&sdk, &[]).await;
 
     let w = Worker { ctx: ctx.clone(), ..worker(&sdk, &url) };
     Queue::new(&sdk, &url).send_all(&[matbakh_core::migration::REDACT_ERASED_MESSAGE.to_owned()]).await.unwrap();
     assert_eq!(pump(&w, &sdk, &url).await, 0, "every message done at once");
-    let names_them = |text: &str| text.contains(&erased) || text.contains("users/7/");
+    let names_them = |text: &str| erased.named_in(text);
     for (run, bucket) in [(&copied, &copied_into), (&planned, &planned_into)] {
         let rows = all_rows(&ctx, run).await;
         assert_eq!(rows.iter().filter(|r| r.is_erased()).count(), 3, "{run}");
@@ -296,5 +291,5 @@ async fn an_erases_message_rewrites_what_every_run_recorded_of_the_user() {
     let summary =
         migrate::run::run(&ctx, &planned, source(&t), &migrate::run::RunOptions::default(), quiet()).await.unwrap();
     assert_eq!(summary.copied, 5, "{summary:?}");
-    assert!(snapshot(&sdk, &planned_into, &format!("users/{erased}/")).await.is_empty());
+    assert!(snapshot(&sdk, &planned_into, &format!("users/{}/", erased.id)).await.is_empty());
 }

@@ -196,3 +196,40 @@ pub fn read_all(path: &Path) -> Vec<u8> {
 pub async fn all_rows(ctx: &migrate::Context, run: &str) -> Vec<matbakh_aws::ledger::LedgerRow> {
     ctx.ledger.rows(&matbakh_core::migration::RunId::parse(run).unwrap()).await.unwrap()
 }
+
+/// A user who erases their account: the photo tree's `users/7/` files are theirs (and
+/// `user-42` has `users/42/`).
+pub struct ErasedUser {
+    pub id: String,
+    pub owners: HashMap<String, String>,
+}
+
+impl ErasedUser {
+    /// Their files' legacy paths in [`photo_tree`].
+    pub const PATHS: [&str; 3] =
+        ["users/7/2025/03/panasonic.jpg", "users/7/2025/03/phone.jpg", "users/7/2025/09/sony.jpg"];
+
+    pub fn new() -> Self {
+        let id = testkit::unique_user("erased");
+        let owners = HashMap::from([("42".to_owned(), "user-42".to_owned()), ("7".to_owned(), id.clone())]);
+        ErasedUser { id, owners }
+    }
+
+    /// Their keyed pseudonym.
+    pub fn stand_in(&self) -> matbakh_core::ids::UserId {
+        matbakh_core::audit::pseudonym(&erasures(), &matbakh_core::ids::UserId::parse(&self.id).unwrap())
+    }
+
+    /// What the account's erase writes first: the mark under their pseudonym, and the marks of
+    /// `paths` (their migrated files').
+    pub async fn mark(&self, sdk: &SdkConfig, paths: &[&str]) {
+        let marks: Vec<String> = paths.iter().map(|p| matbakh_core::audit::erased_path(&erasures(), p)).collect();
+        let files = matbakh_aws::FileTable::new(sdk, testkit::env("TABLE_NAME"));
+        files.mark_erased(&self.stand_in(), &marks, "2026-12-06T00:00:00.000Z").await.unwrap();
+    }
+
+    /// Whether `text` names them or one of their legacy paths.
+    pub fn named_in(&self, text: &str) -> bool {
+        text.contains(&self.id) || text.contains("users/7/")
+    }
+}
