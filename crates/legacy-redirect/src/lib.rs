@@ -245,10 +245,15 @@ impl Redirector {
         path: &str,
     ) -> Result<(Response, Served), RedirectError> {
         let switches = self.switches().await?;
-        let erased = self.migrations.erased(path).await?;
-        let migrated = match switches.of(path) {
-            Switch::Platform if !erased => self.migrated(path).await?,
-            _ => None,
+        // Under a switched prefix the erased mark and the mapping are read at once (one round
+        // trip less per redirect); an erased path's mapping is never used.
+        let (erased, migrated) = match switches.of(path) {
+            Switch::Platform => {
+                let (erased, migrated) = tokio::join!(self.migrations.erased(path), self.migrated(path));
+                let erased = erased?;
+                (erased, if erased { None } else { migrated? })
+            }
+            Switch::Legacy => (self.migrations.erased(path).await?, None),
         };
         match redirect::answer(path, &switches, erased, migrated.as_ref(), &self.settings.home) {
             Answer::Redirect(url) => {
