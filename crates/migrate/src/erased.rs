@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 use matbakh_aws::ledger::{LedgerRow, RunRecord};
 use matbakh_aws::transfer::Target;
 use matbakh_core::audit::erased_path;
-use matbakh_core::migration::ManifestEntry;
+use matbakh_core::migration::{ManifestEntry, RunState};
 use serde::Serialize;
 
 use crate::extsort::Scratch;
@@ -154,6 +154,11 @@ async fn redact_run(ctx: &Context, registry: &Registry, record: &RunRecord) -> R
         .await?;
     done.mismatch_lines = lines;
     done.versions_removed += versions;
+    // The run's counters as its rows now say (copied files of theirs are failed as `erased`);
+    // a running run's workers add to them meanwhile, so its next start recounts instead.
+    if done.rows > 0 && record.state != RunState::Running {
+        crate::rows::Tally::take(ctx, &target, &ctx.run(record.id.as_str()).await?).await?;
+    }
     tracing::info!(
         run = %record.id, rows = done.rows, manifest_lines = done.manifest_lines,
         mismatch_lines = done.mismatch_lines, "erased users' records rewritten"

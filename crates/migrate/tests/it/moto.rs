@@ -865,6 +865,9 @@ async fn a_run_made_before_an_erase_names_the_erased_user_no_more() {
     assert!(!names_them(&manifests_now[0]), "{}", manifests_now[0]);
     assert_eq!(manifests_now[0].lines().count(), 8);
     assert!(manifests_now[0].contains("users/user-42/"), "the other users' lines are as they were");
+    // The run's counters say so too.
+    let counters = ctx.run(&run).await.unwrap().counters;
+    assert_eq!((counters.copied.files, counters.failed_files), (5, 3), "{counters:?}");
 
     // The run still verifies (their files are gone for good, not missing), a cutover of their
     // prefix does not wait for them, and a rollback leaves their rows as they are.
