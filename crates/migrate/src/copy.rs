@@ -303,7 +303,7 @@ impl Copier {
         if files.erased(&record.owner).await? {
             // Its old URL answers `410` from now on; the row is kept without the path
             // (`erased::kept`), the mark is what says the path was theirs.
-            let mark = matbakh_core::audit::erased_path(&files.erasures, &e.source);
+            let mark = files.path_mark(&e.source);
             let at = matbakh_core::clock::iso_millis(time::OffsetDateTime::now_utc());
             files.table.mark_paths_erased(&[mark], &at).await?;
             return Err(Attempt::Stop(FailureReason::Erased, matbakh_aws::ledger::ERASED_MESSAGE.to_owned()));

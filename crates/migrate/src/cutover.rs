@@ -131,12 +131,11 @@ fn blocks(file: &SourceFile, migrated: Option<&Migrated>) -> Option<String> {
     (!m.verified).then(|| "copied, not verified since (run migrate verify)".into())
 }
 
-/// Whether `path` is the legacy path of a user who erased their account (its mark, left by their
-/// erase, a plan or a copy since, or `migrate redact`); never without the files table.
+/// Whether `path` is the legacy path of a user who erased their account; never without the
+/// files table.
 async fn erased(ctx: &Context, path: &str) -> Result<bool, MigrateError> {
     let Some(registry) = ctx.files.as_ref() else { return Ok(false) };
-    let mark = matbakh_core::audit::erased_path(&registry.erasures, path);
-    Ok(registry.table.legacy_path_erased(&mark).await?)
+    Ok(registry.path_erased(path).await?)
 }
 
 /// The legacy files `holds` selects, each checked against the runs (see the module comment).

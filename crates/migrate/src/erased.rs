@@ -18,7 +18,6 @@ use std::collections::{HashMap, HashSet};
 
 use matbakh_aws::ledger::{LedgerRow, RunRecord};
 use matbakh_aws::transfer::Target;
-use matbakh_core::audit::erased_path;
 use matbakh_core::migration::{ManifestEntry, RunState};
 use serde::Serialize;
 
@@ -130,12 +129,11 @@ async fn redact_run(ctx: &Context, registry: &Registry, record: &RunRecord) -> R
         return Ok(done);
     }
     let (target, _) = ctx.target(&record.target)?;
-    let key = &registry.erasures;
     let (lines, versions) = rewrite_lines(&target, &manifest_key(&record.id), "manifest", |line| {
         let entry: ManifestEntry =
             serde_json::from_str(line).map_err(|e| MigrateError::Check(format!("manifest line: {e}")))?;
-        let erased = !entry.is_erased() && marks.contains(&erased_path(key, &entry.source));
-        erased.then(|| serde_json::to_string(&entry.erased(key))).transpose().map_err(json)
+        let erased = !entry.is_erased() && marks.contains(&registry.path_mark(&entry.source));
+        erased.then(|| serde_json::to_string(&entry.erased(&registry.erasures))).transpose().map_err(json)
     })
     .await?;
     done.manifest_lines = lines;
@@ -144,10 +142,10 @@ async fn redact_run(ctx: &Context, registry: &Registry, record: &RunRecord) -> R
         rewrite_lines(&target, &metadata_mismatches_key(&record.id), "metadata mismatches", |line| {
             let mut m: crate::metadata::Mismatch =
                 serde_json::from_str(line).map_err(|e| MigrateError::Check(format!("mismatch line: {e}")))?;
-            let Some(path) = m.path.as_deref().filter(|p| marks.contains(&erased_path(key, p))) else {
+            let Some(mark) = m.path.as_deref().map(|p| registry.path_mark(p)).filter(|m| marks.contains(m)) else {
                 return Ok(None);
             };
-            m.path = Some(erased_path(key, path));
+            m.path = Some(mark);
             m.why = None;
             Ok(Some(serde_json::to_string(&m).map_err(json)?))
         })

@@ -65,6 +65,18 @@ impl Registry {
     pub async fn erased(&self, owner: &matbakh_core::ids::UserId) -> Result<bool, matbakh_aws::AwsError> {
         self.table.was_erased(&matbakh_core::audit::pseudonym(&self.erasures, owner)).await
     }
+
+    /// The keyed mark of a legacy path (`core::audit::erased_path`): what an erased user's
+    /// paths are known by once nothing names them.
+    pub fn path_mark(&self, path: &str) -> String {
+        matbakh_core::audit::erased_path(&self.erasures, path)
+    }
+
+    /// Whether `path` was the legacy path of a user who erased their account (its mark is
+    /// there: left by their erase, a plan or a copy since, or `migrate redact`).
+    pub async fn path_erased(&self, path: &str) -> Result<bool, matbakh_aws::AwsError> {
+        self.table.legacy_path_erased(&self.path_mark(path)).await
+    }
 }
 
 /// What every command works with: the target bucket, the ledger table, the clock.

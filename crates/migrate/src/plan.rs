@@ -558,7 +558,7 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
                 erased_left_out += 1;
                 met.pass(&f.path);
                 if let Some(registry) = ctx.files.as_ref() {
-                    marks.push(matbakh_core::audit::erased_path(&registry.erasures, &f.path));
+                    marks.push(registry.path_mark(&f.path));
                 }
             } else {
                 chunk.push((f, ride));
