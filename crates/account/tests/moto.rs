@@ -517,3 +517,40 @@ async fn erase_invalidates_the_users_cached_images_at_the_edge() {
     assert_eq!(status, StatusCode::OK, "{report}");
     assert_eq!(testkit::invalidations(&cdn).await, want, "nothing cached any more, nothing invalidated again");
 }
+
+/// The erase tells the migration through its queue (`MIGRATION_QUEUE_URL`): one message, the
+/// one the migration worker reads as "rewrite every run's records of erased users", naming
+/// nobody (the worker finds the user by the marks the erase wrote first).
+#[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
+async fn the_erase_tells_the_migration_in_a_message_that_names_nobody() {
+    let sdk = testkit::moto_sdk().await;
+    let h = Harness::new(app, Options::default()).await;
+    let alice = unique_user("alice");
+    a_full_account(&h, &alice).await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let name = format!("migration-{}", unique_user("q"));
+    let url = sqs.create_queue().queue_name(&name).send().await.unwrap().queue_url().unwrap().to_owned();
+    let secret = format!("erase-pseudonym-{}", unique_user("s"));
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    secrets
+        .create_secret()
+        .name(&secret)
+        .secret_string(String::from_utf8_lossy(PSEUDONYM_SECRET))
+        .send()
+        .await
+        .unwrap();
+    let lookup = |k: &str| match k {
+        "ERASE_PSEUDONYM_SECRET_ID" => Some(secret.clone()),
+        "MIGRATION_QUEUE_URL" => Some(url.clone()),
+        _ => None,
+    };
+    let settings = EraseSettings::from_lookup(&sdk, lookup).await.unwrap();
+
+    let (status, report) = erase_on(&h, &alice, settings).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let received = sqs.receive_message().queue_url(&url).max_number_of_messages(10).send().await.unwrap();
+    let bodies: Vec<&str> = received.messages().iter().filter_map(|m| m.body()).collect();
+    assert_eq!(bodies, [matbakh_core::migration::REDACT_ERASED_MESSAGE]);
+    assert!(!bodies[0].contains(&alice));
+}
