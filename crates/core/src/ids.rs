@@ -104,6 +104,11 @@ impl ObjectKey {
         }
     }
 
+    /// The user in a key of the shape `users/{sub}/...`, if it has that shape.
+    pub fn owner_of(key: &str) -> Option<UserId> {
+        UserId::parse(key.strip_prefix("users/")?.split('/').next()?).ok()
+    }
+
     /// `derived/{fileId}/`: where the thumbnailer writes a file's variants.
     pub fn derived_prefix(file: FileId) -> String {
         format!("derived/{file}/")
@@ -204,6 +209,16 @@ pub fn parse_admins(list: &str) -> std::collections::BTreeSet<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_owner_of_a_key_is_its_user_segment_in_the_user_layout_only() {
+        let owner = |k: &str| ObjectKey::owner_of(k).map(|u| u.to_string());
+        assert_eq!(owner("users/alice-123/0190a0b0/x.jpg").as_deref(), Some("alice-123"));
+        assert_eq!(owner("users/alice-123/").as_deref(), Some("alice-123"));
+        for other in ["derived/0190a0b0/320.webp", "users/", "users/../x", "results/users/alice/x", "alice"] {
+            assert_eq!(owner(other), None, "{other}");
+        }
+    }
 
     #[test]
     fn user_ids_refuse_path_tricks() {

@@ -30,7 +30,7 @@ use crate::{Context, MigrateError, Registry, manifest_key, metadata_mismatches_k
 /// under the erase key), asked once per owner.
 pub(crate) struct ErasedOwners<'a> {
     registry: Option<&'a Registry>,
-    known: HashMap<String, bool>,
+    known: HashMap<matbakh_core::ids::UserId, bool>,
 }
 
 impl<'a> ErasedOwners<'a> {
@@ -42,13 +42,12 @@ impl<'a> ErasedOwners<'a> {
     /// layout, or a migration without the files table, are nobody's.
     pub(crate) async fn of(&mut self, entry_key: &str) -> Result<bool, MigrateError> {
         let Some(registry) = self.registry else { return Ok(false) };
-        let Some(owner) = entry_key.strip_prefix("users/").and_then(|k| k.split('/').next()) else { return Ok(false) };
-        if let Some(&erased) = self.known.get(owner) {
+        let Some(owner) = matbakh_core::ids::ObjectKey::owner_of(entry_key) else { return Ok(false) };
+        if let Some(&erased) = self.known.get(&owner) {
             return Ok(erased);
         }
-        let Ok(user) = matbakh_core::ids::UserId::parse(owner) else { return Ok(false) };
-        let erased = registry.erased(&user).await?;
-        self.known.insert(owner.to_owned(), erased);
+        let erased = registry.erased(&owner).await?;
+        self.known.insert(owner, erased);
         Ok(erased)
     }
 }
@@ -155,7 +154,7 @@ async fn redact_run(ctx: &Context, registry: &Registry, record: &RunRecord) -> R
     // The run's counters as its rows now say (copied files of theirs are failed as `erased`);
     // a running run's workers add to them meanwhile, so its next start recounts instead.
     if done.rows > 0 && record.state != RunState::Running {
-        crate::rows::Tally::take(ctx, &target, &ctx.run(record.id.as_str()).await?).await?;
+        crate::rows::Tally::take(ctx, &target, record).await?;
     }
     tracing::info!(
         run = %record.id, rows = done.rows, manifest_lines = done.manifest_lines,

@@ -396,8 +396,7 @@ impl ManifestEntry {
 
     /// The platform user the target key (`users/{owner}/...`) gives the file to, if any.
     pub fn owner(&self) -> Option<UserId> {
-        let owner = self.key.strip_prefix("users/")?.split('/').next()?;
-        UserId::parse(owner).ok()
+        crate::ids::ObjectKey::owner_of(&self.key)
     }
 
     /// The line as kept once the file's owner erased their account (DECISIONS 17): the legacy
