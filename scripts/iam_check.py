@@ -80,6 +80,14 @@ def resource_policy_findings(where, doc, root_may_hold_all=False):
     return out
 
 
+def own_managed_policy(template, policy):
+    """A `!Ref` to a managed policy the template itself declares (and so checks)."""
+    if not (isinstance(policy, dict) and set(policy) == {"Ref"}):
+        return False
+    target = (template.get("Resources") or {}).get(policy["Ref"]) or {}
+    return target.get("Type") == "AWS::IAM::ManagedPolicy"
+
+
 def findings(template):
     out = []
     for name, res in (template.get("Resources") or {}).items():
@@ -89,6 +97,8 @@ def findings(template):
             for p in as_list(props.get("Policies")):
                 if isinstance(p, dict) and "Statement" in p:
                     out += identity_findings(name, p)
+                elif own_managed_policy(template, p):
+                    pass  # checked as the template's own resource, below
                 elif isinstance(p, str):
                     out.append(f"{name}: managed policy {p!r} (write the statements out, scoped)")
                 else:

@@ -92,6 +92,7 @@ EVENTS = {
     "indexer": sqs_event("not an S3 event"),
     "thumbnailer": sqs_event("not an S3 event"),
     "exporter": sqs_event("not an export job"),
+    "eraser": sqs_event("not an erase-again message"),
     "migration-worker": sqs_event("not a migration item"),
     "webhooks": sqs_event("not a webhook"),
     # A DynamoDB stream batch with no record.
@@ -113,7 +114,7 @@ EXPECTED = {
     "presign": "HTTP 401", "files-api": "HTTP 401", "account": "HTTP 401", "shares": "HTTP 401",
     "multipart": "HTTP 401", "live-tickets": "HTTP 401", "migration-api": "HTTP 401",
     "transformer": "HTTP 403", "legacy-redirect": "HTTP 400",
-    "indexer": "1 failed of 1", "thumbnailer": "1 failed of 1", "exporter": "1 failed of 1",
+    "indexer": "1 failed of 1", "thumbnailer": "1 failed of 1", "exporter": "1 failed of 1", "eraser": "1 failed of 1",
     "migration-worker": "1 failed of 1", "webhooks": "1 failed of 1",
     "notifier": "0 failed of 1", "live": "Deny",
     "sweeper": '{"awaitingEvent": 0', "reporter": '{"bytes": 0',

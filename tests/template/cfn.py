@@ -39,10 +39,18 @@ def unwrap(statements):
             yield None, st
 
 
+def managed(policy):
+    """The document of a function's `Policies` entry: inline, or the template's managed policy a
+    `!Ref` names (its rights are the function's too)."""
+    if set(policy) == {"Ref"} and RES.get(policy["Ref"], {}).get("Type") == "AWS::IAM::ManagedPolicy":
+        return RES[policy["Ref"]]["Properties"]["PolicyDocument"]
+    return policy.get("PolicyDocument", policy)
+
+
 def statements(props):
-    """Every statement of a function's `Policies`, a role's inline policies or a policy (each
-    branch of a conditional one)."""
-    docs = [p.get("PolicyDocument", p) for p in as_list(props.get("Policies") or []) if isinstance(p, dict)]
+    """Every statement of a function's `Policies` (inline, or a managed policy of the template),
+    a role's inline policies or a policy (each branch of a conditional one)."""
+    docs = [managed(p) for p in as_list(props.get("Policies") or []) if isinstance(p, dict)]
     docs += [props["PolicyDocument"]] if isinstance(props.get("PolicyDocument"), dict) else []
     for doc in docs:
         for _, st in unwrap(doc.get("Statement", [])):

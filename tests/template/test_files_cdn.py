@@ -25,10 +25,12 @@ BASE_URL = {"Fn::If": ["HasFilesDomain", {"Fn::Sub": "https://${FilesDomainName}
 # They hand out URLs of private files: images and files (files API), downloads (presign), links (shares).
 # The notifier too: a live message carries the file as the files API shows it, variant URLs and all.
 SIGNERS = {"FilesApiFunction", "PresignFunction", "SharesFunction", "NotifierFunction"}
-INVALIDATORS = {"FilesApiFunction", "IndexerFunction", "AccountFunction"}
+INVALIDATORS = {"FilesApiFunction", "IndexerFunction", "AccountFunction", "EraserFunction"}
 # The legacy redirector sends old URLs of public files to their public copies.
 CDN_AWARE = SIGNERS | INVALIDATORS | {"ThumbnailerFunction", "LegacyRedirectFunction"}
-IDENTITY_TYPES = {"AWS::Serverless::Function", "AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"}
+# A managed policy of the template is counted as the rights of the functions it is attached to
+# (`statements` reads it there).
+IDENTITY_TYPES = {"AWS::Serverless::Function", "AWS::IAM::Role", "AWS::IAM::Policy"}
 
 
 def subs(resources):
@@ -278,6 +280,8 @@ class FilesCdn(unittest.TestCase):
     def test_the_invalidations_name_the_files_distribution(self):
         seen = set()
         for name, res in RES.items():
+            if res["Type"] == "AWS::IAM::ManagedPolicy":
+                continue  # counted where it is attached
             for st in statements(res.get("Properties") or {}):
                 if st.get("Effect") == "Allow" and subs(st.get("Resource", [])) == {FILES_ARN}:
                     seen.add(name)
@@ -309,9 +313,12 @@ class FilesCdn(unittest.TestCase):
             # restore out of the archive copies its original again.
             "IndexerFunction": {"s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:ListBucket",
                                 "s3:ListBucketVersions"},
-            # Erase removes every version, as it does everywhere else; it writes nothing.
+            # Erase removes every version, as it does everywhere else; it writes nothing (the
+            # eraser runs it again an hour later: the same rights, EraseRights).
             "AccountFunction": {"s3:DeleteObject", "s3:DeleteObjectVersion", "s3:AbortMultipartUpload",
                                 "s3:ListBucketVersions", "s3:ListBucketMultipartUploads"},
+            "EraserFunction": {"s3:DeleteObject", "s3:DeleteObjectVersion", "s3:AbortMultipartUpload",
+                               "s3:ListBucketVersions", "s3:ListBucketMultipartUploads"},
         })
         rule, = [r for r in RES["FilesBucket"]["Properties"]["LifecycleConfiguration"]["Rules"] if r.get("Prefix") == "p/"]
         self.assertEqual(rule["NoncurrentVersionExpiration"], {"NoncurrentDays": 1}, "a deleted copy's old version goes")

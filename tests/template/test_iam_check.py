@@ -46,6 +46,17 @@ class IamCheck(unittest.TestCase):
             with self.subTest(t=t):
                 self.assertEqual(len(iam_check.findings(t)), 1, iam_check.findings(t))
 
+    def test_a_managed_policy_of_the_template_is_checked_where_it_is_declared(self):
+        def shared(*statements):
+            t = function(policies=[{"Ref": "Shared"}])
+            t["Resources"]["Shared"] = {"Type": "AWS::IAM::ManagedPolicy", "Properties": {
+                "PolicyDocument": {"Version": "2012-10-17", "Statement": list(statements)}}}
+            return t
+        self.assertEqual(iam_check.findings(shared(allow("s3:GetObject", "arn:aws:s3:::b/users/*"))), [])
+        self.assertEqual(len(iam_check.findings(shared(allow("s3:*", "arn:aws:s3:::b/*")))), 1)
+        # A `!Ref` to something else (a parameter holding an ARN) is not one of ours.
+        self.assertEqual(len(iam_check.findings(function(policies=[{"Ref": "SomePolicyArn"}]))), 1)
+
     def test_listed_sids_may_use_star_and_denies_are_not_grants(self):
         self.assertEqual(iam_check.findings(function(allow("xray:PutTraceSegments", "*", sid="XRayTraces"))), [])
         deny = {"Sid": "D", "Effect": "Deny", "Action": "s3:*", "Resource": "*"}

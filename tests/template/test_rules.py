@@ -9,6 +9,8 @@ import unittest
 
 from cfnlint.decode import cfn_yaml
 
+from cfn import statements
+
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 T = cfn_yaml.load(os.path.join(ROOT, "template.yaml"))
 RES = T["Resources"]
@@ -188,15 +190,18 @@ class Replica(unittest.TestCase):
         self.assertEqual(env["REPLICA_REGION"]["Fn::If"], ["HasReplica", {"Ref": "ReplicaRegion"}, ""])
         policy = RES["AccountErasesInReplica"]
         self.assertEqual(policy["Condition"], "HasReplica")
-        self.assertEqual([ref(r) for r in policy["Properties"]["Roles"]], ["AccountFunctionRole"])
+        # The erase's two passes: the account function's, and the eraser's an hour later.
+        self.assertEqual([ref(r) for r in policy["Properties"]["Roles"]], ["AccountFunctionRole", "EraserFunctionRole"])
         find, erase = policy["Properties"]["PolicyDocument"]["Statement"]
         self.assertEqual((find["Action"], ref(find["Resource"])), ("s3:ListBucketVersions", "ReplicaBucketArn"))
         self.assertEqual(find["Condition"], {"StringLike": {"s3:prefix": "users/*"}})
         self.assertEqual(erase["Action"], ["s3:DeleteObject", "s3:DeleteObjectVersion"])
         self.assertEqual(erase["Resource"], {"Fn::Sub": "${ReplicaBucketArn}/users/*"})
-        # Nothing else of the account function names the replica.
-        account = [RES["AccountFunction"]["Properties"]["Policies"]]
-        self.assertNotIn("Replica", str(account))
+        # Nothing else of either function names the replica.
+        for fn in ("AccountFunction", "EraserFunction"):
+            self.assertNotIn("Replica", str(list(statements(RES[fn]["Properties"]))), fn)
+            env = RES[fn]["Properties"]["Environment"]["Variables"]
+            self.assertEqual(env["REPLICA_REGION"]["Fn::If"], ["HasReplica", {"Ref": "ReplicaRegion"}, ""], fn)
 
     def test_the_erase_pseudonym_key_is_a_generated_secret_under_the_stacks_key(self):
         secret = RES["ErasePseudonymSecret"]["Properties"]

@@ -35,6 +35,8 @@ struct World {
     cdn: Arc<InMemoryCdn>,
     /// What the migration was told.
     migration: Arc<InMemoryQueue>,
+    /// The erase's second passes, waiting.
+    again: Arc<InMemoryQueue>,
     idp: TestIdp,
     api: Api,
 }
@@ -46,6 +48,7 @@ impl World {
             (Arc::new(InMemory::new()), Arc::new(InMemoryObjects::new()), Arc::new(InMemoryObjects::new()));
         let cdn = Arc::new(InMemoryCdn::new());
         let migration = Arc::new(InMemoryQueue::new());
+        let again = Arc::new(InMemoryQueue::new());
         let clock = Arc::new(FixedClock(NOW));
         let erasure = Erasure {
             accounts: repo.clone(),
@@ -58,6 +61,7 @@ impl World {
             },
             pseudonym_key: key(),
             migration: Some(migration.clone()),
+            again: Some(again.clone()),
             audit: matbakh_app::fakes::trail(repo.clone(), clock.clone()),
             limits: Limits::default(),
             clock: clock.clone(),
@@ -72,7 +76,7 @@ impl World {
             clock,
         };
         let api = Api { cases: Account { erasure, exports }, auth: idp.auth.clone() };
-        World { repo, objects, replica, cdn, migration, idp, api }
+        World { repo, objects, replica, cdn, migration, again, idp, api }
     }
 
     async fn erase(&self, user: &str, body: Value) -> (StatusCode, Value) {
@@ -170,4 +174,73 @@ async fn an_erase_removes_everything_of_the_callers_and_nothing_of_anyone_elses(
     assert_eq!(again["erased"], zeros);
     assert_eq!(w.cdn.invalidations().len(), 1);
     assert_eq!(w.migration.sent(), ["redact", "redact"], "a retried erase tells the migration again");
+}
+
+/// DECISIONS 17 against a file that lands just after the erase read the user's keys: an upload
+/// through a URL handed out before the erase (usable 15 minutes), or a migration copy that
+/// checked the erased mark just before it was written. The first pass cannot see it; the erase
+/// asks for a second pass an hour later (a message waiting in a queue, sent on in steps of at
+/// most 15 minutes), and the `eraser` finds and removes it then, everywhere the first pass would
+/// have: object, replica copy, variant, transform result, row.
+#[tokio::test]
+async fn what_lands_just_after_an_erase_goes_in_its_second_pass_an_hour_later() {
+    let w = World::new();
+    w.photo("alice", 1);
+    let bob = w.photo("bob", 2);
+    let (status, answer) = w.erase("alice", json!({"confirm": true})).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(w.again.sent(), ["erase-again alice in 900s"], "the second pass waits (15 minutes at a time)");
+    let job = matbakh_core::erasure::EraseAgain::after(UserId::parse("alice").unwrap(), NOW);
+
+    // The attack: a file of hers lands after the erase (row, original and its replica copy,
+    // a variant, a transform result).
+    let late = w.photo("alice", 3);
+    assert!(w.repo.get(late).is_some() && w.objects.holds_any("users/alice/").await.unwrap());
+
+    let at = |minutes: i64| Erasure {
+        clock: Arc::new(FixedClock(NOW + time::Duration::minutes(minutes))),
+        ..w.api.cases.erasure.clone()
+    };
+    let event = |body: String| {
+        let mut record = aws_lambda_events::event::sqs::SqsMessage::default();
+        (record.message_id, record.body) = (Some("m-1".into()), Some(body));
+        let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+        event.records = vec![record];
+        event
+    };
+    // Delivered early (after 15 minutes): sent on for the 45 left at most 15 at a time, nothing erased.
+    let early = eraser::handle(&at(15), event(job.to_message())).await;
+    assert!(early.batch_item_failures.is_empty());
+    assert_eq!(w.again.sent()[1..], ["erase-again alice in 900s"]);
+    assert!(w.repo.get(late).is_some(), "not due: nothing erased yet");
+    let nearly = eraser::handle(&at(50), event(job.to_message())).await;
+    assert!(nearly.batch_item_failures.is_empty());
+    assert_eq!(w.again.sent()[2..], ["erase-again alice in 600s"]);
+
+    // Due: the late file is gone wherever the first pass would have removed it; Bob's is not.
+    let due = eraser::handle(&at(60), event(job.to_message())).await;
+    assert!(due.batch_item_failures.is_empty());
+    assert!(w.repo.get(late).is_none());
+    for (store, prefix) in [
+        (&w.objects, "users/alice/".to_owned()),
+        (&w.replica, "users/alice/".to_owned()),
+        (&w.objects, ObjectKey::derived_prefix(late)),
+        (&w.objects, "results/users/alice/".to_owned()),
+    ] {
+        assert!(!store.holds_any(&prefix).await.unwrap(), "{prefix} is left");
+    }
+    assert!(w.repo.get(bob).is_some() && w.objects.holds_any("users/bob/").await.unwrap());
+    assert_eq!(w.again.sent().len(), 3, "the second pass asks for no third");
+    assert_eq!(w.migration.sent(), ["redact", "redact"], "the migration is told again");
+    let stand_in = pseudonym(&key(), &UserId::parse("alice").unwrap());
+    let trail: Vec<(String, AuditAction, String)> =
+        w.repo.audit_entries().iter().map(|e| (e.user.to_string(), e.action, e.result.clone())).collect();
+    assert_eq!(trail.len(), 2, "{trail:?}");
+    assert!(trail.iter().all(|(user, action, _)| *user == stand_in.to_string() && *action == AuditAction::Erase));
+    assert!(trail[1].2.starts_with("ok: 1 files"), "{trail:?}");
+
+    // A message that is not one is refused (and waits in the DLQ after its tries).
+    let bad = eraser::handle(&at(60), event(r#"{"kind":"erase-again","user":"../bob","notBefore":0}"#.into())).await;
+    assert_eq!(bad.batch_item_failures.len(), 1);
+    assert!(w.repo.get(bob).is_some());
 }

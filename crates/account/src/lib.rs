@@ -40,11 +40,9 @@ use matbakh_api::body::JsonObject;
 use matbakh_api::{ApiError, Authenticator, Caller};
 use matbakh_app::erase::Erasure;
 use matbakh_app::exports::{ExportView, Exports};
-use matbakh_aws::S3Store;
 use matbakh_aws::Services;
-use matbakh_aws::config::ReplicaSettings;
+pub use matbakh_aws::config::EraseSettings;
 use matbakh_aws::queue::Queue;
-use matbakh_core::audit::PseudonymKey;
 use matbakh_lambda::metrics::{self, Unit};
 use serde_json::{Value, json};
 
@@ -62,10 +60,7 @@ pub type Api = matbakh_api::Api<Account>;
 
 /// The function on the deployment's table, bucket, replica, CDN and export queue.
 pub fn router(services: Services, auth: Arc<Authenticator>, settings: EraseSettings, exports: Queue) -> Router {
-    let account = Account {
-        erasure: services.erasure(settings.pseudonym_key, settings.replica, settings.migration),
-        exports: services.exports(Arc::new(exports)),
-    };
+    let account = Account { erasure: services.erasure(settings), exports: services.exports(Arc::new(exports)) };
     routes(Api { cases: account, auth })
 }
 
@@ -80,34 +75,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 matbakh_api::routes!(Api; erase, start_export, export_status);
-
-/// The erase's settings, read once at start.
-#[derive(Debug, Clone)]
-pub struct EraseSettings {
-    /// Keys the pseudonym the erase is recorded under.
-    pub pseudonym_key: PseudonymKey,
-    /// The disaster-recovery replica, where the caller's originals are erased too.
-    pub replica: Option<S3Store>,
-    /// The migration queue, told of each erase (`migrate::erased`).
-    pub migration: Option<Queue>,
-}
-
-impl EraseSettings {
-    /// At start, from the environment: the key is the Secrets Manager secret
-    /// `ERASE_PSEUDONYM_SECRET_ID` names (the function refuses to start without it); the
-    /// replica is `REPLICA_BUCKET` in `REPLICA_REGION` (both empty: none); the migration queue
-    /// is `MIGRATION_QUEUE_URL` (empty: a stack without a migration). The files CDN
-    /// (`FILES_DISTRIBUTION_ID`) comes with the services.
-    pub async fn from_lookup(sdk: &SdkConfig, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let secret_id = lookup("ERASE_PSEUDONYM_SECRET_ID")
-            .filter(|v| !v.is_empty())
-            .ok_or("ERASE_PSEUDONYM_SECRET_ID is not set")?;
-        let pseudonym_key = matbakh_aws::secrets::pseudonym_key(sdk, &secret_id).await?;
-        let migration = lookup("MIGRATION_QUEUE_URL").filter(|v| !v.is_empty()).map(|url| Queue::new(sdk, url));
-        let replica = ReplicaSettings::from_lookup(lookup).and_then(|r| r.map(|r| r.store(sdk)).transpose());
-        Ok(EraseSettings { pseudonym_key, replica: replica.map_err(|e| e.to_string())?, migration })
-    }
-}
 
 /// Where export jobs go for the exporter: `EXPORT_QUEUE_URL`, read at start (the function
 /// refuses to start without it, rather than failing the first export).

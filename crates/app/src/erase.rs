@@ -10,18 +10,25 @@
 //! (`migrate::copy`), and the legacy redirector answers `410` for their old URLs. Last, the
 //! migration is told (its queue): what its runs recorded of the user is rewritten to name
 //! nobody (`migrate::erased`).
+//!
+//! Then the erase asks for itself again, an hour later ([`matbakh_core::erasure`]): what landed
+//! under the user's keys after it read them (an upload through a URL handed out before, a
+//! migration copy that checked the mark just before it was written) goes in that second pass
+//! ([`Erasure::erase_again`], the `eraser` function), which is the same erase and asks for no
+//! third.
 
 use std::sync::Arc;
 
 use matbakh_core::audit::{AuditAction, PseudonymKey, erased_path, pseudonym};
 use matbakh_core::cdn;
 use matbakh_core::clock::{Clock, iso_millis};
+use matbakh_core::erasure::EraseAgain;
 use matbakh_core::ids::{FileId, ObjectKey, UserId};
 use matbakh_core::limits::Limits;
 
 use crate::audit::{Access, Client, Trail};
 use crate::error::Error;
-use crate::ports::{AccountRepo, EdgeCache, MigrationRecords, ObjectErasure};
+use crate::ports::{AccountRepo, EdgeCache, EraseAgainQueue, MigrationRecords, ObjectErasure};
 
 /// What the erase works with.
 #[derive(Clone)]
@@ -40,6 +47,9 @@ pub struct Erasure {
     /// The migration (its queue), told last: its runs' records of the user are rewritten to
     /// name nobody. None where the stack has no migration.
     pub migration: Option<Arc<dyn MigrationRecords>>,
+    /// Where the erase's second pass waits until it is due (and, not yet due, is sent on).
+    /// None: no second pass (a stack without the `eraser`, tests of one pass).
+    pub again: Option<Arc<dyn EraseAgainQueue>>,
     pub audit: Trail,
     pub limits: Limits,
     pub clock: Arc<dyn Clock>,
@@ -71,9 +81,53 @@ pub fn user_prefixes(user: &str) -> [String; 4] {
     ]
 }
 
+/// What the second pass did with its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Again {
+    /// Not due yet: sent on to wait this much longer.
+    Waiting(std::time::Duration),
+    /// Due: erased what had landed since the first pass.
+    Erased(Erased),
+}
+
 impl Erasure {
-    /// Erases everything of `owner`'s and reports what it removed.
+    /// Erases everything of `owner`'s, asks for the second pass, and reports what it removed.
+    /// A failure to ask fails the erase (its retry asks again).
     pub async fn erase(&self, owner: &UserId, client: &Client) -> Result<Erased, Error> {
+        let erased = self.erase_everything(owner, client).await?;
+        if let Some(again) = &self.again {
+            let job = EraseAgain::after(owner.clone(), self.clock.now());
+            let delay = job.wait(self.clock.now()).unwrap_or_default();
+            again.send_later(&job, delay).await?;
+        }
+        Ok(erased)
+    }
+
+    /// The second pass: once `job` is due, the same erase again (recorded as one, telling the
+    /// migration again), asking for no third; before, the message is sent on to wait.
+    pub async fn erase_again(&self, job: &EraseAgain) -> Result<Again, Error> {
+        if let Some(wait) = job.wait(self.clock.now()) {
+            let again = self.again.as_ref().ok_or_else(|| {
+                Error::Port(crate::ports::PortError::Failed(
+                    "an erase-again message arrived early, and there is no queue to send it on".into(),
+                ))
+            })?;
+            again.send_later(job, wait).await?;
+            return Ok(Again::Waiting(wait));
+        }
+        let client = Client { ip: String::new(), user_agent: "eraser (an erase's second pass)".into() };
+        let erased = self.erase_everything(&job.user, &client).await?;
+        if erased.files + erased.object_versions + erased.derived_objects + erased.items > 0 {
+            tracing::warn!(
+                files = erased.files,
+                objects = erased.object_versions,
+                "the second pass found what landed after the erase"
+            );
+        }
+        Ok(Again::Erased(erased))
+    }
+
+    async fn erase_everything(&self, owner: &UserId, client: &Client) -> Result<Erased, Error> {
         let mut erased = Erased::default();
         // First, for good (a failed erase's retry finds the mappings gone): no migration run
         // brings the user's files back, and their old URLs answer 410, not the legacy store.

@@ -376,6 +376,13 @@ pub trait MigrationRecords: Send + Sync {
     async fn user_erased(&self) -> PortResult<()>;
 }
 
+/// Where an erase's second pass waits until it is due (`core::erasure`): a queue that delivers
+/// each message after `delay` (at most [`matbakh_core::erasure::MAX_QUEUE_DELAY`]).
+#[async_trait]
+pub trait EraseAgainQueue: Send + Sync {
+    async fn send_later(&self, job: &matbakh_core::erasure::EraseAgain, delay: std::time::Duration) -> PortResult<()>;
+}
+
 /// Where export jobs go to be built (the exporter's queue).
 #[async_trait]
 pub trait ExportQueue: Send + Sync {

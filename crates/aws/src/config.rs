@@ -69,6 +69,43 @@ impl ReplicaSettings {
     }
 }
 
+/// The GDPR erase's settings (the `account` and `eraser` functions), read once at start.
+#[derive(Debug, Clone)]
+pub struct EraseSettings {
+    /// Keys the pseudonym the erase is recorded under.
+    pub pseudonym_key: matbakh_core::audit::PseudonymKey,
+    /// The disaster-recovery replica, where the user's originals are erased too.
+    pub replica: Option<S3Store>,
+    /// The migration queue, told of each erase (`migrate::erased`).
+    pub migration: Option<crate::queue::Queue>,
+    /// The queue the erase's second pass waits in (`core::erasure`).
+    pub again: Option<crate::queue::Queue>,
+}
+
+impl EraseSettings {
+    /// From the environment: the key is the Secrets Manager secret `ERASE_PSEUDONYM_SECRET_ID`
+    /// names (the function refuses to start without it); the replica is `REPLICA_BUCKET` in
+    /// `REPLICA_REGION` (both empty: none); the migration queue is `MIGRATION_QUEUE_URL` (empty:
+    /// a stack without a migration); the second pass's queue is `ERASE_AGAIN_QUEUE_URL` (the
+    /// function refuses to start without it: an erase without its second pass could leave a
+    /// file that landed just after it). The files CDN (`FILES_DISTRIBUTION_ID`) comes with the
+    /// services.
+    pub async fn from_lookup(sdk: &SdkConfig, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
+        let secret_id = get("ERASE_PSEUDONYM_SECRET_ID").ok_or("ERASE_PSEUDONYM_SECRET_ID is not set")?;
+        let again = get("ERASE_AGAIN_QUEUE_URL").ok_or("ERASE_AGAIN_QUEUE_URL is not set")?;
+        let pseudonym_key = crate::secrets::pseudonym_key(sdk, &secret_id).await?;
+        let migration = get("MIGRATION_QUEUE_URL").map(|url| crate::queue::Queue::new(sdk, url));
+        let replica = ReplicaSettings::from_lookup(&lookup).and_then(|r| r.map(|r| r.store(sdk)).transpose());
+        Ok(EraseSettings {
+            pseudonym_key,
+            replica: replica.map_err(|e| e.to_string())?,
+            migration,
+            again: Some(crate::queue::Queue::new(sdk, again)),
+        })
+    }
+}
+
 /// The SDK configuration of the functions (and of the local gateway, the tests and the
 /// benchmarks), from the environment alone: the region (`AWS_REGION`, else
 /// `AWS_DEFAULT_REGION`), the credentials (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,

@@ -331,6 +331,14 @@ impl matbakh_app::ports::MigrationRecords for Queue {
     }
 }
 
+/// The eraser reads `core::erasure::EraseAgain`'s message.
+#[async_trait]
+impl matbakh_app::ports::EraseAgainQueue for Queue {
+    async fn send_later(&self, job: &matbakh_core::erasure::EraseAgain, delay: std::time::Duration) -> PortResult<()> {
+        Ok(Queue::send_later(self, &job.to_message(), delay).await?)
+    }
+}
+
 #[async_trait]
 impl AuditLog for FileTable {
     async fn append(&self, entry: &AuditEntry, retention: Duration) -> PortResult<()> {

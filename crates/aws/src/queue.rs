@@ -78,6 +78,20 @@ impl Queue {
         Ok(())
     }
 
+    /// Sends one body, delivered no sooner than `delay` from now (SQS: at most 15 minutes).
+    pub async fn send_later(&self, body: &str, delay: Duration) -> Result<(), AwsError> {
+        let seconds = i32::try_from(delay.as_secs()).unwrap_or(i32::MAX).min(900);
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .delay_seconds(seconds)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| AwsError::from_sdk("SendMessage", e))
+    }
+
     /// Keeps the message invisible for another `seconds` (a long copy still holds it).
     pub async fn extend(&self, receipt_handle: &str, seconds: i32) -> Result<(), AwsError> {
         self.client

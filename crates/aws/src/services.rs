@@ -131,22 +131,20 @@ impl Services {
         }
     }
 
-    /// The GDPR erase on this deployment's table and bucket, with the replica and the files CDN
-    /// where it has them, recording under pseudonyms keyed with `pseudonym_key`.
-    pub fn erasure(
-        &self,
-        pseudonym_key: matbakh_core::audit::PseudonymKey,
-        replica: Option<S3Store>,
-        migration: Option<crate::queue::Queue>,
-    ) -> matbakh_app::erase::Erasure {
-        use matbakh_app::ports::ObjectErasure;
+    /// The GDPR erase on this deployment's table and bucket, with the replica, the files CDN, the
+    /// migration and the second pass's queue where it has them, recording under pseudonyms
+    /// keyed with the settings' key.
+    pub fn erasure(&self, settings: crate::config::EraseSettings) -> matbakh_app::erase::Erasure {
+        use matbakh_app::ports::{EraseAgainQueue, MigrationRecords, ObjectErasure};
+        let crate::config::EraseSettings { pseudonym_key, replica, migration, again } = settings;
         matbakh_app::erase::Erasure {
             accounts: Arc::new(self.table.clone()),
             objects: Arc::new(self.store.clone()),
             replica: replica.map(|r| Arc::new(r) as Arc<dyn ObjectErasure>),
             delivery: self.delivery(),
             pseudonym_key,
-            migration: migration.map(|q| Arc::new(q) as Arc<dyn matbakh_app::ports::MigrationRecords>),
+            migration: migration.map(|q| Arc::new(q) as Arc<dyn MigrationRecords>),
+            again: again.map(|q| Arc::new(q) as Arc<dyn EraseAgainQueue>),
             audit: self.trail(),
             limits: self.limits.clone(),
             clock: self.clock.clone(),

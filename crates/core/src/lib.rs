@@ -11,6 +11,7 @@ pub mod cdn_log;
 pub mod checksum;
 pub mod clock;
 pub mod delivery;
+pub mod erasure;
 pub mod error;
 pub mod events;
 pub mod exports;

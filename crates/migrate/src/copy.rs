@@ -334,8 +334,10 @@ impl Copier {
                 format!("CRC64NVME is {crc} now, {} at plan", e.crc64nvme),
             ));
         }
-        self.register(e).await?;
+        // The throttle's wait before the erased check, not between it and the write: an erase
+        // in that gap leaves the file to the erase's second pass (`core::erasure`).
         self.throttle.request(e.size).await;
+        self.register(e).await?;
         let source = encode_path(&e.source);
         let metadata = [(RUN_METADATA_KEY, self.run.as_str()), (SOURCE_METADATA_KEY, &source), ("sha256", &e.sha256)];
         match self.target.put(&e.key, bytes, &crc, &e.content_type, &metadata, &Self::condition(e)).await {
@@ -460,8 +462,8 @@ impl Copier {
             ));
         }
         let parts: Vec<SentPart> = sent.into_iter().map(|(p, _, _)| p).collect();
-        self.register(e).await?;
         self.throttle.request(0).await;
+        self.register(e).await?;
         match self.target.complete_multipart(&e.key, upload_id, &parts, &e.crc64nvme, &Self::condition(e)).await {
             Ok(w) => Ok(copied(w)),
             Err(AwsError::ConditionFailed) => self.adopt(e).await,

@@ -168,6 +168,16 @@ impl crate::ports::MigrationRecords for InMemoryQueue {
     }
 }
 
+/// The erase's second-pass queue in memory: each message recorded as
+/// `erase-again {user} in {seconds}s`.
+#[async_trait]
+impl crate::ports::EraseAgainQueue for InMemoryQueue {
+    async fn send_later(&self, job: &matbakh_core::erasure::EraseAgain, delay: std::time::Duration) -> PortResult<()> {
+        lock(&self.sent).push(format!("erase-again {} in {}s", job.user, delay.as_secs()));
+        Ok(())
+    }
+}
+
 /// A bucket's object versions, as an inventory would list them.
 pub struct InMemoryInventory(pub Vec<matbakh_core::report::InventoryRow>);
 
