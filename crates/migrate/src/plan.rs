@@ -501,15 +501,25 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
     let keys_of = |chunk: &[(SourceFile, Ride)]| -> Vec<String> { chunk.iter().map(|(_, r)| r.key.clone()).collect() };
     let mut files = by_order.sorted()?;
     if opts.dry_run {
-        let mut existing = 0u64;
+        // The run the plan would make: an erased user's files are counted as left out (and
+        // nothing is marked: a dry run writes nothing).
+        let (mut existing, mut erased_left_out, mut erased_bytes) = (0u64, 0u64, 0u64);
+        let mut erased = crate::erased::ErasedOwners::new(ctx.files.as_ref());
         loop {
-            let chunk = next_files(&mut files, step)?;
-            if chunk.is_empty() {
+            let listed = next_files(&mut files, step)?;
+            if listed.is_empty() {
                 break;
             }
-            for (f, ride) in &chunk {
-                met.meet(&f.path)?;
-                count(delta.as_mut(), ride.why);
+            let mut chunk = Vec::with_capacity(listed.len());
+            for (f, ride) in listed {
+                if erased.of(&ride.key).await? {
+                    (erased_left_out, erased_bytes) = (erased_left_out + 1, erased_bytes + f.size);
+                    met.pass(&f.path);
+                } else {
+                    met.meet(&f.path)?;
+                    count(delta.as_mut(), ride.why);
+                    chunk.push((f, ride));
+                }
             }
             existing += priors(&target, &keys_of(&chunk)).await?.iter().filter(|p| p.is_some()).count() as u64;
         }
@@ -517,11 +527,11 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
             run: None,
             source: source.url().to_owned(),
             target: opts.target.clone(),
-            files: est.files,
-            bytes: est.bytes,
+            files: est.files - erased_left_out,
+            bytes: est.bytes - erased_bytes,
             unreadable: Vec::new(),
             existing_targets: existing,
-            erased_left_out: 0,
+            erased_left_out,
             manifest_key: None,
             estimate: est.into(),
             metadata: met.finish()?.map(|(report, _)| report),

@@ -805,6 +805,9 @@ async fn an_erased_users_legacy_files_are_never_copied_back() {
     // row, no manifest line names them.
     let again = plan(&ctx, &t, &o).await.unwrap();
     assert_eq!((again.files, again.erased_left_out), (5, 3));
+    // A dry run says so too (it counted their files as to be copied before).
+    let dry = plan(&ctx, &t, &migrate::plan::PlanOptions { dry_run: true, ..o.clone() }).await.unwrap();
+    assert_eq!((dry.files, dry.bytes, dry.erased_left_out), (again.files, again.bytes, 3));
     let manifest = object(&sdk, &bucket, again.manifest_key.as_deref().unwrap()).await.unwrap().0;
     assert!(!erased.named_in(&String::from_utf8(manifest).unwrap()), "the manifest names the erased user");
 }
