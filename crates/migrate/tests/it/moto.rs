@@ -888,11 +888,12 @@ async fn a_run_made_before_an_erase_names_the_erased_user_no_more() {
     assert_eq!((check.verified_files, check.erased_files, check.blocking_files), (0, 3, 0));
 
     // A delta plan since the run finds their rows no file gone (they name no path); their
-    // files, still listed, are not the run's any more.
+    // files, still listed, are left out, not new.
     let mut since = o.clone();
     (since.since, since.dry_run) = (Some(matbakh_core::migration::RunId::parse(&run).unwrap()), true);
-    let d = plan(&ctx, &t, &since).await.unwrap().delta.unwrap();
-    assert_eq!((d.unchanged, d.new, d.gone), (5, 3, 0), "{d:?}");
+    let delta = plan(&ctx, &t, &since).await.unwrap();
+    let d = delta.delta.unwrap();
+    assert_eq!((d.unchanged, d.new, d.gone, delta.erased_left_out), (5, 0, 0, 3), "{d:?}");
 
     // Again: nothing more to do.
     let again = migrate::erased::redact(&ctx, Some(&run)).await.unwrap();
