@@ -244,3 +244,43 @@ async fn what_lands_just_after_an_erase_goes_in_its_second_pass_an_hour_later() 
     assert_eq!(bad.batch_item_failures.len(), 1);
     assert!(w.repo.get(bob).is_some());
 }
+
+/// A files CDN that refuses every invalidation.
+struct EdgeDown;
+
+#[async_trait::async_trait]
+impl matbakh_app::ports::EdgeCache for EdgeDown {
+    async fn invalidate(&self, _paths: &[String], _reference: &str) -> matbakh_app::ports::PortResult<String> {
+        Err(matbakh_app::ports::PortError::Unavailable { operation: "CreateInvalidation", message: "down".into() })
+    }
+}
+
+/// An erase that fails halfway (here the CDN refuses its invalidation, after the originals went)
+/// and that nobody retries is finished by its second pass: it was asked for right after the
+/// erased mark, before anything was deleted.
+#[tokio::test]
+async fn an_erase_that_fails_halfway_is_finished_by_its_second_pass() {
+    let w = World::new();
+    let mine = w.photo("alice", 1);
+    let erasure = &w.api.cases.erasure;
+    let down = Erasure {
+        delivery: matbakh_app::delivery::Delivery { edge: Some(Arc::new(EdgeDown)), ..erasure.delivery.clone() },
+        ..erasure.clone()
+    };
+    let alice = UserId::parse("alice").unwrap();
+    let client = matbakh_app::audit::Client { ip: "192.0.2.1".into(), user_agent: "test".into() };
+    assert!(down.erase(&alice, &client).await.is_err());
+    assert!(!w.objects.holds_any("users/alice/").await.unwrap(), "the originals went first");
+    assert!(w.repo.get(mine).is_some() && w.objects.holds_any("results/users/alice/").await.unwrap());
+    assert_eq!(w.again.sent(), ["erase-again alice in 900s"]);
+
+    let due = Erasure { clock: Arc::new(FixedClock(NOW + time::Duration::hours(1))), ..erasure.clone() };
+    let job = matbakh_core::erasure::EraseAgain::after(alice, NOW);
+    let again = due.erase_again(&job).await.unwrap();
+    assert!(matches!(again, matbakh_app::erase::Again::Erased(e) if e.files == 1), "{again:?}");
+    assert!(w.repo.get(mine).is_none());
+    for prefix in ["results/users/alice/".to_owned(), ObjectKey::derived_prefix(mine)] {
+        assert!(!w.objects.holds_any(&prefix).await.unwrap(), "{prefix} is left");
+    }
+    assert_eq!(w.again.sent().len(), 1, "the second pass asks for no third");
+}

@@ -11,9 +11,10 @@
 //! migration is told (its queue): what its runs recorded of the user is rewritten to name
 //! nobody (`migrate::erased`).
 //!
-//! Then the erase asks for itself again, an hour later ([`matbakh_core::erasure`]): what landed
-//! under the user's keys after it read them (an upload through a URL handed out before, a
-//! migration copy that checked the mark just before it was written) goes in that second pass
+//! Right after the mark, the erase asks for itself again, an hour later
+//! ([`matbakh_core::erasure`]): what landed under the user's keys after it read them (an upload
+//! through a URL handed out before, a migration copy that checked the mark just before it was
+//! written), and whatever a failed erase that nobody retried left, goes in that second pass
 //! ([`Erasure::erase_again`], the `eraser` function), which is the same erase and asks for no
 //! third.
 
@@ -91,16 +92,12 @@ pub enum Again {
 }
 
 impl Erasure {
-    /// Erases everything of `owner`'s, asks for the second pass, and reports what it removed.
-    /// A failure to ask fails the erase (its retry asks again).
+    /// Erases everything of `owner`'s and reports what it removed. The second pass is asked for
+    /// before anything is deleted (right after the erased mark): an erase that fails halfway
+    /// and is never retried is finished by it. A failure to ask fails the erase before it
+    /// deletes anything (its retry asks again).
     pub async fn erase(&self, owner: &UserId, client: &Client) -> Result<Erased, Error> {
-        let erased = self.erase_everything(owner, client).await?;
-        if let Some(again) = &self.again {
-            let job = EraseAgain::after(owner.clone(), self.clock.now());
-            let delay = job.wait(self.clock.now()).unwrap_or_default();
-            again.send_later(&job, delay).await?;
-        }
-        Ok(erased)
+        self.erase_everything(owner, client, true).await
     }
 
     /// The second pass: once `job` is due, the same erase again (recorded as one, telling the
@@ -116,7 +113,7 @@ impl Erasure {
             return Ok(Again::Waiting(wait));
         }
         let client = Client { ip: String::new(), user_agent: "eraser (an erase's second pass)".into() };
-        let erased = self.erase_everything(&job.user, &client).await?;
+        let erased = self.erase_everything(&job.user, &client, false).await?;
         if erased.files + erased.object_versions + erased.derived_objects + erased.items > 0 {
             tracing::warn!(
                 files = erased.files,
@@ -127,7 +124,7 @@ impl Erasure {
         Ok(Again::Erased(erased))
     }
 
-    async fn erase_everything(&self, owner: &UserId, client: &Client) -> Result<Erased, Error> {
+    async fn erase_everything(&self, owner: &UserId, client: &Client, ask_again: bool) -> Result<Erased, Error> {
         let mut erased = Erased::default();
         // First, for good (a failed erase's retry finds the mappings gone): no migration run
         // brings the user's files back, and their old URLs answer 410, not the legacy store.
@@ -135,6 +132,10 @@ impl Erasure {
         let legacy = self.accounts.legacy_paths(owner).await?;
         let marks: Vec<String> = legacy.iter().map(|p| erased_path(&self.pseudonym_key, p)).collect();
         self.accounts.mark_erased(&stand_in, &marks, &iso_millis(self.clock.now())).await?;
+        if let (true, Some(again)) = (ask_again, &self.again) {
+            let job = EraseAgain::after(owner.clone(), self.clock.now());
+            again.send_later(&job, job.wait(self.clock.now()).unwrap_or_default()).await?;
+        }
         // Read after the mark: a migration's copy registered until then is among them.
         let files = self.accounts.file_ids(owner).await?;
         let [originals, results, quarantined, exports] = user_prefixes(owner.as_str());
