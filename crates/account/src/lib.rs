@@ -12,6 +12,9 @@
 //!   (`/derived/*`, `/p/*`: their keys name no user). Idempotent: a retry finishes what a
 //!   failed one left; a second erase removes nothing. The erase itself is recorded under a
 //!   pseudonym keyed with the stack's secret (`ERASE_PSEUDONYM_SECRET_ID`, DECISIONS 17).
+//!   Before it deletes anything it leaves its second pass in the erase-again queue
+//!   (`ERASE_AGAIN_QUEUE_URL`): the `eraser` runs it an hour later, for what landed after the
+//!   erase read the user's keys (`matbakh_core::erasure`).
 //!
 //! - `POST /v1/me/export`: queues an export of all the caller's files and their metadata as
 //!   one ZIP (built by the `exporter` function, streamed to S3, never held in memory); answers
@@ -26,7 +29,8 @@
 //! Reads and deletes: `users/{sub}/`, `derived/{fileId}/`, `results/users/{sub}/`,
 //! `quarantine/users/{sub}/`, `exports/{sub}/` in the bucket; `users/{sub}/` in the replica
 //! (the replication rule's filter: only originals are replicated); the caller's items in the
-//! table.
+//! table. Sends to: the export queue, the migration queue (`{"kind":"redact"}`), the
+//! erase-again queue (the second pass, naming the caller).
 
 use std::sync::Arc;
 
