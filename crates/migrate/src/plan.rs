@@ -340,7 +340,6 @@ fn check_collisions(by_key: ExtSort) -> Result<(), MigrateError> {
 /// The listing, sorted twice in bounded memory: in copy order, and by target key.
 struct Inventory {
     by_order: ExtSort,
-    estimate: Estimator,
     /// A delta plan's counts so far (what it left out).
     delta: Option<DeltaReport>,
 }
@@ -350,7 +349,6 @@ struct Placer<'a> {
     opts: &'a PlanOptions,
     by_order: ExtSort,
     by_key: ExtSort,
-    estimate: Estimator,
     bad: Vec<String>,
 }
 
@@ -358,7 +356,6 @@ impl Placer<'_> {
     /// `f` is copied: under its key (a changed file's of a new generation; an uncopied one's
     /// as given before).
     fn place(&mut self, f: &SourceFile, why: Why, known: Option<Known>) -> Result<(), MigrateError> {
-        self.estimate.add(f.size);
         let key = match (&known, why) {
             (Some(k), Why::Uncopied) => Ok(k.key.clone()),
             (_, Why::Changed) => self.opts.key(f, Some(&delta::generation(f.size, f.mtime_ms, &f.change))),
@@ -416,7 +413,6 @@ async fn inventory(
         opts,
         by_order: ExtSort::new("order", opts.sort_bytes),
         by_key: ExtSort::new("keys", opts.sort_bytes),
-        estimate: Estimator::new(opts.copy.multipart_threshold, opts.copy.part_size),
         bad: Vec::new(),
     };
     let mut listed = 0u64;
@@ -468,12 +464,12 @@ async fn inventory(
         }
         _ => None,
     };
-    let Placer { by_order, by_key, estimate, bad, .. } = placer;
+    let Placer { by_order, by_key, bad, .. } = placer;
     if !bad.is_empty() {
         return Err(MigrateError::Check(format!("the key rule fails for some files:\n  {}", bad.join("\n  "))));
     }
     check_collisions(by_key)?;
-    Ok(Inventory { by_order, estimate, delta })
+    Ok(Inventory { by_order, delta })
 }
 
 /// The next `n` files of the order.
@@ -494,16 +490,16 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
         None => Vec::new(),
     };
     let mut met = Met::new(opts.metadata.clone())?;
-    let Inventory { by_order, estimate: estimator, mut delta } =
-        inventory(ctx, &target, &source, opts, &chain, &mut met).await?;
-    let est = estimator.finish(opts.transfers);
+    let Inventory { by_order, mut delta } = inventory(ctx, &target, &source, opts, &chain, &mut met).await?;
+    // The estimate covers what the run copies: not an erased user's files, left out below.
+    let mut estimator = Estimator::new(opts.copy.multipart_threshold, opts.copy.part_size);
     let step = opts.chunk_files.max(1);
     let keys_of = |chunk: &[(SourceFile, Ride)]| -> Vec<String> { chunk.iter().map(|(_, r)| r.key.clone()).collect() };
     let mut files = by_order.sorted()?;
     if opts.dry_run {
         // The run the plan would make: an erased user's files are counted as left out (and
         // nothing is marked: a dry run writes nothing).
-        let (mut existing, mut erased_left_out, mut erased_bytes) = (0u64, 0u64, 0u64);
+        let (mut existing, mut erased_left_out) = (0u64, 0u64);
         let mut erased = crate::erased::ErasedOwners::new(ctx.files.as_ref());
         loop {
             let listed = next_files(&mut files, step)?;
@@ -513,22 +509,24 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
             let mut chunk = Vec::with_capacity(listed.len());
             for (f, ride) in listed {
                 if erased.of(&ride.key).await? {
-                    (erased_left_out, erased_bytes) = (erased_left_out + 1, erased_bytes + f.size);
+                    erased_left_out += 1;
                     met.pass(&f.path);
                 } else {
                     met.meet(&f.path)?;
                     count(delta.as_mut(), ride.why);
+                    estimator.add(f.size);
                     chunk.push((f, ride));
                 }
             }
             existing += priors(&target, &keys_of(&chunk)).await?.iter().filter(|p| p.is_some()).count() as u64;
         }
+        let est = estimator.finish(opts.transfers);
         return Ok(Planned {
             run: None,
             source: source.url().to_owned(),
             target: opts.target.clone(),
-            files: est.files - erased_left_out,
-            bytes: est.bytes - erased_bytes,
+            files: est.files,
+            bytes: est.bytes,
             unreadable: Vec::new(),
             existing_targets: existing,
             erased_left_out,
@@ -571,6 +569,7 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
                     marks.push(registry.path_mark(&f.path));
                 }
             } else {
+                estimator.add(f.size);
                 chunk.push((f, ride));
             }
         }
@@ -699,7 +698,7 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
         erased_left_out,
         unreadable,
         manifest_key: Some(mkey),
-        estimate: est.into(),
+        estimate: estimator.finish(opts.transfers).into(),
         metadata,
         delta,
     })

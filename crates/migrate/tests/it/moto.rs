@@ -770,7 +770,8 @@ async fn an_erased_users_legacy_files_are_never_copied_back() {
     let o = options(&format!("s3://{bucket}"), "platform", erased.owners.clone(), &t.url());
     let files = matbakh_aws::FileTable::new(&sdk, testkit::env("TABLE_NAME"));
     // Planned before the erase, copied after it: the copy checks.
-    let run = plan(&ctx, &t, &o).await.unwrap().run.unwrap();
+    let before = plan(&ctx, &t, &o).await.unwrap();
+    let run = before.run.clone().unwrap();
     // What the account's erase leaves (none of their files was migrated).
     erased.mark(&sdk, &[]).await;
 
@@ -808,6 +809,11 @@ async fn an_erased_users_legacy_files_are_never_copied_back() {
     // A dry run says so too (it counted their files as to be copied before).
     let dry = plan(&ctx, &t, &migrate::plan::PlanOptions { dry_run: true, ..o.clone() }).await.unwrap();
     assert_eq!((dry.files, dry.bytes, dry.erased_left_out), (again.files, again.bytes, 3));
+    // Both estimate the run without their files (the 16 MB one in parts among them).
+    let requests = |p: &migrate::plan::Planned| (p.estimate.s3_requests, p.estimate.ledger_writes);
+    assert_eq!(requests(&dry), requests(&again));
+    assert!(again.estimate.s3_requests < before.estimate.s3_requests, "{:?} {:?}", again.estimate, before.estimate);
+    assert!(again.estimate.usd_storage_per_month < before.estimate.usd_storage_per_month);
     let manifest = object(&sdk, &bucket, again.manifest_key.as_deref().unwrap()).await.unwrap().0;
     assert!(!erased.named_in(&String::from_utf8(manifest).unwrap()), "the manifest names the erased user");
 }
