@@ -78,9 +78,11 @@ impl Queue {
         Ok(())
     }
 
-    /// Sends one body, delivered no sooner than `delay` from now (SQS: at most 15 minutes).
+    /// Sends one body, delivered no sooner than `delay` from now (SQS delays at most
+    /// [`MAX_QUEUE_DELAY`](matbakh_core::erasure::MAX_QUEUE_DELAY)).
     pub async fn send_later(&self, body: &str, delay: Duration) -> Result<(), AwsError> {
-        let seconds = i32::try_from(delay.as_secs()).unwrap_or(i32::MAX).min(900);
+        let delay = delay.min(matbakh_core::erasure::MAX_QUEUE_DELAY);
+        let seconds = i32::try_from(delay.as_secs()).unwrap_or(i32::MAX);
         self.client
             .send_message()
             .queue_url(&self.url)

@@ -71,11 +71,12 @@ impl EraseAgain {
         Ok(EraseAgain { user, not_before })
     }
 
-    /// How much longer the message must wait at `now` (at most [`MAX_QUEUE_DELAY`] at a time):
-    /// `None` once it is due.
+    /// How much longer the message must wait at `now`, in whole seconds rounded up (a queue
+    /// delays by seconds) and at most [`MAX_QUEUE_DELAY`] at a time: `None` once it is due.
     pub fn wait(&self, now: OffsetDateTime) -> Option<Duration> {
-        let left = self.not_before - now;
-        (left > time::Duration::ZERO).then(|| Duration::try_from(left).unwrap_or(MAX_QUEUE_DELAY).min(MAX_QUEUE_DELAY))
+        let left = Duration::try_from(self.not_before - now).ok().filter(|d| !d.is_zero())?;
+        let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+        Some(Duration::from_secs(seconds).min(MAX_QUEUE_DELAY))
     }
 }
 
@@ -101,6 +102,8 @@ mod tests {
         assert_eq!(job.wait(at), Some(MAX_QUEUE_DELAY), "an hour to go: the longest step");
         assert_eq!(job.wait(at + Duration::from_secs(50 * 60)), Some(Duration::from_secs(10 * 60)));
         assert_eq!(job.wait(at + ERASE_AGAIN_AFTER), None, "due");
+        let almost = at + ERASE_AGAIN_AFTER - time::Duration::milliseconds(400);
+        assert_eq!(job.wait(almost), Some(Duration::from_secs(1)), "never a zero delay before it is due");
         assert_eq!(job.wait(at + Duration::from_secs(2 * 60 * 60)), None);
     }
 
