@@ -131,10 +131,11 @@ impl Erasure {
         let stand_in = pseudonym(&self.pseudonym_key, owner);
         let legacy = self.accounts.legacy_paths(owner).await?;
         let marks: Vec<String> = legacy.iter().map(|p| erased_path(&self.pseudonym_key, p)).collect();
-        self.accounts.mark_erased(&stand_in, &marks, &iso_millis(self.clock.now())).await?;
+        let now = self.clock.now();
+        self.accounts.mark_erased(&stand_in, &marks, &iso_millis(now)).await?;
         if let (true, Some(again)) = (ask_again, &self.again) {
-            let job = EraseAgain::after(owner.clone(), self.clock.now());
-            again.send_later(&job, job.wait(self.clock.now()).unwrap_or_default()).await?;
+            let job = EraseAgain::after(owner.clone(), now);
+            again.send_later(&job, job.wait(now).unwrap_or_default()).await?;
         }
         // Read after the mark: a migration's copy registered until then is among them.
         let files = self.accounts.file_ids(owner).await?;

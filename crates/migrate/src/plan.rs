@@ -472,6 +472,30 @@ async fn inventory(
     Ok(Inventory { by_order, delta })
 }
 
+/// What a run keeps of the next files of the order, and the paths it leaves out: an erased
+/// user's files are left out before anything of them is read (and their legacy rows are not
+/// reported as rows without a file); the kept ones go into the estimate. The plan and its dry
+/// run both ask here.
+async fn kept(
+    listed: Vec<(SourceFile, Ride)>,
+    erased: &mut crate::erased::ErasedOwners<'_>,
+    met: &mut Met,
+    estimator: &mut Estimator,
+) -> Result<(Vec<(SourceFile, Ride)>, Vec<String>), MigrateError> {
+    let mut kept = Vec::with_capacity(listed.len());
+    let mut left_out = Vec::new();
+    for (f, ride) in listed {
+        if erased.of(&ride.key).await? {
+            met.pass(&f.path);
+            left_out.push(f.path);
+        } else {
+            estimator.add(f.size);
+            kept.push((f, ride));
+        }
+    }
+    Ok((kept, left_out))
+}
+
 /// The next `n` files of the order.
 fn next_files(sorted: &mut Sorted, n: usize) -> Result<Vec<(SourceFile, Ride)>, MigrateError> {
     let mut out = Vec::with_capacity(n);
@@ -506,17 +530,11 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
             if listed.is_empty() {
                 break;
             }
-            let mut chunk = Vec::with_capacity(listed.len());
-            for (f, ride) in listed {
-                if erased.of(&ride.key).await? {
-                    erased_left_out += 1;
-                    met.pass(&f.path);
-                } else {
-                    met.meet(&f.path)?;
-                    count(delta.as_mut(), ride.why);
-                    estimator.add(f.size);
-                    chunk.push((f, ride));
-                }
+            let (chunk, left_out) = kept(listed, &mut erased, &mut met, &mut estimator).await?;
+            erased_left_out += left_out.len() as u64;
+            for (f, ride) in &chunk {
+                met.meet(&f.path)?;
+                count(delta.as_mut(), ride.why);
             }
             existing += priors(&target, &keys_of(&chunk)).await?.iter().filter(|p| p.is_some()).count() as u64;
         }
@@ -556,24 +574,12 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
         if listed.is_empty() {
             break;
         }
-        // An erased user's files are left out before anything of them is read; their legacy
-        // paths are marked (the redirector answers `410`, a cutover does not wait for them),
-        // and their legacy rows are not reported as rows without a file.
-        let mut chunk = Vec::with_capacity(listed.len());
-        let mut marks = Vec::new();
-        for (f, ride) in listed {
-            if erased.of(&ride.key).await? {
-                erased_left_out += 1;
-                met.pass(&f.path);
-                if let Some(registry) = ctx.files.as_ref() {
-                    marks.push(registry.path_mark(&f.path));
-                }
-            } else {
-                estimator.add(f.size);
-                chunk.push((f, ride));
-            }
-        }
+        // The left-out paths are marked (the redirector answers `410`, a cutover does not wait
+        // for them).
+        let (chunk, left_out) = kept(listed, &mut erased, &mut met, &mut estimator).await?;
+        erased_left_out += left_out.len() as u64;
         if let Some(registry) = ctx.files.as_ref() {
+            let marks: Vec<String> = left_out.iter().map(|p| registry.path_mark(p)).collect();
             registry.table.mark_paths_erased(&marks, &now).await?;
         }
         let keys = keys_of(&chunk);
