@@ -284,3 +284,86 @@ async fn an_erase_that_fails_halfway_is_finished_by_its_second_pass() {
     }
     assert_eq!(w.again.sent().len(), 1, "the second pass asks for no third");
 }
+
+impl World {
+    /// Alice's and Bob's upload grants, `minutes` after the erase.
+    fn uploads(&self, minutes: i64) -> (matbakh_app::uploads::Uploads, matbakh_app::multipart::Multipart) {
+        let clock: Arc<FixedClock> = Arc::new(FixedClock(NOW + time::Duration::minutes(minutes)));
+        let audit = matbakh_app::fakes::trail(self.repo.clone(), clock.clone());
+        let single = matbakh_app::uploads::Uploads {
+            files: self.repo.clone(),
+            objects: self.objects.clone(),
+            counters: self.repo.clone(),
+            audit: audit.clone(),
+            limits: Limits::default(),
+            clock: clock.clone(),
+            delivery: matbakh_app::fakes::delivery(self.objects.clone(), clock.clone()),
+        };
+        let multipart = matbakh_app::multipart::Multipart {
+            files: self.repo.clone(),
+            counters: self.repo.clone(),
+            uploads: self.repo.clone(),
+            tokens: self.repo.clone(),
+            usage: self.repo.clone(),
+            objects: self.objects.clone(),
+            audit,
+            limits: Limits::default(),
+            clock,
+        };
+        (single, multipart)
+    }
+}
+
+/// The attack: a user erases their account and, with their still-valid token (an access token
+/// lives up to a day), asks for uploads again within the hour. Before, the grants were made and
+/// the second pass deleted those files an hour later without a word (a user of an identity
+/// provider that keeps a deleted account's id, signing up again, lost that hour's uploads).
+/// Now the erase closes the account to new uploads until its second pass has run: every grant
+/// is refused with what is going on, nothing written; Bob's are not affected; once the second
+/// pass has run, the id takes uploads again (a new account's).
+#[tokio::test]
+async fn an_erased_account_takes_no_new_upload_until_its_second_pass_has_run() {
+    use matbakh_app::error::Error;
+    use matbakh_app::ports::{AccountRepo, PortError};
+    let w = World::new();
+    w.photo("alice", 1);
+    let (status, answer) = w.erase("alice", json!({"confirm": true})).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (alice, bob) = (UserId::parse("alice").unwrap(), UserId::parse("bob").unwrap());
+    let client = matbakh_app::audit::Client { ip: "192.0.2.1".into(), user_agent: "test".into() };
+    let declared = || matbakh_app::uploads::Declared {
+        filename: DisplayName::parse("dish.jpg").unwrap(),
+        content_type: ContentType::parse("image/jpeg").unwrap(),
+        size: 4096,
+        sha256: None,
+        labels: Default::default(),
+    };
+    let start = || matbakh_app::multipart::Start {
+        filename: DisplayName::parse("dish.jpg").unwrap(),
+        content_type: ContentType::parse("image/jpeg").unwrap(),
+        size: 20 * 1024 * 1024,
+        integrity: None,
+        labels: Default::default(),
+    };
+    let erased = |r: &Error| matches!(r, Error::Port(PortError::AccountErased));
+
+    let (single, multipart) = w.uploads(30);
+    let refused = single.grant(&alice, &client, declared()).await.unwrap_err();
+    assert!(erased(&refused), "{refused:?}");
+    let refused = multipart.start(&alice, &client, start()).await.unwrap_err();
+    assert!(erased(&refused), "{refused:?}");
+    assert!(w.repo.file_ids(&alice).await.unwrap().is_empty(), "nothing written");
+    assert!(w.objects.open_uploads().is_empty(), "the refused S3 upload is aborted");
+    let api = matbakh_api::ApiError::from(refused);
+    assert_eq!((api.status, api.code), (StatusCode::CONFLICT, "account_erased"));
+    single.grant(&bob, &client, declared()).await.unwrap();
+
+    // The second pass runs (an hour later): the id takes uploads again.
+    let job = matbakh_core::erasure::EraseAgain::after(alice.clone(), NOW);
+    let due = Erasure { clock: Arc::new(FixedClock(NOW + time::Duration::hours(1))), ..w.api.cases.erasure.clone() };
+    due.erase_again(&job).await.unwrap();
+    let (single, multipart) = w.uploads(61);
+    single.grant(&alice, &client, declared()).await.unwrap();
+    multipart.start(&alice, &client, start()).await.unwrap();
+    assert_eq!(w.repo.file_ids(&alice).await.unwrap().len(), 2);
+}

@@ -59,7 +59,7 @@ async fn erase_on(h: &Harness, user: &str, erasure: EraseSettings) -> (StatusCod
 
 /// Everything a user accumulates: files (one with an older version, one soft-deleted),
 /// variants, a transform result, a quarantined copy, tags and words, a share, an open
-/// upload, an upload token, usage, audit records.
+/// upload, an upload token, usage, a request budget's counter, audit records.
 async fn a_full_account(h: &Harness, user: &str) -> Vec<FileId> {
     let owner = UserId::parse(user).unwrap();
     let (name, photo) = corpus("photos/ladybird.jpg");
@@ -118,6 +118,8 @@ async fn a_full_account(h: &Harness, user: &str) -> Vec<FileId> {
         at: AT,
     };
     t.put_audit(&entry, std::time::Duration::from_secs(3600), 1).await.unwrap();
+    // A request budget's counter (an export this hour).
+    assert!(t.take_request(&owner, "export#1772362800", 5, AT + time::Duration::hours(1)).await.unwrap());
     // A migrated file's legacy path (its mapping item names the user and the file).
     let legacy = format!("shop/{user}/ladybird.jpg");
     assert!(!t.register_migrated(&kept_row.record, "r20261205t000000-00000002", &legacy).await.unwrap());
@@ -566,9 +568,12 @@ async fn the_erase_tells_the_migration_in_a_message_that_names_nobody() {
 
 /// DECISIONS 17, the erase's second pass on moto: the erase leaves one message in the queue
 /// `ERASE_AGAIN_QUEUE_URL` names, delayed (not receivable yet); a file that lands after the
-/// erase (here: a late upload of hers, stored as the upload API stores one) is still there
-/// after the first pass; the `eraser`, given the message an hour later, removes it (object,
-/// every version, row), and before that only sends the message on.
+/// erase (here: a migration copy that checked her erased mark just before it was written: row,
+/// object, legacy mapping) is still there after the first pass; the `eraser`, given the message
+/// an hour later, removes it (object, every version, row, mapping), and before that only sends
+/// the message on. Until then her account is closed: the table refuses her upload grants
+/// (`AccountErased`, single and multipart, nothing written) and takes Bob's; after the second
+/// pass it takes hers again.
 #[tokio::test]
 #[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn what_lands_after_an_erase_is_gone_after_its_second_pass() {
@@ -611,12 +616,30 @@ async fn what_lands_after_an_erase_is_gone_after_its_second_pass() {
     let now = sqs.receive_message().queue_url(&url).send().await.unwrap();
     assert!(now.messages().is_empty(), "and cannot be received before its delay");
 
-    // A file of hers lands after the first pass read her keys.
+    // A file of hers lands after the first pass read her keys: a migration copy's row, mapping
+    // and object.
     let (name, photo) = corpus("photos/dune.jpg");
-    let late = h.stored_file(&alice, &name, "image/jpeg", photo, AT).await;
+    let late = pending(&alice, &name, photo.len() as u64);
+    assert!(h.state.table.register_migrated(&late, "run-1", "uploads/2019/dune.jpg").await.unwrap());
+    let s3 = h.state.store.client();
+    s3.put_object().bucket(h.state.store.bucket()).key(late.key.as_str()).body(photo.into()).send().await.unwrap();
+    let late = late.file_id;
     let originals = format!("users/{alice}/");
     assert_eq!(h.file_rows(&alice).await, 1);
     assert_eq!(versions_under(&h.state.store, std::slice::from_ref(&originals)).await.len(), 1);
+
+    // Her account takes no upload until the second pass has run; Bob's does.
+    let (table, quota) = (&h.state.table, h.state.limits.user_quota_bytes);
+    let refused = table.reserve_upload(&pending(&alice, "new.jpg", 4096), quota).await;
+    assert!(matches!(refused, Err(matbakh_aws::AwsError::AccountErased)), "{refused:?}");
+    let record = pending(&alice, "big.mp4", 20 << 20);
+    let session = session_of(&record);
+    let refused = table.reserve_multipart(&record, &session, quota, 3).await;
+    assert!(matches!(refused, Err(matbakh_aws::AwsError::AccountErased)), "{refused:?}");
+    assert_eq!(h.file_rows(&alice).await, 1, "nothing written");
+    assert!(table.get_session(&session.upload_id).await.unwrap().is_none());
+    let bob = unique_user("bob");
+    table.reserve_upload(&pending(&bob, "menu.jpg", 4096), quota).await.unwrap();
 
     let settings = EraseSettings::from_lookup(&sdk, lookup).await.unwrap();
     let eraser_at = |minutes: i64| {
@@ -643,5 +666,41 @@ async fn what_lands_after_an_erase_is_gone_after_its_second_pass() {
     assert_eq!(h.file_rows(&alice).await, 0);
     assert_eq!(versions_under(&h.state.store, &[originals]).await, Vec::<String>::new());
     assert!(h.state.table.get_file(late).await.unwrap().is_none());
+    assert!(h.state.table.legacy_paths(&UserId::parse(&alice).unwrap()).await.unwrap().is_empty());
     assert_eq!(delayed().await, "2", "no third pass");
+    let (items, _) = items_mentioning(&h, std::slice::from_ref(&alice)).await;
+    assert_eq!(items, Vec::new(), "nothing of hers is left, the closed account included");
+    table.reserve_upload(&pending(&alice, "new.jpg", 4096), quota).await.unwrap();
+}
+
+/// A PENDING upload of `owner`'s, as a grant or a migration registers one.
+fn pending(owner: &str, name: &str, size: u64) -> matbakh_core::metadata::FileRecord {
+    let owner = UserId::parse(owner).unwrap();
+    let id = FileId::new(AT.unix_timestamp() as u64 * 1000, matbakh_app::random::bytes().unwrap());
+    let filename = matbakh_core::names::DisplayName::parse(name).unwrap();
+    let content_type = if name.ends_with(".mp4") { "video/mp4" } else { "image/jpeg" };
+    let content_type = matbakh_core::types::ContentType::parse(content_type).unwrap();
+    matbakh_core::metadata::FileRecord {
+        size,
+        ..matbakh_core::metadata::FileRecord::upload(id, owner, filename, content_type, AT)
+    }
+}
+
+/// A planned multipart session for `record`.
+fn session_of(record: &matbakh_core::metadata::FileRecord) -> matbakh_core::multipart::UploadSession {
+    use matbakh_core::multipart::{PartPlan, SessionLimit, SessionState, UploadSession};
+    UploadSession {
+        integrity: None,
+        upload_id: matbakh_core::multipart::UploadId::parse("an-s3-upload-id").unwrap(),
+        file_id: record.file_id,
+        owner: record.owner.clone(),
+        key: record.key.clone(),
+        filename: record.filename.clone(),
+        content_type: record.content_type,
+        limit: SessionLimit::Planned(PartPlan::for_size(record.size).unwrap()),
+        token: None,
+        created_at: AT,
+        expires_at: AT + time::Duration::hours(24),
+        state: SessionState::Open,
+    }
 }

@@ -94,6 +94,11 @@ impl From<PortError> for ApiError {
                 "too_many_open_uploads",
                 "you have as many unfinished uploads as allowed; complete or abort one first",
             ),
+            PortError::AccountErased => ApiError::new(
+                StatusCode::CONFLICT,
+                "account_erased",
+                "this account was erased; it takes new uploads again once the erase has finished (about an hour after it)",
+            ),
             PortError::AlreadyExists => ApiError::new(StatusCode::CONFLICT, "conflict", "the resource already exists"),
             PortError::Invalid(message) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message),
             PortError::ChecksumMismatch(detail) => ApiError::new(

@@ -16,7 +16,10 @@
 //! through a URL handed out before, a migration copy that checked the mark just before it was
 //! written), and whatever a failed erase that nobody retried left, goes in that second pass
 //! ([`Erasure::erase_again`], the `eraser` function), which is the same erase and asks for no
-//! third.
+//! third. Until it has run, the user's account is closed to new uploads
+//! ([`AccountRepo::close`]): with a token that is still valid, or under an id an identity
+//! provider gives again, a grant is refused (`409 account_erased`) rather than made and its file
+//! deleted by that pass without a word; the second pass reopens it last.
 
 use std::sync::Arc;
 
@@ -26,6 +29,7 @@ use matbakh_core::clock::{Clock, iso_millis};
 use matbakh_core::erasure::EraseAgain;
 use matbakh_core::ids::{FileId, ObjectKey, UserId};
 use matbakh_core::limits::Limits;
+use time::OffsetDateTime;
 
 use crate::audit::{Access, Client, Trail};
 use crate::error::Error;
@@ -97,7 +101,7 @@ impl Erasure {
     /// and is never retried is finished by it. A failure to ask fails the erase before it
     /// deletes anything (its retry asks again).
     pub async fn erase(&self, owner: &UserId, client: &Client) -> Result<Erased, Error> {
-        self.erase_everything(owner, client, true).await
+        self.erase_everything(owner, client, self.clock.now(), true).await
     }
 
     /// The second pass: once `job` is due, the same erase again (recorded as one, telling the
@@ -113,7 +117,7 @@ impl Erasure {
             return Ok(Again::Waiting(wait));
         }
         let client = Client { ip: String::new(), user_agent: "eraser (an erase's second pass)".into() };
-        let erased = self.erase_everything(&job.user, &client, false).await?;
+        let erased = self.erase_everything(&job.user, &client, job.erased_at(), false).await?;
         if erased.files + erased.object_versions + erased.derived_objects + erased.items > 0 {
             tracing::warn!(
                 files = erased.files,
@@ -124,19 +128,34 @@ impl Erasure {
         Ok(Again::Erased(erased))
     }
 
-    async fn erase_everything(&self, owner: &UserId, client: &Client, ask_again: bool) -> Result<Erased, Error> {
+    /// The erase made at `erased_at` (the first pass's time, in both passes); `ask_again`: the
+    /// first pass, which asks for the second.
+    async fn erase_everything(
+        &self,
+        owner: &UserId,
+        client: &Client,
+        erased_at: OffsetDateTime,
+        ask_again: bool,
+    ) -> Result<Erased, Error> {
         let mut erased = Erased::default();
         // First, for good (a failed erase's retry finds the mappings gone): no migration run
         // brings the user's files back, and their old URLs answer 410, not the legacy store.
         let stand_in = pseudonym(&self.pseudonym_key, owner);
         let legacy = self.accounts.legacy_paths(owner).await?;
         let marks: Vec<String> = legacy.iter().map(|p| erased_path(&self.pseudonym_key, p)).collect();
-        let now = self.clock.now();
-        self.accounts.mark_erased(&stand_in, &marks, &iso_millis(now)).await?;
-        if let (true, Some(again)) = (ask_again, &self.again) {
-            let job = EraseAgain::after(owner.clone(), now);
-            again.send_later(&job, job.wait(now).unwrap_or_default()).await?;
-        }
+        self.accounts.mark_erased(&stand_in, &marks, &iso_millis(erased_at)).await?;
+        let second_pass = match (ask_again, &self.again) {
+            (true, Some(again)) => {
+                let job = EraseAgain::after(owner.clone(), erased_at);
+                again.send_later(&job, job.wait(erased_at).unwrap_or_default()).await?;
+                true
+            }
+            _ => false,
+        };
+        // No new upload until the second pass has run: what one would store now, that pass
+        // would delete without a word (the user's token is still valid; an identity provider
+        // may give a new account the same id).
+        let counters = self.accounts.close(owner, erased_at.unix_timestamp()).await?;
         // Read after the mark: a migration's copy registered until then is among them.
         let files = self.accounts.file_ids(owner).await?;
         let [originals, results, quarantined, exports] = user_prefixes(owner.as_str());
@@ -156,7 +175,7 @@ impl Erasure {
             erased.replica_versions = replica.delete_prefix(&originals).await?;
         }
         erased.files = files.len();
-        erased.items = self.accounts.erase(owner, &files, &aborted).await?;
+        erased.items = self.accounts.erase(owner, &files, &aborted).await? + usize::from(counters);
 
         let result = format!(
             "ok: {} files, {} object versions, {} in the replica, {} derived objects, {} items",
@@ -168,6 +187,9 @@ impl Erasure {
         // the erase, whose retry sends it again).
         if let Some(migration) = &self.migration {
             migration.user_erased().await?;
+        }
+        if !second_pass && !self.accounts.reopen(owner, erased_at.unix_timestamp()).await? {
+            tracing::info!("the account stays closed: a later erase closed it again (its second pass reopens it)");
         }
         tracing::info!(files = erased.files, items = erased.items, "account erased");
         Ok(erased)

@@ -39,6 +39,10 @@ pub enum PortError {
     /// The user already has as many open multipart uploads as allowed (`MAX_OPEN_UPLOADS`).
     #[error("too many open uploads")]
     TooManyOpenUploads,
+    /// The owner's account was erased and its erase has not finished (its second pass has not
+    /// run, [`matbakh_core::erasure`]): it takes no new upload until then.
+    #[error("the account was erased; its erase has not finished")]
+    AccountErased,
     /// A write that creates found the thing already there.
     #[error("already exists")]
     AlreadyExists,
@@ -263,9 +267,21 @@ pub trait AccountRepo: Send + Sync {
     async fn file_ids(&self, owner: &UserId) -> PortResult<Vec<FileId>>;
 
     /// Deletes every item that holds `owner`'s data: their files (with tags and search words),
-    /// the sessions of those files and of `uploads`, shares, sessions, tokens, exports, usage,
-    /// audit trail. Answers how many; a second call finds none.
+    /// the sessions of those files and of `uploads`, shares, sessions, tokens, exports, audit
+    /// trail. Answers how many; a second call finds none. Their storage account is
+    /// [`Self::close`]'s and [`Self::reopen`]'s.
     async fn erase(&self, owner: &UserId, files: &[FileId], uploads: &[String]) -> PortResult<usize>;
+
+    /// Closes `owner`'s storage account for the erase made at `erased_at` (whole seconds): its
+    /// counters go, and every upload grant is refused ([`PortError::AccountErased`], where the
+    /// quota is checked) until [`Self::reopen`]. An account a later erase closed stays as it
+    /// is. Answers whether counters went (an open account's item: one of the user's items).
+    async fn close(&self, owner: &UserId, erased_at: i64) -> PortResult<bool>;
+
+    /// Removes the account [`Self::close`] closed for the erase made at `erased_at`: the id
+    /// takes uploads again (a new account's). `false`, and nothing changed, if a later erase
+    /// closed it again (its own second pass reopens it) or it is not closed.
+    async fn reopen(&self, owner: &UserId, erased_at: i64) -> PortResult<bool>;
 
     /// The legacy paths of `owner`'s migrated files.
     async fn legacy_paths(&self, owner: &UserId) -> PortResult<Vec<String>>;

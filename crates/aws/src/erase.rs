@@ -26,8 +26,9 @@ impl FileTable {
 
     /// Deletes every item that holds `owner`'s data: their files' items (and the upload
     /// sessions the file rows name), the sessions of `uploads` (those the bucket still had
-    /// open), shares, open sessions, tokens, exports, legacy path mappings, usage, audit trail.
-    /// Answers how many.
+    /// open), shares, open sessions, tokens, exports, legacy path mappings, request budgets'
+    /// counters (their TTL may take days), audit trail. Answers how many. Not the usage item:
+    /// the erase closes it first and reopens (deletes) it last ([`FileTable::close_account`]).
     pub async fn erase_items(&self, owner: &UserId, files: &[FileId], uploads: &[String]) -> Result<usize, AwsError> {
         let mut keys: Vec<Key> = Vec::new();
         let mut sessions: Vec<String> = uploads.to_vec();
@@ -56,10 +57,9 @@ impl FileTable {
         for partition in partitions {
             keys.extend(self.items_where(Some(GSI_USER), schema::GSI1_PK, &partition).await?.iter().filter_map(key_of));
         }
-        if self.get_item(schema::usage(owner)).await?.is_some() {
-            keys.push((format!("USER#{owner}"), "USAGE".into()));
-        }
         keys.extend(self.items_where(None, PK, &format!("AUDIT#{owner}")).await?.iter().filter_map(key_of));
+        let counters = self.items_where(None, PK, &schema::user_pk(owner)).await?;
+        keys.extend(counters.iter().filter_map(key_of).filter(|(_, sk)| sk != "USAGE"));
         keys.sort();
         keys.dedup();
         let requests = keys

@@ -10,6 +10,9 @@ pub enum AwsError {
     /// The user already has as many open multipart uploads as allowed (`MAX_OPEN_UPLOADS`).
     #[error("too many open uploads")]
     TooManyOpenUploads,
+    /// The owner's account is closed by an erase that has not finished (`FileTable::close_account`).
+    #[error("the account was erased; its erase has not finished")]
+    AccountErased,
     /// A conditional write found the item already there.
     #[error("already exists")]
     AlreadyExists,

@@ -461,7 +461,7 @@ impl FileTable {
             Err(e) => {
                 let failed = crate::dynamo::cancelled_by_condition(&e);
                 if failed.first() == Some(&true) {
-                    Err(AwsError::QuotaExceeded)
+                    Err(self.usage_refused(&r.owner, None).await)
                 } else if failed.get(1) == Some(&true) {
                     Ok(false)
                 } else {

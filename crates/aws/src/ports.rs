@@ -40,6 +40,7 @@ impl From<AwsError> for PortError {
         match e {
             AwsError::QuotaExceeded => PortError::QuotaExceeded,
             AwsError::TooManyOpenUploads => PortError::TooManyOpenUploads,
+            AwsError::AccountErased => PortError::AccountErased,
             AwsError::AlreadyExists => PortError::AlreadyExists,
             AwsError::ConditionFailed => PortError::ConditionFailed,
             AwsError::ChecksumMismatch(detail) => PortError::ChecksumMismatch(detail),
@@ -278,6 +279,14 @@ impl AccountRepo for FileTable {
 
     async fn erase(&self, owner: &UserId, files: &[FileId], uploads: &[String]) -> PortResult<usize> {
         Ok(self.erase_items(owner, files, uploads).await?)
+    }
+
+    async fn close(&self, owner: &UserId, erased_at: i64) -> PortResult<bool> {
+        Ok(self.close_account(owner, erased_at).await?)
+    }
+
+    async fn reopen(&self, owner: &UserId, erased_at: i64) -> PortResult<bool> {
+        Ok(self.reopen_account(owner, erased_at).await?)
     }
 
     async fn legacy_paths(&self, owner: &UserId) -> PortResult<Vec<String>> {

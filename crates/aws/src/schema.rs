@@ -17,7 +17,8 @@
 //! | erased path    | `ERASED#{mark}`      | `LEGACY`               |                                     |                                      |
 //!
 //! The usage counter holds `charged` (stored + reserved bytes), `reserved`, `deleted`,
-//! `openUploads` and `files`. Sessions, tokens, shares, request budgets and audit records expire by DynamoDB TTL
+//! `openUploads` and `files`; while an erase holds the account closed, `closedAt` (and no
+//! counters: `usage::FileTable::close_account`). Sessions, tokens, shares, request budgets and audit records expire by DynamoDB TTL
 //! (`ttl`); an unsettled file row carries `pendingUntil` instead, which only the sweeper acts on.
 //! The migration ledger's table uses the same `pk`/`sk` names (see `ledger`).
 

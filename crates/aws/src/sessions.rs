@@ -76,12 +76,7 @@ impl FileTable {
         if failed.iter().skip(1).any(|f| *f) {
             Err(AwsError::AlreadyExists)
         } else if failed.first() == Some(&true) {
-            // The usage item's condition is the quota and the open-upload cap at once.
-            if self.usage(owner).await?.open_uploads >= cap {
-                Err(AwsError::TooManyOpenUploads)
-            } else {
-                Err(AwsError::QuotaExceeded)
-            }
+            Err(self.usage_refused(owner, Some(cap)).await)
         } else {
             Err(AwsError::from_sdk("TransactWriteItems", err))
         }

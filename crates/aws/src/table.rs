@@ -103,7 +103,7 @@ impl FileTable {
             Err(err) => {
                 let failed = cancelled_by_condition(&err);
                 if failed.first() == Some(&true) {
-                    Err(AwsError::QuotaExceeded)
+                    Err(self.usage_refused(&record.owner, None).await)
                 } else if failed.iter().skip(1).any(|f| *f) {
                     Err(AwsError::AlreadyExists)
                 } else {

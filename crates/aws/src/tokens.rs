@@ -151,7 +151,9 @@ impl FileTable {
             Ok(_) => Ok(()),
             Err(err) => {
                 let failed = cancelled_by_condition(&err);
-                if failed.first() == Some(&true) || failed.get(1) == Some(&true) {
+                if failed.get(1) == Some(&true) {
+                    Err(self.usage_refused(&record.owner, None).await)
+                } else if failed.first() == Some(&true) {
                     Err(AwsError::QuotaExceeded)
                 } else if failed.get(2) == Some(&true) {
                     Err(AwsError::AlreadyExists)

@@ -1,7 +1,9 @@
 //! A user's storage account in the metadata table: `USAGE#{sub}` / `USAGE`, bytes charged
 //! (stored + reserved), reserved, deleted-but-kept, and open uploads. Every change is an update
 //! inside the transaction that changes what it counts, so the account cannot drift; the quota
-//! is a condition of that update ([`matbakh_core::quota::reservation_ceiling`]).
+//! is a condition of that update ([`matbakh_core::quota::reservation_ceiling`]). An erase closes
+//! the account ([`FileTable::close_account`]: the item then holds `closedAt`, which every such
+//! update requires absent) until its second pass reopens it.
 //!
 //! Beside it, the user's request counters of the costly requests' budgets
 //! ([`matbakh_core::throttle`]): `USER#{sub}` / `BUDGET#{kind}#{windowStart}`, one conditional
@@ -15,6 +17,9 @@ use crate::dynamo::{get_u64, n};
 use crate::error::AwsError;
 use crate::schema;
 use crate::table::FileTable;
+
+/// The usage item's attribute while an erase holds the account closed: the erase's time.
+const CLOSED_AT: &str = "closedAt";
 
 /// Bytes a usage update adds, within `quota`; `reserve`: they are only reserved yet.
 #[derive(Debug, Clone, Copy)]
@@ -38,8 +43,9 @@ impl FileTable {
     }
 
     /// The usage update that takes one of the owner's `cap` open-upload places and, with a
-    /// `charge`, adds its bytes within the quota: the one place the quota and the open-upload
-    /// cap are enforced.
+    /// `charge`, adds its bytes within the quota: the one place the quota, the open-upload cap
+    /// and an erase's closing of the account are enforced ([`Self::usage_refused`] says which
+    /// refused it).
     pub(crate) fn usage_update(
         &self,
         owner: &UserId,
@@ -68,6 +74,8 @@ impl FileTable {
                 .expression_attribute_values(":one", n(1))
                 .expression_attribute_values(":cap", n(cap));
         }
+        conditions.push("attribute_not_exists(#closed)");
+        update = update.expression_attribute_names("#closed", CLOSED_AT);
         Ok(update
             .update_expression(format!("ADD {}", adds.join(", ")))
             .condition_expression(conditions.join(" AND "))
@@ -98,6 +106,68 @@ impl FileTable {
             .expression_attribute_values(":c", AttributeValue::N(format!("-{charged}")))
             .expression_attribute_values(":r", AttributeValue::N(format!("-{reserved}")))
             .build()?)
+    }
+
+    /// Why the condition of `owner`'s [`Self::usage_update`] failed: their account closed by an
+    /// erase, the open-upload `cap` reached, or else the quota (a failed read is its own error).
+    pub(crate) async fn usage_refused(&self, owner: &UserId, cap: Option<u64>) -> AwsError {
+        let item = match self.get_item(schema::usage(owner)).await {
+            Ok(item) => item.unwrap_or_default(),
+            Err(e) => return e,
+        };
+        if item.contains_key(CLOSED_AT) {
+            AwsError::AccountErased
+        } else if cap.is_some_and(|cap| get_u64(&item, "openUploads").unwrap_or(0) >= cap) {
+            AwsError::TooManyOpenUploads
+        } else {
+            AwsError::QuotaExceeded
+        }
+    }
+
+    /// Closes `owner`'s account for the erase made at `erased_at` (unix seconds): the usage
+    /// item is replaced by one that holds only that time, so the counters go and every grant's
+    /// usage update is refused until [`Self::reopen_account`]. An account a later erase closed
+    /// stays as that one left it (an older erase's second pass neither closes nor reopens it).
+    /// Answers whether an open account's counters went.
+    pub async fn close_account(&self, owner: &UserId, erased_at: i64) -> Result<bool, AwsError> {
+        let item = schema::item(schema::usage(owner), [(CLOSED_AT.to_owned(), n(erased_at))]);
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#closed) OR #closed <= :at")
+            .expression_attribute_names("#closed", CLOSED_AT)
+            .expression_attribute_values(":at", n(erased_at))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await;
+        match put {
+            Ok(out) => Ok(out.attributes().is_some_and(|old| !old.contains_key(CLOSED_AT))),
+            Err(e) if e.as_service_error().is_some_and(|x| x.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(AwsError::from_sdk("PutItem", e)),
+        }
+    }
+
+    /// Deletes the usage item [`Self::close_account`] wrote for the erase made at `erased_at`
+    /// (with whatever late uploads counted on it since); `false` if it is not that erase's (a
+    /// later erase closed it again) or not there.
+    pub async fn reopen_account(&self, owner: &UserId, erased_at: i64) -> Result<bool, AwsError> {
+        let deleted = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(schema::usage(owner)))
+            .condition_expression("#closed = :at")
+            .expression_attribute_names("#closed", CLOSED_AT)
+            .expression_attribute_values(":at", n(erased_at))
+            .send()
+            .await;
+        match deleted {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|x| x.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(AwsError::from_sdk("DeleteItem", e)),
+        }
     }
 
     /// The owner's usage counter (zero if they never uploaded).

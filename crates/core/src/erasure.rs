@@ -50,6 +50,12 @@ impl EraseAgain {
         EraseAgain { user, not_before: erased_at + ERASE_AGAIN_AFTER }
     }
 
+    /// When the erase this second pass repeats was made (to the second: the message carries
+    /// whole seconds).
+    pub fn erased_at(&self) -> OffsetDateTime {
+        self.not_before - ERASE_AGAIN_AFTER
+    }
+
     /// The queue message: `{"kind":"erase-again","user":...,"notBefore":<unix seconds>}`.
     pub fn to_message(&self) -> String {
         let m = Message {

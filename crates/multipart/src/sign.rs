@@ -26,7 +26,7 @@ use crate::Api;
         (status = 400, description = "The request is not one the server signs (`field` names why)"),
         (status = 401, description = "No valid token"),
         (status = 404, description = "No such key or upload of the caller's"),
-        (status = 409, description = "`quota_exceeded`, or the key already has an upload"),
+        (status = 409, description = "`quota_exceeded`, `account_erased`, or the key already has an upload"),
         (status = 410, description = "`upload_expired`"),
         (status = 429, description = "`too_many_open_uploads`, or `rate_limited`: over the caller's budget of upload grants (`Retry-After` says when to retry)"),
     ))]

@@ -72,7 +72,7 @@ matbakh_api::routes!(Api; create_upload, download);
         (status = 201, description = "The grant"),
         (status = 400, description = "The body is not valid (`field` names what)"),
         (status = 401, description = "No valid token"),
-        (status = 409, description = "`quota_exceeded`"),
+        (status = 409, description = "`quota_exceeded`, or `account_erased` (an erase of the account has not finished)"),
         (status = 413, description = "`too_large` for its type"),
         (status = 415, description = "`type_not_allowed`"),
         (status = 429, description = "`rate_limited`: over the caller's budget of upload grants (`Retry-After` says when to retry)"),

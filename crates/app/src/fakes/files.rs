@@ -108,7 +108,7 @@ impl FileCatalog for InMemory {
 
     async fn restore(&self, record: &FileRecord, quota: u64) -> PortResult<bool> {
         let mut st = lock(&self.state);
-        let State { files, usage, .. } = &mut *st;
+        let State { files, usage, closed, .. } = &mut *st;
         let Some(s) = files.get_mut(&record.file_id) else { return Ok(false) };
         if s.details.record.status != FileStatus::Deleted || s.details.record.owner != record.owner {
             return Ok(false);
@@ -117,6 +117,9 @@ impl FileCatalog for InMemory {
         if s.charged > 0 {
             account.deleted -= s.charged;
         } else {
+            if closed.contains_key(&record.owner) {
+                return Err(PortError::AccountErased);
+            }
             if account.charged + record.size > quota {
                 return Err(PortError::QuotaExceeded);
             }
@@ -260,7 +263,8 @@ impl AccountRepo for InMemory {
         Ok(st.files.values().map(|s| &s.details.record).filter(|r| r.owner == *owner).map(|r| r.file_id).collect())
     }
 
-    /// Counts one item for each file, session, share, token, export, usage and audit record.
+    /// Counts one item for each file, session, share, token, export, budget counter and audit
+    /// record.
     async fn erase(&self, owner: &UserId, _files: &[FileId], _uploads: &[String]) -> PortResult<usize> {
         let mut st = lock(&self.state);
         let before = items(&st);
@@ -269,10 +273,31 @@ impl AccountRepo for InMemory {
         st.shares.retain(|_, x| x.owner != *owner);
         st.tokens.retain(|_, g| g.owner != *owner);
         st.exports.retain(|_, j| j.owner != *owner);
-        st.usage.remove(owner);
+        st.counters.retain(|(user, _), _| user != owner);
         st.audit.retain(|e| e.user != *owner);
         st.legacy.retain(|(_, o)| o != owner);
         Ok(before - items(&st))
+    }
+
+    async fn close(&self, owner: &UserId, erased_at: i64) -> PortResult<bool> {
+        let mut st = lock(&self.state);
+        let open = match st.closed.get(owner) {
+            Some(&at) if at > erased_at => return Ok(false),
+            was => was.is_none(),
+        };
+        let counters = st.usage.remove(owner).is_some() && open;
+        st.closed.insert(owner.clone(), erased_at);
+        Ok(counters)
+    }
+
+    async fn reopen(&self, owner: &UserId, erased_at: i64) -> PortResult<bool> {
+        let mut st = lock(&self.state);
+        let theirs = st.closed.get(owner) == Some(&erased_at);
+        if theirs {
+            st.closed.remove(owner);
+            st.usage.remove(owner);
+        }
+        Ok(theirs)
     }
 
     async fn legacy_paths(&self, owner: &UserId) -> PortResult<Vec<String>> {
@@ -296,4 +321,5 @@ fn items(st: &State) -> usize {
         + st.usage.len()
         + st.audit.len()
         + st.legacy.len()
+        + st.counters.len()
 }

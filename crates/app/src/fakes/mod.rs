@@ -84,6 +84,8 @@ struct State {
     erased_paths: std::collections::HashSet<String>,
     /// Legacy paths of migrated files, and whose they are.
     legacy: Vec<(String, UserId)>,
+    /// Accounts an erase closed, with the erase's time (unix seconds).
+    closed: HashMap<UserId, i64>,
 }
 
 struct Stored {

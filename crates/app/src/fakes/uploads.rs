@@ -35,8 +35,15 @@ pub(super) fn retire(st: &mut State, id: FileId, order: Option<&str>, keep: bool
     true
 }
 
+/// Whether `owner`'s account takes grants: not closed by an erase (as the table's usage update
+/// requires).
+pub(super) fn check_not_closed(st: &State, owner: &UserId) -> PortResult<()> {
+    if st.closed.contains_key(owner) { Err(PortError::AccountErased) } else { Ok(()) }
+}
+
 /// Whether a new row of `record.size` reserved bytes fits: no row of that id, room in `quota`.
 pub(super) fn check_reserve(st: &State, record: &FileRecord, quota: u64) -> PortResult<()> {
+    check_not_closed(st, &record.owner)?;
     if st.files.contains_key(&record.file_id) {
         return Err(PortError::AlreadyExists);
     }
@@ -67,6 +74,7 @@ pub(super) fn put_row(st: &mut State, record: &FileRecord, charged: u64, reserve
 
 /// Whether `owner` may open another upload: fewer than `cap` open, and no session of that id.
 pub(super) fn check_open(st: &State, session: &UploadSession, cap: u64) -> PortResult<()> {
+    check_not_closed(st, &session.owner)?;
     if st.sessions.contains_key(&session.upload_id) {
         return Err(PortError::AlreadyExists);
     }
