@@ -201,13 +201,7 @@ async fn what_lands_just_after_an_erase_goes_in_its_second_pass_an_hour_later() 
         clock: Arc::new(FixedClock(NOW + time::Duration::minutes(minutes))),
         ..w.api.cases.erasure.clone()
     };
-    let event = |body: String| {
-        let mut record = aws_lambda_events::event::sqs::SqsMessage::default();
-        (record.message_id, record.body) = (Some("m-1".into()), Some(body));
-        let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
-        event.records = vec![record];
-        event
-    };
+    let event = |body: String| testkit::sqs_batch(&[("m-1", body)]);
     // Delivered early (after 15 minutes): sent on for the 45 left at most 15 at a time, nothing erased.
     let early = eraser::handle(&at(15), event(job.to_message())).await;
     assert!(early.batch_item_failures.is_empty());

@@ -648,13 +648,7 @@ async fn what_lands_after_an_erase_is_gone_after_its_second_pass() {
         services.erasure(settings.clone())
     };
     let body = EraseAgain::after(UserId::parse(&alice).unwrap(), T0).to_message();
-    let event = |body: &str| {
-        let mut record = aws_lambda_events::event::sqs::SqsMessage::default();
-        (record.message_id, record.body) = (Some("m-1".into()), Some(body.to_owned()));
-        let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
-        event.records = vec![record];
-        event
-    };
+    let event = |body: &str| testkit::sqs_batch(&[("m-1", body.to_owned())]);
     // Early: sent on, nothing erased.
     let early = eraser::handle(&eraser_at(20), event(&body)).await;
     assert!(early.batch_item_failures.is_empty());

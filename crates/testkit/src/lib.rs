@@ -520,6 +520,30 @@ pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(60)).build().unwrap()
 }
 
+/// Messages received from a queue, as Lambda's event source mapping hands them over: id,
+/// receipt handle, body and the system attributes asked for (`ApproximateReceiveCount`).
+pub fn as_delivered(messages: &[aws_sdk_sqs::types::Message]) -> aws_lambda_events::event::sqs::SqsEvent {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            let attributes: serde_json::Map<String, Value> = m
+                .attributes()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.as_str().to_owned(), Value::String(v.clone())))
+                .collect();
+            serde_json::json!({
+                "messageId": m.message_id(),
+                "receiptHandle": m.receipt_handle(),
+                "body": m.body(),
+                "attributes": attributes,
+                "eventSource": "aws:sqs",
+            })
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
+}
+
 /// An SQS batch as Lambda delivers it, from `(messageId, body)` pairs.
 pub fn sqs_batch(messages: &[(&str, String)]) -> aws_lambda_events::event::sqs::SqsEvent {
     let records: Vec<Value> = messages

@@ -55,14 +55,12 @@ fn world(answers: Vec<Option<u16>>) -> (Deliverer, Arc<Scripted>, Arc<Delays>) {
 
 const EVENT: &str = r#"{"id":"msg_01","type":"file.ready","version":1,"data":{"fileId":"f1"}}"#;
 
+/// One message, delivered for the `receives`-th time.
 fn event(body: &str, receives: u32) -> SqsEvent {
-    let mut record = SqsMessage::default();
-    record.message_id = Some(format!("sqs-{receives}"));
+    let mut event = testkit::sqs_batch(&[(&format!("sqs-{receives}"), body.to_owned())]);
+    let record = &mut event.records[0];
     record.receipt_handle = Some(format!("receipt-{receives}"));
-    record.body = Some(body.to_owned());
     record.attributes.insert("ApproximateReceiveCount".into(), receives.to_string());
-    let mut event = SqsEvent::default();
-    event.records = vec![record];
     event
 }
 

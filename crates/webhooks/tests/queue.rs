@@ -4,7 +4,6 @@
 
 use std::sync::{Arc, Mutex};
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use axum::http::{HeaderMap, StatusCode};
 use matbakh_core::clock::SystemClock;
@@ -49,8 +48,8 @@ async fn queues(sdk: &aws_config::SdkConfig) -> Queues {
     Queues { sqs, main, dlq }
 }
 
-/// Receives what is visible (long polling) as Lambda's event source mapping would hand it over.
-async fn receive(q: &Queues, url: &str) -> Vec<(SqsMessage, String)> {
+/// Receives what is visible (long polling), with each message's receive count.
+async fn receive(q: &Queues, url: &str) -> Vec<aws_sdk_sqs::types::Message> {
     let out = q
         .sqs
         .receive_message()
@@ -61,34 +60,18 @@ async fn receive(q: &Queues, url: &str) -> Vec<(SqsMessage, String)> {
         .send()
         .await
         .unwrap();
-    out.messages
-        .unwrap_or_default()
-        .into_iter()
-        .map(|m| {
-            let mut record = SqsMessage::default();
-            record.message_id = m.message_id.clone();
-            record.receipt_handle = m.receipt_handle.clone();
-            record.body = m.body.clone();
-            for (k, v) in m.attributes.unwrap_or_default() {
-                record.attributes.insert(k.as_str().to_owned(), v);
-            }
-            (record, m.receipt_handle.unwrap_or_default())
-        })
-        .collect()
+    out.messages.unwrap_or_default()
 }
 
 /// One round of the event source mapping: receive, invoke, delete what succeeded. How many
 /// records it handed over.
 async fn round(q: &Queues, d: &Deliverer) -> usize {
     let got = receive(q, &q.main).await;
-    let mut event = SqsEvent::default();
-    event.records = got.iter().map(|(r, _)| r.clone()).collect();
-    let response = webhooks::handle(d, event).await;
-    for (record, receipt) in &got {
-        let failed =
-            response.batch_item_failures.iter().any(|f| Some(&f.item_identifier) == record.message_id.as_ref());
+    let response = webhooks::handle(d, testkit::as_delivered(&got)).await;
+    for m in &got {
+        let failed = response.batch_item_failures.iter().any(|f| Some(f.item_identifier.as_str()) == m.message_id());
         if !failed {
-            q.sqs.delete_message().queue_url(&q.main).receipt_handle(receipt).send().await.unwrap();
+            q.sqs.delete_message().queue_url(&q.main).receipt_handle(m.receipt_handle().unwrap()).send().await.unwrap();
         }
     }
     got.len()
@@ -189,7 +172,7 @@ async fn an_endpoint_that_never_answers_leaves_the_delivery_in_the_dlq() {
     }
     assert_eq!(handed, 3, "three attempts (the queue's maxReceiveCount), each set back by its delay");
     assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].0.body.as_deref(), Some(body.as_str()), "the delivery waits in the DLQ as it was");
+    assert_eq!(dead[0].body(), Some(body.as_str()), "the delivery waits in the DLQ as it was");
     // The DLQ alarm's metric: the queue's visible messages.
     let visible = q
         .sqs

@@ -10,7 +10,6 @@ use crate::common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::QueueAttributeName;
 use common::*;
 use matbakh_aws::queue::Queue;
@@ -61,15 +60,7 @@ async fn pump(worker: &Worker, sdk: &aws_config::SdkConfig, url: &str) -> usize 
         if messages.is_empty() {
             return failed;
         }
-        let mut event = SqsEvent::default();
-        for m in messages {
-            let mut record = SqsMessage::default();
-            record.message_id = m.message_id().map(str::to_owned);
-            record.receipt_handle = m.receipt_handle().map(str::to_owned);
-            record.body = m.body().map(str::to_owned);
-            event.records.push(record);
-        }
-        let response = migration_worker::handle(worker, event).await;
+        let response = migration_worker::handle(worker, testkit::as_delivered(messages)).await;
         let bad: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
         failed += bad.len();
         for m in messages {
