@@ -30,7 +30,7 @@ use crate::source::ReadError;
 pub const MAX_SAME_ORIGIN_REDIRECTS: usize = 5;
 
 /// Which redirects the HTTP source follows (`--follow-redirects`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Redirects {
     /// None: a redirect fails the file.
@@ -65,7 +65,7 @@ impl Redirects {
 
 /// How the HTTP source reaches the legacy server; stored with the run's copy settings, so
 /// every worker of the run connects alike.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpPolicy {
     pub redirects: Redirects,

@@ -89,7 +89,11 @@ pub struct Context {
     pub clock: Arc<dyn Clock>,
     /// Ledger rows read a page ([`PAGE_ROWS`]).
     pub page_rows: i32,
+    /// The sources opened so far, by URL and HTTP policy ([`Self::source`]).
+    sources: Arc<std::sync::Mutex<Sources>>,
 }
+
+type Sources = std::collections::HashMap<(String, egress::HttpPolicy), Arc<dyn source::Source>>;
 
 /// Ledger rows a command reads at once (a page of a Query; about 0.5 MB).
 pub const PAGE_ROWS: i32 = 1000;
@@ -102,7 +106,14 @@ impl Context {
     /// The ledger through `dynamodb`, the buckets through `s3` (another endpoint, such as an
     /// enforcing local S3 while DynamoDB stays on moto).
     pub fn split(dynamodb: &SdkConfig, s3: &SdkConfig, table: &str, clock: Arc<dyn Clock>) -> Self {
-        Context { ledger: Ledger::new(dynamodb, table), files: None, sdk: s3.clone(), clock, page_rows: PAGE_ROWS }
+        Context {
+            ledger: Ledger::new(dynamodb, table),
+            files: None,
+            sdk: s3.clone(),
+            clock,
+            page_rows: PAGE_ROWS,
+            sources: Arc::default(),
+        }
     }
 
     /// Reads ledger rows `n` a page (tests use small pages to cross page boundaries).
@@ -128,6 +139,25 @@ impl Context {
     pub fn target(&self, target_url: &str) -> Result<(Target, String), MigrateError> {
         let (bucket, prefix) = parse_target(target_url)?;
         Ok((Target::new(&self.sdk, bucket, false), prefix))
+    }
+
+    /// The source at `url` read with `http` ([`source::open`] with `sdk`), opened once: a
+    /// migration worker's messages of one run then share its connections (to a legacy web
+    /// server: one TLS handshake an instance, not one a message) and its reader's setup.
+    pub fn source(
+        &self,
+        url: &str,
+        sdk: &SdkConfig,
+        http: egress::HttpPolicy,
+    ) -> Result<Arc<dyn source::Source>, MigrateError> {
+        let key = (url.to_owned(), http);
+        let mut opened = self.sources.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(source) = opened.get(&key) {
+            return Ok(source.clone());
+        }
+        let source = source::open(url, sdk, http)?;
+        opened.insert(key, source.clone());
+        Ok(source)
     }
 
     pub fn now(&self) -> String {

@@ -67,7 +67,7 @@ fn usage(e: matbakh_aws::AwsError) -> MigrateError {
 fn copier(ctx: &Context, record: &RunRecord, sdk: &SdkConfig) -> Result<Copier, MigrateError> {
     let settings = CopySettings::of(record)?;
     let (target, _) = ctx.target(&record.target)?;
-    let source = crate::source::open(&record.source, sdk, settings.http)?;
+    let source = ctx.source(&record.source, sdk, settings.http)?;
     let mut copier = Copier::new(target, source, record.id.clone(), settings, Pace::default());
     copier.files = ctx.files.clone();
     Ok(copier)

@@ -31,13 +31,16 @@ fn http_options(target: &str, source: &str, http: HttpPolicy) -> PlanOptions {
     o
 }
 
-/// A legacy web server: files by path, redirects by path (to a `Location`), and how many
-/// requests it was sent.
+/// A legacy web server: files by path, redirects by path (to a `Location`), how many
+/// requests it was sent and on how many connections; `keep_alive`: a connection serves one
+/// request after another (else it is closed after each answer).
 #[derive(Clone, Default)]
 struct Legacy {
     files: Files,
     redirects: Arc<Mutex<HashMap<String, String>>>,
     requests: Arc<AtomicUsize>,
+    connections: Arc<AtomicUsize>,
+    keep_alive: bool,
 }
 
 impl Legacy {
@@ -54,6 +57,41 @@ impl Legacy {
     fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
     }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// The answer to `method` of `path` (with `range`): head and body.
+    fn answer(&self, method: &str, path: &str, range: Option<(usize, usize)>) -> (String, Vec<u8>) {
+        let connection = if self.keep_alive { "keep-alive" } else { "close" };
+        let redirect = self.redirects.lock().unwrap().get(path).cloned();
+        if let Some(location) = redirect {
+            let head = format!(
+                "HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: {connection}\r\n\r\n"
+            );
+            return (head, Vec::new());
+        }
+        let body = self.files.lock().unwrap().get(path).cloned();
+        let (status, extra, body) = match (body, range) {
+            (None, _) => ("404 Not Found", String::new(), Vec::new()),
+            (Some(b), Some((from, to))) if from < b.len() => {
+                let to = to.min(b.len() - 1);
+                (
+                    "206 Partial Content",
+                    format!("content-range: bytes {from}-{to}/{}\r\n", b.len()),
+                    b[from..=to].to_vec(),
+                )
+            }
+            (Some(_), Some(_)) => ("416 Range Not Satisfiable", String::new(), Vec::new()),
+            (Some(b), None) => ("200 OK", String::new(), b),
+        };
+        let head = format!(
+            "HTTP/1.1 {status}\r\ncontent-length: {}\r\nlast-modified: {LAST_MODIFIED}\r\n{extra}connection: {connection}\r\n\r\n",
+            body.len()
+        );
+        (head, if method == "HEAD" { Vec::new() } else { body })
+    }
 }
 
 /// Serves `files` by path on 127.0.0.1; answers its address.
@@ -69,41 +107,17 @@ async fn serve(legacy: Legacy) -> String {
         loop {
             let Ok((mut stream, _)) = listener.accept().await else { return };
             let legacy = legacy.clone();
+            legacy.connections.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
-                let Some(testkit::RequestHead { method, path, range }) = testkit::read_request_head(&mut stream).await
-                else {
-                    return;
-                };
-                legacy.requests.fetch_add(1, Ordering::SeqCst);
-                let redirect = legacy.redirects.lock().unwrap().get(&path).cloned();
-                if let Some(location) = redirect {
-                    let head = format!(
-                        "HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                    );
-                    let _ = stream.write_all(head.as_bytes()).await;
-                    return;
-                }
-                let body = legacy.files.lock().unwrap().get(&path).cloned();
-                let (status, extra, body) = match (body, range) {
-                    (None, _) => ("404 Not Found", String::new(), Vec::new()),
-                    (Some(b), Some((from, to))) if from < b.len() => {
-                        let to = to.min(b.len() - 1);
-                        (
-                            "206 Partial Content",
-                            format!("content-range: bytes {from}-{to}/{}\r\n", b.len()),
-                            b[from..=to].to_vec(),
-                        )
+                while let Some(testkit::RequestHead { method, path, range }) =
+                    testkit::read_request_head(&mut stream).await
+                {
+                    legacy.requests.fetch_add(1, Ordering::SeqCst);
+                    let (head, body) = legacy.answer(&method, &path, range);
+                    let sent = stream.write_all(head.as_bytes()).await.is_ok() && stream.write_all(&body).await.is_ok();
+                    if !sent || !legacy.keep_alive {
+                        return;
                     }
-                    (Some(_), Some(_)) => ("416 Range Not Satisfiable", String::new(), Vec::new()),
-                    (Some(b), None) => ("200 OK", String::new(), b),
-                };
-                let head = format!(
-                    "HTTP/1.1 {status}\r\ncontent-length: {}\r\nlast-modified: {LAST_MODIFIED}\r\n{extra}connection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = stream.write_all(head.as_bytes()).await;
-                if method != "HEAD" {
-                    let _ = stream.write_all(&body).await;
                 }
             });
         }
@@ -329,4 +343,32 @@ async fn same_origin_redirects_are_followed_and_others_refused() {
     let copied = s3(&sdk).get_object().bucket(&target).key(format!("web/{host}/users/1/a.jpg")).send().await.unwrap();
     assert_eq!(copied.body.collect().await.unwrap().into_bytes().to_vec(), photo("dune.jpg"));
     assert_eq!(other.requests(), 0, "the other port was reached");
+}
+
+/// A migration worker handles one message after another, each opening the run's source: the
+/// source is opened once an instance (`Context::source`), so the reads of every message share
+/// the legacy server's connections (one TLS handshake an instance, not one a message); another
+/// HTTP policy is another source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workers_messages_share_the_legacy_servers_connections() {
+    let legacy = Legacy {
+        keep_alive: true,
+        ..Legacy::serving(&[("/users/1/a.jpg", photo("dune.jpg")), ("/users/1/b.jpg", photo("ladybird.jpg"))])
+    };
+    let host = serve(legacy.clone()).await;
+    let (_list, url) = url_list(&[format!("http://{host}/users/1/a.jpg"), format!("http://{host}/users/1/b.jpg")]);
+    let sdk = aws_config::SdkConfig::builder().behavior_version(aws_config::BehaviorVersion::latest()).build();
+    let ctx = migrate::Context::new(&sdk, "ledger", Arc::new(matbakh_core::clock::SystemClock));
+    for (n, name) in ["a.jpg", "b.jpg", "a.jpg"].into_iter().enumerate() {
+        // One message's reads.
+        let source = ctx.source(&url, &sdk, LOCAL).unwrap();
+        let head = source.read(&format!("{host}/users/1/{name}"), 0, 16).await.unwrap();
+        assert_eq!(head.len(), 16);
+        assert_eq!(legacy.requests(), n + 1);
+    }
+    assert_eq!(legacy.connections(), 1, "the messages' reads share one connection");
+    let same = ctx.source(&url, &sdk, LOCAL).unwrap();
+    assert!(Arc::ptr_eq(&same, &ctx.source(&url, &sdk, LOCAL).unwrap()));
+    let following = HttpPolicy { redirects: Redirects::SameOrigin, ..LOCAL };
+    assert!(!Arc::ptr_eq(&same, &ctx.source(&url, &sdk, following).unwrap()));
 }
