@@ -186,11 +186,18 @@ impl FileTable {
     pub async fn abort_session(&self, session: &UploadSession) -> Result<bool, AwsError> {
         let size = session.reserved_bytes();
         let usage = self.release_usage(&session.owner, size, size, true)?;
-        // A row whose object arrived and settled is never removed here.
+        // A row whose object arrived and settled is never removed here; and a reservation is
+        // given back only with its row (the sweeper may have given both back already and not
+        // yet closed the session: released again, the owner's usage would go below what they
+        // store). A session that reserved nothing (an upload token's) has no row yet.
+        let condition = match size {
+            0 => "attribute_not_exists(settled)".to_owned(),
+            _ => format!("{} AND attribute_not_exists(settled)", schema::ITEM_EXISTS),
+        };
         let row = aws_sdk_dynamodb::types::Delete::builder()
             .table_name(&self.table)
             .set_key(Some(schema::file(session.file_id)))
-            .condition_expression("attribute_not_exists(settled)")
+            .condition_expression(condition)
             .build()?;
         let state = Update::builder()
             .table_name(&self.table)

@@ -294,6 +294,7 @@ fn completed_json(done: &Completed) -> Value {
         (status = 204, description = "Aborted"),
         (status = 401, description = "No valid token"),
         (status = 404, description = "No such upload of the caller's"),
+        (status = 409, description = "`upload_finished`: it was completed (also at S3 directly); it is settled, not aborted"),
     ))]
 #[tracing::instrument(name = "abort_upload", skip_all, fields(user = %caller.user))]
 async fn abort(State(api): State<Api>, caller: Caller, Path(raw_id): Path<String>) -> Result<StatusCode, ApiError> {

@@ -347,3 +347,52 @@ async fn an_unsized_sign_request_put_is_refused_when_the_quota_has_no_room() {
     assert_eq!((status, answer["error"].as_str()), (StatusCode::CONFLICT, Some("quota_exceeded")), "{answer}");
     assert_eq!(w.usage("alice").await.charged, QUOTA);
 }
+
+/// The attack (security review, 2026-12-06): start a planned upload (its size reserved), send
+/// its parts and complete it at S3 directly (a presigned Complete URL from sign mode), then,
+/// before the bucket event is settled, abort it here. S3 answers `NoSuchUpload` to the abort
+/// of a completed upload, which counted as aborted: the reservation was released and the row
+/// deleted, and the object stayed under the user's prefix for good, counted against no quota.
+/// Now an abort that finds the object at its key refuses (`409 upload_finished`) and changes
+/// nothing: the event settles it as any completed upload.
+#[tokio::test]
+async fn an_upload_completed_at_s3_cannot_be_aborted_to_store_bytes_beyond_the_quota() {
+    use matbakh_app::ports::ObjectUploads;
+    let w = World::new();
+    let (_, session) = w.start("alice", SIZE).await;
+    let id = upload_id(&session);
+    let key = matbakh_core::ids::ObjectKey::from_stored(w.file(&session).unwrap().key.as_str().to_owned());
+    w.objects.receive_part(&id, 1, DEFAULT_PART_SIZE);
+    w.objects.receive_part(&id, 2, 1 << 20);
+    let parts = w.objects.list_parts(&key, &id).await.unwrap().unwrap();
+    w.objects.complete_multipart(&key, &id, &parts, None).await.unwrap();
+
+    let (status, answer) = w.call(Method::DELETE, &format!("/v1/uploads/{id}"), Some("alice"), None).await;
+    assert_eq!((status, answer["error"].as_str()), (StatusCode::CONFLICT, Some("upload_finished")), "{answer}");
+    let u = w.usage("alice").await;
+    assert_eq!((u.charged, u.reserved), (SIZE, SIZE), "the reservation stays until the object is settled");
+    assert!(w.file(&session).is_some(), "the row stays");
+    assert_eq!(w.repo.session(&id).map(|x| x.state), Some(SessionState::Open));
+}
+
+/// The attack (security review, 2026-12-06): an upload token's session is charged to the
+/// token and the quota only when it is completed through the token's endpoint. Its owner asked
+/// sign mode, with their login, for a presigned Complete URL of it, completed it at S3
+/// directly, and the object (any size: Companion parts have no length) was never charged. Now
+/// sign mode answers for no upload-token session, as for someone else's.
+#[tokio::test]
+async fn sign_mode_signs_nothing_for_an_upload_tokens_session() {
+    let w = World::new();
+    let (_, minted) =
+        w.call(Method::POST, "/v1/upload-tokens", Some("alice"), Some(json!({"maxBytes": 3 << 20}))).await;
+    let endpoint = minted["endpoint"].as_str().unwrap().to_owned();
+    let body = json!({"filename": "dish.jpg", "type": "image/jpeg"});
+    let (_, started) = w.call(Method::POST, &format!("{endpoint}/s3/multipart"), None, Some(body)).await;
+    let (id, key) = (upload_id(&started), started["key"].as_str().unwrap().to_owned());
+    for method in ["POST", "GET", "DELETE"] {
+        let req = json!({"method": method, "key": key, "uploadId": id.as_str()});
+        let (status, answer) = w.call(Method::POST, "/v1/uploads/sign", Some("alice"), Some(req)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{method}: {answer}");
+    }
+    assert_eq!(w.repo.session(&id).map(|x| x.state), Some(SessionState::Open));
+}

@@ -264,17 +264,20 @@ impl UploadRepo for InMemory {
 
     async fn abort_session(&self, session: &UploadSession) -> PortResult<bool> {
         let mut st = lock(&self.state);
+        let size = session.reserved_bytes();
+        // As the table's transaction: nothing if the row settled, or if a reservation's row is
+        // gone (the sweeper gave both back).
+        let row = st.files.get(&session.file_id).map(|s| s.settled);
+        if row == Some(true) || (size > 0 && row.is_none()) {
+            return Ok(false);
+        }
         if !end_session(&mut st, &session.upload_id, SessionState::Aborted) {
             return Ok(false);
         }
-        let size = session.reserved_bytes();
         let account = st.usage.entry(session.owner.clone()).or_default();
         account.charged -= size;
         account.reserved -= size;
-        // A row whose object arrived and settled is never removed here.
-        if st.files.get(&session.file_id).is_some_and(|s| !s.settled) {
-            st.files.remove(&session.file_id);
-        }
+        st.files.remove(&session.file_id);
         Ok(true)
     }
 }

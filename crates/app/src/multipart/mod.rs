@@ -305,9 +305,19 @@ impl Multipart {
     }
 
     /// Aborts the upload in S3, then the session (releasing its reservation). In this order, so
-    /// a failure leaves the session open and the abort can simply be repeated.
+    /// a failure leaves the session open and the abort can simply be repeated. S3 answers the
+    /// abort of an upload completed meanwhile (a presigned Complete URL, sign mode) as that of
+    /// one gone: if the object is at the key, the upload was completed, and the session stays
+    /// as it is, reserved, for the bucket event to settle (released here, the object would be
+    /// counted against no quota).
     async fn abort_session(&self, session: &UploadSession) -> Result<(), Error> {
         self.objects.abort_multipart(&session.key, &session.upload_id).await?;
+        if self.objects.size(&session.key).await?.is_some() {
+            return Err(Error::conflict(
+                "upload_finished",
+                "this upload was completed; it is settled once its object is checked",
+            ));
+        }
         self.uploads.abort_session(session).await?;
         Ok(())
     }

@@ -232,7 +232,10 @@ impl Multipart {
         may_bind: bool,
     ) -> Result<UploadSession, Error> {
         if let Some(session) = self.uploads.session(upload_id).await? {
-            return if session.owner == *caller && session.key == *key && session.state == SessionState::Open {
+            // An upload token's session is completed (and charged) only through the token's
+            // endpoint: a Complete URL from here would store its object uncharged.
+            let mine = session.owner == *caller && session.token.is_none();
+            return if mine && session.key == *key && session.state == SessionState::Open {
                 Ok(session)
             } else {
                 Err(not_found())
