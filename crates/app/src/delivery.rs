@@ -152,6 +152,28 @@ impl Delivery {
         Ok(copies)
     }
 
+    /// Makes the public `file` at `key` private at the edge: its public copies go
+    /// ([`Self::unpublish`]), and so do the transformer's results made from it. A public
+    /// file's image URLs never expire, and the CDN serves a stored result by the URL's
+    /// signature alone; the transformer makes none again for such a URL once the file is
+    /// private. Results are deleted first (S3 refuses the CDN at once), then both paths are
+    /// invalidated in one request, asked for even when nothing was left (a retry's).
+    pub async fn make_private(&self, file: FileId, key: &ObjectKey) -> Result<(), Error> {
+        let results = self.objects.delete_prefix(&matbakh_core::imgproxy::result_prefix(key.as_str())).await?;
+        if self.cdn.is_none() {
+            return Ok(());
+        }
+        let copies = self.objects.delete_prefix(&ObjectKey::public_prefix(file)).await?;
+        if let Some(edge) = &self.edge {
+            let mut paths = vec![cdn::public_copies(file)];
+            paths.extend(cdn::file_results(key.as_str()));
+            let reference = format!("{file}-private-{}", self.clock.now().unix_timestamp_nanos());
+            let invalidation = edge.invalidate(&paths, &reference).await?;
+            tracing::info!(file_id = %file, copies, results, invalidation, "made private at the edge");
+        }
+        Ok(())
+    }
+
     /// Deletes `file`'s public copies (S3 refuses the CDN at once) and then invalidates their
     /// paths at the CDN. The invalidation is asked for even when no copy was left, so the
     /// retry of a call whose invalidation failed still makes it.

@@ -178,10 +178,11 @@ impl Files {
                 ..r.clone()
             };
             let (was, is) = (r.labels.visibility, after.labels.visibility);
-            // Private at once: the public copies go (and the CDN forgets them) before the row
-            // says private, so a failure leaves the file public and the retry does it again.
+            // Private at once: the public copies and the results its unexpiring image URLs were
+            // served (the CDN forgets them) go before the row says private, so a failure leaves
+            // the file public and the retry does it again.
             if is == Visibility::Private && was == Visibility::Public {
-                self.delivery.unpublish(id).await?;
+                self.delivery.make_private(id, &r.key).await?;
             }
             if self.files.update(&before, &after).await? {
                 // Public once the row says so: a failed copy answers an error and the retry

@@ -824,3 +824,34 @@ async fn an_archived_file_made_public_shows_its_variants_now_and_its_original_on
     let (_, page) = w.call(NOW, Method::GET, "/v1/public/alice/files", None, None).await;
     assert_eq!(page["files"][0]["url"], url, "{page}");
 }
+
+/// The attack (security review, 2026-12-06): a public file's image URLs never expire (they go
+/// into pages); the edge serves a stored result by the URL's signature alone. After its owner
+/// made it private, whoever kept a URL still got the image, from the stored results (and the
+/// transformer made missing ones again). Now going private removes the results made from the
+/// file and the CDN forgets them, with its public copies, in one invalidation (the transformer
+/// refuses such a URL for a private file: `transformer` tests).
+#[tokio::test]
+async fn a_public_files_image_urls_serve_nothing_once_it_is_private() {
+    let w = World::with_cdn();
+    let id = w.file("alice", "dish.jpg", "image/jpeg", 1);
+    let uri = format!("/v1/files/{id}");
+    let (status, _) = w.call(NOW, Method::PATCH, &uri, Some("alice"), Some(json!({"visibility": "public"}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, got) = w.call(NOW, Method::POST, &format!("{uri}/image-urls"), Some("alice"), Some(json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "{got}");
+    assert!(got["expiresAt"].is_null(), "a public file's URLs never expire: {got}");
+    // What the URLs were asked for: results stored under the original's key.
+    let key = w.repo.get(id).unwrap().record.key;
+    let result = ObjectKey::from_stored(format!("results/{key}/e1/rt:fill,w:320.webp"));
+    w.objects.insert(result);
+    let results = matbakh_core::imgproxy::result_prefix(key.as_str());
+    assert_eq!(w.objects.keys_under(&results).len(), 1);
+
+    let (status, _) = w.call(NOW, Method::PATCH, &uri, Some("alice"), Some(json!({"visibility": "private"}))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(w.objects.keys_under(&results).is_empty(), "the results made while it was public are gone");
+    let forgotten = w.files_edge.invalidations().concat();
+    let file_results = matbakh_core::cdn::file_results(key.as_str()).unwrap();
+    assert!(forgotten.contains(&file_results) && forgotten.contains(&format!("/p/{id}/*")), "{forgotten:?}");
+}

@@ -92,6 +92,14 @@ impl Default for Settings {
     }
 }
 
+/// A user's file as the transformer may read it: its accepted version, and whether it is
+/// public (what a URL without an expiry needs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub version: String,
+    pub public: bool,
+}
+
 /// What the transformer needs of the bucket and the file rows: [`Platform`] in Lambda,
 /// [`memory::MemoryStore`] in tests and the benchmark (which measures the origin without S3's
 /// latency).
@@ -109,10 +117,11 @@ pub trait Store: Send + Sync + 'static {
         key: &ObjectKey,
         version: Option<&str>,
     ) -> impl Future<Output = Result<Option<Vec<u8>>, AwsError>> + Send;
-    /// The version of `key` accepted as its file (DECISIONS 28): the file row of the key's file
-    /// id is READY, names this key and has pinned a version. `None` otherwise (no such row,
-    /// another state, nothing pinned, a key that is no file's).
-    fn accepted_version(&self, key: &ObjectKey) -> impl Future<Output = Result<Option<String>, AwsError>> + Send;
+    /// The version of `key` accepted as its file (DECISIONS 28), and whether the file is
+    /// public: the file row of the key's file id is READY, names this key and has pinned a
+    /// version. `None` otherwise (no such row, another state, nothing pinned, a key that is no
+    /// file's).
+    fn accepted(&self, key: &ObjectKey) -> impl Future<Output = Result<Option<Accepted>, AwsError>> + Send;
     /// Stores a result with its type, its `Content-Disposition` (`fn`, `att`) and what it was
     /// made from.
     fn put_result(
@@ -162,10 +171,13 @@ impl Store for Platform {
         Ok(self.bucket.get_object(key, version).await?.map(|(bytes, _)| bytes))
     }
 
-    async fn accepted_version(&self, key: &ObjectKey) -> Result<Option<String>, AwsError> {
+    async fn accepted(&self, key: &ObjectKey) -> Result<Option<Accepted>, AwsError> {
         let Some(id) = ObjectKey::file_id_of(key.as_str()) else { return Ok(None) };
-        let row = self.files.get_file(id).await?;
-        Ok(row.filter(|r| r.status == FileStatus::Ready && r.key == *key).and_then(|r| r.version_id))
+        let row = self.files.get_file(id).await?.filter(|r| r.status == FileStatus::Ready && r.key == *key);
+        Ok(row.and_then(|r| {
+            let public = r.labels.visibility == matbakh_core::labels::Visibility::Public;
+            Some(Accepted { version: r.version_id?, public })
+        }))
     }
 
     async fn put_result(
@@ -495,8 +507,14 @@ async fn transform<S: Store>(t: &Transformer<S>, path: &str, headers: &HeaderMap
     }
     let source_key = &url.source.key;
     // A user's file is its accepted version, never whatever the key holds now (DECISIONS 28).
+    // A URL that never expires is one a public file's image URLs hand out: once the file is
+    // private it serves nothing, as for a file that is gone (a private file's URLs expire).
     let version = if source_key.as_str().starts_with(USER_FILES) {
-        Some(t.store.accepted_version(source_key).await?.ok_or(TransformError::SourceMissing)?)
+        let accepted = t.store.accepted(source_key).await?.ok_or(TransformError::SourceMissing)?;
+        if url.options.expires.is_none() && !accepted.public {
+            return Err(TransformError::SourceMissing);
+        }
+        Some(accepted.version)
     } else {
         None
     };

@@ -9,7 +9,7 @@ use matbakh_aws::AwsError;
 use matbakh_aws::s3::ObjectHead;
 use matbakh_core::ids::ObjectKey;
 
-use crate::Store;
+use crate::{Accepted, Store};
 
 /// One version of an object: its bytes and what a HEAD says of it.
 type Version = (Vec<u8>, ObjectHead);
@@ -18,7 +18,7 @@ type Version = (Vec<u8>, ObjectHead);
 #[derive(Default)]
 pub struct MemoryStore {
     objects: Mutex<HashMap<String, Vec<Version>>>,
-    accepted: Mutex<HashMap<String, String>>,
+    accepted: Mutex<HashMap<String, Accepted>>,
     written: Mutex<u64>,
 }
 
@@ -58,9 +58,15 @@ impl MemoryStore {
         version
     }
 
-    /// Makes `version` the accepted object of the user's file at `key`, as settling does.
+    /// Makes `version` the accepted object of the user's public file at `key`, as settling
+    /// does.
     pub fn accept(&self, key: &str, version: &str) {
-        lock(&self.accepted).insert(key.to_owned(), version.to_owned());
+        lock(&self.accepted).insert(key.to_owned(), Accepted { version: version.to_owned(), public: true });
+    }
+
+    /// [`Self::accept`] for a private file.
+    pub fn accept_private(&self, key: &str, version: &str) {
+        lock(&self.accepted).insert(key.to_owned(), Accepted { version: version.to_owned(), public: false });
     }
 
     /// The keys that hold anything under `prefix`.
@@ -93,7 +99,7 @@ impl Store for MemoryStore {
         Ok(self.find(key, version).map(|(bytes, _)| bytes))
     }
 
-    async fn accepted_version(&self, key: &ObjectKey) -> Result<Option<String>, AwsError> {
+    async fn accepted(&self, key: &ObjectKey) -> Result<Option<Accepted>, AwsError> {
         Ok(lock(&self.accepted).get(key.as_str()).cloned())
     }
 

@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use http::{HeaderMap, Request, StatusCode};
+use matbakh_core::ids::ObjectKey;
 use matbakh_core::imgproxy::SigningKeys;
 use testkit::{call_router_raw, corpus};
 
 use crate::memory::MemoryStore;
-use crate::{Transformer, router};
+use crate::{Store, Transformer, router};
 
 /// A test key pair (hex), as `TRANSFORM_KEYS`/`TRANSFORM_SALTS` would hold it.
 const KEY: &str = "3b1f0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2";
@@ -106,4 +107,24 @@ async fn only_the_accepted_version_of_a_users_file_is_read() {
     assert!(img.width() > img.height(), "the accepted landscape photo: {}x{}", img.width(), img.height());
     let (status, headers, _) = get(&t, &signed(&format!("/w:300/plain/{pending}@png")), &[]).await;
     assert_eq!((status, headers["x-error-reason"].to_str().unwrap()), (StatusCode::NOT_FOUND, "source_not_found"));
+}
+
+/// The attack (security review, 2026-12-06): a public file's image URLs never expire; its
+/// owner makes it private; whoever kept a URL asked the transformer, which made the result
+/// again from the READY file. Now a URL without an expiry reads only a public file (the
+/// file's own private URLs expire and still work); going private also removes the stored
+/// results (`files-api` tests).
+#[tokio::test]
+async fn a_url_that_never_expires_reads_only_a_public_file() {
+    let store = MemoryStore::default();
+    let key = settled_photo(&store, "photos/ladybird.jpg");
+    let version = store.head(&ObjectKey::from_stored(key.clone()), None).await.unwrap().unwrap().version_id.unwrap();
+    store.accept_private(&key, &version);
+    let t = transformer(store);
+    let (status, headers, _) = get(&t, &signed(&format!("/w:100/plain/{key}@webp")), &[]).await;
+    assert_eq!((status, headers["x-error-reason"].to_str().unwrap()), (StatusCode::NOT_FOUND, "source_not_found"));
+    assert!(t.store.keys_under("results/").is_empty(), "nothing stored");
+    let exp = time::OffsetDateTime::now_utc().unix_timestamp() + 3600;
+    let (status, _, _) = get(&t, &signed(&format!("/w:100/exp:{exp}/plain/{key}@webp")), &[]).await;
+    assert_eq!(status, StatusCode::OK, "a private file's own (expiring) URL");
 }

@@ -453,7 +453,11 @@ async fn granted(name: &str, size: usize) -> (matbakh_core::ids::FileId, String)
         created_at: now,
         expires_at: Some(now + time::Duration::days(1)),
         version_id: None,
-        labels: Default::default(),
+        // Public: the tests sign URLs without an expiry, which only a public file's are.
+        labels: matbakh_core::labels::Labels {
+            visibility: matbakh_core::labels::Visibility::Public,
+            ..Default::default()
+        },
     };
     files().await.reserve_upload(&record, QUOTA).await.unwrap();
     (id, record.key.as_str().to_owned())
