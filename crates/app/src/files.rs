@@ -225,7 +225,7 @@ impl Files {
                     self.delivery.unpublish(id).await?;
                 }
                 self.objects.hide(&r.key).await?;
-                self.files.soft_delete(id, self.clock.now()).await?;
+                self.files.soft_delete(id, self.clock.now(), r.status).await?;
                 self.audit.record(client, Access::ok(caller, AuditAction::Delete, Some(id))).await?;
                 true
             }
@@ -247,15 +247,20 @@ impl Files {
         }
         // The row first (it checks the quota); then the marker goes. A crash between the two
         // leaves a READY row whose object a retry of DELETE or restore sets right.
-        // An archived original stays archived (a restored copy may have lapsed meanwhile).
-        let back = if d.archival.archived_at.is_some() { FileStatus::Archived } else { FileStatus::Ready };
+        // An archived original stays archived (a restored copy may have lapsed meanwhile); a
+        // file that had failed is failed again (READY, it would be served and published).
+        let back = match (d.deleted_from, d.archival.archived_at) {
+            (Some(FileStatus::Failed), _) => FileStatus::Failed,
+            (_, Some(_)) => FileStatus::Archived,
+            _ => FileStatus::Ready,
+        };
         let back = FileRecord { status: back, ..d.record.clone() };
         if !self.files.restore(&back, self.limits.user_quota_bytes).await? {
             return Err(not_deleted);
         }
         self.objects.unhide(&d.record.key).await?;
         // Its public copies again (an archived original's once it is restored).
-        if d.record.labels.visibility == Visibility::Public {
+        if d.record.labels.visibility == Visibility::Public && back.status != FileStatus::Failed {
             self.delivery.publish(&*self.objects, &back, d.variants()).await?;
         }
         self.audit.record(client, Access::ok(caller, AuditAction::Restore, Some(id))).await?;

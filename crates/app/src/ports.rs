@@ -116,9 +116,10 @@ pub trait FileCatalog: FileLookup {
     /// (`false`: read it again).
     async fn update(&self, before: &FileDetails, after: &FileRecord) -> PortResult<bool>;
 
-    /// An owner's soft delete at `at`: the row is DELETED, restorable for the restore window;
-    /// its bytes stay counted (as deleted) in the owner's usage. Idempotent.
-    async fn soft_delete(&self, id: FileId, at: OffsetDateTime) -> PortResult<()>;
+    /// An owner's soft delete at `at` of the file in status `from`: the row is DELETED,
+    /// restorable for the restore window (to what it was: `deleted_from`); its bytes stay
+    /// counted (as deleted) in the owner's usage. Idempotent.
+    async fn soft_delete(&self, id: FileId, at: OffsetDateTime, from: FileStatus) -> PortResult<()>;
 
     /// DELETED → `record.status` (READY, or ARCHIVED), charging the bytes again within `quota`
     /// if the row no longer holds them ([`PortError::QuotaExceeded`]); `false` if the row is

@@ -102,6 +102,7 @@ pub(crate) fn parse_details(item: &HashMap<String, AttributeValue>) -> Result<Fi
         reason: opt_str(item, "reason").map(str::to_owned),
         exif,
         deleted_at,
+        deleted_from: opt_str(item, "deletedFrom").and_then(|s| s.parse::<FileStatus>().ok()),
         revision: get_u64(item, "rev").unwrap_or(0),
         archival,
     })
@@ -403,14 +404,17 @@ impl FileTable {
 
     /// Marks an owner's soft delete on the row (when, for the restore window); the status
     /// change itself is [`FileTable::mark_deleted`].
-    pub async fn note_deleted(&self, id: FileId, at: OffsetDateTime) -> Result<(), AwsError> {
+    pub async fn note_deleted(&self, id: FileId, at: OffsetDateTime, from: FileStatus) -> Result<(), AwsError> {
         self.client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(schema::file(id)))
-            .update_expression("SET deletedAt = if_not_exists(deletedAt, :at)")
+            .update_expression(
+                "SET deletedAt = if_not_exists(deletedAt, :at), deletedFrom = if_not_exists(deletedFrom, :from)",
+            )
             .condition_expression(schema::ITEM_EXISTS)
             .expression_attribute_values(":at", n(at.unix_timestamp()))
+            .expression_attribute_values(":from", s(from.as_str()))
             .send()
             .await
             .map(|_| ())
@@ -439,7 +443,7 @@ impl FileTable {
             .table_name(&self.table)
             .set_key(Some(schema::file(r.file_id)))
             .update_expression(format!(
-                "SET #status = :ready, {} = :g, charged = :size REMOVE deletedAt",
+                "SET #status = :ready, {} = :g, charged = :size REMOVE deletedAt, deletedFrom",
                 schema::GSI2_PK
             ))
             .condition_expression(

@@ -86,8 +86,8 @@ impl FileCatalog for FileTable {
         Ok(self.update_file(before, after).await?)
     }
 
-    async fn soft_delete(&self, id: FileId, at: OffsetDateTime) -> PortResult<()> {
-        self.note_deleted(id, at).await?;
+    async fn soft_delete(&self, id: FileId, at: OffsetDateTime, from: FileStatus) -> PortResult<()> {
+        self.note_deleted(id, at, from).await?;
         self.mark_deleted(id, None).await?;
         Ok(())
     }

@@ -201,6 +201,8 @@ pub struct FileDetails {
     pub reason: Option<String>,
     pub exif: Option<ExifFacts>,
     pub deleted_at: Option<OffsetDateTime>,
+    /// The status an owner's delete took it from (what a restore may bring back).
+    pub deleted_from: Option<FileStatus>,
     /// Bumped by every owner change (optimistic concurrency).
     pub revision: u64,
     /// Its way to the archive tier and back.
@@ -216,6 +218,7 @@ impl FileDetails {
             reason: None,
             exif: None,
             deleted_at: None,
+            deleted_from: None,
             revision: 0,
             archival: Default::default(),
         }

@@ -855,3 +855,25 @@ async fn a_public_files_image_urls_serve_nothing_once_it_is_private() {
     let file_results = matbakh_core::cdn::file_results(key.as_str()).unwrap();
     assert!(forgotten.contains(&file_results) && forgotten.contains(&format!("/p/{id}/*")), "{forgotten:?}");
 }
+
+/// A file whose image failed (a truncated photo) is never served as one: deleted and restored,
+/// it was READY (the restore knew no other status), published when public, and the transformer
+/// and image URLs took it. The restore now brings back the status the delete took it from.
+#[tokio::test]
+async fn a_failed_file_deleted_and_restored_is_failed_again_and_not_published() {
+    let w = World::with_cdn();
+    let id = w.file("alice", "torn.jpg", "image/jpeg", 1);
+    let mut failed = w.repo.get(id).unwrap();
+    (failed.record.status, failed.image, failed.record.labels.visibility) =
+        (FileStatus::Failed, None, matbakh_core::labels::Visibility::Public);
+    w.repo.insert(failed);
+    let uri = format!("/v1/files/{id}");
+    let (status, _) = w.call(NOW, Method::DELETE, &uri, Some("alice"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, restored) = w.call(NOW, Method::POST, &format!("{uri}/restore"), Some("alice"), None).await;
+    assert_eq!(status, StatusCode::OK, "{restored}");
+    assert_eq!(restored["status"], "FAILED", "{restored}");
+    assert!(w.objects.keys_under(&ObjectKey::public_prefix(id)).is_empty(), "not published");
+    let (status, _) = w.call(NOW, Method::POST, &format!("{uri}/image-urls"), Some("alice"), Some(json!({}))).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+}

@@ -93,12 +93,13 @@ impl FileCatalog for InMemory {
         Ok(true)
     }
 
-    async fn soft_delete(&self, id: FileId, at: OffsetDateTime) -> PortResult<()> {
+    async fn soft_delete(&self, id: FileId, at: OffsetDateTime, from: FileStatus) -> PortResult<()> {
         let mut st = lock(&self.state);
         let State { files, usage, .. } = &mut *st;
         let Some(s) = files.get_mut(&id) else { return Err(PortError::ConditionFailed) };
         let d = &mut s.details;
         d.deleted_at.get_or_insert(at);
+        d.deleted_from.get_or_insert(from);
         if !matches!(d.record.status, FileStatus::Deleted | FileStatus::Quarantined) {
             d.record.status = FileStatus::Deleted;
             usage.entry(d.record.owner.clone()).or_default().deleted += s.charged;
@@ -127,7 +128,7 @@ impl FileCatalog for InMemory {
             s.charged = record.size;
         }
         s.details.record.status = record.status;
-        s.details.deleted_at = None;
+        (s.details.deleted_at, s.details.deleted_from) = (None, None);
         Ok(true)
     }
 
