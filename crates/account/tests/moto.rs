@@ -682,19 +682,7 @@ fn pending(owner: &str, name: &str, size: u64) -> matbakh_core::metadata::FileRe
 
 /// A planned multipart session for `record`.
 fn session_of(record: &matbakh_core::metadata::FileRecord) -> matbakh_core::multipart::UploadSession {
-    use matbakh_core::multipart::{PartPlan, SessionLimit, SessionState, UploadSession};
-    UploadSession {
-        integrity: None,
-        upload_id: matbakh_core::multipart::UploadId::parse("an-s3-upload-id").unwrap(),
-        file_id: record.file_id,
-        owner: record.owner.clone(),
-        key: record.key.clone(),
-        filename: record.filename.clone(),
-        content_type: record.content_type,
-        limit: SessionLimit::Planned(PartPlan::for_size(record.size).unwrap()),
-        token: None,
-        created_at: AT,
-        expires_at: AT + time::Duration::hours(24),
-        state: SessionState::Open,
-    }
+    use matbakh_core::multipart::{PartPlan, SessionLimit, UploadId, UploadSession};
+    let limit = SessionLimit::Planned(PartPlan::for_size(record.size).unwrap());
+    UploadSession::open(record, UploadId::parse("an-s3-upload-id").unwrap(), limit, AT + time::Duration::hours(24))
 }

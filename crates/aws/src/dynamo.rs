@@ -31,14 +31,19 @@ pub(crate) async fn query_all(query: QueryFluentBuilder) -> Result<Vec<HashMap<S
         .map_err(|e| AwsError::from_sdk("Query", e))
 }
 
-/// An update's answer: done (`true`), its condition not met (`false`), or an error.
-pub(crate) fn conditional<T, R: std::fmt::Debug>(
-    out: Result<T, aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::update_item::UpdateItemError, R>>,
+/// A conditional write's answer (an update, a put, a delete): done (`true`), its condition not
+/// met (`false`), or an error.
+pub(crate) fn conditional<T, E, R>(
+    out: Result<T, aws_sdk_dynamodb::error::SdkError<E, R>>,
     operation: &'static str,
-) -> Result<bool, AwsError> {
+) -> Result<bool, AwsError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
     match out {
         Ok(_) => Ok(true),
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
+        Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("ConditionalCheckFailedException") => Ok(false),
         Err(e) => Err(AwsError::from_sdk(operation, e)),
     }
 }

@@ -83,11 +83,7 @@ impl FileTable {
             .expression_attribute_values(":owner", s(owner.as_str()))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
-            Err(e) => Err(AwsError::from_sdk("UpdateItem", e)),
-        }
+        conditional(out, "UpdateItem")
     }
 
     /// Charges a finished upload of `record.size` bytes to the token's allowance and the

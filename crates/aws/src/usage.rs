@@ -163,11 +163,7 @@ impl FileTable {
             .expression_attribute_values(":at", n(erased_at))
             .send()
             .await;
-        match deleted {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|x| x.is_conditional_check_failed_exception()) => Ok(false),
-            Err(e) => Err(AwsError::from_sdk("DeleteItem", e)),
-        }
+        crate::dynamo::conditional(deleted, "DeleteItem")
     }
 
     /// The owner's usage counter (zero if they never uploaded).

@@ -211,6 +211,30 @@ pub struct UploadSession {
 }
 
 impl UploadSession {
+    /// A new open session of `record`'s upload `upload_id`, cut as `limit`, open from the
+    /// record's creation until `expires_at`; no checksum and no token (set them after).
+    pub fn open(
+        record: &crate::metadata::FileRecord,
+        upload_id: UploadId,
+        limit: SessionLimit,
+        expires_at: time::OffsetDateTime,
+    ) -> Self {
+        UploadSession {
+            upload_id,
+            file_id: record.file_id,
+            owner: record.owner.clone(),
+            key: record.key.clone(),
+            filename: record.filename.clone(),
+            content_type: record.content_type,
+            limit,
+            integrity: None,
+            token: None,
+            created_at: record.created_at,
+            expires_at,
+            state: SessionState::Open,
+        }
+    }
+
     /// Bytes of quota reserved when the session started (released if it is aborted).
     /// Allowance sessions reserve nothing up front; they are charged at completion.
     pub fn reserved_bytes(&self) -> u64 {

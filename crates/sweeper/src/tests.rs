@@ -68,20 +68,9 @@ impl World {
     /// An open multipart session of `record`'s upload, ending when the grant does.
     fn session(&self, record: &FileRecord, id: &str) -> UploadId {
         let upload_id = UploadId::parse(id).unwrap();
-        self.repo.insert_session(UploadSession {
-            upload_id: upload_id.clone(),
-            file_id: record.file_id,
-            owner: record.owner.clone(),
-            key: record.key.clone(),
-            filename: record.filename.clone(),
-            content_type: record.content_type,
-            limit: SessionLimit::Planned(PartPlan::for_size(record.size).unwrap()),
-            integrity: None,
-            token: None,
-            created_at: GRANTED,
-            expires_at: GRANTED + Limits::default().pending_ttl,
-            state: SessionState::Open,
-        });
+        let limit = SessionLimit::Planned(PartPlan::for_size(record.size).unwrap());
+        let expires_at = GRANTED + Limits::default().pending_ttl;
+        self.repo.insert_session(UploadSession::open(record, upload_id.clone(), limit, expires_at));
         upload_id
     }
 

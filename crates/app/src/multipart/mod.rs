@@ -112,19 +112,10 @@ impl Multipart {
             .objects
             .create_multipart(&record.key, s.content_type, s.integrity.as_ref().map(|i| i.algorithm))
             .await?;
+        let expires_at = now + self.limits.upload_session_ttl;
         let session = UploadSession {
             integrity: s.integrity,
-            upload_id,
-            file_id,
-            owner: caller.clone(),
-            key: record.key.clone(),
-            filename: record.filename.clone(),
-            content_type: s.content_type,
-            limit: SessionLimit::Planned(plan),
-            token: None,
-            created_at: now,
-            expires_at: now + self.limits.upload_session_ttl,
-            state: SessionState::Open,
+            ..UploadSession::open(&record, upload_id, SessionLimit::Planned(plan), expires_at)
         };
         record.expires_at = Some(session.expires_at);
         let reserved =

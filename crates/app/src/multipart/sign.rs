@@ -265,20 +265,7 @@ impl Multipart {
         let (Some(expires_at), Ok(plan)) = (record.expires_at, PartPlan::for_size(record.size)) else {
             return Err(not_found());
         };
-        let session = UploadSession {
-            upload_id: upload_id.clone(),
-            file_id,
-            owner: caller.clone(),
-            key: key.clone(),
-            filename: record.filename,
-            content_type: record.content_type,
-            integrity: None,
-            limit: SessionLimit::Planned(plan),
-            token: None,
-            created_at: record.created_at,
-            expires_at,
-            state: SessionState::Open,
-        };
+        let session = UploadSession::open(&record, upload_id.clone(), SessionLimit::Planned(plan), expires_at);
         match self.uploads.bind_session(&session, self.limits.max_open_uploads).await {
             Ok(()) => Ok(session),
             // Two parts signed at once: the other request bound it first (or another upload id
