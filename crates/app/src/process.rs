@@ -371,7 +371,13 @@ mod tests {
     fn world_with(renderer: FakeRenderer, scanner: Option<Verdict>) -> World {
         let (repo, objects, renderer) =
             (Arc::new(InMemory::new()), Arc::new(InMemoryObjects::new()), Arc::new(renderer));
-        let settler = Settler { uploads: repo.clone(), objects: objects.clone(), limits: Limits::default() };
+        let delivery = crate::fakes::delivery(objects.clone(), Arc::new(FixedClock(datetime!(2026-12-05 10:00 UTC))));
+        let settler = Settler {
+            uploads: repo.clone(),
+            objects: objects.clone(),
+            delivery: delivery.clone(),
+            limits: Limits::default(),
+        };
         let processing = Processing {
             files: repo.clone(),
             uploads: repo.clone(),
@@ -379,7 +385,7 @@ mod tests {
             settler,
             renderer: renderer.clone(),
             scanner: scanner.map(|v| Arc::new(FakeScanner(Some(v))) as Arc<dyn VirusScanner>),
-            delivery: crate::fakes::delivery(objects.clone(), Arc::new(FixedClock(datetime!(2026-12-05 10:00 UTC)))),
+            delivery,
         };
         World { repo, objects, renderer, processing }
     }
@@ -447,6 +453,45 @@ mod tests {
         let (id, key) = w.arrived("image/jpeg", jpeg(5000)).await;
         assert_eq!(w.processing.process(key.as_str()).await.unwrap(), Processed::Ready { variants: 2 });
         assert!(w.objects.keys_under(&ObjectKey::public_prefix(id)).is_empty());
+    }
+
+    /// The attack (security review, 2026-12-06): a public upload granted without a size (sign
+    /// mode's unsized PUT: nothing reserved, the room at signing time allowed, and as many
+    /// grants as the budget lets) arrives; the thumbnailer makes it READY and publishes it
+    /// before the indexer settles it; the settle refuses it (the quota has no room by then)
+    /// and removed the original and the variants, but the public copies stayed, served by the
+    /// CDN and counted against no quota. Now the refusal unpublishes the file too.
+    #[tokio::test]
+    async fn a_public_upload_refused_by_its_settle_after_it_was_published_is_unpublished() {
+        use crate::ports::{FileGrants, FileUploads};
+        let mut w = world(Ok(two_variants()), None);
+        let cdn = Arc::new(crate::fakes::InMemoryCdn::new());
+        w.processing.delivery.cdn = Some(matbakh_core::delivery::FilesCdn::new("https://files.test", None));
+        w.processing.delivery.edge = Some(cdn.clone());
+        w.processing.settler.delivery = w.processing.delivery.clone();
+        // The quota all but spent by another upload, settled since the grant.
+        let at = datetime!(2026-03-01 12:00 UTC);
+        let name = || DisplayName::parse("dish.jpg").unwrap();
+        let jpg = || ContentType::parse("image/jpeg").unwrap();
+        let quota = w.processing.settler.limits.user_quota_bytes;
+        let other = FileRecord {
+            size: quota - 1000,
+            ..FileRecord::upload(FileId::new(1_772_000_000_000, [9; 10]), alice(), name(), jpg(), at)
+        };
+        w.repo.reserve(&other, quota).await.unwrap();
+        // The unsized grant: a public row that reserves nothing.
+        let id = FileId::new(1_772_000_000_000, [5; 10]);
+        let mut record = FileRecord { size: 5000, ..FileRecord::upload(id, alice(), name(), jpg(), at) };
+        record.labels.visibility = Visibility::Public;
+        w.repo.put_unreserved(&record).await.unwrap();
+        w.objects.put_bytes(&record.key, jpeg(5000));
+
+        assert_eq!(w.processing.process(record.key.as_str()).await.unwrap(), Processed::Ready { variants: 2 });
+        assert_eq!(w.objects.keys_under(&ObjectKey::public_prefix(id)).len(), 3, "published");
+        let (settled, _) = w.processing.settler.settle(id, &record.key).await.unwrap();
+        assert!(matches!(settled, crate::settle::Settled::Refused { .. }), "{settled:?}");
+        assert!(w.objects.keys_under(&ObjectKey::public_prefix(id)).is_empty(), "its public copies are gone");
+        assert_eq!(cdn.invalidations(), [vec![format!("/p/{id}/*")]], "and the CDN forgets them");
     }
 
     #[tokio::test]

@@ -26,6 +26,9 @@ use crate::ports::{ObjectStore, UploadRepo};
 pub struct Settler {
     pub uploads: Arc<dyn UploadRepo>,
     pub objects: Arc<dyn ObjectStore>,
+    /// Where a refused upload's public copies go from (the thumbnailer may have published it
+    /// before the settle).
+    pub delivery: crate::delivery::Delivery,
     pub limits: Limits,
 }
 
@@ -102,6 +105,12 @@ impl Settler {
             Settlement::AlreadySettled => Settled::Already,
             Settlement::Unknown => Settled::Nothing,
             Settlement::Refused(reason) => {
+                // The thumbnailer may have published a public file already: its copies go
+                // first (and the CDN forgets them), or they would stay served, counted nowhere.
+                // Only then: a refusal of anything else asks the CDN for nothing.
+                if self.objects.holds_any(&ObjectKey::public_prefix(id)).await? {
+                    self.delivery.unpublish(id).await?;
+                }
                 self.objects.delete_version(key, accepted.version.as_deref()).await?;
                 self.uploads.reject(id, reason).await?;
                 // The thumbnailer may have made variants already; they go with the original.
@@ -141,7 +150,9 @@ mod tests {
     fn world() -> World {
         let (repo, objects) = (Arc::new(InMemory::new()), Arc::new(InMemoryObjects::new()));
         let limits = Limits { user_quota_bytes: QUOTA, ..Limits::default() };
-        World { settler: Settler { uploads: repo.clone(), objects: objects.clone(), limits }, repo, objects }
+        let delivery = crate::fakes::delivery(objects.clone(), Arc::new(matbakh_core::clock::SystemClock));
+        let settler = Settler { uploads: repo.clone(), objects: objects.clone(), delivery, limits };
+        World { settler, repo, objects }
     }
 
     impl World {

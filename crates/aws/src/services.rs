@@ -157,6 +157,7 @@ impl Services {
         matbakh_app::settle::Settler {
             uploads: Arc::new(self.table.clone()),
             objects: Arc::new(self.store.clone()),
+            delivery: self.delivery(),
             limits: self.limits.clone(),
         }
     }

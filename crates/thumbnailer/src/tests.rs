@@ -29,14 +29,20 @@ struct World {
 
 fn world() -> World {
     let (repo, objects) = (Arc::new(InMemory::new()), Arc::new(InMemoryObjects::new()));
+    let delivery = matbakh_app::fakes::delivery(objects.clone(), Arc::new(matbakh_core::clock::SystemClock));
     let processing = Processing {
         files: repo.clone(),
         uploads: repo.clone(),
         objects: objects.clone(),
-        settler: Settler { uploads: repo.clone(), objects: objects.clone(), limits: Limits::default() },
+        settler: Settler {
+            uploads: repo.clone(),
+            objects: objects.clone(),
+            delivery: delivery.clone(),
+            limits: Limits::default(),
+        },
         renderer: Arc::new(Imaging { limits: ImageLimits::default(), quality: FAST }),
         scanner: None,
-        delivery: matbakh_app::fakes::delivery(objects.clone(), Arc::new(matbakh_core::clock::SystemClock)),
+        delivery,
     };
     World { repo, objects, thumbnailer: Thumbnailer { processing } }
 }

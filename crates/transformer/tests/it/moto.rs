@@ -426,7 +426,8 @@ async fn a_large_output_at_the_default_limit_is_redirected() {
 /// Pins the accepted version as the indexer and the thumbnailer do.
 async fn settler(table: &matbakh_aws::table::FileTable) -> matbakh_app::settle::Settler {
     let (uploads, objects) = (std::sync::Arc::new(table.clone()), std::sync::Arc::new(store().await));
-    matbakh_app::settle::Settler { uploads, objects, limits: matbakh_core::limits::Limits::default() }
+    let delivery = matbakh_app::fakes::delivery(objects.clone(), std::sync::Arc::new(matbakh_core::clock::SystemClock));
+    matbakh_app::settle::Settler { uploads, objects, delivery, limits: matbakh_core::limits::Limits::default() }
 }
 
 async fn files() -> matbakh_aws::table::FileTable {
