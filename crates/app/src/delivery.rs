@@ -160,32 +160,30 @@ impl Delivery {
     /// invalidated in one request, asked for even when nothing was left (a retry's).
     pub async fn make_private(&self, file: FileId, key: &ObjectKey) -> Result<(), Error> {
         let results = self.objects.delete_prefix(&matbakh_core::imgproxy::result_prefix(key.as_str())).await?;
-        if self.cdn.is_none() {
-            return Ok(());
+        if results > 0 {
+            tracing::info!(file_id = %file, results, "transform results of a file made private removed");
         }
-        let copies = self.objects.delete_prefix(&ObjectKey::public_prefix(file)).await?;
-        if let Some(edge) = &self.edge {
-            let mut paths = vec![cdn::public_copies(file)];
-            paths.extend(cdn::file_results(key.as_str()));
-            let reference = format!("{file}-private-{}", self.clock.now().unix_timestamp_nanos());
-            let invalidation = edge.invalidate(&paths, &reference).await?;
-            tracing::info!(file_id = %file, copies, results, invalidation, "made private at the edge");
-        }
-        Ok(())
+        self.take_down(file, cdn::file_results(key.as_str())).await
     }
 
     /// Deletes `file`'s public copies (S3 refuses the CDN at once) and then invalidates their
     /// paths at the CDN. The invalidation is asked for even when no copy was left, so the
     /// retry of a call whose invalidation failed still makes it.
     pub async fn unpublish(&self, file: FileId) -> Result<(), Error> {
+        self.take_down(file, None).await
+    }
+
+    /// [`Self::unpublish`], invalidating `also` (a path of the file's) in the same request.
+    async fn take_down(&self, file: FileId, also: Option<String>) -> Result<(), Error> {
         if self.cdn.is_none() {
             return Ok(());
         }
         let removed = self.objects.delete_prefix(&ObjectKey::public_prefix(file)).await?;
         if let Some(edge) = &self.edge {
+            let paths: Vec<String> = std::iter::once(cdn::public_copies(file)).chain(also).collect();
             let reference = format!("{file}-private-{}", self.clock.now().unix_timestamp_nanos());
-            let invalidation = edge.invalidate(&[cdn::public_copies(file)], &reference).await?;
-            tracing::info!(file_id = %file, removed, invalidation, "public copies removed and invalidated");
+            let invalidation = edge.invalidate(&paths, &reference).await?;
+            tracing::info!(file_id = %file, removed, invalidation, ?paths, "public copies removed and invalidated");
         }
         Ok(())
     }
