@@ -2,9 +2,11 @@
 //! CDN's cache and the metadata store. Every step is idempotent (deleting what is already gone
 //! is no error), so a failed erase is safe to retry and a second one finds nothing left.
 //!
-//! Order: the originals first (nothing can be made from them after), then the CDN's copies of
-//! what is about to go, the derived objects, the replica, and the metadata last (the objects'
-//! keys come from it); the erase is then recorded under a keyed pseudonym (DECISIONS 17). Before
+//! Order: the originals first (nothing can be made from them after), their replica copies, then
+//! the CDN's copies of what is about to go, the derived objects, and file by file (a step at a
+//! time) each file's variants and public copies before its rows (the objects' keys come from
+//! them; an erase that runs out of time keeps what it got through, and its retry starts there),
+//! the rest of the user's items last; the erase is then recorded under a keyed pseudonym (DECISIONS 17). Before
 //! all that, the user is marked erased under the same pseudonym, and each of their migrated
 //! files' legacy paths by its keyed mark: a migration run never copies their legacy files back
 //! (`migrate::copy`), and the legacy redirector answers `410` for their old URLs. Last, the
@@ -23,6 +25,8 @@
 
 use std::sync::Arc;
 
+use futures_util::{StreamExt, TryStreamExt, stream};
+
 use matbakh_core::audit::{AuditAction, PseudonymKey, erased_path, pseudonym};
 use matbakh_core::cdn;
 use matbakh_core::clock::{Clock, iso_millis};
@@ -34,6 +38,14 @@ use time::OffsetDateTime;
 use crate::audit::{Access, Client, Trail};
 use crate::error::Error;
 use crate::ports::{AccountRepo, EdgeCache, EraseAgainQueue, MigrationRecords, ObjectErasure};
+
+/// How many requests of one erase are in flight at once (each file's objects are listed by
+/// their own prefix, its items read by their own key): an account of many thousand files is
+/// erased in the account function's time, and each store sees a handful of requests at once.
+pub const ERASE_IN_FLIGHT: usize = 16;
+
+/// How many files an erase takes in one step (their objects, then their rows).
+const FILES_PER_STEP: usize = 200;
 
 /// What the erase works with.
 #[derive(Clone)]
@@ -162,20 +174,33 @@ impl Erasure {
         let aborted = self.objects.abort_uploads_under(&originals).await?;
         erased.uploads_aborted = aborted.len();
         erased.object_versions = self.objects.delete_prefix(&originals).await?;
-        self.invalidate_cached(owner, &results, &files).await?;
-        for prefix in [results, quarantined, exports] {
-            erased.derived_objects += self.objects.delete_prefix(&prefix).await?;
-        }
-        for f in &files {
-            erased.derived_objects += self.objects.delete_prefix(&ObjectKey::derived_prefix(*f)).await?;
-            erased.derived_objects += self.objects.delete_prefix(&ObjectKey::public_prefix(*f)).await?;
-        }
-        // Then the replica, before the rows: a retry after a failure here still finds everything.
+        // The replica next (its originals are found by prefix, like the bucket's).
         if let Some(replica) = &self.replica {
             erased.replica_versions = replica.delete_prefix(&originals).await?;
         }
+        // Then file by file, a step of them at a time: the CDN's copies of what the step holds
+        // (invalidated before they go), their variants and public copies (the keys come from
+        // the rows), then their rows. An erase that runs out of time keeps what it got through,
+        // so its retry (or the second pass) starts where it stopped.
+        let mut cached = self.cached(owner, &results).await?;
+        let mut shared = Some([results, quarantined, exports]);
+        let steps: Vec<&[FileId]> = if files.is_empty() { vec![&[]] } else { files.chunks(FILES_PER_STEP).collect() };
+        for step in steps {
+            self.invalidate_cached(&mut cached, step).await?;
+            for prefix in shared.take().into_iter().flatten() {
+                erased.derived_objects += self.objects.delete_prefix(&prefix).await?;
+            }
+            let prefixes: Vec<String> =
+                step.iter().flat_map(|f| [ObjectKey::derived_prefix(*f), ObjectKey::public_prefix(*f)]).collect();
+            erased.derived_objects += stream::iter(prefixes)
+                .map(|prefix| async move { self.objects.delete_prefix(&prefix).await })
+                .buffer_unordered(ERASE_IN_FLIGHT)
+                .try_fold(0, |sum, deleted| async move { Ok(sum + deleted) })
+                .await?;
+            erased.items += self.accounts.erase_files(step).await?;
+        }
         erased.files = files.len();
-        erased.items = self.accounts.erase(owner, &files, &aborted).await? + usize::from(counters);
+        erased.items += self.accounts.erase(owner, &aborted).await? + usize::from(counters);
 
         let result = format!(
             "ok: {} files, {} object versions, {} in the replica, {} derived objects, {} items",
@@ -195,40 +220,74 @@ impl Erasure {
         Ok(erased)
     }
 
-    /// Invalidates the files CDN's copies of what the erase is about to delete (security review
-    /// 16.4), in one request: the user's transform results (one wildcard path), every variant
-    /// and every public copy (their keys name no user, and a wildcard a file would soon pass the
-    /// 15 CloudFront has in progress at once). Only what the bucket still holds, so an erase of
-    /// nothing invalidates nothing; after the originals (nothing can be made again) and before
-    /// these deletes, so the retry after a failed invalidation finds them and tries again.
-    async fn invalidate_cached(&self, owner: &UserId, results: &str, files: &[FileId]) -> Result<(), Error> {
-        let Some(edge) = &self.delivery.edge else { return Ok(()) };
-        let mut paths = Vec::new();
-        if self.objects.holds_any(results).await? {
-            paths.push(cdn::user_results(owner));
-        }
-        if let Some(files_cdn) = &self.delivery.cdn {
-            for (prefix, path) in [
-                (ObjectKey::derived_prefix as fn(FileId) -> String, cdn::all_variants(files_cdn.base_url())),
+    /// What the files CDN may cache of the user's (security review 16.4): their transform
+    /// results (one wildcard path of their own), if the bucket holds any, and every variant and
+    /// every public copy (their keys name no user, and a wildcard a file would soon pass the 15
+    /// invalidations CloudFront has in progress at once), asked for when a step finds one.
+    async fn cached(&self, owner: &UserId, results: &str) -> Result<Cached, Error> {
+        let Some(edge) = &self.delivery.edge else { return Ok(Cached::default()) };
+        let results = match self.objects.holds_any(results).await? {
+            true => vec![cdn::user_results(owner)],
+            false => Vec::new(),
+        };
+        let wildcards = match &self.delivery.cdn {
+            Some(files_cdn) => vec![
+                (ObjectKey::derived_prefix as FilePrefix, cdn::all_variants(files_cdn.base_url())),
                 (ObjectKey::public_prefix, cdn::all_public_copies()),
-            ] {
-                for file in files {
-                    if self.objects.holds_any(&prefix(*file)).await? {
-                        paths.push(path);
-                        break;
-                    }
-                }
-            }
-        }
-        self.invalidate(edge.as_ref(), &paths).await
+            ],
+            None => Vec::new(),
+        };
+        Ok(Cached { edge: Some(edge.clone()), results, wildcards })
     }
 
-    async fn invalidate(&self, edge: &dyn EdgeCache, paths: &[String]) -> Result<(), Error> {
+    /// Invalidates, in one request, what of `cached` the erase is about to delete with `files`:
+    /// each path once an erase, after the originals (nothing can be made again) and before the
+    /// deletes, so the retry after a failed invalidation finds them and tries again. Only what
+    /// the bucket still holds, so an erase of nothing invalidates nothing.
+    async fn invalidate_cached(&self, cached: &mut Cached, files: &[FileId]) -> Result<(), Error> {
+        let Some(edge) = cached.edge.clone() else { return Ok(()) };
+        let mut paths = std::mem::take(&mut cached.results);
+        let mut unseen = Vec::new();
+        for (prefix, path) in std::mem::take(&mut cached.wildcards) {
+            match self.holds_any(files.iter().map(|f| prefix(*f)).collect()).await? {
+                true => paths.push(path),
+                false => unseen.push((prefix, path)),
+            }
+        }
         if !paths.is_empty() {
             let reference = format!("erase-{}", self.clock.now().unix_timestamp_nanos());
-            let invalidation = edge.invalidate(paths, &reference).await?;
+            let invalidation = edge.invalidate(&paths, &reference).await?;
             tracing::info!(invalidation, ?paths, "the user's cached files invalidated at a CDN");
         }
+        cached.wildcards = unseen;
         Ok(())
     }
+
+    /// Whether anything is stored under any of `prefixes`, [`ERASE_IN_FLIGHT`] asked at a
+    /// time; the first found ends the search.
+    async fn holds_any(&self, prefixes: Vec<String>) -> Result<bool, Error> {
+        let mut checks = stream::iter(prefixes)
+            .map(|prefix| async move { self.objects.holds_any(&prefix).await })
+            .buffer_unordered(ERASE_IN_FLIGHT);
+        while let Some(held) = checks.next().await {
+            if held? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
 }
+
+/// The files CDN's paths an erase has yet to invalidate ([`Erasure::invalidate_cached`]).
+#[derive(Default)]
+struct Cached {
+    edge: Option<Arc<dyn EdgeCache>>,
+    /// The user's transform results' path, until asked for.
+    results: Vec<String>,
+    /// The paths of every variant and every public copy, each with the prefix of a file's
+    /// objects it caches, until a step finds one of those.
+    wildcards: Vec<(FilePrefix, String)>,
+}
+
+/// Where a file's objects of one kind are (its variants', its public copies').
+type FilePrefix = fn(FileId) -> String;

@@ -267,11 +267,15 @@ pub trait AccountRepo: Send + Sync {
     /// The ids of every file of `owner`, whatever its status.
     async fn file_ids(&self, owner: &UserId) -> PortResult<Vec<FileId>>;
 
-    /// Deletes every item that holds `owner`'s data: their files (with tags and search words),
-    /// the sessions of those files and of `uploads`, shares, sessions, tokens, exports, audit
-    /// trail. Answers how many; a second call finds none. Their storage account is
-    /// [`Self::close`]'s and [`Self::reopen`]'s.
-    async fn erase(&self, owner: &UserId, files: &[FileId], uploads: &[String]) -> PortResult<usize>;
+    /// Deletes every item of `files`: each file's row (with its tags and search words) and the
+    /// upload session it names. Answers how many; a second call finds none.
+    async fn erase_files(&self, files: &[FileId]) -> PortResult<usize>;
+
+    /// Deletes every other item that holds `owner`'s data: the sessions of `uploads`, shares,
+    /// sessions, tokens, exports, legacy mappings, budget counters, audit trail. Answers how
+    /// many; a second call finds none. Their files are [`Self::erase_files`]'; their storage
+    /// account is [`Self::close`]'s and [`Self::reopen`]'s.
+    async fn erase(&self, owner: &UserId, uploads: &[String]) -> PortResult<usize>;
 
     /// Closes `owner`'s storage account for the erase made at `erased_at` (whole seconds): its
     /// counters go, and every upload grant is refused ([`PortError::AccountErased`], where the

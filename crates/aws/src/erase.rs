@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
+use futures_util::{StreamExt, TryStreamExt};
+use matbakh_app::erase::ERASE_IN_FLIGHT;
 use matbakh_core::ids::{FileId, UserId};
 
 use crate::dynamo::{opt_str, query_all, s};
@@ -24,29 +26,32 @@ impl FileTable {
             .collect())
     }
 
-    /// Deletes every item that holds `owner`'s data: their files' items (and the upload
-    /// sessions the file rows name), the sessions of `uploads` (those the bucket still had
+    /// Deletes every item of `files` (each file's row with its tag and word items, and the
+    /// upload session a multipart row names). Answers how many. The files are read
+    /// [`ERASE_IN_FLIGHT`] at a time: an account of thousands of files fits in the erase's time.
+    pub async fn erase_file_items(&self, files: &[FileId]) -> Result<usize, AwsError> {
+        let reads = futures_util::stream::iter(files.iter().copied())
+            .map(|id| async move { self.items_where(None, PK, &file_pk(id)).await })
+            .buffer_unordered(ERASE_IN_FLIGHT)
+            .try_collect::<Vec<_>>()
+            .await?;
+        let mut keys: Vec<Key> = Vec::new();
+        let mut sessions: Vec<String> = Vec::new();
+        for item in reads.iter().flatten() {
+            keys.extend(key_of(item));
+            sessions.extend(opt_str(item, "uploadId").map(str::to_owned));
+        }
+        keys.extend(self.existing_sessions(sessions).await?);
+        self.delete_keys(keys).await
+    }
+
+    /// Deletes every other item that holds `owner`'s data (their files' are
+    /// [`Self::erase_file_items`]'): the sessions of `uploads` (those the bucket still had
     /// open), shares, open sessions, tokens, exports, legacy path mappings, request budgets'
     /// counters (their TTL may take days), audit trail. Answers how many. Not the usage item:
     /// the erase closes it first and reopens (deletes) it last ([`FileTable::close_account`]).
-    pub async fn erase_items(&self, owner: &UserId, files: &[FileId], uploads: &[String]) -> Result<usize, AwsError> {
-        let mut keys: Vec<Key> = Vec::new();
-        let mut sessions: Vec<String> = uploads.to_vec();
-        for id in files {
-            // The file row and its tag and word items share its pk; a multipart row names its
-            // session.
-            for item in self.items_where(None, PK, &file_pk(*id)).await? {
-                keys.extend(key_of(&item));
-                sessions.extend(opt_str(&item, "uploadId").map(str::to_owned));
-            }
-        }
-        sessions.sort();
-        sessions.dedup();
-        for upload in sessions {
-            if self.get_item(schema::key(format!("UPLOAD#{upload}"), "SESSION")).await?.is_some() {
-                keys.push((format!("UPLOAD#{upload}"), "SESSION".into()));
-            }
-        }
+    pub async fn erase_items(&self, owner: &UserId, uploads: &[String]) -> Result<usize, AwsError> {
+        let mut keys = self.existing_sessions(uploads.to_vec()).await?;
         let partitions = [
             format!("SHARES#{owner}"),
             format!("UPLOADS#{owner}"),
@@ -60,6 +65,25 @@ impl FileTable {
         keys.extend(self.items_where(None, PK, &format!("AUDIT#{owner}")).await?.iter().filter_map(key_of));
         let counters = self.items_where(None, PK, &schema::user_pk(owner)).await?;
         keys.extend(counters.iter().filter_map(key_of).filter(|(_, sk)| sk != "USAGE"));
+        self.delete_keys(keys).await
+    }
+
+    /// The keys of the upload sessions among `uploads` the table still holds.
+    async fn existing_sessions(&self, mut uploads: Vec<String>) -> Result<Vec<Key>, AwsError> {
+        uploads.sort();
+        uploads.dedup();
+        let found = futures_util::stream::iter(uploads)
+            .map(|upload| async move {
+                let key = (format!("UPLOAD#{upload}"), "SESSION".to_owned());
+                Ok::<_, AwsError>(self.get_item(schema::key(&key.0, &key.1)).await?.map(|_| key))
+            })
+            .buffer_unordered(ERASE_IN_FLIGHT)
+            .try_collect::<Vec<_>>()
+            .await?;
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    async fn delete_keys(&self, mut keys: Vec<Key>) -> Result<usize, AwsError> {
         keys.sort();
         keys.dedup();
         let requests = keys

@@ -277,8 +277,12 @@ impl AccountRepo for FileTable {
         Ok(self.all_file_ids(owner).await?)
     }
 
-    async fn erase(&self, owner: &UserId, files: &[FileId], uploads: &[String]) -> PortResult<usize> {
-        Ok(self.erase_items(owner, files, uploads).await?)
+    async fn erase_files(&self, files: &[FileId]) -> PortResult<usize> {
+        Ok(self.erase_file_items(files).await?)
+    }
+
+    async fn erase(&self, owner: &UserId, uploads: &[String]) -> PortResult<usize> {
+        Ok(self.erase_items(owner, uploads).await?)
     }
 
     async fn close(&self, owner: &UserId, erased_at: i64) -> PortResult<bool> {

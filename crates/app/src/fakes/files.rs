@@ -264,9 +264,17 @@ impl AccountRepo for InMemory {
         Ok(st.files.values().map(|s| &s.details.record).filter(|r| r.owner == *owner).map(|r| r.file_id).collect())
     }
 
-    /// Counts one item for each file, session, share, token, export, budget counter and audit
-    /// record.
-    async fn erase(&self, owner: &UserId, _files: &[FileId], _uploads: &[String]) -> PortResult<usize> {
+    /// Counts one item for each file.
+    async fn erase_files(&self, files: &[FileId]) -> PortResult<usize> {
+        let mut st = lock(&self.state);
+        let before = items(&st);
+        st.files.retain(|id, _| !files.contains(id));
+        Ok(before - items(&st))
+    }
+
+    /// Counts one item for each file left, session, share, token, export, budget counter and
+    /// audit record.
+    async fn erase(&self, owner: &UserId, _uploads: &[String]) -> PortResult<usize> {
         let mut st = lock(&self.state);
         let before = items(&st);
         st.files.retain(|_, s| s.details.record.owner != *owner);
