@@ -293,7 +293,9 @@ function resultKey(path, accept, pairs, now) {
     key = url.slice(j + 1);
   } else if (url.indexOf('://') >= 0) throw FORBIDDEN;
   if (key.indexOf(SOURCES) || /(^|\/)\.\.?(\/|$)/.test(key) || /[\x00-\x1f\x7f-\x9f]/.test(key)) throw FORBIDDEN;
-  var result = 'results/' + key + '/' + ENCODER + '/' + canonical(o) + '.';
+  // An expiring URL's result is not a never-expiring one's (core::imgproxy::result_key): a
+  // private file's owner's URL must not store what its old public URLs would then find.
+  var result = 'results/' + key + '/' + ENCODER + '/' + canonical(o) + (o.exp > 0 ? ',exp' : '') + '.';
   // core::imgproxy::MAX_RESULT_KEY_BYTES: S3's longest key, with the longest extension.
   if (Buffer.byteLength(result + 'legacy', 'utf8') > 1024) throw MAL;
   return result + (o.f || (accept === 'jpeg' ? 'legacy' : accept));

@@ -104,7 +104,10 @@ test("forged, tampered and un-expired URLs are refused before any result is look
   refused(await handler(transform(`/${sign(expiring)}${path}`)), 403, "bad_signature", "exp removed");
   // The same URL is fine until it expires (the clock is the function's, injected).
   const before = load(PAIRS, now - 61);
-  assert.equal((await before(transform(signed(expiring)))).uri, encodeKey("results/users/u/f/a.jpg/e2/w:300.webp"));
+  assert.equal((await before(transform(signed(expiring)))).uri, encodeKey("results/users/u/f/a.jpg/e2/w:300,exp.webp"));
+  // Security review 20 (edge 1): an expiring URL's result is not the never-expiring one's, so
+  // what a private file's owner's URL stores is never found under its old public URLs.
+  assert.notEqual((await before(transform(signed(expiring)))).uri, good.uri);
   // Rotation: a URL signed with the second pair is accepted; with a pair not in the store, not.
   assert.equal((await handler(transform(signed(path, 1)))).uri, good.uri);
   const onlyFirst = load({ pairs: `${KEYS[0]}:${SALTS[0]}` });

@@ -323,6 +323,28 @@ class FilesCdn(unittest.TestCase):
         rule, = [r for r in RES["FilesBucket"]["Properties"]["LifecycleConfiguration"]["Rules"] if r.get("Prefix") == "p/"]
         self.assertEqual(rule["NoncurrentVersionExpiration"], {"NoncurrentDays": 1}, "a deleted copy's old version goes")
 
+    def test_transform_results_are_removed_by_whoever_takes_a_file_off_the_cdn(self):
+        # Security review 20 (edge): making a public file private deletes its stored transform
+        # results (its never-expiring image URLs must serve nothing); without these rights the
+        # deployed request failed with AccessDenied and the file stayed public.
+        rights = {}
+        for name, res in RES.items():
+            if res["Type"] not in IDENTITY_TYPES:
+                continue
+            for st in statements(res.get("Properties") or {}):
+                if st.get("Effect") != "Allow":
+                    continue
+                resources = subs(st.get("Resource", []))
+                prefixes = as_list((st.get("Condition") or {}).get("StringLike", {}).get("s3:prefix", []))
+                if {"${FilesBucket.Arn}/results/*", "${FilesBucket.Arn}/results/users/*"} & set(resources) or \
+                        {"results/*", "results/users/*"} & set(prefixes):
+                    rights.setdefault(name, set()).update(as_list(st["Action"]))
+        purge = {"s3:DeleteObject", "s3:DeleteObjectVersion", "s3:ListBucketVersions"}
+        self.assertLessEqual(purge, rights.get("FilesApiFunction", set()), "made private: its results go")
+        self.assertLessEqual(purge, rights.get("IndexerFunction", set()), "deleted or overwritten")
+        self.assertLessEqual(purge, rights.get("AccountFunction", set()), "erased")
+        self.assertEqual(rights["TransformerFunction"], {"s3:GetObject", "s3:PutObject", "s3:ListBucket"})
+
     def test_it_is_the_one_files_domain_that_took_the_image_cdns_place(self):
         self.assertEqual(CFG["HttpVersion"], "http2and3")
         self.assertEqual(CFG["PriceClass"], "PriceClass_100")

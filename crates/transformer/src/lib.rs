@@ -511,7 +511,7 @@ async fn transform<S: Store>(t: &Transformer<S>, path: &str, headers: &HeaderMap
     // private it serves nothing, as for a file that is gone (a private file's URLs expire).
     let version = if source_key.as_str().starts_with(USER_FILES) {
         let accepted = t.store.accepted(source_key).await?.ok_or(TransformError::SourceMissing)?;
-        if url.options.expires.is_none() && !accepted.public {
+        if !url.options.expiring() && !accepted.public {
             return Err(TransformError::SourceMissing);
         }
         Some(accepted.version)

@@ -127,4 +127,9 @@ async fn a_url_that_never_expires_reads_only_a_public_file() {
     let exp = time::OffsetDateTime::now_utc().unix_timestamp() + 3600;
     let (status, _, _) = get(&t, &signed(&format!("/w:100/exp:{exp}/plain/{key}@webp")), &[]).await;
     assert_eq!(status, StatusCode::OK, "a private file's own (expiring) URL");
+    // Security review 20 (edge 1): that result is stored where the never-expiring URL does not
+    // look (the edge serves a stored result by its key alone, before the transformer is asked).
+    let stored = t.store.keys_under("results/");
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert!(stored[0].ends_with(",exp.webp"), "{stored:?}");
 }

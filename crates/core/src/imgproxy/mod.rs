@@ -164,11 +164,22 @@ impl TransformUrl {
     }
 
     /// Where the result for `format` is stored: `results/{source key}/{version}/{canonical}.{ext}`
-    /// (DECISIONS 18). `version` names the encoder build, so a new encoder never serves old bytes;
-    /// every result of one source shares the prefix `results/{source key}/` (purge on overwrite).
+    /// (DECISIONS 18), with `,exp` after the canonical options for a URL that expires.
+    /// `version` names the encoder build, so a new encoder never serves old bytes; every result
+    /// of one source shares the prefix `results/{source key}/` (purge on overwrite).
+    ///
+    /// A URL that never expires (a public file's) and one that does (a private file's, or any
+    /// file's asked for by its owner) name different results, though their bytes are the same:
+    /// once a file is private, the edge must not find a result made for its owner's expiring
+    /// URL under its never-expiring ones (security review 20, edge finding 1).
     pub fn result_key(&self, version: &str, output: OutputChoice) -> ObjectKey {
         let prefix = result_prefix(self.source.key.as_str());
-        ObjectKey::checked(format!("{prefix}{version}/{}.{}", self.options.canonical(), output.key_extension()))
+        let expiring = if self.options.expiring() { ",exp" } else { "" };
+        ObjectKey::checked(format!(
+            "{prefix}{version}/{}{expiring}.{}",
+            self.options.canonical(),
+            output.key_extension()
+        ))
     }
 }
 

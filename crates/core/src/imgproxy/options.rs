@@ -584,6 +584,12 @@ pub(super) fn num(v: f64) -> String {
 }
 
 impl Options {
+    /// Whether the URL expires: `exp` after the epoch (imgproxy takes `exp:0` and earlier as
+    /// none, and so does the edge).
+    pub fn expiring(&self) -> bool {
+        self.expires.is_some_and(|at| at > 0)
+    }
+
     /// Applies one `name:arg:arg` segment.
     pub fn apply(&mut self, segment: &str, presets: &Presets) -> Result<(), UrlError> {
         let mut parts = segment.split(':');

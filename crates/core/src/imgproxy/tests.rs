@@ -265,6 +265,14 @@ fn result_keys_live_under_the_source_and_name_the_encoder() {
     assert_eq!((legacy.format(true), legacy.format(false)), (Format::Png, Format::Jpeg));
     assert!(url.result_key("e1", webp).as_str().starts_with(&result_prefix("users/u/f/a.jpg")));
     assert_ne!(url.result_key("e1", webp), url.result_key("e2", webp));
+    // An expiring URL names another result than the never-expiring one (a private file's
+    // owner's URL must not store what its old public URLs find); `exp:0` never expires.
+    let never = unsigned("/_/w:300/plain/users/u/f/a.jpg").unwrap();
+    let expiring = unsigned(&format!("/_/w:300/exp:{}/plain/users/u/f/a.jpg", NOW + 60)).unwrap();
+    let zero = unsigned("/_/w:300/exp:0/plain/users/u/f/a.jpg").unwrap();
+    assert_eq!(expiring.result_key("e1", webp).as_str(), "results/users/u/f/a.jpg/e1/w:300,exp.webp");
+    assert_ne!(never.result_key("e1", webp), expiring.result_key("e1", webp));
+    assert_eq!(never.result_key("e1", webp), zero.result_key("e1", webp));
 }
 
 #[test]
