@@ -286,8 +286,13 @@ impl Redirector {
                         let bytes = body.len() as u64;
                         let mut resp = Response::new(Body::from(body));
                         *resp.status_mut() = status;
+                        let origin = headers.get(header::CACHE_CONTROL).and_then(|v| v.to_str().ok());
+                        let cache = value(&reason.cache_control(origin));
                         *resp.headers_mut() = headers;
-                        resp.headers_mut().insert("x-legacy-answer", answer);
+                        let h = resp.headers_mut();
+                        h.remove(header::EXPIRES);
+                        h.insert(header::CACHE_CONTROL, cache);
+                        h.insert("x-legacy-answer", answer);
                         (resp, Served::Fallback { bytes })
                     }
                     Fetched::TooLarge { url } => {

@@ -107,6 +107,9 @@ async fn legacy_origin(photo: &[u8]) -> String {
                 .header(header::ETAG, "\"v1\"")
                 .header(header::LAST_MODIFIED, "Sun, 14 Jul 2019 00:00:00 GMT")
                 .header("x-powered-by", "legacy")
+                // What a web server usually says of uploads; the legacy CDN would keep it a year.
+                .header(header::CACHE_CONTROL, "public, max-age=31536000, immutable")
+                .header(header::EXPIRES, "Thu, 31 Dec 2037 23:55:55 GMT")
                 .body(Body::from(body))
                 .unwrap()
         }
@@ -283,6 +286,7 @@ async fn an_unverified_run_keeps_its_files_on_the_legacy_store() {
         (status, h["x-legacy-answer"].to_str().unwrap(), body == f.photo),
         (StatusCode::OK, "legacy; not_verified", true)
     );
+    assert_eq!(h[header::CACHE_CONTROL], "no-store", "on its way: not cached");
 }
 
 #[tokio::test]
@@ -304,7 +308,12 @@ async fn files_deleted_on_the_platform_are_gone_not_served_from_the_legacy_store
 async fn an_erased_users_old_urls_are_gone_and_the_legacy_store_is_not_read() {
     let f = fixture().await;
     let erased = "shop/42/menu card.jpg";
-    assert_eq!(f.get("/uploads/shop/42/menu%20card.jpg").await.0, StatusCode::OK, "served before the erase");
+    let (status, h, _) = f.get("/uploads/shop/42/menu%20card.jpg").await;
+    assert_eq!(status, StatusCode::OK, "served before the erase");
+    // ... but for 5 minutes at most (the origin asked for a year): the legacy CDN's copy must
+    // not outlive the erase's 410 (security review 20, migration 2).
+    assert_eq!(h[header::CACHE_CONTROL], "public, max-age=300");
+    assert!(h.get(header::EXPIRES).is_none());
     f.state.0.lock().unwrap().erased.insert(erased.to_owned());
     let (status, h, body) = f.get("/uploads/shop/42/menu%20card.jpg").await;
     assert_eq!((status, h["x-legacy-answer"].to_str().unwrap()), (StatusCode::GONE, "gone"));

@@ -84,6 +84,23 @@ impl FallbackReason {
             FallbackReason::NotReady => "not_ready",
         }
     }
+
+    /// The `Cache-Control` of a legacy answer read through for this reason, whatever the legacy
+    /// origin asked (`public, max-age=31536000` is usual for uploads, and the legacy CDN obeys
+    /// it): a cached copy may outlive what happens on the platform since (an erase, a delete, a
+    /// quarantine: the redirector answers `410` then) by [`REDIRECT_MAX_AGE_SECONDS`] at most,
+    /// a file on its way (not verified, not ready) is not cached at all, and an origin's own
+    /// `no-store`, `no-cache` or `private` stays.
+    pub fn cache_control(self, origin: Option<&str>) -> String {
+        let stricter = origin.filter(|o| {
+            o.split(',').any(|d| matches!(d.trim().to_ascii_lowercase().as_str(), "no-store" | "no-cache" | "private"))
+        });
+        match (self, stricter) {
+            (FallbackReason::NotVerified | FallbackReason::NotReady, _) => "no-store".into(),
+            (_, Some(origin)) => origin.to_owned(),
+            _ => format!("public, max-age={REDIRECT_MAX_AGE_SECONDS}"),
+        }
+    }
 }
 
 /// The redirector's answer.
@@ -185,6 +202,22 @@ pub fn legacy_path(url_path: &str, url_prefix: &str) -> Result<String, CoreError
 
 #[cfg(test)]
 mod tests {
+    /// Security review 20 (migration 2): a legacy answer is cached 5 minutes at most, whatever
+    /// the origin asked, so an erased user's old URL answers `410` from the CDN too.
+    #[test]
+    fn a_legacy_answer_is_cached_briefly_whatever_the_origin_asked() {
+        let year = Some("public, max-age=31536000, immutable");
+        for reason in [FallbackReason::NotSwitched, FallbackReason::NotMigrated] {
+            assert_eq!(reason.cache_control(year), "public, max-age=300");
+            assert_eq!(reason.cache_control(None), "public, max-age=300");
+            assert_eq!(reason.cache_control(Some("private, max-age=60")), "private, max-age=60");
+            assert_eq!(reason.cache_control(Some("No-Store")), "No-Store");
+        }
+        for reason in [FallbackReason::NotVerified, FallbackReason::NotReady] {
+            assert_eq!(reason.cache_control(year), "no-store");
+        }
+    }
+
     use super::*;
     use crate::ids::UserId;
 
