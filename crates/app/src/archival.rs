@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use crate::audit::{Access, Client};
 use crate::error::Error;
 use crate::files::Files;
-use crate::view::FileView;
+use crate::view::{AdministeredView, Shown};
 
 /// Why an original cannot be read now, if it cannot: archived (restore it first), or being
 /// restored (with the time S3 promised).
@@ -55,11 +55,13 @@ impl Files {
     /// lifecycle, which moves it at its next run (S3 runs lifecycle rules once a day); the row
     /// says when it was asked and becomes ARCHIVED when S3 reports the move. Asking again
     /// changes nothing.
-    pub async fn archive(&self, caller: &UserId, client: &Client, id: FileId) -> Result<FileView, Error> {
+    pub async fn archive(&self, caller: &UserId, client: &Client, id: FileId) -> Result<Shown, Error> {
         let d = self.own_or_administered(caller, id).await?;
         match d.record.status {
             FileStatus::Ready if d.archival.requested_at.is_none() => {}
-            FileStatus::Ready | FileStatus::Archived | FileStatus::Restoring => return self.view(&d).await,
+            FileStatus::Ready | FileStatus::Archived | FileStatus::Restoring => {
+                return self.unchanged(caller, client, &d, AuditAction::Archive).await;
+            }
             FileStatus::Pending => {
                 return Err(Error::conflict("upload_incomplete", "the file has not arrived yet"));
             }
@@ -89,11 +91,11 @@ impl Files {
         client: &Client,
         id: FileId,
         tier: RestoreTier,
-    ) -> Result<FileView, Error> {
+    ) -> Result<Shown, Error> {
         let d = self.own_or_administered(caller, id).await?;
         match d.record.status {
             FileStatus::Archived => {}
-            FileStatus::Restoring => return self.view(&d).await,
+            FileStatus::Restoring => return self.unchanged(caller, client, &d, AuditAction::Unarchive).await,
             _ => return Err(Error::conflict("not_archived", "the file is not archived")),
         }
         let r = &d.record;
@@ -113,10 +115,34 @@ impl Files {
         self.shown(caller, id).await
     }
 
-    /// The file as it is now, to its owner or an administrator.
-    async fn shown(&self, caller: &UserId, id: FileId) -> Result<FileView, Error> {
+    /// The file as it is now: to its owner the whole view; to an administrator only where it
+    /// stands (security review 20: these routes showed them the file's name, metadata, EXIF and
+    /// its private variants' URLs).
+    async fn shown(&self, caller: &UserId, id: FileId) -> Result<Shown, Error> {
         let d = self.own_or_administered(caller, id).await?;
-        self.view(&d).await
+        self.seen(caller, &d).await
+    }
+
+    async fn seen(&self, caller: &UserId, d: &FileDetails) -> Result<Shown, Error> {
+        Ok(match *caller == d.record.owner {
+            true => Shown::Owner(Box::new(self.view(d).await?)),
+            false => Shown::Administrator(AdministeredView::of(d)),
+        })
+    }
+
+    /// A request that changes nothing (asked again): the file as it is, and an administrator's
+    /// request in the owner's trail all the same.
+    async fn unchanged(
+        &self,
+        caller: &UserId,
+        client: &Client,
+        d: &FileDetails,
+        action: AuditAction,
+    ) -> Result<Shown, Error> {
+        if *caller != d.record.owner {
+            self.audit.record(client, acted(caller, d, action, "unchanged")).await?;
+        }
+        self.seen(caller, d).await
     }
 
     /// Tags a newly accepted original with its type class, which the lifecycle's archive rules

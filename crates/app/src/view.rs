@@ -95,6 +95,44 @@ impl ArchiveView {
     }
 }
 
+/// A file as an administrator sees it where they act on another's (archive, restore): where it
+/// stands, never what it holds (its name, metadata, EXIF, URLs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdministeredView {
+    pub file_id: String,
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive: Option<ArchiveView>,
+}
+
+impl AdministeredView {
+    pub fn of(d: &FileDetails) -> Self {
+        AdministeredView {
+            file_id: d.record.file_id.to_string(),
+            status: d.record.status.as_str(),
+            archive: ArchiveView::of(&d.archival),
+        }
+    }
+}
+
+/// A file as the caller of a request its owner or an administrator may make sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Shown {
+    Owner(Box<FileView>),
+    Administrator(AdministeredView),
+}
+
+impl Shown {
+    pub fn status(&self) -> &'static str {
+        match self {
+            Shown::Owner(view) => view.status,
+            Shown::Administrator(view) => view.status,
+        }
+    }
+}
+
 /// A public file as anyone may see it (a user's public page): what a page needs to show it, its
 /// stable CDN URLs, nothing else (no tags, metadata, hash, EXIF or dates).
 #[derive(Debug, Clone, PartialEq, Serialize)]

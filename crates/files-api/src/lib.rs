@@ -52,7 +52,7 @@ use matbakh_api::body::JsonObject;
 use matbakh_api::{ApiError, Authenticator, Caller};
 use matbakh_app::files::{Change, Files};
 use matbakh_app::images::{Images, Signer, Wanted};
-use matbakh_app::view::FileView;
+use matbakh_app::view::{FileView, Shown};
 use matbakh_aws::Services;
 use matbakh_core::audit::{AuditAction, DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE};
 use matbakh_core::ids::{FileId, UserId};
@@ -396,7 +396,7 @@ async fn restore(
 #[utoipa::path(post, path = "/v1/files/{fileId}/archive", operation_id = "archive_file", tag = "files-api",
     params(("fileId" = String, Path, description = "The file's id")),
     responses(
-        (status = 202, description = "The file, with `archive.requestedAt`"),
+        (status = 202, description = "The file, with `archive.requestedAt` (to an administrator acting on another's file: only `fileId`, `status` and `archive`)"),
         (status = 401, description = "No valid token"),
         (status = 404, description = "No such file of the caller's (an administrator's: of anyone's)"),
         (status = 409, description = "`upload_incomplete`, or `not_archivable` (only a READY file)"),
@@ -407,7 +407,7 @@ async fn archive(
     caller: Caller,
     client: Client,
     Path(raw_id): Path<String>,
-) -> Result<(StatusCode, Json<FileView>), ApiError> {
+) -> Result<(StatusCode, Json<Shown>), ApiError> {
     let file = api.cases.files.archive(&caller.user, &client.0, file_id(&raw_id)?).await?;
     Ok((StatusCode::ACCEPTED, Json(file)))
 }
@@ -422,7 +422,7 @@ async fn archive(
     params(("fileId" = String, Path, description = "The file's id")),
     request_body(content = Value, description = "`{tier?: \"Expedited\" | \"Standard\" | \"Bulk\"}`"),
     responses(
-        (status = 202, description = "The file, `RESTORING`"),
+        (status = 202, description = "The file, `RESTORING` (to an administrator acting on another's file: only `fileId`, `status` and `archive`)"),
         (status = 400, description = "`tier` is not a tier (or one the archive class does not offer)"),
         (status = 401, description = "No valid token"),
         (status = 404, description = "No such file of the caller's (an administrator's: of anyone's)"),
@@ -435,7 +435,7 @@ async fn unarchive(
     client: Client,
     Path(raw_id): Path<String>,
     body: Bytes,
-) -> Result<(StatusCode, Json<FileView>), ApiError> {
+) -> Result<(StatusCode, Json<Shown>), ApiError> {
     let id = file_id(&raw_id)?;
     let tier = if body.is_empty() {
         RestoreTier::Standard

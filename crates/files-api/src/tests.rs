@@ -660,6 +660,12 @@ async fn an_administrator_archives_and_restores_someone_elses_file_and_the_owner
     assert_eq!((status, file["fileId"].as_str()), (StatusCode::ACCEPTED, Some(id.to_string().as_str())), "{file}");
     assert!(file["archive"]["requestedAt"].is_string(), "{file}");
     assert_eq!(w.get(&format!("/v1/files/{id}"), ADMIN).await.0, StatusCode::NOT_FOUND, "no other route opens");
+    // Security review 20: nor does this one show the administrator the file (its name, metadata,
+    // EXIF, variants' URLs): only where it stands. Asking again is in the owner's trail too.
+    let shown: Vec<&String> = file.as_object().unwrap().keys().collect();
+    assert_eq!(shown, ["archive", "fileId", "status"], "{file}");
+    let (status, again) = w.call(NOW, Method::POST, &archive, Some(ADMIN), None).await;
+    assert_eq!((status, again["status"].as_str(), again.get("name")), (StatusCode::ACCEPTED, Some("READY"), None));
 
     w.objects.transition(&key, &version, "GLACIER");
     assert!(w.api(NOW).cases.files.transitioned(id, Some(&version)).await.unwrap());
@@ -668,6 +674,7 @@ async fn an_administrator_archives_and_restores_someone_elses_file_and_the_owner
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, file) = w.call(NOW, Method::POST, &unarchive, Some(ADMIN), Some(json!({"tier": "Bulk"}))).await;
     assert_eq!((status, file["status"].as_str()), (StatusCode::ACCEPTED, Some("RESTORING")), "{file}");
+    assert!(file.get("variants").is_none() && file.get("name").is_none(), "{file}");
 
     let acts: Vec<(String, AuditAction, String)> = w
         .repo
@@ -679,7 +686,11 @@ async fn an_administrator_archives_and_restores_someone_elses_file_and_the_owner
     let by_admin = format!("admin:{ADMIN}");
     assert_eq!(
         acts,
-        [("alice".into(), AuditAction::Archive, by_admin.clone()), ("alice".into(), AuditAction::Unarchive, by_admin)]
+        [
+            ("alice".into(), AuditAction::Archive, by_admin.clone()),
+            ("alice".into(), AuditAction::Archive, by_admin.clone()),
+            ("alice".into(), AuditAction::Unarchive, by_admin)
+        ]
     );
 }
 

@@ -607,7 +607,7 @@ async fn an_original_goes_to_the_archive_tier_and_back() {
 
     // The owner restores: S3 (moto) takes the request, the row is RESTORING.
     let view = files.unarchive(&owner, &client, id, RestoreTier::Expedited).await.unwrap();
-    assert_eq!(view.status, "RESTORING");
+    assert_eq!(view.status(), "RESTORING");
     let details = h.state.table.file_details(id).await.unwrap().unwrap();
     assert_eq!(details.archival.restore.map(|(tier, _)| tier), Some(RestoreTier::Expedited));
 
