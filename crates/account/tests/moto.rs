@@ -425,11 +425,13 @@ async fn erase_removes_the_users_copies_in_the_replica_too() {
     let bob_replica = versions_under(&replica, &bob_prefixes).await;
     assert_eq!(bob_replica.len(), 4);
 
-    // The replica out of reach: the erase fails after the bucket, and the rows stay for a retry.
+    // The replica out of reach: the erase fails after the originals, and the rest (the derived
+    // objects, the rows) waits for a retry.
     let unreachable = replica_bucket(false).await;
     let (status, failed) = erase_with(&h, &alice, &unreachable).await;
     assert!(status.is_server_error(), "{status} {failed}");
-    assert_eq!(versions_under(&h.state.store, &alice_prefixes).await, Vec::<String>::new());
+    let originals = [format!("users/{alice}/")];
+    assert_eq!(versions_under(&h.state.store, &originals).await, Vec::<String>::new());
     assert_eq!(h.file_rows(&alice).await, 2, "the rows wait for the retry");
 
     // The retry finishes: the replica's versions and markers, the rows.
