@@ -11,6 +11,7 @@ use matbakh_core::audit::AuditAction;
 use matbakh_core::clock::iso_seconds;
 use matbakh_core::ids::{FileId, UserId};
 use matbakh_core::metadata::{FileDetails, FileRecord, FileStatus};
+use matbakh_core::throttle::Costly;
 use time::OffsetDateTime;
 
 use crate::audit::{Access, Client};
@@ -102,8 +103,15 @@ impl Files {
         let head = self.objects.head(&r.key, r.version_id.as_deref()).await?.ok_or(Error::NotFound("file"))?;
         let class = head.storage_class.unwrap_or_default();
         let within = tier.expected_within(&class)?;
-        self.objects.restore(&r.key, r.version_id.as_deref(), tier, self.limits.restored_days).await?;
+        // Restores cost money (S3 bills each, an Expedited one most): each user has a budget a
+        // day (security review 20), counted only for a restore S3 is asked for.
         let now = self.clock.now();
+        let budgets = &self.limits.budgets;
+        if tier == RestoreTier::Expedited {
+            crate::throttle::admit(&*self.counters, budgets, now, caller, Costly::ExpeditedRestore).await?;
+        }
+        crate::throttle::admit(&*self.counters, budgets, now, caller, Costly::Restore).await?;
+        self.objects.restore(&r.key, r.version_id.as_deref(), tier, self.limits.restored_days).await?;
         let archival = Archival { restore: Some((tier, now + within)), ..d.archival.clone() };
         if !self.files.set_archival(id, &[FileStatus::Archived], FileStatus::Restoring, &archival).await? {
             // S3's restore is under way either way; the row changed meanwhile (a retry, or the

@@ -32,6 +32,8 @@ pub const VIEWS_IN_FLIGHT: usize = 16;
 pub struct Files {
     pub files: Arc<dyn FileCatalog>,
     pub usage: Arc<dyn UsageRepo>,
+    /// The request budgets' counters (restores from the archive tier).
+    pub counters: Arc<dyn crate::ports::Counters>,
     pub audit: Trail,
     pub objects: Arc<dyn ObjectLifecycle>,
     pub limits: Limits,

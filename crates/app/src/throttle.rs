@@ -1,6 +1,6 @@
 //! Holding each user to the budgets of the costly requests ([`matbakh_core::throttle`]): the
-//! use cases that grant uploads, start exports and sign image URLs ask [`admit`] first, before
-//! they read or write anything, so a refused request changes nothing.
+//! use cases that grant uploads, start exports, sign image URLs and restore archived files ask
+//! [`admit`] before they write anything, so a refused request changes nothing.
 
 use std::time::Duration;
 
@@ -48,6 +48,7 @@ fn per(window: Duration) -> String {
     match window.as_secs() {
         60 => "a minute".into(),
         3600 => "an hour".into(),
+        86_400 => "a day".into(),
         s => format!("{s} s"),
     }
 }
@@ -66,7 +67,7 @@ mod tests {
 
     fn budgets(requests: u64) -> Budgets {
         let b = Budget { requests, window: Duration::from_secs(60) };
-        Budgets { upload_grants: b, exports: b, image_urls: b }
+        Budgets { upload_grants: b, exports: b, image_urls: b, restores: b, expedited_restores: b }
     }
 
     #[tokio::test]

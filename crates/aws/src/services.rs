@@ -80,6 +80,7 @@ impl Services {
         matbakh_app::files::Files {
             files: Arc::new(self.table.clone()),
             usage: Arc::new(self.table.clone()),
+            counters: Arc::new(self.table.clone()),
             audit: self.trail(),
             objects: Arc::new(self.store.clone()),
             limits: self.limits.clone(),

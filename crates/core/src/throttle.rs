@@ -1,4 +1,5 @@
-//! Per-user budgets for the costly requests: upload grants, exports and image URLs.
+//! Per-user budgets for the costly requests: upload grants, exports, image URLs and restores
+//! from the archive tier.
 //!
 //! API Gateway's throttling (the template's `ApiThrottleRateLimit`) protects the platform as a
 //! whole; it cannot tell one user from another, so one busy client could use up everyone's
@@ -27,8 +28,17 @@ pub const DEFAULT_EXPORTS_PER_HOUR: u64 = 5;
 /// (`IMAGE_URLS_PER_MINUTE`): a gallery page asks one per picture it shows.
 pub const DEFAULT_IMAGE_URLS_PER_MINUTE: u64 = 1_200;
 
+/// Restores of archived files a user may ask for per day, in any tier (`RESTORES_PER_DAY`): each
+/// is billed by S3 and keeps a second, readable copy for `RESTORED_DAYS`.
+pub const DEFAULT_RESTORES_PER_DAY: u64 = 100;
+/// Of those, restores in the Expedited tier (`EXPEDITED_RESTORES_PER_DAY`): S3 bills one about
+/// $0.01 (plus $0.03 a GB), two hundred times a Standard one; a free account asking for one of
+/// each of thousands of archived files every week would cost hundreds of dollars a week.
+pub const DEFAULT_EXPEDITED_RESTORES_PER_DAY: u64 = 10;
+
 const MINUTE: Duration = Duration::from_secs(60);
 const HOUR: Duration = Duration::from_secs(60 * 60);
+const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// A costly kind of request, each with its own budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -36,6 +46,10 @@ pub enum Costly {
     UploadGrant,
     Export,
     ImageUrls,
+    /// A restore from the archive tier, in any tier.
+    Restore,
+    /// A restore in the Expedited tier (counted as a [`Costly::Restore`] too).
+    ExpeditedRestore,
 }
 
 impl Costly {
@@ -45,6 +59,8 @@ impl Costly {
             Costly::UploadGrant => "upload-grants",
             Costly::Export => "exports",
             Costly::ImageUrls => "image-urls",
+            Costly::Restore => "restores",
+            Costly::ExpeditedRestore => "expedited-restores",
         }
     }
 }
@@ -62,6 +78,8 @@ pub struct Budgets {
     pub upload_grants: Budget,
     pub exports: Budget,
     pub image_urls: Budget,
+    pub restores: Budget,
+    pub expedited_restores: Budget,
 }
 
 impl Default for Budgets {
@@ -70,6 +88,8 @@ impl Default for Budgets {
             upload_grants: Budget { requests: DEFAULT_UPLOAD_GRANTS_PER_MINUTE, window: MINUTE },
             exports: Budget { requests: DEFAULT_EXPORTS_PER_HOUR, window: HOUR },
             image_urls: Budget { requests: DEFAULT_IMAGE_URLS_PER_MINUTE, window: MINUTE },
+            restores: Budget { requests: DEFAULT_RESTORES_PER_DAY, window: DAY },
+            expedited_restores: Budget { requests: DEFAULT_EXPEDITED_RESTORES_PER_DAY, window: DAY },
         }
     }
 }
@@ -92,6 +112,8 @@ impl Budgets {
             upload_grants: requests("UPLOAD_GRANTS_PER_MINUTE", d.upload_grants)?,
             exports: requests("EXPORTS_PER_HOUR", d.exports)?,
             image_urls: requests("IMAGE_URLS_PER_MINUTE", d.image_urls)?,
+            restores: requests("RESTORES_PER_DAY", d.restores)?,
+            expedited_restores: requests("EXPEDITED_RESTORES_PER_DAY", d.expedited_restores)?,
         })
     }
 
@@ -100,6 +122,8 @@ impl Budgets {
             Costly::UploadGrant => self.upload_grants,
             Costly::Export => self.exports,
             Costly::ImageUrls => self.image_urls,
+            Costly::Restore => self.restores,
+            Costly::ExpeditedRestore => self.expedited_restores,
         }
     }
 }
@@ -155,6 +179,12 @@ mod tests {
         let d = Budgets::default();
         assert_eq!(d.of(Costly::UploadGrant), Budget { requests: DEFAULT_UPLOAD_GRANTS_PER_MINUTE, window: MINUTE });
         assert_eq!(d.of(Costly::Export), Budget { requests: DEFAULT_EXPORTS_PER_HOUR, window: HOUR });
+        assert_eq!(
+            d.of(Costly::ExpeditedRestore),
+            Budget { requests: DEFAULT_EXPEDITED_RESTORES_PER_DAY, window: DAY }
+        );
+        let b = Budgets::from_lookup(|k| (k == "RESTORES_PER_DAY").then(|| "7".to_owned())).unwrap();
+        assert_eq!((b.restores.requests, b.expedited_restores), (7, d.expedited_restores));
         let b = Budgets::from_lookup(|k| (k == "EXPORTS_PER_HOUR").then(|| "0".to_owned())).unwrap();
         assert_eq!(b.exports.requests, 0);
         assert_eq!(b.image_urls, d.image_urls);

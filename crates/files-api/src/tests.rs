@@ -74,9 +74,10 @@ impl World {
         let files = Files {
             files: self.repo.clone(),
             usage: self.repo.clone(),
+            counters: self.repo.clone(),
             audit: matbakh_app::fakes::trail(self.repo.clone(), Arc::new(FixedClock(now))),
             objects: self.objects.clone(),
-            limits: Limits::default(),
+            limits: self.limits.clone(),
             clock: Arc::new(FixedClock(now)),
             delivery: Delivery {
                 cdn: self.cdn.clone(),
@@ -631,6 +632,51 @@ async fn image_urls_over_the_users_budget_answer_429_until_the_window_turns() {
     assert!((1..=60).contains(&wait), "{answer}");
     let later = NOW + Duration::from_secs(wait);
     assert_eq!(w.call(later, Method::POST, &uri, Some("alice"), Some(json!({}))).await.0, StatusCode::OK);
+}
+
+/// Security review 20: restores cost money (S3 bills each; an Expedited one about $0.01, two
+/// hundred times a Standard one), and a free account could ask for one of each of thousands of
+/// archived files, again every week as the restored copies lapse. Each user has a budget a day,
+/// a small one for Expedited; over it: `429` with `Retry-After`, S3 not asked, the file still
+/// ARCHIVED. A request that asks S3 nothing (a file restoring already) counts nothing.
+#[tokio::test]
+async fn restores_over_the_users_daily_budget_answer_429_and_ask_s3_nothing() {
+    let mut w = World::new();
+    (w.limits.budgets.restores.requests, w.limits.budgets.expedited_restores.requests) = (3, 2);
+    let mut ids = Vec::new();
+    for minutes in 1..=4 {
+        let id = w.file("alice", "dish.jpg", "image/jpeg", minutes);
+        let (key, version) = w.pin_version(id).await;
+        w.objects.transition(&key, &version, "GLACIER");
+        assert!(w.api(NOW).cases.files.transitioned(id, Some(&version)).await.unwrap());
+        ids.push(id);
+    }
+    let w = &w;
+    let unarchive = |id: &FileId, tier: &str| {
+        let uri = format!("/v1/files/{id}/unarchive");
+        let body = json!({ "tier": tier });
+        async move { w.call(NOW, Method::POST, &uri, Some("alice"), Some(body)).await }
+    };
+    for id in &ids[..2] {
+        assert_eq!(unarchive(id, "Expedited").await.0, StatusCode::ACCEPTED);
+    }
+    assert_eq!(unarchive(&ids[0], "Expedited").await.0, StatusCode::ACCEPTED, "restoring already: counts nothing");
+    let (status, answer) = unarchive(&ids[2], "Expedited").await;
+    assert_eq!((status, answer["error"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("rate_limited")), "{answer}");
+    assert!(answer["retryAfter"].as_u64().unwrap() <= 24 * 3600, "{answer}");
+    assert_eq!(unarchive(&ids[2], "Standard").await.0, StatusCode::ACCEPTED, "the day's third restore");
+    assert_eq!(unarchive(&ids[3], "Bulk").await.0, StatusCode::TOO_MANY_REQUESTS, "a fourth, in any tier");
+    assert_eq!(w.objects.restores().len(), 3, "S3 was asked three times");
+    let row = w.repo.get(ids[3]).unwrap();
+    assert_eq!(row.record.status, FileStatus::Archived);
+    // Bob's budget is his own.
+    let bobs = w.file("bob", "soup.jpg", "image/jpeg", 1);
+    let (key, version) = w.pin_version(bobs).await;
+    w.objects.transition(&key, &version, "GLACIER");
+    assert!(w.api(NOW).cases.files.transitioned(bobs, Some(&version)).await.unwrap());
+    let uri = format!("/v1/files/{bobs}/unarchive");
+    let (status, _) = w.call(NOW, Method::POST, &uri, Some("bob"), Some(json!({"tier": "Expedited"}))).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
 }
 
 /// `GET /v1/me` tells the caller who they are and whether they administer the deployment; it

@@ -83,6 +83,7 @@ async fn files_api_serves_the_document_without_a_login() {
     let repo = Arc::new(InMemory::new());
     let objects = Arc::new(InMemoryObjects::new());
     let files = Files {
+        counters: repo.clone(),
         files: repo.clone(),
         usage: repo.clone(),
         audit: matbakh_app::fakes::trail(repo.clone(), Arc::new(SystemClock)),
