@@ -531,7 +531,15 @@ pub struct UserTransfer {
     pub sent: Count,
 }
 
-/// Adds logged requests up, one at a time (constant memory but one entry per user).
+/// How many users a [`TransferTally`] attributes transfer to; the rest is `others`. Anyone can
+/// put a path in a CDN's logs (a refused request is logged too), so only a request answered
+/// 2xx or 3xx for a path naming a well-formed user id counts as that user's, and however many
+/// the logs name, the tally's memory stays bounded (security review 20: 100,000 made-up
+/// `users/{4 KB}/x` requests had filled the reporter's 512 MB).
+pub const TRANSFER_USERS_MAX: usize = 100_000;
+
+/// Adds logged requests up, one at a time (constant memory: at most [`TRANSFER_USERS_MAX`]
+/// users).
 #[derive(Debug, Default)]
 pub struct TransferTally {
     total: Count,
@@ -540,6 +548,8 @@ pub struct TransferTally {
     by_distribution: BTreeMap<String, Count>,
     by_kind: BTreeMap<Kind, Count>,
     users: HashMap<String, Count>,
+    /// Users' transfer past [`TRANSFER_USERS_MAX`] users.
+    unattributed: Count,
 }
 
 impl TransferTally {
@@ -552,8 +562,15 @@ impl TransferTally {
         self.by_distribution.entry(distribution.to_owned()).or_default().add(bytes);
         let (kind, owner) = Kind::of(&request.path);
         self.by_kind.entry(kind).or_default().add(bytes);
-        if let Some(owner) = owner.filter(|o| !o.is_empty()) {
-            self.users.entry(owner.to_owned()).or_default().add(bytes);
+        let served = (200..400).contains(&request.status);
+        if let Some(owner) = owner.filter(|o| served && crate::ids::UserId::parse(o).is_ok()) {
+            if let Some(count) = self.users.get_mut(owner) {
+                count.add(bytes);
+            } else if self.users.len() < TRANSFER_USERS_MAX {
+                self.users.entry(owner.to_owned()).or_default().add(bytes);
+            } else {
+                self.unattributed.add(bytes);
+            }
         }
     }
 
@@ -565,9 +582,15 @@ impl TransferTally {
         let mut users: Vec<UserTransfer> =
             self.users.into_iter().map(|(user, sent)| UserTransfer { user, sent }).collect();
         users.sort_by(|a, b| b.sent.bytes.cmp(&a.sent.bytes).then(a.user.cmp(&b.user)));
-        let users = top_then_others(users, UserTransfer { user: "others".into(), ..Default::default() }, |o, u| {
+        let mut users = top_then_others(users, UserTransfer { user: "others".into(), ..Default::default() }, |o, u| {
             o.sent.merge(u.sent)
         });
+        if self.unattributed.objects > 0 {
+            match users.last_mut().filter(|u| u.user == "others") {
+                Some(others) => others.sent.merge(self.unattributed),
+                None => users.push(UserTransfer { user: "others".into(), sent: self.unattributed }),
+            }
+        }
         let monthly = self.total.bytes as f64 / GB / covered * DAYS_PER_MONTH * prices.cloudfront_out;
         Transfer {
             from: from.to_string(),
@@ -858,7 +881,8 @@ mod tests {
         assert_eq!(transfer.by_kind[&Kind::Transform].objects, 1);
         assert_eq!(
             transfer.users,
-            vec![UserTransfer { user: "alice".into(), sent: Count { objects: 2, bytes: 6 * gib } }]
+            vec![UserTransfer { user: "alice".into(), sent: Count { objects: 1, bytes: 6 * gib } }],
+            "her refused request is not hers"
         );
         // 7 GiB in 7 days is 30.44 GiB a month at $0.085
         assert_eq!(transfer.monthly_cost_usd, 2.59);
@@ -876,6 +900,35 @@ mod tests {
             advice[0].message
         );
         assert_eq!(TransferTally::default().finish(from, datetime!(2026-11-29 00:00 UTC), 0, &prices).hit_rate, 0.0);
+    }
+
+    /// Security review 20: anyone could send requests for made-up `users/{x}/...` paths (refused,
+    /// but logged) and the reporter kept an entry for each; now only served requests for
+    /// well-formed user ids count, for at most [`TRANSFER_USERS_MAX`] users.
+    #[test]
+    fn made_up_users_in_the_cdn_logs_are_neither_counted_nor_kept() {
+        let request = |path: String, status| cdn_log::Request { path, bytes: 10, status, hit: false };
+        let mut tally = TransferTally::default();
+        for i in 0..1_000 {
+            tally.add("web", &request(format!("users/{}{i}/x", "a".repeat(4096)), 200));
+            tally.add("web", &request(format!("users/u{i}/x"), 403));
+            tally.add("web", &request(format!("users/bad%20id{i}/x"), 200));
+        }
+        assert!(tally.users.is_empty(), "{} users kept", tally.users.len());
+        for i in 0..TRANSFER_USERS_MAX + 3 {
+            tally.add("files", &request(format!("users/u{i}/f/a.jpg"), 200));
+        }
+        tally.add("files", &request("users/u0/f/a.jpg".into(), 304));
+        assert_eq!(tally.users.len(), TRANSFER_USERS_MAX);
+        let from = time::macros::date!(2026 - 11 - 29);
+        let transfer = tally.finish(from, datetime!(2026-12-06 00:00 UTC), 1, &Prices::for_region("eu-central-1"));
+        assert_eq!(transfer.users.len(), TOP_USERS + 1);
+        assert_eq!(transfer.users[0], UserTransfer { user: "u0".into(), sent: Count { objects: 2, bytes: 20 } });
+        let others = transfer.users.last().unwrap();
+        assert_eq!(
+            (others.user.as_str(), others.sent.objects),
+            ("others", (TRANSFER_USERS_MAX + 3 - TOP_USERS) as u64)
+        );
     }
 
     #[test]
