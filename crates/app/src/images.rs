@@ -15,7 +15,7 @@ use matbakh_core::ids::{FileId, UserId};
 use matbakh_core::imgproxy::{DEFAULT_MAX_OUTPUT_SIDE, Format, Options, Presets, SigningKeys, signed_url};
 use matbakh_core::labels::Visibility;
 use matbakh_core::limits::Limits;
-use matbakh_core::metadata::FileStatus;
+use matbakh_core::metadata::{FileStatus, ImageInfo};
 use matbakh_core::types::TypeClass;
 use time::OffsetDateTime;
 
@@ -119,9 +119,16 @@ impl Images {
         let formats = wanted.format.map_or(DEFAULT_IMAGE_FORMATS.to_vec(), |f| vec![f]);
         let mut sets = Vec::new();
         for (name, shape) in &presets {
+            // No taller than the transformer makes either: a tall image's wide renditions would
+            // fail every time, each asking the transformer (and its whole source) again.
+            let limit = widest_output(shape, d.image.as_ref());
+            let mut within: Vec<u32> = fitting.iter().copied().filter(|w| *w <= limit).collect();
+            if within.is_empty() {
+                within.push(limit.min(widest));
+            }
             for format in &formats {
-                let mut urls = Vec::with_capacity(fitting.len());
-                for w in &fitting {
+                let mut urls = Vec::with_capacity(within.len());
+                for w in &within {
                     let mut o = scaled(shape, *w);
                     o.expires = expires_at.map(OffsetDateTime::unix_timestamp);
                     let url = signed_url(&self.signer.base_url, &self.signer.keys, &o, r.key.as_str(), *format)
@@ -168,6 +175,21 @@ impl Images {
         }
         Ok(out)
     }
+}
+
+/// The widest `shape` can be asked at so that no side of its result is longer than the
+/// transformer makes ([`DEFAULT_MAX_OUTPUT_SIDE`], at the preset's `dpr`): a preset with a width
+/// and a height keeps its aspect; one with a width only takes the image's (`image`, as
+/// displayed).
+fn widest_output(shape: &Options, image: Option<&ImageInfo>) -> u32 {
+    let most = f64::from(DEFAULT_MAX_OUTPUT_SIDE) / shape.dpr.max(1.0);
+    let aspect = match (shape.width, shape.height, image) {
+        (w, h, _) if w > 0 && h > 0 => f64::from(h) / f64::from(w),
+        (_, 0, Some(i)) => f64::from(i.height) / f64::from(i.width.max(1)),
+        _ => 0.0,
+    };
+    let by_height = if aspect > 0.0 { most / aspect } else { most };
+    most.min(by_height).floor().max(1.0) as u32
 }
 
 /// `shape` at width `w`: a preset with a width and a height keeps its aspect; one with a width
@@ -235,6 +257,36 @@ mod tests {
 
     fn alice() -> UserId {
         UserId::parse("alice").unwrap()
+    }
+
+    /// Security review 20 (edge 3): a tall image (a menu scan, 1200 x 6000) had URLs whose
+    /// result would be taller than the transformer makes (960 wide: 4800 tall), each failing
+    /// with `no-store` and asking the transformer (and the whole source) again. Now no URL is
+    /// taller than it makes; a preset none of whose widths fit gets the widest that does.
+    #[tokio::test]
+    async fn a_tall_images_urls_are_never_taller_than_the_transformer_makes() {
+        let repo = Arc::new(InMemory::new());
+        let id = photo(&repo, 1, Visibility::Public, "image/jpeg");
+        let mut d = repo.get(id).unwrap();
+        d.image.as_mut().unwrap().width = 1200;
+        d.image.as_mut().unwrap().height = 6000;
+        repo.insert(d);
+        let tall = |w: u32| f64::from(w) * 6000.0 / 1200.0;
+        let wanted = Wanted { presets: vec![], widths: vec![], format: Some(Format::WebP) };
+        let got = images(repo.clone()).urls(&alice(), id, &wanted).await.unwrap();
+        let widths: Vec<u32> = got.sets[0].urls.iter().map(|(w, _)| *w).collect();
+        assert_eq!(widths, [320, 640], "960 would be 4800 tall");
+        assert!(widths.iter().all(|w| tall(*w) <= f64::from(DEFAULT_MAX_OUTPUT_SIDE)));
+        let narrow = Wanted { widths: vec![1000, 1200], ..wanted };
+        let got = images(repo.clone()).urls(&alice(), id, &narrow).await.unwrap();
+        assert_eq!(got.sets[0].urls.len(), 1);
+        let (w, url) = &got.sets[0].urls[0];
+        assert_eq!(*w, 819, "the widest that fits: 819 x 4095");
+        assert_eq!(read(url, NOW.unix_timestamp()).unwrap().options.width, 819);
+        // A preset of its own shape keeps it: the card (4:3) is never too tall.
+        let card = Wanted { presets: vec!["card".into()], widths: vec![640, 960], format: Some(Format::WebP) };
+        let got = images(repo).urls(&alice(), id, &card).await.unwrap();
+        assert_eq!(got.sets[0].urls.iter().map(|(w, _)| *w).collect::<Vec<_>>(), [640, 960]);
     }
 
     #[tokio::test]
