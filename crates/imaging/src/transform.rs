@@ -391,7 +391,12 @@ pub fn plan(src_w: u32, src_h: u32, o: &Options) -> Plan {
     for canvas in [extend, extend_aspect_ratio].into_iter().flatten() {
         result = (result.0.max(canvas.0), result.1.max(canvas.1));
     }
-    result = (result.0 + padding[1] + padding[3], result.1 + padding[0] + padding[2]);
+    // Saturating: a canvas as wide as `u32` allows plus padding must fail `check_output`, not
+    // wrap around to a small size that passes it.
+    result = (
+        result.0.saturating_add(padding[1]).saturating_add(padding[3]),
+        result.1.saturating_add(padding[0]).saturating_add(padding[2]),
+    );
     Plan {
         source: (src_w, src_h),
         crop: crop.filter(|&(w, h)| (w != 0 && w < src_w) || (h != 0 && h < src_h)),
@@ -548,7 +553,7 @@ impl Pixels {
     pub fn embed(&self, width: u32, height: u32, x: u32, y: u32) -> Pixels {
         let src = self.to_rgba();
         let (w, h) = (width.max(src.width + x), height.max(src.height + y));
-        let mut data = vec![0u8; (w * h * 4) as usize];
+        let mut data = vec![0u8; w as usize * h as usize * 4];
         let row = (src.width * 4) as usize;
         for r in 0..src.height {
             let at = (((y + r) * w + x) * 4) as usize;
@@ -687,6 +692,22 @@ mod tests {
             o.apply(s, &Presets::default()).unwrap();
         }
         o
+    }
+
+    /// Security review 20 (edge 5): a width as large as the grammar allows, extended and padded,
+    /// wrapped around to 1 pixel, passed the output check and panicked in `embed`. Now it is
+    /// refused as too large.
+    #[test]
+    fn an_output_too_large_to_count_is_refused_not_wrapped_around() {
+        let limits = crate::ImageLimits::default();
+        for url in
+            ["w:4294967295/ex:1/pd:0:1", "w:4294967295/h:4294967295/ex:1/pd:1", "rs:fill:4294967295:1/ex:1/pd:0:9"]
+        {
+            let p = plan(1000, 500, &options(url));
+            assert!(p.result.0 >= 4096 || p.result.1 >= 4096, "{url}: {p:?}");
+            let refused = check_output(&p, &limits, DEFAULT_MAX_OUTPUT_SIDE).unwrap_err();
+            assert!(matches!(refused, ImageError::TooLargeOutput { .. }), "{url}: {refused:?}");
+        }
     }
 
     /// The sizes imgproxy's own arithmetic gives (its `calcScale`), for the documented types.
