@@ -106,10 +106,15 @@ impl FilesCdn {
         if !key.starts_with(PUBLIC_COPIES) || key.split('/').any(|s| s == "." || s == ".." || s.is_empty()) {
             return refused(StatusCode::FORBIDDEN, "AccessDenied");
         }
-        // The key as stored: the path's segments decoded (the signature encodes them again).
+        // The key as stored: the path's segments decoded (the signature encodes them again),
+        // checked again once decoded: `%2E%2E` or `%2F..%2F` are dot segments too, which the
+        // HTTP client would resolve before S3 sees them (security review 20, edge 6).
         let Ok(key) = percent_encoding::percent_decode_str(key).decode_utf8() else {
             return refused(StatusCode::FORBIDDEN, "AccessDenied");
         };
+        if key.split('/').any(|s| s == "." || s == ".." || s.is_empty()) {
+            return refused(StatusCode::FORBIDDEN, "AccessDenied");
+        }
         match self.get(client, method, &key, headers).await {
             Ok(answer) => answer,
             // What S3 answers CloudFront for a key it may not read or that is gone.

@@ -238,6 +238,8 @@ async fn the_local_files_cdn_serves_public_copies_only() {
     for refused in [
         "/cdn/users/alice/f1/dish.jpg",
         "/cdn/p/../users/alice/f1/dish.jpg",
+        "/cdn/p/%2E%2E/users/alice/f1/dish.jpg",
+        "/cdn/p/x%2F..%2F..%2Fusers/alice/f1/dish.jpg",
         "/cdn/p/f1/gone.webp",
         "/cdn/derived/f1/320.webp",
     ] {
