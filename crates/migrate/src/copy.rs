@@ -299,8 +299,12 @@ impl Copier {
     /// erase is for good, and the legacy store may still hold their files.
     async fn register(&self, e: &ManifestEntry) -> Result<(), Attempt> {
         let Some(files) = &self.files else { return Ok(()) };
-        let Some(record) = file_record(e) else { return Ok(()) };
-        if files.erased(&record.owner).await? {
+        // The owner the key names, whether or not the file gets a row (a type off the
+        // allow-list gets none, and was copied for an erased user: security review 20).
+        let owner = e.owner();
+        if let Some(owner) = &owner
+            && files.erased(owner).await?
+        {
             // Its old URL answers `410` from now on; the row is kept without the path
             // (`erased::kept`), the mark is what says the path was theirs.
             let mark = files.path_mark(&e.source);
@@ -308,6 +312,7 @@ impl Copier {
             files.table.mark_paths_erased(&[mark], &at).await?;
             return Err(Attempt::Stop(FailureReason::Erased, matbakh_aws::ledger::ERASED_MESSAGE.to_owned()));
         }
+        let Some(record) = file_record(e) else { return Ok(()) };
         files.table.register_migrated(&record, self.run.as_str(), &e.source).await?;
         Ok(())
     }

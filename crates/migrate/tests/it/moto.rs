@@ -755,6 +755,28 @@ async fn the_legacy_tree_is_archived_in_an_archive_storage_class_and_verifies() 
     assert!(migrate::plan::StorageClass::parse("COLD").unwrap_err().contains("DEEP_ARCHIVE"));
 }
 
+/// Security review 20 (migration 5): the copy's check held only for files that get a row; an
+/// erased user's file of a type off the allow-list (a text file: copied without a row) was
+/// copied into their keys.
+#[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
+async fn an_erased_users_files_off_the_allow_list_are_not_copied_back_either() {
+    let sdk = moto().await;
+    let ctx = context(&sdk);
+    let bucket = bucket(&sdk, true).await;
+    let t =
+        tree(&[("users/7/2025/03/notes.txt", "README.md", 10), ("users/42/2024/01/dune.jpg", "photos/dune.jpg", 400)]);
+    let erased = ErasedUser::new();
+    let o = options(&format!("s3://{bucket}"), "platform", erased.owners.clone(), &t.url());
+    let run = plan(&ctx, &t, &o).await.unwrap().run.unwrap();
+    erased.mark(&sdk, &[]).await;
+    let summary = migrate::run::run(&ctx, &run, source(&t), &opts(3), quiet()).await.unwrap();
+    assert_eq!((summary.copied, summary.failed), (1, 1));
+    let (report, _) = migrate::report::report(&ctx, &run).await.unwrap();
+    assert_eq!(report.failures_by_reason, [("erased".to_owned(), 1)].into());
+    assert!(snapshot(&sdk, &bucket, &format!("users/{}/", erased.id)).await.is_empty());
+}
+
 /// GDPR: a user who erased their account on the platform gets nothing back from a later run,
 /// though the legacy store still holds their files: their rows fail as `erased`, and nothing of
 /// theirs is written (no object, no upload left open, no file row, no legacy mapping). The other
