@@ -77,14 +77,20 @@ impl Exports {
     }
 
     /// Queues an export of everything of the caller's; while one is pending or running (and
-    /// not stale), asking again answers that one.
+    /// not stale), or one was made within [`matbakh_core::exports::EXPORT_REUSED_FOR`], asking again
+    /// answers that one.
+    /// A new one replaces the caller's archive before it: one at a time.
     pub async fn start(&self, caller: &UserId, client: &Client) -> Result<ExportView, Error> {
         let now = self.clock.now();
-        if let Some(job) = self.exports.latest(caller).await?.filter(|j| j.in_progress(now)) {
-            return self.view(&job).await;
+        let latest = self.exports.latest(caller).await?;
+        if let Some(job) = latest.as_ref().filter(|j| j.answers_again(now)) {
+            return self.view(job).await;
         }
         let kind = matbakh_core::throttle::Costly::Export;
         crate::throttle::admit(&*self.counters, &self.limits.budgets, now, caller, kind).await?;
+        if let Some(key) = latest.and_then(|j| j.key) {
+            self.objects.delete_prefix(&key).await?;
+        }
         let id: [u8; 16] = crate::random::bytes()?;
         let job = ExportJob {
             id: id.iter().map(|b| format!("{b:02x}")).collect(),
@@ -128,6 +134,7 @@ mod tests {
     struct World {
         repo: Arc<InMemory>,
         queue: Arc<InMemoryQueue>,
+        objects: Arc<InMemoryObjects>,
     }
 
     impl World {
@@ -136,7 +143,7 @@ mod tests {
                 exports: self.repo.clone(),
                 queue: self.queue.clone(),
                 counters: self.repo.clone(),
-                objects: Arc::new(InMemoryObjects::new()),
+                objects: self.objects.clone(),
                 audit: crate::fakes::trail(self.repo.clone(), Arc::new(FixedClock(now))),
                 limits: Limits::default(),
                 clock: Arc::new(FixedClock(now)),
@@ -145,7 +152,11 @@ mod tests {
     }
 
     fn world() -> World {
-        World { repo: Arc::new(InMemory::new()), queue: Arc::new(InMemoryQueue::new()) }
+        World {
+            repo: Arc::new(InMemory::new()),
+            queue: Arc::new(InMemoryQueue::new()),
+            objects: Arc::new(InMemoryObjects::new()),
+        }
     }
 
     fn user(name: &str) -> UserId {
@@ -175,6 +186,32 @@ mod tests {
         assert_eq!(w.queue.sent().len(), 2);
     }
 
+    /// Security review 20: each archive is the whole account, kept 7 days outside the quota; a
+    /// user starting one an hour (the budget allows 5) kept a hundred copies. Now a READY one
+    /// answers for a day, and a new one replaces it.
+    #[tokio::test]
+    async fn a_ready_archive_answers_for_a_day_and_a_new_one_replaces_it() {
+        let w = world();
+        let first = w.at(NOW).start(&user("alice"), &client()).await.unwrap();
+        let key = ObjectKey::from_stored(format!("exports/alice/{}.zip", first.export_id));
+        w.objects.insert(key.clone());
+        let mut stored = w.repo.get_export(&first.export_id).unwrap();
+        (stored.state, stored.key, stored.size, stored.files) =
+            (ExportState::Ready, Some(key.as_str().to_owned()), Some(4096), Some(3));
+        w.repo.set_export(stored);
+
+        let again = w.at(NOW + Duration::from_secs(3600)).start(&user("alice"), &client()).await.unwrap();
+        assert_eq!((again.export_id.as_str(), again.status), (first.export_id.as_str(), "READY"));
+        assert!(again.url.is_some());
+        assert_eq!(w.queue.sent().len(), 1, "nothing built again");
+
+        let tomorrow = NOW + matbakh_core::exports::EXPORT_REUSED_FOR;
+        let fresh = w.at(tomorrow).start(&user("alice"), &client()).await.unwrap();
+        assert_ne!(fresh.export_id, first.export_id);
+        assert_eq!(w.queue.sent().len(), 2);
+        assert!(w.objects.size(&key).await.unwrap().is_none(), "the archive before it is gone");
+    }
+
     #[tokio::test]
     async fn a_ready_job_links_its_archive_and_nobody_else_sees_it() {
         let w = world();
@@ -200,9 +237,10 @@ mod tests {
     #[tokio::test]
     async fn exports_over_the_hours_budget_are_refused_and_queue_nothing() {
         let w = world();
+        // Failed ones (a READY one would be answered again: below).
         let finish = |id: &str| {
             let mut stored = w.repo.get_export(id).unwrap();
-            stored.state = ExportState::Ready;
+            stored.state = ExportState::Failed;
             w.repo.set_export(stored);
         };
         for n in 0..matbakh_core::throttle::DEFAULT_EXPORTS_PER_HOUR {

@@ -7,6 +7,10 @@ use crate::ids::UserId;
 /// A pending or running export older than this is taken for dead (its messages went to the
 /// DLQ): asking again starts a new one.
 pub const EXPORT_STALE_AFTER: time::Duration = time::Duration::hours(1);
+/// How long a READY archive answers a new request instead of a new build: each is the whole
+/// account, kept 7 days outside the quota, and a user asking every hour had a hundred copies
+/// (security review 20). A later request builds a new one, which replaces it.
+pub const EXPORT_REUSED_FOR: time::Duration = time::Duration::hours(24);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportState {
@@ -50,9 +54,14 @@ pub struct ExportJob {
 }
 
 impl ExportJob {
-    /// Whether asking for an export at `now` should answer this job instead of starting one.
-    pub fn in_progress(&self, now: OffsetDateTime) -> bool {
-        matches!(self.state, ExportState::Pending | ExportState::Running) && now - self.created_at < EXPORT_STALE_AFTER
+    /// Whether asking for an export at `now` should answer this job instead of starting one:
+    /// pending or running and not stale, or READY for [`EXPORT_REUSED_FOR`].
+    pub fn answers_again(&self, now: OffsetDateTime) -> bool {
+        match self.state {
+            ExportState::Pending | ExportState::Running => now - self.created_at < EXPORT_STALE_AFTER,
+            ExportState::Ready => now - self.created_at < EXPORT_REUSED_FOR,
+            ExportState::Failed => false,
+        }
     }
 }
 
@@ -67,7 +76,7 @@ mod tests {
     use time::macros::datetime;
 
     #[test]
-    fn a_pending_or_running_job_is_in_progress_until_it_is_stale() {
+    fn a_job_under_way_answers_again_until_stale_and_a_ready_one_for_a_day() {
         let at = datetime!(2026-03-01 12:00 UTC);
         let job = |state| ExportJob {
             id: "0".repeat(32),
@@ -79,9 +88,11 @@ mod tests {
             files: None,
         };
         let soon = at + time::Duration::minutes(59);
-        assert!(job(ExportState::Pending).in_progress(soon) && job(ExportState::Running).in_progress(soon));
-        assert!(!job(ExportState::Ready).in_progress(soon) && !job(ExportState::Failed).in_progress(soon));
-        assert!(!job(ExportState::Running).in_progress(at + EXPORT_STALE_AFTER));
+        assert!(job(ExportState::Pending).answers_again(soon) && job(ExportState::Running).answers_again(soon));
+        assert!(job(ExportState::Ready).answers_again(soon) && !job(ExportState::Failed).answers_again(soon));
+        assert!(!job(ExportState::Running).answers_again(at + EXPORT_STALE_AFTER));
+        assert!(job(ExportState::Ready).answers_again(at + EXPORT_STALE_AFTER));
+        assert!(!job(ExportState::Ready).answers_again(at + EXPORT_REUSED_FOR));
     }
 
     #[test]
