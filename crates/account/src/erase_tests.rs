@@ -176,6 +176,23 @@ async fn an_erase_removes_everything_of_the_callers_and_nothing_of_anyone_elses(
     assert_eq!(w.migration.sent(), ["redact", "redact"], "a retried erase tells the migration again");
 }
 
+/// Security review 20: an export being written when the erase came (its archive's parts hold
+/// the user's files) was left to the bucket's one-day lifecycle rule; now the erase aborts it.
+#[tokio::test]
+async fn an_export_being_written_is_aborted_by_the_erase() {
+    use matbakh_app::ports::ObjectUploads;
+    let w = World::new();
+    w.photo("alice", 1);
+    let archive = ObjectKey::from_stored("exports/alice/0123456789abcdef0123456789abcdef.zip".to_owned());
+    let zip = ContentType::parse("application/zip").unwrap();
+    w.objects.create_multipart(&archive, zip, None).await.unwrap();
+    let bobs = ObjectKey::from_stored("exports/bob/0123456789abcdef0123456789abcdef.zip".to_owned());
+    let kept = w.objects.create_multipart(&bobs, zip, None).await.unwrap();
+    let (status, answer) = w.erase("alice", json!({"confirm": true})).await;
+    assert_eq!((status, &answer["erased"]["uploadsAborted"]), (StatusCode::OK, &json!(1)), "{answer}");
+    assert_eq!(w.objects.open_uploads(), [kept], "Bob's export goes on");
+}
+
 /// DECISIONS 17 against a file that lands just after the erase read the user's keys: an upload
 /// through a URL handed out before the erase (usable 15 minutes), or a migration copy that
 /// checked the erased mark just before it was written. The first pass cannot see it; the erase

@@ -171,7 +171,9 @@ impl Erasure {
         // Read after the mark: a migration's copy registered until then is among them.
         let files = self.accounts.file_ids(owner).await?;
         let [originals, results, quarantined, exports] = user_prefixes(owner.as_str());
-        let aborted = self.objects.abort_uploads_under(&originals).await?;
+        let mut aborted = self.objects.abort_uploads_under(&originals).await?;
+        // An export being written when the erase came: its parts hold the user's files.
+        aborted.extend(self.objects.abort_uploads_under(&exports).await?);
         erased.uploads_aborted = aborted.len();
         erased.object_versions = self.objects.delete_prefix(&originals).await?;
         // The replica next (its originals are found by prefix, like the bucket's).
