@@ -15,7 +15,7 @@ use matbakh_core::audit::{PseudonymKey, erased_path};
 use matbakh_core::ids::FileId;
 use matbakh_core::metadata::FileRecord;
 use matbakh_core::migration::redirect::{Served, Switches};
-use matbakh_core::migration::{LegacyPrefix, RunId, RunState};
+use matbakh_core::migration::{LegacyPrefix, RunId};
 
 use crate::{Fetched, LegacyOrigin, Migrations, RedirectError};
 
@@ -76,7 +76,7 @@ impl Migrations for AwsMigrations {
             .ledger
             .get_run(&id)
             .await?
-            .is_some_and(|r| r.state != RunState::RolledBack && r.verification.as_ref().is_some_and(|v| v.passed)))
+            .is_some_and(|r| !r.state.rolled_back() && r.verification.as_ref().is_some_and(|v| v.passed)))
     }
 
     async fn count(&self, source: &str, at: &str, served: Served, path: &str) -> Result<(), RedirectError> {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use matbakh_aws::cdn::Cdn;
 use matbakh_aws::ledger::{Cutover, RunRecord};
-use matbakh_core::migration::{LegacyPrefix, RowStatus, RunState, Switch};
+use matbakh_core::migration::{LegacyPrefix, RowStatus, Switch};
 use serde::Serialize;
 
 use crate::source::{Source, SourceFile};
@@ -89,13 +89,8 @@ async fn migrated(
     source: &str,
     holds: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<HashMap<String, Migrated>, MigrateError> {
-    let mut runs: Vec<RunRecord> = ctx
-        .ledger
-        .list_runs()
-        .await?
-        .into_iter()
-        .filter(|r| r.source == source && r.state != RunState::RolledBack)
-        .collect();
+    let mut runs: Vec<RunRecord> =
+        ctx.ledger.list_runs().await?.into_iter().filter(|r| r.source == source && !r.state.rolled_back()).collect();
     runs.sort_by(|a, b| b.created_at.cmp(&a.created_at));
     let mut out = HashMap::new();
     for run in &runs {

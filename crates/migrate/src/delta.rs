@@ -116,7 +116,7 @@ impl Join {
     /// back run holds nothing.
     pub async fn add_chain(&mut self, ctx: &Context, target: &Target, chain: &[RunRecord]) -> Result<(), MigrateError> {
         for (depth, record) in chain.iter().enumerate() {
-            if record.state == RunState::RolledBack {
+            if record.state.rolled_back() {
                 continue;
             }
             // The newest run sorts last before the listing, so it speaks for a path.

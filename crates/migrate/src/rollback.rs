@@ -54,6 +54,11 @@ pub async fn rollback(ctx: &Context, id: &str, dry_run: bool) -> Result<RolledBa
             target.bucket()
         )));
     }
+    // Before any row: no worker takes the run's work from now on (a message of a DONE run that
+    // comes back, a paused run resumed), so nothing is copied again behind the rollback.
+    if !dry_run {
+        ctx.ledger.control(&record.id, Control::RollBack, &ctx.now()).await?;
+    }
     let mut rows = Rows::open(ctx, &target, &record).await?;
     let (mut removed, mut total) = (Vec::new(), 0u64);
     while let Some(page) = rows.next_page(ctx).await? {
@@ -106,7 +111,7 @@ pub async fn rollback(ctx: &Context, id: &str, dry_run: bool) -> Result<RolledBa
     if !dry_run {
         // The counters as the rows now say.
         Tally::take(ctx, &target, &record).await?;
-        let state = ctx.ledger.control(&record.id, Control::RollBack, &ctx.now()).await?;
+        let state = ctx.ledger.control(&record.id, Control::Finish, &ctx.now()).await?;
         debug_assert_eq!(state, RunState::RolledBack);
     }
     Ok(RolledBack { run: record.id.to_string(), dry_run, removed, rows: total })

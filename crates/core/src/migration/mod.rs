@@ -98,6 +98,10 @@ pub enum RunState {
     Paused,
     Aborted,
     Done,
+    /// `rollback` is removing what the run wrote: no worker takes its work (a message of a DONE
+    /// run coming back during a rollback copied its files again behind it: security review
+    /// 20); running `rollback` again carries it on.
+    RollingBack,
     /// `rollback` removed what the run wrote; the run is over.
     RolledBack,
 }
@@ -184,6 +188,7 @@ impl RunState {
             RunState::Paused => "PAUSED",
             RunState::Aborted => "ABORTED",
             RunState::Done => "DONE",
+            RunState::RollingBack => "ROLLING_BACK",
             RunState::RolledBack => "ROLLED_BACK",
         }
     }
@@ -195,6 +200,7 @@ impl RunState {
             "PAUSED" => RunState::Paused,
             "ABORTED" => RunState::Aborted,
             "DONE" => RunState::Done,
+            "ROLLING_BACK" => RunState::RollingBack,
             "ROLLED_BACK" => RunState::RolledBack,
             _ => return Err(CoreError::invalid("state", format!("{raw:?} is not a run state"))),
         })
@@ -205,16 +211,26 @@ impl RunState {
         matches!(self, RunState::Planned | RunState::Running)
     }
 
+    /// Whether a rollback started (or finished): what the run wrote is not the platform's.
+    pub fn rolled_back(self) -> bool {
+        matches!(self, RunState::RollingBack | RunState::RolledBack)
+    }
+
     /// The state after `control`, or why it cannot apply. Pausing a paused run and resuming a
     /// running one are no-ops (so a retried command is harmless); an aborted run stays aborted.
+    /// A rollback is two steps: `RollBack` before any row is touched (ROLLING_BACK, which no
+    /// worker takes), `Finish` once every row is (ROLLED_BACK).
     pub fn apply(self, control: Control) -> Result<RunState, CoreError> {
         use {Control::*, RunState::*};
         let refuse = |why: &str| Err(CoreError::invalid("state", format!("the run is {}: {why}", self.as_str())));
         match (self, control) {
-            (RolledBack, Abort | RollBack) => Ok(RolledBack),
+            (RolledBack, Abort | RollBack | Finish) => Ok(RolledBack),
             (RolledBack, _) => refuse("it was rolled back; plan a new run"),
+            (RollingBack, RollBack) => Ok(RollingBack),
+            (RollingBack, Finish) => Ok(RolledBack),
+            (RollingBack, _) => refuse("it is being rolled back; run rollback again to finish it"),
             (Running, RollBack) => refuse("abort or pause it first, so no worker writes while it is rolled back"),
-            (_, RollBack) => Ok(RolledBack),
+            (_, RollBack) => Ok(RollingBack),
             (Aborted, Abort) => Ok(Aborted),
             (Aborted, _) => refuse("an aborted run cannot continue; rollback or plan a new run"),
             (Done, Finish | Start) => Ok(Done),

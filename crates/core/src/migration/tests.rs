@@ -63,16 +63,27 @@ fn run_states_follow_pause_resume_abort() {
     assert_eq!(running.apply(Finish).unwrap(), RunState::Done);
     assert_eq!(paused.apply(Finish).unwrap(), RunState::Paused, "a paused run is not done");
     assert!(running.apply(RollBack).is_err(), "a running run is not rolled back under its workers");
-    let rolled = aborted.apply(RollBack).unwrap();
+    // A rollback: first no worker takes the run's work (a DONE run's message coming back, a
+    // paused run resumed), then every row is undone, then it is over.
+    let rolling = aborted.apply(RollBack).unwrap();
+    assert_eq!(rolling, RunState::RollingBack);
+    assert!(!rolling.takes_work() && rolling.rolled_back());
+    for c in [Start, Pause, Resume, Abort] {
+        assert!(rolling.apply(c).is_err(), "{c:?} while rolling back");
+    }
+    assert_eq!(rolling.apply(RollBack).unwrap(), RunState::RollingBack, "a rollback run again carries on");
+    let rolled = rolling.apply(Finish).unwrap();
     assert_eq!(rolled, RunState::RolledBack);
     assert!(rolled.apply(Start).is_err() && rolled.apply(Resume).is_err());
-    assert_eq!(paused.apply(RollBack).unwrap(), RunState::RolledBack);
+    assert_eq!(paused.apply(RollBack).unwrap(), RunState::RollingBack);
+    assert_eq!(RunState::Done.apply(RollBack).unwrap(), RunState::RollingBack);
     for s in [
         RunState::Planned,
         RunState::Running,
         RunState::Paused,
         RunState::Aborted,
         RunState::Done,
+        RunState::RollingBack,
         RunState::RolledBack,
     ] {
         assert_eq!(RunState::parse(s.as_str()).unwrap(), s);
