@@ -571,6 +571,28 @@ impl Ledger {
         Ok(out.attributes().and_then(|a| opt_s(a, "uploadId")).unwrap_or_else(|| upload_id.to_owned()))
     }
 
+    /// Replaces the row's multipart upload `old` (gone: the bucket's lifecycle aborted it) by
+    /// `new`, forgetting the parts sent to the old one; answers the row's upload after (another
+    /// `enqueue` may have replaced it first: then theirs).
+    pub async fn replace_upload(&self, run: &RunId, seq: u64, old: &str, new: &str) -> Result<String, AwsError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(schema::key(rows_pk(run), row_sk(seq))))
+            .update_expression("SET uploadId = :new REMOVE partsDone")
+            .condition_expression("uploadId = :old")
+            .expression_attribute_values(":old", s(old))
+            .expression_attribute_values(":new", s(new))
+            .send()
+            .await;
+        if crate::dynamo::conditional(out, "UpdateItem")? {
+            return Ok(new.to_owned());
+        }
+        let row = self.row(run, seq).await?;
+        Ok(row.and_then(|r| r.upload_id).unwrap_or_default())
+    }
+
     /// Adds part numbers to the row's set of uploaded parts; answers the set after the add.
     /// Idempotent: a redelivered part message adds nothing new.
     pub async fn parts_done(&self, run: &RunId, seq: u64, parts: &[i32]) -> Result<Vec<i32>, AwsError> {

@@ -94,8 +94,24 @@ pub async fn enqueue(ctx: &Context, id: &str, queue: &Queue, sdk: &SdkConfig) ->
             let e = &row.entry;
             if e.is_multipart(copier.settings.multipart_threshold) {
                 out.multipart_files += 1;
+                let done = ctx.ledger.parts_of(&record.id, e.seq).await?;
+                let all = parts_of(e, &copier.settings);
                 let upload_id = match &row.upload_id {
-                    Some(u) => u.clone(),
+                    // Still open, or (every part sent) completed: the Complete step adopts it.
+                    Some(u) if done.len() >= all.len() || copier.target.list_parts(&e.key, u).await?.is_some() => {
+                        u.clone()
+                    }
+                    // Gone with parts still to send: the bucket's lifecycle aborts an upload a
+                    // day after it began (a run paused overnight, a backlog), so it starts again.
+                    Some(lapsed) => {
+                        tracing::warn!(seq = e.seq, "the multipart upload lapsed: started again");
+                        let mine = copier.start_upload(e).await?;
+                        let kept = ctx.ledger.replace_upload(&record.id, e.seq, lapsed, &mine).await?;
+                        if kept != mine {
+                            copier.target.abort_multipart(&e.key, &mine).await?;
+                        }
+                        kept
+                    }
                     None => {
                         let mine = copier.start_upload(e).await?;
                         let kept = ctx.ledger.set_upload(&record.id, e.seq, &mine).await?;
@@ -106,7 +122,6 @@ pub async fn enqueue(ctx: &Context, id: &str, queue: &Queue, sdk: &SdkConfig) ->
                     }
                 };
                 let done = ctx.ledger.parts_of(&record.id, e.seq).await?;
-                let all = parts_of(e, &copier.settings);
                 let missing: Vec<(i32, u64, u64)> = all.iter().filter(|p| !done.contains(&p.0)).copied().collect();
                 if missing.is_empty() {
                     push(&Work::Complete { run: run.clone(), seq: e.seq, upload_id }, &mut bodies)?;
@@ -290,7 +305,7 @@ pub async fn process(
         }
         Work::Parts { seq, upload_id, parts, total, .. } => {
             let Some(row) = ctx.ledger.row(&id, *seq).await? else { return Ok(Processed::default()) };
-            if row.status == RowStatus::Copied {
+            if row.status == RowStatus::Copied || stale(&row, upload_id) {
                 return Ok(Processed::default());
             }
             match copier.copy_parts(&row.entry, upload_id, parts, seed).await {
@@ -310,6 +325,12 @@ pub async fn process(
                 }
                 Err((_, message, true)) => Err(WorkFailure { message, retryable: true }),
                 Err((reason, message, false)) => {
+                    // The upload lapsed (the bucket's lifecycle aborted it): the row waits for
+                    // the next `enqueue` (a resume sends one), which starts it again.
+                    if copier.target.list_parts(&row.entry.key, upload_id).await?.is_none() {
+                        tracing::warn!(seq, "the multipart upload is gone: the next enqueue starts it again");
+                        return Ok(Processed { dropped: true, ..Processed::default() });
+                    }
                     copier.target.abort_multipart(&row.entry.key, upload_id).await?;
                     let copy = Copy { outcome: Outcome::Failed { reason, message }, attempts: 1, retries: 0, ms: 0.0 };
                     record_rows(ctx, &id, vec![(row, copy)]).await?;
@@ -319,7 +340,7 @@ pub async fn process(
         }
         Work::Complete { seq, upload_id, .. } => {
             let Some(row) = ctx.ledger.row(&id, *seq).await? else { return Ok(Processed::default()) };
-            if row.status == RowStatus::Copied {
+            if row.status == RowStatus::Copied || stale(&row, upload_id) {
                 return Ok(Processed::default());
             }
             let copy = copier.complete_upload(&row.entry, upload_id).await;
@@ -332,6 +353,11 @@ pub async fn process(
         // Answered before the copier was made.
         Work::Enqueue { .. } | Work::Redact { .. } => Ok(Processed::default()),
     }
+}
+
+/// Whether a message names an upload the row no longer has (one `enqueue` started again).
+fn stale(row: &LedgerRow, upload_id: &str) -> bool {
+    row.upload_id.as_deref().is_some_and(|current| current != upload_id)
 }
 
 #[cfg(test)]

@@ -177,6 +177,46 @@ async fn a_paused_run_drops_its_messages_and_resume_plus_enqueue_finishes_it() {
     assert!(migrate::verify::verify(&ctx, &run, &VerifyOptions::default()).await.unwrap().passed());
 }
 
+/// Security review 20 (migration 3): the bucket's lifecycle aborts a multipart upload a day after
+/// it began; a run paused overnight (or a backlog) found its large files' uploads gone and failed
+/// them for good (`refused`, "deleted since plan"). Now the resume's `enqueue` starts a lapsed
+/// upload again, and the messages of the old one are stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
+async fn a_large_files_upload_that_lapsed_while_paused_starts_again_on_resume() {
+    let sdk = moto().await;
+    let ctx = context(&sdk);
+    let bucket = bucket(&sdk, true).await;
+    let (url, _) = queues(&sdk, 3).await;
+    let t = photo_tree();
+    let run = plan(&ctx, &t, &options(&format!("s3://{bucket}/l"), "keep", HashMap::new(), &t.url()))
+        .await
+        .unwrap()
+        .run
+        .unwrap();
+    let queue = Queue::new(&sdk, &url);
+    migrate::work::enqueue(&ctx, &run, &queue, &sdk).await.unwrap();
+    migrate::control::apply(&ctx, &run, Control::Pause).await.unwrap();
+    let w = worker(&sdk, &url);
+    assert_eq!(pump(&w, &sdk, &url).await, 0, "paused: nothing copied");
+    // A day later the lifecycle rule aborts the large file's upload.
+    let rows = all_rows(&ctx, &run).await;
+    let large = rows.iter().find(|r| r.upload_id.is_some()).expect("a multipart row");
+    let lapsed = large.upload_id.clone().unwrap();
+    s3(&sdk).abort_multipart_upload().bucket(&bucket).key(&large.entry.key).upload_id(&lapsed).send().await.unwrap();
+
+    migrate::control::apply(&ctx, &run, Control::Resume).await.unwrap();
+    let again = migrate::work::enqueue(&ctx, &run, &queue, &sdk).await.unwrap();
+    assert_eq!(again.multipart_files, 1);
+    pump(&w, &sdk, &url).await;
+    let id = matbakh_core::migration::RunId::parse(&run).unwrap();
+    let row = ctx.ledger.row(&id, large.entry.seq).await.unwrap().unwrap();
+    assert_eq!(row.status, matbakh_core::migration::RowStatus::Copied, "{row:?}");
+    assert_ne!(row.upload_id.as_deref(), Some(lapsed.as_str()), "a new upload");
+    assert_eq!(ctx.run(&run).await.unwrap().state, RunState::Done);
+    assert!(migrate::verify::verify(&ctx, &run, &VerifyOptions::default()).await.unwrap().passed());
+}
+
 /// The dashboard's resume: one `enqueue` message, which the worker turns into the run's work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the local AWS stack: scripts/test runs it"]
