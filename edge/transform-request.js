@@ -229,7 +229,8 @@ function canonical(o) {
     add(sized && o.ex, 'ex:1:' + o.ex);
     add(o.w > 0 && o.h > 0 && o.exar, 'exar:1:' + o.exar);
     add(o.dpr !== 1, 'dpr:' + o.dpr);
-    add(sized && ['fill', 'fill-down', 'auto'].indexOf(o.rt) >= 0 && o.g !== 'ce:0:0', 'g:' + o.g);
+    // The gravity places the cut of a filling type, and of any a minimum size made larger.
+    add(sized && (['fill', 'fill-down', 'auto'].indexOf(o.rt) >= 0 || o.mw > 0 || o.mh > 0) && o.g !== 'ce:0:0', 'g:' + o.g);
     add(!o.ar, 'ar:0');
     add(o.rot, 'rot:' + o.rot);
     add(o.fl[0] || o.fl[1], 'fl:' + flag(o.fl[0]) + ':' + flag(o.fl[1]));

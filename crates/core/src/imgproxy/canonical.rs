@@ -94,7 +94,11 @@ impl Options {
         if self.dpr != 1.0 {
             parts.push(format!("dpr:{}", num(self.dpr)));
         }
-        let crops = matches!(self.resizing_type, ResizeType::Fill | ResizeType::FillDown | ResizeType::Auto);
+        // The gravity places the cut of a filling type, and of any type a minimum size made
+        // larger than its box (`w:300/mw:600`: 600 x 300 cut to 300 x 300).
+        let crops = matches!(self.resizing_type, ResizeType::Fill | ResizeType::FillDown | ResizeType::Auto)
+            || self.min_width > 0
+            || self.min_height > 0;
         if sized && crops && self.gravity != super::Gravity::default() {
             parts.push(format!("g:{}", self.gravity.canonical()));
         }
