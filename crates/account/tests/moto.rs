@@ -96,6 +96,17 @@ async fn a_full_account(h: &Harness, user: &str) -> Vec<FileId> {
     };
     t.put_share(&share).await.unwrap();
     s3.create_multipart_upload().bucket(bucket).key(format!("users/{user}/upload/big.bin")).send().await.unwrap();
+    // An upload session that ended (aborted): it keeps the owner, key and file name until its TTL.
+    let mut never_arrived = kept_row.record.clone();
+    never_arrived.file_id = FileId::new(1_772_000_000_000, testkit::rand32()[..10].try_into().unwrap());
+    let ended = matbakh_core::multipart::UploadSession::open(
+        &never_arrived,
+        matbakh_core::multipart::UploadId::parse(&format!("ended-{user}")).unwrap(),
+        matbakh_core::multipart::SessionLimit::Allowance(1 << 20),
+        AT + time::Duration::hours(1),
+    );
+    t.put_session(&ended, 20).await.unwrap();
+    assert!(t.abort_session(&ended).await.unwrap());
     let grant = TokenGrant {
         digest: format!("{:x}", u128::from_be_bytes(testkit::rand32()[..16].try_into().unwrap())),
         owner: owner.clone(),

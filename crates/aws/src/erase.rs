@@ -55,6 +55,7 @@ impl FileTable {
         let partitions = [
             format!("SHARES#{owner}"),
             format!("UPLOADS#{owner}"),
+            schema::ended_sessions(owner),
             format!("TOKENS#{owner}"),
             format!("EXPORTS#{owner}"),
             format!("LEGACIES#{owner}"),

@@ -44,7 +44,18 @@ pub(crate) const ITEM_IS_NEW: &str = "attribute_not_exists(pk)";
 /// An update's assignment of GSI2's partition from `:g` (an item changing status).
 pub(crate) const SET_GSI2_PK: &str = "gsi2pk = :g";
 /// An update's removal of an item from both indexes (a session that ends leaves the open ones).
-pub(crate) const REMOVE_FROM_INDEXES: &str = "REMOVE gsi1pk, gsi1sk, gsi2pk, gsi2sk";
+/// The update that ends a session with `set` (`#state = :to`, ...): it leaves the open ones'
+/// indexes but stays in GSI1 under its owner's [`ended_sessions`] (`:ended`) until its TTL. It
+/// names the owner, key and file name, and an erase finds it there (security review 20: it stayed
+/// up to 30 days after the erase).
+pub(crate) fn end_session(set: &str) -> String {
+    format!("SET {set}, gsi1pk = :ended REMOVE gsi2pk, gsi2sk")
+}
+
+/// The GSI1 partition of `owner`'s ended upload sessions.
+pub(crate) fn ended_sessions(owner: &impl std::fmt::Display) -> String {
+    format!("ENDED_UPLOADS#{owner}")
+}
 
 /// The index of a user's items, newest first (files; open upload sessions).
 pub const GSI_USER: &str = "gsi1-user-files";

@@ -132,12 +132,13 @@ impl FileTable {
             .condition_expression("#state = :open")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":to", s(state))
-            .expression_attribute_values(":open", s("OPEN"));
+            .expression_attribute_values(":open", s("OPEN"))
+            .expression_attribute_values(":ended", s(schema::ended_sessions(owner)));
         update = match etag {
             Some(etag) => update
-                .update_expression(format!("SET #state = :to, etag = :etag {}", schema::REMOVE_FROM_INDEXES))
+                .update_expression(schema::end_session("#state = :to, etag = :etag"))
                 .expression_attribute_values(":etag", s(etag)),
-            None => update.update_expression(format!("SET #state = :to {}", schema::REMOVE_FROM_INDEXES)),
+            None => update.update_expression(schema::end_session("#state = :to")),
         };
         let items = vec![
             TransactWriteItem::builder().update(update.build()?).build(),
@@ -202,10 +203,11 @@ impl FileTable {
         let state = Update::builder()
             .table_name(&self.table)
             .set_key(Some(schema::session(&session.upload_id)))
-            .update_expression(format!("SET #state = :aborted {}", schema::REMOVE_FROM_INDEXES))
+            .update_expression(schema::end_session("#state = :aborted"))
             .condition_expression("#state = :open")
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":aborted", s("ABORTED"))
+            .expression_attribute_values(":ended", s(schema::ended_sessions(&session.owner)))
             .expression_attribute_values(":open", s("OPEN"))
             .build()?;
         let items = vec![
