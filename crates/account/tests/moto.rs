@@ -101,7 +101,11 @@ async fn a_full_account(h: &Harness, user: &str) -> Vec<FileId> {
     never_arrived.file_id = FileId::new(1_772_000_000_000, testkit::rand32()[..10].try_into().unwrap());
     let ended = matbakh_core::multipart::UploadSession::open(
         &never_arrived,
-        matbakh_core::multipart::UploadId::parse(&format!("ended-{user}")).unwrap(),
+        matbakh_core::multipart::UploadId::parse(&format!(
+            "ended-{:x}",
+            u128::from_be_bytes(testkit::rand32()[..16].try_into().unwrap())
+        ))
+        .unwrap(),
         matbakh_core::multipart::SessionLimit::Allowance(1 << 20),
         AT + time::Duration::hours(1),
     );
