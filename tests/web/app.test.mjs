@@ -289,6 +289,43 @@ test('an upload in parts resumes after a page reload, without sending its parts 
   await context.close();
 });
 
+// Security review 20 (web 1): Golden Retriever kept a dropped file's bytes and name in the
+// browser under one name for every user, for a day: on a shared browser the next user saw them
+// restored and, clicking Upload, stored them in their own account. Now each user's queue is
+// their own, and sign-out forgets them all.
+test('files one user dropped on the uploader are never shown to the next user of the browser', { timeout: 300_000 }, async () => {
+  const { context, page } = await signedIn('demo-user');
+  const secret = `secret-${randomBytes(4).toString('hex')}.jpg`;
+  await page.locator('.uppy-Dashboard-input').first().setInputFiles({ name: secret, mimeType: 'image/jpeg', buffer: PHOTO });
+  await page.locator('.uppy-Dashboard-Item', { hasText: secret }).waitFor();
+  const kept = () => page.evaluate((name) => new Promise((resolve) => {
+    const open = indexedDB.open('uppy-blobs');
+    open.onerror = () => resolve(false);
+    open.onsuccess = () => {
+      try {
+        const all = open.result.transaction(['metadata']).objectStore('metadata').getAll();
+        all.onsuccess = () => { resolve(all.result.some((r) => JSON.stringify(r).includes(name))); open.result.close(); };
+        all.onerror = () => resolve(false);
+      } catch {
+        resolve(false);
+      }
+    };
+  }), secret);
+  await until(kept, 'the dropped file in Golden Retriever\'s store');
+
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByLabel('User').selectOption('guest-user');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await appReady(page);
+  assert.equal(await page.locator('#who-name').textContent(), 'guest-user');
+  await page.locator('.uppy-Dashboard').first().waitFor();
+  assert.equal(await page.locator('.uppy-Dashboard-Item', { hasText: secret }).count(), 0, 'the next user sees nothing of it');
+  assert.equal(await kept(), false, 'sign-out forgot it');
+  assert.deepEqual(await page.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith('uppyState:'))), []);
+  await context.close();
+});
+
 test('the gallery works on a phone-sized viewport', { timeout: 300_000 }, async () => {
   const { context, page } = await signedIn('demo-user', { width: 390, height: 844 });
   await page.locator('#gallery li.card .thumb.loaded').first().waitFor({ timeout: SLOW });

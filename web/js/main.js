@@ -11,7 +11,7 @@ import { FilesView } from './files.js';
 import { Live } from './live.js';
 import { MigrationsView } from './migrations.js';
 import { ReportsView } from './reports.js';
-import { mountUploader } from './upload.js';
+import { forgetUploads, mountUploader } from './upload.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -46,12 +46,15 @@ async function start(config, session) {
   $('public-page').href = `/p/${encodeURIComponent(session.sub)}`;
   $('who').hidden = false;
   $('tabs').hidden = false;
-  $('sign-out').addEventListener('click', () => signOut(config.auth));
+  $('sign-out').addEventListener('click', async () => {
+    await forgetUploads();
+    signOut(config.auth);
+  });
 
   const live = new Live(config.live, session.token);
   const files = new FilesView(api, live);
   files.onChange = () => refreshUsage(api);
-  mountUploader('#uppy', api, async (fileId) => {
+  mountUploader('#uppy', api, session.sub, async (fileId) => {
     await files.added(fileId);
     refreshUsage(api);
   });

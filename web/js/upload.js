@@ -2,7 +2,9 @@
 // (a single PUT, or CreateMultipartUpload, UploadPart, ListParts, Complete, Abort) is presigned
 // by POST /v1/uploads/sign; the server chooses the key and checks type and quota. Files above
 // MULTIPART_THRESHOLD go in parts. Golden Retriever keeps the queue (and the parts already
-// sent) across a page reload, so an interrupted upload resumes where it stopped.
+// sent) across a page reload, so an interrupted upload resumes where it stopped: in the
+// browser's storage, under the signed-in user's own name, and forgotten at sign-out (a browser
+// two people share never shows one the other's files, nor uploads them into their account).
 
 import { AwsS3, Dashboard, GoldenRetriever, Uppy } from '/vendor/uppy.mjs';
 import { partSize, withSize } from './parts.js';
@@ -21,12 +23,32 @@ const ALLOWED = [
   'application/pdf', 'video/mp4', 'video/quicktime', 'video/webm', 'application/zip',
 ];
 
-/** Mounts the uploader in `target`; `onUploaded(fileId, name)` runs for each stored file. */
-export function mountUploader(target, api, onUploaded) {
+/** Where Golden Retriever keeps `owner`'s queue (its stores are named after Uppy's id). */
+const uploaderId = (owner) => `matbakh:${owner}`;
+
+/**
+ * Forgets every queue Golden Retriever kept in this browser (file names and multipart state in
+ * localStorage, bytes in IndexedDB), whoever's: at sign-out.
+ */
+export async function forgetUploads() {
+  for (const key of Object.keys(localStorage)) {
+    if (key.startsWith('uppyState:')) localStorage.removeItem(key);
+  }
+  await new Promise((resolve) => {
+    const deleting = indexedDB.deleteDatabase('uppy-blobs');
+    // Blocked while this page's Uppy holds it open: it goes once the page does.
+    deleting.onsuccess = deleting.onerror = deleting.onblocked = () => resolve();
+  });
+}
+
+/**
+ * Mounts `owner`'s uploader in `target`; `onUploaded(fileId, name)` runs for each stored file.
+ */
+export function mountUploader(target, api, owner, onUploaded) {
   // The server reserves a file's size when its upload starts, but Uppy's signRequest carries
   // only the key it proposed: each proposed key (unique per upload) remembers its file's size.
   const sizes = new Map();
-  const uppy = new Uppy({ id: 'matbakh', autoProceed: false, restrictions: { allowedFileTypes: ALLOWED } })
+  const uppy = new Uppy({ id: uploaderId(owner), autoProceed: false, restrictions: { allowedFileTypes: ALLOWED } })
     .use(Dashboard, {
       inline: true,
       target,
