@@ -326,6 +326,23 @@ test('files one user dropped on the uploader are never shown to the next user of
   await context.close();
 });
 
+// Security review 20 (web 2): a link put its own words on the real origin's pages (a sign-in
+// "error" nobody asked for, a public page's heading), with a clean address bar after.
+test('a link cannot put its own words on the sign-in page or a public page', { timeout: 120_000 }, async () => {
+  const context = await chromium.browser.newContext();
+  const page = await context.newPage();
+  const words = 'Your account is locked. Call 555 0100';
+  await page.goto(`${WEB}/?error=access_denied&state=x&error_description=${encodeURIComponent(words)}`);
+  await page.waitForSelector('body[data-ready]');
+  const shown = await page.locator('#signin-error').textContent();
+  assert.ok(shown.startsWith('sign-in failed') && !shown.includes('locked'), shown);
+  await page.goto(`${WEB}/p/${encodeURIComponent(words)}`);
+  await page.waitForSelector('body[data-ready]');
+  const heading = await page.locator('#public-heading').textContent();
+  assert.ok(!heading.includes('locked') && !(await page.title()).includes('locked'), heading);
+  await context.close();
+});
+
 test('the gallery works on a phone-sized viewport', { timeout: 300_000 }, async () => {
   const { context, page } = await signedIn('demo-user', { width: 390, height: 844 });
   await page.locator('#gallery li.card .thumb.loaded').first().waitFor({ timeout: SLOW });

@@ -34,6 +34,17 @@ function redirectUri() {
 }
 
 /** The stored session if it has not expired: {token, sub}. */
+/** OAuth's error codes (RFC 6749, 4.1.2.1) as this page says them. */
+const SIGN_IN_ERRORS = {
+  access_denied: 'access denied',
+  invalid_request: 'the sign-in request was refused',
+  unauthorized_client: 'this app may not sign in there',
+  unsupported_response_type: 'the sign-in request was refused',
+  invalid_scope: 'the sign-in request was refused',
+  server_error: 'the identity provider failed',
+  temporarily_unavailable: 'the identity provider is unavailable; try again later',
+};
+
 export function currentSession() {
   const token = sessionStorage.getItem(TOKEN_KEY);
   const claims = token && claimsOf(token);
@@ -70,8 +81,10 @@ export async function completeSignIn(auth) {
   const pending = JSON.parse(sessionStorage.getItem(PENDING_KEY) || 'null');
   sessionStorage.removeItem(PENDING_KEY);
   history.replaceState(null, '', location.pathname + (pending?.hash || location.hash));
-  if (params.has('error')) throw new Error(`sign-in refused: ${params.get('error_description') || params.get('error')}`);
+  // Only an answer to this tab's own sign-in is read, and never its free text: a link with
+  // `?error=...&error_description=...` would otherwise put anyone's words on this page.
   if (!pending || pending.state !== params.get('state')) throw new Error('sign-in failed: the answer does not match this sign-in (state)');
+  if (params.has('error')) throw new Error(`sign-in refused (${SIGN_IN_ERRORS[params.get('error')] || 'the identity provider said no'})`);
   const resp = await fetch(new URL(auth.tokenEndpoint, location.origin), {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded' },

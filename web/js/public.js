@@ -28,9 +28,12 @@ function card(f) {
 }
 
 async function main() {
-  const user = decodeURIComponent(location.pathname.split('/')[2] || '');
-  $('public-heading').textContent = `Public files of ${user}`;
-  document.title = `${user} - matbakh`;
+  let user = '';
+  try {
+    user = decodeURIComponent(location.pathname.split('/')[2] || '');
+  } catch {
+    // not a user id: the API says so below
+  }
   const config = await fetch('/config.json').then((r) => r.json());
   let cursor = null;
   const load = async () => {
@@ -38,6 +41,9 @@ async function main() {
     const resp = await fetch(`${config.api || ''}/v1/public/${encodeURIComponent(user)}/files${q}`);
     if (!resp.ok) throw new Error(`HTTP ${resp.status}`);
     const page = await resp.json();
+    // Named only once the API took the id (core's UserId): the path is anyone's text.
+    $('public-heading').textContent = `Public files of ${user}`;
+    document.title = `${user} - matbakh`;
     $('public-gallery').append(...page.files.map(card));
     cursor = page.nextCursor;
     $('public-more').hidden = !cursor;
