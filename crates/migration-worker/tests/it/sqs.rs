@@ -142,24 +142,40 @@ async fn enqueued_work_is_copied_by_the_worker_and_a_poison_message_ends_in_the_
     assert_eq!(migrate::work::enqueue(&ctx, &run, &queue, &sdk).await.unwrap().messages, 0);
 }
 
+/// The photo tree planned into a new bucket under `prefix/`, its work enqueued, then paused;
+/// with its queue and a worker (and the tree, whose folder goes when it is dropped).
+struct Paused {
+    _tree: Tree,
+    sdk: aws_config::SdkConfig,
+    ctx: migrate::Context,
+    bucket: String,
+    url: String,
+    queue: Queue,
+    run: String,
+    w: Worker,
+}
+
+impl Paused {
+    async fn new(prefix: &str) -> Paused {
+        let sdk = moto().await;
+        let ctx = context(&sdk);
+        let bucket = bucket(&sdk, true).await;
+        let (url, _) = queues(&sdk, 3).await;
+        let t = photo_tree();
+        let target = format!("s3://{bucket}/{prefix}");
+        let run = plan(&ctx, &t, &options(&target, "keep", HashMap::new(), &t.url())).await.unwrap().run.unwrap();
+        let queue = Queue::new(&sdk, &url);
+        migrate::work::enqueue(&ctx, &run, &queue, &sdk).await.unwrap();
+        migrate::control::apply(&ctx, &run, Control::Pause).await.unwrap();
+        let w = worker(&sdk, &url);
+        Paused { _tree: t, sdk, ctx, bucket, url, queue, run, w }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_paused_run_drops_its_messages_and_resume_plus_enqueue_finishes_it() {
-    let sdk = moto().await;
-    let ctx = context(&sdk);
-    let bucket = bucket(&sdk, true).await;
-    let (url, _) = queues(&sdk, 3).await;
-    let t = photo_tree();
-    let run = plan(&ctx, &t, &options(&format!("s3://{bucket}/q"), "keep", HashMap::new(), &t.url()))
-        .await
-        .unwrap()
-        .run
-        .unwrap();
-    let queue = Queue::new(&sdk, &url);
-    migrate::work::enqueue(&ctx, &run, &queue, &sdk).await.unwrap();
-    migrate::control::apply(&ctx, &run, Control::Pause).await.unwrap();
-
-    let w = worker(&sdk, &url);
+    let Paused { _tree, sdk, ctx, bucket, url, queue, run, w } = Paused::new("q").await;
     assert_eq!(pump(&w, &sdk, &url).await, 0);
     assert_eq!(snapshot(&sdk, &bucket, "q/").await.len(), 0, "nothing copied while paused");
     let (report, _) = migrate::report::report(&ctx, &run).await.unwrap();
@@ -184,20 +200,7 @@ async fn a_paused_run_drops_its_messages_and_resume_plus_enqueue_finishes_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_large_files_upload_that_lapsed_while_paused_starts_again_on_resume() {
-    let sdk = moto().await;
-    let ctx = context(&sdk);
-    let bucket = bucket(&sdk, true).await;
-    let (url, _) = queues(&sdk, 3).await;
-    let t = photo_tree();
-    let run = plan(&ctx, &t, &options(&format!("s3://{bucket}/l"), "keep", HashMap::new(), &t.url()))
-        .await
-        .unwrap()
-        .run
-        .unwrap();
-    let queue = Queue::new(&sdk, &url);
-    migrate::work::enqueue(&ctx, &run, &queue, &sdk).await.unwrap();
-    migrate::control::apply(&ctx, &run, Control::Pause).await.unwrap();
-    let w = worker(&sdk, &url);
+    let Paused { _tree, sdk, ctx, bucket, url, queue, run, w } = Paused::new("l").await;
     assert_eq!(pump(&w, &sdk, &url).await, 0, "paused: nothing copied");
     // A day later the lifecycle rule aborts the large file's upload.
     let rows = all_rows(&ctx, &run).await;
