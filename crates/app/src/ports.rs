@@ -342,8 +342,8 @@ pub trait TransferSource: Send + Sync {
 /// Where the storage reports are kept.
 #[async_trait]
 pub trait ReportStore: Send + Sync {
-    /// Keeps `json` as the report of `day` (`2026-12-05`) and as the latest.
-    async fn save(&self, day: &str, json: Vec<u8>) -> PortResult<()>;
+    /// Keeps `dated` as the report of `day` (`2026-12-05`), for good, and `latest` as the latest.
+    async fn save(&self, day: &str, dated: Vec<u8>, latest: Vec<u8>) -> PortResult<()>;
     /// The latest report, if one was made.
     async fn latest(&self) -> PortResult<Option<Vec<u8>>>;
 }

@@ -26,7 +26,8 @@ pub struct Reporting {
 }
 
 impl Reporting {
-    /// Counts the bucket and keeps the report (as today's and as the latest).
+    /// Counts the bucket and keeps the report: as the latest, and naming nobody as today's
+    /// ([`Report::naming_nobody`]).
     pub async fn run(&self) -> Result<Report, Error> {
         let now = self.clock.now();
         let prices = self.prices;
@@ -43,8 +44,8 @@ impl Reporting {
             report.recommendations.extend(transfer.recommendations());
             report.transfer = Some(transfer);
         }
-        let json = serde_json::to_vec(&report).map_err(|e| PortError::Failed(format!("report: {e}")))?;
-        self.store.save(&report.generated_at[..10], json).await?;
+        let json = |r: &Report| serde_json::to_vec(r).map_err(|e| PortError::Failed(format!("report: {e}")));
+        self.store.save(&report.generated_at[..10], json(&report.naming_nobody())?, json(&report)?).await?;
         tracing::info!(
             source,
             objects = report.total.objects,
@@ -95,6 +96,14 @@ mod tests {
         let latest: serde_json::Value = serde_json::from_slice(&reporting.latest().await.unwrap().unwrap()).unwrap();
         assert_eq!(latest["generatedAt"], "2026-12-05T03:00:00Z");
         assert_eq!(reports.days(), ["2026-12-05"]);
+        // The latest names the users; the day's report, kept for good, names nobody.
+        assert_eq!(latest["users"][0]["user"], "a");
+        let kept: serde_json::Value = serde_json::from_slice(&reports.of("2026-12-05").unwrap()).unwrap();
+        assert_eq!(kept["users"], serde_json::json!([]));
+        assert_eq!(
+            (kept["total"].clone(), kept["userCount"].clone()),
+            (latest["total"].clone(), latest["userCount"].clone())
+        );
         assert_eq!(latest["transfer"], serde_json::Value::Null, "no logs configured");
     }
 

@@ -372,9 +372,9 @@ impl ReportBucket {
 
 #[async_trait]
 impl ReportStore for ReportBucket {
-    async fn save(&self, day: &str, json: Vec<u8>) -> PortResult<()> {
-        self.put(format!("{REPORTS}{day}.json"), json.clone()).await?;
-        Ok(self.put(format!("{REPORTS}latest.json"), json).await?)
+    async fn save(&self, day: &str, dated: Vec<u8>, latest: Vec<u8>) -> PortResult<()> {
+        self.put(format!("{REPORTS}{day}.json"), dated).await?;
+        Ok(self.put(format!("{REPORTS}latest.json"), latest).await?)
     }
 
     async fn latest(&self) -> PortResult<Option<Vec<u8>>> {

@@ -242,7 +242,7 @@ async fn the_latest_report_is_for_administrators_and_missing_until_made() {
     assert_eq!(status, StatusCode::NOT_FOUND, "no report made yet");
     let report = serde_json::json!({"generatedAt": "2026-12-05T03:00:00Z", "total": {"objects": 3, "bytes": 42}});
     let store = f.admin.reports.clone().unwrap();
-    store.save("2026-12-05", report.to_string().into_bytes()).await.unwrap();
+    store.save("2026-12-05", Vec::new(), report.to_string().into_bytes()).await.unwrap();
     let (status, got) = f.call(Method::GET, "/v1/admin/reports/latest", Some("ops-admin")).await;
     assert_eq!((status, got), (StatusCode::OK, report));
     for who in [Some("someone"), None] {

@@ -221,13 +221,18 @@ impl InMemoryReports {
     pub fn days(&self) -> Vec<String> {
         lock(&self.kept).keys().cloned().collect()
     }
+
+    /// The report kept for `day`.
+    pub fn of(&self, day: &str) -> Option<Vec<u8>> {
+        lock(&self.kept).get(day).cloned()
+    }
 }
 
 #[async_trait]
 impl crate::ports::ReportStore for InMemoryReports {
-    async fn save(&self, day: &str, json: Vec<u8>) -> PortResult<()> {
-        lock(&self.kept).insert(day.to_owned(), json.clone());
-        *lock(&self.latest) = Some(json);
+    async fn save(&self, day: &str, dated: Vec<u8>, latest: Vec<u8>) -> PortResult<()> {
+        lock(&self.kept).insert(day.to_owned(), dated);
+        *lock(&self.latest) = Some(latest);
         Ok(())
     }
 
