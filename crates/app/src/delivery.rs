@@ -166,6 +166,23 @@ impl Delivery {
         self.take_down(file, cdn::file_results(key.as_str())).await
     }
 
+    /// After the row says private: the results a request of the file's never-expiring URLs
+    /// stored while it was going private (between [`Self::make_private`] and the row's update,
+    /// the transformer still saw it public) go too, and the CDN forgets them; it is asked
+    /// nothing when none was stored.
+    pub async fn forget_results_stored_meanwhile(&self, file: FileId, key: &ObjectKey) -> Result<(), Error> {
+        if self.cdn.is_none() {
+            return Ok(());
+        }
+        let late = self.objects.delete_prefix(&matbakh_core::imgproxy::result_prefix(key.as_str())).await?;
+        if let (true, Some(edge), Some(path)) = (late > 0, &self.edge, cdn::file_results(key.as_str())) {
+            let reference = format!("{file}-private-late-{}", self.clock.now().unix_timestamp_nanos());
+            let invalidation = edge.invalidate(&[path], &reference).await?;
+            tracing::info!(file_id = %file, late, invalidation, "results stored while going private removed");
+        }
+        Ok(())
+    }
+
     /// Deletes `file`'s public copies (S3 refuses the CDN at once) and then invalidates their
     /// paths at the CDN. The invalidation is asked for even when no copy was left, so the
     /// retry of a call whose invalidation failed still makes it.

@@ -187,6 +187,9 @@ impl Files {
                 self.delivery.make_private(id, &r.key).await?;
             }
             if self.files.update(&before, &after).await? {
+                if is == Visibility::Private && was == Visibility::Public {
+                    self.delivery.forget_results_stored_meanwhile(id, &r.key).await?;
+                }
                 // Public once the row says so: a failed copy answers an error and the retry
                 // (public already) copies again. An archived file's variants now, its original
                 // once a restore completes.

@@ -913,6 +913,69 @@ async fn a_public_files_image_urls_serve_nothing_once_it_is_private() {
     assert!(forgotten.contains(&file_results) && forgotten.contains(&format!("/p/{id}/*")), "{forgotten:?}");
 }
 
+/// The bucket as `Delivery` sees it, where a transform result lands right after the first
+/// purge of results: a request of the file's never-expiring image URLs that the transformer
+/// answered while the file was going private (it still read public).
+struct ResultLandsMeanwhile {
+    objects: Arc<InMemoryObjects>,
+    landed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl ObjectAccess for ResultLandsMeanwhile {
+    async fn presign_download(&self, d: &Download<'_>) -> PortResult<SignedUrl> {
+        self.objects.presign_download(d).await
+    }
+
+    async fn presign_post(&self, u: &Upload<'_>) -> PortResult<PresignedPost> {
+        self.objects.presign_post(u).await
+    }
+
+    async fn size(&self, key: &ObjectKey) -> PortResult<Option<u64>> {
+        self.objects.size(key).await
+    }
+
+    async fn presign_get(&self, key: &ObjectKey, signed_at: OffsetDateTime, ttl: Duration) -> PortResult<String> {
+        self.objects.presign_get(key, signed_at, ttl).await
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> PortResult<usize> {
+        let deleted = self.objects.delete_prefix(prefix).await?;
+        if prefix.starts_with("results/") && !self.landed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            self.objects.insert(ObjectKey::from_stored(format!("{prefix}e2/w:640.webp")));
+        }
+        Ok(deleted)
+    }
+}
+
+/// The milliseconds between purging a file's results and the row saying private: a request of
+/// its never-expiring URLs then made a result again, which the edge would serve for good. The
+/// results are purged again once the row says private (and the CDN told only if one came).
+#[tokio::test]
+async fn a_result_stored_while_the_file_goes_private_goes_too() {
+    let w = World::with_cdn();
+    let id = w.file("alice", "dish.jpg", "image/jpeg", 1);
+    let uri = format!("/v1/files/{id}");
+    let (status, _) = w.call(NOW, Method::PATCH, &uri, Some("alice"), Some(json!({"visibility": "public"}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut api = w.api(NOW);
+    let racing = ResultLandsMeanwhile { objects: w.objects.clone(), landed: Default::default() };
+    api.cases.files.delivery.objects = Arc::new(racing);
+    let req = Request::patch(&uri)
+        .header("authorization", w.idp.bearer("alice"))
+        .header("content-type", "application/json")
+        .body(Body::from(json!({"visibility": "private"}).to_string()))
+        .unwrap();
+    let (status, file) = testkit::call_router(routes(api), req).await;
+    assert_eq!((status, file["visibility"].as_str()), (StatusCode::OK, Some("private")), "{file}");
+    let key = w.repo.get(id).unwrap().record.key;
+    let results = matbakh_core::imgproxy::result_prefix(key.as_str());
+    assert!(w.objects.keys_under(&results).is_empty(), "{:?}", w.objects.keys_under(&results));
+    let file_results = matbakh_core::cdn::file_results(key.as_str()).unwrap();
+    let told: Vec<Vec<String>> = w.files_edge.invalidations();
+    assert_eq!(told.iter().filter(|paths| paths.contains(&file_results)).count(), 2, "{told:?}");
+}
+
 /// A file whose image failed (a truncated photo) is never served as one: deleted and restored,
 /// it was READY (the restore knew no other status), published when public, and the transformer
 /// and image URLs took it. The restore now brings back the status the delete took it from.
