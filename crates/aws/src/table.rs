@@ -130,7 +130,16 @@ impl FileTable {
         item.insert("migrationRun".to_owned(), s(run));
         let created = match self.put_new(item).await {
             Ok(()) => true,
-            Err(AwsError::AlreadyExists) => false,
+            Err(AwsError::AlreadyExists) => {
+                // The same file (a run of the same plan again), or another key under its id: a
+                // rolled back run's row of another owner (file ids do not depend on the owner).
+                // That one is not this file's: refused before the mapping is touched.
+                let existing = self.get_item(schema::file(record.file_id)).await?;
+                if existing.as_ref().and_then(|i| opt_str(i, "key")) != Some(record.key.as_str()) {
+                    return Err(AwsError::AlreadyExists);
+                }
+                false
+            }
             Err(e) => return Err(e),
         };
         let mapping = schema::item(

@@ -313,8 +313,18 @@ impl Copier {
             return Err(Attempt::Stop(FailureReason::Erased, matbakh_aws::ledger::ERASED_MESSAGE.to_owned()));
         }
         let Some(record) = file_record(e) else { return Ok(()) };
-        files.table.register_migrated(&record, self.run.as_str(), &e.source).await?;
-        Ok(())
+        match files.table.register_migrated(&record, self.run.as_str(), &e.source).await {
+            // Its id has a row of another key: the object would have no row (a file nobody
+            // sees); said, and nothing written (security review 20).
+            Err(AwsError::AlreadyExists) => Err(Attempt::Stop(
+                FailureReason::TargetChanged,
+                format!(
+                    "file {} already has a row of another key (a rolled back run's, of another owner?): remove that row, then run again",
+                    record.file_id
+                ),
+            )),
+            other => other.map(|_| ()).map_err(Attempt::from),
+        }
     }
 
     fn condition(e: &ManifestEntry) -> WriteCondition {

@@ -755,6 +755,35 @@ async fn the_legacy_tree_is_archived_in_an_archive_storage_class_and_verifies() 
     assert!(migrate::plan::StorageClass::parse("COLD").unwrap_err().contains("DEEP_ARCHIVE"));
 }
 
+/// Security review 20 (migration 6): a run gave user 7's file to the wrong account, was rolled
+/// back, and was planned again with the right owner. File ids do not depend on the owner, so the
+/// first run's row was there, and the second run wrote its object under the right owner's key
+/// with no row of theirs (a file nobody sees; `verify` failing). Now the file fails as
+/// `target_changed`, saying why, and nothing is written.
+#[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
+async fn a_corrected_plan_after_a_rollback_writes_no_file_without_its_row() {
+    let sdk = moto().await;
+    let ctx = context(&sdk);
+    let bucket = bucket(&sdk, true).await;
+    let t = tree(&[("users/7/2025/03/panasonic.jpg", "photos/panasonic-orientation6.jpg", 250)]);
+    let (wrong, right) = (testkit::unique_user("wrong"), testkit::unique_user("right"));
+    let owners = |who: &str| HashMap::from([("7".to_owned(), who.to_owned())]);
+    let target = format!("s3://{bucket}");
+    let run = plan(&ctx, &t, &options(&target, "platform", owners(&wrong), &t.url())).await.unwrap().run.unwrap();
+    let done = migrate::run::run(&ctx, &run, source(&t), &opts(2), quiet()).await.unwrap();
+    assert_eq!((done.copied, done.failed), (1, 0));
+    migrate::rollback::rollback(&ctx, &run, false).await.unwrap();
+
+    let again = plan(&ctx, &t, &options(&target, "platform", owners(&right), &t.url())).await.unwrap().run.unwrap();
+    let done = migrate::run::run(&ctx, &again, source(&t), &opts(2), quiet()).await.unwrap();
+    assert_eq!((done.copied, done.failed), (0, 1));
+    let (report, rows) = migrate::report::report(&ctx, &again).await.unwrap();
+    assert_eq!(report.failures_by_reason, [("target_changed".to_owned(), 1)].into());
+    assert!(rows[0].message.as_deref().unwrap_or_default().contains("another key"), "{rows:?}");
+    assert!(snapshot(&sdk, &bucket, &format!("users/{right}/")).await.is_empty(), "no object without its row");
+}
+
 /// Security review 20 (migration 5): the copy's check held only for files that get a row; an
 /// erased user's file of a type off the allow-list (a text file: copied without a row) was
 /// copied into their keys.
