@@ -10,6 +10,7 @@ use matbakh_core::archival::{
 use matbakh_core::audit::AuditAction;
 use matbakh_core::clock::iso_seconds;
 use matbakh_core::ids::{FileId, UserId};
+use matbakh_core::labels::Visibility;
 use matbakh_core::metadata::{FileDetails, FileRecord, FileStatus};
 use matbakh_core::throttle::Costly;
 use time::OffsetDateTime;
@@ -192,6 +193,15 @@ impl Files {
         }
         let ready = FileRecord { status: FileStatus::Ready, ..d.record.clone() };
         self.delivery.publish(&*self.objects, &ready, d.variants()).await?;
+        // Made private (or deleted) while the copies were written from the row read before:
+        // they go again, and the CDN forgets them.
+        if ready.labels.visibility == Visibility::Public {
+            let now = self.files.details(id).await?;
+            let still = now.is_some_and(|n| n.record.labels.visibility == Visibility::Public);
+            if !still {
+                self.delivery.unpublish(id).await?;
+            }
+        }
         Ok(true)
     }
 

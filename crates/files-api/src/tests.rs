@@ -850,6 +850,113 @@ async fn a_public_file_deleted_while_archived_is_served_again_its_original_once_
     assert!(!w.restored_by_s3(id, &archived).await);
 }
 
+/// The bucket as the files use cases see it, where the file's owner makes it private (as
+/// `PATCH` does: the row, then its public copies gone) just before the first public copy is
+/// written: a restore that completes meanwhile copies from the row it read before.
+struct PrivateMidCopy {
+    objects: Arc<InMemoryObjects>,
+    repo: Arc<InMemory>,
+    file: FileId,
+    flipped: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl ObjectAccess for PrivateMidCopy {
+    async fn presign_download(&self, d: &Download<'_>) -> PortResult<SignedUrl> {
+        self.objects.presign_download(d).await
+    }
+
+    async fn presign_post(&self, u: &Upload<'_>) -> PortResult<PresignedPost> {
+        self.objects.presign_post(u).await
+    }
+
+    async fn size(&self, key: &ObjectKey) -> PortResult<Option<u64>> {
+        self.objects.size(key).await
+    }
+
+    async fn presign_get(&self, key: &ObjectKey, signed_at: OffsetDateTime, ttl: Duration) -> PortResult<String> {
+        self.objects.presign_get(key, signed_at, ttl).await
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> PortResult<usize> {
+        self.objects.delete_prefix(prefix).await
+    }
+}
+
+#[async_trait::async_trait]
+impl matbakh_app::ports::ObjectLifecycle for PrivateMidCopy {
+    async fn head(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<Option<matbakh_app::ports::Head>> {
+        self.objects.head(key, version).await
+    }
+
+    async fn publish(
+        &self,
+        from: &ObjectKey,
+        version: Option<&str>,
+        to: &ObjectKey,
+        served: &matbakh_core::delivery::ServedAs,
+    ) -> PortResult<()> {
+        if !self.flipped.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let mut d = self.repo.get(self.file).unwrap();
+            d.record.labels.visibility = matbakh_core::labels::Visibility::Private;
+            self.repo.insert(d);
+            self.objects.delete_prefix(&ObjectKey::public_prefix(self.file)).await?;
+        }
+        self.objects.publish(from, version, to, served).await
+    }
+
+    async fn hide(&self, key: &ObjectKey) -> PortResult<()> {
+        self.objects.hide(key).await
+    }
+
+    async fn unhide(&self, key: &ObjectKey) -> PortResult<()> {
+        self.objects.unhide(key).await
+    }
+
+    async fn set_tags(&self, key: &ObjectKey, version: Option<&str>, tags: &[(&str, &str)]) -> PortResult<()> {
+        self.objects.set_tags(key, version, tags).await
+    }
+
+    async fn restore(
+        &self,
+        key: &ObjectKey,
+        version: Option<&str>,
+        tier: matbakh_core::archival::RestoreTier,
+        days: u32,
+    ) -> PortResult<()> {
+        self.objects.restore(key, version, tier, days).await
+    }
+}
+
+/// A public archived file whose restore completes while its owner makes it private: the
+/// restore wrote the public copies from the row it read before, and they stayed, served
+/// unsigned, for a private file. Now it reads the row again after and takes them down.
+#[tokio::test]
+async fn a_restore_completing_while_the_file_goes_private_leaves_no_public_copy() {
+    use matbakh_app::ports::ObjectLifecycle;
+    let w = World::with_cdn();
+    let id = w.file("alice", "menu.jpg", "image/jpeg", 1);
+    let uri = format!("/v1/files/{id}");
+    let (status, _) = w.call(NOW, Method::PATCH, &uri, Some("alice"), Some(json!({"visibility": "public"}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let (key, version) = w.archived_by_s3(id).await;
+    let body = json!({"tier": "Standard"});
+    let (status, _) = w.call(NOW, Method::POST, &format!("{uri}/unarchive"), Some("alice"), Some(body)).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    w.objects.restored(&key, &version);
+    assert!(w.objects.head(&key, Some(&version)).await.unwrap().is_some());
+
+    let mut api = w.api(NOW);
+    let racing =
+        PrivateMidCopy { objects: w.objects.clone(), repo: w.repo.clone(), file: id, flipped: Default::default() };
+    api.cases.files.objects = Arc::new(racing);
+    assert!(api.cases.files.restore_completed(id, Some(&version), None).await.unwrap());
+    assert_eq!(w.repo.get(id).unwrap().record.labels.visibility, matbakh_core::labels::Visibility::Private);
+    let left = w.objects.keys_under(&ObjectKey::public_prefix(id));
+    assert!(left.is_empty(), "public copies of a private file: {left:?}");
+    assert!(w.files_edge.invalidations().concat().contains(&format!("/p/{id}/*")));
+}
+
 #[tokio::test]
 async fn an_archived_file_made_public_shows_its_variants_now_and_its_original_once_restored() {
     let w = World::with_cdn();
