@@ -158,6 +158,15 @@ impl World {
 
     /// Pins the file's current object version as its accepted one, as settling does: its key
     /// and that version.
+    /// A READY image of `owner`'s, made public by its owner (`PATCH`): its id and URI.
+    async fn public_file(&self, owner: &str, name: &str) -> (FileId, String) {
+        let id = self.file(owner, name, "image/jpeg", 1);
+        let uri = format!("/v1/files/{id}");
+        let (status, _) = self.call(NOW, Method::PATCH, &uri, Some(owner), Some(json!({"visibility": "public"}))).await;
+        assert_eq!(status, StatusCode::OK);
+        (id, uri)
+    }
+
     /// S3's lifecycle moved `id`'s (pinned) original to Glacier and the indexer heard of it.
     async fn archived_by_s3(&self, id: FileId) -> (ObjectKey, String) {
         let (key, version) = self.pin_version(id).await;
@@ -359,15 +368,42 @@ async fn a_public_file_is_served_from_its_copies_and_going_private_takes_them_aw
     assert!(file["variants"][0]["url"].as_str().unwrap().contains("/derived/"));
 }
 
-/// The bucket as `Delivery` sees it, whose `size` answers only once `n` lookups wait at once:
-/// a listing that looks its files up one at a time never gets an answer.
-struct AllAtOnce {
+/// The bucket as the files use cases see it, with a test's hand in one of its calls: what
+/// happens elsewhere at that moment.
+struct Meddled {
     objects: Arc<InMemoryObjects>,
-    together: tokio::sync::Barrier,
+    hand: Hand,
+    /// The hand acts once (the first call it watches).
+    done: std::sync::atomic::AtomicBool,
+}
+
+enum Hand {
+    /// `size` answers only once this many lookups wait at once: a listing that looks its
+    /// files up one at a time never gets an answer.
+    SizeTogether(tokio::sync::Barrier),
+    /// A transform result lands right after the first purge of results: a request of the
+    /// file's never-expiring image URLs that the transformer answered while the file was going
+    /// private (it still read public).
+    ResultAfterPurge,
+    /// The file's owner makes it private (as `PATCH` does: the row, then its public copies
+    /// gone) just before the first public copy is written: a restore that completes meanwhile
+    /// copies from the row it read before.
+    PrivateBeforeCopy { repo: Arc<InMemory>, file: FileId },
+}
+
+impl Meddled {
+    fn new(objects: &Arc<InMemoryObjects>, hand: Hand) -> Arc<Self> {
+        Arc::new(Meddled { objects: objects.clone(), hand, done: Default::default() })
+    }
+
+    /// Whether this is the hand's first time.
+    fn first(&self) -> bool {
+        !self.done.swap(true, std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 #[async_trait::async_trait]
-impl ObjectAccess for AllAtOnce {
+impl ObjectAccess for Meddled {
     async fn presign_download(&self, d: &Download<'_>) -> PortResult<SignedUrl> {
         self.objects.presign_download(d).await
     }
@@ -377,7 +413,9 @@ impl ObjectAccess for AllAtOnce {
     }
 
     async fn size(&self, key: &ObjectKey) -> PortResult<Option<u64>> {
-        self.together.wait().await;
+        if let Hand::SizeTogether(together) = &self.hand {
+            together.wait().await;
+        }
         self.objects.size(key).await
     }
 
@@ -386,7 +424,58 @@ impl ObjectAccess for AllAtOnce {
     }
 
     async fn delete_prefix(&self, prefix: &str) -> PortResult<usize> {
-        self.objects.delete_prefix(prefix).await
+        let deleted = self.objects.delete_prefix(prefix).await?;
+        if matches!(self.hand, Hand::ResultAfterPurge) && prefix.starts_with("results/") && self.first() {
+            self.objects.insert(ObjectKey::from_stored(format!("{prefix}e2/w:640.webp")));
+        }
+        Ok(deleted)
+    }
+}
+
+#[async_trait::async_trait]
+impl matbakh_app::ports::ObjectLifecycle for Meddled {
+    async fn head(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<Option<matbakh_app::ports::Head>> {
+        self.objects.head(key, version).await
+    }
+
+    async fn publish(
+        &self,
+        from: &ObjectKey,
+        version: Option<&str>,
+        to: &ObjectKey,
+        served: &matbakh_core::delivery::ServedAs,
+    ) -> PortResult<()> {
+        if let Hand::PrivateBeforeCopy { repo, file } = &self.hand
+            && self.first()
+        {
+            let mut d = repo.get(*file).unwrap();
+            d.record.labels.visibility = matbakh_core::labels::Visibility::Private;
+            repo.insert(d);
+            self.objects.delete_prefix(&ObjectKey::public_prefix(*file)).await?;
+        }
+        self.objects.publish(from, version, to, served).await
+    }
+
+    async fn hide(&self, key: &ObjectKey) -> PortResult<()> {
+        self.objects.hide(key).await
+    }
+
+    async fn unhide(&self, key: &ObjectKey) -> PortResult<()> {
+        self.objects.unhide(key).await
+    }
+
+    async fn set_tags(&self, key: &ObjectKey, version: Option<&str>, tags: &[(&str, &str)]) -> PortResult<()> {
+        self.objects.set_tags(key, version, tags).await
+    }
+
+    async fn restore(
+        &self,
+        key: &ObjectKey,
+        version: Option<&str>,
+        tier: matbakh_core::archival::RestoreTier,
+        days: u32,
+    ) -> PortResult<()> {
+        self.objects.restore(key, version, tier, days).await
     }
 }
 
@@ -406,8 +495,8 @@ async fn a_page_looks_up_its_archived_public_files_at_once() {
         w.repo.insert(row);
     }
     let mut api = w.api(NOW);
-    let gated = AllAtOnce { objects: w.objects.clone(), together: tokio::sync::Barrier::new(ids.len()) };
-    api.cases.files.delivery.objects = Arc::new(gated);
+    api.cases.files.delivery.objects =
+        Meddled::new(&w.objects, Hand::SizeTogether(tokio::sync::Barrier::new(ids.len())));
     let req = Request::get("/v1/files").header("authorization", w.idp.bearer("alice")).body(Body::empty()).unwrap();
     // The bound only turns a listing that waits forever into a failure, it synchronises nothing.
     let answer = tokio::time::timeout(Duration::from_secs(10), testkit::call_router(routes(api), req)).await;
@@ -819,10 +908,7 @@ async fn an_archived_file_keeps_its_variants_refuses_its_bytes_and_comes_back_by
 #[tokio::test]
 async fn a_public_file_deleted_while_archived_is_served_again_its_original_once_restored() {
     let w = World::with_cdn();
-    let id = w.file("alice", "menu.jpg", "image/jpeg", 1);
-    let uri = format!("/v1/files/{id}");
-    let (status, _) = w.call(NOW, Method::PATCH, &uri, Some("alice"), Some(json!({"visibility": "public"}))).await;
-    assert_eq!(status, StatusCode::OK);
+    let (id, uri) = w.public_file("alice", "menu.jpg").await;
     let public = ObjectKey::public_prefix(id);
     let original = ObjectKey::from_stored(format!("p/{id}/original/menu.jpg"));
     assert_eq!(w.objects.keys_under(&public).len(), 4, "the original and 3 variants");
@@ -850,84 +936,6 @@ async fn a_public_file_deleted_while_archived_is_served_again_its_original_once_
     assert!(!w.restored_by_s3(id, &archived).await);
 }
 
-/// The bucket as the files use cases see it, where the file's owner makes it private (as
-/// `PATCH` does: the row, then its public copies gone) just before the first public copy is
-/// written: a restore that completes meanwhile copies from the row it read before.
-struct PrivateMidCopy {
-    objects: Arc<InMemoryObjects>,
-    repo: Arc<InMemory>,
-    file: FileId,
-    flipped: std::sync::atomic::AtomicBool,
-}
-
-#[async_trait::async_trait]
-impl ObjectAccess for PrivateMidCopy {
-    async fn presign_download(&self, d: &Download<'_>) -> PortResult<SignedUrl> {
-        self.objects.presign_download(d).await
-    }
-
-    async fn presign_post(&self, u: &Upload<'_>) -> PortResult<PresignedPost> {
-        self.objects.presign_post(u).await
-    }
-
-    async fn size(&self, key: &ObjectKey) -> PortResult<Option<u64>> {
-        self.objects.size(key).await
-    }
-
-    async fn presign_get(&self, key: &ObjectKey, signed_at: OffsetDateTime, ttl: Duration) -> PortResult<String> {
-        self.objects.presign_get(key, signed_at, ttl).await
-    }
-
-    async fn delete_prefix(&self, prefix: &str) -> PortResult<usize> {
-        self.objects.delete_prefix(prefix).await
-    }
-}
-
-#[async_trait::async_trait]
-impl matbakh_app::ports::ObjectLifecycle for PrivateMidCopy {
-    async fn head(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<Option<matbakh_app::ports::Head>> {
-        self.objects.head(key, version).await
-    }
-
-    async fn publish(
-        &self,
-        from: &ObjectKey,
-        version: Option<&str>,
-        to: &ObjectKey,
-        served: &matbakh_core::delivery::ServedAs,
-    ) -> PortResult<()> {
-        if !self.flipped.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            let mut d = self.repo.get(self.file).unwrap();
-            d.record.labels.visibility = matbakh_core::labels::Visibility::Private;
-            self.repo.insert(d);
-            self.objects.delete_prefix(&ObjectKey::public_prefix(self.file)).await?;
-        }
-        self.objects.publish(from, version, to, served).await
-    }
-
-    async fn hide(&self, key: &ObjectKey) -> PortResult<()> {
-        self.objects.hide(key).await
-    }
-
-    async fn unhide(&self, key: &ObjectKey) -> PortResult<()> {
-        self.objects.unhide(key).await
-    }
-
-    async fn set_tags(&self, key: &ObjectKey, version: Option<&str>, tags: &[(&str, &str)]) -> PortResult<()> {
-        self.objects.set_tags(key, version, tags).await
-    }
-
-    async fn restore(
-        &self,
-        key: &ObjectKey,
-        version: Option<&str>,
-        tier: matbakh_core::archival::RestoreTier,
-        days: u32,
-    ) -> PortResult<()> {
-        self.objects.restore(key, version, tier, days).await
-    }
-}
-
 /// A public archived file whose restore completes while its owner makes it private: the
 /// restore wrote the public copies from the row it read before, and they stayed, served
 /// unsigned, for a private file. Now it reads the row again after and takes them down.
@@ -935,10 +943,7 @@ impl matbakh_app::ports::ObjectLifecycle for PrivateMidCopy {
 async fn a_restore_completing_while_the_file_goes_private_leaves_no_public_copy() {
     use matbakh_app::ports::ObjectLifecycle;
     let w = World::with_cdn();
-    let id = w.file("alice", "menu.jpg", "image/jpeg", 1);
-    let uri = format!("/v1/files/{id}");
-    let (status, _) = w.call(NOW, Method::PATCH, &uri, Some("alice"), Some(json!({"visibility": "public"}))).await;
-    assert_eq!(status, StatusCode::OK);
+    let (id, uri) = w.public_file("alice", "menu.jpg").await;
     let (key, version) = w.archived_by_s3(id).await;
     let body = json!({"tier": "Standard"});
     let (status, _) = w.call(NOW, Method::POST, &format!("{uri}/unarchive"), Some("alice"), Some(body)).await;
@@ -947,9 +952,7 @@ async fn a_restore_completing_while_the_file_goes_private_leaves_no_public_copy(
     assert!(w.objects.head(&key, Some(&version)).await.unwrap().is_some());
 
     let mut api = w.api(NOW);
-    let racing =
-        PrivateMidCopy { objects: w.objects.clone(), repo: w.repo.clone(), file: id, flipped: Default::default() };
-    api.cases.files.objects = Arc::new(racing);
+    api.cases.files.objects = Meddled::new(&w.objects, Hand::PrivateBeforeCopy { repo: w.repo.clone(), file: id });
     assert!(api.cases.files.restore_completed(id, Some(&version), None).await.unwrap());
     assert_eq!(w.repo.get(id).unwrap().record.labels.visibility, matbakh_core::labels::Visibility::Private);
     let left = w.objects.keys_under(&ObjectKey::public_prefix(id));
@@ -998,10 +1001,7 @@ async fn an_archived_file_made_public_shows_its_variants_now_and_its_original_on
 #[tokio::test]
 async fn a_public_files_image_urls_serve_nothing_once_it_is_private() {
     let w = World::with_cdn();
-    let id = w.file("alice", "dish.jpg", "image/jpeg", 1);
-    let uri = format!("/v1/files/{id}");
-    let (status, _) = w.call(NOW, Method::PATCH, &uri, Some("alice"), Some(json!({"visibility": "public"}))).await;
-    assert_eq!(status, StatusCode::OK);
+    let (id, uri) = w.public_file("alice", "dish.jpg").await;
     let (status, got) = w.call(NOW, Method::POST, &format!("{uri}/image-urls"), Some("alice"), Some(json!({}))).await;
     assert_eq!(status, StatusCode::OK, "{got}");
     assert!(got["expiresAt"].is_null(), "a public file's URLs never expire: {got}");
@@ -1020,54 +1020,15 @@ async fn a_public_files_image_urls_serve_nothing_once_it_is_private() {
     assert!(forgotten.contains(&file_results) && forgotten.contains(&format!("/p/{id}/*")), "{forgotten:?}");
 }
 
-/// The bucket as `Delivery` sees it, where a transform result lands right after the first
-/// purge of results: a request of the file's never-expiring image URLs that the transformer
-/// answered while the file was going private (it still read public).
-struct ResultLandsMeanwhile {
-    objects: Arc<InMemoryObjects>,
-    landed: std::sync::atomic::AtomicBool,
-}
-
-#[async_trait::async_trait]
-impl ObjectAccess for ResultLandsMeanwhile {
-    async fn presign_download(&self, d: &Download<'_>) -> PortResult<SignedUrl> {
-        self.objects.presign_download(d).await
-    }
-
-    async fn presign_post(&self, u: &Upload<'_>) -> PortResult<PresignedPost> {
-        self.objects.presign_post(u).await
-    }
-
-    async fn size(&self, key: &ObjectKey) -> PortResult<Option<u64>> {
-        self.objects.size(key).await
-    }
-
-    async fn presign_get(&self, key: &ObjectKey, signed_at: OffsetDateTime, ttl: Duration) -> PortResult<String> {
-        self.objects.presign_get(key, signed_at, ttl).await
-    }
-
-    async fn delete_prefix(&self, prefix: &str) -> PortResult<usize> {
-        let deleted = self.objects.delete_prefix(prefix).await?;
-        if prefix.starts_with("results/") && !self.landed.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            self.objects.insert(ObjectKey::from_stored(format!("{prefix}e2/w:640.webp")));
-        }
-        Ok(deleted)
-    }
-}
-
 /// The milliseconds between purging a file's results and the row saying private: a request of
 /// its never-expiring URLs then made a result again, which the edge would serve for good. The
 /// results are purged again once the row says private (and the CDN told only if one came).
 #[tokio::test]
 async fn a_result_stored_while_the_file_goes_private_goes_too() {
     let w = World::with_cdn();
-    let id = w.file("alice", "dish.jpg", "image/jpeg", 1);
-    let uri = format!("/v1/files/{id}");
-    let (status, _) = w.call(NOW, Method::PATCH, &uri, Some("alice"), Some(json!({"visibility": "public"}))).await;
-    assert_eq!(status, StatusCode::OK);
+    let (id, uri) = w.public_file("alice", "dish.jpg").await;
     let mut api = w.api(NOW);
-    let racing = ResultLandsMeanwhile { objects: w.objects.clone(), landed: Default::default() };
-    api.cases.files.delivery.objects = Arc::new(racing);
+    api.cases.files.delivery.objects = Meddled::new(&w.objects, Hand::ResultAfterPurge);
     let req = Request::patch(&uri)
         .header("authorization", w.idp.bearer("alice"))
         .header("content-type", "application/json")
