@@ -94,23 +94,27 @@ pub async fn enqueue(ctx: &Context, id: &str, queue: &Queue, sdk: &SdkConfig) ->
             let e = &row.entry;
             if e.is_multipart(copier.settings.multipart_threshold) {
                 out.multipart_files += 1;
-                let done = ctx.ledger.parts_of(&record.id, e.seq).await?;
                 let all = parts_of(e, &copier.settings);
-                let upload_id = match &row.upload_id {
-                    // Still open, or (every part sent) completed: the Complete step adopts it.
-                    Some(u) if done.len() >= all.len() || copier.target.list_parts(&e.key, u).await?.is_some() => {
-                        u.clone()
-                    }
-                    // Gone with parts still to send: the bucket's lifecycle aborts an upload a
-                    // day after it began (a run paused overnight, a backlog), so it starts again.
-                    Some(lapsed) => {
-                        tracing::warn!(seq = e.seq, "the multipart upload lapsed: started again");
-                        let mine = copier.start_upload(e).await?;
-                        let kept = ctx.ledger.replace_upload(&record.id, e.seq, lapsed, &mine).await?;
-                        if kept != mine {
-                            copier.target.abort_multipart(&e.key, &mine).await?;
+                // The upload and the parts it holds: read once, again only after starting one.
+                let parts_done = || ctx.ledger.parts_of(&record.id, e.seq);
+                let (upload_id, done) = match &row.upload_id {
+                    Some(u) => {
+                        let done = parts_done().await?;
+                        // Still open, or (every part sent) completed: the Complete step adopts it.
+                        if done.len() >= all.len() || copier.target.list_parts(&e.key, u).await?.is_some() {
+                            (u.clone(), done)
+                        } else {
+                            // Gone with parts still to send: the bucket's lifecycle aborts an
+                            // upload a day after it began (a run paused overnight, a backlog), so
+                            // it starts again.
+                            tracing::warn!(seq = e.seq, "the multipart upload lapsed: started again");
+                            let mine = copier.start_upload(e).await?;
+                            let kept = ctx.ledger.replace_upload(&record.id, e.seq, u, &mine).await?;
+                            if kept != mine {
+                                copier.target.abort_multipart(&e.key, &mine).await?;
+                            }
+                            (kept, parts_done().await?)
                         }
-                        kept
                     }
                     None => {
                         let mine = copier.start_upload(e).await?;
@@ -118,10 +122,9 @@ pub async fn enqueue(ctx: &Context, id: &str, queue: &Queue, sdk: &SdkConfig) ->
                         if kept != mine {
                             copier.target.abort_multipart(&e.key, &mine).await?;
                         }
-                        kept
+                        (kept, parts_done().await?)
                     }
                 };
-                let done = ctx.ledger.parts_of(&record.id, e.seq).await?;
                 let missing: Vec<(i32, u64, u64)> = all.iter().filter(|p| !done.contains(&p.0)).copied().collect();
                 if missing.is_empty() {
                     push(&Work::Complete { run: run.clone(), seq: e.seq, upload_id }, &mut bodies)?;
