@@ -37,7 +37,7 @@ use time::OffsetDateTime;
 
 use crate::audit::{Access, Client, Trail};
 use crate::error::Error;
-use crate::ports::{AccountRepo, EdgeCache, EraseAgainQueue, MigrationRecords, ObjectErasure};
+use crate::ports::{AccountRepo, EraseAgainQueue, MigrationRecords, ObjectErasure};
 
 /// How many requests of one erase are in flight at once (each file's objects are listed by
 /// their own prefix, its items read by their own key): an account of many thousand files is
@@ -227,7 +227,9 @@ impl Erasure {
     /// every public copy (their keys name no user, and a wildcard a file would soon pass the 15
     /// invalidations CloudFront has in progress at once), asked for when a step finds one.
     async fn cached(&self, owner: &UserId, results: &str) -> Result<Cached, Error> {
-        let Some(edge) = &self.delivery.edge else { return Ok(Cached::default()) };
+        if self.delivery.edge.is_none() {
+            return Ok(Cached::default());
+        }
         let results = match self.objects.holds_any(results).await? {
             true => vec![cdn::user_results(owner)],
             false => Vec::new(),
@@ -239,7 +241,7 @@ impl Erasure {
             ],
             None => Vec::new(),
         };
-        Ok(Cached { edge: Some(edge.clone()), results, wildcards })
+        Ok(Cached { results, wildcards })
     }
 
     /// Invalidates, in one request, what of `cached` the erase is about to delete with `files`:
@@ -247,7 +249,7 @@ impl Erasure {
     /// deletes, so the retry after a failed invalidation finds them and tries again. Only what
     /// the bucket still holds, so an erase of nothing invalidates nothing.
     async fn invalidate_cached(&self, cached: &mut Cached, files: &[FileId]) -> Result<(), Error> {
-        let Some(edge) = cached.edge.clone() else { return Ok(()) };
+        let Some(edge) = &self.delivery.edge else { return Ok(()) };
         let mut paths = std::mem::take(&mut cached.results);
         let mut unseen = Vec::new();
         for (prefix, path) in std::mem::take(&mut cached.wildcards) {
@@ -283,7 +285,6 @@ impl Erasure {
 /// The files CDN's paths an erase has yet to invalidate ([`Erasure::invalidate_cached`]).
 #[derive(Default)]
 struct Cached {
-    edge: Option<Arc<dyn EdgeCache>>,
     /// The user's transform results' path, until asked for.
     results: Vec<String>,
     /// The paths of every variant and every public copy, each with the prefix of a file's

@@ -43,7 +43,6 @@ pub(crate) const ITEM_EXISTS: &str = "attribute_exists(pk)";
 pub(crate) const ITEM_IS_NEW: &str = "attribute_not_exists(pk)";
 /// An update's assignment of GSI2's partition from `:g` (an item changing status).
 pub(crate) const SET_GSI2_PK: &str = "gsi2pk = :g";
-/// An update's removal of an item from both indexes (a session that ends leaves the open ones).
 /// The update that ends a session with `set` (`#state = :to`, ...): it leaves the open ones'
 /// indexes but stays in GSI1 under its owner's [`ended_sessions`] (`:ended`) until its TTL. It
 /// names the owner, key and file name, and an erase finds it there (security review 20: it stayed

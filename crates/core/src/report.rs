@@ -582,15 +582,10 @@ impl TransferTally {
         let mut users: Vec<UserTransfer> =
             self.users.into_iter().map(|(user, sent)| UserTransfer { user, sent }).collect();
         users.sort_by(|a, b| b.sent.bytes.cmp(&a.sent.bytes).then(a.user.cmp(&b.user)));
-        let mut users = top_then_others(users, UserTransfer { user: "others".into(), ..Default::default() }, |o, u| {
-            o.sent.merge(u.sent)
-        });
-        if self.unattributed.objects > 0 {
-            match users.last_mut().filter(|u| u.user == "others") {
-                Some(others) => others.sent.merge(self.unattributed),
-                None => users.push(UserTransfer { user: "others".into(), sent: self.unattributed }),
-            }
-        }
+        // Transfer past the users the tally keeps is `others`' from the start (there are more
+        // users than the top then, so `others` is listed).
+        let others = UserTransfer { user: "others".into(), sent: self.unattributed };
+        let users = top_then_others(users, others, |o, u| o.sent.merge(u.sent));
         let monthly = self.total.bytes as f64 / GB / covered * DAYS_PER_MONTH * prices.cloudfront_out;
         Transfer {
             from: from.to_string(),
