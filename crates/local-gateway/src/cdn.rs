@@ -94,6 +94,12 @@ impl AccessLog {
     }
 }
 
+/// Whether `key` has a `.`, `..` or empty segment (S3 takes them literally, a CDN normalises
+/// them away, an HTTP client resolves them).
+fn has_dot_segment(key: &str) -> bool {
+    key.split('/').any(|s| s == "." || s == ".." || s.is_empty())
+}
+
 impl FilesCdn {
     /// Answers a request for `path` (starting with [`PREFIX`]).
     pub async fn serve(&self, client: &reqwest::Client, method: &Method, path: &str, headers: &HeaderMap) -> Response {
@@ -103,7 +109,7 @@ impl FilesCdn {
         let key = &path[PREFIX.len()..];
         // The path as the browser sent it (percent-encoded), so S3 sees the key CloudFront would
         // pass on; no dot segments (S3 would take them literally, a CDN normalises them away).
-        if !key.starts_with(PUBLIC_COPIES) || key.split('/').any(|s| s == "." || s == ".." || s.is_empty()) {
+        if !key.starts_with(PUBLIC_COPIES) || has_dot_segment(key) {
             return refused(StatusCode::FORBIDDEN, "AccessDenied");
         }
         // The key as stored: the path's segments decoded (the signature encodes them again),
@@ -112,7 +118,7 @@ impl FilesCdn {
         let Ok(key) = percent_encoding::percent_decode_str(key).decode_utf8() else {
             return refused(StatusCode::FORBIDDEN, "AccessDenied");
         };
-        if key.split('/').any(|s| s == "." || s == ".." || s.is_empty()) {
+        if has_dot_segment(&key) {
             return refused(StatusCode::FORBIDDEN, "AccessDenied");
         }
         match self.get(client, method, &key, headers).await {
