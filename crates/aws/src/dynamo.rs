@@ -39,7 +39,7 @@ pub(crate) fn conditional<T, E, R>(
 ) -> Result<bool, AwsError>
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     match out {
         Ok(_) => Ok(true),

@@ -45,6 +45,13 @@ impl FileTable {
         self.delete_keys(keys).await
     }
 
+    /// Deletes a file's tag and word items, not its row (a migration's rollback retires the row
+    /// with its usage: [`FileTable::retire_migrated`]). Answers how many.
+    pub(crate) async fn delete_file_extras(&self, id: FileId) -> Result<usize, AwsError> {
+        let items = self.items_where(None, PK, &file_pk(id)).await?;
+        self.delete_keys(items.iter().filter_map(key_of).filter(|(_, sk)| sk != schema::FILE).collect()).await
+    }
+
     /// Deletes every other item that holds `owner`'s data (their files' are
     /// [`Self::erase_file_items`]'): the sessions of `uploads` (those the bucket still had
     /// open), shares, open sessions, tokens, exports, legacy path mappings, request budgets'

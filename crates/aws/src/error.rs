@@ -56,29 +56,32 @@ impl AwsError {
         matches!(self, AwsError::Service { retryable: true, .. } | AwsError::Unanswered(_))
     }
 
-    /// Classifies any SDK error by its kind and error code.
+    /// Classifies any SDK error by its kind and error code; a server error without one (a
+    /// 5xx whose body is not S3's XML, as a proxy or a local server answers) is retryable too.
     pub fn from_sdk<E, R>(operation: &'static str, err: SdkError<E, R>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
+        R: std::fmt::Debug + 'static,
     {
         let retryable = match &err {
             SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
-            SdkError::ServiceError(e) => matches!(
-                e.err().code(),
-                Some(
-                    "ThrottlingException"
-                        | "Throttling"
-                        | "ProvisionedThroughputExceededException"
-                        | "RequestLimitExceeded"
-                        | "InternalServerError"
-                        | "InternalError"
-                        | "ServiceUnavailable"
-                        | "SlowDown"
-                        | "RequestTimeout"
-                        | "TooManyInvalidationsInProgress"
-                )
-            ),
+            SdkError::ServiceError(e) => {
+                matches!(
+                    e.err().code(),
+                    Some(
+                        "ThrottlingException"
+                            | "Throttling"
+                            | "ProvisionedThroughputExceededException"
+                            | "RequestLimitExceeded"
+                            | "InternalServerError"
+                            | "InternalError"
+                            | "ServiceUnavailable"
+                            | "SlowDown"
+                            | "RequestTimeout"
+                            | "TooManyInvalidationsInProgress"
+                    )
+                ) || (e.err().code().is_none() && server_error(e.raw()))
+            }
             _ => false,
         };
         let message = match err.as_service_error() {
@@ -86,5 +89,42 @@ impl AwsError {
             None => format!("{}", aws_sdk_s3::error::DisplayErrorContext(&err)),
         };
         AwsError::Service { operation, message, retryable }
+    }
+}
+
+/// Whether `raw` is an HTTP response with a 5xx status.
+fn server_error<R: 'static>(raw: &R) -> bool {
+    (raw as &dyn std::any::Any)
+        .downcast_ref::<aws_sdk_s3::config::http::HttpResponse>()
+        .is_some_and(|r| r.status().is_server_error())
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_s3::config::http::HttpResponse;
+    use aws_sdk_s3::error::{ErrorMetadata, SdkError};
+    use aws_sdk_s3::operation::list_object_versions::ListObjectVersionsError;
+    use aws_smithy_types::body::SdkBody;
+
+    use super::AwsError;
+
+    fn answered(status: u16, code: Option<&str>) -> AwsError {
+        let mut meta = ErrorMetadata::builder();
+        if let Some(code) = code {
+            meta = meta.code(code);
+        }
+        let raw = HttpResponse::new(status.try_into().unwrap(), SdkBody::empty());
+        AwsError::from_sdk(
+            "ListObjectVersions",
+            SdkError::service_error(ListObjectVersionsError::generic(meta.build()), raw),
+        )
+    }
+
+    #[test]
+    fn server_errors_are_retryable_with_or_without_a_code_and_client_errors_are_not() {
+        assert!(answered(503, Some("SlowDown")).is_retryable());
+        assert!(answered(500, None).is_retryable(), "a 5xx whose body S3's parser could not read");
+        assert!(!answered(403, Some("AccessDenied")).is_retryable());
+        assert!(!answered(400, None).is_retryable());
     }
 }

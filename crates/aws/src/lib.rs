@@ -19,6 +19,7 @@ pub mod files;
 pub mod http;
 pub mod ledger;
 pub mod live;
+pub mod migrated;
 mod ports;
 pub mod queue;
 pub mod report;

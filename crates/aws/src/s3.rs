@@ -431,62 +431,7 @@ impl S3Store {
     /// Deletes every object under `prefix` for good (all versions where the bucket keeps them).
     /// Answers how many it removed.
     pub async fn delete_prefix(&self, prefix: &str) -> Result<usize, AwsError> {
-        let mut removed = 0;
-        let mut key_marker: Option<String> = None;
-        let mut version_marker: Option<String> = None;
-        loop {
-            let out = self
-                .client
-                .list_object_versions()
-                .bucket(&self.bucket)
-                .prefix(prefix)
-                .set_key_marker(key_marker.take())
-                .set_version_id_marker(version_marker.take())
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("ListObjectVersions", e))?;
-            let versions = out.versions().iter().map(|v| (v.key(), v.version_id()));
-            let markers = out.delete_markers().iter().map(|m| (m.key(), m.version_id()));
-            let page: Vec<ObjectIdentifier> = versions
-                .chain(markers)
-                .filter_map(|(key, version)| {
-                    ObjectIdentifier::builder()
-                        .key(key?)
-                        .set_version_id(version.filter(|v| *v != "null").map(str::to_owned))
-                        .build()
-                        .ok()
-                })
-                .collect();
-            // One DeleteObjects a page (up to 1,000 versions), not a request a version.
-            if !page.is_empty() {
-                removed += page.len();
-                let delete = Delete::builder()
-                    .set_objects(Some(page))
-                    .quiet(true)
-                    .build()
-                    .map_err(|e| AwsError::Config(e.to_string()))?;
-                let done = self
-                    .client
-                    .delete_objects()
-                    .bucket(&self.bucket)
-                    .delete(delete)
-                    .send()
-                    .await
-                    .map_err(|e| AwsError::from_sdk("DeleteObjects", e))?;
-                if let Some(e) = done.errors().first() {
-                    return Err(AwsError::Service {
-                        operation: "DeleteObjects",
-                        message: format!("{}: {}", e.key().unwrap_or_default(), e.message().unwrap_or_default()),
-                        retryable: true,
-                    });
-                }
-            }
-            if out.is_truncated() != Some(true) {
-                return Ok(removed);
-            }
-            key_marker = out.next_key_marker().map(str::to_owned);
-            version_marker = out.next_version_id_marker().map(str::to_owned);
-        }
+        delete_under(&self.client, &self.bucket, prefix).await
     }
 
     /// Whether anything (a version or a delete marker) is under `prefix`: one listing of one entry.
@@ -743,6 +688,65 @@ pub(crate) async fn open_with(
         })),
         Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) || gone(e.raw_response()) => Ok(None),
         Err(e) => Err(AwsError::from_sdk("GetObject", e)),
+    }
+}
+
+/// Deletes every object under `prefix` of `bucket` for good (all versions where the bucket keeps
+/// them, a DeleteObjects a page). Answers how many it removed.
+pub(crate) async fn delete_under(client: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Result<usize, AwsError> {
+    let mut removed = 0;
+    let mut key_marker: Option<String> = None;
+    let mut version_marker: Option<String> = None;
+    loop {
+        let out = client
+            .list_object_versions()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_key_marker(key_marker.take())
+            .set_version_id_marker(version_marker.take())
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ListObjectVersions", e))?;
+        let versions = out.versions().iter().map(|v| (v.key(), v.version_id()));
+        let markers = out.delete_markers().iter().map(|m| (m.key(), m.version_id()));
+        let page: Vec<ObjectIdentifier> = versions
+            .chain(markers)
+            .filter_map(|(key, version)| {
+                ObjectIdentifier::builder()
+                    .key(key?)
+                    .set_version_id(version.filter(|v| *v != "null").map(str::to_owned))
+                    .build()
+                    .ok()
+            })
+            .collect();
+        // One DeleteObjects a page (up to 1,000 versions), not a request a version.
+        if !page.is_empty() {
+            removed += page.len();
+            let delete = Delete::builder()
+                .set_objects(Some(page))
+                .quiet(true)
+                .build()
+                .map_err(|e| AwsError::Config(e.to_string()))?;
+            let done = client
+                .delete_objects()
+                .bucket(bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("DeleteObjects", e))?;
+            if let Some(e) = done.errors().first() {
+                return Err(AwsError::Service {
+                    operation: "DeleteObjects",
+                    message: format!("{}: {}", e.key().unwrap_or_default(), e.message().unwrap_or_default()),
+                    retryable: true,
+                });
+            }
+        }
+        if out.is_truncated() != Some(true) {
+            return Ok(removed);
+        }
+        key_marker = out.next_key_marker().map(str::to_owned);
+        version_marker = out.next_version_id_marker().map(str::to_owned);
     }
 }
 

@@ -43,14 +43,7 @@ pub fn file_key(id: FileId) -> HashMap<String, AttributeValue> {
     schema::file(id)
 }
 
-/// A legacy path and the file a migration made of it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LegacyMapping {
-    pub legacy_path: String,
-    pub file_id: FileId,
-    pub key: String,
-    pub run: String,
-}
+pub use crate::migrated::LegacyMapping;
 
 #[derive(Clone, Debug)]
 pub struct FileTable {
@@ -118,70 +111,6 @@ impl FileTable {
     /// them.
     pub async fn put_unreserved_file(&self, record: &FileRecord) -> Result<(), AwsError> {
         self.put_new(accounted_file_item(record, 0, 0)).await
-    }
-
-    /// Registers a file a migration run is about to write, as an upload grant would: a PENDING
-    /// row (nothing reserved; the object-created event settles it and the thumbnailer makes
-    /// its variants), marked with the run; and the mapping from its legacy path to it (issue
-    /// 19: old URLs keep working), which a later run of the same path replaces. Answers false if
-    /// the row exists already (a retry; the mapping is written again, idempotently).
-    pub async fn register_migrated(&self, record: &FileRecord, run: &str, legacy_path: &str) -> Result<bool, AwsError> {
-        let mut item = accounted_file_item(record, 0, 0);
-        item.insert("migrationRun".to_owned(), s(run));
-        let created = match self.put_new(item).await {
-            Ok(()) => true,
-            Err(AwsError::AlreadyExists) => {
-                // The same file (a run of the same plan again), or another key under its id: a
-                // rolled back run's row of another owner (file ids do not depend on the owner).
-                // That one is not this file's: refused before the mapping is touched.
-                let existing = self.get_item(schema::file(record.file_id)).await?;
-                if existing.as_ref().and_then(|i| opt_str(i, "key")) != Some(record.key.as_str()) {
-                    return Err(AwsError::AlreadyExists);
-                }
-                false
-            }
-            Err(e) => return Err(e),
-        };
-        let mapping = schema::item(
-            schema::legacy(legacy_path),
-            [
-                ("legacyPath".to_owned(), s(legacy_path)),
-                ("fileId".to_owned(), s(record.file_id.to_string())),
-                ("objectKey".to_owned(), s(record.key.as_str())),
-                ("migrationRun".to_owned(), s(run)),
-                // The owner's legacy paths are their data: the erase finds them here.
-                (schema::GSI1_PK.to_owned(), s(format!("LEGACIES#{}", record.owner))),
-                (schema::GSI1_SK.to_owned(), s(record.file_id.to_string())),
-            ],
-        );
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(mapping))
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("PutItem", e))?;
-        Ok(created)
-    }
-
-    /// The file a legacy path was migrated to (the newest run's), if any.
-    pub async fn legacy_file(&self, legacy_path: &str) -> Result<Option<LegacyMapping>, AwsError> {
-        let Some(item) = self.get_item(schema::legacy(legacy_path)).await? else { return Ok(None) };
-        let corrupt = |what: &str| AwsError::Corrupt(format!("legacy mapping of {legacy_path:?}: {what}"));
-        Ok(Some(LegacyMapping {
-            legacy_path: crate::dynamo::get_str(&item, "legacyPath")?.to_owned(),
-            file_id: FileId::parse(crate::dynamo::get_str(&item, "fileId")?).map_err(|_| corrupt("fileId"))?,
-            key: crate::dynamo::get_str(&item, "objectKey")?.to_owned(),
-            run: crate::dynamo::get_str(&item, "migrationRun")?.to_owned(),
-        }))
-    }
-
-    /// The migration run that registered a file, if one did.
-    pub async fn migration_run_of(&self, id: FileId) -> Result<Option<String>, AwsError> {
-        Ok(self
-            .get_item(schema::file(id))
-            .await?
-            .and_then(|item| item.get("migrationRun").and_then(|v| v.as_s().ok()).cloned()))
     }
 
     /// Pins `version` as the accepted object of the file at `key` unless another version was

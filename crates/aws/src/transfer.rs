@@ -332,7 +332,13 @@ impl Target {
         }
     }
 
-    /// Every version and delete marker of exactly `key`, newest first.
+    /// Deletes every version and delete marker under `prefix` for good; answers how many.
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<usize, AwsError> {
+        crate::s3::delete_under(&self.client, &self.bucket, prefix).await
+    }
+
+    /// Every version and delete marker of exactly `key`: the versions newest first, then the
+    /// markers newest first (`is_latest` says which is current).
     pub async fn versions(&self, key: &str) -> Result<Vec<Version>, AwsError> {
         crate::s3::key_versions(&self.client, &self.bucket, key).await
     }

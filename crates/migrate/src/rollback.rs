@@ -3,9 +3,20 @@
 //! was current before (an older version, a delete marker, or nothing) is current again.
 //! Rows the ledger does not show as copied (a killed or aborted run) are looked up in the
 //! key's history: a version carrying this run's id in its metadata is removed too.
+//!
+//! The files table goes back too (with `Context::files`): each file row the run registered is
+//! removed with its search items and whatever it still counts in its owner's usage, and what
+//! was made of the file (variants, public copies, transform results) is deleted; the legacy
+//! mapping the run wrote points at the earlier copy again, or goes. An earlier copy the run
+//! retired is made READY before its marker goes (the indexer's `removal` would otherwise take
+//! the marker's removal for a purge). The CDN is not asked to forget: a rolled-back file that
+//! was published or viewed stays cached there for its `max-age` (RUNBOOKS).
 
+use matbakh_aws::FileTable;
 use matbakh_aws::ledger::LedgerRow;
 use matbakh_aws::transfer::Target;
+use matbakh_core::ids::ObjectKey;
+use matbakh_core::imgproxy::result_prefix;
 use matbakh_core::migration::{Control, RUN_METADATA_KEY, RowStatus, RunId, RunState};
 use serde::Serialize;
 
@@ -20,6 +31,17 @@ pub struct RolledBack {
     /// `key@version` removed (or, dry, to remove).
     pub removed: Vec<String>,
     pub rows: u64,
+    /// File rows of the run removed from the files table (dry: rows the run registered).
+    pub files_retired: u64,
+    /// Earlier copies made current again whose rows were DELETED (dry: to make current).
+    pub files_restored: u64,
+}
+
+/// What one row's rollback did in the files table.
+#[derive(Default)]
+struct Undone {
+    retired: bool,
+    restored: bool,
 }
 
 /// The versions of `row.key` this run wrote.
@@ -43,6 +65,93 @@ async fn written_by(target: &Target, run: &RunId, row: &LedgerRow) -> Result<Vec
     Ok(ours)
 }
 
+/// Whether `key` has a current object once the run's `marker` on it is gone: the marker is the
+/// latest version and an object is under it (the copy the run retired); with no marker left to
+/// remove (a rollback run before without the files table removed it), whether one is current.
+async fn current_after(target: &Target, key: &str, marker: Option<&str>) -> Result<bool, MigrateError> {
+    let versions = target.versions(key).await?;
+    let latest = versions.iter().find(|v| v.is_latest);
+    Ok(match marker {
+        Some(marker) => latest.is_some_and(|v| v.version_id == marker) && versions.iter().any(|v| !v.delete_marker),
+        None => latest.is_some_and(|v| !v.delete_marker),
+    })
+}
+
+/// Undoes `row` of `run`: the earlier copy's row first (READY before its marker goes), then
+/// `versions`, then the run's file row, what was made of the file, and its legacy mapping.
+async fn undo(
+    target: &Target,
+    files: Option<&FileTable>,
+    run: &RunId,
+    row: &LedgerRow,
+    versions: &[(String, String)],
+    dry_run: bool,
+) -> Result<Undone, MigrateError> {
+    let mut undone = Undone::default();
+    let earlier = row.entry.supersedes.as_deref().and_then(|old| Some((old, ObjectKey::file_id_of(old)?)));
+    if let (Some(files), Some((old, old_id))) = (files, earlier)
+        && current_after(target, old, row.retired_version.as_deref()).await?
+    {
+        undone.restored = if dry_run {
+            files
+                .file_details(old_id)
+                .await?
+                .is_some_and(|d| d.record.status == matbakh_core::metadata::FileStatus::Deleted)
+        } else {
+            files.restore_superseded(old_id, old).await?
+        };
+    }
+    if dry_run {
+        if let (Some(files), Some(id)) = (files, ObjectKey::file_id_of(&row.entry.key)) {
+            undone.retired = files.migration_run_of(id).await?.as_deref() == Some(run.as_str());
+        }
+        return Ok(undone);
+    }
+    for (key, v) in versions {
+        target.delete_version(key, v).await?;
+    }
+    let (Some(files), Some(id)) = (files, ObjectKey::file_id_of(&row.entry.key)) else { return Ok(undone) };
+    undone.retired = files.retire_migrated(id, &row.entry.key, run.as_str()).await?;
+    // Retired now, or by an attempt cut short after it: what was made of the file goes too. A
+    // row that stays is another run's (the run wrote over a key that run registered).
+    let gone = undone.retired || files.file_details(id).await?.is_none();
+    if gone {
+        for prefix in [ObjectKey::derived_prefix(id), ObjectKey::public_prefix(id), result_prefix(&row.entry.key)] {
+            target.delete_prefix(&prefix).await?;
+        }
+    }
+    // Back to the copy that is current again: the retired one, or that other run's file.
+    let back = if gone { earlier.map(|(_, old_id)| old_id) } else { Some(id) };
+    files.unmap_legacy(&row.entry.source, run.as_str(), back).await?;
+    Ok(undone)
+}
+
+/// [`undo`], tried again (up to [`UNDO_TRIES`] times) after a transient failure: every step of
+/// it can be taken twice.
+async fn undo_with_retries(
+    target: &Target,
+    files: Option<&FileTable>,
+    run: &RunId,
+    row: &LedgerRow,
+    versions: &[(String, String)],
+    dry_run: bool,
+) -> Result<Undone, MigrateError> {
+    let mut tries = 1;
+    loop {
+        match undo(target, files, run, row, versions, dry_run).await {
+            Err(e) if e.is_retryable() && tries < UNDO_TRIES => {
+                tracing::warn!(error = %e, key = row.entry.key, tries, "rollback of a row failed; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(200 << tries)).await;
+                tries += 1;
+            }
+            done => return done,
+        }
+    }
+}
+
+/// How many times a row's rollback is tried before the command fails (and is run again).
+const UNDO_TRIES: u32 = 3;
+
 pub async fn rollback(ctx: &Context, id: &str, dry_run: bool) -> Result<RolledBack, MigrateError> {
     let record = ctx.run(id).await?;
     // Checked before anything is touched: a running run would keep writing.
@@ -60,7 +169,7 @@ pub async fn rollback(ctx: &Context, id: &str, dry_run: bool) -> Result<RolledBa
         ctx.ledger.control(&record.id, Control::RollBack, &ctx.now()).await?;
     }
     let mut rows = Rows::open(ctx, &target, &record).await?;
-    let (mut removed, mut total) = (Vec::new(), 0u64);
+    let (mut removed, mut total, mut retired, mut restored) = (Vec::new(), 0u64, 0u64, 0u64);
     while let Some(page) = rows.next_page(ctx).await? {
         total += page.len() as u64;
         let mut reset = Vec::new();
@@ -70,6 +179,7 @@ pub async fn rollback(ctx: &Context, id: &str, dry_run: bool) -> Result<RolledBa
             // nothing to copy again.
             for row in chunk.iter().filter(|r| !r.is_erased()).cloned() {
                 let (target, run) = (target.clone(), record.id.clone());
+                let files = ctx.files.as_ref().map(|r| r.table.clone());
                 tasks.spawn(async move {
                     let mut versions: Vec<(String, String)> = written_by(&target, &run, &row)
                         .await?
@@ -80,16 +190,15 @@ pub async fn rollback(ctx: &Context, id: &str, dry_run: bool) -> Result<RolledBa
                     if let (Some(old), Some(marker)) = (&row.entry.supersedes, &row.retired_version) {
                         versions.push((old.clone(), marker.clone()));
                     }
-                    if !dry_run {
-                        for (key, v) in &versions {
-                            target.delete_version(key, v).await?;
-                        }
-                    }
-                    Ok::<_, MigrateError>((row, versions))
+                    let undone = undo_with_retries(&target, files.as_ref(), &run, &row, &versions, dry_run).await?;
+                    Ok::<_, MigrateError>((row, versions, undone))
                 });
             }
             while let Some(done) = tasks.join_next().await {
-                let (row, versions) = done.map_err(|e| MigrateError::Check(format!("rollback task: {e}")))??;
+                let (row, versions, undone) =
+                    done.map_err(|e| MigrateError::Check(format!("rollback task: {e}")))??;
+                retired += u64::from(undone.retired);
+                restored += u64::from(undone.restored);
                 removed.extend(versions.iter().map(|(key, v)| format!("{key}@{v}")));
                 if row.status != RowStatus::Pending || !versions.is_empty() {
                     let mut next = row.clone();
@@ -114,5 +223,12 @@ pub async fn rollback(ctx: &Context, id: &str, dry_run: bool) -> Result<RolledBa
         let state = ctx.ledger.control(&record.id, Control::Finish, &ctx.now()).await?;
         debug_assert_eq!(state, RunState::RolledBack);
     }
-    Ok(RolledBack { run: record.id.to_string(), dry_run, removed, rows: total })
+    Ok(RolledBack {
+        run: record.id.to_string(),
+        dry_run,
+        removed,
+        rows: total,
+        files_retired: retired,
+        files_restored: restored,
+    })
 }

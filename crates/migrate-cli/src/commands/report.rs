@@ -13,8 +13,12 @@ pub async fn rollback(ctx: &Context, run: &str, dry_run: bool, json: bool) -> Re
     if json {
         print_json(&r);
     } else {
-        let verb = if dry_run { "would remove" } else { "removed" };
-        println!("run {}: {verb} {} version(s) the run wrote, over {} rows", r.run, r.removed.len(), r.rows);
+        let (remove, make) = if dry_run { ("would remove", "would make") } else { ("removed", "made") };
+        println!("run {}: {remove} {} version(s) the run wrote, over {} rows", r.run, r.removed.len(), r.rows);
+        println!(
+            "run {}: {remove} {} file row(s) it registered; {make} {} earlier file(s) it retired READY again",
+            r.run, r.files_retired, r.files_restored
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -173,16 +173,46 @@ async fn a_delta_plan_copies_exactly_what_changed_and_chains() {
     .unwrap();
     assert_eq!((cut.verified_files, cut.blocking_files), (6, 0), "{:?}", cut.blocking);
 
-    // A rollback of the delta puts the earlier copies back and removes the new ones.
+    // What the indexer made of both runs' objects: every file settled (counted in the owner's
+    // usage), and one of the earlier copies DELETED by its marker's event (the other's event
+    // not taken yet).
+    let id = |key: &str| matbakh_core::ids::ObjectKey::file_id_of(key).unwrap();
+    for e in before.values().chain(&entries) {
+        files.settle_upload(id(&e.key), &e.key, e.size, u64::MAX).await.unwrap();
+    }
+    let hidden = entries.iter().find_map(|e| e.supersedes.as_deref()).unwrap();
+    assert!(files.mark_deleted(id(hidden), None).await.unwrap());
+    let owner = matbakh_core::ids::UserId::parse(&u).unwrap();
+    let first_bytes: u64 = before.values().map(|e| e.size).sum();
+    let usage = files.usage(&owner).await.unwrap();
+    assert_eq!(usage.charged, first_bytes + entries.iter().map(|e| e.size).sum::<u64>());
+
+    // A rollback of the delta puts the earlier copies back and removes the new ones: their
+    // rows too, and the old URLs lead to the earlier copies again.
     let rolled = migrate::rollback::rollback(&ctx, &second, false).await.unwrap();
     assert_eq!(rolled.removed.len(), 3 + 2, "3 copies, 2 markers: {:?}", rolled.removed);
+    assert_eq!((rolled.files_retired, rolled.files_restored), (3, 1));
     for e in &entries {
         let current = s3(&sdk).head_object().bucket(&bucket).key(&e.key).send().await.is_ok();
         assert!(!current, "{}", e.key);
+        assert!(files.file_details(id(&e.key)).await.unwrap().is_none(), "{}", e.key);
+        let mapping = files.legacy_file(&e.source).await.unwrap();
         if let Some(old) = &e.supersedes {
             assert_eq!(body(&sdk, &bucket, old).await, originals[&e.source], "{old}");
+            // The one its marker's event had made DELETED is READY again; the other never left.
+            let row = files.file_details(id(old)).await.unwrap().unwrap().record;
+            assert_ne!(row.status, matbakh_core::metadata::FileStatus::Deleted, "{old}");
+            if old == hidden {
+                assert_eq!(row.status, matbakh_core::metadata::FileStatus::Ready, "{old}");
+            }
+            let mapping = mapping.expect("mapped");
+            assert_eq!((mapping.key.as_str(), mapping.run.as_str()), (old.as_str(), first.as_str()));
+        } else {
+            assert_eq!(mapping, None, "{}", e.source);
         }
     }
+    let usage = files.usage(&owner).await.unwrap();
+    assert_eq!((usage.charged, usage.reserved, usage.deleted), (first_bytes, 0, 0));
 }
 
 #[tokio::test]

@@ -755,26 +755,68 @@ async fn the_legacy_tree_is_archived_in_an_archive_storage_class_and_verifies() 
     assert!(migrate::plan::StorageClass::parse("COLD").unwrap_err().contains("DEEP_ARCHIVE"));
 }
 
-/// Security review 20 (migration 6): a run gave user 7's file to the wrong account, was rolled
-/// back, and was planned again with the right owner. File ids do not depend on the owner, so the
-/// first run's row was there, and the second run wrote its object under the right owner's key
-/// with no row of theirs (a file nobody sees; `verify` failing). Now the file fails as
-/// `target_changed`, saying why, and nothing is written.
+/// Security review 20 (migration 6) and its rest: a run gave user 7's file to the wrong
+/// account (settled there, indexed for search, with variants, a public copy and a transform
+/// result), was rolled back, and was planned again with the right owner. The rollback left the
+/// wrong owner's row (their trash showed the file's name and metadata, and file ids do not
+/// depend on the owner, so the corrected run wrote its object under the right owner's key with
+/// no row). Now: a rollback without the files table leaves the row, and the corrected plan's file
+/// fails as `target_changed`, nothing written; the rollback with it removes the row, its search
+/// items, what was made of the file and the mapping, gives the wrong owner's usage back, and the
+/// corrected plan then brings the file to its owner.
 #[tokio::test]
 #[ignore = "needs the local AWS stack: scripts/test runs it"]
-async fn a_corrected_plan_after_a_rollback_writes_no_file_without_its_row() {
+async fn a_rollback_takes_back_the_rows_its_run_gave_to_the_wrong_owner() {
+    use matbakh_core::ids::{ObjectKey, UserId};
     let sdk = moto().await;
     let ctx = context(&sdk);
+    let files = ctx.files.clone().unwrap().table;
     let bucket = bucket(&sdk, true).await;
-    let t = tree(&[("users/7/2025/03/panasonic.jpg", "photos/panasonic-orientation6.jpg", 250)]);
+    let path = format!("users/7/{}/panasonic.jpg", uuid_like());
+    let t = tree(&[(&path, "photos/panasonic-orientation6.jpg", 250)]);
     let (wrong, right) = (testkit::unique_user("wrong"), testkit::unique_user("right"));
     let owners = |who: &str| HashMap::from([("7".to_owned(), who.to_owned())]);
     let target = format!("s3://{bucket}");
     let run = plan(&ctx, &t, &options(&target, "platform", owners(&wrong), &t.url())).await.unwrap().run.unwrap();
     let done = migrate::run::run(&ctx, &run, source(&t), &opts(2), quiet()).await.unwrap();
     assert_eq!((done.copied, done.failed), (1, 0));
-    migrate::rollback::rollback(&ctx, &run, false).await.unwrap();
 
+    // What the indexer and the thumbnailer made of it meanwhile.
+    let key = all_rows(&ctx, &run).await[0].entry.key.clone();
+    let id = ObjectKey::file_id_of(&key).unwrap();
+    let size = files.file_details(id).await.unwrap().unwrap().record.size;
+    files.settle_upload(id, &key, size, u64::MAX).await.unwrap();
+    files.index_search(&files.file_details(id).await.unwrap().unwrap().record).await.unwrap();
+    let made = [
+        format!("{}640.webp", ObjectKey::derived_prefix(id)),
+        format!("{}640.webp", ObjectKey::public_prefix(id)),
+        format!("{}w:100.jpg", matbakh_core::imgproxy::result_prefix(&key)),
+    ];
+    for k in &made {
+        s3(&sdk).put_object().bucket(&bucket).key(k).body(b"made"[..].to_vec().into()).send().await.unwrap();
+    }
+    let wrong_id = UserId::parse(&wrong).unwrap();
+    assert_eq!(files.usage(&wrong_id).await.unwrap().charged, size);
+    // The file's items (its row, and the words of its name the search finds it by).
+    let file_items = || async {
+        let out = aws_sdk_dynamodb::Client::new(&sdk)
+            .query()
+            .table_name(testkit::env("TABLE_NAME"))
+            .key_condition_expression("pk = :p")
+            .expression_attribute_values(":p", aws_sdk_dynamodb::types::AttributeValue::S(format!("FILE#{id}")))
+            .send()
+            .await
+            .unwrap();
+        out.items().len()
+    };
+    assert!(file_items().await > 1, "the row and its words");
+
+    // Rolled back without the files table: the row stays, and the corrected run refuses to
+    // write a file under the right owner's key that has no row of theirs.
+    let mut bare = ctx.clone();
+    bare.files = None;
+    let r = migrate::rollback::rollback(&bare, &run, false).await.unwrap();
+    assert_eq!((r.removed.len(), r.files_retired), (1, 0));
     let again = plan(&ctx, &t, &options(&target, "platform", owners(&right), &t.url())).await.unwrap().run.unwrap();
     let done = migrate::run::run(&ctx, &again, source(&t), &opts(2), quiet()).await.unwrap();
     assert_eq!((done.copied, done.failed), (0, 1));
@@ -782,6 +824,37 @@ async fn a_corrected_plan_after_a_rollback_writes_no_file_without_its_row() {
     assert_eq!(report.failures_by_reason, [("target_changed".to_owned(), 1)].into());
     assert!(rows[0].message.as_deref().unwrap_or_default().contains("another key"), "{rows:?}");
     assert!(snapshot(&sdk, &bucket, &format!("users/{right}/")).await.is_empty(), "no object without its row");
+
+    // With it (a dry run says so first, changing nothing): nothing of the file is left with
+    // the wrong owner.
+    let dry = migrate::rollback::rollback(&ctx, &run, true).await.unwrap();
+    assert_eq!((dry.removed.len(), dry.files_retired), (0, 1));
+    assert!(files.file_details(id).await.unwrap().is_some());
+    let r = migrate::rollback::rollback(&ctx, &run, false).await.unwrap();
+    assert_eq!((r.files_retired, r.files_restored), (1, 0));
+    assert!(files.file_details(id).await.unwrap().is_none());
+    assert!(files.all_file_ids(&wrong_id).await.unwrap().is_empty());
+    assert_eq!(file_items().await, 0, "no word item of the file is left");
+    let usage = files.usage(&wrong_id).await.unwrap();
+    assert_eq!((usage.charged, usage.reserved, usage.deleted), (0, 0, 0));
+    for k in &made {
+        assert!(snapshot(&sdk, &bucket, k).await.is_empty(), "{k} is left");
+    }
+    assert!(files.legacy_file(&path).await.unwrap().is_none(), "the old URL leads nowhere new");
+    assert!(files.legacy_paths(&wrong_id).await.unwrap().is_empty());
+    // A second rollback finds nothing more to do.
+    let r = migrate::rollback::rollback(&ctx, &run, false).await.unwrap();
+    assert_eq!((r.removed.len(), r.files_retired, r.files_restored), (0, 0, 0));
+
+    // The corrected plan now brings the file to its owner, row and all.
+    let third = plan(&ctx, &t, &options(&target, "platform", owners(&right), &t.url())).await.unwrap().run.unwrap();
+    let done = migrate::run::run(&ctx, &third, source(&t), &opts(2), quiet()).await.unwrap();
+    assert_eq!((done.copied, done.failed), (1, 0));
+    let right_id = UserId::parse(&right).unwrap();
+    assert_eq!(files.all_file_ids(&right_id).await.unwrap(), [id]);
+    let mapping = files.legacy_file(&path).await.unwrap().unwrap();
+    assert_eq!((mapping.file_id, mapping.run.as_str()), (id, third.as_str()));
+    assert!(mapping.key.starts_with(&format!("users/{right}/")), "{mapping:?}");
 }
 
 /// Security review 20 (migration 5): the copy's check held only for files that get a row; an
