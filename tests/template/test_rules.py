@@ -5,6 +5,7 @@ schema and common rules; these are ours."""
 import json
 import subprocess
 import os
+import re
 import unittest
 
 from cfnlint.decode import cfn_yaml
@@ -82,6 +83,14 @@ class Rules(unittest.TestCase):
         dlqs = set(QUEUES) - consumed
         self.assertTrue(dlqs)
         self.assertEqual(dlqs - alarmed_queues(), set(), "dead-letter queues without an alarm on their depth")
+
+    def test_the_exporter_knows_its_queues_last_delivery(self):
+        # The exporter marks a job FAILED on the delivery after which SQS moves its message to
+        # the DLQ: its constant and the queue's maxReceiveCount are the same number.
+        with open(os.path.join(ROOT, "crates", "core", "src", "exports.rs")) as f:
+            src = f.read()
+        receives = int(re.search(r"pub const EXPORT_MAX_RECEIVES: u32 = (\d+);", src).group(1))
+        self.assertEqual(int(QUEUES["ExportQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"]), receives)
 
     def test_both_apis_throttle_every_route(self):
         http = RES["HttpApi"]["Properties"]["DefaultRouteSettings"]

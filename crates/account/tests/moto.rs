@@ -322,7 +322,7 @@ async fn export_streams_every_stored_file_byte_identical_into_one_zip() {
     assert_eq!(h.call(Method::GET, &status_url, Some(&h.token(&mallory)), None).await.0, StatusCode::NOT_FOUND);
 
     let body = export_message(&export_id).await;
-    let done = exporter::handle(&h.state.archiver(), testkit::sqs_batch(&[("m1", body.clone())])).await;
+    let done = exporter::handle(&h.state.archiver(), testkit::sqs_batch(&[("m1", body.clone())]), None).await;
     assert!(done.batch_item_failures.is_empty());
     let (status, ready) = h.call(Method::GET, &status_url, Some(&h.token(&alice)), None).await;
     assert_eq!(status, StatusCode::OK, "{ready}");
@@ -349,13 +349,45 @@ async fn export_streams_every_stored_file_byte_identical_into_one_zip() {
     assert_eq!(described[1]["name"], "Straße 1.jpg");
 
     // A redelivered message of a finished export changes nothing.
-    let again = exporter::handle(&h.state.archiver(), testkit::sqs_batch(&[("m1", body)])).await;
+    let again = exporter::handle(&h.state.archiver(), testkit::sqs_batch(&[("m1", body)]), None).await;
     assert!(again.batch_item_failures.is_empty());
     let (_, still) = h.call(Method::GET, &status_url, Some(&h.token(&alice)), None).await;
     assert_eq!(still["size"], ready["size"]);
     // And garbage is reported back for the DLQ, not dropped.
-    let poison = exporter::handle(&h.state.archiver(), testkit::sqs_batch(&[("m2", "not json".into())])).await;
+    let poison = exporter::handle(&h.state.archiver(), testkit::sqs_batch(&[("m2", "not json".into())]), None).await;
     assert_eq!(poison.batch_item_failures.len(), 1);
+}
+
+/// An export the exporter cannot finish (here: out of time at once) is delivered again while it
+/// has deliveries left, RUNNING; the last one marks it FAILED before its message goes to the DLQ,
+/// and asking again starts a new one (before, it stayed RUNNING until stale, an hour).
+#[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
+async fn an_export_that_cannot_finish_fails_on_its_last_delivery_and_can_be_asked_again() {
+    let h = Harness::new(app, Options::default()).await;
+    let bob = unique_user("bob");
+    let (name, photo) = corpus("photos/ladybird.jpg");
+    h.stored_file(&bob, &name, "image/jpeg", photo, AT).await;
+    let (status, job) = h.call(Method::POST, "/v1/me/export", Some(&h.token(&bob)), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let export_id = job["exportId"].as_str().unwrap().to_owned();
+    let status_url = format!("/v1/me/exports/{export_id}");
+    let body = export_message(&export_id).await;
+    let past = Some(time::OffsetDateTime::UNIX_EPOCH);
+    let state = || async { h.call(Method::GET, &status_url, Some(&h.token(&bob)), None).await.1["status"].clone() };
+
+    let delivery = |n: u32| testkit::sqs_batch_delivered(&[("m1", body.clone())], n);
+    let first = exporter::handle(&h.state.archiver(), delivery(1), past).await;
+    assert_eq!(first.batch_item_failures.len(), 1);
+    assert_eq!(state().await, "RUNNING");
+    let last = exporter::handle(&h.state.archiver(), delivery(exporter::EXPORT_MAX_RECEIVES), past).await;
+    assert_eq!(last.batch_item_failures.len(), 1, "still reported: the DLQ's alarm tells operations");
+    assert_eq!(state().await, "FAILED");
+
+    let (status, again) = h.call(Method::POST, "/v1/me/export", Some(&h.token(&bob)), None).await;
+    assert_eq!((status, again["status"].as_str()), (StatusCode::ACCEPTED, Some("PENDING")), "{again}");
+    assert_ne!(again["exportId"].as_str(), Some(export_id.as_str()));
+    export_message(again["exportId"].as_str().unwrap()).await;
 }
 
 /// The disaster-recovery replica as S3 replication fills it (moto does not replicate): every

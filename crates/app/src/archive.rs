@@ -5,7 +5,10 @@
 //! size of an account does not matter.
 //!
 //! A job already READY is left alone (a redelivered message); an unfinished one is built again
-//! from the start. A job that no longer exists (erased meanwhile) needs nothing.
+//! from the start. A job that no longer exists (erased meanwhile) needs nothing. A build stops
+//! at its deadline (the exporter's: before Lambda's timeout would kill it mid-write), aborting
+//! its upload; the delivery that fails for the last time marks the job FAILED
+//! ([`Archiver::give_up`]), so its owner sees it at once and may ask again.
 
 use std::sync::Arc;
 
@@ -18,6 +21,7 @@ use matbakh_core::metadata::{FileDetails, FileStatus};
 use matbakh_core::names::SafeName;
 use matbakh_core::zip;
 use serde::Serialize;
+use time::OffsetDateTime;
 
 use crate::audit::{Access, Client, Trail};
 use crate::error::Error;
@@ -57,8 +61,9 @@ struct Described {
 }
 
 impl Archiver {
-    /// Builds the archive of job `export_id`.
-    pub async fn build(&self, export_id: &str) -> Result<Built, Error> {
+    /// Builds the archive of job `export_id`, by `deadline` if one is given (checked before
+    /// each file: past it, the upload is aborted and the build fails as `export_out_of_time`).
+    pub async fn build(&self, export_id: &str, deadline: Option<OffsetDateTime>) -> Result<Built, Error> {
         let Some(job) = self.exports.get(export_id).await? else { return Ok(Built::NoSuchJob) };
         if job.state == ExportState::Ready {
             return Ok(Built::AlreadyReady);
@@ -69,7 +74,7 @@ impl Archiver {
         files.retain(|d| kept.contains(&d.record.status));
         let key = ObjectKey::export_archive(&job.owner, &job.id);
         let mut out = self.objects.create(&key, "application/zip").await?;
-        let written = match self.write_archive(out.as_mut(), &files).await {
+        let written = match self.write_archive(out.as_mut(), &files, deadline).await {
             Ok(written) => written,
             Err(e) => {
                 if let Err(abort) = out.abort().await {
@@ -89,12 +94,43 @@ impl Archiver {
         Ok(Built::Ready(archive))
     }
 
+    /// Marks job `export_id` FAILED (the last delivery of its message failed too, `why`), unless
+    /// it is READY or gone; answers whether it did, and records it in its owner's audit trail.
+    pub async fn give_up(&self, export_id: &str, why: &str) -> Result<bool, Error> {
+        let Some(job) = self.exports.get(export_id).await? else { return Ok(false) };
+        if matches!(job.state, ExportState::Ready | ExportState::Failed) {
+            return Ok(false);
+        }
+        self.exports.set_state(&job.id, ExportState::Failed, None).await?;
+        let client = Client { ip: "-".into(), user_agent: "exporter".into() };
+        let result = format!("failed: {why}");
+        let access = Access { result: &result, ..Access::ok(&job.owner, AuditAction::Export, None) };
+        self.audit.record(&client, access).await?;
+        tracing::warn!(export = %job.id, why, "export failed for good");
+        Ok(true)
+    }
+
     /// Writes every file that is still there and `metadata.json`, then the central directory;
     /// answers how many files.
-    async fn write_archive(&self, out: &mut dyn ObjectSink, files: &[FileDetails]) -> Result<u64, Error> {
+    async fn write_archive(
+        &self,
+        out: &mut dyn ObjectSink,
+        files: &[FileDetails],
+        deadline: Option<OffsetDateTime>,
+    ) -> Result<u64, Error> {
         let mut entries = Vec::with_capacity(files.len() + 1);
         let mut described = Vec::with_capacity(files.len());
         for d in files {
+            if deadline.is_some_and(|at| self.clock.now() >= at) {
+                return Err(Error::conflict(
+                    "export_out_of_time",
+                    format!(
+                        "the archive was not finished in time ({} of {} files written)",
+                        entries.len(),
+                        files.len()
+                    ),
+                ));
+            }
             let r = &d.record;
             // An archived original cannot be read before a restore (hours): described, with no
             // path; its owner restores it and exports again.
@@ -234,7 +270,7 @@ mod tests {
         w.objects.put_bytes(&menu_key, b"%PDF-replayed".to_vec());
         w.job("alice", "exp1");
 
-        let Built::Ready(archive) = w.archiver.build("exp1").await.unwrap() else { panic!("not built") };
+        let Built::Ready(archive) = w.archiver.build("exp1", None).await.unwrap() else { panic!("not built") };
         let zip = w.objects.bytes(&archive.key).unwrap();
         assert_eq!(
             (archive.key.as_str(), archive.size, archive.files),
@@ -265,8 +301,38 @@ mod tests {
         assert_eq!(trail, [format!("ok: 2 files, {} bytes", archive.size)]);
 
         // Redelivered: nothing is built again.
-        assert_eq!(w.archiver.build("exp1").await.unwrap(), Built::AlreadyReady);
+        assert_eq!(w.archiver.build("exp1", None).await.unwrap(), Built::AlreadyReady);
         assert_eq!(w.objects.versions(&archive.key).len(), 1);
-        assert_eq!(w.archiver.build("exp2").await.unwrap(), Built::NoSuchJob);
+        assert_eq!(w.archiver.build("exp2", None).await.unwrap(), Built::NoSuchJob);
+    }
+
+    /// An account too large for one invocation: the build stops at its deadline instead of
+    /// being killed mid-write (its upload aborted, nothing stored), and the delivery that fails
+    /// for the last time marks the job FAILED, so its owner is told at once instead of waiting
+    /// an hour for the job to go stale (security review 20: nothing ever set FAILED).
+    #[tokio::test]
+    async fn a_build_past_its_deadline_stores_nothing_and_giving_up_marks_the_job_failed() {
+        let w = world();
+        w.file("alice", 1, "menu.pdf", FileStatus::Ready, b"%PDF-menu");
+        w.job("alice", "exp1");
+        let err = w.archiver.build("exp1", Some(NOW)).await.unwrap_err();
+        assert!(matches!(err, Error::Conflict { code: "export_out_of_time", .. }), "{err:?}");
+        assert!(err.to_string().contains("0 of 1 files"), "{err}");
+        assert!(w.objects.versions(&ObjectKey::export_archive(&UserId::parse("alice").unwrap(), "exp1")).is_empty());
+        assert_eq!(w.repo.get_export("exp1").unwrap().state, ExportState::Running);
+
+        assert!(w.archiver.give_up("exp1", &err.to_string()).await.unwrap());
+        let job = w.repo.get_export("exp1").unwrap();
+        assert_eq!((job.state, job.key), (ExportState::Failed, None));
+        let trail: Vec<String> = w.repo.audit_entries().iter().map(|e| e.result.clone()).collect();
+        assert_eq!(trail.len(), 1);
+        assert!(trail[0].starts_with("failed: the archive was not finished in time"), "{trail:?}");
+        // Once, and never over a finished job or one that is gone.
+        assert!(!w.archiver.give_up("exp1", "again").await.unwrap());
+        w.job("alice", "exp2");
+        assert!(matches!(w.archiver.build("exp2", Some(NOW + time::Duration::minutes(1))).await, Ok(Built::Ready(_))));
+        assert!(!w.archiver.give_up("exp2", "late").await.unwrap());
+        assert_eq!(w.repo.get_export("exp2").unwrap().state, ExportState::Ready);
+        assert!(!w.archiver.give_up("exp3", "erased").await.unwrap());
     }
 }

@@ -1,22 +1,27 @@
 //! Giving back what uploads that never arrived hold (DECISIONS 12): their reserved bytes, and
 //! their places among the owner's open uploads.
 //!
-//! A run takes the unsettled PENDING rows whose grant ended more than the grace ago (at most
-//! `SWEEP_MAX_ROWS`, oldest first) and for each: aborts its S3 multipart upload if it has one
-//! (after that nobody can complete it), looks for the object, and if there is none, releases
-//! the bytes and removes the row. A row whose object is there is left to the indexer: its
-//! event is late or in the DLQ, whose alarm says so. Then it takes the multipart sessions still
-//! open past their expiry, whatever mode started them, aborts each S3 upload and ends the
-//! session. Bytes are only ever released by the row pass. Safe to run twice at once: every
-//! release is conditional.
+//! A run takes the unsettled PENDING rows whose grant ended more than the grace ago (a page of
+//! `SWEEP_MAX_ROWS` at a time, oldest first, [`SWEEP_IN_FLIGHT`] rows at once) and for each:
+//! aborts its S3 multipart upload if it has one (after that nobody can complete it), looks for
+//! the object, and if there is none, releases the bytes and removes the row. A row whose object
+//! is there is left to the indexer: its event is late or in the DLQ, whose alarm says so. It
+//! takes pages until it is caught up (a page not full, or one that released nothing: only rows
+//! left to the indexer are ahead) or its deadline passes, so one user's thousands of abandoned
+//! grants do not keep everyone else's reservations waiting for later runs (security review 21).
+//! Then the same with the multipart sessions still open past their expiry, whatever mode
+//! started them: it aborts each S3 upload and ends the session. Bytes are only ever released
+//! by the row pass. Safe to run twice at once: every release is conditional.
 
 use std::sync::Arc;
 
+use futures_util::{StreamExt, TryStreamExt, stream};
 use matbakh_core::clock::Clock;
 use matbakh_core::limits::Limits;
 use matbakh_core::metadata::PendingRow;
 use matbakh_core::multipart::UploadId;
 use serde::Serialize;
+use time::OffsetDateTime;
 use tracing::Instrument;
 
 use crate::error::Error;
@@ -47,26 +52,51 @@ pub struct SweepReport {
     pub sessions_ended: u64,
 }
 
+/// Rows (and sessions) one sweep works on at once.
+pub const SWEEP_IN_FLIGHT: usize = 16;
+
 impl Sweeper {
-    /// One sweep, as of the clock.
-    pub async fn sweep(&self) -> Result<SweepReport, Error> {
+    /// One sweep, as of the clock, taking no new page once `deadline` has passed.
+    pub async fn sweep(&self, deadline: Option<OffsetDateTime>) -> Result<SweepReport, Error> {
         let cutoff = self.clock.now() - self.limits.sweep_grace;
         let limit = usize::try_from(self.limits.sweep_max_rows).unwrap_or(usize::MAX);
+        let in_time = || deadline.is_none_or(|at| self.clock.now() < at);
         let mut report = SweepReport::default();
-        for row in self.uploads.expired_pending(cutoff, limit).await? {
-            let span = tracing::info_span!("expired_upload", file_id = %row.file_id, user = %row.owner);
-            report.examined += 1;
-            if self.release(&row).instrument(span).await? {
-                report.released += 1;
-                report.released_bytes += row.charged;
-            } else {
-                report.awaiting_event += 1;
+        while in_time() {
+            let page = self.uploads.expired_pending(cutoff, limit).await?;
+            let full = page.len() == limit;
+            let released: Vec<(bool, u64)> = stream::iter(page)
+                .map(|row| async move {
+                    let span = tracing::info_span!("expired_upload", file_id = %row.file_id, user = %row.owner);
+                    Ok::<_, Error>((self.release(&row).instrument(span).await?, row.charged))
+                })
+                .buffer_unordered(SWEEP_IN_FLIGHT)
+                .try_collect()
+                .await?;
+            report.examined += released.len() as u64;
+            let freed = released.iter().filter(|(done, _)| *done).count() as u64;
+            report.released += freed;
+            report.released_bytes += released.iter().filter(|(done, _)| *done).map(|(_, bytes)| bytes).sum::<u64>();
+            report.awaiting_event += released.len() as u64 - freed;
+            if !full || freed == 0 {
+                break;
             }
         }
-        for id in self.uploads.expired_sessions(cutoff, limit).await? {
-            let span = tracing::info_span!("expired_session", upload_id = %id);
-            if self.end_session(&id).instrument(span).await? {
-                report.sessions_ended += 1;
+        while in_time() {
+            let page = self.uploads.expired_sessions(cutoff, limit).await?;
+            let full = page.len() == limit;
+            let ended: Vec<bool> = stream::iter(page)
+                .map(|id| async move {
+                    let span = tracing::info_span!("expired_session", upload_id = %id);
+                    self.end_session(&id).instrument(span).await
+                })
+                .buffer_unordered(SWEEP_IN_FLIGHT)
+                .try_collect()
+                .await?;
+            let ended = ended.iter().filter(|e| **e).count() as u64;
+            report.sessions_ended += ended;
+            if !full || ended == 0 {
+                break;
             }
         }
         tracing::info!(?report, "sweep finished");

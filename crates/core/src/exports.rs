@@ -7,6 +7,14 @@ use crate::ids::UserId;
 /// A pending or running export older than this is taken for dead (its messages went to the
 /// DLQ): asking again starts a new one.
 pub const EXPORT_STALE_AFTER: time::Duration = time::Duration::hours(1);
+/// Deliveries of an export's message before SQS moves it to the DLQ: the export queue's
+/// `maxReceiveCount` (template.yaml; a template test compares them). The exporter marks the job
+/// FAILED when this delivery fails too, so its owner is not left waiting for
+/// [`EXPORT_STALE_AFTER`].
+pub const EXPORT_MAX_RECEIVES: u32 = 5;
+/// How long before Lambda's timeout an archive's build stops starting files: the time to abort
+/// its upload and say why (a file being written when it passes is finished first).
+pub const EXPORT_TIME_MARGIN: time::Duration = time::Duration::seconds(60);
 /// How long a READY archive answers a new request instead of a new build: each is the whole
 /// account, kept 7 days outside the quota, and a user asking every hour had a hundred copies
 /// (security review 20). A later request builds a new one, which replaces it.

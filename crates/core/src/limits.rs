@@ -33,8 +33,8 @@ pub const DEFAULT_MAX_OPEN_UPLOADS: u64 = 20;
 /// How long after its grant ended the sweeper leaves an unfulfilled PENDING row alone, so an
 /// upload or event still in flight settles it first (`SWEEP_GRACE_SECONDS`).
 pub const DEFAULT_SWEEP_GRACE: Duration = Duration::from_secs(60 * 60);
-/// How many expired rows one sweeper run releases at most; the next run takes the rest
-/// (`SWEEP_MAX_ROWS`).
+/// How many expired rows (and sessions) the sweeper takes at a time; a run takes pages until
+/// it is caught up or near its timeout (`SWEEP_MAX_ROWS`).
 pub const DEFAULT_SWEEP_MAX_ROWS: u64 = 1_000;
 
 /// How long a soft-deleted file can be restored (`RESTORE_WINDOW_DAYS`, in days); the bucket's

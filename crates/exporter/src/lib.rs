@@ -1,25 +1,44 @@
-//! `exporter`: triggered by the export queue (SQS, `ReportBatchItemFailures`, DLQ after five
-//! receives). Each message names one export job (`POST /v1/me/export` made it); the function
-//! builds its archive `exports/{sub}/{exportId}.zip` (`matbakh_app::archive`: every stored file
-//! of the user under `files/{fileId}/{name}`, byte for byte, and `metadata.json` describing
-//! them, streamed from S3 into the archive's multipart upload, one 8 MiB part in memory). A
+//! `exporter`: triggered by the export queue (SQS, `ReportBatchItemFailures`, DLQ after
+//! [`EXPORT_MAX_RECEIVES`] receives). Each message names one export job (`POST /v1/me/export`
+//! made it); the function builds its archive `exports/{sub}/{exportId}.zip`
+//! (`matbakh_app::archive`: every stored file of the user under `files/{fileId}/{name}`, byte for
+//! byte, and `metadata.json` describing them, streamed from S3 into the archive's multipart
+//! upload, one 8 MiB part in memory), stopping [`EXPORT_TIME_MARGIN`] before its own timeout. A
 //! redelivered message of a finished job does nothing; of an unfinished one, starts the
-//! archive again.
+//! archive again; the last delivery that fails marks the job FAILED (its owner may ask again)
+//! before the message goes to the DLQ, whose alarm tells operations.
 //!
 //! Reads: the user's rows and objects. Writes: the archive, the job row, an audit record.
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use matbakh_app::archive::{Archiver, Built};
+pub use matbakh_core::exports::{EXPORT_MAX_RECEIVES, EXPORT_TIME_MARGIN};
 use serde_json::Value;
+use time::OffsetDateTime;
 
-/// Works on each record; names those to deliver again.
-pub async fn handle(archiver: &Archiver, event: SqsEvent) -> SqsBatchResponse {
+/// How many times SQS has delivered `record` (this delivery included).
+fn receives(record: &SqsMessage) -> u32 {
+    record.attributes.get("ApproximateReceiveCount").and_then(|n| n.parse().ok()).unwrap_or(1)
+}
+
+/// Works on each record, building by `deadline`; names those to deliver again.
+pub async fn handle(archiver: &Archiver, event: SqsEvent, deadline: Option<OffsetDateTime>) -> SqsBatchResponse {
     matbakh_lambda::sqs::each_record(event, "export", |record| async move {
         let body: Option<Value> = record.body.as_deref().and_then(|b| serde_json::from_str(b).ok());
         let Some(export_id) = body.as_ref().and_then(|b| b["exportId"].as_str()) else {
             return Err("not an export message".to_owned());
         };
-        match archiver.build(export_id).await.map_err(|e| e.to_string())? {
+        let built = match archiver.build(export_id, deadline).await {
+            Ok(built) => built,
+            Err(e) => {
+                let why = e.to_string();
+                if receives(&record) >= EXPORT_MAX_RECEIVES {
+                    archiver.give_up(export_id, &why).await.map_err(|e| format!("{why}; marking it FAILED: {e}"))?;
+                }
+                return Err(why);
+            }
+        };
+        match built {
             Built::NoSuchJob => tracing::warn!(export = export_id, "no such export job (erased?); nothing to do"),
             Built::AlreadyReady => tracing::info!(export = export_id, "already built"),
             Built::Ready(_) => {}

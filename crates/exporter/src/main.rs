@@ -8,7 +8,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let archiver = matbakh_aws::Services::from_env().await?.archiver();
     let archiver = &archiver;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
-        Ok::<_, lambda_runtime::Error>(exporter::handle(archiver, event.payload).await)
+        let deadline = matbakh_lambda::stop_at(
+            event.context.deadline,
+            time::OffsetDateTime::now_utc(),
+            exporter::EXPORT_TIME_MARGIN,
+        );
+        Ok::<_, lambda_runtime::Error>(exporter::handle(archiver, event.payload, deadline).await)
     }))
     .await
 }

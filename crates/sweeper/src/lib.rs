@@ -4,7 +4,8 @@
 //! the object-created event settles it. An upload that never arrives would keep its
 //! reservation forever (DynamoDB TTL must not delete such a row: the bytes would stay counted,
 //! and moto never expires TTL items anyway). So each run takes the unsettled PENDING rows whose
-//! grant ended more than `SWEEP_GRACE_SECONDS` ago (at most `SWEEP_MAX_ROWS`, oldest first)
+//! grant ended more than `SWEEP_GRACE_SECONDS` ago (`SWEEP_MAX_ROWS` a page, oldest first,
+//! pages until it is caught up or a minute before its timeout)
 //! and for each: aborts its S3 multipart upload if it has one (after that nobody can complete
 //! it), looks for the object, and if there is none, releases the bytes and removes the row in
 //! one transaction (marking the session aborted). A row whose object is there is left to the
@@ -26,9 +27,16 @@ use matbakh_app::sweep::SweepReport;
 use matbakh_aws::Services;
 use matbakh_lambda::metrics::{self, Unit};
 
-/// One sweep over the expired rows and sessions, as of the services' clock.
-pub async fn sweep(services: &Services) -> Result<SweepReport, matbakh_app::Error> {
-    let report = services.sweeper().sweep().await?;
+/// What a sweep leaves of the function's time: it takes no new page this long before
+/// Lambda's timeout (a page at [`matbakh_app::sweep::SWEEP_IN_FLIGHT`] takes seconds).
+pub const SWEEP_TIME_MARGIN: time::Duration = time::Duration::seconds(60);
+
+/// One sweep over the expired rows and sessions, as of the services' clock, by `deadline`.
+pub async fn sweep(
+    services: &Services,
+    deadline: Option<time::OffsetDateTime>,
+) -> Result<SweepReport, matbakh_app::Error> {
+    let report = services.sweeper().sweep(deadline).await?;
     metrics::emit(
         "sweep",
         &[

@@ -48,14 +48,20 @@ impl World {
 
     /// The sweep as it runs `after` the grants end.
     async fn sweep(&self, after: Duration) -> SweepReport {
+        self.sweep_with(after, Limits::default(), None).await
+    }
+
+    /// The sweep as it runs `after` the grants end, with `limits`, stopping at `deadline` (the
+    /// time since the grants ended).
+    async fn sweep_with(&self, after: Duration, limits: Limits, deadline: Option<Duration>) -> SweepReport {
         let grant_ends = GRANTED + Limits::default().pending_ttl;
         let sweeper = Sweeper {
             uploads: self.repo.clone(),
             objects: self.objects.clone(),
-            limits: Limits::default(),
+            limits,
             clock: Arc::new(FixedClock(grant_ends + after)),
         };
-        sweeper.sweep().await.unwrap()
+        sweeper.sweep(deadline.map(|d| grant_ends + d)).await.unwrap()
     }
 
     /// A granted upload of `size` bytes (its PENDING row and reservation), `n`th of alice's.
@@ -129,4 +135,34 @@ async fn an_expired_session_without_a_row_is_aborted_and_ended_as_what_became_of
     assert!(matches!(w.repo.session(&done).unwrap().state, SessionState::Completed { .. }));
     assert_eq!(w.usage().await.open_uploads, 0);
     assert_eq!(w.objects.aborted().len(), 2);
+}
+
+/// Security review 21 (uploads 3): a run took one page (`SWEEP_MAX_ROWS`, oldest first), so a
+/// user granting uploads as fast as the budget allows and never sending them (300 a minute)
+/// kept every other user's abandoned reservations waiting behind theirs for days. A run now
+/// takes pages until it is caught up or its deadline passes; it stops at a page of rows only
+/// the indexer can settle (their objects are there), which it cannot take further.
+#[tokio::test]
+async fn a_run_takes_pages_until_it_is_caught_up_or_out_of_time() {
+    let w = World::new();
+    for n in 1..=7 {
+        w.granted(n, 1_000).await;
+    }
+    let after = Limits::default().sweep_grace * 2;
+    let pages_of_two = Limits { sweep_max_rows: 2, ..Limits::default() };
+    let late = w.sweep_with(after, pages_of_two.clone(), Some(after)).await;
+    assert_eq!(late, SweepReport::default(), "past its deadline it takes no page");
+    let report = w.sweep_with(after, pages_of_two.clone(), Some(after * 2)).await;
+    assert_eq!((report.examined, report.released, report.released_bytes), (7, 7, 7_000), "four pages in one run");
+    assert_eq!(w.usage().await.reserved, 0);
+
+    // A full page of rows whose objects are there (their events late) ends the run.
+    for n in 8..=11 {
+        let r = w.granted(n, 1_000).await;
+        if n <= 9 {
+            w.objects.insert(r.key.clone());
+        }
+    }
+    let report = w.sweep_with(after, pages_of_two, None).await;
+    assert_eq!((report.examined, report.released, report.awaiting_event), (2, 0, 2));
 }

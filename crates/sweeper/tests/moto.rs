@@ -61,10 +61,10 @@ async fn lapsed_uploads_give_their_quota_back_and_nothing_else_moves() {
 
     // Within the grace period after the grants lapsed, nothing is touched.
     let lapse = then + single.state.limits.pending_ttl;
-    let early = sweep(&as_of(&single, lapse + Duration::minutes(30))).await.unwrap();
+    let early = sweep(&as_of(&single, lapse + Duration::minutes(30)), None).await.unwrap();
     assert_eq!(early, SweepReport::default());
 
-    let report = sweep(&as_of(&single, now)).await.unwrap();
+    let report = sweep(&as_of(&single, now), None).await.unwrap();
     let released = photo.len() as u64 + (20 << 20);
     assert_eq!(
         report,
@@ -87,7 +87,7 @@ async fn lapsed_uploads_give_their_quota_back_and_nothing_else_moves() {
     assert_eq!(shown["state"], "ABORTED");
 
     // A second run (or two at once) finds nothing more to give back.
-    let again = sweep(&as_of(&single, now)).await.unwrap();
+    let again = sweep(&as_of(&single, now), None).await.unwrap();
     assert_eq!(
         again,
         SweepReport { examined: 1, released: 0, released_bytes: 0, awaiting_event: 1, sessions_ended: 0 }
@@ -137,7 +137,7 @@ async fn lapsed_sessions_of_every_mode_are_aborted() {
     let put = http_client().put(url["url"].as_str().unwrap()).body(part).send().await.unwrap();
     assert!(put.status().is_success());
 
-    sweep(&as_of(&h, now)).await.unwrap();
+    sweep(&as_of(&h, now), None).await.unwrap();
 
     let store = &h.state.store;
     for (key, id) in [(&signed_key, &signed_id), (&companion_key, &companion_id)] {

@@ -546,9 +546,17 @@ pub fn as_delivered(messages: &[aws_sdk_sqs::types::Message]) -> aws_lambda_even
 
 /// An SQS batch as Lambda delivers it, from `(messageId, body)` pairs.
 pub fn sqs_batch(messages: &[(&str, String)]) -> aws_lambda_events::event::sqs::SqsEvent {
+    sqs_batch_delivered(messages, 1)
+}
+
+/// [`sqs_batch`] of messages SQS has delivered `receives` times (this one included).
+pub fn sqs_batch_delivered(messages: &[(&str, String)], receives: u32) -> aws_lambda_events::event::sqs::SqsEvent {
     let records: Vec<Value> = messages
         .iter()
-        .map(|(id, body)| serde_json::json!({"messageId": id, "receiptHandle": "r", "body": body, "eventSource": "aws:sqs"}))
+        .map(|(id, body)| {
+            serde_json::json!({"messageId": id, "receiptHandle": "r", "body": body, "eventSource": "aws:sqs",
+                "attributes": {"ApproximateReceiveCount": receives.to_string()}})
+        })
         .collect();
     serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
 }
