@@ -216,8 +216,9 @@ class FilesCdn(unittest.TestCase):
         self.assertEqual(cdn["Condition"]["StringLike"]["aws:SourceArn"],
                          {"Fn::Sub": "arn:${AWS::Partition}:cloudfront::${AWS::AccountId}:distribution/*"})
 
-    def test_the_private_cache_key_holds_the_version_and_download_name_never_the_signature(self):
-        wanted = {"QueryStringBehavior": "whitelist", "QueryStrings": ["versionId", "response-content-disposition"]}
+    def test_the_private_cache_key_holds_the_version_download_name_and_type_never_the_signature(self):
+        wanted = {"QueryStringBehavior": "whitelist",
+                  "QueryStrings": ["versionId", "response-content-disposition", "response-content-type"]}
         private = RES["FilesPrivateCachePolicy"]["Properties"]["CachePolicyConfig"]["ParametersInCacheKeyAndForwardedToOrigin"]
         self.assertEqual(private["QueryStringsConfig"], wanted)
         for signature in ("Expires", "Signature", "Key-Pair-Id", "Policy"):

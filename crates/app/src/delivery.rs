@@ -102,8 +102,10 @@ impl Delivery {
     /// A URL that downloads `d`: signed by the CDN's key where it has one, else presigned by S3.
     pub async fn download(&self, d: &Download<'_>) -> Result<SignedUrl, Error> {
         let expires_at = d.signed_at + d.ttl;
-        let signed =
-            self.cdn.as_ref().and_then(|cdn| cdn.signed_url(d.key, d.version_id, Some(d.disposition), expires_at));
+        // Served as the row's type, as the presigned S3 URL is, whatever the object was stored
+        // with (security review 21: a type chosen by the uploader).
+        let served_as = Some((d.disposition, d.content_type));
+        let signed = self.cdn.as_ref().and_then(|cdn| cdn.signed_url(d.key, d.version_id, served_as, expires_at));
         match signed {
             Some(url) => Ok(SignedUrl { url: url?, expires_at }),
             None => Ok(self.objects.presign_download(d).await?),

@@ -255,10 +255,6 @@ pub trait TokenRepo: Send + Sync {
     /// and the owner's `quota` and writes the PENDING row naming the token, in one transaction
     /// ([`PortError::QuotaExceeded`] if either has no room: nothing written).
     async fn reserve_upload(&self, grant: &TokenGrant, record: &FileRecord, quota: u64) -> PortResult<()>;
-
-    /// Charges a finished upload of `record.size` to the token's allowance and the owner's
-    /// `quota` and writes its PENDING row, in one transaction (as [`Self::reserve_upload`]).
-    async fn charge_upload(&self, grant: &TokenGrant, record: &FileRecord, quota: u64) -> PortResult<()>;
 }
 
 /// Everything a user has in the metadata store, as a whole (GDPR erase).
@@ -477,7 +473,8 @@ pub struct MultipartRequest<'a> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MultipartOp<'a> {
-    Create,
+    /// With the object's type, signed as its `Content-Type` header: S3 stores no other.
+    Create(ContentType),
     ListParts(&'a UploadId),
     Complete(&'a UploadId),
     Abort(&'a UploadId),

@@ -265,10 +265,6 @@ impl TokenRepo for FileTable {
     async fn reserve_upload(&self, grant: &TokenGrant, record: &FileRecord, quota: u64) -> PortResult<()> {
         Ok(self.reserve_token_upload(grant, record, quota).await?)
     }
-
-    async fn charge_upload(&self, grant: &TokenGrant, record: &FileRecord, quota: u64) -> PortResult<()> {
-        Ok(self.charge_token_upload(grant, record, quota).await?)
-    }
 }
 
 #[async_trait]
@@ -424,13 +420,15 @@ impl ObjectUploads for S3Store {
 
     async fn presign_multipart(&self, r: &MultipartRequest<'_>) -> PortResult<SignedUrl> {
         let id = |id: &UploadId| vec![("uploadId", id.as_str().to_owned())];
-        let (method, query) = match r.op {
-            MultipartOp::Create => ("POST", vec![("uploads", String::new())]),
-            MultipartOp::ListParts(upload) => ("GET", id(upload)),
-            MultipartOp::Complete(upload) => ("POST", id(upload)),
-            MultipartOp::Abort(upload) => ("DELETE", id(upload)),
+        let (method, query, headers) = match r.op {
+            MultipartOp::Create(t) => {
+                ("POST", vec![("uploads", String::new())], vec![("content-type", t.as_str().to_owned())])
+            }
+            MultipartOp::ListParts(upload) => ("GET", id(upload), vec![]),
+            MultipartOp::Complete(upload) => ("POST", id(upload), vec![]),
+            MultipartOp::Abort(upload) => ("DELETE", id(upload), vec![]),
         };
-        let get = self.presign_operation(method, r.key, query, vec![], r.signed_at, r.ttl).await?;
+        let get = self.presign_operation(method, r.key, query, headers, r.signed_at, r.ttl).await?;
         Ok(SignedUrl { url: get.url, expires_at: get.expires_at })
     }
 

@@ -357,6 +357,11 @@ impl FileTable {
             ];
             match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
                 Ok(_) => {
+                    // An upload token's reservation goes back to the token too (security review
+                    // 21: a refused upload's stayed spent); a settled row's bytes were used.
+                    if let Some(digest) = opt_str(&item, "tokenDigest").filter(|_| reserved > 0) {
+                        self.release_token(digest, reserved).await?;
+                    }
                     self.end_row_session(&item, "ABORTED").await?;
                     return Ok(true);
                 }

@@ -86,37 +86,17 @@ impl FileTable {
         conditional(out, "UpdateItem")
     }
 
-    /// Charges a finished upload of `record.size` bytes to the token's allowance and the
-    /// owner's quota and writes its PENDING file row, in one transaction. `QuotaExceeded` if
-    /// either has no room (nothing is written then).
-    pub async fn charge_token_upload(
-        &self,
-        token: &TokenGrant,
-        record: &FileRecord,
-        quota: u64,
-    ) -> Result<(), AwsError> {
-        self.charge_token(token, record, quota, false).await
-    }
-
-    /// Reserves `record.size` bytes (the most a granted POST policy allows) against the token's
-    /// allowance and the owner's quota and writes the PENDING row, in one transaction; the row
-    /// names the token, so settling gives back to both what did not arrive
-    /// ([`Self::settle_upload`]) and the sweeper everything if nothing did.
+    /// Reserves `record.size` bytes (the most a granted POST policy allows, or what a token's
+    /// multipart upload holds when it is completed) against the token's allowance and the
+    /// owner's quota and writes the PENDING row, in one transaction; the row names the token, so
+    /// settling gives back to both what did not arrive ([`Self::settle_upload`]) and the
+    /// sweeper everything if nothing did. `QuotaExceeded` if either has no room, `AlreadyExists`
+    /// if the row is there (nothing is written then).
     pub async fn reserve_token_upload(
         &self,
         token: &TokenGrant,
         record: &FileRecord,
         quota: u64,
-    ) -> Result<(), AwsError> {
-        self.charge_token(token, record, quota, true).await
-    }
-
-    async fn charge_token(
-        &self,
-        token: &TokenGrant,
-        record: &FileRecord,
-        quota: u64,
-        reserve: bool,
     ) -> Result<(), AwsError> {
         let token_ceiling = reservation_ceiling(token.max_bytes, record.size).map_err(|_| AwsError::QuotaExceeded)?;
         let allowance = Update::builder()
@@ -128,11 +108,9 @@ impl FileTable {
             .expression_attribute_values(":ceiling", n(token_ceiling))
             .expression_attribute_values(":f", AttributeValue::Bool(false))
             .build()?;
-        let usage = self.charge_usage(&record.owner, record.size, quota, reserve)?;
-        let mut item = accounted_file_item(record, record.size, if reserve { record.size } else { 0 });
-        if reserve {
-            item.insert("tokenDigest".to_owned(), s(&token.digest));
-        }
+        let usage = self.charge_usage(&record.owner, record.size, quota, true)?;
+        let mut item = accounted_file_item(record, record.size, record.size);
+        item.insert("tokenDigest".to_owned(), s(&token.digest));
         let row = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
@@ -147,12 +125,14 @@ impl FileTable {
             Ok(_) => Ok(()),
             Err(err) => {
                 let failed = cancelled_by_condition(&err);
-                if failed.get(1) == Some(&true) {
+                // The row first: a completion asked again finds its own reservation there, and the
+                // allowance and quota it took would refuse it a second time.
+                if failed.get(2) == Some(&true) {
+                    Err(AwsError::AlreadyExists)
+                } else if failed.get(1) == Some(&true) {
                     Err(self.usage_refused(&record.owner, None).await)
                 } else if failed.first() == Some(&true) {
                     Err(AwsError::QuotaExceeded)
-                } else if failed.get(2) == Some(&true) {
-                    Err(AwsError::AlreadyExists)
                 } else {
                     Err(AwsError::from_sdk("TransactWriteItems", err))
                 }

@@ -133,17 +133,23 @@ impl FilesCdn {
         key.public_copy().map(|copy| self.url(&copy))
     }
 
-    /// A signed URL of `key` (a version of it, served with `disposition`), valid until
-    /// `expires`; `None` without a signing key.
+    /// A signed URL of `key` (a version of it, served with `disposition` and as `content_type`:
+    /// the row's, whatever type the object was stored with), valid until `expires`; `None`
+    /// without a signing key.
     pub fn signed_url(
         &self,
         key: &ObjectKey,
         version: Option<&str>,
-        disposition: Option<&str>,
+        served_as: Option<(&str, &str)>,
         expires: OffsetDateTime,
     ) -> Option<Result<String, CoreError>> {
         let signer = self.signer.as_ref()?;
-        let mut query = form_urlencoded_pairs(&[("versionId", version), ("response-content-disposition", disposition)]);
+        let (disposition, content_type) = served_as.unzip();
+        let mut query = form_urlencoded_pairs(&[
+            ("versionId", version),
+            ("response-content-disposition", disposition),
+            ("response-content-type", content_type),
+        ]);
         if !query.is_empty() {
             query.insert(0, '?');
         }
@@ -221,9 +227,10 @@ X6zd8KwNvpj9e6E+XT9b3KfjgIBFVeFvLcR44H1H/xATQyXOSzTrt2zH
         let expires = OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap();
         let cdn = FilesCdn::new("https://files.example.org/", Some(signer));
         let key = ObjectKey::variant(FileId::new(1_700_000_000_000, [7; 10]), 640, "webp");
-        let url = cdn.signed_url(&key, Some("v1"), Some("attachment; filename=\"a b.jpg\""), expires).unwrap().unwrap();
+        let served_as = ("attachment; filename=\"a b.jpg\"", "image/jpeg");
+        let url = cdn.signed_url(&key, Some("v1"), Some(served_as), expires).unwrap().unwrap();
         let (unsigned, _) = url.split_once("&Expires=").unwrap();
-        assert!(unsigned.starts_with(&format!("https://files.example.org/{}?versionId=v1&response-content-disposition=attachment%3B%20filename%3D%22a%20b%2Ejpg%22", key.as_str())));
+        assert!(unsigned.starts_with(&format!("https://files.example.org/{}?versionId=v1&response-content-disposition=attachment%3B%20filename%3D%22a%20b%2Ejpg%22&response-content-type=image%2Fjpeg", key.as_str())));
         let q = query(&url);
         let get = |name: &str| q.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap();
         assert_eq!(get("Expires"), "1900000000");

@@ -264,6 +264,34 @@ pub enum Completion {
     Missing(Vec<PartNumber>),
     /// More bytes than declared, or a part of the wrong size: the upload must be aborted.
     Oversize { received: u64 },
+    /// A part before the last is under S3's [`MIN_PART_SIZE`]: S3 would refuse to complete
+    /// (`EntityTooSmall`). Nothing is wrong for good: the part can be sent again.
+    Undersized(PartNumber),
+}
+
+/// Why a part of an allowance session (an upload token's: its parts have no signed length) is
+/// not signed: no completion within the allowance could use it, or the parts already sent hold
+/// the whole allowance. Without these, a session's parts could hold any number of bytes,
+/// counted nowhere until the session expires (security review 21).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartRefusal {
+    /// Past the most parts `max` bytes can have (all but the last at least [`MIN_PART_SIZE`]).
+    BeyondAllowance { most: u32 },
+    /// The other parts S3 holds already add up to the allowance.
+    AllowanceHeld { held: u64 },
+}
+
+/// Whether part `part` of a session of at most `max` bytes may be signed, the other parts S3
+/// holds adding up to `held` bytes.
+pub fn admit_part(max: u64, part: PartNumber, held: u64) -> Result<(), PartRefusal> {
+    let most = u32::try_from(max / MIN_PART_SIZE + 1).unwrap_or(MAX_PARTS).min(MAX_PARTS);
+    if part.get() > most {
+        return Err(PartRefusal::BeyondAllowance { most });
+    }
+    if held >= max {
+        return Err(PartRefusal::AllowanceHeld { held });
+    }
+    Ok(())
 }
 
 /// Checks the parts S3 reports against the session's limit (the server's check before
@@ -287,7 +315,13 @@ fn check_allowance(max: u64, parts: &[UploadedPart]) -> Completion {
         .filter_map(|n| PartNumber::new(n.into()).ok())
         .filter(|n| !ready.iter().any(|p| p.number == *n))
         .collect();
-    if missing.is_empty() { Completion::Ready(ready) } else { Completion::Missing(missing) }
+    if !missing.is_empty() {
+        return Completion::Missing(missing);
+    }
+    match ready.iter().rev().skip(1).find(|p| p.size < MIN_PART_SIZE) {
+        Some(small) => Completion::Undersized(small.number),
+        None => Completion::Ready(ready),
+    }
 }
 
 fn check_planned(plan: &PartPlan, parts: &[UploadedPart]) -> Completion {
@@ -343,5 +377,26 @@ mod completion_tests {
             check_parts(&limit, &[part(1, five), part(2, five), part(3, five)]),
             Completion::Oversize { .. }
         ));
+        // Only the last part may be under S3's minimum (security review 21: S3 refused to
+        // complete after the upload was charged).
+        assert_eq!(check_parts(&limit, &[part(1, 1), part(2, 1)]), Completion::Undersized(PartNumber::new(1).unwrap()));
+        assert_eq!(
+            check_parts(&limit, &[part(1, five), part(2, five - 1), part(3, 1)]),
+            Completion::Undersized(PartNumber::new(2).unwrap())
+        );
+        assert!(matches!(check_parts(&limit, &[part(1, 1)]), Completion::Ready(p) if p.len() == 1));
+    }
+
+    #[test]
+    fn an_allowance_session_signs_only_parts_a_completion_within_it_could_use() {
+        let n = |n: u64| PartNumber::new(n).unwrap();
+        let eleven = 11 << 20;
+        // 11 MiB: at most 5 + 5 + 1, so three parts.
+        assert_eq!(admit_part(eleven, n(3), 0), Ok(()));
+        assert_eq!(admit_part(eleven, n(4), 0), Err(PartRefusal::BeyondAllowance { most: 3 }));
+        assert_eq!(admit_part(eleven, n(1), eleven - 1), Ok(()));
+        assert_eq!(admit_part(eleven, n(2), eleven), Err(PartRefusal::AllowanceHeld { held: eleven }));
+        assert_eq!(admit_part(1, n(1), 0), Ok(()));
+        assert_eq!(admit_part(u64::MAX, n(10_000), 0), Ok(()));
     }
 }

@@ -1,6 +1,7 @@
 //! `POST /v1/uploads/sign` (JWT): Uppy's `signRequest` mode. The web app's `signRequest`
 //! callback forwards each request Uppy wants to send to S3, `{method, key, uploadId?,
-//! partNumber?, contentType?, filename?, size?}`, and gets back `{url, key?, fields?}`.
+//! partNumber?, contentType?, filename?, size?}`, and gets back `{url, key?, fields?, headers?}`
+//! (`headers`: signed, sent with the request; Uppy's own `Content-Type` gives way to them).
 //! What is signed, and what refused, is [`matbakh_app::multipart::sign`]'s.
 
 use axum::Json;
@@ -22,7 +23,7 @@ use crate::Api;
 #[utoipa::path(post, path = "/v1/uploads/sign", operation_id = "sign_request", tag = "multipart",
     request_body(content = Value, description = "`{method, key, uploadId?, partNumber?, contentType?, filename?, size?}`"),
     responses(
-        (status = 200, description = "`{url, key?, fields?}`"),
+        (status = 200, description = "`{url, key?, fields?, headers?}`: `headers` are signed and must be sent (CreateMultipartUpload: the `content-type` the server chose)"),
         (status = 400, description = "The request is not one the server signs (`field` names why)"),
         (status = 401, description = "No valid token"),
         (status = 404, description = "No such key or upload of the caller's"),
@@ -65,6 +66,9 @@ pub async fn sign(State(api): State<Api>, caller: Caller, body: Bytes) -> Result
     }
     if let Some(key) = signed.key {
         body["key"] = json!(key.as_str());
+    }
+    if !signed.headers.is_empty() {
+        body["headers"] = json!(signed.headers);
     }
     Ok(Json(body))
 }

@@ -212,6 +212,70 @@ async fn upload_grants_share_one_budget_across_every_mode_and_a_refusal_opens_no
     assert_eq!(w.start("bob", SIZE).await.0, StatusCode::CREATED);
 }
 
+/// Security review 21 (uploads 2): a token's upload was charged (its row written, the quota and
+/// the token's allowance taken) before S3 completed it. Parts under S3's 5 MiB minimum made S3
+/// refuse (`EntityTooSmall`; so did any failure at S3), the caller got a 500, and every retry a
+/// 409: the charge stayed for good with a row nobody could complete, delete or sweep. Now parts
+/// too small are refused before anything is counted, and a completion S3 failed is asked again
+/// on its reservation (which the sweeper gives back if the object never comes).
+#[tokio::test]
+async fn a_token_upload_s3_refused_to_complete_can_be_completed_again_and_small_parts_count_nothing() {
+    let w = World::new();
+    let (_, minted) =
+        w.call(Method::POST, "/v1/upload-tokens", Some("alice"), Some(json!({"maxBytes": 64 << 20}))).await;
+    let endpoint = minted["endpoint"].as_str().unwrap().to_owned();
+    let body = json!({"filename": "dish.jpg", "type": "image/jpeg"});
+    let (_, started) = w.call(Method::POST, &format!("{endpoint}/s3/multipart"), None, Some(body)).await;
+    let (id, key) = (upload_id(&started), started["key"].as_str().unwrap().to_owned());
+    let complete = format!("{endpoint}/s3/multipart/{id}/complete?key={key}");
+
+    w.objects.receive_part(&id, 1, 1);
+    w.objects.receive_part(&id, 2, 1);
+    let (status, answer) = w.call(Method::POST, &complete, None, None).await;
+    assert_eq!((status, answer["error"].as_str()), (StatusCode::CONFLICT, Some("part_too_small")), "{answer}");
+    let u = w.usage("alice").await;
+    assert_eq!((u.charged, u.reserved), (0, 0), "nothing counted");
+
+    // Part 1 sent again, as large as S3 wants it; S3 then fails the first completion.
+    w.objects.receive_part(&id, 1, 5 << 20);
+    w.objects.fail_next_completion();
+    let (status, _) = w.call(Method::POST, &complete, None, None).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    let held = (5 << 20) + 1;
+    assert_eq!(w.usage("alice").await.reserved, held, "the reservation stands (the sweeper's to give back)");
+    let (status, done) = w.call(Method::POST, &complete, None, None).await;
+    assert_eq!(status, StatusCode::OK, "asked again, it completes: {done}");
+    let u = w.usage("alice").await;
+    assert_eq!((u.charged, u.reserved, u.open_uploads), (held, held, 0), "counted once");
+    assert_eq!(w.objects.open_uploads().len(), 0);
+}
+
+/// Security review 21 (uploads 4): a token's part URLs carry no length (Uppy sends none), and
+/// any part number was signed, so one session's parts could hold terabytes, counted nowhere
+/// until it expired. Now only parts a completion within the allowance could use are signed, and
+/// none once the parts S3 holds add up to it.
+#[tokio::test]
+async fn a_token_upload_signs_no_part_beyond_what_its_allowance_can_hold() {
+    let w = World::new();
+    let (_, minted) =
+        w.call(Method::POST, "/v1/upload-tokens", Some("alice"), Some(json!({"maxBytes": 11 << 20}))).await;
+    let endpoint = minted["endpoint"].as_str().unwrap().to_owned();
+    let body = json!({"filename": "dish.jpg", "type": "image/jpeg"});
+    let (_, started) = w.call(Method::POST, &format!("{endpoint}/s3/multipart"), None, Some(body)).await;
+    let (id, key) = (upload_id(&started), started["key"].as_str().unwrap().to_owned());
+    let part = |n: u32| format!("{endpoint}/s3/multipart/{id}/{n}?key={key}");
+
+    let (status, answer) = w.call(Method::GET, &part(4), None, None).await;
+    assert_eq!((status, answer["field"].as_str()), (StatusCode::BAD_REQUEST, Some("partNumber")), "{answer}");
+    assert!(answer["message"].as_str().unwrap().contains("at most 3 parts"), "{answer}");
+    assert_eq!(w.call(Method::GET, &part(3), None, None).await.0, StatusCode::OK);
+    w.objects.receive_part(&id, 1, 5 << 20);
+    w.objects.receive_part(&id, 2, 6 << 20);
+    let (status, answer) = w.call(Method::GET, &part(3), None, None).await;
+    assert_eq!((status, answer["error"].as_str()), (StatusCode::CONFLICT, Some("upload_full")), "{answer}");
+    assert_eq!(w.call(Method::GET, &part(2), None, None).await.0, StatusCode::OK, "a part sent again counts once");
+}
+
 #[tokio::test]
 async fn a_token_upload_is_charged_at_completion_within_the_token_and_a_revoked_token_opens_nothing() {
     let w = World::new();
@@ -236,7 +300,7 @@ async fn a_token_upload_is_charged_at_completion_within_the_token_and_a_revoked_
     let (status, done) = w.call(Method::POST, &complete, None, None).await;
     assert_eq!(status, StatusCode::OK, "{done}");
     let u = w.usage("alice").await;
-    assert_eq!((u.charged, u.reserved, u.open_uploads), (2 << 20, 0, 0));
+    assert_eq!((u.charged, u.reserved, u.open_uploads), (2 << 20, 2 << 20, 0), "reserved until its event settles it");
 
     // The token has 1 MiB left: 2 MiB more are refused and aborted, nothing charged.
     let (_, second) = w.call(Method::POST, &format!("{endpoint}/s3/multipart"), None, Some(body.clone())).await;
@@ -270,7 +334,8 @@ async fn sign_request_mode_picks_the_key_and_signs_parts_only_of_its_own_bound_u
     assert_eq!(status, StatusCode::OK, "{signed}");
     let key = signed["key"].as_str().unwrap().to_owned();
     assert!(key.starts_with("users/alice/") && key.ends_with("/menu.pdf"), "{key}");
-    assert!(signed["url"].as_str().unwrap().contains("uploads&method=POST"), "{signed}");
+    assert!(signed["url"].as_str().unwrap().contains("uploads&content-type=application/pdf&method=POST"), "{signed}");
+    assert_eq!(signed["headers"], json!({"content-type": "application/pdf"}), "the type to send, signed");
     assert_eq!(w.usage("alice").await.reserved, SIZE);
 
     // The client posted the signed CreateMultipartUpload: S3 gave it an upload id.

@@ -58,6 +58,8 @@ pub struct InMemoryObjects {
     /// The archive tier: each version's storage class (if not STANDARD), its tags, and the
     /// restores asked for.
     archive: Mutex<ArchiveTier>,
+    /// Completions to fail before S3 would complete one (a network error, `InvalidPart`).
+    failing_completions: Mutex<u32>,
 }
 
 #[derive(Default)]
@@ -158,6 +160,11 @@ impl InMemoryObjects {
         let mut uploads = lock(&self.uploads);
         let Some((_, parts)) = uploads.get_mut(upload_id) else { panic!("no upload {upload_id}") };
         parts.insert(PartNumber::new(part.into()).expect("a part number"), size);
+    }
+
+    /// Fails the next completion, as S3 does when it is out of reach or a part changed.
+    pub fn fail_next_completion(&self) {
+        *lock(&self.failing_completions) += 1;
     }
 
     /// The multipart uploads S3 holds (neither completed nor aborted).
@@ -357,7 +364,7 @@ impl ObjectUploads for InMemoryObjects {
 
     async fn presign_multipart(&self, r: &MultipartRequest<'_>) -> PortResult<SignedUrl> {
         let (method, query) = match r.op {
-            MultipartOp::Create => ("POST", "uploads".to_owned()),
+            MultipartOp::Create(t) => ("POST", format!("uploads&content-type={}", t.as_str())),
             MultipartOp::ListParts(id) => ("GET", format!("uploadId={id}")),
             MultipartOp::Complete(id) => ("POST", format!("uploadId={id}")),
             MultipartOp::Abort(id) => ("DELETE", format!("uploadId={id}")),
@@ -390,6 +397,13 @@ impl ObjectUploads for InMemoryObjects {
         parts: &[UploadedPart],
         _integrity: Option<&Integrity>,
     ) -> PortResult<String> {
+        {
+            let mut failing = lock(&self.failing_completions);
+            if *failing > 0 {
+                *failing -= 1;
+                return Err(PortError::Failed("S3 did not answer".into()));
+            }
+        }
         let mut uploads = lock(&self.uploads);
         if !uploads.get(upload_id).is_some_and(|(k, _)| k == key) || parts.is_empty() {
             return Err(PortError::Failed(format!("no upload {upload_id} of {key} to complete")));

@@ -303,22 +303,22 @@ impl TokenRepo for InMemory {
     }
 
     async fn reserve_upload(&self, grant: &TokenGrant, record: &FileRecord, quota: u64) -> PortResult<()> {
-        charge_token(&mut lock(&self.state), grant, record, quota, record.size)
-    }
-
-    async fn charge_upload(&self, grant: &TokenGrant, record: &FileRecord, quota: u64) -> PortResult<()> {
-        charge_token(&mut lock(&self.state), grant, record, quota, 0)
+        reserve_token_upload(&mut lock(&self.state), grant, record, quota)
     }
 }
 
-/// Charges `record.size` to the token and the quota and writes the row, or nothing.
-pub(super) fn charge_token(
+/// Reserves `record.size` against the token and the quota and writes the row naming the token,
+/// or nothing.
+pub(super) fn reserve_token_upload(
     st: &mut State,
     grant: &TokenGrant,
     record: &FileRecord,
     quota: u64,
-    reserved: u64,
 ) -> PortResult<()> {
+    // The row first, as the table's transaction answers.
+    if st.files.contains_key(&record.file_id) {
+        return Err(PortError::AlreadyExists);
+    }
     let token = st.tokens.get(&grant.digest).ok_or(PortError::ConditionFailed)?;
     if token.revoked || token.used_bytes + record.size > token.max_bytes {
         return Err(PortError::QuotaExceeded);
@@ -327,8 +327,8 @@ pub(super) fn charge_token(
     if let Some(token) = st.tokens.get_mut(&grant.digest) {
         token.used_bytes += record.size;
     }
-    put_row(st, record, record.size, reserved);
-    if let Some(row) = st.files.get_mut(&record.file_id).filter(|_| reserved > 0) {
+    put_row(st, record, record.size, record.size);
+    if let Some(row) = st.files.get_mut(&record.file_id) {
         row.token = Some(grant.digest.clone());
     }
     Ok(())

@@ -16,9 +16,10 @@ use matbakh_core::audit::AuditAction;
 use matbakh_core::ids::{FileId, ObjectKey, UserId};
 use matbakh_core::labels::Labels;
 use matbakh_core::limits::MAX_SINGLE_UPLOAD_BYTES;
-use matbakh_core::metadata::FileRecord;
+use matbakh_core::metadata::{FileRecord, FileStatus};
 use matbakh_core::multipart::{
-    Completion, PartNumber, SessionLimit, SessionState, UploadId, UploadSession, UploadedPart, check_parts,
+    Completion, PartNumber, PartRefusal, SessionLimit, SessionState, UploadId, UploadSession, UploadedPart, admit_part,
+    check_parts,
 };
 use matbakh_core::names::{DisplayName, SafeName};
 use matbakh_core::post_policy::PresignedPost;
@@ -218,7 +219,8 @@ impl Multipart {
     }
 
     /// Signs one part of a token's upload (without a length: Uppy sends none) and says for how
-    /// long the URL works.
+    /// long the URL works; only a part a completion within the allowance could use, while the
+    /// other parts S3 holds leave room ([`admit_part`]).
     pub async fn token_sign_part(
         &self,
         which: TokenUpload<'_>,
@@ -232,6 +234,27 @@ impl Multipart {
         let now = self.clock.now();
         if session.state != SessionState::Open || now >= session.expires_at {
             return Err(Error::conflict("upload_finished", "this upload no longer takes parts"));
+        }
+        if let SessionLimit::Allowance(max) = session.limit {
+            let parts = self.objects.list_parts(&session.key, &session.upload_id).await?.unwrap_or_default();
+            let held = parts.iter().filter(|p| p.number != part).map(|p| p.size).sum();
+            match admit_part(max, part, held) {
+                Ok(()) => {}
+                Err(PartRefusal::BeyondAllowance { most }) => {
+                    return Err(Error::bad_field(
+                        "partNumber",
+                        format!(
+                            "partNumber: this upload link allows at most {most} parts (all but the last at least 5 MiB)"
+                        ),
+                    ));
+                }
+                Err(PartRefusal::AllowanceHeld { held }) => {
+                    return Err(Error::conflict(
+                        "upload_full",
+                        format!("the parts sent hold {held} bytes, all this upload link allows: complete or abort it"),
+                    ));
+                }
+            }
         }
         let ttl = self.limits.part_url_ttl.min((session.expires_at - now).unsigned_abs());
         let signed = PartUpload {
@@ -253,9 +276,12 @@ impl Multipart {
         Ok(self.objects.list_parts(&session.key, &session.upload_id).await?.unwrap_or_default())
     }
 
-    /// Completes a token's upload: sums the parts S3 holds and charges them to the token's
-    /// allowance and the owner's quota with the PENDING row in one transaction, or aborts the
-    /// upload if either has no room. Idempotent.
+    /// Completes a token's upload: sums the parts S3 holds and reserves them against the
+    /// token's allowance and the owner's quota with the PENDING row in one transaction (aborting
+    /// the upload if either has no room), then completes it at S3; the object's event settles
+    /// the row. A completion S3 refused after the reservation is asked again: the row is there
+    /// (its reservation stands, and the sweeper gives it back if the object never comes), so S3
+    /// is asked again and settling holds the object to that reservation. Idempotent.
     pub async fn token_complete(&self, which: TokenUpload<'_>) -> Result<Completed, Error> {
         let grant = self.grant(which.token).await?;
         let session = self.token_session(&grant, &which).await?;
@@ -274,12 +300,20 @@ impl Multipart {
             Completion::Oversize { received } => {
                 return Err(self.refuse(&session, received, "is more than this upload link allows").await);
             }
+            // Refused before anything is counted: S3 would not complete (security review 21).
+            Completion::Undersized(part) => {
+                return Err(Error::conflict(
+                    "part_too_small",
+                    format!("part {part} is under 5 MiB: only the last part may be smaller; send it again"),
+                ));
+            }
         };
         let total: u64 = ready.iter().map(|p| p.size).sum();
         let record = FileRecord {
             size: total,
             key: session.key.clone(),
             labels: grant.labels.clone(),
+            expires_at: Some(self.clock.now() + self.limits.pending_ttl),
             ..FileRecord::upload(
                 session.file_id,
                 session.owner.clone(),
@@ -288,12 +322,14 @@ impl Multipart {
                 session.created_at,
             )
         };
-        match self.tokens.charge_upload(&grant, &record, self.limits.user_quota_bytes).await {
+        match self.tokens.reserve_upload(&grant, &record, self.limits.user_quota_bytes).await {
             Ok(()) => {}
             Err(PortError::QuotaExceeded) => {
                 let why = "is more than the upload link or your storage has room for";
                 return Err(self.refuse(&session, total, why).await);
             }
+            // An earlier completion reserved it and S3 refused or failed then: ask S3 again.
+            Err(PortError::AlreadyExists) if self.reserved_earlier(&session).await? => {}
             Err(e) => return Err(e.into()),
         }
         let etag = self
@@ -303,6 +339,12 @@ impl Multipart {
         self.uploads.complete_session(&session, &etag).await?;
         tracing::info!(size = total, "uppy multipart upload completed");
         Ok(Completed { session, etag, size: Some(total) })
+    }
+
+    /// Whether `session`'s file already has its PENDING row (an earlier completion's).
+    async fn reserved_earlier(&self, session: &UploadSession) -> Result<bool, Error> {
+        let row = self.files.details(session.file_id).await?;
+        Ok(row.is_some_and(|d| d.record.key == session.key && d.record.status == FileStatus::Pending))
     }
 
     /// Aborts a token's upload that broke its limits and answers why.

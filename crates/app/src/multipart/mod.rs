@@ -257,7 +257,9 @@ impl Multipart {
                     missing.first().map(|n| n.get()).unwrap_or(0)
                 ),
             )),
-            Completion::Oversize { received } => {
+            // A plan's parts are all at least S3's minimum; one that is not is the wrong size.
+            Completion::Oversize { .. } | Completion::Undersized(_) => {
+                let received: u64 = parts.iter().map(|p| p.size).sum();
                 self.abort_session(&session).await?;
                 tracing::warn!(received, declared = plan.size, "parts do not match the plan; upload aborted");
                 Err(Error::too_large(

@@ -44,13 +44,14 @@ pub struct SignRequest<'a> {
     pub labels: Labels,
 }
 
-/// What Uppy sends to S3: `url` (with `fields`, a POST policy's form), and for a new object the
-/// `key` the platform chose.
+/// What Uppy sends to S3: `url` (with `fields`, a POST policy's form), with `headers` (signed:
+/// S3 refuses the request without them), and for a new object the `key` the platform chose.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signed {
     pub url: String,
     pub key: Option<ObjectKey>,
     pub fields: Option<BTreeMap<String, String>>,
+    pub headers: BTreeMap<String, String>,
 }
 
 /// The S3 operation a `signRequest` request stands for.
@@ -159,7 +160,7 @@ impl Multipart {
                 Some(_) => self.files.reserve(&record, self.limits.user_quota_bytes).await?,
                 None => self.files.put_unreserved(&record).await?,
             }
-            return Ok(Signed { url: post.url, key: Some(key), fields: Some(post.fields) });
+            return Ok(Signed { url: post.url, key: Some(key), fields: Some(post.fields), headers: BTreeMap::new() });
         }
         let size = req
             .size
@@ -167,11 +168,18 @@ impl Multipart {
         self.limits.check_multipart_upload(content_type, size)?;
         PartPlan::for_size(size)?;
         record.size = size;
-        let create =
-            MultipartRequest { key: &key, op: MultipartOp::Create, signed_at: now, ttl: self.limits.part_url_ttl };
+        // The type is signed: S3 stores the one the server chose, which downloads are served with
+        // (security review 21: `text/html` for bytes that pass as a PDF).
+        let create = MultipartRequest {
+            key: &key,
+            op: MultipartOp::Create(content_type),
+            signed_at: now,
+            ttl: self.limits.part_url_ttl,
+        };
         let url = self.objects.presign_multipart(&create).await?;
         self.files.reserve(&record, self.limits.user_quota_bytes).await?;
-        Ok(Signed { url: url.url, key: Some(key), fields: None })
+        let headers = BTreeMap::from([("content-type".to_owned(), content_type.as_str().to_owned())]);
+        Ok(Signed { url: url.url, key: Some(key), fields: None, headers })
     }
 
     /// An existing upload: only for a key the platform issued to this caller.
@@ -218,7 +226,7 @@ impl Multipart {
                 return Err(Error::bad_field("uploadId", "uploadId: not expected for this request"));
             }
         };
-        Ok(Signed { url: url.url, key: None, fields: None })
+        Ok(Signed { url: url.url, key: None, fields: None, headers: BTreeMap::new() })
     }
 
     /// The session for `upload_id` on `key`, which must be the caller's. On the first part
