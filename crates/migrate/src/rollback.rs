@@ -126,21 +126,18 @@ async fn undo(
     Ok(undone)
 }
 
-/// [`undo`], tried again (up to [`UNDO_TRIES`] times) after a transient failure: every step of
-/// it can be taken twice.
-async fn undo_with_retries(
-    target: &Target,
-    files: Option<&FileTable>,
-    run: &RunId,
-    row: &LedgerRow,
-    versions: &[(String, String)],
-    dry_run: bool,
-) -> Result<Undone, MigrateError> {
+/// `attempt` (a row's [`undo`]), tried again (up to [`UNDO_TRIES`] times) after a transient
+/// failure: every step of it can be taken twice.
+async fn with_retries<F, Fut>(key: &str, mut attempt: F) -> Result<Undone, MigrateError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Undone, MigrateError>>,
+{
     let mut tries = 1;
     loop {
-        match undo(target, files, run, row, versions, dry_run).await {
+        match attempt().await {
             Err(e) if e.is_retryable() && tries < UNDO_TRIES => {
-                tracing::warn!(error = %e, key = row.entry.key, tries, "rollback of a row failed; trying again");
+                tracing::warn!(error = %e, key, tries, "rollback of a row failed; trying again");
                 tokio::time::sleep(std::time::Duration::from_millis(200 << tries)).await;
                 tries += 1;
             }
@@ -190,7 +187,9 @@ pub async fn rollback(ctx: &Context, id: &str, dry_run: bool) -> Result<RolledBa
                     if let (Some(old), Some(marker)) = (&row.entry.supersedes, &row.retired_version) {
                         versions.push((old.clone(), marker.clone()));
                     }
-                    let undone = undo_with_retries(&target, files.as_ref(), &run, &row, &versions, dry_run).await?;
+                    let undone =
+                        with_retries(&row.entry.key, || undo(&target, files.as_ref(), &run, &row, &versions, dry_run))
+                            .await?;
                     Ok::<_, MigrateError>((row, versions, undone))
                 });
             }
