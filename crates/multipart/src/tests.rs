@@ -69,6 +69,17 @@ impl World {
         self.call(Method::POST, "/v1/uploads/multipart", Some(user), Some(body)).await
     }
 
+    /// Alice's upload token of `max_bytes` and a multipart session started with it, as Uppy's
+    /// Companion mode starts one: the token's endpoint, the upload id and the key.
+    async fn token_session(&self, max_bytes: u64) -> (String, UploadId, String) {
+        let mint = json!({"maxBytes": max_bytes});
+        let (_, minted) = self.call(Method::POST, "/v1/upload-tokens", Some("alice"), Some(mint)).await;
+        let endpoint = minted["endpoint"].as_str().unwrap().to_owned();
+        let body = json!({"filename": "dish.jpg", "type": "image/jpeg"});
+        let (_, started) = self.call(Method::POST, &format!("{endpoint}/s3/multipart"), None, Some(body)).await;
+        (endpoint, upload_id(&started), started["key"].as_str().unwrap().to_owned())
+    }
+
     async fn usage(&self, user: &str) -> Usage {
         self.repo.usage(&UserId::parse(user).unwrap()).await.unwrap()
     }
@@ -221,12 +232,7 @@ async fn upload_grants_share_one_budget_across_every_mode_and_a_refusal_opens_no
 #[tokio::test]
 async fn a_token_upload_s3_refused_to_complete_can_be_completed_again_and_small_parts_count_nothing() {
     let w = World::new();
-    let (_, minted) =
-        w.call(Method::POST, "/v1/upload-tokens", Some("alice"), Some(json!({"maxBytes": 64 << 20}))).await;
-    let endpoint = minted["endpoint"].as_str().unwrap().to_owned();
-    let body = json!({"filename": "dish.jpg", "type": "image/jpeg"});
-    let (_, started) = w.call(Method::POST, &format!("{endpoint}/s3/multipart"), None, Some(body)).await;
-    let (id, key) = (upload_id(&started), started["key"].as_str().unwrap().to_owned());
+    let (endpoint, id, key) = w.token_session(64 << 20).await;
     let complete = format!("{endpoint}/s3/multipart/{id}/complete?key={key}");
 
     w.objects.receive_part(&id, 1, 1);
@@ -257,12 +263,7 @@ async fn a_token_upload_s3_refused_to_complete_can_be_completed_again_and_small_
 #[tokio::test]
 async fn a_token_upload_signs_no_part_beyond_what_its_allowance_can_hold() {
     let w = World::new();
-    let (_, minted) =
-        w.call(Method::POST, "/v1/upload-tokens", Some("alice"), Some(json!({"maxBytes": 11 << 20}))).await;
-    let endpoint = minted["endpoint"].as_str().unwrap().to_owned();
-    let body = json!({"filename": "dish.jpg", "type": "image/jpeg"});
-    let (_, started) = w.call(Method::POST, &format!("{endpoint}/s3/multipart"), None, Some(body)).await;
-    let (id, key) = (upload_id(&started), started["key"].as_str().unwrap().to_owned());
+    let (endpoint, id, key) = w.token_session(11 << 20).await;
     let part = |n: u32| format!("{endpoint}/s3/multipart/{id}/{n}?key={key}");
 
     let (status, answer) = w.call(Method::GET, &part(4), None, None).await;
