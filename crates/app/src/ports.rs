@@ -181,8 +181,15 @@ pub trait FileRepo: FileUploads + FileCatalog {
 /// Uploads in flight: PENDING rows whose grant ran out, and multipart sessions.
 #[async_trait]
 pub trait UploadRepo: Send + Sync {
-    /// Unsettled PENDING rows whose grant ended before `cutoff`, oldest first, at most `limit`.
-    async fn expired_pending(&self, cutoff: OffsetDateTime, limit: usize) -> PortResult<Vec<PendingRow>>;
+    /// Unsettled PENDING rows whose grant ended before `cutoff`, oldest first, at most `limit`,
+    /// starting after `after` (the cursor an earlier page gave); with the cursor of the next
+    /// page, if there may be one.
+    async fn expired_pending(
+        &self,
+        cutoff: OffsetDateTime,
+        limit: usize,
+        after: Option<&Cursor>,
+    ) -> PortResult<(Vec<PendingRow>, Option<Cursor>)>;
 
     /// Gives `row`'s bytes back to its owner and removes it (ending its session), if it is
     /// still the unsettled row it was; `false` if something settled or released it meanwhile.

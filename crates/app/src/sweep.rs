@@ -6,9 +6,10 @@
 //! aborts its S3 multipart upload if it has one (after that nobody can complete it), looks for
 //! the object, and if there is none, releases the bytes and removes the row. A row whose object
 //! is there is left to the indexer: its event is late or in the DLQ, whose alarm says so. It
-//! takes pages until it is caught up (a page not full, or one that released nothing: only rows
-//! left to the indexer are ahead) or its deadline passes, so one user's thousands of abandoned
-//! grants do not keep everyone else's reservations waiting for later runs (security review 21).
+//! takes pages, each after the last row of the one before (so rows left to the indexer hold up
+//! nothing behind them), until it is caught up or its deadline passes, so one user's thousands
+//! of abandoned grants do not keep everyone else's reservations waiting for later runs
+//! (security review 21).
 //! Then the same with the multipart sessions still open past their expiry, whatever mode
 //! started them: it aborts each S3 upload and ends the session. Bytes are only ever released
 //! by the row pass. Safe to run twice at once: every release is conditional.
@@ -62,9 +63,9 @@ impl Sweeper {
         let limit = usize::try_from(self.limits.sweep_max_rows).unwrap_or(usize::MAX);
         let in_time = || deadline.is_none_or(|at| self.clock.now() < at);
         let mut report = SweepReport::default();
+        let mut after = None;
         while in_time() {
-            let page = self.uploads.expired_pending(cutoff, limit).await?;
-            let full = page.len() == limit;
+            let (page, next) = self.uploads.expired_pending(cutoff, limit, after.as_ref()).await?;
             let released: Vec<(bool, u64)> = stream::iter(page)
                 .map(|row| async move {
                     let span = tracing::info_span!("expired_upload", file_id = %row.file_id, user = %row.owner);
@@ -78,8 +79,9 @@ impl Sweeper {
             report.released += freed;
             report.released_bytes += released.iter().filter(|(done, _)| *done).map(|(_, bytes)| bytes).sum::<u64>();
             report.awaiting_event += released.len() as u64 - freed;
-            if !full || freed == 0 {
-                break;
+            match next {
+                Some(cursor) => after = Some(cursor),
+                None => break,
             }
         }
         while in_time() {

@@ -185,8 +185,13 @@ impl ShareRepo for FileTable {
 
 #[async_trait]
 impl UploadRepo for FileTable {
-    async fn expired_pending(&self, cutoff: OffsetDateTime, limit: usize) -> PortResult<Vec<PendingRow>> {
-        Ok(FileTable::expired_pending(self, cutoff, limit).await?)
+    async fn expired_pending(
+        &self,
+        cutoff: OffsetDateTime,
+        limit: usize,
+        after: Option<&Cursor>,
+    ) -> PortResult<(Vec<PendingRow>, Option<Cursor>)> {
+        Ok(FileTable::expired_pending(self, cutoff, limit, after).await?)
     }
 
     async fn release_pending(&self, row: &PendingRow) -> PortResult<bool> {

@@ -11,6 +11,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use matbakh_core::clock::iso_millis;
 use matbakh_core::ids::{FileId, ObjectKey, Sha256, UserId};
 use matbakh_core::labels::{CustomMetadata, Labels, Tag, Visibility};
+use matbakh_core::listing::Cursor;
 use matbakh_core::metadata::{ContentFacts, FileRecord, FileStatus, PendingRow, Ready, VariantInfo};
 use matbakh_core::multipart::{UploadId, UploadSession};
 use matbakh_core::names::DisplayName;
@@ -21,7 +22,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::dynamo::{cancelled_by_condition, conditional, get_str, get_u64, n, opt_str, s};
 use crate::error::AwsError;
-use crate::schema::{self, GSI1_PK, GSI1_SK, GSI2_PK, GSI2_SK};
+use crate::schema::{self, GSI1_PK, GSI1_SK, GSI2_PK, GSI2_SK, PK, SK};
 use crate::usage::Charge;
 
 pub use matbakh_core::metadata::{Pinned, Settlement};
@@ -547,10 +548,25 @@ impl FileTable {
     }
 
     /// Unsettled PENDING rows whose grant ended before `cutoff`, oldest first, at most `limit`:
-    /// uploads that never arrived, or whose event has not been processed.
-    pub async fn expired_pending(&self, cutoff: OffsetDateTime, limit: usize) -> Result<Vec<PendingRow>, AwsError> {
+    /// uploads that never arrived, or whose event has not been processed. Starts after `after`
+    /// (the last row of an earlier page, in the status index); answers with the cursor of the
+    /// last row given when the page is full.
+    pub async fn expired_pending(
+        &self,
+        cutoff: OffsetDateTime,
+        limit: usize,
+        after: Option<&Cursor>,
+    ) -> Result<(Vec<PendingRow>, Option<Cursor>), AwsError> {
+        let pending = format!("STATUS#{}", FileStatus::Pending);
         let mut rows = Vec::new();
-        let mut start = None;
+        let mut start = after.map(|c| {
+            HashMap::from([
+                (PK.to_owned(), s(&c.pk)),
+                (SK.to_owned(), s(&c.sk)),
+                (GSI2_PK.to_owned(), s(&pending)),
+                (GSI2_SK.to_owned(), s(&c.index_sk)),
+            ])
+        });
         loop {
             let out = self
                 .client
@@ -559,7 +575,7 @@ impl FileTable {
                 .index_name(GSI_STATUS)
                 .key_condition_expression(format!("{} = :pending", schema::GSI2_PK))
                 .filter_expression("attribute_not_exists(settled) AND pendingUntil < :cutoff")
-                .expression_attribute_values(":pending", s(format!("STATUS#{}", FileStatus::Pending)))
+                .expression_attribute_values(":pending", s(&pending))
                 .expression_attribute_values(":cutoff", n(cutoff.unix_timestamp()))
                 .set_exclusive_start_key(start.take())
                 .send()
@@ -568,12 +584,18 @@ impl FileTable {
             for item in out.items() {
                 rows.push(parse_pending_row(item)?);
                 if rows.len() == limit {
-                    return Ok(rows);
+                    let cursor = Cursor {
+                        kind: "pending".to_owned(),
+                        pk: get_str(item, PK)?.to_owned(),
+                        sk: get_str(item, SK)?.to_owned(),
+                        index_sk: get_str(item, GSI2_SK)?.to_owned(),
+                    };
+                    return Ok((rows, Some(cursor)));
                 }
             }
             match out.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(rows),
+                _ => return Ok((rows, None)),
             }
         }
     }

@@ -89,9 +89,16 @@ pub(super) fn put_session(st: &mut State, session: &UploadSession) {
 
 #[async_trait]
 impl UploadRepo for InMemory {
-    async fn expired_pending(&self, cutoff: OffsetDateTime, limit: usize) -> PortResult<Vec<PendingRow>> {
+    async fn expired_pending(
+        &self,
+        cutoff: OffsetDateTime,
+        limit: usize,
+        after: Option<&Cursor>,
+    ) -> PortResult<(Vec<PendingRow>, Option<Cursor>)> {
+        // A row's place: its expiry (zero-padded, so the text sorts as the time) and its id.
+        let place = |at: OffsetDateTime, id: FileId| format!("{:020}#{id}", at.unix_timestamp());
         let st = lock(&self.state);
-        let mut rows: Vec<(OffsetDateTime, PendingRow)> = st
+        let mut rows: Vec<(String, PendingRow)> = st
             .files
             .values()
             .filter_map(|s| {
@@ -107,11 +114,22 @@ impl UploadRepo for InMemory {
                     reserved: s.reserved,
                     token_digest: s.token.clone(),
                 };
-                Some((expired, row))
+                Some((place(expired, r.file_id), row))
             })
+            .filter(|(at, _)| after.is_none_or(|c| *at > c.index_sk))
             .collect();
-        rows.sort_by_key(|(at, row)| (*at, row.file_id));
-        Ok(rows.into_iter().take(limit).map(|(_, row)| row).collect())
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows.truncate(limit);
+        let next = match rows.last() {
+            Some((at, row)) if rows.len() == limit => Some(Cursor {
+                kind: "pending".to_owned(),
+                pk: format!("FILE#{}", row.file_id),
+                sk: "FILE".to_owned(),
+                index_sk: at.clone(),
+            }),
+            _ => None,
+        };
+        Ok((rows.into_iter().map(|(_, row)| row).collect(), next))
     }
 
     async fn release_pending(&self, row: &PendingRow) -> PortResult<bool> {
