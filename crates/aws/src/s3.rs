@@ -436,16 +436,7 @@ impl S3Store {
 
     /// Whether anything (a version or a delete marker) is under `prefix`: one listing of one entry.
     pub async fn holds_any(&self, prefix: &str) -> Result<bool, AwsError> {
-        let out = self
-            .client
-            .list_object_versions()
-            .bucket(&self.bucket)
-            .prefix(prefix)
-            .max_keys(1)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("ListObjectVersions", e))?;
-        Ok(!out.versions().is_empty() || !out.delete_markers().is_empty())
+        holds_any(&self.client, &self.bucket, prefix).await
     }
 
     /// Deletes for good every version of exactly `key` except `keep` (DECISIONS 28: a settled
@@ -693,6 +684,19 @@ pub(crate) async fn open_with(
 
 /// Deletes every object under `prefix` of `bucket` for good (all versions where the bucket keeps
 /// them, a DeleteObjects a page). Answers how many it removed.
+/// Whether `bucket` holds anything (a version or a delete marker) under `prefix`.
+pub(crate) async fn holds_any(client: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Result<bool, AwsError> {
+    let out = client
+        .list_object_versions()
+        .bucket(bucket)
+        .prefix(prefix)
+        .max_keys(1)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("ListObjectVersions", e))?;
+    Ok(!out.versions().is_empty() || !out.delete_markers().is_empty())
+}
+
 pub(crate) async fn delete_under(client: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Result<usize, AwsError> {
     let mut removed = 0;
     let mut key_marker: Option<String> = None;

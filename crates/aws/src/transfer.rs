@@ -337,6 +337,11 @@ impl Target {
         crate::s3::delete_under(&self.client, &self.bucket, prefix).await
     }
 
+    /// Whether anything (a version or a delete marker) is under `prefix`.
+    pub async fn holds_any(&self, prefix: &str) -> Result<bool, AwsError> {
+        crate::s3::holds_any(&self.client, &self.bucket, prefix).await
+    }
+
     /// Every version and delete marker of exactly `key`: the versions newest first, then the
     /// markers newest first (`is_latest` says which is current).
     pub async fn versions(&self, key: &str) -> Result<Vec<Version>, AwsError> {

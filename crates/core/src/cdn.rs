@@ -71,6 +71,35 @@ pub fn all_variants(cdn_base_url: &str) -> String {
     format!("{}/derived/*", url_path(cdn_base_url))
 }
 
+/// Every cached result of every file: `/results/*`.
+pub fn all_results() -> String {
+    "/results/*".to_owned()
+}
+
+/// Wildcard paths one request names of files that went (a rollback's) before it names every
+/// file's instead: CloudFront has at most 15 wildcard paths in progress at once, and other
+/// requests (an erase's, an unpublish's) need room beside it.
+pub const GONE_FILES_WILDCARDS_MAX: usize = 10;
+
+/// What the files CDN is asked to forget of the files `keys` (`users/{sub}/{fileId}/{name}`)
+/// once they are gone: what anyone reaches without a signed URL, their public copies and the
+/// transform results of their image URLs (a public file's never expire). One wildcard each,
+/// or, past [`GONE_FILES_WILDCARDS_MAX`], every file's (`/p/*`, `/results/*`). Variants and
+/// originals need no invalidation: the CDN serves them only to a signed URL, which only the
+/// file's row gives out, until it expires.
+pub fn gone_files(keys: &[ObjectKey]) -> Vec<String> {
+    let paths: Vec<String> = keys
+        .iter()
+        .filter_map(|key| Some((ObjectKey::file_id_of(key.as_str())?, file_results(key.as_str())?)))
+        .flat_map(|(file, results)| [public_copies(file), results])
+        .collect();
+    match paths.len() {
+        0 => Vec::new(),
+        n if n <= GONE_FILES_WILDCARDS_MAX => paths,
+        _ => vec![all_public_copies(), all_results()],
+    }
+}
+
 /// The path of a base URL, without its trailing `/` (empty for the root).
 fn url_path(base_url: &str) -> &str {
     let host_and_path = base_url.split_once("://").map_or(base_url, |(_, rest)| rest);
@@ -129,6 +158,28 @@ mod tests {
         let copy = ObjectKey::variant(id, 320, "webp").public_copy().unwrap();
         assert!(edge_path(copy.as_str()).starts_with(public_copies(id).trim_end_matches('*')));
         assert!(public_copies(id).starts_with(all_public_copies().trim_end_matches('*')));
+    }
+
+    #[test]
+    fn gone_files_are_forgotten_one_wildcard_a_kind_each_or_all_at_once() {
+        let key = |n: u8| {
+            ObjectKey::from_stored(format!("users/u{n}/{}/photo {n}.jpg", FileId::new(1_700_000_000_000, [n; 10])))
+        };
+        let id = |n: u8| FileId::new(1_700_000_000_000, [n; 10]);
+        assert!(gone_files(&[]).is_empty());
+        assert_eq!(gone_files(&[key(1)]), [format!("/p/{}/*", id(1)), format!("/results/users/u1/{}/*", id(1))]);
+        let five: Vec<ObjectKey> = (1..=5).map(key).collect();
+        assert_eq!(gone_files(&five).len(), GONE_FILES_WILDCARDS_MAX);
+        let six: Vec<ObjectKey> = (1..=6).map(key).collect();
+        assert_eq!(gone_files(&six), ["/p/*", "/results/*"]);
+        for path in gone_files(&five) {
+            let wide = if path.starts_with("/p/") { all_public_copies() } else { all_results() };
+            assert!(path.starts_with(wide.trim_end_matches('*')), "{path} under {wide}");
+        }
+        assert!(
+            gone_files(&[ObjectKey::from_stored("legacy-archive/x.jpg".into())]).is_empty(),
+            "no file of the platform"
+        );
     }
 
     #[test]

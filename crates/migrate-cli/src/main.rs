@@ -82,6 +82,10 @@ enum Command {
         run: String,
         #[arg(long)]
         dry_run: bool,
+        /// The files CDN's distribution (the stack's FilesDistributionId): asked to forget the
+        /// public copies and transform results of the files the rollback takes away.
+        #[arg(long, env = "FILES_DISTRIBUTION_ID")]
+        invalidate: Option<String>,
     },
     /// Rewrite what runs recorded of users who erased their account since (ledger rows,
     /// manifests, metadata mismatches) so that nothing names them; every erase asks the
@@ -194,7 +198,10 @@ async fn execute(cli: Cli) -> Result<ExitCode, MigrateError> {
         Command::Verify { run, deep, sample, seed } => {
             verify::run(&ctx, &run, VerifyOptions { deep, sample, seed }, json).await
         }
-        Command::Rollback { run, dry_run } => report::rollback(&ctx, &run, dry_run, json).await,
+        Command::Rollback { run, dry_run, invalidate } => {
+            let invalidate = invalidate.filter(|id| !id.is_empty()).map(|id| matbakh_aws::cdn::Cdn::new(&sdk, id));
+            report::rollback(&ctx, &run, &migrate::rollback::RollbackOptions { dry_run, invalidate }, json).await
+        }
         Command::Redact { run } => report::redact(&ctx, run.as_deref(), json).await,
         Command::Report { run, failures_csv, all, html } => match (run, all, html) {
             (Some(run), false, None) => report::report(&ctx, &run, failures_csv, json).await,

@@ -9,10 +9,14 @@
 //! was made of the file (variants, public copies, transform results) is deleted; the legacy
 //! mapping the run wrote points at the earlier copy again, or goes. An earlier copy the run
 //! retired is made READY before its marker goes (the indexer's `removal` would otherwise take
-//! the marker's removal for a purge). The CDN is not asked to forget: a rolled-back file that
-//! was published or viewed stays cached there for its `max-age` (RUNBOOKS).
+//! the marker's removal for a purge). What anyone reaches of a file without a signed URL (its
+//! public copies, the transform results of its image URLs, which never expire for a public file)
+//! goes at the end, after the files CDN (`RollbackOptions::invalidate`) was asked to forget it:
+//! if that request fails, they stay, and running the rollback again finds them and asks again.
 
+use futures_util::{StreamExt, TryStreamExt, stream};
 use matbakh_aws::FileTable;
+use matbakh_aws::cdn::Cdn;
 use matbakh_aws::ledger::LedgerRow;
 use matbakh_aws::transfer::Target;
 use matbakh_core::ids::ObjectKey;
@@ -35,6 +39,20 @@ pub struct RolledBack {
     pub files_retired: u64,
     /// Earlier copies made current again whose rows were DELETED (dry: to make current).
     pub files_restored: u64,
+    /// Files gone whose public copies or transform results were removed.
+    pub files_unpublished: u64,
+    /// The paths the files CDN was asked to forget (none without `--invalidate`).
+    pub invalidated: Vec<String>,
+}
+
+/// How a rollback runs.
+#[derive(Default)]
+pub struct RollbackOptions {
+    /// Say what would be undone; change nothing.
+    pub dry_run: bool,
+    /// The files CDN (the stack's `FilesDistributionId`): asked to forget the public copies and
+    /// transform results of the files the rollback takes away, before they are deleted.
+    pub invalidate: Option<Cdn>,
 }
 
 /// What one row's rollback did in the files table.
@@ -42,6 +60,9 @@ pub struct RolledBack {
 struct Undone {
     retired: bool,
     restored: bool,
+    /// The key of a file that went whose public copies or transform results are still stored:
+    /// they go once the CDN was told ([`unpublish`]).
+    published: Option<ObjectKey>,
 }
 
 /// The versions of `row.key` this run wrote.
@@ -116,8 +137,12 @@ async fn undo(
     // row that stays is another run's (the run wrote over a key that run registered).
     let gone = undone.retired || files.file_details(id).await?.is_none();
     if gone {
-        for prefix in [ObjectKey::derived_prefix(id), ObjectKey::public_prefix(id), result_prefix(&row.entry.key)] {
-            target.delete_prefix(&prefix).await?;
+        // Variants: the CDN serves them only to a signed URL, which only the row gave out.
+        target.delete_prefix(&ObjectKey::derived_prefix(id)).await?;
+        if target.holds_any(&ObjectKey::public_prefix(id)).await?
+            || target.holds_any(&result_prefix(&row.entry.key)).await?
+        {
+            undone.published = Some(ObjectKey::from_stored(row.entry.key.clone()));
         }
     }
     // Back to the copy that is current again: the retired one, or that other run's file.
@@ -149,7 +174,49 @@ where
 /// How many times a row's rollback is tried before the command fails (and is run again).
 const UNDO_TRIES: u32 = 3;
 
-pub async fn rollback(ctx: &Context, id: &str, dry_run: bool) -> Result<RolledBack, MigrateError> {
+/// Public copies and results deleted at once, in [`unpublish`].
+const UNPUBLISH_IN_FLIGHT: usize = 16;
+
+/// Asks `cdn` to forget what anyone reached of the files `keys` without a signed URL, then
+/// deletes it; answers the paths asked. A failed request deletes nothing, so the next run of
+/// the rollback finds the files again.
+async fn unpublish(
+    target: &Target,
+    cdn: Option<&Cdn>,
+    run: &RunId,
+    keys: &[ObjectKey],
+    now: &str,
+) -> Result<Vec<String>, MigrateError> {
+    let paths = match cdn {
+        Some(_) => matbakh_core::cdn::gone_files(keys),
+        None => Vec::new(),
+    };
+    if let (Some(cdn), false) = (cdn, paths.is_empty()) {
+        let reference = format!("rollback-{run}-{now}");
+        let invalidation = cdn.invalidate(&paths, &reference).await.map_err(|e| {
+            MigrateError::Check(format!(
+                "run {run}: {} file(s) rolled back had public copies or transform results, but the files CDN was not asked to forget them ({e}); they are kept until it is: run the rollback again",
+                keys.len()
+            ))
+        })?;
+        tracing::info!(invalidation, ?paths, "the files CDN asked to forget the rolled-back files");
+    }
+    stream::iter(keys)
+        .map(|key| async move {
+            let id =
+                ObjectKey::file_id_of(key.as_str()).ok_or_else(|| MigrateError::Check(format!("{key}: no file id")))?;
+            target.delete_prefix(&ObjectKey::public_prefix(id)).await?;
+            target.delete_prefix(&result_prefix(key.as_str())).await?;
+            Ok::<_, MigrateError>(())
+        })
+        .buffer_unordered(UNPUBLISH_IN_FLIGHT)
+        .try_collect::<()>()
+        .await?;
+    Ok(paths)
+}
+
+pub async fn rollback(ctx: &Context, id: &str, opts: &RollbackOptions) -> Result<RolledBack, MigrateError> {
+    let dry_run = opts.dry_run;
     let record = ctx.run(id).await?;
     // Checked before anything is touched: a running run would keep writing.
     record.state.apply(Control::RollBack).map_err(|e| MigrateError::Usage(e.to_string()))?;
@@ -167,6 +234,7 @@ pub async fn rollback(ctx: &Context, id: &str, dry_run: bool) -> Result<RolledBa
     }
     let mut rows = Rows::open(ctx, &target, &record).await?;
     let (mut removed, mut total, mut retired, mut restored) = (Vec::new(), 0u64, 0u64, 0u64);
+    let mut published = Vec::new();
     while let Some(page) = rows.next_page(ctx).await? {
         total += page.len() as u64;
         let mut reset = Vec::new();
@@ -198,6 +266,7 @@ pub async fn rollback(ctx: &Context, id: &str, dry_run: bool) -> Result<RolledBa
                     done.map_err(|e| MigrateError::Check(format!("rollback task: {e}")))??;
                 retired += u64::from(undone.retired);
                 restored += u64::from(undone.restored);
+                published.extend(undone.published);
                 removed.extend(versions.iter().map(|(key, v)| format!("{key}@{v}")));
                 if row.status != RowStatus::Pending || !versions.is_empty() {
                     let mut next = row.clone();
@@ -216,6 +285,7 @@ pub async fn rollback(ctx: &Context, id: &str, dry_run: bool) -> Result<RolledBa
         }
     }
     removed.sort();
+    let invalidated = unpublish(&target, opts.invalidate.as_ref(), &record.id, &published, &ctx.now()).await?;
     if !dry_run {
         // The counters as the rows now say.
         Tally::take(ctx, &target, &record).await?;
@@ -229,5 +299,7 @@ pub async fn rollback(ctx: &Context, id: &str, dry_run: bool) -> Result<RolledBa
         rows: total,
         files_retired: retired,
         files_restored: restored,
+        files_unpublished: published.len() as u64,
+        invalidated,
     })
 }

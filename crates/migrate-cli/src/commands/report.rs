@@ -8,17 +8,35 @@ use migrate::{Context, MigrateError};
 use crate::print_json;
 
 /// Restores the target exactly as it was before the run (needs versioning).
-pub async fn rollback(ctx: &Context, run: &str, dry_run: bool, json: bool) -> Result<ExitCode, MigrateError> {
-    let r = migrate::rollback::rollback(ctx, run, dry_run).await?;
+pub async fn rollback(
+    ctx: &Context,
+    run: &str,
+    opts: &migrate::rollback::RollbackOptions,
+    json: bool,
+) -> Result<ExitCode, MigrateError> {
+    let r = migrate::rollback::rollback(ctx, run, opts).await?;
     if json {
         print_json(&r);
     } else {
-        let (remove, make) = if dry_run { ("would remove", "would make") } else { ("removed", "made") };
+        let (remove, make) = if opts.dry_run { ("would remove", "would make") } else { ("removed", "made") };
         println!("run {}: {remove} {} version(s) the run wrote, over {} rows", r.run, r.removed.len(), r.rows);
         println!(
             "run {}: {remove} {} file row(s) it registered; {make} {} earlier file(s) it retired READY again",
             r.run, r.files_retired, r.files_restored
         );
+        if r.files_unpublished > 0 {
+            println!(
+                "run {}: removed the public copies and transform results of {} file(s)",
+                r.run, r.files_unpublished
+            );
+            match r.invalidated.is_empty() {
+                false => println!("run {}: the files CDN was asked to forget {}", r.run, r.invalidated.join(" ")),
+                true => println!(
+                    "run {}: the files CDN was not told (no --invalidate): it serves what it cached of them until its max-age",
+                    r.run
+                ),
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -189,7 +189,7 @@ async fn a_delta_plan_copies_exactly_what_changed_and_chains() {
 
     // A rollback of the delta puts the earlier copies back and removes the new ones: their
     // rows too, and the old URLs lead to the earlier copies again.
-    let rolled = migrate::rollback::rollback(&ctx, &second, false).await.unwrap();
+    let rolled = migrate::rollback::rollback(&ctx, &second, &Default::default()).await.unwrap();
     assert_eq!(rolled.removed.len(), 3 + 2, "3 copies, 2 markers: {:?}", rolled.removed);
     assert_eq!((rolled.files_retired, rolled.files_restored), (3, 1));
     for e in &entries {

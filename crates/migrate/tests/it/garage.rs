@@ -71,7 +71,7 @@ async fn a_run_to_an_enforcing_s3_verifies_and_rollback_refuses_without_versioni
     assert_eq!((summary.state, summary.copied, summary.failed), (RunState::Done, 8, 0));
     let v = migrate::verify::verify(&ctx, &run, &VerifyOptions { deep: true, ..Default::default() }).await.unwrap();
     assert!(v.passed() && v.checked == 8, "{v:?}");
-    let err = migrate::rollback::rollback(&ctx, &run, false).await.unwrap_err();
+    let err = migrate::rollback::rollback(&ctx, &run, &Default::default()).await.unwrap_err();
     assert!(matches!(&err, MigrateError::Usage(m) if m.contains("not versioned")), "{err:?}");
     assert!(migrate::verify::verify(&ctx, &run, &VerifyOptions::default()).await.unwrap().passed());
 }

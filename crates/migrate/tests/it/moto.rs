@@ -464,10 +464,16 @@ async fn rollback_restores_the_exact_versions_after_a_full_and_after_a_partial_r
     );
     assert_eq!(snapshot(&sdk, &bucket, "users/").await.len(), 4 + 8);
 
-    let dry = migrate::rollback::rollback(&ctx, &run, true).await.unwrap();
+    let dry = migrate::rollback::rollback(
+        &ctx,
+        &run,
+        &migrate::rollback::RollbackOptions { dry_run: true, ..Default::default() },
+    )
+    .await
+    .unwrap();
     assert_eq!(dry.removed.len(), 8);
     assert_eq!(snapshot(&sdk, &bucket, "users/").await.len(), 12, "a dry rollback changes nothing");
-    let rolled = migrate::rollback::rollback(&ctx, &run, false).await.unwrap();
+    let rolled = migrate::rollback::rollback(&ctx, &run, &Default::default()).await.unwrap();
     assert_eq!(rolled.removed.len(), 8);
     assert_eq!(snapshot(&sdk, &bucket, "users/").await, before);
     assert_eq!(object(&sdk, &bucket, "users/42/2024/01/dune.jpg").await.unwrap().0, b"old v2");
@@ -481,7 +487,7 @@ async fn rollback_restores_the_exact_versions_after_a_full_and_after_a_partial_r
     let partial = migrate::run::run(&ctx, &run2, src, &opts(1), quiet()).await.unwrap();
     assert_eq!((partial.state, partial.copied), (RunState::Aborted, 3));
     assert_ne!(snapshot(&sdk, &bucket, "users/").await, before);
-    let rolled = migrate::rollback::rollback(&ctx, &run2, false).await.unwrap();
+    let rolled = migrate::rollback::rollback(&ctx, &run2, &Default::default()).await.unwrap();
     assert_eq!(rolled.removed.len(), 3);
     assert_eq!(snapshot(&sdk, &bucket, "users/").await, before);
 }
@@ -500,7 +506,7 @@ async fn rollback_refuses_a_running_run_and_an_unversioned_bucket_changing_nothi
         .unwrap();
     migrate::run::run(&ctx, &run, source(&t), &opts(1), quiet()).await.unwrap();
     let before = snapshot(&sdk, &plain, "").await;
-    let err = migrate::rollback::rollback(&ctx, &run, false).await.unwrap_err();
+    let err = migrate::rollback::rollback(&ctx, &run, &Default::default()).await.unwrap_err();
     assert!(matches!(&err, MigrateError::Usage(m) if m.contains("not versioned")), "{err:?}");
     assert_eq!(snapshot(&sdk, &plain, "").await, before);
     assert_eq!(ctx.run(&run).await.unwrap().state, RunState::Done);
@@ -521,9 +527,12 @@ async fn rollback_refuses_a_running_run_and_an_unversioned_bucket_changing_nothi
         .control(&matbakh_core::migration::RunId::parse(&run).unwrap(), Control::Start, &ctx.now())
         .await
         .unwrap();
-    let err = migrate::rollback::rollback(&ctx, &run, false).await.unwrap_err();
+    let err = migrate::rollback::rollback(&ctx, &run, &Default::default()).await.unwrap_err();
     assert!(err.to_string().contains("abort or pause it first"), "{err}");
-    assert!(matches!(migrate::rollback::rollback(&ctx, "r-nope", false).await, Err(MigrateError::Usage(_))));
+    assert!(matches!(
+        migrate::rollback::rollback(&ctx, "r-nope", &Default::default()).await,
+        Err(MigrateError::Usage(_))
+    ));
 }
 
 #[tokio::test]
@@ -815,7 +824,7 @@ async fn a_rollback_takes_back_the_rows_its_run_gave_to_the_wrong_owner() {
     // write a file under the right owner's key that has no row of theirs.
     let mut bare = ctx.clone();
     bare.files = None;
-    let r = migrate::rollback::rollback(&bare, &run, false).await.unwrap();
+    let r = migrate::rollback::rollback(&bare, &run, &Default::default()).await.unwrap();
     assert_eq!((r.removed.len(), r.files_retired), (1, 0));
     let again = plan(&ctx, &t, &options(&target, "platform", owners(&right), &t.url())).await.unwrap().run.unwrap();
     let done = migrate::run::run(&ctx, &again, source(&t), &opts(2), quiet()).await.unwrap();
@@ -827,11 +836,31 @@ async fn a_rollback_takes_back_the_rows_its_run_gave_to_the_wrong_owner() {
 
     // With it (a dry run says so first, changing nothing): nothing of the file is left with
     // the wrong owner.
-    let dry = migrate::rollback::rollback(&ctx, &run, true).await.unwrap();
+    let dry = migrate::rollback::rollback(
+        &ctx,
+        &run,
+        &migrate::rollback::RollbackOptions { dry_run: true, ..Default::default() },
+    )
+    .await
+    .unwrap();
     assert_eq!((dry.removed.len(), dry.files_retired), (0, 1));
     assert!(files.file_details(id).await.unwrap().is_some());
-    let r = migrate::rollback::rollback(&ctx, &run, false).await.unwrap();
-    assert_eq!((r.files_retired, r.files_restored), (1, 0));
+    // The files CDN forgets what anyone reached without a signed URL: the public copies and the
+    // results of the image URLs (they never expire for a public file). Until it was asked,
+    // they stay: a rollback whose request failed finds them again when it is run again.
+    let unknown = matbakh_aws::cdn::Cdn::new(&sdk, "ENOSUCHDISTRIBUTION");
+    let failing = migrate::rollback::RollbackOptions { invalidate: Some(unknown), ..Default::default() };
+    let e = migrate::rollback::rollback(&ctx, &run, &failing).await.unwrap_err();
+    assert!(e.to_string().contains("not asked to forget them"), "{e}");
+    assert!(files.file_details(id).await.unwrap().is_none(), "the row went");
+    assert_eq!(snapshot(&sdk, &bucket, &made[1]).await.len(), 1, "the public copy is kept until the CDN is told");
+    let cdn = testkit::distribution().await;
+    let told = migrate::rollback::RollbackOptions { invalidate: Some(cdn.clone()), ..Default::default() };
+    let r = migrate::rollback::rollback(&ctx, &run, &told).await.unwrap();
+    assert_eq!((r.files_retired, r.files_restored, r.files_unpublished), (0, 0, 1), "retired by the first");
+    let forgotten = [format!("/p/{id}/*"), format!("/results/users/{wrong}/{id}/*")];
+    assert_eq!(r.invalidated, forgotten);
+    assert_eq!(testkit::invalidations(&cdn).await, [forgotten.to_vec()]);
     assert!(files.file_details(id).await.unwrap().is_none());
     assert!(files.all_file_ids(&wrong_id).await.unwrap().is_empty());
     assert_eq!(file_items().await, 0, "no word item of the file is left");
@@ -843,8 +872,9 @@ async fn a_rollback_takes_back_the_rows_its_run_gave_to_the_wrong_owner() {
     assert!(files.legacy_file(&path).await.unwrap().is_none(), "the old URL leads nowhere new");
     assert!(files.legacy_paths(&wrong_id).await.unwrap().is_empty());
     // A second rollback finds nothing more to do.
-    let r = migrate::rollback::rollback(&ctx, &run, false).await.unwrap();
-    assert_eq!((r.removed.len(), r.files_retired, r.files_restored), (0, 0, 0));
+    let r = migrate::rollback::rollback(&ctx, &run, &told).await.unwrap();
+    assert_eq!((r.removed.len(), r.files_retired, r.files_restored, r.files_unpublished), (0, 0, 0, 0));
+    assert_eq!(testkit::invalidations(&cdn).await.len(), 1, "nothing more to forget");
 
     // The corrected plan now brings the file to its owner, row and all.
     let third = plan(&ctx, &t, &options(&target, "platform", owners(&right), &t.url())).await.unwrap().run.unwrap();
@@ -1028,7 +1058,7 @@ async fn a_run_made_before_an_erase_names_the_erased_user_no_more() {
     // Again: nothing more to do.
     let again = migrate::erased::redact(&ctx, Some(&run)).await.unwrap();
     assert_eq!((again[0].rows, again[0].rows_kept_before, again[0].manifest_lines), (0, 3, 0));
-    migrate::rollback::rollback(&ctx, &run, false).await.unwrap();
+    migrate::rollback::rollback(&ctx, &run, &Default::default()).await.unwrap();
     let after: Vec<_> = all_rows(&ctx, &run).await.into_iter().filter(|r| r.is_erased()).collect();
     assert_eq!(after.len(), 3, "a rollback leaves an erased user's rows as they are");
 }
