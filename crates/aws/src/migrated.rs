@@ -91,17 +91,19 @@ impl FileTable {
             .and_then(|item| item.get("migrationRun").and_then(|v| v.as_s().ok()).cloned()))
     }
 
-    /// Removes the row `run` registered for the file at `key` (a rollback, after the run's
-    /// versions of it are gone), with its tag and word items, and gives back whatever it still
-    /// counts in the owner's usage (stored, reserved, or kept as deleted), in one transaction
-    /// guarded by what was read: the indexer may be taking the same removal into account at the
-    /// same time, and either order counts the bytes once. Answers `false`, touching nothing, if
-    /// there is no such row or it is not that run's (another run's or an upload's).
-    pub async fn retire_migrated(&self, file_id: FileId, key: &str, run: &str) -> Result<bool, AwsError> {
+    /// Removes the row a migration registered for the file at `key` (a rollback, once no object
+    /// of the key is current: whichever run registered the row, several runs may have written
+    /// the key), with its tag and word items, and gives back whatever it still counts in the
+    /// owner's usage (stored, reserved, or kept as deleted), in one transaction guarded by what
+    /// was read: the indexer may be taking the same removal into account at the same time, and
+    /// either order counts the bytes once. Answers `false`, touching nothing, if there is no
+    /// such row or no migration registered it (an upload's).
+    pub async fn retire_migrated(&self, file_id: FileId, key: &str) -> Result<bool, AwsError> {
         let mut extras_gone = false;
         for _ in 0..3 {
             let Some(item) = self.get_item(schema::file(file_id)).await? else { return Ok(false) };
-            if opt_str(&item, "key") != Some(key) || opt_str(&item, "migrationRun") != Some(run) {
+            let Some(run) = opt_str(&item, "migrationRun").map(str::to_owned) else { return Ok(false) };
+            if opt_str(&item, "key") != Some(key) {
                 return Ok(false);
             }
             // The search items first: once the row is gone nothing leads to them.
@@ -122,7 +124,7 @@ impl FileTable {
                 .expression_attribute_values(":seen", s(&status))
                 .expression_attribute_values(":charged", n(charged))
                 .expression_attribute_values(":reserved", n(reserved))
-                .expression_attribute_values(":run", s(run))
+                .expression_attribute_values(":run", s(&run))
                 .build()?;
             let mut items = vec![TransactWriteItem::builder().delete(row).build()];
             if charged > 0 || reserved > 0 {

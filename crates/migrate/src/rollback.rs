@@ -4,8 +4,9 @@
 //! Rows the ledger does not show as copied (a killed or aborted run) are looked up in the
 //! key's history: a version carrying this run's id in its metadata is removed too.
 //!
-//! The files table goes back too (with `Context::files`): each file row the run registered is
-//! removed with its search items and whatever it still counts in its owner's usage, and what
+//! The files table goes back too (with `Context::files`): the file row of each of the run's
+//! keys (whichever run registered it) is removed, unless the copy current there is another
+//! run's (a run of the same path again wrote the key this run registered and never wrote), with its search items and whatever it still counts in its owner's usage, and what
 //! was made of the file (variants, public copies, transform results) is deleted; the legacy
 //! mapping the run wrote points at the earlier copy again, or goes. An earlier copy the run
 //! retired is made READY before its marker goes (the indexer's `removal` would otherwise take
@@ -18,7 +19,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use matbakh_aws::FileTable;
 use matbakh_aws::cdn::Cdn;
 use matbakh_aws::ledger::LedgerRow;
-use matbakh_aws::transfer::Target;
+use matbakh_aws::transfer::{Target, Version};
 use matbakh_core::ids::ObjectKey;
 use matbakh_core::imgproxy::result_prefix;
 use matbakh_core::migration::{Control, RUN_METADATA_KEY, RowStatus, RunId, RunState};
@@ -98,6 +99,29 @@ async fn current_after(target: &Target, key: &str, marker: Option<&str>) -> Resu
     })
 }
 
+/// The object version of a key (whose `versions` these are) current once the versions
+/// `removed` are gone: the latest entry, if it stays and is no marker; else the newest object
+/// version that stays (S3 makes the newest remaining entry current; the listing does not order
+/// objects against markers, so a marker between them, which would hide it, is not seen: only a
+/// dry run asks with versions to remove).
+fn current_object<'a>(versions: &'a [Version], removed: &[&str]) -> Option<&'a Version> {
+    let stays = |v: &&Version| !removed.contains(&v.version_id.as_str());
+    match versions.iter().find(|v| v.is_latest).filter(stays) {
+        Some(latest) => Some(latest).filter(|v| !v.delete_marker),
+        None => versions.iter().filter(stays).find(|v| !v.delete_marker),
+    }
+}
+
+/// Whether the object of `key` current once `removed` are gone is a copy another run wrote
+/// (its metadata names that run): the file is there, and its row is that copy's.
+async fn another_runs_copy(target: &Target, key: &str, run: &RunId, removed: &[&str]) -> Result<bool, MigrateError> {
+    let versions = target.versions(key).await?;
+    let Some(current) = current_object(&versions, removed) else { return Ok(false) };
+    let head = target.head(key, Some(&current.version_id)).await?;
+    let writer = head.as_ref().and_then(|h| h.metadata.get(RUN_METADATA_KEY));
+    Ok(writer.is_some_and(|w| w.as_str() != run.as_str()))
+}
+
 /// Undoes `row` of `run`: the earlier copy's row first (READY before its marker goes), then
 /// `versions`, then the run's file row, what was made of the file, and its legacy mapping.
 async fn undo(
@@ -124,7 +148,10 @@ async fn undo(
     }
     if dry_run {
         if let (Some(files), Some(id)) = (files, ObjectKey::file_id_of(&row.entry.key)) {
-            undone.retired = files.migration_run_of(id).await?.as_deref() == Some(run.as_str());
+            let ours: Vec<&str> =
+                versions.iter().filter(|(key, _)| *key == row.entry.key).map(|(_, v)| v.as_str()).collect();
+            undone.retired = files.migration_run_of(id).await?.is_some()
+                && !another_runs_copy(target, &row.entry.key, run, &ours).await?;
         }
         return Ok(undone);
     }
@@ -132,9 +159,13 @@ async fn undo(
         target.delete_version(key, v).await?;
     }
     let (Some(files), Some(id)) = (files, ObjectKey::file_id_of(&row.entry.key)) else { return Ok(undone) };
-    undone.retired = files.retire_migrated(id, &row.entry.key, run.as_str()).await?;
+    // A copy another run wrote keeps the row (a run of the same path again, after this one
+    // registered it and never wrote it); else the row goes, whichever run registered it: it
+    // was made for a copy no longer there.
+    undone.retired = !another_runs_copy(target, &row.entry.key, run, &[]).await?
+        && files.retire_migrated(id, &row.entry.key).await?;
     // Retired now, or by an attempt cut short after it: what was made of the file goes too. A
-    // row that stays is another run's (the run wrote over a key that run registered).
+    // row that stays is another run's copy's.
     let gone = undone.retired || files.file_details(id).await?.is_none();
     if gone {
         // Variants: the CDN serves them only to a signed URL, which only the row gave out.

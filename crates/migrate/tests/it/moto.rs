@@ -887,6 +887,55 @@ async fn a_rollback_takes_back_the_rows_its_run_gave_to_the_wrong_owner() {
     assert!(mapping.key.starts_with(&format!("users/{right}/")), "{mapping:?}");
 }
 
+/// Review 22 (migration 1): a run registered a file and never wrote it (killed between the
+/// two, or its write failed); a later run of the same path (a delta of an uncopied file, or a
+/// full plan again: file ids depend on the source, the path and its time) copied it to the same
+/// key, under the row the first run registered. Rolling the first run back removed that row
+/// (it named the first run), its search items and usage: the second run's object stayed with
+/// no row, the owner lost the file and its old URL answered 410. A rollback now leaves a row
+/// whose file is still there, whoever wrote it; and removes a migrated row once nothing of
+/// the file is current, whichever run registered it.
+#[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
+async fn a_rollback_leaves_the_row_of_a_file_another_run_copied_to_its_key() {
+    use matbakh_core::ids::ObjectKey;
+    let sdk = moto().await;
+    let ctx = context(&sdk);
+    let files = ctx.files.clone().unwrap().table;
+    let bucket = bucket(&sdk, true).await;
+    let path = format!("users/7/{}/panasonic.jpg", uuid_like());
+    let t = tree(&[(&path, "photos/panasonic-orientation6.jpg", 250)]);
+    let owner = testkit::unique_user("twice");
+    let owners = HashMap::from([("7".to_owned(), owner.clone())]);
+    let target = format!("s3://{bucket}");
+    let first = plan(&ctx, &t, &options(&target, "platform", owners.clone(), &t.url())).await.unwrap().run.unwrap();
+    // The first run registers the file; its write never happens, and the run is aborted.
+    let entry = all_rows(&ctx, &first).await[0].entry.clone();
+    let record = migrate::copy::file_record(&entry).unwrap();
+    assert!(files.register_migrated(&record, &first, &entry.source).await.unwrap());
+    migrate::control::apply(&ctx, &first, Control::Abort).await.unwrap();
+
+    let second = plan(&ctx, &t, &options(&target, "platform", owners, &t.url())).await.unwrap().run.unwrap();
+    let done = migrate::run::run(&ctx, &second, source(&t), &opts(2), quiet()).await.unwrap();
+    assert_eq!((done.copied, done.failed), (1, 0));
+    let key = all_rows(&ctx, &second).await[0].entry.key.clone();
+    assert_eq!(key, entry.key, "the same key");
+    let id = ObjectKey::file_id_of(&key).unwrap();
+    assert!(migrate::verify::verify(&ctx, &second, &VerifyOptions::default()).await.unwrap().passed());
+
+    let r = migrate::rollback::rollback(&ctx, &first, &Default::default()).await.unwrap();
+    assert_eq!((r.removed.len(), r.files_retired), (0, 0));
+    assert!(files.file_details(id).await.unwrap().is_some(), "the second run's file lost its row");
+    assert_eq!(files.legacy_file(&path).await.unwrap().map(|m| m.file_id), Some(id));
+    assert!(migrate::verify::verify(&ctx, &second, &VerifyOptions::default()).await.unwrap().passed());
+
+    // Rolled back in turn, the second run takes the row: nothing of the file is left.
+    let r = migrate::rollback::rollback(&ctx, &second, &Default::default()).await.unwrap();
+    assert_eq!((r.removed.len(), r.files_retired), (1, 1));
+    assert!(files.file_details(id).await.unwrap().is_none());
+    assert!(files.legacy_file(&path).await.unwrap().is_none());
+}
+
 /// Security review 20 (migration 5): the copy's check held only for files that get a row; an
 /// erased user's file of a type off the allow-list (a text file: copied without a row) was
 /// copied into their keys.
