@@ -2,7 +2,8 @@
 //! (issue 19, part 3), recorded in the migration table with an audit entry.
 //!
 //! To the platform only when every legacy file under the prefix is migrated and verified: the
-//! source is listed, and each file must have a copied row in the newest run that holds it, that
+//! source is listed, and each file must have a copied row, as a platform file
+//! (`users/{sub}/{fileId}/{name}`: an archive's copy migrates nothing), in the newest run that holds it, that
 //! run's last full `verify` passed after the row was copied, and the file must not have changed
 //! since (size, modification time and the change token the plan recorded). Otherwise the switch
 //! is refused, listing what blocks it, unless `--force` with a reason (recorded). Back to the
@@ -17,7 +18,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use matbakh_aws::cdn::Cdn;
-use matbakh_aws::ledger::{Cutover, RunRecord};
+use matbakh_aws::ledger::{Cutover, LedgerRow, RunRecord};
+use matbakh_core::ids::ObjectKey;
 use matbakh_core::migration::{LegacyPrefix, RowStatus, Switch};
 use serde::Serialize;
 
@@ -82,8 +84,10 @@ struct Migrated {
     verified: bool,
 }
 
-/// The rows under `prefix` of every run of `source` that was not rolled back; the newest run
-/// holding a path speaks for it.
+/// The rows under `prefix` of every run of `source` that was not rolled back whose keys are
+/// the platform's files (`users/{sub}/{fileId}/{name}`, what the platform serves and old URLs
+/// lead to); the newest run holding a path speaks for it. A copy under another key (an
+/// `archive-legacy` run's, a `keep` rule's) is nobody's file: it migrates nothing.
 async fn migrated(
     ctx: &Context,
     source: &str,
@@ -97,7 +101,8 @@ async fn migrated(
         let verified_at = run.verification.as_ref().filter(|v| v.passed).map(|v| v.at.clone());
         let mut rows = crate::rows::Rows::ledger(&run.id);
         while let Some(page) = rows.next_page(ctx).await? {
-            for row in page.into_iter().filter(|r| holds(&r.entry.source)) {
+            let platform_file = |r: &LedgerRow| ObjectKey::file_id_of(&r.entry.key).is_some();
+            for row in page.into_iter().filter(|r| holds(&r.entry.source) && platform_file(r)) {
                 let verified = verified_at.as_deref().is_some_and(|at| row.updated_at.as_str() <= at);
                 out.entry(row.entry.source.clone()).or_insert(Migrated {
                     status: row.status,

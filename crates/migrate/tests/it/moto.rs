@@ -760,6 +760,22 @@ async fn the_legacy_tree_is_archived_in_an_archive_storage_class_and_verifies() 
     let v = migrate::verify::verify(&ctx, &run, &VerifyOptions::default()).await.unwrap();
     assert!(v.passed() && v.checked == 8, "{v:?}");
     assert_eq!(v.rows_checked, 0, "an archive registers no platform file");
+    // An archive migrates nothing: its copies are nobody's files, so no cutover and no
+    // decommission check counts them (review 22, migration 2: the archive of the runbook's last
+    // step, a full run verified, passed every legacy file as migrated and verified).
+    let ask = migrate::cutover::CutoverOptions {
+        prefix: matbakh_core::migration::LegacyPrefix::parse("users").unwrap(),
+        to: matbakh_core::migration::Switch::Platform,
+        dry_run: false,
+        force_reason: None,
+        invalidate: None,
+    };
+    let e = migrate::cutover::cutover(&ctx, source(&t), &ask).await.unwrap_err();
+    assert!(e.to_string().contains("not migrated"), "{e}");
+    let d = migrate::cutover::decommission_check(&ctx, source(&t), &HashMap::new(), 30).await.unwrap();
+    // (Files of an owner another test erased count as erased, not blocking.)
+    assert_eq!((d.verified_files, d.blocking_files + d.erased_files, d.ready), (0, 8, false), "{d:?}");
+    assert!(d.blocking.iter().all(|b| b.why == "not migrated"), "{d:?}");
     assert_eq!(migrate::plan::StorageClass::parse("deep_archive"), Ok(migrate::plan::StorageClass::DeepArchive));
     assert!(migrate::plan::StorageClass::parse("COLD").unwrap_err().contains("DEEP_ARCHIVE"));
 }
