@@ -160,6 +160,13 @@ impl Context {
         Ok(source)
     }
 
+    /// Makes `source` the one [`Self::source`] answers for `url` read with `http` (a source of
+    /// the embedder's own, or a test's that misbehaves on purpose).
+    pub fn use_source(&self, url: &str, http: egress::HttpPolicy, source: Arc<dyn source::Source>) {
+        let mut opened = self.sources.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        opened.insert((url.to_owned(), http), source);
+    }
+
     pub fn now(&self) -> String {
         matbakh_core::clock::iso_millis(self.clock.now())
     }

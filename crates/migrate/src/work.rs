@@ -12,7 +12,7 @@
 use aws_config::SdkConfig;
 use matbakh_aws::ledger::{Delta, LedgerRow, RunRecord};
 use matbakh_aws::queue::Queue;
-use matbakh_core::migration::{Control, RowStatus, RunId, RunState};
+use matbakh_core::migration::{Control, FailureReason, RowStatus, RunId, RunState};
 use serde::{Deserialize, Serialize};
 
 use crate::copy::{Copier, Copy, Outcome, Pace, parts_of, updated_row};
@@ -258,13 +258,35 @@ fn retry_if_transient(updates: &[(LedgerRow, Copy)]) -> Result<(), WorkFailure> 
     Ok(())
 }
 
+/// What a worker leaves of its invocation's time (`matbakh_lambda::stop_at`): it starts no new
+/// file of a message after that, and cuts a copy still running short.
+pub const WORK_TIME_MARGIN: time::Duration = time::Duration::seconds(30);
+
+/// A copy cut short at `stop`: a failure that may pass (the next delivery tries again), so
+/// the row is counted and the run can end even if every delivery runs out of time on it.
+fn out_of_time(started: std::time::Instant) -> Copy {
+    Copy {
+        outcome: Outcome::Failed {
+            reason: FailureReason::RetriesExhausted,
+            message: "the copy did not end before the worker's time ran out (a slow or silent source)".into(),
+        },
+        attempts: 1,
+        retries: 0,
+        ms: started.elapsed().as_secs_f64() * 1000.0,
+    }
+}
+
 /// Processes one message. `queue` receives the completion step a last part message sends.
+/// A files message records each file as its copy ends, starts none after `stop`, and cuts the
+/// one running then short: a delivery that runs out of time keeps what it copied, and the next
+/// one takes the rest.
 pub async fn process(
     ctx: &Context,
     sdk: &SdkConfig,
     queue: &Queue,
     work: &Work,
     seed: u64,
+    stop: Option<time::OffsetDateTime>,
 ) -> Result<Processed, WorkFailure> {
     let run = match work {
         Work::Files { run, .. } | Work::Parts { run, .. } | Work::Complete { run, .. } | Work::Enqueue { run } => run,
@@ -286,24 +308,42 @@ pub async fn process(
     match work {
         Work::Files { seqs, .. } => {
             let mut updates = Vec::new();
-            let mut dropped = false;
-            for &seq in seqs {
+            let (mut dropped, mut left) = (false, 0);
+            for (i, &seq) in seqs.iter().enumerate() {
                 // As a local worker does: a pause stops new copies at once.
                 if !ctx.ledger.state(&id).await?.is_some_and(takes) {
                     dropped = true;
+                    break;
+                }
+                let time_left = stop.map(|at| std::time::Duration::try_from(at - ctx.clock.now()).unwrap_or_default());
+                if time_left.is_some_and(|t| t.is_zero()) {
+                    left = seqs.len() - i;
                     break;
                 }
                 let Some(row) = ctx.ledger.row(&id, seq).await? else { continue };
                 if !is_todo(&row) {
                     continue;
                 }
-                let copy = copier.copy(&row, seed).await;
+                let started = std::time::Instant::now();
+                let copy = match time_left {
+                    Some(t) => {
+                        tokio::time::timeout(t, copier.copy(&row, seed)).await.unwrap_or_else(|_| out_of_time(started))
+                    }
+                    None => copier.copy(&row, seed).await,
+                };
+                // At once: a delivery cut short keeps what it copied.
+                record_rows(ctx, &id, vec![(row.clone(), copy.clone())]).await?;
                 updates.push((row, copy));
             }
             let copied = updates.iter().filter(|(_, c)| matches!(c.outcome, Outcome::Copied { .. })).count();
             let processed = Processed { copied, failed: updates.len() - copied, dropped };
-            record_rows(ctx, &id, updates.clone()).await?;
             retry_if_transient(&updates)?;
+            if left > 0 {
+                return Err(WorkFailure {
+                    message: format!("out of time with {left} file(s) of the message left for its next delivery"),
+                    retryable: true,
+                });
+            }
             Ok(processed)
         }
         Work::Parts { seq, upload_id, parts, total, .. } => {

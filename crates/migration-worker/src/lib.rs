@@ -49,7 +49,7 @@ impl Worker {
 
 /// Works on each record; names those to deliver again: failures that may pass, and bodies
 /// that are not work at all (after five receives they wait in the DLQ, whose alarm says so).
-pub async fn handle(w: &Worker, event: SqsEvent) -> SqsBatchResponse {
+pub async fn handle(w: &Worker, event: SqsEvent, stop: Option<time::OffsetDateTime>) -> SqsBatchResponse {
     matbakh_lambda::sqs::each_record(event, "migration message", |record| async move {
         let id = record.message_id.clone().unwrap_or_default();
         let failed = |e: migrate::work::WorkFailure| format!("{e} (retryable: {})", e.retryable);
@@ -71,7 +71,7 @@ pub async fn handle(w: &Worker, event: SqsEvent) -> SqsBatchResponse {
             )
         });
         let seed = id.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-        let result = migrate::work::process(&w.ctx, &w.sdk, &w.queue, &work, seed).await;
+        let result = migrate::work::process(&w.ctx, &w.sdk, &w.queue, &work, seed, stop).await;
         if let Some(h) = heartbeat {
             h.abort();
         }

@@ -9,7 +9,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let worker = migration_worker::Worker::from_env(&sdk, |k| std::env::var(k).ok()).await?;
     let worker = &worker;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
-        Ok::<_, lambda_runtime::Error>(migration_worker::handle(worker, event.payload).await)
+        let stop = matbakh_lambda::stop_at(
+            event.context.deadline,
+            time::OffsetDateTime::now_utc(),
+            migrate::work::WORK_TIME_MARGIN,
+        );
+        Ok::<_, lambda_runtime::Error>(migration_worker::handle(worker, event.payload, stop).await)
     }))
     .await
 }

@@ -60,7 +60,7 @@ async fn pump(worker: &Worker, sdk: &aws_config::SdkConfig, url: &str) -> usize 
         if messages.is_empty() {
             return failed;
         }
-        let response = migration_worker::handle(worker, testkit::as_delivered(messages)).await;
+        let response = migration_worker::handle(worker, testkit::as_delivered(messages), None).await;
         let bad: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
         failed += bad.len();
         for m in messages {
