@@ -45,6 +45,32 @@ pub struct CopySettings {
     pub storage_class: Option<StorageClass>,
 }
 
+impl CopySettings {
+    /// Refuses settings whose copies S3 or a worker could not take: a multipart threshold or a
+    /// part size above [`matbakh_core::migration::MAX_COPY_BUFFER`], or parts under S3's 5 MiB.
+    pub fn check(&self) -> Result<(), MigrateError> {
+        use matbakh_core::migration::MAX_COPY_BUFFER;
+        use matbakh_core::multipart::MIN_PART_SIZE;
+        let mib = |n: u64| n / (1024 * 1024);
+        if self.multipart_threshold > MAX_COPY_BUFFER {
+            return Err(MigrateError::Usage(format!(
+                "multipart-threshold {} MiB: at most {} MiB (a file below it is held whole in memory for its PUT)",
+                mib(self.multipart_threshold),
+                mib(MAX_COPY_BUFFER)
+            )));
+        }
+        if !(MIN_PART_SIZE..=MAX_COPY_BUFFER).contains(&self.part_size) {
+            return Err(MigrateError::Usage(format!(
+                "part-size {} MiB: {} to {} MiB (S3's smallest part; a part is held in memory)",
+                mib(self.part_size),
+                mib(MIN_PART_SIZE),
+                mib(MAX_COPY_BUFFER)
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl Default for CopySettings {
     fn default() -> Self {
         CopySettings {
@@ -506,6 +532,7 @@ fn next_files(sorted: &mut Sorted, n: usize) -> Result<Vec<(SourceFile, Ride)>, 
 }
 
 pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) -> Result<Planned, MigrateError> {
+    opts.copy.check()?;
     let (target, _prefix) = ctx.target(&opts.target)?;
     let chain = match &opts.since {
         Some(since) => {

@@ -30,6 +30,10 @@ pub const REDACT_ERASED_MESSAGE: &str = r#"{"kind":"redact"}"#;
 pub const DEFAULT_MULTIPART_THRESHOLD: u64 = 64 * 1024 * 1024;
 /// Size of each part of a multipart copy (S3's minimum is 5 MiB, its maximum part count 10,000).
 pub const DEFAULT_PART_SIZE: u64 = 8 * 1024 * 1024;
+/// The largest multipart threshold and part size a plan accepts: a file copied in one PUT is
+/// held whole in memory, a part likewise, and the worker function has 1,024 MB (S3 itself
+/// takes up to 5 GiB in one PUT or part).
+pub const MAX_COPY_BUFFER: u64 = 512 * 1024 * 1024;
 /// Concurrent transfers of a local run. Memory is bounded by transfers x part size.
 pub const DEFAULT_TRANSFERS: usize = 16;
 /// A batch (one unit of work for a worker) holds at most this many files...

@@ -96,6 +96,15 @@ fn bad_input_gets_a_clear_message_a_usage_exit_code_and_changes_nothing() {
     let (code, err, _) = run(&["plan", "--source", "ftp://legacy", "--target", "s3://bucket"]);
     assert_eq!(code, Some(2));
     assert!(err.contains("use file:///path, s3://bucket/prefix or https-list"), "{err}");
+    // Copies S3 refuses (a single PUT or a part over 5 GiB), or a worker could not hold in
+    // memory, are refused before anything is listed or written (review 22, migration 4).
+    let tree = std::env::temp_dir();
+    let tree = tree.to_str().unwrap();
+    for (flag, size) in [("--multipart-threshold", "6GiB"), ("--part-size", "6GiB"), ("--part-size", "1MiB")] {
+        let (code, err, _) = run(&["plan", "--source", tree, "--target", "s3://bucket", flag, size]);
+        assert_eq!(code, Some(2), "{flag} {size}: {err}");
+        assert!(err.contains(flag.trim_start_matches('-')), "{flag} {size}: {err}");
+    }
     let (code, err, _) = run(&["status", "r-no-such-run"]);
     assert_eq!(code, Some(2));
     assert!(err.contains("there is no run r-no-such-run"), "{err}");
