@@ -228,15 +228,27 @@ pub async fn load(src: &MetadataSource) -> Result<LegacyRows, MigrateError> {
     }
 }
 
-/// The URL without its password, for reports.
+/// The URL without its password, for reports: the one in its user part, and any query
+/// parameter naming one (tokio-postgres takes every option as a query parameter,
+/// `?password=...` too).
 fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let base = match (base.find("://"), base.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
+            let userinfo = &base[scheme + 3..at];
             let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{}{user}@{}", &url[..scheme + 3], &url[at + 1..])
+            format!("{}{user}@{}", &base[..scheme + 3], &base[at + 1..])
         }
-        _ => url.to_owned(),
+        _ => base.to_owned(),
+    };
+    let kept: Vec<&str> = query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.split('=').next().unwrap_or_default().to_ascii_lowercase().contains("password"))
+        .collect();
+    match kept.is_empty() {
+        true => base,
+        false => format!("{base}?{}", kept.join("&")),
     }
 }
 
@@ -399,5 +411,13 @@ mod tests {
         assert!(e.to_string().contains("column \"original\" is not in the legacy rows"), "{e}");
         assert_eq!(redacted("postgres://legacy:s3cret@db:5432/shop"), "postgres://legacy@db:5432/shop");
         assert_eq!(redacted("postgres://db/shop"), "postgres://db/shop");
+        // Review 22 (migration 5): a password given as a query parameter was printed.
+        assert_eq!(
+            redacted("postgres://u@db/shop?password=x@y&sslmode=disable"),
+            "postgres://u@db/shop?sslmode=disable"
+        );
+        assert_eq!(redacted("postgres://db/shop?sslmode=require&Password=x"), "postgres://db/shop?sslmode=require");
+        assert_eq!(redacted("postgres://db/shop?password=x"), "postgres://db/shop");
+        assert_eq!(redacted("postgres://u:p@db/shop?sslpassword=k"), "postgres://u@db/shop");
     }
 }
