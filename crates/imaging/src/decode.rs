@@ -25,7 +25,9 @@ pub fn decode(
     match probe.format {
         Format::Jpeg => jpeg(bytes, probe, min_size).map(|p| (p, probe.icc.clone())),
         Format::Png => {
-            let decoder = image::codecs::png::PngDecoder::new(Cursor::new(bytes)).map_err(corrupt)?;
+            // Limited from the start: the constructor reads every chunk before the pixels.
+            let decoder =
+                image::codecs::png::PngDecoder::with_limits(Cursor::new(bytes), limits(max_alloc)).map_err(corrupt)?;
             generic(decoder, max_alloc)
         }
         Format::Gif => {
@@ -48,10 +50,14 @@ fn corrupt(e: image::ImageError) -> ImageError {
     }
 }
 
-fn generic(mut decoder: impl ImageDecoder, max_alloc: u64) -> Result<(Pixels, Option<Vec<u8>>), ImageError> {
+fn limits(max_alloc: u64) -> image::Limits {
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(max_alloc);
-    decoder.set_limits(limits).map_err(corrupt)?;
+    limits
+}
+
+fn generic(mut decoder: impl ImageDecoder, max_alloc: u64) -> Result<(Pixels, Option<Vec<u8>>), ImageError> {
+    decoder.set_limits(limits(max_alloc)).map_err(corrupt)?;
     let icc = decoder.icc_profile().ok().flatten();
     let image = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
     let (width, height) = (image.width(), image.height());

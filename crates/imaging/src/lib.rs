@@ -33,6 +33,9 @@ pub const VARIANT_WIDTHS: [u32; 4] = [320, 640, 1280, 1920];
 pub const DEFAULT_MAX_SOURCE_PIXELS: u64 = 50_000_000;
 /// Most frames an animation may have (`MAX_ANIMATION_FRAMES`).
 pub const DEFAULT_MAX_FRAMES: u32 = 500;
+/// The largest colour profile read, decompressed: qcms takes none of 4 MiB or more. A PNG whose
+/// compressed profile inflates past it is refused (a few MB of zeros inflate to gigabytes).
+pub const MAX_ICC_BYTES: usize = 4 << 20;
 /// Largest source file, in bytes (the allow-list's image limit).
 pub const DEFAULT_MAX_SOURCE_BYTES: u64 = MAX_IMAGE_BYTES;
 /// Encoder threads per render: a 2 GB Lambda has two vCPUs, and each AVIF encoder of a 1920 px

@@ -127,20 +127,37 @@ fn png(b: &[u8]) -> Result<Probe, ImageError> {
     }
     let dim = |at| b.get(at..at + 4).map(|x| u32::from_be_bytes([x[0], x[1], x[2], x[3]]));
     let (width, height) = (dim(16).ok_or_else(|| malformed("PNG header cut short"))?, dim(20).unwrap_or(0));
-    // An animated PNG says how many frames it has in acTL, before the first image data.
-    let mut frames = 1;
+    // An animated PNG says how many frames it has in acTL, before the first image data. Every
+    // colour profile (iCCP) is inflated with a bound: the decoder would inflate it with none.
+    let (mut frames, mut data_seen) = (1, false);
     let mut at = 8;
     while let Some(len) = dim(at) {
         let kind = b.get(at + 4..at + 8).unwrap_or_default();
-        if kind == b"acTL" {
-            frames = dim(at + 8).unwrap_or(1).max(1);
-        }
-        if kind == b"IDAT" || kind == b"IEND" {
-            break;
+        let body = b.get(at + 8..).map(|rest| &rest[..rest.len().min(len as usize)]).unwrap_or_default();
+        match kind {
+            b"acTL" if !data_seen => frames = dim(at + 8).unwrap_or(1).max(1),
+            b"iCCP" => png_profile_fits(body)?,
+            b"IDAT" => data_seen = true,
+            b"IEND" => break,
+            _ => {}
         }
         at = at.saturating_add(12).saturating_add(len as usize);
     }
     Ok(Probe { format: Format::Png, width, height, frames, largest_frame_pixels: pixels(width, height), icc: None })
+}
+
+/// Refuses an iCCP chunk (`name\0`, method, zlib data) whose profile inflates past
+/// [`crate::MAX_ICC_BYTES`]. A profile that does not inflate at all is left to the decoder,
+/// which ignores it.
+fn png_profile_fits(body: &[u8]) -> Result<(), ImageError> {
+    let Some(name_end) = body.iter().position(|&c| c == 0) else { return Ok(()) };
+    let compressed = body.get(name_end + 2..).unwrap_or_default();
+    match fdeflate::decompress_to_vec_bounded(compressed, crate::MAX_ICC_BYTES) {
+        Err(fdeflate::BoundedDecompressionError::OutputTooLarge { .. }) => {
+            Err(malformed(&format!("PNG colour profile inflates past {} MiB", crate::MAX_ICC_BYTES >> 20)))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn gif(b: &[u8]) -> Result<Probe, ImageError> {

@@ -4,4 +4,5 @@
 mod avif;
 mod common;
 mod corpus;
+mod hostile;
 mod no_panic;
