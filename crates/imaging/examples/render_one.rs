@@ -16,7 +16,7 @@ fn main() {
         }
     };
     println!("decode {:?} -> {:?}: {:?}", (source.width, source.height), source.pixels, t.elapsed());
-    for w in widths_for(source.width) {
+    for w in widths_for(source.width, source.height) {
         let h = (u64::from(source.height) * u64::from(w) / u64::from(source.width)) as u32;
         let t = Instant::now();
         let sized = source.pixels.resize(w, h).expect("resize");

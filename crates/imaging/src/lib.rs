@@ -4,7 +4,7 @@
 //! before any pixel is allocated, reads EXIF, decodes once (JPEG at the smallest DCT scale that
 //! still covers the largest variant), converts an embedded ICC profile to sRGB, applies the EXIF
 //! orientation, and from that one decode makes every width of [`VARIANT_WIDTHS`] that is not an
-//! upscale, each as AVIF, WebP and progressive JPEG with no metadata, plus a ThumbHash
+//! upscale nor taller than [`MAX_VARIANT_HEIGHT`], each as AVIF, WebP and progressive JPEG with no metadata, plus a ThumbHash
 //! placeholder. Every failure is an [`ImageError`] with a reason and a [`Disposition`]; no
 //! input panics (a property test and a fuzz target hold it to that).
 
@@ -28,6 +28,9 @@ pub use probe::{Format, Probe};
 
 /// Variant widths in pixels; none is made wider than the (oriented) source.
 pub const VARIANT_WIDTHS: [u32; 4] = [320, 640, 1280, 1920];
+/// The tallest variant made: a tall image (a long screenshot) gets the widths whose height fits.
+/// WebP takes no side over 16,383 px, and an AVIF encode's time grows with its pixels.
+pub const MAX_VARIANT_HEIGHT: u32 = 4096;
 /// Largest source accepted, in pixels (`MAX_SOURCE_PIXELS`): 50 MP covers phone and most
 /// camera photos; a decompression bomb declares far more.
 pub const DEFAULT_MAX_SOURCE_PIXELS: u64 = 50_000_000;
@@ -201,11 +204,17 @@ pub fn inspect(bytes: &[u8], limits: &ImageLimits) -> Result<Probe, ImageError> 
     Ok(probe)
 }
 
-/// The widths to make for a source `width` pixels wide (as displayed): every standard width
-/// that is not an upscale, or the source's own width if it is narrower than all of them.
-pub fn widths_for(width: u32) -> Vec<u32> {
-    let widths: Vec<u32> = VARIANT_WIDTHS.iter().copied().filter(|w| *w <= width).collect();
-    if widths.is_empty() { vec![width] } else { widths }
+/// The widths to make for a source of `width` x `height` pixels (as displayed): every standard
+/// width that is not an upscale and whose variant is no taller than [`MAX_VARIANT_HEIGHT`];
+/// else one variant, as wide as the source or as fits that height.
+pub fn widths_for(width: u32, height: u32) -> Vec<u32> {
+    let fits = |w: u32| scaled_height(width, height, w) <= MAX_VARIANT_HEIGHT;
+    let widths: Vec<u32> = VARIANT_WIDTHS.iter().copied().filter(|&w| w <= width && fits(w)).collect();
+    if !widths.is_empty() {
+        return widths;
+    }
+    let fitting = u64::from(width) * u64::from(MAX_VARIANT_HEIGHT) / u64::from(height.max(1));
+    vec![width.min(u32::try_from(fitting).unwrap_or(u32::MAX)).max(1)]
 }
 
 fn scaled_height(width: u32, height: u32, to_width: u32) -> u32 {
@@ -313,7 +322,7 @@ pub fn render_formats(
 ) -> Result<Rendered, ImageError> {
     let widest = VARIANT_WIDTHS[VARIANT_WIDTHS.len() - 1];
     let Source { probe, exif, pixels: source, width, height, .. } = load(bytes, limits, widest)?;
-    let widths = widths_for(width);
+    let widths = widths_for(width, height);
     // Every size is resized once from the one decode; then the encodes (AVIF of the widest first:
     // it dominates) are shared by ENCODER_THREADS workers, so two cores stay busy while at most
     // two encoders hold their working memory at once.
@@ -328,16 +337,22 @@ pub fn render_formats(
         (0..sized.len()).flat_map(|i| formats.iter().map(move |&f| (i, f))).collect();
     jobs.sort_by_key(|&(i, f)| std::cmp::Reverse((f == OutputFormat::Avif, sized[i].width)));
     let next = std::sync::atomic::AtomicUsize::new(0);
+    // One encode failed: the render fails, so the other worker takes no more jobs.
+    let failed = std::sync::atomic::AtomicBool::new(false);
     let results = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..ENCODER_THREADS.min(jobs.len()).max(1))
             .map(|_| {
                 scope.spawn(|| -> Result<Vec<(usize, Variant)>, ImageError> {
                     let mut done = Vec::new();
                     loop {
+                        if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                            return Ok(done);
+                        }
                         let j = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(&(i, format)) = jobs.get(j) else { return Ok(done) };
                         let p = &sized[i];
-                        let bytes = encode::encode(p, format, quality)?;
+                        let bytes = encode::encode(p, format, quality)
+                            .inspect_err(|_| failed.store(true, std::sync::atomic::Ordering::Relaxed))?;
                         done.push((j, Variant { width: p.width, height: p.height, format, bytes }));
                     }
                 })
@@ -383,10 +398,10 @@ mod tests {
 
     #[test]
     fn widths_never_upscale() {
-        assert_eq!(widths_for(5640), vec![320, 640, 1280, 1920]);
-        assert_eq!(widths_for(1280), vec![320, 640, 1280]);
-        assert_eq!(widths_for(428), vec![320]);
-        assert_eq!(widths_for(100), vec![100]);
+        assert_eq!(widths_for(5640, 3172), vec![320, 640, 1280, 1920]);
+        assert_eq!(widths_for(1280, 800), vec![320, 640, 1280]);
+        assert_eq!(widths_for(428, 640), vec![320]);
+        assert_eq!(widths_for(100, 80), vec![100]);
     }
 
     #[test]

@@ -254,7 +254,7 @@ async fn every_corpus_photo_goes_through_the_real_event_path() {
         let (status, info) = row(&h, *id).await;
         assert_eq!(status, FileStatus::Ready, "{name}: {info}");
         let (w, hgt) = (info["width"].as_u64().unwrap() as u32, info["height"].as_u64().unwrap() as u32);
-        for width in matbakh_imaging::widths_for(w) {
+        for width in matbakh_imaging::widths_for(w, hgt) {
             let (bytes, _, _) = get(&h, &format!("derived/{id}/{width}.jpg")).await.unwrap();
             let expected = ((u64::from(hgt) * u64::from(width) + u64::from(w) / 2) / u64::from(w)) as u32;
             assert_eq!(dimensions("image/jpeg", &bytes), (width, expected), "{name}");
