@@ -214,35 +214,77 @@ fn gif(b: &[u8]) -> Result<Probe, ImageError> {
 fn webp(b: &[u8]) -> Result<Probe, ImageError> {
     let chunk = b.get(12..16).ok_or_else(|| malformed("WebP header cut short"))?;
     let cut = || malformed("WebP header cut short");
-    let (width, height, mut frames) = match chunk {
-        b"VP8 " => {
-            if b.get(23..26) != Some(&[0x9D, 0x01, 0x2A]) {
-                return Err(malformed("VP8 frame without its start code"));
-            }
-            (le16(b, 26).ok_or_else(cut)? & 0x3FFF, le16(b, 28).ok_or_else(cut)? & 0x3FFF, 1)
+    let (width, height, frames) = match chunk {
+        b"VP8 " | b"VP8L" => {
+            let (w, h) = bitstream_size(chunk, b.get(20..).unwrap_or_default())?.ok_or_else(cut)?;
+            (w, h, 1)
         }
-        b"VP8L" => {
-            if b.get(20) != Some(&0x2F) {
-                return Err(malformed("VP8L without its signature"));
-            }
-            let bits = le32(b, 21).ok_or_else(cut)?;
-            ((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1, 1)
+        b"VP8X" => {
+            let (width, height) = (le24(b, 24).ok_or_else(cut)? + 1, le24(b, 27).ok_or_else(cut)? + 1);
+            (width, height, extended_frames(b.get(12..).unwrap_or_default(), (width, height))?)
         }
-        b"VP8X" => (le24(b, 24).ok_or_else(cut)? + 1, le24(b, 27).ok_or_else(cut)? + 1, 0),
         _ => return Err(malformed("WebP of an unknown kind")),
     };
-    if chunk == b"VP8X" {
-        // Count animation frames by walking the chunks.
-        let mut at = 12;
-        while let Some(len) = le32(b, at) {
-            if b.get(at..at + 4) == Some(b"ANMF") {
-                frames += 1;
-            }
-            at = at.saturating_add(8).saturating_add(len as usize + (len as usize & 1));
-        }
-        frames = frames.max(1);
-    }
     Ok(Probe { format: Format::WebP, width, height, frames, largest_frame_pixels: pixels(width, height), icc: None })
+}
+
+/// The chunks of `b` (kind, data), as far as they are whole.
+fn riff_chunks(b: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let mut at = 0usize;
+    std::iter::from_fn(move || {
+        let kind = b.get(at..at + 4)?;
+        let len = le32(b, at + 4)? as usize;
+        let data = b.get(at + 8..at.checked_add(8)?.checked_add(len)?)?;
+        at = at.saturating_add(8).saturating_add(len + (len & 1));
+        Some((kind, data))
+    })
+}
+
+/// The size a VP8 or VP8L bitstream (a chunk's data) says it decodes to; `None` for another
+/// chunk, or one cut short.
+fn bitstream_size(kind: &[u8], data: &[u8]) -> Result<Option<(u32, u32)>, ImageError> {
+    match kind {
+        b"VP8 " => {
+            if data.get(3..6).is_some_and(|code| code != [0x9D, 0x01, 0x2A]) {
+                return Err(malformed("VP8 frame without its start code"));
+            }
+            Ok(le16(data, 6).zip(le16(data, 8)).map(|(w, h)| (w & 0x3FFF, h & 0x3FFF)))
+        }
+        b"VP8L" => {
+            if data.first().is_some_and(|&s| s != 0x2F) {
+                return Err(malformed("VP8L without its signature"));
+            }
+            Ok(le32(data, 1).map(|bits| ((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// An extended WebP's frames (`chunks` from its VP8X chunk on), checking what the decoder will
+/// allocate: the still image's bitstream must be its canvas's size, each animation frame must
+/// lie on the canvas and its bitstream be the frame's size (the decoder allocates what the
+/// bitstream says before it compares).
+fn extended_frames(chunks: &[u8], canvas: (u32, u32)) -> Result<u32, ImageError> {
+    let disagrees = || malformed("WebP bitstream size disagrees with its canvas");
+    let mut frames = 0;
+    for (kind, data) in riff_chunks(chunks) {
+        if kind == b"ANMF" {
+            frames += 1;
+            let at = |i| le24(data, i).ok_or_else(|| malformed("WebP frame header cut short"));
+            let (x, y, w, h) = (at(0)? * 2, at(3)? * 2, at(6)? + 1, at(9)? + 1);
+            if x + w > canvas.0 || y + h > canvas.1 {
+                return Err(disagrees());
+            }
+            for (kind, data) in riff_chunks(data.get(16..).unwrap_or_default()) {
+                if bitstream_size(kind, data)?.is_some_and(|size| size != (w, h)) {
+                    return Err(disagrees());
+                }
+            }
+        } else if bitstream_size(kind, data)?.is_some_and(|size| size != canvas) {
+            return Err(disagrees());
+        }
+    }
+    Ok(frames.max(1))
 }
 
 #[cfg(test)]

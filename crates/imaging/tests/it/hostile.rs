@@ -67,3 +67,85 @@ fn a_tall_image_gets_variants_no_taller_than_the_limit() {
     assert_eq!(widths_for(1920, 1080), [320, 640, 1280, 1920], "a photo keeps every width");
     assert_eq!(widths_for(100, 100_000), [4], "one variant, as wide as fits");
 }
+
+/// A RIFF chunk: its kind, length and data, padded to an even length.
+fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut c = kind.to_vec();
+    c.extend((data.len() as u32).to_le_bytes());
+    c.extend(data);
+    if data.len() % 2 == 1 {
+        c.push(0);
+    }
+    c
+}
+
+fn le24(n: u32) -> [u8; 3] {
+    let b = n.to_le_bytes();
+    [b[0], b[1], b[2]]
+}
+
+/// A WebP file of `chunks`.
+fn riff(chunks: &[Vec<u8>]) -> Vec<u8> {
+    let body = chunks.concat();
+    let mut out = b"RIFF".to_vec();
+    out.extend((body.len() as u32 + 4).to_le_bytes());
+    out.extend(b"WEBP");
+    out.extend(body);
+    out
+}
+
+/// The extended format's header chunk: `flags` and a `width` x `height` canvas.
+fn vp8x(flags: u8, width: u32, height: u32) -> Vec<u8> {
+    let mut d = vec![flags, 0, 0, 0];
+    d.extend(le24(width - 1));
+    d.extend(le24(height - 1));
+    chunk(b"VP8X", &d)
+}
+
+/// A real photo (scaled to `width` px) as a lossy WebP bitstream: its `VP8 ` chunk and size.
+fn photo_bitstream(width: u32) -> (Vec<u8>, u32, u32) {
+    let source = load(&crate::common::corpus("photos/panasonic-orientation6.jpg"), &ImageLimits::default(), width)
+        .unwrap()
+        .pixels;
+    let p = source.resize(width, source.height * width / source.width).unwrap();
+    let webp = matbakh_imaging::encode::encode(&p, matbakh_imaging::OutputFormat::WebP, &DEFAULT_QUALITY).unwrap();
+    assert_eq!(&webp[12..16], b"VP8 ", "a simple-format file");
+    (webp[12..].to_vec(), p.width, p.height)
+}
+
+/// The extended format's canvas was the size checked, and the decoder allocated what the
+/// bitstream inside said (up to 16,383 px a side: 400 MB of planes for a file declaring one
+/// pixel). A bitstream whose size is not its canvas's (or its frame's) is refused.
+#[test]
+fn a_webp_whose_bitstream_is_larger_than_its_canvas_is_refused() {
+    let (photo, w, h) = photo_bitstream(200);
+    let honest = riff(&[vp8x(0, w, h), photo.clone()]);
+    assert_eq!(inspect(&honest, &ImageLimits::default()).unwrap().width, w);
+    let lying = riff(&[vp8x(0, 1, 1), photo]);
+    let e = inspect(&lying, &ImageLimits::default()).unwrap_err();
+    assert!(matches!(&e, ImageError::Malformed(why) if why.contains("canvas")), "{e:?}");
+}
+
+/// Animation frames of a WebP were never counted (the walk read a chunk's name as its
+/// length), so `MAX_ANIMATION_FRAMES` never applied to WebP, nor was the frame count recorded.
+#[test]
+fn an_animated_webps_frames_are_counted() {
+    let (photo, w, h) = photo_bitstream(64);
+    let frame = |x: u32| {
+        let mut d = Vec::new();
+        d.extend(le24(x / 2));
+        d.extend(le24(0));
+        d.extend(le24(w - 1));
+        d.extend(le24(h - 1));
+        d.extend(le24(100));
+        d.push(0);
+        d.extend(&photo);
+        chunk(b"ANMF", &d)
+    };
+    let anim = chunk(b"ANIM", &[0, 0, 0, 0, 0, 0]);
+    let three = riff(&[vp8x(0x02, 3 * w, h), anim, frame(0), frame(w), frame(2 * w)]);
+    let limits = ImageLimits::default();
+    assert_eq!(inspect(&three, &limits).unwrap().frames, 3);
+    let e = inspect(&three, &ImageLimits { max_frames: 2, ..limits }).unwrap_err();
+    assert!(matches!(e, ImageError::TooManyFrames { frames: 3, limit: 2 }), "{e:?}");
+}
