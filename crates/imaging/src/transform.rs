@@ -78,16 +78,17 @@ pub fn run(bytes: &[u8], o: &Options, output: OutputChoice, p: &Pipeline<'_>) ->
         (upright(source.pixels), source.icc, plan)
     };
     let (w, h) = (plan.source.0, plan.source.1);
-    let k = f64::from(px.width) / f64::from(w);
+    // Each axis by its own ratio: a JPEG decoded smaller rounds each side up on its own.
+    let (kx, ky) = (f64::from(px.width) / f64::from(w), f64::from(px.height) / f64::from(h));
     if let Some((cw, ch)) = plan.crop {
         let (cw, ch) = (nonzero(cw, w), nonzero(ch, h));
         let g = o.crop.and_then(|c| c.gravity).unwrap_or(o.gravity);
-        let inner = (round(f64::from(cw) * k).clamp(1, px.width), round(f64::from(ch) * k).clamp(1, px.height));
+        let inner = (round(f64::from(cw) * kx).clamp(1, px.width), round(f64::from(ch) * ky).clamp(1, px.height));
         let (x, y) = if g.kind == GravityKind::Smart {
             smart_offset(&px, inner)?
         } else {
             let (x, y) = position((w, h), (cw, ch), &g, 1.0);
-            (round(f64::from(x) * k), round(f64::from(y) * k))
+            (round(f64::from(x) * kx), round(f64::from(y) * ky))
         };
         px = px.crop(Rect { x, y, width: inner.0, height: inner.1 });
     }
@@ -537,7 +538,8 @@ impl Pixels {
     /// The `r` rectangle of these pixels.
     pub fn crop(&self, r: Rect) -> Pixels {
         let ch = usize::from(self.channels);
-        let (x, y) = (r.x.min(self.width) as usize, r.y.min(self.height) as usize);
+        // Never past the last column or row: a rectangle starting there keeps one of them.
+        let (x, y) = (r.x.min(self.width.saturating_sub(1)) as usize, r.y.min(self.height.saturating_sub(1)) as usize);
         let w = (r.width as usize).min(self.width as usize - x).max(1);
         let h = (r.height as usize).min(self.height as usize - y).max(1);
         let stride = self.width as usize * ch;

@@ -3,7 +3,8 @@
 
 use image::ImageEncoder;
 use matbakh_imaging::{
-    DEFAULT_QUALITY, ImageError, ImageLimits, MAX_ICC_BYTES, MAX_VARIANT_HEIGHT, inspect, load, render, widths_for,
+    DEFAULT_QUALITY, ImageError, ImageLimits, MAX_ICC_BYTES, MAX_VARIANT_HEIGHT, Pixels, inspect, load, render,
+    widths_for,
 };
 
 /// A 1x1 RGB PNG carrying `icc` as its colour profile (the encoder compresses it).
@@ -32,21 +33,31 @@ fn a_png_whose_colour_profile_inflates_past_the_limit_is_refused() {
     assert!(load(&fine, &ImageLimits::default(), 1).is_ok());
 }
 
-/// A long screenshot of real photos: `photo` scaled to `width` and stacked `times` over, as a
-/// JPEG.
-fn stacked(photo: &str, width: u32, times: u32) -> Vec<u8> {
-    let source = load(&crate::common::corpus(photo), &ImageLimits::default(), width).unwrap().pixels;
-    let one = source.resize(width, source.height * width / source.width).unwrap();
-    assert_eq!(one.channels, 3);
-    let pixels = one.data.repeat(times as usize);
+/// RGB pixels as a JPEG.
+fn jpeg(p: &Pixels) -> Vec<u8> {
+    assert_eq!(p.channels, 3);
     let image = turbojpeg::Image {
-        pixels: pixels.as_slice(),
-        width: width as usize,
-        pitch: 3 * width as usize,
-        height: (one.height * times) as usize,
+        pixels: p.data.as_slice(),
+        width: p.width as usize,
+        pitch: 3 * p.width as usize,
+        height: p.height as usize,
         format: turbojpeg::PixelFormat::RGB,
     };
     turbojpeg::compress(image, 80, turbojpeg::Subsamp::Sub2x2).unwrap().to_vec()
+}
+
+/// The corpus `photo` scaled (or stretched) to `width` x `height`.
+fn photo(photo: &str, width: u32, height: u32) -> Pixels {
+    let source = load(&crate::common::corpus(photo), &ImageLimits::default(), width).unwrap().pixels;
+    source.resize(width, height).unwrap()
+}
+
+/// A long screenshot of real photos: `photo` scaled to `width` and stacked `times` over, as a
+/// JPEG.
+fn stacked(name: &str, width: u32, times: u32) -> Vec<u8> {
+    let source = load(&crate::common::corpus(name), &ImageLimits::default(), width).unwrap().pixels;
+    let one = photo(name, width, source.height * width / source.width);
+    jpeg(&Pixels { height: one.height * times, data: one.data.repeat(times as usize), ..one })
 }
 
 /// Variants were limited in width only: a 1920 x 17,000 image (under the pixel limit) had every
@@ -148,4 +159,40 @@ fn an_animated_webps_frames_are_counted() {
     assert_eq!(inspect(&three, &limits).unwrap().frames, 3);
     let e = inspect(&three, &ImageLimits { max_frames: 2, ..limits }).unwrap_err();
     assert!(matches!(e, ImageError::TooManyFrames { frames: 3, limit: 2 }), "{e:?}");
+}
+
+/// A crop's offset and height were scaled by the decode's horizontal ratio: a JPEG decoded at
+/// 1/8 scale rounds its width up (9 px to 2, 8,000 to 1,000), so a crop from the bottom of a
+/// narrow, tall image was placed past the last row and the transformer panicked (500), or cut
+/// the wrong rows. Each axis now scales by its own ratio.
+#[test]
+fn a_crop_of_a_narrow_tall_image_cuts_the_rows_asked_for() {
+    use matbakh_core::imgproxy::{Format as Out, Options, OutputChoice, Presets};
+    // A real photo's rows, each one colour across (so the decode's uneven columns do not matter).
+    let column = photo("photos/phone-13mp.jpg", 1, 8000);
+    let rows: Vec<u8> = column.data.chunks(3).flat_map(|rgb| rgb.repeat(9)).collect();
+    let bytes = jpeg(&Pixels { width: 9, data: rows, ..column });
+    let mut o = Options::default();
+    let presets = Presets::parse("").unwrap();
+    for segment in ["c:0:100:so", "h:1"] {
+        o.apply(segment, &presets).unwrap();
+    }
+    let pipeline = matbakh_imaging::transform::Pipeline {
+        limits: &ImageLimits::default(),
+        max_side: 4096,
+        quality: &DEFAULT_QUALITY,
+        watermark: None,
+    };
+    let t = matbakh_imaging::transform::run(&bytes, &o, OutputChoice::Explicit(Out::Png), &pipeline).unwrap();
+    assert_eq!(t.height, 1);
+    // Its colour is the bottom 100 rows' mean.
+    let got = image::load_from_memory(&t.bytes).unwrap().to_rgb8();
+    let full = load(&bytes, &ImageLimits::default(), 9).unwrap().pixels;
+    assert_eq!((full.width, full.height), (9, 8000));
+    let bottom = &full.data[(7900 * 9 * 3) as usize..];
+    for c in 0..3 {
+        let mean = bottom.iter().skip(c).step_by(3).map(|&v| f64::from(v)).sum::<f64>() / (bottom.len() / 3) as f64;
+        let mean_got = got.pixels().map(|p| f64::from(p[c])).sum::<f64>() / f64::from(got.width());
+        assert!((mean - mean_got).abs() < 16.0, "channel {c}: {mean_got:.0}, the bottom rows {mean:.0}");
+    }
 }
