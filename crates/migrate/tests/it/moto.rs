@@ -304,10 +304,38 @@ async fn changed_unreadable_and_overwritten_files_are_reported_and_the_others_co
     assert_eq!((again.copied, again.failed), (0, 0));
 }
 
-/// Reads through to the tree; when the `k`-th file starts, applies `control` to the run
-/// before handing out the bytes, and counts files started after it.
-struct Interrupting {
+/// The tree as a source, with `hook` seeing each read before the tree answers it.
+struct Meddled<H> {
     inner: Arc<dyn Source>,
+    hook: H,
+}
+
+/// What a [`Meddled`] source does before a read of `path` at `offset`.
+#[async_trait]
+trait ReadHook: Send + Sync {
+    async fn before_read(&self, path: &str, offset: u64);
+}
+
+#[async_trait]
+impl<H: ReadHook> Source for Meddled<H> {
+    fn url(&self) -> &str {
+        self.inner.url()
+    }
+    async fn list(&self, out: migrate::source::Lister) -> Result<(), MigrateError> {
+        self.inner.list(out).await
+    }
+    async fn digest(&self, path: &str) -> Result<Digests, ReadError> {
+        self.inner.digest(path).await
+    }
+    async fn read(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>, ReadError> {
+        self.hook.before_read(path, offset).await;
+        self.inner.read(path, offset, len).await
+    }
+}
+
+/// When the `k`-th file starts, applies `control` to the run before handing out the bytes,
+/// and counts files started after it.
+struct Interrupting {
     ctx: Context,
     run: String,
     k: usize,
@@ -318,17 +346,8 @@ struct Interrupting {
 }
 
 #[async_trait]
-impl Source for Interrupting {
-    fn url(&self) -> &str {
-        self.inner.url()
-    }
-    async fn list(&self, out: migrate::source::Lister) -> Result<(), MigrateError> {
-        self.inner.list(out).await
-    }
-    async fn digest(&self, path: &str) -> Result<Digests, ReadError> {
-        self.inner.digest(path).await
-    }
-    async fn read(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>, ReadError> {
+impl ReadHook for Interrupting {
+    async fn before_read(&self, _path: &str, offset: u64) {
         if offset == 0 {
             if self.done.load(Ordering::SeqCst) {
                 self.started_after.fetch_add(1, Ordering::SeqCst);
@@ -338,33 +357,19 @@ impl Source for Interrupting {
                 self.done.store(true, Ordering::SeqCst);
             }
         }
-        self.inner.read(path, offset, len).await
     }
 }
 
-/// Reads through to the tree, but never answers a read of `silent` (a legacy server that
-/// accepts the connection and says nothing).
-struct Silent {
-    inner: Arc<dyn Source>,
-    silent: String,
-}
+/// Never answers a read of its path (a legacy server that accepts the connection and says
+/// nothing).
+struct Silent(String);
 
 #[async_trait]
-impl Source for Silent {
-    fn url(&self) -> &str {
-        self.inner.url()
-    }
-    async fn list(&self, out: migrate::source::Lister) -> Result<(), MigrateError> {
-        self.inner.list(out).await
-    }
-    async fn digest(&self, path: &str) -> Result<Digests, ReadError> {
-        self.inner.digest(path).await
-    }
-    async fn read(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>, ReadError> {
-        if path == self.silent {
+impl ReadHook for Silent {
+    async fn before_read(&self, path: &str, _offset: u64) {
+        if path == self.0 {
             std::future::pending::<()>().await;
         }
-        self.inner.read(path, offset, len).await
     }
 }
 
@@ -395,7 +400,7 @@ async fn a_worker_out_of_time_keeps_what_it_copied_and_counts_the_silent_file() 
     ctx.use_source(
         &t.url(),
         settings.http,
-        Arc::new(Silent { inner: source(&t), silent: second.entry.source.clone() }),
+        Arc::new(Meddled { inner: source(&t), hook: Silent(second.entry.source.clone()) }),
     );
 
     let work =
@@ -421,9 +426,8 @@ async fn a_worker_out_of_time_keeps_what_it_copied_and_counts_the_silent_file() 
     assert_eq!((status.copied_files, status.failed_files), (1, 1));
 }
 
-fn interrupting(ctx: &Context, t: &Tree, run: &str, k: usize, control: Control) -> Arc<Interrupting> {
-    Arc::new(Interrupting {
-        inner: source(t),
+fn interrupting(ctx: &Context, t: &Tree, run: &str, k: usize, control: Control) -> Arc<Meddled<Interrupting>> {
+    let hook = Interrupting {
         ctx: ctx.clone(),
         run: run.to_owned(),
         k,
@@ -431,7 +435,8 @@ fn interrupting(ctx: &Context, t: &Tree, run: &str, k: usize, control: Control) 
         files: AtomicUsize::new(0),
         done: AtomicBool::new(false),
         started_after: AtomicUsize::new(0),
-    })
+    };
+    Arc::new(Meddled { inner: source(t), hook })
 }
 
 async fn latest_objects(sdk: &aws_config::SdkConfig, bucket: &str, prefix: &str) -> usize {
@@ -452,7 +457,7 @@ async fn pause_stops_new_copies_resume_completes_and_abort_keeps_the_ledger() {
     let src = interrupting(&ctx, &t, &run, 3, Control::Pause);
     let summary = migrate::run::run(&ctx, &run, src.clone(), &opts(1), quiet()).await.unwrap();
     assert_eq!((summary.state, summary.copied, summary.remaining), (RunState::Paused, 3, 5));
-    assert_eq!(src.started_after.load(Ordering::SeqCst), 0);
+    assert_eq!(src.hook.started_after.load(Ordering::SeqCst), 0);
     assert_eq!(latest_objects(&sdk, &bucket, "p/").await, 3);
     // A paused run does not start again until resumed.
     let err = migrate::run::run(&ctx, &run, source(&t), &opts(4), quiet()).await.unwrap_err();
@@ -474,9 +479,9 @@ async fn pause_stops_new_copies_resume_completes_and_abort_keeps_the_ledger() {
     assert_eq!(paused.state, RunState::Paused);
     // Every file started was finished, and after the pause was acknowledged a worker that had
     // read the state just before it may start one more file at most (one per other worker).
-    let late = src.started_after.load(Ordering::SeqCst) as u64;
+    let late = src.hook.started_after.load(Ordering::SeqCst) as u64;
     assert!(late <= 2, "{late} files started after the pause");
-    assert_eq!(paused.copied, src.files.load(Ordering::SeqCst) as u64, "{paused:?}, {late} late");
+    assert_eq!(paused.copied, src.hook.files.load(Ordering::SeqCst) as u64, "{paused:?}, {late} late");
     assert_eq!(latest_objects(&sdk, &bucket, "p2/").await as u64, paused.copied);
 
     // Abort: the ledger shows exactly what was done, and the run cannot be started again.
