@@ -4,8 +4,8 @@
 //! before any pixel is allocated, reads EXIF, decodes once (JPEG at the smallest DCT scale that
 //! still covers the largest variant), converts an embedded ICC profile to sRGB, applies the EXIF
 //! orientation, and from that one decode makes every width of [`VARIANT_WIDTHS`] that is not an
-//! upscale nor taller than [`MAX_VARIANT_HEIGHT`], each as AVIF, WebP and progressive JPEG with no metadata, plus a ThumbHash
-//! placeholder. Every failure is an [`ImageError`] with a reason and a [`Disposition`]; no
+//! upscale nor taller than [`MAX_VARIANT_HEIGHT`], each as AVIF, WebP and progressive JPEG
+//! with no metadata, plus a ThumbHash placeholder. Every failure is an [`ImageError`] with a reason and a [`Disposition`]; no
 //! input panics (a property test and a fuzz target hold it to that).
 
 mod avif;

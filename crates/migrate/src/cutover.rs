@@ -3,9 +3,10 @@
 //!
 //! To the platform only when every legacy file under the prefix is migrated and verified: the
 //! source is listed, and each file must have a copied row, as a platform file
-//! (`users/{sub}/{fileId}/{name}`: an archive's copy migrates nothing), in the newest run that holds it, that
-//! run's last full `verify` passed after the row was copied, and the file must not have changed
-//! since (size, modification time and the change token the plan recorded). Otherwise the switch
+//! (`users/{sub}/{fileId}/{name}`: an archive's copy migrates nothing), in the newest run that
+//! holds it, that run's last full `verify` passed after the row was copied, and the file must
+//! not have changed since (size, modification time and the change token the plan recorded).
+//! Otherwise the switch
 //! is refused, listing what blocks it, unless `--force` with a reason (recorded). Back to the
 //! legacy store at any time (`--to legacy`), for a prefix that was switched before. `--dry-run`
 //! checks and writes nothing.

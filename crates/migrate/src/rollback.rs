@@ -6,7 +6,8 @@
 //!
 //! The files table goes back too (with `Context::files`): the file row of each of the run's
 //! keys (whichever run registered it) is removed, unless the copy current there is another
-//! run's (a run of the same path again wrote the key this run registered and never wrote), with its search items and whatever it still counts in its owner's usage, and what
+//! run's (a run of the same path again wrote the key this run registered and never wrote),
+//! with its search items and whatever it still counts in its owner's usage, and what
 //! was made of the file (variants, public copies, transform results) is deleted; the legacy
 //! mapping the run wrote points at the earlier copy again, or goes. An earlier copy the run
 //! retired is made READY before its marker goes (the indexer's `removal` would otherwise take
