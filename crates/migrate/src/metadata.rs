@@ -64,6 +64,8 @@ pub struct Mismatch {
 struct Entry {
     row: u64,
     meta: Result<LegacyMeta, String>,
+    /// The owner the row (or every row claiming the path) names, valid or not the rest.
+    owner: Option<String>,
     matched: AtomicBool,
 }
 
@@ -100,6 +102,9 @@ impl LegacyRows {
             Some(first) => {
                 let why = format!("rows {} and {n} have this path", first.row);
                 first.meta = Err(why.clone());
+                if first.owner != row.owner {
+                    first.owner = None;
+                }
                 self.pathless.push(Mismatch {
                     kind: MismatchKind::InvalidRow,
                     path: Some(path),
@@ -108,7 +113,8 @@ impl LegacyRows {
                 });
             }
             None => {
-                self.by_path.insert(path, Entry { row: n, meta: row.meta, matched: AtomicBool::new(false) });
+                let entry = Entry { row: n, meta: row.meta, owner: row.owner, matched: AtomicBool::new(false) };
+                self.by_path.insert(path, entry);
             }
         }
     }
@@ -132,9 +138,10 @@ impl LegacyRows {
         }
     }
 
-    /// The owner a file's row names (for the key rule's `{user}`).
+    /// The owner a file's row names (for the key rule's `{user}`), even if another of its
+    /// fields does not validate; none if rows claiming the path name different owners.
     pub fn owner(&self, path: &str) -> Option<&str> {
-        self.by_path.get(path)?.meta.as_ref().ok()?.owner.as_deref()
+        self.by_path.get(path)?.owner.as_deref()
     }
 
     /// Rows that never met a file, and rows without a path or sharing one, by row number.
@@ -374,6 +381,26 @@ mod tests {
             assert_eq!(rows.owner("shop/b.jpg"), Some("bob"));
             assert_eq!(rows.unmet().len(), 1, "b.jpg never met");
         }
+    }
+
+    /// Review 22 (migration 6): a row that did not validate (one tag too many, a name the
+    /// platform refuses) gave no owner at all, and `{user}` fell back to the path's owner
+    /// segment: in a tree whose folders name the uploader, the file went to the uploader. The
+    /// owner field, valid on its own, still says whose file it is; rows claiming one path for
+    /// different owners say nobody's.
+    #[test]
+    fn a_row_invalid_for_another_field_still_names_its_owner() {
+        let many: Vec<String> = (1..=21).map(|n| format!("t{n}")).collect();
+        let csv = format!(
+            "path,owner,tags\nstaff/a.jpg,client-1,\"{}\"\nstaff/b.jpg,not a user,\nstaff/c.jpg,carol,\nstaff/c.jpg,carol,\nstaff/d.jpg,dave,\nstaff/d.jpg,erin,\n",
+            many.join(",")
+        );
+        let rows = csv_rows("x.csv", csv.as_bytes(), &map("")).unwrap();
+        assert!(rows.meet("staff/a.jpg").is_err(), "21 tags");
+        assert_eq!(rows.owner("staff/a.jpg"), Some("client-1"));
+        assert_eq!(rows.owner("staff/b.jpg"), None, "an owner that is no user id");
+        assert_eq!(rows.owner("staff/c.jpg"), Some("carol"), "two rows, one owner");
+        assert_eq!(rows.owner("staff/d.jpg"), None, "two rows, two owners");
     }
 
     #[test]

@@ -151,6 +151,9 @@ pub struct Resolved {
 pub struct Row {
     pub path: Option<String>,
     pub meta: Result<LegacyMeta, String>,
+    /// The owner field, when it is a valid user id on its own: a row that does not validate
+    /// for another field still says whose file it is (the key rule's `{user}`).
+    pub owner: Option<String>,
 }
 
 impl Resolved {
@@ -162,7 +165,13 @@ impl Resolved {
             None => Err("no path".to_owned()),
             Some(_) => self.meta(&get),
         };
-        Row { path, meta }
+        let owner = self
+            .fields
+            .iter()
+            .find(|(f, _)| matches!(f, Field::Owner))
+            .and_then(|(_, i)| UserId::parse(get(*i)?).ok())
+            .map(|u| u.to_string());
+        Row { path, meta, owner }
     }
 
     fn meta<'a>(&self, get: &dyn Fn(usize) -> Option<&'a str>) -> Result<LegacyMeta, String> {
