@@ -392,7 +392,10 @@ impl S3Store {
     }
 
     /// Copies one version of `from` to `to` (same bucket) with new headers: a public copy the
-    /// files CDN serves as `served` says.
+    /// files CDN serves as `served` says. A JPEG original's copy keeps no GPS position
+    /// (`core::location`): a read of its head decides, and one with a position is read whole,
+    /// rewritten and written instead of copied; one larger than [`LOCATION_REWRITE_MAX_BYTES`]
+    /// gets no public copy (never served with its position; its variants are).
     pub async fn publish(
         &self,
         from: &ObjectKey,
@@ -400,7 +403,50 @@ impl S3Store {
         to: &ObjectKey,
         served: &ServedAs,
     ) -> Result<(), AwsError> {
+        if served.content_type == "image/jpeg" && ObjectKey::file_id_of(from.as_str()).is_some() {
+            let mut head = self.get_head(from, version_id, LOCATION_HEAD_BYTES).await?.unwrap_or_default();
+            if matbakh_core::location::strip_jpeg_gps(&mut head) {
+                return self.publish_without_location(from, version_id, to, served).await;
+            }
+        }
         self.copy(from, version_id, to, Some(served)).await
+    }
+
+    /// [`Self::publish`] of a JPEG whose head holds a GPS position: read whole, rewritten in
+    /// place (same length), written with the served headers.
+    async fn publish_without_location(
+        &self,
+        from: &ObjectKey,
+        version_id: Option<&str>,
+        to: &ObjectKey,
+        served: &ServedAs,
+    ) -> Result<(), AwsError> {
+        let size = self.head_object(from, version_id).await?.map_or(0, |h| h.size);
+        if size > LOCATION_REWRITE_MAX_BYTES {
+            tracing::warn!(
+                key = from.as_str(),
+                size,
+                "JPEG original with a GPS position too large to rewrite: not copied"
+            );
+            return Ok(());
+        }
+        let Some((mut bytes, _)) = self.get_object(from, version_id).await? else {
+            return Err(AwsError::Invalid("the original to publish is gone"));
+        };
+        matbakh_core::location::strip_jpeg_gps(&mut bytes);
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(to.as_str())
+            .content_type(&served.content_type)
+            .cache_control(served.cache_control)
+            .set_content_disposition(served.disposition.clone())
+            .body(bytes.into())
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("PutObject", e))?;
+        tracing::info!(key = from.as_str(), "public copy of a JPEG original written without its GPS position");
+        Ok(())
     }
 
     /// CopyObject of `version_id` of `from` to `to`, its metadata kept or, with `served`, replaced.
@@ -643,6 +689,14 @@ impl S3Store {
 }
 
 /// Characters escaped in a `CopySource` key: everything but unreserved characters and `/`.
+/// The head of a JPEG original read to find its EXIF and XMP when it is published: both come
+/// before the image data, each segment at most 64 KiB.
+pub const LOCATION_HEAD_BYTES: usize = 256 << 10;
+
+/// The largest JPEG original with a GPS position whose public copy is rewritten without it (in
+/// memory: the files API has 256 MB); a larger one gets no public copy of its original.
+pub const LOCATION_REWRITE_MAX_BYTES: u64 = 48 << 20;
+
 const KEY_ESCAPES: &percent_encoding::AsciiSet =
     &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b'/');
 

@@ -21,6 +21,7 @@ pub mod labels;
 pub mod limits;
 pub mod listing;
 pub mod live;
+pub mod location;
 pub mod metadata;
 pub mod migration;
 pub mod multipart;

@@ -654,3 +654,39 @@ async fn the_trail_shows_no_visitors_address_for_a_links_use() {
         ]
     );
 }
+
+/// Review 22 (images): the public copy of a JPEG original kept its EXIF GPS position (variants
+/// carry no metadata, and the row only `hadGps`), so a public phone photo told anyone where it
+/// was taken. The copy is written without it now (the same length: nothing else moves); a JPEG
+/// without a position is copied as it is.
+#[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
+async fn a_public_jpeg_originals_copy_keeps_no_gps_position() {
+    use matbakh_core::delivery::ServedAs;
+    use matbakh_core::location::strip_jpeg_gps;
+    let h = Harness::new(app, Options::default()).await;
+    let user = unique_user("where");
+    let (_, phone) = testkit::corpus("photos/phone-13mp.jpg");
+    let (_, ladybird) = testkit::corpus("photos/ladybird.jpg");
+    let tagged = testkit::with_gps_position(&ladybird, -33.856_784, 151.215_297);
+    let (s3, bucket) = (h.state.store.client(), h.state.store.bucket());
+    let served = ServedAs { content_type: "image/jpeg".into(), cache_control: "public, max-age=60", disposition: None };
+    for (n, (name, bytes)) in
+        [("phone.jpg", &phone), ("tagged.jpg", &tagged), ("ladybird.jpg", &ladybird)].into_iter().enumerate()
+    {
+        let had_position = strip_jpeg_gps(&mut bytes.clone());
+        assert_eq!(had_position, name != "ladybird.jpg", "{name}");
+        let id = FileId::new(1_772_366_400_000 + n as u64, [n as u8 + 1; 10]);
+        let from = ObjectKey::from_stored(format!("users/{user}/{id}/{name}"));
+        s3.put_object().bucket(bucket).key(from.as_str()).body(bytes.clone().into()).send().await.unwrap();
+        let to = from.public_copy().unwrap();
+        h.state.store.publish(&from, None, &to, &served).await.unwrap();
+        let got = s3.get_object().bucket(bucket).key(to.as_str()).send().await.unwrap();
+        assert_eq!(got.content_type(), Some("image/jpeg"), "{name}");
+        assert_eq!(got.cache_control(), Some("public, max-age=60"), "{name}");
+        let copy = got.body.collect().await.unwrap().to_vec();
+        assert_eq!(copy.len(), bytes.len(), "{name}");
+        assert!(!strip_jpeg_gps(&mut copy.clone()), "{name}: a position is left");
+        assert_eq!(copy == *bytes, !had_position, "{name}: copied as it is only without a position");
+    }
+}
