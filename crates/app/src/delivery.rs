@@ -49,12 +49,15 @@ impl Delivery {
     /// for a private file or without a CDN. A READY file's copy always is; an archived one's
     /// only if it was made before the archive took the original (S3 cannot copy an archived
     /// object): a file made public or brought back while archived gets it when its restore
-    /// completes, and until then no URL that would answer 403 is handed out.
+    /// completes, and until then no URL that would answer 403 is handed out. Likewise a JPEG
+    /// original too large to publish without a GPS position it may hold
+    /// (`core::location::public_copy_may_be_withheld`).
     pub async fn public_url(&self, record: &FileRecord) -> Result<Option<String>, Error> {
         let Some(url) = self.served_publicly(record).and_then(|cdn| cdn.public_url(&record.key)) else {
             return Ok(None);
         };
-        if record.status == FileStatus::Ready {
+        let withheld = matbakh_core::location::public_copy_may_be_withheld(record.content_type.as_str(), record.size);
+        if record.status == FileStatus::Ready && !withheld {
             return Ok(Some(url));
         }
         let copied = match record.key.public_copy() {

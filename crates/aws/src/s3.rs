@@ -394,8 +394,9 @@ impl S3Store {
     /// Copies one version of `from` to `to` (same bucket) with new headers: a public copy the
     /// files CDN serves as `served` says. A JPEG original's copy keeps no GPS position
     /// (`core::location`): a read of its head decides, and one with a position is read whole,
-    /// rewritten and written instead of copied; one larger than [`LOCATION_REWRITE_MAX_BYTES`]
-    /// gets no public copy (never served with its position; its variants are).
+    /// rewritten and written instead of copied; one larger than
+    /// [`matbakh_core::location::REWRITE_MAX_BYTES`] gets no public copy (never served with its
+    /// position; its variants are).
     pub async fn publish(
         &self,
         from: &ObjectKey,
@@ -422,7 +423,7 @@ impl S3Store {
         served: &ServedAs,
     ) -> Result<(), AwsError> {
         let size = self.head_object(from, version_id).await?.map_or(0, |h| h.size);
-        if size > LOCATION_REWRITE_MAX_BYTES {
+        if size > matbakh_core::location::REWRITE_MAX_BYTES {
             tracing::warn!(
                 key = from.as_str(),
                 size,
@@ -692,10 +693,6 @@ impl S3Store {
 /// The head of a JPEG original read to find its EXIF and XMP when it is published: both come
 /// before the image data, each segment at most 64 KiB.
 pub const LOCATION_HEAD_BYTES: usize = 256 << 10;
-
-/// The largest JPEG original with a GPS position whose public copy is rewritten without it (in
-/// memory: the files API has 256 MB); a larger one gets no public copy of its original.
-pub const LOCATION_REWRITE_MAX_BYTES: u64 = 48 << 20;
 
 const KEY_ESCAPES: &percent_encoding::AsciiSet =
     &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b'/');

@@ -8,6 +8,17 @@
 //! Only what lies in `bytes` is touched: given the head of a file, it says whether the whole
 //! file needs the rewrite.
 
+/// The largest JPEG original with a GPS position whose public copy is rewritten without it (in
+/// memory: the files API has 256 MB); a larger one gets no public copy of its original.
+pub const REWRITE_MAX_BYTES: u64 = 48 << 20;
+
+/// Whether publishing may leave out the public copy of an original of `content_type` and `size`
+/// (a JPEG too large to rewrite without a position it may hold): its public URL is then handed
+/// out only once the copy is seen.
+pub fn public_copy_may_be_withheld(content_type: &str, size: u64) -> bool {
+    content_type == "image/jpeg" && size > REWRITE_MAX_BYTES
+}
+
 /// EXIF's tag for the GPS directory's offset, in the first directory (IFD0).
 const GPS_INFO: u16 = 0x8825;
 

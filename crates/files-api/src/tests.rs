@@ -516,6 +516,27 @@ async fn a_page_looks_up_its_archived_public_files_at_once() {
     assert_eq!(listed, want, "newest first is oldest id last: {page}");
 }
 
+/// A JPEG original too large to rewrite without its GPS position gets no public copy (the S3
+/// adapter's `publish`, `core::location`): its public URL is handed out only while the copy is
+/// there, as an archived file's, never a URL that answers 403.
+#[tokio::test]
+async fn a_public_url_is_handed_out_only_while_a_large_jpegs_copy_is_there() {
+    let w = World::with_cdn();
+    let id = w.file("alice", "huge.jpg", "image/jpeg", 3);
+    let mut row = w.repo.get(id).unwrap();
+    row.record.size = matbakh_core::location::REWRITE_MAX_BYTES + 1;
+    w.repo.insert(row);
+    let (status, shown) = w
+        .call(NOW, Method::PATCH, &format!("/v1/files/{id}"), Some("alice"), Some(json!({"visibility": "public"})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!(shown["publicUrl"], format!("https://files.test/p/{id}/original/huge.jpg"), "copied: {shown}");
+    // Withheld (it had a position): no URL.
+    w.objects.delete_prefix(&ObjectKey::public_prefix(id)).await.unwrap();
+    let (_, shown) = w.call(NOW, Method::GET, &format!("/v1/files/{id}"), Some("alice"), None).await;
+    assert_eq!(shown["publicUrl"], Value::Null, "{shown}");
+}
+
 #[tokio::test]
 async fn a_public_page_lists_only_public_stored_files_with_stable_urls_and_needs_no_login() {
     let w = World::with_cdn();
