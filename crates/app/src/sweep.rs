@@ -66,19 +66,21 @@ impl Sweeper {
         let mut after = None;
         while in_time() {
             let (page, next) = self.uploads.expired_pending(cutoff, limit, after.as_ref()).await?;
-            let released: Vec<(bool, u64)> = stream::iter(page)
+            // Each row's bytes if this run released it.
+            let released: Vec<Option<u64>> = stream::iter(page)
                 .map(|row| async move {
                     let span = tracing::info_span!("expired_upload", file_id = %row.file_id, user = %row.owner);
-                    Ok::<_, Error>((self.release(&row).instrument(span).await?, row.charged))
+                    Ok::<_, Error>(self.release(&row).instrument(span).await?.then_some(row.charged))
                 })
                 .buffer_unordered(SWEEP_IN_FLIGHT)
                 .try_collect()
                 .await?;
-            report.examined += released.len() as u64;
-            let freed = released.iter().filter(|(done, _)| *done).count() as u64;
-            report.released += freed;
-            report.released_bytes += released.iter().filter(|(done, _)| *done).map(|(_, bytes)| bytes).sum::<u64>();
-            report.awaiting_event += released.len() as u64 - freed;
+            let examined = released.len() as u64;
+            let freed: Vec<u64> = released.into_iter().flatten().collect();
+            report.examined += examined;
+            report.released += freed.len() as u64;
+            report.released_bytes += freed.iter().sum::<u64>();
+            report.awaiting_event += examined - freed.len() as u64;
             match next {
                 Some(cursor) => after = Some(cursor),
                 None => break,

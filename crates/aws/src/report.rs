@@ -90,17 +90,8 @@ impl BucketInventory {
     }
 
     async fn scan_listing(&self, each: &mut (dyn FnMut(InventoryRow) + Send)) -> Result<(), AwsError> {
-        let (mut key_marker, mut version_marker) = (None, None);
-        loop {
-            let page = self
-                .client
-                .list_object_versions()
-                .bucket(&self.bucket)
-                .set_key_marker(key_marker.take())
-                .set_version_id_marker(version_marker.take())
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("ListObjectVersions", e))?;
+        let mut pages = crate::s3::VersionPages::new(&self.client, &self.bucket, None);
+        while let Some(page) = pages.next().await? {
             for v in page.versions() {
                 each(InventoryRow {
                     key: v.key().unwrap_or_default().to_owned(),
@@ -121,12 +112,8 @@ impl BucketInventory {
                     is_delete_marker: true,
                 });
             }
-            if page.is_truncated() != Some(true) {
-                return Ok(());
-            }
-            key_marker = page.next_key_marker().map(str::to_owned);
-            version_marker = page.next_version_id_marker().map(str::to_owned);
         }
+        Ok(())
     }
 }
 

@@ -748,20 +748,47 @@ pub(crate) async fn holds_any(client: &aws_sdk_s3::Client, bucket: &str, prefix:
     Ok(!out.versions().is_empty() || !out.delete_markers().is_empty())
 }
 
-pub(crate) async fn delete_under(client: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Result<usize, AwsError> {
-    let mut removed = 0;
-    let mut key_marker: Option<String> = None;
-    let mut version_marker: Option<String> = None;
-    loop {
-        let out = client
+/// The pages of a ListObjectVersions of `bucket` (under `prefix`, if any), one request a page:
+/// S3 pages it with two markers, which the SDK's paginators do not follow.
+pub(crate) struct VersionPages<'a> {
+    client: &'a aws_sdk_s3::Client,
+    bucket: &'a str,
+    prefix: Option<&'a str>,
+    /// The key and version markers of the next page; `None` once the last page was given.
+    next: Option<(Option<String>, Option<String>)>,
+}
+
+impl<'a> VersionPages<'a> {
+    pub(crate) fn new(client: &'a aws_sdk_s3::Client, bucket: &'a str, prefix: Option<&'a str>) -> Self {
+        VersionPages { client, bucket, prefix, next: Some((None, None)) }
+    }
+
+    pub(crate) async fn next(
+        &mut self,
+    ) -> Result<Option<aws_sdk_s3::operation::list_object_versions::ListObjectVersionsOutput>, AwsError> {
+        let Some((key_marker, version_marker)) = self.next.take() else { return Ok(None) };
+        let page = self
+            .client
             .list_object_versions()
-            .bucket(bucket)
-            .prefix(prefix)
-            .set_key_marker(key_marker.take())
-            .set_version_id_marker(version_marker.take())
+            .bucket(self.bucket)
+            .set_prefix(self.prefix.map(str::to_owned))
+            .set_key_marker(key_marker)
+            .set_version_id_marker(version_marker)
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("ListObjectVersions", e))?;
+        if page.is_truncated() == Some(true) {
+            self.next =
+                Some((page.next_key_marker().map(str::to_owned), page.next_version_id_marker().map(str::to_owned)));
+        }
+        Ok(Some(page))
+    }
+}
+
+pub(crate) async fn delete_under(client: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Result<usize, AwsError> {
+    let mut removed = 0;
+    let mut pages = VersionPages::new(client, bucket, Some(prefix));
+    while let Some(out) = pages.next().await? {
         let versions = out.versions().iter().map(|v| (v.key(), v.version_id()));
         let markers = out.delete_markers().iter().map(|m| (m.key(), m.version_id()));
         let page: Vec<ObjectIdentifier> = versions
@@ -797,12 +824,8 @@ pub(crate) async fn delete_under(client: &aws_sdk_s3::Client, bucket: &str, pref
                 });
             }
         }
-        if out.is_truncated() != Some(true) {
-            return Ok(removed);
-        }
-        key_marker = out.next_key_marker().map(str::to_owned);
-        version_marker = out.next_version_id_marker().map(str::to_owned);
     }
+    Ok(removed)
 }
 
 /// Every version and delete marker of exactly `key` in `bucket`, all pages (a listing by prefix
@@ -813,17 +836,8 @@ pub(crate) async fn key_versions(
     key: &str,
 ) -> Result<Vec<Version>, AwsError> {
     let mut out = Vec::new();
-    let (mut key_marker, mut version_marker): (Option<String>, Option<String>) = (None, None);
-    loop {
-        let page = client
-            .list_object_versions()
-            .bucket(bucket)
-            .prefix(key)
-            .set_key_marker(key_marker.take())
-            .set_version_id_marker(version_marker.take())
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("ListObjectVersions", e))?;
+    let mut pages = VersionPages::new(client, bucket, Some(key));
+    while let Some(page) = pages.next().await? {
         for v in page.versions().iter().filter(|v| v.key() == Some(key)) {
             out.push(Version {
                 version_id: v.version_id().unwrap_or("null").to_owned(),
@@ -838,12 +852,8 @@ pub(crate) async fn key_versions(
                 delete_marker: true,
             });
         }
-        if page.is_truncated() != Some(true) {
-            return Ok(out);
-        }
-        key_marker = page.next_key_marker().map(str::to_owned);
-        version_marker = page.next_version_id_marker().map(str::to_owned);
     }
+    Ok(out)
 }
 
 /// Whether S3 answered that the object or version is not there: 404 (`NoSuchVersion` has no
