@@ -343,9 +343,12 @@ class EdgeHitRate(unittest.TestCase):
         self.assertEqual((stats["rate"]["Metric"]["MetricName"], stats["rate"]["Stat"]), ("CacheHitRate", "Average"))
         dims = {d["Name"]: d["Value"] for d in stats["rate"]["Metric"]["Dimensions"]}
         self.assertEqual(dims, {"DistributionId": {"Ref": "FilesDistributionId"}, "Region": "Global"})
-        # A quiet hour reads as a full hit rate, never as a breach.
+        # A quiet hour reads as a full hit rate, never as a breach; traffic without a hit rate
+        # (the additional metrics off) as a breach, not as missing data (review 23).
         (out,) = [m for m in a["Metrics"] if m.get("ReturnData")]
-        self.assertEqual(out["Expression"], {"Fn::Sub": "IF(requests >= ${CdnHitRateMinRequests}, rate, 100)"})
+        self.assertEqual(
+            out["Expression"], {"Fn::Sub": "IF(requests >= ${CdnHitRateMinRequests}, FILL(rate, 0), 100)"}
+        )
         # The metric exists only with the distribution's additional metrics (the main stack).
         self.assertIn("FilesCdnMetrics", RES)
 

@@ -110,6 +110,31 @@ class Rules(unittest.TestCase):
         for name, a in ALARMS.items():
             self.assertEqual([ref(x) for x in a["Properties"].get("AlarmActions", [])], ["AlertsTopic"], name)
 
+    def test_the_topic_alarms_send_to_lets_cloudwatch_publish(self):
+        # A topic policy replaces SNS's default one: a service it does not name cannot publish,
+        # so an alarm goes to ALARM and tells no one (review 23: only budgets was named).
+        for path in ("template.yaml", "template-edge.yaml"):
+            res = cfn_yaml.load(os.path.join(ROOT, path))["Resources"]
+            topics = {
+                ref(t)
+                for a in res.values()
+                if a["Type"] == "AWS::CloudWatch::Alarm"
+                for t in a["Properties"].get("AlarmActions", [])
+            }
+            self.assertTrue(topics, path)
+            for topic in topics:
+                allowed = set()
+                for p in res.values():
+                    props = p["Properties"] if p["Type"] == "AWS::SNS::TopicPolicy" else {}
+                    if topic not in [ref(t) for t in props.get("Topics", [])]:
+                        continue
+                    for st in props["PolicyDocument"]["Statement"]:
+                        actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+                        if st["Effect"] == "Allow" and "sns:Publish" in actions and ref(st["Resource"]) == topic:
+                            service = st["Principal"].get("Service", [])
+                            allowed |= set(service if isinstance(service, list) else [service])
+                self.assertIn("cloudwatch.amazonaws.com", allowed, f"{path}: {topic}")
+
     def test_every_function_fails_loudly_and_logs_to_its_own_encrypted_group(self):
         alarmed = set()
         for a in ALARMS.values():
