@@ -49,7 +49,7 @@ impl Delivery {
     /// for a private file or without a CDN. A READY file's copy always is; an archived one's
     /// only if it was made before the archive took the original (S3 cannot copy an archived
     /// object): a file made public or brought back while archived gets it when its restore
-    /// completes, and until then no URL that would answer 403 is handed out. Likewise a JPEG
+    /// completes, and until then no URL that would answer 403 is handed out. Likewise an
     /// original too large to publish without a GPS position it may hold
     /// (`core::location::public_copy_may_be_withheld`).
     pub async fn public_url(&self, record: &FileRecord) -> Result<Option<String>, Error> {

@@ -697,7 +697,8 @@ pub trait ObjectLifecycle: ObjectAccess {
     async fn head(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<Option<Head>>;
 
     /// Copies `version` of `from` to `to`, stored with the headers `served` names (a public
-    /// copy the files CDN serves).
+    /// copy the files CDN serves), without the GPS position an original may hold
+    /// (`core::location`; one too large to rewrite, or unreadable, gets no copy).
     async fn publish(
         &self,
         from: &ObjectKey,

@@ -392,11 +392,11 @@ impl S3Store {
     }
 
     /// Copies one version of `from` to `to` (same bucket) with new headers: a public copy the
-    /// files CDN serves as `served` says. A JPEG original's copy keeps no GPS position
-    /// (`core::location`): a read of its head decides, and one with a position is read whole,
-    /// rewritten and written instead of copied; one larger than
-    /// [`matbakh_core::location::REWRITE_MAX_BYTES`] gets no public copy (never served with its
-    /// position; its variants are).
+    /// files CDN serves as `served` says. An original's copy keeps no GPS position
+    /// (`core::location`): one of a type that may hold it is read (a JPEG's head first: one
+    /// whose metadata there holds no position is copied) and, with a position, rewritten and
+    /// written instead of copied. One larger than [`matbakh_core::location::REWRITE_MAX_BYTES`], or whose metadata
+    /// cannot be walked, gets no public copy (never served with its position; its variants are).
     pub async fn publish(
         &self,
         from: &ObjectKey,
@@ -404,17 +404,23 @@ impl S3Store {
         to: &ObjectKey,
         served: &ServedAs,
     ) -> Result<(), AwsError> {
-        if served.content_type == "image/jpeg" && ObjectKey::file_id_of(from.as_str()).is_some() {
-            let mut head = self.get_head(from, version_id, LOCATION_HEAD_BYTES).await?.unwrap_or_default();
-            if matbakh_core::location::strip_jpeg_gps(&mut head) {
+        use matbakh_core::location;
+        let kind = served.content_type.as_str();
+        if location::may_carry_location(kind) && ObjectKey::file_id_of(from.as_str()).is_some() {
+            // A JPEG's head without a position, whose segments reach the image data, decides.
+            let read_whole = !location::decided_by_head(kind) || {
+                let mut head = self.get_head(from, version_id, LOCATION_HEAD_BYTES).await?.unwrap_or_default();
+                location::strip_gps(kind, &mut head) != location::Stripped::Nothing
+            };
+            if read_whole {
                 return self.publish_without_location(from, version_id, to, served).await;
             }
         }
         self.copy(from, version_id, to, Some(served)).await
     }
 
-    /// [`Self::publish`] of a JPEG whose head holds a GPS position: read whole, rewritten in
-    /// place (same length), written with the served headers.
+    /// [`Self::publish`] of an original that may hold a GPS position: read whole, rewritten in
+    /// place (same length) and written with the served headers, or copied if it holds none.
     async fn publish_without_location(
         &self,
         from: &ObjectKey,
@@ -422,19 +428,30 @@ impl S3Store {
         to: &ObjectKey,
         served: &ServedAs,
     ) -> Result<(), AwsError> {
+        use matbakh_core::location::{self, Stripped};
         let size = self.head_object(from, version_id).await?.map_or(0, |h| h.size);
-        if size > matbakh_core::location::REWRITE_MAX_BYTES {
+        if size > location::REWRITE_MAX_BYTES {
             tracing::warn!(
                 key = from.as_str(),
                 size,
-                "JPEG original with a GPS position too large to rewrite: not copied"
+                "original that may hold a GPS position too large to rewrite: not copied"
             );
             return Ok(());
         }
         let Some((mut bytes, _)) = self.get_object(from, version_id).await? else {
             return Err(AwsError::Invalid("the original to publish is gone"));
         };
-        matbakh_core::location::strip_jpeg_gps(&mut bytes);
+        match location::strip_gps(&served.content_type, &mut bytes) {
+            Stripped::Nothing => return self.copy(from, version_id, to, Some(served)).await,
+            Stripped::Unreadable => {
+                tracing::warn!(
+                    key = from.as_str(),
+                    "original whose metadata cannot be read for a GPS position: not copied"
+                );
+                return Ok(());
+            }
+            Stripped::Removed => {}
+        }
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -446,7 +463,7 @@ impl S3Store {
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("PutObject", e))?;
-        tracing::info!(key = from.as_str(), "public copy of a JPEG original written without its GPS position");
+        tracing::info!(key = from.as_str(), "public copy of an original written without its GPS position");
         Ok(())
     }
 
@@ -689,11 +706,11 @@ impl S3Store {
     }
 }
 
-/// Characters escaped in a `CopySource` key: everything but unreserved characters and `/`.
 /// The head of a JPEG original read to find its EXIF and XMP when it is published: both come
 /// before the image data, each segment at most 64 KiB.
 pub const LOCATION_HEAD_BYTES: usize = 256 << 10;
 
+/// Characters escaped in a `CopySource` key: everything but unreserved characters and `/`.
 const KEY_ESCAPES: &percent_encoding::AsciiSet =
     &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b'/');
 

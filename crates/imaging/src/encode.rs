@@ -86,17 +86,17 @@ fn png_with(p: &Pixels, icc: Option<&[u8]>, exif: Option<Vec<u8>>) -> Result<Vec
     Ok(out)
 }
 
-/// [`encode`], keeping a colour profile and a copyright: JPEG (APP2 `ICC_PROFILE` segments, an
-/// APP1 EXIF block), PNG (`iCCP`, `eXIf`), WebP (`ICCP`, `EXIF`) and AVIF (a `colr`/`prof`
-/// property, an `Exif` item).
+/// [`encode`], keeping a colour profile and an EXIF block (a transform's copyright, see
+/// [`crate::exif::copyright_block`]): JPEG (APP2 `ICC_PROFILE` segments, an APP1 EXIF block),
+/// PNG (`iCCP`, `eXIf`), WebP (`ICCP`, `EXIF`) and AVIF (a `colr`/`prof` property, an `Exif`
+/// item).
 pub fn encode_keeping(
     p: &Pixels,
     format: OutputFormat,
     q: &Quality,
     icc: Option<&[u8]>,
-    copyright: Option<&str>,
+    exif: Option<Vec<u8>>,
 ) -> Result<Vec<u8>, ImageError> {
-    let exif = copyright.and_then(crate::exif::copyright_block);
     match format {
         OutputFormat::Jpeg if icc.is_some() || exif.is_some() => {
             let plain = jpeg(&p.flatten(), q.jpeg)?;
@@ -425,7 +425,7 @@ mod tests {
             let data: Vec<u8> = (0..32 * 24 * u32::from(channels)).map(|i| (i * 7 % 251) as u8).collect();
             let p = Pixels { width: 32, height: 24, channels, data };
             let plain = encode(&p, OutputFormat::Avif, &q).unwrap();
-            let kept = encode_keeping(&p, OutputFormat::Avif, &q, None, Some("(c) Matbakh")).unwrap();
+            let kept = encode_keeping(&p, OutputFormat::Avif, &q, None, crate::exif::copyright_block("(c) Matbakh")).unwrap();
             let limits = crate::ImageLimits::default();
             let (a, b) = (crate::load(&plain, &limits, 0).unwrap(), crate::load(&kept, &limits, 0).unwrap());
             assert_eq!(a.pixels, b.pixels, "{channels} channels");
@@ -445,7 +445,7 @@ mod tests {
         let limits = crate::ImageLimits::default();
         let plain = crate::load(&encode(&p, OutputFormat::Avif, &q).unwrap(), &limits, 0).unwrap().pixels;
         for copyright in [None, Some("(c) Matbakh")] {
-            let kept = encode_keeping(&p, OutputFormat::Avif, &q, Some(&icc), copyright).unwrap();
+            let kept = encode_keeping(&p, OutputFormat::Avif, &q, Some(&icc), copyright.and_then(crate::exif::copyright_block)).unwrap();
             assert_eq!(crate::load(&kept, &limits, 0).unwrap().pixels, plain, "decodes alike ({copyright:?})");
             let mut colr = b"colrprof".to_vec();
             colr.extend_from_slice(&icc);

@@ -170,8 +170,9 @@ fn encode_within(
         OutputFormat::Avif => q.avif.round() as i64,
         OutputFormat::Png => 0,
     };
+    let exif = copyright.and_then(crate::exif::copyright_block);
     loop {
-        let bytes = encode_keeping(px, format, &q, icc, copyright)?;
+        let bytes = encode_keeping(px, format, &q, icc, exif.clone())?;
         let size = bytes.len() as u64;
         if max_bytes == 0 || size <= max_bytes || quality <= 10 || format == OutputFormat::Png {
             return Ok(bytes);

@@ -59,10 +59,23 @@ pub fn corpus(rel: &str) -> (String, Vec<u8>) {
     (path.file_name().unwrap().to_string_lossy().into_owned(), bytes)
 }
 
-/// `jpeg` with an EXIF block (APP1, right after SOI) holding only a GPS position, as a phone
-/// writes it: degrees, minutes and seconds as rationals, hemispheres as letters. The corpus
-/// photo with GPS tags (`phone-13mp.jpg`) has a direction but no position.
+/// `jpeg` with an EXIF block (APP1, right after SOI) holding only a GPS position
+/// ([`gps_exif`]). The corpus photo with GPS tags (`phone-13mp.jpg`) has a direction but no
+/// position.
 pub fn with_gps_position(jpeg: &[u8], latitude: f64, longitude: f64) -> Vec<u8> {
+    let mut app1 = b"Exif\0\0".to_vec();
+    app1.extend(gps_exif(latitude, longitude));
+    let len = u16::try_from(app1.len() + 2).unwrap();
+    let mut out = vec![0xFF, 0xD8, 0xFF, 0xE1];
+    out.extend(len.to_be_bytes());
+    out.extend(app1);
+    out.extend(&jpeg[2..]);
+    out
+}
+
+/// An EXIF block (its TIFF structure) holding only a GPS position, as a phone writes it:
+/// degrees, minutes and seconds as rationals, hemispheres as letters.
+pub fn gps_exif(latitude: f64, longitude: f64) -> Vec<u8> {
     fn dms(v: f64) -> [(u32, u32); 3] {
         let v = v.abs();
         let (d, m) = (v.trunc(), (v.fract() * 60.0).trunc());
@@ -109,14 +122,7 @@ pub fn with_gps_position(jpeg: &[u8], latitude: f64, longitude: f64) -> Vec<u8> 
         u32le(&mut t, n);
         u32le(&mut t, d);
     }
-    let mut app1 = b"Exif\0\0".to_vec();
-    app1.extend(t);
-    let len = u16::try_from(app1.len() + 2).unwrap();
-    let mut out = vec![0xFF, 0xD8, 0xFF, 0xE1];
-    out.extend(len.to_be_bytes());
-    out.extend(app1);
-    out.extend(&jpeg[2..]);
-    out
+    t
 }
 
 /// A user id no other test uses.

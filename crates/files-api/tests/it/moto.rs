@@ -658,35 +658,60 @@ async fn the_trail_shows_no_visitors_address_for_a_links_use() {
 /// Review 22 (images): the public copy of a JPEG original kept its EXIF GPS position (variants
 /// carry no metadata, and the row only `hadGps`), so a public phone photo told anyone where it
 /// was taken. The copy is written without it now (the same length: nothing else moves); a JPEG
-/// without a position is copied as it is.
+/// without a position is copied as it is. Session 23: so are PNG, WebP and AVIF originals
+/// (HEIC's items are AVIF's), and one whose metadata cannot be walked gets no public copy.
 #[tokio::test]
 #[ignore = "needs the local AWS stack: scripts/test runs it"]
-async fn a_public_jpeg_originals_copy_keeps_no_gps_position() {
+async fn a_public_originals_copy_keeps_no_gps_position() {
     use matbakh_core::delivery::ServedAs;
-    use matbakh_core::location::strip_jpeg_gps;
+    use matbakh_core::location::{Stripped, strip_gps};
+    use matbakh_imaging::{DEFAULT_QUALITY, ImageLimits, OutputFormat, encode::encode_keeping};
     let h = Harness::new(app, Options::default()).await;
     let user = unique_user("where");
     let (_, phone) = testkit::corpus("photos/phone-13mp.jpg");
     let (_, ladybird) = testkit::corpus("photos/ladybird.jpg");
     let tagged = testkit::with_gps_position(&ladybird, -33.856_784, 151.215_297);
-    let (s3, bucket) = (h.state.store.client(), h.state.store.bucket());
-    let served = ServedAs { content_type: "image/jpeg".into(), cache_control: "public, max-age=60", disposition: None };
-    for (n, (name, bytes)) in
-        [("phone.jpg", &phone), ("tagged.jpg", &tagged), ("ladybird.jpg", &ladybird)].into_iter().enumerate()
+    let photo = matbakh_imaging::load(&ladybird, &ImageLimits::default(), 400).unwrap().resized_to(400).unwrap();
+    let position = testkit::gps_exif(-33.856_784, 151.215_297);
+    let encoded = |format, exif| encode_keeping(&photo, format, &DEFAULT_QUALITY, None, exif).unwrap();
+    let mut files = vec![
+        ("phone.jpg", phone, true),
+        ("tagged.jpg", tagged, true),
+        ("ladybird.jpg", ladybird.clone(), false),
+        ("plain.png", encoded(OutputFormat::Png, None), false),
+    ];
+    for (name, format) in
+        [("tagged.png", OutputFormat::Png), ("tagged.webp", OutputFormat::WebP), ("tagged.avif", OutputFormat::Avif)]
     {
-        let had_position = strip_jpeg_gps(&mut bytes.clone());
-        assert_eq!(had_position, name != "ladybird.jpg", "{name}");
+        files.push((name, encoded(format, Some(position.clone())), true));
+    }
+    let (s3, bucket) = (h.state.store.client(), h.state.store.bucket());
+    for (n, (name, bytes, had_position)) in files.into_iter().enumerate() {
+        let kind = matbakh_core::types::ContentType::from_file_name(name).unwrap().as_str();
+        assert_eq!(matbakh_imaging::exif::read(&bytes).has_gps, had_position, "{name}");
+        let served = ServedAs { content_type: kind.into(), cache_control: "public, max-age=60", disposition: None };
         let id = FileId::new(1_772_366_400_000 + n as u64, [n as u8 + 1; 10]);
         let from = ObjectKey::from_stored(format!("users/{user}/{id}/{name}"));
         s3.put_object().bucket(bucket).key(from.as_str()).body(bytes.clone().into()).send().await.unwrap();
         let to = from.public_copy().unwrap();
         h.state.store.publish(&from, None, &to, &served).await.unwrap();
         let got = s3.get_object().bucket(bucket).key(to.as_str()).send().await.unwrap();
-        assert_eq!(got.content_type(), Some("image/jpeg"), "{name}");
+        assert_eq!(got.content_type(), Some(kind), "{name}");
         assert_eq!(got.cache_control(), Some("public, max-age=60"), "{name}");
         let copy = got.body.collect().await.unwrap().to_vec();
         assert_eq!(copy.len(), bytes.len(), "{name}");
-        assert!(!strip_jpeg_gps(&mut copy.clone()), "{name}: a position is left");
-        assert_eq!(copy == *bytes, !had_position, "{name}: copied as it is only without a position");
+        assert_eq!(strip_gps(kind, &mut copy.clone()), Stripped::Nothing, "{name}: a position is left");
+        assert!(!matbakh_imaging::exif::read(&copy).has_gps, "{name}: a position is left");
+        assert_eq!(copy == bytes, !had_position, "{name}: copied as it is only without a position");
     }
+
+    // A PNG whose chunks do not add up: whether it holds a position is unknown, so no copy.
+    let mut broken = encoded(OutputFormat::Png, Some(position));
+    broken.truncate(broken.len() - 20);
+    let from = ObjectKey::from_stored(format!("users/{user}/{}/broken.png", FileId::new(1_772_366_500_000, [9; 10])));
+    s3.put_object().bucket(bucket).key(from.as_str()).body(broken.into()).send().await.unwrap();
+    let to = from.public_copy().unwrap();
+    let served = ServedAs { content_type: "image/png".into(), cache_control: "public, max-age=60", disposition: None };
+    h.state.store.publish(&from, None, &to, &served).await.unwrap();
+    assert_eq!(h.state.store.object_size(&to).await.unwrap(), None, "no public copy");
 }

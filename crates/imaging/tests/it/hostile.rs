@@ -196,27 +196,3 @@ fn a_crop_of_a_narrow_tall_image_cuts_the_rows_asked_for() {
         assert!((mean - mean_got).abs() < 16.0, "channel {c}: {mean_got:.0}, the bottom rows {mean:.0}");
     }
 }
-
-/// The public copy of a JPEG original keeps no location (`core::location`, what publishing
-/// writes): the phone photo's GPS tags are gone, its orientation, camera and time stay, and it
-/// decodes to the same pixels.
-#[test]
-fn a_photos_position_is_taken_out_of_its_public_copy_and_nothing_else() {
-    let original = crate::common::corpus("photos/phone-13mp.jpg");
-    let before = matbakh_imaging::exif::read(&original);
-    assert!(before.has_gps, "the corpus photo carries a position");
-    let mut public = original.clone();
-    assert!(matbakh_core::location::strip_jpeg_gps(&mut public));
-    let after = matbakh_imaging::exif::read(&public);
-    assert!(!after.has_gps && after.gps.is_none(), "{after:?}");
-    assert_eq!(
-        (after.orientation, &after.camera_make, &after.camera_model, &after.taken_at),
-        (before.orientation, &before.camera_make, &before.camera_model, &before.taken_at)
-    );
-    assert_eq!(public.len(), original.len());
-    let pixels = |bytes: &[u8]| load(bytes, &ImageLimits::default(), 320).unwrap().pixels.data;
-    assert!(pixels(&public) == pixels(&original), "the same image");
-    // The head alone (what publishing reads first) tells that the file has a position.
-    let mut head = original[..256 << 10].to_vec();
-    assert!(matbakh_core::location::strip_jpeg_gps(&mut head));
-}

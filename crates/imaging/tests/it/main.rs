@@ -5,4 +5,5 @@ mod avif;
 mod common;
 mod corpus;
 mod hostile;
+mod location;
 mod no_panic;

@@ -1,4 +1,4 @@
-//! Files the imaging tests read: the shared corpus and this crate's AVIF fixtures.
+//! Files the imaging tests read: the shared corpus and this crate's AVIF and HEIC fixtures.
 
 #![allow(dead_code)] // not every test module uses all of these
 
@@ -10,7 +10,7 @@ pub fn corpus(rel: &str) -> Vec<u8> {
     std::fs::read(root.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
-/// An AVIF written by libavif (`tests/fixtures/README.md`).
+/// A file another encoder wrote (`tests/fixtures/README.md`).
 pub fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(
         std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("tests/fixtures").join(name),
