@@ -252,14 +252,7 @@ impl Files {
         }
         // The row first (it checks the quota); then the marker goes. A crash between the two
         // leaves a READY row whose object a retry of DELETE or restore sets right.
-        // An archived original stays archived (a restored copy may have lapsed meanwhile); a
-        // file that had failed is failed again (READY, it would be served and published).
-        let back = match (d.deleted_from, d.archival.archived_at) {
-            (Some(FileStatus::Failed), _) => FileStatus::Failed,
-            (_, Some(_)) => FileStatus::Archived,
-            _ => FileStatus::Ready,
-        };
-        let back = FileRecord { status: back, ..d.record.clone() };
+        let back = FileRecord { status: d.restored_status(), ..d.record.clone() };
         if !self.files.restore(&back, self.limits.user_quota_bytes).await? {
             return Err(not_deleted);
         }

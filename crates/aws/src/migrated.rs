@@ -156,19 +156,22 @@ impl FileTable {
         })
     }
 
-    /// Makes the file at `key` READY again where a run of changed files had retired it (its
-    /// row DELETED by the indexer when the run's delete marker hid it), before the rollback
-    /// removes that marker: the marker's removal then finds a current file, not a purge. Its
-    /// bytes were kept counted as deleted; if they were given back meanwhile they are counted
-    /// again, never refused (a migrated file is counted, DECISIONS 12's quota governs uploads).
-    /// Answers `false` if there is no such row or it is not DELETED.
+    /// Brings the file at `key` back where a run of changed files had retired it (its row
+    /// DELETED by the indexer when the run's delete marker hid it), before the rollback removes
+    /// that marker: the marker's removal then finds a current file, not a purge. It comes back
+    /// as an owner's restore brings a file back ([`FileDetails::restored_status`]: READY, or
+    /// FAILED, ARCHIVED as it was). Its bytes were kept counted as deleted; if they were given
+    /// back meanwhile they are counted again, never refused (a migrated file is counted,
+    /// DECISIONS 12's quota governs uploads). Answers `false` if there is no such row or it is
+    /// not DELETED.
+    ///
+    /// [`FileDetails::restored_status`]: matbakh_core::metadata::FileDetails::restored_status
     pub async fn restore_superseded(&self, file_id: FileId, key: &str) -> Result<bool, AwsError> {
         let Some(details) = self.file_details(file_id).await? else { return Ok(false) };
-        let mut record = details.record;
-        if record.key.as_str() != key || record.status != FileStatus::Deleted {
+        if details.record.key.as_str() != key || details.record.status != FileStatus::Deleted {
             return Ok(false);
         }
-        record.status = FileStatus::Ready;
+        let record = FileRecord { status: details.restored_status(), ..details.record };
         self.restore(&record, u64::MAX).await
     }
 

@@ -351,6 +351,11 @@ impl FileTable {
                 sets.push("eventOrder = :order");
                 row = row.expression_attribute_values(":order", s(order));
             }
+            if to == FileStatus::Deleted {
+                // What a restore brings back (`FileDetails::restored_status`): a failed file
+                // stays failed. An owner's delete has noted it already.
+                sets.push("deletedFrom = if_not_exists(deletedFrom, :seen)");
+            }
             let row = row.update_expression(format!("SET {} REMOVE pendingUntil", sets.join(", "))).build()?;
             let items = vec![
                 TransactWriteItem::builder().update(usage).build(),

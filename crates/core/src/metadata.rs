@@ -201,7 +201,8 @@ pub struct FileDetails {
     pub reason: Option<String>,
     pub exif: Option<ExifFacts>,
     pub deleted_at: Option<OffsetDateTime>,
-    /// The status an owner's delete took it from (what a restore may bring back).
+    /// The status a delete took it from, the owner's or a delete marker's (what a restore may
+    /// bring back: [`Self::restored_status`]).
     pub deleted_from: Option<FileStatus>,
     /// Bumped by every owner change (optimistic concurrency).
     pub revision: u64,
@@ -227,6 +228,17 @@ impl FileDetails {
     /// The image's variants: none for a file that is not an image or not processed yet.
     pub fn variants(&self) -> &[VariantInfo] {
         self.image.as_ref().map_or(&[], |i| &i.variants)
+    }
+
+    /// The status a restore of this deleted file brings back: a file that had failed is failed
+    /// again (READY, it would be served and published), an archived original stays archived (a
+    /// restored copy may have lapsed meanwhile); anything else is READY.
+    pub fn restored_status(&self) -> FileStatus {
+        match (self.deleted_from, self.archival.archived_at) {
+            (Some(FileStatus::Failed), _) => FileStatus::Failed,
+            (_, Some(_)) => FileStatus::Archived,
+            _ => FileStatus::Ready,
+        }
     }
 }
 

@@ -30,6 +30,7 @@ pub(super) fn retire(st: &mut State, id: FileId, order: Option<&str>, keep: bool
         account.deleted += stored;
     }
     (row.charged, row.reserved, row.settled) = (if keep { stored } else { 0 }, 0, true);
+    row.details.deleted_from.get_or_insert(row.details.record.status);
     row.details.record.status = FileStatus::Deleted;
     row.order = order.map(str::to_owned).or(row.order.take());
     true

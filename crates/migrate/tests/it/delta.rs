@@ -180,7 +180,10 @@ async fn a_delta_plan_copies_exactly_what_changed_and_chains() {
     for e in before.values().chain(&entries) {
         files.settle_upload(id(&e.key), &e.key, e.size, u64::MAX).await.unwrap();
     }
+    // The hidden one had failed processing (a broken photo): a rollback must not make it
+    // READY, as an owner's restore would not (it would be served and published).
     let hidden = entries.iter().find_map(|e| e.supersedes.as_deref()).unwrap();
+    assert!(files.mark_failed(id(hidden), "broken").await.unwrap());
     assert!(files.mark_deleted(id(hidden), None).await.unwrap());
     let owner = matbakh_core::ids::UserId::parse(&u).unwrap();
     let first_bytes: u64 = before.values().map(|e| e.size).sum();
@@ -199,11 +202,12 @@ async fn a_delta_plan_copies_exactly_what_changed_and_chains() {
         let mapping = files.legacy_file(&e.source).await.unwrap();
         if let Some(old) = &e.supersedes {
             assert_eq!(body(&sdk, &bucket, old).await, originals[&e.source], "{old}");
-            // The one its marker's event had made DELETED is READY again; the other never left.
+            // The one its marker's event had made DELETED is back as it was, FAILED; the other
+            // never left.
             let row = files.file_details(id(old)).await.unwrap().unwrap().record;
             assert_ne!(row.status, matbakh_core::metadata::FileStatus::Deleted, "{old}");
             if old == hidden {
-                assert_eq!(row.status, matbakh_core::metadata::FileStatus::Ready, "{old}");
+                assert_eq!(row.status, matbakh_core::metadata::FileStatus::Failed, "{old}");
             }
             let mapping = mapping.expect("mapped");
             assert_eq!((mapping.key.as_str(), mapping.run.as_str()), (old.as_str(), first.as_str()));
