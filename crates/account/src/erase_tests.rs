@@ -150,14 +150,20 @@ async fn an_erase_removes_everything_of_the_callers_and_nothing_of_anyone_elses(
     assert!(w.repo.get(theirs).is_some());
     assert!(w.objects.holds_any("users/bob/").await.unwrap() && w.replica.holds_any("users/bob/").await.unwrap());
     assert!(w.objects.holds_any(&ObjectKey::derived_prefix(theirs)).await.unwrap());
-    // The files CDN's copies, in one request: the caller's results, and (their keys name no
-    // user) every variant.
-    assert_eq!(w.cdn.invalidations(), [vec!["/results/users/alice/*".to_owned(), "/derived/*".to_owned()]]);
+    // The files CDN's copies, in one request before they go: the caller's results, and (their
+    // keys name no user) every variant; once all is gone, again, with her originals (cached
+    // for signed download URLs).
+    let before = vec!["/results/users/alice/*".to_owned(), "/derived/*".to_owned()];
+    let after = [before.clone(), vec!["/users/alice/*".to_owned()]].concat();
+    assert_eq!(w.cdn.invalidations(), [before, after]);
     // The trail keeps the erase under a pseudonym, nothing under the name.
     let trail: Vec<(String, AuditAction)> =
         w.repo.audit_entries().iter().map(|e| (e.user.to_string(), e.action)).collect();
     let stand_in = pseudonym(&key(), &UserId::parse("alice").unwrap());
     assert_eq!(trail, [(stand_in.to_string(), AuditAction::Erase)]);
+    // Without her address or browser (review 24: kept a year beside the pseudonym).
+    let record = &w.repo.audit_entries()[0];
+    assert_eq!((record.ip.as_str(), record.user_agent.as_str()), ("", ""));
     // Marked erased under the pseudonym (no migration brings her files back), and her legacy
     // path by its mark (its old URL is gone, not read from the legacy store); Bob is not.
     assert!(w.repo.is_erased(&stand_in));
@@ -172,7 +178,7 @@ async fn an_erase_removes_everything_of_the_callers_and_nothing_of_anyone_elses(
     assert_eq!(status, StatusCode::OK, "{again}");
     let zeros = json!({"objectVersions": 0, "replicaVersions": 0, "derivedObjects": 0, "uploadsAborted": 0, "files": 0, "items": 0});
     assert_eq!(again["erased"], zeros);
-    assert_eq!(w.cdn.invalidations().len(), 1);
+    assert_eq!(w.cdn.invalidations().len(), 2);
     assert_eq!(w.migration.sent(), ["redact", "redact"], "a retried erase tells the migration again");
 }
 
@@ -279,8 +285,7 @@ async fn an_erase_that_fails_halfway_is_finished_by_its_second_pass() {
         ..erasure.clone()
     };
     let alice = UserId::parse("alice").unwrap();
-    let client = matbakh_app::audit::Client { ip: "192.0.2.1".into(), user_agent: "test".into() };
-    assert!(down.erase(&alice, &client).await.is_err());
+    assert!(down.erase(&alice).await.is_err());
     assert!(!w.objects.holds_any("users/alice/").await.unwrap(), "the originals went first");
     assert!(w.repo.get(mine).is_some() && w.objects.holds_any("results/users/alice/").await.unwrap());
     assert_eq!(w.again.sent(), ["erase-again alice in 900s"]);
@@ -294,6 +299,10 @@ async fn an_erase_that_fails_halfway_is_finished_by_its_second_pass() {
         assert!(!w.objects.holds_any(&prefix).await.unwrap(), "{prefix} is left");
     }
     assert_eq!(w.again.sent().len(), 1, "the second pass asks for no third");
+    // The second pass asked the CDN to forget before its deletes and once they were done.
+    let before = ["/results/users/alice/*", "/derived/*"].map(str::to_owned).to_vec();
+    let after = [before.clone(), vec!["/users/alice/*".to_owned()]].concat();
+    assert_eq!(w.cdn.invalidations(), [before, after]);
 }
 
 impl World {
@@ -463,10 +472,9 @@ async fn an_account_of_thousands_of_files_is_erased_within_the_http_apis_time() 
     let remote = Remote::new(w.objects.clone(), usize::MAX);
     let erasure = Erasure { objects: remote.clone(), ..w.api.cases.erasure.clone() };
     let alice = UserId::parse("alice").unwrap();
-    let client = matbakh_app::audit::Client { ip: "192.0.2.1".into(), user_agent: "test".into() };
 
     let started = tokio::time::Instant::now();
-    let erased = erasure.erase(&alice, &client).await.unwrap();
+    let erased = erasure.erase(&alice).await.unwrap();
     let took = started.elapsed();
     assert_eq!((erased.files, erased.derived_objects), (3_000, 6_000), "a variant and a result each: {erased:?}");
     let requests = remote.requests.load(std::sync::atomic::Ordering::SeqCst);
@@ -488,11 +496,10 @@ async fn an_erase_that_runs_out_of_time_keeps_what_it_got_through() {
         w.photo("alice", n);
     }
     let alice = UserId::parse("alice").unwrap();
-    let client = matbakh_app::audit::Client { ip: "192.0.2.1".into(), user_agent: "test".into() };
     let mut left = vec![w.repo.file_ids(&alice).await.unwrap().len()];
     for _try in 0..5 {
         let erasure = Erasure { objects: Remote::new(w.objects.clone(), 2_000), ..w.api.cases.erasure.clone() };
-        let done = erasure.erase(&alice, &client).await.is_ok();
+        let done = erasure.erase(&alice).await.is_ok();
         left.push(w.repo.file_ids(&alice).await.unwrap().len());
         if done {
             break;
@@ -501,4 +508,91 @@ async fn an_erase_that_runs_out_of_time_keeps_what_it_got_through() {
     assert_eq!(left.last(), Some(&0), "files left after each try: {left:?}");
     assert!(left.windows(2).all(|w| w[1] < w[0]), "each try got further: {left:?}");
     assert!(!w.objects.holds_any("derived/").await.unwrap());
+}
+
+/// A CDN that notes, at each invalidation, how many of `files` still have a variant or a
+/// public copy in the bucket.
+struct Watching {
+    cdn: InMemoryCdn,
+    objects: Arc<InMemoryObjects>,
+    files: Vec<FileId>,
+    left: std::sync::Mutex<Vec<usize>>,
+}
+
+#[async_trait::async_trait]
+impl matbakh_app::ports::EdgeCache for Watching {
+    async fn invalidate(&self, paths: &[String], reference: &str) -> matbakh_app::ports::PortResult<String> {
+        let mut left = 0;
+        for f in &self.files {
+            let derived = self.objects.holds_any(&ObjectKey::derived_prefix(*f)).await?;
+            if derived || self.objects.holds_any(&ObjectKey::public_prefix(*f)).await? {
+                left += 1;
+            }
+        }
+        self.left.lock().unwrap().push(left);
+        self.cdn.invalidate(paths, reference).await
+    }
+}
+
+/// Review 24: the CDN was asked to forget the user's copies once, in the first step of 200
+/// files, before that step's deletes: a request for a file of a later step then filled the
+/// cache again from the bucket (a public copy for a year, unsigned). Now it is asked again once
+/// nothing of the user's is left; and a retry after a failure there asks again (the last
+/// step's rows wait for that request).
+#[tokio::test]
+async fn the_cdn_is_asked_to_forget_once_nothing_of_the_users_is_left_in_the_bucket() {
+    let w = World::new();
+    let files: Vec<FileId> = (0..450).map(|n| w.photo("alice", n)).collect();
+    for f in &files {
+        w.objects.insert(ObjectKey::from_stored(format!("{}original/dish.jpg", ObjectKey::public_prefix(*f))));
+    }
+    let watching =
+        Arc::new(Watching { cdn: InMemoryCdn::new(), objects: w.objects.clone(), files, left: Default::default() });
+    let erasure = &w.api.cases.erasure;
+    let erasure = Erasure {
+        delivery: matbakh_app::delivery::Delivery { edge: Some(watching.clone()), ..erasure.delivery.clone() },
+        ..erasure.clone()
+    };
+    erasure.erase(&UserId::parse("alice").unwrap()).await.unwrap();
+    let left = watching.left.lock().unwrap().clone();
+    assert_eq!(left.first(), Some(&450), "asked before the deletes too: {left:?}");
+    assert_eq!(left.last(), Some(&0), "files with copies left at each request: {left:?}");
+    let last = watching.cdn.invalidations().pop().unwrap();
+    for path in ["/results/users/alice/*", "/derived/*", "/p/*", "/users/alice/*"] {
+        assert!(last.iter().any(|p| p == path), "{path} in {last:?}");
+    }
+}
+
+/// The CDN down for the request after the deletes: the erase fails with the last step's rows
+/// kept, and its retry, which finds no object left to go by, asks for every path the user's
+/// files may be cached under.
+#[tokio::test]
+async fn an_erase_whose_last_request_fails_asks_again_on_its_retry() {
+    struct DownAfterDeletes(InMemoryCdn);
+    #[async_trait::async_trait]
+    impl matbakh_app::ports::EdgeCache for DownAfterDeletes {
+        async fn invalidate(&self, paths: &[String], reference: &str) -> matbakh_app::ports::PortResult<String> {
+            match reference.ends_with("-after") {
+                true => Err(matbakh_app::ports::PortError::Failed("the CDN is down".into())),
+                false => self.0.invalidate(paths, reference).await,
+            }
+        }
+    }
+    let w = World::new();
+    let mine = w.photo("alice", 1);
+    let erasure = &w.api.cases.erasure;
+    let flaky = Arc::new(DownAfterDeletes(InMemoryCdn::new()));
+    let down = Erasure {
+        delivery: matbakh_app::delivery::Delivery { edge: Some(flaky.clone()), ..erasure.delivery.clone() },
+        ..erasure.clone()
+    };
+    let alice = UserId::parse("alice").unwrap();
+    assert!(down.erase(&alice).await.is_err());
+    assert!(!w.objects.holds_any(&ObjectKey::derived_prefix(mine)).await.unwrap(), "the objects went");
+    assert!(w.repo.get(mine).is_some(), "the row waits for the request");
+
+    erasure.erase(&alice).await.unwrap();
+    assert!(w.repo.get(mine).is_none());
+    let every = ["/results/users/alice/*", "/derived/*", "/p/*", "/users/alice/*"].map(str::to_owned).to_vec();
+    assert_eq!(w.cdn.invalidations(), [every]);
 }

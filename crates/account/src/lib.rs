@@ -100,12 +100,12 @@ pub fn export_queue(sdk: &SdkConfig, lookup: impl Fn(&str) -> Option<String>) ->
         (status = 401, description = "No valid token"),
     ))]
 #[tracing::instrument(name = "erase_account", skip_all, fields(user = %caller.user))]
-async fn erase(State(api): State<Api>, caller: Caller, client: Client, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn erase(State(api): State<Api>, caller: Caller, body: Bytes) -> Result<Json<Value>, ApiError> {
     let req = JsonObject::parse(&body, &["confirm"])?;
     if req.opt_bool("confirm")? != Some(true) {
         return Err(ApiError::bad_field("confirm", "confirm: send {\"confirm\": true} to erase everything of yours"));
     }
-    let erased = api.cases.erasure.erase(&caller.user, &client.0).await?;
+    let erased = api.cases.erasure.erase(&caller.user).await?;
     metrics::emit("erase_account", &[("AccountsErased", 1, Unit::Count)]);
     Ok(Json(json!({ "erased": {
         "objectVersions": erased.object_versions,

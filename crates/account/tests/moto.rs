@@ -538,8 +538,9 @@ async fn the_pseudonym_key_comes_from_the_stacks_secret_and_the_replica_from_its
 
 /// Security review 16.4: erase invalidates the user's cached transform results at the files CDN
 /// (one wildcard, as the edge spells the sub) and, where a CDN serves variants, every variant
-/// (their keys name no user). An invalidation that fails answers 5xx with the results and rows
-/// kept, so the retry invalidates; an erase that finds nothing cached invalidates nothing.
+/// (their keys name no user), before the deletes and again once they are done (review 24). An
+/// invalidation that fails answers 5xx with the results and rows kept, so the retry
+/// invalidates; an erase that finds nothing cached invalidates nothing.
 #[tokio::test]
 #[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn erase_invalidates_the_users_cached_images_at_the_edge() {
@@ -564,8 +565,10 @@ async fn erase_invalidates_the_users_cached_images_at_the_edge() {
     let (status, report) = erase_on(&h, &user, erasure(None)).await;
     assert_eq!(status, StatusCode::OK, "{report}");
     let sub = user.replace('|', "%7C");
-    // one CDN, as deployed, and one request: the results' path and the variants'
-    let want = [[format!("/results/users/{sub}/*"), "/derived/*".to_owned()]];
+    // One CDN, as deployed: a request before the deletes, the results' path and the
+    // variants', and the same again once they are gone, with the user's originals.
+    let before = vec![format!("/results/users/{sub}/*"), "/derived/*".to_owned()];
+    let want = [before.clone(), [before, vec![format!("/users/{sub}/*")]].concat()];
     assert_eq!(testkit::invalidations(&cdn).await, want);
     assert_eq!(versions_under(&h.state.store, &[results]).await, Vec::<String>::new());
     assert_eq!(h.file_rows(&user).await, 0);

@@ -112,8 +112,8 @@ impl Erasure {
     /// before anything is deleted (right after the erased mark): an erase that fails halfway
     /// and is never retried is finished by it. A failure to ask fails the erase before it
     /// deletes anything (its retry asks again).
-    pub async fn erase(&self, owner: &UserId, client: &Client) -> Result<Erased, Error> {
-        self.erase_everything(owner, client, self.clock.now(), true).await
+    pub async fn erase(&self, owner: &UserId) -> Result<Erased, Error> {
+        self.erase_everything(owner, self.clock.now(), true).await
     }
 
     /// The second pass: once `job` is due, the same erase again (recorded as one, telling the
@@ -128,8 +128,7 @@ impl Erasure {
             again.send_later(job, wait).await?;
             return Ok(Again::Waiting(wait));
         }
-        let client = Client { ip: String::new(), user_agent: "eraser (an erase's second pass)".into() };
-        let erased = self.erase_everything(&job.user, &client, job.erased_at(), false).await?;
+        let erased = self.erase_everything(&job.user, job.erased_at(), false).await?;
         if erased.files + erased.object_versions + erased.derived_objects + erased.items > 0 {
             tracing::warn!(
                 files = erased.files,
@@ -145,7 +144,6 @@ impl Erasure {
     async fn erase_everything(
         &self,
         owner: &UserId,
-        client: &Client,
         erased_at: OffsetDateTime,
         ask_again: bool,
     ) -> Result<Erased, Error> {
@@ -183,12 +181,15 @@ impl Erasure {
         // Then file by file, a step of them at a time: the CDN's copies of what the step holds
         // (invalidated before they go), their variants and public copies (the keys come from
         // the rows), then their rows. An erase that runs out of time keeps what it got through,
-        // so its retry (or the second pass) starts where it stopped.
+        // so its retry (or the second pass) starts where it stopped. Once every object is gone,
+        // the CDN is asked again (`invalidate_after`).
         let mut cached = self.cached(owner, &results).await?;
+        let mut invalidated = Vec::new();
         let mut shared = Some([results, quarantined, exports]);
         let steps: Vec<&[FileId]> = if files.is_empty() { vec![&[]] } else { files.chunks(FILES_PER_STEP).collect() };
-        for step in steps {
-            self.invalidate_cached(&mut cached, step).await?;
+        let last = steps.len() - 1;
+        for (n, step) in steps.into_iter().enumerate() {
+            invalidated.extend(self.invalidate_cached(&mut cached, step).await?);
             for prefix in shared.take().into_iter().flatten() {
                 erased.derived_objects += self.objects.delete_prefix(&prefix).await?;
             }
@@ -199,6 +200,13 @@ impl Erasure {
                 .buffer_unordered(ERASE_IN_FLIGHT)
                 .try_fold(0, |sum, deleted| async move { Ok(sum + deleted) })
                 .await?;
+            if n == last {
+                // Once every object is gone, before the last rows go: a retry after a failure
+                // here finds those rows, and asks again.
+                let originals_went = erased.object_versions > 0;
+                self.invalidate_after(owner, std::mem::take(&mut invalidated), !files.is_empty(), originals_went)
+                    .await?;
+            }
             erased.items += self.accounts.erase_files(step).await?;
         }
         erased.files = files.len();
@@ -208,8 +216,11 @@ impl Erasure {
             "ok: {} files, {} object versions, {} in the replica, {} derived objects, {} items",
             erased.files, erased.object_versions, erased.replica_versions, erased.derived_objects, erased.items
         );
+        // Under the pseudonym, without the caller's address and browser (review 24: personal
+        // data the record kept a year; DECISIONS 17 keeps the record with no personal data).
         let access = Access { result: &result, ..Access::ok(&stand_in, AuditAction::Erase, None) };
-        self.audit.record(client, access).await?;
+        let by = if ask_again { "" } else { "eraser (an erase's second pass)" };
+        self.audit.record(&Client { ip: String::new(), user_agent: by.into() }, access).await?;
         // Last: the migration finds the user by the marks written first (a failure here fails
         // the erase, whose retry sends it again).
         if let Some(migration) = &self.migration {
@@ -244,12 +255,13 @@ impl Erasure {
         Ok(Cached { results, wildcards })
     }
 
-    /// Invalidates, in one request, what of `cached` the erase is about to delete with `files`:
-    /// each path once an erase, after the originals (nothing can be made again) and before the
-    /// deletes, so the retry after a failed invalidation finds them and tries again. Only what
-    /// the bucket still holds, so an erase of nothing invalidates nothing.
-    async fn invalidate_cached(&self, cached: &mut Cached, files: &[FileId]) -> Result<(), Error> {
-        let Some(edge) = &self.delivery.edge else { return Ok(()) };
+    /// Invalidates, in one request, what of `cached` the erase is about to delete with `files`
+    /// (and answers those paths): each path once an erase, after the originals (nothing can be
+    /// made again) and before the deletes, so the retry after a failed invalidation finds them
+    /// and tries again. Only what the bucket still holds, so an erase of nothing invalidates
+    /// nothing.
+    async fn invalidate_cached(&self, cached: &mut Cached, files: &[FileId]) -> Result<Vec<String>, Error> {
+        let Some(edge) = &self.delivery.edge else { return Ok(Vec::new()) };
         let mut paths = std::mem::take(&mut cached.results);
         let mut unseen = Vec::new();
         for (prefix, path) in std::mem::take(&mut cached.wildcards) {
@@ -259,11 +271,53 @@ impl Erasure {
             }
         }
         if !paths.is_empty() {
-            let reference = format!("erase-{}", self.clock.now().unix_timestamp_nanos());
-            let invalidation = edge.invalidate(&paths, &reference).await?;
-            tracing::info!(invalidation, ?paths, "the user's cached files invalidated at a CDN");
+            self.ask(&**edge, &paths, "before").await?;
         }
         cached.wildcards = unseen;
+        Ok(paths)
+    }
+
+    /// Asks the files CDN to forget, once every object is deleted, what the erase invalidated
+    /// before its deletes (review 24: between the first step's request and a later step's
+    /// deletes, a request for one of those files filled the cache again from the bucket, a
+    /// public copy for a year), with the user's originals (cached for signed download URLs)
+    /// when it deleted any. An erase that found files (rows) but nothing of theirs to
+    /// invalidate may be the retry of one that died after its deletes: it asks for every path
+    /// the user's files may be cached under (the variants' and public copies' are every
+    /// file's: a flush of the CDN, rare as erases are).
+    async fn invalidate_after(
+        &self,
+        owner: &UserId,
+        invalidated: Vec<String>,
+        had_files: bool,
+        originals_went: bool,
+    ) -> Result<(), Error> {
+        let Some(edge) = &self.delivery.edge else { return Ok(()) };
+        let files_cdn = self.delivery.cdn.as_ref().map(|c| c.base_url());
+        let mut paths = invalidated;
+        if paths.is_empty() && had_files {
+            paths.push(cdn::user_results(owner));
+            if let Some(base) = files_cdn {
+                paths.extend([cdn::all_variants(base), cdn::all_public_copies()]);
+            }
+        }
+        if let Some(base) = files_cdn
+            && (originals_went || !paths.is_empty())
+        {
+            paths.push(cdn::user_originals(base, owner));
+        }
+        if paths.is_empty() {
+            return Ok(());
+        }
+        self.ask(&**edge, &paths, "after").await
+    }
+
+    /// One invalidation of `paths` at `edge` (`when`: a part of its reference, unique per
+    /// request of one erase).
+    async fn ask(&self, edge: &dyn crate::ports::EdgeCache, paths: &[String], when: &str) -> Result<(), Error> {
+        let reference = format!("erase-{}-{when}", self.clock.now().unix_timestamp_nanos());
+        let invalidation = edge.invalidate(paths, &reference).await?;
+        tracing::info!(invalidation, paths = paths.len(), "the user's cached files invalidated at a CDN");
         Ok(())
     }
 

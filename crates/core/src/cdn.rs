@@ -71,6 +71,12 @@ pub fn all_variants(cdn_base_url: &str) -> String {
     format!("{}/derived/*", url_path(cdn_base_url))
 }
 
+/// Every original of `user` on the CDN whose URLs start with `cdn_base_url` (signed download
+/// URLs): `{its path}/users/{sub}/*`, the sub spelled as [`edge_path`] spells it.
+pub fn user_originals(cdn_base_url: &str, user: &UserId) -> String {
+    format!("{}{}/*", url_path(cdn_base_url), edge_path(ObjectKey::user_prefix(user).trim_end_matches('/')))
+}
+
 /// Every cached result of every file: `/results/*`.
 pub fn all_results() -> String {
     "/results/*".to_owned()
@@ -143,6 +149,18 @@ mod tests {
         for key in [format!("derived/{id}/320.webp"), format!("users/u/{id}/"), "users/u/not-an-id/a.jpg".into()] {
             assert_eq!(file_results(&key), None, "{key}");
         }
+    }
+
+    #[test]
+    fn a_users_originals_are_one_wildcard_under_the_cdns_path_as_signed_urls_spell_them() {
+        let user = UserId::parse("auth0|abc").unwrap();
+        assert_eq!(user_originals("https://files.matbakh.test", &user), "/users/auth0%7Cabc/*");
+        assert_eq!(user_originals("https://cdn.example/files/", &user), "/files/users/auth0%7Cabc/*");
+        let key = ObjectKey::from_stored("users/auth0|abc/0196c6f0b1c27f3a8d2e4b5c6d7e8f90/dish.jpg".to_owned());
+        assert!(format!("https://files.matbakh.test{}", edge_path(key.as_str())).starts_with(&format!(
+            "https://files.matbakh.test{}",
+            user_originals("https://files.matbakh.test", &user).trim_end_matches('*')
+        )));
     }
 
     #[test]
