@@ -1,8 +1,10 @@
 //! Building a GDPR export's archive (the exporter): `exports/{sub}/{exportId}.zip` holds every
-//! stored file of the user (READY or FAILED) under `files/{fileId}/{name}`, byte for byte, at
-//! its accepted version (DECISIONS 28), and `metadata.json` describing them as the files API
-//! shows them. Objects are streamed from the store into the archive ([`ObjectSink`]), so the
-//! size of an account does not matter.
+//! stored file of the user (READY or FAILED, and a deleted one while it can be restored) under
+//! `files/{fileId}/{name}`, byte for byte, at its accepted version (DECISIONS 28),
+//! `metadata.json` describing them as the files API shows them (and the files whose bytes it
+//! cannot hold: archived ones, which need a restore, and quarantined ones, refused), and
+//! `audit.json`, the user's audit trail as `GET /v1/me/audit` shows it. Objects are streamed
+//! from the store into the archive ([`ObjectSink`]), so the size of an account does not matter.
 //!
 //! A job already READY is left alone (a redelivered message); an unfinished one is built again
 //! from the start. A job that no longer exists (erased meanwhile) needs nothing. A build stops
@@ -27,6 +29,9 @@ use crate::audit::{Access, Client, Trail};
 use crate::error::Error;
 use crate::ports::{Archive, ExportRepo, FileRepo, ObjectSink, ObjectStore, PortError};
 use crate::view::FileView;
+
+/// Audit records an export reads in one request.
+const AUDIT_PAGE: u32 = 100;
 
 /// What building archives works with.
 #[derive(Clone)]
@@ -70,11 +75,13 @@ impl Archiver {
         }
         self.exports.set_state(&job.id, ExportState::Running, None).await?;
         let mut files = self.files.all(&job.owner).await?;
-        let kept = [FileStatus::Ready, FileStatus::Failed, FileStatus::Archived, FileStatus::Restoring];
-        files.retain(|d| kept.contains(&d.record.status));
+        // Everything the platform holds of the user's (review 24: deleted files kept for their
+        // restore window, and quarantined ones, were left out); not an upload still on its way.
+        files.retain(|d| d.record.status != FileStatus::Pending);
+        let trail = self.trail(&job.owner).await?;
         let key = ObjectKey::export_archive(&job.owner, &job.id);
         let mut out = self.objects.create(&key, "application/zip").await?;
-        let written = match self.write_archive(out.as_mut(), &files, deadline).await {
+        let written = match self.write_archive(out.as_mut(), &files, &trail, deadline).await {
             Ok(written) => written,
             Err(e) => {
                 if let Err(abort) = out.abort().await {
@@ -110,12 +117,27 @@ impl Archiver {
         Ok(true)
     }
 
-    /// Writes every file that is still there and `metadata.json`, then the central directory;
-    /// answers how many files.
+    /// `owner`'s whole audit trail, newest first, as it is shown.
+    async fn trail(&self, owner: &matbakh_core::ids::UserId) -> Result<Vec<serde_json::Value>, Error> {
+        let mut records = Vec::new();
+        let mut after = None;
+        loop {
+            let (page, next) = self.audit.log.page(owner, AUDIT_PAGE, after.as_deref()).await?;
+            records.extend(page.iter().map(matbakh_core::audit::AuditRecord::shown));
+            match next {
+                Some(cursor) => after = Some(cursor),
+                None => return Ok(records),
+            }
+        }
+    }
+
+    /// Writes every file that is still there, `metadata.json` and `audit.json` (`trail`), then
+    /// the central directory; answers how many files.
     async fn write_archive(
         &self,
         out: &mut dyn ObjectSink,
         files: &[FileDetails],
+        trail: &[serde_json::Value],
         deadline: Option<OffsetDateTime>,
     ) -> Result<u64, Error> {
         let mut entries = Vec::with_capacity(files.len() + 1);
@@ -133,8 +155,9 @@ impl Archiver {
             }
             let r = &d.record;
             // An archived original cannot be read before a restore (hours): described, with no
-            // path; its owner restores it and exports again.
-            if crate::archival::refusal(d).is_some() {
+            // path; its owner restores it and exports again. A quarantined file was refused
+            // (what it holds may harm): described, with why.
+            if crate::archival::refusal(d).is_some() || r.status == FileStatus::Quarantined {
                 described.push(Described { path: None, file: FileView::of(d, self.limits.restore_window) });
                 continue;
             }
@@ -156,19 +179,31 @@ impl Archiver {
             described.push(Described { path: Some(path), file: FileView::of(d, self.limits.restore_window) });
         }
         let written = described.iter().filter(|d| d.path.is_some()).count() as u64;
-        let metadata = serde_json::to_vec_pretty(&serde_json::json!({ "files": described }))
-            .map_err(|e| PortError::Failed(format!("metadata.json: {e}")))?;
-        let now = self.clock.now();
-        let offset = out.written();
-        out.write(&zip::local_header("metadata.json", now)).await?;
-        out.write(&metadata).await?;
-        let crc32 = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32IsoHdlc, &metadata) as u32;
-        out.write(&zip::data_descriptor(crc32, metadata.len() as u64)).await?;
-        let size = metadata.len() as u64;
-        entries.push(zip::Entry { name: "metadata.json".into(), modified: now, offset, crc32, size });
+        let metadata = serde_json::json!({ "files": described });
+        self.write_json(out, &mut entries, "metadata.json", &metadata).await?;
+        self.write_json(out, &mut entries, "audit.json", &serde_json::json!({ "records": trail })).await?;
         let directory_at = out.written();
         out.write(&zip::central_directory(&entries, directory_at)).await?;
         Ok(written)
+    }
+
+    /// Writes `value` as the archive's entry `name` (pretty JSON) and adds it to `entries`.
+    async fn write_json(
+        &self,
+        out: &mut dyn ObjectSink,
+        entries: &mut Vec<zip::Entry>,
+        name: &str,
+        value: &serde_json::Value,
+    ) -> Result<(), Error> {
+        let bytes = serde_json::to_vec_pretty(value).map_err(|e| PortError::Failed(format!("{name}: {e}")))?;
+        let now = self.clock.now();
+        let offset = out.written();
+        out.write(&zip::local_header(name, now)).await?;
+        out.write(&bytes).await?;
+        let crc32 = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32IsoHdlc, &bytes) as u32;
+        out.write(&zip::data_descriptor(crc32, bytes.len() as u64)).await?;
+        entries.push(zip::Entry { name: name.into(), modified: now, offset, crc32, size: bytes.len() as u64 });
+        Ok(())
     }
 }
 
@@ -262,9 +297,14 @@ mod tests {
         let big: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
         let menu = w.file("alice", 1, "menu.pdf", FileStatus::Ready, &big);
         let broken = w.file("alice", 2, "Straße 1.pdf", FileStatus::Failed, b"%PDF-broken");
-        w.file("alice", 3, "gone.pdf", FileStatus::Deleted, b"%PDF-gone");
+        let gone = w.file("alice", 3, "gone.pdf", FileStatus::Deleted, b"%PDF-gone");
         w.file("alice", 4, "coming.pdf", FileStatus::Pending, b"%PDF-pending");
         w.file("bob", 5, "bobs.pdf", FileStatus::Ready, b"%PDF-bob");
+        let refused = w.file("alice", 6, "refused.pdf", FileStatus::Quarantined, b"%PDF-harm");
+        let client = Client { ip: "192.0.2.7".into(), user_agent: "browser".into() };
+        let alice = UserId::parse("alice").unwrap();
+        let access = Access::ok(&alice, AuditAction::Download, Some(menu));
+        w.archiver.audit.record(&client, access).await.unwrap();
         // The menu's key written again after it was accepted (a replayed upload URL).
         let menu_key = w.repo.get(menu).unwrap().record.key;
         w.objects.put_bytes(&menu_key, b"%PDF-replayed".to_vec());
@@ -274,31 +314,51 @@ mod tests {
         let zip = w.objects.bytes(&archive.key).unwrap();
         assert_eq!(
             (archive.key.as_str(), archive.size, archive.files),
-            ("exports/alice/exp1.zip", zip.len() as u64, 2)
+            ("exports/alice/exp1.zip", zip.len() as u64, 3)
         );
         let entries = entries_of(&zip);
         let (menu_path, broken_path) = (format!("files/{menu}/menu.pdf"), format!("files/{broken}/Straße 1.pdf"));
+        let gone_path = format!("files/{gone}/gone.pdf");
         let names: Vec<&str> = entries.keys().map(String::as_str).collect();
-        assert_eq!(names, [menu_path.as_str(), broken_path.as_str(), "metadata.json"]);
+        let mut want = [menu_path.as_str(), broken_path.as_str(), gone_path.as_str(), "audit.json", "metadata.json"];
+        want.sort();
+        assert_eq!(names, want);
         assert_eq!(Sha256::of(&entries[&menu_path]), Sha256::of(&big), "the accepted version, byte for byte");
         assert_eq!(entries[&broken_path], b"%PDF-broken");
+        // Review 24: a deleted file is the user's data while it can be restored.
+        assert_eq!(entries[&gone_path], b"%PDF-gone");
         let metadata: serde_json::Value = serde_json::from_slice(&entries["metadata.json"]).unwrap();
         let described = metadata["files"].as_array().unwrap();
-        assert_eq!(described.len(), 2);
+        let by_id = |id: FileId| described.iter().find(|d| d["fileId"] == id.to_string().as_str()).unwrap();
+        assert_eq!(described.len(), 4, "not the pending upload, not Bob's");
+        assert_eq!(by_id(menu)["path"].as_str(), Some(menu_path.as_str()));
+        assert_eq!(by_id(broken)["status"], "FAILED");
         assert_eq!(
-            (described[0]["path"].as_str(), described[0]["fileId"].as_str()),
-            (Some(menu_path.as_str()), Some(menu.to_string().as_str()))
+            (&by_id(gone)["status"], by_id(gone)["path"].as_str()),
+            (&serde_json::json!("DELETED"), Some(gone_path.as_str()))
         );
-        assert_eq!(described[1]["status"], "FAILED");
+        // A quarantined file is described, its bytes not put in the archive.
         assert_eq!(
-            (described[0]["visibility"].as_str(), &described[0]["metadata"]),
+            (&by_id(refused)["status"], &by_id(refused)["path"]),
+            (&serde_json::json!("QUARANTINED"), &serde_json::Value::Null)
+        );
+        assert_eq!(
+            (by_id(menu)["visibility"].as_str(), &by_id(menu)["metadata"]),
             (Some("private"), &serde_json::json!({}))
+        );
+        // Her audit trail, as the API shows it.
+        let audit: serde_json::Value = serde_json::from_slice(&entries["audit.json"]).unwrap();
+        let records = audit["records"].as_array().unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(
+            (&records[0]["action"], &records[0]["ip"]),
+            (&serde_json::json!("download"), &serde_json::json!("192.0.2.7"))
         );
 
         let job = w.repo.get_export("exp1").unwrap();
-        assert_eq!((job.state, job.size, job.files), (ExportState::Ready, Some(archive.size), Some(2)));
+        assert_eq!((job.state, job.size, job.files), (ExportState::Ready, Some(archive.size), Some(3)));
         let trail: Vec<String> = w.repo.audit_entries().iter().map(|e| e.result.clone()).collect();
-        assert_eq!(trail, [format!("ok: 2 files, {} bytes", archive.size)]);
+        assert_eq!(trail.last(), Some(&format!("ok: 3 files, {} bytes", archive.size)));
 
         // Redelivered: nothing is built again.
         assert_eq!(w.archiver.build("exp1", None).await.unwrap(), Built::AlreadyReady);

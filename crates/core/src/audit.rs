@@ -189,3 +189,21 @@ pub struct AuditRecord {
     pub ip: String,
     pub user_agent: String,
 }
+
+impl AuditRecord {
+    /// The record as its owner is shown it (the trail's page, the export's `audit.json`): never
+    /// where a share link's visitor came from (records from before that was no longer stored
+    /// hold it).
+    pub fn shown(&self) -> serde_json::Value {
+        let shown = self.action != AuditAction::ShareDownload.as_str();
+        serde_json::json!({
+            "at": self.at,
+            "action": self.action,
+            "actor": self.actor,
+            "fileId": self.file_id,
+            "result": self.result,
+            "ip": shown.then_some(&self.ip),
+            "userAgent": shown.then_some(&self.user_agent),
+        })
+    }
+}

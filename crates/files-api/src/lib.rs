@@ -54,7 +54,7 @@ use matbakh_app::files::{Change, Files};
 use matbakh_app::images::{Images, Signer, Wanted};
 use matbakh_app::view::{FileView, Shown};
 use matbakh_aws::Services;
-use matbakh_core::audit::{AuditAction, DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE};
+use matbakh_core::audit::{DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE};
 use matbakh_core::ids::{FileId, UserId};
 use matbakh_core::imgproxy::{Format, Presets, SigningKeys};
 use matbakh_core::listing::{Cursor, ListQuery};
@@ -513,23 +513,7 @@ async fn audit_trail(
         }
     }
     let (items, next) = api.cases.files.audit_trail(&caller.user, limit, after.as_deref()).await?;
-    let records: Vec<Value> = items
-        .iter()
-        .map(|r| {
-            // Never where a share link's visitor came from (records from before that was no
-            // longer stored hold it).
-            let shown = r.action != AuditAction::ShareDownload.as_str();
-            json!({
-                "at": r.at,
-                "action": r.action,
-                "actor": r.actor,
-                "fileId": r.file_id,
-                "result": r.result,
-                "ip": shown.then_some(&r.ip),
-                "userAgent": shown.then_some(&r.user_agent),
-            })
-        })
-        .collect();
+    let records: Vec<Value> = items.iter().map(matbakh_core::audit::AuditRecord::shown).collect();
     let next = next.map(|sk| base64_url(sk.as_bytes()));
     Ok(Json(json!({ "records": records, "nextCursor": next })))
 }
