@@ -80,6 +80,28 @@ test('with the socket up, a new upload shows its thumbnail without asking about 
   await context.close();
 });
 
+test('a listing answered after a message about its file does not undo what the message showed', { timeout: 600_000 }, async () => {
+  const { context, page } = await live('guest-user');
+  const name = `race-${randomBytes(4).toString('hex')}.jpg`;
+  await upload(page, name, readFileSync(join(CORPUS, 'photos', 'dune.jpg')));
+  // The next listing is read at once (the file still PENDING) but answered only once the
+  // file's READY has come pushed: a listing sent as the socket came up, answered late, kept
+  // the card PENDING for good (a cold CI run, session 23).
+  let held;
+  await page.route((url) => url.pathname === '/v1/files', async (route) => {
+    const response = await route.fetch();
+    const body = await response.json();
+    held = body.files.find((f) => f.name === name)?.status;
+    await ready(page, name).waitFor({ timeout: SLOW });
+    await route.fulfill({ response, json: body });
+  }, { times: 1 });
+  await page.locator('#filters').evaluate((form) => form.requestSubmit());
+  await page.waitForFunction(() => document.getElementById('files-status').textContent !== 'Loading...', null, { timeout: SLOW });
+  assert.equal(held, 'PENDING', 'the listing was read before the file was READY (else this proves nothing)');
+  assert.equal(await card(page, name).getAttribute('data-status'), 'READY');
+  await context.close();
+});
+
 test('the export button says when the export is ready, pushed', { timeout: 300_000 }, async () => {
   const { context, page } = await live('guest-user');
   const asked = watch(page, (method, url) => method === 'GET' && url.pathname.startsWith('/v1/me/exports/'));

@@ -6,7 +6,10 @@
 // (POST /v1/files/{id}/image-urls), and a file can be made public (stable files-CDN URLs).
 // With the live updates' socket up, cards change as messages arrive (a thumbnail appears when
 // its file is READY, a rename or delete in another tab shows here); only while it is down is a
-// file still being processed asked about again.
+// file still being processed asked about again. An answer to a request sent before a message
+// about a file arrived never replaces what the message showed: it is the older of the two (a
+// listing sent as the socket came up, answered after the file's READY arrived, kept the card
+// PENDING for good).
 
 import { ApiError } from './api.js';
 import { bytes, date, el, toast } from './format.js';
@@ -30,6 +33,8 @@ export class FilesView {
     this.cursor = null;
     this.generation = 0;
     this.polling = new Map();
+    /** When a message last told about each file (performance.now()). */
+    this.told = new Map();
     let typing;
     this.form.addEventListener('input', (e) => {
       clearTimeout(typing);
@@ -52,15 +57,28 @@ export class FilesView {
           for (const card of this.gallery.querySelectorAll('[data-status="PENDING"]')) this.follow(card.dataset.fileId);
         }
       })
-      .on('upload.settled', (f) => this.replace(f))
-      .on('file.ready', (f) => this.upsert(f))
-      .on('file.failed', (f) => this.upsert(f))
-      .on('file.quarantined', (f) => this.upsert(f))
-      .on('file.changed', (f) => this.replace(f))
-      .on('file.archived', (f) => this.replace(f))
-      .on('file.restoring', (f) => this.replace(f))
-      .on('file.deleted', (f) => (this.showsDeleted() && f.status !== 'ERASED' ? this.upsert(f) : this.drop(f)))
-      .on('file.restored', (f) => (this.showsDeleted() ? this.drop(f) : this.upsert(f)));
+      .on('upload.settled', this.noted((f) => this.replace(f)))
+      .on('file.ready', this.noted((f) => this.upsert(f)))
+      .on('file.failed', this.noted((f) => this.upsert(f)))
+      .on('file.quarantined', this.noted((f) => this.upsert(f)))
+      .on('file.changed', this.noted((f) => this.replace(f)))
+      .on('file.archived', this.noted((f) => this.replace(f)))
+      .on('file.restoring', this.noted((f) => this.replace(f)))
+      .on('file.deleted', this.noted((f) => (this.showsDeleted() && f.status !== 'ERASED' ? this.upsert(f) : this.drop(f))))
+      .on('file.restored', this.noted((f) => (this.showsDeleted() ? this.drop(f) : this.upsert(f))));
+  }
+
+  /** `show`, noting when a message told about its file. */
+  noted(show) {
+    return (f) => {
+      this.told.set(f.fileId, performance.now());
+      show(f);
+    };
+  }
+
+  /** Whether a message told about `fileId` after `sentAt` (an answer sent then is older). */
+  toldSince(fileId, sentAt) {
+    return (this.told.get(fileId) ?? -Infinity) >= sentAt;
   }
 
   showsDeleted() {
@@ -124,10 +142,13 @@ export class FilesView {
     const generation = this.generation;
     this.status.textContent = 'Loading...';
     try {
+      const sentAt = performance.now();
       const page = await this.api.get(`/v1/files?${this.query()}`);
       if (generation !== this.generation) return;
-      // A card a message added meanwhile is replaced, not shown twice.
+      // A card a message added meanwhile is replaced, not shown twice; one a message told
+      // about since the request went is newer than this page (and one it took away stays away).
       for (const f of page.files) {
+        if (this.toldSince(f.fileId, sentAt)) continue;
         const shown = this.find(f.fileId);
         if (shown) shown.replaceWith(this.card(f));
         else this.gallery.append(this.card(f));
@@ -144,7 +165,9 @@ export class FilesView {
   /** A new upload: shown at once, and followed until the thumbnailer is done with it. */
   async added(fileId) {
     try {
+      const sentAt = performance.now();
       const f = await this.api.get(`/v1/files/${fileId}`);
+      if (this.toldSince(fileId, sentAt)) return;
       const old = this.find(fileId);
       if (old) old.replaceWith(this.card(f));
       else this.gallery.prepend(this.card(f));
@@ -167,7 +190,12 @@ export class FilesView {
     const until = Date.now() + PENDING_FOLLOW_MS;
     const tick = async () => {
       try {
+        const sentAt = performance.now();
         const f = await this.api.get(`/v1/files/${fileId}`);
+        if (this.toldSince(fileId, sentAt)) {
+          this.polling.delete(fileId);
+          return;
+        }
         if (f.status === 'PENDING' && Date.now() < until) {
           this.polling.set(fileId, setTimeout(tick, PENDING_POLL_MS));
           return;
