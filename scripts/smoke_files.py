@@ -169,9 +169,11 @@ def main():
     if len(ours) != 1 or archive.read(ours[0]) != photo:
         sys.exit(f"the export does not hold the photo byte for byte: {names}")
     meta = json.loads(archive.read("metadata.json"))
-    if len(meta["files"]) != job["files"] or len(names) != job["files"] + 1:
-        sys.exit(f"metadata lists {len(meta['files'])}, the archive holds {len(names)}, the job says {job['files']}")
-    print(f"export: {job['files']} files in {job['size']} bytes, CRCs good, the photo byte for byte", file=sys.stderr)
+    stored = [d for d in meta["files"] if d["path"]]
+    trail = json.loads(archive.read("audit.json"))["records"]
+    if len(stored) != job["files"] or len(names) != job["files"] + 2 or not trail:
+        sys.exit(f"metadata lists {len(stored)} stored, the archive holds {len(names)}, the job says {job['files']}, {len(trail)} audit records")
+    print(f"export: {job['files']} files in {job['size']} bytes and {len(trail)} audit records, CRCs good, the photo byte for byte", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -307,6 +307,17 @@ async fn export_streams_every_stored_file_byte_identical_into_one_zip() {
     let big_id = h.stored_file(&alice, "Straße 1.jpg", "image/jpeg", big.clone(), AT + time::Duration::hours(1)).await;
     let gone = h.stored_file(&alice, "gone.pdf", "application/pdf", b"%PDF-1.4".to_vec(), AT).await;
     h.state.table.mark_deleted(gone, None).await.unwrap();
+    let download = AuditEntry {
+        user: UserId::parse(&alice).unwrap(),
+        action: AuditAction::Download,
+        actor: alice.clone(),
+        file_id: Some(photo_id),
+        result: "ok".into(),
+        ip: "203.0.113.9".into(),
+        user_agent: "browser".into(),
+        at: AT,
+    };
+    h.state.table.put_audit(&download, matbakh_core::limits::Limits::default().audit_retention, 1).await.unwrap();
     let row = h.state.table.file_details(photo_id).await.unwrap().unwrap();
     let mut tagged = row.record.clone();
     tagged.labels.tags = [Tag::parse("garden").unwrap()].into();
@@ -326,7 +337,7 @@ async fn export_streams_every_stored_file_byte_identical_into_one_zip() {
     assert!(done.batch_item_failures.is_empty());
     let (status, ready) = h.call(Method::GET, &status_url, Some(&h.token(&alice)), None).await;
     assert_eq!(status, StatusCode::OK, "{ready}");
-    assert_eq!((ready["status"].as_str(), ready["files"].as_u64()), (Some("READY"), Some(2)));
+    assert_eq!((ready["status"].as_str(), ready["files"].as_u64()), (Some("READY"), Some(3)));
     let zip = testkit::http_client().get(ready["url"].as_str().unwrap()).send().await.unwrap();
     let disposition = zip.headers()["content-disposition"].to_str().unwrap().to_owned();
     let created = job["createdAt"].as_str().unwrap();
@@ -338,15 +349,23 @@ async fn export_streams_every_stored_file_byte_identical_into_one_zip() {
     let sha = |b: &[u8]| matbakh_core::ids::Sha256::of(b).to_hex();
     let photo_path = format!("files/{photo_id}/ladybird.jpg");
     let big_path = format!("files/{big_id}/Straße 1.jpg");
-    assert_eq!(entries.len(), 3, "{entries:?}");
+    let gone_path = format!("files/{gone}/gone.pdf");
+    // The deleted file too (its owner may still restore it), at its accepted version; and the
+    // audit trail.
+    assert_eq!(entries.len(), 5, "{entries:?}");
     assert_eq!(entries[&photo_path], sha(&photo));
     assert_eq!(entries[&big_path], sha(&big));
+    assert_eq!(entries[&gone_path], sha(b"%PDF-1.4"));
     let metadata: serde_json::Value = serde_json::from_slice(&read_entry(&zip, "metadata.json")).unwrap();
     let described = metadata["files"].as_array().unwrap();
-    assert_eq!(described.len(), 2);
-    assert_eq!(described[0]["path"], photo_path);
-    assert_eq!(described[0]["tags"], json!(["garden"]));
-    assert_eq!(described[1]["name"], "Straße 1.jpg");
+    assert_eq!(described.len(), 3);
+    let by_path = |path: &str| described.iter().find(|d| d["path"] == path).unwrap();
+    assert_eq!(by_path(&photo_path)["tags"], json!(["garden"]));
+    assert_eq!(by_path(&big_path)["name"], "Straße 1.jpg");
+    assert_eq!(by_path(&gone_path)["status"], "DELETED");
+    let audit: serde_json::Value = serde_json::from_slice(&read_entry(&zip, "audit.json")).unwrap();
+    let records = audit["records"].as_array().unwrap();
+    assert!(records.iter().any(|r| r["action"] == "download" && r["ip"] == "203.0.113.9"), "{audit}");
 
     // A redelivered message of a finished export changes nothing.
     let again = exporter::handle(&h.state.archiver(), testkit::sqs_batch(&[("m1", body)]), None).await;

@@ -425,7 +425,8 @@ mod tests {
             let data: Vec<u8> = (0..32 * 24 * u32::from(channels)).map(|i| (i * 7 % 251) as u8).collect();
             let p = Pixels { width: 32, height: 24, channels, data };
             let plain = encode(&p, OutputFormat::Avif, &q).unwrap();
-            let kept = encode_keeping(&p, OutputFormat::Avif, &q, None, crate::exif::copyright_block("(c) Matbakh")).unwrap();
+            let kept =
+                encode_keeping(&p, OutputFormat::Avif, &q, None, crate::exif::copyright_block("(c) Matbakh")).unwrap();
             let limits = crate::ImageLimits::default();
             let (a, b) = (crate::load(&plain, &limits, 0).unwrap(), crate::load(&kept, &limits, 0).unwrap());
             assert_eq!(a.pixels, b.pixels, "{channels} channels");
@@ -445,7 +446,14 @@ mod tests {
         let limits = crate::ImageLimits::default();
         let plain = crate::load(&encode(&p, OutputFormat::Avif, &q).unwrap(), &limits, 0).unwrap().pixels;
         for copyright in [None, Some("(c) Matbakh")] {
-            let kept = encode_keeping(&p, OutputFormat::Avif, &q, Some(&icc), copyright.and_then(crate::exif::copyright_block)).unwrap();
+            let kept = encode_keeping(
+                &p,
+                OutputFormat::Avif,
+                &q,
+                Some(&icc),
+                copyright.and_then(crate::exif::copyright_block),
+            )
+            .unwrap();
             assert_eq!(crate::load(&kept, &limits, 0).unwrap().pixels, plain, "decodes alike ({copyright:?})");
             let mut colr = b"colrprof".to_vec();
             colr.extend_from_slice(&icc);
