@@ -102,13 +102,20 @@ def stream_record(record, stream_arn, region):
 
 
 def matches(pattern, value):
-    """The subset of Lambda's filter patterns the template uses: nested objects, and lists of
-    the exact values allowed."""
+    """The subset of Lambda's filter patterns the template uses: nested objects, lists of the
+    exact values allowed, and `{"exists": true}` in such a list."""
     if isinstance(pattern, dict):
-        return isinstance(value, dict) and all(k in value and matches(p, value[k]) for k, p in pattern.items())
+        return isinstance(value, dict) and all(
+            matches(p, value[k]) if k in value else p == [{"exists": False}] for k, p in pattern.items()
+        )
     if isinstance(pattern, list):
-        return value in pattern
+        return any(p == {"exists": True} or p == value for p in pattern)
     return pattern == value
+
+
+def matches_any(patterns, value):
+    """A mapping's filters: a record goes to the function if any of them matches (none: all go)."""
+    return not patterns or any(matches(p, value) for p in patterns)
 
 
 class StreamPump:
@@ -117,9 +124,9 @@ class StreamPump:
     transaction is cancelled, and an iterator made before that would read the old shard forever.
     A failed call is tried again from the same place; nothing is skipped."""
 
-    def __init__(self, streams, http, lambda_url, table, function, pattern, region):
+    def __init__(self, streams, http, lambda_url, table, function, patterns, region):
         self.streams, self.http, self.lambda_url = streams, http, lambda_url
-        self.table, self.function, self.pattern, self.region = table, function, pattern, region
+        self.table, self.function, self.patterns, self.region = table, function, patterns, region
         self.arn = streams.list_streams(TableName=table)["Streams"][0]["StreamArn"]
         # Where each shard is read from next: (iterator type, sequence number). From the latest
         # record on, as StartingPosition: LATEST: what is there already is passed over.
@@ -143,7 +150,7 @@ class StreamPump:
             if not raw:
                 continue
             records = [stream_record(r, self.arn, self.region) for r in raw]
-            chosen = [r for r in records if self.pattern is None or matches(self.pattern, r)]
+            chosen = [r for r in records if matches_any(self.patterns, r)]
             failed = None
             if chosen:
                 resp = self.http.post(f"{self.lambda_url}/2015-03-31/functions/{self.function}/invocations",
@@ -169,7 +176,7 @@ def main():
     ap.add_argument("--lambda", dest="lambda_url", required=True)
     ap.add_argument("--region", default="eu-central-1")
     ap.add_argument("--queue", action="append", default=[], help="QUEUE_NAME=FUNCTION")
-    ap.add_argument("--streams-file", help="the DynamoDB stream mappings (JSON: table, function, window, pattern)")
+    ap.add_argument("--streams-file", help="the DynamoDB stream mappings (JSON: table, function, window, patterns)")
     args = ap.parse_args()
     # `kill -USR1` prints every thread's stack (a pump that seems stuck says where).
     faulthandler.register(signal.SIGUSR1, all_threads=True)
@@ -193,7 +200,7 @@ def main():
         streams = boto3.session.Session().client("dynamodbstreams", endpoint_url=args.endpoint, region_name=args.region)
         http = requests.Session()
         http.trust_env = False
-        pump = StreamPump(streams, http, args.lambda_url, m["table"], m["function"], m["pattern"], args.region)
+        pump = StreamPump(streams, http, args.lambda_url, m["table"], m["function"], m["patterns"], args.region)
         while True:
             time.sleep(window)
             try:

@@ -193,7 +193,7 @@ def http_routes(resources):
 
 def stream_mappings(resources, names):
     """Every DynamoDB event of every function: the table (local name), the binary, the
-    batching window and the filter pattern, for the event pump."""
+    batching window and the filter patterns (any matches), for the event pump."""
     mappings = []
     for binary, props in function_events(resources, "DynamoDB"):
         filters = props.get("FilterCriteria", {}).get("Filters", [])
@@ -201,7 +201,7 @@ def stream_mappings(resources, names):
             "table": names[props["Stream"]["Fn::GetAtt"][0]],
             "function": binary,
             "window": props.get("MaximumBatchingWindowInSeconds", 0),
-            "pattern": json.loads(filters[0]["Pattern"]) if filters else None,
+            "patterns": [json.loads(f["Pattern"]) for f in filters],
         })
     return mappings
 

@@ -7,7 +7,8 @@
 //! again: at least once, with the same ids). A push to one socket that fails is counted and not
 //! retried: retrying the change would send everything again to every other socket and hold up
 //! the stream behind it, and a browser catches up whenever its socket opens again (it reloads
-//! what it shows). A socket API Gateway reports gone is forgotten.
+//! what it shows). A socket API Gateway reports gone is forgotten. An erased account's sockets
+//! are told `account.erased` and then closed (their tokens may live on for hours).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +34,9 @@ pub enum Change {
     File { old: Option<FileDetails>, new: Option<FileDetails> },
     /// An export job's row before (if any) and after.
     Export { old: Option<ExportJob>, new: ExportJob },
+    /// A user's account closed by a GDPR erase (its usage item took `closedAt`), at
+    /// `erased_at` (RFC 3339).
+    AccountErased { user: UserId, erased_at: String },
 }
 
 impl Change {
@@ -41,6 +45,7 @@ impl Change {
         match self {
             Change::File { old, new } => new.as_ref().or(old.as_ref()).map(|d| &d.record.owner),
             Change::Export { new, .. } => Some(&new.owner),
+            Change::AccountErased { user, .. } => Some(user),
         }
     }
 }
@@ -58,6 +63,8 @@ pub struct Told {
     pub gone: usize,
     /// Pushes that failed otherwise (not retried).
     pub failed: usize,
+    /// Sockets closed (an erased account's).
+    pub closed: usize,
 }
 
 impl std::ops::AddAssign for Told {
@@ -67,6 +74,7 @@ impl std::ops::AddAssign for Told {
         self.pushed += o.pushed;
         self.gone += o.gone;
         self.failed += o.failed;
+        self.closed += o.closed;
     }
 }
 
@@ -122,6 +130,11 @@ impl Live {
                 })
                 .into_iter()
                 .collect()),
+            Change::AccountErased { user, erased_at } => {
+                let data = json!({ "erasedAt": erased_at });
+                let m = Message::new(Kind::AccountErased, source, 0, at.to_owned(), Some(user), data);
+                Ok(vec![(Audience::Owner(user.clone()), m)])
+            }
         }
     }
 
@@ -168,6 +181,14 @@ impl Live {
                 }
             }
             known[at].1.retain(|s| !gone.contains(&s.id));
+            if message.kind == Kind::AccountErased {
+                // Told, then closed: a token outlives the erase by hours, the socket must not.
+                for socket in std::mem::take(&mut known[at].1) {
+                    self.push.disconnect(&socket.id).await?;
+                    self.connections.close(&socket).await?;
+                    told.closed += 1;
+                }
+            }
         }
         Ok(told)
     }
@@ -295,7 +316,7 @@ mod tests {
         let messages = live.messages("rec-1", "2026-12-05T12:00:00.000Z", &change).await.unwrap();
         assert_eq!(kinds(&messages), ["upload.settled", "file.ready"]);
         let told = live.tell(&messages).await.unwrap();
-        assert_eq!(told, Told { messages: 2, webhooks: 2, pushed: 4, gone: 0, failed: 0 });
+        assert_eq!(told, Told { messages: 2, webhooks: 2, pushed: 4, gone: 0, failed: 0, closed: 0 });
         assert_eq!(*fakes.lookups.lock().unwrap(), 1, "alice's sockets were looked up once for both messages");
         assert!(fakes.pushed_to("bob-1").is_empty(), "nobody else hears of alice's files");
 
@@ -315,6 +336,33 @@ mod tests {
         assert_eq!(again, messages);
     }
 
+    /// Review 24: an erased user's sockets stayed open (and their tickets usable) until their
+    /// TTL, and the app's backend was never told of the account's end (only of the files still
+    /// shown). The erase's close of the account is `account.erased`, queued for the webhooks and
+    /// pushed to the user's sockets, which are then closed and forgotten.
+    #[tokio::test]
+    async fn an_erased_accounts_sockets_are_told_then_closed_and_the_backend_is_told() {
+        let fakes = Arc::new(InMemoryLive::default());
+        let live = live(&fakes, true);
+        for c in [socket("phone", "alice", false), socket("laptop", "alice", false), socket("bob-1", "bob", false)] {
+            entry(&fakes, NOW).opened(&c).await.unwrap();
+        }
+        let change = Change::AccountErased { user: user("alice"), erased_at: "2026-12-05T12:00:00.000Z".into() };
+        assert_eq!(change.owner(), Some(&user("alice")));
+        let messages = live.messages("rec-9", "2026-12-05T12:00:00.100Z", &change).await.unwrap();
+        assert_eq!(kinds(&messages), ["account.erased"]);
+        let told = live.tell(&messages).await.unwrap();
+        assert_eq!(told, Told { messages: 1, webhooks: 1, pushed: 2, gone: 0, failed: 0, closed: 2 });
+        let queued: Message = serde_json::from_str(&fakes.queued()[0]).unwrap();
+        assert_eq!((queued.kind, queued.user.as_deref()), (Kind::AccountErased, Some("alice")));
+        assert_eq!(queued.data, json!({ "erasedAt": "2026-12-05T12:00:00.000Z" }));
+        assert_eq!(fakes.pushed_to("phone").len(), 1, "told before it closes");
+        let mut closed = fakes.disconnected.lock().unwrap().clone();
+        closed.sort();
+        assert_eq!(closed, ["laptop", "phone"]);
+        assert!(!fakes.is_open("phone") && !fakes.is_open("laptop") && fakes.is_open("bob-1"));
+    }
+
     #[tokio::test]
     async fn gone_sockets_are_forgotten_and_a_failed_push_is_counted_not_retried() {
         let fakes = Arc::new(InMemoryLive::default());
@@ -328,7 +376,7 @@ mod tests {
         let messages = live.messages("rec-2", "t", &change).await.unwrap();
         assert_eq!(kinds(&messages), ["file.deleted"]);
         let told = live.tell(&messages).await.unwrap();
-        assert_eq!(told, Told { messages: 1, webhooks: 0, pushed: 1, gone: 1, failed: 1 });
+        assert_eq!(told, Told { messages: 1, webhooks: 0, pushed: 1, gone: 1, failed: 1, closed: 0 });
         assert!(!fakes.is_open("old") && fakes.is_open("busy") && fakes.is_open("ok"));
     }
 
@@ -367,7 +415,11 @@ mod tests {
         assert_eq!(messages[0].1.data["statusUrl"], "/v1/me/exports/exp1");
         let progress = for_admins(Kind::MigrationProgress, "rec-5", "t", json!({"run": "r1", "copiedFiles": 3}));
         let told = live.tell(&[messages[0].clone(), progress]).await.unwrap();
-        assert_eq!(told, Told { messages: 2, webhooks: 1, pushed: 2, gone: 0, failed: 0 }, "progress is not a webhook");
+        assert_eq!(
+            told,
+            Told { messages: 2, webhooks: 1, pushed: 2, gone: 0, failed: 0, closed: 0 },
+            "progress is not a webhook"
+        );
         assert_eq!(fakes.pushed_to("root").len(), 1);
         assert!(fakes.queued()[0].contains("export.ready"));
     }

@@ -794,6 +794,9 @@ pub enum Pushed {
 #[async_trait]
 pub trait Push: Send + Sync {
     async fn push(&self, connection: &str, body: &[u8]) -> PortResult<Pushed>;
+
+    /// Closes the socket (one already gone is no error).
+    async fn disconnect(&self, connection: &str) -> PortResult<()>;
 }
 
 /// The webhook queue: each message is delivered, signed, by the `webhooks` function.

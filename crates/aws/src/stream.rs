@@ -34,13 +34,13 @@ pub struct StreamRecord {
 #[derive(Debug, Clone)]
 #[allow(clippy::large_enum_variant)]
 pub enum Row {
-    /// A file row, or an export job that is there after the write: what the live updates tell
-    /// of ([`matbakh_app::live`]).
+    /// A file row, an export job that is there after the write, or an account an erase closed:
+    /// what the live updates tell of ([`matbakh_app::live`]).
     Change(Change),
     /// A migration run's item (`None`: removed).
     Run(Option<RunRecord>),
-    /// Anything else (tags, usage counters, sessions, an export job's removal by TTL, ...): no
-    /// news in itself.
+    /// Anything else (tags, usage counters but an erase's close, sessions, an export job's
+    /// removal by TTL, ...): no news in itself.
     Other,
 }
 
@@ -132,6 +132,19 @@ impl StreamRecord {
             }
         } else if pk == RUNS_PK {
             Row::Run(self.new.as_ref().map(parse_run).transpose()?)
+        } else if let Some(user) = pk.strip_prefix("USER#").filter(|_| sk == "USAGE") {
+            // An erase closes the account: its usage item takes `closedAt` (the usage
+            // counters' other writes, and a closed account's, are no news).
+            let closed = |item: &Option<Item>| item.as_ref().and_then(|i| i.get(crate::usage::CLOSED_AT)).cloned();
+            match (closed(&self.old), closed(&self.new)) {
+                (None, Some(AttributeValue::N(at))) => {
+                    let user = matbakh_core::ids::UserId::parse(user).map_err(|e| bad(e.to_string()))?;
+                    let at: i64 = at.parse().map_err(|_| bad("closedAt is not a number"))?;
+                    let at = OffsetDateTime::from_unix_timestamp(at).map_err(|_| bad("closedAt is out of range"))?;
+                    Row::Change(Change::AccountErased { user, erased_at: iso_millis(at) })
+                }
+                _ => Row::Other,
+            }
         } else {
             Row::Other
         })
@@ -183,5 +196,31 @@ mod tests {
         assert!(tag.old.is_none());
         let broken_file = record(json!({"pk": {"S": "FILE#x"}, "sk": {"S": "FILE"}}), json!({"pk": {"S": "FILE#x"}}));
         assert!(broken_file.row().is_err(), "a file row that does not read back is an error, not silence");
+    }
+
+    /// An erase's close of the account (the usage item takes `closedAt`) is the account's
+    /// erasure; the usage counters' other writes are not news.
+    #[test]
+    fn an_account_closed_by_an_erase_is_its_erasure() {
+        let usage = |old: Option<Value>, new: Value| {
+            let mut d = json!({"ApproximateCreationDateTime": 1_764_936_000.5,
+                               "Keys": {"pk": {"S": "USER#auth0|u-1"}, "sk": {"S": "USAGE"}}, "NewImage": new,
+                               "SequenceNumber": "100", "StreamViewType": "NEW_AND_OLD_IMAGES"});
+            if let Some(old) = old {
+                d["OldImage"] = old;
+            }
+            StreamRecord::parse(&json!({"eventID": "e1", "eventName": "MODIFY", "dynamodb": d})).unwrap().row().unwrap()
+        };
+        let counting = json!({"charged": {"N": "10"}});
+        let closed = json!({"closedAt": {"N": "1764936000"}});
+        match usage(Some(counting.clone()), closed.clone()) {
+            Row::Change(Change::AccountErased { user, erased_at }) => {
+                assert_eq!((user.as_str(), erased_at.as_str()), ("auth0|u-1", "2025-12-05T12:00:00.000Z"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(usage(None, closed.clone()), Row::Change(Change::AccountErased { .. })), "no usage before");
+        assert!(matches!(usage(Some(counting.clone()), json!({"charged": {"N": "20"}})), Row::Other));
+        assert!(matches!(usage(Some(closed.clone()), closed), Row::Other), "closed before: told once");
     }
 }

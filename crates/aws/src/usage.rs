@@ -19,7 +19,7 @@ use crate::schema;
 use crate::table::FileTable;
 
 /// The usage item's attribute while an erase holds the account closed: the erase's time.
-const CLOSED_AT: &str = "closedAt";
+pub(crate) const CLOSED_AT: &str = "closedAt";
 
 /// Bytes a usage update adds, within `quota`; `reserve`: they are only reserved yet.
 #[derive(Debug, Clone, Copy)]

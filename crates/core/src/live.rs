@@ -77,10 +77,15 @@ pub enum Kind {
     /// A migration run's counters (administrators only, never a webhook).
     #[serde(rename = "migration.progress")]
     MigrationProgress,
+    /// The user erased their account (GDPR): everything of theirs is gone or going, the files
+    /// they had deleted before included; what a receiver kept of theirs must go too. Their
+    /// open sockets are closed after it.
+    #[serde(rename = "account.erased")]
+    AccountErased,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 13] = [
         Kind::UploadSettled,
         Kind::FileReady,
         Kind::FileFailed,
@@ -93,6 +98,7 @@ impl Kind {
         Kind::ExportReady,
         Kind::ExportFailed,
         Kind::MigrationProgress,
+        Kind::AccountErased,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -109,6 +115,7 @@ impl Kind {
             Kind::ExportReady => "export.ready",
             Kind::ExportFailed => "export.failed",
             Kind::MigrationProgress => "migration.progress",
+            Kind::AccountErased => "account.erased",
         }
     }
 

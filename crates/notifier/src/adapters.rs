@@ -37,4 +37,15 @@ impl Push for ApiPush {
             }
         }
     }
+
+    async fn disconnect(&self, connection: &str) -> PortResult<()> {
+        match self.client.delete_connection().connection_id(connection).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_gone_exception()) => Ok(()),
+            Err(e) => Err(PortError::Unavailable {
+                operation: "DeleteConnection",
+                message: aws_sdk_apigatewaymanagement::error::DisplayErrorContext(&e).to_string(),
+            }),
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! `notifier`: triggered by two DynamoDB streams (`NEW_AND_OLD_IMAGES`): the files table's,
 //! where every user-visible change is a write of a file row or an export job by whichever
-//! function made it, and the migration table's, filtered to run items and batched over
+//! function made it (and an erase closes the account's usage item: `account.erased`, after which
+//! the user's sockets are closed), and the migration table's, filtered to run items and batched over
 //! [`PROGRESS_INTERVAL_MS`] so that a run's many counter updates in that window make one
 //! message. Each record becomes live messages ([`matbakh_app::live`]): pushed to the owner's
 //! open sockets through the WebSocket API's `@connections` (a socket found gone is removed),
@@ -80,6 +81,7 @@ async fn tell(live: &Live, read: &Read) -> Result<Told, NotifierError> {
         pushed = told.pushed,
         gone = told.gone,
         failed = told.failed,
+        closed = told.closed,
         webhooks = told.webhooks,
         "told"
     );

@@ -109,6 +109,33 @@ async fn a_batch_tells_owners_their_files_and_admins_one_progress_per_run() {
     assert_eq!(fakes.queued().len(), 2, "the webhooks hear of alice's file, not of the migration");
 }
 
+/// An erase closes the account's usage item (`closedAt`): the user's sockets are told
+/// `account.erased` and closed, the webhooks hear of it; the counters' other writes are no news.
+#[tokio::test]
+async fn an_erase_closing_the_account_tells_its_sockets_and_the_backend_then_closes_them() {
+    let fakes = Arc::new(InMemoryLive::default());
+    let live = live(&fakes);
+    open(&fakes, "alice-tab", "alice", false).await;
+    open(&fakes, "bob-tab", "bob", false).await;
+    let usage = |extra: Value| {
+        let mut item = json!({"pk": {"S": "USER#alice"}, "sk": {"S": "USAGE"}, "charged": {"N": "0"}});
+        item.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        item
+    };
+    let event = json!({"Records": [
+        record(1, Some(usage(json!({}))), Some(usage(json!({"charged": {"N": "10"}})))),
+        record(2, Some(usage(json!({}))), Some(usage(json!({"closedAt": {"N": "1764936000"}})))),
+    ]});
+    assert_eq!(handle(&live, event).await, json!({"batchItemFailures": []}));
+    let told = messages(&fakes, "alice-tab");
+    assert_eq!(told.iter().map(|m| m.kind.as_str()).collect::<Vec<_>>(), ["account.erased"]);
+    assert_eq!(told[0].data, json!({"erasedAt": "2025-12-05T12:00:00.000Z"}));
+    assert_eq!(fakes.queued().len(), 1);
+    assert_eq!(*fakes.disconnected.lock().unwrap(), ["alice-tab"]);
+    assert!(!fakes.is_open("alice-tab") && fakes.is_open("bob-tab"));
+    assert!(messages(&fakes, "bob-tab").is_empty());
+}
+
 fn bobs(row: Value) -> Value {
     let mut row = row;
     let id = "0192f3a0-0000-7000-8000-000000000002";

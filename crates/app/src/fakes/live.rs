@@ -26,6 +26,8 @@ pub struct InMemoryLive {
     pub outbox_down: Mutex<bool>,
     /// How often the open sockets were looked up.
     pub lookups: Mutex<usize>,
+    /// Sockets closed by the platform, in order.
+    pub disconnected: Mutex<Vec<String>>,
 }
 
 impl InMemoryLive {
@@ -86,6 +88,11 @@ impl Push for InMemoryLive {
         }
         lock(&self.pushed).push((connection.to_owned(), String::from_utf8_lossy(body).into_owned()));
         Ok(Pushed::Sent)
+    }
+
+    async fn disconnect(&self, connection: &str) -> PortResult<()> {
+        lock(&self.disconnected).push(connection.to_owned());
+        Ok(())
     }
 }
 
