@@ -48,6 +48,16 @@ pub struct ObjectEvent {
 }
 
 impl ObjectEvent {
+    /// How long before `now` the event happened (S3's `eventTime`), in milliseconds: what a
+    /// file waited in queues and took to process once it arrived. `None` without a readable
+    /// time, or one after `now` (another clock's).
+    pub fn age_millis(&self, now: time::OffsetDateTime) -> Option<u64> {
+        let at =
+            time::OffsetDateTime::parse(self.event_time.as_deref()?, &time::format_description::well_known::Rfc3339)
+                .ok()?;
+        u64::try_from((now - at).whole_milliseconds()).ok()
+    }
+
     /// A string that sorts like the events for one key happened (DECISIONS 15), stored on the
     /// row so an older event never overwrites newer state. S3's `sequencer` is a hex number
     /// whose strings may differ in length: the shorter is padded with zeros on the right
@@ -305,5 +315,26 @@ mod tests {
             assert!(parse_sqs_body(bad).is_err(), "{bad}");
         }
         assert!(decode_key("%FF").is_err());
+    }
+    #[test]
+    fn an_events_age_is_read_from_its_time() {
+        let mut e = ObjectEvent {
+            change: ObjectChange::Created,
+            name: "ObjectCreated:Post".into(),
+            bucket: "b".into(),
+            key: "k".into(),
+            size: None,
+            version_id: None,
+            sequencer: None,
+            event_time: Some("2026-12-07T09:00:00.250Z".into()),
+            restored_until: None,
+        };
+        let now = time::macros::datetime!(2026-12-07 09:00:03.500 UTC);
+        assert_eq!(e.age_millis(now), Some(3_250));
+        assert_eq!(e.age_millis(time::macros::datetime!(2026-12-07 08:59:59 UTC)), None, "a time after now");
+        e.event_time = Some("yesterday".into());
+        assert_eq!(e.age_millis(now), None);
+        e.event_time = None;
+        assert_eq!(e.age_millis(now), None);
     }
 }

@@ -121,6 +121,12 @@ pub async fn handle(t: &Thumbnailer, event: SqsEvent) -> SqsBatchResponse {
 async fn handle_events(t: &Thumbnailer, events: &[ObjectEvent]) -> Result<(), matbakh_app::Error> {
     for event in events.iter().filter(|e| e.change == ObjectChange::Created) {
         let outcome = process(t, &event.key).await?;
+        // The plan's PR-3 end to end: READY this long after the object arrived (the queue's
+        // wait, the read, the render and the writes; `RenderMilliseconds` is the render alone).
+        let now = matbakh_core::clock::Clock::now(&matbakh_core::clock::SystemClock);
+        if let (Processed::Ready { .. }, Some(ms)) = (&outcome, event.age_millis(now)) {
+            metrics::emit("thumbnail", &[("ReadyAfterMilliseconds", ms, Unit::Milliseconds)]);
+        }
         tracing::info!(key_len = event.key.len(), ?outcome, "object processed");
     }
     Ok(())
