@@ -395,8 +395,9 @@ impl S3Store {
     /// files CDN serves as `served` says. An original's copy keeps no GPS position
     /// (`core::location`): one of a type that may hold it is read (a JPEG's head first: one
     /// whose metadata there holds no position is copied) and, with a position, rewritten and
-    /// written instead of copied. One larger than [`matbakh_core::location::REWRITE_MAX_BYTES`], or whose metadata
-    /// cannot be walked, gets no public copy (never served with its position; its variants are).
+    /// written instead of copied. One larger than
+    /// [`matbakh_core::location::REWRITE_MAX_BYTES`], or whose metadata cannot be walked, gets
+    /// no public copy (never served with its position; its variants are).
     pub async fn publish(
         &self,
         from: &ObjectKey,

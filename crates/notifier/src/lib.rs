@@ -1,9 +1,9 @@
 //! `notifier`: triggered by two DynamoDB streams (`NEW_AND_OLD_IMAGES`): the files table's,
 //! where every user-visible change is a write of a file row or an export job by whichever
-//! function made it (and an erase closes the account's usage item: `account.erased`, after which
-//! the user's sockets are closed), and the migration table's, filtered to run items and batched over
-//! [`PROGRESS_INTERVAL_MS`] so that a run's many counter updates in that window make one
-//! message. Each record becomes live messages ([`matbakh_app::live`]): pushed to the owner's
+//! function made it (and an erase closes the account's usage item: `account.erased`, after
+//! which the user's sockets are closed), and the migration table's, filtered to run items and
+//! batched over [`PROGRESS_INTERVAL_MS`] so that a run's many counter updates in that window
+//! make one message. Each record becomes live messages ([`matbakh_app::live`]): pushed to the owner's
 //! open sockets through the WebSocket API's `@connections` (a socket found gone is removed),
 //! queued for the webhooks (`WEBHOOK_QUEUE_URL`, where configured); a run's progress goes to the
 //! administrators' sockets only.
