@@ -98,10 +98,9 @@ fn strip_jpeg_gps(bytes: &mut [u8]) -> Option<bool> {
             if let Some(tiff) = segment.strip_prefix(b"Exif\0\0").map(|t| t.len()) {
                 let start = segment.len() - tiff;
                 changed |= zero_gps_directory(&mut segment[start..]);
-            } else if segment.starts_with(b"http://ns.adobe.com/xap/1.0/") && contains(segment, b"GPS") {
+            } else if segment.starts_with(b"http://ns.adobe.com/xap/1.0/") {
                 let header = b"http://ns.adobe.com/xap/1.0/\0".len().min(segment.len());
-                segment[header..].fill(b' ');
-                changed = true;
+                changed |= blank_xmp(&mut segment[header..]);
             }
         }
         at += 2 + len;
