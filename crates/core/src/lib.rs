@@ -10,6 +10,7 @@ pub mod cdn;
 pub mod cdn_log;
 pub mod checksum;
 pub mod clock;
+pub mod container;
 pub mod delivery;
 pub mod erasure;
 pub mod error;

@@ -14,6 +14,11 @@
 //! - WebP: the `EXIF` and `XMP ` chunks, after the image data;
 //! - the HEIF family (HEIC, HEIF, AVIF): the `Exif` item and XMP's `mime` item, found through the
 //!   `meta` box's item information and locations, anywhere in the file (or in `idat`).
+//!
+//! The chunks and boxes are walked by [`crate::container`]; a part that is not whole makes the
+//! file unreadable here.
+
+use crate::container::{self, Part, be_uint};
 
 /// The largest original with a GPS position whose public copy is rewritten without it (in
 /// memory: the files API has 256 MB); a larger one gets no public copy of its original.
@@ -186,44 +191,32 @@ fn blank_xmp(packet: &mut [u8]) -> bool {
     naming
 }
 
-fn be_uint(bytes: &[u8], at: usize, size: usize) -> Option<u64> {
-    let b = bytes.get(at..at.checked_add(size)?)?;
-    Some(b.iter().fold(0, |n, &x| n << 8 | u64::from(x)))
-}
-
-fn be_u32(bytes: &[u8], at: usize) -> Option<usize> {
-    be_uint(bytes, at, 4).and_then(|n| usize::try_from(n).ok())
-}
-
 /// PNG (see the module comment); `None` if its chunks do not add up.
 fn strip_png_gps(bytes: &mut [u8]) -> Option<bool> {
-    const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
-    if !bytes.starts_with(SIGNATURE) {
+    if !bytes.starts_with(container::PNG_SIGNATURE) {
+        return None;
+    }
+    let chunks = container::all_whole(container::png_chunks(bytes))?;
+    if chunks.last().map(|c| &c.kind) != Some(b"IEND") {
         return None;
     }
     let mut changed = false;
-    let mut at = SIGNATURE.len();
-    loop {
-        let data = at.checked_add(8)?;
-        let end = data.checked_add(be_u32(bytes, at)?)?;
-        let crc = end.checked_add(4).filter(|&c| c <= bytes.len())?;
-        let kind: [u8; 4] = bytes.get(at + 4..data)?.try_into().ok()?;
-        if &kind == b"IEND" {
-            return Some(changed);
-        }
-        let touched = match &kind {
-            b"eXIf" => strip_exif_block(&mut bytes[data..end]),
-            b"iTXt" => blank_png_xmp(&mut bytes[data..end]),
-            b"tEXt" | b"zTXt" => blank_raw_profile(&mut bytes[at + 4..end]),
+    for chunk in chunks {
+        // Its type and data: what the CRC covers.
+        let typed = chunk.start + 4..chunk.data.end;
+        let touched = match &chunk.kind {
+            b"eXIf" => strip_exif_block(&mut bytes[chunk.data]),
+            b"iTXt" => blank_png_xmp(&mut bytes[chunk.data]),
+            b"tEXt" | b"zTXt" => blank_raw_profile(&mut bytes[typed.clone()]),
             _ => false,
         };
         if touched {
-            let sum = crc32fast::hash(&bytes[at + 4..end]);
-            bytes[end..crc].copy_from_slice(&sum.to_be_bytes());
+            let sum = crc32fast::hash(&bytes[typed.clone()]);
+            bytes[typed.end..chunk.end].copy_from_slice(&sum.to_be_bytes());
             changed = true;
         }
-        at = crc;
     }
+    Some(changed)
 }
 
 /// An `iTXt` chunk's data holding XMP (keyword "XML:com.adobe.xmp"): one naming a GPS field,
@@ -267,37 +260,19 @@ fn strip_webp_gps(bytes: &mut [u8]) -> Option<bool> {
         return None;
     }
     let mut changed = false;
-    let mut at = 12;
-    while at + 8 <= bytes.len() {
-        let len = bytes.get(at + 4..at + 8).map(|l| u32::from_le_bytes([l[0], l[1], l[2], l[3]]))?;
-        let len = usize::try_from(len).ok()?;
-        let end = (at + 8).checked_add(len).filter(|&e| e <= bytes.len())?;
-        match bytes.get(at..at + 4) {
-            Some(b"EXIF") => changed |= strip_exif_block(&mut bytes[at + 8..end]),
-            Some(b"XMP ") => changed |= blank_xmp(&mut bytes[at + 8..end]),
+    for chunk in container::all_whole(container::riff_chunks(bytes, 12..bytes.len()))? {
+        match &chunk.kind {
+            b"EXIF" => changed |= strip_exif_block(&mut bytes[chunk.data]),
+            b"XMP " => changed |= blank_xmp(&mut bytes[chunk.data]),
             _ => {}
         }
-        at = end + (len & 1);
     }
     Some(changed)
 }
 
-/// The boxes of an ISOBMFF file (HEIF) in `bytes[range]`: each one's type and content.
-fn boxes(bytes: &[u8], range: std::ops::Range<usize>) -> Option<Vec<([u8; 4], std::ops::Range<usize>)>> {
-    let mut out = Vec::new();
-    let mut at = range.start;
-    while at < range.end {
-        let kind: [u8; 4] = bytes.get(at + 4..at + 8)?.try_into().ok()?;
-        let (size, header) = match be_uint(bytes, at, 4)? {
-            0 => (range.end - at, 8),
-            1 => (usize::try_from(be_uint(bytes, at + 8, 8)?).ok()?, 16),
-            n => (usize::try_from(n).ok()?, 8),
-        };
-        let end = at.checked_add(size).filter(|&e| size >= header && e <= range.end)?;
-        out.push((kind, at + header..end));
-        at = end;
-    }
-    Some(out)
+/// The boxes of an ISOBMFF file (HEIF) in `bytes[range]`, if each is whole.
+fn boxes(bytes: &[u8], range: std::ops::Range<usize>) -> Option<Vec<Part>> {
+    container::all_whole(container::iso_boxes(bytes, range))
 }
 
 /// What an item of a HEIF file holds, as far as positions go.
@@ -315,12 +290,12 @@ type Location = (u8, u64, u64, Vec<(u64, u64)>);
 /// The HEIF family (see the module comment); `None` if its boxes or item tables do not add up.
 fn strip_heif_gps(bytes: &mut [u8]) -> Option<bool> {
     let top = boxes(bytes, 0..bytes.len())?;
-    let Some((_, meta)) = top.into_iter().find(|(kind, _)| kind == b"meta") else {
+    let Some(meta) = top.into_iter().find(|b| &b.kind == b"meta").map(|b| b.data) else {
         // No item metadata (an image sequence): nowhere for an Exif item.
         return Some(false);
     };
     let children = boxes(bytes, meta.start.checked_add(4)?..meta.end)?;
-    let child = |name: &[u8; 4]| children.iter().find(|(kind, _)| kind == name).map(|(_, r)| r.clone());
+    let child = |name: &[u8; 4]| children.iter().find(|b| &b.kind == name).map(|b| b.data.clone());
     let items = match child(b"iinf") {
         Some(iinf) => item_kinds(bytes, iinf)?,
         None => Vec::new(),
@@ -385,9 +360,9 @@ fn item_kinds(bytes: &[u8], iinf: std::ops::Range<usize>) -> Option<Vec<(u32, It
     let version = *bytes.get(iinf.start)?;
     let first = iinf.start + 4 + if version == 0 { 2 } else { 4 };
     let mut out = Vec::new();
-    for (kind, infe) in boxes(bytes, first.min(iinf.end)..iinf.end)? {
+    for Part { kind, data: infe, .. } in boxes(bytes, first.min(iinf.end)..iinf.end)? {
         let version = *bytes.get(infe.start)?;
-        if kind != *b"infe" || version < 2 {
+        if &kind != b"infe" || version < 2 {
             continue;
         }
         let (id, at) = match version {
@@ -517,16 +492,9 @@ mod tests {
 
     /// Every chunk's CRC matches its type and data.
     fn png_crcs_hold(png: &[u8]) -> bool {
-        let mut at = 8;
-        while at < png.len() {
-            let len = be_u32(png, at).unwrap();
-            let sum = be_uint(png, at + 8 + len, 4).unwrap() as u32;
-            if crc32fast::hash(&png[at + 4..at + 8 + len]) != sum {
-                return false;
-            }
-            at += 12 + len;
-        }
-        true
+        container::png_chunks(png).all(|c| {
+            c.whole && be_uint(png, c.data.end, 4) == Some(u64::from(crc32fast::hash(&png[c.start + 4..c.data.end])))
+        })
     }
 
     #[test]

@@ -41,39 +41,18 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, ImageError>) -> Result<T, ImageError
 /// Every box's declared size fits inside its parent (recursively for the containers an AVIF
 /// uses). `avif-parse` sizes some buffers from these fields before reading them: a 14 KB file
 /// declaring a 4 GB `ftyp` must stop here, not at the allocator (found by the fuzzer).
-fn boxes_fit(mut b: &[u8], depth: u8) -> bool {
-    while !b.is_empty() {
-        let Some(size) = b.get(..4).map(|s| u64::from(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))) else {
-            return false;
-        };
-        let Some(kind) = b.get(4..8) else { return false };
-        let (header, size) = match size {
-            0 => (8, b.len() as u64),
-            1 => match b.get(8..16).and_then(|l| <[u8; 8]>::try_from(l).ok()) {
-                Some(l) => (16, u64::from_be_bytes(l)),
-                None => return false,
-            },
-            n => (8, n),
-        };
-        if size < header || size > b.len() as u64 {
-            return false;
-        }
-        let body = &b[header as usize..size as usize];
+fn boxes_fit(b: &[u8], depth: u8) -> bool {
+    matbakh_core::container::iso_boxes(b, 0..b.len()).all(|part| {
+        let body = &b[part.data];
         // Containers, with the bytes before their children (full-box version/flags, counts).
-        let children = match kind {
+        let children = match &part.kind {
             b"meta" | b"iref" => Some(4),
             b"iinf" => Some(if body.first() == Some(&0) { 6 } else { 8 }),
             b"iprp" | b"ipco" | b"dinf" | b"moov" | b"trak" | b"mdia" | b"minf" | b"stbl" => Some(0),
             _ => None,
         };
-        if let Some(skip) = children
-            && (depth >= 8 || body.len() < skip || !boxes_fit(&body[skip..], depth + 1))
-        {
-            return false;
-        }
-        b = &b[size as usize..];
-    }
-    true
+        part.whole && children.is_none_or(|skip| depth < 8 && body.len() >= skip && boxes_fit(&body[skip..], depth + 1))
+    })
 }
 
 fn parse(bytes: &[u8]) -> Result<avif_parse::AvifData, ImageError> {

@@ -5,6 +5,8 @@
 use ravif::Img;
 use rgb::FromSlice;
 
+use matbakh_core::container::{self, Part};
+
 use crate::ImageError;
 use crate::pixels::Pixels;
 
@@ -142,37 +144,15 @@ fn avif_with_exif(p: &Pixels, q: &Quality, exif: Vec<u8>) -> Result<Vec<u8>, Ima
     Ok(out)
 }
 
-/// A box of an ISO BMFF file: where it starts, its type and its whole size (8-byte header).
-#[derive(Debug, Clone, Copy)]
-struct IsoBox {
-    start: usize,
-    kind: [u8; 4],
-    size: usize,
+/// The boxes in `b[from..to]` if they fill it, each whole with a 32-bit size (`avif-serialize`
+/// writes no other; the sizes are grown in place below).
+fn iso_boxes(b: &[u8], from: usize, to: usize) -> Option<Vec<Part>> {
+    container::all_whole(container::iso_boxes(b, from..to))
+        .filter(|boxes| boxes.iter().all(|x| x.data.start == x.start + 8 && read_be(b, x.start, 4) != Some(0)))
 }
 
-impl IsoBox {
-    fn end(&self) -> usize {
-        self.start + self.size
-    }
-}
-
-/// The boxes in `b[from..to]` (32-bit sizes only: `avif-serialize` writes no others).
-fn iso_boxes(b: &[u8], from: usize, to: usize) -> Option<Vec<IsoBox>> {
-    let mut out = Vec::new();
-    let mut at = from;
-    while at + 8 <= to {
-        let size = u32::from_be_bytes(b[at..at + 4].try_into().ok()?) as usize;
-        if size < 8 || at + size > to {
-            return None;
-        }
-        out.push(IsoBox { start: at, kind: b[at + 4..at + 8].try_into().ok()?, size });
-        at += size;
-    }
-    (at == to).then_some(out)
-}
-
-fn child(boxes: &[IsoBox], kind: &[u8; 4]) -> Option<IsoBox> {
-    boxes.iter().find(|b| &b.kind == kind).copied()
+fn child(boxes: &[Part], kind: &[u8; 4]) -> Option<Part> {
+    boxes.iter().find(|b| &b.kind == kind).cloned()
 }
 
 /// The big-endian number of `width` bytes at `at`.
@@ -201,16 +181,16 @@ fn with_profile(file: &[u8], icc: &[u8]) -> Option<Vec<u8>> {
     let top = iso_boxes(file, 0, file.len())?;
     let meta = child(&top, b"meta")?;
     // meta is a full box: version and flags before its children.
-    let in_meta = iso_boxes(file, meta.start + 12, meta.end())?;
+    let in_meta = iso_boxes(file, meta.start + 12, meta.end)?;
     let pitm = child(&in_meta, b"pitm")?;
     let primary = read_be(file, pitm.start + 12, 2)?;
     let (iloc, iprp) = (child(&in_meta, b"iloc")?, child(&in_meta, b"iprp")?);
-    let in_iprp = iso_boxes(file, iprp.start + 8, iprp.end())?;
+    let in_iprp = iso_boxes(file, iprp.start + 8, iprp.end)?;
     let (ipco, ipma) = (child(&in_iprp, b"ipco")?, child(&in_iprp, b"ipma")?);
-    if ipma.start < ipco.end() || iprp.end() > top.iter().find(|b| &b.kind == b"mdat")?.start {
+    if ipma.start < ipco.end || iprp.end > top.iter().find(|b| &b.kind == b"mdat")?.start {
         return None;
     }
-    let index = iso_boxes(file, ipco.start + 8, ipco.end())?.len() + 1;
+    let index = iso_boxes(file, ipco.start + 8, ipco.end)?.len() + 1;
     let mut colr = ((12 + icc.len()) as u32).to_be_bytes().to_vec();
     colr.extend_from_slice(b"colrprof");
     colr.extend_from_slice(icc);
@@ -233,18 +213,18 @@ fn with_profile(file: &[u8], icc: &[u8]) -> Option<Vec<u8>> {
     let (count_at, association_at) = insert_at?;
     let grown = (colr.len() + association.len()) as u64;
     let mut out = file.to_vec();
-    for (b, by) in [(meta, grown), (iprp, grown), (ipco, colr.len() as u64), (ipma, association.len() as u64)] {
+    for (b, by) in [(&meta, grown), (&iprp, grown), (&ipco, colr.len() as u64), (&ipma, association.len() as u64)] {
         add_be(&mut out, b.start, 4, by)?;
     }
     out[count_at] = out[count_at].checked_add(1)?;
-    move_iloc_offsets(&mut out, iloc, grown)?;
+    move_iloc_offsets(&mut out, &iloc, grown)?;
     out.splice(association_at..association_at, association);
-    out.splice(ipco.end()..ipco.end(), colr);
+    out.splice(ipco.end..ipco.end, colr);
     Some(out)
 }
 
 /// Adds `delta` to every file offset `iloc` holds (construction method 0).
-fn move_iloc_offsets(b: &mut [u8], iloc: IsoBox, delta: u64) -> Option<()> {
+fn move_iloc_offsets(b: &mut [u8], iloc: &Part, delta: u64) -> Option<()> {
     let version = b[iloc.start + 8];
     let (offset_size, length_size) = (usize::from(b[iloc.start + 12] >> 4), usize::from(b[iloc.start + 12] & 15));
     let (base_size, index_size) = (usize::from(b[iloc.start + 13] >> 4), usize::from(b[iloc.start + 13] & 15));
@@ -277,7 +257,7 @@ fn move_iloc_offsets(b: &mut [u8], iloc: IsoBox, delta: u64) -> Option<()> {
             at += offset_size + length_size;
         }
     }
-    (at <= iloc.end()).then_some(())
+    (at <= iloc.end).then_some(())
 }
 
 /// A WebP file in the extended format (RIFF `VP8X`) with an `ICCP` chunk before the image and
@@ -295,15 +275,13 @@ fn webp_chunks(
     }
     // The chunks libwebp wrote, without a VP8X (it is written anew).
     let mut chunks: Vec<([u8; 4], &[u8])> = Vec::new();
-    let mut at = 12;
-    while at + 8 <= webp.len() {
-        let fourcc: [u8; 4] = webp[at..at + 4].try_into().map_err(|_| bad())?;
-        let len = u32::from_le_bytes(webp[at + 4..at + 8].try_into().map_err(|_| bad())?) as usize;
-        let payload = webp.get(at + 8..at + 8 + len).ok_or_else(bad)?;
-        if &fourcc != b"VP8X" {
-            chunks.push((fourcc, payload));
+    for chunk in container::riff_chunks(webp, 12..webp.len()) {
+        if !chunk.whole {
+            return Err(bad());
         }
-        at += 8 + len + (len & 1);
+        if &chunk.kind != b"VP8X" {
+            chunks.push((chunk.kind, &webp[chunk.data]));
+        }
     }
     let flags =
         if icc.is_some() { 0x20 } else { 0 } | if alpha { 0x10 } else { 0 } | if exif.is_some() { 0x08 } else { 0 };
@@ -462,11 +440,11 @@ mod tests {
             // The primary item's ipma entry names the new property: one more association.
             let top = iso_boxes(&kept, 0, kept.len()).unwrap();
             let meta = child(&top, b"meta").unwrap();
-            let in_meta = iso_boxes(&kept, meta.start + 12, meta.end()).unwrap();
+            let in_meta = iso_boxes(&kept, meta.start + 12, meta.end).unwrap();
             let iprp = child(&in_meta, b"iprp").unwrap();
-            let in_iprp = iso_boxes(&kept, iprp.start + 8, iprp.end()).unwrap();
+            let in_iprp = iso_boxes(&kept, iprp.start + 8, iprp.end).unwrap();
             let props =
-                iso_boxes(&kept, child(&in_iprp, b"ipco").unwrap().start + 8, child(&in_iprp, b"ipco").unwrap().end())
+                iso_boxes(&kept, child(&in_iprp, b"ipco").unwrap().start + 8, child(&in_iprp, b"ipco").unwrap().end)
                     .unwrap();
             assert_eq!(&props.last().unwrap().kind, b"colr");
             let ipma = child(&in_iprp, b"ipma").unwrap();

@@ -129,19 +129,15 @@ fn png(b: &[u8]) -> Result<Probe, ImageError> {
     let (width, height) = (dim(16).ok_or_else(|| malformed("PNG header cut short"))?, dim(20).unwrap_or(0));
     // An animated PNG says how many frames it has in acTL, before the first image data. Every
     // colour profile (iCCP) is inflated with a bound: the decoder would inflate it with none.
+    // A chunk cut short is read as far as it goes, and is the last.
     let (mut frames, mut data_seen) = (1, false);
-    let mut at = 8;
-    while let Some(len) = dim(at) {
-        let kind = b.get(at + 4..at + 8).unwrap_or_default();
-        let body = b.get(at + 8..).map(|rest| &rest[..rest.len().min(len as usize)]).unwrap_or_default();
-        match kind {
-            b"acTL" if !data_seen => frames = dim(at + 8).unwrap_or(1).max(1),
-            b"iCCP" => png_profile_fits(body)?,
+    for chunk in matbakh_core::container::png_chunks(b) {
+        match &chunk.kind {
+            b"acTL" if !data_seen => frames = dim(chunk.data.start).unwrap_or(1).max(1),
+            b"iCCP" => png_profile_fits(&b[chunk.data])?,
             b"IDAT" => data_seen = true,
-            b"IEND" => break,
             _ => {}
         }
-        at = at.saturating_add(12).saturating_add(len as usize);
     }
     Ok(Probe { format: Format::Png, width, height, frames, largest_frame_pixels: pixels(width, height), icc: None })
 }
@@ -230,14 +226,9 @@ fn webp(b: &[u8]) -> Result<Probe, ImageError> {
 
 /// The chunks of `b` (kind, data), as far as they are whole.
 fn riff_chunks(b: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    let mut at = 0usize;
-    std::iter::from_fn(move || {
-        let kind = b.get(at..at + 4)?;
-        let len = le32(b, at + 4)? as usize;
-        let data = b.get(at + 8..at.checked_add(8)?.checked_add(len)?)?;
-        at = at.saturating_add(8).saturating_add(len + (len & 1));
-        Some((kind, data))
-    })
+    matbakh_core::container::riff_chunks(b, 0..b.len())
+        .take_while(|chunk| chunk.whole)
+        .map(move |chunk| (&b[chunk.start..chunk.start + 4], &b[chunk.data]))
 }
 
 /// The size a VP8 or VP8L bitstream (a chunk's data) says it decodes to; `None` for another
