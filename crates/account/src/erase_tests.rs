@@ -182,6 +182,30 @@ async fn an_erase_removes_everything_of_the_callers_and_nothing_of_anyone_elses(
     assert_eq!(w.migration.sent(), ["redact", "redact"], "a retried erase tells the migration again");
 }
 
+/// Review 24: an erase is logged in its request's span, which names the user; a log line that
+/// printed the pseudonym its record is kept under (or a legacy path's mark) beside it would link
+/// the two for as long as the logs are kept, and the pseudonym exists so that nothing does.
+#[tokio::test]
+async fn the_erases_logs_never_print_the_pseudonym_its_record_is_kept_under() {
+    let w = World::new();
+    let alice = UserId::parse("alice").unwrap();
+    w.photo("alice", 1);
+    w.repo.insert_legacy("shop/alice/menu.jpg", &alice);
+    let logs = testkit::logs::Captured::default();
+    let (status, answer) = {
+        let _capture = tracing::subscriber::set_default(logs.subscriber());
+        w.erase("alice", json!({"confirm": true})).await
+    };
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let text = logs.text();
+    assert!(text.contains("account erased") && text.contains("alice"), "the erase is logged, in its span: {text}");
+    let stand_in = pseudonym(&key(), &alice).to_string();
+    let mark = erased_path(&key(), "shop/alice/menu.jpg");
+    assert!(!text.contains(&stand_in[stand_in.len() - 32..]), "the logs print the pseudonym: {text}");
+    assert!(!text.contains(&mark[mark.len() - 32..]), "the logs print the legacy path's mark: {text}");
+    assert_eq!(w.repo.audit_entries()[0].user.to_string(), stand_in, "the record is kept under it");
+}
+
 /// Security review 20: an export being written when the erase came (its archive's parts hold
 /// the user's files) was left to the bucket's one-day lifecycle rule; now the erase aborts it.
 #[tokio::test]

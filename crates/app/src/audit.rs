@@ -66,9 +66,17 @@ impl Trail {
             user_agent,
             at: self.clock.now(),
         };
+        // An erase's record is kept under the user's pseudonym, which its line never prints:
+        // the line is logged in the erase's request, whose span names the user, and the two side
+        // by side would link them for as long as the logs are kept (review 24).
+        let user = if entry.action == AuditAction::Erase {
+            "(the pseudonym, not logged)".into()
+        } else {
+            entry.user.to_string()
+        };
         tracing::info!(
             target: "audit",
-            user = %entry.user,
+            %user,
             action = %entry.action,
             actor = %entry.actor,
             file_id = ?entry.file_id.map(|f| f.to_string()),

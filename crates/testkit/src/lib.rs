@@ -3,6 +3,8 @@
 //! signatures), a key pair standing in for the identity provider, real corpus files, and a
 //! browser-style form upload.
 
+pub mod logs;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
