@@ -219,6 +219,15 @@ impl Files {
                     "the file has not arrived yet; abort its upload instead",
                 ));
             }
+            // Made READY (or FAILED) by the thumbnailer before the indexer checked the upload
+            // against its grant and the quota: deleted now, that check would never run (review
+            // 25). It runs within seconds of the upload.
+            _ if r.expires_at.is_some() => {
+                return Err(Error::conflict(
+                    "upload_incomplete",
+                    "the upload is still being checked; try again in a few seconds",
+                ));
+            }
             FileStatus::Ready
             | FileStatus::Failed
             | FileStatus::Quarantined

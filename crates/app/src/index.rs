@@ -1,7 +1,8 @@
 //! Reading a settled object once (streaming): its SHA-256, the type its bytes really are, EXIF
 //! for images, the search words of its name, and whether its owner already has the same bytes.
-//! Done once per file: a row that has its SHA-256, or was quarantined or deleted, is not read
-//! again.
+//! Done once per file: a row read before, or quarantined or deleted, is not read again. A row
+//! that came with its SHA-256 (a declared checksum, a migrated file) is read all the same: its
+//! type, EXIF and search words come from the read.
 
 use std::sync::Arc;
 
@@ -39,9 +40,10 @@ impl Indexing {
     /// Indexes file `id` at `key` (`order`: the event's, so an older event never overwrites
     /// newer facts); `None` if there was nothing (more) to index.
     pub async fn index(&self, id: FileId, key: &ObjectKey, order: Option<&str>) -> Result<Option<Indexed>, Error> {
-        let row = self.files.details(id).await?.map(|d| d.record).filter(|r| r.key == *key);
-        let Some(row) = row else { return Ok(None) };
-        if row.sha256.is_some() || matches!(row.status, FileStatus::Quarantined | FileStatus::Deleted) {
+        let details = self.files.details(id).await?.filter(|d| d.record.key == *key);
+        let Some(details) = details else { return Ok(None) };
+        let row = details.record;
+        if details.indexed || matches!(row.status, FileStatus::Quarantined | FileStatus::Deleted) {
             return Ok(None);
         }
         let Some(read) = self.objects.read_digest(key, row.version_id.as_deref(), PREFIX_BYTES).await? else {
@@ -129,5 +131,26 @@ mod tests {
         let indexed = indexing.index(second, &second_key, None).await.unwrap();
         assert_eq!(indexed.map(|i| i.duplicate), Some(true));
         assert_eq!(repo.duplicate_of(second), Some(first));
+    }
+
+    /// Review 25: a row carrying its SHA-256 before any read (a checksum declared with the
+    /// grant, every migrated file) was taken for one read already: no type check, no EXIF, no
+    /// search words, ever.
+    #[tokio::test]
+    async fn a_row_that_came_with_its_sha256_is_read_all_the_same_and_once() {
+        let (repo, objects) = (Arc::new(InMemory::new()), Arc::new(InMemoryObjects::new()));
+        let indexing = Indexing { files: repo.clone(), objects: objects.clone(), exif: Arc::new(Make) };
+        let jpeg = b"\xff\xd8\xff\xe0 a migrated photo".to_vec();
+        let (id, key) = photo(&repo, &objects, 3, &jpeg);
+        let mut d = repo.get(id).unwrap();
+        d.record.sha256 = Some(matbakh_core::ids::Sha256::of(&jpeg));
+        repo.insert(d);
+
+        let indexed = indexing.index(id, &key, None).await.unwrap();
+        assert_eq!(indexed, Some(Indexed { bytes: jpeg.len() as u64, duplicate: false }));
+        let d = repo.get(id).unwrap();
+        assert_eq!(d.exif.and_then(|e| e.camera_make).as_deref(), Some("TestCam"));
+        assert!(d.indexed);
+        assert_eq!(indexing.index(id, &key, None).await.unwrap(), None, "read once");
     }
 }

@@ -105,6 +105,7 @@ pub(crate) fn parse_details(item: &HashMap<String, AttributeValue>) -> Result<Fi
         deleted_from: opt_str(item, "deletedFrom").and_then(|s| s.parse::<FileStatus>().ok()),
         revision: get_u64(item, "rev").unwrap_or(0),
         archival,
+        indexed: item.get("indexed").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
     })
 }
 

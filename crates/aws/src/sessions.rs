@@ -186,13 +186,24 @@ impl FileTable {
     /// marks it aborted, in one transaction. Answers `false` if it was no longer open.
     pub async fn abort_session(&self, session: &UploadSession) -> Result<bool, AwsError> {
         let size = session.reserved_bytes();
-        let usage = self.release_usage(&session.owner, size, size, true)?;
+        // An upload token's session reserves nothing until its completion writes the row, and S3
+        // may refuse the completion after that: such a row gives back what it holds, the
+        // token's share included (review 25: it was deleted and its bytes stayed counted).
+        let completion = match size {
+            0 => match self.get_item(schema::file(session.file_id)).await? {
+                Some(row) if !row.contains_key("settled") => Some(crate::table::parse_pending_row(&row)?),
+                _ => None,
+            },
+            _ => None,
+        };
+        let (charged, reserved) = completion.as_ref().map_or((size, size), |row| (row.charged, row.reserved));
+        let usage = self.release_usage(&session.owner, charged, reserved, true)?;
         // A row whose object arrived and settled is never removed here; and a reservation is
         // given back only with its row (the sweeper may have given both back already and not
         // yet closed the session: released again, the owner's usage would go below what they
-        // store). A session that reserved nothing (an upload token's) has no row yet.
-        let condition = match size {
-            0 => "attribute_not_exists(settled)".to_owned(),
+        // store). A token's session without a completion's row must still have none.
+        let condition = match (size, &completion) {
+            (0, None) => schema::ITEM_IS_NEW.to_owned(),
             _ => format!("{} AND attribute_not_exists(settled)", schema::ITEM_EXISTS),
         };
         let row = aws_sdk_dynamodb::types::Delete::builder()
@@ -216,10 +227,14 @@ impl FileTable {
             TransactWriteItem::builder().update(state).build(),
         ];
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
-            Ok(_) => Ok(true),
-            Err(err) if cancelled_by_condition(&err).iter().skip(1).any(|f| *f) => Ok(false),
-            Err(err) => Err(AwsError::from_sdk("TransactWriteItems", err)),
+            Ok(_) => {}
+            Err(err) if cancelled_by_condition(&err).iter().skip(1).any(|f| *f) => return Ok(false),
+            Err(err) => return Err(AwsError::from_sdk("TransactWriteItems", err)),
         }
+        if let Some(digest) = completion.as_ref().and_then(|row| row.token_digest.as_deref()) {
+            self.release_token(digest, reserved).await?;
+        }
+        Ok(true)
     }
 }
 

@@ -111,7 +111,27 @@ impl FileTable {
     /// when they are granted (an upload token's single POST); the object-created event settles
     /// them.
     pub async fn put_unreserved_file(&self, record: &FileRecord) -> Result<(), AwsError> {
-        self.put_new(accounted_file_item(record, 0, 0)).await
+        // Nothing reserved, but an account an erase closed takes no upload all the same (review
+        // 25: its file would be deleted by the erase's second pass without a word).
+        let open = aws_sdk_dynamodb::types::ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(schema::usage(&record.owner)))
+            .condition_expression("attribute_not_exists(#closed)")
+            .expression_attribute_names("#closed", crate::usage::CLOSED_AT)
+            .build()?;
+        let row = self.put_new_item(accounted_file_item(record, 0, 0))?;
+        let items = vec![
+            TransactWriteItem::builder().condition_check(open).build(),
+            TransactWriteItem::builder().put(row).build(),
+        ];
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(()),
+            Err(err) => match cancelled_by_condition(&err).as_slice() {
+                [true, ..] => Err(AwsError::AccountErased),
+                [_, true, ..] => Err(AwsError::AlreadyExists),
+                _ => Err(AwsError::from_sdk("TransactWriteItems", err)),
+            },
+        }
     }
 
     /// Pins `version` as the accepted object of the file at `key` unless another version was
@@ -391,7 +411,11 @@ impl FileTable {
         facts: &ContentFacts,
         order: Option<&str>,
     ) -> Result<bool, AwsError> {
-        let mut values: Vec<(&str, &str, AttributeValue)> = vec![("sha256 = :sha", ":sha", s(facts.sha256.to_hex()))];
+        let mut values: Vec<(&str, &str, AttributeValue)> = vec![
+            ("sha256 = :sha", ":sha", s(facts.sha256.to_hex())),
+            // `indexed` is one of DynamoDB's reserved words: named through `#indexed`.
+            ("#indexed = :indexed", ":indexed", AttributeValue::Bool(true)),
+        ];
         if let Some(etag) = &facts.etag {
             values.push(("etag = :etag", ":etag", s(etag)));
         }
@@ -430,7 +454,12 @@ impl FileTable {
             values.push(("exif = :exif", ":exif", AttributeValue::M(m)));
         }
         let mut sets: Vec<&str> = values.iter().map(|(set, _, _)| *set).collect();
-        let mut update = self.client.update_item().table_name(&self.table).set_key(Some(schema::file(file_id)));
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(schema::file(file_id)))
+            .expression_attribute_names("#indexed", "indexed");
         for (_, placeholder, value) in values {
             update = update.expression_attribute_values(placeholder, value);
         }
@@ -661,7 +690,7 @@ fn variant_item(v: &VariantInfo) -> AttributeValue {
     ]))
 }
 
-fn parse_pending_row(item: &HashMap<String, AttributeValue>) -> Result<PendingRow, AwsError> {
+pub(crate) fn parse_pending_row(item: &HashMap<String, AttributeValue>) -> Result<PendingRow, AwsError> {
     let corrupt = |what: &str| AwsError::Corrupt(format!("pending row {what}"));
     Ok(PendingRow {
         file_id: FileId::parse(get_str(item, "fileId")?).map_err(|_| corrupt("fileId"))?,

@@ -44,6 +44,10 @@ pub const DEFAULT_RESTORE_WINDOW: Duration = Duration::from_secs(30 * 24 * 60 * 
 /// (`IMAGE_URL_TTL_SECONDS`).
 pub const DEFAULT_IMAGE_URL_TTL: Duration = Duration::from_secs(60 * 60);
 
+/// The longest any duration setting may be (ten years): every date computed from one (a row's
+/// expiry, a URL's) stays far inside what a date can hold, so none overflows.
+pub const MAX_SETTING_DURATION: Duration = Duration::from_secs(3650 * 24 * 60 * 60);
+
 /// The limits one function runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -101,11 +105,22 @@ impl Limits {
                 })
                 .transpose()
         };
+        let at_most = |name: &'static str, secs: Option<u64>| -> Result<Option<Duration>, CoreError> {
+            match secs {
+                Some(s) if s <= MAX_SETTING_DURATION.as_secs() => Ok(Some(Duration::from_secs(s))),
+                Some(_) => Err(CoreError::invalid(name, "is more than ten years")),
+                None => Ok(None),
+            }
+        };
         let seconds = |name: &'static str, default: Duration| -> Result<Duration, CoreError> {
-            Ok(number(name)?.map(Duration::from_secs).unwrap_or(default))
+            Ok(at_most(name, number(name)?)?.unwrap_or(default))
+        };
+        let days = |name: &'static str, default: Duration| -> Result<Duration, CoreError> {
+            let secs = number(name)?.map(|d| d.saturating_mul(24 * 60 * 60));
+            Ok(at_most(name, secs)?.unwrap_or(default))
         };
         let d = Limits::default();
-        Ok(Limits {
+        let limits = Limits {
             user_quota_bytes: number("USER_QUOTA_BYTES")?.unwrap_or(d.user_quota_bytes),
             upload_url_ttl: seconds("UPLOAD_URL_TTL_SECONDS", d.upload_url_ttl)?,
             download_url_ttl: seconds("DOWNLOAD_URL_TTL_SECONDS", d.download_url_ttl)?,
@@ -116,20 +131,30 @@ impl Limits {
             max_open_uploads: number("MAX_OPEN_UPLOADS")?.unwrap_or(d.max_open_uploads),
             sweep_grace: seconds("SWEEP_GRACE_SECONDS", d.sweep_grace)?,
             sweep_max_rows: number("SWEEP_MAX_ROWS")?.unwrap_or(d.sweep_max_rows),
-            restore_window: number("RESTORE_WINDOW_DAYS")?
-                .map(|days| Duration::from_secs(days * 24 * 60 * 60))
-                .unwrap_or(d.restore_window),
+            restore_window: days("RESTORE_WINDOW_DAYS", d.restore_window)?,
             image_url_ttl: seconds("IMAGE_URL_TTL_SECONDS", d.image_url_ttl)?,
-            audit_retention: number("AUDIT_RETENTION_DAYS")?
-                .map(|days| Duration::from_secs(days * 24 * 60 * 60))
-                .unwrap_or(d.audit_retention),
+            audit_retention: days("AUDIT_RETENTION_DAYS", d.audit_retention)?,
             budgets: crate::throttle::Budgets::from_lookup(&lookup)?,
             restored_days: match number("RESTORED_DAYS")? {
                 Some(days @ 1..=30) => days as u32,
                 Some(_) => return Err(CoreError::invalid("RESTORED_DAYS", "must be 1 to 30 days")),
                 None => d.restored_days,
             },
-        })
+        };
+        // A PENDING row must outlive every way its upload can still land (review 25): released
+        // before, its object would arrive with no row and be counted against no quota.
+        let usable = limits.upload_url_ttl.max(limits.upload_session_ttl);
+        if limits.pending_ttl < usable {
+            return Err(CoreError::invalid(
+                "PENDING_TTL_SECONDS",
+                format!(
+                    "{} s is shorter than an upload URL or session stays usable ({} s): a row would be released while its upload may still land",
+                    limits.pending_ttl.as_secs(),
+                    usable.as_secs()
+                ),
+            ));
+        }
+        Ok(limits)
     }
 
     /// Checks a declared size for a multipart upload of `content_type`.
@@ -178,6 +203,28 @@ mod tests {
         assert_eq!(l.upload_url_ttl, DEFAULT_UPLOAD_URL_TTL);
         let err = Limits::from_lookup(|k| (k == "PENDING_TTL_SECONDS").then(|| "soon".to_owned())).unwrap_err();
         assert!(matches!(err, CoreError::Invalid { field: "PENDING_TTL_SECONDS", .. }));
+    }
+
+    /// Review 25: a huge value overflowed `now + ttl` (a panic at the first request), and a
+    /// PENDING row that expired before its upload URL let the sweeper release it while the
+    /// upload could still land.
+    #[test]
+    fn durations_past_ten_years_and_rows_outlived_by_their_uploads_are_refused() {
+        let one = |name: &'static str, value: &'static str| {
+            Limits::from_lookup(move |k| (k == name).then(|| value.to_owned()))
+        };
+        for (name, value) in [
+            ("UPLOAD_URL_TTL_SECONDS", "18446744073709551615"),
+            ("RESTORE_WINDOW_DAYS", "3651"),
+            ("AUDIT_RETENTION_DAYS", "9999999999999999"),
+        ] {
+            let err = one(name, value).unwrap_err();
+            assert!(matches!(err, CoreError::Invalid { field, .. } if field == name), "{name}: {err:?}");
+        }
+        assert_eq!(one("RESTORE_WINDOW_DAYS", "3650").unwrap().restore_window, MAX_SETTING_DURATION);
+        let err = one("PENDING_TTL_SECONDS", "600").unwrap_err();
+        assert!(matches!(err, CoreError::Invalid { field: "PENDING_TTL_SECONDS", .. }), "{err:?}");
+        assert!(one("PENDING_TTL_SECONDS", "86400").is_ok(), "as long as a session: enough");
     }
 
     #[test]

@@ -208,6 +208,9 @@ pub struct FileDetails {
     pub revision: u64,
     /// Its way to the archive tier and back.
     pub archival: crate::archival::Archival,
+    /// The indexer read its object (hash, type, EXIF, search words); a row may carry its
+    /// SHA-256 before that (a declared checksum, a migrated file).
+    pub indexed: bool,
 }
 
 impl FileDetails {
@@ -222,6 +225,7 @@ impl FileDetails {
             deleted_from: None,
             revision: 0,
             archival: Default::default(),
+            indexed: false,
         }
     }
 

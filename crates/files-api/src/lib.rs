@@ -284,7 +284,7 @@ async fn update(
         (status = 200, description = "The deleted file"),
         (status = 401, description = "No valid token"),
         (status = 404, description = "No such file of the caller's"),
-        (status = 409, description = "`upload_incomplete`: abort its upload instead"),
+        (status = 409, description = "`upload_incomplete`: not arrived (abort its upload instead), or arrived and still being checked (try again in a few seconds)"),
     ))]
 #[tracing::instrument(name = "delete_file", skip_all, fields(user = %caller.user, file_id = %raw_id))]
 async fn remove(

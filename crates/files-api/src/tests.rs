@@ -677,6 +677,32 @@ async fn restore_after_the_window_is_gone_and_a_pending_upload_cannot_be_deleted
     assert_eq!(w.status(pending), FileStatus::Pending);
 }
 
+/// Review 25: the thumbnailer may make an upload READY before the indexer settles it (checks
+/// its size against the grant and the quota). Deleted in that moment, its settle found it
+/// settled by the delete and checked nothing: grants without a size, each up to the room left,
+/// stored gigabytes counted nowhere for the restore window (and a restore charged the grant's
+/// size). Now a file is deleted only once its upload was checked.
+#[tokio::test]
+async fn a_file_made_ready_before_its_upload_was_checked_is_deleted_only_once_it_was() {
+    let w = World::new();
+    let id = w.file("alice", "huge.jpg", "image/jpeg", 0);
+    let mut d = w.repo.get(id).unwrap();
+    d.record.expires_at = Some(NOW + Duration::from_secs(3600));
+    w.repo.insert(d.clone());
+    let uri = format!("/v1/files/{id}");
+    let (status, answer) = w.call(NOW, Method::DELETE, &uri, Some("alice"), None).await;
+    assert_eq!((status, answer["error"].as_str()), (StatusCode::CONFLICT, Some("upload_incomplete")), "{answer}");
+    assert_eq!(w.status(id), FileStatus::Ready);
+    assert!(w.objects.visible(&d.record.key), "nothing hidden");
+
+    // Settled: its grant is done with.
+    d.record.expires_at = None;
+    w.repo.insert(d);
+    let (status, answer) = w.call(NOW, Method::DELETE, &uri, Some("alice"), None).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(w.status(id), FileStatus::Deleted);
+}
+
 #[tokio::test]
 async fn the_audit_trail_pages_newest_first_and_refuses_a_bad_limit() {
     let w = World::new();

@@ -256,6 +256,53 @@ async fn a_token_upload_s3_refused_to_complete_can_be_completed_again_and_small_
     assert_eq!(w.objects.open_uploads().len(), 0);
 }
 
+/// Review 25: a token upload's completion reserves its row before S3 completes it. Aborted
+/// after S3 refused (the link's holder sends DELETE, or asks again with parts over the
+/// allowance), the row went and what it reserved stayed counted for good: whoever held the link
+/// could lock the owner's quota and the token's allowance. Now the abort gives back what the row
+/// held, the token's share too.
+#[tokio::test]
+async fn aborting_a_token_upload_s3_refused_to_complete_gives_back_what_its_completion_reserved() {
+    let w = World::new();
+    let held = (5 << 20) + 1;
+    let (endpoint, id, key) = w.token_session(held).await;
+    for refusal in ["abort", "a retry over the allowance"] {
+        let (id, key) = if refusal == "abort" {
+            (id.clone(), key.clone())
+        } else {
+            let body = json!({"filename": "dish.jpg", "type": "image/jpeg"});
+            let (_, started) = w.call(Method::POST, &format!("{endpoint}/s3/multipart"), None, Some(body)).await;
+            (upload_id(&started), started["key"].as_str().unwrap().to_owned())
+        };
+        w.objects.receive_part(&id, 1, 5 << 20);
+        w.objects.receive_part(&id, 2, 1);
+        w.objects.fail_next_completion();
+        let complete = format!("{endpoint}/s3/multipart/{id}/complete?key={key}");
+        let (status, _) = w.call(Method::POST, &complete, None, None).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(w.usage("alice").await.reserved, held, "{refusal}: the completion's reservation stands");
+        let (status, answer) = if refusal == "abort" {
+            w.call(Method::DELETE, &format!("{endpoint}/s3/multipart/{id}?key={key}"), None, None).await
+        } else {
+            w.objects.receive_part(&id, 3, 1);
+            w.call(Method::POST, &complete, None, None).await
+        };
+        assert!(status.is_success() || status == StatusCode::PAYLOAD_TOO_LARGE, "{refusal}: {status} {answer}");
+        let u = w.usage("alice").await;
+        assert_eq!((u.charged, u.reserved, u.open_uploads), (0, 0, 0), "{refusal}: given back");
+    }
+    // The token's allowance is whole again: an upload of all of it completes.
+    let body = json!({"filename": "dish.jpg", "type": "image/jpeg"});
+    let (_, started) = w.call(Method::POST, &format!("{endpoint}/s3/multipart"), None, Some(body)).await;
+    let (id, key) = (upload_id(&started), started["key"].as_str().unwrap().to_owned());
+    w.objects.receive_part(&id, 1, 5 << 20);
+    w.objects.receive_part(&id, 2, 1);
+    let (status, done) =
+        w.call(Method::POST, &format!("{endpoint}/s3/multipart/{id}/complete?key={key}"), None, None).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(w.usage("alice").await.charged, held);
+}
+
 /// Security review 21 (uploads 4): a token's part URLs carry no length (Uppy sends none), and
 /// any part number was signed, so one session's parts could hold terabytes, counted nowhere
 /// until it expired. Now only parts a completion within the allowance could use are signed, and
@@ -412,6 +459,22 @@ async fn an_unsized_sign_request_put_is_refused_when_the_quota_has_no_room() {
     let (status, answer) = w.call(Method::POST, "/v1/uploads/sign", Some("alice"), Some(body)).await;
     assert_eq!((status, answer["error"].as_str()), (StatusCode::CONFLICT, Some("quota_exceeded")), "{answer}");
     assert_eq!(w.usage("alice").await.charged, QUOTA);
+}
+
+/// Review 25: an unsized sign-mode PUT reserves nothing, so it made no usage update and never
+/// met the erase's closed account: granted during an erase (the token still valid), its file
+/// was deleted by the second pass without a word. Now it is refused as every grant is.
+#[tokio::test]
+async fn an_unsized_sign_request_put_is_refused_while_the_account_is_being_erased() {
+    use matbakh_app::ports::AccountRepo;
+    let w = World::new();
+    w.repo.close(&UserId::parse("alice").unwrap(), NOW.unix_timestamp()).await.unwrap();
+    let body = json!({"method": "PUT", "key": "menu.pdf"});
+    let (status, answer) = w.call(Method::POST, "/v1/uploads/sign", Some("alice"), Some(body.clone())).await;
+    assert_eq!((status, answer["error"].as_str()), (StatusCode::CONFLICT, Some("account_erased")), "{answer}");
+    assert!(w.repo.file_ids(&UserId::parse("alice").unwrap()).await.unwrap().is_empty(), "no row");
+    let (status, _) = w.call(Method::POST, "/v1/uploads/sign", Some("bob"), Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "another account is open");
 }
 
 /// The attack (security review, 2026-12-06): start a planned upload (its size reserved), send

@@ -27,6 +27,9 @@ impl FileUploads for InMemory {
         if st.files.contains_key(&record.file_id) {
             return Err(PortError::AlreadyExists);
         }
+        if st.closed.contains_key(&record.owner) {
+            return Err(PortError::AccountErased);
+        }
         put_row(&mut st, record, 0, 0);
         Ok(())
     }
@@ -182,6 +185,7 @@ impl FileRepo for InMemory {
             return Ok(false);
         }
         row.details.record.sha256 = Some(facts.sha256);
+        row.details.indexed = true;
         row.details.exif = facts.exif.clone();
         row.duplicate_of = facts.duplicate_of;
         row.order = order.map(str::to_owned).or(row.order.take());

@@ -286,16 +286,24 @@ impl UploadRepo for InMemory {
         let size = session.reserved_bytes();
         // As the table's transaction: nothing if the row settled, or if a reservation's row is
         // gone (the sweeper gave both back).
-        let row = st.files.get(&session.file_id).map(|s| s.settled);
-        if row == Some(true) || (size > 0 && row.is_none()) {
+        let row = st.files.get(&session.file_id).map(|s| (s.settled, s.charged, s.reserved, s.token.clone()));
+        if row.as_ref().is_some_and(|r| r.0) || (size > 0 && row.is_none()) {
             return Ok(false);
         }
         if !end_session(&mut st, &session.upload_id, SessionState::Aborted) {
             return Ok(false);
         }
+        // An upload token's session reserves at completion: what its row holds goes back.
+        let (charged, reserved, token) = match (size, row) {
+            (0, Some((_, charged, reserved, token))) => (charged, reserved, token),
+            _ => (size, size, None),
+        };
+        if let Some(grant) = token.and_then(|digest| st.tokens.get_mut(&digest)) {
+            grant.used_bytes -= reserved;
+        }
         let account = st.usage.entry(session.owner.clone()).or_default();
-        account.charged -= size;
-        account.reserved -= size;
+        account.charged -= charged;
+        account.reserved -= reserved;
         st.files.remove(&session.file_id);
         Ok(true)
     }

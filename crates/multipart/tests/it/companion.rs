@@ -380,3 +380,52 @@ async fn a_refused_token_upload_gives_the_token_its_reservation_back() {
     let (status, _) = h.call(Method::GET, &params_url, None, None).await;
     assert_eq!(status, StatusCode::CONFLICT, "the second grant holds the allowance");
 }
+
+/// Review 25, the table's part: what a token upload's completion writes before S3 completes it
+/// (the row, reserving against the quota and the token) when S3 then refuses, given back whole
+/// by the abort; before, the abort's transaction deleted the row and gave back nothing.
+#[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
+async fn an_abort_after_a_refused_completion_gives_back_what_the_completion_reserved() {
+    use matbakh_core::ids::{ObjectKey, UserId};
+    use matbakh_core::metadata::FileRecord;
+    use matbakh_core::names::DisplayName;
+    use matbakh_core::tokens::UploadToken;
+    use matbakh_core::types::ContentType;
+
+    let h = Harness::new(multipart::router, Options::default()).await;
+    let user = unique_user("refused-completion");
+    let token = mint(&h, &user, json!({"maxBytes": 8 * MIB})).await;
+    let endpoint = token["endpoint"].as_str().unwrap();
+    let start = json!({"filename": "big.jpg", "type": "image/jpeg", "metadata": {}});
+    let (status, created) = h.call(Method::POST, &format!("{endpoint}/s3/multipart"), None, Some(start)).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let (id, key) = (created["uploadId"].as_str().unwrap(), created["key"].as_str().unwrap());
+
+    let digest = UploadToken::parse(token["token"].as_str().unwrap()).unwrap().digest();
+    let grant = h.state.table.get_token(&digest).await.unwrap().unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let record = FileRecord {
+        size: 6 * MIB as u64,
+        key: ObjectKey::from_stored(key.to_owned()),
+        expires_at: Some(now + time::Duration::hours(1)),
+        ..FileRecord::upload(
+            ObjectKey::file_id_of(key).unwrap(),
+            UserId::parse(&user).unwrap(),
+            DisplayName::parse("big.jpg").unwrap(),
+            ContentType::parse("image/jpeg").unwrap(),
+            now,
+        )
+    };
+    h.state.table.reserve_token_upload(&grant, &record, 1 << 30).await.unwrap();
+    let usage = h.usage(&user).await;
+    assert_eq!((usage.charged, usage.reserved, usage.open_uploads), (6 * MIB as u64, 6 * MIB as u64, 1));
+
+    let abort = format!("{endpoint}/s3/multipart/{id}?key={}", urlencode(key));
+    let (status, answer) = h.call(Method::DELETE, &abort, None, None).await;
+    assert!(status.is_success(), "{status} {answer}");
+    let usage = h.usage(&user).await;
+    assert_eq!((usage.charged, usage.reserved, usage.open_uploads), (0, 0, 0), "given back");
+    assert_eq!(h.file_rows(&user).await, 0);
+    assert_eq!(h.state.table.get_token(&digest).await.unwrap().unwrap().used_bytes, 0, "the token's share too");
+}

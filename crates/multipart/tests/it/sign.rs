@@ -127,6 +127,24 @@ async fn a_single_put_becomes_a_policy_for_a_server_chosen_key() {
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
 }
 
+/// Review 25, the table's part: an unsized PUT's row is written without a usage update, and
+/// now with a check that the account is open (closed by an erase until its second pass).
+#[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
+async fn an_unsized_put_is_refused_for_an_account_being_erased() {
+    let h = Harness::new(multipart::router, Options::default()).await;
+    let user = unique_user("erasing");
+    let owner = matbakh_core::ids::UserId::parse(&user).unwrap();
+    let req = json!({"method": "PUT", "key": "menu.jpg"});
+    let (status, open) = sign(&h, &user, req.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{open}");
+    // (No counters to close: the unsized grant made no usage item.)
+    h.state.table.close_account(&owner, time::OffsetDateTime::now_utc().unix_timestamp()).await.unwrap();
+    let (status, refused) = sign(&h, &user, req).await;
+    assert_eq!((status, refused["error"].as_str()), (StatusCode::CONFLICT, Some("account_erased")), "{refused}");
+    assert_eq!(h.file_rows(&user).await, 1, "the row granted before the erase only");
+}
+
 #[tokio::test]
 #[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn nothing_is_signed_for_keys_or_uploads_the_server_did_not_issue_to_the_caller() {
