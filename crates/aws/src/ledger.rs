@@ -476,11 +476,16 @@ impl Ledger {
     /// Applies `control` to the run's state (read, check, conditional write on the old state,
     /// so two engineers' commands cannot interleave); answers the new state.
     pub async fn control(&self, id: &RunId, control: Control, now: &str) -> Result<RunState, AwsError> {
+        Ok(self.change(id, control, now).await?.1)
+    }
+
+    /// [`Self::control`], answering the state the run was in when it changed, and the new one.
+    pub async fn change(&self, id: &RunId, control: Control, now: &str) -> Result<(RunState, RunState), AwsError> {
         for _ in 0..5 {
             let run = self.get_run(id).await?.ok_or_else(|| AwsError::Config(format!("no run {id}")))?;
             let next = run.state.apply(control).map_err(|e| AwsError::Config(e.to_string()))?;
             if next == run.state {
-                return Ok(next);
+                return Ok((run.state, next));
             }
             let out = self
                 .client
@@ -500,7 +505,7 @@ impl Ledger {
                 .send()
                 .await;
             match out {
-                Ok(_) => return Ok(next),
+                Ok(_) => return Ok((run.state, next)),
                 Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => continue,
                 Err(e) => return Err(AwsError::from_sdk("UpdateItem", e)),
             }

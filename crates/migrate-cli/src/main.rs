@@ -118,8 +118,10 @@ enum Command {
         /// `legacy_path,reason` lines: files that need not be migrated.
         #[arg(long)]
         exclude: Option<std::path::PathBuf>,
-        /// Days without a request served by the legacy store (the legacy redirector's counts).
-        #[arg(long, default_value_t = matbakh_core::migration::redirect::DEFAULT_QUIET_DAYS)]
+        /// Days without a request served by the legacy store (the legacy redirector's counts;
+        /// at most 36,500).
+        #[arg(long, default_value_t = matbakh_core::migration::redirect::DEFAULT_QUIET_DAYS,
+              value_parser = clap::value_parser!(u32).range(0..=36_500))]
         quiet_days: u32,
     },
     /// Which legacy path became which file (copied rows only), for rewriting pages and links.

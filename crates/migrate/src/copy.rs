@@ -61,7 +61,8 @@ impl Throttle {
             None => 0.0,
         };
         if wait > 0.0 {
-            tokio::time::sleep(Duration::from_secs_f64(wait)).await;
+            // A wait too long for a Duration (a rate near 0) is as good as forever; never a panic.
+            tokio::time::sleep(Duration::try_from_secs_f64(wait).unwrap_or(Duration::MAX)).await;
         }
     }
 

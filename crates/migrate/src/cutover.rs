@@ -21,6 +21,7 @@ use std::sync::Arc;
 use matbakh_aws::cdn::Cdn;
 use matbakh_aws::ledger::{Cutover, LedgerRow, RunRecord};
 use matbakh_core::ids::ObjectKey;
+use matbakh_core::migration::redirect::Switches;
 use matbakh_core::migration::{LegacyPrefix, RowStatus, Switch};
 use serde::Serialize;
 
@@ -142,7 +143,7 @@ async fn erased(ctx: &Context, path: &str) -> Result<bool, MigrateError> {
 /// The legacy files `holds` selects, each checked against the runs (see the module comment).
 struct Checked {
     seen: u64,
-    /// Of those, the ones under a prefix of `switched` (an erased user's are neither).
+    /// Of those, the ones `switches` serve from the platform (an erased user's are neither).
     switched: u64,
     verified: u64,
     /// Files of users who erased their account: gone for good, their old URLs answer `410`.
@@ -156,7 +157,7 @@ async fn check(
     ctx: &Context,
     source: &Arc<dyn Source>,
     holds: &(dyn Fn(&str) -> bool + Sync),
-    switched: &[LegacyPrefix],
+    switches: &Switches,
 ) -> Result<Checked, MigrateError> {
     let migrated = migrated(ctx, source.url(), holds).await?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<SourceFile>(4096);
@@ -176,7 +177,9 @@ async fn check(
             c.erased += 1;
             continue;
         }
-        c.switched += u64::from(switched.iter().any(|p| p.holds(&file.path)));
+        // The longest switched prefix holding it decides, as in the redirector (review 26: any
+        // prefix switched to the platform counted, though a longer one went back to legacy).
+        c.switched += u64::from(switches.of(&file.path) == Switch::Platform);
         match why {
             Some(why) => {
                 c.blocking_files += 1;
@@ -257,15 +260,18 @@ pub async fn decommission_check(
         .iter()
         .rev()
         .find_map(|d| Some((d.last_legacy_at.clone()?, d.last_legacy_path.clone().unwrap_or_default())));
-    let switched: Vec<LegacyPrefix> = ctx
+    let mine: Vec<(LegacyPrefix, Switch)> = ctx
         .ledger
         .cutovers()
         .await?
         .into_iter()
-        .filter(|c| c.source == url && c.to == Switch::Platform)
-        .filter_map(|c| LegacyPrefix::parse(&c.prefix).ok())
+        .filter(|c| c.source == url)
+        .filter_map(|c| Some((LegacyPrefix::parse(&c.prefix).ok()?, c.to)))
         .collect();
-    let all = check(ctx, &source, &|path: &str| !excluded.contains_key(path), &switched).await?;
+    let switched: Vec<LegacyPrefix> =
+        mine.iter().filter(|(_, to)| *to == Switch::Platform).map(|(p, _)| p.clone()).collect();
+    let switches = Switches::new(mine);
+    let all = check(ctx, &source, &|path: &str| !excluded.contains_key(path), &switches).await?;
     if all.seen == 0 && excluded.is_empty() {
         return Err(MigrateError::Usage(format!("{url} lists no file")));
     }
@@ -315,7 +321,7 @@ pub async fn cutover(
             }
         }
         Switch::Platform => {
-            let checked = check(ctx, &source, &|path: &str| prefix.holds(path), &[]).await?;
+            let checked = check(ctx, &source, &|path: &str| prefix.holds(path), &Switches::default()).await?;
             if checked.seen == 0 {
                 return Err(MigrateError::Usage(format!("{url} has no file under {}", prefix.as_str())));
             }

@@ -40,6 +40,9 @@ pub struct Exported {
     pub lines: u64,
     /// Rows not copied (pending or failed): no mapping yet.
     pub skipped: u64,
+    /// Copied rows the format cannot name (an nginx map cannot hold a path with control
+    /// characters): left out, never written as another path.
+    pub unnamed: u64,
 }
 
 /// Writes the mapping of run `id` to `out`. `url_prefix` is put before each legacy path in the
@@ -66,8 +69,13 @@ pub async fn export(
                 done.skipped += 1;
                 continue;
             }
-            out.write_all(line(row, format, url_prefix).as_bytes()).map_err(io)?;
-            done.lines += 1;
+            match line(row, format, url_prefix) {
+                Some(l) => {
+                    out.write_all(l.as_bytes()).map_err(io)?;
+                    done.lines += 1;
+                }
+                None => done.unnamed += 1,
+            }
         }
     }
     if format == Format::Nginx {
@@ -76,28 +84,32 @@ pub async fn export(
     Ok(done)
 }
 
-/// One row's line, with its newline.
-pub fn line(row: &LedgerRow, format: Format, url_prefix: &str) -> String {
+/// One row's line, with its newline; `None` for a path the format cannot name.
+pub fn line(row: &LedgerRow, format: Format, url_prefix: &str) -> Option<String> {
     let (path, key) = (&row.entry.source, &row.entry.key);
     let id = ObjectKey::file_id_of(key).map(|id| id.to_string());
     match format {
         Format::Csv => {
             let id = id.unwrap_or_default();
-            format!("{},{},{}\n", csv_field(path), csv_field(key), id)
+            Some(format!("{},{},{}\n", csv_field(path), csv_field(key), id))
         }
-        Format::Json => format!("{}\n", serde_json::json!({ "legacyPath": path, "key": key, "fileId": id })),
-        // nginx reads a quoted string with backslash escapes; `$uri` is the decoded path.
+        Format::Json => Some(format!("{}\n", serde_json::json!({ "legacyPath": path, "key": key, "fileId": id }))),
+        // nginx reads a quoted string with backslash escapes; `$uri` is the decoded path. A
+        // control character has no place in a map line: left out, the line would map another
+        // path (`a\nb.jpg` as `ab.jpg`: review 26), so the row is not written at all.
         Format::Nginx => {
             let uri = format!("{}/{path}", url_prefix.trim_end_matches('/'));
+            if uri.chars().any(char::is_control) {
+                return None;
+            }
             let quoted: String = uri
                 .chars()
                 .flat_map(|c| match c {
                     '"' | '\\' | '$' => vec!['\\', c],
-                    c if c.is_control() => vec![],
                     c => vec![c],
                 })
                 .collect();
-            format!("    \"{quoted}\" \"{}\";\n", id.unwrap_or_default())
+            Some(format!("    \"{quoted}\" \"{}\";\n", id.unwrap_or_default()))
         }
     }
 }
@@ -137,20 +149,25 @@ mod tests {
         let id = &matbakh_core::ids::FileId::new(1_700_000_000_000, [7; 10]).to_string();
         let r = row("shop 1/menu, \"new\".jpg", &format!("users/u-1/{id}/menu, new.jpg"));
         assert_eq!(
-            line(&r, Format::Csv, ""),
+            line(&r, Format::Csv, "").unwrap(),
             format!("\"shop 1/menu, \"\"new\"\".jpg\",\"users/u-1/{id}/menu, new.jpg\",{id}\n")
         );
-        let json: serde_json::Value = serde_json::from_str(&line(&r, Format::Json, "")).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&line(&r, Format::Json, "").unwrap()).unwrap();
         assert_eq!(json["legacyPath"], "shop 1/menu, \"new\".jpg");
         assert_eq!(json["fileId"], id.as_str());
         assert_eq!(
-            line(&r, Format::Nginx, "/uploads/"),
+            line(&r, Format::Nginx, "/uploads/").unwrap(),
             format!("    \"/uploads/shop 1/menu, \\\"new\\\".jpg\" \"{id}\";\n")
         );
         // A key outside users/ (the keep rule) has no file id.
         let kept = row("a$b.jpg", "legacy/a$b.jpg");
-        assert_eq!(line(&kept, Format::Csv, ""), "a$b.jpg,legacy/a$b.jpg,\n");
-        assert_eq!(line(&kept, Format::Nginx, ""), "    \"/a\\$b.jpg\" \"\";\n");
+        assert_eq!(line(&kept, Format::Csv, "").unwrap(), "a$b.jpg,legacy/a$b.jpg,\n");
+        assert_eq!(line(&kept, Format::Nginx, "").unwrap(), "    \"/a\\$b.jpg\" \"\";\n");
+        // Review 26: a control character was dropped, mapping `a\nb.jpg` as `ab.jpg` (another
+        // file's old URL); such a row is left out of the nginx map (CSV and JSON quote it).
+        let newline = row("shop/a\nb.jpg", &format!("users/u-1/{id}/a b.jpg"));
+        assert_eq!(line(&newline, Format::Nginx, "/uploads/"), None);
+        assert!(line(&newline, Format::Csv, "").unwrap().starts_with("\"shop/a\nb.jpg\","));
         assert_eq!(Format::parse("xml").unwrap_err(), "\"xml\" is not csv, json or nginx");
     }
 }

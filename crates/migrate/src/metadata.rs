@@ -299,7 +299,12 @@ async fn postgres(url: &str, query: &str, map: &FieldMap) -> Result<LegacyRows, 
         for message in page {
             if let tokio_postgres::SimpleQueryMessage::Row(r) = message {
                 got += 1;
-                let values: Vec<Option<&str>> = (0..r.len()).map(|i| r.get(i)).collect();
+                // A database whose encoding is not UTF-8 (SQL_ASCII) may hand out any bytes:
+                // `get` would panic on them (review 26).
+                let values: Vec<Option<&str>> = (0..r.len())
+                    .map(|i| r.try_get(i))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| db("a row holds text that is not UTF-8 (convert it in the query: convert_from)", e))?;
                 rows.add(resolved.row(&values));
             }
         }

@@ -23,9 +23,10 @@ use matbakh_aws::ledger::LedgerRow;
 use matbakh_aws::transfer::{Target, Version};
 use matbakh_core::ids::ObjectKey;
 use matbakh_core::imgproxy::result_prefix;
-use matbakh_core::migration::{Control, RUN_METADATA_KEY, RowStatus, RunId, RunState};
+use matbakh_core::migration::{Control, FailureReason, RUN_METADATA_KEY, RowStatus, RunId, RunState};
 use serde::Serialize;
 
+use crate::copy::{Copy, Outcome, updated_row};
 use crate::rows::{Rows, Tally};
 use crate::{Context, MigrateError};
 
@@ -247,6 +248,91 @@ async fn unpublish(
     Ok(paths)
 }
 
+/// The runs not rolled back that count on `run`'s copies: delta runs whose chain (`since`, the
+/// run that one was a delta of, and so on) reaches it. Their rows of files unchanged since
+/// name the copies `run` wrote (review 26: rolled back under them, those files were gone while
+/// the delta, verified, still spoke for them).
+async fn dependents(ctx: &Context, run: &RunId) -> Result<Vec<String>, MigrateError> {
+    let runs = ctx.ledger.list_runs().await?;
+    let since: std::collections::HashMap<&str, &str> =
+        runs.iter().filter_map(|r| Some((r.id.as_str(), r.since.as_ref()?.as_str()))).collect();
+    let reaches = |from: &str| {
+        let mut next = since.get(from).copied();
+        for _ in 0..=crate::delta::MAX_CHAIN {
+            match next {
+                Some(id) if id == run.as_str() => return true,
+                Some(id) => next = since.get(id).copied(),
+                None => return false,
+            }
+        }
+        false
+    };
+    Ok(runs.iter().filter(|r| !r.state.rolled_back() && reaches(r.id.as_str())).map(|r| r.id.to_string()).collect())
+}
+
+/// A worker's `copy` of `row`, looked at once it ended: if the run began rolling back
+/// meanwhile (the worker took the file before the pause, and the rollback may have passed its
+/// row already), what it wrote (the object, the file row and mapping, which a failed copy may
+/// have registered) is undone as the rollback undoes a row, and answered as failed for that
+/// reason (review 26); otherwise the copy passes through. Every worker asks after each copy,
+/// before its row is written: the rollback marks the run before it reads any row, so either it
+/// finds the copy's version and file row, or the worker finds the rollback here. Left open:
+/// the ledger row of a copy the rollback undid may be written `COPIED` after the rollback reset
+/// it (the worker asked just before the mark, and wrote just after the reset); nothing of the
+/// file is left, only that row of the rolled-back run says otherwise.
+pub async fn undo_if_rolled_back(
+    ctx: &Context,
+    target: &Target,
+    row: &LedgerRow,
+    copy: Copy,
+    run: &RunId,
+) -> Result<Copy, MigrateError> {
+    // A failed copy may have registered its file row and mapping before it failed; an erased
+    // user's row stays as the erase left it.
+    let undoable = match &copy.outcome {
+        Outcome::Copied { .. } => true,
+        Outcome::Failed { reason, .. } => *reason != FailureReason::Erased,
+    };
+    if !undoable || !ctx.ledger.state(run).await?.is_some_and(|s| s.rolled_back()) {
+        return Ok(copy);
+    }
+    let landed = updated_row(row, &copy, &ctx.now());
+    let mut versions: Vec<(String, String)> =
+        written_by(target, run, &landed).await?.into_iter().map(|v| (landed.entry.key.clone(), v)).collect();
+    if let (Some(old), Some(marker)) = (&landed.entry.supersedes, &landed.retired_version) {
+        versions.push((old.clone(), marker.clone()));
+    }
+    let files = ctx.files.as_ref().map(|r| r.table.clone());
+    // Retried as the rollback retries a row (not through `with_retries`: its closure's future
+    // would not be `Send` for every lifetime a worker's task lends it).
+    let mut tries = 1;
+    let undone = loop {
+        match undo(target, files.as_ref(), run, &landed, &versions, false).await {
+            Err(e) if e.is_retryable() && tries < UNDO_TRIES => {
+                tokio::time::sleep(std::time::Duration::from_millis(200 << tries)).await;
+                tries += 1;
+            }
+            done => break done?,
+        }
+    };
+    // Made public in the seconds since: its copies go (no CDN asked; the rollback's own
+    // request, if any, came before the file was there).
+    if let Some(key) = undone.published {
+        let id =
+            ObjectKey::file_id_of(key.as_str()).ok_or_else(|| MigrateError::Check(format!("{key}: no file id")))?;
+        target.delete_prefix(&ObjectKey::public_prefix(id)).await?;
+        target.delete_prefix(&result_prefix(key.as_str())).await?;
+    }
+    tracing::warn!(key = %landed.entry.key, "a copy landed after its run began rolling back: undone");
+    Ok(Copy {
+        outcome: Outcome::Failed {
+            reason: FailureReason::RolledBack,
+            message: "the run was rolled back while this file was copied; the copy was undone".into(),
+        },
+        ..copy
+    })
+}
+
 pub async fn rollback(ctx: &Context, id: &str, opts: &RollbackOptions) -> Result<RolledBack, MigrateError> {
     let dry_run = opts.dry_run;
     let record = ctx.run(id).await?;
@@ -257,6 +343,16 @@ pub async fn rollback(ctx: &Context, id: &str, opts: &RollbackOptions) -> Result
         return Err(MigrateError::Usage(format!(
             "bucket {} is not versioned: an exact rollback needs S3 versioning (the run's writes cannot be told apart from what they replaced); nothing was changed",
             target.bucket()
+        )));
+    }
+    // Before anything changes: no live delta run counts on this run's copies.
+    let live = dependents(ctx, &record.id).await?;
+    if !live.is_empty() {
+        return Err(MigrateError::Usage(format!(
+            "run {} is counted on by {}: delta runs whose unchanged files are the copies this run wrote (a cutover trusts the newest run); roll {} back first, newest first; nothing was changed",
+            record.id,
+            live.join(", "),
+            if live.len() == 1 { "it" } else { "them" }
         )));
     }
     // Before any row: no worker takes the run's work from now on (a message of a DONE run that

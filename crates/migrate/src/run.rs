@@ -394,6 +394,8 @@ impl Worker {
             }
             let Some(row) = self.queue.lock().await.recv().await else { return Ok(()) };
             let copy = self.copier.copy(&row, self.seed).await;
+            let (target, run) = (&self.copier.target, &self.copier.run);
+            let copy = crate::rollback::undo_if_rolled_back(&self.ctx, target, &row, copy, run).await?;
             if self.results.send((row, copy)).await.is_err() {
                 return Ok(());
             }

@@ -33,7 +33,7 @@ use matbakh_aws::queue::Queue;
 use matbakh_aws::report::ReportBucket;
 use matbakh_aws::table::FileTable;
 use matbakh_core::clock::{Clock, SystemClock, iso_millis};
-use matbakh_core::migration::{Control, RunId};
+use matbakh_core::migration::{Control, RunId, RunState};
 use migrate::control::status_of;
 use migrate::work::Work;
 use serde_json::{Value, json};
@@ -191,11 +191,15 @@ async fn control(
     if st.ledger.get_run(&id).await?.is_none() {
         return Err(ApiError::not_found("run"));
     }
-    let state = st.ledger.control(&id, control, &iso_millis(st.clock.now())).await.map_err(|e| match e {
+    let (before, state) = st.ledger.change(&id, control, &iso_millis(st.clock.now())).await.map_err(|e| match e {
         AwsError::Config(m) => ApiError::new(StatusCode::CONFLICT, "invalid_state", m),
         e => e.into(),
     })?;
-    let queue = st.queue.as_ref().filter(|_| control == Control::Resume);
+    // Only a paused run that runs again has work to hand out (review 26: a planned run's resume
+    // started it through the queue while the answer said PLANNED; a running one's queued its
+    // whole backlog a second time).
+    let resumed = control == Control::Resume && before == RunState::Paused && state == RunState::Running;
+    let queue = st.queue.as_ref().filter(|_| resumed);
     if let Some(queue) = queue {
         let body = serde_json::to_string(&Work::Enqueue { run: id.to_string() }).map_err(|e| ApiError::internal(&e))?;
         queue.send_all(&[body]).await?;

@@ -156,6 +156,16 @@ async fn pause_resume_and_abort_change_the_run_as_the_cli_does() {
     let id = f.run().await;
     let control = |action: &str| format!("/v1/admin/migrations/{id}/{action}");
 
+    // Resuming a run that runs hands nothing out (review 26: its whole backlog was queued a
+    // second time, and its counters recounted under the workers).
+    let (status, body) = f.call(Method::POST, &control("resume"), Some("ops-admin")).await;
+    assert_eq!(
+        (status, body["state"].as_str(), body["enqueued"].as_bool()),
+        (StatusCode::OK, Some("RUNNING"), Some(false)),
+        "{body}"
+    );
+    assert!(f.messages().await.is_empty());
+
     // Pausing twice is harmless; nothing is sent to the workers.
     for _ in 0..2 {
         let (status, body) = f.call(Method::POST, &control("pause"), Some("ops-admin")).await;

@@ -309,10 +309,13 @@ pub enum FailureReason {
     /// The file's owner erased their account on the platform (GDPR): a migration never brings
     /// their files back.
     Erased,
+    /// The run began rolling back while the file was being copied: the copy that landed after
+    /// was undone by its worker (review 26).
+    RolledBack,
 }
 
 impl FailureReason {
-    pub const ALL: [FailureReason; 7] = [
+    pub const ALL: [FailureReason; 8] = [
         FailureReason::SourceChanged,
         FailureReason::SourceUnreadable,
         FailureReason::TargetChanged,
@@ -320,6 +323,7 @@ impl FailureReason {
         FailureReason::RetriesExhausted,
         FailureReason::Refused,
         FailureReason::Erased,
+        FailureReason::RolledBack,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -331,6 +335,7 @@ impl FailureReason {
             FailureReason::RetriesExhausted => "retries_exhausted",
             FailureReason::Refused => "refused",
             FailureReason::Erased => "erased",
+            FailureReason::RolledBack => "rolled_back",
         }
     }
 

@@ -116,6 +116,12 @@ pub async fn mapping(
         }
     };
     eprintln!("run {run}: {} file(s) mapped, {} row(s) not copied (no mapping yet)", done.lines, done.skipped);
+    if done.unnamed > 0 {
+        eprintln!(
+            "run {run}: {} copied file(s) left out: their legacy paths hold control characters, which this format cannot name",
+            done.unnamed
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -12,16 +12,33 @@ use migrate::{Context, MigrateError};
 
 use crate::parse_bytes;
 
+/// A rate a token bucket can pay out: finite and above zero.
+fn parse_rate(raw: &str) -> Result<f64, String> {
+    raw.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .ok_or_else(|| format!("{raw:?} is not a rate above 0 (requests per second, e.g. 50 or 0.5)"))
+}
+
+/// A bandwidth above zero.
+fn parse_rate_bytes(raw: &str) -> Result<u64, String> {
+    parse_bytes(raw)
+        .and_then(|b| if b > 0 { Ok(b) } else { Err(format!("{raw:?} is no bandwidth: more than 0 bytes a second")) })
+}
+
 #[derive(clap::Args)]
 pub struct Args {
     pub run: String,
-    #[arg(long, default_value_t = matbakh_core::migration::DEFAULT_TRANSFERS)]
+    /// Copies at once (1 to 1024).
+    #[arg(long, default_value_t = matbakh_core::migration::DEFAULT_TRANSFERS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
     pub transfers: usize,
-    /// Bandwidth limit for the process, bytes per second (`50MiB`).
-    #[arg(long, value_parser = parse_bytes)]
+    /// Bandwidth limit for the process, bytes per second (`50MiB`; more than 0).
+    #[arg(long, value_parser = parse_rate_bytes)]
     pub bandwidth: Option<u64>,
-    /// Request-rate limit for the process, requests per second.
-    #[arg(long)]
+    /// Request-rate limit for the process, requests per second (more than 0).
+    #[arg(long, value_parser = parse_rate)]
     pub rate: Option<f64>,
     /// File data held in memory at once.
     #[arg(long, default_value = "128MiB", value_parser = parse_bytes)]

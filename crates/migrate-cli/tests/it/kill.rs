@@ -105,6 +105,22 @@ fn bad_input_gets_a_clear_message_a_usage_exit_code_and_changes_nothing() {
         assert_eq!(code, Some(2), "{flag} {size}: {err}");
         assert!(err.contains(flag.trim_start_matches('-')), "{flag} {size}: {err}");
     }
+    // Limits that would stop a run for good or overflow a date (review 26: a rate of 0 waited
+    // 1e307 seconds, which panicked inside a worker and left the run RUNNING) are refused by
+    // the parser, before anything is read.
+    for (args, named) in [
+        (&["run", "r-any", "--rate", "0"][..], "--rate"),
+        (&["run", "r-any", "--rate=-1"], "--rate"),
+        (&["run", "r-any", "--rate", "NaN"], "--rate"),
+        (&["run", "r-any", "--rate", "inf"], "--rate"),
+        (&["run", "r-any", "--bandwidth", "0"], "--bandwidth"),
+        (&["run", "r-any", "--transfers", "0"], "--transfers"),
+        (&["decommission-check", "--source", tree, "--quiet-days", "5000000"], "--quiet-days"),
+    ] {
+        let (code, err, _) = run(args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(err.contains(named), "{args:?}: {err}");
+    }
     let (code, err, _) = run(&["status", "r-no-such-run"]);
     assert_eq!(code, Some(2));
     assert!(err.contains("there is no run r-no-such-run"), "{err}");

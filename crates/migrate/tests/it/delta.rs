@@ -190,6 +190,16 @@ async fn a_delta_plan_copies_exactly_what_changed_and_chains() {
     let usage = files.usage(&owner).await.unwrap();
     assert_eq!(usage.charged, first_bytes + entries.iter().map(|e| e.size).sum::<u64>());
 
+    // A run a live delta counts on is not rolled back (review 26: the third's unchanged files
+    // are the copies the first two wrote; rolled back under it, they were gone while the third,
+    // verified, spoke for them in a cutover): the newest first, then.
+    for older in [&first, &second] {
+        let e = migrate::rollback::rollback(&ctx, older, &Default::default()).await.unwrap_err();
+        assert!(matches!(e, MigrateError::Usage(_)) && e.to_string().contains(third.as_str()), "{e}");
+    }
+    let rolled = migrate::rollback::rollback(&ctx, &third, &Default::default()).await.unwrap();
+    assert_eq!((rolled.removed.len(), rolled.files_retired), (0, 0), "the third wrote nothing: {rolled:?}");
+
     // A rollback of the delta puts the earlier copies back and removes the new ones: their
     // rows too, and the old URLs lead to the earlier copies again.
     let rolled = migrate::rollback::rollback(&ctx, &second, &Default::default()).await.unwrap();

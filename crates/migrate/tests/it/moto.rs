@@ -801,6 +801,16 @@ async fn a_prefix_is_cut_over_only_when_all_of_it_is_verified_and_rolls_back() {
     let d = migrate::cutover::decommission_check(&ctx, source(&t), &none, 30).await.unwrap();
     assert_eq!((d.legacy_reads, d.redirects, d.ready), (0, 1, true), "{d:?}");
     assert_eq!(d.last_legacy_read.as_ref().map(|(_, p)| p.as_str()), Some("users/7/a.jpg"));
+    // The longest switched prefix decides, as in the redirector (review 26: any prefix switched
+    // to the platform counted): `users` on the platform and `users/42` back on legacy keep the
+    // legacy store for users/42's files.
+    cutover(&ctx, source(&t), &ask("users", Switch::Platform, false, None)).await.unwrap();
+    cutover(&ctx, source(&t), &ask("users/42", Switch::Legacy, false, None)).await.unwrap();
+    let d = migrate::cutover::decommission_check(&ctx, source(&t), &none, 30).await.unwrap();
+    assert!(d.unswitched_files > 0 && !d.ready, "{d:?}");
+    cutover(&ctx, source(&t), &ask("users/42", Switch::Platform, false, None)).await.unwrap();
+    let d = migrate::cutover::decommission_check(&ctx, source(&t), &none, 30).await.unwrap();
+    assert_eq!((d.unswitched_files, d.ready), (0, true), "{d:?}");
     ctx.ledger.count_legacy_served(&url, &ago(1), Served::LargeRedirect, "users/42/big.jpg").await.unwrap();
     ctx.ledger.count_legacy_served(&url, &ago(1), Served::Fallback { bytes: 7 }, "users/42/b.jpg").await.unwrap();
     let d = migrate::cutover::decommission_check(&ctx, source(&t), &none, 30).await.unwrap();
@@ -985,6 +995,60 @@ async fn a_rollback_takes_back_the_rows_its_run_gave_to_the_wrong_owner() {
     let mapping = files.legacy_file(&path).await.unwrap().unwrap();
     assert_eq!((mapping.file_id, mapping.run.as_str()), (id, third.as_str()));
     assert!(mapping.key.starts_with(&format!("users/{right}/")), "{mapping:?}");
+}
+
+/// Review 26: a worker takes a file while its run runs; the run is paused and rolled back (the
+/// rollback passes the file's row: nothing there yet), and then the worker's copy lands: its
+/// object, file row and legacy mapping stayed live in a run ROLLED_BACK. Every worker now
+/// looks at the run once a copy landed, and undoes a copy whose run began rolling back.
+#[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
+async fn a_copy_that_lands_after_its_run_began_rolling_back_is_undone_by_its_worker() {
+    use matbakh_core::ids::{ObjectKey, UserId};
+    use migrate::copy::{Copier, Copy, Outcome, Pace};
+    let sdk = moto().await;
+    let ctx = context(&sdk);
+    let files = ctx.files.clone().unwrap().table;
+    let bucket = bucket(&sdk, true).await;
+    let path = format!("users/7/{}/panasonic.jpg", uuid_like());
+    let t = tree(&[(&path, "photos/panasonic-orientation6.jpg", 250)]);
+    let owner = testkit::unique_user("late");
+    let owners = HashMap::from([("7".to_owned(), owner.clone())]);
+    let run =
+        plan(&ctx, &t, &options(&format!("s3://{bucket}"), "platform", owners, &t.url())).await.unwrap().run.unwrap();
+    let record = ctx.run(&run).await.unwrap();
+    ctx.ledger.control(&record.id, Control::Start, &ctx.now()).await.unwrap();
+    // The worker takes the file.
+    let row = all_rows(&ctx, &run).await[0].clone();
+    let (target, _) = ctx.target(&record.target).unwrap();
+    let settings = migrate::plan::CopySettings::of(&record).unwrap();
+    let mut copier = Copier::new(target.clone(), source(&t), record.id.clone(), settings, Pace::default());
+    copier.files = ctx.files.clone();
+    // While the run runs, a copy passes through untouched.
+    let copied = Outcome::Copied { version_id: None, adopted: false, retired: None };
+    let passing = Copy { outcome: copied, attempts: 1, retries: 0, ms: 0.0 };
+    let passed = migrate::rollback::undo_if_rolled_back(&ctx, &target, &row, passing, &record.id).await.unwrap();
+    assert!(matches!(passed.outcome, Outcome::Copied { .. }));
+    // Paused and rolled back before its copy lands: nothing to undo yet.
+    migrate::control::apply(&ctx, &run, Control::Pause).await.unwrap();
+    let r = migrate::rollback::rollback(&ctx, &run, &Default::default()).await.unwrap();
+    assert_eq!((r.removed.len(), r.files_retired), (0, 0));
+    // The copy lands: live, with its row.
+    let copy = copier.copy(&row, 7).await;
+    assert!(matches!(copy.outcome, Outcome::Copied { .. }), "{:?}", copy.outcome);
+    let key = row.entry.key.clone();
+    let id = ObjectKey::file_id_of(&key).unwrap();
+    assert!(files.file_details(id).await.unwrap().is_some());
+    assert_eq!(latest_objects(&sdk, &bucket, &key).await, 1);
+
+    // What the worker does before writing the row: the copy is undone, and named so.
+    let copy = migrate::rollback::undo_if_rolled_back(&ctx, &target, &row, copy, &record.id).await.unwrap();
+    assert!(matches!(&copy.outcome, Outcome::Failed { reason: FailureReason::RolledBack, .. }), "{:?}", copy.outcome);
+    assert!(snapshot(&sdk, &bucket, &key).await.is_empty(), "no version of the copy is left");
+    assert!(files.file_details(id).await.unwrap().is_none(), "nor its row");
+    assert!(files.legacy_file(&path).await.unwrap().is_none(), "nor its old URL's mapping");
+    let usage = files.usage(&UserId::parse(&owner).unwrap()).await.unwrap();
+    assert_eq!((usage.charged, usage.reserved), (0, 0));
 }
 
 /// Review 22 (migration 1): a run registered a file and never wrote it (killed between the
