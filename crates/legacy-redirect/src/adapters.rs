@@ -17,7 +17,7 @@ use matbakh_core::metadata::FileRecord;
 use matbakh_core::migration::redirect::{Served, Switches};
 use matbakh_core::migration::{LegacyPrefix, RunId};
 
-use crate::{Fetched, LegacyOrigin, Migrations, RedirectError};
+use crate::{Fetched, LegacyOrigin, Migrations, RedirectError, RunOf};
 
 /// How long the legacy origin may take to start answering and to send a body.
 pub const ORIGIN_TIMEOUT: Duration = Duration::from_secs(20);
@@ -70,13 +70,12 @@ impl Migrations for AwsMigrations {
         Ok(self.files.get_file(id).await?)
     }
 
-    async fn run_verified(&self, run: &str) -> Result<bool, RedirectError> {
-        let Ok(id) = RunId::parse(run) else { return Ok(false) };
-        Ok(self
-            .ledger
-            .get_run(&id)
-            .await?
-            .is_some_and(|r| !r.state.rolled_back() && r.verification.as_ref().is_some_and(|v| v.passed)))
+    async fn run(&self, run: &str) -> Result<Option<RunOf>, RedirectError> {
+        let Ok(id) = RunId::parse(run) else { return Ok(None) };
+        Ok(self.ledger.get_run(&id).await?.map(|r| RunOf {
+            verified: !r.state.rolled_back() && r.verification.as_ref().is_some_and(|v| v.passed),
+            source: r.source,
+        }))
     }
 
     async fn count(&self, source: &str, at: &str, served: Served, path: &str) -> Result<(), RedirectError> {

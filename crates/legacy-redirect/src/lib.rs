@@ -65,10 +65,20 @@ pub trait Migrations: Send + Sync {
     /// Whether the legacy path was a file of a user who erased their account on the platform.
     async fn erased(&self, path: &str) -> Result<bool, RedirectError>;
     async fn file(&self, id: FileId) -> Result<Option<FileRecord>, RedirectError>;
-    /// Whether run `run` passed a full `verify` and was not rolled back.
-    async fn run_verified(&self, run: &str) -> Result<bool, RedirectError>;
+    /// What the redirector needs of run `run`: its legacy source, and whether it passed a full
+    /// `verify` and was not rolled back; `None` if there is no such run.
+    async fn run(&self, run: &str) -> Result<Option<RunOf>, RedirectError>;
     /// Counts one answer of `source`'s redirector on the day of `at`.
     async fn count(&self, source: &str, at: &str, served: Served, path: &str) -> Result<(), RedirectError>;
+}
+
+/// A migration run, as [`Migrations::run`] answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOf {
+    /// The legacy source it copied (`file:///legacy`).
+    pub source: String,
+    /// It passed a full `verify` and was not rolled back.
+    pub verified: bool,
 }
 
 /// What the legacy origin answered.
@@ -122,7 +132,7 @@ impl Settings {
 #[derive(Default)]
 struct Cache {
     switches: Option<(OffsetDateTime, Switches)>,
-    runs: HashMap<String, (OffsetDateTime, bool)>,
+    runs: HashMap<String, (OffsetDateTime, Option<bool>)>,
 }
 
 pub struct Redirector {
@@ -161,14 +171,21 @@ impl Redirector {
         Ok(s)
     }
 
-    async fn run_verified(&self, run: &str) -> Result<bool, RedirectError> {
+    /// Whether run `run` is verified; `None` if it copied another legacy source (a mapping is
+    /// keyed by the legacy path alone, and a trial run from a staging copy, or a second site
+    /// with the same layout, may have written it last: review 26).
+    async fn run_verified(&self, run: &str) -> Result<Option<bool>, RedirectError> {
         if let Ok(cache) = self.cache.lock()
             && let Some((at, v)) = cache.runs.get(run)
             && self.fresh(*at)
         {
             return Ok(*v);
         }
-        let v = self.migrations.run_verified(run).await?;
+        let v = match self.migrations.run(run).await? {
+            Some(r) if r.source != self.settings.source => None,
+            Some(r) => Some(r.verified),
+            None => Some(false),
+        };
         if let Ok(mut cache) = self.cache.lock() {
             cache.runs.insert(run.to_owned(), (self.clock.now(), v));
         }
@@ -178,7 +195,8 @@ impl Redirector {
     /// What the platform knows of the file `path` became (only asked under a switched prefix).
     async fn migrated(&self, path: &str) -> Result<Option<Migrated>, RedirectError> {
         let Some(mapping) = self.migrations.mapping(path).await? else { return Ok(None) };
-        let verified = self.run_verified(&mapping.run).await?;
+        // Another source's file is none of this one's: its old URL is not migrated here.
+        let Some(verified) = self.run_verified(&mapping.run).await? else { return Ok(None) };
         let row = self.migrations.file(mapping.file_id).await?;
         Ok(Some(match row {
             Some(r) => Migrated {
@@ -272,7 +290,11 @@ impl Redirector {
                 Ok((resp, Served::Gone))
             }
             Answer::Fallback(reason) => {
-                let rest = uri.path().strip_prefix(&self.settings.url_prefix).unwrap_or_default();
+                // The legacy file the answer was decided for, in one spelling (review 26: the
+                // viewer's own could name another file to the origin, `;parameter` on a Java
+                // server, and skip an erased path's 410).
+                let spelled = matbakh_core::cdn::edge_path(path);
+                let rest = spelled.trim_start_matches('/');
                 let pq = match uri.query() {
                     Some(q) => format!("{rest}?{q}"),
                     None => rest.to_owned(),

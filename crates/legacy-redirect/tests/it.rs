@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use axum::body::Body;
 use http::{Method, Request, StatusCode, header};
 use legacy_redirect::adapters::HttpOrigin;
-use legacy_redirect::{Migrations, RedirectError, Redirector, Settings, router};
+use legacy_redirect::{Migrations, RedirectError, Redirector, RunOf, Settings, router};
 use matbakh_aws::table::LegacyMapping;
 use matbakh_core::clock::Clock;
 use matbakh_core::delivery::FilesCdn;
@@ -23,6 +23,8 @@ use matbakh_core::types::ContentType;
 use time::OffsetDateTime;
 
 const RUN: &str = "r20261205t000000-00000001";
+/// A run of another legacy source (a trial from a staging copy of the same tree).
+const STAGING_RUN: &str = "r20261205t000000-00000002";
 
 #[derive(Default)]
 struct State {
@@ -56,9 +58,14 @@ impl Migrations for Memory {
     async fn file(&self, id: FileId) -> Result<Option<FileRecord>, RedirectError> {
         Ok(self.0.lock().unwrap().files.get(&id).cloned())
     }
-    async fn run_verified(&self, run: &str) -> Result<bool, RedirectError> {
-        assert_eq!(run, RUN);
-        Ok(self.0.lock().unwrap().verified)
+    async fn run(&self, run: &str) -> Result<Option<RunOf>, RedirectError> {
+        // RUN copied this redirector's source; STAGING_RUN a staging copy of the same tree.
+        let source = match run {
+            RUN => "file:///srv/legacy",
+            STAGING_RUN => "file:///srv/staging-copy",
+            _ => return Ok(None),
+        };
+        Ok(Some(RunOf { source: source.into(), verified: self.0.lock().unwrap().verified }))
     }
     async fn count(&self, source: &str, _at: &str, served: Served, path: &str) -> Result<(), RedirectError> {
         assert_eq!(source, "file:///srv/legacy");
@@ -85,13 +92,15 @@ struct Fixture {
 }
 
 /// The legacy store's web server: `/uploads/shop/...` from a folder holding a photo (and a
-/// large file), with `ETag`/`Last-Modified` and conditional GETs, `404` for anything else.
+/// large file), with `ETag`/`Last-Modified` and conditional GETs, `404` for anything else. As
+/// Java servers do, a `;parameter` after a segment is not part of the path.
 async fn legacy_origin(photo: &[u8]) -> String {
     let photo = Arc::new(photo.to_vec());
     let app = axum::Router::new().fallback(move |req: Request<Body>| {
         let photo = photo.clone();
         async move {
-            let path = req.uri().path().to_owned();
+            let path: Vec<&str> = req.uri().path().split('/').map(|s| s.split(';').next().unwrap_or("")).collect();
+            let path = path.join("/");
             let body = match path.as_str() {
                 "/uploads/shop/42/menu%20card.jpg" | "/uploads/shop/7/old.jpg" | "/uploads/blog/a.jpg" => {
                     photo.to_vec()
@@ -289,6 +298,23 @@ async fn an_unverified_run_keeps_its_files_on_the_legacy_store() {
     assert_eq!(h[header::CACHE_CONTROL], "no-store", "on its way: not cached");
 }
 
+/// Review 26: mappings are keyed by the legacy path alone; a run of another legacy source
+/// (a trial from a staging copy, a second site with the same layout) that registered the same
+/// path last sent this source's old URL to that run's file, perhaps another owner's.
+#[tokio::test]
+async fn a_mapping_another_sources_run_wrote_is_not_this_sources_file() {
+    let f = fixture().await;
+    let id = f.migrate("shop/42/menu card.jpg", record("menu card.jpg", Visibility::Public, FileStatus::Ready));
+    f.state.0.lock().unwrap().mappings.get_mut("shop/42/menu card.jpg").unwrap().run = STAGING_RUN.into();
+    f.switch("shop", Switch::Platform);
+    let (status, h, body) = f.get("/uploads/shop/42/menu%20card.jpg").await;
+    assert_eq!(
+        (status, h["x-legacy-answer"].to_str().unwrap(), body == f.photo),
+        (StatusCode::OK, "legacy; not_migrated", true),
+        "the legacy store's own file, not {id}"
+    );
+}
+
 #[tokio::test]
 async fn files_deleted_on_the_platform_are_gone_not_served_from_the_legacy_store() {
     let f = fixture().await;
@@ -327,6 +353,16 @@ async fn an_erased_users_old_urls_are_gone_and_the_legacy_store_is_not_read() {
     let counted = f.counted();
     assert_eq!(counted[0].0, Served::Fallback { bytes: f.photo.len() as u64 });
     assert!(counted[1..].iter().all(|(served, path)| *served == Served::Gone && path == erased), "{counted:?}");
+
+    // Review 26: another spelling of the same file to the origin (a `;parameter` a Java server
+    // drops) is another legacy path to the redirector, which is not erased; the origin was
+    // asked with the spelling it was sent and answered with the erased user's photo. It is
+    // asked for the path the answer was decided for, one spelling of it.
+    f.switch("shop", Switch::Legacy);
+    f.wait(SWITCH_CACHE_SECONDS + 1);
+    let (status, h, body) = f.get("/uploads/shop/42/menu%20card.jpg;jsessionid=1").await;
+    assert_ne!(body, f.photo, "the erased user's photo was served: {status} {h:?}");
+    assert_eq!(status, StatusCode::NOT_FOUND, "the origin has no file of that name");
 }
 
 #[tokio::test]
