@@ -204,6 +204,10 @@ pub trait UploadRepo: Send + Sync {
     /// `owner`'s open sessions, newest first.
     async fn open_sessions(&self, owner: &UserId) -> PortResult<Vec<UploadSession>>;
 
+    /// Whether an erase closed `owner`'s account (until its second pass; a consistent read):
+    /// nothing may be made of their files then.
+    async fn account_closed(&self, owner: &UserId) -> PortResult<bool>;
+
     /// Starts a planned session: reserves `record.size` of the owner's `quota`, writes the
     /// PENDING row and the session and takes one of the owner's `cap` open-upload places, in
     /// one transaction ([`PortError::QuotaExceeded`], [`PortError::TooManyOpenUploads`]:

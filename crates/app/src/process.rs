@@ -78,6 +78,9 @@ pub enum Skip {
     Gone,
     /// The row was refused while its variants were made; they were removed.
     RefusedWhileRendering,
+    /// Its owner's account was closed by an erase while it was processed: what was made of it
+    /// (variants, public copies) was removed again.
+    AccountErased,
 }
 
 /// The version of a file's key that a run reads: the accepted one.
@@ -150,8 +153,10 @@ impl Processing {
         };
         let virus_scan = virus_scan.as_deref();
         if actual.class() != TypeClass::Image {
-            if self.files.mark_ready(file_id, &Ready { virus_scan, ..Ready::default() }).await? {
-                self.publish(row, at, &[]).await?;
+            if self.files.mark_ready(file_id, &Ready { virus_scan, ..Ready::default() }).await?
+                && !self.made_ready(row, at, &[]).await?
+            {
+                return Ok(Processed::Skipped(Skip::AccountErased));
             }
             return Ok(Processed::Checked);
         }
@@ -180,8 +185,9 @@ impl Processing {
                     .files
                     .mark_ready(file_id, &Ready { note: Some(&reason), virus_scan, ..Ready::default() })
                     .await?
+                    && !self.made_ready(row, at, &[]).await?
                 {
-                    self.publish(row, at, &[]).await?;
+                    return Ok(Processed::Skipped(Skip::AccountErased));
                 }
                 Ok(Processed::KeptWithoutVariants(reason))
             }
@@ -226,8 +232,28 @@ impl Processing {
             self.objects.delete_prefix(&ObjectKey::derived_prefix(file_id)).await?;
             return Ok(Processed::Skipped(Skip::RefusedWhileRendering));
         }
-        self.publish(row, at, &info.variants).await?;
+        if !self.made_ready(row, at, &info.variants).await? {
+            return Ok(Processed::Skipped(Skip::AccountErased));
+        }
         Ok(Processed::Ready { variants: count })
+    }
+
+    /// What follows a file's READY: its public copies, then a look at its owner's account
+    /// (`false`: closed, and what was made of the file went again). An erase closes the account
+    /// before it reads the user's files, and a file made READY after the erase passed it kept
+    /// variants and copies no row named (review 24); asked after every write, either the erase
+    /// finds them or this finds the erase.
+    async fn made_ready(&self, row: &FileRecord, at: &Object<'_>, variants: &[VariantInfo]) -> Result<bool, Error> {
+        self.publish(row, at, variants).await?;
+        if !self.uploads.account_closed(&row.owner).await? {
+            return Ok(true);
+        }
+        if row.labels.visibility == Visibility::Public {
+            self.delivery.unpublish(row.file_id).await?;
+        }
+        self.objects.delete_prefix(&ObjectKey::derived_prefix(row.file_id)).await?;
+        tracing::warn!("the owner's account was closed by an erase meanwhile: what was made of the file went");
+        Ok(false)
     }
 
     /// Writes the public copies of a file that was public as it became READY (the accepted
@@ -453,6 +479,31 @@ mod tests {
         let (id, key) = w.arrived("image/jpeg", jpeg(5000)).await;
         assert_eq!(w.processing.process(key.as_str()).await.unwrap(), Processed::Ready { variants: 2 });
         assert!(w.objects.keys_under(&ObjectKey::public_prefix(id)).is_empty());
+    }
+
+    /// Review 24: an erase deletes a step's variants and public copies, then its rows; a file
+    /// the thumbnailer made READY in between kept what it had written, with no row naming it,
+    /// for good (an erased user's photos, in the bucket). The thumbnailer looks at the account
+    /// after its writes: closed by the erase, what it made goes.
+    #[tokio::test]
+    async fn what_is_made_of_a_file_while_its_owners_account_is_erased_goes_again() {
+        use crate::ports::AccountRepo;
+        let mut w = world(Ok(two_variants()), None);
+        w.processing.delivery.cdn = Some(matbakh_core::delivery::FilesCdn::new("https://files.test", None));
+        let (id, key) = w.arrived("image/jpeg", jpeg(5000)).await;
+        let mut row = w.row(id).record;
+        row.labels.visibility = Visibility::Public;
+        w.repo.insert(FileDetails::new(row));
+        w.repo.close(&alice(), datetime!(2026-03-01 12:00 UTC).unix_timestamp()).await.unwrap();
+        assert_eq!(w.processing.process(key.as_str()).await.unwrap(), Processed::Skipped(Skip::AccountErased));
+        assert!(w.objects.keys_under(&ObjectKey::derived_prefix(id)).is_empty(), "no variant left");
+        assert!(w.objects.keys_under(&ObjectKey::public_prefix(id)).is_empty(), "no public copy left");
+        // Another user's file is made as ever.
+        let w = world(Ok(two_variants()), None);
+        let (id, key) = w.arrived("image/jpeg", jpeg(5000)).await;
+        w.repo.close(&UserId::parse("bob").unwrap(), 1).await.unwrap();
+        assert_eq!(w.processing.process(key.as_str()).await.unwrap(), Processed::Ready { variants: 2 });
+        assert_eq!(w.objects.keys_under(&ObjectKey::derived_prefix(id)).len(), 2);
     }
 
     /// The attack (security review, 2026-12-06): a public upload granted without a size (sign

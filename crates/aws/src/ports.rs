@@ -185,6 +185,10 @@ impl ShareRepo for FileTable {
 
 #[async_trait]
 impl UploadRepo for FileTable {
+    async fn account_closed(&self, owner: &UserId) -> PortResult<bool> {
+        Ok(FileTable::account_closed(self, owner).await?)
+    }
+
     async fn expired_pending(
         &self,
         cutoff: OffsetDateTime,

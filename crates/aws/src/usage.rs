@@ -124,6 +124,12 @@ impl FileTable {
         }
     }
 
+    /// Whether an erase closed `owner`'s account (its usage item holds `closedAt`), read
+    /// consistently.
+    pub async fn account_closed(&self, owner: &UserId) -> Result<bool, AwsError> {
+        Ok(self.get_item(schema::usage(owner)).await?.is_some_and(|item| item.contains_key(CLOSED_AT)))
+    }
+
     /// Closes `owner`'s account for the erase made at `erased_at` (unix seconds): the usage
     /// item is replaced by one that holds only that time, so the counters go and every grant's
     /// usage update is refused until [`Self::reopen_account`]. An account a later erase closed

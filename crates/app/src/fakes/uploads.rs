@@ -90,6 +90,10 @@ pub(super) fn put_session(st: &mut State, session: &UploadSession) {
 
 #[async_trait]
 impl UploadRepo for InMemory {
+    async fn account_closed(&self, owner: &UserId) -> PortResult<bool> {
+        Ok(lock(&self.state).closed.contains_key(owner))
+    }
+
     async fn expired_pending(
         &self,
         cutoff: OffsetDateTime,
