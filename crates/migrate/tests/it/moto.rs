@@ -883,19 +883,34 @@ async fn the_legacy_tree_is_archived_in_an_archive_storage_class_and_verifies() 
 /// fails as `target_changed`, nothing written; the rollback with it removes the row, its search
 /// items, what was made of the file and the mapping, gives the wrong owner's usage back, and the
 /// corrected plan then brings the file to its owner.
+/// What the rollback tests start from: the context (with the files table), a fresh versioned
+/// bucket (and its `s3://` target) and a legacy tree of one photo of legacy user 7.
+struct OnePhoto {
+    ctx: Context,
+    files: matbakh_aws::FileTable,
+    bucket: String,
+    target: String,
+    path: String,
+    t: Tree,
+}
+
+async fn one_photo(sdk: &aws_config::SdkConfig) -> OnePhoto {
+    let ctx = context(sdk);
+    let files = ctx.files.clone().unwrap().table;
+    let bucket = bucket(sdk, true).await;
+    let path = format!("users/7/{}/panasonic.jpg", uuid_like());
+    let t = tree(&[(&path, "photos/panasonic-orientation6.jpg", 250)]);
+    OnePhoto { ctx, files, target: format!("s3://{bucket}"), bucket, path, t }
+}
+
 #[tokio::test]
 #[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_rollback_takes_back_the_rows_its_run_gave_to_the_wrong_owner() {
     use matbakh_core::ids::{ObjectKey, UserId};
     let sdk = moto().await;
-    let ctx = context(&sdk);
-    let files = ctx.files.clone().unwrap().table;
-    let bucket = bucket(&sdk, true).await;
-    let path = format!("users/7/{}/panasonic.jpg", uuid_like());
-    let t = tree(&[(&path, "photos/panasonic-orientation6.jpg", 250)]);
+    let OnePhoto { ctx, files, bucket, target, path, t } = one_photo(&sdk).await;
     let (wrong, right) = (testkit::unique_user("wrong"), testkit::unique_user("right"));
     let owners = |who: &str| HashMap::from([("7".to_owned(), who.to_owned())]);
-    let target = format!("s3://{bucket}");
     let run = plan(&ctx, &t, &options(&target, "platform", owners(&wrong), &t.url())).await.unwrap().run.unwrap();
     let done = migrate::run::run(&ctx, &run, source(&t), &opts(2), quiet()).await.unwrap();
     assert_eq!((done.copied, done.failed), (1, 0));
@@ -1007,15 +1022,10 @@ async fn a_copy_that_lands_after_its_run_began_rolling_back_is_undone_by_its_wor
     use matbakh_core::ids::{ObjectKey, UserId};
     use migrate::copy::{Copier, Copy, Outcome, Pace};
     let sdk = moto().await;
-    let ctx = context(&sdk);
-    let files = ctx.files.clone().unwrap().table;
-    let bucket = bucket(&sdk, true).await;
-    let path = format!("users/7/{}/panasonic.jpg", uuid_like());
-    let t = tree(&[(&path, "photos/panasonic-orientation6.jpg", 250)]);
+    let OnePhoto { ctx, files, bucket, target, path, t } = one_photo(&sdk).await;
     let owner = testkit::unique_user("late");
     let owners = HashMap::from([("7".to_owned(), owner.clone())]);
-    let run =
-        plan(&ctx, &t, &options(&format!("s3://{bucket}"), "platform", owners, &t.url())).await.unwrap().run.unwrap();
+    let run = plan(&ctx, &t, &options(&target, "platform", owners, &t.url())).await.unwrap().run.unwrap();
     let record = ctx.run(&run).await.unwrap();
     ctx.ledger.control(&record.id, Control::Start, &ctx.now()).await.unwrap();
     // The worker takes the file.
@@ -1064,14 +1074,9 @@ async fn a_copy_that_lands_after_its_run_began_rolling_back_is_undone_by_its_wor
 async fn a_rollback_leaves_the_row_of_a_file_another_run_copied_to_its_key() {
     use matbakh_core::ids::ObjectKey;
     let sdk = moto().await;
-    let ctx = context(&sdk);
-    let files = ctx.files.clone().unwrap().table;
-    let bucket = bucket(&sdk, true).await;
-    let path = format!("users/7/{}/panasonic.jpg", uuid_like());
-    let t = tree(&[(&path, "photos/panasonic-orientation6.jpg", 250)]);
+    let OnePhoto { ctx, files, target, path, t, .. } = one_photo(&sdk).await;
     let owner = testkit::unique_user("twice");
     let owners = HashMap::from([("7".to_owned(), owner.clone())]);
-    let target = format!("s3://{bucket}");
     let first = plan(&ctx, &t, &options(&target, "platform", owners.clone(), &t.url())).await.unwrap().run.unwrap();
     // The first run registers the file; its write never happens, and the run is aborted.
     let entry = all_rows(&ctx, &first).await[0].entry.clone();
