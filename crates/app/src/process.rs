@@ -435,6 +435,16 @@ mod tests {
             (id, record.key)
         }
 
+        /// A public JPEG upload, arrived, with a files CDN to take its public copies.
+        async fn public_arrival(&mut self) -> (FileId, ObjectKey) {
+            self.processing.delivery.cdn = Some(matbakh_core::delivery::FilesCdn::new("https://files.test", None));
+            let (id, key) = self.arrived("image/jpeg", jpeg(5000)).await;
+            let mut row = self.row(id).record;
+            row.labels.visibility = Visibility::Public;
+            self.repo.insert(FileDetails::new(row));
+            (id, key)
+        }
+
         fn row(&self, id: FileId) -> FileDetails {
             self.repo.get(id).unwrap()
         }
@@ -453,11 +463,7 @@ mod tests {
     #[tokio::test]
     async fn a_public_upload_gets_public_copies_of_the_accepted_version_and_its_variants() {
         let mut w = world(Ok(two_variants()), None);
-        w.processing.delivery.cdn = Some(matbakh_core::delivery::FilesCdn::new("https://files.test", None));
-        let (id, key) = w.arrived("image/jpeg", jpeg(5000)).await;
-        let mut row = w.row(id).record;
-        row.labels.visibility = Visibility::Public;
-        w.repo.insert(FileDetails::new(row));
+        let (id, key) = w.public_arrival().await;
         // a replayed upload wrote other bytes after the accepted ones
         let accepted = w.objects.versions(&key)[0].clone();
         w.objects.put_bytes(&key, b"replayed".to_vec());
@@ -489,11 +495,7 @@ mod tests {
     async fn what_is_made_of_a_file_while_its_owners_account_is_erased_goes_again() {
         use crate::ports::AccountRepo;
         let mut w = world(Ok(two_variants()), None);
-        w.processing.delivery.cdn = Some(matbakh_core::delivery::FilesCdn::new("https://files.test", None));
-        let (id, key) = w.arrived("image/jpeg", jpeg(5000)).await;
-        let mut row = w.row(id).record;
-        row.labels.visibility = Visibility::Public;
-        w.repo.insert(FileDetails::new(row));
+        let (id, key) = w.public_arrival().await;
         w.repo.close(&alice(), datetime!(2026-03-01 12:00 UTC).unix_timestamp()).await.unwrap();
         assert_eq!(w.processing.process(key.as_str()).await.unwrap(), Processed::Skipped(Skip::AccountErased));
         assert!(w.objects.keys_under(&ObjectKey::derived_prefix(id)).is_empty(), "no variant left");
