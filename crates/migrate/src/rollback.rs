@@ -235,17 +235,20 @@ async fn unpublish(
         tracing::info!(invalidation, ?paths, "the files CDN asked to forget the rolled-back files");
     }
     stream::iter(keys)
-        .map(|key| async move {
-            let id =
-                ObjectKey::file_id_of(key.as_str()).ok_or_else(|| MigrateError::Check(format!("{key}: no file id")))?;
-            target.delete_prefix(&ObjectKey::public_prefix(id)).await?;
-            target.delete_prefix(&result_prefix(key.as_str())).await?;
-            Ok::<_, MigrateError>(())
-        })
+        .map(|key| delete_published(target, key))
         .buffer_unordered(UNPUBLISH_IN_FLIGHT)
         .try_collect::<()>()
         .await?;
     Ok(paths)
+}
+
+/// Deletes what anyone reached of the file at `key` without a signed URL: its public copies
+/// and its transform results.
+async fn delete_published(target: &Target, key: &ObjectKey) -> Result<(), MigrateError> {
+    let id = ObjectKey::file_id_of(key.as_str()).ok_or_else(|| MigrateError::Check(format!("{key}: no file id")))?;
+    target.delete_prefix(&ObjectKey::public_prefix(id)).await?;
+    target.delete_prefix(&result_prefix(key.as_str())).await?;
+    Ok(())
 }
 
 /// The runs not rolled back that count on `run`'s copies: delta runs whose chain (`since`, the
@@ -303,25 +306,12 @@ pub async fn undo_if_rolled_back(
         versions.push((old.clone(), marker.clone()));
     }
     let files = ctx.files.as_ref().map(|r| r.table.clone());
-    // Retried as the rollback retries a row (not through `with_retries`: its closure's future
-    // would not be `Send` for every lifetime a worker's task lends it).
-    let mut tries = 1;
-    let undone = loop {
-        match undo(target, files.as_ref(), run, &landed, &versions, false).await {
-            Err(e) if e.is_retryable() && tries < UNDO_TRIES => {
-                tokio::time::sleep(std::time::Duration::from_millis(200 << tries)).await;
-                tries += 1;
-            }
-            done => break done?,
-        }
-    };
+    let undone =
+        with_retries(&landed.entry.key, || undo(target, files.as_ref(), run, &landed, &versions, false)).await?;
     // Made public in the seconds since: its copies go (no CDN asked; the rollback's own
     // request, if any, came before the file was there).
-    if let Some(key) = undone.published {
-        let id =
-            ObjectKey::file_id_of(key.as_str()).ok_or_else(|| MigrateError::Check(format!("{key}: no file id")))?;
-        target.delete_prefix(&ObjectKey::public_prefix(id)).await?;
-        target.delete_prefix(&result_prefix(key.as_str())).await?;
+    if let Some(key) = &undone.published {
+        delete_published(target, key).await?;
     }
     tracing::warn!(key = %landed.entry.key, "a copy landed after its run began rolling back: undone");
     Ok(Copy {
