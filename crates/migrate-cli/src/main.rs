@@ -86,6 +86,10 @@ enum Command {
         /// public copies and transform results of the files the rollback takes away.
         #[arg(long, env = "FILES_DISTRIBUTION_ID")]
         invalidate: Option<String>,
+        /// Without --files-table, roll a run in the user layout back anyway: its objects go,
+        /// its file rows and mappings stay until a rollback with the table.
+        #[arg(long)]
+        keep_file_rows: bool,
     },
     /// Rewrite what runs recorded of users who erased their account since (ledger rows,
     /// manifests, metadata mismatches) so that nothing names them; every erase asks the
@@ -200,9 +204,10 @@ async fn execute(cli: Cli) -> Result<ExitCode, MigrateError> {
         Command::Verify { run, deep, sample, seed } => {
             verify::run(&ctx, &run, VerifyOptions { deep, sample, seed }, json).await
         }
-        Command::Rollback { run, dry_run, invalidate } => {
+        Command::Rollback { run, dry_run, invalidate, keep_file_rows } => {
             let invalidate = invalidate.filter(|id| !id.is_empty()).map(|id| matbakh_aws::cdn::Cdn::new(&sdk, id));
-            report::rollback(&ctx, &run, &migrate::rollback::RollbackOptions { dry_run, invalidate }, json).await
+            let opts = migrate::rollback::RollbackOptions { dry_run, invalidate, keep_file_rows };
+            report::rollback(&ctx, &run, &opts, json).await
         }
         Command::Redact { run } => report::redact(&ctx, run.as_deref(), json).await,
         Command::Report { run, failures_csv, all, html } => match (run, all, html) {

@@ -19,14 +19,14 @@
 use futures_util::{StreamExt, TryStreamExt, stream};
 use matbakh_aws::FileTable;
 use matbakh_aws::cdn::Cdn;
-use matbakh_aws::ledger::LedgerRow;
+use matbakh_aws::ledger::{LedgerRow, RunRecord};
 use matbakh_aws::transfer::{Target, Version};
 use matbakh_core::ids::ObjectKey;
 use matbakh_core::imgproxy::result_prefix;
 use matbakh_core::migration::{Control, FailureReason, RUN_METADATA_KEY, RowStatus, RunId, RunState};
 use serde::Serialize;
 
-use crate::copy::{Copy, Outcome, updated_row};
+use crate::copy::{Copy, Outcome, file_record, updated_row};
 use crate::rows::{Rows, Tally};
 use crate::{Context, MigrateError};
 
@@ -56,6 +56,10 @@ pub struct RollbackOptions {
     /// The files CDN (the stack's `FilesDistributionId`): asked to forget the public copies and
     /// transform results of the files the rollback takes away, before they are deleted.
     pub invalidate: Option<Cdn>,
+    /// Roll back a run in the user layout without the files table (`ctx.files` unset): its
+    /// objects go, its file rows, search items and legacy mappings stay (a later rollback with
+    /// the table takes them). Without it such a rollback is refused before anything changes.
+    pub keep_file_rows: bool,
 }
 
 /// What one row's rollback did in the files table.
@@ -323,6 +327,18 @@ pub async fn undo_if_rolled_back(
     })
 }
 
+/// Whether any of the run's files has a row in the files table when copied (the user layout):
+/// its manifest read until the first such file.
+async fn registers_files(ctx: &Context, target: &Target, record: &RunRecord) -> Result<bool, MigrateError> {
+    let mut rows = Rows::manifest(ctx, target, record).await?;
+    while let Some(page) = rows.next_page(ctx).await? {
+        if page.iter().any(|row| file_record(&row.entry).is_some()) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 pub async fn rollback(ctx: &Context, id: &str, opts: &RollbackOptions) -> Result<RolledBack, MigrateError> {
     let dry_run = opts.dry_run;
     let record = ctx.run(id).await?;
@@ -343,6 +359,15 @@ pub async fn rollback(ctx: &Context, id: &str, opts: &RollbackOptions) -> Result
             record.id,
             live.join(", "),
             if live.len() == 1 { "it" } else { "them" }
+        )));
+    }
+    // Without the files table, the rows a run in the user layout registered would be left
+    // behind its objects (a trash entry, search words and an old URL's mapping for a file no
+    // longer there): said before anything changes, unless asked for.
+    if ctx.files.is_none() && !opts.keep_file_rows && registers_files(ctx, &target, &record).await? {
+        return Err(MigrateError::Usage(format!(
+            "run {} copied files in the user layout (users/{{user}}/{{fileId}}/...), whose rows are in the files table: roll it back with --files-table (and --erase-secret-id), or pass --keep-file-rows to take only the objects back; nothing was changed",
+            record.id
         )));
     }
     // Before any row: no worker takes the run's work from now on (a message of a DONE run that

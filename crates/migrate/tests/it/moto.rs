@@ -945,11 +945,18 @@ async fn a_rollback_takes_back_the_rows_its_run_gave_to_the_wrong_owner() {
     };
     assert!(file_items().await > 1, "the row and its words");
 
-    // Rolled back without the files table: the row stays, and the corrected run refuses to
-    // write a file under the right owner's key that has no row of theirs.
+    // Without the files table, a rollback of a run in the user layout is refused, nothing
+    // changed (review 26), unless asked to keep the rows: then the row stays, and the corrected
+    // run refuses to write a file under the right owner's key that has no row of theirs.
     let mut bare = ctx.clone();
     bare.files = None;
-    let r = migrate::rollback::rollback(&bare, &run, &Default::default()).await.unwrap();
+    let before = snapshot(&sdk, &bucket, "").await;
+    let e = migrate::rollback::rollback(&bare, &run, &Default::default()).await.unwrap_err();
+    assert!(matches!(e, MigrateError::Usage(_)) && e.to_string().contains("--files-table"), "{e}");
+    assert_eq!(snapshot(&sdk, &bucket, "").await, before, "nothing was changed");
+    assert_eq!(ctx.run(&run).await.unwrap().state, RunState::Done);
+    let keep = migrate::rollback::RollbackOptions { keep_file_rows: true, ..Default::default() };
+    let r = migrate::rollback::rollback(&bare, &run, &keep).await.unwrap();
     assert_eq!((r.removed.len(), r.files_retired), (1, 0));
     let again = plan(&ctx, &t, &options(&target, "platform", owners(&right), &t.url())).await.unwrap().run.unwrap();
     let done = migrate::run::run(&ctx, &again, source(&t), &opts(2), quiet()).await.unwrap();
