@@ -1,5 +1,5 @@
-//! The parts of the image containers, walked once here for every reader: RIFF chunks (WebP),
-//! PNG chunks and ISO BMFF boxes (HEIF, AVIF). Pure and bounds-checked: each walker yields the
+//! The parts of the image containers, walked once here for every reader: JPEG marker
+//! segments, RIFF chunks (WebP), PNG chunks and ISO BMFF boxes (HEIF, AVIF). Pure and bounds-checked: each walker yields the
 //! parts of a byte range in order, reading only their headers, and never panics.
 //!
 //! A part whose declared size does not fit in what is there comes with `whole: false` and is
@@ -152,6 +152,69 @@ pub fn iso_boxes(bytes: &[u8], range: Range<usize>) -> impl Iterator<Item = Part
     )
 }
 
+/// One JPEG marker segment (before the image data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    /// The marker's second byte (`0xE1`: APP1, `0xDA`: start of scan).
+    pub marker: u8,
+    /// Where its marker starts (after any fill bytes).
+    pub start: usize,
+    /// Its content after the length, clamped to what is there when it is not whole; empty for a
+    /// marker without a length.
+    pub data: Range<usize>,
+    /// Where the next marker is expected (a start of scan's: where its entropy-coded data
+    /// starts).
+    pub end: usize,
+    /// Whether its declared length (at least 2) fits in `bytes`.
+    pub whole: bool,
+}
+
+/// Start of scan: the image data follows its header.
+pub const JPEG_SOS: u8 = 0xDA;
+/// End of image.
+pub const JPEG_EOI: u8 = 0xD9;
+
+/// The marker segments of a JPEG from offset 0 up to its first start of scan ([`JPEG_SOS`],
+/// the last part, whose `end` is where the image data starts) or an end of image: a JPEG's
+/// metadata and frame header are all there. `0xFF` fill bytes before a marker are skipped;
+/// markers without a length (SOI, TEM, RST0-7, EOI) come with empty data. The walk ends early
+/// after a segment that is not whole, or where a marker is expected and something else is
+/// there: then no start of scan comes, which is how a caller tells a JPEG whose head it could
+/// not read.
+pub fn jpeg_segments(bytes: &[u8]) -> impl Iterator<Item = Segment> + '_ {
+    let (mut at, mut done) = (0usize, false);
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        while bytes.get(at) == Some(&0xFF) && bytes.get(at + 1) == Some(&0xFF) {
+            at += 1;
+        }
+        let (Some(0xFF), Some(&marker)) = (bytes.get(at), bytes.get(at + 1)) else {
+            done = true;
+            return None;
+        };
+        let start = at;
+        let segment = if marker == 0xD8 || marker == 0x01 || (0xD0..=JPEG_EOI).contains(&marker) {
+            Segment { marker, start, data: start + 2..start + 2, end: start + 2, whole: true }
+        } else {
+            let data = start + 4;
+            match be_uint(bytes, start + 2, 2).map(|l| l as usize) {
+                Some(len) if len >= 2 && start + 2 + len <= bytes.len() => {
+                    Segment { marker, start, data: data..start + 2 + len, end: start + 2 + len, whole: true }
+                }
+                len => {
+                    let end = len.map_or(bytes.len(), |l| (start + 2 + l).min(bytes.len()));
+                    Segment { marker, start, data: data.min(end)..end.max(data.min(end)), end, whole: false }
+                }
+            }
+        };
+        done = !segment.whole || marker == JPEG_SOS || marker == JPEG_EOI;
+        at = segment.end;
+        Some(segment)
+    })
+}
+
 /// Every part of a walk if each is whole (the strict readers' view); `None` otherwise.
 pub fn all_whole(parts: impl Iterator<Item = Part>) -> Option<Vec<Part>> {
     parts.map(|p| p.whole.then_some(p)).collect()
@@ -176,6 +239,51 @@ mod tests {
             }
         }
         out
+    }
+
+    /// SOI, APP1 (`Exif`), fill bytes, RST0 (no length), SOF0, SOS, two bytes of scan, EOI.
+    fn jpeg() -> Vec<u8> {
+        let mut b = vec![0xFF, 0xD8, 0xFF, 0xE1, 0, 6, b'E', b'x', b'i', b'f'];
+        b.extend([0xFF, 0xFF, 0xFF, 0xD0]);
+        b.extend([0xFF, 0xC0, 0, 7, 8, 0, 2, 0, 3]);
+        b.extend([0xFF, 0xDA, 0, 3, 1, 0xAB, 0xCD, 0xFF, 0xD9]);
+        b
+    }
+
+    #[test]
+    fn jpeg_segments_end_at_the_scan_and_skip_fill_bytes() {
+        let b = jpeg();
+        let parts: Vec<Segment> = jpeg_segments(&b).collect();
+        let markers: Vec<(u8, bool)> = parts.iter().map(|p| (p.marker, p.whole)).collect();
+        assert_eq!(markers, [(0xD8, true), (0xE1, true), (0xD0, true), (0xC0, true), (JPEG_SOS, true)]);
+        assert_eq!(&b[parts[1].data.clone()], b"Exif");
+        assert_eq!((parts[2].start, parts[2].data.is_empty()), (12, true), "after two fill bytes");
+        assert_eq!(&b[parts[4].end..], [0xAB, 0xCD, 0xFF, 0xD9], "the image data follows the scan's header");
+        // An end of image before any scan is the last part.
+        let short = [0xFF, 0xD8, 0xFF, 0xD9, 0xFF, 0xE1, 0, 2];
+        assert_eq!(jpeg_segments(&short).map(|p| p.marker).collect::<Vec<_>>(), [0xD8, JPEG_EOI]);
+    }
+
+    #[test]
+    fn a_jpeg_cut_or_garbled_before_its_scan_ends_the_walk_without_one() {
+        let b = jpeg();
+        // Cut inside the frame header: the last part is not whole, its data what is there.
+        let cut = &b[..19];
+        let parts: Vec<Segment> = jpeg_segments(cut).collect();
+        let last = parts.last().unwrap();
+        assert_eq!((last.marker, last.whole, &cut[last.data.clone()]), (0xC0, false, &[8][..]));
+        // Cut inside a length, or a length under 2: not whole, and the end.
+        assert!(!jpeg_segments(&b[..5]).last().unwrap().whole);
+        let zero = [0xFF, 0xD8, 0xFF, 0xE1, 0, 1, 0xFF, 0xDA, 0, 2];
+        assert_eq!(
+            jpeg_segments(&zero).map(|p| (p.marker, p.whole)).collect::<Vec<_>>(),
+            [(0xD8, true), (0xE1, false)]
+        );
+        // Something else where a marker belongs: the walk ends, no scan.
+        let mut garbled = b.clone();
+        garbled[10] = 0x00;
+        assert!(jpeg_segments(&garbled).all(|p| p.marker != JPEG_SOS));
+        assert_eq!(jpeg_segments(b"").count(), 0);
     }
 
     #[test]

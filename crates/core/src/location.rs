@@ -18,7 +18,7 @@
 //! The chunks and boxes are walked by [`crate::container`]; a part that is not whole makes the
 //! file unreadable here.
 
-use crate::container::{self, Part, be_uint};
+use crate::container::{self, Part, Segment, be_uint};
 
 /// The largest original with a GPS position whose public copy is rewritten without it (in
 /// memory: the files API has 256 MB); a larger one gets no public copy of its original.
@@ -83,33 +83,25 @@ fn strip_jpeg_gps(bytes: &mut [u8]) -> Option<bool> {
     if bytes.get(..2) != Some(&[0xFF, 0xD8]) {
         return None;
     }
+    // The segments before the image data (a JPEG's metadata is all there), read first.
+    let segments: Vec<Segment> = container::jpeg_segments(bytes).collect();
     let mut changed = false;
-    let mut at = 2;
-    // The segments before the image data (a JPEG's metadata is all there).
-    loop {
-        let (Some(&0xFF), Some(&marker)) = (bytes.get(at), bytes.get(at + 1)) else { return None };
-        if marker == 0xDA || marker == 0xD9 {
-            return Some(changed);
-        }
-        if marker == 0xFF {
-            // A fill byte before the marker.
-            at += 1;
-            continue;
-        }
-        let len = bytes.get(at + 2..at + 4).map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])))?;
-        let end = (at + 2 + len).min(bytes.len());
-        if marker == 0xE1 && len >= 2 {
-            let segment = &mut bytes[at + 4..end];
-            if let Some(tiff) = segment.strip_prefix(b"Exif\0\0").map(|t| t.len()) {
-                let start = segment.len() - tiff;
-                changed |= zero_gps_directory(&mut segment[start..]);
-            } else if segment.starts_with(b"http://ns.adobe.com/xap/1.0/") {
-                let header = b"http://ns.adobe.com/xap/1.0/\0".len().min(segment.len());
-                changed |= blank_xmp(&mut segment[header..]);
+    for segment in &segments {
+        if segment.marker == 0xE1 {
+            let body = &mut bytes[segment.data.clone()];
+            if let Some(tiff) = body.strip_prefix(b"Exif\0\0").map(|t| t.len()) {
+                let start = body.len() - tiff;
+                changed |= zero_gps_directory(&mut body[start..]);
+            } else if body.starts_with(b"http://ns.adobe.com/xap/1.0/") {
+                let header = b"http://ns.adobe.com/xap/1.0/\0".len().min(body.len());
+                changed |= blank_xmp(&mut body[header..]);
             }
         }
-        at += 2 + len;
     }
+    segments
+        .last()
+        .filter(|s| s.whole && matches!(s.marker, container::JPEG_SOS | container::JPEG_EOI))
+        .map(|_| changed)
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -74,38 +74,28 @@ pub fn probe(format: Format, bytes: &[u8]) -> Result<Probe, ImageError> {
 }
 
 fn jpeg(b: &[u8]) -> Result<Probe, ImageError> {
-    let mut at = 2;
+    use matbakh_core::container::{JPEG_EOI, JPEG_SOS, jpeg_segments};
     let mut size = None;
     let mut icc_chunks: Vec<(u8, &[u8])> = Vec::new();
-    loop {
-        // Markers may be padded with any number of 0xFF fill bytes.
-        while b.get(at) == Some(&0xFF) && b.get(at + 1) == Some(&0xFF) {
-            at += 1;
+    let mut scan = None;
+    for segment in jpeg_segments(b) {
+        if !segment.whole {
+            return Err(malformed("JPEG segment cut short"));
         }
-        let (Some(0xFF), Some(&marker)) = (b.get(at), b.get(at + 1)) else {
-            return Err(malformed("JPEG marker expected"));
-        };
-        at += 2;
-        if marker == 0xD8 || marker == 0x01 || (0xD0..=0xD7).contains(&marker) {
-            continue; // no length
-        }
-        if marker == 0xD9 {
-            return Err(malformed("JPEG ends before its image data"));
-        }
-        let len = be16(b, at).ok_or_else(|| malformed("JPEG segment cut short"))? as usize;
-        let body = b.get(at + 2..at + len).ok_or_else(|| malformed("JPEG segment cut short"))?;
-        match marker {
-            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
+        let body = &b[segment.data.clone()];
+        match segment.marker {
+            JPEG_EOI => return Err(malformed("JPEG ends before its image data")),
+            0xC0..=0xCF if !matches!(segment.marker, 0xC4 | 0xC8 | 0xCC) => {
                 let height = be16(body, 1).ok_or_else(|| malformed("JPEG frame header cut short"))?;
                 let width = be16(body, 3).ok_or_else(|| malformed("JPEG frame header cut short"))?;
                 size = Some((width, height));
             }
             0xE2 if body.starts_with(b"ICC_PROFILE\0") && body.len() > 14 => icc_chunks.push((body[12], &body[14..])),
-            0xDA => break,
+            JPEG_SOS => scan = Some(segment.end),
             _ => {}
         }
-        at += len;
     }
+    let at = scan.ok_or_else(|| malformed("JPEG marker expected"))?;
     let (width, height) = size.ok_or_else(|| malformed("JPEG without a frame header"))?;
     // The entropy-coded data must end in an end-of-image marker: a cut-off file does not, and
     // libjpeg would "decode" it with a grey lower part.
