@@ -377,3 +377,40 @@ class WebApp(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def grants(fn, action, resource):
+    """Whether function `fn`'s policies allow `action` on the resource `resource` names (a
+    logical id, or `Id/index/name`), by exact action or `service:*`."""
+    for st in statements(RES[fn]["Properties"]):
+        if st.get("Effect") != "Allow":
+            continue
+        actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+        if action not in actions and f"{action.split(':')[0]}:*" not in actions:
+            continue
+        for r in st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]:
+            text = json.dumps(r)
+            table, _, index = resource.partition("/")
+            if table in text and (f"/index/{index.split('/')[-1]}" in text if index else "/index/" not in text):
+                return True
+    return False
+
+
+class TableRights(unittest.TestCase):
+    """What the functions' adapters call on the files table, granted (review 27: the sweeper's
+    session read and the erase's reopen were not; moto checks no IAM, so nothing else would
+    have told before a deployed stack failed)."""
+
+    def test_the_sweeper_reads_and_ends_expired_sessions_and_releases_rows(self):
+        # sweep.rs: `uploads.session` (GetItem), `release_pending` (a transaction of an UpdateItem
+        # and a DeleteItem), `close_session` (UpdateItem); `expired_pending` (Query of gsi2-status).
+        for action in ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"):
+            self.assertTrue(grants("SweeperFunction", action, "FilesTable"), action)
+        self.assertTrue(grants("SweeperFunction", "dynamodb:Query", "FilesTable/index/gsi2-status"))
+
+    def test_both_passes_of_an_erase_close_and_reopen_the_account(self):
+        # usage.rs: `close_account` (PutItem), `reopen_account` (DeleteItem), which the second
+        # pass (the eraser) calls last; and the items' reads and batch deletes.
+        for fn in ("AccountFunction", "EraserFunction"):
+            for action in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"):
+                self.assertTrue(grants(fn, action, "FilesTable"), (fn, action))
