@@ -13,10 +13,15 @@
 //! Then the same with the multipart sessions still open past their expiry, whatever mode
 //! started them: it aborts each S3 upload and ends the session. Bytes are only ever released
 //! by the row pass. Safe to run twice at once: every release is conditional.
+//!
+//! A row or session whose step fails is tried again [`SWEEP_ATTEMPTS`] times in all if the
+//! failure may pass (a transaction conflict with the owner's other uploads, throttling), then
+//! counted in [`SweepReport::failed`] and left for the next run: the others go on (review 27:
+//! the first failure stopped the whole run, every hour, and cut the releases in flight short).
 
 use std::sync::Arc;
 
-use futures_util::{StreamExt, TryStreamExt, stream};
+use futures_util::{StreamExt, stream};
 use matbakh_core::clock::Clock;
 use matbakh_core::limits::Limits;
 use matbakh_core::metadata::PendingRow;
@@ -51,10 +56,39 @@ pub struct SweepReport {
     pub awaiting_event: u64,
     /// Open sessions past their expiry whose S3 upload this run aborted.
     pub sessions_ended: u64,
+    /// Rows and sessions whose step failed (each logged): left for the next run.
+    pub failed: u64,
 }
 
 /// Rows (and sessions) one sweep works on at once.
 pub const SWEEP_IN_FLIGHT: usize = 16;
+
+/// Tries of one row's or session's step when its failure may pass.
+pub const SWEEP_ATTEMPTS: u32 = 3;
+
+/// The wait before the second try; doubled before each next one.
+const SWEEP_RETRY_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// `step` until it succeeds, fails for good or has been tried [`SWEEP_ATTEMPTS`] times; a
+/// failure is logged (in the caller's span) and answered `None`.
+async fn attempt<T, F: std::future::Future<Output = Result<T, Error>>>(step: impl Fn() -> F) -> Option<T> {
+    let mut wait = SWEEP_RETRY_WAIT;
+    for tried in 1..=SWEEP_ATTEMPTS {
+        match step().await {
+            Ok(done) => return Some(done),
+            Err(e) if e.is_retryable() && tried < SWEEP_ATTEMPTS => {
+                tracing::warn!(error = %e, tried, "sweep step failed; trying again");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, tried, "sweep step failed; left for the next run");
+                return None;
+            }
+        }
+    }
+    None
+}
 
 impl Sweeper {
     /// One sweep, as of the clock, taking no new page once `deadline` has passed.
@@ -66,21 +100,26 @@ impl Sweeper {
         let mut after = None;
         while in_time() {
             let (page, next) = self.uploads.expired_pending(cutoff, limit, after.as_ref()).await?;
-            // Each row's bytes if this run released it.
-            let released: Vec<Option<u64>> = stream::iter(page)
+            // Each row's bytes if this run released it (`None`: it failed).
+            let released: Vec<Option<Option<u64>>> = stream::iter(page)
                 .map(|row| async move {
                     let span = tracing::info_span!("expired_upload", file_id = %row.file_id, user = %row.owner);
-                    Ok::<_, Error>(self.release(&row).instrument(span).await?.then_some(row.charged))
+                    attempt(|| self.release(&row)).instrument(span).await.map(|r| r.then_some(row.charged))
                 })
                 .buffer_unordered(SWEEP_IN_FLIGHT)
-                .try_collect()
-                .await?;
-            let examined = released.len() as u64;
-            let freed: Vec<u64> = released.into_iter().flatten().collect();
-            report.examined += examined;
-            report.released += freed.len() as u64;
-            report.released_bytes += freed.iter().sum::<u64>();
-            report.awaiting_event += examined - freed.len() as u64;
+                .collect()
+                .await;
+            report.examined += released.len() as u64;
+            for outcome in released {
+                match outcome {
+                    Some(Some(bytes)) => {
+                        report.released += 1;
+                        report.released_bytes += bytes;
+                    }
+                    Some(None) => report.awaiting_event += 1,
+                    None => report.failed += 1,
+                }
+            }
             match next {
                 Some(cursor) => after = Some(cursor),
                 None => break,
@@ -89,15 +128,16 @@ impl Sweeper {
         while in_time() {
             let page = self.uploads.expired_sessions(cutoff, limit).await?;
             let full = page.len() == limit;
-            let ended: Vec<bool> = stream::iter(page)
+            let outcomes: Vec<Option<bool>> = stream::iter(page)
                 .map(|id| async move {
                     let span = tracing::info_span!("expired_session", upload_id = %id);
-                    self.end_session(&id).instrument(span).await
+                    attempt(|| self.end_session(&id)).instrument(span).await
                 })
                 .buffer_unordered(SWEEP_IN_FLIGHT)
-                .try_collect()
-                .await?;
-            let ended = ended.iter().filter(|e| **e).count() as u64;
+                .collect()
+                .await;
+            let ended = outcomes.iter().filter(|e| **e == Some(true)).count() as u64;
+            report.failed += outcomes.iter().filter(|e| e.is_none()).count() as u64;
             report.sessions_ended += ended;
             if !full || ended == 0 {
                 break;

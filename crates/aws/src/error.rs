@@ -79,8 +79,10 @@ impl AwsError {
                             | "SlowDown"
                             | "RequestTimeout"
                             | "TooManyInvalidationsInProgress"
+                            | "TransactionConflictException"
                     )
                 ) || (e.err().code().is_none() && server_error(e.raw()))
+                    || transaction_may_pass(e.err())
             }
             _ => false,
         };
@@ -90,6 +92,22 @@ impl AwsError {
         };
         AwsError::Service { operation, message, retryable }
     }
+}
+
+/// Whether `err` is a DynamoDB transaction cancelled only for reasons that pass: another
+/// transaction on one of its items at the same moment (`TransactionConflict`: the sweeper's
+/// releases of one owner's rows all update that owner's usage item), throttling. One cancelled
+/// by a condition is the caller's answer, not a failure to try again.
+fn transaction_may_pass<E: 'static>(err: &E) -> bool {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+    let any: &dyn std::any::Any = err;
+    let Some(TransactWriteItemsError::TransactionCanceledException(c)) = any.downcast_ref() else { return false };
+    let reasons: Vec<&str> =
+        c.cancellation_reasons().iter().filter_map(|r| r.code()).filter(|c| *c != "None").collect();
+    !reasons.is_empty()
+        && reasons
+            .iter()
+            .all(|code| matches!(*code, "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"))
 }
 
 /// Whether `raw` is an HTTP response with a 5xx status.
@@ -126,5 +144,30 @@ mod tests {
         assert!(answered(500, None).is_retryable(), "a 5xx whose body S3's parser could not read");
         assert!(!answered(403, Some("AccessDenied")).is_retryable());
         assert!(!answered(400, None).is_retryable());
+    }
+
+    /// Review 27: a transaction cancelled because another touched one of its items at the same
+    /// moment may pass; one cancelled by its condition may not.
+    #[test]
+    fn a_transaction_cancelled_by_a_conflict_is_retryable_and_one_cancelled_by_a_condition_is_not() {
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+        use aws_sdk_dynamodb::types::CancellationReason;
+        use aws_sdk_dynamodb::types::error::TransactionCanceledException;
+        let cancelled = |codes: &[&str]| {
+            let reasons = codes.iter().map(|c| CancellationReason::builder().code(*c).build()).collect();
+            let e = TransactionCanceledException::builder()
+                .set_cancellation_reasons(Some(reasons))
+                .meta(ErrorMetadata::builder().code("TransactionCanceledException").build())
+                .build();
+            let raw = HttpResponse::new(400.try_into().unwrap(), SdkBody::empty());
+            AwsError::from_sdk(
+                "TransactWriteItems",
+                SdkError::service_error(TransactWriteItemsError::TransactionCanceledException(e), raw),
+            )
+        };
+        assert!(cancelled(&["None", "TransactionConflict"]).is_retryable());
+        assert!(cancelled(&["ThrottlingError", "None"]).is_retryable());
+        assert!(!cancelled(&["ConditionalCheckFailed", "TransactionConflict"]).is_retryable());
+        assert!(!cancelled(&["ValidationError"]).is_retryable());
     }
 }

@@ -36,6 +36,8 @@ pub const DEFAULT_SWEEP_GRACE: Duration = Duration::from_secs(60 * 60);
 /// How many expired rows (and sessions) the sweeper takes at a time; a run takes pages until
 /// it is caught up or near its timeout (`SWEEP_MAX_ROWS`).
 pub const DEFAULT_SWEEP_MAX_ROWS: u64 = 1_000;
+/// The most `SWEEP_MAX_ROWS` may be: a page is held in memory and examined before the next.
+pub const MAX_SWEEP_ROWS: u64 = 10_000;
 
 /// How long a soft-deleted file can be restored (`RESTORE_WINDOW_DAYS`, in days); the bucket's
 /// lifecycle removes its versions after the same time.
@@ -130,7 +132,15 @@ impl Limits {
             upload_session_ttl: seconds("UPLOAD_SESSION_TTL_SECONDS", d.upload_session_ttl)?,
             max_open_uploads: number("MAX_OPEN_UPLOADS")?.unwrap_or(d.max_open_uploads),
             sweep_grace: seconds("SWEEP_GRACE_SECONDS", d.sweep_grace)?,
-            sweep_max_rows: number("SWEEP_MAX_ROWS")?.unwrap_or(d.sweep_max_rows),
+            // A page of none would never fill (the row pass read the whole index unbounded) and
+            // DynamoDB refuses a query limit of 0 (every session pass failed): review 27.
+            sweep_max_rows: match number("SWEEP_MAX_ROWS")? {
+                Some(rows @ 1..=MAX_SWEEP_ROWS) => rows,
+                Some(_) => {
+                    return Err(CoreError::invalid("SWEEP_MAX_ROWS", format!("must be 1 to {MAX_SWEEP_ROWS} rows")));
+                }
+                None => d.sweep_max_rows,
+            },
             restore_window: days("RESTORE_WINDOW_DAYS", d.restore_window)?,
             image_url_ttl: seconds("IMAGE_URL_TTL_SECONDS", d.image_url_ttl)?,
             audit_retention: days("AUDIT_RETENTION_DAYS", d.audit_retention)?,
@@ -225,6 +235,12 @@ mod tests {
         let err = one("PENDING_TTL_SECONDS", "600").unwrap_err();
         assert!(matches!(err, CoreError::Invalid { field: "PENDING_TTL_SECONDS", .. }), "{err:?}");
         assert!(one("PENDING_TTL_SECONDS", "86400").is_ok(), "as long as a session: enough");
+        // Review 27: a sweep page of no rows, or of more than the sweep holds.
+        for rows in ["0", "10001"] {
+            let err = one("SWEEP_MAX_ROWS", rows).unwrap_err();
+            assert!(matches!(err, CoreError::Invalid { field: "SWEEP_MAX_ROWS", .. }), "{rows}: {err:?}");
+        }
+        assert_eq!(one("SWEEP_MAX_ROWS", "1").unwrap().sweep_max_rows, 1);
     }
 
     #[test]

@@ -17,6 +17,9 @@
 //! freed, and ends the session (COMPLETED if its object did arrive, else ABORTED), which gives
 //! the owner's open-upload place back. Bytes are only ever released by the row pass.
 //!
+//! A row or session whose step keeps failing is left for the next run while the others go on;
+//! the invocation then fails (so `SweeperFailuresAlarm` tells), after every other was done.
+//!
 //! Reads: the table's status index, object HEADs. Writes: usage counters, file rows, sessions,
 //! S3 multipart aborts. Safe to run twice at once: every release is conditional.
 //!
@@ -44,6 +47,7 @@ pub async fn sweep(
             ("ExpiredBytesReleased", report.released_bytes, Unit::Bytes),
             ("ExpiredUploadsAwaitingEvent", report.awaiting_event, Unit::Count),
             ("ExpiredSessionsEnded", report.sessions_ended, Unit::Count),
+            ("ExpiredSweepFailures", report.failed, Unit::Count),
         ],
     );
     Ok(report)

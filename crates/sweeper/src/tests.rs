@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use matbakh_app::fakes::{InMemory, InMemoryObjects};
 use matbakh_app::ports::{FileGrants, UsageRepo};
-use matbakh_app::sweep::{SweepReport, Sweeper};
+use matbakh_app::sweep::{SWEEP_ATTEMPTS, SweepReport, Sweeper};
 use matbakh_core::clock::FixedClock;
 use matbakh_core::ids::{FileId, UserId};
 use matbakh_core::limits::Limits;
@@ -102,6 +102,7 @@ async fn an_upload_that_never_arrived_gives_its_bytes_and_its_place_back_after_t
         released_bytes: 5_000 + (20 << 20),
         awaiting_event: 0,
         sessions_ended: 0,
+        failed: 0,
     };
     assert_eq!(report, expected);
     assert_eq!(w.usage().await, Usage::default(), "bytes and the open-upload place are back");
@@ -135,6 +136,33 @@ async fn an_expired_session_without_a_row_is_aborted_and_ended_as_what_became_of
     assert!(matches!(w.repo.session(&done).unwrap().state, SessionState::Completed { .. }));
     assert_eq!(w.usage().await.open_uploads, 0);
     assert_eq!(w.objects.aborted().len(), 2);
+}
+
+/// Review 27: the first row whose step failed ended the run (every hour, while it failed):
+/// the rows and sessions after it waited, and the releases in flight were cut short. A failure
+/// that may pass is tried again; one that does not is counted and left, and the rest go on.
+#[tokio::test]
+async fn a_row_that_fails_is_left_for_the_next_run_and_the_others_go_on() {
+    let w = World::new();
+    let (flaky, broken) = (w.granted(1, 1_000).await, w.granted(2, 2_000).await);
+    let after = w.granted(3, 3_000).await;
+    let companion = upload(4, 1 << 20);
+    let session = w.session(&companion, "upload-4");
+    w.objects.fail_heads(&flaky.key, SWEEP_ATTEMPTS - 1, true);
+    w.objects.fail_heads(&broken.key, 1, false);
+    w.objects.fail_heads(&companion.key, SWEEP_ATTEMPTS, true);
+
+    let report = w.sweep(Limits::default().sweep_grace * 2).await;
+    assert_eq!((report.examined, report.released, report.released_bytes), (3, 2, 1_000 + 3_000));
+    assert_eq!((report.failed, report.sessions_ended), (2, 0), "the broken row and the session that kept failing");
+    assert!(w.repo.get(flaky.file_id).is_none() && w.repo.get(after.file_id).is_none());
+    assert_eq!(w.usage().await.reserved, 2_000, "only the broken row's bytes are still held");
+    assert_eq!(w.repo.session(&session).unwrap().state, SessionState::Open);
+
+    // The next run finds them working again.
+    let report = w.sweep(Limits::default().sweep_grace * 2).await;
+    assert_eq!((report.released, report.sessions_ended, report.failed), (1, 1, 0));
+    assert_eq!(w.usage().await, Usage::default());
 }
 
 /// Security review 21 (uploads 3): a run took one page (`SWEEP_MAX_ROWS`, oldest first), so a

@@ -68,7 +68,14 @@ async fn lapsed_uploads_give_their_quota_back_and_nothing_else_moves() {
     let released = photo.len() as u64 + (20 << 20);
     assert_eq!(
         report,
-        SweepReport { examined: 3, released: 2, released_bytes: released, awaiting_event: 1, sessions_ended: 0 }
+        SweepReport {
+            examined: 3,
+            released: 2,
+            released_bytes: released,
+            awaiting_event: 1,
+            sessions_ended: 0,
+            failed: 0
+        }
     );
 
     let usage = single.usage(&user).await;
@@ -90,7 +97,7 @@ async fn lapsed_uploads_give_their_quota_back_and_nothing_else_moves() {
     let again = sweep(&as_of(&single, now), None).await.unwrap();
     assert_eq!(
         again,
-        SweepReport { examined: 1, released: 0, released_bytes: 0, awaiting_event: 1, sessions_ended: 0 }
+        SweepReport { examined: 1, released: 0, released_bytes: 0, awaiting_event: 1, sessions_ended: 0, failed: 0 }
     );
     assert_eq!(single.usage(&user).await.charged, all - released);
 }

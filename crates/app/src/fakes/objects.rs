@@ -60,6 +60,8 @@ pub struct InMemoryObjects {
     archive: Mutex<ArchiveTier>,
     /// Completions to fail before S3 would complete one (a network error, `InvalidPart`).
     failing_completions: Mutex<u32>,
+    /// HEADs to fail per key, and whether as a passing failure (throttling) or for good.
+    failing_heads: Mutex<HashMap<ObjectKey, (u32, bool)>>,
 }
 
 #[derive(Default)]
@@ -165,6 +167,11 @@ impl InMemoryObjects {
     /// Fails the next completion, as S3 does when it is out of reach or a part changed.
     pub fn fail_next_completion(&self) {
         *lock(&self.failing_completions) += 1;
+    }
+
+    /// Fails the next `times` HEADs of `key`: `retryable`, as S3 throttling would, or for good.
+    pub fn fail_heads(&self, key: &ObjectKey, times: u32, retryable: bool) {
+        lock(&self.failing_heads).insert(key.clone(), (times, retryable));
     }
 
     /// The multipart uploads S3 holds (neither completed nor aborted).
@@ -294,6 +301,14 @@ impl ObjectAccess for InMemoryObjects {
     }
 
     async fn size(&self, key: &ObjectKey) -> PortResult<Option<u64>> {
+        if let Some((times, retryable)) = lock(&self.failing_heads).get_mut(key).filter(|(n, _)| *n > 0) {
+            *times -= 1;
+            return Err(if *retryable {
+                PortError::Unavailable { operation: "HeadObject", message: "SlowDown".into() }
+            } else {
+                PortError::Failed("HeadObject: AccessDenied".into())
+            });
+        }
         Ok(self.current(key).map(|(_, size)| size))
     }
 
