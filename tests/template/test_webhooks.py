@@ -60,6 +60,20 @@ class Webhooks(unittest.TestCase):
         # A slow endpoint takes at most this many of the account's concurrent executions.
         self.assertEqual(names(RES["WebhooksFunction"]["Properties"]["ReservedConcurrentExecutions"]), {"WebhookConcurrency"})
 
+    def test_the_poller_takes_no_batch_the_function_could_not_run(self):
+        # Review 27: a throttled batch goes back with its receive count (the attempt number)
+        # raised; the poller's maximum is the reserved concurrency, and SQS's least is 2.
+        batch = RES["WebhooksFunction"]["Properties"]["Events"]["Deliveries"]["Properties"]
+        self.assertEqual(names(batch["ScalingConfig"]["MaximumConcurrency"]), {"WebhookConcurrency"})
+        self.assertGreaterEqual(T["Parameters"]["WebhookConcurrency"]["MinValue"], 2)
+
+    def test_a_backlog_is_alarmed_long_before_the_queue_would_drop_it(self):
+        queue = RES["WebhookQueue"]["Properties"]
+        alarm = RES["WebhookBacklogAlarm"]["Properties"]
+        self.assertEqual(RES["WebhookBacklogAlarm"]["Condition"], "HasWebhooks")
+        self.assertEqual((alarm["MetricName"], names(alarm["Dimensions"][0]["Value"])), ("ApproximateAgeOfOldestMessage", {"WebhookQueue"}))
+        self.assertLessEqual(alarm["Threshold"] + alarm["Period"] * alarm["EvaluationPeriods"], queue["MessageRetentionPeriod"] / 4)
+
 
 if __name__ == "__main__":
     unittest.main()

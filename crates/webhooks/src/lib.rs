@@ -43,10 +43,18 @@ impl Endpoint {
         let json: serde_json::Value =
             serde_json::from_str(text).map_err(|e| bad(format!("the endpoint's secret is not JSON: {e}")))?;
         let url = json["url"].as_str().map(str::trim).unwrap_or_default();
-        let loopback = ["http://127.0.0.1:", "http://127.0.0.1/", "http://[::1]:", "http://localhost:"];
-        if !(url.starts_with("https://") || loopback.iter().any(|p| url.starts_with(p))) {
+        // Read as the client reads it (review 27: `http://localhost:1@backend.example/` passed a
+        // prefix check and was sent in the clear to backend.example, `localhost:1` its user info).
+        let uri: Option<http::Uri> = url.parse().ok();
+        let authority = uri.as_ref().and_then(|u| u.authority()).map(|a| a.as_str());
+        let allowed = match (uri.as_ref().and_then(|u| u.scheme_str()), uri.as_ref().and_then(|u| u.host())) {
+            (Some("https"), Some(host)) => !host.is_empty(),
+            (Some("http"), Some(host)) => matches!(host, "127.0.0.1" | "[::1]" | "localhost"),
+            _ => false,
+        };
+        if !allowed || authority.is_none_or(|a| a.contains('@')) {
             return Err(bad(format!(
-                "the endpoint's url {url:?} must be https:// (http:// only to a loopback address)"
+                "the endpoint's url {url:?} must be https:// (http:// only to a loopback address), with no user info"
             )));
         }
         let mut secrets = Vec::new();

@@ -127,6 +127,12 @@ fn the_endpoint_comes_from_its_secret() {
     assert_eq!(e.secrets.len(), 2);
     for bad in [
         r#"{"url":"http://backend.test/h","secret":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}"#,
+        // Review 27: loopback by its prefix, another host by what the client connects to.
+        r#"{"url":"http://localhost:1@backend.test/h","secret":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}"#,
+        r#"{"url":"http://127.0.0.1:80@backend.test/","secret":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}"#,
+        r#"{"url":"https://user:pw@b.test/h","secret":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}"#,
+        r#"{"url":"http://localhost.backend.test/","secret":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}"#,
+        r#"{"url":"https:///h","secret":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}"#,
         r#"{"url":"https://b.test/h"}"#,
         r#"{"url":"https://b.test/h","secret":"whsec_c2hvcnQ="}"#,
         "whsec_not-json",
