@@ -414,3 +414,17 @@ class TableRights(unittest.TestCase):
         for fn in ("AccountFunction", "EraserFunction"):
             for action in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"):
                 self.assertTrue(grants(fn, action, "FilesTable"), (fn, action))
+
+    def test_the_status_index_holds_every_attribute_the_sweeper_reads_of_a_row(self):
+        # Review 27: `tokenDigest` was not projected, so the sweeper never gave an upload
+        # token's allowance back. The attributes `parse_pending_row` reads, from the source.
+        with open(os.path.join(ROOT, "crates", "aws", "src", "table.rs")) as f:
+            src = f.read()
+        body = src[src.index("fn parse_pending_row"):]
+        body = body[: body.index("\n}\n")]
+        read = set(re.findall(r'(?:get_str|get_u64|opt_str)\(item, "(\w+)"\)|item\.get\("(\w+)"\)', body))
+        read = {a or b for a, b in read}
+        self.assertIn("tokenDigest", read)
+        index = next(i for i in RES["FilesTable"]["Properties"]["GlobalSecondaryIndexes"] if i["IndexName"] == "gsi2-status")
+        self.assertEqual(index["Projection"]["ProjectionType"], "INCLUDE")
+        self.assertLessEqual(read, set(index["Projection"]["NonKeyAttributes"]))
