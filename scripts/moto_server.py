@@ -15,13 +15,21 @@
   items it names are kept instead.
 - A Query lists and sorts every item of the table to pick the ones it keeps (below): a query
   of the table takes only the partition's, an index query skips the sort that never shows.
+- With `MOTO_CALL_LOG=FILE`, every request a function made (its SDK names it: `app/{name}` in
+  the user agent, from `AWS_LAMBDA_FUNCTION_NAME`) is appended to FILE as a JSON line: what
+  `scripts/iam_calls.py` checks against the function's policy in the template.
 - A form upload (POST object) answers without the object's ETag and without the bucket's CORS
   headers, so a browser may not read the ETag S3 would expose (the web app's Uppy logged
   "Refused to get unsafe header etag"): both added, with the version id, as S3 answers.
 """
 
 import copy
+import io
+import json
+import os
+import re
 import threading
+from urllib.parse import parse_qs, unquote
 
 from moto.core import serialize
 from moto.dynamodb.models import DynamoDBBackend
@@ -29,6 +37,7 @@ from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
 from moto.s3.models import FakeKey
 from moto.s3.responses import S3Response
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.server import main
 
 _serialize = serialize.S3Serializer._serialized_result_to_response
@@ -193,6 +202,44 @@ def _all_items_of_the_partition(self):
 
 Table.query = _query_by_partition
 Table.all_items = _all_items_of_the_partition
+
+
+# The calls of the functions, for scripts/iam_calls.py: what each request asked, as far as its
+# IAM action and resource go (the body only of a JSON-protocol call or a multi-object delete).
+_CALL_LOG = os.environ.get("MOTO_CALL_LOG")
+_APP = re.compile(r"(?:^|\s)app/([^\s]+)")
+_log_lock = threading.Lock()
+
+
+def _recorded(call):
+    def record(self, environ, start_response):
+        agent = " ".join(environ.get(h, "") for h in ("HTTP_X_AMZ_USER_AGENT", "HTTP_USER_AGENT"))
+        app = _APP.search(agent)
+        if app:
+            query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+            line = {
+                "app": app.group(1),
+                "method": environ.get("REQUEST_METHOD"),
+                "host": environ.get("HTTP_HOST", ""),
+                "path": unquote(environ.get("PATH_INFO", "")),
+                "query": {k: v[0] for k, v in query.items()},
+                "target": environ.get("HTTP_X_AMZ_TARGET"),
+                "copySource": environ.get("HTTP_X_AMZ_COPY_SOURCE"),
+            }
+            if line["target"] or (line["method"] == "POST" and "delete" in line["query"]):
+                size = int(environ.get("CONTENT_LENGTH") or 0)
+                body = environ["wsgi.input"].read(size) if size else b""
+                environ["wsgi.input"] = io.BytesIO(body)
+                line["body"] = body.decode("utf-8", "replace")
+            with _log_lock, open(_CALL_LOG, "a") as f:
+                f.write(json.dumps(line) + "\n")
+        return call(self, environ, start_response)
+
+    return record
+
+
+if _CALL_LOG:
+    DomainDispatcherApplication.__call__ = _recorded(DomainDispatcherApplication.__call__)
 
 
 if __name__ == "__main__":

@@ -308,7 +308,11 @@ class FilesCdn(unittest.TestCase):
         # with version ids), as the functions remove derived/ too.
         publish = {"s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:ListBucketVersions"}
         self.assertEqual(rights, {
-            "FilesApiFunction": publish,  # made public, private, deleted, restored
+            # Made public, private, deleted, restored; and whether a copy is there before its URL
+            # is shown (an archived file's, one withheld for its size: a HEAD), as the notifier's
+            # views of such files look (review 27).
+            "FilesApiFunction": publish | {"s3:GetObject", "s3:ListBucket"},
+            "NotifierFunction": {"s3:GetObject", "s3:ListBucket"},
             "ThumbnailerFunction": publish,  # public as it becomes READY
             # A deleted or overwritten file's copies go with its variants; a public file's
             # restore out of the archive copies its original again.

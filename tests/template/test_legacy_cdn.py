@@ -65,9 +65,12 @@ class LegacyCdn(unittest.TestCase):
         secret, = actions["secretsmanager:GetSecretValue"]
         self.assertEqual(names(secret["Resource"]), {"ErasePseudonymSecret"})
         self.assertEqual(env["ERASE_PSEUDONYM_SECRET_ID"], {"Ref": "ErasePseudonymSecret"})
-        decrypt, = actions["kms:Decrypt"]
-        self.assertEqual(names(decrypt["Resource"]), {"FilesKey"})
-        self.assertEqual(decrypt["Condition"], {"StringEquals": {"kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}}})
+        # The key decrypts only through Secrets Manager (that secret) and DynamoDB (the tables,
+        # encrypted with it: review 27).
+        decrypts = actions["kms:Decrypt"]
+        self.assertEqual([names(d["Resource"]) for d in decrypts], [{"FilesKey"}, {"FilesKey"}])
+        self.assertEqual(sorted(d["Condition"]["StringEquals"]["kms:ViaService"]["Fn::Sub"] for d in decrypts),
+                         ["dynamodb.${AWS::Region}.amazonaws.com", "secretsmanager.${AWS::Region}.amazonaws.com"])
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_types::app_name::AppName;
 use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 
 use crate::error::AwsError;
@@ -135,6 +136,10 @@ pub fn sdk_config_from_env(lookup: impl Fn(&str) -> Option<String> + Send + Sync
         .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_millis(3100)).build());
     // As aws-config: the global one is the configuration's own too (S3Store tells a local S3 by it).
     builder.set_endpoint_url(lookup("AWS_ENDPOINT_URL").filter(|u| !u.is_empty()));
+    // Every request names the function that made it (`app/{name}` in its user agent): in
+    // CloudTrail, and locally, where `scripts/iam_calls.py` checks each function's calls
+    // against its policy in the template (moto checks no IAM).
+    builder.set_app_name(lookup("AWS_LAMBDA_FUNCTION_NAME").and_then(|name| AppName::new(name).ok()));
     builder.service_config(EndpointsFromEnv(Box::new(lookup))).build()
 }
 

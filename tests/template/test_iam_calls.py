@@ -1,0 +1,80 @@
+"""scripts/iam_calls.py: the calls a function made to the local stack, as IAM actions and
+resources, against its policy in template.yaml (review 27). The smoke test runs it on every call
+of the demo; here it is run on calls written out, to show what it reads them as."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+
+
+def check(*calls, min_functions=1):
+    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
+        for c in calls:
+            f.write(json.dumps({"method": "POST", "path": "/", "query": {}, "target": None, "copySource": None, **c}) + "\n")
+    try:
+        return subprocess.run(
+            [sys.executable, os.path.join(ROOT, "scripts", "iam_calls.py"), "--calls", f.name, "--prefix", "dev",
+             "--template", os.path.join(ROOT, "template.yaml"), "--min-functions", str(min_functions)],
+            capture_output=True, text=True)
+    finally:
+        os.unlink(f.name)
+
+
+def dynamodb(app, op, body):
+    return {"app": app, "target": f"DynamoDB_20120810.{op}", "body": json.dumps(body)}
+
+
+def s3(app, method, path, query=None, copy=None):
+    return {"app": app, "method": method, "path": path, "query": query or {}, "copySource": copy}
+
+
+class IamCalls(unittest.TestCase):
+    def test_allowed_calls_pass_and_say_what_was_checked(self):
+        out = check(
+            dynamodb("sweeper", "GetItem", {"TableName": "dev-filestable"}),
+            dynamodb("sweeper", "Query", {"TableName": "dev-filestable", "IndexName": "gsi2-status"}),
+            # Deployed, the function's name carries the stack's prefix.
+            dynamodb("matbakh-files-prod-sweeper", "TransactWriteItems", {"TransactItems": [
+                {"Update": {"TableName": "dev-filestable"}}, {"Delete": {"TableName": "dev-filestable"}}]}),
+            s3("indexer", "PUT", "/dev-filesbucket/users/u/f/a.jpg", {"tagging": "", "versionId": "v1"}),
+            s3("reporter", "GET", "/dev-logsbucket", {"list-type": "2", "prefix": "inventory/x"}),
+            {"app": "notifier", "target": "AmazonSQS.SendMessageBatch",
+             "body": json.dumps({"QueueUrl": "http://127.0.0.1/123/dev-webhookqueue"})},
+        )
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("SweeperFunction: dynamodb:DeleteItem x1", out.stdout)
+        self.assertIn("IndexerFunction: s3:PutObjectVersionTagging x1", out.stdout)
+        self.assertIn("NotifierFunction: sqs:SendMessage x1", out.stdout)
+
+    def test_a_call_its_policy_lacks_fails_with_function_action_and_resource(self):
+        out = check(
+            # The sweeper may not touch the migration's table; files-api may not write variants.
+            dynamodb("sweeper", "PutItem", {"TableName": "dev-migrationtable"}),
+            s3("files-api", "PUT", "/dev-filesbucket/derived/f/640.webp"),
+            # A copy reads its source: the thumbnailer may not read the logs bucket.
+            s3("thumbnailer", "PUT", "/dev-filesbucket/p/f/original/a.jpg", copy="/dev-logsbucket/x?versionId=v"),
+            # Listing under a prefix the condition does not name.
+            s3("files-api", "GET", "/dev-filesbucket", {"versions": "", "prefix": "migration/"}),
+        )
+        self.assertEqual(out.returncode, 1)
+        for line in ("SweeperFunction: dynamodb:PutItem on MigrationTable",
+                     "FilesApiFunction: s3:PutObject on FilesBucket/derived/f/640.webp",
+                     "ThumbnailerFunction: s3:GetObjectVersion on LogsBucket/x",
+                     "FilesApiFunction: s3:ListBucketVersions on FilesBucket (prefix 'migration/')"):
+            self.assertIn(line, out.stderr)
+
+    def test_calls_of_nothing_the_stack_has_are_not_counted_and_too_few_functions_fail(self):
+        out = check(dynamodb("sweeper", "GetItem", {"TableName": "a-tests-own-table"}),
+                    dynamodb("devtoken", "GetItem", {"TableName": "dev-filestable"}), min_functions=1)
+        self.assertEqual(out.returncode, 1)
+        self.assertIn("fewer than the 1 expected", out.stderr)
+        self.assertIn("not a function of the template: app/devtoken", out.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()
