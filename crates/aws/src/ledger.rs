@@ -110,6 +110,11 @@ pub struct RunRecord {
     /// The run a delta plan (`plan --since`) compared the source with: this run holds only
     /// what changed since that one (and the runs it was a delta of).
     pub since: Option<RunId>,
+    /// Copies a Lambda worker found to have landed after the run began rolling back
+    /// (`migrate::rollback::note_if_rolled_back`), and how many of them the last rollback had
+    /// been told of when it began: while more were noted, the rollback is to be run again.
+    pub late_copies: u64,
+    pub late_copies_seen: u64,
 }
 
 /// The outcome of a full `migrate verify` of a run.
@@ -381,6 +386,8 @@ pub(crate) fn parse_run(item: &HashMap<String, AttributeValue>) -> Result<RunRec
             problems: get_u(item, "verifiedProblems"),
         }),
         since: opt_s(item, "since").map(|r| RunId::parse(&r)).transpose().map_err(corrupt)?,
+        late_copies: get_u(item, "lateCopies"),
+        late_copies_seen: get_u(item, "lateCopiesSeen"),
     })
 }
 
@@ -670,6 +677,17 @@ impl Ledger {
         }
         let after = self.update_run(run, "ADD", adds, now).await?;
         after.as_ref().map(parse_run).transpose()
+    }
+
+    /// Notes a copy that landed after the run began rolling back and was left for the rollback
+    /// (see [`RunRecord::late_copies`]).
+    pub async fn note_late_copy(&self, run: &RunId, now: &str) -> Result<(), AwsError> {
+        self.update_run(run, "ADD", vec![("lateCopies".to_owned(), n(1))], now).await.map(|_| ())
+    }
+
+    /// Records that a rollback which began when `seen` late copies were noted has finished.
+    pub async fn late_copies_seen(&self, run: &RunId, seen: u64, now: &str) -> Result<(), AwsError> {
+        self.update_run(run, "SET", vec![("lateCopiesSeen".to_owned(), n(seen))], now).await.map(|_| ())
     }
 
     /// Replaces the counters with values recomputed from the rows (each `run` starts so,

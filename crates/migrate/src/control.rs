@@ -33,6 +33,9 @@ pub struct Status {
     /// The run this one is a delta of (`plan --since`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub since: Option<String>,
+    /// Copies that landed after the run began rolling back which no rollback has taken yet:
+    /// run `migrate rollback` again.
+    pub late_copies_pending: u64,
 }
 
 /// Seconds between two stored timestamps (`2026-03-01T12:15:00.123Z`).
@@ -82,6 +85,7 @@ pub fn status_of(r: &RunRecord) -> Status {
         eta_seconds: eta_seconds(&c.copied, active, files_left, bytes_left),
         verification: r.verification.clone(),
         since: r.since.as_ref().map(ToString::to_string),
+        late_copies_pending: r.late_copies.saturating_sub(r.late_copies_seen),
     }
 }
 
@@ -132,6 +136,10 @@ pub fn progress_line(s: &Status) -> String {
     let failures = match &s.since {
         Some(since) => format!("{failures}  delta of {since}"),
         None => failures,
+    };
+    let failures = match s.late_copies_pending {
+        0 => failures,
+        n => format!("{failures}  {n} copies landed after its rollback began: run `migrate rollback {}` again", s.run),
     };
     format!(
         "{} [{}{}] {:>3.0}%  {}/{} files  {}/{}  {}/s  {}{}",
@@ -201,6 +209,8 @@ mod tests {
             updated_at: None,
             verification: None,
             since: None,
+            late_copies: 0,
+            late_copies_seen: 0,
         };
         let s = status_of(&record);
         assert_eq!(s.bytes_per_second, 10.0 * 1024.0 * 1024.0);

@@ -717,6 +717,8 @@ pub async fn plan(ctx: &Context, source: Arc<dyn Source>, opts: &PlanOptions) ->
         updated_at: None,
         verification: None,
         since: opts.since.clone(),
+        late_copies: 0,
+        late_copies_seen: 0,
     };
     ctx.ledger.create_run(&run).await?;
     ctx.ledger.reset_counters(&id, &counters, &now).await?;

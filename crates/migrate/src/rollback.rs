@@ -46,6 +46,9 @@ pub struct RolledBack {
     pub files_unpublished: u64,
     /// The paths the files CDN was asked to forget (none without `--invalidate`).
     pub invalidated: Vec<String>,
+    /// Copies that landed after the rollback began, noted by Lambda workers since it began:
+    /// run it again for them (see [`note_if_rolled_back`]).
+    pub late_copies_pending: u64,
 }
 
 /// How a rollback runs.
@@ -287,6 +290,24 @@ async fn dependents(ctx: &Context, run: &RunId) -> Result<Vec<String>, MigrateEr
 /// the ledger row of a copy the rollback undid may be written `COPIED` after the rollback reset
 /// it (the worker asked just before the mark, and wrote just after the reset); nothing of the
 /// file is left, only that row of the rolled-back run says otherwise.
+/// [`undo_if_rolled_back`] for a worker that may not undo (the Lambda function: its role
+/// deletes no object version and no file row, by design): a copy that landed after its run
+/// began rolling back is noted on the run and passes through, so its row is written as copied,
+/// with its version; `migrate status` then asks for the rollback to be run again, which finds
+/// that row and undoes it (review 27: the undo needed rights the function does not have, and
+/// failed there).
+pub async fn note_if_rolled_back(ctx: &Context, copy: Copy, run: &RunId) -> Result<Copy, MigrateError> {
+    let undoable = match &copy.outcome {
+        Outcome::Copied { .. } => true,
+        Outcome::Failed { reason, .. } => *reason != FailureReason::Erased,
+    };
+    if undoable && ctx.ledger.state(run).await?.is_some_and(|s| s.rolled_back()) {
+        ctx.ledger.note_late_copy(run, &ctx.now()).await?;
+        tracing::warn!(%run, "a copy landed after its run began rolling back: left for `migrate rollback` run again");
+    }
+    Ok(copy)
+}
+
 pub async fn undo_if_rolled_back(
     ctx: &Context,
     target: &Target,
@@ -434,7 +455,10 @@ pub async fn rollback(ctx: &Context, id: &str, opts: &RollbackOptions) -> Result
         Tally::take(ctx, &target, &record).await?;
         let state = ctx.ledger.control(&record.id, Control::Finish, &ctx.now()).await?;
         debug_assert_eq!(state, RunState::RolledBack);
+        // The late copies noted before it began were among its rows (written as copied).
+        ctx.ledger.late_copies_seen(&record.id, record.late_copies, &ctx.now()).await?;
     }
+    let after = ctx.run(&record.id.to_string()).await?;
     Ok(RolledBack {
         run: record.id.to_string(),
         dry_run,
@@ -444,5 +468,6 @@ pub async fn rollback(ctx: &Context, id: &str, opts: &RollbackOptions) -> Result
         files_restored: restored,
         files_unpublished: published.len() as u64,
         invalidated,
+        late_copies_pending: after.late_copies.saturating_sub(after.late_copies_seen),
     })
 }

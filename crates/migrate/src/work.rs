@@ -331,7 +331,7 @@ pub async fn process(
                     }
                     None => copier.copy(&row, seed).await,
                 };
-                let copy = crate::rollback::undo_if_rolled_back(ctx, &copier.target, &row, copy, &id).await?;
+                let copy = crate::rollback::note_if_rolled_back(ctx, copy, &id).await?;
                 // At once: a delivery cut short keeps what it copied.
                 record_rows(ctx, &id, vec![(row.clone(), copy.clone())]).await?;
                 updates.push((row, copy));
@@ -388,7 +388,7 @@ pub async fn process(
                 return Ok(Processed::default());
             }
             let copy = copier.complete_upload(&row.entry, upload_id).await;
-            let copy = crate::rollback::undo_if_rolled_back(ctx, &copier.target, &row, copy, &id).await?;
+            let copy = crate::rollback::note_if_rolled_back(ctx, copy, &id).await?;
             let copied = matches!(copy.outcome, Outcome::Copied { .. });
             let updates = vec![(row, copy)];
             record_rows(ctx, &id, updates.clone()).await?;

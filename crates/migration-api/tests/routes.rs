@@ -73,6 +73,8 @@ impl Fixture {
             updated_at: None,
             verification: None,
             since: None,
+            late_copies: 0,
+            late_copies_seen: 0,
         };
         self.admin.ledger.create_run(&record).await.unwrap();
         // What workers report as they go.

@@ -37,6 +37,12 @@ pub async fn rollback(
                 ),
             }
         }
+        if r.late_copies_pending > 0 {
+            println!(
+                "run {}: {} copies landed after this rollback began (workers in flight): run `migrate rollback {}` again",
+                r.run, r.late_copies_pending, r.run
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
