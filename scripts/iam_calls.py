@@ -130,6 +130,10 @@ def s3_calls(call, bucket_of):
             src_lid = bucket_of(src_bucket)
             if src_lid:
                 out.append(("s3:GetObjectVersion" if src_query else "s3:GetObject", f"{src_lid}/{src_key}"))
+                # The source's tags go with it unless the copy replaces them (the default, COPY).
+                if (call.get("taggingDirective") or "COPY").upper() != "REPLACE":
+                    tagging = "s3:GetObjectVersionTagging" if src_query else "s3:GetObjectTagging"
+                    out += [(tagging, f"{src_lid}/{src_key}"), ("s3:PutObjectTagging", obj)]
         return out
     if method == "POST":
         return [("s3:RestoreObject" if "restore" in q else "s3:PutObject", obj)]

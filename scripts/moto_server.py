@@ -225,6 +225,7 @@ def _recorded(call):
                 "query": {k: v[0] for k, v in query.items()},
                 "target": environ.get("HTTP_X_AMZ_TARGET"),
                 "copySource": environ.get("HTTP_X_AMZ_COPY_SOURCE"),
+                "taggingDirective": environ.get("HTTP_X_AMZ_TAGGING_DIRECTIVE"),
             }
             if line["target"] or (line["method"] == "POST" and "delete" in line["query"]):
                 size = int(environ.get("CONTENT_LENGTH") or 0)

@@ -29,8 +29,9 @@ def dynamodb(app, op, body):
     return {"app": app, "target": f"DynamoDB_20120810.{op}", "body": json.dumps(body)}
 
 
-def s3(app, method, path, query=None, copy=None):
-    return {"app": app, "method": method, "path": path, "query": query or {}, "copySource": copy}
+def s3(app, method, path, query=None, copy=None, tagging=None):
+    return {"app": app, "method": method, "path": path, "query": query or {}, "copySource": copy,
+            "taggingDirective": tagging}
 
 
 class IamCalls(unittest.TestCase):
@@ -42,6 +43,8 @@ class IamCalls(unittest.TestCase):
             dynamodb("matbakh-files-prod-sweeper", "TransactWriteItems", {"TransactItems": [
                 {"Update": {"TableName": "dev-filestable"}}, {"Delete": {"TableName": "dev-filestable"}}]}),
             s3("indexer", "PUT", "/dev-filesbucket/users/u/f/a.jpg", {"tagging": "", "versionId": "v1"}),
+            s3("files-api", "PUT", "/dev-filesbucket/p/f/original/a.jpg",
+               copy="/dev-filesbucket/users/u/f/a.jpg?versionId=v", tagging="REPLACE"),
             s3("reporter", "GET", "/dev-logsbucket", {"list-type": "2", "prefix": "inventory/x"}),
             {"app": "notifier", "target": "AmazonSQS.SendMessageBatch",
              "body": json.dumps({"QueueUrl": "http://127.0.0.1/123/dev-webhookqueue"})},
@@ -58,6 +61,8 @@ class IamCalls(unittest.TestCase):
             s3("files-api", "PUT", "/dev-filesbucket/derived/f/640.webp"),
             # A copy reads its source: the thumbnailer may not read the logs bucket.
             s3("thumbnailer", "PUT", "/dev-filesbucket/p/f/original/a.jpg", copy="/dev-logsbucket/x?versionId=v"),
+            # A copy that keeps its source's tags (no REPLACE) reads and writes them too.
+            s3("files-api", "PUT", "/dev-filesbucket/p/f/original/a.jpg", copy="/dev-filesbucket/users/u/f/a.jpg?versionId=v"),
             # Listing under a prefix the condition does not name.
             s3("files-api", "GET", "/dev-filesbucket", {"versions": "", "prefix": "migration/"}),
         )
@@ -65,7 +70,9 @@ class IamCalls(unittest.TestCase):
         for line in ("SweeperFunction: dynamodb:PutItem on MigrationTable",
                      "FilesApiFunction: s3:PutObject on FilesBucket/derived/f/640.webp",
                      "ThumbnailerFunction: s3:GetObjectVersion on LogsBucket/x",
-                     "FilesApiFunction: s3:ListBucketVersions on FilesBucket (prefix 'migration/')"):
+                     "FilesApiFunction: s3:ListBucketVersions on FilesBucket (prefix 'migration/')",
+                     "FilesApiFunction: s3:GetObjectVersionTagging on FilesBucket/users/u/f/a.jpg",
+                     "FilesApiFunction: s3:PutObjectTagging on FilesBucket/p/f/original/a.jpg"):
             self.assertIn(line, out.stderr)
 
     def test_calls_of_nothing_the_stack_has_are_not_counted_and_too_few_functions_fail(self):

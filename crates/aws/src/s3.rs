@@ -481,7 +481,16 @@ impl S3Store {
         if let Some(v) = version_id {
             source.push_str(&format!("?versionId={v}"));
         }
-        let mut copy = self.client.copy_object().bucket(&self.bucket).key(to.as_str()).copy_source(source);
+        // A copy carries no tags (review 27): the source's (the indexer's `type-class`, which
+        // only originals under users/ are archived by) would need s3:GetObjectTagging on it and
+        // s3:PutObjectTagging on the copy, which no copier has or needs.
+        let mut copy = self
+            .client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(to.as_str())
+            .copy_source(source)
+            .tagging_directive(aws_sdk_s3::types::TaggingDirective::Replace);
         if let Some(served) = served {
             copy = copy
                 .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
