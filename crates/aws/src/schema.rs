@@ -61,7 +61,7 @@ pub const GSI_USER: &str = "gsi1-user-files";
 /// The index of file rows by status, oldest first (and of open sessions by expiry).
 pub const GSI_STATUS: &str = "gsi2-status";
 /// The index of file rows by content SHA-256 (dedup).
-pub const GSI_CONTENT_HASH: &str = "gsi3-content-hash";
+pub const GSI_CONTENT_HASH: &str = "gsi3-owner-content";
 
 /// The sort key of a file row.
 pub(crate) const FILE: &str = "FILE";

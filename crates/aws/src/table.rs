@@ -474,7 +474,8 @@ impl FileTable {
         conditional(out, "UpdateItem")
     }
 
-    /// The oldest other live file of `owner` with the same bytes, if any.
+    /// The oldest other live file of `owner` with the same bytes, if any: the content index
+    /// holds them under the bytes' hash and the owner, so only `owner`'s copies are read.
     pub async fn find_duplicate(
         &self,
         owner: &UserId,
@@ -489,8 +490,10 @@ impl FileTable {
                 .query()
                 .table_name(&self.table)
                 .index_name(GSI_CONTENT_HASH)
-                .key_condition_expression("sha256 = :sha")
+                .key_condition_expression("sha256 = :sha AND #owner = :owner")
+                .expression_attribute_names("#owner", "owner")
                 .expression_attribute_values(":sha", s(sha.to_hex()))
+                .expression_attribute_values(":owner", s(owner.as_str()))
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
@@ -500,11 +503,9 @@ impl FileTable {
                     item.get("status").and_then(|v| v.as_s().ok()).map(String::as_str),
                     Some("DELETED" | "QUARANTINED")
                 );
-                let same_owner =
-                    item.get("owner").and_then(|v| v.as_s().ok()).map(String::as_str) == Some(owner.as_str());
                 let id = item.get("fileId").and_then(|v| v.as_s().ok()).and_then(|v| FileId::parse(v).ok());
                 let created = item.get("createdAt").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-                if let (true, true, Some(id)) = (live, same_owner, id)
+                if let (true, Some(id)) = (live, id)
                     && id != besides
                     && best.as_ref().is_none_or(|(c, _)| created < *c)
                 {
