@@ -228,6 +228,13 @@ impl Processing {
         let info =
             ImageInfo { width: r.width, height: r.height, frames: r.frames, placeholder: r.placeholder, variants };
         if !self.files.mark_ready(file_id, &Ready { image: Some(&info), virus_scan, ..Ready::default() }).await? {
+            // Another run of the same event made it READY first (a duplicate delivery, a
+            // replayed upload): the variants under its keys are that run's too, and stay
+            // (review 27: they were deleted here, and the READY row listed variants gone for good).
+            let now = self.files.details(file_id).await?.map(|d| d.record.status);
+            if now == Some(FileStatus::Ready) {
+                return Ok(Processed::Skipped(Skip::AlreadyProcessed));
+            }
             // Refused meanwhile (over quota, quarantined): its variants must not stay behind.
             self.objects.delete_prefix(&ObjectKey::derived_prefix(file_id)).await?;
             return Ok(Processed::Skipped(Skip::RefusedWhileRendering));
@@ -328,11 +335,19 @@ mod tests {
         seen: Mutex<Vec<Vec<u8>>>,
         /// A refusal that lands while rendering (the owner went over quota meanwhile).
         refuse_meanwhile: Mutex<Option<(Arc<InMemory>, FileId)>>,
+        /// Another run of the same event that made the row READY while this one rendered.
+        ready_meanwhile: Mutex<Option<(Arc<InMemory>, FileId)>>,
     }
 
     impl FakeRenderer {
         fn new(answer: Result<Rendition, RenderFailure>, max_bytes: u64) -> Self {
-            FakeRenderer { answer, max_bytes, seen: Mutex::default(), refuse_meanwhile: Mutex::default() }
+            FakeRenderer {
+                answer,
+                max_bytes,
+                seen: Mutex::default(),
+                refuse_meanwhile: Mutex::default(),
+                ready_meanwhile: Mutex::default(),
+            }
         }
     }
 
@@ -350,6 +365,10 @@ mod tests {
             let refusal = self.refuse_meanwhile.lock().unwrap().take();
             if let Some((repo, id)) = refusal {
                 repo.reject(id, "over quota").await.unwrap();
+            }
+            let other = self.ready_meanwhile.lock().unwrap().take();
+            if let Some((repo, id)) = other {
+                assert!(repo.mark_ready(id, &Ready::default()).await.unwrap());
             }
             self.answer.clone()
         }
@@ -674,6 +693,20 @@ mod tests {
         assert_eq!(outcome, Processed::Skipped(Skip::RefusedWhileRendering));
         assert!(w.objects.keys_under(&ObjectKey::derived_prefix(id)).is_empty());
         assert_eq!(w.row(id).record.status, FileStatus::Quarantined);
+    }
+
+    /// Review 27: two runs of one event (a duplicate delivery, a replayed upload) render the
+    /// same version into the same variant keys; the one that lost the race to READY deleted
+    /// them, and the READY row listed variants gone for good.
+    #[tokio::test]
+    async fn a_run_that_loses_the_race_to_ready_leaves_the_variants_it_shares_with_the_winner() {
+        let w = world(Ok(two_variants()), None);
+        let (id, key) = w.arrived("image/jpeg", jpeg(3000)).await;
+        *w.renderer.ready_meanwhile.lock().unwrap() = Some((w.repo.clone(), id));
+        let outcome = w.processing.process(key.as_str()).await.unwrap();
+        assert_eq!(outcome, Processed::Skipped(Skip::AlreadyProcessed));
+        assert_eq!(w.objects.keys_under(&ObjectKey::derived_prefix(id)).len(), 2, "the variants stay");
+        assert_eq!(w.row(id).record.status, FileStatus::Ready);
     }
 
     #[tokio::test]
