@@ -101,6 +101,19 @@ class Rules(unittest.TestCase):
         live = RES["LiveStage"]["Properties"]["DefaultRouteSettings"]
         self.assertTrue({"ThrottlingRateLimit", "ThrottlingBurstLimit"} <= set(live))
 
+    def test_a_queue_poller_takes_no_batch_its_function_could_not_run(self):
+        # Review 27: with reserved concurrency alone, SQS starts more batches than may run; the
+        # throttled ones come back with their receive count raised and reach the DLQ unrun.
+        for lid, res in of_type("AWS::Serverless::Function").items():
+            props = res["Properties"]
+            for name, event in (props.get("Events") or {}).items():
+                if event["Type"] != "SQS":
+                    continue
+                scaling = event["Properties"].get("ScalingConfig", {})
+                self.assertIn("MaximumConcurrency", scaling, f"{lid}.{name}")
+                if "ReservedConcurrentExecutions" in props:
+                    self.assertEqual(scaling["MaximumConcurrency"], props["ReservedConcurrentExecutions"], lid)
+
     def test_every_queue_is_encrypted(self):
         for name, q in QUEUES.items():
             p = q["Properties"]
