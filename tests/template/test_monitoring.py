@@ -266,7 +266,7 @@ class Alarms(unittest.TestCase):
 
     def test_alarms_on_the_platforms_metrics_read_what_the_code_emits(self):
         platform = [(name, m, d) for name, a in ALARMS.items() for ns, m, d in self.metrics(a) if ns == NAMESPACE]
-        self.assertEqual({m for _, m, _ in platform}, {"RenderMilliseconds", "ImagesFailed", "ImagesReady"})
+        self.assertEqual({m for _, m, _ in platform}, {"RenderMilliseconds", "ImagesFailed", "ImagesReady", "StreamRecordsDropped"})
         for name, metric, dims in platform:
             self.assertEqual(set(dims), emitted_dimensions(), name)
             (fn,) = names(dims["Function"])

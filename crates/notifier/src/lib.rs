@@ -106,8 +106,9 @@ fn lane(i: usize, r: &Result<Read, NotifierError>) -> String {
 
 /// A stream batch (the Lambda event). Each user's records (and each run's) are told in order,
 /// different users' at once ([`CONCURRENT_LANES`]); a user's records stop at the first that
-/// fails. The earliest failed record is reported with its sequence number: the stream hands
-/// it, and every record after it, over again (some then told twice, with the same ids). Of a
+/// fails in a way that may pass. The earliest such record is reported with its sequence number:
+/// the stream hands it, and every record after it, over again (some then told twice, with the
+/// same ids). One that fails for good is left out (logged, `StreamRecordsDropped`). Of a
 /// migration run's updates in the batch only the last is told (at most one progress message
 /// per run and batching window).
 pub async fn handle(live: &Live, event: Value) -> Value {
@@ -138,34 +139,42 @@ pub async fn handle(live: &Live, event: Value) -> Value {
             .instrument(span.clone())
             .await;
             if let Err(e) = &outcome {
-                span.in_scope(|| tracing::error!(error = %e, retryable = e.retryable(), "not told; the stream hands it over again"));
+                let then = if e.retryable() { "the stream hands it over again" } else { "left out for good" };
+                span.in_scope(|| tracing::error!(error = %e, retryable = e.retryable(), "not told; {then}"));
             }
             outcome
         }
     };
-    let results: Vec<(Told, Option<usize>)> = futures_util::stream::iter(lanes.into_values().map(|records| {
+    // A record that cannot be told however often it is tried (malformed, or refused for good)
+    // is left out, logged with its event id and counted (`StreamRecordsDropped`, which
+    // NotifierDroppedRecordsAlarm watches): reported, it held its shard back for every retry
+    // and had the records after it told again each time (review 27). One that may pass is
+    // reported, and the stream hands it and what follows it over again.
+    let results: Vec<(Told, Option<usize>, u64)> = futures_util::stream::iter(lanes.into_values().map(|records| {
         let one = &one;
         async move {
-            let mut told = Told::default();
+            let (mut told, mut dropped) = (Told::default(), 0);
             for i in records {
                 match one(i).await {
                     Ok(t) => told += t,
-                    Err(_) => return (told, Some(i)),
+                    Err(e) if !e.retryable() => dropped += 1,
+                    Err(_) => return (told, Some(i), dropped),
                 }
             }
-            (told, None)
+            (told, None, dropped)
         }
     }))
     .buffer_unordered(CONCURRENT_LANES)
     .collect()
     .await;
-    let mut told = Told::default();
-    for (t, _) in &results {
+    let (mut told, mut dropped) = (Told::default(), 0);
+    for (t, _, d) in &results {
         told += *t;
+        dropped += d;
     }
     let failures: Vec<Value> = results
         .iter()
-        .filter_map(|(_, failed)| *failed)
+        .filter_map(|(_, failed, _)| *failed)
         .min()
         .map(|i| json!({ "itemIdentifier": raw[i]["dynamodb"]["SequenceNumber"].as_str().unwrap_or_default() }))
         .into_iter()
@@ -178,6 +187,7 @@ pub async fn handle(live: &Live, event: Value) -> Value {
             ("LivePushesFailed", told.failed as u64, Unit::Count),
             ("LiveSocketsGone", told.gone as u64, Unit::Count),
             ("WebhooksQueued", told.webhooks as u64, Unit::Count),
+            ("StreamRecordsDropped", dropped, Unit::Count),
         ],
     );
     json!({ "batchItemFailures": failures })

@@ -147,7 +147,7 @@ fn bobs(row: Value) -> Value {
 }
 
 #[tokio::test]
-async fn the_earliest_failed_record_is_reported_and_other_users_are_told_meanwhile() {
+async fn a_record_that_cannot_be_read_is_left_out_and_one_that_may_pass_is_reported() {
     let fakes = Arc::new(InMemoryLive::default());
     let live = live(&fakes);
     open(&fakes, "alice-tab", "alice", false).await;
@@ -160,14 +160,17 @@ async fn the_earliest_failed_record_is_reported_and_other_users_are_told_meanwhi
         record(4, Some(bobs(file_row("PENDING", false))), Some(bobs(file_row("READY", false)))),
     ]});
     let answer = handle(&live, event).await;
-    assert_eq!(answer, json!({"batchItemFailures": [{"itemIdentifier": "1002"}]}));
+    // Review 27: reported, an unreadable record held the shard back for every retry, and the
+    // records after it were told again each time; it is left out (logged, counted) instead.
+    assert_eq!(answer, json!({"batchItemFailures": []}));
     let kinds = |socket| messages(&fakes, socket).iter().map(|m| m.kind.as_str().to_owned()).collect::<Vec<_>>();
-    // The unreadable record is its own: alice's others are told in order, bob's too; the
-    // stream hands records 2 to 4 over again, and what is told twice has the same ids.
+    // The unreadable record is its own: alice's others are told in order, bob's too.
     assert_eq!(kinds("alice-tab"), ["upload.settled", "file.deleted"]);
     assert_eq!(kinds("bob-tab"), ["file.ready"]);
 
-    // The webhook queue down: a user's records stop at the first, before any socket hears it.
+    // The webhook queue down (a failure that may pass): a user's records stop at the first,
+    // before any socket hears it, and the earliest is reported: the stream hands it and what
+    // follows it over again (some then told twice, with the same ids).
     *fakes.outbox_down.lock().unwrap() = true;
     let event = json!({"Records": [
         record(5, Some(file_row("DELETED", false)), Some(file_row("READY", false))),
