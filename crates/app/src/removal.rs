@@ -98,16 +98,18 @@ impl Removals {
                     tracing::info!(file_id = %id, "the key still has a current version; nothing changed");
                     return Ok(done);
                 }
+                // Hidden behind a marker by someone other than its owner's delete (which
+                // unpublishes first): a public file's copies must not outlive it either. Before
+                // the row changes (review 27): after it, a failed unpublish's retry found the row
+                // DELETED and did nothing, and the copies stayed served.
+                if !r.permanent && row.labels.visibility == Visibility::Public {
+                    self.delivery.unpublish(id).await?;
+                }
                 done.file_deleted = if r.permanent {
                     self.files.mark_removed(id, r.order).await?
                 } else {
                     self.files.mark_deleted(id, r.order).await?
                 };
-                // Hidden behind a marker by someone other than its owner's delete (which
-                // unpublishes first): a public file's copies must not outlive it either.
-                if done.file_deleted && !r.permanent && row.labels.visibility == Visibility::Public {
-                    self.delivery.unpublish(id).await?;
-                }
                 if done.file_deleted {
                     tracing::info!(file_id = %id, permanent = r.permanent, "file deleted");
                 }
@@ -281,8 +283,14 @@ mod tests {
         w.objects.insert(ObjectKey::variant(id, 320, "webp").public_copy().unwrap());
         // A marker no owner's delete put there (a migration retiring a superseded copy).
         w.objects.hide(&key).await.unwrap();
+        // Review 27: the CDN refuses the first invalidation; the event's retry must still take
+        // the copies down (the row was marked DELETED first, and the retry did nothing).
+        w.files_cdn.refuse_next(1);
+        let e = w.removals.removed(id, removal(&key, None, false)).await.unwrap_err();
+        assert!(e.is_retryable(), "{e}");
         let done = w.removals.removed(id, removal(&key, None, false)).await.unwrap();
         assert!(done.file_deleted);
+        assert_eq!(w.repo.get(id).unwrap().record.status, FileStatus::Deleted);
         assert!(!w.objects.holds_any(&ObjectKey::public_prefix(id)).await.unwrap(), "no public copy outlives the file");
         assert!(w.files_cdn.invalidations().contains(&vec![format!("/p/{id}/*")]), "{:?}", w.files_cdn.invalidations());
         assert!(w.objects.holds_any(&ObjectKey::derived_prefix(id)).await.unwrap(), "variants stay for a restore");

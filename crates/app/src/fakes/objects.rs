@@ -6,11 +6,18 @@ use super::*;
 #[derive(Default)]
 pub struct InMemoryCdn {
     invalidated: Mutex<Vec<Vec<String>>>,
+    /// Invalidations to refuse before taking one (CloudFront's TooManyInvalidationsInProgress).
+    refusing: Mutex<u32>,
 }
 
 impl InMemoryCdn {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Refuses the next `times` invalidations, as CloudFront does with 15 in progress.
+    pub fn refuse_next(&self, times: u32) {
+        *lock(&self.refusing) = times;
     }
 
     /// The paths of each invalidation, in order.
@@ -22,6 +29,15 @@ impl InMemoryCdn {
 #[async_trait]
 impl EdgeCache for InMemoryCdn {
     async fn invalidate(&self, paths: &[String], reference: &str) -> PortResult<String> {
+        let mut refusing = lock(&self.refusing);
+        if *refusing > 0 {
+            *refusing -= 1;
+            return Err(PortError::Unavailable {
+                operation: "CreateInvalidation",
+                message: "TooManyInvalidationsInProgress".into(),
+            });
+        }
+        drop(refusing);
         let mut invalidated = lock(&self.invalidated);
         invalidated.push(paths.to_vec());
         Ok(format!("memory-{reference}-{}", invalidated.len()))
