@@ -56,8 +56,9 @@ impl AwsError {
         matches!(self, AwsError::Service { retryable: true, .. } | AwsError::Unanswered(_))
     }
 
-    /// Classifies any SDK error by its kind and error code; a server error without one (a
-    /// 5xx whose body is not S3's XML, as a proxy or a local server answers) is retryable too.
+    /// Classifies any SDK error by its kind, its error code and its HTTP status: a 429 or a 5xx
+    /// (but 501) is retryable whatever its code, or with none (a body that is not the service's,
+    /// as a proxy or a local server answers).
     pub fn from_sdk<E, R>(operation: &'static str, err: SdkError<E, R>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -81,7 +82,7 @@ impl AwsError {
                             | "TooManyInvalidationsInProgress"
                             | "TransactionConflictException"
                     )
-                ) || (e.err().code().is_none() && server_error(e.raw()))
+                ) || passing_status(e.raw())
                     || transaction_may_pass(e.err())
             }
             _ => false,
@@ -110,11 +111,14 @@ fn transaction_may_pass<E: 'static>(err: &E) -> bool {
             .all(|code| matches!(*code, "TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"))
 }
 
-/// Whether `raw` is an HTTP response with a 5xx status.
-fn server_error<R: 'static>(raw: &R) -> bool {
+/// Whether `raw` is an HTTP response whose status says the failure may pass, whatever its code
+/// (review 27: `InternalFailure`, `ServiceUnavailableException`, `TooManyRequestsException`,
+/// `KmsThrottled` were taken as permanent): 429, or a 5xx but 501 (not implemented: it stays).
+fn passing_status<R: 'static>(raw: &R) -> bool {
     (raw as &dyn std::any::Any)
         .downcast_ref::<aws_sdk_s3::config::http::HttpResponse>()
-        .is_some_and(|r| r.status().is_server_error())
+        .map(|r| r.status().as_u16())
+        .is_some_and(|status| status == 429 || (status >= 500 && status != 501 && status < 600))
 }
 
 #[cfg(test)]
@@ -144,6 +148,11 @@ mod tests {
         assert!(answered(500, None).is_retryable(), "a 5xx whose body S3's parser could not read");
         assert!(!answered(403, Some("AccessDenied")).is_retryable());
         assert!(!answered(400, None).is_retryable());
+        // Review 27: by the status, whatever the code.
+        assert!(answered(503, Some("ServiceUnavailableException")).is_retryable());
+        assert!(answered(500, Some("InternalFailure")).is_retryable());
+        assert!(answered(429, Some("TooManyRequestsException")).is_retryable());
+        assert!(!answered(501, Some("NotImplemented")).is_retryable());
     }
 
     /// Review 27: a transaction cancelled because another touched one of its items at the same
