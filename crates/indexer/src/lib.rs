@@ -112,7 +112,15 @@ impl Indexer {
 
 /// Handles one batch; the answer names the records to deliver again.
 pub async fn handle(ix: &Indexer, event: SqsEvent) -> SqsBatchResponse {
-    matbakh_lambda::sqs::for_each_record(event, |events| async move { handle_events(ix, &events).await }).await
+    handle_until(ix, event, None).await
+}
+
+/// [`handle`] by `stop` (the invocation's deadline less
+/// [`matbakh_lambda::sqs::RECORD_TIME_MARGIN`]): a record not done by then is delivered again,
+/// and the batch answers in time for the ones that were.
+pub async fn handle_until(ix: &Indexer, event: SqsEvent, stop: Option<time::OffsetDateTime>) -> SqsBatchResponse {
+    matbakh_lambda::sqs::for_each_record_until(event, stop, |events| async move { handle_events(ix, &events).await })
+        .await
 }
 
 async fn handle_events(ix: &Indexer, events: &[ObjectEvent]) -> Result<(), IndexError> {

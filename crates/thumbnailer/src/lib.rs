@@ -115,7 +115,15 @@ impl Thumbnailer {
 /// Handles one batch; the answer names the records to deliver again (a port failed, or a
 /// scanner gave no verdict, or a malformed message: `matbakh_lambda::sqs`).
 pub async fn handle(t: &Thumbnailer, event: SqsEvent) -> SqsBatchResponse {
-    matbakh_lambda::sqs::for_each_record(event, |events| async move { handle_events(t, &events).await }).await
+    handle_until(t, event, None).await
+}
+
+/// [`handle`] by `stop` (the invocation's deadline less
+/// [`matbakh_lambda::sqs::RECORD_TIME_MARGIN`]): a record not done by then is delivered again,
+/// and the batch answers in time for the ones that were.
+pub async fn handle_until(t: &Thumbnailer, event: SqsEvent, stop: Option<time::OffsetDateTime>) -> SqsBatchResponse {
+    matbakh_lambda::sqs::for_each_record_until(event, stop, |events| async move { handle_events(t, &events).await })
+        .await
 }
 
 async fn handle_events(t: &Thumbnailer, events: &[ObjectEvent]) -> Result<(), matbakh_app::Error> {

@@ -17,7 +17,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let t = Thumbnailer::new(&services, Imaging { limits, quality: DEFAULT_QUALITY }, scanner);
     let t = &t;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
-        Ok::<_, lambda_runtime::Error>(thumbnailer::handle(t, event.payload).await)
+        let stop = matbakh_lambda::stop_at(
+            event.context.deadline,
+            time::OffsetDateTime::now_utc(),
+            matbakh_lambda::sqs::RECORD_TIME_MARGIN,
+        );
+        Ok::<_, lambda_runtime::Error>(thumbnailer::handle_until(t, event.payload, stop).await)
     }))
     .await
 }
