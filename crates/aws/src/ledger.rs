@@ -524,6 +524,27 @@ impl Ledger {
         })
     }
 
+    /// Writes `row` unless its stored row changed since it was read as `before` (its
+    /// `updatedAt`; or it was not stored yet): `false` if it had. Another delivery of the same
+    /// work that wrote it first, or a rollback that reset it meanwhile, wins (review 27).
+    pub async fn put_row_if_unchanged(
+        &self,
+        run: &RunId,
+        before: &LedgerRow,
+        row: &LedgerRow,
+    ) -> Result<bool, AwsError> {
+        let out = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(row_item(run, row)))
+            .condition_expression("attribute_not_exists(pk) OR updatedAt = :before")
+            .expression_attribute_values(":before", s(&before.updated_at))
+            .send()
+            .await;
+        crate::dynamo::conditional(out, "PutItem")
+    }
+
     /// Writes rows, 25 a call, retrying what DynamoDB leaves unprocessed.
     pub async fn put_rows(&self, run: &RunId, rows: &[LedgerRow]) -> Result<(), AwsError> {
         crate::dynamo::batch_put(&self.client, &self.table, rows.iter().map(|r| row_item(run, r)).collect()).await

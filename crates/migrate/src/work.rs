@@ -228,13 +228,21 @@ async fn record_rows(ctx: &Context, run: &RunId, updates: Vec<(LedgerRow, Copy)>
     if updates.is_empty() {
         return Ok(());
     }
+    // Each row only if it is as it was read, and counted only then (review 27): a second
+    // delivery of the same files (an `enqueue` run again, a message seen twice) counted every
+    // copy twice, and a row a rollback reset meanwhile was written back as copied.
     let mut delta = Delta::default();
-    let mut rows = Vec::with_capacity(updates.len());
     for (before, copy) in &updates {
-        delta.merge(crate::run::delta_of(before, copy));
-        rows.push(updated_row(before, copy, &ctx.now()));
+        let row = crate::erased::kept(ctx, vec![updated_row(before, copy, &ctx.now())]);
+        if ctx.ledger.put_row_if_unchanged(run, before, &row[0]).await? {
+            delta.merge(crate::run::delta_of(before, copy));
+        } else {
+            tracing::info!(
+                seq = before.entry.seq,
+                "the row changed since it was read (another delivery, a rollback): not written again"
+            );
+        }
     }
-    ctx.ledger.put_rows(run, &crate::erased::kept(ctx, rows)).await?;
     if let Some(after) = ctx.ledger.add(run, &delta, &ctx.now()).await?
         && after.state == RunState::Running
         && after.counters.copied.files + after.counters.failed_files >= after.total_files
