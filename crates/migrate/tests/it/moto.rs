@@ -373,6 +373,25 @@ impl ReadHook for Silent {
     }
 }
 
+/// The photo tree planned into a fresh bucket's `w/` and started, as `enqueue` starts a run
+/// for the migration worker: its context, tree, run id and rows.
+async fn started_photo_run(
+    sdk: &aws_config::SdkConfig,
+) -> (Context, Tree, String, Vec<matbakh_aws::ledger::LedgerRow>) {
+    let ctx = context(sdk);
+    let bucket = bucket(sdk, true).await;
+    let t = photo_tree();
+    let run = plan(&ctx, &t, &options(&format!("s3://{bucket}/w"), "keep", HashMap::new(), &t.url()))
+        .await
+        .unwrap()
+        .run
+        .unwrap();
+    let id = matbakh_core::migration::RunId::parse(&run).unwrap();
+    ctx.ledger.control(&id, Control::Start, &ctx.now()).await.unwrap();
+    let rows = all_rows(&ctx, &run).await;
+    (ctx, t, run, rows)
+}
+
 /// Review 22 (migration 3): a worker recorded a files message's copies only once all were
 /// done, and had no deadline: one legacy URL that never answered (8 attempts of 120 s, longer
 /// than the function's 15 minutes) had the invocation killed with the batch's other copies
@@ -382,19 +401,8 @@ impl ReadHook for Silent {
 #[tokio::test]
 #[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_worker_out_of_time_keeps_what_it_copied_and_counts_the_silent_file() {
-    use matbakh_core::migration::RunId;
     let sdk = moto().await;
-    let ctx = context(&sdk);
-    let bucket = bucket(&sdk, true).await;
-    let t = photo_tree();
-    let run = plan(&ctx, &t, &options(&format!("s3://{bucket}/w"), "keep", HashMap::new(), &t.url()))
-        .await
-        .unwrap()
-        .run
-        .unwrap();
-    let id = RunId::parse(&run).unwrap();
-    ctx.ledger.control(&id, Control::Start, &ctx.now()).await.unwrap();
-    let rows = all_rows(&ctx, &run).await;
+    let (ctx, t, run, rows) = started_photo_run(&sdk).await;
     let (first, second, third) = (&rows[0], &rows[1], &rows[2]);
     let settings = migrate::plan::CopySettings::of(&ctx.run(&run).await.unwrap()).unwrap();
     ctx.use_source(
@@ -433,19 +441,8 @@ async fn a_worker_out_of_time_keeps_what_it_copied_and_counts_the_silent_file() 
 #[tokio::test]
 #[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn two_deliveries_of_the_same_files_at_once_count_each_file_once() {
-    use matbakh_core::migration::RunId;
     let sdk = moto().await;
-    let ctx = context(&sdk);
-    let bucket = bucket(&sdk, true).await;
-    let t = photo_tree();
-    let run = plan(&ctx, &t, &options(&format!("s3://{bucket}/w"), "keep", HashMap::new(), &t.url()))
-        .await
-        .unwrap()
-        .run
-        .unwrap();
-    let id = RunId::parse(&run).unwrap();
-    ctx.ledger.control(&id, Control::Start, &ctx.now()).await.unwrap();
-    let rows = all_rows(&ctx, &run).await;
+    let (ctx, _, run, rows) = started_photo_run(&sdk).await;
     let work = migrate::work::Work::Files { run: run.clone(), seqs: rows.iter().map(|r| r.entry.seq).collect() };
     let queue = matbakh_aws::queue::Queue::new(&sdk, "http://unused");
     let (a, b) = tokio::join!(
