@@ -100,7 +100,10 @@ def s3_calls(call, bucket_of):
     q, method = call["query"], call["method"]
     if not key:
         if method == "POST" and "delete" in q:
-            doc = ET.fromstring(call.get("body") or "<Delete/>")
+            try:
+                doc = ET.fromstring(call.get("body") or "<Delete/>")
+            except ET.ParseError as e:
+                raise ValueError(f"a multi-object delete whose body is not XML: {e}") from e
             out = []
             for obj in doc.iter():
                 if obj.tag.endswith("Object"):
@@ -170,6 +173,16 @@ def json_calls(call, named):
     return []  # DynamoDB Streams and the like: read by the local event pump, not a function
 
 
+def attributed(call, binaries, named):
+    """(function logical id, its (action, resource[, prefix]) list) of a call, or None when no
+    function of the template made it (a local tool, a test)."""
+    # Deployed: matbakh-files-{stage}-{binary}; under cargo lambda watch: the binary.
+    fn = binaries.get(re.sub(r"^matbakh-files-[^-]+-", "", call["app"]))
+    if fn is None:
+        return None
+    return fn, (json_calls(call, named) if call.get("target") else s3_calls(call, named))
+
+
 def allowed(grants, action, resource, prefix=None):
     for actions, resources, condition in grants:
         if not any(fnmatch.fnmatchcase(action, a) for a in actions):
@@ -210,19 +223,21 @@ def main():
     missing = collections.Counter()
     unattributed = collections.Counter()
     for call in calls:
-        # Deployed: matbakh-files-{stage}-{binary}; under cargo lambda watch: the binary.
-        fn = binaries.get(re.sub(r"^matbakh-files-[^-]+-", "", call["app"]))
-        if fn is None:
+        try:
+            counted = attributed(call, binaries, named)
+        except (ValueError, KeyError) as e:
+            print(f"iam_calls: a call that cannot be read ({e}): {json.dumps(call)[:300]}", file=sys.stderr)
+            sys.exit(2)
+        if counted is None:
             unattributed[call["app"]] += 1
             continue
-        found = json_calls(call, named) if call.get("target") else s3_calls(call, named)
+        fn, found = counted
         for action, resource, *prefix in found:
             if resource is None:
                 continue  # a resource of a test's own, not the stack's
             checked[(fn, action)] += 1
             if not allowed(grants[fn], action, resource, prefix[0] if prefix else None):
                 missing[(fn, action, resource if not prefix else f"{resource} (prefix {prefix[0]!r})")] += 1
-
     for (fn, action), n in sorted(checked.items()):
         print(f"  {fn}: {action} x{n}")
     for app, n in sorted(unattributed.items()):

@@ -388,9 +388,6 @@ class WebApp(unittest.TestCase):
         self.assertIn("${WebDistribution}", allows[0]["Condition"]["StringEquals"]["AWS:SourceArn"]["Fn::Sub"])
 
 
-if __name__ == "__main__":
-    unittest.main()
-
 
 def grants(fn, action, resource):
     """Whether function `fn`'s policies allow `action` on the resource `resource` names (a
@@ -441,3 +438,7 @@ class TableRights(unittest.TestCase):
         index = next(i for i in RES["FilesTable"]["Properties"]["GlobalSecondaryIndexes"] if i["IndexName"] == "gsi2-status")
         self.assertEqual(index["Projection"]["ProjectionType"], "INCLUDE")
         self.assertLessEqual(read, set(index["Projection"]["NonKeyAttributes"]))
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -81,6 +81,8 @@ impl AwsError {
                             | "RequestTimeout"
                             | "TooManyInvalidationsInProgress"
                             | "TransactionConflictException"
+                            | "KmsThrottled"
+                            | "RequestThrottled"
                     )
                 ) || passing_status(e.raw())
                     || transaction_may_pass(e.err())
@@ -112,8 +114,9 @@ fn transaction_may_pass<E: 'static>(err: &E) -> bool {
 }
 
 /// Whether `raw` is an HTTP response whose status says the failure may pass, whatever its code
-/// (review 27: `InternalFailure`, `ServiceUnavailableException`, `TooManyRequestsException`,
-/// `KmsThrottled` were taken as permanent): 429, or a 5xx but 501 (not implemented: it stays).
+/// (review 27: `InternalFailure`, `ServiceUnavailableException`, `TooManyRequestsException`
+/// were taken as permanent): 429, or a 5xx but 501 (not implemented: it stays). SQS answers its
+/// throttling (`KmsThrottled`, `RequestThrottled`) with a 400: those are named by code above.
 fn passing_status<R: 'static>(raw: &R) -> bool {
     (raw as &dyn std::any::Any)
         .downcast_ref::<aws_sdk_s3::config::http::HttpResponse>()
@@ -153,6 +156,8 @@ mod tests {
         assert!(answered(500, Some("InternalFailure")).is_retryable());
         assert!(answered(429, Some("TooManyRequestsException")).is_retryable());
         assert!(!answered(501, Some("NotImplemented")).is_retryable());
+        // SQS's throttling answers 400, named by its code.
+        assert!(answered(400, Some("KmsThrottled")).is_retryable());
     }
 
     /// Review 27: a transaction cancelled because another touched one of its items at the same

@@ -280,16 +280,6 @@ async fn dependents(ctx: &Context, run: &RunId) -> Result<Vec<String>, MigrateEr
     Ok(runs.iter().filter(|r| !r.state.rolled_back() && reaches(r.id.as_str())).map(|r| r.id.to_string()).collect())
 }
 
-/// A worker's `copy` of `row`, looked at once it ended: if the run began rolling back
-/// meanwhile (the worker took the file before the pause, and the rollback may have passed its
-/// row already), what it wrote (the object, the file row and mapping, which a failed copy may
-/// have registered) is undone as the rollback undoes a row, and answered as failed for that
-/// reason (review 26); otherwise the copy passes through. Every worker asks after each copy,
-/// before its row is written: the rollback marks the run before it reads any row, so either it
-/// finds the copy's version and file row, or the worker finds the rollback here. Left open:
-/// the ledger row of a copy the rollback undid may be written `COPIED` after the rollback reset
-/// it (the worker asked just before the mark, and wrote just after the reset); nothing of the
-/// file is left, only that row of the rolled-back run says otherwise.
 /// [`undo_if_rolled_back`] for a worker that may not undo (the Lambda function: its role
 /// deletes no object version and no file row, by design): a copy that landed after its run
 /// began rolling back is noted on the run and passes through, so its row is written as copied,
@@ -308,6 +298,17 @@ pub async fn note_if_rolled_back(ctx: &Context, copy: Copy, run: &RunId) -> Resu
     Ok(copy)
 }
 
+/// A worker's `copy` of `row`, looked at once it ended: if the run began rolling back
+/// meanwhile (the worker took the file before the pause, and the rollback may have passed its
+/// row already), what it wrote (the object, the file row and mapping, which a failed copy may
+/// have registered) is undone as the rollback undoes a row, and answered as failed for that
+/// reason (review 26); otherwise the copy passes through. Every local worker (`migrate run`;
+/// the Lambda worker calls [`note_if_rolled_back`]) asks after each copy, before its row is
+/// written: the rollback marks the run before it reads any row, so either it finds the copy's
+/// version and file row, or the worker finds the rollback here. Left open:
+/// the ledger row of a copy the rollback undid may be written `COPIED` after the rollback reset
+/// it (the worker asked just before the mark, and wrote just after the reset); nothing of the
+/// file is left, only that row of the rolled-back run says otherwise.
 pub async fn undo_if_rolled_back(
     ctx: &Context,
     target: &Target,

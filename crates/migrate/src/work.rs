@@ -230,17 +230,28 @@ async fn record_rows(ctx: &Context, run: &RunId, updates: Vec<(LedgerRow, Copy)>
     }
     // Each row only if it is as it was read, and counted only then (review 27): a second
     // delivery of the same files (an `enqueue` run again, a message seen twice) counted every
-    // copy twice, and a row a rollback reset meanwhile was written back as copied.
+    // copy twice. But a late copy (its run began rolling back meanwhile: `note_if_rolled_back`)
+    // is written whatever the row holds, uncounted: a rollback that reset the row knew nothing
+    // of it, and running it again needs the row's version and the marker that hid an earlier
+    // copy.
     let mut delta = Delta::default();
+    let mut rolled_back = None;
     for (before, copy) in &updates {
         let row = crate::erased::kept(ctx, vec![updated_row(before, copy, &ctx.now())]);
         if ctx.ledger.put_row_if_unchanged(run, before, &row[0]).await? {
             delta.merge(crate::run::delta_of(before, copy));
         } else {
-            tracing::info!(
-                seq = before.entry.seq,
-                "the row changed since it was read (another delivery, a rollback): not written again"
-            );
+            if rolled_back.is_none() {
+                rolled_back = Some(ctx.ledger.state(run).await?.is_some_and(|s| s.rolled_back()));
+            }
+            if rolled_back == Some(true) {
+                ctx.ledger.put_rows(run, &row).await?;
+            } else {
+                tracing::info!(
+                    seq = before.entry.seq,
+                    "the row changed since it was read (another delivery): not written again"
+                );
+            }
         }
     }
     if let Some(after) = ctx.ledger.add(run, &delta, &ctx.now()).await?

@@ -119,11 +119,17 @@ pub async fn handle(t: &Thumbnailer, event: SqsEvent) -> SqsBatchResponse {
 }
 
 /// [`handle`] by `stop` (the invocation's deadline less
-/// [`matbakh_lambda::sqs::RECORD_TIME_MARGIN`]): a record not done by then is delivered again,
-/// and the batch answers in time for the ones that were.
+/// [`matbakh_lambda::sqs::RECORD_TIME_MARGIN`]): no record is started after it, and the batch
+/// answers in time for the ones done. A render running then is not cut (its blocking thread
+/// would go on beside the next invocation): Lambda's timeout ends it.
 pub async fn handle_until(t: &Thumbnailer, event: SqsEvent, stop: Option<time::OffsetDateTime>) -> SqsBatchResponse {
-    matbakh_lambda::sqs::for_each_record_until(event, stop, |events| async move { handle_events(t, &events).await })
-        .await
+    matbakh_lambda::sqs::for_each_record_until(
+        event,
+        stop,
+        false,
+        |events| async move { handle_events(t, &events).await },
+    )
+    .await
 }
 
 async fn handle_events(t: &Thumbnailer, events: &[ObjectEvent]) -> Result<(), matbakh_app::Error> {

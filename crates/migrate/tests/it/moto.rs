@@ -442,7 +442,8 @@ async fn a_worker_out_of_time_keeps_what_it_copied_and_counts_the_silent_file() 
 #[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn two_deliveries_of_the_same_files_at_once_count_each_file_once() {
     let sdk = moto().await;
-    let (ctx, _, run, rows) = started_photo_run(&sdk).await;
+    // The tree is kept to the end: its directory goes with it.
+    let (ctx, _tree, run, rows) = started_photo_run(&sdk).await;
     let work = migrate::work::Work::Files { run: run.clone(), seqs: rows.iter().map(|r| r.entry.seq).collect() };
     let queue = matbakh_aws::queue::Queue::new(&sdk, "http://unused");
     let (a, b) = tokio::join!(
