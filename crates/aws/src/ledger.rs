@@ -117,6 +117,13 @@ pub struct RunRecord {
     pub late_copies_seen: u64,
 }
 
+impl RunRecord {
+    /// Late copies noted since the last rollback began: run it again for them.
+    pub fn late_copies_pending(&self) -> u64 {
+        self.late_copies.saturating_sub(self.late_copies_seen)
+    }
+}
+
 /// The outcome of a full `migrate verify` of a run.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -85,7 +85,7 @@ pub fn status_of(r: &RunRecord) -> Status {
         eta_seconds: eta_seconds(&c.copied, active, files_left, bytes_left),
         verification: r.verification.clone(),
         since: r.since.as_ref().map(ToString::to_string),
-        late_copies_pending: r.late_copies.saturating_sub(r.late_copies_seen),
+        late_copies_pending: r.late_copies_pending(),
     }
 }
 

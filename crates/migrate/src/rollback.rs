@@ -280,6 +280,16 @@ async fn dependents(ctx: &Context, run: &RunId) -> Result<Vec<String>, MigrateEr
     Ok(runs.iter().filter(|r| !r.state.rolled_back() && reaches(r.id.as_str())).map(|r| r.id.to_string()).collect())
 }
 
+/// Whether a late copy left something to undo: a copied file, or a failed copy, which may have
+/// registered its file row and mapping before it failed; an erased user's row stays as the
+/// erase left it.
+fn undoable(copy: &Copy) -> bool {
+    match &copy.outcome {
+        Outcome::Copied { .. } => true,
+        Outcome::Failed { reason, .. } => *reason != FailureReason::Erased,
+    }
+}
+
 /// [`undo_if_rolled_back`] for a worker that may not undo (the Lambda function: its role
 /// deletes no object version and no file row, by design): a copy that landed after its run
 /// began rolling back is noted on the run and passes through, so its row is written as copied,
@@ -287,11 +297,7 @@ async fn dependents(ctx: &Context, run: &RunId) -> Result<Vec<String>, MigrateEr
 /// that row and undoes it (review 27: the undo needed rights the function does not have, and
 /// failed there).
 pub async fn note_if_rolled_back(ctx: &Context, copy: Copy, run: &RunId) -> Result<Copy, MigrateError> {
-    let undoable = match &copy.outcome {
-        Outcome::Copied { .. } => true,
-        Outcome::Failed { reason, .. } => *reason != FailureReason::Erased,
-    };
-    if undoable && ctx.ledger.state(run).await?.is_some_and(|s| s.rolled_back()) {
+    if undoable(&copy) && ctx.ledger.state(run).await?.is_some_and(|s| s.rolled_back()) {
         ctx.ledger.note_late_copy(run, &ctx.now()).await?;
         tracing::warn!(%run, "a copy landed after its run began rolling back: left for `migrate rollback` run again");
     }
@@ -316,13 +322,7 @@ pub async fn undo_if_rolled_back(
     copy: Copy,
     run: &RunId,
 ) -> Result<Copy, MigrateError> {
-    // A failed copy may have registered its file row and mapping before it failed; an erased
-    // user's row stays as the erase left it.
-    let undoable = match &copy.outcome {
-        Outcome::Copied { .. } => true,
-        Outcome::Failed { reason, .. } => *reason != FailureReason::Erased,
-    };
-    if !undoable || !ctx.ledger.state(run).await?.is_some_and(|s| s.rolled_back()) {
+    if !undoable(&copy) || !ctx.ledger.state(run).await?.is_some_and(|s| s.rolled_back()) {
         return Ok(copy);
     }
     let landed = updated_row(row, &copy, &ctx.now());
@@ -469,6 +469,6 @@ pub async fn rollback(ctx: &Context, id: &str, opts: &RollbackOptions) -> Result
         files_restored: restored,
         files_unpublished: published.len() as u64,
         invalidated,
-        late_copies_pending: after.late_copies.saturating_sub(after.late_copies_seen),
+        late_copies_pending: after.late_copies_pending(),
     })
 }

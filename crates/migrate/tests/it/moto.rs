@@ -1051,6 +1051,34 @@ async fn a_rollback_takes_back_the_rows_its_run_gave_to_the_wrong_owner() {
     assert!(mapping.key.starts_with(&format!("users/{right}/")), "{mapping:?}");
 }
 
+/// [`OnePhoto`] of legacy user 7 given to `owner`, its run started, and the worker that took
+/// its one file (its row, the run's target and the copier): what the late-copy tests start from.
+/// A test keeps the photo's tree (`t`) to its end: its directory goes with it.
+struct Taken {
+    photo: OnePhoto,
+    run: String,
+    record: matbakh_aws::ledger::RunRecord,
+    row: matbakh_aws::ledger::LedgerRow,
+    target: matbakh_aws::transfer::Target,
+    copier: migrate::copy::Copier,
+}
+
+async fn taken_by_a_worker(sdk: &aws_config::SdkConfig, owner: &str) -> Taken {
+    use migrate::copy::{Copier, Pace};
+    let photo = one_photo(sdk).await;
+    let OnePhoto { ctx, target, t, .. } = &photo;
+    let owners = HashMap::from([("7".to_owned(), owner.to_owned())]);
+    let run = plan(ctx, t, &options(target, "platform", owners, &t.url())).await.unwrap().run.unwrap();
+    let record = ctx.run(&run).await.unwrap();
+    ctx.ledger.control(&record.id, Control::Start, &ctx.now()).await.unwrap();
+    let row = all_rows(ctx, &run).await[0].clone();
+    let (target, _) = ctx.target(&record.target).unwrap();
+    let settings = migrate::plan::CopySettings::of(&record).unwrap();
+    let mut copier = Copier::new(target.clone(), source(t), record.id.clone(), settings, Pace::default());
+    copier.files = ctx.files.clone();
+    Taken { photo, run, record, row, target, copier }
+}
+
 /// Review 26: a worker takes a file while its run runs; the run is paused and rolled back (the
 /// rollback passes the file's row: nothing there yet), and then the worker's copy lands: its
 /// object, file row and legacy mapping stayed live in a run ROLLED_BACK. Every worker now
@@ -1059,20 +1087,11 @@ async fn a_rollback_takes_back_the_rows_its_run_gave_to_the_wrong_owner() {
 #[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_copy_that_lands_after_its_run_began_rolling_back_is_undone_by_its_worker() {
     use matbakh_core::ids::{ObjectKey, UserId};
-    use migrate::copy::{Copier, Copy, Outcome, Pace};
+    use migrate::copy::{Copy, Outcome};
     let sdk = moto().await;
-    let OnePhoto { ctx, files, bucket, target, path, t } = one_photo(&sdk).await;
     let owner = testkit::unique_user("late");
-    let owners = HashMap::from([("7".to_owned(), owner.clone())]);
-    let run = plan(&ctx, &t, &options(&target, "platform", owners, &t.url())).await.unwrap().run.unwrap();
-    let record = ctx.run(&run).await.unwrap();
-    ctx.ledger.control(&record.id, Control::Start, &ctx.now()).await.unwrap();
-    // The worker takes the file.
-    let row = all_rows(&ctx, &run).await[0].clone();
-    let (target, _) = ctx.target(&record.target).unwrap();
-    let settings = migrate::plan::CopySettings::of(&record).unwrap();
-    let mut copier = Copier::new(target.clone(), source(&t), record.id.clone(), settings, Pace::default());
-    copier.files = ctx.files.clone();
+    let Taken { photo: OnePhoto { ctx, files, bucket, path, t: _tree, .. }, run, record, row, target, copier } =
+        taken_by_a_worker(&sdk, &owner).await;
     // While the run runs, a copy passes through untouched.
     let copied = Outcome::Copied { version_id: None, adopted: false, retired: None };
     let passing = Copy { outcome: copied, attempts: 1, retries: 0, ms: 0.0 };
@@ -1108,18 +1127,10 @@ async fn a_copy_that_lands_after_its_run_began_rolling_back_is_undone_by_its_wor
 #[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_late_copy_of_a_lambda_worker_is_noted_and_the_rollback_run_again_takes_it() {
     use matbakh_core::ids::ObjectKey;
-    use migrate::copy::{Copier, Outcome, Pace};
+    use migrate::copy::Outcome;
     let sdk = moto().await;
-    let OnePhoto { ctx, files, bucket, target, path, t } = one_photo(&sdk).await;
-    let owners = HashMap::from([("7".to_owned(), testkit::unique_user("late"))]);
-    let run = plan(&ctx, &t, &options(&target, "platform", owners, &t.url())).await.unwrap().run.unwrap();
-    let record = ctx.run(&run).await.unwrap();
-    ctx.ledger.control(&record.id, Control::Start, &ctx.now()).await.unwrap();
-    let row = all_rows(&ctx, &run).await[0].clone();
-    let (target, _) = ctx.target(&record.target).unwrap();
-    let settings = migrate::plan::CopySettings::of(&record).unwrap();
-    let mut copier = Copier::new(target.clone(), source(&t), record.id.clone(), settings, Pace::default());
-    copier.files = ctx.files.clone();
+    let Taken { photo: OnePhoto { ctx, files, bucket, path, t: _tree, .. }, run, record, row, copier, .. } =
+        taken_by_a_worker(&sdk, &testkit::unique_user("late")).await;
     migrate::control::apply(&ctx, &run, Control::Pause).await.unwrap();
     let r = migrate::rollback::rollback(&ctx, &run, &Default::default()).await.unwrap();
     assert_eq!((r.removed.len(), r.late_copies_pending), (0, 0));
