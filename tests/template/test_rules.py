@@ -84,13 +84,18 @@ class Rules(unittest.TestCase):
         self.assertTrue(dlqs)
         self.assertEqual(dlqs - alarmed_queues(), set(), "dead-letter queues without an alarm on their depth")
 
-    def test_the_exporter_knows_its_queues_last_delivery(self):
-        # The exporter marks a job FAILED on the delivery after which SQS moves its message to
-        # the DLQ: its constant and the queue's maxReceiveCount are the same number.
-        with open(os.path.join(ROOT, "crates", "core", "src", "exports.rs")) as f:
-            src = f.read()
-        receives = int(re.search(r"pub const EXPORT_MAX_RECEIVES: u32 = (\d+);", src).group(1))
-        self.assertEqual(int(QUEUES["ExportQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"]), receives)
+    def test_consumers_know_their_queues_last_delivery(self):
+        # The exporter marks a job FAILED, the thumbnailer a file, on the delivery after which
+        # SQS moves its message to the DLQ: each constant and its queue's maxReceiveCount are the
+        # same number.
+        for path, const, queue in [
+            (("core", "src", "exports.rs"), "EXPORT_MAX_RECEIVES", "ExportQueue"),
+            (("thumbnailer", "src", "lib.rs"), "THUMBNAIL_MAX_RECEIVES", "ThumbnailerQueue"),
+        ]:
+            with open(os.path.join(ROOT, "crates", *path)) as f:
+                src = f.read()
+            receives = int(re.search(rf"pub const {const}: u32 = (\d+);", src).group(1))
+            self.assertEqual(int(QUEUES[queue]["Properties"]["RedrivePolicy"]["maxReceiveCount"]), receives, queue)
 
     def test_both_apis_throttle_every_route(self):
         http = RES["HttpApi"]["Properties"]["DefaultRouteSettings"]

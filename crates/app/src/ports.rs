@@ -169,6 +169,14 @@ pub trait FileRepo: FileUploads + FileCatalog {
     /// variants. `false` as for [`Self::mark_ready`].
     async fn mark_failed(&self, id: FileId, reason: &str) -> PortResult<bool>;
 
+    /// A settled PENDING row whose processing was given up → FAILED, `unprocessed`, with
+    /// `reason` (its owner sees why and may delete it). `false` if the row is not PENDING or not
+    /// settled yet (the sweeper's, once its grant lapses).
+    async fn give_up(&self, id: FileId, reason: &str) -> PortResult<bool>;
+
+    /// An `unprocessed` FAILED row → PENDING again, to be processed. `false` if it is not one.
+    async fn reopen(&self, id: FileId) -> PortResult<bool>;
+
     /// Puts the search words of the file's name and its tags in its owner's indexes
     /// (idempotent; a file is indexed when its object arrives, and retagging keeps it so).
     async fn index_search(&self, record: &FileRecord) -> PortResult<()>;

@@ -46,6 +46,10 @@ pub struct Processing {
     pub delivery: Delivery,
 }
 
+/// The reason a file whose processing was given up shows its owner (what failed is in the
+/// logs: an AWS error's text may name the account and its roles).
+pub const GAVE_UP: &str = "it could not be processed; delete it and upload it again, or wait until it is retried";
+
 /// What became of one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Processed {
@@ -105,9 +109,17 @@ impl Processing {
         let Some(details) = self.files.details(file_id).await?.filter(|d| d.record.key.as_str() == key) else {
             return Ok(Processed::Skipped(Skip::NoRow));
         };
-        let row = details.record;
+        let mut row = details.record;
         match row.status {
             FileStatus::Pending => {}
+            // Given up on earlier ([`Self::give_up`]), and delivered again (redriven from the
+            // DLQ once the cause is fixed): processed as if it had just arrived.
+            FileStatus::Failed if details.unprocessed => {
+                if !self.files.reopen(file_id).await? {
+                    return Ok(Processed::Skipped(Skip::AlreadyProcessed));
+                }
+                row.status = FileStatus::Pending;
+            }
             // An earlier attempt marked it but may have failed before moving the object.
             FileStatus::Quarantined => {
                 self.move_to_quarantine(&row.key, row.version_id.as_deref()).await?;
@@ -127,6 +139,22 @@ impl Processing {
         };
         let at = Object { key: &row.key, version: accepted.version.as_deref(), size: accepted.size };
         self.check(&row, &at).await
+    }
+
+    /// Gives up on the object at `key`, whose last delivery failed too: a settled PENDING row
+    /// becomes FAILED and `unprocessed` with [`GAVE_UP`], so its owner sees that it will not
+    /// become READY by itself and may delete it (a PENDING one cannot be), and it is not shared
+    /// (its bytes were not checked). Answers whether a row was marked; an unsettled row is left
+    /// to the sweeper, which releases it once its grant lapses.
+    pub async fn give_up(&self, key: &str) -> Result<bool, Error> {
+        let Some(file_id) = ObjectKey::file_id_of(key) else { return Ok(false) };
+        let Some(details) = self.files.details(file_id).await?.filter(|d| d.record.key.as_str() == key) else {
+            return Ok(false);
+        };
+        if details.record.status != FileStatus::Pending {
+            return Ok(false);
+        }
+        Ok(self.files.give_up(file_id, GAVE_UP).await?)
     }
 
     async fn check(&self, row: &FileRecord, at: &Object<'_>) -> Result<Processed, Error> {
@@ -649,6 +677,44 @@ mod tests {
         let err = w.processing.process(key.as_str()).await.unwrap_err();
         assert!(err.is_retryable(), "{err}");
         assert_eq!(w.row(id).record.status, FileStatus::Pending);
+    }
+
+    /// Its last delivery failed too (here: the scanner never answered): the file is FAILED and
+    /// unprocessed, so its owner may delete it, and a redrive once the cause is fixed makes it
+    /// READY. An upload never settled is the sweeper's and stays PENDING.
+    #[tokio::test]
+    async fn a_file_given_up_on_is_failed_until_a_redelivery_processes_it() {
+        let mut w = world(Ok(two_variants()), None);
+        w.processing.scanner = Some(Arc::new(FakeScanner(None)));
+        let (id, key) = w.arrived("image/jpeg", jpeg(3000)).await;
+        w.processing.settler.settle(id, &key).await.unwrap(); // the indexer's part
+        assert!(w.processing.process(key.as_str()).await.unwrap_err().is_retryable());
+        assert!(w.processing.give_up(key.as_str()).await.unwrap());
+        let row = w.row(id);
+        assert_eq!(
+            (row.record.status, row.reason.as_deref(), row.unprocessed),
+            (FileStatus::Failed, Some(GAVE_UP), true)
+        );
+        assert!(!w.processing.give_up(key.as_str()).await.unwrap(), "once");
+        assert_eq!(w.usage().await.charged, 3000, "its bytes are its owner's still");
+
+        w.processing.scanner = Some(Arc::new(FakeScanner(Some(Verdict::Clean))));
+        assert_eq!(w.processing.process(key.as_str()).await.unwrap(), Processed::Ready { variants: 2 });
+        let row = w.row(id);
+        assert_eq!((row.record.status, row.reason, row.unprocessed), (FileStatus::Ready, None, false));
+        assert_eq!(w.repo.virus_scan(id).as_deref(), Some("clean"));
+        assert!(!w.processing.give_up(key.as_str()).await.unwrap(), "a READY file is not given up");
+
+        // Arrived, but the indexer has not settled it.
+        let (id, key) = w.arrived("image/jpeg", jpeg(2000)).await;
+        assert!(!w.processing.give_up(key.as_str()).await.unwrap());
+        assert_eq!(w.row(id).record.status, FileStatus::Pending);
+        // A failed image (checked, only not rendered) is not reopened by a redelivery.
+        let w = world(Err(RenderFailure { disposition: Disposition::Fail, reason: "truncated".into() }), None);
+        let (id, key) = w.arrived("image/jpeg", jpeg(3000)).await;
+        assert_eq!(w.processing.process(key.as_str()).await.unwrap(), Processed::Failed("truncated".into()));
+        assert_eq!(w.processing.process(key.as_str()).await.unwrap(), Processed::Skipped(Skip::AlreadyProcessed));
+        assert!(!w.row(id).unprocessed);
     }
 
     #[tokio::test]

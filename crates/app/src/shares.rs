@@ -9,7 +9,7 @@ use matbakh_core::audit::AuditAction;
 use matbakh_core::clock::{Clock, iso_seconds};
 use matbakh_core::ids::{FileId, UserId};
 use matbakh_core::limits::Limits;
-use matbakh_core::metadata::{FileRecord, FileStatus};
+use matbakh_core::metadata::{FileDetails, FileStatus};
 use matbakh_core::names::content_disposition;
 use matbakh_core::shares::{Share, ShareId, ShareKey, ShareRefusal, is_expired};
 use serde::Serialize;
@@ -90,9 +90,10 @@ fn outcome_of(why: Option<ShareRefusal>) -> &'static str {
     }
 }
 
-/// Whether a file can be shared and downloaded through a link: stored and checked.
-fn shareable(r: &FileRecord) -> bool {
-    matches!(r.status, FileStatus::Ready | FileStatus::Failed)
+/// Whether a file can be shared and downloaded through a link: stored and checked (a FAILED
+/// file whose processing was given up was never checked).
+fn shareable(d: &FileDetails) -> bool {
+    matches!(d.record.status, FileStatus::Ready | FileStatus::Failed) && !d.unprocessed
 }
 
 impl Shares {
@@ -132,7 +133,7 @@ impl Shares {
     ) -> Result<ShareView, Error> {
         let file = self.files.details(file_id).await?.filter(|d| d.record.owner == *caller);
         let file = file.ok_or(Error::NotFound("file"))?;
-        if !shareable(&file.record) {
+        if !shareable(&file) {
             return Err(Error::conflict("not_shareable", "only a stored, checked file can be shared"));
         }
         let now = self.clock.now();
@@ -197,7 +198,7 @@ impl Shares {
         if file.as_ref().is_some_and(|d| crate::archival::refusal(d).is_some()) {
             return Err(Error::conflict("archived", "the shared file is archived; its owner can restore it"));
         }
-        let Some(file) = file.map(|d| d.record).filter(shareable) else {
+        let Some(file) = file.filter(shareable).map(|d| d.record) else {
             return Ok(Err(ShareRefusal::FileGone));
         };
         let used = match self.shares.use_once(&share.id, now).await? {

@@ -106,6 +106,7 @@ pub(crate) fn parse_details(item: &HashMap<String, AttributeValue>) -> Result<Fi
         revision: get_u64(item, "rev").unwrap_or(0),
         archival,
         indexed: item.get("indexed").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
+        unprocessed: item.get("unprocessed").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
     })
 }
 

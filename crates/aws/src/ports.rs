@@ -141,6 +141,14 @@ impl FileRepo for FileTable {
         Ok(FileTable::mark_failed(self, id, reason).await?)
     }
 
+    async fn give_up(&self, id: FileId, reason: &str) -> PortResult<bool> {
+        Ok(FileTable::give_up(self, id, reason).await?)
+    }
+
+    async fn reopen(&self, id: FileId) -> PortResult<bool> {
+        Ok(FileTable::reopen(self, id).await?)
+    }
+
     async fn index_search(&self, record: &FileRecord) -> PortResult<()> {
         Ok(FileTable::index_search(self, record).await?)
     }

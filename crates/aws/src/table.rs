@@ -582,6 +582,55 @@ impl FileTable {
         conditional(out, "UpdateItem")
     }
 
+    /// A settled PENDING row → FAILED and `unprocessed`, with the reason (processing was given
+    /// up). Answers `false` if the row is not PENDING or not settled (`pendingUntil` still set).
+    pub async fn give_up(&self, file_id: FileId, reason: &str) -> Result<bool, AwsError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(schema::file(file_id)))
+            .update_expression(format!(
+                "SET #status = :failed, {} = :g, #reason = :why, #unprocessed = :yes",
+                schema::GSI2_PK
+            ))
+            .condition_expression("#status = :pending AND attribute_not_exists(pendingUntil)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#reason", "reason")
+            // Both are among DynamoDB's reserved words.
+            .expression_attribute_names("#unprocessed", "unprocessed")
+            .expression_attribute_values(":failed", s(FileStatus::Failed.as_str()))
+            .expression_attribute_values(":g", s(format!("STATUS#{}", FileStatus::Failed)))
+            .expression_attribute_values(":why", s(reason))
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .expression_attribute_values(":pending", s(FileStatus::Pending.as_str()))
+            .send()
+            .await;
+        conditional(out, "UpdateItem")
+    }
+
+    /// An `unprocessed` FAILED row → PENDING (settled, as it was), its reason gone. Answers
+    /// `false` if the row is not one.
+    pub async fn reopen(&self, file_id: FileId) -> Result<bool, AwsError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(schema::file(file_id)))
+            .update_expression(format!("SET #status = :pending, {} = :g REMOVE #reason, #unprocessed", schema::GSI2_PK))
+            .condition_expression("#status = :failed AND #unprocessed = :yes")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#reason", "reason")
+            .expression_attribute_names("#unprocessed", "unprocessed")
+            .expression_attribute_values(":pending", s(FileStatus::Pending.as_str()))
+            .expression_attribute_values(":g", s(format!("STATUS#{}", FileStatus::Pending)))
+            .expression_attribute_values(":failed", s(FileStatus::Failed.as_str()))
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .send()
+            .await;
+        conditional(out, "UpdateItem")
+    }
+
     /// Unsettled PENDING rows whose grant ended before `cutoff`, oldest first, at most `limit`:
     /// uploads that never arrived, or whose event has not been processed. Starts after `after`
     /// (the last row of an earlier page, in the status index); answers with the cursor of the

@@ -211,6 +211,10 @@ pub struct FileDetails {
     /// The indexer read its object (hash, type, EXIF, search words); a row may carry its
     /// SHA-256 before that (a declared checksum, a migrated file).
     pub indexed: bool,
+    /// FAILED because its processing never finished (the thumbnailer gave up on its last
+    /// delivery): its bytes were neither checked nor rendered, so it is not shared. Processing
+    /// it again (the event redriven from the DLQ) takes it back to PENDING first.
+    pub unprocessed: bool,
 }
 
 impl FileDetails {
@@ -226,6 +230,7 @@ impl FileDetails {
             revision: 0,
             archival: Default::default(),
             indexed: false,
+            unprocessed: false,
         }
     }
 

@@ -10,16 +10,11 @@
 //!
 //! Reads: the user's rows and objects. Writes: the archive, the job row, an audit record.
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use matbakh_app::archive::{Archiver, Built};
 pub use matbakh_core::exports::{EXPORT_MAX_RECEIVES, EXPORT_TIME_MARGIN};
 use serde_json::Value;
 use time::OffsetDateTime;
-
-/// How many times SQS has delivered `record` (this delivery included).
-fn receives(record: &SqsMessage) -> u32 {
-    record.attributes.get("ApproximateReceiveCount").and_then(|n| n.parse().ok()).unwrap_or(1)
-}
 
 /// Works on each record, building by `deadline`; names those to deliver again.
 pub async fn handle(archiver: &Archiver, event: SqsEvent, deadline: Option<OffsetDateTime>) -> SqsBatchResponse {
@@ -32,7 +27,7 @@ pub async fn handle(archiver: &Archiver, event: SqsEvent, deadline: Option<Offse
             Ok(built) => built,
             Err(e) => {
                 let why = e.to_string();
-                if receives(&record) >= EXPORT_MAX_RECEIVES {
+                if matbakh_lambda::sqs::receives(&record) >= EXPORT_MAX_RECEIVES {
                     archiver.give_up(export_id, &why).await.map_err(|e| format!("{why}; marking it FAILED: {e}"))?;
                 }
                 return Err(why);

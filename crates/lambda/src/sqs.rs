@@ -14,6 +14,16 @@ use tracing::Instrument;
 /// runs on, later than this before Lambda's timeout ([`crate::stop_at`]).
 pub const RECORD_TIME_MARGIN: time::Duration = time::Duration::seconds(10);
 
+/// How many times SQS has delivered `record`, this one included (1 when SQS did not say).
+pub fn receives(record: &SqsMessage) -> u32 {
+    record.attributes.get("ApproximateReceiveCount").and_then(|n| n.parse().ok()).unwrap_or(1).max(1)
+}
+
+/// What is left until `stop` (zero once it passed); `None` without one.
+pub fn time_left(stop: Option<OffsetDateTime>) -> Option<std::time::Duration> {
+    stop.map(|at| std::time::Duration::try_from(at - OffsetDateTime::now_utc()).unwrap_or_default())
+}
+
 /// Runs `handle` on each record, in a span named `kind` that carries its message id, and names
 /// the records to deliver again: those `handle` failed. After `maxReceiveCount` tries a record
 /// waits in the queue's DLQ, whose alarm says so.
@@ -48,7 +58,7 @@ where
     for record in event.records {
         let id = record.message_id.clone().unwrap_or_default();
         let span = tracing::info_span!("sqs_record", kind, message_id = %id);
-        let left = stop.map(|at| std::time::Duration::try_from(at - OffsetDateTime::now_utc()).unwrap_or_default());
+        let left = time_left(stop);
         let result = match left {
             Some(left) if left.is_zero() => Err("not started: the invocation is out of time".to_owned()),
             left => {
@@ -73,11 +83,11 @@ where
     response
 }
 
-/// [`each_record`] for S3 object events (the indexer, the thumbnailer): a message that is not
-/// one fails like any other record.
+/// [`each_record`] for S3 object events (the indexer, the thumbnailer), each handed over with
+/// its message's [`receives`]: a message that is not one fails like any other record.
 pub async fn for_each_record<F, Fut, E>(event: SqsEvent, handle: F) -> SqsBatchResponse
 where
-    F: FnMut(Vec<ObjectEvent>) -> Fut,
+    F: FnMut(Vec<ObjectEvent>, u32) -> Fut,
     Fut: Future<Output = Result<(), E>>,
     E: Display,
 {
@@ -92,13 +102,13 @@ pub async fn for_each_record_until<F, Fut, E>(
     mut handle: F,
 ) -> SqsBatchResponse
 where
-    F: FnMut(Vec<ObjectEvent>) -> Fut,
+    F: FnMut(Vec<ObjectEvent>, u32) -> Fut,
     Fut: Future<Output = Result<(), E>>,
     E: Display,
 {
     each_record_until(event, "object event", stop, cut_running, |record| {
         let parsed = parse_sqs_body(record.body.as_deref().unwrap_or_default());
-        let work = parsed.map(&mut handle);
+        let work = parsed.map(|events| handle(events, receives(&record)));
         async move {
             match work {
                 Ok(fut) => fut.await.map_err(|e| e.to_string()),

@@ -191,6 +191,13 @@ async fn only_the_owner_shares_lists_and_revokes_and_only_stored_files() {
     assert_eq!(w.share("mallory", file, json!({})).await.0, StatusCode::NOT_FOUND);
     let (status, body) = w.share("alice", pending, json!({})).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::CONFLICT, Some("not_shareable")));
+    // FAILED because its processing was given up: its bytes were never checked.
+    let unchecked = w.file("alice", FileStatus::Failed);
+    let mut d = w.repo.get(unchecked).unwrap();
+    d.unprocessed = true;
+    w.repo.insert(d);
+    let (status, body) = w.share("alice", unchecked, json!({})).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::CONFLICT, Some("not_shareable")));
     let (status, body) = w.share("alice", file, json!({"expiresIn": 1})).await;
     assert_eq!((status, body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("expiresIn")));
 

@@ -17,7 +17,9 @@
 //! match is quarantined with the signature's name, and the row records `virusScan`.
 //!
 //! A record fails (and comes back, then goes to the DLQ) only when retrying can help: AWS errors,
-//! a scanner that gave no verdict, and malformed messages. Everything about the file itself is recorded on its row instead.
+//! a scanner that gave no verdict, and malformed messages. Everything about the file itself is
+//! recorded on its row instead. When its last delivery fails too, its file is marked FAILED
+//! (`unprocessed`, not shared) before the message goes to the DLQ; redriven, it is processed.
 //! Redelivered events find the row no longer PENDING and change nothing.
 //!
 //! It reads only the key's accepted version (DECISIONS 28, `matbakh_app::settle`: pinned by
@@ -121,15 +123,56 @@ pub async fn handle(t: &Thumbnailer, event: SqsEvent) -> SqsBatchResponse {
 /// [`handle`] by `stop` (the invocation's deadline less
 /// [`matbakh_lambda::sqs::RECORD_TIME_MARGIN`]): no record is started after it, and the batch
 /// answers in time for the ones done. A render running then is not cut (its blocking thread
-/// would go on beside the next invocation): Lambda's timeout ends it.
+/// would go on beside the next invocation): Lambda's timeout ends it. A record's last delivery
+/// is [`last_delivery`].
 pub async fn handle_until(t: &Thumbnailer, event: SqsEvent, stop: Option<time::OffsetDateTime>) -> SqsBatchResponse {
-    matbakh_lambda::sqs::for_each_record_until(
-        event,
-        stop,
-        false,
-        |events| async move { handle_events(t, &events).await },
-    )
+    // The stop is checked here, not by `for_each_record_until`: a last delivery out of time is
+    // given up, not just left.
+    matbakh_lambda::sqs::for_each_record_until(event, None, false, |events, receives| async move {
+        let left = matbakh_lambda::sqs::time_left(stop);
+        if receives >= THUMBNAIL_MAX_RECEIVES {
+            return last_delivery(t, &events, left).await;
+        }
+        if left.is_some_and(|left| left.is_zero()) {
+            return Err("not started: the invocation is out of time".to_owned());
+        }
+        handle_events(t, &events).await.map_err(|e| e.to_string())
+    })
     .await
+}
+
+/// Deliveries of an object event before SQS moves it to the DLQ: the thumbnailer queue's
+/// `maxReceiveCount` (template.yaml; a template test compares them).
+pub const THUMBNAIL_MAX_RECEIVES: u32 = 5;
+
+/// A record's last delivery ([`THUMBNAIL_MAX_RECEIVES`]): processed within `left` (a render
+/// still running then is left to finish on its thread; its row is no longer PENDING, so what it
+/// made is removed again), and if that fails too, its files are given up
+/// ([`Processing::give_up`]: FAILED, so their owners are not left with a file forever
+/// processing that they cannot delete) before the message goes to the DLQ. Its alarm tells
+/// operations, who redrive it once the cause is fixed: the files are then processed again.
+async fn last_delivery(
+    t: &Thumbnailer,
+    events: &[ObjectEvent],
+    left: Option<std::time::Duration>,
+) -> Result<(), String> {
+    let work = handle_events(t, events);
+    let failed = match left {
+        None => work.await.err().map(|e| e.to_string()),
+        Some(left) => match tokio::time::timeout(left, work).await {
+            Ok(done) => done.err().map(|e| e.to_string()),
+            Err(_) => Some("not processed within the invocation's time limit".to_owned()),
+        },
+    };
+    let Some(why) = failed else { return Ok(()) };
+    for event in events.iter().filter(|e| e.change == ObjectChange::Created) {
+        let given_up = t.processing.give_up(&event.key).await.map_err(|e| format!("{why}; giving up: {e}"))?;
+        if given_up {
+            tracing::warn!(error = %why, "given up on its last delivery: FAILED until the event is redriven");
+            metrics::emit("thumbnail", &[("FilesGivenUp", 1, Unit::Count)]);
+        }
+    }
+    Err(why)
 }
 
 async fn handle_events(t: &Thumbnailer, events: &[ObjectEvent]) -> Result<(), matbakh_app::Error> {

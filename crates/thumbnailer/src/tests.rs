@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use matbakh_app::fakes::{InMemory, InMemoryObjects};
-use matbakh_app::ports::{FileGrants, FileLookup, ObjectErasure};
+use matbakh_app::ports::{FileGrants, FileLookup, ObjectErasure, Verdict};
 use matbakh_app::process::{Processed, Processing};
 use matbakh_app::settle::Settler;
 use matbakh_core::ids::{FileId, ObjectKey, UserId};
@@ -104,4 +104,77 @@ async fn a_bomb_is_quarantined_and_a_truncated_photo_failed() {
     let row = w.repo.details(truncated_id).await.unwrap().unwrap();
     assert_eq!(row.record.status, FileStatus::Failed);
     assert!(w.objects.bytes(&truncated_key).is_some(), "a failed image stays");
+}
+
+/// A scanner that never answers (clamd down): every delivery of a file fails.
+struct Unreachable;
+
+#[async_trait]
+impl VirusScanner for Unreachable {
+    async fn scan(
+        &self,
+        _object: &mut dyn matbakh_app::ports::ObjectStream,
+    ) -> matbakh_app::ports::PortResult<Verdict> {
+        Err(matbakh_app::ports::PortError::Unavailable { operation: "scan", message: "connection refused".into() })
+    }
+}
+
+fn status(w: &World, id: FileId) -> (FileStatus, Option<String>, bool) {
+    let d = w.repo.get(id).unwrap();
+    (d.record.status, d.reason, d.unprocessed)
+}
+
+/// Until its last delivery a failing file stays PENDING and comes back; the last one that fails
+/// too (or runs out of time) leaves it FAILED and unprocessed, where its owner can delete it,
+/// and the message goes to the DLQ; redriven once the cause is fixed, it becomes READY.
+#[tokio::test]
+async fn a_file_whose_last_delivery_fails_is_given_up_and_a_redrive_processes_it() {
+    let mut w = world();
+    w.thumbnailer.processing.scanner = Some(Arc::new(Unreachable));
+    let (name, bytes) = corpus("photos/panasonic-orientation6.jpg");
+    let len = bytes.len();
+    let (id, key) = w.arrived(&name, bytes, 4).await;
+    w.thumbnailer.processing.settler.settle(id, &key).await.unwrap();
+    let batch =
+        |receives| testkit::sqs_batch_delivered(&[("m1", testkit::object_created(key.as_str(), len))], receives);
+    let failed =
+        |r: &SqsBatchResponse| r.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect::<Vec<_>>();
+
+    let answer = handle(&w.thumbnailer, batch(THUMBNAIL_MAX_RECEIVES - 1)).await;
+    assert_eq!(failed(&answer), ["m1"]);
+    assert_eq!(status(&w, id), (FileStatus::Pending, None, false));
+
+    let answer = handle(&w.thumbnailer, batch(THUMBNAIL_MAX_RECEIVES)).await;
+    assert_eq!(failed(&answer), ["m1"], "to the DLQ, where its alarm tells operations");
+    assert_eq!(status(&w, id), (FileStatus::Failed, Some(matbakh_app::process::GAVE_UP.to_owned()), true));
+
+    // The scanner is back; operations redrive the DLQ (the receive count starts again).
+    w.thumbnailer.processing.scanner = None;
+    let answer = handle(&w.thumbnailer, batch(1)).await;
+    assert_eq!(failed(&answer), Vec::<String>::new());
+    assert_eq!(status(&w, id), (FileStatus::Ready, None, false));
+    assert!(!w.repo.get(id).unwrap().variants().is_empty());
+}
+
+/// Out of time: an earlier delivery is not started (it comes back), the last one is given up.
+#[tokio::test]
+async fn a_last_delivery_out_of_time_is_given_up() {
+    let w = world();
+    let (name, bytes) = corpus("photos/panasonic-orientation6.jpg");
+    let len = bytes.len();
+    let (id, key) = w.arrived(&name, bytes, 5).await;
+    // Settled, as the indexer leaves it (a row never settled is the sweeper's).
+    w.thumbnailer.processing.settler.settle(id, &key).await.unwrap();
+    let batch =
+        |receives| testkit::sqs_batch_delivered(&[("m1", testkit::object_created(key.as_str(), len))], receives);
+    let past = Some(time::OffsetDateTime::now_utc() - time::Duration::seconds(1));
+
+    let answer = handle_until(&w.thumbnailer, batch(1), past).await;
+    assert_eq!(answer.batch_item_failures.len(), 1);
+    assert_eq!(status(&w, id), (FileStatus::Pending, None, false));
+
+    let answer = handle_until(&w.thumbnailer, batch(THUMBNAIL_MAX_RECEIVES), past).await;
+    assert_eq!(answer.batch_item_failures.len(), 1);
+    assert_eq!(status(&w, id).0, FileStatus::Failed);
+    assert!(w.objects.keys_under(&ObjectKey::derived_prefix(id)).is_empty(), "nothing was rendered");
 }

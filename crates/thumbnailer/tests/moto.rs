@@ -323,6 +323,22 @@ async fn clamd_scans_every_file_and_a_match_is_quarantined() {
     assert_eq!(failed, ["later"]);
     assert_eq!(row(&h, id).await.0, FileStatus::Pending);
     assert!(get(&h, &key).await.is_some());
+
+    // Its last delivery fails too: FAILED and unprocessed (the table's conditions: settled by
+    // the indexer, PENDING), then the DLQ; redriven once clamd is back, it is scanned and READY.
+    h.state.settler().settle(id, &ObjectKey::from_stored(key.clone())).await.unwrap();
+    let last = testkit::sqs_batch_delivered(&[("later", object_created(&key, 0))], thumbnailer::THUMBNAIL_MAX_RECEIVES);
+    assert_eq!(thumbnailer::handle(&unreachable, last).await.batch_item_failures.len(), 1);
+    let (status, info) = row(&h, id).await;
+    assert_eq!((status, info["reason"].as_str()), (FileStatus::Failed, Some(matbakh_app::process::GAVE_UP)));
+    let item = h.file_item(id).await.unwrap();
+    assert_eq!(item.get("unprocessed").map(|v| v.as_bool().ok().copied()), Some(Some(true)));
+    let redriven = thumbnailer::handle(&scanning, sqs_batch(&[("later", object_created(&key, 0))])).await;
+    assert!(redriven.batch_item_failures.is_empty());
+    let (status, info) = row(&h, id).await;
+    assert_eq!((status, &info["reason"]), (FileStatus::Ready, &Value::Null));
+    assert_eq!(virus_scan(&h, id).await.as_deref(), Some("clean"));
+    assert!(!h.file_item(id).await.unwrap().contains_key("unprocessed"));
 }
 
 /// An AVIF upload (written by libavif: `crates/imaging/tests/fixtures`) gets variants like any

@@ -145,8 +145,7 @@ impl Deliverer {
 
     /// One record: delivered, or put back for a later attempt (and reported failed).
     async fn record(&self, record: SqsMessage) -> Result<(), WebhookError> {
-        let attempt: u32 =
-            record.attributes.get("ApproximateReceiveCount").and_then(|n| n.parse().ok()).unwrap_or(1).max(1);
+        let attempt = matbakh_lambda::sqs::receives(&record);
         let outcome = self.deliver(record.body.as_deref().unwrap_or_default()).await;
         match &outcome {
             Ok(()) => {

@@ -214,6 +214,31 @@ impl FileRepo for InMemory {
         Ok(true)
     }
 
+    async fn give_up(&self, id: FileId, reason: &str) -> PortResult<bool> {
+        let mut st = lock(&self.state);
+        let Some(s) = st.files.get_mut(&id).filter(|s| s.settled && s.details.record.status == FileStatus::Pending)
+        else {
+            return Ok(false);
+        };
+        s.details.record.status = FileStatus::Failed;
+        s.details.reason = Some(reason.to_owned());
+        s.details.unprocessed = true;
+        Ok(true)
+    }
+
+    async fn reopen(&self, id: FileId) -> PortResult<bool> {
+        let mut st = lock(&self.state);
+        let Some(s) =
+            st.files.get_mut(&id).filter(|s| s.details.unprocessed && s.details.record.status == FileStatus::Failed)
+        else {
+            return Ok(false);
+        };
+        s.details.record.status = FileStatus::Pending;
+        s.details.reason = None;
+        s.details.unprocessed = false;
+        Ok(true)
+    }
+
     /// Words and tags are found by the listing's own filters here.
     async fn index_search(&self, _record: &FileRecord) -> PortResult<()> {
         Ok(())
