@@ -146,8 +146,8 @@ pub async fn handle_until(t: &Thumbnailer, event: SqsEvent, stop: Option<time::O
 pub const THUMBNAIL_MAX_RECEIVES: u32 = 5;
 
 /// A record's last delivery ([`THUMBNAIL_MAX_RECEIVES`]): processed within `left` (a render
-/// still running then is left to finish on its thread; its row is no longer PENDING, so what it
-/// made is removed again), and if that fails too, its files are given up
+/// still running then finishes on its thread, its result unused; variants written in part are
+/// written again by a redrive, or removed with the file), and if that fails too, its files are given up
 /// ([`Processing::give_up`]: FAILED, so their owners are not left with a file forever
 /// processing that they cannot delete) before the message goes to the DLQ. Its alarm tells
 /// operations, who redrive it once the cause is fixed: the files are then processed again.
