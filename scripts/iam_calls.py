@@ -27,19 +27,7 @@ import xml.etree.ElementTree as ET
 
 from cfnlint.decode import cfn_yaml
 
-
-def as_list(v):
-    return v if isinstance(v, list) else [v]
-
-
-def branches(v):
-    """A value, or each branch of an `Fn::If` (recursively), leaving out `AWS::NoValue`."""
-    if isinstance(v, dict) and "Fn::If" in v:
-        _, yes, no = v["Fn::If"]
-        return [b for x in (yes, no) for b in branches(x)]
-    if v == {"Ref": "AWS::NoValue"}:
-        return []
-    return [v]
+from cfn_policies import as_list, branches, function_documents, statements as document_statements
 
 
 def resource_pattern(v):
@@ -62,31 +50,17 @@ def resource_pattern(v):
 
 def statements(template):
     """Function logical id -> its Allow statements as (actions, resource patterns, condition)."""
-    res = template["Resources"]
     out = collections.defaultdict(list)
-
-    def add(fn, doc):
-        for st in branches(doc.get("Statement", [])):
-            for s in (x for b in as_list(st) for x in branches(b)):
+    for fn, r in template["Resources"].items():
+        if r["Type"] != "AWS::Serverless::Function":
+            continue
+        for doc in function_documents(template, fn):
+            for s in document_statements(doc):
                 if s.get("Effect") != "Allow":
                     continue
-                resources = [p for r in as_list(s.get("Resource", [])) for b in branches(r)
+                resources = [p for r in as_list(s.get("Resource")) for b in branches(r)
                              if (p := resource_pattern(b)) is not None]
                 out[fn].append((as_list(s["Action"]), resources, s.get("Condition", {})))
-
-    functions = {lid for lid, r in res.items() if r["Type"] == "AWS::Serverless::Function"}
-    for fn in functions:
-        for p in as_list(res[fn]["Properties"].get("Policies") or []):
-            if isinstance(p, dict) and set(p) == {"Ref"} and res.get(p["Ref"], {}).get("Type") == "AWS::IAM::ManagedPolicy":
-                add(fn, res[p["Ref"]]["Properties"]["PolicyDocument"])
-            elif isinstance(p, dict):
-                add(fn, p.get("PolicyDocument", p))
-    for r in res.values():
-        if r["Type"] == "AWS::IAM::Policy":
-            for role in as_list(r["Properties"].get("Roles", [])):
-                fn = role.get("Ref", "").removesuffix("Role") if isinstance(role, dict) else None
-                if fn in functions:
-                    add(fn, r["Properties"]["PolicyDocument"])
     return out
 
 

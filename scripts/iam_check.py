@@ -16,6 +16,8 @@ import sys
 
 from cfnlint.decode import cfn_yaml
 
+from cfn_policies import as_list, statements, template_managed_policy
+
 # Sid -> why "*" is the only resource AWS accepts for it.
 STAR_RESOURCE_ALLOWED = {
     "XRayTraces": "xray:PutTraceSegments and PutTelemetryRecords have no resource-level permissions",
@@ -30,19 +32,9 @@ RESOURCE_POLICY_TYPES = {
 }
 
 
-def as_list(v):
-    if v is None:
-        return []
-    return v if isinstance(v, list) else [v]
-
-
 def text(v):
     """A value's text: a `!Sub` template as written, anything else as a string."""
     return v["Fn::Sub"] if isinstance(v, dict) and isinstance(v.get("Fn::Sub"), str) else str(v)
-
-
-def statements(doc):
-    return as_list((doc or {}).get("Statement")) if isinstance(doc, dict) else []
 
 
 def identity_findings(where, doc):
@@ -80,14 +72,6 @@ def resource_policy_findings(where, doc, root_may_hold_all=False):
     return out
 
 
-def own_managed_policy(template, policy):
-    """A `!Ref` to a managed policy the template itself declares (and so checks)."""
-    if not (isinstance(policy, dict) and set(policy) == {"Ref"}):
-        return False
-    target = (template.get("Resources") or {}).get(policy["Ref"]) or {}
-    return target.get("Type") == "AWS::IAM::ManagedPolicy"
-
-
 def findings(template):
     out = []
     for name, res in (template.get("Resources") or {}).items():
@@ -97,7 +81,7 @@ def findings(template):
             for p in as_list(props.get("Policies")):
                 if isinstance(p, dict) and "Statement" in p:
                     out += identity_findings(name, p)
-                elif own_managed_policy(template, p):
+                elif template_managed_policy(template, p) is not None:
                     pass  # checked as the template's own resource, below
                 elif isinstance(p, str):
                     out.append(f"{name}: managed policy {p!r} (write the statements out, scoped)")

@@ -2,16 +2,18 @@
 references and IAM statements."""
 
 import os
+import sys
 
 from cfnlint.decode import cfn_yaml
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+
+from cfn_policies import as_list, template_managed_policy  # noqa: E402
+from cfn_policies import statements as document_statements  # noqa: E402
+
 T = cfn_yaml.load(os.path.join(ROOT, "template.yaml"))
 RES = T["Resources"]
-
-
-def as_list(v):
-    return v if isinstance(v, list) else [v]
 
 
 def names(v):
@@ -42,16 +44,14 @@ def unwrap(statements):
 def managed(policy):
     """The document of a function's `Policies` entry: inline, or the template's managed policy a
     `!Ref` names (its rights are the function's too)."""
-    if set(policy) == {"Ref"} and RES.get(policy["Ref"], {}).get("Type") == "AWS::IAM::ManagedPolicy":
-        return RES[policy["Ref"]]["Properties"]["PolicyDocument"]
-    return policy.get("PolicyDocument", policy)
+    target = template_managed_policy(T, policy)
+    return target["Properties"]["PolicyDocument"] if target else policy.get("PolicyDocument", policy)
 
 
 def statements(props):
     """Every statement of a function's `Policies` (inline, or a managed policy of the template),
     a role's inline policies or a policy (each branch of a conditional one)."""
-    docs = [managed(p) for p in as_list(props.get("Policies") or []) if isinstance(p, dict)]
+    docs = [managed(p) for p in as_list(props.get("Policies")) if isinstance(p, dict)]
     docs += [props["PolicyDocument"]] if isinstance(props.get("PolicyDocument"), dict) else []
     for doc in docs:
-        for _, st in unwrap(doc.get("Statement", [])):
-            yield st
+        yield from document_statements(doc)

@@ -57,6 +57,20 @@ class IamCheck(unittest.TestCase):
         # A `!Ref` to something else (a parameter holding an ARN) is not one of ours.
         self.assertEqual(len(iam_check.findings(function(policies=[{"Ref": "SomePolicyArn"}]))), 1)
 
+    def test_statements_under_a_condition_are_checked_in_each_branch(self):
+        # `!If [Cond, statement, !Ref AWS::NoValue]` in a function's or a bucket's policy: the
+        # statement is granted whenever the condition holds (it was skipped: no `Effect` on the
+        # `Fn::If` itself).
+        no_value = {"Ref": "AWS::NoValue"}
+        cond = lambda yes, no=no_value: {"Fn::If": ["C", yes, no]}
+        self.assertEqual(iam_check.findings(function(cond(allow("s3:GetObject", "arn:aws:s3:::b/*")))), [])
+        self.assertEqual(len(iam_check.findings(function(cond(allow("s3:*", "arn:aws:s3:::b/*"))))), 1)
+        self.assertEqual(len(iam_check.findings(function(cond(no_value, allow("sqs:SendMessage", "*"))))), 1)
+        anyone = {"Sid": "Any", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"}
+        bucket = {"Resources": {"P": {"Type": "AWS::S3::BucketPolicy", "Properties": {
+            "PolicyDocument": {"Statement": [cond(anyone)]}}}}}
+        self.assertEqual(len(iam_check.findings(bucket)), 1)
+
     def test_listed_sids_may_use_star_and_denies_are_not_grants(self):
         self.assertEqual(iam_check.findings(function(allow("xray:PutTraceSegments", "*", sid="XRayTraces"))), [])
         deny = {"Sid": "D", "Effect": "Deny", "Action": "s3:*", "Resource": "*"}
