@@ -142,6 +142,7 @@ impl Archiver {
     ) -> Result<u64, Error> {
         let mut entries = Vec::with_capacity(files.len() + 1);
         let mut described = Vec::with_capacity(files.len());
+        let now = self.clock.now();
         for d in files {
             if deadline.is_some_and(|at| self.clock.now() >= at) {
                 return Err(Error::conflict(
@@ -154,15 +155,30 @@ impl Archiver {
                 ));
             }
             let r = &d.record;
-            // An archived original cannot be read before a restore (hours): described, with no
-            // path; its owner restores it and exports again. A quarantined file was refused
-            // (what it holds may harm): described, with why.
-            if crate::archival::refusal(d).is_some() || r.status == FileStatus::Quarantined {
-                described.push(Described { path: None, file: FileView::of(d, self.limits.restore_window) });
+            // Described without a path, each still the user's data:
+            // - an archived original, which cannot be read before a restore (hours): its owner
+            //   restores it and exports again. Deleted while archived too (review 28: S3 refused
+            //   its version and every build failed), and one whose move S3 made without telling
+            //   the row (`NotRestored`, below);
+            // - a quarantined file, refused (what it holds may harm);
+            // - one whose object is gone (a quarantined file's version once moved, a deleted
+            //   file's version expired before its row was purged, or deleted since the listing).
+            let shown = || Described { path: None, file: FileView::of(d, self.limits.restore_window) };
+            if crate::archival::refusal(d).is_some()
+                || r.status == FileStatus::Quarantined
+                || d.archival.unreadable_at(now)
+            {
+                described.push(shown());
                 continue;
             }
-            // Gone since the listing (deleted meanwhile): not in the archive, not described.
-            let Some(mut reader) = self.objects.open(&r.key, r.version_id.as_deref()).await? else { continue };
+            let mut reader = match self.objects.open(&r.key, r.version_id.as_deref()).await {
+                Ok(Some(reader)) => reader,
+                Ok(None) | Err(PortError::NotRestored) => {
+                    described.push(shown());
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             let path = format!("files/{}/{}", r.file_id, SafeName::from_display(&r.filename).as_str());
             let offset = out.written();
             out.write(&zip::local_header(&path, r.created_at)).await?;
@@ -275,7 +291,10 @@ mod tests {
     /// Every entry of a ZIP as Python's zipfile reads it (an independent reader; `testzip`
     /// checks each entry's CRC-32): name -> bytes.
     fn entries_of(zip: &[u8]) -> BTreeMap<String, Vec<u8>> {
-        let path = std::env::temp_dir().join(format!("archive-test-{}.zip", std::process::id()));
+        // One file per call: tests run side by side in one process.
+        static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("archive-test-{}-{n}.zip", std::process::id()));
         std::fs::write(&path, zip).unwrap();
         let script = "import json, sys, zipfile\n\
                       z = zipfile.ZipFile(sys.argv[1])\n\
@@ -364,6 +383,50 @@ mod tests {
         assert_eq!(w.archiver.build("exp1", None).await.unwrap(), Built::AlreadyReady);
         assert_eq!(w.objects.versions(&archive.key).len(), 1);
         assert_eq!(w.archiver.build("exp2", None).await.unwrap(), Built::NoSuchJob);
+    }
+
+    /// Review 28: a file deleted while archived had S3 refuse its version and every build fail
+    /// (the owner had no export for the 30 days of its restore window); so did one S3 moved
+    /// without its row being told. Each is described without a path now, as is a row whose
+    /// object is gone (it was left out), and the rest is exported.
+    #[tokio::test]
+    async fn archived_and_vanished_originals_are_described_and_the_rest_exported() {
+        let w = world();
+        let menu = w.file("alice", 1, "menu.pdf", FileStatus::Ready, b"%PDF-menu");
+        let cold = w.file("alice", 2, "cold.pdf", FileStatus::Deleted, b"%PDF-cold");
+        let moved = w.file("alice", 3, "moved.pdf", FileStatus::Ready, b"%PDF-moved");
+        let vanished = w.file("alice", 4, "vanished.pdf", FileStatus::Ready, b"%PDF-vanished");
+        let warm = w.file("alice", 5, "warm.pdf", FileStatus::Deleted, b"%PDF-warm");
+        for (id, until) in [(cold, None), (warm, Some(NOW + time::Duration::days(1)))] {
+            let mut d = w.repo.get(id).unwrap();
+            (d.deleted_from, d.archival.archived_at, d.archival.restored_until) =
+                (Some(FileStatus::Archived), Some(NOW - time::Duration::days(9)), until);
+            w.repo.insert(d);
+        }
+        for id in [cold, moved, warm] {
+            let r = w.repo.get(id).unwrap().record;
+            let version = r.version_id.unwrap();
+            w.objects.transition(&r.key, &version, "GLACIER");
+            if id == warm {
+                w.objects.restored(&r.key, &version);
+            }
+        }
+        let r = w.repo.get(vanished).unwrap().record;
+        w.objects.delete_version(&r.key, r.version_id.as_deref()).await.unwrap();
+        w.job("alice", "exp1");
+
+        let Built::Ready(archive) = w.archiver.build("exp1", None).await.unwrap() else { panic!("not built") };
+        let entries = entries_of(&w.objects.bytes(&archive.key).unwrap());
+        assert_eq!(archive.files, 2);
+        assert_eq!(entries[&format!("files/{menu}/menu.pdf")], b"%PDF-menu");
+        assert_eq!(entries[&format!("files/{warm}/warm.pdf")], b"%PDF-warm", "its restored copy is read");
+        let metadata: serde_json::Value = serde_json::from_slice(&entries["metadata.json"]).unwrap();
+        let described = metadata["files"].as_array().unwrap();
+        assert_eq!(described.len(), 5);
+        for id in [cold, moved, vanished] {
+            let d = described.iter().find(|d| d["fileId"] == id.to_string().as_str()).unwrap();
+            assert_eq!(d["path"], serde_json::Value::Null, "{d}");
+        }
     }
 
     /// An account too large for one invocation: the build stops at its deadline instead of

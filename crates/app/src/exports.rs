@@ -102,7 +102,14 @@ impl Exports {
             files: None,
         };
         self.exports.create(&job).await?;
-        self.queue.enqueue(&job).await?;
+        if let Err(e) = self.queue.enqueue(&job).await {
+            // Never to be built: FAILED at once, so that asking again queues a new one (review
+            // 28: the dead PENDING job answered every request for an hour).
+            if let Err(mark) = self.exports.set_state(&job.id, ExportState::Failed, None).await {
+                tracing::warn!(export = %job.id, error = %mark, "an export not queued could not be marked FAILED");
+            }
+            return Err(e.into());
+        }
         let access = Access { result: "queued", ..Access::ok(caller, AuditAction::Export, None) };
         self.audit.record(client, access).await?;
         tracing::info!(export = %job.id, "export queued");
@@ -184,6 +191,31 @@ mod tests {
         let fresh = w.at(later).start(&user("alice"), &client()).await.unwrap();
         assert_ne!(fresh.export_id, first.export_id);
         assert_eq!(w.queue.sent().len(), 2);
+    }
+
+    struct QueueDown;
+
+    #[async_trait::async_trait]
+    impl ExportQueue for QueueDown {
+        async fn enqueue(&self, _job: &ExportJob) -> crate::ports::PortResult<()> {
+            Err(crate::PortError::Unavailable { operation: "SendMessage", message: "throttled".into() })
+        }
+    }
+
+    /// Review 28: a job whose message could not be sent stayed PENDING, and asking again
+    /// answered it (never to be built) for an hour.
+    #[tokio::test]
+    async fn a_job_that_could_not_be_queued_is_failed_and_asking_again_queues_a_new_one() {
+        let w = world();
+        let mut down = w.at(NOW);
+        down.queue = Arc::new(QueueDown);
+        assert!(down.start(&user("alice"), &client()).await.unwrap_err().is_retryable());
+        let dead = w.repo.latest(&user("alice")).await.unwrap().unwrap();
+        assert_eq!(dead.state, ExportState::Failed);
+
+        let again = w.at(NOW + Duration::from_secs(60)).start(&user("alice"), &client()).await.unwrap();
+        assert_ne!(again.export_id, dead.id);
+        assert_eq!(w.queue.sent(), std::slice::from_ref(&again.export_id));
     }
 
     /// Security review 20: each archive is the whole account, kept 7 days outside the quota; a

@@ -55,6 +55,9 @@ pub enum PortError {
     /// The request cannot be served as asked (a cursor of another listing): the caller's mistake.
     #[error("{0}")]
     Invalid(&'static str),
+    /// The object is in an archive storage class: S3 reads it only once it is restored.
+    #[error("the object is archived: it is read once restored")]
+    NotRestored,
     /// The dependency failed in a way that may pass (throttling, a timeout, a 5xx).
     #[error("{operation} failed: {message}")]
     Unavailable { operation: &'static str, message: String },
@@ -748,7 +751,8 @@ pub trait ObjectStore: ObjectErasure + ObjectUploads + ObjectLifecycle {
     /// The whole of `version` of `key` (the current one if `None`); `None` if it is gone.
     async fn read(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<Option<Vec<u8>>>;
 
-    /// Opens `version` of `key` for reading in chunks; `None` if it is gone.
+    /// Opens `version` of `key` for reading in chunks; `None` if it is gone,
+    /// [`PortError::NotRestored`] if it is archived.
     async fn open(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<Option<Box<dyn ObjectStream>>>;
 
     /// Writes a variant (immutable, cached for a year, no metadata).

@@ -22,6 +22,9 @@ pub enum AwsError {
     /// S3 found the bytes do not match the checksum the client declared.
     #[error("checksum mismatch: {0}")]
     ChecksumMismatch(String),
+    /// S3 reads the object only once it is restored (`InvalidObjectState`: an archive class).
+    #[error("the object is archived: it is read once restored")]
+    NotRestored,
     /// An AWS call failed.
     #[error("{operation} failed: {message}")]
     Service { operation: &'static str, message: String, retryable: bool },

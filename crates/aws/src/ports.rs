@@ -45,6 +45,7 @@ impl From<AwsError> for PortError {
             AwsError::ConditionFailed => PortError::ConditionFailed,
             AwsError::ChecksumMismatch(detail) => PortError::ChecksumMismatch(detail),
             AwsError::Invalid(message) => PortError::Invalid(message),
+            AwsError::NotRestored => PortError::NotRestored,
             AwsError::Service { operation, message, retryable: true } => PortError::Unavailable { operation, message },
             e => PortError::Failed(e.to_string()),
         }

@@ -756,6 +756,7 @@ pub(crate) async fn open_with(
             body: out.body,
         })),
         Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) || gone(e.raw_response()) => Ok(None),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_invalid_object_state()) => Err(AwsError::NotRestored),
         Err(e) => Err(AwsError::from_sdk("GetObject", e)),
     }
 }

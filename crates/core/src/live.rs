@@ -232,7 +232,13 @@ pub fn file_events(old: Option<&FileRecord>, new: Option<&FileRecord>) -> Vec<Ki
                 out.push(Kind::UploadSettled);
             }
             if o.status != n.status {
-                let event = if o.status == Deleted { Some(Kind::FileRestored) } else { status_event(n.status) };
+                let event = match (o.status, n.status) {
+                    (Deleted, _) => Some(Kind::FileRestored),
+                    // Processed again (a FAILED file whose processing was given up, redriven):
+                    // no longer what it was told to be.
+                    (_, Pending) => Some(Kind::FileChanged),
+                    (_, status) => status_event(status),
+                };
                 out.extend(event);
             } else if n.status != Pending && (o.filename != n.filename || o.labels != n.labels) {
                 out.push(Kind::FileChanged);
@@ -294,6 +300,11 @@ mod tests {
             vec![Kind::UploadSettled, Kind::FileQuarantined]
         );
         assert_eq!(file_events(Some(&arrived), Some(&row(FileStatus::Failed))), vec![Kind::FileFailed]);
+        // Given up on, then processed again once its event is redriven: told both times.
+        let given_up = settled(row(FileStatus::Failed));
+        let reopened = settled(row(FileStatus::Pending));
+        assert_eq!(file_events(Some(&given_up), Some(&reopened)), vec![Kind::FileChanged]);
+        assert_eq!(file_events(Some(&reopened), Some(&settled(ready))), vec![Kind::FileReady]);
     }
 
     #[test]

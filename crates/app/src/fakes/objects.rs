@@ -206,6 +206,15 @@ impl InMemoryObjects {
     }
 
     /// `version` of `key` (the current one if `None`), if there is one.
+    /// Whether `version` of `key` is in an archive class without a restored copy.
+    fn archived_unrestored(&self, key: &ObjectKey, version: Option<&str>) -> bool {
+        let Some((v, _)) = self.version(key, version) else { return false };
+        let archive = lock(&self.archive);
+        let at = (key.clone(), v);
+        matbakh_core::archival::needs_restore(archive.classes.get(&at).map(String::as_str))
+            && !archive.restored.contains(&at)
+    }
+
     fn version(&self, key: &ObjectKey, version: Option<&str>) -> Option<(String, u64)> {
         match version {
             None => self.current(key),
@@ -545,7 +554,11 @@ impl ObjectStore for InMemoryObjects {
         Ok(self.bytes_of(key, &version))
     }
 
+    /// As S3, refuses an archived version without its restored copy.
     async fn open(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<Option<Box<dyn ObjectStream>>> {
+        if self.archived_unrestored(key, version) {
+            return Err(PortError::NotRestored);
+        }
         let read = self.read(key, version).await?;
         Ok(read.map(|bytes| Box::new(Chunks { bytes, at: 0 }) as Box<dyn ObjectStream>))
     }
@@ -566,13 +579,8 @@ impl ObjectStore for InMemoryObjects {
 
     /// As S3, refuses an archived version without its restored copy (`InvalidObjectState`).
     async fn copy_version(&self, from: &ObjectKey, version: Option<&str>, to: &ObjectKey) -> PortResult<()> {
-        if let Some((v, _)) = self.version(from, version) {
-            let archive = lock(&self.archive);
-            let at = (from.clone(), v);
-            let class = archive.classes.get(&at).map(String::as_str);
-            if matbakh_core::archival::needs_restore(class) && !archive.restored.contains(&at) {
-                return Err(PortError::Failed(format!("{from} is archived: S3 copies it once restored")));
-            }
+        if self.archived_unrestored(from, version) {
+            return Err(PortError::Failed(format!("{from} is archived: S3 copies it once restored")));
         }
         match self.read(from, version).await? {
             Some(bytes) => {
