@@ -120,7 +120,7 @@ impl Archival {
     /// Whether its original lies in the archive class with no restored copy to read at `now`
     /// (whatever its row's status: a file deleted while archived stays there too).
     pub fn unreadable_at(&self, now: OffsetDateTime) -> bool {
-        self.archived_at.is_some() && !self.restored_until.is_some_and(|until| until > now)
+        self.archived_at.is_some() && self.restored_until.is_none_or(|until| until <= now)
     }
 }
 
