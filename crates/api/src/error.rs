@@ -101,6 +101,12 @@ impl From<PortError> for ApiError {
             ),
             PortError::AlreadyExists => ApiError::new(StatusCode::CONFLICT, "conflict", "the resource already exists"),
             PortError::Invalid(message) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message),
+            // S3 moved the original to the archive class before the row knew (its event is late).
+            PortError::NotRestored => ApiError::new(
+                StatusCode::CONFLICT,
+                "archived",
+                "this file is archived; restore it with POST /v1/files/{fileId}/unarchive, then try again",
+            ),
             PortError::ChecksumMismatch(detail) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "checksum_mismatch",
