@@ -333,7 +333,13 @@ async fn export_streams_every_stored_file_byte_identical_into_one_zip() {
     assert_eq!(h.call(Method::GET, &status_url, Some(&h.token(&mallory)), None).await.0, StatusCode::NOT_FOUND);
 
     let body = export_message(&export_id).await;
-    let done = exporter::handle(&h.state.archiver(), testkit::sqs_batch(&[("m1", body.clone())]), None).await;
+    let done = exporter::handle(
+        &h.state.archiver(),
+        &testkit::export_queue(),
+        testkit::sqs_batch(&[("m1", body.clone())]),
+        None,
+    )
+    .await;
     assert!(done.batch_item_failures.is_empty());
     let (status, ready) = h.call(Method::GET, &status_url, Some(&h.token(&alice)), None).await;
     assert_eq!(status, StatusCode::OK, "{ready}");
@@ -368,12 +374,20 @@ async fn export_streams_every_stored_file_byte_identical_into_one_zip() {
     assert!(records.iter().any(|r| r["action"] == "download" && r["ip"] == "203.0.113.9"), "{audit}");
 
     // A redelivered message of a finished export changes nothing.
-    let again = exporter::handle(&h.state.archiver(), testkit::sqs_batch(&[("m1", body)]), None).await;
+    let again =
+        exporter::handle(&h.state.archiver(), &testkit::export_queue(), testkit::sqs_batch(&[("m1", body)]), None)
+            .await;
     assert!(again.batch_item_failures.is_empty());
     let (_, still) = h.call(Method::GET, &status_url, Some(&h.token(&alice)), None).await;
     assert_eq!(still["size"], ready["size"]);
     // And garbage is reported back for the DLQ, not dropped.
-    let poison = exporter::handle(&h.state.archiver(), testkit::sqs_batch(&[("m2", "not json".into())]), None).await;
+    let poison = exporter::handle(
+        &h.state.archiver(),
+        &testkit::export_queue(),
+        testkit::sqs_batch(&[("m2", "not json".into())]),
+        None,
+    )
+    .await;
     assert_eq!(poison.batch_item_failures.len(), 1);
 }
 
@@ -396,10 +410,12 @@ async fn an_export_that_cannot_finish_fails_on_its_last_delivery_and_can_be_aske
     let state = || async { h.call(Method::GET, &status_url, Some(&h.token(&bob)), None).await.1["status"].clone() };
 
     let delivery = |n: u32| testkit::sqs_batch_delivered(&[("m1", body.clone())], n);
-    let first = exporter::handle(&h.state.archiver(), delivery(1), past).await;
+    let first = exporter::handle(&h.state.archiver(), &testkit::export_queue(), delivery(1), past).await;
     assert_eq!(first.batch_item_failures.len(), 1);
     assert_eq!(state().await, "RUNNING");
-    let last = exporter::handle(&h.state.archiver(), delivery(exporter::EXPORT_MAX_RECEIVES), past).await;
+    let last =
+        exporter::handle(&h.state.archiver(), &testkit::export_queue(), delivery(exporter::EXPORT_MAX_RECEIVES), past)
+            .await;
     assert_eq!(last.batch_item_failures.len(), 1, "still reported: the DLQ's alarm tells operations");
     assert_eq!(state().await, "FAILED");
 

@@ -422,6 +422,15 @@ pub trait EraseAgainQueue: Send + Sync {
     async fn send_later(&self, job: &matbakh_core::erasure::EraseAgain, delay: std::time::Duration) -> PortResult<()>;
 }
 
+/// When a message a queue consumer received comes back (its visibility): the consumer's retry
+/// delay, where the queue's own visibility timeout (sized for the function's timeout) would be
+/// far too long (the webhooks' backoff, the exporter's retries).
+#[async_trait]
+pub trait Redelivery: Send + Sync {
+    /// Makes the message of `receipt_handle` visible again after `seconds`.
+    async fn after(&self, receipt_handle: &str, seconds: i32) -> PortResult<()>;
+}
+
 /// Where export jobs go to be built (the exporter's queue).
 #[async_trait]
 pub trait ExportQueue: Send + Sync {

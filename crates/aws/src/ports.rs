@@ -343,6 +343,14 @@ impl ExportRepo for FileTable {
     }
 }
 
+/// A message's visibility, set by its consumer.
+#[async_trait]
+impl matbakh_app::ports::Redelivery for Queue {
+    async fn after(&self, receipt_handle: &str, seconds: i32) -> PortResult<()> {
+        Ok(self.extend(receipt_handle, seconds).await?)
+    }
+}
+
 /// The exporter reads `{"exportId": ...}`.
 #[async_trait]
 impl ExportQueue for Queue {

@@ -5,13 +5,19 @@ use time::OffsetDateTime;
 use crate::ids::UserId;
 
 /// A pending or running export older than this is taken for dead (its messages went to the
-/// DLQ): asking again starts a new one.
-pub const EXPORT_STALE_AFTER: time::Duration = time::Duration::hours(1);
+/// DLQ): asking again starts a new one. Longer than every delivery of its message can take (5
+/// of at most 15 minutes, and the [`EXPORT_RETRY_SECONDS`] between them: about 2 hours), so a
+/// job still being tried is never built beside a new one (review 28: at an hour, both were).
+pub const EXPORT_STALE_AFTER: time::Duration = time::Duration::hours(3);
 /// Deliveries of an export's message before SQS moves it to the DLQ: the export queue's
 /// `maxReceiveCount` (template.yaml; a template test compares them). The exporter marks the job
 /// FAILED when this delivery fails too, so its owner is not left waiting for
 /// [`EXPORT_STALE_AFTER`].
 pub const EXPORT_MAX_RECEIVES: u32 = 5;
+/// Seconds before an export's message comes back after its first, second, ... delivery failed
+/// (the queue's own visibility timeout, sized for the exporter's 15 minutes, is 90 minutes:
+/// one S3 error delayed the export that long, and its FAILED came 6 hours late).
+pub const EXPORT_RETRY_SECONDS: [i32; EXPORT_MAX_RECEIVES as usize - 1] = [60, 300, 900, 1800];
 /// How long before Lambda's timeout an archive's build stops starting files: the time to abort
 /// its upload and say why (a file being written when it passes is finished first).
 pub const EXPORT_TIME_MARGIN: time::Duration = time::Duration::seconds(60);

@@ -6,14 +6,17 @@ use lambda_runtime::{LambdaEvent, service_fn};
 async fn main() -> Result<(), lambda_runtime::Error> {
     matbakh_lambda::logs::init();
     let archiver = matbakh_aws::Services::from_env().await?.archiver();
-    let archiver = &archiver;
+    // The export queue, whose messages' visibility sets the retry delays.
+    let url = std::env::var("EXPORT_QUEUE_URL").ok().filter(|v| !v.is_empty()).ok_or("EXPORT_QUEUE_URL is not set")?;
+    let queue = matbakh_aws::queue::Queue::new(&matbakh_aws::config::load_sdk_config().await, url);
+    let (archiver, queue) = (&archiver, &queue);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
         let deadline = matbakh_lambda::stop_at(
             event.context.deadline,
             time::OffsetDateTime::now_utc(),
             exporter::EXPORT_TIME_MARGIN,
         );
-        Ok::<_, lambda_runtime::Error>(exporter::handle(archiver, event.payload, deadline).await)
+        Ok::<_, lambda_runtime::Error>(exporter::handle(archiver, queue, event.payload, deadline).await)
     }))
     .await
 }

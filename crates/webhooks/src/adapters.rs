@@ -1,14 +1,12 @@
 //! The ports' AWS and HTTP sides: the endpoint from Secrets Manager, POSTs through
-//! `matbakh_aws::http::Web`, retry
-//! delays as the message's visibility.
+//! `matbakh_aws::http::Web` (retry delays are the queue's: `matbakh_app::ports::Redelivery`).
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use matbakh_aws::http::{BodyLimit, Web};
-use matbakh_aws::queue::Queue;
 use matbakh_core::webhooks::ATTEMPT_TIMEOUT_SECONDS;
 
-use crate::{Endpoint, Post, Retry, WebhookError};
+use crate::{Endpoint, Post, WebhookError};
 
 /// The endpoint in secret `id` (see [`Endpoint::from_secret_json`]).
 pub async fn endpoint(sdk: &SdkConfig, id: &str) -> Result<Endpoint, String> {
@@ -42,15 +40,5 @@ impl Post for HttpPost {
         let answer =
             self.0.send(request, BodyLimit::Ignore).await.map_err(|e| WebhookError::Unreachable(e.to_string()))?;
         Ok(answer.status.as_u16())
-    }
-}
-
-/// Sets the received message's visibility: it comes back after the retry delay.
-pub struct QueueRetry(pub Queue);
-
-#[async_trait]
-impl Retry for QueueRetry {
-    async fn after(&self, receipt_handle: &str, seconds: i32) -> Result<(), String> {
-        self.0.extend(receipt_handle, seconds).await.map_err(|e| e.to_string())
     }
 }

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+pub use matbakh_app::ports::Redelivery;
 use matbakh_core::clock::Clock;
 use matbakh_core::webhooks::{
     MAX_ATTEMPTS, RETRY_DELAYS_SECONDS, WebhookSecret, accepted, delay_after, sign, valid_id,
@@ -101,23 +102,17 @@ pub trait Post: Send + Sync {
     async fn post(&self, url: &str, headers: &[(&'static str, String)], body: Vec<u8>) -> Result<u16, WebhookError>;
 }
 
-/// Makes a received message visible again after `seconds` (the retry delay).
-#[async_trait]
-pub trait Retry: Send + Sync {
-    async fn after(&self, receipt_handle: &str, seconds: i32) -> Result<(), String>;
-}
-
 pub struct Deliverer {
     endpoint: Endpoint,
     post: Arc<dyn Post>,
-    retry: Arc<dyn Retry>,
+    retry: Arc<dyn Redelivery>,
     clock: Arc<dyn Clock>,
     /// Seconds before the attempt after the n-th failed one ([`RETRY_DELAYS_SECONDS`]).
     delays: Vec<i32>,
 }
 
 impl Deliverer {
-    pub fn new(endpoint: Endpoint, post: Arc<dyn Post>, retry: Arc<dyn Retry>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(endpoint: Endpoint, post: Arc<dyn Post>, retry: Arc<dyn Redelivery>, clock: Arc<dyn Clock>) -> Self {
         Deliverer { endpoint, post, retry, clock, delays: RETRY_DELAYS_SECONDS.to_vec() }
     }
 

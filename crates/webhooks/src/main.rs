@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use webhooks::Deliverer;
-use webhooks::adapters::{HttpPost, QueueRetry, endpoint};
+use webhooks::adapters::{HttpPost, endpoint};
 
 fn setting(name: &str) -> Result<String, String> {
     std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or_else(|| format!("{name} is not set"))
@@ -17,7 +17,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     matbakh_lambda::logs::init();
     let sdk = matbakh_aws::config::load_sdk_config().await;
     let endpoint = endpoint(&sdk, &setting("WEBHOOK_SECRET_ID")?).await?;
-    let retry = QueueRetry(matbakh_aws::queue::Queue::new(&sdk, setting("WEBHOOK_QUEUE_URL")?));
+    let retry = matbakh_aws::queue::Queue::new(&sdk, setting("WEBHOOK_QUEUE_URL")?);
     let deliverer = Deliverer::new(
         endpoint,
         Arc::new(HttpPost::new()?),

@@ -32,8 +32,8 @@ impl Post for Scripted {
 struct Delays(Mutex<Vec<(String, i32)>>);
 
 #[async_trait]
-impl Retry for Delays {
-    async fn after(&self, receipt_handle: &str, seconds: i32) -> Result<(), String> {
+impl Redelivery for Delays {
+    async fn after(&self, receipt_handle: &str, seconds: i32) -> matbakh_app::ports::PortResult<()> {
         self.0.lock().unwrap().push((receipt_handle.to_owned(), seconds));
         Ok(())
     }

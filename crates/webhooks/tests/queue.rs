@@ -8,7 +8,7 @@ use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use axum::http::{HeaderMap, StatusCode};
 use matbakh_core::clock::SystemClock;
 use matbakh_core::webhooks::{WebhookSecret, verify};
-use webhooks::adapters::{HttpPost, QueueRetry};
+use webhooks::adapters::HttpPost;
 use webhooks::{Deliverer, Endpoint};
 
 struct Queues {
@@ -122,7 +122,7 @@ async fn receiver(failures: usize) -> (String, Seen) {
 
 fn deliverer(sdk: &aws_config::SdkConfig, q: &Queues, url: String) -> Deliverer {
     let endpoint = Endpoint { url, secrets: vec![secret()] };
-    let retry = QueueRetry(matbakh_aws::queue::Queue::new(sdk, q.main.clone()));
+    let retry = matbakh_aws::queue::Queue::new(sdk, q.main.clone());
     // Delays of a second: the backoff is the deliverer's unit tests' to show.
     Deliverer::new(endpoint, Arc::new(HttpPost::new().unwrap()), Arc::new(retry), Arc::new(SystemClock))
         .with_retry_delays(vec![1])
