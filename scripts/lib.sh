@@ -48,6 +48,8 @@ ensure_native_tools() {
   apt_install "for the image codecs" "${missing[@]}"
   # The HTTP legacy source's TLS test makes its certificates with openssl (migrate/tests/tls.rs).
   command -v openssl >/dev/null || apt_install "for the TLS test's certificates" openssl
+  # Info-ZIP's unzip reads the GDPR export's archives in its tests (app/src/archive.rs).
+  command -v unzip >/dev/null || apt_install "for the export archive's reader test" unzip
 }
 
 # wrk (Debian's), the load benchmark's HTTP load tool (scripts/bench load).

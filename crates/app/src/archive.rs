@@ -289,7 +289,9 @@ mod tests {
     }
 
     /// Every entry of a ZIP as Python's zipfile reads it (an independent reader; `testzip`
-    /// checks each entry's CRC-32): name -> bytes.
+    /// checks each entry's CRC-32): name -> bytes. Info-ZIP's `unzip -t` (what a Linux user
+    /// opens it with) must find it whole too: it warned of every non-ASCII name, and failed,
+    /// while the local headers did not say the descriptors' sizes are 8 bytes (review 28).
     fn entries_of(zip: &[u8]) -> BTreeMap<String, Vec<u8>> {
         // One file per call: tests run side by side in one process.
         static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -301,6 +303,9 @@ mod tests {
                       assert z.testzip() is None, z.testzip()\n\
                       print(json.dumps({n: z.read(n).hex() for n in z.namelist()}))";
         let out = std::process::Command::new("python3").arg("-c").arg(script).arg(&path).output().unwrap();
+        let unzip =
+            std::process::Command::new("unzip").arg("-t").arg(&path).output().expect("unzip: scripts/test installs it");
+        assert!(unzip.status.success(), "unzip -t: {}", String::from_utf8_lossy(&unzip.stdout));
         std::fs::remove_file(&path).unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let read: BTreeMap<String, String> = serde_json::from_slice(&out.stdout).unwrap();
