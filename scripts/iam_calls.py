@@ -4,7 +4,9 @@
 moto serves every call whatever the caller may do, so a function whose policy lacks an action its
 code uses passes every local test and fails deployed (review 27: the sweeper's GetItem, the
 erase's DeleteItem). Here each call a function made to the local stack (`scripts/moto_server.py`
-writes them with `MOTO_CALL_LOG`; the SDK names the function in its user agent) is turned into
+writes them with `MOTO_CALL_LOG`; the SDK names the function in its user agent, and a request a
+browser sent with a function's signature, a presigned URL or a form upload, names it in its key id
+locally: `LOCAL_SIGNER_NAMES`) is turned into
 the IAM action and resource AWS would authorise, and looked for among the Allow statements of
 that function's policies (inline, the template's managed policies, and `AWS::IAM::Policy`
 resources attached to its role). Each branch of an `Fn::If` counts; conditions are not
@@ -72,6 +74,11 @@ def s3_calls(call, bucket_of):
     if lid is None:
         return []
     q, method = call["query"], call["method"]
+    if method == "OPTIONS":
+        return []  # a browser's CORS preflight of a presigned request: answered by the bucket's CORS rules, not IAM
+    if not key and method == "POST" and call.get("formKey"):
+        # A browser's form upload, signed by the function that granted it (its POST policy).
+        return [("s3:PutObject", f"{lid}/{call['formKey']}")]
     if not key:
         if method == "POST" and "delete" in q:
             try:
@@ -178,6 +185,9 @@ def main():
     ap.add_argument("--template", default="template.yaml")
     ap.add_argument("--min-functions", type=int, default=1,
                     help="fail unless at least this many functions made calls (a log that holds none checks nothing)")
+    ap.add_argument("--min-presigned", type=int, default=0,
+                    help="fail unless at least this many functions signed requests a browser sent (presigned URLs, "
+                         "form uploads: LOCAL_SIGNER_NAMES)")
     args = ap.parse_args()
     try:
         template = cfn_yaml.load(args.template)
@@ -194,6 +204,7 @@ def main():
     grants = statements(template)
 
     checked = collections.Counter()
+    signers, presigned = set(), 0
     missing = collections.Counter()
     unattributed = collections.Counter()
     for call in calls:
@@ -206,6 +217,9 @@ def main():
             unattributed[call["app"]] += 1
             continue
         fn, found = counted
+        if call.get("presigned") and found:
+            signers.add(fn)
+            presigned += 1
         for action, resource, *prefix in found:
             if resource is None:
                 continue  # a resource of a test's own, not the stack's
@@ -221,12 +235,18 @@ def main():
         print(f"iam_calls: calls of {seen} function(s), fewer than the {args.min_functions} expected: is MOTO_CALL_LOG set, "
               "and do the functions name themselves (AWS_LAMBDA_FUNCTION_NAME)?", file=sys.stderr)
         sys.exit(1)
+    if len(signers) < args.min_presigned:
+        print(f"iam_calls: requests signed by {len(signers)} function(s) ({', '.join(sorted(signers)) or 'none'}), "
+              f"fewer than the {args.min_presigned} expected: do the functions sign with their names "
+              "(LOCAL_SIGNER_NAMES=1)?", file=sys.stderr)
+        sys.exit(1)
     if missing:
         print(f"iam_calls: {len(missing)} call(s) the template does not allow:", file=sys.stderr)
         for (fn, action, resource), n in sorted(missing.items()):
             print(f"  {fn}: {action} on {resource} ({n} calls)", file=sys.stderr)
         sys.exit(1)
-    print(f"iam_calls: {sum(checked.values())} calls of {seen} functions, each allowed by its policy")
+    print(f"iam_calls: {sum(checked.values())} calls of {seen} functions ({presigned} of them signed for a browser, "
+          f"by {', '.join(sorted(signers)) or 'none'}), each allowed by its policy")
 
 
 if __name__ == "__main__":

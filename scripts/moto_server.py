@@ -16,8 +16,9 @@
 - A Query lists and sorts every item of the table to pick the ones it keeps (below): a query
   of the table takes only the partition's, an index query skips the sort that never shows.
 - With `MOTO_CALL_LOG=FILE`, every request a function made (its SDK names it: `app/{name}` in
-  the user agent, from `AWS_LAMBDA_FUNCTION_NAME`) is appended to FILE as a JSON line: what
-  `scripts/iam_calls.py` checks against the function's policy in the template.
+  the user agent, from `AWS_LAMBDA_FUNCTION_NAME`) or signed for a browser (a presigned URL or a
+  form upload: locally its key id ends in `.{name}`, `LOCAL_SIGNER_NAMES`) is appended to FILE as
+  a JSON line: what `scripts/iam_calls.py` checks against the function's policy in the template.
 - A form upload (POST object) answers without the object's ETag and without the bucket's CORS
   headers, so a browser may not read the ETag S3 would expose (the web app's Uppy logged
   "Refused to get unsafe header etag"): both added, with the version id, as S3 answers.
@@ -208,17 +209,37 @@ Table.all_items = _all_items_of_the_partition
 # IAM action and resource go (the body only of a JSON-protocol call or a multi-object delete).
 _CALL_LOG = os.environ.get("MOTO_CALL_LOG")
 _APP = re.compile(r"(?:^|\s)app/([^\s]+)")
+_FORM_FIELD = re.compile(rb'name="(x-amz-credential|key)"\r\n\r\n([^\r\n]*)', re.IGNORECASE)
 _log_lock = threading.Lock()
+
+
+def _signer(environ, query):
+    """(function, form key) of a request a browser sent with a function's signature: a presigned
+    URL's `X-Amz-Credential`, or a form upload's `x-amz-credential` field (and its `key`). Each
+    function signs with `.{name}` after the key id locally (`LOCAL_SIGNER_NAMES`)."""
+    credential, form_key = query.get("X-Amz-Credential", [None])[0], None
+    if credential is None and environ.get("REQUEST_METHOD") == "POST" and \
+            environ.get("CONTENT_TYPE", "").startswith("multipart/form-data"):
+        size = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(size) if size else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+        fields = {name.decode().lower(): value.decode("utf-8", "replace") for name, value in _FORM_FIELD.findall(body)}
+        credential, form_key = fields.get("x-amz-credential"), fields.get("key")
+    key_id = (credential or "").split("/", 1)[0]
+    return (key_id.rsplit(".", 1)[1], form_key) if "." in key_id else (None, None)
 
 
 def _recorded(call):
     def record(self, environ, start_response):
         agent = " ".join(environ.get(h, "") for h in ("HTTP_X_AMZ_USER_AGENT", "HTTP_USER_AGENT"))
-        app = _APP.search(agent)
+        sdk = _APP.search(agent)
+        query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+        app, form_key = (sdk.group(1), None) if sdk else _signer(environ, query)
         if app:
-            query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
             line = {
-                "app": app.group(1),
+                "app": app,
+                "presigned": not sdk,
+                "formKey": form_key,
                 "method": environ.get("REQUEST_METHOD"),
                 "host": environ.get("HTTP_HOST", ""),
                 "path": unquote(environ.get("PATH_INFO", "")),

@@ -12,14 +12,15 @@ import unittest
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
 
-def check(*calls, min_functions=1):
+def check(*calls, min_functions=1, min_presigned=0):
     with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
         for c in calls:
             f.write(json.dumps({"method": "POST", "path": "/", "query": {}, "target": None, "copySource": None, **c}) + "\n")
     try:
         return subprocess.run(
             [sys.executable, os.path.join(ROOT, "scripts", "iam_calls.py"), "--calls", f.name, "--prefix", "dev",
-             "--template", os.path.join(ROOT, "template.yaml"), "--min-functions", str(min_functions)],
+             "--template", os.path.join(ROOT, "template.yaml"), "--min-functions", str(min_functions),
+             "--min-presigned", str(min_presigned)],
             capture_output=True, text=True)
     finally:
         os.unlink(f.name)
@@ -74,6 +75,26 @@ class IamCalls(unittest.TestCase):
                      "FilesApiFunction: s3:GetObjectVersionTagging on FilesBucket/users/u/f/a.jpg",
                      "FilesApiFunction: s3:PutObjectTagging on FilesBucket/p/f/original/a.jpg"):
             self.assertIn(line, out.stderr)
+
+    def test_requests_a_browser_sent_are_checked_against_their_signers_policy(self):
+        # A form upload (its POST policy's key) and a presigned part, both the grant's signer's.
+        form = {**s3("presign", "POST", "/dev-filesbucket"), "presigned": True, "formKey": "users/u/f/a.jpg"}
+        part = {**s3("multipart", "PUT", "/dev-filesbucket/users/u/f/b.mp4", {"uploadId": "x", "partNumber": "1"}),
+                "presigned": True}
+        # A browser's CORS preflight of it carries the query too: not an IAM request.
+        preflight = {**part, "method": "OPTIONS", "app": "shares"}
+        out = check(form, part, preflight, min_presigned=2)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("PresignFunction: s3:PutObject x1", out.stdout)
+        self.assertIn("MultipartFunction: s3:PutObject x1", out.stdout)
+        self.assertIn("2 of them signed for a browser, by MultipartFunction, PresignFunction", out.stdout)
+        # A form the shares function signed for a key outside its rights; too few signers.
+        out = check({**form, "app": "shares"}, min_presigned=1)
+        self.assertEqual(out.returncode, 1)
+        self.assertIn("SharesFunction: s3:PutObject on FilesBucket/users/u/f/a.jpg", out.stderr)
+        out = check(dynamodb("sweeper", "GetItem", {"TableName": "dev-filestable"}), min_presigned=1)
+        self.assertEqual(out.returncode, 1)
+        self.assertIn("requests signed by 0 function(s) (none), fewer than the 1 expected", out.stderr)
 
     def test_calls_of_nothing_the_stack_has_are_not_counted_and_too_few_functions_fail(self):
         out = check(dynamodb("sweeper", "GetItem", {"TableName": "a-tests-own-table"}),

@@ -191,3 +191,24 @@ class FormUploads(MotoTestCase):
         # Deleting keys by POST is untouched.
         deleted = s3.delete_objects(Bucket="form-uploads", Delete={"Objects": [{"Key": "users/a/photo.jpg"}]})
         self.assertEqual([d["Key"] for d in deleted["Deleted"]], ["users/a/photo.jpg"])
+
+
+class Signers(unittest.TestCase):
+    """A request a browser sends with a function's signature names the function by its key id
+    (`LOCAL_SIGNER_NAMES`), for scripts/iam_calls.py."""
+
+    def test_a_presigned_url_or_a_form_upload_names_its_signer(self):
+        import io
+        from urllib.parse import parse_qs
+        query = parse_qs("X-Amz-Credential=local.multipart%2F20261207%2Feu-central-1%2Fs3%2Faws4_request&partNumber=1")
+        self.assertEqual(moto_server._signer({"REQUEST_METHOD": "PUT"}, query), ("multipart", None))
+        body = (b'--b\r\nContent-Disposition: form-data; name="key"\r\n\r\nusers/u/f/a.jpg\r\n'
+                b'--b\r\nContent-Disposition: form-data; name="X-Amz-Credential"\r\n\r\n'
+                b'local.presign/20261207/eu-central-1/s3/aws4_request\r\n'
+                b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n\xff\xd8\r\n--b--\r\n')
+        environ = {"REQUEST_METHOD": "POST", "CONTENT_TYPE": "multipart/form-data; boundary=b",
+                   "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)}
+        self.assertEqual(moto_server._signer(environ, {}), ("presign", "users/u/f/a.jpg"))
+        self.assertEqual(environ["wsgi.input"].read(), body, "moto still reads the whole body")
+        # A key of a client's own (a test's, the demo's) names no function.
+        self.assertEqual(moto_server._signer({"REQUEST_METHOD": "GET"}, parse_qs("X-Amz-Credential=local%2Fx")), (None, None))

@@ -127,10 +127,18 @@ pub async fn load_sdk_config() -> SdkConfig {
 /// from the process environment when a request is signed).
 pub fn sdk_config_from_env(lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> SdkConfig {
     let region = lookup("AWS_REGION").or_else(|| lookup("AWS_DEFAULT_REGION")).filter(|r| !r.is_empty());
+    let function = lookup("AWS_LAMBDA_FUNCTION_NAME").filter(|n| !n.is_empty());
+    let credentials = match function.clone().filter(|_| lookup(LOCAL_SIGNER_NAMES).as_deref() == Some("1")) {
+        Some(function) => SharedCredentialsProvider::new(NamedSigner {
+            credentials: SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new()),
+            function,
+        }),
+        None => SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new()),
+    };
     let mut builder = SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(region.map(Region::new))
-        .credentials_provider(SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new()))
+        .credentials_provider(credentials)
         .http_client(crate::http::sdk_http_client())
         .retry_config(RetryConfig::standard())
         .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_millis(3100)).build());
@@ -139,8 +147,39 @@ pub fn sdk_config_from_env(lookup: impl Fn(&str) -> Option<String> + Send + Sync
     // Every request names the function that made it (`app/{name}` in its user agent): in
     // CloudTrail, and locally, where `scripts/iam_calls.py` checks each function's calls
     // against its policy in the template (moto checks no IAM).
-    builder.set_app_name(lookup("AWS_LAMBDA_FUNCTION_NAME").and_then(|name| AppName::new(name).ok()));
+    builder.set_app_name(function.and_then(|name| AppName::new(name).ok()));
     builder.service_config(EndpointsFromEnv(Box::new(lookup))).build()
+}
+
+/// Set to `1` by `scripts/dev` alone (never deployed): each function signs with its name
+/// appended to the environment's access key id (`local.presign`). A presigned request carries
+/// no user agent of the function's (the browser sends it), so its key is what tells
+/// `scripts/iam_calls.py` whose policy must allow it. moto accepts any key.
+pub const LOCAL_SIGNER_NAMES: &str = "LOCAL_SIGNER_NAMES";
+
+/// `credentials` with the access key id `{id}.{function}` ([`LOCAL_SIGNER_NAMES`]).
+#[derive(Debug)]
+struct NamedSigner {
+    credentials: SharedCredentialsProvider,
+    function: String,
+}
+
+impl aws_credential_types::provider::ProvideCredentials for NamedSigner {
+    fn provide_credentials<'a>(&'a self) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::new(async move {
+            let c = self.credentials.provide_credentials().await?;
+            Ok(aws_credential_types::Credentials::new(
+                format!("{}.{}", c.access_key_id(), self.function),
+                c.secret_access_key(),
+                c.session_token().map(str::to_owned),
+                c.expiry(),
+                "LocalSignerNames",
+            ))
+        })
+    }
 }
 
 /// aws-config's default chain (profiles, SSO, web identity, IMDS...): for the migration CLI,
@@ -206,6 +245,19 @@ mod tests {
         assert_eq!(deployed.endpoint_url(), None);
         let key = ServiceConfigKey::builder().service_id("S3").env("AWS_ENDPOINT_URL").profile("endpoint_url");
         assert_eq!(deployed.service_config().unwrap().load_config(key.build().unwrap()), None);
+    }
+
+    #[tokio::test]
+    async fn a_named_signer_appends_the_function_to_the_key_id() {
+        use aws_credential_types::provider::ProvideCredentials;
+        let credentials = aws_credential_types::Credentials::new("local", "secret", Some("t".into()), None, "test");
+        let named =
+            NamedSigner { credentials: SharedCredentialsProvider::new(credentials), function: "presign".into() };
+        let c = named.provide_credentials().await.unwrap();
+        assert_eq!(
+            (c.access_key_id(), c.secret_access_key(), c.session_token()),
+            ("local.presign", "secret", Some("t"))
+        );
     }
 
     #[test]

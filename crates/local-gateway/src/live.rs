@@ -207,6 +207,20 @@ async fn serve(
     let _ = crate::invoke_json(&gw, &live.function, &event).await;
 }
 
+/// The stack's credentials, or, when the request names one, a function's: locally each signs
+/// as `{key id}.{function}` with the same secret (`LOCAL_SIGNER_NAMES`, `matbakh_aws::config`).
+fn signer_credentials(stack: &Credentials, headers: &[(String, String)]) -> Credentials {
+    let key_id = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+        .and_then(|(_, v)| v.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').next());
+    match key_id.filter(|k| k.strip_prefix(&stack.access_key_id).is_some_and(|rest| rest.starts_with('.'))) {
+        Some(named) => Credentials { access_key_id: named.to_owned(), ..stack.clone() },
+        None => stack.clone(),
+    }
+}
+
 fn gone() -> Response {
     let mut resp = refuse(StatusCode::GONE);
     resp.headers_mut().insert("x-amzn-errortype", http::HeaderValue::from_static("GoneException"));
@@ -228,7 +242,8 @@ pub fn manage(live: &LiveApi, parts: &http::request::Parts, body: Bytes) -> Resp
         headers: &headers,
         body: &body,
     };
-    if let Err(why) = sigv4::verify(&received, &live.credentials, "execute-api", time::OffsetDateTime::now_utc()) {
+    let signer = signer_credentials(&live.credentials, &headers);
+    if let Err(why) = sigv4::verify(&received, &signer, "execute-api", time::OffsetDateTime::now_utc()) {
         tracing::warn!(%why, "management call refused");
         let mut resp = refuse(StatusCode::FORBIDDEN);
         resp.headers_mut().insert("x-amzn-errortype", http::HeaderValue::from_static("ForbiddenException"));
@@ -254,5 +269,26 @@ pub fn manage(live: &LiveApi, parts: &http::request::Parts, body: Bytes) -> Resp
         }))
         .into_response(),
         _ => refuse(StatusCode::METHOD_NOT_ALLOWED),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_function_signs_as_itself_with_the_stacks_secret() {
+        let stack = Credentials { access_key_id: "local".into(), secret_access_key: "s".into(), session_token: None };
+        let signed = |key: &str| {
+            let auth = format!(
+                "AWS4-HMAC-SHA256 Credential={key}/20261207/eu-central-1/execute-api/aws4_request, SignedHeaders=host, Signature=0"
+            );
+            signer_credentials(&stack, &[("Authorization".to_owned(), auth)])
+        };
+        let notifier = signed("local.notifier");
+        assert_eq!((notifier.access_key_id.as_str(), notifier.secret_access_key.as_str()), ("local.notifier", "s"));
+        for other in ["local", "localx", "other.notifier"] {
+            assert_eq!(signed(other).access_key_id, "local", "{other}");
+        }
     }
 }
