@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use matbakh_core::audit::AuditAction;
 use matbakh_core::clock::Clock;
-use matbakh_core::exports::ExportState;
+use matbakh_core::exports::{EXPORT_STALE_AFTER, ExportState};
 use matbakh_core::ids::{ObjectKey, UserId};
 use matbakh_core::limits::Limits;
 use matbakh_core::metadata::{FileDetails, FileStatus};
@@ -53,6 +53,14 @@ pub enum Built {
     AlreadyReady,
     /// No such job (erased since it was queued).
     NoSuchJob,
+    /// The job is FAILED (given up on, never queued, or older than
+    /// [`EXPORT_STALE_AFTER`]): nothing is built.
+    Failed,
+}
+
+/// A build past its deadline (the upload is aborted), with how far it got.
+fn out_of_time(got: String) -> Error {
+    Error::conflict("export_out_of_time", format!("the archive was not finished in time ({got})"))
 }
 
 /// What the archive says about one file: where it is in the archive (`null` for a file in the
@@ -70,8 +78,17 @@ impl Archiver {
     /// each file: past it, the upload is aborted and the build fails as `export_out_of_time`).
     pub async fn build(&self, export_id: &str, deadline: Option<OffsetDateTime>) -> Result<Built, Error> {
         let Some(job) = self.exports.get(export_id).await? else { return Ok(Built::NoSuchJob) };
-        if job.state == ExportState::Ready {
-            return Ok(Built::AlreadyReady);
+        match job.state {
+            ExportState::Ready => return Ok(Built::AlreadyReady),
+            // Given up on, or never queued (its message may come all the same: a send that
+            // timed out after SQS took it): its owner asks again, and that job is built.
+            ExportState::Failed => return Ok(Built::Failed),
+            ExportState::Pending | ExportState::Running => {}
+        }
+        // Taken for dead: a new request may have started another build (review 28).
+        if self.clock.now() - job.created_at >= EXPORT_STALE_AFTER {
+            self.give_up(&job.id, "not built before it was taken for dead").await?;
+            return Ok(Built::Failed);
         }
         self.exports.set_state(&job.id, ExportState::Running, None).await?;
         let mut files = self.files.all(&job.owner).await?;
@@ -130,14 +147,7 @@ impl Archiver {
         let now = self.clock.now();
         for d in files {
             if deadline.is_some_and(|at| self.clock.now() >= at) {
-                return Err(Error::conflict(
-                    "export_out_of_time",
-                    format!(
-                        "the archive was not finished in time ({} of {} files written)",
-                        entries.len(),
-                        files.len()
-                    ),
-                ));
+                return Err(out_of_time(format!("{} of {} files written", entries.len(), files.len())));
             }
             let r = &d.record;
             // Described without a path, each still the user's data:
@@ -182,7 +192,7 @@ impl Archiver {
         let written = described.iter().filter(|d| d.path.is_some()).count() as u64;
         let metadata = serde_json::json!({ "files": described });
         self.write_json(out, &mut entries, "metadata.json", &metadata).await?;
-        self.write_trail(out, &mut entries, owner).await?;
+        self.write_trail(out, &mut entries, owner, deadline).await?;
         let directory_at = out.written();
         out.write(&zip::central_directory(&entries, directory_at)).await?;
         Ok(written)
@@ -196,6 +206,7 @@ impl Archiver {
         out: &mut dyn ObjectSink,
         entries: &mut Vec<zip::Entry>,
         owner: &UserId,
+        deadline: Option<OffsetDateTime>,
     ) -> Result<(), Error> {
         let now = self.clock.now();
         let offset = out.written();
@@ -205,6 +216,9 @@ impl Archiver {
         let mut chunk = b"{\"records\": [".to_vec();
         let (mut after, mut first) = (None, true);
         loop {
+            if deadline.is_some_and(|at| self.clock.now() >= at) {
+                return Err(out_of_time("every file written, not the audit trail".to_owned()));
+            }
             let (page, next) = self.audit.log.page(owner, AUDIT_PAGE, after.as_deref()).await?;
             for record in &page {
                 chunk.extend_from_slice(if first { b"\n  " } else { b",\n  " });
@@ -459,6 +473,30 @@ mod tests {
             let d = described.iter().find(|d| d["fileId"] == id.to_string().as_str()).unwrap();
             assert_eq!(d["path"], serde_json::Value::Null, "{d}");
         }
+    }
+
+    /// Review 28: a job FAILED (given up on, or never queued while its message came all the
+    /// same) or taken for dead is not built: its owner's new job may be building beside it. A
+    /// build out of time before its audit trail stops too (the trail came after the last check).
+    #[tokio::test]
+    async fn failed_and_dead_jobs_are_not_built_and_the_trail_keeps_the_deadline() {
+        let w = world();
+        w.file("alice", 1, "menu.pdf", FileStatus::Ready, b"%PDF-menu");
+        for (id, state, age) in [("failed", ExportState::Failed, 0), ("dead", ExportState::Running, 3)] {
+            w.job("alice", id);
+            let mut job = w.repo.get_export(id).unwrap();
+            (job.state, job.created_at) = (state, NOW - time::Duration::hours(age));
+            w.repo.set_export(job);
+            assert_eq!(w.archiver.build(id, None).await.unwrap(), Built::Failed, "{id}");
+            assert_eq!(w.repo.get_export(id).unwrap().state, ExportState::Failed);
+            assert!(w.objects.keys_under("exports/").is_empty(), "{id}: nothing written");
+        }
+
+        let empty = world();
+        empty.job("alice", "exp1");
+        let err = empty.archiver.build("exp1", Some(NOW)).await.unwrap_err();
+        assert!(err.to_string().contains("not the audit trail"), "{err}");
+        assert!(empty.objects.keys_under("exports/").is_empty());
     }
 
     /// The trail is written a page at a time (review 28): pages join into one JSON document,

@@ -583,7 +583,8 @@ impl FileTable {
     }
 
     /// A settled PENDING row → FAILED and `unprocessed`, with the reason (processing was given
-    /// up). Answers `false` if the row is not PENDING or not settled (`pendingUntil` still set).
+    /// up). Answers `false` if the row is not PENDING or not settled (a migrated row has no
+    /// `pendingUntil` before it settles: `settled` is what says so).
     pub async fn give_up(&self, file_id: FileId, reason: &str) -> Result<bool, AwsError> {
         let out = self
             .client
@@ -594,7 +595,7 @@ impl FileTable {
                 "SET #status = :failed, {} = :g, #reason = :why, #unprocessed = :yes",
                 schema::GSI2_PK
             ))
-            .condition_expression("#status = :pending AND attribute_not_exists(pendingUntil)")
+            .condition_expression("#status = :pending AND attribute_exists(settled)")
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#reason", "reason")
             // Both are among DynamoDB's reserved words.

@@ -59,6 +59,9 @@ pub async fn handle(
         match built {
             Built::NoSuchJob => tracing::warn!(export = export_id, "no such export job (erased?); nothing to do"),
             Built::AlreadyReady => tracing::info!(export = export_id, "already built"),
+            Built::Failed => {
+                tracing::warn!(export = export_id, "the job is FAILED (given up, or taken for dead); nothing built")
+            }
             Built::Ready(_) => {}
         }
         Ok(())

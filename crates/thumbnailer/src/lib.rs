@@ -62,13 +62,20 @@ impl Renderer for Imaging {
         }
     }
 
-    /// On a blocking thread (it takes seconds), timed as `RenderMilliseconds`.
+    /// On a blocking thread (it takes seconds), one at a time ([`RENDERS`]), timed as
+    /// `RenderMilliseconds`.
     async fn render(&self, bytes: Vec<u8>) -> Result<Rendition, RenderFailure> {
         let Imaging { limits, quality } = *self;
+        let Ok(permit) = RENDERS.acquire().await else {
+            return Err(failure(ImageError::Encode("the render queue is closed".into())));
+        };
         let started = std::time::Instant::now();
-        let rendered = tokio::task::spawn_blocking(move || matbakh_imaging::render(&bytes, &limits, &quality))
-            .await
-            .unwrap_or_else(|e| Err(ImageError::Encode(format!("the render task ended: {e}"))));
+        let rendered = tokio::task::spawn_blocking(move || {
+            let _one_at_a_time = permit;
+            matbakh_imaging::render(&bytes, &limits, &quality)
+        })
+        .await
+        .unwrap_or_else(|e| Err(ImageError::Encode(format!("the render task ended: {e}"))));
         let millis = started.elapsed().as_millis() as u64;
         metrics::emit("thumbnail", &[("RenderMilliseconds", millis, Unit::Milliseconds)]);
         let r = rendered.map_err(failure)?;
@@ -86,6 +93,11 @@ impl Renderer for Imaging {
         Ok(Rendition { width: r.width, height: r.height, frames: r.frames, placeholder: r.placeholder, variants })
     }
 }
+
+/// One render at a time in an instance: one left running when its record's last delivery ran
+/// out of time ([`last_delivery`] gives up on it; its blocking thread cannot be stopped) makes
+/// the next wait instead of running beside it, in memory sized for one (review 28).
+static RENDERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
 
 fn failure(e: ImageError) -> RenderFailure {
     RenderFailure { disposition: e.disposition(), reason: e.to_string() }
