@@ -46,7 +46,10 @@ def resource_pattern(v):
         return v["Ref"]
     if isinstance(v, dict) and "Fn::Sub" in v and isinstance(v["Fn::Sub"], str):
         m = re.fullmatch(r"\$\{(\w+)\.Arn\}(.*)", v["Fn::Sub"])
-        return m.group(1) + m.group(2) if m else None
+        # An API's execute-api ARN: `arn:...:execute-api:{region}:{account}:${Api}/{stage}/...`.
+        api = re.fullmatch(r"arn:\$\{AWS::Partition\}:execute-api:\$\{AWS::Region\}:\$\{AWS::AccountId\}:"
+                           r"\$\{(\w+)\}(/.*)", v["Fn::Sub"])
+        return m.group(1) + m.group(2) if m else (api.group(1) + api.group(2) if api else None)
     return None
 
 
@@ -154,6 +157,13 @@ def json_calls(call, named):
     return []  # DynamoDB Streams and the like: read by the local event pump, not a function
 
 
+def connection_calls(call):
+    """(action, resource) of a call of the WebSocket API's `@connections` (the local gateway writes
+    them: its `/live` is the template's `LiveApi`, stage `live`)."""
+    connection = call["path"].removeprefix("/live/@connections/")
+    return [("execute-api:ManageConnections", f"LiveApi/live/{call['method']}/@connections/{connection}")]
+
+
 def attributed(call, binaries, named):
     """(function logical id, its (action, resource[, prefix]) list) of a call, or None when no
     function of the template made it (a local tool, a test)."""
@@ -161,6 +171,8 @@ def attributed(call, binaries, named):
     fn = binaries.get(re.sub(r"^matbakh-files-[^-]+-", "", call["app"]))
     if fn is None:
         return None
+    if call["path"].startswith("/live/@connections/"):
+        return fn, connection_calls(call)
     return fn, (json_calls(call, named) if call.get("target") else s3_calls(call, named))
 
 
@@ -245,8 +257,10 @@ def main():
         for (fn, action, resource), n in sorted(missing.items()):
             print(f"  {fn}: {action} on {resource} ({n} calls)", file=sys.stderr)
         sys.exit(1)
+    sockets = sum(n for (_, action), n in checked.items() if action == "execute-api:ManageConnections")
     print(f"iam_calls: {sum(checked.values())} calls of {seen} functions ({presigned} of them signed for a browser, "
-          f"by {', '.join(sorted(signers)) or 'none'}), each allowed by its policy")
+          f"by {', '.join(sorted(signers)) or 'none'}; {sockets} to the WebSocket API's @connections), "
+          "each allowed by its policy")
 
 
 if __name__ == "__main__":

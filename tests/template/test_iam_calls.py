@@ -96,6 +96,17 @@ class IamCalls(unittest.TestCase):
         self.assertEqual(out.returncode, 1)
         self.assertIn("requests signed by 0 function(s) (none), fewer than the 1 expected", out.stderr)
 
+    def test_websocket_management_calls_are_checked_against_the_live_apis_grants(self):
+        # What the local gateway writes for an @connections call a function signed.
+        push = {"app": "notifier", "method": "POST", "path": "/live/@connections/abc=", "query": {}, "target": None}
+        out = check(push, {**push, "method": "DELETE"})
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("NotifierFunction: execute-api:ManageConnections x2", out.stdout)
+        out = check({**push, "app": "shares"}, {**push, "method": "GET"})
+        self.assertEqual(out.returncode, 1)
+        self.assertIn("SharesFunction: execute-api:ManageConnections on LiveApi/live/POST/@connections/abc=", out.stderr)
+        self.assertIn("NotifierFunction: execute-api:ManageConnections on LiveApi/live/GET/@connections/abc=", out.stderr)
+
     def test_calls_of_nothing_the_stack_has_are_not_counted_and_too_few_functions_fail(self):
         out = check(dynamodb("sweeper", "GetItem", {"TableName": "a-tests-own-table"}),
                     dynamodb("devtoken", "GetItem", {"TableName": "dev-filestable"}), min_functions=1)

@@ -171,19 +171,27 @@ impl Delivery {
         self.take_down(file, cdn::file_results(key.as_str())).await
     }
 
-    /// After the row says private: the results a request of the file's never-expiring URLs
-    /// stored while it was going private (between [`Self::make_private`] and the row's update,
-    /// the transformer still saw it public) go too, and the CDN forgets them; it is asked
-    /// nothing when none was stored.
-    pub async fn forget_results_stored_meanwhile(&self, file: FileId, key: &ObjectKey) -> Result<(), Error> {
+    /// After the row says private or deleted: the results a request of the file's
+    /// never-expiring URLs stored while it was going private (between [`Self::make_private`]
+    /// and the row's update, the transformer still saw it public), and the public copies a
+    /// concurrent request wrote meanwhile (review 28: an update or restore of the public file
+    /// copying while it went), go too, and the CDN forgets them; it is asked nothing when none
+    /// was stored.
+    pub async fn forget_what_was_stored_meanwhile(&self, file: FileId, key: &ObjectKey) -> Result<(), Error> {
         if self.cdn.is_none() {
             return Ok(());
         }
-        let late = self.objects.delete_prefix(&matbakh_core::imgproxy::result_prefix(key.as_str())).await?;
-        if let (true, Some(edge), Some(path)) = (late > 0, &self.edge, cdn::file_results(key.as_str())) {
+        let results = self.objects.delete_prefix(&matbakh_core::imgproxy::result_prefix(key.as_str())).await?;
+        let copies = self.objects.delete_prefix(&ObjectKey::public_prefix(file)).await?;
+        let mut paths = Vec::new();
+        if copies > 0 {
+            paths.push(cdn::public_copies(file));
+        }
+        paths.extend(cdn::file_results(key.as_str()).filter(|_| results > 0));
+        if let (false, Some(edge)) = (paths.is_empty(), &self.edge) {
             let reference = format!("{file}-private-late-{}", self.clock.now().unix_timestamp_nanos());
-            let invalidation = edge.invalidate(&[path], &reference).await?;
-            tracing::info!(file_id = %file, late, invalidation, "results stored while going private removed");
+            let invalidation = edge.invalidate(&paths, &reference).await?;
+            tracing::info!(file_id = %file, results, copies, invalidation, "what was stored while going private removed");
         }
         Ok(())
     }

@@ -1007,6 +1007,35 @@ async fn a_restore_completing_while_the_file_goes_private_leaves_no_public_copy(
     assert!(w.files_edge.invalidations().concat().contains(&format!("/p/{id}/*")));
 }
 
+/// Review 28: an update or a restore of a public file copies it public again; its owner making
+/// it private meanwhile (another tab: the row, then the copies it finds) found none yet to take
+/// away, and the copies landing after stayed, served unsigned, for a private file.
+#[tokio::test]
+async fn an_update_or_restore_copying_while_the_file_goes_private_leaves_no_public_copy() {
+    for restore in [false, true] {
+        let w = World::with_cdn();
+        let (id, uri) = w.public_file("alice", "menu.jpg").await;
+        if restore {
+            assert_eq!(w.call(NOW, Method::DELETE, &uri, Some("alice"), None).await.0, StatusCode::OK);
+        }
+        let mut api = w.api(NOW);
+        api.cases.files.objects = Meddled::new(&w.objects, Hand::PrivateBeforeCopy { repo: w.repo.clone(), file: id });
+        let req = if restore {
+            Request::post(format!("{uri}/restore")).header("authorization", w.idp.bearer("alice")).body(Body::empty())
+        } else {
+            Request::patch(&uri)
+                .header("authorization", w.idp.bearer("alice"))
+                .header("content-type", "application/json")
+                .body(Body::from(json!({"addTags": ["dinner"]}).to_string()))
+        };
+        let (status, file) = testkit::call_router(routes(api), req.unwrap()).await;
+        assert_eq!(status, StatusCode::OK, "{file}");
+        assert_eq!(w.repo.get(id).unwrap().record.labels.visibility, matbakh_core::labels::Visibility::Private);
+        let left = w.objects.keys_under(&ObjectKey::public_prefix(id));
+        assert!(left.is_empty(), "restore {restore}: public copies of a private file: {left:?}");
+    }
+}
+
 #[tokio::test]
 async fn an_archived_file_made_public_shows_its_variants_now_and_its_original_once_restored() {
     let w = World::with_cdn();

@@ -50,6 +50,9 @@ pub struct LiveApi {
     /// Whose signature the management API takes (the stack's `AWS_ACCESS_KEY_ID`, ...).
     credentials: Credentials,
     sockets: Mutex<HashMap<String, Socket>>,
+    /// Where each management call a function signed is appended (`CALL_LOG`, the smoke test's
+    /// call log beside moto's): `scripts/iam_calls.py` checks it against the function's policy.
+    call_log: Option<std::path::PathBuf>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -58,7 +61,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl LiveApi {
     pub fn new(function: impl Into<String>, credentials: Credentials) -> Self {
-        LiveApi { function: function.into(), credentials, sockets: Mutex::new(HashMap::new()) }
+        LiveApi { function: function.into(), credentials, sockets: Mutex::new(HashMap::new()), call_log: None }
+    }
+
+    /// Appends each management call a function signed to `path` (a JSON line each).
+    pub fn with_call_log(mut self, path: Option<std::path::PathBuf>) -> Self {
+        self.call_log = path;
+        self
     }
 
     /// How many sockets are open.
@@ -248,6 +257,17 @@ pub fn manage(live: &LiveApi, parts: &http::request::Parts, body: Bytes) -> Resp
         let mut resp = refuse(StatusCode::FORBIDDEN);
         resp.headers_mut().insert("x-amzn-errortype", http::HeaderValue::from_static("ForbiddenException"));
         return resp;
+    }
+    if let (Some(log), Some((_, function))) = (&live.call_log, signer.access_key_id.split_once('.')) {
+        let line = json!({"app": function, "method": parts.method.as_str(), "path": path, "query": {}, "target": null});
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, format!("{line}\n").as_bytes()));
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "could not append to the call log");
+        }
     }
     let method = &parts.method;
     let raw = path.strip_prefix(MANAGEMENT_PREFIX).unwrap_or_default();

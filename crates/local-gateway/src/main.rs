@@ -11,7 +11,8 @@
 //! `CDN_LOGS_PREFIX` (`cdn-files/`) when that is set; with `TRANSFORM_KEYS` and `TRANSFORM_SALTS` (the pairs the edge would hold)
 //! `/t/*` maps transform URLs as the CloudFront Function does and serves stored results from it;
 //! `LEGACY_URL_PREFIX` (`/uploads/`) sends old file URLs to the `legacy-redirect` function;
-//! `LIVE_FUNCTION` (`live`) serves the live updates' WebSocket API at `/live`.
+//! `LIVE_FUNCTION` (`live`) serves the live updates' WebSocket API at `/live` (with `CALL_LOG`,
+//! each `@connections` call a function signed is appended there, for `scripts/iam_calls.py`).
 //! `IN_PROCESS` (comma-separated: `files-api`, `presign`, `shares`, `multipart`) serves those
 //! functions' routes in this process, wired from this process's environment (the functions'
 //! environment file), instead of through `LAMBDA_ENDPOINT` (the load benchmark; see
@@ -90,7 +91,10 @@ async fn run() -> Result<(), String> {
         },
         legacy_prefix: std::env::var("LEGACY_URL_PREFIX").ok().filter(|p| p.starts_with('/') && p.ends_with('/')),
         live: match std::env::var("LIVE_FUNCTION") {
-            Ok(f) => Some(Arc::new(local_gateway::live::LiveApi::new(f, credentials()?))),
+            Ok(f) => Some(Arc::new(
+                local_gateway::live::LiveApi::new(f, credentials()?)
+                    .with_call_log(std::env::var_os("CALL_LOG").map(std::path::PathBuf::from)),
+            )),
             Err(_) => None,
         },
         in_process: local_gateway::in_process::routers(&setting("IN_PROCESS", Some(""))?).await?,
