@@ -77,6 +77,8 @@ impl Files {
         self.objects.set_tags(&r.key, r.version_id.as_deref(), &tags).await?;
         let archival = Archival { requested_at: Some(self.clock.now()), ..d.archival.clone() };
         if !self.files.set_archival(id, &[FileStatus::Ready], FileStatus::Ready, &archival).await? {
+            // The original is tagged all the same (the lifecycle may move it): in the trail.
+            self.audit.record(client, acted(caller, &d, AuditAction::Archive, "busy")).await?;
             return Err(Error::conflict("busy", "the file changed meanwhile; try again"));
         }
         self.audit.record(client, acted(caller, &d, AuditAction::Archive, "ok")).await?;
@@ -114,12 +116,14 @@ impl Files {
         crate::throttle::admit(&*self.counters, budgets, now, caller, Costly::Restore).await?;
         self.objects.restore(&r.key, r.version_id.as_deref(), tier, self.limits.restored_days).await?;
         let archival = Archival { restore: Some((tier, now + within)), ..d.archival.clone() };
-        if !self.files.set_archival(id, &[FileStatus::Archived], FileStatus::Restoring, &archival).await? {
+        let recorded = self.files.set_archival(id, &[FileStatus::Archived], FileStatus::Restoring, &archival).await?;
+        // S3 was asked for the (billed) restore: in the trail whatever the row says now.
+        self.audit.record(client, acted(caller, &d, AuditAction::Unarchive, tier.as_str())).await?;
+        if !recorded {
             // S3's restore is under way either way; the row changed meanwhile (a retry, or the
             // copy already there): show what it says now.
             return self.shown(caller, id).await;
         }
-        self.audit.record(client, acted(caller, &d, AuditAction::Unarchive, tier.as_str())).await?;
         tracing::info!(tier = tier.as_str(), by_admin = *caller != d.record.owner, "restore requested");
         self.shown(caller, id).await
     }

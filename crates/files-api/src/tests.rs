@@ -389,6 +389,8 @@ enum Hand {
     /// gone) just before the first public copy is written: a restore that completes meanwhile
     /// copies from the row it read before.
     PrivateBeforeCopy { repo: Arc<InMemory>, file: FileId },
+    /// The owner deletes the file just as its original is tagged for the archive tier.
+    DeletedAtTagging { repo: Arc<InMemory>, file: FileId },
 }
 
 impl Meddled {
@@ -465,6 +467,13 @@ impl matbakh_app::ports::ObjectLifecycle for Meddled {
     }
 
     async fn set_tags(&self, key: &ObjectKey, version: Option<&str>, tags: &[(&str, &str)]) -> PortResult<()> {
+        if let Hand::DeletedAtTagging { repo, file } = &self.hand
+            && self.first()
+        {
+            let mut d = repo.get(*file).unwrap();
+            d.record.status = FileStatus::Deleted;
+            repo.insert(d);
+        }
         self.objects.set_tags(key, version, tags).await
     }
 
@@ -874,6 +883,29 @@ async fn an_administrator_archives_and_restores_someone_elses_file_and_the_owner
             ("alice".into(), AuditAction::Unarchive, by_admin)
         ]
     );
+}
+
+/// An administrator's archive request that tagged the original but found the row changed
+/// (here deleted meanwhile) answered `409 busy` without a word in the owner's trail (an
+/// authorization sweep): the tag is set, so the trail says who asked.
+#[tokio::test]
+async fn an_administrators_archive_that_found_the_file_changed_is_in_the_owners_trail() {
+    let w = World::new();
+    let id = w.file("alice", "dish.jpg", "image/jpeg", 1);
+    w.pin_version(id).await;
+    let mut api = w.api(NOW);
+    api.cases.files.objects = Meddled::new(&w.objects, Hand::DeletedAtTagging { repo: w.repo.clone(), file: id });
+    let req = Request::post(format!("/v1/files/{id}/archive")).header("authorization", w.idp.bearer(ADMIN));
+    let (status, body) = testkit::call_router(routes(api), req.body(Body::empty()).unwrap()).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::CONFLICT, Some("busy")), "{body}");
+    let acts: Vec<(String, String, String)> = w
+        .repo
+        .audit_entries()
+        .into_iter()
+        .filter(|e| e.action == AuditAction::Archive)
+        .map(|e| (e.user.to_string(), e.actor, e.result))
+        .collect();
+    assert_eq!(acts, [("alice".to_owned(), format!("admin:{ADMIN}"), "busy".to_owned())]);
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
+use matbakh_api::audit::Client;
 use matbakh_api::body::JsonObject;
 use matbakh_api::{ApiError, Caller};
 use matbakh_app::multipart::sign::SignRequest;
@@ -32,7 +33,12 @@ use crate::Api;
         (status = 429, description = "`too_many_open_uploads`, or `rate_limited`: over the caller's budget of upload grants (`Retry-After` says when to retry)"),
     ))]
 #[tracing::instrument(name = "sign_request", skip_all, fields(user = %caller.user, op = tracing::field::Empty))]
-pub async fn sign(State(api): State<Api>, caller: Caller, body: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn sign(
+    State(api): State<Api>,
+    caller: Caller,
+    client: Client,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let req = JsonObject::parse(
         &body,
         &[
@@ -59,7 +65,7 @@ pub async fn sign(State(api): State<Api>, caller: Caller, body: Bytes) -> Result
         size: req.opt_u64("size")?,
         labels: req.labels()?,
     };
-    let signed = api.cases.sign_request(&caller.user, request).await?;
+    let signed = api.cases.sign_request(&caller.user, &client.0, request).await?;
     let mut body = json!({ "url": signed.url });
     if let Some(fields) = signed.fields {
         body["fields"] = json!(fields);

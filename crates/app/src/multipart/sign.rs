@@ -25,7 +25,10 @@ use matbakh_core::multipart::{PartNumber, PartPlan, SessionLimit, SessionState, 
 use matbakh_core::names::DisplayName;
 use matbakh_core::types::ContentType;
 
+use matbakh_core::audit::AuditAction;
+
 use super::{Multipart, expired, not_found};
+use crate::audit::{Access, Client};
 use crate::error::Error;
 use crate::ports::{MultipartOp, MultipartRequest, PartUpload, PortError, Upload};
 
@@ -103,17 +106,24 @@ pub fn proposed_name(key: &str) -> &str {
 
 impl Multipart {
     /// Signs what `req` asks, if it is about a new object or one of the caller's sessions.
-    pub async fn sign_request(&self, caller: &UserId, req: SignRequest<'_>) -> Result<Signed, Error> {
+    pub async fn sign_request(&self, caller: &UserId, client: &Client, req: SignRequest<'_>) -> Result<Signed, Error> {
         let op = Operation::of(req.method, req.upload_id.is_some(), req.part_number)?;
         tracing::Span::current().record("op", tracing::field::debug(op));
         match &req.upload_id {
-            None => self.sign_new(caller, op, &req).await,
+            None => self.sign_new(caller, client, op, &req).await,
             Some(upload_id) => self.sign_existing(caller, op, &req, upload_id).await,
         }
     }
 
-    /// A new object: the platform picks the key.
-    async fn sign_new(&self, caller: &UserId, op: Operation, req: &SignRequest<'_>) -> Result<Signed, Error> {
+    /// A new object: the platform picks the key; the grant goes into the caller's trail, as the
+    /// other upload routes' do (an authorization sweep found this one wrote none).
+    async fn sign_new(
+        &self,
+        caller: &UserId,
+        client: &Client,
+        op: Operation,
+        req: &SignRequest<'_>,
+    ) -> Result<Signed, Error> {
         let now = self.clock.now();
         let filename = DisplayName::parse(req.filename.unwrap_or(proposed_name(req.key)))?;
         let content_type = match req.content_type {
@@ -160,6 +170,7 @@ impl Multipart {
                 Some(_) => self.files.reserve(&record, self.limits.user_quota_bytes).await?,
                 None => self.files.put_unreserved(&record).await?,
             }
+            self.audit.record(client, Access::ok(caller, AuditAction::Upload, Some(file_id))).await?;
             return Ok(Signed { url: post.url, key: Some(key), fields: Some(post.fields), headers: BTreeMap::new() });
         }
         let size = req
@@ -178,6 +189,7 @@ impl Multipart {
         };
         let url = self.objects.presign_multipart(&create).await?;
         self.files.reserve(&record, self.limits.user_quota_bytes).await?;
+        self.audit.record(client, Access::ok(caller, AuditAction::Upload, Some(file_id))).await?;
         let headers = BTreeMap::from([("content-type".to_owned(), content_type.as_str().to_owned())]);
         Ok(Signed { url: url.url, key: Some(key), fields: None, headers })
     }

@@ -39,6 +39,12 @@ async fn multipart_via_signed_requests(h: Harness) {
     assert_eq!(status, StatusCode::OK, "{created}");
     let key = created["key"].as_str().unwrap().to_owned();
     assert!(key.starts_with(&format!("users/{user}/")) && key.ends_with("/elephants.jpg"), "{key}");
+    // The grant is in the caller's trail, as every other upload route's (an authorization sweep
+    // found this one wrote none).
+    let file_id = matbakh_core::ids::ObjectKey::file_id_of(&key).unwrap().to_string();
+    let owner = matbakh_core::ids::UserId::parse(&user).unwrap();
+    let (trail, _) = matbakh_app::ports::AuditLog::page(&h.state.table, &owner, 10, None).await.unwrap();
+    assert!(trail.iter().any(|r| r.action == "upload" && r.file_id.as_deref() == Some(file_id.as_str())), "{trail:?}");
     let resp =
         http_client().post(created["url"].as_str().unwrap()).header("content-type", "image/jpeg").send().await.unwrap();
     assert_eq!(resp.status(), 200);
