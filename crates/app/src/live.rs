@@ -87,6 +87,10 @@ pub struct Live {
     /// Makes the files' views (variant URLs) as the files API does.
     pub delivery: Delivery,
     pub restore_window: Duration,
+    /// Who administers the deployment now (`ADMIN_USERS`): a socket opened as an
+    /// administrator's gets their messages only while its user still is one (an authorization
+    /// sweep: one removed kept them for the socket's two hours).
+    pub admins: Arc<std::collections::BTreeSet<String>>,
 }
 
 impl Live {
@@ -158,7 +162,10 @@ impl Live {
                 None => {
                     let sockets = match audience {
                         Audience::Owner(user) => self.connections.of_user(user).await?,
-                        Audience::Admins => self.connections.of_admins().await?,
+                        Audience::Admins => {
+                            let sockets = self.connections.of_admins().await?;
+                            sockets.into_iter().filter(|c| self.admins.contains(c.user.as_str())).collect()
+                        }
                     };
                     known.push((audience, sockets));
                     known.len() - 1
@@ -262,6 +269,7 @@ mod tests {
             outbox: webhooks.then(|| fakes.clone() as Arc<dyn Outbox>),
             delivery: delivery(Arc::new(InMemoryObjects::new()), clock),
             restore_window: Duration::from_secs(30 * 86_400),
+            admins: Arc::new(["admin".to_owned()].into()),
         }
     }
 
@@ -400,6 +408,8 @@ mod tests {
         let live = live(&fakes, true);
         entry(&fakes, NOW).opened(&socket("a", "alice", false)).await.unwrap();
         entry(&fakes, NOW).opened(&socket("root", "admin", true)).await.unwrap();
+        // Opened while its user administered the deployment; no longer in ADMIN_USERS.
+        entry(&fakes, NOW).opened(&socket("former", "bob", true)).await.unwrap();
         let job = |state| ExportJob {
             id: "exp1".into(),
             owner: user("alice"),
@@ -421,6 +431,7 @@ mod tests {
             "progress is not a webhook"
         );
         assert_eq!(fakes.pushed_to("root").len(), 1);
+        assert!(fakes.pushed_to("former").is_empty(), "no admin message once no longer an administrator");
         assert!(fakes.queued()[0].contains("export.ready"));
     }
 

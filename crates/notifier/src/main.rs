@@ -27,6 +27,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             .map(|url| Arc::new(matbakh_aws::queue::Queue::new(&sdk, url)) as Arc<dyn matbakh_app::ports::Outbox>),
         delivery: services.delivery(),
         restore_window: services.limits.restore_window,
+        admins: services.admins.clone(),
     };
     let live = &live;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {

@@ -23,6 +23,7 @@ fn live(fakes: &Arc<InMemoryLive>) -> Live {
         outbox: Some(fakes.clone() as Arc<dyn Outbox>),
         delivery: delivery(Arc::new(InMemoryObjects::new()), clock),
         restore_window: Duration::from_secs(86_400),
+        admins: Arc::new(["root".to_owned()].into()),
     }
 }
 
