@@ -10,7 +10,6 @@ use matbakh_core::archival::{
 use matbakh_core::audit::AuditAction;
 use matbakh_core::clock::iso_seconds;
 use matbakh_core::ids::{FileId, UserId};
-use matbakh_core::labels::Visibility;
 use matbakh_core::metadata::{FileDetails, FileRecord, FileStatus};
 use matbakh_core::throttle::Costly;
 use time::OffsetDateTime;
@@ -196,16 +195,9 @@ impl Files {
             return Ok(false);
         }
         let ready = FileRecord { status: FileStatus::Ready, ..d.record.clone() };
-        self.delivery.publish(&*self.objects, &ready, d.variants()).await?;
         // Made private (or deleted) while the copies were written from the row read before:
         // they go again, and the CDN forgets them.
-        if ready.labels.visibility == Visibility::Public {
-            let now = self.files.details(id).await?;
-            let still = now.is_some_and(|n| n.record.labels.visibility == Visibility::Public);
-            if !still {
-                self.delivery.unpublish(id).await?;
-            }
-        }
+        self.delivery.publish_checked(&*self.objects, &*self.files, &ready, d.variants()).await?;
         Ok(true)
     }
 

@@ -20,7 +20,7 @@ use matbakh_core::metadata::{FileDetails, FileRecord, FileStatus, VariantInfo};
 use matbakh_core::names::content_disposition;
 
 use crate::error::Error;
-use crate::ports::{Download, EdgeCache, ObjectAccess, ObjectLifecycle, SignedUrl};
+use crate::ports::{Download, EdgeCache, FileLookup, ObjectAccess, ObjectLifecycle, SignedUrl};
 use crate::view::{FileView, VariantView};
 
 #[derive(Clone)]
@@ -154,6 +154,29 @@ impl Delivery {
             }
         }
         tracing::info!(file_id = %record.file_id, copies, "public copies written");
+        Ok(copies)
+    }
+
+    /// [`Self::publish`] from `row` as a request read it, then the row read again (`files`):
+    /// made private, deleted or no longer stored while the copies were written (another request
+    /// found none yet to take away), they go again and the CDN forgets them (review 28: they
+    /// stayed, served unsigned, for a private file). The one place every publisher (processing,
+    /// an update, a restore, a completed archive restore) takes back what it raced.
+    pub async fn publish_checked(
+        &self,
+        store: &dyn ObjectLifecycle,
+        files: &dyn FileLookup,
+        row: &FileRecord,
+        variants: &[VariantInfo],
+    ) -> Result<usize, Error> {
+        let copies = self.publish(store, row, variants).await?;
+        if copies == 0 {
+            return Ok(0);
+        }
+        let now = files.details(row.file_id).await?;
+        if now.is_none_or(|d| self.served_publicly(&d.record).is_none()) {
+            self.unpublish(row.file_id).await?;
+        }
         Ok(copies)
     }
 

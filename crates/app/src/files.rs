@@ -11,7 +11,7 @@ use matbakh_core::ids::{FileId, UserId};
 use matbakh_core::labels::{CustomMetadata, Labels, Tag, Visibility, retag};
 use matbakh_core::limits::Limits;
 use matbakh_core::listing::{Cursor, ListQuery};
-use matbakh_core::metadata::{FileDetails, FileRecord, FileStatus, VariantInfo};
+use matbakh_core::metadata::{FileDetails, FileRecord, FileStatus};
 use matbakh_core::names::DisplayName;
 use matbakh_core::quota::Usage;
 
@@ -194,7 +194,7 @@ impl Files {
                 // (public already) copies again. An archived file's variants now, its original
                 // once a restore completes.
                 if is == Visibility::Public {
-                    self.publish_while_public(&after, before.variants()).await?;
+                    self.delivery.publish_checked(&*self.objects, &*self.files, &after, before.variants()).await?;
                 }
                 self.audit.record(client, Access::ok(caller, AuditAction::Update, Some(id))).await?;
                 let (renamed, tags, visibility) =
@@ -271,25 +271,11 @@ impl Files {
         self.objects.unhide(&d.record.key).await?;
         // Its public copies again (an archived original's once it is restored).
         if d.record.labels.visibility == Visibility::Public && back.status != FileStatus::Failed {
-            self.publish_while_public(&back, d.variants()).await?;
+            self.delivery.publish_checked(&*self.objects, &*self.files, &back, d.variants()).await?;
         }
         self.audit.record(client, Access::ok(caller, AuditAction::Restore, Some(id))).await?;
         tracing::info!("file restored");
         self.show(caller, id).await
-    }
-
-    /// Writes `row`'s public copies, then reads the row again: made private or deleted while
-    /// they were copied (a request that found no copy yet to take away), they go again (review
-    /// 28: they stayed, served unsigned, for a private file).
-    async fn publish_while_public(&self, row: &FileRecord, variants: &[VariantInfo]) -> Result<(), Error> {
-        if self.delivery.publish(&*self.objects, row, variants).await? == 0 {
-            return Ok(());
-        }
-        let now = self.files.details(row.file_id).await?.map(|d| d.record);
-        if now.is_none_or(|r| r.labels.visibility != Visibility::Public || r.status == FileStatus::Deleted) {
-            self.delivery.unpublish(row.file_id).await?;
-        }
-        Ok(())
     }
 
     /// What the caller stores and may still store.

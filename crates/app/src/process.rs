@@ -303,13 +303,7 @@ impl Processing {
             version_id: at.version.map(str::to_owned).or_else(|| row.version_id.clone()),
             ..row.clone()
         };
-        if self.delivery.publish(&*self.objects, &ready, variants).await? == 0 {
-            return Ok(());
-        }
-        let now = self.files.details(row.file_id).await?.map(|d| d.record);
-        if now.is_none_or(|r| r.labels.visibility != Visibility::Public || r.status != FileStatus::Ready) {
-            self.delivery.unpublish(row.file_id).await?;
-        }
+        self.delivery.publish_checked(&*self.objects, &*self.files, &ready, variants).await?;
         Ok(())
     }
 
