@@ -175,18 +175,11 @@ impl Archiver {
                 Err(e) => return Err(e.into()),
             };
             let path = format!("files/{}/{}", r.file_id, SafeName::from_display(&r.filename).as_str());
-            let offset = out.written();
-            out.write(&zip::local_header(&path, r.created_at)).await?;
-            let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32IsoHdlc);
-            let mut size = 0u64;
+            let mut entry = EntryWriter::start(out, path.clone(), r.created_at).await?;
             while let Some(chunk) = reader.next_chunk().await? {
-                crc.update(&chunk);
-                size += chunk.len() as u64;
-                out.write(&chunk).await?;
+                entry.write(out, &chunk).await?;
             }
-            let crc32 = crc.finalize() as u32;
-            out.write(&zip::data_descriptor(crc32, size)).await?;
-            entries.push(zip::Entry { name: path.clone(), modified: r.created_at, offset, crc32, size });
+            entry.finish(out, &mut entries).await?;
             described.push(Described { path: Some(path), file: FileView::of(d, self.limits.restore_window) });
         }
         let written = described.iter().filter(|d| d.path.is_some()).count() as u64;
@@ -208,11 +201,7 @@ impl Archiver {
         owner: &UserId,
         deadline: Option<OffsetDateTime>,
     ) -> Result<(), Error> {
-        let now = self.clock.now();
-        let offset = out.written();
-        out.write(&zip::local_header("audit.json", now)).await?;
-        let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32IsoHdlc);
-        let mut size = 0u64;
+        let mut entry = EntryWriter::start(out, "audit.json".into(), self.clock.now()).await?;
         let mut chunk = b"{\"records\": [".to_vec();
         let (mut after, mut first) = (None, true);
         loop {
@@ -229,19 +218,14 @@ impl Archiver {
             if next.is_none() {
                 chunk.extend_from_slice(b"\n]}\n");
             }
-            crc.update(&chunk);
-            size += chunk.len() as u64;
-            out.write(&chunk).await?;
+            entry.write(out, &chunk).await?;
             chunk.clear();
             match next {
                 Some(cursor) => after = Some(cursor),
                 None => break,
             }
         }
-        let crc32 = crc.finalize() as u32;
-        out.write(&zip::data_descriptor(crc32, size)).await?;
-        entries.push(zip::Entry { name: "audit.json".into(), modified: now, offset, crc32, size });
-        Ok(())
+        entry.finish(out, entries).await
     }
 
     /// Writes `value` as the archive's entry `name` (pretty JSON) and adds it to `entries`.
@@ -253,13 +237,43 @@ impl Archiver {
         value: &serde_json::Value,
     ) -> Result<(), Error> {
         let bytes = serde_json::to_vec_pretty(value).map_err(|e| PortError::Failed(format!("{name}: {e}")))?;
-        let now = self.clock.now();
+        let mut entry = EntryWriter::start(out, name.into(), self.clock.now()).await?;
+        entry.write(out, &bytes).await?;
+        entry.finish(out, entries).await
+    }
+}
+
+/// One archive entry being written: its local header is out, its bytes are checksummed and
+/// counted as they go, and [`Self::finish`] closes it with its data descriptor and lists it for
+/// the central directory. (The files, `metadata.json` and `audit.json` each wrote this
+/// themselves.)
+struct EntryWriter {
+    name: String,
+    modified: OffsetDateTime,
+    offset: u64,
+    crc: crc_fast::Digest,
+    size: u64,
+}
+
+impl EntryWriter {
+    async fn start(out: &mut dyn ObjectSink, name: String, modified: OffsetDateTime) -> Result<Self, Error> {
         let offset = out.written();
-        out.write(&zip::local_header(name, now)).await?;
-        out.write(&bytes).await?;
-        let crc32 = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32IsoHdlc, &bytes) as u32;
-        out.write(&zip::data_descriptor(crc32, bytes.len() as u64)).await?;
-        entries.push(zip::Entry { name: name.into(), modified: now, offset, crc32, size: bytes.len() as u64 });
+        out.write(&zip::local_header(&name, modified)).await?;
+        let crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32IsoHdlc);
+        Ok(EntryWriter { name, modified, offset, crc, size: 0 })
+    }
+
+    async fn write(&mut self, out: &mut dyn ObjectSink, bytes: &[u8]) -> Result<(), Error> {
+        self.crc.update(bytes);
+        self.size += bytes.len() as u64;
+        Ok(out.write(bytes).await?)
+    }
+
+    async fn finish(self, out: &mut dyn ObjectSink, entries: &mut Vec<zip::Entry>) -> Result<(), Error> {
+        let crc32 = self.crc.finalize() as u32;
+        out.write(&zip::data_descriptor(crc32, self.size)).await?;
+        let EntryWriter { name, modified, offset, size, .. } = self;
+        entries.push(zip::Entry { name, modified, offset, crc32, size });
         Ok(())
     }
 }
