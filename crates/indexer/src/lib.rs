@@ -119,10 +119,8 @@ pub async fn handle(ix: &Indexer, event: SqsEvent) -> SqsBatchResponse {
 /// [`matbakh_lambda::sqs::RECORD_TIME_MARGIN`]): a record not done by then is delivered again,
 /// and the batch answers in time for the ones that were.
 pub async fn handle_until(ix: &Indexer, event: SqsEvent, stop: Option<time::OffsetDateTime>) -> SqsBatchResponse {
-    matbakh_lambda::sqs::for_each_record_until(event, stop, true, |events, _| async move {
-        handle_events(ix, &events).await
-    })
-    .await
+    matbakh_lambda::sqs::for_each_record_until(event, stop, |events, _| async move { handle_events(ix, &events).await })
+        .await
 }
 
 async fn handle_events(ix: &Indexer, events: &[ObjectEvent]) -> Result<(), IndexError> {

@@ -33,20 +33,19 @@ where
     Fut: Future<Output = Result<(), E>>,
     E: Display,
 {
-    each_record_until(event, kind, None, true, handle).await
+    each_record_until(event, kind, None, handle).await
 }
 
 /// [`each_record`] by `stop` (the invocation's deadline less a margin): a record not started
-/// by then is not started, and (with `cut_running`) one still running then is cut short; both
-/// are delivered again. The batch answers in time, so the records it did finish are not
-/// delivered again as well (review 27: Lambda's timeout failed the whole batch, without a word
-/// on why). Work that a dropped future does not stop (a render on a blocking thread) is not cut:
-/// it would go on beside the next invocation; Lambda's timeout ends it with its environment.
+/// by then is not started, and one still running then is cut short; both are delivered again.
+/// The batch answers in time, so the records it did finish are not delivered again as well
+/// (review 27: Lambda's timeout failed the whole batch, without a word on why). Not for work
+/// that a dropped future does not stop (a render on a blocking thread would go on beside the
+/// next invocation): the thumbnailer keeps its own time (`thumbnailer::handle_until`).
 pub async fn each_record_until<F, Fut, E>(
     event: SqsEvent,
     kind: &'static str,
     stop: Option<OffsetDateTime>,
-    cut_running: bool,
     mut handle: F,
 ) -> SqsBatchResponse
 where
@@ -64,7 +63,7 @@ where
             left => {
                 // Boxed: the handlers' futures are deep, and one box per record is nothing.
                 let work = Box::pin(handle(record)).instrument(span.clone());
-                match left.filter(|_| cut_running) {
+                match left {
                     None => work.await.map_err(|e| e.to_string()),
                     Some(left) => match tokio::time::timeout(left, work).await {
                         Ok(done) => done.map_err(|e| e.to_string()),
@@ -91,14 +90,13 @@ where
     Fut: Future<Output = Result<(), E>>,
     E: Display,
 {
-    for_each_record_until(event, None, true, handle).await
+    for_each_record_until(event, None, handle).await
 }
 
 /// [`for_each_record`] by `stop` (see [`each_record_until`]).
 pub async fn for_each_record_until<F, Fut, E>(
     event: SqsEvent,
     stop: Option<OffsetDateTime>,
-    cut_running: bool,
     mut handle: F,
 ) -> SqsBatchResponse
 where
@@ -106,7 +104,7 @@ where
     Fut: Future<Output = Result<(), E>>,
     E: Display,
 {
-    each_record_until(event, "object event", stop, cut_running, |record| {
+    each_record_until(event, "object event", stop, |record| {
         let parsed = parse_sqs_body(record.body.as_deref().unwrap_or_default());
         let work = parsed.map(|events| handle(events, receives(&record)));
         async move {
@@ -147,7 +145,7 @@ mod tests {
     async fn records_past_the_stop_are_cut_short_or_not_started_and_the_rest_count() {
         let stop = OffsetDateTime::now_utc() + time::Duration::milliseconds(100);
         let mut started = Vec::new();
-        let answer = each_record_until(batch(&["done", "stuck", "late"]), "test", Some(stop), true, |m| {
+        let answer = each_record_until(batch(&["done", "stuck", "late"]), "test", Some(stop), |m| {
             let id = m.message_id.unwrap_or_default();
             started.push(id.clone());
             async move {

@@ -138,9 +138,9 @@ pub async fn handle(t: &Thumbnailer, event: SqsEvent) -> SqsBatchResponse {
 /// would go on beside the next invocation): Lambda's timeout ends it. A record's last delivery
 /// is [`last_delivery`].
 pub async fn handle_until(t: &Thumbnailer, event: SqsEvent, stop: Option<time::OffsetDateTime>) -> SqsBatchResponse {
-    // The stop is checked here, not by `for_each_record_until`: a last delivery out of time is
-    // given up, not just left.
-    matbakh_lambda::sqs::for_each_record_until(event, None, false, |events, receives| async move {
+    // The stop is kept here, not by `for_each_record_until`: a render is not cut, and a last
+    // delivery out of time is given up, not just left.
+    matbakh_lambda::sqs::for_each_record(event, |events, receives| async move {
         let left = matbakh_lambda::sqs::time_left(stop);
         if receives >= THUMBNAIL_MAX_RECEIVES {
             return last_delivery(t, &events, left).await;
