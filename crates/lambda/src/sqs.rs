@@ -24,6 +24,14 @@ pub fn time_left(stop: Option<OffsetDateTime>) -> Option<std::time::Duration> {
     stop.map(|at| std::time::Duration::try_from(at - OffsetDateTime::now_utc()).unwrap_or_default())
 }
 
+/// `work`'s output, or `None` if `left` (when given) ran out first: the work is dropped then.
+pub async fn within<T>(left: Option<std::time::Duration>, work: impl Future<Output = T>) -> Option<T> {
+    match left {
+        None => Some(work.await),
+        Some(left) => tokio::time::timeout(left, work).await.ok(),
+    }
+}
+
 /// Runs `handle` on each record, in a span named `kind` that carries its message id, and names
 /// the records to deliver again: those `handle` failed. After `maxReceiveCount` tries a record
 /// waits in the queue's DLQ, whose alarm says so.
@@ -63,12 +71,9 @@ where
             left => {
                 // Boxed: the handlers' futures are deep, and one box per record is nothing.
                 let work = Box::pin(handle(record)).instrument(span.clone());
-                match left {
-                    None => work.await.map_err(|e| e.to_string()),
-                    Some(left) => match tokio::time::timeout(left, work).await {
-                        Ok(done) => done.map_err(|e| e.to_string()),
-                        Err(_) => Err("cut short at the invocation's time limit".to_owned()),
-                    },
+                match within(left, work).await {
+                    Some(done) => done.map_err(|e| e.to_string()),
+                    None => Err("cut short at the invocation's time limit".to_owned()),
                 }
             }
         };

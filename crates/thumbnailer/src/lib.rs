@@ -168,13 +168,9 @@ async fn last_delivery(
     events: &[ObjectEvent],
     left: Option<std::time::Duration>,
 ) -> Result<(), String> {
-    let work = handle_events(t, events);
-    let failed = match left {
-        None => work.await.err().map(|e| e.to_string()),
-        Some(left) => match tokio::time::timeout(left, work).await {
-            Ok(done) => done.err().map(|e| e.to_string()),
-            Err(_) => Some("not processed within the invocation's time limit".to_owned()),
-        },
+    let failed = match matbakh_lambda::sqs::within(left, handle_events(t, events)).await {
+        Some(done) => done.err().map(|e| e.to_string()),
+        None => Some("not processed within the invocation's time limit".to_owned()),
     };
     let Some(why) = failed else { return Ok(()) };
     for event in events.iter().filter(|e| e.change == ObjectChange::Created) {
