@@ -34,7 +34,6 @@
 
 use std::sync::Arc;
 
-use aws_config::SdkConfig;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -79,13 +78,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 matbakh_api::routes!(Api; erase, start_export, export_status);
-
-/// Where export jobs go for the exporter: `EXPORT_QUEUE_URL`, read at start (the function
-/// refuses to start without it, rather than failing the first export).
-pub fn export_queue(sdk: &SdkConfig, lookup: impl Fn(&str) -> Option<String>) -> Result<Queue, String> {
-    let url = lookup("EXPORT_QUEUE_URL").filter(|v| !v.is_empty()).ok_or("EXPORT_QUEUE_URL is not set")?;
-    Ok(Queue::new(sdk, url))
-}
 
 /// Erases everything of the caller's
 ///
@@ -157,18 +149,3 @@ async fn export_status(
 
 #[cfg(test)]
 mod erase_tests;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn without_the_export_queue_the_function_stops_at_start() {
-        let sdk = SdkConfig::builder().build();
-        let missing = export_queue(&sdk, |_| None).expect_err("no queue");
-        assert!(missing.contains("EXPORT_QUEUE_URL"), "{missing}");
-        assert!(export_queue(&sdk, |_| Some(String::new())).is_err(), "an empty setting is none");
-        let queue = export_queue(&sdk, |_| Some("http://127.0.0.1:5599/123/exports".into())).expect("a queue");
-        assert_eq!(queue.url(), "http://127.0.0.1:5599/123/exports");
-    }
-}

@@ -107,3 +107,26 @@ impl Queue {
             .map_err(|e| AwsError::from_sdk("ChangeMessageVisibility", e))
     }
 }
+
+/// The export jobs' queue, `EXPORT_QUEUE_URL`: the account function sends them there, the
+/// exporter sets their retry delays on it. Read at start: a function refuses to start without
+/// it, rather than failing the first export.
+pub fn export_queue(sdk: &SdkConfig, lookup: impl Fn(&str) -> Option<String>) -> Result<Queue, String> {
+    let url = lookup("EXPORT_QUEUE_URL").filter(|v| !v.is_empty()).ok_or("EXPORT_QUEUE_URL is not set")?;
+    Ok(Queue::new(sdk, url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_the_export_queue_a_function_stops_at_start() {
+        let sdk = SdkConfig::builder().build();
+        let missing = export_queue(&sdk, |_| None).expect_err("no queue");
+        assert!(missing.contains("EXPORT_QUEUE_URL"), "{missing}");
+        assert!(export_queue(&sdk, |_| Some(String::new())).is_err(), "an empty setting is none");
+        let queue = export_queue(&sdk, |_| Some("http://127.0.0.1:5599/123/exports".into())).expect("a queue");
+        assert_eq!(queue.url(), "http://127.0.0.1:5599/123/exports");
+    }
+}

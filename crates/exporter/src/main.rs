@@ -7,8 +7,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     matbakh_lambda::logs::init();
     let archiver = matbakh_aws::Services::from_env().await?.archiver();
     // The export queue, whose messages' visibility sets the retry delays.
-    let url = std::env::var("EXPORT_QUEUE_URL").ok().filter(|v| !v.is_empty()).ok_or("EXPORT_QUEUE_URL is not set")?;
-    let queue = matbakh_aws::queue::Queue::new(&matbakh_aws::config::load_sdk_config().await, url);
+    let sdk = matbakh_aws::config::load_sdk_config().await;
+    let queue = matbakh_aws::queue::export_queue(&sdk, |k| std::env::var(k).ok())?;
     let (archiver, queue) = (&archiver, &queue);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
         let deadline = matbakh_lambda::stop_at(
