@@ -151,6 +151,31 @@ pub struct Received<'a> {
     pub body: &'a [u8],
 }
 
+impl<'a> Received<'a> {
+    fn header(&self, name: &str) -> Option<&'a str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// The `Authorization` header's `Credential`, `SignedHeaders` and `Signature`.
+    fn authorization(&self) -> Result<(&'a str, &'a str, &'a str), Refused> {
+        let refused = |why: &str| Refused(why.to_owned());
+        let auth = self.header("authorization").ok_or_else(|| refused("no Authorization header"))?;
+        let fields =
+            auth.strip_prefix("AWS4-HMAC-SHA256 ").ok_or_else(|| refused("not an AWS4-HMAC-SHA256 signature"))?;
+        let field = |name: &str| fields.split(',').map(str::trim).find_map(|f| f.strip_prefix(name)?.strip_prefix('='));
+        match (field("Credential"), field("SignedHeaders"), field("Signature")) {
+            (Some(c), Some(h), Some(s)) => Ok((c, h, s)),
+            _ => Err(refused("the Authorization header lacks Credential, SignedHeaders or Signature")),
+        }
+    }
+
+    /// The access key id the request says it was signed with (before [`verify`] says whether
+    /// it was).
+    pub fn key_id(&self) -> Option<&'a str> {
+        self.authorization().ok()?.0.split('/').next()
+    }
+}
+
 /// Why a signature was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -162,14 +187,7 @@ pub struct Refused(pub String);
 /// S3: each path segment encoded again).
 pub fn verify(req: &Received<'_>, creds: &Credentials, service: &str, now: OffsetDateTime) -> Result<(), Refused> {
     let refused = |why: &str| Refused(why.to_owned());
-    let header = |name: &str| req.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
-    let auth = header("authorization").ok_or_else(|| refused("no Authorization header"))?;
-    let fields = auth.strip_prefix("AWS4-HMAC-SHA256 ").ok_or_else(|| refused("not an AWS4-HMAC-SHA256 signature"))?;
-    let field = |name: &str| fields.split(',').map(str::trim).find_map(|f| f.strip_prefix(name)?.strip_prefix('='));
-    let (credential, signed, signature) = match (field("Credential"), field("SignedHeaders"), field("Signature")) {
-        (Some(c), Some(h), Some(s)) => (c, h, s),
-        _ => return Err(refused("the Authorization header lacks Credential, SignedHeaders or Signature")),
-    };
+    let (credential, signed, signature) = req.authorization()?;
     let scope: Vec<&str> = credential.split('/').collect();
     let [key_id, date, region, scope_service, "aws4_request"] = scope[..] else {
         return Err(refused("a malformed credential scope"));
@@ -177,14 +195,14 @@ pub fn verify(req: &Received<'_>, creds: &Credentials, service: &str, now: Offse
     if key_id != creds.access_key_id || scope_service != service {
         return Err(refused("signed with another key or for another service"));
     }
-    let at = header("x-amz-date").ok_or_else(|| refused("no x-amz-date"))?;
+    let at = req.header("x-amz-date").ok_or_else(|| refused("no x-amz-date"))?;
     let parsed =
         time::PrimitiveDateTime::parse(at, AMZ_DATE).map_err(|_| refused("a malformed x-amz-date"))?.assume_utc();
     if !at.starts_with(date) || (parsed - now).abs() > SIGNATURE_CLOCK_SKEW {
         return Err(refused("the signature's date is not now"));
     }
     if let Some(token) = &creds.session_token
-        && header("x-amz-security-token") != Some(token.as_str())
+        && req.header("x-amz-security-token") != Some(token.as_str())
     {
         return Err(refused("no or another session token"));
     }
@@ -194,7 +212,7 @@ pub fn verify(req: &Received<'_>, creds: &Credentials, service: &str, now: Offse
     }
     let mut canonical_headers = String::new();
     for name in &names {
-        let value = header(name).ok_or_else(|| Refused(format!("the signed header {name} is missing")))?;
+        let value = req.header(name).ok_or_else(|| Refused(format!("the signed header {name} is missing")))?;
         canonical_headers.push_str(&format!("{name}:{}\n", value.split_whitespace().collect::<Vec<_>>().join(" ")));
     }
     let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();

@@ -218,12 +218,8 @@ async fn serve(
 
 /// The stack's credentials, or, when the request names one, a function's: locally each signs
 /// as `{key id}.{function}` with the same secret (`LOCAL_SIGNER_NAMES`, `matbakh_aws::config`).
-fn signer_credentials(stack: &Credentials, headers: &[(String, String)]) -> Credentials {
-    let key_id = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("authorization"))
-        .and_then(|(_, v)| v.split("Credential=").nth(1))
-        .and_then(|c| c.split('/').next());
+fn signer_credentials(stack: &Credentials, received: &Received<'_>) -> Credentials {
+    let key_id = received.key_id();
     match key_id.filter(|k| k.strip_prefix(&stack.access_key_id).is_some_and(|rest| rest.starts_with('.'))) {
         Some(named) => Credentials { access_key_id: named.to_owned(), ..stack.clone() },
         None => stack.clone(),
@@ -251,7 +247,7 @@ pub fn manage(live: &LiveApi, parts: &http::request::Parts, body: Bytes) -> Resp
         headers: &headers,
         body: &body,
     };
-    let signer = signer_credentials(&live.credentials, &headers);
+    let signer = signer_credentials(&live.credentials, &received);
     if let Err(why) = sigv4::verify(&received, &signer, "execute-api", time::OffsetDateTime::now_utc()) {
         tracing::warn!(%why, "management call refused");
         let mut resp = refuse(StatusCode::FORBIDDEN);
@@ -303,7 +299,9 @@ mod tests {
             let auth = format!(
                 "AWS4-HMAC-SHA256 Credential={key}/20261207/eu-central-1/execute-api/aws4_request, SignedHeaders=host, Signature=0"
             );
-            signer_credentials(&stack, &[("Authorization".to_owned(), auth)])
+            let headers = [("Authorization".to_owned(), auth)];
+            let received = Received { method: "POST", path: "/", query: "", headers: &headers, body: b"" };
+            signer_credentials(&stack, &received)
         };
         let notifier = signed("local.notifier");
         assert_eq!((notifier.access_key_id.as_str(), notifier.secret_access_key.as_str()), ("local.notifier", "s"));
