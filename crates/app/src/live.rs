@@ -26,6 +26,9 @@ use crate::delivery::Delivery;
 use crate::error::Error;
 use crate::ports::{Connection, Connections, Outbox, Push, Pushed};
 
+/// What the notifier logs when a file row's write did not raise its revision.
+pub const REVISION_NOT_RAISED: &str = "a file row was written without raising its revision";
+
 /// A change, as a row write shows it (one at a time, briefly: its size does not matter).
 #[derive(Debug, Clone)]
 #[allow(clippy::large_enum_variant)]
@@ -104,10 +107,23 @@ impl Live {
                     return Ok(vec![]);
                 };
                 let owner = &shown.record.owner;
+                if let (Some(o), Some(n)) = (old, new)
+                    && n.revision <= o.revision
+                {
+                    // Every write raises it (`schema::FileRowUpdate` in the adapters): one that
+                    // did not is a bug, and receivers would take its news for stale. The smoke
+                    // test fails on this line in the notifier's log.
+                    tracing::error!(file = %shown.record.file_id, old = o.revision, new = n.revision, "{REVISION_NOT_RAISED}");
+                }
                 let data = match new {
                     Some(d) => serde_json::to_value(self.delivery.view(d, self.restore_window).await?)
                         .map_err(|e| Error::Port(crate::PortError::Failed(e.to_string())))?,
-                    None => json!({ "fileId": shown.record.file_id.to_string(), "status": "ERASED" }),
+                    // Removed: the last of its revisions.
+                    None => json!({
+                        "fileId": shown.record.file_id.to_string(),
+                        "status": "ERASED",
+                        "revision": shown.revision + 1,
+                    }),
                 };
                 Ok(kinds
                     .into_iter()
@@ -309,6 +325,11 @@ mod tests {
         d
     }
 
+    fn revised(mut d: FileDetails, revision: u64) -> FileDetails {
+        d.revision = revision;
+        d
+    }
+
     fn kinds(messages: &[(Audience, Message)]) -> Vec<&'static str> {
         messages.iter().map(|(_, m)| m.kind.as_str()).collect()
     }
@@ -320,7 +341,10 @@ mod tests {
         for c in [socket("phone", "alice", false), socket("laptop", "alice", false), socket("bob-1", "bob", false)] {
             entry(&fakes, NOW).opened(&c).await.unwrap();
         }
-        let change = Change::File { old: Some(file(FileStatus::Pending)), new: Some(file(FileStatus::Ready)) };
+        let change = Change::File {
+            old: Some(revised(file(FileStatus::Pending), 1_764_932_400_000)),
+            new: Some(revised(file(FileStatus::Ready), 1_764_932_400_003)),
+        };
         let messages = live.messages("rec-1", "2026-12-05T12:00:00.000Z", &change).await.unwrap();
         assert_eq!(kinds(&messages), ["upload.settled", "file.ready"]);
         let told = live.tell(&messages).await.unwrap();
@@ -334,6 +358,7 @@ mod tests {
         let ready = &on_phone[1];
         assert_eq!((ready.kind, ready.id.as_str(), ready.user.as_deref()), (Kind::FileReady, "rec-1:1", Some("alice")));
         assert_eq!(ready.data["status"], "READY");
+        assert_eq!(ready.data["revision"], 1_764_932_400_003_u64, "which of the file's changes it tells");
         let url = ready.data["variants"][0]["url"].as_str().unwrap();
         assert!(url.contains("w320.webp"), "a URL the browser can load: {url}");
         // The webhooks get the same documents.
@@ -388,15 +413,21 @@ mod tests {
         assert!(!fakes.is_open("old") && fakes.is_open("busy") && fakes.is_open("ok"));
     }
 
+    #[test]
+    fn the_smoke_test_looks_for_the_revision_check_in_the_notifiers_log() {
+        assert!(include_str!("../../../scripts/dev").contains(REVISION_NOT_RAISED));
+    }
+
     #[tokio::test]
     async fn a_webhook_queue_that_is_down_fails_the_change_before_any_push() {
         let fakes = Arc::new(InMemoryLive::default());
         let live = live(&fakes, true);
         entry(&fakes, NOW).opened(&socket("phone", "alice", false)).await.unwrap();
         *fakes.outbox_down.lock().unwrap() = true;
-        let change = Change::File { old: Some(file(FileStatus::Ready)), new: None };
+        let change = Change::File { old: Some(revised(file(FileStatus::Ready), 41)), new: None };
         let messages = live.messages("rec-3", "t", &change).await.unwrap();
         assert_eq!(messages[0].1.data["status"], "ERASED");
+        assert_eq!(messages[0].1.data["revision"], 42, "above every revision the file had");
         let err = live.tell(&messages).await.unwrap_err();
         assert!(matches!(err, Error::Port(ref e) if e.is_retryable()), "{err}");
         assert!(fakes.pushed_to("phone").is_empty(), "told again when it is retried: not twice");

@@ -17,6 +17,9 @@ pub struct FileView {
     pub content_type: String,
     pub size: u64,
     pub status: &'static str,
+    /// Rises with every change of the file (`FileDetails::revision`): of two views, or of two
+    /// live messages or webhooks about it (they can arrive out of order), the higher is newer.
+    pub revision: u64,
     /// When the upload was granted, to the second (RFC 3339).
     pub created_at: String,
     /// `private` (its owner only) or `public` (anyone with its CDN URL).
@@ -211,6 +214,7 @@ impl FileView {
             content_type: r.content_type.as_str().to_owned(),
             size: r.size,
             status: r.status.as_str(),
+            revision: d.revision,
             created_at: iso_seconds(r.created_at),
             visibility: r.labels.visibility.as_str(),
             tags: r.labels.tags.iter().map(|t| t.as_str().to_owned()).collect(),

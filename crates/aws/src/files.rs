@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 
 use crate::dynamo::{get_u64, n, opt_str, query_all, s};
 use crate::error::AwsError;
-use crate::schema::{self, GSI1_PK, GSI1_SK, PK, SK};
+use crate::schema::{self, FileRowUpdate, GSI1_PK, GSI1_SK, PK, SK};
 use crate::table::{FileTable, GSI_USER, file_pk, metadata_value, parse_file_item};
 
 /// Files by folded display name (partition `gsi1pk`, sort `nameKey`).
@@ -103,7 +103,7 @@ pub(crate) fn parse_details(item: &HashMap<String, AttributeValue>) -> Result<Fi
         exif,
         deleted_at,
         deleted_from: opt_str(item, "deletedFrom").and_then(|s| s.parse::<FileStatus>().ok()),
-        revision: get_u64(item, "rev").unwrap_or(0),
+        revision: get_u64(item, schema::REVISION).unwrap_or(0),
         archival,
         indexed: item.get("indexed").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
         unprocessed: item.get("unprocessed").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
@@ -337,9 +337,8 @@ impl FileTable {
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":owner", s(r.owner.as_str()))
             .expression_attribute_values(":deleted", s(FileStatus::Deleted.as_str()))
-            .expression_attribute_values(":rev", n(before.revision))
-            .expression_attribute_values(":next", n(before.revision + 1));
-        let mut sets = vec!["rev = :next".to_owned(), "visibility = :vis".to_owned()];
+            .expression_attribute_values(":rev", n(before.revision));
+        let mut sets = vec!["visibility = :vis".to_owned()];
         row = row.expression_attribute_values(":vis", s(after.labels.visibility.as_str()));
         let mut removes = Vec::new();
         if after.labels.metadata.is_empty() {
@@ -388,7 +387,7 @@ impl FileTable {
         if !removes.is_empty() {
             expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
         }
-        items.insert(0, TransactWriteItem::builder().update(row.update_expression(expression).build()?).build());
+        items.insert(0, TransactWriteItem::builder().update(row.file_row_update(expression).build()?).build());
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(true),
             Err(e) if crate::dynamo::cancelled_by_condition(&e).first() == Some(&true) => Ok(false),
@@ -411,7 +410,7 @@ impl FileTable {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(schema::file(id)))
-            .update_expression(
+            .file_row_update(
                 "SET deletedAt = if_not_exists(deletedAt, :at), deletedFrom = if_not_exists(deletedFrom, :from)",
             )
             .condition_expression(schema::ITEM_EXISTS)
@@ -444,7 +443,7 @@ impl FileTable {
         let row = Update::builder()
             .table_name(&self.table)
             .set_key(Some(schema::file(r.file_id)))
-            .update_expression(format!(
+            .file_row_update(format!(
                 "SET #status = :ready, {} = :g, charged = :size REMOVE deletedAt, deletedFrom",
                 schema::GSI2_PK
             ))
@@ -561,7 +560,7 @@ impl FileTable {
             expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
         }
         let out = update
-            .update_expression(expression)
+            .file_row_update(expression)
             .condition_expression(format!("#status IN ({})", froms.join(", ")))
             .send()
             .await;

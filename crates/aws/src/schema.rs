@@ -56,6 +56,42 @@ pub(crate) fn ended_sessions(owner: &impl std::fmt::Display) -> String {
     format!("ENDED_UPLOADS#{owner}")
 }
 
+/// A file row's revision (`FileDetails::revision`): set when the row is written new and raised
+/// by one by every later write of it, so the live messages and webhooks of its changes, which
+/// can arrive out of order (a retried delivery), say which is newer, and an owner's change is
+/// written only over the row it was made from (optimistic concurrency).
+pub(crate) const REVISION: &str = "rev";
+
+/// What a new file row's revision starts at: the writer's clock in milliseconds. A row removed
+/// and written anew under the same id (a rolled back migration run again) then continues above
+/// the removed one's (its changes came more than a millisecond apart each), never back at 0.
+pub(crate) fn first_revision() -> AttributeValue {
+    let ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+    AttributeValue::N(ms.to_string())
+}
+
+/// How every update of a file row is written, so none forgets its revision: the update's own
+/// `SET`/`REMOVE` clauses, and `ADD rev :revisionStep`.
+pub(crate) trait FileRowUpdate: Sized {
+    fn file_row_update(self, expression: impl Into<String>) -> Self;
+}
+
+macro_rules! file_row_update {
+    ($($builder:ty),*) => {$(
+        impl FileRowUpdate for $builder {
+            fn file_row_update(self, expression: impl Into<String>) -> Self {
+                self.update_expression(format!("{} ADD {REVISION} :revisionStep", expression.into()))
+                    .expression_attribute_values(":revisionStep", AttributeValue::N("1".to_owned()))
+            }
+        }
+    )*};
+}
+
+file_row_update!(
+    aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+    aws_sdk_dynamodb::types::builders::UpdateBuilder
+);
+
 /// The index of a user's items, newest first (files; open upload sessions).
 pub const GSI_USER: &str = "gsi1-user-files";
 /// The index of file rows by status, oldest first (and of open sessions by expiry).

@@ -22,7 +22,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::AwsError;
 use crate::dynamo::{cancelled_by_condition, get_str, get_u64, n, query_all, s};
-use crate::schema::{self, GSI1_PK, GSI1_SK, GSI2_PK, GSI2_SK, PK};
+use crate::schema::{self, FileRowUpdate, GSI1_PK, GSI1_SK, GSI2_PK, GSI2_SK, PK};
 use crate::table::{FileTable, GSI_STATUS, GSI_USER};
 
 /// The GSI2 partition of open sessions.
@@ -54,7 +54,7 @@ impl FileTable {
         let row = Update::builder()
             .table_name(&self.table)
             .set_key(Some(schema::file(session.file_id)))
-            .update_expression("SET uploadId = :id")
+            .file_row_update("SET uploadId = :id")
             .condition_expression(format!(
                 "{} AND attribute_not_exists(settled) AND attribute_not_exists(uploadId)",
                 schema::ITEM_EXISTS

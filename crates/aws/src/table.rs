@@ -22,7 +22,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::dynamo::{cancelled_by_condition, conditional, get_str, get_u64, n, opt_str, s};
 use crate::error::AwsError;
-use crate::schema::{self, GSI1_PK, GSI1_SK, GSI2_PK, GSI2_SK, PK, SK};
+use crate::schema::{self, FileRowUpdate, GSI1_PK, GSI1_SK, GSI2_PK, GSI2_SK, PK, SK};
 use crate::usage::Charge;
 
 pub use matbakh_core::metadata::{Pinned, Settlement};
@@ -145,7 +145,7 @@ impl FileTable {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(schema::file(file_id)))
-            .update_expression("SET versionId = :v")
+            .file_row_update("SET versionId = :v")
             .condition_expression("#key = :key AND (attribute_not_exists(versionId) OR versionId = :v)")
             .expression_attribute_names("#key", "key")
             .expression_attribute_values(":key", s(key))
@@ -211,7 +211,7 @@ impl FileTable {
         let row = Update::builder()
             .table_name(&self.table)
             .set_key(Some(schema::file(file_id)))
-            .update_expression(
+            .file_row_update(
                 "SET #size = :actual, sizeKey = :sizekey, charged = :actual, #reserved = :zero, settled = :t REMOVE pendingUntil",
             )
             .expression_attribute_values(":sizekey", s(crate::files::size_key(actual, file_id)))
@@ -288,7 +288,7 @@ impl FileTable {
         let row = Update::builder()
             .table_name(&self.table)
             .set_key(Some(schema::file(file_id)))
-            .update_expression("SET charged = :zero")
+            .file_row_update("SET charged = :zero")
             .condition_expression("#status = :deleted AND charged = :held")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":zero", n(0))
@@ -376,7 +376,7 @@ impl FileTable {
                 // stays failed. An owner's delete has noted it already.
                 sets.push("deletedFrom = if_not_exists(deletedFrom, :seen)");
             }
-            let row = row.update_expression(format!("SET {} REMOVE pendingUntil", sets.join(", "))).build()?;
+            let row = row.file_row_update(format!("SET {} REMOVE pendingUntil", sets.join(", "))).build()?;
             let items = vec![
                 TransactWriteItem::builder().update(usage).build(),
                 TransactWriteItem::builder().update(row).build(),
@@ -470,7 +470,7 @@ impl FileTable {
             condition.push_str(" AND (attribute_not_exists(eventOrder) OR eventOrder <= :order)");
         }
         let out =
-            update.update_expression(format!("SET {}", sets.join(", "))).condition_expression(condition).send().await;
+            update.file_row_update(format!("SET {}", sets.join(", "))).condition_expression(condition).send().await;
         conditional(out, "UpdateItem")
     }
 
@@ -554,7 +554,7 @@ impl FileTable {
             update = update.expression_attribute_values(":scan", s(scan));
         }
         let out = update
-            .update_expression(format!("SET {}", sets.join(", ")))
+            .file_row_update(format!("SET {}", sets.join(", ")))
             .condition_expression("#status = :pending")
             .send()
             .await;
@@ -569,7 +569,7 @@ impl FileTable {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(schema::file(file_id)))
-            .update_expression(format!("SET #status = :failed, {} = :g, #reason = :why", schema::GSI2_PK))
+            .file_row_update(format!("SET #status = :failed, {} = :g, #reason = :why", schema::GSI2_PK))
             .condition_expression("#status = :pending")
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#reason", "reason")
@@ -591,7 +591,7 @@ impl FileTable {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(schema::file(file_id)))
-            .update_expression(format!(
+            .file_row_update(format!(
                 "SET #status = :failed, {} = :g, #reason = :why, #unprocessed = :yes",
                 schema::GSI2_PK
             ))
@@ -618,7 +618,7 @@ impl FileTable {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(schema::file(file_id)))
-            .update_expression(format!("SET #status = :pending, {} = :g REMOVE #reason, #unprocessed", schema::GSI2_PK))
+            .file_row_update(format!("SET #status = :pending, {} = :g REMOVE #reason, #unprocessed", schema::GSI2_PK))
             .condition_expression("#status = :failed AND #unprocessed = :yes")
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#reason", "reason")
@@ -761,6 +761,7 @@ pub(crate) fn parse_pending_row(item: &HashMap<String, AttributeValue>) -> Resul
 /// of those are only reserved (`reserved`): what settling or rejecting it must move.
 pub(crate) fn accounted_file_item(r: &FileRecord, charged: u64, reserved: u64) -> HashMap<String, AttributeValue> {
     let mut item = file_item(r);
+    item.insert(schema::REVISION.to_owned(), schema::first_revision());
     item.insert("charged".to_owned(), n(charged));
     item.insert("reserved".to_owned(), n(reserved));
     item

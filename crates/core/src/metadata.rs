@@ -204,7 +204,11 @@ pub struct FileDetails {
     /// The status a delete took it from, the owner's or a delete marker's (what a restore may
     /// bring back: [`Self::restored_status`]).
     pub deleted_from: Option<FileStatus>,
-    /// Bumped by every owner change (optimistic concurrency).
+    /// Raised by every write of the row (it starts at the writer's clock in milliseconds, so a
+    /// row written anew under the same id continues above the removed one): the order of a
+    /// file's changes, which live messages and webhooks carry (`data.revision`: they can
+    /// arrive out of order), and an owner's change is written only over the revision it was
+    /// made from (optimistic concurrency). 0 for a row written before revisions were kept.
     pub revision: u64,
     /// Its way to the archive tier and back.
     pub archival: crate::archival::Archival,

@@ -107,6 +107,7 @@ impl FileCatalog for InMemory {
             d.record.status = FileStatus::Deleted;
             usage.entry(d.record.owner.clone()).or_default().deleted += s.charged;
         }
+        d.revision += 1;
         Ok(())
     }
 
@@ -132,6 +133,7 @@ impl FileCatalog for InMemory {
         }
         s.details.record.status = record.status;
         (s.details.deleted_at, s.details.deleted_from) = (None, None);
+        s.details.revision += 1;
         Ok(true)
     }
 
@@ -148,6 +150,7 @@ impl FileCatalog for InMemory {
         };
         s.details.record.status = to;
         s.details.archival = archival.clone();
+        s.details.revision += 1;
         Ok(true)
     }
 }
@@ -189,6 +192,7 @@ impl FileRepo for InMemory {
         row.details.exif = facts.exif.clone();
         row.duplicate_of = facts.duplicate_of;
         row.order = order.map(str::to_owned).or(row.order.take());
+        row.details.revision += 1;
         Ok(true)
     }
 
@@ -201,6 +205,7 @@ impl FileRepo for InMemory {
         s.details.image = ready.image.cloned();
         s.details.reason = ready.note.map(str::to_owned);
         s.virus_scan = ready.virus_scan.map(str::to_owned);
+        s.details.revision += 1;
         Ok(true)
     }
 
@@ -211,6 +216,7 @@ impl FileRepo for InMemory {
         };
         s.details.record.status = FileStatus::Failed;
         s.details.reason = Some(reason.to_owned());
+        s.details.revision += 1;
         Ok(true)
     }
 
@@ -223,6 +229,7 @@ impl FileRepo for InMemory {
         s.details.record.status = FileStatus::Failed;
         s.details.reason = Some(reason.to_owned());
         s.details.unprocessed = true;
+        s.details.revision += 1;
         Ok(true)
     }
 
@@ -236,6 +243,7 @@ impl FileRepo for InMemory {
         s.details.record.status = FileStatus::Pending;
         s.details.reason = None;
         s.details.unprocessed = false;
+        s.details.revision += 1;
         Ok(true)
     }
 
@@ -255,6 +263,7 @@ impl FileRepo for InMemory {
         account.charged -= row.charged;
         account.deleted -= row.charged;
         row.charged = 0;
+        row.details.revision += 1;
         Ok(true)
     }
 }

@@ -33,6 +33,7 @@ pub(super) fn retire(st: &mut State, id: FileId, order: Option<&str>, keep: bool
     row.details.deleted_from.get_or_insert(row.details.record.status);
     row.details.record.status = FileStatus::Deleted;
     row.order = order.map(str::to_owned).or(row.order.take());
+    row.details.revision += 1;
     true
 }
 
@@ -182,8 +183,12 @@ impl UploadRepo for InMemory {
         let Some(row) = st.files.get_mut(&id).filter(|s| s.details.record.key == *key) else {
             return Ok(Pinned::Unknown);
         };
-        let pinned = row.details.record.version_id.get_or_insert_with(|| version.to_owned());
-        Ok(if pinned == version { Pinned::This } else { Pinned::Other(pinned.clone()) })
+        let pinned = row.details.record.version_id.get_or_insert_with(|| version.to_owned()).clone();
+        if pinned != version {
+            return Ok(Pinned::Other(pinned));
+        }
+        row.details.revision += 1;
+        Ok(Pinned::This)
     }
 
     async fn settle(&self, id: FileId, key: &ObjectKey, actual: u64, quota: u64) -> PortResult<Settlement> {
@@ -208,6 +213,7 @@ impl UploadRepo for InMemory {
         (row.charged, row.reserved, row.settled) = (actual, 0, true);
         row.details.record.size = actual;
         row.details.record.expires_at = None;
+        row.details.revision += 1;
         if let Some(token) = row.token.as_ref().and_then(|digest| tokens.get_mut(digest)) {
             token.used_bytes -= granted - actual;
         }
@@ -235,6 +241,7 @@ impl UploadRepo for InMemory {
         (row.charged, row.reserved) = (0, 0);
         row.details.record.status = FileStatus::Quarantined;
         row.details.reason = Some(reason.to_owned());
+        row.details.revision += 1;
         Ok(())
     }
 

@@ -715,3 +715,95 @@ async fn a_public_originals_copy_keeps_no_gps_position() {
     h.state.store.publish(&from, None, &to, &served).await.unwrap();
     assert_eq!(h.state.store.object_size(&to).await.unwrap(), None, "no public copy");
 }
+
+/// Live messages and webhooks can arrive out of order (a retried delivery comes late), so each
+/// carries its file's revision (review 28): on DynamoDB, every write of a row raises it, a new
+/// row starts at the writer's clock in milliseconds (a row written anew under a removed one's
+/// id continues above it), and a write its condition refused changes nothing.
+#[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
+async fn every_write_of_a_file_row_raises_its_revision() {
+    use matbakh_core::archival::Archival;
+    use matbakh_core::ids::Sha256;
+    use matbakh_core::metadata::ContentFacts;
+
+    let h = Harness::new(app, Options::default()).await;
+    let (t, quota) = (&h.state.table, Limits::default().user_quota_bytes);
+    let alice = unique_user("alice");
+    let revision = |id: FileId| async move { t.file_details(id).await.unwrap().unwrap().revision };
+    let mut seen = Vec::new();
+    let mut step = |what: &'static str, r: u64| {
+        assert!(seen.last().is_none_or(|(_, last)| r > *last), "{what} did not raise it: {seen:?} then {r}");
+        seen.push((what, r));
+    };
+
+    let before = OffsetDateTime::now_utc();
+    let record = FileRecord {
+        size: 3,
+        expires_at: Some(before + time::Duration::hours(1)),
+        ..FileRecord::upload(
+            FileId::new(1_765_000_000_000, [7; 10]),
+            UserId::parse(&alice).unwrap(),
+            DisplayName::parse("menu.png").unwrap(),
+            ContentType::parse("image/png").unwrap(),
+            before,
+        )
+    };
+    let id = record.file_id;
+    t.reserve_upload(&record, quota).await.unwrap();
+    let first = revision(id).await;
+    let ms = |at: OffsetDateTime| (at.unix_timestamp_nanos() / 1_000_000) as u64;
+    assert!((ms(before)..=ms(OffsetDateTime::now_utc())).contains(&first), "{first} is not the clock's ms");
+    step("written", first);
+    t.pin_version(id, record.key.as_str(), "v1").await.unwrap();
+    step("pinned", revision(id).await);
+    t.settle_upload(id, record.key.as_str(), 3, quota).await.unwrap();
+    step("settled", revision(id).await);
+    let facts = ContentFacts {
+        sha256: Sha256::of(b"abc"),
+        etag: None,
+        sniffed_type: Some("image/png".into()),
+        exif: None,
+        tokens: vec!["menu".into()],
+        duplicate_of: None,
+    };
+    assert!(t.record_content(id, &facts, None).await.unwrap());
+    step("indexed", revision(id).await);
+    assert!(t.give_up(id, "given up").await.unwrap());
+    step("given up", revision(id).await);
+    assert!(t.reopen(id).await.unwrap());
+    step("reopened", revision(id).await);
+    assert!(t.mark_ready(id, &Ready::default()).await.unwrap());
+    step("ready", revision(id).await);
+    let refused = revision(id).await;
+    assert!(!t.mark_ready(id, &Ready::default()).await.unwrap(), "READY already");
+    assert!(!t.mark_failed(id, "late").await.unwrap(), "not PENDING");
+    assert_eq!(revision(id).await, refused, "a refused write changes nothing");
+
+    let uri = format!("/v1/files/{id}");
+    let (status, renamed) =
+        h.call(Method::PATCH, &uri, Some(&h.token(&alice)), Some(json!({"name": "dinner.png"}))).await;
+    assert_eq!(status, StatusCode::OK, "{renamed}");
+    step("renamed", renamed["revision"].as_u64().unwrap());
+    let archival = Archival { requested_at: Some(before), ..Archival::default() };
+    assert!(t.set_archival(id, &[FileStatus::Ready], FileStatus::Ready, &archival).await.unwrap());
+    step("archive asked", revision(id).await);
+    let (status, deleted) = h.call(Method::DELETE, &uri, Some(&h.token(&alice)), None).await;
+    assert_eq!(status, StatusCode::OK, "{deleted}");
+    let deleted = revision(id).await;
+    step("deleted", deleted);
+    let (status, restored) = h.call(Method::POST, &format!("{uri}/restore"), Some(&h.token(&alice)), None).await;
+    assert_eq!(status, StatusCode::OK, "{restored}");
+    step("restored", restored["revision"].as_u64().unwrap());
+    assert!(t.quarantine(id, "refused").await.unwrap());
+    step("quarantined", revision(id).await);
+
+    // A file deleted and purged: the purge of its held bytes is a write too.
+    let other = FileId::parse(&uploaded(&h, &alice, "old.png", "image/png", 10, before).await).unwrap();
+    let r = revision(other).await;
+    assert!(t.mark_deleted(other, None).await.unwrap());
+    let deleted = revision(other).await;
+    assert!(deleted > r);
+    assert!(t.purge_deleted(other).await.unwrap());
+    assert!(revision(other).await > deleted);
+}
