@@ -5,7 +5,9 @@ Standard Webhooks signature (DECISIONS 36) with the standard library alone and p
     webhook_receiver.py --port 8099 --secret-file FILE   # FILE holds whsec_...
 
 Answers 204 to a verified delivery (a repeated webhook-id is printed as a duplicate and
-answered 204 too: deliveries are at least once), 401 with the reason otherwise.
+answered 204 too: deliveries are at least once), 401 with the reason otherwise. Each printed
+delivery says whether the README's ordering rule takes it as news (`"stale": false`) or as
+superseded by one that arrived before it (a retried delivery can come late).
 """
 
 import argparse
@@ -14,7 +16,9 @@ import hashlib
 import hmac
 import json
 import sys
+import threading
 import time
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 TOLERANCE_SECONDS = 300  # the scheme's 5 minutes, either way
@@ -40,6 +44,41 @@ def verify(secret: str, headers: dict, body: bytes, now: float | None = None) ->
 # --- end of the snippet ---
 
 
+# Deliveries can arrive out of order (a failed one is retried for hours while later ones go
+# through), so a receiver applies an event only if nothing newer about the same thing was.
+# --- the README's ordering rule ---
+def when(rfc3339: str) -> datetime:
+    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))
+
+
+class Ordering:
+    """What a receiver remembers (in its database, in practice): the last revision applied per
+    file, and when each erased user's account was erased."""
+
+    def __init__(self):
+        self.revisions = {}  # fileId -> the highest data.revision applied
+        self.erased = {}  # user -> erasedAt of their latest account.erased
+
+    def is_news(self, event: dict) -> bool:
+        user, data = event.get("user"), event.get("data") or {}
+        if event["type"] == "account.erased":
+            at = when(data["erasedAt"])
+            self.erased[user] = max(self.erased.get(user, at), at)
+            return True
+        # Made before the account was erased (delivered late): its data went with the account.
+        if user in self.erased and when(event["at"]) <= self.erased[user]:
+            return False
+        file_id, revision = data.get("fileId"), data.get("revision")
+        if file_id is None or revision is None:
+            return True  # an export's ready/failed: each export has one
+        # Equal: two events of one change (upload.settled and file.ready), the same data.
+        if revision < self.revisions.get(file_id, revision):
+            return False
+        self.revisions[file_id] = revision
+        return True
+# --- end of the ordering rule ---
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--port", type=int, required=True)
@@ -47,6 +86,7 @@ def main():
     args = ap.parse_args()
     secret = open(args.secret_file).read().strip()
     seen = set()
+    ordering, lock = Ordering(), threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
@@ -63,7 +103,9 @@ def main():
                 return
             duplicate = headers["webhook-id"] in seen
             seen.add(headers["webhook-id"])
-            print(json.dumps({"id": headers["webhook-id"], "duplicate": duplicate, "event": event}), flush=True)
+            with lock:  # the server answers deliveries on threads
+                stale = not duplicate and not ordering.is_news(event)
+            print(json.dumps({"id": headers["webhook-id"], "duplicate": duplicate, "stale": stale, "event": event}), flush=True)
             self.send_response(204)
             self.end_headers()
 

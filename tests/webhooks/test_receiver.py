@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts"))
 
-from webhook_receiver import Rejected, verify  # noqa: E402
+from webhook_receiver import Ordering, Rejected, verify  # noqa: E402
 
 VECTORS = json.load(open(os.path.join(HERE, "vectors.json")))
 
@@ -66,6 +66,36 @@ class ReceiverSnippet(unittest.TestCase):
         verify(v["secret"], headers(v, signature=rotated), v["body"].encode(), now=v["timestamp"])
 
 
+def event(kind, at, revision=None, file_id="f1", user="u-1", **data):
+    if revision is not None:
+        data.update(fileId=file_id, revision=revision)
+    return {"type": kind, "version": 1, "id": f"{kind}:{at}", "at": at, "user": user, "data": data}
+
+
+class OrderingRule(unittest.TestCase):
+    """The README's rule for events that arrive out of order (a retried delivery comes late)."""
+
+    def test_a_files_older_news_arriving_late_is_stale(self):
+        o = Ordering()
+        self.assertTrue(o.is_news(event("upload.settled", "2026-12-07T10:00:00.000Z", 100)))
+        self.assertTrue(o.is_news(event("file.ready", "2026-12-07T10:00:00.000Z", 100)), "one change's two events")
+        self.assertTrue(o.is_news(event("file.deleted", "2026-12-07T10:05:00.000Z", 103)))
+        # The first delivery of a rename failed; retried, it arrives after the delete.
+        self.assertFalse(o.is_news(event("file.changed", "2026-12-07T10:01:00.000Z", 101)))
+        self.assertTrue(o.is_news(event("file.restored", "2026-12-07T10:06:00.000Z", 104)))
+        self.assertTrue(o.is_news(event("file.ready", "2026-12-07T10:00:00.000Z", 1, file_id="f2")), "another file")
+        self.assertTrue(o.is_news(event("export.ready", "2026-12-07T10:07:00.000Z", exportId="e1")))
+
+    def test_nothing_made_before_an_accounts_erasure_counts_after_it(self):
+        o = Ordering()
+        erased = event("account.erased", "2026-12-07T11:00:00.000Z", erasedAt="2026-12-07T11:00:00Z")
+        self.assertTrue(o.is_news(erased))
+        self.assertFalse(o.is_news(event("file.ready", "2026-12-07T10:59:59.000Z", 7)), "made before, came late")
+        self.assertTrue(o.is_news(event("file.ready", "2026-12-07T10:59:59.000Z", 7, user="u-2")), "another user")
+        # The id takes uploads again once the erase is done: a new account's files are news.
+        self.assertTrue(o.is_news(event("file.ready", "2026-12-08T09:00:00.000Z", 1_765_184_400_000, file_id="f9")))
+
+
 class Readme(unittest.TestCase):
     def test_the_readme_shows_the_tested_code(self):
         readme = open(os.path.join(HERE, "..", "..", "README.md")).read()
@@ -76,6 +106,15 @@ class Readme(unittest.TestCase):
         tested = script[start:script.index("# --- end of the snippet")].rstrip() + "\n"
         self.assertTrue(shown.endswith(tested), "README's receiver snippet differs from scripts/webhook_receiver.py")
         self.assertIn("TOLERANCE_SECONDS = 300", shown)
+
+    def test_the_readme_shows_the_tested_ordering_rule(self):
+        readme = open(os.path.join(HERE, "..", "..", "README.md")).read()
+        section = readme[readme.index("### Events out of order"):]
+        shown = section[section.index("```python\n") + 10:section.index("```\n", section.index("```python"))]
+        script = open(os.path.join(HERE, "..", "..", "scripts", "webhook_receiver.py")).read()
+        start = script.index("\n", script.index("# --- the README's ordering rule")) + 1
+        tested = script[start:script.index("# --- end of the ordering rule")].rstrip() + "\n"
+        self.assertEqual(shown, tested, "README's ordering rule differs from scripts/webhook_receiver.py")
 
 
 class Library(unittest.TestCase):
