@@ -1,6 +1,7 @@
 // Live updates in real headless Chromium against the running dev stack (issue 20): with the
 // socket up, a new upload's thumbnail appears with no request asking about the file again; the
-// export button learns its export is ready; a rename and a delete in a second tab show in the first; the migration dashboard's counters
+// export button learns its export is ready; news older than what a card shows (by the file's
+// revision) leaves it as it is; a rename and a delete in a second tab show in the first; the migration dashboard's counters
 // move during a run with no request reading the runs again; with the socket down the app
 // polls, and when it is back the changes come pushed again and it stops.
 //
@@ -99,6 +100,31 @@ test('a listing answered after a message about its file does not undo what the m
   await page.waitForFunction(() => document.getElementById('files-status').textContent !== 'Loading...', null, { timeout: SLOW });
   assert.equal(held, 'PENDING', 'the listing was read before the file was READY (else this proves nothing)');
   assert.equal(await card(page, name).getAttribute('data-status'), 'READY');
+  await context.close();
+});
+
+test('a message older than what the page shows, delivered late, does not undo it', { timeout: 600_000 }, async () => {
+  const { context, page } = await live('guest-user', cuttableSockets);
+  const name = `late-${randomBytes(4).toString('hex')}.jpg`;
+  await upload(page, name, readFileSync(join(CORPUS, 'photos', 'ladybird.jpg')));
+  await ready(page, name).waitFor({ timeout: SLOW });
+  const listed = page.waitForResponse((r) => new URL(r.url()).pathname === '/v1/files', { timeout: SLOW });
+  await page.locator('#filters').evaluate((form) => form.requestSubmit());
+  const shown = (await (await listed).json()).files.find((f) => f.name === name);
+  await page.waitForFunction(() => document.getElementById('files-status').textContent !== 'Loading...', null, { timeout: SLOW });
+  assert.equal(shown.status, 'READY');
+  assert.ok(Number.isInteger(shown.revision), `the file's revision: ${JSON.stringify(shown)}`);
+  // Delivered on the page's socket as the notifier's would be: the upload's settling, retried
+  // and arriving after the file was READY, then a rename (newer).
+  const deliver = (type, data) =>
+    page.evaluate(([type, data]) => {
+      const message = { type, version: 1, id: `late:${type}:${data.revision}`, at: new Date().toISOString(), data };
+      window.__liveSockets.at(-1).dispatchEvent(new MessageEvent('message', { data: JSON.stringify(message) }));
+    }, [type, data]);
+  await deliver('upload.settled', { ...shown, status: 'PENDING', variants: undefined, revision: shown.revision - 1 });
+  assert.equal(await card(page, name).getAttribute('data-status'), 'READY', 'older news left the card as it was');
+  await deliver('file.changed', { ...shown, name: `renamed-${name}`, revision: shown.revision + 1 });
+  await card(page, `renamed-${name}`).waitFor({ timeout: 10_000 });
   await context.close();
 });
 

@@ -33,8 +33,9 @@ export class FilesView {
     this.cursor = null;
     this.generation = 0;
     this.polling = new Map();
-    /** When a message last told about each file (performance.now()). */
-    this.told = new Map();
+    /** The newest revision of each file seen, in an answer or a message (`revision` rises with
+     * every change of a file: an answer or a message that arrives later but tells less is older). */
+    this.revisions = new Map();
     let typing;
     this.form.addEventListener('input', (e) => {
       clearTimeout(typing);
@@ -45,7 +46,7 @@ export class FilesView {
       this.reload();
     });
     this.more.addEventListener('click', () => this.load());
-    this.editDialog = new EditDialog(api, (f) => this.replace(f));
+    this.editDialog = new EditDialog(api, (f) => this.newest(f) && this.replace(f));
     this.shareDialog = new ShareDialog(api);
     this.detailDialog = new DetailDialog(api);
     live
@@ -68,17 +69,17 @@ export class FilesView {
       .on('file.restored', this.noted((f) => (this.showsDeleted() ? this.drop(f) : this.upsert(f))));
   }
 
-  /** `show`, noting when a message told about its file. */
+  /** `show`, for a message that is not older than what the page knows of its file. */
   noted(show) {
-    return (f) => {
-      this.told.set(f.fileId, performance.now());
-      show(f);
-    };
+    return (f) => this.newest(f) && show(f);
   }
 
-  /** Whether a message told about `fileId` after `sentAt` (an answer sent then is older). */
-  toldSince(fileId, sentAt) {
-    return (this.told.get(fileId) ?? -Infinity) >= sentAt;
+  /** Whether `f` (an answer's or a message's) is at least as new as anything seen of its file;
+   * if so it is what the page knows of it now. */
+  newest(f) {
+    if ((this.revisions.get(f.fileId) ?? -Infinity) > f.revision) return false;
+    this.revisions.set(f.fileId, f.revision);
+    return true;
   }
 
   showsDeleted() {
@@ -142,13 +143,13 @@ export class FilesView {
     const generation = this.generation;
     this.status.textContent = 'Loading...';
     try {
-      const sentAt = performance.now();
       const page = await this.api.get(`/v1/files?${this.query()}`);
       if (generation !== this.generation) return;
       // A card a message added meanwhile is replaced, not shown twice; one a message told
-      // about since the request went is newer than this page (and one it took away stays away).
+      // newer news of while the page was on its way stays as the message showed it (and one
+      // it took away stays away).
       for (const f of page.files) {
-        if (this.toldSince(f.fileId, sentAt)) continue;
+        if (!this.newest(f)) continue;
         const shown = this.find(f.fileId);
         if (shown) shown.replaceWith(this.card(f));
         else this.gallery.append(this.card(f));
@@ -165,9 +166,8 @@ export class FilesView {
   /** A new upload: shown at once, and followed until the thumbnailer is done with it. */
   async added(fileId) {
     try {
-      const sentAt = performance.now();
       const f = await this.api.get(`/v1/files/${fileId}`);
-      if (this.toldSince(fileId, sentAt)) return;
+      if (!this.newest(f)) return;
       const old = this.find(fileId);
       if (old) old.replaceWith(this.card(f));
       else this.gallery.prepend(this.card(f));
@@ -190,9 +190,8 @@ export class FilesView {
     const until = Date.now() + PENDING_FOLLOW_MS;
     const tick = async () => {
       try {
-        const sentAt = performance.now();
         const f = await this.api.get(`/v1/files/${fileId}`);
-        if (this.toldSince(fileId, sentAt)) {
+        if (!this.newest(f)) {
           this.polling.delete(fileId);
           return;
         }
