@@ -137,7 +137,14 @@ pub async fn handle(t: &Thumbnailer, event: SqsEvent) -> SqsBatchResponse {
 /// answers in time for the ones done. A render running then is not cut (its blocking thread
 /// would go on beside the next invocation): Lambda's timeout ends it. A record's last delivery
 /// is [`last_delivery`].
-pub async fn handle_until(t: &Thumbnailer, event: SqsEvent, stop: Option<time::OffsetDateTime>) -> SqsBatchResponse {
+pub async fn handle_until(
+    t: &Thumbnailer,
+    mut event: SqsEvent,
+    stop: Option<time::OffsetDateTime>,
+) -> SqsBatchResponse {
+    // Last deliveries first (a stable sort: the rest keep their order): behind the others, one
+    // could find the invocation's time used up and be given up without having been tried.
+    event.records.sort_by_key(|r| matbakh_lambda::sqs::receives(r) < THUMBNAIL_MAX_RECEIVES);
     // The stop is kept here, not by `for_each_record_until`: a render is not cut, and a last
     // delivery out of time is given up, not just left.
     matbakh_lambda::sqs::for_each_record(event, |events, receives| async move {

@@ -178,3 +178,40 @@ async fn a_last_delivery_out_of_time_is_given_up() {
     assert_eq!(status(&w, id).0, FileStatus::Failed);
     assert!(w.objects.keys_under(&ObjectKey::derived_prefix(id)).is_empty(), "nothing was rendered");
 }
+
+/// Finds every file clean, noting the order they are scanned in (by their sizes).
+#[derive(Default)]
+struct ScanOrder(std::sync::Mutex<Vec<u64>>);
+
+#[async_trait]
+impl VirusScanner for ScanOrder {
+    async fn scan(&self, object: &mut dyn matbakh_app::ports::ObjectStream) -> matbakh_app::ports::PortResult<Verdict> {
+        self.0.lock().unwrap().push(object.size());
+        Ok(Verdict::Clean)
+    }
+}
+
+/// A batch's last deliveries are processed before its other records: behind them, a last
+/// delivery could find the invocation's time used up and be given up without having been tried
+/// (found in session 26).
+#[tokio::test]
+async fn a_batchs_last_deliveries_go_first() {
+    let mut w = world();
+    let order = Arc::new(ScanOrder::default());
+    w.thumbnailer.processing.scanner = Some(order.clone());
+    let mut messages = Vec::new();
+    for (n, photo) in [(6, "photos/panasonic-orientation6.jpg"), (7, "photos/ladybird.jpg")] {
+        let (name, bytes) = corpus(photo);
+        let len = bytes.len();
+        let (id, key) = w.arrived(&name, bytes, n).await;
+        w.thumbnailer.processing.settler.settle(id, &key).await.unwrap();
+        messages.push((format!("m{n}"), testkit::object_created(key.as_str(), len), len as u64));
+    }
+    let bodies: Vec<(&str, String)> = messages.iter().map(|(id, body, _)| (id.as_str(), body.clone())).collect();
+    let mut batch = testkit::sqs_batch_delivered(&bodies, 1);
+    batch.records[1].attributes.insert("ApproximateReceiveCount".into(), THUMBNAIL_MAX_RECEIVES.to_string());
+
+    let answer = handle(&w.thumbnailer, batch).await;
+    assert!(answer.batch_item_failures.is_empty(), "{:?}", answer.batch_item_failures);
+    assert_eq!(*order.0.lock().unwrap(), [messages[1].2, messages[0].2], "the last delivery (m7) first");
+}
