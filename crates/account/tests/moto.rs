@@ -12,6 +12,7 @@ use matbakh_aws::S3Store;
 use matbakh_aws::config::ReplicaSettings;
 use matbakh_core::audit::AuditEntry;
 use matbakh_core::audit::{AuditAction, PseudonymKey, erased_path, pseudonym};
+use matbakh_core::exports::{ExportJob, ExportState};
 use matbakh_core::ids::{FileId, ObjectKey, UserId};
 use matbakh_core::labels::Tag;
 use matbakh_core::shares::Share;
@@ -133,8 +134,19 @@ async fn a_full_account(h: &Harness, user: &str) -> Vec<FileId> {
         at: AT,
     };
     t.put_audit(&entry, std::time::Duration::from_secs(3600), 1).await.unwrap();
-    // A request budget's counter (an export this hour).
+    // A request budget's counter (an export this hour), and the export: its job and the item
+    // naming the owner's newest.
     assert!(t.take_request(&owner, "export#1772362800", 5, AT + time::Duration::hours(1)).await.unwrap());
+    let job = ExportJob {
+        id: format!("export-of-{user}"),
+        owner: owner.clone(),
+        state: ExportState::Failed,
+        created_at: AT,
+        key: None,
+        size: None,
+        files: None,
+    };
+    t.put_export(&job, None).await.unwrap();
     // A migrated file's legacy path (its mapping item names the user and the file).
     let legacy = format!("shop/{user}/ladybird.jpg");
     assert!(!t.register_migrated(&kept_row.record, "r20261205t000000-00000002", &legacy).await.unwrap());
@@ -329,6 +341,14 @@ async fn export_streams_every_stored_file_byte_identical_into_one_zip() {
     let export_id = job["exportId"].as_str().unwrap().to_owned();
     let (status, again) = h.call(Method::POST, "/v1/me/export", Some(&h.token(&alice)), None).await;
     assert_eq!((status, again["exportId"].as_str()), (StatusCode::ACCEPTED, Some(export_id.as_str())), "one at a time");
+    // A request that read "no export yet" before the first was made (two tabs at once) makes
+    // none: the newest-export item names the first, read consistently.
+    let t = &h.state.table;
+    let raced =
+        ExportJob { id: "0".repeat(32), ..t.latest_export(&UserId::parse(&alice).unwrap()).await.unwrap().unwrap() };
+    assert!(matches!(t.put_export(&raced, None).await, Err(matbakh_aws::AwsError::ConditionFailed)));
+    assert!(t.get_export(&raced.id).await.unwrap().is_none(), "nothing of it written");
+    assert_eq!(t.latest_export(&raced.owner).await.unwrap().unwrap().id, export_id);
     let status_url = format!("/v1/me/exports/{export_id}");
     assert_eq!(h.call(Method::GET, &status_url, Some(&h.token(&mallory)), None).await.0, StatusCode::NOT_FOUND);
 

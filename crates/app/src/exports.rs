@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::audit::{Access, Client, Trail};
 use crate::error::Error;
-use crate::ports::{Counters, Download, ExportQueue, ExportRepo, ObjectAccess};
+use crate::ports::{Counters, Download, ExportQueue, ExportRepo, ObjectAccess, PortError};
 
 /// What the export use cases work with.
 #[derive(Clone)]
@@ -88,8 +88,8 @@ impl Exports {
         }
         let kind = matbakh_core::throttle::Costly::Export;
         crate::throttle::admit(&*self.counters, &self.limits.budgets, now, caller, kind).await?;
-        if let Some(key) = latest.and_then(|j| j.key) {
-            self.objects.delete_prefix(&key).await?;
+        if let Some(key) = latest.as_ref().and_then(|j| j.key.as_ref()) {
+            self.objects.delete_prefix(key).await?;
         }
         let id: [u8; 16] = crate::random::bytes()?;
         let job = ExportJob {
@@ -101,7 +101,19 @@ impl Exports {
             size: None,
             files: None,
         };
-        self.exports.create(&job).await?;
+        match self.exports.create(&job, latest.as_ref().map(|j| j.id.as_str())).await {
+            Ok(()) => {}
+            // Another request made one since `latest` was read (two tabs, a double click): both
+            // were built before. That one answers this request too.
+            Err(PortError::ConditionFailed) => {
+                let theirs = self.exports.latest(caller).await?.filter(|j| j.answers_again(now));
+                let Some(theirs) = theirs else {
+                    return Err(Error::conflict("busy", "another export was asked for at the same time; try again"));
+                };
+                return self.view(&theirs).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
         if let Err(e) = self.queue.enqueue(&job).await {
             // Never to be built: FAILED at once, so that asking again queues a new one (review
             // 28: the dead PENDING job answered every request for an hour).
@@ -191,6 +203,45 @@ mod tests {
         let fresh = w.at(later).start(&user("alice"), &client()).await.unwrap();
         assert_ne!(fresh.export_id, first.export_id);
         assert_eq!(w.queue.sent().len(), 2);
+    }
+
+    /// The repository as a request saw it that read the newest export before another request
+    /// made one: its first `latest` answers none.
+    struct ReadBefore(Arc<InMemory>, std::sync::atomic::AtomicBool);
+
+    #[async_trait::async_trait]
+    impl ExportRepo for ReadBefore {
+        async fn create(&self, job: &ExportJob, replacing: Option<&str>) -> crate::ports::PortResult<()> {
+            self.0.create(job, replacing).await
+        }
+        async fn get(&self, id: &str) -> crate::ports::PortResult<Option<ExportJob>> {
+            ExportRepo::get(&*self.0, id).await
+        }
+        async fn latest(&self, owner: &UserId) -> crate::ports::PortResult<Option<ExportJob>> {
+            if self.1.swap(true, std::sync::atomic::Ordering::SeqCst) { self.0.latest(owner).await } else { Ok(None) }
+        }
+        async fn set_state(
+            &self,
+            id: &str,
+            state: ExportState,
+            archive: Option<&crate::ports::Archive>,
+        ) -> crate::ports::PortResult<()> {
+            self.0.set_state(id, state, archive).await
+        }
+    }
+
+    /// Two requests at once (two tabs, a double click) that both read that there was no export
+    /// yet make one between them, and the later answers it (found in session 26: each made
+    /// one, and both were built).
+    #[tokio::test]
+    async fn two_requests_at_once_make_one_export() {
+        let w = world();
+        let first = w.at(NOW).start(&user("alice"), &client()).await.unwrap();
+        let mut late = w.at(NOW);
+        late.exports = Arc::new(ReadBefore(w.repo.clone(), Default::default()));
+        let second = late.start(&user("alice"), &client()).await.unwrap();
+        assert_eq!(second.export_id, first.export_id);
+        assert_eq!(w.queue.sent(), std::slice::from_ref(&first.export_id), "one built");
     }
 
     struct QueueDown;

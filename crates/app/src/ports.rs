@@ -388,12 +388,15 @@ pub trait ShareRepo: Send + Sync {
 /// GDPR export jobs.
 #[async_trait]
 pub trait ExportRepo: Send + Sync {
-    /// Stores a new job ([`PortError::AlreadyExists`] if its id is taken).
-    async fn create(&self, job: &ExportJob) -> PortResult<()>;
+    /// Stores a new job as its owner's newest, if their newest is still `replacing` (the id
+    /// [`Self::latest`] answered, `None` if none): of two requests that read the same newest,
+    /// one makes a job, the other gets [`PortError::ConditionFailed`].
+    /// [`PortError::AlreadyExists`] if its id is taken.
+    async fn create(&self, job: &ExportJob, replacing: Option<&str>) -> PortResult<()>;
 
     async fn get(&self, id: &str) -> PortResult<Option<ExportJob>>;
 
-    /// The owner's newest job, if any.
+    /// The owner's newest job, if any (read consistently: one made a moment ago is it).
     async fn latest(&self, owner: &UserId) -> PortResult<Option<ExportJob>>;
 
     /// Moves a job to `state`, with its archive once READY.

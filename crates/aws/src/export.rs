@@ -1,10 +1,11 @@
 //! GDPR export: the job rows (`EXPORT#{id}` / `EXPORT`, in the owner's list through GSI1
-//! `EXPORTS#{sub}`, removed by TTL a week after they were made) and a writer that streams an
+//! `EXPORTS#{sub}`, removed by TTL a week after they were made), the item naming each owner's
+//! newest (`USER#{sub}` / `EXPORT`, as long-lived), and a writer that streams an
 //! object of unknown length into S3 as a multipart upload, one part buffer at a time.
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use matbakh_core::clock::iso_millis;
@@ -12,7 +13,7 @@ use matbakh_core::exports::{ExportJob, ExportState};
 use matbakh_core::ids::UserId;
 use time::OffsetDateTime;
 
-use crate::dynamo::{get_u64, n, opt_str, s};
+use crate::dynamo::{cancelled_by_condition, get_u64, n, opt_str, s};
 use crate::error::AwsError;
 use crate::schema::{self, GSI1_PK, GSI1_SK};
 use crate::table::FileTable;
@@ -40,28 +41,71 @@ pub(crate) fn parse_job(item: &HashMap<String, AttributeValue>) -> Result<Export
 }
 
 impl FileTable {
-    pub async fn put_export(&self, job: &ExportJob) -> Result<(), AwsError> {
-        let item = schema::item(
+    /// Stores `job` as its owner's newest export, unless their newest is no longer `replacing`
+    /// (what [`Self::latest_export`] answered; `None`: no export): of two requests that read the
+    /// same newest, one makes the new job and the other finds [`AwsError::ConditionFailed`]
+    /// (both made one before: both were built). An id taken already is
+    /// [`AwsError::AlreadyExists`]. The owner's newest-export item lives as long as its job (an
+    /// expired one is replaced whatever it names); an erase removes it with the user's items.
+    pub async fn put_export(&self, job: &ExportJob, replacing: Option<&str>) -> Result<(), AwsError> {
+        let ttl = (job.created_at + EXPORT_KEPT).unix_timestamp();
+        let newest = schema::item(
+            schema::newest_export(&job.owner),
+            [("exportId".to_owned(), s(&job.id)), ("ttl".to_owned(), n(ttl))],
+        );
+        let newest = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(newest))
+            .condition_expression("attribute_not_exists(pk) OR exportId = :seen OR #ttl < :now")
+            // `ttl` is one of DynamoDB's reserved words.
+            .expression_attribute_names("#ttl", "ttl")
+            // No export id is `-`: without one read, only a missing or expired item is replaced.
+            .expression_attribute_values(":seen", s(replacing.unwrap_or("-")))
+            .expression_attribute_values(":now", n(job.created_at.unix_timestamp()))
+            .build()?;
+        let items = vec![
+            TransactWriteItem::builder().put(self.put_new_item(Self::export_item(job, ttl))?).build(),
+            TransactWriteItem::builder().put(newest).build(),
+        ];
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(()),
+            Err(err) => match cancelled_by_condition(&err).as_slice() {
+                [true, ..] => Err(AwsError::AlreadyExists),
+                [_, true] => Err(AwsError::ConditionFailed),
+                _ => Err(AwsError::from_sdk("TransactWriteItems", err)),
+            },
+        }
+    }
+
+    fn export_item(job: &ExportJob, ttl: i64) -> schema::Item {
+        schema::item(
             schema::export(&job.id),
             [
                 ("exportId".to_owned(), s(&job.id)),
                 ("owner".to_owned(), s(job.owner.as_str())),
                 ("state".to_owned(), s(job.state.as_str())),
                 ("createdAt".to_owned(), s(iso_millis(job.created_at))),
-                ("ttl".to_owned(), n((job.created_at + EXPORT_KEPT).unix_timestamp())),
+                ("ttl".to_owned(), n(ttl)),
                 (GSI1_PK.to_owned(), s(format!("EXPORTS#{}", job.owner))),
                 (GSI1_SK.to_owned(), s(format!("{}#{}", iso_millis(job.created_at), job.id))),
             ],
-        );
-        self.put_new(item).await
+        )
     }
 
     pub async fn get_export(&self, id: &str) -> Result<Option<ExportJob>, AwsError> {
         self.get_item(schema::export(id)).await?.as_ref().map(parse_job).transpose()
     }
 
-    /// The owner's newest export, if any.
+    /// The owner's newest export, if any: the one their newest-export item names, read
+    /// consistently (a job made a moment ago may not be in GSI1 yet); the index for owners
+    /// whose newest was made before that item was kept.
     pub async fn latest_export(&self, owner: &UserId) -> Result<Option<ExportJob>, AwsError> {
+        let named = self.get_item(schema::newest_export(owner)).await?;
+        if let Some(id) = named.as_ref().and_then(|item| opt_str(item, "exportId"))
+            && let Some(job) = self.get_item(schema::export(id)).await?
+        {
+            return parse_job(&job).map(Some);
+        }
         let out = self
             .user_index(format!("EXPORTS#{owner}"))
             .scan_index_forward(false)

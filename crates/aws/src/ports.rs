@@ -325,8 +325,8 @@ impl EdgeCache for Cdn {
 
 #[async_trait]
 impl ExportRepo for FileTable {
-    async fn create(&self, job: &ExportJob) -> PortResult<()> {
-        Ok(self.put_export(job).await?)
+    async fn create(&self, job: &ExportJob, replacing: Option<&str>) -> PortResult<()> {
+        Ok(self.put_export(job, replacing).await?)
     }
 
     async fn get(&self, id: &str) -> PortResult<Option<ExportJob>> {

@@ -11,6 +11,7 @@
 //! | upload token   | `TOKEN#{digest}`     | `TOKEN`                |                                     |                                      |
 //! | share link     | `SHARE#{shareId}`    | `SHARE`                | `SHARES#{sub}`                      |                                      |
 //! | export job     | `EXPORT#{exportId}`  | `EXPORT`               | `EXPORTS#{sub}`                     |                                      |
+//! | newest export  | `USER#{sub}`         | `EXPORT`               |                                     |                                      |
 //! | audit record   | `AUDIT#{sub}`        | `{at}#{nonce}`         |                                     |                                      |
 //! | legacy mapping | `LEGACY#{path}`      | `LEGACY`               | `LEGACIES#{sub}` / `{fileId}`       |                                      |
 //! | erased user    | `ERASED#{pseudonym}` | `ERASED`               |                                     |                                      |
@@ -141,6 +142,11 @@ pub(crate) fn audit_pk(user: &UserId) -> String {
 /// A file's row.
 pub(crate) fn file(id: FileId) -> Item {
     key(file_pk(id), FILE)
+}
+
+/// Which of a user's exports is their newest (`export::FileTable::put_export`).
+pub(crate) fn newest_export(user: &UserId) -> Item {
+    key(user_pk(user), "EXPORT")
 }
 
 /// The mark of an erased user, under their keyed pseudonym (`core::audit::pseudonym`): what

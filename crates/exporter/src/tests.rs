@@ -57,7 +57,7 @@ async fn a_failed_delivery_comes_back_after_its_delay_and_the_last_marks_the_job
         size: None,
         files: None,
     };
-    repo.create(&job).await.unwrap();
+    repo.create(&job, None).await.unwrap();
     let delays = Delays::default();
     let delivery = |n| testkit::sqs_batch_delivered(&[("m1", r#"{"exportId":"exp1"}"#.to_owned())], n);
     // Out of time before its file: every delivery fails.

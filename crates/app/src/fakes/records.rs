@@ -93,10 +93,14 @@ impl ShareRepo for InMemory {
 
 #[async_trait]
 impl ExportRepo for InMemory {
-    async fn create(&self, job: &ExportJob) -> PortResult<()> {
+    async fn create(&self, job: &ExportJob, replacing: Option<&str>) -> PortResult<()> {
         let mut st = lock(&self.state);
         if st.exports.contains_key(&job.id) {
             return Err(PortError::AlreadyExists);
+        }
+        let newest = st.exports.values().filter(|j| j.owner == job.owner).max_by_key(|j| (j.created_at, j.id.clone()));
+        if newest.map(|j| j.id.as_str()) != replacing {
+            return Err(PortError::ConditionFailed);
         }
         st.exports.insert(job.id.clone(), job.clone());
         Ok(())
