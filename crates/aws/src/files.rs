@@ -104,6 +104,7 @@ pub(crate) fn parse_details(item: &HashMap<String, AttributeValue>) -> Result<Fi
         deleted_at,
         deleted_from: opt_str(item, "deletedFrom").and_then(|s| s.parse::<FileStatus>().ok()),
         revision: get_u64(item, schema::REVISION).unwrap_or(0),
+        edits: get_u64(item, "edits").unwrap_or(0),
         archival,
         indexed: item.get("indexed").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
         unprocessed: item.get("unprocessed").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
@@ -331,14 +332,15 @@ impl FileTable {
             .table_name(&self.table)
             .set_key(Some(schema::file(r.file_id)))
             .condition_expression(
-                "#owner = :owner AND #status <> :deleted AND (attribute_not_exists(rev) OR rev = :rev)",
+                "#owner = :owner AND #status <> :deleted AND (attribute_not_exists(edits) OR edits = :edits)",
             )
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":owner", s(r.owner.as_str()))
             .expression_attribute_values(":deleted", s(FileStatus::Deleted.as_str()))
-            .expression_attribute_values(":rev", n(before.revision));
-        let mut sets = vec!["visibility = :vis".to_owned()];
+            .expression_attribute_values(":edits", n(before.edits))
+            .expression_attribute_values(":nextEdits", n(before.edits + 1));
+        let mut sets = vec!["edits = :nextEdits".to_owned(), "visibility = :vis".to_owned()];
         row = row.expression_attribute_values(":vis", s(after.labels.visibility.as_str()));
         let mut removes = Vec::new();
         if after.labels.metadata.is_empty() {

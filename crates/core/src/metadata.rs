@@ -207,9 +207,13 @@ pub struct FileDetails {
     /// Raised by every write of the row (it starts at the writer's clock in milliseconds, so a
     /// row written anew under the same id continues above the removed one): the order of a
     /// file's changes, which live messages and webhooks carry (`data.revision`: they can
-    /// arrive out of order), and an owner's change is written only over the revision it was
-    /// made from (optimistic concurrency). 0 for a row written before revisions were kept.
+    /// arrive out of order). 0 for a row written before revisions were kept.
     pub revision: u64,
+    /// How many changes its owner made (name, tags, visibility, metadata): an owner's change
+    /// is written only over the one it was made from (optimistic concurrency). Not
+    /// [`Self::revision`]: processing's writes in the seconds after an upload would make an
+    /// owner's change meanwhile fail every attempt.
+    pub edits: u64,
     /// Its way to the archive tier and back.
     pub archival: crate::archival::Archival,
     /// The indexer read its object (hash, type, EXIF, search words); a row may carry its
@@ -232,6 +236,7 @@ impl FileDetails {
             deleted_at: None,
             deleted_from: None,
             revision: 0,
+            edits: 0,
             archival: Default::default(),
             indexed: false,
             unprocessed: false,

@@ -624,7 +624,7 @@ async fn a_bad_change_is_refused_with_its_field_and_changes_nothing() {
         assert_eq!(answer["field"], field, "{body}: {answer}");
     }
     let d = w.repo.get(id).unwrap();
-    assert_eq!((d.record.filename.as_str(), d.revision), ("dish.jpg", 0));
+    assert_eq!((d.record.filename.as_str(), d.revision, d.edits), ("dish.jpg", 0, 0));
     assert!(w.repo.audit_entries().is_empty());
 }
 

@@ -84,14 +84,12 @@ impl FileCatalog for InMemory {
         let mut st = lock(&self.state);
         let Some(s) = st.files.get_mut(&before.record.file_id) else { return Ok(false) };
         let d = &mut s.details;
-        if d.record.owner != before.record.owner
-            || d.record.status == FileStatus::Deleted
-            || d.revision != before.revision
-        {
+        if d.record.owner != before.record.owner || d.record.status == FileStatus::Deleted || d.edits != before.edits {
             return Ok(false);
         }
         d.record.filename = after.filename.clone();
         d.record.labels = after.labels.clone();
+        d.edits += 1;
         d.revision += 1;
         Ok(true)
     }

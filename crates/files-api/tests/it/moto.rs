@@ -780,6 +780,24 @@ async fn every_write_of_a_file_row_raises_its_revision() {
     assert!(!t.mark_failed(id, "late").await.unwrap(), "not PENDING");
     assert_eq!(revision(id).await, refused, "a refused write changes nothing");
 
+    // An owner's change made from a read taken before processing wrote again (here the
+    // thumbnailer's pin of the same version) still lands: owner changes are checked against
+    // owner changes (`edits`), not every write (the reviewed diff made such a PATCH fail all
+    // its attempts in the seconds after an upload). Another made from the same read does not.
+    let read = t.file_details(id).await.unwrap().unwrap();
+    t.pin_version(id, record.key.as_str(), "v1").await.unwrap();
+    step("pinned again", revision(id).await);
+    let tagged = |tag: &str| FileRecord {
+        labels: matbakh_core::labels::Labels {
+            tags: [matbakh_core::labels::Tag::parse(tag).unwrap()].into(),
+            ..read.record.labels.clone()
+        },
+        ..read.record.clone()
+    };
+    assert!(t.update_file(&read, &tagged("menu")).await.unwrap());
+    step("tagged", revision(id).await);
+    assert!(!t.update_file(&read, &tagged("lunch")).await.unwrap(), "made from the same read");
+
     let uri = format!("/v1/files/{id}");
     let (status, renamed) =
         h.call(Method::PATCH, &uri, Some(&h.token(&alice)), Some(json!({"name": "dinner.png"}))).await;
