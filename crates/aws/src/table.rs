@@ -217,7 +217,9 @@ impl FileTable {
             .expression_attribute_values(":sizekey", s(crate::files::size_key(actual, file_id)))
             .expression_attribute_names("#size", "size")
             .expression_attribute_names("#reserved", "reserved")
-            .condition_expression("attribute_not_exists(settled)")
+            // The row is there still: the sweeper or an erase may have removed it since it was
+            // read, and an update would write a stray row of these attributes alone (a review).
+            .condition_expression(format!("{} AND attribute_not_exists(settled)", schema::ITEM_EXISTS))
             .expression_attribute_values(":actual", n(actual))
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":t", AttributeValue::Bool(true))
@@ -234,6 +236,7 @@ impl FileTable {
                 Ok(Settlement::Accepted)
             }
             Err(err) => match cancelled_by_condition(&err).as_slice() {
+                [_, true] if self.get_item(schema::file(file_id)).await?.is_none() => Ok(Settlement::Unknown),
                 [_, true] => Ok(Settlement::AlreadySettled),
                 [true, _] => Ok(Settlement::Refused("over the owner's storage quota")),
                 _ => Err(AwsError::from_sdk("TransactWriteItems", err)),

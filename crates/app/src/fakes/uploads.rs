@@ -283,6 +283,9 @@ impl UploadRepo for InMemory {
         if settled || bound {
             return Err(PortError::AlreadyExists);
         }
+        if let Some(row) = st.files.get_mut(&session.file_id) {
+            row.details.revision += 1;
+        }
         put_session(&mut st, session);
         Ok(())
     }
