@@ -52,11 +52,11 @@ def when(rfc3339: str) -> datetime:
 
 
 class Ordering:
-    """What a receiver remembers (in its database, in practice): the last revision applied per
-    file, and when each erased user's account was erased."""
+    """What a receiver remembers (in its database, in practice): per file, the revision and time
+    of the newest event applied and whose file it is; when each erased user's account was erased."""
 
     def __init__(self):
-        self.revisions = {}  # fileId -> the highest data.revision applied
+        self.files = {}  # fileId -> (revision, user, at) of the newest event applied
         self.erased = {}  # user -> erasedAt of their latest account.erased
 
     def is_news(self, event: dict) -> bool:
@@ -69,13 +69,22 @@ class Ordering:
         if user in self.erased and when(event["at"]) <= self.erased[user]:
             return False
         file_id, revision = data.get("fileId"), data.get("revision")
-        if file_id is None or revision is None:
+        if file_id is None:
             return True  # an export's ready/failed: each export has one
+        known = self.files.get(file_id)
+        # Without a revision (queued before they were sent): news only of a file not seen yet.
         # Equal: two events of one change (upload.settled and file.ready), the same data.
-        if revision < self.revisions.get(file_id, revision):
+        if known is not None and (revision is None or revision < known[0]):
             return False
-        self.revisions[file_id] = revision
+        self.files[file_id] = (-1 if revision is None else revision, user, when(event["at"]))
         return True
+
+    def erased_files(self, event: dict) -> list:
+        """The files an account.erased takes: those learned of at or before the erasure. Not
+        later ones: delivered late, it must not take a new account's (once an erase is done,
+        the id may sign up again)."""
+        at, user = when(event["data"]["erasedAt"]), event.get("user")
+        return sorted(f for f, (_, owner, seen) in self.files.items() if owner == user and seen <= at)
 # --- end of the ordering rule ---
 
 
@@ -105,7 +114,9 @@ def main():
             seen.add(headers["webhook-id"])
             with lock:  # the server answers deliveries on threads
                 stale = not duplicate and not ordering.is_news(event)
-            print(json.dumps({"id": headers["webhook-id"], "duplicate": duplicate, "stale": stale, "event": event}), flush=True)
+                forget = ordering.erased_files(event) if event.get("type") == "account.erased" else []
+            shown = {"id": headers["webhook-id"], "duplicate": duplicate, "stale": stale, "event": event}
+            print(json.dumps(shown | ({"forget": forget} if forget else {})), flush=True)
             self.send_response(204)
             self.end_headers()
 

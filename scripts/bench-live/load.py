@@ -48,6 +48,8 @@ def file_row(file_id, owner, now):
         "createdAt": {"S": created}, "visibility": {"S": "private"},
         "gsi1pk": {"S": f"USER#{owner}"}, "gsi1sk": {"S": f"{created}#{file_id}"},
         "gsi2pk": {"S": "STATUS#READY"}, "gsi2sk": {"S": f"{created}#{file_id}"},
+        # A new row's revision, as the platform writes it (the writer's clock in ms).
+        "rev": {"N": str(int(now * 1000))},
     }
 
 

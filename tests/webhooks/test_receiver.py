@@ -95,6 +95,22 @@ class OrderingRule(unittest.TestCase):
         # The id takes uploads again once the erase is done: a new account's files are news.
         self.assertTrue(o.is_news(event("file.ready", "2026-12-08T09:00:00.000Z", 1_765_184_400_000, file_id="f9")))
 
+    def test_an_erasure_delivered_late_takes_only_what_was_learned_before_it(self):
+        o = Ordering()
+        self.assertTrue(o.is_news(event("file.ready", "2026-12-07T10:00:00.000Z", 5, file_id="old")))
+        self.assertTrue(o.is_news(event("file.ready", "2026-12-07T10:00:00.000Z", 5, file_id="bobs", user="u-2")))
+        # The id signed up again the next day; the erasure's first delivery failed for hours.
+        self.assertTrue(o.is_news(event("file.ready", "2026-12-08T09:00:00.000Z", 9, file_id="new")))
+        late = event("account.erased", "2026-12-07T11:00:00.000Z", erasedAt="2026-12-07T11:00:00Z")
+        self.assertTrue(o.is_news(late))
+        self.assertEqual(o.erased_files(late), ["old"], "not the new account's file, not another user's")
+
+    def test_an_event_without_a_revision_is_news_only_of_a_file_not_seen(self):
+        o = Ordering()
+        self.assertTrue(o.is_news(event("file.ready", "2026-12-07T10:00:00.000Z", None, file_id="f", fileId="f")))
+        self.assertTrue(o.is_news(event("file.changed", "2026-12-07T10:01:00.000Z", 3, file_id="f")))
+        self.assertFalse(o.is_news(event("file.ready", "2026-12-07T10:00:00.000Z", None, file_id="f", fileId="f")))
+
 
 class Readme(unittest.TestCase):
     def test_the_readme_shows_the_tested_code(self):
