@@ -128,6 +128,29 @@ test('a message older than what the page shows, delivered late, does not undo it
   await context.close();
 });
 
+test('a reload whose listing lags behind what the page saw shows the newest', { timeout: 600_000 }, async () => {
+  const { context, page } = await live('guest-user');
+  const name = `lag-${randomBytes(4).toString('hex')}.jpg`;
+  await upload(page, name, readFileSync(join(CORPUS, 'photos', 'ladybird.jpg')));
+  await ready(page, name).waitFor({ timeout: SLOW });
+  // The list index answers from before the file was READY (it lags the table a moment): the
+  // reload starts from an empty gallery, and the card must not vanish or go back to PENDING.
+  let lagged;
+  await page.route((url) => url.pathname === '/v1/files', async (route) => {
+    const response = await route.fetch();
+    const body = await response.json();
+    const f = body.files.find((x) => x.name === name);
+    lagged = { ...f, status: 'PENDING', revision: f.revision - 1 };
+    body.files = body.files.map((x) => (x.name === name ? lagged : x));
+    await route.fulfill({ response, json: body });
+  }, { times: 1 });
+  await page.locator('#filters').evaluate((form) => form.requestSubmit());
+  await page.waitForFunction(() => document.getElementById('files-status').textContent !== 'Loading...', null, { timeout: SLOW });
+  assert.equal(lagged?.status, 'PENDING', 'the listing was made older (else this proves nothing)');
+  assert.equal(await card(page, name).getAttribute('data-status'), 'READY');
+  await context.close();
+});
+
 test('the export button says when the export is ready, pushed', { timeout: 300_000 }, async () => {
   const { context, page } = await live('guest-user');
   const asked = watch(page, (method, url) => method === 'GET' && url.pathname.startsWith('/v1/me/exports/'));

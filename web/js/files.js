@@ -33,9 +33,9 @@ export class FilesView {
     this.cursor = null;
     this.generation = 0;
     this.polling = new Map();
-    /** The newest revision of each file seen, in an answer or a message (`revision` rises with
+    /** The newest view of each file seen, in an answer or a message (`revision` rises with
      * every change of a file: an answer or a message that arrives later but tells less is older). */
-    this.revisions = new Map();
+    this.latest = new Map();
     let typing;
     this.form.addEventListener('input', (e) => {
       clearTimeout(typing);
@@ -77,8 +77,8 @@ export class FilesView {
   /** Whether `f` (an answer's or a message's) is at least as new as anything seen of its file;
    * if so it is what the page knows of it now. */
   newest(f) {
-    if ((this.revisions.get(f.fileId) ?? -Infinity) > f.revision) return false;
-    this.revisions.set(f.fileId, f.revision);
+    if ((this.latest.get(f.fileId)?.revision ?? -Infinity) > f.revision) return false;
+    this.latest.set(f.fileId, f);
     return true;
   }
 
@@ -145,14 +145,16 @@ export class FilesView {
     try {
       const page = await this.api.get(`/v1/files?${this.query()}`);
       if (generation !== this.generation) return;
-      // A card a message added meanwhile is replaced, not shown twice; one a message told
-      // newer news of while the page was on its way stays as the message showed it (and one
-      // it took away stays away).
+      // A card a message added meanwhile is replaced, not shown twice. The listing's index
+      // can lag behind a message or an answer: the newest the page saw of a file shows (after
+      // a reload too, which starts from an empty gallery), unless it left this list (deleted,
+      // or restored while deleted files are shown).
       for (const f of page.files) {
-        if (!this.newest(f)) continue;
+        const seen = this.newest(f) ? f : this.latest.get(f.fileId);
+        if (seen.status === 'ERASED' || (seen.status === 'DELETED') !== this.showsDeleted()) continue;
         const shown = this.find(f.fileId);
-        if (shown) shown.replaceWith(this.card(f));
-        else this.gallery.append(this.card(f));
+        if (shown) shown.replaceWith(this.card(seen));
+        else this.gallery.append(this.card(seen));
       }
       this.cursor = page.nextCursor;
       this.more.hidden = !this.cursor;
@@ -269,7 +271,8 @@ export class FilesView {
   /** Asks for the archive tier now: the bucket's lifecycle moves the file within a day. */
   async archive(f) {
     try {
-      this.replace(await this.api.post(`/v1/files/${f.fileId}/archive`));
+      const asked = await this.api.post(`/v1/files/${f.fileId}/archive`);
+      if (this.newest(asked)) this.replace(asked);
       toast(`${f.name} goes to the archive within a day; its pictures stay.`);
     } catch (e) {
       toast(`Archive failed: ${e.message}`);
@@ -280,7 +283,7 @@ export class FilesView {
   async unarchive(f) {
     try {
       const back = await this.api.post(`/v1/files/${f.fileId}/unarchive`, { tier: 'Standard' });
-      this.replace(back);
+      if (this.newest(back)) this.replace(back);
       toast(`${f.name} is being restored; expected by ${date(back.archive.restoreExpectedBy)}.`);
     } catch (e) {
       toast(`Unarchive failed: ${e.message}`);
@@ -289,7 +292,8 @@ export class FilesView {
 
   async remove(f) {
     try {
-      await this.api.delete(`/v1/files/${f.fileId}`);
+      // Noted: a listing the index answers from before the delete does not bring it back.
+      this.newest(await this.api.delete(`/v1/files/${f.fileId}`));
       this.find(f.fileId)?.remove();
       toast(`${f.name} deleted. Tick "Deleted files" to restore it.`);
       this.onChange?.();
@@ -300,7 +304,7 @@ export class FilesView {
 
   async restore(f) {
     try {
-      await this.api.post(`/v1/files/${f.fileId}/restore`);
+      this.newest(await this.api.post(`/v1/files/${f.fileId}/restore`));
       this.find(f.fileId)?.remove();
       toast(`${f.name} restored.`);
       this.onChange?.();
