@@ -193,8 +193,13 @@ impl Files {
                 // Public once the row says so: a failed copy answers an error and the retry
                 // (public already) copies again. An archived file's variants now, its original
                 // once a restore completes.
-                if is == Visibility::Public {
-                    self.delivery.publish_checked(&*self.objects, &*self.files, &after, before.variants()).await?;
+                // From the row as it is now, not the read this change was made from: a READY
+                // (with its variants) that landed in between is not in that read (a review: a
+                // file made public right after its upload got no copies).
+                if is == Visibility::Public
+                    && let Some(now) = self.files.details(id).await?
+                {
+                    self.delivery.publish_checked(&*self.objects, &*self.files, &now.record, now.variants()).await?;
                 }
                 self.audit.record(client, Access::ok(caller, AuditAction::Update, Some(id))).await?;
                 let (renamed, tags, visibility) =

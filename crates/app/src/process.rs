@@ -291,17 +291,20 @@ impl Processing {
         Ok(false)
     }
 
-    /// Writes the public copies of a file that was public as it became READY (the accepted
-    /// version, `at`). Its owner may have made it private meanwhile: read again after
-    /// copying, and take the copies back if so.
+    /// Writes the public copies of a file that is public now it is READY (the accepted
+    /// version, `at`). The row as it is after the READY decides, not `row` as read before
+    /// rendering: an owner's change to public that landed meanwhile is written over that read,
+    /// and its own publish, from its read, saw no variants (a review: no copies at all). Its
+    /// owner may make it private while copying: read again after, and take the copies back if so.
     async fn publish(&self, row: &FileRecord, at: &Object<'_>, variants: &[VariantInfo]) -> Result<(), Error> {
-        if row.labels.visibility != Visibility::Public {
+        let Some(now) = self.files.details(row.file_id).await? else { return Ok(()) };
+        if now.record.labels.visibility != Visibility::Public {
             return Ok(());
         }
         let ready = FileRecord {
             status: FileStatus::Ready,
-            version_id: at.version.map(str::to_owned).or_else(|| row.version_id.clone()),
-            ..row.clone()
+            version_id: at.version.map(str::to_owned).or_else(|| now.record.version_id.clone()),
+            ..now.record
         };
         self.delivery.publish_checked(&*self.objects, &*self.files, &ready, variants).await?;
         Ok(())
@@ -359,6 +362,8 @@ mod tests {
         refuse_meanwhile: Mutex<Option<(Arc<InMemory>, FileId)>>,
         /// Another run of the same event that made the row READY while this one rendered.
         ready_meanwhile: Mutex<Option<(Arc<InMemory>, FileId)>>,
+        /// Its owner's change to public that lands while rendering.
+        public_meanwhile: Mutex<Option<(Arc<InMemory>, FileId)>>,
     }
 
     impl FakeRenderer {
@@ -369,6 +374,7 @@ mod tests {
                 seen: Mutex::default(),
                 refuse_meanwhile: Mutex::default(),
                 ready_meanwhile: Mutex::default(),
+                public_meanwhile: Mutex::default(),
             }
         }
     }
@@ -391,6 +397,13 @@ mod tests {
             let other = self.ready_meanwhile.lock().unwrap().take();
             if let Some((repo, id)) = other {
                 assert!(repo.mark_ready(id, &Ready::default()).await.unwrap());
+            }
+            let public = self.public_meanwhile.lock().unwrap().take();
+            if let Some((repo, id)) = public {
+                let before = repo.get(id).unwrap();
+                let mut after = before.record.clone();
+                after.labels.visibility = Visibility::Public;
+                assert!(crate::ports::FileCatalog::update(&*repo, &before, &after).await.unwrap());
             }
             self.answer.clone()
         }
@@ -526,6 +539,21 @@ mod tests {
         let (id, key) = w.arrived("image/jpeg", jpeg(5000)).await;
         assert_eq!(w.processing.process(key.as_str()).await.unwrap(), Processed::Ready { variants: 2 });
         assert!(w.objects.keys_under(&ObjectKey::public_prefix(id)).is_empty());
+    }
+
+    /// A file its owner made public while it was processed (the change landed before its
+    /// READY) gets its public copies: the row as it is once READY decides, not the read taken
+    /// before rendering (a review: neither the owner's change, which saw no variants, nor
+    /// processing, which read it private, made any).
+    #[tokio::test]
+    async fn a_file_made_public_while_it_was_processed_gets_its_public_copies() {
+        let mut w = world(Ok(two_variants()), None);
+        w.processing.delivery.cdn = Some(matbakh_core::delivery::FilesCdn::new("https://files.test", None));
+        let (id, key) = w.arrived("image/jpeg", jpeg(5000)).await;
+        *w.renderer.public_meanwhile.lock().unwrap() = Some((w.repo.clone(), id));
+        assert_eq!(w.processing.process(key.as_str()).await.unwrap(), Processed::Ready { variants: 2 });
+        assert_eq!(w.row(id).record.labels.visibility, Visibility::Public);
+        assert_eq!(w.objects.keys_under(&ObjectKey::public_prefix(id)).len(), 3, "two variants and the original");
     }
 
     /// Review 24: an erase deletes a step's variants and public copies, then its rows; a file

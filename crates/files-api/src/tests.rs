@@ -1173,3 +1173,75 @@ async fn a_failed_file_deleted_and_restored_is_failed_again_and_not_published() 
     let (status, _) = w.call(NOW, Method::POST, &format!("{uri}/image-urls"), Some("alice"), Some(json!({}))).await;
     assert_eq!(status, StatusCode::CONFLICT);
 }
+
+/// The files table as a PATCH meets it when the thumbnailer's READY (with its variants) lands
+/// between the PATCH's read and its write.
+struct ReadyMeanwhile(Arc<InMemory>, ImageInfo);
+
+#[async_trait::async_trait]
+impl matbakh_app::ports::FileLookup for ReadyMeanwhile {
+    async fn details(&self, id: FileId) -> PortResult<Option<FileDetails>> {
+        self.0.details(id).await
+    }
+}
+
+#[async_trait::async_trait]
+impl matbakh_app::ports::FileCatalog for ReadyMeanwhile {
+    async fn list(
+        &self,
+        owner: &UserId,
+        q: &matbakh_core::listing::ListQuery,
+    ) -> PortResult<(Vec<FileDetails>, Option<matbakh_core::listing::Cursor>)> {
+        self.0.list(owner, q).await
+    }
+    async fn count_live(&self, owner: &UserId) -> PortResult<u64> {
+        self.0.count_live(owner).await
+    }
+    async fn update(&self, before: &FileDetails, after: &FileRecord) -> PortResult<bool> {
+        use matbakh_app::ports::FileRepo;
+        let ready = matbakh_core::metadata::Ready { image: Some(&self.1), ..Default::default() };
+        assert!(self.0.mark_ready(before.record.file_id, &ready).await.unwrap());
+        self.0.update(before, after).await
+    }
+    async fn soft_delete(&self, id: FileId, at: OffsetDateTime, from: FileStatus) -> PortResult<()> {
+        self.0.soft_delete(id, at, from).await
+    }
+    async fn restore(&self, record: &FileRecord, quota: u64) -> PortResult<bool> {
+        self.0.restore(record, quota).await
+    }
+    async fn set_archival(
+        &self,
+        id: FileId,
+        from: &[FileStatus],
+        to: FileStatus,
+        archival: &matbakh_core::archival::Archival,
+    ) -> PortResult<bool> {
+        self.0.set_archival(id, from, to, archival).await
+    }
+}
+
+/// A file made public right after its upload, as the thumbnailer makes it READY: the READY
+/// lands between the PATCH's read (no variants yet) and its write. The public copies are made
+/// from the row as it is after the write (a review: made from the read, there were none).
+#[tokio::test]
+async fn a_file_made_public_as_it_becomes_ready_gets_its_public_copies() {
+    let w = World::with_cdn();
+    let id = w.file("alice", "dish.jpg", "image/jpeg", 1);
+    let ready = w.repo.get(id).unwrap();
+    // As it was before processing: PENDING, no variants (their objects are written already).
+    w.repo.insert(FileDetails::new(FileRecord { status: FileStatus::Pending, ..ready.record.clone() }));
+    let mut api = w.api(NOW);
+    api.cases.files.files = Arc::new(ReadyMeanwhile(w.repo.clone(), ready.image.clone().unwrap()));
+    let req = Request::builder()
+        .method(Method::PATCH)
+        .uri(format!("/v1/files/{id}"))
+        .header("user-agent", "tests")
+        .header("authorization", w.idp.bearer("alice"))
+        .body(Body::from(json!({"visibility": "public"}).to_string()))
+        .unwrap();
+    let (status, answer) = testkit::call_router(routes(api), req).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!((answer["status"].as_str(), answer["visibility"].as_str()), (Some("READY"), Some("public")));
+    let copies = w.objects.keys_under(&ObjectKey::public_prefix(id));
+    assert_eq!(copies.len(), 4, "three variants and the original: {copies:?}");
+}
