@@ -67,13 +67,21 @@ impl FileTable {
             TransactWriteItem::builder().put(self.put_new_item(Self::export_item(job, ttl))?).build(),
             TransactWriteItem::builder().put(newest).build(),
         ];
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
-            Ok(_) => Ok(()),
-            Err(err) => match cancelled_by_condition(&err).as_slice() {
-                [true, ..] => Err(AwsError::AlreadyExists),
-                [_, true] => Err(AwsError::ConditionFailed),
-                _ => Err(AwsError::from_sdk("TransactWriteItems", err)),
-            },
+        // Twice at most: two requests writing the newest-export item at the same moment cancel
+        // each other (`TransactionConflict`, retryable); tried again, the later finds the
+        // other's job and its condition answers (a review: it answered 503).
+        let mut again = true;
+        loop {
+            let sent = self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
+            let Err(err) = sent else { return Ok(()) };
+            match cancelled_by_condition(&err).as_slice() {
+                [true, ..] => return Err(AwsError::AlreadyExists),
+                [_, true] => return Err(AwsError::ConditionFailed),
+                _ => match AwsError::from_sdk("TransactWriteItems", err) {
+                    AwsError::Service { retryable: true, .. } if std::mem::take(&mut again) => continue,
+                    e => return Err(e),
+                },
+            }
         }
     }
 
