@@ -59,9 +59,12 @@ pub(crate) fn ended_sessions(owner: &impl std::fmt::Display) -> String {
 
 /// A file row's revision (`FileDetails::revision`): set when the row is written new and raised
 /// by one by every later write of it, so the live messages and webhooks of its changes, which
-/// can arrive out of order (a retried delivery), say which is newer, and an owner's change is
-/// written only over the row it was made from (optimistic concurrency).
+/// can arrive out of order (a retried delivery), say which is newer. (An owner's change is
+/// checked against the owner's changes, `EDITS`, not against it.)
 pub(crate) const REVISION: &str = "rev";
+
+/// How many changes its owner made to a file row (`FileDetails::edits`): 0 on a new row.
+pub(crate) const EDITS: &str = "edits";
 
 /// What a new file row's revision starts at: the writer's clock in milliseconds. A row removed
 /// and written anew under the same id (a rolled back migration run again) then continues above

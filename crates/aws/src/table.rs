@@ -765,6 +765,7 @@ pub(crate) fn parse_pending_row(item: &HashMap<String, AttributeValue>) -> Resul
 pub(crate) fn accounted_file_item(r: &FileRecord, charged: u64, reserved: u64) -> HashMap<String, AttributeValue> {
     let mut item = file_item(r);
     item.insert(schema::REVISION.to_owned(), schema::first_revision());
+    item.insert(schema::EDITS.to_owned(), n(0));
     item.insert("charged".to_owned(), n(charged));
     item.insert("reserved".to_owned(), n(reserved));
     item
