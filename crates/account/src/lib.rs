@@ -117,6 +117,7 @@ async fn erase(State(api): State<Api>, caller: Caller, body: Bytes) -> Result<Js
     responses(
         (status = 202, description = "The export job"),
         (status = 401, description = "No valid token"),
+        (status = 409, description = "`busy`: another export was asked for at the same moment and is not to be answered (try again)"),
         (status = 429, description = "`rate_limited`: over the caller's budget of exports (`Retry-After` says when to retry)"),
     ))]
 #[tracing::instrument(name = "start_export", skip_all, fields(user = %caller.user))]
