@@ -349,6 +349,20 @@ async fn export_streams_every_stored_file_byte_identical_into_one_zip() {
     assert!(matches!(t.put_export(&raced, None).await, Err(matbakh_aws::AwsError::ConditionFailed)));
     assert!(t.get_export(&raced.id).await.unwrap().is_none(), "nothing of it written");
     assert_eq!(t.latest_export(&raced.owner).await.unwrap().unwrap().id, export_id);
+    // Carol's newest export's row went before its time (deleted by hand): a new one is made,
+    // not refused until the item naming it expires.
+    let carol = unique_user("carol");
+    let (status, first) = h.call(Method::POST, "/v1/me/export", Some(&h.token(&carol)), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    let first_id = first["exportId"].as_str().unwrap();
+    let job_key = HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(format!("EXPORT#{first_id}"))),
+        ("sk".to_owned(), AttributeValue::S("EXPORT".into())),
+    ]);
+    h.dynamo.delete_item().table_name(&h.table_name).set_key(Some(job_key)).send().await.unwrap();
+    let (status, second) = h.call(Method::POST, "/v1/me/export", Some(&h.token(&carol)), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{second}");
+    assert_ne!(second["exportId"].as_str(), Some(first_id));
     let status_url = format!("/v1/me/exports/{export_id}");
     assert_eq!(h.call(Method::GET, &status_url, Some(&h.token(&mallory)), None).await.0, StatusCode::NOT_FOUND);
 

@@ -109,10 +109,23 @@ impl FileTable {
     /// whose newest was made before that item was kept.
     pub async fn latest_export(&self, owner: &UserId) -> Result<Option<ExportJob>, AwsError> {
         let named = self.get_item(schema::newest_export(owner)).await?;
-        if let Some(id) = named.as_ref().and_then(|item| opt_str(item, "exportId"))
-            && let Some(job) = self.get_item(schema::export(id)).await?
-        {
-            return parse_job(&job).map(Some);
+        if let Some(id) = named.as_ref().and_then(|item| opt_str(item, "exportId")) {
+            if let Some(job) = self.get_item(schema::export(id)).await? {
+                return parse_job(&job).map(Some);
+            }
+            // It names a job that is gone before its time (deleted by hand, a table restored):
+            // it goes too, or no new export could replace it until it expired (a review: every
+            // request answered 409 busy for up to EXPORT_KEPT).
+            let out = self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(schema::newest_export(owner)))
+                .condition_expression("exportId = :gone")
+                .expression_attribute_values(":gone", s(id))
+                .send()
+                .await;
+            crate::dynamo::conditional(out, "DeleteItem")?;
         }
         let out = self
             .user_index(format!("EXPORTS#{owner}"))
