@@ -759,6 +759,11 @@ async fn what_lands_after_an_erase_is_gone_after_its_second_pass() {
     assert!(matches!(refused, Err(matbakh_aws::AwsError::AccountErased)), "{refused:?}");
     assert_eq!(h.file_rows(&alice).await, 1, "nothing written");
     assert!(table.get_session(&session.upload_id).await.unwrap().is_none());
+    // Nor an export (its job, newest-export item and audit record came back after the erase,
+    // and an archive of the files being erased was built).
+    let (status, answer) = h.call(Method::POST, "/v1/me/export", Some(&h.token(&alice)), None).await;
+    assert_eq!((status, answer["error"].as_str()), (StatusCode::CONFLICT, Some("account_erased")), "{answer}");
+    assert!(table.latest_export(&UserId::parse(&alice).unwrap()).await.unwrap().is_none(), "nothing written");
     let bob = unique_user("bob");
     table.reserve_upload(&pending(&bob, "menu.jpg", 4096), quota).await.unwrap();
 

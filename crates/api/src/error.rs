@@ -97,7 +97,7 @@ impl From<PortError> for ApiError {
             PortError::AccountErased => ApiError::new(
                 StatusCode::CONFLICT,
                 "account_erased",
-                "this account was erased; it takes new uploads again once the erase has finished (about an hour after it)",
+                "this account was erased; it takes new uploads and exports again once the erase has finished (about an hour after it)",
             ),
             PortError::AlreadyExists => ApiError::new(StatusCode::CONFLICT, "conflict", "the resource already exists"),
             PortError::Invalid(message) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message),

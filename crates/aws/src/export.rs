@@ -45,8 +45,11 @@ impl FileTable {
     /// (what [`Self::latest_export`] answered; `None`: no export): of two requests that read the
     /// same newest, one makes the new job and the other finds [`AwsError::ConditionFailed`]
     /// (both made one before: both were built). An id taken already is
-    /// [`AwsError::AlreadyExists`]. The owner's newest-export item lives as long as its job (an
-    /// expired one is replaced whatever it names); an erase removes it with the user's items.
+    /// [`AwsError::AlreadyExists`]; an account an erase holds closed takes none
+    /// ([`AwsError::AccountErased`]: the job and its audit record were written again after the
+    /// erase removed the user's items, and an archive of the files being erased built). The
+    /// owner's newest-export item lives as long as its job (an expired one is replaced whatever
+    /// it names); an erase removes it with the user's items.
     pub async fn put_export(&self, job: &ExportJob, replacing: Option<&str>) -> Result<(), AwsError> {
         let ttl = (job.created_at + EXPORT_KEPT).unix_timestamp();
         let newest = schema::item(
@@ -63,9 +66,16 @@ impl FileTable {
             .expression_attribute_values(":seen", s(replacing.unwrap_or("-")))
             .expression_attribute_values(":now", n(job.created_at.unix_timestamp()))
             .build()?;
+        let open = aws_sdk_dynamodb::types::ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(schema::usage(&job.owner)))
+            .condition_expression("attribute_not_exists(#closed)")
+            .expression_attribute_names("#closed", crate::usage::CLOSED_AT)
+            .build()?;
         let items = vec![
             TransactWriteItem::builder().put(self.put_new_item(Self::export_item(job, ttl))?).build(),
             TransactWriteItem::builder().put(newest).build(),
+            TransactWriteItem::builder().condition_check(open).build(),
         ];
         // Twice at most: two requests writing the newest-export item at the same moment cancel
         // each other (`TransactionConflict`, retryable); tried again, the later finds the
@@ -76,7 +86,8 @@ impl FileTable {
             let Err(err) = sent else { return Ok(()) };
             match cancelled_by_condition(&err).as_slice() {
                 [true, ..] => return Err(AwsError::AlreadyExists),
-                [_, true] => return Err(AwsError::ConditionFailed),
+                [_, true, _] => return Err(AwsError::ConditionFailed),
+                [_, _, true] => return Err(AwsError::AccountErased),
                 _ => match AwsError::from_sdk("TransactWriteItems", err) {
                     AwsError::Service { retryable: true, .. } if std::mem::take(&mut again) => continue,
                     e => return Err(e),
