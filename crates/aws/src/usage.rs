@@ -124,6 +124,13 @@ impl FileTable {
         }
     }
 
+    /// Whether `owner` has an account that no erase closed or ended: a usage item, without
+    /// `closedAt` (every stored byte is counted there; an erase closes it, and removes it when
+    /// done). Read consistently.
+    pub async fn account_open(&self, owner: &UserId) -> Result<bool, AwsError> {
+        Ok(self.get_item(schema::usage(owner)).await?.is_some_and(|item| !item.contains_key(CLOSED_AT)))
+    }
+
     /// Whether an erase closed `owner`'s account (its usage item holds `closedAt`), read
     /// consistently.
     pub async fn account_closed(&self, owner: &UserId) -> Result<bool, AwsError> {

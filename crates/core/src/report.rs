@@ -683,6 +683,36 @@ impl Report {
     }
 }
 
+/// What a report shows instead of the id of a user whose account is gone (erased, or being).
+pub const ERASED_USER: &str = "an erased account";
+
+/// The users a report (as stored: JSON) names in its rows, storage and transfer, `others` not.
+pub fn named_users(report: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    user_rows(report).filter_map(|row| row["user"].as_str()).filter(|u| *u != "others").map(str::to_owned).collect()
+}
+
+/// `report` with the rows of the users in `gone` naming [`ERASED_USER`] instead: the latest
+/// report names users until the next replaces it (a day or two), and an erase is to leave no
+/// trace of the user from the moment it is made (their bytes still count in the totals).
+pub fn unname(report: &mut serde_json::Value, gone: &std::collections::BTreeSet<String>) {
+    let erased = |list: Option<&mut serde_json::Value>| {
+        for row in list.and_then(|l| l.as_array_mut()).into_iter().flatten() {
+            if row.get("user").and_then(|u| u.as_str()).is_some_and(|u| gone.contains(u)) {
+                row["user"] = serde_json::Value::from(ERASED_USER);
+            }
+        }
+    };
+    erased(report.get_mut("users"));
+    erased(report.get_mut("transfer").and_then(|t| t.get_mut("users")));
+}
+
+fn user_rows(report: &serde_json::Value) -> impl Iterator<Item = &serde_json::Value> {
+    fn rows(v: &serde_json::Value) -> impl Iterator<Item = &serde_json::Value> {
+        v.as_array().into_iter().flatten()
+    }
+    rows(&report["users"]).chain(rows(&report["transfer"]["users"]))
+}
+
 /// `$12.34`, or `less than $0.01`.
 fn dollars(usd: f64) -> String {
     if usd < 0.005 { "less than $0.01".into() } else { format!("${usd:.2}") }
@@ -706,6 +736,29 @@ pub fn human_bytes(bytes: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_gone_users_rows_name_an_erased_account_and_nothing_else_changes() {
+        let report = serde_json::json!({
+            "users": [{"user": "alice", "files": {"objects": 2}}, {"user": "bob"}, {"user": "others"}],
+            "transfer": {"users": [{"user": "alice", "sent": {"bytes": 9}}, {"user": "carol"}]},
+            "total": {"bytes": 42},
+        });
+        let named = super::named_users(&report);
+        assert_eq!(named.iter().map(String::as_str).collect::<Vec<_>>(), ["alice", "bob", "carol"]);
+        let mut shown = report.clone();
+        super::unname(&mut shown, &["alice".to_owned()].into());
+        assert_eq!(shown["users"][0], serde_json::json!({"user": super::ERASED_USER, "files": {"objects": 2}}));
+        assert_eq!(shown["transfer"]["users"][0]["user"], super::ERASED_USER);
+        assert_eq!(
+            (shown["users"][1]["user"].as_str(), shown["total"].clone()),
+            (Some("bob"), report["total"].clone())
+        );
+        // A report without transfer (no CDN logs) or users stays as it was.
+        let mut bare = serde_json::json!({"transfer": null, "total": {"bytes": 0}});
+        super::unname(&mut bare, &["alice".to_owned()].into());
+        assert_eq!(bare, serde_json::json!({"transfer": null, "total": {"bytes": 0}}));
+    }
+
     use super::*;
     use time::macros::datetime;
 

@@ -118,7 +118,16 @@ async fn latest_report(State(st): State<Admin>, caller: Caller) -> Result<Json<V
     admin_only(&st, &caller)?;
     let Some(reports) = &st.reports else { return Err(ApiError::not_found("report")) };
     let json = reports.latest().await?.ok_or_else(|| ApiError::not_found("report"))?;
-    let report = serde_json::from_slice(&json).map_err(|e| ApiError::internal(&e))?;
+    let mut report = serde_json::from_slice(&json).map_err(|e| ApiError::internal(&e))?;
+    // It names users until the next report replaces it (a day or two): not one erased since.
+    let mut gone = BTreeSet::new();
+    for user in matbakh_core::report::named_users(&report) {
+        let Ok(id) = matbakh_core::ids::UserId::parse(&user) else { continue };
+        if !st.files.account_open(&id).await? {
+            gone.insert(user);
+        }
+    }
+    matbakh_core::report::unname(&mut report, &gone);
     Ok(Json(report))
 }
 

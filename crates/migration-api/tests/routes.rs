@@ -257,6 +257,38 @@ async fn the_latest_report_is_for_administrators_and_missing_until_made() {
     store.save("2026-12-05", Vec::new(), report.to_string().into_bytes()).await.unwrap();
     let (status, got) = f.call(Method::GET, "/v1/admin/reports/latest", Some("ops-admin")).await;
     assert_eq!((status, got), (StatusCode::OK, report));
+
+    // It names users until the next report replaces it: not one whose account an erase closed
+    // (or ended) since; an open account's id shows.
+    let (open, closed) = (testkit::unique_user("open"), testkit::unique_user("closed"));
+    let file = |user: &str| {
+        let id = matbakh_core::ids::UserId::parse(user).unwrap();
+        matbakh_core::metadata::FileRecord {
+            size: 10,
+            ..matbakh_core::metadata::FileRecord::upload(
+                matbakh_core::ids::FileId::new(1_765_000_000_000, [user.len() as u8; 10]),
+                id,
+                matbakh_core::names::DisplayName::parse("a.pdf").unwrap(),
+                matbakh_core::types::ContentType::parse("application/pdf").unwrap(),
+                time::OffsetDateTime::now_utc(),
+            )
+        }
+    };
+    f.admin.files.reserve_upload(&file(&open), 1 << 30).await.unwrap();
+    let closed_id = matbakh_core::ids::UserId::parse(&closed).unwrap();
+    f.admin.files.close_account(&closed_id, 1_765_000_000).await.unwrap();
+    let named = serde_json::json!({
+        "generatedAt": "2026-12-06T03:00:00Z",
+        "users": [{"user": open}, {"user": closed}, {"user": "never-here"}, {"user": "others"}],
+        "transfer": {"users": [{"user": closed}]},
+    });
+    store.save("2026-12-06", Vec::new(), named.to_string().into_bytes()).await.unwrap();
+    let (status, got) = f.call(Method::GET, "/v1/admin/reports/latest", Some("ops-admin")).await;
+    assert_eq!(status, StatusCode::OK);
+    let erased = matbakh_core::report::ERASED_USER;
+    let users: Vec<&str> = got["users"].as_array().unwrap().iter().map(|u| u["user"].as_str().unwrap()).collect();
+    assert_eq!(users, [open.as_str(), erased, erased, "others"]);
+    assert_eq!(got["transfer"]["users"][0]["user"], erased);
     for who in [Some("someone"), None] {
         let (status, _) = f.call(Method::GET, "/v1/admin/reports/latest", who).await;
         assert!(matches!(status, StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED), "{who:?}: {status}");
