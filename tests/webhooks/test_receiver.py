@@ -112,24 +112,27 @@ class OrderingRule(unittest.TestCase):
         self.assertFalse(o.is_news(event("file.ready", "2026-12-07T10:00:00.000Z", None, file_id="f", fileId="f")))
 
 
+def shown_and_tested(heading, begin, end):
+    """The first Python block of the README's section `heading`, and the lines of
+    scripts/webhook_receiver.py between the marker lines `begin` and `end`."""
+    readme = open(os.path.join(HERE, "..", "..", "README.md")).read()
+    section = readme[readme.index(heading):]
+    shown = section[section.index("```python\n") + 10:section.index("```\n", section.index("```python"))]
+    script = open(os.path.join(HERE, "..", "..", "scripts", "webhook_receiver.py")).read()
+    start = script.index("\n", script.index(begin)) + 1
+    return shown, script[start:script.index(end)].rstrip() + "\n"
+
+
 class Readme(unittest.TestCase):
     def test_the_readme_shows_the_tested_code(self):
-        readme = open(os.path.join(HERE, "..", "..", "README.md")).read()
-        section = readme[readme.index("## Webhooks (to the app's backend)"):]
-        shown = section[section.index("```python\n") + 10:section.index("```\n", section.index("```python"))]
-        script = open(os.path.join(HERE, "..", "..", "scripts", "webhook_receiver.py")).read()
-        start = script.index("\n", script.index("# --- the README")) + 1
-        tested = script[start:script.index("# --- end of the snippet")].rstrip() + "\n"
+        shown, tested = shown_and_tested("## Webhooks (to the app's backend)", "# --- the README", "# --- end of the snippet")
         self.assertTrue(shown.endswith(tested), "README's receiver snippet differs from scripts/webhook_receiver.py")
         self.assertIn("TOLERANCE_SECONDS = 300", shown)
 
     def test_the_readme_shows_the_tested_ordering_rule(self):
-        readme = open(os.path.join(HERE, "..", "..", "README.md")).read()
-        section = readme[readme.index("### Events out of order"):]
-        shown = section[section.index("```python\n") + 10:section.index("```\n", section.index("```python"))]
-        script = open(os.path.join(HERE, "..", "..", "scripts", "webhook_receiver.py")).read()
-        start = script.index("\n", script.index("# --- the README's ordering rule")) + 1
-        tested = script[start:script.index("# --- end of the ordering rule")].rstrip() + "\n"
+        shown, tested = shown_and_tested(
+            "### Events out of order", "# --- the README's ordering rule", "# --- end of the ordering rule"
+        )
         self.assertEqual(shown, tested, "README's ordering rule differs from scripts/webhook_receiver.py")
 
 

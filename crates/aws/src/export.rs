@@ -66,12 +66,7 @@ impl FileTable {
             .expression_attribute_values(":seen", s(replacing.unwrap_or("-")))
             .expression_attribute_values(":now", n(job.created_at.unix_timestamp()))
             .build()?;
-        let open = aws_sdk_dynamodb::types::ConditionCheck::builder()
-            .table_name(&self.table)
-            .set_key(Some(schema::usage(&job.owner)))
-            .condition_expression("attribute_not_exists(#closed)")
-            .expression_attribute_names("#closed", crate::usage::CLOSED_AT)
-            .build()?;
+        let open = self.account_not_closed(&job.owner)?;
         let items = vec![
             TransactWriteItem::builder().put(self.put_new_item(Self::export_item(job, ttl))?).build(),
             TransactWriteItem::builder().put(newest).build(),

@@ -113,12 +113,7 @@ impl FileTable {
     pub async fn put_unreserved_file(&self, record: &FileRecord) -> Result<(), AwsError> {
         // Nothing reserved, but an account an erase closed takes no upload all the same (review
         // 25: its file would be deleted by the erase's second pass without a word).
-        let open = aws_sdk_dynamodb::types::ConditionCheck::builder()
-            .table_name(&self.table)
-            .set_key(Some(schema::usage(&record.owner)))
-            .condition_expression("attribute_not_exists(#closed)")
-            .expression_attribute_names("#closed", crate::usage::CLOSED_AT)
-            .build()?;
+        let open = self.account_not_closed(&record.owner)?;
         let row = self.put_new_item(accounted_file_item(record, 0, 0))?;
         let items = vec![
             TransactWriteItem::builder().condition_check(open).build(),

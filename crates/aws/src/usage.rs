@@ -124,6 +124,20 @@ impl FileTable {
         }
     }
 
+    /// A transaction's check that no erase holds `owner`'s account closed (its usage item has no
+    /// `closedAt`): what an unreserved upload's row and an export's job are written with.
+    pub(crate) fn account_not_closed(
+        &self,
+        owner: &UserId,
+    ) -> Result<aws_sdk_dynamodb::types::ConditionCheck, AwsError> {
+        Ok(aws_sdk_dynamodb::types::ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(schema::usage(owner)))
+            .condition_expression("attribute_not_exists(#closed)")
+            .expression_attribute_names("#closed", CLOSED_AT)
+            .build()?)
+    }
+
     /// Whether `owner` has an account that no erase closed or ended: a usage item, without
     /// `closedAt` (every stored byte is counted there; an erase closes it, and removes it when
     /// done). Read consistently.
