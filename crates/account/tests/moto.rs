@@ -764,6 +764,24 @@ async fn what_lands_after_an_erase_is_gone_after_its_second_pass() {
     let (status, answer) = h.call(Method::POST, "/v1/me/export", Some(&h.token(&alice)), None).await;
     assert_eq!((status, answer["error"].as_str()), (StatusCode::CONFLICT, Some("account_erased")), "{answer}");
     assert!(table.latest_export(&UserId::parse(&alice).unwrap()).await.unwrap().is_none(), "nothing written");
+    // Refused as erased, not as raced, when another request's export is named as well.
+    let named = HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(format!("USER#{alice}"))),
+        ("sk".to_owned(), AttributeValue::S("EXPORT".into())),
+        ("exportId".to_owned(), AttributeValue::S("another".into())),
+        ("ttl".to_owned(), AttributeValue::N((T0.unix_timestamp() + 86_400).to_string())),
+    ]);
+    h.dynamo.put_item().table_name(&h.table_name).set_item(Some(named)).send().await.unwrap();
+    let job = ExportJob {
+        id: "1".repeat(32),
+        owner: UserId::parse(&alice).unwrap(),
+        state: ExportState::Pending,
+        created_at: T0,
+        key: None,
+        size: None,
+        files: None,
+    };
+    assert!(matches!(table.put_export(&job, None).await, Err(matbakh_aws::AwsError::AccountErased)));
     let bob = unique_user("bob");
     table.reserve_upload(&pending(&bob, "menu.jpg", 4096), quota).await.unwrap();
 

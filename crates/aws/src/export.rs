@@ -81,8 +81,9 @@ impl FileTable {
             let Err(err) = sent else { return Ok(()) };
             match cancelled_by_condition(&err).as_slice() {
                 [true, ..] => return Err(AwsError::AlreadyExists),
-                [_, true, _] => return Err(AwsError::ConditionFailed),
+                // First: a closed account is the answer whatever else failed with it.
                 [_, _, true] => return Err(AwsError::AccountErased),
+                [_, true, _] => return Err(AwsError::ConditionFailed),
                 _ => match AwsError::from_sdk("TransactWriteItems", err) {
                     AwsError::Service { retryable: true, .. } if std::mem::take(&mut again) => continue,
                     e => return Err(e),
