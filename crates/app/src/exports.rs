@@ -9,6 +9,7 @@ use matbakh_core::exports::{ExportJob, ExportState, is_export_id};
 use matbakh_core::ids::{ObjectKey, UserId};
 use matbakh_core::limits::Limits;
 use serde::Serialize;
+use time::OffsetDateTime;
 
 use crate::audit::{Access, Client, Trail};
 use crate::error::Error;
@@ -91,13 +92,7 @@ impl Exports {
             Ok(()) => {}
             // The budget's last export may be the one another request (a double click) made
             // since `latest` was read: that one answers (a review: this answered 429).
-            Err(over @ Error::TooMany { .. }) => {
-                let theirs = self.exports.latest(caller).await?.filter(|j| j.answers_again(now));
-                return match theirs {
-                    Some(job) => self.view(&job).await,
-                    None => Err(over),
-                };
-            }
+            Err(over @ Error::TooMany { .. }) => return self.theirs_or(caller, now, over).await,
             Err(e) => return Err(e),
         }
         if let Some(key) = latest.as_ref().and_then(|j| j.key.as_ref()) {
@@ -118,11 +113,8 @@ impl Exports {
             // Another request made one since `latest` was read (two tabs, a double click): both
             // were built before. That one answers this request too.
             Err(PortError::ConditionFailed) => {
-                let theirs = self.exports.latest(caller).await?.filter(|j| j.answers_again(now));
-                let Some(theirs) = theirs else {
-                    return Err(Error::conflict("busy", "another export was asked for at the same time; try again"));
-                };
-                return self.view(&theirs).await;
+                let busy = Error::conflict("busy", "another export was asked for at the same time; try again");
+                return self.theirs_or(caller, now, busy).await;
             }
             Err(e) => return Err(e.into()),
         }
@@ -138,6 +130,15 @@ impl Exports {
         self.audit.record(client, access).await?;
         tracing::info!(export = %job.id, "export queued");
         self.view(&job).await
+    }
+
+    /// The export another request of the caller's made since `start` read the newest, if it
+    /// answers again; `otherwise` if there is none.
+    async fn theirs_or(&self, caller: &UserId, now: OffsetDateTime, otherwise: Error) -> Result<ExportView, Error> {
+        match self.exports.latest(caller).await?.filter(|j| j.answers_again(now)) {
+            Some(job) => self.view(&job).await,
+            None => Err(otherwise),
+        }
     }
 
     /// One of the caller's jobs; anything else (someone else's, or not an id) is not found.

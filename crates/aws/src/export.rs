@@ -85,7 +85,7 @@ impl FileTable {
                 [_, _, true] => return Err(AwsError::AccountErased),
                 [_, true, _] => return Err(AwsError::ConditionFailed),
                 _ => match AwsError::from_sdk("TransactWriteItems", err) {
-                    AwsError::Service { retryable: true, .. } if std::mem::take(&mut again) => continue,
+                    e if e.is_retryable() && std::mem::take(&mut again) => continue,
                     e => return Err(e),
                 },
             }
