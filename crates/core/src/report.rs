@@ -736,29 +736,6 @@ pub fn human_bytes(bytes: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn a_gone_users_rows_name_an_erased_account_and_nothing_else_changes() {
-        let report = serde_json::json!({
-            "users": [{"user": "alice", "files": {"objects": 2}}, {"user": "bob"}, {"user": "others"}],
-            "transfer": {"users": [{"user": "alice", "sent": {"bytes": 9}}, {"user": "carol"}]},
-            "total": {"bytes": 42},
-        });
-        let named = super::named_users(&report);
-        assert_eq!(named.iter().map(String::as_str).collect::<Vec<_>>(), ["alice", "bob", "carol"]);
-        let mut shown = report.clone();
-        super::unname(&mut shown, &["alice".to_owned()].into());
-        assert_eq!(shown["users"][0], serde_json::json!({"user": super::ERASED_USER, "files": {"objects": 2}}));
-        assert_eq!(shown["transfer"]["users"][0]["user"], super::ERASED_USER);
-        assert_eq!(
-            (shown["users"][1]["user"].as_str(), shown["total"].clone()),
-            (Some("bob"), report["total"].clone())
-        );
-        // A report without transfer (no CDN logs) or users stays as it was.
-        let mut bare = serde_json::json!({"transfer": null, "total": {"bytes": 0}});
-        super::unname(&mut bare, &["alice".to_owned()].into());
-        assert_eq!(bare, serde_json::json!({"transfer": null, "total": {"bytes": 0}}));
-    }
-
     use super::*;
     use time::macros::datetime;
 
@@ -1000,5 +977,28 @@ mod tests {
         assert_eq!(Kind::of("derived/f/w320.webp").0, Kind::Variant);
         assert_eq!(Kind::of("inventory/manifest.json").0, Kind::Other);
         assert_eq!(human_bytes(1536), "1.5 KiB");
+    }
+
+    #[test]
+    fn a_gone_users_rows_name_an_erased_account_and_nothing_else_changes() {
+        let report = serde_json::json!({
+            "users": [{"user": "alice", "files": {"objects": 2}}, {"user": "bob"}, {"user": "others"}],
+            "transfer": {"users": [{"user": "alice", "sent": {"bytes": 9}}, {"user": "carol"}]},
+            "total": {"bytes": 42},
+        });
+        let named = named_users(&report);
+        assert_eq!(named.iter().map(String::as_str).collect::<Vec<_>>(), ["alice", "bob", "carol"]);
+        let mut shown = report.clone();
+        unname(&mut shown, &["alice".to_owned()].into());
+        assert_eq!(shown["users"][0], serde_json::json!({"user": ERASED_USER, "files": {"objects": 2}}));
+        assert_eq!(shown["transfer"]["users"][0]["user"], ERASED_USER);
+        assert_eq!(
+            (shown["users"][1]["user"].as_str(), shown["total"].clone()),
+            (Some("bob"), report["total"].clone())
+        );
+        // A report without transfer (no CDN logs) or users stays as it was.
+        let mut bare = serde_json::json!({"transfer": null, "total": {"bytes": 0}});
+        unname(&mut bare, &["alice".to_owned()].into());
+        assert_eq!(bare, serde_json::json!({"transfer": null, "total": {"bytes": 0}}));
     }
 }
