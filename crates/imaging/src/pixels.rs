@@ -163,6 +163,23 @@ mod tests {
         }
     }
 
+    /// Alpha is premultiplied while resizing (what fast_image_resize's general `Resizer::resize`
+    /// does, which `resize_as` must do too): a transparent pixel's colour never bleeds into the
+    /// partly covered pixels beside it, where plain averaging would mix red into the blue.
+    #[test]
+    fn resizing_keeps_a_transparent_pixels_colour_out_of_its_neighbours() {
+        let transparent_red = [255, 0, 0, 0];
+        let opaque_blue = [0, 0, 255, 255];
+        let p = Pixels { width: 2, height: 1, channels: 4, data: [transparent_red, opaque_blue].concat() };
+        let resized = p.resize(8, 1).unwrap();
+        let pixels: Vec<&[u8]> = resized.data.chunks_exact(4).collect();
+        assert!(pixels.iter().filter(|px| px[3] > 0 && px[3] < 255).count() >= 2, "{pixels:?}");
+        for px in pixels.iter().filter(|px| px[3] > 0) {
+            assert_eq!((px[0], px[1]), (0, 0), "no red in a pixel that shows: {pixels:?}");
+            assert!(px[2] >= 250, "{pixels:?}");
+        }
+    }
+
     #[test]
     fn flattening_puts_transparency_on_white() {
         let p = Pixels { width: 2, height: 1, channels: 4, data: vec![0, 0, 0, 0, 10, 20, 30, 255] };

@@ -158,27 +158,3 @@ fn transforms_convert_colour_profiles_after_resizing() {
         assert!(near < 1.5, "{rel}: {near:.2} from the converted pixels");
     }
 }
-
-/// `Pixels::resize` picks fast_image_resize's code for its pixel type at compile time (to keep
-/// the other eleven types out of the functions): it must give exactly the bytes of the crate's
-/// general `Resizer::resize`, for RGB (a photo) and RGBA (a PNG with transparency).
-#[test]
-fn resizing_gives_the_bytes_of_the_general_resizer() {
-    use fast_image_resize::images::{Image, ImageRef};
-    use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
-
-    for (rel, channels) in [("photos/olympus-4mp-icc.jpg", 3), ("other/alpha.png", 4)] {
-        let source = load(&corpus(rel), &ImageLimits::default(), 320).unwrap_or_else(|e| panic!("{rel}: {e}"));
-        let p = source.pixels;
-        assert_eq!(p.channels, channels, "{rel}");
-        let (w, h) = (p.width * 2 / 7, p.height * 2 / 7);
-        let kind = if channels == 4 { PixelType::U8x4 } else { PixelType::U8x3 };
-        let src = ImageRef::new(p.width, p.height, &p.data, kind).unwrap();
-        let mut general = Image::new(w, h, kind);
-        let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
-        Resizer::new().resize(&src, &mut general, &options).unwrap();
-        let resized = p.resize(w, h).unwrap();
-        assert_eq!((resized.width, resized.height, resized.channels), (w, h, channels), "{rel}");
-        assert!(resized.data == general.into_vec(), "{rel}: the bytes differ");
-    }
-}
