@@ -5,8 +5,14 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::{TransactWriteItemsError, TransactWriteItemsOutput};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use matbakh_core::migration::SplitMix64;
+use matbakh_core::migration::backoff::Backoff;
 
 use crate::error::AwsError;
 use crate::schema::{self, GSI_USER};
@@ -45,6 +51,42 @@ where
         Ok(_) => Ok(true),
         Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("ConditionalCheckFailedException") => Ok(false),
         Err(e) => Err(AwsError::from_sdk(operation, e)),
+    }
+}
+
+/// How a transaction is sent again while only other requests on its items cancel it: 4 sends in
+/// all, waiting 12-25, 25-50 and 50-100 ms between them (175 ms at most).
+pub(crate) const TRANSACTION_RETRIES: Backoff =
+    Backoff { base: Duration::from_millis(25), cap: Duration::from_millis(400), max_attempts: 4 };
+
+/// Sends a transaction, and sends it again (after [`TRANSACTION_RETRIES`]' waits) while it is
+/// cancelled only because other requests held its items at that moment (`TransactionConflict`,
+/// or throttling): DynamoDB cancels a transaction that touches an item another transaction is
+/// writing, and a user's uploads granted in parallel (Uppy asks for several at once) each update
+/// the user's usage item, so all but one were cancelled and answered 503. Nothing of a cancelled
+/// transaction was written, so sending it again is safe; whatever it answers then (a condition
+/// that now fails, say) is the caller's to read, as before.
+pub(crate) async fn transact(
+    client: &aws_sdk_dynamodb::Client,
+    items: Vec<TransactWriteItem>,
+) -> Result<TransactWriteItemsOutput, SdkError<TransactWriteItemsError, HttpResponse>> {
+    let mut seed = [0u8; 8];
+    // Without randomness the waits are the same in every instance, only not jittered.
+    let _ = aws_lc_rs::rand::fill(&mut seed);
+    let mut rng = SplitMix64::new(u64::from_le_bytes(seed));
+    let mut sent = 0;
+    loop {
+        let out = client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
+        sent += 1;
+        match out {
+            Err(e) if e.as_service_error().is_some_and(crate::error::transaction_may_pass) => {
+                match TRANSACTION_RETRIES.delay(sent, &mut rng) {
+                    Some(wait) => tokio::time::sleep(wait).await,
+                    None => return Err(e),
+                }
+            }
+            out => return out,
+        }
     }
 }
 
@@ -173,5 +215,109 @@ impl FileTable {
             .await
             .map_err(|e| AwsError::from_sdk("GetItem", e))?;
         Ok(out.item)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region, retry::RetryConfig};
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// DynamoDB's answer to a transaction another one held an item of (its second).
+    const CONFLICT: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"Transaction cancelled, please refer cancellation reasons for specific reasons [None, TransactionConflict]","CancellationReasons":[{"Code":"None"},{"Code":"TransactionConflict","Message":"Transaction is ongoing for the item"}]}"#;
+    /// ... and to one whose first condition failed while the second item was held.
+    const REFUSED: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"Transaction cancelled, please refer cancellation reasons for specific reasons [ConditionalCheckFailed, TransactionConflict]","CancellationReasons":[{"Code":"ConditionalCheckFailed","Message":"The conditional request failed"},{"Code":"TransactionConflict","Message":"Transaction is ongoing for the item"}]}"#;
+
+    /// A DynamoDB endpoint answering its requests with `answers` in turn (400 each), then 200:
+    /// a client of it (which retries nothing itself) and how many requests it read.
+    async fn dynamodb(answers: Vec<&'static str>) -> (aws_sdk_dynamodb::Client, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let read = Arc::new(AtomicUsize::new(0));
+        let count = read.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (count, answers) = (count.clone(), answers.clone());
+                tokio::spawn(async move {
+                    let mut stream = BufReader::new(stream);
+                    loop {
+                        let mut length = 0;
+                        loop {
+                            let mut line = String::new();
+                            if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if let Some((name, value)) = line.trim_end().split_once(':')
+                                && name.eq_ignore_ascii_case("content-length")
+                            {
+                                length = value.trim().parse().unwrap();
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                        }
+                        stream.read_exact(&mut vec![0; length]).await.unwrap();
+                        let (status, body) = match answers.get(count.fetch_add(1, Ordering::SeqCst)) {
+                            Some(answer) => ("400 Bad Request", *answer),
+                            None => ("200 OK", "{}"),
+                        };
+                        let head = format!(
+                            "HTTP/1.1 {status}\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: {}\r\n\r\n",
+                            body.len()
+                        );
+                        stream.write_all(format!("{head}{body}").as_bytes()).await.unwrap();
+                    }
+                });
+            }
+        });
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("eu-central-1"))
+            .credentials_provider(Credentials::new("key", "secret", None, None, "test"))
+            .endpoint_url(format!("http://127.0.0.1:{port}"))
+            .http_client(crate::http::sdk_http_client())
+            .retry_config(RetryConfig::disabled())
+            .build();
+        (aws_sdk_dynamodb::Client::from_conf(config), read)
+    }
+
+    fn two_puts() -> Vec<TransactWriteItem> {
+        ["a", "b"]
+            .map(|pk| {
+                let item = HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s("X"))]);
+                TransactWriteItem::builder()
+                    .put(Put::builder().table_name("t").set_item(Some(item)).build().unwrap())
+                    .build()
+            })
+            .into()
+    }
+
+    #[tokio::test]
+    async fn a_transaction_cancelled_by_others_on_its_items_is_sent_again_until_it_goes_through() {
+        let (client, read) = dynamodb(vec![CONFLICT, CONFLICT]).await;
+        transact(&client, two_puts()).await.unwrap();
+        assert_eq!(read.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_transaction_whose_condition_failed_is_answered_at_once() {
+        let (client, read) = dynamodb(vec![REFUSED]).await;
+        let err = transact(&client, two_puts()).await.unwrap_err();
+        assert_eq!(cancelled_by_condition(&err), [true, false]);
+        assert_eq!(read.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_transaction_held_up_at_every_send_fails_as_retryable_after_its_attempts() {
+        let (client, read) = dynamodb(vec![CONFLICT; 10]).await;
+        let err = transact(&client, two_puts()).await.unwrap_err();
+        assert!(AwsError::from_sdk("TransactWriteItems", err).is_retryable());
+        assert_eq!(read.load(Ordering::SeqCst), TRANSACTION_RETRIES.max_attempts as usize);
     }
 }

@@ -104,7 +104,7 @@ impl AwsError {
 /// transaction on one of its items at the same moment (`TransactionConflict`: the sweeper's
 /// releases of one owner's rows all update that owner's usage item), throttling. One cancelled
 /// by a condition is the caller's answer, not a failure to try again.
-fn transaction_may_pass<E: 'static>(err: &E) -> bool {
+pub(crate) fn transaction_may_pass<E: 'static>(err: &E) -> bool {
     use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
     let any: &dyn std::any::Any = err;
     let Some(TransactWriteItemsError::TransactionCanceledException(c)) = any.downcast_ref() else { return false };

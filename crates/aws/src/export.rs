@@ -72,23 +72,16 @@ impl FileTable {
             TransactWriteItem::builder().put(newest).build(),
             TransactWriteItem::builder().condition_check(open).build(),
         ];
-        // Twice at most: two requests writing the newest-export item at the same moment cancel
-        // each other (`TransactionConflict`, retryable); tried again, the later finds the
-        // other's job and its condition answers (a review: it answered 503).
-        let mut again = true;
-        loop {
-            let sent = self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
-            let Err(err) = sent else { return Ok(()) };
-            match cancelled_by_condition(&err).as_slice() {
-                [true, ..] => return Err(AwsError::AlreadyExists),
-                // First: a closed account is the answer whatever else failed with it.
-                [_, _, true] => return Err(AwsError::AccountErased),
-                [_, true, _] => return Err(AwsError::ConditionFailed),
-                _ => match AwsError::from_sdk("TransactWriteItems", err) {
-                    e if e.is_retryable() && std::mem::take(&mut again) => continue,
-                    e => return Err(e),
-                },
-            }
+        // Two requests writing the newest-export item at the same moment cancel each other
+        // (`TransactionConflict`): sent again, the later finds the other's job and its condition
+        // answers (a review: it answered 503).
+        let Err(err) = crate::dynamo::transact(&self.client, items).await else { return Ok(()) };
+        match cancelled_by_condition(&err).as_slice() {
+            [true, ..] => Err(AwsError::AlreadyExists),
+            // First: a closed account is the answer whatever else failed with it.
+            [_, _, true] => Err(AwsError::AccountErased),
+            [_, true, _] => Err(AwsError::ConditionFailed),
+            _ => Err(AwsError::from_sdk("TransactWriteItems", err)),
         }
     }
 

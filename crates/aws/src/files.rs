@@ -395,7 +395,7 @@ impl FileTable {
             expression.push_str(&format!(" REMOVE {}", removes.join(", ")));
         }
         items.insert(0, TransactWriteItem::builder().update(row.file_row_update(expression).build()?).build());
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+        match crate::dynamo::transact(&self.client, items).await {
             Ok(_) => Ok(true),
             Err(e) if crate::dynamo::cancelled_by_condition(&e).first() == Some(&true) => Ok(false),
             Err(e) => Err(AwsError::from_sdk("TransactWriteItems", e)),
@@ -468,7 +468,7 @@ impl FileTable {
             .build()?;
         let items =
             vec![TransactWriteItem::builder().update(usage).build(), TransactWriteItem::builder().update(row).build()];
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+        match crate::dynamo::transact(&self.client, items).await {
             Ok(_) => Ok(true),
             Err(e) => {
                 let failed = crate::dynamo::cancelled_by_condition(&e);

@@ -787,10 +787,7 @@ impl Ledger {
                 .map_err(|e| AwsError::Corrupt(e.to_string()))
         };
         let items = vec![put(state, None)?, put(audit, Some(schema::ITEM_IS_NEW))?];
-        self.client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
+        crate::dynamo::transact(&self.client, items)
             .await
             .map(|_| ())
             .map_err(|e| AwsError::from_sdk("TransactWriteItems", e))

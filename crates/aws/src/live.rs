@@ -74,12 +74,7 @@ impl LiveTable {
         items: impl IntoIterator<Item = Result<TransactWriteItem, aws_sdk_dynamodb::error::BuildError>>,
     ) -> Result<(), AwsError> {
         let items = items.into_iter().collect::<Result<Vec<_>, _>>()?;
-        self.client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("TransactWriteItems", e))?;
+        crate::dynamo::transact(&self.client, items).await.map_err(|e| AwsError::from_sdk("TransactWriteItems", e))?;
         Ok(())
     }
 

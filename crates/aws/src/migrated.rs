@@ -142,7 +142,7 @@ impl FileTable {
                     .build()?;
                 items.push(TransactWriteItem::builder().update(usage).build());
             }
-            match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            match crate::dynamo::transact(&self.client, items).await {
                 Ok(_) => return Ok(true),
                 // Settled or removed meanwhile: read again.
                 Err(err) if cancelled_by_condition(&err).first() == Some(&true) => continue,

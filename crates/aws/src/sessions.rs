@@ -69,7 +69,7 @@ impl FileTable {
     /// Runs a transaction whose first item takes an open-upload place (see
     /// [`Self::usage_update`]); the others must not find their items as they are.
     pub(crate) async fn open(&self, owner: &UserId, cap: u64, items: Vec<TransactWriteItem>) -> Result<(), AwsError> {
-        let Err(err) = self.client.transact_write_items().set_transact_items(Some(items)).send().await else {
+        let Err(err) = crate::dynamo::transact(&self.client, items).await else {
             return Ok(());
         };
         let failed = cancelled_by_condition(&err);
@@ -144,7 +144,7 @@ impl FileTable {
             TransactWriteItem::builder().update(update.build()?).build(),
             TransactWriteItem::builder().update(self.close_place(owner)?).build(),
         ];
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+        match crate::dynamo::transact(&self.client, items).await {
             Ok(_) => Ok(true),
             Err(err) if cancelled_by_condition(&err).first() == Some(&true) => Ok(false),
             Err(err) => Err(AwsError::from_sdk("TransactWriteItems", err)),
@@ -226,7 +226,7 @@ impl FileTable {
             TransactWriteItem::builder().delete(row).build(),
             TransactWriteItem::builder().update(state).build(),
         ];
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+        match crate::dynamo::transact(&self.client, items).await {
             Ok(_) => {}
             Err(err) if cancelled_by_condition(&err).iter().skip(1).any(|f| *f) => return Ok(false),
             Err(err) => return Err(AwsError::from_sdk("TransactWriteItems", err)),

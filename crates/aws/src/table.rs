@@ -92,7 +92,7 @@ impl FileTable {
         let row = self.put_new_item(accounted_file_item(record, record.size, record.size))?;
         let items =
             vec![TransactWriteItem::builder().update(usage).build(), TransactWriteItem::builder().put(row).build()];
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+        match crate::dynamo::transact(&self.client, items).await {
             Ok(_) => Ok(()),
             Err(err) => {
                 let failed = cancelled_by_condition(&err);
@@ -119,7 +119,7 @@ impl FileTable {
             TransactWriteItem::builder().condition_check(open).build(),
             TransactWriteItem::builder().put(row).build(),
         ];
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+        match crate::dynamo::transact(&self.client, items).await {
             Ok(_) => Ok(()),
             Err(err) => match cancelled_by_condition(&err).as_slice() {
                 [true, ..] => Err(AwsError::AccountErased),
@@ -222,7 +222,7 @@ impl FileTable {
         let usage = usage.build()?;
         let items =
             vec![TransactWriteItem::builder().update(usage).build(), TransactWriteItem::builder().update(row).build()];
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+        match crate::dynamo::transact(&self.client, items).await {
             Ok(_) => {
                 if let Some(digest) = opt_str(&item, "tokenDigest") {
                     self.release_token(digest, granted - actual).await?;
@@ -295,7 +295,7 @@ impl FileTable {
             .build()?;
         let items =
             vec![TransactWriteItem::builder().update(usage).build(), TransactWriteItem::builder().update(row).build()];
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+        match crate::dynamo::transact(&self.client, items).await {
             Ok(_) => Ok(true),
             Err(err) if cancelled_by_condition(&err).get(1) == Some(&true) => Ok(false),
             Err(err) => Err(AwsError::from_sdk("TransactWriteItems", err)),
@@ -379,7 +379,7 @@ impl FileTable {
                 TransactWriteItem::builder().update(usage).build(),
                 TransactWriteItem::builder().update(row).build(),
             ];
-            match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            match crate::dynamo::transact(&self.client, items).await {
                 Ok(_) => {
                     // An upload token's reservation goes back to the token too (security review
                     // 21: a refused upload's stayed spent); a settled row's bytes were used.
@@ -698,7 +698,7 @@ impl FileTable {
             TransactWriteItem::builder().update(usage).build(),
             TransactWriteItem::builder().delete(delete).build(),
         ];
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+        match crate::dynamo::transact(&self.client, items).await {
             Ok(_) => {}
             Err(err) if cancelled_by_condition(&err).get(1) == Some(&true) => return Ok(false),
             Err(err) => return Err(AwsError::from_sdk("TransactWriteItems", err)),

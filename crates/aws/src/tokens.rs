@@ -121,7 +121,7 @@ impl FileTable {
             TransactWriteItem::builder().update(usage).build(),
             TransactWriteItem::builder().put(row).build(),
         ];
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+        match crate::dynamo::transact(&self.client, items).await {
             Ok(_) => Ok(()),
             Err(err) => {
                 let failed = cancelled_by_condition(&err);
