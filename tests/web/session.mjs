@@ -26,8 +26,10 @@ export function chromiumForTests() {
   return chromium;
 }
 
-// The requests each page sent and has no answer for yet (a wait that times out names them).
+// The requests each page sent and has no answer for yet, and what its scripts threw (a wait
+// that times out names them).
 const inFlight = new WeakMap();
+const thrown = new WeakMap();
 
 function trackRequests(page) {
   const open = new Map();
@@ -35,10 +37,14 @@ function trackRequests(page) {
   page.on('requestfinished', (r) => open.delete(r));
   page.on('requestfailed', (r) => open.delete(r));
   inFlight.set(page, open);
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  thrown.set(page, errors);
 }
 
-/** Waits until the app says it started (`data-ready`); fails naming the requests of the page
- * still unanswered then, and how long each has waited. */
+/** Waits until the app says it started (`data-ready`); fails naming how far it got (its
+ * `data-ready` and the message it shows), what its scripts threw, and the requests of the page
+ * still unanswered then, with how long each has waited. */
 export async function appReady(page) {
   try {
     await page.waitForSelector('body[data-ready="true"]', { timeout: SLOW });
@@ -47,7 +53,11 @@ export async function appReady(page) {
     const open = [...(inFlight.get(page) || new Map())].map(
       ([r, since]) => `${r.method()} ${r.url().split('?')[0]} (${Math.round((now - since) / 1000)} s)`,
     );
-    throw new Error(`the app did not get ready (${e.message}); unanswered requests: ${open.join(', ') || 'none'}`);
+    const state = await page
+      .evaluate(() => `data-ready=${document.body?.dataset.ready ?? '(none)'}, shown: "${document.getElementById('signin-error')?.textContent ?? ''}"`)
+      .catch((err) => `not readable: ${err.message}`);
+    const errors = (thrown.get(page) || []).join(' | ') || 'none';
+    throw new Error(`the app did not get ready (${e.message}); ${state}; thrown: ${errors}; unanswered requests: ${open.join(', ') || 'none'}`);
   }
 }
 
