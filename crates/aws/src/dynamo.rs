@@ -54,10 +54,59 @@ where
     }
 }
 
-/// How a transaction is sent again while only other requests on its items cancel it: 4 sends in
-/// all, waiting 12-25, 25-50 and 50-100 ms between them (175 ms at most).
+/// A client of the metadata tables: the SDK's, whose retries also take a single-item write
+/// DynamoDB refused because a transaction was writing the same item at that moment
+/// ([`TransactionConflictRetries`]).
+pub(crate) fn client(sdk: &aws_types::SdkConfig) -> aws_sdk_dynamodb::Client {
+    let config = aws_sdk_dynamodb::config::Builder::from(sdk).retry_classifier(TransactionConflictRetries).build();
+    aws_sdk_dynamodb::Client::from_conf(config)
+}
+
+/// DynamoDB answers a PutItem, UpdateItem, DeleteItem or BatchWriteItem on an item a transaction
+/// is writing with `TransactionConflictException`, an HTTP 400 the SDK takes as final: a token's
+/// release after a settle while the next upload's grant held the token, the thumbnailer's READY
+/// during the indexer's settle of the same row, each failed at once (and a settled row's token
+/// release was not made again). It passes once the transaction is done: a transient error, for
+/// the SDK's retries with their backoff. moto runs requests one at a time and never answers so.
+#[derive(Debug)]
+struct TransactionConflictRetries;
+
+impl aws_smithy_runtime_api::client::retries::classifiers::ClassifyRetry for TransactionConflictRetries {
+    fn classify_retry(
+        &self,
+        ctx: &aws_smithy_runtime_api::client::interceptors::context::InterceptorContext,
+    ) -> aws_smithy_runtime_api::client::retries::classifiers::RetryAction {
+        use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+        use aws_sdk_dynamodb::operation::{
+            batch_write_item::BatchWriteItemError, delete_item::DeleteItemError, put_item::PutItemError,
+            update_item::UpdateItemError,
+        };
+        use aws_smithy_runtime_api::client::retries::classifiers::RetryAction;
+        let Some(Err(err)) = ctx.output_or_error() else { return RetryAction::NoActionIndicated };
+        let Some(err) = err.as_operation_error() else { return RetryAction::NoActionIndicated };
+        let code = None
+            .or_else(|| err.downcast_ref::<PutItemError>().map(|e| e.code()))
+            .or_else(|| err.downcast_ref::<UpdateItemError>().map(|e| e.code()))
+            .or_else(|| err.downcast_ref::<DeleteItemError>().map(|e| e.code()))
+            .or_else(|| err.downcast_ref::<BatchWriteItemError>().map(|e| e.code()))
+            .flatten();
+        match code {
+            Some("TransactionConflictException") => RetryAction::transient_error(),
+            _ => RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "TransactionConflictRetries"
+    }
+}
+
+/// How a transaction is sent again while only other requests on its items cancel it: 6 sends in
+/// all, waiting 12-25, 25-50, 50-100, 100-200 and 200-400 ms between them (775 ms at most; an
+/// indexer that gave up would wait for its message's redelivery, 30 minutes, and in a migration
+/// burst up to 20 of them settle one user's files, each updating that user's usage item).
 pub(crate) const TRANSACTION_RETRIES: Backoff =
-    Backoff { base: Duration::from_millis(25), cap: Duration::from_millis(400), max_attempts: 4 };
+    Backoff { base: Duration::from_millis(25), cap: Duration::from_millis(400), max_attempts: 6 };
 
 /// Sends a transaction, and sends it again (after [`TRANSACTION_RETRIES`]' waits) while it is
 /// cancelled only because other requests held its items at that moment (`TransactionConflict`,
@@ -234,9 +283,41 @@ mod tests {
     /// ... and to one whose first condition failed while the second item was held.
     const REFUSED: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"Transaction cancelled, please refer cancellation reasons for specific reasons [ConditionalCheckFailed, TransactionConflict]","CancellationReasons":[{"Code":"ConditionalCheckFailed","Message":"The conditional request failed"},{"Code":"TransactionConflict","Message":"Transaction is ongoing for the item"}]}"#;
 
+    /// A single-item write's answer while a transaction holds the item.
+    const WRITE_CONFLICT: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionConflictException","message":"Transaction is ongoing for the item"}"#;
+
     /// A DynamoDB endpoint answering its requests with `answers` in turn (400 each), then 200:
     /// a client of it (which retries nothing itself) and how many requests it read.
     async fn dynamodb(answers: Vec<&'static str>) -> (aws_sdk_dynamodb::Client, Arc<AtomicUsize>) {
+        let (endpoint, read) = endpoint(answers).await;
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("eu-central-1"))
+            .credentials_provider(Credentials::new("key", "secret", None, None, "test"))
+            .endpoint_url(endpoint)
+            .http_client(crate::http::sdk_http_client())
+            .retry_config(RetryConfig::disabled())
+            .build();
+        (aws_sdk_dynamodb::Client::from_conf(config), read)
+    }
+
+    /// The SDK configuration the functions load (standard retries, 3 attempts), for `endpoint`.
+    fn sdk(endpoint: String) -> aws_types::SdkConfig {
+        aws_types::SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("eu-central-1"))
+            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
+                "key", "secret", None, None, "test",
+            )))
+            .endpoint_url(endpoint)
+            .http_client(crate::http::sdk_http_client())
+            .retry_config(RetryConfig::standard().with_initial_backoff(Duration::from_millis(1)))
+            .build()
+    }
+
+    /// A DynamoDB endpoint answering its requests with `answers` in turn (400 each), then 200:
+    /// its URL and how many requests it read.
+    async fn endpoint(answers: Vec<&'static str>) -> (String, Arc<AtomicUsize>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let read = Arc::new(AtomicUsize::new(0));
@@ -276,15 +357,7 @@ mod tests {
                 });
             }
         });
-        let config = aws_sdk_dynamodb::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("eu-central-1"))
-            .credentials_provider(Credentials::new("key", "secret", None, None, "test"))
-            .endpoint_url(format!("http://127.0.0.1:{port}"))
-            .http_client(crate::http::sdk_http_client())
-            .retry_config(RetryConfig::disabled())
-            .build();
-        (aws_sdk_dynamodb::Client::from_conf(config), read)
+        (format!("http://127.0.0.1:{port}"), read)
     }
 
     fn two_puts() -> Vec<TransactWriteItem> {
@@ -319,5 +392,39 @@ mod tests {
         let err = transact(&client, two_puts()).await.unwrap_err();
         assert!(AwsError::from_sdk("TransactWriteItems", err).is_retryable());
         assert_eq!(read.load(Ordering::SeqCst), TRANSACTION_RETRIES.max_attempts as usize);
+    }
+
+    async fn update(client: &aws_sdk_dynamodb::Client) -> Result<(), AwsError> {
+        client
+            .update_item()
+            .table_name("t")
+            .key("pk", s("TOKEN#x"))
+            .key("sk", s("TOKEN"))
+            .update_expression("ADD usedBytes :give")
+            .expression_attribute_values(":give", n(-5))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| AwsError::from_sdk("UpdateItem", e))
+    }
+
+    #[tokio::test]
+    async fn a_write_refused_while_a_transaction_holds_its_item_is_sent_again() {
+        let (url, read) = endpoint(vec![WRITE_CONFLICT, WRITE_CONFLICT]).await;
+        update(&client(&sdk(url))).await.unwrap();
+        assert_eq!(read.load(Ordering::SeqCst), 3);
+
+        // The SDK's own client takes it as final.
+        let (url, read) = endpoint(vec![WRITE_CONFLICT]).await;
+        assert!(update(&aws_sdk_dynamodb::Client::new(&sdk(url))).await.is_err());
+        assert_eq!(read.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn other_refusals_of_a_write_are_answered_at_once() {
+        let refused = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException","message":"The conditional request failed"}"#;
+        let (url, read) = endpoint(vec![refused]).await;
+        assert!(update(&client(&sdk(url))).await.is_err());
+        assert_eq!(read.load(Ordering::SeqCst), 1);
     }
 }

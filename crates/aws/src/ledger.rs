@@ -427,7 +427,7 @@ impl Delta {
 
 impl Ledger {
     pub fn new(sdk: &SdkConfig, table: impl Into<String>) -> Self {
-        Ledger { client: aws_sdk_dynamodb::Client::new(sdk), table: table.into() }
+        Ledger { client: crate::dynamo::client(sdk), table: table.into() }
     }
 
     /// Writes a new run item; refuses if the id exists.

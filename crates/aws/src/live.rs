@@ -41,7 +41,7 @@ fn ticket_pk(digest: &str) -> String {
 
 impl LiveTable {
     pub fn new(sdk: &SdkConfig, table: impl Into<String>) -> Self {
-        LiveTable { client: aws_sdk_dynamodb::Client::new(sdk), table: table.into() }
+        LiveTable { client: crate::dynamo::client(sdk), table: table.into() }
     }
 
     /// The items a socket is kept as (its user's; the administrators' too for an admin).

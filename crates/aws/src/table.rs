@@ -56,7 +56,7 @@ pub(crate) use crate::schema::{file_pk, user_pk};
 
 impl FileTable {
     pub fn new(sdk: &SdkConfig, table: impl Into<String>) -> Self {
-        FileTable { client: aws_sdk_dynamodb::Client::new(sdk), table: table.into() }
+        FileTable { client: crate::dynamo::client(sdk), table: table.into() }
     }
 
     /// Reserves `record.size` bytes of the owner's quota and writes the PENDING row, in one
