@@ -301,6 +301,7 @@ impl FileTable {
         for chunk in pks.chunks(100) {
             let keys = chunk.iter().map(|pk| schema::key(pk, schema::FILE)).collect::<Vec<_>>();
             let mut request = Some(KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true).build()?);
+            let mut wait = std::time::Duration::from_millis(50);
             while let Some(req) = request.take() {
                 let out = self
                     .client
@@ -315,6 +316,12 @@ impl FileTable {
                     }
                 }
                 request = out.unprocessed_keys().and_then(|u| u.get(&self.table)).cloned();
+                if request.is_some() {
+                    // What DynamoDB left unread (throttled): asked again after a wait, as
+                    // `dynamo::batch_write` does.
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(5));
+                }
             }
         }
         Ok(pks.iter().filter_map(|pk| found.remove(pk)).collect())
