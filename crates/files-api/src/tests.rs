@@ -546,6 +546,23 @@ async fn a_public_url_is_handed_out_only_while_a_large_jpegs_copy_is_there() {
     assert_eq!(shown["publicUrl"], Value::Null, "{shown}");
 }
 
+/// A public original larger than S3 copies in one CopyObject (a video of 6 GiB) gets no public
+/// copy and no URL, and making it public answers 200, not a 500 after the row went public.
+#[tokio::test]
+async fn an_original_too_large_to_copy_is_public_without_a_copy_or_a_url() {
+    let w = World::with_cdn();
+    let id = w.file("alice", "long-take.mp4", "video/mp4", 3);
+    let mut row = w.repo.get(id).unwrap();
+    row.record.size = matbakh_core::delivery::PUBLIC_COPY_MAX_BYTES + 1;
+    w.repo.insert(row);
+    let (status, shown) = w
+        .call(NOW, Method::PATCH, &format!("/v1/files/{id}"), Some("alice"), Some(json!({"visibility": "public"})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!((&shown["visibility"], &shown["publicUrl"]), (&json!("public"), &Value::Null), "{shown}");
+    assert_eq!(w.objects.keys_under(&ObjectKey::public_prefix(id)), Vec::<ObjectKey>::new(), "no copy");
+}
+
 #[tokio::test]
 async fn a_public_page_lists_only_public_stored_files_with_stable_urls_and_needs_no_login() {
     let w = World::with_cdn();
