@@ -193,7 +193,7 @@ async fn the_erases_logs_never_print_the_pseudonym_its_record_is_kept_under() {
     w.repo.insert_legacy("shop/alice/menu.jpg", &alice);
     let logs = testkit::logs::Captured::default();
     let (status, answer) = {
-        let _capture = tracing::subscriber::set_default(logs.subscriber());
+        let _capture = logs.start();
         w.erase("alice", json!({"confirm": true})).await
     };
     assert_eq!(status, StatusCode::OK, "{answer}");
