@@ -3,7 +3,8 @@
 //! private file's at CloudFront signed URLs, and presigned S3 URLs where no CDN is configured
 //! (or it has no signing key).
 //!
-//! A file's public copies (`p/{fileId}/...`) exist exactly while it is public and READY:
+//! A file's public copies (`p/{fileId}/...`) exist exactly while it is public and READY (but for
+//! an original that gets none: `core::delivery::public_original_may_be_missing`):
 //! [`Delivery::publish`] makes them (when the file becomes READY public, or is made public, or
 //! is restored public), [`Delivery::unpublish`] deletes them and invalidates
 //! `/p/{fileId}/*` at the CDN (made private, deleted, erased).
@@ -56,6 +57,9 @@ impl Delivery {
         let Some(url) = self.served_publicly(record).and_then(|cdn| cdn.public_url(&record.key)) else {
             return Ok(None);
         };
+        if record.size > matbakh_core::delivery::PUBLIC_COPY_MAX_BYTES {
+            return Ok(None);
+        }
         let withheld =
             matbakh_core::delivery::public_original_may_be_missing(record.content_type.as_str(), record.size);
         if record.status == FileStatus::Ready && !withheld {

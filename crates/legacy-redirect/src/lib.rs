@@ -200,6 +200,10 @@ impl Redirector {
         let row = self.migrations.file(mapping.file_id).await?;
         Ok(Some(match row {
             Some(r) => Migrated {
+                original_may_be_missing: matbakh_core::delivery::public_original_may_be_missing(
+                    r.content_type.as_str(),
+                    r.size,
+                ),
                 file_id: r.file_id,
                 key: r.key,
                 status: Some(r.status),
@@ -212,6 +216,7 @@ impl Redirector {
                 status: None,
                 visibility: Default::default(),
                 verified,
+                original_may_be_missing: false,
             },
         }))
     }

@@ -63,6 +63,10 @@ pub struct Migrated {
     pub visibility: Visibility,
     /// The run that copied it passed a full `verify`, and was not rolled back.
     pub verified: bool,
+    /// Made public, its original may have no public copy to redirect to
+    /// ([`crate::delivery::public_original_may_be_missing`]: too large to copy, or to publish
+    /// without a GPS position it may hold).
+    pub original_may_be_missing: bool,
 }
 
 /// Why a request goes to the legacy store, for the logs and the metrics.
@@ -73,6 +77,9 @@ pub enum FallbackReason {
     NotVerified,
     /// Public, but its public copy is not made yet (still being processed).
     NotReady,
+    /// Public, but its original may have no public copy (`Migrated::original_may_be_missing`):
+    /// a redirect could lead to a `403`; the legacy store serves it until it is decommissioned.
+    NoPublicCopy,
 }
 
 impl FallbackReason {
@@ -82,6 +89,7 @@ impl FallbackReason {
             FallbackReason::NotMigrated => "not_migrated",
             FallbackReason::NotVerified => "not_verified",
             FallbackReason::NotReady => "not_ready",
+            FallbackReason::NoPublicCopy => "no_public_copy",
         }
     }
 
@@ -175,6 +183,9 @@ pub fn answer(path: &str, switches: &Switches, erased: bool, migrated: Option<&M
     }
     match (m.status, m.visibility) {
         (None | Some(FileStatus::Deleted | FileStatus::Quarantined), _) => Answer::Gone,
+        (Some(FileStatus::Ready), Visibility::Public) if m.original_may_be_missing => {
+            Answer::Fallback(FallbackReason::NoPublicCopy)
+        }
         (Some(FileStatus::Ready), Visibility::Public) => match home.cdn.public_url(&m.key) {
             Some(url) => Answer::Redirect(url),
             None => Answer::Fallback(FallbackReason::NotReady),
@@ -233,7 +244,7 @@ mod tests {
             id,
             &crate::names::SafeName::from_display(&crate::names::DisplayName::parse("menu card.jpg").unwrap()),
         );
-        Migrated { file_id: id, key, status, visibility, verified }
+        Migrated { file_id: id, key, status, visibility, verified, original_may_be_missing: false }
     }
 
     fn switched(pairs: &[(&str, Switch)]) -> Switches {
@@ -277,6 +288,12 @@ mod tests {
         assert_eq!(answer(p, &on, false, Some(&unverified), &home()), Answer::Fallback(FallbackReason::NotVerified));
         let processing = file(Some(FileStatus::Pending), Visibility::Public, true);
         assert_eq!(answer(p, &on, false, Some(&processing), &home()), Answer::Fallback(FallbackReason::NotReady));
+        // Never a redirect to a copy that may not exist (a 6 GiB video: S3 copies no more
+        // than 5 GiB at once); made private, its page as any other's.
+        let uncopied = Migrated { original_may_be_missing: true, ..public.clone() };
+        assert_eq!(answer(p, &on, false, Some(&uncopied), &home()), Answer::Fallback(FallbackReason::NoPublicCopy));
+        let uncopied_private = Migrated { visibility: Visibility::Private, ..uncopied };
+        assert!(matches!(answer(p, &on, false, Some(&uncopied_private), &home()), Answer::Redirect(_)));
     }
 
     #[test]
