@@ -302,7 +302,18 @@ impl FileTable {
             let keys = chunk.iter().map(|pk| schema::key(pk, schema::FILE)).collect::<Vec<_>>();
             let mut request = Some(KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true).build()?);
             let mut wait = std::time::Duration::from_millis(50);
+            let mut rounds = 0;
             while let Some(req) = request.take() {
+                rounds += 1;
+                if rounds > 5 {
+                    // Still throttled after 1.5 s of waits: a retryable failure (503), not the
+                    // function's time limit.
+                    return Err(AwsError::Service {
+                        operation: "BatchGetItem",
+                        message: "keys left unprocessed after 5 rounds".into(),
+                        retryable: true,
+                    });
+                }
                 let out = self
                     .client
                     .batch_get_item()
@@ -320,7 +331,7 @@ impl FileTable {
                     // What DynamoDB left unread (throttled): asked again after a wait, as
                     // `dynamo::batch_write` does.
                     tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(std::time::Duration::from_secs(5));
+                    wait *= 2;
                 }
             }
         }
