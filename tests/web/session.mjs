@@ -39,6 +39,8 @@ function trackRequests(page) {
   inFlight.set(page, open);
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
+  // What the page shown now threw (a reload starts again).
+  page.on('framenavigated', (frame) => frame === page.mainFrame() && errors.splice(0));
   thrown.set(page, errors);
 }
 
@@ -53,9 +55,13 @@ export async function appReady(page) {
     const open = [...(inFlight.get(page) || new Map())].map(
       ([r, since]) => `${r.method()} ${r.url().split('?')[0]} (${Math.round((now - since) / 1000)} s)`,
     );
-    const state = await page
-      .evaluate(() => `data-ready=${document.body?.dataset.ready ?? '(none)'}, shown: "${document.getElementById('signin-error')?.textContent ?? ''}"`)
-      .catch((err) => `not readable: ${err.message}`);
+    // A page stuck in a script answers no evaluate: given 5 s.
+    const state = await Promise.race([
+      page
+        .evaluate(() => `data-ready=${document.body?.dataset.ready ?? '(none)'}, shown: "${document.getElementById('signin-error')?.textContent ?? ''}"`)
+        .catch((err) => `not readable: ${err.message}`),
+      delay(5000).then(() => 'not readable: the page did not answer within 5 s'),
+    ]);
     const errors = (thrown.get(page) || []).join(' | ') || 'none';
     throw new Error(`the app did not get ready (${e.message}); ${state}; thrown: ${errors}; unanswered requests: ${open.join(', ') || 'none'}`);
   }
