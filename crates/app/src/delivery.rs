@@ -51,17 +51,16 @@ impl Delivery {
     /// only if it was made before the archive took the original (S3 cannot copy an archived
     /// object): a file made public or brought back while archived gets it when its restore
     /// completes, and until then no URL that would answer 403 is handed out. Likewise an
-    /// original too large to copy, or to publish without a GPS position it may hold
-    /// (`core::delivery::public_original_may_be_missing`).
+    /// original too large to copy (`core::delivery::PUBLIC_COPY_MAX_BYTES`: never copied), or to
+    /// publish without a GPS position it may hold (`core::location::public_copy_may_be_withheld`).
     pub async fn public_url(&self, record: &FileRecord) -> Result<Option<String>, Error> {
         let Some(url) = self.served_publicly(record).and_then(|cdn| cdn.public_url(&record.key)) else {
             return Ok(None);
         };
         if record.size > matbakh_core::delivery::PUBLIC_COPY_MAX_BYTES {
-            return Ok(None);
+            return Ok(None); // never copied
         }
-        let withheld =
-            matbakh_core::delivery::public_original_may_be_missing(record.content_type.as_str(), record.size);
+        let withheld = matbakh_core::location::public_copy_may_be_withheld(record.content_type.as_str(), record.size);
         if record.status == FileStatus::Ready && !withheld {
             return Ok(Some(url));
         }
