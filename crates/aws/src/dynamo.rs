@@ -274,7 +274,6 @@ mod tests {
 
     use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region, retry::RetryConfig};
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-    use tokio::net::TcpListener;
 
     use super::*;
 
@@ -318,45 +317,42 @@ mod tests {
     /// A DynamoDB endpoint answering its requests with `answers` in turn (400 each), then 200:
     /// its URL and how many requests it read.
     async fn endpoint(answers: Vec<&'static str>) -> (String, Arc<AtomicUsize>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
         let read = Arc::new(AtomicUsize::new(0));
         let count = read.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (count, answers) = (count.clone(), answers.clone());
-                tokio::spawn(async move {
-                    let mut stream = BufReader::new(stream);
+        let (port, _) = crate::http::tests::server(move |stream, _| {
+            let (count, answers) = (count.clone(), answers.clone());
+            async move {
+                let mut stream = BufReader::new(stream);
+                loop {
+                    let mut length = 0;
                     loop {
-                        let mut length = 0;
-                        loop {
-                            let mut line = String::new();
-                            if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
-                                return;
-                            }
-                            if let Some((name, value)) = line.trim_end().split_once(':')
-                                && name.eq_ignore_ascii_case("content-length")
-                            {
-                                length = value.trim().parse().unwrap();
-                            }
-                            if line == "\r\n" {
-                                break;
-                            }
+                        let mut line = String::new();
+                        if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
                         }
-                        stream.read_exact(&mut vec![0; length]).await.unwrap();
-                        let (status, body) = match answers.get(count.fetch_add(1, Ordering::SeqCst)) {
-                            Some(answer) => ("400 Bad Request", *answer),
-                            None => ("200 OK", "{}"),
-                        };
-                        let head = format!(
-                            "HTTP/1.1 {status}\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: {}\r\n\r\n",
-                            body.len()
-                        );
-                        stream.write_all(format!("{head}{body}").as_bytes()).await.unwrap();
+                        if let Some((name, value)) = line.trim_end().split_once(':')
+                            && name.eq_ignore_ascii_case("content-length")
+                        {
+                            length = value.trim().parse().unwrap();
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
                     }
-                });
+                    stream.read_exact(&mut vec![0; length]).await.unwrap();
+                    let (status, body) = match answers.get(count.fetch_add(1, Ordering::SeqCst)) {
+                        Some(answer) => ("400 Bad Request", *answer),
+                        None => ("200 OK", "{}"),
+                    };
+                    let head = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    stream.write_all(format!("{head}{body}").as_bytes()).await.unwrap();
+                }
             }
-        });
+        })
+        .await;
         (format!("http://127.0.0.1:{port}"), read)
     }
 

@@ -427,7 +427,7 @@ async fn up_to(body: hyper::body::Incoming, max: u64) -> Result<bytes::Bytes, Sh
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use aws_sdk_s3::config::{Credentials, Region, retry::RetryConfig, timeout::TimeoutConfig};
     use aws_sdk_s3::error::SdkError;
@@ -439,7 +439,7 @@ mod tests {
 
     /// A server on a free port; each connection is handed to `serve` with its number (from 0).
     /// Answers the port and how many connections it took.
-    async fn server<F, Fut>(serve: F) -> (u16, Arc<AtomicUsize>)
+    pub(crate) async fn server<F, Fut>(serve: F) -> (u16, Arc<AtomicUsize>)
     where
         F: Fn(TcpStream, usize) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
