@@ -29,6 +29,10 @@ pub struct S3Store {
     /// Scheme and host of object URLs, and the path before the key (`/bucket` path-style).
     object_base: String,
     object_prefix: String,
+    /// Copies of larger objects go in parts (`core::multipart::COPY_IN_PARTS_ABOVE`).
+    copy_in_parts_above: u64,
+    /// Their part size (`core::multipart::COPY_PART_SIZE`).
+    copy_part_size: u64,
 }
 
 /// One object read through: see [`S3Store::read_digest`].
@@ -108,7 +112,17 @@ impl S3Store {
             post_url,
             object_base,
             object_prefix,
+            copy_in_parts_above: matbakh_core::multipart::COPY_IN_PARTS_ABOVE,
+            copy_part_size: matbakh_core::multipart::COPY_PART_SIZE,
         })
+    }
+
+    /// This store copying objects above `above` bytes in parts of `part_size` (at least S3's
+    /// 5 MiB): tests copy small objects as a large one is copied.
+    pub fn copying_in_parts(mut self, above: u64, part_size: u64) -> Self {
+        self.copy_in_parts_above = above.min(matbakh_core::multipart::SINGLE_COPY_MAX_BYTES);
+        self.copy_part_size = part_size;
+        self
     }
 
     pub fn bucket(&self) -> &str {
@@ -468,7 +482,9 @@ impl S3Store {
         Ok(())
     }
 
-    /// CopyObject of `version_id` of `from` to `to`, its metadata kept or, with `served`, replaced.
+    /// Copies `version_id` of `from` to `to`, its metadata kept or, with `served`, replaced: in
+    /// one CopyObject, or in parts above [`Self::copying_in_parts`]' size (S3 copies at most
+    /// 5 GiB in one request, and one request copies at one stream's pace).
     async fn copy(
         &self,
         from: &ObjectKey,
@@ -476,10 +492,14 @@ impl S3Store {
         to: &ObjectKey,
         served: Option<&ServedAs>,
     ) -> Result<(), AwsError> {
-        let encoded: String = percent_encoding::utf8_percent_encode(from.as_str(), KEY_ESCAPES).to_string();
-        let mut source = format!("{}/{encoded}", self.bucket);
-        if let Some(v) = version_id {
-            source.push_str(&format!("?versionId={v}"));
+        // A source that is gone is left to CopyObject, which answers for it as it always has.
+        if let Some(head) = self.head_object(from, version_id).await?
+            && head.size > self.copy_in_parts_above
+        {
+            // Every part from the object HEAD saw: by its ETag (Garage takes no `versionId` in a
+            // copy source, and names a version in HEAD's answer all the same).
+            let source = self.copy_source(from, version_id);
+            return self.copy_in_parts(&source, &head, to, served).await;
         }
         // A copy carries no tags (review 27): the source's (the indexer's `type-class`, which
         // only originals under users/ are archived by) would need s3:GetObjectTagging on it and
@@ -489,7 +509,7 @@ impl S3Store {
             .copy_object()
             .bucket(&self.bucket)
             .key(to.as_str())
-            .copy_source(source)
+            .copy_source(self.copy_source(from, version_id))
             .tagging_directive(aws_sdk_s3::types::TaggingDirective::Replace);
         if let Some(served) = served {
             copy = copy
@@ -499,6 +519,92 @@ impl S3Store {
                 .set_content_disposition(served.disposition.clone());
         }
         copy.send().await.map_err(|e| AwsError::from_sdk("CopyObject", e))?;
+        Ok(())
+    }
+
+    /// `x-amz-copy-source` of `version_id` of `key` in this bucket.
+    fn copy_source(&self, key: &ObjectKey, version_id: Option<&str>) -> String {
+        let encoded = percent_encoding::utf8_percent_encode(key.as_str(), KEY_ESCAPES);
+        match version_id {
+            Some(v) => format!("{}/{encoded}?versionId={v}", self.bucket),
+            None => format!("{}/{encoded}", self.bucket),
+        }
+    }
+
+    /// [`Self::copy`] of the object `head` describes as a multipart upload of ranges of it
+    /// (UploadPartCopy, [`COPY_PARTS_IN_FLIGHT`] at a time), its headers as CopyObject would
+    /// have set them (no tags). A failed copy is aborted: no parts left behind, nothing at `to`.
+    ///
+    /// [`COPY_PARTS_IN_FLIGHT`]: matbakh_core::multipart::COPY_PARTS_IN_FLIGHT
+    async fn copy_in_parts(
+        &self,
+        source: &str,
+        head: &ObjectHead,
+        to: &ObjectKey,
+        served: Option<&ServedAs>,
+    ) -> Result<(), AwsError> {
+        use futures_util::{StreamExt, TryStreamExt};
+        use matbakh_core::multipart::{COPY_PARTS_IN_FLIGHT, part_ranges, part_size_for};
+        let create = self.client.create_multipart_upload().bucket(&self.bucket).key(to.as_str());
+        let create = match served {
+            Some(served) => create
+                .content_type(&served.content_type)
+                .cache_control(served.cache_control)
+                .set_content_disposition(served.disposition.clone()),
+            None => create
+                .set_content_type(head.content_type.clone())
+                .set_content_disposition(head.content_disposition.clone())
+                .set_metadata(Some(head.metadata.clone()).filter(|m| !m.is_empty())),
+        };
+        let created = create.send().await.map_err(|e| AwsError::from_sdk("CreateMultipartUpload", e))?;
+        let upload_id = created.upload_id().ok_or(AwsError::Invalid("S3 started a copy without an upload id"))?;
+        let ranges = part_ranges(head.size, part_size_for(head.size, self.copy_part_size));
+        let if_match = head.etag.as_ref().map(|etag| format!("\"{etag}\""));
+        let parts: Result<Vec<CompletedPart>, AwsError> = futures_util::stream::iter(ranges.into_iter().zip(1..))
+            .map(|((offset, len), number)| {
+                let part = self
+                    .client
+                    .upload_part_copy()
+                    .bucket(&self.bucket)
+                    .key(to.as_str())
+                    .upload_id(upload_id)
+                    .part_number(number)
+                    .copy_source(source)
+                    .copy_source_range(format!("bytes={offset}-{}", offset + len - 1))
+                    .set_copy_source_if_match(if_match.clone());
+                async move {
+                    let out = part.send().await.map_err(|e| AwsError::from_sdk("UploadPartCopy", e))?;
+                    let etag = out.copy_part_result().and_then(|r| r.e_tag());
+                    let etag = etag.ok_or(AwsError::Invalid("S3 copied a part without an ETag"))?;
+                    Ok(CompletedPart::builder().part_number(number).e_tag(etag).build())
+                }
+            })
+            .buffered(COPY_PARTS_IN_FLIGHT)
+            .try_collect()
+            .await;
+        let completed = match parts {
+            Ok(parts) => self
+                .client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(to.as_str())
+                .upload_id(upload_id)
+                .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| AwsError::from_sdk("CompleteMultipartUpload", e)),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = completed {
+            let abort = self.client.abort_multipart_upload().bucket(&self.bucket).key(to.as_str()).upload_id(upload_id);
+            if let Err(aborted) = abort.send().await {
+                // The bucket's lifecycle aborts it a day later (abort-incomplete-multipart).
+                tracing::warn!(key = to.as_str(), error = %aborted, "a failed copy in parts was not aborted");
+            }
+            return Err(e);
+        }
+        tracing::info!(key = to.as_str(), size = head.size, "copied in parts");
         Ok(())
     }
 
@@ -948,5 +1054,124 @@ impl S3Store {
             Err(e) if e.as_service_error().and_then(|s| s.meta().code()) == Some("RestoreAlreadyInProgress") => Ok(()),
             Err(e) => Err(AwsError::from_sdk("RestoreObject", e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+    use super::*;
+
+    const MIB: u64 = 1024 * 1024;
+
+    /// An S3 endpoint holding one object of `size` bytes (ETag `abc`) that copies
+    /// it in parts, refusing the copy of part `refused` (403). Answers a store of it (copying in
+    /// parts of 5 MiB above 5 MiB) and the requests it read, `METHOD path?query` and for a
+    /// part its source, range and condition, in order.
+    async fn s3(size: u64, refused: Option<u32>) -> (S3Store, Arc<Mutex<Vec<String>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let (port, _) = crate::http::tests::server(move |stream, _| {
+            let log = log.clone();
+            async move {
+                let mut stream = BufReader::new(stream);
+                loop {
+                    let mut line = String::new();
+                    if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let mut target = line.split(' ').take(2).collect::<Vec<_>>().join(" ");
+                    let mut length = 0;
+                    loop {
+                        let mut header = String::new();
+                        stream.read_line(&mut header).await.unwrap();
+                        if header == "\r\n" {
+                            break;
+                        }
+                        let (name, value) = header.trim_end().split_once(':').unwrap();
+                        match name.to_ascii_lowercase().as_str() {
+                            "content-length" => length = value.trim().parse().unwrap(),
+                            n if n.starts_with("x-amz-copy-source") => target.push_str(&format!(" {n}={}", value.trim())),
+                            _ => {}
+                        }
+                    }
+                    stream.read_exact(&mut vec![0; length]).await.unwrap();
+                    let part = target.split(['?', '&', ' ']).find_map(|p| p.strip_prefix("partNumber="));
+                    let part = part.map(|n| n.parse::<u32>().unwrap());
+                    let (status, headers, body) = match (line.split(' ').next().unwrap(), part) {
+                        ("HEAD", _) => ("200 OK", format!("content-length: {size}\r\netag: \"abc\"\r\n"), String::new()),
+                        ("POST", None) if target.contains("?uploads") => ("200 OK", String::new(), "<InitiateMultipartUploadResult><Bucket>b</Bucket><Key>to</Key><UploadId>u1</UploadId></InitiateMultipartUploadResult>".to_owned()),
+                        ("PUT", Some(n)) if Some(n) == refused => ("403 Forbidden", String::new(), "<Error><Code>AccessDenied</Code><Message>refused</Message></Error>".to_owned()),
+                        ("PUT", Some(n)) => ("200 OK", String::new(), format!("<CopyPartResult><ETag>\"e{n}\"</ETag></CopyPartResult>")),
+                        ("PUT", None) => ("200 OK", String::new(), "<CopyObjectResult><ETag>\"x\"</ETag></CopyObjectResult>".to_owned()),
+                        ("POST", None) => ("200 OK", String::new(), "<CompleteMultipartUploadResult><Key>to</Key><ETag>\"x-3\"</ETag></CompleteMultipartUploadResult>".to_owned()),
+                        ("DELETE", None) => ("204 No Content", String::new(), String::new()),
+                        _ => ("400 Bad Request", String::new(), "<Error><Code>Unexpected</Code></Error>".to_owned()),
+                    };
+                    log.lock().unwrap().push(target);
+                    let length = if line.starts_with("HEAD") { String::new() } else { format!("content-length: {}\r\n", body.len()) };
+                    let answer = format!("HTTP/1.1 {status}\r\n{headers}{length}x-amz-request-id: t\r\n\r\n{body}");
+                    stream.write_all(answer.as_bytes()).await.unwrap();
+                }
+            }
+        })
+        .await;
+        let sdk = aws_types::SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("eu-central-1"))
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new("key", "secret", None, None, "test")))
+            .endpoint_url(format!("http://127.0.0.1:{port}"))
+            .http_client(crate::http::sdk_http_client())
+            .build();
+        (S3Store::new(&sdk, "b", None).unwrap().copying_in_parts(5 * MIB, 5 * MIB), seen)
+    }
+
+    fn key(k: &str) -> ObjectKey {
+        ObjectKey::from_stored(k.to_owned())
+    }
+
+    #[tokio::test]
+    async fn an_object_above_the_limit_is_copied_in_ranges_of_the_object_seen() {
+        let (store, seen) = s3(12 * MIB + 1, None).await;
+        store.copy_version(&key("users/u/f/a.mp4"), None, &key("quarantine/users/u/f/a.mp4")).await.unwrap();
+        let seen = seen.lock().unwrap().clone();
+        let parts: Vec<&String> = seen.iter().filter(|r| r.starts_with("PUT")).collect();
+        assert_eq!(parts.len(), 3, "{seen:#?}");
+        for (n, range) in [(1, "bytes=0-5242879"), (2, "bytes=5242880-10485759"), (3, "bytes=10485760-12582912")] {
+            let part = parts.iter().find(|p| p.contains(&format!("partNumber={n}&"))).unwrap();
+            assert!(part.contains(&format!("x-amz-copy-source-range={range}")), "{part}");
+            assert!(part.contains("x-amz-copy-source=b/users/u/f/a.mp4 "), "{part}");
+            assert!(part.contains("x-amz-copy-source-if-match=\"abc\""), "{part}");
+        }
+        let last = seen.last().unwrap();
+        assert!(last.starts_with("POST /b/quarantine/users/u/f/a.mp4?") && last.ends_with("uploadId=u1"), "{seen:#?}");
+        assert!(!seen.iter().any(|r| r.starts_with("DELETE")), "{seen:#?}");
+    }
+
+    #[tokio::test]
+    async fn a_copy_in_parts_that_fails_is_aborted_and_never_completed() {
+        let (store, seen) = s3(12 * MIB, Some(2)).await;
+        let err = store.copy_version(&key("users/u/f/a.mp4"), None, &key("quarantine/users/u/f/a.mp4")).await;
+        assert!(err.is_err());
+        let seen = seen.lock().unwrap().clone();
+        let last = seen.last().unwrap();
+        assert!(
+            last.starts_with("DELETE /b/quarantine/users/u/f/a.mp4?") && last.ends_with("uploadId=u1"),
+            "{seen:#?}"
+        );
+        assert!(!seen.iter().any(|r| r.starts_with("POST") && r.contains("uploadId=")), "completed: {seen:#?}");
+    }
+
+    #[tokio::test]
+    async fn an_object_within_the_limit_is_copied_in_one_request() {
+        let (store, seen) = s3(5 * MIB, None).await;
+        store.copy_version(&key("users/u/f/a.mp4"), None, &key("quarantine/users/u/f/a.mp4")).await.unwrap();
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2, "{seen:#?}");
+        assert_eq!(seen[1], "PUT /b/quarantine/users/u/f/a.mp4?x-id=CopyObject x-amz-copy-source=b/users/u/f/a.mp4");
     }
 }

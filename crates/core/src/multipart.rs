@@ -72,6 +72,29 @@ impl fmt::Display for UploadId {
     }
 }
 
+/// S3's largest CopyObject: a larger object is copied in parts (UploadPartCopy).
+pub const SINGLE_COPY_MAX_BYTES: u64 = MAX_PART_SIZE;
+/// Objects above this are copied in parts, [`COPY_PARTS_IN_FLIGHT`] at a time, rather than in
+/// one CopyObject, which copies at one stream's pace: a public original copied within an API
+/// request's time limit. Not measured on AWS (no account here): a judgement, S3's limit above.
+pub const COPY_IN_PARTS_ABOVE: u64 = 1024 * MIB;
+/// The part size of a copy in parts, grown where 10,000 parts would not hold the object.
+pub const COPY_PART_SIZE: u64 = 256 * MIB;
+/// How many parts of one copy are copied at once.
+pub const COPY_PARTS_IN_FLIGHT: usize = 8;
+
+/// Byte ranges `(offset, len)` of the parts of a `size`-byte object, in order.
+pub fn part_ranges(size: u64, part_size: u64) -> Vec<(u64, u64)> {
+    let part_size = part_size.max(1);
+    (0..size.div_ceil(part_size)).map(|i| (i * part_size, part_size.min(size - i * part_size))).collect()
+}
+
+/// The part size for a `size`-byte object: `preferred`, grown so the object needs at most
+/// S3's [`MAX_PARTS`], and never below its [`MIN_PART_SIZE`].
+pub fn part_size_for(size: u64, preferred: u64) -> u64 {
+    preferred.max(size.div_ceil(u64::from(MAX_PARTS))).max(MIN_PART_SIZE)
+}
+
 /// How a file of `size` bytes is cut into parts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PartPlan {
@@ -113,6 +136,25 @@ impl PartPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parts_cover_the_object_exactly_within_s3s_limits() {
+        let mib = 1024 * 1024;
+        assert_eq!(part_ranges(20 * mib, 8 * mib), vec![(0, 8 * mib), (8 * mib, 8 * mib), (16 * mib, 4 * mib)]);
+        assert_eq!(part_ranges(0, 8 * mib), vec![]);
+        // A 200 GiB object needs parts over 8 MiB to stay within 10,000.
+        let size = 200 * 1024 * mib;
+        let part = part_size_for(size, 8 * mib);
+        assert!(part_ranges(size, part).len() <= 10_000);
+        assert_eq!(part_size_for(10 * mib, 1), 5 * mib, "never below S3's 5 MiB minimum");
+        // A copy in parts of the largest object S3 stores: parts S3 accepts, all of it.
+        let size = 5 * 1024 * 1024 * mib;
+        let parts = part_ranges(size, part_size_for(size, COPY_PART_SIZE));
+        assert!(parts.len() <= MAX_PARTS as usize && parts.iter().all(|&(_, len)| len <= MAX_PART_SIZE));
+        assert_eq!(parts.iter().map(|&(_, len)| len).sum::<u64>(), size);
+        // A 20 GiB video: 80 parts of 256 MiB.
+        assert_eq!(part_ranges(20 << 30, part_size_for(20 << 30, COPY_PART_SIZE)).len(), 80);
+    }
 
     #[test]
     fn plans_cover_the_size_exactly_within_s3_rules() {

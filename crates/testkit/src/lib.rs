@@ -625,3 +625,47 @@ pub async fn invalidations(cdn: &matbakh_aws::cdn::Cdn) -> Vec<Vec<String>> {
     out.sort_by_key(|(at, _)| *at);
     out.into_iter().map(|(_, paths)| paths).collect()
 }
+
+/// Copies `bytes`, stored under a key of `user`, through `store` copying in parts of 8 MiB
+/// above 8 MiB (`S3Store::copying_in_parts`, as objects above `COPY_IN_PARTS_ABOVE` are): a
+/// copy keeping the source's headers (a quarantine move) and a public copy with the served
+/// ones. Each holds exactly the bytes, in parts, and no upload is left open. With `versions`
+/// the first copy names the version written (Garage keeps none, and reads a copy source's
+/// `?versionId=` as part of its key).
+pub async fn assert_copies_in_parts(store: &S3Store, user: &str, bytes: &[u8], versions: bool) {
+    use matbakh_core::delivery::ServedAs;
+    use matbakh_core::ids::ObjectKey;
+    const PART: u64 = 8 << 20;
+    let parts = (bytes.len() as u64).div_ceil(PART) as i32;
+    assert!(parts > 1, "{} bytes go in one part", bytes.len());
+    let store = store.clone().copying_in_parts(PART, PART);
+    let (s3, bucket) = (store.client(), store.bucket());
+    let id = matbakh_core::ids::FileId::new(1_772_366_400_000, [7; 10]);
+    let from = ObjectKey::from_stored(format!("users/{user}/{id}/clip.mp4"));
+    let put = s3.put_object().bucket(bucket).key(from.as_str()).content_type("video/mp4").metadata("kind", "clip");
+    let version = put.body(bytes.to_vec().into()).send().await.unwrap().version_id.filter(|_| versions);
+    let quarantined = ObjectKey::quarantined(from.as_str());
+    store.copy_version(&from, version.as_deref(), &quarantined).await.unwrap();
+    let public = from.public_copy().unwrap();
+    let served = ServedAs {
+        content_type: "video/mp4".into(),
+        cache_control: "public, max-age=60",
+        disposition: Some("attachment; filename=\"clip.mp4\"".into()),
+    };
+    store.publish(&from, None, &public, &served).await.unwrap();
+
+    for to in [&quarantined, &public] {
+        let got = s3.get_object().bucket(bucket).key(to.as_str()).send().await.unwrap();
+        assert_eq!(got.content_type(), Some("video/mp4"), "{to}");
+        if to == &public {
+            assert_eq!(got.cache_control(), Some("public, max-age=60"));
+            assert_eq!(got.content_disposition(), served.disposition.as_deref());
+        } else {
+            assert_eq!(got.metadata().and_then(|m| m.get("kind")).map(String::as_str), Some("clip"));
+        }
+        assert!(got.e_tag().unwrap().ends_with(&format!("-{parts}\"")), "{to}: {:?}", got.e_tag());
+        assert!(got.body.collect().await.unwrap().into_bytes() == bytes, "{to}: other bytes");
+        let open = s3.list_multipart_uploads().bucket(bucket).prefix(to.as_str()).send().await.unwrap();
+        assert!(open.uploads().is_empty(), "{to}: {:?}", open.uploads());
+    }
+}

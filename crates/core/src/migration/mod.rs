@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{ERASED_MARK_PREFIX, PseudonymKey, erased_path, pseudonym};
 use crate::error::CoreError;
 use crate::ids::UserId;
+pub use crate::multipart::{part_ranges, part_size_for};
 
 /// The migration queue's message an erase sends (`migrate::work::Work::Redact` of every run):
 /// the runs' records of the erased user are rewritten to name nobody (DECISIONS 17). It names
@@ -454,21 +455,6 @@ impl ManifestEntry {
     pub fn is_erased(&self) -> bool {
         self.source.starts_with(ERASED_MARK_PREFIX) && self.key.starts_with("users/erased")
     }
-}
-
-/// Byte ranges `(offset, len)` of the parts of a `size`-byte object, in order.
-pub fn part_ranges(size: u64, part_size: u64) -> Vec<(u64, u64)> {
-    let part_size = part_size.max(1);
-    (0..size.div_ceil(part_size)).map(|i| (i * part_size, part_size.min(size - i * part_size))).collect()
-}
-
-/// The part size for a `size`-byte object: `preferred`, grown so the object needs at most
-/// S3's 10,000 parts.
-pub fn part_size_for(size: u64, preferred: u64) -> u64 {
-    const MAX_PARTS: u64 = 10_000;
-    const MIN_PART: u64 = 5 * 1024 * 1024;
-    let needed = size.div_ceil(MAX_PARTS);
-    preferred.max(needed).max(MIN_PART)
 }
 
 /// How plan orders the work.

@@ -91,18 +91,6 @@ fn run_states_follow_pause_resume_abort() {
 }
 
 #[test]
-fn parts_cover_the_object_exactly_within_s3s_limits() {
-    let mib = 1024 * 1024;
-    assert_eq!(part_ranges(20 * mib, 8 * mib), vec![(0, 8 * mib), (8 * mib, 8 * mib), (16 * mib, 4 * mib)]);
-    assert_eq!(part_ranges(0, 8 * mib), vec![]);
-    // A 200 GiB object needs parts over 8 MiB to stay within 10,000.
-    let size = 200 * 1024 * mib;
-    let part = part_size_for(size, 8 * mib);
-    assert!(part_ranges(size, part).len() <= 10_000);
-    assert_eq!(part_size_for(10 * mib, 1), 5 * mib, "never below S3's 5 MiB minimum");
-}
-
-#[test]
 fn plan_orders_by_priority_and_packs_batches() {
     let mib = 1024 * 1024;
     // What `plan` does with its sorted stream: order by the key, then place each in turn.

@@ -204,3 +204,12 @@ async fn a_wrong_full_object_checksum_stops_completion_and_stores_nothing() {
     let (status, _) = h.call(Method::DELETE, &format!("/v1/uploads/{id}"), Some(&h.token(&user)), None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
 }
+
+/// A copy in parts (UploadPartCopy, as objects above S3's CopyObject limit are copied) against
+/// Garage, which checks ranges and part sizes as S3 does.
+#[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
+async fn a_large_object_is_copied_in_parts() {
+    let h = garage().await;
+    testkit::assert_copies_in_parts(&h.state.store, &unique_user("gcp"), &super::moto::big_file(), false).await;
+}

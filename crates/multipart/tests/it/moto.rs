@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use testkit::{Harness, Options, corpus, http_client, unique_user};
 
 /// A file of at least 24 MiB, concatenated from corpus photographs.
-fn big_file() -> Vec<u8> {
+pub(crate) fn big_file() -> Vec<u8> {
     let mut bytes = Vec::new();
     for name in [
         "photos/sony-18mp-progressive.jpg",
@@ -365,4 +365,13 @@ async fn the_quota_counts_multipart_reservations() {
     assert_eq!((status, err["error"].as_str()), (StatusCode::CONFLICT, Some("quota_exceeded")));
     assert_eq!(open_ids(&h, &user).await.len(), 1, "a refused upload left a session");
     assert_eq!(h.usage(&user).await.charged, 20 << 20);
+}
+
+/// What moto makes of a copy in parts (UploadPartCopy), as objects above S3's CopyObject limit
+/// are copied; `garage.rs` has the same against Garage.
+#[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
+async fn a_large_object_is_copied_in_parts() {
+    let h = harness().await;
+    testkit::assert_copies_in_parts(&h.state.store, &unique_user("cp"), &big_file(), true).await;
 }
