@@ -4,7 +4,7 @@
 //! (or it has no signing key).
 //!
 //! A file's public copies (`p/{fileId}/...`) exist exactly while it is public and READY (but for
-//! an original that gets none: `core::delivery::public_original_may_be_missing`):
+//! an original withheld, or still being copied: `core::delivery::public_original_may_be_missing`):
 //! [`Delivery::publish`] makes them (when the file becomes READY public, or is made public, or
 //! is restored public), [`Delivery::unpublish`] deletes them and invalidates
 //! `/p/{fileId}/*` at the CDN (made private, deleted, erased).
@@ -51,17 +51,16 @@ impl Delivery {
     /// only if it was made before the archive took the original (S3 cannot copy an archived
     /// object): a file made public or brought back while archived gets it when its restore
     /// completes, and until then no URL that would answer 403 is handed out. Likewise an
-    /// original too large to copy (`core::delivery::PUBLIC_COPY_MAX_BYTES`: never copied), or to
-    /// publish without a GPS position it may hold (`core::location::public_copy_may_be_withheld`).
+    /// original copied in parts, whose copy may be under way (or have outlasted the request
+    /// that made it public), or one withheld for a GPS position it may hold
+    /// (`core::delivery::public_original_may_be_missing`).
     pub async fn public_url(&self, record: &FileRecord) -> Result<Option<String>, Error> {
         let Some(url) = self.served_publicly(record).and_then(|cdn| cdn.public_url(&record.key)) else {
             return Ok(None);
         };
-        if record.size > matbakh_core::delivery::PUBLIC_COPY_MAX_BYTES {
-            return Ok(None); // never copied
-        }
-        let withheld = matbakh_core::location::public_copy_may_be_withheld(record.content_type.as_str(), record.size);
-        if record.status == FileStatus::Ready && !withheld {
+        let may_be_missing =
+            matbakh_core::delivery::public_original_may_be_missing(record.content_type.as_str(), record.size);
+        if record.status == FileStatus::Ready && !may_be_missing {
             return Ok(Some(url));
         }
         let copied = match record.key.public_copy() {
@@ -137,13 +136,7 @@ impl Delivery {
         }
         let mut copies = 0;
         let readable = record.status == FileStatus::Ready;
-        // S3 copies no more in one CopyObject: such an original is not copied (it failed every
-        // time, a public upload's processing to the DLQ and a PATCH with a 500).
-        let copyable = record.size <= matbakh_core::delivery::PUBLIC_COPY_MAX_BYTES;
-        if !copyable && readable {
-            tracing::warn!(file_id = %record.file_id, size = record.size, "an original too large to copy gets no public copy");
-        }
-        if let Some(to) = record.key.public_copy().filter(|_| readable && copyable) {
+        if let Some(to) = record.key.public_copy().filter(|_| readable) {
             let served = ServedAs {
                 content_type: record.content_type.as_str().to_owned(),
                 cache_control: ORIGINAL_CACHE_CONTROL,

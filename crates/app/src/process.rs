@@ -319,17 +319,11 @@ impl Processing {
     }
 
     /// Moves the accepted `version` of `key` (the current object in a bucket without
-    /// versioning) to `quarantine/{key}`. One larger than S3 copies at once
-    /// ([`matbakh_core::delivery::PUBLIC_COPY_MAX_BYTES`]) is removed without a copy: its copy
-    /// failed every time, and the refused bytes stayed under the owner's key, no longer counted.
+    /// versioning) to `quarantine/{key}` (a large one copied in parts, by the S3 adapter).
     async fn move_to_quarantine(&self, key: &ObjectKey, version: Option<&str>) -> Result<(), Error> {
         if let Some(head) = self.objects.head(key, version).await? {
             let version = head.version_id.as_deref();
-            if head.size > matbakh_core::delivery::PUBLIC_COPY_MAX_BYTES {
-                tracing::warn!(key = key.as_str(), size = head.size, "too large to keep in quarantine: removed");
-            } else {
-                self.objects.copy_version(key, version, &ObjectKey::quarantined(key.as_str())).await?;
-            }
+            self.objects.copy_version(key, version, &ObjectKey::quarantined(key.as_str())).await?;
             self.objects.delete_version(key, version).await?;
         }
         Ok(())
@@ -767,27 +761,6 @@ mod tests {
         assert!(matches!(w.processing.process(key.as_str()).await.unwrap(), Processed::Quarantined(_)));
         assert_eq!(w.row(id).record.status, FileStatus::Quarantined);
         assert!(!w.objects.visible(&key));
-    }
-
-    /// S3 copies at most 5 GiB at once: a refused original larger than that failed its move on
-    /// every delivery (to the DLQ), its bytes left under the owner's key; it is removed.
-    #[tokio::test]
-    async fn a_quarantined_original_too_large_to_copy_is_removed_without_a_copy() {
-        let w = world(Ok(two_variants()), None);
-        let id = FileId::new(1_772_000_000_000, [7; 10]);
-        let video = ContentType::parse("video/mp4").unwrap();
-        let at = datetime!(2026-03-01 12:00 UTC);
-        let record = FileRecord {
-            status: FileStatus::Quarantined,
-            ..FileRecord::upload(id, alice(), DisplayName::parse("long-take.mp4").unwrap(), video, at)
-        };
-        let key = record.key.clone();
-        w.repo.insert(FileDetails::new(record));
-        w.objects.put(&key, matbakh_core::delivery::PUBLIC_COPY_MAX_BYTES + 1);
-        let outcome = w.processing.process(key.as_str()).await.unwrap();
-        assert_eq!(outcome, Processed::Skipped(Skip::AlreadyQuarantined));
-        assert!(!w.objects.visible(&key), "the refused bytes left the owner's key");
-        assert!(w.objects.keys_under("quarantine/").is_empty(), "no copy");
     }
 
     #[tokio::test]

@@ -34,18 +34,14 @@ pub const VARIANT_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 /// private or was deleted).
 pub const ORIGINAL_CACHE_CONTROL: &str = "public, max-age=0, s-maxage=86400, must-revalidate";
 
-/// The largest original that gets a public copy: S3 copies at most 5 GiB in one CopyObject (a
-/// video may be 20 GiB, a ZIP 10). A larger public file's original has no stable URL (its
-/// variants do); copying it in parts (UploadPartCopy), outside the request that publishes it,
-/// would lift this.
-pub const PUBLIC_COPY_MAX_BYTES: u64 = 5 << 30;
-
-/// Whether a public original of `content_type` and `size` may have no public copy: one larger
-/// than [`PUBLIC_COPY_MAX_BYTES`] never has, and one too large to rewrite without a GPS position
-/// it may hold may not ([`crate::location::public_copy_may_be_withheld`]). Its public URL is
-/// then handed out only once the copy is seen.
+/// Whether a public original of `content_type` and `size` may have no public copy (yet): one
+/// copied in parts (above [`crate::multipart::COPY_IN_PARTS_ABOVE`]) may be copying still, or
+/// have outlasted the API request that made its file public (a 20 GiB video in 10 s), and one
+/// too large to rewrite without a GPS position it may hold may be withheld
+/// ([`crate::location::public_copy_may_be_withheld`]). Its public URL is then handed out only
+/// once the copy is seen.
 pub fn public_original_may_be_missing(content_type: &str, size: u64) -> bool {
-    size > PUBLIC_COPY_MAX_BYTES || crate::location::public_copy_may_be_withheld(content_type, size)
+    size > crate::multipart::COPY_IN_PARTS_ABOVE || crate::location::public_copy_may_be_withheld(content_type, size)
 }
 
 /// The headers a public copy is stored (and so served) with.

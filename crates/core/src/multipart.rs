@@ -75,8 +75,9 @@ impl fmt::Display for UploadId {
 /// S3's largest CopyObject: a larger object is copied in parts (UploadPartCopy).
 pub const SINGLE_COPY_MAX_BYTES: u64 = MAX_PART_SIZE;
 /// Objects above this are copied in parts, [`COPY_PARTS_IN_FLIGHT`] at a time, rather than in
-/// one CopyObject, which copies at one stream's pace: a public original copied within an API
-/// request's time limit. Not measured on AWS (no account here): a judgement, S3's limit above.
+/// one CopyObject, which copies at one stream's pace (S3's limit above). How long either takes
+/// on AWS is not measured (no account here): a judgement, and the size above which a public
+/// original's URL waits until its copy is seen (`delivery::public_original_may_be_missing`).
 pub const COPY_IN_PARTS_ABOVE: u64 = 1024 * MIB;
 /// The part size of a copy in parts, grown where 10,000 parts would not hold the object.
 pub const COPY_PART_SIZE: u64 = 256 * MIB;
