@@ -355,10 +355,7 @@ async fn export_streams_every_stored_file_byte_identical_into_one_zip() {
     let (status, first) = h.call(Method::POST, "/v1/me/export", Some(&h.token(&carol)), None).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{first}");
     let first_id = first["exportId"].as_str().unwrap();
-    let job_key = HashMap::from([
-        ("pk".to_owned(), AttributeValue::S(format!("EXPORT#{first_id}"))),
-        ("sk".to_owned(), AttributeValue::S("EXPORT".into())),
-    ]);
+    let job_key = matbakh_aws::table::export_key(first_id);
     h.dynamo.delete_item().table_name(&h.table_name).set_key(Some(job_key)).send().await.unwrap();
     let (status, second) = h.call(Method::POST, "/v1/me/export", Some(&h.token(&carol)), None).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{second}");
@@ -765,9 +762,8 @@ async fn what_lands_after_an_erase_is_gone_after_its_second_pass() {
     assert_eq!((status, answer["error"].as_str()), (StatusCode::CONFLICT, Some("account_erased")), "{answer}");
     assert!(table.latest_export(&UserId::parse(&alice).unwrap()).await.unwrap().is_none(), "nothing written");
     // Refused as erased, not as raced, when another request's export is named as well.
-    let named = HashMap::from([
-        ("pk".to_owned(), AttributeValue::S(format!("USER#{alice}"))),
-        ("sk".to_owned(), AttributeValue::S("EXPORT".into())),
+    let mut named = matbakh_aws::table::newest_export_key(&UserId::parse(&alice).unwrap());
+    named.extend([
         ("exportId".to_owned(), AttributeValue::S("another".into())),
         ("ttl".to_owned(), AttributeValue::N((T0.unix_timestamp() + 86_400).to_string())),
     ]);

@@ -44,6 +44,21 @@ pub fn file_key(id: FileId) -> HashMap<String, AttributeValue> {
     schema::file(id)
 }
 
+/// The DynamoDB key of export `id`'s job, likewise for tests.
+pub fn export_key(id: &str) -> HashMap<String, AttributeValue> {
+    schema::export(id)
+}
+
+/// The DynamoDB key of the item naming `user`'s newest export, likewise for tests.
+pub fn newest_export_key(user: &UserId) -> HashMap<String, AttributeValue> {
+    schema::newest_export(user)
+}
+
+/// The DynamoDB key of `user`'s usage counters, likewise for tests.
+pub fn usage_key(user: &UserId) -> HashMap<String, AttributeValue> {
+    schema::usage(user)
+}
+
 pub use crate::migrated::LegacyMapping;
 
 #[derive(Clone, Debug)]

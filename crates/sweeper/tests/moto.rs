@@ -231,11 +231,8 @@ async fn an_abort_between_the_sweeps_two_steps_gives_nothing_back_twice() {
         .unwrap();
     // The counters as stored (`Usage` reads a negative count as none).
     let charged = || async {
-        let key = [
-            ("pk".to_owned(), testkit::AttributeValue::S(format!("USER#{user}"))),
-            ("sk".to_owned(), testkit::AttributeValue::S("USAGE".into())),
-        ];
-        let item = h.dynamo.get_item().table_name(&h.table_name).set_key(Some(key.into_iter().collect()));
+        let key = matbakh_aws::table::usage_key(&matbakh_core::ids::UserId::parse(&user).unwrap());
+        let item = h.dynamo.get_item().table_name(&h.table_name).set_key(Some(key));
         let item = item.send().await.unwrap().item.unwrap();
         item["charged"].as_n().unwrap().clone()
     };
