@@ -21,7 +21,7 @@ use matbakh_core::metadata::{FileDetails, FileRecord, FileStatus, VariantInfo};
 use matbakh_core::names::content_disposition;
 
 use crate::error::Error;
-use crate::ports::{Download, EdgeCache, FileLookup, ObjectAccess, ObjectLifecycle, SignedUrl};
+use crate::ports::{CopyLater, Download, EdgeCache, FileLookup, ObjectAccess, ObjectLifecycle, SignedUrl};
 use crate::view::{FileView, VariantView};
 
 #[derive(Clone)]
@@ -34,6 +34,9 @@ pub struct Delivery {
     pub clock: Arc<dyn Clock>,
     /// How long image URLs are handed out unchanged (`IMAGE_URL_TTL_SECONDS`).
     pub window: Duration,
+    /// Where an original copied in parts is copied instead of here (`PUBLIC_COPY_QUEUE_URL`,
+    /// the files API: its copy could outlast the request). `None`: copied here.
+    pub later: Option<Arc<dyn CopyLater>>,
 }
 
 impl Delivery {
@@ -125,6 +128,7 @@ impl Delivery {
     /// copy once the restore completes ([`Files::restore_completed`](crate::files::Files)).
     /// The copies are written through `store`, the caller's bucket port: showing files needs
     /// only [`ObjectAccess`], and a function that never publishes then links no S3 CopyObject.
+    /// An original copied in parts goes to [`Self::later`] where there is one (not counted).
     pub async fn publish(
         &self,
         store: &dyn ObjectLifecycle,
@@ -136,7 +140,11 @@ impl Delivery {
         }
         let mut copies = 0;
         let readable = record.status == FileStatus::Ready;
-        if let Some(to) = record.key.public_copy().filter(|_| readable) {
+        let later = self.later.as_ref().filter(|_| record.size > matbakh_core::multipart::COPY_IN_PARTS_ABOVE);
+        if let (Some(later), true) = (later, readable) {
+            later.copy_public_original(record.file_id).await?;
+            tracing::info!(file_id = %record.file_id, size = record.size, "the original's public copy handed on");
+        } else if let Some(to) = record.key.public_copy().filter(|_| readable) {
             let served = ServedAs {
                 content_type: record.content_type.as_str().to_owned(),
                 cache_control: ORIGINAL_CACHE_CONTROL,

@@ -440,6 +440,13 @@ pub trait ExportQueue: Send + Sync {
     async fn enqueue(&self, job: &ExportJob) -> PortResult<()>;
 }
 
+/// Copies handed to another function: a public original copied in parts, which could outlast
+/// the API request that made its file public (the thumbnailer's queue).
+#[async_trait]
+pub trait CopyLater: Send + Sync {
+    async fn copy_public_original(&self, file: FileId) -> PortResult<()>;
+}
+
 /// Who did what to which file, kept for a retention period.
 #[async_trait]
 pub trait AuditLog: Send + Sync {

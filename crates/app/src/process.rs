@@ -141,6 +141,17 @@ impl Processing {
         self.check(&row, &at).await
     }
 
+    /// Copies public file `id`'s original to its public key, as an API request that could not
+    /// copy it in its time asked ([`Delivery::later`]): if the file is still public and READY
+    /// (its variants were copied by the request); made private meanwhile, what landed goes again.
+    pub async fn copy_public_original(&self, id: FileId) -> Result<(), Error> {
+        let Some(d) = self.files.details(id).await? else { return Ok(()) };
+        let here = Delivery { later: None, ..self.delivery.clone() };
+        let copies = here.publish_checked(&*self.objects, &*self.files, &d.record, &[]).await?;
+        tracing::info!(file_id = %id, copies, "public original copied as asked");
+        Ok(())
+    }
+
     /// Gives up on the object at `key`, whose last delivery failed too: a settled PENDING row
     /// becomes FAILED and `unprocessed` with [`GAVE_UP`], so its owner sees that it will not
     /// become READY by itself and may delete it (a PENDING one cannot be), and it is not shared

@@ -360,6 +360,13 @@ impl ExportQueue for Queue {
 }
 
 #[async_trait]
+impl matbakh_app::ports::CopyLater for Queue {
+    async fn copy_public_original(&self, file: FileId) -> PortResult<()> {
+        Ok(self.send_all(&[matbakh_core::delivery::copy_public_original_message(file)]).await?)
+    }
+}
+
+#[async_trait]
 impl matbakh_app::ports::MigrationRecords for Queue {
     async fn user_erased(&self) -> PortResult<()> {
         Ok(self.send_all(&[matbakh_core::migration::REDACT_ERASED_MESSAGE.to_owned()]).await?)

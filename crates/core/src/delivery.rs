@@ -34,6 +34,28 @@ pub const VARIANT_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 /// private or was deleted).
 pub const ORIGINAL_CACHE_CONTROL: &str = "public, max-age=0, s-maxage=86400, must-revalidate";
 
+/// The message that asks the thumbnailer to copy public file `id`'s original to its public key
+/// (`{"copyPublicOriginal": "<fileId>"}`, on its queue beside the object events): sent by an
+/// API request whose original is copied in parts ([`public_original_may_be_missing`]), which
+/// could outlast the request's time limit.
+pub fn copy_public_original_message(id: crate::ids::FileId) -> String {
+    serde_json::json!({ "copyPublicOriginal": id.to_string() }).to_string()
+}
+
+/// The file a [`copy_public_original_message`] names: `Ok(None)` for any other message, an
+/// error for one that names no file.
+pub fn parse_copy_public_original(body: &str) -> Result<Option<crate::ids::FileId>, CoreError> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct Message {
+        copy_public_original: String,
+    }
+    match serde_json::from_str::<Message>(body) {
+        Ok(message) => crate::ids::FileId::parse(&message.copy_public_original).map(Some),
+        Err(_) => Ok(None),
+    }
+}
+
 /// Whether a public original of `content_type` and `size` may have no public copy (yet): one
 /// copied in parts (above [`crate::multipart::COPY_IN_PARTS_ABOVE`]) may be copying still, or
 /// have outlasted the API request that made its file public (a 20 GiB video in 10 s), and one

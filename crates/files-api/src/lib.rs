@@ -7,7 +7,8 @@
 //! - `GET /v1/files/{fileId}`: metadata, variants with URLs, placeholder, EXIF summary.
 //! - `PATCH /v1/files/{fileId} {name?, addTags?, removeTags?, visibility?, metadata?}`: made
 //!   public, a READY file's original and variants are copied to `p/{fileId}/` for the files
-//!   CDN; made private (or deleted), the copies go before the answer and the CDN is told to
+//!   CDN (an original over 1 GiB, copied in parts, by the thumbnailer: a message to its queue,
+//!   `PUBLIC_COPY_QUEUE_URL`, as its copy could outlast this request); made private (or deleted), the copies go before the answer and the CDN is told to
 //!   forget `/p/{fileId}/*` ([`matbakh_app::delivery`]).
 //! - `POST /v1/files/{fileId}/image-urls {presets?, widths?, format?}`: signed transform URLs
 //!   and a `srcset` per preset and format ([`matbakh_app::images`]).
@@ -30,7 +31,8 @@
 //!
 //! Reads and writes: the metadata table (file rows, tag and word items, usage); in the bucket,
 //! delete markers of `users/*`, the public copies `p/*`, and presigned GETs of variants when
-//! no CDN serves them; invalidations at the files CDN (`FILES_DISTRIBUTION_ID`). At start: the
+//! no CDN serves them; invalidations at the files CDN (`FILES_DISTRIBUTION_ID`); messages to
+//! the thumbnailer's queue (large originals to copy public). At start: the
 //! files CDN's signing key (`FILES_CDN_SIGNING_SECRET_ID`, [`matbakh_aws::secrets::cdn_signer`]),
 //! the transform signing pairs (`TRANSFORM_SECRET_ID`, or `TRANSFORM_KEYS`/`_SALTS`
 //! locally), `TRANSFORM_BASE_URL` and `IMAGE_PRESETS` ([`image_signer`]).

@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::body::Body;
 use http::{Method, Request, StatusCode};
 use matbakh_app::delivery::Delivery;
-use matbakh_app::fakes::{InMemory, InMemoryCdn, InMemoryObjects};
+use matbakh_app::fakes::{CopyRequests, InMemory, InMemoryCdn, InMemoryObjects};
 use matbakh_app::files::Files;
 use matbakh_app::images::{Images, Signer};
 use matbakh_app::ports::{Download, ObjectAccess, PortResult, SignedUrl, Upload};
@@ -49,6 +49,8 @@ struct World {
     files_edge: Arc<InMemoryCdn>,
     /// The limits the function runs with (the defaults unless a test lowers one).
     limits: Limits,
+    /// The public originals handed to the thumbnailer to copy, as deployed.
+    copies_later: Arc<CopyRequests>,
 }
 
 impl World {
@@ -60,6 +62,7 @@ impl World {
             cdn: None,
             files_edge: Arc::new(InMemoryCdn::new()),
             limits: Limits::default(),
+            copies_later: Arc::default(),
         }
     }
 
@@ -82,6 +85,7 @@ impl World {
             delivery: Delivery {
                 cdn: self.cdn.clone(),
                 edge: Some(self.files_edge.clone()),
+                later: Some(self.copies_later.clone()),
                 ..matbakh_app::fakes::delivery(self.objects.clone(), Arc::new(FixedClock(now)))
             },
             admins: Arc::new(BTreeSet::from([ADMIN.to_owned()])),
@@ -546,25 +550,37 @@ async fn a_public_url_is_handed_out_only_while_a_large_jpegs_copy_is_there() {
     assert_eq!(shown["publicUrl"], Value::Null, "{shown}");
 }
 
-/// A public original copied in parts (a video of 6 GiB, over S3's one-CopyObject limit) gets
-/// its copy and, once the copy is there, its URL; a copy that outlasted the request (the
-/// function's time limit struck) hands out no URL that would answer 403.
+/// A public original copied in parts (a video of 6 GiB, over S3's one-CopyObject limit) could
+/// outlast the request that makes it public: it is handed to the thumbnailer to copy, the
+/// answer is at once, and its URL is shown once its copy is there (none that would answer 403).
+/// A small one is copied in the request.
 #[tokio::test]
-async fn an_original_copied_in_parts_gets_its_url_once_its_copy_is_there() {
+async fn an_original_copied_in_parts_is_copied_by_the_thumbnailer_and_shown_once_there() {
     let w = World::with_cdn();
     let id = w.file("alice", "long-take.mp4", "video/mp4", 3);
     let mut row = w.repo.get(id).unwrap();
     row.record.size = 6 << 30;
+    let public_copy = row.record.key.public_copy().unwrap();
     w.repo.insert(row);
     let (status, shown) = w
         .call(NOW, Method::PATCH, &format!("/v1/files/{id}"), Some("alice"), Some(json!({"visibility": "public"})))
         .await;
     assert_eq!(status, StatusCode::OK, "{shown}");
-    assert_eq!(shown["publicUrl"], format!("https://files.test/p/{id}/original/long-take.mp4"), "{shown}");
-    // The copy did not finish: public, no URL.
-    w.objects.delete_prefix(&ObjectKey::public_prefix(id)).await.unwrap();
-    let (_, shown) = w.call(NOW, Method::GET, &format!("/v1/files/{id}"), Some("alice"), None).await;
     assert_eq!((&shown["visibility"], &shown["publicUrl"]), (&json!("public"), &Value::Null), "{shown}");
+    assert_eq!(w.copies_later.sent(), vec![id]);
+    assert!(w.objects.keys_under(&ObjectKey::public_prefix(id)).is_empty(), "copied in the request");
+    // The thumbnailer copied it.
+    w.objects.put(&public_copy, 6 << 30);
+    let (_, shown) = w.call(NOW, Method::GET, &format!("/v1/files/{id}"), Some("alice"), None).await;
+    assert_eq!(shown["publicUrl"], format!("https://files.test/p/{id}/original/long-take.mp4"), "{shown}");
+
+    let small = w.file("alice", "short-take.mp4", "video/mp4", 2);
+    let (status, shown) = w
+        .call(NOW, Method::PATCH, &format!("/v1/files/{small}"), Some("alice"), Some(json!({"visibility": "public"})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!(shown["publicUrl"], format!("https://files.test/p/{small}/original/short-take.mp4"), "{shown}");
+    assert_eq!(w.copies_later.sent(), vec![id], "a small one handed on");
 }
 
 #[tokio::test]

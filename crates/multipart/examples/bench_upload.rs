@@ -67,6 +67,7 @@ async fn main() {
         files_cdn: None,
         files_edge: None,
         admins: Arc::default(),
+        copy_later: None,
     };
     let auth = Arc::new(Authenticator::Jwks(JwtVerifier::new(&key.jwks(), "bench", "bench").expect("verifier")));
     let router = multipart::router(services, auth);

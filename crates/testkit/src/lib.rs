@@ -271,6 +271,7 @@ impl Harness {
             files_cdn: None,
             files_edge: None,
             admins: Arc::default(),
+            copy_later: None,
         };
         let auth = Arc::new(Authenticator::Jwks(verifier));
         Harness { state, auth, router, key, dynamo: aws_sdk_dynamodb::Client::new(&moto), table_name }

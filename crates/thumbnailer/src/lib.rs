@@ -22,6 +22,10 @@
 //! (`unprocessed`, not shared) before the message goes to the DLQ; redriven, it is processed.
 //! Redelivered events find the row no longer PENDING and change nothing.
 //!
+//! The same queue carries `{"copyPublicOriginal": "<fileId>"}` from the files API
+//! (`core::delivery::copy_public_original_message`): a public original copied in parts, whose
+//! copy could outlast that function's request, is copied here if the file is still public.
+//!
 //! It reads only the key's accepted version (DECISIONS 28, `matbakh_app::settle`: pinned by
 //! whichever of the indexer and this function sees the object first), so bytes written to the
 //! key again with a replayed upload URL are never checked, scanned or turned into variants.
@@ -41,7 +45,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use matbakh_app::ports::{RenderFailure, RenderedVariant, Renderer, Rendition, VirusScanner};
 use matbakh_app::process::{Processed, Processing};
 use matbakh_aws::Services;
-use matbakh_core::events::{ObjectChange, ObjectEvent};
+use matbakh_core::events::{ObjectChange, ObjectEvent, parse_sqs_body};
 use matbakh_imaging::{ImageError, ImageLimits, Quality};
 use matbakh_lambda::metrics::{self, Unit};
 use tracing::Instrument;
@@ -145,15 +149,30 @@ pub async fn handle_until(
     // Last deliveries first (a stable sort: the rest keep their order): behind the others, one
     // could find the invocation's time used up and be given up without having been tried.
     event.records.sort_by_key(|r| matbakh_lambda::sqs::receives(r) < THUMBNAIL_MAX_RECEIVES);
-    // The stop is kept here, not by `for_each_record_until`: a render is not cut, and a last
+    // The stop is kept here, not by `each_record_until`: a render is not cut, and a last
     // delivery out of time is given up, not just left.
-    matbakh_lambda::sqs::for_each_record(event, |events, receives| async move {
+    matbakh_lambda::sqs::each_record(event, "object event", |record| async move {
+        let body = record.body.as_deref().unwrap_or_default();
         let left = matbakh_lambda::sqs::time_left(stop);
-        if receives >= THUMBNAIL_MAX_RECEIVES {
+        let out_of_time = || Err("not started: the invocation is out of time".to_owned());
+        // An original the files API handed on: a copy (no render), cut at the time limit (its
+        // parts' upload is left to the bucket's lifecycle), its last failure left to the DLQ.
+        let copy = matbakh_core::delivery::parse_copy_public_original(body);
+        if let Some(id) = copy.map_err(|e| format!("malformed message: {e}"))? {
+            if left.is_some_and(|left| left.is_zero()) {
+                return out_of_time();
+            }
+            return match matbakh_lambda::sqs::within(left, t.processing.copy_public_original(id)).await {
+                Some(done) => done.map_err(|e| e.to_string()),
+                None => Err("cut short at the invocation's time limit".to_owned()),
+            };
+        }
+        let events = parse_sqs_body(body).map_err(|e| format!("malformed message: {e}"))?;
+        if matbakh_lambda::sqs::receives(&record) >= THUMBNAIL_MAX_RECEIVES {
             return last_delivery(t, &events, left).await;
         }
         if left.is_some_and(|left| left.is_zero()) {
-            return Err("not started: the invocation is out of time".to_owned());
+            return out_of_time();
         }
         handle_events(t, &events).await.map_err(|e| e.to_string())
     })

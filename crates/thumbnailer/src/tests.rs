@@ -215,3 +215,34 @@ async fn a_batchs_last_deliveries_go_first() {
     assert!(answer.batch_item_failures.is_empty(), "{:?}", answer.batch_item_failures);
     assert_eq!(*order.0.lock().unwrap(), [messages[1].2, messages[0].2], "the last delivery (m7) first");
 }
+
+/// The files API hands on the public originals it copies in parts (their copy could outlast
+/// its request): the message copies the original to its public key, rendering nothing; one for
+/// a file made private since copies nothing; a message naming no file fails (to the DLQ).
+#[tokio::test]
+async fn an_original_handed_on_by_the_files_api_is_copied_public() {
+    let mut w = world();
+    w.thumbnailer.processing.delivery.cdn = Some(matbakh_core::delivery::FilesCdn::new("https://files.test", None));
+    let (name, bytes) = corpus("photos/dune.jpg");
+    let (public, key) = w.arrived(&name, bytes.clone(), 1).await;
+    let (private, private_key) = w.arrived(&name, bytes.clone(), 2).await;
+    for id in [public, private] {
+        let mut row = w.repo.get(id).unwrap();
+        row.record.status = FileStatus::Ready;
+        use matbakh_core::labels::Visibility;
+        row.record.labels.visibility = if id == public { Visibility::Public } else { Visibility::Private };
+        w.repo.insert(row);
+    }
+    let message = |id| matbakh_core::delivery::copy_public_original_message(id);
+    let batch = testkit::sqs_batch(&[
+        ("m1", message(public)),
+        ("m2", message(private)),
+        ("m3", r#"{"copyPublicOriginal":"not-a-file"}"#.to_owned()),
+    ]);
+    let answer = handle(&w.thumbnailer, batch).await;
+    let failed: Vec<_> = answer.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    assert_eq!(failed, ["m3"]);
+    assert_eq!(w.objects.bytes(&key.public_copy().unwrap()), Some(bytes), "copied as it was (no position)");
+    assert_eq!(w.objects.bytes(&private_key.public_copy().unwrap()), None, "a private file's");
+    assert!(w.objects.keys_under(&ObjectKey::derived_prefix(public)).is_empty(), "rendered");
+}

@@ -50,6 +50,25 @@ use crate::ports::{
     ShareRepo, SignedUrl, TokenRepo, Upload, UploadRepo, UsageRepo,
 };
 
+/// The public originals handed on to be copied elsewhere ([`crate::ports::CopyLater`]).
+#[derive(Default)]
+pub struct CopyRequests(Mutex<Vec<FileId>>);
+
+impl CopyRequests {
+    /// The files handed on, in order.
+    pub fn sent(&self) -> Vec<FileId> {
+        lock(&self.0).clone()
+    }
+}
+
+#[async_trait]
+impl crate::ports::CopyLater for CopyRequests {
+    async fn copy_public_original(&self, file: FileId) -> PortResult<()> {
+        lock(&self.0).push(file);
+        Ok(())
+    }
+}
+
 /// An audit trail kept in `log`, dated by `clock`, with the default retention.
 pub fn trail(log: Arc<InMemory>, clock: Arc<dyn matbakh_core::clock::Clock>) -> crate::audit::Trail {
     crate::audit::Trail { log, retention: matbakh_core::limits::Limits::default().audit_retention, clock }
@@ -62,7 +81,7 @@ pub fn delivery(
     clock: Arc<dyn matbakh_core::clock::Clock>,
 ) -> crate::delivery::Delivery {
     let window = matbakh_core::limits::Limits::default().image_url_ttl;
-    crate::delivery::Delivery { objects, cdn: None, edge: None, clock, window }
+    crate::delivery::Delivery { objects, cdn: None, edge: None, clock, window, later: None }
 }
 
 /// What a cursor of this fake's listings says it continues.
