@@ -373,3 +373,65 @@ async fn avif_sources_get_variants_and_heic_is_kept_without() {
     assert_eq!(info["variants"], Value::Null);
     assert!(info["reason"].as_str().is_some_and(|r| r.contains("HEIC")), "{info}");
 }
+
+/// A public original over `COPY_IN_PARTS_ABOVE` made public through the files API is handed to
+/// this function's queue (its copy could outlast the API's request): on moto's SQS and S3, the
+/// message the files use case sent is the one the thumbnailer copies from, and the file's
+/// public URL appears once the copy is there.
+#[tokio::test]
+#[ignore = "needs the local AWS stack: scripts/test runs it"]
+async fn a_large_original_made_public_is_copied_by_the_thumbnailer() {
+    use matbakh_app::audit::Client;
+    use matbakh_app::files::Change;
+    use matbakh_core::ids::UserId;
+    use matbakh_core::labels::Visibility;
+    use testkit::AttributeValue;
+
+    let (h, t) = setup().await;
+    let user = unique_user("large");
+    let (name, bytes) = corpus("photos/panasonic-orientation6.jpg");
+    let (key, id) = upload(&h, &user, &name, "image/jpeg", bytes).await;
+    assert!(
+        thumbnailer::handle(&t, sqs_batch(&[("m1", object_created(&key, 0))])).await.batch_item_failures.is_empty()
+    );
+    // The row says 2 GiB (moto would hold the bytes; the rule reads the row's size).
+    let size = (2u64 << 30).to_string();
+    let set = h.dynamo.update_item().table_name(&h.table_name).set_key(Some(matbakh_aws::table::file_key(id)));
+    set.update_expression("SET #size = :size")
+        .expression_attribute_names("#size", "size")
+        .expression_attribute_values(":size", AttributeValue::N(size))
+        .send()
+        .await
+        .unwrap();
+
+    let sdk = testkit::moto_sdk().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let queue = sqs.create_queue().queue_name(unique_user("copies")).send().await.unwrap();
+    let url = queue.queue_url().unwrap().to_owned();
+    let cdn = Some(matbakh_core::delivery::FilesCdn::new("https://files.test", None));
+    let api = matbakh_aws::Services {
+        files_cdn: cdn.clone(),
+        copy_later: Some(matbakh_aws::queue::Queue::new(&sdk, &url)),
+        ..h.state.clone()
+    }
+    .files();
+    let owner = UserId::parse(&user).unwrap();
+    let client = Client { ip: "192.0.2.1".into(), user_agent: "test".into() };
+    let public = Change { visibility: Some(Visibility::Public), ..Change::default() };
+    let shown = api.update(&owner, &client, id, &public).await.unwrap();
+    assert_eq!(shown.public_url, None, "no copy yet");
+    let copy = ObjectKey::from_stored(key.clone()).public_copy().unwrap();
+    assert!(get(&h, copy.as_str()).await.is_none(), "copied in the request");
+
+    let received = sqs.receive_message().queue_url(&url).max_number_of_messages(10).send().await.unwrap();
+    assert_eq!(received.messages().len(), 1);
+    let imaging = Imaging { limits: ImageLimits::default(), quality: FAST };
+    let copier = Thumbnailer::new(&matbakh_aws::Services { files_cdn: cdn, ..h.state.clone() }, imaging, None);
+    let answer = thumbnailer::handle(&copier, testkit::as_delivered(received.messages())).await;
+    assert!(answer.batch_item_failures.is_empty());
+    let (_, content_type, cache) = get(&h, copy.as_str()).await.expect("the public copy");
+    assert_eq!(content_type.as_deref(), Some("image/jpeg"));
+    assert_eq!(cache.as_deref(), Some(matbakh_core::delivery::ORIGINAL_CACHE_CONTROL));
+    let shown = api.show(&owner, id).await.unwrap();
+    assert_eq!(shown.public_url, Some(format!("https://files.test/{copy}")));
+}
