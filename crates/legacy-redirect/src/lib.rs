@@ -200,7 +200,7 @@ impl Redirector {
         let row = self.migrations.file(mapping.file_id).await?;
         Ok(Some(match row {
             Some(r) => Migrated {
-                original_may_be_missing: matbakh_core::delivery::public_original_may_be_missing(
+                original_may_be_missing: matbakh_core::location::public_copy_may_be_withheld(
                     r.content_type.as_str(),
                     r.size,
                 ),

@@ -63,9 +63,10 @@ pub struct Migrated {
     pub visibility: Visibility,
     /// The run that copied it passed a full `verify`, and was not rolled back.
     pub verified: bool,
-    /// Made public, its original may have no public copy to redirect to
-    /// ([`crate::delivery::public_original_may_be_missing`]: too large to copy, or to publish
-    /// without a GPS position it may hold).
+    /// Made public, its original may have no public copy to redirect to: one too large to
+    /// publish without a GPS position it may hold
+    /// ([`crate::location::public_copy_may_be_withheld`]). A large one copied in parts is
+    /// redirected to: its copy is missing only the seconds it is being made.
     pub original_may_be_missing: bool,
 }
 
@@ -288,8 +289,8 @@ mod tests {
         assert_eq!(answer(p, &on, false, Some(&unverified), &home()), Answer::Fallback(FallbackReason::NotVerified));
         let processing = file(Some(FileStatus::Pending), Visibility::Public, true);
         assert_eq!(answer(p, &on, false, Some(&processing), &home()), Answer::Fallback(FallbackReason::NotReady));
-        // Never a redirect to a copy that may not exist (a 6 GiB video: S3 copies no more
-        // than 5 GiB at once); made private, its page as any other's.
+        // Never a redirect to a copy that may not exist (a photo with a GPS position too large
+        // to rewrite without it); made private, its page as any other's.
         let uncopied = Migrated { original_may_be_missing: true, ..public.clone() };
         assert_eq!(answer(p, &on, false, Some(&uncopied), &home()), Answer::Fallback(FallbackReason::NoPublicCopy));
         let uncopied_private = Migrated { visibility: Visibility::Private, ..uncopied };
