@@ -313,11 +313,13 @@ class FilesCdn(unittest.TestCase):
             # views of such files look (review 27).
             "FilesApiFunction": publish | {"s3:GetObject", "s3:ListBucket"},
             "NotifierFunction": {"s3:GetObject", "s3:ListBucket"},
-            "ThumbnailerFunction": publish,  # public as it becomes READY
+            # Public as it becomes READY, or asked to copy a large original (in parts: a
+            # failed copy is aborted).
+            "ThumbnailerFunction": publish | {"s3:AbortMultipartUpload"},
             # A deleted or overwritten file's copies go with its variants; a public file's
             # restore out of the archive copies its original again.
             "IndexerFunction": {"s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:ListBucket",
-                                "s3:ListBucketVersions"},
+                                "s3:ListBucketVersions", "s3:AbortMultipartUpload"},
             # Erase removes every version, as it does everywhere else; it writes nothing (the
             # eraser runs it again an hour later: the same rights, EraseRights).
             "AccountFunction": {"s3:DeleteObject", "s3:DeleteObjectVersion", "s3:AbortMultipartUpload",

@@ -128,7 +128,8 @@ impl Delivery {
     /// copy once the restore completes ([`Files::restore_completed`](crate::files::Files)).
     /// The copies are written through `store`, the caller's bucket port: showing files needs
     /// only [`ObjectAccess`], and a function that never publishes then links no S3 CopyObject.
-    /// An original copied in parts goes to [`Self::later`] where there is one (not counted).
+    /// An original copied in parts goes to [`Self::later`] where there is one (not counted),
+    /// unless its copy is there already.
     pub async fn publish(
         &self,
         store: &dyn ObjectLifecycle,
@@ -141,10 +142,15 @@ impl Delivery {
         let mut copies = 0;
         let readable = record.status == FileStatus::Ready;
         let later = self.later.as_ref().filter(|_| record.size > matbakh_core::multipart::COPY_IN_PARTS_ABOVE);
-        if let (Some(later), true) = (later, readable) {
-            later.copy_public_original(record.file_id).await?;
-            tracing::info!(file_id = %record.file_id, size = record.size, "the original's public copy handed on");
-        } else if let Some(to) = record.key.public_copy().filter(|_| readable) {
+        let to = record.key.public_copy().filter(|_| readable);
+        if let (Some(later), Some(to)) = (later, &to) {
+            // Once: an update of a public file (a tag) would copy gigabytes again. A rename
+            // keeps the copy's old download name until the file is made public again.
+            if self.objects.size(to).await?.is_none() {
+                later.copy_public_original(record.file_id).await?;
+                tracing::info!(file_id = %record.file_id, size = record.size, "the original's public copy handed on");
+            }
+        } else if let Some(to) = to {
             let served = ServedAs {
                 content_type: record.content_type.as_str().to_owned(),
                 cache_control: ORIGINAL_CACHE_CONTROL,

@@ -31,6 +31,10 @@ use crate::error::Error;
 use crate::ports::{FileRepo, ObjectStore, RenderFailure, Renderer, UploadRepo, Verdict, VirusScanner};
 use crate::settle::Settler;
 
+/// The largest refused object kept in `quarantine/` for a look (a larger one is removed): S3's
+/// one-CopyObject limit, copied in parts within the thumbnailer's time.
+pub const QUARANTINE_COPY_MAX_BYTES: u64 = matbakh_core::multipart::SINGLE_COPY_MAX_BYTES;
+
 /// What processing works with.
 #[derive(Clone)]
 pub struct Processing {
@@ -141,12 +145,24 @@ impl Processing {
         self.check(&row, &at).await
     }
 
-    /// Copies public file `id`'s original to its public key, as an API request that could not
-    /// copy it in its time asked ([`Delivery::later`]): if the file is still public and READY
-    /// (its variants were copied by the request); made private meanwhile, what landed goes again.
+    /// Copies public file `id`'s original to its public key, as a function that could not copy
+    /// it in its time asked ([`Delivery::later`]): if the file is still public and READY (its
+    /// variants were copied where it was asked); made private meanwhile, what landed goes again,
+    /// also when an earlier try was cut between its copy and that check.
     pub async fn copy_public_original(&self, id: FileId) -> Result<(), Error> {
-        let Some(d) = self.files.details(id).await? else { return Ok(()) };
         let here = Delivery { later: None, ..self.delivery.clone() };
+        let Some(d) = self.files.details(id).await? else {
+            return Ok(()); // gone: its removal took the public copies
+        };
+        if here.served_publicly(&d.record).is_none() {
+            let copy = d.record.key.public_copy();
+            if let Some(copy) = copy
+                && self.delivery.objects.size(&copy).await?.is_some()
+            {
+                here.unpublish(id).await?;
+            }
+            return Ok(());
+        }
         let copies = here.publish_checked(&*self.objects, &*self.files, &d.record, &[]).await?;
         tracing::info!(file_id = %id, copies, "public original copied as asked");
         Ok(())
@@ -330,11 +346,18 @@ impl Processing {
     }
 
     /// Moves the accepted `version` of `key` (the current object in a bucket without
-    /// versioning) to `quarantine/{key}` (a large one copied in parts, by the S3 adapter).
+    /// versioning) to `quarantine/{key}` (one over 1 GiB copied in parts by the S3 adapter). One
+    /// larger than [`QUARANTINE_COPY_MAX_BYTES`] is removed without a copy: its copy could
+    /// outlast this function's time on every delivery, the refused bytes left under the owner's
+    /// key, no longer counted.
     async fn move_to_quarantine(&self, key: &ObjectKey, version: Option<&str>) -> Result<(), Error> {
         if let Some(head) = self.objects.head(key, version).await? {
             let version = head.version_id.as_deref();
-            self.objects.copy_version(key, version, &ObjectKey::quarantined(key.as_str())).await?;
+            if head.size > QUARANTINE_COPY_MAX_BYTES {
+                tracing::warn!(key = key.as_str(), size = head.size, "too large to keep in quarantine: removed");
+            } else {
+                self.objects.copy_version(key, version, &ObjectKey::quarantined(key.as_str())).await?;
+            }
             self.objects.delete_version(key, version).await?;
         }
         Ok(())
@@ -772,6 +795,27 @@ mod tests {
         assert!(matches!(w.processing.process(key.as_str()).await.unwrap(), Processed::Quarantined(_)));
         assert_eq!(w.row(id).record.status, FileStatus::Quarantined);
         assert!(!w.objects.visible(&key));
+    }
+
+    /// A refused original larger than is kept in quarantine (its copy could outlast every
+    /// delivery, its bytes left under the owner's key) is removed without a copy.
+    #[tokio::test]
+    async fn a_quarantined_original_too_large_to_keep_is_removed_without_a_copy() {
+        let w = world(Ok(two_variants()), None);
+        let id = FileId::new(1_772_000_000_000, [7; 10]);
+        let video = ContentType::parse("video/mp4").unwrap();
+        let at = datetime!(2026-03-01 12:00 UTC);
+        let record = FileRecord {
+            status: FileStatus::Quarantined,
+            ..FileRecord::upload(id, alice(), DisplayName::parse("long-take.mp4").unwrap(), video, at)
+        };
+        let key = record.key.clone();
+        w.repo.insert(FileDetails::new(record));
+        w.objects.put(&key, QUARANTINE_COPY_MAX_BYTES + 1);
+        let outcome = w.processing.process(key.as_str()).await.unwrap();
+        assert_eq!(outcome, Processed::Skipped(Skip::AlreadyQuarantined));
+        assert!(!w.objects.visible(&key), "the refused bytes left the owner's key");
+        assert!(w.objects.keys_under("quarantine/").is_empty(), "no copy");
     }
 
     #[tokio::test]

@@ -573,6 +573,11 @@ async fn an_original_copied_in_parts_is_copied_by_the_thumbnailer_and_shown_once
     w.objects.put(&public_copy, 6 << 30);
     let (_, shown) = w.call(NOW, Method::GET, &format!("/v1/files/{id}"), Some("alice"), None).await;
     assert_eq!(shown["publicUrl"], format!("https://files.test/p/{id}/original/long-take.mp4"), "{shown}");
+    // A later change of the public file asks for no copy of its 6 GiB again.
+    let tag = json!({"addTags": ["rushes"]});
+    let (status, _) = w.call(NOW, Method::PATCH, &format!("/v1/files/{id}"), Some("alice"), Some(tag)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(w.copies_later.sent(), vec![id], "asked again");
 
     let small = w.file("alice", "short-take.mp4", "video/mp4", 2);
     let (status, shown) = w

@@ -41,7 +41,7 @@ pub mod clamd;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use matbakh_app::ports::{RenderFailure, RenderedVariant, Renderer, Rendition, VirusScanner};
 use matbakh_app::process::{Processed, Processing};
 use matbakh_aws::Services;
@@ -148,7 +148,12 @@ pub async fn handle_until(
 ) -> SqsBatchResponse {
     // Last deliveries first (a stable sort: the rest keep their order): behind the others, one
     // could find the invocation's time used up and be given up without having been tried.
-    event.records.sort_by_key(|r| matbakh_lambda::sqs::receives(r) < THUMBNAIL_MAX_RECEIVES);
+    // Copies of public originals after every object event: one may take what is left of the
+    // invocation, and the events behind it would wait out the queue's visibility timeout.
+    let copy = |r: &SqsMessage| {
+        matches!(matbakh_core::delivery::parse_copy_public_original(r.body.as_deref().unwrap_or_default()), Ok(Some(_)))
+    };
+    event.records.sort_by_key(|r| (copy(r), matbakh_lambda::sqs::receives(r) < THUMBNAIL_MAX_RECEIVES));
     // The stop is kept here, not by `each_record_until`: a render is not cut, and a last
     // delivery out of time is given up, not just left.
     matbakh_lambda::sqs::each_record(event, "object event", |record| async move {

@@ -217,12 +217,17 @@ async fn a_batchs_last_deliveries_go_first() {
 }
 
 /// The files API hands on the public originals it copies in parts (their copy could outlast
-/// its request): the message copies the original to its public key, rendering nothing; one for
-/// a file made private since copies nothing; a message naming no file fails (to the DLQ).
+/// its request): the message copies the original to its public key, rendering nothing (and
+/// here, never handed on again: deployed, this function sends such messages too); one for a
+/// file made private since copies nothing, and takes back a copy an earlier try left (cut after
+/// copying); a message naming no file fails (to the DLQ).
 #[tokio::test]
 async fn an_original_handed_on_by_the_files_api_is_copied_public() {
     let mut w = world();
-    w.thumbnailer.processing.delivery.cdn = Some(matbakh_core::delivery::FilesCdn::new("https://files.test", None));
+    let later = Arc::new(matbakh_app::fakes::CopyRequests::default());
+    let delivery = &mut w.thumbnailer.processing.delivery;
+    delivery.cdn = Some(matbakh_core::delivery::FilesCdn::new("https://files.test", None));
+    delivery.later = Some(later.clone());
     let (name, bytes) = corpus("photos/dune.jpg");
     let (public, key) = w.arrived(&name, bytes.clone(), 1).await;
     let (private, private_key) = w.arrived(&name, bytes.clone(), 2).await;
@@ -233,6 +238,7 @@ async fn an_original_handed_on_by_the_files_api_is_copied_public() {
         row.record.labels.visibility = if id == public { Visibility::Public } else { Visibility::Private };
         w.repo.insert(row);
     }
+    w.objects.put_bytes(&private_key.public_copy().unwrap(), bytes.clone());
     let message = |id| matbakh_core::delivery::copy_public_original_message(id);
     let batch = testkit::sqs_batch(&[
         ("m1", message(public)),
@@ -244,5 +250,6 @@ async fn an_original_handed_on_by_the_files_api_is_copied_public() {
     assert_eq!(failed, ["m3"]);
     assert_eq!(w.objects.bytes(&key.public_copy().unwrap()), Some(bytes), "copied as it was (no position)");
     assert_eq!(w.objects.bytes(&private_key.public_copy().unwrap()), None, "a private file's");
+    assert!(later.sent().is_empty(), "handed on again: {:?}", later.sent());
     assert!(w.objects.keys_under(&ObjectKey::derived_prefix(public)).is_empty(), "rendered");
 }
