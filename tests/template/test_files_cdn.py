@@ -315,7 +315,8 @@ class FilesCdn(unittest.TestCase):
             "NotifierFunction": {"s3:GetObject", "s3:ListBucket"},
             # Public as it becomes READY, or asked to copy a large original (in parts: a
             # failed copy is aborted).
-            "ThumbnailerFunction": publish | {"s3:AbortMultipartUpload"},
+            # Whether a large original's copy is there first: a HEAD (GetObject, ListBucket).
+            "ThumbnailerFunction": publish | {"s3:AbortMultipartUpload", "s3:GetObject", "s3:ListBucket"},
             # A deleted or overwritten file's copies go with its variants; a public file's
             # restore out of the archive copies its original again.
             "IndexerFunction": {"s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:ListBucket",
