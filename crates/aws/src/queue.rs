@@ -116,6 +116,16 @@ pub fn export_queue(sdk: &SdkConfig, lookup: impl Fn(&str) -> Option<String>) ->
     Ok(Queue::new(sdk, url))
 }
 
+/// The queue a public original copied in parts is sent to (`PUBLIC_COPY_QUEUE_URL`, the
+/// thumbnailer's: `core::delivery::copy_public_original_message`), if this function has one.
+pub fn public_copies(
+    sdk: &SdkConfig,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Option<std::sync::Arc<dyn matbakh_app::ports::CopyLater>> {
+    let url = lookup("PUBLIC_COPY_QUEUE_URL").filter(|v| !v.is_empty())?;
+    Some(std::sync::Arc::new(Queue::new(sdk, url)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,5 +138,14 @@ mod tests {
         assert!(export_queue(&sdk, |_| Some(String::new())).is_err(), "an empty setting is none");
         let queue = export_queue(&sdk, |_| Some("http://127.0.0.1:5599/123/exports".into())).expect("a queue");
         assert_eq!(queue.url(), "http://127.0.0.1:5599/123/exports");
+    }
+
+    #[test]
+    fn only_a_function_given_the_queue_hands_large_originals_on() {
+        let sdk = SdkConfig::builder().build();
+        assert!(public_copies(&sdk, |_| None).is_none());
+        assert!(public_copies(&sdk, |_| Some(String::new())).is_none(), "an empty setting is none");
+        let set = |k: &str| (k == "PUBLIC_COPY_QUEUE_URL").then(|| "http://127.0.0.1:5599/123/thumbs".to_owned());
+        assert!(public_copies(&sdk, set).is_some());
     }
 }

@@ -24,9 +24,10 @@ pub struct Services {
     pub files_edge: Option<crate::cdn::Cdn>,
     /// The administrators (`ADMIN_USERS`), where a use case lets them act on anyone's file.
     pub admins: Arc<std::collections::BTreeSet<String>>,
-    /// Where a public original copied in parts is copied (`PUBLIC_COPY_QUEUE_URL`: the
-    /// thumbnailer's queue, set for the files API alone); without it, where it is published.
-    pub copy_later: Option<crate::queue::Queue>,
+    /// Where a public original copied in parts is copied ([`Services::copying_later`]: the
+    /// files API and the thumbnailer, [`crate::queue::public_copies`]); without it, where it is
+    /// published. Not from the environment here: only those two link the SQS client.
+    pub copy_later: Option<Arc<dyn matbakh_app::ports::CopyLater>>,
 }
 
 impl Services {
@@ -45,9 +46,7 @@ impl Services {
             files_cdn: env("FILES_CDN_BASE_URL").filter(|v| v.starts_with("http")).map(|v| FilesCdn::new(&v, None)),
             files_edge: crate::cdn::Cdn::from_lookup(&sdk, env),
             admins: Arc::new(matbakh_core::ids::parse_admins(&env("ADMIN_USERS").unwrap_or_default())),
-            copy_later: env("PUBLIC_COPY_QUEUE_URL")
-                .filter(|v| !v.is_empty())
-                .map(|url| crate::queue::Queue::new(&sdk, url)),
+            copy_later: None,
         })
     }
 
@@ -60,6 +59,12 @@ impl Services {
         self
     }
 
+    /// Public originals copied in parts are copied by whoever `later` names (none: here).
+    pub fn copying_later(mut self, later: Option<Arc<dyn matbakh_app::ports::CopyLater>>) -> Self {
+        self.copy_later = later;
+        self
+    }
+
     /// Where browsers get files' bytes, and the public copies, in this deployment.
     pub fn delivery(&self) -> matbakh_app::delivery::Delivery {
         use matbakh_app::ports::EdgeCache;
@@ -69,7 +74,7 @@ impl Services {
             edge: self.files_edge.clone().map(|c| Arc::new(c) as Arc<dyn EdgeCache>),
             clock: self.clock.clone(),
             window: self.limits.image_url_ttl,
-            later: self.copy_later.clone().map(|q| Arc::new(q) as Arc<dyn matbakh_app::ports::CopyLater>),
+            later: self.copy_later.clone(),
         }
     }
 

@@ -86,7 +86,8 @@ pub async fn from_env(auth: Arc<Authenticator>) -> Result<Router, String> {
     let sdk = matbakh_aws::config::load_sdk_config().await;
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let cdn_signer = matbakh_aws::secrets::cdn_signer(&sdk, env).await?;
-    let services = Services::from_env().await?.sign_with(cdn_signer);
+    let copies = matbakh_aws::queue::public_copies(&sdk, env);
+    let services = Services::from_env().await?.sign_with(cdn_signer).copying_later(copies);
     let signer = image_signer(&sdk, env).await?;
     Ok(router(services, auth, signer))
 }

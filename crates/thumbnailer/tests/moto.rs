@@ -411,7 +411,7 @@ async fn a_large_original_made_public_is_copied_by_the_thumbnailer() {
     let cdn = Some(matbakh_core::delivery::FilesCdn::new("https://files.test", None));
     let api = matbakh_aws::Services {
         files_cdn: cdn.clone(),
-        copy_later: Some(matbakh_aws::queue::Queue::new(&sdk, &url)),
+        copy_later: Some(std::sync::Arc::new(matbakh_aws::queue::Queue::new(&sdk, &url))),
         ..h.state.clone()
     }
     .files();
