@@ -253,3 +253,31 @@ async fn an_original_handed_on_by_the_files_api_is_copied_public() {
     assert!(later.sent().is_empty(), "handed on again: {:?}", later.sent());
     assert!(w.objects.keys_under(&ObjectKey::derived_prefix(public)).is_empty(), "rendered");
 }
+
+/// A copy message waits for the object events of its batch: a copy may take what is left of
+/// the invocation, and an event behind it would wait out the queue's visibility timeout.
+#[tokio::test]
+async fn a_copy_message_runs_after_the_object_events_of_its_batch() {
+    let mut w = world();
+    w.thumbnailer.processing.delivery.cdn = Some(matbakh_core::delivery::FilesCdn::new("https://files.test", None));
+    let (name, bytes) = corpus("photos/dune.jpg");
+    let (public, _) = w.arrived(&name, bytes.clone(), 1).await;
+    let mut row = w.repo.get(public).unwrap();
+    row.record.status = FileStatus::Ready;
+    row.record.labels.visibility = matbakh_core::labels::Visibility::Public;
+    w.repo.insert(row);
+    let (_, key) = w.arrived(&name, bytes.clone(), 2).await;
+    let batch = testkit::sqs_batch(&[
+        ("m1", matbakh_core::delivery::copy_public_original_message(public)),
+        ("m2", testkit::object_created(key.as_str(), bytes.len())),
+    ]);
+    let logs = testkit::logs::Captured::default();
+    let capturing = logs.start();
+    let answer = handle(&w.thumbnailer, batch).await;
+    drop(capturing);
+    assert!(answer.batch_item_failures.is_empty());
+    let text = logs.text();
+    let at = |what: &str| text.find(what).unwrap_or_else(|| panic!("no {what} in {text}"));
+    assert!(at(r#""message_id":"m2""#) < at(r#""message_id":"m1""#), "{text}");
+    assert!(at("object processed") < at("public original copied as asked"), "{text}");
+}
