@@ -35,6 +35,40 @@ pub struct S3Store {
     copy_part_size: u64,
 }
 
+/// A copy in parts under way ([`S3Store::copy_in_parts`]): dropped before it settled (its caller
+/// stopped waiting, at a time limit), its upload is aborted on the runtime, so its parts are not
+/// kept (and billed) until the bucket's lifecycle aborts it a day later.
+struct OpenUpload<'a> {
+    store: &'a S3Store,
+    key: &'a ObjectKey,
+    upload_id: &'a str,
+    /// Completed, or its failure aborted by the copy itself.
+    settled: bool,
+}
+
+impl OpenUpload<'_> {
+    fn abort(&self) -> aws_sdk_s3::operation::abort_multipart_upload::builders::AbortMultipartUploadFluentBuilder {
+        let s = self.store;
+        s.client.abort_multipart_upload().bucket(&s.bucket).key(self.key.as_str()).upload_id(self.upload_id)
+    }
+}
+
+impl Drop for OpenUpload<'_> {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let (abort, key) = (self.abort(), self.key.as_str().to_owned());
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        runtime.spawn(async move {
+            match abort.send().await {
+                Ok(_) => tracing::info!(key, "a copy in parts stopped unfinished was aborted"),
+                Err(e) => tracing::warn!(key, error = %e, "a copy in parts stopped unfinished was not aborted"),
+            }
+        });
+    }
+}
+
 /// One object read through: see [`S3Store::read_digest`].
 #[derive(Debug, Clone)]
 pub struct ObjectDigest {
@@ -558,6 +592,7 @@ impl S3Store {
         };
         let created = create.send().await.map_err(|e| AwsError::from_sdk("CreateMultipartUpload", e))?;
         let upload_id = created.upload_id().ok_or(AwsError::Invalid("S3 started a copy without an upload id"))?;
+        let mut open = OpenUpload { store: self, key: to, upload_id, settled: false };
         let ranges = part_ranges(head.size, part_size_for(head.size, self.copy_part_size));
         let if_match = head.etag.as_ref().map(|etag| format!("\"{etag}\""));
         let parts: Result<Vec<CompletedPart>, AwsError> = futures_util::stream::iter(ranges.into_iter().zip(1..))
@@ -596,9 +631,9 @@ impl S3Store {
                 .map_err(|e| AwsError::from_sdk("CompleteMultipartUpload", e)),
             Err(e) => Err(e),
         };
+        open.settled = true;
         if let Err(e) = completed {
-            let abort = self.client.abort_multipart_upload().bucket(&self.bucket).key(to.as_str()).upload_id(upload_id);
-            if let Err(aborted) = abort.send().await {
+            if let Err(aborted) = open.abort().send().await {
                 // The bucket's lifecycle aborts it a day later (abort-incomplete-multipart).
                 tracing::warn!(key = to.as_str(), error = %aborted, "a failed copy in parts was not aborted");
             }
@@ -1060,23 +1095,27 @@ impl S3Store {
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
+    use std::time::Duration;
 
     use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    use tokio::sync::Notify;
 
     use super::*;
 
     const MIB: u64 = 1024 * 1024;
 
     /// An S3 endpoint holding one object of `size` bytes (ETag `abc`) that copies
-    /// it in parts, refusing the copy of part `refused` (403). Answers a store of it (copying in
-    /// parts of 5 MiB above 5 MiB) and the requests it read, `METHOD path?query` and for a
-    /// part its source, range and condition, in order.
-    async fn s3(size: u64, refused: Option<u32>) -> (S3Store, Arc<Mutex<Vec<String>>>) {
+    /// it in parts, refusing the copy of part `refused` (403) and never answering that of part
+    /// `hung`. Answers a store of it (copying in parts of 5 MiB above 5 MiB), the requests it
+    /// read, `METHOD path?query` and for a part its source, range and condition, in order, and
+    /// what it signals when part `hung` is asked for, and at each abort (DELETE).
+    async fn s3(size: u64, refused: Option<u32>, hung: Option<u32>) -> (S3Store, Arc<Mutex<Vec<String>>>, Signals) {
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
+        let signals = Signals::default();
+        let (log, signal) = (seen.clone(), signals.clone());
         let (port, _) = crate::http::tests::server(move |stream, _| {
-            let log = log.clone();
+            let (log, signal) = (log.clone(), signal.clone());
             async move {
                 let mut stream = BufReader::new(stream);
                 loop {
@@ -1113,6 +1152,13 @@ mod tests {
                         _ => ("400 Bad Request", String::new(), "<Error><Code>Unexpected</Code></Error>".to_owned()),
                     };
                     log.lock().unwrap().push(target);
+                    if part.is_some() && part == hung {
+                        signal.hung.notify_one();
+                        return std::future::pending().await;
+                    }
+                    if line.starts_with("DELETE") {
+                        signal.aborted.notify_one();
+                    }
                     let length = if line.starts_with("HEAD") { String::new() } else { format!("content-length: {}\r\n", body.len()) };
                     let answer = format!("HTTP/1.1 {status}\r\n{headers}{length}x-amz-request-id: t\r\n\r\n{body}");
                     stream.write_all(answer.as_bytes()).await.unwrap();
@@ -1127,7 +1173,14 @@ mod tests {
             .endpoint_url(format!("http://127.0.0.1:{port}"))
             .http_client(crate::http::sdk_http_client())
             .build();
-        (S3Store::new(&sdk, "b", None).unwrap().copying_in_parts(5 * MIB, 5 * MIB), seen)
+        (S3Store::new(&sdk, "b", None).unwrap().copying_in_parts(5 * MIB, 5 * MIB), seen, signals)
+    }
+
+    /// What the fake S3 tells a test: a hung part was asked for, an upload was aborted.
+    #[derive(Clone, Default)]
+    struct Signals {
+        hung: Arc<Notify>,
+        aborted: Arc<Notify>,
     }
 
     fn key(k: &str) -> ObjectKey {
@@ -1136,7 +1189,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_object_above_the_limit_is_copied_in_ranges_of_the_object_seen() {
-        let (store, seen) = s3(12 * MIB + 1, None).await;
+        let (store, seen, _) = s3(12 * MIB + 1, None, None).await;
         store.copy_version(&key("users/u/f/a.mp4"), None, &key("quarantine/users/u/f/a.mp4")).await.unwrap();
         let seen = seen.lock().unwrap().clone();
         let parts: Vec<&String> = seen.iter().filter(|r| r.starts_with("PUT")).collect();
@@ -1154,7 +1207,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_copy_in_parts_that_fails_is_aborted_and_never_completed() {
-        let (store, seen) = s3(12 * MIB, Some(2)).await;
+        let (store, seen, _) = s3(12 * MIB, Some(2), None).await;
         let err = store.copy_version(&key("users/u/f/a.mp4"), None, &key("quarantine/users/u/f/a.mp4")).await;
         assert!(err.is_err());
         let seen = seen.lock().unwrap().clone();
@@ -1168,10 +1221,28 @@ mod tests {
 
     #[tokio::test]
     async fn an_object_within_the_limit_is_copied_in_one_request() {
-        let (store, seen) = s3(5 * MIB, None).await;
+        let (store, seen, _) = s3(5 * MIB, None, None).await;
         store.copy_version(&key("users/u/f/a.mp4"), None, &key("quarantine/users/u/f/a.mp4")).await.unwrap();
         let seen = seen.lock().unwrap().clone();
         assert_eq!(seen.len(), 2, "{seen:#?}");
         assert_eq!(seen[1], "PUT /b/quarantine/users/u/f/a.mp4?x-id=CopyObject x-amz-copy-source=b/users/u/f/a.mp4");
+    }
+
+    /// A copy its caller stops waiting for (the thumbnailer's time limit) aborts its upload on
+    /// the runtime: its parts are not kept until the bucket's lifecycle removes them a day later.
+    #[tokio::test]
+    async fn a_copy_in_parts_stopped_unfinished_is_aborted() {
+        let (store, seen, signals) = s3(12 * MIB, None, Some(3)).await;
+        let (from, to) = (key("users/u/f/a.mp4"), key("quarantine/users/u/f/a.mp4"));
+        let copy = store.copy_version(&from, None, &to);
+        // Stopped once part 3 is asked for, which never answers: as a time limit would stop it.
+        tokio::select! {
+            done = copy => panic!("finished: {done:?}"),
+            () = signals.hung.notified() => {}
+        }
+        tokio::time::timeout(Duration::from_secs(10), signals.aborted.notified()).await.expect("no abort");
+        let seen = seen.lock().unwrap().clone();
+        assert!(seen.iter().any(|r| r.starts_with("DELETE") && r.ends_with("uploadId=u1")), "{seen:#?}");
+        assert!(!seen.iter().any(|r| r.starts_with("POST") && r.contains("uploadId=")), "completed: {seen:#?}");
     }
 }
