@@ -38,32 +38,27 @@ pub struct S3Store {
 /// A copy in parts under way ([`S3Store::copy_in_parts`]): dropped before it settled (its caller
 /// stopped waiting, at a time limit), its upload is aborted on the runtime, so its parts are not
 /// kept (and billed) until the bucket's lifecycle aborts it a day later.
-struct OpenUpload<'a> {
-    store: &'a S3Store,
-    key: &'a ObjectKey,
-    upload_id: &'a str,
+struct OpenUpload {
+    store: S3Store,
+    key: ObjectKey,
+    id: UploadId,
     /// Completed, or its failure aborted by the copy itself.
     settled: bool,
 }
 
-impl OpenUpload<'_> {
-    fn abort(&self) -> aws_sdk_s3::operation::abort_multipart_upload::builders::AbortMultipartUploadFluentBuilder {
-        let s = self.store;
-        s.client.abort_multipart_upload().bucket(&s.bucket).key(self.key.as_str()).upload_id(self.upload_id)
-    }
-}
-
-impl Drop for OpenUpload<'_> {
+impl Drop for OpenUpload {
     fn drop(&mut self) {
         if self.settled {
             return;
         }
-        let (abort, key) = (self.abort(), self.key.as_str().to_owned());
+        let (store, key, id) = (self.store.clone(), self.key.clone(), self.id.clone());
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         runtime.spawn(async move {
-            match abort.send().await {
-                Ok(_) => tracing::info!(key, "a copy in parts stopped unfinished was aborted"),
-                Err(e) => tracing::warn!(key, error = %e, "a copy in parts stopped unfinished was not aborted"),
+            match store.abort_multipart(&key, &id).await {
+                Ok(()) => tracing::info!(key = key.as_str(), "a copy in parts stopped unfinished was aborted"),
+                Err(e) => {
+                    tracing::warn!(key = key.as_str(), error = %e, "a copy in parts stopped unfinished was not aborted")
+                }
             }
         });
     }
@@ -591,8 +586,10 @@ impl S3Store {
                 .set_metadata(Some(head.metadata.clone()).filter(|m| !m.is_empty())),
         };
         let created = create.send().await.map_err(|e| AwsError::from_sdk("CreateMultipartUpload", e))?;
-        let upload_id = created.upload_id().ok_or(AwsError::Invalid("S3 started a copy without an upload id"))?;
-        let mut open = OpenUpload { store: self, key: to, upload_id, settled: false };
+        let upload_id = created.upload_id().unwrap_or_default();
+        let id = UploadId::parse(upload_id)
+            .map_err(|_| AwsError::Corrupt(format!("S3 returned an unusable upload id {upload_id:?}")))?;
+        let mut open = OpenUpload { store: self.clone(), key: to.clone(), id, settled: false };
         let ranges = part_ranges(head.size, part_size_for(head.size, self.copy_part_size));
         let if_match = head.etag.as_ref().map(|etag| format!("\"{etag}\""));
         let parts: Result<Vec<CompletedPart>, AwsError> = futures_util::stream::iter(ranges.into_iter().zip(1..))
@@ -633,7 +630,7 @@ impl S3Store {
         };
         open.settled = true;
         if let Err(e) = completed {
-            if let Err(aborted) = open.abort().send().await {
+            if let Err(aborted) = self.abort_multipart(to, &open.id).await {
                 // The bucket's lifecycle aborts it a day later (abort-incomplete-multipart).
                 tracing::warn!(key = to.as_str(), error = %aborted, "a failed copy in parts was not aborted");
             }
