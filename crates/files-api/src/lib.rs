@@ -8,7 +8,8 @@
 //! - `PATCH /v1/files/{fileId} {name?, addTags?, removeTags?, visibility?, metadata?}`: made
 //!   public, a READY file's original and variants are copied to `p/{fileId}/` for the files
 //!   CDN (an original over 1 GiB, copied in parts, by the thumbnailer: a message to its queue,
-//!   `PUBLIC_COPY_QUEUE_URL`, as its copy could outlast this request); made private (or deleted), the copies go before the answer and the CDN is told to
+//!   `PUBLIC_COPY_QUEUE_URL`, as its copy could outlast this request); made private (or
+//!   deleted), the copies go before the answer and the CDN is told to
 //!   forget `/p/{fileId}/*` ([`matbakh_app::delivery`]).
 //! - `POST /v1/files/{fileId}/image-urls {presets?, widths?, format?}`: signed transform URLs
 //!   and a `srcset` per preset and format ([`matbakh_app::images`]).

@@ -163,7 +163,7 @@ pub async fn handle_until(
         let left = matbakh_lambda::sqs::time_left(stop);
         let out_of_time = || Err("not started: the invocation is out of time".to_owned());
         // A public original handed on: a copy (no render), cut at the time limit (its parts'
-        // upload is left to the bucket's lifecycle), its last failure left to the DLQ.
+        // upload then aborted by the S3 adapter), its last failure left to the DLQ.
         let copy = matbakh_core::delivery::parse_copy_public_original(body);
         if let Some(id) = copy.map_err(|e| format!("malformed message: {e}"))? {
             if left.is_some_and(|left| left.is_zero()) {
