@@ -312,15 +312,18 @@ class FilesCdn(unittest.TestCase):
             # is shown (an archived file's, one withheld for its size: a HEAD), as the notifier's
             # views of such files look (review 27).
             "FilesApiFunction": publish | {"s3:GetObject", "s3:ListBucket"},
+            # And whether a large public original's copy stayed through an archive (a HEAD)
+            # before it asks the thumbnailer for one.
             "NotifierFunction": {"s3:GetObject", "s3:ListBucket"},
             # Public as it becomes READY, or asked to copy a large original (in parts: a
-            # failed copy is aborted).
-            # Whether a large original's copy is there first: a HEAD (GetObject, ListBucket).
+            # failed copy is aborted). Whether an asked-for copy of a file made private since
+            # is there to be taken back: a HEAD (GetObject, ListBucket).
             "ThumbnailerFunction": publish | {"s3:AbortMultipartUpload", "s3:GetObject", "s3:ListBucket"},
             # A deleted or overwritten file's copies go with its variants; a public file's
-            # restore out of the archive copies its original again.
+            # restore out of the archive copies its original again (one over 1 GiB: the
+            # thumbnailer, asked by the notifier).
             "IndexerFunction": {"s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion", "s3:ListBucket",
-                                "s3:ListBucketVersions", "s3:AbortMultipartUpload"},
+                                "s3:ListBucketVersions"},
             # Erase removes every version, as it does everywhere else; it writes nothing (the
             # eraser runs it again an hour later: the same rights, EraseRights).
             "AccountFunction": {"s3:DeleteObject", "s3:DeleteObjectVersion", "s3:AbortMultipartUpload",

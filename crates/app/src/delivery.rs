@@ -7,7 +7,10 @@
 //! an original withheld, or still being copied: `core::delivery::public_original_may_be_missing`):
 //! [`Delivery::publish`] makes them (when the file becomes READY public, or is made public, or
 //! is restored public), [`Delivery::unpublish`] deletes them and invalidates
-//! `/p/{fileId}/*` at the CDN (made private, deleted, erased).
+//! `/p/{fileId}/*` at the CDN (made private, deleted, erased). A large original
+//! (`core::delivery::copied_apart`) is copied apart: the notifier, reading every change of a
+//! file row, asks for it ([`Delivery::ask_for_large_copy`]) and the thumbnailer copies it in
+//! parts ([`Delivery::publish_large_original`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +24,7 @@ use matbakh_core::metadata::{FileDetails, FileRecord, FileStatus, VariantInfo};
 use matbakh_core::names::content_disposition;
 
 use crate::error::Error;
-use crate::ports::{CopyLater, Download, EdgeCache, FileLookup, ObjectAccess, ObjectLifecycle, SignedUrl};
+use crate::ports::{CopyLater, Download, EdgeCache, FileLookup, ObjectAccess, ObjectLifecycle, ObjectStore, SignedUrl};
 use crate::view::{FileView, VariantView};
 
 #[derive(Clone)]
@@ -34,8 +37,8 @@ pub struct Delivery {
     pub clock: Arc<dyn Clock>,
     /// How long image URLs are handed out unchanged (`IMAGE_URL_TTL_SECONDS`).
     pub window: Duration,
-    /// Where an original copied in parts is copied instead of here (`PUBLIC_COPY_QUEUE_URL`,
-    /// the files API: its copy could outlast the request). `None`: copied here.
+    /// Where a large original's copy is asked for (`PUBLIC_COPY_QUEUE_URL`, the thumbnailer's
+    /// queue): set in the notifier ([`Self::ask_for_large_copy`]), `None` elsewhere.
     pub later: Option<Arc<dyn CopyLater>>,
 }
 
@@ -128,8 +131,8 @@ impl Delivery {
     /// copy once the restore completes ([`Files::restore_completed`](crate::files::Files)).
     /// The copies are written through `store`, the caller's bucket port: showing files needs
     /// only [`ObjectAccess`], and a function that never publishes then links no S3 CopyObject.
-    /// An original copied in parts goes to [`Self::later`] where there is one (not counted),
-    /// unless its copy is there already.
+    /// A large original (`core::delivery::copied_apart`) is not copied here: the notifier asks
+    /// the thumbnailer for its copy ([`Self::ask_for_large_copy`]).
     pub async fn publish(
         &self,
         store: &dyn ObjectLifecycle,
@@ -140,23 +143,9 @@ impl Delivery {
             return Ok(0);
         }
         let mut copies = 0;
-        let readable = record.status == FileStatus::Ready;
-        let later = self.later.as_ref().filter(|_| record.size > matbakh_core::multipart::COPY_IN_PARTS_ABOVE);
-        let to = record.key.public_copy().filter(|_| readable);
-        if let (Some(later), Some(to)) = (later, &to) {
-            // Once: an update of a public file (a tag) would copy gigabytes again. A rename
-            // keeps the copy's old download name until the file is made public again.
-            if self.objects.size(to).await?.is_none() {
-                later.copy_public_original(record.file_id).await?;
-                tracing::info!(file_id = %record.file_id, size = record.size, "the original's public copy handed on");
-            }
-        } else if let Some(to) = to {
-            let served = ServedAs {
-                content_type: record.content_type.as_str().to_owned(),
-                cache_control: ORIGINAL_CACHE_CONTROL,
-                disposition: Some(content_disposition(&record.filename, record.content_type, true)),
-            };
-            store.publish(&record.key, record.version_id.as_deref(), &to, &served).await?;
+        let here = record.status == FileStatus::Ready && !matbakh_core::delivery::copied_apart(record.size);
+        if let Some(to) = record.key.public_copy().filter(|_| here) {
+            store.publish(&record.key, record.version_id.as_deref(), &to, &Self::served_original(record)).await?;
             copies += 1;
         }
         for v in variants {
@@ -172,6 +161,69 @@ impl Delivery {
         }
         tracing::info!(file_id = %record.file_id, copies, "public copies written");
         Ok(copies)
+    }
+
+    /// The headers a public copy of `record`'s original is served with.
+    fn served_original(record: &FileRecord) -> ServedAs {
+        ServedAs {
+            content_type: record.content_type.as_str().to_owned(),
+            cache_control: ORIGINAL_CACHE_CONTROL,
+            disposition: Some(content_disposition(&record.filename, record.content_type, true)),
+        }
+    }
+
+    /// Asks [`Self::later`] (the thumbnailer's queue) for the public copy of a large original
+    /// (`core::delivery::copied_apart`) when a change of its row, from `old` to `new`, leaves it
+    /// public and READY without a current copy: it became so (made public, processed, brought
+    /// back), or its version or name changed (the copy's bytes or download name). A change of
+    /// tags or description asks nothing (it would copy gigabytes again); a completed archive
+    /// restore asks only if no copy is there (one made before the archive stayed). Answers
+    /// whether it asked. Read by the notifier from the table's stream, so it is asked after
+    /// every writer, whoever made the change.
+    pub async fn ask_for_large_copy(&self, old: Option<&FileRecord>, new: Option<&FileRecord>) -> Result<bool, Error> {
+        let (Some(later), Some(new)) = (&self.later, new) else { return Ok(false) };
+        let Some(to) = new.key.public_copy() else { return Ok(false) };
+        let public_ready = |r: &FileRecord| self.served_publicly(r).is_some() && r.status == FileStatus::Ready;
+        if !public_ready(new) || !matbakh_core::delivery::copied_apart(new.size) {
+            return Ok(false);
+        }
+        let same = old.filter(|o| {
+            self.served_publicly(o).is_some()
+                && (o.key.as_str(), o.version_id.as_deref(), o.filename.as_str())
+                    == (new.key.as_str(), new.version_id.as_deref(), new.filename.as_str())
+        });
+        let ask = match same {
+            Some(o) if o.status == FileStatus::Ready => false,
+            // ARCHIVED or RESTORING before: a copy made before the archive took the original stays.
+            Some(_) => self.objects.size(&to).await?.is_none(),
+            None => true,
+        };
+        if ask {
+            later.copy_public_original(new.file_id).await?;
+            tracing::info!(file_id = %new.file_id, size = new.size, "the original's public copy asked for");
+        }
+        Ok(ask)
+    }
+
+    /// Copies public READY `record`'s large original to its public key, in parts
+    /// ([`ObjectStore::publish_in_parts`], the thumbnailer, as [`Self::ask_for_large_copy`]
+    /// asked); then the row is read again (`files`) and, made private or gone meanwhile, the
+    /// public copies go again ([`Self::publish_checked`]). Answers whether it copied: nothing
+    /// for a file not (or no longer) public and READY.
+    pub async fn publish_large_original(
+        &self,
+        store: &dyn ObjectStore,
+        files: &dyn FileLookup,
+        record: &FileRecord,
+    ) -> Result<bool, Error> {
+        let readable = record.status == FileStatus::Ready && self.served_publicly(record).is_some();
+        let Some(to) = record.key.public_copy().filter(|_| readable) else { return Ok(false) };
+        store.publish_in_parts(&record.key, record.version_id.as_deref(), &to, &Self::served_original(record)).await?;
+        let now = files.details(record.file_id).await?;
+        if now.is_none_or(|d| self.served_publicly(&d.record).is_none()) {
+            self.unpublish(record.file_id).await?;
+        }
+        Ok(true)
     }
 
     /// [`Self::publish`] from `row` as a request read it, then the row read again (`files`):

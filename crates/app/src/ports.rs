@@ -440,8 +440,9 @@ pub trait ExportQueue: Send + Sync {
     async fn enqueue(&self, job: &ExportJob) -> PortResult<()>;
 }
 
-/// Copies handed to another function: a public original copied in parts, which could outlast
-/// the API request that made its file public (the thumbnailer's queue).
+/// Copies handed to another function: a public original copied in parts
+/// (`core::delivery::copied_apart`), which could outlast the time of whoever made its file
+/// public (the thumbnailer's queue, asked by the notifier).
 #[async_trait]
 pub trait CopyLater: Send + Sync {
     async fn copy_public_original(&self, file: FileId) -> PortResult<()>;
@@ -780,8 +781,19 @@ pub trait ObjectStore: ObjectErasure + ObjectUploads + ObjectLifecycle {
     /// Starts writing the object `key` in parts ([`ObjectSink`]).
     async fn create(&self, key: &ObjectKey, content_type: &str) -> PortResult<Box<dyn ObjectSink>>;
 
-    /// Copies `version` of `from` to `to` (a new object).
+    /// Copies `version` of `from` to `to` (a new object), in parts where it is large.
     async fn copy_version(&self, from: &ObjectKey, version: Option<&str>, to: &ObjectKey) -> PortResult<()>;
+
+    /// [`ObjectLifecycle::publish`] of an original of any size, in parts where it is large
+    /// (`core::delivery::copied_apart`): only the thumbnailer copies those, asked by a message,
+    /// so a function that publishes small ones alone links no copy in parts.
+    async fn publish_in_parts(
+        &self,
+        from: &ObjectKey,
+        version: Option<&str>,
+        to: &ObjectKey,
+        served: &ServedAs,
+    ) -> PortResult<()>;
 
     /// Deletes every version of `key` but `keep` for good; answers the ones it deleted.
     async fn remove_versions_except(&self, key: &ObjectKey, keep: &str) -> PortResult<Vec<String>>;

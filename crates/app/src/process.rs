@@ -32,7 +32,8 @@ use crate::ports::{FileRepo, ObjectStore, RenderFailure, Renderer, UploadRepo, V
 use crate::settle::Settler;
 
 /// The largest refused object kept in `quarantine/` for a look (a larger one is removed): S3's
-/// one-CopyObject limit, copied in parts within the thumbnailer's time.
+/// one-CopyObject limit, copied in parts (above `core::multipart::COPY_IN_PARTS_ABOVE`) within
+/// the thumbnailer's time.
 pub const QUARANTINE_COPY_MAX_BYTES: u64 = matbakh_core::multipart::SINGLE_COPY_MAX_BYTES;
 
 /// What processing works with.
@@ -145,26 +146,25 @@ impl Processing {
         self.check(&row, &at).await
     }
 
-    /// Copies public file `id`'s original to its public key, as a function that could not copy
-    /// it in its time asked ([`Delivery::later`]): if the file is still public and READY (its
-    /// variants were copied where it was asked); made private meanwhile, what landed goes again,
-    /// also when an earlier try was cut between its copy and that check.
+    /// Copies public file `id`'s large original to its public key, as the notifier asked
+    /// ([`Delivery::ask_for_large_copy`]), if the file is still public and READY; made private
+    /// meanwhile, what landed goes again, also when an earlier try was cut between its copy and
+    /// that check.
     pub async fn copy_public_original(&self, id: FileId) -> Result<(), Error> {
-        let here = Delivery { later: None, ..self.delivery.clone() };
         let Some(d) = self.files.details(id).await? else {
             return Ok(()); // gone: its removal took the public copies
         };
-        if here.served_publicly(&d.record).is_none() {
+        if self.delivery.served_publicly(&d.record).is_none() {
             let copy = d.record.key.public_copy();
             if let Some(copy) = copy
                 && self.delivery.objects.size(&copy).await?.is_some()
             {
-                here.unpublish(id).await?;
+                self.delivery.unpublish(id).await?;
             }
             return Ok(());
         }
-        let copies = here.publish_checked(&*self.objects, &*self.files, &d.record, &[]).await?;
-        tracing::info!(file_id = %id, copies, "public original copied as asked");
+        let copied = self.delivery.publish_large_original(&*self.objects, &*self.files, &d.record).await?;
+        tracing::info!(file_id = %id, copied, "public original copied as asked");
         Ok(())
     }
 

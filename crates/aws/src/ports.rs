@@ -553,6 +553,16 @@ impl ObjectStore for S3Store {
         Ok(S3Store::copy_version(self, from, version, to).await?)
     }
 
+    async fn publish_in_parts(
+        &self,
+        from: &ObjectKey,
+        version: Option<&str>,
+        to: &ObjectKey,
+        served: &ServedAs,
+    ) -> PortResult<()> {
+        Ok(S3Store::publish_in_parts(self, from, version, to, served).await?)
+    }
+
     async fn remove_versions_except(&self, key: &ObjectKey, keep: &str) -> PortResult<Vec<String>> {
         Ok(S3Store::remove_versions_except(self, key, keep).await?)
     }

@@ -116,8 +116,9 @@ pub fn export_queue(sdk: &SdkConfig, lookup: impl Fn(&str) -> Option<String>) ->
     Ok(Queue::new(sdk, url))
 }
 
-/// The queue a public original copied in parts is sent to (`PUBLIC_COPY_QUEUE_URL`, the
-/// thumbnailer's: `core::delivery::copy_public_original_message`), if this function has one.
+/// The queue the copy of a large public original is asked of (`PUBLIC_COPY_QUEUE_URL`, the
+/// thumbnailer's: `core::delivery::copy_public_original_message`; the notifier sends them), if
+/// this function has one.
 pub fn public_copies(
     sdk: &SdkConfig,
     lookup: impl Fn(&str) -> Option<String>,

@@ -424,7 +424,8 @@ impl S3Store {
         self.put_result(key, bytes, content_type, None, &[]).await
     }
 
-    /// Copies one version of `from` to `to` (same bucket), keeping its metadata.
+    /// Copies one version of `from` to `to` (same bucket), keeping its metadata: in parts where
+    /// it is large ([`Self::copying_in_parts`]).
     pub async fn copy_version(
         &self,
         from: &ObjectKey,
@@ -435,7 +436,8 @@ impl S3Store {
     }
 
     /// Copies one version of `from` to `to` (same bucket) with new headers: a public copy the
-    /// files CDN serves as `served` says. An original's copy keeps no GPS position
+    /// files CDN serves as `served` says, in one CopyObject (at most 5 GiB: a larger original is
+    /// [`Self::publish_in_parts`]). An original's copy keeps no GPS position
     /// (`core::location`): one of a type that may hold it is read (a JPEG's head first: one
     /// whose metadata there holds no position is copied) and, with a position, rewritten and
     /// written instead of copied. One larger than
@@ -448,19 +450,47 @@ impl S3Store {
         to: &ObjectKey,
         served: &ServedAs,
     ) -> Result<(), AwsError> {
-        use matbakh_core::location;
-        let kind = served.content_type.as_str();
-        if location::may_carry_location(kind) && ObjectKey::file_id_of(from.as_str()).is_some() {
-            // A JPEG's head without a position, whose segments reach the image data, decides.
-            let read_whole = !location::decided_by_head(kind) || {
-                let mut head = self.get_head(from, version_id, LOCATION_HEAD_BYTES).await?.unwrap_or_default();
-                location::strip_gps(kind, &mut head) != location::Stripped::Nothing
-            };
-            if read_whole {
-                return self.publish_without_location(from, version_id, to, served).await;
-            }
+        if self.may_hold_location(from, version_id, served).await? {
+            return self.publish_without_location(from, version_id, to, served).await;
+        }
+        self.copy_object(from, version_id, to, Some(served)).await
+    }
+
+    /// [`Self::publish`] of an original of any size: in parts where it is large
+    /// ([`Self::copying_in_parts`]). Apart from `publish` so that a function that never copies
+    /// a large original (the files API) links no copy in parts.
+    pub async fn publish_in_parts(
+        &self,
+        from: &ObjectKey,
+        version_id: Option<&str>,
+        to: &ObjectKey,
+        served: &ServedAs,
+    ) -> Result<(), AwsError> {
+        if self.may_hold_location(from, version_id, served).await? {
+            return self.publish_without_location(from, version_id, to, served).await;
         }
         self.copy(from, version_id, to, Some(served)).await
+    }
+
+    /// Whether the original `from`, served as `served`, may hold a GPS position: of a type that
+    /// may, and (for a JPEG) with a head that does not show it holds none.
+    async fn may_hold_location(
+        &self,
+        from: &ObjectKey,
+        version_id: Option<&str>,
+        served: &ServedAs,
+    ) -> Result<bool, AwsError> {
+        use matbakh_core::location;
+        let kind = served.content_type.as_str();
+        if !location::may_carry_location(kind) || ObjectKey::file_id_of(from.as_str()).is_none() {
+            return Ok(false);
+        }
+        if !location::decided_by_head(kind) {
+            return Ok(true);
+        }
+        // A JPEG's head without a position, whose segments reach the image data, decides.
+        let mut head = self.get_head(from, version_id, LOCATION_HEAD_BYTES).await?.unwrap_or_default();
+        Ok(location::strip_gps(kind, &mut head) != location::Stripped::Nothing)
     }
 
     /// [`Self::publish`] of an original that may hold a GPS position: read whole, rewritten in
@@ -486,7 +516,7 @@ impl S3Store {
             return Err(AwsError::Invalid("the original to publish is gone"));
         };
         match location::strip_gps(&served.content_type, &mut bytes) {
-            Stripped::Nothing => return self.copy(from, version_id, to, Some(served)).await,
+            Stripped::Nothing => return self.copy_object(from, version_id, to, Some(served)).await,
             Stripped::Unreadable => {
                 tracing::warn!(
                     key = from.as_str(),
@@ -530,6 +560,17 @@ impl S3Store {
             let source = self.copy_source(from, version_id);
             return self.copy_in_parts(&source, &head, to, served).await;
         }
+        self.copy_object(from, version_id, to, served).await
+    }
+
+    /// [`Self::copy`] in one CopyObject (S3 copies at most 5 GiB so).
+    async fn copy_object(
+        &self,
+        from: &ObjectKey,
+        version_id: Option<&str>,
+        to: &ObjectKey,
+        served: Option<&ServedAs>,
+    ) -> Result<(), AwsError> {
         // A copy carries no tags (review 27): the source's (the indexer's `type-class`, which
         // only originals under users/ are archived by) would need s3:GetObjectTagging on it and
         // s3:PutObjectTagging on the copy, which no copier has or needs.

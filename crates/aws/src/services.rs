@@ -24,9 +24,9 @@ pub struct Services {
     pub files_edge: Option<crate::cdn::Cdn>,
     /// The administrators (`ADMIN_USERS`), where a use case lets them act on anyone's file.
     pub admins: Arc<std::collections::BTreeSet<String>>,
-    /// Where a public original copied in parts is copied ([`Services::copying_later`]: the
-    /// files API and the thumbnailer, [`crate::queue::public_copies`]); without it, where it is
-    /// published. Not from the environment here: only those two link the SQS client.
+    /// Where the copy of a large public original is asked for ([`Services::copying_later`]:
+    /// the notifier, [`crate::queue::public_copies`]). Not from the environment here: a
+    /// function that builds `Services` links no SQS client for it.
     pub copy_later: Option<Arc<dyn matbakh_app::ports::CopyLater>>,
 }
 
@@ -59,7 +59,7 @@ impl Services {
         self
     }
 
-    /// Public originals copied in parts are copied by whoever `later` names (none: here).
+    /// Copies of large public originals are asked of `later` (`Delivery::ask_for_large_copy`).
     pub fn copying_later(mut self, later: Option<Arc<dyn matbakh_app::ports::CopyLater>>) -> Self {
         self.copy_later = later;
         self

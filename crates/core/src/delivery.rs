@@ -34,10 +34,18 @@ pub const VARIANT_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 /// private or was deleted).
 pub const ORIGINAL_CACHE_CONTROL: &str = "public, max-age=0, s-maxage=86400, must-revalidate";
 
+/// Whether a public original of `size` is copied apart, in parts, by the thumbnailer (asked by
+/// [`copy_public_original_message`]) rather than where its file became public: above
+/// [`crate::multipart::COPY_IN_PARTS_ABOVE`] its copy could outlast an API request's time (a
+/// 20 GiB video in 10 s) or a render's delivery.
+pub fn copied_apart(size: u64) -> bool {
+    size > crate::multipart::COPY_IN_PARTS_ABOVE
+}
+
 /// The message that asks the thumbnailer to copy public file `id`'s original to its public key
-/// (`{"copyPublicOriginal": "<fileId>"}`, on its queue beside the object events): sent by an
-/// API request whose original is copied in parts ([`public_original_may_be_missing`]), which
-/// could outlast the request's time limit.
+/// (`{"copyPublicOriginal": "<fileId>"}`, on its queue beside the object events): sent by the
+/// notifier when a file row's change leaves an original [`copied_apart`] public and READY
+/// without a current copy.
 pub fn copy_public_original_message(id: crate::ids::FileId) -> String {
     serde_json::json!({ "copyPublicOriginal": id.to_string() }).to_string()
 }
@@ -57,13 +65,12 @@ pub fn parse_copy_public_original(body: &str) -> Result<Option<crate::ids::FileI
 }
 
 /// Whether a public original of `content_type` and `size` may have no public copy (yet): one
-/// copied in parts (above [`crate::multipart::COPY_IN_PARTS_ABOVE`]) may be copying still, or
-/// have outlasted the API request that made its file public (a 20 GiB video in 10 s), and one
+/// [`copied_apart`] may be waiting for its copy or copying still, and one
 /// too large to rewrite without a GPS position it may hold may be withheld
 /// ([`crate::location::public_copy_may_be_withheld`]). Its public URL is then handed out only
 /// once the copy is seen.
 pub fn public_original_may_be_missing(content_type: &str, size: u64) -> bool {
-    size > crate::multipart::COPY_IN_PARTS_ABOVE || crate::location::public_copy_may_be_withheld(content_type, size)
+    copied_apart(size) || crate::location::public_copy_may_be_withheld(content_type, size)
 }
 
 /// The headers a public copy is stored (and so served) with.

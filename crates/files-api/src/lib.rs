@@ -7,8 +7,8 @@
 //! - `GET /v1/files/{fileId}`: metadata, variants with URLs, placeholder, EXIF summary.
 //! - `PATCH /v1/files/{fileId} {name?, addTags?, removeTags?, visibility?, metadata?}`: made
 //!   public, a READY file's original and variants are copied to `p/{fileId}/` for the files
-//!   CDN (an original over 1 GiB, copied in parts, by the thumbnailer: a message to its queue,
-//!   `PUBLIC_COPY_QUEUE_URL`, as its copy could outlast this request); made private (or
+//!   CDN (an original over 1 GiB is copied in parts by the thumbnailer, as its copy could
+//!   outlast this request: the notifier asks for it when the row says public); made private (or
 //!   deleted), the copies go before the answer and the CDN is told to
 //!   forget `/p/{fileId}/*` ([`matbakh_app::delivery`]).
 //! - `POST /v1/files/{fileId}/image-urls {presets?, widths?, format?}`: signed transform URLs
@@ -87,8 +87,7 @@ pub async fn from_env(auth: Arc<Authenticator>) -> Result<Router, String> {
     let sdk = matbakh_aws::config::load_sdk_config().await;
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let cdn_signer = matbakh_aws::secrets::cdn_signer(&sdk, env).await?;
-    let copies = matbakh_aws::queue::public_copies(&sdk, env);
-    let services = Services::from_env().await?.sign_with(cdn_signer).copying_later(copies);
+    let services = Services::from_env().await?.sign_with(cdn_signer);
     let signer = image_signer(&sdk, env).await?;
     Ok(router(services, auth, signer))
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::body::Body;
 use http::{Method, Request, StatusCode};
 use matbakh_app::delivery::Delivery;
-use matbakh_app::fakes::{CopyRequests, InMemory, InMemoryCdn, InMemoryObjects};
+use matbakh_app::fakes::{InMemory, InMemoryCdn, InMemoryObjects};
 use matbakh_app::files::Files;
 use matbakh_app::images::{Images, Signer};
 use matbakh_app::ports::{Download, ObjectAccess, PortResult, SignedUrl, Upload};
@@ -49,8 +49,6 @@ struct World {
     files_edge: Arc<InMemoryCdn>,
     /// The limits the function runs with (the defaults unless a test lowers one).
     limits: Limits,
-    /// The public originals handed to the thumbnailer to copy, as deployed.
-    copies_later: Arc<CopyRequests>,
 }
 
 impl World {
@@ -62,7 +60,6 @@ impl World {
             cdn: None,
             files_edge: Arc::new(InMemoryCdn::new()),
             limits: Limits::default(),
-            copies_later: Arc::default(),
         }
     }
 
@@ -85,7 +82,6 @@ impl World {
             delivery: Delivery {
                 cdn: self.cdn.clone(),
                 edge: Some(self.files_edge.clone()),
-                later: Some(self.copies_later.clone()),
                 ..matbakh_app::fakes::delivery(self.objects.clone(), Arc::new(FixedClock(now)))
             },
             admins: Arc::new(BTreeSet::from([ADMIN.to_owned()])),
@@ -551,11 +547,11 @@ async fn a_public_url_is_handed_out_only_while_a_large_jpegs_copy_is_there() {
 }
 
 /// A public original copied in parts (a video of 6 GiB, over S3's one-CopyObject limit) could
-/// outlast the request that makes it public: it is handed to the thumbnailer to copy, the
-/// answer is at once, and its URL is shown once its copy is there (none that would answer 403).
-/// A small one is copied in the request.
+/// outlast the request that makes it public: it is not copied here (the notifier asks the
+/// thumbnailer for it once the row says public), the answer is at once, and its URL is shown
+/// once its copy is there (none that would answer 403). A small one is copied in the request.
 #[tokio::test]
-async fn an_original_copied_in_parts_is_copied_by_the_thumbnailer_and_shown_once_there() {
+async fn an_original_copied_in_parts_is_not_copied_in_the_request_and_shown_once_there() {
     let w = World::with_cdn();
     let id = w.file("alice", "long-take.mp4", "video/mp4", 3);
     let mut row = w.repo.get(id).unwrap();
@@ -567,17 +563,11 @@ async fn an_original_copied_in_parts_is_copied_by_the_thumbnailer_and_shown_once
         .await;
     assert_eq!(status, StatusCode::OK, "{shown}");
     assert_eq!((&shown["visibility"], &shown["publicUrl"]), (&json!("public"), &Value::Null), "{shown}");
-    assert_eq!(w.copies_later.sent(), vec![id]);
     assert!(w.objects.keys_under(&ObjectKey::public_prefix(id)).is_empty(), "copied in the request");
     // The thumbnailer copied it.
     w.objects.put(&public_copy, 6 << 30);
     let (_, shown) = w.call(NOW, Method::GET, &format!("/v1/files/{id}"), Some("alice"), None).await;
     assert_eq!(shown["publicUrl"], format!("https://files.test/p/{id}/original/long-take.mp4"), "{shown}");
-    // A later change of the public file asks for no copy of its 6 GiB again.
-    let tag = json!({"addTags": ["rushes"]});
-    let (status, _) = w.call(NOW, Method::PATCH, &format!("/v1/files/{id}"), Some("alice"), Some(tag)).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(w.copies_later.sent(), vec![id], "asked again");
 
     let small = w.file("alice", "short-take.mp4", "video/mp4", 2);
     let (status, shown) = w
@@ -585,7 +575,6 @@ async fn an_original_copied_in_parts_is_copied_by_the_thumbnailer_and_shown_once
         .await;
     assert_eq!(status, StatusCode::OK, "{shown}");
     assert_eq!(shown["publicUrl"], format!("https://files.test/p/{small}/original/short-take.mp4"), "{shown}");
-    assert_eq!(w.copies_later.sent(), vec![id], "a small one handed on");
 }
 
 #[tokio::test]

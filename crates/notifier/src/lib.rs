@@ -13,8 +13,13 @@
 //! record after it, over again, so webhooks are at least once with stable ids; after the event
 //! source mapping's retries a record goes to its DLQ.
 //!
-//! Reads the records' images and the connections table; writes pushes, the webhook queue,
-//! removals of gone sockets and EMF metrics (`LiveMessages`, `LivePushes`,
+//! A file row's change that leaves a large public original (over 1 GiB, copied in parts) public
+//! and READY without a current copy also asks the thumbnailer for that copy
+//! (`{"copyPublicOriginal": ...}` to its queue, `PUBLIC_COPY_QUEUE_URL`): one place, after
+//! every writer (made public, processed, restored, renamed), instead of each of them.
+//!
+//! Reads the records' images, the connections table and whether a public copy is there; writes
+//! pushes, the webhook queue, the thumbnailer queue, removals of gone sockets and EMF metrics (`LiveMessages`, `LivePushes`,
 //! `LivePushesFailed`, `LiveSocketsGone`, `WebhooksQueued`).
 
 pub mod adapters;
@@ -23,7 +28,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use futures_util::StreamExt;
 
-use matbakh_app::live::{Live, Told, for_admins};
+use matbakh_app::live::{Change, Live, Told, for_admins};
 use matbakh_aws::stream::{Row, StreamRecord};
 use matbakh_core::live::{Kind, PROGRESS_INTERVAL_MS};
 use matbakh_lambda::metrics::{Unit, emit};
@@ -59,9 +64,14 @@ fn read(raw: &Value) -> Result<Read, NotifierError> {
     Ok(Read { record, row })
 }
 
-/// Tells one record's news.
+/// Tells one record's news; a file row's change that leaves a large public original without a
+/// current copy asks the thumbnailer for it first (`Delivery::ask_for_large_copy`).
 async fn tell(live: &Live, read: &Read) -> Result<Told, NotifierError> {
     let Read { record, row } = read;
+    if let Row::Change(Change::File { old, new }) = row {
+        let (old, new) = (old.as_ref().map(|d| &d.record), new.as_ref().map(|d| &d.record));
+        live.delivery.ask_for_large_copy(old, new).await?;
+    }
     let messages = match row {
         Row::Change(change) => live.messages(&record.id, &record.at, change).await?,
         Row::Run(Some(run)) => {

@@ -1,6 +1,7 @@
 //! Lambda entry point of `notifier`: wiring only. Settings: those of every function that shows
 //! files (`TABLE_NAME`, `BUCKET_NAME`, the files CDN's), `CONNECTIONS_TABLE`,
-//! `LIVE_MANAGEMENT_URL` (the WebSocket API's `@connections` endpoint) and, where webhooks are
+//! `LIVE_MANAGEMENT_URL` (the WebSocket API's `@connections` endpoint), `PUBLIC_COPY_QUEUE_URL`
+//! (the thumbnailer's queue, for copies of large public originals) and, where webhooks are
 //! configured, `WEBHOOK_QUEUE_URL`.
 
 use std::sync::Arc;
@@ -18,7 +19,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     matbakh_lambda::logs::init();
     let sdk = matbakh_aws::config::load_sdk_config().await;
     let cdn_signer = matbakh_aws::secrets::cdn_signer(&sdk, setting).await?;
-    let services = matbakh_aws::Services::from_env().await?.sign_with(cdn_signer);
+    let copies = matbakh_aws::queue::public_copies(&sdk, setting);
+    let services = matbakh_aws::Services::from_env().await?.sign_with(cdn_signer).copying_later(copies);
     let required = |name: &str| setting(name).ok_or_else(|| format!("{name} is not set"));
     let live = Live {
         connections: Arc::new(matbakh_aws::live::LiveTable::new(&sdk, required("CONNECTIONS_TABLE")?)),

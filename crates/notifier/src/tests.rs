@@ -180,3 +180,60 @@ async fn a_record_that_cannot_be_read_is_left_out_and_one_that_may_pass_is_repor
     assert_eq!(handle(&live, event).await, json!({"batchItemFailures": [{"itemIdentifier": "1005"}]}));
     assert_eq!(kinds("alice-tab").len(), 2, "nothing more was pushed");
 }
+
+/// A file row's change that leaves a large public original (copied in parts) public and READY
+/// without a current copy asks the thumbnailer for it, once per such change, whoever wrote it:
+/// made public, processed public, brought back, renamed (the copy's download name), a restore
+/// completed without a copy. A change of tags, a small original, a private or unfinished file
+/// ask nothing; nor does a completed restore whose copy stayed through the archive.
+#[tokio::test]
+async fn a_change_leaving_a_large_public_original_without_its_copy_asks_the_thumbnailer() {
+    let fakes = Arc::new(InMemoryLive::default());
+    let objects = Arc::new(InMemoryObjects::new());
+    let asked = Arc::new(matbakh_app::fakes::CopyRequests::default());
+    let mut live = live(&fakes);
+    live.delivery = matbakh_app::delivery::Delivery {
+        cdn: Some(matbakh_core::delivery::FilesCdn::new("https://files.test", None)),
+        later: Some(asked.clone()),
+        ..delivery(objects.clone(), Arc::new(FixedClock(time::macros::datetime!(2026-12-05 12:00 UTC))))
+    };
+    let row = |status: &str, visibility: &str, size: u64, name: &str| {
+        let mut row = file_row(status, false);
+        row["visibility"] = json!({"S": visibility});
+        row["size"] = json!({"N": size.to_string()});
+        row["filename"] = json!({"S": name});
+        row["contentType"] = json!({"S": "video/mp4"});
+        row
+    };
+    let large = 2 << 30;
+    let with_tag = |mut r: Value| {
+        r["tags"] = json!({"SS": ["rushes"]});
+        r
+    };
+    let cases = [
+        ("made public", row("READY", "private", large, "a.mp4"), row("READY", "public", large, "a.mp4"), true),
+        ("processed public", row("PENDING", "public", large, "a.mp4"), row("READY", "public", large, "a.mp4"), true),
+        ("brought back", row("DELETED", "public", large, "a.mp4"), row("READY", "public", large, "a.mp4"), true),
+        ("renamed", row("READY", "public", large, "a.mp4"), row("READY", "public", large, "b.mp4"), true),
+        ("tagged", row("READY", "public", large, "a.mp4"), with_tag(row("READY", "public", large, "a.mp4")), false),
+        ("small", row("READY", "private", 5 << 20, "a.mp4"), row("READY", "public", 5 << 20, "a.mp4"), false),
+        ("private", row("PENDING", "private", large, "a.mp4"), row("READY", "private", large, "a.mp4"), false),
+        ("unfinished", row("READY", "private", large, "a.mp4"), row("PENDING", "public", large, "a.mp4"), false),
+        ("restored, no copy", row("RESTORING", "public", large, "a.mp4"), row("READY", "public", large, "a.mp4"), true),
+    ];
+    for (n, (case, old, new, asks)) in cases.into_iter().enumerate() {
+        let before = asked.sent().len();
+        let event = json!({"Records": [record(n as u32, Some(old), Some(new))]});
+        assert_eq!(handle(&live, event).await, json!({"batchItemFailures": []}), "{case}");
+        let sent = &asked.sent()[before..];
+        assert_eq!(sent.len(), usize::from(asks), "{case}: {sent:?}");
+        assert!(sent.iter().all(|id| id.to_string() == FILE_ID), "{case}");
+    }
+    // The copy made before the archive took the original stayed: a completed restore asks nothing.
+    let key = matbakh_core::ids::ObjectKey::from_stored(format!("users/alice/{FILE_ID}/menu.pdf"));
+    objects.put(&key.public_copy().unwrap(), 16);
+    let before = asked.sent().len();
+    let event = json!({"Records": [record(20, Some(row("RESTORING", "public", large, "a.mp4")), Some(row("READY", "public", large, "a.mp4")))]});
+    assert_eq!(handle(&live, event).await, json!({"batchItemFailures": []}));
+    assert_eq!(asked.sent().len(), before, "asked again for a copy that is there");
+}

@@ -630,7 +630,8 @@ pub async fn invalidations(cdn: &matbakh_aws::cdn::Cdn) -> Vec<Vec<String>> {
 /// Copies `bytes`, stored under a key of `user`, through `store` copying in parts of 8 MiB
 /// above 8 MiB (`S3Store::copying_in_parts`, as objects above `COPY_IN_PARTS_ABOVE` are): a
 /// copy keeping the source's headers (a quarantine move) and a public copy with the served
-/// ones. Each holds exactly the bytes, in parts, and no upload is left open. With `versions`
+/// ones (`publish_in_parts`, the thumbnailer's). Each holds exactly the bytes, in parts, and no
+/// upload is left open. With `versions`
 /// the first copy names the version written (Garage keeps none, and reads a copy source's
 /// `?versionId=` as part of its key).
 pub async fn assert_copies_in_parts(store: &S3Store, user: &str, bytes: &[u8], versions: bool) {
@@ -653,7 +654,7 @@ pub async fn assert_copies_in_parts(store: &S3Store, user: &str, bytes: &[u8], v
         cache_control: "public, max-age=60",
         disposition: Some("attachment; filename=\"clip.mp4\"".into()),
     };
-    store.publish(&from, None, &public, &served).await.unwrap();
+    store.publish_in_parts(&from, None, &public, &served).await.unwrap();
 
     for to in [&quarantined, &public] {
         let got = s3.get_object().bucket(bucket).key(to.as_str()).send().await.unwrap();

@@ -23,10 +23,11 @@
 //! Redelivered events find the row no longer PENDING and change nothing.
 //!
 //! The same queue carries `{"copyPublicOriginal": "<fileId>"}` (`core::delivery::
-//! copy_public_original_message`): a public original copied in parts, whose copy could outlast
-//! the files API's request (made public, restored) or a processing beside renders (this
-//! function's, for a file public as it becomes READY), is copied here, alone, if the file is
-//! still public. Those messages run after every object event of their batch.
+//! copy_public_original_message`, sent by the notifier): a public original copied in parts,
+//! whose copy could outlast the files API's request (made public, restored) or a processing
+//! beside renders (this function's, for a file public as it becomes READY), is copied here,
+//! alone, if the file is still public. Those messages run after every object event of their
+//! batch.
 //!
 //! It reads only the key's accepted version (DECISIONS 28, `matbakh_app::settle`: pinned by
 //! whichever of the indexer and this function sees the object first), so bytes written to the
@@ -162,7 +163,7 @@ pub async fn handle_until(
         let body = record.body.as_deref().unwrap_or_default();
         let left = matbakh_lambda::sqs::time_left(stop);
         let out_of_time = || Err("not started: the invocation is out of time".to_owned());
-        // A public original handed on: a copy (no render), cut at the time limit (its parts'
+        // A public original asked for: a copy (no render), cut at the time limit (its parts'
         // upload then aborted by the S3 adapter), its last failure left to the DLQ.
         let copy = matbakh_core::delivery::parse_copy_public_original(body);
         if let Some(id) = copy.map_err(|e| format!("malformed message: {e}"))? {

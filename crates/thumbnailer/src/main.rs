@@ -10,9 +10,7 @@ use thumbnailer::{Imaging, Thumbnailer};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     matbakh_lambda::logs::init();
-    let sdk = matbakh_aws::config::load_sdk_config().await;
-    let copies = matbakh_aws::queue::public_copies(&sdk, |name| std::env::var(name).ok());
-    let services = matbakh_aws::Services::from_env().await?.copying_later(copies);
+    let services = matbakh_aws::Services::from_env().await?;
     let limits = ImageLimits::from_lookup(|name| std::env::var(name).ok())?;
     let scanner = thumbnailer::clamd::Clamd::from_lookup(|name| std::env::var(name).ok())?;
     let scanner = scanner.map(|c| Arc::new(c) as Arc<dyn VirusScanner>);

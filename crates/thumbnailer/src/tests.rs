@@ -216,18 +216,14 @@ async fn a_batchs_last_deliveries_go_first() {
     assert_eq!(*order.0.lock().unwrap(), [messages[1].2, messages[0].2], "the last delivery (m7) first");
 }
 
-/// The files API hands on the public originals it copies in parts (their copy could outlast
-/// its request): the message copies the original to its public key, rendering nothing (and
-/// here, never handed on again: deployed, this function sends such messages too); one for a
-/// file made private since copies nothing, and takes back a copy an earlier try left (cut after
-/// copying); a message naming no file fails (to the DLQ).
+/// The notifier asks for the copies of large public originals (their copy could outlast
+/// whoever made the file public): the message copies the original to its public key, rendering
+/// nothing; one for a file made private since copies nothing, and takes back a copy an earlier
+/// try left (cut after copying); a message naming no file fails (to the DLQ).
 #[tokio::test]
-async fn an_original_handed_on_by_the_files_api_is_copied_public() {
+async fn an_original_asked_for_by_the_notifier_is_copied_public() {
     let mut w = world();
-    let later = Arc::new(matbakh_app::fakes::CopyRequests::default());
-    let delivery = &mut w.thumbnailer.processing.delivery;
-    delivery.cdn = Some(matbakh_core::delivery::FilesCdn::new("https://files.test", None));
-    delivery.later = Some(later.clone());
+    w.thumbnailer.processing.delivery.cdn = Some(matbakh_core::delivery::FilesCdn::new("https://files.test", None));
     let (name, bytes) = corpus("photos/dune.jpg");
     let (public, key) = w.arrived(&name, bytes.clone(), 1).await;
     let (private, private_key) = w.arrived(&name, bytes.clone(), 2).await;
@@ -250,7 +246,6 @@ async fn an_original_handed_on_by_the_files_api_is_copied_public() {
     assert_eq!(failed, ["m3"]);
     assert_eq!(w.objects.bytes(&key.public_copy().unwrap()), Some(bytes), "copied as it was (no position)");
     assert_eq!(w.objects.bytes(&private_key.public_copy().unwrap()), None, "a private file's");
-    assert!(later.sent().is_empty(), "handed on again: {:?}", later.sent());
     assert!(w.objects.keys_under(&ObjectKey::derived_prefix(public)).is_empty(), "rendered");
 }
 

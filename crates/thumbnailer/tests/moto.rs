@@ -374,15 +374,16 @@ async fn avif_sources_get_variants_and_heic_is_kept_without() {
     assert!(info["reason"].as_str().is_some_and(|r| r.contains("HEIC")), "{info}");
 }
 
-/// A public original over `COPY_IN_PARTS_ABOVE` made public through the files API is handed to
-/// this function's queue (its copy could outlast the API's request): on moto's SQS and S3, the
-/// message the files use case sent is the one the thumbnailer copies from, and the file's
-/// public URL appears once the copy is there.
+/// A public original over `COPY_IN_PARTS_ABOVE` made public through the files API is not copied
+/// in its request (the copy could outlast it): its row's change, as the notifier reads it from
+/// the stream, asks this function's queue for the copy; on moto's SQS and S3, that message is
+/// the one the thumbnailer copies from, and the file's public URL appears once the copy is there.
 #[tokio::test]
 #[ignore = "needs the local AWS stack: scripts/test runs it"]
 async fn a_large_original_made_public_is_copied_by_the_thumbnailer() {
     use matbakh_app::audit::Client;
     use matbakh_app::files::Change;
+    use matbakh_app::ports::FileLookup;
     use matbakh_core::ids::UserId;
     use matbakh_core::labels::Visibility;
     use testkit::AttributeValue;
@@ -409,12 +410,9 @@ async fn a_large_original_made_public_is_copied_by_the_thumbnailer() {
     let queue = sqs.create_queue().queue_name(unique_user("copies")).send().await.unwrap();
     let url = queue.queue_url().unwrap().to_owned();
     let cdn = Some(matbakh_core::delivery::FilesCdn::new("https://files.test", None));
-    let api = matbakh_aws::Services {
-        files_cdn: cdn.clone(),
-        copy_later: Some(std::sync::Arc::new(matbakh_aws::queue::Queue::new(&sdk, &url))),
-        ..h.state.clone()
-    }
-    .files();
+    let api = matbakh_aws::Services { files_cdn: cdn.clone(), ..h.state.clone() }.files();
+    let row = || async { h.state.table.details(id).await.unwrap().unwrap().record };
+    let old = row().await;
     let owner = UserId::parse(&user).unwrap();
     let client = Client { ip: "192.0.2.1".into(), user_agent: "test".into() };
     let public = Change { visibility: Some(Visibility::Public), ..Change::default() };
@@ -422,6 +420,14 @@ async fn a_large_original_made_public_is_copied_by_the_thumbnailer() {
     assert_eq!(shown.public_url, None, "no copy yet");
     let copy = ObjectKey::from_stored(key.clone()).public_copy().unwrap();
     assert!(get(&h, copy.as_str()).await.is_none(), "copied in the request");
+    // The notifier's part (`notifier::handle` on the stream record of this change).
+    let notifier = matbakh_aws::Services {
+        files_cdn: cdn.clone(),
+        copy_later: Some(std::sync::Arc::new(matbakh_aws::queue::Queue::new(&sdk, &url))),
+        ..h.state.clone()
+    }
+    .delivery();
+    assert!(notifier.ask_for_large_copy(Some(&old), Some(&row().await)).await.unwrap(), "not asked");
 
     let received = sqs.receive_message().queue_url(&url).max_number_of_messages(10).send().await.unwrap();
     assert_eq!(received.messages().len(), 1);

@@ -50,12 +50,12 @@ use crate::ports::{
     ShareRepo, SignedUrl, TokenRepo, Upload, UploadRepo, UsageRepo,
 };
 
-/// The public originals handed on to be copied elsewhere ([`crate::ports::CopyLater`]).
+/// The public originals asked to be copied elsewhere ([`crate::ports::CopyLater`]).
 #[derive(Default)]
 pub struct CopyRequests(Mutex<Vec<FileId>>);
 
 impl CopyRequests {
-    /// The files handed on, in order.
+    /// The files asked for, in order.
     pub fn sent(&self) -> Vec<FileId> {
         lock(&self.0).clone()
     }

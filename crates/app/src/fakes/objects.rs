@@ -577,6 +577,16 @@ impl ObjectStore for InMemoryObjects {
         }))
     }
 
+    async fn publish_in_parts(
+        &self,
+        from: &ObjectKey,
+        version: Option<&str>,
+        to: &ObjectKey,
+        served: &ServedAs,
+    ) -> PortResult<()> {
+        ObjectLifecycle::publish(self, from, version, to, served).await
+    }
+
     /// As S3, refuses an archived version without its restored copy (`InvalidObjectState`).
     async fn copy_version(&self, from: &ObjectKey, version: Option<&str>, to: &ObjectKey) -> PortResult<()> {
         if self.archived_unrestored(from, version) {
