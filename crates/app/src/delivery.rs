@@ -27,6 +27,10 @@ use crate::error::Error;
 use crate::ports::{CopyLater, Download, EdgeCache, FileLookup, ObjectAccess, ObjectLifecycle, ObjectStore, SignedUrl};
 use crate::view::{FileView, VariantView};
 
+/// How many times [`Delivery::publish_large_original`] copies an original renamed while it was
+/// being copied, in all.
+pub const LARGE_COPY_TRIES: usize = 3;
+
 #[derive(Clone)]
 pub struct Delivery {
     pub objects: Arc<dyn ObjectAccess>,
@@ -175,11 +179,13 @@ impl Delivery {
     /// Asks [`Self::later`] (the thumbnailer's queue) for the public copy of a large original
     /// (`core::delivery::copied_apart`) when a change of its row, from `old` to `new`, leaves it
     /// public and READY without a current copy: it became so (made public, processed, brought
-    /// back), or its version or name changed (the copy's bytes or download name). A change of
-    /// tags or description asks nothing (it would copy gigabytes again); a completed archive
-    /// restore asks only if no copy is there (one made before the archive stayed). Answers
-    /// whether it asked. Read by the notifier from the table's stream, so it is asked after
-    /// every writer, whoever made the change.
+    /// back, restored out of the archive), or its version or name changed (the copy's bytes or
+    /// download name); the copier skips a copy already current
+    /// ([`Self::publish_large_original`]). Any other change of such a file (tags, description)
+    /// asks only if no copy is there: an ask lost on the way (a queue that refused it through
+    /// every retry) is made good by the file's next change. Answers whether it asked. Read by
+    /// the notifier from the table's stream, so it is asked after every writer, whoever made
+    /// the change.
     pub async fn ask_for_large_copy(&self, old: Option<&FileRecord>, new: Option<&FileRecord>) -> Result<bool, Error> {
         let (Some(later), Some(new)) = (&self.later, new) else { return Ok(false) };
         let Some(to) = new.key.public_copy() else { return Ok(false) };
@@ -187,17 +193,12 @@ impl Delivery {
         if !public_ready(new) || !matbakh_core::delivery::copied_apart(new.size) {
             return Ok(false);
         }
-        let same = old.filter(|o| {
-            self.served_publicly(o).is_some()
+        let unchanged = old.is_some_and(|o| {
+            public_ready(o)
                 && (o.key.as_str(), o.version_id.as_deref(), o.filename.as_str())
                     == (new.key.as_str(), new.version_id.as_deref(), new.filename.as_str())
         });
-        let ask = match same {
-            Some(o) if o.status == FileStatus::Ready => false,
-            // ARCHIVED or RESTORING before: a copy made before the archive took the original stays.
-            Some(_) => self.objects.size(&to).await?.is_none(),
-            None => true,
-        };
+        let ask = !unchanged || self.objects.size(&to).await?.is_none();
         if ask {
             later.copy_public_original(new.file_id).await?;
             tracing::info!(file_id = %new.file_id, size = new.size, "the original's public copy asked for");
@@ -207,30 +208,52 @@ impl Delivery {
 
     /// Copies public READY `record`'s large original to its public key, in parts
     /// ([`ObjectStore::publish_in_parts`], the thumbnailer, as [`Self::ask_for_large_copy`]
-    /// asked); then the row is read again (`files`) and, made private or gone meanwhile, the
-    /// public copies go again ([`Self::publish_checked`]). Answers whether it copied: nothing
-    /// for a file not (or no longer) public and READY.
+    /// asked), unless the copy there is current already (its size and download name: an ask
+    /// repeated by a stream's retry, or a restore whose copy stayed, copies no gigabytes again).
+    /// Then the row is read again (`files`): made private or gone meanwhile, the public copies go
+    /// again; renamed meanwhile (an earlier ask's copy may land after a later one's), it is
+    /// copied again under the new name, at most [`LARGE_COPY_TRIES`] times in all. Answers how
+    /// many times it copied: none for a file not (or no longer) public and READY.
     pub async fn publish_large_original(
         &self,
         store: &dyn ObjectStore,
         files: &dyn FileLookup,
         record: &FileRecord,
-    ) -> Result<bool, Error> {
-        let readable = record.status == FileStatus::Ready && self.served_publicly(record).is_some();
-        let Some(to) = record.key.public_copy().filter(|_| readable) else { return Ok(false) };
-        store.publish_in_parts(&record.key, record.version_id.as_deref(), &to, &Self::served_original(record)).await?;
-        let now = files.details(record.file_id).await?;
-        if now.is_none_or(|d| self.served_publicly(&d.record).is_none()) {
-            self.unpublish(record.file_id).await?;
+    ) -> Result<usize, Error> {
+        let mut record = record.clone();
+        let mut copies = 0;
+        for _ in 0..LARGE_COPY_TRIES {
+            let readable = record.status == FileStatus::Ready && self.served_publicly(&record).is_some();
+            let Some(to) = record.key.public_copy().filter(|_| readable) else { return Ok(copies) };
+            let served = Self::served_original(&record);
+            let there = store.head(&to, None).await?;
+            if there.is_some_and(|h| h.size == record.size && h.content_disposition == served.disposition) {
+                tracing::info!(file_id = %record.file_id, "the original's public copy is current");
+            } else {
+                store.publish_in_parts(&record.key, record.version_id.as_deref(), &to, &served).await?;
+                copies += 1;
+            }
+            let Some(now) = files.details(record.file_id).await?.filter(|d| self.served_publicly(&d.record).is_some())
+            else {
+                self.unpublish(record.file_id).await?;
+                return Ok(copies);
+            };
+            if (now.record.filename.as_str(), now.record.version_id.as_deref())
+                == (record.filename.as_str(), record.version_id.as_deref())
+            {
+                return Ok(copies);
+            }
+            record = now.record;
         }
-        Ok(true)
+        Ok(copies)
     }
 
     /// [`Self::publish`] from `row` as a request read it, then the row read again (`files`):
     /// made private, deleted or no longer stored while the copies were written (another request
     /// found none yet to take away), they go again and the CDN forgets them (review 28: they
-    /// stayed, served unsigned, for a private file). The one place every publisher (processing,
-    /// an update, a restore, a completed archive restore) takes back what it raced.
+    /// stayed, served unsigned, for a private file). Where every publisher (processing, an
+    /// update, a restore, a completed archive restore) takes back what it raced; the copier of
+    /// large originals does the same in [`Self::publish_large_original`].
     pub async fn publish_checked(
         &self,
         store: &dyn ObjectLifecycle,
@@ -308,5 +331,95 @@ impl Delivery {
             tracing::info!(file_id = %file, removed, invalidation, ?paths, "public copies removed and invalidated");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use matbakh_core::clock::FixedClock;
+    use matbakh_core::ids::UserId;
+    use matbakh_core::names::DisplayName;
+    use matbakh_core::types::ContentType;
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::fakes::{InMemoryObjects, delivery};
+    use crate::ports::PortResult;
+
+    /// A public READY video of 6 GiB (its original is copied apart, in parts).
+    fn video(name: &str) -> FileDetails {
+        let mut r = FileRecord::upload(
+            FileId::new(1_700_000_000_000, [5; 10]),
+            UserId::parse("alice").unwrap(),
+            DisplayName::parse(name).unwrap(),
+            ContentType::parse("video/mp4").unwrap(),
+            datetime!(2026-12-05 11:00 UTC),
+        );
+        r.status = FileStatus::Ready;
+        r.size = 6 << 30;
+        r.version_id = Some("v1".into());
+        r.labels.visibility = Visibility::Public;
+        FileDetails::new(r)
+    }
+
+    /// The file's row as each read finds it, in turn (the last one from then on).
+    struct Reads(Mutex<Vec<FileDetails>>);
+
+    #[async_trait]
+    impl FileLookup for Reads {
+        async fn details(&self, _: FileId) -> PortResult<Option<FileDetails>> {
+            let mut reads = self.0.lock().unwrap();
+            let next = if reads.len() > 1 { reads.remove(0) } else { reads[0].clone() };
+            Ok(Some(next))
+        }
+    }
+
+    fn public_delivery(objects: &Arc<InMemoryObjects>) -> Delivery {
+        Delivery {
+            cdn: Some(FilesCdn::new("https://files.test", None)),
+            ..delivery(objects.clone(), Arc::new(FixedClock(datetime!(2026-12-05 12:00 UTC))))
+        }
+    }
+
+    /// A copy already current (its size and download name: an ask repeated by a stream's retry)
+    /// is not copied again; one under another name is, and so is one renamed while it was being
+    /// copied, under the name the row has then (an earlier ask's copy may land last).
+    #[tokio::test]
+    async fn a_large_original_is_copied_unless_current_and_again_when_renamed_meanwhile() {
+        let objects = Arc::new(InMemoryObjects::new());
+        let d = public_delivery(&objects);
+        let first = video("take-1.mp4");
+        let key = first.record.key.clone();
+        let copy = key.public_copy().unwrap();
+        objects.put(&key, first.record.size);
+
+        let reads = Reads(Mutex::new(vec![first.clone()]));
+        assert_eq!(d.publish_large_original(&*objects, &reads, &first.record).await.unwrap(), 1);
+        let name = |o: &InMemoryObjects| o.served_as(&copy).and_then(|s| s.disposition).unwrap_or_default();
+        assert!(name(&objects).contains("take-1.mp4"), "{}", name(&objects));
+        // Asked again (a stream's retry): current, not copied.
+        assert_eq!(d.publish_large_original(&*objects, &reads, &first.record).await.unwrap(), 0);
+
+        // Renamed while this copy was made: the row read after it names take-2; copied again.
+        let renamed = FileDetails {
+            record: FileRecord { filename: DisplayName::parse("take-2.mp4").unwrap(), ..first.record.clone() },
+            ..first.clone()
+        };
+        let objects = Arc::new(InMemoryObjects::new());
+        objects.put(&key, first.record.size);
+        let d = public_delivery(&objects);
+        let reads = Reads(Mutex::new(vec![renamed.clone()]));
+        assert_eq!(d.publish_large_original(&*objects, &reads, &first.record).await.unwrap(), 2);
+        assert!(name(&objects).contains("take-2.mp4"), "{}", name(&objects));
+
+        // Made private while copying: the copy goes again.
+        let mut private = first.clone();
+        private.record.labels.visibility = Visibility::Private;
+        let reads = Reads(Mutex::new(vec![private]));
+        d.publish_large_original(&*objects, &reads, &renamed.record).await.unwrap();
+        assert!(objects.keys_under(&ObjectKey::public_prefix(first.record.file_id)).is_empty());
     }
 }

@@ -636,6 +636,8 @@ pub struct Head {
     pub version_id: Option<String>,
     /// S3's storage class (`None`: STANDARD, which S3 does not name).
     pub storage_class: Option<String>,
+    /// `Content-Disposition` it is served with (a public copy of an original: its download name).
+    pub content_disposition: Option<String>,
 }
 
 /// A presigned URL and until when it works.

@@ -488,7 +488,12 @@ impl ObjectUploads for S3Store {
 impl ObjectLifecycle for S3Store {
     async fn head(&self, key: &ObjectKey, version: Option<&str>) -> PortResult<Option<Head>> {
         let head = self.head_object(key, version).await?;
-        Ok(head.map(|h| Head { size: h.size, version_id: h.version_id, storage_class: h.storage_class }))
+        Ok(head.map(|h| Head {
+            size: h.size,
+            version_id: h.version_id,
+            storage_class: h.storage_class,
+            content_disposition: h.content_disposition,
+        }))
     }
 
     async fn publish(

@@ -64,14 +64,22 @@ fn read(raw: &Value) -> Result<Read, NotifierError> {
     Ok(Read { record, row })
 }
 
-/// Tells one record's news; a file row's change that leaves a large public original without a
-/// current copy asks the thumbnailer for it first (`Delivery::ask_for_large_copy`).
-async fn tell(live: &Live, read: &Read) -> Result<Told, NotifierError> {
-    let Read { record, row } = read;
-    if let Row::Change(Change::File { old, new }) = row {
+/// Tells one record's news, then asks the thumbnailer for the copy of a large public original
+/// a file row's change left without one (`Delivery::ask_for_large_copy`): after telling, so an
+/// ask that fails keeps no message from the sockets and webhooks (its retry tells them again,
+/// with the same ids; one refused for good is dropped, told).
+async fn handle_record(live: &Live, read: &Read) -> Result<Told, NotifierError> {
+    let told = tell(live, read).await?;
+    if let Row::Change(Change::File { old, new }) = &read.row {
         let (old, new) = (old.as_ref().map(|d| &d.record), new.as_ref().map(|d| &d.record));
         live.delivery.ask_for_large_copy(old, new).await?;
     }
+    Ok(told)
+}
+
+/// Tells one record's news.
+async fn tell(live: &Live, read: &Read) -> Result<Told, NotifierError> {
+    let Read { record, row } = read;
     let messages = match row {
         Row::Change(change) => live.messages(&record.id, &record.at, change).await?,
         Row::Run(Some(run)) => {
@@ -144,7 +152,7 @@ pub async fn handle(live: &Live, event: Value) -> Value {
                 {
                     return Ok(Told::default());
                 }
-                tell(live, read).await
+                handle_record(live, read).await
             }
             .instrument(span.clone())
             .await;

@@ -182,10 +182,11 @@ async fn a_record_that_cannot_be_read_is_left_out_and_one_that_may_pass_is_repor
 }
 
 /// A file row's change that leaves a large public original (copied in parts) public and READY
-/// without a current copy asks the thumbnailer for it, once per such change, whoever wrote it:
-/// made public, processed public, brought back, renamed (the copy's download name), a restore
-/// completed without a copy. A change of tags, a small original, a private or unfinished file
-/// ask nothing; nor does a completed restore whose copy stayed through the archive.
+/// without a current copy asks the thumbnailer for it, whoever wrote it: made public, processed
+/// public, brought back, renamed (the copy's download name), restored out of the archive (the
+/// thumbnailer skips a copy that stayed current). Any other change of such a file (tags) asks
+/// only while no copy is there: an ask lost on the way is made good by the next change. A small
+/// original, a private or unfinished file ask nothing.
 #[tokio::test]
 async fn a_change_leaving_a_large_public_original_without_its_copy_asks_the_thumbnailer() {
     let fakes = Arc::new(InMemoryLive::default());
@@ -206,34 +207,74 @@ async fn a_change_leaving_a_large_public_original_without_its_copy_asks_the_thum
         row
     };
     let large = 2 << 30;
-    let with_tag = |mut r: Value| {
+    let tagged = || {
+        let mut r = row("READY", "public", large, "a.mp4");
         r["tags"] = json!({"SS": ["rushes"]});
-        r
+        (row("READY", "public", large, "a.mp4"), r)
+    };
+    let mut n = 0;
+    let mut asks = |old: Value, new: Value| {
+        n += 1;
+        let (live, asked) = (&live, asked.clone());
+        async move {
+            let before = asked.sent().len();
+            let event = json!({"Records": [record(n, Some(old), Some(new))]});
+            assert_eq!(handle(live, event).await, json!({"batchItemFailures": []}));
+            let sent = asked.sent()[before..].to_vec();
+            assert!(sent.iter().all(|id| id.to_string() == FILE_ID), "{sent:?}");
+            sent.len()
+        }
     };
     let cases = [
-        ("made public", row("READY", "private", large, "a.mp4"), row("READY", "public", large, "a.mp4"), true),
-        ("processed public", row("PENDING", "public", large, "a.mp4"), row("READY", "public", large, "a.mp4"), true),
-        ("brought back", row("DELETED", "public", large, "a.mp4"), row("READY", "public", large, "a.mp4"), true),
-        ("renamed", row("READY", "public", large, "a.mp4"), row("READY", "public", large, "b.mp4"), true),
-        ("tagged", row("READY", "public", large, "a.mp4"), with_tag(row("READY", "public", large, "a.mp4")), false),
-        ("small", row("READY", "private", 5 << 20, "a.mp4"), row("READY", "public", 5 << 20, "a.mp4"), false),
-        ("private", row("PENDING", "private", large, "a.mp4"), row("READY", "private", large, "a.mp4"), false),
-        ("unfinished", row("READY", "private", large, "a.mp4"), row("PENDING", "public", large, "a.mp4"), false),
-        ("restored, no copy", row("RESTORING", "public", large, "a.mp4"), row("READY", "public", large, "a.mp4"), true),
+        ("made public", row("READY", "private", large, "a.mp4"), row("READY", "public", large, "a.mp4"), 1),
+        ("processed public", row("PENDING", "public", large, "a.mp4"), row("READY", "public", large, "a.mp4"), 1),
+        ("brought back", row("DELETED", "public", large, "a.mp4"), row("READY", "public", large, "a.mp4"), 1),
+        ("renamed", row("READY", "public", large, "a.mp4"), row("READY", "public", large, "b.mp4"), 1),
+        ("restored", row("RESTORING", "public", large, "a.mp4"), row("READY", "public", large, "a.mp4"), 1),
+        ("tagged, no copy there", tagged().0, tagged().1, 1),
+        ("small", row("READY", "private", 5 << 20, "a.mp4"), row("READY", "public", 5 << 20, "a.mp4"), 0),
+        ("private", row("PENDING", "private", large, "a.mp4"), row("READY", "private", large, "a.mp4"), 0),
+        ("unfinished", row("READY", "private", large, "a.mp4"), row("PENDING", "public", large, "a.mp4"), 0),
     ];
-    for (n, (case, old, new, asks)) in cases.into_iter().enumerate() {
-        let before = asked.sent().len();
-        let event = json!({"Records": [record(n as u32, Some(old), Some(new))]});
-        assert_eq!(handle(&live, event).await, json!({"batchItemFailures": []}), "{case}");
-        let sent = &asked.sent()[before..];
-        assert_eq!(sent.len(), usize::from(asks), "{case}: {sent:?}");
-        assert!(sent.iter().all(|id| id.to_string() == FILE_ID), "{case}");
+    for (case, old, new, expected) in cases {
+        assert_eq!(asks(old, new).await, expected, "{case}");
     }
-    // The copy made before the archive took the original stayed: a completed restore asks nothing.
+    // With the copy there, a change of tags asks nothing (it would copy gigabytes again).
     let key = matbakh_core::ids::ObjectKey::from_stored(format!("users/alice/{FILE_ID}/menu.pdf"));
     objects.put(&key.public_copy().unwrap(), 16);
-    let before = asked.sent().len();
-    let event = json!({"Records": [record(20, Some(row("RESTORING", "public", large, "a.mp4")), Some(row("READY", "public", large, "a.mp4")))]});
-    assert_eq!(handle(&live, event).await, json!({"batchItemFailures": []}));
-    assert_eq!(asked.sent().len(), before, "asked again for a copy that is there");
+    let (old, new) = tagged();
+    assert_eq!(asks(old, new).await, 0, "tagged, the copy there");
+}
+
+/// The thumbnailer queue refusing an ask keeps no message from the owner's sockets and webhooks:
+/// the record is told first, then reported (the stream hands it over again, told again with
+/// the same ids).
+#[tokio::test]
+async fn an_ask_that_fails_is_retried_after_the_record_was_told() {
+    struct Down;
+    #[async_trait::async_trait]
+    impl matbakh_app::ports::CopyLater for Down {
+        async fn copy_public_original(&self, _: matbakh_core::ids::FileId) -> matbakh_app::ports::PortResult<()> {
+            Err(matbakh_app::ports::PortError::Unavailable { operation: "SendMessage", message: "throttled".into() })
+        }
+    }
+    let fakes = Arc::new(InMemoryLive::default());
+    let mut live = live(&fakes);
+    live.delivery = matbakh_app::delivery::Delivery {
+        cdn: Some(matbakh_core::delivery::FilesCdn::new("https://files.test", None)),
+        later: Some(Arc::new(Down)),
+        ..live.delivery
+    };
+    open(&fakes, "alice-tab", "alice", false).await;
+    let row = |status: &str| {
+        let mut row = file_row(status, false);
+        row["visibility"] = json!({"S": "public"});
+        row["size"] = json!({"N": (2u64 << 30).to_string()});
+        row
+    };
+    let event = json!({"Records": [record(1, Some(row("PENDING")), Some(row("READY")))]});
+    assert_eq!(handle(&live, event).await, json!({"batchItemFailures": [{"itemIdentifier": "1001"}]}));
+    let kinds: Vec<String> = messages(&fakes, "alice-tab").iter().map(|m| m.kind.as_str().to_owned()).collect();
+    assert_eq!(kinds, ["file.ready"]);
+    assert_eq!(fakes.queued().len(), 1, "the webhook");
 }

@@ -478,6 +478,7 @@ impl ObjectLifecycle for InMemoryObjects {
             size,
             storage_class: archive.classes.get(&(key.clone(), version.clone())).cloned(),
             version_id: Some(version),
+            content_disposition: lock(&self.served).get(key).and_then(|s| s.disposition.clone()),
         }))
     }
 

@@ -66,7 +66,9 @@ pub struct Migrated {
     /// Made public, its original may have no public copy to redirect to: one too large to
     /// publish without a GPS position it may hold
     /// ([`crate::location::public_copy_may_be_withheld`]). A large one copied in parts is
-    /// redirected to: its copy is missing only the seconds it is being made.
+    /// redirected to: its copy is missing only until the thumbnailer, asked by the notifier, has
+    /// made it (seconds to minutes), or, where that failed, until an operator asks again
+    /// (RUNBOOKS).
     pub original_may_be_missing: bool,
 }
 
