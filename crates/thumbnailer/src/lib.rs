@@ -53,11 +53,21 @@ use matbakh_imaging::{ImageError, ImageLimits, Quality};
 use matbakh_lambda::metrics::{self, Unit};
 use tracing::Instrument;
 
-/// The image pipeline with this deployment's limits and quality, as the [`Renderer`] port.
+/// The image pipeline with this deployment's limits and quality, as the [`Renderer`] port,
+/// rendering one image at a time.
 #[derive(Debug, Clone, Copy)]
 pub struct Imaging {
     pub limits: ImageLimits,
     pub quality: Quality,
+    /// Whose turn it is to render: the instance's one turn (`RENDERS`), or a test's own.
+    pub renders: &'static tokio::sync::Semaphore,
+}
+
+impl Imaging {
+    /// The pipeline with `limits` and `quality`, one render at a time in the instance.
+    pub fn new(limits: ImageLimits, quality: Quality) -> Self {
+        Imaging { limits, quality, renders: &RENDERS }
+    }
 }
 
 #[async_trait]
@@ -72,8 +82,8 @@ impl Renderer for Imaging {
     /// On a blocking thread (it takes seconds), one at a time ([`RENDERS`]), timed as
     /// `RenderMilliseconds`.
     async fn render(&self, bytes: Vec<u8>) -> Result<Rendition, RenderFailure> {
-        let Imaging { limits, quality } = *self;
-        let Ok(permit) = RENDERS.acquire().await else {
+        let Imaging { limits, quality, renders } = *self;
+        let Ok(permit) = renders.acquire().await else {
             return Err(failure(ImageError::Encode("the render queue is closed".into())));
         };
         let started = std::time::Instant::now();

@@ -14,7 +14,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let limits = ImageLimits::from_lookup(|name| std::env::var(name).ok())?;
     let scanner = thumbnailer::clamd::Clamd::from_lookup(|name| std::env::var(name).ok())?;
     let scanner = scanner.map(|c| Arc::new(c) as Arc<dyn VirusScanner>);
-    let t = Thumbnailer::new(&services, Imaging { limits, quality: DEFAULT_QUALITY }, scanner);
+    let t = Thumbnailer::new(&services, Imaging::new(limits, DEFAULT_QUALITY), scanner);
     let t = &t;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
         let stop = matbakh_lambda::stop_at(

@@ -40,7 +40,7 @@ fn world() -> World {
             delivery: delivery.clone(),
             limits: Limits::default(),
         },
-        renderer: Arc::new(Imaging { limits: ImageLimits::default(), quality: FAST }),
+        renderer: Arc::new(Imaging::new(ImageLimits::default(), FAST)),
         scanner: None,
         delivery,
     };
@@ -275,4 +275,24 @@ async fn a_copy_message_runs_after_the_object_events_of_its_batch() {
     let at = |what: &str| text.find(what).unwrap_or_else(|| panic!("no {what} in {text}"));
     assert!(at(r#""message_id":"m2""#) < at(r#""message_id":"m1""#), "{text}");
     assert!(at("object processed") < at("public original copied as asked"), "{text}");
+}
+
+/// One render at a time (review 28): a render asked for while another runs waits for it (a
+/// render left running by a record given up on must not run beside the next one in memory
+/// sized for one), and gets the turn when the running one ends. Shown by the turn itself: the
+/// turn the running render gives back goes to the waiting one, not back to the pool.
+#[tokio::test]
+async fn a_render_waits_for_the_one_running() {
+    let renders: &'static tokio::sync::Semaphore = Box::leak(Box::new(tokio::sync::Semaphore::new(1)));
+    let imaging = Imaging { renders, ..Imaging::new(ImageLimits::default(), FAST) };
+    let running = renders.acquire().await.unwrap();
+    let (_, bytes) = corpus("photos/dune.jpg");
+    let mut waiting = Box::pin(imaging.render(bytes));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(waiting.as_mut().poll(&mut cx).is_pending());
+    drop(running);
+    assert_eq!(renders.available_permits(), 0, "the turn went back to the pool, not to the waiting render");
+    let rendered = waiting.await.unwrap();
+    assert!(!rendered.variants.is_empty());
+    assert_eq!(renders.available_permits(), 1, "the turn is given back");
 }

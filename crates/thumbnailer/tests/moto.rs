@@ -23,7 +23,7 @@ async fn setup() -> (Harness, Thumbnailer) {
 }
 
 fn with_scanner(h: &Harness, scanner: Option<thumbnailer::clamd::Clamd>) -> Thumbnailer {
-    let imaging = Imaging { limits: ImageLimits::default(), quality: FAST };
+    let imaging = Imaging::new(ImageLimits::default(), FAST);
     Thumbnailer::new(&h.state, imaging, scanner.map(|c| std::sync::Arc::new(c) as _))
 }
 
@@ -431,7 +431,7 @@ async fn a_large_original_made_public_is_copied_by_the_thumbnailer() {
 
     let received = sqs.receive_message().queue_url(&url).max_number_of_messages(10).send().await.unwrap();
     assert_eq!(received.messages().len(), 1);
-    let imaging = Imaging { limits: ImageLimits::default(), quality: FAST };
+    let imaging = Imaging::new(ImageLimits::default(), FAST);
     let copier = Thumbnailer::new(&matbakh_aws::Services { files_cdn: cdn, ..h.state.clone() }, imaging, None);
     let answer = thumbnailer::handle(&copier, testkit::as_delivered(received.messages())).await;
     assert!(answer.batch_item_failures.is_empty());
