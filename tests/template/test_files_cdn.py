@@ -312,8 +312,8 @@ class FilesCdn(unittest.TestCase):
             # is shown (an archived file's, one withheld for its size: a HEAD), as the notifier's
             # views of such files look (review 27).
             "FilesApiFunction": publish | {"s3:GetObject", "s3:ListBucket"},
-            # And whether a large public original's copy stayed through an archive (a HEAD)
-            # before it asks the thumbnailer for one.
+            # And whether a large public original's copy is there (a HEAD) on a change that would
+            # not otherwise ask the thumbnailer for one.
             "NotifierFunction": {"s3:GetObject", "s3:ListBucket"},
             # Public as it becomes READY, or asked to copy a large original (in parts: a
             # failed copy is aborted). Whether an asked-for copy of a file made private since

@@ -349,7 +349,8 @@ mod tests {
     use crate::fakes::{InMemoryObjects, delivery};
     use crate::ports::PortResult;
 
-    /// A public READY video of 6 GiB (its original is copied apart, in parts).
+    /// A public READY video of 6 GiB (its original is copied apart, in parts; the fake copies
+    /// its size, not 6 GiB of bytes).
     fn video(name: &str) -> FileDetails {
         let mut r = FileRecord::upload(
             FileId::new(1_700_000_000_000, [5; 10]),

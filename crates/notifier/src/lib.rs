@@ -158,7 +158,7 @@ pub async fn handle(live: &Live, event: Value) -> Value {
             .await;
             if let Err(e) = &outcome {
                 let then = if e.retryable() { "the stream hands it over again" } else { "left out for good" };
-                span.in_scope(|| tracing::error!(error = %e, retryable = e.retryable(), "not told; {then}"));
+                span.in_scope(|| tracing::error!(error = %e, retryable = e.retryable(), "not told, or its copy not asked for; {then}"));
             }
             outcome
         }

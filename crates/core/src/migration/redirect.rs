@@ -67,8 +67,9 @@ pub struct Migrated {
     /// publish without a GPS position it may hold
     /// ([`crate::location::public_copy_may_be_withheld`]). A large one copied in parts is
     /// redirected to: its copy is missing only until the thumbnailer, asked by the notifier, has
-    /// made it (seconds to minutes), or, where that failed, until an operator asks again
-    /// (RUNBOOKS).
+    /// made it (seconds to minutes), or, where an ask was lost, until the file's next change or
+    /// an operator asks again (RUNBOOKS); one too large to copy within the thumbnailer's time
+    /// stays missing (its DLQ alarm says so).
     pub original_may_be_missing: bool,
 }
 
