@@ -19,8 +19,8 @@
 //! every writer (made public, processed, restored, renamed), instead of each of them.
 //!
 //! Reads the records' images, the connections table and whether a public copy is there; writes
-//! pushes, the webhook queue, the thumbnailer queue, removals of gone sockets and EMF metrics (`LiveMessages`, `LivePushes`,
-//! `LivePushesFailed`, `LiveSocketsGone`, `WebhooksQueued`).
+//! pushes, the webhook queue, the thumbnailer queue, removals of gone sockets and EMF metrics
+//! (`LiveMessages`, `LivePushes`, `LivePushesFailed`, `LiveSocketsGone`, `WebhooksQueued`).
 
 pub mod adapters;
 
